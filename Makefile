@@ -1,0 +1,38 @@
+# The targets the README names. Everything the project needs is installed here,
+# never by hand: a fresh clone on a fresh machine runs `make demo` and `make test`.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint typecheck bench system-packages clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages the tests and the demo use; installed when missing and we are root.
+system-packages:
+	@bash scripts/ensure-system-packages.sh
+
+demo: $(STAMP) system-packages
+	$(VENV)/bin/slipway up
+
+test: $(STAMP) system-packages
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.eventlog --json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .sandbox

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints one JSON object comparing Slipway with a peer or the raw limit."""

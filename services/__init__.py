@@ -1,0 +1,1 @@
+"""Slipway's services: independent asyncio processes that share only `shared/` and the wire."""

@@ -1,0 +1,40 @@
+"""`slipway migrate`: create or update the event log's schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+
+from shared.db import connect
+from shared.errors import ConfigError
+from shared.eventlog import DEFAULT_APP_ROLE, migrate
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("migrate", help="create or update the database schema")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("SLIPWAY_MIGRATE_DATABASE_URL")
+        or os.environ.get("SLIPWAY_DATABASE_URL"),
+        help="an owner's URL (default: $SLIPWAY_MIGRATE_DATABASE_URL, then $SLIPWAY_DATABASE_URL)",
+    )
+    parser.add_argument("--schema", default=os.environ.get("SLIPWAY_DATABASE_SCHEMA", "slipway"))
+    parser.add_argument("--app-role", default=DEFAULT_APP_ROLE)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.database_url:
+        raise ConfigError("migrate needs --database-url or SLIPWAY_MIGRATE_DATABASE_URL")
+    applied = asyncio.run(_migrate(args.database_url, args.schema, args.app_role))
+    print(f"schema {args.schema}: " + (f"applied {applied}" if applied else "up to date"))
+    return 0
+
+
+async def _migrate(url: str, schema: str, app_role: str) -> list[int]:
+    conn = await connect(url, schema="public")
+    try:
+        return await migrate(conn, schema=schema, app_role=app_role)
+    finally:
+        await conn.close()

@@ -1,0 +1,93 @@
+"""PostgreSQL connections: pools bound to one schema, and error translation.
+
+Every Slipway table lives in one schema (default `slipway`), set as the
+connection's search_path, so tests isolate themselves by schema and SQL stays
+unqualified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+
+from shared.errors import ConfigError, Unavailable
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+# Errors that mean "the database (or the way to it) is not there right now".
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    TimeoutError,
+)
+
+
+def check_schema_name(schema: str) -> str:
+    if not _SCHEMA_NAME.match(schema):
+        raise ConfigError(f"schema name {schema!r} must be lowercase letters, digits and _")
+    return schema
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # asyncpg has no codec for xid8; its text form is the decimal number.
+    await conn.set_type_codec(
+        "xid8", schema="pg_catalog", encoder=str, decoder=int, format="text"
+    )
+
+
+async def create_pool(
+    url: str,
+    *,
+    schema: str = "slipway",
+    min_size: int = 1,
+    max_size: int = 10,
+    **kwargs: Any,
+) -> asyncpg.Pool:
+    """A pool whose connections use `schema` and understand Slipway's column types."""
+    check_schema_name(schema)
+    try:
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            server_settings={"search_path": schema, "application_name": "slipway"},
+            **kwargs,
+        )
+    except CONNECTION_ERRORS as exc:
+        raise Unavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+    assert pool is not None
+    return pool
+
+
+async def connect(url: str, *, schema: str = "slipway", **kwargs: Any) -> asyncpg.Connection:
+    """One connection, configured like a pool's (for leases and advisory locks)."""
+    check_schema_name(schema)
+    try:
+        conn = await asyncpg.connect(
+            url,
+            server_settings={"search_path": schema, "application_name": "slipway"},
+            **kwargs,
+        )
+    except CONNECTION_ERRORS as exc:
+        raise Unavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+    await _init_connection(conn)
+    return conn
+
+
+@contextlib.asynccontextmanager
+async def unavailable_on_disconnect(what: str) -> AsyncIterator[None]:
+    """Translate a lost connection inside the block into `Unavailable`."""
+    try:
+        yield
+    except CONNECTION_ERRORS as exc:
+        raise Unavailable(f"{what}: database connection lost: {exc}") from exc

@@ -1,0 +1,27 @@
+"""The append-only event log in PostgreSQL (DESIGN §3)."""
+
+from shared.eventlog.migrate import DEFAULT_APP_ROLE, migrate
+from shared.eventlog.position import START, LogPosition
+from shared.eventlog.store import (
+    ANY,
+    NO_STREAM,
+    AppendResult,
+    EventStore,
+    deterministic_event_id,
+    new_events,
+    position_of,
+)
+
+__all__ = [
+    "ANY",
+    "DEFAULT_APP_ROLE",
+    "NO_STREAM",
+    "START",
+    "AppendResult",
+    "EventStore",
+    "LogPosition",
+    "deterministic_event_id",
+    "migrate",
+    "new_events",
+    "position_of",
+]

@@ -1,0 +1,344 @@
+"""The event store: append with optimistic concurrency, read a stream, read everything.
+
+Commit order and gaps
+---------------------
+Identity values are handed out at INSERT, but rows become visible at COMMIT,
+so a reader that tails by `global_position` alone can pass position 41 while
+40 is still uncommitted, and never see 40. We instead read in
+`(tx_id, global_position)` order and only rows whose transaction id is below
+`pg_snapshot_xmin(pg_current_snapshot())`: every transaction below that
+horizon has finished, and every transaction that starts later gets a larger
+id, so nothing can ever appear behind a reader's checkpoint. The price is
+latency: a reader waits for the oldest open writing transaction to end.
+
+Per-stream order in that feed is kept by refusing an append whose
+transaction id is older than that of the stream's current head (a
+transaction that wrote something else first, then appended after a newer
+writer); the caller retries in a fresh transaction, as after any conflict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import datetime
+
+import asyncpg
+import msgspec
+
+from shared.db import CONNECTION_ERRORS
+from shared.errors import ConcurrencyConflict, IdempotencyViolation, Unavailable
+from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
+from shared.events.codec import EventRegistry
+from shared.eventlog.position import START, LogPosition
+from shared.streams import check_stream_id
+
+ANY: None = None
+"""`expected_version=ANY`: append at the end, whatever the stream's version."""
+NO_STREAM = -1
+"""`expected_version=NO_STREAM`: the stream must not exist yet."""
+
+_APPEND = """
+WITH last AS (
+  SELECT stream_version, tx_id FROM events
+  WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1
+), head AS (
+  SELECT coalesce((SELECT stream_version FROM last), -1) AS version,
+         (SELECT tx_id FROM last) AS tx_id
+)
+INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version,
+                    payload, metadata)
+SELECT $1, head.version + e.ord, e.event_id, e.event_type, e.schema_version,
+       e.payload, e.metadata
+FROM head,
+     unnest($3::uuid[], $4::text[], $5::int2[], $6::bytea[], $7::jsonb[])
+       WITH ORDINALITY AS e(event_id, event_type, schema_version, payload, metadata, ord)
+WHERE ($2::bigint IS NULL OR head.version = $2::bigint)
+  AND (head.tx_id IS NULL OR head.tx_id < pg_current_xact_id())
+RETURNING global_position, stream_version
+"""
+
+_HEAD = """
+SELECT stream_version, tx_id, pg_current_xact_id_if_assigned() AS own_tx
+FROM events WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1
+"""
+
+_COLUMNS = """global_position, tx_id, stream_id, stream_version, event_id, event_type,
+schema_version, payload, metadata, recorded_at"""
+
+_READ_STREAM = f"""
+SELECT {_COLUMNS} FROM events
+WHERE stream_id = $1 AND stream_version >= $2
+  AND ($3::bigint IS NULL OR global_position <= $3::bigint)
+  AND ($4::timestamptz IS NULL OR recorded_at <= $4::timestamptz)
+ORDER BY stream_version
+"""
+
+_READ_ALL = f"""
+SELECT {_COLUMNS} FROM events
+WHERE (tx_id, global_position) > ($1::xid8, $2::bigint)
+  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY tx_id, global_position
+LIMIT $3
+"""
+
+_STORED = """
+SELECT event_id, stream_id, stream_version, event_type, payload, global_position
+FROM events WHERE event_id = ANY($1::uuid[])
+"""
+
+_ANY_STORED = "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ANY($1::uuid[]))"
+
+_metadata_encoder = msgspec.json.Encoder()
+_metadata_decoder = msgspec.json.Decoder(Metadata)
+
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    """Where an append landed: positions and versions, one per event, in order."""
+
+    global_positions: tuple[int, ...]
+    stream_versions: tuple[int, ...]
+
+    @property
+    def next_expected_version(self) -> int:
+        return self.stream_versions[-1]
+
+
+class EventStore:
+    """Appends to and reads from the `events` table of the pool's schema."""
+
+    def __init__(self, pool: asyncpg.Pool, registry: EventRegistry) -> None:
+        self.pool = pool
+        self.registry = registry
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_version: int | None,
+        conn: Connection | None = None,
+    ) -> AppendResult:
+        """Append `events` to `stream_id` in one statement.
+
+        `expected_version` is the stream's current last version (`NO_STREAM`
+        for a new stream, `ANY` for no check). Raises `ConcurrencyConflict` when
+        the stream has moved on, `IdempotencyViolation` when an event id is
+        already stored for something else; retrying the same append after a
+        lost connection returns the stored positions.
+
+        Pass `conn` to append inside the caller's transaction.
+        """
+        check_stream_id(stream_id)
+        if not events:
+            raise ValueError("append needs at least one event")
+        if expected_version is not None and expected_version < NO_STREAM:
+            raise ValueError(f"expected_version must be ≥ {NO_STREAM} or ANY")
+        args = self._encode(stream_id, events, expected_version)
+        try:
+            if conn is not None:
+                return await self._append_on(conn, stream_id, events, expected_version, args)
+            async with self.pool.acquire() as own:
+                return await self._append_on(own, stream_id, events, expected_version, args)
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"append to {stream_id!r}: database connection lost: {exc}") from exc
+
+    async def _append_on(
+        self,
+        conn: Connection,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: int | None,
+        args: tuple[object, ...],
+    ) -> AppendResult:
+        # Outside a transaction the INSERT is its own transaction: one round trip.
+        # Inside one, a savepoint keeps a unique violation from aborting the caller's work.
+        try:
+            if conn.is_in_transaction():
+                async with conn.transaction():
+                    rows = await conn.fetch(_APPEND, *args)
+            else:
+                rows = await conn.fetch(_APPEND, *args)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "events_event_id_unique":
+                return await self._stored_result(conn, stream_id, events)
+            raise ConcurrencyConflict(stream_id, _expected_for_error(expected_version)) from exc
+        if not rows:
+            # A retry of an append that did commit fails the version check before it can
+            # hit the event-id constraint, so look for the ids before calling it a conflict.
+            if await conn.fetchval(_ANY_STORED, [e.event_id for e in events]):
+                return await self._stored_result(conn, stream_id, events)
+            raise await self._why_not_appended(conn, stream_id, expected_version)
+        rows = sorted(rows, key=lambda r: r["stream_version"])
+        return AppendResult(
+            tuple(r["global_position"] for r in rows), tuple(r["stream_version"] for r in rows)
+        )
+
+    def _encode(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: int | None
+    ) -> tuple[object, ...]:
+        ids, types, versions, payloads, metadata = [], [], [], [], []
+        for new in events:
+            event_type, schema_version, payload = self.registry.encode(new.event)
+            ids.append(new.event_id)
+            types.append(event_type)
+            versions.append(schema_version)
+            payloads.append(payload)
+            metadata.append(_metadata_encoder.encode(new.metadata).decode())
+        return (stream_id, expected_version, ids, types, versions, payloads, metadata)
+
+    async def _stored_result(
+        self, conn: Connection, stream_id: str, events: Sequence[NewEvent]
+    ) -> AppendResult:
+        """The original positions of a retried append, or why it is not a retry."""
+        stored = {r["event_id"]: r for r in await conn.fetch(_STORED, [e.event_id for e in events])}
+        for new in events:
+            row = stored.get(new.event_id)
+            event_type, _, payload = self.registry.encode(new.event)
+            if row is None:
+                raise IdempotencyViolation(
+                    f"append to {stream_id!r} mixes event ids already stored with new ones "
+                    f"(event {new.event_id} is new): a retry must resend the same batch"
+                )
+            if (row["stream_id"], row["event_type"], bytes(row["payload"])) != (
+                stream_id,
+                event_type,
+                payload,
+            ):
+                raise IdempotencyViolation(
+                    f"event id {new.event_id} is already stored as {row['event_type']!r} in "
+                    f"stream {row['stream_id']!r} with a different payload; an event id "
+                    "must never be reused for another event"
+                )
+        rows = [stored[e.event_id] for e in events]
+        return AppendResult(
+            tuple(r["global_position"] for r in rows), tuple(r["stream_version"] for r in rows)
+        )
+
+    async def _why_not_appended(
+        self, conn: Connection, stream_id: str, expected_version: int | None
+    ) -> ConcurrencyConflict:
+        head = await conn.fetchrow(_HEAD, stream_id)
+        actual = NO_STREAM if head is None else head["stream_version"]
+        if expected_version is not None and actual != expected_version:
+            return ConcurrencyConflict(stream_id, expected_version, actual)
+        conflict = ConcurrencyConflict(stream_id, _expected_for_error(expected_version), actual)
+        conflict.args = (
+            f"stream {stream_id!r} was last written by a transaction newer than this one; "
+            "retry the append in a new transaction",
+        )
+        return conflict
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 0,
+        up_to_position: int | None = None,
+        up_to_time: datetime | None = None,
+        conn: Connection | None = None,
+    ) -> list[RecordedEvent]:
+        """A stream's events in version order, optionally only those up to a position or time."""
+        args = (stream_id, from_version, up_to_position, up_to_time)
+        try:
+            if conn is not None:
+                rows = await conn.fetch(_READ_STREAM, *args)
+            else:
+                rows = await self.pool.fetch(_READ_STREAM, *args)
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"read {stream_id!r}: database connection lost: {exc}") from exc
+        return [self.decode_row(r) for r in rows]
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's last version, or `NO_STREAM`."""
+        version = await self.pool.fetchval(
+            "SELECT max(stream_version) FROM events WHERE stream_id = $1", stream_id
+        )
+        return NO_STREAM if version is None else int(version)
+
+    async def read_all(
+        self, after: LogPosition = START, *, limit: int = 1000, conn: Connection | None = None
+    ) -> list[RecordedEvent]:
+        """Committed events after `after`, in commit-safe order, at most `limit`."""
+        return [self.decode_row(r) for r in await self.read_all_rows(after, limit=limit, conn=conn)]
+
+    async def read_all_rows(
+        self, after: LogPosition = START, *, limit: int = 1000, conn: Connection | None = None
+    ) -> list[asyncpg.Record]:
+        """`read_all` without decoding: for the relay, which forwards payloads as stored."""
+        args = (after.tx_id, after.global_position, limit)
+        try:
+            if conn is not None:
+                return list(await conn.fetch(_READ_ALL, *args))
+            return list(await self.pool.fetch(_READ_ALL, *args))
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"read the log: database connection lost: {exc}") from exc
+
+    async def tail(
+        self,
+        after: LogPosition = START,
+        *,
+        batch_size: int = 1000,
+        idle_sleep: float = 0.01,
+        stop: asyncio.Event | None = None,
+    ) -> AsyncIterator[list[RecordedEvent]]:
+        """Batches of committed events, forever (or until `stop` is set), polling when idle."""
+        position = after
+        while stop is None or not stop.is_set():
+            batch = await self.read_all(position, limit=batch_size)
+            if batch:
+                position = position_of(batch[-1])
+                yield batch
+            elif stop is None:
+                await asyncio.sleep(idle_sleep)
+            else:
+                try:
+                    await asyncio.wait_for(stop.wait(), idle_sleep)
+                except TimeoutError:
+                    pass
+
+    def decode_row(self, row: asyncpg.Record) -> RecordedEvent:
+        return RecordedEvent(
+            global_position=row["global_position"],
+            tx_id=row["tx_id"],
+            stream_id=row["stream_id"],
+            stream_version=row["stream_version"],
+            event_id=row["event_id"],
+            event_type=row["event_type"],
+            schema_version=row["schema_version"],
+            event=self.registry.decode(row["event_type"], row["schema_version"], row["payload"]),
+            metadata=_metadata_decoder.decode(row["metadata"]),
+            recorded_at=row["recorded_at"],
+        )
+
+
+def position_of(event: RecordedEvent | asyncpg.Record) -> LogPosition:
+    if isinstance(event, RecordedEvent):
+        return LogPosition(event.tx_id, event.global_position)
+    return LogPosition(event["tx_id"], event["global_position"])
+
+
+def new_events(
+    events: Iterable[Event], *, metadata: Metadata | None = None
+) -> list[NewEvent]:
+    """Wrap events with fresh ids and shared metadata, for callers with nothing to dedupe on."""
+    from shared.ids import new_event_id
+
+    return [
+        NewEvent(event=e, event_id=new_event_id(), metadata=metadata or Metadata()) for e in events
+    ]
+
+
+def deterministic_event_id(*parts: str) -> uuid.UUID:
+    """An event id derived from what caused it, so a handler that runs twice appends once."""
+    return uuid.uuid5(_SLIPWAY_NAMESPACE, "\x1f".join(parts))
+
+
+_SLIPWAY_NAMESPACE = uuid.UUID("6f1b8a52-3f0e-4c59-9a57-6d1d2c7f9e10")
+
+
+def _expected_for_error(expected_version: int | None) -> int:
+    return -2 if expected_version is None else expected_version

@@ -1,0 +1,10 @@
+"""Real NATS and PostgreSQL servers on free loopback ports, from their wheels.
+
+Used by `make demo` / `slipway up` and by the test harness. Production points
+Slipway at its own servers; nothing here is on a production code path.
+"""
+
+from shared.sandbox.nats import NatsServer
+from shared.sandbox.postgres import PostgresServer
+
+__all__ = ["NatsServer", "PostgresServer"]

@@ -1,0 +1,111 @@
+"""The test harness: real nats-server and PostgreSQL, started once per session.
+
+`SLIPWAY_TEST_NATS_URL` / `SLIPWAY_TEST_DATABASE_URL` point the suite at
+servers that are already running instead. Tests isolate themselves: each gets
+its own PostgreSQL schema and its own NATS subject prefix and stream names.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import nats
+import pytest
+from nats.aio.client import Client as NatsClient
+
+from shared.db import create_pool
+from shared.eventlog import DEFAULT_APP_ROLE, EventStore, migrate
+from shared.events.catalog import default_registry
+from shared.sandbox import NatsServer, PostgresServer
+from shared.subjects import Subjects
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> Iterator[str]:
+    """URL of a JetStream-enabled nats-server for the whole session."""
+    if url := os.environ.get("SLIPWAY_TEST_NATS_URL"):
+        yield url
+        return
+    with NatsServer() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer | None]:
+    if os.environ.get("SLIPWAY_TEST_DATABASE_URL"):
+        yield None
+        return
+    # fsync off: the suite checks behaviour, not durability of this disk.
+    with PostgresServer(durable=False) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres: PostgresServer | None) -> str:
+    """Superuser URL: creates schemas and runs migrations."""
+    if postgres is None:
+        return os.environ["SLIPWAY_TEST_DATABASE_URL"]
+    return postgres.url
+
+
+@pytest.fixture(scope="session")
+def app_database_url(database_url: str) -> str:
+    """The same server as the application role, which may not UPDATE or DELETE events."""
+    return _with_user(database_url, DEFAULT_APP_ROLE)
+
+
+def _with_user(url: str, user: str) -> str:
+    scheme, rest = url.split("://", 1)
+    host = rest.split("@", 1)[-1]
+    return f"{scheme}://{user}@{host}"
+
+
+@pytest.fixture
+def test_id() -> str:
+    """A short unique id for this test's schema, subjects and streams."""
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+async def schema(database_url: str, test_id: str) -> AsyncIterator[str]:
+    """A freshly migrated schema of this test's own, dropped afterwards."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await migrate(conn, schema=test_id)
+    finally:
+        await conn.close()
+    yield test_id
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f'DROP SCHEMA "{test_id}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def pool(app_database_url: str, schema: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool in the test's schema, logged in as the application role."""
+    pool = await create_pool(app_database_url, schema=schema, min_size=1, max_size=10)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def store(pool: asyncpg.Pool) -> EventStore:
+    return EventStore(pool, default_registry())
+
+
+@pytest.fixture
+def subjects(test_id: str) -> Subjects:
+    """Subjects and stream names private to this test."""
+    return Subjects(prefix=test_id)
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[NatsClient]:
+    client = await nats.connect(nats_url)
+    yield client
+    await client.drain()
