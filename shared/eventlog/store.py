@@ -326,10 +326,13 @@ def new_events(
 ) -> list[NewEvent]:
     """Wrap events with fresh ids and shared metadata, for callers with nothing to dedupe on."""
     from shared.ids import new_event_id
+    from shared.tracing import current_trace_headers
 
-    return [
-        NewEvent(event=e, event_id=new_event_id(), metadata=metadata or Metadata()) for e in events
-    ]
+    if metadata is None:
+        # The current span's context rides with the event, so whoever handles it
+        # later continues this trace (DESIGN §11: one deployment is one trace).
+        metadata = Metadata(**current_trace_headers())
+    return [NewEvent(event=e, event_id=new_event_id(), metadata=metadata) for e in events]
 
 
 def deterministic_event_id(*parts: str) -> uuid.UUID:

@@ -1,0 +1,154 @@
+"""The relay (transactional outbox): publish every committed event to JetStream.
+
+One relay leads at a time: the leader holds a PostgreSQL session advisory lock
+on a dedicated connection, reads the log past its checkpoint in commit-safe
+order on that same connection, publishes the batch with up to
+`max_in_flight` PubAcks outstanding, and only then stores the checkpoint —
+again on that connection. If the leader dies (even `kill -9`), PostgreSQL
+drops its session and the lock with it; a standby takes over from the last
+checkpoint. Events published after that checkpoint are published again, and
+JetStream drops them by `Nats-Msg-Id`; a consumer that still sees one (after
+the duplicate window) skips it by event id. Nothing is lost: the checkpoint
+never passes an event whose PubAck has not arrived.
+
+Fencing: the checkpoint write happens on the lock-holding session, so a
+leader that lost its session cannot move the checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+
+import asyncpg
+import structlog
+from nats.js import JetStreamContext
+from nats.js.errors import Error as JetStreamError
+
+from shared.db import CONNECTION_ERRORS, connect
+from shared.errors import Unavailable
+from shared.eventlog.position import START, LogPosition
+from shared.eventlog.store import _READ_ALL, position_of
+from shared.messaging import headers_for
+from shared.subjects import Subjects
+
+log = structlog.get_logger("slipway.relay")
+
+_LOAD_CHECKPOINT = "SELECT tx_id, position FROM checkpoints WHERE name = $1"
+_SAVE_CHECKPOINT = """
+INSERT INTO checkpoints (name, tx_id, position) VALUES ($1, $2::xid8, $3)
+ON CONFLICT (name) DO UPDATE
+  SET tx_id = excluded.tx_id, position = excluded.position, updated_at = clock_timestamp()
+"""
+
+
+class Relay:
+    """Leader-elected publisher of the log to the events stream."""
+
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        js: JetStreamContext,
+        subjects: Subjects,
+        schema: str = "slipway",
+        name: str = "relay",
+        batch_size: int = 1000,
+        max_in_flight: int = 512,
+        idle_sleep_s: float = 0.005,
+        standby_poll_s: float = 0.5,
+        publish_timeout_s: float = 10.0,
+    ) -> None:
+        self.database_url = database_url
+        self.js = js
+        self.subjects = subjects
+        self.schema = schema
+        self.name = name
+        self.batch_size = batch_size
+        self.max_in_flight = max_in_flight
+        self.idle_sleep_s = idle_sleep_s
+        self.standby_poll_s = standby_poll_s
+        self.publish_timeout_s = publish_timeout_s
+        self.is_leader = False
+        self.published = 0
+        self.duplicates = 0
+        self._lock_key = _lock_key(schema, name)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Compete for leadership and relay while leader, until `stop` is set."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                await self._run_session(stop)
+                failures = 0
+            except (Unavailable, *CONNECTION_ERRORS, JetStreamError) as exc:
+                failures += 1
+                delay = min(0.1 * 2**failures, 5.0)
+                log.warning("relay_interrupted", error=str(exc), retry_in_s=delay)
+                await _wait(stop, delay)
+            finally:
+                self.is_leader = False
+
+    async def _run_session(self, stop: asyncio.Event) -> None:
+        conn = await connect(self.database_url, schema=self.schema)
+        try:
+            while not stop.is_set():
+                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
+                    self.is_leader = True
+                    log.info("relay_leading", relay=self.name)
+                    await self._lead(conn, stop)
+                    return
+                await _wait(stop, self.standby_poll_s)
+        finally:
+            # Closing the session releases the advisory lock for the next leader.
+            await conn.close(timeout=2)
+
+    async def _lead(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        row = await conn.fetchrow(_LOAD_CHECKPOINT, self.name)
+        position = START if row is None else LogPosition(row["tx_id"], row["position"])
+        while not stop.is_set():
+            rows = await conn.fetch(
+                _READ_ALL, position.tx_id, position.global_position, self.batch_size
+            )
+            if not rows:
+                await _wait(stop, self.idle_sleep_s)
+                continue
+            await self._publish(rows)
+            position = position_of(rows[-1])
+            await conn.execute(
+                _SAVE_CHECKPOINT, self.name, position.tx_id, position.global_position
+            )
+
+    async def _publish(self, rows: Sequence[asyncpg.Record]) -> None:
+        """Publish `rows` in log order and wait for every PubAck."""
+        pending = []
+        for start in range(0, len(rows), self.max_in_flight):
+            for row in rows[start : start + self.max_in_flight]:
+                subject = self.subjects.event(row["stream_id"], row["event_type"])
+                pending.append(
+                    await self.js.publish_async(
+                        subject, bytes(row["payload"]), headers=headers_for(row)
+                    )
+                )
+            try:
+                acks = await asyncio.wait_for(asyncio.gather(*pending), self.publish_timeout_s)
+            except TimeoutError as exc:
+                for future in pending:
+                    future.cancel()
+                raise Unavailable(f"no PubAck within {self.publish_timeout_s}s") from exc
+            pending.clear()
+            self.published += len(acks)
+            self.duplicates += sum(1 for ack in acks if ack.duplicate)
+
+
+def _lock_key(schema: str, name: str) -> int:
+    digest = hashlib.blake2b(f"slipway-relay:{schema}:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass
