@@ -1,0 +1,116 @@
+"""Fault test: `kill -9` relay processes at random moments while events are appended."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import uuid
+
+import asyncpg
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+
+from shared.consumer import EventConsumer
+from shared.eventlog import ANY, EventStore, new_events
+from shared.events import RecordedEvent
+from shared.events.catalog import ApplicationDisabled
+from shared.messaging import MSG_ID, ensure_event_stream
+from shared.subjects import Subjects
+
+pytestmark = pytest.mark.slow
+
+
+def start_relay(app_database_url: str, schema: str, nats_url: str, subjects: Subjects,
+                ) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "SLIPWAY_DATABASE_URL": app_database_url,
+        "SLIPWAY_DATABASE_SCHEMA": schema,
+        "SLIPWAY_NATS_URL": nats_url,
+        "SLIPWAY_SUBJECT_PREFIX": subjects.prefix,
+    }
+    return subprocess.Popen([sys.executable, "-m", "services.relay"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def test_relay_killed_at_random_loses_nothing(
+    app_database_url: str, database_url: str, schema: str, nats_url: str, nc: NatsClient,
+    store: EventStore, subjects: Subjects,
+) -> None:
+    """After repeated kill -9 of two relay replicas, every event reached JetStream; a raw
+    subscriber saw each at least once and the inbox-guarded projection exactly once."""
+    rng = random.Random(20261128)
+    js = nc.jetstream()
+    await ensure_event_stream(js, subjects)
+    owner = await asyncpg.connect(database_url, server_settings={"search_path": schema})
+    await owner.execute("CREATE TABLE handled_counts (event_id uuid PRIMARY KEY, n int NOT NULL)")
+    await owner.execute("GRANT SELECT, INSERT, UPDATE ON handled_counts TO slipway_app")
+    await owner.close()
+
+    seen_raw: list[str] = []
+    async def record(msg: Msg) -> None:
+        seen_raw.append(msg.headers[MSG_ID] if msg.headers else "")
+
+    raw = await js.subscribe(subjects.all_events, ordered_consumer=True, cb=record)
+
+    async def count(event: RecordedEvent, conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            "INSERT INTO handled_counts (event_id, n) VALUES ($1, 1) "
+            "ON CONFLICT (event_id) DO UPDATE SET n = handled_counts.n + 1", event.event_id)
+
+    consumer = EventConsumer(name="projection", js=js, pool=store.pool, registry=store.registry,
+                             subjects=subjects, handler=count, fetch_timeout_s=0.2, ack_wait_s=2)
+    stop = asyncio.Event()
+    consumer_task = asyncio.create_task(consumer.run(stop))
+
+    appended: list[uuid.UUID] = []
+
+    async def writer() -> None:
+        for i in range(150):
+            batch = new_events([ApplicationDisabled(application_id=f"a{i}")] * rng.randint(1, 8))
+            await store.append(f"application-w{i % 7}", batch, expected_version=ANY)
+            appended.extend(e.event_id for e in batch)
+            await asyncio.sleep(rng.uniform(0, 0.02))
+
+    relays = [start_relay(app_database_url, schema, nats_url, subjects) for _ in range(2)]
+    writing = asyncio.create_task(writer())
+    kills = 0
+    try:
+        while not writing.done():
+            await asyncio.sleep(rng.uniform(0.05, 0.4))
+            victim = rng.randrange(len(relays))
+            relays[victim].send_signal(signal.SIGKILL)
+            relays[victim].wait()
+            kills += 1
+            relays[victim] = start_relay(app_database_url, schema, nats_url, subjects)
+        await writing
+
+        expected = {str(e) for e in appended}
+
+        async def all_arrived() -> bool:
+            handled = await store.pool.fetchval("SELECT count(*) FROM handled_counts")
+            return expected <= set(seen_raw) and handled == len(expected)
+
+        deadline = asyncio.get_running_loop().time() + 30
+        while not await all_arrived():
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"missing after kills: {len(expected - set(seen_raw))} of {len(expected)}")
+            await asyncio.sleep(0.05)
+    finally:
+        for relay in relays:
+            relay.send_signal(signal.SIGKILL)
+            relay.wait()
+        stop.set()
+        await consumer_task
+        await raw.unsubscribe()
+
+    assert kills >= 3
+    info = await js.stream_info(subjects.events_stream)
+    assert info.state.messages == len(expected), "JetStream deduplicated republished events"
+    assert {r["n"] for r in await store.pool.fetch("SELECT n FROM handled_counts")} == {1}
+    assert set(seen_raw) == expected
+
