@@ -23,12 +23,12 @@ from collections.abc import Awaitable, Callable, Sequence
 import asyncpg
 import msgspec
 import structlog
-from structlog.contextvars import bound_contextvars
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from opentelemetry import trace
+from structlog.contextvars import bound_contextvars
 
 from shared import tracing
 from shared.db import CONNECTION_ERRORS
@@ -44,7 +44,9 @@ _tracer = tracing.tracer("slipway.consumer")
 Handler = Callable[[RecordedEvent, asyncpg.Connection], Awaitable[None]]
 """Handles one event inside the consumer's transaction; raise to retry."""
 
-_ALREADY_HANDLED = "SELECT EXISTS (SELECT 1 FROM consumer_inbox WHERE consumer = $1 AND event_id = $2)"
+_ALREADY_HANDLED = (
+    "SELECT EXISTS (SELECT 1 FROM consumer_inbox WHERE consumer = $1 AND event_id = $2)"
+)
 _RECORD_HANDLED = "INSERT INTO consumer_inbox (consumer, event_id) VALUES ($1, $2)"
 _DEAD_LETTER = """
 INSERT INTO dead_letters (consumer, subject, stream_seq, deliveries, headers, data, error)
@@ -107,7 +109,8 @@ class EventConsumer:
             ack_wait=self.ack_wait_s,
             max_deliver=-1,
             max_ack_pending=max(1000, self.batch_size * 4),
-            **_filter(self.filter_subjects),
+            filter_subject=self.filter_subjects[0] if len(self.filter_subjects) == 1 else None,
+            filter_subjects=self.filter_subjects if len(self.filter_subjects) > 1 else None,
         )
         await self.js.add_consumer(self.subjects.events_stream, config)
 
@@ -120,7 +123,9 @@ class EventConsumer:
         try:
             while not stop.is_set():
                 try:
-                    messages = await subscription.fetch(self.batch_size, timeout=self.fetch_timeout_s)
+                    messages = await subscription.fetch(
+                        self.batch_size, timeout=self.fetch_timeout_s
+                    )
                 except (NatsTimeoutError, TimeoutError):
                     continue
                 self.in_flight = True
@@ -141,7 +146,9 @@ class EventConsumer:
             await self._dead_letter(message, deliveries, f"undecodable: {exc}")
             return
         with (
-            bound_contextvars(event_id=str(event.event_id), stream_id=event.stream_id, consumer=self.name),
+            bound_contextvars(
+                event_id=str(event.event_id), stream_id=event.stream_id, consumer=self.name
+            ),
             self.tracer.start_as_current_span(
                 f"{self.name} handle {event.event_type}",
                 context=tracing.extract(message.headers),
@@ -220,12 +227,7 @@ class EventConsumer:
             await message.nak(delay=self.backoff_s[0])
             return
         self.stats.dead_lettered += 1
-        log.error("message_dead_lettered", subject=message.subject, reason=reason,
-                  deliveries=deliveries)
+        log.error(
+            "message_dead_lettered", subject=message.subject, reason=reason, deliveries=deliveries
+        )
         await message.term()
-
-
-def _filter(subjects: list[str]) -> dict[str, object]:
-    if len(subjects) == 1:
-        return {"filter_subject": subjects[0]}
-    return {"filter_subjects": subjects}

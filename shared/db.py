@@ -39,9 +39,7 @@ def check_schema_name(schema: str) -> str:
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # asyncpg has no codec for xid8; its text form is the decimal number.
-    await conn.set_type_codec(
-        "xid8", schema="pg_catalog", encoder=str, decoder=int, format="text"
-    )
+    await conn.set_type_codec("xid8", schema="pg_catalog", encoder=str, decoder=int, format="text")
 
 
 async def create_pool(

@@ -18,6 +18,7 @@ leader that lost its session cannot move the checkpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Sequence
 
@@ -34,6 +35,9 @@ from shared.messaging import headers_for
 from shared.subjects import Subjects
 
 log = structlog.get_logger("slipway.relay")
+
+# Failures after which a relay steps down, waits and competes for leadership again.
+_RETRYABLE: tuple[type[BaseException], ...] = (Unavailable, JetStreamError, *CONNECTION_ERRORS)
 
 _LOAD_CHECKPOINT = "SELECT tx_id, position FROM checkpoints WHERE name = $1"
 _SAVE_CHECKPOINT = """
@@ -82,7 +86,7 @@ class Relay:
             try:
                 await self._run_session(stop)
                 failures = 0
-            except (Unavailable, *CONNECTION_ERRORS, JetStreamError) as exc:
+            except _RETRYABLE as exc:
                 failures += 1
                 delay = min(0.1 * 2**failures, 5.0)
                 log.warning("relay_interrupted", error=str(exc), retry_in_s=delay)
@@ -148,7 +152,5 @@ def _lock_key(schema: str, name: str) -> int:
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass

@@ -48,7 +48,8 @@ def tracer(name: str) -> trace.Tracer:
 
 def inject(headers: MutableMapping[str, str], context: otel_context.Context | None = None) -> None:
     """Write the current (or given) span's W3C trace context into `headers`."""
-    _propagator.inject(headers, context=context, setter=_setter)
+    # OpenTelemetry's generic carrier type cannot be inferred from a MutableMapping.
+    _propagator.inject(headers, context=context, setter=_setter)  # type: ignore[misc]
 
 
 def extract(headers: Mapping[str, str] | None) -> otel_context.Context:

@@ -67,14 +67,18 @@ async def test_application_role_cannot_update_or_delete_events(store: EventStore
     """The role services log in as may insert and select events, never change them."""
     app = new_id()
     await store.append(f"application-{app}", new_events([registered(app)]), expected_version=ANY)
-    for statement in ("UPDATE events SET event_type = 'x'", "DELETE FROM events",
-                      "TRUNCATE events"):
+    for statement in (
+        "UPDATE events SET event_type = 'x'",
+        "DELETE FROM events",
+        "TRUNCATE events",
+    ):
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await store.pool.execute(statement)
 
 
-async def test_owner_cannot_update_events_either(database_url: str, store: EventStore,
-                                                 schema: str) -> None:
+async def test_owner_cannot_update_events_either(
+    database_url: str, store: EventStore, schema: str
+) -> None:
     """Even the schema owner is stopped by the append-only trigger."""
     app = new_id()
     await store.append(f"application-{app}", new_events([registered(app)]), expected_version=ANY)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -17,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from shared.consumer import EventConsumer
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events import RecordedEvent
-from shared.events.catalog import ApplicationDisabled, default_registry
+from shared.events.catalog import ApplicationDisabled
 from shared.messaging import ensure_event_stream
 from shared.relay import Relay
 from shared.subjects import Subjects
@@ -34,8 +35,8 @@ async def running(*coros: object) -> AsyncIterator[asyncio.Event]:
         await asyncio.wait_for(asyncio.gather(*tasks), 15)
 
 
-async def wait_for(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(predicate, within_s: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + within_s
     while not await predicate():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
@@ -60,18 +61,31 @@ async def counts_table(database_url: str, schema: str) -> None:
 
 
 def make_relay(app_database_url: str, schema: str, nc: NatsClient, subjects: Subjects) -> Relay:
-    return Relay(database_url=app_database_url, schema=schema, js=nc.jetstream(),
-                 subjects=subjects)
+    return Relay(database_url=app_database_url, schema=schema, js=nc.jetstream(), subjects=subjects)
 
 
-def make_consumer(nc: NatsClient, store: EventStore, subjects: Subjects, **kw: object) -> EventConsumer:
-    return EventConsumer(name="counter", js=nc.jetstream(), pool=store.pool,
-                         registry=store.registry, subjects=subjects, handler=counting_handler,
-                         ack_wait_s=1.0, fetch_timeout_s=0.2, **kw)  # type: ignore[arg-type]
+def make_consumer(
+    nc: NatsClient, store: EventStore, subjects: Subjects, **kw: Any
+) -> EventConsumer:
+    return EventConsumer(
+        name="counter",
+        js=nc.jetstream(),
+        pool=store.pool,
+        registry=store.registry,
+        subjects=subjects,
+        handler=counting_handler,
+        ack_wait_s=1.0,
+        fetch_timeout_s=0.2,
+        **kw,
+    )
 
 
 async def test_every_appended_event_is_handled_exactly_once(
-    app_database_url: str, schema: str, nc: NatsClient, store: EventStore, subjects: Subjects,
+    app_database_url: str,
+    schema: str,
+    nc: NatsClient,
+    store: EventStore,
+    subjects: Subjects,
     counts_table: None,
 ) -> None:
     """Events appended while relay and consumer run are each handled exactly once."""
@@ -80,9 +94,11 @@ async def test_every_appended_event_is_handled_exactly_once(
     consumer = make_consumer(nc, store, subjects)
     async with running(make_relay(app_database_url, schema, nc, subjects).run, consumer.run):
         for i in range(20):
-            await store.append(f"application-a{i % 3}",
-                               new_events([ApplicationDisabled(application_id=f"a{i}")] * 5),
-                               expected_version=ANY)
+            await store.append(
+                f"application-a{i % 3}",
+                new_events([ApplicationDisabled(application_id=f"a{i}")] * 5),
+                expected_version=ANY,
+            )
 
         async def all_handled() -> bool:
             return await store.pool.fetchval("SELECT count(*) FROM handled_counts") == 100
@@ -94,14 +110,19 @@ async def test_every_appended_event_is_handled_exactly_once(
 
 
 async def test_redelivery_after_commit_before_ack_is_skipped(
-    app_database_url: str, schema: str, nc: NatsClient, store: EventStore, subjects: Subjects,
+    app_database_url: str,
+    schema: str,
+    nc: NatsClient,
+    store: EventStore,
+    subjects: Subjects,
     counts_table: None,
 ) -> None:
-    """A consumer that dies after commit and before ack: the redelivery is recognised and skipped."""
+    """A consumer dying after commit, before ack: the redelivery is recognised and skipped."""
     js = nc.jetstream()
     await ensure_event_stream(js, subjects)
-    await store.append("application-x", new_events([ApplicationDisabled(application_id="x")]),
-                       expected_version=ANY)
+    await store.append(
+        "application-x", new_events([ApplicationDisabled(application_id="x")]), expected_version=ANY
+    )
 
     class Crash(BaseException):
         pass
@@ -117,6 +138,7 @@ async def test_redelivery_after_commit_before_ack_is_skipped(
 
     survivor = make_consumer(nc, store, subjects)
     async with running(survivor.run):
+
         async def skipped() -> bool:
             return survivor.stats.skipped_duplicates == 1
 
@@ -126,7 +148,11 @@ async def test_redelivery_after_commit_before_ack_is_skipped(
 
 
 async def test_garbage_and_unknown_types_go_to_dead_letter_and_consuming_goes_on(
-    app_database_url: str, schema: str, nc: NatsClient, store: EventStore, subjects: Subjects,
+    app_database_url: str,
+    schema: str,
+    nc: NatsClient,
+    store: EventStore,
+    subjects: Subjects,
     counts_table: None,
 ) -> None:
     """Garbage bytes and an unknown event type are dead-lettered; later events are still handled."""
@@ -134,32 +160,50 @@ async def test_garbage_and_unknown_types_go_to_dead_letter_and_consuming_goes_on
     await ensure_event_stream(js, subjects)
     subject = subjects.event("application-x", "application_disabled")
     await js.publish(subject, b"\x00\xffnot json at all")
-    await js.publish(subjects.event("application-x", "no_such_event"), b"{}", headers={
-        "Nats-Msg-Id": "7f6f1f5e-1111-4111-8111-111111111111",
-        "Slipway-Event-Type": "no_such_event", "Slipway-Schema-Version": "1",
-        "Slipway-Stream-Id": "application-x", "Slipway-Stream-Version": "0",
-        "Slipway-Global-Position": "1", "Slipway-Tx-Id": "1",
-        "Slipway-Recorded-At": "2026-11-28T00:00:00+00:00", "Slipway-Metadata": "{}",
-    })
+    await js.publish(
+        subjects.event("application-x", "no_such_event"),
+        b"{}",
+        headers={
+            "Nats-Msg-Id": "7f6f1f5e-1111-4111-8111-111111111111",
+            "Slipway-Event-Type": "no_such_event",
+            "Slipway-Schema-Version": "1",
+            "Slipway-Stream-Id": "application-x",
+            "Slipway-Stream-Version": "0",
+            "Slipway-Global-Position": "1",
+            "Slipway-Tx-Id": "1",
+            "Slipway-Recorded-At": "2026-11-28T00:00:00+00:00",
+            "Slipway-Metadata": "{}",
+        },
+    )
     consumer = make_consumer(nc, store, subjects)
     async with running(make_relay(app_database_url, schema, nc, subjects).run, consumer.run):
-        await store.append("application-y", new_events([ApplicationDisabled(application_id="y")]),
-                           expected_version=ANY)
+        await store.append(
+            "application-y",
+            new_events([ApplicationDisabled(application_id="y")]),
+            expected_version=ANY,
+        )
 
         async def handled() -> bool:
             return await store.pool.fetchval("SELECT count(*) FROM handled_counts") == 1
 
         await wait_for(handled)
     letters = await store.pool.fetch("SELECT subject, data, error FROM dead_letters ORDER BY id")
-    assert [r["subject"] for r in letters] == [subject, subjects.event("application-x", "no_such_event")]
+    assert [r["subject"] for r in letters] == [
+        subject,
+        subjects.event("application-x", "no_such_event"),
+    ]
     assert bytes(letters[0]["data"]) == b"\x00\xffnot json at all"
     assert "unknown event type 'no_such_event'" in letters[1]["error"]
 
 
 async def test_failing_handler_is_retried_then_dead_lettered(
-    nc: NatsClient, store: EventStore, subjects: Subjects, app_database_url: str, schema: str,
+    nc: NatsClient,
+    store: EventStore,
+    subjects: Subjects,
+    app_database_url: str,
+    schema: str,
 ) -> None:
-    """A handler that keeps failing is retried with back-off, then dead-lettered after max_deliver."""
+    """A handler that keeps failing is retried with back-off, then dead-lettered."""
     js = nc.jetstream()
     await ensure_event_stream(js, subjects)
     attempts = 0
@@ -169,12 +213,22 @@ async def test_failing_handler_is_retried_then_dead_lettered(
         attempts += 1
         raise RuntimeError("downstream is down")
 
-    consumer = EventConsumer(name="failing", js=js, pool=store.pool, registry=store.registry,
-                             subjects=subjects, handler=always_fails, max_deliver=3,
-                             backoff_s=(0.05,), fetch_timeout_s=0.2)
-    await store.append("application-z", new_events([ApplicationDisabled(application_id="z")]),
-                       expected_version=ANY)
+    consumer = EventConsumer(
+        name="failing",
+        js=js,
+        pool=store.pool,
+        registry=store.registry,
+        subjects=subjects,
+        handler=always_fails,
+        max_deliver=3,
+        backoff_s=(0.05,),
+        fetch_timeout_s=0.2,
+    )
+    await store.append(
+        "application-z", new_events([ApplicationDisabled(application_id="z")]), expected_version=ANY
+    )
     async with running(make_relay(app_database_url, schema, nc, subjects).run, consumer.run):
+
         async def dead() -> bool:
             return consumer.stats.dead_lettered == 1
 
@@ -185,7 +239,11 @@ async def test_failing_handler_is_retried_then_dead_lettered(
 
 
 async def test_consumer_span_is_a_child_of_the_appending_span(
-    app_database_url: str, schema: str, nc: NatsClient, store: EventStore, subjects: Subjects,
+    app_database_url: str,
+    schema: str,
+    nc: NatsClient,
+    store: EventStore,
+    subjects: Subjects,
     counts_table: None,
 ) -> None:
     """The trace context stored at append time makes the consumer's span the appender's child."""
@@ -197,9 +255,13 @@ async def test_consumer_span_is_a_child_of_the_appending_span(
     await ensure_event_stream(js, subjects)
     consumer = make_consumer(nc, store, subjects, tracer=provider.get_tracer("slipway.consumer"))
     with tracer.start_as_current_span("publish deployment") as parent:
-        await store.append("application-t", new_events([ApplicationDisabled(application_id="t")]),
-                           expected_version=ANY)
+        await store.append(
+            "application-t",
+            new_events([ApplicationDisabled(application_id="t")]),
+            expected_version=ANY,
+        )
     async with running(make_relay(app_database_url, schema, nc, subjects).run, consumer.run):
+
         async def handled() -> bool:
             return consumer.stats.handled == 1
 

@@ -25,21 +25,34 @@ from shared.subjects import Subjects
 pytestmark = pytest.mark.slow
 
 
-def start_relay(app_database_url: str, schema: str, nats_url: str, subjects: Subjects,
-                ) -> subprocess.Popen[bytes]:
+def start_relay(
+    app_database_url: str,
+    schema: str,
+    nats_url: str,
+    subjects: Subjects,
+) -> subprocess.Popen[bytes]:
     env = os.environ | {
         "SLIPWAY_DATABASE_URL": app_database_url,
         "SLIPWAY_DATABASE_SCHEMA": schema,
         "SLIPWAY_NATS_URL": nats_url,
         "SLIPWAY_SUBJECT_PREFIX": subjects.prefix,
     }
-    return subprocess.Popen([sys.executable, "-m", "services.relay"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.relay"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 async def test_relay_killed_at_random_loses_nothing(
-    app_database_url: str, database_url: str, schema: str, nats_url: str, nc: NatsClient,
-    store: EventStore, subjects: Subjects,
+    app_database_url: str,
+    database_url: str,
+    schema: str,
+    nats_url: str,
+    nc: NatsClient,
+    store: EventStore,
+    subjects: Subjects,
 ) -> None:
     """After repeated kill -9 of two relay replicas, every event reached JetStream; a raw
     subscriber saw each at least once and the inbox-guarded projection exactly once."""
@@ -52,6 +65,7 @@ async def test_relay_killed_at_random_loses_nothing(
     await owner.close()
 
     seen_raw: list[str] = []
+
     async def record(msg: Msg) -> None:
         seen_raw.append(msg.headers[MSG_ID] if msg.headers else "")
 
@@ -60,10 +74,20 @@ async def test_relay_killed_at_random_loses_nothing(
     async def count(event: RecordedEvent, conn: asyncpg.Connection) -> None:
         await conn.execute(
             "INSERT INTO handled_counts (event_id, n) VALUES ($1, 1) "
-            "ON CONFLICT (event_id) DO UPDATE SET n = handled_counts.n + 1", event.event_id)
+            "ON CONFLICT (event_id) DO UPDATE SET n = handled_counts.n + 1",
+            event.event_id,
+        )
 
-    consumer = EventConsumer(name="projection", js=js, pool=store.pool, registry=store.registry,
-                             subjects=subjects, handler=count, fetch_timeout_s=0.2, ack_wait_s=2)
+    consumer = EventConsumer(
+        name="projection",
+        js=js,
+        pool=store.pool,
+        registry=store.registry,
+        subjects=subjects,
+        handler=count,
+        fetch_timeout_s=0.2,
+        ack_wait_s=2,
+    )
     stop = asyncio.Event()
     consumer_task = asyncio.create_task(consumer.run(stop))
 
@@ -98,7 +122,8 @@ async def test_relay_killed_at_random_loses_nothing(
         deadline = asyncio.get_running_loop().time() + 30
         while not await all_arrived():
             assert asyncio.get_running_loop().time() < deadline, (
-                f"missing after kills: {len(expected - set(seen_raw))} of {len(expected)}")
+                f"missing after kills: {len(expected - set(seen_raw))} of {len(expected)}"
+            )
             await asyncio.sleep(0.05)
     finally:
         for relay in relays:
@@ -113,4 +138,3 @@ async def test_relay_killed_at_random_loses_nothing(
     assert info.state.messages == len(expected), "JetStream deduplicated republished events"
     assert {r["n"] for r in await store.pool.fetch("SELECT n FROM handled_counts")} == {1}
     assert set(seen_raw) == expected
-

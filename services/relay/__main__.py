@@ -17,8 +17,9 @@ async def main() -> None:
     database_url = os.environ["SLIPWAY_DATABASE_URL"]
     schema = os.environ.get("SLIPWAY_DATABASE_SCHEMA", "slipway")
     subjects = Subjects(os.environ.get("SLIPWAY_SUBJECT_PREFIX", "slipway"))
-    nc = await nats.connect(os.environ.get("SLIPWAY_NATS_URL", "nats://127.0.0.1:4222"),
-                            max_reconnect_attempts=-1)
+    nc = await nats.connect(
+        os.environ.get("SLIPWAY_NATS_URL", "nats://127.0.0.1:4222"), max_reconnect_attempts=-1
+    )
     js = nc.jetstream()
     await ensure_event_stream(js, subjects)
     stop = asyncio.Event()

@@ -20,18 +20,20 @@ writer); the caller retries in a fresh transaction, as after any conflict.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
+from typing import TypeAlias
 
 import asyncpg
 import msgspec
 
 from shared.db import CONNECTION_ERRORS
 from shared.errors import ConcurrencyConflict, IdempotencyViolation, Unavailable
+from shared.eventlog.position import START, LogPosition
 from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
 from shared.events.codec import EventRegistry
-from shared.eventlog.position import START, LogPosition
 from shared.streams import check_stream_id
 
 ANY: None = None
@@ -55,7 +57,7 @@ FROM head,
      unnest($3::uuid[], $4::text[], $5::int2[], $6::bytea[], $7::jsonb[])
        WITH ORDINALITY AS e(event_id, event_type, schema_version, payload, metadata, ord)
 WHERE ($2::bigint IS NULL OR head.version = $2::bigint)
-  AND (head.tx_id IS NULL OR head.tx_id < pg_current_xact_id())
+  AND (head.tx_id IS NULL OR head.tx_id <= pg_current_xact_id())
 RETURNING global_position, stream_version
 """
 
@@ -93,7 +95,7 @@ _ANY_STORED = "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ANY($1::uuid
 _metadata_encoder = msgspec.json.Encoder()
 _metadata_decoder = msgspec.json.Decoder(Metadata)
 
-Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+Connection: TypeAlias = "asyncpg.Connection | asyncpg.pool.PoolConnectionProxy"
 
 
 class AppendResult(msgspec.Struct, frozen=True):
@@ -165,6 +167,10 @@ class EventStore:
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "events_event_id_unique":
                 return await self._stored_result(conn, stream_id, events)
+            raise ConcurrencyConflict(stream_id, _expected_for_error(expected_version)) from exc
+        except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
+            # Two transactions appending to the same streams in opposite orders wait on
+            # each other's uncommitted versions; the one PostgreSQL aborts retries.
             raise ConcurrencyConflict(stream_id, _expected_for_error(expected_version)) from exc
         if not rows:
             # A retry of an append that did commit fails the version check before it can
@@ -295,10 +301,8 @@ class EventStore:
             elif stop is None:
                 await asyncio.sleep(idle_sleep)
             else:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), idle_sleep)
-                except TimeoutError:
-                    pass
 
     def decode_row(self, row: asyncpg.Record) -> RecordedEvent:
         return RecordedEvent(
@@ -321,9 +325,7 @@ def position_of(event: RecordedEvent | asyncpg.Record) -> LogPosition:
     return LogPosition(event["tx_id"], event["global_position"])
 
 
-def new_events(
-    events: Iterable[Event], *, metadata: Metadata | None = None
-) -> list[NewEvent]:
+def new_events(events: Iterable[Event], *, metadata: Metadata | None = None) -> list[NewEvent]:
     """Wrap events with fresh ids and shared metadata, for callers with nothing to dedupe on."""
     from shared.ids import new_event_id
     from shared.tracing import current_trace_headers
@@ -331,7 +333,10 @@ def new_events(
     if metadata is None:
         # The current span's context rides with the event, so whoever handles it
         # later continues this trace (DESIGN §11: one deployment is one trace).
-        metadata = Metadata(**current_trace_headers())
+        context = current_trace_headers()
+        metadata = Metadata(
+            traceparent=context.get("traceparent"), tracestate=context.get("tracestate")
+        )
     return [NewEvent(event=e, event_id=new_event_id(), metadata=metadata) for e in events]
 
 

