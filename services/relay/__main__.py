@@ -2,33 +2,46 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
+from collections.abc import Sequence
 
-import nats
+from prometheus_client import Gauge
 
-from shared.messaging import ensure_event_stream
+from shared.messaging import DEFAULT_DUPLICATE_WINDOW_S, ensure_event_stream
 from shared.relay import Relay
-from shared.subjects import Subjects
+from shared.runtime import Component, ServiceRuntime, run_service
+from shared.settings import ServiceSettings
+
+NAME = "relay"
 
 
-async def main() -> None:
-    database_url = os.environ["SLIPWAY_DATABASE_URL"]
-    schema = os.environ.get("SLIPWAY_DATABASE_SCHEMA", "slipway")
-    subjects = Subjects(os.environ.get("SLIPWAY_SUBJECT_PREFIX", "slipway"))
-    nc = await nats.connect(
-        os.environ.get("SLIPWAY_NATS_URL", "nats://127.0.0.1:4222"), max_reconnect_attempts=-1
+class RelaySettings(ServiceSettings, frozen=True, kw_only=True):
+    relay_batch_size: int = 1000
+    relay_max_in_flight: int = 512
+    relay_duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S
+
+
+async def setup(runtime: ServiceRuntime[RelaySettings]) -> Sequence[Component]:
+    settings = runtime.settings
+    js = runtime.nc.jetstream()
+    await ensure_event_stream(
+        js, runtime.subjects, duplicate_window_s=settings.relay_duplicate_window_s
     )
-    js = nc.jetstream()
-    await ensure_event_stream(js, subjects)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await Relay(database_url=database_url, schema=schema, js=js, subjects=subjects).run(stop)
-    await nc.drain()
+    relay = Relay(
+        database_url=settings.database_url,
+        schema=settings.database_schema,
+        js=js,
+        subjects=runtime.subjects,
+        batch_size=settings.relay_batch_size,
+        max_in_flight=settings.relay_max_in_flight,
+    )
+    Gauge(
+        "slipway_relay_leader", "1 while this replica leads the relay", registry=runtime.metrics
+    ).set_function(lambda: float(relay.is_leader))
+    Gauge(
+        "slipway_relay_published_events", "events published since start", registry=runtime.metrics
+    ).set_function(lambda: float(relay.published))
+    return [relay.run]
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    raise SystemExit(run_service(NAME, RelaySettings, setup))

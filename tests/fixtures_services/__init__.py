@@ -1,0 +1,1 @@
+"""Tiny services that the runtime tests start as real processes."""
