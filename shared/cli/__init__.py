@@ -16,6 +16,7 @@ from shared.errors import ConfigError, SlipwayError
 
 _COMMANDS = (
     "shared.cli.migrate",
+    "shared.cli.replay",
     "shared.cli.up",
 )
 

@@ -1,0 +1,99 @@
+"""`slipway replay`: rebuild projections from position 0 and swap them in."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+import asyncpg
+
+from shared.db import create_pool
+from shared.errors import ConfigError
+from shared.eventlog import EventStore
+from shared.events.catalog import default_registry
+from shared.logs import configure_logging
+from shared.projections import Projection, ReplayResult, default_projections, replay
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "replay",
+        help="rebuild projections from the whole log and swap them in atomically",
+        description="Rebuild every projection (or the named ones) from position 0 into "
+        "new tables, then swap them in atomically; live runners carry on from there.",
+    )
+    parser.add_argument(
+        "--projection",
+        action="append",
+        dest="projections",
+        metavar="NAME",
+        help="a projection to rebuild (repeat for several; default: all)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("SLIPWAY_DATABASE_URL"),
+        help="the services' URL: projection tables belong to the role they log in as "
+        "(default: $SLIPWAY_DATABASE_URL)",
+    )
+    parser.add_argument("--schema", default=os.environ.get("SLIPWAY_DATABASE_SCHEMA", "slipway"))
+    parser.add_argument("--batch-size", type=int, default=1000, help="events per transaction")
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for a replay already running instead of failing",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.database_url:
+        raise ConfigError("replay needs --database-url or SLIPWAY_DATABASE_URL")
+    if args.batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1")
+    chosen = choose(default_projections(), args.projections)
+    # Log lines go to stderr, so stdout carries only the per-projection summary.
+    configure_logging("slipway-replay")
+    try:
+        asyncio.run(_replay(args.database_url, args.schema, chosen, args.batch_size, args.wait))
+    except asyncpg.PostgresError as exc:
+        # A lost connection is already `Unavailable`; this is the database refusing
+        # (schema not migrated, missing grants, a projection's SQL failing).
+        print(f"slipway: replay in schema {args.schema} failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def choose(projections: Sequence[Projection], names: Sequence[str] | None) -> list[Projection]:
+    """The projections named (all when `names` is empty), in catalog order."""
+    if not names:
+        return list(projections)
+    known = {p.name for p in projections}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown projection(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    return [p for p in projections if p.name in names]
+
+
+async def _replay(
+    url: str, schema: str, projections: Sequence[Projection], batch_size: int, wait: bool
+) -> None:
+    pool = await create_pool(url, schema=schema, min_size=1, max_size=2)
+    try:
+        store = EventStore(pool, default_registry())
+        for projection in projections:
+            result = await replay(store, projection, batch_size=batch_size, wait=wait)
+            print(_summary(result), flush=True)
+    finally:
+        await pool.close()
+
+
+def _summary(result: ReplayResult) -> str:
+    return (
+        f"{result.name}: generation {result.generation}, {result.events} events in "
+        f"{result.seconds:.2f} s ({result.events_per_second:,.0f} events/s)"
+    )

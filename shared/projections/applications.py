@@ -1,0 +1,92 @@
+"""The `applications` read model: one row per registered application, for the API and UI."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import asyncpg
+import msgspec
+
+from shared.events.base import RecordedEvent
+from shared.events.catalog import ApplicationDisabled, ApplicationRegistered
+from shared.projections.base import Projection
+from shared.projections.tables import quote
+
+_DDL = """
+CREATE TABLE {table} (
+  application_id     text        PRIMARY KEY,
+  name               text        NOT NULL,
+  repository_id      text        NOT NULL,
+  path               text        NOT NULL,
+  config_filename    text        NOT NULL,
+  platform_provider  text        NOT NULL,
+  labels             jsonb       NOT NULL,
+  disabled           boolean     NOT NULL,
+  registered_at      timestamptz NOT NULL,
+  updated_at         timestamptz NOT NULL,
+  last_position      bigint      NOT NULL
+);
+CREATE INDEX ON {table} (repository_id);
+CREATE INDEX ON {table} USING gin (labels);
+"""
+
+# A second registration of the same application updates its description but
+# leaves `disabled` alone: only disabling (and, later, enabling) changes that.
+_REGISTER = """
+INSERT INTO {table} (application_id, name, repository_id, path, config_filename,
+                     platform_provider, labels, disabled, registered_at, updated_at,
+                     last_position)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, false, $8, $8, $9)
+ON CONFLICT (application_id) DO UPDATE
+  SET name = excluded.name, repository_id = excluded.repository_id, path = excluded.path,
+      config_filename = excluded.config_filename,
+      platform_provider = excluded.platform_provider, labels = excluded.labels,
+      updated_at = excluded.updated_at, last_position = excluded.last_position
+"""
+
+_DISABLE = """
+UPDATE {table} SET disabled = true, updated_at = $2, last_position = $3
+WHERE application_id = $1
+"""
+
+_json = msgspec.json.Encoder()
+
+
+class ApplicationsProjection(Projection):
+    """Applications with their repository, path, labels and whether they are disabled."""
+
+    version = 1
+
+    def __init__(self, name: str = "applications") -> None:
+        # The one table is named after the projection, so a second instance under
+        # another name (a comparison copy in tests) gets tables of its own.
+        self.name = name
+        self.tables = {name: _DDL}
+
+    async def apply(
+        self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]
+    ) -> None:
+        table = quote(tables[self.name])
+        match event.event:
+            case ApplicationRegistered() as registered:
+                await conn.execute(
+                    _REGISTER.replace("{table}", table),
+                    registered.application_id,
+                    registered.name,
+                    registered.repository_id,
+                    registered.path,
+                    registered.config_filename,
+                    registered.platform_provider,
+                    _json.encode(dict(registered.labels)).decode(),
+                    event.recorded_at,
+                    event.global_position,
+                )
+            case ApplicationDisabled() as disabled:
+                await conn.execute(
+                    _DISABLE.replace("{table}", table),
+                    disabled.application_id,
+                    event.recorded_at,
+                    event.global_position,
+                )
+            case _:
+                pass

@@ -1,0 +1,100 @@
+"""What a projection is: a named, versioned fold of the log into tables.
+
+A projection declares the tables it owns as DDL templates and applies events
+to them. It never chooses table names itself: the runner and the replay pass
+it the physical names of the generation being written (`tables[logical]`),
+so the same code builds the live generation and a shadow one. It must be
+deterministic — rows depend only on the events (use `recorded_at`, never
+`now()`) — which is what lets a replay from position 0 equal the live result.
+
+It need not be idempotent: each batch is applied in the same transaction as
+the checkpoint that records it, so a batch is either applied once or not at
+all.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Mapping, Sequence
+
+import asyncpg
+
+from shared.events.base import RecordedEvent
+
+# Physical tables are `<table>_g<generation>`; leaving 12 characters for the
+# suffix keeps them within PostgreSQL's 63-byte identifiers.
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,49}$")
+_GENERATION_SUFFIX = re.compile(r"_g[0-9]+$")
+
+
+class Projection(abc.ABC):
+    """A read model: `tables` it owns, and how each event changes them.
+
+    Subclasses set `name` (the checkpoint's key), `version` (bump it when the
+    tables or the fold change: a runner of a newer version rebuilds before it
+    applies anything) and `tables`, which maps each logical table — also the
+    name of the view readers query — to its DDL, with `{table}` standing for
+    the physical table name (which may appear several times, e.g. in indexes).
+    """
+
+    name: str
+    version: int
+    tables: Mapping[str, str]
+
+    @abc.abstractmethod
+    async def apply(
+        self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]
+    ) -> None:
+        """Apply one event on `conn`, writing to the physical `tables[logical]`."""
+
+    async def apply_batch(
+        self,
+        conn: asyncpg.Connection,
+        events: Sequence[RecordedEvent],
+        tables: Mapping[str, str],
+    ) -> None:
+        """Apply events in log order; override to write a whole batch in fewer statements."""
+        for event in events:
+            await self.apply(conn, event, tables)
+
+
+def check_projection(projection: Projection) -> Projection:
+    """`projection` if its name, version and tables are usable; ValueError naming the rule."""
+    if not _NAME.match(projection.name):
+        raise ValueError(
+            f"projection name {projection.name!r} must be lowercase letters, digits and _"
+        )
+    if not isinstance(projection.version, int) or projection.version < 1:
+        raise ValueError(f"projection {projection.name!r}: version must be an integer ≥ 1")
+    if not projection.tables:
+        raise ValueError(f"projection {projection.name!r} declares no tables")
+    for logical, ddl in projection.tables.items():
+        if not _NAME.match(logical) or _GENERATION_SUFFIX.search(logical):
+            raise ValueError(
+                f"projection {projection.name!r}: table name {logical!r} must be lowercase "
+                "letters, digits and _ (at most 50), not ending in _g<number>"
+            )
+        if "{table}" not in ddl:
+            raise ValueError(
+                f"projection {projection.name!r}: the DDL of {logical!r} must use {{table}} "
+                "for the table's name"
+            )
+    return projection
+
+
+def check_unique(projections: Sequence[Projection]) -> None:
+    """ValueError if two projections share a name or a table (their views would collide)."""
+    names: set[str] = set()
+    owners: dict[str, str] = {}
+    for projection in projections:
+        if projection.name in names:
+            raise ValueError(f"two projections are named {projection.name!r}")
+        names.add(projection.name)
+        for logical in projection.tables:
+            if logical in owners:
+                raise ValueError(
+                    f"table {logical!r} is declared by both {owners[logical]!r} and "
+                    f"{projection.name!r}"
+                )
+            owners[logical] = projection.name

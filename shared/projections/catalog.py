@@ -1,0 +1,16 @@
+"""The projections Slipway keeps: what runners run and `slipway replay` rebuilds."""
+
+from __future__ import annotations
+
+from shared.projections.applications import ApplicationsProjection
+from shared.projections.base import Projection, check_projection, check_unique
+from shared.projections.stream_stats import StreamStatsProjection
+
+
+def default_projections() -> list[Projection]:
+    """A fresh instance of every projection, checked for clashing names and tables."""
+    projections: list[Projection] = [ApplicationsProjection(), StreamStatsProjection()]
+    for projection in projections:
+        check_projection(projection)
+    check_unique(projections)
+    return projections
