@@ -25,7 +25,7 @@ from shared.sandbox._process import stop as stop_process
 from shared.sandbox.nats import NatsServer
 from shared.sandbox.postgres import PostgresServer
 
-SERVICES: tuple[str, ...] = ("relay",)
+SERVICES: tuple[str, ...] = ("relay", "projector")
 """Every service module under `services/` that the sandbox starts, in start order."""
 
 
