@@ -8,8 +8,13 @@ their events here; each needs a golden file in `tests/golden/events/`.
 
 from __future__ import annotations
 
+import msgspec
+
 from shared.events.base import Event
 from shared.events.codec import EventRegistry
+
+
+# Applications (stream `application-<application_id>`) -------------------------
 
 
 class ApplicationRegistered(Event, tag="application_registered", frozen=True):
@@ -26,20 +31,152 @@ class ApplicationDisabled(Event, tag="application_disabled", frozen=True):
     application_id: str
 
 
+class ApplicationEnabled(Event, tag="application_enabled", frozen=True):
+    application_id: str
+
+
+class SyncRequested(Event, tag="sync_requested", frozen=True):
+    """`slipway app sync`: deploy the branch head now (gitwatcher turns it into a trigger)."""
+
+    application_id: str
+    request_id: str
+    strategy: str = "auto"  # auto | quick_sync | pipeline
+    commander: str = ""
+
+
+# Repositories (stream `repository-<repository_id>`) ----------------------------
+
+
+class CommitObserved(Event, tag="commit_observed", frozen=True):
+    """The watched branch moved to a new head; appended once per commit by any replica."""
+
+    repository_id: str
+    branch: str
+    commit_hash: str
+    previous_hash: str = ""
+    author: str = ""
+    message: str = ""
+    committed_at: str = ""  # ISO 8601, as git reports it
+    changed_paths: tuple[str, ...] = ()
+    source: str = "poll"  # poll | webhook
+
+
+class RepositoryFetchFailed(Event, tag="repository_fetch_failed", frozen=True):
+    repository_id: str
+    reason: str
+    attempt: int = 1
+    retry_in_s: float = 0.0
+
+
+class RepositoryRecovered(Event, tag="repository_recovered", frozen=True):
+    repository_id: str
+    after_attempts: int = 1
+
+
+class WebhookRejected(Event, tag="webhook_rejected", frozen=True):
+    repository_id: str
+    provider: str  # github | gitlab
+    reason: str
+    remote_addr: str = ""
+
+
+class ApplicationConfigDiscovered(Event, tag="application_config_discovered", frozen=True):
+    """A config file in a watched repository that no registered application points at."""
+
+    repository_id: str
+    path: str
+    config_filename: str
+    name: str
+    kind: str = "KubernetesApp"
+    labels: tuple[tuple[str, str], ...] = ()
+    commit_hash: str = ""
+
+
+# Deployments (stream `deployment-<deployment_id>`) -----------------------------
+
+
 class DeploymentTriggered(Event, tag="deployment_triggered", frozen=True):
+    """A deployment of an application at a commit was asked for (stream `deployment-<id>`)."""
+
     deployment_id: str
     application_id: str
     trigger: str  # on_commit | on_command | on_out_of_sync | on_chain
     commit_hash: str
     commit_author: str = ""
     commit_message: str = ""
-    strategy: str = "auto"  # auto | quick | pipeline
+    strategy: str = "auto"  # auto | quick_sync | pipeline (a forced strategy)
+    repository_id: str = ""
+    commit_branch: str = ""
+    commander: str = ""  # who asked, for on_command
+
+
+class PlannedStage(msgspec.Struct, frozen=True, kw_only=True):
+    """One stage of a planned pipeline, as the executor will run it."""
+
+    id: str  # stable within the deployment, e.g. "stage-0"
+    name: str  # K8S_SYNC, K8S_CANARY_ROLLOUT, WAIT, ANALYSIS, ROLLBACK, …
+    index: int
+    desc: str = ""
+    options_json: str = "{}"  # the stage's `with:` block, as JSON
+    predefined: bool = False
+    visible: bool = True  # False for the hidden ROLLBACK stage
+    requires: tuple[str, ...] = ()
+    timeout_s: float = 0.0
+
+
+class DeploymentQueued(Event, tag="deployment_queued", frozen=True):
+    """Another deployment of the application is active; this one waits its turn (FIFO)."""
+
+    deployment_id: str
+    application_id: str
+    behind_deployment_id: str
+
+
+class DeploymentPlanned(Event, tag="deployment_planned", frozen=True):
+    deployment_id: str
+    application_id: str
+    commit_hash: str
+    strategy: str  # quick_sync | pipeline
+    summary: str  # what a person reads first: "image helloworld: v1 → v2"
+    reason: str  # which planner rule decided
+    stages: tuple[PlannedStage, ...]
+    running_commit_hash: str = ""
+    config_filename: str = ""
+    path: str = ""
+    repository_id: str = ""
+
+
+class DeploymentPlanFailed(Event, tag="deployment_plan_failed", frozen=True):
+    deployment_id: str
+    application_id: str
+    reason: str  # something a person can act on
+
+
+class DeploymentCompleted(Event, tag="deployment_completed", frozen=True):
+    """The deployment reached a final status (the executor's last word on it)."""
+
+    deployment_id: str
+    application_id: str
+    status: str  # SUCCESS | FAILURE | CANCELLED
+    commit_hash: str = ""
+    reason: str = ""
 
 
 ALL_EVENTS: tuple[type[Event], ...] = (
     ApplicationRegistered,
     ApplicationDisabled,
+    ApplicationEnabled,
+    SyncRequested,
+    CommitObserved,
+    RepositoryFetchFailed,
+    RepositoryRecovered,
+    WebhookRejected,
+    ApplicationConfigDiscovered,
     DeploymentTriggered,
+    DeploymentQueued,
+    DeploymentPlanned,
+    DeploymentPlanFailed,
+    DeploymentCompleted,
 )
 
 

@@ -91,7 +91,15 @@ class EventRegistry:
             if not isinstance(data, dict):
                 raise MessageError(f"{event_type}: payload is not a JSON object")
             for version in range(schema_version, registration.version):
-                data = registration.upcasters[version](data)
+                try:
+                    data = registration.upcasters[version](data)
+                except (LookupError, TypeError, ValueError, AttributeError) as exc:
+                    # An old payload without the shape its upcaster reads fails the same
+                    # way on every redelivery: a dead letter, not a crash loop.
+                    raise MessageError(
+                        f"{event_type} v{schema_version}: upcasting v{version} to "
+                        f"v{version + 1} failed: {exc!r}"
+                    ) from exc
             upcast: Event = msgspec.convert(data, registration.type)
             return upcast
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
