@@ -7,6 +7,7 @@ set -euo pipefail
 # command -> Debian package
 declare -A wanted=(
   [git]=git
+  [kubectl]=kubernetes-client
 )
 
 missing=()
