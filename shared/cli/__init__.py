@@ -15,7 +15,10 @@ from collections.abc import Sequence
 from shared.errors import ConfigError, SlipwayError
 
 _COMMANDS = (
+    "shared.cli.app",
+    "shared.cli.config",
     "shared.cli.migrate",
+    "shared.cli.plan_preview",
     "shared.cli.replay",
     "shared.cli.up",
 )

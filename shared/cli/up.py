@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
             _say(f"not ready: {', '.join(not_ready)} — see the logs above")
             return 1
         env_file = stack.env_file()
+        if "api" in stack.services:
+            _say(f"  api       {stack.api_url}  (SLIPWAY_API_URL in {env_file})")
         _say("all services ready")
         if args.once:
             return 0

@@ -13,7 +13,6 @@ import msgspec
 from shared.events.base import Event
 from shared.events.codec import EventRegistry
 
-
 # Applications (stream `application-<application_id>`) -------------------------
 
 
@@ -32,6 +31,16 @@ class ApplicationDisabled(Event, tag="application_disabled", frozen=True):
 
 
 class ApplicationEnabled(Event, tag="application_enabled", frozen=True):
+    application_id: str
+
+
+class ApplicationNameReserved(Event, tag="application_name_reserved", frozen=True):
+    """An application name taken (stream `appname-<name>`), so it is registered only once.
+
+    Appended in the same transaction as the `ApplicationRegistered` it names.
+    """
+
+    name: str
     application_id: str
 
 
@@ -166,6 +175,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ApplicationRegistered,
     ApplicationDisabled,
     ApplicationEnabled,
+    ApplicationNameReserved,
     SyncRequested,
     CommitObserved,
     RepositoryFetchFailed,

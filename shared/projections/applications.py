@@ -8,7 +8,7 @@ import asyncpg
 import msgspec
 
 from shared.events.base import RecordedEvent
-from shared.events.catalog import ApplicationDisabled, ApplicationRegistered
+from shared.events.catalog import ApplicationDisabled, ApplicationEnabled, ApplicationRegistered
 from shared.projections.base import Projection
 from shared.projections.tables import quote
 
@@ -31,7 +31,7 @@ CREATE INDEX ON {table} USING gin (labels);
 """
 
 # A second registration of the same application updates its description but
-# leaves `disabled` alone: only disabling (and, later, enabling) changes that.
+# leaves `disabled` alone: only disabling and enabling change that.
 _REGISTER = """
 INSERT INTO {table} (application_id, name, repository_id, path, config_filename,
                      platform_provider, labels, disabled, registered_at, updated_at,
@@ -44,8 +44,8 @@ ON CONFLICT (application_id) DO UPDATE
       updated_at = excluded.updated_at, last_position = excluded.last_position
 """
 
-_DISABLE = """
-UPDATE {table} SET disabled = true, updated_at = $2, last_position = $3
+_SET_DISABLED = """
+UPDATE {table} SET disabled = $4, updated_at = $2, last_position = $3
 WHERE application_id = $1
 """
 
@@ -55,7 +55,8 @@ _json = msgspec.json.Encoder()
 class ApplicationsProjection(Projection):
     """Applications with their repository, path, labels and whether they are disabled."""
 
-    version = 1
+    # 2: ApplicationEnabled clears `disabled` (version 1 ignored it).
+    version = 2
 
     def __init__(self, name: str = "applications") -> None:
         # The one table is named after the projection, so a second instance under
@@ -81,12 +82,13 @@ class ApplicationsProjection(Projection):
                     event.recorded_at,
                     event.global_position,
                 )
-            case ApplicationDisabled() as disabled:
+            case ApplicationDisabled() | ApplicationEnabled() as changed:
                 await conn.execute(
-                    _DISABLE.replace("{table}", table),
-                    disabled.application_id,
+                    _SET_DISABLED.replace("{table}", table),
+                    changed.application_id,
                     event.recorded_at,
                     event.global_position,
+                    isinstance(changed, ApplicationDisabled),
                 )
             case _:
                 pass

@@ -25,7 +25,7 @@ from shared.sandbox._process import stop as stop_process
 from shared.sandbox.nats import NatsServer
 from shared.sandbox.postgres import PostgresServer
 
-SERVICES: tuple[str, ...] = ("relay", "projector")
+SERVICES: tuple[str, ...] = ("relay", "projector", "api")
 """Every service module under `services/` that the sandbox starts, in start order."""
 
 
@@ -79,6 +79,11 @@ class Stack:
     postgres: PostgresServer | None = None
     nats: NatsServer | None = None
     processes: list[ServiceProcess] = field(default_factory=list)
+    api_port: int = field(default_factory=free_port)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
 
     @property
     def app_database_url(self) -> str:
@@ -108,6 +113,7 @@ class Stack:
             "SLIPWAY_HEALTH_PORT": str(health_port),
             "SLIPWAY_LOG_FORMAT": "json",
             "SLIPWAY_SERVICE_INSTANCE": f"{name}-0",
+            "SLIPWAY_API_PORT": str(self.api_port),  # read by the api service only
         }
 
     def start_services(self) -> None:
@@ -149,6 +155,7 @@ class Stack:
             f"export SLIPWAY_MIGRATE_DATABASE_URL={self.postgres.url}\n"
             f"export SLIPWAY_DATABASE_SCHEMA={self.schema}\n"
             f"export SLIPWAY_NATS_URL={self.nats.url}\n"
+            f"export SLIPWAY_API_URL={self.api_url}\n"
         )
         return path
 

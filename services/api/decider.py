@@ -1,0 +1,324 @@
+"""The pure core of the API's commands: decide / evolve for applications and their names.
+
+Two kinds of stream, both owned by the api service:
+
+- `application-<application_id>`: the application's life (registered,
+  disabled, enabled) and the syncs asked of it;
+- `appname-<name>`: who holds a name. Registration appends to both in one
+  transaction, the name stream with the version it was read at (`NO_STREAM`
+  the first time), so of two concurrent registrations of one name exactly one
+  commits; the other conflicts, decides again and is rejected.
+
+Nothing here awaits, reads a clock, makes an id or logs: ids (and, later,
+times) arrive inside the commands, so a decision can be replayed exactly.
+Refusals are raised as `Rejected` subclasses that say which HTTP answer fits
+them: `Invalid` (the command is malformed; names the field), `NotFound`,
+`Conflict` (the current state forbids it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Final, Literal, get_args
+
+import msgspec
+
+from shared.errors import Rejected
+from shared.events.base import Event
+from shared.events.catalog import (
+    ApplicationDisabled,
+    ApplicationEnabled,
+    ApplicationNameReserved,
+    ApplicationRegistered,
+    SyncRequested,
+)
+
+__all__ = [
+    "DEFAULT_CONFIG_FILENAME",
+    "ID_PATTERN",
+    "LABEL_KEY_PATTERN",
+    "LABEL_VALUE_PATTERN",
+    "MAX_LABELS",
+    "NAME_PATTERN",
+    "PATH_PATTERN",
+    "RULES",
+    "Application",
+    "Command",
+    "Conflict",
+    "DisableApplication",
+    "EnableApplication",
+    "Invalid",
+    "NameHolder",
+    "NotFound",
+    "RegisterApplication",
+    "RequestSync",
+    "ReserveName",
+    "Strategy",
+    "application_stream",
+    "check_registration",
+    "decide",
+    "decide_name",
+    "evolve",
+    "evolve_name",
+    "name_stream",
+]
+
+Strategy = Literal["auto", "quick_sync", "pipeline"]
+ConflictCode = Literal["name_taken", "already_registered", "application_disabled"]
+STRATEGIES: Final[tuple[str, ...]] = get_args(Strategy)
+
+# The patterns are written in the subset that Python's `re` and ECMA 262 (JSON
+# Schema, hence the OpenAPI document) read alike.
+NAME_PATTERN: Final = r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$"
+"""Names and repository ids: they become stream ids (`appname-<name>`), so lowercase."""
+ID_PATTERN: Final = r"^[0-9a-hjkmnp-tv-z]{26}$"
+"""Application ids: lowercase ULIDs (shared/ids.py)."""
+_SEGMENT: Final = r"\.?[A-Za-z0-9_@+-][A-Za-z0-9._@+-]*"
+PATH_PATTERN: Final = rf"^(\.|{_SEGMENT}(/{_SEGMENT})*)$"
+"""A directory relative to the repository root ('.' for the root itself); never '..'."""
+CONFIG_FILENAME_PATTERN: Final = rf"^{_SEGMENT}\.ya?ml$"
+PROVIDER_PATTERN: Final = r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$"
+LABEL_KEY_PATTERN: Final = r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$"
+LABEL_VALUE_PATTERN: Final = r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$"
+MAX_PATH_LENGTH: Final = 512
+MAX_LABELS: Final = 64
+DEFAULT_CONFIG_FILENAME: Final = "app.pipecd.yaml"
+
+RULES: Final[Mapping[str, str]] = {
+    "name": "1-63 lowercase letters, digits, '-' or '_', starting and ending with a letter "
+    "or digit",
+    "repository_id": "1-63 lowercase letters, digits, '-' or '_', starting and ending with a "
+    "letter or digit (a repository id of the control config)",
+    "path": f"a directory relative to the repository root ('.' for the root), at most "
+    f"{MAX_PATH_LENGTH} characters of letters, digits and ._@+-, without '..' or empty parts",
+    "config_filename": "a file name in that directory ending in .yaml or .yml",
+    "platform_provider": "empty, or up to 63 letters, digits, '.', '-' or '_'",
+    "labels": f"at most {MAX_LABELS} labels; keys up to 63 letters, digits and ._/-, values "
+    "empty or up to 63 letters, digits and ._- (both starting and ending alphanumeric)",
+    "strategy": "one of " + ", ".join(STRATEGIES),
+}
+"""What each command field must look like, in words (error messages and the API docs)."""
+
+_PATTERNS: Final = {
+    "name": re.compile(NAME_PATTERN),
+    "repository_id": re.compile(NAME_PATTERN),
+    "path": re.compile(PATH_PATTERN),
+    "config_filename": re.compile(CONFIG_FILENAME_PATTERN),
+    "platform_provider": re.compile(PROVIDER_PATTERN),
+}
+_LABEL_KEY: Final = re.compile(LABEL_KEY_PATTERN)
+_LABEL_VALUE: Final = re.compile(LABEL_VALUE_PATTERN)
+
+
+# --- refusals -----------------------------------------------------------------------------
+
+
+class Invalid(Rejected):
+    """The command is malformed: `field` says which part."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class NotFound(Rejected):
+    """The command is about an application that does not exist."""
+
+
+class Conflict(Rejected):
+    """The current state forbids the command; `code` says which rule, for clients to branch on."""
+
+    def __init__(
+        self, code: ConflictCode, message: str, *, application_id: str | None = None
+    ) -> None:
+        self.code = code
+        self.application_id = application_id
+        super().__init__(message)
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+class RegisterApplication(msgspec.Struct, frozen=True, kw_only=True):
+    application_id: str  # chosen by the caller (a fresh id), so deciding stays pure
+    name: str
+    repository_id: str
+    path: str
+    config_filename: str = DEFAULT_CONFIG_FILENAME
+    platform_provider: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+class DisableApplication(msgspec.Struct, frozen=True, kw_only=True):
+    application_id: str
+
+
+class EnableApplication(msgspec.Struct, frozen=True, kw_only=True):
+    application_id: str
+
+
+class RequestSync(msgspec.Struct, frozen=True, kw_only=True):
+    application_id: str
+    request_id: str
+    strategy: str = "auto"
+    commander: str = ""
+
+
+Command = RegisterApplication | DisableApplication | EnableApplication | RequestSync
+
+
+class ReserveName(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    application_id: str
+
+
+# --- the application stream ---------------------------------------------------------------
+
+
+class Application(msgspec.Struct, frozen=True, kw_only=True):
+    """A registered application; `None` stands for one not registered (the initial state)."""
+
+    application_id: str
+    name: str
+    repository_id: str
+    path: str
+    config_filename: str
+    platform_provider: str
+    labels: tuple[tuple[str, str], ...]
+    disabled: bool = False
+
+
+def application_stream(application_id: str) -> str:
+    return f"application-{application_id}"
+
+
+def evolve(state: Application | None, event: Event) -> Application | None:
+    """The application after `event` (events of other kinds leave it as it is)."""
+    match event:
+        case ApplicationRegistered():
+            return Application(
+                application_id=event.application_id,
+                name=event.name,
+                repository_id=event.repository_id,
+                path=event.path,
+                config_filename=event.config_filename,
+                platform_provider=event.platform_provider,
+                labels=event.labels,
+                disabled=state.disabled if state is not None else False,
+            )
+        case ApplicationDisabled() if state is not None:
+            return msgspec.structs.replace(state, disabled=True)
+        case ApplicationEnabled() if state is not None:
+            return msgspec.structs.replace(state, disabled=False)
+        case _:
+            return state
+
+
+def decide(state: Application | None, command: Command) -> Sequence[Event]:
+    """The events that carry out `command` on `state` (none when it is already done).
+
+    Raises `Invalid`, `NotFound` or `Conflict` when the command cannot be carried out.
+    Disabling a disabled application (or enabling an enabled one) decides
+    nothing, so a retried request is harmless.
+    """
+    match command:
+        case RegisterApplication():
+            check_registration(command)
+            if state is not None:
+                raise Conflict(
+                    "already_registered",
+                    f"application {command.application_id} is already registered",
+                    application_id=command.application_id,
+                )
+            return [
+                ApplicationRegistered(
+                    application_id=command.application_id,
+                    name=command.name,
+                    repository_id=command.repository_id,
+                    path=command.path,
+                    config_filename=command.config_filename,
+                    platform_provider=command.platform_provider,
+                    labels=tuple(sorted(command.labels)),
+                )
+            ]
+        case DisableApplication():
+            app = _existing(state, command.application_id)
+            return [] if app.disabled else [ApplicationDisabled(application_id=app.application_id)]
+        case EnableApplication():
+            app = _existing(state, command.application_id)
+            return [ApplicationEnabled(application_id=app.application_id)] if app.disabled else []
+        case RequestSync():
+            if command.strategy not in STRATEGIES:
+                raise Invalid("strategy", f"strategy must be {RULES['strategy']}")
+            app = _existing(state, command.application_id)
+            if app.disabled:
+                raise Conflict(
+                    "application_disabled",
+                    f"application {app.name} is disabled: enable it before syncing",
+                    application_id=app.application_id,
+                )
+            return [
+                SyncRequested(
+                    application_id=app.application_id,
+                    request_id=command.request_id,
+                    strategy=command.strategy,
+                    commander=command.commander,
+                )
+            ]
+
+
+def check_registration(command: RegisterApplication) -> None:
+    """Raise `Invalid` naming the first field of `command` that breaks its rule."""
+    for field, pattern in _PATTERNS.items():
+        value: str = getattr(command, field)
+        if not pattern.fullmatch(value) or (field == "path" and len(value) > MAX_PATH_LENGTH):
+            raise Invalid(field, f"{field} {value!r} is not valid: {RULES[field]}")
+    if len(command.labels) > MAX_LABELS:
+        raise Invalid("labels", f"too many labels ({len(command.labels)}): {RULES['labels']}")
+    keys = [key for key, _ in command.labels]
+    if len(set(keys)) != len(keys):
+        raise Invalid("labels", "a label key appears more than once")
+    for key, value in command.labels:
+        if not _LABEL_KEY.fullmatch(key) or not _LABEL_VALUE.fullmatch(value):
+            raise Invalid("labels", f"label {key}={value} is not valid: {RULES['labels']}")
+
+
+def _existing(state: Application | None, application_id: str) -> Application:
+    if state is None:
+        raise NotFound(f"no application {application_id}")
+    return state
+
+
+# --- the name stream ----------------------------------------------------------------------
+
+
+class NameHolder(msgspec.Struct, frozen=True, kw_only=True):
+    """The application holding a name; `None` stands for a free name."""
+
+    application_id: str
+
+
+def name_stream(name: str) -> str:
+    return f"appname-{name}"
+
+
+def evolve_name(state: NameHolder | None, event: Event) -> NameHolder | None:
+    match event:
+        case ApplicationNameReserved():
+            return NameHolder(application_id=event.application_id)
+        case _:
+            return state
+
+
+def decide_name(state: NameHolder | None, command: ReserveName) -> Sequence[Event]:
+    """Reserve a free name; `Conflict("name_taken")` naming the holder otherwise."""
+    if not _PATTERNS["name"].fullmatch(command.name):
+        raise Invalid("name", f"name {command.name!r} is not valid: {RULES['name']}")
+    if state is not None:
+        raise Conflict(
+            "name_taken",
+            f"an application named {command.name} already exists ({state.application_id})",
+            application_id=state.application_id,
+        )
+    return [ApplicationNameReserved(name=command.name, application_id=command.application_id)]

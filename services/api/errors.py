@@ -1,0 +1,131 @@
+"""How failures become answers: `ApiError`, and the translation of the error tree into HTTP.
+
+Every error answer has the body `{"error": {"code", "message", "field"?}}`
+(`schemas.ErrorBody`):
+
+| raised                                   | status | code                          |
+|------------------------------------------|--------|-------------------------------|
+| `ApiError`                               | its own                                |
+| `decider.Invalid` (names the field)      | 400    | `invalid_request`             |
+| `decider.NotFound`                       | 404    | `not_found`                   |
+| `decider.Conflict`                       | 409    | its code (`name_taken`, …)    |
+| `ConcurrencyConflict` (retries used up)  | 409    | `conflict`                    |
+| `Unavailable`                            | 503    | `unavailable` + `Retry-After` |
+| aiohttp's own (no route, wrong method)   | its own| `not_found`, …                |
+| anything else: a bug, logged once        | 500    | `internal`                    |
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Final
+
+import msgspec
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from services.api.decider import RULES, Conflict, Invalid, NotFound
+from services.api.schemas import ErrorBody, ErrorCode, ErrorDetail
+from shared.errors import ConcurrencyConflict, Unavailable
+from shared.logs import get_logger
+
+__all__ = ["ApiError", "error_middleware", "error_response", "validation_error"]
+
+log = get_logger(__name__)
+
+RETRY_AFTER_S: Final = "1"
+
+_encoder = msgspec.json.Encoder()
+
+# msgspec's validation messages end with where the problem is, e.g.
+# "Expected `str` of length <= 63 - at `$.name`" or "... - at `key` in `$.labels`".
+_AT: Final = re.compile(r" - at (?:`key` in )?`\$(?P<path>[^`]*)`$")
+_NAMED: Final = re.compile(r"(?:missing required|contains unknown) field `(?P<name>[^`]+)`")
+_INDEX: Final = re.compile(r"\[[^\]]*\]")
+# Messages about a value's shape rather than its type, better said by the field's rule.
+_RULE_BROKEN: Final = re.compile(r"matching regex|of length|length [<>]=")
+
+_HTTP_CODES: Final[Mapping[int, ErrorCode]] = {404: "not_found", 405: "method_not_allowed"}
+
+
+class ApiError(Exception):
+    """An answer other than success, raised anywhere below a handler."""
+
+    def __init__(
+        self,
+        status: int,
+        code: ErrorCode,
+        message: str,
+        *,
+        field: str | None = None,
+        application_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.detail = ErrorDetail(
+            code=code, message=message, field=field, application_id=application_id
+        )
+        self.headers = dict(headers or {})
+        super().__init__(message)
+
+
+def error_response(error: ApiError) -> web.Response:
+    return web.Response(
+        status=error.status,
+        body=_encoder.encode(ErrorBody(error=error.detail)),
+        content_type="application/json",
+        headers=error.headers,
+    )
+
+
+def validation_error(exc: msgspec.ValidationError, *, prefix: str = "") -> ApiError:
+    """A 400 naming the field msgspec found at fault (dotted, under `prefix`)."""
+    message = str(exc)
+    path = ""
+    if at := _AT.search(message):
+        path = _INDEX.sub("", at["path"]).lstrip(".")
+        message = message[: at.start()]
+    if named := _NAMED.search(message):
+        path = f"{path}.{named['name']}" if path else named["name"]
+    field = ".".join(part for part in (prefix, path) if part) or None
+    rule = RULES.get(path.split(".", 1)[0]) if path else None
+    if rule is not None and _RULE_BROKEN.search(message):
+        message = f"{field} is not valid: {rule}"
+    elif field is not None:
+        message = f"{field}: {message}"
+    return ApiError(400, "invalid_request", message, field=field)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc)
+    except Invalid as exc:
+        return error_response(ApiError(400, "invalid_request", str(exc), field=exc.field))
+    except NotFound as exc:
+        return error_response(ApiError(404, "not_found", str(exc)))
+    except Conflict as exc:
+        return error_response(ApiError(409, exc.code, str(exc), application_id=exc.application_id))
+    except ConcurrencyConflict as exc:
+        return error_response(
+            ApiError(409, "conflict", f"too many concurrent changes, try again: {exc}")
+        )
+    except Unavailable as exc:
+        log.warning("request_unavailable", error=str(exc))
+        return error_response(
+            ApiError(503, "unavailable", str(exc), headers={"Retry-After": RETRY_AFTER_S})
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "invalid_request")
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return error_response(ApiError(exc.status, code, exc.reason, headers=headers))
+    # The top of request handling: a bug is logged once with its traceback and
+    # answered as such, without the details that would leak internals.
+    except Exception:
+        log.exception("request_crashed", method=request.method, path=request.path)
+        return error_response(ApiError(500, "internal", "internal error; see the API's log"))

@@ -1,0 +1,138 @@
+"""Queries of the `applications` view, and waiting for it to reach a log position.
+
+The view is a projection, kept by the projector service: it lags the log by
+the time a batch takes (tens of milliseconds when idle). Reads are therefore
+eventually consistent; a caller that must see its own write passes the
+`position` that write answered with as `min_position`, and the read first
+waits, for at most `read_wait_s`, until the projection's checkpoint has
+passed the event at that position (in commit order, the order projections
+apply events in: shared/eventlog/store.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Final
+
+import asyncpg
+import msgspec
+
+from services.api import resources
+from services.api.errors import RETRY_AFTER_S, ApiError
+from services.api.schemas import ApplicationResource
+from shared.db import unavailable_on_disconnect
+from shared.errors import Unavailable
+
+__all__ = [
+    "PROJECTION",
+    "ApplicationFilter",
+    "get_application",
+    "list_applications",
+    "wait_for_position",
+]
+
+PROJECTION: Final = "applications"
+_POLL_S: Final = 0.02
+
+_COLUMNS: Final = """application_id, name, repository_id, path, config_filename,
+platform_provider, labels, disabled, registered_at, updated_at, last_position"""
+
+_LIST: Final = f"""
+SELECT {_COLUMNS} FROM applications
+WHERE ($1::text IS NULL OR name = $1)
+  AND ($2::jsonb IS NULL OR labels @> $2::jsonb)
+  AND ($3::boolean IS NULL OR disabled = $3)
+  AND ($4::text IS NULL OR repository_id = $4)
+  AND ($5::text IS NULL OR name > $5)
+ORDER BY name
+LIMIT $6
+"""
+
+# An id wins over a name that happens to look like one.
+_GET: Final = f"""
+SELECT {_COLUMNS} FROM applications WHERE application_id = $1 OR name = $1
+ORDER BY application_id = $1 DESC LIMIT 1
+"""
+
+# Compared in commit order: a checkpoint with a larger position may still be
+# behind an event that committed later. No row for the position (not committed
+# yet, or never) reads as false, and the caller keeps waiting.
+_REACHED: Final = """
+SELECT EXISTS (
+  SELECT 1 FROM projection_state p, events e
+  WHERE p.name = $1 AND e.global_position = $2
+    AND (p.tx_id, p.position) >= (e.tx_id, e.global_position)
+)
+"""
+
+_json = msgspec.json.Encoder()
+
+
+@contextlib.asynccontextmanager
+async def _view(what: str) -> AsyncIterator[None]:
+    async with unavailable_on_disconnect(what):
+        try:
+            yield
+        except asyncpg.UndefinedTableError as exc:
+            raise Unavailable(
+                f"{what}: the {PROJECTION} projection is not installed yet (is the projector "
+                "service running?)"
+            ) from exc
+
+
+class ApplicationFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """Which applications a listing wants; None (or no labels) matches any."""
+
+    name: str | None = None
+    labels: Mapping[str, str] = msgspec.field(default_factory=dict)
+    """Each of these labels, with these values."""
+    disabled: bool | None = None
+    repository_id: str | None = None
+
+
+async def list_applications(
+    pool: asyncpg.Pool,
+    wanted: ApplicationFilter = ApplicationFilter(),  # noqa: B008 - frozen, so safe to share
+    *,
+    after: str | None = None,
+    limit: int = 100,
+) -> tuple[list[ApplicationResource], str | None]:
+    """One page of matching applications by name after `after`, and the next page's cursor."""
+    labels = _json.encode(dict(wanted.labels)).decode() if wanted.labels else None
+    async with _view("list applications"):
+        rows = await pool.fetch(
+            _LIST, wanted.name, labels, wanted.disabled, wanted.repository_id, after, limit + 1
+        )
+    items = [resources.from_row(row) for row in rows[:limit]]
+    return items, (items[-1].name if len(rows) > limit else None)
+
+
+async def get_application(pool: asyncpg.Pool, ref: str) -> ApplicationResource | None:
+    """The application whose id or name is `ref`."""
+    async with _view("get application"):
+        row = await pool.fetchrow(_GET, ref)
+    return None if row is None else resources.from_row(row)
+
+
+async def wait_for_position(pool: asyncpg.Pool, position: int, *, timeout_s: float) -> None:
+    """Return once the projection has applied the event at `position`; 503 after `timeout_s`."""
+    if position <= 0:
+        return
+    deadline = time.monotonic() + timeout_s
+    while True:
+        async with unavailable_on_disconnect("wait for the applications projection"):
+            if await pool.fetchval(_REACHED, PROJECTION, position):
+                return
+        if time.monotonic() >= deadline:
+            raise ApiError(
+                503,
+                "projection_lagging",
+                f"the {PROJECTION} projection has not reached position {position} within "
+                f"{timeout_s:g} s (is the projector service running?)",
+                field="min_position",
+                headers={"Retry-After": RETRY_AFTER_S},
+            )
+        await asyncio.sleep(_POLL_S)

@@ -1,0 +1,173 @@
+"""`/applications`: register, list, get, disable, enable, sync."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Final
+
+from aiohttp import web
+
+from services.api import reads, resources
+from services.api.auth import Access, actor_of
+from services.api.decider import (
+    Command,
+    DisableApplication,
+    EnableApplication,
+    NotFound,
+    RegisterApplication,
+    RequestSync,
+)
+from services.api.deps import deps
+from services.api.middleware import REQUEST_ID
+from services.api.routes import API_PREFIX, Route
+from services.api.schemas import (
+    ApplicationList,
+    ApplicationResource,
+    RegisterApplicationRequest,
+    SyncAccepted,
+    SyncApplicationRequest,
+)
+from services.api.service import Outcome
+from services.api.wire import (
+    json_response,
+    query_bool,
+    query_int,
+    query_labels,
+    query_str,
+    read_body,
+)
+from shared.events.base import Metadata
+from shared.events.catalog import SyncRequested
+from shared.ids import new_id
+from shared.logs import bind
+from shared.tracing import current_trace_headers
+
+__all__ = ["ROUTES"]
+
+DEFAULT_PAGE: Final = 100
+MAX_PAGE: Final = 1000
+
+
+async def register(request: web.Request) -> web.Response:
+    body = await read_body(request, RegisterApplicationRequest)
+    command = RegisterApplication(
+        application_id=new_id(),
+        name=body.name,
+        repository_id=body.repository_id,
+        path=body.path,
+        config_filename=body.config_filename,
+        platform_provider=body.platform_provider,
+        labels=tuple(sorted(body.labels.items())),
+    )
+    with bind(application_id=command.application_id):
+        outcome = await deps(request).commands.register(command, _metadata(request))
+    resource = _resource(outcome)
+    return json_response(
+        resource,
+        status=201,
+        headers={"Location": f"{API_PREFIX}/applications/{resource.application_id}"},
+    )
+
+
+async def list_(request: web.Request) -> web.Response:
+    # Every parameter is checked before waiting, so a malformed one fails fast.
+    wanted = reads.ApplicationFilter(
+        name=query_str(request, "name"),
+        labels=query_labels(request),
+        disabled=query_bool(request, "disabled"),
+        repository_id=query_str(request, "repository_id"),
+    )
+    after = query_str(request, "cursor")
+    limit = query_int(request, "limit", ge=1, le=MAX_PAGE) or DEFAULT_PAGE
+    await _wait_if_asked(request)
+    items, next_cursor = await reads.list_applications(
+        deps(request).pool, wanted, after=after, limit=limit
+    )
+    return json_response(ApplicationList(items=items, next_cursor=next_cursor))
+
+
+async def get(request: web.Request) -> web.Response:
+    await _wait_if_asked(request)
+    ref = request.match_info["application"]
+    found = await reads.get_application(deps(request).pool, ref)
+    if found is None:
+        raise NotFound(f"no application with the id or name {ref!r}")
+    return json_response(found)
+
+
+async def disable(request: web.Request) -> web.Response:
+    return await _change(request, lambda app_id: DisableApplication(application_id=app_id))
+
+
+async def enable(request: web.Request) -> web.Response:
+    return await _change(request, lambda app_id: EnableApplication(application_id=app_id))
+
+
+async def sync(request: web.Request) -> web.Response:
+    body = await read_body(request, SyncApplicationRequest, optional=True)
+    commands = deps(request).commands
+    application_id = await commands.resolve(request.match_info["application"])
+    command = RequestSync(
+        application_id=application_id,
+        request_id=new_id(),
+        strategy=body.strategy,
+        commander=actor_of(request) or "",
+    )
+    with bind(application_id=application_id):
+        outcome = await commands.execute(command, _metadata(request))
+    (recorded,) = outcome.appended
+    assert isinstance(recorded.event, SyncRequested)
+    return json_response(
+        SyncAccepted(
+            request_id=recorded.event.request_id,
+            application_id=application_id,
+            strategy=body.strategy,
+            position=recorded.global_position,
+        ),
+        status=202,
+    )
+
+
+async def _change(request: web.Request, make: Callable[[str], Command]) -> web.Response:
+    commands = deps(request).commands
+    application_id = await commands.resolve(request.match_info["application"])
+    with bind(application_id=application_id):
+        outcome = await commands.execute(make(application_id), _metadata(request))
+    return json_response(_resource(outcome))
+
+
+def _resource(outcome: Outcome) -> ApplicationResource:
+    resource = resources.from_events(outcome.history)
+    assert resource is not None, "a command that succeeded leaves a registered application"
+    return resource
+
+
+def _metadata(request: web.Request) -> Metadata:
+    trace = current_trace_headers()
+    return Metadata(
+        correlation_id=request.get(REQUEST_ID),
+        actor=actor_of(request),
+        traceparent=trace.get("traceparent"),
+        tracestate=trace.get("tracestate"),
+        occurred_at=datetime.now(UTC),
+    )
+
+
+async def _wait_if_asked(request: web.Request) -> None:
+    position = query_int(request, "min_position", ge=0)
+    if position:
+        api = deps(request)
+        await reads.wait_for_position(api.pool, position, timeout_s=api.read_wait_s)
+
+
+ROUTES: Final = (
+    Route("POST", "/applications", register, "registerApplication", Access.WRITE),
+    Route("GET", "/applications", list_, "listApplications", Access.READ),
+    Route("GET", "/applications/{application}", get, "getApplication", Access.READ),
+    Route(
+        "POST", "/applications/{application}/disable", disable, "disableApplication", Access.WRITE
+    ),
+    Route("POST", "/applications/{application}/enable", enable, "enableApplication", Access.WRITE),
+    Route("POST", "/applications/{application}/sync", sync, "syncApplication", Access.WRITE),
+)

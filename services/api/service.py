@@ -1,0 +1,167 @@
+"""The async shell of the API's commands: load the stream, decide, append, retry on conflict.
+
+Each attempt is one transaction: read the stream, fold it with `evolve`,
+`decide`, append with the version that was read. A `ConcurrencyConflict`
+(another writer got there first) starts a fresh attempt, which sees the
+other write and decides again; that is also how the loser of two concurrent
+registrations of one name ends up with `Conflict("name_taken")`.
+
+The events appended are read back inside the same transaction, so callers
+get them as recorded (positions, `recorded_at`) to answer from, without
+waiting for any projection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator, Sequence
+from typing import Final
+
+import msgspec
+
+from services.api.decider import (
+    ID_PATTERN,
+    NAME_PATTERN,
+    Command,
+    NotFound,
+    RegisterApplication,
+    ReserveName,
+    application_stream,
+    check_registration,
+    decide,
+    decide_name,
+    evolve,
+    evolve_name,
+    name_stream,
+)
+from shared.db import unavailable_on_disconnect
+from shared.errors import ConcurrencyConflict
+from shared.eventlog import NO_STREAM, EventStore
+from shared.eventlog.asof import fold
+from shared.eventlog.store import Connection
+from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
+from shared.ids import new_event_id
+from shared.logs import get_logger
+
+__all__ = ["ApplicationCommands", "Outcome"]
+
+log = get_logger(__name__)
+
+_ID: Final = re.compile(ID_PATTERN)
+_NAME: Final = re.compile(NAME_PATTERN)
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """The application stream after a command, and which of its events the command appended."""
+
+    history: tuple[RecordedEvent, ...]
+    appended: tuple[RecordedEvent, ...]
+
+
+class ApplicationCommands:
+    """Carries out application commands against the event store."""
+
+    def __init__(self, store: EventStore, *, max_attempts: int = 5) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be ≥ 1")
+        self.store = store
+        self.max_attempts = max_attempts
+
+    async def register(self, command: RegisterApplication, metadata: Metadata) -> Outcome:
+        """Reserve the name and register the application, in one transaction."""
+        # Malformed input is refused before the name is looked at: a 400 names the
+        # field even when the name is also taken.
+        check_registration(command)
+        names = name_stream(command.name)
+        stream = application_stream(command.application_id)
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                async with self._transaction("register application") as conn:
+                    taken = await self.store.read_stream(names, conn=conn)
+                    holder = fold(evolve_name, None, (e.event for e in taken))
+                    reserve = decide_name(
+                        holder,
+                        ReserveName(name=command.name, application_id=command.application_id),
+                    )
+                    registered = decide(None, command)
+                    await self.store.append(
+                        names,
+                        _wrap(reserve, metadata),
+                        expected_version=_last_version(taken),
+                        conn=conn,
+                    )
+                    await self.store.append(
+                        stream, _wrap(registered, metadata), expected_version=NO_STREAM, conn=conn
+                    )
+                    appended = await self.store.read_stream(stream, conn=conn)
+                return Outcome(history=tuple(appended), appended=tuple(appended))
+            except ConcurrencyConflict as exc:
+                _retry_or_raise(exc, attempt, self.max_attempts)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def execute(self, command: Command, metadata: Metadata) -> Outcome:
+        """Carry out a command on an existing application (disable, enable, sync)."""
+        stream = application_stream(command.application_id)
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                async with self._transaction("change application") as conn:
+                    history = await self.store.read_stream(stream, conn=conn)
+                    events = decide(fold(evolve, None, (e.event for e in history)), command)
+                    if not events:
+                        return Outcome(history=tuple(history), appended=())
+                    await self.store.append(
+                        stream,
+                        _wrap(events, metadata),
+                        expected_version=_last_version(history),
+                        conn=conn,
+                    )
+                    appended = await self.store.read_stream(
+                        stream, from_version=len(history), conn=conn
+                    )
+                return Outcome(history=(*history, *appended), appended=tuple(appended))
+            except ConcurrencyConflict as exc:
+                _retry_or_raise(exc, attempt, self.max_attempts)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def resolve(self, ref: str) -> str:
+        """The id of the application whose id or name is `ref`; `NotFound` if there is none.
+
+        Strongly consistent (it reads the log, not a projection), so a command
+        can name an application registered a moment ago.
+        """
+        if _ID.fullmatch(ref):
+            async with unavailable_on_disconnect("resolve application"):
+                version = await self.store.stream_version(application_stream(ref))
+            if version != NO_STREAM:
+                return ref
+        if _NAME.fullmatch(ref):
+            taken = await self.store.read_stream(name_stream(ref))
+            holder = fold(evolve_name, None, (e.event for e in taken))
+            if holder is not None:
+                return holder.application_id
+        raise NotFound(f"no application with the id or name {ref!r}")
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, what: str) -> AsyncIterator[Connection]:
+        async with (
+            unavailable_on_disconnect(what),
+            self.store.pool.acquire() as conn,
+            conn.transaction(),
+        ):
+            yield conn
+
+
+def _wrap(events: Sequence[Event], metadata: Metadata) -> list[NewEvent]:
+    return [NewEvent(event=e, event_id=new_event_id(), metadata=metadata) for e in events]
+
+
+def _last_version(history: Sequence[RecordedEvent]) -> int:
+    # Versions are 0-based and gap-free, so the last one is the length less one.
+    return history[-1].stream_version if history else NO_STREAM
+
+
+def _retry_or_raise(exc: ConcurrencyConflict, attempt: int, max_attempts: int) -> None:
+    if attempt >= max_attempts:
+        raise exc
+    log.info("command_conflict_retrying", stream_id=exc.stream_id, attempt=attempt)

@@ -1,0 +1,111 @@
+"""Reading requests and writing answers: JSON bodies, query parameters, encoded resources."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from services.api.errors import ApiError, validation_error
+
+__all__ = [
+    "json_response",
+    "query_bool",
+    "query_int",
+    "query_labels",
+    "query_str",
+    "read_body",
+]
+
+T = TypeVar("T")
+
+_encoder: Final = msgspec.json.Encoder()
+_TRUE: Final = frozenset({"true", "1", "yes"})
+_FALSE: Final = frozenset({"false", "0", "no"})
+
+
+async def read_body(request: web.Request, type_: type[T], *, optional: bool = False) -> T:
+    """The JSON body decoded as `type_`; 400 naming the field at fault otherwise.
+
+    With `optional`, an empty body stands for `{}` (every field defaulted).
+    """
+    raw = await request.read()
+    if not raw.strip():
+        if not optional:
+            raise ApiError(400, "invalid_json", "the request needs a JSON object as its body")
+        raw = b"{}"
+    try:
+        return msgspec.json.decode(raw, type=type_)
+    except msgspec.ValidationError as exc:
+        raise validation_error(exc) from exc
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+
+
+def json_response(
+    value: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status,
+        body=_encoder.encode(value),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def query_str(request: web.Request, name: str, *, max_length: int = 256) -> str | None:
+    """The query parameter `name` (at most once), or None when absent."""
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise ApiError(400, "invalid_request", f"{name} may be given once", field=name)
+    if not values:
+        return None
+    if len(values[0]) > max_length:
+        raise ApiError(
+            400, "invalid_request", f"{name} is longer than {max_length} characters", field=name
+        )
+    return values[0]
+
+
+def query_int(request: web.Request, name: str, *, ge: int, le: int | None = None) -> int | None:
+    raw = query_str(request, name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < ge or (le is not None and value > le):
+        bounds = f"from {ge} to {le}" if le is not None else f"at least {ge}"
+        raise ApiError(400, "invalid_request", f"{name} must be an integer {bounds}", field=name)
+    return value
+
+
+def query_bool(request: web.Request, name: str) -> bool | None:
+    raw = query_str(request, name)
+    if raw is None:
+        return None
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ApiError(400, "invalid_request", f"{name} must be true or false", field=name)
+
+
+def query_labels(request: web.Request, name: str = "label") -> dict[str, str]:
+    """Every `name=key=value` parameter, as a mapping (all must match)."""
+    labels: dict[str, str] = {}
+    for item in request.query.getall(name, []):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ApiError(
+                400, "invalid_request", f"{name} must look like key=value, not {item!r}", field=name
+            )
+        if labels.get(key, value) != value:
+            raise ApiError(
+                400, "invalid_request", f"{name} gives two values for {key!r}", field=name
+            )
+        labels[key] = value
+    return labels

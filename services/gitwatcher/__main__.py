@@ -1,0 +1,95 @@
+"""`python -m services.gitwatcher`: wiring only — settings, control config, connections, run."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+from msgspec import Meta
+from nats.js.errors import NotFoundError
+
+from services.gitwatcher.configs import read_app_config, watched_repositories
+from services.gitwatcher.service import Gitwatcher
+from shared.config import load_control_config
+from shared.errors import ConfigError
+from shared.eventlog import EventStore
+from shared.events.catalog import default_registry
+from shared.git import GitCache
+from shared.logs import get_logger
+from shared.messaging import ensure_event_stream
+from shared.runtime import Component, ServiceRuntime, run_service
+from shared.settings import ServiceSettings
+
+NAME = "gitwatcher"
+
+log = get_logger(__name__)
+
+
+class GitwatcherSettings(ServiceSettings, frozen=True, kw_only=True):
+    control_config: str
+    """Path of the control config (slipway.yaml, or PipeCD's Piped file): the repositories."""
+    git_cache_dir: str = ""
+    """Where the bare clones live; empty means `<tmp>/slipway-git-cache`."""
+    gitwatcher_webhook_host: str = "127.0.0.1"
+    gitwatcher_webhook_port: Annotated[int, Meta(ge=-1, le=65535)] = 0
+    """0 picks a free port (logged); -1 disables the webhook endpoint."""
+    gitwatcher_backoff_initial_s: Annotated[float, Meta(gt=0)] = 1.0
+    gitwatcher_backoff_max_s: Annotated[float, Meta(gt=0)] = 300.0
+    gitwatcher_git_timeout_s: Annotated[float, Meta(gt=0)] = 60.0
+    gitwatcher_fetch_timeout_s: Annotated[float, Meta(gt=0)] = 300.0
+    gitwatcher_webhook_reject_window_s: Annotated[float, Meta(ge=0)] = 60.0
+
+
+async def setup(runtime: ServiceRuntime[GitwatcherSettings]) -> Sequence[Component]:
+    settings = runtime.settings
+    try:
+        control = load_control_config(Path(settings.control_config))
+        repositories = watched_repositories(control)
+    except ConfigError as exc:
+        log.error("control_config_invalid", error=str(exc))
+        raise
+    cache_dir = settings.git_cache_dir or str(Path(tempfile.gettempdir()) / "slipway-git-cache")
+    gitwatcher = Gitwatcher(
+        store=EventStore(runtime.pool, default_registry()),
+        cache=GitCache(
+            cache_dir,
+            timeout_s=settings.gitwatcher_git_timeout_s,
+            fetch_timeout_s=settings.gitwatcher_fetch_timeout_s,
+        ),
+        repositories=repositories,
+        read_config=read_app_config,
+        backoff_initial_s=settings.gitwatcher_backoff_initial_s,
+        backoff_max_s=settings.gitwatcher_backoff_max_s,
+        registry=runtime.metrics,
+    )
+    log.info(
+        "repositories_configured",
+        repositories=sorted(gitwatcher.watchers),
+        cache_dir=cache_dir,
+    )
+    if runtime.burst:
+        return gitwatcher.burst_components()
+    js = runtime.nc.jetstream()
+    try:
+        await js.stream_info(runtime.subjects.events_stream)
+    except NotFoundError:
+        # Only create it when missing: updating would overwrite the relay's settings.
+        await ensure_event_stream(js, runtime.subjects)
+    components: list[Component] = [
+        *gitwatcher.poll_components(),
+        gitwatcher.sync_consumer(js=js, subjects=runtime.subjects).run,
+    ]
+    if settings.gitwatcher_webhook_port >= 0:
+        server = gitwatcher.webhook_server(
+            host=settings.gitwatcher_webhook_host,
+            port=settings.gitwatcher_webhook_port,
+            reject_record_window_s=settings.gitwatcher_webhook_reject_window_s,
+        )
+        components.append(server.run)
+    return components
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_service(NAME, GitwatcherSettings, setup))

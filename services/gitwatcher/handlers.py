@@ -1,0 +1,43 @@
+"""Pure reactions of the gitwatcher: a sync request becomes an on-command trigger."""
+
+from __future__ import annotations
+
+from services.gitwatcher.decider import STRATEGIES
+from shared.eventlog import deterministic_event_id
+from shared.events.catalog import DeploymentTriggered, SyncRequested
+
+__all__ = ["on_command_deployment_id", "on_command_trigger"]
+
+
+def on_command_deployment_id(application_id: str, request_id: str) -> str:
+    """The deployment a sync request opens: one per request, however often it is delivered."""
+    return deterministic_event_id("deployment", "on_command", application_id, request_id).hex
+
+
+def on_command_trigger(
+    request: SyncRequested,
+    *,
+    repository_id: str,
+    branch: str,
+    commit_hash: str,
+    commit_author: str,
+    commit_message: str,
+) -> DeploymentTriggered:
+    """Deploy the application at the branch head, with the strategy the request forces.
+
+    An unknown strategy word is read as "auto" (let the planner decide) rather
+    than refused: the request was accepted by the API, and a deployment with
+    the planner's choice is closer to what was asked than none.
+    """
+    return DeploymentTriggered(
+        deployment_id=on_command_deployment_id(request.application_id, request.request_id),
+        application_id=request.application_id,
+        trigger="on_command",
+        commit_hash=commit_hash,
+        commit_author=commit_author,
+        commit_message=commit_message,
+        strategy=request.strategy if request.strategy in STRATEGIES else "auto",
+        repository_id=repository_id,
+        commit_branch=branch,
+        commander=request.commander,
+    )

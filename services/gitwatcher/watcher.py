@@ -1,0 +1,649 @@
+"""One repository's poll loop: fetch, record what moved, trigger deployments.
+
+Per repository, one poll loop (`RepositoryWatcher.run`): fetch on its
+interval (or at once when a push webhook wakes it), compare the branch head
+with the stream `repository-<id>`, and for every new commit, oldest first:
+
+1. judge which registered applications it touches (their config files read
+   at that commit) and append a `DeploymentTriggered` for each to
+   `deployment-<id>`, where the id is derived from (application, commit) and
+   the append expects NO_STREAM under a derived event id: a second replica's
+   identical trigger is recognised as the same append and stored once;
+2. then append `CommitObserved` with the stream version it read. That is the
+   checkpoint: a replica that loses the race gets `ConcurrencyConflict`,
+   reloads the stream, and finds the commit done. A crash between 1 and 2
+   repeats step 1 on the next poll, which the derived ids make harmless.
+
+The first observation of a repository records its head and triggers
+nothing: history that predates Slipway is not replayed as deployments.
+
+A fetch failure appends `RepositoryFetchFailed` when the repository starts
+failing (or fails differently) and `RepositoryRecovered` when it works
+again; in between, retries back off exponentially and append nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Final
+
+import asyncpg
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry, Counter
+from structlog.contextvars import bound_contextvars
+
+from services.gitwatcher.decider import (
+    AppConfigFacts,
+    RegisteredApp,
+    RepositoryState,
+    TriggerConfig,
+    backoff_s,
+    decide_commit_observed,
+    decide_discovered,
+    decide_fetch_failed,
+    decide_fetch_succeeded,
+    deployment_stream,
+    fold,
+    on_commit_triggers,
+    repository_stream,
+    trigger_event_id,
+    undiscovered_configs,
+)
+from shared.db import CONNECTION_ERRORS
+from shared.errors import ConcurrencyConflict, ConfigError, IdempotencyViolation, Unavailable
+from shared.eventlog import NO_STREAM, EventStore, new_events
+from shared.events.base import Event, Metadata, NewEvent
+from shared.events.catalog import ApplicationConfigDiscovered, CommitObserved, DeploymentTriggered
+from shared.git import Commit, GitError, GitRepository, redact
+from shared.logs import get_logger
+from shared.tracing import current_trace_headers
+
+__all__ = [
+    "MAX_CHANGED_PATHS_RECORDED",
+    "AppConfigReader",
+    "Metrics",
+    "RepositoryWatcher",
+    "WatchedRepository",
+    "append_trigger",
+    "event_metadata",
+]
+
+log = get_logger("slipway.gitwatcher")
+_tracer = trace.get_tracer("slipway.gitwatcher")
+
+MAX_CHANGED_PATHS_RECORDED: Final = 1000
+"""A CommitObserved lists at most this many paths (triggering always sees them all)."""
+MAX_CONFLICT_RETRIES: Final = 8
+
+_APPS_OF_REPOSITORY = """
+SELECT application_id, name, path, config_filename, disabled
+FROM applications WHERE repository_id = $1
+"""
+
+AppConfigReader = Callable[[str, bytes], AppConfigFacts]
+"""Parse an application config file (path in the repository, content); raises ConfigError."""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedRepository:
+    """One repository from the control config, as the gitwatcher watches it."""
+
+    repository_id: str
+    remote: str
+    branch: str = "main"
+    poll_interval_s: float = 60.0
+    webhook_secret: str = ""
+
+
+class Metrics:
+    """The service's Prometheus counters (on a private registry when none is given)."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        registry = registry if registry is not None else CollectorRegistry()
+        self.commits = Counter(
+            "slipway_gitwatcher_commits_observed",
+            "commits this replica recorded as CommitObserved",
+            ["repository"],
+            registry=registry,
+        )
+        self.triggers = Counter(
+            "slipway_gitwatcher_deployments_triggered",
+            "DeploymentTriggered appends made by this replica (a replica's duplicate included)",
+            ["trigger"],
+            registry=registry,
+        )
+        self.fetch_failures = Counter(
+            "slipway_gitwatcher_fetch_failures",
+            "failed fetches, every attempt",
+            ["repository", "kind"],
+            registry=registry,
+        )
+        self.conflicts = Counter(
+            "slipway_gitwatcher_conflicts",
+            "appends to a repository stream that lost a race with another replica",
+            ["repository"],
+            registry=registry,
+        )
+        self.webhooks = Counter(
+            "slipway_gitwatcher_webhooks",
+            "webhook deliveries by outcome",
+            ["provider", "outcome"],
+            registry=registry,
+        )
+
+
+def event_metadata(
+    *, causation_id: str | None = None, correlation_id: str | None = None
+) -> Metadata:
+    """Envelope for what the gitwatcher appends: the current trace, so the planner continues it."""
+    context = current_trace_headers()
+    return Metadata(
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        traceparent=context.get("traceparent"),
+        tracestate=context.get("tracestate"),
+        actor="gitwatcher",
+    )
+
+
+async def append_trigger(
+    store: EventStore,
+    trigger: DeploymentTriggered,
+    metadata: Metadata,
+    *,
+    conn: asyncpg.Connection | None = None,
+) -> bool:
+    """Open `deployment-<id>` with `trigger`, once however many replicas try; False if refused.
+
+    The event id is derived from the deployment id, so an append that finds
+    the stream already opened by the same trigger returns its stored place.
+    """
+    stream = deployment_stream(trigger.deployment_id)
+    new = NewEvent(
+        event=trigger, event_id=trigger_event_id(trigger.deployment_id), metadata=metadata
+    )
+    for _ in range(2):
+        try:
+            await store.append(stream, [new], expected_version=NO_STREAM, conn=conn)
+        except ConcurrencyConflict:
+            # Lost a race with a replica appending the same event: the retry finds
+            # it by id. A second conflict means the stream holds something else.
+            continue
+        except IdempotencyViolation as exc:
+            log.error(
+                "deployment_trigger_refused", deployment_id=trigger.deployment_id, error=str(exc)
+            )
+            return False
+        return True
+    log.error(
+        "deployment_stream_taken",
+        deployment_id=trigger.deployment_id,
+        reason="the stream exists and does not start with this trigger",
+    )
+    return False
+
+
+class RepositoryWatcher:
+    """Polls one repository and turns its new commits into events."""
+
+    def __init__(
+        self,
+        spec: WatchedRepository,
+        *,
+        store: EventStore,
+        git: GitRepository,
+        read_config: AppConfigReader,
+        backoff_initial_s: float = 1.0,
+        backoff_max_s: float = 300.0,
+        metrics: Metrics | None = None,
+        max_commits_per_poll: int = 50,
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.git = git
+        self.read_config = read_config
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.metrics = metrics or Metrics(None)
+        self.max_commits_per_poll = max_commits_per_poll
+        self.stream = repository_stream(spec.repository_id)
+        self.attempts = 0
+        """Consecutive failed fetches by this replica (0 while healthy)."""
+        self.retry_in_s = 0.0
+        self.polls = 0
+        self.conflicts = 0
+        """Appends that lost a race with another replica (and were decided again)."""
+        self._state = RepositoryState()
+        self._wake = asyncio.Event()
+        self._wake_source = "poll"
+        self._discovered_at = ""
+        self._trouble = 0
+
+    # The loop -------------------------------------------------------------------
+
+    def wake(self, source: str = "webhook") -> None:
+        """Poll now instead of at the end of the interval (a push webhook arrived)."""
+        self._wake_source = source
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until `stop` is set; failures are recorded, backed off and retried, never fatal."""
+        with bound_contextvars(repository_id=self.spec.repository_id):
+            log.info("repository_watch_started", remote=redact(self.spec.remote))
+            while not stop.is_set():
+                delay = await self._poll_guarded(self._take_source())
+                await self._idle(stop, delay)
+
+    async def run_once(self, stop: asyncio.Event) -> None:
+        """Burst mode: one poll, then return."""
+        with bound_contextvars(repository_id=self.spec.repository_id):
+            await self._poll_guarded(self._take_source())
+
+    async def _poll_guarded(self, source: str) -> float:
+        """Poll once; how long to wait before the next poll."""
+        try:
+            await self.poll(source)
+        except Unavailable as exc:
+            # The database, or git after a good fetch: not the repository's failure.
+            self._trouble += 1
+            delay = self._backoff(self._trouble)
+            log.warning("repository_poll_failed", error=str(exc), retry_in_s=delay)
+            return delay
+        # The top of the poll loop: log once and keep watching (the service keeps running).
+        except Exception:
+            self._trouble += 1
+            delay = self._backoff(self._trouble)
+            log.exception("repository_poll_crashed", retry_in_s=delay)
+            return delay
+        self._trouble = 0
+        return self.retry_in_s if self.attempts else self.spec.poll_interval_s
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff_s(attempt, initial_s=self.backoff_initial_s, max_s=self.backoff_max_s)
+
+    def _take_source(self) -> str:
+        if self._wake.is_set():
+            self._wake.clear()
+            source, self._wake_source = self._wake_source, "poll"
+            return source
+        return "poll"
+
+    async def _idle(self, stop: asyncio.Event, delay: float) -> None:
+        if self._wake.is_set() or stop.is_set():
+            return
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    # One poll -------------------------------------------------------------------
+
+    async def poll(self, source: str = "poll") -> None:
+        """Fetch, record success or failure, observe new commits, discover new configs."""
+        self.polls += 1
+        try:
+            await self.git.fetch()
+            head = await self._branch_head()
+        except GitError as exc:
+            await self._fetch_failed(exc)
+            return
+        await self._fetch_succeeded()
+        await self._observe(head, source)
+        if self._discovered_at != head:
+            await self._discover(head)
+            self._discovered_at = head
+
+    async def head_for_sync(self) -> str:
+        """The branch head to deploy on command: fetched now, else the last one observed."""
+        try:
+            await self.git.fetch()
+            return await self._branch_head()
+        except GitError as exc:
+            state = await self._load()
+            if not state.head:
+                raise
+            log.warning("sync_uses_last_observed_head", head=state.head, error=exc.reason)
+            return state.head
+
+    async def _branch_head(self) -> str:
+        try:
+            return await self.git.branch_head(self.spec.branch)
+        except GitError as exc:
+            if exc.kind != "not_found":
+                raise
+            raise GitError(
+                f"branch {self.spec.branch!r} is not on the remote",
+                kind="not_found",
+                stderr_tail=f"branch {self.spec.branch!r} is not on the remote",
+            ) from exc
+
+    # The repository stream --------------------------------------------------------
+
+    async def _load(self) -> RepositoryState:
+        """The stream's state, reading only what was appended since the last load."""
+        base = self._state
+        recorded = await self.store.read_stream(self.stream, from_version=base.version + 1)
+        return self._keep(
+            fold(base, (r.event for r in recorded), (r.stream_version for r in recorded))
+        )
+
+    def _keep(self, state: RepositoryState) -> RepositoryState:
+        # The poll loop and a sync request may load concurrently: never go back.
+        if state.version >= self._state.version:
+            self._state = state
+        return state
+
+    async def _append_decided(
+        self, decide: Callable[[RepositoryState], list[Event]]
+    ) -> list[Event]:
+        """Decide on the current state and append at its version; on a conflict, again."""
+        for _ in range(MAX_CONFLICT_RETRIES):
+            state = await self._load()
+            events = decide(state)
+            if not events:
+                return []
+            try:
+                result = await self.store.append(
+                    self.stream,
+                    new_events(events, metadata=event_metadata()),
+                    expected_version=state.version,
+                )
+            except ConcurrencyConflict:
+                # Another replica appended first: reload and decide again.
+                self.conflicts += 1
+                self.metrics.conflicts.labels(self.spec.repository_id).inc()
+                continue
+            self._keep(fold(state, events, result.stream_versions))
+            return events
+        raise Unavailable(f"{self.stream}: still conflicting after {MAX_CONFLICT_RETRIES} tries")
+
+    # Failure and recovery ---------------------------------------------------------
+
+    async def _fetch_failed(self, exc: GitError) -> None:
+        self.attempts += 1
+        self.retry_in_s = self._backoff(self.attempts)
+        self.metrics.fetch_failures.labels(self.spec.repository_id, exc.kind).inc()
+        log.warning(
+            "repository_fetch_failed",
+            kind=exc.kind,
+            reason=exc.reason,
+            attempt=self.attempts,
+            retry_in_s=self.retry_in_s,
+        )
+        attempt, retry_in_s = self.attempts, self.retry_in_s
+        await self._append_decided(
+            lambda state: decide_fetch_failed(
+                state,
+                repository_id=self.spec.repository_id,
+                kind=exc.kind,
+                reason=exc.reason,
+                attempt=attempt,
+                retry_in_s=retry_in_s,
+            )
+        )
+
+    async def _fetch_succeeded(self) -> None:
+        attempts = self.attempts
+        recovered = await self._append_decided(
+            lambda state: decide_fetch_succeeded(
+                state, repository_id=self.spec.repository_id, attempts=attempts
+            )
+        )
+        self.attempts, self.retry_in_s = 0, 0.0
+        if recovered:
+            log.info("repository_recovered", after_attempts=max(attempts, 1))
+
+    # Commits ----------------------------------------------------------------------
+
+    async def _observe(self, head: str, source: str) -> None:
+        """Record every commit up to `head` (triggers first, then the checkpoint)."""
+        refetched = False
+        for _ in range(MAX_CONFLICT_RETRIES):
+            state = await self._load()
+            if state.head == head:
+                return
+            if not state.head:
+                await self._observe_first(head, source)
+                continue
+            if not refetched and not await self._descends(state.head, head):
+                # Not a fast-forward of what the stream holds: either the branch was
+                # reset, or another replica fetched later than we did and recorded a
+                # newer head. Fetch again before believing the branch went back.
+                refetched = True
+                await self.git.fetch()
+                head = await self._branch_head()
+                continue
+            apps = await self._registered_apps()
+            previous = state.head
+            for commit, changed in await self._new_commits(previous, head):
+                if not await self._observe_commit(commit, changed, previous, source, apps):
+                    break  # another replica is ahead: reload and continue from there
+                previous = commit.hash
+        raise Unavailable(f"{self.stream}: could not catch up with {head}")
+
+    async def _descends(self, ancestor: str, head: str) -> bool:
+        """Whether `head` is `ancestor` or comes after it (False if `ancestor` is unknown here)."""
+        try:
+            return await self.git.is_ancestor(ancestor, head)
+        except GitError as exc:
+            if exc.kind == "not_found":
+                return False
+            raise
+
+    async def _observe_first(self, head: str, source: str) -> None:
+        commit = await self.git.commit(head)
+        observed = self._observed(commit, (), "", source)
+        if await self._append_decided(lambda state: decide_commit_observed(state, observed)):
+            self.metrics.commits.labels(self.spec.repository_id).inc()
+            log.info(
+                "repository_first_observed",
+                head=head,
+                note="history before the first observation triggers nothing",
+            )
+
+    async def _new_commits(self, last: str, head: str) -> list[tuple[Commit, list[str]]]:
+        """Each new first-parent commit with the paths it changed, oldest first.
+
+        When there are none (the branch was reset to an older commit, or
+        rewritten so `last` is gone) or too many (a bulk import), the head
+        alone is judged against `last`, as PipeCD judges every push.
+        """
+        try:
+            commits = await self.git.log(last, head, max_count=self.max_commits_per_poll + 1)
+        except GitError as exc:
+            if exc.kind != "not_found":
+                raise
+            commits = []
+        if commits and len(commits) <= self.max_commits_per_poll:
+            return [
+                (commit, await self.git.changed_paths(commit.parent or None, commit.hash))
+                for commit in commits
+            ]
+        if commits:
+            log.warning(
+                "commits_coalesced",
+                limit=self.max_commits_per_poll,
+                head=head,
+                note="too many new commits: the head alone is judged",
+            )
+        commit = await self.git.commit(head)
+        try:
+            changed = await self.git.changed_paths(last, head)
+        except GitError as exc:
+            if exc.kind != "not_found":
+                raise
+            changed = await self.git.changed_paths(commit.parent or None, head)
+        return [(commit, changed)]
+
+    def _observed(
+        self, commit: Commit, changed: Sequence[str], previous: str, source: str
+    ) -> CommitObserved:
+        return CommitObserved(
+            repository_id=self.spec.repository_id,
+            branch=self.spec.branch,
+            commit_hash=commit.hash,
+            previous_hash=previous,
+            author=commit.author,
+            message=commit.message,
+            committed_at=commit.committed_at,
+            changed_paths=tuple(changed[:MAX_CHANGED_PATHS_RECORDED]),
+            source=source if source in ("poll", "webhook") else "poll",
+        )
+
+    async def _observe_commit(
+        self,
+        commit: Commit,
+        changed: list[str],
+        previous: str,
+        source: str,
+        apps: Sequence[RegisteredApp],
+    ) -> bool:
+        """Trigger what `commit` touches, then record it; False if another replica was first."""
+        observed = self._observed(commit, changed, previous, source)
+        with _tracer.start_as_current_span(
+            "gitwatcher observe commit",
+            attributes={
+                "slipway.repository_id": self.spec.repository_id,
+                "slipway.commit_hash": commit.hash,
+            },
+        ):
+            judged = await self._with_configs(commit.hash, apps)
+            for trigger in on_commit_triggers(observed, judged, changed):
+                if await append_trigger(
+                    self.store,
+                    trigger,
+                    event_metadata(correlation_id=trigger.deployment_id),
+                ):
+                    self.metrics.triggers.labels("on_commit").inc()
+                    log.info(
+                        "deployment_triggered",
+                        trigger="on_commit",
+                        deployment_id=trigger.deployment_id,
+                        application_id=trigger.application_id,
+                        commit_hash=commit.hash,
+                        strategy=trigger.strategy,
+                    )
+            recorded = await self._append_decided(
+                lambda state: decide_commit_observed(state, observed)
+            )
+        if recorded:
+            self.metrics.commits.labels(self.spec.repository_id).inc()
+            log.info(
+                "commit_observed", commit_hash=commit.hash, changed=len(changed), source=source
+            )
+        return bool(recorded)
+
+    # Applications and their configs ----------------------------------------------
+
+    async def _registered_apps(self) -> list[RegisteredApp]:
+        try:
+            rows = await self.store.pool.fetch(_APPS_OF_REPOSITORY, self.spec.repository_id)
+        except asyncpg.UndefinedTableError as exc:
+            # Without the view we cannot tell which apps a commit touches; going on
+            # would record commits whose triggers are lost. Wait for the projector.
+            raise Unavailable(
+                "the applications view does not exist yet (projector not run)"
+            ) from exc
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"read applications: {exc}") from exc
+        return [
+            RegisteredApp(
+                application_id=row["application_id"],
+                name=row["name"],
+                path=row["path"],
+                config_filename=row["config_filename"],
+                disabled=row["disabled"],
+            )
+            for row in rows
+        ]
+
+    async def _with_configs(
+        self, commit: str, apps: Sequence[RegisteredApp]
+    ) -> list[RegisteredApp]:
+        """`apps` with the trigger settings of their config files at `commit`."""
+        enabled = [app for app in apps if not app.disabled]
+        contents = await self.git.read_files(commit, [app.config_path for app in enabled])
+        judged = []
+        for app in enabled:
+            content = contents[app.config_path]
+            trigger: TriggerConfig | None = None
+            if content is not None:
+                facts = self._parse(app.config_path, content)
+                # A broken config still triggers by directory, so the planner
+                # reports the problem on the deployment instead of silence here.
+                trigger = facts.trigger if facts is not None else TriggerConfig()
+            judged.append(
+                RegisteredApp(
+                    application_id=app.application_id,
+                    name=app.name,
+                    path=app.path,
+                    config_filename=app.config_filename,
+                    trigger=trigger,
+                )
+            )
+        return judged
+
+    def _parse(self, path: str, content: bytes) -> AppConfigFacts | None:
+        result = _parse_cached(self.read_config, path, content)
+        if isinstance(result, str):
+            log.warning("application_config_invalid", path=path, error=result)
+            return None
+        return result
+
+    # Discovery ---------------------------------------------------------------------
+
+    async def _discover(self, head: str) -> None:
+        """Announce config files at `head` that no registered application points at."""
+        apps = await self._registered_apps()
+        state = await self._load()
+        found = undiscovered_configs(
+            await self.git.list_tree(head),
+            [(app.path, app.config_filename) for app in apps],
+            state,
+        )
+        if not found:
+            return
+        paths = [posixpath.join(directory, filename) for directory, filename in found]
+        contents = await self.git.read_files(head, paths)
+        candidates = []
+        for (directory, filename), path in zip(found, paths, strict=True):
+            content = contents[path]
+            facts = self._parse(path, content) if content is not None else None
+            if facts is None:
+                continue
+            candidates.append(
+                ApplicationConfigDiscovered(
+                    repository_id=self.spec.repository_id,
+                    path=directory,
+                    config_filename=filename,
+                    name=facts.name or posixpath.basename(directory) or self.spec.repository_id,
+                    kind=facts.kind,
+                    labels=facts.labels,
+                    commit_hash=head,
+                )
+            )
+        announced = await self._append_decided(lambda s: decide_discovered(s, candidates))
+        for event in announced:
+            assert isinstance(event, ApplicationConfigDiscovered)
+            log.info(
+                "application_config_discovered",
+                path=event.path,
+                config_filename=event.config_filename,
+                name=event.name,
+            )
+
+
+@lru_cache(maxsize=2048)
+def _parse_cached(read: AppConfigReader, path: str, content: bytes) -> AppConfigFacts | str:
+    """Parsed facts, or the error text: a config is parsed once per content, not per poll."""
+    try:
+        return read(path, content)
+    except ConfigError as exc:
+        return str(exc)

@@ -1,0 +1,53 @@
+"""Errors and warnings that point into a configuration file.
+
+```
+ConfigError                      (shared.errors)
+└── ConfigFileError              file:line:column: field.path: what was expected
+```
+
+Every problem found in a file carries where it is (1-based line and column of
+the offending key or value), the field path in the document
+(`spec.pipeline.stages[0].with.replicas`) and what was expected, so a person
+can fix it without reading our code. A problem that is only suspicious (an
+option PipeCD would silently ignore) is a `ConfigWarning` kept on the result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+from shared.errors import ConfigError
+
+
+def _where(file: str, line: int, column: int, field_path: str) -> str:
+    where = f"{file}:{line}:{column}" if line > 0 else file
+    return f"{where}: {field_path}" if field_path else where
+
+
+class ConfigFileError(ConfigError):
+    """A configuration file is unreadable, not YAML, or not the expected shape."""
+
+    def __init__(
+        self, file: str | Path, line: int, column: int, field_path: str, problem: str
+    ) -> None:
+        self.file = str(file)
+        self.line = line
+        self.column = column
+        self.field_path = field_path
+        self.problem = problem
+        super().__init__(f"{_where(self.file, line, column, field_path)}: {problem}")
+
+
+class ConfigWarning(msgspec.Struct, frozen=True, kw_only=True):
+    """Something accepted for compatibility that is probably a mistake."""
+
+    file: str
+    line: int
+    column: int
+    field_path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{_where(self.file, self.line, self.column, self.field_path)}: {self.message}"

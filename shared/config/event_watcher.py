@@ -1,0 +1,69 @@
+"""Event watcher settings: `kind: EventWatcher` files in `.pipe/` and an app's `eventWatcher`.
+
+When an event (say, "image-update" with the new tag) arrives, the watcher
+writes its value into files of the config repository and commits: a YAML or
+JSON field by path, or the first capture group of a regex. Shapes are
+PipeCD's `pkg/config/event_watcher.go`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from shared.config._base import Spec
+
+__all__ = [
+    "EventWatcherConfig",
+    "EventWatcherEvent",
+    "EventWatcherHandler",
+    "EventWatcherHandlerConfig",
+    "EventWatcherMatcher",
+    "EventWatcherReplacement",
+    "EventWatcherSpec",
+]
+
+
+class EventWatcherReplacement(Spec, frozen=True):
+    """One place to write the event's value; exactly one of the field kinds is set."""
+
+    file: str = ""
+    yaml_field: str = ""
+    json_field: str = ""
+    hcl_field: str = msgspec.field(default="", name="HCLField")
+    regex: str = ""
+
+
+class EventWatcherEvent(Spec, frozen=True):
+    name: str = ""
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    replacements: tuple[EventWatcherReplacement, ...] = ()
+
+
+class EventWatcherSpec(Spec, frozen=True):
+    """`kind: EventWatcher`: which files change when which named event happens."""
+
+    events: tuple[EventWatcherEvent, ...] = ()
+
+
+class EventWatcherMatcher(Spec, frozen=True):
+    name: str = ""
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class EventWatcherHandlerConfig(Spec, frozen=True):
+    commit_message: str = ""
+    replacements: tuple[EventWatcherReplacement, ...] = ()
+
+
+class EventWatcherHandler(Spec, frozen=True):
+    type: Literal["GIT_UPDATE"] = "GIT_UPDATE"
+    config: EventWatcherHandlerConfig = EventWatcherHandlerConfig()
+
+
+class EventWatcherConfig(Spec, frozen=True):
+    """An application's own event watcher entry (`spec.eventWatcher[]`)."""
+
+    matcher: EventWatcherMatcher = EventWatcherMatcher()
+    handler: EventWatcherHandler = EventWatcherHandler()

@@ -1,0 +1,595 @@
+"""Find and load PipeCD configuration files: applications, analysis templates, event watchers.
+
+A file is read, parsed with positions (`_yaml`), checked for its header
+(`apiVersion: pipecd.dev/v1beta1`, a `kind` we know), converted into the
+Structs of its kind (`_decode`), and then checked for what types cannot say
+(an ANALYSIS stage needs a duration, a route's percentages add up to 100…).
+Whatever is wrong raises one `ConfigFileError` naming file, line, column and
+field; whatever PipeCD would accept but is suspicious becomes a warning on the
+result.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final, Literal, TypeVar
+
+import msgspec
+
+from shared.config._decode import Document
+from shared.config._decode import Path as FieldPath
+from shared.config._yaml import parse_yaml
+from shared.config.analysis import (
+    AnalysisHTTP,
+    AnalysisLog,
+    AnalysisMetrics,
+    AnalysisTemplateSpec,
+)
+from shared.config.application import (
+    NOTIFICATION_EVENTS,
+    STAGE_NAMES,
+    AnalysisOptions,
+    KubernetesApplicationSpec,
+    ScriptRunOptions,
+    WaitApprovalOptions,
+)
+from shared.config.application import K8sTrafficRoutingOptions as _Routing
+from shared.config.errors import ConfigFileError, ConfigWarning
+from shared.config.event_watcher import EventWatcherReplacement, EventWatcherSpec
+from shared.config.types import _show
+
+__all__ = [
+    "API_VERSION",
+    "AnalysisTemplateConfig",
+    "ApplicationConfig",
+    "EventWatcherFileConfig",
+    "analysis_templates",
+    "find_application_configs",
+    "find_config_files",
+    "is_application_config_name",
+    "load_analysis_template",
+    "load_analysis_templates",
+    "load_application_config",
+    "load_event_watcher",
+    "open_document",
+    "read_text",
+]
+
+_T = TypeVar("_T")
+API_VERSION: Final = "pipecd.dev/v1beta1"
+SHARED_DIR: Final = ".pipe"
+_LEGACY_NAME: Final = ".pipe.yaml"
+_SKIP_DIRS: Final = frozenset({".git", SHARED_DIR})
+_OTHER_PIPECD_KINDS: Final = frozenset(
+    {"TerraformApp", "CloudRunApp", "LambdaApp", "ECSApp", "Application", "CrossplaneApp"}
+)
+_OTHER_PIPECD_STAGES: Final = frozenset(
+    {
+        "CUSTOM_SYNC",
+        "TERRAFORM_SYNC",
+        "TERRAFORM_PLAN",
+        "TERRAFORM_APPLY",
+        "CLOUDRUN_SYNC",
+        "CLOUDRUN_PROMOTE",
+        "LAMBDA_SYNC",
+        "LAMBDA_CANARY_ROLLOUT",
+        "LAMBDA_PROMOTE",
+        "ECS_SYNC",
+        "ECS_CANARY_ROLLOUT",
+        "ECS_PRIMARY_ROLLOUT",
+        "ECS_CANARY_CLEAN",
+        "ECS_TRAFFIC_ROUTING",
+    }
+)
+
+
+class ApplicationConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """A loaded `kind: KubernetesApp` file."""
+
+    kind: Literal["KubernetesApp"]
+    api_version: str
+    spec: KubernetesApplicationSpec
+    path: Path
+    warnings: tuple[ConfigWarning, ...] = ()
+
+    @property
+    def app_dir(self) -> Path:
+        """The directory whose manifests this application deploys."""
+        return self.path.parent
+
+    @property
+    def name(self) -> str:
+        """`spec.name`, or the directory's name when the file does not give one."""
+        return self.spec.name or self.path.resolve().parent.name
+
+
+class AnalysisTemplateConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """A loaded `kind: AnalysisTemplate` file (from `.pipe/`)."""
+
+    kind: Literal["AnalysisTemplate"]
+    api_version: str
+    spec: AnalysisTemplateSpec
+    path: Path
+    warnings: tuple[ConfigWarning, ...] = ()
+
+
+class EventWatcherFileConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """A loaded `kind: EventWatcher` file (from `.pipe/`)."""
+
+    kind: Literal["EventWatcher"]
+    api_version: str
+    spec: EventWatcherSpec
+    path: Path
+    warnings: tuple[ConfigWarning, ...] = ()
+
+
+# --- reading ---------------------------------------------------------------------
+
+
+def read_text(path: Path, text: str | None = None) -> str:
+    """The file's text (UTF-8, a BOM allowed); unreadable is a ConfigFileError."""
+    if text is not None:
+        return text
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigFileError(path, 0, 0, "", f"cannot read: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigFileError(path, line, column, "", "not UTF-8 text") from None
+
+
+def open_document(path: Path, text: str | None = None) -> tuple[Document, str]:
+    """Parse a file into a Document and check its header; returns it and its `kind`."""
+    doc = Document(str(path), *parse_yaml(str(path), read_text(path, text)))
+    if not isinstance(doc.data, dict):
+        got = "an empty file" if doc.data is None else _show(doc.data)
+        raise doc.error((), f"expected a mapping with apiVersion, kind and spec, got {got}")
+    return doc, _kind(doc)
+
+
+def _kind(doc: Document) -> str:
+    data: dict[str, Any] = doc.data
+    kind = data.get("kind")
+    for key in data:
+        if key not in ("apiVersion", "kind", "spec"):
+            raise doc.error((key,), f'unknown field "{key}"; known fields: apiVersion, kind, spec')
+    if "kind" not in data:
+        raise doc.error((), 'missing required field "kind"')
+    if not isinstance(kind, str) or not kind:
+        raise doc.error(("kind",), f"expected a kind such as KubernetesApp, got {_show(kind)}")
+    return kind
+
+
+def _check_version(doc: Document, expected: str = API_VERSION) -> str:
+    version = doc.get(("apiVersion",))
+    if not doc.has(("apiVersion",)):
+        raise doc.error((), f'missing required field "apiVersion" (expected "{expected}")')
+    if version != expected:
+        raise doc.error(("apiVersion",), f'expected "{expected}", got {_show(version)}')
+    return expected
+
+
+def _expect_kind(doc: Document, kind: str, expected: str) -> None:
+    if kind == expected:
+        return
+    if kind in _OTHER_PIPECD_KINDS:
+        problem = f"{kind} is not supported by Slipway (it deploys KubernetesApp)"
+    else:
+        problem = f'expected kind "{expected}", got {_show(kind)}'
+    raise doc.error(("kind",), problem)
+
+
+def _spec(doc: Document) -> None:
+    """Give a file without `spec` an empty one, as PipeCD does."""
+    if doc.get(("spec",)) is None:
+        doc.data["spec"] = {}
+
+
+# --- applications ----------------------------------------------------------------
+
+
+def load_application_config(path: Path, text: str | None = None) -> ApplicationConfig:
+    """Load a `kind: KubernetesApp` file (`app.pipecd.yaml`, `*.pipecd.yaml`, `.pipe.yaml`)."""
+    doc, kind = open_document(path, text)
+    return _application(doc, kind, path)
+
+
+def _application(doc: Document, kind: str, path: Path) -> ApplicationConfig:
+    version = _check_version(doc)
+    _expect_kind(doc, kind, "KubernetesApp")
+    _spec(doc)
+    _tag_stages(doc)
+    spec = doc.convert(("spec",), KubernetesApplicationSpec, lenient=_in_stage_options)
+    _check_application(doc, spec)
+    return ApplicationConfig(
+        kind="KubernetesApp",
+        api_version=version,
+        spec=spec,
+        path=path,
+        warnings=doc.sorted_warnings(),
+    )
+
+
+def _in_stage_options(path: FieldPath) -> bool:
+    return (
+        len(path) > 5
+        and path[:4] == ("spec", "pipeline", "stages", path[3])
+        and isinstance(path[3], int)
+        and path[4] == "with"
+    )
+
+
+def _tag_stages(doc: Document) -> None:
+    """Check each stage's name and tag its `with:` so it decodes as that stage's options."""
+    stages = doc.get(("spec", "pipeline", "stages"))
+    if not isinstance(stages, list):
+        return
+    tagged: list[Any] = []
+    for index, stage in enumerate(stages):
+        at: FieldPath = ("spec", "pipeline", "stages", index)
+        if not isinstance(stage, dict):
+            tagged.append(stage)
+            continue
+        if "name" not in stage:
+            raise doc.error(at, 'missing required field "name" (the stage kind, like WAIT)')
+        name = stage["name"]
+        if not isinstance(name, str) or name not in STAGE_NAMES:
+            raise doc.error((*at, "name"), _bad_stage_name(name))
+        options = stage.get("with")
+        if options is None:
+            options = {}
+        elif not isinstance(options, dict):
+            tagged.append(stage)
+            continue
+        elif "stage" in options:
+            doc.warn((*at, "with", "stage"), 'unknown option "stage" ignored')
+        tagged.append({**stage, "with": {**options, "stage": name}})
+    doc.data["spec"]["pipeline"] = {**doc.data["spec"]["pipeline"], "stages": tagged}
+
+
+def _bad_stage_name(name: object) -> str:
+    if isinstance(name, str) and name in _OTHER_PIPECD_STAGES:
+        return f"stage {name} is not a Kubernetes stage; Slipway deploys KubernetesApp"
+    choices = ", ".join(STAGE_NAMES)
+    return f"expected a stage name, one of {choices}; got {_show(name)}"
+
+
+def _check_application(doc: Document, spec: KubernetesApplicationSpec) -> None:
+    """What PipeCD's Validate() checks, and a few mistakes it lets through."""
+    seen_ids: dict[str, int] = {}
+    for index, stage in enumerate(spec.stages):
+        at: FieldPath = ("spec", "pipeline", "stages", index)
+        if stage.id:
+            if stage.id in seen_ids:
+                raise doc.error(
+                    (*at, "id"),
+                    f'stage id "{stage.id}" is already used by stage {seen_ids[stage.id]}',
+                )
+            seen_ids[stage.id] = index
+        options = stage.with_
+        if isinstance(options, WaitApprovalOptions) and options.min_approver_num < 1:
+            raise doc.error(
+                (*at, "with", "minApproverNum"),
+                f"expected at least 1, got {options.min_approver_num}",
+            )
+        if isinstance(options, AnalysisOptions):
+            _check_analysis_stage(doc, (*at, "with"), options)
+        if isinstance(options, ScriptRunOptions) and not options.run.strip():
+            raise doc.error((*at, "with", "run"), "SCRIPT_RUN needs `run:` (the script to run)")
+        if isinstance(options, _Routing):
+            _check_routing(doc, (*at, "with"), options)
+    _check_helm(doc, spec)
+    _check_kustomize(doc, spec)
+    _check_generic(doc, spec)
+
+
+def _check_analysis_stage(doc: Document, at: FieldPath, options: AnalysisOptions) -> None:
+    if not options.duration:
+        raise doc.error((*at, "duration"), 'the ANALYSIS stage needs a duration, like "10m"')
+    for index, metric in enumerate(options.metrics):
+        if metric.template is not None and metric.template.name:
+            continue
+        if metric.template is not None:
+            raise doc.error((*at, "metrics", index, "template", "name"), "template name is empty")
+        _check_metric(doc, (*at, "metrics", index), metric)
+    for index, log in enumerate(options.logs):
+        if log.template is not None and not log.template.name:
+            raise doc.error((*at, "logs", index, "template", "name"), "template name is empty")
+    for index, check in enumerate(options.https):
+        if check.template is not None and check.template.name:
+            continue
+        if check.template is not None:
+            raise doc.error((*at, "https", index, "template", "name"), "template name is empty")
+        _check_http(doc, (*at, "https", index), check)
+
+
+def _check_metric(doc: Document, at: FieldPath, metric: AnalysisMetrics) -> None:
+    for field, value, what in (
+        ("provider", metric.provider, "the name of an analysis provider"),
+        ("query", metric.query, "the query to run"),
+        ("interval", metric.interval, 'how often to run it, like "1m"'),
+    ):
+        if not value:
+            raise doc.error((*at, field), f"required: {what}")
+    if (
+        metric.strategy == "THRESHOLD"
+        and metric.expected.min is None
+        and metric.expected.max is None
+    ):
+        doc.warn((*at, "expected"), "a THRESHOLD check without expected.min or .max never fails")
+
+
+def _check_http(doc: Document, at: FieldPath, check: AnalysisHTTP) -> None:
+    if not check.url:
+        raise doc.error((*at, "url"), "required: the URL to check")
+    if not check.interval:
+        raise doc.error((*at, "interval"), 'required: how often to check, like "1m"')
+
+
+def _check_routing(doc: Document, at: FieldPath, options: _Routing) -> None:
+    if options.all:
+        return
+    given = [p for p in (options.primary, options.canary, options.baseline) if p is not None]
+    if not given:
+        raise doc.error(
+            at, "K8S_TRAFFIC_ROUTING needs `all:` or primary/canary/baseline percentages"
+        )
+    total = sum(p.number for p in given)
+    if total != 100:
+        raise doc.error(at, f"the traffic percentages add up to {total}, not 100")
+
+
+def _check_helm(doc: Document, spec: KubernetesApplicationSpec) -> None:
+    chart = spec.input.helm_chart
+    if chart is None:
+        return
+    if not chart.path and not (chart.repository and chart.name):
+        raise doc.error(
+            ("spec", "input", "helmChart"),
+            "a chart needs `path` (in this or the `gitRemote` repository) "
+            "or `repository` and `name` (from a chart repository)",
+        )
+    if chart.git_remote and not chart.path:
+        raise doc.error(("spec", "input", "helmChart", "path"), "required with gitRemote")
+
+
+#: `kustomize build` flags a config may pass. Others (exec and alpha plugins, the helm
+#: command, mounts) would let a config repository run programs on the Slipway host.
+KUSTOMIZE_OPTIONS: Final = frozenset(
+    {"load-restrictor", "enable-helm", "reorder", "enable-managedby-label", "stack-trace"}
+)
+
+
+def _check_kustomize(doc: Document, spec: KubernetesApplicationSpec) -> None:
+    for key in spec.input.kustomize_options:
+        if key.replace("_", "-") not in KUSTOMIZE_OPTIONS:
+            raise doc.error(
+                ("spec", "input", "kustomizeOptions", key),
+                f'kustomize option "{key}" is not allowed (it could run programs from the '
+                f"repository); allowed: {', '.join(sorted(KUSTOMIZE_OPTIONS))}",
+            )
+
+
+def _check_generic(doc: Document, spec: KubernetesApplicationSpec) -> None:
+    if spec.post_sync is not None and spec.post_sync.chain is not None:
+        at: FieldPath = ("spec", "postSync", "chain")
+        if not spec.post_sync.chain.applications:
+            raise doc.error((*at, "applications"), "a chain needs at least one application")
+        for index, app in enumerate(spec.post_sync.chain.applications):
+            if not (app.name or app.kind or app.labels):
+                raise doc.error(
+                    (*at, "applications", index), 'set at least one of "name", "kind" or "labels"'
+                )
+    if spec.encryption is not None:
+        _check_nonempty_map(
+            doc, ("spec", "encryption", "encryptedSecrets"), spec.encryption.encrypted_secrets
+        )
+    if spec.attachment is not None:
+        _check_nonempty_map(doc, ("spec", "attachment", "sources"), spec.attachment.sources)
+    if spec.notification is not None:
+        for index, mention in enumerate(spec.notification.mentions):
+            if mention.event != "*" and mention.event not in NOTIFICATION_EVENTS:
+                raise doc.error(
+                    ("spec", "notification", "mentions", index, "event"),
+                    f'expected "*" or one of {", ".join(NOTIFICATION_EVENTS)}; '
+                    f"got {_show(mention.event)}",
+                )
+    if spec.drift_detection is not None:
+        for index, entry in enumerate(spec.drift_detection.ignore_fields):
+            if entry.count("#") != 1:
+                raise doc.error(
+                    ("spec", "driftDetection", "ignoreFields", index),
+                    f"expected 'apiVersion:kind:namespace:name#fieldPath', got {_show(entry)}",
+                )
+    for index, watcher in enumerate(spec.event_watcher):
+        at = ("spec", "eventWatcher", index)
+        if not watcher.matcher.name:
+            raise doc.error((*at, "matcher", "name"), "required: the event name to watch")
+        replacements = watcher.handler.config.replacements
+        if not replacements:
+            raise doc.error((*at, "handler", "config", "replacements"), "at least one is required")
+        for number, replacement in enumerate(replacements):
+            _check_replacement(doc, (*at, "handler", "config", "replacements", number), replacement)
+
+
+def _check_nonempty_map(doc: Document, at: FieldPath, values: dict[str, str]) -> None:
+    for key, value in values.items():
+        if not key:
+            raise doc.error(at, "keys must not be empty")
+        if not value:
+            raise doc.error((*at, key), "value must not be empty")
+
+
+def _check_replacement(doc: Document, at: FieldPath, replacement: EventWatcherReplacement) -> None:
+    if not replacement.file:
+        raise doc.error((*at, "file"), "required: the file to update")
+    fields = [
+        name
+        for name, value in (
+            ("yamlField", replacement.yaml_field),
+            ("jsonField", replacement.json_field),
+            ("HCLField", replacement.hcl_field),
+            ("regex", replacement.regex),
+        )
+        if value
+    ]
+    if not fields:
+        raise doc.error(at, "set one of yamlField, jsonField, HCLField or regex")
+    if len(fields) > 2:
+        raise doc.error(at, f"set only one of {', '.join(fields)}")
+    if len(fields) == 2:
+        doc.warn(at, f"both {fields[0]} and {fields[1]} are set; only {fields[0]} is used")
+    if replacement.regex:
+        try:
+            groups = re.compile(replacement.regex).groups
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise doc.error(
+                (*at, "regex"),
+                f"expected a valid regular expression, got {_show(replacement.regex)} ({exc})",
+            ) from None
+        if groups < 1:
+            raise doc.error(
+                (*at, "regex"), "needs a capture group `(...)`: its match is what is replaced"
+            )
+
+
+# --- .pipe/ files ----------------------------------------------------------------
+
+
+def load_analysis_template(path: Path, text: str | None = None) -> AnalysisTemplateConfig:
+    """Load a `kind: AnalysisTemplate` file."""
+    doc, kind = open_document(path, text)
+    return _analysis_template(doc, kind, path)
+
+
+def _analysis_template(doc: Document, kind: str, path: Path) -> AnalysisTemplateConfig:
+    version = _check_version(doc)
+    _expect_kind(doc, kind, "AnalysisTemplate")
+    _spec(doc)
+    spec = doc.convert(("spec",), AnalysisTemplateSpec)
+    for name, metric in spec.metrics.items():
+        _check_metric(doc, ("spec", "metrics", name), metric)
+    for name, check in spec.https.items():
+        _check_http(doc, ("spec", "https", name), check)
+    return AnalysisTemplateConfig(
+        kind="AnalysisTemplate",
+        api_version=version,
+        spec=spec,
+        path=path,
+        warnings=doc.sorted_warnings(),
+    )
+
+
+def load_event_watcher(path: Path, text: str | None = None) -> EventWatcherFileConfig:
+    """Load a `kind: EventWatcher` file."""
+    doc, kind = open_document(path, text)
+    return _event_watcher(doc, kind, path)
+
+
+def _event_watcher(doc: Document, kind: str, path: Path) -> EventWatcherFileConfig:
+    version = _check_version(doc)
+    _expect_kind(doc, kind, "EventWatcher")
+    _spec(doc)
+    spec = doc.convert(("spec",), EventWatcherSpec)
+    for index, event in enumerate(spec.events):
+        at: FieldPath = ("spec", "events", index)
+        if not event.name:
+            raise doc.error((*at, "name"), "required: the event name")
+        if not event.replacements:
+            raise doc.error((*at, "replacements"), "at least one is required")
+        for number, replacement in enumerate(event.replacements):
+            _check_replacement(doc, (*at, "replacements", number), replacement)
+    return EventWatcherFileConfig(
+        kind="EventWatcher",
+        api_version=version,
+        spec=spec,
+        path=path,
+        warnings=doc.sorted_warnings(),
+    )
+
+
+def load_analysis_templates(repo_root: Path) -> AnalysisTemplateSpec:
+    """Every AnalysisTemplate in `<repo_root>/.pipe/`, merged; a name defined twice is an error."""
+    metrics: dict[str, AnalysisMetrics] = {}
+    logs: dict[str, AnalysisLog] = {}
+    https: dict[str, AnalysisHTTP] = {}
+    origin: dict[tuple[str, str], str] = {}
+    for path in _shared_files(repo_root / SHARED_DIR):
+        doc, kind = open_document(path)
+        if kind != "AnalysisTemplate":
+            continue
+        spec = _analysis_template(doc, kind, path).spec
+        _merge(doc, "metrics", metrics, spec.metrics, origin)
+        _merge(doc, "logs", logs, spec.logs, origin)
+        _merge(doc, "https", https, spec.https, origin)
+    return AnalysisTemplateSpec(metrics=metrics, logs=logs, https=https)
+
+
+def _merge(
+    doc: Document,
+    section: str,
+    into: dict[str, _T],
+    source: dict[str, _T],
+    origin: dict[tuple[str, str], str],
+) -> None:
+    for name, value in source.items():
+        if name in into:
+            raise doc.error(
+                ("spec", section, name),
+                f'{section} template "{name}" is already defined in {origin[section, name]}',
+            )
+        into[name] = value
+        origin[section, name] = doc.file
+
+
+def analysis_templates(repo_root: Path) -> dict[str, AnalysisMetrics]:
+    """The metric templates of the repository's `.pipe/` AnalysisTemplate files, by name."""
+    return dict(load_analysis_templates(repo_root).metrics)
+
+
+# --- finding files ---------------------------------------------------------------
+
+
+def is_application_config_name(name: str) -> bool:
+    """`app.pipecd.yaml`, any `*.pipecd.yaml`, or the legacy `.pipe.yaml`."""
+    return name.endswith(".pipecd.yaml") or name == _LEGACY_NAME
+
+
+def _walk(root: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d != ".git")
+        yield Path(directory), dirs, sorted(files)
+
+
+def find_application_configs(root: Path) -> list[Path]:
+    """Application config files under `root`, sorted; skips `.git` and `.pipe/` directories."""
+    found: list[Path] = []
+    for directory, dirs, files in _walk(root):
+        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
+        found.extend(directory / f for f in files if is_application_config_name(f))
+    return found
+
+
+def _shared_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def find_config_files(root: Path) -> list[Path]:
+    """Application configs and every `.pipe/*.yaml` under `root` (what `config check` reads)."""
+    found: list[Path] = []
+    for directory, dirs, files in _walk(root):
+        if directory.name == SHARED_DIR:
+            found.extend(directory / f for f in files if f.endswith((".yaml", ".yml")))
+            dirs[:] = []
+            continue
+        found.extend(directory / f for f in files if is_application_config_name(f))
+    return sorted(found)

@@ -1,0 +1,111 @@
+"""An application's config and rendered manifests at one commit: what a plan is made from.
+
+The I/O half of planning, shared by the planner service and `slipway
+plan-preview` (PipeCD calls it the deploy source): check the commit out of a
+`GitRepository`, load the application config, render its manifests. Errors
+name files relative to the repository root, never the temporary checkout.
+
+- `ConfigError` (a `ConfigFileError` with file:line when it has one): the
+  config or the manifests are wrong at that commit — a person must fix them;
+- `GitError` (`Unavailable`): git could not give us the commit; its `kind`
+  says whether waiting can help (`unreachable`, `other`) or not (`not_found`,
+  `auth`).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from shared.config import (
+    ApplicationConfig,
+    ConfigFileError,
+    Manifest,
+    load_application_config,
+    render_manifests_async,
+)
+from shared.errors import ConfigError
+from shared.git import GitError, GitRepository
+from shared.planning.spec import PlanningSpec, spec_from_config
+
+__all__ = ["DeploySource", "config_path_of", "ensure_commit", "load_deploy_source"]
+
+
+@dataclass(frozen=True)
+class DeploySource:
+    commit: str
+    config_path: str
+    """The config file, relative to the repository root."""
+    config: ApplicationConfig
+    spec: PlanningSpec
+    manifests: tuple[Manifest, ...]
+
+
+def config_path_of(app_path: str, config_filename: str) -> str:
+    return posixpath.normpath(posixpath.join(app_path.strip("/") or ".", config_filename))
+
+
+async def ensure_commit(repo: GitRepository, commit: str) -> str:
+    """The full hash of `commit`, fetching once if the clone does not have it yet.
+
+    A commit the remote does not have either is a `GitError` of kind `not_found`.
+    """
+    if repo.cloned:
+        try:
+            return await repo.resolve(commit)
+        except GitError as exc:
+            if exc.kind != "not_found":
+                raise
+    await repo.fetch()
+    return await repo.resolve(commit)
+
+
+async def load_deploy_source(
+    repo: GitRepository, commit: str, app_path: str, config_filename: str
+) -> DeploySource:
+    """Load the config of the application at `app_path` and render its manifests at `commit`."""
+    config_path = config_path_of(app_path, config_filename)
+    async with repo.checkout(commit) as tree:
+        with _relative_to(tree):
+            file = tree / config_path
+            if not file.is_file():
+                raise ConfigFileError(
+                    config_path, 0, 0, "", f"no application config here at commit {commit[:12]}"
+                )
+            config = load_application_config(file)
+            manifests = await render_manifests_async(file.parent, config, repo_root=tree)
+    # The config as loaded names the checkout, which is gone now: keep the
+    # repository-relative path instead.
+    config = msgspec.structs.replace(config, path=Path(config_path))
+    return DeploySource(
+        commit=commit,
+        config_path=config_path,
+        config=config,
+        spec=spec_from_config(config, config_path),
+        manifests=tuple(manifests),
+    )
+
+
+@contextmanager
+def _relative_to(tree: Path) -> Iterator[None]:
+    """Rewrite paths inside the temporary checkout in any ConfigError to repository paths."""
+    prefixes = (f"{tree}/", f"{tree.resolve()}/")
+
+    def strip(text: str) -> str:
+        for prefix in prefixes:
+            text = text.replace(prefix, "")
+        return text
+
+    try:
+        yield
+    except ConfigFileError as exc:
+        raise ConfigFileError(
+            strip(exc.file), exc.line, exc.column, exc.field_path, strip(exc.problem)
+        ) from exc
+    except ConfigError as exc:
+        raise ConfigError(strip(str(exc))) from exc

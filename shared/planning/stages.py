@@ -1,0 +1,133 @@
+"""The stages of a plan, as the executor will run them (PipeCD's `buildQuickSyncPipeline`
+and `buildProgressivePipeline`).
+
+Quick sync is one predefined `K8S_SYNC` stage. A pipeline is the configured
+stages, each with the id it was given or `stage-<index>`, each requiring the
+one before it. With auto-rollback on, a hidden predefined `ROLLBACK` stage
+follows (the executor runs it only when the deployment fails or is cancelled
+with rollback), and for each `SCRIPT_RUN` stage with an `onRollback` script, a
+hidden `SCRIPT_RUN_ROLLBACK` stage that runs it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Final
+
+from shared.events.catalog import PlannedStage
+from shared.planning.rules import PlanError
+from shared.planning.spec import PlanningSpec, StageSpec, Strategy
+
+__all__ = [
+    "K8S_SYNC_STAGE_ID",
+    "ROLLBACK_STAGE_ID",
+    "build_stages",
+    "options_json",
+    "pipeline_stages",
+    "quick_sync_stages",
+]
+
+K8S_SYNC_STAGE_ID: Final = "K8sSync"
+ROLLBACK_STAGE_ID: Final = "Rollback"
+SCRIPT_RUN_ROLLBACK_STAGE_ID: Final = "ScriptRunRollback"
+
+
+def build_stages(strategy: Strategy, spec: PlanningSpec) -> tuple[PlannedStage, ...]:
+    if strategy is Strategy.PIPELINE:
+        return pipeline_stages(spec)
+    return quick_sync_stages(spec)
+
+
+def quick_sync_stages(spec: PlanningSpec) -> tuple[PlannedStage, ...]:
+    sync = PlannedStage(
+        id=K8S_SYNC_STAGE_ID,
+        name="K8S_SYNC",
+        index=0,
+        desc="Sync by applying all manifests",
+        options_json=options_json(spec.quick_sync_options),
+        predefined=True,
+    )
+    return (sync, *_rollback(spec, 1))
+
+
+def pipeline_stages(spec: PlanningSpec) -> tuple[PlannedStage, ...]:
+    if not spec.has_pipeline:
+        raise PlanError("cannot build a pipeline: no spec.pipeline.stages are configured")
+    stages: list[PlannedStage] = []
+    previous = ""
+    for index, configured in enumerate(spec.stages):
+        stage_id = configured.id or f"stage-{index}"
+        stages.append(
+            PlannedStage(
+                id=stage_id,
+                name=configured.name,
+                index=index,
+                desc=configured.desc,
+                options_json=options_json(configured.options),
+                requires=(previous,) if previous else (),
+                timeout_s=configured.timeout_s,
+            )
+        )
+        previous = stage_id
+    duplicated = sorted(i for i, n in Counter(s.id for s in stages).items() if n > 1)
+    if duplicated:
+        where = f"{spec.config_path}: " if spec.config_path else ""
+        raise PlanError(
+            f"{where}spec.pipeline.stages: stage id {', '.join(map(repr, duplicated))} is used "
+            "more than once; give each stage a unique id"
+        )
+    stages += _rollback(spec, len(stages))
+    return tuple(stages)
+
+
+def _rollback(spec: PlanningSpec, index: int) -> list[PlannedStage]:
+    if not spec.auto_rollback:
+        return []
+    out = [
+        PlannedStage(
+            id=ROLLBACK_STAGE_ID,
+            name="ROLLBACK",
+            index=index,
+            desc="Rollback the deployment",
+            predefined=True,
+            visible=False,
+        )
+    ]
+    for position, configured in enumerate(spec.stages):
+        on_rollback = _on_rollback(configured)
+        if configured.name != "SCRIPT_RUN" or not on_rollback:
+            continue
+        base_id = configured.id or f"stage-{position}"
+        out.append(
+            PlannedStage(
+                # PipeCD gives every one of these the same id; ours stay unique per deployment.
+                id=f"{SCRIPT_RUN_ROLLBACK_STAGE_ID}-{base_id}",
+                name="SCRIPT_RUN_ROLLBACK",
+                index=index + len(out),
+                desc=f"Rollback the script of stage {base_id}",
+                options_json=options_json(
+                    {
+                        "baseStageId": base_id,
+                        "onRollback": on_rollback,
+                        "env": configured.options.get("env") or {},
+                    }
+                ),
+                predefined=True,
+                visible=False,
+            )
+        )
+    return out
+
+
+def _on_rollback(stage: StageSpec) -> str:
+    value = stage.options.get("onRollback")
+    return value if isinstance(value, str) else ""
+
+
+def options_json(options: Mapping[str, Any]) -> str:
+    """A stage's options as compact JSON with sorted keys, so equal plans encode equally."""
+    return json.dumps(
+        dict(options), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )

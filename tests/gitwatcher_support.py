@@ -1,0 +1,134 @@
+"""Helpers for the gitwatcher tests: the seed's config-repo layout, registration, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from services.gitwatcher.configs import read_app_config
+from services.gitwatcher.service import Gitwatcher, WatchedRepository
+from shared.eventlog import ANY, EventStore, new_events
+from shared.events.base import Event
+from shared.events.catalog import ApplicationRegistered
+from shared.git import GitCache
+from shared.projections import ProjectionRunner
+from shared.projections.applications import ApplicationsProjection
+from tests.git_helpers import WorkRepo, app_config
+
+E = TypeVar("E", bound=Event)
+
+ANALYSIS_TEMPLATE = """\
+apiVersion: pipecd.dev/v1beta1
+kind: AnalysisTemplate
+spec:
+  metrics:
+    grpc_error_rate:
+      interval: 1m
+      provider: prometheus
+      expected:
+        max: 0.1
+      query: sum(rate(grpc_server_handled_total{grpc_code!="OK"}[1m]))
+"""
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      containers:
+        - name: {name}
+          image: ghcr.io/example/{name}:{tag}
+"""
+
+
+def seed_layout(services: Iterable[str] = ("account", "auth", "billing")) -> dict[str, str]:
+    """The seed's config repo: a folder per service, one per environment, shared `.pipe/`."""
+    files = {".pipe/analysis-template.yaml": ANALYSIS_TEMPLATE, "README.md": "config repo\n"}
+    for service in services:
+        files[f"{service}/dev/.pipe.yaml"] = app_config(f"{service}-dev", "dev")
+        files[f"{service}/dev/deployment.yaml"] = DEPLOYMENT.format(name=service, tag="v1")
+    return files
+
+
+def registration(
+    service: str, env: str = "dev", repository_id: str = "config"
+) -> ApplicationRegistered:
+    return ApplicationRegistered(
+        application_id=f"{service}-{env}",
+        name=f"{service}-{env}",
+        repository_id=repository_id,
+        path=f"{service}/{env}",
+        config_filename=".pipe.yaml",
+    )
+
+
+async def register(store: EventStore, *apps: ApplicationRegistered) -> None:
+    """Register `apps` and bring the `applications` view up to date."""
+    for app in apps:
+        await store.append(
+            f"application-{app.application_id}", new_events([app]), expected_version=ANY
+        )
+    runner = ProjectionRunner(store, ApplicationsProjection())
+    await runner.install()
+    await runner.run_until_caught_up()
+
+
+async def events_of(store: EventStore, kind: type[E]) -> list[E]:
+    """Every stored event of type `kind`, in log order."""
+    recorded = await store.read_all(limit=100_000)
+    return [r.event for r in recorded if isinstance(r.event, kind)]
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]], within_s: float = 15.0, what: str = "condition"
+) -> None:
+    """Check `predicate` until it holds; an AssertionError naming `what` after `within_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not await predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what}: not reached within {within_s:g} s")
+        await asyncio.sleep(0.02)
+
+
+def make_gitwatcher(
+    store: EventStore,
+    cache_dir: Path,
+    *repositories: WatchedRepository,
+    **kw: Any,
+) -> Gitwatcher:
+    return Gitwatcher(
+        store=store,
+        cache=GitCache(cache_dir, timeout_s=10, fetch_timeout_s=10),
+        repositories=repositories,
+        read_config=read_app_config,
+        **kw,
+    )
+
+
+def watched(work: WorkRepo, repository_id: str = "config", **kw: Any) -> WatchedRepository:
+    return WatchedRepository(repository_id=repository_id, remote=work.url, **kw)
+
+
+@contextlib.asynccontextmanager
+async def running(*components: Callable[[asyncio.Event], Awaitable[None]]) -> AsyncIterator[None]:
+    """Run components until the block ends, then stop them and wait (failing on a hang)."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(component(stop)) for component in components]
+    try:
+        yield
+    finally:
+        stop.set()
+        async with asyncio.timeout(15):
+            await asyncio.gather(*tasks)

@@ -1,0 +1,168 @@
+"""`slipway app …` as a user runs it: a subprocess against a served API; output and exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from services.api.routes import API_PREFIX
+from shared.eventlog import EventStore
+from shared.events.catalog import SyncRequested
+from tests.api_support import running_projection, served_api
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Done:
+    code: int
+    out: str
+    err: str
+
+
+async def slipway(*args: str, api_url: str) -> Done:
+    """Run `python -m shared.cli ARGS` with SLIPWAY_API_URL set, without blocking the loop."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "shared.cli",
+        *args,
+        cwd=REPO,
+        env=os.environ | {"SLIPWAY_API_URL": api_url},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(30):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return Done(process.returncode, out.decode(), err.decode())
+
+
+@pytest.fixture
+async def api_url(store: EventStore, pool: asyncpg.Pool) -> AsyncIterator[str]:
+    async with running_projection(store), served_api(store, pool) as url:
+        yield url
+
+
+async def wait_projected(api_url: str, position: int) -> None:
+    """Return once the API's read model has caught up with `position`."""
+    async with (
+        aiohttp.ClientSession(base_url=api_url) as http,
+        http.get(f"{API_PREFIX}/applications", params={"min_position": position}) as reply,
+    ):
+        assert reply.status == 200, await reply.text()
+
+
+async def test_add_list_get_round_trip_with_readable_and_json_output(api_url: str) -> None:
+    """`app add` registers, `app list` shows a table (or JSON), `app get` shows one app."""
+    first = await slipway(
+        "app", "add", "--name", "account-prd", "--repo", "config", "--path", "account/prd",
+        "--config-filename", ".pipe.yaml", api_url=api_url,
+    )  # fmt: skip
+    assert first.code == 0, first.err
+    assert first.out.startswith("registered account-prd (id ")
+
+    added = await slipway(
+        "app", "add", "--name", "account-dev", "--repo", "config", "--path", "account/dev",
+        "--label", "env=dev", "--label", "team=flags", "--json", api_url=api_url,
+    )  # fmt: skip
+    assert added.code == 0, added.err
+    app = json.loads(added.out)
+    assert (app["name"], app["labels"]) == ("account-dev", {"env": "dev", "team": "flags"})
+    # Reads come from the projection: let it catch up, so the CLI's reads see both.
+    await wait_projected(api_url, app["position"])
+
+    got = await slipway("app", "get", "account-prd", "--json", api_url=api_url)
+    assert got.code == 0, got.err
+    assert json.loads(got.out)["config_filename"] == ".pipe.yaml"
+
+    listed = await slipway("app", "list", api_url=api_url)
+    assert listed.code == 0, listed.err
+    header, *rows = listed.out.splitlines()
+    assert header.split() == ["NAME", "ID", "REPOSITORY", "PATH", "STATUS", "LABELS"]
+    assert [row.split()[0] for row in rows] == ["account-dev", "account-prd"]
+    assert rows[0].split()[2:] == ["config", "account/dev", "enabled", "env=dev,team=flags"]
+
+    only_dev = await slipway("app", "list", "--label", "env=dev", "--json", api_url=api_url)
+    assert [a["name"] for a in json.loads(only_dev.out)] == ["account-dev"]
+
+    shown = await slipway("app", "get", app["application_id"], api_url=api_url)
+    assert shown.code == 0, shown.err
+    assert "name:              account-dev" in shown.out
+    assert "labels:            env=dev,team=flags" in shown.out
+
+
+async def test_sync_maps_quick_to_quick_sync_and_records_the_request(
+    api_url: str, store: EventStore
+) -> None:
+    """`app sync NAME --strategy quick` appends SyncRequested(strategy=quick_sync) and says so."""
+    added = await slipway(
+        "app", "add", "--name", "web", "--repo", "config", "--path", "web", "--json",
+        api_url=api_url,
+    )  # fmt: skip
+    app_id = json.loads(added.out)["application_id"]
+
+    synced = await slipway("app", "sync", "web", "--strategy", "quick", api_url=api_url)
+    assert synced.code == 0, synced.err
+    assert synced.out.startswith("sync requested for web: request ")
+    assert synced.out.rstrip().endswith("strategy quick_sync")
+
+    recorded = (await store.read_stream(f"application-{app_id}"))[-1].event
+    assert isinstance(recorded, SyncRequested)
+    assert recorded.strategy == "quick_sync"
+    assert recorded.request_id in synced.out
+
+
+async def test_refusals_exit_1_with_the_apis_message(api_url: str) -> None:
+    """A taken name, a malformed field and an unknown app each exit 1 printing why."""
+    args = ("app", "add", "--name", "web", "--repo", "config", "--path", "web")
+    assert (await slipway(*args, api_url=api_url)).code == 0
+    taken = await slipway(*args, api_url=api_url)
+    assert taken.code == 1
+    assert "already exists" in taken.err and "409 name_taken" in taken.err
+
+    bad = await slipway(
+        "app", "add", "--name", "web2", "--repo", "config", "--path", "../up", api_url=api_url
+    )
+    assert bad.code == 1
+    assert "[path]" in bad.err
+
+    unknown = await slipway("app", "sync", "nope", api_url=api_url)
+    assert (unknown.code, "404 not_found" in unknown.err) == (1, True)
+
+
+async def test_usage_errors_exit_2() -> None:
+    """Missing options, a malformed --label or a bad --api-url exit 2 before any request."""
+    unused = "http://127.0.0.1:9"
+    missing = await slipway("app", "add", "--name", "web", api_url=unused)
+    assert missing.code == 2
+    label = await slipway(
+        "app", "add", "--name", "w", "--repo", "r", "--path", "p", "--label", "novalue",
+        api_url=unused,
+    )  # fmt: skip
+    assert (label.code, "key=value" in label.err) == (2, True)
+    strategy = await slipway("app", "sync", "web", "--strategy", "fast", api_url=unused)
+    assert strategy.code == 2
+    url = await slipway("app", "list", "--api-url", "ftp://example", api_url=unused)
+    assert (url.code, "ftp://example" in url.err) == (2, True)
+
+
+async def test_an_unreachable_api_exits_3_naming_the_url() -> None:
+    """With nothing listening at the API URL, commands exit 3 and print that URL."""
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    done = await slipway("app", "list", api_url=url)
+    assert done.code == 3
+    assert f"cannot reach the Slipway API at {url}" in done.err
