@@ -1,10 +1,14 @@
 """The consumer runtime: durable pull consumers that handle each event once.
 
-For every message: decode it; open a transaction; skip it if the inbox says
-this consumer already handled its event id; otherwise run the handler on the
-transaction's connection and record the event id in the inbox, then commit,
-then `ack_sync`. A crash between commit and ack means a redelivery, which the
-inbox recognises and acknowledges without running the handler again.
+For every fetched batch: decode it; open one transaction; skip the events the
+inbox says this consumer already handled; run the handler for each of the
+others on the transaction's connection and record their event ids in the
+inbox, then commit, then ack each message. A crash (or a lost ack) between
+commit and ack means a redelivery, which the inbox recognises and acknowledges
+without running the handler again. One transaction per batch rather than per
+message: the inbox lookup, the inbox insert, the commit and the server's ack
+confirmation were each paid per message before, which capped a consumer at a
+few hundred events/s (benchmarks/eventlog.py).
 
 Failures: a message that can never be handled (garbage, unknown type) goes to
 the dead-letter table at once and is terminated; any other failure is nak'ed
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
@@ -45,14 +50,23 @@ Handler = Callable[[RecordedEvent, asyncpg.Connection], Awaitable[None]]
 """Handles one event inside the consumer's transaction; raise to retry."""
 
 _ALREADY_HANDLED = (
-    "SELECT EXISTS (SELECT 1 FROM consumer_inbox WHERE consumer = $1 AND event_id = $2)"
+    "SELECT event_id FROM consumer_inbox WHERE consumer = $1 AND event_id = ANY($2::uuid[])"
 )
-_RECORD_HANDLED = "INSERT INTO consumer_inbox (consumer, event_id) VALUES ($1, $2)"
+_RECORD_HANDLED = "INSERT INTO consumer_inbox (consumer, event_id) SELECT $1, unnest($2::uuid[])"
 _DEAD_LETTER = """
 INSERT INTO dead_letters (consumer, subject, stream_seq, deliveries, headers, data, error)
 VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)
 ON CONFLICT (consumer, subject, stream_seq) DO NOTHING
 """
+
+
+class _HandlerFailed(Exception):
+    """The handler raised for the batch's event at `index`; the batch's transaction rolled back."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(index, error)
+        self.index = index
+        self.error = error
 
 
 class ConsumerStats(msgspec.Struct):
@@ -76,6 +90,7 @@ class EventConsumer:
         handler: Handler,
         filter_subjects: Sequence[str] | None = None,
         batch_size: int = 64,
+        events_per_transaction: int = 64,
         fetch_timeout_s: float = 1.0,
         ack_wait_s: float = 30.0,
         max_deliver: int = 5,
@@ -91,6 +106,9 @@ class EventConsumer:
         self.handler = handler
         self.filter_subjects = list(filter_subjects or [subjects.all_events])
         self.batch_size = batch_size
+        if events_per_transaction < 1:
+            raise ValueError("events_per_transaction must be ≥ 1")
+        self.events_per_transaction = events_per_transaction
         self.fetch_timeout_s = fetch_timeout_s
         self.ack_wait_s = ack_wait_s
         self.max_deliver = max_deliver
@@ -130,8 +148,11 @@ class EventConsumer:
                     continue
                 self.in_flight = True
                 try:
-                    for message in messages:
-                        await self.handle_message(message)
+                    # Handlers that do slow I/O (git, HTTP) take one event per transaction,
+                    # so an open transaction never holds the log's read horizon for long.
+                    step = self.events_per_transaction
+                    for start in range(0, len(messages), step):
+                        await self.handle_batch(messages[start : start + step])
                 finally:
                     self.in_flight = False
         finally:
@@ -139,55 +160,83 @@ class EventConsumer:
 
     async def handle_message(self, message: Msg) -> None:
         """Handle one delivery; never raises for a bad message or a failing handler."""
-        deliveries = message.metadata.num_delivered or 1
-        try:
-            event = event_from_message(message.headers, message.data, self.registry)
-        except MessageError as exc:
-            await self._dead_letter(message, deliveries, f"undecodable: {exc}")
-            return
-        with (
-            bound_contextvars(
-                event_id=str(event.event_id), stream_id=event.stream_id, consumer=self.name
-            ),
-            self.tracer.start_as_current_span(
-                f"{self.name} handle {event.event_type}",
-                context=tracing.extract(message.headers),
-                kind=trace.SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "nats",
-                    "messaging.destination.name": message.subject,
-                    "slipway.event_id": str(event.event_id),
-                    "slipway.event_type": event.event_type,
-                },
-            ) as span,
-        ):
-            try:
-                handled = await self._handle_once(event)
-            except Exception as exc:  # noqa: BLE001 - the top of the message loop: log once, nak
-                span.record_exception(exc)
-                span.set_status(trace.StatusCode.ERROR)
-                await self._failed(message, event, deliveries, exc)
-                return
-            if handled and self.after_commit is not None:
-                await self.after_commit(event)
-            await message.ack_sync()
-            if handled:
-                self.stats.handled += 1
-                log.debug("event_handled", event_type=event.event_type)
-            else:
-                self.stats.skipped_duplicates += 1
-                log.info("duplicate_delivery_skipped", event_type=event.event_type)
+        await self.handle_batch([message])
 
-    async def _handle_once(self, event: RecordedEvent) -> bool:
-        """Run the handler and record it, in one transaction; False if it had already run."""
+    async def handle_batch(self, messages: Sequence[Msg]) -> None:
+        """Handle deliveries in one transaction; never raises for bad messages or handlers."""
+        batch: list[tuple[Msg, RecordedEvent]] = []
+        for message in messages:
+            try:
+                batch.append(
+                    (message, event_from_message(message.headers, message.data, self.registry))
+                )
+            except MessageError as exc:
+                await self._dead_letter(message, _deliveries(message), f"undecodable: {exc}")
+        while batch:
+            try:
+                handled = await self._handle_once(batch)
+            except _HandlerFailed as failed:
+                # Everything rolled back: the events before the failing one are handled
+                # again, it is retried or dead-lettered alone (its handler is not run
+                # twice for one delivery), and the rest go on as a batch.
+                message, event = batch[failed.index]
+                await self.handle_batch([m for m, _ in batch[: failed.index]])
+                await self._failed(message, event, _deliveries(message), failed.error)
+                batch = batch[failed.index + 1 :]
+                continue
+            except Exception as exc:  # noqa: BLE001 - the top of the message loop: log once, nak
+                for message, event in batch:
+                    await self._failed(message, event, _deliveries(message), exc)
+                return
+            for _, event in batch:
+                if event.event_id in handled:
+                    if self.after_commit is not None:
+                        await self.after_commit(event)
+                    self.stats.handled += 1
+                    log.debug("event_handled", event_id=str(event.event_id))
+                else:
+                    self.stats.skipped_duplicates += 1
+                    log.info("duplicate_delivery_skipped", event_id=str(event.event_id))
+            # Confirmed acks, awaited together: one round trip's wait per batch, not per
+            # message. A lost ack is only a redelivery, which the inbox recognises.
+            await asyncio.gather(*(message.ack_sync() for message, _ in batch))
+            return
+
+    async def _handle_once(self, batch: Sequence[tuple[Msg, RecordedEvent]]) -> set[uuid.UUID]:
+        """Run the handler for each event not handled yet and record them, in one transaction."""
         async with self.pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval(_ALREADY_HANDLED, self.name, event.event_id):
-                return False
-            await self.handler(event, conn)
-            # Recorded after the handler, so the handler's own append is this
+            ids = [event.event_id for _, event in batch]
+            seen = {row["event_id"] for row in await conn.fetch(_ALREADY_HANDLED, self.name, ids)}
+            fresh = [event.event_id for _, event in batch if event.event_id not in seen]
+            for index, (message, event) in enumerate(batch):
+                if event.event_id in seen:
+                    continue
+                with (
+                    bound_contextvars(
+                        event_id=str(event.event_id), stream_id=event.stream_id, consumer=self.name
+                    ),
+                    # Ends with the exception recorded if the handler raises.
+                    self.tracer.start_as_current_span(
+                        f"{self.name} handle {event.event_type}",
+                        context=tracing.extract(message.headers),
+                        kind=trace.SpanKind.CONSUMER,
+                        attributes={
+                            "messaging.system": "nats",
+                            "messaging.destination.name": message.subject,
+                            "slipway.event_id": str(event.event_id),
+                            "slipway.event_type": event.event_type,
+                        },
+                    ),
+                ):
+                    try:
+                        await self.handler(event, conn)
+                    except Exception as exc:
+                        raise _HandlerFailed(index, exc) from exc
+            # Recorded after the handlers, so the first handler's own append is this
             # transaction's first write (see the per-stream order guard in the store).
-            await conn.execute(_RECORD_HANDLED, self.name, event.event_id)
-        return True
+            if fresh:
+                await conn.execute(_RECORD_HANDLED, self.name, fresh)
+        return set(fresh)
 
     async def _failed(
         self, message: Msg, event: RecordedEvent, deliveries: int, exc: Exception
@@ -231,3 +280,7 @@ class EventConsumer:
             "message_dead_lettered", subject=message.subject, reason=reason, deliveries=deliveries
         )
         await message.term()
+
+
+def _deliveries(message: Msg) -> int:
+    return message.metadata.num_delivered or 1

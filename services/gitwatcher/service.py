@@ -105,6 +105,8 @@ class Gitwatcher:
             subjects=subjects,
             handler=self.handle_sync_requested,
             filter_subjects=[subjects.events_of_type("sync_requested")],
+            # The handler may fetch from git: one event per transaction keeps it short.
+            events_per_transaction=1,
             **kw,
         )
 

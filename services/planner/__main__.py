@@ -69,6 +69,7 @@ async def setup(runtime: ServiceRuntime[PlannerSettings]) -> Sequence[Component]
         # One deployment at a time per application anyway; fetch few, so a slow
         # git fetch does not hold many messages past their ack wait.
         batch_size=8,
+        events_per_transaction=1,
         ack_wait_s=120.0,
         max_deliver=settings.planner_max_deliver,
     )
