@@ -245,8 +245,18 @@ def stream_events(application_id: str, first_version: int, count: int) -> list[E
     ]
 
 
-def slipway_appender(store: EventStore, *, per_call: int, label: str) -> Step:
-    """Each writer appends `per_call` events to a stream of its own, tracking its version."""
+def slipway_appender(
+    store: EventStore,
+    *,
+    per_call: int,
+    label: str,
+    conns: Sequence[asyncpg.Connection] | None = None,
+) -> Step:
+    """Each writer appends `per_call` events to a stream of its own, tracking its version.
+
+    With `conns`, writer w appends on `conns[w]` (as a consumer's handler does on the
+    connection it holds) instead of checking a connection out of the pool per call.
+    """
     versions: dict[int, int] = {}
 
     async def step(w: int) -> int:
@@ -254,7 +264,10 @@ def slipway_appender(store: EventStore, *, per_call: int, label: str) -> Step:
         version = versions.get(w, NO_STREAM)
         events = new_events(stream_events(application_id, version + 1, per_call))
         result = await store.append(
-            f"application-{application_id}", events, expected_version=version
+            f"application-{application_id}",
+            events,
+            expected_version=version,
+            conn=None if conns is None else conns[w],
         )
         versions[w] = result.next_expected_version
         return per_call
@@ -337,6 +350,23 @@ async def measure_append_single(servers: Servers) -> Measured:
             servers, slipway_appender(store, per_call=1, label="single"), writers=WRITERS
         )
     return Measured({"append_single_8conc_per_s": rate}, span.details("append_single"))
+
+
+async def measure_append_single_held(servers: Servers) -> Measured:
+    async with slipway_store(servers, "bench_append_held", WRITERS) as store:
+        conns = [await store.pool.acquire() for _ in range(WRITERS)]
+        try:
+            rate, span = await closed_loop(
+                servers,
+                slipway_appender(store, per_call=1, label="held", conns=conns),
+                writers=WRITERS,
+            )
+        finally:
+            for conn in conns:
+                await store.pool.release(conn)
+    return Measured(
+        {"append_single_8conc_held_conn_per_s": rate}, span.details("append_single_held")
+    )
 
 
 async def measure_append_batch(servers: Servers) -> Measured:
@@ -550,6 +580,7 @@ async def measure_replay(servers: Servers) -> Measured:
 
 SECTIONS: dict[str, Callable[[Servers], Awaitable[Measured]]] = {
     "append_single": measure_append_single,
+    "append_single_held": measure_append_single_held,
     "append_batch": measure_append_batch,
     "raw_single": measure_raw_single,
     "raw_executemany": measure_raw_executemany,
@@ -562,6 +593,8 @@ SECTIONS: dict[str, Callable[[Servers], Awaitable[Measured]]] = {
 NOTES = {
     "append_single": f"{WRITERS} pool connections; each writer appends one event per call "
     "(its own autocommit transaction) to a stream of its own with expected_version tracked",
+    "append_single_held": "the same, but each writer appends on a connection it holds "
+    "(EventStore.append(conn=...)), as a consumer's handler does inside its transaction",
     "append_batch": f"{BATCH} events per EventStore.append call, one stream per writer "
     f"(expected_version tracked), {BATCH_WRITERS} writers; raw_executemany uses the same "
     "writer count and rows",
@@ -573,8 +606,9 @@ NOTES = {
     "relay": f"{RELAY_EVENTS} events preloaded with batch appends, then a Relay from "
     "checkpoint zero timed until relay.published reaches them all (PubAcks awaited)",
     "e2e": f"{E2E_RATE} events/s for {E2E_SECONDS:g}s from {E2E_WRITERS} staggered "
-    "single-event writers; Relay and the real EventConsumer (its defaults: an inbox "
-    "transaction and ack_sync per message) in this process; latency = just before append() "
+    "single-event writers; Relay and the real EventConsumer (its defaults: one inbox "
+    "transaction per fetched batch, then the batch's ack_syncs together) in this process; "
+    "latency = just before append() "
     "to the handler call; "
     f"events still unconsumed {E2E_DRAIN_S:g}s after the last append count with the time "
     "waited so far (then the percentiles are lower bounds)",

@@ -19,7 +19,9 @@ CREATE TABLE events (
 -- Readers of the whole log go in commit-safe order: (tx_id, global_position),
 -- below the snapshot horizon. See shared/eventlog/store.py.
 CREATE INDEX events_commit_order ON events (tx_id, global_position);
-CREATE INDEX events_recorded_at ON events (recorded_at);
+-- recorded_at grows with the log, so a BRIN index serves "as of a time" reads
+-- at a fraction of a B-tree's cost on every append.
+CREATE INDEX events_recorded_at ON events USING brin (recorded_at);
 
 -- Append-only even for the owner: the grants below keep the application role
 -- out, and this keeps a mistaken migration or a psql session out too.
