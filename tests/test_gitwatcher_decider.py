@@ -1,4 +1,4 @@
-"""The gitwatcher's pure core: affected apps, path patterns, strategies, stream state, discovery."""
+"""The gitwatcher's pure core: on-commit triggers, stream state, discovery."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ import re
 
 import pytest
 
+from services.gitwatcher.configs import read_app_config
 from services.gitwatcher.decider import (
-    PathPattern,
     RegisteredApp,
     RepositoryState,
     TriggerConfig,
-    affected,
     backoff_s,
     decide_commit_observed,
     decide_discovered,
@@ -19,7 +18,6 @@ from services.gitwatcher.decider import (
     decide_fetch_succeeded,
     evolve,
     fold,
-    forced_strategy,
     is_app_config_filename,
     on_commit_deployment_id,
     on_commit_triggers,
@@ -36,90 +34,6 @@ from shared.events.catalog import (
 from shared.streams import check_stream_id
 
 NONE = TriggerConfig()
-
-
-@pytest.mark.parametrize(
-    ("app_dir", "trigger", "changed", "expected"),
-    [
-        # the application's own directory
-        ("account/dev", NONE, ["account/dev/deployment.yaml"], True),
-        ("account/dev/", NONE, ["account/dev/deep/x.yaml"], True),
-        ("./account/dev", NONE, ["account/dev/.pipe.yaml"], True),
-        ("account/dev", NONE, ["account/prd/deployment.yaml"], False),
-        ("account/dev", NONE, ["account/development/x.yaml"], False),
-        ("account/dev", NONE, ["account/dev"], False),
-        ("", NONE, ["anything/at/all"], True),
-        (".", NONE, ["README.md"], True),
-        ("account/dev", NONE, [], False),
-        # onCommit.paths, relative to the repository root
-        ("svc", TriggerConfig(paths=("shared/*.yaml",)), ["shared/base.yaml"], True),
-        ("svc", TriggerConfig(paths=("shared/*.yaml",)), ["shared/deep/base.yaml"], False),
-        ("svc", TriggerConfig(paths=("shared/**/*.yaml",)), ["shared/a/b/base.yaml"], True),
-        ("svc", TriggerConfig(paths=("shared/**/*.yaml",)), ["shared/base.yaml"], True),
-        ("svc", TriggerConfig(paths=("**/values.yaml",)), ["x/y/values.yaml"], True),
-        ("svc", TriggerConfig(paths=("**/values.yaml",)), ["values.yaml"], True),
-        ("svc", TriggerConfig(paths=("charts/**",)), ["charts/a/b/c.tpl"], True),
-        ("svc", TriggerConfig(paths=("charts",)), ["charts/a/templates/d.yaml"], True),
-        ("svc", TriggerConfig(paths=("charts/*",)), ["charts/a/templates/d.yaml"], True),
-        ("svc", TriggerConfig(paths=("char?s/x",)), ["charts/x"], True),
-        ("svc", TriggerConfig(paths=("v[0-9].yaml",)), ["v1.yaml"], True),
-        ("svc", TriggerConfig(paths=("v[0-9].yaml",)), ["vx.yaml"], False),
-        ("svc", TriggerConfig(paths=("a.yaml",)), ["aXyaml"], False),
-        ("svc", TriggerConfig(paths=("/shared/x",)), ["shared/x"], True),
-        ("svc", TriggerConfig(paths=("!shared/x",)), ["shared/x"], False),
-        ("svc", TriggerConfig(paths=("a+b(c)",)), ["a+b(c)"], True),
-        # onCommit.ignores: ignored paths are not counted, others still are
-        ("svc", TriggerConfig(ignores=("svc/README.md",)), ["svc/README.md"], False),
-        (
-            "svc",
-            TriggerConfig(ignores=("svc/README.md",)),
-            ["svc/README.md", "svc/deploy.yaml"],
-            True,
-        ),
-        ("svc", TriggerConfig(ignores=("**/*.md",)), ["svc/docs/a.md", "svc/b.md"], False),
-        (
-            "svc",
-            TriggerConfig(paths=("shared/**",), ignores=("shared/docs",)),
-            ["shared/docs/x.yaml"],
-            False,
-        ),
-        # onCommit.disabled: never, whatever changed
-        ("svc", TriggerConfig(on_commit_disabled=True), ["svc/deploy.yaml"], False),
-    ],
-)
-def test_affected(app_dir: str, trigger: TriggerConfig, changed: list[str], expected: bool) -> None:
-    """An app is touched by its directory or onCommit.paths, minus ignores, unless disabled."""
-    assert affected(app_dir, trigger, changed) is expected
-
-
-def test_pattern_regex_is_anchored_and_segment_bound() -> None:
-    """`*` never crosses a `/`, and a pattern must match the whole path (or a parent dir)."""
-    pattern = PathPattern.parse("a/*")
-    assert pattern.matches("a/b")
-    assert pattern.matches("a/b/c")  # "a/b" is a directory the pattern matches
-    assert not pattern.matches("xa/b")
-    assert not PathPattern.parse("").matches("a")
-    assert not PathPattern.parse("a").matches("a\n")
-
-
-@pytest.mark.parametrize(
-    ("quick", "pipeline", "message", "expected"),
-    [
-        ("", "", "anything", "auto"),
-        (r"\[quick\]", "", "fix: [quick] typo", "quick_sync"),
-        (r"\[quick\]", "", "fix: typo", "auto"),
-        ("", "^release", "release v2\n\nbody", "pipeline"),
-        ("", "^release", "not a release", "auto"),
-        ("sync", "sync", "sync it", "quick_sync"),
-        ("(", "", "broken regex matches nothing", "auto"),
-    ],
-)
-def test_commit_matcher_forces_a_strategy(
-    quick: str, pipeline: str, message: str, expected: str
-) -> None:
-    """commitMatcher regexes (searched, quick sync first) force the trigger's strategy."""
-    trigger = TriggerConfig(quick_sync_matcher=quick, pipeline_matcher=pipeline)
-    assert forced_strategy(trigger, message) == expected
 
 
 def _observed(changed: tuple[str, ...], message: str = "bump") -> CommitObserved:
@@ -157,6 +71,25 @@ def test_commit_touching_two_of_three_apps_triggers_two() -> None:
     assert (first.repository_id, first.commit_branch, first.strategy) == ("config", "main", "auto")
     assert first.deployment_id == on_commit_deployment_id("app-account", "c" * 40)
     check_stream_id(f"deployment-{first.deployment_id}")
+
+
+@pytest.mark.parametrize("message", ["fix: [quick] typo", "release v2", "plain bump"])
+def test_on_commit_triggers_are_auto_even_when_a_commit_matcher_matches(message: str) -> None:
+    """On-commit triggers carry "auto" and the message; the planner applies commitMatcher."""
+    facts = read_app_config(
+        "svc/app.pipecd.yaml",
+        b"apiVersion: pipecd.dev/v1beta1\nkind: KubernetesApp\nspec:\n  commitMatcher:\n"
+        b"    quickSync: '\\[quick\\]'\n    pipeline: '^release'\n",
+    )
+    app = RegisteredApp(
+        application_id="svc",
+        name="svc",
+        path="svc",
+        config_filename="app.pipecd.yaml",
+        trigger=facts.trigger,
+    )
+    [trigger] = on_commit_triggers(_observed(("svc/deploy.yaml",), message), [app])
+    assert (trigger.strategy, trigger.commit_message) == ("auto", message)
 
 
 def test_disabled_or_configless_apps_are_never_triggered() -> None:

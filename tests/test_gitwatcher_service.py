@@ -135,8 +135,10 @@ async def test_each_new_commit_is_judged_with_its_own_config(
         ("auth-dev", third),
         ("auth-dev", fourth),
     }
+    # A matching commitMatcher forces nothing here: the planner applies it, in PipeCD's order.
     assert triggers["account-dev", first].strategy == "auto"
-    assert triggers["account-dev", second].strategy == "quick_sync"
+    assert triggers["account-dev", second].strategy == "auto"
+    assert triggers["account-dev", second].commit_message == "hotfix [quick]"
 
 
 async def test_disabled_app_and_on_commit_disabled_are_not_triggered(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.git_helpers import WorkRepo
-from tests.seed_repo import image_bump, seed_files, service_files
+from tests.seed_repo import DEV_CONFIG, image_bump, seed_files, service_files
 
 
 def plan_preview(*args: str) -> subprocess.CompletedProcess[str]:
@@ -107,6 +107,37 @@ def test_broken_config_is_reported_with_file_and_line_and_exits_1(work: WorkRepo
     assert done.returncode == 1
     assert "NOTE: 1 application could not be planned:" in done.stdout
     assert "reason: account/dev/.pipe.yaml:2:" in done.stdout
+
+
+def test_on_commit_ignores_and_paths_decide_which_apps_are_previewed(work: WorkRepo) -> None:
+    """The gitwatcher's rule: an `ignores` match leaves an app out; `paths` globs bring one in."""
+    trigger = (
+        "  trigger:\n    onCommit:\n      paths: ['shared/**/*.yaml']\n      ignores: ['**/*.md']\n"
+    )
+    work.commit(
+        {
+            "account/dev/.pipe.yaml": DEV_CONFIG.format(service="account") + trigger,
+            "payment/dev/.pipe.yaml": DEV_CONFIG.format(service="payment"),
+        },
+        "dev apps: onCommit paths and ignores",
+    )
+    work.checkout_new_branch("docs")
+    work.commit({"account/dev/NOTES.md": "notes\n", "payment/dev/NOTES.md": "notes\n"}, "docs only")
+    done = plan_preview("--repo", str(work.path), "--base-branch", "main", "--head-branch", "docs")
+    assert done.returncode == 0, done.stderr
+    assert "Here are plan-preview for 1 application:" in done.stdout
+    assert "application: payment-dev (payment/dev/.pipe.yaml)" in done.stdout
+    assert "account" not in done.stdout  # its NOTES.md matches `**/*.md`
+
+    work.checkout("main")
+    work.checkout_new_branch("shared")
+    work.commit({"shared/base/values.yaml": "a: 1\n"}, "shared values")
+    done = plan_preview(
+        "--repo", str(work.path), "--base-branch", "main", "--head-branch", "shared"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Here are plan-preview for 1 application:" in done.stdout
+    assert "application: account-dev (account/dev/.pipe.yaml)" in done.stdout
 
 
 @pytest.mark.parametrize(

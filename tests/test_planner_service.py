@@ -40,7 +40,7 @@ from shared.messaging import ensure_event_stream
 from shared.relay import Relay
 from shared.subjects import Subjects
 from tests.git_helpers import WorkRepo
-from tests.seed_repo import image_bump, seed_files
+from tests.seed_repo import PRD_CONFIG, image_bump, seed_files, service_files
 
 APP = "app01account"
 UNREACHABLE = "http://127.0.0.1:9/config.git"
@@ -293,6 +293,42 @@ async def test_fifo_queue_and_running_commit(harness: Harness, work: WorkRepo) -
         plan3 = await wait_for_event(harness.store, "d3", DeploymentPlanned)
     assert isinstance(plan3, DeploymentPlanned)
     assert (plan3.running_commit_hash, plan3.summary) == (first, "image account: v1 → v3")
+
+
+async def test_commit_matchers_decide_on_commit_triggers_in_pipecds_order(
+    harness: Harness, work: WorkRepo
+) -> None:
+    """On-commit ("auto") triggers: commitMatcher beats the diff, alwaysUsePipeline beats it."""
+    matchers = "  commitMatcher:\n    pipeline: '\\[canary\\]'\n    quickSync: '^hotfix'\n"
+    config = PRD_CONFIG.format(service="account") + matchers
+    always = config + "  planner:\n    alwaysUsePipeline: true\n"
+    steps = [
+        ({**seed_files("account"), "account/prd/.pipe.yaml": config}, "initial"),
+        # Only replicas change (the diff says quick sync, "scale").
+        (service_files("account", "prd", replicas=5, config=config), "[canary] 5"),
+        # The image changes (the diff says pipeline).
+        (service_files("account", "prd", tag="v2", replicas=5, config=config), "hotfix: v2"),
+        # alwaysUsePipeline comes before commitMatcher, whose quickSync would match.
+        (service_files("account", "prd", tag="v2", replicas=3, config=always), "hotfix: 3"),
+    ]
+    commits = [(work.commit(files, message), message) for files, message in steps]
+    plans = []
+    async with running(*harness.components()):
+        await harness.register("prd")
+        for n, (commit, message) in enumerate(commits):
+            await harness.trigger(f"d{n}", commit, message)
+            plan = await wait_for_event(harness.store, f"d{n}", DeploymentPlanned)
+            assert isinstance(plan, DeploymentPlanned)
+            plans.append(plan)
+            await harness.complete(f"d{n}", commit)
+    assert [p.strategy for p in plans] == ["quick_sync", "pipeline", "quick_sync", "pipeline"]
+    assert plans[1].reason == (
+        "Sync progressively because the commit message was matching '\\\\[canary\\\\]'"
+    )
+    assert plans[2].reason == (
+        "Quick sync by applying all manifests because the commit message was matching '^hotfix'"
+    )
+    assert plans[3].reason == "Sync with the specified pipeline (alwaysUsePipeline was set)"
 
 
 async def test_broken_config_fails_the_plan_naming_file_and_line(

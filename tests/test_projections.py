@@ -38,7 +38,8 @@ from shared.projections.base import check_projection, check_unique
 from shared.projections.stream_stats import StreamStatsProjection
 
 # Every phase of a test is bounded: a hang fails fast instead of eating the suite.
-PHASE_TIMEOUT_S = 20
+# A guard against hangs, not a speed assertion: a loaded 2-core CI box is slow.
+PHASE_TIMEOUT_S = 90
 
 # --- writing a varied log ---------------------------------------------------------------
 

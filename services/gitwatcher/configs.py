@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.gitwatcher.decider import AppConfigFacts, TriggerConfig
+from services.gitwatcher.decider import AppConfigFacts
 from services.gitwatcher.watcher import WatchedRepository
 from shared.config import ControlConfig, load_application_config
 from shared.errors import ConfigError
 from shared.streams import check_stream_id
+from shared.triggers import TriggerConfig
 
 __all__ = ["read_app_config", "watched_repositories"]
 
@@ -25,18 +26,11 @@ def read_app_config(path: str, content: bytes) -> AppConfigFacts:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     config = load_application_config(Path(path), text)
     spec = config.spec
-    on_commit = spec.trigger.on_commit
     return AppConfigFacts(
         name=spec.name or Path(path).parent.name,
         kind=config.kind,
         labels=tuple(sorted(spec.labels.items())),
-        trigger=TriggerConfig(
-            on_commit_disabled=on_commit.disabled,
-            paths=tuple(on_commit.paths),
-            ignores=tuple(on_commit.ignores),
-            quick_sync_matcher=spec.commit_matcher.quick_sync.pattern,
-            pipeline_matcher=spec.commit_matcher.pipeline.pattern,
-        ),
+        trigger=TriggerConfig.from_on_commit(spec.trigger.on_commit),
     )
 
 

@@ -3,28 +3,20 @@
 No I/O, clock, randomness or logging here: the shell (`service.py`) reads
 git and the log, calls these functions, and appends what they return.
 
-Triggering follows PipeCD's on-commit determiner, with one deliberate
-difference. An application is affected by a commit when a changed path is
-inside its directory or matches one of `trigger.onCommit.paths`, counting
-only changed paths that match none of `trigger.onCommit.ignores`. PipeCD
-instead skips the application outright when *any* changed path matches an
-ignore, so a commit touching both a README it ignores and a manifest it
-deploys would not deploy; here the ignored README is simply not counted.
-Patterns are PipeCD's (Docker's) file patterns, relative to the repository
-root: `*` and `?` stay within one path segment, `**` spans any number of
-them, `[...]` is a character class, and a pattern that matches a directory
-matches everything under it.
+Which applications a commit affects is `shared.triggers.affected`, the rule
+`slipway plan-preview` uses too. An on-commit trigger never forces a
+strategy: it carries "auto" and the commit message, and the planner applies
+`commitMatcher` in PipeCD's order (after "no pipeline" and
+`alwaysUsePipeline`, DESIGN §5).
 """
 
 from __future__ import annotations
 
 import posixpath
-import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
-from typing import Final, Literal
+from typing import Final
 
 from shared.eventlog import NO_STREAM, deterministic_event_id
 from shared.events.base import Event
@@ -36,17 +28,16 @@ from shared.events.catalog import (
     RepositoryRecovered,
 )
 from shared.streams import stream_id
+from shared.triggers import TriggerConfig, affected, normalize_dir
 
 __all__ = [
     "APP_CONFIG_SUFFIX",
     "LEGACY_APP_CONFIG",
     "STRATEGIES",
     "AppConfigFacts",
-    "PathPattern",
     "RegisteredApp",
     "RepositoryState",
     "TriggerConfig",
-    "affected",
     "backoff_s",
     "decide_commit_observed",
     "decide_discovered",
@@ -56,9 +47,7 @@ __all__ = [
     "evolve",
     "failure_kind",
     "fold",
-    "forced_strategy",
     "is_app_config_filename",
-    "normalize_dir",
     "on_commit_deployment_id",
     "on_commit_triggers",
     "repository_stream",
@@ -66,8 +55,8 @@ __all__ = [
     "undiscovered_configs",
 ]
 
-Strategy = Literal["auto", "quick_sync", "pipeline"]
 STRATEGIES: Final[frozenset[str]] = frozenset({"auto", "quick_sync", "pipeline"})
+"""The strategies a sync request may force (an on-commit trigger is always "auto")."""
 
 APP_CONFIG_SUFFIX: Final = ".pipecd.yaml"
 """`app.pipecd.yaml` and `<anything>.pipecd.yaml` are application configs (DESIGN §6)."""
@@ -96,116 +85,7 @@ def trigger_event_id(deployment_id: str) -> uuid.UUID:
     return deterministic_event_id("deployment_triggered", deployment_id)
 
 
-# Path patterns (PipeCD's filematcher) ------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PathPattern:
-    """One file pattern: does it match a changed path (or a directory above it)?"""
-
-    text: str
-    regex: re.Pattern[str] | None
-    """None for a pattern that can never match (empty, or a lone `!exclusion`)."""
-    segments: int
-
-    @classmethod
-    def parse(cls, pattern: str) -> PathPattern:
-        return _parse_pattern(pattern)
-
-    def matches(self, path: str) -> bool:
-        if self.regex is None:
-            return False
-        if self.regex.fullmatch(path):
-            return True
-        # A pattern naming a directory matches every file below it.
-        parent = posixpath.dirname(path)
-        if not parent:
-            return False
-        dirs = parent.split("/")
-        return self.segments <= len(dirs) and bool(
-            self.regex.fullmatch("/".join(dirs[: self.segments]))
-        )
-
-
-@lru_cache(maxsize=4096)
-def _parse_pattern(pattern: str) -> PathPattern:
-    text = pattern.strip()
-    if not text:
-        return PathPattern(pattern, None, 0)
-    # PipeCD evaluates each pattern on its own, where an exclusion alone excludes
-    # from nothing: "!x" never matches.
-    if text.startswith("!"):
-        return PathPattern(pattern, None, 0)
-    # Relative to the repository root; a leading "/" (which PipeCD would never
-    # match) is read as the root, and "./", "//", trailing "/" are cleaned away.
-    cleaned = posixpath.normpath(text.lstrip("/")) if text.lstrip("/") else "."
-    return PathPattern(
-        pattern, re.compile(_pattern_regex(cleaned), re.DOTALL), len(cleaned.split("/"))
-    )
-
-
-def _pattern_regex(pattern: str) -> str:
-    """The regex (for `fullmatch`) of a cleaned pattern."""
-    out = []
-    i, n = 0, len(pattern)
-    while i < n:
-        ch = pattern[i]
-        if ch == "*":
-            if i + 1 < n and pattern[i + 1] == "*":
-                i += 2
-                if i < n and pattern[i] == "/":
-                    i += 1
-                out.append(".*" if i >= n else "(?:.*/)?")
-                continue
-            out.append("[^/]*")
-        elif ch == "?":
-            out.append("[^/]")
-        elif ch == "\\" and i + 1 < n:
-            i += 1
-            out.append(re.escape(pattern[i]))
-        elif ch == "[" and (end := _class_end(pattern, i)) > 0:
-            body = pattern[i + 1 : end]
-            negate = body.startswith("^")
-            body = body[1:] if negate else body
-            out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\") + "]")
-            i = end
-        else:
-            out.append(re.escape(ch))
-        i += 1
-    return "".join(out)
-
-
-def _class_end(pattern: str, start: int) -> int:
-    """Index of the `]` closing the class opened at `start`, or -1 (then `[` is literal)."""
-    end = pattern.find("]", start + 2 if pattern[start + 1 : start + 2] == "^" else start + 1)
-    if end < 0 or "/" in pattern[start:end]:
-        return -1
-    return end
-
-
-def _any_match(patterns: Sequence[str], path: str) -> bool:
-    return any(_parse_pattern(p).matches(path) for p in patterns)
-
-
-def normalize_dir(path: str) -> str:
-    """An application directory relative to the repository root: "" is the root itself."""
-    cleaned = posixpath.normpath(path.strip().strip("/")) if path.strip().strip("/") else "."
-    return "" if cleaned == "." else cleaned
-
-
 # Triggering --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TriggerConfig:
-    """The parts of an application config that decide on-commit triggers."""
-
-    on_commit_disabled: bool = False
-    paths: tuple[str, ...] = ()
-    ignores: tuple[str, ...] = ()
-    quick_sync_matcher: str = ""
-    """commitMatcher.quickSync: a regex searched for in the commit message."""
-    pipeline_matcher: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,39 +116,6 @@ class RegisteredApp:
         return f"{directory}/{self.config_filename}" if directory else self.config_filename
 
 
-def affected(app_dir: str, trigger: TriggerConfig, changed_paths: Iterable[str]) -> bool:
-    """Whether a commit changing `changed_paths` touches the application in `app_dir`."""
-    if trigger.on_commit_disabled:
-        return False
-    directory = normalize_dir(app_dir)
-    prefix = f"{directory}/" if directory else ""
-    for path in changed_paths:
-        if trigger.ignores and _any_match(trigger.ignores, path):
-            continue
-        if path.startswith(prefix) or _any_match(trigger.paths, path):
-            return True
-    return False
-
-
-def forced_strategy(trigger: TriggerConfig, message: str) -> Strategy:
-    """The strategy the commit message forces through `commitMatcher` (quick sync wins ties)."""
-    if _searches(trigger.quick_sync_matcher, message):
-        return "quick_sync"
-    if _searches(trigger.pipeline_matcher, message):
-        return "pipeline"
-    return "auto"
-
-
-def _searches(pattern: str, text: str) -> bool:
-    if not pattern:
-        return False
-    try:
-        return re.search(pattern, text) is not None
-    except re.error:
-        # The config loader rejects invalid regexes; one that slipped through forces nothing.
-        return False
-
-
 def on_commit_triggers(
     observed: CommitObserved,
     apps: Iterable[RegisteredApp],
@@ -276,7 +123,8 @@ def on_commit_triggers(
 ) -> list[DeploymentTriggered]:
     """One `DeploymentTriggered` per enabled application the observed commit touches.
 
-    `changed_paths` defaults to the event's own (which may be truncated).
+    The strategy is always "auto": the planner, not the gitwatcher, applies
+    `commitMatcher`. `changed_paths` defaults to the event's own (which may be truncated).
     """
     changed = observed.changed_paths if changed_paths is None else changed_paths
     triggers = []
@@ -291,7 +139,9 @@ def on_commit_triggers(
                 commit_hash=observed.commit_hash,
                 commit_author=observed.author,
                 commit_message=observed.message,
-                strategy=forced_strategy(app.trigger, observed.message),
+                # Never forced here: a forced strategy would pre-empt "no pipeline" and
+                # alwaysUsePipeline, which PipeCD checks before commitMatcher.
+                strategy="auto",
                 repository_id=observed.repository_id,
                 commit_branch=observed.branch,
             )

@@ -1,7 +1,8 @@
 """`slipway plan-preview`: what merging a branch would deploy, before it is merged.
 
-For each application whose directory (or `trigger.onCommit.paths`) the head
-changes, compared with where it branched from the base: the strategy the
+For each application the head changes, compared with where it branched from
+the base, by the gitwatcher's rule (its directory or `trigger.onCommit.paths`,
+minus `ignores`, unless `disabled`: `shared.triggers`): the strategy the
 planner would choose with the base branch as the running commit, the summary,
 and the resource diff (added, removed, changed fields). PipeCD's plan-preview,
 run locally against a clone, with no Slipway server needed.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fnmatch
 import json
 import posixpath
 import sys
@@ -31,6 +31,7 @@ from shared.deploysource import DeploySource, ensure_commit, load_deploy_source
 from shared.errors import ConfigError, Rejected
 from shared.git import GitCache, GitError, GitRepository, redact, run_git
 from shared.planning import Plan, TriggerInfo, make_plan
+from shared.triggers import TriggerConfig, affected
 
 __all__ = ["register", "run"]
 
@@ -171,39 +172,41 @@ async def _resolve(repo: GitRepository, ref: str, what: str) -> str:
 
 
 async def _affected(repo: GitRepository, head: str, changed: Sequence[str]) -> list[str]:
-    """Config files at `head` whose application the changed paths touch."""
+    """Config files at `head` whose application the changed paths touch.
+
+    The gitwatcher's rule (`shared.triggers.affected`), so the preview lists
+    exactly the applications that merging would deploy.
+    """
     if not changed:
         return []
     configs = [
         p for p in await repo.list_tree(head) if is_application_config_name(posixpath.basename(p))
     ]
-    affected = []
-    for config_path in configs:
-        app_dir = posixpath.dirname(config_path)
-        if any(_under(path, app_dir) for path in changed):
-            affected.append(config_path)
-            continue
-        watched = await _watched_paths(repo, head, config_path)
-        if any(fnmatch.fnmatchcase(path, pattern) or _under(path, pattern.rstrip("/*"))
-               for path in changed for pattern in watched):  # fmt: skip
-            affected.append(config_path)
-    return affected
+    contents = await repo.read_files(head, configs)
+    return [
+        config_path
+        for config_path in configs
+        if affected(
+            posixpath.dirname(config_path),
+            _trigger_config(config_path, contents[config_path]),
+            changed,
+        )
+    ]
 
 
-def _under(path: str, directory: str) -> bool:
-    return not directory or path == directory or path.startswith(directory + "/")
+def _trigger_config(config_path: str, content: bytes | None) -> TriggerConfig:
+    """`spec.trigger.onCommit` of a config file; the defaults when it cannot be loaded.
 
-
-async def _watched_paths(repo: GitRepository, head: str, config_path: str) -> tuple[str, ...]:
-    """`spec.trigger.onCommit.paths`: more paths whose change deploys the application."""
-    text = await repo.read_file(head, config_path)
-    if text is None:
-        return ()
+    A broken config still counts by directory (as in the gitwatcher), so the
+    preview reports the problem instead of leaving the application out.
+    """
+    if content is None:
+        return TriggerConfig()
     try:
-        config = load_application_config(Path(config_path), text.decode("utf-8-sig", "replace"))
+        config = load_application_config(Path(config_path), content.decode("utf-8-sig", "replace"))
     except ConfigError:
-        return ()  # reported when the application is planned
-    return config.spec.trigger.on_commit.paths
+        return TriggerConfig()  # reported when the application is planned
+    return TriggerConfig.from_on_commit(config.spec.trigger.on_commit)
 
 
 async def _plan_one(

@@ -236,10 +236,20 @@ async def _catch_up(
     tables: dict[str, str],
     position: LogPosition,
 ) -> tuple[LogPosition, int]:
-    """Fold everything below the horizon into `tables`, inside the caller's transaction."""
+    """Fold everything below the horizon into `tables`, inside the caller's transaction.
+
+    The horizon is read once: writers keep committing while we hold the lock,
+    and chasing them could go on for as long as they outpace us. What commits
+    later is the live runner's to apply once the swap has moved its checkpoint.
+    """
+    horizon = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())")
     folded = 0
     while events := await store.read_all(position, conn=conn):
-        await projection.apply_batch(conn, events, tables)
-        position = position_of(events[-1])
-        folded += len(events)
+        below = [e for e in events if e.tx_id < horizon]
+        if below:
+            await projection.apply_batch(conn, below, tables)
+            position = position_of(below[-1])
+            folded += len(below)
+        if len(below) < len(events):
+            break
     return position, folded
