@@ -7,8 +7,15 @@ SlipwayError
 ├── IdempotencyViolation   an event id was reused for a different event: a bug, never retried
 ├── Unavailable            transient infrastructure (database, NATS, a cluster): retry with back-off
 ├── ConfigError            bad configuration or settings: fail fast, naming file, line and field
-└── MessageError           a message that can never be handled (garbage, unknown type): dead letter
-    └── UnknownEventType
+├── MessageError           a message that can never be handled (garbage, unknown type): dead letter
+│   └── UnknownEventType
+└── PlatformError          a cluster refused or failed an operation; names `Kind namespace/name`
+    ├── Forbidden          (also Rejected) RBAC or admission said no: fix permissions, no retry
+    ├── Invalid            (also Rejected) the object is malformed: fix the manifest, no retry
+    ├── NotFound           the object, its namespace or its kind does not exist
+    ├── ResourceConflict   the object changed underneath or another manager owns a field: re-read
+    ├── RolloutFailed      a workload did not become healthy within its progress deadline
+    └── PlatformUnavailable  (also Unavailable) cluster unreachable, timed out, 5xx: retry
 ```
 
 Adapters translate asyncpg / nats / kubernetes / httpx exceptions into this
@@ -57,3 +64,42 @@ class MessageError(SlipwayError):
 
 class UnknownEventType(MessageError):
     """A stored or received event whose type no registry knows."""
+
+
+class PlatformError(SlipwayError):
+    """A platform (a Kubernetes cluster) refused or failed an operation on a named resource.
+
+    `resource` is `Kind namespace/name` (or `Kind name` when cluster-scoped), `reason`
+    the server's machine-readable reason (`Forbidden`, `Invalid`, …) and `code` its
+    HTTP status, 0 when nothing answered.
+    """
+
+    def __init__(self, message: str, *, resource: str = "", reason: str = "", code: int = 0):
+        self.resource = resource
+        self.reason = reason
+        self.code = code
+        super().__init__(message)
+
+
+class Forbidden(PlatformError, Rejected):
+    """The cluster's RBAC or an admission webhook refused the operation."""
+
+
+class Invalid(PlatformError, Rejected):
+    """The cluster rejected the object as malformed (422 Invalid, 400 BadRequest)."""
+
+
+class NotFound(PlatformError):
+    """The object, its namespace, or its kind (a missing CRD) does not exist."""
+
+
+class ResourceConflict(PlatformError):
+    """The object changed underneath us or another field manager owns a field we set."""
+
+
+class RolloutFailed(PlatformError):
+    """A workload did not become healthy: its progress deadline passed, or our timeout did."""
+
+
+class PlatformUnavailable(PlatformError, Unavailable):
+    """The cluster could not be reached, timed out, or failed on its side (5xx, 429)."""

@@ -17,6 +17,7 @@ from shared.errors import ConfigError, SlipwayError
 _COMMANDS = (
     "shared.cli.app",
     "shared.cli.config",
+    "shared.cli.kubesim",
     "shared.cli.migrate",
     "shared.cli.plan_preview",
     "shared.cli.replay",

@@ -1,0 +1,392 @@
+"""The kinds the emulator serves: built-in, Istio, and any registered at start or by a CRD.
+
+A `ResourceType` is one (group, plural) with every version it is served at;
+objects are stored once per type and only their `apiVersion` changes with the
+version a request names (no field conversion — the versions we serve share a
+schema, as Istio's networking versions do).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    """One kind of object: its REST name, versions, scope and the subresources it serves."""
+
+    group: str
+    versions: tuple[str, ...]  # the first is the preferred and storage version
+    kind: str
+    plural: str
+    namespaced: bool = True
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    # A status subresource means writes to the main resource keep the stored status.
+    status_subresource: bool = False
+    scale_subresource: bool = False
+    # Custom resources accept JSON merge patch but not strategic merge patch.
+    custom: bool = False
+    extra_subresources: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.group, self.plural)
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def storage_version(self) -> str:
+        return self.versions[0]
+
+    def api_version(self, version: str | None = None) -> str:
+        v = version or self.storage_version
+        return f"{self.group}/{v}" if self.group else v
+
+    @property
+    def list_kind(self) -> str:
+        return f"{self.kind}List"
+
+    def discovery_entries(self) -> list[dict[str, Any]]:
+        """This type's entries in an APIResourceList (the resource and its subresources)."""
+        entry: dict[str, Any] = {
+            "name": self.plural,
+            "singularName": self.singular,
+            "namespaced": self.namespaced,
+            "kind": self.kind,
+            "verbs": list(ALL_VERBS),
+            "storageVersionHash": _short_hash(f"{self.group}/{self.plural}"),
+        }
+        if self.short_names:
+            entry["shortNames"] = list(self.short_names)
+        if self.categories:
+            entry["categories"] = list(self.categories)
+        entries = [entry]
+        sub_verbs = ["get", "patch", "update"]
+        if self.status_subresource:
+            entries.append(self._sub("status", self.kind, sub_verbs))
+        if self.scale_subresource:
+            # The scale client finds the Scale kind's group and version here.
+            scale = self._sub("scale", "Scale", sub_verbs)
+            scale.update(group="autoscaling", version="v1")
+            entries.append(scale)
+        for sub in self.extra_subresources:
+            entries.append(self._sub(sub, self.kind if sub != "log" else "Pod", ["get"]))
+        return entries
+
+    def _sub(self, sub: str, kind: str, verbs: list[str]) -> dict[str, Any]:
+        return {
+            "name": f"{self.plural}/{sub}",
+            "singularName": "",
+            "namespaced": self.namespaced,
+            "kind": kind,
+            "verbs": verbs,
+        }
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:11]
+
+
+_WORKLOAD = ("all",)
+_ISTIO_VERSIONS = ("v1beta1", "v1alpha3")
+
+BUILTIN_TYPES: tuple[ResourceType, ...] = (
+    ResourceType(
+        "",
+        ("v1",),
+        "Namespace",
+        "namespaces",
+        namespaced=False,
+        short_names=("ns",),
+        status_subresource=True,
+    ),
+    ResourceType(
+        "", ("v1",), "Node", "nodes", namespaced=False, short_names=("no",), status_subresource=True
+    ),
+    ResourceType(
+        "",
+        ("v1",),
+        "Pod",
+        "pods",
+        short_names=("po",),
+        categories=_WORKLOAD,
+        status_subresource=True,
+        extra_subresources=("log",),
+    ),
+    ResourceType(
+        "",
+        ("v1",),
+        "Service",
+        "services",
+        short_names=("svc",),
+        categories=_WORKLOAD,
+        status_subresource=True,
+    ),
+    ResourceType("", ("v1",), "ConfigMap", "configmaps", short_names=("cm",)),
+    ResourceType("", ("v1",), "Secret", "secrets"),
+    ResourceType("", ("v1",), "ServiceAccount", "serviceaccounts", short_names=("sa",)),
+    ResourceType("", ("v1",), "Event", "events", short_names=("ev",)),
+    ResourceType("", ("v1",), "Endpoints", "endpoints", short_names=("ep",)),
+    ResourceType(
+        "",
+        ("v1",),
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        short_names=("pvc",),
+        status_subresource=True,
+    ),
+    ResourceType(
+        "apps",
+        ("v1",),
+        "Deployment",
+        "deployments",
+        short_names=("deploy",),
+        categories=_WORKLOAD,
+        status_subresource=True,
+        scale_subresource=True,
+    ),
+    ResourceType(
+        "apps",
+        ("v1",),
+        "ReplicaSet",
+        "replicasets",
+        short_names=("rs",),
+        categories=_WORKLOAD,
+        status_subresource=True,
+        scale_subresource=True,
+    ),
+    ResourceType(
+        "apps",
+        ("v1",),
+        "StatefulSet",
+        "statefulsets",
+        short_names=("sts",),
+        categories=_WORKLOAD,
+        status_subresource=True,
+        scale_subresource=True,
+    ),
+    ResourceType(
+        "apps",
+        ("v1",),
+        "DaemonSet",
+        "daemonsets",
+        short_names=("ds",),
+        categories=_WORKLOAD,
+        status_subresource=True,
+    ),
+    ResourceType("batch", ("v1",), "Job", "jobs", categories=_WORKLOAD, status_subresource=True),
+    ResourceType(
+        "batch",
+        ("v1",),
+        "CronJob",
+        "cronjobs",
+        short_names=("cj",),
+        categories=_WORKLOAD,
+        status_subresource=True,
+    ),
+    ResourceType(
+        "autoscaling",
+        ("v2",),
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        short_names=("hpa",),
+        categories=_WORKLOAD,
+        status_subresource=True,
+    ),
+    ResourceType(
+        "policy",
+        ("v1",),
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        short_names=("pdb",),
+        status_subresource=True,
+    ),
+    ResourceType(
+        "networking.k8s.io",
+        ("v1",),
+        "Ingress",
+        "ingresses",
+        short_names=("ing",),
+        status_subresource=True,
+    ),
+    ResourceType(
+        "networking.k8s.io", ("v1",), "NetworkPolicy", "networkpolicies", short_names=("netpol",)
+    ),
+    ResourceType("rbac.authorization.k8s.io", ("v1",), "Role", "roles"),
+    ResourceType("rbac.authorization.k8s.io", ("v1",), "RoleBinding", "rolebindings"),
+    ResourceType(
+        "rbac.authorization.k8s.io", ("v1",), "ClusterRole", "clusterroles", namespaced=False
+    ),
+    ResourceType(
+        "rbac.authorization.k8s.io",
+        ("v1",),
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        namespaced=False,
+    ),
+    ResourceType(
+        "apiextensions.k8s.io",
+        ("v1",),
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        namespaced=False,
+        short_names=("crd", "crds"),
+        status_subresource=True,
+    ),
+    # Istio's traffic kinds are CRDs on a real cluster, hence custom=True.
+    ResourceType(
+        "networking.istio.io",
+        _ISTIO_VERSIONS,
+        "VirtualService",
+        "virtualservices",
+        short_names=("vs",),
+        categories=("istio-io", "networking-istio-io"),
+        custom=True,
+    ),
+    ResourceType(
+        "networking.istio.io",
+        _ISTIO_VERSIONS,
+        "DestinationRule",
+        "destinationrules",
+        short_names=("dr",),
+        categories=("istio-io", "networking-istio-io"),
+        custom=True,
+    ),
+    ResourceType(
+        "networking.istio.io",
+        _ISTIO_VERSIONS,
+        "Gateway",
+        "gateways",
+        short_names=("gw",),
+        categories=("istio-io", "networking-istio-io"),
+        custom=True,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class CustomKind:
+    """A kind to serve generically, as a CRD would: `CustomKind("example.com", "v1", "Widget")`."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str = ""
+    namespaced: bool = True
+    short_names: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, spec: str) -> CustomKind:
+        """`group/version/Kind[/plural][/cluster]`, as the CLI's `--kind` takes it."""
+        parts = spec.split("/")
+        if len(parts) < 3 or not all(parts[:3]):
+            raise ValueError(f"kind {spec!r}: expected group/version/Kind[/plural][/cluster]")
+        group, version, kind, *rest = parts
+        namespaced = "cluster" not in rest
+        plural = next((p for p in rest if p and p != "cluster"), "")
+        return cls(group, version, kind, plural, namespaced)
+
+    def to_type(self) -> ResourceType:
+        return ResourceType(
+            self.group,
+            (self.version,),
+            self.kind,
+            self.plural or default_plural(self.kind),
+            namespaced=self.namespaced,
+            short_names=self.short_names,
+            custom=True,
+        )
+
+
+def default_plural(kind: str) -> str:
+    lower = kind.lower()
+    if lower.endswith(("s", "x", "ch", "sh")):
+        return lower + "es"
+    if lower.endswith("y") and lower[-2:-1] not in "aeiou":
+        return lower[:-1] + "ies"
+    return lower + "s"
+
+
+def type_from_crd(crd: dict[str, Any]) -> ResourceType | None:
+    """The type a CustomResourceDefinition declares, or None when it is too incomplete to serve."""
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    versions = [
+        v["name"] for v in spec.get("versions") or [] if v.get("served", True) and v.get("name")
+    ]
+    storage = [v["name"] for v in spec.get("versions") or [] if v.get("storage")]
+    if not (spec.get("group") and names.get("kind") and names.get("plural") and versions):
+        return None
+    ordered = tuple(storage[:1] + [v for v in versions if v not in storage[:1]])
+    has_status = any("status" in (v.get("subresources") or {}) for v in spec.get("versions") or [])
+    return ResourceType(
+        spec["group"],
+        ordered,
+        names["kind"],
+        names["plural"],
+        namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+        short_names=tuple(names.get("shortNames") or ()),
+        categories=tuple(names.get("categories") or ()),
+        status_subresource=has_status,
+        custom=True,
+    )
+
+
+@dataclass
+class Registry:
+    """Every served type, looked up by REST path segments or by apiVersion and kind."""
+
+    _types: dict[tuple[str, str], ResourceType] = field(default_factory=dict)
+
+    @classmethod
+    def default(cls, custom: Iterable[CustomKind] = ()) -> Registry:
+        registry = cls()
+        for rtype in BUILTIN_TYPES:
+            registry.add(rtype)
+        for kind in custom:
+            registry.add(kind.to_type())
+        return registry
+
+    def add(self, rtype: ResourceType) -> None:
+        """Serve a type; adding versions to a served (group, plural) extends it."""
+        existing = self._types.get(rtype.key)
+        if existing is not None and existing != rtype:
+            merged = existing.versions + tuple(
+                v for v in rtype.versions if v not in existing.versions
+            )
+            rtype = dataclasses.replace(rtype, versions=merged)
+        self._types[rtype.key] = rtype
+
+    def remove(self, key: tuple[str, str]) -> None:
+        self._types.pop(key, None)
+
+    def __iter__(self) -> Iterator[ResourceType]:
+        return iter(self._types.values())
+
+    def by_plural(self, group: str, version: str, plural: str) -> ResourceType | None:
+        rtype = self._types.get((group, plural))
+        if rtype is None or version not in rtype.versions:
+            return None
+        return rtype
+
+    def group_versions(self) -> dict[str, list[str]]:
+        """Every group with its versions, preferred first; the core group is ""."""
+        groups: dict[str, list[str]] = {}
+        for rtype in self._types.values():
+            versions = groups.setdefault(rtype.group, [])
+            for version in rtype.versions:
+                if version not in versions:
+                    versions.append(version)
+        return groups
+
+    def in_group_version(self, group: str, version: str) -> list[ResourceType]:
+        return [t for t in self._types.values() if t.group == group and version in t.versions]

@@ -1,0 +1,576 @@
+"""The Kubernetes platform adapter: apply, delete, read live state and wait for rollouts.
+
+It speaks the API server's REST paths through `kubernetes_asyncio`'s `ApiClient`
+(one per cluster, from a kubeconfig and context, never the process-wide
+default), so it works the same against a real cluster and against kubesim.
+
+- **apply** is server-side apply (`PATCH` as `application/apply-patch+yaml`,
+  field manager `slipway`, `force=true` by default so Slipway, the source of
+  truth, takes fields back from `kubectl edit`). Each object is prepared by
+  `resources.prepare_for_apply` (labels and annotations, see there).
+- **Discovery** (`/apis`, `/api/v1`, `/apis/<group>/<version>`) maps a kind to
+  its plural and scope; it is cached per group/version and refreshed once on a
+  miss, so a CRD applied earlier in the same batch is found.
+- **Errors** are mapped at this boundary, each naming the operation and the
+  object (`apply Deployment shop/web: …`) with the server's own message:
+  401/403 → `Forbidden`, 404 → `NotFound`, 409 → `ResourceConflict`,
+  400/422 → `Invalid`, 429/5xx and anything that never answered
+  (refused, reset, timed out) → `PlatformUnavailable` (an `Unavailable`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal, Self
+from urllib.parse import quote
+
+import aiohttp
+from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config import new_client_from_config
+from kubernetes_asyncio.config.config_exception import ConfigException
+
+from shared.config.manifests import Manifest
+from shared.errors import (
+    ConfigError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PlatformError,
+    PlatformUnavailable,
+    ResourceConflict,
+    RolloutFailed,
+)
+from shared.logs import get_logger
+from shared.platform.resources import (
+    FIELD_MANAGER,
+    LABEL_APPLICATION,
+    AppliedResource,
+    RolloutStatus,
+    describe,
+    parse_key,
+    prepare_for_apply,
+    rollout_status,
+)
+
+__all__ = ["DEFAULT_LIVE_KINDS", "KubernetesPlatform", "Propagation"]
+
+log = get_logger(__name__)
+
+Propagation = Literal["Background", "Foreground", "Orphan"]
+
+# (group, kind) of everything Slipway applies for a KubernetesApp. A group the
+# cluster does not serve (no Istio installed) is skipped, not an error.
+DEFAULT_LIVE_KINDS: Final[tuple[tuple[str, str], ...]] = (
+    ("apps", "Deployment"),
+    ("apps", "StatefulSet"),
+    ("apps", "DaemonSet"),
+    ("", "Service"),
+    ("", "ConfigMap"),
+    ("", "Secret"),
+    ("", "ServiceAccount"),
+    ("networking.k8s.io", "Ingress"),
+    ("autoscaling", "HorizontalPodAutoscaler"),
+    ("batch", "Job"),
+    ("batch", "CronJob"),
+    ("networking.istio.io", "VirtualService"),
+    ("networking.istio.io", "DestinationRule"),
+)
+
+# Applied before everything else, deleted after: other objects live inside them.
+_CONTAINERS: Final = ("Namespace", "CustomResourceDefinition")
+_APPLY_PATCH: Final = "application/apply-patch+yaml"
+_MERGE_PATCH: Final = "application/merge-patch+json"
+_OBJECT: Final = dict.fromkeys((200, 201, 202), "object")
+
+
+@dataclass(frozen=True)
+class _Resource:
+    """One kind as discovery describes it: enough to build its REST paths."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str = "", name: str = "") -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{quote(namespace, safe='')}"
+        base += f"/{self.plural}"
+        return f"{base}/{quote(name, safe='')}" if name else base
+
+
+class KubernetesPlatform:
+    """One Kubernetes cluster, reached through a kubeconfig file and context.
+
+    Use it as an async context manager (or `open()` / `close()`); it owns its
+    HTTP session. Every method may raise the `PlatformError` subtree.
+    """
+
+    def __init__(
+        self,
+        kubeconfig: str | Path,
+        context: str | None = None,
+        *,
+        field_manager: str = FIELD_MANAGER,
+        request_timeout_s: float = 30.0,
+    ) -> None:
+        self.kubeconfig = Path(kubeconfig)
+        self.context = context
+        self.field_manager = field_manager
+        self.request_timeout_s = request_timeout_s
+        self._client: ApiClient | None = None
+        self._groups: dict[str, str] | None = None  # group -> preferred version
+        self._discovered: dict[str, dict[str, _Resource] | None] = {}  # by group/version
+
+    # lifecycle
+
+    async def open(self) -> Self:
+        """Load the kubeconfig into a client of our own; a bad file or context is a ConfigError."""
+        if self._client is not None:
+            return self
+        where = f"{self.kubeconfig}" + (f" (context {self.context!r})" if self.context else "")
+        try:
+            self._client = await new_client_from_config(
+                config_file=str(self.kubeconfig), context=self.context, persist_config=False
+            )
+        except (ConfigException, OSError, ValueError, TypeError) as exc:
+            raise ConfigError(f"kubeconfig {where}: {exc}") from exc
+        return self
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # operations
+
+    async def apply(
+        self,
+        manifests: Sequence[Manifest],
+        *,
+        application_id: str,
+        deployment_id: str,
+        commit_hash: str,
+        variant: str | None = "primary",
+        namespace: str | None = None,
+        force_conflicts: bool = True,
+        auto_create_namespace: bool = False,
+        add_variant_to_selector: bool = False,
+    ) -> list[AppliedResource]:
+        """Server-side apply `manifests`, Namespaces and CRDs first, then in the given order.
+
+        `namespace` overrides every namespaced object's namespace (else the
+        manifest's, else `default`). `variant` (None for none) labels workloads
+        and their pod templates with `pipecd.dev/variant`. With
+        `auto_create_namespace`, a missing target namespace is created (plain,
+        unlabelled: deleting the application must not delete it). The first
+        failure stops the batch and is raised; objects before it stay applied.
+        """
+        ordered = sorted(manifests, key=lambda m: m.kind not in _CONTAINERS)
+        in_batch = {m.name for m in manifests if m.kind == "Namespace"}
+        ensured: set[str] = set()
+        applied: list[AppliedResource] = []
+        for manifest in ordered:
+            resource = await self._require(manifest.api_version, manifest.kind, manifest, "apply")
+            target = (namespace or manifest.namespace or "default") if resource.namespaced else ""
+            what = describe(manifest.kind, target, manifest.name)
+            if auto_create_namespace and target and target not in ensured | in_batch:
+                await self._ensure_namespace(target, what)
+                ensured.add(target)
+            body = prepare_for_apply(
+                manifest,
+                namespace=target,
+                application_id=application_id,
+                deployment_id=deployment_id,
+                commit_hash=commit_hash,
+                variant=variant,
+                add_variant_to_selector=add_variant_to_selector,
+            )
+            query = [("fieldManager", self.field_manager)]
+            if force_conflicts:
+                query.append(("force", "true"))
+            stored, code = await self._request(
+                "PATCH",
+                resource.path(target, manifest.name),
+                verb="apply",
+                what=what,
+                query=query,
+                body=body,
+                content_type=_APPLY_PATCH,
+            )
+            metadata = stored.get("metadata") or {}
+            applied.append(
+                AppliedResource(
+                    key=f"{resource.group}/{manifest.kind}/{target}/{manifest.name}",
+                    api_version=resource.api_version,
+                    kind=manifest.kind,
+                    namespace=target,
+                    name=manifest.name,
+                    uid=str(metadata.get("uid", "")),
+                    resource_version=str(metadata.get("resourceVersion", "")),
+                    generation=int(metadata.get("generation") or 0),
+                    created=code == 201,
+                    body=stored,
+                )
+            )
+            log.debug("platform_applied", resource=what, created=code == 201)
+        return applied
+
+    async def delete(
+        self,
+        targets: Iterable[str | Manifest],
+        *,
+        propagation: Propagation = "Background",
+        namespace: str | None = None,
+    ) -> list[str]:
+        """Delete objects by `Manifest` or key (`group/kind/namespace/name`); Namespaces last.
+
+        Returns the keys of the objects this call deleted; one already gone (or
+        whose kind the cluster no longer serves) is skipped, not an error.
+        `namespace` overrides manifests' namespaces, as in `apply`.
+        """
+        resolved: list[tuple[_Resource, str, str]] = []
+        for target in targets:
+            found = await self._locate(target, namespace)
+            if found is not None:
+                resolved.append(found)
+        resolved.sort(key=lambda r: r[0].kind in _CONTAINERS)
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+        deleted: list[str] = []
+        for resource, target_ns, name in resolved:
+            what = describe(resource.kind, target_ns, name)
+            try:
+                await self._request(
+                    "DELETE", resource.path(target_ns, name), verb="delete", what=what, body=body
+                )
+            except NotFound:
+                continue
+            deleted.append(f"{resource.group}/{resource.kind}/{target_ns}/{name}")
+            log.debug("platform_deleted", resource=what)
+        return deleted
+
+    async def get(
+        self, target: str | Manifest, *, namespace: str | None = None
+    ) -> dict[str, Any] | None:
+        """The live object, or None when it (or its kind) does not exist."""
+        found = await self._locate(target, namespace)
+        if found is None:
+            return None
+        resource, target_ns, name = found
+        try:
+            obj, _ = await self._request(
+                "GET",
+                resource.path(target_ns, name),
+                verb="get",
+                what=describe(resource.kind, target_ns, name),
+            )
+        except NotFound:
+            return None
+        return obj
+
+    async def live_resources(
+        self, application_id: str, *, kinds: Iterable[tuple[str, str]] = DEFAULT_LIVE_KINDS
+    ) -> list[Manifest]:
+        """Every object of `kinds` (group, kind) labelled `slipway.dev/application=<id>`.
+
+        Sorted by key, `managedFields` dropped; kinds the cluster does not serve are skipped.
+        """
+        selector = f"{LABEL_APPLICATION}={application_id}"
+        found: list[Manifest] = []
+        for group, kind in dict.fromkeys(kinds):
+            version = await self._preferred_version(group)
+            resource = await self._lookup(group, version, kind) if version else None
+            if resource is None:
+                continue
+            listed, _ = await self._request(
+                "GET",
+                resource.path(),
+                verb="list",
+                what=f"{kind} labelled {selector}",
+                query=[("labelSelector", selector)],
+            )
+            for item in listed.get("items") or ():
+                found.append(_live_manifest(resource, item))
+        return sorted(found, key=lambda m: m.key)
+
+    async def wait_rollout(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        kind: str = "Deployment",
+        timeout_s: float,
+        poll_s: float = 0.5,
+    ) -> RolloutStatus:
+        """Poll the workload until its rollout is healthy; `RolloutFailed` when its progress
+        deadline is exceeded or `timeout_s` passes, saying how many replicas were ready."""
+        resource = await self._require("apps/v1", kind, None, "wait for", namespace, name)
+        what = describe(kind, namespace, name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            obj, _ = await self._request(
+                "GET", resource.path(namespace, name), verb="wait for", what=what
+            )
+            status = rollout_status(obj)
+            if status.healthy:
+                return status
+            if status.failed:
+                raise RolloutFailed(
+                    status.message, resource=what, reason=status.condition_reason, code=0
+                )
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise RolloutFailed(_timed_out(status, timeout_s), resource=what, reason="Timeout")
+            await asyncio.sleep(min(poll_s, remaining))
+
+    async def scale(
+        self, namespace: str, name: str, replicas: int, *, kind: str = "Deployment"
+    ) -> None:
+        """Set a workload's replicas through its `scale` subresource, as `kubectl scale` does."""
+        resource = await self._require("apps/v1", kind, None, "scale", namespace, name)
+        await self._request(
+            "PATCH",
+            resource.path(namespace, name) + "/scale",
+            verb="scale",
+            what=describe(kind, namespace, name),
+            body={"spec": {"replicas": replicas}},
+            content_type=_MERGE_PATCH,
+        )
+
+    # namespaces
+
+    async def _ensure_namespace(self, namespace: str, needed_by: str) -> None:
+        namespaces = await self._require("v1", "Namespace", None, "create", "", namespace)
+        what = f"Namespace {namespace} (for {needed_by})"
+        try:
+            await self._request("GET", namespaces.path("", namespace), verb="get", what=what)
+            return
+        except NotFound:
+            pass
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+        try:
+            await self._request("POST", namespaces.path(), verb="create", what=what, body=body)
+        except ResourceConflict:
+            return  # created meanwhile by someone else: just as good
+        log.info("platform_namespace_created", namespace=namespace)
+
+    # discovery
+
+    async def _api_groups(self) -> dict[str, str]:
+        """Every served group's preferred version; the core group is ""."""
+        if self._groups is None:
+            listed, _ = await self._request("GET", "/apis", verb="discover", what="API groups")
+            groups = {"": "v1"}
+            for group in listed.get("groups") or ():
+                preferred = (group.get("preferredVersion") or {}).get("version")
+                versions = [v.get("version") for v in group.get("versions") or ()]
+                if version := preferred or (versions[0] if versions else None):
+                    groups[str(group.get("name", ""))] = str(version)
+            self._groups = groups
+        return self._groups
+
+    async def _preferred_version(self, group: str) -> str | None:
+        """The group's preferred version; None when not served even after a fresh look."""
+        groups = await self._api_groups()
+        if group not in groups:
+            self._groups = None  # a CRD may have added it since we looked
+            groups = await self._api_groups()
+        return groups.get(group)
+
+    async def _lookup(self, group: str, version: str, kind: str) -> _Resource | None:
+        """The kind in group/version, refreshing discovery once on a miss (a CRD just applied)."""
+        for attempt in range(2):
+            group_version = f"{group}/{version}" if group else version
+            if attempt or group_version not in self._discovered:
+                self._discovered[group_version] = await self._resource_list(group, version)
+            kinds = self._discovered[group_version]
+            if kinds is not None and kind in kinds:
+                return kinds[kind]
+        return None
+
+    async def _resource_list(self, group: str, version: str) -> dict[str, _Resource] | None:
+        path = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        what = f"API {group or 'core'}/{version}"
+        try:
+            listed, _ = await self._request("GET", path, verb="discover", what=what)
+        except NotFound:
+            return None
+        kinds: dict[str, _Resource] = {}
+        for entry in listed.get("resources") or ():
+            plural = str(entry.get("name", ""))
+            if not plural or "/" in plural:  # a subresource (deployments/scale)
+                continue
+            kind = str(entry.get("kind", ""))
+            kinds.setdefault(
+                kind, _Resource(group, version, kind, plural, bool(entry.get("namespaced")))
+            )
+        return kinds
+
+    async def _require(
+        self,
+        api_version: str,
+        kind: str,
+        manifest: Manifest | None,
+        verb: str,
+        namespace: str = "",
+        name: str = "",
+    ) -> _Resource:
+        group, _, version = api_version.rpartition("/")
+        resource = await self._lookup(group, version, kind)
+        if resource is not None:
+            return resource
+        if manifest is not None:
+            namespace, name = manifest.namespace, manifest.name
+        raise NotFound(
+            f"{verb} {describe(kind, namespace, name)}: the cluster serves no kind {kind} in "
+            f"{api_version} (is its CustomResourceDefinition installed?)",
+            resource=describe(kind, namespace, name),
+            reason="NotFound",
+            code=404,
+        )
+
+    async def _locate(
+        self, target: str | Manifest, namespace: str | None
+    ) -> tuple[_Resource, str, str] | None:
+        """(resource, namespace, name) of a manifest or key; None when the kind is not served."""
+        if isinstance(target, Manifest):
+            group, _, version = target.api_version.rpartition("/")
+            kind, target_ns, name = target.kind, target.namespace, target.name
+        else:
+            try:
+                group, kind, target_ns, name = parse_key(target)
+            except ValueError as exc:
+                raise Invalid(str(exc), resource=target, reason="BadRequest") from exc
+            served = await self._preferred_version(group)
+            if served is None:
+                return None
+            version = served
+        resource = await self._lookup(group, version, kind)
+        if resource is None:
+            return None
+        if not resource.namespaced:
+            return resource, "", name
+        return resource, (namespace or target_ns or "default"), name
+
+    # the one way out to the API server
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        verb: str,
+        what: str,
+        query: list[tuple[str, str]] | None = None,
+        body: dict[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> tuple[dict[str, Any], int]:
+        """Send one request; the decoded JSON object and HTTP status, or a mapped error."""
+        if self._client is None:
+            raise RuntimeError("KubernetesPlatform is not open: use `async with` or await open()")
+        try:
+            data, code, _headers = await self._client.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Accept": "application/json", "Content-Type": content_type},
+                body=body,
+                response_types_map=_OBJECT,
+                auth_settings=["BearerToken"],
+                _return_http_data_only=False,
+                _preload_content=True,
+                _request_timeout=self.request_timeout_s,
+            )
+        except ApiException as exc:
+            raise _api_error(exc, verb, what) from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            detail = str(exc) or type(exc).__name__
+            raise PlatformUnavailable(
+                f"{verb} {what}: cannot reach the Kubernetes API server: {detail}",
+                resource=what,
+                reason="Unavailable",
+            ) from exc
+        return (data if isinstance(data, dict) else {}), int(code)
+
+
+def _api_error(exc: ApiException, verb: str, what: str) -> PlatformError:
+    """Map the API server's refusal to the error tree, keeping its `Status` message."""
+    code = int(exc.status or 0)
+    reason, message = str(exc.reason or ""), str(exc.body or exc.reason or "")
+    details: dict[str, Any] = {}
+    try:
+        status = json.loads(exc.body) if exc.body else None
+    except (TypeError, ValueError):
+        status = None
+    if isinstance(status, dict):
+        reason = str(status.get("reason") or reason)
+        message = str(status.get("message") or message)
+        found = status.get("details")
+        details = found if isinstance(found, dict) else {}
+    text = f"{verb} {what}: {message}"
+    if code == 404 and verb == "apply" and details.get("kind") == "namespaces":
+        text += " (create the namespace first, or set autoCreateNamespace)"
+    error: type[PlatformError]
+    if code in (401, 403):
+        error = Forbidden
+    elif code == 404:
+        error = NotFound
+    elif code in (409, 410):
+        error = ResourceConflict
+    elif code in (400, 422):
+        error = Invalid
+    elif code == 429 or code >= 500:
+        error = PlatformUnavailable
+    else:
+        error = PlatformError
+    return error(text, resource=what, reason=reason, code=code)
+
+
+def _live_manifest(resource: _Resource, item: dict[str, Any]) -> Manifest:
+    # Items of a typed list carry no apiVersion/kind on a real server; the list says them.
+    body = {"apiVersion": resource.api_version, "kind": resource.kind, **item}
+    metadata = body.get("metadata") or {}
+    metadata.pop("managedFields", None)
+    return Manifest(
+        api_version=resource.api_version,
+        kind=resource.kind,
+        name=str(metadata.get("name", "")),
+        namespace=str(metadata.get("namespace", "")) if resource.namespaced else "",
+        body=body,
+        source="live",
+    )
+
+
+def _timed_out(status: RolloutStatus, timeout_s: float) -> str:
+    parts = [
+        f"{status.resource} did not become healthy within {timeout_s:g}s: "
+        f"{status.ready} of {status.desired} replicas ready, {status.updated} updated, "
+        f"{status.available} available; last seen: {status.message}"
+    ]
+    if status.condition_message:
+        parts.append(f"Progressing: {status.condition_reason}: {status.condition_message}")
+    return "; ".join(parts)

@@ -1,0 +1,345 @@
+"""The pure half of the platform adapter: what Slipway writes on objects, how healthy a rollout is.
+
+Nothing here does I/O, so the executor and the tests can use it directly:
+
+- `prepare_for_apply` turns a rendered `Manifest` into the body Slipway applies:
+  the target namespace, Slipway's annotations and PipeCD's (so a team coming
+  from PipeCD keeps its queries and dashboards), the `slipway.dev/application`
+  label that live state and cascade delete select on, and the variant label
+  `pipecd.dev/variant` on workloads and their pod templates.
+- `rollout_status` reads a Deployment, StatefulSet or DaemonSet the way
+  `kubectl rollout status` does and says whether it is healthy, still
+  progressing (and why), or failed.
+- `parse_key` splits a `Manifest.key` (`group/kind/namespace/name`).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Final
+
+import msgspec
+
+from shared.config.manifests import Manifest
+
+__all__ = [
+    "ANNOTATION_APPLICATION",
+    "ANNOTATION_COMMIT",
+    "ANNOTATION_DEPLOYMENT",
+    "FIELD_MANAGER",
+    "LABEL_APPLICATION",
+    "PIPECD_ANNOTATION_APPLICATION",
+    "PIPECD_ANNOTATION_COMMIT_HASH",
+    "PIPECD_ANNOTATION_MANAGED_BY",
+    "VARIANT_LABEL",
+    "WORKLOAD_KINDS",
+    "AppliedResource",
+    "RolloutStatus",
+    "describe",
+    "parse_key",
+    "prepare_for_apply",
+    "rollout_status",
+]
+
+FIELD_MANAGER: Final = "slipway"
+LABEL_APPLICATION: Final = "slipway.dev/application"
+ANNOTATION_APPLICATION: Final = "slipway.dev/application"
+ANNOTATION_DEPLOYMENT: Final = "slipway.dev/deployment"
+ANNOTATION_COMMIT: Final = "slipway.dev/commit"
+# PipeCD writes these as annotations (its constants are named Label*, but it annotates).
+PIPECD_ANNOTATION_APPLICATION: Final = "pipecd.dev/application"
+PIPECD_ANNOTATION_COMMIT_HASH: Final = "pipecd.dev/commit-hash"
+PIPECD_ANNOTATION_MANAGED_BY: Final = "pipecd.dev/managed-by"
+PIPECD_MANAGED_BY_PIPED: Final = "piped"
+# A real label: Services and traffic routing select pods on it.
+VARIANT_LABEL: Final = "pipecd.dev/variant"
+
+# Kinds whose pods come from `spec.template`; CronJob's sit one level deeper.
+WORKLOAD_KINDS: Final = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
+
+
+class AppliedResource(msgspec.Struct, frozen=True, kw_only=True):
+    """One object as the cluster stored it after a server-side apply."""
+
+    key: str  # group/kind/namespace/name, as `Manifest.key`
+    api_version: str
+    kind: str
+    namespace: str  # "" when cluster-scoped
+    name: str
+    uid: str
+    resource_version: str
+    generation: int
+    created: bool  # the apply created it (201) rather than updating it
+    body: dict[str, Any]
+
+
+class RolloutStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """How far a workload's rollout has got, in `kubectl rollout status` terms."""
+
+    kind: str
+    namespace: str
+    name: str
+    healthy: bool
+    failed: bool  # the controller gave up (ProgressDeadlineExceeded)
+    message: str  # what is happening, or why it failed, for a person
+    desired: int
+    updated: int
+    ready: int
+    available: int
+    generation: int
+    observed_generation: int
+    condition_reason: str = ""  # the Progressing condition's reason, when there is one
+    condition_message: str = ""
+
+    @property
+    def resource(self) -> str:
+        return describe(self.kind, self.namespace, self.name)
+
+
+def describe(kind: str, namespace: str, name: str) -> str:
+    """How errors name objects: `Deployment shop/web`, or `Namespace shop` when cluster-scoped."""
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+
+
+def parse_key(key: str) -> tuple[str, str, str, str]:
+    """Split `group/kind/namespace/name` (a `Manifest.key`) into its four parts."""
+    parts = key.split("/")
+    if len(parts) != 4 or not parts[1] or not parts[3]:
+        raise ValueError(f"not a resource key (group/kind/namespace/name): {key!r}")
+    group, kind, namespace, name = parts
+    return group, kind, namespace, name
+
+
+def prepare_for_apply(
+    manifest: Manifest,
+    *,
+    namespace: str,
+    application_id: str,
+    deployment_id: str,
+    commit_hash: str,
+    variant: str | None,
+    add_variant_to_selector: bool = False,
+) -> dict[str, Any]:
+    """The body to server-side apply for `manifest`: a copy, in `namespace` ("" = cluster-scoped),
+    carrying Slipway's label and annotations and, for workloads, the variant label.
+
+    The selector is left alone unless asked: a Deployment's selector is immutable,
+    so adding the variant to an existing one would make the apply fail.
+    """
+    body = copy.deepcopy(manifest.body)
+    metadata = _mapping(body, "metadata")
+    metadata.pop("managedFields", None)  # an apply body must not carry them
+    if namespace:
+        metadata["namespace"] = namespace
+    else:
+        metadata.pop("namespace", None)
+    labels = _mapping(metadata, "labels")
+    labels[LABEL_APPLICATION] = application_id
+    _mapping(metadata, "annotations").update(
+        {
+            ANNOTATION_APPLICATION: application_id,
+            ANNOTATION_DEPLOYMENT: deployment_id,
+            ANNOTATION_COMMIT: commit_hash,
+            PIPECD_ANNOTATION_APPLICATION: application_id,
+            PIPECD_ANNOTATION_COMMIT_HASH: commit_hash,
+            PIPECD_ANNOTATION_MANAGED_BY: PIPECD_MANAGED_BY_PIPED,
+        }
+    )
+    if variant and (template := _pod_template(manifest.kind, body)) is not None:
+        labels[VARIANT_LABEL] = variant
+        _mapping(_mapping(template, "metadata"), "labels")[VARIANT_LABEL] = variant
+        if add_variant_to_selector and manifest.kind != "CronJob":
+            selector = _mapping(_mapping(body, "spec"), "selector")
+            _mapping(selector, "matchLabels")[VARIANT_LABEL] = variant
+    return body
+
+
+def _pod_template(kind: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    spec = body.get("spec")
+    if not isinstance(spec, dict):
+        return None
+    if kind == "CronJob":
+        job = spec.get("jobTemplate")
+        spec = job.get("spec") if isinstance(job, dict) else None
+        if not isinstance(spec, dict):
+            return None
+    elif kind not in WORKLOAD_KINDS:
+        return None
+    template = spec.get("template")
+    return template if isinstance(template, dict) else None
+
+
+def _mapping(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    """`parent[key]` as a dict, made when missing or null (a bare YAML `labels:`)."""
+    value = parent.get(key)
+    if not isinstance(value, dict):
+        value = {}
+        parent[key] = value
+    return value
+
+
+# rollout status
+
+
+def rollout_status(obj: dict[str, Any]) -> RolloutStatus:
+    """Read a live Deployment, StatefulSet or DaemonSet as `kubectl rollout status` would."""
+    kind = str(obj.get("kind", ""))
+    if kind == "Deployment":
+        return _deployment_status(obj)
+    if kind == "StatefulSet":
+        return _statefulset_status(obj)
+    if kind == "DaemonSet":
+        return _daemonset_status(obj)
+    raise ValueError(
+        f"no rollout status for kind {kind!r}: only Deployment, StatefulSet, DaemonSet"
+    )
+
+
+def _parts(obj: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    metadata = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    return metadata, spec, status
+
+
+def _int(mapping: dict[str, Any], key: str, default: int = 0) -> int:
+    value = mapping.get(key)
+    return value if isinstance(value, int) else default
+
+
+def _deployment_status(obj: dict[str, Any]) -> RolloutStatus:
+    metadata, spec, status = _parts(obj)
+    name, namespace = str(metadata.get("name", "")), str(metadata.get("namespace", ""))
+    desired = _int(spec, "replicas", 1)
+    generation = _int(metadata, "generation")
+    observed = _int(status, "observedGeneration")
+    replicas = _int(status, "replicas")
+    updated = _int(status, "updatedReplicas")
+    ready = _int(status, "readyReplicas")
+    available = _int(status, "availableReplicas")
+    progressing = next(
+        (
+            c
+            for c in status.get("conditions") or ()
+            if isinstance(c, dict) and c.get("type") == "Progressing"
+        ),
+        {},
+    )
+    reason = str(progressing.get("reason", ""))
+    condition_message = str(progressing.get("message", ""))
+    what = describe("Deployment", namespace, name)
+    failed = False
+    healthy = False
+    if observed < generation:
+        message = f"waiting for the {what} spec update (generation {generation}) to be observed"
+    elif reason == "ProgressDeadlineExceeded":
+        failed = True
+        deadline = spec.get("progressDeadlineSeconds")
+        within = f" of {deadline}s" if isinstance(deadline, int) else ""
+        message = (
+            f"{what} exceeded its progress deadline{within}: {ready} of {desired} replicas "
+            f"ready, {updated} updated, {available} available"
+            + (f" ({condition_message})" if condition_message else "")
+        )
+    elif updated < desired:
+        message = f"{what}: {updated} out of {desired} new replicas have been updated"
+    elif replicas > updated:
+        message = f"{what}: {replicas - updated} old replicas are pending termination"
+    elif available < updated:
+        message = f"{what}: {available} of {updated} updated replicas are available"
+    else:
+        healthy = True
+        message = f"{what} successfully rolled out ({available} of {desired} available)"
+    return RolloutStatus(
+        kind="Deployment",
+        namespace=namespace,
+        name=name,
+        healthy=healthy,
+        failed=failed,
+        message=message,
+        desired=desired,
+        updated=updated,
+        ready=ready,
+        available=available,
+        generation=generation,
+        observed_generation=observed,
+        condition_reason=reason,
+        condition_message=condition_message,
+    )
+
+
+def _statefulset_status(obj: dict[str, Any]) -> RolloutStatus:
+    metadata, spec, status = _parts(obj)
+    name, namespace = str(metadata.get("name", "")), str(metadata.get("namespace", ""))
+    what = describe("StatefulSet", namespace, name)
+    desired = _int(spec, "replicas", 1)
+    generation = _int(metadata, "generation")
+    observed = _int(status, "observedGeneration")
+    updated = _int(status, "updatedReplicas")
+    ready = _int(status, "readyReplicas")
+    available = _int(status, "availableReplicas", ready)
+    strategy = spec.get("updateStrategy")
+    rolling = strategy.get("rollingUpdate") if isinstance(strategy, dict) else None
+    partition = _int(rolling, "partition") if isinstance(rolling, dict) else 0
+    healthy = False
+    if observed < generation:
+        message = f"waiting for the {what} spec update (generation {generation}) to be observed"
+    elif ready < desired:
+        message = f"{what}: {ready} of {desired} replicas are ready"
+    elif partition > 0 and updated < desired - partition:
+        message = f"{what}: {updated} of {desired - partition} partitioned replicas updated"
+    elif partition == 0 and status.get("updateRevision") != status.get("currentRevision"):
+        message = f"{what}: {updated} of {desired} replicas are on the new revision"
+    else:
+        healthy = True
+        message = f"{what} successfully rolled out ({ready} of {desired} ready)"
+    return RolloutStatus(
+        kind="StatefulSet",
+        namespace=namespace,
+        name=name,
+        healthy=healthy,
+        failed=False,
+        message=message,
+        desired=desired,
+        updated=updated,
+        ready=ready,
+        available=available,
+        generation=generation,
+        observed_generation=observed,
+    )
+
+
+def _daemonset_status(obj: dict[str, Any]) -> RolloutStatus:
+    metadata, _spec, status = _parts(obj)
+    name, namespace = str(metadata.get("name", "")), str(metadata.get("namespace", ""))
+    what = describe("DaemonSet", namespace, name)
+    desired = _int(status, "desiredNumberScheduled")
+    generation = _int(metadata, "generation")
+    observed = _int(status, "observedGeneration")
+    updated = _int(status, "updatedNumberScheduled")
+    ready = _int(status, "numberReady")
+    available = _int(status, "numberAvailable")
+    healthy = False
+    if observed < generation:
+        message = f"waiting for the {what} spec update (generation {generation}) to be observed"
+    elif updated < desired:
+        message = f"{what}: {updated} out of {desired} new pods have been updated"
+    elif available < desired:
+        message = f"{what}: {available} of {desired} updated pods are available"
+    else:
+        healthy = True
+        message = f"{what} successfully rolled out ({available} of {desired} available)"
+    return RolloutStatus(
+        kind="DaemonSet",
+        namespace=namespace,
+        name=name,
+        healthy=healthy,
+        failed=False,
+        message=message,
+        desired=desired,
+        updated=updated,
+        ready=ready,
+        available=available,
+        generation=generation,
+        observed_generation=observed,
+    )
