@@ -1,0 +1,100 @@
+"""`python -m services.executor [--burst]`: wiring only — settings, control config, consumer,
+scheduler. `--burst` runs the deployments planned so far, then exits."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+from msgspec import Meta
+
+from services.executor.service import COMMAND_EVENTS, CONSUMER_NAME, Executor
+from services.executor.stagelog import StageLogs
+from shared.config import load_control_config
+from shared.consumer import EventConsumer
+from shared.eventlog import EventStore
+from shared.events.catalog import default_registry
+from shared.git import GitCache
+from shared.messaging import ensure_event_stream
+from shared.runtime import Component, ServiceRuntime, run_service
+from shared.settings import ServiceSettings
+
+NAME = "executor"
+
+
+class ExecutorSettings(ServiceSettings, frozen=True, kw_only=True):
+    control_config: str
+    """Path of the control config: the repositories and the platform providers (kubeconfigs)."""
+    git_cache_dir: str = ""
+    """Where the bare clones live; empty means `<tmp>/slipway-executor-git`."""
+    executor_lease_ttl_s: Annotated[float, Meta(gt=0, le=3600)] = 15.0
+    """How long a deployment's lease lasts without renewal (a dead replica's are taken after)."""
+    executor_poll_interval_s: Annotated[float, Meta(gt=0, le=60)] = 1.0
+    """How often a runner re-reads its deployment's stream (requests seen by other replicas)."""
+    executor_claim_interval_s: Annotated[float, Meta(gt=0, le=600)] = 2.0
+    """How often a replica looks for deployments to take (new, or left by a dead replica)."""
+    executor_max_concurrent: Annotated[int, Meta(ge=1, le=10_000)] = 16
+    """Deployments one replica runs at once."""
+    executor_rollout_timeout_s: Annotated[float, Meta(gt=0)] = 600.0
+    """How long a stage waits for a workload's rollout before failing."""
+    executor_max_deliver: Annotated[int, Meta(ge=1)] = 20
+    """Deliveries of one event before it is dead-lettered."""
+
+
+async def setup(runtime: ServiceRuntime[ExecutorSettings]) -> Sequence[Component]:
+    settings = runtime.settings
+    control = load_control_config(Path(settings.control_config))
+    cache_dir = settings.git_cache_dir or str(Path(tempfile.gettempdir()) / "slipway-executor-git")
+    store = EventStore(runtime.pool, default_registry())
+    js = runtime.nc.jetstream()
+    await ensure_event_stream(js, runtime.subjects)
+
+    async def backlog() -> int:
+        info = await js.consumer_info(runtime.subjects.events_stream, CONSUMER_NAME)
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+    executor = Executor(
+        store=store,
+        stage_logs=StageLogs(runtime.pool, runtime.nc, runtime.subjects),
+        git=GitCache(cache_dir),
+        repositories={r.repo_id: r.remote for r in control.spec.repositories},
+        platforms={p.name: p.config for p in control.spec.platform_providers},
+        holder=settings.instance,
+        lease_ttl_s=settings.executor_lease_ttl_s,
+        poll_s=settings.executor_poll_interval_s,
+        claim_interval_s=settings.executor_claim_interval_s,
+        max_concurrent=settings.executor_max_concurrent,
+        rollout_timeout_s=settings.executor_rollout_timeout_s,
+        backlog=backlog,
+    )
+    consumer = EventConsumer(
+        name=CONSUMER_NAME,
+        js=js,
+        pool=runtime.pool,
+        registry=store.registry,
+        subjects=runtime.subjects,
+        handler=executor.handle,
+        after_commit=executor.after_commit,
+        filter_subjects=[
+            runtime.subjects.events_of_type("deployment_planned"),
+            *(runtime.subjects.events_of_type(t) for t in COMMAND_EVENTS),
+        ],
+        max_deliver=settings.executor_max_deliver,
+    )
+    if not runtime.burst:
+        return [consumer.run, executor.schedule]
+
+    async def schedule_then_stop(stop: asyncio.Event) -> None:
+        # Burst: run what is planned, then stop the whole service (the consumer too).
+        await executor.schedule(stop, burst=True)
+        runtime.request_stop("burst: no deployment left to run")
+
+    return [consumer.run, schedule_then_stop]
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_service(NAME, ExecutorSettings, setup, burst="--burst" in sys.argv[1:]))

@@ -1,0 +1,756 @@
+"""The executor's pure core: a deployment folded from its events, and what happens next.
+
+No I/O, clock, ids or logging here: the shell folds the stream, passes the time
+in, appends what `decide` returns, and runs the stage work that `work_of` names.
+
+Statuses (DESIGN §5) only move forward: PENDING → PLANNED → RUNNING →
+(ROLLING_BACK) → SUCCESS | FAILURE | CANCELLED. A stage goes NOT_STARTED_YET →
+RUNNING → SUCCESS | FAILURE | CANCELLED | SKIPPED | EXITED, once.
+
+The forward pass runs the visible stages in order. The first stage that fails
+(or is cancelled, or times out) ends it: from then on no visible stage
+starts. If the deployment failed, or was cancelled with rollback, and the plan
+has hidden rollback stages (`ROLLBACK`, and `SCRIPT_RUN_ROLLBACK` for scripts
+that ran), the deployment turns ROLLING_BACK and runs them; then it completes
+with the status the forward pass decided, whatever the rollback's outcome
+(PipeCD's scheduler does the same).
+
+Who does what:
+
+- people (through the API) ask: `RequestCancel`, `Approve`, `RequestSkip` —
+  `decide` validates and returns the request event, or raises `Rejected`;
+- the executor acts: `Start`, `Advance` (time passed or a request arrived),
+  `StageFinished` (a stage's work returned), `Abort` — `decide` returns the
+  events that move the deployment as far as it can go without I/O.
+
+WAIT and WAIT_APPROVAL need no work: a WAIT ends when `now` reaches its
+`started_at` plus its duration (so after a restart it waits only the time
+left), a WAIT_APPROVAL when enough approvals are folded in or its timeout
+passes. Every other stage is work the shell runs (`work_of`), then reports.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Final
+
+from shared.config.application import WaitApprovalOptions, WaitOptions
+from shared.errors import Rejected
+from shared.events.base import Event
+from shared.events.catalog import (
+    DeploymentCancelRequested,
+    DeploymentCompleted,
+    DeploymentPlanFailed,
+    DeploymentPlanned,
+    DeploymentQueued,
+    DeploymentRollingBack,
+    DeploymentStarted,
+    DeploymentTriggered,
+    StageApproved,
+    StageCompleted,
+    StageSkipRequested,
+    StageStarted,
+)
+from shared.executor.options import OptionsError, stage_options
+
+__all__ = [
+    "COMPLETED_DEPLOYMENT",
+    "COMPLETED_STAGE",
+    "INITIAL",
+    "SKIPPABLE",
+    "Abort",
+    "Advance",
+    "Approve",
+    "CancelRequest",
+    "Command",
+    "Deployment",
+    "DeploymentStatus",
+    "RequestCancel",
+    "RequestSkip",
+    "Stage",
+    "StageFinished",
+    "StageStatus",
+    "Start",
+    "decide",
+    "evolve",
+    "fold",
+    "next_deadline",
+    "work_of",
+]
+
+
+class DeploymentStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    PLANNED = "PLANNED"
+    RUNNING = "RUNNING"
+    ROLLING_BACK = "ROLLING_BACK"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    CANCELLED = "CANCELLED"
+
+
+class StageStatus(enum.StrEnum):
+    NOT_STARTED_YET = "NOT_STARTED_YET"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
+    EXITED = "EXITED"
+
+
+COMPLETED_DEPLOYMENT: Final = frozenset(
+    {DeploymentStatus.SUCCESS, DeploymentStatus.FAILURE, DeploymentStatus.CANCELLED}
+)
+COMPLETED_STAGE: Final = frozenset(
+    {
+        StageStatus.SUCCESS,
+        StageStatus.FAILURE,
+        StageStatus.CANCELLED,
+        StageStatus.SKIPPED,
+        StageStatus.EXITED,
+    }
+)
+SKIPPABLE: Final = frozenset({"WAIT", "WAIT_APPROVAL", "ANALYSIS"})
+"""Stages a person may skip: waiting and checking, never a change to the cluster."""
+
+# Forward-only: a status never moves to one of lower rank.
+_RANK: Final = {
+    DeploymentStatus.PENDING: 0,
+    DeploymentStatus.PLANNED: 1,
+    DeploymentStatus.RUNNING: 2,
+    DeploymentStatus.ROLLING_BACK: 3,
+    DeploymentStatus.SUCCESS: 4,
+    DeploymentStatus.FAILURE: 4,
+    DeploymentStatus.CANCELLED: 4,
+}
+# Stages the decider finishes by itself: by time, approvals or a skip.
+_TIMED: Final = frozenset({"WAIT", "WAIT_APPROVAL"})
+
+
+# State --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    id: str
+    name: str
+    index: int
+    visible: bool = True
+    requires: tuple[str, ...] = ()
+    timeout_s: float = 0.0
+    options_json: str = "{}"
+    status: StageStatus = StageStatus.NOT_STARTED_YET
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    reason: str = ""
+    approvers: tuple[str, ...] = ()
+    skip_requested_by: str | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.status in COMPLETED_STAGE
+
+    @property
+    def rollback(self) -> bool:
+        """Hidden stages run only when the deployment rolls back."""
+        return not self.visible
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    with_rollback: bool
+    commander: str
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One deployment as its stream tells it."""
+
+    deployment_id: str = ""
+    application_id: str = ""
+    status: DeploymentStatus = DeploymentStatus.PENDING
+    commit_hash: str = ""
+    running_commit_hash: str = ""
+    repository_id: str = ""
+    path: str = ""
+    config_filename: str = ""
+    strategy: str = ""
+    stages: tuple[Stage, ...] = ()
+    started_at: datetime | None = None
+    timeout_s: float = 0.0
+    cancel: CancelRequest | None = None
+    reason: str = ""
+    """Why it completed, once it has."""
+    version: int = -1
+    """The stream version of the last event folded in (-1: none): the next append expects it."""
+
+    @property
+    def completed(self) -> bool:
+        return self.status in COMPLETED_DEPLOYMENT
+
+    def stage(self, stage_id: str) -> Stage | None:
+        return next((s for s in self.stages if s.id == stage_id), None)
+
+    @property
+    def running_stage(self) -> Stage | None:
+        return next((s for s in self.stages if s.status is StageStatus.RUNNING), None)
+
+
+INITIAL: Final = Deployment()
+
+
+def evolve(state: Deployment, event: Event) -> Deployment:
+    """The deployment after `event` (events of other kinds leave it as it is)."""
+    match event:
+        case DeploymentTriggered():
+            return replace(
+                state,
+                deployment_id=event.deployment_id,
+                application_id=event.application_id,
+                commit_hash=event.commit_hash,
+            )
+        case DeploymentQueued():
+            return state
+        case DeploymentPlanned():
+            if state.stages:  # planned once; a duplicate plan changes nothing
+                return state
+            return replace(
+                state,
+                deployment_id=event.deployment_id,
+                application_id=event.application_id,
+                status=_forward(state.status, DeploymentStatus.PLANNED),
+                commit_hash=event.commit_hash,
+                running_commit_hash=event.running_commit_hash,
+                repository_id=event.repository_id,
+                path=event.path,
+                config_filename=event.config_filename,
+                strategy=event.strategy,
+                stages=tuple(
+                    Stage(
+                        id=s.id,
+                        name=s.name,
+                        index=s.index,
+                        visible=s.visible,
+                        requires=s.requires,
+                        timeout_s=s.timeout_s,
+                        options_json=s.options_json,
+                    )
+                    for s in event.stages
+                ),
+            )
+        case DeploymentPlanFailed():
+            return replace(
+                state,
+                status=_forward(state.status, DeploymentStatus.FAILURE),
+                reason=state.reason or event.reason,
+            )
+        case DeploymentStarted():
+            return replace(
+                state,
+                status=_forward(state.status, DeploymentStatus.RUNNING),
+                started_at=state.started_at or event.started_at,
+                timeout_s=event.timeout_s,
+            )
+        case StageStarted():
+            return _update_stage(
+                state,
+                event.stage_id,
+                lambda s: (
+                    replace(s, status=StageStatus.RUNNING, started_at=event.started_at)
+                    if s.status is StageStatus.NOT_STARTED_YET
+                    else s
+                ),
+            )
+        case StageCompleted():
+            status = StageStatus(event.status)
+            return _update_stage(
+                state,
+                event.stage_id,
+                lambda s: (
+                    s
+                    if s.completed
+                    else replace(
+                        s, status=status, completed_at=event.completed_at, reason=event.reason
+                    )
+                ),
+            )
+        case DeploymentRollingBack():
+            return replace(state, status=_forward(state.status, DeploymentStatus.ROLLING_BACK))
+        case DeploymentCompleted():
+            if state.completed:
+                return state
+            return replace(state, status=DeploymentStatus(event.status), reason=event.reason)
+        case DeploymentCancelRequested():
+            if state.cancel is not None:
+                return state
+            return replace(state, cancel=CancelRequest(event.with_rollback, event.commander))
+        case StageApproved():
+            return _update_stage(
+                state,
+                event.stage_id,
+                lambda s: (
+                    s
+                    if event.approver in s.approvers
+                    else replace(s, approvers=(*s.approvers, event.approver))
+                ),
+            )
+        case StageSkipRequested():
+            return _update_stage(
+                state,
+                event.stage_id,
+                lambda s: (
+                    s
+                    if s.skip_requested_by is not None
+                    else replace(s, skip_requested_by=event.commander)
+                ),
+            )
+        case _:
+            return state
+
+
+def fold(events: Iterable[tuple[int, Event]], state: Deployment = INITIAL) -> Deployment:
+    """The deployment after `(stream_version, event)` pairs, remembering the last version."""
+    for version, event in events:
+        state = replace(evolve(state, event), version=version)
+    return state
+
+
+def _forward(current: DeploymentStatus, new: DeploymentStatus) -> DeploymentStatus:
+    if current in COMPLETED_DEPLOYMENT or _RANK[new] < _RANK[current]:
+        return current
+    return new
+
+
+def _update_stage(state: Deployment, stage_id: str, change: Callable[[Stage], Stage]) -> Deployment:
+    return replace(state, stages=tuple(change(s) if s.id == stage_id else s for s in state.stages))
+
+
+# Commands -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Start:
+    """Take a planned deployment up; `timeout_s` is the application's `spec.timeout`."""
+
+    timeout_s: float = 0.0
+    executor: str = ""
+
+
+@dataclass(frozen=True)
+class Advance:
+    """Time passed, or a request arrived: move on as far as possible without I/O."""
+
+
+@dataclass(frozen=True)
+class StageFinished:
+    """A stage's work returned with `status` (SUCCESS, FAILURE or EXITED)."""
+
+    stage_id: str
+    status: StageStatus
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Abort:
+    """Nothing can run (the config does not load at the commit): fail what is running."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class RequestCancel:
+    with_rollback: bool = True
+    commander: str = ""
+
+
+@dataclass(frozen=True)
+class Approve:
+    stage_id: str
+    approver: str
+
+
+@dataclass(frozen=True)
+class RequestSkip:
+    stage_id: str
+    commander: str = ""
+
+
+Command = Start | Advance | StageFinished | Abort | RequestCancel | Approve | RequestSkip
+
+
+def decide(state: Deployment, command: Command, now: datetime) -> list[Event]:
+    """The events `command` leads to at `now`; `Rejected` when a person's request is refused."""
+    match command:
+        case RequestCancel():
+            return _request_cancel(state, command)
+        case Approve():
+            return _approve(state, command)
+        case RequestSkip():
+            return _request_skip(state, command)
+        case Start():
+            if state.status is not DeploymentStatus.PLANNED or state.cancel is not None:
+                return _advance(state, [], now)
+            started = DeploymentStarted(
+                deployment_id=state.deployment_id,
+                application_id=state.application_id,
+                started_at=now,
+                timeout_s=command.timeout_s,
+                executor=command.executor,
+            )
+            return _advance(state, [started], now)
+        case StageFinished():
+            stage = state.stage(command.stage_id)
+            if stage is None or stage.status is not StageStatus.RUNNING or state.completed:
+                return []  # a stale report: the stage was cancelled or timed out meanwhile
+            if command.status not in COMPLETED_STAGE:
+                raise ValueError(f"a stage cannot finish as {command.status}")
+            finished = _completed(state, stage, command.status, command.reason, now)
+            return _advance(state, [finished], now)
+        case Abort():
+            if state.completed or state.status is DeploymentStatus.PENDING:
+                return []
+            stage = state.running_stage
+            if stage is not None:
+                failed = _completed(state, stage, StageStatus.FAILURE, command.reason, now)
+                return _advance(state, [failed], now)
+            return [_deployment_completed(state, DeploymentStatus.FAILURE, command.reason)]
+        case Advance():
+            return _advance(state, [], now)
+
+
+# People's requests ----------------------------------------------------------------------
+
+
+def _request_cancel(state: Deployment, command: RequestCancel) -> list[Event]:
+    if state.completed:
+        raise Rejected(f"deployment {state.deployment_id} has already completed ({state.status})")
+    if state.status is DeploymentStatus.ROLLING_BACK:
+        raise Rejected(f"deployment {state.deployment_id} is rolling back; it cannot be cancelled")
+    if state.cancel is not None:
+        return []  # asked already: the first request stands
+    return [
+        DeploymentCancelRequested(
+            deployment_id=state.deployment_id,
+            with_rollback=command.with_rollback,
+            commander=command.commander,
+        )
+    ]
+
+
+def _approve(state: Deployment, command: Approve) -> list[Event]:
+    stage = state.stage(command.stage_id)
+    if stage is None or stage.name != "WAIT_APPROVAL":
+        raise Rejected(
+            f"deployment {state.deployment_id} has no WAIT_APPROVAL stage {command.stage_id!r}"
+        )
+    if state.status is not DeploymentStatus.RUNNING or stage.status is not StageStatus.RUNNING:
+        raise Rejected(f"stage {stage.id} is not waiting for approval ({stage.status})")
+    options = _approval_options(stage)
+    if options is not None and options.approvers and command.approver not in options.approvers:
+        raise Rejected(
+            f"{command.approver} may not approve stage {stage.id} "
+            f"(approvers: {', '.join(options.approvers)})"
+        )
+    if command.approver in stage.approvers:
+        raise Rejected(f"{command.approver} has already approved stage {stage.id}")
+    return [
+        StageApproved(
+            deployment_id=state.deployment_id, stage_id=stage.id, approver=command.approver
+        )
+    ]
+
+
+def _request_skip(state: Deployment, command: RequestSkip) -> list[Event]:
+    stage = state.stage(command.stage_id)
+    if stage is None or not stage.visible:
+        raise Rejected(f"deployment {state.deployment_id} has no stage {command.stage_id!r}")
+    if stage.name not in SKIPPABLE:
+        raise Rejected(
+            f"stage {stage.id} ({stage.name}) cannot be skipped; only "
+            f"{', '.join(sorted(SKIPPABLE))} stages can"
+        )
+    if state.completed or state.status is DeploymentStatus.ROLLING_BACK or stage.completed:
+        raise Rejected(f"stage {stage.id} has already ended ({stage.status})")
+    if stage.skip_requested_by is not None:
+        return []
+    return [
+        StageSkipRequested(
+            deployment_id=state.deployment_id, stage_id=stage.id, commander=command.commander
+        )
+    ]
+
+
+# Moving on ------------------------------------------------------------------------------
+
+
+def _advance(state: Deployment, first: list[Event], now: datetime) -> list[Event]:
+    """`first`, then every step that follows without I/O, folded one after another."""
+    out = list(first)
+    for event in first:
+        state = evolve(state, event)
+    # Each step starts or ends a stage or moves the status on, so this ends; the
+    # bound only turns a bug into a visible stall instead of a hang.
+    for _ in range(4 * len(state.stages) + 4):
+        step = _step(state, now)
+        if not step:
+            break
+        out += step
+        for event in step:
+            state = evolve(state, event)
+    return out
+
+
+def _step(state: Deployment, now: datetime) -> list[Event]:
+    """The next events, if time, a request or a finished stage calls for any."""
+    status = state.status
+    if status is DeploymentStatus.PLANNED and state.cancel is not None:
+        reason = f"Cancelled by {_who(state.cancel)} before it started"
+        return [_deployment_completed(state, DeploymentStatus.CANCELLED, reason)]
+    if status not in (DeploymentStatus.RUNNING, DeploymentStatus.ROLLING_BACK):
+        return []
+    forward = status is DeploymentStatus.RUNNING
+    running = state.running_stage
+    if running is not None:
+        return _check_running(state, running, now, forward=forward)
+    if forward:
+        verdict = _verdict(state, now)
+        if verdict is None:
+            following = _next_forward(state)
+            if following is None:
+                reason = "The deployment was completed successfully"
+                return [_deployment_completed(state, DeploymentStatus.SUCCESS, reason)]
+            if following.skip_requested_by is not None:
+                reason = f"Skipped by {following.skip_requested_by or 'someone'} before it started"
+                return [_completed(state, following, StageStatus.SKIPPED, reason, now)]
+            return [_started(state, following, now)]
+        outcome, reason = verdict
+        if _rolls_back(state, outcome) and _next_rollback(state) is not None:
+            return [
+                DeploymentRollingBack(
+                    deployment_id=state.deployment_id,
+                    application_id=state.application_id,
+                    reason=reason,
+                )
+            ]
+        return [_deployment_completed(state, outcome, reason)]
+    following = _next_rollback(state)
+    if following is not None:
+        return [_started(state, following, now)]
+    verdict = _verdict(state, now)
+    outcome, reason = verdict or (DeploymentStatus.FAILURE, "Rolled back")
+    return [_deployment_completed(state, outcome, reason)]
+
+
+def _check_running(state: Deployment, stage: Stage, now: datetime, *, forward: bool) -> list[Event]:
+    """Whether the running stage ends now: cancelled, timed out, skipped, waited or approved."""
+    if forward and state.cancel is not None:
+        reason = f"Cancelled by {_who(state.cancel)} while executing stage {stage.id}"
+        return [_completed(state, stage, StageStatus.CANCELLED, reason, now)]
+    if forward and _deployment_timed_out(state, now):
+        reason = f"Timed out: the deployment ran longer than {_seconds(state.timeout_s)}"
+        return [_completed(state, stage, StageStatus.FAILURE, reason, now)]
+    if _stage_timed_out(stage, now):
+        reason = f"Timed out while executing stage {stage.id} ({_seconds(stage.timeout_s)})"
+        return [_completed(state, stage, StageStatus.FAILURE, reason, now)]
+    if forward and stage.skip_requested_by is not None:
+        reason = f"Skipped by {stage.skip_requested_by or 'someone'}"
+        return [_completed(state, stage, StageStatus.SKIPPED, reason, now)]
+    if stage.name == "WAIT":
+        end = _wait_ends(stage)
+        if end is None:
+            return [_completed(state, stage, StageStatus.FAILURE, _malformed(stage), now)]
+        if now >= end:
+            reason = f"Waited {_seconds((end - _started_at(stage)).total_seconds())}"
+            return [_completed(state, stage, StageStatus.SUCCESS, reason, now)]
+    if stage.name == "WAIT_APPROVAL":
+        options = _approval_options(stage)
+        if options is None:
+            return [_completed(state, stage, StageStatus.FAILURE, _malformed(stage), now)]
+        if len(stage.approvers) >= max(options.min_approver_num, 1):
+            reason = f"Approved by {', '.join(stage.approvers)}"
+            return [_completed(state, stage, StageStatus.SUCCESS, reason, now)]
+        if options.timeout and now >= _started_at(stage) + options.timeout.timedelta:
+            reason = f"Timed out waiting for approval ({options.timeout})"
+            return [_completed(state, stage, StageStatus.FAILURE, reason, now)]
+    return []
+
+
+def _verdict(state: Deployment, now: datetime) -> tuple[DeploymentStatus, str] | None:
+    """How the forward pass ended, once it has: the first failed, cancelled or exited stage."""
+    for stage in state.stages:
+        if not stage.visible:
+            continue
+        if stage.status is StageStatus.FAILURE:
+            return DeploymentStatus.FAILURE, f"Failed while executing stage {stage.id}: " + (
+                stage.reason or "no reason given"
+            )
+        if stage.status is StageStatus.CANCELLED:
+            return DeploymentStatus.CANCELLED, stage.reason or f"Cancelled at stage {stage.id}"
+        if stage.status is StageStatus.EXITED:
+            return DeploymentStatus.SUCCESS, f"Exited early at stage {stage.id}: " + (
+                stage.reason or "the pipeline was told to stop here"
+            )
+    # Between stages (none running): a request or the clock ends the pass just the same.
+    if state.cancel is not None:
+        return DeploymentStatus.CANCELLED, f"Cancelled by {_who(state.cancel)}"
+    if _deployment_timed_out(state, now):
+        return (
+            DeploymentStatus.FAILURE,
+            f"Timed out: the deployment ran longer than {_seconds(state.timeout_s)}",
+        )
+    return None
+
+
+def _rolls_back(state: Deployment, outcome: DeploymentStatus) -> bool:
+    if outcome is DeploymentStatus.FAILURE:
+        return True
+    if outcome is DeploymentStatus.CANCELLED:
+        return state.cancel is None or state.cancel.with_rollback
+    return False
+
+
+def _next_forward(state: Deployment) -> Stage | None:
+    return next(
+        (s for s in state.stages if s.visible and s.status is StageStatus.NOT_STARTED_YET), None
+    )
+
+
+def _next_rollback(state: Deployment) -> Stage | None:
+    """The next hidden stage to run; a script's rollback only if its script ran."""
+    for stage in state.stages:
+        if stage.visible or stage.status is not StageStatus.NOT_STARTED_YET:
+            continue
+        if stage.name == "SCRIPT_RUN_ROLLBACK":
+            base = state.stage(_base_stage_id(stage))
+            if base is None or base.status is StageStatus.NOT_STARTED_YET:
+                continue
+        return stage
+    return None
+
+
+# Deadlines and work ------------------------------------------------------------------------
+
+
+def work_of(state: Deployment) -> Stage | None:
+    """The running stage whose work the shell must run (every kind but WAIT and WAIT_APPROVAL)."""
+    if state.status not in (DeploymentStatus.RUNNING, DeploymentStatus.ROLLING_BACK):
+        return None
+    stage = state.running_stage
+    if stage is None or stage.name in _TIMED:
+        return None
+    return stage
+
+
+def next_deadline(state: Deployment) -> datetime | None:
+    """The earliest time at which `Advance` may move on by the clock alone, if any."""
+    if state.status not in (DeploymentStatus.RUNNING, DeploymentStatus.ROLLING_BACK):
+        return None
+    times: list[datetime] = []
+    if state.status is DeploymentStatus.RUNNING and state.timeout_s > 0 and state.started_at:
+        times.append(state.started_at + timedelta(seconds=state.timeout_s))
+    stage = state.running_stage
+    if stage is not None:
+        if stage.timeout_s > 0:
+            times.append(_started_at(stage) + timedelta(seconds=stage.timeout_s))
+        if stage.name == "WAIT" and (end := _wait_ends(stage)) is not None:
+            times.append(end)
+        if stage.name == "WAIT_APPROVAL":
+            options = _approval_options(stage)
+            if options is not None and options.timeout:
+                times.append(_started_at(stage) + options.timeout.timedelta)
+    return min(times, default=None)
+
+
+# Helpers ----------------------------------------------------------------------------------
+
+
+def _started(state: Deployment, stage: Stage, now: datetime) -> StageStarted:
+    return StageStarted(
+        deployment_id=state.deployment_id, stage_id=stage.id, started_at=now, name=stage.name
+    )
+
+
+def _completed(
+    state: Deployment, stage: Stage, status: StageStatus, reason: str, now: datetime
+) -> StageCompleted:
+    return StageCompleted(
+        deployment_id=state.deployment_id,
+        stage_id=stage.id,
+        status=str(status),
+        reason=reason,
+        completed_at=now,
+    )
+
+
+def _deployment_completed(
+    state: Deployment, status: DeploymentStatus, reason: str
+) -> DeploymentCompleted:
+    return DeploymentCompleted(
+        deployment_id=state.deployment_id,
+        application_id=state.application_id,
+        status=str(status),
+        commit_hash=state.commit_hash,
+        reason=reason,
+    )
+
+
+def _deployment_timed_out(state: Deployment, now: datetime) -> bool:
+    return (
+        state.timeout_s > 0
+        and state.started_at is not None
+        and now >= state.started_at + timedelta(seconds=state.timeout_s)
+    )
+
+
+def _stage_timed_out(stage: Stage, now: datetime) -> bool:
+    return stage.timeout_s > 0 and now >= _started_at(stage) + timedelta(seconds=stage.timeout_s)
+
+
+def _started_at(stage: Stage) -> datetime:
+    assert stage.started_at is not None, f"stage {stage.id} is running without a start time"
+    return stage.started_at
+
+
+def _wait_ends(stage: Stage) -> datetime | None:
+    try:
+        options = stage_options("WAIT", stage.options_json)
+    except OptionsError:
+        return None
+    assert isinstance(options, WaitOptions)
+    return _started_at(stage) + options.duration.timedelta
+
+
+def _approval_options(stage: Stage) -> WaitApprovalOptions | None:
+    try:
+        options = stage_options("WAIT_APPROVAL", stage.options_json)
+    except OptionsError:
+        return None
+    assert isinstance(options, WaitApprovalOptions)
+    return options
+
+
+def _base_stage_id(stage: Stage) -> str:
+    try:
+        value = json.loads(stage.options_json).get("baseStageId", "")
+    except (ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+def _malformed(stage: Stage) -> str:
+    return f"The options of stage {stage.id} ({stage.name}) are malformed"
+
+
+def _who(cancel: CancelRequest) -> str:
+    return cancel.commander or "someone"
+
+
+def _seconds(seconds: float) -> str:
+    if seconds >= 120 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"

@@ -1,0 +1,45 @@
+"""The executor's pure reactions: what an event it consumes asks of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.events.base import Event
+from shared.events.catalog import (
+    DeploymentCancelRequested,
+    DeploymentPlanned,
+    StageApproved,
+    StageSkipRequested,
+)
+
+__all__ = ["Ignore", "Register", "WakeRunner", "on_event"]
+
+
+@dataclass(frozen=True)
+class Register:
+    """A planned deployment to run: make it runnable (claimable by a replica)."""
+
+    deployment_id: str
+    application_id: str
+
+
+@dataclass(frozen=True)
+class WakeRunner:
+    """A request to a running deployment: its runner should read its stream now."""
+
+    deployment_id: str
+
+
+@dataclass(frozen=True)
+class Ignore:
+    pass
+
+
+def on_event(event: Event) -> Register | WakeRunner | Ignore:
+    match event:
+        case DeploymentPlanned():
+            return Register(event.deployment_id, event.application_id)
+        case DeploymentCancelRequested() | StageApproved() | StageSkipRequested():
+            return WakeRunner(event.deployment_id)
+        case _:
+            return Ignore()

@@ -1,0 +1,305 @@
+"""Runs one deployment while this replica holds its lease: fold, decide, append, do the work.
+
+The loop, until the deployment completes, the lease is lost or the service stops:
+
+1. read the deployment's stream and fold it (`decider.fold`);
+2. decide: `Start` for a planned deployment (with the application's timeout
+   from its config), `StageFinished` when the running stage's work returned,
+   `Advance` otherwise — and append what that gives, fenced by the lease and
+   expecting the folded version (a conflict just means: read again);
+3. keep the stage work `decider.work_of` names running (start it, or cancel
+   it when the stage is no longer running: cancelled, skipped, timed out);
+4. wait for the work to return, the next deadline (`decider.next_deadline`:
+   a WAIT's end, a timeout), a poke (a request arrived), or the poll interval.
+
+Everything lives in the log, so a runner started on any replica after a crash
+picks the deployment up where the log says it is: a WAIT waits only the time
+it has left, completed stages are never run again, and the stage that was
+running is run again from its start (Kubernetes stages are idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from structlog.contextvars import bound_contextvars
+
+from services.executor.decider import (
+    Abort,
+    Advance,
+    Command,
+    Deployment,
+    DeploymentStatus,
+    StageFinished,
+    StageStatus,
+    Start,
+    decide,
+    fold,
+    next_deadline,
+    work_of,
+)
+from services.executor.leases import Lease, LeaseLost, Leases
+from services.executor.stagelog import Severity, StageLogs
+from services.executor.stages import StageResult
+from shared.errors import ConcurrencyConflict, ConfigError, Unavailable
+from shared.eventlog import EventStore
+from shared.events.base import Event, Metadata, NewEvent
+from shared.events.catalog import DeploymentCompleted, StageCompleted, StageStarted
+from shared.ids import new_event_id
+from shared.logs import get_logger
+from shared.streams import stream_id
+from shared.tracing import current_trace_headers
+
+__all__ = ["DeploymentRunner", "StageWork", "TimeoutLoader"]
+
+log = get_logger("slipway.executor.runner")
+
+StageWork = Callable[[Deployment, str], Coroutine[Any, Any, StageResult]]
+"""Runs the work of stage `stage_id` of the deployment (as folded when it started)."""
+TimeoutLoader = Callable[[Deployment], Awaitable[float]]
+"""The application's `spec.timeout` in seconds at the deployment's commit."""
+
+_RETRY_S: Final = 1.0
+INFO, SUCCESS, ERROR = Severity.INFO, Severity.SUCCESS, Severity.ERROR
+# Never spin: even a deadline already past is looked at again only after this.
+_MIN_WAIT_S: Final = 0.02
+
+
+@dataclass
+class _Work:
+    stage_id: str
+    task: asyncio.Task[StageResult]
+
+
+class DeploymentRunner:
+    """One deployment, run by the holder of its lease."""
+
+    def __init__(
+        self,
+        *,
+        lease: Lease,
+        store: EventStore,
+        leases: Leases,
+        work: StageWork,
+        load_timeout: TimeoutLoader,
+        executor_name: str,
+        poll_s: float = 1.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        stage_logs: StageLogs | None = None,
+    ) -> None:
+        self.lease = lease
+        self.stage_logs = stage_logs
+        self.store = store
+        self.leases = leases
+        self.work = work
+        self.load_timeout = load_timeout
+        self.executor_name = executor_name
+        self.poll_s = poll_s
+        self.clock = clock
+        self.poke = asyncio.Event()
+        self.lost = asyncio.Event()
+        self.stream = stream_id("deployment", lease.deployment_id)
+        self.completed = False
+        self._work: _Work | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until the deployment completes, the lease is lost, or `stop` is set."""
+        with bound_contextvars(
+            deployment_id=self.lease.deployment_id,
+            application_id=self.lease.application_id,
+            lease_token=self.lease.token,
+        ):
+            log.info("deployment_taken", holder=self.lease.holder)
+            renewing = asyncio.create_task(self._renew(stop))
+            try:
+                await self._loop(stop)
+            finally:
+                renewing.cancel()
+                await self._drop_work()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewing
+                if not self.completed and not self.lost.is_set():
+                    # Let another replica take it at once rather than after the lease expires.
+                    with contextlib.suppress(Unavailable):
+                        await self.leases.release(self.lease)
+                log.info(
+                    "deployment_left",
+                    completed=self.completed,
+                    lease_lost=self.lost.is_set(),
+                )
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set() and not self.lost.is_set():
+            self.poke.clear()
+            try:
+                state = await self._load()
+                if state.completed:
+                    await self.leases.mark_completed(self.lease.deployment_id)
+                    self.completed = True
+                    return
+                command = await self._command(state)
+                events = decide(state, command, self.clock())
+                if events:
+                    await self._append(state, events)
+                    await self._log_events(events)
+                if isinstance(command, StageFinished):
+                    # Only once its report is in the log (or was stale): after a conflict
+                    # the same finished work is reported again, not run again.
+                    self._work = None
+                if events:
+                    continue
+                self._keep_working(state)
+            except ConcurrencyConflict:
+                continue  # somebody appended meanwhile (a request, most likely): read again
+            except LeaseLost as exc:
+                log.warning("lease_lost", reason=str(exc))
+                self.lost.set()
+                return
+            except Unavailable as exc:
+                log.warning("deployment_step_unavailable", error=str(exc), retry_in_s=_RETRY_S)
+                await self._sleep(stop, _RETRY_S)
+                continue
+            await self._wait(stop, state)
+
+    async def _load(self) -> Deployment:
+        history = await self.store.read_stream(self.stream)
+        return fold((e.stream_version, e.event) for e in history)
+
+    async def _command(self, state: Deployment) -> Command:
+        work = self._work
+        if work is not None and work.task.done():
+            try:
+                result = work.task.result()
+            except asyncio.CancelledError:
+                self._work = None
+                return Advance()
+            except (
+                Exception
+            ) as exc:  # the top of a stage's work: a bug fails the stage, logged once
+                log.exception("stage_work_crashed", stage_id=work.stage_id)
+                result = StageResult(StageStatus.FAILURE, f"internal error: {exc!r}")
+            return StageFinished(work.stage_id, result.status, result.reason)
+        if state.status is DeploymentStatus.PLANNED and state.cancel is None:
+            try:
+                timeout_s = await self.load_timeout(state)
+            except ConfigError as exc:
+                return Abort(f"the application config does not load: {exc}")
+            return Start(timeout_s=timeout_s, executor=self.executor_name)
+        return Advance()
+
+    async def _append(self, state: Deployment, events: list[Event]) -> None:
+        context = current_trace_headers()
+        metadata = Metadata(
+            correlation_id=state.deployment_id,
+            traceparent=context.get("traceparent"),
+            tracestate=context.get("tracestate"),
+            # Who wrote it, and under which lease: the audit trail of the fencing.
+            actor=f"executor:{self.lease.holder}#{self.lease.token}",
+            occurred_at=self.clock(),
+        )
+        new = [NewEvent(event=e, event_id=new_event_id(), metadata=metadata) for e in events]
+        await self.leases.append_fenced(
+            self.lease, self.stream, new, expected_version=state.version
+        )
+        if any(isinstance(e, DeploymentCompleted) for e in events):
+            self.completed = True
+
+    def _keep_working(self, state: Deployment) -> None:
+        """Start the running stage's work, or cancel work whose stage is no longer running."""
+        stage = work_of(state)
+        work = self._work
+        if work is not None and (stage is None or stage.id != work.stage_id):
+            log.info("stage_work_cancelled", stage_id=work.stage_id)
+            work.task.cancel()
+            self._work = None
+        if stage is not None and self._work is None:
+            log.info("stage_work_started", stage_id=stage.id, stage=stage.name)
+            self._work = _Work(
+                stage.id,
+                asyncio.create_task(self.work(state, stage.id), name=f"stage {stage.id}"),
+            )
+
+    async def _wait(self, stop: asyncio.Event, state: Deployment) -> None:
+        timeout = self.poll_s
+        deadline = next_deadline(state)
+        if deadline is not None:
+            timeout = max(_MIN_WAIT_S, min(timeout, (deadline - self.clock()).total_seconds()))
+        waiters: list[asyncio.Future[object]] = [
+            asyncio.ensure_future(stop.wait()),
+            asyncio.ensure_future(self.poke.wait()),
+            asyncio.ensure_future(self.lost.wait()),
+        ]
+        if self._work is not None:
+            waiters.append(asyncio.ensure_future(asyncio.shield(self._work.task)))
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            # Retrieve the shielded task's outcome so it is never reported as unretrieved.
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+    async def _drop_work(self) -> None:
+        if self._work is not None:
+            self._work.task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._work.task
+            self._work = None
+
+    async def _renew(self, stop: asyncio.Event) -> None:
+        """Renew the lease every third of its time; set `lost` when it is no longer ours."""
+        interval = self.leases.ttl_s / 3
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
+        while not stop.is_set():
+            await self._sleep(stop, interval)
+            try:
+                if not await self.leases.renew(self.lease):
+                    log.warning("lease_taken_over")
+                    self.lost.set()
+                    return
+                renewed = loop.time()
+            except Unavailable as exc:
+                log.warning("lease_renewal_failed", error=str(exc))
+                if loop.time() - renewed >= self.leases.ttl_s:
+                    # We cannot know whether someone took it: act as if they did.
+                    self.lost.set()
+                    return
+
+    @staticmethod
+    async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
+    async def _log_events(self, events: list[Event]) -> None:
+        """The service log, and the stage log people read (a WAIT has no other lines)."""
+        logs = self.stage_logs
+        for event in events:
+            match event:
+                case StageStarted():
+                    log.info("stage_started", stage_id=event.stage_id, stage=event.name)
+                    if logs is not None and event.name in ("WAIT", "WAIT_APPROVAL"):
+                        line = f"Stage {event.name} ({event.stage_id}) started"
+                        await logs.write(self.lease.deployment_id, event.stage_id, INFO, line)
+                case StageCompleted():
+                    log.info(
+                        "stage_completed",
+                        stage_id=event.stage_id,
+                        status=event.status,
+                        reason=event.reason,
+                    )
+                    if logs is not None:
+                        severity = SUCCESS if event.status == "SUCCESS" else ERROR
+                        if event.status in ("SKIPPED", "EXITED"):
+                            severity = INFO
+                        line = f"{event.status}: {event.reason}" if event.reason else event.status
+                        await logs.write(self.lease.deployment_id, event.stage_id, severity, line)
+                case DeploymentCompleted():
+                    log.info("deployment_completed", status=event.status, reason=event.reason)
+                case _:
+                    log.info("deployment_event", event_type=type(event).__name__)

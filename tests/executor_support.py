@@ -1,0 +1,288 @@
+"""The executor under test: a config repo, kubesim, the relay and executor replicas in-process.
+
+Plans are made the way the planner makes them (`shared.planning.build_stages`
+over the config at the commit), so the options the executor decodes are the
+planner's own, not hand-written JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from nats.aio.client import Client as NatsClient
+
+from services.executor.service import COMMAND_EVENTS, CONSUMER_NAME, Executor
+from services.executor.stagelog import StageLogs
+from shared.config import load_application_config
+from shared.config.control import KubernetesProviderConfig
+from shared.consumer import EventConsumer
+from shared.eventlog import NO_STREAM, EventStore, new_events
+from shared.events.base import Event
+from shared.events.catalog import (
+    ApplicationRegistered,
+    DeploymentCompleted,
+    DeploymentPlanned,
+    DeploymentTriggered,
+)
+from shared.git import GitCache
+from shared.planning import Strategy, build_stages, spec_from_config
+from shared.relay import Relay
+from shared.subjects import Subjects
+from tests.git_helpers import WorkRepo
+
+APP = "app01web"
+APP_PATH = "web/prd"
+
+CONFIG = """\
+apiVersion: pipecd.dev/v1beta1
+kind: KubernetesApp
+spec:
+  name: web-prd
+  input:
+    namespace: shop
+    autoCreateNamespace: true
+{extra}"""
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {{app: web}}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: web, pipecd.dev/variant: primary}}
+  template:
+    metadata:
+      labels: {{app: web, pipecd.dev/variant: primary}}
+    spec:
+      containers:
+        - name: web
+          image: ghcr.io/acme/web:{tag}
+          ports: [{{containerPort: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"""
+
+CONFIG_MAP = """\
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-extra
+data: {a: "1"}
+"""
+
+
+def app_files(
+    *, tag: str = "v1", replicas: int = 2, extra: str = "", config_map: bool = False
+) -> dict[str, str | bytes | None]:
+    """The app's `.pipe.yaml` (with `extra` YAML under `spec:`) and its manifests."""
+    manifests = DEPLOYMENT.format(tag=tag, replicas=replicas) + (CONFIG_MAP if config_map else "")
+    return {
+        f"{APP_PATH}/.pipe.yaml": CONFIG.format(extra=extra),
+        f"{APP_PATH}/manifests.yaml": manifests,
+    }
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[Any]], *, within: float = 20.0, what: str = "condition"
+) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {within} s")
+        await asyncio.sleep(0.05)
+
+
+class Harness:
+    """One test's world: its schema, subjects, config repo, kubesim and executor replicas."""
+
+    def __init__(
+        self,
+        *,
+        app_database_url: str,
+        schema: str,
+        nc: NatsClient,
+        store: EventStore,
+        subjects: Subjects,
+        work: WorkRepo,
+        kubeconfig: Path,
+        cache: Path,
+    ) -> None:
+        self.store = store
+        self.nc = nc
+        self.subjects = subjects
+        self.work = work
+        self.kubeconfig = kubeconfig
+        self.cache = cache
+        self.relay = Relay(
+            database_url=app_database_url, schema=schema, js=nc.jetstream(), subjects=subjects
+        )
+        self.executors: list[Executor] = []
+        self.consumers: list[EventConsumer] = []
+
+    def replica(self, name: str, **options: Any) -> Executor:
+        settings: dict[str, Any] = {
+            "lease_ttl_s": 3.0,
+            "poll_s": 0.2,
+            "claim_interval_s": 0.3,
+            "rollout_timeout_s": 20.0,
+        } | options
+        executor = Executor(
+            store=self.store,
+            stage_logs=StageLogs(self.store.pool, self.nc, self.subjects),
+            git=GitCache(self.cache / name),
+            repositories={"config": self.work.url},
+            platforms={"kubesim": KubernetesProviderConfig(kubeconfig_path=str(self.kubeconfig))},
+            holder=name,
+            **settings,
+        )
+        consumer = EventConsumer(
+            name=CONSUMER_NAME,
+            js=self.nc.jetstream(),
+            pool=self.store.pool,
+            registry=self.store.registry,
+            subjects=self.subjects,
+            handler=executor.handle,
+            after_commit=executor.after_commit,
+            filter_subjects=[
+                self.subjects.events_of_type("deployment_planned"),
+                *(self.subjects.events_of_type(t) for t in COMMAND_EVENTS),
+            ],
+            fetch_timeout_s=0.2,
+            backoff_s=(0.1,),
+        )
+        self.executors.append(executor)
+        self.consumers.append(consumer)
+        return executor
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        if not self.executors:
+            self.replica("x1")
+        stop = asyncio.Event()
+        components: list[Callable[[asyncio.Event], Awaitable[None]]] = [self.relay.run]
+        for executor, consumer in zip(self.executors, self.consumers, strict=True):
+            components += [consumer.run, executor.schedule]
+        tasks = [asyncio.create_task(c(stop)) for c in components]
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), 20)
+
+    async def register(self) -> None:
+        await self.store.append(
+            f"application-{APP}",
+            new_events(
+                [
+                    ApplicationRegistered(
+                        application_id=APP,
+                        name="web-prd",
+                        repository_id="config",
+                        path=APP_PATH,
+                        config_filename=".pipe.yaml",
+                        platform_provider="kubesim",
+                    )
+                ]
+            ),
+            expected_version=NO_STREAM,
+        )
+
+    async def plan(
+        self, deployment_id: str, commit: str, *, strategy: str = "pipeline", running: str = ""
+    ) -> DeploymentPlanned:
+        """Trigger and plan `commit` as the planner would (stages from the config there)."""
+        files = self.work.path / APP_PATH
+        config = load_application_config(files / ".pipe.yaml")
+        stages = build_stages(
+            Strategy(strategy), spec_from_config(config, f"{APP_PATH}/.pipe.yaml")
+        )
+        planned = DeploymentPlanned(
+            deployment_id=deployment_id,
+            application_id=APP,
+            commit_hash=commit,
+            strategy=strategy,
+            summary="test",
+            reason="test",
+            stages=stages,
+            running_commit_hash=running,
+            config_filename=".pipe.yaml",
+            path=APP_PATH,
+            repository_id="config",
+        )
+        trigger = DeploymentTriggered(
+            deployment_id=deployment_id, application_id=APP, trigger="on_commit", commit_hash=commit
+        )
+        await self.store.append(
+            f"deployment-{deployment_id}",
+            new_events([trigger, planned]),
+            expected_version=NO_STREAM,
+        )
+        return planned
+
+    async def request(self, deployment_id: str, event: Event) -> None:
+        """Append a person's request (what the API will do) at the stream's end."""
+        await self.store.append(
+            f"deployment-{deployment_id}", new_events([event]), expected_version=None
+        )
+
+    async def events(self, deployment_id: str) -> list[Event]:
+        return [e.event for e in await self.store.read_stream(f"deployment-{deployment_id}")]
+
+    async def wait_for(
+        self, deployment_id: str, predicate: Callable[[Event], bool], *, within: float = 25.0
+    ) -> Event:
+        async def probe() -> Event | None:
+            return next((e for e in await self.events(deployment_id) if predicate(e)), None)
+
+        found: Event = await eventually(probe, within=within, what=f"event in {deployment_id}")
+        return found
+
+    async def completed(self, deployment_id: str, *, within: float = 25.0) -> DeploymentCompleted:
+        event = await self.wait_for(
+            deployment_id, lambda e: isinstance(e, DeploymentCompleted), within=within
+        )
+        assert isinstance(event, DeploymentCompleted)
+        return event
+
+
+def write_control_config(path: Path, *, remote: str, kubeconfig: Path) -> Path:
+    """A control config (`slipway.yaml`) for the executor process."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "slipway.dev/v1",
+                "kind": "Slipway",
+                "spec": {
+                    "project": "test",
+                    "repositories": [{"repoId": "config", "remote": remote, "branch": "main"}],
+                    "platformProviders": [
+                        {
+                            "name": "kubesim",
+                            "type": "KUBERNETES",
+                            "config": {"kubeconfigPath": str(kubeconfig)},
+                        }
+                    ],
+                },
+            }
+        )
+    )
+    return path

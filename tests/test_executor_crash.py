@@ -1,0 +1,139 @@
+"""Fault test: `kill -9` the executor process mid-WAIT, start another: the log carries on."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client as NatsClient
+
+from shared.eventlog import EventStore
+from shared.events.catalog import DeploymentCompleted, StageCompleted, StageStarted
+from shared.kubesim import KubeSim
+from shared.messaging import ensure_event_stream
+from shared.relay import Relay
+from shared.subjects import Subjects
+from tests.executor_support import Harness, app_files, write_control_config
+from tests.git_helpers import WorkRepo
+
+pytestmark = pytest.mark.slow
+
+WAIT_S = 4.0
+LEASE_TTL_S = 1.5
+PIPELINE = f"""\
+  pipeline:
+    stages:
+      - name: K8S_PRIMARY_ROLLOUT
+        id: rollout
+      - name: WAIT
+        id: wait
+        with:
+          duration: {WAIT_S:g}s
+      - name: K8S_CANARY_CLEAN
+        id: clean
+"""
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[KubeSim]:
+    async with KubeSim(ready_delay_s=0.1) as sim:
+        yield sim
+
+
+def start_executor(env: dict[str, str], instance: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.executor"],
+        env=os.environ | env | {"SLIPWAY_SERVICE_INSTANCE": instance},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def test_killed_mid_wait_resumes_with_the_time_left(
+    app_database_url: str,
+    schema: str,
+    nats_url: str,
+    nc: NatsClient,
+    store: EventStore,
+    subjects: Subjects,
+    tmp_path: Path,
+    sim: KubeSim,
+) -> None:
+    """kill -9 during a 4 s WAIT; the next process ends the WAIT 4 s after it began (not 4 s
+    after the restart), and the stage completed before the crash is never run again."""
+    await ensure_event_stream(nc.jetstream(), subjects)
+    work = WorkRepo(tmp_path / "config")
+    kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
+    harness = Harness(
+        app_database_url=app_database_url,
+        schema=schema,
+        nc=nc,
+        store=store,
+        subjects=subjects,
+        work=work,
+        kubeconfig=kubeconfig,
+        cache=tmp_path / "cache",
+    )
+    control = write_control_config(
+        tmp_path / "slipway.yaml", remote=work.url, kubeconfig=kubeconfig
+    )
+    env = {
+        "SLIPWAY_DATABASE_URL": app_database_url,
+        "SLIPWAY_DATABASE_SCHEMA": schema,
+        "SLIPWAY_NATS_URL": nats_url,
+        "SLIPWAY_SUBJECT_PREFIX": subjects.prefix,
+        "SLIPWAY_CONTROL_CONFIG": str(control),
+        "SLIPWAY_GIT_CACHE_DIR": str(tmp_path / "git"),
+        "SLIPWAY_HEALTH_PORT": "-1",
+        "SLIPWAY_EXECUTOR_LEASE_TTL_S": str(LEASE_TTL_S),
+        "SLIPWAY_EXECUTOR_POLL_INTERVAL_S": "0.2",
+        "SLIPWAY_EXECUTOR_CLAIM_INTERVAL_S": "0.3",
+    }
+    relay = Relay(
+        database_url=app_database_url, schema=schema, js=nc.jetstream(), subjects=subjects
+    )
+    stop = asyncio.Event()
+    relay_task = asyncio.create_task(relay.run(stop))
+    first = start_executor(env, "proc-1")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        await harness.register()
+        commit = work.commit(app_files(extra=PIPELINE), "v1")
+        await harness.plan("d1", commit)
+        began = await harness.wait_for(
+            "d1", lambda e: isinstance(e, StageStarted) and e.stage_id == "wait", within=30
+        )
+        await asyncio.sleep(0.7)  # a fault test: the kill must land inside the WAIT
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        second = start_executor(env, "proc-2")
+        done = await harness.completed("d1", within=30)
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(timeout=15)
+        stop.set()
+        await asyncio.wait_for(relay_task, 10)
+
+    assert isinstance(began, StageStarted) and isinstance(done, DeploymentCompleted)
+    assert done.status == "SUCCESS"
+    recorded = await store.read_stream("deployment-d1")
+    events = [r.event for r in recorded]
+    started = [e.stage_id for e in events if isinstance(e, StageStarted)]
+    completed = {e.stage_id: e for e in events if isinstance(e, StageCompleted)}
+    assert started == ["rollout", "wait", "clean"]  # nothing started twice
+    waited = completed["wait"].completed_at
+    assert waited is not None
+    took = (waited - began.started_at).total_seconds()
+    # A fresh WAIT after the restart would end ≥ 0.7 + TTL + WAIT_S after it began.
+    assert WAIT_S <= took < WAIT_S + 1.0, took
+    actors = [r.metadata.actor or "" for r in recorded if r.metadata.actor]
+    assert any(a.startswith("executor:proc-1#") for a in actors)
+    assert completed["wait"] in [r.event for r in recorded if "proc-2" in (r.metadata.actor or "")]

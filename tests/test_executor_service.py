@@ -1,0 +1,366 @@
+"""The executor end to end on kubesim: sync, canary, cancel, rollback, approval, replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+
+from services.executor.stagelog import StageLogs
+from shared.eventlog import EventStore
+from shared.events.base import Event
+from shared.events.catalog import (
+    DeploymentCancelRequested,
+    DeploymentStarted,
+    StageApproved,
+    StageCompleted,
+    StageStarted,
+)
+from shared.kubesim import ImageRule, KubeSim
+from shared.messaging import ensure_event_stream
+from shared.platform import KubernetesPlatform
+from shared.subjects import Subjects
+from tests.executor_support import Harness, app_files, eventually
+from tests.git_helpers import WorkRepo
+
+CANARY_PIPELINE = """\
+  pipeline:
+    stages:
+      - name: K8S_CANARY_ROLLOUT
+        id: canary
+        with:
+          replicas: 50%
+      - name: WAIT
+        id: wait
+        with:
+          duration: {wait}
+      - name: K8S_PRIMARY_ROLLOUT
+        id: primary
+      - name: K8S_CANARY_CLEAN
+        id: clean
+"""
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[KubeSim]:
+    async with KubeSim(ready_delay_s=0.1, rules=[ImageRule(image="*:bad", crash_loop=True)]) as sim:
+        yield sim
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> WorkRepo:
+    return WorkRepo(tmp_path / "config")
+
+
+@pytest.fixture
+async def harness(
+    app_database_url: str,
+    schema: str,
+    nc: NatsClient,
+    store: EventStore,
+    subjects: Subjects,
+    tmp_path: Path,
+    work: WorkRepo,
+    sim: KubeSim,
+) -> Harness:
+    await ensure_event_stream(nc.jetstream(), subjects)
+    return Harness(
+        app_database_url=app_database_url,
+        schema=schema,
+        nc=nc,
+        store=store,
+        subjects=subjects,
+        work=work,
+        kubeconfig=sim.write_kubeconfig(tmp_path / "kubeconfig"),
+        cache=tmp_path / "cache",
+    )
+
+
+@pytest.fixture
+async def cluster(harness: Harness) -> AsyncIterator[KubernetesPlatform]:
+    async with KubernetesPlatform(harness.kubeconfig) as platform:
+        yield platform
+
+
+def stages_of(events: list[Event]) -> list[str]:
+    out = []
+    for e in events:
+        if isinstance(e, StageStarted):
+            out.append(f"start {e.stage_id}")
+        elif isinstance(e, StageCompleted):
+            out.append(f"{e.status} {e.stage_id}")
+    return out
+
+
+async def image_of(cluster: KubernetesPlatform, name: str) -> str | None:
+    obj = await cluster.get(f"apps/Deployment/shop/{name}")
+    if obj is None:
+        return None
+    image = obj["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert isinstance(image, str)
+    return image
+
+
+async def deploy_v1(harness: Harness, extra: str = "") -> str:
+    """The first deployment (quick sync, as the planner plans a first deploy): v1 is running."""
+    commit = harness.work.commit(app_files(tag="v1", extra=extra), "v1")
+    await harness.plan("d1", commit, strategy="quick_sync")
+    assert (await harness.completed("d1")).status == "SUCCESS"
+    return commit
+
+
+async def test_quick_sync_applies_waits_for_rollout_and_logs(
+    harness: Harness, cluster: KubernetesPlatform, subjects: Subjects, nc: NatsClient
+) -> None:
+    """Quick sync: K8S_SYNC applies the commit, waits for the rollout, logs stored and live."""
+    live: list[dict[str, str]] = []
+
+    async def on_line(message: Msg) -> None:
+        live.append(json.loads(message.data))
+
+    subscription = await nc.subscribe(subjects.stage_log("d1"), cb=on_line)
+    async with harness.running():
+        await harness.register()
+        commit = await deploy_v1(harness)
+    events = await harness.events("d1")
+    assert stages_of(events) == ["start K8sSync", "SUCCESS K8sSync"]
+    started = next(e for e in events if isinstance(e, DeploymentStarted))
+    assert (started.executor, started.timeout_s) == ("x1", 6 * 3600)
+    web = await cluster.get("apps/Deployment/shop/web")
+    assert web is not None
+    annotations = web["metadata"]["annotations"]
+    assert (annotations["slipway.dev/commit"], annotations["slipway.dev/deployment"]) == (
+        commit,
+        "d1",
+    )
+    assert web["status"]["readyReplicas"] == 2
+    stored = await StageLogs(harness.store.pool, None, subjects).read("d1", "K8sSync")
+    messages = [line.message for line in stored]
+    assert "- created Deployment shop/web" in messages
+    assert any(m.startswith("- Deployment shop/web: ") for m in messages)
+    assert messages[-1] == "SUCCESS: Applied 2 resources"
+    await eventually(
+        lambda: _at_least(live, len(messages)), within=5, what="every line published live"
+    )
+    await subscription.unsubscribe()
+    assert [line["message"] for line in live] == messages
+
+
+async def _at_least(items: list[dict[str, str]], count: int) -> bool:
+    return len(items) >= count
+
+
+async def test_sync_with_prune_deletes_what_git_no_longer_has(
+    harness: Harness, cluster: KubernetesPlatform
+) -> None:
+    """`quickSync.prune`: a ConfigMap removed from git is deleted; the rest stays."""
+    prune = "  quickSync:\n    prune: true\n"
+    first = harness.work.commit(app_files(extra=prune, config_map=True), "with config map")
+    second = harness.work.commit(app_files(extra=prune, tag="v2"), "without it")
+    async with harness.running():
+        await harness.register()
+        await harness.plan("d1", first, strategy="quick_sync")
+        assert (await harness.completed("d1")).status == "SUCCESS"
+        assert await cluster.get("/ConfigMap/shop/web-extra") is not None
+        await harness.plan("d2", second, strategy="quick_sync", running=first)
+        assert (await harness.completed("d2")).status == "SUCCESS"
+    assert await cluster.get("/ConfigMap/shop/web-extra") is None
+    assert await image_of(cluster, "web") == "ghcr.io/acme/web:v2"
+
+
+async def test_canary_pipeline_succeeds_and_cleans_the_canary(
+    harness: Harness, cluster: KubernetesPlatform
+) -> None:
+    """Canary (50% of 2 = 1 pod) → WAIT → primary → clean: SUCCESS, canary gone, primary at v2."""
+    extra = CANARY_PIPELINE.format(wait="1s")
+    async with harness.running():
+        await harness.register()
+        v1 = await deploy_v1(harness, extra)
+        v2 = harness.work.commit(app_files(tag="v2", extra=extra), "v2")
+        await harness.plan("d2", v2, running=v1)
+        await harness.wait_for("d2", lambda e: isinstance(e, StageStarted) and e.stage_id == "wait")
+        canary = await cluster.get("apps/Deployment/shop/web-canary")
+        assert canary is not None
+        assert canary["spec"]["replicas"] == 1
+        assert canary["spec"]["selector"]["matchLabels"]["pipecd.dev/variant"] == "canary"
+        assert await image_of(cluster, "web-canary") == "ghcr.io/acme/web:v2"
+        assert await image_of(cluster, "web") == "ghcr.io/acme/web:v1"
+        done = await harness.completed("d2")
+    assert done.status == "SUCCESS"
+    assert stages_of(await harness.events("d2")) == [
+        "start canary",
+        "SUCCESS canary",
+        "start wait",
+        "SUCCESS wait",
+        "start primary",
+        "SUCCESS primary",
+        "start clean",
+        "SUCCESS clean",
+    ]
+    assert await cluster.get("apps/Deployment/shop/web-canary") is None
+    assert await image_of(cluster, "web") == "ghcr.io/acme/web:v2"
+
+
+async def test_cancel_with_rollback_restores_the_running_commit(
+    harness: Harness, cluster: KubernetesPlatform
+) -> None:
+    """Cancel with rollback mid-WAIT: the WAIT is CANCELLED, ROLLBACK re-applies v1 and removes
+    the canary, and the deployment ends CANCELLED."""
+    extra = CANARY_PIPELINE.format(wait="60s")
+    async with harness.running():
+        await harness.register()
+        v1 = await deploy_v1(harness, extra)
+        v2 = harness.work.commit(app_files(tag="v2", extra=extra), "v2")
+        await harness.plan("d2", v2, running=v1)
+        await harness.wait_for("d2", lambda e: isinstance(e, StageStarted) and e.stage_id == "wait")
+        assert await cluster.get("apps/Deployment/shop/web-canary") is not None
+        await harness.request(
+            "d2", DeploymentCancelRequested(deployment_id="d2", with_rollback=True, commander="bob")
+        )
+        done = await harness.completed("d2")
+    assert (done.status, done.reason) == (
+        "CANCELLED",
+        "Cancelled by bob while executing stage wait",
+    )
+    assert stages_of(await harness.events("d2")) == [
+        "start canary",
+        "SUCCESS canary",
+        "start wait",
+        "CANCELLED wait",
+        "start Rollback",
+        "SUCCESS Rollback",
+    ]
+    assert await cluster.get("apps/Deployment/shop/web-canary") is None
+    web = await cluster.get("apps/Deployment/shop/web")
+    assert web is not None
+    # Re-applied by d2's rollback, at the running commit.
+    assert web["metadata"]["annotations"]["slipway.dev/deployment"] == "d2"
+    assert web["metadata"]["annotations"]["slipway.dev/commit"] == v1
+    assert await image_of(cluster, "web") == "ghcr.io/acme/web:v1"
+
+
+async def test_cancel_without_rollback_leaves_the_cluster_as_it_is(
+    harness: Harness, cluster: KubernetesPlatform
+) -> None:
+    """Cancel without rollback: CANCELLED at once, no ROLLBACK stage, the canary stays."""
+    extra = CANARY_PIPELINE.format(wait="60s")
+    async with harness.running():
+        await harness.register()
+        v1 = await deploy_v1(harness, extra)
+        v2 = harness.work.commit(app_files(tag="v2", extra=extra), "v2")
+        await harness.plan("d2", v2, running=v1)
+        await harness.wait_for("d2", lambda e: isinstance(e, StageStarted) and e.stage_id == "wait")
+        await harness.request(
+            "d2",
+            DeploymentCancelRequested(deployment_id="d2", with_rollback=False, commander="bob"),
+        )
+        done = await harness.completed("d2")
+    assert done.status == "CANCELLED"
+    assert stages_of(await harness.events("d2")) == [
+        "start canary",
+        "SUCCESS canary",
+        "start wait",
+        "CANCELLED wait",
+    ]
+    assert await image_of(cluster, "web-canary") == "ghcr.io/acme/web:v2"
+
+
+async def test_failed_canary_rolls_back_automatically(
+    harness: Harness, cluster: KubernetesPlatform
+) -> None:
+    """A canary that never gets healthy fails its stage; the hidden ROLLBACK runs; FAILURE."""
+    harness.replica("x1", rollout_timeout_s=1.5)
+    extra = CANARY_PIPELINE.format(wait="1s")
+    async with harness.running():
+        await harness.register()
+        v1 = await deploy_v1(harness, extra)
+        bad = harness.work.commit(app_files(tag="bad", extra=extra), "bad image")
+        await harness.plan("d2", bad, running=v1)
+        done = await harness.completed("d2")
+    assert done.status == "FAILURE"
+    assert done.reason.startswith("Failed while executing stage canary: RolloutFailed:")
+    assert stages_of(await harness.events("d2")) == [
+        "start canary",
+        "FAILURE canary",
+        "start Rollback",
+        "SUCCESS Rollback",
+    ]
+    assert await cluster.get("apps/Deployment/shop/web-canary") is None
+    assert await image_of(cluster, "web") == "ghcr.io/acme/web:v1"
+
+
+async def test_wait_approval_continues_once_approved(harness: Harness) -> None:
+    """WAIT_APPROVAL waits for a listed approver; the approval (as the API appends it) ends it."""
+    extra = (
+        "  pipeline:\n    stages:\n      - name: WAIT_APPROVAL\n        id: approve\n"
+        "        with:\n          approvers: [ann]\n"
+    )
+    commit = harness.work.commit(app_files(extra=extra), "needs approval")
+    async with harness.running():
+        await harness.register()
+        await harness.plan("d1", commit)
+        await harness.wait_for("d1", lambda e: isinstance(e, StageStarted))
+        await harness.request(
+            "d1", StageApproved(deployment_id="d1", stage_id="approve", approver="ann")
+        )
+        done = await harness.completed("d1")
+    assert done.status == "SUCCESS"
+    completed = [e for e in await harness.events("d1") if isinstance(e, StageCompleted)]
+    assert [(c.stage_id, c.status, c.reason) for c in completed] == [
+        ("approve", "SUCCESS", "Approved by ann")
+    ]
+
+
+async def test_two_replicas_never_run_one_deployment_together(harness: Harness) -> None:
+    """Two replicas of two slots, five deployments: each run by one holder, its stages once."""
+    extra = (
+        "  pipeline:\n    stages:\n      - name: WAIT\n        with: {duration: 500ms}\n"
+        "      - name: WAIT\n        with: {duration: 500ms}\n"
+    )
+    commit = harness.work.commit(app_files(extra=extra), "two waits")
+    harness.replica("x1", max_concurrent=2)
+    harness.replica("x2", max_concurrent=2)
+    ids = [f"d{n}" for n in range(5)]
+    async with harness.running():
+        await harness.register()
+        for deployment_id in ids:
+            await harness.plan(deployment_id, commit)
+        for deployment_id in ids:
+            assert (await harness.completed(deployment_id)).status == "SUCCESS"
+    ran = [d for executor in harness.executors for d in executor.ran]
+    assert sorted(ran) == ids  # each taken up once, by one replica
+    assert all(executor.ran for executor in harness.executors)  # both had to work
+    for deployment_id in ids:
+        recorded = await harness.store.read_stream(f"deployment-{deployment_id}")
+        actors = {r.metadata.actor for r in recorded[2:]}  # after the trigger and the plan
+        assert len(actors) == 1, actors
+        assert stages_of([r.event for r in recorded]) == [
+            "start stage-0",
+            "SUCCESS stage-0",
+            "start stage-1",
+            "SUCCESS stage-1",
+        ]
+
+
+async def test_burst_schedule_returns_once_nothing_is_left(harness: Harness) -> None:
+    """Burst mode: the scheduler runs what is planned and returns when nothing is open."""
+    executor = harness.replica("x1")
+    commit = harness.work.commit(app_files(), "v1")
+    await harness.register()
+    await harness.plan("d1", commit, strategy="quick_sync")
+    stop = asyncio.Event()
+    feeding = [
+        asyncio.create_task(harness.relay.run(stop)),
+        asyncio.create_task(harness.consumers[0].run(stop)),
+    ]
+    # Registered by the consumer first, so the scheduler has something to find.
+    await eventually(lambda: executor.leases.holder_of("d1"), within=10, what="registration")
+    await asyncio.wait_for(executor.schedule(stop, burst=True), 20)
+    stop.set()
+    await asyncio.gather(*feeding)
+    assert (await harness.completed("d1", within=1)).status == "SUCCESS"
