@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import socket
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Final, Self
@@ -34,6 +33,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from shared.http import HttpServer
 from shared.logs import get_logger
 
 __all__ = ["CheckResult", "HealthServer", "ReadinessCheck", "new_registry"]
@@ -66,8 +66,10 @@ def new_registry() -> CollectorRegistry:
     return registry
 
 
-class HealthServer:
+class HealthServer(HttpServer):
     """A tiny aiohttp server for probes and scrapes; use `async with` or `start`/`stop`."""
+
+    what = "health"
 
     def __init__(
         self,
@@ -77,26 +79,11 @@ class HealthServer:
         registry: CollectorRegistry | None = None,
         check_timeout_s: float = 2.0,
     ) -> None:
-        self.host = host
-        self.requested_port = port
+        super().__init__(host=host, port=port)
         self.registry = registry if registry is not None else new_registry()
         self.check_timeout_s = check_timeout_s
         self._checks: dict[str, ReadinessCheck] = {}
         self._phase = _Phase.STARTING
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
-
-    @property
-    def port(self) -> int:
-        """The port actually bound (known once started)."""
-        if self._port is None:
-            raise RuntimeError("the health server has not been started")
-        return self._port
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
 
     def add_check(self, name: str, check: ReadinessCheck) -> None:
         """Make readiness depend on `check` as well."""
@@ -138,23 +125,8 @@ class HealthServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
         # Probes arrive every few seconds: access lines would drown the service's own.
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            sock = _bind(self.host, self.requested_port)
-            site = web.SockSite(runner, sock)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = sock.getsockname()[1]
-        log.info("health_server_started", host=self.host, port=self._port)
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._serve(app)
+        log.info("health_server_started", host=self.host, port=self.port)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -184,19 +156,3 @@ class HealthServer:
             content_type=None,
             headers={"Content-Type": CONTENT_TYPE_LATEST},
         )
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """A listening-ready socket on (host, port); binding it ourselves tells us the port."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock

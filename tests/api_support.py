@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -12,6 +11,7 @@ from services.api.app import ApiServer, create_app
 from shared.eventlog import EventStore
 from shared.projections import ProjectionRunner
 from shared.projections.applications import ApplicationsProjection
+from tests.support import running
 
 
 @contextlib.asynccontextmanager
@@ -19,13 +19,8 @@ async def running_projection(store: EventStore) -> AsyncIterator[ProjectionRunne
     """The `applications` projection, installed and applying events until the block ends."""
     runner = ProjectionRunner(store, ApplicationsProjection(), idle_sleep_s=0.01)
     await runner.install()
-    stop = asyncio.Event()
-    task = asyncio.create_task(runner.run(stop))
-    try:
+    async with running(runner.run):
         yield runner
-    finally:
-        stop.set()
-        await task
 
 
 @contextlib.asynccontextmanager

@@ -1,10 +1,8 @@
-"""Helpers for the gitwatcher tests: the seed's config-repo layout, registration, waiting."""
+"""Helpers for the gitwatcher tests: the seed's config-repo layout, registration, a gitwatcher."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,7 +10,7 @@ from services.gitwatcher.configs import read_app_config
 from services.gitwatcher.service import Gitwatcher, WatchedRepository
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events.base import Event
-from shared.events.catalog import ApplicationRegistered
+from shared.events.catalog import ApplicationDisabled, ApplicationRegistered
 from shared.git import GitCache
 from shared.projections import ProjectionRunner
 from shared.projections.applications import ApplicationsProjection
@@ -52,13 +50,23 @@ spec:
 """
 
 
-def seed_layout(services: Iterable[str] = ("account", "auth", "billing")) -> dict[str, str]:
+SEED_SERVICES = ("account", "auth", "billing")
+
+
+def seed_layout(services: Iterable[str] = SEED_SERVICES) -> dict[str, str]:
     """The seed's config repo: a folder per service, one per environment, shared `.pipe/`."""
     files = {".pipe/analysis-template.yaml": ANALYSIS_TEMPLATE, "README.md": "config repo\n"}
     for service in services:
         files[f"{service}/dev/.pipe.yaml"] = app_config(f"{service}-dev", "dev")
         files[f"{service}/dev/deployment.yaml"] = DEPLOYMENT.format(name=service, tag="v1")
     return files
+
+
+def seeded_repo(path: Path, message: str = "initial layout") -> WorkRepo:
+    """A config repository at `path` whose one commit is the seed's layout."""
+    repo = WorkRepo(path)
+    repo.commit(seed_layout(), message)
+    return repo
 
 
 def registration(
@@ -84,22 +92,25 @@ async def register(store: EventStore, *apps: ApplicationRegistered) -> None:
     await runner.run_until_caught_up()
 
 
+async def disable(store: EventStore, application_id: str) -> None:
+    """Disable `application_id` and bring the `applications` view up to date."""
+    await store.append(
+        f"application-{application_id}",
+        new_events([ApplicationDisabled(application_id=application_id)]),
+        expected_version=ANY,
+    )
+    await register(store)
+
+
 async def events_of(store: EventStore, kind: type[E]) -> list[E]:
     """Every stored event of type `kind`, in log order."""
     recorded = await store.read_all(limit=100_000)
     return [r.event for r in recorded if isinstance(r.event, kind)]
 
 
-async def wait_until(
-    predicate: Callable[[], Awaitable[bool]], within_s: float = 15.0, what: str = "condition"
-) -> None:
-    """Check `predicate` until it holds; an AssertionError naming `what` after `within_s`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while not await predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what}: not reached within {within_s:g} s")
-        await asyncio.sleep(0.02)
+async def has_events(store: EventStore, kind: type[Event], count: int) -> bool:
+    """Whether `store` holds at least `count` events of type `kind`."""
+    return len(await events_of(store, kind)) >= count
 
 
 def make_gitwatcher(
@@ -119,16 +130,3 @@ def make_gitwatcher(
 
 def watched(work: WorkRepo, repository_id: str = "config", **kw: Any) -> WatchedRepository:
     return WatchedRepository(repository_id=repository_id, remote=work.url, **kw)
-
-
-@contextlib.asynccontextmanager
-async def running(*components: Callable[[asyncio.Event], Awaitable[None]]) -> AsyncIterator[None]:
-    """Run components until the block ends, then stop them and wait (failing on a hang)."""
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(component(stop)) for component in components]
-    try:
-        yield
-    finally:
-        stop.set()
-        async with asyncio.timeout(15):
-            await asyncio.gather(*tasks)

@@ -26,6 +26,7 @@ from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.events.catalog import ApplicationNameReserved, ApplicationRegistered, SyncRequested
 from shared.ids import new_id
 from tests.api_support import running_projection, served_api
+from tests.support import wait_until
 
 APPS = f"{API_PREFIX}/applications"
 
@@ -226,12 +227,15 @@ async def test_a_registration_racing_an_uncommitted_one_waits_for_it_then_gets_4
         )
         racing = asyncio.create_task(call(http, "POST", APPS, body_of("race")))
         # The API's insert of the same name version now waits on our uncommitted row.
-        async with asyncio.timeout(10):
-            while not await pool.fetchval(  # noqa: ASYNC110 - PostgreSQL sends no such event
+        # PostgreSQL sends no event for that: poll its activity view.
+        await wait_until(
+            lambda: pool.fetchval(
                 "SELECT count(*) FROM pg_stat_activity "
                 "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            ):
-                await asyncio.sleep(0.01)
+            ),
+            within_s=10,
+            what="the API's insert waiting on our lock",
+        )
         assert not racing.done()
         await other.commit()
     status, error = await racing

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from shared.git import GitCache, GitError, classify_stderr, git_env, redact, run_git
+from shared.http import serve
 from tests.git_helpers import WorkRepo
 
 
@@ -163,13 +164,9 @@ async def http_401() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", deny)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/org/repo.git"
-    await runner.cleanup()
+    server = await serve(app, "127.0.0.1", 0)
+    yield f"{server.url}/org/repo.git"
+    await server.stop()
 
 
 async def test_auth_failure_never_prompts_and_is_kind_auth(

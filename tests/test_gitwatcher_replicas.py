@@ -16,17 +16,17 @@ from services.gitwatcher.webhooks import github_signature
 from shared.db import create_pool
 from shared.eventlog import EventStore
 from shared.events.catalog import CommitObserved, DeploymentTriggered, default_registry
-from tests.git_helpers import WorkRepo
 from tests.gitwatcher_support import (
+    SEED_SERVICES,
     events_of,
+    has_events,
     make_gitwatcher,
     register,
     registration,
-    running,
-    seed_layout,
-    wait_until,
+    seeded_repo,
     watched,
 )
+from tests.support import running, wait_until
 from tests.test_gitwatcher_webhooks import SECRET, github_push, post
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -36,9 +36,8 @@ async def test_two_replicas_and_a_webhook_observe_and_trigger_each_commit_once(
     store: EventStore, app_database_url: str, schema: str, tmp_path: Path
 ) -> None:
     """Two replicas polling one repository, plus webhooks: one observation and one trigger each."""
-    work = WorkRepo(tmp_path / "config")
-    work.commit(seed_layout(), "initial layout")
-    await register(store, *(registration(s) for s in ("account", "auth", "billing")))
+    work = seeded_repo(tmp_path / "config")
+    await register(store, *(registration(s) for s in SEED_SERVICES))
     other_pool = await create_pool(app_database_url, schema=schema, min_size=1, max_size=5)
     try:
         other_store = EventStore(other_pool, default_registry())
@@ -49,7 +48,7 @@ async def test_two_replicas_and_a_webhook_observe_and_trigger_each_commit_once(
         touched = [("account",), ("auth", "billing"), ("account", "auth", "billing"), ("billing",)]
         expected: set[tuple[str, str]] = set()
         async with running(one.watchers["config"].run, two.watchers["config"].run, server.run):
-            await wait_until(lambda: _observations_at_least(store, 1), what="first observation")
+            await wait_until(lambda: has_events(store, CommitObserved, 1), what="first observation")
             for number, services in enumerate(touched):
                 commit = work.commit(
                     {f"{s}/dev/deployment.yaml": f"v{number}" for s in services}, f"change {number}"
@@ -63,14 +62,17 @@ async def test_two_replicas_and_a_webhook_observe_and_trigger_each_commit_once(
                 status, _ = await post(server, "github", body, headers)
                 assert status == 202
             await wait_until(
-                lambda: _observations_at_least(store, 1 + len(touched)),
+                lambda: has_events(store, CommitObserved, 1 + len(touched)),
                 what="every commit observed",
             )
-            await wait_until(lambda: _triggers_at_least(store, len(expected)), what="triggers")
+            await wait_until(
+                lambda: has_events(store, DeploymentTriggered, len(expected)), what="triggers"
+            )
             # Both replicas keep polling a while longer: nothing more may appear.
             polls = one.watchers["config"].polls + two.watchers["config"].polls
             await wait_until(
-                lambda: _polled_since(one, two, polls + 6), what="more polls by both replicas"
+                lambda: one.watchers["config"].polls + two.watchers["config"].polls >= polls + 6,
+                what="more polls by both replicas",
             )
     finally:
         await other_pool.close()
@@ -89,9 +91,8 @@ async def test_replicas_polling_at_the_same_moment_agree(
     store: EventStore, app_database_url: str, schema: str, tmp_path: Path
 ) -> None:
     """Replicas racing through the same new commits record each once and trigger each app once."""
-    work = WorkRepo(tmp_path / "config")
-    work.commit(seed_layout(), "initial layout")
-    await register(store, *(registration(s) for s in ("account", "auth", "billing")))
+    work = seeded_repo(tmp_path / "config")
+    await register(store, *(registration(s) for s in SEED_SERVICES))
     pools = [
         await create_pool(app_database_url, schema=schema, min_size=1, max_size=3) for _ in range(2)
     ]
@@ -123,8 +124,7 @@ async def test_a_replica_with_a_stale_fetch_does_not_move_the_head_back(
     store: EventStore, tmp_path: Path
 ) -> None:
     """A replica whose fetch predates a newer recorded head refetches instead of rewinding."""
-    work = WorkRepo(tmp_path / "config")
-    work.commit(seed_layout(), "initial layout")
+    work = seeded_repo(tmp_path / "config")
     await register(store, registration("account"))
     slow = make_gitwatcher(store, tmp_path / "slow", watched(work))
     fast = make_gitwatcher(store, tmp_path / "fast", watched(work))
@@ -151,20 +151,6 @@ async def test_a_replica_with_a_stale_fetch_does_not_move_the_head_back(
     assert triggers == Counter({first: 1, work.head(): 1})
 
 
-async def _observations_at_least(store: EventStore, count: int) -> bool:
-    return len(await events_of(store, CommitObserved)) >= count
-
-
-async def _triggers_at_least(store: EventStore, count: int) -> bool:
-    return len(await events_of(store, DeploymentTriggered)) >= count
-
-
-async def _polled_since(*args: object) -> bool:
-    *gitwatchers, target = args
-    total = sum(g.watchers["config"].polls for g in gitwatchers)  # type: ignore[attr-defined]
-    return bool(total >= target)  # type: ignore[operator]
-
-
 CONTROL = """\
 apiVersion: slipway.dev/v1
 kind: Slipway
@@ -183,8 +169,7 @@ async def test_service_process_runs_from_a_control_config(
     app_database_url: str, schema: str, nats_url: str, test_id: str, tmp_path: Path
 ) -> None:
     """`python -m services.gitwatcher` reads slipway.yaml, observes the repo, stops on SIGTERM."""
-    work = WorkRepo(tmp_path / "config")
-    work.commit(seed_layout(), "initial layout")
+    work = seeded_repo(tmp_path / "config")
     (tmp_path / "webhook-secret.txt").write_text(SECRET + "\n")
     control = tmp_path / "slipway.yaml"
     control.write_text(CONTROL.format(remote=work.url))

@@ -20,27 +20,26 @@ from shared.events.catalog import (
 )
 from tests.git_helpers import WorkRepo, app_config
 from tests.gitwatcher_support import (
+    SEED_SERVICES,
+    disable,
     events_of,
     make_gitwatcher,
     register,
     registration,
-    running,
-    seed_layout,
-    wait_until,
+    seeded_repo,
     watched,
 )
+from tests.support import running, wait_until
 
 
 @pytest.fixture
 def work(tmp_path: Path) -> WorkRepo:
-    repo = WorkRepo(tmp_path / "config")
-    repo.commit(seed_layout(), "initial layout")
-    return repo
+    return seeded_repo(tmp_path / "config")
 
 
 @pytest.fixture
 async def three_apps(store: EventStore) -> None:
-    await register(store, *(registration(s) for s in ("account", "auth", "billing")))
+    await register(store, *(registration(s) for s in SEED_SERVICES))
 
 
 async def test_first_observation_records_the_head_and_triggers_nothing(
@@ -145,15 +144,7 @@ async def test_disabled_app_and_on_commit_disabled_are_not_triggered(
     store: EventStore, work: WorkRepo, tmp_path: Path, three_apps: None
 ) -> None:
     """onCommit.disabled in the config, or a disabled application, means no trigger."""
-    from shared.eventlog import ANY, new_events
-    from shared.events.catalog import ApplicationDisabled
-
-    await store.append(
-        "application-billing-dev",
-        new_events([ApplicationDisabled(application_id="billing-dev")]),
-        expected_version=ANY,
-    )
-    await register(store)
+    await disable(store, "billing-dev")
     gitwatcher = make_gitwatcher(store, tmp_path / "cache", watched(work))
     await gitwatcher.poll_all()
     off = "  trigger:\n    onCommit:\n      disabled: true\n"
@@ -176,7 +167,7 @@ async def test_unreachable_remote_is_recorded_backed_off_and_recovers(
     )
     watcher = gitwatcher.watchers["config"]
     async with running(watcher.run):
-        await wait_until(lambda: _at_least(watcher.attempts, 4), what="several failed fetches")
+        await wait_until(lambda: watcher.attempts >= 4, what="several failed fetches")
         failures = await events_of(store, RepositoryFetchFailed)
         assert len(failures) == 1
         assert failures[0].reason.startswith("not_found: ")
@@ -184,8 +175,7 @@ async def test_unreachable_remote_is_recorded_backed_off_and_recovers(
         assert failures[0].attempt == 1 and failures[0].retry_in_s == pytest.approx(0.02)
         assert watcher.retry_in_s == pytest.approx(0.1)  # capped
 
-        work = WorkRepo(path)
-        work.commit(seed_layout(), "the remote appears")
+        work = seeded_repo(path, "the remote appears")
 
         async def recovered() -> bool:
             return bool(await events_of(store, RepositoryRecovered)) and bool(
@@ -202,10 +192,6 @@ async def test_unreachable_remote_is_recorded_backed_off_and_recovers(
     assert len(await events_of(store, RepositoryFetchFailed)) == 1
     (recovery,) = await events_of(store, RepositoryRecovered)
     assert recovery.after_attempts >= 4
-
-
-async def _at_least(value: int, minimum: int) -> bool:
-    return value >= minimum
 
 
 async def test_unregistered_configs_are_discovered_once(

@@ -9,21 +9,20 @@ from nats.aio.client import Client as NatsClient
 from services.gitwatcher.handlers import on_command_deployment_id
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events.base import Metadata
-from shared.events.catalog import ApplicationDisabled, DeploymentTriggered, SyncRequested
+from shared.events.catalog import DeploymentTriggered, SyncRequested
 from shared.messaging import ensure_event_stream
 from shared.relay import Relay
 from shared.subjects import Subjects
-from tests.git_helpers import WorkRepo
 from tests.gitwatcher_support import (
+    disable,
     events_of,
     make_gitwatcher,
     register,
     registration,
-    running,
-    seed_layout,
-    wait_until,
+    seeded_repo,
     watched,
 )
+from tests.support import running, wait_until
 
 
 async def test_sync_request_triggers_the_fetched_branch_head(
@@ -35,15 +34,9 @@ async def test_sync_request_triggers_the_fetched_branch_head(
     tmp_path: Path,
 ) -> None:
     """A sync request deploys the head fetched now, with its strategy and commander, once."""
-    work = WorkRepo(tmp_path / "config")
-    work.commit(seed_layout(), "initial layout")
+    work = seeded_repo(tmp_path / "config")
     await register(store, registration("account"), registration("auth"))
-    await store.append(
-        "application-auth-dev",
-        new_events([ApplicationDisabled(application_id="auth-dev")]),
-        expected_version=ANY,
-    )
-    await register(store)
+    await disable(store, "auth-dev")
     gitwatcher = make_gitwatcher(store, tmp_path / "cache", watched(work))
     await gitwatcher.poll_all()
     # Not polled yet: the sync must fetch it itself.
@@ -66,11 +59,7 @@ async def test_sync_request_triggers_the_fetched_branch_head(
             expected_version=ANY,
         )
     async with running(relay.run, consumer.run):
-
-        async def both_handled() -> bool:
-            return consumer.stats.handled == 2
-
-        await wait_until(both_handled, what="both sync requests handled")
+        await wait_until(lambda: consumer.stats.handled == 2, what="both sync requests handled")
 
     (trigger,) = await events_of(store, DeploymentTriggered)
     assert trigger.trigger == "on_command"

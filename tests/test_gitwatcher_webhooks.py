@@ -26,14 +26,14 @@ from shared.events.catalog import CommitObserved, DeploymentTriggered, WebhookRe
 from tests.git_helpers import WorkRepo
 from tests.gitwatcher_support import (
     events_of,
+    has_events,
     make_gitwatcher,
     register,
     registration,
-    running,
-    seed_layout,
-    wait_until,
+    seeded_repo,
     watched,
 )
+from tests.support import running, wait_until
 
 SECRET = "It's a Secret to Everybody"
 
@@ -141,9 +141,7 @@ def test_repository_matching() -> None:
 
 @pytest.fixture
 def work(tmp_path: Path) -> WorkRepo:
-    repo = WorkRepo(tmp_path / "config")
-    repo.commit(seed_layout(), "initial layout")
-    return repo
+    return seeded_repo(tmp_path / "config")
 
 
 @pytest.fixture
@@ -179,13 +177,13 @@ async def test_signed_github_push_fetches_at_once(
     await register(store, registration("account"))
     watcher = gitwatcher.watchers["config"]
     async with running(watcher.run):
-        await wait_until(lambda: _has(store, CommitObserved, 1), what="first observation")
+        await wait_until(lambda: has_events(store, CommitObserved, 1), what="first observation")
         commit = work.commit({"account/dev/deployment.yaml": "v2"}, "bump account")
         body = github_push(work.url, after=commit)
         headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": github_signature(SECRET, body)}
         status, answer = await post(server, "github", body, headers)
         assert (status, answer) == (202, {"status": "fetching", "repository": "config"})
-        await wait_until(lambda: _has(store, CommitObserved, 2), what="webhook-driven fetch")
+        await wait_until(lambda: has_events(store, CommitObserved, 2), what="webhook-driven fetch")
     observed = await events_of(store, CommitObserved)
     assert (observed[1].commit_hash, observed[1].source) == (commit, "webhook")
     assert [t.commit_hash for t in await events_of(store, DeploymentTriggered)] == [commit]
@@ -264,7 +262,3 @@ async def test_refusals_are_recorded_at_most_once_per_window(
     finally:
         await server.stop()
     assert len(await events_of(store, WebhookRejected)) == 1
-
-
-async def _has(store: EventStore, kind: type, count: int) -> bool:
-    return len(await events_of(store, kind)) >= count

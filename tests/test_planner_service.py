@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,12 +15,12 @@ from services.planner.decider import (
     Ignore,
     PlanNow,
     QueueBehind,
-    application_of,
     gave_up,
     next_to_plan,
     on_triggered,
 )
 from services.planner.service import CONSUMER_NAME, Planner, RepositoryRef
+from shared.applications import application_of
 from shared.consumer import EventConsumer
 from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.events.base import Event
@@ -41,6 +40,7 @@ from shared.relay import Relay
 from shared.subjects import Subjects
 from tests.git_helpers import WorkRepo
 from tests.seed_repo import PRD_CONFIG, image_bump, seed_files, service_files
+from tests.support import running, wait_until
 
 APP = "app01account"
 UNREACHABLE = "http://127.0.0.1:9/config.git"
@@ -91,28 +91,16 @@ def test_application_folds_registrations_and_disabling() -> None:
 # The service -------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def running(*components: Callable[[asyncio.Event], Awaitable[None]]) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(c(stop)) for c in components]
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 15)
-
-
 async def wait_for_event(
     store: EventStore, deployment_id: str, kind: type[Event], within_s: float = 20.0
 ) -> Event:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while True:
-        for recorded in await store.read_stream(f"deployment-{deployment_id}"):
-            if isinstance(recorded.event, kind):
-                return recorded.event
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"no {kind.__name__} for {deployment_id} in time")
-        await asyncio.sleep(0.05)
+    """The first `kind` event of the deployment's stream, once there is one."""
+
+    async def first() -> Event | None:
+        stream = await store.read_stream(f"deployment-{deployment_id}")
+        return next((r.event for r in stream if isinstance(r.event, kind)), None)
+
+    return await wait_until(first, within_s, what=f"{kind.__name__} for {deployment_id}")
 
 
 class Harness:

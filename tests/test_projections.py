@@ -36,6 +36,7 @@ from shared.projections import (
 from shared.projections.applications import ApplicationsProjection
 from shared.projections.base import check_projection, check_unique
 from shared.projections.stream_stats import StreamStatsProjection
+from tests.support import running
 
 # Every phase of a test is bounded: a hang fails fast instead of eating the suite.
 # A guard against hangs, not a speed assertion: a loaded 2-core CI box is slow.
@@ -164,12 +165,6 @@ async def log_head(pool: asyncpg.Pool) -> LogPosition:
     return LogPosition(row["tx_id"], row["global_position"])
 
 
-async def stop_all(stop: asyncio.Event, tasks: Sequence[asyncio.Task[None]]) -> None:
-    stop.set()
-    async with asyncio.timeout(PHASE_TIMEOUT_S):
-        await asyncio.gather(*tasks)
-
-
 class StallingStreamStats(StreamStatsProjection):
     """stream_stats that stops in its `stall_on`-th batch until released.
 
@@ -293,12 +288,12 @@ async def test_two_runner_replicas_apply_each_event_once(
         ProjectionRunner(store, StreamStatsProjection("stream_stats_single"), batch_size=20),
         ProjectionRunner(store, ApplicationsProjection("applications_single"), batch_size=20),
     ]
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(r.run(stop)) for r in [*replicas, *single]]
     writers = [Writer(writer_store, seed=10 + i) for i in range(4)]
-    async with asyncio.timeout(PHASE_TIMEOUT_S):
+    async with (
+        running(*(r.run for r in [*replicas, *single]), stop_within_s=PHASE_TIMEOUT_S),
+        asyncio.timeout(PHASE_TIMEOUT_S),
+    ):
         await asyncio.gather(*(w.write(300) for w in writers))
-    await stop_all(stop, tasks)
     async with asyncio.timeout(PHASE_TIMEOUT_S):
         for runner in [replicas[0], replicas[2], *single]:
             await runner.run_until_caught_up()
@@ -327,13 +322,14 @@ async def test_replay_from_zero_equals_the_live_projection(
     replayed = [StreamStatsProjection(), ApplicationsProjection()]
     live_only = [StreamStatsProjection("stream_stats_live"), ApplicationsProjection("apps_live")]
     runners = [ProjectionRunner(store, p, batch_size=100) for p in [*replayed, *live_only]]
-    stop_runners, stop_writing = asyncio.Event(), asyncio.Event()
+    stop_writing = asyncio.Event()
     writers = [Writer(writer_store, seed=20 + i) for i in range(4)]
     await writers[0].write(200)  # so that even the first replay has a log to fold
-    tasks = [asyncio.create_task(r.run(stop_runners)) for r in runners]
-    writing = [asyncio.create_task(w.write_until(stop_writing, 750)) for w in writers]
-
-    async with asyncio.timeout(PHASE_TIMEOUT_S):
+    async with (
+        running(*(r.run for r in runners), stop_within_s=PHASE_TIMEOUT_S),
+        asyncio.timeout(PHASE_TIMEOUT_S),
+    ):
+        writing = [asyncio.create_task(w.write_until(stop_writing, 750)) for w in writers]
         # Replay twice while the writers keep writing: once onto a log in motion, once
         # over a generation that was itself rebuilt.
         for _ in range(2):
@@ -343,7 +339,6 @@ async def test_replay_from_zero_equals_the_live_projection(
             assert not any(w.done() for w in writing)
         stop_writing.set()
         await asyncio.gather(*writing)
-    await stop_all(stop_runners, tasks)
     async with asyncio.timeout(PHASE_TIMEOUT_S):
         for runner in runners:
             await runner.run_until_caught_up()
@@ -386,10 +381,9 @@ async def test_readers_never_see_a_partial_projection_during_replay(
     async with asyncio.timeout(PHASE_TIMEOUT_S):
         await runner.run_until_caught_up()
 
-    stop = asyncio.Event()
     seen: list[tuple[int, int]] = []
 
-    async def read_until_stopped() -> None:
+    async def read_until_stopped(stop: asyncio.Event) -> None:
         async with store.pool.acquire() as conn:
             while not stop.is_set():
                 row = await conn.fetchrow(
@@ -398,15 +392,17 @@ async def test_readers_never_see_a_partial_projection_during_replay(
                 )
                 seen.append((row["streams"], row["events"]))
 
-    tasks = [
-        asyncio.create_task(runner.run(stop)),
-        asyncio.create_task(writer.write_until(stop, 0)),
-        asyncio.create_task(read_until_stopped()),
-    ]
-    async with asyncio.timeout(PHASE_TIMEOUT_S):
+    async with (
+        running(
+            runner.run,
+            lambda stop: writer.write_until(stop, 0),
+            read_until_stopped,
+            stop_within_s=PHASE_TIMEOUT_S,
+        ),
+        asyncio.timeout(PHASE_TIMEOUT_S),
+    ):
         for _ in range(3):
             await replay(store, StreamStatsProjection(), batch_size=100)
-    await stop_all(stop, tasks)
 
     assert len(seen) > 10
     assert seen[0][1] >= 1500

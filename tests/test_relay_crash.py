@@ -10,17 +10,16 @@ import subprocess
 import sys
 import uuid
 
-import asyncpg
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from shared.consumer import EventConsumer
 from shared.eventlog import ANY, EventStore, new_events
-from shared.events import RecordedEvent
 from shared.events.catalog import ApplicationDisabled
 from shared.messaging import MSG_ID, ensure_event_stream
 from shared.subjects import Subjects
+from tests.relay_support import counting_consumer, create_counts_table
+from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -59,10 +58,7 @@ async def test_relay_killed_at_random_loses_nothing(
     rng = random.Random(20261128)
     js = nc.jetstream()
     await ensure_event_stream(js, subjects)
-    owner = await asyncpg.connect(database_url, server_settings={"search_path": schema})
-    await owner.execute("CREATE TABLE handled_counts (event_id uuid PRIMARY KEY, n int NOT NULL)")
-    await owner.execute("GRANT SELECT, INSERT, UPDATE ON handled_counts TO slipway_app")
-    await owner.close()
+    await create_counts_table(database_url, schema)
 
     seen_raw: list[str] = []
 
@@ -71,23 +67,7 @@ async def test_relay_killed_at_random_loses_nothing(
 
     raw = await js.subscribe(subjects.all_events, ordered_consumer=True, cb=record)
 
-    async def count(event: RecordedEvent, conn: asyncpg.Connection) -> None:
-        await conn.execute(
-            "INSERT INTO handled_counts (event_id, n) VALUES ($1, 1) "
-            "ON CONFLICT (event_id) DO UPDATE SET n = handled_counts.n + 1",
-            event.event_id,
-        )
-
-    consumer = EventConsumer(
-        name="projection",
-        js=js,
-        pool=store.pool,
-        registry=store.registry,
-        subjects=subjects,
-        handler=count,
-        fetch_timeout_s=0.2,
-        ack_wait_s=2,
-    )
+    consumer = counting_consumer(js, store, subjects, name="projection", ack_wait_s=2)
     stop = asyncio.Event()
     consumer_task = asyncio.create_task(consumer.run(stop))
 
@@ -119,12 +99,11 @@ async def test_relay_killed_at_random_loses_nothing(
             handled = await store.pool.fetchval("SELECT count(*) FROM handled_counts")
             return expected <= set(seen_raw) and handled == len(expected)
 
-        deadline = asyncio.get_running_loop().time() + 30
-        while not await all_arrived():
-            assert asyncio.get_running_loop().time() < deadline, (
-                f"missing after kills: {len(expected - set(seen_raw))} of {len(expected)}"
-            )
-            await asyncio.sleep(0.05)
+        await wait_until(
+            all_arrived,
+            within_s=30,
+            what=lambda: f"missing after kills: {len(expected - set(seen_raw))} of {len(expected)}",
+        )
     finally:
         for relay in relays:
             relay.send_signal(signal.SIGKILL)

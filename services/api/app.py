@@ -8,7 +8,6 @@ in this order: request context (id, canonical log line) → errors → `auth`
 
 from __future__ import annotations
 
-import socket
 from typing import Final
 
 import asyncpg
@@ -21,6 +20,7 @@ from services.api.middleware import request_middleware
 from services.api.routes import add_routes, all_routes
 from services.api.service import ApplicationCommands
 from shared.eventlog import EventStore
+from shared.http import HttpServer
 from shared.logs import get_logger
 
 __all__ = ["DEFAULT_READ_WAIT_S", "ApiServer", "create_app"]
@@ -48,56 +48,18 @@ def create_app(
     return app
 
 
-class ApiServer:
+class ApiServer(HttpServer):
     """Serves an Application on (host, port); port 0 picks a free one, known once started."""
+
+    what = "API"
 
     def __init__(
         self, app: web.Application, *, host: str = "127.0.0.1", port: int = 0, grace_s: float = 10.0
     ) -> None:
-        self.host = host
-        self.requested_port = port
-        # Our own canonical line per request replaces aiohttp's access log.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=grace_s)
-        self._port: int | None = None
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("the API server has not been started")
-        return self._port
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        super().__init__(host=host, port=port, grace_s=grace_s)
+        self._app = app
 
     async def start(self) -> None:
-        await self._runner.setup()
-        try:
-            sock = _bind(self.host, self.requested_port)
-            await web.SockSite(self._runner, sock).start()
-        except BaseException:
-            await self._runner.cleanup()
-            raise
-        self._port = sock.getsockname()[1]
+        # Our own canonical line per request replaces aiohttp's access log.
+        await self._serve(self._app)
         log.info("api_server_started", url=self.url)
-
-    async def stop(self) -> None:
-        """Stop accepting, let requests in flight finish (up to the grace), close."""
-        await self._runner.cleanup()
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    # Binding the socket ourselves is how port 0 tells us which port it got.
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock

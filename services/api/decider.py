@@ -24,6 +24,7 @@ from typing import Final, Literal, get_args
 
 import msgspec
 
+from shared.applications import Application, evolve
 from shared.errors import Rejected
 from shared.events.base import Event
 from shared.events.catalog import (
@@ -174,45 +175,11 @@ class ReserveName(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # --- the application stream ---------------------------------------------------------------
-
-
-class Application(msgspec.Struct, frozen=True, kw_only=True):
-    """A registered application; `None` stands for one not registered (the initial state)."""
-
-    application_id: str
-    name: str
-    repository_id: str
-    path: str
-    config_filename: str
-    platform_provider: str
-    labels: tuple[tuple[str, str], ...]
-    disabled: bool = False
+# Its state, `Application`, and `evolve` are in shared/applications.py: the planner folds it too.
 
 
 def application_stream(application_id: str) -> str:
     return f"application-{application_id}"
-
-
-def evolve(state: Application | None, event: Event) -> Application | None:
-    """The application after `event` (events of other kinds leave it as it is)."""
-    match event:
-        case ApplicationRegistered():
-            return Application(
-                application_id=event.application_id,
-                name=event.name,
-                repository_id=event.repository_id,
-                path=event.path,
-                config_filename=event.config_filename,
-                platform_provider=event.platform_provider,
-                labels=event.labels,
-                disabled=state.disabled if state is not None else False,
-            )
-        case ApplicationDisabled() if state is not None:
-            return msgspec.structs.replace(state, disabled=True)
-        case ApplicationEnabled() if state is not None:
-            return msgspec.structs.replace(state, disabled=False)
-        case _:
-            return state
 
 
 def decide(state: Application | None, command: Command) -> Sequence[Event]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Mapping
 from typing import Final
@@ -32,6 +31,7 @@ from services.gitwatcher.webhooks import (
 from shared.errors import ConcurrencyConflict, Unavailable
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events.catalog import WebhookRejected
+from shared.http import HttpServer
 from shared.logs import get_logger
 
 __all__ = ["WebhookServer"]
@@ -41,7 +41,7 @@ log = get_logger("slipway.gitwatcher.webhooks")
 _MAX_WEBHOOK_BODY: Final = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 
 
-class WebhookServer:
+class WebhookServer(HttpServer):
     """`POST /webhooks/github` and `/webhooks/gitlab`: verify, record refusals, wake the poll.
 
     The repository is the `?repo=<id>` query parameter, or else the one whose
@@ -53,6 +53,8 @@ class WebhookServer:
     forged deliveries cannot flood the log; every one is still logged.
     """
 
+    what = "webhook"
+
     def __init__(
         self,
         watchers: Mapping[str, RepositoryWatcher],
@@ -63,48 +65,19 @@ class WebhookServer:
         port: int = 0,
         reject_record_window_s: float = 60.0,
     ) -> None:
+        super().__init__(host=host, port=port)
         self.watchers = watchers
         self.store = store
         self.metrics = metrics or Metrics(None)
-        self.host = host
-        self.requested_port = port
         self.reject_record_window_s = reject_record_window_s
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
         self._last_recorded: dict[tuple[str, str], float] = {}
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("the webhook server has not been started")
-        return self._port
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
         app = web.Application(client_max_size=_MAX_WEBHOOK_BODY)
         app.router.add_post("/webhooks/github", self._github)
         app.router.add_post("/webhooks/gitlab", self._gitlab)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            # Bound here rather than by aiohttp, so the port it picked is known.
-            sock = _listening_socket(self.host, self.requested_port)
-            await web.SockSite(runner, sock).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = int(sock.getsockname()[1])
-        log.info("webhook_server_started", host=self.host, port=self._port)
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._serve(app)
+        log.info("webhook_server_started", host=self.host, port=self.port)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set."""
@@ -206,18 +179,3 @@ class WebhookServer:
             except Unavailable as exc:
                 log.error("webhook_rejection_not_recorded", error=str(exc))
             return
-
-
-def _listening_socket(host: str, port: int) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock

@@ -11,15 +11,11 @@ overtake it), *active* from its plan to its completion, then *done*.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
-from shared.events.base import Event
+from shared.applications import Application
 from shared.events.catalog import (
-    ApplicationDisabled,
-    ApplicationEnabled,
-    ApplicationRegistered,
     DeploymentPlanFailed,
     DeploymentPlanned,
     DeploymentQueued,
@@ -29,11 +25,9 @@ from shared.planning import Plan, TriggerInfo
 
 __all__ = [
     "AppQueue",
-    "Application",
     "Ignore",
     "PlanNow",
     "QueueBehind",
-    "application_of",
     "gave_up",
     "next_to_plan",
     "on_triggered",
@@ -93,44 +87,6 @@ def next_to_plan(queue: AppQueue) -> str | None:
 def gave_up(planning_since: datetime | None, now: datetime, give_up_after_s: float) -> bool:
     """Whether a plan retried since `planning_since` has been retried long enough."""
     return planning_since is not None and (now - planning_since).total_seconds() >= give_up_after_s
-
-
-# Applications ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Application:
-    application_id: str
-    name: str
-    repository_id: str
-    path: str
-    config_filename: str
-    platform_provider: str = ""
-    disabled: bool = False
-
-
-def application_of(events: Iterable[Event]) -> Application | None:
-    """The application as its stream tells it (the latest registration wins), or None."""
-    app: Application | None = None
-    for event in events:
-        match event:
-            case ApplicationRegistered():
-                app = Application(
-                    application_id=event.application_id,
-                    name=event.name,
-                    repository_id=event.repository_id,
-                    path=event.path,
-                    config_filename=event.config_filename,
-                    platform_provider=event.platform_provider,
-                    disabled=app.disabled if app is not None else False,
-                )
-            case ApplicationDisabled() if app is not None:
-                app = replace(app, disabled=True)
-            case ApplicationEnabled() if app is not None:
-                app = replace(app, disabled=False)
-            case _:
-                pass
-    return app
 
 
 # Events ------------------------------------------------------------------------------

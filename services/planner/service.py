@@ -40,12 +40,10 @@ from prometheus_client import CollectorRegistry, Counter
 from structlog.contextvars import bound_contextvars as structlog_bound
 
 from services.planner.decider import (
-    Application,
     AppQueue,
     Ignore,
     PlanNow,
     QueueBehind,
-    application_of,
     gave_up,
     next_to_plan,
     on_triggered,
@@ -54,6 +52,7 @@ from services.planner.decider import (
     queued,
     trigger_info,
 )
+from shared.applications import Application, application_of
 from shared.db import CONNECTION_ERRORS
 from shared.deploysource import DeploySource, ensure_commit, load_deploy_source
 from shared.errors import ConfigError, Rejected, Unavailable

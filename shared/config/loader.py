@@ -192,6 +192,14 @@ def _spec(doc: Document) -> None:
         doc.data["spec"] = {}
 
 
+def _header(doc: Document, kind: str, expected: str) -> str:
+    """Check `apiVersion` and that `kind` is `expected`, default `spec`; the apiVersion."""
+    version = _check_version(doc)
+    _expect_kind(doc, kind, expected)
+    _spec(doc)
+    return version
+
+
 # --- applications ----------------------------------------------------------------
 
 
@@ -202,9 +210,7 @@ def load_application_config(path: Path, text: str | None = None) -> ApplicationC
 
 
 def _application(doc: Document, kind: str, path: Path) -> ApplicationConfig:
-    version = _check_version(doc)
-    _expect_kind(doc, kind, "KubernetesApp")
-    _spec(doc)
+    version = _header(doc, kind, "KubernetesApp")
     _tag_stages(doc)
     spec = doc.convert(("spec",), KubernetesApplicationSpec, lenient=_in_stage_options)
     _check_application(doc, spec)
@@ -470,9 +476,7 @@ def load_analysis_template(path: Path, text: str | None = None) -> AnalysisTempl
 
 
 def _analysis_template(doc: Document, kind: str, path: Path) -> AnalysisTemplateConfig:
-    version = _check_version(doc)
-    _expect_kind(doc, kind, "AnalysisTemplate")
-    _spec(doc)
+    version = _header(doc, kind, "AnalysisTemplate")
     spec = doc.convert(("spec",), AnalysisTemplateSpec)
     for name, metric in spec.metrics.items():
         _check_metric(doc, ("spec", "metrics", name), metric)
@@ -494,9 +498,7 @@ def load_event_watcher(path: Path, text: str | None = None) -> EventWatcherFileC
 
 
 def _event_watcher(doc: Document, kind: str, path: Path) -> EventWatcherFileConfig:
-    version = _check_version(doc)
-    _expect_kind(doc, kind, "EventWatcher")
-    _spec(doc)
+    version = _header(doc, kind, "EventWatcher")
     spec = doc.convert(("spec",), EventWatcherSpec)
     for index, event in enumerate(spec.events):
         at: FieldPath = ("spec", "events", index)

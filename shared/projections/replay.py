@@ -213,19 +213,22 @@ async def _fold(
 ) -> tuple[LogPosition, int]:
     """Fold committed events after `position` into `tables`, one transaction per batch.
 
-    Stops at the first short batch: the rest is left to the swap's catch-up,
-    which runs under the lock and so cannot be overtaken.
+    Stops at the horizon as it was when the fold began (or at the first short
+    batch): writers that outpace the fold must not keep it chasing them. The rest
+    is left to the swap's catch-up, which holds the projection's lock.
     """
+    horizon = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())")
     folded = 0
     while True:
         async with conn.transaction():
             events = await store.read_all(position, limit=batch_size, conn=conn)
-            if events:
-                await projection.apply_batch(conn, events, tables)
-        if events:
-            position = position_of(events[-1])
-            folded += len(events)
-        if len(events) < batch_size:
+            below = [e for e in events if e.tx_id < horizon]
+            if below:
+                await projection.apply_batch(conn, below, tables)
+        if below:
+            position = position_of(below[-1])
+            folded += len(below)
+        if len(events) < batch_size or len(below) < len(events):
             return position, folded
 
 
