@@ -97,6 +97,8 @@ class EventConsumer:
         backoff_s: Sequence[float] = (0.5, 2.0, 10.0, 30.0),
         after_commit: Callable[[RecordedEvent], Awaitable[None]] | None = None,
         tracer: trace.Tracer | None = None,
+        concurrency: int = 1,
+        ordering_key: Callable[[RecordedEvent], str] | None = None,
     ) -> None:
         self.name = name
         self.js = js
@@ -114,6 +116,10 @@ class EventConsumer:
         self.max_deliver = max_deliver
         self.backoff_s = tuple(backoff_s)
         self.after_commit = after_commit
+        if concurrency < 1 or (concurrency > 1 and ordering_key is None):
+            raise ValueError("concurrency must be ≥ 1, and above 1 needs an ordering_key")
+        self.concurrency = concurrency
+        self.ordering_key = ordering_key
         self.tracer = tracer or _tracer
         self.stats = ConsumerStats()
         self.in_flight = False
@@ -148,15 +154,44 @@ class EventConsumer:
                     continue
                 self.in_flight = True
                 try:
-                    # Handlers that do slow I/O (git, HTTP) take one event per transaction,
-                    # so an open transaction never holds the log's read horizon for long.
-                    step = self.events_per_transaction
-                    for start in range(0, len(messages), step):
-                        await self.handle_batch(messages[start : start + step])
+                    if self.concurrency == 1:
+                        await self._handle_in_order(messages)
+                    else:
+                        await self._handle_concurrently(messages)
                 finally:
                     self.in_flight = False
         finally:
             await subscription.unsubscribe()
+
+    async def _handle_in_order(self, messages: Sequence[Msg]) -> None:
+        # Handlers that do slow I/O (git, HTTP) take one event per transaction,
+        # so an open transaction never holds the log's read horizon for long.
+        step = self.events_per_transaction
+        for start in range(0, len(messages), step):
+            await self.handle_batch(messages[start : start + step])
+
+    async def _handle_concurrently(self, messages: Sequence[Msg]) -> None:
+        """Up to `concurrency` keys at once; the events of one key in their order.
+
+        Handlers that wait on I/O (the planner's git) otherwise leave the
+        process idle between events that do not depend on each other.
+        """
+        assert self.ordering_key is not None
+        groups: dict[str, list[Msg]] = {}
+        for message in messages:
+            try:
+                event = event_from_message(message.headers, message.data, self.registry)
+                key = self.ordering_key(event)
+            except MessageError:
+                key = ""  # handle_batch dead-letters it
+            groups.setdefault(key, []).append(message)
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def handle_group(group: list[Msg]) -> None:
+            async with slots:
+                await self._handle_in_order(group)
+
+        await asyncio.gather(*(handle_group(group) for group in groups.values()))
 
     async def handle_message(self, message: Msg) -> None:
         """Handle one delivery; never raises for a bad message or a failing handler."""

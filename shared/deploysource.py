@@ -61,7 +61,7 @@ async def ensure_commit(repo: GitRepository, commit: str) -> str:
         except GitError as exc:
             if exc.kind != "not_found":
                 raise
-    await repo.fetch()
+    await repo.fetch(unless_present=commit)
     return await repo.resolve(commit)
 
 
@@ -70,7 +70,7 @@ async def load_deploy_source(
 ) -> DeploySource:
     """Load the config of the application at `app_path` and render its manifests at `commit`."""
     config_path = config_path_of(app_path, config_filename)
-    async with repo.checkout(commit) as tree:
+    async with repo.read_only_checkout(commit) as tree:
         with _relative_to(tree):
             file = tree / config_path
             if not file.is_file():

@@ -32,6 +32,7 @@ import re
 import shutil
 import signal
 import tempfile
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,8 @@ _STDERR_TAIL_LINES: Final = 6
 _STDERR_TAIL_CHARS: Final = 1000
 _KILL_WAIT_S: Final = 5.0
 _LOCK_POLL_S: Final = 0.05
+_KNOWN_COMMITS: Final = 4096  # full hashes remembered per repository as resolved
+_IDLE_TREES: Final = 2  # shared checkouts kept per repository once nobody holds them
 
 log = get_logger(__name__)
 _tracer = trace.get_tracer("slipway.git")
@@ -298,12 +301,18 @@ class GitRepository:
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         fetch_timeout_s: float = DEFAULT_FETCH_TIMEOUT_S,
+        share_checkouts: bool = False,
     ) -> None:
         self.remote = remote
         self.path = path
         self.timeout_s = timeout_s
         self.fetch_timeout_s = fetch_timeout_s
+        self.share_checkouts = share_checkouts
         self._lock = asyncio.Lock()
+        # Full commit hashes seen to exist here: a commit, once fetched, never changes.
+        self._known_commits: OrderedDict[str, None] = OrderedDict()
+        self._trees: dict[str, _SharedTree] = {}
+        self._idle_trees: OrderedDict[str, None] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"GitRepository({redact(self.remote)!r}, {str(self.path)!r})"
@@ -327,9 +336,18 @@ class GitRepository:
             timeout_s=self.timeout_s if timeout_s is None else timeout_s,
         )
 
-    async def fetch(self) -> None:
-        """Bring every branch and tag up to date with the remote (cloning on first use)."""
+    async def fetch(self, *, unless_present: str | None = None) -> None:
+        """Bring every branch and tag up to date with the remote (cloning on first use).
+
+        With `unless_present`, a commit: nothing is fetched if the clone has it by
+        the time this fetch's turn comes (callers waiting for the same new commit
+        share the first one's fetch).
+        """
         async with self._lock, _file_lock(self.path.with_suffix(".lock"), self.fetch_timeout_s):
+            if unless_present is not None and self.cloned:
+                with contextlib.suppress(GitError):
+                    await self.resolve(unless_present)
+                    return
             if not self.cloned:
                 await self._init()
             await self._git(
@@ -371,10 +389,20 @@ class GitRepository:
 
     async def resolve(self, ref: str) -> str:
         """The commit hash `ref` (a branch, tag or commit-ish) points at in the clone."""
+        # A full hash already resolved here needs no git process: the planner resolves
+        # the same commit once for every application a push touches.
+        if ref in self._known_commits:
+            self._known_commits.move_to_end(ref)
+            return ref
         out = await self._git(
             "rev-parse", "--verify", "--end-of-options", f"{_check_rev(ref)}^{{commit}}"
         )
-        return out.decode().strip()
+        full = out.decode().strip()
+        if full == ref:
+            self._known_commits[full] = None
+            if len(self._known_commits) > _KNOWN_COMMITS:
+                self._known_commits.popitem(last=False)
+        return full
 
     async def branch_head(self, branch: str) -> str:
         """The commit the branch points at, as last fetched."""
@@ -517,6 +545,58 @@ class GitRepository:
         Uses a private index file, so checkouts never touch the clone's state
         and may run concurrently with each other and with fetches.
         """
+        scratch = await self._check_out(commit)
+        try:
+            yield scratch / "tree"
+        finally:
+            await asyncio.to_thread(shutil.rmtree, scratch, True)
+
+    @contextlib.asynccontextmanager
+    async def read_only_checkout(self, commit: str) -> AsyncIterator[Path]:
+        """`checkout` for readers only; shared between callers if `share_checkouts` is set.
+
+        A push that touches many applications has each planned at the same
+        commit: one shared tree serves them all instead of one checkout each.
+        A tree stays while anyone holds it, and the last `_IDLE_TREES` released
+        stay for the next caller (`close` removes them).
+        """
+        if not self.share_checkouts:
+            async with self.checkout(commit) as tree:
+                yield tree
+            return
+        shared = self._trees.get(commit)
+        if shared is None or _failed(shared.ready):
+            shared = _SharedTree(asyncio.ensure_future(self._check_out(commit)))
+            self._trees[commit] = shared
+        shared.users += 1
+        self._idle_trees.pop(commit, None)
+        try:
+            scratch = await asyncio.shield(shared.ready)
+            yield scratch / "tree"
+        finally:
+            shared.users -= 1
+            if shared.users == 0 and self._trees.get(commit) is shared:
+                if _failed(shared.ready):
+                    del self._trees[commit]
+                else:
+                    self._idle_trees[commit] = None
+                    await self._drop_idle_trees(_IDLE_TREES)
+
+    async def close(self) -> None:
+        """Remove the shared checkouts nobody holds."""
+        await self._drop_idle_trees(0)
+
+    async def _drop_idle_trees(self, keep: int) -> None:
+        while len(self._idle_trees) > keep:
+            commit, _ = self._idle_trees.popitem(last=False)
+            shared = self._trees.pop(commit)
+            if not shared.ready.done():
+                await asyncio.wait([shared.ready])
+            if not _failed(shared.ready):
+                await asyncio.to_thread(shutil.rmtree, shared.ready.result(), True)
+
+    async def _check_out(self, commit: str) -> Path:
+        """A scratch directory holding the files of `commit` under `tree/`."""
         scratch = Path(tempfile.mkdtemp(prefix="slipway-checkout-"))
         tree = scratch / "tree"
         tree.mkdir()
@@ -527,9 +607,20 @@ class GitRepository:
             )
             await self._git(f"--work-tree={tree}", "checkout-index", "--all", "--force", env=env)
             (scratch / "index").unlink(missing_ok=True)
-            yield tree
-        finally:
+        except BaseException:
             await asyncio.to_thread(shutil.rmtree, scratch, True)
+            raise
+        return scratch
+
+
+@dataclass(slots=True)
+class _SharedTree:
+    ready: asyncio.Future[Path]
+    users: int = 0
+
+
+def _failed(future: asyncio.Future[Path]) -> bool:
+    return future.done() and (future.cancelled() or future.exception() is not None)
 
 
 @contextlib.asynccontextmanager
@@ -594,10 +685,12 @@ class GitCache:
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         fetch_timeout_s: float = DEFAULT_FETCH_TIMEOUT_S,
+        share_checkouts: bool = False,
     ) -> None:
         self.root = Path(root)
         self.timeout_s = timeout_s
         self.fetch_timeout_s = fetch_timeout_s
+        self.share_checkouts = share_checkouts
         self._repositories: dict[str, GitRepository] = {}
 
     def repository(self, remote: str) -> GitRepository:
@@ -609,9 +702,15 @@ class GitCache:
                 self.root / _directory_name(remote),
                 timeout_s=self.timeout_s,
                 fetch_timeout_s=self.fetch_timeout_s,
+                share_checkouts=self.share_checkouts,
             )
             self._repositories[remote] = repository
         return repository
+
+    async def close(self) -> None:
+        """Remove every repository's shared checkouts that nobody holds."""
+        for repository in self._repositories.values():
+            await repository.close()
 
 
 def _directory_name(remote: str) -> str:

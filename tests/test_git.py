@@ -259,3 +259,58 @@ async def test_two_caches_on_one_directory_fetch_one_after_the_other(
         await asyncio.gather(*(repo.fetch() for repo in repos for _ in range(3)))
         assert {await repo.branch_head("main") for repo in repos} == {work.head()}
     assert repos[0].path == repos[1].path
+
+
+async def test_read_only_checkouts_of_one_commit_share_one_tree(
+    work: WorkRepo, tmp_path: Path
+) -> None:
+    """With share_checkouts, callers of one commit get one tree; idle trees beyond two go."""
+    commits = [work.commit({"app/x.yaml": f"v{n}"}) for n in range(4)]
+    cache = GitCache(tmp_path / "cache", timeout_s=10, fetch_timeout_s=10, share_checkouts=True)
+    repo = cache.repository(work.url)
+    await repo.fetch()
+    trees: list[Path] = []
+
+    async def read(commit: str) -> None:
+        async with repo.read_only_checkout(commit) as tree:
+            trees.append(tree)
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(*(read(commits[0]) for _ in range(5)))
+    assert len(set(trees)) == 1 and (trees[0] / "app" / "x.yaml").read_text() == "v0"
+    for commit in commits[1:]:
+        await read(commit)
+    assert not trees[0].exists(), "the oldest idle tree is removed"
+    assert trees[-1].exists()
+    await cache.close()
+    assert not trees[-1].exists()
+
+
+async def test_read_only_checkout_is_private_by_default(work: WorkRepo, cache: GitCache) -> None:
+    """Without share_checkouts, each reader gets its own tree, removed on exit."""
+    commit = work.commit({"a": "1"})
+    repo = cache.repository(work.url)
+    await repo.fetch()
+    async with repo.read_only_checkout(commit) as one, repo.read_only_checkout(commit) as two:
+        assert one != two
+    assert not one.exists() and not two.exists()
+
+
+async def test_fetch_unless_present_skips_a_fetch_that_is_not_needed(
+    work: WorkRepo, cache: GitCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit the clone already has is not fetched for, and is resolved once only."""
+    commit = work.commit({"a": "1"})
+    repo = cache.repository(work.url)
+    await repo.fetch()
+    verbs: list[str] = []
+    real = run_git
+
+    async def counting(*args: str, **kw: object) -> bytes:
+        verbs.append(next(a for a in args if not a.startswith("-")))
+        return await real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("shared.git.run_git", counting)
+    await asyncio.gather(*(repo.fetch(unless_present=commit) for _ in range(3)))
+    assert await repo.resolve(commit) == commit
+    assert "fetch" not in verbs and verbs.count("rev-parse") == 1

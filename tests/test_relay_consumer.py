@@ -19,7 +19,7 @@ from shared.events.catalog import ApplicationDisabled
 from shared.messaging import ensure_event_stream
 from shared.relay import Relay
 from shared.subjects import Subjects
-from tests.relay_support import counting_consumer, create_counts_table
+from tests.relay_support import counting_consumer, counting_handler, create_counts_table
 from tests.support import running, wait_until
 
 
@@ -182,3 +182,62 @@ async def test_consumer_span_is_a_child_of_the_appending_span(
     assert child.parent is not None
     assert child.parent.span_id == parent.get_span_context().span_id
     assert child.kind == trace.SpanKind.CONSUMER
+
+
+async def test_concurrent_consumer_keeps_the_order_of_each_key(
+    nc: NatsClient, store: EventStore, subjects: Subjects, relay: Relay
+) -> None:
+    """With concurrency, events of different keys overlap and those of one key keep their order."""
+    js = nc.jetstream()
+    seen: dict[str, list[int]] = {}
+    active = most = 0
+
+    async def handler(event: RecordedEvent, conn: asyncpg.Connection) -> None:
+        nonlocal active, most
+        active += 1
+        most = max(most, active)
+        await asyncio.sleep(0.02)
+        active -= 1
+        seen.setdefault(event.stream_id, []).append(event.stream_version)
+
+    consumer = EventConsumer(
+        name="ordered",
+        js=js,
+        pool=store.pool,
+        registry=store.registry,
+        subjects=subjects,
+        handler=handler,
+        batch_size=12,
+        events_per_transaction=1,
+        fetch_timeout_s=0.2,
+        concurrency=3,
+        ordering_key=lambda event: event.stream_id,
+    )
+    for i in range(30):
+        await store.append(
+            f"application-k{i % 3}",
+            new_events([ApplicationDisabled(application_id=f"k{i % 3}")]),
+            expected_version=ANY,
+        )
+    async with running(relay.run, consumer.run):
+        await wait_until(
+            lambda: sum(len(versions) for versions in seen.values()) == 30,
+            what="all 30 events handled",
+        )
+    assert len(seen) == 3
+    assert all(versions == sorted(versions) for versions in seen.values())
+    assert 1 < most <= 3
+
+
+def test_concurrency_needs_an_ordering_key(store: EventStore, subjects: Subjects) -> None:
+    """Handling events concurrently without saying what must stay in order is refused."""
+    with pytest.raises(ValueError, match="ordering_key"):
+        EventConsumer(
+            name="unordered",
+            js=None,  # type: ignore[arg-type]
+            pool=store.pool,
+            registry=store.registry,
+            subjects=subjects,
+            handler=counting_handler,
+            concurrency=2,
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +13,9 @@ from msgspec import Meta
 from services.planner.service import CONSUMER_NAME, Planner, RepositoryRef
 from shared.config import load_control_config
 from shared.consumer import EventConsumer
+from shared.errors import ConfigError
 from shared.eventlog import EventStore
+from shared.events.base import RecordedEvent
 from shared.events.catalog import default_registry
 from shared.git import GitCache
 from shared.messaging import ensure_event_stream
@@ -33,10 +36,20 @@ class PlannerSettings(ServiceSettings, frozen=True, kw_only=True):
     """How long a plan may be retried before it fails with git's reason."""
     planner_max_deliver: Annotated[int, Meta(ge=1)] = 100
     """Deliveries of one event before it is dead-lettered (the sweep retries plans after)."""
+    planner_concurrency: Annotated[int, Meta(ge=1, le=64)] = 4
+    """Applications planned at once (one application's events stay in order)."""
 
 
 async def setup(runtime: ServiceRuntime[PlannerSettings]) -> Sequence[Component]:
     settings = runtime.settings
+    # Each plan holds a connection and briefly takes a second (its queue place);
+    # the retry sweep holds one more: fewer connections than that can deadlock.
+    if settings.planner_concurrency + 2 > settings.database_pool_size:
+        raise ConfigError(
+            f"SLIPWAY_PLANNER_CONCURRENCY={settings.planner_concurrency} needs "
+            f"SLIPWAY_DATABASE_POOL_SIZE >= {settings.planner_concurrency + 2} "
+            f"(it is {settings.database_pool_size})"
+        )
     control = load_control_config(Path(settings.control_config))
     repositories = {
         r.repo_id: RepositoryRef(remote=r.remote, branch=r.branch)
@@ -44,9 +57,11 @@ async def setup(runtime: ServiceRuntime[PlannerSettings]) -> Sequence[Component]
     }
     cache_dir = settings.git_cache_dir or str(Path(tempfile.gettempdir()) / "slipway-planner-git")
     store = EventStore(runtime.pool, default_registry())
+    # Plans only read checkouts: the apps of one commit share one.
+    git = GitCache(cache_dir, share_checkouts=True)
     planner = Planner(
         store=store,
-        git=GitCache(cache_dir),
+        git=git,
         repositories=repositories,
         control_config_path=settings.control_config,
         give_up_after_s=settings.planner_give_up_after_s,
@@ -66,14 +81,30 @@ async def setup(runtime: ServiceRuntime[PlannerSettings]) -> Sequence[Component]
             runtime.subjects.events_of_type("deployment_triggered"),
             runtime.subjects.events_of_type("deployment_completed"),
         ],
-        # One deployment at a time per application anyway; fetch few, so a slow
+        # Enough for `planner_concurrency` applications at once; few more, so a slow
         # git fetch does not hold many messages past their ack wait.
-        batch_size=8,
+        batch_size=max(8, 2 * settings.planner_concurrency),
         events_per_transaction=1,
         ack_wait_s=120.0,
         max_deliver=settings.planner_max_deliver,
+        concurrency=settings.planner_concurrency,
+        ordering_key=_application_of,
     )
-    return [consumer.run, planner.retry_waiting]
+
+    async def plan(stop: asyncio.Event) -> None:
+        try:
+            await consumer.run(stop)
+        finally:
+            # Shared checkouts outlive each plan: the last ones go with the consumer.
+            await git.close()
+
+    return [plan, planner.retry_waiting]
+
+
+def _application_of(event: RecordedEvent) -> str:
+    """The planner's work on one application is ordered; different ones are independent."""
+    application_id = getattr(event.event, "application_id", "")
+    return application_id if isinstance(application_id, str) else ""
 
 
 if __name__ == "__main__":
