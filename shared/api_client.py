@@ -138,6 +138,14 @@ class ApiClient:
     def enable_application(self, ref: str) -> JsonObject:
         return self.request("POST", f"/applications/{_segment(ref)}/enable")
 
+    def delete_application(self, ref: str, *, cascade: bool = False) -> JsonObject:
+        """Delete the application; with `cascade`, its live resources go too (asynchronously)."""
+        return self.request(
+            "DELETE",
+            f"/applications/{_segment(ref)}",
+            query=[("cascade", "true" if cascade else "false")],
+        )
+
     def sync_application(self, ref: str, *, strategy: str = "auto") -> JsonObject:
         """Ask for a deployment of the branch head; the answer carries the `request_id`."""
         return self.request(

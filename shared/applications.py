@@ -12,7 +12,12 @@ from collections.abc import Iterable
 import msgspec
 
 from shared.events.base import Event
-from shared.events.catalog import ApplicationDisabled, ApplicationEnabled, ApplicationRegistered
+from shared.events.catalog import (
+    ApplicationDeleted,
+    ApplicationDisabled,
+    ApplicationEnabled,
+    ApplicationRegistered,
+)
 
 __all__ = ["Application", "application_of", "evolve"]
 
@@ -52,6 +57,8 @@ def evolve(state: Application | None, event: Event) -> Application | None:
             return msgspec.structs.replace(state, disabled=True)
         case ApplicationEnabled() if state is not None:
             return msgspec.structs.replace(state, disabled=False)
+        case ApplicationDeleted():
+            return None  # deleted: as if never registered
         case _:
             return state
 

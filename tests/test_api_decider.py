@@ -8,6 +8,7 @@ import pytest
 from services.api.decider import (
     Application,
     Conflict,
+    DeleteApplication,
     DisableApplication,
     EnableApplication,
     Invalid,
@@ -26,6 +27,7 @@ from services.api.schemas import RegisterApplicationRequest
 from shared.eventlog.asof import fold
 from shared.events.base import Event
 from shared.events.catalog import (
+    ApplicationDeleted,
     ApplicationDisabled,
     ApplicationEnabled,
     ApplicationNameReserved,
@@ -201,3 +203,17 @@ def test_body_validation_errors_name_the_field(body: bytes, field: str | None) -
     assert (error.status, error.detail.code, error.detail.field) == (400, "invalid_request", field)
     if field is not None:
         assert field in error.detail.message
+
+
+def test_delete_records_the_cascade_and_frees_the_name() -> None:
+    """Delete decides one ApplicationDeleted; after it the app is gone and its name free."""
+    deleted = ApplicationDeleted(application_id=APP, cascade=True, commander="alice")
+    command = DeleteApplication(application_id=APP, cascade=True, commander="alice")
+    assert decide(given(REGISTERED), command) == [deleted]
+    assert given(REGISTERED, deleted) is None
+    with pytest.raises(NotFound):
+        decide(given(REGISTERED, deleted), command)
+    reserved = ApplicationNameReserved(name="account-dev", application_id=APP)
+    assert fold(evolve_name, None, [reserved, deleted]) is None
+    other = ApplicationDeleted(application_id="someone-else")
+    assert fold(evolve_name, None, [reserved, other]) == NameHolder(application_id=APP)

@@ -28,6 +28,7 @@ from shared.applications import Application, evolve
 from shared.errors import Rejected
 from shared.events.base import Event
 from shared.events.catalog import (
+    ApplicationDeleted,
     ApplicationDisabled,
     ApplicationEnabled,
     ApplicationNameReserved,
@@ -47,6 +48,7 @@ __all__ = [
     "Application",
     "Command",
     "Conflict",
+    "DeleteApplication",
     "DisableApplication",
     "EnableApplication",
     "Invalid",
@@ -166,7 +168,15 @@ class RequestSync(msgspec.Struct, frozen=True, kw_only=True):
     commander: str = ""
 
 
-Command = RegisterApplication | DisableApplication | EnableApplication | RequestSync
+class DeleteApplication(msgspec.Struct, frozen=True, kw_only=True):
+    application_id: str
+    cascade: bool = False
+    commander: str = ""
+
+
+Command = (
+    RegisterApplication | DisableApplication | EnableApplication | RequestSync | DeleteApplication
+)
 
 
 class ReserveName(msgspec.Struct, frozen=True, kw_only=True):
@@ -215,6 +225,15 @@ def decide(state: Application | None, command: Command) -> Sequence[Event]:
         case EnableApplication():
             app = _existing(state, command.application_id)
             return [ApplicationEnabled(application_id=app.application_id)] if app.disabled else []
+        case DeleteApplication():
+            app = _existing(state, command.application_id)
+            return [
+                ApplicationDeleted(
+                    application_id=app.application_id,
+                    cascade=command.cascade,
+                    commander=command.commander,
+                )
+            ]
         case RequestSync():
             if command.strategy not in STRATEGIES:
                 raise Invalid("strategy", f"strategy must be {RULES['strategy']}")
@@ -274,6 +293,9 @@ def evolve_name(state: NameHolder | None, event: Event) -> NameHolder | None:
     match event:
         case ApplicationNameReserved():
             return NameHolder(application_id=event.application_id)
+        case ApplicationDeleted() if state is not None:
+            # The holder was deleted: the name is free again.
+            return None if state.application_id == event.application_id else state
         case _:
             return state
 

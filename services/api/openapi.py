@@ -16,6 +16,7 @@ import msgspec
 
 from services.api.routes import API_PREFIX
 from services.api.schemas import (
+    ApplicationDeletion,
     ApplicationList,
     ApplicationResource,
     ErrorBody,
@@ -34,6 +35,7 @@ _SCHEMA_TYPES: Final = (
     ApplicationResource,
     ApplicationList,
     SyncAccepted,
+    ApplicationDeletion,
     ErrorBody,
 )
 
@@ -185,6 +187,25 @@ def _paths() -> dict[str, Any]:
                 "parameters": [_APPLICATION_PARAM, _MIN_POSITION],
                 "responses": _responses(
                     ("200", "The application.", "ApplicationResource"), "400", "404", "503"
+                ),
+            },
+            "delete": {
+                "operationId": "deleteApplication",
+                "summary": "Delete an application",
+                "description": "Records `ApplicationDeleted` and frees the name. With "
+                "`cascade=true` the drift service deletes the live resources Slipway applied "
+                "for it (label `slipway.dev/application`); without, they keep running.",
+                "tags": ["applications"],
+                "parameters": [
+                    _APPLICATION_PARAM,
+                    _query(
+                        "cascade",
+                        "Also delete its live resources.",
+                        {"type": "boolean", "default": False},
+                    ),
+                ],
+                "responses": _responses(
+                    ("200", "Deleted.", "ApplicationDeletion"), "400", "404", "503"
                 ),
             },
         },

@@ -99,6 +99,15 @@ class ApplicationList(msgspec.Struct, frozen=True, kw_only=True):
     ] = None
 
 
+class ApplicationDeletion(msgspec.Struct, frozen=True, kw_only=True):
+    """The application was deleted; with `cascade`, the drift service deletes its live resources."""
+
+    application_id: str
+    name: str
+    cascade: bool
+    position: Position
+
+
 class SyncAccepted(msgspec.Struct, frozen=True, kw_only=True):
     """A sync was recorded; the gitwatcher turns it into a deployment of the branch head."""
 

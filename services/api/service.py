@@ -24,6 +24,7 @@ from services.api.decider import (
     ID_PATTERN,
     NAME_PATTERN,
     Command,
+    DeleteApplication,
     NotFound,
     RegisterApplication,
     ReserveName,
@@ -116,6 +117,44 @@ class ApplicationCommands:
                         expected_version=_last_version(history),
                         conn=conn,
                     )
+                    appended = await self.store.read_stream(
+                        stream, from_version=len(history), conn=conn
+                    )
+                return Outcome(history=(*history, *appended), appended=tuple(appended))
+            except ConcurrencyConflict as exc:
+                _retry_or_raise(exc, attempt, self.max_attempts)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def delete(self, command: DeleteApplication, metadata: Metadata) -> Outcome:
+        """Delete the application and release its name, in one transaction.
+
+        The `ApplicationDeleted` is appended to the application's stream and to
+        its name's stream (where it frees the name for a new registration).
+        """
+        stream = application_stream(command.application_id)
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                async with self._transaction("delete application") as conn:
+                    history = await self.store.read_stream(stream, conn=conn)
+                    state = fold(evolve, None, (e.event for e in history))
+                    events = decide(state, command)
+                    await self.store.append(
+                        stream,
+                        _wrap(events, metadata),
+                        expected_version=_last_version(history),
+                        conn=conn,
+                    )
+                    assert state is not None, "decide refuses to delete what is not registered"
+                    names = name_stream(state.name)
+                    taken = await self.store.read_stream(names, conn=conn)
+                    holder = fold(evolve_name, None, (e.event for e in taken))
+                    if holder is not None and holder.application_id == state.application_id:
+                        await self.store.append(
+                            names,
+                            _wrap(events, metadata),
+                            expected_version=_last_version(taken),
+                            conn=conn,
+                        )
                     appended = await self.store.read_stream(
                         stream, from_version=len(history), conn=conn
                     )

@@ -1,4 +1,4 @@
-"""`slipway app …`: register, list, show, disable, enable and sync applications over the API.
+"""`slipway app …`: register, list, show, disable, enable, sync and delete applications.
 
 Exit codes, for CI to trust: 0 done; 1 the API refused or failed (its message
 is printed); 2 a usage or configuration error; 3 the API could not be
@@ -81,6 +81,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="auto (the planner decides), quick (apply everything) or pipeline",
     )
     sync.set_defaults(handler=_run(_sync))
+
+    delete = commands.add_parser("delete", parents=[common], help="delete an application")
+    delete.add_argument("application", metavar="NAME", help="the application's name or id")
+    delete.add_argument(
+        "--cascade",
+        action="store_true",
+        help="also delete the resources Slipway applied for it (else they keep running)",
+    )
+    delete.set_defaults(handler=_run(_delete))
 
 
 def _label_option(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -183,6 +192,16 @@ def _sync(client: ApiClient, args: argparse.Namespace) -> int:
             f"sync requested for {args.application}: request {accepted['request_id']}, "
             f"strategy {accepted['strategy']}"
         )
+    return 0
+
+
+def _delete(client: ApiClient, args: argparse.Namespace) -> int:
+    deleted = client.delete_application(args.application, cascade=args.cascade)
+    if args.json:
+        _print_json(deleted)
+    else:
+        what = "with its live resources" if deleted["cascade"] else "its live resources stay"
+        print(f"deleted {deleted['name'] or args.application} ({what})")
     return 0
 
 

@@ -55,6 +55,37 @@ class SyncRequested(Event, tag="sync_requested", frozen=True):
     commander: str = ""
 
 
+class ApplicationSyncStateChanged(Event, tag="application_sync_state_changed", frozen=True):
+    """Drift detection found the live state newly in or out of sync with the git head.
+
+    Stream `drift-<application_id>`; appended only when the state or summary changes.
+    """
+
+    application_id: str
+    state: str  # SYNCED | OUT_OF_SYNC
+    summary: str
+    diff: str = ""
+    commit_hash: str = ""
+
+
+class ApplicationDeleted(Event, tag="application_deleted", frozen=True):
+    """`slipway app delete`: the application is gone; with `cascade`, its live resources too."""
+
+    application_id: str
+    cascade: bool = False
+    commander: str = ""
+
+
+class ApplicationResourcesDeleted(Event, tag="application_resources_deleted", frozen=True):
+    """The live resources of a cascade-deleted application were deleted (stream `drift-<id>`).
+
+    `resources` are keys `group/kind/namespace/name`.
+    """
+
+    application_id: str
+    resources: tuple[str, ...] = ()
+
+
 # Repositories (stream `repository-<repository_id>`) ----------------------------
 
 
@@ -243,6 +274,9 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ApplicationEnabled,
     ApplicationNameReserved,
     SyncRequested,
+    ApplicationSyncStateChanged,
+    ApplicationDeleted,
+    ApplicationResourcesDeleted,
     CommitObserved,
     RepositoryFetchFailed,
     RepositoryRecovered,

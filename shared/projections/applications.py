@@ -8,7 +8,12 @@ import asyncpg
 import msgspec
 
 from shared.events.base import RecordedEvent
-from shared.events.catalog import ApplicationDisabled, ApplicationEnabled, ApplicationRegistered
+from shared.events.catalog import (
+    ApplicationDeleted,
+    ApplicationDisabled,
+    ApplicationEnabled,
+    ApplicationRegistered,
+)
 from shared.projections.base import Projection
 from shared.projections.tables import quote
 
@@ -49,6 +54,9 @@ UPDATE {table} SET disabled = $4, updated_at = $2, last_position = $3
 WHERE application_id = $1
 """
 
+# A deleted application's row goes (the event is on its name stream too: idempotent).
+_DELETE = "DELETE FROM {table} WHERE application_id = $1"
+
 _json = msgspec.json.Encoder()
 
 
@@ -56,7 +64,8 @@ class ApplicationsProjection(Projection):
     """Applications with their repository, path, labels and whether they are disabled."""
 
     # 2: ApplicationEnabled clears `disabled` (version 1 ignored it).
-    version = 2
+    # 3: ApplicationDeleted drops the row.
+    version = 3
 
     def __init__(self, name: str = "applications") -> None:
         # The one table is named after the projection, so a second instance under
@@ -90,5 +99,7 @@ class ApplicationsProjection(Projection):
                     event.global_position,
                     isinstance(changed, ApplicationDisabled),
                 )
+            case ApplicationDeleted() as deleted:
+                await conn.execute(_DELETE.replace("{table}", table), deleted.application_id)
             case _:
                 pass

@@ -12,6 +12,7 @@ from services.api import reads, resources
 from services.api.auth import Access, actor_of
 from services.api.decider import (
     Command,
+    DeleteApplication,
     DisableApplication,
     EnableApplication,
     NotFound,
@@ -22,6 +23,7 @@ from services.api.deps import deps
 from services.api.middleware import REQUEST_ID
 from services.api.routes import API_PREFIX, Route
 from services.api.schemas import (
+    ApplicationDeletion,
     ApplicationList,
     ApplicationResource,
     RegisterApplicationRequest,
@@ -129,6 +131,27 @@ async def sync(request: web.Request) -> web.Response:
     )
 
 
+async def delete(request: web.Request) -> web.Response:
+    cascade = query_bool(request, "cascade") or False
+    commands = deps(request).commands
+    application_id = await commands.resolve(request.match_info["application"])
+    command = DeleteApplication(
+        application_id=application_id, cascade=cascade, commander=actor_of(request) or ""
+    )
+    with bind(application_id=application_id):
+        outcome = await commands.delete(command, _metadata(request))
+    before = resources.from_events(outcome.history[: -len(outcome.appended)])
+    (recorded,) = outcome.appended
+    return json_response(
+        ApplicationDeletion(
+            application_id=application_id,
+            name=before.name if before is not None else "",
+            cascade=cascade,
+            position=recorded.global_position,
+        )
+    )
+
+
 async def _change(request: web.Request, make: Callable[[str], Command]) -> web.Response:
     commands = deps(request).commands
     application_id = await commands.resolve(request.match_info["application"])
@@ -165,6 +188,7 @@ ROUTES: Final = (
     Route("POST", "/applications", register, "registerApplication", Access.WRITE),
     Route("GET", "/applications", list_, "listApplications", Access.READ),
     Route("GET", "/applications/{application}", get, "getApplication", Access.READ),
+    Route("DELETE", "/applications/{application}", delete, "deleteApplication", Access.WRITE),
     Route(
         "POST", "/applications/{application}/disable", disable, "disableApplication", Access.WRITE
     ),

@@ -1,0 +1,48 @@
+"""`python -m services.drift`: wiring only — settings, control config, the detector loop."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+from msgspec import Meta
+
+from services.drift.service import DriftDetector
+from shared.config import load_control_config
+from shared.eventlog import EventStore
+from shared.events.catalog import default_registry
+from shared.git import GitCache
+from shared.runtime import Component, ServiceRuntime, run_service
+from shared.settings import ServiceSettings
+
+NAME = "drift"
+
+
+class DriftSettings(ServiceSettings, frozen=True, kw_only=True):
+    control_config: str
+    """Path of the control config: the repositories and the platform providers (kubeconfigs)."""
+    git_cache_dir: str = ""
+    """Where the bare clones live; empty means `<tmp>/slipway-drift-git`."""
+    drift_interval_s: Annotated[float, Meta(gt=0, le=3600)] = 60.0
+    """How often every application's live state is compared with its git head."""
+
+
+async def setup(runtime: ServiceRuntime[DriftSettings]) -> Sequence[Component]:
+    settings = runtime.settings
+    control = load_control_config(Path(settings.control_config))
+    cache_dir = settings.git_cache_dir or str(Path(tempfile.gettempdir()) / "slipway-drift-git")
+    detector = DriftDetector(
+        store=EventStore(runtime.pool, default_registry()),
+        git=GitCache(cache_dir),
+        repositories={r.repo_id: r.remote for r in control.spec.repositories},
+        branches={r.repo_id: r.branch for r in control.spec.repositories},
+        platforms={p.name: p.config for p in control.spec.platform_providers},
+        interval_s=settings.drift_interval_s,
+    )
+    return [detector.run]
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_service(NAME, DriftSettings, setup))

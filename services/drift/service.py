@@ -1,0 +1,250 @@
+"""The drift service: compare each application's live resources with its git head.
+
+Every `interval_s` it folds the log into the registered applications, and for
+each one with a platform provider renders the manifests at the branch head,
+reads the live objects Slipway labelled for it and runs
+`shared.planning.drift.detect_drift`. It appends to `drift-<application_id>`
+(with the version it read, so two replicas never record one change twice):
+
+- `ApplicationSyncStateChanged` only when the state or the summary changes;
+- with `trigger.onOutOfSync` enabled, a `DeploymentTriggered(on_out_of_sync)`
+  on `deployment-<id>` whose id is derived from the app, the commit and "drift";
+- for an `ApplicationDeleted(cascade=True)`, it deletes exactly the objects
+  labelled `slipway.dev/application=<id>` and records `ApplicationResourcesDeleted`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.config.control import KubernetesProviderConfig
+from shared.deploysource import ensure_commit, load_deploy_source
+from shared.eventlog import NO_STREAM, EventStore, new_events
+from shared.eventlog.position import START, LogPosition
+from shared.events.base import Event, RecordedEvent
+from shared.events.catalog import (
+    ApplicationDeleted,
+    ApplicationRegistered,
+    ApplicationResourcesDeleted,
+    ApplicationSyncStateChanged,
+    DeploymentTriggered,
+)
+from shared.git import GitCache
+from shared.logs import get_logger
+from shared.planning.drift import DriftResult, detect_drift
+from shared.platform import KubernetesPlatform
+
+__all__ = ["DriftDetector", "DriftState", "decide", "drift_deployment_id", "drift_stream"]
+
+log = get_logger(__name__)
+
+
+def drift_stream(application_id: str) -> str:
+    return f"drift-{application_id}"
+
+
+def drift_deployment_id(application_id: str, commit_hash: str) -> str:
+    """The same app, commit and cause always name the same deployment (retries dedupe)."""
+    digest = hashlib.sha256(f"{application_id}\0{commit_hash}\0drift".encode()).hexdigest()
+    return f"drift{digest[:21]}"
+
+
+@dataclass(frozen=True)
+class DriftState:
+    """What the `drift-<id>` stream says so far."""
+
+    version: int = NO_STREAM
+    state: str = ""
+    summary: str = ""
+    resources_deleted: bool = False
+
+
+def evolve(state: DriftState, recorded: RecordedEvent) -> DriftState:
+    match recorded.event:
+        case ApplicationSyncStateChanged(state=s, summary=summary):
+            return DriftState(recorded.stream_version, s, summary, state.resources_deleted)
+        case ApplicationResourcesDeleted():
+            return DriftState(recorded.stream_version, state.state, state.summary, True)
+    return DriftState(recorded.stream_version, state.state, state.summary, state.resources_deleted)
+
+
+def decide(
+    state: DriftState,
+    result: DriftResult,
+    *,
+    application_id: str,
+    commit_hash: str,
+    on_out_of_sync: bool,
+    repository_id: str = "",
+) -> tuple[list[Event], list[Event]]:
+    """(events for `drift-<id>`, events for the deployment stream): empty when nothing changed."""
+    if (result.state, result.summary) == (state.state, state.summary):
+        return [], []
+    changed: list[Event] = [
+        ApplicationSyncStateChanged(
+            application_id=application_id,
+            state=result.state,
+            summary=result.summary,
+            diff=result.diff,
+            commit_hash=commit_hash,
+        )
+    ]
+    if result.state != "OUT_OF_SYNC" or not on_out_of_sync:
+        return changed, []
+    trigger = DeploymentTriggered(
+        deployment_id=drift_deployment_id(application_id, commit_hash),
+        application_id=application_id,
+        trigger="on_out_of_sync",
+        commit_hash=commit_hash,
+        repository_id=repository_id,
+    )
+    return changed, [trigger]
+
+
+@dataclass(frozen=True)
+class _App:
+    registered: ApplicationRegistered
+    deleted: ApplicationDeleted | None = None
+
+
+class DriftDetector:
+    """Polls the log and the clusters; `run(stop)` is its one component."""
+
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        git: GitCache,
+        repositories: Mapping[str, str],
+        platforms: Mapping[str, KubernetesProviderConfig],
+        branches: Mapping[str, str] | None = None,
+        interval_s: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.git = git
+        self.repositories = repositories
+        self.platforms = platforms
+        self.branches = dict(branches or {})
+        self.interval_s = interval_s
+        self._apps: dict[str, _App] = {}
+        self._position: LogPosition = START
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.check_all()
+            except Exception:  # one bad round must not end the service
+                log.exception("drift_round_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval_s)
+
+    async def check_all(self) -> None:
+        await self._catch_up()
+        for app in list(self._apps.values()):
+            application_id = app.registered.application_id
+            try:
+                if app.deleted is None:
+                    await self.check(app.registered)
+                elif app.deleted.cascade:
+                    await self.delete_resources(app.registered)
+            except Exception:  # the next app still gets its turn
+                log.exception("drift_check_failed", application_id=application_id)
+
+    async def check(self, app: ApplicationRegistered) -> DriftResult | None:
+        """Detect drift for one application and record what changed; None if not checkable."""
+        config = self.platforms.get(app.platform_provider)
+        remote = self.repositories.get(app.repository_id)
+        if config is None or remote is None:
+            return None
+        repo = self.git.repository(remote)
+        await repo.fetch()
+        head = await ensure_commit(
+            repo, await repo.branch_head(self.branches.get(app.repository_id, "main"))
+        )
+        source = await load_deploy_source(repo, head, app.path, app.config_filename)
+        spec = source.config.spec
+        async with _platform(config) as platform:
+            live = await platform.live_resources(app.application_id)
+        result = detect_drift(
+            source.manifests,
+            live,
+            namespace=spec.input.namespace,
+            ignore_fields=spec.drift_detection.ignore_fields if spec.drift_detection else (),
+        )
+        state = await self._state(app.application_id)
+        drift_events, trigger = decide(
+            state,
+            result,
+            application_id=app.application_id,
+            commit_hash=head,
+            on_out_of_sync=not spec.trigger.on_out_of_sync.disabled,
+            repository_id=app.repository_id,
+        )
+        if drift_events:
+            await self.store.append(
+                drift_stream(app.application_id),
+                new_events(drift_events),
+                expected_version=state.version,
+            )
+            log.info("drift_state_changed", application_id=app.application_id, state=result.state)
+        for event in trigger:
+            assert isinstance(event, DeploymentTriggered)
+            stream = f"deployment-{event.deployment_id}"
+            if await self.store.stream_version(stream) == NO_STREAM:
+                await self.store.append(stream, new_events([event]), expected_version=NO_STREAM)
+        return result
+
+    async def delete_resources(self, app: ApplicationRegistered) -> Sequence[str]:
+        """Delete the live objects labelled for a cascade-deleted application, once."""
+        state = await self._state(app.application_id)
+        config = self.platforms.get(app.platform_provider)
+        if state.resources_deleted or config is None:
+            return ()
+        async with _platform(config) as platform:
+            live = await platform.live_resources(app.application_id)
+            deleted = await platform.delete(live)
+        await self.store.append(
+            drift_stream(app.application_id),
+            new_events(
+                [
+                    ApplicationResourcesDeleted(
+                        application_id=app.application_id, resources=tuple(deleted)
+                    )
+                ]
+            ),
+            expected_version=state.version,
+        )
+        log.info("drift_resources_deleted", application_id=app.application_id, count=len(deleted))
+        return deleted
+
+    async def _state(self, application_id: str) -> DriftState:
+        state = DriftState()
+        for recorded in await self.store.read_stream(drift_stream(application_id)):
+            state = evolve(state, recorded)
+        return state
+
+    async def _catch_up(self) -> None:
+        while True:
+            batch = await self.store.read_all(self._position)
+            if not batch:
+                return
+            for recorded in batch:
+                match recorded.event:
+                    case ApplicationRegistered() as registered:
+                        self._apps[registered.application_id] = _App(registered)
+                    case ApplicationDeleted(application_id=app_id) as deleted if (
+                        app_id in self._apps
+                    ):
+                        self._apps[app_id] = _App(self._apps[app_id].registered, deleted)
+                    case _:
+                        pass
+            self._position = LogPosition(batch[-1].tx_id, batch[-1].global_position)
+
+
+def _platform(config: KubernetesProviderConfig) -> KubernetesPlatform:
+    return KubernetesPlatform(Path(config.kubeconfig_path), config.context or None)
