@@ -25,7 +25,7 @@ from shared.kubesim import ImageRule, KubeSim
 from shared.messaging import ensure_event_stream
 from shared.platform import KubernetesPlatform
 from shared.subjects import Subjects
-from tests.executor_support import Harness, app_files, eventually
+from tests.executor_support import APP_PATH, Harness, app_files, eventually
 from tests.git_helpers import WorkRepo
 
 CANARY_PIPELINE = """\
@@ -364,3 +364,194 @@ async def test_burst_schedule_returns_once_nothing_is_left(harness: Harness) -> 
     stop.set()
     await asyncio.gather(*feeding)
     assert (await harness.completed("d1", within=1)).status == "SUCCESS"
+
+
+# SCRIPT_RUN ---------------------------------------------------------------------------------
+
+SCRIPT_PIPELINE = """\
+  pipeline:
+    stages:
+      - name: SCRIPT_RUN
+        id: prepare
+        with:
+          run: |
+            echo "greeting=$GREETING"
+            ls .pipe.yaml
+            echo oops >&2
+          env: {{GREETING: hello}}
+          onRollback: echo "undone $GREETING" > {marker}
+      - name: SCRIPT_RUN
+        id: check
+        with:
+          run: {run}
+          timeout: {timeout}
+"""
+
+
+async def test_script_run_logs_its_output_in_the_app_directory(
+    harness: Harness, subjects: Subjects, tmp_path: Path
+) -> None:
+    """SCRIPT_RUN: `with.env` merged, run in the app's directory, both streams in the log."""
+    marker = tmp_path / "rolled-back"
+    extra = SCRIPT_PIPELINE.format(marker=marker, run="'true'", timeout="1m")
+    async with harness.running():
+        await harness.register()
+        commit = harness.work.commit(app_files(extra=extra), "scripts")
+        await harness.plan("d1", commit)
+        assert (await harness.completed("d1")).status == "SUCCESS"
+    events = await harness.events("d1")
+    assert stages_of(events) == ["start prepare", "SUCCESS prepare", "start check", "SUCCESS check"]
+    stored = await StageLogs(harness.store.pool, None, subjects).read("d1", "prepare")
+    messages = [line.message for line in stored]
+    assert [m for m in messages if m in ("greeting=hello", ".pipe.yaml", "oops")] == [
+        "greeting=hello",
+        ".pipe.yaml",
+        "oops",
+    ]
+    assert not marker.exists()
+
+
+async def test_failed_script_rolls_back_and_runs_on_rollback(
+    harness: Harness, subjects: Subjects, tmp_path: Path
+) -> None:
+    """A non-zero exit fails the stage with the code and last lines; onRollback runs."""
+    marker = tmp_path / "rolled-back"
+    run = "'echo first; echo broken; exit 3'"
+    extra = SCRIPT_PIPELINE.format(marker=marker, run=run, timeout="1m")
+    async with harness.running():
+        await harness.register()
+        running = await deploy_v1(harness)
+        commit = harness.work.commit(app_files(tag="v2", extra=extra), "v2")
+        await harness.plan("d2", commit, running=running)
+        assert (await harness.completed("d2")).status == "FAILURE"
+    events = await harness.events("d2")
+    failed = next(e for e in events if isinstance(e, StageCompleted) and e.stage_id == "check")
+    assert failed.status == "FAILURE"
+    assert failed.reason == "the script exited with code 3: first | broken"
+    assert "SUCCESS ScriptRunRollback-prepare" in stages_of(events)
+    assert marker.read_text() == "undone hello\n"
+
+
+async def test_script_timeout_kills_the_process_group(harness: Harness, tmp_path: Path) -> None:
+    """`with.timeout` kills the script and its children; the stage fails saying so."""
+    survivor = tmp_path / "survivor"
+    run = f"'(sleep 3; touch {survivor}) & sleep 30'"
+    extra = SCRIPT_PIPELINE.format(marker=tmp_path / "rb", run=run, timeout="1s")
+    async with harness.running():
+        await harness.register()
+        commit = harness.work.commit(app_files(extra=extra), "slow")
+        await harness.plan("d1", commit)
+        assert (await harness.completed("d1", within=15)).status == "FAILURE"
+    events = await harness.events("d1")
+    failed = next(e for e in events if isinstance(e, StageCompleted) and e.stage_id == "check")
+    assert failed.reason == "the script timed out after 1s and was killed"
+    await asyncio.sleep(3)
+    assert not survivor.exists()
+
+
+# K8S_TRAFFIC_ROUTING --------------------------------------------------------------------------
+
+ROUTED_PIPELINE = """\
+{routing}
+  pipeline:
+    stages:
+      - name: K8S_CANARY_ROLLOUT
+        id: canary
+        with:
+          replicas: 1
+      - name: K8S_TRAFFIC_ROUTING
+        id: route
+        with:
+{split}
+      - name: WAIT
+        id: wait
+        with:
+          duration: 1m
+      - name: K8S_PRIMARY_ROLLOUT
+        id: primary
+"""
+
+VIRTUAL_SERVICE = """\
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata:
+  name: web
+spec:
+  hosts: [web]
+  http:
+    - name: web
+      route:
+        - destination: {host: web.shop.svc.cluster.local, subset: primary}
+          weight: 100
+    - name: admin
+      route:
+        - destination: {host: web.shop.svc.cluster.local, subset: primary}
+          weight: 100
+"""
+
+ISTIO_ROUTING = """\
+  trafficRouting:
+    method: istio
+    istio:
+      host: web.shop.svc.cluster.local
+      editableRoutes: [web]
+      virtualService: {name: web}"""
+
+
+async def _route_then_cancel(harness: Harness, extra: str, *, files: dict[str, str]) -> None:
+    """v1 running; d2 routes traffic and waits: the caller looks, then cancels with rollback."""
+    running = harness.work.commit(app_files(tag="v1", extra=extra) | files, "v1")
+    await harness.plan("d1", running, strategy="quick_sync")
+    assert (await harness.completed("d1")).status == "SUCCESS"
+    commit = harness.work.commit(app_files(tag="v2", extra=extra) | files, "v2")
+    await harness.plan("d2", commit, running=running)
+    await harness.wait_for("d2", lambda e: isinstance(e, StageStarted) and e.stage_id == "wait")
+
+
+async def _cancel(harness: Harness) -> None:
+    await harness.request(
+        "d2", DeploymentCancelRequested(deployment_id="d2", with_rollback=True, commander="bob")
+    )
+    assert (await harness.completed("d2")).status == "CANCELLED"
+
+
+async def test_podselector_routing_moves_the_service_and_rollback_restores_primary(
+    harness: Harness, cluster: KubernetesPlatform
+) -> None:
+    """podselector: the Service selects the CANARY; ROLLBACK selects the PRIMARY again."""
+    extra = ROUTED_PIPELINE.format(routing="", split="          all: canary")
+    async with harness.running():
+        await harness.register()
+        await _route_then_cancel(harness, extra, files={})
+        service = await cluster.get("/Service/shop/web")
+        assert service is not None
+        assert service["spec"]["selector"] == {"app": "web", "pipecd.dev/variant": "canary"}
+        await _cancel(harness)
+    assert "SUCCESS route" in stages_of(await harness.events("d2"))
+    service = await cluster.get("/Service/shop/web")
+    assert service is not None
+    assert service["spec"]["selector"] == {"app": "web", "pipecd.dev/variant": "primary"}
+
+
+async def test_istio_routing_sets_virtual_service_weights_and_rollback_restores_primary(
+    harness: Harness, cluster: KubernetesPlatform
+) -> None:
+    """istio: the editable route gets 80/20 primary/canary; ROLLBACK puts 100% back on primary."""
+    extra = ROUTED_PIPELINE.format(
+        routing=ISTIO_ROUTING, split="          primary: 80\n          canary: 20"
+    )
+
+    async def weights(route: int) -> list[tuple[str, int]]:
+        vs = await cluster.get("networking.istio.io/VirtualService/shop/web")
+        assert vs is not None
+        return [
+            (r["destination"]["subset"], r["weight"]) for r in vs["spec"]["http"][route]["route"]
+        ]
+
+    async with harness.running():
+        await harness.register()
+        await _route_then_cancel(harness, extra, files={f"{APP_PATH}/vs.yaml": VIRTUAL_SERVICE})
+        assert await weights(0) == [("primary", 80), ("canary", 20), ("baseline", 0)]
+        assert await weights(1) == [("primary", 100)]  # not in editableRoutes
+        await _cancel(harness)
+    assert await weights(0) == [("primary", 100), ("canary", 0), ("baseline", 0)]

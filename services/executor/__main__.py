@@ -60,7 +60,7 @@ async def setup(runtime: ServiceRuntime[ExecutorSettings]) -> Sequence[Component
     executor = Executor(
         store=store,
         stage_logs=StageLogs(runtime.pool, runtime.nc, runtime.subjects),
-        git=GitCache(cache_dir),
+        git=GitCache(cache_dir, share_checkouts=True),
         repositories={r.repo_id: r.remote for r in control.spec.repositories},
         platforms={p.name: p.config for p in control.spec.platform_providers},
         holder=settings.instance,

@@ -21,24 +21,44 @@ idempotent server-side applies; deletes of what is gone are skipped).
   and baseline. With no running commit (a first deployment) there is nothing
   to return to: the variants are still removed and the stage fails, as PipeCD's.
 
-WAIT and WAIT_APPROVAL are the decider's (time and approvals); ANALYSIS,
-SCRIPT_RUN and K8S_TRAFFIC_ROUTING are not implemented here yet and fail.
+- K8S_TRAFFIC_ROUTING: `podselector` points the Service's variant selector at
+  the variant that gets 100%; `istio` sets the VirtualService's route weights.
+  ROLLBACK routes 100% to the primary again if the deployment routed traffic.
+- SCRIPT_RUN / SCRIPT_RUN_ROLLBACK: `with.run` / `onRollback` by `/bin/sh -c`
+  in the app's directory of a private checkout, output into the stage log,
+  the process group killed at the timeout or on cancellation.
+
+WAIT and WAIT_APPROVAL are the decider's (time and approvals); ANALYSIS is not
+implemented here yet and fails.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import asyncio
+import contextlib
+import copy
+import json
+import os
+import signal
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+import msgspec
 
 from services.executor.decider import Deployment, Stage, StageStatus
 from services.executor.stagelog import StageLogger
 from shared.config.application import (
+    IstioTrafficRouting,
     K8sBaselineRolloutOptions,
     K8sCanaryRolloutOptions,
     K8sPrimaryRolloutOptions,
     K8sSyncOptions,
+    K8sTrafficRoutingOptions,
     KubernetesApplicationSpec,
+    KubernetesTrafficRouting,
+    ScriptRunOptions,
 )
 from shared.config.manifests import Manifest
 from shared.deploysource import DeploySource, ensure_commit, load_deploy_source
@@ -56,6 +76,7 @@ from shared.platform import AppliedResource, KubernetesPlatform
 __all__ = ["STAGE_EXECUTORS", "Sources", "StageContext", "StageResult", "run_stage"]
 
 _WORKLOAD_KINDS: Final = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
+_SCRIPT_TAIL_LINES: Final = 5
 
 
 @dataclass(frozen=True)
@@ -287,6 +308,9 @@ async def rollback(ctx: StageContext) -> StageResult:
             add_variant_to_selector=spec.quick_sync.add_variant_label_to_selector,
         )
         await _wait_rollouts(ctx, applied)
+        if _routed(ctx.deployment):
+            # Traffic back to the primary before its variants go.
+            await _route(ctx, source, (100, 0, 0), commit=running)
     label = source.config.spec.variant_label
     removed = await _delete_variant(ctx, label.key, label.canary_value)
     removed += await _delete_variant(ctx, label.key, label.baseline_value)
@@ -298,6 +322,216 @@ async def rollback(ctx: StageContext) -> StageResult:
     )
 
 
+# K8S_TRAFFIC_ROUTING ------------------------------------------------------------------------
+
+
+async def k8s_traffic_routing(ctx: StageContext) -> StageResult:
+    options = stage_options("K8S_TRAFFIC_ROUTING", ctx.stage.options_json)
+    assert isinstance(options, K8sTrafficRoutingOptions)
+    weights = options.percentages()
+    if sum(weights) != 100:
+        raise StageFailed(
+            f"the primary/canary/baseline percentages add up to {sum(weights)}, not 100"
+        )
+    source = await ctx.target()
+    return await _route(ctx, source, weights, commit=ctx.commit)
+
+
+async def _route(
+    ctx: StageContext, source: DeploySource, weights: tuple[int, int, int], *, commit: str
+) -> StageResult:
+    """Send traffic to the variants by `weights` (primary, canary, baseline) in percent."""
+    spec = source.config.spec
+    routing = spec.traffic_routing or KubernetesTrafficRouting()
+    if routing.method == "istio":
+        return await _route_istio(ctx, source, weights, commit=commit)
+    if routing.method != "podselector":
+        raise StageFailed(f"traffic routing method {routing.method} is not supported")
+    label = spec.variant_label
+    values = (label.primary_value, label.canary_value, label.baseline_value)
+    if 100 not in weights:
+        raise StageFailed(
+            "the podselector method sends all traffic to one variant: "
+            f"one of primary/canary/baseline must be 100% (got {_split(weights)})"
+        )
+    variant = values[weights.index(100)]
+    services = [m for m in source.manifests if m.kind == "Service"]
+    if spec.service.name:
+        services = [m for m in services if m.name == spec.service.name]
+    if len(services) != 1:
+        what = f"Service {spec.service.name}" if spec.service.name else "one Service"
+        raise StageFailed(
+            f"podselector routing needs {what} in the manifests, found {len(services)}"
+        )
+    service = services[0]
+    body = copy.deepcopy(service.body)
+    body.setdefault("spec", {}).setdefault("selector", {})[label.key] = variant
+    await ctx.log.info(f"Routing all traffic of Service {service.name} to the {variant.upper()}")
+    await _apply(
+        ctx,
+        [msgspec.structs.replace(service, body=body)],
+        spec,
+        commit=commit,
+        variant=label.primary_value,
+    )
+    return StageResult(StageStatus.SUCCESS, f"All traffic goes to the {variant.upper()} variant")
+
+
+async def _route_istio(
+    ctx: StageContext, source: DeploySource, weights: tuple[int, int, int], *, commit: str
+) -> StageResult:
+    spec = source.config.spec
+    istio = (spec.traffic_routing or KubernetesTrafficRouting()).istio or IstioTrafficRouting()
+    name = istio.virtual_service.name
+    if not name:
+        raise StageFailed("istio routing needs trafficRouting.istio.virtualService.name")
+    found = [m for m in source.manifests if m.kind == "VirtualService" and m.name == name]
+    if not found:
+        raise StageFailed(f"VirtualService {name} is not in the manifests")
+    manifest = found[0]
+    body = copy.deepcopy(manifest.body)
+    label = spec.variant_label
+    subsets = (label.primary_value, label.canary_value, label.baseline_value)
+    edited = 0
+    for http in (body.get("spec") or {}).get("http") or []:
+        if istio.editable_routes and http.get("name") not in istio.editable_routes:
+            continue
+        http["route"] = _weighted_destinations(
+            http.get("route") or [], istio.host, subsets, weights
+        )
+        edited += 1
+    if not edited:
+        raise StageFailed(f"VirtualService {name} has no editable HTTP route")
+    await ctx.log.info(f"Setting the routes of VirtualService {name} to {_split(weights)}")
+    await _apply(
+        ctx,
+        [msgspec.structs.replace(manifest, body=body)],
+        spec,
+        commit=commit,
+        variant=label.primary_value,
+    )
+    return StageResult(StageStatus.SUCCESS, f"Traffic split {_split(weights)}")
+
+
+def _weighted_destinations(
+    route: list[Any], host: str, subsets: tuple[str, str, str], weights: tuple[int, int, int]
+) -> list[Any]:
+    """PipeCD's split: other hosts keep their weights, ours share the rest by the percentages."""
+    if not host:
+        host = next((r["destination"]["host"] for r in route if r.get("destination")), "")
+    if not host:
+        raise StageFailed("istio routing needs trafficRouting.istio.host (no destination to copy)")
+    others = [r for r in route if (r.get("destination") or {}).get("host") != host]
+    share = 100 - sum(int(r.get("weight") or 0) for r in others)
+    canary = weights[1] * share // 100
+    baseline = weights[2] * share // 100
+    ours = zip(subsets, (share - canary - baseline, canary, baseline), strict=True)
+    return [
+        {"destination": {"host": host, "subset": subset}, "weight": weight}
+        for subset, weight in ours
+    ] + others
+
+
+def _split(weights: tuple[int, int, int]) -> str:
+    return "primary {}%, canary {}%, baseline {}%".format(*weights)
+
+
+# SCRIPT_RUN and SCRIPT_RUN_ROLLBACK ----------------------------------------------------
+
+
+async def script_run(ctx: StageContext) -> StageResult:
+    options = stage_options("SCRIPT_RUN", ctx.stage.options_json)
+    assert isinstance(options, ScriptRunOptions)
+    if not options.run.strip():
+        raise StageFailed("SCRIPT_RUN has no script: set with.run")
+    return await _run_script(ctx, options.run, options.env, options.timeout.seconds)
+
+
+async def script_run_rollback(ctx: StageContext) -> StageResult:
+    """The `onRollback` script of a SCRIPT_RUN stage (options written by the planner)."""
+    try:
+        options = json.loads(ctx.stage.options_json or "{}")
+    except ValueError as exc:
+        raise OptionsError(f"options of stage SCRIPT_RUN_ROLLBACK do not decode: {exc}") from exc
+    script = options.get("onRollback") if isinstance(options, dict) else None
+    if not isinstance(script, str) or not script.strip():
+        raise OptionsError("options of stage SCRIPT_RUN_ROLLBACK have no onRollback script")
+    raw_env = options.get("env") or {}
+    env = {str(k): str(v) for k, v in raw_env.items()} if isinstance(raw_env, dict) else {}
+    # The base stage's timeout bounds its rollback script too.
+    timeout_s = ScriptRunOptions().timeout.seconds
+    base = ctx.deployment.stage(str(options.get("baseStageId", "")))
+    if base is not None and base.name == "SCRIPT_RUN":
+        with contextlib.suppress(OptionsError):
+            base_options = stage_options("SCRIPT_RUN", base.options_json)
+            timeout_s = base_options.timeout.seconds
+    return await _run_script(ctx, script, env, timeout_s)
+
+
+async def _run_script(
+    ctx: StageContext, script: str, env: Mapping[str, str], timeout_s: float
+) -> StageResult:
+    """Run `script` with `/bin/sh -c` in the app directory of a checkout of the commit.
+
+    Output lines go to the stage log; the process runs in its own process
+    group, killed whole at `timeout_s` or when the stage's work is cancelled.
+    """
+    repo = ctx.sources.git.repository(ctx.sources.remote)
+    try:
+        commit = await ensure_commit(repo, ctx.commit)
+    except GitError as exc:
+        raise StageFailed(f"cannot check out commit {ctx.commit[:12]}: {exc}") from exc
+    async with repo.checkout(commit) as tree:
+        cwd = tree / ctx.sources.path
+        if not cwd.is_dir():
+            raise StageFailed(f"the application directory {ctx.sources.path} is not at the commit")
+        await ctx.log.info(f"Running the script in {ctx.sources.path} at {commit[:12]}")
+        process = await asyncio.create_subprocess_exec(
+            "/bin/sh",
+            "-c",
+            script,
+            cwd=cwd,
+            env={**os.environ, **env},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        tail: deque[str] = deque(maxlen=_SCRIPT_TAIL_LINES)
+        try:
+            async with asyncio.timeout(timeout_s if timeout_s > 0 else None):
+                assert process.stdout is not None
+                async for raw in process.stdout:
+                    line = raw.decode(errors="replace").rstrip("\n")
+                    tail.append(line)
+                    await ctx.log.info(line)
+                code = await process.wait()
+        except TimeoutError:
+            await _kill_group(process)
+            raise StageFailed(
+                f"the script timed out after {_seconds_text(timeout_s)} and was killed"
+            ) from None
+        except BaseException:
+            await _kill_group(process)
+            raise
+    if code != 0:
+        last = " | ".join(line for line in tail if line)
+        raise StageFailed(f"the script exited with code {code}" + (f": {last}" if last else ""))
+    return StageResult(StageStatus.SUCCESS, "The script succeeded")
+
+
+async def _kill_group(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        await process.wait()
+
+
+def _seconds_text(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
 STAGE_EXECUTORS: Final[dict[str, Executor]] = {
     "K8S_SYNC": k8s_sync,
     "K8S_PRIMARY_ROLLOUT": k8s_primary_rollout,
@@ -306,6 +540,9 @@ STAGE_EXECUTORS: Final[dict[str, Executor]] = {
     "K8S_BASELINE_ROLLOUT": k8s_baseline_rollout,
     "K8S_BASELINE_CLEAN": k8s_baseline_clean,
     "ROLLBACK": rollback,
+    "K8S_TRAFFIC_ROUTING": k8s_traffic_routing,
+    "SCRIPT_RUN": script_run,
+    "SCRIPT_RUN_ROLLBACK": script_run_rollback,
 }
 
 
@@ -390,6 +627,14 @@ async def _delete_variant(ctx: StageContext, key: str, value: str) -> int:
     for resource_key in deleted:
         await ctx.log.success(f"- deleted {resource_key}")
     return len(deleted)
+
+
+def _routed(deployment: Deployment) -> bool:
+    """Whether a K8S_TRAFFIC_ROUTING stage of the deployment ran (or began to)."""
+    return any(
+        stage.name == "K8S_TRAFFIC_ROUTING" and stage.status is not StageStatus.NOT_STARTED_YET
+        for stage in deployment.stages
+    )
 
 
 def _label(manifest: Manifest, key: str) -> str | None:
