@@ -12,9 +12,12 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from services.executor.stagelog import StageLogs
-from shared.eventlog import EventStore
+from services.executor.stages import analysis_id_of
+from shared.eventlog import EventStore, new_events
 from shared.events.base import Event
 from shared.events.catalog import (
+    AnalysisConcluded,
+    AnalysisRequested,
     DeploymentCancelRequested,
     DeploymentStarted,
     StageApproved,
@@ -25,7 +28,7 @@ from shared.kubesim import ImageRule, KubeSim
 from shared.messaging import ensure_event_stream
 from shared.platform import KubernetesPlatform
 from shared.subjects import Subjects
-from tests.executor_support import APP_PATH, Harness, app_files, eventually
+from tests.executor_support import APP, APP_PATH, Harness, app_files, eventually
 from tests.git_helpers import WorkRepo
 
 CANARY_PIPELINE = """\
@@ -555,3 +558,208 @@ async def test_istio_routing_sets_virtual_service_weights_and_rollback_restores_
         assert await weights(1) == [("primary", 100)]  # not in editableRoutes
         await _cancel(harness)
     assert await weights(0) == [("primary", 100), ("canary", 0), ("baseline", 0)]
+
+
+# ANALYSIS: the test plays the analysis service -------------------------------------------
+
+ANALYSIS_PIPELINE = """\
+  pipeline:
+    stages:
+      - name: K8S_CANARY_ROLLOUT
+        id: canary
+        with:
+          replicas: 50%
+      - name: ANALYSIS
+        id: analysis
+{timeout}        with:
+          duration: {duration}
+          https:
+            - url: http://web-canary.shop/healthz
+              interval: 10s
+              failureLimit: 1
+      - name: K8S_PRIMARY_ROLLOUT
+        id: primary
+      - name: K8S_CANARY_CLEAN
+        id: clean
+"""
+
+
+async def _analysis_requested(
+    harness: Harness, analysis_id: str, published: asyncio.Event
+) -> AnalysisRequested:
+    """The request, once the relay has published it on NATS and it is in the stream."""
+    await asyncio.wait_for(published.wait(), 20)
+    history = await harness.store.read_stream(f"analysis-{analysis_id}")
+    requests = [e.event for e in history if isinstance(e.event, AnalysisRequested)]
+    assert len(requests) == 1
+    return requests[0]
+
+
+async def _conclude(
+    harness: Harness, request: AnalysisRequested, verdict: str, reason: str
+) -> None:
+    concluded = AnalysisConcluded(
+        analysis_id=request.analysis_id,
+        deployment_id=request.deployment_id,
+        stage_id=request.stage_id,
+        verdict=verdict,
+        reason=reason,
+        judge="threshold",
+        judge_version="1",
+    )
+    await harness.store.append(
+        f"analysis-{request.analysis_id}", new_events([concluded]), expected_version=None
+    )
+
+
+@pytest.fixture
+async def requests_on_nats(nc: NatsClient, subjects: Subjects) -> AsyncIterator[asyncio.Event]:
+    """Set once an `AnalysisRequested` is published on NATS, where the analysis service hears it."""
+    published = asyncio.Event()
+
+    async def on_request(message: Msg) -> None:
+        published.set()
+
+    subscription = await nc.subscribe(subjects.events_of_type("analysis_requested"), cb=on_request)
+    yield published
+    await subscription.unsubscribe()
+
+
+@pytest.mark.parametrize("verdict", ["success", "failure"])
+async def test_analysis_waits_for_the_verdict_of_the_analysis_service(
+    harness: Harness,
+    cluster: KubernetesPlatform,
+    requests_on_nats: asyncio.Event,
+    verdict: str,
+) -> None:
+    """ANALYSIS requests over NATS and waits: success goes on, failure rolls back with a reason."""
+    extra = ANALYSIS_PIPELINE.format(timeout="", duration="1m")
+    async with harness.running():
+        await harness.register()
+        v1 = await deploy_v1(harness, extra)
+        v2 = harness.work.commit(app_files(tag="v2", extra=extra), "v2")
+        await harness.plan("d2", v2, running=v1)
+        request = await _analysis_requested(
+            harness, analysis_id_of("d2", "analysis"), requests_on_nats
+        )
+        assert (request.deployment_id, request.application_id, request.stage_id) == (
+            "d2",
+            APP,
+            "analysis",
+        )
+        assert (request.commit_hash, request.running_commit_hash) == (v2, v1)
+        options = json.loads(request.options_json)
+        assert options["duration"] == "1m0s"
+        assert options["https"][0]["url"] == "http://web-canary.shop/healthz"
+        assert await cluster.get("apps/Deployment/shop/web-canary") is not None
+        assert stages_of(await harness.events("d2"))[-1] == "start analysis"
+        await _conclude(harness, request, verdict, "error rate 0.1% (limit 1%)")
+        done = await harness.completed("d2")
+    events = await harness.events("d2")
+    finished = next(e for e in events if isinstance(e, StageCompleted) and e.stage_id == "analysis")
+    assert await cluster.get("apps/Deployment/shop/web-canary") is None
+    if verdict == "success":
+        assert (done.status, finished.reason) == ("SUCCESS", "error rate 0.1% (limit 1%)")
+        assert await image_of(cluster, "web") == "ghcr.io/acme/web:v2"
+        return
+    reason = "the analysis failed (judge threshold 1): error rate 0.1% (limit 1%)"
+    assert (finished.status, finished.reason) == ("FAILURE", reason)
+    assert (done.status, done.reason) == (
+        "FAILURE",
+        f"Failed while executing stage analysis: {reason}",
+    )
+    assert stages_of(events)[-2:] == ["start Rollback", "SUCCESS Rollback"]
+    assert await image_of(cluster, "web") == "ghcr.io/acme/web:v1"
+
+
+@pytest.mark.parametrize(
+    ("stage_timeout", "duration", "reason"),
+    [
+        (
+            "        timeout: 2s\n",
+            "1m",
+            "Timed out while executing stage analysis (2 s): "
+            "no verdict from the analysis service within 2 s",
+        ),
+        ("", "1s", "no verdict from the analysis service within 2s (duration 1s plus 1s grace)"),
+    ],
+    ids=["stage-timeout", "duration-and-grace"],
+)
+async def test_analysis_without_a_verdict_fails_and_rolls_back(
+    harness: Harness,
+    cluster: KubernetesPlatform,
+    requests_on_nats: asyncio.Event,
+    stage_timeout: str,
+    duration: str,
+    reason: str,
+) -> None:
+    """No verdict by the stage's timeout (or its duration plus the grace): FAILURE, rolled back."""
+    harness.replica("x1", analysis_grace_s=1.0)
+    extra = ANALYSIS_PIPELINE.format(timeout=stage_timeout, duration=duration)
+    async with harness.running():
+        await harness.register()
+        v1 = await deploy_v1(harness, extra)
+        v2 = harness.work.commit(app_files(tag="v2", extra=extra), "v2")
+        await harness.plan("d2", v2, running=v1)
+        await _analysis_requested(harness, analysis_id_of("d2", "analysis"), requests_on_nats)
+        done = await harness.completed("d2")
+    events = await harness.events("d2")
+    finished = next(e for e in events if isinstance(e, StageCompleted) and e.stage_id == "analysis")
+    assert (finished.status, finished.reason) == ("FAILURE", reason)
+    assert (done.status, done.reason) == (
+        "FAILURE",
+        f"Failed while executing stage analysis: {reason}",
+    )
+    assert stages_of(events)[-2:] == ["start Rollback", "SUCCESS Rollback"]
+    assert await cluster.get("apps/Deployment/shop/web-canary") is None
+
+
+async def test_analysis_resumes_after_a_restart_without_a_second_request(
+    harness: Harness, requests_on_nats: asyncio.Event
+) -> None:
+    """A replica stopped while waiting: the next one waits on the same analysis, requested once."""
+    extra = ANALYSIS_PIPELINE.format(timeout="", duration="1m")
+    async with harness.running():
+        await harness.register()
+        v1 = await deploy_v1(harness, extra)
+        v2 = harness.work.commit(app_files(tag="v2", extra=extra), "v2")
+        await harness.plan("d2", v2, running=v1)
+        request = await _analysis_requested(
+            harness, analysis_id_of("d2", "analysis"), requests_on_nats
+        )
+    async with harness.running():  # the same replica, started again
+        await harness.wait_for(
+            "d2", lambda e: isinstance(e, StageStarted) and e.stage_id == "analysis"
+        )
+        await _conclude(harness, request, "success", "fine")
+        assert (await harness.completed("d2")).status == "SUCCESS"
+    history = await harness.store.read_stream(f"analysis-{request.analysis_id}")
+    assert [type(e.event).__name__ for e in history] == ["AnalysisRequested", "AnalysisConcluded"]
+    assert harness.executors[0].ran.count("d2") == 2
+
+
+async def test_cancel_while_analysing_rolls_back(
+    harness: Harness, cluster: KubernetesPlatform, requests_on_nats: asyncio.Event
+) -> None:
+    """Cancel with rollback while ANALYSIS waits: the stage is CANCELLED and ROLLBACK runs."""
+    extra = ANALYSIS_PIPELINE.format(timeout="", duration="1m")
+    async with harness.running():
+        await harness.register()
+        v1 = await deploy_v1(harness, extra)
+        v2 = harness.work.commit(app_files(tag="v2", extra=extra), "v2")
+        await harness.plan("d2", v2, running=v1)
+        await _analysis_requested(harness, analysis_id_of("d2", "analysis"), requests_on_nats)
+        await harness.request(
+            "d2", DeploymentCancelRequested(deployment_id="d2", with_rollback=True, commander="bob")
+        )
+        done = await harness.completed("d2")
+    assert (done.status, done.reason) == (
+        "CANCELLED",
+        "Cancelled by bob while executing stage analysis",
+    )
+    assert stages_of(await harness.events("d2"))[-3:] == [
+        "CANCELLED analysis",
+        "start Rollback",
+        "SUCCESS Rollback",
+    ]
+    assert await cluster.get("apps/Deployment/shop/web-canary") is None

@@ -555,7 +555,10 @@ def _check_running(state: Deployment, stage: Stage, now: datetime, *, forward: b
         reason = f"Timed out: the deployment ran longer than {_seconds(state.timeout_s)}"
         return [_completed(state, stage, StageStatus.FAILURE, reason, now)]
     if _stage_timed_out(stage, now):
-        reason = f"Timed out while executing stage {stage.id} ({_seconds(stage.timeout_s)})"
+        within = _seconds(stage.timeout_s)
+        reason = f"Timed out while executing stage {stage.id} ({within})"
+        if stage.name == "ANALYSIS":
+            reason += f": no verdict from the analysis service within {within}"
         return [_completed(state, stage, StageStatus.FAILURE, reason, now)]
     if forward and stage.skip_requested_by is not None:
         reason = f"Skipped by {stage.skip_requested_by or 'someone'}"

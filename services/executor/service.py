@@ -34,7 +34,13 @@ from services.executor.handlers import Register, WakeRunner, on_event
 from services.executor.leases import Lease, Leases
 from services.executor.runner import DeploymentRunner
 from services.executor.stagelog import StageLogs
-from services.executor.stages import Sources, StageContext, StageResult, run_stage
+from services.executor.stages import (
+    ANALYSIS_GRACE_S,
+    Sources,
+    StageContext,
+    StageResult,
+    run_stage,
+)
 from shared.config.control import KubernetesProviderConfig
 from shared.errors import ConfigError, Unavailable
 from shared.eventlog import EventStore
@@ -75,6 +81,7 @@ class Executor:
         claim_interval_s: float = 2.0,
         max_concurrent: int = 16,
         rollout_timeout_s: float = 600.0,
+        analysis_grace_s: float = ANALYSIS_GRACE_S,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         backlog: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
@@ -89,6 +96,7 @@ class Executor:
         self.claim_interval_s = claim_interval_s
         self.max_concurrent = max_concurrent
         self.rollout_timeout_s = rollout_timeout_s
+        self.analysis_grace_s = analysis_grace_s
         self.clock = clock
         self.backlog = backlog
         self.runners: dict[str, DeploymentRunner] = {}
@@ -211,6 +219,10 @@ class Executor:
             sources=sources,
             platform=platform,
             rollout_timeout_s=self.rollout_timeout_s,
+            store=self.store,
+            poll_s=self.poll_s,
+            analysis_grace_s=self.analysis_grace_s,
+            clock=self.clock,
         )
         return await run_stage(ctx)
 

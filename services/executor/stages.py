@@ -28,8 +28,13 @@ idempotent server-side applies; deletes of what is gone are skipped).
   in the app's directory of a private checkout, output into the stage log,
   the process group killed at the timeout or on cancellation.
 
-WAIT and WAIT_APPROVAL are the decider's (time and approvals); ANALYSIS is not
-implemented here yet and fails.
+- ANALYSIS: appends `AnalysisRequested` to `analysis-<analysis_id>` (once: a new
+  stream under a derived event id) and waits, re-reading that stream, for the
+  analysis service's `AnalysisConcluded`: success → SUCCESS, failure → FAILURE
+  with its reason, skipped → SKIPPED; none by the stage's start plus
+  `duration` plus a grace → FAILURE.
+
+WAIT and WAIT_APPROVAL are the decider's (time and approvals).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import signal
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import msgspec
@@ -50,6 +56,7 @@ import msgspec
 from services.executor.decider import Deployment, Stage, StageStatus
 from services.executor.stagelog import StageLogger
 from shared.config.application import (
+    AnalysisOptions,
     IstioTrafficRouting,
     K8sBaselineRolloutOptions,
     K8sCanaryRolloutOptions,
@@ -62,7 +69,10 @@ from shared.config.application import (
 )
 from shared.config.manifests import Manifest
 from shared.deploysource import DeploySource, ensure_commit, load_deploy_source
-from shared.errors import ConfigError, PlatformError, Unavailable
+from shared.errors import ConcurrencyConflict, ConfigError, PlatformError, Unavailable
+from shared.eventlog import NO_STREAM, EventStore, deterministic_event_id
+from shared.events.base import Metadata, NewEvent, RecordedEvent
+from shared.events.catalog import AnalysisConcluded, AnalysisRequested
 from shared.executor.options import OptionsError, stage_options
 from shared.executor.variants import (
     VariantError,
@@ -72,11 +82,23 @@ from shared.executor.variants import (
 )
 from shared.git import GitCache, GitError
 from shared.platform import AppliedResource, KubernetesPlatform
+from shared.streams import stream_id
+from shared.tracing import current_trace_headers
 
-__all__ = ["STAGE_EXECUTORS", "Sources", "StageContext", "StageResult", "run_stage"]
+__all__ = [
+    "ANALYSIS_GRACE_S",
+    "STAGE_EXECUTORS",
+    "Sources",
+    "StageContext",
+    "StageResult",
+    "analysis_id_of",
+    "run_stage",
+]
 
 _WORKLOAD_KINDS: Final = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
 _SCRIPT_TAIL_LINES: Final = 5
+ANALYSIS_GRACE_S: Final = 300.0
+"""How long past its `duration` an ANALYSIS waits for the analysis service's verdict."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +141,11 @@ class StageContext:
     platform: KubernetesPlatform
     rollout_timeout_s: float = 600.0
     applied: list[AppliedResource] = field(default_factory=list)
+    # ANALYSIS: where the request is appended and the verdict read, how often it is read.
+    store: EventStore | None = None
+    poll_s: float = 1.0
+    analysis_grace_s: float = ANALYSIS_GRACE_S
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     @property
     def commit(self) -> str:
@@ -532,6 +559,109 @@ def _seconds_text(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+# ANALYSIS -------------------------------------------------------------------------------
+
+
+def analysis_id_of(deployment_id: str, stage_id: str) -> str:
+    """The analysis of a deployment's ANALYSIS stage: 32 lowercase hex digits, the same on
+    every run of the stage (so a restarted executor waits on the analysis it requested)."""
+    return deterministic_event_id("analysis", deployment_id, stage_id).hex
+
+
+async def analysis(ctx: StageContext) -> StageResult:
+    """Ask the analysis service for a verdict and wait for it (the contract in the README)."""
+    options = stage_options("ANALYSIS", ctx.stage.options_json)
+    assert isinstance(options, AnalysisOptions)
+    store = ctx.store
+    if store is None:
+        raise StageFailed("ANALYSIS needs the event log, and this executor was given none")
+    deployment, stage = ctx.deployment, ctx.stage
+    analysis_id = analysis_id_of(deployment.deployment_id, stage.id)
+    stream = stream_id("analysis", analysis_id)
+    # From the stage's start, so that after a restart it waits only the time left.
+    limit_s = options.duration.seconds + ctx.analysis_grace_s
+    deadline = (stage.started_at or ctx.clock()) + timedelta(seconds=limit_s)
+    history = await store.read_stream(stream)
+    if any(isinstance(e.event, AnalysisRequested) for e in history):
+        await ctx.log.info(f"Waiting again for the verdict of analysis {analysis_id}")
+    else:
+        await _request_analysis(ctx, store, stream, analysis_id)
+        await ctx.log.info(
+            f"Requested analysis {analysis_id} for {options.duration or '0s'}; "
+            "waiting for the analysis service's verdict"
+        )
+    while True:
+        concluded = _concluded(history)
+        if concluded is not None:
+            return await _analysis_result(ctx, concluded)
+        left = (deadline - ctx.clock()).total_seconds()
+        if left <= 0:
+            raise StageFailed(
+                f"no verdict from the analysis service within {_seconds_text(limit_s)} "
+                f"(duration {options.duration or '0s'} plus {_seconds_text(ctx.analysis_grace_s)}"
+                " grace)"
+            )
+        await asyncio.sleep(min(ctx.poll_s, left))
+        try:
+            history = await store.read_stream(stream)
+        except Unavailable:
+            continue  # the database is away for a moment: read again at the next poll
+
+
+async def _request_analysis(
+    ctx: StageContext, store: EventStore, stream: str, analysis_id: str
+) -> None:
+    deployment, stage = ctx.deployment, ctx.stage
+    now = ctx.clock()
+    request = AnalysisRequested(
+        analysis_id=analysis_id,
+        deployment_id=deployment.deployment_id,
+        application_id=deployment.application_id,
+        stage_id=stage.id,
+        commit_hash=deployment.commit_hash,
+        running_commit_hash=deployment.running_commit_hash,
+        options_json=stage.options_json,
+        requested_at=now,
+    )
+    context = current_trace_headers()
+    new = NewEvent(
+        event=request,
+        event_id=deterministic_event_id("analysis_requested", analysis_id),
+        metadata=Metadata(
+            correlation_id=deployment.deployment_id,
+            traceparent=context.get("traceparent"),
+            tracestate=context.get("tracestate"),
+            actor="executor",
+            occurred_at=now,
+        ),
+    )
+    # A new stream under a derived id: a retry of this append is a no-op, and a stream
+    # that exists already holds this request (nothing else starts an analysis stream).
+    with contextlib.suppress(ConcurrencyConflict):
+        await store.append(stream, [new], expected_version=NO_STREAM)
+
+
+def _concluded(history: Sequence[RecordedEvent]) -> AnalysisConcluded | None:
+    """The first verdict on the stream, if any (a verdict is final)."""
+    return next((e.event for e in history if isinstance(e.event, AnalysisConcluded)), None)
+
+
+async def _analysis_result(ctx: StageContext, concluded: AnalysisConcluded) -> StageResult:
+    judge = f" (judge {concluded.judge} {concluded.judge_version})" if concluded.judge else ""
+    reason = concluded.reason or f"the analysis concluded {concluded.verdict}"
+    match concluded.verdict:
+        case "success":
+            await ctx.log.success(f"The analysis succeeded{judge}: {reason}")
+            return StageResult(StageStatus.SUCCESS, reason)
+        case "skipped":
+            await ctx.log.info(f"The analysis was skipped{judge}: {reason}")
+            return StageResult(StageStatus.SKIPPED, reason)
+        case "failure":
+            raise StageFailed(f"the analysis failed{judge}: {reason}")
+        case other:
+            raise StageFailed(f"the analysis service gave an unknown verdict {other!r}: {reason}")
+
+
 STAGE_EXECUTORS: Final[dict[str, Executor]] = {
     "K8S_SYNC": k8s_sync,
     "K8S_PRIMARY_ROLLOUT": k8s_primary_rollout,
@@ -543,6 +673,7 @@ STAGE_EXECUTORS: Final[dict[str, Executor]] = {
     "K8S_TRAFFIC_ROUTING": k8s_traffic_routing,
     "SCRIPT_RUN": script_run,
     "SCRIPT_RUN_ROLLBACK": script_run_rollback,
+    "ANALYSIS": analysis,
 }
 
 

@@ -268,6 +268,40 @@ class StageSkipRequested(Event, tag="stage_skip_requested", frozen=True):
     commander: str = ""
 
 
+# Analysis (stream `analysis-<analysis_id>`, DESIGN §2, §8) -------------------------
+
+
+class AnalysisRequested(Event, tag="analysis_requested", frozen=True):
+    """The executor asks for the verdict of an ANALYSIS stage (the first event of the stream).
+
+    `analysis_id` is derived from the deployment and stage (`analysis_id_of`), and the
+    request is appended once (a new stream, a derived event id), so a restarted executor
+    waits on the same analysis. The analysis service answers with `AnalysisConcluded`
+    on the same stream.
+    """
+
+    analysis_id: str
+    deployment_id: str
+    application_id: str
+    stage_id: str
+    commit_hash: str
+    running_commit_hash: str  # "" on an application's first deployment
+    options_json: str  # the stage's `with:` block, as JSON
+    requested_at: datetime
+
+
+class AnalysisConcluded(Event, tag="analysis_concluded", frozen=True):
+    """The analysis service's verdict on an `AnalysisRequested` (stream `analysis-<id>`)."""
+
+    analysis_id: str
+    deployment_id: str
+    stage_id: str
+    verdict: str  # success | failure | skipped
+    reason: str = ""
+    judge: str = ""
+    judge_version: str = ""
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     ApplicationRegistered,
     ApplicationDisabled,
@@ -294,6 +328,8 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     DeploymentCancelRequested,
     StageApproved,
     StageSkipRequested,
+    AnalysisRequested,
+    AnalysisConcluded,
 )
 
 
