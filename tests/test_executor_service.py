@@ -297,8 +297,10 @@ async def test_failed_canary_rolls_back_automatically(
     assert await image_of(cluster, "web") == "ghcr.io/acme/web:v1"
 
 
-async def test_wait_approval_continues_once_approved(harness: Harness) -> None:
-    """WAIT_APPROVAL waits for a listed approver; the approval (as the API appends it) ends it."""
+async def test_wait_approval_ignores_a_refused_approver_and_continues_once_approved(
+    harness: Harness,
+) -> None:
+    """WAIT_APPROVAL: an approval by someone not listed does not count; a listed one ends it."""
     extra = (
         "  pipeline:\n    stages:\n      - name: WAIT_APPROVAL\n        id: approve\n"
         "        with:\n          approvers: [ann]\n"
@@ -308,6 +310,9 @@ async def test_wait_approval_continues_once_approved(harness: Harness) -> None:
         await harness.register()
         await harness.plan("d1", commit)
         await harness.wait_for("d1", lambda e: isinstance(e, StageStarted))
+        await harness.request(
+            "d1", StageApproved(deployment_id="d1", stage_id="approve", approver="eve")
+        )
         await harness.request(
             "d1", StageApproved(deployment_id="d1", stage_id="approve", approver="ann")
         )

@@ -574,8 +574,11 @@ def _check_running(state: Deployment, stage: Stage, now: datetime, *, forward: b
         options = _approval_options(stage)
         if options is None:
             return [_completed(state, stage, StageStatus.FAILURE, _malformed(stage), now)]
-        if len(stage.approvers) >= max(options.min_approver_num, 1):
-            reason = f"Approved by {', '.join(stage.approvers)}"
+        # Only listed approvers count, even if another writer recorded someone else's
+        # approval without going through `decide` (which refuses it).
+        approved = [a for a in stage.approvers if not options.approvers or a in options.approvers]
+        if len(approved) >= max(options.min_approver_num, 1):
+            reason = f"Approved by {', '.join(approved)}"
             return [_completed(state, stage, StageStatus.SUCCESS, reason, now)]
         if options.timeout and now >= _started_at(stage) + options.timeout.timedelta:
             reason = f"Timed out waiting for approval ({options.timeout})"
