@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import nats
@@ -21,6 +22,7 @@ from shared.eventlog import DEFAULT_APP_ROLE, EventStore, migrate
 from shared.events.catalog import default_registry
 from shared.sandbox import NatsServer, PostgresServer
 from shared.subjects import Subjects
+from tests.git_helpers import WorkRepo
 
 
 @pytest.fixture(scope="session")
@@ -109,3 +111,9 @@ async def nc(nats_url: str) -> AsyncIterator[NatsClient]:
     client = await nats.connect(nats_url)
     yield client
     await client.drain()
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> WorkRepo:
+    """A config repository to commit to, fresh for each test."""
+    return WorkRepo(tmp_path / "config")

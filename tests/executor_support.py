@@ -26,9 +26,11 @@ from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationRegistered,
+    DeploymentCancelRequested,
     DeploymentCompleted,
     DeploymentPlanned,
     DeploymentTriggered,
+    StageStarted,
 )
 from shared.git import GitCache
 from shared.planning import Strategy, build_stages, spec_from_config
@@ -188,6 +190,13 @@ class Harness:
             stop.set()
             await asyncio.wait_for(asyncio.gather(*tasks), 20)
 
+    @contextlib.asynccontextmanager
+    async def running_app(self) -> AsyncIterator[None]:
+        """`running`, with the application registered first thing."""
+        async with self.running():
+            await self.register()
+            yield
+
     async def register(self) -> None:
         await self.store.append(
             f"application-{APP}",
@@ -244,6 +253,15 @@ class Harness:
             f"deployment-{deployment_id}", new_events([event]), expected_version=None
         )
 
+    async def cancel(self, deployment_id: str, *, with_rollback: bool = True) -> None:
+        """Bob asks to cancel `deployment_id` (with or without a rollback)."""
+        await self.request(
+            deployment_id,
+            DeploymentCancelRequested(
+                deployment_id=deployment_id, with_rollback=with_rollback, commander="bob"
+            ),
+        )
+
     async def events(self, deployment_id: str) -> list[Event]:
         return [e.event for e in await self.store.read_stream(f"deployment-{deployment_id}")]
 
@@ -256,12 +274,36 @@ class Harness:
         found: Event = await eventually(probe, within=within, what=f"event in {deployment_id}")
         return found
 
+    async def stage_started(self, deployment_id: str, stage_id: str) -> None:
+        """Wait until stage `stage_id` of `deployment_id` has started."""
+        await self.wait_for(
+            deployment_id, lambda e: isinstance(e, StageStarted) and e.stage_id == stage_id
+        )
+
     async def completed(self, deployment_id: str, *, within: float = 25.0) -> DeploymentCompleted:
         event = await self.wait_for(
             deployment_id, lambda e: isinstance(e, DeploymentCompleted), within=within
         )
         assert isinstance(event, DeploymentCompleted)
         return event
+
+
+async def deploy_v1(harness: Harness, extra: str = "") -> str:
+    """The first deployment (quick sync, as the planner plans a first deploy): v1 is running."""
+    commit = harness.work.commit(app_files(tag="v1", extra=extra), "v1")
+    await harness.plan("d1", commit, strategy="quick_sync")
+    assert (await harness.completed("d1")).status == "SUCCESS"
+    return commit
+
+
+async def deploy_v2(
+    harness: Harness, extra: str, *, tag: str = "v2", message: str = "v2"
+) -> tuple[str, str]:
+    """v1 running (`deploy_v1`), then d2 planned over it at a commit of image `tag`."""
+    v1 = await deploy_v1(harness, extra)
+    v2 = harness.work.commit(app_files(tag=tag, extra=extra), message)
+    await harness.plan("d2", v2, running=v1)
+    return v1, v2
 
 
 def write_control_config(path: Path, *, remote: str, kubeconfig: Path) -> Path:

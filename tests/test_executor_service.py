@@ -18,7 +18,6 @@ from shared.events.base import Event
 from shared.events.catalog import (
     AnalysisConcluded,
     AnalysisRequested,
-    DeploymentCancelRequested,
     DeploymentStarted,
     StageApproved,
     StageCompleted,
@@ -28,7 +27,15 @@ from shared.kubesim import ImageRule, KubeSim
 from shared.messaging import ensure_event_stream
 from shared.platform import KubernetesPlatform
 from shared.subjects import Subjects
-from tests.executor_support import APP, APP_PATH, Harness, app_files, eventually
+from tests.executor_support import (
+    APP,
+    APP_PATH,
+    Harness,
+    app_files,
+    deploy_v1,
+    deploy_v2,
+    eventually,
+)
 from tests.git_helpers import WorkRepo
 
 CANARY_PIPELINE = """\
@@ -53,11 +60,6 @@ CANARY_PIPELINE = """\
 async def sim() -> AsyncIterator[KubeSim]:
     async with KubeSim(ready_delay_s=0.1, rules=[ImageRule(image="*:bad", crash_loop=True)]) as sim:
         yield sim
-
-
-@pytest.fixture
-def work(tmp_path: Path) -> WorkRepo:
-    return WorkRepo(tmp_path / "config")
 
 
 @pytest.fixture
@@ -109,14 +111,6 @@ async def image_of(cluster: KubernetesPlatform, name: str) -> str | None:
     return image
 
 
-async def deploy_v1(harness: Harness, extra: str = "") -> str:
-    """The first deployment (quick sync, as the planner plans a first deploy): v1 is running."""
-    commit = harness.work.commit(app_files(tag="v1", extra=extra), "v1")
-    await harness.plan("d1", commit, strategy="quick_sync")
-    assert (await harness.completed("d1")).status == "SUCCESS"
-    return commit
-
-
 async def test_quick_sync_applies_waits_for_rollout_and_logs(
     harness: Harness, cluster: KubernetesPlatform, subjects: Subjects, nc: NatsClient
 ) -> None:
@@ -127,8 +121,7 @@ async def test_quick_sync_applies_waits_for_rollout_and_logs(
         live.append(json.loads(message.data))
 
     subscription = await nc.subscribe(subjects.stage_log("d1"), cb=on_line)
-    async with harness.running():
-        await harness.register()
+    async with harness.running_app():
         commit = await deploy_v1(harness)
     events = await harness.events("d1")
     assert stages_of(events) == ["start K8sSync", "SUCCESS K8sSync"]
@@ -165,8 +158,7 @@ async def test_sync_with_prune_deletes_what_git_no_longer_has(
     prune = "  quickSync:\n    prune: true\n"
     first = harness.work.commit(app_files(extra=prune, config_map=True), "with config map")
     second = harness.work.commit(app_files(extra=prune, tag="v2"), "without it")
-    async with harness.running():
-        await harness.register()
+    async with harness.running_app():
         await harness.plan("d1", first, strategy="quick_sync")
         assert (await harness.completed("d1")).status == "SUCCESS"
         assert await cluster.get("/ConfigMap/shop/web-extra") is not None
@@ -176,17 +168,19 @@ async def test_sync_with_prune_deletes_what_git_no_longer_has(
     assert await image_of(cluster, "web") == "ghcr.io/acme/web:v2"
 
 
+async def _canary_at_wait(harness: Harness, wait: str) -> str:
+    """v1 running; d2 (the canary pipeline, its WAIT for `wait`) at its WAIT. The running commit."""
+    running, _ = await deploy_v2(harness, CANARY_PIPELINE.format(wait=wait))
+    await harness.stage_started("d2", "wait")
+    return running
+
+
 async def test_canary_pipeline_succeeds_and_cleans_the_canary(
     harness: Harness, cluster: KubernetesPlatform
 ) -> None:
     """Canary (50% of 2 = 1 pod) → WAIT → primary → clean: SUCCESS, canary gone, primary at v2."""
-    extra = CANARY_PIPELINE.format(wait="1s")
-    async with harness.running():
-        await harness.register()
-        v1 = await deploy_v1(harness, extra)
-        v2 = harness.work.commit(app_files(tag="v2", extra=extra), "v2")
-        await harness.plan("d2", v2, running=v1)
-        await harness.wait_for("d2", lambda e: isinstance(e, StageStarted) and e.stage_id == "wait")
+    async with harness.running_app():
+        await _canary_at_wait(harness, "1s")
         canary = await cluster.get("apps/Deployment/shop/web-canary")
         assert canary is not None
         assert canary["spec"]["replicas"] == 1
@@ -214,17 +208,10 @@ async def test_cancel_with_rollback_restores_the_running_commit(
 ) -> None:
     """Cancel with rollback mid-WAIT: the WAIT is CANCELLED, ROLLBACK re-applies v1 and removes
     the canary, and the deployment ends CANCELLED."""
-    extra = CANARY_PIPELINE.format(wait="60s")
-    async with harness.running():
-        await harness.register()
-        v1 = await deploy_v1(harness, extra)
-        v2 = harness.work.commit(app_files(tag="v2", extra=extra), "v2")
-        await harness.plan("d2", v2, running=v1)
-        await harness.wait_for("d2", lambda e: isinstance(e, StageStarted) and e.stage_id == "wait")
+    async with harness.running_app():
+        v1 = await _canary_at_wait(harness, "60s")
         assert await cluster.get("apps/Deployment/shop/web-canary") is not None
-        await harness.request(
-            "d2", DeploymentCancelRequested(deployment_id="d2", with_rollback=True, commander="bob")
-        )
+        await harness.cancel("d2")
         done = await harness.completed("d2")
     assert (done.status, done.reason) == (
         "CANCELLED",
@@ -251,17 +238,9 @@ async def test_cancel_without_rollback_leaves_the_cluster_as_it_is(
     harness: Harness, cluster: KubernetesPlatform
 ) -> None:
     """Cancel without rollback: CANCELLED at once, no ROLLBACK stage, the canary stays."""
-    extra = CANARY_PIPELINE.format(wait="60s")
-    async with harness.running():
-        await harness.register()
-        v1 = await deploy_v1(harness, extra)
-        v2 = harness.work.commit(app_files(tag="v2", extra=extra), "v2")
-        await harness.plan("d2", v2, running=v1)
-        await harness.wait_for("d2", lambda e: isinstance(e, StageStarted) and e.stage_id == "wait")
-        await harness.request(
-            "d2",
-            DeploymentCancelRequested(deployment_id="d2", with_rollback=False, commander="bob"),
-        )
+    async with harness.running_app():
+        await _canary_at_wait(harness, "60s")
+        await harness.cancel("d2", with_rollback=False)
         done = await harness.completed("d2")
     assert done.status == "CANCELLED"
     assert stages_of(await harness.events("d2")) == [
@@ -279,11 +258,8 @@ async def test_failed_canary_rolls_back_automatically(
     """A canary that never gets healthy fails its stage; the hidden ROLLBACK runs; FAILURE."""
     harness.replica("x1", rollout_timeout_s=1.5)
     extra = CANARY_PIPELINE.format(wait="1s")
-    async with harness.running():
-        await harness.register()
-        v1 = await deploy_v1(harness, extra)
-        bad = harness.work.commit(app_files(tag="bad", extra=extra), "bad image")
-        await harness.plan("d2", bad, running=v1)
+    async with harness.running_app():
+        await deploy_v2(harness, extra, tag="bad", message="bad image")
         done = await harness.completed("d2")
     assert done.status == "FAILURE"
     assert done.reason.startswith("Failed while executing stage canary: RolloutFailed:")
@@ -306,8 +282,7 @@ async def test_wait_approval_ignores_a_refused_approver_and_continues_once_appro
         "        with:\n          approvers: [ann]\n"
     )
     commit = harness.work.commit(app_files(extra=extra), "needs approval")
-    async with harness.running():
-        await harness.register()
+    async with harness.running_app():
         await harness.plan("d1", commit)
         await harness.wait_for("d1", lambda e: isinstance(e, StageStarted))
         await harness.request(
@@ -334,8 +309,7 @@ async def test_two_replicas_never_run_one_deployment_together(harness: Harness) 
     harness.replica("x1", max_concurrent=2)
     harness.replica("x2", max_concurrent=2)
     ids = [f"d{n}" for n in range(5)]
-    async with harness.running():
-        await harness.register()
+    async with harness.running_app():
         for deployment_id in ids:
             await harness.plan(deployment_id, commit)
         for deployment_id in ids:
@@ -402,8 +376,7 @@ async def test_script_run_logs_its_output_in_the_app_directory(
     """SCRIPT_RUN: `with.env` merged, run in the app's directory, both streams in the log."""
     marker = tmp_path / "rolled-back"
     extra = SCRIPT_PIPELINE.format(marker=marker, run="'true'", timeout="1m")
-    async with harness.running():
-        await harness.register()
+    async with harness.running_app():
         commit = harness.work.commit(app_files(extra=extra), "scripts")
         await harness.plan("d1", commit)
         assert (await harness.completed("d1")).status == "SUCCESS"
@@ -426,8 +399,7 @@ async def test_failed_script_rolls_back_and_runs_on_rollback(
     marker = tmp_path / "rolled-back"
     run = "'echo first; echo broken; exit 3'"
     extra = SCRIPT_PIPELINE.format(marker=marker, run=run, timeout="1m")
-    async with harness.running():
-        await harness.register()
+    async with harness.running_app():
         running = await deploy_v1(harness)
         commit = harness.work.commit(app_files(tag="v2", extra=extra), "v2")
         await harness.plan("d2", commit, running=running)
@@ -445,8 +417,7 @@ async def test_script_timeout_kills_the_process_group(harness: Harness, tmp_path
     survivor = tmp_path / "survivor"
     run = f"'(sleep 3; touch {survivor}) & sleep 30'"
     extra = SCRIPT_PIPELINE.format(marker=tmp_path / "rb", run=run, timeout="1s")
-    async with harness.running():
-        await harness.register()
+    async with harness.running_app():
         commit = harness.work.commit(app_files(extra=extra), "slow")
         await harness.plan("d1", commit)
         assert (await harness.completed("d1", within=15)).status == "FAILURE"
@@ -513,13 +484,11 @@ async def _route_then_cancel(harness: Harness, extra: str, *, files: dict[str, s
     assert (await harness.completed("d1")).status == "SUCCESS"
     commit = harness.work.commit(app_files(tag="v2", extra=extra) | files, "v2")
     await harness.plan("d2", commit, running=running)
-    await harness.wait_for("d2", lambda e: isinstance(e, StageStarted) and e.stage_id == "wait")
+    await harness.stage_started("d2", "wait")
 
 
 async def _cancel(harness: Harness) -> None:
-    await harness.request(
-        "d2", DeploymentCancelRequested(deployment_id="d2", with_rollback=True, commander="bob")
-    )
+    await harness.cancel("d2")
     assert (await harness.completed("d2")).status == "CANCELLED"
 
 
@@ -528,8 +497,7 @@ async def test_podselector_routing_moves_the_service_and_rollback_restores_prima
 ) -> None:
     """podselector: the Service selects the CANARY; ROLLBACK selects the PRIMARY again."""
     extra = ROUTED_PIPELINE.format(routing="", split="          all: canary")
-    async with harness.running():
-        await harness.register()
+    async with harness.running_app():
         await _route_then_cancel(harness, extra, files={})
         service = await cluster.get("/Service/shop/web")
         assert service is not None
@@ -556,8 +524,7 @@ async def test_istio_routing_sets_virtual_service_weights_and_rollback_restores_
             (r["destination"]["subset"], r["weight"]) for r in vs["spec"]["http"][route]["route"]
         ]
 
-    async with harness.running():
-        await harness.register()
+    async with harness.running_app():
         await _route_then_cancel(harness, extra, files={f"{APP_PATH}/vs.yaml": VIRTUAL_SERVICE})
         assert await weights(0) == [("primary", 80), ("canary", 20), ("baseline", 0)]
         assert await weights(1) == [("primary", 100)]  # not in editableRoutes
@@ -639,11 +606,8 @@ async def test_analysis_waits_for_the_verdict_of_the_analysis_service(
 ) -> None:
     """ANALYSIS requests over NATS and waits: success goes on, failure rolls back with a reason."""
     extra = ANALYSIS_PIPELINE.format(timeout="", duration="1m")
-    async with harness.running():
-        await harness.register()
-        v1 = await deploy_v1(harness, extra)
-        v2 = harness.work.commit(app_files(tag="v2", extra=extra), "v2")
-        await harness.plan("d2", v2, running=v1)
+    async with harness.running_app():
+        v1, v2 = await deploy_v2(harness, extra)
         request = await _analysis_requested(
             harness, analysis_id_of("d2", "analysis"), requests_on_nats
         )
@@ -701,11 +665,8 @@ async def test_analysis_without_a_verdict_fails_and_rolls_back(
     """No verdict by the stage's timeout (or its duration plus the grace): FAILURE, rolled back."""
     harness.replica("x1", analysis_grace_s=1.0)
     extra = ANALYSIS_PIPELINE.format(timeout=stage_timeout, duration=duration)
-    async with harness.running():
-        await harness.register()
-        v1 = await deploy_v1(harness, extra)
-        v2 = harness.work.commit(app_files(tag="v2", extra=extra), "v2")
-        await harness.plan("d2", v2, running=v1)
+    async with harness.running_app():
+        await deploy_v2(harness, extra)
         await _analysis_requested(harness, analysis_id_of("d2", "analysis"), requests_on_nats)
         done = await harness.completed("d2")
     events = await harness.events("d2")
@@ -724,18 +685,13 @@ async def test_analysis_resumes_after_a_restart_without_a_second_request(
 ) -> None:
     """A replica stopped while waiting: the next one waits on the same analysis, requested once."""
     extra = ANALYSIS_PIPELINE.format(timeout="", duration="1m")
-    async with harness.running():
-        await harness.register()
-        v1 = await deploy_v1(harness, extra)
-        v2 = harness.work.commit(app_files(tag="v2", extra=extra), "v2")
-        await harness.plan("d2", v2, running=v1)
+    async with harness.running_app():
+        await deploy_v2(harness, extra)
         request = await _analysis_requested(
             harness, analysis_id_of("d2", "analysis"), requests_on_nats
         )
     async with harness.running():  # the same replica, started again
-        await harness.wait_for(
-            "d2", lambda e: isinstance(e, StageStarted) and e.stage_id == "analysis"
-        )
+        await harness.stage_started("d2", "analysis")
         await _conclude(harness, request, "success", "fine")
         assert (await harness.completed("d2")).status == "SUCCESS"
     history = await harness.store.read_stream(f"analysis-{request.analysis_id}")
@@ -748,15 +704,10 @@ async def test_cancel_while_analysing_rolls_back(
 ) -> None:
     """Cancel with rollback while ANALYSIS waits: the stage is CANCELLED and ROLLBACK runs."""
     extra = ANALYSIS_PIPELINE.format(timeout="", duration="1m")
-    async with harness.running():
-        await harness.register()
-        v1 = await deploy_v1(harness, extra)
-        v2 = harness.work.commit(app_files(tag="v2", extra=extra), "v2")
-        await harness.plan("d2", v2, running=v1)
+    async with harness.running_app():
+        await deploy_v2(harness, extra)
         await _analysis_requested(harness, analysis_id_of("d2", "analysis"), requests_on_nats)
-        await harness.request(
-            "d2", DeploymentCancelRequested(deployment_id="d2", with_rollback=True, commander="bob")
-        )
+        await harness.cancel("d2")
         done = await harness.completed("d2")
     assert (done.status, done.reason) == (
         "CANCELLED",

@@ -201,11 +201,6 @@ class Harness:
 
 
 @pytest.fixture
-def work(tmp_path: Path) -> WorkRepo:
-    return WorkRepo(tmp_path / "config")
-
-
-@pytest.fixture
 async def harness(
     app_database_url: str,
     schema: str,

@@ -98,178 +98,94 @@ def _short_hash(text: str) -> str:
 
 _WORKLOAD = ("all",)
 _ISTIO_VERSIONS = ("v1beta1", "v1alpha3")
+_TRAITS = frozenset({"cluster", "workload", "status", "scale"})
+
+
+def _builtin(
+    api_version: str,
+    kind: str,
+    plural: str,
+    short_names: str = "",
+    traits: str = "",
+    *,
+    extra_subresources: tuple[str, ...] = (),
+) -> ResourceType:
+    """One row of the built-in table. `traits` are words: `cluster` (not namespaced),
+    `workload` (in the `all` category), `status` and `scale` (the subresources served)."""
+    words = set(traits.split())
+    if not words <= _TRAITS:
+        raise ValueError(f"{kind}: unknown traits {sorted(words - _TRAITS)}")
+    group, _, version = api_version.rpartition("/")
+    return ResourceType(
+        group,
+        (version,),
+        kind,
+        plural,
+        namespaced="cluster" not in words,
+        short_names=tuple(short_names.split()),
+        categories=_WORKLOAD if "workload" in words else (),
+        status_subresource="status" in words,
+        scale_subresource="scale" in words,
+        extra_subresources=extra_subresources,
+    )
+
+
+def _istio(kind: str, plural: str, short_name: str) -> ResourceType:
+    """Istio's traffic kinds are CRDs on a real cluster, hence custom=True."""
+    return ResourceType(
+        "networking.istio.io",
+        _ISTIO_VERSIONS,
+        kind,
+        plural,
+        short_names=(short_name,),
+        categories=("istio-io", "networking-istio-io"),
+        custom=True,
+    )
+
+
+_RBAC = "rbac.authorization.k8s.io/v1"
 
 BUILTIN_TYPES: tuple[ResourceType, ...] = (
-    ResourceType(
-        "",
-        ("v1",),
-        "Namespace",
-        "namespaces",
-        namespaced=False,
-        short_names=("ns",),
-        status_subresource=True,
-    ),
-    ResourceType(
-        "", ("v1",), "Node", "nodes", namespaced=False, short_names=("no",), status_subresource=True
-    ),
-    ResourceType(
-        "",
-        ("v1",),
-        "Pod",
-        "pods",
-        short_names=("po",),
-        categories=_WORKLOAD,
-        status_subresource=True,
-        extra_subresources=("log",),
-    ),
-    ResourceType(
-        "",
-        ("v1",),
-        "Service",
-        "services",
-        short_names=("svc",),
-        categories=_WORKLOAD,
-        status_subresource=True,
-    ),
-    ResourceType("", ("v1",), "ConfigMap", "configmaps", short_names=("cm",)),
-    ResourceType("", ("v1",), "Secret", "secrets"),
-    ResourceType("", ("v1",), "ServiceAccount", "serviceaccounts", short_names=("sa",)),
-    ResourceType("", ("v1",), "Event", "events", short_names=("ev",)),
-    ResourceType("", ("v1",), "Endpoints", "endpoints", short_names=("ep",)),
-    ResourceType(
-        "",
-        ("v1",),
-        "PersistentVolumeClaim",
-        "persistentvolumeclaims",
-        short_names=("pvc",),
-        status_subresource=True,
-    ),
-    ResourceType(
-        "apps",
-        ("v1",),
-        "Deployment",
-        "deployments",
-        short_names=("deploy",),
-        categories=_WORKLOAD,
-        status_subresource=True,
-        scale_subresource=True,
-    ),
-    ResourceType(
-        "apps",
-        ("v1",),
-        "ReplicaSet",
-        "replicasets",
-        short_names=("rs",),
-        categories=_WORKLOAD,
-        status_subresource=True,
-        scale_subresource=True,
-    ),
-    ResourceType(
-        "apps",
-        ("v1",),
-        "StatefulSet",
-        "statefulsets",
-        short_names=("sts",),
-        categories=_WORKLOAD,
-        status_subresource=True,
-        scale_subresource=True,
-    ),
-    ResourceType(
-        "apps",
-        ("v1",),
-        "DaemonSet",
-        "daemonsets",
-        short_names=("ds",),
-        categories=_WORKLOAD,
-        status_subresource=True,
-    ),
-    ResourceType("batch", ("v1",), "Job", "jobs", categories=_WORKLOAD, status_subresource=True),
-    ResourceType(
-        "batch",
-        ("v1",),
-        "CronJob",
-        "cronjobs",
-        short_names=("cj",),
-        categories=_WORKLOAD,
-        status_subresource=True,
-    ),
-    ResourceType(
-        "autoscaling",
-        ("v2",),
+    _builtin("v1", "Namespace", "namespaces", "ns", "cluster status"),
+    _builtin("v1", "Node", "nodes", "no", "cluster status"),
+    _builtin("v1", "Pod", "pods", "po", "workload status", extra_subresources=("log",)),
+    _builtin("v1", "Service", "services", "svc", "workload status"),
+    _builtin("v1", "ConfigMap", "configmaps", "cm"),
+    _builtin("v1", "Secret", "secrets"),
+    _builtin("v1", "ServiceAccount", "serviceaccounts", "sa"),
+    _builtin("v1", "Event", "events", "ev"),
+    _builtin("v1", "Endpoints", "endpoints", "ep"),
+    _builtin("v1", "PersistentVolumeClaim", "persistentvolumeclaims", "pvc", "status"),
+    _builtin("apps/v1", "Deployment", "deployments", "deploy", "workload status scale"),
+    _builtin("apps/v1", "ReplicaSet", "replicasets", "rs", "workload status scale"),
+    _builtin("apps/v1", "StatefulSet", "statefulsets", "sts", "workload status scale"),
+    _builtin("apps/v1", "DaemonSet", "daemonsets", "ds", "workload status"),
+    _builtin("batch/v1", "Job", "jobs", "", "workload status"),
+    _builtin("batch/v1", "CronJob", "cronjobs", "cj", "workload status"),
+    _builtin(
+        "autoscaling/v2",
         "HorizontalPodAutoscaler",
         "horizontalpodautoscalers",
-        short_names=("hpa",),
-        categories=_WORKLOAD,
-        status_subresource=True,
+        "hpa",
+        "workload status",
     ),
-    ResourceType(
-        "policy",
-        ("v1",),
-        "PodDisruptionBudget",
-        "poddisruptionbudgets",
-        short_names=("pdb",),
-        status_subresource=True,
-    ),
-    ResourceType(
-        "networking.k8s.io",
-        ("v1",),
-        "Ingress",
-        "ingresses",
-        short_names=("ing",),
-        status_subresource=True,
-    ),
-    ResourceType(
-        "networking.k8s.io", ("v1",), "NetworkPolicy", "networkpolicies", short_names=("netpol",)
-    ),
-    ResourceType("rbac.authorization.k8s.io", ("v1",), "Role", "roles"),
-    ResourceType("rbac.authorization.k8s.io", ("v1",), "RoleBinding", "rolebindings"),
-    ResourceType(
-        "rbac.authorization.k8s.io", ("v1",), "ClusterRole", "clusterroles", namespaced=False
-    ),
-    ResourceType(
-        "rbac.authorization.k8s.io",
-        ("v1",),
-        "ClusterRoleBinding",
-        "clusterrolebindings",
-        namespaced=False,
-    ),
-    ResourceType(
-        "apiextensions.k8s.io",
-        ("v1",),
+    _builtin("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", "pdb", "status"),
+    _builtin("networking.k8s.io/v1", "Ingress", "ingresses", "ing", "status"),
+    _builtin("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies", "netpol"),
+    _builtin(_RBAC, "Role", "roles"),
+    _builtin(_RBAC, "RoleBinding", "rolebindings"),
+    _builtin(_RBAC, "ClusterRole", "clusterroles", "", "cluster"),
+    _builtin(_RBAC, "ClusterRoleBinding", "clusterrolebindings", "", "cluster"),
+    _builtin(
+        "apiextensions.k8s.io/v1",
         "CustomResourceDefinition",
         "customresourcedefinitions",
-        namespaced=False,
-        short_names=("crd", "crds"),
-        status_subresource=True,
+        "crd crds",
+        "cluster status",
     ),
-    # Istio's traffic kinds are CRDs on a real cluster, hence custom=True.
-    ResourceType(
-        "networking.istio.io",
-        _ISTIO_VERSIONS,
-        "VirtualService",
-        "virtualservices",
-        short_names=("vs",),
-        categories=("istio-io", "networking-istio-io"),
-        custom=True,
-    ),
-    ResourceType(
-        "networking.istio.io",
-        _ISTIO_VERSIONS,
-        "DestinationRule",
-        "destinationrules",
-        short_names=("dr",),
-        categories=("istio-io", "networking-istio-io"),
-        custom=True,
-    ),
-    ResourceType(
-        "networking.istio.io",
-        _ISTIO_VERSIONS,
-        "Gateway",
-        "gateways",
-        short_names=("gw",),
-        categories=("istio-io", "networking-istio-io"),
-        custom=True,
-    ),
+    _istio("VirtualService", "virtualservices", "vs"),
+    _istio("DestinationRule", "destinationrules", "dr"),
+    _istio("Gateway", "gateways", "gw"),
 )
 
 

@@ -16,7 +16,8 @@ Nothing here does I/O, so the executor and the tests can use it directly:
 from __future__ import annotations
 
 import copy
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
@@ -207,12 +208,65 @@ def _int(mapping: dict[str, Any], key: str, default: int = 0) -> int:
     return value if isinstance(value, int) else default
 
 
-def _deployment_status(obj: dict[str, Any]) -> RolloutStatus:
-    metadata, spec, status = _parts(obj)
+# (healthy, message) for a workload whose spec update has been observed, given how to name
+# it (`describe`).
+_Verdict = Callable[[str], tuple[bool, str]]
+
+
+class _Counts(NamedTuple):
+    """A workload's replicas (or pods) as its kind counts them."""
+
+    desired: int
+    updated: int
+    ready: int
+    available: int
+
+
+def _workload_status(
+    kind: str,
+    obj: dict[str, Any],
+    counts: _Counts,
+    verdict: _Verdict,
+    *,
+    gave_up: bool = False,
+    condition_reason: str = "",
+    condition_message: str = "",
+) -> RolloutStatus:
+    """What every kind shares: nothing counts until the controller has observed the spec
+    update (`observedGeneration`); after that the kind's `verdict` decides, and the rollout
+    has failed if the controller `gave_up`."""
+    metadata = obj.get("metadata") or {}
     name, namespace = str(metadata.get("name", "")), str(metadata.get("namespace", ""))
-    desired = _int(spec, "replicas", 1)
+    what = describe(kind, namespace, name)
     generation = _int(metadata, "generation")
-    observed = _int(status, "observedGeneration")
+    observed = _int(obj.get("status") or {}, "observedGeneration")
+    if observed < generation:
+        healthy, failed = False, False
+        message = f"waiting for the {what} spec update (generation {generation}) to be observed"
+    else:
+        healthy, message = verdict(what)
+        failed = gave_up
+    return RolloutStatus(
+        kind=kind,
+        namespace=namespace,
+        name=name,
+        desired=counts.desired,
+        updated=counts.updated,
+        ready=counts.ready,
+        available=counts.available,
+        healthy=healthy,
+        failed=failed,
+        message=message,
+        generation=generation,
+        observed_generation=observed,
+        condition_reason=condition_reason,
+        condition_message=condition_message,
+    )
+
+
+def _deployment_status(obj: dict[str, Any]) -> RolloutStatus:
+    _metadata, spec, status = _parts(obj)
+    desired = _int(spec, "replicas", 1)
     replicas = _int(status, "replicas")
     updated = _int(status, "updatedReplicas")
     ready = _int(status, "readyReplicas")
@@ -227,119 +281,72 @@ def _deployment_status(obj: dict[str, Any]) -> RolloutStatus:
     )
     reason = str(progressing.get("reason", ""))
     condition_message = str(progressing.get("message", ""))
-    what = describe("Deployment", namespace, name)
-    failed = False
-    healthy = False
-    if observed < generation:
-        message = f"waiting for the {what} spec update (generation {generation}) to be observed"
-    elif reason == "ProgressDeadlineExceeded":
-        failed = True
-        deadline = spec.get("progressDeadlineSeconds")
-        within = f" of {deadline}s" if isinstance(deadline, int) else ""
-        message = (
-            f"{what} exceeded its progress deadline{within}: {ready} of {desired} replicas "
-            f"ready, {updated} updated, {available} available"
-            + (f" ({condition_message})" if condition_message else "")
-        )
-    elif updated < desired:
-        message = f"{what}: {updated} out of {desired} new replicas have been updated"
-    elif replicas > updated:
-        message = f"{what}: {replicas - updated} old replicas are pending termination"
-    elif available < updated:
-        message = f"{what}: {available} of {updated} updated replicas are available"
-    else:
-        healthy = True
-        message = f"{what} successfully rolled out ({available} of {desired} available)"
-    return RolloutStatus(
-        kind="Deployment",
-        namespace=namespace,
-        name=name,
-        healthy=healthy,
-        failed=failed,
-        message=message,
-        desired=desired,
-        updated=updated,
-        ready=ready,
-        available=available,
-        generation=generation,
-        observed_generation=observed,
+    gave_up = reason == "ProgressDeadlineExceeded"
+
+    def verdict(what: str) -> tuple[bool, str]:
+        if gave_up:
+            deadline = spec.get("progressDeadlineSeconds")
+            within = f" of {deadline}s" if isinstance(deadline, int) else ""
+            return (
+                False,
+                f"{what} exceeded its progress deadline{within}: {ready} of {desired} replicas "
+                f"ready, {updated} updated, {available} available"
+                + (f" ({condition_message})" if condition_message else ""),
+            )
+        if updated < desired:
+            return False, f"{what}: {updated} out of {desired} new replicas have been updated"
+        if replicas > updated:
+            return False, f"{what}: {replicas - updated} old replicas are pending termination"
+        if available < updated:
+            return False, f"{what}: {available} of {updated} updated replicas are available"
+        return True, f"{what} successfully rolled out ({available} of {desired} available)"
+
+    return _workload_status(
+        "Deployment",
+        obj,
+        _Counts(desired, updated, ready, available),
+        verdict,
+        gave_up=gave_up,
         condition_reason=reason,
         condition_message=condition_message,
     )
 
 
 def _statefulset_status(obj: dict[str, Any]) -> RolloutStatus:
-    metadata, spec, status = _parts(obj)
-    name, namespace = str(metadata.get("name", "")), str(metadata.get("namespace", ""))
-    what = describe("StatefulSet", namespace, name)
+    _metadata, spec, status = _parts(obj)
     desired = _int(spec, "replicas", 1)
-    generation = _int(metadata, "generation")
-    observed = _int(status, "observedGeneration")
     updated = _int(status, "updatedReplicas")
     ready = _int(status, "readyReplicas")
     available = _int(status, "availableReplicas", ready)
     strategy = spec.get("updateStrategy")
     rolling = strategy.get("rollingUpdate") if isinstance(strategy, dict) else None
     partition = _int(rolling, "partition") if isinstance(rolling, dict) else 0
-    healthy = False
-    if observed < generation:
-        message = f"waiting for the {what} spec update (generation {generation}) to be observed"
-    elif ready < desired:
-        message = f"{what}: {ready} of {desired} replicas are ready"
-    elif partition > 0 and updated < desired - partition:
-        message = f"{what}: {updated} of {desired - partition} partitioned replicas updated"
-    elif partition == 0 and status.get("updateRevision") != status.get("currentRevision"):
-        message = f"{what}: {updated} of {desired} replicas are on the new revision"
-    else:
-        healthy = True
-        message = f"{what} successfully rolled out ({ready} of {desired} ready)"
-    return RolloutStatus(
-        kind="StatefulSet",
-        namespace=namespace,
-        name=name,
-        healthy=healthy,
-        failed=False,
-        message=message,
-        desired=desired,
-        updated=updated,
-        ready=ready,
-        available=available,
-        generation=generation,
-        observed_generation=observed,
-    )
+
+    def verdict(what: str) -> tuple[bool, str]:
+        if ready < desired:
+            return False, f"{what}: {ready} of {desired} replicas are ready"
+        if partition > 0 and updated < desired - partition:
+            return False, f"{what}: {updated} of {desired - partition} partitioned replicas updated"
+        if partition == 0 and status.get("updateRevision") != status.get("currentRevision"):
+            return False, f"{what}: {updated} of {desired} replicas are on the new revision"
+        return True, f"{what} successfully rolled out ({ready} of {desired} ready)"
+
+    counts = _Counts(desired, updated, ready, available)
+    return _workload_status("StatefulSet", obj, counts, verdict)
 
 
 def _daemonset_status(obj: dict[str, Any]) -> RolloutStatus:
-    metadata, _spec, status = _parts(obj)
-    name, namespace = str(metadata.get("name", "")), str(metadata.get("namespace", ""))
-    what = describe("DaemonSet", namespace, name)
+    _metadata, _spec, status = _parts(obj)
     desired = _int(status, "desiredNumberScheduled")
-    generation = _int(metadata, "generation")
-    observed = _int(status, "observedGeneration")
     updated = _int(status, "updatedNumberScheduled")
-    ready = _int(status, "numberReady")
     available = _int(status, "numberAvailable")
-    healthy = False
-    if observed < generation:
-        message = f"waiting for the {what} spec update (generation {generation}) to be observed"
-    elif updated < desired:
-        message = f"{what}: {updated} out of {desired} new pods have been updated"
-    elif available < desired:
-        message = f"{what}: {available} of {desired} updated pods are available"
-    else:
-        healthy = True
-        message = f"{what} successfully rolled out ({available} of {desired} available)"
-    return RolloutStatus(
-        kind="DaemonSet",
-        namespace=namespace,
-        name=name,
-        healthy=healthy,
-        failed=False,
-        message=message,
-        desired=desired,
-        updated=updated,
-        ready=ready,
-        available=available,
-        generation=generation,
-        observed_generation=observed,
-    )
+
+    def verdict(what: str) -> tuple[bool, str]:
+        if updated < desired:
+            return False, f"{what}: {updated} out of {desired} new pods have been updated"
+        if available < desired:
+            return False, f"{what}: {available} of {desired} updated pods are available"
+        return True, f"{what} successfully rolled out ({available} of {desired} available)"
+
+    counts = _Counts(desired, updated, _int(status, "numberReady"), available)
+    return _workload_status("DaemonSet", obj, counts, verdict)
