@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import platform
 import statistics
@@ -29,10 +28,10 @@ from time import perf_counter, process_time
 from typing import Any
 
 import asyncpg
-import structlog
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
+from benchmarks._report import print_groups, quiet_logging
 from benchmarks._servers import Servers, running_servers
 from shared.consumer import EventConsumer
 from shared.db import connect, create_pool
@@ -693,18 +692,7 @@ def print_table(report: dict[str, Any]) -> None:
     for key, target in report.get("targets", {}).items():
         verdict = "met" if target["met"] else "MISSED"
         print(f"target {key:<25} {target['value']:>12} {target['goal']:<38} {verdict}")
-    for group in ("duration_s", "details", "machine"):
-        for key, value in report[group].items():
-            print(f"{group}.{key:<30} {value}")
-
-
-def quiet_logging() -> None:
-    """Warnings and worse, to stderr: stdout carries only the report."""
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    print_groups(report)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

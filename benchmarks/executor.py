@@ -40,6 +40,7 @@ from typing import Any, Final
 
 import yaml
 
+from benchmarks._report import quiet_logging
 from benchmarks._servers import running_servers
 from benchmarks.gitops import (
     SCHEMA,
@@ -50,7 +51,6 @@ from benchmarks.gitops import (
     percentile,
     phase,
     progress,
-    quiet_logging,
     work_directory,
 )
 from shared.config import load_application_config

@@ -28,7 +28,6 @@ import contextlib
 import hashlib
 import hmac
 import json
-import logging
 import os
 import platform
 import shutil
@@ -47,8 +46,8 @@ from typing import Any, Final
 
 import aiohttp
 import asyncpg
-import structlog
 
+from benchmarks._report import print_groups, quiet_logging
 from benchmarks._servers import Servers, running_servers
 from shared.db import connect, create_pool
 from shared.eventlog import ANY, NO_STREAM, EventStore, new_events
@@ -62,6 +61,7 @@ from shared.events.catalog import (
 )
 from shared.events.codec import EventRegistry
 from shared.sandbox._process import free_port
+from shared.sandbox.seed_layout import ANALYSIS_TEMPLATE, DEV_CONFIG, MANIFESTS, PRD_CONFIG
 from shared.sandbox.stack import ServiceProcess
 
 REPOSITORIES: Final = 50
@@ -104,92 +104,9 @@ def progress(message: str) -> None:
 
 # ----------------------------------------------------------------------------- the seed layout
 
-ANALYSIS_TEMPLATE: Final = """\
-apiVersion: pipecd.dev/v1beta1
-kind: AnalysisTemplate
-spec:
-  metrics:
-    grpc_error_rate:
-      strategy: THRESHOLD
-      interval: 5m
-      provider: prometheus
-      expected:
-        max: 0.01
-      query: |
-        sum(rate(grpc_server_handled_total{grpc_code!="OK", job="{{ .App.Name }}"}[5m]))
-        /
-        sum(rate(grpc_server_handled_total{job="{{ .App.Name }}"}[5m]))
-"""
 
-DEV_CONFIG: Final = """\
-apiVersion: pipecd.dev/v1beta1
-kind: KubernetesApp
-spec:
-  name: {name}
-  labels:
-    env: dev
-"""
-
-PRD_CONFIG: Final = """\
-apiVersion: pipecd.dev/v1beta1
-kind: KubernetesApp
-spec:
-  name: {name}
-  labels:
-    env: prd
-  pipeline:
-    stages:
-      - name: K8S_CANARY_ROLLOUT
-        with:
-          replicas: 10%
-      - name: ANALYSIS
-        id: analysis
-        with:
-          duration: 30m
-          metrics:
-            - template:
-                name: grpc_error_rate
-      - name: K8S_PRIMARY_ROLLOUT
-      - name: K8S_CANARY_CLEAN
-"""
-
-MANIFEST: Final = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {service}
-  labels:
-    app: {service}
-spec:
-  replicas: 2
-  selector:
-    matchLabels:
-      app: {service}
-      pipecd.dev/variant: primary
-  template:
-    metadata:
-      labels:
-        app: {service}
-        pipecd.dev/variant: primary
-    spec:
-      containers:
-        - name: {service}
-          image: ghcr.io/bench/{service}:{tag}
-          args: [server]
-          ports:
-            - containerPort: 9090
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: {service}
-spec:
-  selector:
-    app: {service}
-  ports:
-    - port: 9090
-      targetPort: 9090
-"""
+def manifest(service: str, tag: str) -> str:
+    return MANIFESTS.format(service=service, tag=tag, replicas=2, registry="ghcr.io/bench")
 
 
 @dataclass(frozen=True)
@@ -216,12 +133,12 @@ class App:
         config = DEV_CONFIG if self.env == "dev" else PRD_CONFIG
         return {
             f"{self.path}/app.pipecd.yaml": config.format(name=self.application_id),
-            self.manifest_path: MANIFEST.format(service=self.service, tag=tag),
+            self.manifest_path: manifest(self.service, tag),
         }
 
     def image_bump(self, tag: str) -> dict[str, str]:
         """The change CI's pull request makes: a new image tag, nothing else."""
-        return {self.manifest_path: MANIFEST.format(service=self.service, tag=tag)}
+        return {self.manifest_path: manifest(self.service, tag)}
 
     def registration(self) -> ApplicationRegistered:
         return ApplicationRegistered(
@@ -945,18 +862,7 @@ def print_table(report: dict[str, Any]) -> None:
     for key, target in report["targets"].items():
         verdict = "met" if target["met"] else "MISSED"
         print(f"target {key:<31} {target['value']!s:>10} {target['goal']:<22} {verdict}")
-    for group in ("duration_s", "details", "machine"):
-        for key, value in report[group].items():
-            print(f"{group}.{key:<30} {value}")
-
-
-def quiet_logging() -> None:
-    """Warnings and worse, to stderr: stdout carries only the report."""
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    print_groups(report)
 
 
 @contextlib.contextmanager

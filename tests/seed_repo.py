@@ -7,92 +7,9 @@ One folder per service, one sub-folder per environment (`dev` quick-syncs,
 
 from __future__ import annotations
 
-ANALYSIS_TEMPLATE = """\
-apiVersion: pipecd.dev/v1beta1
-kind: AnalysisTemplate
-spec:
-  metrics:
-    grpc_error_rate:
-      strategy: THRESHOLD
-      interval: 5m
-      provider: prometheus
-      expected:
-        max: 0.01
-      query: |
-        sum(rate(grpc_server_handled_total{grpc_code!="OK", job="{{ .App.Name }}"}[5m]))
-        /
-        sum(rate(grpc_server_handled_total{job="{{ .App.Name }}"}[5m]))
-"""
+from shared.sandbox.seed_layout import ANALYSIS_TEMPLATE, DEV_CONFIG, MANIFESTS, PRD_CONFIG
 
-DEV_CONFIG = """\
-apiVersion: pipecd.dev/v1beta1
-kind: KubernetesApp
-spec:
-  name: {service}-dev
-  labels:
-    env: dev
-"""
-
-PRD_CONFIG = """\
-apiVersion: pipecd.dev/v1beta1
-kind: KubernetesApp
-spec:
-  name: {service}-prd
-  labels:
-    env: prd
-  pipeline:
-    stages:
-      - name: K8S_CANARY_ROLLOUT
-        with:
-          replicas: 10%
-      - name: ANALYSIS
-        id: analysis
-        with:
-          duration: 30m
-          metrics:
-            - template:
-                name: grpc_error_rate
-      - name: K8S_PRIMARY_ROLLOUT
-      - name: K8S_CANARY_CLEAN
-"""
-
-MANIFESTS = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {service}
-  labels:
-    app: {service}
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels:
-      app: {service}
-      pipecd.dev/variant: primary
-  template:
-    metadata:
-      labels:
-        app: {service}
-        pipecd.dev/variant: primary
-    spec:
-      containers:
-        - name: {service}
-          image: ghcr.io/bucketeer-io/{service}:{tag}
-          args: [server]
-          ports:
-            - containerPort: 9090
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: {service}
-spec:
-  selector:
-    app: {service}
-  ports:
-    - port: 9090
-      targetPort: 9090
-"""
+REGISTRY = "ghcr.io/bucketeer-io"
 
 
 def service_files(
@@ -100,11 +17,11 @@ def service_files(
 ) -> dict[str, str]:
     """The files of `<service>/<env>/`: its `.pipe.yaml` and its manifests."""
     if config is None:
-        config = (DEV_CONFIG if env == "dev" else PRD_CONFIG).format(service=service)
+        config = (DEV_CONFIG if env == "dev" else PRD_CONFIG).format(name=f"{service}-{env}")
     return {
         f"{service}/{env}/.pipe.yaml": config,
         f"{service}/{env}/manifests.yaml": MANIFESTS.format(
-            service=service, tag=tag, replicas=replicas
+            service=service, tag=tag, replicas=replicas, registry=REGISTRY
         ),
     }
 
@@ -121,5 +38,7 @@ def seed_files(service: str = "account", *, tag: str = "v1") -> dict[str, str]:
 def image_bump(service: str, env: str, tag: str) -> dict[str, str]:
     """The change CI's pull request makes: a new image tag in one environment."""
     return {
-        f"{service}/{env}/manifests.yaml": MANIFESTS.format(service=service, tag=tag, replicas=2)
+        f"{service}/{env}/manifests.yaml": MANIFESTS.format(
+            service=service, tag=tag, replicas=2, registry=REGISTRY
+        )
     }

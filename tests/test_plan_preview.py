@@ -116,8 +116,8 @@ def test_on_commit_ignores_and_paths_decide_which_apps_are_previewed(work: WorkR
     )
     work.commit(
         {
-            "account/dev/.pipe.yaml": DEV_CONFIG.format(service="account") + trigger,
-            "payment/dev/.pipe.yaml": DEV_CONFIG.format(service="payment"),
+            "account/dev/.pipe.yaml": DEV_CONFIG.format(name="account-dev") + trigger,
+            "payment/dev/.pipe.yaml": DEV_CONFIG.format(name="payment-dev"),
         },
         "dev apps: onCommit paths and ignores",
     )

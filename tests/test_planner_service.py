@@ -283,7 +283,7 @@ async def test_commit_matchers_decide_on_commit_triggers_in_pipecds_order(
 ) -> None:
     """On-commit ("auto") triggers: commitMatcher beats the diff, alwaysUsePipeline beats it."""
     matchers = "  commitMatcher:\n    pipeline: '\\[canary\\]'\n    quickSync: '^hotfix'\n"
-    config = PRD_CONFIG.format(service="account") + matchers
+    config = PRD_CONFIG.format(name="account-prd") + matchers
     always = config + "  planner:\n    alwaysUsePipeline: true\n"
     steps = [
         ({**seed_files("account"), "account/prd/.pipe.yaml": config}, "initial"),
