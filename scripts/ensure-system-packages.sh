@@ -8,6 +8,7 @@ set -euo pipefail
 declare -A wanted=(
   [git]=git
   [kubectl]=kubernetes-client
+  [prometheus]=prometheus
 )
 
 missing=()
