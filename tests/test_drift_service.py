@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from shared.events.catalog import (
     ApplicationRegistered,
     ApplicationResourcesDeleted,
     ApplicationSyncStateChanged,
+    DeploymentCompleted,
     DeploymentTriggered,
 )
 from shared.git import GitCache
@@ -147,6 +149,60 @@ async def test_kubectl_edit_is_detected_once_and_triggers_a_sync(
     assert isinstance(triggered[0].event, DeploymentTriggered)
     assert triggered[0].event.trigger == "on_out_of_sync"
     assert [s.state for s in await _states(store, OTHER)] == ["SYNCED"]
+
+
+async def _deployment(store: EventStore, deployment_id: str, *, completed: bool) -> None:
+    """Record a deployment of APP: triggered, and completed when asked."""
+    events: list[DeploymentTriggered | DeploymentCompleted] = [
+        DeploymentTriggered(
+            deployment_id=deployment_id, application_id=APP, trigger="on_commit", commit_hash="c"
+        )
+    ]
+    if completed:
+        events.append(
+            DeploymentCompleted(deployment_id=deployment_id, application_id=APP, status="SUCCESS")
+        )
+    stream = f"deployment-{deployment_id}"
+    version = await store.stream_version(stream)
+    await store.append(stream, new_events(events), expected_version=version)
+
+
+async def test_drift_is_not_judged_while_a_deployment_is_active(
+    store: EventStore, work: WorkRepo, kubeconfig: Path, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    """A half-done rollout is not drift: the app is checked again once its deployment completes."""
+    await _deploy(store, work, kubeconfig, tmp_path)
+    detector = _detector(store, work, kubeconfig, tmp_path)
+    await detector.check_all()
+    await _deployment(store, "d-active", completed=False)
+    await kubectl("-n", "shop", "set", "image", "deployment/web", "web=ghcr.io/acme/web:moving")
+    await detector.check_all()
+    assert [s.state for s in await _states(store, APP)] == ["SYNCED"]
+    await _deployment(store, "d-active", completed=True)
+    await detector.check_all()
+    assert [s.state for s in await _states(store, APP)] == ["SYNCED", "OUT_OF_SYNC"]
+
+
+async def test_out_of_sync_trigger_waits_for_min_window_after_a_deployment(
+    store: EventStore, work: WorkRepo, kubeconfig: Path, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    """`onOutOfSync.minWindow` defers the trigger after a deployment; it fires on a later round."""
+    extra = "  trigger:\n    onOutOfSync:\n      disabled: false\n      minWindow: 2s\n"
+    head = await _deploy(store, work, kubeconfig, tmp_path, extra=extra)
+    detector = _detector(store, work, kubeconfig, tmp_path)
+    await _deployment(store, "d-just-done", completed=True)
+    await kubectl("-n", "shop", "set", "image", "deployment/web", "web=ghcr.io/acme/web:hacked")
+    await detector.check_all()
+    assert [s.state for s in await _states(store, APP)] == ["OUT_OF_SYNC"]
+    trigger_stream = f"deployment-{drift_deployment_id(APP, head)}"
+    assert await store.stream_version(trigger_stream) == NO_STREAM
+    await asyncio.sleep(2.2)
+    await detector.check_all()
+    await detector.check_all()
+    triggered = await store.read_stream(trigger_stream)
+    assert [r.event.trigger for r in triggered if isinstance(r.event, DeploymentTriggered)] == [
+        "on_out_of_sync"
+    ]
 
 
 async def test_ignore_fields_and_annotation_suppress_drift(

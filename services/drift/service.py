@@ -19,7 +19,8 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.config.control import KubernetesProviderConfig
@@ -32,6 +33,8 @@ from shared.events.catalog import (
     ApplicationRegistered,
     ApplicationResourcesDeleted,
     ApplicationSyncStateChanged,
+    DeploymentCompleted,
+    DeploymentPlanFailed,
     DeploymentTriggered,
 )
 from shared.git import GitCache
@@ -81,20 +84,27 @@ def decide(
     commit_hash: str,
     on_out_of_sync: bool,
     repository_id: str = "",
+    window_elapsed: bool = True,
 ) -> tuple[list[Event], list[Event]]:
-    """(events for `drift-<id>`, events for the deployment stream): empty when nothing changed."""
-    if (result.state, result.summary) == (state.state, state.summary):
-        return [], []
-    changed: list[Event] = [
-        ApplicationSyncStateChanged(
-            application_id=application_id,
-            state=result.state,
-            summary=result.summary,
-            diff=result.diff,
-            commit_hash=commit_hash,
+    """(events for `drift-<id>`, events for the deployment stream): empty when nothing is due.
+
+    The state change is recorded once. The `onOutOfSync` trigger is asked for on
+    every round the application is out of sync and `minWindow` has passed since
+    its last deployment (PipeCD's rule: no redeploy storm right after a deploy);
+    its id is derived from app and commit, so asking again appends nothing.
+    """
+    changed: list[Event] = []
+    if (result.state, result.summary) != (state.state, state.summary):
+        changed.append(
+            ApplicationSyncStateChanged(
+                application_id=application_id,
+                state=result.state,
+                summary=result.summary,
+                diff=result.diff,
+                commit_hash=commit_hash,
+            )
         )
-    ]
-    if result.state != "OUT_OF_SYNC" or not on_out_of_sync:
+    if result.state != "OUT_OF_SYNC" or not on_out_of_sync or not window_elapsed:
         return changed, []
     trigger = DeploymentTriggered(
         deployment_id=drift_deployment_id(application_id, commit_hash),
@@ -106,10 +116,15 @@ def decide(
     return changed, [trigger]
 
 
-@dataclass(frozen=True)
+@dataclass
 class _App:
     registered: ApplicationRegistered
     deleted: ApplicationDeleted | None = None
+    # Deployments triggered and not yet completed: while there is one, the live
+    # state is moving towards git on purpose (canary copies, a half-done
+    # rollout), so drift is not judged (and no out-of-sync trigger fires).
+    active_deployments: set[str] = field(default_factory=set)
+    last_completed_at: datetime | None = None
 
 
 class DriftDetector:
@@ -156,7 +171,14 @@ class DriftDetector:
                 log.exception("drift_check_failed", application_id=application_id)
 
     async def check(self, app: ApplicationRegistered) -> DriftResult | None:
-        """Detect drift for one application and record what changed; None if not checkable."""
+        """Detect drift for one application and record what changed; None if not checkable.
+
+        Not checked while a deployment of the application is active (see `_App`).
+        """
+        known = self._apps.get(app.application_id)
+        if known is not None and known.active_deployments:
+            log.debug("drift_paused_during_deployment", application_id=app.application_id)
+            return None
         config = self.platforms.get(app.platform_provider)
         remote = self.repositories.get(app.repository_id)
         if config is None or remote is None:
@@ -177,6 +199,9 @@ class DriftDetector:
             ignore_fields=spec.drift_detection.ignore_fields if spec.drift_detection else (),
         )
         state = await self._state(app.application_id)
+        last_completed = known.last_completed_at if known is not None else None
+        min_window = spec.trigger.on_out_of_sync.min_window.timedelta
+        window_elapsed = last_completed is None or datetime.now(UTC) - last_completed >= min_window
         drift_events, trigger = decide(
             state,
             result,
@@ -184,6 +209,7 @@ class DriftDetector:
             commit_hash=head,
             on_out_of_sync=not spec.trigger.on_out_of_sync.disabled,
             repository_id=app.repository_id,
+            window_elapsed=window_elapsed,
         )
         if drift_events:
             await self.store.append(
@@ -234,16 +260,30 @@ class DriftDetector:
             if not batch:
                 return
             for recorded in batch:
-                match recorded.event:
-                    case ApplicationRegistered() as registered:
-                        self._apps[registered.application_id] = _App(registered)
-                    case ApplicationDeleted(application_id=app_id) as deleted if (
-                        app_id in self._apps
-                    ):
-                        self._apps[app_id] = _App(self._apps[app_id].registered, deleted)
-                    case _:
-                        pass
+                self._fold(recorded)
             self._position = LogPosition(batch[-1].tx_id, batch[-1].global_position)
+
+    def _fold(self, recorded: RecordedEvent) -> None:
+        match recorded.event:
+            case ApplicationRegistered() as registered:
+                self._apps[registered.application_id] = _App(registered)
+            case ApplicationDeleted(application_id=app_id) as deleted if app_id in self._apps:
+                self._apps[app_id].deleted = deleted
+            case DeploymentTriggered(application_id=app_id, deployment_id=deployment_id) if (
+                app_id in self._apps
+            ):
+                self._apps[app_id].active_deployments.add(deployment_id)
+            case DeploymentCompleted(application_id=app_id, deployment_id=deployment_id) if (
+                app_id in self._apps
+            ):
+                self._apps[app_id].active_deployments.discard(deployment_id)
+                self._apps[app_id].last_completed_at = recorded.recorded_at
+            case DeploymentPlanFailed(application_id=app_id, deployment_id=deployment_id) if (
+                app_id in self._apps
+            ):
+                self._apps[app_id].active_deployments.discard(deployment_id)
+            case _:
+                pass
 
 
 def _platform(config: KubernetesProviderConfig) -> KubernetesPlatform:
