@@ -465,6 +465,17 @@ async def test_bad_kubeconfig_is_a_config_error(kubeconfig: Path) -> None:
         await KubernetesPlatform(kubeconfig, "nope").open()
 
 
+async def test_no_kubeconfig_outside_a_pod_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without a kubeconfig the in-cluster account is used; outside a pod that error says so."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
+    for kubeconfig in (None, ""):
+        with pytest.raises(ConfigError, match=r"not a Kubernetes pod.*kubeconfigPath"):
+            await KubernetesPlatform(kubeconfig).open()
+
+
 # the pure parts
 
 

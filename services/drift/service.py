@@ -21,7 +21,6 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from shared.config.control import KubernetesProviderConfig
 from shared.deploysource import ensure_commit, load_deploy_source
@@ -287,4 +286,4 @@ class DriftDetector:
 
 
 def _platform(config: KubernetesProviderConfig) -> KubernetesPlatform:
-    return KubernetesPlatform(Path(config.kubeconfig_path), config.context or None)
+    return KubernetesPlatform(config.kubeconfig_path or None, config.context or None)

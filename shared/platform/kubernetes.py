@@ -30,9 +30,9 @@ from typing import Any, Final, Literal, Self
 from urllib.parse import quote
 
 import aiohttp
-from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config import new_client_from_config
+from kubernetes_asyncio.config import load_incluster_config, new_client_from_config
 from kubernetes_asyncio.config.config_exception import ConfigException
 
 from shared.config.manifests import Manifest
@@ -114,19 +114,23 @@ class _Resource:
 class KubernetesPlatform:
     """One Kubernetes cluster, reached through a kubeconfig file and context.
 
+    Without a kubeconfig (None or ""), the in-cluster service account is used
+    (a replica running as a pod deploys to its own cluster); its token file is
+    re-read as the kubelet rotates it.
+
     Use it as an async context manager (or `open()` / `close()`); it owns its
     HTTP session. Every method may raise the `PlatformError` subtree.
     """
 
     def __init__(
         self,
-        kubeconfig: str | Path,
+        kubeconfig: str | Path | None,
         context: str | None = None,
         *,
         field_manager: str = FIELD_MANAGER,
         request_timeout_s: float = 30.0,
     ) -> None:
-        self.kubeconfig = Path(kubeconfig)
+        self.kubeconfig = Path(kubeconfig) if kubeconfig else None
         self.context = context
         self.field_manager = field_manager
         self.request_timeout_s = request_timeout_s
@@ -139,6 +143,9 @@ class KubernetesPlatform:
     async def open(self) -> Self:
         """Load the kubeconfig into a client of our own; a bad file or context is a ConfigError."""
         if self._client is not None:
+            return self
+        if self.kubeconfig is None:
+            self._client = _in_cluster_client()
             return self
         where = f"{self.kubeconfig}" + (f" (context {self.context!r})" if self.context else "")
         try:
@@ -574,3 +581,16 @@ def _timed_out(status: RolloutStatus, timeout_s: float) -> str:
     if status.condition_message:
         parts.append(f"Progressing: {status.condition_reason}: {status.condition_message}")
     return "; ".join(parts)
+
+
+def _in_cluster_client() -> ApiClient:
+    """A client from the pod's service account; outside a pod, a ConfigError that says so."""
+    configuration = Configuration()
+    try:
+        load_incluster_config(client_configuration=configuration, try_refresh_token=True)
+    except ConfigException as exc:
+        raise ConfigError(
+            f"no kubeconfigPath is set and this is not a Kubernetes pod ({exc}); "
+            "set the platform provider's kubeconfigPath"
+        ) from exc
+    return ApiClient(configuration=configuration)
