@@ -43,11 +43,19 @@ async def ensure_event_stream(
     js: JetStreamContext,
     subjects: Subjects,
     *,
+    reconcile: bool = False,
     duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S,
     max_age_s: float | None = None,
     replicas: int = 1,
 ) -> js_api.StreamInfo:
-    """Create (or update to) the events stream. Safe to call from every replica at start."""
+    """Make sure the events stream exists. Safe to call from every replica at start.
+
+    Only its owner, the relay, passes `reconcile=True` to bring an existing
+    stream to the given configuration (duplicate window, replicas). Every other
+    service creates it with these defaults only if it is missing, so a
+    consumer starting first, or restarting later, never undoes the relay's
+    settings (say, 3 replicas on a NATS cluster).
+    """
     config = js_api.StreamConfig(
         name=subjects.events_stream,
         subjects=[subjects.all_events],
@@ -58,6 +66,16 @@ async def ensure_event_stream(
         num_replicas=replicas,
         description="Every committed Slipway event, relayed from the PostgreSQL log",
     )
+    if not reconcile:
+        try:
+            return await js.stream_info(subjects.events_stream)
+        except NotFoundError:
+            pass
+        try:
+            return await js.add_stream(config)
+        except BadRequestError:
+            # Another replica created it between our two calls.
+            return await js.stream_info(subjects.events_stream)
     try:
         return await js.update_stream(config)
     except NotFoundError:
@@ -65,7 +83,6 @@ async def ensure_event_stream(
     try:
         return await js.add_stream(config)
     except BadRequestError:
-        # Another replica created it between our two calls.
         return await js.update_stream(config)
 
 

@@ -241,3 +241,15 @@ def test_concurrency_needs_an_ordering_key(store: EventStore, subjects: Subjects
             handler=counting_handler,
             concurrency=2,
         )
+
+
+async def test_only_the_owner_reconciles_the_events_stream(
+    nc: NatsClient, subjects: Subjects
+) -> None:
+    """A consumer's ensure keeps the relay's stream settings; the relay's own brings them back."""
+    js = nc.jetstream()
+    await ensure_event_stream(js, subjects, reconcile=True, duplicate_window_s=300)
+    info = await ensure_event_stream(js, subjects, duplicate_window_s=60)
+    assert info.config.duplicate_window == 300
+    await ensure_event_stream(js, subjects, reconcile=True, duplicate_window_s=90)
+    assert (await js.stream_info(subjects.events_stream)).config.duplicate_window == 90

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
+from msgspec import Meta
 from prometheus_client import Gauge
 
 from shared.messaging import DEFAULT_DUPLICATE_WINDOW_S, ensure_event_stream
@@ -18,13 +20,19 @@ class RelaySettings(ServiceSettings, frozen=True, kw_only=True):
     relay_batch_size: int = 1000
     relay_max_in_flight: int = 512
     relay_duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S
+    relay_stream_replicas: Annotated[int, Meta(ge=1, le=5)] = 1
+    """JetStream replicas of the events stream (3 on a 3-node NATS cluster)."""
 
 
 async def setup(runtime: ServiceRuntime[RelaySettings]) -> Sequence[Component]:
     settings = runtime.settings
     js = runtime.nc.jetstream()
     await ensure_event_stream(
-        js, runtime.subjects, duplicate_window_s=settings.relay_duplicate_window_s
+        js,
+        runtime.subjects,
+        reconcile=True,
+        duplicate_window_s=settings.relay_duplicate_window_s,
+        replicas=settings.relay_stream_replicas,
     )
     relay = Relay(
         database_url=settings.database_url,
