@@ -587,7 +587,9 @@ def _in_cluster_client() -> ApiClient:
     """A client from the pod's service account; outside a pod, a ConfigError that says so."""
     configuration = Configuration()
     try:
-        load_incluster_config(client_configuration=configuration, try_refresh_token=True)
+        load_incluster_config(  # type: ignore[no-untyped-call]  # kubernetes_asyncio is untyped
+            client_configuration=configuration, try_refresh_token=True
+        )
     except ConfigException as exc:
         raise ConfigError(
             f"no kubeconfigPath is set and this is not a Kubernetes pod ({exc}); "
