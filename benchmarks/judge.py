@@ -1,0 +1,284 @@
+"""The judge benchmark: how often each judge fails a good canary and catches a bad one.
+
+`python -m benchmarks.judge --json` simulates many canary deployments as the analysis
+service would see them through Prometheus and runs both judges on them, for a 30-minute
+ANALYSIS stage with a 5-minute interval and with a 1-minute interval. No servers: the
+simulation is seeded (numpy's PCG64) and the judges are deterministic, so two runs print
+the same figures.
+
+What the simulator assumes (the figures are only as good as this):
+
+- two variants, canary and baseline, each serving `RPS` requests a second (Poisson
+  counts per `step`); the query is PipeCD-style `rate(errors[1m]) / rate(requests[1m])`
+  and `rate(latency_sum[1m]) / rate(latency_count[1m])`, evaluated by `query_range` over
+  the tick's interval with the analysis service's own step
+  (`shared.analysis.providers.step_for`: 30 s for a 5-minute interval, 6 s for 1 minute),
+  so a tick holds 11 points per variant whose 1-minute windows overlap;
+- the per-request error probability is 1 % and the mean latency 120 ms, each times
+  exp(common + own): `common` is an AR(1) log-level shared by both variants (traffic
+  mix, load: per-minute correlation 0.9, sd 0.15), `own` an AR(1) per variant (a pod's
+  noisy neighbour, cache warmth: per-minute correlation 0.6, sd 0.10 for errors and
+  0.05 for latency); errors are binomial over the requests, and the window's mean
+  latency has the sampling noise of log-normal requests (σ = 0.5);
+- A/A: no change. A/B: canary error probability × 2 and latency × 1.5. `boundary`: both
+  × 1.1, exactly the sequential judge's `min_effect`, where its α = 1 % guarantee is tight;
+- each deployment has the two metrics as two `CANARY_BASELINE` checks, `deviation: HIGH`,
+  `failureLimit: 0`; the deployment fails when either check fails;
+- each check's judge is called once with all the stage's observations and
+  `final=True`: both judges check every prefix of the observations and report the tick
+  at which they failed, which the tests show equals calling them after every tick.
+
+Progress goes to stderr; stdout has the report only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any, Final
+
+import numpy as np
+
+from shared.analysis.judges import JUDGE_NAMES, Judge, Observation, judge_named
+from shared.analysis.providers import step_for
+
+SEED: Final = 20261129
+STAGE_S: Final = 1800
+RATE_WINDOW_S: Final = 60
+RPS: Final = 20.0
+ERROR_RATIO: Final = 0.01
+LATENCY_S: Final = 0.120
+LATENCY_SIGMA: Final = 0.5
+COMMON: Final = (0.9, 0.15)  # per-minute correlation, stationary sd
+OWN: Final = {"error_ratio": (0.6, 0.10), "latency": (0.6, 0.05)}
+SCENARIOS: Final = {"aa": 1.0, "ab": None, "boundary": 1.1}
+AB_FACTORS: Final = {"error_ratio": 2.0, "latency": 1.5}
+INTERVALS: Final = {"5m": 300, "1m": 60}
+METRICS: Final = ("error_ratio", "latency")
+TARGETS: Final = {"sequential_aa_false_fail_max": 0.01, "sequential_ab_detection_min": 0.95}
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def ar1(
+    rng: np.random.Generator, shape: tuple[int, int], bucket_s: float, rho_per_min: float, sd: float
+) -> Any:
+    """Stationary AR(1) paths along axis 1 with the given per-minute correlation."""
+    phi = rho_per_min ** (bucket_s / 60.0)
+    innovation = sd * math.sqrt(1 - phi * phi)
+    out = np.empty(shape)
+    out[:, 0] = rng.normal(0.0, sd, shape[0])
+    for k in range(1, shape[1]):
+        out[:, k] = phi * out[:, k - 1] + rng.normal(0.0, innovation, shape[0])
+    return out
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Buckets of `bucket_s` ending at `ends`; a sample at time T sums the window's buckets."""
+
+    bucket_s: int
+    ends: Any  # bucket end times, seconds since the stage started
+
+    @staticmethod
+    def for_interval(interval_s: int) -> Grid:
+        step = int(step_for(interval_s))
+        bucket = math.gcd(step, RATE_WINDOW_S)
+        start = -(RATE_WINDOW_S + interval_s)
+        return Grid(bucket, np.arange(start + bucket, STAGE_S + bucket, bucket))
+
+    def index(self, t: float) -> int:
+        return round((t - float(self.ends[0])) / self.bucket_s)
+
+
+def simulate_metric(
+    rng: np.random.Generator, grid: Grid, metric: str, deployments: int, factor: float
+) -> tuple[Any, Any]:
+    """(canary, baseline) windowed values per bucket end, shape (deployments, buckets)."""
+    shape = (deployments, len(grid.ends))
+    common = ar1(rng, shape, grid.bucket_s, *COMMON)
+    values = []
+    for variant_factor in (factor, 1.0):
+        own = ar1(rng, shape, grid.bucket_s, *OWN[metric])
+        requests = rng.poisson(RPS * grid.bucket_s, shape).astype(float)
+        level = np.exp(common + own) * variant_factor
+        if metric == "error_ratio":
+            numerator = rng.binomial(
+                requests.astype(np.int64), np.minimum(ERROR_RATIO * level, 1.0)
+            )
+            numerator = numerator.astype(float)
+        else:
+            mean = LATENCY_S * level
+            spread = math.sqrt(math.exp(LATENCY_SIGMA**2) - 1)
+            noise = rng.normal(0.0, 1.0, shape) * spread / np.sqrt(np.maximum(requests, 1.0))
+            numerator = requests * mean * (1 + noise)
+        per_window = RATE_WINDOW_S // grid.bucket_s
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # NaN with no requests in the window, as Prometheus would say.
+            values.append(window_sums(numerator, per_window) / window_sums(requests, per_window))
+    return values[0], values[1]
+
+
+def window_sums(buckets: Any, width: int) -> Any:
+    """Each bucket's sum with the width − 1 before it (fewer at the start): `rate()`'s window."""
+    totals = np.cumsum(buckets, axis=1)
+    shifted = np.zeros_like(totals)
+    shifted[:, width:] = totals[:, :-width]
+    return totals - shifted
+
+
+def observations(grid: Grid, canary: Any, baseline: Any, interval_s: int) -> list[Observation]:
+    """The ticks a check sees: [T − interval, T] at the service's step, every interval."""
+    step = int(step_for(interval_s))
+    out = []
+    for tick in range(1, STAGE_S // interval_s + 1):
+        end = tick * interval_s
+        times = range(end - interval_s, end + 1, step)
+        idx = [grid.index(t) for t in times]
+        out.append(
+            Observation(
+                at=float(end),
+                experiment=tuple(float(v) for v in canary[idx]),
+                control=tuple(float(v) for v in baseline[idx]),
+            )
+        )
+    return out
+
+
+def decided_at(judge: Judge, ticks: Sequence[Observation], interval_s: int) -> float | None:
+    """Minutes into the stage at which the check failed, None when it passed."""
+    verdict = judge.judge(ticks, deviation="HIGH", failure_limit=0, final=True)
+    if verdict.outcome == "pass":
+        return None
+    return verdict.statistics["failed_at_tick"] * interval_s / 60.0
+
+
+def run_interval(rng: np.random.Generator, interval_s: int, runs: dict[str, int]) -> dict[str, Any]:
+    grid = Grid.for_interval(interval_s)
+    judges = {name: judge_named(name) for name in JUDGE_NAMES}
+    result: dict[str, Any] = {}
+    for scenario, deployments in runs.items():
+        # failure minute per judge, per metric, per deployment (None = passed)
+        by_metric: dict[str, dict[str, list[float | None]]] = {n: {} for n in JUDGE_NAMES}
+        for metric in METRICS:
+            factor = SCENARIOS[scenario] or AB_FACTORS[metric]
+            canary, baseline = simulate_metric(rng, grid, metric, deployments, factor)
+            for name, judge in judges.items():
+                by_metric[name][metric] = [
+                    decided_at(
+                        judge, observations(grid, canary[d], baseline[d], interval_s), interval_s
+                    )
+                    for d in range(deployments)
+                ]
+        for name in JUDGE_NAMES:
+            firsts = [
+                min((m for m in minutes if m is not None), default=None)
+                for minutes in zip(*(by_metric[name][metric] for metric in METRICS), strict=True)
+            ]
+            failed = sum(1 for m in firsts if m is not None)
+            rate = round(failed / deployments, 4)
+            key = {"aa": "aa_false_fail", "ab": "ab_detection", "boundary": "boundary_false_fail"}
+            result[f"{name}_{key[scenario]}"] = rate
+            for metric in METRICS:
+                per_metric = by_metric[name][metric]
+                result[f"{name}_{key[scenario]}_{metric}"] = round(
+                    sum(1 for m in per_metric if m is not None) / deployments, 4
+                )
+            if scenario == "ab":
+                # A verdict is a failure's minute, or the stage's end for a pass.
+                times = [m if m is not None else STAGE_S / 60.0 for m in firsts]
+                result[f"{name}_ab_median_minutes_to_verdict"] = statistics.median(times)
+                caught = [m for m in firsts if m is not None]
+                result[f"{name}_ab_median_minutes_to_fail"] = (
+                    statistics.median(caught) if caught else None
+                )
+        progress(
+            f"  {interval_s // 60}-minute interval, {scenario}: {deployments} deployments done"
+        )
+    # The textbook case for comparison: every sample independent and identically
+    # distributed, one check. PipeCD's per-tick false alarm is then ≈ 5 %, compounded.
+    ticks = STAGE_S // interval_s
+    per_tick = interval_s // int(step_for(interval_s)) + 1
+    for name, judge in judges.items():
+        failed = 0
+        for _ in range(runs["aa"]):
+            draws = rng.normal(0.0, 1.0, (ticks, 2, per_tick))
+            iid = [
+                Observation(
+                    at=float((j + 1) * interval_s),
+                    experiment=tuple(float(v) for v in np.exp(0.1 * draws[j, 0])),
+                    control=tuple(float(v) for v in np.exp(0.1 * draws[j, 1])),
+                )
+                for j in range(ticks)
+            ]
+            failed += decided_at(judge, iid, interval_s) is not None
+        result[f"{name}_aa_false_fail_iid_one_check"] = round(failed / runs["aa"], 4)
+    result["ticks"] = ticks
+    result["samples_per_tick"] = per_tick
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.judge", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--runs", type=int, default=2000, help="A/A deployments per interval")
+    args = parser.parse_args(argv)
+    started = perf_counter()
+    rng = np.random.default_rng(SEED)
+    runs = {"aa": args.runs, "ab": max(1, args.runs // 2), "boundary": max(1, args.runs // 2)}
+    intervals: dict[str, Any] = {}
+    durations: dict[str, float] = {}
+    for label, interval_s in INTERVALS.items():
+        progress(f"simulating the {label} interval…")
+        t0 = perf_counter()
+        intervals[label] = run_interval(rng, interval_s, runs)
+        durations[label] = round(perf_counter() - t0, 2)
+    five = intervals["5m"]
+    result: dict[str, Any] = {
+        "pipecd_aa_false_fail": five["pipecd_aa_false_fail"],
+        "pipecd_ab_detection": five["pipecd_ab_detection"],
+        "sequential_aa_false_fail": five["sequential_aa_false_fail"],
+        "sequential_ab_detection": five["sequential_ab_detection"],
+        "pipecd_ab_median_minutes_to_verdict": five["pipecd_ab_median_minutes_to_verdict"],
+        "sequential_ab_median_minutes_to_verdict": five["sequential_ab_median_minutes_to_verdict"],
+        "intervals": intervals,
+        "targets": {
+            label: {
+                "sequential_aa_false_fail": figures["sequential_aa_false_fail"]
+                <= TARGETS["sequential_aa_false_fail_max"],
+                "sequential_ab_detection": figures["sequential_ab_detection"]
+                >= TARGETS["sequential_ab_detection_min"],
+            }
+            for label, figures in intervals.items()
+        },
+        "settings": {
+            "seed": SEED,
+            "deployments": runs,
+            "stage_minutes": STAGE_S // 60,
+            "rps_per_variant": RPS,
+            "rate_window_s": RATE_WINDOW_S,
+            "step_s": {label: step_for(s) for label, s in INTERVALS.items()},
+            "pipecd_failure_limit": 0,
+            "deviation": "HIGH",
+        },
+        "duration_s": durations | {"total": round(perf_counter() - started, 2)},
+        "cpu_count": os.cpu_count(),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key:<42} {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Automated analysis: judges (pure verdict logic) and the analysis service's building blocks."""

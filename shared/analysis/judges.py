@@ -1,0 +1,472 @@
+"""Judges: the pure verdict on one comparison metric from all its observations so far.
+
+The analysis service calls `judge(...)` after every tick of a `CANARY_BASELINE`,
+`CANARY_PRIMARY` or `PREVIOUS` metric with every observation so far, and with
+`final=True` on the tick at (or after) the stage's duration; `continue` means "no
+decision yet" and is never the answer when `final` is set. Judges are pure and
+deterministic (standard library only, floating-point work in a fixed order), so
+`slipway analysis rejudge` recomputes a verdict bit for bit from the recorded samples.
+Bump a judge's `version` whenever its maths changes: it is recorded in every verdict.
+
+Values that are not numbers (Prometheus' NaN, e.g. a ratio over zero requests) are
+dropped from an observation first; an observation left with an empty side is no
+evidence either way (the service applies `skipOnNoData` before calling the judge).
+
+`pipecd` — what PipeCD does, read from `pkg/app/piped/executor/analysis/metrics_analyzer.go`
+(its `run` loop and `compare`) and the go-moremath Mann-Whitney code it vendors in
+`pkg/app/piped/executor/analysis/mannwhitney/` (see `shared.analysis.stats`):
+
+- each tick compares that tick's samples only — the experiment (canary, or this
+  deployment for PREVIOUS) against the control (baseline, primary, or the previous
+  deployment at the same elapsed time) — with `MannWhitneyUTest(experiment, control, alt)`;
+- `alt` per deviation: `HIGH` → `LocationGreater`, `LOW` → `LocationLess`, `EITHER` →
+  `LocationDiffers` (two-sided); the tick fails when p ≤ 0.05 (`res.P > alpha` passes);
+- all values equal in both samples (`ErrSamplesEqual`) and both samples empty pass the tick
+  (PipeCD counts one empty side as a failed tick; here the service has already applied
+  `skipOnNoData` to it, and what reaches the judge empty is no evidence);
+- every failed tick increments a counter and the metric fails as soon as the counter
+  exceeds `failureLimit` (`failureCount > FailureLimit`); it passes when the stage's
+  duration ends first. There is no correction for multiple looks: with failureLimit 0 and
+  6 ticks a perfectly good canary fails about 1 − 0.95⁶ ≈ 26 % of the time, more when the
+  samples within a tick are autocorrelated (they are: overlapping `rate()` windows).
+
+`sequential` — an anytime-valid one-sided safe t-test with an effect-size threshold:
+
+- ticks are pooled into batches of k consecutive ticks spanning about `batch_s` (3 min;
+  k = 1 for intervals of 2 min or more), and each batch is reduced to one number, the
+  bounded relative difference of its means r = (ē − c̄) / (|ē| + |c̄|) (0 when both are
+  0), which is tanh(½·log(ē/c̄)) for positive metrics: symmetric, defined when a side is
+  0 (an error ratio with no errors), and blind to the metric's unit. This is the
+  batch-means method for autocorrelated series: samples *within* a tick are strongly
+  correlated (overlapping `rate()` windows, a pod's slow drift) and so are 1-minute
+  ticks, while batches minutes apart are nearly independent;
+- the null hypothesis is "the experiment is worse by less than `min_effect` (10 %)",
+  i.e. ē ≤ (1 + δ)·c̄ for `HIGH`, which is r ≤ θ = δ / (2 + δ) (mirrored for `LOW`);
+- after n ≥ 2 batches, with x_i = r_i − θ, t_n = √n·x̄/s is the one-sample t statistic
+  and BF_n = `stats.safe_t_bayes_factor(t_n, n, g)` the Bayes factor of a normal prior
+  N(0, g) on the standardised effect x̄/σ with a right-Haar prior on σ. Under x̄ = 0
+  (effect exactly at the threshold), (BF_n) is a test martingale whatever σ is
+  (Lai 1976; Pérez-Ortiz, Lardy, de Heide and Grünwald 2024, "E-statistics, group
+  invariance and anytime-valid testing"; Grünwald, de Heide and Koolen 2024, "Safe
+  testing"), so by Ville's inequality P(∃n: BF_n ≥ 1/α) ≤ α over *all* looks;
+- the metric fails at the first batch where t_n > 0 and BF_n ≥ 1/α (α = 1 %). For a
+  true effect below the threshold the data are the boundary's shifted down, which
+  lowers every t_n at once, so the one-sided failure probability is still ≤ α; `EITHER`
+  runs the `HIGH` and `LOW` tests at α/2 each;
+- at `final` (where a last, partial batch counts too) it passes unless that has
+  happened. It never passes early: the stage's duration is the soak time asked for.
+
+Every prefix is re-checked on every call, so the verdict and the tick it names
+(`statistics["failed_at_tick"]`) do not depend on how often the judge was called.
+
+Assumptions, stated because the guarantee rests on them: batch statistics are
+independent and roughly normal with a constant spread; a heavy-tailed or drifting
+series, or batches that still share data (a `rate()` window longer than `batch_s`),
+weaken it. `failure_limit` is ignored by `sequential`: α, not a count of failed looks,
+bounds its error rate. With unknown spread the evidence a t-test can gather from n
+batches is capped at (1 + n·g)^((n−1)/2), so no regression fails before the third
+batch; the prior scale g = 100 (standardised effects of about ±10: regressions large
+against batch-to-batch noise, the kind worth stopping a deployment for) lets a
+decisive one fail at the third or fourth, where a larger g would only help huge
+regressions and cost subtle ones. `benchmarks/judge.py` measures all this.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Final, Literal, Protocol
+
+from shared.analysis.stats import (
+    Alternative,
+    SamplesEqualError,
+    mann_whitney_u,
+    safe_t_bayes_factor,
+)
+from shared.errors import ConfigError
+
+Deviation = Literal["EITHER", "HIGH", "LOW"]
+Outcome = Literal["continue", "pass", "fail"]
+
+DEVIATIONS: Final[tuple[Deviation, ...]] = ("EITHER", "HIGH", "LOW")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One tick of one metric check: the experiment's and the control's samples."""
+
+    at: float  # seconds since the analysis started (for reporting only)
+    experiment: tuple[float, ...]  # canary's samples (or this deployment's, for PREVIOUS)
+    control: tuple[float, ...]  # baseline's / primary's / the previous deployment's samples
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A judge's answer after a tick, with the numbers behind it."""
+
+    outcome: Outcome
+    reason: str  # a sentence for the stage log
+    statistics: dict[str, float]
+
+
+class Judge(Protocol):
+    """Decides pass / fail / continue from all observations of one metric so far."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    def judge(
+        self,
+        observations: Sequence[Observation],
+        *,
+        deviation: Deviation,
+        failure_limit: int,
+        final: bool,
+    ) -> Verdict: ...
+
+
+def _check_deviation(deviation: str) -> None:
+    if deviation not in DEVIATIONS:
+        raise ConfigError(
+            f"unknown deviation {deviation!r}: expected one of {', '.join(DEVIATIONS)}"
+        )
+
+
+def _numbers(values: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(v for v in values if not math.isnan(v))
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+# --- pipecd ---------------------------------------------------------------------------
+
+PIPECD_ALPHA: Final = 0.05
+_ALTERNATIVE: Final[dict[Deviation, Alternative]] = {
+    "HIGH": "GREATER",
+    "LOW": "LESS",
+    "EITHER": "EITHER",
+}
+_DIRECTION: Final[dict[Deviation, str]] = {
+    "HIGH": "higher than",
+    "LOW": "lower than",
+    "EITHER": "different from",
+}
+
+
+@lru_cache(maxsize=65536)
+def _pipecd_tick(
+    experiment: tuple[float, ...], control: tuple[float, ...], deviation: Deviation
+) -> float | None:
+    """One tick's p-value, or None when the tick passes without a test (no data, all equal).
+
+    Cached because the service re-judges every earlier tick after each new one.
+    """
+    experiment, control = _numbers(experiment), _numbers(control)
+    if not experiment or not control:
+        return None
+    try:
+        return mann_whitney_u(experiment, control, _ALTERNATIVE[deviation]).p
+    except SamplesEqualError:
+        return None
+
+
+class PipeCDJudge:
+    """PipeCD's judge: a Mann-Whitney U test on each tick's samples, failed ticks counted."""
+
+    name: Final = "pipecd"
+    version: Final = "1"
+
+    def judge(
+        self,
+        observations: Sequence[Observation],
+        *,
+        deviation: Deviation,
+        failure_limit: int,
+        final: bool,
+    ) -> Verdict:
+        """Fail at the first tick where more than `failure_limit` ticks had p ≤ 0.05."""
+        _check_deviation(deviation)
+        failed = 0
+        tested = 0
+        p = math.nan
+        min_p = math.nan
+        for index, observation in enumerate(observations):
+            tick_p = _pipecd_tick(observation.experiment, observation.control, deviation)
+            if tick_p is None:
+                continue
+            tested += 1
+            p = tick_p
+            min_p = tick_p if math.isnan(min_p) else min(min_p, tick_p)
+            if tick_p <= PIPECD_ALPHA:
+                failed += 1
+                if failed > failure_limit:
+                    return Verdict(
+                        "fail",
+                        f"experiment {_DIRECTION[deviation]} control (Mann-Whitney "
+                        f"p={_fmt(tick_p)} ≤ {PIPECD_ALPHA}) on {failed} of {index + 1} ticks "
+                        f"> failureLimit {failure_limit}",
+                        self._statistics(
+                            len(observations), tested, failed, failure_limit, p, min_p, index + 1
+                        ),
+                    )
+        statistics = self._statistics(
+            len(observations), tested, failed, failure_limit, p, min_p, None
+        )
+        if final:
+            return Verdict(
+                "pass",
+                f"{failed} of {len(observations)} ticks significant (p ≤ {PIPECD_ALPHA}), "
+                f"within failureLimit {failure_limit}",
+                statistics,
+            )
+        return Verdict(
+            "continue",
+            f"{failed} of {len(observations)} ticks significant so far "
+            f"(last p={_fmt(p)}), failureLimit {failure_limit}",
+            statistics,
+        )
+
+    @staticmethod
+    def _statistics(
+        ticks: int,
+        tested: int,
+        failed: int,
+        failure_limit: int,
+        p: float,
+        min_p: float,
+        failed_at_tick: int | None,
+    ) -> dict[str, float]:
+        statistics = {
+            "ticks": float(ticks),
+            "tested_ticks": float(tested),
+            "failed_ticks": float(failed),
+            "failure_limit": float(failure_limit),
+            "alpha": PIPECD_ALPHA,
+            "last_p": p,
+            "min_p": min_p,
+        }
+        if failed_at_tick is not None:
+            statistics["failed_at_tick"] = float(failed_at_tick)
+        return statistics
+
+
+# --- sequential -----------------------------------------------------------------------
+
+
+def relative_difference(experiment: Sequence[float], control: Sequence[float]) -> float | None:
+    """(ē − c̄)/(|ē| + |c̄|) of the finite values' means; None when a side has none."""
+    e = [v for v in experiment if math.isfinite(v)]
+    c = [v for v in control if math.isfinite(v)]
+    if not e or not c:
+        return None
+    e_mean = math.fsum(e) / len(e)
+    c_mean = math.fsum(c) / len(c)
+    scale = abs(e_mean) + abs(c_mean)
+    if scale == 0:
+        return 0.0
+    return (e_mean - c_mean) / scale
+
+
+@dataclass(frozen=True)
+class _Test:
+    """One one-sided safe t-test's state after a prefix of ticks."""
+
+    t: float
+    bayes_factor: float
+
+
+def _t_statistic(xs: Sequence[float]) -> float:
+    n = len(xs)
+    mean = math.fsum(xs) / n
+    variance = math.fsum((x - mean) ** 2 for x in xs) / (n - 1)
+    if variance == 0:
+        if mean > 0:
+            return math.inf
+        return -math.inf if mean < 0 else 0.0
+    return mean / math.sqrt(variance / n)
+
+
+class SequentialJudge:
+    """Anytime-valid: a one-sided safe t-test on per-tick relative differences past a threshold."""
+
+    name: Final = "sequential"
+    version: Final = "1"
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.01,
+        min_effect: float = 0.1,
+        prior_scale: float = 100.0,
+        batch_s: float = 180.0,
+    ):
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        if min_effect < 0:
+            raise ValueError(f"min_effect must be ≥ 0, got {min_effect}")
+        if prior_scale <= 0:
+            raise ValueError(f"prior_scale must be > 0, got {prior_scale}")
+        if batch_s < 0:
+            raise ValueError(f"batch_s must be ≥ 0, got {batch_s}")
+        self.batch_s = batch_s
+        self.alpha = alpha
+        self.min_effect = min_effect
+        self.prior_scale = prior_scale
+        # ē = (1 + δ)·c̄ in the bounded relative difference.
+        self.threshold = min_effect / (2 + min_effect)
+
+    def judge(
+        self,
+        observations: Sequence[Observation],
+        *,
+        deviation: Deviation,
+        failure_limit: int,
+        final: bool,
+    ) -> Verdict:
+        """Fail at the first tick whose Bayes factor for "worse than the threshold" reaches 1/α."""
+        _check_deviation(deviation)
+        del failure_limit  # α, not a count of failed looks, bounds the error rate
+        diffs: list[float] = []
+        tick_of: list[int] = []  # the observation (1-based) at which each batch was complete
+        for r, tick in self._batches(observations, final=final):
+            diffs.append(r)
+            tick_of.append(tick)
+        sides: tuple[tuple[str, float], ...]
+        if deviation == "HIGH":
+            sides = (("higher", 1.0),)
+        elif deviation == "LOW":
+            sides = (("lower", -1.0),)
+        else:
+            sides = (("higher", 1.0), ("lower", -1.0))
+        bar = len(sides) / self.alpha
+        last: dict[str, _Test] = {}
+        # Every prefix is checked, so the verdict does not depend on how often the judge
+        # was called: the test's guarantee is about the first crossing.
+        for n in range(2, len(diffs) + 1):
+            for side, sign in sides:
+                xs = [sign * r - self.threshold for r in diffs[:n]]
+                t = _t_statistic(xs)
+                test = _Test(t, safe_t_bayes_factor(t, n, self.prior_scale))
+                last[side] = test
+                if t > 0 and test.bayes_factor >= bar:
+                    return Verdict(
+                        "fail",
+                        f"experiment {side} than control by more than {self.min_effect:.0%} "
+                        f"(Bayes factor {_fmt(test.bayes_factor)} ≥ {_fmt(bar)} after {n} ticks, "
+                        f"mean relative difference {_fmt(math.fsum(diffs[:n]) / n)})",
+                        self._statistics(diffs[:n], last, bar, len(observations))
+                        | {"failed_at_tick": float(tick_of[n - 1])},
+                    )
+        statistics = self._statistics(diffs, last, bar, len(observations))
+        if final:
+            return Verdict(
+                "pass",
+                f"no evidence after {len(diffs)} ticks that the experiment is "
+                f"{' or '.join(side for side, _ in sides)} than control by more than "
+                f"{self.min_effect:.0%} (largest Bayes factor now "
+                f"{_fmt(statistics['bayes_factor'])} < {_fmt(bar)})",
+                statistics,
+            )
+        return Verdict(
+            "continue",
+            f"{len(diffs)} ticks, Bayes factor {_fmt(statistics['bayes_factor'])} < {_fmt(bar)}",
+            statistics,
+        )
+
+    def _batches(
+        self, observations: Sequence[Observation], *, final: bool
+    ) -> list[tuple[float, int]]:
+        """Each complete batch's relative difference and the tick (1-based) that completed it.
+
+        The service measures tick j at `at` = j·interval (the last one at the duration) and
+        passes only ticks with data, so the interval is the smallest spacing seen (the first
+        tick's `at` included). A
+        batch pools ticks j with the same (j − 1) // k, k = max(1, round(batch_s /
+        interval)); it is complete once a tick at or past its end has arrived, and at
+        `final` (the last, partial batch).
+        """
+        if not observations:
+            return []
+        ats = [observation.at for observation in observations]
+        # The final tick is at the stage's duration, which need not be a whole number of
+        # intervals: it is numbered (rounding up) but not used to find the interval.
+        regular = ats[:-1] if final and len(ats) > 1 else ats
+        spacings = [b - a for a, b in itertools.pairwise(regular) if b - a > 0]
+        interval = min([a for a in regular[:1] if a > 0] + spacings, default=0.0)
+        if self.batch_s > 0 and interval > 0:
+            k = max(1, round(self.batch_s / interval))
+            numbers = [max(1, math.ceil(at / interval - 1e-6)) for at in ats]
+        else:
+            k = 1
+            numbers = list(range(1, len(observations) + 1))
+        out: list[tuple[float, int]] = []
+        index = 0
+        while index < len(observations):
+            batch = (numbers[index] - 1) // k
+            end = index
+            while end < len(observations) and (numbers[end] - 1) // k == batch:
+                end += 1
+            # The first observation at or past the batch's last tick completes it.
+            completed = next(
+                (i + 1 for i in range(index, len(observations)) if numbers[i] >= (batch + 1) * k),
+                len(observations) if final else None,
+            )
+            if completed is None:
+                break
+            experiment = [v for o in observations[index:end] for v in o.experiment]
+            control = [v for o in observations[index:end] for v in o.control]
+            r = relative_difference(experiment, control)
+            if r is not None:
+                out.append((r, completed))
+            index = end
+        return out
+
+    def _statistics(
+        self, diffs: Sequence[float], last: dict[str, _Test], bar: float, ticks: int
+    ) -> dict[str, float]:
+        n = len(diffs)
+        statistics = {
+            "ticks": float(ticks),
+            "n": float(n),
+            "alpha": self.alpha,
+            "min_effect": self.min_effect,
+            "prior_scale": self.prior_scale,
+            "bar": bar,
+            "mean_relative_difference": math.fsum(diffs) / n if n else math.nan,
+            "bayes_factor": max((test.bayes_factor for test in last.values()), default=1.0),
+        }
+        for side, test in last.items():
+            statistics[f"t_{side}"] = test.t
+            statistics[f"bayes_factor_{side}"] = test.bayes_factor
+        return statistics
+
+
+# --- registry -------------------------------------------------------------------------
+
+JUDGE_NAMES: Final[tuple[str, ...]] = ("pipecd", "sequential")
+DEFAULT_JUDGE: Final = "sequential"
+
+
+class UnknownJudgeError(ConfigError, KeyError):
+    """A judge name that is not in `JUDGE_NAMES` (a `ConfigError`, and a `KeyError` for lookups)."""
+
+    def __str__(self) -> str:
+        # KeyError's own __str__ would print the message in quotes.
+        return str(self.args[0]) if self.args else ""
+
+
+def judge_named(name: str) -> Judge:
+    """The judge called `name`; `UnknownJudgeError` naming the known ones otherwise."""
+    if name == "pipecd":
+        return PipeCDJudge()
+    if name == "sequential":
+        return SequentialJudge()
+    raise UnknownJudgeError(f"unknown judge {name!r}: expected one of {', '.join(JUDGE_NAMES)}")
