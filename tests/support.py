@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -27,6 +27,20 @@ async def running(*components: Component, stop_within_s: float = 15.0) -> AsyncI
             await asyncio.gather(*tasks)
 
 
+# Two overloads, so that mypy infers `T` from an async condition too (from the union
+# alone it infers `Never` for `Callable[[], Awaitable[bool]]`).
+@overload
+async def wait_until(
+    condition: Callable[[], Awaitable[T]],
+    within_s: float = ...,
+    what: str | Callable[[], str] = ...,
+) -> T: ...
+@overload
+async def wait_until(
+    condition: Callable[[], T],
+    within_s: float = ...,
+    what: str | Callable[[], str] = ...,
+) -> T: ...
 async def wait_until(
     condition: Callable[[], T | Awaitable[T]],
     within_s: float = 15.0,

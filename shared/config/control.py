@@ -23,13 +23,15 @@ spec:
     routes: [{name: prd-failures, events: [DEPLOYMENT_FAILED], labels: {env: prd}, receiver: slack}]
     receivers:
       - name: slack
-        slack: {hookURL: https://hooks.slack.com/…, mentionedAccounts: [U123]}
+        slack: {hookURL: https://hooks.slack.com/…, mentionedAccounts: [U123],
+                mentions: [{event: DEPLOYMENT_FAILED, slackUsers: [U456], slackGroups: [S789]}]}
       - name: audit
         webhook: {url: https://audit.example/hook, signatureKey: Slipway-Signature,
                   signatureSecretFile: /secrets/audit}   # or signatureValue
   eventWatcher:
     checkInterval: 1m
     gitRepos: [{repoId: config, commitMessage: "", includes: [], excludes: []}]
+  webAddress: https://slipway.example      # notifications link here (PipeCD's webAddress)
 ```
 
 A PipeCD `kind: Piped` file (`apiVersion: pipecd.dev/v1beta1`) loads too: its
@@ -74,6 +76,7 @@ __all__ = [
     "Notifications",
     "PlatformProvider",
     "Repository",
+    "SlackMention",
     "SlackReceiver",
     "WebhookReceiver",
     "load_control_config",
@@ -137,13 +140,26 @@ class NotificationRoute(Spec, frozen=True):
     ignore_labels: dict[str, str] = msgspec.field(default_factory=dict)
 
 
+class SlackMention(Spec, frozen=True):
+    """Whom a Slack receiver mentions for one event type (member ids, user-group ids)."""
+
+    event: str
+    slack_users: tuple[str, ...] = ()
+    slack_groups: tuple[str, ...] = ()
+
+
 class SlackReceiver(Spec, frozen=True):
-    """A Slack incoming webhook (the URL inline or in a file)."""
+    """A Slack incoming webhook (the URL inline or in a file).
+
+    `mentionedAccounts`/`mentionedGroups` are mentioned on every message,
+    `mentions` only on messages of its event type.
+    """
 
     hook_url: str = msgspec.field(default="", name="hookURL")
     hook_url_file: str = msgspec.field(default="", name="hookURLFile")
     mentioned_accounts: tuple[str, ...] = ()
     mentioned_groups: tuple[str, ...] = ()
+    mentions: tuple[SlackMention, ...] = ()
 
 
 class WebhookReceiver(Spec, frozen=True):
@@ -187,6 +203,8 @@ class ControlSpec(Spec, frozen=True):
     analysis_providers: tuple[AnalysisProvider, ...] = ()
     notifications: Notifications = Notifications()
     event_watcher: EventWatcherSettings = EventWatcherSettings()
+    web_address: str = ""
+    """Where people open Slipway (the UI or API); notifications link there when set."""
 
 
 class ControlConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -307,7 +325,7 @@ class _PipedSpec(Spec, frozen=True):
     piped_key_data: Any = msgspec.UNSET
     name: Any = msgspec.UNSET
     api_address: Any = msgspec.UNSET
-    web_address: Any = msgspec.UNSET
+    web_address: str = ""
     sync_interval: Duration = ONE_MINUTE
     app_config_sync_interval: Any = msgspec.UNSET
     git: Any = msgspec.UNSET
@@ -330,7 +348,6 @@ _PIPED_ONLY: Final = {
     "pipedKeyData": "the piped's key",
     "name": "the piped's name",
     "apiAddress": "the control plane's address",
-    "webAddress": "the control plane's web address",
     "appConfigSyncInterval": "Slipway reads app configs on every poll",
     "git": "git credentials come from the environment of the gitwatcher",
     "chartRepositories": "Helm chart repositories are configured in helm itself",
@@ -471,6 +488,7 @@ def _from_piped(doc: Document) -> tuple[ControlSpec, _Where]:
         event_watcher=EventWatcherSettings(
             check_interval=piped.event_watcher.check_interval, git_repos=git_repos
         ),
+        web_address=piped.web_address,
     )
     return spec, where
 
@@ -664,6 +682,13 @@ def _check_receiver(doc: Document, receiver: NotificationReceiver, at: FieldPath
         receiver.slack.hook_url_file
     ):
         raise doc.error((*at, "slack"), "set hookURL or hookURLFile (one of them)")
+    if receiver.slack is not None:
+        for index, mention in enumerate(receiver.slack.mentions):
+            if mention.event.removeprefix("EVENT_") not in NOTIFICATION_EVENTS:
+                raise doc.error(
+                    (*at, "slack", "mentions", index, "event"),
+                    f"expected one of {', '.join(NOTIFICATION_EVENTS)}; got {_show(mention.event)}",
+                )
     if receiver.webhook is not None:
         if not receiver.webhook.url:
             raise doc.error((*at, "webhook", "url"), "required: the URL to POST to")

@@ -302,6 +302,166 @@ class AnalysisConcluded(Event, tag="analysis_concluded", frozen=True):
     judge_version: str = ""
 
 
+class AnalysisCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """One check of an analysis as resolved at its start (templates and `appArgs` applied):
+    everything its verdicts depend on, so they can be recomputed from the log alone."""
+
+    key: str  # `metrics[0] error-rate` (the template's name, if any) / `https[0]`
+    kind: str  # metrics | http
+    strategy: str  # THRESHOLD | PREVIOUS | CANARY_BASELINE | CANARY_PRIMARY | HTTP
+    interval_s: float
+    provider: str = ""
+    query: str = ""  # the query template (rendered per variant in each AnalysisMeasured)
+    failure_limit: int = 0
+    skip_on_no_data: bool = False
+    deviation: str = "EITHER"
+    expected_min: float | None = None
+    expected_max: float | None = None
+    timeout_s: float = 0.0
+    method: str = ""  # HTTP checks
+    expected_code: int = 0
+    expected_response: str = ""
+
+
+class AnalysisStarted(Event, tag="analysis_started", frozen=True):
+    """The analysis service began measuring (or, after a restart or takeover, resumed).
+
+    The first one's `started_at` is the analysis' clock: ticks fall at
+    `started_at + k·interval` and it ends at `started_at + duration`, so a
+    resumed analysis runs only the time it has left.
+    """
+
+    analysis_id: str
+    deployment_id: str
+    stage_id: str
+    started_at: datetime
+    application_id: str = ""
+    analyzer: str = ""  # the replica and its lease token, `analysis:<instance>#<token>`
+    judge: str = ""  # the comparison judge configured (`with.judge`), and its version
+    judge_version: str = ""
+    duration_s: float = 0.0  # the stage's `duration`
+    checks: tuple[AnalysisCheck, ...] = ()
+    skipped_checks: tuple[str, ...] = ()  # configured but not run, each with why (`logs[0]: …`)
+    # PREVIOUS: the application's last successful analysis, whose windows are the control.
+    previous_analysis_id: str = ""
+    previous_started_at: datetime | None = None
+    resumed: bool = False
+
+
+class AnalysisMeasured(Event, tag="analysis_measured", frozen=True):
+    """One raw measurement of one check at one tick: what was asked, and what came back.
+
+    `values` are exactly as the provider gave them (Prometheus sends text, and
+    `NaN` stays `NaN`), so a verdict can be recomputed from the log alone.
+    """
+
+    analysis_id: str
+    check: str
+    tick: int  # 1-based
+    role: str = ""  # "" (THRESHOLD, HTTP) | experiment | control
+    variant: str = ""  # the variant the query was rendered for (or `previous`)
+    provider: str = ""
+    query: str = ""  # as rendered and sent (PromQL; `GET <url>` for an HTTP check)
+    window_start: float = 0.0  # unix seconds
+    window_end: float = 0.0
+    step_s: float = 0.0
+    timestamps: tuple[float, ...] = ()
+    values: tuple[str, ...] = ()  # HTTP checks: the response body (its first 4 KiB)
+    status_code: int = 0  # HTTP checks: the response's code (0: no response)
+    error: str = ""  # the provider's error or a timeout; "" when it answered
+    measured_at: datetime | None = None
+
+
+class AnalysisTickJudged(Event, tag="analysis_tick_judged", frozen=True):
+    """The verdict on one check after one tick, from the recorded measurements up to it.
+
+    `statistics` are the judge's numbers as `repr` text (exact, and NaN-safe in JSON).
+    """
+
+    analysis_id: str
+    check: str
+    tick: int
+    at_s: float  # seconds since the analysis started
+    strategy: str  # THRESHOLD | PREVIOUS | CANARY_BASELINE | CANARY_PRIMARY | HTTP
+    outcome: str  # continue | pass | fail
+    reason: str
+    judge: str  # `threshold` / `http` for the service's own checks, else the judge's name
+    judge_version: str
+    final: bool = False
+    failures: int = 0  # failed ticks so far (provider errors and no data, for comparisons)
+    statistics: tuple[tuple[str, str], ...] = ()
+
+
+# API keys (stream `apikey-<key_id>`, owned by the api service) -------------------
+
+
+class ApiKeyCreated(Event, tag="api_key_created", frozen=True):
+    """An API key exists; only the SHA-256 of its secret is recorded, never the secret."""
+
+    key_id: str
+    name: str
+    role: str  # read-only | read-write | admin
+    secret_sha256: str  # hex
+    creator: str = ""
+
+
+class ApiKeyRevoked(Event, tag="api_key_revoked", frozen=True):
+    """The key no longer authenticates anyone (the API notices within seconds)."""
+
+    key_id: str
+    revoker: str = ""
+
+
+# Notifications (stream `notification-<notification_id>`, DESIGN §9) ---------------
+
+
+class NotificationScheduled(Event, tag="notification_scheduled", frozen=True):
+    """An event made a notification for a receiver; it will be sent (the stream's first event).
+
+    `notification_id` is derived from the source event and the receiver, and this
+    event is appended in the notifier consumer's transaction, so each (event,
+    receiver) is scheduled once. `body` is exactly what is POSTed on every attempt.
+    """
+
+    notification_id: str
+    receiver: str
+    receiver_kind: str  # slack | webhook
+    notification_type: str  # PipeCD's type without EVENT_, e.g. DEPLOYMENT_FAILED
+    source_event_id: str
+    source_stream_id: str
+    body: str  # JSON
+    application_id: str = ""
+    deployment_id: str = ""
+
+
+class NotificationAttemptFailed(Event, tag="notification_attempt_failed", frozen=True):
+    """One attempt failed; another follows after `retry_in_s`."""
+
+    notification_id: str
+    attempt: int
+    error: str
+    retry_in_s: float
+    status_code: int = 0  # 0: no HTTP response (connection refused, timeout)
+
+
+class NotificationDelivered(Event, tag="notification_delivered", frozen=True):
+    """The receiver accepted the notification (a 2xx answer)."""
+
+    notification_id: str
+    attempt: int
+    status_code: int
+    delivered_at: datetime
+
+
+class NotificationFailed(Event, tag="notification_failed", frozen=True):
+    """The notification was given up: attempts ran out or the receiver refused it for good."""
+
+    notification_id: str
+    attempts: int
+    error: str  # the last one
+    status_code: int = 0
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     ApplicationRegistered,
     ApplicationDisabled,
@@ -330,6 +490,15 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     StageSkipRequested,
     AnalysisRequested,
     AnalysisConcluded,
+    AnalysisStarted,
+    AnalysisMeasured,
+    AnalysisTickJudged,
+    ApiKeyCreated,
+    ApiKeyRevoked,
+    NotificationScheduled,
+    NotificationAttemptFailed,
+    NotificationDelivered,
+    NotificationFailed,
 )
 
 

@@ -1,0 +1,124 @@
+"""`python -m services.notifier [--burst]`: wiring only — settings, control config, the
+consumer that schedules notifications and the worker that delivers them. `--burst` delivers
+what the log holds so far (retries included), then exits."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+from msgspec import Meta
+
+from services.notifier.delivery import DeliveryWorker
+from services.notifier.outbox import Outbox
+from services.notifier.service import CONSUMER_NAME, Notifier, ordering_key
+from services.notifier.targets import targets_of
+from shared.config import load_control_config
+from shared.consumer import EventConsumer
+from shared.eventlog import EventStore
+from shared.events.base import RecordedEvent
+from shared.events.catalog import default_registry
+from shared.messaging import ensure_event_stream
+from shared.notify.retry import RetryPolicy
+from shared.runtime import Component, ServiceRuntime, run_service
+from shared.settings import ServiceSettings
+
+NAME = "notifier"
+
+
+class NotifierSettings(ServiceSettings, frozen=True, kw_only=True):
+    control_config: str
+    """Path of the control config: the notification routes and receivers."""
+    notifier_max_attempts: Annotated[int, Meta(ge=1, le=100)] = 8
+    """Attempts per notification before it is given up (`NotificationFailed`)."""
+    notifier_backoff_base_s: Annotated[float, Meta(ge=0, le=3600)] = 1.0
+    """The wait after the first failed attempt; it doubles after each one."""
+    notifier_backoff_cap_s: Annotated[float, Meta(ge=0, le=86400)] = 300.0
+    """The longest wait between two attempts."""
+    notifier_http_timeout_s: Annotated[float, Meta(gt=0, le=300)] = 10.0
+    """How long one POST may take, connecting included."""
+    notifier_lease_s: Annotated[float, Meta(gt=0, le=3600)] = 60.0
+    """How long a claimed notification stays this replica's; must exceed the HTTP timeout."""
+    notifier_concurrency: Annotated[int, Meta(ge=1, le=10_000)] = 32
+    """POSTs one replica has in flight at once."""
+    notifier_poll_interval_s: Annotated[float, Meta(gt=0, le=60)] = 1.0
+    """How often the worker looks for due retries and for work scheduled by other replicas."""
+    notifier_max_deliver: Annotated[int, Meta(ge=1)] = 20
+    """Deliveries of one event to the consumer before it is dead-lettered."""
+    notifier_ack_wait_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0
+    """How long an event handed to a replica that died waits before another gets it."""
+    notifier_schedule_concurrency: Annotated[int, Meta(ge=1, le=256)] = 1
+    """Events scheduled at once, each in its own transaction (one deployment's always in
+    order); 1 schedules a fetched batch in one transaction, which costs fewer commits."""
+
+
+async def setup(runtime: ServiceRuntime[NotifierSettings]) -> Sequence[Component]:
+    settings = runtime.settings
+    if settings.notifier_lease_s <= settings.notifier_http_timeout_s:
+        raise ValueError("SLIPWAY_NOTIFIER_LEASE_S must exceed SLIPWAY_NOTIFIER_HTTP_TIMEOUT_S")
+    control = load_control_config(Path(settings.control_config))
+    targets = targets_of(control)
+    store = EventStore(runtime.pool, default_registry())
+    js = runtime.nc.jetstream()
+    await ensure_event_stream(js, runtime.subjects)
+    notifier = Notifier(
+        store=store,
+        routes=control.spec.notifications.routes,
+        targets=targets,
+        web_url=control.spec.web_address,
+        registry=runtime.metrics,
+    )
+    outbox = Outbox(store, settings.instance, lease_s=settings.notifier_lease_s)
+    worker = DeliveryWorker(
+        outbox=outbox,
+        targets=targets,
+        policy=RetryPolicy(
+            max_attempts=settings.notifier_max_attempts,
+            base_s=settings.notifier_backoff_base_s,
+            cap_s=settings.notifier_backoff_cap_s,
+        ),
+        concurrency=settings.notifier_concurrency,
+        http_timeout_s=settings.notifier_http_timeout_s,
+        poll_s=settings.notifier_poll_interval_s,
+        registry=runtime.metrics,
+    )
+
+    async def wake_worker(event: RecordedEvent) -> None:
+        worker.wake.set()
+
+    consumer = EventConsumer(
+        name=CONSUMER_NAME,
+        js=js,
+        pool=runtime.pool,
+        registry=store.registry,
+        subjects=runtime.subjects,
+        handler=notifier.handle,
+        after_commit=wake_worker,
+        max_deliver=settings.notifier_max_deliver,
+        ack_wait_s=settings.notifier_ack_wait_s,
+        concurrency=settings.notifier_schedule_concurrency,
+        ordering_key=ordering_key,
+    )
+    if not runtime.burst:
+        return [consumer.run, worker.run]
+
+    async def backlog() -> int:
+        info = await js.consumer_info(runtime.subjects.events_stream, CONSUMER_NAME)
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+    async def idle() -> bool:
+        return not consumer.in_flight and await backlog() == 0 and await outbox.pending() == 0
+
+    async def deliver_then_stop(stop: asyncio.Event) -> None:
+        await consumer.ensure()
+        await worker.run(stop, until_idle=idle)
+        runtime.request_stop("burst: every notification delivered or given up")
+
+    return [consumer.run, deliver_then_stop]
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_service(NAME, NotifierSettings, setup, burst="--burst" in sys.argv[1:]))

@@ -1,0 +1,269 @@
+"""The delivery worker: claim due notifications, POST them, record what happened.
+
+Each claimed notification is sent as stored in its `NotificationScheduled`
+(the same body and delivery id on every attempt). A 2xx answer is recorded
+as `NotificationDelivered`; a failure worth retrying as
+`NotificationAttemptFailed` with the back-off before the next attempt; the
+last allowed attempt, or an answer that will never change (most 4xx), as
+`NotificationFailed` with the error. Each record closes or reschedules the
+outbox row in the same transaction (`outbox.py`).
+
+The one window that remains is between the receiver's answer and that
+commit: a worker killed there has delivered without recording it, and the
+notification is sent again (same `Slipway-Delivery` id) once its claim
+expires — at once when the same instance name restarts. The window is kept
+short (nothing but the commit happens in it, and that commit does not wait
+for the WAL flush) but it cannot be closed from this side: only a receiver
+that remembers delivery ids can drop the repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+import aiohttp
+from prometheus_client import CollectorRegistry, Counter
+
+from services.notifier.outbox import Claim, ClaimLost, Outbox
+from services.notifier.targets import Target
+from shared.errors import Unavailable
+from shared.eventlog import deterministic_event_id
+from shared.events.base import Event, Metadata, NewEvent
+from shared.events.catalog import (
+    NotificationAttemptFailed,
+    NotificationDelivered,
+    NotificationFailed,
+)
+from shared.logs import get_logger
+from shared.notify.retry import RetryPolicy, is_retryable_status
+from shared.notify.webhook import request_headers
+
+__all__ = ["Attempt", "DeliveryWorker"]
+
+log = get_logger("slipway.notifier.delivery")
+
+_ERROR_BODY_MAX: Final = 300
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one POST came to: a status (0 without an answer), an error, a Retry-After."""
+
+    status: int
+    error: str = ""
+    retry_after_s: float | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def retryable(self) -> bool:
+        return self.status == 0 or is_retryable_status(self.status)
+
+
+class DeliveryWorker:
+    """Sends due notifications, up to `concurrency` at once, until stopped."""
+
+    def __init__(
+        self,
+        *,
+        outbox: Outbox,
+        targets: Mapping[str, Target],
+        policy: RetryPolicy,
+        concurrency: int = 32,
+        http_timeout_s: float = 10.0,
+        poll_s: float = 1.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        draw: Callable[[], float] = random.random,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.targets = dict(targets)
+        self.policy = policy
+        self.concurrency = concurrency
+        self.http_timeout_s = http_timeout_s
+        self.poll_s = poll_s
+        self.clock = clock
+        self.draw = draw
+        self.wake = asyncio.Event()
+        """Set to look for work at once (the consumer scheduled something)."""
+        self.sent = 0
+        """POSTs made by this worker (for tests)."""
+        self.outcomes = Counter(
+            "slipway_notifier_attempts",
+            "delivery attempts by receiver and outcome (delivered, retry, failed)",
+            ["receiver", "outcome"],
+            registry=registry if registry is not None else CollectorRegistry(),
+        )
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def run(
+        self, stop: asyncio.Event, *, until_idle: Callable[[], Awaitable[bool]] | None = None
+    ) -> None:
+        """Component: claim and send until `stop` (or, with `until_idle`, until it says idle)."""
+        connector = aiohttp.TCPConnector(limit=self.concurrency)
+        timeout = aiohttp.ClientTimeout(total=self.http_timeout_s)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            self._session = session
+            try:
+                while not stop.is_set():
+                    self.wake.clear()
+                    try:
+                        await self._claim()
+                    except Unavailable as exc:
+                        log.warning("claim_unavailable", error=str(exc))
+                    if until_idle is not None and not self._tasks and await until_idle():
+                        return
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wake.wait(), await self._pause_s())
+            finally:
+                # Sends in flight finish (within the HTTP timeout) and are recorded.
+                if self._tasks:
+                    await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+                self._session = None
+
+    async def _pause_s(self) -> float:
+        if len(self._tasks) >= self.concurrency:
+            return self.poll_s  # a finishing send sets `wake`
+        try:
+            due = await self.outbox.next_due_in_s()
+        except Unavailable:
+            return self.poll_s
+        if due is None:
+            return self.poll_s
+        return min(self.poll_s, max(due, 0.005))
+
+    async def _claim(self) -> None:
+        free = self.concurrency - len(self._tasks)
+        for claim in await self.outbox.claim(free, running=list(self._tasks)):
+            notification_id = claim.scheduled.notification_id
+            task = asyncio.create_task(self._deliver(claim), name=f"notify {notification_id}")
+            self._tasks[notification_id] = task
+            task.add_done_callback(functools.partial(self._done, notification_id))
+
+    def _done(self, notification_id: str, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(notification_id, None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("delivery_crashed", notification_id=notification_id, error=repr(exc))
+        self.wake.set()
+
+    async def _deliver(self, claim: Claim) -> None:
+        scheduled = claim.scheduled
+        target = self.targets.get(scheduled.receiver)
+        if target is None:
+            # The receiver left the control config after this was scheduled.
+            attempt = Attempt(0, f"receiver {scheduled.receiver!r} is not configured any more")
+            await self._record(claim, attempt, give_up=True)
+            return
+        attempt = await self._post(target, claim)
+        give_up = not attempt.delivered and (
+            not attempt.retryable or self.policy.gives_up_after(claim.attempt)
+        )
+        await self._record(claim, attempt, give_up=give_up)
+
+    async def _post(self, target: Target, claim: Claim) -> Attempt:
+        assert self._session is not None
+        scheduled = claim.scheduled
+        body = scheduled.body.encode()
+        headers = request_headers(
+            delivery_id=scheduled.notification_id,
+            notification_type=scheduled.notification_type,
+            body=body,
+            signature_key=target.signature_key,
+            secret=target.secret,
+        )
+        self.sent += 1
+        try:
+            async with self._session.post(target.url, data=body, headers=headers) as response:
+                if 200 <= response.status < 300:
+                    return Attempt(response.status)
+                text = (await response.text(errors="replace"))[:_ERROR_BODY_MAX]
+                return Attempt(
+                    response.status,
+                    f"HTTP {response.status}: {text.strip()}".strip(": "),
+                    _retry_after(response.headers.get("Retry-After")),
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return Attempt(0, f"{type(exc).__name__}: {exc}".strip(": "))
+
+    async def _record(self, claim: Claim, attempt: Attempt, *, give_up: bool) -> None:
+        notification_id = claim.scheduled.notification_id
+        number = claim.attempt
+        retry_in_s = 0.0
+        event: Event
+        if attempt.delivered:
+            event = NotificationDelivered(
+                notification_id=notification_id,
+                attempt=number,
+                status_code=attempt.status,
+                delivered_at=self.clock(),
+            )
+            kind = "delivered"
+        elif give_up:
+            event = NotificationFailed(
+                notification_id=notification_id,
+                attempts=number,
+                error=attempt.error,
+                status_code=attempt.status,
+            )
+            kind = "failed"
+        else:
+            retry_in_s = self.policy.delay_s(number, self.draw(), attempt.retry_after_s)
+            event = NotificationAttemptFailed(
+                notification_id=notification_id,
+                attempt=number,
+                error=attempt.error,
+                retry_in_s=retry_in_s,
+                status_code=attempt.status,
+            )
+            kind = f"attempt-{number}"
+        outcome = NewEvent(
+            event=event,
+            event_id=deterministic_event_id("notification", notification_id, kind),
+            metadata=Metadata(causation_id=claim.scheduled.source_event_id),
+        )
+        done = attempt.delivered or give_up
+        try:
+            await self.outbox.record(
+                claim, outcome, attempts=number, retry_in_s=retry_in_s, done=done
+            )
+        except ClaimLost:
+            log.warning("notification_claim_lost", notification_id=notification_id)
+            return
+        except Unavailable as exc:
+            # Left claimed: retried when the claim expires (or this instance restarts).
+            log.warning(
+                "notification_not_recorded", notification_id=notification_id, error=str(exc)
+            )
+            return
+        outcome_name = "delivered" if attempt.delivered else "failed" if give_up else "retry"
+        self.outcomes.labels(claim.scheduled.receiver, outcome_name).inc()
+        log.info(
+            f"notification_{kind.split('-')[0]}",
+            notification_id=notification_id,
+            receiver=claim.scheduled.receiver,
+            type=claim.scheduled.notification_type,
+            attempt=number,
+            status=attempt.status,
+            error=attempt.error or None,
+            retry_in_s=retry_in_s or None,
+        )
+
+
+def _retry_after(value: str | None) -> float | None:
+    """A `Retry-After` in seconds (the HTTP-date form is rare from webhooks: ignored)."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

@@ -1,0 +1,167 @@
+"""The delivery queue (`notifier_outbox`, migration 0006): schedule, claim, record.
+
+A row is scheduled in the consumer's transaction, claimed by one worker at a
+time (FOR UPDATE SKIP LOCKED: replicas claiming at once take different rows
+rather than queueing on each other) under a lease with a fencing token, and
+closed in the transaction that appends the outcome's event — only while the
+claim is still the worker's own, so a worker that stalled past its lease
+cannot record anything after another took the row over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from shared.db import CONNECTION_ERRORS
+from shared.errors import SlipwayError, Unavailable
+from shared.eventlog import ANY, EventStore
+from shared.eventlog.store import Connection
+from shared.events.base import NewEvent
+from shared.events.catalog import NotificationScheduled
+from shared.streams import stream_id
+
+__all__ = ["Claim", "ClaimLost", "Outbox", "notification_stream"]
+
+_SCHEDULE = """
+INSERT INTO notifier_outbox (notification_id, receiver) VALUES ($1, $2)
+ON CONFLICT (notification_id) DO NOTHING
+"""
+# Due, not done, and nobody's (or an expired claim, or our own from before a restart
+# of this instance: `running` keeps the ones this process is sending right now out).
+_CLAIM = """
+WITH due AS (
+  SELECT notification_id FROM notifier_outbox
+  WHERE done_at IS NULL AND next_attempt_at <= clock_timestamp()
+    AND (holder IS NULL OR holder = $1 OR expires_at < clock_timestamp())
+    AND NOT (notification_id = ANY($3::text[]))
+  ORDER BY next_attempt_at
+  LIMIT $2
+  FOR UPDATE SKIP LOCKED
+)
+UPDATE notifier_outbox o
+SET holder = $1, token = o.token + 1, expires_at = clock_timestamp() + make_interval(secs => $4)
+FROM due
+WHERE o.notification_id = due.notification_id
+RETURNING o.notification_id, o.receiver, o.attempts, o.token
+"""
+_SCHEDULED = """
+SELECT stream_id, payload, event_type, schema_version FROM events
+WHERE stream_id = ANY($1::text[]) AND stream_version = 0
+"""
+_CLOSE = """
+UPDATE notifier_outbox
+SET attempts = $4, holder = NULL, expires_at = NULL,
+    next_attempt_at = clock_timestamp() + make_interval(secs => $5),
+    done_at = CASE WHEN $6 THEN clock_timestamp() END
+WHERE notification_id = $1 AND holder = $2 AND token = $3 AND done_at IS NULL
+RETURNING 1
+"""
+_PENDING = "SELECT count(*) FROM notifier_outbox WHERE done_at IS NULL"
+_NEXT_DUE = (
+    "SELECT min(next_attempt_at) - clock_timestamp() FROM notifier_outbox WHERE done_at IS NULL"
+)
+
+
+def notification_stream(notification_id: str) -> str:
+    return stream_id("notification", notification_id)
+
+
+class ClaimLost(SlipwayError):
+    """The row is no longer this worker's (its lease ran out and another took it)."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A notification this worker may send now: its scheduling event and its attempt number."""
+
+    scheduled: NotificationScheduled
+    attempt: int
+    token: int
+
+
+class Outbox:
+    """`notifier_outbox` for one holder (this replica)."""
+
+    def __init__(self, store: EventStore, holder: str, *, lease_s: float) -> None:
+        self.store = store
+        self.pool: asyncpg.Pool = store.pool
+        self.holder = holder
+        self.lease_s = lease_s
+
+    @staticmethod
+    async def schedule(conn: Connection, notification_id: str, receiver: str) -> None:
+        """Queue a notification (idempotent), in the caller's transaction."""
+        await conn.execute(_SCHEDULE, notification_id, receiver)
+
+    async def claim(self, limit: int, *, running: Sequence[str] = ()) -> list[Claim]:
+        """Take up to `limit` due notifications, each under a fresh token."""
+        if limit <= 0:
+            return []
+        try:
+            async with self.pool.acquire() as conn:
+                rows = await conn.fetch(_CLAIM, self.holder, limit, list(running), self.lease_s)
+                if not rows:
+                    return []
+                streams = [notification_stream(r["notification_id"]) for r in rows]
+                scheduled = {
+                    s["stream_id"]: self.store.registry.decode(
+                        s["event_type"], s["schema_version"], s["payload"]
+                    )
+                    for s in await conn.fetch(_SCHEDULED, streams)
+                }
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"claim notifications: {exc}") from exc
+        claims = []
+        for row, stream in zip(rows, streams, strict=True):
+            event = scheduled.get(stream)
+            if isinstance(event, NotificationScheduled):
+                claims.append(Claim(event, row["attempts"] + 1, row["token"]))
+        return claims
+
+    async def record(
+        self,
+        claim: Claim,
+        outcome: NewEvent,
+        *,
+        attempts: int,
+        retry_in_s: float = 0.0,
+        done: bool,
+    ) -> None:
+        """Append the attempt's outcome and update the row, both or neither; `ClaimLost` if the
+        row is no longer ours."""
+        notification_id = claim.scheduled.notification_id
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                # The outcome only keeps a delivery from being sent again: if a database
+                # crash loses it, the notification is resent (same delivery id), never
+                # lost. Not waiting for the WAL flush narrows the window in which a killed
+                # notifier has sent a notification it has not recorded yet.
+                await conn.execute("SET LOCAL synchronous_commit TO off")
+                closed = await conn.fetchval(
+                    _CLOSE,
+                    notification_id,
+                    self.holder,
+                    claim.token,
+                    attempts,
+                    retry_in_s,
+                    done,
+                )
+                if closed is None:
+                    raise ClaimLost(f"notification {notification_id} is no longer claimed by us")
+                await self.store.append(
+                    notification_stream(notification_id), [outcome], expected_version=ANY, conn=conn
+                )
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"record notification {notification_id}: {exc}") from exc
+
+    async def pending(self) -> int:
+        """Notifications scheduled and not done (delivered or given up)."""
+        return int(await self.pool.fetchval(_PENDING))
+
+    async def next_due_in_s(self) -> float | None:
+        """Seconds until the soonest undone notification is due (≤ 0: now); None if none."""
+        value = await self.pool.fetchval(_NEXT_DUE)
+        return None if value is None else float(value.total_seconds())

@@ -1,0 +1,124 @@
+"""Which Slipway event is which PipeCD notification type, and each type's group.
+
+PipeCD's `NotificationEventType` (pkg/model/notificationevent.proto) is kept
+name for name, without its `EVENT_` prefix, because that is how routes spell
+them (`events: [DEPLOYMENT_FAILED]`). PipeCD defines `DEPLOYMENT_ROLLING_BACK`,
+`APPLICATION_SYNCED` and `APPLICATION_OUT_OF_SYNC` but its piped never sends
+them; Slipway has events for all three, so it does. `APPLICATION_HEALTHY` and
+the two `PIPED_*` types have no Slipway event behind them yet: routes may name
+them, nothing produces them (see `SOURCES`).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+from shared.config.application import NOTIFICATION_EVENTS
+from shared.config.control import NOTIFICATION_GROUPS
+from shared.events.base import Event
+from shared.events.catalog import (
+    ApplicationSyncStateChanged,
+    DeploymentCompleted,
+    DeploymentPlanFailed,
+    DeploymentPlanned,
+    DeploymentRollingBack,
+    DeploymentTriggered,
+    StageApproved,
+    StageStarted,
+)
+
+__all__ = ["GROUP_OF", "SOURCES", "NotificationGroup", "NotificationType", "notification_type_of"]
+
+
+class NotificationType(enum.StrEnum):
+    """PipeCD's notification event types, spelled as routes spell them."""
+
+    DEPLOYMENT_TRIGGERED = "DEPLOYMENT_TRIGGERED"
+    DEPLOYMENT_PLANNED = "DEPLOYMENT_PLANNED"
+    DEPLOYMENT_APPROVED = "DEPLOYMENT_APPROVED"
+    DEPLOYMENT_ROLLING_BACK = "DEPLOYMENT_ROLLING_BACK"
+    DEPLOYMENT_SUCCEEDED = "DEPLOYMENT_SUCCEEDED"
+    DEPLOYMENT_FAILED = "DEPLOYMENT_FAILED"
+    DEPLOYMENT_CANCELLED = "DEPLOYMENT_CANCELLED"
+    DEPLOYMENT_WAIT_APPROVAL = "DEPLOYMENT_WAIT_APPROVAL"
+    DEPLOYMENT_TRIGGER_FAILED = "DEPLOYMENT_TRIGGER_FAILED"
+    APPLICATION_SYNCED = "APPLICATION_SYNCED"
+    APPLICATION_OUT_OF_SYNC = "APPLICATION_OUT_OF_SYNC"
+    APPLICATION_HEALTHY = "APPLICATION_HEALTHY"
+    PIPED_STARTED = "PIPED_STARTED"
+    PIPED_STOPPED = "PIPED_STOPPED"
+
+
+class NotificationGroup(enum.StrEnum):
+    """PipeCD's `NotificationEventGroup` (without `EVENT_NONE`, which nothing belongs to)."""
+
+    DEPLOYMENT = "DEPLOYMENT"
+    APPLICATION_SYNC = "APPLICATION_SYNC"
+    APPLICATION_HEALTH = "APPLICATION_HEALTH"
+    PIPED = "PIPED"
+
+
+_T = NotificationType
+_G = NotificationGroup
+
+# PipeCD groups by the enum's number range (0-99 deployment, 100s sync, 200s health, 300s piped).
+GROUP_OF: Final[dict[NotificationType, NotificationGroup]] = {
+    **{t: _G.DEPLOYMENT for t in _T if t.name.startswith("DEPLOYMENT_")},
+    _T.APPLICATION_SYNCED: _G.APPLICATION_SYNC,
+    _T.APPLICATION_OUT_OF_SYNC: _G.APPLICATION_SYNC,
+    _T.APPLICATION_HEALTHY: _G.APPLICATION_HEALTH,
+    _T.PIPED_STARTED: _G.PIPED,
+    _T.PIPED_STOPPED: _G.PIPED,
+}
+
+SOURCES: Final[dict[NotificationType, str]] = {
+    _T.DEPLOYMENT_TRIGGERED: "DeploymentTriggered",
+    _T.DEPLOYMENT_PLANNED: "DeploymentPlanned",
+    _T.DEPLOYMENT_APPROVED: "StageApproved (each approval of a WAIT_APPROVAL stage)",
+    _T.DEPLOYMENT_ROLLING_BACK: "DeploymentRollingBack",
+    _T.DEPLOYMENT_SUCCEEDED: "DeploymentCompleted with status SUCCESS",
+    _T.DEPLOYMENT_FAILED: "DeploymentCompleted with status FAILURE",
+    _T.DEPLOYMENT_CANCELLED: "DeploymentCompleted with status CANCELLED",
+    _T.DEPLOYMENT_WAIT_APPROVAL: "StageStarted of a WAIT_APPROVAL stage",
+    _T.DEPLOYMENT_TRIGGER_FAILED: "DeploymentPlanFailed (the commit's config could not be planned)",
+    _T.APPLICATION_SYNCED: "ApplicationSyncStateChanged to SYNCED (drift detection)",
+    _T.APPLICATION_OUT_OF_SYNC: "ApplicationSyncStateChanged to OUT_OF_SYNC (drift detection)",
+    _T.APPLICATION_HEALTHY: "nothing yet: Slipway records no application health events",
+    _T.PIPED_STARTED: "nothing yet: Slipway has no piped agent to start",
+    _T.PIPED_STOPPED: "nothing yet: Slipway has no piped agent to stop",
+}
+"""What each type is made from, as the README's table says it."""
+
+_COMPLETED: Final = {
+    "SUCCESS": _T.DEPLOYMENT_SUCCEEDED,
+    "FAILURE": _T.DEPLOYMENT_FAILED,
+    "CANCELLED": _T.DEPLOYMENT_CANCELLED,
+}
+_SYNC_STATES: Final = {"SYNCED": _T.APPLICATION_SYNCED, "OUT_OF_SYNC": _T.APPLICATION_OUT_OF_SYNC}
+
+# The config's lists and these enums must agree, or a route could name a type nothing sends.
+assert tuple(NotificationType) == NOTIFICATION_EVENTS
+assert tuple(NotificationGroup) == NOTIFICATION_GROUPS
+
+
+def notification_type_of(event: Event) -> NotificationType | None:
+    """The notification `event` makes, or None (most events make none)."""
+    match event:
+        case DeploymentTriggered():
+            return _T.DEPLOYMENT_TRIGGERED
+        case DeploymentPlanned():
+            return _T.DEPLOYMENT_PLANNED
+        case StageApproved():
+            return _T.DEPLOYMENT_APPROVED
+        case DeploymentRollingBack():
+            return _T.DEPLOYMENT_ROLLING_BACK
+        case DeploymentCompleted(status=status):
+            return _COMPLETED.get(status)
+        case StageStarted(name="WAIT_APPROVAL"):
+            return _T.DEPLOYMENT_WAIT_APPROVAL
+        case DeploymentPlanFailed():
+            return _T.DEPLOYMENT_TRIGGER_FAILED
+        case ApplicationSyncStateChanged(state=state):
+            return _SYNC_STATES.get(state)
+    return None

@@ -1,0 +1,115 @@
+"""What a notification says about its application and deployment, folded from their streams.
+
+Pure folds: the notifier reads `application-<id>` and `deployment-<id>` (the
+latter only up to the event being notified, so a message describes the
+deployment as it was then, also when it is rendered again after a restart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import msgspec
+
+from shared.events.base import Event
+from shared.events.catalog import (
+    ApplicationRegistered,
+    DeploymentCancelRequested,
+    DeploymentCompleted,
+    DeploymentPlanFailed,
+    DeploymentPlanned,
+    DeploymentRollingBack,
+    DeploymentTriggered,
+    StageApproved,
+    StageCompleted,
+    StageStarted,
+)
+
+__all__ = ["AppFacts", "DeploymentFacts", "fold_application", "fold_deployment"]
+
+
+class AppFacts(msgspec.Struct, frozen=True, kw_only=True):
+    application_id: str
+    name: str
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+class DeploymentFacts(msgspec.Struct, frozen=True, kw_only=True):
+    deployment_id: str
+    application_id: str = ""
+    trigger: str = ""
+    commander: str = ""
+    commit_hash: str = ""
+    commit_message: str = ""
+    commit_author: str = ""
+    strategy: str = ""
+    summary: str = ""
+    stage_id: str = ""
+    stage_name: str = ""
+    """The stage started last: the one running, or the one the deployment ended in."""
+    stage_names: tuple[tuple[str, str], ...] = ()
+    """(id, name) of each planned stage."""
+    status: str = ""
+    reason: str = ""
+    """Why it failed, was cancelled or rolled back, as the executor or planner said."""
+    approver: str = ""
+    cancelled_by: str = ""
+
+
+def fold_application(events: Iterable[Event]) -> AppFacts | None:
+    """The application as its latest registration describes it; None if never registered."""
+    facts: AppFacts | None = None
+    for event in events:
+        if isinstance(event, ApplicationRegistered):
+            facts = AppFacts(
+                application_id=event.application_id, name=event.name, labels=event.labels
+            )
+    return facts
+
+
+def fold_deployment(deployment_id: str, events: Iterable[Event]) -> DeploymentFacts:
+    """The deployment after `events` (the stream's, in order)."""
+    facts = DeploymentFacts(deployment_id=deployment_id)
+    replace = msgspec.structs.replace
+    for event in events:
+        match event:
+            case DeploymentTriggered():
+                facts = replace(
+                    facts,
+                    application_id=event.application_id,
+                    trigger=event.trigger,
+                    commander=event.commander,
+                    commit_hash=event.commit_hash,
+                    commit_message=event.commit_message,
+                    commit_author=event.commit_author,
+                )
+            case DeploymentPlanned():
+                facts = replace(
+                    facts,
+                    application_id=event.application_id,
+                    commit_hash=facts.commit_hash or event.commit_hash,
+                    strategy=event.strategy,
+                    summary=event.summary,
+                    stage_names=tuple((s.id, s.name) for s in event.stages),
+                )
+            case DeploymentPlanFailed():
+                facts = replace(facts, status="FAILURE", reason=event.reason)
+            case StageStarted():
+                name = event.name or dict(facts.stage_names).get(event.stage_id, "")
+                facts = replace(facts, stage_id=event.stage_id, stage_name=name)
+            case StageCompleted(status="FAILURE", reason=reason) if reason:
+                facts = replace(facts, reason=reason)
+            case StageApproved():
+                facts = replace(facts, approver=event.approver)
+            case DeploymentCancelRequested():
+                facts = replace(facts, cancelled_by=event.commander)
+            case DeploymentRollingBack():
+                facts = replace(facts, status="ROLLING_BACK", reason=event.reason or facts.reason)
+            case DeploymentCompleted():
+                facts = replace(
+                    facts,
+                    status=event.status,
+                    reason=event.reason or facts.reason,
+                    commit_hash=facts.commit_hash or event.commit_hash,
+                )
+    return facts
