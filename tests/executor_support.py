@@ -18,7 +18,6 @@ import yaml
 from nats.aio.client import Client as NatsClient
 
 from services.executor.service import COMMAND_EVENTS, CONSUMER_NAME, Executor
-from services.executor.stagelog import StageLogs
 from shared.config import load_application_config
 from shared.config.control import KubernetesProviderConfig
 from shared.consumer import EventConsumer
@@ -35,6 +34,7 @@ from shared.events.catalog import (
 from shared.git import GitCache
 from shared.planning import Strategy, build_stages, spec_from_config
 from shared.relay import Relay
+from shared.stagelog import StageLogs
 from shared.subjects import Subjects
 from tests.git_helpers import WorkRepo
 

@@ -11,7 +11,6 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from services.executor.stagelog import StageLogs
 from services.executor.stages import analysis_id_of
 from shared.eventlog import EventStore, new_events
 from shared.events.base import Event
@@ -26,6 +25,7 @@ from shared.events.catalog import (
 from shared.kubesim import ImageRule, KubeSim
 from shared.messaging import ensure_event_stream
 from shared.platform import KubernetesPlatform
+from shared.stagelog import StageLogs
 from shared.subjects import Subjects
 from tests.executor_support import (
     APP,

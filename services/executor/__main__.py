@@ -13,7 +13,6 @@ from typing import Annotated
 from msgspec import Meta
 
 from services.executor.service import COMMAND_EVENTS, CONSUMER_NAME, Executor
-from services.executor.stagelog import StageLogs
 from shared.config import load_control_config
 from shared.consumer import EventConsumer
 from shared.eventlog import EventStore
@@ -22,6 +21,7 @@ from shared.git import GitCache
 from shared.messaging import ensure_event_stream
 from shared.runtime import Component, ServiceRuntime, run_service
 from shared.settings import ServiceSettings
+from shared.stagelog import StageLogs
 
 NAME = "executor"
 

@@ -44,7 +44,6 @@ from services.executor.decider import (
     work_of,
 )
 from services.executor.leases import Lease, LeaseLost, Leases
-from services.executor.stagelog import Severity, StageLogs
 from services.executor.stages import StageResult
 from shared.errors import ConcurrencyConflict, ConfigError, Unavailable
 from shared.eventlog import EventStore
@@ -52,6 +51,7 @@ from shared.events.base import Event, Metadata, NewEvent
 from shared.events.catalog import DeploymentCompleted, StageCompleted, StageStarted
 from shared.ids import new_event_id
 from shared.logs import get_logger
+from shared.stagelog import Severity, StageLogs
 from shared.streams import stream_id
 from shared.tracing import current_trace_headers
 

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Final
 
 import asyncpg
@@ -33,7 +32,6 @@ from services.executor.decider import Deployment, StageStatus
 from services.executor.handlers import Register, WakeRunner, on_event
 from services.executor.leases import Lease, Leases
 from services.executor.runner import DeploymentRunner
-from services.executor.stagelog import StageLogs
 from services.executor.stages import (
     ANALYSIS_GRACE_S,
     Sources,
@@ -49,6 +47,7 @@ from shared.events.catalog import ApplicationRegistered
 from shared.git import GitCache, GitError
 from shared.logs import get_logger
 from shared.platform import KubernetesPlatform
+from shared.stagelog import StageLogs
 from shared.streams import stream_id
 
 __all__ = ["COMMAND_EVENTS", "CONSUMER_NAME", "Executor"]
@@ -266,7 +265,7 @@ class Executor:
         if platform is None:
             if not config.kubeconfig_path:
                 raise ConfigError(f"platform provider {name!r} has no kubeconfigPath")
-            platform = KubernetesPlatform(Path(config.kubeconfig_path), config.context or None)
+            platform = KubernetesPlatform(config.kubeconfig_path or None, config.context or None)
             await platform.open()
             self._platforms[name] = platform
         return platform

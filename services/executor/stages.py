@@ -54,7 +54,6 @@ from typing import Any, Final
 import msgspec
 
 from services.executor.decider import Deployment, Stage, StageStatus
-from services.executor.stagelog import StageLogger
 from shared.config.application import (
     AnalysisOptions,
     IstioTrafficRouting,
@@ -82,6 +81,7 @@ from shared.executor.variants import (
 )
 from shared.git import GitCache, GitError
 from shared.platform import AppliedResource, KubernetesPlatform
+from shared.stagelog import StageLogger
 from shared.streams import stream_id
 from shared.tracing import current_trace_headers
 

@@ -216,6 +216,9 @@ class AnalysisOptions(_Options, tag="ANALYSIS", frozen=True):
     logs: tuple[TemplatableAnalysisLog, ...] = ()
     https: tuple[TemplatableAnalysisHTTP, ...] = ()
     dynamic: AnalysisDynamic | None = None
+    # Slipway's extension: which judge compares variants (PREVIOUS, CANARY_*); THRESHOLD and
+    # HTTP checks are judged the same by both. `pipecd` is PipeCD's per-tick Mann-Whitney U.
+    judge: Literal["pipecd", "sequential"] = "sequential"
 
 
 class ScriptRunOptions(_Options, tag="SCRIPT_RUN", frozen=True):

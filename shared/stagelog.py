@@ -1,5 +1,8 @@
 """Stage logs: what a stage did, line by line, for people (DESIGN §3, §4).
 
+Written by the executor (each stage's work) and the analysis service (each tick of
+an ANALYSIS stage), read by the API and the CLI.
+
 Each line is a row of the append-only `stage_logs` table (the record) and a
 core NATS message on `<prefix>.log.<deployment_id>` (live tailing; a line
 nobody listens to is simply not seen live, never lost). Publishing is best
@@ -22,7 +25,7 @@ from shared.subjects import Subjects
 
 __all__ = ["Severity", "StageLogLine", "StageLogger", "StageLogs"]
 
-log = get_logger("slipway.executor.stagelog")
+log = get_logger("slipway.stagelog")
 
 _INSERT: Final = """
 INSERT INTO stage_logs (deployment_id, stage_id, severity, message) VALUES ($1, $2, $3, $4)

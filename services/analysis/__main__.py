@@ -1,0 +1,87 @@
+"""`python -m services.analysis [--burst]`: wiring only — settings, control config, consumer,
+scheduler. `--burst` runs the analyses requested so far, then exits."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+from msgspec import Meta
+
+from services.analysis.service import CONSUMER_NAME, AnalysisService
+from shared.config import load_control_config
+from shared.consumer import EventConsumer
+from shared.eventlog import EventStore
+from shared.events.catalog import default_registry
+from shared.git import GitCache
+from shared.messaging import ensure_event_stream
+from shared.runtime import Component, ServiceRuntime, run_service
+from shared.settings import ServiceSettings
+from shared.stagelog import StageLogs
+
+NAME = "analysis"
+
+
+class AnalysisSettings(ServiceSettings, frozen=True, kw_only=True):
+    control_config: str
+    """Path of the control config: repositories and analysis providers (Prometheus)."""
+    git_cache_dir: str = ""
+    """Where the bare clones live; empty means `<tmp>/slipway-analysis-git`."""
+    analysis_lease_ttl_s: Annotated[float, Meta(gt=0, le=3600)] = 15.0
+    """How long an analysis' lease lasts without renewal (a dead replica's are taken after)."""
+    analysis_poll_interval_s: Annotated[float, Meta(gt=0, le=60)] = 1.0
+    """Longest sleep between two looks at a running analysis (to notice a cancelled stage)."""
+    analysis_claim_interval_s: Annotated[float, Meta(gt=0, le=600)] = 2.0
+    """How often a replica looks for analyses to take (new, or left by a dead replica)."""
+    analysis_max_concurrent: Annotated[int, Meta(ge=1, le=10_000)] = 64
+    """Analyses one replica runs at once."""
+    analysis_max_deliver: Annotated[int, Meta(ge=1)] = 20
+    """Deliveries of one event before it is dead-lettered."""
+
+
+async def setup(runtime: ServiceRuntime[AnalysisSettings]) -> Sequence[Component]:
+    settings = runtime.settings
+    control = load_control_config(Path(settings.control_config))
+    cache_dir = settings.git_cache_dir or str(Path(tempfile.gettempdir()) / "slipway-analysis-git")
+    store = EventStore(runtime.pool, default_registry())
+    js = runtime.nc.jetstream()
+    await ensure_event_stream(js, runtime.subjects)
+    service = AnalysisService(
+        store=store,
+        stage_logs=StageLogs(runtime.pool, runtime.nc, runtime.subjects),
+        git=GitCache(cache_dir, share_checkouts=True),
+        repositories={r.repo_id: r.remote for r in control.spec.repositories},
+        providers={p.name: p for p in control.spec.analysis_providers},
+        holder=settings.instance,
+        lease_ttl_s=settings.analysis_lease_ttl_s,
+        poll_s=settings.analysis_poll_interval_s,
+        claim_interval_s=settings.analysis_claim_interval_s,
+        max_concurrent=settings.analysis_max_concurrent,
+    )
+    consumer = EventConsumer(
+        name=CONSUMER_NAME,
+        js=js,
+        pool=runtime.pool,
+        registry=store.registry,
+        subjects=runtime.subjects,
+        handler=service.handle,
+        after_commit=service.after_commit,
+        filter_subjects=[runtime.subjects.events_of_type("analysis_requested")],
+        max_deliver=settings.analysis_max_deliver,
+    )
+    if not runtime.burst:
+        return [consumer.run, service.schedule]
+
+    async def schedule_then_stop(stop: asyncio.Event) -> None:
+        await service.schedule(stop, burst=True)
+        runtime.request_stop("burst: no analysis left to run")
+
+    return [consumer.run, schedule_then_stop]
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_service(NAME, AnalysisSettings, setup, burst="--burst" in sys.argv[1:]))

@@ -1,0 +1,474 @@
+"""Runs one analysis while this replica holds its lease: fold, measure what is due, judge, append.
+
+The loop, until the analysis concludes, the lease is lost or the service stops:
+
+1. read `analysis-<id>` and fold it (`shared.analysis.record.fold`); a
+   concluded analysis closes its lease and ends;
+2. the first time round, append `AnalysisStarted` — the clock's start on a
+   new analysis, a `resumed` marker (with the same clock) after a restart or
+   a takeover, so the time already spent counts;
+3. if the deployment's `StageCompleted` for the stage is in its stream (the
+   stage was cancelled, skipped or timed out), conclude `skipped`;
+4. measure every due tick (`decider.due_ticks`), judge each from the record
+   with the new measurements folded in, and append the measurements, the
+   tick verdicts and — when `decider.conclusion` says so — the one
+   `AnalysisConcluded`, in one append fenced by the lease;
+5. explain each tick in the deployment's stage log, then sleep until the
+   next tick (or the poll interval, to notice a cancel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Final, Protocol
+
+from structlog.contextvars import bound_contextvars
+
+from services.analysis.decider import Conclusion, Due, conclusion, due_ticks, next_due_s
+from services.analysis.leases import Lease, LeaseLost, Leases, Previous
+from shared.analysis.checks import CheckPlan
+from shared.analysis.judges import judge_named
+from shared.analysis.record import AnalysisRecord, evolve, fold, judge_tick
+from shared.analysis.strategies import TickVerdict, finite_values
+from shared.errors import ConcurrencyConflict, ConfigError, Unavailable
+from shared.eventlog import EventStore
+from shared.events.base import Event, Metadata, NewEvent
+from shared.events.catalog import (
+    AnalysisConcluded,
+    AnalysisMeasured,
+    AnalysisRequested,
+    AnalysisStarted,
+    AnalysisTickJudged,
+    StageCompleted,
+)
+from shared.ids import new_event_id
+from shared.logs import get_logger
+from shared.stagelog import StageLogger, StageLogs
+from shared.streams import stream_id
+from shared.tracing import current_trace_headers
+
+__all__ = ["AnalysisRunner", "Measurer", "Setup", "SetupLoader"]
+
+log = get_logger("slipway.analysis.runner")
+
+_RETRY_S: Final = 1.0
+_CRASH_RETRY_S: Final = 5.0
+_MIN_WAIT_S: Final = 0.02
+
+
+class Setup(Protocol):
+    """What measuring an analysis needs beyond its record (loaded from git and config)."""
+
+    plans: dict[str, CheckPlan]
+    skipped: list[str]
+    judge: str
+    duration_s: float
+
+
+SetupLoader = Callable[[AnalysisRequested], Awaitable[Setup]]
+"""Resolves a request's checks; `ConfigError` when they cannot be (the analysis fails)."""
+
+
+class Measurer(Protocol):
+    async def measure(
+        self,
+        setup: Setup,
+        plan: CheckPlan,
+        due: Due,
+        *,
+        started_at: datetime,
+        previous: Previous | None,
+        analysis_id: str,
+    ) -> list[AnalysisMeasured]: ...
+
+
+class AnalysisRunner:
+    """One analysis, run by the holder of its lease."""
+
+    def __init__(
+        self,
+        *,
+        lease: Lease,
+        store: EventStore,
+        leases: Leases,
+        stage_logs: StageLogs,
+        load_setup: SetupLoader,
+        measurer: Measurer,
+        poll_s: float = 1.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.lease = lease
+        self.store = store
+        self.leases = leases
+        self.load_setup = load_setup
+        self.measurer = measurer
+        self.poll_s = poll_s
+        self.clock = clock
+        self.stream = stream_id("analysis", lease.analysis_id)
+        self.log: StageLogger = stage_logs.for_stage(lease.deployment_id, lease.stage_id)
+        self.lost = asyncio.Event()
+        self.concluded = False
+        self._announced = False
+        self._setup: Setup | None = None
+
+    @property
+    def actor(self) -> str:
+        return f"analysis:{self.lease.holder}#{self.lease.token}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        with bound_contextvars(
+            analysis_id=self.lease.analysis_id,
+            deployment_id=self.lease.deployment_id,
+            lease_token=self.lease.token,
+        ):
+            log.info("analysis_taken", holder=self.lease.holder)
+            renewing = asyncio.create_task(self._renew(stop))
+            try:
+                await self._loop(stop)
+            finally:
+                renewing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewing
+                if not self.concluded and not self.lost.is_set():
+                    with contextlib.suppress(Unavailable):
+                        await self.leases.release(self.lease)
+                log.info("analysis_left", concluded=self.concluded, lost=self.lost.is_set())
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set() and not self.lost.is_set():
+            try:
+                wait = await self._step()
+            except ConcurrencyConflict:
+                continue
+            except LeaseLost as exc:
+                log.warning("lease_lost", reason=str(exc))
+                self.lost.set()
+                return
+            except Unavailable as exc:
+                log.warning("analysis_step_unavailable", error=str(exc), retry_in_s=_RETRY_S)
+                wait = _RETRY_S
+            except Exception:  # the top of the runner's loop: a bug is logged, then retried
+                log.exception("analysis_step_crashed", retry_in_s=_CRASH_RETRY_S)
+                wait = _CRASH_RETRY_S
+            if self.concluded:
+                return
+            if wait is not None:
+                await self._sleep(stop, wait)
+
+    async def _step(self) -> float | None:
+        """One pass; the seconds to wait before the next (None: go on at once)."""
+        history = await self.store.read_stream(self.stream)
+        record = fold((e.stream_version, e.event) for e in history)
+        if record.concluded is not None:
+            await self.leases.mark_concluded(self.lease.analysis_id, record.concluded.verdict)
+            self.concluded = True
+            return None
+        request = record.request
+        if request is None:
+            return self.poll_s  # registered from NATS before we can read it: look again
+        if self._setup is None:
+            try:
+                self._setup = await self.load_setup(request)
+            except ConfigError as exc:
+                await self._conclude(record, Conclusion("failure", f"cannot analyse: {exc}"))
+                return None
+        setup = self._setup
+        now = self.clock()
+        if not self._announced:
+            await self._announce(record, request, setup, now)
+            return None
+        assert record.started is not None
+        elapsed = (now - record.started.started_at).total_seconds()
+        ended = await self._stage_ended(request)
+        if ended is not None:
+            why = f": {ended.reason}" if ended.reason else ""
+            await self._conclude(
+                record,
+                Conclusion(
+                    "skipped",
+                    f"the stage ended {ended.status}{why} after {elapsed:.1f} s; analysis stopped",
+                ),
+            )
+            return None
+        due = due_ticks(record, elapsed)
+        if due:
+            await self._ticks(record, setup, due, elapsed)
+            return None
+        verdict = conclusion(record, elapsed)
+        if verdict is not None:
+            await self._conclude(record, verdict)
+            return None
+        next_s = next_due_s(record)
+        if next_s is None:
+            return self.poll_s
+        return max(_MIN_WAIT_S, min(self.poll_s, next_s - elapsed))
+
+    # Starting and resuming ----------------------------------------------------------------
+
+    async def _announce(
+        self, record: AnalysisRecord, request: AnalysisRequested, setup: Setup, now: datetime
+    ) -> None:
+        first = record.started
+        if first is None:
+            judge = judge_named(setup.judge)
+            previous = None
+            if any(p.check.strategy == "PREVIOUS" for p in setup.plans.values()):
+                previous = await self.leases.previous(request.application_id, request.analysis_id)
+            started = AnalysisStarted(
+                analysis_id=request.analysis_id,
+                deployment_id=request.deployment_id,
+                stage_id=request.stage_id,
+                started_at=now,
+                application_id=request.application_id,
+                analyzer=self.actor,
+                judge=judge.name,
+                judge_version=judge.version,
+                duration_s=setup.duration_s,
+                checks=tuple(p.check for p in setup.plans.values()),
+                skipped_checks=tuple(setup.skipped),
+                previous_analysis_id=previous.analysis_id if previous else "",
+                previous_started_at=previous.started_at if previous else None,
+            )
+        else:
+            started = AnalysisStarted(
+                analysis_id=request.analysis_id,
+                deployment_id=request.deployment_id,
+                stage_id=request.stage_id,
+                started_at=now,
+                application_id=request.application_id,
+                analyzer=self.actor,
+                judge=first.judge,
+                judge_version=first.judge_version,
+                duration_s=first.duration_s,
+                resumed=True,
+            )
+        await self._append(record, [started])
+        self._announced = True
+        if first is None:
+            await self.log.info(_start_line(started, self.lease.holder))
+            for skipped in setup.skipped:
+                await self.log.info(f"Not run: {skipped}")
+            if started.previous_analysis_id:
+                await self.log.info(
+                    f"PREVIOUS compares with analysis {started.previous_analysis_id}, "
+                    f"started {started.previous_started_at:%Y-%m-%d %H:%M:%S} UTC: the same "
+                    "query over the same offsets from its start"
+                )
+        else:
+            spent = (now - first.started_at).total_seconds()
+            await self.log.info(
+                f"Analysis resumed by {self.lease.holder}: {spent:.1f} s of "
+                f"{first.duration_s:g} s already spent (started {first.started_at:%H:%M:%S} UTC)"
+            )
+
+    # Ticks --------------------------------------------------------------------------------
+
+    async def _ticks(
+        self, record: AnalysisRecord, setup: Setup, due: list[Due], elapsed: float
+    ) -> None:
+        started = record.started
+        assert started is not None
+        previous = (
+            Previous(started.previous_analysis_id, started.previous_started_at)
+            if started.previous_started_at is not None
+            else None
+        )
+        judge = judge_named(started.judge)
+        measured_lists = await asyncio.gather(
+            *(
+                self._measure(setup, d, started.started_at, previous, started.analysis_id)
+                for d in due
+            )
+        )
+        events: list[Event] = []
+        lines: list[tuple[bool, str]] = []
+        failed: set[str] = set()
+        for d, measured in zip(due, measured_lists, strict=True):
+            if d.key in failed:
+                continue  # the check failed at an earlier tick of this batch
+            check = record.checks[d.key]
+            for m in measured:
+                evolve(record, m)
+            verdict = judge_tick(record, check, d.tick, judge)
+            judged = _judged_event(started.analysis_id, d, check.check.strategy, verdict)
+            evolve(record, judged)
+            events += [*measured, judged]
+            lines.append((verdict.outcome == "fail", _tick_line(d, measured, verdict)))
+            if verdict.outcome == "fail":
+                failed.add(d.key)
+        await self._append(record, events)
+        record.version += len(events)
+        for is_error, line in lines:
+            await (self.log.error(line) if is_error else self.log.info(line))
+        # The verdict in an append of its own, after the tick lines: the executor acts on it
+        # at once, and its own line should come after ours in the stage log.
+        verdict_now = conclusion(record, elapsed)
+        if verdict_now is not None:
+            await self._conclude(record, verdict_now)
+
+    async def _measure(
+        self,
+        setup: Setup,
+        due: Due,
+        started_at: datetime,
+        previous: Previous | None,
+        analysis_id: str,
+    ) -> list[AnalysisMeasured]:
+        plan = setup.plans.get(due.key)
+        if plan is None:
+            return [
+                AnalysisMeasured(
+                    analysis_id=analysis_id,
+                    check=due.key,
+                    tick=due.tick,
+                    error="the check is no longer in the stage's configuration",
+                    measured_at=self.clock(),
+                )
+            ]
+        return await self.measurer.measure(
+            setup, plan, due, started_at=started_at, previous=previous, analysis_id=analysis_id
+        )
+
+    # Concluding ---------------------------------------------------------------------------
+
+    def _concluded_event(self, record: AnalysisRecord, verdict: Conclusion) -> AnalysisConcluded:
+        started = record.started
+        request = record.request
+        assert request is not None
+        return AnalysisConcluded(
+            analysis_id=request.analysis_id,
+            deployment_id=request.deployment_id,
+            stage_id=request.stage_id,
+            verdict=verdict.verdict,
+            reason=verdict.reason,
+            judge=started.judge if started else "",
+            judge_version=started.judge_version if started else "",
+        )
+
+    async def _conclude(self, record: AnalysisRecord, verdict: Conclusion) -> None:
+        concluded = self._concluded_event(record, verdict)
+        await self._append(record, [concluded])
+        await self._log_conclusion(concluded)
+        self.concluded = True
+
+    async def _log_conclusion(self, concluded: AnalysisConcluded) -> None:
+        line = f"Analysis {concluded.verdict}: {concluded.reason}"
+        log.info("analysis_concluded", verdict=concluded.verdict, reason=concluded.reason)
+        if concluded.verdict == "success":
+            await self.log.success(line)
+        elif concluded.verdict == "failure":
+            await self.log.error(line)
+        else:
+            await self.log.info(line)
+
+    # Plumbing -----------------------------------------------------------------------------
+
+    async def _stage_ended(self, request: AnalysisRequested) -> StageCompleted | None:
+        history = await self.store.read_stream(stream_id("deployment", request.deployment_id))
+        return next(
+            (
+                e.event
+                for e in history
+                if isinstance(e.event, StageCompleted) and e.event.stage_id == request.stage_id
+            ),
+            None,
+        )
+
+    async def _append(self, record: AnalysisRecord, events: list[Event]) -> None:
+        context = current_trace_headers()
+        metadata = Metadata(
+            correlation_id=self.lease.deployment_id,
+            traceparent=context.get("traceparent"),
+            tracestate=context.get("tracestate"),
+            actor=self.actor,
+            occurred_at=self.clock(),
+        )
+        new = [NewEvent(event=e, event_id=new_event_id(), metadata=metadata) for e in events]
+        await self.leases.append_fenced(
+            self.lease, self.stream, new, expected_version=record.version
+        )
+
+    async def _renew(self, stop: asyncio.Event) -> None:
+        interval = self.leases.ttl_s / 3
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
+        while not stop.is_set():
+            await self._sleep(stop, interval)
+            try:
+                if not await self.leases.renew(self.lease):
+                    if not self.concluded:
+                        log.warning("lease_taken_over")
+                        self.lost.set()
+                    return
+                renewed = loop.time()
+            except Unavailable as exc:
+                log.warning("lease_renewal_failed", error=str(exc))
+                if loop.time() - renewed >= self.leases.ttl_s:
+                    self.lost.set()
+                    return
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.lost.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
+
+def _judged_event(
+    analysis_id: str, due: Due, strategy: str, verdict: TickVerdict
+) -> AnalysisTickJudged:
+    return AnalysisTickJudged(
+        analysis_id=analysis_id,
+        check=due.key,
+        tick=due.tick,
+        at_s=due.at_s,
+        strategy=strategy,
+        outcome=verdict.outcome,
+        reason=verdict.reason,
+        judge=verdict.judge,
+        judge_version=verdict.judge_version,
+        final=due.final,
+        failures=verdict.failures,
+        statistics=verdict.statistics,
+    )
+
+
+def _start_line(started: AnalysisStarted, holder: str) -> str:
+    checks = ", ".join(
+        f"{c.key} ({c.strategy} every {c.interval_s:g} s, failureLimit {c.failure_limit})"
+        for c in started.checks
+    )
+    return (
+        f"Analysis {started.analysis_id} started by {holder} for {started.duration_s:g} s "
+        f"with judge {started.judge} {started.judge_version}: {checks or 'no checks'}"
+    )
+
+
+def _measurement_text(m: AnalysisMeasured) -> str:
+    who = f"{m.variant} " if m.variant else ""
+    if m.error:
+        return f"{who}{m.query!r}: error: {m.error}"
+    if m.status_code:
+        return f"{m.query}: HTTP {m.status_code}"
+    values = finite_values(m)
+    if not values:
+        dropped = f" ({len(m.values)} non-numeric)" if m.values else ""
+        return f"{who}{m.query!r}: no data{dropped}"
+    return (
+        f"{who}{m.query!r}: {len(values)} sample(s), min {min(values):.6g}, max {max(values):.6g}"
+    )
+
+
+def _tick_line(due: Due, measured: list[AnalysisMeasured], verdict: TickVerdict) -> str:
+    final = " (final)" if due.final else ""
+    sent = "; ".join(_measurement_text(m) for m in measured)
+    return (
+        f"[{due.key}] tick {due.tick} at {due.at_s:g} s{final}: {sent} "
+        f"→ {verdict.outcome}: {verdict.reason}"
+    )

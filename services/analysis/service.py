@@ -1,0 +1,387 @@
+"""The analysis service's async shell: take requested analyses, hold their leases, measure.
+
+Three parts, as the executor's:
+
+- the consumer's `handle`: an `AnalysisRequested` makes the analysis
+  claimable (a row of `analysis_leases`, in the consumer's transaction, so it
+  is recorded exactly once);
+- `schedule`, a component: claims open analyses — new ones, and those whose
+  holder's lease expired (a replica that died) — up to `max_concurrent`, and
+  runs an `AnalysisRunner` for each;
+- the I/O the runners need: the checks resolved from the application's
+  config and `.pipe/` templates at the deployment's commit (`load_setup`), and
+  the measurements (`measure`: Prometheus `query_range`, HTTP requests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+import aiohttp
+import asyncpg
+
+from services.analysis.decider import Due
+from services.analysis.leases import Lease, Leases, Previous
+from services.analysis.runner import AnalysisRunner
+from shared.analysis.checks import CheckPlan, resolve_checks
+from shared.analysis.providers import (
+    HttpChecker,
+    PrometheusProvider,
+    ProviderError,
+    Series,
+    step_for,
+)
+from shared.analysis.templating import QueryArgs, TemplateError, render
+from shared.config import load_analysis_templates, load_application_config
+from shared.config.application import AnalysisOptions
+from shared.config.control import AnalysisProvider
+from shared.deploysource import config_path_of, ensure_commit
+from shared.errors import ConfigError, Unavailable
+from shared.eventlog import EventStore
+from shared.events.base import RecordedEvent
+from shared.events.catalog import (
+    AnalysisMeasured,
+    AnalysisRequested,
+    ApplicationRegistered,
+    DeploymentPlanned,
+)
+from shared.executor.options import OptionsError, stage_options
+from shared.git import GitCache, GitError
+from shared.logs import get_logger
+from shared.stagelog import StageLogs
+from shared.streams import stream_id
+
+__all__ = ["CONSUMER_NAME", "AnalysisService", "AnalysisSetup"]
+
+log = get_logger("slipway.analysis")
+
+CONSUMER_NAME: Final = "analysis"
+
+
+@dataclass
+class AnalysisSetup:
+    """An analysis' checks as resolved at the deployment's commit, and its query variables."""
+
+    plans: dict[str, CheckPlan]
+    skipped: list[str]
+    judge: str
+    duration_s: float
+    app_name: str
+    namespace: str
+
+
+class AnalysisService:
+    """Runs requested analyses: the consumer's handler, the scheduler, the measuring."""
+
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        stage_logs: StageLogs,
+        git: GitCache,
+        repositories: Mapping[str, str],
+        providers: Mapping[str, AnalysisProvider],
+        holder: str,
+        lease_ttl_s: float = 15.0,
+        poll_s: float = 1.0,
+        claim_interval_s: float = 2.0,
+        max_concurrent: int = 64,
+    ) -> None:
+        self.store = store
+        self.stage_logs = stage_logs
+        self.git = git
+        self.repositories = dict(repositories)
+        self.provider_configs = dict(providers)
+        self.holder = holder
+        self.leases = Leases(store, holder, ttl_s=lease_ttl_s)
+        self.poll_s = poll_s
+        self.claim_interval_s = claim_interval_s
+        self.max_concurrent = max_concurrent
+        self.runners: dict[str, AnalysisRunner] = {}
+        self.ran: list[str] = []
+        """Every analysis this replica took up, in order (for tests and metrics)."""
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self._prometheus: dict[str, PrometheusProvider] = {}
+
+    # The consumer -------------------------------------------------------------------------
+
+    async def handle(self, event: RecordedEvent, conn: asyncpg.Connection) -> None:
+        """Handle one event inside the consumer's transaction."""
+        request = event.event
+        if isinstance(request, AnalysisRequested):
+            await Leases.register(
+                conn,
+                request.analysis_id,
+                request.deployment_id,
+                request.application_id,
+                request.stage_id,
+            )
+            log.info("analysis_registered", analysis_id=request.analysis_id)
+
+    async def after_commit(self, event: RecordedEvent) -> None:
+        if isinstance(event.event, AnalysisRequested):
+            self._wake.set()
+
+    # The scheduler ------------------------------------------------------------------------
+
+    async def schedule(self, stop: asyncio.Event, *, burst: bool = False) -> None:
+        """Component: claim open analyses and run them until `stop` (in burst mode, until
+        none is left)."""
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    free = self.max_concurrent - len(self._tasks)
+                    for lease in await self.leases.claim(free, running=list(self._tasks)):
+                        self._start_runner(lease, stop)
+                    if burst and not self._tasks and await self.leases.open_count() == 0:
+                        return
+                except Unavailable as exc:
+                    log.warning("claim_unavailable", error=str(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.claim_interval_s)
+        finally:
+            if self._tasks:
+                await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            await self.close()
+
+    def _start_runner(self, lease: Lease, stop: asyncio.Event) -> None:
+        runner = AnalysisRunner(
+            lease=lease,
+            store=self.store,
+            leases=self.leases,
+            stage_logs=self.stage_logs,
+            load_setup=self.load_setup,
+            measurer=self,
+            poll_s=self.poll_s,
+        )
+        analysis_id = lease.analysis_id
+        self.runners[analysis_id] = runner
+        self.ran.append(analysis_id)
+        task = asyncio.create_task(runner.run(stop), name=f"analysis {analysis_id}")
+        self._tasks[analysis_id] = task
+        task.add_done_callback(lambda t: self._runner_done(analysis_id, t))
+
+    def _runner_done(self, analysis_id: str, task: asyncio.Task[None]) -> None:
+        self.runners.pop(analysis_id, None)
+        self._tasks.pop(analysis_id, None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("runner_crashed", analysis_id=analysis_id, error=repr(exc))
+        self._wake.set()
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        self._prometheus.clear()
+        if session is not None:
+            await session.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    # Setup: the checks at the deployment's commit ------------------------------------------
+
+    async def load_setup(self, request: AnalysisRequested) -> AnalysisSetup:
+        try:
+            options = stage_options("ANALYSIS", request.options_json)
+        except OptionsError as exc:
+            raise ConfigError(str(exc)) from exc
+        assert isinstance(options, AnalysisOptions)
+        planned, registered = await self._deployment(request)
+        repository_id = (planned.repository_id if planned else "") or (
+            registered.repository_id if registered else ""
+        )
+        remote = self.repositories.get(repository_id)
+        if remote is None:
+            known = ", ".join(sorted(self.repositories)) or "none"
+            raise ConfigError(
+                f"repository {repository_id!r} is not in the control config (known: {known})"
+            )
+        path = (planned.path if planned else "") or (registered.path if registered else "")
+        filename = (planned.config_filename if planned else "") or (
+            registered.config_filename if registered else "app.pipecd.yaml"
+        )
+        repo = self.git.repository(remote)
+        try:
+            commit = await ensure_commit(repo, request.commit_hash)
+            async with repo.read_only_checkout(commit) as tree:
+                config_file = tree / config_path_of(path, filename)
+                config = await asyncio.to_thread(load_application_config, config_file)
+                templates = await asyncio.to_thread(load_analysis_templates, tree)
+        except GitError as exc:
+            if exc.kind in ("not_found", "auth"):
+                raise ConfigError(
+                    f"git cannot give commit {request.commit_hash[:12]}: {exc}"
+                ) from exc
+            raise
+        plans, skipped = resolve_checks(options, templates)
+        for plan in plans:
+            check = plan.check
+            if check.kind == "metrics":
+                self._provider(check.provider, check.key)
+        return AnalysisSetup(
+            plans={p.check.key: p for p in plans},
+            skipped=skipped,
+            judge=options.judge,
+            duration_s=options.duration.seconds,
+            app_name=(registered.name if registered else "") or config.spec.name,
+            namespace=config.spec.input.namespace or "default",
+        )
+
+    async def _deployment(
+        self, request: AnalysisRequested
+    ) -> tuple[DeploymentPlanned | None, ApplicationRegistered | None]:
+        deployment = await self.store.read_stream(stream_id("deployment", request.deployment_id))
+        planned = next(
+            (e.event for e in deployment if isinstance(e.event, DeploymentPlanned)), None
+        )
+        application = await self.store.read_stream(stream_id("application", request.application_id))
+        registered = [e.event for e in application if isinstance(e.event, ApplicationRegistered)]
+        return planned, (registered[-1] if registered else None)
+
+    def _provider(self, name: str, key: str) -> PrometheusProvider:
+        provider = self._prometheus.get(name)
+        if provider is not None:
+            return provider
+        config = self.provider_configs.get(name)
+        if config is None:
+            known = ", ".join(sorted(self.provider_configs)) or "none"
+            raise ConfigError(
+                f"{key}: analysis provider {name!r} is not in the control config (known: {known})"
+            )
+        if config.type != "PROMETHEUS":
+            raise ConfigError(f"{key}: analysis provider {name!r} is {config.type}, not PROMETHEUS")
+        provider = PrometheusProvider.from_config(config, self._http())
+        self._prometheus[name] = provider
+        return provider
+
+    # Measuring ----------------------------------------------------------------------------
+
+    async def measure(
+        self,
+        setup: object,
+        plan: CheckPlan,
+        due: Due,
+        *,
+        started_at: datetime,
+        previous: Previous | None,
+        analysis_id: str,
+    ) -> list[AnalysisMeasured]:
+        assert isinstance(setup, AnalysisSetup)
+        check = plan.check
+        end = started_at.timestamp() + due.at_s
+        if check.kind == "http":
+            return [await self._http_check(setup, plan, due, analysis_id, end)]
+        sides: list[tuple[str, str, str, float]] = []  # role, variant to render, recorded, end
+        match check.strategy:
+            case "CANARY_BASELINE":
+                sides = [("experiment", "canary", "canary", end)]
+                sides.append(("control", "baseline", "baseline", end))
+            case "CANARY_PRIMARY":
+                sides = [("experiment", "canary", "canary", end)]
+                sides.append(("control", "primary", "primary", end))
+            case "PREVIOUS":
+                sides = [("experiment", "primary", "primary", end)]
+                if previous is not None:
+                    then = previous.started_at.timestamp() + due.at_s
+                    sides.append(("control", "primary", "previous", then))
+            case _:
+                sides = [("", "canary", "canary", end)]
+        return list(
+            await asyncio.gather(
+                *(
+                    self._query(setup, plan, due, analysis_id, role, variant, recorded, side_end)
+                    for role, variant, recorded, side_end in sides
+                )
+            )
+        )
+
+    async def _query(
+        self,
+        setup: AnalysisSetup,
+        plan: CheckPlan,
+        due: Due,
+        analysis_id: str,
+        role: str,
+        variant: str,
+        recorded_variant: str,
+        end: float,
+    ) -> AnalysisMeasured:
+        check = plan.check
+        start = end - check.interval_s
+        step = step_for(check.interval_s)
+        args = QueryArgs(
+            app_name=setup.app_name,
+            namespace=setup.namespace,
+            variant=variant,
+            app_args=plan.app_args,
+            variant_args=plan.variant_args(variant),
+        )
+        series = Series((), ())
+        error = ""
+        query = check.query
+        try:
+            query = render(check.query, args, what=check.key)
+            provider = self._provider(check.provider, check.key)
+            series = await provider.query_range(
+                query, start=start, end=end, step=step, timeout_s=check.timeout_s
+            )
+        except (ProviderError, TemplateError, ConfigError) as exc:
+            error = str(exc)
+        return AnalysisMeasured(
+            analysis_id=analysis_id,
+            check=check.key,
+            tick=due.tick,
+            role=role,
+            variant=recorded_variant,
+            provider=check.provider,
+            query=query,
+            window_start=start,
+            window_end=end,
+            step_s=step,
+            timestamps=series.timestamps,
+            values=series.values,
+            error=error,
+            measured_at=datetime.now(UTC),
+        )
+
+    async def _http_check(
+        self, setup: AnalysisSetup, plan: CheckPlan, due: Due, analysis_id: str, end: float
+    ) -> AnalysisMeasured:
+        check = plan.check
+        args = QueryArgs(
+            app_name=setup.app_name,
+            namespace=setup.namespace,
+            variant="canary",
+            app_args=plan.app_args,
+            variant_args=plan.canary_args,
+        )
+        status, body, error = 0, "", ""
+        url = check.query
+        try:
+            url = render(check.query, args, what=check.key)
+            answer = await HttpChecker(self._http()).request(
+                check.method, url, headers=plan.headers, timeout_s=check.timeout_s
+            )
+            status, body = answer.status, answer.body
+        except (ProviderError, TemplateError) as exc:
+            error = str(exc)
+        return AnalysisMeasured(
+            analysis_id=analysis_id,
+            check=check.key,
+            tick=due.tick,
+            query=f"{check.method} {url}",
+            window_end=end,
+            values=(body,) if status else (),
+            status_code=status,
+            error=error,
+            measured_at=datetime.now(UTC),
+        )

@@ -1,0 +1,200 @@
+"""Where analysis measurements come from: Prometheus' `query_range` and plain HTTP checks.
+
+The I/O edge of the analysis service. Each call returns what the other side
+said, raw — Prometheus' sample values as the text it sent, an HTTP response's
+code and body — or a `ProviderError` whose text says what went wrong (refused,
+timed out, an error from Prometheus, a body that is not its API's JSON). It
+never judges: the recorded raw answer is what the verdicts are computed from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+
+from shared.config.control import AnalysisProvider
+from shared.errors import ConfigError
+
+__all__ = [
+    "BODY_LIMIT",
+    "HttpAnswer",
+    "HttpChecker",
+    "PrometheusProvider",
+    "ProviderError",
+    "Series",
+    "step_for",
+]
+
+BODY_LIMIT: Final = 4096
+"""How much of an HTTP check's response body is kept (and matched against `expectedResponse`)."""
+
+
+DEFAULT_TIMEOUT_S: Final = 30.0
+"""A query's timeout when its check sets none (PipeCD's default)."""
+
+
+class ProviderError(Exception):
+    """The provider did not answer usefully; the text says why (for the stage log and the event)."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """The samples of a `query_range`: every series' points, series after series, as sent."""
+
+    timestamps: tuple[float, ...]
+    values: tuple[str, ...]
+
+
+def step_for(interval_s: float) -> float:
+    """The `query_range` step for a tick of `interval_s`: about ten points a window (PipeCD's
+    queries are usually `rate(...[1m])` over 1–5 min intervals), never below Prometheus'
+    1 s scrape granularity, never above a minute."""
+    return max(1.0, min(60.0, round(interval_s / 10.0)))
+
+
+class PrometheusProvider:
+    """A Prometheus server's HTTP API, with basic auth when the control config has it."""
+
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        session: aiohttp.ClientSession,
+        *,
+        username: str = "",
+        password: str = "",
+    ) -> None:
+        if not address.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"analysis provider {name!r}: address {address!r} must be an http(s) URL"
+            )
+        self.name = name
+        self.address = address.rstrip("/")
+        self.session = session
+        # The header itself: aiohttp's BasicAuth helper is deprecated in recent versions.
+        self.headers: dict[str, str] = {}
+        if username:
+            token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+            self.headers["Authorization"] = f"Basic {token}"
+
+    @classmethod
+    def from_config(
+        cls, provider: AnalysisProvider, session: aiohttp.ClientSession
+    ) -> PrometheusProvider:
+        """From the control config's `analysisProviders` entry; reads its credential files."""
+        config = provider.config
+        if not config.address:
+            raise ConfigError(f"analysis provider {provider.name!r}: config.address is required")
+        username = _read_secret(provider.name, "usernameFile", config.username_file)
+        password = _read_secret(provider.name, "passwordFile", config.password_file)
+        return cls(provider.name, config.address, session, username=username, password=password)
+
+    async def query_range(
+        self, query: str, *, start: float, end: float, step: float, timeout_s: float
+    ) -> Series:
+        timeout_s = timeout_s if timeout_s > 0 else DEFAULT_TIMEOUT_S
+        params = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+        url = f"{self.address}/api/v1/query_range"
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with self.session.get(url, params=params, headers=self.headers) as response:
+                    text = await response.text()
+                    status = response.status
+        except TimeoutError as exc:
+            raise ProviderError(f"Prometheus {self.name} timed out after {timeout_s:g} s") from exc
+        except aiohttp.ClientError as exc:
+            raise ProviderError(f"Prometheus {self.name} unreachable: {exc}") from exc
+        return _parse_matrix(self.name, status, text)
+
+
+def _parse_matrix(name: str, status: int, text: str) -> Series:
+    try:
+        body: Any = json.loads(text)
+    except ValueError:
+        raise ProviderError(
+            f"Prometheus {name} answered HTTP {status} with a body that is not JSON: {text[:200]!r}"
+        ) from None
+    if not isinstance(body, dict):
+        raise ProviderError(f"Prometheus {name} answered HTTP {status} with {text[:200]!r}")
+    if body.get("status") != "success":
+        raise ProviderError(
+            f"Prometheus {name} answered HTTP {status}: "
+            f"{body.get('errorType', 'error')}: {body.get('error', text[:200])}"
+        )
+    data = body.get("data") or {}
+    result = data.get("result") or []
+    timestamps: list[float] = []
+    values: list[str] = []
+    try:
+        if data.get("resultType") == "matrix":
+            for series in result:
+                for ts, value in series.get("values") or []:
+                    timestamps.append(float(ts))
+                    values.append(str(value))
+        elif data.get("resultType") == "vector":
+            for series in result:
+                ts, value = series["value"]
+                timestamps.append(float(ts))
+                values.append(str(value))
+        elif data.get("resultType") == "scalar":
+            ts, value = result
+            timestamps.append(float(ts))
+            values.append(str(value))
+        else:
+            kind = data.get("resultType")
+            raise ProviderError(f"Prometheus {name}: unexpected result type {kind!r}")
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ProviderError(f"Prometheus {name}: malformed result: {exc}") from exc
+    return Series(tuple(timestamps), tuple(values))
+
+
+def _read_secret(provider: str, field: str, path: str) -> str:
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"analysis provider {provider!r}: config.{field} {path!r} cannot be read: {exc}"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    body: str  # the first BODY_LIMIT characters
+
+
+class HttpChecker:
+    """Sends an HTTP check's request and returns the answer (or a `ProviderError`)."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Sequence[tuple[str, str]] | Mapping[str, str] = (),
+        timeout_s: float,
+    ) -> HttpAnswer:
+        pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with self.session.request(
+                    method, url, headers=pairs, allow_redirects=False
+                ) as response:
+                    raw = await response.content.read(BODY_LIMIT)
+                    return HttpAnswer(response.status, raw.decode("utf-8", "replace"))
+        except TimeoutError as exc:
+            raise ProviderError(f"{method} {url} timed out after {timeout_s:g} s") from exc
+        except aiohttp.ClientError as exc:
+            raise ProviderError(f"{method} {url} failed: {exc}") from exc
