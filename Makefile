@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 system-packages:
 	@bash scripts/ensure-system-packages.sh
 
+# The seed's story on this machine (dev deploy, canary + analysis, bad image rolled back
+# with a Slack message, git revert), then the sandbox stays up until Ctrl-C.
+# Headless, for CI: `slipway demo --once` (exit 0 only if every step went as expected).
 demo: $(STAMP) system-packages
 	$(VENV)/bin/slipway up
 

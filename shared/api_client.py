@@ -11,38 +11,61 @@ SlipwayError
 ```
 
 The base URL comes from the caller, else `SLIPWAY_API_URL`, else
-`http://127.0.0.1:8080`. Answers are returned as decoded JSON objects; the
-API's OpenAPI document (`/api/v1/openapi.json`) describes them.
+`http://127.0.0.1:8080`; the API key from the caller, else `SLIPWAY_API_KEY`
+(sent as `Authorization: Bearer <key>`). Answers are returned as decoded JSON
+objects; the API's OpenAPI document (`/api/v1/openapi.json`) describes them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from shared.errors import ConfigError, SlipwayError, Unavailable
 
 __all__ = [
+    "API_KEY_ENV",
     "API_URL_ENV",
     "DEFAULT_API_URL",
+    "DEPLOYMENT_STATUSES",
+    "FAILED_STATUSES",
     "ApiClient",
     "ApiError",
     "ApiUnreachable",
+    "WaitOutcome",
+    "api_key",
     "api_url",
+    "wait_for_status",
 ]
 
 API_URL_ENV: Final = "SLIPWAY_API_URL"
+API_KEY_ENV: Final = "SLIPWAY_API_KEY"
 DEFAULT_API_URL: Final = "http://127.0.0.1:8080"
 _PREFIX: Final = "/api/v1"
 _PAGE: Final = 500
 
 JsonObject = dict[str, Any]
+
+DEPLOYMENT_STATUSES: Final = (
+    "PENDING",
+    "PLANNED",
+    "RUNNING",
+    "ROLLING_BACK",
+    "SUCCESS",
+    "FAILURE",
+    "CANCELLED",
+)
+TERMINAL_STATUSES: Final = frozenset({"SUCCESS", "FAILURE", "CANCELLED"})
+FAILED_STATUSES: Final = frozenset({"FAILURE", "CANCELLED"})
 
 
 class ApiError(SlipwayError):
@@ -69,10 +92,16 @@ def api_url(explicit: str | None = None, env: Mapping[str, str] | None = None) -
     return explicit or environ.get(API_URL_ENV) or DEFAULT_API_URL
 
 
+def api_key(explicit: str | None = None, env: Mapping[str, str] | None = None) -> str | None:
+    """The API key to send: `explicit`, else `$SLIPWAY_API_KEY`, else none."""
+    environ = os.environ if env is None else env
+    return explicit or environ.get(API_KEY_ENV) or None
+
+
 class ApiClient:
     """Calls the API at `base_url` (scheme, host and port; the `/api/v1` prefix is added)."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, base_url: str, *, key: str | None = None, timeout_s: float = 30.0) -> None:
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(
@@ -80,6 +109,7 @@ class ApiClient:
                 f"${API_URL_ENV})"
             )
         self.base_url = base_url.rstrip("/")
+        self.key = key
         self.timeout_s = timeout_s
 
     # --- applications ---------------------------------------------------------------------
@@ -152,6 +182,116 @@ class ApiClient:
             "POST", f"/applications/{_segment(ref)}/sync", body={"strategy": strategy}
         )
 
+    # --- deployments ----------------------------------------------------------------------
+
+    def list_deployments(
+        self,
+        *,
+        application: str | None = None,
+        statuses: Sequence[str] = (),
+        limit: int = 50,
+    ) -> list[JsonObject]:
+        """The newest `limit` deployments, optionally of one application and some statuses."""
+        query: list[tuple[str, str]] = [("limit", str(min(limit, 500)))]
+        if application is not None:
+            query.append(("application", application))
+        query.extend(("status", status) for status in statuses)
+        items: list[JsonObject] = []
+        cursor: str | None = None
+        while len(items) < limit:
+            page = self.request(
+                "GET", "/deployments", query=[*query, *([("cursor", cursor)] if cursor else [])]
+            )
+            items.extend(page["items"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+        return items[:limit]
+
+    def get_deployment(self, deployment_id: str) -> JsonObject:
+        """The deployment with its stages."""
+        return self.request("GET", f"/deployments/{_segment(deployment_id)}")
+
+    def deployment_logs(
+        self, deployment_id: str, *, stage_id: str | None = None
+    ) -> list[JsonObject]:
+        query = [("stage_id", stage_id)] if stage_id else []
+        return list(
+            self.request("GET", f"/deployments/{_segment(deployment_id)}/logs", query=query)[
+                "items"
+            ]
+        )
+
+    def follow_logs(
+        self, deployment_id: str, *, stage_id: str | None = None
+    ) -> Iterator[tuple[str, JsonObject]]:
+        """`("log", line)` for each line, stored then live, then `("end", {status})`."""
+        query = [("follow", "true"), *([("stage_id", stage_id)] if stage_id else [])]
+        yield from self.server_sent_events(
+            f"/deployments/{_segment(deployment_id)}/logs", query=query
+        )
+
+    def cancel_deployment(self, deployment_id: str, *, rollback: bool = True) -> JsonObject:
+        return self.request(
+            "POST", f"/deployments/{_segment(deployment_id)}/cancel", body={"rollback": rollback}
+        )
+
+    def approve_stage(self, deployment_id: str, stage_id: str) -> JsonObject:
+        return self.request(
+            "POST", f"/deployments/{_segment(deployment_id)}/stages/{_segment(stage_id)}/approve"
+        )
+
+    def skip_stage(self, deployment_id: str, stage_id: str) -> JsonObject:
+        return self.request(
+            "POST", f"/deployments/{_segment(deployment_id)}/stages/{_segment(stage_id)}/skip"
+        )
+
+    # --- the event log ----------------------------------------------------------------------
+
+    def list_events(
+        self,
+        *,
+        after: str | None = None,
+        from_position: int | None = None,
+        to_position: int | None = None,
+        category: str | None = None,
+        limit: int = 100,
+    ) -> JsonObject:
+        query: list[tuple[str, str]] = [("limit", str(limit))]
+        if after is not None:
+            query.append(("after", after))
+        if from_position is not None:
+            query.append(("from_position", str(from_position)))
+        if to_position is not None:
+            query.append(("to_position", str(to_position)))
+        if category is not None:
+            query.append(("category", category))
+        return self.request("GET", "/events", query=query)
+
+    def stream_events(self, stream_id: str) -> list[JsonObject]:
+        return list(self.request("GET", f"/events/streams/{_segment(stream_id)}")["items"])
+
+    def stream_state(
+        self, stream_id: str, *, position: int | None = None, at: str | None = None
+    ) -> JsonObject:
+        query: list[tuple[str, str]] = []
+        if position is not None:
+            query.append(("position", str(position)))
+        if at is not None:
+            query.append(("at", at))
+        return self.request("GET", f"/events/streams/{_segment(stream_id)}/state", query=query)
+
+    # --- API keys ---------------------------------------------------------------------------
+
+    def create_api_key(self, *, role: str, name: str = "") -> JsonObject:
+        return self.request("POST", "/api-keys", body={"role": role, "name": name})
+
+    def list_api_keys(self) -> list[JsonObject]:
+        return list(self.request("GET", "/api-keys")["items"])
+
+    def revoke_api_key(self, key_id: str) -> JsonObject:
+        return self.request("DELETE", f"/api-keys/{_segment(key_id)}")
+
     # --- the transport --------------------------------------------------------------------
 
     def request(
@@ -167,13 +307,56 @@ class ApiClient:
         if query:
             url += "?" + urllib.parse.urlencode(query)
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Accept": "application/json"}
+        headers = self._headers("application/json")
         if data is not None:
             headers["Content-Type"] = "application/json"
         request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310 - the scheme is checked in __init__
+        with (
+            self._errors(),
+            urllib.request.urlopen(request, timeout=self.timeout_s) as reply,  # noqa: S310 - as above
+        ):
+            return _decode_object(reply.read(), reply.status)
+        raise AssertionError("unreachable: _errors re-raises")
+
+    def server_sent_events(
+        self, path: str, *, query: Sequence[tuple[str, str]] = ()
+    ) -> Iterator[tuple[str, JsonObject]]:
+        """`(event, data)` for each server-sent event of a GET, until the server ends it.
+
+        The read timeout applies between events; the API's follow sends lines as
+        they come and checks for the end twice a second, so silence means trouble.
+        """
+        url = f"{self.base_url}{_PREFIX}{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        request = urllib.request.Request(url, headers=self._headers("text/event-stream"))  # noqa: S310 - the scheme is checked in __init__
+        with (
+            self._errors(),
+            urllib.request.urlopen(request, timeout=self.timeout_s) as reply,  # noqa: S310 - as above
+        ):
+            event, data = "message", b""
+            for raw in reply:
+                line = raw.rstrip(b"\r\n")
+                if not line:
+                    if data:
+                        yield event, _decode_object(data, reply.status)
+                    event, data = "message", b""
+                elif line.startswith(b"event:"):
+                    event = line[6:].strip().decode()
+                elif line.startswith(b"data:"):
+                    data += line[5:].strip()
+
+    def _headers(self, accept: str) -> dict[str, str]:
+        headers = {"Accept": accept}
+        if self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
+        return headers
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """The transport's failures as `ApiError` (an answer) or `ApiUnreachable` (none)."""
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as reply:  # noqa: S310 - as above
-                return _decode_object(reply.read(), reply.status)
+            yield
         except urllib.error.HTTPError as exc:
             raise _api_error(exc) from exc
         except urllib.error.URLError as exc:
@@ -183,6 +366,63 @@ class ApiClient:
         except (OSError, http.client.HTTPException) as exc:
             # A connection dropped mid-answer, or something that does not speak HTTP.
             raise ApiUnreachable(self.base_url, f"{type(exc).__name__}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class WaitOutcome:
+    """How waiting for a deployment ended."""
+
+    deployment: JsonObject | None
+    """Its last state seen (None: never triggered within the wait)."""
+    wanted: bool
+    """It reached one of the wanted statuses."""
+    timed_out: bool
+    unreachable: bool
+    """The last attempt to ask found no API (only meaningful with `timed_out`)."""
+    waited_s: float
+
+
+def wait_for_status(
+    client: ApiClient,
+    deployment_id: str,
+    wanted: Iterable[str],
+    *,
+    timeout_s: float,
+    poll_s: float = 1.0,
+    progress: Callable[[JsonObject | None], None] = lambda _: None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> WaitOutcome:
+    """Poll the deployment until it reaches a wanted status or a terminal one, or time runs out.
+
+    A 404 means the gitwatcher has not triggered it yet (a sync's deployment id
+    is known before it exists), and an unreachable API or a 503 may be a
+    restart: both are waited through until the timeout. Other refusals raise.
+    """
+    wanted_set = frozenset(wanted)
+    started = clock()
+    deployment: JsonObject | None = None
+    unreachable = False
+    while True:
+        try:
+            deployment = client.get_deployment(deployment_id)
+            unreachable = False
+        except ApiUnreachable:
+            unreachable = True
+        except ApiError as exc:
+            if exc.status not in (404, 503):
+                raise
+            unreachable = False
+        progress(deployment)
+        if deployment is not None:
+            status = deployment["status"]
+            if status in wanted_set or status in TERMINAL_STATUSES:
+                return WaitOutcome(
+                    deployment, status in wanted_set, False, False, clock() - started
+                )
+        if clock() - started >= timeout_s:
+            return WaitOutcome(deployment, False, True, unreachable, clock() - started)
+        sleep(poll_s)
 
 
 def _segment(ref: str) -> str:

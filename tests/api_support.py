@@ -1,38 +1,76 @@
-"""Serving the API in the test's own event loop, with the `applications` projection kept live."""
+"""Serving the API in the test's own event loop, with its read models kept live, and its keys."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import asyncpg
+from nats.aio.client import Client as NatsClient
 
 from services.api.app import ApiServer, create_app
+from services.api.deps import PlanPreviewSource
+from shared.apikeys import create_api_key
 from shared.eventlog import EventStore
 from shared.projections import ProjectionRunner
 from shared.projections.applications import ApplicationsProjection
+from shared.projections.deployments import DeploymentsProjection
+from shared.subjects import Subjects
 from tests.support import running
+
+_KEYS: dict[str, str] = {}
+
+
+def api_key_for(url: str) -> str:
+    """The admin key `served_api` made for the API at `url`."""
+    return _KEYS[url]
+
+
+def auth_headers(key: str) -> Mapping[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 @contextlib.asynccontextmanager
 async def running_projection(store: EventStore) -> AsyncIterator[ProjectionRunner]:
-    """The `applications` projection, installed and applying events until the block ends."""
+    """The `applications` and `deployments` projections, applying events until the block ends."""
     runner = ProjectionRunner(store, ApplicationsProjection(), idle_sleep_s=0.01)
+    deployments = ProjectionRunner(store, DeploymentsProjection(), idle_sleep_s=0.01)
     await runner.install()
-    async with running(runner.run):
+    await deployments.install()
+    async with running(runner.run, deployments.run):
         yield runner
 
 
 @contextlib.asynccontextmanager
 async def served_api(
-    store: EventStore, pool: asyncpg.Pool, *, read_wait_s: float = 5.0
+    store: EventStore,
+    pool: asyncpg.Pool,
+    *,
+    read_wait_s: float = 5.0,
+    nc: NatsClient | None = None,
+    subjects: Subjects | None = None,
+    key_cache_ttl_s: float = 0.5,
+    plan_preview: PlanPreviewSource | None = None,
 ) -> AsyncIterator[str]:
-    """The API on a free loopback port; yields its base URL."""
+    """The API on a free loopback port, with an admin key (`api_key_for(url)`); yields its URL."""
     server = ApiServer(
-        create_app(store=store, pool=pool, read_wait_s=read_wait_s), port=0, grace_s=1.0
+        create_app(
+            store=store,
+            pool=pool,
+            read_wait_s=read_wait_s,
+            nc=nc,
+            subjects=subjects,
+            key_cache_ttl_s=key_cache_ttl_s,
+            plan_preview=plan_preview,
+        ),
+        port=0,
+        grace_s=1.0,
     )
+    key = await create_api_key(store, "admin", "test-admin")
     await server.start()
+    _KEYS[server.url] = key
     try:
         yield server.url
     finally:
+        _KEYS.pop(server.url, None)
         await server.stop()

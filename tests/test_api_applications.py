@@ -25,7 +25,7 @@ from services.api.routes import API_PREFIX, all_routes
 from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.events.catalog import ApplicationNameReserved, ApplicationRegistered, SyncRequested
 from shared.ids import new_id
-from tests.api_support import running_projection, served_api
+from tests.api_support import api_key_for, auth_headers, running_projection, served_api
 from tests.support import wait_until
 
 APPS = f"{API_PREFIX}/applications"
@@ -37,7 +37,7 @@ async def http(store: EventStore, pool: asyncpg.Pool) -> AsyncIterator[aiohttp.C
     async with (
         running_projection(store),
         served_api(store, pool) as url,
-        aiohttp.ClientSession(base_url=url) as session,
+        aiohttp.ClientSession(base_url=url, headers=auth_headers(api_key_for(url))) as session,
     ):
         yield session
 
@@ -160,7 +160,10 @@ async def test_sync_appends_sync_requested_with_the_strategy(
     recorded = (await store.read_stream(f"application-{app['application_id']}"))[-1]
     assert recorded.global_position == accepted["position"]
     assert recorded.event == SyncRequested(
-        application_id=app["application_id"], request_id=accepted["request_id"], strategy=strategy
+        application_id=app["application_id"],
+        request_id=accepted["request_id"],
+        strategy=strategy,
+        commander="test-admin",
     )
 
 
@@ -318,7 +321,7 @@ async def test_min_position_waits_a_bounded_time_then_answers_503(
         pass  # installed, then stopped: the view exists but will not move
     async with (
         served_api(store, pool, read_wait_s=0.3) as url,
-        aiohttp.ClientSession(base_url=url) as http,
+        aiohttp.ClientSession(base_url=url, headers=auth_headers(api_key_for(url))) as http,
     ):
         app = await registered(http, "web")
         async with http.get(APPS, params={"min_position": app["position"]}) as reply:
@@ -350,10 +353,10 @@ async def test_openapi_document_covers_every_route_and_resolves_its_references(
     text = json.dumps(document)
     for ref in set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', text)):
         assert ref in document["components"]["schemas"], ref
-    for item in document["paths"].values():
+    for path, item in document["paths"].items():
         for operation in item.values():
             params = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
-            assert params <= {"application"}
+            assert params == set(re.findall(r"{([^}]+)}", path)), path
 
 
 async def test_the_auth_seam_sees_each_routes_access_and_its_principal_becomes_the_actor(

@@ -16,9 +16,10 @@ import asyncpg
 import pytest
 
 from services.api.routes import API_PREFIX
+from services.gitwatcher.handlers import on_command_deployment_id
 from shared.eventlog import EventStore
 from shared.events.catalog import SyncRequested
-from tests.api_support import running_projection, served_api
+from tests.api_support import api_key_for, auth_headers, running_projection, served_api
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,7 +39,7 @@ async def slipway(*args: str, api_url: str) -> Done:
         "shared.cli",
         *args,
         cwd=REPO,
-        env=os.environ | {"SLIPWAY_API_URL": api_url},
+        env=os.environ | {"SLIPWAY_API_URL": api_url, "SLIPWAY_API_KEY": _key(api_url)},
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -47,6 +48,14 @@ async def slipway(*args: str, api_url: str) -> Done:
         out, err = await process.communicate()
     assert process.returncode is not None
     return Done(process.returncode, out.decode(), err.decode())
+
+
+def _key(api_url: str) -> str:
+    # Only a test's own served API has a key; a made-up URL (unreachable) needs none.
+    try:
+        return api_key_for(api_url)
+    except KeyError:
+        return ""
 
 
 @pytest.fixture
@@ -58,7 +67,7 @@ async def api_url(store: EventStore, pool: asyncpg.Pool) -> AsyncIterator[str]:
 async def wait_projected(api_url: str, position: int) -> None:
     """Return once the API's read model has caught up with `position`."""
     async with (
-        aiohttp.ClientSession(base_url=api_url) as http,
+        aiohttp.ClientSession(base_url=api_url, headers=auth_headers(_key(api_url))) as http,
         http.get(f"{API_PREFIX}/applications", params={"min_position": position}) as reply,
     ):
         assert reply.status == 200, await reply.text()
@@ -116,12 +125,13 @@ async def test_sync_maps_quick_to_quick_sync_and_records_the_request(
     synced = await slipway("app", "sync", "web", "--strategy", "quick", api_url=api_url)
     assert synced.code == 0, synced.err
     assert synced.out.startswith("sync requested for web: request ")
-    assert synced.out.rstrip().endswith("strategy quick_sync")
+    assert ", strategy quick_sync, deployment " in synced.out
 
     recorded = (await store.read_stream(f"application-{app_id}"))[-1].event
     assert isinstance(recorded, SyncRequested)
     assert recorded.strategy == "quick_sync"
     assert recorded.request_id in synced.out
+    assert on_command_deployment_id(app_id, recorded.request_id) in synced.out
 
 
 async def test_refusals_exit_1_with_the_apis_message(api_url: str) -> None:

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated
 
 from msgspec import Meta
 
 from services.api.app import DEFAULT_READ_WAIT_S, ApiServer, create_app
+from services.api.auth import DEFAULT_CACHE_TTL_S
+from services.api.deps import PlanPreviewSource
+from shared.cli.plan_preview import _remote
+from shared.config import load_control_config
 from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
+from shared.git import GitCache
 from shared.runtime import Component, ServiceRuntime, run_service
 from shared.settings import ServiceSettings
 
@@ -23,6 +30,27 @@ class ApiSettings(ServiceSettings, frozen=True, kw_only=True):
     """0 picks a free port (the bound one is logged as `api_server_started`)."""
     api_read_wait_s: Annotated[float, Meta(ge=0, le=60)] = DEFAULT_READ_WAIT_S
     """How long a read with `min_position` waits for the read model before answering 503."""
+    api_key_cache_ttl_s: Annotated[float, Meta(ge=0, le=30)] = DEFAULT_CACHE_TTL_S
+    """How long a checked API key is trusted: a revocation takes effect within this."""
+    control_config: str = ""
+    """The control config (slipway.yaml): its repositories can be plan-previewed. Optional."""
+    api_git_cache_dir: str = ""
+    """Where plan previews clone (default: a directory under the system's temp dir)."""
+
+
+def plan_preview_source(settings: ApiSettings) -> PlanPreviewSource | None:
+    """The repositories plan previews may fetch, from the control config when one is set."""
+    if not settings.control_config:
+        return None
+    control = load_control_config(Path(settings.control_config))
+    cache_dir = settings.api_git_cache_dir or str(
+        Path(tempfile.gettempdir()) / "slipway-api-git-cache"
+    )
+    return PlanPreviewSource(
+        # A local directory becomes a file:// URL, as for `slipway plan-preview --repo`.
+        repositories={r.repo_id: (_remote(r.remote), r.branch) for r in control.spec.repositories},
+        cache=GitCache(cache_dir),
+    )
 
 
 async def setup(runtime: ServiceRuntime[ApiSettings]) -> Sequence[Component]:
@@ -31,6 +59,10 @@ async def setup(runtime: ServiceRuntime[ApiSettings]) -> Sequence[Component]:
         store=EventStore(runtime.pool, default_registry()),
         pool=runtime.pool,
         read_wait_s=settings.api_read_wait_s,
+        nc=runtime.nc,
+        subjects=runtime.subjects,
+        key_cache_ttl_s=settings.api_key_cache_ttl_s,
+        plan_preview=plan_preview_source(settings),
     )
     # Requests in flight get most of the grace; the rest is for the runtime's own steps.
     server = ApiServer(

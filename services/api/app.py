@@ -3,7 +3,7 @@
 `create_app(store=…, pool=…)` is all a test needs to serve the API in-process;
 `__main__.py` wires the same factory to the service runtime. Middlewares run
 in this order: request context (id, canonical log line) → errors → `auth`
-(the seam of `auth.py`, empty until API keys arrive) → the handler.
+(API keys, `auth.py`) → the handler.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from typing import Final
 import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from nats.aio.client import Client as NatsClient
 
-from services.api.deps import DEPS, Deps
+from services.api.auth import DEFAULT_CACHE_TTL_S, api_key_auth
+from services.api.deps import DEPS, Deps, PlanPreviewSource
 from services.api.errors import error_middleware
 from services.api.middleware import request_middleware
 from services.api.routes import add_routes, all_routes
@@ -22,6 +24,7 @@ from services.api.service import ApplicationCommands
 from shared.eventlog import EventStore
 from shared.http import HttpServer
 from shared.logs import get_logger
+from shared.subjects import Subjects
 
 __all__ = ["DEFAULT_READ_WAIT_S", "ApiServer", "create_app"]
 
@@ -37,12 +40,29 @@ def create_app(
     pool: asyncpg.Pool,
     read_wait_s: float = DEFAULT_READ_WAIT_S,
     auth: Middleware | None = None,
+    nc: NatsClient | None = None,
+    subjects: Subjects | None = None,
+    key_cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
+    plan_preview: PlanPreviewSource | None = None,
 ) -> web.Application:
-    """The API, reading and writing through `store` and `pool` (the same database)."""
-    middlewares = [request_middleware, error_middleware, *([auth] if auth is not None else [])]
+    """The API, reading and writing through `store` and `pool` (the same database).
+
+    `auth` defaults to API keys (`auth.api_key_auth`): every route but the
+    document needs a key. `nc` is for following live stage logs; without it a
+    follow serves the stored lines, polling the table for new ones.
+    """
+    if auth is None:
+        auth = api_key_auth(store, cache_ttl_s=key_cache_ttl_s)
+    middlewares = [request_middleware, error_middleware, auth]
     app = web.Application(middlewares=middlewares, client_max_size=_MAX_BODY_BYTES)
     app[DEPS] = Deps(
-        store=store, pool=pool, commands=ApplicationCommands(store), read_wait_s=read_wait_s
+        store=store,
+        pool=pool,
+        commands=ApplicationCommands(store),
+        read_wait_s=read_wait_s,
+        nc=nc,
+        subjects=subjects or Subjects(),
+        plan_preview=plan_preview,
     )
     add_routes(app, all_routes())
     return app

@@ -1,37 +1,67 @@
-"""The seam where authentication and authorisation plug in; none is enforced yet.
+"""Authentication and authorisation: API keys, roles, deny by default.
 
-Every route is declared with the `Access` it needs (`routes.Route`), and
-`create_app(auth=…)` takes one aiohttp middleware that runs after error
-handling and before every handler. The API-key middleware of a later issue
-will:
+Every route is declared with the `Access` it needs (`routes.Route`);
+`api_key_auth(store)` is the middleware `create_app` installs unless told
+otherwise. For each request it:
 
-1. read the key from the request and look up its `Principal` (or answer 401);
-2. compare `principal.role` with `required_access(request)`, denying any route
-   whose access is unknown (deny by default) with 403;
-3. store the principal with `request[PRINCIPAL] = principal`.
+1. lets `Access.PUBLIC` routes through (only the API document);
+2. reads `Authorization: Bearer <key>` and looks the key up (`KeyCache`,
+   over `shared.apikeys.authenticate`): a missing, malformed, unknown or
+   revoked key answers 401;
+3. compares the key's role with the route's access — `READ` needs
+   read-only, `WRITE` read-write, `ADMIN` admin — and answers 403 when it is
+   too low, or when the route's access is unknown (deny by default);
+4. stores the principal with `request[PRINCIPAL] = principal`.
 
 Handlers never check roles themselves; they only ask `actor_of(request)` who
-is acting, which goes into each event's metadata (`actor`) and into
-`SyncRequested.commander`. Without an auth middleware the actor is unknown
-(None) and every route is open: run the API on loopback, as the sandbox does.
+is acting (the key's name), which goes into each event's metadata (`actor`),
+into `SyncRequested.commander`, and is the approver of `WAIT_APPROVAL` stages.
 """
 
 from __future__ import annotations
 
 import enum
+import time
+from typing import Final
 
 import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
-__all__ = ["PRINCIPAL", "ROUTE_ACCESS", "Access", "Principal", "actor_of", "required_access"]
+from services.api.errors import ApiError
+from shared.apikeys import ApiKey, Role, authenticate, role_allows, secret_sha256
+from shared.eventlog import EventStore
+
+__all__ = [
+    "PRINCIPAL",
+    "ROUTE_ACCESS",
+    "Access",
+    "KeyCache",
+    "Principal",
+    "actor_of",
+    "api_key_auth",
+    "required_access",
+]
+
+DEFAULT_CACHE_TTL_S: Final = 2.0
+"""How long a key's check is reused: a revocation takes effect within this."""
+_CACHE_MAX: Final = 10_000
 
 
 class Access(enum.Enum):
     """What a route needs of its caller."""
 
     PUBLIC = "public"  # the API document: readable without a key
-    READ = "read"
-    WRITE = "write"
+    READ = "read"  # role read-only or above
+    WRITE = "write"  # role read-write or above: commands and registrations
+    ADMIN = "admin"  # role admin: keys, deletions
+
+
+_ROLE_NEEDED: Final[dict[Access, Role]] = {
+    Access.READ: "read-only",
+    Access.WRITE: "read-write",
+    Access.ADMIN: "admin",
+}
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,6 +69,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
 
     name: str
     role: str
+    key_id: str = ""
 
 
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -56,3 +87,75 @@ def actor_of(request: web.Request) -> str | None:
     """The authenticated caller's name, or None when no auth middleware is installed."""
     principal = request.get(PRINCIPAL)
     return principal.name if principal is not None else None
+
+
+class KeyCache:
+    """Checked keys by the hash of their secret, each for `ttl_s`.
+
+    Without it every request would read the key's stream; with it a revoked key
+    keeps working for at most `ttl_s` (the brief allows "a few seconds"), in
+    every API replica independently, with no invalidation messages to lose.
+    Unknown keys are cached too, so a client retrying a bad key costs nothing.
+    """
+
+    def __init__(self, store: EventStore, *, ttl_s: float = DEFAULT_CACHE_TTL_S) -> None:
+        self.store = store
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[float, ApiKey | None]] = {}
+
+    async def lookup(self, secret: str) -> ApiKey | None:
+        digest = secret_sha256(secret)
+        now = time.monotonic()
+        cached = self._entries.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        key = await authenticate(self.store, secret)
+        if len(self._entries) >= _CACHE_MAX:
+            # Crude but bounded: a flood of made-up keys cannot grow memory.
+            self._entries.clear()
+        self._entries[digest] = (now + self.ttl_s, key)
+        return key
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def api_key_auth(store: EventStore, *, cache_ttl_s: float = DEFAULT_CACHE_TTL_S) -> Middleware:
+    """The middleware that demands an API key of sufficient role on every non-public route."""
+    cache = KeyCache(store, ttl_s=cache_ttl_s)
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        access = required_access(request)
+        if access is Access.PUBLIC:
+            return await handler(request)
+        secret = _bearer(request)
+        if secret is None:
+            raise _unauthorized("this endpoint needs an API key: Authorization: Bearer <key>")
+        key = await cache.lookup(secret)
+        if key is None:
+            raise _unauthorized("the API key is unknown, malformed or revoked")
+        request[PRINCIPAL] = Principal(name=key.name, role=key.role, key_id=key.key_id)
+        if request.match_info.http_exception is not None:
+            return await handler(request)  # no such route: let aiohttp's 404/405 answer
+        needed = _ROLE_NEEDED.get(access) if access is not None else None
+        if needed is None:
+            raise ApiError(403, "forbidden", "this route declares no access; denied by default")
+        if not role_allows(key.role, needed):
+            raise ApiError(
+                403,
+                "forbidden",
+                f"the key {key.name!r} has the role {key.role}; this needs {needed} or above",
+            )
+        return await handler(request)
+
+    return auth

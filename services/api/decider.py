@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 Strategy = Literal["auto", "quick_sync", "pipeline"]
-ConflictCode = Literal["name_taken", "already_registered", "application_disabled"]
+ConflictCode = Literal["name_taken", "already_registered", "application_disabled", "refused"]
 STRATEGIES: Final[tuple[str, ...]] = get_args(Strategy)
 
 # The patterns are written in the subset that Python's `re` and ECMA 262 (JSON

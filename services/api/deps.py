@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import asyncpg
 from aiohttp import web
+from nats.aio.client import Client as NatsClient
 
 from services.api.service import ApplicationCommands
 from shared.eventlog import EventStore
+from shared.git import GitCache
+from shared.subjects import Subjects
 
-__all__ = ["DEPS", "Deps", "deps"]
+__all__ = ["DEPS", "Deps", "PlanPreviewSource", "deps"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,18 @@ class Deps:
     commands: ApplicationCommands
     read_wait_s: float
     """How long a read with `min_position` waits for the projection at most."""
+    nc: NatsClient | None = None
+    """For live stage logs; None: a follow polls the `stage_logs` table instead."""
+    subjects: Subjects = field(default_factory=Subjects)
+    plan_preview: PlanPreviewSource | None = None
+    """The control config's repositories and a clone cache; None: no plan previews."""
+
+
+@dataclass(frozen=True)
+class PlanPreviewSource:
+    repositories: Mapping[str, tuple[str, str]]
+    """repository id → (remote, watched branch), from the control config."""
+    cache: GitCache
 
 
 DEPS = web.AppKey("deps", Deps)

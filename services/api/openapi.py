@@ -14,13 +14,26 @@ from typing import Any, Final
 
 import msgspec
 
+from services.api.deployments import DeploymentView
 from services.api.routes import API_PREFIX
 from services.api.schemas import (
+    ApiKeyList,
+    ApiKeyResource,
     ApplicationDeletion,
     ApplicationList,
     ApplicationResource,
+    CancelDeploymentRequest,
+    CommandAccepted,
+    CreateApiKeyRequest,
+    CreatedApiKey,
+    DeploymentList,
     ErrorBody,
+    EventList,
+    LogList,
+    PlanPreviewRequest,
+    PlanPreviewResult,
     RegisterApplicationRequest,
+    StreamState,
     SyncAccepted,
     SyncApplicationRequest,
 )
@@ -37,11 +50,27 @@ _SCHEMA_TYPES: Final = (
     SyncAccepted,
     ApplicationDeletion,
     ErrorBody,
+    DeploymentView,
+    DeploymentList,
+    CancelDeploymentRequest,
+    CommandAccepted,
+    LogList,
+    EventList,
+    StreamState,
+    CreateApiKeyRequest,
+    CreatedApiKey,
+    ApiKeyResource,
+    ApiKeyList,
+    PlanPreviewRequest,
+    PlanPreviewResult,
 )
 
 _ERRORS: Final = {
     "400": "The request is malformed; `error.field` names the part at fault.",
-    "404": "No such application.",
+    "401": "No API key, or one that is unknown, malformed or revoked "
+    "(`Authorization: Bearer <key>`).",
+    "403": "The key's role is too low for this (read-only < read-write < admin).",
+    "404": "No such resource.",
     "409": "The application's state forbids this (`error.code` says why).",
     "503": "A dependency is unavailable, or the projection lags behind `min_position`; "
     "retry after `Retry-After` seconds.",
@@ -64,7 +93,7 @@ def _responses(
     if headers:
         success["headers"] = headers
     responses: dict[str, Any] = {status: success}
-    for code in errors:
+    for code in ("401", "403", *errors):
         responses[code] = {"description": _ERRORS[code], "content": _json(_ref("ErrorBody"))}
     return responses
 
@@ -240,17 +269,311 @@ def _paths() -> dict[str, Any]:
                 ),
             }
         },
+        **_deployment_paths(),
+        **_event_paths(),
+        **_key_paths(),
+        "/plan-preview": {
+            "post": {
+                "operationId": "planPreview",
+                "summary": "What merging a branch would deploy",
+                "description": "Fetches a control-config repository, finds the applications "
+                "the head changes (the gitwatcher's rule) and plans each against the base "
+                "branch: strategy, summary, stages and resource diff. Like `slipway "
+                "plan-preview`, without a clone of your own. 503 when the API runs without "
+                "a control config, or cannot fetch.",
+                "tags": ["deployments"],
+                "requestBody": {"required": True, "content": _json(_ref("PlanPreviewRequest"))},
+                "responses": _responses(
+                    ("200", "The preview.", "PlanPreviewResult"), "400", "404", "503"
+                ),
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "getOpenApi",
                 "summary": "This document",
                 "tags": ["meta"],
+                "security": [],
                 "responses": {
                     "200": {
                         "description": "The OpenAPI 3.1 document.",
                         "content": _json({"type": "object"}),
                     }
                 },
+            }
+        },
+    }
+
+
+_DEPLOYMENT_PARAM: Final = {
+    "name": "deployment",
+    "in": "path",
+    "required": True,
+    "description": "The deployment's id.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+}
+_STAGE_PARAM: Final = {
+    "name": "stage",
+    "in": "path",
+    "required": True,
+    "description": "The stage's id within the deployment (e.g. `stage-2`).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+}
+_STREAM_PARAM: Final = {
+    "name": "stream_id",
+    "in": "path",
+    "required": True,
+    "description": "`<category>-<id>`, e.g. `deployment-…`, `application-…`.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+
+
+def _stage_command(operation_id: str, summary: str, description: str) -> dict[str, Any]:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "description": description,
+        "tags": ["deployments"],
+        "parameters": [_DEPLOYMENT_PARAM, _STAGE_PARAM],
+        "responses": _responses(
+            ("202", "Recorded; the executor acts on it.", "CommandAccepted"),
+            "400",
+            "404",
+            "409",
+            "503",
+        )
+        | {
+            "200": {
+                "description": "Asked already: nothing new recorded.",
+                "content": _json(_ref("CommandAccepted")),
+            }
+        },
+    }
+
+
+def _deployment_paths() -> dict[str, Any]:
+    statuses = ["PENDING", "PLANNED", "RUNNING", "ROLLING_BACK", "SUCCESS", "FAILURE", "CANCELLED"]
+    return {
+        "/deployments": {
+            "get": {
+                "operationId": "listDeployments",
+                "summary": "List deployments, newest first",
+                "description": "From the `deployments` read model (eventually consistent).",
+                "tags": ["deployments"],
+                "parameters": [
+                    _query("application", "Only this application's (id or name).", _TEXT),
+                    _query(
+                        "status",
+                        "Only these statuses (repeat, or comma-separate).",
+                        {"type": "array", "items": {"type": "string", "enum": statuses}},
+                        style="form",
+                        explode=True,
+                    ),
+                    _query(
+                        "limit",
+                        "Page size.",
+                        {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                    ),
+                    _query(
+                        "cursor",
+                        "`next_cursor` of the previous page.",
+                        {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                    ),
+                ],
+                "responses": _responses(
+                    ("200", "A page of deployments.", "DeploymentList"), "400", "503"
+                ),
+            }
+        },
+        "/deployments/{deployment}": {
+            "get": {
+                "operationId": "getDeployment",
+                "summary": "A deployment with its stages",
+                "description": "Folded from the deployment's own stream: always current.",
+                "tags": ["deployments"],
+                "parameters": [_DEPLOYMENT_PARAM],
+                "responses": _responses(("200", "The deployment.", "DeploymentView"), "404", "503"),
+            }
+        },
+        "/deployments/{deployment}/logs": {
+            "get": {
+                "operationId": "getDeploymentLogs",
+                "summary": "What its stages wrote",
+                "description": "With `follow=true`, server-sent events instead: `log` events "
+                "(the stored lines, then live ones; `id` is the line's id), then one `end` "
+                "event `{deployment_id, status}` once the deployment has completed.",
+                "tags": ["deployments"],
+                "parameters": [
+                    _DEPLOYMENT_PARAM,
+                    _query("stage_id", "Only this stage's lines.", _TEXT),
+                    _query(
+                        "follow",
+                        "Stream as server-sent events until the deployment completes.",
+                        {"type": "boolean", "default": False},
+                    ),
+                ],
+                "responses": _responses(("200", "The lines.", "LogList"), "400", "404", "503")
+                | {
+                    "200": {
+                        "description": "The lines (JSON), or with `follow` an event stream.",
+                        "content": _json(_ref("LogList"))
+                        | {"text/event-stream": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/deployments/{deployment}/cancel": {
+            "post": {
+                "operationId": "cancelDeployment",
+                "summary": "Cancel a deployment",
+                "description": "Records `DeploymentCancelRequested`; the executor cancels the "
+                "running stage and, with `rollback` (the default), rolls back. 409 when it has "
+                "completed or is rolling back.",
+                "tags": ["deployments"],
+                "parameters": [_DEPLOYMENT_PARAM],
+                "requestBody": {
+                    "required": False,
+                    "content": _json(_ref("CancelDeploymentRequest")),
+                },
+                "responses": _responses(
+                    ("202", "Recorded; the executor acts on it.", "CommandAccepted"),
+                    "400",
+                    "404",
+                    "409",
+                    "503",
+                )
+                | {
+                    "200": {
+                        "description": "Asked already: the first request stands.",
+                        "content": _json(_ref("CommandAccepted")),
+                    }
+                },
+            }
+        },
+        "/deployments/{deployment}/stages/{stage}/approve": {
+            "post": _stage_command(
+                "approveStage",
+                "Approve a WAIT_APPROVAL stage",
+                "Approves as the API key's name, which must be among the stage's `approvers` "
+                "when it lists any. 409 when the stage is not waiting for approval.",
+            )
+        },
+        "/deployments/{deployment}/stages/{stage}/skip": {
+            "post": _stage_command(
+                "skipStage",
+                "Skip a WAIT, WAIT_APPROVAL or ANALYSIS stage",
+                "Records `StageSkipRequested`; the executor ends the stage as SKIPPED.",
+            )
+        },
+    }
+
+
+def _event_paths() -> dict[str, Any]:
+    position = {"type": "integer", "minimum": 0}
+    return {
+        "/events": {
+            "get": {
+                "operationId": "listEvents",
+                "summary": "Events by position range, or a tail in commit order",
+                "description": "`from_position`/`to_position` (inclusive) read a range by "
+                "position; `after` (a `next_cursor`, or `head` for the newest) tails in commit "
+                "order, missing nothing.",
+                "tags": ["events"],
+                "parameters": [
+                    _query("from_position", "The first position.", position),
+                    _query("to_position", "The last position.", position),
+                    _query(
+                        "after",
+                        "`<tx_id>:<position>` from `next_cursor`, or `head`.",
+                        {"type": "string", "pattern": "^(head|[0-9]{1,18}:[0-9]{1,18})$"},
+                    ),
+                    _query(
+                        "category",
+                        "Only streams of this category (`deployment`, …).",
+                        {"type": "string", "maxLength": 64},
+                    ),
+                    _query(
+                        "limit",
+                        "At most this many.",
+                        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                    ),
+                ],
+                "responses": _responses(("200", "Events.", "EventList"), "400", "503"),
+            }
+        },
+        "/events/streams/{stream_id}": {
+            "get": {
+                "operationId": "getStreamEvents",
+                "summary": "A stream's events in version order",
+                "tags": ["events"],
+                "parameters": [
+                    _STREAM_PARAM,
+                    _query("from_version", "The first version.", position),
+                    _query(
+                        "limit",
+                        "At most this many.",
+                        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000},
+                    ),
+                ],
+                "responses": _responses(("200", "Its events.", "EventList"), "400", "503"),
+            }
+        },
+        "/events/streams/{stream_id}/state": {
+            "get": {
+                "operationId": "getStreamState",
+                "summary": "Time travel: a stream's state as of a position or a time",
+                "description": "Folds the stream's events at or before `position` and at or "
+                "before `at` (both when both are given; neither: now).",
+                "tags": ["events"],
+                "parameters": [
+                    _STREAM_PARAM,
+                    _query("position", "A global log position.", position),
+                    _query(
+                        "at",
+                        "An ISO 8601 time with a zone.",
+                        {"type": "string", "format": "date-time"},
+                    ),
+                ],
+                "responses": _responses(("200", "The state.", "StreamState"), "400", "503"),
+            }
+        },
+    }
+
+
+def _key_paths() -> dict[str, Any]:
+    return {
+        "/api-keys": {
+            "post": {
+                "operationId": "createApiKey",
+                "summary": "Make an API key (admin)",
+                "description": "The answer carries the secret, this once; only its SHA-256 "
+                "is stored.",
+                "tags": ["api-keys"],
+                "requestBody": {"required": True, "content": _json(_ref("CreateApiKeyRequest"))},
+                "responses": _responses(("201", "Made.", "CreatedApiKey"), "400", "503"),
+            },
+            "get": {
+                "operationId": "listApiKeys",
+                "summary": "Every API key, revoked ones too (admin)",
+                "tags": ["api-keys"],
+                "responses": _responses(("200", "The keys.", "ApiKeyList"), "503"),
+            },
+        },
+        "/api-keys/{key_id}": {
+            "delete": {
+                "operationId": "revokeApiKey",
+                "summary": "Revoke an API key (admin)",
+                "description": "It stops working within a few seconds in every API replica.",
+                "tags": ["api-keys"],
+                "parameters": [
+                    {
+                        "name": "key_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+                    }
+                ],
+                "responses": _responses(("200", "Revoked.", "ApiKeyResource"), "404", "503"),
             }
         },
     }
@@ -274,9 +597,24 @@ def openapi_document() -> bytes:
         "servers": [{"url": API_PREFIX}],
         "tags": [
             {"name": "applications", "description": "Registered applications and their commands."},
+            {"name": "deployments", "description": "Deployments, their stages, logs and commands."},
+            {"name": "events", "description": "The event log, and time travel over it."},
+            {"name": "api-keys", "description": "API keys (admin only)."},
             {"name": "meta", "description": "About the API itself."},
         ],
         "paths": _paths(),
-        "components": {"schemas": components},
+        "security": [{"apiKey": []}],
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key (`slipway apikey create`): "
+                    "`Authorization: Bearer slw_…`. Roles: read-only (GET), read-write "
+                    "(+ commands and registrations), admin (+ keys and deletions).",
+                }
+            },
+        },
     }
     return msgspec.json.encode(document)

@@ -68,6 +68,8 @@ SELECT EXISTS (
 )
 """
 
+_LAST_POSITION: Final = "SELECT max(global_position) FROM events"
+
 _json = msgspec.json.Encoder()
 
 
@@ -121,6 +123,17 @@ async def wait_for_position(pool: asyncpg.Pool, position: int, *, timeout_s: flo
     """Return once the projection has applied the event at `position`; 503 after `timeout_s`."""
     if position <= 0:
         return
+    async with unavailable_on_disconnect("check min_position"):
+        last = await pool.fetchval(_LAST_POSITION)
+    if last is None or position > last:
+        # Positions come from answered writes, whose events are committed: one past
+        # the log's end was never answered to anyone, and waiting would not help.
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"min_position {position} is beyond the log's last position ({last or 0})",
+            field="min_position",
+        )
     deadline = time.monotonic() + timeout_s
     while True:
         async with unavailable_on_disconnect("wait for the applications projection"):

@@ -8,7 +8,7 @@ schemas are generated from them: what is documented is what is enforced.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -113,6 +113,13 @@ class SyncAccepted(msgspec.Struct, frozen=True, kw_only=True):
 
     request_id: str
     application_id: str
+    deployment_id: Annotated[
+        str,
+        Meta(
+            description="The deployment this sync opens once the gitwatcher has seen it: "
+            "`GET /deployments/{deployment_id}` answers 404 until then."
+        ),
+    ]
     strategy: Strategy
     position: Position
 
@@ -126,6 +133,9 @@ ErrorCode = Literal[
     "already_registered",
     "application_disabled",
     "conflict",
+    "refused",
+    "unauthorized",
+    "forbidden",
     "projection_lagging",
     "unavailable",
     "internal",
@@ -147,3 +157,182 @@ class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
     """Every error answer has this body."""
 
     error: ErrorDetail
+
+
+# --- deployments -----------------------------------------------------------------------------
+
+DeploymentStatus = Literal[
+    "PENDING", "PLANNED", "RUNNING", "ROLLING_BACK", "SUCCESS", "FAILURE", "CANCELLED"
+]
+
+
+class DeploymentSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """A deployment as listings show it (without its stages)."""
+
+    deployment_id: str
+    application_id: str
+    status: str
+    trigger: str
+    commit_hash: str
+    commit_message: str
+    commander: str
+    strategy: str
+    summary: str
+    reason: str
+    triggered_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    updated_at: datetime
+    position: Position
+
+
+class DeploymentList(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of deployments, newest first."""
+
+    items: list[DeploymentSummary]
+    next_cursor: Annotated[
+        str | None,
+        Meta(description="Pass as `cursor` for the next page; null on the last page."),
+    ] = None
+
+
+class CancelDeploymentRequest(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """Cancel a running deployment; with `rollback` (the default) the executor rolls back first."""
+
+    rollback: bool = True
+
+
+class CommandAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    """A request the executor acts on was recorded (or had been already: `appended` false)."""
+
+    deployment_id: str
+    command: Literal["cancel", "approve", "skip"]
+    stage_id: str | None = None
+    appended: bool
+    position: Position
+
+
+class LogLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One line a stage wrote (`stage_logs`)."""
+
+    id: int
+    deployment_id: str
+    stage_id: str
+    severity: str
+    message: str
+    recorded_at: datetime
+
+
+class LogList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[LogLine]
+
+
+# --- the event log ----------------------------------------------------------------------------
+
+
+class EventResource(msgspec.Struct, frozen=True, kw_only=True):
+    """One event of the log, decoded."""
+
+    global_position: int
+    stream_id: str
+    stream_version: int
+    event_id: str
+    event_type: str
+    schema_version: int
+    recorded_at: datetime
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+class EventList(msgspec.Struct, frozen=True, kw_only=True):
+    """Events in log order; `next_cursor` continues a tail in commit order."""
+
+    items: list[EventResource]
+    next_cursor: Annotated[
+        str | None,
+        Meta(description="Pass as `after` to get the events committed after these."),
+    ] = None
+
+
+class StreamState(msgspec.Struct, frozen=True, kw_only=True):
+    """A stream's state as of a log position and/or a time: its events folded up to there."""
+
+    stream_id: str
+    as_of_position: int | None
+    as_of_time: datetime | None
+    events: Annotated[int, Meta(description="How many of its events count.")]
+    version: Annotated[int, Meta(description="The stream version of the last one; -1: none.")]
+    kind: Annotated[
+        str,
+        Meta(
+            description="`deployment`, `application` or `apikey` (a folded state), else "
+            "`generic` (the last event's data)."
+        ),
+    ]
+    state: dict[str, Any] | None
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+KeyRole = Literal["read-only", "read-write", "admin"]
+
+
+class CreateApiKeyRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A new key: read-only may GET, read-write may also command, admin may also manage keys."""
+
+    role: KeyRole
+    name: Annotated[
+        str, Meta(pattern=r"^[A-Za-z0-9@._-]{0,63}$", description="Who uses it; default: its id.")
+    ] = ""
+
+
+class ApiKeyResource(msgspec.Struct, frozen=True, kw_only=True):
+    """A key, never with its secret."""
+
+    key_id: str
+    name: str
+    role: KeyRole
+    created_at: datetime
+    creator: str
+    revoked: bool
+    revoked_at: datetime | None
+    revoker: str
+
+
+class CreatedApiKey(msgspec.Struct, frozen=True, kw_only=True):
+    """The new key and its secret: shown this once, never stored."""
+
+    key: ApiKeyResource
+    secret: str
+
+
+class ApiKeyList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[ApiKeyResource]
+
+
+# --- plan preview -----------------------------------------------------------------------------
+
+# Branch names as git allows them, minus what could read as an option or a range.
+BranchName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}$")]
+
+
+class PlanPreviewRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Preview a branch (or commit) of a control-config repository against its base branch."""
+
+    repository_id: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+    base_branch: Annotated[
+        BranchName | None, Meta(description="Default: the branch the control config watches.")
+    ] = None
+    head_branch: BranchName | None = None
+    head_commit: Annotated[str, Meta(pattern=r"^[0-9a-f]{7,40}$")] | None = None
+
+
+class PlanPreviewResult(msgspec.Struct, frozen=True, kw_only=True):
+    """Per affected application: the strategy, summary, stages and diff (or why it failed)."""
+
+    base: dict[str, Any]
+    head: dict[str, Any]
+    results: list[dict[str, Any]]
+    failures: list[dict[str, Any]]

@@ -23,6 +23,8 @@ T = TypeVar("T")
 
 _encoder: Final = msgspec.json.Encoder()
 _TRUE: Final = frozenset({"true", "1", "yes"})
+MAX_INT: Final = 2**63 - 1
+"""PostgreSQL's bigint: anything larger cannot be a position, version or cursor."""
 _FALSE: Final = frozenset({"false", "0", "no"})
 
 
@@ -66,10 +68,13 @@ def query_str(request: web.Request, name: str, *, max_length: int = 256) -> str 
         raise ApiError(
             400, "invalid_request", f"{name} is longer than {max_length} characters", field=name
         )
+    if "\x00" in values[0]:
+        # PostgreSQL text cannot hold NUL, and no name or id contains one.
+        raise ApiError(400, "invalid_request", f"{name} contains a NUL character", field=name)
     return values[0]
 
 
-def query_int(request: web.Request, name: str, *, ge: int, le: int | None = None) -> int | None:
+def query_int(request: web.Request, name: str, *, ge: int, le: int = MAX_INT) -> int | None:
     raw = query_str(request, name)
     if raw is None:
         return None
@@ -77,8 +82,8 @@ def query_int(request: web.Request, name: str, *, ge: int, le: int | None = None
         value = int(raw)
     except ValueError:
         value = None
-    if value is None or value < ge or (le is not None and value > le):
-        bounds = f"from {ge} to {le}" if le is not None else f"at least {ge}"
+    if value is None or value < ge or value > le:
+        bounds = f"from {ge} to {le}"
         raise ApiError(400, "invalid_request", f"{name} must be an integer {bounds}", field=name)
     return value
 
@@ -98,6 +103,8 @@ def query_labels(request: web.Request, name: str = "label") -> dict[str, str]:
     """Every `name=key=value` parameter, as a mapping (all must match)."""
     labels: dict[str, str] = {}
     for item in request.query.getall(name, []):
+        if "\x00" in item:
+            raise ApiError(400, "invalid_request", f"{name} contains a NUL character", field=name)
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ApiError(

@@ -15,8 +15,13 @@ from collections.abc import Sequence
 from shared.errors import ConfigError, SlipwayError
 
 _COMMANDS = (
+    "shared.cli.analysis",
+    "shared.cli.apikey",
     "shared.cli.app",
     "shared.cli.config",
+    "shared.cli.deployment",
+    "shared.cli.events",
+    "shared.cli.demo",
     "shared.cli.kubesim",
     "shared.cli.migrate",
     "shared.cli.plan_preview",

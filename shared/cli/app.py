@@ -1,8 +1,18 @@
 """`slipway app …`: register, list, show, disable, enable, sync and delete applications.
 
-Exit codes, for CI to trust: 0 done; 1 the API refused or failed (its message
-is printed); 2 a usage or configuration error; 3 the API could not be
-reached (the message names the URL). `--json` prints the API's answer as is.
+Exit codes, for CI to trust (the same for every command that talks to the API):
+
+- 0 done; for `--wait-status`, the deployment reached a wanted status that is
+  not a failure (SUCCESS, or a non-terminal one such as RUNNING);
+- 1 the API refused or failed (its message is printed), or the deployment
+  waited for ended FAILURE or CANCELLED, or ended in a status not wanted;
+- 2 a usage or configuration error;
+- 3 the API could not be reached (the message names the URL);
+- 4 `--wait-status` timed out before the deployment reached a wanted status.
+
+The API key comes from `--api-key` or `$SLIPWAY_API_KEY` (prefer the
+variable: arguments show in process listings). `--json` prints the API's
+answer as is.
 """
 
 from __future__ import annotations
@@ -14,16 +24,27 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from shared.api_client import (
+    API_KEY_ENV,
     API_URL_ENV,
     DEFAULT_API_URL,
+    DEPLOYMENT_STATUSES,
+    FAILED_STATUSES,
     ApiClient,
     ApiError,
     ApiUnreachable,
+    WaitOutcome,
+    api_key,
     api_url,
+    wait_for_status,
 )
 
+EXIT_OK: Final = 0
 EXIT_API_ERROR: Final = 1
+EXIT_FAILED: Final = 1
+"""A deployment waited for failed, was cancelled, or ended in a status not wanted."""
+EXIT_USAGE: Final = 2
 EXIT_UNREACHABLE: Final = 3
+EXIT_TIMEOUT: Final = 4
 
 # The CLI says `quick`; the API and the events say `quick_sync` (PipeCD's name).
 STRATEGIES: Final = {"auto": "auto", "quick": "quick_sync", "pipeline": "pipeline"}
@@ -38,12 +59,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Applications: directories of a watched repository that Slipway deploys.",
     )
     commands = parser.add_subparsers(dest="app_command", required=True, metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--api-url",
-        help=f"the API's base URL (default: ${API_URL_ENV}, else {DEFAULT_API_URL})",
-    )
-    common.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    common = common_options()
 
     add = commands.add_parser("add", parents=[common], help="register an application")
     add.add_argument("--name", required=True, help="unique; lowercase letters, digits, - and _")
@@ -80,6 +96,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="auto",
         help="auto (the planner decides), quick (apply everything) or pipeline",
     )
+    wait_options(sync)
     sync.set_defaults(handler=_run(_sync))
 
     delete = commands.add_parser("delete", parents=[common], help="delete an application")
@@ -90,6 +107,63 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="also delete the resources Slipway applied for it (else they keep running)",
     )
     delete.set_defaults(handler=_run(_delete))
+
+
+def common_options() -> argparse.ArgumentParser:
+    """The options every command over the API takes: where, which key, and `--json`."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--api-url",
+        help=f"the API's base URL (default: ${API_URL_ENV}, else {DEFAULT_API_URL})",
+    )
+    common.add_argument(
+        "--api-key",
+        help=f"the API key (default: ${API_KEY_ENV}; prefer the variable, arguments are visible "
+        "to other users of the machine)",
+    )
+    common.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    return common
+
+
+def wait_options(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    parser.add_argument(
+        "--wait-status",
+        type=_statuses,
+        required=required,
+        metavar="STATUS[,STATUS…]",
+        help="wait for the deployment to reach one of these statuses (e.g. SUCCESS,FAILURE); "
+        "exit 0 only if it is not FAILURE or CANCELLED",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=1800.0,
+        metavar="SECONDS",
+        help="give up waiting after this long, exit 4 (default: 1800)",
+    )
+    parser.add_argument(
+        "--poll-interval", type=_seconds, default=1.0, metavar="SECONDS", help=argparse.SUPPRESS
+    )
+
+
+def _statuses(text: str) -> tuple[str, ...]:
+    statuses = tuple(s.strip().upper() for s in text.split(",") if s.strip())
+    unknown = sorted(set(statuses) - set(DEPLOYMENT_STATUSES))
+    if not statuses or unknown:
+        raise argparse.ArgumentTypeError(
+            f"statuses are among {', '.join(DEPLOYMENT_STATUSES)}; not {', '.join(unknown)}"
+        )
+    return statuses
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
+    return value
 
 
 def _label_option(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -120,25 +194,34 @@ def _labels(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
     return labels
 
 
-def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
+def run_with_client(handler: Handler) -> Callable[[argparse.Namespace], int]:
     """`handler` with a client, and the API's failures turned into exit codes."""
 
     def run(args: argparse.Namespace) -> int:
-        client = ApiClient(api_url(args.api_url))  # ConfigError → exit 2 in shared.cli.main
+        # ConfigError → exit 2 in shared.cli.main
+        client = ApiClient(api_url(args.api_url), key=api_key(args.api_key))
         try:
             return handler(client, args)
         except ApiUnreachable as exc:
-            _fail(str(exc))
+            fail(str(exc))
             return EXIT_UNREACHABLE
         except ApiError as exc:
             field = f" [{exc.field}]" if exc.field else ""
-            _fail(f"{exc} (HTTP {exc.status} {exc.code}{field})")
+            fail(f"{exc} (HTTP {exc.status} {exc.code}{field})")
+            if exc.status == 401:
+                fail(
+                    f"set ${API_KEY_ENV} to an API key; the first admin key is made with "
+                    "`slipway apikey create --direct --role admin` (needs $SLIPWAY_DATABASE_URL)"
+                )
             return EXIT_API_ERROR
         except argparse.ArgumentTypeError as exc:
-            _fail(str(exc))
-            return 2
+            fail(str(exc))
+            return EXIT_USAGE
 
     return run
+
+
+_run = run_with_client
 
 
 def _add(client: ApiClient, args: argparse.Namespace) -> int:
@@ -151,7 +234,7 @@ def _add(client: ApiClient, args: argparse.Namespace) -> int:
         labels=_labels(args.labels),
     )
     if args.json:
-        _print_json(app)
+        print_json(app)
     else:
         print(f"registered {app['name']} (id {app['application_id']})")
     return 0
@@ -160,7 +243,7 @@ def _add(client: ApiClient, args: argparse.Namespace) -> int:
 def _list(client: ApiClient, args: argparse.Namespace) -> int:
     apps = client.list_applications(labels=_labels(args.labels), disabled=args.disabled)
     if args.json:
-        _print_json(apps)
+        print_json(apps)
     elif not apps:
         print("no applications")
     else:
@@ -185,20 +268,35 @@ def _enable(client: ApiClient, args: argparse.Namespace) -> int:
 
 def _sync(client: ApiClient, args: argparse.Namespace) -> int:
     accepted = client.sync_application(args.application, strategy=STRATEGIES[args.strategy])
-    if args.json:
-        _print_json(accepted)
-    else:
-        print(
-            f"sync requested for {args.application}: request {accepted['request_id']}, "
-            f"strategy {accepted['strategy']}"
-        )
-    return 0
+    if not args.wait_status:
+        if args.json:
+            print_json(accepted)
+        else:
+            print(
+                f"sync requested for {args.application}: request {accepted['request_id']}, "
+                f"strategy {accepted['strategy']}, deployment {accepted['deployment_id']}"
+            )
+        return 0
+    print(
+        f"sync requested for {args.application}: deployment {accepted['deployment_id']}; "
+        f"waiting for {','.join(args.wait_status)} (at most {args.timeout:g} s)",
+        file=sys.stderr,
+    )
+    outcome = wait_for_status(
+        client,
+        accepted["deployment_id"],
+        args.wait_status,
+        timeout_s=args.timeout,
+        poll_s=args.poll_interval,
+        progress=progress_printer(),
+    )
+    return report_outcome(outcome, args.json)
 
 
 def _delete(client: ApiClient, args: argparse.Namespace) -> int:
     deleted = client.delete_application(args.application, cascade=args.cascade)
     if args.json:
-        _print_json(deleted)
+        print_json(deleted)
     else:
         what = "with its live resources" if deleted["cascade"] else "its live resources stay"
         print(f"deleted {deleted['name'] or args.application} ({what})")
@@ -232,7 +330,7 @@ def _table(apps: Sequence[Mapping[str, Any]]) -> str:
 
 def _show(app: Mapping[str, Any], as_json: bool) -> None:
     if as_json:
-        _print_json(app)
+        print_json(app)
         return
     fields = (
         ("name", app["name"]),
@@ -259,9 +357,54 @@ def _format_labels(labels: Mapping[str, str]) -> str:
     return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
 
 
-def _print_json(value: Any) -> None:
+def progress_printer() -> Callable[[Mapping[str, Any] | None], None]:
+    """Prints a line to stderr whenever the deployment's status or running stage changes."""
+    last: list[str] = []
+
+    def show(deployment: Mapping[str, Any] | None) -> None:
+        if deployment is None:
+            line = "waiting for the deployment to be triggered"
+        else:
+            line = f"{deployment['deployment_id']}: {deployment['status']}"
+            running = [s for s in deployment.get("stages", []) if s["status"] == "RUNNING"]
+            done = [s for s in deployment.get("stages", []) if s["visible"]]
+            if running:
+                stage = running[0]
+                line += f" — stage {stage['stage_id']} {stage['name']} running"
+            if done:
+                finished = sum(1 for s in done if s["status"] not in ("NOT_STARTED_YET", "RUNNING"))
+                line += f" ({finished}/{len(done)} stages done)"
+        if last != [line]:
+            last[:] = [line]
+            print(line, file=sys.stderr, flush=True)
+
+    return show
+
+
+def report_outcome(outcome: WaitOutcome, as_json: bool) -> int:
+    """Print how the wait ended (stdout: the deployment; stderr: why) and its exit code."""
+    deployment = outcome.deployment
+    if as_json and deployment is not None:
+        print_json(deployment)
+    if outcome.timed_out:
+        status = deployment["status"] if deployment else "not triggered yet"
+        fail(f"timed out after {outcome.waited_s:.0f} s; the deployment is {status}")
+        return EXIT_UNREACHABLE if outcome.unreachable else EXIT_TIMEOUT
+    assert deployment is not None
+    status = deployment["status"]
+    reason = f": {deployment['reason']}" if deployment.get("reason") else ""
+    if not as_json:
+        print(f"deployment {deployment['deployment_id']} {status}{reason}")
+    if status in FAILED_STATUSES or not outcome.wanted:
+        if not outcome.wanted:
+            fail(f"the deployment ended {status}, which was not waited for")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True))
 
 
-def _fail(message: str) -> None:
+def fail(message: str) -> None:
     print(f"slipway: {message}", file=sys.stderr)

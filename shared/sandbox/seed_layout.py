@@ -99,3 +99,103 @@ spec:
     - port: 9090
       targetPort: 9090
 """
+
+# --- The demo's variant (`slipway up` / `slipway demo`) -------------------------------
+#
+# The same layout, with what one machine and a few minutes need: each environment in
+# its own namespace of one kubesim (the seed's dev and prd are separate clusters), and
+# waits measured in seconds. The query names the canary's pods explicitly (kubesim
+# labels each pod's targets with its namespace, `job` = the pod's `app` label, and the
+# variant label as `pipecd_dev_variant`), through the analysis stage's `appArgs`.
+# `failureLimit: 0`: the first look that sees the bad image's errors fails it.
+#
+# Placeholders: the template takes `{interval}` and `{window}`; configs take `{name}`,
+# `{env}`, and the prd one `{service}`, `{canary}` and `{duration}`.
+
+DEMO_ANALYSIS_TEMPLATE: Final = """\
+apiVersion: pipecd.dev/v1beta1
+kind: AnalysisTemplate
+spec:
+  metrics:
+    grpc_error_rate:
+      strategy: THRESHOLD
+      interval: {interval}
+      provider: prometheus
+      failureLimit: 0
+      # A look before Prometheus has two samples of a new canary is not a failure.
+      skipOnNoData: true
+      expected:
+        max: 0.01
+      query: |
+        sum(rate(grpc_server_handled_total{{grpc_code!="OK",
+          namespace="{{{{ .AppCustomArgs.namespace }}}}", job="{{{{ .AppCustomArgs.service }}}}",
+          pipecd_dev_variant="canary"}}[{window}]))
+        /
+        sum(rate(grpc_server_handled_total{{
+          namespace="{{{{ .AppCustomArgs.namespace }}}}", job="{{{{ .AppCustomArgs.service }}}}",
+          pipecd_dev_variant="canary"}}[{window}]))
+"""
+
+DEMO_DEV_CONFIG: Final = """\
+apiVersion: pipecd.dev/v1beta1
+kind: KubernetesApp
+spec:
+  name: {name}
+  labels:
+    env: {env}
+  input:
+    namespace: {env}
+    autoCreateNamespace: true
+"""
+
+DEMO_PRD_CONFIG: Final = """\
+apiVersion: pipecd.dev/v1beta1
+kind: KubernetesApp
+spec:
+  name: {name}
+  labels:
+    env: {env}
+  input:
+    namespace: {env}
+    autoCreateNamespace: true
+  pipeline:
+    stages:
+      - name: K8S_CANARY_ROLLOUT
+        with:
+          replicas: {canary}
+      - name: ANALYSIS
+        id: analysis
+        with:
+          duration: {duration}
+          metrics:
+            - template:
+                name: grpc_error_rate
+                appArgs:
+                  namespace: {env}
+                  service: {service}
+      - name: K8S_PRIMARY_ROLLOUT
+      - name: K8S_CANARY_CLEAN
+"""
+
+DEMO_PRD_CONFIG_WITHOUT_ANALYSIS: Final = """\
+apiVersion: pipecd.dev/v1beta1
+kind: KubernetesApp
+spec:
+  name: {name}
+  labels:
+    env: {env}
+  input:
+    namespace: {env}
+    autoCreateNamespace: true
+  pipeline:
+    stages:
+      - name: K8S_CANARY_ROLLOUT
+        with:
+          replicas: {canary}
+      - name: WAIT
+        with:
+          duration: {duration}
+      - name: K8S_PRIMARY_ROLLOUT
+      - name: K8S_CANARY_CLEAN
+"""
+"""Used only while the analysis service is absent: the pipeline, with a WAIT in its place."""

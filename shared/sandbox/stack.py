@@ -1,8 +1,11 @@
-"""The local sandbox stack: servers, migrations and service processes, supervised.
+"""The local sandbox stack: servers, kubesim, Prometheus, migrations and service processes.
 
-`slipway up` (and `make demo`) runs this. Each service is a real subprocess
-(`python -m services.<name>`), configured only through the environment, as in
-production, and judged healthy by its own `/readyz` endpoint.
+`slipway up`, `slipway demo` (and `make demo`) and the end-to-end test run
+this. Each service replica is a real subprocess (`python -m services.<name>`),
+configured only through the environment, as in production, and judged healthy
+by its own `/readyz` endpoint. kubesim runs as its own process too
+(`slipway kubesim`), so the supervisor's event loop never shares time with the
+cluster it is watching.
 """
 
 from __future__ import annotations
@@ -15,17 +18,43 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from shared.db import connect
 from shared.eventlog import DEFAULT_APP_ROLE, migrate
-from shared.sandbox._process import free_port
+from shared.sandbox._process import free_port, port_open, wait_until
 from shared.sandbox._process import stop as stop_process
 from shared.sandbox.nats import NatsServer
 from shared.sandbox.postgres import PostgresServer
 
-SERVICES: tuple[str, ...] = ("relay", "projector", "api")
+ALL_SERVICES: Final[tuple[str, ...]] = (
+    "relay",
+    "projector",
+    "api",
+    "gitwatcher",
+    "planner",
+    "executor",
+    "drift",
+    "analysis",
+    "notifier",
+)
+"""Every service the sandbox knows, in start order (the relay first: nothing moves without it)."""
+
+SCALABLE: Final = frozenset({"gitwatcher", "planner", "executor", "analysis", "notifier", "api"})
+"""Services that may run as several replicas (the relay and projector are single writers)."""
+
+_SERVICES_DIR: Final = Path(__file__).resolve().parents[2] / "services"
+
+
+def present_services(names: tuple[str, ...] = ALL_SERVICES) -> tuple[str, ...]:
+    """Those of `names` that exist in this checkout (a runnable `services/<name>/__main__.py`)."""
+    return tuple(name for name in names if (_SERVICES_DIR / name / "__main__.py").exists())
+
+
+SERVICES: tuple[str, ...] = present_services()
 """Every service module under `services/` that the sandbox starts, in start order."""
 
 
@@ -37,6 +66,10 @@ class ServiceProcess:
     health_port: int
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
+    instance: str = ""
+
+    def __post_init__(self) -> None:
+        self.instance = self.instance or self.name
 
     @property
     def health_url(self) -> str:
@@ -71,15 +104,86 @@ class ServiceProcess:
             stop_process(self.process, grace=15)
 
 
+class KubesimProcess:
+    """`slipway kubesim` as a subprocess; ready once it listens and has written its kubeconfig."""
+
+    def __init__(self, data_dir: Path, *, ready_delay_s: float = 0.5) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.kubeconfig = data_dir / "kubesim.kubeconfig"
+        self.log_path = data_dir / "logs" / "kubesim.log"
+        self.ready_delay_s = ready_delay_s
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def targets_url(self) -> str:
+        return f"{self.url}/kubesim/targets"
+
+    def start(self) -> KubesimProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.kubeconfig.unlink(missing_ok=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "shared.cli",
+            "kubesim",
+            "--port",
+            str(self.port),
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--ready-delay",
+            str(self.ready_delay_s),
+        ]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_until(
+            lambda: port_open(self.port) and self.kubeconfig.exists(),
+            process=self.process,
+            what="kubesim",
+            log=self.log_path,
+        )
+        return self
+
+    def exited(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, grace=10)
+            self.process = None
+
+
 @dataclass
 class Stack:
     data_dir: Path
     schema: str = "slipway"
     services: tuple[str, ...] = SERVICES
+    replicas: Mapping[str, int] = field(default_factory=dict)
+    """Replicas per service (default 1); only `SCALABLE` services may have more."""
+    service_settings: Mapping[str, str] = field(default_factory=dict)
+    """Extra `SLIPWAY_*` variables for every service (e.g. shorter executor timeouts)."""
+    control_config: Path | None = None
     postgres: PostgresServer | None = None
     nats: NatsServer | None = None
+    kubesim: KubesimProcess | None = None
     processes: list[ServiceProcess] = field(default_factory=list)
     api_port: int = field(default_factory=free_port)
+    api_key: str = ""
+
+    def __post_init__(self) -> None:
+        for name, count in self.replicas.items():
+            if count < 1 or (count > 1 and name not in SCALABLE):
+                raise ValueError(f"{name}: {count} replicas (only {sorted(SCALABLE)} scale)")
 
     @property
     def api_url(self) -> str:
@@ -94,9 +198,9 @@ class Stack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.postgres = PostgresServer(self.data_dir / "postgres", durable=True).start()
         self.nats = NatsServer(self.data_dir / "nats").start()
-        asyncio.run(self._migrate())
+        asyncio.run(self.migrate())
 
-    async def _migrate(self) -> None:
+    async def migrate(self) -> None:
         assert self.postgres is not None
         conn = await connect(self.postgres.url, schema="public")
         try:
@@ -104,29 +208,47 @@ class Stack:
         finally:
             await conn.close()
 
-    def service_env(self, name: str, health_port: int) -> dict[str, str]:
+    def start_kubesim(self) -> KubesimProcess:
+        self.kubesim = KubesimProcess(self.data_dir).start()
+        return self.kubesim
+
+    def service_env(self, name: str, health_port: int, instance: str) -> dict[str, str]:
         assert self.nats is not None
-        return os.environ | {
+        env = os.environ | {
             "SLIPWAY_DATABASE_URL": self.app_database_url,
             "SLIPWAY_DATABASE_SCHEMA": self.schema,
             "SLIPWAY_NATS_URL": self.nats.url,
             "SLIPWAY_HEALTH_PORT": str(health_port),
             "SLIPWAY_LOG_FORMAT": "json",
-            "SLIPWAY_SERVICE_INSTANCE": f"{name}-0",
-            "SLIPWAY_API_PORT": str(self.api_port),  # read by the api service only
+            "SLIPWAY_SERVICE_INSTANCE": instance,
+            # Each replica its own clones: two processes must not share a git work area.
+            "SLIPWAY_GIT_CACHE_DIR": str(self.data_dir / "git" / instance),
         }
+        if name == "api":
+            # Replicas beyond the first take any free port; the CLI talks to the first.
+            env["SLIPWAY_API_PORT"] = str(self.api_port) if instance.endswith("-0") else "0"
+        if self.control_config is not None:
+            env["SLIPWAY_CONTROL_CONFIG"] = str(self.control_config)
+        return env | dict(self.service_settings)
 
     def start_services(self) -> None:
         for name in self.services:
-            port = free_port()
-            service = ServiceProcess(
-                name, self.service_env(name, port), self.data_dir / "logs" / f"{name}.log", port
-            )
-            service.start()
-            self.processes.append(service)
+            for index in range(self.replicas.get(name, 1)):
+                instance = f"{name}-{index}"
+                port = free_port()
+                suffix = "" if self.replicas.get(name, 1) == 1 else f"-{index}"
+                service = ServiceProcess(
+                    name,
+                    self.service_env(name, port, instance),
+                    self.data_dir / "logs" / f"{name}{suffix}.log",
+                    port,
+                    instance=instance,
+                )
+                service.start()
+                self.processes.append(service)
 
     def wait_ready(self, timeout: float = 60.0) -> list[str]:
-        """Names of services not ready by `timeout` (empty when all are)."""
+        """Instances not ready by `timeout` (empty when all are)."""
         deadline = time.monotonic() + timeout
         waiting = list(self.processes)
         while waiting and time.monotonic() < deadline:
@@ -134,7 +256,7 @@ class Stack:
             if any(s.exited() is not None for s in self.processes):
                 break
             time.sleep(0.1)
-        return [s.name for s in self.processes if s.exited() is not None or not s.ready()]
+        return [s.instance for s in self.processes if s.exited() is not None or not s.ready()]
 
     def restart_exited(self) -> list[ServiceProcess]:
         """Restart services that died; the supervisor calls this while it waits."""
@@ -150,13 +272,21 @@ class Stack:
         """A file the user can `source` to point the CLI at this sandbox."""
         assert self.postgres is not None and self.nats is not None
         path = self.data_dir / "env.sh"
-        path.write_text(
-            f"export SLIPWAY_DATABASE_URL={self.app_database_url}\n"
-            f"export SLIPWAY_MIGRATE_DATABASE_URL={self.postgres.url}\n"
-            f"export SLIPWAY_DATABASE_SCHEMA={self.schema}\n"
-            f"export SLIPWAY_NATS_URL={self.nats.url}\n"
-            f"export SLIPWAY_API_URL={self.api_url}\n"
-        )
+        lines = [
+            f"export SLIPWAY_DATABASE_URL={self.app_database_url}",
+            f"export SLIPWAY_MIGRATE_DATABASE_URL={self.postgres.url}",
+            f"export SLIPWAY_DATABASE_SCHEMA={self.schema}",
+            f"export SLIPWAY_NATS_URL={self.nats.url}",
+            f"export SLIPWAY_API_URL={self.api_url}",
+        ]
+        if self.api_key:
+            lines.append(f"export SLIPWAY_API_KEY={self.api_key}")
+        if self.control_config is not None:
+            lines.append(f"export SLIPWAY_CONTROL_CONFIG={self.control_config}")
+        if self.kubesim is not None:
+            lines.append(f"export KUBECONFIG={self.kubesim.kubeconfig}")
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o600)  # it may hold an admin API key
         return path
 
     def stop(self) -> None:
@@ -165,6 +295,8 @@ class Stack:
                 service.process.send_signal(signal.SIGTERM)
         for service in reversed(self.processes):
             service.stop()
+        if self.kubesim is not None:
+            self.kubesim.stop()
         if self.nats is not None:
             self.nats.stop()
         if self.postgres is not None:

@@ -39,6 +39,7 @@ from services.api.wire import (
     query_str,
     read_body,
 )
+from shared.eventlog import deterministic_event_id
 from shared.events.base import Metadata
 from shared.events.catalog import SyncRequested
 from shared.ids import new_id
@@ -63,7 +64,7 @@ async def register(request: web.Request) -> web.Response:
         labels=tuple(sorted(body.labels.items())),
     )
     with bind(application_id=command.application_id):
-        outcome = await deps(request).commands.register(command, _metadata(request))
+        outcome = await deps(request).commands.register(command, metadata_of(request))
     resource = _resource(outcome)
     return json_response(
         resource,
@@ -117,18 +118,30 @@ async def sync(request: web.Request) -> web.Response:
         commander=actor_of(request) or "",
     )
     with bind(application_id=application_id):
-        outcome = await commands.execute(command, _metadata(request))
+        outcome = await commands.execute(command, metadata_of(request))
     (recorded,) = outcome.appended
     assert isinstance(recorded.event, SyncRequested)
     return json_response(
         SyncAccepted(
             request_id=recorded.event.request_id,
             application_id=application_id,
+            deployment_id=on_command_deployment_id(application_id, recorded.event.request_id),
             strategy=body.strategy,
             position=recorded.global_position,
         ),
         status=202,
     )
+
+
+def on_command_deployment_id(application_id: str, request_id: str) -> str:
+    """The deployment the gitwatcher opens for a sync request: derived, one per request.
+
+    The gitwatcher's rule (`services/gitwatcher/handlers.py`), repeated here
+    because services do not import each other; `tests/test_api_deployments.py`
+    checks the two agree. It lets a client wait for the very deployment its
+    sync caused, before the gitwatcher has even seen the request.
+    """
+    return deterministic_event_id("deployment", "on_command", application_id, request_id).hex
 
 
 async def delete(request: web.Request) -> web.Response:
@@ -139,7 +152,7 @@ async def delete(request: web.Request) -> web.Response:
         application_id=application_id, cascade=cascade, commander=actor_of(request) or ""
     )
     with bind(application_id=application_id):
-        outcome = await commands.delete(command, _metadata(request))
+        outcome = await commands.delete(command, metadata_of(request))
     before = resources.from_events(outcome.history[: -len(outcome.appended)])
     (recorded,) = outcome.appended
     return json_response(
@@ -156,7 +169,7 @@ async def _change(request: web.Request, make: Callable[[str], Command]) -> web.R
     commands = deps(request).commands
     application_id = await commands.resolve(request.match_info["application"])
     with bind(application_id=application_id):
-        outcome = await commands.execute(make(application_id), _metadata(request))
+        outcome = await commands.execute(make(application_id), metadata_of(request))
     return json_response(_resource(outcome))
 
 
@@ -166,7 +179,7 @@ def _resource(outcome: Outcome) -> ApplicationResource:
     return resource
 
 
-def _metadata(request: web.Request) -> Metadata:
+def metadata_of(request: web.Request) -> Metadata:
     trace = current_trace_headers()
     return Metadata(
         correlation_id=request.get(REQUEST_ID),
@@ -188,7 +201,7 @@ ROUTES: Final = (
     Route("POST", "/applications", register, "registerApplication", Access.WRITE),
     Route("GET", "/applications", list_, "listApplications", Access.READ),
     Route("GET", "/applications/{application}", get, "getApplication", Access.READ),
-    Route("DELETE", "/applications/{application}", delete, "deleteApplication", Access.WRITE),
+    Route("DELETE", "/applications/{application}", delete, "deleteApplication", Access.ADMIN),
     Route(
         "POST", "/applications/{application}/disable", disable, "disableApplication", Access.WRITE
     ),

@@ -1,0 +1,356 @@
+"""`/deployments`: list, get with stages, logs (live as server-sent events), commands."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Final, Literal
+
+import asyncpg
+import msgspec
+from aiohttp import web
+from nats.errors import Error as NatsError
+
+from services.api import deployments as model
+from services.api.auth import Access, actor_of
+from services.api.decider import NotFound
+from services.api.deps import Deps, deps
+from services.api.errors import ApiError
+from services.api.routes import Route
+from services.api.routes.applications import metadata_of
+from services.api.schemas import (
+    CancelDeploymentRequest,
+    CommandAccepted,
+    DeploymentList,
+    DeploymentSummary,
+    LogLine,
+    LogList,
+)
+from services.api.wire import json_response, query_bool, query_int, query_str, read_body
+from shared.db import unavailable_on_disconnect
+from shared.errors import ConcurrencyConflict, Unavailable
+from shared.events.base import Event, NewEvent
+from shared.ids import new_event_id
+from shared.logs import bind, get_logger
+
+__all__ = ["ROUTES"]
+
+log = get_logger(__name__)
+
+DEFAULT_PAGE: Final = 50
+MAX_PAGE: Final = 500
+_ATTEMPTS: Final = 5
+_FOLLOW_POLL_S: Final = 0.5
+"""How often a follow checks whether the deployment has completed (and, without NATS, for lines)."""
+
+_HEARTBEAT_S: Final = 10.0
+"""A quiet follow sends a comment this often, well within clients' 30 s read timeout."""
+
+_LIST: Final = """
+SELECT deployment_id, application_id, status, trigger, commit_hash, commit_message, commander,
+       strategy, summary, reason, triggered_at, started_at, completed_at, updated_at,
+       created_position, last_position
+FROM deployments
+WHERE ($1::text IS NULL OR application_id = $1)
+  AND ($2::text[] IS NULL OR status = ANY($2::text[]))
+  AND ($3::bigint IS NULL OR created_position < $3)
+ORDER BY created_position DESC
+LIMIT $4
+"""
+_APP_BY_NAME: Final = "SELECT application_id FROM applications WHERE name = $1"
+_LOGS: Final = """
+SELECT id, deployment_id, stage_id, severity, message, recorded_at FROM stage_logs
+WHERE deployment_id = $1 AND ($2::text IS NULL OR stage_id = $2) AND id > $3
+ORDER BY id LIMIT $4
+"""
+_STATUSES: Final = frozenset(
+    {"PENDING", "PLANNED", "RUNNING", "ROLLING_BACK", "SUCCESS", "FAILURE", "CANCELLED"}
+)
+_LOG_PAGE: Final = 10_000
+
+_line_decoder: Final = msgspec.json.Decoder(LogLine)
+_encoder: Final = msgspec.json.Encoder()
+
+
+async def list_(request: web.Request) -> web.Response:
+    api = deps(request)
+    application = query_str(request, "application")
+    statuses = _statuses(request)
+    limit = query_int(request, "limit", ge=1, le=MAX_PAGE) or DEFAULT_PAGE
+    cursor = query_int(request, "cursor", ge=0)
+    async with _view("list deployments"):
+        application_id = application
+        if application is not None:
+            # A name is resolved through the applications view; an id is used as is.
+            found = await api.pool.fetchval(_APP_BY_NAME, application)
+            application_id = found or application
+        rows = await api.pool.fetch(_LIST, application_id, statuses, cursor, limit + 1)
+    items = [_summary(row) for row in rows[:limit]]
+    next_cursor = str(rows[limit - 1]["created_position"]) if len(rows) > limit else None
+    return json_response(DeploymentList(items=items, next_cursor=next_cursor))
+
+
+async def get(request: web.Request) -> web.Response:
+    deployment_id = request.match_info["deployment"]
+    view = await _load(deps(request), deployment_id)
+    if view is None:
+        raise NotFound(f"no deployment {deployment_id!r}")
+    return json_response(view)
+
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    api = deps(request)
+    deployment_id = request.match_info["deployment"]
+    stage_id = query_str(request, "stage_id")
+    follow = query_bool(request, "follow") or False
+    if await _load(api, deployment_id) is None:
+        raise NotFound(f"no deployment {deployment_id!r}")
+    if not follow:
+        return json_response(LogList(items=await _lines(api, deployment_id, stage_id, 0)))
+    return await _follow(request, api, deployment_id, stage_id)
+
+
+async def cancel(request: web.Request) -> web.Response:
+    body = await read_body(request, CancelDeploymentRequest, optional=True)
+    actor = actor_of(request) or ""
+    return await _command(
+        request,
+        "cancel",
+        None,
+        lambda view, d: model.cancel(view, d, with_rollback=body.rollback, commander=actor),
+    )
+
+
+async def approve(request: web.Request) -> web.Response:
+    stage_id = request.match_info["stage"]
+    actor = actor_of(request) or ""
+    return await _command(
+        request,
+        "approve",
+        stage_id,
+        lambda view, d: model.approve(view, d, stage_id, approver=actor),
+    )
+
+
+async def skip(request: web.Request) -> web.Response:
+    stage_id = request.match_info["stage"]
+    actor = actor_of(request) or ""
+    return await _command(
+        request, "skip", stage_id, lambda view, d: model.skip(view, d, stage_id, commander=actor)
+    )
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _view(what: str) -> AsyncIterator[None]:
+    async with unavailable_on_disconnect(what):
+        try:
+            yield
+        except asyncpg.UndefinedTableError as exc:
+            raise Unavailable(
+                f"{what}: the read model is not installed yet (is the projector service running?)"
+            ) from exc
+
+
+def _statuses(request: web.Request) -> list[str] | None:
+    raw = request.query.getall("status", [])
+    if not raw:
+        return None
+    statuses = [s.strip().upper() for item in raw for s in item.split(",") if s.strip()]
+    unknown = sorted(set(statuses) - _STATUSES)
+    if unknown or not statuses:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"status must be among {', '.join(sorted(_STATUSES))}, not {', '.join(unknown)}",
+            field="status",
+        )
+    return statuses
+
+
+def _summary(row: asyncpg.Record) -> DeploymentSummary:
+    return DeploymentSummary(
+        deployment_id=row["deployment_id"],
+        application_id=row["application_id"],
+        status=row["status"],
+        trigger=row["trigger"],
+        commit_hash=row["commit_hash"],
+        commit_message=row["commit_message"],
+        commander=row["commander"],
+        strategy=row["strategy"],
+        summary=row["summary"],
+        reason=row["reason"],
+        triggered_at=row["triggered_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        updated_at=row["updated_at"],
+        position=row["last_position"],
+    )
+
+
+def _stream(deployment_id: str) -> str:
+    # Ids are lowercase ULIDs or hex; anything else cannot name a stream (and is no deployment).
+    if not deployment_id or len(deployment_id) > 64 or not deployment_id.isalnum():
+        raise NotFound(f"no deployment {deployment_id!r}")
+    return model.deployment_stream(deployment_id.lower())
+
+
+async def _load(api: Deps, deployment_id: str) -> model.DeploymentView | None:
+    history = await api.store.read_stream(_stream(deployment_id))
+    return model.fold_deployment(deployment_id, history)
+
+
+async def _command(
+    request: web.Request,
+    command: Literal["cancel", "approve", "skip"],
+    stage_id: str | None,
+    decide: Callable[[model.DeploymentView | None, str], Sequence[Event]],
+) -> web.Response:
+    """Fold the deployment, decide, append after the version read; decide again on a conflict."""
+    api = deps(request)
+    deployment_id = request.match_info["deployment"]
+    stream = _stream(deployment_id)
+    metadata = metadata_of(request)
+    with bind(deployment_id=deployment_id):
+        for attempt in range(1, _ATTEMPTS + 1):
+            history = await api.store.read_stream(stream)
+            view = model.fold_deployment(deployment_id, history)
+            events = decide(view, deployment_id)
+            assert view is not None, "decide refuses a deployment that does not exist"
+            if not events:
+                return json_response(
+                    CommandAccepted(
+                        deployment_id=deployment_id,
+                        command=command,
+                        stage_id=stage_id,
+                        appended=False,
+                        position=view.position,
+                    )
+                )
+            wrapped = [
+                NewEvent(event=e, event_id=new_event_id(), metadata=metadata) for e in events
+            ]
+            try:
+                result = await api.store.append(stream, wrapped, expected_version=view.version)
+            except ConcurrencyConflict:
+                if attempt == _ATTEMPTS:
+                    raise
+                continue  # the executor moved on meanwhile: decide again on what it wrote
+            log.info("deployment_command_recorded", command=command, stage_id=stage_id)
+            return json_response(
+                CommandAccepted(
+                    deployment_id=deployment_id,
+                    command=command,
+                    stage_id=stage_id,
+                    appended=True,
+                    position=result.global_positions[-1],
+                ),
+                status=202,
+            )
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+async def _lines(api: Deps, deployment_id: str, stage_id: str | None, after: int) -> list[LogLine]:
+    async with unavailable_on_disconnect("read stage logs"):
+        rows = await api.pool.fetch(_LOGS, deployment_id, stage_id, after, _LOG_PAGE)
+    return [
+        LogLine(
+            id=r["id"],
+            deployment_id=r["deployment_id"],
+            stage_id=r["stage_id"],
+            severity=r["severity"],
+            message=r["message"],
+            recorded_at=r["recorded_at"],
+        )
+        for r in rows
+    ]
+
+
+def _sse(event: str, data: bytes, event_id: int | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\n".encode() + b"data: " + data + b"\n\n"
+
+
+async def _follow(
+    request: web.Request, api: Deps, deployment_id: str, stage_id: str | None
+) -> web.StreamResponse:
+    """Server-sent events: the stored lines, then live ones, then `end` when it completes.
+
+    The subscription to the live subject starts before the backlog is read, so
+    a line written in between arrives on both and is sent once (by its id).
+    Live lines are best effort (core NATS); every `_FOLLOW_POLL_S` the table
+    is read for lines after the last one sent, which also catches up anything
+    NATS missed, and the deployment's stream for its completion.
+    """
+    queue: asyncio.Queue[LogLine] = asyncio.Queue(maxsize=10_000)
+    subscription = None
+    if api.nc is not None and api.nc.is_connected:
+
+        async def on_line(msg: object) -> None:
+            with contextlib.suppress(msgspec.DecodeError, asyncio.QueueFull):
+                queue.put_nowait(_line_decoder.decode(msg.data))  # type: ignore[attr-defined]
+
+        try:
+            subscription = await api.nc.subscribe(api.subjects.stage_log(deployment_id), cb=on_line)
+        except NatsError as exc:
+            log.warning("log_follow_without_nats", error=str(exc))
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    last = 0
+    loop = asyncio.get_running_loop()
+    written = [loop.time()]
+
+    async def send(line: LogLine) -> None:
+        nonlocal last
+        if line.id <= last or (stage_id is not None and line.stage_id != stage_id):
+            return
+        last = line.id
+        await response.write(_sse("log", _encoder.encode(line), line.id))
+        written[0] = loop.time()
+
+    try:
+        while True:
+            view = await _load(api, deployment_id)
+            for line in await _lines(api, deployment_id, stage_id, last):
+                await send(line)
+            if view is None or view.completed:
+                end = {"deployment_id": deployment_id, "status": view.status if view else ""}
+                await response.write(_sse("end", _encoder.encode(end)))
+                break
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_FOLLOW_POLL_S):
+                    while True:
+                        await send(await queue.get())
+            if loop.time() - written[0] >= _HEARTBEAT_S:
+                # A comment line: clients ignore it, and it keeps their read
+                # timeouts (and proxies) from giving up on a quiet stage.
+                await response.write(b": keep-alive\n\n")
+                written[0] = loop.time()
+    except ConnectionResetError:
+        pass  # the client went away
+    finally:
+        if subscription is not None:
+            with contextlib.suppress(NatsError):
+                await subscription.unsubscribe()
+    return response
+
+
+ROUTES: Final = (
+    Route("GET", "/deployments", list_, "listDeployments", Access.READ),
+    Route("GET", "/deployments/{deployment}", get, "getDeployment", Access.READ),
+    Route("GET", "/deployments/{deployment}/logs", logs, "getDeploymentLogs", Access.READ),
+    Route("POST", "/deployments/{deployment}/cancel", cancel, "cancelDeployment", Access.WRITE),
+    Route(
+        "POST",
+        "/deployments/{deployment}/stages/{stage}/approve",
+        approve,
+        "approveStage",
+        Access.WRITE,
+    ),
+    Route("POST", "/deployments/{deployment}/stages/{stage}/skip", skip, "skipStage", Access.WRITE),
+)

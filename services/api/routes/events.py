@@ -1,0 +1,201 @@
+"""`/events`: the event log by position range, by stream, and a stream's state as of a point."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final
+
+import msgspec
+from aiohttp import web
+
+from services.api import deployments, resources
+from services.api.auth import Access
+from services.api.deps import deps
+from services.api.errors import ApiError
+from services.api.routes import Route
+from services.api.schemas import EventList, EventResource, StreamState
+from services.api.wire import MAX_INT, json_response, query_int, query_str
+from shared.apikeys import fold_key
+from shared.db import unavailable_on_disconnect
+from shared.eventlog.position import LogPosition
+from shared.events.base import RecordedEvent
+from shared.streams import category_of, check_stream_id
+
+__all__ = ["ROUTES"]
+
+DEFAULT_PAGE: Final = 100
+MAX_PAGE: Final = 1000
+
+_RANGE: Final = """
+SELECT global_position, tx_id, stream_id, stream_version, event_id, event_type,
+       schema_version, payload, metadata, recorded_at
+FROM events
+WHERE global_position >= $1 AND ($2::bigint IS NULL OR global_position <= $2)
+  AND ($3::text IS NULL OR stream_id LIKE $3 || '-%')
+ORDER BY global_position
+LIMIT $4
+"""
+
+_HEAD: Final = """
+SELECT tx_id, global_position FROM events
+WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY tx_id DESC, global_position DESC LIMIT 1
+"""
+
+
+def _resource(recorded: RecordedEvent) -> EventResource:
+    data = msgspec.to_builtins(recorded.event)
+    data.pop("type", None)  # the tag: already `event_type`
+    return EventResource(
+        global_position=recorded.global_position,
+        stream_id=recorded.stream_id,
+        stream_version=recorded.stream_version,
+        event_id=str(recorded.event_id),
+        event_type=recorded.event_type,
+        schema_version=recorded.schema_version,
+        recorded_at=recorded.recorded_at,
+        data=data,
+        metadata=msgspec.to_builtins(recorded.metadata),
+    )
+
+
+def _cursor(recorded: RecordedEvent) -> str:
+    return f"{recorded.tx_id}:{recorded.global_position}"
+
+
+def _parse_cursor(raw: str) -> LogPosition:
+    tx, sep, position = raw.partition(":")
+    if (
+        not sep
+        or not tx.isdigit()
+        or not position.isdigit()
+        or max(int(tx), int(position)) > MAX_INT
+    ):
+        raise ApiError(
+            400, "invalid_request", "after must look like <tx_id>:<position>", field="after"
+        )
+    return LogPosition(int(tx), int(position))
+
+
+async def list_(request: web.Request) -> web.Response:
+    """A position range (`from_position`..`to_position`), or a tail in commit order (`after`)."""
+    store = deps(request).store
+    limit = query_int(request, "limit", ge=1, le=MAX_PAGE) or DEFAULT_PAGE
+    after = query_str(request, "after")
+    from_position = query_int(request, "from_position", ge=0)
+    to_position = query_int(request, "to_position", ge=0)
+    category = query_str(request, "category", max_length=64)
+    if after is not None:
+        if from_position is not None or to_position is not None:
+            raise ApiError(
+                400,
+                "invalid_request",
+                "after (a tail in commit order) cannot be combined with a position range",
+                field="after",
+            )
+        if after == "head":
+            # Where a tail of what happens from now on starts: the newest event.
+            async with unavailable_on_disconnect("read the event log"):
+                row = await store.pool.fetchrow(_HEAD)
+            head = f"{row['tx_id']}:{row['global_position']}" if row else "0:0"
+            return json_response(EventList(items=[], next_cursor=head))
+        # Commit order, below the horizon: a tail that follows `next_cursor` misses
+        # nothing, even events whose positions committed out of order.
+        position = _parse_cursor(after)
+        batch = await store.read_all(position, limit=limit)
+        items = [e for e in batch if category is None or category_of(e.stream_id) == category]
+        cursor = _cursor(batch[-1]) if batch else after
+        return json_response(EventList(items=[_resource(e) for e in items], next_cursor=cursor))
+    async with unavailable_on_disconnect("read the event log"):
+        rows = await store.pool.fetch(_RANGE, from_position or 0, to_position, category, limit)
+    events = [store.decode_row(row) for row in rows]
+    return json_response(
+        EventList(
+            items=[_resource(e) for e in events],
+            next_cursor=_cursor(events[-1]) if events else None,
+        )
+    )
+
+
+async def stream(request: web.Request) -> web.Response:
+    stream_id = _stream_id(request)
+    from_version = query_int(request, "from_version", ge=0) or 0
+    limit = query_int(request, "limit", ge=1, le=MAX_PAGE) or MAX_PAGE
+    history = await deps(request).store.read_stream(stream_id, from_version=from_version)
+    return json_response(EventList(items=[_resource(e) for e in history[:limit]]))
+
+
+async def state(request: web.Request) -> web.Response:
+    stream_id = _stream_id(request)
+    position = query_int(request, "position", ge=0)
+    at = _time(request)
+    history = await deps(request).store.read_stream(
+        stream_id, up_to_position=position, up_to_time=at
+    )
+    kind, folded = _fold(stream_id, history)
+    return json_response(
+        StreamState(
+            stream_id=stream_id,
+            as_of_position=position,
+            as_of_time=at,
+            events=len(history),
+            version=history[-1].stream_version if history else -1,
+            kind=kind,
+            state=folded,
+        )
+    )
+
+
+def _fold(stream_id: str, history: list[RecordedEvent]) -> tuple[str, dict[str, Any] | None]:
+    """The state the stream's own model folds to; the last event's data for other streams."""
+    category = category_of(stream_id)
+    value: object
+    if category == "deployment":
+        value = deployments.fold_deployment(stream_id.removeprefix("deployment-"), history)
+        kind = "deployment"
+    elif category == "application":
+        value = resources.from_events(history)
+        kind = "application"
+    elif category == "apikey":
+        value, _ = fold_key(history)  # the key without its hash
+        kind = "apikey"
+    else:
+        value = _resource(history[-1]).data if history else None
+        kind = "generic"
+    if value is None:
+        return kind, None
+    built = msgspec.to_builtins(value)
+    return kind, built if isinstance(built, dict) else {"value": built}
+
+
+def _stream_id(request: web.Request) -> str:
+    raw = request.match_info["stream_id"]
+    try:
+        return check_stream_id(raw)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_request", str(exc), field="stream_id") from exc
+
+
+def _time(request: web.Request) -> datetime | None:
+    raw = query_str(request, "at", max_length=64)
+    if raw is None:
+        return None
+    try:
+        at = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        raise ApiError(
+            400,
+            "invalid_request",
+            "at must be an ISO 8601 time with a zone, e.g. 2026-01-31T12:00:00Z",
+            field="at",
+        )
+    return at
+
+
+ROUTES: Final = (
+    Route("GET", "/events", list_, "listEvents", Access.READ),
+    Route("GET", "/events/streams/{stream_id}", stream, "getStreamEvents", Access.READ),
+    Route("GET", "/events/streams/{stream_id}/state", state, "getStreamState", Access.READ),
+)

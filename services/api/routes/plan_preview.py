@@ -1,0 +1,74 @@
+"""`/plan-preview`: what merging a branch would deploy, planned by the API from its clone.
+
+The same preview as `slipway plan-preview` (`shared/cli/plan_preview.py`,
+whose logic this calls), but for a repository of the control config, named by
+its id: the API clones it into its own cache, so CI needs no clone and no
+git credentials of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Final
+
+from aiohttp import web
+
+from services.api.auth import Access
+from services.api.decider import NotFound
+from services.api.deps import deps
+from services.api.errors import ApiError
+from services.api.routes import Route
+from services.api.schemas import PlanPreviewRequest, PlanPreviewResult
+from services.api.wire import json_response, read_body
+from shared.cli.plan_preview import _as_json, _preview
+from shared.errors import ConfigError
+from shared.git import GitError, redact
+
+__all__ = ["ROUTES"]
+
+
+async def preview(request: web.Request) -> web.Response:
+    body = await read_body(request, PlanPreviewRequest)
+    api = deps(request)
+    if api.plan_preview is None:
+        raise ApiError(
+            503,
+            "unavailable",
+            "plan preview needs the control config: start the API with SLIPWAY_CONTROL_CONFIG",
+        )
+    repository = api.plan_preview.repositories.get(body.repository_id)
+    if repository is None:
+        known = ", ".join(sorted(api.plan_preview.repositories)) or "none"
+        raise NotFound(
+            f"no repository {body.repository_id!r} in the control config (known: {known})"
+        )
+    remote, default_branch = repository
+    if (body.head_branch is None) == (body.head_commit is None):
+        raise ApiError(
+            400,
+            "invalid_request",
+            "give exactly one of head_branch and head_commit",
+            field="head_branch",
+        )
+    args = argparse.Namespace(
+        base_branch=body.base_branch or default_branch,
+        head_branch=body.head_branch,
+        head_commit=body.head_commit,
+    )
+    try:
+        result = await _preview(api.plan_preview.cache, remote, args)
+    except ConfigError as exc:  # a branch or commit that is not there
+        raise ApiError(400, "invalid_request", str(exc)) from exc
+    except GitError as exc:
+        if exc.kind in ("unreachable", "auth"):
+            raise ApiError(
+                503,
+                "unavailable",
+                f"cannot fetch {redact(remote)}: {exc.reason}",
+                headers={"Retry-After": "5"},
+            ) from exc
+        raise ApiError(400, "invalid_request", f"git: {exc.reason}") from exc
+    return json_response(PlanPreviewResult(**_as_json(result)))
+
+
+ROUTES: Final = (Route("POST", "/plan-preview", preview, "planPreview", Access.WRITE),)
