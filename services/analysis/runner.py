@@ -20,7 +20,6 @@ The loop, until the analysis concludes, the lease is lost or the service stops:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Final, Protocol
@@ -125,16 +124,12 @@ class AnalysisRunner:
             lease_token=self.lease.token,
         ):
             log.info("analysis_taken", holder=self.lease.holder)
-            renewing = asyncio.create_task(self._renew(stop))
             try:
-                await self._loop(stop)
+                async with self.leases.held(
+                    self.lease, stop=stop, lost=self.lost, finished=lambda: self.concluded
+                ):
+                    await self._loop(stop)
             finally:
-                renewing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewing
-                if not self.concluded and not self.lost.is_set():
-                    with contextlib.suppress(Unavailable):
-                        await self.leases.release(self.lease)
                 log.info("analysis_left", concluded=self.concluded, lost=self.lost.is_set())
 
     async def _loop(self, stop: asyncio.Event) -> None:
@@ -390,25 +385,6 @@ class AnalysisRunner:
         await self.leases.append_fenced(
             self.lease, self.stream, new, expected_version=record.version
         )
-
-    async def _renew(self, stop: asyncio.Event) -> None:
-        interval = self.leases.ttl_s / 3
-        loop = asyncio.get_running_loop()
-        renewed = loop.time()
-        while not stop.is_set():
-            await self._sleep(stop, interval)
-            try:
-                if not await self.leases.renew(self.lease):
-                    if not self.concluded:
-                        log.warning("lease_taken_over")
-                        self.lost.set()
-                    return
-                renewed = loop.time()
-            except Unavailable as exc:
-                log.warning("lease_renewal_failed", error=str(exc))
-                if loop.time() - renewed >= self.leases.ttl_s:
-                    self.lost.set()
-                    return
 
     async def _sleep(self, stop: asyncio.Event, seconds: float) -> None:
         waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.lost.wait())]

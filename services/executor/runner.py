@@ -115,18 +115,15 @@ class DeploymentRunner:
             lease_token=self.lease.token,
         ):
             log.info("deployment_taken", holder=self.lease.holder)
-            renewing = asyncio.create_task(self._renew(stop))
             try:
-                await self._loop(stop)
+                async with self.leases.held(
+                    self.lease, stop=stop, lost=self.lost, finished=lambda: self.completed
+                ):
+                    try:
+                        await self._loop(stop)
+                    finally:
+                        await self._drop_work()
             finally:
-                renewing.cancel()
-                await self._drop_work()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewing
-                if not self.completed and not self.lost.is_set():
-                    # Let another replica take it at once rather than after the lease expires.
-                    with contextlib.suppress(Unavailable):
-                        await self.leases.release(self.lease)
                 log.info(
                     "deployment_left",
                     completed=self.completed,
@@ -250,26 +247,6 @@ class DeploymentRunner:
             with contextlib.suppress(BaseException):
                 await self._work.task
             self._work = None
-
-    async def _renew(self, stop: asyncio.Event) -> None:
-        """Renew the lease every third of its time; set `lost` when it is no longer ours."""
-        interval = self.leases.ttl_s / 3
-        loop = asyncio.get_running_loop()
-        renewed = loop.time()
-        while not stop.is_set():
-            await self._sleep(stop, interval)
-            try:
-                if not await self.leases.renew(self.lease):
-                    log.warning("lease_taken_over")
-                    self.lost.set()
-                    return
-                renewed = loop.time()
-            except Unavailable as exc:
-                log.warning("lease_renewal_failed", error=str(exc))
-                if loop.time() - renewed >= self.leases.ttl_s:
-                    # We cannot know whether someone took it: act as if they did.
-                    self.lost.set()
-                    return
 
     @staticmethod
     async def _sleep(stop: asyncio.Event, seconds: float) -> None:
