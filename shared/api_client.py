@@ -281,6 +281,31 @@ class ApiClient:
             query.append(("at", at))
         return self.request("GET", f"/events/streams/{_segment(stream_id)}/state", query=query)
 
+    # --- plan preview -----------------------------------------------------------------------
+
+    def plan_preview(
+        self,
+        *,
+        repository_id: str,
+        base_branch: str | None = None,
+        head_branch: str | None = None,
+        head_commit: str | None = None,
+    ) -> JsonObject:
+        """What merging the head into the base would deploy, planned by the API from its clone.
+
+        Give one of `head_branch` and `head_commit`; the base defaults to the branch
+        the server's control config watches for that repository.
+        """
+        body: JsonObject = {"repository_id": repository_id}
+        for name, value in (
+            ("base_branch", base_branch),
+            ("head_branch", head_branch),
+            ("head_commit", head_commit),
+        ):
+            if value is not None:
+                body[name] = value
+        return self.request("POST", "/plan-preview", body=body)
+
     # --- API keys ---------------------------------------------------------------------------
 
     def create_api_key(self, *, role: str, name: str = "") -> JsonObject:

@@ -17,6 +17,10 @@ when every component has returned, and goes in this order:
 4. the PostgreSQL pool is closed;
 5. the health server stops, and the tracer provider flushes its spans.
 
+Bad configuration found by `setup` (a `ConfigError`: a control config that
+will not load, settings that contradict each other) ends the process with
+exit 78 (EX_CONFIG), like bad settings, rather than as a crash.
+
 A crashed component is logged with its traceback, lets its siblings finish
 their in-flight work, and makes the process exit 1. In normal mode, every
 component returning on its own is a failure too (a service whose loops have
@@ -42,7 +46,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from shared.db import create_pool
-from shared.errors import Unavailable
+from shared.errors import ConfigError, Unavailable
 from shared.health import HealthServer, ReadinessCheck, new_registry
 from shared.logs import configure_logging, get_logger
 from shared.settings import ServiceSettings, SettingsError, load_settings
@@ -96,9 +100,13 @@ class RunReport:
     outcomes: Mapping[str, Outcome]
     stop_reason: str
     failure: str | None = None
+    bad_config: bool = False
+    """The failure is bad configuration, which restarting will not fix."""
 
     @property
     def exit_code(self) -> int:
+        if self.bad_config:
+            return EXIT_CONFIG
         return EXIT_FAILURE if self.failure else EXIT_OK
 
 
@@ -173,6 +181,9 @@ class ServiceRuntime(Generic[S]):
                 except Unavailable as exc:
                     log.error("startup_failed", error=str(exc))
                     return RunReport({}, "startup failed", failure=str(exc))
+                except ConfigError as exc:
+                    log.error("config_invalid", error=str(exc))
+                    return RunReport({}, "startup failed", failure=str(exc), bad_config=True)
                 if components is None:
                     log.info("stopped_during_startup", reason=self._stop_reason)
                     return RunReport({}, self._stop_reason)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +16,17 @@ from tests.git_helpers import WorkRepo
 from tests.seed_repo import DEV_CONFIG, image_bump, seed_files, service_files
 
 
-def plan_preview(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+def plan_preview(
+    *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`slipway plan-preview ARGS` as a subprocess; `env` is added to this process's environment."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "SLIPWAY_API_"))}
     return subprocess.run(
         [sys.executable, "-m", "shared.cli", "plan-preview", *args],
         capture_output=True,
         text=True,
         timeout=60,
-        env=env,
+        env={**environ, **(env or {})},
         check=False,
     )
 
@@ -169,3 +173,10 @@ def test_head_is_required() -> None:
     """Neither --head-branch nor --head-commit is an argparse usage error (exit 2)."""
     done = plan_preview("--repo", ".", "--base-branch", "main")
     assert done.returncode == 2
+
+
+def test_base_branch_is_required_with_a_local_repo(work: WorkRepo) -> None:
+    """`--repo` without `--base-branch` is a usage error (exit 2) naming the option."""
+    done = plan_preview("--repo", str(work.path), "--head-branch", "main")
+    assert done.returncode == 2
+    assert "--base-branch is required with --repo" in done.stderr

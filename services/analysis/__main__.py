@@ -5,23 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated
 
 from msgspec import Meta
 
 from services.analysis.service import CONSUMER_NAME, AnalysisService
-from shared.config import load_control_config
-from shared.consumer import EventConsumer
-from shared.eventlog import EventStore
-from shared.events.catalog import default_registry
 from shared.git import GitCache
-from shared.messaging import ensure_event_stream
 from shared.runtime import Component, ServiceRuntime, run_service
 from shared.settings import ServiceSettings
 from shared.stagelog import StageLogs
+from shared.wiring import EventWiring, control_config, git_cache_dir
 
 NAME = "analysis"
 
@@ -45,15 +39,14 @@ class AnalysisSettings(ServiceSettings, frozen=True, kw_only=True):
 
 async def setup(runtime: ServiceRuntime[AnalysisSettings]) -> Sequence[Component]:
     settings = runtime.settings
-    control = load_control_config(Path(settings.control_config))
-    cache_dir = settings.git_cache_dir or str(Path(tempfile.gettempdir()) / "slipway-analysis-git")
-    store = EventStore(runtime.pool, default_registry())
-    js = runtime.nc.jetstream()
-    await ensure_event_stream(js, runtime.subjects)
+    control = control_config(settings.control_config)
+    events = await EventWiring.start(runtime)
     service = AnalysisService(
-        store=store,
+        store=events.store,
         stage_logs=StageLogs(runtime.pool, runtime.nc, runtime.subjects),
-        git=GitCache(cache_dir, share_checkouts=True),
+        git=GitCache(
+            git_cache_dir(settings.git_cache_dir, "slipway-analysis-git"), share_checkouts=True
+        ),
         repositories={r.repo_id: r.remote for r in control.spec.repositories},
         providers={p.name: p for p in control.spec.analysis_providers},
         holder=settings.instance,
@@ -62,13 +55,9 @@ async def setup(runtime: ServiceRuntime[AnalysisSettings]) -> Sequence[Component
         claim_interval_s=settings.analysis_claim_interval_s,
         max_concurrent=settings.analysis_max_concurrent,
     )
-    consumer = EventConsumer(
-        name=CONSUMER_NAME,
-        js=js,
-        pool=runtime.pool,
-        registry=store.registry,
-        subjects=runtime.subjects,
-        handler=service.handle,
+    consumer = events.consumer(
+        CONSUMER_NAME,
+        service.handle,
         after_commit=service.after_commit,
         filter_subjects=[runtime.subjects.events_of_type("analysis_requested")],
         max_deliver=settings.analysis_max_deliver,

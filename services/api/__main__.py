@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated
 
 from msgspec import Meta
@@ -13,13 +11,13 @@ from msgspec import Meta
 from services.api.app import DEFAULT_READ_WAIT_S, ApiServer, create_app
 from services.api.auth import DEFAULT_CACHE_TTL_S
 from services.api.deps import PlanPreviewSource
-from shared.cli.plan_preview import _remote
-from shared.config import load_control_config
 from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
 from shared.git import GitCache
+from shared.planning.preview import remote_url
 from shared.runtime import Component, ServiceRuntime, run_service
 from shared.settings import ServiceSettings
+from shared.wiring import control_config, git_cache_dir
 
 NAME = "api"
 
@@ -42,13 +40,13 @@ def plan_preview_source(settings: ApiSettings) -> PlanPreviewSource | None:
     """The repositories plan previews may fetch, from the control config when one is set."""
     if not settings.control_config:
         return None
-    control = load_control_config(Path(settings.control_config))
-    cache_dir = settings.api_git_cache_dir or str(
-        Path(tempfile.gettempdir()) / "slipway-api-git-cache"
-    )
+    control = control_config(settings.control_config)
+    cache_dir = git_cache_dir(settings.api_git_cache_dir, "slipway-api-git-cache")
     return PlanPreviewSource(
         # A local directory becomes a file:// URL, as for `slipway plan-preview --repo`.
-        repositories={r.repo_id: (_remote(r.remote), r.branch) for r in control.spec.repositories},
+        repositories={
+            r.repo_id: (remote_url(r.remote), r.branch) for r in control.spec.repositories
+        },
         cache=GitCache(cache_dir),
     )
 

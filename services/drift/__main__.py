@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated
 
 from msgspec import Meta
 
 from services.drift.service import DriftDetector
-from shared.config import load_control_config
 from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
 from shared.git import GitCache
 from shared.runtime import Component, ServiceRuntime, run_service
 from shared.settings import ServiceSettings
+from shared.wiring import control_config, git_cache_dir
 
 NAME = "drift"
 
@@ -31,11 +29,10 @@ class DriftSettings(ServiceSettings, frozen=True, kw_only=True):
 
 async def setup(runtime: ServiceRuntime[DriftSettings]) -> Sequence[Component]:
     settings = runtime.settings
-    control = load_control_config(Path(settings.control_config))
-    cache_dir = settings.git_cache_dir or str(Path(tempfile.gettempdir()) / "slipway-drift-git")
+    control = control_config(settings.control_config)
     detector = DriftDetector(
         store=EventStore(runtime.pool, default_registry()),
-        git=GitCache(cache_dir),
+        git=GitCache(git_cache_dir(settings.git_cache_dir, "slipway-drift-git")),
         repositories={r.repo_id: r.remote for r in control.spec.repositories},
         branches={r.repo_id: r.branch for r in control.spec.repositories},
         platforms={p.name: p.config for p in control.spec.platform_providers},

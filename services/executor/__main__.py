@@ -5,23 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated
 
 from msgspec import Meta
 
 from services.executor.service import COMMAND_EVENTS, CONSUMER_NAME, Executor
-from shared.config import load_control_config
-from shared.consumer import EventConsumer
-from shared.eventlog import EventStore
-from shared.events.catalog import default_registry
 from shared.git import GitCache
-from shared.messaging import ensure_event_stream
 from shared.runtime import Component, ServiceRuntime, run_service
 from shared.settings import ServiceSettings
 from shared.stagelog import StageLogs
+from shared.wiring import EventWiring, control_config, git_cache_dir
 
 NAME = "executor"
 
@@ -47,20 +41,18 @@ class ExecutorSettings(ServiceSettings, frozen=True, kw_only=True):
 
 async def setup(runtime: ServiceRuntime[ExecutorSettings]) -> Sequence[Component]:
     settings = runtime.settings
-    control = load_control_config(Path(settings.control_config))
-    cache_dir = settings.git_cache_dir or str(Path(tempfile.gettempdir()) / "slipway-executor-git")
-    store = EventStore(runtime.pool, default_registry())
-    js = runtime.nc.jetstream()
-    await ensure_event_stream(js, runtime.subjects)
+    control = control_config(settings.control_config)
+    events = await EventWiring.start(runtime)
 
     async def backlog() -> int:
-        info = await js.consumer_info(runtime.subjects.events_stream, CONSUMER_NAME)
-        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        return await events.backlog(CONSUMER_NAME)
 
     executor = Executor(
-        store=store,
+        store=events.store,
         stage_logs=StageLogs(runtime.pool, runtime.nc, runtime.subjects),
-        git=GitCache(cache_dir, share_checkouts=True),
+        git=GitCache(
+            git_cache_dir(settings.git_cache_dir, "slipway-executor-git"), share_checkouts=True
+        ),
         repositories={r.repo_id: r.remote for r in control.spec.repositories},
         platforms={p.name: p.config for p in control.spec.platform_providers},
         holder=settings.instance,
@@ -71,13 +63,9 @@ async def setup(runtime: ServiceRuntime[ExecutorSettings]) -> Sequence[Component
         rollout_timeout_s=settings.executor_rollout_timeout_s,
         backlog=backlog,
     )
-    consumer = EventConsumer(
-        name=CONSUMER_NAME,
-        js=js,
-        pool=runtime.pool,
-        registry=store.registry,
-        subjects=runtime.subjects,
-        handler=executor.handle,
+    consumer = events.consumer(
+        CONSUMER_NAME,
+        executor.handle,
         after_commit=executor.after_commit,
         filter_subjects=[
             runtime.subjects.events_of_type("deployment_planned"),

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated
 
 from msgspec import Meta
-from nats.js.errors import NotFoundError
 
 from services.gitwatcher.configs import read_app_config, watched_repositories
 from services.gitwatcher.service import Gitwatcher
-from shared.config import load_control_config
-from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
 from shared.git import GitCache
 from shared.logs import get_logger
-from shared.messaging import ensure_event_stream
 from shared.runtime import Component, ServiceRuntime, run_service
 from shared.settings import ServiceSettings
+from shared.wiring import EventWiring, control_config, git_cache_dir
 
 NAME = "gitwatcher"
 
@@ -44,13 +39,11 @@ class GitwatcherSettings(ServiceSettings, frozen=True, kw_only=True):
 
 async def setup(runtime: ServiceRuntime[GitwatcherSettings]) -> Sequence[Component]:
     settings = runtime.settings
-    try:
-        control = load_control_config(Path(settings.control_config))
-        repositories = watched_repositories(control)
-    except ConfigError as exc:
-        log.error("control_config_invalid", error=str(exc))
-        raise
-    cache_dir = settings.git_cache_dir or str(Path(tempfile.gettempdir()) / "slipway-git-cache")
+    # A control config that will not load, or a repository that cannot be watched
+    # (a bad repoId, an unreadable webhook secret file), ends the process with
+    # EX_CONFIG: the runtime logs it as `config_invalid`.
+    repositories = watched_repositories(control_config(settings.control_config))
+    cache_dir = git_cache_dir(settings.git_cache_dir, "slipway-git-cache")
     gitwatcher = Gitwatcher(
         store=EventStore(runtime.pool, default_registry()),
         cache=GitCache(
@@ -71,15 +64,10 @@ async def setup(runtime: ServiceRuntime[GitwatcherSettings]) -> Sequence[Compone
     )
     if runtime.burst:
         return gitwatcher.burst_components()
-    js = runtime.nc.jetstream()
-    try:
-        await js.stream_info(runtime.subjects.events_stream)
-    except NotFoundError:
-        # Only create it when missing: updating would overwrite the relay's settings.
-        await ensure_event_stream(js, runtime.subjects)
+    events = await EventWiring.start(runtime)
     components: list[Component] = [
         *gitwatcher.poll_components(),
-        gitwatcher.sync_consumer(js=js, subjects=runtime.subjects).run,
+        gitwatcher.sync_consumer(js=events.js, subjects=runtime.subjects).run,
     ]
     if settings.gitwatcher_webhook_port >= 0:
         server = gitwatcher.webhook_server(

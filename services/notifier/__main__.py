@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated
 
 from msgspec import Meta
@@ -16,15 +15,11 @@ from services.notifier.delivery import DeliveryWorker
 from services.notifier.outbox import Outbox
 from services.notifier.service import CONSUMER_NAME, Notifier, ordering_key
 from services.notifier.targets import targets_of
-from shared.config import load_control_config
-from shared.consumer import EventConsumer
-from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
-from shared.events.catalog import default_registry
-from shared.messaging import ensure_event_stream
 from shared.notify.retry import RetryPolicy
 from shared.runtime import Component, ServiceRuntime, run_service
 from shared.settings import ServiceSettings
+from shared.wiring import EventWiring, control_config
 
 NAME = "notifier"
 
@@ -59,19 +54,17 @@ async def setup(runtime: ServiceRuntime[NotifierSettings]) -> Sequence[Component
     settings = runtime.settings
     if settings.notifier_lease_s <= settings.notifier_http_timeout_s:
         raise ValueError("SLIPWAY_NOTIFIER_LEASE_S must exceed SLIPWAY_NOTIFIER_HTTP_TIMEOUT_S")
-    control = load_control_config(Path(settings.control_config))
+    control = control_config(settings.control_config)
     targets = targets_of(control)
-    store = EventStore(runtime.pool, default_registry())
-    js = runtime.nc.jetstream()
-    await ensure_event_stream(js, runtime.subjects)
+    events = await EventWiring.start(runtime)
     notifier = Notifier(
-        store=store,
+        store=events.store,
         routes=control.spec.notifications.routes,
         targets=targets,
         web_url=control.spec.web_address,
         registry=runtime.metrics,
     )
-    outbox = Outbox(store, settings.instance, lease_s=settings.notifier_lease_s)
+    outbox = Outbox(events.store, settings.instance, lease_s=settings.notifier_lease_s)
     worker = DeliveryWorker(
         outbox=outbox,
         targets=targets,
@@ -89,13 +82,9 @@ async def setup(runtime: ServiceRuntime[NotifierSettings]) -> Sequence[Component
     async def wake_worker(event: RecordedEvent) -> None:
         worker.wake.set()
 
-    consumer = EventConsumer(
-        name=CONSUMER_NAME,
-        js=js,
-        pool=runtime.pool,
-        registry=store.registry,
-        subjects=runtime.subjects,
-        handler=notifier.handle,
+    consumer = events.consumer(
+        CONSUMER_NAME,
+        notifier.handle,
         after_commit=wake_worker,
         max_deliver=settings.notifier_max_deliver,
         ack_wait_s=settings.notifier_ack_wait_s,
@@ -105,12 +94,12 @@ async def setup(runtime: ServiceRuntime[NotifierSettings]) -> Sequence[Component
     if not runtime.burst:
         return [consumer.run, worker.run]
 
-    async def backlog() -> int:
-        info = await js.consumer_info(runtime.subjects.events_stream, CONSUMER_NAME)
-        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
-
     async def idle() -> bool:
-        return not consumer.in_flight and await backlog() == 0 and await outbox.pending() == 0
+        return (
+            not consumer.in_flight
+            and await events.backlog(CONSUMER_NAME) == 0
+            and await outbox.pending() == 0
+        )
 
     async def deliver_then_stop(stop: asyncio.Event) -> None:
         await consumer.ensure()

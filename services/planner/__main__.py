@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated
 
 from msgspec import Meta
 
 from services.planner.service import CONSUMER_NAME, Planner, RepositoryRef
-from shared.config import load_control_config
-from shared.consumer import EventConsumer
 from shared.errors import ConfigError
-from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
-from shared.events.catalog import default_registry
 from shared.git import GitCache
-from shared.messaging import ensure_event_stream
 from shared.runtime import Component, ServiceRuntime, run_service
 from shared.settings import ServiceSettings
+from shared.wiring import EventWiring, control_config, git_cache_dir
 
 NAME = "planner"
 
@@ -50,17 +44,18 @@ async def setup(runtime: ServiceRuntime[PlannerSettings]) -> Sequence[Component]
             f"SLIPWAY_DATABASE_POOL_SIZE >= {settings.planner_concurrency + 2} "
             f"(it is {settings.database_pool_size})"
         )
-    control = load_control_config(Path(settings.control_config))
+    control = control_config(settings.control_config)
     repositories = {
         r.repo_id: RepositoryRef(remote=r.remote, branch=r.branch)
         for r in control.spec.repositories
     }
-    cache_dir = settings.git_cache_dir or str(Path(tempfile.gettempdir()) / "slipway-planner-git")
-    store = EventStore(runtime.pool, default_registry())
+    events = await EventWiring.start(runtime)
     # Plans only read checkouts: the apps of one commit share one.
-    git = GitCache(cache_dir, share_checkouts=True)
+    git = GitCache(
+        git_cache_dir(settings.git_cache_dir, "slipway-planner-git"), share_checkouts=True
+    )
     planner = Planner(
-        store=store,
+        store=events.store,
         git=git,
         repositories=repositories,
         control_config_path=settings.control_config,
@@ -68,15 +63,9 @@ async def setup(runtime: ServiceRuntime[PlannerSettings]) -> Sequence[Component]
         retry_interval_s=settings.planner_retry_interval_s,
         registry=runtime.metrics,
     )
-    js = runtime.nc.jetstream()
-    await ensure_event_stream(js, runtime.subjects)
-    consumer = EventConsumer(
-        name=CONSUMER_NAME,
-        js=js,
-        pool=runtime.pool,
-        registry=store.registry,
-        subjects=runtime.subjects,
-        handler=planner.handle,
+    consumer = events.consumer(
+        CONSUMER_NAME,
+        planner.handle,
         filter_subjects=[
             runtime.subjects.events_of_type("deployment_triggered"),
             runtime.subjects.events_of_type("deployment_completed"),

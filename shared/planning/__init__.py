@@ -1,6 +1,7 @@
 """Planning, pure: which strategy a deployment takes, its stages, and what changed.
 
-Used by the planner service and by `slipway plan-preview`; no I/O here. The
+Used by the planner service and by plan preview; no I/O here (plan preview's
+git side is `shared.planning.preview`, not imported by this package). The
 callers load the config and render the manifests (`shared.deploysource` does
 both at a git commit), then:
 

@@ -1,14 +1,13 @@
 """`/plan-preview`: what merging a branch would deploy, planned by the API from its clone.
 
-The same preview as `slipway plan-preview` (`shared/cli/plan_preview.py`,
-whose logic this calls), but for a repository of the control config, named by
-its id: the API clones it into its own cache, so CI needs no clone and no
-git credentials of its own.
+The same preview as `slipway plan-preview --repo` (`shared.planning.preview`
+computes both), but for a repository of the control config, named by its id:
+the API clones it into its own cache, so CI needs no clone and no git
+credentials of its own (`slipway plan-preview --repository-id` calls this).
 """
 
 from __future__ import annotations
 
-import argparse
 from typing import Final
 
 from aiohttp import web
@@ -20,9 +19,9 @@ from services.api.errors import ApiError
 from services.api.routes import Route
 from services.api.schemas import PlanPreviewRequest, PlanPreviewResult
 from services.api.wire import json_response, read_body
-from shared.cli.plan_preview import _as_json, _preview
 from shared.errors import ConfigError
 from shared.git import GitError, redact
+from shared.planning.preview import compute_preview
 
 __all__ = ["ROUTES"]
 
@@ -50,13 +49,14 @@ async def preview(request: web.Request) -> web.Response:
             "give exactly one of head_branch and head_commit",
             field="head_branch",
         )
-    args = argparse.Namespace(
-        base_branch=body.base_branch or default_branch,
-        head_branch=body.head_branch,
-        head_commit=body.head_commit,
-    )
     try:
-        result = await _preview(api.plan_preview.cache, remote, args)
+        result = await compute_preview(
+            api.plan_preview.cache,
+            remote,
+            base_branch=body.base_branch or default_branch,
+            head_branch=body.head_branch,
+            head_commit=body.head_commit,
+        )
     except ConfigError as exc:  # a branch or commit that is not there
         raise ApiError(400, "invalid_request", str(exc)) from exc
     except GitError as exc:
@@ -68,7 +68,7 @@ async def preview(request: web.Request) -> web.Response:
                 headers={"Retry-After": "5"},
             ) from exc
         raise ApiError(400, "invalid_request", f"git: {exc.reason}") from exc
-    return json_response(PlanPreviewResult(**_as_json(result)))
+    return json_response(PlanPreviewResult(**result.to_dict()))
 
 
 ROUTES: Final = (Route("POST", "/plan-preview", preview, "planPreview", Access.WRITE),)
