@@ -2,7 +2,8 @@
 
 Deployment streams are written here the way the gitwatcher, planner and
 executor write them (appended events); the API's answers and the requests it
-appends are then checked, including against the executor's own decider.
+appends are then checked. The fold and the request rules themselves are
+`shared.deployments`, tested in `tests/test_deployments_fold.py`.
 """
 
 from __future__ import annotations
@@ -18,13 +19,10 @@ import asyncpg
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from services.api import deployments as api_model
 from services.api.routes import API_PREFIX
 from services.api.routes.applications import on_command_deployment_id as api_rule
-from services.executor import decider as executor
 from services.gitwatcher.handlers import on_command_deployment_id as gitwatcher_rule
 from shared.apikeys import create_api_key
-from shared.errors import Rejected
 from shared.eventlog import EventStore, new_events
 from shared.events.base import Event
 from shared.events.catalog import (
@@ -223,79 +221,6 @@ async def test_commands_append_the_requests_the_executor_consumes(
     status, late = await call(api, "POST", f"{DEPLOYMENTS}/{d}/cancel")
     assert status == 409 and "already completed (CANCELLED)" in late["error"]["message"]
     assert (await call(api, "POST", f"{DEPLOYMENTS}/{new_id()}/cancel"))[0] == 404
-
-
-@pytest.mark.parametrize(
-    ("history", "request_"),
-    [
-        ([], ("cancel", None)),
-        ([], ("approve", "stage-0")),
-        ([], ("skip", "stage-2")),
-        ([], ("approve", "stage-1")),
-        ([], ("skip", "stage-1")),
-        ([], ("skip", "stage-3")),
-        ([], ("skip", "nope")),
-        ([StageCompleted(deployment_id="D", stage_id="stage-0", status="SUCCESS")],
-         ("skip", "stage-0")),
-        ([DeploymentRollingBack(deployment_id="D", application_id="app1")], ("cancel", None)),
-        ([DeploymentRollingBack(deployment_id="D", application_id="app1")], ("skip", "stage-2")),
-        ([DeploymentCompleted(deployment_id="D", application_id="app1", status="FAILURE")],
-         ("cancel", None)),
-        ([DeploymentCancelRequested(deployment_id="D")], ("cancel", None)),
-        ([StageApproved(deployment_id="D", stage_id="stage-0", approver="alice")],
-         ("approve", "stage-0")),
-    ],
-)  # fmt: skip
-def test_the_apis_rules_for_requests_match_the_executors(
-    history: list[Event], request_: tuple[str, str | None]
-) -> None:
-    """For each history, the API refuses or accepts a request exactly when the executor would."""
-    base: list[Event] = [
-        DeploymentTriggered(
-            deployment_id="D", application_id="app1", trigger="on_commit", commit_hash="c"
-        ),
-        DeploymentPlanned(
-            deployment_id="D",
-            application_id="app1",
-            commit_hash="c",
-            strategy="pipeline",
-            summary="",
-            reason="",
-            stages=STAGES,
-        ),
-        DeploymentStarted(deployment_id="D", application_id="app1", started_at=T0),
-        StageStarted(deployment_id="D", stage_id="stage-0", started_at=T0),
-    ]
-    events = base + history
-    state = executor.fold(enumerate(events))
-    view = api_model.DeploymentView(deployment_id="D")
-    for event in events:
-        view = api_model.evolve(view, event, T0)
-    verb, stage = request_
-    match verb:
-        case "cancel":
-            ex_cmd: executor.Command = executor.RequestCancel(commander="alice")
-            ours: Any = lambda: api_model.cancel(view, "D", with_rollback=True, commander="alice")  # noqa: E731
-        case "approve":
-            assert stage is not None
-            ex_cmd = executor.Approve(stage_id=stage, approver="alice")
-            ours = lambda: api_model.approve(view, "D", stage, approver="alice")  # noqa: E731
-        case _:
-            assert stage is not None
-            ex_cmd = executor.RequestSkip(stage_id=stage, commander="alice")
-            ours = lambda: api_model.skip(view, "D", stage, commander="alice")  # noqa: E731
-    try:
-        theirs: list[Event] | str = executor.decide(state, ex_cmd, T0)
-    except Rejected as exc:
-        theirs = f"refused: {exc}"
-    try:
-        mine: list[Event] | str = ours()
-    except Rejected as exc:
-        mine = f"refused: {exc}"
-    if isinstance(theirs, str):
-        assert isinstance(mine, str), (theirs, mine)
-    else:
-        assert mine == theirs
 
 
 def test_a_syncs_deployment_id_is_the_gitwatchers() -> None:

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from services.executor.decider import (
-    INITIAL,
     Abort,
     Advance,
     Approve,
@@ -25,11 +24,11 @@ from services.executor.decider import (
     StageStatus,
     Start,
     decide,
-    evolve,
     fold,
     next_deadline,
     work_of,
 )
+from shared.deployments import INITIAL, evolve
 from shared.errors import Rejected
 from shared.events.base import Event
 from shared.events.catalog import (

@@ -392,7 +392,7 @@ def _deployment_paths() -> dict[str, Any]:
                 "description": "Folded from the deployment's own stream: always current.",
                 "tags": ["deployments"],
                 "parameters": [_DEPLOYMENT_PARAM],
-                "responses": _responses(("200", "The deployment.", "DeploymentView"), "404", "503"),
+                "responses": _responses(("200", "The deployment.", "Deployment"), "404", "503"),
             }
         },
         "/deployments/{deployment}/logs": {

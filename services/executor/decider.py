@@ -1,11 +1,10 @@
-"""The executor's pure core: a deployment folded from its events, and what happens next.
+"""The executor's pure core: what happens next to a deployment folded from its events.
 
 No I/O, clock, ids or logging here: the shell folds the stream, passes the time
 in, appends what `decide` returns, and runs the stage work that `work_of` names.
-
-Statuses (DESIGN §5) only move forward: PENDING → PLANNED → RUNNING →
-(ROLLING_BACK) → SUCCESS | FAILURE | CANCELLED. A stage goes NOT_STARTED_YET →
-RUNNING → SUCCESS | FAILURE | CANCELLED | SKIPPED | EXITED, once.
+The fold itself (`Deployment`, `evolve`, `fold`: forward-only statuses, each
+stage run once) and the rules for people's requests are `shared.deployments`,
+which the API applies too.
 
 The forward pass runs the visible stages in order. The first stage that fails
 (or is cancelled, or times out) ends it: from then on no visible stage
@@ -18,7 +17,7 @@ with the status the forward pass decided, whatever the rollback's outcome
 Who does what:
 
 - people (through the API) ask: `RequestCancel`, `Approve`, `RequestSkip` —
-  `decide` validates and returns the request event, or raises `Rejected`;
+  `decide` applies the shared rules: the request event, or `Rejected`;
 - the executor acts: `Start`, `Advance` (time passed or a request arrived),
   `StageFinished` (a stage's work returned), `Abort` — `decide` returns the
   events that move the deployment as far as it can go without I/O.
@@ -31,41 +30,42 @@ passes. Every other stage is work the shell runs (`work_of`), then reports.
 
 from __future__ import annotations
 
-import enum
 import json
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from shared.config.application import WaitApprovalOptions, WaitOptions
-from shared.errors import Rejected
+from shared.config.application import WaitOptions
+from shared.deployments import (
+    COMPLETED_STAGE,
+    CancelRequest,
+    Deployment,
+    DeploymentStatus,
+    Stage,
+    StageStatus,
+    approval_options,
+    approve,
+    evolve,
+    fold,
+    request_cancel,
+    request_skip,
+)
 from shared.events.base import Event
 from shared.events.catalog import (
-    DeploymentCancelRequested,
     DeploymentCompleted,
-    DeploymentPlanFailed,
-    DeploymentPlanned,
-    DeploymentQueued,
     DeploymentRollingBack,
     DeploymentStarted,
-    DeploymentTriggered,
-    StageApproved,
     StageCompleted,
-    StageSkipRequested,
     StageStarted,
 )
 from shared.executor.options import OptionsError, stage_options
 
+# `Deployment`, its statuses, `Stage` and `fold` are `shared.deployments`, re-exported
+# for the executor's shell, which folds the stream and hands the state to stage work.
 __all__ = [
-    "COMPLETED_DEPLOYMENT",
-    "COMPLETED_STAGE",
-    "INITIAL",
-    "SKIPPABLE",
     "Abort",
     "Advance",
     "Approve",
-    "CancelRequest",
     "Command",
     "Deployment",
     "DeploymentStatus",
@@ -76,258 +76,13 @@ __all__ = [
     "StageStatus",
     "Start",
     "decide",
-    "evolve",
     "fold",
     "next_deadline",
     "work_of",
 ]
 
-
-class DeploymentStatus(enum.StrEnum):
-    PENDING = "PENDING"
-    PLANNED = "PLANNED"
-    RUNNING = "RUNNING"
-    ROLLING_BACK = "ROLLING_BACK"
-    SUCCESS = "SUCCESS"
-    FAILURE = "FAILURE"
-    CANCELLED = "CANCELLED"
-
-
-class StageStatus(enum.StrEnum):
-    NOT_STARTED_YET = "NOT_STARTED_YET"
-    RUNNING = "RUNNING"
-    SUCCESS = "SUCCESS"
-    FAILURE = "FAILURE"
-    CANCELLED = "CANCELLED"
-    SKIPPED = "SKIPPED"
-    EXITED = "EXITED"
-
-
-COMPLETED_DEPLOYMENT: Final = frozenset(
-    {DeploymentStatus.SUCCESS, DeploymentStatus.FAILURE, DeploymentStatus.CANCELLED}
-)
-COMPLETED_STAGE: Final = frozenset(
-    {
-        StageStatus.SUCCESS,
-        StageStatus.FAILURE,
-        StageStatus.CANCELLED,
-        StageStatus.SKIPPED,
-        StageStatus.EXITED,
-    }
-)
-SKIPPABLE: Final = frozenset({"WAIT", "WAIT_APPROVAL", "ANALYSIS"})
-"""Stages a person may skip: waiting and checking, never a change to the cluster."""
-
-# Forward-only: a status never moves to one of lower rank.
-_RANK: Final = {
-    DeploymentStatus.PENDING: 0,
-    DeploymentStatus.PLANNED: 1,
-    DeploymentStatus.RUNNING: 2,
-    DeploymentStatus.ROLLING_BACK: 3,
-    DeploymentStatus.SUCCESS: 4,
-    DeploymentStatus.FAILURE: 4,
-    DeploymentStatus.CANCELLED: 4,
-}
 # Stages the decider finishes by itself: by time, approvals or a skip.
 _TIMED: Final = frozenset({"WAIT", "WAIT_APPROVAL"})
-
-
-# State --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Stage:
-    id: str
-    name: str
-    index: int
-    visible: bool = True
-    requires: tuple[str, ...] = ()
-    timeout_s: float = 0.0
-    options_json: str = "{}"
-    status: StageStatus = StageStatus.NOT_STARTED_YET
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-    reason: str = ""
-    approvers: tuple[str, ...] = ()
-    skip_requested_by: str | None = None
-
-    @property
-    def completed(self) -> bool:
-        return self.status in COMPLETED_STAGE
-
-    @property
-    def rollback(self) -> bool:
-        """Hidden stages run only when the deployment rolls back."""
-        return not self.visible
-
-
-@dataclass(frozen=True)
-class CancelRequest:
-    with_rollback: bool
-    commander: str
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """One deployment as its stream tells it."""
-
-    deployment_id: str = ""
-    application_id: str = ""
-    status: DeploymentStatus = DeploymentStatus.PENDING
-    commit_hash: str = ""
-    running_commit_hash: str = ""
-    repository_id: str = ""
-    path: str = ""
-    config_filename: str = ""
-    strategy: str = ""
-    stages: tuple[Stage, ...] = ()
-    started_at: datetime | None = None
-    timeout_s: float = 0.0
-    cancel: CancelRequest | None = None
-    reason: str = ""
-    """Why it completed, once it has."""
-    version: int = -1
-    """The stream version of the last event folded in (-1: none): the next append expects it."""
-
-    @property
-    def completed(self) -> bool:
-        return self.status in COMPLETED_DEPLOYMENT
-
-    def stage(self, stage_id: str) -> Stage | None:
-        return next((s for s in self.stages if s.id == stage_id), None)
-
-    @property
-    def running_stage(self) -> Stage | None:
-        return next((s for s in self.stages if s.status is StageStatus.RUNNING), None)
-
-
-INITIAL: Final = Deployment()
-
-
-def evolve(state: Deployment, event: Event) -> Deployment:
-    """The deployment after `event` (events of other kinds leave it as it is)."""
-    match event:
-        case DeploymentTriggered():
-            return replace(
-                state,
-                deployment_id=event.deployment_id,
-                application_id=event.application_id,
-                commit_hash=event.commit_hash,
-            )
-        case DeploymentQueued():
-            return state
-        case DeploymentPlanned():
-            if state.stages:  # planned once; a duplicate plan changes nothing
-                return state
-            return replace(
-                state,
-                deployment_id=event.deployment_id,
-                application_id=event.application_id,
-                status=_forward(state.status, DeploymentStatus.PLANNED),
-                commit_hash=event.commit_hash,
-                running_commit_hash=event.running_commit_hash,
-                repository_id=event.repository_id,
-                path=event.path,
-                config_filename=event.config_filename,
-                strategy=event.strategy,
-                stages=tuple(
-                    Stage(
-                        id=s.id,
-                        name=s.name,
-                        index=s.index,
-                        visible=s.visible,
-                        requires=s.requires,
-                        timeout_s=s.timeout_s,
-                        options_json=s.options_json,
-                    )
-                    for s in event.stages
-                ),
-            )
-        case DeploymentPlanFailed():
-            return replace(
-                state,
-                status=_forward(state.status, DeploymentStatus.FAILURE),
-                reason=state.reason or event.reason,
-            )
-        case DeploymentStarted():
-            return replace(
-                state,
-                status=_forward(state.status, DeploymentStatus.RUNNING),
-                started_at=state.started_at or event.started_at,
-                timeout_s=event.timeout_s,
-            )
-        case StageStarted():
-            return _update_stage(
-                state,
-                event.stage_id,
-                lambda s: (
-                    replace(s, status=StageStatus.RUNNING, started_at=event.started_at)
-                    if s.status is StageStatus.NOT_STARTED_YET
-                    else s
-                ),
-            )
-        case StageCompleted():
-            status = StageStatus(event.status)
-            return _update_stage(
-                state,
-                event.stage_id,
-                lambda s: (
-                    s
-                    if s.completed
-                    else replace(
-                        s, status=status, completed_at=event.completed_at, reason=event.reason
-                    )
-                ),
-            )
-        case DeploymentRollingBack():
-            return replace(state, status=_forward(state.status, DeploymentStatus.ROLLING_BACK))
-        case DeploymentCompleted():
-            if state.completed:
-                return state
-            return replace(state, status=DeploymentStatus(event.status), reason=event.reason)
-        case DeploymentCancelRequested():
-            if state.cancel is not None:
-                return state
-            return replace(state, cancel=CancelRequest(event.with_rollback, event.commander))
-        case StageApproved():
-            return _update_stage(
-                state,
-                event.stage_id,
-                lambda s: (
-                    s
-                    if event.approver in s.approvers
-                    else replace(s, approvers=(*s.approvers, event.approver))
-                ),
-            )
-        case StageSkipRequested():
-            return _update_stage(
-                state,
-                event.stage_id,
-                lambda s: (
-                    s
-                    if s.skip_requested_by is not None
-                    else replace(s, skip_requested_by=event.commander)
-                ),
-            )
-        case _:
-            return state
-
-
-def fold(events: Iterable[tuple[int, Event]], state: Deployment = INITIAL) -> Deployment:
-    """The deployment after `(stream_version, event)` pairs, remembering the last version."""
-    for version, event in events:
-        state = replace(evolve(state, event), version=version)
-    return state
-
-
-def _forward(current: DeploymentStatus, new: DeploymentStatus) -> DeploymentStatus:
-    if current in COMPLETED_DEPLOYMENT or _RANK[new] < _RANK[current]:
-        return current
-    return new
-
-
-def _update_stage(state: Deployment, stage_id: str, change: Callable[[Stage], Stage]) -> Deployment:
-    return replace(state, stages=tuple(change(s) if s.id == stage_id else s for s in state.stages))
 
 
 # Commands -----------------------------------------------------------------------------
@@ -387,11 +142,13 @@ def decide(state: Deployment, command: Command, now: datetime) -> list[Event]:
     """The events `command` leads to at `now`; `Rejected` when a person's request is refused."""
     match command:
         case RequestCancel():
-            return _request_cancel(state, command)
+            return request_cancel(
+                state, with_rollback=command.with_rollback, commander=command.commander
+            )
         case Approve():
-            return _approve(state, command)
+            return approve(state, command.stage_id, approver=command.approver)
         case RequestSkip():
-            return _request_skip(state, command)
+            return request_skip(state, command.stage_id, commander=command.commander)
         case Start():
             if state.status is not DeploymentStatus.PLANNED or state.cancel is not None:
                 return _advance(state, [], now)
@@ -421,68 +178,6 @@ def decide(state: Deployment, command: Command, now: datetime) -> list[Event]:
             return [_deployment_completed(state, DeploymentStatus.FAILURE, command.reason)]
         case Advance():
             return _advance(state, [], now)
-
-
-# People's requests ----------------------------------------------------------------------
-
-
-def _request_cancel(state: Deployment, command: RequestCancel) -> list[Event]:
-    if state.completed:
-        raise Rejected(f"deployment {state.deployment_id} has already completed ({state.status})")
-    if state.status is DeploymentStatus.ROLLING_BACK:
-        raise Rejected(f"deployment {state.deployment_id} is rolling back; it cannot be cancelled")
-    if state.cancel is not None:
-        return []  # asked already: the first request stands
-    return [
-        DeploymentCancelRequested(
-            deployment_id=state.deployment_id,
-            with_rollback=command.with_rollback,
-            commander=command.commander,
-        )
-    ]
-
-
-def _approve(state: Deployment, command: Approve) -> list[Event]:
-    stage = state.stage(command.stage_id)
-    if stage is None or stage.name != "WAIT_APPROVAL":
-        raise Rejected(
-            f"deployment {state.deployment_id} has no WAIT_APPROVAL stage {command.stage_id!r}"
-        )
-    if state.status is not DeploymentStatus.RUNNING or stage.status is not StageStatus.RUNNING:
-        raise Rejected(f"stage {stage.id} is not waiting for approval ({stage.status})")
-    options = _approval_options(stage)
-    if options is not None and options.approvers and command.approver not in options.approvers:
-        raise Rejected(
-            f"{command.approver} may not approve stage {stage.id} "
-            f"(approvers: {', '.join(options.approvers)})"
-        )
-    if command.approver in stage.approvers:
-        raise Rejected(f"{command.approver} has already approved stage {stage.id}")
-    return [
-        StageApproved(
-            deployment_id=state.deployment_id, stage_id=stage.id, approver=command.approver
-        )
-    ]
-
-
-def _request_skip(state: Deployment, command: RequestSkip) -> list[Event]:
-    stage = state.stage(command.stage_id)
-    if stage is None or not stage.visible:
-        raise Rejected(f"deployment {state.deployment_id} has no stage {command.stage_id!r}")
-    if stage.name not in SKIPPABLE:
-        raise Rejected(
-            f"stage {stage.id} ({stage.name}) cannot be skipped; only "
-            f"{', '.join(sorted(SKIPPABLE))} stages can"
-        )
-    if state.completed or state.status is DeploymentStatus.ROLLING_BACK or stage.completed:
-        raise Rejected(f"stage {stage.id} has already ended ({stage.status})")
-    if stage.skip_requested_by is not None:
-        return []
-    return [
-        StageSkipRequested(
-            deployment_id=state.deployment_id, stage_id=stage.id, commander=command.commander
-        )
-    ]
 
 
 # Moving on ------------------------------------------------------------------------------
@@ -571,7 +266,7 @@ def _check_running(state: Deployment, stage: Stage, now: datetime, *, forward: b
             reason = f"Waited {_seconds((end - _started_at(stage)).total_seconds())}"
             return [_completed(state, stage, StageStatus.SUCCESS, reason, now)]
     if stage.name == "WAIT_APPROVAL":
-        options = _approval_options(stage)
+        options = approval_options(stage)
         if options is None:
             return [_completed(state, stage, StageStatus.FAILURE, _malformed(stage), now)]
         # Only listed approvers count, even if another writer recorded someone else's
@@ -666,7 +361,7 @@ def next_deadline(state: Deployment) -> datetime | None:
         if stage.name == "WAIT" and (end := _wait_ends(stage)) is not None:
             times.append(end)
         if stage.name == "WAIT_APPROVAL":
-            options = _approval_options(stage)
+            options = approval_options(stage)
             if options is not None and options.timeout:
                 times.append(_started_at(stage) + options.timeout.timedelta)
     return min(times, default=None)
@@ -729,15 +424,6 @@ def _wait_ends(stage: Stage) -> datetime | None:
         return None
     assert isinstance(options, WaitOptions)
     return _started_at(stage) + options.duration.timedelta
-
-
-def _approval_options(stage: Stage) -> WaitApprovalOptions | None:
-    try:
-        options = stage_options("WAIT_APPROVAL", stage.options_json)
-    except OptionsError:
-        return None
-    assert isinstance(options, WaitApprovalOptions)
-    return options
 
 
 def _base_stage_id(stage: Stage) -> str:

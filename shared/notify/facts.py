@@ -3,6 +3,13 @@
 Pure folds: the notifier reads `application-<id>` and `deployment-<id>` (the
 latter only up to the event being notified, so a message describes the
 deployment as it was then, also when it is rendered again after a restart).
+
+`DeploymentFacts` is not the deployment's state (`shared.deployments`, which
+the executor and the API fold): it is what a message says at one moment —
+the stage started last, the last approver, why it failed (a stage's failure,
+the rollback's reason) and a status only once it is decided — and it travels
+in the message itself (the generic webhook's JSON body), so its shape is
+the receivers' and stays as it is.
 """
 
 from __future__ import annotations

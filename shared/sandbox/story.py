@@ -26,17 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from shared import deployments
+from shared.deployments import StageStatus
 from shared.events.base import Event
-from shared.events.catalog import (
-    DeploymentCompleted,
-    DeploymentPlanFailed,
-    DeploymentPlanned,
-    DeploymentRollingBack,
-    DeploymentStarted,
-    DeploymentTriggered,
-    StageCompleted,
-    StageStarted,
-)
 from shared.sandbox.demo_repo import DemoTiming, app_name, image
 
 GOOD_TAGS: Final = ("v1", "v2")
@@ -346,44 +338,25 @@ def playable(step: Step, present: frozenset[str], skipped: frozenset[str]) -> st
 
 
 def fold_deployment(deployment_id: str, events: Sequence[Event]) -> DeploymentOutcome:
-    """A deployment's stream (`deployment-<id>`) as the outcome the story judges (pure)."""
-    status, strategy, commit, reason, rolled_back = "PENDING", "", "", "", False
-    names: dict[str, str] = {}
-    order: list[str] = []
-    states: dict[str, tuple[str, str]] = {}
-    for event in events:
-        match event:
-            case DeploymentTriggered():
-                commit = event.commit_hash
-            case DeploymentPlanned():
-                status, strategy, commit = "PLANNED", event.strategy, event.commit_hash
-                for stage in event.stages:
-                    names[stage.id] = stage.name
-                    order.append(stage.id)
-            case DeploymentPlanFailed():
-                status, reason = "FAILURE", event.reason
-            case DeploymentStarted():
-                status = "RUNNING"
-            case StageStarted():
-                states[event.stage_id] = ("RUNNING", "")
-            case StageCompleted():
-                states[event.stage_id] = (event.status, event.reason)
-            case DeploymentRollingBack():
-                rolled_back = True
-                status = "ROLLING_BACK"
-            case DeploymentCompleted():
-                status, reason = event.status, event.reason or reason
-    stages = tuple(
-        StageOutcome(names[stage_id], *states[stage_id]) for stage_id in order if stage_id in states
-    )
+    """A deployment's stream (`deployment-<id>`) as the outcome the story judges (pure).
+
+    The stages are those that ran (or were skipped), in plan order; the reason is
+    why it completed, once it has (before, `shared.deployments` gives why it was
+    planned so, which would only mislead a verdict on a deployment not done in time).
+    """
+    state = deployments.fold(enumerate(events))
     return DeploymentOutcome(
         deployment_id=deployment_id,
-        status=status,
-        strategy=strategy,
-        commit_hash=commit,
-        stages=stages,
-        rolled_back=rolled_back,
-        reason=reason,
+        status=str(state.status),
+        strategy=state.strategy,
+        commit_hash=state.commit_hash,
+        stages=tuple(
+            StageOutcome(s.name, str(s.status), s.reason)
+            for s in state.stages
+            if s.status is not StageStatus.NOT_STARTED_YET
+        ),
+        rolled_back=state.rolled_back,
+        reason=state.reason if state.completed else "",
     )
 
 

@@ -1,0 +1,442 @@
+"""A deployment as its stream (`deployment-<id>`) tells it, and the rules for people's requests.
+
+Pure, like a decider's `evolve`: no I/O, clock, ids or logging. One fold for
+everyone who reads the stream: the executor decides on it
+(`services/executor/decider.py`), the API answers `GET /deployments/{id}`
+with it and checks people's requests against it, and the demo story judges
+it. The gitwatcher writes the trigger, the planner the plan, the executor the
+stages and the completion, the API the requests.
+
+Statuses (DESIGN §5) only move forward: PENDING → PLANNED → RUNNING →
+(ROLLING_BACK) → SUCCESS | FAILURE | CANCELLED. A stage goes NOT_STARTED_YET →
+RUNNING → SUCCESS | FAILURE | CANCELLED | SKIPPED | EXITED, once. A late or
+repeated event therefore changes nothing, so the fold is safe to replay.
+
+People ask three things of a running deployment: cancel it, approve a
+WAIT_APPROVAL stage, skip a WAIT, WAIT_APPROVAL or ANALYSIS stage.
+`request_cancel`, `approve` and `request_skip` return the request event to
+append, `[]` when the same request stands already, or raise `Rejected` with
+the reason. The API applies them before appending, so a bad request is
+refused at once rather than recorded and ignored; the executor applies the
+same ones (its `decide`), so both agree by construction.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Final
+
+import msgspec
+
+from shared.config.application import WaitApprovalOptions
+from shared.errors import Rejected
+from shared.events.base import Event, RecordedEvent
+from shared.events.catalog import (
+    DeploymentCancelRequested,
+    DeploymentCompleted,
+    DeploymentPlanFailed,
+    DeploymentPlanned,
+    DeploymentQueued,
+    DeploymentRollingBack,
+    DeploymentStarted,
+    DeploymentTriggered,
+    StageApproved,
+    StageCompleted,
+    StageSkipRequested,
+    StageStarted,
+)
+from shared.executor.options import OptionsError, stage_options
+
+__all__ = [
+    "COMPLETED_DEPLOYMENT",
+    "COMPLETED_STAGE",
+    "INITIAL",
+    "SKIPPABLE",
+    "CancelRequest",
+    "Deployment",
+    "DeploymentStatus",
+    "Stage",
+    "StageStatus",
+    "approval_options",
+    "approve",
+    "deployment_stream",
+    "evolve",
+    "fold",
+    "fold_history",
+    "request_cancel",
+    "request_skip",
+]
+
+
+class DeploymentStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    PLANNED = "PLANNED"
+    RUNNING = "RUNNING"
+    ROLLING_BACK = "ROLLING_BACK"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    CANCELLED = "CANCELLED"
+
+
+class StageStatus(enum.StrEnum):
+    NOT_STARTED_YET = "NOT_STARTED_YET"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
+    EXITED = "EXITED"
+
+
+COMPLETED_DEPLOYMENT: Final = frozenset(
+    {DeploymentStatus.SUCCESS, DeploymentStatus.FAILURE, DeploymentStatus.CANCELLED}
+)
+COMPLETED_STAGE: Final = frozenset(
+    {
+        StageStatus.SUCCESS,
+        StageStatus.FAILURE,
+        StageStatus.CANCELLED,
+        StageStatus.SKIPPED,
+        StageStatus.EXITED,
+    }
+)
+SKIPPABLE: Final = frozenset({"WAIT", "WAIT_APPROVAL", "ANALYSIS"})
+"""Stages a person may skip: waiting and checking, never a change to the cluster."""
+
+_RANK: Final = {
+    DeploymentStatus.PENDING: 0,
+    DeploymentStatus.PLANNED: 1,
+    DeploymentStatus.RUNNING: 2,
+    DeploymentStatus.ROLLING_BACK: 3,
+    DeploymentStatus.SUCCESS: 4,
+    DeploymentStatus.FAILURE: 4,
+    DeploymentStatus.CANCELLED: 4,
+}
+
+
+# State ------------------------------------------------------------------------------------
+
+
+class Stage(msgspec.Struct, frozen=True, kw_only=True):
+    """One planned stage of a deployment, as its events tell it."""
+
+    id: str = msgspec.field(name="stage_id")
+    name: str
+    index: int
+    description: str = ""
+    visible: bool = True
+    """False for the hidden rollback stages, which run only when the deployment rolls back."""
+    status: StageStatus = StageStatus.NOT_STARTED_YET
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    reason: str = ""
+    approvers: tuple[str, ...] = ()
+    """Who approved it, in order (a WAIT_APPROVAL stage)."""
+    skip_requested_by: str | None = None
+    options_json: str = "{}"
+    requires: tuple[str, ...] = ()
+    timeout_s: float = 0.0
+
+    @property
+    def completed(self) -> bool:
+        return self.status in COMPLETED_STAGE
+
+    @property
+    def rollback(self) -> bool:
+        """Hidden stages run only when the deployment rolls back."""
+        return not self.visible
+
+
+class CancelRequest(msgspec.Struct, frozen=True):
+    with_rollback: bool
+    commander: str
+
+
+class Deployment(msgspec.Struct, frozen=True, kw_only=True):
+    """One deployment as its stream tells it (also the API's answer to `GET /deployments/{id}`)."""
+
+    deployment_id: str = ""
+    application_id: str = ""
+    status: DeploymentStatus = DeploymentStatus.PENDING
+    trigger: str = ""
+    commit_hash: str = ""
+    commit_message: str = ""
+    commit_author: str = ""
+    commander: str = ""
+    strategy: str = ""
+    summary: str = ""
+    reason: str = ""
+    """Why it was planned so, or why it completed as it did, once it has."""
+    queued_behind: str | None = None
+    cancel_requested: bool = False
+    cancel_with_rollback: bool | None = None
+    triggered_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    updated_at: datetime | None = None
+    stages: tuple[Stage, ...] = ()
+    position: int = 0
+    """The log position of the last event folded in (0 when folded without positions)."""
+    version: int = -1
+    """The stream version of the last event folded in (-1: none): the next append expects it."""
+    running_commit_hash: str = ""
+    repository_id: str = ""
+    path: str = ""
+    config_filename: str = ""
+    timeout_s: float = 0.0
+    """The application's `spec.timeout` the executor started it with (0: none)."""
+    cancel_requested_by: str = ""
+    rolled_back: bool = False
+    """It turned ROLLING_BACK at some point (it stays true once it completes)."""
+
+    @property
+    def completed(self) -> bool:
+        return self.status in COMPLETED_DEPLOYMENT
+
+    @property
+    def cancel(self) -> CancelRequest | None:
+        """The request to cancel that stands (the first one), if any."""
+        if not self.cancel_requested:
+            return None
+        return CancelRequest(bool(self.cancel_with_rollback), self.cancel_requested_by)
+
+    def stage(self, stage_id: str) -> Stage | None:
+        return next((s for s in self.stages if s.id == stage_id), None)
+
+    @property
+    def running_stage(self) -> Stage | None:
+        return next((s for s in self.stages if s.status is StageStatus.RUNNING), None)
+
+
+INITIAL: Final = Deployment()
+
+
+def deployment_stream(deployment_id: str) -> str:
+    return f"deployment-{deployment_id}"
+
+
+def evolve(state: Deployment, event: Event, recorded_at: datetime | None = None) -> Deployment:
+    """The deployment after `event`, recorded at `recorded_at` (None: not recorded yet).
+
+    `recorded_at` only fills times the events do not carry (triggered, completed);
+    the executor folds the events it has just decided without it.
+    """
+    r = msgspec.structs.replace
+    match event:
+        case DeploymentTriggered():
+            return r(
+                state,
+                deployment_id=state.deployment_id or event.deployment_id,
+                application_id=event.application_id,
+                trigger=event.trigger,
+                commit_hash=event.commit_hash,
+                commit_message=event.commit_message,
+                commit_author=event.commit_author,
+                commander=event.commander,
+                strategy=state.strategy or event.strategy,
+                triggered_at=state.triggered_at or recorded_at,
+            )
+        case DeploymentQueued():
+            return r(state, queued_behind=event.behind_deployment_id)
+        case DeploymentPlanned():
+            if state.stages:  # planned once; a duplicate plan changes nothing
+                return state
+            return r(
+                state,
+                deployment_id=state.deployment_id or event.deployment_id,
+                application_id=event.application_id,
+                status=_forward(state.status, DeploymentStatus.PLANNED),
+                commit_hash=event.commit_hash,
+                running_commit_hash=event.running_commit_hash,
+                repository_id=event.repository_id,
+                path=event.path,
+                config_filename=event.config_filename,
+                strategy=event.strategy,
+                summary=event.summary,
+                reason=state.reason or event.reason,
+                queued_behind=None,
+                stages=tuple(
+                    Stage(
+                        id=s.id,
+                        name=s.name,
+                        index=s.index,
+                        description=s.desc,
+                        visible=s.visible,
+                        options_json=s.options_json,
+                        requires=s.requires,
+                        timeout_s=s.timeout_s,
+                    )
+                    for s in event.stages
+                ),
+            )
+        case DeploymentPlanFailed():
+            return r(
+                state,
+                status=_forward(state.status, DeploymentStatus.FAILURE),
+                reason=event.reason,
+                completed_at=state.completed_at or recorded_at,
+            )
+        case DeploymentStarted():
+            return r(
+                state,
+                status=_forward(state.status, DeploymentStatus.RUNNING),
+                started_at=state.started_at or event.started_at,
+                timeout_s=event.timeout_s,
+            )
+        case StageStarted():
+            stage = state.stage(event.stage_id)
+            if stage is None or stage.status is not StageStatus.NOT_STARTED_YET:
+                return state
+            return _with_stage(
+                state, r(stage, status=StageStatus.RUNNING, started_at=event.started_at)
+            )
+        case StageCompleted():
+            stage = state.stage(event.stage_id)
+            if stage is None or stage.completed:
+                return state
+            completed = r(
+                stage,
+                status=StageStatus(event.status),
+                reason=event.reason,
+                completed_at=event.completed_at or recorded_at,
+            )
+            return _with_stage(state, completed)
+        case DeploymentRollingBack():
+            if state.completed:
+                return state
+            return r(
+                state,
+                status=_forward(state.status, DeploymentStatus.ROLLING_BACK),
+                rolled_back=True,
+            )
+        case DeploymentCompleted():
+            if state.completed:
+                return state
+            return r(
+                state,
+                status=DeploymentStatus(event.status),
+                reason=event.reason or state.reason,
+                completed_at=recorded_at,
+            )
+        case DeploymentCancelRequested():
+            if state.cancel_requested:  # the first request stands
+                return state
+            return r(
+                state,
+                cancel_requested=True,
+                cancel_with_rollback=event.with_rollback,
+                cancel_requested_by=event.commander,
+            )
+        case StageApproved():
+            stage = state.stage(event.stage_id)
+            if stage is None or event.approver in stage.approvers:
+                return state
+            return _with_stage(state, r(stage, approvers=(*stage.approvers, event.approver)))
+        case StageSkipRequested():
+            stage = state.stage(event.stage_id)
+            if stage is None or stage.skip_requested_by is not None:
+                return state
+            return _with_stage(state, r(stage, skip_requested_by=event.commander))
+        case _:
+            return state
+
+
+def fold(events: Iterable[tuple[int, Event]], state: Deployment = INITIAL) -> Deployment:
+    """The deployment after `(stream_version, event)` pairs, remembering the last version."""
+    for version, event in events:
+        state = msgspec.structs.replace(evolve(state, event), version=version)
+    return state
+
+
+def fold_history(deployment_id: str, history: Iterable[RecordedEvent]) -> Deployment | None:
+    """The deployment after its stream's recorded events; None when the stream is empty."""
+    state: Deployment | None = None
+    for recorded in history:
+        state = state or Deployment(deployment_id=deployment_id)
+        state = msgspec.structs.replace(
+            evolve(state, recorded.event, recorded.recorded_at),
+            position=recorded.global_position,
+            version=recorded.stream_version,
+            updated_at=recorded.recorded_at,
+        )
+    return state
+
+
+def _forward(current: DeploymentStatus, new: DeploymentStatus) -> DeploymentStatus:
+    if current in COMPLETED_DEPLOYMENT or _RANK[new] < _RANK[current]:
+        return current
+    return new
+
+
+def _with_stage(state: Deployment, stage: Stage) -> Deployment:
+    stages = tuple(stage if s.id == stage.id else s for s in state.stages)
+    return msgspec.structs.replace(state, stages=stages)
+
+
+# People's requests ------------------------------------------------------------------------
+
+
+def request_cancel(state: Deployment, *, with_rollback: bool, commander: str) -> list[Event]:
+    """Ask the executor to cancel; [] when a cancel was asked already (the first stands)."""
+    if state.completed:
+        raise Rejected(f"deployment {state.deployment_id} has already completed ({state.status})")
+    if state.status is DeploymentStatus.ROLLING_BACK:
+        raise Rejected(f"deployment {state.deployment_id} is rolling back; it cannot be cancelled")
+    if state.cancel_requested:
+        return []
+    return [
+        DeploymentCancelRequested(
+            deployment_id=state.deployment_id, with_rollback=with_rollback, commander=commander
+        )
+    ]
+
+
+def approve(state: Deployment, stage_id: str, *, approver: str) -> list[Event]:
+    """Approve a running WAIT_APPROVAL stage as `approver` (only listed approvers may)."""
+    stage = state.stage(stage_id)
+    if stage is None or stage.name != "WAIT_APPROVAL":
+        raise Rejected(f"deployment {state.deployment_id} has no WAIT_APPROVAL stage {stage_id!r}")
+    if state.status is not DeploymentStatus.RUNNING or stage.status is not StageStatus.RUNNING:
+        raise Rejected(f"stage {stage.id} is not waiting for approval ({stage.status})")
+    options = approval_options(stage)
+    if options is not None and options.approvers and approver not in options.approvers:
+        raise Rejected(
+            f"{approver} may not approve stage {stage.id} "
+            f"(approvers: {', '.join(options.approvers)})"
+        )
+    if approver in stage.approvers:
+        raise Rejected(f"{approver} has already approved stage {stage.id}")
+    return [StageApproved(deployment_id=state.deployment_id, stage_id=stage.id, approver=approver)]
+
+
+def request_skip(state: Deployment, stage_id: str, *, commander: str) -> list[Event]:
+    """Ask the executor to skip a WAIT, WAIT_APPROVAL or ANALYSIS stage; [] if asked already."""
+    stage = state.stage(stage_id)
+    if stage is None or not stage.visible:
+        raise Rejected(f"deployment {state.deployment_id} has no stage {stage_id!r}")
+    if stage.name not in SKIPPABLE:
+        raise Rejected(
+            f"stage {stage.id} ({stage.name}) cannot be skipped; only "
+            f"{', '.join(sorted(SKIPPABLE))} stages can"
+        )
+    if state.completed or state.status is DeploymentStatus.ROLLING_BACK or stage.completed:
+        raise Rejected(f"stage {stage.id} has already ended ({stage.status})")
+    if stage.skip_requested_by is not None:
+        return []
+    return [
+        StageSkipRequested(
+            deployment_id=state.deployment_id, stage_id=stage.id, commander=commander
+        )
+    ]
+
+
+def approval_options(stage: Stage) -> WaitApprovalOptions | None:
+    """A WAIT_APPROVAL stage's options; None when they are malformed (any approver will do)."""
+    try:
+        options = stage_options("WAIT_APPROVAL", stage.options_json)
+    except OptionsError:
+        return None
+    assert isinstance(options, WaitApprovalOptions)
+    return options
