@@ -154,17 +154,11 @@ def analysis_replica(
         holder=name,
         **(settings | options),
     )
-    consumer = EventConsumer(
-        name=CONSUMER_NAME,
-        js=harness.nc.jetstream(),
-        pool=harness.store.pool,
-        registry=harness.store.registry,
-        subjects=harness.subjects,
-        handler=service.handle,
+    consumer = harness.consumer(
+        CONSUMER_NAME,
+        service.handle,
         after_commit=service.after_commit,
-        filter_subjects=[harness.subjects.events_of_type("analysis_requested")],
-        fetch_timeout_s=0.2,
-        backoff_s=(0.1,),
+        event_types=["analysis_requested"],
     )
     return service, consumer
 

@@ -23,6 +23,7 @@ from shared.events.catalog import default_registry
 from shared.sandbox import NatsServer, PostgresServer
 from shared.subjects import Subjects
 from tests.git_helpers import WorkRepo
+from tests.support import Backends
 
 
 @pytest.fixture(scope="session")
@@ -117,3 +118,16 @@ async def nc(nats_url: str) -> AsyncIterator[NatsClient]:
 def work(tmp_path: Path) -> WorkRepo:
     """A config repository to commit to, fresh for each test."""
     return WorkRepo(tmp_path / "config")
+
+
+@pytest.fixture
+def backends(
+    app_database_url: str,
+    schema: str,
+    nats_url: str,
+    nc: NatsClient,
+    store: EventStore,
+    subjects: Subjects,
+) -> Backends:
+    """This test's database schema, NATS connection and subjects, in one value."""
+    return Backends(app_database_url, schema, nats_url, nc, store, subjects)

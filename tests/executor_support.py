@@ -10,19 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
-
-import yaml
-from nats.aio.client import Client as NatsClient
 
 from services.executor.service import COMMAND_EVENTS, CONSUMER_NAME, Executor
 from shared.config import load_application_config
 from shared.config.control import KubernetesProviderConfig
-from shared.consumer import EventConsumer
-from shared.eventlog import NO_STREAM, EventStore, new_events
-from shared.events.base import Event
+from shared.consumer import EventConsumer, Handler
+from shared.eventlog import NO_STREAM, new_events
+from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import (
     ApplicationRegistered,
     DeploymentCancelRequested,
@@ -32,11 +29,11 @@ from shared.events.catalog import (
     StageStarted,
 )
 from shared.git import GitCache
+from shared.kubesim import KubeSim
 from shared.planning import Strategy, build_stages, spec_from_config
-from shared.relay import Relay
 from shared.stagelog import StageLogs
-from shared.subjects import Subjects
 from tests.git_helpers import WorkRepo
+from tests.support import Backends, Component, running, write_control_yaml
 
 APP = "app01web"
 APP_PATH = "web/prd"
@@ -117,28 +114,27 @@ class Harness:
     """One test's world: its schema, subjects, config repo, kubesim and executor replicas."""
 
     def __init__(
-        self,
-        *,
-        app_database_url: str,
-        schema: str,
-        nc: NatsClient,
-        store: EventStore,
-        subjects: Subjects,
-        work: WorkRepo,
-        kubeconfig: Path,
-        cache: Path,
+        self, backends: Backends, *, work: WorkRepo, kubeconfig: Path, cache: Path
     ) -> None:
-        self.store = store
-        self.nc = nc
-        self.subjects = subjects
+        self.store = backends.store
+        self.nc = backends.nc
+        self.subjects = backends.subjects
         self.work = work
         self.kubeconfig = kubeconfig
         self.cache = cache
-        self.relay = Relay(
-            database_url=app_database_url, schema=schema, js=nc.jetstream(), subjects=subjects
-        )
+        self.relay = backends.relay()
         self.executors: list[Executor] = []
         self.consumers: list[EventConsumer] = []
+
+    @classmethod
+    async def over(
+        cls, backends: Backends, sim: KubeSim, work: WorkRepo, tmp_path: Path
+    ) -> Harness:
+        """The usual harness: kubesim `sim` as the platform, its kubeconfig and the git caches
+        under `tmp_path`, and the test's event stream made."""
+        await backends.ensure_event_stream()
+        kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
+        return cls(backends, work=work, kubeconfig=kubeconfig, cache=tmp_path / "cache")
 
     def replica(self, name: str, **options: Any) -> Executor:
         settings: dict[str, Any] = {
@@ -156,39 +152,48 @@ class Harness:
             holder=name,
             **settings,
         )
-        consumer = EventConsumer(
-            name=CONSUMER_NAME,
-            js=self.nc.jetstream(),
-            pool=self.store.pool,
-            registry=self.store.registry,
-            subjects=self.subjects,
-            handler=executor.handle,
+        consumer = self.consumer(
+            CONSUMER_NAME,
+            executor.handle,
             after_commit=executor.after_commit,
-            filter_subjects=[
-                self.subjects.events_of_type("deployment_planned"),
-                *(self.subjects.events_of_type(t) for t in COMMAND_EVENTS),
-            ],
-            fetch_timeout_s=0.2,
-            backoff_s=(0.1,),
+            event_types=["deployment_planned", *COMMAND_EVENTS],
         )
         self.executors.append(executor)
         self.consumers.append(consumer)
         return executor
 
+    def consumer(
+        self,
+        name: str,
+        handler: Handler,
+        *,
+        after_commit: Callable[[RecordedEvent], Awaitable[None]],
+        event_types: Sequence[str],
+    ) -> EventConsumer:
+        """A service's consumer of `event_types` on this test's subjects, quick to fetch and
+        to redeliver (a test waits on it)."""
+        return EventConsumer(
+            name=name,
+            js=self.nc.jetstream(),
+            pool=self.store.pool,
+            registry=self.store.registry,
+            subjects=self.subjects,
+            handler=handler,
+            after_commit=after_commit,
+            filter_subjects=[self.subjects.events_of_type(t) for t in event_types],
+            fetch_timeout_s=0.2,
+            backoff_s=(0.1,),
+        )
+
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         if not self.executors:
             self.replica("x1")
-        stop = asyncio.Event()
-        components: list[Callable[[asyncio.Event], Awaitable[None]]] = [self.relay.run]
+        components: list[Component] = [self.relay.run]
         for executor, consumer in zip(self.executors, self.consumers, strict=True):
             components += [consumer.run, executor.schedule]
-        tasks = [asyncio.create_task(c(stop)) for c in components]
-        try:
+        async with running(*components, stop_within_s=20):
             yield
-        finally:
-            stop.set()
-            await asyncio.wait_for(asyncio.gather(*tasks), 20)
 
     @contextlib.asynccontextmanager
     async def running_app(self) -> AsyncIterator[None]:
@@ -306,25 +311,13 @@ async def deploy_v2(
     return v1, v2
 
 
-def write_control_config(path: Path, *, remote: str, kubeconfig: Path) -> Path:
-    """A control config (`slipway.yaml`) for the executor process."""
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "slipway.dev/v1",
-                "kind": "Slipway",
-                "spec": {
-                    "project": "test",
-                    "repositories": [{"repoId": "config", "remote": remote, "branch": "main"}],
-                    "platformProviders": [
-                        {
-                            "name": "kubesim",
-                            "type": "KUBERNETES",
-                            "config": {"kubeconfigPath": str(kubeconfig)},
-                        }
-                    ],
-                },
-            }
-        )
-    )
-    return path
+def write_control_config(
+    path: Path, *, remote: str, kubeconfig: Path | None = None, **spec: Any
+) -> Path:
+    """A control config (`slipway.yaml`) for a service process: the config repository at
+    `remote`, kubesim as platform provider `kubesim` if `kubeconfig`, and the other `spec`."""
+    if kubeconfig is not None:
+        kubesim = {"kubeconfigPath": str(kubeconfig)}
+        spec["platformProviders"] = [{"name": "kubesim", "type": "KUBERNETES", "config": kubesim}]
+    repository = {"repoId": "config", "remote": remote, "branch": "main"}
+    return write_control_yaml(path, repositories=[repository], **spec)

@@ -24,9 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import yaml
 from aiohttp import web
-from nats.aio.client import Client as NatsClient
 
 from services.notifier.delivery import DeliveryWorker
 from services.notifier.outbox import Outbox
@@ -37,12 +35,9 @@ from shared.consumer import EventConsumer
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
 from shared.http import RunningServer, serve
-from shared.messaging import ensure_event_stream
 from shared.notify.retry import RetryPolicy
 from shared.notify.webhook import DELIVERY_HEADER, verify
-from shared.relay import Relay
-from shared.subjects import Subjects
-from tests.support import running
+from tests.support import Backends, running, write_control_yaml
 
 SECRET = b"test-hmac-secret"
 FAST_RETRIES = RetryPolicy(base_s=0.05, cap_s=0.5)
@@ -146,39 +141,29 @@ def write_config(
     slack_mentions: Sequence[dict[str, Any]] = (),
 ) -> ControlConfig:
     """A control config with receivers `slack`, `hook` and `flaky` at `server`, and `routes`."""
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "slipway.dev/v1",
-                "kind": "Slipway",
-                "spec": {
-                    "project": "test",
-                    "webAddress": "https://slipway.example",
-                    "notifications": {
-                        "routes": list(routes),
-                        "receivers": [
-                            {
-                                "name": "slack",
-                                "slack": {
-                                    "hookURL": server.url("/slack"),
-                                    "mentionedAccounts": ["U0"],
-                                    "mentions": list(slack_mentions),
-                                },
-                            },
-                            {
-                                "name": "hook",
-                                "webhook": {
-                                    "url": server.url("/hook"),
-                                    "signatureKey": SIGNATURE_KEY,
-                                    "signatureValue": SECRET.decode(),
-                                },
-                            },
-                            {"name": "flaky", "webhook": {"url": server.url("/flaky")}},
-                        ],
-                    },
-                },
-            }
-        )
+    receivers = [
+        {
+            "name": "slack",
+            "slack": {
+                "hookURL": server.url("/slack"),
+                "mentionedAccounts": ["U0"],
+                "mentions": list(slack_mentions),
+            },
+        },
+        {
+            "name": "hook",
+            "webhook": {
+                "url": server.url("/hook"),
+                "signatureKey": SIGNATURE_KEY,
+                "signatureValue": SECRET.decode(),
+            },
+        },
+        {"name": "flaky", "webhook": {"url": server.url("/flaky")}},
+    ]
+    write_control_yaml(
+        path,
+        webAddress="https://slipway.example",
+        notifications={"routes": list(routes), "receivers": receivers},
     )
     return load_control_config(path)
 
@@ -193,22 +178,18 @@ class InProcess:
 @contextlib.asynccontextmanager
 async def notifier_running(
     control: ControlConfig,
+    backends: Backends,
     *,
-    store: EventStore,
-    nc: NatsClient,
-    subjects: Subjects,
-    app_database_url: str,
-    schema: str,
     policy: RetryPolicy = FAST_RETRIES,
     holders: Sequence[str] = ("n1",),
     lease_s: float = 5.0,
     concurrency: int = 8,
 ) -> AsyncIterator[list[InProcess]]:
     """The relay and one notifier (consumer + worker) per holder, running for the block."""
-    js = nc.jetstream()
-    await ensure_event_stream(js, subjects)
+    store, subjects, js = backends.store, backends.subjects, backends.nc.jetstream()
+    await backends.ensure_event_stream()
     targets = targets_of(control)
-    relay = Relay(database_url=app_database_url, schema=schema, js=js, subjects=subjects)
+    relay = backends.relay()
     replicas = []
     for holder in holders:
         notifier = Notifier(

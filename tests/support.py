@@ -1,4 +1,5 @@
-"""What tests of every kind share: running components for a block, and waiting on a condition."""
+"""What tests of every kind share: the test's servers in one value (`Backends`), a control
+config to write, running components for a block, and waiting on a condition."""
 
 from __future__ import annotations
 
@@ -6,9 +7,45 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar, overload
 
+import yaml
+from nats.aio.client import Client as NatsClient
+
+from shared.eventlog import EventStore
+from shared.messaging import ensure_event_stream
+from shared.relay import Relay
+from shared.subjects import Subjects
+
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Backends:
+    """The real servers one test talks to, seen through its own schema and subjects
+    (the `backends` fixture): what every harness and service process is built over."""
+
+    app_database_url: str
+    schema: str
+    nats_url: str
+    nc: NatsClient
+    store: EventStore
+    subjects: Subjects
+
+    def relay(self) -> Relay:
+        """An in-process relay publishing this test's events to its subjects."""
+        return Relay(
+            database_url=self.app_database_url,
+            schema=self.schema,
+            js=self.nc.jetstream(),
+            subjects=self.subjects,
+        )
+
+    async def ensure_event_stream(self) -> None:
+        await ensure_event_stream(self.nc.jetstream(), self.subjects)
+
 
 Component = Callable[[asyncio.Event], Coroutine[Any, Any, object]]
 """A relay's, consumer's, watcher's… `run(stop)`: works until `stop` is set, then returns."""
@@ -25,6 +62,17 @@ async def running(*components: Component, stop_within_s: float = 15.0) -> AsyncI
         stop.set()
         async with asyncio.timeout(stop_within_s):
             await asyncio.gather(*tasks)
+
+
+def write_control_yaml(path: Path, **spec: Any) -> Path:
+    """A control config (`slipway.yaml`) of project `test` with the other `spec` fields."""
+    document = {
+        "apiVersion": "slipway.dev/v1",
+        "kind": "Slipway",
+        "spec": {"project": "test", **spec},
+    }
+    path.write_text(yaml.safe_dump(document))
+    return path
 
 
 # Two overloads, so that mypy infers `T` from an async condition too (from the union

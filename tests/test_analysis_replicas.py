@@ -3,16 +3,10 @@ other resumes it with the time already spent."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import yaml
-from nats.aio.client import Client as NatsClient
 
 from services.executor.stages import analysis_id_of
 from shared.eventlog import EventStore
@@ -23,12 +17,12 @@ from shared.events.catalog import (
     AnalysisTickJudged,
 )
 from shared.kubesim import KubeSim
-from shared.messaging import ensure_event_stream
 from shared.stagelog import StageLogs
-from shared.subjects import Subjects
 from tests.analysis_support import analysis_pipeline, app_files_at, prometheus_for, wait_started
-from tests.executor_support import Harness, eventually
+from tests.executor_support import Harness, eventually, write_control_config
 from tests.git_helpers import WorkRepo
+from tests.service_processes import service_env, service_processes
+from tests.support import Backends
 
 pytestmark = pytest.mark.slow
 
@@ -42,78 +36,33 @@ async def sim() -> AsyncIterator[KubeSim]:
         yield sim
 
 
-def start_analysis(env: dict[str, str], instance: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "services.analysis"],
-        env=os.environ | env | {"SLIPWAY_SERVICE_INSTANCE": instance},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 async def test_two_replicas_one_runs_and_the_other_resumes_after_kill_9(
-    app_database_url: str,
-    schema: str,
-    nats_url: str,
-    nc: NatsClient,
-    store: EventStore,
-    subjects: Subjects,
-    tmp_path: Path,
-    work: WorkRepo,
-    sim: KubeSim,
+    backends: Backends, store: EventStore, work: WorkRepo, tmp_path: Path, sim: KubeSim
 ) -> None:
     """Only one of two replicas measures an analysis; killed after its first tick, the other
     takes the lease over, resumes on the same clock (no tick measured twice, the final tick
     at the duration) and concludes once."""
-    await ensure_event_stream(nc.jetstream(), subjects)
-    harness = Harness(
-        app_database_url=app_database_url,
-        schema=schema,
-        nc=nc,
-        store=store,
-        subjects=subjects,
-        work=work,
-        kubeconfig=sim.write_kubeconfig(tmp_path / "kubeconfig"),
-        cache=tmp_path / "cache",
-    )
+    harness = await Harness.over(backends, sim, work, tmp_path)
     extra = analysis_pipeline(duration="9s")
     async with prometheus_for(sim, tmp_path / "prom") as prometheus:
-        control = tmp_path / "slipway.yaml"
-        control.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "slipway.dev/v1",
-                    "kind": "Slipway",
-                    "spec": {
-                        "project": "test",
-                        "repositories": [{"repoId": "config", "remote": work.url}],
-                        "analysisProviders": [
-                            {
-                                "name": "prom",
-                                "type": "PROMETHEUS",
-                                "config": {"address": prometheus.url},
-                            }
-                        ],
-                    },
-                }
-            )
+        prom = {"name": "prom", "type": "PROMETHEUS", "config": {"address": prometheus.url}}
+        control = write_control_config(
+            tmp_path / "slipway.yaml", remote=work.url, analysisProviders=[prom]
         )
-        env = {
-            "SLIPWAY_DATABASE_URL": app_database_url,
-            "SLIPWAY_DATABASE_SCHEMA": schema,
-            "SLIPWAY_NATS_URL": nats_url,
-            "SLIPWAY_SUBJECT_PREFIX": subjects.prefix,
-            "SLIPWAY_CONTROL_CONFIG": str(control),
-            "SLIPWAY_HEALTH_PORT": "-1",
-            "SLIPWAY_ANALYSIS_LEASE_TTL_S": str(LEASE_TTL_S),
-            "SLIPWAY_ANALYSIS_POLL_INTERVAL_S": "0.2",
-            "SLIPWAY_ANALYSIS_CLAIM_INTERVAL_S": "0.3",
-        }
-        processes = {
-            name: start_analysis(env | {"SLIPWAY_GIT_CACHE_DIR": str(tmp_path / name)}, name)
-            for name in ("r1", "r2")
-        }
-        try:
+        env = service_env(
+            backends,
+            control,
+            SLIPWAY_ANALYSIS_LEASE_TTL_S=str(LEASE_TTL_S),
+            SLIPWAY_ANALYSIS_POLL_INTERVAL_S="0.2",
+            SLIPWAY_ANALYSIS_CLAIM_INTERVAL_S="0.3",
+        )
+        async with service_processes(env, tmp_path) as services:
+            processes = {
+                name: services.start(
+                    "analysis", instance=name, SLIPWAY_GIT_CACHE_DIR=str(tmp_path / name)
+                )
+                for name in ("r1", "r2")
+            }
             async with harness.running_app():
                 v1 = work.commit(app_files_at("v1", extra), "v1")
                 await harness.plan("d1", v1, strategy="quick_sync")
@@ -129,14 +78,8 @@ async def test_two_replicas_one_runs_and_the_other_resumes_after_kill_9(
                     return any(isinstance(e.event, AnalysisTickJudged) for e in history)
 
                 await eventually(first_tick, within=30, what="the first tick")
-                processes[holder].send_signal(signal.SIGKILL)
-                processes[holder].wait(timeout=10)
+                await processes[holder].kill_9()
                 done = await harness.completed("d2", within=60)
-        finally:
-            for process in processes.values():
-                if process.poll() is None:
-                    process.terminate()
-                    process.wait(timeout=15)
 
     assert done.status == "SUCCESS", done.reason
     recorded = await store.read_stream(f"analysis-{ANALYSIS_ID}")
@@ -153,7 +96,6 @@ async def test_two_replicas_one_runs_and_the_other_resumes_after_kill_9(
     judged = [e for e in events if isinstance(e, AnalysisTickJudged)]
     assert (judged[-1].tick, judged[-1].at_s, judged[-1].final) == (3, 9.0, True)
     assert [e.verdict for e in events if isinstance(e, AnalysisConcluded)] == ["success"]
-    lines = [
-        line.message for line in await StageLogs(store.pool, None, subjects).read("d2", "analysis")
-    ]
+    logs = StageLogs(store.pool, None, backends.subjects)
+    lines = [line.message for line in await logs.read("d2", "analysis")]
     assert any(line.startswith(f"Analysis resumed by {other}: ") for line in lines), lines

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from nats.aio.client import Client as NatsClient
 
 from services.executor.stages import analysis_id_of
-from shared.eventlog import EventStore
 from shared.events.catalog import (
     AnalysisConcluded,
     AnalysisMeasured,
@@ -23,11 +21,9 @@ from shared.events.catalog import (
     StageCompleted,
 )
 from shared.kubesim import ImageRule, KubeSim
-from shared.messaging import ensure_event_stream
 from shared.platform import KubernetesPlatform
 from shared.sandbox._process import free_port
 from shared.stagelog import StageLogs
-from shared.subjects import Subjects
 from tests.analysis_support import (
     analysis_events,
     analysis_pipeline,
@@ -40,7 +36,7 @@ from tests.analysis_support import (
 )
 from tests.executor_support import Harness, eventually
 from tests.git_helpers import WorkRepo
-from tests.support import running
+from tests.support import Backends, running
 
 ANALYSIS_ID = analysis_id_of("d2", "analysis")
 
@@ -53,27 +49,8 @@ async def sim() -> AsyncIterator[KubeSim]:
 
 
 @pytest.fixture
-async def harness(
-    app_database_url: str,
-    schema: str,
-    nc: NatsClient,
-    store: EventStore,
-    subjects: Subjects,
-    tmp_path: Path,
-    work: WorkRepo,
-    sim: KubeSim,
-) -> Harness:
-    await ensure_event_stream(nc.jetstream(), subjects)
-    return Harness(
-        app_database_url=app_database_url,
-        schema=schema,
-        nc=nc,
-        store=store,
-        subjects=subjects,
-        work=work,
-        kubeconfig=sim.write_kubeconfig(tmp_path / "kubeconfig"),
-        cache=tmp_path / "cache",
-    )
+async def harness(backends: Backends, sim: KubeSim, work: WorkRepo, tmp_path: Path) -> Harness:
+    return await Harness.over(backends, sim, work, tmp_path)
 
 
 @pytest.fixture

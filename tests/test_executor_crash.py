@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from nats.aio.client import Client as NatsClient
 
 from shared.eventlog import EventStore
 from shared.events.catalog import DeploymentCompleted, StageCompleted, StageStarted
 from shared.kubesim import KubeSim
-from shared.messaging import ensure_event_stream
-from shared.relay import Relay
-from shared.subjects import Subjects
 from tests.executor_support import Harness, app_files, write_control_config
 from tests.git_helpers import WorkRepo
+from tests.service_processes import service_env, service_processes
+from tests.support import Backends, running
 
 pytestmark = pytest.mark.slow
 
@@ -46,63 +40,25 @@ async def sim() -> AsyncIterator[KubeSim]:
         yield sim
 
 
-def start_executor(env: dict[str, str], instance: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "services.executor"],
-        env=os.environ | env | {"SLIPWAY_SERVICE_INSTANCE": instance},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 async def test_killed_mid_wait_resumes_with_the_time_left(
-    app_database_url: str,
-    schema: str,
-    nats_url: str,
-    nc: NatsClient,
-    store: EventStore,
-    subjects: Subjects,
-    tmp_path: Path,
-    sim: KubeSim,
+    backends: Backends, store: EventStore, work: WorkRepo, tmp_path: Path, sim: KubeSim
 ) -> None:
     """kill -9 during a 4 s WAIT; the next process ends the WAIT 4 s after it began (not 4 s
     after the restart), and the stage completed before the crash is never run again."""
-    await ensure_event_stream(nc.jetstream(), subjects)
-    work = WorkRepo(tmp_path / "config")
-    kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
-    harness = Harness(
-        app_database_url=app_database_url,
-        schema=schema,
-        nc=nc,
-        store=store,
-        subjects=subjects,
-        work=work,
-        kubeconfig=kubeconfig,
-        cache=tmp_path / "cache",
-    )
+    harness = await Harness.over(backends, sim, work, tmp_path)
     control = write_control_config(
-        tmp_path / "slipway.yaml", remote=work.url, kubeconfig=kubeconfig
+        tmp_path / "slipway.yaml", remote=work.url, kubeconfig=harness.kubeconfig
     )
-    env = {
-        "SLIPWAY_DATABASE_URL": app_database_url,
-        "SLIPWAY_DATABASE_SCHEMA": schema,
-        "SLIPWAY_NATS_URL": nats_url,
-        "SLIPWAY_SUBJECT_PREFIX": subjects.prefix,
-        "SLIPWAY_CONTROL_CONFIG": str(control),
-        "SLIPWAY_GIT_CACHE_DIR": str(tmp_path / "git"),
-        "SLIPWAY_HEALTH_PORT": "-1",
-        "SLIPWAY_EXECUTOR_LEASE_TTL_S": str(LEASE_TTL_S),
-        "SLIPWAY_EXECUTOR_POLL_INTERVAL_S": "0.2",
-        "SLIPWAY_EXECUTOR_CLAIM_INTERVAL_S": "0.3",
-    }
-    relay = Relay(
-        database_url=app_database_url, schema=schema, js=nc.jetstream(), subjects=subjects
+    env = service_env(
+        backends,
+        control,
+        SLIPWAY_GIT_CACHE_DIR=str(tmp_path / "git"),
+        SLIPWAY_EXECUTOR_LEASE_TTL_S=str(LEASE_TTL_S),
+        SLIPWAY_EXECUTOR_POLL_INTERVAL_S="0.2",
+        SLIPWAY_EXECUTOR_CLAIM_INTERVAL_S="0.3",
     )
-    stop = asyncio.Event()
-    relay_task = asyncio.create_task(relay.run(stop))
-    first = start_executor(env, "proc-1")
-    second: subprocess.Popen[bytes] | None = None
-    try:
+    async with running(harness.relay.run), service_processes(env, tmp_path) as services:
+        first = services.start("executor", instance="proc-1")
         await harness.register()
         commit = work.commit(app_files(extra=PIPELINE), "v1")
         await harness.plan("d1", commit)
@@ -110,17 +66,9 @@ async def test_killed_mid_wait_resumes_with_the_time_left(
             "d1", lambda e: isinstance(e, StageStarted) and e.stage_id == "wait", within=30
         )
         await asyncio.sleep(0.7)  # a fault test: the kill must land inside the WAIT
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=10)
-        second = start_executor(env, "proc-2")
+        await first.kill_9()
+        services.start("executor", instance="proc-2")
         done = await harness.completed("d1", within=30)
-    finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                process.wait(timeout=15)
-        stop.set()
-        await asyncio.wait_for(relay_task, 10)
 
     assert isinstance(began, StageStarted) and isinstance(done, DeploymentCompleted)
     assert done.status == "SUCCESS"

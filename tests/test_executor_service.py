@@ -12,7 +12,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from services.executor.stages import analysis_id_of
-from shared.eventlog import EventStore, new_events
+from shared.eventlog import new_events
 from shared.events.base import Event
 from shared.events.catalog import (
     AnalysisConcluded,
@@ -23,7 +23,6 @@ from shared.events.catalog import (
     StageStarted,
 )
 from shared.kubesim import ImageRule, KubeSim
-from shared.messaging import ensure_event_stream
 from shared.platform import KubernetesPlatform
 from shared.stagelog import StageLogs
 from shared.subjects import Subjects
@@ -37,6 +36,7 @@ from tests.executor_support import (
     eventually,
 )
 from tests.git_helpers import WorkRepo
+from tests.support import Backends
 
 CANARY_PIPELINE = """\
   pipeline:
@@ -63,27 +63,8 @@ async def sim() -> AsyncIterator[KubeSim]:
 
 
 @pytest.fixture
-async def harness(
-    app_database_url: str,
-    schema: str,
-    nc: NatsClient,
-    store: EventStore,
-    subjects: Subjects,
-    tmp_path: Path,
-    work: WorkRepo,
-    sim: KubeSim,
-) -> Harness:
-    await ensure_event_stream(nc.jetstream(), subjects)
-    return Harness(
-        app_database_url=app_database_url,
-        schema=schema,
-        nc=nc,
-        store=store,
-        subjects=subjects,
-        work=work,
-        kubeconfig=sim.write_kubeconfig(tmp_path / "kubeconfig"),
-        cache=tmp_path / "cache",
-    )
+async def harness(backends: Backends, sim: KubeSim, work: WorkRepo, tmp_path: Path) -> Harness:
+    return await Harness.over(backends, sim, work, tmp_path)
 
 
 @pytest.fixture

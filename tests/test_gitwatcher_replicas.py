@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
-
-import asyncpg
 
 from services.gitwatcher.webhooks import github_signature
 from shared.db import create_pool
@@ -26,10 +20,9 @@ from tests.gitwatcher_support import (
     seeded_repo,
     watched,
 )
-from tests.support import running, wait_until
+from tests.service_processes import service_env, service_processes
+from tests.support import Backends, running, wait_until
 from tests.test_gitwatcher_webhooks import SECRET, github_push, post
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 async def test_two_replicas_and_a_webhook_observe_and_trigger_each_commit_once(
@@ -166,57 +159,34 @@ spec:
 
 
 async def test_service_process_runs_from_a_control_config(
-    app_database_url: str, schema: str, nats_url: str, test_id: str, tmp_path: Path
+    backends: Backends, tmp_path: Path
 ) -> None:
     """`python -m services.gitwatcher` reads slipway.yaml, observes the repo, stops on SIGTERM."""
     work = seeded_repo(tmp_path / "config")
     (tmp_path / "webhook-secret.txt").write_text(SECRET + "\n")
     control = tmp_path / "slipway.yaml"
     control.write_text(CONTROL.format(remote=work.url))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLIPWAY_")} | {
-        "SLIPWAY_DATABASE_URL": app_database_url,
-        "SLIPWAY_DATABASE_SCHEMA": schema,
-        "SLIPWAY_NATS_URL": nats_url,
-        "SLIPWAY_SUBJECT_PREFIX": test_id,
-        "SLIPWAY_HEALTH_PORT": "-1",
-        "SLIPWAY_CONTROL_CONFIG": str(control),
-        "SLIPWAY_GIT_CACHE_DIR": str(tmp_path / "cache"),
-        "SLIPWAY_LOG_FORMAT": "json",
-        "SLIPWAY_SHUTDOWN_GRACE_S": "5",
-    }
-    log_path = tmp_path / "gitwatcher.log"
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "services.gitwatcher",
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        conn = await asyncpg.connect(app_database_url, server_settings={"search_path": schema})
-        try:
+    env = service_env(
+        backends,
+        control,
+        SLIPWAY_GIT_CACHE_DIR=str(tmp_path / "cache"),
+        SLIPWAY_LOG_FORMAT="json",
+        SLIPWAY_SHUTDOWN_GRACE_S="5",
+    )
+    async with service_processes(env, tmp_path) as services:
+        process = services.start("gitwatcher")
 
-            async def observed() -> bool:
-                if process.returncode is not None:
-                    raise AssertionError(f"gitwatcher exited: {log_path.read_text()}")
-                count = await conn.fetchval(
-                    "SELECT count(*) FROM events WHERE event_type = 'commit_observed'"
-                )
-                return bool(count == 1)
+        async def observed() -> bool:
+            if not process.running:
+                raise AssertionError(f"gitwatcher exited: {process.log()}")
+            count = await backends.store.pool.fetchval(
+                "SELECT count(*) FROM events WHERE event_type = 'commit_observed'"
+            )
+            return bool(count == 1)
 
-            await wait_until(observed, within_s=30, what="CommitObserved from the process")
-        finally:
-            await conn.close()
-        process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.wait(), 20)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    output = log_path.read_text()
-    assert process.returncode == 0, output
+        await wait_until(observed, within_s=30, what="CommitObserved from the process")
+        code = await process.stop(within_s=20)
+    output = process.log()
+    assert code == 0, output
     assert '"repositories_configured"' in output and '"webhook_server_started"' in output
     assert SECRET not in output

@@ -6,8 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from nats.aio.client import Client as NatsClient
-
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events.base import Event
 from shared.events.catalog import (
@@ -26,7 +24,6 @@ from shared.events.catalog import (
     StageStarted,
 )
 from shared.notify.retry import RetryPolicy
-from shared.subjects import Subjects
 from tests.notifier_support import (
     notification_events,
     notifier_running,
@@ -35,7 +32,7 @@ from tests.notifier_support import (
     settle,
     write_config,
 )
-from tests.support import wait_until
+from tests.support import Backends, wait_until
 
 NOW = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)
 WAIT_S = 30.0
@@ -110,12 +107,7 @@ def failing_deployment(deployment_id: str, app_id: str) -> list[Event]:
 
 
 async def test_deployment_and_drift_reach_slack_and_signed_webhook(
-    app_database_url: str,
-    schema: str,
-    nc: NatsClient,
-    store: EventStore,
-    subjects: Subjects,
-    tmp_path: Path,
+    backends: Backends, store: EventStore, tmp_path: Path
 ) -> None:
     """A failing deployment of a prd app and its drift reach the routes' receivers once each:
     Block Kit with app, labels, commit, stage, reason, link and per-event mentions to Slack;
@@ -149,14 +141,7 @@ async def test_deployment_and_drift_reach_slack_and_signed_webhook(
         )
         await register(store, "web1", "web", "prd")
         await register(store, "api1", "api", "dev")
-        async with notifier_running(
-            control,
-            store=store,
-            nc=nc,
-            subjects=subjects,
-            app_database_url=app_database_url,
-            schema=schema,
-        ):
+        async with notifier_running(control, backends):
             for deployment_id, app_id in (("d1", "web1"), ("d2", "api1")):
                 for event in failing_deployment(deployment_id, app_id):
                     await store.append(
@@ -233,12 +218,7 @@ async def test_deployment_and_drift_reach_slack_and_signed_webhook(
 
 
 async def test_failing_receiver_is_retried_with_backoff_until_it_recovers(
-    app_database_url: str,
-    schema: str,
-    nc: NatsClient,
-    store: EventStore,
-    subjects: Subjects,
-    tmp_path: Path,
+    backends: Backends, store: EventStore, tmp_path: Path
 ) -> None:
     """A receiver down for 3 requests gets attempt 4 with the same delivery id and body;
     each failure is recorded with a growing back-off, then one NotificationDelivered."""
@@ -251,11 +231,7 @@ async def test_failing_receiver_is_retried_with_backoff_until_it_recovers(
         await register(store, "web1", "web", "prd")
         async with notifier_running(
             control,
-            store=store,
-            nc=nc,
-            subjects=subjects,
-            app_database_url=app_database_url,
-            schema=schema,
+            backends,
             policy=RetryPolicy(base_s=0.1, factor=2, cap_s=1.0, jitter=0.0),
         ):
             await store.append(
@@ -291,12 +267,7 @@ async def test_failing_receiver_is_retried_with_backoff_until_it_recovers(
 
 
 async def test_gives_up_after_max_attempts_or_at_once_on_a_permanent_refusal(
-    app_database_url: str,
-    schema: str,
-    nc: NatsClient,
-    store: EventStore,
-    subjects: Subjects,
-    tmp_path: Path,
+    backends: Backends, store: EventStore, tmp_path: Path
 ) -> None:
     """A receiver that keeps answering 500 is tried max_attempts times, then NotificationFailed
     with the last error; a 401 (bad signature) is given up after the first attempt."""
@@ -322,11 +293,7 @@ async def test_gives_up_after_max_attempts_or_at_once_on_a_permanent_refusal(
         for n, config in enumerate((control, control_wrong), start=1):
             async with notifier_running(
                 config,
-                store=store,
-                nc=nc,
-                subjects=subjects,
-                app_database_url=app_database_url,
-                schema=schema,
+                backends,
                 policy=RetryPolicy(max_attempts=3, base_s=0.05, jitter=0.0),
             ):
                 await store.append(
@@ -358,12 +325,7 @@ async def _all(store: EventStore):  # type: ignore[no-untyped-def]
 
 
 async def test_two_replicas_deliver_each_notification_once(
-    app_database_url: str,
-    schema: str,
-    nc: NatsClient,
-    store: EventStore,
-    subjects: Subjects,
-    tmp_path: Path,
+    backends: Backends, store: EventStore, tmp_path: Path
 ) -> None:
     """Two notifier replicas sharing the consumer and the outbox send each of 60 notifications
     exactly once between them."""
@@ -376,11 +338,7 @@ async def test_two_replicas_deliver_each_notification_once(
         await register(store, "web1", "web", "prd")
         async with notifier_running(
             control,
-            store=store,
-            nc=nc,
-            subjects=subjects,
-            app_database_url=app_database_url,
-            schema=schema,
+            backends,
             holders=("n1", "n2"),
             concurrency=4,
         ) as replicas:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from nats.aio.client import Client as NatsClient
 
 from services.planner.decider import (
     AppQueue,
@@ -35,12 +32,9 @@ from shared.events.catalog import (
     DeploymentTriggered,
 )
 from shared.git import GitCache
-from shared.messaging import ensure_event_stream
-from shared.relay import Relay
-from shared.subjects import Subjects
 from tests.git_helpers import WorkRepo
 from tests.seed_repo import PRD_CONFIG, image_bump, seed_files, service_files
-from tests.support import running, wait_until
+from tests.support import Backends, Component, running, wait_until
 
 APP = "app01account"
 UNREACHABLE = "http://127.0.0.1:9/config.git"
@@ -107,20 +101,11 @@ class Harness:
     """A relay, a planner and its consumer, for one test's schema and subjects."""
 
     def __init__(
-        self,
-        app_database_url: str,
-        schema: str,
-        nc: NatsClient,
-        store: EventStore,
-        subjects: Subjects,
-        cache: GitCache,
-        remote: str,
-        **planner_options: float,
+        self, backends: Backends, cache: GitCache, remote: str, **planner_options: float
     ) -> None:
+        store, subjects = backends.store, backends.subjects
         self.store = store
-        self.relay = Relay(
-            database_url=app_database_url, schema=schema, js=nc.jetstream(), subjects=subjects
-        )
+        self.relay = backends.relay()
         self.planner = Planner(
             store=store,
             git=cache,
@@ -129,7 +114,7 @@ class Harness:
         )
         self.consumer = EventConsumer(
             name=CONSUMER_NAME,
-            js=nc.jetstream(),
+            js=backends.nc.jetstream(),
             pool=store.pool,
             registry=store.registry,
             subjects=subjects,
@@ -144,7 +129,7 @@ class Harness:
             backoff_s=(0.1,),
         )
 
-    def components(self) -> list[Callable[[asyncio.Event], Awaitable[None]]]:
+    def components(self) -> list[Component]:
         return [self.relay.run, self.consumer.run, self.planner.retry_waiting]
 
     async def register(self, env: str = "prd") -> None:
@@ -165,55 +150,33 @@ class Harness:
         )
 
     async def trigger(self, deployment_id: str, commit: str, message: str = "change") -> None:
-        await self.store.append(
-            f"deployment-{deployment_id}",
-            new_events(
-                [
-                    DeploymentTriggered(
-                        deployment_id=deployment_id,
-                        application_id=APP,
-                        trigger="on_commit",
-                        commit_hash=commit,
-                        commit_message=message,
-                        repository_id="config",
-                        commit_branch="main",
-                    )
-                ]
-            ),
-            expected_version=NO_STREAM,
+        triggered = DeploymentTriggered(
+            deployment_id=deployment_id,
+            application_id=APP,
+            trigger="on_commit",
+            commit_hash=commit,
+            commit_message=message,
+            repository_id="config",
+            commit_branch="main",
         )
+        await self._append(deployment_id, triggered, expected_version=NO_STREAM)
 
     async def complete(self, deployment_id: str, commit: str, status: str = "SUCCESS") -> None:
+        completed = DeploymentCompleted(
+            deployment_id=deployment_id, application_id=APP, status=status, commit_hash=commit
+        )
+        await self._append(deployment_id, completed, expected_version=None)
+
+    async def _append(self, deployment_id: str, event: Event, expected_version: int | None) -> None:
         await self.store.append(
-            f"deployment-{deployment_id}",
-            new_events(
-                [
-                    DeploymentCompleted(
-                        deployment_id=deployment_id,
-                        application_id=APP,
-                        status=status,
-                        commit_hash=commit,
-                    )
-                ]
-            ),
-            expected_version=None,
+            f"deployment-{deployment_id}", new_events([event]), expected_version=expected_version
         )
 
 
 @pytest.fixture
-async def harness(
-    app_database_url: str,
-    schema: str,
-    nc: NatsClient,
-    store: EventStore,
-    subjects: Subjects,
-    tmp_path: Path,
-    work: WorkRepo,
-) -> Harness:
-    await ensure_event_stream(nc.jetstream(), subjects)
-    return Harness(
-        app_database_url, schema, nc, store, subjects, GitCache(tmp_path / "cache"), work.url
-    )
+async def harness(backends: Backends, tmp_path: Path, work: WorkRepo) -> Harness:
+    await backends.ensure_event_stream()
+    return Harness(backends, GitCache(tmp_path / "cache"), work.url)
 
 
 async def test_trigger_is_planned_with_stages(harness: Harness, work: WorkRepo) -> None:
@@ -349,21 +312,12 @@ async def test_unknown_application_fails_the_plan(harness: Harness, work: WorkRe
 
 
 async def test_unreachable_git_is_retried_in_order_then_gives_up(
-    app_database_url: str,
-    schema: str,
-    nc: NatsClient,
-    store: EventStore,
-    subjects: Subjects,
-    tmp_path: Path,
+    backends: Backends, tmp_path: Path
 ) -> None:
     """Git unreachable: the trigger is retried and keeps its place; after the deadline, it fails."""
-    await ensure_event_stream(nc.jetstream(), subjects)
+    await backends.ensure_event_stream()
     harness = Harness(
-        app_database_url,
-        schema,
-        nc,
-        store,
-        subjects,
+        backends,
         GitCache(tmp_path / "cache", timeout_s=5),
         UNREACHABLE,
         give_up_after_s=1.0,

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
-import subprocess
-import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NatsClient
@@ -19,39 +16,20 @@ from shared.events.catalog import ApplicationDisabled
 from shared.messaging import MSG_ID, ensure_event_stream
 from shared.subjects import Subjects
 from tests.relay_support import counting_consumer, create_counts_table
-from tests.support import wait_until
+from tests.service_processes import service_env, service_processes
+from tests.support import Backends, wait_until
 
 pytestmark = pytest.mark.slow
 
 
-def start_relay(
-    app_database_url: str,
-    schema: str,
-    nats_url: str,
-    subjects: Subjects,
-) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "SLIPWAY_DATABASE_URL": app_database_url,
-        "SLIPWAY_DATABASE_SCHEMA": schema,
-        "SLIPWAY_NATS_URL": nats_url,
-        "SLIPWAY_SUBJECT_PREFIX": subjects.prefix,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "services.relay"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 async def test_relay_killed_at_random_loses_nothing(
-    app_database_url: str,
+    backends: Backends,
     database_url: str,
     schema: str,
-    nats_url: str,
     nc: NatsClient,
     store: EventStore,
     subjects: Subjects,
+    tmp_path: Path,
 ) -> None:
     """After repeated kill -9 of two relay replicas, every event reached JetStream; a raw
     subscriber saw each at least once and the inbox-guarded projection exactly once."""
@@ -80,34 +58,33 @@ async def test_relay_killed_at_random_loses_nothing(
             appended.extend(e.event_id for e in batch)
             await asyncio.sleep(rng.uniform(0, 0.02))
 
-    relays = [start_relay(app_database_url, schema, nats_url, subjects) for _ in range(2)]
-    writing = asyncio.create_task(writer())
-    kills = 0
     try:
-        while not writing.done():
-            await asyncio.sleep(rng.uniform(0.05, 0.4))
-            victim = rng.randrange(len(relays))
-            relays[victim].send_signal(signal.SIGKILL)
-            relays[victim].wait()
-            kills += 1
-            relays[victim] = start_relay(app_database_url, schema, nats_url, subjects)
-        await writing
+        async with service_processes(service_env(backends), tmp_path) as services:
+            relays = [services.start("relay") for _ in range(2)]
+            writing = asyncio.create_task(writer())
+            kills = 0
+            while not writing.done():
+                await asyncio.sleep(rng.uniform(0.05, 0.4))
+                victim = rng.randrange(len(relays))
+                await relays[victim].kill_9()
+                kills += 1
+                relays[victim] = services.start("relay")
+            await writing
 
-        expected = {str(e) for e in appended}
+            expected = {str(e) for e in appended}
 
-        async def all_arrived() -> bool:
-            handled = await store.pool.fetchval("SELECT count(*) FROM handled_counts")
-            return expected <= set(seen_raw) and handled == len(expected)
+            async def all_arrived() -> bool:
+                handled = await store.pool.fetchval("SELECT count(*) FROM handled_counts")
+                return expected <= set(seen_raw) and handled == len(expected)
 
-        await wait_until(
-            all_arrived,
-            within_s=30,
-            what=lambda: f"missing after kills: {len(expected - set(seen_raw))} of {len(expected)}",
-        )
+            await wait_until(
+                all_arrived,
+                within_s=30,
+                what=lambda: (
+                    f"missing after kills: {len(expected - set(seen_raw))} of {len(expected)}"
+                ),
+            )
     finally:
-        for relay in relays:
-            relay.send_signal(signal.SIGKILL)
-            relay.wait()
         stop.set()
         await consumer_task
         await raw.unsubscribe()
