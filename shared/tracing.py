@@ -9,8 +9,10 @@ trace from commit to done.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -19,10 +21,12 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
 
 _propagator = TraceContextTextMapPropagator()
 _getter: DefaultGetter = DefaultGetter()
 _setter: DefaultSetter = DefaultSetter()
+_tracer = trace.get_tracer("slipway")
 
 
 def configure_tracing(
@@ -62,3 +66,56 @@ def current_trace_headers() -> dict[str, str]:
     carrier: dict[str, str] = {}
     inject(carrier)
     return carrier
+
+
+class _Traced(Protocol):
+    """What carries a recorded trace context: an event's `Metadata`."""
+
+    @property
+    def traceparent(self) -> str | None: ...
+
+    @property
+    def tracestate(self) -> str | None: ...
+
+
+def context_from_traceparent(
+    traceparent: str | None, tracestate: str | None = None
+) -> otel_context.Context:
+    """The context whose parent is the span `traceparent` names (an empty context without one)."""
+    carrier: dict[str, str] = {}
+    if traceparent:
+        carrier["traceparent"] = traceparent
+        if tracestate:
+            carrier["tracestate"] = tracestate
+    return extract(carrier)
+
+
+def context_of(metadata: _Traced | None) -> otel_context.Context:
+    """The context recorded with an event (its `Metadata`): work done later for that event —
+    from a lease claim rather than a consumed message — continues the event's trace."""
+    if metadata is None:
+        return otel_context.Context()
+    return context_from_traceparent(metadata.traceparent, metadata.tracestate)
+
+
+def trace_fields(context: otel_context.Context | None = None) -> tuple[str | None, str | None]:
+    """(`traceparent`, `tracestate`) of the current (or given) context, for an event's Metadata."""
+    carrier: dict[str, str] = {}
+    inject(carrier, context)
+    return carrier.get("traceparent"), carrier.get("tracestate")
+
+
+@contextlib.contextmanager
+def span_continuing(
+    metadata: _Traced | None,
+    name: str,
+    *,
+    tracer: trace.Tracer | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+) -> Iterator[trace.Span]:
+    """A current span named `name`, child of the span recorded in `metadata` (an event's)."""
+    with (tracer or _tracer).start_as_current_span(
+        name, context=context_of(metadata), kind=kind, attributes=attributes
+    ) as span:
+        yield span

@@ -15,15 +15,25 @@ The loop, until the analysis concludes, the lease is lost or the service stops:
    `AnalysisConcluded`, in one append fenced by the lease;
 5. explain each tick in the deployment's stage log, then sleep until the
    next tick (or the poll interval, to notice a cancel).
+
+Tracing (DESIGN §11): the runner starts from a lease claim, so it continues
+the trace recorded with `AnalysisRequested` (appended inside the executor's
+ANALYSIS stage span): a span for the start, one per batch of ticks (the
+Prometheus queries and HTTP checks its children) and one for the conclusion,
+each around the append it makes, so the analysis' events carry that trace.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 from structlog.contextvars import bound_contextvars
 
 from services.analysis.decider import Conclusion, Due, conclusion, due_ticks, next_due_s
@@ -47,11 +57,12 @@ from shared.ids import new_event_id
 from shared.logs import get_logger
 from shared.stagelog import StageLogger, StageLogs
 from shared.streams import stream_id
-from shared.tracing import current_trace_headers
+from shared.tracing import context_of, current_trace_headers
 
 __all__ = ["AnalysisRunner", "Measurer", "Setup", "SetupLoader"]
 
 log = get_logger("slipway.analysis.runner")
+_tracer = trace.get_tracer("slipway.analysis")
 
 _RETRY_S: Final = 1.0
 _CRASH_RETRY_S: Final = 5.0
@@ -112,6 +123,8 @@ class AnalysisRunner:
         self.concluded = False
         self._announced = False
         self._setup: Setup | None = None
+        # The trace `AnalysisRequested` was recorded in (None until it is read).
+        self._trace: otel_context.Context | None = None
 
     @property
     def actor(self) -> str:
@@ -156,6 +169,10 @@ class AnalysisRunner:
     async def _step(self) -> float | None:
         """One pass; the seconds to wait before the next (None: go on at once)."""
         history = await self.store.read_stream(self.stream)
+        if self._trace is None:
+            requested = next((e for e in history if isinstance(e.event, AnalysisRequested)), None)
+            if requested is not None:
+                self._trace = context_of(requested.metadata)
         record = fold((e.stream_version, e.event) for e in history)
         if record.concluded is not None:
             await self.leases.mark_concluded(self.lease.analysis_id, record.concluded.verdict)
@@ -173,7 +190,9 @@ class AnalysisRunner:
         setup = self._setup
         now = self.clock()
         if not self._announced:
-            await self._announce(record, request, setup, now)
+            name = "analysis resume" if record.started is not None else "analysis start"
+            with self._span(name):
+                await self._announce(record, request, setup, now)
             return None
         assert record.started is not None
         elapsed = (now - record.started.started_at).total_seconds()
@@ -190,7 +209,9 @@ class AnalysisRunner:
             return None
         due = due_ticks(record, elapsed)
         if due:
-            await self._ticks(record, setup, due, elapsed)
+            with self._span("analysis tick") as span:
+                span.set_attribute("slipway.ticks", [f"{d.key}#{d.tick}" for d in due])
+                await self._ticks(record, setup, due, elapsed)
             return None
         verdict = conclusion(record, elapsed)
         if verdict is not None:
@@ -294,6 +315,8 @@ class AnalysisRunner:
             lines.append((verdict.outcome == "fail", _tick_line(d, measured, verdict)))
             if verdict.outcome == "fail":
                 failed.add(d.key)
+        if failed:
+            trace.get_current_span().set_attribute("slipway.failed_checks", sorted(failed))
         await self._append(record, events)
         record.version += len(events)
         for is_error, line in lines:
@@ -302,7 +325,7 @@ class AnalysisRunner:
         # at once, and its own line should come after ours in the stage log.
         verdict_now = conclusion(record, elapsed)
         if verdict_now is not None:
-            await self._conclude(record, verdict_now)
+            await self._record_conclusion(record, verdict_now)
 
     async def _measure(
         self,
@@ -344,7 +367,15 @@ class AnalysisRunner:
         )
 
     async def _conclude(self, record: AnalysisRecord, verdict: Conclusion) -> None:
+        with self._span("analysis conclude"):
+            await self._record_conclusion(record, verdict)
+
+    async def _record_conclusion(self, record: AnalysisRecord, verdict: Conclusion) -> None:
         concluded = self._concluded_event(record, verdict)
+        span = trace.get_current_span()
+        span.set_attribute("slipway.verdict", concluded.verdict)
+        if concluded.verdict == "failure":
+            span.set_status(Status(StatusCode.ERROR, concluded.reason))
         await self._append(record, [concluded])
         await self._log_conclusion(concluded)
         self.concluded = True
@@ -360,6 +391,19 @@ class AnalysisRunner:
             await self.log.info(line)
 
     # Plumbing -----------------------------------------------------------------------------
+
+    def _span(self, name: str) -> AbstractContextManager[trace.Span]:
+        """A span continuing the request's trace; what it appends carries it."""
+        return _tracer.start_as_current_span(
+            name,
+            context=self._trace or otel_context.Context(),
+            attributes={
+                "slipway.analysis_id": self.lease.analysis_id,
+                "slipway.deployment_id": self.lease.deployment_id,
+                "slipway.stage_id": self.lease.stage_id,
+                "slipway.analyzer": self.lease.holder,
+            },
+        )
 
     async def _stage_ended(self, request: AnalysisRequested) -> StageCompleted | None:
         history = await self.store.read_stream(stream_id("deployment", request.deployment_id))

@@ -16,6 +16,14 @@ Everything lives in the log, so a runner started on any replica after a crash
 picks the deployment up where the log says it is: a WAIT waits only the time
 it has left, completed stages are never run again, and the stage that was
 running is run again from its start (Kubernetes stages are idempotent).
+
+Tracing (DESIGN §11): a runner starts from a lease claim, not from a consumed
+message, so it continues the trace recorded with the deployment's
+`DeploymentPlanned` (or `DeploymentTriggered`) — the same one on every holder.
+Each stage is a span `stage <NAME>` from its start to its completion (a new
+holder opens its own span for the stage it resumes); its events are appended,
+and its work runs, inside it, so Kubernetes calls and the analysis it asks for
+are its children.
 """
 
 from __future__ import annotations
@@ -27,6 +35,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 from structlog.contextvars import bound_contextvars
 
 from services.executor.decider import (
@@ -47,17 +58,24 @@ from services.executor.leases import Lease, LeaseLost, Leases
 from services.executor.stages import StageResult
 from shared.errors import ConcurrencyConflict, ConfigError, Unavailable
 from shared.eventlog import EventStore
-from shared.events.base import Event, Metadata, NewEvent
-from shared.events.catalog import DeploymentCompleted, StageCompleted, StageStarted
+from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
+from shared.events.catalog import (
+    DeploymentCompleted,
+    DeploymentPlanned,
+    DeploymentTriggered,
+    StageCompleted,
+    StageStarted,
+)
 from shared.ids import new_event_id
 from shared.logs import get_logger
 from shared.stagelog import Severity, StageLogs
 from shared.streams import stream_id
-from shared.tracing import current_trace_headers
+from shared.tracing import context_of, trace_fields
 
 __all__ = ["DeploymentRunner", "StageWork", "TimeoutLoader"]
 
 log = get_logger("slipway.executor.runner")
+_tracer = trace.get_tracer("slipway.executor")
 
 StageWork = Callable[[Deployment, str], Coroutine[Any, Any, StageResult]]
 """Runs the work of stage `stage_id` of the deployment (as folded when it started)."""
@@ -106,6 +124,10 @@ class DeploymentRunner:
         self.stream = stream_id("deployment", lease.deployment_id)
         self.completed = False
         self._work: _Work | None = None
+        # The deployment's trace, as recorded with its plan (None until the plan is read).
+        self._trace: otel_context.Context | None = None
+        # The span of each stage running under this holder, from its start to its end.
+        self._stage_spans: dict[str, trace.Span] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until the deployment completes, the lease is lost, or `stop` is set."""
@@ -123,6 +145,7 @@ class DeploymentRunner:
                         await self._loop(stop)
                     finally:
                         await self._drop_work()
+                        self._end_stage_spans()
             finally:
                 log.info(
                     "deployment_left",
@@ -165,6 +188,8 @@ class DeploymentRunner:
 
     async def _load(self) -> Deployment:
         history = await self.store.read_stream(self.stream)
+        if self._trace is None:
+            self._trace = _recorded_trace(history)
         return fold((e.stream_version, e.event) for e in history)
 
     async def _command(self, state: Deployment) -> Command:
@@ -190,21 +215,99 @@ class DeploymentRunner:
         return Advance()
 
     async def _append(self, state: Deployment, events: list[Event]) -> None:
-        context = current_trace_headers()
-        metadata = Metadata(
-            correlation_id=state.deployment_id,
-            traceparent=context.get("traceparent"),
-            tracestate=context.get("tracestate"),
-            # Who wrote it, and under which lease: the audit trail of the fencing.
-            actor=f"executor:{self.lease.holder}#{self.lease.token}",
-            occurred_at=self.clock(),
-        )
-        new = [NewEvent(event=e, event_id=new_event_id(), metadata=metadata) for e in events]
-        await self.leases.append_fenced(
-            self.lease, self.stream, new, expected_version=state.version
-        )
+        now = self.clock()
+        new: list[NewEvent] = []
+        # Spans that last just this append; never ended (so never exported) if it fails.
+        brief: list[tuple[trace.Span, Event]] = []
+        opened_before = set(self._stage_spans)
+        for event in events:
+            span = self._span_for(state, event)
+            if span is None:
+                span = self._brief_span(state, event)
+                brief.append((span, event))
+            traceparent, tracestate = trace_fields(trace.set_span_in_context(span))
+            metadata = Metadata(
+                correlation_id=state.deployment_id,
+                traceparent=traceparent,
+                tracestate=tracestate,
+                # Who wrote it, and under which lease: the audit trail of the fencing.
+                actor=f"executor:{self.lease.holder}#{self.lease.token}",
+                occurred_at=now,
+            )
+            new.append(NewEvent(event=event, event_id=new_event_id(), metadata=metadata))
+        try:
+            await self.leases.append_fenced(
+                self.lease, self.stream, new, expected_version=state.version
+            )
+        except BaseException:
+            # A stage span opened for a `StageStarted` that was not appended is dropped unended
+            # (never exported): the next decision opens it again if the stage does start.
+            for stage_id in set(self._stage_spans) - opened_before:
+                del self._stage_spans[stage_id]
+            raise
+        for span, event in brief:
+            if isinstance(event, StageCompleted):
+                _close_stage(span, event)
+            span.end()
+        for event in events:
+            if isinstance(event, StageCompleted) and event.stage_id in self._stage_spans:
+                span = self._stage_spans.pop(event.stage_id)
+                _close_stage(span, event)
+                span.end()
         if any(isinstance(e, DeploymentCompleted) for e in events):
             self.completed = True
+
+    # Tracing --------------------------------------------------------------------------------
+
+    def _span_for(self, state: Deployment, event: Event) -> trace.Span | None:
+        """The open stage span `event` belongs in (opened by `StageStarted`), if any."""
+        if isinstance(event, StageStarted):
+            return self._stage_span(state, event.stage_id)
+        stage_id = getattr(event, "stage_id", None)
+        if isinstance(stage_id, str):
+            return self._stage_spans.get(stage_id)
+        return None
+
+    def _stage_span(self, state: Deployment, stage_id: str, *, resumed: bool = False) -> trace.Span:
+        span = self._stage_spans.get(stage_id)
+        if span is None:
+            stage = state.stage(stage_id)
+            span = _tracer.start_span(
+                f"stage {stage.name if stage else stage_id}",
+                context=self._trace or otel_context.Context(),
+                attributes={
+                    "slipway.deployment_id": state.deployment_id,
+                    "slipway.application_id": state.application_id,
+                    "slipway.stage_id": stage_id,
+                    "slipway.stage_name": stage.name if stage else "",
+                    "slipway.executor": self.lease.holder,
+                    "slipway.resumed": resumed,
+                },
+            )
+            self._stage_spans[stage_id] = span
+        return span
+
+    def _brief_span(self, state: Deployment, event: Event) -> trace.Span:
+        """A span for an event outside a running stage: a deployment's own events, and the
+        completion of a stage this holder never ran (skipped, cancelled before it started)."""
+        attributes: dict[str, str] = {"slipway.deployment_id": state.deployment_id}
+        if isinstance(event, StageCompleted):
+            stage = state.stage(event.stage_id)
+            name = f"stage {stage.name if stage else event.stage_id}"
+            attributes["slipway.stage_id"] = event.stage_id
+            attributes["slipway.stage_name"] = stage.name if stage else ""
+        else:
+            name = f"deployment {type(event).__struct_config__.tag}"
+        return _tracer.start_span(
+            name, context=self._trace or otel_context.Context(), attributes=attributes
+        )
+
+    def _end_stage_spans(self) -> None:
+        """The stages still open when this holder leaves: the next holder opens its own."""
+        for span in self._stage_spans.values():
+            span.set_attribute("slipway.left_by_holder", True)
+            span.end()
+        self._stage_spans.clear()
 
     def _keep_working(self, state: Deployment) -> None:
         """Start the running stage's work, or cancel work whose stage is no longer running."""
@@ -216,10 +319,16 @@ class DeploymentRunner:
             self._work = None
         if stage is not None and self._work is None:
             log.info("stage_work_started", stage_id=stage.id, stage=stage.name)
-            self._work = _Work(
-                stage.id,
-                asyncio.create_task(self.work(state, stage.id), name=f"stage {stage.id}"),
-            )
+            # A stage this holder did not start (it took the deployment over) gets its span here.
+            resumed = stage.id not in self._stage_spans
+            span = self._stage_span(state, stage.id, resumed=resumed)
+            # The task copies the current context: the stage's work runs in its span.
+            token = otel_context.attach(trace.set_span_in_context(span))
+            try:
+                task = asyncio.create_task(self.work(state, stage.id), name=f"stage {stage.id}")
+            finally:
+                otel_context.detach(token)
+            self._work = _Work(stage.id, task)
 
     async def _wait(self, stop: asyncio.Event, state: Deployment) -> None:
         timeout = self.poll_s
@@ -280,3 +389,18 @@ class DeploymentRunner:
                     log.info("deployment_completed", status=event.status, reason=event.reason)
                 case _:
                     log.info("deployment_event", event_type=type(event).__name__)
+
+
+def _recorded_trace(history: list[RecordedEvent]) -> otel_context.Context | None:
+    """The trace the deployment's plan (or else its trigger) was recorded in."""
+    for kind in (DeploymentPlanned, DeploymentTriggered):
+        found = next((e for e in history if isinstance(e.event, kind)), None)
+        if found is not None and found.metadata.traceparent:
+            return context_of(found.metadata)
+    return None
+
+
+def _close_stage(span: trace.Span, completed: StageCompleted) -> None:
+    span.set_attribute("slipway.stage_status", completed.status)
+    if completed.status == "FAILURE":
+        span.set_status(Status(StatusCode.ERROR, completed.reason))

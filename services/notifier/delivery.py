@@ -15,6 +15,11 @@ expires — at once when the same instance name restarts. The window is kept
 short (nothing but the commit happens in it, and that commit does not wait
 for the WAL flush) but it cannot be closed from this side: only a receiver
 that remembers delivery ids can drop the repeat.
+
+Each attempt is a span `notify <receiver>`, continuing the trace recorded
+with the `NotificationScheduled` (the one of the event it tells about), and
+its outcome is recorded inside it: a deployment's notifications, and their
+retries, are in the deployment's trace.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from datetime import UTC, datetime
 from typing import Final
 
 import aiohttp
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 from prometheus_client import CollectorRegistry, Counter
 
 from services.notifier.outbox import Claim, ClaimLost, Outbox
@@ -44,10 +51,12 @@ from shared.events.catalog import (
 from shared.logs import get_logger
 from shared.notify.retry import RetryPolicy, is_retryable_status
 from shared.notify.webhook import request_headers
+from shared.tracing import span_continuing, trace_fields
 
 __all__ = ["Attempt", "DeliveryWorker"]
 
 log = get_logger("slipway.notifier.delivery")
+_tracer = trace.get_tracer("slipway.notifier")
 
 _ERROR_BODY_MAX: Final = 300
 
@@ -158,17 +167,37 @@ class DeliveryWorker:
 
     async def _deliver(self, claim: Claim) -> None:
         scheduled = claim.scheduled
-        target = self.targets.get(scheduled.receiver)
-        if target is None:
-            # The receiver left the control config after this was scheduled.
-            attempt = Attempt(0, f"receiver {scheduled.receiver!r} is not configured any more")
-            await self._record(claim, attempt, give_up=True)
-            return
-        attempt = await self._post(target, claim)
-        give_up = not attempt.delivered and (
-            not attempt.retryable or self.policy.gives_up_after(claim.attempt)
-        )
-        await self._record(claim, attempt, give_up=give_up)
+        attributes: dict[str, str | int] = {
+            "slipway.notification_id": scheduled.notification_id,
+            "slipway.receiver": scheduled.receiver,
+            "slipway.notification_type": scheduled.notification_type,
+            "slipway.attempt": claim.attempt,
+        }
+        if scheduled.deployment_id:
+            attributes["slipway.deployment_id"] = scheduled.deployment_id
+        with span_continuing(
+            claim.metadata,
+            f"notify {scheduled.receiver}",
+            tracer=_tracer,
+            attributes=attributes,
+            kind=trace.SpanKind.CLIENT,
+        ) as span:
+            target = self.targets.get(scheduled.receiver)
+            if target is None:
+                # The receiver left the control config after this was scheduled.
+                why = f"receiver {scheduled.receiver!r} is not configured any more"
+                attempt = Attempt(0, why)
+                give_up = True
+            else:
+                attempt = await self._post(target, claim)
+                give_up = not attempt.delivered and (
+                    not attempt.retryable or self.policy.gives_up_after(claim.attempt)
+                )
+            if attempt.status:
+                span.set_attribute("http.response.status_code", attempt.status)
+            if not attempt.delivered:
+                span.set_status(Status(StatusCode.ERROR, attempt.error))
+            await self._record(claim, attempt, give_up=give_up)
 
     async def _post(self, target: Target, claim: Claim) -> Attempt:
         assert self._session is not None
@@ -226,10 +255,16 @@ class DeliveryWorker:
                 status_code=attempt.status,
             )
             kind = f"attempt-{number}"
+        traceparent, tracestate = trace_fields()
         outcome = NewEvent(
             event=event,
             event_id=deterministic_event_id("notification", notification_id, kind),
-            metadata=Metadata(causation_id=claim.scheduled.source_event_id),
+            metadata=Metadata(
+                causation_id=claim.scheduled.source_event_id,
+                correlation_id=claim.metadata.correlation_id,
+                traceparent=traceparent,
+                tracestate=tracestate,
+            ),
         )
         done = attempt.delivered or give_up
         try:

@@ -11,15 +11,16 @@ cannot record anything after another took the row over.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
+import msgspec
 
 from shared.db import CONNECTION_ERRORS
 from shared.errors import SlipwayError, Unavailable
 from shared.eventlog import ANY, EventStore
 from shared.eventlog.store import Connection
-from shared.events.base import NewEvent
+from shared.events.base import Metadata, NewEvent
 from shared.events.catalog import NotificationScheduled
 from shared.streams import stream_id
 
@@ -48,7 +49,7 @@ WHERE o.notification_id = due.notification_id
 RETURNING o.notification_id, o.receiver, o.attempts, o.token
 """
 _SCHEDULED = """
-SELECT stream_id, payload, event_type, schema_version FROM events
+SELECT stream_id, payload, event_type, schema_version, metadata FROM events
 WHERE stream_id = ANY($1::text[]) AND stream_version = 0
 """
 _CLOSE = """
@@ -80,6 +81,8 @@ class Claim:
     scheduled: NotificationScheduled
     attempt: int
     token: int
+    metadata: Metadata = field(default_factory=Metadata)
+    """The scheduling event's envelope: its trace is the one each attempt continues."""
 
 
 class Outbox:
@@ -107,8 +110,11 @@ class Outbox:
                     return []
                 streams = [notification_stream(r["notification_id"]) for r in rows]
                 scheduled = {
-                    s["stream_id"]: self.store.registry.decode(
-                        s["event_type"], s["schema_version"], s["payload"]
+                    s["stream_id"]: (
+                        self.store.registry.decode(
+                            s["event_type"], s["schema_version"], s["payload"]
+                        ),
+                        msgspec.json.decode(s["metadata"], type=Metadata),
                     )
                     for s in await conn.fetch(_SCHEDULED, streams)
                 }
@@ -116,9 +122,9 @@ class Outbox:
             raise Unavailable(f"claim notifications: {exc}") from exc
         claims = []
         for row, stream in zip(rows, streams, strict=True):
-            event = scheduled.get(stream)
+            event, metadata = scheduled.get(stream, (None, Metadata()))
             if isinstance(event, NotificationScheduled):
-                claims.append(Claim(event, row["attempts"] + 1, row["token"]))
+                claims.append(Claim(event, row["attempts"] + 1, row["token"], metadata))
         return claims
 
     async def record(

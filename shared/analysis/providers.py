@@ -5,6 +5,9 @@ said, raw — Prometheus' sample values as the text it sent, an HTTP response's
 code and body — or a `ProviderError` whose text says what went wrong (refused,
 timed out, an error from Prometheus, a body that is not its API's JSON). It
 never judges: the recorded raw answer is what the verdicts are computed from.
+
+Each call is a client span, a child of the analysis tick that made it, so a
+trace shows every query, its answer's size or status, and what went wrong.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 
 from shared.config.control import AnalysisProvider
 from shared.errors import ConfigError
@@ -31,6 +36,8 @@ __all__ = [
     "Series",
     "step_for",
 ]
+
+_tracer = trace.get_tracer("slipway.analysis.providers")
 
 BODY_LIMIT: Final = 4096
 """How much of an HTTP check's response body is kept (and matched against `expectedResponse`)."""
@@ -102,16 +109,43 @@ class PrometheusProvider:
         timeout_s = timeout_s if timeout_s > 0 else DEFAULT_TIMEOUT_S
         params = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
         url = f"{self.address}/api/v1/query_range"
-        try:
-            async with asyncio.timeout(timeout_s):
-                async with self.session.get(url, params=params, headers=self.headers) as response:
-                    text = await response.text()
-                    status = response.status
-        except TimeoutError as exc:
-            raise ProviderError(f"Prometheus {self.name} timed out after {timeout_s:g} s") from exc
-        except aiohttp.ClientError as exc:
-            raise ProviderError(f"Prometheus {self.name} unreachable: {exc}") from exc
-        return _parse_matrix(self.name, status, text)
+        attributes: dict[str, str | float] = {
+            "slipway.provider": self.name,
+            "server.address": self.address,
+            "db.system": "prometheus",
+            "db.query.text": query,
+            "slipway.query.start": start,
+            "slipway.query.end": end,
+            "slipway.query.step_s": step,
+        }
+        with _tracer.start_as_current_span(
+            "prometheus query_range", kind=trace.SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    async with self.session.get(
+                        url, params=params, headers=self.headers
+                    ) as response:
+                        text = await response.text()
+                        status = response.status
+                span.set_attribute("http.response.status_code", status)
+                series = _parse_matrix(self.name, status, text)
+            except TimeoutError as exc:
+                error = ProviderError(f"Prometheus {self.name} timed out after {timeout_s:g} s")
+                raise _failed(span, error) from exc
+            except aiohttp.ClientError as exc:
+                error = ProviderError(f"Prometheus {self.name} unreachable: {exc}")
+                raise _failed(span, error) from exc
+            except ProviderError as exc:
+                raise _failed(span, exc) from None
+            span.set_attribute("slipway.samples", len(series.values))
+            return series
+
+
+def _failed(span: trace.Span, error: ProviderError) -> ProviderError:
+    """Mark `span` failed with the text the stage log gets (not as an unexpected exception)."""
+    span.set_status(Status(StatusCode.ERROR, str(error)))
+    return error
 
 
 def _parse_matrix(name: str, status: int, text: str) -> Series:
@@ -187,14 +221,20 @@ class HttpChecker:
         timeout_s: float,
     ) -> HttpAnswer:
         pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
-        try:
-            async with asyncio.timeout(timeout_s):
-                async with self.session.request(
-                    method, url, headers=pairs, allow_redirects=False
-                ) as response:
-                    raw = await response.content.read(BODY_LIMIT)
-                    return HttpAnswer(response.status, raw.decode("utf-8", "replace"))
-        except TimeoutError as exc:
-            raise ProviderError(f"{method} {url} timed out after {timeout_s:g} s") from exc
-        except aiohttp.ClientError as exc:
-            raise ProviderError(f"{method} {url} failed: {exc}") from exc
+        attributes = {"http.request.method": method, "url.full": url}
+        with _tracer.start_as_current_span(
+            f"http check {method}", kind=trace.SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    async with self.session.request(
+                        method, url, headers=pairs, allow_redirects=False
+                    ) as response:
+                        raw = await response.content.read(BODY_LIMIT)
+                        span.set_attribute("http.response.status_code", response.status)
+                        return HttpAnswer(response.status, raw.decode("utf-8", "replace"))
+            except TimeoutError as exc:
+                error = ProviderError(f"{method} {url} timed out after {timeout_s:g} s")
+                raise _failed(span, error) from exc
+            except aiohttp.ClientError as exc:
+                raise _failed(span, ProviderError(f"{method} {url} failed: {exc}")) from exc

@@ -21,12 +21,13 @@ default), so it works the same against a real cluster and against kubesim.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Concatenate, Final, Literal, ParamSpec, Self, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -34,6 +35,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import load_incluster_config, new_client_from_config
 from kubernetes_asyncio.config.config_exception import ConfigException
+from opentelemetry import trace
 
 from shared.config.manifests import Manifest
 from shared.errors import (
@@ -111,6 +113,33 @@ class _Resource:
         return f"{base}/{quote(name, safe='')}" if name else base
 
 
+_tracer = trace.get_tracer("slipway.platform.kubernetes")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_S = TypeVar("_S")
+
+
+def _spanned(
+    name: str,
+) -> Callable[
+    [Callable[Concatenate[_S, _P], Awaitable[_R]]], Callable[Concatenate[_S, _P], Awaitable[_R]]
+]:
+    """Run the operation in a child span of the caller's (a stage's), so a trace shows each
+    call to the cluster, how long it took and the error it raised."""
+
+    def wrap(
+        method: Callable[Concatenate[_S, _P], Awaitable[_R]],
+    ) -> Callable[Concatenate[_S, _P], Awaitable[_R]]:
+        @functools.wraps(method)
+        async def spanned(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+            with _tracer.start_as_current_span(name, kind=trace.SpanKind.CLIENT):
+                return await method(self, *args, **kwargs)
+
+        return spanned
+
+    return wrap
+
+
 class KubernetesPlatform:
     """One Kubernetes cluster, reached through a kubeconfig file and context.
 
@@ -174,6 +203,7 @@ class KubernetesPlatform:
 
     # operations
 
+    @_spanned("kubernetes apply")
     async def apply(
         self,
         manifests: Sequence[Manifest],
@@ -196,6 +226,7 @@ class KubernetesPlatform:
         unlabelled: deleting the application must not delete it). The first
         failure stops the batch and is raised; objects before it stay applied.
         """
+        trace.get_current_span().set_attribute("slipway.k8s.manifests", len(manifests))
         ordered = sorted(manifests, key=lambda m: m.kind not in _CONTAINERS)
         in_batch = {m.name for m in manifests if m.kind == "Namespace"}
         ensured: set[str] = set()
@@ -246,6 +277,7 @@ class KubernetesPlatform:
             log.debug("platform_applied", resource=what, created=code == 201)
         return applied
 
+    @_spanned("kubernetes delete")
     async def delete(
         self,
         targets: Iterable[str | Manifest],
@@ -323,6 +355,7 @@ class KubernetesPlatform:
                 found.append(_live_manifest(resource, item))
         return sorted(found, key=lambda m: m.key)
 
+    @_spanned("kubernetes wait_rollout")
     async def wait_rollout(
         self,
         namespace: str,
@@ -336,6 +369,7 @@ class KubernetesPlatform:
         deadline is exceeded or `timeout_s` passes, saying how many replicas were ready."""
         resource = await self._require("apps/v1", kind, None, "wait for", namespace, name)
         what = describe(kind, namespace, name)
+        trace.get_current_span().set_attribute("slipway.k8s.resource", what)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
