@@ -10,7 +10,7 @@ and every documented operation is routed.
 from __future__ import annotations
 
 import functools
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 import msgspec
 
@@ -27,6 +27,7 @@ from services.api.schemas import (
     CreateApiKeyRequest,
     CreatedApiKey,
     DeploymentList,
+    DeploymentStatus,
     ErrorBody,
     EventList,
     LogList,
@@ -98,25 +99,49 @@ def _responses(
     return responses
 
 
-_APPLICATION_PARAM: Final = {
-    "name": "application",
-    "in": "path",
-    "required": True,
-    "description": "The application's id or its name.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 63},
-}
+def _recorded_responses(already: str) -> dict[str, Any]:
+    """A request the executor acts on: 202 when recorded, 200 (`already`) when asked before."""
+    return _responses(
+        ("202", "Recorded; the executor acts on it.", "CommandAccepted"), "400", "404", "409", "503"
+    ) | {"200": {"description": already, "content": _json(_ref("CommandAccepted"))}}
 
-# Query texts longer than this are refused (services/api/wire.py).
-_TEXT: Final = {"type": "string", "maxLength": 256}
 
-_MIN_POSITION: Final = {
-    "name": "min_position",
-    "in": "query",
-    "required": False,
-    "description": "Answer only once the read model has applied the event at this log "
-    "position (a write's `position`): read-your-writes. Waits a bounded time, then 503.",
-    "schema": {"type": "integer", "minimum": 0},
-}
+def _body(schema: str, *, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": _json(_ref(schema))}
+
+
+def _operation(
+    operation_id: str,
+    summary: str,
+    tag: str,
+    responses: dict[str, Any],
+    *,
+    description: str | None = None,
+    security: list[Any] | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One operation; what is None is left out (the keys keep the document's usual order)."""
+    operation: dict[str, Any] = {"operationId": operation_id, "summary": summary}
+    if description is not None:
+        operation["description"] = description
+    operation["tags"] = [tag]
+    if security is not None:
+        operation["security"] = security
+    if parameters is not None:
+        operation["parameters"] = parameters
+    if body is not None:
+        operation["requestBody"] = body
+    operation["responses"] = responses
+    return operation
+
+
+def _path_param(name: str, max_length: int, description: str | None = None) -> dict[str, Any]:
+    param: dict[str, Any] = {"name": name, "in": "path", "required": True}
+    if description is not None:
+        param["description"] = description
+    param["schema"] = {"type": "string", "minLength": 1, "maxLength": max_length}
+    return param
 
 
 def _query(name: str, description: str, schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -130,37 +155,65 @@ def _query(name: str, description: str, schema: dict[str, Any], **extra: Any) ->
     }
 
 
+def _limit(description: str, *, maximum: int, default: int) -> dict[str, Any]:
+    return _query(
+        "limit",
+        description,
+        {"type": "integer", "minimum": 1, "maximum": maximum, "default": default},
+    )
+
+
+def _list_query(name: str, description: str, items: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter given several times (`?label=a=1&label=b=2`)."""
+    return _query(name, description, {"type": "array", "items": items}, style="form", explode=True)
+
+
+_APPLICATION_PARAM: Final = _path_param("application", 63, "The application's id or its name.")
+_DEPLOYMENT_PARAM: Final = _path_param("deployment", 64, "The deployment's id.")
+_STAGE_PARAM: Final = _path_param(
+    "stage", 128, "The stage's id within the deployment (e.g. `stage-2`)."
+)
+_STREAM_PARAM: Final = _path_param(
+    "stream_id", 200, "`<category>-<id>`, e.g. `deployment-…`, `application-…`."
+)
+
+# Query texts longer than this are refused (services/api/wire.py).
+_TEXT: Final = {"type": "string", "maxLength": 256}
+_POSITION: Final = {"type": "integer", "minimum": 0}
+
+_MIN_POSITION: Final = _query(
+    "min_position",
+    "Answer only once the read model has applied the event at this log "
+    "position (a write's `position`): read-your-writes. Waits a bounded time, then 503.",
+    _POSITION,
+)
+
+
 def _command(operation_id: str, summary: str, description: str) -> dict[str, Any]:
-    return {
-        "operationId": operation_id,
-        "summary": summary,
-        "description": description,
-        "tags": ["applications"],
-        "parameters": [_APPLICATION_PARAM],
-        "responses": _responses(
+    return _operation(
+        operation_id,
+        summary,
+        "applications",
+        _responses(
             ("200", "The application, as the command left it.", "ApplicationResource"),
             "400",
             "404",
             "409",
             "503",
         ),
-    }
+        description=description,
+        parameters=[_APPLICATION_PARAM],
+    )
 
 
 def _paths() -> dict[str, Any]:
     return {
         "/applications": {
-            "post": {
-                "operationId": "registerApplication",
-                "summary": "Register an application",
-                "description": "Names are unique: registering a taken name answers 409 "
-                "`name_taken` with the holder's id in `error.application_id`.",
-                "tags": ["applications"],
-                "requestBody": {
-                    "required": True,
-                    "content": _json(_ref("RegisterApplicationRequest")),
-                },
-                "responses": _responses(
+            "post": _operation(
+                "registerApplication",
+                "Register an application",
+                "applications",
+                _responses(
                     ("201", "Registered.", "ApplicationResource"),
                     "400",
                     "409",
@@ -172,21 +225,23 @@ def _paths() -> dict[str, Any]:
                         }
                     },
                 ),
-            },
-            "get": {
-                "operationId": "listApplications",
-                "summary": "List applications",
-                "description": "Ordered by name, from the `applications` read model, which is "
+                description="Names are unique: registering a taken name answers 409 "
+                "`name_taken` with the holder's id in `error.application_id`.",
+                body=_body("RegisterApplicationRequest"),
+            ),
+            "get": _operation(
+                "listApplications",
+                "List applications",
+                "applications",
+                _responses(("200", "A page of applications.", "ApplicationList"), "400", "503"),
+                description="Ordered by name, from the `applications` read model, which is "
                 "eventually consistent: pass `min_position` to see a write of yours.",
-                "tags": ["applications"],
-                "parameters": [
+                parameters=[
                     _query("name", "Only the application of this name.", _TEXT),
-                    _query(
+                    _list_query(
                         "label",
                         "key=value; repeat for several (all must match).",
-                        {"type": "array", "items": _TEXT | {"pattern": "^[^=]+=.*$"}},
-                        style="form",
-                        explode=True,
+                        _TEXT | {"pattern": "^[^=]+=.*$"},
                     ),
                     _query(
                         "disabled",
@@ -194,38 +249,30 @@ def _paths() -> dict[str, Any]:
                         {"type": "boolean"},
                     ),
                     _query("repository_id", "Only those of this repository.", _TEXT),
-                    _query(
-                        "limit",
-                        "Page size.",
-                        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-                    ),
+                    _limit("Page size.", maximum=1000, default=100),
                     _query("cursor", "`next_cursor` of the previous page.", _TEXT),
                     _MIN_POSITION,
                 ],
-                "responses": _responses(
-                    ("200", "A page of applications.", "ApplicationList"), "400", "503"
-                ),
-            },
+            ),
         },
         "/applications/{application}": {
-            "get": {
-                "operationId": "getApplication",
-                "summary": "Get an application by id or name",
-                "description": "From the eventually consistent read model; see `min_position`.",
-                "tags": ["applications"],
-                "parameters": [_APPLICATION_PARAM, _MIN_POSITION],
-                "responses": _responses(
-                    ("200", "The application.", "ApplicationResource"), "400", "404", "503"
-                ),
-            },
-            "delete": {
-                "operationId": "deleteApplication",
-                "summary": "Delete an application",
-                "description": "Records `ApplicationDeleted` and frees the name. With "
+            "get": _operation(
+                "getApplication",
+                "Get an application by id or name",
+                "applications",
+                _responses(("200", "The application.", "ApplicationResource"), "400", "404", "503"),
+                description="From the eventually consistent read model; see `min_position`.",
+                parameters=[_APPLICATION_PARAM, _MIN_POSITION],
+            ),
+            "delete": _operation(
+                "deleteApplication",
+                "Delete an application",
+                "applications",
+                _responses(("200", "Deleted.", "ApplicationDeletion"), "400", "404", "503"),
+                description="Records `ApplicationDeleted` and frees the name. With "
                 "`cascade=true` the drift service deletes the live resources Slipway applied "
                 "for it (label `slipway.dev/application`); without, they keep running.",
-                "tags": ["applications"],
-                "parameters": [
+                parameters=[
                     _APPLICATION_PARAM,
                     _query(
                         "cascade",
@@ -233,10 +280,7 @@ def _paths() -> dict[str, Any]:
                         {"type": "boolean", "default": False},
                     ),
                 ],
-                "responses": _responses(
-                    ("200", "Deleted.", "ApplicationDeletion"), "400", "404", "503"
-                ),
-            },
+            ),
         },
         "/applications/{application}/disable": {
             "post": _command(
@@ -253,157 +297,115 @@ def _paths() -> dict[str, Any]:
             )
         },
         "/applications/{application}/sync": {
-            "post": {
-                "operationId": "syncApplication",
-                "summary": "Deploy the branch head now",
-                "description": "Records a sync request; the gitwatcher turns it into a "
+            "post": _operation(
+                "syncApplication",
+                "Deploy the branch head now",
+                "applications",
+                _responses(("202", "Sync requested.", "SyncAccepted"), "400", "404", "409", "503"),
+                description="Records a sync request; the gitwatcher turns it into a "
                 "deployment of the watched branch's head. A disabled application answers 409.",
-                "tags": ["applications"],
-                "parameters": [_APPLICATION_PARAM],
-                "requestBody": {
-                    "required": False,
-                    "content": _json(_ref("SyncApplicationRequest")),
-                },
-                "responses": _responses(
-                    ("202", "Sync requested.", "SyncAccepted"), "400", "404", "409", "503"
-                ),
-            }
+                parameters=[_APPLICATION_PARAM],
+                body=_body("SyncApplicationRequest", required=False),
+            )
         },
         **_deployment_paths(),
         **_event_paths(),
         **_key_paths(),
         "/plan-preview": {
-            "post": {
-                "operationId": "planPreview",
-                "summary": "What merging a branch would deploy",
-                "description": "Fetches a control-config repository, finds the applications "
+            "post": _operation(
+                "planPreview",
+                "What merging a branch would deploy",
+                "deployments",
+                _responses(("200", "The preview.", "PlanPreviewResult"), "400", "404", "503"),
+                description="Fetches a control-config repository, finds the applications "
                 "the head changes (the gitwatcher's rule) and plans each against the base "
                 "branch: strategy, summary, stages and resource diff. Like `slipway "
                 "plan-preview`, without a clone of your own. 503 when the API runs without "
                 "a control config, or cannot fetch.",
-                "tags": ["deployments"],
-                "requestBody": {"required": True, "content": _json(_ref("PlanPreviewRequest"))},
-                "responses": _responses(
-                    ("200", "The preview.", "PlanPreviewResult"), "400", "404", "503"
-                ),
-            }
+                body=_body("PlanPreviewRequest"),
+            )
         },
         "/openapi.json": {
-            "get": {
-                "operationId": "getOpenApi",
-                "summary": "This document",
-                "tags": ["meta"],
-                "security": [],
-                "responses": {
+            "get": _operation(
+                "getOpenApi",
+                "This document",
+                "meta",
+                {
                     "200": {
                         "description": "The OpenAPI 3.1 document.",
                         "content": _json({"type": "object"}),
                     }
                 },
-            }
+                security=[],
+            )
         },
     }
-
-
-_DEPLOYMENT_PARAM: Final = {
-    "name": "deployment",
-    "in": "path",
-    "required": True,
-    "description": "The deployment's id.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-}
-_STAGE_PARAM: Final = {
-    "name": "stage",
-    "in": "path",
-    "required": True,
-    "description": "The stage's id within the deployment (e.g. `stage-2`).",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
-}
-_STREAM_PARAM: Final = {
-    "name": "stream_id",
-    "in": "path",
-    "required": True,
-    "description": "`<category>-<id>`, e.g. `deployment-…`, `application-…`.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
-}
 
 
 def _stage_command(operation_id: str, summary: str, description: str) -> dict[str, Any]:
-    return {
-        "operationId": operation_id,
-        "summary": summary,
-        "description": description,
-        "tags": ["deployments"],
-        "parameters": [_DEPLOYMENT_PARAM, _STAGE_PARAM],
-        "responses": _responses(
-            ("202", "Recorded; the executor acts on it.", "CommandAccepted"),
-            "400",
-            "404",
-            "409",
-            "503",
-        )
-        | {
-            "200": {
-                "description": "Asked already: nothing new recorded.",
-                "content": _json(_ref("CommandAccepted")),
-            }
-        },
-    }
+    return _operation(
+        operation_id,
+        summary,
+        "deployments",
+        _recorded_responses("Asked already: nothing new recorded."),
+        description=description,
+        parameters=[_DEPLOYMENT_PARAM, _STAGE_PARAM],
+    )
 
 
 def _deployment_paths() -> dict[str, Any]:
-    statuses = ["PENDING", "PLANNED", "RUNNING", "ROLLING_BACK", "SUCCESS", "FAILURE", "CANCELLED"]
+    statuses = list(get_args(DeploymentStatus))
     return {
         "/deployments": {
-            "get": {
-                "operationId": "listDeployments",
-                "summary": "List deployments, newest first",
-                "description": "From the `deployments` read model (eventually consistent).",
-                "tags": ["deployments"],
-                "parameters": [
+            "get": _operation(
+                "listDeployments",
+                "List deployments, newest first",
+                "deployments",
+                _responses(("200", "A page of deployments.", "DeploymentList"), "400", "503"),
+                description="From the `deployments` read model (eventually consistent).",
+                parameters=[
                     _query("application", "Only this application's (id or name).", _TEXT),
-                    _query(
+                    _list_query(
                         "status",
                         "Only these statuses (repeat, or comma-separate).",
-                        {"type": "array", "items": {"type": "string", "enum": statuses}},
-                        style="form",
-                        explode=True,
+                        {"type": "string", "enum": statuses},
                     ),
-                    _query(
-                        "limit",
-                        "Page size.",
-                        {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-                    ),
+                    _limit("Page size.", maximum=500, default=50),
                     _query(
                         "cursor",
                         "`next_cursor` of the previous page.",
                         {"type": "string", "pattern": "^[0-9]{1,18}$"},
                     ),
                 ],
-                "responses": _responses(
-                    ("200", "A page of deployments.", "DeploymentList"), "400", "503"
-                ),
-            }
+            )
         },
         "/deployments/{deployment}": {
-            "get": {
-                "operationId": "getDeployment",
-                "summary": "A deployment with its stages",
-                "description": "Folded from the deployment's own stream: always current.",
-                "tags": ["deployments"],
-                "parameters": [_DEPLOYMENT_PARAM],
-                "responses": _responses(("200", "The deployment.", "Deployment"), "404", "503"),
-            }
+            "get": _operation(
+                "getDeployment",
+                "A deployment with its stages",
+                "deployments",
+                _responses(("200", "The deployment.", "Deployment"), "404", "503"),
+                description="Folded from the deployment's own stream: always current.",
+                parameters=[_DEPLOYMENT_PARAM],
+            )
         },
         "/deployments/{deployment}/logs": {
-            "get": {
-                "operationId": "getDeploymentLogs",
-                "summary": "What its stages wrote",
-                "description": "With `follow=true`, server-sent events instead: `log` events "
+            "get": _operation(
+                "getDeploymentLogs",
+                "What its stages wrote",
+                "deployments",
+                _responses(("200", "The lines.", "LogList"), "400", "404", "503")
+                | {
+                    "200": {
+                        "description": "The lines (JSON), or with `follow` an event stream.",
+                        "content": _json(_ref("LogList"))
+                        | {"text/event-stream": {"schema": {"type": "string"}}},
+                    }
+                },
+                description="With `follow=true`, server-sent events instead: `log` events "
                 "(the stored lines, then live ones; `id` is the line's id), then one `end` "
                 "event `{deployment_id, status}` once the deployment has completed.",
-                "tags": ["deployments"],
-                "parameters": [
+                parameters=[
                     _DEPLOYMENT_PARAM,
                     _query("stage_id", "Only this stage's lines.", _TEXT),
                     _query(
@@ -412,43 +414,20 @@ def _deployment_paths() -> dict[str, Any]:
                         {"type": "boolean", "default": False},
                     ),
                 ],
-                "responses": _responses(("200", "The lines.", "LogList"), "400", "404", "503")
-                | {
-                    "200": {
-                        "description": "The lines (JSON), or with `follow` an event stream.",
-                        "content": _json(_ref("LogList"))
-                        | {"text/event-stream": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
+            )
         },
         "/deployments/{deployment}/cancel": {
-            "post": {
-                "operationId": "cancelDeployment",
-                "summary": "Cancel a deployment",
-                "description": "Records `DeploymentCancelRequested`; the executor cancels the "
+            "post": _operation(
+                "cancelDeployment",
+                "Cancel a deployment",
+                "deployments",
+                _recorded_responses("Asked already: the first request stands."),
+                description="Records `DeploymentCancelRequested`; the executor cancels the "
                 "running stage and, with `rollback` (the default), rolls back. 409 when it has "
                 "completed or is rolling back.",
-                "tags": ["deployments"],
-                "parameters": [_DEPLOYMENT_PARAM],
-                "requestBody": {
-                    "required": False,
-                    "content": _json(_ref("CancelDeploymentRequest")),
-                },
-                "responses": _responses(
-                    ("202", "Recorded; the executor acts on it.", "CommandAccepted"),
-                    "400",
-                    "404",
-                    "409",
-                    "503",
-                )
-                | {
-                    "200": {
-                        "description": "Asked already: the first request stands.",
-                        "content": _json(_ref("CommandAccepted")),
-                    }
-                },
-            }
+                parameters=[_DEPLOYMENT_PARAM],
+                body=_body("CancelDeploymentRequest", required=False),
+            )
         },
         "/deployments/{deployment}/stages/{stage}/approve": {
             "post": _stage_command(
@@ -469,19 +448,19 @@ def _deployment_paths() -> dict[str, Any]:
 
 
 def _event_paths() -> dict[str, Any]:
-    position = {"type": "integer", "minimum": 0}
     return {
         "/events": {
-            "get": {
-                "operationId": "listEvents",
-                "summary": "Events by position range, or a tail in commit order",
-                "description": "`from_position`/`to_position` (inclusive) read a range by "
+            "get": _operation(
+                "listEvents",
+                "Events by position range, or a tail in commit order",
+                "events",
+                _responses(("200", "Events.", "EventList"), "400", "503"),
+                description="`from_position`/`to_position` (inclusive) read a range by "
                 "position; `after` (a `next_cursor`, or `head` for the newest) tails in commit "
                 "order, missing nothing.",
-                "tags": ["events"],
-                "parameters": [
-                    _query("from_position", "The first position.", position),
-                    _query("to_position", "The last position.", position),
+                parameters=[
+                    _query("from_position", "The first position.", _POSITION),
+                    _query("to_position", "The last position.", _POSITION),
                     _query(
                         "after",
                         "`<tx_id>:<position>` from `next_cursor`, or `head`.",
@@ -492,50 +471,41 @@ def _event_paths() -> dict[str, Any]:
                         "Only streams of this category (`deployment`, …).",
                         {"type": "string", "maxLength": 64},
                     ),
-                    _query(
-                        "limit",
-                        "At most this many.",
-                        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-                    ),
+                    _limit("At most this many.", maximum=1000, default=100),
                 ],
-                "responses": _responses(("200", "Events.", "EventList"), "400", "503"),
-            }
+            )
         },
         "/events/streams/{stream_id}": {
-            "get": {
-                "operationId": "getStreamEvents",
-                "summary": "A stream's events in version order",
-                "tags": ["events"],
-                "parameters": [
+            "get": _operation(
+                "getStreamEvents",
+                "A stream's events in version order",
+                "events",
+                _responses(("200", "Its events.", "EventList"), "400", "503"),
+                parameters=[
                     _STREAM_PARAM,
-                    _query("from_version", "The first version.", position),
-                    _query(
-                        "limit",
-                        "At most this many.",
-                        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000},
-                    ),
+                    _query("from_version", "The first version.", _POSITION),
+                    _limit("At most this many.", maximum=1000, default=1000),
                 ],
-                "responses": _responses(("200", "Its events.", "EventList"), "400", "503"),
-            }
+            )
         },
         "/events/streams/{stream_id}/state": {
-            "get": {
-                "operationId": "getStreamState",
-                "summary": "Time travel: a stream's state as of a position or a time",
-                "description": "Folds the stream's events at or before `position` and at or "
+            "get": _operation(
+                "getStreamState",
+                "Time travel: a stream's state as of a position or a time",
+                "events",
+                _responses(("200", "The state.", "StreamState"), "400", "503"),
+                description="Folds the stream's events at or before `position` and at or "
                 "before `at` (both when both are given; neither: now).",
-                "tags": ["events"],
-                "parameters": [
+                parameters=[
                     _STREAM_PARAM,
-                    _query("position", "A global log position.", position),
+                    _query("position", "A global log position.", _POSITION),
                     _query(
                         "at",
                         "An ISO 8601 time with a zone.",
                         {"type": "string", "format": "date-time"},
                     ),
                 ],
-                "responses": _responses(("200", "The state.", "StreamState"), "400", "503"),
-            }
+            )
         },
     }
 
@@ -543,38 +513,30 @@ def _event_paths() -> dict[str, Any]:
 def _key_paths() -> dict[str, Any]:
     return {
         "/api-keys": {
-            "post": {
-                "operationId": "createApiKey",
-                "summary": "Make an API key (admin)",
-                "description": "The answer carries the secret, this once; only its SHA-256 "
-                "is stored.",
-                "tags": ["api-keys"],
-                "requestBody": {"required": True, "content": _json(_ref("CreateApiKeyRequest"))},
-                "responses": _responses(("201", "Made.", "CreatedApiKey"), "400", "503"),
-            },
-            "get": {
-                "operationId": "listApiKeys",
-                "summary": "Every API key, revoked ones too (admin)",
-                "tags": ["api-keys"],
-                "responses": _responses(("200", "The keys.", "ApiKeyList"), "503"),
-            },
+            "post": _operation(
+                "createApiKey",
+                "Make an API key (admin)",
+                "api-keys",
+                _responses(("201", "Made.", "CreatedApiKey"), "400", "503"),
+                description="The answer carries the secret, this once; only its SHA-256 is stored.",
+                body=_body("CreateApiKeyRequest"),
+            ),
+            "get": _operation(
+                "listApiKeys",
+                "Every API key, revoked ones too (admin)",
+                "api-keys",
+                _responses(("200", "The keys.", "ApiKeyList"), "503"),
+            ),
         },
         "/api-keys/{key_id}": {
-            "delete": {
-                "operationId": "revokeApiKey",
-                "summary": "Revoke an API key (admin)",
-                "description": "It stops working within a few seconds in every API replica.",
-                "tags": ["api-keys"],
-                "parameters": [
-                    {
-                        "name": "key_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-                    }
-                ],
-                "responses": _responses(("200", "Revoked.", "ApiKeyResource"), "404", "503"),
-            }
+            "delete": _operation(
+                "revokeApiKey",
+                "Revoke an API key (admin)",
+                "api-keys",
+                _responses(("200", "Revoked.", "ApiKeyResource"), "404", "503"),
+                description="It stops working within a few seconds in every API replica.",
+                parameters=[_path_param("key_id", 64)],
+            )
         },
     }
 

@@ -31,6 +31,7 @@ __all__ = [
     "ApplicationFilter",
     "get_application",
     "list_applications",
+    "view_query",
     "wait_for_position",
 ]
 
@@ -74,15 +75,20 @@ _json = msgspec.json.Encoder()
 
 
 @contextlib.asynccontextmanager
-async def _view(what: str) -> AsyncIterator[None]:
+async def view_query(what: str, read_model: str) -> AsyncIterator[None]:
+    """Around a query of a read model's view: `Unavailable` when the database is
+    unreachable, or when the view is not there yet (its projection never installed)."""
     async with unavailable_on_disconnect(what):
         try:
             yield
         except asyncpg.UndefinedTableError as exc:
             raise Unavailable(
-                f"{what}: the {PROJECTION} projection is not installed yet (is the projector "
-                "service running?)"
+                f"{what}: the {read_model} is not installed yet (is the projector service running?)"
             ) from exc
+
+
+def _view(what: str) -> contextlib.AbstractAsyncContextManager[None]:
+    return view_query(what, f"{PROJECTION} projection")
 
 
 class ApplicationFilter(msgspec.Struct, frozen=True, kw_only=True):

@@ -53,6 +53,10 @@ Position = Annotated[
     ),
 ]
 
+NextCursor = Annotated[
+    str | None, Meta(description="Pass as `cursor` for the next page; null on the last page.")
+]
+
 
 class RegisterApplicationRequest(
     msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
@@ -93,10 +97,7 @@ class ApplicationList(msgspec.Struct, frozen=True, kw_only=True):
     """One page of applications, ordered by name."""
 
     items: list[ApplicationResource]
-    next_cursor: Annotated[
-        str | None,
-        Meta(description="Pass as `cursor` for the next page; null on the last page."),
-    ] = None
+    next_cursor: NextCursor = None
 
 
 class ApplicationDeletion(msgspec.Struct, frozen=True, kw_only=True):
@@ -190,10 +191,7 @@ class DeploymentList(msgspec.Struct, frozen=True, kw_only=True):
     """One page of deployments, newest first."""
 
     items: list[DeploymentSummary]
-    next_cursor: Annotated[
-        str | None,
-        Meta(description="Pass as `cursor` for the next page; null on the last page."),
-    ] = None
+    next_cursor: NextCursor = None
 
 
 class CancelDeploymentRequest(

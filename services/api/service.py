@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Final
 
 import msgspec
@@ -25,6 +25,7 @@ from services.api.decider import (
     NAME_PATTERN,
     Command,
     DeleteApplication,
+    NameHolder,
     NotFound,
     RegisterApplication,
     ReserveName,
@@ -38,11 +39,10 @@ from services.api.decider import (
 )
 from shared.db import unavailable_on_disconnect
 from shared.errors import ConcurrencyConflict
-from shared.eventlog import NO_STREAM, EventStore
+from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.eventlog.asof import fold
 from shared.eventlog.store import Connection
-from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
-from shared.ids import new_event_id
+from shared.events.base import Event, Metadata, RecordedEvent
 from shared.logs import get_logger
 
 __all__ = ["ApplicationCommands", "Outcome"]
@@ -76,54 +76,32 @@ class ApplicationCommands:
         check_registration(command)
         names = name_stream(command.name)
         stream = application_stream(command.application_id)
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                async with self._transaction("register application") as conn:
-                    taken = await self.store.read_stream(names, conn=conn)
-                    holder = fold(evolve_name, None, (e.event for e in taken))
-                    reserve = decide_name(
-                        holder,
-                        ReserveName(name=command.name, application_id=command.application_id),
-                    )
-                    registered = decide(None, command)
-                    await self.store.append(
-                        names,
-                        _wrap(reserve, metadata),
-                        expected_version=_last_version(taken),
-                        conn=conn,
-                    )
-                    await self.store.append(
-                        stream, _wrap(registered, metadata), expected_version=NO_STREAM, conn=conn
-                    )
-                    appended = await self.store.read_stream(stream, conn=conn)
-                return Outcome(history=tuple(appended), appended=tuple(appended))
-            except ConcurrencyConflict as exc:
-                _retry_or_raise(exc, attempt, self.max_attempts)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+
+        async def attempt(conn: Connection) -> Outcome:
+            taken, holder = await self._name_holder(names, conn)
+            reserve = decide_name(
+                holder, ReserveName(name=command.name, application_id=command.application_id)
+            )
+            registered = decide(None, command)
+            await self._append_after(names, taken, reserve, metadata, conn)
+            await self._append_after(stream, (), registered, metadata, conn)
+            return await self._read_back(stream, (), conn)
+
+        return await self._attempts("register application", attempt)
 
     async def execute(self, command: Command, metadata: Metadata) -> Outcome:
         """Carry out a command on an existing application (disable, enable, sync)."""
         stream = application_stream(command.application_id)
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                async with self._transaction("change application") as conn:
-                    history = await self.store.read_stream(stream, conn=conn)
-                    events = decide(fold(evolve, None, (e.event for e in history)), command)
-                    if not events:
-                        return Outcome(history=tuple(history), appended=())
-                    await self.store.append(
-                        stream,
-                        _wrap(events, metadata),
-                        expected_version=_last_version(history),
-                        conn=conn,
-                    )
-                    appended = await self.store.read_stream(
-                        stream, from_version=len(history), conn=conn
-                    )
-                return Outcome(history=(*history, *appended), appended=tuple(appended))
-            except ConcurrencyConflict as exc:
-                _retry_or_raise(exc, attempt, self.max_attempts)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+
+        async def attempt(conn: Connection) -> Outcome:
+            history = await self.store.read_stream(stream, conn=conn)
+            events = decide(fold(evolve, None, (e.event for e in history)), command)
+            if not events:
+                return Outcome(history=tuple(history), appended=())
+            await self._append_after(stream, history, events, metadata, conn)
+            return await self._read_back(stream, history, conn)
+
+        return await self._attempts("change application", attempt)
 
     async def delete(self, command: DeleteApplication, metadata: Metadata) -> Outcome:
         """Delete the application and release its name, in one transaction.
@@ -132,36 +110,20 @@ class ApplicationCommands:
         its name's stream (where it frees the name for a new registration).
         """
         stream = application_stream(command.application_id)
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                async with self._transaction("delete application") as conn:
-                    history = await self.store.read_stream(stream, conn=conn)
-                    state = fold(evolve, None, (e.event for e in history))
-                    events = decide(state, command)
-                    await self.store.append(
-                        stream,
-                        _wrap(events, metadata),
-                        expected_version=_last_version(history),
-                        conn=conn,
-                    )
-                    assert state is not None, "decide refuses to delete what is not registered"
-                    names = name_stream(state.name)
-                    taken = await self.store.read_stream(names, conn=conn)
-                    holder = fold(evolve_name, None, (e.event for e in taken))
-                    if holder is not None and holder.application_id == state.application_id:
-                        await self.store.append(
-                            names,
-                            _wrap(events, metadata),
-                            expected_version=_last_version(taken),
-                            conn=conn,
-                        )
-                    appended = await self.store.read_stream(
-                        stream, from_version=len(history), conn=conn
-                    )
-                return Outcome(history=(*history, *appended), appended=tuple(appended))
-            except ConcurrencyConflict as exc:
-                _retry_or_raise(exc, attempt, self.max_attempts)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+
+        async def attempt(conn: Connection) -> Outcome:
+            history = await self.store.read_stream(stream, conn=conn)
+            state = fold(evolve, None, (e.event for e in history))
+            events = decide(state, command)
+            await self._append_after(stream, history, events, metadata, conn)
+            assert state is not None, "decide refuses to delete what is not registered"
+            names = name_stream(state.name)
+            taken, holder = await self._name_holder(names, conn)
+            if holder is not None and holder.application_id == state.application_id:
+                await self._append_after(names, taken, events, metadata, conn)
+            return await self._read_back(stream, history, conn)
+
+        return await self._attempts("delete application", attempt)
 
     async def resolve(self, ref: str) -> str:
         """The id of the application whose id or name is `ref`; `NotFound` if there is none.
@@ -175,11 +137,52 @@ class ApplicationCommands:
             if version != NO_STREAM:
                 return ref
         if _NAME.fullmatch(ref):
-            taken = await self.store.read_stream(name_stream(ref))
-            holder = fold(evolve_name, None, (e.event for e in taken))
+            _, holder = await self._name_holder(name_stream(ref))
             if holder is not None:
                 return holder.application_id
         raise NotFound(f"no application with the id or name {ref!r}")
+
+    async def _attempts(
+        self, what: str, attempt: Callable[[Connection], Awaitable[Outcome]]
+    ) -> Outcome:
+        """Run `attempt` in a transaction of its own until it commits without a conflict."""
+        for number in range(1, self.max_attempts + 1):
+            try:
+                async with self._transaction(what) as conn:
+                    return await attempt(conn)
+            except ConcurrencyConflict as exc:
+                _retry_or_raise(exc, number, self.max_attempts)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _read_back(
+        self, stream: str, history: Sequence[RecordedEvent], conn: Connection
+    ) -> Outcome:
+        """`history` and what this transaction appended after it, as recorded (positions, times)."""
+        appended = await self.store.read_stream(stream, from_version=len(history), conn=conn)
+        return Outcome(history=(*history, *appended), appended=tuple(appended))
+
+    async def _append_after(
+        self,
+        stream: str,
+        history: Sequence[RecordedEvent],
+        events: Sequence[Event],
+        metadata: Metadata,
+        conn: Connection,
+    ) -> None:
+        """Append `events` to `stream`, expecting it as read (`history`): else a conflict."""
+        await self.store.append(
+            stream,
+            new_events(events, metadata=metadata),
+            expected_version=_last_version(history),
+            conn=conn,
+        )
+
+    async def _name_holder(
+        self, names: str, conn: Connection | None = None
+    ) -> tuple[list[RecordedEvent], NameHolder | None]:
+        """The name stream's events, and who holds the name now (None: it is free)."""
+        taken = await self.store.read_stream(names, conn=conn)
+        return taken, fold(evolve_name, None, (e.event for e in taken))
 
     @contextlib.asynccontextmanager
     async def _transaction(self, what: str) -> AsyncIterator[Connection]:
@@ -189,10 +192,6 @@ class ApplicationCommands:
             conn.transaction(),
         ):
             yield conn
-
-
-def _wrap(events: Sequence[Event], metadata: Metadata) -> list[NewEvent]:
-    return [NewEvent(event=e, event_id=new_event_id(), metadata=metadata) for e in events]
 
 
 def _last_version(history: Sequence[RecordedEvent]) -> int:

@@ -14,8 +14,7 @@ from shared.events.catalog import (
     ApplicationEnabled,
     ApplicationRegistered,
 )
-from shared.projections.base import Projection
-from shared.projections.tables import quote
+from shared.projections.single_table import SingleTableProjection
 
 _DDL = """
 CREATE TABLE {table} (
@@ -60,27 +59,22 @@ _DELETE = "DELETE FROM {table} WHERE application_id = $1"
 _json = msgspec.json.Encoder()
 
 
-class ApplicationsProjection(Projection):
+class ApplicationsProjection(SingleTableProjection):
     """Applications with their repository, path, labels and whether they are disabled."""
 
+    name = "applications"
+    ddl = _DDL
     # 2: ApplicationEnabled clears `disabled` (version 1 ignored it).
     # 3: ApplicationDeleted drops the row.
     version = 3
 
-    def __init__(self, name: str = "applications") -> None:
-        # The one table is named after the projection, so a second instance under
-        # another name (a comparison copy in tests) gets tables of its own.
-        self.name = name
-        self.tables = {name: _DDL}
-
     async def apply(
         self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]
     ) -> None:
-        table = quote(tables[self.name])
         match event.event:
             case ApplicationRegistered() as registered:
                 await conn.execute(
-                    _REGISTER.replace("{table}", table),
+                    self.sql(_REGISTER, tables),
                     registered.application_id,
                     registered.name,
                     registered.repository_id,
@@ -93,13 +87,13 @@ class ApplicationsProjection(Projection):
                 )
             case ApplicationDisabled() | ApplicationEnabled() as changed:
                 await conn.execute(
-                    _SET_DISABLED.replace("{table}", table),
+                    self.sql(_SET_DISABLED, tables),
                     changed.application_id,
                     event.recorded_at,
                     event.global_position,
                     isinstance(changed, ApplicationDisabled),
                 )
             case ApplicationDeleted() as deleted:
-                await conn.execute(_DELETE.replace("{table}", table), deleted.application_id)
+                await conn.execute(self.sql(_DELETE, tables), deleted.application_id)
             case _:
                 pass

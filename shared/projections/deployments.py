@@ -25,8 +25,7 @@ from shared.events.catalog import (
     DeploymentStarted,
     DeploymentTriggered,
 )
-from shared.projections.base import Projection
-from shared.projections.tables import quote
+from shared.projections.single_table import SingleTableProjection
 
 __all__ = ["DeploymentsProjection"]
 
@@ -61,26 +60,32 @@ _FORWARD = f"""CASE WHEN {_RANK_SQL.format(s="d.status")} = 4
     OR {_RANK_SQL.format(s="$2::text")} < {_RANK_SQL.format(s="d.status")}
   THEN d.status ELSE $2::text END"""
 
-_TRIGGERED = """
+# Either event may be the first this table sees of a deployment: both insert.
+_INSERT = """
 INSERT INTO {table} AS d (deployment_id, application_id, status, trigger, commit_hash,
                           commit_message, commander, strategy, summary, reason,
-                          triggered_at, updated_at, created_position, last_position)
+                          triggered_at, updated_at, created_position, last_position)"""
+
+_TRIGGERED = (
+    _INSERT
+    + """
 VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7, '', '', $8, $8, $9, $9)
 ON CONFLICT (deployment_id) DO NOTHING
 """
+)
 
 # A plan may arrive for a deployment whose trigger this table never saw (a
 # stream written without one, in tests): it creates the row then.
-_PLANNED = f"""
-INSERT INTO {{table}} AS d (deployment_id, application_id, status, trigger, commit_hash,
-                          commit_message, commander, strategy, summary, reason,
-                          triggered_at, updated_at, created_position, last_position)
+_PLANNED = (
+    _INSERT
+    + f"""
 VALUES ($1, $3, 'PLANNED', '', $4, '', '', $5, $6, '', $7, $7, $8, $8)
 ON CONFLICT (deployment_id) DO UPDATE
   SET status = {_FORWARD}, strategy = excluded.strategy, summary = excluded.summary,
       commit_hash = excluded.commit_hash, updated_at = excluded.updated_at,
       last_position = excluded.last_position
 """
+)
 
 _STATUS = f"""
 UPDATE {{table}} AS d
@@ -95,24 +100,21 @@ WHERE deployment_id = $1
 """
 
 
-class DeploymentsProjection(Projection):
+class DeploymentsProjection(SingleTableProjection):
     """Deployments with their application, status, trigger, commit and times."""
 
+    name = "deployments"
+    ddl = _DDL
     version = 1
-
-    def __init__(self, name: str = "deployments") -> None:
-        self.name = name
-        self.tables = {name: _DDL}
 
     async def apply(
         self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]
     ) -> None:
-        table = quote(tables[self.name])
         at, position = event.recorded_at, event.global_position
         match event.event:
             case DeploymentTriggered() as e:
                 await conn.execute(
-                    _TRIGGERED.replace("{table}", table),
+                    self.sql(_TRIGGERED, tables),
                     e.deployment_id,
                     e.application_id,
                     e.trigger,
@@ -125,7 +127,7 @@ class DeploymentsProjection(Projection):
                 )
             case DeploymentPlanned() as e:
                 await conn.execute(
-                    _PLANNED.replace("{table}", table),
+                    self.sql(_PLANNED, tables),
                     e.deployment_id,
                     "PLANNED",
                     e.application_id,
@@ -136,22 +138,24 @@ class DeploymentsProjection(Projection):
                     position,
                 )
             case DeploymentStarted() as e:
-                await self._status(conn, table, e.deployment_id, "RUNNING", "", e.started_at, event)
+                await self._status(
+                    conn, tables, e.deployment_id, "RUNNING", "", e.started_at, event
+                )
             case DeploymentRollingBack() as e:
                 await self._status(
-                    conn, table, e.deployment_id, "ROLLING_BACK", e.reason, None, event
+                    conn, tables, e.deployment_id, "ROLLING_BACK", e.reason, None, event
                 )
             case DeploymentPlanFailed() as e:
-                await self._status(conn, table, e.deployment_id, "FAILURE", e.reason, None, event)
+                await self._status(conn, tables, e.deployment_id, "FAILURE", e.reason, None, event)
             case DeploymentCompleted() as e:
-                await self._status(conn, table, e.deployment_id, e.status, e.reason, None, event)
+                await self._status(conn, tables, e.deployment_id, e.status, e.reason, None, event)
             case _:
                 pass
 
-    @staticmethod
     async def _status(
+        self,
         conn: asyncpg.Connection,
-        table: str,
+        tables: Mapping[str, str],
         deployment_id: str,
         status: str,
         reason: str,
@@ -159,7 +163,7 @@ class DeploymentsProjection(Projection):
         event: RecordedEvent,
     ) -> None:
         await conn.execute(
-            _STATUS.replace("{table}", table),
+            self.sql(_STATUS, tables),
             deployment_id,
             status,
             reason,

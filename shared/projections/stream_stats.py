@@ -14,8 +14,7 @@ import asyncpg
 import msgspec
 
 from shared.events.base import RecordedEvent
-from shared.projections.base import Projection
-from shared.projections.tables import quote
+from shared.projections.single_table import SingleTableProjection
 from shared.streams import category_of
 
 _DDL = """
@@ -50,14 +49,12 @@ class _Tally(msgspec.Struct):
     first_recorded_at: datetime
 
 
-class StreamStatsProjection(Projection):
+class StreamStatsProjection(SingleTableProjection):
     """Per stream: event count, last version, position and type, first and last record time."""
 
+    name = "stream_stats"
+    ddl = _DDL
     version = 1
-
-    def __init__(self, name: str = "stream_stats") -> None:
-        self.name = name
-        self.tables = {name: _DDL}
 
     async def apply(
         self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]
@@ -85,7 +82,7 @@ class StreamStatsProjection(Projection):
         streams = list(tallies)
         rows = [tallies[s] for s in streams]
         await conn.execute(
-            _UPSERT.replace("{table}", quote(tables[self.name])),
+            self.sql(_UPSERT, tables),
             streams,
             [category_of(s) for s in streams],
             [t.events for t in rows],

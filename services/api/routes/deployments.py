@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Final, Literal
+from collections.abc import Callable, Sequence
+from typing import Final, Literal, get_args
 
 import asyncpg
 import msgspec
@@ -17,21 +17,23 @@ from services.api.auth import Access, actor_of
 from services.api.decider import NotFound
 from services.api.deps import Deps, deps
 from services.api.errors import ApiError
+from services.api.reads import view_query
 from services.api.routes import Route
 from services.api.routes.applications import metadata_of
 from services.api.schemas import (
     CancelDeploymentRequest,
     CommandAccepted,
     DeploymentList,
+    DeploymentStatus,
     DeploymentSummary,
     LogLine,
     LogList,
 )
 from services.api.wire import json_response, query_bool, query_int, query_str, read_body
 from shared.db import unavailable_on_disconnect
-from shared.errors import ConcurrencyConflict, Unavailable
-from shared.events.base import Event, NewEvent
-from shared.ids import new_event_id
+from shared.errors import ConcurrencyConflict
+from shared.eventlog import new_events
+from shared.events.base import Event
 from shared.logs import bind, get_logger
 
 __all__ = ["ROUTES"]
@@ -64,9 +66,7 @@ SELECT id, deployment_id, stage_id, severity, message, recorded_at FROM stage_lo
 WHERE deployment_id = $1 AND ($2::text IS NULL OR stage_id = $2) AND id > $3
 ORDER BY id LIMIT $4
 """
-_STATUSES: Final = frozenset(
-    {"PENDING", "PLANNED", "RUNNING", "ROLLING_BACK", "SUCCESS", "FAILURE", "CANCELLED"}
-)
+_STATUSES: Final = frozenset(get_args(DeploymentStatus))
 _LOG_PAGE: Final = 10_000
 
 _line_decoder: Final = msgspec.json.Decoder(LogLine)
@@ -79,7 +79,7 @@ async def list_(request: web.Request) -> web.Response:
     statuses = _statuses(request)
     limit = query_int(request, "limit", ge=1, le=MAX_PAGE) or DEFAULT_PAGE
     cursor = query_int(request, "cursor", ge=0)
-    async with _view("list deployments"):
+    async with view_query("list deployments", "read model"):
         application_id = application
         if application is not None:
             # A name is resolved through the applications view; an id is used as is.
@@ -144,17 +144,6 @@ async def skip(request: web.Request) -> web.Response:
 # --- helpers --------------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def _view(what: str) -> AsyncIterator[None]:
-    async with unavailable_on_disconnect(what):
-        try:
-            yield
-        except asyncpg.UndefinedTableError as exc:
-            raise Unavailable(
-                f"{what}: the read model is not installed yet (is the projector service running?)"
-            ) from exc
-
-
 def _statuses(request: web.Request) -> list[str] | None:
     raw = request.query.getall("status", [])
     if not raw:
@@ -214,6 +203,16 @@ async def _command(
     deployment_id = request.match_info["deployment"]
     stream = _stream(deployment_id)
     metadata = metadata_of(request)
+
+    def accepted(*, appended: bool, position: int) -> CommandAccepted:
+        return CommandAccepted(
+            deployment_id=deployment_id,
+            command=command,
+            stage_id=stage_id,
+            appended=appended,
+            position=position,
+        )
+
     with bind(deployment_id=deployment_id):
         for attempt in range(1, _ATTEMPTS + 1):
             history = await api.store.read_stream(stream)
@@ -221,34 +220,18 @@ async def _command(
             events = decide(view, deployment_id)
             assert view is not None, "decide refuses a deployment that does not exist"
             if not events:
-                return json_response(
-                    CommandAccepted(
-                        deployment_id=deployment_id,
-                        command=command,
-                        stage_id=stage_id,
-                        appended=False,
-                        position=view.position,
-                    )
-                )
-            wrapped = [
-                NewEvent(event=e, event_id=new_event_id(), metadata=metadata) for e in events
-            ]
+                return json_response(accepted(appended=False, position=view.position))
             try:
-                result = await api.store.append(stream, wrapped, expected_version=view.version)
+                result = await api.store.append(
+                    stream, new_events(events, metadata=metadata), expected_version=view.version
+                )
             except ConcurrencyConflict:
                 if attempt == _ATTEMPTS:
                     raise
                 continue  # the executor moved on meanwhile: decide again on what it wrote
             log.info("deployment_command_recorded", command=command, stage_id=stage_id)
             return json_response(
-                CommandAccepted(
-                    deployment_id=deployment_id,
-                    command=command,
-                    stage_id=stage_id,
-                    appended=True,
-                    position=result.global_positions[-1],
-                ),
-                status=202,
+                accepted(appended=True, position=result.global_positions[-1]), status=202
             )
     raise AssertionError("unreachable: the last attempt returns or raises")
 
