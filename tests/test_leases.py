@@ -1,4 +1,5 @@
-"""Fenced leases (`shared.leases`): one suite run against every service's lease table."""
+"""Fenced leases (`shared.leases`) and their claim loop (`shared.scheduling`): one suite run
+against every service's lease table."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from shared.events.catalog import (
     DeploymentCompleted,
 )
 from shared.leases import FencedLeases, LeaseLost, LeaseTable
+from shared.logs import get_logger
+from shared.scheduling import LeaseScheduler
 from tests.support import wait_until
 
 
@@ -196,3 +199,77 @@ async def test_a_takeover_sets_lost_while_held(store: EventStore, kind: Kind) ->
 async def _later(store: EventStore, kind: Kind, than: Any) -> bool:
     value = await expires_at(store, kind, "k1")
     return bool(value > than)
+
+
+async def test_the_scheduler_runs_at_most_max_concurrent_and_ends_a_burst(
+    store: EventStore, kind: Kind
+) -> None:
+    """The scheduler runs every open row once, oldest first, never more than its limit at once."""
+    keys = [f"k{i}" for i in range(1, 6)]
+    await register(store, kind, *keys)
+    leases = kind.make(store, "a", 30)
+    running: set[str] = set()
+    most = 0
+    forgotten: list[str] = []
+
+    async def work(lease: Any, stop: asyncio.Event) -> None:
+        nonlocal most
+        running.add(lease.key)
+        most = max(most, len(running))
+        await asyncio.sleep(0.05)
+        running.discard(lease.key)
+        closing = new_events([kind.closing(lease.key)])
+        await leases.append_fenced(
+            lease, f"{kind.stream}-{lease.key}", closing, expected_version=NO_STREAM
+        )
+
+    scheduler = LeaseScheduler(
+        leases,
+        start=work,
+        forget=forgotten.append,
+        claim_interval_s=0.2,
+        max_concurrent=2,
+        log=get_logger("tests.scheduling"),
+    )
+    await asyncio.wait_for(scheduler.run(asyncio.Event(), burst=True), 30)
+    assert scheduler.ran == keys
+    assert sorted(forgotten) == keys
+    assert most == 2
+    assert await leases.open_count() == 0
+
+
+async def test_the_scheduler_retakes_a_crashed_row_and_waits_for_its_tasks_on_stop(
+    store: EventStore, kind: Kind
+) -> None:
+    """A task that crashes leaves its row open, to be claimed again; `stop` waits for the tasks."""
+    await register(store, kind, "k1")
+    leases = kind.make(store, "a", 30)
+    stop, wound_up = asyncio.Event(), asyncio.Event()
+    attempts: list[int] = []
+    finished: list[str] = []
+
+    async def work(lease: Any, stop: asyncio.Event) -> None:
+        attempts.append(lease.token)
+        if len(attempts) == 1:
+            raise RuntimeError("the runner broke")
+        await stop.wait()
+        await wound_up.wait()  # still working after `stop`: the scheduler must wait
+        finished.append(lease.key)
+
+    scheduler = LeaseScheduler(
+        leases,
+        start=work,
+        claim_interval_s=0.2,
+        max_concurrent=4,
+        log=get_logger("tests.scheduling"),
+    )
+    scheduling = asyncio.create_task(scheduler.run(stop))
+    await wait_until(lambda: len(attempts) == 2, within_s=30, what="the row taken again")
+    stop.set()
+    await asyncio.sleep(1.0)  # several claim intervals: time enough to notice `stop`
+    assert not scheduling.done()
+    wound_up.set()
+    await asyncio.wait_for(scheduling, 30)
+    assert finished == ["k1"]
+    assert scheduler.ran == ["k1", "k1"]
+    assert attempts == [1, 2]  # each claim is a new fencing token

@@ -5,9 +5,9 @@ Three parts, as the executor's:
 - the consumer's `handle`: an `AnalysisRequested` makes the analysis
   claimable (a row of `analysis_leases`, in the consumer's transaction, so it
   is recorded exactly once);
-- `schedule`, a component: claims open analyses — new ones, and those whose
-  holder's lease expired (a replica that died) — up to `max_concurrent`, and
-  runs an `AnalysisRunner` for each;
+- `schedule`, a component (`shared.scheduling.LeaseScheduler`): claims open
+  analyses — new ones, and those whose holder's lease expired (a replica that
+  died) — up to `max_concurrent`, and runs an `AnalysisRunner` for each;
 - the I/O the runners need: the checks resolved from the application's
   config and `.pipe/` templates at the deployment's commit (`load_setup`), and
   the measurements (`measure`: Prometheus `query_range`, HTTP requests).
@@ -16,11 +16,10 @@ Three parts, as the executor's:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 import aiohttp
 import asyncpg
@@ -41,7 +40,7 @@ from shared.config import load_analysis_templates, load_application_config
 from shared.config.application import AnalysisOptions
 from shared.config.control import AnalysisProvider
 from shared.deploysource import config_path_of, ensure_commit
-from shared.errors import ConfigError, Unavailable
+from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
 from shared.events.catalog import (
@@ -53,6 +52,7 @@ from shared.events.catalog import (
 from shared.executor.options import OptionsError, stage_options
 from shared.git import GitCache, GitError
 from shared.logs import get_logger
+from shared.scheduling import LeaseScheduler
 from shared.stagelog import StageLogs
 from shared.streams import stream_id
 
@@ -100,13 +100,15 @@ class AnalysisService:
         self.holder = holder
         self.leases = Leases(store, holder, ttl_s=lease_ttl_s)
         self.poll_s = poll_s
-        self.claim_interval_s = claim_interval_s
-        self.max_concurrent = max_concurrent
         self.runners: dict[str, AnalysisRunner] = {}
-        self.ran: list[str] = []
-        """Every analysis this replica took up, in order (for tests and metrics)."""
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._wake = asyncio.Event()
+        self.scheduler = LeaseScheduler(
+            self.leases,
+            start=self._start_runner,
+            forget=self._forget_runner,
+            claim_interval_s=claim_interval_s,
+            max_concurrent=max_concurrent,
+            log=log,
+        )
         self._session: aiohttp.ClientSession | None = None
         self._prometheus: dict[str, PrometheusProvider] = {}
 
@@ -127,32 +129,24 @@ class AnalysisService:
 
     async def after_commit(self, event: RecordedEvent) -> None:
         if isinstance(event.event, AnalysisRequested):
-            self._wake.set()
+            self.scheduler.wake()
 
     # The scheduler ------------------------------------------------------------------------
+
+    @property
+    def ran(self) -> list[str]:
+        """Every analysis this replica took up, in order (for tests and metrics)."""
+        return self.scheduler.ran
 
     async def schedule(self, stop: asyncio.Event, *, burst: bool = False) -> None:
         """Component: claim open analyses and run them until `stop` (in burst mode, until
         none is left)."""
         try:
-            while not stop.is_set():
-                self._wake.clear()
-                try:
-                    free = self.max_concurrent - len(self._tasks)
-                    for lease in await self.leases.claim(free, running=list(self._tasks)):
-                        self._start_runner(lease, stop)
-                    if burst and not self._tasks and await self.leases.open_count() == 0:
-                        return
-                except Unavailable as exc:
-                    log.warning("claim_unavailable", error=str(exc))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.claim_interval_s)
+            await self.scheduler.run(stop, burst=burst)
         finally:
-            if self._tasks:
-                await asyncio.gather(*self._tasks.values(), return_exceptions=True)
             await self.close()
 
-    def _start_runner(self, lease: Lease, stop: asyncio.Event) -> None:
+    def _start_runner(self, lease: Lease, stop: asyncio.Event) -> Coroutine[Any, Any, None]:
         runner = AnalysisRunner(
             lease=lease,
             store=self.store,
@@ -162,19 +156,11 @@ class AnalysisService:
             measurer=self,
             poll_s=self.poll_s,
         )
-        analysis_id = lease.analysis_id
-        self.runners[analysis_id] = runner
-        self.ran.append(analysis_id)
-        task = asyncio.create_task(runner.run(stop), name=f"analysis {analysis_id}")
-        self._tasks[analysis_id] = task
-        task.add_done_callback(lambda t: self._runner_done(analysis_id, t))
+        self.runners[lease.analysis_id] = runner
+        return runner.run(stop)
 
-    def _runner_done(self, analysis_id: str, task: asyncio.Task[None]) -> None:
+    def _forget_runner(self, analysis_id: str) -> None:
         self.runners.pop(analysis_id, None)
-        self._tasks.pop(analysis_id, None)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("runner_crashed", analysis_id=analysis_id, error=repr(exc))
-        self._wake.set()
 
     async def close(self) -> None:
         session, self._session = self._session, None

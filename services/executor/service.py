@@ -7,9 +7,10 @@ Three parts:
   is recorded exactly once); a request (cancel, approve, skip) pokes the
   deployment's runner if this replica runs it (others see it at their next
   poll of the stream);
-- `schedule`, a component: claims runnable deployments — new ones, and those
-  whose holder's lease expired (a replica that died) — up to
-  `max_concurrent`, and runs a `DeploymentRunner` for each;
+- `schedule`, a component (`shared.scheduling.LeaseScheduler`): claims
+  runnable deployments — new ones, and those whose holder's lease expired (a
+  replica that died) — up to `max_concurrent`, and runs a `DeploymentRunner`
+  for each;
 - the stage work: stage executors (`stages.py`) against the application's
   platform provider, with the deploy source loaded from git at the commit.
 
@@ -22,9 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
 
@@ -40,13 +41,14 @@ from services.executor.stages import (
     run_stage,
 )
 from shared.config.control import KubernetesProviderConfig
-from shared.errors import ConfigError, Unavailable
+from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
 from shared.events.catalog import ApplicationRegistered
 from shared.git import GitCache, GitError
 from shared.logs import get_logger
 from shared.platform import KubernetesPlatform
+from shared.scheduling import LeaseScheduler
 from shared.stagelog import StageLogs
 from shared.streams import stream_id
 
@@ -92,17 +94,19 @@ class Executor:
         self.holder = holder
         self.leases = Leases(store, holder, ttl_s=lease_ttl_s)
         self.poll_s = poll_s
-        self.claim_interval_s = claim_interval_s
-        self.max_concurrent = max_concurrent
         self.rollout_timeout_s = rollout_timeout_s
         self.analysis_grace_s = analysis_grace_s
         self.clock = clock
-        self.backlog = backlog
         self.runners: dict[str, DeploymentRunner] = {}
-        self.ran: list[str] = []
-        """Every deployment this replica took up, in order (for tests and metrics)."""
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._wake = asyncio.Event()
+        self.scheduler = LeaseScheduler(
+            self.leases,
+            start=self._start_runner,
+            forget=self._forget_runner,
+            claim_interval_s=claim_interval_s,
+            max_concurrent=max_concurrent,
+            backlog=backlog,
+            log=log,
+        )
         self._platforms: dict[str, KubernetesPlatform] = {}
         self._sources: dict[str, Sources] = {}
 
@@ -121,7 +125,7 @@ class Executor:
         """Once the consumer's transaction committed: wake whoever can act on it."""
         match on_event(event.event):
             case Register():
-                self._wake.set()
+                self.scheduler.wake()
             case WakeRunner(deployment_id=deployment_id):
                 runner = self.runners.get(deployment_id)
                 if runner is not None:
@@ -131,40 +135,20 @@ class Executor:
 
     # The scheduler ------------------------------------------------------------------------
 
+    @property
+    def ran(self) -> list[str]:
+        """Every deployment this replica took up, in order (for tests and metrics)."""
+        return self.scheduler.ran
+
     async def schedule(self, stop: asyncio.Event, *, burst: bool = False) -> None:
         """Component: claim runnable deployments and run them, until `stop` (or, in burst
         mode, until nothing is left to run)."""
         try:
-            while not stop.is_set():
-                self._wake.clear()
-                try:
-                    await self._claim(stop)
-                    if burst and await self._idle():
-                        log.info("burst_done", ran=len(self.ran))
-                        return
-                except Unavailable as exc:
-                    log.warning("claim_unavailable", error=str(exc))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.claim_interval_s)
+            await self.scheduler.run(stop, burst=burst)
         finally:
-            # The runners see `stop` too; they finish (releasing their leases) before we return.
-            if self._tasks:
-                await asyncio.gather(*self._tasks.values(), return_exceptions=True)
             await self.close()
 
-    async def _claim(self, stop: asyncio.Event) -> None:
-        free = self.max_concurrent - len(self._tasks)
-        for lease in await self.leases.claim(free, running=list(self._tasks)):
-            self._start_runner(lease, stop)
-
-    async def _idle(self) -> bool:
-        if self._tasks:
-            return False
-        if self.backlog is not None and await self.backlog() > 0:
-            return False
-        return await self.leases.open_count() == 0
-
-    def _start_runner(self, lease: Lease, stop: asyncio.Event) -> None:
+    def _start_runner(self, lease: Lease, stop: asyncio.Event) -> Coroutine[Any, Any, None]:
         runner = DeploymentRunner(
             lease=lease,
             store=self.store,
@@ -176,20 +160,12 @@ class Executor:
             clock=self.clock,
             stage_logs=self.stage_logs,
         )
-        deployment_id = lease.deployment_id
-        self.runners[deployment_id] = runner
-        self.ran.append(deployment_id)
-        task = asyncio.create_task(runner.run(stop), name=f"deployment {deployment_id}")
-        self._tasks[deployment_id] = task
-        task.add_done_callback(lambda t: self._runner_done(deployment_id, t))
+        self.runners[lease.deployment_id] = runner
+        return runner.run(stop)
 
-    def _runner_done(self, deployment_id: str, task: asyncio.Task[None]) -> None:
+    def _forget_runner(self, deployment_id: str) -> None:
         self.runners.pop(deployment_id, None)
-        self._tasks.pop(deployment_id, None)
         self._sources.pop(deployment_id, None)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("runner_crashed", deployment_id=deployment_id, error=repr(exc))
-        self._wake.set()  # room for another, or a crashed one to take again
 
     async def close(self) -> None:
         """Close the platform clients (the scheduler does it when it returns)."""
