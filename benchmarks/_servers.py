@@ -18,6 +18,7 @@ import asyncpg
 import nats
 from nats.aio.client import Client as NatsClient
 
+from benchmarks._report import progress
 from shared.db import check_schema_name, connect
 from shared.eventlog import DEFAULT_APP_ROLE, migrate
 from shared.sandbox import NatsServer, PostgresServer
@@ -85,6 +86,7 @@ class Servers:
 @contextlib.contextmanager
 def running_servers() -> Iterator[Servers]:
     """Start both servers on free ports; stop them and delete their data afterwards."""
+    progress("starting nats-server and PostgreSQL (durable)…")
     with NatsServer() as nats_server, PostgresServer(durable=True) as postgres:
         yield Servers(postgres=postgres, nats=nats_server)
 

@@ -13,11 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import platform
-import statistics
-import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -31,7 +28,8 @@ import asyncpg
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
-from benchmarks._report import print_groups, quiet_logging
+from benchmarks._machine import busy_cores_before, machine_busy_seconds
+from benchmarks._report import percentile, print_groups, print_report, progress, quiet_logging
 from benchmarks._servers import Servers, running_servers
 from shared.consumer import EventConsumer
 from shared.db import connect, create_pool
@@ -91,10 +89,6 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)
 """
 
 
-def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
 # ----------------------------------------------------------------------------- timing
 
 
@@ -112,14 +106,6 @@ class Sample:
     def now(cls, servers: Servers) -> Sample:
         postgres, nats = servers.cpu_seconds()
         return cls(perf_counter(), process_time(), postgres, nats, machine_busy_seconds())
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all processors have spent busy since boot (Linux)."""
-    # /proc/stat's first line: cpu user nice system idle iowait irq softirq steal …, in ticks.
-    with open("/proc/stat", encoding="ascii") as stat:
-        ticks = [int(t) for t in stat.readline().split()[1:9]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -489,7 +475,7 @@ async def paced_appends(
 
 
 def percentile_ms(samples: Sequence[float], pct: int) -> float:
-    return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1] * 1000
+    return percentile(samples, pct) * 1000
 
 
 async def measure_e2e(servers: Servers) -> Measured:
@@ -708,20 +694,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     quiet_logging()
     started = perf_counter()
-    # Others' load on a shared machine skews every figure: say how much there was.
-    busy = machine_busy_seconds()
-    threading.Event().wait(1.0)
-    busy_before = (machine_busy_seconds() - busy) / (perf_counter() - started)
-    progress(f"machine busy before the run: {busy_before:.2f} cores")
-    progress("starting nats-server and PostgreSQL (durable)…")
+    busy_before = busy_cores_before()
     with running_servers() as servers:
         report = asyncio.run(run_all(servers, args.only))
     report["machine"]["busy_cores_before"] = round(busy_before, 2)
     report["duration_s"]["total"] = round(perf_counter() - started, 2)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print_table(report)
+    print_report(report, as_json=args.json, table=print_table)
 
 
 if __name__ == "__main__":

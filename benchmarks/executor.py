@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import os
 from collections.abc import Sequence
 from datetime import datetime
@@ -40,7 +39,7 @@ from typing import Any, Final
 
 import yaml
 
-from benchmarks._report import quiet_logging
+from benchmarks._report import percentile, print_report, quiet_logging
 from benchmarks._servers import running_servers
 from benchmarks.gitops import (
     SCHEMA,
@@ -48,9 +47,7 @@ from benchmarks.gitops import (
     Repository,
     cpu_seconds,
     memory_mb,
-    percentile,
     phase,
-    progress,
     work_directory,
 )
 from shared.config import load_application_config
@@ -382,7 +379,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     quiet_logging()
     started = perf_counter()
-    progress("starting nats-server and PostgreSQL (durable)…")
     with running_servers() as servers, work_directory(args.keep) as root:
         bench = Bench(servers, root, "info", started=started)
         try:
@@ -391,11 +387,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             bench.stop_services()
     result["duration_s"]["total"] = round(perf_counter() - started, 2)
     result["cpu_count"] = os.cpu_count()
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            print(f"{key:<28} {value}")
+    print_report(result, as_json=args.json)
 
 
 if __name__ == "__main__":

@@ -33,9 +33,7 @@ import platform
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
-import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +45,8 @@ from typing import Any, Final
 import aiohttp
 import asyncpg
 
-from benchmarks._report import print_groups, quiet_logging
+from benchmarks._machine import busy_cores_before, machine_busy_seconds
+from benchmarks._report import percentile, print_groups, print_report, progress, quiet_logging
 from benchmarks._servers import Servers, running_servers
 from shared.db import connect, create_pool
 from shared.eventlog import ANY, NO_STREAM, EventStore, new_events
@@ -96,10 +95,6 @@ GIT_IDENTITY: Final = {
     "GIT_COMMITTER_NAME": "Bench CI",
     "GIT_COMMITTER_EMAIL": "ci@bench.example",
 }
-
-
-def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- the seed layout
@@ -300,20 +295,7 @@ def memory_mb(pid: int) -> dict[str, float]:
     return found
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds all processors have spent busy since boot (Linux)."""
-    with open("/proc/stat", encoding="ascii") as stat:
-        ticks = [int(t) for t in stat.readline().split()[1:9]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-
-
 # ----------------------------------------------------------------------------- the run
-
-
-def percentile(samples: Sequence[float], pct: int) -> float:
-    if len(samples) < 2:
-        return samples[0] if samples else float("nan")
-    return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1]
 
 
 @dataclass
@@ -898,12 +880,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     quiet_logging()
     started = perf_counter()
-    # Others' load on a shared machine skews every figure: say how much there was.
-    busy = machine_busy_seconds()
-    threading.Event().wait(1.0)
-    busy_before = (machine_busy_seconds() - busy) / (perf_counter() - started)
-    progress(f"machine busy before the run: {busy_before:.2f} cores")
-    progress("starting nats-server and PostgreSQL (durable)…")
+    busy_before = busy_cores_before()
     starting = perf_counter()
     with running_servers() as servers, work_directory(args.keep) as root:
         bench = Bench(servers, root, args.log_level, started=started)
@@ -923,10 +900,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "platform": platform.platform(),
         "busy_cores_before": round(busy_before, 2),
     }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_table(result)
+    print_report(result, as_json=args.json, table=print_table)
 
 
 if __name__ == "__main__":

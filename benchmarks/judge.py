@@ -34,11 +34,9 @@ Progress goes to stderr; stdout has the report only.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from time import perf_counter
@@ -46,6 +44,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from benchmarks._report import print_report, progress
 from shared.analysis.judges import JUDGE_NAMES, Judge, Observation, judge_named
 from shared.analysis.providers import step_for
 
@@ -63,10 +62,6 @@ AB_FACTORS: Final = {"error_ratio": 2.0, "latency": 1.5}
 INTERVALS: Final = {"5m": 300, "1m": 60}
 METRICS: Final = ("error_ratio", "latency")
 TARGETS: Final = {"sequential_aa_false_fail_max": 0.01, "sequential_ab_detection_min": 0.95}
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def ar1(
@@ -273,11 +268,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "duration_s": durations | {"total": round(perf_counter() - started, 2)},
         "cpu_count": os.cpu_count(),
     }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            print(f"{key:<42} {value}")
+    print_report(result, as_json=args.json, key_width=42)
 
 
 if __name__ == "__main__":

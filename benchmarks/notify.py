@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -38,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -48,7 +49,7 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from benchmarks._report import quiet_logging
+from benchmarks._report import print_report, progress, quiet_logging
 from benchmarks._servers import Servers, running_servers
 from shared.db import create_pool
 from shared.eventlog import NO_STREAM, EventStore, new_events
@@ -61,10 +62,6 @@ CONCURRENCY: Final = 32  # the service's default
 SECRET: Final = b"bench-secret"
 TIMEOUT_S: Final = 120.0
 LEASE_S: Final = 4.0
-
-
-def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -245,16 +242,31 @@ async def measure_raw(receiver: Receiver, events: int) -> dict[str, Any]:
     return {"raw_http_per_s": round(events / elapsed, 1)}
 
 
+@contextlib.asynccontextmanager
+async def section_services(
+    servers: Servers, root: Path, receiver: Receiver, name: str
+) -> AsyncIterator[tuple[Services, EventStore]]:
+    """Section `name`'s own schema, services (that notify the receiver's `name` path) and store.
+
+    The services stop and the store's pool closes when the block ends.
+    """
+    schema = await servers.migrated_schema(f"n{name}")
+    services = Services(
+        servers, root, schema, control_config(root / f"{name}.yaml", receiver.url(name))
+    )
+    pool = await create_pool(servers.app_url, schema=schema, min_size=1, max_size=4)
+    try:
+        yield services, EventStore(pool, default_registry())
+    finally:
+        services.stop_all()
+        await pool.close()
+
+
 async def measure_throughput(
     servers: Servers, root: Path, receiver: Receiver, events: int
 ) -> dict[str, Any]:
-    schema = await servers.migrated_schema("ntput")
-    services = Services(
-        servers, root, schema, control_config(root / "tput.yaml", receiver.url("tput"))
-    )
-    pool = await create_pool(servers.app_url, schema=schema, min_size=1, max_size=4)
-    store = EventStore(pool, default_registry())
-    try:
+    async with section_services(servers, root, receiver, "tput") as (services, store):
+        pool = store.pool
         services.start("relay", "relay-tput")
         services.start("notifier", "notifier-tput")
         await append_triggers(store, "warm", 1)
@@ -276,9 +288,6 @@ async def measure_throughput(
         last_scheduled = await pool.fetchval(
             "SELECT max(recorded_at) FROM events WHERE event_type = 'notification_scheduled'"
         )
-    finally:
-        services.stop_all()
-        await pool.close()
     return {
         "deliveries_per_s": round(events / (received - committed), 1),
         "scheduled_per_s": round(events / (last_scheduled - committed_at).total_seconds(), 1),
@@ -290,14 +299,8 @@ async def measure_throughput(
 async def measure_kill(
     servers: Servers, root: Path, receiver: Receiver, events: int
 ) -> dict[str, Any]:
-    schema = await servers.migrated_schema("nkill")
-    services = Services(
-        servers, root, schema, control_config(root / "kill.yaml", receiver.url("kill"))
-    )
-    pool = await create_pool(servers.app_url, schema=schema, min_size=1, max_size=4)
-    store = EventStore(pool, default_registry())
     seen = receiver.by_id["kill"]
-    try:
+    async with section_services(servers, root, receiver, "kill") as (services, store):
         services.start("relay", "relay-kill")
         services.start("notifier", "notifier-a")
         sources = await append_triggers(store, "k", events)
@@ -316,14 +319,11 @@ async def measure_kill(
         recovered = perf_counter()
         await asyncio.sleep(1.0)  # anything still on its way arrives before counting
         scheduled = int(
-            await pool.fetchval(
+            await store.pool.fetchval(
                 "SELECT count(*) FROM events WHERE event_type = 'notification_scheduled'"
             )
         )
         recorded = await delivered_in_log(store)
-    finally:
-        services.stop_all()
-        await pool.close()
     per_source = receiver.ids_of_source["kill"]
     return {
         "lost": sum(1 for s in sources if not per_source.get(s)),
@@ -382,7 +382,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     quiet_logging()
     started = perf_counter()
-    progress("starting nats-server and PostgreSQL (durable)…")
     with (
         running_servers() as servers,
         tempfile.TemporaryDirectory(prefix="slipway-bench-notify-") as tmp,
@@ -390,11 +389,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         result = asyncio.run(run(servers, Path(tmp), args.events))
     result["duration_s"]["total"] = round(perf_counter() - started, 2)
     result["cpu_count"] = os.cpu_count()
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            print(f"{key:<28} {value}")
+    print_report(result, as_json=args.json)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import print_groups
+from benchmarks._report import print_groups, print_report
 
 
 def run(keep: Path | None) -> dict[str, Any]:
@@ -79,15 +79,7 @@ def run(keep: Path | None) -> dict[str, Any]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.story", description=__doc__)
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--keep", type=Path, help="keep the sandbox and report in DIR")
-    args = parser.parse_args(argv)
-    result = run(args.keep)
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return
+def print_table(result: dict[str, Any]) -> None:
     for key in (
         "ok",
         "wall_s",
@@ -101,6 +93,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     for key, value in result["steps_s"].items():
         print(f"steps_s.{key:<24} {value}")
     print_groups({"duration_s": {}, "details": result["details"], "machine": {}})
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.story", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--keep", type=Path, help="keep the sandbox and report in DIR")
+    args = parser.parse_args(argv)
+    print_report(run(args.keep), as_json=args.json, table=print_table)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The analysis service under test: a real Prometheus scraping kubesim, analysis replicas, and
-an app whose pipeline analyses its canary (built on the executor's `Harness`).
+"""The analysis service under test: a real Prometheus scraping kubesim, analysis replicas,
+an app whose pipeline analyses its canary (built on the executor's `Harness`), and a local
+endpoint for its HTTP checks (`health_endpoint`, a fixture: import it into the test module).
 
 Test-framework light: `need_prometheus()` skips a test when the binary is
 missing, and fails it on CI (`CI=true`), where `make test` installs it.
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from aiohttp import web
 
 from services.analysis.service import CONSUMER_NAME, AnalysisService
 from shared.config.control import AnalysisProvider, AnalysisProviderConfig
@@ -23,6 +25,7 @@ from shared.consumer import EventConsumer
 from shared.events.catalog import AnalysisConcluded, AnalysisStarted
 from shared.git import GitCache
 from shared.kubesim import KubeSim
+from shared.sandbox._process import free_port
 from shared.sandbox.prometheus import PrometheusServer, prometheus_binary
 from shared.stagelog import StageLogs
 from tests.executor_support import APP_PATH, CONFIG, DEPLOYMENT, Harness, eventually
@@ -31,6 +34,23 @@ PROMETHEUS_USER = "slipway"
 PROMETHEUS_PASSWORD = "test"
 # bcrypt of "test" (Prometheus' web config takes only bcrypt hashes; the docs' example).
 PROMETHEUS_HASH = "$2b$12$hNf2lSsxfm0.i4a.1kVpSOVyBCfIB51VRjgBUyv6kdnyTlgWj81Ay"
+
+
+@pytest.fixture
+async def health_endpoint() -> AsyncIterator[str]:
+    """A local HTTP server answering 200 on /healthz (the HTTP check's target)."""
+    app = web.Application()
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/healthz"
+    await runner.cleanup()
 
 
 def need_prometheus() -> None:

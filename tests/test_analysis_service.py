@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from services.executor.stages import analysis_id_of
 from shared.events.catalog import (
@@ -22,7 +21,6 @@ from shared.events.catalog import (
 )
 from shared.kubesim import ImageRule, KubeSim
 from shared.platform import KubernetesPlatform
-from shared.sandbox._process import free_port
 from shared.stagelog import StageLogs
 from tests.analysis_support import (
     analysis_events,
@@ -30,6 +28,7 @@ from tests.analysis_support import (
     analysis_replica,
     app_files_at,
     concluded,
+    health_endpoint,
     prometheus_for,
     providers,
     wait_started,
@@ -37,6 +36,8 @@ from tests.analysis_support import (
 from tests.executor_support import Harness, eventually
 from tests.git_helpers import WorkRepo
 from tests.support import Backends, running
+
+__all__ = ["health_endpoint"]  # the fixture, imported for pytest
 
 ANALYSIS_ID = analysis_id_of("d2", "analysis")
 
@@ -51,24 +52,6 @@ async def sim() -> AsyncIterator[KubeSim]:
 @pytest.fixture
 async def harness(backends: Backends, sim: KubeSim, work: WorkRepo, tmp_path: Path) -> Harness:
     return await Harness.over(backends, sim, work, tmp_path)
-
-
-@pytest.fixture
-async def health_endpoint() -> AsyncIterator[str]:
-    """A local HTTP server answering 200 on /healthz (the HTTP check's target)."""
-    app = web.Application()
-
-    async def healthz(request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    app.router.add_get("/healthz", healthz)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    yield f"http://127.0.0.1:{port}/healthz"
-    await runner.cleanup()
 
 
 async def _deploy(harness: Harness, extra: str, tag: str) -> None:

@@ -17,6 +17,7 @@ from shared.events.base import Event
 from shared.events.catalog import (
     AnalysisConcluded,
     AnalysisRequested,
+    DeploymentCompleted,
     DeploymentStarted,
     StageApproved,
     StageCompleted,
@@ -90,6 +91,12 @@ async def image_of(cluster: KubernetesPlatform, name: str) -> str | None:
     image = obj["spec"]["template"]["spec"]["containers"][0]["image"]
     assert isinstance(image, str)
     return image
+
+
+async def assert_primary_only_at(cluster: KubernetesPlatform, tag: str) -> None:
+    """The canary is gone and the primary `web` runs image `tag`: how a deployment ends."""
+    assert await cluster.get("apps/Deployment/shop/web-canary") is None
+    assert await image_of(cluster, "web") == f"ghcr.io/acme/web:{tag}"
 
 
 async def test_quick_sync_applies_waits_for_rollout_and_logs(
@@ -180,8 +187,7 @@ async def test_canary_pipeline_succeeds_and_cleans_the_canary(
         "start clean",
         "SUCCESS clean",
     ]
-    assert await cluster.get("apps/Deployment/shop/web-canary") is None
-    assert await image_of(cluster, "web") == "ghcr.io/acme/web:v2"
+    await assert_primary_only_at(cluster, "v2")
 
 
 async def test_cancel_with_rollback_restores_the_running_commit(
@@ -206,13 +212,12 @@ async def test_cancel_with_rollback_restores_the_running_commit(
         "start Rollback",
         "SUCCESS Rollback",
     ]
-    assert await cluster.get("apps/Deployment/shop/web-canary") is None
+    await assert_primary_only_at(cluster, "v1")
     web = await cluster.get("apps/Deployment/shop/web")
     assert web is not None
     # Re-applied by d2's rollback, at the running commit.
     assert web["metadata"]["annotations"]["slipway.dev/deployment"] == "d2"
     assert web["metadata"]["annotations"]["slipway.dev/commit"] == v1
-    assert await image_of(cluster, "web") == "ghcr.io/acme/web:v1"
 
 
 async def test_cancel_without_rollback_leaves_the_cluster_as_it_is(
@@ -250,8 +255,7 @@ async def test_failed_canary_rolls_back_automatically(
         "start Rollback",
         "SUCCESS Rollback",
     ]
-    assert await cluster.get("apps/Deployment/shop/web-canary") is None
-    assert await image_of(cluster, "web") == "ghcr.io/acme/web:v1"
+    await assert_primary_only_at(cluster, "v1")
 
 
 async def test_wait_approval_ignores_a_refused_approver_and_continues_once_approved(
@@ -606,20 +610,33 @@ async def test_analysis_waits_for_the_verdict_of_the_analysis_service(
         await _conclude(harness, request, verdict, "error rate 0.1% (limit 1%)")
         done = await harness.completed("d2")
     events = await harness.events("d2")
-    finished = next(e for e in events if isinstance(e, StageCompleted) and e.stage_id == "analysis")
-    assert await cluster.get("apps/Deployment/shop/web-canary") is None
     if verdict == "success":
-        assert (done.status, finished.reason) == ("SUCCESS", "error rate 0.1% (limit 1%)")
-        assert await image_of(cluster, "web") == "ghcr.io/acme/web:v2"
+        assert (done.status, _analysis_stage(events).reason) == (
+            "SUCCESS",
+            "error rate 0.1% (limit 1%)",
+        )
+        await assert_primary_only_at(cluster, "v2")
         return
     reason = "the analysis failed (judge threshold 1): error rate 0.1% (limit 1%)"
+    _assert_analysis_failed_and_rolled_back(events, done, reason)
+    await assert_primary_only_at(cluster, "v1")
+
+
+def _analysis_stage(events: list[Event]) -> StageCompleted:
+    return next(e for e in events if isinstance(e, StageCompleted) and e.stage_id == "analysis")
+
+
+def _assert_analysis_failed_and_rolled_back(
+    events: list[Event], done: DeploymentCompleted, reason: str
+) -> None:
+    """The ANALYSIS stage failed for `reason`, so did the deployment, and ROLLBACK ran."""
+    finished = _analysis_stage(events)
     assert (finished.status, finished.reason) == ("FAILURE", reason)
     assert (done.status, done.reason) == (
         "FAILURE",
         f"Failed while executing stage analysis: {reason}",
     )
     assert stages_of(events)[-2:] == ["start Rollback", "SUCCESS Rollback"]
-    assert await image_of(cluster, "web") == "ghcr.io/acme/web:v1"
 
 
 @pytest.mark.parametrize(
@@ -650,14 +667,7 @@ async def test_analysis_without_a_verdict_fails_and_rolls_back(
         await deploy_v2(harness, extra)
         await _analysis_requested(harness, analysis_id_of("d2", "analysis"), requests_on_nats)
         done = await harness.completed("d2")
-    events = await harness.events("d2")
-    finished = next(e for e in events if isinstance(e, StageCompleted) and e.stage_id == "analysis")
-    assert (finished.status, finished.reason) == ("FAILURE", reason)
-    assert (done.status, done.reason) == (
-        "FAILURE",
-        f"Failed while executing stage analysis: {reason}",
-    )
-    assert stages_of(events)[-2:] == ["start Rollback", "SUCCESS Rollback"]
+    _assert_analysis_failed_and_rolled_back(await harness.events("d2"), done, reason)
     assert await cluster.get("apps/Deployment/shop/web-canary") is None
 
 

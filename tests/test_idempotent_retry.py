@@ -74,7 +74,15 @@ async def _assert_stored_exactly_once(
     assert [r.event_id for r in history[1:]] == [e.event_id for e in batch]
 
 
-async def _retry_over_fresh_connection(
+async def _assert_first_attempt_ended(
+    proxy: PostgresCutProxy, store: EventStore, batch: list[NewEvent], *, landed: bool
+) -> None:
+    """Once the server has finished with the cut attempt, it has stored the batch iff `landed`."""
+    await asyncio.wait_for(proxy.server_hung_up.wait(), TIMEOUT)
+    assert bool(await _stored(store.pool, batch)) is landed
+
+
+async def _assert_retry_stores_once(
     store: EventStore,
     url: str,
     schema: str,
@@ -82,15 +90,19 @@ async def _retry_over_fresh_connection(
     batch: list[NewEvent],
     *,
     in_transaction: bool,
-) -> AppendResult:
+) -> None:
+    """The same append again, over a connection of its own: each event ends up stored once."""
     direct = await connect(url, schema=schema)
     try:
-        if not in_transaction:
-            return await store.append(stream, batch, expected_version=0, conn=direct)
-        async with direct.transaction():
-            return await store.append(stream, batch, expected_version=0, conn=direct)
+        if in_transaction:
+            async with direct.transaction():
+                retried = await store.append(stream, batch, expected_version=0, conn=direct)
+        else:
+            retried = await store.append(stream, batch, expected_version=0, conn=direct)
     finally:
         await direct.close()
+    assert retried.stream_versions == (1, 2)
+    await _assert_stored_exactly_once(store, stream, batch, retried)
 
 
 @pytest.mark.parametrize("wait_for_old_session", [True, False], ids=["settled", "racing"])
@@ -119,15 +131,12 @@ async def test_retry_after_cut_at_commit_stores_each_event_once(
 
     if wait_for_old_session:
         # Settled: the server has finished with the first attempt, so we can say which it was.
-        await asyncio.wait_for(proxy.server_hung_up.wait(), TIMEOUT)
-        assert bool(await _stored(store.pool, batch)) is lands
+        await _assert_first_attempt_ended(proxy, store, batch, landed=lands)
     # Racing: the retry may run while the server is still committing or rolling back the
     # first attempt; it waits on the first attempt's event ids and must end the same way.
-    retried = await _retry_over_fresh_connection(
+    await _assert_retry_stores_once(
         store, app_database_url, schema, stream, batch, in_transaction=True
     )
-    assert retried.stream_versions == (1, 2)
-    await _assert_stored_exactly_once(store, stream, batch, retried)
 
 
 @pytest.mark.parametrize("wait_for_old_session", [True, False], ids=["settled", "racing"])
@@ -155,13 +164,10 @@ async def test_retry_after_cut_at_autocommit_insert_stores_each_event_once(
     assert proxy.cut.is_set()
 
     if wait_for_old_session:
-        await asyncio.wait_for(proxy.server_hung_up.wait(), TIMEOUT)
-        assert bool(await _stored(store.pool, batch)) is lands
-    retried = await _retry_over_fresh_connection(
+        await _assert_first_attempt_ended(proxy, store, batch, landed=lands)
+    await _assert_retry_stores_once(
         store, app_database_url, schema, stream, batch, in_transaction=False
     )
-    assert retried.stream_versions == (1, 2)
-    await _assert_stored_exactly_once(store, stream, batch, retried)
 
 
 async def test_proxy_cuts_only_once_armed(

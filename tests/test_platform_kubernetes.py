@@ -482,24 +482,21 @@ async def test_no_kubeconfig_outside_a_pod_is_a_config_error(
 def test_prepare_leaves_selector_and_non_workloads_alone() -> None:
     """Unless asked, the variant goes on workloads and pod templates only, never on selectors."""
     items = manifests(BASE)
-    web = prepare_for_apply(
-        by_kind(items, "Deployment"),
-        namespace="shop",
-        application_id=APP,
-        deployment_id="d1",
-        commit_hash="c1",
-        variant="canary",
-    )
+
+    def as_canary(kind: str) -> dict[str, Any]:
+        return prepare_for_apply(
+            by_kind(items, kind),
+            namespace="shop",
+            application_id=APP,
+            deployment_id="d1",
+            commit_hash="c1",
+            variant="canary",
+        )
+
+    web = as_canary("Deployment")
     assert web["spec"]["selector"] == {"matchLabels": {"app": "web"}}
     assert web["spec"]["template"]["metadata"]["labels"]["pipecd.dev/variant"] == "canary"
-    config = prepare_for_apply(
-        by_kind(items, "ConfigMap"),
-        namespace="shop",
-        application_id=APP,
-        deployment_id="d1",
-        commit_hash="c1",
-        variant="canary",
-    )
+    config = as_canary("ConfigMap")
     assert config["metadata"]["labels"] == {"slipway.dev/application": APP}
     assert by_kind(items, "Deployment").body["metadata"]["labels"] == {"app": "web"}
 

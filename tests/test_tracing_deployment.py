@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -19,11 +18,11 @@ from shared.events.base import RecordedEvent
 from shared.events.catalog import DeploymentTriggered
 from shared.git import GitCache
 from shared.kubesim import KubeSim
-from shared.sandbox._process import free_port
 from tests.analysis_support import (
     analysis_pipeline,
     analysis_replica,
     app_files_at,
+    health_endpoint,
     prometheus_for,
     providers,
 )
@@ -32,7 +31,7 @@ from tests.git_helpers import WorkRepo
 from tests.support import Backends, running
 from tests.tracing_support import ancestors, in_trace, off_trace, spans, trace_id_of
 
-__all__ = ["spans"]  # the fixture, imported for pytest
+__all__ = ["health_endpoint", "spans"]  # the fixtures, imported for pytest
 
 ANALYSIS_ID = analysis_id_of("d2", "analysis")
 
@@ -46,23 +45,6 @@ async def sim() -> AsyncIterator[KubeSim]:
 @pytest.fixture
 async def harness(backends: Backends, sim: KubeSim, work: WorkRepo, tmp_path: Path) -> Harness:
     return await Harness.over(backends, sim, work, tmp_path)
-
-
-@pytest.fixture
-async def health_endpoint() -> AsyncIterator[str]:
-    """A local HTTP server answering 200 on /healthz (the HTTP check's target)."""
-    app = web.Application()
-
-    async def healthz(request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    app.router.add_get("/healthz", healthz)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/healthz"
-    await runner.cleanup()
 
 
 async def _commit_trace(harness: Harness, deployment_id: str) -> tuple[str, list[RecordedEvent]]:

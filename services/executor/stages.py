@@ -255,20 +255,7 @@ async def k8s_canary_rollout(ctx: StageContext) -> StageResult:
         await ctx.log.info(f"Patching manifests ({len(options.patches)} patches)")
         manifests = apply_patches(manifests, options.patches)
     canary = spec.variant_label.canary_value
-    generated = variant_manifests(
-        manifests,
-        variant=canary,
-        suffix=options.suffix,
-        replicas=options.replicas,
-        create_service=options.create_service,
-        service_name=spec.service.name,
-        workloads=spec.workloads,
-        variant_label=spec.variant_label.key,
-    )
-    await ctx.log.info(f"Rolling out the CANARY variant: {_names(generated)}")
-    applied = await _apply(ctx, generated, spec, commit=ctx.commit, variant=canary)
-    await _wait_rollouts(ctx, applied)
-    return StageResult(StageStatus.SUCCESS, f"Rolled out the CANARY variant ({_names(generated)})")
+    return await _roll_out_variant(ctx, manifests, spec, options, variant=canary, commit=ctx.commit)
 
 
 async def k8s_baseline_rollout(ctx: StageContext) -> StageResult:
@@ -279,9 +266,31 @@ async def k8s_baseline_rollout(ctx: StageContext) -> StageResult:
     source = await ctx.running()
     spec = source.config.spec
     baseline = spec.variant_label.baseline_value
-    generated = variant_manifests(
+    return await _roll_out_variant(
+        ctx,
         list(source.manifests),
+        spec,
+        options,
         variant=baseline,
+        commit=ctx.deployment.running_commit_hash,
+    )
+
+
+async def _roll_out_variant(
+    ctx: StageContext,
+    manifests: list[Manifest],
+    spec: KubernetesApplicationSpec,
+    options: K8sCanaryRolloutOptions | K8sBaselineRolloutOptions,
+    *,
+    variant: str,
+    commit: str,
+) -> StageResult:
+    """Apply `variant`'s copies of `manifests` (made from `commit`) and wait for their rollout."""
+    # Named by the stage, not by the label value: the value is the user's to choose.
+    role = "CANARY" if isinstance(options, K8sCanaryRolloutOptions) else "BASELINE"
+    generated = variant_manifests(
+        manifests,
+        variant=variant,
         suffix=options.suffix,
         replicas=options.replicas,
         create_service=options.create_service,
@@ -289,13 +298,10 @@ async def k8s_baseline_rollout(ctx: StageContext) -> StageResult:
         workloads=spec.workloads,
         variant_label=spec.variant_label.key,
     )
-    applied = await _apply(
-        ctx, generated, spec, commit=ctx.deployment.running_commit_hash, variant=baseline
-    )
+    await ctx.log.info(f"Rolling out the {role} variant: {_names(generated)}")
+    applied = await _apply(ctx, generated, spec, commit=commit, variant=variant)
     await _wait_rollouts(ctx, applied)
-    return StageResult(
-        StageStatus.SUCCESS, f"Rolled out the BASELINE variant ({_names(generated)})"
-    )
+    return StageResult(StageStatus.SUCCESS, f"Rolled out the {role} variant ({_names(generated)})")
 
 
 async def k8s_canary_clean(ctx: StageContext) -> StageResult:
@@ -394,13 +400,7 @@ async def _route(
     body = copy.deepcopy(service.body)
     body.setdefault("spec", {}).setdefault("selector", {})[label.key] = variant
     await ctx.log.info(f"Routing all traffic of Service {service.name} to the {variant.upper()}")
-    await _apply(
-        ctx,
-        [msgspec.structs.replace(service, body=body)],
-        spec,
-        commit=commit,
-        variant=label.primary_value,
-    )
+    await _apply_routing(ctx, service, body, spec, commit=commit)
     return StageResult(StageStatus.SUCCESS, f"All traffic goes to the {variant.upper()} variant")
 
 
@@ -430,14 +430,30 @@ async def _route_istio(
     if not edited:
         raise StageFailed(f"VirtualService {name} has no editable HTTP route")
     await ctx.log.info(f"Setting the routes of VirtualService {name} to {_split(weights)}")
+    await _apply_routing(ctx, manifest, body, spec, commit=commit)
+    return StageResult(StageStatus.SUCCESS, f"Traffic split {_split(weights)}")
+
+
+async def _apply_routing(
+    ctx: StageContext,
+    manifest: Manifest,
+    body: dict[str, Any],
+    spec: KubernetesApplicationSpec,
+    *,
+    commit: str,
+) -> None:
+    """Apply `manifest` with its routing edited to `body`.
+
+    The routing object (Service, VirtualService) is shared by all variants; it carries the
+    PRIMARY's variant label, the variant that stays when the canary and baseline go.
+    """
     await _apply(
         ctx,
         [msgspec.structs.replace(manifest, body=body)],
         spec,
         commit=commit,
-        variant=label.primary_value,
+        variant=spec.variant_label.primary_value,
     )
-    return StageResult(StageStatus.SUCCESS, f"Traffic split {_split(weights)}")
 
 
 def _weighted_destinations(
