@@ -23,9 +23,10 @@ from services.api.routes import API_PREFIX
 from services.api.routes.applications import on_command_deployment_id as api_rule
 from services.gitwatcher.handlers import on_command_deployment_id as gitwatcher_rule
 from shared.apikeys import create_api_key
-from shared.eventlog import EventStore, new_events
+from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.events.base import Event
 from shared.events.catalog import (
+    ApplicationRegistered,
     DeploymentCancelRequested,
     DeploymentCompleted,
     DeploymentPlanned,
@@ -150,6 +151,10 @@ async def test_list_filters_by_application_and_status_and_pages_newest_first(
     api: str, store: EventStore
 ) -> None:
     """GET /deployments lists from the projection with application, status, limit and cursor."""
+    registered = ApplicationRegistered(
+        application_id="app1", name="shop-web", repository_id="config", path="web"
+    )
+    await store.append("application-app1", new_events([registered]), expected_version=NO_STREAM)
     first = await deployment(store, "app1")
     second = await deployment(store, "app1")
     other = await deployment(store, "app2")
@@ -177,6 +182,8 @@ async def test_list_filters_by_application_and_status_and_pages_newest_first(
     assert [d["deployment_id"] for d in rest["items"]] == [first] and rest["next_cursor"] is None
     done = next(d for d in everything["items"] if d["deployment_id"] == second)
     assert done["status"] == "SUCCESS" and done["completed_at"]
+    names = {d["application_id"]: d["application_name"] for d in everything["items"]}
+    assert names == {"app1": "shop-web", "app2": ""}  # app2 was never registered
     status, bad = await call(api, "GET", DEPLOYMENTS, status="DONE")
     assert status == 400 and bad["error"]["field"] == "status"
 

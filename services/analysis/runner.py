@@ -472,17 +472,17 @@ def _start_line(started: AnalysisStarted, holder: str) -> str:
 
 def _measurement_text(m: AnalysisMeasured) -> str:
     who = f"{m.variant} " if m.variant else ""
+    # A multi-line PromQL template reads best in a log line as one line.
+    query = "`" + " ".join(m.query.split()) + "`"
     if m.error:
-        return f"{who}{m.query!r}: error: {m.error}"
+        return f"{who}{query}: error: {m.error}"
     if m.status_code:
         return f"{m.query}: HTTP {m.status_code}"
     values = finite_values(m)
     if not values:
         dropped = f" ({len(m.values)} non-numeric)" if m.values else ""
-        return f"{who}{m.query!r}: no data{dropped}"
-    return (
-        f"{who}{m.query!r}: {len(values)} sample(s), min {min(values):.6g}, max {max(values):.6g}"
-    )
+        return f"{who}{query}: no data{dropped}"
+    return f"{who}{query}: {len(values)} sample(s), min {min(values):.6g}, max {max(values):.6g}"
 
 
 def _tick_line(due: Due, measured: list[AnalysisMeasured], verdict: TickVerdict) -> str:

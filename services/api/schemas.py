@@ -172,6 +172,7 @@ class DeploymentSummary(msgspec.Struct, frozen=True, kw_only=True):
 
     deployment_id: str
     application_id: str
+    application_name: str = ""  # "" once the application is deleted
     status: str
     trigger: str
     commit_hash: str

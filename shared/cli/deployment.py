@@ -175,7 +175,7 @@ def _table(items: Sequence[Mapping[str, Any]]) -> str:
     rows = [_COLUMNS] + [
         (
             d["deployment_id"],
-            d["application_id"],
+            d.get("application_name") or d["application_id"],
             d["status"],
             d["trigger"] or "-",
             (d["commit_hash"] or "-")[:8],

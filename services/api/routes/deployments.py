@@ -50,14 +50,16 @@ _HEARTBEAT_S: Final = 10.0
 """A quiet follow sends a comment this often, well within clients' 30 s read timeout."""
 
 _LIST: Final = """
-SELECT deployment_id, application_id, status, trigger, commit_hash, commit_message, commander,
-       strategy, summary, reason, triggered_at, started_at, completed_at, updated_at,
-       created_position, last_position
-FROM deployments
-WHERE ($1::text IS NULL OR application_id = $1)
-  AND ($2::text[] IS NULL OR status = ANY($2::text[]))
-  AND ($3::bigint IS NULL OR created_position < $3)
-ORDER BY created_position DESC
+SELECT d.deployment_id, d.application_id, coalesce(a.name, '') AS application_name, d.status,
+       d.trigger, d.commit_hash, d.commit_message, d.commander, d.strategy, d.summary, d.reason,
+       d.triggered_at, d.started_at, d.completed_at, d.updated_at, d.created_position,
+       d.last_position
+FROM deployments d
+LEFT JOIN applications a ON a.application_id = d.application_id  -- none once it is deleted
+WHERE ($1::text IS NULL OR d.application_id = $1)
+  AND ($2::text[] IS NULL OR d.status = ANY($2::text[]))
+  AND ($3::bigint IS NULL OR d.created_position < $3)
+ORDER BY d.created_position DESC
 LIMIT $4
 """
 _APP_BY_NAME: Final = "SELECT application_id FROM applications WHERE name = $1"
@@ -164,6 +166,7 @@ def _summary(row: asyncpg.Record) -> DeploymentSummary:
     return DeploymentSummary(
         deployment_id=row["deployment_id"],
         application_id=row["application_id"],
+        application_name=row["application_name"],
         status=row["status"],
         trigger=row["trigger"],
         commit_hash=row["commit_hash"],
