@@ -209,3 +209,57 @@ async def concluded(harness: Harness, analysis_id: str) -> list[AnalysisConclude
     return [
         e for e in await analysis_events(harness, analysis_id) if isinstance(e, AnalysisConcluded)
     ]
+
+
+class SlowPrometheus:
+    """A Prometheus-compatible `query_range` endpoint (a local aiohttp server) that answers
+    its first `slow_calls` queries only after `delay_s` (longer than a check's timeout), and
+    the rest at once with one series of zeros: a provider that times out, for a while or
+    for good."""
+
+    def __init__(self, *, slow_calls: int, delay_s: float = 5.0) -> None:
+        self.slow_calls = slow_calls
+        self.delay_s = delay_s
+        self.calls = 0
+        self.url = ""
+        self._release = asyncio.Event()  # set at teardown: no handler outlives the test
+        self._runner: web.AppRunner | None = None
+
+    async def _query_range(self, request: web.Request) -> web.Response:
+        self.calls += 1
+        if self.calls <= self.slow_calls:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._release.wait(), self.delay_s)
+        end = float(request.query["end"])
+        values = [[end - 1, "0"], [end, "0"]]
+        body = {
+            "status": "success",
+            "data": {"resultType": "matrix", "result": [{"metric": {}, "values": values}]},
+        }
+        return web.json_response(body)
+
+    async def __aenter__(self) -> SlowPrometheus:
+        app = web.Application()
+        app.router.add_get("/api/v1/query_range", self._query_range)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def provider(self, name: str) -> dict[str, AnalysisProvider]:
+        """The control config's `analysisProviders` entry for this server."""
+        config = AnalysisProviderConfig(address=self.url)
+        return {name: AnalysisProvider(name=name, type="PROMETHEUS", config=config)}
+
+
+async def stage_log(harness: Harness, deployment_id: str, stage_id: str) -> list[str]:
+    """The stage's log lines, as a person reads them."""
+    logs = StageLogs(harness.store.pool, None, harness.subjects)
+    return [line.message for line in await logs.read(deployment_id, stage_id)]

@@ -18,7 +18,8 @@ same judge is the same to the last bit.
   found no data without `skipOnNoData`, counts as a failed tick as for
   THRESHOLD (more than `failureLimit` fail the check); with `skipOnNoData` it
   is left out. PREVIOUS with no earlier successful analysis to compare with
-  passes, saying so.
+  (the application's first) passes at its first tick whose query worked, saying so,
+  as PipeCD's does; its failed queries still count against `failureLimit`.
 """
 
 from __future__ import annotations
@@ -221,14 +222,7 @@ def _comparison(
     head = f"{check.key} ({check.strategy}, judge {judge.name} {judge.version})"
     last = ticks[-1]
     if check.strategy == "PREVIOUS" and not has_previous:
-        outcome: Outcome = "pass" if last.final else "continue"
-        return TickVerdict(
-            outcome,
-            f"{head}: no earlier successful analysis of this application to compare with",
-            judge.name,
-            judge.version,
-            0,
-        )
+        return _first_previous(check, ticks, judge, head)
     failures: list[tuple[TickInput, str]] = []
     observations: list[Observation] = []
     for tick in ticks:
@@ -248,7 +242,7 @@ def _comparison(
             len(failures),
         )
     if not observations:
-        outcome = "pass" if last.final else "continue"
+        outcome: Outcome = "pass" if last.final else "continue"
         return TickVerdict(
             outcome,
             f"{head}: no tick with data on both sides yet"
@@ -276,6 +270,58 @@ def _comparison(
         judge.version,
         len(failures),
         statistics,
+    )
+
+
+def _first_previous(
+    check: AnalysisCheck, ticks: Sequence[TickInput], judge: Judge, head: str
+) -> TickVerdict:
+    """PREVIOUS for an application with no earlier successful analysis, as PipeCD does it:
+    each tick still queries this deployment's side; a failed query (or no data, without
+    `skipOnNoData`) is a failed tick against `failureLimit`, and the first tick whose query
+    worked passes the check — there is nothing to compare it with."""
+    failures: list[tuple[TickInput, str]] = []
+    for tick in ticks:
+        measured = tick.experiment
+        if measured is None:
+            why: str | None = "experiment not measured"
+        elif measured.error:
+            why = f"{measured.variant or 'experiment'} query failed: {measured.error}"
+        elif not finite_values(measured):
+            why = None if check.skip_on_no_data else f"no data for {measured.variant}"
+            if why is None:
+                continue  # PipeCD: skipOnNoData skips the tick, undecided
+        else:
+            why = None
+        if why is not None:
+            failures.append((tick, why))
+            if len(failures) > check.failure_limit:
+                return TickVerdict(
+                    "fail",
+                    f"{head}: {len(failures)} tick(s) without a usable measurement > "
+                    f"failureLimit {check.failure_limit}; tick {tick.tick} at {tick.at_s:g} s: "
+                    f"{why}",
+                    judge.name,
+                    judge.version,
+                    len(failures),
+                )
+            continue
+        return TickVerdict(
+            "pass",
+            f"{head}: no earlier successful analysis of this application to compare with "
+            f"(first deployment: passed at tick {tick.tick})",
+            judge.name,
+            judge.version,
+            len(failures),
+        )
+    last = ticks[-1]
+    return TickVerdict(
+        "pass" if last.final else "continue",
+        f"{head}: no earlier successful analysis of this application to compare with"
+        + ("" if last.final else "; no usable measurement yet"),
+        judge.name,
+        judge.version,
+        len(failures),
     )
 
 
