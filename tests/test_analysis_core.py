@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.analysis.decider import conclusion, due_ticks, next_due_s
+from services.analysis.runner import too_short_to_fail
 from shared.analysis.checks import resolve_checks
 from shared.analysis.judges import judge_named
 from shared.analysis.record import fold, judge_tick, rejudge, tick_at, tick_count
@@ -346,3 +347,18 @@ def test_whenever_it_looks_no_tick_is_measured_twice_and_the_last_is_at_the_dura
             assert tick_at(check.check, ticks[-1], duration) == duration
             if check.check.kind == "metrics":
                 assert ticks == list(range(1, tick_count(check.check, duration) + 1))
+
+
+def test_a_stage_too_short_for_the_sequential_judge_is_warned_about() -> None:
+    """Comparisons the sequential judge cannot fail within the duration get a warning line."""
+    compare = msgspec.structs.replace(COMPARE, interval_s=60.0)
+    short = msgspec.structs.replace(
+        _started(compare, duration_s=120.0),
+        judge="sequential",
+        judge_version=judge_named("sequential").version,
+    )
+    warnings = too_short_to_fail(short)
+    assert len(warnings) == 1 and "cannot fail within 120 s" in warnings[0]
+    assert "first chance is at 540 s" in warnings[0]  # 3 batches of 3 one-minute ticks
+    assert too_short_to_fail(msgspec.structs.replace(short, duration_s=1800.0)) == []
+    assert too_short_to_fail(msgspec.structs.replace(short, judge="pipecd")) == []

@@ -39,7 +39,7 @@ from structlog.contextvars import bound_contextvars
 from services.analysis.decider import Conclusion, Due, conclusion, due_ticks, next_due_s
 from services.analysis.leases import Lease, LeaseLost, Leases, Previous
 from shared.analysis.checks import CheckPlan
-from shared.analysis.judges import judge_named
+from shared.analysis.judges import SequentialJudge, judge_named
 from shared.analysis.record import AnalysisRecord, evolve, fold, judge_tick
 from shared.analysis.strategies import TickVerdict, finite_values
 from shared.errors import ConcurrencyConflict, ConfigError, Unavailable
@@ -265,6 +265,8 @@ class AnalysisRunner:
         self._announced = True
         if first is None:
             await self.log.info(_start_line(started, self.lease.holder))
+            for warning in too_short_to_fail(started):
+                await self.log.info(warning)
             for skipped in setup.skipped:
                 await self.log.info(f"Not run: {skipped}")
             if started.previous_analysis_id:
@@ -457,6 +459,33 @@ def _judged_event(
         failures=verdict.failures,
         statistics=verdict.statistics,
     )
+
+
+_COMPARISONS: Final = frozenset({"PREVIOUS", "CANARY_BASELINE", "CANARY_PRIMARY"})
+
+
+def too_short_to_fail(started: AnalysisStarted) -> list[str]:
+    """Warnings for comparison checks the sequential judge cannot fail within the duration.
+
+    Its batches are minutes long (so they are nearly independent), and it needs
+    three of them: a 2-minute stage's comparisons can only pass. Say so up front
+    rather than let a short analysis look like a guarantee.
+    """
+    judge = judge_named(started.judge)
+    if not isinstance(judge, SequentialJudge):
+        return []
+    warnings = []
+    for check in started.checks:
+        if check.strategy not in _COMPARISONS:
+            continue
+        earliest = judge.earliest_failure_s(check.interval_s)
+        if earliest > started.duration_s:
+            warnings.append(
+                f"Warning: {check.key} ({check.strategy}) cannot fail within "
+                f"{started.duration_s:g} s with judge sequential: it needs 3 batches, the first "
+                f"chance is at {earliest:g} s; use a longer duration or `judge: pipecd`"
+            )
+    return warnings
 
 
 def _start_line(started: AnalysisStarted, holder: str) -> str:

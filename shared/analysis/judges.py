@@ -323,6 +323,15 @@ class SequentialJudge:
         # ē = (1 + δ)·c̄ in the bounded relative difference.
         self.threshold = min_effect / (2 + min_effect)
 
+    def earliest_failure_s(self, interval_s: float) -> float:
+        """When, at the soonest, a comparison checked every `interval_s` can fail: 3 batches.
+
+        The Bayes factor of n batches is capped at (1 + n·g)^((n−1)/2), below 1/α
+        for n < 3, so a stage shorter than this can only pass its comparisons.
+        """
+        k = max(1, round(self.batch_s / interval_s)) if self.batch_s > 0 and interval_s > 0 else 1
+        return 3 * k * interval_s
+
     def judge(
         self,
         observations: Sequence[Observation],
