@@ -65,6 +65,21 @@ async def ensure_commit(repo: GitRepository, commit: str) -> str:
     return await repo.resolve(commit)
 
 
+@contextmanager
+def commit_unavailable_as_config_error(commit: str) -> Iterator[None]:
+    """A commit git cannot give (gone from the remote, or no access) is a ConfigError.
+
+    Retrying will not bring it back: the config or the remote must change, so
+    it fails the work at once instead of being retried as an outage.
+    """
+    try:
+        yield
+    except GitError as exc:
+        if exc.kind in ("not_found", "auth"):
+            raise ConfigError(f"git cannot give commit {commit[:12]}: {exc}") from exc
+        raise
+
+
 async def load_deploy_source(
     repo: GitRepository, commit: str, app_path: str, config_filename: str
 ) -> DeploySource:

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from shared.config import ConfigFileError, ControlConfig, Duration, load_any, load_control_config
+from shared.config.control import configured
+from shared.errors import ConfigError
 
 CONTROL = Path(__file__).parent / "fixtures" / "config" / "control"
 MINIMAL = """\
@@ -212,3 +214,13 @@ def test_bad_control_config_errors_are_located(text: str, expected: str) -> None
     with pytest.raises(ConfigFileError) as caught:
         load_control_config(Path("slipway.yaml"), text)
     assert str(caught.value) == expected
+
+
+def test_an_unknown_name_is_a_config_error_naming_the_known_ones() -> None:
+    """`configured` answers the entry, or says which names the control config does have."""
+    remotes = {"config": "git@example:config.git", "apps": "git@example:apps.git"}
+    assert configured(remotes, "apps", "repository") == "git@example:apps.git"
+    with pytest.raises(ConfigError, match=r"repository 'nope' .* \(known: apps, config\)"):
+        configured(remotes, "nope", "repository")
+    with pytest.raises(ConfigError, match=r"\(known: none\)"):
+        configured({}, "x", "platform provider")

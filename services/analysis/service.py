@@ -38,8 +38,12 @@ from shared.analysis.providers import (
 from shared.analysis.templating import QueryArgs, TemplateError, render
 from shared.config import load_analysis_templates, load_application_config
 from shared.config.application import AnalysisOptions
-from shared.config.control import AnalysisProvider
-from shared.deploysource import config_path_of, ensure_commit
+from shared.config.control import AnalysisProvider, configured
+from shared.deploysource import (
+    commit_unavailable_as_config_error,
+    config_path_of,
+    ensure_commit,
+)
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
@@ -50,7 +54,7 @@ from shared.events.catalog import (
     DeploymentPlanned,
 )
 from shared.executor.options import OptionsError, stage_options
-from shared.git import GitCache, GitError
+from shared.git import GitCache
 from shared.logs import get_logger
 from shared.scheduling import LeaseScheduler
 from shared.stagelog import StageLogs
@@ -185,29 +189,18 @@ class AnalysisService:
         repository_id = (planned.repository_id if planned else "") or (
             registered.repository_id if registered else ""
         )
-        remote = self.repositories.get(repository_id)
-        if remote is None:
-            known = ", ".join(sorted(self.repositories)) or "none"
-            raise ConfigError(
-                f"repository {repository_id!r} is not in the control config (known: {known})"
-            )
+        remote = configured(self.repositories, repository_id, "repository")
         path = (planned.path if planned else "") or (registered.path if registered else "")
         filename = (planned.config_filename if planned else "") or (
             registered.config_filename if registered else "app.pipecd.yaml"
         )
         repo = self.git.repository(remote)
-        try:
+        with commit_unavailable_as_config_error(request.commit_hash):
             commit = await ensure_commit(repo, request.commit_hash)
             async with repo.read_only_checkout(commit) as tree:
                 config_file = tree / config_path_of(path, filename)
                 config = await asyncio.to_thread(load_application_config, config_file)
                 templates = await asyncio.to_thread(load_analysis_templates, tree)
-        except GitError as exc:
-            if exc.kind in ("not_found", "auth"):
-                raise ConfigError(
-                    f"git cannot give commit {request.commit_hash[:12]}: {exc}"
-                ) from exc
-            raise
         plans, skipped = resolve_checks(options, templates)
         for plan in plans:
             check = plan.check
@@ -237,12 +230,7 @@ class AnalysisService:
         provider = self._prometheus.get(name)
         if provider is not None:
             return provider
-        config = self.provider_configs.get(name)
-        if config is None:
-            known = ", ".join(sorted(self.provider_configs)) or "none"
-            raise ConfigError(
-                f"{key}: analysis provider {name!r} is not in the control config (known: {known})"
-            )
+        config = configured(self.provider_configs, name, f"{key}: analysis provider")
         if config.type != "PROMETHEUS":
             raise ConfigError(f"{key}: analysis provider {name!r} is {config.type}, not PROMETHEUS")
         provider = PrometheusProvider.from_config(config, self._http())

@@ -40,12 +40,13 @@ from services.executor.stages import (
     StageResult,
     run_stage,
 )
-from shared.config.control import KubernetesProviderConfig
+from shared.config.control import KubernetesProviderConfig, configured
+from shared.deploysource import commit_unavailable_as_config_error
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
 from shared.events.catalog import ApplicationRegistered
-from shared.git import GitCache, GitError
+from shared.git import GitCache
 from shared.logs import get_logger
 from shared.platform import KubernetesPlatform
 from shared.scheduling import LeaseScheduler
@@ -203,14 +204,8 @@ class Executor:
 
     async def _load_timeout(self, state: Deployment) -> float:
         sources = await self._sources_of(state)
-        try:
+        with commit_unavailable_as_config_error(state.commit_hash):
             source = await sources.at(state.commit_hash)
-        except GitError as exc:
-            if exc.kind in ("not_found", "auth"):
-                raise ConfigError(
-                    f"git cannot give commit {state.commit_hash[:12]}: {exc}"
-                ) from exc
-            raise
         return source.config.spec.timeout.seconds
 
     async def _sources_of(self, state: Deployment) -> Sources:
@@ -218,12 +213,7 @@ class Executor:
         if sources is not None:
             return sources
         repository_id = state.repository_id or (await self._application(state.application_id))[0]
-        remote = self.repositories.get(repository_id)
-        if remote is None:
-            known = ", ".join(sorted(self.repositories)) or "none"
-            raise ConfigError(
-                f"repository {repository_id!r} is not in the control config (known: {known})"
-            )
+        remote = configured(self.repositories, repository_id, "repository")
         sources = Sources(self.git, remote, state.path, state.config_filename)
         self._sources[state.deployment_id] = sources
         return sources
@@ -231,16 +221,11 @@ class Executor:
     async def _platform_of(self, application_id: str) -> KubernetesPlatform:
         _, provider = await self._application(application_id)
         name = provider or next(iter(self.platform_configs), "")
-        config = self.platform_configs.get(name)
-        if config is None:
-            known = ", ".join(sorted(self.platform_configs)) or "none"
-            raise ConfigError(
-                f"platform provider {name!r} is not in the control config (known: {known})"
-            )
+        config = configured(self.platform_configs, name, "platform provider")
         platform = self._platforms.get(name)
         if platform is None:
-            if not config.kubeconfig_path:
-                raise ConfigError(f"platform provider {name!r} has no kubeconfigPath")
+            # No kubeconfigPath: the pod's in-cluster account (KubernetesPlatform says
+            # so clearly when this is not a pod).
             platform = KubernetesPlatform(config.kubeconfig_path or None, config.context or None)
             await platform.open()
             self._platforms[name] = platform

@@ -46,10 +46,10 @@ know either is an error, as everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -60,6 +60,7 @@ from shared.config.application import NOTIFICATION_EVENTS
 from shared.config.errors import ConfigWarning
 from shared.config.loader import API_VERSION, open_document
 from shared.config.types import Duration, _show
+from shared.errors import ConfigError
 
 __all__ = [
     "CONTROL_API_VERSION",
@@ -79,6 +80,7 @@ __all__ = [
     "SlackMention",
     "SlackReceiver",
     "WebhookReceiver",
+    "configured",
     "load_control_config",
 ]
 
@@ -228,6 +230,18 @@ class ControlConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     def analysis_provider(self, name: str) -> AnalysisProvider | None:
         return next((p for p in self.spec.analysis_providers if p.name == name), None)
+
+
+_Entry = TypeVar("_Entry")
+
+
+def configured(entries: Mapping[str, _Entry], name: str, what: str) -> _Entry:
+    """The control config's `what` named `name`, or a ConfigError naming the ones it has."""
+    entry = entries.get(name)
+    if entry is None:
+        known = ", ".join(sorted(entries)) or "none"
+        raise ConfigError(f"{what} {name!r} is not in the control config (known: {known})")
+    return entry
 
 
 # --- PipeCD's kind: Piped, as written (pkg/config/piped.go) ----------------------
