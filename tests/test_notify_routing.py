@@ -74,3 +74,25 @@ def test_receivers_once_each_in_route_order() -> None:
     ]
     assert receivers_for(routes, FAILED_PRD_WEB) == ("audit", "slack")
     assert receivers_for([], FAILED_PRD_WEB) == ()
+
+
+@pytest.mark.parametrize(
+    ("fields", "about_none"),
+    [
+        ({}, True),
+        ({"events": ("DEPLOYMENT_FAILED",)}, True),
+        ({"events": ("DEPLOYMENT_SUCCEEDED",)}, False),
+        ({"ignore_groups": ("DEPLOYMENT",)}, False),
+        ({"apps": ("web",)}, True),
+        ({"apps": ("api",)}, True),
+        ({"labels": {"env": "prd"}}, True),
+        ({"ignore_labels": {"env": "prd"}}, True),
+        ({"ignore_apps": ("api",)}, True),
+    ],
+)
+def test_an_application_only_narrows_a_route(fields: dict[str, object], about_none: bool) -> None:
+    """A route that takes a notification about an application takes it about none too (the
+    consumer skips reading the streams when no route takes the type for no application)."""
+    without_app = RouteFacts(type=FAILED_PRD_WEB.type)
+    assert matches(route(**fields), without_app) is about_none
+    assert about_none or not matches(route(**fields), FAILED_PRD_WEB)

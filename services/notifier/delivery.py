@@ -90,8 +90,6 @@ class DeliveryWorker:
         concurrency: int = 32,
         http_timeout_s: float = 10.0,
         poll_s: float = 1.0,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        draw: Callable[[], float] = random.random,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.outbox = outbox
@@ -100,8 +98,6 @@ class DeliveryWorker:
         self.concurrency = concurrency
         self.http_timeout_s = http_timeout_s
         self.poll_s = poll_s
-        self.clock = clock
-        self.draw = draw
         self.wake = asyncio.Event()
         """Set to look for work at once (the consumer scheduled something)."""
         self.sent = 0
@@ -234,7 +230,7 @@ class DeliveryWorker:
                 notification_id=notification_id,
                 attempt=number,
                 status_code=attempt.status,
-                delivered_at=self.clock(),
+                delivered_at=datetime.now(UTC),
             )
             kind = "delivered"
         elif give_up:
@@ -246,7 +242,8 @@ class DeliveryWorker:
             )
             kind = "failed"
         else:
-            retry_in_s = self.policy.delay_s(number, self.draw(), attempt.retry_after_s)
+            jitter = random.random()  # noqa: S311 — spreads retries, not a secret
+            retry_in_s = self.policy.delay_s(number, jitter, attempt.retry_after_s)
             event = NotificationAttemptFailed(
                 notification_id=notification_id,
                 attempt=number,

@@ -165,9 +165,15 @@ class Outbox:
 
     async def pending(self) -> int:
         """Notifications scheduled and not done (delivered or given up)."""
-        return int(await self.pool.fetchval(_PENDING))
+        try:
+            return int(await self.pool.fetchval(_PENDING))
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"count pending notifications: {exc}") from exc
 
     async def next_due_in_s(self) -> float | None:
         """Seconds until the soonest undone notification is due (≤ 0: now); None if none."""
-        value = await self.pool.fetchval(_NEXT_DUE)
+        try:
+            value = await self.pool.fetchval(_NEXT_DUE)
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"look for due notifications: {exc}") from exc
         return None if value is None else float(value.total_seconds())

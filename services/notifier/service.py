@@ -36,7 +36,7 @@ from shared.events.catalog import NotificationScheduled
 from shared.logs import get_logger
 from shared.notify.catalog import NotificationType, notification_type_of
 from shared.notify.facts import AppFacts, DeploymentFacts, fold_application, fold_deployment
-from shared.notify.message import Mentions, Message, compose, mentions_for
+from shared.notify.message import NO_MENTIONS, Message, compose, mentions_for
 from shared.notify.routing import RouteFacts, receivers_for
 from shared.notify.slack import slack_payload
 from shared.notify.webhook import webhook_body
@@ -73,8 +73,6 @@ class Notifier:
         self.routes = tuple(routes)
         self.targets = dict(targets)
         self.web_url = web_url
-        self.scheduled = 0
-        """Notifications scheduled by this process (for tests)."""
         self.scheduled_total = Counter(
             "slipway_notifier_scheduled",
             "notifications scheduled by this replica, by receiver and PipeCD type",
@@ -85,7 +83,9 @@ class Notifier:
     async def handle(self, recorded: RecordedEvent, conn: asyncpg.Connection) -> None:
         """Schedule `recorded`'s notifications inside the consumer's transaction."""
         type_ = notification_type_of(recorded.event)
-        if type_ is None or not self.routes:
+        # Application names and labels only narrow a route further, so a type no route
+        # takes for an event about no application goes nowhere: skip reading the streams.
+        if type_ is None or not receivers_for(self.routes, RouteFacts(type=type_)):
             return
         deployment = await self._deployment(recorded, conn)
         application = await self._application(recorded, deployment, conn)
@@ -111,7 +111,7 @@ class Notifier:
         conn: asyncpg.Connection,
     ) -> None:
         notification_id = notification_id_of(str(recorded.event_id), target.name)
-        mentions = mentions_for(target.slack, type_) if target.slack is not None else Mentions()
+        mentions = mentions_for(target.slack, type_) if target.slack is not None else NO_MENTIONS
         message = compose(
             notification_id=notification_id,
             type_=type_,
@@ -155,7 +155,6 @@ class Notifier:
             conn=conn,
         )
         await Outbox.schedule(conn, notification_id, target.name)
-        self.scheduled += 1
         # Counted before the commit: a rolled-back batch is scheduled (and counted) again.
         self.scheduled_total.labels(target.name, type_.value).inc()
         log.info(
