@@ -38,13 +38,15 @@ def wait_until(
         if process.poll() is not None:
             raise RuntimeError(
                 f"{what} exited with code {process.returncode} while starting; "
-                f"its log ({log}):\n{_tail(log)}"
+                f"its log ({log}):\n{log_tail(log)}"
             )
         if ready():
             return
         time.sleep(0.05)
     process.kill()
-    raise RuntimeError(f"{what} did not become ready in {timeout}s; its log ({log}):\n{_tail(log)}")
+    raise RuntimeError(
+        f"{what} did not become ready in {timeout}s; its log ({log}):\n{log_tail(log)}"
+    )
 
 
 def stop(process: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
@@ -59,7 +61,8 @@ def stop(process: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
         process.wait(5)
 
 
-def _tail(log: Path, lines: int = 40) -> str:
+def log_tail(log: Path, lines: int = 40) -> str:
+    """The last `lines` lines of a log, for an error message."""
     try:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
     except OSError:

@@ -29,6 +29,7 @@ from shared.api_client import ApiClient
 from shared.db import create_pool
 from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
+from shared.sandbox._process import log_tail
 from shared.sandbox.control import ControlInputs, write_control_config
 from shared.sandbox.demo_repo import DemoRepo, DemoTiming, initial_files
 from shared.sandbox.prometheus import PrometheusServer, prometheus_binary
@@ -77,8 +78,6 @@ class SandboxOptions:
     ready_timeout_s: float = 90.0
     require_all: bool = False
     """Refuse to start unless every service and Prometheus are here (the final demo)."""
-    print_messages: bool = True
-    """Print each Slack-format message the receiver gets."""
 
 
 class SandboxError(RuntimeError):
@@ -94,14 +93,15 @@ class Sandbox:
         self.options = options
         self.say = options.say
         data_dir = options.data_dir.resolve()
-        self.present = frozenset(present_services())
+        services = present_services()
+        self.present = frozenset(services)
         self.stack = Stack(
             data_dir,
-            services=tuple(s for s in ALL_SERVICES if s in self.present),
+            services=services,
             replicas=dict(options.replicas),
             service_settings=DEMO_SERVICE_SETTINGS,
         )
-        self.receiver = SlackReceiver(self._show_message if options.print_messages else None)
+        self.receiver = SlackReceiver(self._show_message)
         self.repo = DemoRepo(data_dir / "repo")
         self.prometheus: PrometheusServer | None = None
         self.pool: asyncpg.Pool | None = None
@@ -194,7 +194,7 @@ class Sandbox:
             )
         if not_ready:
             tails = "".join(
-                f"\n--- {service.log_path} (last lines)\n{_tail(service.log_path)}"
+                f"\n--- {service.log_path} (last lines)\n{log_tail(service.log_path, lines=15)}"
                 for service in stack.processes
                 if service.instance in not_ready
             )
@@ -261,13 +261,6 @@ class Sandbox:
             for part in line.splitlines():
                 self.say(f"  │ {part}")
         self.say("  └")
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def _with_replicas(stack: Stack) -> list[str]:

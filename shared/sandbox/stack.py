@@ -256,7 +256,8 @@ class Stack:
             if any(s.exited() is not None for s in self.processes):
                 break
             time.sleep(0.1)
-        return [s.instance for s in self.processes if s.exited() is not None or not s.ready()]
+        # `waiting` is what the last poll found unready: no second round of /readyz calls.
+        return [s.instance for s in self.processes if s.exited() is not None or s in waiting]
 
     def restart_exited(self) -> list[ServiceProcess]:
         """Restart services that died; the supervisor calls this while it waits."""

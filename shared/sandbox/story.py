@@ -31,7 +31,6 @@ from shared.deployments import StageStatus
 from shared.events.base import Event
 from shared.sandbox.demo_repo import DemoTiming, app_name, image
 
-GOOD_TAGS: Final = ("v1", "v2")
 BAD_TAG: Final = "v3"
 BAD_ERROR_RATE: Final = 0.5
 """Half the bad image's requests fail: far above the template's 1 % threshold."""

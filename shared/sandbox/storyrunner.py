@@ -23,6 +23,7 @@ import asyncpg
 from shared.api_client import ApiClient, ApiError
 from shared.errors import SlipwayError
 from shared.eventlog import EventStore
+from shared.events.base import Event
 from shared.events.catalog import CommitObserved, DeploymentTriggered, default_registry
 from shared.sandbox.control import PLATFORM_PROVIDER, REPOSITORY_ID
 from shared.sandbox.demo_repo import (
@@ -275,8 +276,10 @@ class StoryRunner:
         """Until the gitwatcher has recorded the head: only commits after it trigger."""
         head = await asyncio.to_thread(self.repo.head)
         deadline = time.monotonic() + within
+        read = 0  # stream versions already looked at: each poll reads only what is new
         while time.monotonic() < deadline:
-            events = await self.store.read_stream(f"repository-{REPOSITORY_ID}")
+            events = await self.store.read_stream(f"repository-{REPOSITORY_ID}", from_version=read)
+            read += len(events)
             if any(
                 isinstance(e.event, CommitObserved) and e.event.commit_hash == head for e in events
             ):
@@ -307,8 +310,12 @@ class StoryRunner:
         self.say(f"    deployment {deployment_id[:12]} triggered")
         shown: dict[int, tuple[str, str]] = {}
         strategy_shown = False
+        events: list[Event] = []  # the stream so far: each poll reads only what is new
         while True:
-            events = [e.event for e in await self.store.read_stream(f"deployment-{deployment_id}")]
+            recorded = await self.store.read_stream(
+                f"deployment-{deployment_id}", from_version=len(events)
+            )
+            events += [e.event for e in recorded]
             outcome = fold_deployment(deployment_id, events)
             if outcome.strategy and not strategy_shown:
                 strategy_shown = True
