@@ -328,9 +328,7 @@ class ApiClient:
         body: JsonObject | None = None,
     ) -> JsonObject:
         """Send one request; the decoded JSON object of a 2xx answer, else `ApiError`."""
-        url = f"{self.base_url}{_PREFIX}{path}"
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
+        url = self._url(path, query)
         data = None if body is None else json.dumps(body).encode()
         headers = self._headers("application/json")
         if data is not None:
@@ -351,9 +349,7 @@ class ApiClient:
         The read timeout applies between events; the API's follow sends lines as
         they come and checks for the end twice a second, so silence means trouble.
         """
-        url = f"{self.base_url}{_PREFIX}{path}"
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
+        url = self._url(path, query)
         request = urllib.request.Request(url, headers=self._headers("text/event-stream"))  # noqa: S310 - the scheme is checked in __init__
         with (
             self._errors(),
@@ -370,6 +366,10 @@ class ApiClient:
                     event = line[6:].strip().decode()
                 elif line.startswith(b"data:"):
                     data += line[5:].strip()
+
+    def _url(self, path: str, query: Sequence[tuple[str, str]]) -> str:
+        url = f"{self.base_url}{_PREFIX}{path}"
+        return f"{url}?{urllib.parse.urlencode(query)}" if query else url
 
     def _headers(self, accept: str) -> dict[str, str]:
         headers = {"Accept": accept}

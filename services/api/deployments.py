@@ -16,30 +16,24 @@ Nothing here awaits or reads a clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from services.api.decider import Conflict, NotFound
 from shared import deployments
 from shared.deployments import Deployment, deployment_stream
 from shared.errors import Rejected
-from shared.events.base import Event, RecordedEvent
+from shared.events.base import Event
 
 __all__ = [
     "DeploymentView",
     "approve",
     "cancel",
     "deployment_stream",
-    "fold_deployment",
     "skip",
 ]
 
 DeploymentView = Deployment
 """The answer of `GET /deployments/{id}`: the deployment as `shared.deployments` folds it."""
-
-
-def fold_deployment(deployment_id: str, history: Iterable[RecordedEvent]) -> Deployment | None:
-    """The deployment after its stream's events; None when the stream is empty."""
-    return deployments.fold_history(deployment_id, history)
 
 
 def cancel(

@@ -33,10 +33,10 @@ from services.api.decider import (
     check_registration,
     decide,
     decide_name,
-    evolve,
     evolve_name,
     name_stream,
 )
+from shared.applications import application_of
 from shared.db import unavailable_on_disconnect
 from shared.errors import ConcurrencyConflict
 from shared.eventlog import NO_STREAM, EventStore, new_events
@@ -95,7 +95,7 @@ class ApplicationCommands:
 
         async def attempt(conn: Connection) -> Outcome:
             history = await self.store.read_stream(stream, conn=conn)
-            events = decide(fold(evolve, None, (e.event for e in history)), command)
+            events = decide(application_of(e.event for e in history), command)
             if not events:
                 return Outcome(history=tuple(history), appended=())
             await self._append_after(stream, history, events, metadata, conn)
@@ -113,7 +113,7 @@ class ApplicationCommands:
 
         async def attempt(conn: Connection) -> Outcome:
             history = await self.store.read_stream(stream, conn=conn)
-            state = fold(evolve, None, (e.event for e in history))
+            state = application_of(e.event for e in history)
             events = decide(state, command)
             await self._append_after(stream, history, events, metadata, conn)
             assert state is not None, "decide refuses to delete what is not registered"

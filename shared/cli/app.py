@@ -68,23 +68,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add.add_argument("--config-filename", help="default: app.pipecd.yaml")
     add.add_argument("--platform-provider", help="the platform provider to deploy to")
     _label_option(add, "a label; repeat for several")
-    add.set_defaults(handler=_run(_add))
+    add.set_defaults(handler=run_with_client(_add))
 
     listing = commands.add_parser("list", parents=[common], help="list applications")
     _label_option(listing, "only those with this label; repeat to require several")
     state = listing.add_mutually_exclusive_group()
     state.add_argument("--disabled", dest="disabled", action="store_const", const=True)
     state.add_argument("--enabled", dest="disabled", action="store_const", const=False)
-    listing.set_defaults(handler=_run(_list))
+    listing.set_defaults(handler=run_with_client(_list))
 
     get = commands.add_parser("get", parents=[common], help="show an application")
     get.add_argument("application", metavar="NAME", help="the application's name or id")
-    get.set_defaults(handler=_run(_get))
+    get.set_defaults(handler=run_with_client(_get))
 
     for verb, handler in (("disable", _disable), ("enable", _enable)):
         sub = commands.add_parser(verb, parents=[common], help=f"{verb} an application")
         sub.add_argument("application", metavar="NAME", help="the application's name or id")
-        sub.set_defaults(handler=_run(handler))
+        sub.set_defaults(handler=run_with_client(handler))
 
     sync = commands.add_parser(
         "sync", parents=[common], help="deploy the application's branch head now"
@@ -97,7 +97,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="auto (the planner decides), quick (apply everything) or pipeline",
     )
     wait_options(sync)
-    sync.set_defaults(handler=_run(_sync))
+    sync.set_defaults(handler=run_with_client(_sync))
 
     delete = commands.add_parser("delete", parents=[common], help="delete an application")
     delete.add_argument("application", metavar="NAME", help="the application's name or id")
@@ -106,7 +106,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="also delete the resources Slipway applied for it (else they keep running)",
     )
-    delete.set_defaults(handler=_run(_delete))
+    delete.set_defaults(handler=run_with_client(_delete))
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -221,9 +221,6 @@ def run_with_client(handler: Handler) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-_run = run_with_client
-
-
 def _add(client: ApiClient, args: argparse.Namespace) -> int:
     app = client.register_application(
         name=args.name,
@@ -321,7 +318,12 @@ def _table(apps: Sequence[Mapping[str, Any]]) -> str:
         )
         for app in apps
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    return table(rows)
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    """`rows` (the first is the header) as left-aligned columns two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in rows

@@ -24,6 +24,7 @@ from shared.cli.app import (
     progress_printer,
     report_outcome,
     run_with_client,
+    table,
     wait_options,
 )
 
@@ -184,11 +185,7 @@ def _table(items: Sequence[Mapping[str, Any]]) -> str:
         )
         for d in items
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
+    return table(rows)
 
 
 def describe(d: Mapping[str, Any]) -> str:

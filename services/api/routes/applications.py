@@ -44,7 +44,7 @@ from shared.events.base import Metadata
 from shared.events.catalog import SyncRequested
 from shared.ids import new_id
 from shared.logs import bind
-from shared.tracing import current_trace_headers
+from shared.tracing import trace_fields
 
 __all__ = ["ROUTES"]
 
@@ -180,12 +180,12 @@ def _resource(outcome: Outcome) -> ApplicationResource:
 
 
 def metadata_of(request: web.Request) -> Metadata:
-    trace = current_trace_headers()
+    traceparent, tracestate = trace_fields()
     return Metadata(
         correlation_id=request.get(REQUEST_ID),
         actor=actor_of(request),
-        traceparent=trace.get("traceparent"),
-        tracestate=trace.get("tracestate"),
+        traceparent=traceparent,
+        tracestate=tracestate,
         occurred_at=datetime.now(UTC),
     )
 

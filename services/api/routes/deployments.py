@@ -31,6 +31,7 @@ from services.api.schemas import (
 )
 from services.api.wire import json_response, query_bool, query_int, query_str, read_body
 from shared.db import unavailable_on_disconnect
+from shared.deployments import fold_history
 from shared.errors import ConcurrencyConflict
 from shared.eventlog import new_events
 from shared.events.base import Event
@@ -192,7 +193,7 @@ def _stream(deployment_id: str) -> str:
 
 async def _load(api: Deps, deployment_id: str) -> model.DeploymentView | None:
     history = await api.store.read_stream(_stream(deployment_id))
-    return model.fold_deployment(deployment_id, history)
+    return fold_history(deployment_id, history)
 
 
 async def _command(
@@ -219,7 +220,7 @@ async def _command(
     with bind(deployment_id=deployment_id):
         for attempt in range(1, _ATTEMPTS + 1):
             history = await api.store.read_stream(stream)
-            view = model.fold_deployment(deployment_id, history)
+            view = fold_history(deployment_id, history)
             events = decide(view, deployment_id)
             assert view is not None, "decide refuses a deployment that does not exist"
             if not events:

@@ -8,7 +8,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from services.api import deployments, resources
+from services.api import resources
 from services.api.auth import Access
 from services.api.deps import deps
 from services.api.errors import ApiError
@@ -17,6 +17,7 @@ from services.api.schemas import EventList, EventResource, StreamState
 from services.api.wire import MAX_INT, json_response, query_int, query_str
 from shared.apikeys import fold_key
 from shared.db import unavailable_on_disconnect
+from shared.deployments import fold_history
 from shared.eventlog.position import LogPosition
 from shared.events.base import RecordedEvent
 from shared.streams import category_of, check_stream_id
@@ -151,7 +152,7 @@ def _fold(stream_id: str, history: list[RecordedEvent]) -> tuple[str, dict[str, 
     category = category_of(stream_id)
     value: object
     if category == "deployment":
-        value = deployments.fold_deployment(stream_id.removeprefix("deployment-"), history)
+        value = fold_history(stream_id.removeprefix("deployment-"), history)
         kind = "deployment"
     elif category == "application":
         value = resources.from_events(history)
