@@ -33,6 +33,7 @@ from typing import ClassVar, Final, Generic, Protocol, TypeVar
 
 import asyncpg
 
+from shared.aio import sleep_or_stop
 from shared.db import CONNECTION_ERRORS
 from shared.errors import SlipwayError, Unavailable
 from shared.eventlog import EventStore
@@ -252,8 +253,7 @@ class FencedLeases(ABC, Generic[L]):
         loop = asyncio.get_running_loop()
         renewed = loop.time()
         while not stop.is_set() and not lost.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.ttl_s / 3)
+            await sleep_or_stop(stop, self.ttl_s / 3)
             try:
                 if not await self.renew(lease):
                     # A row the holder closed itself (its last append) is not a lost lease.

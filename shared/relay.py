@@ -18,7 +18,6 @@ leader that lost its session cannot move the checkpoint.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 from collections.abc import Sequence
 
@@ -27,6 +26,7 @@ import structlog
 from nats.js import JetStreamContext
 from nats.js.errors import Error as JetStreamError
 
+from shared.aio import sleep_or_stop
 from shared.db import CONNECTION_ERRORS, connect
 from shared.errors import Unavailable
 from shared.eventlog.position import START, LogPosition
@@ -90,7 +90,7 @@ class Relay:
                 failures += 1
                 delay = min(0.1 * 2**failures, 5.0)
                 log.warning("relay_interrupted", error=str(exc), retry_in_s=delay)
-                await _wait(stop, delay)
+                await sleep_or_stop(stop, delay)
             finally:
                 self.is_leader = False
 
@@ -103,7 +103,7 @@ class Relay:
                     log.info("relay_leading", relay=self.name)
                     await self._lead(conn, stop)
                     return
-                await _wait(stop, self.standby_poll_s)
+                await sleep_or_stop(stop, self.standby_poll_s)
         finally:
             # Closing the session releases the advisory lock for the next leader.
             await conn.close(timeout=2)
@@ -116,7 +116,7 @@ class Relay:
                 _READ_ALL, position.tx_id, position.global_position, self.batch_size
             )
             if not rows:
-                await _wait(stop, self.idle_sleep_s)
+                await sleep_or_stop(stop, self.idle_sleep_s)
                 continue
             await self._publish(rows)
             position = position_of(rows[-1])
@@ -149,8 +149,3 @@ class Relay:
 def _lock_key(schema: str, name: str) -> int:
     digest = hashlib.blake2b(f"slipway-relay:{schema}:{name}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

@@ -16,12 +16,12 @@ reads the live objects Slipway labelled for it and runs
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from shared.aio import sleep_or_stop
 from shared.config.control import KubernetesProviderConfig
 from shared.deploysource import ensure_commit, load_deploy_source
 from shared.eventlog import NO_STREAM, EventStore, new_events
@@ -154,8 +154,7 @@ class DriftDetector:
                 await self.check_all()
             except Exception:  # one bad round must not end the service
                 log.exception("drift_round_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval_s)
+            await sleep_or_stop(stop, self.interval_s)
 
     async def check_all(self) -> None:
         await self._catch_up()

@@ -56,6 +56,7 @@ from services.executor.decider import (
 )
 from services.executor.leases import Lease, LeaseLost, Leases
 from services.executor.stages import StageResult
+from shared.aio import sleep_or_stop
 from shared.errors import ConcurrencyConflict, ConfigError, Unavailable
 from shared.eventlog import EventStore
 from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
@@ -182,7 +183,7 @@ class DeploymentRunner:
                 return
             except Unavailable as exc:
                 log.warning("deployment_step_unavailable", error=str(exc), retry_in_s=_RETRY_S)
-                await self._sleep(stop, _RETRY_S)
+                await sleep_or_stop(stop, _RETRY_S)
                 continue
             await self._wait(stop, state)
 
@@ -356,11 +357,6 @@ class DeploymentRunner:
             with contextlib.suppress(BaseException):
                 await self._work.task
             self._work = None
-
-    @staticmethod
-    async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
 
     async def _log_events(self, events: list[Event]) -> None:
         """The service log, and the stage log people read (a WAIT has no other lines)."""

@@ -27,7 +27,6 @@ appends and table updates come at the end, appends first.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from services.planner.decider import (
     queued,
     trigger_info,
 )
+from shared.aio import sleep_or_stop
 from shared.applications import Application, application_of
 from shared.db import CONNECTION_ERRORS
 from shared.deploysource import DeploySource, ensure_commit, load_deploy_source
@@ -253,8 +253,7 @@ class Planner:
                 await self.sweep()
             except _SWEEP_TRANSIENT as exc:
                 log.warning("retry_sweep_unavailable", error=f"{type(exc).__name__}: {exc}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.retry_interval_s)
+            await sleep_or_stop(stop, self.retry_interval_s)
 
     async def sweep(self) -> int:
         """One pass of the retry sweep; how many applications it advanced."""

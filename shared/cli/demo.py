@@ -17,6 +17,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, Final
 
+from shared.aio import sleep_or_stop
 from shared.sandbox.demo_repo import DemoTiming
 from shared.sandbox.sandbox import Sandbox, SandboxError, SandboxOptions, say_stdout
 from shared.sandbox.storyrunner import StoryReport
@@ -139,8 +140,7 @@ async def supervise(
                 _explain(sandbox, env_file, report, say)
                 while not stop.is_set():
                     sandbox.restart_exited()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), 0.5)
+                    await sleep_or_stop(stop, 0.5)
             return code
         finally:
             say("stopping")

@@ -20,7 +20,6 @@ writer); the caller retries in a fresh transaction, as after any conflict.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
@@ -29,6 +28,7 @@ from typing import TypeAlias
 import asyncpg
 import msgspec
 
+from shared.aio import sleep_or_stop
 from shared.db import CONNECTION_ERRORS
 from shared.errors import ConcurrencyConflict, IdempotencyViolation, Unavailable
 from shared.eventlog.position import START, LogPosition
@@ -301,8 +301,7 @@ class EventStore:
             elif stop is None:
                 await asyncio.sleep(idle_sleep)
             else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), idle_sleep)
+                await sleep_or_stop(stop, idle_sleep)
 
     def decode_row(self, row: asyncpg.Record) -> RecordedEvent:
         return RecordedEvent(

@@ -17,10 +17,10 @@ poll is one read-only query that neither locks nor takes a transaction id.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import structlog
 
+from shared.aio import sleep_or_stop
 from shared.db import unavailable_on_disconnect
 from shared.errors import Unavailable
 from shared.eventlog.store import EventStore, position_of
@@ -162,14 +162,14 @@ class ProjectionRunner:
                     error=str(exc),
                     retry_in_s=delay,
                 )
-                await _wait(stop, delay)
+                await sleep_or_stop(stop, delay)
                 continue
             except Exception as exc:
                 _raise_if_cancelling(exc)
                 raise
             failures = 0
             if not applied:
-                await _wait(stop, self.idle_sleep_s)
+                await sleep_or_stop(stop, self.idle_sleep_s)
 
 
 def _raise_if_cancelling(exc: Exception) -> None:
@@ -179,8 +179,3 @@ def _raise_if_cancelling(exc: Exception) -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError from exc
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
