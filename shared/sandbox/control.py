@@ -8,6 +8,7 @@ platform provider is kubesim's kubeconfig.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -77,9 +78,20 @@ def control_document(inputs: ControlInputs) -> dict[str, Any]:
     return {"apiVersion": "slipway.dev/v1", "kind": "Slipway", "spec": spec}
 
 
-def write_control_config(path: Path, inputs: ControlInputs) -> Path:
-    """Write `slipway.yaml` and load it back, so a mistake here fails before any service starts."""
+def write_control_config(
+    path: Path,
+    inputs: ControlInputs,
+    customize: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Write `slipway.yaml` and load it back, so a mistake here fails before any service starts.
+
+    `customize` may change the document first (the security benchmark adds a webhook
+    secret and more notification routes).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(control_document(inputs), sort_keys=False))
+    document = control_document(inputs)
+    if customize is not None:
+        customize(document)
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
     load_control_config(path)
     return path

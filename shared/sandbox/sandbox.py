@@ -78,6 +78,10 @@ class SandboxOptions:
     ready_timeout_s: float = 90.0
     require_all: bool = False
     """Refuse to start unless every service and Prometheus are here (the final demo)."""
+    service_settings: Mapping[str, str] = field(default_factory=dict)
+    """More settings for every service process (over the demo's)."""
+    customize_control: Callable[[dict[str, Any]], None] | None = None
+    """Changes the generated `slipway.yaml` document before it is written."""
 
 
 class SandboxError(RuntimeError):
@@ -99,7 +103,7 @@ class Sandbox:
             data_dir,
             services=services,
             replicas=dict(options.replicas),
-            service_settings=DEMO_SERVICE_SETTINGS,
+            service_settings={**DEMO_SERVICE_SETTINGS, **options.service_settings},
         )
         self.receiver = SlackReceiver(self._show_message)
         self.repo = DemoRepo(data_dir / "repo")
@@ -179,6 +183,7 @@ class Sandbox:
                 prometheus_url=self.prometheus.url if self.prometheus else None,
                 slack_url=self.receiver.url,
             ),
+            self.options.customize_control,
         )
         self.pool = await create_pool(stack.app_database_url, schema=stack.schema)
         stack.api_key = await self._admin_key()

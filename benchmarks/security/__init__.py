@@ -1,0 +1,1 @@
+"""The security benchmark: a catalogue of attacks against a running sandbox (issue 10)."""
