@@ -59,7 +59,7 @@ async def run(root: Path, families: Sequence[str]) -> dict[str, Any]:
     markers, outside = root / "markers", root / "outside"
     markers.mkdir(parents=True, exist_ok=True)
     outside.mkdir(parents=True, exist_ok=True)
-    env_canary = f"SLIPWAY-CANARY-{secrets.token_hex(8)}"
+    env_canary = f"slipway-canary-{secrets.token_hex(8)}"
     webhook_secret = secrets.token_hex(16)
     webhook_port = free_port()
 

@@ -42,7 +42,7 @@ def _app_config(name: str, input_yaml: str = "", extra_spec: str = "") -> str:
 
 
 def _leaky_manifest(canary: str) -> str:
-    """Valid YAML a renderer would happily put in the plan's diff, with the canary inside."""
+    """A valid manifest named by the canary: a plan that read it lists it, so its answer leaks."""
     return f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: leaked\ndata:\n  token: {canary}\n"
 
 

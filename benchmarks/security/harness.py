@@ -95,7 +95,8 @@ class Target:
 
     def canary(self, attack: str) -> str:
         """A fresh secret string owned by `attack`; finding it anywhere later is a leak."""
-        value = f"SLIPWAY-CANARY-{secrets.token_hex(8)}"
+        # Lower case: a valid Kubernetes name too, so a manifest can carry it where a plan shows it.
+        value = f"slipway-canary-{secrets.token_hex(8)}"
         self.canaries[value] = attack
         return value
 
