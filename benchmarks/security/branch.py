@@ -43,7 +43,9 @@ def _app_config(name: str, input_yaml: str = "", extra_spec: str = "") -> str:
 
 def _leaky_manifest(canary: str) -> str:
     """A valid manifest named by the canary: a plan that read it lists it, so its answer leaks."""
-    return f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: leaked\ndata:\n  token: {canary}\n"
+    return (
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {canary}\ndata:\n  token: {canary}\n"
+    )
 
 
 async def _preview(target: Target, branch: str) -> Outcome:
