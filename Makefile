@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+# The virtualenv's bin/ first: slipway, and helm (scripts/ensure-helm.sh), for tests and demo.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: demo test lint typecheck bench system-packages clean
 
@@ -15,8 +17,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the tests and the demo use; installed when missing and we are root.
-system-packages:
+# Helm (no Debian package) goes into the virtualenv's bin/, which the targets put on PATH.
+system-packages: $(STAMP)
 	@bash scripts/ensure-system-packages.sh
+	@bash scripts/ensure-helm.sh $(VENV)/bin
 
 # The seed's story on this machine (dev deploy, canary + analysis, bad image rolled back
 # with a Slack message, git revert), then the sandbox stays up until Ctrl-C.
