@@ -323,6 +323,19 @@ class _Renderer:
         return manifests
 
 
+#: Kustomization fields whose entries may name a directory (another kustomization),
+#: which kustomize loads from wherever it is; files are held below the
+#: kustomization's own directory by LoadRestrictionsRootOnly.
+_KUSTOMIZE_DIRECTORY_FIELDS: Final = (
+    "resources",
+    "bases",
+    "components",
+    "generators",
+    "transformers",
+    "validators",
+)
+
+
 def _kustomize_references(directory: Path) -> list[tuple[str, str]]:
     """(field, path) of what the directory's kustomization builds on: bases and chart homes."""
     file = next((directory / n for n in _KUSTOMIZATION_NAMES if (directory / n).is_file()), None)
@@ -332,10 +345,11 @@ def _kustomize_references(directory: Path) -> list[tuple[str, str]]:
     if not isinstance(data, dict):
         return []
     out: list[tuple[str, str]] = []
-    for field in ("resources", "bases", "components"):
+    for field in _KUSTOMIZE_DIRECTORY_FIELDS:
         entries = data.get(field)
         if isinstance(entries, list):
-            out.extend((field, e) for e in entries if isinstance(e, str) and e)
+            # A generator or transformer may also be written inline (several lines).
+            out.extend((field, e) for e in entries if isinstance(e, str) and e and "\n" not in e)
     helm_globals = data.get("helmGlobals")
     if isinstance(helm_globals, dict) and isinstance(helm_globals.get("chartHome"), str):
         out.append(("helmGlobals.chartHome", helm_globals["chartHome"]))

@@ -35,10 +35,11 @@ __all__ = [
 ]
 
 _BOOLEAN: Final = frozenset({"", "true", "false"})
+_ROOT_ONLY: Final = "LoadRestrictionsRootOnly"
 
 #: `kustomize build` flags a config may pass, each with the values it may take.
 KUSTOMIZE_OPTIONS: Final[Mapping[str, frozenset[str]]] = {
-    "load-restrictor": frozenset({"LoadRestrictionsRootOnly"}),
+    "load-restrictor": frozenset({_ROOT_ONLY}),
     "enable-helm": _BOOLEAN,
     "reorder": frozenset({"legacy", "none"}),
     "enable-managedby-label": _BOOLEAN,
@@ -76,14 +77,18 @@ def kustomize_option_problem(key: str, value: str) -> str | None:
 
 
 def kustomize_flags(options: Mapping[str, str]) -> list[str]:
-    """The allowed options as flags, each value joined to its flag; ValueError if one is not."""
-    flags: list[str] = []
+    """The allowed options as flags, each value joined to its flag; ValueError if one is not.
+
+    The load restrictor is always given, so no default elsewhere can loosen it.
+    """
+    flags = [f"--load-restrictor={_ROOT_ONLY}"]
     for key, value in options.items():
         problem = kustomize_option_problem(key, value)
         if problem is not None:
             raise ValueError(problem)
         name = _flag_name(key)
-        flags.append(f"--{name}={value}" if value else f"--{name}")
+        if name != "load-restrictor":
+            flags.append(f"--{name}={value}" if value else f"--{name}")
     return flags
 
 

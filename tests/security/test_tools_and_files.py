@@ -422,7 +422,9 @@ async def test_listed_manifest_linking_to_a_token_is_refused(
     outside.assert_never_seen(json.dumps(result.to_dict()))
 
 
-@pytest.mark.parametrize("shape", ["base outside", "symlinked base", "symlink in a base"])
+@pytest.mark.parametrize(
+    "shape", ["base outside", "symlinked base", "symlink in a base", "transformer outside"]
+)
 async def test_kustomize_cannot_reach_outside_the_repository(
     work: WorkRepo, outside: Outside, tmp_path: Path, shape: str
 ) -> None:
@@ -433,6 +435,10 @@ async def test_kustomize_cannot_reach_outside_the_repository(
         # Kustomize refuses an absolute base, but enough `..` reach the root from anywhere.
         climb = "../" * 30 + str(outside.base).lstrip("/")
         files[f"{APP_DIR}/kustomization.yaml"] = f"resources:\n  - {climb}\n"
+    elif shape == "transformer outside":
+        files[f"{APP_DIR}/kustomization.yaml"] = (
+            f"resources:\n  - manifests.yaml\ntransformers:\n  - {outside.base}\n"
+        )
     elif shape == "symlinked base":
         links[f"{APP_DIR}/base"] = outside.base
     else:
