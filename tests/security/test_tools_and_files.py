@@ -431,13 +431,13 @@ async def test_kustomize_cannot_reach_outside_the_repository(
     """Kustomize bases, and every symlink under them, must stay inside the repository."""
     files = {f"{APP_DIR}/kustomization.yaml": "resources:\n  - manifests.yaml\n  - base\n"}
     links: dict[str, str | Path] = {}
+    # Kustomize refuses an absolute base, but enough `..` reach the root from anywhere.
+    climb = "../" * 30 + str(outside.base).lstrip("/")
     if shape == "base outside":
-        # Kustomize refuses an absolute base, but enough `..` reach the root from anywhere.
-        climb = "../" * 30 + str(outside.base).lstrip("/")
         files[f"{APP_DIR}/kustomization.yaml"] = f"resources:\n  - {climb}\n"
     elif shape == "transformer outside":
         files[f"{APP_DIR}/kustomization.yaml"] = (
-            f"resources:\n  - manifests.yaml\ntransformers:\n  - {outside.base}\n"
+            f"resources:\n  - manifests.yaml\ntransformers:\n  - {climb}\n"
         )
     elif shape == "symlinked base":
         links[f"{APP_DIR}/base"] = outside.base
