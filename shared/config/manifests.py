@@ -40,7 +40,7 @@ from shared.errors import ConfigError
 __all__ = ["Manifest", "render_manifests", "render_manifests_async"]
 
 TOOL_TIMEOUT_SECONDS: Final = 120
-TOOL_EXCERPT_CHARS: Final = 300
+TOOL_EXCERPT_CHARS: Final = 200
 _KUSTOMIZATION_NAMES: Final = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _MANIFEST_SUFFIXES: Final = (".yaml", ".yml", ".json")
 # Without API discovery we cannot ask the cluster; these never take a namespace.
@@ -154,9 +154,9 @@ class _Renderer:
         except ValueError as exc:
             raise ConfigError(f"{self.config.path}: input.kustomizeOptions: {exc}") from None
         app_dir = str(self.app_dir.resolve())
-        if kustomize := shutil.which("kustomize"):
+        if kustomize := _which("kustomize"):
             return [kustomize, "build", *options, "--", app_dir]
-        if kubectl := shutil.which("kubectl"):
+        if kubectl := _which("kubectl"):
             return [kubectl, "kustomize", *options, "--", app_dir]
         raise ConfigError(
             f"kustomize or kubectl is required to render the Kustomize input of "
@@ -197,7 +197,7 @@ class _Renderer:
     def _helm_command(self) -> list[str]:
         chart = self.input.helm_chart
         assert chart is not None
-        helm = shutil.which("helm")
+        helm = _which("helm")
         if not helm:
             raise ConfigError(
                 f"helm is required to render the Helm chart of {self.config.name} "
@@ -365,8 +365,22 @@ _TOOL_ENVIRONMENT: Final = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "HELM_CA
 
 
 def tool_environment() -> dict[str, str]:
-    """The environment kustomize and helm run with."""
-    return {k: os.environ[k] for k in _TOOL_ENVIRONMENT if k in os.environ}
+    """The environment kustomize and helm run with; PATH without relative entries."""
+    env = {k: os.environ[k] for k in _TOOL_ENVIRONMENT if k in os.environ}
+    env["PATH"] = _tool_path()
+    return env
+
+
+def _tool_path() -> str:
+    # Tools run in the application's directory: a relative PATH entry ("." or an
+    # empty one) would find a program the repository committed there.
+    entries = os.environ.get("PATH", os.defpath).split(os.pathsep)
+    return os.pathsep.join(e for e in entries if os.path.isabs(e))
+
+
+def _which(name: str) -> str | None:
+    """The absolute path of a tool, looked up only in absolute PATH entries."""
+    return shutil.which(name, path=_tool_path())
 
 
 def tool_excerpt(output: str) -> str:

@@ -31,7 +31,7 @@ def inside_repository(path: Path, root: Path, what: str) -> Path:
 
     `what` names the file for the error: the field and the value that led to it.
     """
-    resolved = path.resolve()
+    resolved = _resolve(path, what)
     if not resolved.is_relative_to(root.resolve()):
         raise ConfigError(f"{what} {_OUTSIDE}")
     return resolved
@@ -60,9 +60,10 @@ def check_tree(directory: Path, root: Path, what: str) -> None:
         for entry in entries:
             path = Path(entry.path)
             if entry.is_symlink():
-                target = path.resolve()
+                shown = f"{what}: {_shown(path, real_root)}"
+                target = _resolve(path, shown)
                 if not target.is_relative_to(real_root):
-                    raise ConfigError(f"{what}: {_shown(path, real_root)} {_OUTSIDE}")
+                    raise ConfigError(f"{shown} {_OUTSIDE}")
                 if target.is_dir():
                     pending.append(target)
             elif entry.is_dir(follow_symlinks=False):
@@ -73,6 +74,13 @@ _OUTSIDE = (
     "points outside the repository (through a symlink or `..`); files read for an "
     "application must stay inside it"
 )
+
+
+def _resolve(path: Path, what: str) -> Path:
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError on a symlink loop
+        raise ConfigError(f"{what} is a symlink loop") from None
 
 
 def _shown(path: Path, root: Path) -> str:

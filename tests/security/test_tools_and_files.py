@@ -366,6 +366,29 @@ def test_helm_chart_with_a_symlink_out_is_refused_before_helm_runs(
     outside.assert_never_seen(str(caught.value))
 
 
+def test_a_relative_path_entry_never_finds_a_tool_in_the_repository(
+    tmp_path: Path, outside: Outside, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With "." on PATH, the `kubectl` a branch commits next to its kustomization never runs."""
+    app = tmp_path / "repo" / "app"
+    write(
+        app,
+        {
+            "kustomization.yaml": "resources: [cm.yaml]\n",
+            "cm.yaml": CHART["app/chart/templates/cm.yaml"],
+        },
+    )
+    (app / "app.pipecd.yaml").write_text(app_config())
+    for tool in ("kubectl", "kustomize"):
+        (app / tool).write_text(f"#!/bin/sh\ntouch {outside.marker}\n")
+        (app / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f".{os.pathsep}{os.environ['PATH']}")
+    config = load_application_config(app / "app.pipecd.yaml")
+    manifests = render_manifests(app, config, repo_root=tmp_path / "repo")
+    assert not outside.marker.exists(), "the repository's kubectl ran"
+    assert [m.name for m in manifests] == ["web"]
+
+
 # --- git: names from configs and requests never become options -----------------------------
 
 
@@ -602,6 +625,10 @@ def test_path_rule(tmp_path: Path, outside: Outside) -> None:
     for escape in (repo / ".." / "host" / "token", repo / "a" / ".." / ".."):
         with pytest.raises(ConfigError, match="points outside the repository"):
             inside_repository(escape, repo, "x")
+    os.symlink("self", repo / "a" / "self")
+    with pytest.raises(ConfigError, match="a/self is a symlink loop"):
+        check_tree(repo / "a", repo, "x")
+    (repo / "a" / "self").unlink()
     os.symlink(outside.root, repo / "a" / "b" / "host")
     with pytest.raises(ConfigError, match="a/b/host points outside the repository"):
         check_tree(repo / "a", repo, "x")
