@@ -341,16 +341,28 @@ def _kustomize_references(directory: Path) -> list[tuple[str, str]]:
     file = next((directory / n for n in _KUSTOMIZATION_NAMES if (directory / n).is_file()), None)
     if file is None:
         return []
-    data, _ = parse_yaml(str(file), read_text(file))
+    data, located = parse_yaml(str(file), read_text(file))
     if not isinstance(data, dict):
         return []
+    helm_globals = data.get("helmGlobals")
+    if isinstance(helm_globals, dict) and "configHome" in helm_globals:
+        # Helm's config home is also where it finds plugins: one the repository
+        # holds would run as soon as a chart names its protocol.
+        at = located.keys.get("helmGlobals", located.position)
+        raise ConfigFileError(
+            file,
+            at.line,
+            at.column,
+            "helmGlobals.configHome",
+            "not allowed: helm would load plugins from it (leave it out; kustomize "
+            "gives helm a fresh home of its own)",
+        )
     out: list[tuple[str, str]] = []
     for field in _KUSTOMIZE_DIRECTORY_FIELDS:
         entries = data.get(field)
         if isinstance(entries, list):
             # A generator or transformer may also be written inline (several lines).
             out.extend((field, e) for e in entries if isinstance(e, str) and e and "\n" not in e)
-    helm_globals = data.get("helmGlobals")
     if isinstance(helm_globals, dict) and isinstance(helm_globals.get("chartHome"), str):
         out.append(("helmGlobals.chartHome", helm_globals["chartHome"]))
     return out

@@ -254,6 +254,26 @@ async def test_kustomization_exec_functions_and_plugins_never_run(
     assert result.failures, result.to_dict()
 
 
+async def test_kustomize_helm_cannot_take_its_plugins_from_the_repository(
+    work: WorkRepo, outside: Outside, tmp_path: Path
+) -> None:
+    """`helmGlobals.configHome` (where helm finds plugins) is refused before kustomize runs."""
+    push(
+        work,
+        {
+            CONFIG: app_config("  input:\n    kustomizeOptions:\n      enable-helm: ''\n"),
+            f"{APP_DIR}/kustomization.yaml": "helmGlobals:\n  configHome: ./helm\n"
+            "helmCharts:\n  - name: x\n    repo: pwn://x\n",
+            f"{APP_DIR}/helm/.data/plugins/pwn/plugin.yaml": "name: pwn\nversion: 0.1.0\n"
+            "downloaders:\n  - command: ../../../../pwn.sh\n    protocols: [pwn]\n",
+        },
+        pwn=outside,
+    )
+    error = only_failure(await preview(work, tmp_path))
+    assert not outside.marker.exists()
+    assert "kustomization.yaml:1:1: helmGlobals.configHome: not allowed" in error
+
+
 @pytest.mark.parametrize(
     ("input_yaml", "field"),
     [
