@@ -129,20 +129,24 @@ class _Renderer:
     # plain YAML
 
     def _plain_files(self) -> list[Path]:
+        """The manifest files, as the config names them (a symlink inside the repo is fine)."""
         if self.input.manifests:
-            return [
-                self._inside(self.app_dir / name, f"input.manifests: {name}")
-                for name in self.input.manifests
+            listed = [
+                (self.app_dir / name, f"input.manifests: {name}") for name in self.input.manifests
             ]
-        config = self.config.path.resolve()
-        return sorted(
-            self._inside(p, f"manifest {p.name}")
-            for p in self.app_dir.iterdir()
-            if p.is_file()
-            and p.suffix in _MANIFEST_SUFFIXES
-            and not is_application_config_name(p.name)
-            and p.resolve() != config
-        )
+        else:
+            config = self.config.path.resolve()
+            listed = [
+                (p, f"manifest {p.name}")
+                for p in sorted(self.app_dir.iterdir())
+                if p.is_file()
+                and p.suffix in _MANIFEST_SUFFIXES
+                and not is_application_config_name(p.name)
+                and p.resolve() != config
+            ]
+        for path, what in listed:
+            self._inside(path, what)
+        return [path for path, _ in listed]
 
     # kustomize
 
