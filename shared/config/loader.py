@@ -299,6 +299,9 @@ def _check_application(doc: Document, spec: KubernetesApplicationSpec) -> None:
             raise doc.error((*at, "with", "run"), "SCRIPT_RUN needs `run:` (the script to run)")
         if isinstance(options, _Routing):
             _check_routing(doc, (*at, "with"), options)
+    if spec.input.namespace:
+        problem = namespace_problem(spec.input.namespace)
+        _refuse(doc, ("spec", "input", "namespace"), problem)
     _check_helm(doc, spec)
     _check_kustomize(doc, spec)
     _check_generic(doc, spec)
@@ -363,8 +366,6 @@ def _check_routing(doc: Document, at: FieldPath, options: _Routing) -> None:
 def _check_helm(doc: Document, spec: KubernetesApplicationSpec) -> None:
     """The chart and its options, as `tool_options` allows them on helm's command line."""
     at: FieldPath = ("spec", "input")
-    if spec.input.namespace:
-        _refuse(doc, (*at, "namespace"), namespace_problem(spec.input.namespace))
     chart = spec.input.helm_chart
     if chart is None:
         return
