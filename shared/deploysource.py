@@ -29,6 +29,7 @@ from shared.config import (
     load_application_config,
     render_manifests_async,
 )
+from shared.config.repo_files import inside_repository
 from shared.errors import ConfigError
 from shared.git import GitError, GitRepository
 from shared.planning.spec import PlanningSpec, spec_from_config
@@ -92,6 +93,7 @@ async def load_deploy_source(
                 raise ConfigFileError(
                     config_path, 0, 0, "", f"no application config here at commit {commit[:12]}"
                 )
+            inside_repository(file, tree, f"the application config {config_path}")
             config = load_application_config(file)
             manifests = await render_manifests_async(file.parent, config, repo_root=tree)
     # The config as loaded names the checkout, which is gone now: keep the

@@ -49,6 +49,7 @@ __all__ = [
     "GitError",
     "GitErrorKind",
     "GitRepository",
+    "branch_name_problem",
     "classify_stderr",
     "git_env",
     "redact",
@@ -278,6 +279,26 @@ def _tail(stderr: str) -> str:
     return "\n".join(lines[-_STDERR_TAIL_LINES:])[-_STDERR_TAIL_CHARS:]
 
 
+# git check-ref-format's rules for a branch name, plus no leading '-': a name from a
+# config, a webhook or an API call must never read as an option or a revision range.
+_BAD_REF_PART: Final = re.compile(r"(^|/)\.|\.\.|@\{|//|\.lock(/|$)|[\x00-\x20\x7f~^:?*\[\\]")
+
+
+def branch_name_problem(name: str) -> str | None:
+    """Why `name` is not a usable branch name (git's rules, and no leading '-'), or None."""
+    if not name or name.startswith("-"):
+        return f"not a valid branch name: {name[:60]!r} (it must not be empty or start with '-')"
+    if name == "@" or name.endswith((".", "/")) or _BAD_REF_PART.search(name):
+        return f"not a valid branch name: {name[:60]!r} (see git check-ref-format)"
+    return None
+
+
+def _check_branch(name: str) -> str:
+    if problem := branch_name_problem(name):
+        raise ValueError(problem)
+    return name
+
+
 def _check_rev(rev: str) -> str:
     """`rev` if it is safe to pass as a revision argument (never an option, one line)."""
     if not rev or rev.startswith("-") or any(c in rev for c in "\0\n\r"):
@@ -406,7 +427,7 @@ class GitRepository:
 
     async def branch_head(self, branch: str) -> str:
         """The commit the branch points at, as last fetched."""
-        return await self.resolve(f"refs/heads/{branch}")
+        return await self.resolve(f"refs/heads/{_check_branch(branch)}")
 
     async def commit(self, rev: str) -> Commit:
         """One commit's details."""
@@ -530,7 +551,11 @@ class GitRepository:
     async def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         try:
             await self._git(
-                "merge-base", "--is-ancestor", _check_rev(ancestor), _check_rev(descendant)
+                "merge-base",
+                "--is-ancestor",
+                "--end-of-options",
+                _check_rev(ancestor),
+                _check_rev(descendant),
             )
         except GitError as exc:
             if exc.returncode == 1:

@@ -89,19 +89,43 @@ def test_kustomize_options_pass_through_in_either_spelling(tmp_path: Path) -> No
     _kubectl_or_skip()
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "app.pipecd.yaml").write_text(
+        APP + "  input:\n    kustomizeOptions:\n      load_restrictor: LoadRestrictionsRootOnly\n"
+    )
+    (tmp_path / "app" / "kustomization.yaml").write_text("resources:\n  - ../base\n")
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "kustomization.yaml").write_text("resources:\n  - cm.yaml\n")
+    (tmp_path / "base" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: shared}\n"
+    )
+    assert [m.name for m in _render(tmp_path / "app", repo_root=tmp_path)] == ["shared"]
+
+
+def test_load_restrictions_none_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """LoadRestrictionsNone (reading files outside the kustomization) is a config error."""
+    (tmp_path / "app.pipecd.yaml").write_text(
         APP + "  input:\n    kustomizeOptions:\n      load_restrictor: LoadRestrictionsNone\n"
     )
-    (tmp_path / "app" / "kustomization.yaml").write_text("resources:\n  - ../cm.yaml\n")
-    (tmp_path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: shared}\n")
-    assert [m.name for m in _render(tmp_path / "app", repo_root=tmp_path)] == ["shared"]
+    with pytest.raises(ConfigError, match="LoadRestrictionsNone is not allowed: it lets"):
+        load_application_config(tmp_path / "app.pipecd.yaml")
 
 
 def test_kustomize_failure_is_a_config_error(tmp_path: Path) -> None:
     """A broken kustomization is a ConfigError carrying kustomize's message."""
     _kubectl_or_skip()
     (tmp_path / "app.pipecd.yaml").write_text(APP)
-    (tmp_path / "kustomization.yaml").write_text("resources:\n  - missing.yaml\n")
+    (tmp_path / "kustomization.yaml").write_text("resources:\n  - cm.yaml\n")
+    (tmp_path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n")
     with pytest.raises(ConfigError, match="kustomize build failed for demo"):
+        _render(tmp_path, repo_root=tmp_path)
+
+
+def test_kustomize_base_that_is_not_in_the_repository_is_refused(tmp_path: Path) -> None:
+    """A missing base would be fetched as a remote one: refused before kustomize runs."""
+    (tmp_path / "app.pipecd.yaml").write_text(APP)
+    (tmp_path / "kustomization.yaml").write_text(
+        "resources:\n  - github.com/acme/bases//web?ref=v1\n"
+    )
+    with pytest.raises(ConfigError, match="remote bases are not fetched"):
         _render(tmp_path, repo_root=tmp_path)
 
 

@@ -39,6 +39,7 @@ from shared.analysis.templating import QueryArgs, TemplateError, render
 from shared.config import load_analysis_templates, load_application_config
 from shared.config.application import AnalysisOptions
 from shared.config.control import AnalysisProvider, configured
+from shared.config.repo_files import inside_repository
 from shared.deploysource import (
     commit_unavailable_as_config_error,
     config_path_of,
@@ -199,6 +200,7 @@ class AnalysisService:
             commit = await ensure_commit(repo, request.commit_hash)
             async with repo.read_only_checkout(commit) as tree:
                 config_file = tree / config_path_of(path, filename)
+                inside_repository(config_file, tree, f"the application config {path}/{filename}")
                 config = await asyncio.to_thread(load_application_config, config_file)
                 templates = await asyncio.to_thread(load_analysis_templates, tree)
         plans, skipped = resolve_checks(options, templates)

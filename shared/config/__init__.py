@@ -14,8 +14,9 @@ Every problem is a `ConfigFileError` (a `shared.errors.ConfigError`) with
 `.file .line .column .field_path .problem`; suspicious-but-accepted input is a
 `ConfigWarning` on the result's `.warnings`. Modules: `application` (the
 KubernetesApp spec), `analysis`, `event_watcher`, `control` (slipway.yaml and
-PipeCD's `kind: Piped`), `manifests` (rendering), `types` (Duration,
-Replicas, Percentage, Regex).
+PipeCD's `kind: Piped`), `manifests` (rendering), `tool_options` (what a
+config may pass to kustomize and helm), `repo_files` (every file read stays
+inside the repository), `types` (Duration, Replicas, Percentage, Regex).
 """
 
 from __future__ import annotations

@@ -21,12 +21,13 @@ from typing import Any, Final
 
 import yaml
 
-from shared.config.errors import ConfigFileError
+from shared.config.errors import ConfigFileError, excerpt
 
 __all__ = ["Located", "Position", "parse_yaml", "parse_yaml_documents"]
 
 MAX_DEPTH: Final = 64
 MAX_VALUES: Final = 100_000
+_PROBLEM_CHARS: Final = 120
 _TIMESTAMP: Final = "tag:yaml.org,2002:timestamp"
 _MERGE: Final = "tag:yaml.org,2002:merge"
 _STR: Final = "tag:yaml.org,2002:str"
@@ -122,7 +123,7 @@ class _Builder:
         except (ValueError, KeyError, TypeError, OverflowError):
             # An explicit tag that does not fit its text, like `!!int abc`.
             raise self.fail(
-                node, f"invalid YAML: {node.value!r} is not a valid {node.tag}"
+                node, f"invalid YAML: {excerpt(str(node.value))!r} is not a valid {node.tag}"
             ) from None
         return value, Located(_position(node.start_mark)), 1
 
@@ -229,6 +230,8 @@ def _translated(file: str, text: str) -> Iterator[None]:
     except yaml.MarkedYAMLError as exc:
         at = _position(exc.problem_mark or exc.context_mark)
         problem = " ".join(p for p in (exc.context, exc.problem) if p) or "malformed"
+        # PyYAML quotes the text it stumbled on (an alias, a tag): keep that short.
+        problem = excerpt(problem, _PROBLEM_CHARS)
         raise ConfigFileError(file, at.line, at.column, "", f"invalid YAML: {problem}") from None
     except yaml.reader.ReaderError as exc:
         at = _offset_position(text, exc.position)
@@ -236,6 +239,8 @@ def _translated(file: str, text: str) -> Iterator[None]:
             file, at.line, at.column, "", f"invalid YAML: {exc.reason} ({exc.character!r})"
         ) from None
     except yaml.YAMLError as exc:
-        raise ConfigFileError(file, 1, 1, "", f"invalid YAML: {exc}") from None
+        raise ConfigFileError(
+            file, 1, 1, "", f"invalid YAML: {excerpt(str(exc), _PROBLEM_CHARS)}"
+        ) from None
     except RecursionError:
         raise ConfigFileError(file, 1, 1, "", "invalid YAML: nested too deeply") from None

@@ -61,6 +61,7 @@ from shared.config.errors import ConfigWarning
 from shared.config.loader import API_VERSION, open_document
 from shared.config.types import Duration, _show
 from shared.errors import ConfigError
+from shared.git import branch_name_problem
 
 __all__ = [
     "CONTROL_API_VERSION",
@@ -651,6 +652,10 @@ def _check(doc: Document, spec: ControlSpec, where: _Where) -> None:
     for repo, at in repos:
         if not repo.remote:
             raise doc.error((*at, "remote"), "required: the git remote to clone")
+        if problem := branch_name_problem(repo.branch):
+            raise doc.error((*at, "branch"), problem)
+        if repo.remote.startswith("-"):
+            raise doc.error((*at, "remote"), "must not start with '-' (git would read an option)")
         if repo.webhook_secret and repo.webhook_secret_file:
             raise doc.error(at, "set webhookSecret or webhookSecretFile, not both")
     providers = list(zip(spec.platform_providers, where.platform_providers, strict=True))

@@ -15,10 +15,27 @@ option PipeCD would silently ignore) is a `ConfigWarning` kept on the result.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 import msgspec
 
 from shared.errors import ConfigError
+
+#: How much of a value read from a file an error message may quote.
+EXCERPT_CHARS: Final = 40
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """The first line of `text`, cut to `limit` characters: what an error may quote of a file.
+
+    Errors end up in events, and the event log never forgets: a file that
+    should not have been read (a secret, a token) must not be copied into it
+    whole. A cut excerpt says how long the whole was.
+    """
+    first, _, rest = text.partition("\n")
+    if len(first) <= limit and not rest:
+        return first
+    return f"{first[: limit // 2]}… ({len(text)} characters)"
 
 
 def _where(file: str, line: int, column: int, field_path: str) -> str:

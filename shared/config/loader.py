@@ -39,6 +39,14 @@ from shared.config.application import (
 from shared.config.application import K8sTrafficRoutingOptions as _Routing
 from shared.config.errors import ConfigFileError, ConfigWarning
 from shared.config.event_watcher import EventWatcherReplacement, EventWatcherSpec
+from shared.config.repo_files import inside_repository
+from shared.config.tool_options import (
+    helm_list_value_problem,
+    kustomize_option_problem,
+    namespace_problem,
+    plain_value_problem,
+    release_name_problem,
+)
 from shared.config.types import _show
 
 __all__ = [
@@ -291,6 +299,9 @@ def _check_application(doc: Document, spec: KubernetesApplicationSpec) -> None:
             raise doc.error((*at, "with", "run"), "SCRIPT_RUN needs `run:` (the script to run)")
         if isinstance(options, _Routing):
             _check_routing(doc, (*at, "with"), options)
+    if spec.input.namespace:
+        problem = namespace_problem(spec.input.namespace)
+        _refuse(doc, ("spec", "input", "namespace"), problem)
     _check_helm(doc, spec)
     _check_kustomize(doc, spec)
     _check_generic(doc, spec)
@@ -353,34 +364,60 @@ def _check_routing(doc: Document, at: FieldPath, options: _Routing) -> None:
 
 
 def _check_helm(doc: Document, spec: KubernetesApplicationSpec) -> None:
+    """The chart and its options, as `tool_options` allows them on helm's command line."""
+    at: FieldPath = ("spec", "input")
     chart = spec.input.helm_chart
     if chart is None:
         return
     if not chart.path and not (chart.repository and chart.name):
         raise doc.error(
-            ("spec", "input", "helmChart"),
+            (*at, "helmChart"),
             "a chart needs `path` (in this or the `gitRemote` repository) "
             "or `repository` and `name` (from a chart repository)",
         )
     if chart.git_remote and not chart.path:
-        raise doc.error(("spec", "input", "helmChart", "path"), "required with gitRemote")
+        raise doc.error((*at, "helmChart", "path"), "required with gitRemote")
+    for field, value in (
+        ("path", chart.path),
+        ("repository", chart.repository),
+        ("name", chart.name),
+        ("version", chart.version),
+    ):
+        _refuse(doc, (*at, "helmChart", field), plain_value_problem(value))
+    options = spec.input.helm_options
+    if options is None:
+        return
+    if options.release_name:
+        problem = release_name_problem(options.release_name)
+        _refuse(doc, (*at, "helmOptions", "releaseName"), problem)
+    for index, file in enumerate(options.value_files):
+        _refuse(doc, (*at, "helmOptions", "valueFiles", index), helm_list_value_problem(file))
+    for key, file in options.set_files.items():
+        _refuse(doc, (*at, "helmOptions", "setFiles", key), _set_file_problem(key, file))
+    for index, version in enumerate(options.api_versions):
+        _refuse(doc, (*at, "helmOptions", "apiVersions", index), plain_value_problem(version))
+    _refuse(doc, (*at, "helmOptions", "kubeVersion"), plain_value_problem(options.kube_version))
 
 
-#: `kustomize build` flags a config may pass. Others (exec and alpha plugins, the helm
-#: command, mounts) would let a config repository run programs on the Slipway host.
-KUSTOMIZE_OPTIONS: Final = frozenset(
-    {"load-restrictor", "enable-helm", "reorder", "enable-managedby-label", "stack-trace"}
-)
+def _set_file_problem(key: str, file: str) -> str | None:
+    # `--set-file key=path,key2=path2`: a `,` or `=` in either would add a value of its own.
+    if not _SET_KEY.fullmatch(key):
+        return f"a setFiles key is a value path like a.b[0].c; got {_show(key)}"
+    return helm_list_value_problem(file)
+
+
+_SET_KEY: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\\\[\]/-]*")
 
 
 def _check_kustomize(doc: Document, spec: KubernetesApplicationSpec) -> None:
-    for key in spec.input.kustomize_options:
-        if key.replace("_", "-") not in KUSTOMIZE_OPTIONS:
-            raise doc.error(
-                ("spec", "input", "kustomizeOptions", key),
-                f'kustomize option "{key}" is not allowed (it could run programs from the '
-                f"repository); allowed: {', '.join(sorted(KUSTOMIZE_OPTIONS))}",
-            )
+    for key, value in spec.input.kustomize_options.items():
+        problem = kustomize_option_problem(key, value)
+        _refuse(doc, ("spec", "input", "kustomizeOptions", key), problem)
+
+
+def _refuse(doc: Document, at: FieldPath, problem: str | None) -> None:
+    if problem is not None:
+        raise doc.error(at, problem)
 
 
 def _check_generic(doc: Document, spec: KubernetesApplicationSpec) -> None:
@@ -524,6 +561,7 @@ def load_analysis_templates(repo_root: Path) -> AnalysisTemplateSpec:
     https: dict[str, AnalysisHTTP] = {}
     origin: dict[tuple[str, str], str] = {}
     for path in _shared_files(repo_root / SHARED_DIR):
+        inside_repository(path, repo_root, f"{SHARED_DIR}/{path.name}")
         doc, kind = open_document(path)
         if kind != "AnalysisTemplate":
             continue

@@ -7,15 +7,21 @@ when kustomize is not installed; otherwise plain YAML files — the ones
 `input.manifests` lists, else every `*.yaml`/`*.yml`/`*.json` of the app
 directory (not its subdirectories) except application config files.
 
-Tools run without a shell, with a timeout; a tool that fails or is missing is
-a `ConfigError` naming the application. Local paths (listed manifests, a local
-chart, value files) must stay inside `repo_root` (default: the app
-directory), so a config repository cannot make Slipway read the host's files.
+Tools run without a shell, with a timeout and an environment holding nothing
+of ours; a tool that fails or is missing is a `ConfigError` naming the
+application, quoting one short line of what the tool said. A config never
+chooses a tool's options: they are the allow-listed (option, value) pairs of
+`tool_options`, joined to their flags, with the positional arguments after
+`--`. Every file read, and every symlink in a directory a tool reads (a chart,
+a kustomization and its bases), must stay inside `repo_root` (default: the app
+directory): `repo_files`' rule, so a config repository cannot make Slipway read
+the host's files.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,15 +29,18 @@ from typing import Any, Final
 
 import msgspec
 
-from shared.config._yaml import parse_yaml_documents
-from shared.config.errors import ConfigFileError
+from shared.config._yaml import parse_yaml, parse_yaml_documents
+from shared.config.errors import ConfigFileError, excerpt
 from shared.config.loader import ApplicationConfig, is_application_config_name, read_text
+from shared.config.repo_files import check_tree, inside_repository
+from shared.config.tool_options import kustomize_flags, release_name_problem
 from shared.config.types import _show
 from shared.errors import ConfigError
 
 __all__ = ["Manifest", "render_manifests", "render_manifests_async"]
 
 TOOL_TIMEOUT_SECONDS: Final = 120
+TOOL_EXCERPT_CHARS: Final = 200
 _KUSTOMIZATION_NAMES: Final = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _MANIFEST_SUFFIXES: Final = (".yaml", ".yml", ".json")
 # Without API discovery we cannot ask the cluster; these never take a namespace.
@@ -114,92 +123,136 @@ class _Renderer:
             manifests.extend(self._parse(read_text(path), str(path)))
         return manifests
 
+    def _inside(self, path: Path, what: str) -> Path:
+        return inside_repository(path, self.root, f"{self.config.path}: {what}")
+
     # plain YAML
 
     def _plain_files(self) -> list[Path]:
+        """The manifest files, as the config names them (a symlink inside the repo is fine)."""
         if self.input.manifests:
-            return [
-                self._inside(self.app_dir / name, f"input.manifests: {name}")
-                for name in self.input.manifests
+            listed = [
+                (self.app_dir / name, f"input.manifests: {name}") for name in self.input.manifests
             ]
-        return sorted(
-            p
-            for p in self.app_dir.iterdir()
-            if p.is_file()
-            and p.suffix in _MANIFEST_SUFFIXES
-            and not is_application_config_name(p.name)
-            and p.resolve() != self.config.path.resolve()
-        )
-
-    def _inside(self, path: Path, what: str) -> Path:
-        resolved = path.resolve()
-        if not resolved.is_relative_to(self.root):
-            raise ConfigError(
-                f"{self.config.path}: {what} points outside the repository ({self.root})"
-            )
-        return path
+        else:
+            config = self.config.path.resolve()
+            listed = [
+                (p, f"manifest {p.name}")
+                for p in sorted(self.app_dir.iterdir())
+                if p.is_file()
+                and p.suffix in _MANIFEST_SUFFIXES
+                and not is_application_config_name(p.name)
+                and p.resolve() != config
+            ]
+        for path, what in listed:
+            self._inside(path, what)
+        return [path for path, _ in listed]
 
     # kustomize
 
     def _kustomize_command(self) -> list[str]:
-        options: list[str] = []
-        for key, value in self.input.kustomize_options.items():
-            # PipeCD's docs spell them kustomize v3's way (load_restrictor); v4+ wants dashes.
-            options.append(f"--{key.replace('_', '-')}")
-            if value:
-                options.append(value)
-        if shutil.which("kustomize"):
-            return ["kustomize", "build", str(self.app_dir.resolve()), *options]
-        if shutil.which("kubectl"):
-            return ["kubectl", "kustomize", str(self.app_dir.resolve()), *options]
+        for directory in self._kustomize_directories():
+            check_tree(directory, self.root, f"{self.config.path}: kustomize input")
+        try:
+            options = kustomize_flags(self.input.kustomize_options)
+        except ValueError as exc:
+            raise ConfigError(f"{self.config.path}: input.kustomizeOptions: {exc}") from None
+        app_dir = str(self.app_dir.resolve())
+        if kustomize := _which("kustomize"):
+            return [kustomize, "build", *options, "--", app_dir]
+        if kubectl := _which("kubectl"):
+            return [kubectl, "kustomize", *options, "--", app_dir]
         raise ConfigError(
             f"kustomize or kubectl is required to render the Kustomize input of "
             f"{self.config.name} ({self.app_dir}); install either and put it on PATH"
         )
+
+    def _kustomize_directories(self) -> list[Path]:
+        """The app directory and every local base it builds on, each inside the repository.
+
+        Kustomize loads files only from below a kustomization's own directory
+        (LoadRestrictionsRootOnly), but a base directory may be anywhere on
+        disk, a symlinked directory is followed, and a remote base is cloned:
+        so bases must be local directories inside the repository too.
+        """
+        found: list[Path] = []
+        pending = [self._inside(self.app_dir, "kustomize input")]
+        while pending:
+            directory = pending.pop()
+            if directory in found:
+                continue
+            found.append(directory)
+            for field, entry in _kustomize_references(directory):
+                what = f"kustomize input: {field} {entry}"
+                local = directory / entry
+                if not os.path.lexists(local):
+                    # Kustomize would take it for a remote base and clone it.
+                    raise ConfigError(
+                        f"{self.config.path}: {what}: no such file or directory in the "
+                        "repository (remote bases are not fetched: vendor them into it)"
+                    )
+                target = self._inside(local, what)
+                if target.is_dir():
+                    pending.append(target)
+        return found
 
     # helm
 
     def _helm_command(self) -> list[str]:
         chart = self.input.helm_chart
         assert chart is not None
-        if not shutil.which("helm"):
+        helm = _which("helm")
+        if not helm:
             raise ConfigError(
                 f"helm is required to render the Helm chart of {self.config.name} "
                 f"(input.helmChart in {self.config.path}); install helm 3 and put it on PATH"
             )
         options = self.input.helm_options
         release = (options.release_name if options else "") or self.config.name
+        if problem := release_name_problem(release):
+            raise ConfigError(
+                f"{self.config.path}: the Helm release name (helmOptions.releaseName, else "
+                f"the application's name): {problem}"
+            )
         if chart.git_remote:
             raise ConfigError(
                 f"{self.config.path}: input.helmChart.gitRemote: charts from another git "
                 "repository are not supported yet; vendor the chart into this repository"
             )
+        flags: list[str] = []
         if chart.repository:
-            reference = f"{chart.repository.rstrip('/')}/{chart.name}"
-            command = ["helm", "template", release, reference]
+            chart_ref = f"{chart.repository.rstrip('/')}/{chart.name}"
             if chart.version:
-                command += ["--version", chart.version]
+                flags.append(f"--version={chart.version}")
             if chart.insecure:
-                command.append("--insecure-skip-tls-verify")
+                flags.append("--insecure-skip-tls-verify")
         else:
             path = self._inside(self.app_dir / chart.path, "input.helmChart.path")
-            command = ["helm", "template", release, str(path.resolve())]
+            check_tree(path, self.root, f"{self.config.path}: input.helmChart.path")
+            chart_ref = str(path)
         if self.input.namespace:
-            command += ["--namespace", self.input.namespace]
+            flags.append(f"--namespace={self.input.namespace}")
         if options is not None:
             for values in options.value_files:
-                command += [
-                    "-f",
-                    str(self._inside(self.app_dir / values, f"valueFiles: {values}").resolve()),
-                ]
+                path = self._file(values, f"helmOptions.valueFiles: {values}")
+                flags.append(f"--values={path}")
             for key, file in options.set_files.items():
-                path = self._inside(self.app_dir / file, f"setFiles: {file}")
-                command += ["--set-file", f"{key}={path.resolve()}"]
+                path = self._file(file, f"helmOptions.setFiles: {key}")
+                flags.append(f"--set-file={key}={path}")
             for version in options.api_versions:
-                command += ["--api-versions", version]
+                flags.append(f"--api-versions={version}")
             if options.kube_version:
-                command += ["--kube-version", options.kube_version]
-        return command
+                flags.append(f"--kube-version={options.kube_version}")
+        return [helm, "template", *flags, "--", release, chart_ref]
+
+    def _file(self, name: str, what: str) -> Path:
+        """A file helm reads by name: inside the repository, existing, no `,` (helm splits)."""
+        path = self._inside(self.app_dir / name, what)
+        if not path.is_file():
+            raise ConfigError(f"{self.config.path}: {what}: no such file in the repository")
+        if "," in str(path):
+            raise ConfigError(f"{self.config.path}: {what}: a path with ',' cannot go to helm")
+        return path
 
     # running and parsing
 
@@ -212,15 +265,18 @@ class _Renderer:
                 timeout=TOOL_TIMEOUT_SECONDS,
                 check=False,
                 cwd=self.app_dir,
+                env=tool_environment(),
             )
         except subprocess.TimeoutExpired:
             raise ConfigError(
                 f"{label} for {self.config.name} took longer than {TOOL_TIMEOUT_SECONDS}s"
             ) from None
         except OSError as exc:
-            raise ConfigError(f"{label} for {self.config.name} could not run: {exc}") from None
+            raise ConfigError(
+                f"{label} for {self.config.name} could not run: {exc.strerror or exc}"
+            ) from None
         if done.returncode != 0:
-            detail = (done.stderr or done.stdout).strip()[-2000:]
+            detail = tool_excerpt(done.stderr or done.stdout)
             raise ConfigError(f"{label} failed for {self.config.name} ({self.app_dir}): {detail}")
         return done.stdout
 
@@ -269,3 +325,81 @@ class _Renderer:
                 )
             )
         return manifests
+
+
+#: Kustomization fields whose entries may name a directory (another kustomization),
+#: which kustomize loads from wherever it is; files are held below the
+#: kustomization's own directory by LoadRestrictionsRootOnly.
+_KUSTOMIZE_DIRECTORY_FIELDS: Final = (
+    "resources",
+    "bases",
+    "components",
+    "generators",
+    "transformers",
+    "validators",
+)
+
+
+def _kustomize_references(directory: Path) -> list[tuple[str, str]]:
+    """(field, path) of what the directory's kustomization builds on: bases and chart homes."""
+    file = next((directory / n for n in _KUSTOMIZATION_NAMES if (directory / n).is_file()), None)
+    if file is None:
+        return []
+    data, located = parse_yaml(str(file), read_text(file))
+    if not isinstance(data, dict):
+        return []
+    helm_globals = data.get("helmGlobals")
+    if isinstance(helm_globals, dict) and "configHome" in helm_globals:
+        # Helm's config home is also where it finds plugins: one the repository
+        # holds would run as soon as a chart names its protocol.
+        at = located.keys.get("helmGlobals", located.position)
+        raise ConfigFileError(
+            file,
+            at.line,
+            at.column,
+            "helmGlobals.configHome",
+            "not allowed: helm would load plugins from it (leave it out; kustomize "
+            "gives helm a fresh home of its own)",
+        )
+    out: list[tuple[str, str]] = []
+    for field in _KUSTOMIZE_DIRECTORY_FIELDS:
+        entries = data.get(field)
+        if isinstance(entries, list):
+            # A generator or transformer may also be written inline (several lines).
+            out.extend((field, e) for e in entries if isinstance(e, str) and e and "\n" not in e)
+    if isinstance(helm_globals, dict) and isinstance(helm_globals.get("chartHome"), str):
+        out.append(("helmGlobals.chartHome", helm_globals["chartHome"]))
+    return out
+
+
+#: What a tool inherits of our environment: where to find programs and a home for
+#: helm's caches, nothing else (no database URL, no credentials, no tool settings
+#: such as KUSTOMIZE_PLUGIN_HOME that could point it at programs).
+_TOOL_ENVIRONMENT: Final = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "HELM_CACHE_HOME",
+                            "HELM_CONFIG_HOME", "HELM_DATA_HOME", "HELM_REPOSITORY_CONFIG",
+                            "HELM_REPOSITORY_CACHE")  # fmt: skip
+
+
+def tool_environment() -> dict[str, str]:
+    """The environment kustomize and helm run with; PATH without relative entries."""
+    env = {k: os.environ[k] for k in _TOOL_ENVIRONMENT if k in os.environ}
+    env["PATH"] = _tool_path()
+    return env
+
+
+def _tool_path() -> str:
+    # Tools run in the application's directory: a relative PATH entry ("." or an
+    # empty one) would find a program the repository committed there.
+    entries = os.environ.get("PATH", os.defpath).split(os.pathsep)
+    return os.pathsep.join(e for e in entries if os.path.isabs(e))
+
+
+def _which(name: str) -> str | None:
+    """The absolute path of a tool, looked up only in absolute PATH entries."""
+    return shutil.which(name, path=_tool_path())
+
+
+def tool_excerpt(output: str) -> str:
+    """A tool's last complaint, one line, short: its output may quote the files it read."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    return excerpt(lines[-1], TOOL_EXCERPT_CHARS) if lines else "no output"

@@ -17,6 +17,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Final
 
+from shared.config.errors import excerpt
+
 __all__ = ["Duration", "Percentage", "Regex", "Replicas", "dec_hook", "enc_hook"]
 
 _NS_PER: Final = {
@@ -37,7 +39,9 @@ _DURATION_EXPECTED: Final = 'expected a duration like "10s", "5m" or "1h30m"'
 
 def _show(value: object) -> str:
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # Values come from files that may hold secrets: quote a short excerpt only.
+        shown = excerpt(value)
+        return '"' + shown.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if value is None:
         return "null"
     if isinstance(value, bool):

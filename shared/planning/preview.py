@@ -27,7 +27,14 @@ from typing import Any
 from shared.config import is_application_config_name, load_application_config
 from shared.deploysource import DeploySource, ensure_commit, load_deploy_source
 from shared.errors import ConfigError, Rejected
-from shared.git import GitCache, GitError, GitRepository, redact, run_git
+from shared.git import (
+    GitCache,
+    GitError,
+    GitRepository,
+    branch_name_problem,
+    redact,
+    run_git,
+)
 from shared.planning import Plan, TriggerInfo, make_plan
 from shared.triggers import TriggerConfig, affected
 
@@ -115,6 +122,9 @@ async def compute_preview(
     """
     if (head_branch is None) == (head_commit is None):
         raise ValueError("give exactly one of head_branch and head_commit")
+    for what, branch in (("base branch", base_branch), ("head branch", head_branch)):
+        if branch is not None and (problem := branch_name_problem(branch)):
+            raise ConfigError(f"{what}: {problem}")
     repo = cache.repository(remote)
     await repo.fetch()
     base = await _resolve(repo, f"refs/heads/{base_branch}", f"base branch {base_branch!r}")
@@ -134,7 +144,9 @@ async def compute_preview(
             raise
     preview = Preview(base_branch, base, head_ref, head)
     # What the branch itself changed: from where it left the base (a three-dot diff).
-    fork = (await run_git("merge-base", base, head, git_dir=repo.path)).decode().strip() or base
+    fork = (
+        await run_git("merge-base", "--end-of-options", base, head, git_dir=repo.path)
+    ).decode().strip() or base
     changed = await repo.changed_paths(fork, head) if fork != head else []
     message = (await repo.commit(head)).message
     for config_path in await _affected(repo, head, changed):

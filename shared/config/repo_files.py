@@ -1,0 +1,88 @@
+"""The one rule for every file read for an application: it stays inside the repository.
+
+A config repository is written by whoever can push a branch, and plan preview
+renders unmerged branches. A symlink committed to it (`leak.yaml ->
+/var/run/secrets/…/token`) would make Slipway read the host's files and quote
+them into an append-only log. So every path we read, and every symlink on its
+way, must resolve inside the repository's working tree: Argo CD's
+out-of-bounds symlink rule (CVE-2022-24904, CVE-2022-31036, CVE-2022-24348).
+Symlinks that stay inside the repository are fine.
+
+- `inside_repository(path, root, what)`: the resolved path, or a `ConfigError`.
+- `check_tree(directory, root, what)`: every symlink reachable from a directory
+  a tool will read by itself (kustomize and helm follow symlinks) stays inside.
+
+Errors name the path relative to the repository, never the symlink's target
+(it may itself say something about the host).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from shared.errors import ConfigError
+
+__all__ = ["check_tree", "inside_repository"]
+
+
+def inside_repository(path: Path, root: Path, what: str) -> Path:
+    """`path` resolved, if it and every symlink on its way stay inside `root`.
+
+    `what` names the file for the error: the field and the value that led to it.
+    """
+    resolved = _resolve(path, what)
+    if not resolved.is_relative_to(root.resolve()):
+        raise ConfigError(f"{what} {_OUTSIDE}")
+    return resolved
+
+
+def check_tree(directory: Path, root: Path, what: str) -> None:
+    """Refuse if any symlink reachable from `directory` leads outside `root`.
+
+    Walks every directory reachable from `directory` by following symlinks
+    that stay inside (each real directory once, so symlink loops end), the way
+    kustomize and helm will when they read it.
+    """
+    real_root = root.resolve()
+    start = inside_repository(directory, root, what)
+    seen: set[Path] = set()
+    pending = [start]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            continue  # not a directory, or unreadable: the tool reports it
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_symlink():
+                shown = f"{what}: {_shown(path, real_root)}"
+                target = _resolve(path, shown)
+                if not target.is_relative_to(real_root):
+                    raise ConfigError(f"{shown} {_OUTSIDE}")
+                if target.is_dir():
+                    pending.append(target)
+            elif entry.is_dir(follow_symlinks=False):
+                pending.append(path)
+
+
+_OUTSIDE = (
+    "points outside the repository (through a symlink or `..`); files read for an "
+    "application must stay inside it"
+)
+
+
+def _resolve(path: Path, what: str) -> Path:
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError on a symlink loop
+        raise ConfigError(f"{what} is a symlink loop") from None
+
+
+def _shown(path: Path, root: Path) -> str:
+    """`path` relative to the repository (it was found by walking it)."""
+    return str(path.relative_to(root)) if path.is_relative_to(root) else path.name
