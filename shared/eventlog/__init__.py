@@ -1,6 +1,6 @@
 """The append-only event log in PostgreSQL (DESIGN §3)."""
 
-from shared.eventlog.migrate import DEFAULT_APP_ROLE, migrate
+from shared.eventlog.migrate import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, migrate
 from shared.eventlog.position import START, LogPosition
 from shared.eventlog.store import (
     ANY,
@@ -15,6 +15,7 @@ from shared.eventlog.store import (
 __all__ = [
     "ANY",
     "DEFAULT_APP_ROLE",
+    "DEFAULT_PROJECTOR_ROLE",
     "NO_STREAM",
     "START",
     "AppendResult",

@@ -16,6 +16,9 @@ import asyncpg
 from shared.db import check_schema_name
 
 DEFAULT_APP_ROLE = "slipway_app"
+"""The role services log in as: appends events, writes its own working tables."""
+DEFAULT_PROJECTOR_ROLE = "slipway_projector"
+"""The role the projector and `slipway replay` log in as: the only one that may CREATE."""
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -46,13 +49,20 @@ async def migrate(
     *,
     schema: str = "slipway",
     app_role: str = DEFAULT_APP_ROLE,
+    projector_role: str = DEFAULT_PROJECTOR_ROLE,
     migrations: list[Migration] | None = None,
 ) -> list[int]:
     """Bring `schema` up to date; returns the versions applied now."""
     check_schema_name(schema)
-    if not _ROLE_NAME.match(app_role):
-        raise ValueError(f"role name {app_role!r} must be lowercase letters, digits and _")
+    for role in (app_role, projector_role):
+        if not _ROLE_NAME.match(role):
+            raise ValueError(f"role name {role!r} must be lowercase letters, digits and _")
+    if app_role == projector_role:
+        raise ValueError(f"app_role and projector_role must differ (both {app_role!r})")
     applied_now: list[int] = []
+    # A migration may rewrite or index the whole log, and replicas wait here for
+    # each other's: no statement limit on this (dedicated) session.
+    await conn.execute("SET statement_timeout = 0")
     await conn.execute("SELECT pg_advisory_lock($1)", _lock_key(schema))
     try:
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
@@ -67,7 +77,8 @@ async def migrate(
             if migration.version in done:
                 continue
             async with conn.transaction():
-                await conn.execute(migration.sql.replace("{{app_role}}", app_role))
+                sql = migration.sql.replace("{{app_role}}", app_role)
+                await conn.execute(sql.replace("{{projector_role}}", projector_role))
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
                     migration.version,
