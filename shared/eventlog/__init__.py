@@ -1,7 +1,8 @@
 """The append-only event log in PostgreSQL (DESIGN §3)."""
 
-from shared.eventlog.migrate import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, migrate
+from shared.eventlog.migrate import migrate
 from shared.eventlog.position import START, LogPosition
+from shared.eventlog.roles import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, role_of_service
 from shared.eventlog.store import (
     ANY,
     NO_STREAM,
@@ -25,4 +26,5 @@ __all__ = [
     "migrate",
     "new_events",
     "position_of",
+    "role_of_service",
 ]

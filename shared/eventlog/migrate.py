@@ -14,11 +14,8 @@ from importlib import resources
 import asyncpg
 
 from shared.db import check_schema_name
+from shared.eventlog.roles import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE
 
-DEFAULT_APP_ROLE = "slipway_app"
-"""The role services log in as: appends events, writes its own working tables."""
-DEFAULT_PROJECTOR_ROLE = "slipway_projector"
-"""The role the projector and `slipway replay` log in as: the only one that may CREATE."""
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
