@@ -14,13 +14,18 @@ import asyncpg
 import pytest
 
 from shared.db import create_pool
-from shared.eventlog import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, EventStore
-from shared.projections import ProjectionRunner
+from shared.eventlog import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, EventStore, migrate
+from shared.eventlog.migrate import bundled_migrations
+from shared.events.catalog import default_registry
+from shared.projections import ProjectionRunner, replay
 from shared.projections.applications import ApplicationsProjection
+from shared.projections.stream_stats import StreamStatsProjection
 from tests.support import wait_until
 
 _EVENT_COLUMNS = "stream_id, stream_version, event_id, event_type, payload"
 _EVENT_VALUES = "'app-x', 0, gen_random_uuid(), 'forged', '\\x00'::bytea"
+_LEAST_PRIVILEGE = 8
+"""The migration that took CREATE and the ordering columns from the services' role."""
 
 
 @pytest.fixture(params=[DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE])
@@ -214,3 +219,52 @@ async def test_a_transaction_left_idle_is_ended_by_the_server(
         )
     finally:
         await pool.close()
+
+
+async def test_an_upgrade_hands_projections_the_services_role_built_to_the_projector(
+    database_url: str,
+    app_database_url: str,
+    projector_database_url: str,
+    test_id: str,
+) -> None:
+    """Migrating an installation whose services' role built projections leaves it owning none."""
+    schema = f"{test_id}_up"
+    admin = await asyncpg.connect(database_url)
+    try:
+        before = [m for m in bundled_migrations() if m.version < _LEAST_PRIVILEGE]
+        await migrate(admin, schema=schema, migrations=before)
+        old = await create_pool(app_database_url, schema=schema, max_size=2)
+        try:
+            # As before the upgrade: the services' role installs and owns the projection.
+            await ProjectionRunner(
+                EventStore(old, default_registry()), StreamStatsProjection()
+            ).install()
+        finally:
+            await old.close()
+        assert await migrate(admin, schema=schema) == [_LEAST_PRIVILEGE]
+
+        app = await asyncpg.connect(app_database_url, server_settings={"search_path": schema})
+        try:
+            owned = await app.fetchval(
+                "SELECT count(*) FROM pg_class WHERE relnamespace = $1::regnamespace "
+                "AND relowner = current_user::regrole",
+                schema,
+            )
+            assert owned == 0
+            assert await app.fetchval("SELECT count(*) FROM stream_stats") == 0
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await app.execute("CREATE TABLE planted (x int)")
+        finally:
+            await app.close()
+        # The projector takes over: it rebuilds (creates, swaps, drops) what was built before.
+        projector = await create_pool(projector_database_url, schema=schema, max_size=2)
+        try:
+            result = await replay(
+                EventStore(projector, default_registry()), StreamStatsProjection()
+            )
+            assert result.generation == 2
+        finally:
+            await projector.close()
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.close()
