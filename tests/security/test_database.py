@@ -7,6 +7,7 @@ refusal comes from PostgreSQL itself, not from Slipway's code.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -20,6 +21,8 @@ from shared.events.catalog import default_registry
 from shared.projections import ProjectionRunner, replay
 from shared.projections.applications import ApplicationsProjection
 from shared.projections.stream_stats import StreamStatsProjection
+from shared.runtime import Component, ServiceRuntime
+from shared.settings import ServiceSettings, load_settings
 from tests.support import wait_until
 
 _EVENT_COLUMNS = "stream_id, stream_version, event_id, event_type, payload"
@@ -268,3 +271,36 @@ async def test_an_upgrade_hands_projections_the_services_role_built_to_the_proje
     finally:
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await admin.close()
+
+
+async def test_a_services_settings_set_its_session_limits(
+    app_database_url: str, schema: str, nats_url: str, test_id: str
+) -> None:
+    """SLIPWAY_DATABASE_*_TIMEOUT_S reach the pool a service's runtime opens."""
+    env = {
+        "SLIPWAY_DATABASE_URL": app_database_url,
+        "SLIPWAY_DATABASE_SCHEMA": schema,
+        "SLIPWAY_NATS_URL": nats_url,
+        "SLIPWAY_SUBJECT_PREFIX": test_id,
+        "SLIPWAY_DATABASE_STATEMENT_TIMEOUT_S": "5",
+        "SLIPWAY_DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_S": "7.5",
+    }
+    settings = load_settings(ServiceSettings, env)
+    seen: list[tuple[str, str]] = []
+
+    async def show(stop: asyncio.Event) -> None:
+        async with runtime.pool.acquire() as conn:
+            seen.append(
+                (
+                    await conn.fetchval("SHOW statement_timeout"),
+                    await conn.fetchval("SHOW idle_in_transaction_session_timeout"),
+                )
+            )
+
+    async def setup(_: ServiceRuntime[ServiceSettings]) -> list[Component]:
+        return [show]
+
+    runtime = ServiceRuntime("limited", settings, burst=True, handle_signals=False)
+    report = await runtime.run(setup)
+    assert report.exit_code == 0
+    assert seen == [("5s", "7500ms")]
