@@ -18,7 +18,13 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from shared.db import create_pool
-from shared.eventlog import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, EventStore, migrate
+from shared.eventlog import (
+    DEFAULT_APP_ROLE,
+    DEFAULT_PROJECTOR_ROLE,
+    DEFAULT_READER_ROLE,
+    EventStore,
+    migrate,
+)
 from shared.events.catalog import default_registry
 from shared.sandbox import NatsServer, PostgresServer
 from shared.subjects import Subjects
@@ -64,6 +70,12 @@ def app_database_url(database_url: str) -> str:
 def projector_database_url(database_url: str) -> str:
     """The same server as the projector's role, the only one that may build projections."""
     return _with_user(database_url, DEFAULT_PROJECTOR_ROLE)
+
+
+@pytest.fixture(scope="session")
+def reader_database_url(database_url: str) -> str:
+    """The same server as the read-only role of query paths."""
+    return _with_user(database_url, DEFAULT_READER_ROLE)
 
 
 def _with_user(url: str, user: str) -> str:

@@ -283,6 +283,7 @@ async def test_postgres_init_script_creates_the_app_role(database_url: str, test
     url = urlsplit(database_url)
     role = f"deploy_{test_id}"
     projector = f"deploy_p_{test_id}"
+    reader = f"deploy_r_{test_id}"
     env = {
         "PATH": f"{postgres_bin_dir()}:{os.environ['PATH']}",
         "PGHOST": url.hostname or "127.0.0.1",
@@ -295,13 +296,16 @@ async def test_postgres_init_script_creates_the_app_role(database_url: str, test
         "SLIPWAY_APP_PASSWORD": "s3cret 'quoted' pass",
         "SLIPWAY_PROJECTOR_ROLE": projector,
         "SLIPWAY_PROJECTOR_PASSWORD": 'other "s3cret"; pass',
+        # Optional: created only when it has a password.
+        "SLIPWAY_READER_ROLE": reader,
+        "SLIPWAY_READER_PASSWORD": "$(reader) pass",
     }
     conn = await asyncpg.connect(database_url)
     try:
         for _ in range(2):
             code, said = await _sh(script, env)
             assert code == 0, said
-        for name in (role, projector):
+        for name in (role, projector, reader):
             row = await conn.fetchrow(
                 "SELECT rolcanlogin, rolpassword IS NOT NULL AS has_password, rolsuper"
                 " FROM pg_authid WHERE rolname = $1",
@@ -316,4 +320,5 @@ async def test_postgres_init_script_creates_the_app_role(database_url: str, test
     finally:
         await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
         await conn.execute(f'DROP ROLE IF EXISTS "{projector}"')
+        await conn.execute(f'DROP ROLE IF EXISTS "{reader}"')
         await conn.close()

@@ -2,7 +2,12 @@
 
 from shared.eventlog.migrate import migrate
 from shared.eventlog.position import START, LogPosition
-from shared.eventlog.roles import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, role_of_service
+from shared.eventlog.roles import (
+    DEFAULT_APP_ROLE,
+    DEFAULT_PROJECTOR_ROLE,
+    DEFAULT_READER_ROLE,
+    role_of_service,
+)
 from shared.eventlog.store import (
     ANY,
     NO_STREAM,
@@ -17,6 +22,7 @@ __all__ = [
     "ANY",
     "DEFAULT_APP_ROLE",
     "DEFAULT_PROJECTOR_ROLE",
+    "DEFAULT_READER_ROLE",
     "NO_STREAM",
     "START",
     "AppendResult",

@@ -14,7 +14,7 @@ from importlib import resources
 import asyncpg
 
 from shared.db import check_schema_name
-from shared.eventlog.roles import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE
+from shared.eventlog.roles import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, DEFAULT_READER_ROLE
 
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -47,15 +47,21 @@ async def migrate(
     schema: str = "slipway",
     app_role: str = DEFAULT_APP_ROLE,
     projector_role: str = DEFAULT_PROJECTOR_ROLE,
+    reader_role: str = DEFAULT_READER_ROLE,
     migrations: list[Migration] | None = None,
 ) -> list[int]:
     """Bring `schema` up to date; returns the versions applied now."""
     check_schema_name(schema)
-    for role in (app_role, projector_role):
+    roles = {
+        "{{app_role}}": app_role,
+        "{{projector_role}}": projector_role,
+        "{{reader_role}}": reader_role,
+    }
+    for role in roles.values():
         if not _ROLE_NAME.match(role):
             raise ValueError(f"role name {role!r} must be lowercase letters, digits and _")
-    if app_role == projector_role:
-        raise ValueError(f"app_role and projector_role must differ (both {app_role!r})")
+    if len(set(roles.values())) < len(roles):
+        raise ValueError(f"each role needs a name of its own, not {sorted(roles.values())}")
     applied_now: list[int] = []
     # A migration may rewrite or index the whole log, and replicas wait here for
     # each other's: no statement limit on this (dedicated) session.
@@ -74,8 +80,10 @@ async def migrate(
             if migration.version in done:
                 continue
             async with conn.transaction():
-                sql = migration.sql.replace("{{app_role}}", app_role)
-                await conn.execute(sql.replace("{{projector_role}}", projector_role))
+                sql = migration.sql
+                for placeholder, role in roles.items():
+                    sql = sql.replace(placeholder, role)
+                await conn.execute(sql)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
                     migration.version,

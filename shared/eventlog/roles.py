@@ -1,6 +1,6 @@
 """The database roles Slipway's processes log in as, and which process uses which.
 
-The migrations create both and grant each only what its users need
+The migrations create them all and grant each only what its users need
 (shared/eventlog/migrations/0008_least_privilege.sql); neither owns the log.
 """
 
@@ -12,6 +12,9 @@ DEFAULT_APP_ROLE: Final = "slipway_app"
 """Every service but the projector: appends events, writes its working tables, creates nothing."""
 DEFAULT_PROJECTOR_ROLE: Final = "slipway_projector"
 """The projector and `slipway replay`: read the log, build projections (the one role to CREATE)."""
+
+DEFAULT_READER_ROLE: Final = "slipway_reader"
+"""Read-only query paths (`slipway analysis rejudge`, audits): the record, nothing else."""
 
 PROJECTOR_SERVICE: Final = "projector"
 

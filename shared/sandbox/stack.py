@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Final
 
 from shared.db import connect
-from shared.eventlog import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, migrate, role_of_service
+from shared.eventlog import (
+    DEFAULT_APP_ROLE,
+    DEFAULT_PROJECTOR_ROLE,
+    DEFAULT_READER_ROLE,
+    migrate,
+    role_of_service,
+)
 from shared.sandbox._process import free_port, port_open, wait_until
 from shared.sandbox._process import stop as stop_process
 from shared.sandbox.nats import NatsServer
@@ -282,6 +288,7 @@ class Stack:
         lines = [
             f"export SLIPWAY_DATABASE_URL={self.app_database_url}",
             f"export SLIPWAY_PROJECTOR_DATABASE_URL={self.projector_database_url}",
+            f"export SLIPWAY_READER_DATABASE_URL={self.postgres.url_for(DEFAULT_READER_ROLE)}",
             f"export SLIPWAY_MIGRATE_DATABASE_URL={self.postgres.url}",
             f"export SLIPWAY_DATABASE_SCHEMA={self.schema}",
             f"export SLIPWAY_NATS_URL={self.nats.url}",

@@ -15,7 +15,13 @@ import asyncpg
 import pytest
 
 from shared.db import create_pool
-from shared.eventlog import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, EventStore, migrate
+from shared.eventlog import (
+    DEFAULT_APP_ROLE,
+    DEFAULT_PROJECTOR_ROLE,
+    DEFAULT_READER_ROLE,
+    EventStore,
+    migrate,
+)
 from shared.eventlog.migrate import bundled_migrations
 from shared.events.catalog import default_registry
 from shared.projections import ProjectionRunner, replay
@@ -31,15 +37,20 @@ _LEAST_PRIVILEGE = 8
 """The migration that took CREATE and the ordering columns from the services' role."""
 
 
-@pytest.fixture(params=[DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE])
+@pytest.fixture(params=[DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, DEFAULT_READER_ROLE])
 async def service_conn(
     request: pytest.FixtureRequest,
     app_database_url: str,
     projector_database_url: str,
+    reader_database_url: str,
     schema: str,
 ) -> AsyncIterator[asyncpg.Connection]:
-    """A connection as one of the services' roles, in the test's migrated schema."""
-    url = app_database_url if request.param == DEFAULT_APP_ROLE else projector_database_url
+    """A connection as one of the roles Slipway's processes use, in the test's migrated schema."""
+    url = {
+        DEFAULT_APP_ROLE: app_database_url,
+        DEFAULT_PROJECTOR_ROLE: projector_database_url,
+        DEFAULT_READER_ROLE: reader_database_url,
+    }[request.param]
     conn = await asyncpg.connect(url, server_settings={"search_path": schema})
     yield conn
     await conn.close()
@@ -48,6 +59,13 @@ async def service_conn(
 @pytest.fixture
 async def app_conn(app_database_url: str, schema: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(app_database_url, server_settings={"search_path": schema})
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def reader_conn(reader_database_url: str, schema: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(reader_database_url, server_settings={"search_path": schema})
     yield conn
     await conn.close()
 
@@ -141,7 +159,7 @@ async def test_the_services_role_creates_nothing(
 async def test_no_service_role_can_rewrite_or_unguard_the_log(
     service_conn: asyncpg.Connection, statement: str
 ) -> None:
-    """TRUNCATE, DROP, ALTER, disabling triggers and rewriting rows are refused to both roles."""
+    """TRUNCATE, DROP, ALTER, disabling triggers and rewriting rows are refused to every role."""
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await service_conn.execute(statement)
 
@@ -304,3 +322,35 @@ async def test_a_services_settings_set_its_session_limits(
     report = await runtime.run(setup)
     assert report.exit_code == 0
     assert seen == [("5s", "7500ms")]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({_EVENT_VALUES})",
+        "INSERT INTO stage_logs (deployment_id, stage_id, severity, message) "
+        "VALUES ('d', 's', 'info', 'm')",
+        "UPDATE projection_state SET version = 99",
+        "CREATE TABLE planted (x int)",
+        "SELECT * FROM executor_leases",
+        "SELECT * FROM notifier_outbox",
+        "SELECT * FROM dead_letters",
+        "SELECT * FROM consumer_inbox",
+        "SELECT * FROM checkpoints",
+    ],
+)
+async def test_the_reader_role_writes_nothing_and_sees_only_the_record(
+    reader_conn: asyncpg.Connection, statement: str
+) -> None:
+    """The read-only role may not write, create, or read the services' working state."""
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await reader_conn.execute(statement)
+
+
+async def test_the_reader_role_reads_the_log_stage_logs_and_projections(
+    reader_conn: asyncpg.Connection, projector_store: EventStore
+) -> None:
+    """Query paths (`slipway analysis rejudge`, audits) get the record as the reader."""
+    await ProjectionRunner(projector_store, ApplicationsProjection()).install()
+    for table in ("events", "stage_logs", "applications", "projection_state"):
+        assert await reader_conn.fetchval(f"SELECT count(*) >= 0 FROM {table}"), table

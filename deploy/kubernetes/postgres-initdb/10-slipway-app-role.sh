@@ -33,3 +33,8 @@ SQL
 
 create_role "${SLIPWAY_APP_ROLE:-slipway_app}" "$SLIPWAY_APP_PASSWORD"
 create_role "${SLIPWAY_PROJECTOR_ROLE:-slipway_projector}" "$SLIPWAY_PROJECTOR_PASSWORD"
+# The read-only role of query paths (`slipway analysis rejudge`, audits) is
+# optional: it can log in over TCP only once it has a password.
+if [ -n "${SLIPWAY_READER_PASSWORD:-}" ]; then
+  create_role "${SLIPWAY_READER_ROLE:-slipway_reader}" "$SLIPWAY_READER_PASSWORD"
+fi

@@ -1,7 +1,8 @@
 -- The database keeps the log's rules, not only the code (DESIGN §14). Runs
 -- with search_path set to the target schema; {{app_role}} is the role the
 -- services log in as, {{projector_role}} the one the projector (and
--- `slipway replay`) log in as.
+-- `slipway replay`) log in as, {{reader_role}} a read-only one for query paths
+-- that need nothing else (`slipway analysis rejudge`, audits).
 --
 -- Whoever holds a service's credentials can then still only append to the
 -- log: never choose where an event lands in it or when it was recorded, never
@@ -13,6 +14,11 @@
 DO $$
 BEGIN
   CREATE ROLE {{projector_role}} LOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+END $$;
+DO $$
+BEGIN
+  CREATE ROLE {{reader_role}} LOGIN;
 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
 END $$;
 
@@ -48,7 +54,7 @@ BEGIN
   EXECUTE format('GRANT USAGE, CREATE ON SCHEMA %I TO {{projector_role}}', current_schema());
   EXECUTE format(
     'ALTER DEFAULT PRIVILEGES FOR ROLE {{projector_role}} IN SCHEMA %I '
-    'GRANT SELECT ON TABLES TO {{app_role}}', current_schema());
+    'GRANT SELECT ON TABLES TO {{app_role}}, {{reader_role}}', current_schema());
   -- Before this migration the services' role built the projections: hand what
   -- it built to the projector, and keep its right to read it.
   FOR owned IN
@@ -60,11 +66,19 @@ BEGIN
                    CASE owned.relkind WHEN 'v' THEN 'VIEW'
                                       WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END,
                    owned.relname);
-    EXECUTE format('GRANT SELECT ON %I TO {{app_role}}', owned.relname);
+    EXECUTE format('GRANT SELECT ON %I TO {{app_role}}, {{reader_role}}', owned.relname);
   END LOOP;
 END $$;
 GRANT SELECT ON events TO {{projector_role}};
 GRANT SELECT, INSERT, UPDATE ON projection_state TO {{projector_role}};
+
+-- The reader sees the record (the log, stage logs, the projections above) and
+-- nothing of the services' working state (leases, outbox, inbox, dead letters).
+DO $$
+BEGIN
+  EXECUTE format('GRANT USAGE ON SCHEMA %I TO {{reader_role}}', current_schema());
+END $$;
+GRANT SELECT ON events, stage_logs, projection_state TO {{reader_role}};
 
 -- Nor anywhere else: PostgreSQL 15 and later keep `public` closed by default,
 -- older ones let every role create there. Revoking needs `public`'s owner; a
@@ -72,11 +86,13 @@ GRANT SELECT, INSERT, UPDATE ON projection_state TO {{projector_role}};
 DO $$
 BEGIN
   IF has_schema_privilege('{{app_role}}', 'public', 'CREATE')
-     OR has_schema_privilege('{{projector_role}}', 'public', 'CREATE') THEN
+     OR has_schema_privilege('{{projector_role}}', 'public', 'CREATE')
+     OR has_schema_privilege('{{reader_role}}', 'public', 'CREATE') THEN
     REVOKE CREATE ON SCHEMA public FROM PUBLIC;
   END IF;
   IF has_schema_privilege('{{app_role}}', 'public', 'CREATE')
-     OR has_schema_privilege('{{projector_role}}', 'public', 'CREATE') THEN
+     OR has_schema_privilege('{{projector_role}}', 'public', 'CREATE')
+     OR has_schema_privilege('{{reader_role}}', 'public', 'CREATE') THEN
     RAISE EXCEPTION 'the services'' roles may CREATE in schema public'
       USING HINT = 'as the owner of schema public: REVOKE CREATE ON SCHEMA public FROM PUBLIC';
   END IF;
