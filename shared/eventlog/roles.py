@@ -1,7 +1,7 @@
 """The database roles Slipway's processes log in as, and which process uses which.
 
 The migrations create them all and grant each only what its users need
-(shared/eventlog/migrations/0008_least_privilege.sql); neither owns the log.
+(shared/eventlog/migrations/0008_least_privilege.sql); none owns a table of the log.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
 -- Whoever holds a service's credentials can then still only append to the
 -- log: never choose where an event lands in it or when it was recorded, never
 -- rewrite, truncate, drop or alter it, never switch its triggers off, never
--- create objects next to it. Neither role owns a table of the log: privileges
+-- create objects next to it. None of these roles owns a table of the log: privileges
 -- a role has on what it owns (ALTER, DROP, TRUNCATE, DISABLE TRIGGER) cannot be
 -- revoked, so the migration owner keeps them all.
 
