@@ -26,6 +26,8 @@ from shared.eventlog.migrate import bundled_migrations
 from shared.events.catalog import default_registry
 from shared.projections import ProjectionRunner, replay
 from shared.projections.applications import ApplicationsProjection
+from shared.projections.replay import _LOCK as _REPLAY_LOCK
+from shared.projections.replay import _UNLOCK as _REPLAY_UNLOCK
 from shared.projections.stream_stats import StreamStatsProjection
 from shared.runtime import Component, ServiceRuntime
 from shared.settings import ServiceSettings, load_settings
@@ -354,3 +356,26 @@ async def test_the_reader_role_reads_the_log_stage_logs_and_projections(
     await ProjectionRunner(projector_store, ApplicationsProjection()).install()
     for table in ("events", "stage_logs", "applications", "projection_state"):
         assert await reader_conn.fetchval(f"SELECT count(*) >= 0 FROM {table}"), table
+
+
+async def test_a_replay_waiting_for_another_outlasts_the_statement_limit(
+    projector_database_url: str, schema: str
+) -> None:
+    """Waiting for another replica's rebuild is not cut short by statement_timeout."""
+    projection = StreamStatsProjection()
+    pool = await create_pool(projector_database_url, schema=schema, statement_timeout_s=0.2)
+    holder = await asyncpg.connect(projector_database_url, server_settings={"search_path": schema})
+    try:
+        await holder.execute(_REPLAY_LOCK, projection.name)  # another replica is rebuilding
+        waiting = asyncio.create_task(
+            replay(EventStore(pool, default_registry()), projection, wait=True)
+        )
+        await asyncio.sleep(0.6)  # three statement limits: the wait must still be going
+        assert not waiting.done()
+        await holder.execute(_REPLAY_UNLOCK, projection.name)
+        async with asyncio.timeout(10):
+            result = await waiting
+        assert result.generation == 2
+    finally:
+        await holder.close()
+        await pool.close()
