@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from shared.db import create_pool
+from shared.db import connect, create_pool
 from shared.eventlog import (
     DEFAULT_APP_ROLE,
     DEFAULT_PROJECTOR_ROLE,
@@ -22,7 +22,7 @@ from shared.eventlog import (
     EventStore,
     migrate,
 )
-from shared.eventlog.migrate import bundled_migrations
+from shared.eventlog.migrate import Migration, bundled_migrations
 from shared.events.catalog import default_registry
 from shared.projections import ProjectionRunner, replay
 from shared.projections.applications import ApplicationsProjection
@@ -379,3 +379,15 @@ async def test_a_replay_waiting_for_another_outlasts_the_statement_limit(
     finally:
         await holder.close()
         await pool.close()
+
+
+async def test_a_migration_outlasts_the_statement_limit(database_url: str, test_id: str) -> None:
+    """Migrations may index or rewrite the whole log: their session has no statement limit."""
+    schema = f"{test_id}_slow"
+    conn = await connect(database_url, schema="public", statement_timeout_s=0.2)
+    try:
+        slow = Migration(1, "slow", "SELECT pg_sleep(0.6)")
+        assert await migrate(conn, schema=schema, migrations=[slow]) == [1]
+    finally:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()
