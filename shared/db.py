@@ -69,10 +69,11 @@ def server_settings(
 ) -> dict[str, str]:
     """The session settings of every Slipway connection (0 s: no limit).
 
-    The limits are set by the server, so a hung statement or a transaction left
-    open by a stalled or compromised client cannot hold locks, a connection
-    slot, or the log's snapshot horizon (which every reader of the log waits
-    behind, see shared/eventlog/store.py) for longer than that. Waits that may
+    The limits are enforced by the server, so a hung statement, or a transaction
+    left open by a stalled client, cannot hold locks, a connection slot, or the
+    log's snapshot horizon (which every reader of the log waits behind, see
+    shared/eventlog/store.py) for longer than that. They guard against accidents
+    and stalls, not against a client that sets its own session's limits. Waits that may
     legitimately be longer lift the limit for their own transaction
     (`set_config('statement_timeout', '0', true)`); migrations lift it for their session.
     """
@@ -86,9 +87,14 @@ def server_settings(
     return {
         "search_path": schema,
         "application_name": "slipway",
-        "statement_timeout": f"{round(statement_timeout_s * 1000)}ms",
-        "idle_in_transaction_session_timeout": f"{round(idle_in_transaction_timeout_s * 1000)}ms",
+        "statement_timeout": _milliseconds(statement_timeout_s),
+        "idle_in_transaction_session_timeout": _milliseconds(idle_in_transaction_timeout_s),
     }
+
+
+def _milliseconds(seconds: float) -> str:
+    # A positive limit never rounds down to 0, which PostgreSQL reads as "no limit".
+    return f"{max(round(seconds * 1000), 1) if seconds > 0 else 0}ms"
 
 
 async def create_pool(
