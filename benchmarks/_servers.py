@@ -20,7 +20,7 @@ from nats.aio.client import Client as NatsClient
 
 from benchmarks._report import progress
 from shared.db import check_schema_name, connect
-from shared.eventlog import DEFAULT_APP_ROLE, migrate
+from shared.eventlog import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, migrate, role_of_service
 from shared.sandbox import NatsServer, PostgresServer
 
 
@@ -38,6 +38,15 @@ class Servers:
     def app_url(self) -> str:
         """The role Slipway's services log in as (created by the first migration)."""
         return self.postgres.url_for(DEFAULT_APP_ROLE)
+
+    @property
+    def projector_url(self) -> str:
+        """The projector's role: the one that builds (and replays) projections."""
+        return self.postgres.url_for(DEFAULT_PROJECTOR_ROLE)
+
+    def url_of_service(self, service: str) -> str:
+        """The URL `python -m services.<service>` logs in with, as in production."""
+        return self.postgres.url_for(role_of_service(service))
 
     async def migrated_schema(self, schema: str) -> str:
         """A schema with Slipway's tables, as `migrate` makes them in production."""

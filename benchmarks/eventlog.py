@@ -550,8 +550,16 @@ async def measure_replay(servers: Servers) -> Measured:
         with timed(servers) as loading:
             await bulk_load(store, REPLAY_EVENTS)
         progress(f"  preloaded {REPLAY_EVENTS} events in {loading().seconds:.1f}s")
-        stream_stats, span = await timed_replay(servers, store, StreamStatsProjection())
-        applications, _ = await timed_replay(servers, store, ApplicationsProjection())
+        # Replays run as the projector's role, as `slipway replay` does.
+        projector_pool = await create_pool(
+            servers.projector_url, schema="bench_replay", min_size=1, max_size=2
+        )
+        try:
+            projector = EventStore(projector_pool, default_registry())
+            stream_stats, span = await timed_replay(servers, projector, StreamStatsProjection())
+            applications, _ = await timed_replay(servers, projector, ApplicationsProjection())
+        finally:
+            await projector_pool.close()
     return Measured(
         {"replay_per_s": stream_stats},
         {

@@ -326,7 +326,7 @@ class Bench:
     def start_service(self, name: str, **settings: str) -> None:
         port = free_port()
         env = os.environ | {
-            "SLIPWAY_DATABASE_URL": self.servers.app_url,
+            "SLIPWAY_DATABASE_URL": self.servers.url_of_service(name),
             "SLIPWAY_DATABASE_SCHEMA": SCHEMA,
             "SLIPWAY_NATS_URL": self.servers.nats.url,
             "SLIPWAY_HEALTH_PORT": str(port),

@@ -31,6 +31,12 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+DEFAULT_STATEMENT_TIMEOUT_S = 30.0
+"""How long one statement of a service may run before PostgreSQL cancels it."""
+DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S = 60.0
+"""How long a service's transaction may sit idle before PostgreSQL ends its session."""
+
+
 def check_schema_name(schema: str) -> str:
     if not _SCHEMA_NAME.match(schema):
         raise ConfigError(f"schema name {schema!r} must be lowercase letters, digits and _")
@@ -55,16 +61,58 @@ async def _reset_pooled(conn: asyncpg.Connection) -> None:
     """
 
 
+def server_settings(
+    schema: str,
+    *,
+    statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
+    idle_in_transaction_timeout_s: float = DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S,
+) -> dict[str, str]:
+    """The session settings of every Slipway connection (0 s: no limit).
+
+    The limits are enforced by the server, so a hung statement, or a transaction
+    left open by a stalled client, cannot hold locks, a connection slot, or the
+    log's snapshot horizon (which every reader of the log waits behind, see
+    shared/eventlog/store.py) for longer than that. They guard against accidents
+    and stalls, not against a client that sets its own session's limits. Waits that may
+    legitimately be longer lift the limit for their own transaction
+    (`set_config('statement_timeout', '0', true)`); migrations lift it for their session.
+    """
+    check_schema_name(schema)
+    for name, value in (
+        ("statement_timeout_s", statement_timeout_s),
+        ("idle_in_transaction_timeout_s", idle_in_transaction_timeout_s),
+    ):
+        if value < 0:
+            raise ConfigError(f"{name} must be ≥ 0 (0: no limit), not {value}")
+    return {
+        "search_path": schema,
+        "application_name": "slipway",
+        "statement_timeout": _milliseconds(statement_timeout_s),
+        "idle_in_transaction_session_timeout": _milliseconds(idle_in_transaction_timeout_s),
+    }
+
+
+def _milliseconds(seconds: float) -> str:
+    # A positive limit never rounds down to 0, which PostgreSQL reads as "no limit".
+    return f"{max(round(seconds * 1000), 1) if seconds > 0 else 0}ms"
+
+
 async def create_pool(
     url: str,
     *,
     schema: str = "slipway",
     min_size: int = 1,
     max_size: int = 10,
+    statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
+    idle_in_transaction_timeout_s: float = DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S,
     **kwargs: Any,
 ) -> asyncpg.Pool:
-    """A pool whose connections use `schema` and understand Slipway's column types."""
-    check_schema_name(schema)
+    """A pool whose connections use `schema`, Slipway's session limits and column types."""
+    settings = server_settings(
+        schema,
+        statement_timeout_s=statement_timeout_s,
+        idle_in_transaction_timeout_s=idle_in_transaction_timeout_s,
+    )
     try:
         pool = await asyncpg.create_pool(
             url,
@@ -72,7 +120,7 @@ async def create_pool(
             max_size=max_size,
             init=_init_connection,
             reset=_reset_pooled,
-            server_settings={"search_path": schema, "application_name": "slipway"},
+            server_settings=settings,
             **kwargs,
         )
     except CONNECTION_ERRORS as exc:
@@ -81,15 +129,22 @@ async def create_pool(
     return pool
 
 
-async def connect(url: str, *, schema: str = "slipway", **kwargs: Any) -> asyncpg.Connection:
+async def connect(
+    url: str,
+    *,
+    schema: str = "slipway",
+    statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
+    idle_in_transaction_timeout_s: float = DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S,
+    **kwargs: Any,
+) -> asyncpg.Connection:
     """One connection, configured like a pool's (for leases and advisory locks)."""
-    check_schema_name(schema)
+    settings = server_settings(
+        schema,
+        statement_timeout_s=statement_timeout_s,
+        idle_in_transaction_timeout_s=idle_in_transaction_timeout_s,
+    )
     try:
-        conn = await asyncpg.connect(
-            url,
-            server_settings={"search_path": schema, "application_name": "slipway"},
-            **kwargs,
-        )
+        conn = await asyncpg.connect(url, server_settings=settings, **kwargs)
     except CONNECTION_ERRORS as exc:
         raise Unavailable(f"cannot connect to PostgreSQL: {exc}") from exc
     await _init_connection(conn)

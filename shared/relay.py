@@ -27,7 +27,12 @@ from nats.js import JetStreamContext
 from nats.js.errors import Error as JetStreamError
 
 from shared.aio import sleep_or_stop
-from shared.db import CONNECTION_ERRORS, connect
+from shared.db import (
+    CONNECTION_ERRORS,
+    DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S,
+    DEFAULT_STATEMENT_TIMEOUT_S,
+    connect,
+)
 from shared.errors import Unavailable
 from shared.eventlog.position import START, LogPosition
 from shared.eventlog.store import _READ_ALL, position_of
@@ -63,6 +68,8 @@ class Relay:
         idle_sleep_s: float = 0.005,
         standby_poll_s: float = 0.5,
         publish_timeout_s: float = 10.0,
+        statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
+        idle_in_transaction_timeout_s: float = DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S,
     ) -> None:
         self.database_url = database_url
         self.js = js
@@ -74,6 +81,8 @@ class Relay:
         self.idle_sleep_s = idle_sleep_s
         self.standby_poll_s = standby_poll_s
         self.publish_timeout_s = publish_timeout_s
+        self.statement_timeout_s = statement_timeout_s
+        self.idle_in_transaction_timeout_s = idle_in_transaction_timeout_s
         self.is_leader = False
         self.published = 0
         self.duplicates = 0
@@ -95,7 +104,12 @@ class Relay:
                 self.is_leader = False
 
     async def _run_session(self, stop: asyncio.Event) -> None:
-        conn = await connect(self.database_url, schema=self.schema)
+        conn = await connect(
+            self.database_url,
+            schema=self.schema,
+            statement_timeout_s=self.statement_timeout_s,
+            idle_in_transaction_timeout_s=self.idle_in_transaction_timeout_s,
+        )
         try:
             while not stop.is_set():
                 if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):

@@ -308,6 +308,10 @@ class ServiceRuntime(Generic[S]):
                     schema=self.settings.database_schema,
                     min_size=1,
                     max_size=self.settings.database_pool_size,
+                    statement_timeout_s=self.settings.database_statement_timeout_s,
+                    idle_in_transaction_timeout_s=(
+                        self.settings.database_idle_in_transaction_timeout_s
+                    ),
                 )
             except Unavailable as exc:
                 log.warning("postgres_unavailable", error=str(exc), retry_in_s=delay)

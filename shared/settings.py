@@ -23,6 +23,7 @@ import msgspec
 from msgspec import Meta
 from msgspec import inspect as mi
 
+from shared.db import DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
 from shared.errors import ConfigError
 
 __all__ = [
@@ -55,6 +56,14 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str
     database_schema: Annotated[str, Meta(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "slipway"
     database_pool_size: Annotated[int, Meta(ge=1, le=1000)] = 10
+    database_statement_timeout_s: Annotated[float, Meta(ge=0, le=86400)] = (
+        DEFAULT_STATEMENT_TIMEOUT_S
+    )
+    """PostgreSQL cancels a statement of this service that runs longer (0: never)."""
+    database_idle_in_transaction_timeout_s: Annotated[float, Meta(ge=0, le=86400)] = (
+        DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S
+    )
+    """PostgreSQL ends a session whose transaction sits idle longer (0: never)."""
     nats_url: str = "nats://127.0.0.1:4222"
     subject_prefix: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "slipway"
     health_host: str = "127.0.0.1"

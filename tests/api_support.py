@@ -31,10 +31,13 @@ def auth_headers(key: str) -> Mapping[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def running_projection(store: EventStore) -> AsyncIterator[ProjectionRunner]:
-    """The `applications` and `deployments` projections, applying events until the block ends."""
-    runner = ProjectionRunner(store, ApplicationsProjection(), idle_sleep_s=0.01)
-    deployments = ProjectionRunner(store, DeploymentsProjection(), idle_sleep_s=0.01)
+async def running_projection(projector: EventStore) -> AsyncIterator[ProjectionRunner]:
+    """The `applications` and `deployments` projections, applying events until the block ends.
+
+    `projector` is a store as the projector's role: only it may build projections.
+    """
+    runner = ProjectionRunner(projector, ApplicationsProjection(), idle_sleep_s=0.01)
+    deployments = ProjectionRunner(projector, DeploymentsProjection(), idle_sleep_s=0.01)
     await runner.install()
     await deployments.install()
     async with running(runner.run, deployments.run):

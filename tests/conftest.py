@@ -18,7 +18,13 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from shared.db import create_pool
-from shared.eventlog import DEFAULT_APP_ROLE, EventStore, migrate
+from shared.eventlog import (
+    DEFAULT_APP_ROLE,
+    DEFAULT_PROJECTOR_ROLE,
+    DEFAULT_READER_ROLE,
+    EventStore,
+    migrate,
+)
 from shared.events.catalog import default_registry
 from shared.sandbox import NatsServer, PostgresServer
 from shared.subjects import Subjects
@@ -60,6 +66,18 @@ def app_database_url(database_url: str) -> str:
     return _with_user(database_url, DEFAULT_APP_ROLE)
 
 
+@pytest.fixture(scope="session")
+def projector_database_url(database_url: str) -> str:
+    """The same server as the projector's role, the only one that may build projections."""
+    return _with_user(database_url, DEFAULT_PROJECTOR_ROLE)
+
+
+@pytest.fixture(scope="session")
+def reader_database_url(database_url: str) -> str:
+    """The same server as the read-only role of query paths."""
+    return _with_user(database_url, DEFAULT_READER_ROLE)
+
+
 def _with_user(url: str, user: str) -> str:
     scheme, rest = url.split("://", 1)
     host = rest.split("@", 1)[-1]
@@ -99,6 +117,14 @@ async def pool(app_database_url: str, schema: str) -> AsyncIterator[asyncpg.Pool
 @pytest.fixture
 def store(pool: asyncpg.Pool) -> EventStore:
     return EventStore(pool, default_registry())
+
+
+@pytest.fixture
+async def projector_store(projector_database_url: str, schema: str) -> AsyncIterator[EventStore]:
+    """A store in the test's schema as the projector's role: runs and replays projections."""
+    pool = await create_pool(projector_database_url, schema=schema, min_size=1, max_size=8)
+    yield EventStore(pool, default_registry())
+    await pool.close()
 
 
 @pytest.fixture

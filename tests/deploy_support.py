@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from shared.eventlog import DEFAULT_APP_ROLE
+from shared.eventlog import role_of_service
 from shared.settings import ServiceSettings, SettingsError, env_key, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,10 +115,10 @@ def deployment_problems(
         problems.extend(f"{service}: {problem}" for problem in exc.problems)
         return problems, None
     user = settings.database_url.split("://", 1)[-1].split("@", 1)[0].split(":", 1)[0]
-    if user != DEFAULT_APP_ROLE:
+    if user != (role := role_of_service(service)):
         problems.append(
-            f"{service}: SLIPWAY_DATABASE_URL logs in as {user!r}, not {DEFAULT_APP_ROLE!r} "
-            "(the role that may not UPDATE or DELETE events)"
+            f"{service}: SLIPWAY_DATABASE_URL logs in as {user!r}, not {role!r} "
+            "(the role the migrations grant exactly what this service needs)"
         )
     return problems, settings
 

@@ -81,25 +81,25 @@ def registration(
     )
 
 
-async def register(store: EventStore, *apps: ApplicationRegistered) -> None:
-    """Register `apps` and bring the `applications` view up to date."""
+async def register(store: EventStore, projector: EventStore, *apps: ApplicationRegistered) -> None:
+    """Register `apps` and bring the `applications` view up to date (as the projector's role)."""
     for app in apps:
         await store.append(
             f"application-{app.application_id}", new_events([app]), expected_version=ANY
         )
-    runner = ProjectionRunner(store, ApplicationsProjection())
+    runner = ProjectionRunner(projector, ApplicationsProjection())
     await runner.install()
     await runner.run_until_caught_up()
 
 
-async def disable(store: EventStore, application_id: str) -> None:
+async def disable(store: EventStore, projector: EventStore, application_id: str) -> None:
     """Disable `application_id` and bring the `applications` view up to date."""
     await store.append(
         f"application-{application_id}",
         new_events([ApplicationDisabled(application_id=application_id)]),
         expected_version=ANY,
     )
-    await register(store)
+    await register(store, projector)
 
 
 async def events_of(store: EventStore, kind: type[E]) -> list[E]:

@@ -88,7 +88,7 @@ async def test_good_canary_passes_and_rejudge_gives_the_same_verdicts(
     sim: KubeSim,
     tmp_path: Path,
     health_endpoint: str,
-    database_url: str,
+    reader_database_url: str,
     schema: str,
 ) -> None:
     """A healthy canary passes THRESHOLD, CANARY_PRIMARY and HTTP checks against a real
@@ -143,7 +143,15 @@ async def test_good_canary_passes_and_rejudge_gives_the_same_verdicts(
     assert ours < executors  # every tick explained before the executor acts on the verdict
 
     code, out = await _slipway(
-        "analysis", "rejudge", "d2", "--database-url", database_url, "--schema", schema, "--json"
+        # As the read-only role: rejudging needs nothing more.
+        "analysis",
+        "rejudge",
+        "d2",
+        "--database-url",
+        reader_database_url,
+        "--schema",
+        schema,
+        "--json",
     )
     report = json.loads(out)
     assert code == 0 and report["identical"] is True
@@ -154,7 +162,7 @@ async def test_good_canary_passes_and_rejudge_gives_the_same_verdicts(
     assert all(t["recorded"] == t["recomputed"] for t in ticks)
 
     code, out = await _slipway(
-        "analysis", "rejudge", "d2", "--judge", "pipecd", "--database-url", database_url,
+        "analysis", "rejudge", "d2", "--judge", "pipecd", "--database-url", reader_database_url,
         "--schema", schema,
     )  # fmt: skip
     assert code == 1  # another judge: the comparison's verdicts differ (its name, at least)

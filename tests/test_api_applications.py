@@ -32,10 +32,12 @@ APPS = f"{API_PREFIX}/applications"
 
 
 @pytest.fixture
-async def http(store: EventStore, pool: asyncpg.Pool) -> AsyncIterator[aiohttp.ClientSession]:
+async def http(
+    store: EventStore, projector_store: EventStore, pool: asyncpg.Pool
+) -> AsyncIterator[aiohttp.ClientSession]:
     """A client of the API, served with its projection running."""
     async with (
-        running_projection(store),
+        running_projection(projector_store),
         served_api(store, pool) as url,
         aiohttp.ClientSession(base_url=url, headers=auth_headers(api_key_for(url))) as session,
     ):
@@ -314,10 +316,10 @@ async def test_unknown_routes_and_methods_answer_json_errors(http: aiohttp.Clien
 
 
 async def test_min_position_waits_a_bounded_time_then_answers_503(
-    store: EventStore, pool: asyncpg.Pool
+    store: EventStore, projector_store: EventStore, pool: asyncpg.Pool
 ) -> None:
     """With no projector running, a read at a new position answers 503 projection_lagging."""
-    async with running_projection(store):
+    async with running_projection(projector_store):
         pass  # installed, then stopped: the view exists but will not move
     async with (
         served_api(store, pool, read_wait_s=0.3) as url,

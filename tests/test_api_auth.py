@@ -22,8 +22,13 @@ KEYS = f"{API_PREFIX}/api-keys"
 
 
 @pytest.fixture
-async def api(store: EventStore, pool: asyncpg.Pool) -> AsyncIterator[str]:
-    async with running_projection(store), served_api(store, pool, key_cache_ttl_s=0.5) as url:
+async def api(
+    store: EventStore, projector_store: EventStore, pool: asyncpg.Pool
+) -> AsyncIterator[str]:
+    async with (
+        running_projection(projector_store),
+        served_api(store, pool, key_cache_ttl_s=0.5) as url,
+    ):
         yield url
 
 

@@ -61,9 +61,16 @@ STAGES = (
 
 @pytest.fixture
 async def api(
-    store: EventStore, pool: asyncpg.Pool, nc: NatsClient, subjects: Subjects
+    store: EventStore,
+    projector_store: EventStore,
+    pool: asyncpg.Pool,
+    nc: NatsClient,
+    subjects: Subjects,
 ) -> AsyncIterator[str]:
-    async with running_projection(store), served_api(store, pool, nc=nc, subjects=subjects) as url:
+    async with (
+        running_projection(projector_store),
+        served_api(store, pool, nc=nc, subjects=subjects) as url,
+    ):
         yield url
 
 
@@ -284,7 +291,7 @@ async def test_logs_list_and_follow_backlog_then_live_lines_until_completion(
 
 
 async def test_the_deployments_projection_rebuilt_by_replay_equals_the_live_one(
-    store: EventStore,
+    store: EventStore, projector_store: EventStore
 ) -> None:
     """`slipway replay`'s rebuild of `deployments` gives exactly the rows the live runner kept."""
     first = await deployment(store, "app1")
@@ -297,12 +304,12 @@ async def test_the_deployments_projection_rebuilt_by_replay_equals_the_live_one(
         # A late duplicate must not move a completed deployment back.
         DeploymentStarted(deployment_id=first, application_id="app1", started_at=T0),
     )
-    runner = ProjectionRunner(store, DeploymentsProjection(), idle_sleep_s=0.01)
+    runner = ProjectionRunner(projector_store, DeploymentsProjection(), idle_sleep_s=0.01)
     await runner.install()
     await runner.run_until_caught_up()
     query = "SELECT * FROM deployments ORDER BY deployment_id"
     live = [dict(r) for r in await store.pool.fetch(query)]
     assert {r["deployment_id"]: r["status"] for r in live} == {first: "FAILURE", second: "RUNNING"}
     assert next(r for r in live if r["deployment_id"] == first)["completed_at"] is not None
-    await replay(store, DeploymentsProjection())
+    await replay(projector_store, DeploymentsProjection())
     assert [dict(r) for r in await store.pool.fetch(query)] == live

@@ -22,7 +22,7 @@ _ST = Path(sys.executable).with_name("st")
 
 
 async def test_no_generated_request_makes_a_server_error(
-    store: EventStore, pool: asyncpg.Pool, tmp_path: Path
+    store: EventStore, projector_store: EventStore, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     """`st run` over every operation (examples, coverage, fuzzing; admin key) finds no 5xx."""
     st = str(_ST) if _ST.exists() else shutil.which("st")
@@ -34,7 +34,10 @@ async def test_no_generated_request_makes_a_server_error(
         repositories={"config": (work.path.resolve().as_uri(), "main")},
         cache=GitCache(tmp_path / "cache"),
     )
-    async with running_projection(store), served_api(store, pool, plan_preview=source) as url:
+    async with (
+        running_projection(projector_store),
+        served_api(store, pool, plan_preview=source) as url,
+    ):
         process = await asyncio.create_subprocess_exec(
             st,
             "run",

@@ -59,8 +59,10 @@ def _key(api_url: str) -> str:
 
 
 @pytest.fixture
-async def api_url(store: EventStore, pool: asyncpg.Pool) -> AsyncIterator[str]:
-    async with running_projection(store), served_api(store, pool) as url:
+async def api_url(
+    store: EventStore, projector_store: EventStore, pool: asyncpg.Pool
+) -> AsyncIterator[str]:
+    async with running_projection(projector_store), served_api(store, pool) as url:
         yield url
 
 

@@ -83,9 +83,16 @@ class Cli:
 
 @pytest.fixture
 async def cli(
-    store: EventStore, pool: asyncpg.Pool, nc: NatsClient, subjects: Subjects
+    store: EventStore,
+    projector_store: EventStore,
+    pool: asyncpg.Pool,
+    nc: NatsClient,
+    subjects: Subjects,
 ) -> AsyncIterator[Cli]:
-    async with running_projection(store), served_api(store, pool, nc=nc, subjects=subjects) as url:
+    async with (
+        running_projection(projector_store),
+        served_api(store, pool, nc=nc, subjects=subjects) as url,
+    ):
         yield Cli(url, api_key_for(url))
 
 

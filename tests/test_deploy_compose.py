@@ -22,6 +22,7 @@ import yaml
 from shared.cli import build_parser
 from shared.cli.kubesim import build as build_kubesim
 from shared.config import load_control_config
+from shared.eventlog import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, role_of_service
 from shared.sandbox.postgres import postgres_bin_dir
 from tests.deploy_support import (
     COMPOSE_FILE,
@@ -150,6 +151,13 @@ def test_removing_a_service_or_a_setting_is_caught() -> None:
     compose["services"]["executor"]["volumes"] = []
     assert any("is not mounted" in p for p in compose_problems(compose))
     compose = _compose()
+    services_url = compose["services"]["relay"]["environment"]["SLIPWAY_DATABASE_URL"]
+    compose["services"]["projector"]["environment"]["SLIPWAY_DATABASE_URL"] = services_url
+    assert any(
+        "projector: SLIPWAY_DATABASE_URL logs in as 'slipway_app', not 'slipway_projector'" in p
+        for p in compose_problems(compose)
+    )
+    compose = _compose()
     compose["services"]["ghost"] = {"command": ["python", "-m", "services.ghost"]}
     assert "ghost: runs services.ghost, which has no __main__.py" in compose_problems(compose)
 
@@ -168,6 +176,7 @@ def test_infrastructure_services() -> None:
     init = _mounts(postgres)["/docker-entrypoint-initdb.d"]
     assert (ROOT / init / "10-slipway-app-role.sh").is_file()
     assert "SLIPWAY_APP_PASSWORD" in postgres["environment"]
+    assert "SLIPWAY_PROJECTOR_PASSWORD" in postgres["environment"]
     assert services["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
     assert "4318:4318" in services["jaeger"]["ports"]
     for name in _slipway_services(_compose()):
@@ -178,12 +187,19 @@ def test_infrastructure_services() -> None:
 
 
 def test_app_role_password_matches() -> None:
-    """Services log in with the password the Postgres init script gives their role."""
+    """Each service logs in as its role, with the password the Postgres init script gives it."""
     services = _compose()["services"]
-    password = _interpolate(services["postgres"]["environment"]["SLIPWAY_APP_PASSWORD"])
+    postgres = services["postgres"]["environment"]
+    passwords = {
+        DEFAULT_APP_ROLE: _interpolate(postgres["SLIPWAY_APP_PASSWORD"]),
+        DEFAULT_PROJECTOR_ROLE: _interpolate(postgres["SLIPWAY_PROJECTOR_PASSWORD"]),
+    }
+    assert len(set(passwords.values())) == 2, "the two roles share a password"
     for name in _slipway_services(_compose()):
         url = _environment(services[name])["SLIPWAY_DATABASE_URL"]
-        assert url.split("://", 1)[1].split("@", 1)[0] == f"slipway_app:{password}", name
+        role = role_of_service(name)
+        assert url.split("://", 1)[1].split("@", 1)[0] == f"{role}:{passwords[role]}", name
+    assert role_of_service("projector") == DEFAULT_PROJECTOR_ROLE
 
 
 def test_prometheus_scrapes_every_service() -> None:
@@ -262,10 +278,12 @@ async def _sh(script: Path, env: dict[str, str]) -> tuple[int, str]:
 
 
 async def test_postgres_init_script_creates_the_app_role(database_url: str, test_id: str) -> None:
-    """The init script creates a login role with the password, and running it again is harmless."""
+    """The init script creates both login roles with their passwords; running it again is fine."""
     script = ROOT / "deploy" / "kubernetes" / "postgres-initdb" / "10-slipway-app-role.sh"
     url = urlsplit(database_url)
     role = f"deploy_{test_id}"
+    projector = f"deploy_p_{test_id}"
+    reader = f"deploy_r_{test_id}"
     env = {
         "PATH": f"{postgres_bin_dir()}:{os.environ['PATH']}",
         "PGHOST": url.hostname or "127.0.0.1",
@@ -276,24 +294,31 @@ async def test_postgres_init_script_creates_the_app_role(database_url: str, test
         "SLIPWAY_APP_ROLE": role,
         # Quotes and spaces: the script must quote the password, not splice it into SQL.
         "SLIPWAY_APP_PASSWORD": "s3cret 'quoted' pass",
+        "SLIPWAY_PROJECTOR_ROLE": projector,
+        "SLIPWAY_PROJECTOR_PASSWORD": 'other "s3cret"; pass',
+        # Optional: created only when it has a password.
+        "SLIPWAY_READER_ROLE": reader,
+        "SLIPWAY_READER_PASSWORD": "$(reader) pass",
     }
     conn = await asyncpg.connect(database_url)
     try:
         for _ in range(2):
             code, said = await _sh(script, env)
             assert code == 0, said
-        row = await conn.fetchrow(
-            "SELECT rolcanlogin, rolpassword IS NOT NULL AS has_password, rolsuper"
-            " FROM pg_authid WHERE rolname = $1",
-            role,
-        )
-        assert row is not None
-        assert (row["rolcanlogin"], row["has_password"], row["rolsuper"]) == (True, True, False)
-        code, said = await _sh(
-            script, {k: v for k, v in env.items() if k != "SLIPWAY_APP_PASSWORD"}
-        )
-        assert code != 0
-        assert "SLIPWAY_APP_PASSWORD is not set" in said
+        for name in (role, projector, reader):
+            row = await conn.fetchrow(
+                "SELECT rolcanlogin, rolpassword IS NOT NULL AS has_password, rolsuper"
+                " FROM pg_authid WHERE rolname = $1",
+                name,
+            )
+            assert row is not None, name
+            assert (row["rolcanlogin"], row["has_password"], row["rolsuper"]) == (True, True, False)
+        for missing in ("SLIPWAY_APP_PASSWORD", "SLIPWAY_PROJECTOR_PASSWORD"):
+            code, said = await _sh(script, {k: v for k, v in env.items() if k != missing})
+            assert code != 0
+            assert f"{missing} is not set" in said
     finally:
         await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await conn.execute(f'DROP ROLE IF EXISTS "{projector}"')
+        await conn.execute(f'DROP ROLE IF EXISTS "{reader}"')
         await conn.close()

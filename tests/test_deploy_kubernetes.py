@@ -233,7 +233,8 @@ def test_a_deployment_for_every_service_with_what_its_code_requires() -> None:
 
 
 def test_removing_a_deployment_or_a_setting_is_caught() -> None:
-    """The check fails for a missing Deployment, database URL or control config, or a ghost."""
+    """The check fails for a missing Deployment, database URL or control config, a service
+    logging in as another's role, or a ghost."""
     docs = [doc for _, doc in _resources()]
     for victim in service_names():
         kept = [
@@ -253,6 +254,17 @@ def test_removing_a_deployment_or_a_setting_is_caught() -> None:
     pod["volumes"] = [v for v in pod["volumes"] if v["name"] != "control"]
     assert "planner: SLIPWAY_CONTROL_CONFIG=/etc/slipway/slipway.yaml is not mounted" in (
         kubernetes_problems(without_config)
+    )
+    shared_url = copy.deepcopy(docs)
+    container = _by_kind(shared_url, "Deployment")["projector"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    for variable in container["env"]:
+        if variable["name"] == "SLIPWAY_DATABASE_URL":
+            variable["valueFrom"]["secretKeyRef"]["name"] = "slipway-database"
+    assert any(
+        "projector: SLIPWAY_DATABASE_URL logs in as 'slipway_app', not 'slipway_projector'" in p
+        for p in kubernetes_problems(shared_url)
     )
     ghost = copy.deepcopy(docs)
     container = _by_kind(ghost, "Deployment")["relay"]["spec"]["template"]["spec"]["containers"][0]
@@ -330,10 +342,15 @@ def test_postgres_and_secrets_agree() -> None:
     owner = secrets["slipway-database-owner"]
     app_url = secrets["slipway-database"]["SLIPWAY_DATABASE_URL"]
     assert f"slipway_app:{owner['SLIPWAY_APP_PASSWORD']}@" in app_url
+    projector_url = secrets["slipway-database-projector"]["SLIPWAY_DATABASE_URL"]
+    assert f"slipway_projector:{owner['SLIPWAY_PROJECTOR_PASSWORD']}@" in projector_url
+    assert owner["SLIPWAY_APP_PASSWORD"] != owner["SLIPWAY_PROJECTOR_PASSWORD"]
     assert f"postgres:{owner['POSTGRES_PASSWORD']}@" in owner["SLIPWAY_MIGRATE_DATABASE_URL"]
     postgres = _by_kind(docs, "StatefulSet")["postgres"]
     pod = postgres["spec"]["template"]["spec"]
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    postgres_env = {e["name"] for e in pod["containers"][0]["env"]}
+    assert {"SLIPWAY_APP_PASSWORD", "SLIPWAY_PROJECTOR_PASSWORD"} <= postgres_env
     assert mounts["initdb"] == "/docker-entrypoint-initdb.d"
     volume = next(v for v in pod["volumes"] if v["name"] == "initdb")
     assert "10-slipway-app-role.sh" in _generated()[volume["configMap"]["name"]]

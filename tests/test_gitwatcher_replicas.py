@@ -26,11 +26,15 @@ from tests.test_gitwatcher_webhooks import SECRET, github_push, post
 
 
 async def test_two_replicas_and_a_webhook_observe_and_trigger_each_commit_once(
-    store: EventStore, app_database_url: str, schema: str, tmp_path: Path
+    store: EventStore,
+    projector_store: EventStore,
+    app_database_url: str,
+    schema: str,
+    tmp_path: Path,
 ) -> None:
     """Two replicas polling one repository, plus webhooks: one observation and one trigger each."""
     work = seeded_repo(tmp_path / "config")
-    await register(store, *(registration(s) for s in SEED_SERVICES))
+    await register(store, projector_store, *(registration(s) for s in SEED_SERVICES))
     other_pool = await create_pool(app_database_url, schema=schema, min_size=1, max_size=5)
     try:
         other_store = EventStore(other_pool, default_registry())
@@ -81,11 +85,15 @@ async def test_two_replicas_and_a_webhook_observe_and_trigger_each_commit_once(
 
 
 async def test_replicas_polling_at_the_same_moment_agree(
-    store: EventStore, app_database_url: str, schema: str, tmp_path: Path
+    store: EventStore,
+    projector_store: EventStore,
+    app_database_url: str,
+    schema: str,
+    tmp_path: Path,
 ) -> None:
     """Replicas racing through the same new commits record each once and trigger each app once."""
     work = seeded_repo(tmp_path / "config")
-    await register(store, *(registration(s) for s in SEED_SERVICES))
+    await register(store, projector_store, *(registration(s) for s in SEED_SERVICES))
     pools = [
         await create_pool(app_database_url, schema=schema, min_size=1, max_size=3) for _ in range(2)
     ]
@@ -114,11 +122,11 @@ async def test_replicas_polling_at_the_same_moment_agree(
 
 
 async def test_a_replica_with_a_stale_fetch_does_not_move_the_head_back(
-    store: EventStore, tmp_path: Path
+    store: EventStore, projector_store: EventStore, tmp_path: Path
 ) -> None:
     """A replica whose fetch predates a newer recorded head refetches instead of rewinding."""
     work = seeded_repo(tmp_path / "config")
-    await register(store, registration("account"))
+    await register(store, projector_store, registration("account"))
     slow = make_gitwatcher(store, tmp_path / "slow", watched(work))
     fast = make_gitwatcher(store, tmp_path / "fast", watched(work))
     await slow.poll_all()

@@ -38,8 +38,8 @@ def work(tmp_path: Path) -> WorkRepo:
 
 
 @pytest.fixture
-async def three_apps(store: EventStore) -> None:
-    await register(store, *(registration(s) for s in SEED_SERVICES))
+async def three_apps(store: EventStore, projector_store: EventStore) -> None:
+    await register(store, projector_store, *(registration(s) for s in SEED_SERVICES))
 
 
 async def test_first_observation_records_the_head_and_triggers_nothing(
@@ -141,10 +141,10 @@ async def test_each_new_commit_is_judged_with_its_own_config(
 
 
 async def test_disabled_app_and_on_commit_disabled_are_not_triggered(
-    store: EventStore, work: WorkRepo, tmp_path: Path, three_apps: None
+    store: EventStore, projector_store: EventStore, work: WorkRepo, tmp_path: Path, three_apps: None
 ) -> None:
     """onCommit.disabled in the config, or a disabled application, means no trigger."""
-    await disable(store, "billing-dev")
+    await disable(store, projector_store, "billing-dev")
     gitwatcher = make_gitwatcher(store, tmp_path / "cache", watched(work))
     await gitwatcher.poll_all()
     off = "  trigger:\n    onCommit:\n      disabled: true\n"
@@ -195,10 +195,10 @@ async def test_unreachable_remote_is_recorded_backed_off_and_recovers(
 
 
 async def test_unregistered_configs_are_discovered_once(
-    store: EventStore, work: WorkRepo, tmp_path: Path
+    store: EventStore, projector_store: EventStore, work: WorkRepo, tmp_path: Path
 ) -> None:
     """Config files no registered app points at are announced once, even by two replicas."""
-    await register(store, registration("account"))
+    await register(store, projector_store, registration("account"))
     one = make_gitwatcher(store, tmp_path / "cache1", watched(work))
     two = make_gitwatcher(store, tmp_path / "cache2", watched(work))
     await one.poll_all()
@@ -211,7 +211,7 @@ async def test_unregistered_configs_are_discovered_once(
     assert all(d.labels == (("env", "dev"),) and d.commit_hash == work.head() for d in discovered)
 
     work.commit({"search/prd/app.pipecd.yaml": app_config("search", "prd")}, "new app")
-    await register(store, registration("auth"))
+    await register(store, projector_store, registration("auth"))
     await one.poll_all()
     await two.poll_all()
     discovered = await events_of(store, ApplicationConfigDiscovered)

@@ -27,6 +27,7 @@ from tests.support import running, wait_until
 
 async def test_sync_request_triggers_the_fetched_branch_head(
     store: EventStore,
+    projector_store: EventStore,
     nc: NatsClient,
     subjects: Subjects,
     app_database_url: str,
@@ -35,8 +36,8 @@ async def test_sync_request_triggers_the_fetched_branch_head(
 ) -> None:
     """A sync request deploys the head fetched now, with its strategy and commander, once."""
     work = seeded_repo(tmp_path / "config")
-    await register(store, registration("account"), registration("auth"))
-    await disable(store, "auth-dev")
+    await register(store, projector_store, registration("account"), registration("auth"))
+    await disable(store, projector_store, "auth-dev")
     gitwatcher = make_gitwatcher(store, tmp_path / "cache", watched(work))
     await gitwatcher.poll_all()
     # Not polled yet: the sync must fetch it itself.

@@ -171,10 +171,14 @@ async def post(
 
 
 async def test_signed_github_push_fetches_at_once(
-    store: EventStore, work: WorkRepo, gitwatcher: Gitwatcher, server: WebhookServer
+    store: EventStore,
+    projector_store: EventStore,
+    work: WorkRepo,
+    gitwatcher: Gitwatcher,
+    server: WebhookServer,
 ) -> None:
     """A correctly signed GitHub push wakes the poll loop, which observes the new commit."""
-    await register(store, registration("account"))
+    await register(store, projector_store, registration("account"))
     watcher = gitwatcher.watchers["config"]
     async with running(watcher.run):
         await wait_until(lambda: has_events(store, CommitObserved, 1), what="first observation")

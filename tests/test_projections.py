@@ -125,6 +125,12 @@ def triggered(deployment: str, app: str) -> DeploymentTriggered:
 
 
 @pytest.fixture
+def store(projector_store: EventStore) -> EventStore:
+    """The runners' store: projections are built and replayed as the projector's role."""
+    return projector_store
+
+
+@pytest.fixture
 async def writer_store(app_database_url: str, schema: str) -> AsyncIterator[EventStore]:
     """A store on a pool of its own, so writers never wait for the runners' connections."""
     pool = await create_pool(app_database_url, schema=schema, min_size=1, max_size=8)
@@ -548,7 +554,7 @@ def test_projection_definitions_are_checked() -> None:
 
 
 async def test_slipway_replay_command_rebuilds_every_projection(
-    store: EventStore, writer_store: EventStore, app_database_url: str, schema: str
+    store: EventStore, writer_store: EventStore, projector_database_url: str, schema: str
 ) -> None:
     """`slipway replay` rebuilds all projections in the schema, reports each, and exits 0."""
     await Writer(writer_store, seed=60).write(200)
@@ -558,7 +564,7 @@ async def test_slipway_replay_command_rebuilds_every_projection(
         "shared.cli",
         "replay",
         "--database-url",
-        app_database_url,
+        projector_database_url,
         "--schema",
         schema,
         stdout=asyncio.subprocess.PIPE,
@@ -607,7 +613,9 @@ def test_fold_applies_events_in_order() -> None:
     assert fold(evolve, AppState(), []) == AppState()
 
 
-async def test_state_as_of_returns_earlier_states_for_earlier_points(store: EventStore) -> None:
+async def test_state_as_of_returns_earlier_states_for_earlier_points(
+    writer_store: EventStore,
+) -> None:
     """state_as_of folds only the events up to the given position, log position or time."""
     app = new_id()
     stream = f"application-{app}"
@@ -616,8 +624,8 @@ async def test_state_as_of_returns_earlier_states_for_earlier_points(store: Even
         ApplicationRegistered(application_id=app, name="two", repository_id="r", path="p"),
         ApplicationDisabled(application_id=app),
     ]:
-        await store.append(stream, new_events([change]), expected_version=ANY)
-    recorded = await store.read_stream(stream)
+        await writer_store.append(stream, new_events([change]), expected_version=ANY)
+    recorded = await writer_store.read_stream(stream)
     expected = [
         AppState(registered=True, name="one"),
         AppState(registered=True, name="two"),
@@ -626,16 +634,29 @@ async def test_state_as_of_returns_earlier_states_for_earlier_points(store: Even
 
     for event, state in zip(recorded, expected, strict=True):
         assert (
-            await state_as_of(store, stream, evolve, AppState(), position=event.global_position)
+            await state_as_of(
+                writer_store, stream, evolve, AppState(), position=event.global_position
+            )
             == state
         )
-        assert await state_as_of(store, stream, evolve, AppState(), at=event.recorded_at) == state
+        assert (
+            await state_as_of(writer_store, stream, evolve, AppState(), at=event.recorded_at)
+            == state
+        )
         as_of_log = LogPosition(event.tx_id, event.global_position)
-        assert await state_as_of(store, stream, evolve, AppState(), position=as_of_log) == state
+        assert (
+            await state_as_of(writer_store, stream, evolve, AppState(), position=as_of_log) == state
+        )
     before = recorded[0].global_position - 1
-    assert await state_as_of(store, stream, evolve, AppState(), position=before) == AppState()
-    assert await state_as_of(store, stream, evolve, AppState()) == expected[-1]
+    assert (
+        await state_as_of(writer_store, stream, evolve, AppState(), position=before) == AppState()
+    )
+    assert await state_as_of(writer_store, stream, evolve, AppState()) == expected[-1]
     with pytest.raises(ValueError, match="timezone"):
         await state_as_of(
-            store, stream, evolve, AppState(), at=recorded[0].recorded_at.replace(tzinfo=None)
+            writer_store,
+            stream,
+            evolve,
+            AppState(),
+            at=recorded[0].recorded_at.replace(tzinfo=None),
         )

@@ -41,6 +41,8 @@ async def setup(runtime: ServiceRuntime[RelaySettings]) -> Sequence[Component]:
         subjects=runtime.subjects,
         batch_size=settings.relay_batch_size,
         max_in_flight=settings.relay_max_in_flight,
+        statement_timeout_s=settings.database_statement_timeout_s,
+        idle_in_transaction_timeout_s=settings.database_idle_in_transaction_timeout_s,
     )
     Gauge(
         "slipway_relay_leader", "1 while this replica leads the relay", registry=runtime.metrics

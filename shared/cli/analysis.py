@@ -56,8 +56,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     rejudge_parser.add_argument("--json", action="store_true", help="print JSON")
     rejudge_parser.add_argument(
         "--database-url",
-        default=os.environ.get("SLIPWAY_DATABASE_URL"),
-        help="default: $SLIPWAY_DATABASE_URL",
+        default=os.environ.get("SLIPWAY_READER_DATABASE_URL")
+        or os.environ.get("SLIPWAY_DATABASE_URL"),
+        help="it only reads: the read-only role's URL will do "
+        "(default: $SLIPWAY_READER_DATABASE_URL, then $SLIPWAY_DATABASE_URL)",
     )
     rejudge_parser.add_argument(
         "--schema", default=os.environ.get("SLIPWAY_DATABASE_SCHEMA", "slipway")
@@ -81,7 +83,7 @@ class _Analysis:
 
 def run(args: argparse.Namespace) -> int:
     if not args.database_url:
-        raise ConfigError("analysis rejudge needs --database-url or SLIPWAY_DATABASE_URL")
+        raise ConfigError("analysis rejudge needs --database-url or SLIPWAY_READER_DATABASE_URL")
     analyses = asyncio.run(_load(args.database_url, args.schema, args.deployment, args.judge))
     if not analyses:
         print(f"deployment {args.deployment} has no recorded analysis", file=sys.stderr)

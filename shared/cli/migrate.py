@@ -8,7 +8,7 @@ import os
 
 from shared.db import connect
 from shared.errors import ConfigError
-from shared.eventlog import DEFAULT_APP_ROLE, migrate
+from shared.eventlog import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, DEFAULT_READER_ROLE, migrate
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,21 +20,33 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="an owner's URL (default: $SLIPWAY_MIGRATE_DATABASE_URL, then $SLIPWAY_DATABASE_URL)",
     )
     parser.add_argument("--schema", default=os.environ.get("SLIPWAY_DATABASE_SCHEMA", "slipway"))
-    parser.add_argument("--app-role", default=DEFAULT_APP_ROLE)
+    parser.add_argument("--app-role", default=DEFAULT_APP_ROLE, help="the services' role")
+    parser.add_argument(
+        "--projector-role", default=DEFAULT_PROJECTOR_ROLE, help="the projector's role"
+    )
+    parser.add_argument(
+        "--reader-role", default=DEFAULT_READER_ROLE, help="the read-only query role"
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if not args.database_url:
         raise ConfigError("migrate needs --database-url or SLIPWAY_MIGRATE_DATABASE_URL")
-    applied = asyncio.run(_migrate(args.database_url, args.schema, args.app_role))
+    applied = asyncio.run(_migrate(args))
     print(f"schema {args.schema}: " + (f"applied {applied}" if applied else "up to date"))
     return 0
 
 
-async def _migrate(url: str, schema: str, app_role: str) -> list[int]:
-    conn = await connect(url, schema="public")
+async def _migrate(args: argparse.Namespace) -> list[int]:
+    conn = await connect(args.database_url, schema="public")
     try:
-        return await migrate(conn, schema=schema, app_role=app_role)
+        return await migrate(
+            conn,
+            schema=args.schema,
+            app_role=args.app_role,
+            projector_role=args.projector_role,
+            reader_role=args.reader_role,
+        )
     finally:
         await conn.close()

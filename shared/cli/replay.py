@@ -34,9 +34,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--database-url",
-        default=os.environ.get("SLIPWAY_DATABASE_URL"),
-        help="the services' URL: projection tables belong to the role they log in as "
-        "(default: $SLIPWAY_DATABASE_URL)",
+        default=os.environ.get("SLIPWAY_PROJECTOR_DATABASE_URL")
+        or os.environ.get("SLIPWAY_DATABASE_URL"),
+        help="the projector's URL: only its role may build projections, and they belong to it "
+        "(default: $SLIPWAY_PROJECTOR_DATABASE_URL, then $SLIPWAY_DATABASE_URL)",
     )
     parser.add_argument("--schema", default=os.environ.get("SLIPWAY_DATABASE_SCHEMA", "slipway"))
     parser.add_argument("--batch-size", type=int, default=1000, help="events per transaction")
@@ -50,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     if not args.database_url:
-        raise ConfigError("replay needs --database-url or SLIPWAY_DATABASE_URL")
+        raise ConfigError("replay needs --database-url or SLIPWAY_PROJECTOR_DATABASE_URL")
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     chosen = choose(default_projections(), args.projections)
@@ -62,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         # A lost connection is already `Unavailable`; this is the database refusing
         # (schema not migrated, missing grants, a projection's SQL failing).
         print(f"slipway: replay in schema {args.schema} failed: {exc}", file=sys.stderr)
+        if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+            print("slipway: replay as the projector's role (its database URL)", file=sys.stderr)
         return 1
     return 0
 

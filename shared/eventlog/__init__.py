@@ -1,7 +1,13 @@
 """The append-only event log in PostgreSQL (DESIGN §3)."""
 
-from shared.eventlog.migrate import DEFAULT_APP_ROLE, migrate
+from shared.eventlog.migrate import migrate
 from shared.eventlog.position import START, LogPosition
+from shared.eventlog.roles import (
+    DEFAULT_APP_ROLE,
+    DEFAULT_PROJECTOR_ROLE,
+    DEFAULT_READER_ROLE,
+    role_of_service,
+)
 from shared.eventlog.store import (
     ANY,
     NO_STREAM,
@@ -15,6 +21,8 @@ from shared.eventlog.store import (
 __all__ = [
     "ANY",
     "DEFAULT_APP_ROLE",
+    "DEFAULT_PROJECTOR_ROLE",
+    "DEFAULT_READER_ROLE",
     "NO_STREAM",
     "START",
     "AppendResult",
@@ -24,4 +32,5 @@ __all__ = [
     "migrate",
     "new_events",
     "position_of",
+    "role_of_service",
 ]

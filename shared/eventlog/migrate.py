@@ -14,8 +14,8 @@ from importlib import resources
 import asyncpg
 
 from shared.db import check_schema_name
+from shared.eventlog.roles import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, DEFAULT_READER_ROLE
 
-DEFAULT_APP_ROLE = "slipway_app"
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -46,13 +46,26 @@ async def migrate(
     *,
     schema: str = "slipway",
     app_role: str = DEFAULT_APP_ROLE,
+    projector_role: str = DEFAULT_PROJECTOR_ROLE,
+    reader_role: str = DEFAULT_READER_ROLE,
     migrations: list[Migration] | None = None,
 ) -> list[int]:
     """Bring `schema` up to date; returns the versions applied now."""
     check_schema_name(schema)
-    if not _ROLE_NAME.match(app_role):
-        raise ValueError(f"role name {app_role!r} must be lowercase letters, digits and _")
+    roles = {
+        "{{app_role}}": app_role,
+        "{{projector_role}}": projector_role,
+        "{{reader_role}}": reader_role,
+    }
+    for role in roles.values():
+        if not _ROLE_NAME.match(role):
+            raise ValueError(f"role name {role!r} must be lowercase letters, digits and _")
+    if len(set(roles.values())) < len(roles):
+        raise ValueError(f"each role needs a name of its own, not {sorted(roles.values())}")
     applied_now: list[int] = []
+    # A migration may rewrite or index the whole log, and replicas wait here for
+    # each other's: no statement limit on this (dedicated) session.
+    await conn.execute("SET statement_timeout = 0")
     await conn.execute("SELECT pg_advisory_lock($1)", _lock_key(schema))
     try:
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
@@ -67,7 +80,10 @@ async def migrate(
             if migration.version in done:
                 continue
             async with conn.transaction():
-                await conn.execute(migration.sql.replace("{{app_role}}", app_role))
+                sql = migration.sql
+                for placeholder, role in roles.items():
+                    sql = sql.replace(placeholder, role)
+                await conn.execute(sql)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
                     migration.version,

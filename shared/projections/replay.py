@@ -94,7 +94,11 @@ async def replay(
         store.pool.acquire() as conn,
     ):
         if wait:
-            await conn.execute(_LOCK, projection.name)
+            # Another replay may take longer than a statement is allowed: lift the
+            # limit for this wait only (the session lock outlives the transaction).
+            async with conn.transaction():
+                await conn.execute("SELECT set_config('statement_timeout', '0', true)")
+                await conn.execute(_LOCK, projection.name)
         elif not await conn.fetchval(_TRY_LOCK, projection.name):
             raise ReplayInProgress(f"projection {projection.name!r} is being rebuilt already")
         try:
@@ -139,7 +143,7 @@ async def _rebuild(
     if owner is not None:
         raise ConfigError(
             f"projection {projection.name!r} belongs to role {owner!r}: replay it as that "
-            "role (the services' database URL), or the runners could not write to it"
+            "role (the projector's database URL), or the runners could not write to it"
         )
     target = live.generation + 1
     async with conn.transaction():

@@ -156,7 +156,8 @@ class Sandbox:
         await asyncio.to_thread(stack.start_servers)
         assert stack.postgres is not None and stack.nats is not None
         self.say(
-            f"  postgres    {stack.postgres.url}  (services log in as {stack.app_database_url})"
+            f"  postgres    {stack.postgres.url}  (services log in as {stack.app_database_url},"
+            f" the projector as {stack.projector_database_url})"
         )
         self.say(f"  nats        {stack.nats.url}")
         kubesim = await asyncio.to_thread(stack.start_kubesim)

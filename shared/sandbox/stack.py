@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Final
 
 from shared.db import connect
-from shared.eventlog import DEFAULT_APP_ROLE, migrate
+from shared.eventlog import (
+    DEFAULT_APP_ROLE,
+    DEFAULT_PROJECTOR_ROLE,
+    DEFAULT_READER_ROLE,
+    migrate,
+    role_of_service,
+)
 from shared.sandbox._process import free_port, port_open, wait_until
 from shared.sandbox._process import stop as stop_process
 from shared.sandbox.nats import NatsServer
@@ -194,6 +200,11 @@ class Stack:
         assert self.postgres is not None
         return self.postgres.url_for(DEFAULT_APP_ROLE)
 
+    @property
+    def projector_database_url(self) -> str:
+        assert self.postgres is not None
+        return self.postgres.url_for(DEFAULT_PROJECTOR_ROLE)
+
     def start_servers(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.postgres = PostgresServer(self.data_dir / "postgres", durable=True).start()
@@ -213,9 +224,10 @@ class Stack:
         return self.kubesim
 
     def service_env(self, name: str, health_port: int, instance: str) -> dict[str, str]:
-        assert self.nats is not None
+        assert self.nats is not None and self.postgres is not None
         env = os.environ | {
-            "SLIPWAY_DATABASE_URL": self.app_database_url,
+            # Each service as its own role: only the projector may build projections.
+            "SLIPWAY_DATABASE_URL": self.postgres.url_for(role_of_service(name)),
             "SLIPWAY_DATABASE_SCHEMA": self.schema,
             "SLIPWAY_NATS_URL": self.nats.url,
             "SLIPWAY_HEALTH_PORT": str(health_port),
@@ -275,6 +287,8 @@ class Stack:
         path = self.data_dir / "env.sh"
         lines = [
             f"export SLIPWAY_DATABASE_URL={self.app_database_url}",
+            f"export SLIPWAY_PROJECTOR_DATABASE_URL={self.projector_database_url}",
+            f"export SLIPWAY_READER_DATABASE_URL={self.postgres.url_for(DEFAULT_READER_ROLE)}",
             f"export SLIPWAY_MIGRATE_DATABASE_URL={self.postgres.url}",
             f"export SLIPWAY_DATABASE_SCHEMA={self.schema}",
             f"export SLIPWAY_NATS_URL={self.nats.url}",
