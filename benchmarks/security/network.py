@@ -18,6 +18,7 @@ import nats
 from nats.errors import Error as NatsError
 
 from benchmarks.security.harness import Attack, Outcome, Target
+from shared.db import connect
 
 __all__ = ["attacks"]
 
@@ -139,20 +140,25 @@ def _forged_event(event_type: str) -> Attack:
 
 def _statement(name: str, sql: str) -> Attack:
     async def run(target: Target) -> Outcome:
-        conn = await asyncpg.connect(target.database_url)
+        # A connection made the way every service makes its own (its session limits too).
+        conn = await connect(target.database_url, schema=target.schema)
         try:
-            await conn.execute(f'SET search_path TO "{target.schema}"')
             await asyncio.wait_for(conn.execute(sql), timeout=_LONGEST_STATEMENT_S)
         except TimeoutError:
             return Outcome(False, f"still running after {_LONGEST_STATEMENT_S} s")
         except asyncpg.PostgresError as exc:
-            return Outcome(True, f"{type(exc).__name__}: {str(exc)[:100]}")
+            # Only a refusal counts: any other error means the statement was wrong, not stopped.
+            refused = exc.sqlstate in _REFUSALS
+            return Outcome(refused, f"{exc.sqlstate} {type(exc).__name__}: {str(exc)[:100]}")
         finally:
             await conn.close()
         return Outcome(False, "the statement ran")
 
     return Attack(FAMILY_DATABASE, name, run)
 
+
+_REFUSALS = frozenset({"42501", "57014"})
+"""insufficient_privilege (grants, ownership, the append-only triggers) and query_canceled."""
 
 _LONGEST_STATEMENT_S = 90.0
 """A services' connection must cut a statement short well before this."""
@@ -184,6 +190,15 @@ _DATABASE_ATTACKS = (
     ("create-in-public", "CREATE TABLE public.attacker (x int)"),
     ("create-function", "CREATE FUNCTION attacker() RETURNS int LANGUAGE sql AS 'SELECT 1'"),
     ("long-statement", "SELECT pg_sleep(600)"),
+    (
+        "insert-stage-log-time",
+        "INSERT INTO stage_logs (deployment_id, stage_id, severity, message, recorded_at) "
+        "VALUES ('x', 'y', 'info', 'z', '2000-01-01')",
+    ),
+    ("create-view", "CREATE VIEW attacker AS SELECT 1"),
+    ("replication-role", "SET session_replication_role = replica"),
+    ("drop-append-only-trigger", "DROP TRIGGER events_no_update_or_delete ON events"),
+    ("write-migrations", "INSERT INTO schema_migrations VALUES (9999, 'x')"),
 )
 
 
