@@ -49,6 +49,7 @@ from shared.db import create_pool
 from shared.errors import ConfigError, Unavailable
 from shared.health import HealthServer, ReadinessCheck, new_registry
 from shared.logs import configure_logging, get_logger
+from shared.natsconnect import connect_options
 from shared.settings import ServiceSettings, SettingsError, load_settings
 from shared.subjects import Subjects
 from shared.tracing import configure_tracing
@@ -316,6 +317,8 @@ class ServiceRuntime(Generic[S]):
             delay = min(delay * 2, _RECONNECT_BACKOFF_MAX_S)
 
     async def _connect_nats(self) -> NatsClient:
+        # Before the first attempt: a bad credential setting is a ConfigError, not a retry.
+        options = connect_options(self.settings, self.name)
         nc = NatsClient()
 
         async def on_error(exc: Exception) -> None:
@@ -343,6 +346,7 @@ class ServiceRuntime(Generic[S]):
                 disconnected_cb=on_disconnected,
                 reconnected_cb=on_reconnected,
                 closed_cb=on_closed,
+                **options,
             )
         except BaseException:
             # Cancelled by the start-up deadline or a stop: don't leave its

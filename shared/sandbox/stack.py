@@ -217,7 +217,8 @@ class Stack:
         env = os.environ | {
             "SLIPWAY_DATABASE_URL": self.app_database_url,
             "SLIPWAY_DATABASE_SCHEMA": self.schema,
-            "SLIPWAY_NATS_URL": self.nats.url,
+            # Its own NATS user: only the subjects its role needs (shared/natsauth.py).
+            "SLIPWAY_NATS_URL": self.nats.url_for(name),
             "SLIPWAY_HEALTH_PORT": str(health_port),
             "SLIPWAY_LOG_FORMAT": "json",
             "SLIPWAY_SERVICE_INSTANCE": instance,
@@ -277,6 +278,7 @@ class Stack:
             f"export SLIPWAY_DATABASE_URL={self.app_database_url}",
             f"export SLIPWAY_MIGRATE_DATABASE_URL={self.postgres.url}",
             f"export SLIPWAY_DATABASE_SCHEMA={self.schema}",
+            # The admin user, for an operator's `nats` or scripts; services have their own.
             f"export SLIPWAY_NATS_URL={self.nats.url}",
             f"export SLIPWAY_API_URL={self.api_url}",
         ]
