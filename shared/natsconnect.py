@@ -21,13 +21,13 @@ from shared.errors import ConfigError
 from shared.natsauth import inbox_prefix
 from shared.settings import ServiceSettings, env_key
 
-__all__ = ["connect_options"]
+__all__ = ["connect_options", "credentials"]
 
 
 def connect_options(settings: ServiceSettings, service: str) -> dict[str, Any]:
     """Keyword arguments for `nats.connect` beyond the URL; `ConfigError` naming the setting."""
     options: dict[str, Any] = {"inbox_prefix": inbox_prefix(service)}
-    user, password = _credentials(settings)
+    user, password = credentials(settings)
     if user:
         options["user"] = user
         options["password"] = password
@@ -37,7 +37,8 @@ def connect_options(settings: ServiceSettings, service: str) -> dict[str, Any]:
     return options
 
 
-def _credentials(settings: ServiceSettings) -> tuple[str, str]:
+def credentials(settings: ServiceSettings) -> tuple[str, str]:
+    """The NATS user and password `settings` give (empty when none: an open server)."""
     parts = urlsplit(settings.nats_url)
     user = settings.nats_user or unquote(parts.username or "")
     if settings.nats_password and settings.nats_password_file:
