@@ -83,6 +83,7 @@ _NATS_DRAIN_TIMEOUT_S: Final = 5
 _POOL_CLOSE_TIMEOUT_S: Final = 5.0
 _RECONNECT_BACKOFF_MAX_S: Final = 5.0
 _ALL_RETURNED: Final = "every component returned"
+_NATS_LOGIN_SETTINGS: Final = "SLIPWAY_NATS_USER, SLIPWAY_NATS_PASSWORD(_FILE) or SLIPWAY_NATS_URL"
 
 log = get_logger(__name__)
 
@@ -322,7 +323,13 @@ class ServiceRuntime(Generic[S]):
         nc = NatsClient()
 
         async def on_error(exc: Exception) -> None:
-            log.warning("nats_error", error=f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            if "authorization violation" in error.lower():
+                # Retried like an outage (the server may be rolling out new passwords),
+                # but the operator is told which settings to look at.
+                log.warning("nats_login_refused", error=error, settings=_NATS_LOGIN_SETTINGS)
+                return
+            log.warning("nats_error", error=error)
 
         async def on_disconnected() -> None:
             log.warning("nats_disconnected")

@@ -466,3 +466,31 @@ async def test_a_forged_plan_deploys_nothing(
     registered = await backends.store.pool.fetch("SELECT deployment_id FROM executor_leases")
     assert [r["deployment_id"] for r in registered] == ["d1"]
     assert await harness.events("forged") == []
+
+
+async def test_a_refused_login_names_the_settings_and_not_the_password(
+    server: NatsServer, app_database_url: str, schema: str
+) -> None:
+    """A wrong NATS password keeps the service from starting; the log says which settings to
+    check and never shows the password tried."""
+    wrong = "not-the-executor-password"
+    settings = ServiceSettings(
+        database_url=app_database_url,
+        database_schema=schema,
+        health_port=-1,
+        startup_timeout_s=2,
+        nats_url=address(server),
+        nats_user="executor",
+        nats_password=wrong,
+    )
+
+    async def setup(_: ServiceRuntime[ServiceSettings]) -> list[Component]:
+        raise AssertionError("started without logging in")
+
+    runtime = ServiceRuntime("executor", settings, handle_signals=False)
+    with structlog.testing.capture_logs() as captured:
+        report = await runtime.run(setup)
+    assert report.exit_code == 1
+    refused = [e for e in captured if e["event"] == "nats_login_refused"]
+    assert refused and "SLIPWAY_NATS_PASSWORD" in refused[0]["settings"]
+    assert wrong not in repr(captured)
