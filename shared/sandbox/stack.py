@@ -218,7 +218,11 @@ class Stack:
             "SLIPWAY_DATABASE_URL": self.app_database_url,
             "SLIPWAY_DATABASE_SCHEMA": self.schema,
             # Its own NATS user: only the subjects its role needs (shared/natsauth.py).
-            "SLIPWAY_NATS_URL": self.nats.url_for(name),
+            # All three set, so a login inherited from the caller's environment cannot win.
+            "SLIPWAY_NATS_URL": self.nats.address,
+            "SLIPWAY_NATS_USER": name,
+            "SLIPWAY_NATS_PASSWORD": self.nats.passwords[name],
+            "SLIPWAY_NATS_PASSWORD_FILE": "",
             "SLIPWAY_HEALTH_PORT": str(health_port),
             "SLIPWAY_LOG_FORMAT": "json",
             "SLIPWAY_SERVICE_INSTANCE": instance,
