@@ -348,14 +348,20 @@ async def test_service_logs_in_from_its_settings_and_never_logs_the_password(
 
 
 async def forge(
-    nc: NatsClient, store: EventStore, subjects: Subjects, stream_id: str, *events: Event
+    nc: NatsClient,
+    store: EventStore,
+    subjects: Subjects,
+    stream_id: str,
+    *events: Event,
+    event_id: uuid.UUID | None = None,
 ) -> None:
-    """Publish `events` exactly as the relay would lay them out, though the log never had them."""
+    """Publish `events` exactly as the relay would lay them out, though the log never had them
+    (or, with `event_id`, one event under the id of a logged one)."""
     js = nc.jetstream()
     for version, event in enumerate(events):
         event_type, schema_version, payload = store.registry.encode(event)
         row = {
-            "event_id": uuid.uuid4(),
+            "event_id": event_id or uuid.uuid4(),
             "event_type": event_type,
             "schema_version": schema_version,
             "stream_id": stream_id,
@@ -494,3 +500,63 @@ async def test_a_refused_login_names_the_settings_and_not_the_password(
     refused = [e for e in captured if e["event"] == "nats_login_refused"]
     assert refused and "SLIPWAY_NATS_PASSWORD" in refused[0]["settings"]
     assert wrong not in repr(captured)
+
+
+async def test_a_tampered_copy_of_a_logged_event_is_acted_on_as_logged(
+    backends: Backends, store: EventStore
+) -> None:
+    """A message published ahead of the relay under a logged event's id, with another body, is
+    handled with the log's body; one naming the logged id under another stream causes nothing."""
+    await backends.ensure_event_stream()
+    subjects = backends.subjects
+
+    def registered(name: str) -> ApplicationRegistered:
+        return ApplicationRegistered(application_id="a1", name=name, repository_id="r", path="p")
+
+    await store.append("application-a1", new_events([registered("web")]), expected_version=ANY)
+    await store.append(
+        "application-a2",
+        new_events([ApplicationDisabled(application_id="a2")]),
+        expected_version=ANY,
+    )
+    logged = {e.stream_id: e for e in await store.read_all()}
+    # JetStream keeps the first message per id: these pre-empt the relay's own publishes.
+    await forge(
+        backends.nc,
+        store,
+        subjects,
+        "application-a1",
+        registered("evil"),
+        event_id=logged["application-a1"].event_id,
+    )
+    await forge(
+        backends.nc,
+        store,
+        subjects,
+        "application-evil",
+        ApplicationDisabled(application_id="evil"),
+        event_id=logged["application-a2"].event_id,
+    )
+    seen: list[Event] = []
+
+    async def keep(event: RecordedEvent, conn: asyncpg.Connection) -> None:
+        seen.append(event.event)
+
+    consumer = EventConsumer(
+        name="tamper",
+        js=backends.nc.jetstream(),
+        pool=store.pool,
+        registry=store.registry,
+        subjects=subjects,
+        handler=keep,
+        fetch_timeout_s=0.2,
+    )
+
+    async def drained() -> bool:
+        info = await consumer.js.consumer_info(subjects.events_stream, consumer.name)
+        return info.num_pending == 0 and info.num_ack_pending == 0 and bool(seen)
+
+    await consumer.ensure()
+    async with running(backends.relay().run, consumer.run):
+        await wait_until(drained, within_s=WAIT_S, what="both messages consumed")
+    assert seen == [registered("web")]
