@@ -176,6 +176,28 @@ async def test_only_the_relay_may_publish_event_subjects(
     assert await stored_messages(server) == 1
 
 
+@pytest.mark.parametrize("user", [r.name for r in ROLES if not r.publishes_stage_logs])
+async def test_only_the_executor_and_analysis_may_write_live_stage_logs(
+    server: NatsServer, clients: list[Client], user: str
+) -> None:
+    """A stage-log line from any other service's user never reaches a follower (the API)."""
+    subject = SUBJECTS.stage_log("d1")
+    api = await connect_as(clients, server, "api")
+    lines: list[bytes] = []
+
+    async def keep(message: Any) -> None:
+        lines.append(message.data)
+
+    await api.nc.subscribe(subject, cb=keep)
+    await api.nc.flush()
+    writer = await connect_as(clients, server, user)
+    await writer.nc.publish(subject, b"forged line")
+    await writer.nc.flush()
+    await wait_until(lambda: writer.refused(subject), what=f"{user} refused {subject}")
+    await api.nc.flush()
+    assert lines == []
+
+
 async def test_a_consumer_cannot_read_other_subjects_or_take_over_another_consumer(
     server: NatsServer, clients: list[Client]
 ) -> None:
