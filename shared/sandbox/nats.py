@@ -64,7 +64,9 @@ class NatsServer:
         *,
         port: int | None = None,
         subjects: Subjects | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
+        """`tls`: (certificate, key) files to serve TLS with (clients then need `tls://`)."""
         self._own_dir = store_dir is None
         self.store_dir = (
             Path(tempfile.mkdtemp(prefix="slipway-nats-")) if store_dir is None else store_dir
@@ -75,12 +77,14 @@ class NatsServer:
         self.passwords: Mapping[str, str] = {
             name: secrets.token_urlsafe(24) for name in (ADMIN, *(r.name for r in ROLES))
         }
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
         """The server's URL without credentials: what to print."""
-        return f"nats://127.0.0.1:{self.port}"
+        scheme = "tls" if self.tls else "nats"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def url(self) -> str:
@@ -122,6 +126,9 @@ class NatsServer:
             "--log",
             str(log),
         ]
+        if self.tls is not None:
+            cert, key = self.tls
+            cmd += ["--tls", "--tlscert", str(cert), "--tlskey", str(key)]
         self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
         wait_until(
             lambda: port_open(self.port) and port_open(self.monitor_port),

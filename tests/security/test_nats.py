@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -582,3 +584,55 @@ async def test_a_tampered_copy_of_a_logged_event_is_acted_on_as_logged(
     async with running(backends.relay().run, consumer.run):
         await wait_until(drained, within_s=WAIT_S, what="both messages consumed")
     assert seen == [registered("web")]
+
+
+def _certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a server certificate it signed for 127.0.0.1: (ca, cert, key)."""
+    ca, ca_key = directory / "ca.pem", directory / "ca.key"
+    cert, key, csr = directory / "server.pem", directory / "server.key", directory / "server.csr"
+    san = directory / "san.cnf"
+    san.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ca_args = ["-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca"]
+    server_args = ["-newkey", "rsa:2048", "-nodes", "-subj", "/CN=nats"]
+    sign_args = ["-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "1"]
+    for args in (
+        ["req", *ca_args, "-keyout", str(ca_key), "-out", str(ca)],
+        ["req", *server_args, "-keyout", str(key), "-out", str(csr)],
+        ["x509", "-req", "-in", str(csr), *sign_args, "-extfile", str(san), "-out", str(cert)],
+    ):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+    return ca, cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the test certificates")
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_tls_setting_connects_only_to_a_server_the_ca_vouches_for(
+    tmp_path: Path, app_database_url: str, schema: str, trusted: bool
+) -> None:
+    """With SLIPWAY_NATS_TLS_CA_FILE a service connects over TLS to a server its CA signed; with
+    another CA it refuses the server (no credentials are sent to an impostor)."""
+    ca, cert, key = _certificates(tmp_path)
+    (tmp_path / "other").mkdir()
+    other_ca = _certificates(tmp_path / "other")[0]
+    with NatsServer(tmp_path / "nats", tls=(cert, key)) as server:
+        assert server.address.startswith("tls://")
+        settings = ServiceSettings(
+            database_url=app_database_url,
+            database_schema=schema,
+            health_port=-1,
+            startup_timeout_s=3,
+            nats_url=server.address,
+            nats_user="executor",
+            nats_password=server.passwords["executor"],
+            nats_tls_ca_file=str(ca if trusted else other_ca),
+        )
+
+        async def setup(_: ServiceRuntime[ServiceSettings]) -> list[Component]:
+            async def connected(stop: asyncio.Event) -> None:
+                assert runtime.nc.is_connected
+
+            return [connected]
+
+        runtime = ServiceRuntime("executor", settings, burst=True, handle_signals=False)
+        report = await runtime.run(setup)
+    assert report.exit_code == (0 if trusted else 1), report
