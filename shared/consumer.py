@@ -10,6 +10,14 @@ message: the inbox lookup, the inbox insert, the commit and the server's ack
 confirmation were each paid per message before, which capped a consumer at a
 few hundred events/s (benchmarks/eventlog.py).
 
+The log, not the message, is what a handler acts on: the runtime re-reads
+each delivered event by id from PostgreSQL (one indexed read per batch, on
+`events_event_id_unique`) and hands the handler the stored event. A message
+whose event is not in the log, or is there under another stream, version or
+type, was not published by the relay: it is logged as forged, terminated,
+and causes nothing (DESIGN §14: NATS credentials can leak; the log's
+append rules cannot be bypassed from the wire).
+
 Failures: a message that can never be handled (garbage, unknown type) goes to
 the dead-letter table at once and is terminated; any other failure is nak'ed
 with back-off, and after `max_deliver` deliveries it is dead-lettered too.
@@ -38,6 +46,7 @@ from structlog.contextvars import bound_contextvars
 from shared import tracing
 from shared.db import CONNECTION_ERRORS
 from shared.errors import MessageError
+from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
 from shared.events.codec import EventRegistry
 from shared.messaging import event_from_message
@@ -74,6 +83,7 @@ class ConsumerStats(msgspec.Struct):
     skipped_duplicates: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    forged: int = 0
 
 
 class EventConsumer:
@@ -123,6 +133,7 @@ class EventConsumer:
         self.tracer = tracer or _tracer
         self.stats = ConsumerStats()
         self.in_flight = False
+        self._log = EventStore(pool, registry)
 
     async def ensure(self) -> None:
         """Create or update the durable consumer (idempotent; every replica calls it)."""
@@ -209,7 +220,7 @@ class EventConsumer:
                 await self._dead_letter(message, _deliveries(message), f"undecodable: {exc}")
         while batch:
             try:
-                handled = await self._handle_once(batch)
+                handled, forged = await self._handle_once(batch)
             except _HandlerFailed as failed:
                 # Everything rolled back: the events before the failing one are handled
                 # again, it is retried or dead-lettered alone (its handler is not run
@@ -223,29 +234,53 @@ class EventConsumer:
                 for message, event in batch:
                     await self._failed(message, event, _deliveries(message), exc)
                 return
-            for _, event in batch:
-                if event.event_id in handled:
+            acks = []
+            for message, claimed in batch:
+                if claimed.event_id in forged:
+                    await self._reject_forged(message, claimed, forged[claimed.event_id])
+                    continue
+                acks.append(message)
+                logged = handled.get(claimed.event_id)
+                if logged is not None:
                     if self.after_commit is not None:
-                        await self.after_commit(event)
+                        await self.after_commit(logged)
                     self.stats.handled += 1
-                    log.debug("event_handled", event_id=str(event.event_id))
+                    log.debug("event_handled", event_id=str(logged.event_id))
                 else:
                     self.stats.skipped_duplicates += 1
-                    log.info("duplicate_delivery_skipped", event_id=str(event.event_id))
+                    log.info("duplicate_delivery_skipped", event_id=str(claimed.event_id))
             # Confirmed acks, awaited together: one round trip's wait per batch, not per
             # message. A lost ack is only a redelivery, which the inbox recognises.
-            await asyncio.gather(*(message.ack_sync() for message, _ in batch))
+            await asyncio.gather(*(message.ack_sync() for message in acks))
             return
 
-    async def _handle_once(self, batch: Sequence[tuple[Msg, RecordedEvent]]) -> set[uuid.UUID]:
-        """Run the handler for each event not handled yet and record them, in one transaction."""
+    async def _handle_once(
+        self, batch: Sequence[tuple[Msg, RecordedEvent]]
+    ) -> tuple[dict[uuid.UUID, RecordedEvent], dict[uuid.UUID, str]]:
+        """Run the handler for each event not handled yet and record them, in one transaction.
+
+        Returns the handled events as the log stores them, and the forged ones with why.
+        """
         async with self.pool.acquire() as conn, conn.transaction():
             ids = [event.event_id for _, event in batch]
+            stored = await self._log.rows_by_id(ids, conn=conn)
+            forged = {
+                claimed.event_id: why
+                for _, claimed in batch
+                if (why := _unlike_log(claimed, stored.get(claimed.event_id))) is not None
+            }
             seen = {row["event_id"] for row in await conn.fetch(_ALREADY_HANDLED, self.name, ids)}
-            fresh = [event.event_id for _, event in batch if event.event_id not in seen]
-            for index, (message, event) in enumerate(batch):
-                if event.event_id in seen:
+            handled: dict[uuid.UUID, RecordedEvent] = {}
+            for index, (message, claimed) in enumerate(batch):
+                if (
+                    claimed.event_id in seen
+                    or claimed.event_id in forged
+                    or claimed.event_id in handled
+                ):
                     continue
+                # The handler sees the stored event: the message body is only a claim.
+                event = self._log.decode_row(stored[claimed.event_id])
+                handled[event.event_id] = event
                 with (
                     bound_contextvars(
                         event_id=str(event.event_id), stream_id=event.stream_id, consumer=self.name
@@ -269,9 +304,21 @@ class EventConsumer:
                         raise _HandlerFailed(index, exc) from exc
             # Recorded after the handlers, so the first handler's own append is this
             # transaction's first write (see the per-stream order guard in the store).
-            if fresh:
-                await conn.execute(_RECORD_HANDLED, self.name, fresh)
-        return set(fresh)
+            if handled:
+                await conn.execute(_RECORD_HANDLED, self.name, list(handled))
+        return handled, forged
+
+    async def _reject_forged(self, message: Msg, claimed: RecordedEvent, why: str) -> None:
+        """Stop a message the relay did not publish; nothing of it is stored or acted on."""
+        self.stats.forged += 1
+        log.warning(
+            "forged_event_rejected",
+            subject=message.subject,
+            event_id=str(claimed.event_id),
+            event_type=claimed.event_type,
+            reason=why,
+        )
+        await message.term()
 
     async def _failed(
         self, message: Msg, event: RecordedEvent, deliveries: int, exc: Exception
@@ -315,6 +362,16 @@ class EventConsumer:
             "message_dead_lettered", subject=message.subject, reason=reason, deliveries=deliveries
         )
         await message.term()
+
+
+def _unlike_log(claimed: RecordedEvent, stored: asyncpg.Record | None) -> str | None:
+    """Why a delivered event is not the logged one with its id; None when it is."""
+    if stored is None:
+        return "not in the event log"
+    for field in ("stream_id", "stream_version", "event_type"):
+        if getattr(claimed, field) != stored[field]:
+            return f"its {field} differs from the event log's"
+    return None
 
 
 def _deliveries(message: Msg) -> int:

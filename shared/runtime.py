@@ -49,6 +49,7 @@ from shared.db import create_pool
 from shared.errors import ConfigError, Unavailable
 from shared.health import HealthServer, ReadinessCheck, new_registry
 from shared.logs import configure_logging, get_logger
+from shared.natsconnect import connect_options
 from shared.settings import ServiceSettings, SettingsError, load_settings
 from shared.subjects import Subjects
 from shared.tracing import configure_tracing
@@ -82,6 +83,7 @@ _NATS_DRAIN_TIMEOUT_S: Final = 5
 _POOL_CLOSE_TIMEOUT_S: Final = 5.0
 _RECONNECT_BACKOFF_MAX_S: Final = 5.0
 _ALL_RETURNED: Final = "every component returned"
+_NATS_LOGIN_SETTINGS: Final = "SLIPWAY_NATS_USER, SLIPWAY_NATS_PASSWORD(_FILE) or SLIPWAY_NATS_URL"
 
 log = get_logger(__name__)
 
@@ -320,10 +322,18 @@ class ServiceRuntime(Generic[S]):
             delay = min(delay * 2, _RECONNECT_BACKOFF_MAX_S)
 
     async def _connect_nats(self) -> NatsClient:
+        # Before the first attempt: a bad credential setting is a ConfigError, not a retry.
+        options = connect_options(self.settings, self.name)
         nc = NatsClient()
 
         async def on_error(exc: Exception) -> None:
-            log.warning("nats_error", error=f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            if "authorization violation" in error.lower():
+                # Retried like an outage (the server may be rolling out new passwords),
+                # but the operator is told which settings to look at.
+                log.warning("nats_login_refused", error=error, settings=_NATS_LOGIN_SETTINGS)
+                return
+            log.warning("nats_error", error=error)
 
         async def on_disconnected() -> None:
             log.warning("nats_disconnected")
@@ -347,6 +357,7 @@ class ServiceRuntime(Generic[S]):
                 disconnected_cb=on_disconnected,
                 reconnected_cb=on_reconnected,
                 closed_cb=on_closed,
+                **options,
             )
         except BaseException:
             # Cancelled by the start-up deadline or a stop: don't leave its

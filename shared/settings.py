@@ -65,6 +65,17 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     )
     """PostgreSQL ends a session whose transaction sits idle longer (0: never)."""
     nats_url: str = "nats://127.0.0.1:4222"
+    """May carry the user and password (`nats://executor:…@nats:4222`); `tls://` requires TLS."""
+    nats_user: str = ""
+    """The service's own NATS user (overrides one in `nats_url`); see shared/natsauth.py."""
+    nats_password: str = ""
+    nats_password_file: str = ""
+    """A file holding the NATS password (a mounted Secret); instead of `nats_password`."""
+    nats_tls_ca_file: str = ""
+    """CA bundle that signed the NATS servers' certificates; setting it turns TLS on."""
+    nats_tls_cert_file: str = ""
+    """Client certificate, for servers that verify clients (`verify: true`); with the key."""
+    nats_tls_key_file: str = ""
     subject_prefix: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "slipway"
     health_host: str = "127.0.0.1"
     health_port: Annotated[int, Meta(ge=-1, le=65535)] = 0

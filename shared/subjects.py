@@ -58,6 +58,10 @@ class Subjects:
     def stage_log(self, deployment_id: str) -> str:
         return f"{self.prefix}.log.{_token(deployment_id)}"
 
+    @property
+    def all_stage_logs(self) -> str:
+        return f"{self.prefix}.log.*"
+
     def dead_letter(self, consumer: str) -> str:
         return f"{self.prefix}.dlq.{_token(consumer)}"
 

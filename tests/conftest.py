@@ -34,7 +34,8 @@ from tests.support import Backends
 
 @pytest.fixture(scope="session")
 def nats_url() -> Iterator[str]:
-    """URL of a JetStream-enabled nats-server for the whole session."""
+    """URL of a JetStream-enabled nats-server for the whole session, logged in as its `admin`
+    user (every permission; services' own users are tested in tests/security/test_nats.py)."""
     if url := os.environ.get("SLIPWAY_TEST_NATS_URL"):
         yield url
         return

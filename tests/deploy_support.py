@@ -19,7 +19,9 @@ from typing import Any
 
 import msgspec
 
+from shared.errors import ConfigError
 from shared.eventlog import role_of_service
+from shared.natsconnect import credentials
 from shared.settings import ServiceSettings, SettingsError, env_key, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +122,24 @@ def deployment_problems(
             f"{service}: SLIPWAY_DATABASE_URL logs in as {user!r}, not {role!r} "
             "(the role the migrations grant exactly what this service needs)"
         )
+    problems += nats_login_problems(service, settings)
     return problems, settings
+
+
+def nats_login_problems(service: str, settings: ServiceSettings) -> list[str]:
+    """A service must log in to NATS as its own user (its role's permissions), with a password."""
+    try:
+        user, password = credentials(settings)
+    except ConfigError as exc:
+        return [f"{service}: {exc}"]
+    if user != service:
+        return [
+            f"{service}: logs in to NATS as {user or 'nobody'!r}, not as its own user "
+            f"{service!r} (SLIPWAY_NATS_USER; roles in shared/natsauth.py)"
+        ]
+    if not password:
+        return [f"{service}: no NATS password (SLIPWAY_NATS_PASSWORD or _PASSWORD_FILE)"]
+    return []
 
 
 @dataclass

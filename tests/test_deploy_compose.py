@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import posixpath
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,6 +24,7 @@ from shared.cli import build_parser
 from shared.cli.kubesim import build as build_kubesim
 from shared.config import load_control_config
 from shared.eventlog import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, role_of_service
+from shared.natsauth import ROLES, deploy_authorization, password_env
 from shared.sandbox.postgres import postgres_bin_dir
 from tests.deploy_support import (
     COMPOSE_FILE,
@@ -158,6 +160,16 @@ def test_removing_a_service_or_a_setting_is_caught() -> None:
         for p in compose_problems(compose)
     )
     compose = _compose()
+    del compose["services"]["notifier"]["environment"]["SLIPWAY_NATS_PASSWORD"]
+    assert "notifier: no NATS password (SLIPWAY_NATS_PASSWORD or _PASSWORD_FILE)" in (
+        compose_problems(compose)
+    )
+    compose = _compose()
+    compose["services"]["notifier"]["environment"]["SLIPWAY_NATS_USER"] = "relay"
+    assert any(
+        p.startswith("notifier: logs in to NATS as 'relay'") for p in compose_problems(compose)
+    )
+    compose = _compose()
     compose["services"]["ghost"] = {"command": ["python", "-m", "services.ghost"]}
     assert "ghost: runs services.ghost, which has no __main__.py" in compose_problems(compose)
 
@@ -184,6 +196,24 @@ def test_infrastructure_services() -> None:
     assert _mounts(services["prometheus"])["/etc/prometheus/prometheus.yml"] == (
         "./deploy/prometheus/prometheus.yml"
     )
+
+
+def test_nats_requires_each_service_to_log_in_as_itself() -> None:
+    """NATS runs with the generated users (deploy/kubernetes/nats/auth.conf), gets every role's
+    password, and each service logs in as its own user with that password."""
+    services = _compose()["services"]
+    nats = services["nats"]
+    config = nats["command"][nats["command"].index("--config") + 1]
+    mounts = _mounts(nats)
+    nats_conf = (ROOT / mounts[config]).read_text()
+    assert "include ./auth.conf" in nats_conf
+    auth = posixpath.join(posixpath.dirname(config), "auth.conf")
+    assert (ROOT / mounts[auth]).read_text() == deploy_authorization()
+    server_env = _environment(nats)
+    for role in ROLES:
+        env = _environment(services[role.name])
+        expected = (role.name, server_env[password_env(role.name)])
+        assert (env["SLIPWAY_NATS_USER"], env["SLIPWAY_NATS_PASSWORD"]) == expected
 
 
 def test_app_role_password_matches() -> None:

@@ -21,6 +21,7 @@ import yaml
 
 from shared.cli import build_parser
 from shared.config import load_control_config
+from shared.natsauth import ROLES, deploy_authorization, password_env
 from tests.deploy_support import (
     KUBERNETES_DIR,
     ROOT,
@@ -42,6 +43,14 @@ def _kustomization() -> Doc:
     loaded = yaml.safe_load((KUBERNETES_DIR / "kustomization.yaml").read_text())
     assert isinstance(loaded, dict)
     return loaded
+
+
+def _components() -> list[str]:
+    """Optional kustomize components (directories), whether enabled or not: `nats-tls`."""
+    return sorted(
+        str(path.parent.relative_to(KUBERNETES_DIR))
+        for path in KUBERNETES_DIR.glob("*/kustomization.yaml")
+    )
 
 
 def _resources() -> list[tuple[str, Doc]]:
@@ -105,6 +114,7 @@ def test_no_manifest_is_left_out() -> None:
     """Every file under deploy/kubernetes/ is a listed resource or a generator's input."""
     used = {
         "kustomization.yaml",
+        *(f"{component}/kustomization.yaml" for component in _components()),
         *_kustomization()["resources"],
         *(f for g in _kustomization().get("configMapGenerator", []) for f in g["files"]),
     }
@@ -126,17 +136,21 @@ def _kubectl() -> str:
     pytest.skip("kubectl is not installed")
 
 
-def test_kustomize_renders_valid_manifests() -> None:
-    """`kubectl kustomize deploy/kubernetes` renders into the namespace, and all of it validates."""
+def _render(directory: Path = KUBERNETES_DIR) -> list[Doc]:
     done = subprocess.run(
-        [_kubectl(), "kustomize", str(KUBERNETES_DIR)],
+        [_kubectl(), "kustomize", str(directory)],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    rendered = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def test_kustomize_renders_valid_manifests() -> None:
+    """`kubectl kustomize deploy/kubernetes` renders into the namespace, and all of it validates."""
+    rendered = _render()
     assert [p for doc in rendered for p in _validate(doc)] == []
     namespaced = [
         d for d in rendered if d["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding")
@@ -356,3 +370,160 @@ def test_postgres_and_secrets_agree() -> None:
     assert "10-slipway-app-role.sh" in _generated()[volume["configMap"]["name"]]
     host = app_url.split("@", 1)[1].split(":", 1)[0]
     assert host == postgres["spec"]["serviceName"]
+
+
+# --- NATS: one user per service, TLS ready, and the network closed --------------------------
+
+
+def _nats_password_env(docs: list[Doc]) -> dict[str, str]:
+    """The NATS servers' environment, where nats/auth.conf finds each password."""
+    (container,) = _by_kind(docs, "StatefulSet")["nats"]["spec"]["template"]["spec"]["containers"]
+    return _container_env(container, docs)
+
+
+def test_nats_users_are_the_generated_roles_and_each_service_has_its_password() -> None:
+    """nats/auth.conf is shared/natsauth.py's rendering, nats.conf includes it, every role's
+    password reaches the servers, and each service logs in as itself with that password."""
+    assert (KUBERNETES_DIR / "nats" / "auth.conf").read_text() == deploy_authorization()
+    docs = [d for _, d in _resources()]
+    config = _by_kind(docs, "ConfigMap")["nats-config"]["data"]
+    assert "include ./auth.conf" in config["nats.conf"]
+    assert "include ./tls.conf" in config["nats.conf"] and "tls.conf" in config
+    volume = next(
+        v
+        for v in _by_kind(docs, "StatefulSet")["nats"]["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == "config"
+    )
+    sources = {s["configMap"]["name"] for s in volume["projected"]["sources"]}
+    assert sources == {"nats-config", "nats-auth"}
+    assert "auth.conf" in _generated()["nats-auth"]
+    server_env = _nats_password_env(docs)
+    deployments = _by_kind(docs, "Deployment")
+    for role in ROLES:
+        password = server_env[password_env(role.name)]
+        (container,) = deployments[role.name]["spec"]["template"]["spec"]["containers"]
+        env = _container_env(container, docs)
+        assert (env["SLIPWAY_NATS_USER"], env["SLIPWAY_NATS_PASSWORD"]) == (role.name, password)
+    passwords = _by_kind(docs, "Secret")["slipway-nats"]["stringData"]
+    assert set(passwords) == {r.name for r in ROLES}
+    assert len(set(passwords.values())) == len(passwords), "one password per service"
+
+
+def test_a_service_without_its_nats_login_is_caught() -> None:
+    """The deployment check fails for a service with no NATS password or another's user."""
+    docs = [doc for _, doc in _resources()]
+    for change, expected in (
+        (lambda env: [e for e in env if e["name"] != "SLIPWAY_NATS_PASSWORD"], "no NATS password"),
+        (
+            lambda env: [
+                {"name": "SLIPWAY_NATS_USER", "value": "relay"}
+                if e["name"] == "SLIPWAY_NATS_USER"
+                else e
+                for e in env
+            ],
+            "logs in to NATS as 'relay'",
+        ),
+    ):
+        changed = copy.deepcopy(docs)
+        pod = _by_kind(changed, "Deployment")["planner"]["spec"]["template"]["spec"]
+        pod["containers"][0]["env"] = change(pod["containers"][0]["env"])
+        assert any(
+            p.startswith("planner: ") and expected in p for p in kubernetes_problems(changed)
+        ), expected
+
+
+def _policies(docs: list[Doc]) -> dict[str, Doc]:
+    return _by_kind(docs, "NetworkPolicy")
+
+
+def _selects(selector: Doc, labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels / matchExpressions with In) selects `labels`."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def _pod_labels(docs: list[Doc]) -> dict[str, dict[str, str]]:
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Job")]
+    return {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d in workloads}
+
+
+def _ingress_ports(docs: list[Doc], target: dict[str, str], source: dict[str, str]) -> set[int]:
+    """Ports of a pod labelled `target` that a pod of this namespace labelled `source` may reach."""
+    ports: set[int] = set()
+    for policy in _policies(docs).values():
+        spec = policy["spec"]
+        if "Ingress" not in spec["policyTypes"] or not _selects(spec["podSelector"], target):
+            continue
+        for rule in spec.get("ingress", []):
+            peers = rule.get("from")
+            if peers is None or any(
+                "podSelector" in p
+                and "namespaceSelector" not in p
+                and _selects(p["podSelector"], source)
+                for p in peers
+            ):
+                ports |= {p["port"] for p in rule.get("ports", [])}
+    return ports
+
+
+def test_network_policies_deny_by_default_and_open_only_slipways_paths() -> None:
+    """Default deny; NATS's client port only for services, its routes only for NATS; Postgres
+    only for services and the migration; the API and the webhooks reachable; DNS for all."""
+    docs = [d for _, d in _resources()]
+    policies = _policies(docs)
+    deny = policies["default-deny"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    assert not any(
+        "ingress" in p["spec"] or "egress" in p["spec"] for p in [policies["default-deny"]]
+    )
+    labels = _pod_labels(docs)
+    for service in service_names():
+        assert labels[service].get("app.kubernetes.io/component") == "service", service
+    nats, postgres = labels["nats"], labels["postgres"]
+    stranger = {"app.kubernetes.io/name": "someone-elses-pod"}
+    for service in service_names():
+        assert _ingress_ports(docs, nats, labels[service]) == {4222}, service
+        assert _ingress_ports(docs, postgres, labels[service]) == {5432}, service
+    assert _ingress_ports(docs, nats, nats) == {6222}
+    assert _ingress_ports(docs, postgres, labels["slipway-migrate"]) == {5432}
+    assert _ingress_ports(docs, nats, stranger) == set()
+    assert _ingress_ports(docs, postgres, stranger) == set()
+    assert _ingress_ports(docs, labels["api"], stranger) == {8080}
+    assert _ingress_ports(docs, labels["gitwatcher"], stranger) == {8081}
+    assert _ingress_ports(docs, labels["executor"], stranger) == set()
+    dns = policies["dns"]["spec"]
+    assert dns["podSelector"] == {} and {p["port"] for p in dns["egress"][0]["ports"]} == {53}
+    for policy in policies.values():
+        for rule in policy["spec"].get("egress", []):
+            for peer in rule.get("to", []):
+                if "ipBlock" in peer:
+                    assert "169.254.0.0/16" in peer["ipBlock"].get("except", []), policy
+
+
+def test_nats_tls_component_renders_valid_manifests(tmp_path: Path) -> None:
+    """Enabling the nats-tls component (as deploy/README.md says) renders valid manifests that
+    serve TLS and give every service tls:// and the CA."""
+    assert "nats-tls" in _components()
+    copy_dir = tmp_path / "kubernetes"
+    shutil.copytree(KUBERNETES_DIR, copy_dir)
+    kustomization = copy_dir / "kustomization.yaml"
+    text = kustomization.read_text()
+    assert "# components:\n#   - nats-tls\n" in text
+    kustomization.write_text(
+        text.replace("# components:\n#   - nats-tls\n", "components:\n  - nats-tls\n")
+    )
+    rendered = _render(copy_dir)
+    assert [p for doc in rendered for p in _validate(doc)] == []
+    config_maps = _by_kind(rendered, "ConfigMap")
+    assert "cert_file: /etc/nats/tls/tls.crt" in config_maps["nats-config"]["data"]["tls.conf"]
+    env = config_maps["slipway-env"]["data"]
+    assert env["SLIPWAY_NATS_URL"].startswith("tls://")
+    ca_dir = posixpath.dirname(env["SLIPWAY_NATS_TLS_CA_FILE"])
+    for name, deployment in _by_kind(rendered, "Deployment").items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert ca_dir in {m["mountPath"] for m in container["volumeMounts"]}, name

@@ -90,6 +90,9 @@ SELECT event_id, stream_id, stream_version, event_type, payload, global_position
 FROM events WHERE event_id = ANY($1::uuid[])
 """
 
+# An index scan of `events_event_id_unique`: one read per consumed batch.
+_BY_IDS = f"SELECT {_COLUMNS} FROM events WHERE event_id = ANY($1::uuid[])"
+
 _ANY_STORED = "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ANY($1::uuid[]))"
 
 _metadata_encoder = msgspec.json.Encoder()
@@ -282,6 +285,16 @@ class EventStore:
             return list(await self.pool.fetch(_READ_ALL, *args))
         except CONNECTION_ERRORS as exc:
             raise Unavailable(f"read the log: database connection lost: {exc}") from exc
+
+    async def rows_by_id(
+        self, event_ids: Sequence[uuid.UUID], *, conn: Connection | None = None
+    ) -> dict[uuid.UUID, asyncpg.Record]:
+        """The stored rows of those of `event_ids` that are in the log (`decode_row` decodes)."""
+        try:
+            rows = await (conn or self.pool).fetch(_BY_IDS, list(event_ids))
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"read the log: database connection lost: {exc}") from exc
+        return {row["event_id"]: row for row in rows}
 
     async def tail(
         self,

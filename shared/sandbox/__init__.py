@@ -4,7 +4,7 @@ Used by `make demo` / `slipway up` and by the test harness. Production points
 Slipway at its own servers; nothing here is on a production code path.
 """
 
-from shared.sandbox.nats import NatsServer
+from shared.sandbox.nats import ADMIN, NatsServer, urls_of
 from shared.sandbox.postgres import PostgresServer
 
-__all__ = ["NatsServer", "PostgresServer"]
+__all__ = ["ADMIN", "NatsServer", "PostgresServer", "urls_of"]

@@ -159,7 +159,10 @@ class Sandbox:
             f"  postgres    {stack.postgres.url}  (services log in as {stack.app_database_url},"
             f" the projector as {stack.projector_database_url})"
         )
-        self.say(f"  nats        {stack.nats.url}")
+        self.say(
+            f"  nats        {stack.nats.address}  "
+            f"(users and passwords: {stack.nats.store_dir}/credentials.json)"
+        )
         kubesim = await asyncio.to_thread(stack.start_kubesim)
         self.say(f"  kubesim     {kubesim.url}  (kubeconfig {kubesim.kubeconfig})")
         if prometheus_available():

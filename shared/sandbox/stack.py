@@ -229,7 +229,12 @@ class Stack:
             # Each service as its own role: only the projector may build projections.
             "SLIPWAY_DATABASE_URL": self.postgres.url_for(role_of_service(name)),
             "SLIPWAY_DATABASE_SCHEMA": self.schema,
-            "SLIPWAY_NATS_URL": self.nats.url,
+            # Its own NATS user: only the subjects its role needs (shared/natsauth.py).
+            # All three set, so a login inherited from the caller's environment cannot win.
+            "SLIPWAY_NATS_URL": self.nats.address,
+            "SLIPWAY_NATS_USER": name,
+            "SLIPWAY_NATS_PASSWORD": self.nats.passwords[name],
+            "SLIPWAY_NATS_PASSWORD_FILE": "",
             "SLIPWAY_HEALTH_PORT": str(health_port),
             "SLIPWAY_LOG_FORMAT": "json",
             "SLIPWAY_SERVICE_INSTANCE": instance,
@@ -291,6 +296,7 @@ class Stack:
             f"export SLIPWAY_READER_DATABASE_URL={self.postgres.url_for(DEFAULT_READER_ROLE)}",
             f"export SLIPWAY_MIGRATE_DATABASE_URL={self.postgres.url}",
             f"export SLIPWAY_DATABASE_SCHEMA={self.schema}",
+            # The admin user, for an operator's `nats` or scripts; services have their own.
             f"export SLIPWAY_NATS_URL={self.nats.url}",
             f"export SLIPWAY_API_URL={self.api_url}",
         ]
