@@ -93,6 +93,7 @@ async def run(root: Path, families: Sequence[str]) -> dict[str, Any]:
             superuser_url=stack.postgres.url,
             schema=stack.schema,
             nats_url=stack.nats.url,
+            nats_urls={name: stack.nats.url_for(name) for name in stack.nats.passwords},
             data_dir=stack.data_dir,
             webhook_url=f"http://127.0.0.1:{webhook_port}",
             webhook_secret=webhook_secret,

@@ -76,7 +76,9 @@ class Target:
     """The sandbox's superuser: the leak scan reads every table whatever its grants."""
     schema: str
     nats_url: str
-    """What the services connect with (the sandbox's credentials, when NATS has any)."""
+    """The sandbox's all-permissions NATS user (what a leaked admin or relay password gives)."""
+    nats_urls: dict[str, str]
+    """Each service's own NATS login, by service name."""
     data_dir: Path
     webhook_url: str
     webhook_secret: str

@@ -24,6 +24,16 @@ __all__ = ["attacks"]
 
 FAMILY_NATS = "nats"
 FAMILY_DATABASE = "database"
+_NOT_RELAY = (
+    "projector",
+    "api",
+    "gitwatcher",
+    "planner",
+    "executor",
+    "drift",
+    "analysis",
+    "notifier",
+)
 
 
 def _without_credentials(url: str) -> str:
@@ -71,6 +81,40 @@ def _publish_attack(name: str, url_of: object) -> Attack:
         url = url_of(target)  # type: ignore[operator]
         subject = f"slipway.evt.deployment.deployment-{uuid.uuid4()}.deployment_planned"
         return await _try_publish(url, subject)
+
+    return Attack(FAMILY_NATS, name, run)
+
+
+async def _try_core(url: str, act: str, subject: str) -> Outcome:
+    """As the user of `url`, publish to or subscribe to `subject`; refused if the server says so.
+
+    A permission violation comes back asynchronously, so the probe waits a moment for it.
+    """
+    errors: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc))
+
+    nc = await nats.connect(url, error_cb=on_error, max_reconnect_attempts=0)
+    try:
+        if act == "publish":
+            await nc.publish(subject, b"{}")
+        else:
+            await nc.subscribe(subject)
+        await nc.flush(timeout=2)
+        await asyncio.sleep(1.0)
+    finally:
+        await nc.close()
+    refused = any("permissions violation" in e.lower() for e in errors)
+    return Outcome(refused, errors[0][:120] if errors else f"{act} {subject} allowed")
+
+
+def _as_service(name: str, service: str, act: str, subject: str) -> Attack:
+    async def run(target: Target) -> Outcome:
+        url = target.nats_urls.get(service)
+        if url is None:
+            return Outcome(False, f"the sandbox has no NATS user {service!r}: not judged")
+        return await _try_core(url, act, subject)
 
     return Attack(FAMILY_NATS, name, run)
 
@@ -215,6 +259,31 @@ def attacks() -> list[Attack]:
         _publish_attack(
             "unknown-user", lambda t: _with_credentials(t.nats_url, "attacker", "attacker")
         ),
+    ]
+    event = (
+        "slipway.evt.deployment.deployment-00000000-0000-4000-8000-000000000000.deployment_planned"
+    )
+    found += [
+        _as_service(f"{service}-publishes-an-event", service, "publish", event)
+        for service in _NOT_RELAY
+    ]
+    found += [
+        _as_service("executor-reads-every-event", "executor", "subscribe", "slipway.evt.>"),
+        _as_service("executor-reads-other-inboxes", "executor", "subscribe", "_INBOX.>"),
+        _as_service(
+            "executor-deletes-the-stream",
+            "executor",
+            "publish",
+            "$JS.API.STREAM.DELETE.SLIPWAY_EVENTS",
+        ),
+        _as_service(
+            "notifier-takes-another-consumer",
+            "notifier",
+            "publish",
+            "$JS.API.CONSUMER.DELETE.SLIPWAY_EVENTS.executor",
+        ),
+        _as_service("api-writes-a-stage-log-line", "api", "publish", "slipway.log.deployment-x"),
+        _as_service("drift-reads-stage-logs", "drift", "subscribe", "slipway.log.>"),
     ]
     found += [_statement(name, sql) for name, sql in _DATABASE_ATTACKS]
     return found
