@@ -40,6 +40,7 @@ __all__ = [
     "REDACTOR",
     "Redactor",
     "excerpt",
+    "is_secret_name",
     "printable",
     "redact",
     "secrets_in_url",
@@ -57,6 +58,10 @@ _MAX_VALUES: Final = 20_000
 
 _LINE_OF_KEY: Final = 16
 """Lines of a multi-line secret (a PEM key) at least this long are masked on their own."""
+
+_SECRET_NAME: Final = re.compile(
+    r"(?i)password|passwd|secret|token|credential|private_?key|api_?key|authorization|cookie"
+)
 
 # `scheme://user:password@` or `scheme://token@`: the password (or a lone token) is masked.
 _USERINFO: Final = re.compile(
@@ -161,6 +166,11 @@ def redact(text: str) -> str:
     return REDACTOR.redact(text)
 
 
+def is_secret_name(name: str) -> bool:
+    """Whether a field, variable or header called `name` holds a secret by its name."""
+    return _SECRET_NAME.search(name) is not None
+
+
 def printable(text: str) -> str:
     """`text` with NUL and other control characters (not tab) replaced by U+FFFD."""
     return _CONTROL.sub("\ufffd", text)
@@ -224,7 +234,7 @@ def _mask_userinfo(match: re.Match[str]) -> str:
 
 
 def _mask_value(match: re.Match[str]) -> str:
-    if match.group("value") == MASK:
+    if match.group("value").startswith(MASK):  # masked already (by the userinfo rule)
         return match.group(0)
     return f"{match.group('key')}{MASK}"
 

@@ -55,6 +55,7 @@ from shared.events.catalog import (
 )
 from shared.ids import new_event_id
 from shared.logs import get_logger
+from shared.redaction import redact
 from shared.stagelog import StageLogger, StageLogs
 from shared.streams import stream_id
 from shared.tracing import context_of, current_trace_headers
@@ -363,7 +364,7 @@ class AnalysisRunner:
             deployment_id=request.deployment_id,
             stage_id=request.stage_id,
             verdict=verdict.verdict,
-            reason=verdict.reason,
+            reason=redact(verdict.reason),
             judge=started.judge if started else "",
             judge_version=started.judge_version if started else "",
         )

@@ -67,7 +67,12 @@ from shared.config.application import (
     ScriptRunOptions,
 )
 from shared.config.manifests import Manifest
-from shared.deploysource import DeploySource, ensure_commit, load_deploy_source
+from shared.deploysource import (
+    DeploySource,
+    ensure_commit,
+    load_deploy_source,
+    register_secrets,
+)
 from shared.errors import ConcurrencyConflict, ConfigError, PlatformError, Unavailable
 from shared.eventlog import NO_STREAM, EventStore, deterministic_event_id
 from shared.events.base import Metadata, NewEvent, RecordedEvent
@@ -81,7 +86,6 @@ from shared.executor.variants import (
 )
 from shared.git import GitCache, GitError
 from shared.platform import AppliedResource, KubernetesPlatform
-from shared.redaction import REDACTOR
 from shared.stagelog import StageLogger
 from shared.streams import stream_id
 from shared.tracing import current_trace_headers
@@ -128,6 +132,7 @@ class Sources:
             repo = self.git.repository(self.remote)
             full = await ensure_commit(repo, commit)
             source = await load_deploy_source(repo, full, self.path, self.config_filename)
+            register_secrets(source)
             self._loaded[commit] = source
         return source
 
@@ -518,8 +523,6 @@ async def _run_script(
     rollback: bool,
 ) -> StageResult:
     """Run `script` in the clean room (`script.py`) in the app directory of a checkout."""
-    # Masked wherever the script (or anything else) prints them, from now on.
-    REDACTOR.add(*options.secret_env.values())
     repo = ctx.sources.git.repository(ctx.sources.remote)
     try:
         commit = await ensure_commit(repo, ctx.commit)

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Protocol, TypeAlias
 
+from shared.redaction import MASK
+
 __all__ = [
     "DEFAULT_OPTIONS",
     "MISSING",
@@ -91,7 +93,6 @@ WORKLOAD_KINDS: Final = frozenset(
 
 _CONFIG_KINDS: Final = frozenset({"ConfigMap", "Secret"})
 _DEFAULT_NAMESPACE: Final = "default"
-_MASK: Final = "***"
 _MAX_SUMMARY_PARTS: Final = 6
 _MAX_RENDERED_VALUE: Final = 120
 
@@ -452,8 +453,8 @@ def _masked(change: FieldChange) -> FieldChange:
         return change
     return FieldChange(
         change.path,
-        change.old if change.old is MISSING else _MASK,
-        change.new if change.new is MISSING else _MASK,
+        change.old if change.old is MISSING else MASK,
+        change.new if change.new is MISSING else MASK,
     )
 
 
