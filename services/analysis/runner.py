@@ -31,6 +31,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
+import msgspec
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
@@ -244,8 +245,13 @@ class AnalysisRunner:
                 judge=judge.name,
                 judge_version=judge.version,
                 duration_s=setup.duration_s,
-                checks=tuple(p.check for p in setup.plans.values()),
-                skipped_checks=tuple(setup.skipped),
+                # Recorded for people and judges, not for measuring (that reads the config):
+                # a token in a check's URL stays out of the log.
+                checks=tuple(
+                    msgspec.structs.replace(p.check, query=redact(p.check.query))
+                    for p in setup.plans.values()
+                ),
+                skipped_checks=tuple(redact(skipped) for skipped in setup.skipped),
                 previous_analysis_id=previous.analysis_id if previous else "",
                 previous_started_at=previous.started_at if previous else None,
             )
