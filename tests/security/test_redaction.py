@@ -24,10 +24,12 @@ from aiohttp import web
 from services.executor.stages import analysis_id_of
 from shared.config.secrets import control_secrets, kubeconfig_secrets
 from shared.deploysource import load_deploy_source
+from shared.eventlog import ANY, EventStore, new_events
 from shared.events.catalog import AnalysisMeasured, DeploymentPlanned, StageCompleted
 from shared.git import GitCache
 from shared.kubesim import KubeSim
 from shared.logs import configure_logging, get_logger, reset_logging
+from shared.notify.retry import RetryPolicy
 from shared.planning import Strategy, TriggerInfo, make_plan
 from shared.planning.stages import recorded_options
 from shared.redaction import MASK, REDACTOR, Redactor, excerpt
@@ -36,7 +38,9 @@ from shared.wiring import control_config
 from tests.analysis_support import analysis_replica
 from tests.executor_support import APP_PATH, CONFIG, DEPLOYMENT, Harness, write_control_config
 from tests.git_helpers import WorkRepo
-from tests.support import Backends, running
+from tests.notifier_support import notification_events, notifier_running, recorded
+from tests.support import Backends, running, wait_until, write_control_yaml
+from tests.test_notifier_service import failing_deployment, register
 
 # Every value below must never be found in the log, the stage logs or the service logs.
 PROM_PASSWORD = "prom-password-4711"
@@ -265,6 +269,51 @@ async def test_secret_changes_are_masked_in_the_plan_and_its_preview(
     for value in (old_value, new_value, base64.b64encode(old_value.encode()).decode()):
         assert value not in shown
     assert MASK in diff.render()
+
+
+async def test_a_receiver_quoting_our_credentials_back_is_recorded_masked(
+    backends: Backends, store: EventStore, tmp_path: Path
+) -> None:
+    """A webhook receiver that answers 500 quoting the signing secret and the Slack hook URL:
+    the NotificationFailed error in the log has them masked."""
+    signing, slack_hook = "notifier-signing-secret-88", "https://hooks.slack.example/T/B/hook-66"
+
+    async def careless(request: web.Request) -> web.Response:
+        text = f"cannot verify with {signing}; forward to {slack_hook}"
+        return web.Response(status=500, text=text)
+
+    app = web.Application()
+    app.router.add_post("/hook", careless)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    receivers = [
+        {"name": "slack", "slack": {"hookURL": slack_hook}},
+        {
+            "name": "hook",
+            "webhook": {"url": f"http://127.0.0.1:{port}/hook", "signatureValue": signing},
+        },
+    ]
+    routes = [{"name": "all", "receiver": "hook", "events": ["DEPLOYMENT_FAILED"]}]
+    path = write_control_yaml(
+        tmp_path / "slipway.yaml", notifications={"routes": routes, "receivers": receivers}
+    )
+    control = control_config(str(path))  # as the notifier starts: its secrets registered
+    try:
+        await register(store, "web1", "web", "prd")
+        async with notifier_running(control, backends, policy=RetryPolicy(max_attempts=1)):
+            await store.append(
+                "deployment-d1", new_events(failing_deployment("d1", "web1")), expected_version=ANY
+            )
+            await wait_until(recorded(store, "notification_failed", 1), within_s=20, what="failed")
+    finally:
+        await runner.cleanup()
+    assert (await notification_events(store.pool))["notification_failed"] == 1
+    rows = await store.pool.fetch("SELECT payload FROM events")
+    events = b"\n".join(bytes(r["payload"]) for r in rows)
+    assert signing.encode() not in events and slack_hook.encode() not in events
+    assert f"cannot verify with {MASK}".encode() in events
 
 
 def test_recorded_options_keep_secret_env_names_only_and_mask_url_tokens() -> None:
