@@ -28,7 +28,7 @@ from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from shared.errors import ConfigError
-from shared.redaction import redact
+from shared.redaction import redact, redact_all
 from shared.settings import LogFormat
 
 __all__ = ["bind", "configure_logging", "get_logger", "reset_logging"]
@@ -176,20 +176,16 @@ def _add_trace_ids(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDic
 
 
 def _redact_event(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    return {key: _redacted(value) for key, value in event_dict.items()}
+    return {key: redact_all(_as_json(value)) for key, value in event_dict.items()}
 
 
-def _redacted(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if value is None or isinstance(value, bool | int | float):
+def _as_json(value: Any) -> Any:
+    # Anything JSON has no type for is rendered by its text, so that text is what to redact.
+    if value is None or isinstance(value, str | bool | int | float | dict | list | tuple):
         return value
-    if isinstance(value, dict):
-        return {key: _redacted(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_redacted(item) for item in value]
-    # Anything else is rendered by its text (as the JSON renderer would), so redact that.
-    return redact(str(value))
+    if isinstance(value, set | frozenset):
+        return [_as_json(item) for item in value]
+    return str(value)
 
 
 def _redact_rendered(_: WrappedLogger, __: str, rendered: Any) -> Any:

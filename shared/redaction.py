@@ -32,7 +32,8 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 from urllib.parse import quote, unquote, urlsplit
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "is_secret_name",
     "printable",
     "redact",
+    "redact_all",
     "secrets_in_url",
 ]
 
@@ -164,6 +166,18 @@ REDACTOR: Final = Redactor()
 def redact(text: str) -> str:
     """`text` masked by the process's redactor."""
     return REDACTOR.redact(text)
+
+
+def redact_all(value: Any) -> Any:
+    """`value` with every text in it redacted: strings, and those inside mappings and lists
+    (which come back as `dict` and `list`); anything else as it is."""
+    if isinstance(value, str):
+        return REDACTOR.redact(value)
+    if isinstance(value, Mapping):
+        return {key: redact_all(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_all(item) for item in value]
+    return value
 
 
 def is_secret_name(name: str) -> bool:

@@ -26,7 +26,7 @@ from typing import Any, Final
 from shared.events.catalog import PlannedStage
 from shared.planning.rules import PlanError
 from shared.planning.spec import PlanningSpec, StageSpec, Strategy
-from shared.redaction import MASK, redact
+from shared.redaction import MASK, redact_all
 
 __all__ = [
     "K8S_SYNC_STAGE_ID",
@@ -154,18 +154,8 @@ def recorded_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(secret_env, Mapping):
         recorded["secretEnv"] = dict.fromkeys(secret_env, MASK)
     if name in REREAD_OPTIONS:
-        recorded = _redacted(recorded)
+        recorded = redact_all(recorded)
     return recorded
-
-
-def _redacted(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, Mapping):
-        return {key: _redacted(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redacted(item) for item in value]
-    return value
 
 
 def options_json(options: Mapping[str, Any]) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from shared.git import GitCache
 from shared.kubesim import KubeSim
 from shared.logs import configure_logging, get_logger, reset_logging
 from shared.notify.retry import RetryPolicy
-from shared.planning import Strategy, TriggerInfo, make_plan
+from shared.planning import Strategy, TriggerInfo, diff_manifests, make_plan
 from shared.planning.stages import recorded_options
 from shared.redaction import MASK, REDACTOR, Redactor, excerpt
 from shared.sandbox._process import free_port
@@ -384,3 +385,50 @@ def test_control_secrets_read_the_files_and_kubeconfig_credentials(tmp_path: Pat
     for secret in ("file-password-1", "kube-token-1", "remote-pass-1", "https://hooks/x/y"):
         assert any(secret in value for value in found), secret
     assert kubeconfig_secrets("not: [yaml") == []
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_service_logs_mask_secrets_in_fields_exceptions_and_library_records(fmt: str) -> None:
+    """Our fields, an exception's text and a stdlib library's record are all redacted."""
+    REDACTOR.add("log-secret-value-2468")
+    stream = io.StringIO()
+    configure_logging("security-test", "info", fmt, stream=stream)  # type: ignore[arg-type]
+    try:
+        log = get_logger("slipway.test")
+        log.info(
+            "fields",
+            url="nats://svc:nats-pw-1357@nats:4222",
+            nested={"a": ["log-secret-value-2468"]},
+        )
+        try:
+            raise ValueError("boom log-secret-value-2468")
+        except ValueError:
+            log.exception("crashed")
+        logging.getLogger("asyncpg").warning("lib says %s", "log-secret-value-2468")
+    finally:
+        reset_logging()
+    text = stream.getvalue()
+    assert "log-secret-value-2468" not in text and "nats-pw-1357" not in text
+    assert text.count(MASK) >= 4
+
+
+def test_diff_rendering_redacts_registered_secrets_and_url_tokens() -> None:
+    """A ConfigMap quoting a registered secret or a tokened URL renders them masked."""
+    REDACTOR.add("configmap-secret-1122")
+
+    class M:
+        def __init__(self, data: dict[str, str]) -> None:
+            self.api_version, self.kind, self.name, self.namespace = "v1", "ConfigMap", "c", ""
+            self.body = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "c"},
+                "data": data,
+            }
+
+    old = M({"db": "x", "hook": "https://h/p?token=old-tok-1"})
+    new = M({"db": "configmap-secret-1122", "hook": "https://h/p?token=new-tok-2"})
+    diff = diff_manifests([old], [new])
+    shown = diff.render() + json.dumps(diff.to_dict())
+    for secret in ("configmap-secret-1122", "old-tok-1", "new-tok-2"):
+        assert secret not in shown

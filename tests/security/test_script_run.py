@@ -19,7 +19,7 @@ from services.executor.script import SAFE_PATH, OutputRecorder, ScriptLimits
 from shared.events.catalog import StageCompleted
 from shared.kubesim import KubeSim
 from shared.stagelog import MAX_LINE_CHARS, StageLogs
-from tests.executor_support import APP_PATH, Harness, app_files
+from tests.executor_support import APP_PATH, Harness, app_files, eventually
 from tests.git_helpers import WorkRepo
 from tests.support import Backends
 
@@ -138,6 +138,27 @@ async def test_nothing_the_script_started_outlives_it(harness: Harness, tmp_path
     done, _ = await run_script(harness, f"(sleep 2; touch {marker}) >/dev/null 2>&1 &\nexit 0")
     assert done.status == "SUCCESS", done.reason
     await asyncio.sleep(3)
+    assert not marker.exists()
+
+
+async def test_cancelling_the_deployment_kills_the_script_and_its_children(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """Cancel while a script runs: the stage is cancelled, its whole process group killed."""
+    marker = tmp_path / "survivor"
+    run = f"(sleep 3; touch {marker}) >/dev/null 2>&1 &\necho started\nsleep 600"
+    async with harness.running_app():
+        commit = harness.work.commit(app_files(extra=pipeline(run)), "script")
+        await harness.plan("d1", commit)
+        logs = StageLogs(harness.store.pool, None, harness.subjects)
+
+        async def started() -> bool:
+            return any(line.message == "started" for line in await logs.read("d1", "script"))
+
+        await eventually(started, what="the script's first line")
+        await harness.cancel("d1", with_rollback=False)
+        assert (await harness.completed("d1")).status == "CANCELLED"
+    await asyncio.sleep(4)
     assert not marker.exists()
 
 
