@@ -36,7 +36,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
-from urllib.parse import urlsplit, urlunsplit
+
+from shared.redaction import redact
 
 __all__ = [
     "SAFE_PATH",
@@ -87,7 +88,7 @@ class ScriptContext:
 
     def env(self) -> dict[str, str]:
         """The `SR_*` variables (PipeCD's names and `SR_CONTEXT_RAW`'s JSON keys)."""
-        repository_url = without_credentials(self.repository_url)
+        repository_url = redact(self.repository_url)  # a remote's credentials stay ours
         raw = {
             "deploymentID": self.deployment_id,
             "applicationID": self.application_id,
@@ -125,20 +126,6 @@ def script_env(
     """The whole environment of a script: never anything of the executor's own."""
     base = {"PATH": SAFE_PATH, "HOME": str(home), "TMPDIR": str(home), "LANG": "C.UTF-8"}
     return base | context.env() | dict(env) | dict(secret_env or {})
-
-
-def without_credentials(url: str) -> str:
-    """`url` without its userinfo password or token (a remote's credentials stay ours)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return ""
-    if not parts.netloc or "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    keep = f"{user}@" if user and parts.password is None and user == "git" else ""
-    return urlunsplit(parts._replace(netloc=keep + host))
 
 
 class OutputRecorder:
@@ -205,12 +192,13 @@ class OutputRecorder:
         self._line_overflow = 0
         self._pending = False
         self.tail.append(text[:_TAIL_CHARS])
-        if self._lines >= self.limits.max_lines or self._bytes + size > self.limits.max_bytes:
+        kept = min(size, self.limits.max_line_bytes) + 1
+        if self._lines >= self.limits.max_lines or self._bytes + kept > self.limits.max_bytes:
             self._dropped_lines += 1
             self._dropped_bytes += size + 1
             return None
         self._lines += 1
-        self._bytes += min(size, self.limits.max_line_bytes) + 1
+        self._bytes += kept
         return text
 
 

@@ -10,12 +10,19 @@ stage. Driven end to end: real NATS, PostgreSQL, git and kubesim.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from services.executor.script import SAFE_PATH, OutputRecorder, ScriptLimits
+from services.executor.script import (
+    SAFE_PATH,
+    OutputRecorder,
+    ScriptContext,
+    ScriptLimits,
+    script_env,
+)
 from shared.events.catalog import StageCompleted
 from shared.kubesim import KubeSim
 from shared.stagelog import MAX_LINE_CHARS, StageLogs
@@ -172,3 +179,30 @@ def test_output_recorder_cuts_lines_and_counts_the_rest() -> None:
     assert out[2] == (
         "… 10 more bytes (2 lines) of output not recorded: a stage keeps 2 lines / 10000 bytes"
     )
+
+
+def test_script_env_is_built_not_inherited_and_hides_the_remote_credentials(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Pure: only PATH/HOME/TMPDIR/LANG, SR_* and the stage's env; no remote password."""
+    monkeypatch.setenv("SLIPWAY_NATS_URL", "nats://x:y@z")
+    context = ScriptContext(
+        deployment_id="d1",
+        application_id="a1",
+        repository_url="https://bot:remote-pw-2468@git.example/config.git",
+        labels={"env": "prd"},
+    )
+    env = script_env(context, tmp_path, {"A": "1"}, {"B": "2"})
+    assert not any(key.startswith("SLIPWAY_") for key in env)
+    assert env["HOME"] == str(tmp_path) and env["PATH"] == SAFE_PATH
+    assert (env["A"], env["B"], env["SR_LABELS_ENV"]) == ("1", "2", "prd")
+    assert "remote-pw-2468" not in env["SR_REPOSITORY_URL"]
+    assert "remote-pw-2468" not in env["SR_CONTEXT_RAW"]
+    assert json.loads(env["SR_CONTEXT_RAW"])["deploymentID"] == "d1"
+
+
+def test_a_line_as_long_as_the_budget_is_cut_not_dropped() -> None:
+    """Pure: a single line larger than the stage's byte budget is still recorded, cut."""
+    recorder = OutputRecorder(ScriptLimits(max_line_bytes=100, max_lines=10, max_bytes=1024))
+    out = recorder.feed(b"z" * 5000 + b"\n") + recorder.close()
+    assert out == ["z" * 100 + " … 4900 more bytes"]
