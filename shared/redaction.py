@@ -254,4 +254,10 @@ def _mask_value(match: re.Match[str]) -> str:
 
 
 def _mask_header(match: re.Match[str]) -> str:
-    return f"{match.group('key')} {MASK}"
+    key, value = match.group("key", "value")
+    # Only what looks like a credential: "Basic authentication" is prose.
+    if key.lower() == "basic":
+        credential = ":" in _b64decode(value)
+    else:
+        credential = len(value) >= 20 or not value.isalpha()
+    return f"{key} {MASK}" if credential else match.group(0)

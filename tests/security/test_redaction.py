@@ -342,16 +342,18 @@ def test_redactor_masks_values_in_every_form_and_credentials_by_their_place() ->
         "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC "
         "https://bob:hunter22@git.example/r.git https://ghp_tok123@github.com/o/r "
         "ssh://git@github.com/o/r http://h/q?a=1&token=t1&sig=s1&X-Amz-Signature=s2 "
-        "Authorization: Bearer abcdefghijklmnop DB_PASSWORD=pw-7"
+        "Authorization: Bearer abc123def456ghi DB_PASSWORD=pw-7 Basic dXNlcjpwYXNz"
     )
     masked = redactor.redact(text)
     leaked = ("p@ss", "p%40ss", "db-password-1", "ZGItcGFzc3dvcmQtMQ==", "MIIEvQ", "hunter22")
-    leaked += ("ghp_tok123", "t1&", "s1&", "=s2", "abcdefghijklmnop", "pw-7")
+    leaked += ("ghp_tok123", "t1&", "s1&", "=s2", "abc123def456ghi", "pw-7", "dXNlcjpwYXNz")
     for secret in leaked:
         assert secret not in masked, secret
     assert " abc " in masked  # too short to register: would garble every log
     assert "https://bob:*****@git.example/r.git" in masked
     assert "ssh://git@github.com/o/r" in masked
+    prose = "Basic authentication failed; use Bearer authentication"
+    assert redactor.redact(prose) == prose
 
 
 def test_excerpt_redacts_before_it_cuts_and_is_printable() -> None:
