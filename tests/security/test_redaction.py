@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from aiohttp import web
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from services.executor.stages import analysis_id_of
 from shared.config.secrets import control_secrets, kubeconfig_secrets
@@ -33,6 +34,7 @@ from shared.logs import configure_logging, get_logger, reset_logging
 from shared.notify.retry import RetryPolicy
 from shared.planning import Strategy, TriggerInfo, diff_manifests, make_plan
 from shared.planning.stages import recorded_options
+from shared.platform.kubernetes import _api_error
 from shared.redaction import MASK, REDACTOR, Redactor, excerpt
 from shared.sandbox._process import free_port
 from shared.wiring import control_config
@@ -434,3 +436,30 @@ def test_diff_rendering_redacts_registered_secrets_and_url_tokens() -> None:
     shown = diff.render() + json.dumps(diff.to_dict())
     for secret in ("configmap-secret-1122", "old-tok-1", "new-tok-2"):
         assert secret not in shown
+
+
+def test_kubernetes_api_errors_are_quoted_short_and_redacted() -> None:
+    """An API server (or a proxy in front of it) answering with a huge body that echoes a
+    Secret's value: the error people and the log see is a short, masked excerpt."""
+    REDACTOR.add("k8s-echoed-secret-5566")
+    body = "<html>" + "x" * 50_000 + " k8s-echoed-secret-5566 \x00</html>"
+    error = _api_error(ApiException(status=502, reason="Bad Gateway"), "apply", "Secret a/b")
+    echoed = _api_error(
+        ApiException(http_resp=_Response(502, "Bad Gateway", "k8s-echoed-secret-5566 " + body)),
+        "apply",
+        "Secret a/b",
+    )
+    assert str(error).startswith("apply Secret a/b: Bad Gateway")
+    text = str(echoed)
+    assert "k8s-echoed-secret-5566" not in text and "\x00" not in text
+    assert len(text) < 1200 and text.startswith(f"apply Secret a/b: {MASK}")
+
+
+class _Response:
+    """What `ApiException(http_resp=…)` reads of a response."""
+
+    def __init__(self, status: int, reason: str, data: str) -> None:
+        self.status, self.reason, self.data = status, reason, data.encode()
+
+    def getheaders(self) -> dict[str, str]:
+        return {}
