@@ -76,7 +76,7 @@ from shared.deploysource import (
 from shared.errors import ConcurrencyConflict, ConfigError, PlatformError, Unavailable
 from shared.eventlog import NO_STREAM, EventStore, deterministic_event_id
 from shared.events.base import Metadata, NewEvent, RecordedEvent
-from shared.events.catalog import AnalysisConcluded, AnalysisRequested
+from shared.events.catalog import AnalysisConcluded, AnalysisRequested, DeploymentTriggered
 from shared.executor.options import OptionsError, configured_options, stage_options
 from shared.executor.variants import (
     VariantError,
@@ -533,7 +533,7 @@ async def _run_script(
         deployment_id=deployment.deployment_id,
         application_id=deployment.application_id,
         application_name=spec.name,
-        triggered_at=int(deployment.triggered_at.timestamp()) if deployment.triggered_at else 0,
+        triggered_at=await _triggered_at(ctx),
         commit_hash=commit,
         commander=deployment.commander,
         repository_url=ctx.sources.remote,
@@ -562,6 +562,18 @@ async def _run_script(
         code = outcome.exit_code
         raise StageFailed(f"the script exited with code {code}" + (f": {last}" if last else ""))
     return StageResult(StageStatus.SUCCESS, "The script succeeded")
+
+
+async def _triggered_at(ctx: StageContext) -> int:
+    """When the deployment was triggered, in Unix seconds (0 if the log cannot say)."""
+    if ctx.deployment.triggered_at is not None:
+        return int(ctx.deployment.triggered_at.timestamp())
+    if ctx.store is None:
+        return 0
+    # The runner folds without record times: the trigger's own record says it.
+    history = await ctx.store.read_stream(stream_id("deployment", ctx.deployment.deployment_id))
+    trigger = next((e for e in history if isinstance(e.event, DeploymentTriggered)), None)
+    return int(trigger.recorded_at.timestamp()) if trigger is not None else 0
 
 
 def _seconds_text(seconds: float) -> str:

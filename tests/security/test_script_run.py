@@ -93,6 +93,8 @@ async def test_script_sees_none_of_the_executor_environment(
     assert "SR_DEPLOYMENT_ID=d1" in lines
     assert "SR_APPLICATION_NAME=web-prd" in lines
     assert any(line.startswith("SR_TRIGGERED_COMMIT_HASH=") for line in lines)
+    triggered = next(line for line in lines if line.startswith("SR_TRIGGERED_AT="))
+    assert int(triggered.removeprefix("SR_TRIGGERED_AT=")) > 1_700_000_000
     home = next(line.removeprefix("HOME=") for line in lines if line.startswith("HOME="))
     assert "slipway-script-home-" in home
     assert not await asyncio.to_thread(Path(home).exists)  # removed after the stage
