@@ -197,7 +197,10 @@ def excerpt(text: str | bytes, limit: int = 240) -> str:
     """
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
-    quoted = printable(redact(text.strip()).replace("\r\n", "\n").replace("\n", " | "))
+    # Leading spaces kept (indentation means something in YAML and in tool output).
+    quoted = printable(
+        redact(text.strip("\r\n").rstrip()).replace("\r\n", "\n").replace("\n", " | ")
+    )
     if len(quoted) <= limit:
         return quoted
     return f"{quoted[:limit]}… ({len(quoted) - limit} more characters)"
