@@ -21,15 +21,25 @@ line, so a 1 MiB line or a NUL byte costs nothing: each line is cut at
 The process runs in its own process group, killed whole at the timeout, when
 the stage is cancelled, and when the script exits (nothing it started in the
 background outlives the stage).
+
+A script runs as the executor's own user, so before the first one the executor
+makes itself non-dumpable (Linux `prctl(PR_SET_DUMPABLE, 0)`): its `/proc/<pid>/`
+files (`environ`, `mem`, `fd`) then belong to root and `ptrace` is refused, so
+`cat /proc/$PPID/environ` cannot give the script what its environment does not.
+(Files the executor's user can read stay readable: a separate user or a sandbox
+is the next step.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
 import json
 import os
 import signal
+import sys
 import tempfile
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -45,6 +55,7 @@ __all__ = [
     "ScriptContext",
     "ScriptLimits",
     "ScriptOutcome",
+    "forbid_inspection",
     "run_script",
     "script_env",
 ]
@@ -53,6 +64,7 @@ SAFE_PATH: Final = "/usr/local/bin:/usr/bin:/bin"
 _CHUNK: Final = 64 * 1024
 _TAIL_LINES: Final = 5
 _TAIL_CHARS: Final = 200
+_PR_SET_DUMPABLE: Final = 4
 
 
 @dataclass(frozen=True)
@@ -222,6 +234,7 @@ async def run_script(
 
     Cancelling the caller kills the script's process group and re-raises.
     """
+    forbid_inspection()
     recorder = OutputRecorder(limits)
     with tempfile.TemporaryDirectory(prefix="slipway-script-home-") as home:
         process = await asyncio.create_subprocess_exec(
@@ -252,6 +265,16 @@ async def run_script(
         for line in recorder.close():
             await record(line)
     return ScriptOutcome(exit_code=code, tail=tuple(recorder.tail))
+
+
+@functools.cache
+def forbid_inspection() -> bool:
+    """Make this process non-dumpable (once): scripts of the same user cannot read its
+    `/proc/<pid>/environ` or memory, nor ptrace it. Whether it could (Linux only)."""
+    if sys.platform != "linux":
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return bool(libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0)
 
 
 async def _kill_group(process: asyncio.subprocess.Process) -> None:

@@ -10,6 +10,7 @@ stage. Driven end to end: real NATS, PostgreSQL, git and kubesim.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -99,6 +100,15 @@ async def test_script_sees_none_of_the_executor_environment(
     assert "slipway-script-home-" in home
     assert not await asyncio.to_thread(Path(home).exists)  # removed after the stage
     assert any(line.startswith("cwd=") and line.endswith(APP_PATH) for line in lines)
+
+
+async def test_the_executor_cannot_be_inspected_by_its_scripts(harness: Harness) -> None:
+    """Once a script ran, the executor is non-dumpable: `/proc/$PPID/environ` and ptrace are
+    refused to a script of the same (non-root) user. The kernel enforces it; we check the flag."""
+    done, _ = await run_script(harness, "echo hi")
+    assert done.status == "SUCCESS", done.reason
+    pr_get_dumpable = 3
+    assert ctypes.CDLL(None).prctl(pr_get_dumpable, 0, 0, 0, 0) == 0
 
 
 async def test_a_huge_line_nul_and_bad_bytes_do_not_break_the_stage(harness: Harness) -> None:
