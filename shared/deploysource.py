@@ -10,12 +10,18 @@ name files relative to the repository root, never the temporary checkout.
 - `GitError` (`Unavailable`): git could not give us the commit; its `kind`
   says whether waiting can help (`unreachable`, `other`) or not (`not_found`,
   `auth`).
+
+`register_secrets` tells the process's redactor (`shared.redaction`) the secret
+values a deploy source holds — its Secrets' data and its SCRIPT_RUN stages'
+`secretEnv` — so they are masked wherever they show up later (a Kubernetes API
+error, a script's output, a tool's stderr). Only for commits Slipway deploys
+(merged): a pushed branch (plan preview) must not choose what every log masks.
 """
 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +32,7 @@ from shared.config import (
     ApplicationConfig,
     ConfigFileError,
     Manifest,
+    ScriptRunOptions,
     load_application_config,
     render_manifests_async,
 )
@@ -33,8 +40,15 @@ from shared.config.repo_files import inside_repository
 from shared.errors import ConfigError
 from shared.git import GitError, GitRepository
 from shared.planning.spec import PlanningSpec, spec_from_config
+from shared.redaction import REDACTOR
 
-__all__ = ["DeploySource", "config_path_of", "ensure_commit", "load_deploy_source"]
+__all__ = [
+    "DeploySource",
+    "config_path_of",
+    "ensure_commit",
+    "load_deploy_source",
+    "register_secrets",
+]
 
 
 @dataclass(frozen=True)
@@ -106,6 +120,21 @@ async def load_deploy_source(
         spec=spec_from_config(config, config_path),
         manifests=tuple(manifests),
     )
+
+
+def register_secrets(source: DeploySource) -> None:
+    """Register the secret values of `source` (a merged commit's) with the process's redactor."""
+    for manifest in source.manifests:
+        if manifest.kind != "Secret":
+            continue
+        data, string_data = manifest.body.get("data"), manifest.body.get("stringData")
+        if isinstance(data, Mapping):
+            REDACTOR.add(*(str(v) for v in data.values() if v), encoded=True)
+        if isinstance(string_data, Mapping):
+            REDACTOR.add(*(str(v) for v in string_data.values() if v))
+    for stage in source.config.spec.stages:
+        if isinstance(stage.with_, ScriptRunOptions):
+            REDACTOR.add(*stage.with_.secret_env.values())
 
 
 @contextmanager

@@ -42,6 +42,7 @@ from opentelemetry import trace
 
 from shared.errors import Unavailable
 from shared.logs import get_logger
+from shared.redaction import redact as redact_secrets
 
 __all__ = [
     "Commit",
@@ -122,8 +123,6 @@ _PATTERNS: Final[tuple[tuple[GitErrorKind, re.Pattern[str]], ...]] = (
     ),
 )
 
-_CREDENTIALS_IN_URL: Final = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
-
 
 class GitError(Unavailable):
     """A git command failed; `kind` says why in a word, `stderr_tail` in git's own."""
@@ -168,8 +167,8 @@ class Commit:
 
 
 def redact(text: str) -> str:
-    """`text` with the user:password part of any URL in it removed."""
-    return _CREDENTIALS_IN_URL.sub(r"\g<scheme>***@", text)
+    """`text` with credentials masked: those in any URL, and every registered secret."""
+    return redact_secrets(text)
 
 
 def classify_stderr(stderr: str) -> GitErrorKind:

@@ -9,6 +9,10 @@ container, a pipe, a file) gets one JSON object per line.
 Records from the standard library's `logging` (asyncpg, nats-py, aiohttp,
 the OpenTelemetry SDK) go through the same processors and renderer, so a
 service writes one format to one stream.
+
+Every line is redacted last thing before it is written (`shared.redaction`):
+registered secrets and credentials in URLs never reach the stream, whoever
+logged them (our code, a library, an exception's text).
 """
 
 from __future__ import annotations
@@ -17,13 +21,14 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator
-from typing import IO, Final
+from typing import IO, Any, Final
 
 import structlog
 from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from shared.errors import ConfigError
+from shared.redaction import redact, redact_all
 from shared.settings import LogFormat
 
 __all__ = ["bind", "configure_logging", "get_logger", "reset_logging"]
@@ -67,10 +72,23 @@ def configure_logging(
     ]
     # The console renderer formats exceptions itself (and warns if they arrive
     # pre-formatted); JSON needs them as a plain string field.
+    # Redacted field by field before JSON escapes them (exceptions formatted first, so
+    # their text is redacted too); the console's rendered line, tracebacks included, whole.
     renderer: list[Processor] = (
-        [structlog.dev.ConsoleRenderer(colors=_isatty(out))]
+        [
+            # Plain tracebacks: rich ones print local variables (a password among them)
+            # wrapped across lines, where no redaction can find them.
+            structlog.dev.ConsoleRenderer(
+                colors=_isatty(out), exception_formatter=structlog.dev.plain_traceback
+            ),
+            _redact_rendered,
+        ]
         if console
-        else [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        else [
+            structlog.processors.format_exc_info,
+            _redact_event,
+            structlog.processors.JSONRenderer(),
+        ]
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
@@ -155,6 +173,24 @@ def _add_trace_ids(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDic
         event_dict.setdefault("trace_id", trace.format_trace_id(context.trace_id))
         event_dict.setdefault("span_id", trace.format_span_id(context.span_id))
     return event_dict
+
+
+def _redact_event(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    return {key: redact_all(_as_json(value)) for key, value in event_dict.items()}
+
+
+def _as_json(value: Any) -> Any:
+    # Anything JSON has no type for is rendered by its text, so that text is what to redact.
+    if value is None or isinstance(value, str | bool | int | float | dict | list | tuple):
+        return value
+    if isinstance(value, set | frozenset):
+        return [_as_json(item) for item in value]
+    return str(value)
+
+
+def _redact_rendered(_: WrappedLogger, __: str, rendered: Any) -> Any:
+    # The console renderer's output: one string, whatever structlog's types say.
+    return redact(rendered) if isinstance(rendered, str) else rendered
 
 
 def _isatty(stream: IO[str]) -> bool:

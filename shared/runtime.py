@@ -50,7 +50,8 @@ from shared.errors import ConfigError, Unavailable
 from shared.health import HealthServer, ReadinessCheck, new_registry
 from shared.logs import configure_logging, get_logger
 from shared.natsconnect import connect_options
-from shared.settings import ServiceSettings, SettingsError, load_settings
+from shared.redaction import REDACTOR
+from shared.settings import ServiceSettings, SettingsError, load_settings, secret_values
 from shared.subjects import Subjects
 from shared.tracing import configure_tracing
 
@@ -394,6 +395,8 @@ def run_service(
         log.error("settings_invalid", settings=exc.settings_name, problems=list(exc.problems))
         return EXIT_CONFIG
     configure_logging(name, settings.log_level, settings.log_format, instance=settings.instance)
+    # Its own credentials (the database's and NATS' passwords) are masked in every log line.
+    REDACTOR.add(*secret_values(settings), pinned=True)
     provider: TracerProvider = configure_tracing(name)
     try:
         report = asyncio.run(ServiceRuntime(name, settings, burst=burst).run(setup))

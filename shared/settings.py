@@ -25,6 +25,7 @@ from msgspec import inspect as mi
 
 from shared.db import DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
 from shared.errors import ConfigError
+from shared.redaction import is_secret_name, secrets_in_url
 
 __all__ = [
     "LogFormat",
@@ -33,6 +34,7 @@ __all__ = [
     "SettingsError",
     "env_key",
     "load_settings",
+    "secret_values",
 ]
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -41,10 +43,6 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["auto", "json", "console"]
 
 DEFAULT_PREFIX: Final = "SLIPWAY_"
-
-# Values of these fields are never echoed back in an error message: an error
-# ends up in logs, and logs are read by more people than secrets should be.
-_SECRET_HINTS: Final = ("password", "secret", "token", "credential", "private_key", "api_key")
 
 _TRUE_WORDS: Final = frozenset({"yes", "on"})
 _FALSE_WORDS: Final = frozenset({"no", "off"})
@@ -214,8 +212,24 @@ def _lengths(info: Any, unit: str) -> str:
     return f" of {low} to {high} {unit}"
 
 
+def secret_values(settings: msgspec.Struct) -> list[str]:
+    """The secrets among `settings`: secret-named fields' values, credentials in URL fields."""
+    found: list[str] = []
+    for name in settings.__struct_fields__:
+        value = getattr(settings, name)
+        if not isinstance(value, str) or not value:
+            continue
+        if _is_secret(name):
+            found.append(value)
+        if name.endswith("_url") or "://" in value:
+            found += secrets_in_url(value)
+    return found
+
+
 def _is_secret(field_name: str) -> bool:
-    return any(hint in field_name for hint in _SECRET_HINTS)
+    # Never echoed back in an error message: an error ends up in logs, and logs are read
+    # by more people than secrets should be.
+    return is_secret_name(field_name)
 
 
 def _did_you_mean(key: str, environ: Mapping[str, str], known: set[str]) -> str:

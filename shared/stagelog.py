@@ -7,6 +7,11 @@ Each line is a row of the append-only `stage_logs` table (the record) and a
 core NATS message on `<prefix>.log.<deployment_id>` (live tailing; a line
 nobody listens to is simply not seen live, never lost). Publishing is best
 effort: a NATS hiccup must not fail a stage that did its work.
+
+Every line is recorded from outside in part (script output, tool and API errors), so
+the writer is the stage logs' one choke point: each message is redacted
+(`shared.redaction`), made printable (no NUL, no terminal control sequences) and cut
+at `MAX_LINE_CHARS` before it is stored or published.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from nats.errors import Error as NatsError
 
 from shared.db import CONNECTION_ERRORS
 from shared.logs import get_logger
+from shared.redaction import excerpt
 from shared.subjects import Subjects
 
-__all__ = ["Severity", "StageLogLine", "StageLogger", "StageLogs"]
+__all__ = ["MAX_LINE_CHARS", "Severity", "StageLogLine", "StageLogger", "StageLogs", "recordable"]
 
 log = get_logger("slipway.stagelog")
 
@@ -35,6 +41,14 @@ _READ: Final = """
 SELECT id, deployment_id, stage_id, severity, message, recorded_at FROM stage_logs
 WHERE deployment_id = $1 AND ($2::text IS NULL OR stage_id = $2) ORDER BY id
 """
+
+MAX_LINE_CHARS: Final = 8192
+"""The longest line recorded (a safety net: a script's lines are cut shorter before)."""
+
+
+def recordable(message: str) -> str:
+    """`message` as a stage log records it: redacted, printable, one bounded line."""
+    return excerpt(message, MAX_LINE_CHARS)
 
 
 class Severity(enum.StrEnum):
@@ -69,6 +83,7 @@ class StageLogs:
     async def write(
         self, deployment_id: str, stage_id: str, severity: Severity, message: str
     ) -> None:
+        message = recordable(message)
         try:
             row = await self.pool.fetchrow(_INSERT, deployment_id, stage_id, str(severity), message)
         except CONNECTION_ERRORS as exc:

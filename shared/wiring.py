@@ -1,6 +1,7 @@
 """The start-up steps most services share, so each `__main__.py` keeps only what is its own.
 
-- `control_config`: the control config that `SLIPWAY_CONTROL_CONFIG` names. One
+- `control_config`: the control config that `SLIPWAY_CONTROL_CONFIG` names, its
+  credentials registered with the redactor (`shared.config.secrets`). One
   that cannot be loaded is a `ConfigError` naming the setting and the file,
   which the runtime turns into exit 78 (EX_CONFIG), as for bad settings: a
   supervisor should not restart into the same mistake.
@@ -23,12 +24,14 @@ from nats.js import JetStreamContext
 from opentelemetry import trace
 
 from shared.config import ControlConfig, load_control_config
+from shared.config.secrets import control_secrets
 from shared.consumer import EventConsumer, Handler
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
 from shared.events.catalog import default_registry
 from shared.messaging import ensure_event_stream
+from shared.redaction import REDACTOR
 from shared.runtime import ServiceRuntime
 from shared.settings import env_key
 
@@ -36,11 +39,15 @@ __all__ = ["ConsumerOptions", "EventWiring", "control_config", "git_cache_dir"]
 
 
 def control_config(path: str) -> ControlConfig:
-    """The control config at `path`; a `ConfigError` naming the setting and the file if not."""
+    """The control config at `path`, its secrets registered with the redactor; a
+    `ConfigError` naming the setting and the file if it cannot be loaded."""
     try:
-        return load_control_config(Path(path))
+        control = load_control_config(Path(path))
     except ConfigError as exc:
         raise ConfigError(f"{env_key('control_config')}: {exc}") from exc
+    # Before anything can log them: its credentials are masked in every log and record.
+    REDACTOR.add(*control_secrets(control), pinned=True)
+    return control
 
 
 def git_cache_dir(configured: str, default_name: str) -> str:

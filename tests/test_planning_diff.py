@@ -214,7 +214,7 @@ def test_secret_values_are_masked_and_string_data_is_folded() -> None:
     other = secret(data={"pw": "c2VjcmV0"})
     diff = diff_manifests([old], [other])
     [change] = diff.changed[0].fields
-    assert (change.old, change.new) == ("***", "***")
+    assert (change.old, change.new) == ("*****", "*****")
     assert "c2VjcmV0" not in diff.render() and "c2VjcmV0" not in str(diff.to_dict())
     assert diff.summary == "secret s changed"
 

@@ -31,6 +31,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
+import msgspec
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
@@ -55,6 +56,7 @@ from shared.events.catalog import (
 )
 from shared.ids import new_event_id
 from shared.logs import get_logger
+from shared.redaction import redact
 from shared.stagelog import StageLogger, StageLogs
 from shared.streams import stream_id
 from shared.tracing import context_of, current_trace_headers
@@ -243,8 +245,13 @@ class AnalysisRunner:
                 judge=judge.name,
                 judge_version=judge.version,
                 duration_s=setup.duration_s,
-                checks=tuple(p.check for p in setup.plans.values()),
-                skipped_checks=tuple(setup.skipped),
+                # Recorded for people and judges, not for measuring (that reads the config):
+                # a token in a check's URL stays out of the log.
+                checks=tuple(
+                    msgspec.structs.replace(p.check, query=redact(p.check.query))
+                    for p in setup.plans.values()
+                ),
+                skipped_checks=tuple(redact(skipped) for skipped in setup.skipped),
                 previous_analysis_id=previous.analysis_id if previous else "",
                 previous_started_at=previous.started_at if previous else None,
             )
@@ -363,7 +370,7 @@ class AnalysisRunner:
             deployment_id=request.deployment_id,
             stage_id=request.stage_id,
             verdict=verdict.verdict,
-            reason=verdict.reason,
+            reason=redact(verdict.reason),
             judge=started.judge if started else "",
             judge_version=started.judge_version if started else "",
         )

@@ -54,9 +54,10 @@ from shared.events.catalog import (
     ApplicationRegistered,
     DeploymentPlanned,
 )
-from shared.executor.options import OptionsError, stage_options
+from shared.executor.options import OptionsError, configured_options
 from shared.git import GitCache
 from shared.logs import get_logger
+from shared.redaction import REDACTOR, is_secret_name, redact, secrets_in_url
 from shared.scheduling import LeaseScheduler
 from shared.stagelog import StageLogs
 from shared.streams import stream_id
@@ -181,11 +182,6 @@ class AnalysisService:
     # Setup: the checks at the deployment's commit ------------------------------------------
 
     async def load_setup(self, request: AnalysisRequested) -> AnalysisSetup:
-        try:
-            options = stage_options("ANALYSIS", request.options_json)
-        except OptionsError as exc:
-            raise ConfigError(str(exc)) from exc
-        assert isinstance(options, AnalysisOptions)
         planned, registered = await self._deployment(request)
         repository_id = (planned.repository_id if planned else "") or (
             registered.repository_id if registered else ""
@@ -203,11 +199,23 @@ class AnalysisService:
                 inside_repository(config_file, tree, f"the application config {path}/{filename}")
                 config = await asyncio.to_thread(load_application_config, config_file)
                 templates = await asyncio.to_thread(load_analysis_templates, tree)
+        # From the config at the commit, not the request: the plan records them redacted
+        # (a token in an HTTP check's URL must not enter the log).
+        try:
+            options = configured_options(config.spec.stages, request.stage_id, "ANALYSIS")
+        except OptionsError as exc:
+            raise ConfigError(str(exc)) from exc
+        assert isinstance(options, AnalysisOptions)
         plans, skipped = resolve_checks(options, templates)
         for plan in plans:
             check = plan.check
             if check.kind == "metrics":
                 self._provider(check.provider, check.key)
+            else:
+                # An HTTP check's credentials (a token in its URL, its headers' values) are
+                # masked wherever they come back: in a body, an error, a log line.
+                headers = (value for name, value in plan.headers if is_secret_name(name))
+                REDACTOR.add(*secrets_in_url(check.query), *headers)
         return AnalysisSetup(
             plans={p.check.key: p for p in plans},
             skipped=skipped,
@@ -311,7 +319,7 @@ class AnalysisService:
                 query, start=start, end=end, step=step, timeout_s=check.timeout_s
             )
         except (ProviderError, TemplateError, ConfigError) as exc:
-            error = str(exc)
+            error = redact(str(exc))
         return AnalysisMeasured(
             analysis_id=analysis_id,
             check=check.key,
@@ -319,7 +327,7 @@ class AnalysisService:
             role=role,
             variant=recorded_variant,
             provider=check.provider,
-            query=query,
+            query=redact(query),
             window_start=start,
             window_end=end,
             step_s=step,
@@ -349,14 +357,16 @@ class AnalysisService:
             )
             status, body = answer.status, answer.body
         except (ProviderError, TemplateError) as exc:
-            error = str(exc)
+            error = redact(str(exc))
+        # What came from outside (the body, errors) and the URL (a token in it) are
+        # recorded redacted: the log never forgets.
         return AnalysisMeasured(
             analysis_id=analysis_id,
             check=check.key,
             tick=due.tick,
-            query=f"{check.method} {url}",
+            query=redact(f"{check.method} {url}"),
             window_end=end,
-            values=(body,) if status else (),
+            values=(redact(body),) if status else (),
             status_code=status,
             error=error,
             measured_at=datetime.now(UTC),

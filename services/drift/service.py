@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 from shared.aio import sleep_or_stop
 from shared.config.control import KubernetesProviderConfig
-from shared.deploysource import ensure_commit, load_deploy_source
+from shared.deploysource import ensure_commit, load_deploy_source, register_secrets
 from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.eventlog.position import START, LogPosition
 from shared.events.base import Event, RecordedEvent
@@ -187,6 +187,7 @@ class DriftDetector:
             repo, await repo.branch_head(self.branches.get(app.repository_id, "main"))
         )
         source = await load_deploy_source(repo, head, app.path, app.config_filename)
+        register_secrets(source)
         spec = source.config.spec
         async with _platform(config) as platform:
             live = await platform.live_resources(app.application_id)

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from msgspec import Meta
 
+from services.executor.script import ScriptLimits
 from services.executor.service import COMMAND_EVENTS, CONSUMER_NAME, Executor
 from shared.git import GitCache
 from shared.runtime import Component, ServiceRuntime, run_service
@@ -37,6 +38,14 @@ class ExecutorSettings(ServiceSettings, frozen=True, kw_only=True):
     """How long a stage waits for a workload's rollout before failing."""
     executor_max_deliver: Annotated[int, Meta(ge=1)] = 20
     """Deliveries of one event before it is dead-lettered."""
+    executor_script_timeout_s: Annotated[float, Meta(gt=0)] = 6 * 3600.0
+    """A SCRIPT_RUN's timeout when its `with.timeout` is zero or missing (PipeCD's 6h)."""
+    executor_script_max_line_bytes: Annotated[int, Meta(ge=80)] = 4096
+    """A longer line of a script's output is cut (the rest counted)."""
+    executor_script_max_output_lines: Annotated[int, Meta(ge=1)] = 2000
+    """Lines of a script's output one stage records (the rest counted)."""
+    executor_script_max_output_bytes: Annotated[int, Meta(ge=1024)] = 1024 * 1024
+    """Bytes of a script's output one stage records (the rest counted)."""
 
 
 async def setup(runtime: ServiceRuntime[ExecutorSettings]) -> Sequence[Component]:
@@ -62,6 +71,12 @@ async def setup(runtime: ServiceRuntime[ExecutorSettings]) -> Sequence[Component
         max_concurrent=settings.executor_max_concurrent,
         rollout_timeout_s=settings.executor_rollout_timeout_s,
         backlog=backlog,
+        script_limits=ScriptLimits(
+            default_timeout_s=settings.executor_script_timeout_s,
+            max_line_bytes=settings.executor_script_max_line_bytes,
+            max_lines=settings.executor_script_max_output_lines,
+            max_bytes=settings.executor_script_max_output_bytes,
+        ),
     )
     consumer = events.consumer(
         CONSUMER_NAME,

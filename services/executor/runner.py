@@ -69,6 +69,7 @@ from shared.events.catalog import (
 )
 from shared.ids import new_event_id
 from shared.logs import get_logger
+from shared.redaction import redact
 from shared.stagelog import Severity, StageLogs
 from shared.streams import stream_id
 from shared.tracing import context_of, trace_fields
@@ -206,12 +207,14 @@ class DeploymentRunner:
             ) as exc:  # the top of a stage's work: a bug fails the stage, logged once
                 log.exception("stage_work_crashed", stage_id=work.stage_id)
                 result = StageResult(StageStatus.FAILURE, f"internal error: {exc!r}")
-            return StageFinished(work.stage_id, result.status, result.reason)
+            # The one way a stage's reason enters the log (and a deployment's, made of it):
+            # it quotes tool, API and script output, so it is redacted here.
+            return StageFinished(work.stage_id, result.status, redact(result.reason))
         if state.status is DeploymentStatus.PLANNED and state.cancel is None:
             try:
                 timeout_s = await self.load_timeout(state)
             except ConfigError as exc:
-                return Abort(f"the application config does not load: {exc}")
+                return Abort(redact(f"the application config does not load: {exc}"))
             return Start(timeout_s=timeout_s, executor=self.executor_name)
         return Advance()
 

@@ -24,9 +24,11 @@ idempotent server-side applies; deletes of what is gone are skipped).
 - K8S_TRAFFIC_ROUTING: `podselector` points the Service's variant selector at
   the variant that gets 100%; `istio` sets the VirtualService's route weights.
   ROLLBACK routes 100% to the primary again if the deployment routed traffic.
-- SCRIPT_RUN / SCRIPT_RUN_ROLLBACK: `with.run` / `onRollback` by `/bin/sh -c`
-  in the app's directory of a private checkout, output into the stage log,
-  the process group killed at the timeout or on cancellation.
+- SCRIPT_RUN / SCRIPT_RUN_ROLLBACK: `with.run` / `onRollback` (options from the
+  config at the commit: the plan's are redacted) by `/bin/sh -c` in the app's
+  directory of a private checkout, in a clean environment (`script.py`), its
+  output capped into the stage log, the process group killed at the timeout
+  (zero: the executor's default) or on cancellation.
 
 - ANALYSIS: appends `AnalysisRequested` to `analysis-<analysis_id>` (once: a new
   stream under a derived event id) and waits, re-reading that stream, for the
@@ -43,10 +45,7 @@ import asyncio
 import contextlib
 import copy
 import json
-import os
-import signal
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -54,6 +53,7 @@ from typing import Any, Final
 import msgspec
 
 from services.executor.decider import Deployment, Stage, StageStatus
+from services.executor.script import ScriptContext, ScriptLimits, run_script, script_env
 from shared.config.application import (
     AnalysisOptions,
     IstioTrafficRouting,
@@ -67,12 +67,17 @@ from shared.config.application import (
     ScriptRunOptions,
 )
 from shared.config.manifests import Manifest
-from shared.deploysource import DeploySource, ensure_commit, load_deploy_source
+from shared.deploysource import (
+    DeploySource,
+    ensure_commit,
+    load_deploy_source,
+    register_secrets,
+)
 from shared.errors import ConcurrencyConflict, ConfigError, PlatformError, Unavailable
 from shared.eventlog import NO_STREAM, EventStore, deterministic_event_id
 from shared.events.base import Metadata, NewEvent, RecordedEvent
-from shared.events.catalog import AnalysisConcluded, AnalysisRequested
-from shared.executor.options import OptionsError, stage_options
+from shared.events.catalog import AnalysisConcluded, AnalysisRequested, DeploymentTriggered
+from shared.executor.options import OptionsError, configured_options, stage_options
 from shared.executor.variants import (
     VariantError,
     apply_patches,
@@ -96,7 +101,6 @@ __all__ = [
 ]
 
 _WORKLOAD_KINDS: Final = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
-_SCRIPT_TAIL_LINES: Final = 5
 ANALYSIS_GRACE_S: Final = 300.0
 """How long past its `duration` an ANALYSIS waits for the analysis service's verdict."""
 
@@ -128,6 +132,7 @@ class Sources:
             repo = self.git.repository(self.remote)
             full = await ensure_commit(repo, commit)
             source = await load_deploy_source(repo, full, self.path, self.config_filename)
+            register_secrets(source)
             self._loaded[commit] = source
         return source
 
@@ -146,6 +151,7 @@ class StageContext:
     poll_s: float = 1.0
     analysis_grace_s: float = ANALYSIS_GRACE_S
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    script_limits: ScriptLimits = field(default_factory=ScriptLimits)
 
     @property
     def commit(self) -> str:
@@ -483,92 +489,91 @@ def _split(weights: tuple[int, int, int]) -> str:
 
 
 async def script_run(ctx: StageContext) -> StageResult:
-    options = stage_options("SCRIPT_RUN", ctx.stage.options_json)
+    source = await ctx.target()
+    options = configured_options(source.config.spec.stages, ctx.stage.id, "SCRIPT_RUN")
     assert isinstance(options, ScriptRunOptions)
     if not options.run.strip():
         raise StageFailed("SCRIPT_RUN has no script: set with.run")
-    return await _run_script(ctx, options.run, options.env, options.timeout.seconds)
+    return await _run_script(ctx, source, options.run, options, rollback=False)
 
 
 async def script_run_rollback(ctx: StageContext) -> StageResult:
-    """The `onRollback` script of a SCRIPT_RUN stage (options written by the planner)."""
+    """The `onRollback` script of a SCRIPT_RUN stage, bounded by that stage's timeout."""
     try:
-        options = json.loads(ctx.stage.options_json or "{}")
+        recorded = json.loads(ctx.stage.options_json or "{}")
     except ValueError as exc:
         raise OptionsError(f"options of stage SCRIPT_RUN_ROLLBACK do not decode: {exc}") from exc
-    script = options.get("onRollback") if isinstance(options, dict) else None
-    if not isinstance(script, str) or not script.strip():
-        raise OptionsError("options of stage SCRIPT_RUN_ROLLBACK have no onRollback script")
-    raw_env = options.get("env") or {}
-    env = {str(k): str(v) for k, v in raw_env.items()} if isinstance(raw_env, dict) else {}
-    # The base stage's timeout bounds its rollback script too.
-    timeout_s = ScriptRunOptions().timeout.seconds
-    base = ctx.deployment.stage(str(options.get("baseStageId", "")))
-    if base is not None and base.name == "SCRIPT_RUN":
-        with contextlib.suppress(OptionsError):
-            base_options = stage_options("SCRIPT_RUN", base.options_json)
-            timeout_s = base_options.timeout.seconds
-    return await _run_script(ctx, script, env, timeout_s)
+    base_id = recorded.get("baseStageId") if isinstance(recorded, dict) else None
+    if not isinstance(base_id, str) or not base_id:
+        raise OptionsError("options of stage SCRIPT_RUN_ROLLBACK name no baseStageId")
+    source = await ctx.target()
+    options = configured_options(source.config.spec.stages, base_id, "SCRIPT_RUN")
+    assert isinstance(options, ScriptRunOptions)
+    if not options.on_rollback.strip():
+        raise OptionsError(f"stage {base_id} has no onRollback script")
+    return await _run_script(ctx, source, options.on_rollback, options, rollback=True)
 
 
 async def _run_script(
-    ctx: StageContext, script: str, env: Mapping[str, str], timeout_s: float
+    ctx: StageContext,
+    source: DeploySource,
+    script: str,
+    options: ScriptRunOptions,
+    *,
+    rollback: bool,
 ) -> StageResult:
-    """Run `script` with `/bin/sh -c` in the app directory of a checkout of the commit.
-
-    Output lines go to the stage log; the process runs in its own process
-    group, killed whole at `timeout_s` or when the stage's work is cancelled.
-    """
+    """Run `script` in the clean room (`script.py`) in the app directory of a checkout."""
     repo = ctx.sources.git.repository(ctx.sources.remote)
     try:
         commit = await ensure_commit(repo, ctx.commit)
     except GitError as exc:
         raise StageFailed(f"cannot check out commit {ctx.commit[:12]}: {exc}") from exc
+    deployment, spec = ctx.deployment, source.config.spec
+    context = ScriptContext(
+        deployment_id=deployment.deployment_id,
+        application_id=deployment.application_id,
+        application_name=spec.name,
+        triggered_at=await _triggered_at(ctx),
+        commit_hash=commit,
+        commander=deployment.commander,
+        repository_url=ctx.sources.remote,
+        summary=deployment.summary,
+        labels=spec.labels,
+        is_rollback=rollback,
+    )
+    timeout_s = ctx.script_limits.timeout_of(options.timeout.seconds)
     async with repo.checkout(commit) as tree:
-        cwd = tree / ctx.sources.path
-        if not cwd.is_dir():
+        cwd = (tree / ctx.sources.path).resolve()
+        if not cwd.is_relative_to(tree.resolve()) or not cwd.is_dir():
             raise StageFailed(f"the application directory {ctx.sources.path} is not at the commit")
         await ctx.log.info(f"Running the script in {ctx.sources.path} at {commit[:12]}")
-        process = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
+        outcome = await run_script(
             script,
             cwd=cwd,
-            env={**os.environ, **env},
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
+            env=lambda home: script_env(context, home, options.env, options.secret_env),
+            timeout_s=timeout_s,
+            limits=ctx.script_limits,
+            record=ctx.log.info,
         )
-        tail: deque[str] = deque(maxlen=_SCRIPT_TAIL_LINES)
-        try:
-            async with asyncio.timeout(timeout_s if timeout_s > 0 else None):
-                assert process.stdout is not None
-                async for raw in process.stdout:
-                    line = raw.decode(errors="replace").rstrip("\n")
-                    tail.append(line)
-                    await ctx.log.info(line)
-                code = await process.wait()
-        except TimeoutError:
-            await _kill_group(process)
-            raise StageFailed(
-                f"the script timed out after {_seconds_text(timeout_s)} and was killed"
-            ) from None
-        except BaseException:
-            await _kill_group(process)
-            raise
-    if code != 0:
-        last = " | ".join(line for line in tail if line)
+    if outcome.exit_code is None:
+        raise StageFailed(f"the script timed out after {_seconds_text(timeout_s)} and was killed")
+    if outcome.exit_code != 0:
+        last = " | ".join(line for line in outcome.tail if line)
+        code = outcome.exit_code
         raise StageFailed(f"the script exited with code {code}" + (f": {last}" if last else ""))
     return StageResult(StageStatus.SUCCESS, "The script succeeded")
 
 
-async def _kill_group(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        await process.wait()
+async def _triggered_at(ctx: StageContext) -> int:
+    """When the deployment was triggered, in Unix seconds (0 if the log cannot say)."""
+    if ctx.deployment.triggered_at is not None:
+        return int(ctx.deployment.triggered_at.timestamp())
+    if ctx.store is None:
+        return 0
+    # The runner folds without record times: the trigger's own record says it.
+    history = await ctx.store.read_stream(stream_id("deployment", ctx.deployment.deployment_id))
+    trigger = next((e for e in history if isinstance(e.event, DeploymentTriggered)), None)
+    return int(trigger.recorded_at.timestamp()) if trigger is not None else 0
 
 
 def _seconds_text(seconds: float) -> str:

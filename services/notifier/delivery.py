@@ -29,7 +29,7 @@ import contextlib
 import functools
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Final
 
@@ -51,6 +51,7 @@ from shared.events.catalog import (
 from shared.logs import get_logger
 from shared.notify.retry import RetryPolicy, is_retryable_status
 from shared.notify.webhook import request_headers
+from shared.redaction import redact
 from shared.tracing import span_continuing, trace_fields
 
 __all__ = ["Attempt", "DeliveryWorker"]
@@ -224,6 +225,9 @@ class DeliveryWorker:
         notification_id = claim.scheduled.notification_id
         number = claim.attempt
         retry_in_s = 0.0
+        # The receiver's answer (or the client's error, which may quote the hook's URL) is
+        # recorded redacted: a Slack hook URL or a signing secret must not enter the log.
+        attempt = replace(attempt, error=redact(attempt.error))
         event: Event
         if attempt.delivered:
             event = NotificationDelivered(

@@ -54,14 +54,20 @@ from services.planner.decider import (
 from shared.aio import sleep_or_stop
 from shared.applications import Application, application_of
 from shared.db import CONNECTION_ERRORS
-from shared.deploysource import DeploySource, ensure_commit, load_deploy_source
+from shared.deploysource import (
+    DeploySource,
+    ensure_commit,
+    load_deploy_source,
+    register_secrets,
+)
 from shared.errors import ConfigError, Rejected, Unavailable
 from shared.eventlog import EventStore, deterministic_event_id
 from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
 from shared.events.catalog import DeploymentCompleted, DeploymentTriggered
-from shared.git import GitCache, GitError, GitRepository, redact
+from shared.git import GitCache, GitError, GitRepository
 from shared.logs import get_logger
 from shared.planning import Plan, PlanError, make_plan
+from shared.redaction import redact
 from shared.streams import stream_id
 from shared.tracing import current_trace_headers
 
@@ -370,7 +376,8 @@ class Planner:
                 )
                 self._count(str(decision.strategy))
                 return True
-        failed = plan_failed(trigger, reason)
+        # The reason quotes config files, tool and git errors: redacted before the log has it.
+        failed = plan_failed(trigger, redact(reason))
         writes.appends.append(
             (stream, [self._new(cause, "plan_failed", deployment_id, failed)], version)
         )
@@ -425,7 +432,9 @@ class Planner:
     ) -> DeploySource:
         try:
             full = await ensure_commit(repo, commit)
-            return await load_deploy_source(repo, full, app.path, app.config_filename)
+            source = await load_deploy_source(repo, full, app.path, app.config_filename)
+            register_secrets(source)  # a commit of the watched branch: its Secrets are real
+            return source
         except GitError as exc:
             if exc.kind == "not_found":
                 raise PlanError(

@@ -222,11 +222,20 @@ class AnalysisOptions(_Options, tag="ANALYSIS", frozen=True):
 
 
 class ScriptRunOptions(_Options, tag="SCRIPT_RUN", frozen=True):
-    """SCRIPT_RUN: a shell script, and another to run if the deployment rolls back."""
+    """SCRIPT_RUN: a shell script, and another to run if the deployment rolls back.
+
+    `secretEnv` is Slipway's extension (PipeCD has none): variables set like `env`
+    whose values are never recorded — the plan keeps their names only, the executor
+    reads the values from the config at the commit, and they are masked wherever the
+    script prints them. (Encrypted secrets will be decrypted into it.) A zero or
+    missing `timeout` means the executor's default (`SLIPWAY_EXECUTOR_SCRIPT_TIMEOUT_S`,
+    PipeCD's 6h unless set), never "forever".
+    """
 
     run: str = ""
     env: dict[str, str] = msgspec.field(default_factory=dict)
-    timeout: Duration = SIX_HOURS
+    secret_env: dict[str, str] = msgspec.field(default_factory=dict)
+    timeout: Duration = Duration()
     on_rollback: str = ""
 
 

@@ -15,7 +15,8 @@ Two deliberate differences from PipeCD: `0` and `false` are values, not
 "nothing" (`replicas: 0` scales an application to zero, and must show), and
 resource quantities compare by amount (`1Gi` = `1024Mi`, which PipeCD gets by
 round-tripping through the typed API objects). Secret values never leave
-this module: they are masked in every change it reports.
+this module: they are masked in every change it reports, and every value it
+renders is redacted (`shared.redaction`: registered secrets, URL tokens).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Protocol, TypeAlias
+
+from shared.redaction import MASK, redact, redact_all
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -91,7 +94,6 @@ WORKLOAD_KINDS: Final = frozenset(
 
 _CONFIG_KINDS: Final = frozenset({"ConfigMap", "Secret"})
 _DEFAULT_NAMESPACE: Final = "default"
-_MASK: Final = "***"
 _MAX_SUMMARY_PARTS: Final = 6
 _MAX_RENDERED_VALUE: Final = 120
 
@@ -162,8 +164,8 @@ class FieldChange:
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path_str,
-            "old": None if self.old is MISSING else self.old,
-            "new": None if self.new is MISSING else self.new,
+            "old": None if self.old is MISSING else redact_all(self.old),
+            "new": None if self.new is MISSING else redact_all(self.new),
         }
 
 
@@ -452,8 +454,8 @@ def _masked(change: FieldChange) -> FieldChange:
         return change
     return FieldChange(
         change.path,
-        change.old if change.old is MISSING else _MASK,
-        change.new if change.new is MISSING else _MASK,
+        change.old if change.old is MISSING else MASK,
+        change.new if change.new is MISSING else MASK,
     )
 
 
@@ -471,6 +473,9 @@ def _short(value: Any) -> str:
         text = value
     else:
         text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    # Redacted before it is cut (a registered secret in a ConfigMap, a token in a URL):
+    # the rendering is what plan events, drift events and previews carry.
+    text = redact(text)
     if len(text) > _MAX_RENDERED_VALUE:
         return text[: _MAX_RENDERED_VALUE - 1] + "…"
     return text

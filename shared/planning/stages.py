@@ -7,6 +7,13 @@ one before it. With auto-rollback on, a hidden predefined `ROLLBACK` stage
 follows (the executor runs it only when the deployment fails or is cancelled
 with rollback), and for each `SCRIPT_RUN` stage with an `onRollback` script, a
 hidden `SCRIPT_RUN_ROLLBACK` stage that runs it.
+
+A plan is an event, and the event log never forgets, so a stage's options are
+recorded as people may read them (`recorded_options`): a SCRIPT_RUN's
+`secretEnv` keeps its names only, and the text of the stages whose work reads
+its options again from the config at the commit (SCRIPT_RUN, its rollback,
+ANALYSIS — see `shared.executor.options.configured_options`) is redacted
+(credentials in URLs, `TOKEN=…` assignments, registered secrets).
 """
 
 from __future__ import annotations
@@ -19,19 +26,30 @@ from typing import Any, Final
 from shared.events.catalog import PlannedStage
 from shared.planning.rules import PlanError
 from shared.planning.spec import PlanningSpec, StageSpec, Strategy
+from shared.redaction import MASK, redact_all
 
 __all__ = [
     "K8S_SYNC_STAGE_ID",
+    "REREAD_OPTIONS",
     "ROLLBACK_STAGE_ID",
     "build_stages",
     "options_json",
+    "pipeline_stage_id",
     "pipeline_stages",
     "quick_sync_stages",
+    "recorded_options",
 ]
 
 K8S_SYNC_STAGE_ID: Final = "K8sSync"
 ROLLBACK_STAGE_ID: Final = "Rollback"
 SCRIPT_RUN_ROLLBACK_STAGE_ID: Final = "ScriptRunRollback"
+REREAD_OPTIONS: Final = frozenset({"SCRIPT_RUN", "SCRIPT_RUN_ROLLBACK", "ANALYSIS"})
+"""Stages whose work takes its options from the config at the commit, not from the plan."""
+
+
+def pipeline_stage_id(index: int, configured_id: str) -> str:
+    """The id of the pipeline's stage at `index`: the one it was given, or `stage-<index>`."""
+    return configured_id or f"stage-{index}"
 
 
 def build_stages(strategy: Strategy, spec: PlanningSpec) -> tuple[PlannedStage, ...]:
@@ -58,14 +76,14 @@ def pipeline_stages(spec: PlanningSpec) -> tuple[PlannedStage, ...]:
     stages: list[PlannedStage] = []
     previous = ""
     for index, configured in enumerate(spec.stages):
-        stage_id = configured.id or f"stage-{index}"
+        stage_id = pipeline_stage_id(index, configured.id)
         stages.append(
             PlannedStage(
                 id=stage_id,
                 name=configured.name,
                 index=index,
                 desc=configured.desc,
-                options_json=options_json(configured.options),
+                options_json=options_json(recorded_options(configured.name, configured.options)),
                 requires=(previous,) if previous else (),
                 timeout_s=configured.timeout_s,
             )
@@ -99,7 +117,14 @@ def _rollback(spec: PlanningSpec, index: int) -> list[PlannedStage]:
         on_rollback = _on_rollback(configured)
         if configured.name != "SCRIPT_RUN" or not on_rollback:
             continue
-        base_id = configured.id or f"stage-{position}"
+        base_id = pipeline_stage_id(position, configured.id)
+        rollback_options = {
+            "baseStageId": base_id,
+            "onRollback": on_rollback,
+            "env": configured.options.get("env") or {},
+        }
+        if configured.options.get("secretEnv"):
+            rollback_options["secretEnv"] = configured.options["secretEnv"]
         out.append(
             PlannedStage(
                 # PipeCD gives every one of these the same id; ours stay unique per deployment.
@@ -108,11 +133,7 @@ def _rollback(spec: PlanningSpec, index: int) -> list[PlannedStage]:
                 index=index + len(out),
                 desc=f"Rollback the script of stage {base_id}",
                 options_json=options_json(
-                    {
-                        "baseStageId": base_id,
-                        "onRollback": on_rollback,
-                        "env": configured.options.get("env") or {},
-                    }
+                    recorded_options("SCRIPT_RUN_ROLLBACK", rollback_options)
                 ),
                 predefined=True,
                 visible=False,
@@ -124,6 +145,17 @@ def _rollback(spec: PlanningSpec, index: int) -> list[PlannedStage]:
 def _on_rollback(stage: StageSpec) -> str:
     value = stage.options.get("onRollback")
     return value if isinstance(value, str) else ""
+
+
+def recorded_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """`options` of a stage `name` as a plan records them: no secret in them."""
+    recorded = dict(options)
+    secret_env = recorded.get("secretEnv")
+    if isinstance(secret_env, Mapping):
+        recorded["secretEnv"] = dict.fromkeys(secret_env, MASK)
+    if name in REREAD_OPTIONS:
+        recorded = redact_all(recorded)
+    return recorded
 
 
 def options_json(options: Mapping[str, Any]) -> str:

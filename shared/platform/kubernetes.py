@@ -59,6 +59,7 @@ from shared.platform.resources import (
     prepare_for_apply,
     rollout_status,
 )
+from shared.redaction import excerpt
 
 __all__ = ["DEFAULT_LIVE_KINDS", "KubernetesPlatform", "Propagation"]
 
@@ -86,6 +87,7 @@ DEFAULT_LIVE_KINDS: Final[tuple[tuple[str, str], ...]] = (
 
 # Applied before everything else, deleted after: other objects live inside them.
 _CONTAINERS: Final = ("Namespace", "CustomResourceDefinition")
+_API_MESSAGE_CHARS: Final = 1000
 _APPLY_PATCH: Final = "application/apply-patch+yaml"
 _MERGE_PATCH: Final = "application/merge-patch+json"
 _OBJECT: Final = dict.fromkeys((200, 201, 202), "object")
@@ -561,7 +563,8 @@ class KubernetesPlatform:
 def _api_error(exc: ApiException, verb: str, what: str) -> PlatformError:
     """Map the API server's refusal to the error tree, keeping its `Status` message."""
     code = int(exc.status or 0)
-    reason, message = str(exc.reason or ""), str(exc.body or exc.reason or "")
+    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else exc.body
+    reason, message = str(exc.reason or ""), str(body or exc.reason or "")
     details: dict[str, Any] = {}
     try:
         status = json.loads(exc.body) if exc.body else None
@@ -572,7 +575,9 @@ def _api_error(exc: ApiException, verb: str, what: str) -> PlatformError:
         message = str(status.get("message") or message)
         found = status.get("details")
         details = found if isinstance(found, dict) else {}
-    text = f"{verb} {what}: {message}"
+    # The server's words are quoted into stage logs and reasons (so into the log): at most
+    # a short, redacted, printable excerpt — a proxy's HTML page or an echoed Secret is not.
+    text = f"{verb} {what}: {excerpt(message, _API_MESSAGE_CHARS)}"
     if code == 404 and verb == "apply" and details.get("kind") == "namespaces":
         text += " (create the namespace first, or set autoCreateNamespace)"
     error: type[PlatformError]
