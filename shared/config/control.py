@@ -19,6 +19,9 @@ spec:
     - name: prometheus
       type: PROMETHEUS               # or HTTP
       config: {address: http://prometheus:9090, usernameFile: "", passwordFile: ""}
+  analysisEgress:                    # where analysis may connect beyond public addresses
+    allow: [10.96.0.0/12, prometheus] # CIDRs, addresses, host names; loopback, link-local,
+                                     # private and cloud metadata addresses need an entry
   notifications:
     routes: [{name: prd-failures, events: [DEPLOYMENT_FAILED], labels: {env: prd}, receiver: slack}]
     receivers:
@@ -60,11 +63,13 @@ from shared.config.application import NOTIFICATION_EVENTS
 from shared.config.errors import ConfigWarning
 from shared.config.loader import API_VERSION, open_document
 from shared.config.types import Duration, _show
+from shared.egress import parse_allow_entry
 from shared.errors import ConfigError
 
 __all__ = [
     "CONTROL_API_VERSION",
     "NOTIFICATION_GROUPS",
+    "AnalysisEgress",
     "AnalysisProvider",
     "AnalysisProviderConfig",
     "ControlConfig",
@@ -125,6 +130,16 @@ class AnalysisProvider(Spec, frozen=True):
     name: str
     type: Literal["PROMETHEUS", "HTTP"]
     config: AnalysisProviderConfig = AnalysisProviderConfig()
+
+
+class AnalysisEgress(Spec, frozen=True):
+    """Where analysis (HTTP checks, Prometheus) may connect beyond public addresses.
+
+    `allow`: CIDRs, addresses or host names (`shared.egress`). Loopback,
+    link-local, private and metadata addresses are refused unless listed.
+    """
+
+    allow: tuple[str, ...] = ()
 
 
 class NotificationRoute(Spec, frozen=True):
@@ -203,6 +218,7 @@ class ControlSpec(Spec, frozen=True):
     repositories: tuple[Repository, ...] = ()
     platform_providers: tuple[PlatformProvider, ...] = ()
     analysis_providers: tuple[AnalysisProvider, ...] = ()
+    analysis_egress: AnalysisEgress = AnalysisEgress()
     notifications: Notifications = Notifications()
     event_watcher: EventWatcherSettings = EventWatcherSettings()
     web_address: str = ""
@@ -660,6 +676,11 @@ def _check(doc: Document, spec: ControlSpec, where: _Where) -> None:
     for provider, at in analysis:
         if provider.type == "PROMETHEUS" and not provider.config.address:
             raise doc.error((*at, "config", "address"), "required: the Prometheus server's URL")
+    for index, entry in enumerate(spec.analysis_egress.allow):
+        try:
+            parse_allow_entry(entry)
+        except ValueError as exc:
+            raise doc.error(("spec", "analysisEgress", "allow", index), str(exc)) from None
     receivers = list(zip(spec.notifications.receivers, where.receivers, strict=True))
     _unique(doc, "receiver", [(r.name, at) for r, at in receivers], "name")
     for receiver, at in receivers:
