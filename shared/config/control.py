@@ -39,7 +39,8 @@ spec:
 
 A PipeCD `kind: Piped` file (`apiVersion: pipecd.dev/v1beta1`) loads too: its
 projectID, repositories, platformProviders (and the older cloudProviders),
-analysisProviders, notifications and eventWatcher map onto the same spec.
+analysisProviders, notifications and eventWatcher map onto the same spec;
+Slipway's `analysisEgress` may be added to it (PipeCD has no egress rule).
 Its other settings (piped id and key, API address, git credentials, chart
 repositories, secret management…) mean nothing here; each one present is
 named in `ControlConfig.warnings` rather than dropped silently, as are
@@ -365,6 +366,9 @@ class _PipedSpec(Spec, frozen=True):
     cloud_providers: tuple[_PipedPlatformProvider, ...] = ()
     platform_providers: tuple[_PipedPlatformProvider, ...] = ()
     analysis_providers: tuple[_PipedAnalysisProvider, ...] = ()
+    # Slipway's own: PipeCD has no egress rule, and without one analysis reaches
+    # public addresses only (an in-cluster Prometheus needs an entry here).
+    analysis_egress: AnalysisEgress = AnalysisEgress()
     notifications: _PipedNotifications = _PipedNotifications()
     secret_management: Any = msgspec.UNSET
     event_watcher: _PipedEventWatcher = _PipedEventWatcher()
@@ -514,6 +518,7 @@ def _from_piped(doc: Document) -> tuple[ControlSpec, _Where]:
         repositories=tuple(repositories),
         platform_providers=tuple(providers),
         analysis_providers=tuple(analysis),
+        analysis_egress=piped.analysis_egress,
         notifications=Notifications(routes=tuple(routes), receivers=tuple(receivers)),
         event_watcher=EventWatcherSettings(
             check_interval=piped.event_watcher.check_interval, git_repos=git_repos
