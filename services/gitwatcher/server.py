@@ -189,12 +189,9 @@ class WebhookServer(HttpServer):
             push = parse_github_push(body) if provider == "github" else parse_gitlab_push(body)
         except WebhookPayloadError as exc:
             return self._answer(provider, "bad_request", 400, error=str(exc))
-        if (
-            not named
-            and match_repository(
-                push.repository_urls, {"x": (watcher.spec.remote, watcher.spec.branch)}
-            )
-            is None
+        spec = watcher.spec
+        if not named and not match_repository(
+            push.repository_urls, {spec.repository_id: (spec.remote, spec.branch)}
         ):
             # Signed with this repository's secret, but about another repository.
             return self._answer(provider, "unknown_repository", 404, error="no such repository")

@@ -133,3 +133,35 @@ async def test_a_huge_declared_length_is_refused_without_waiting_for_the_body(
     finally:
         writer.close()
     assert status_line.split()[1] == b"413", status_line
+
+
+async def test_one_repositorys_secret_cannot_wake_another(
+    store: EventStore, work: WorkRepo, tmp_path: Path
+) -> None:
+    """Without `?repo=`, a delivery signed with A's secret but naming B's remote wakes nobody."""
+    other = seeded_repo(tmp_path / "other")
+    gitwatcher = make_gitwatcher(
+        store,
+        tmp_path / "cache2",
+        watched(work, poll_interval_s=3600, webhook_secret=SECRET),
+        watched(other, "other", poll_interval_s=3600, webhook_secret="B's own secret"),
+    )
+    server = gitwatcher.webhook_server(reject_record_window_s=0, max_body_bytes=CAP)
+    await server.start()
+    try:
+        body = push(other.url)
+        signed_by_a = {
+            "X-GitHub-Event": "push",
+            "X-Hub-Signature-256": github_signature(SECRET, body),
+        }
+        assert (await post(server, "github", body, signed_by_a))[0] == 404
+        assert not gitwatcher.watchers["other"]._wake.is_set()
+        signed_by_b = {
+            "X-GitHub-Event": "push",
+            "X-Hub-Signature-256": github_signature("B's own secret", body),
+        }
+        assert (await post(server, "github", body, signed_by_b))[0] == 202
+        assert gitwatcher.watchers["other"]._wake.is_set()
+        assert not gitwatcher.watchers["config"]._wake.is_set()
+    finally:
+        await server.stop()
