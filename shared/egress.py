@@ -95,6 +95,14 @@ class EgressPolicy:
                 networks.append(parsed)
         return cls(tuple(networks), frozenset(hosts))
 
+    def name_refusal(self, host: str) -> str | None:
+        """Why `host` is refused by its name alone (a metadata service's); checked before
+        any lookup, so not even a DNS query is made for it."""
+        name = host.lower().rstrip(".")
+        if name in METADATA_HOSTS and name not in self.hosts:
+            return f"{host} is a cloud metadata address"
+        return None
+
     def refusal(self, host: str, address: str) -> str | None:
         """Why connecting to `address` (which `host` resolved to) is refused; None if allowed."""
         name = host.lower().rstrip(".")
@@ -114,16 +122,21 @@ class EgressPolicy:
         kind = _kind(ip)
         return None if kind is None else f"{_where(host, ip)} is {kind}"
 
+    def check_name(self, host: str) -> None:
+        """`EgressRefused` if `host` is refused by its name alone."""
+        _raise_if(self.name_refusal(host))
+
     def check(self, host: str, addresses: Sequence[str]) -> None:
         """`EgressRefused` unless every address `host` resolved to is allowed."""
         if not addresses:
             raise EgressRefused(f"{host} resolved to no address")
         for address in addresses:
-            reason = self.refusal(host, address)
-            if reason is not None:
-                raise EgressRefused(
-                    f"egress refused: {reason} (not allowed by spec.analysisEgress.allow)"
-                )
+            _raise_if(self.refusal(host, address))
+
+
+def _raise_if(reason: str | None) -> None:
+    if reason is not None:
+        raise EgressRefused(f"egress refused: {reason} (not allowed by spec.analysisEgress.allow)")
 
 
 def _embedded_ipv4(ip: IPAddress) -> IPAddress:
@@ -172,6 +185,7 @@ class _GuardedConnector(aiohttp.TCPConnector):
     async def _resolve_host(
         self, host: str, port: int, traces: Sequence[Any] | None = None
     ) -> list[ResolveResult]:
+        self._policy.check_name(host)
         results = await super()._resolve_host(host, port, traces)
         self._policy.check(host, [r["host"] for r in results])
         return results

@@ -117,6 +117,10 @@ async def check(policy: EgressPolicy, url: str) -> str:
     ("url", "reason"),
     [
         (METADATA_URL, "169.254.169.254 is a cloud metadata address"),
+        (
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "metadata.google.internal is a cloud metadata address",
+        ),
         ("http://[fd00:ec2::254]/latest/", "fd00:ec2::254 is a cloud metadata address"),
         ("http://10.0.0.1/admin", "10.0.0.1 is private"),
         ("http://192.168.1.1/", "192.168.1.1 is private"),
