@@ -32,6 +32,7 @@ from shared.errors import ConfigError
 
 __all__ = [
     "BODY_LIMIT",
+    "ERROR_LIMIT",
     "EXCERPT_LIMIT",
     "HttpAnswer",
     "HttpChecker",
@@ -59,8 +60,21 @@ DEFAULT_TIMEOUT_S: Final = 30.0
 """A query's timeout when its check sets none (PipeCD's default)."""
 
 
+ERROR_LIMIT: Final = 500
+"""The longest error text recorded: a provider's own error message is quoted, and it may be
+as long as its answer."""
+
+
 class ProviderError(Exception):
-    """The provider did not answer usefully; the text says why (for the stage log and the event)."""
+    """The provider did not answer usefully; the text says why (for the stage log and the event).
+
+    Capped at `ERROR_LIMIT` characters, whatever the provider sent.
+    """
+
+    def __init__(self, message: str) -> None:
+        if len(message) > ERROR_LIMIT:
+            message = message[: ERROR_LIMIT - 1] + "…"
+        super().__init__(message)
 
 
 @dataclass(frozen=True)

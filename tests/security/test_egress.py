@@ -28,7 +28,13 @@ from nats.aio.client import Client as NatsClient
 from services.analysis.decider import Due
 from services.analysis.service import AnalysisService, AnalysisSetup
 from shared.analysis.checks import CheckPlan
-from shared.analysis.providers import EXCERPT_LIMIT, HttpChecker, PrometheusProvider, ProviderError
+from shared.analysis.providers import (
+    ERROR_LIMIT,
+    EXCERPT_LIMIT,
+    HttpChecker,
+    PrometheusProvider,
+    ProviderError,
+)
 from shared.config import load_control_config
 from shared.egress import EgressPolicy, EgressRefused, guarded_session
 from shared.errors import ConfigError
@@ -82,6 +88,8 @@ class Target:
             for _ in range(64):
                 await response.write(b"z" * 65536)
             return response
+        if request.path == "/noisy/api/v1/query_range":
+            return web.json_response({"status": "error", "errorType": "x", "error": "e" * 100_000})
         if request.path == "/api/v1/query_range":
             pad = "p" * (9 * 1024 * 1024)
             return web.json_response(
@@ -256,4 +264,8 @@ async def test_a_huge_answer_is_capped_and_only_an_excerpt_recorded(
         prometheus = PrometheusProvider("prom", target.url, session)
         with pytest.raises(ProviderError, match="answered more than 8 MiB"):
             await prometheus.query_range("up", start=0, end=60, step=15, timeout_s=10)
+        noisy = PrometheusProvider("prom", f"{target.url}/noisy", session)
+        with pytest.raises(ProviderError) as raised:
+            await noisy.query_range("up", start=0, end=60, step=15, timeout_s=10)
+        assert len(str(raised.value)) <= ERROR_LIMIT
     assert json.dumps(measured.error) == '""'
