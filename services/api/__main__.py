@@ -8,10 +8,10 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from services.api.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_READ_WAIT_S, ApiServer, create_app
+from services.api.app import DEFAULT_READ_WAIT_S, ApiServer, create_app
 from services.api.auth import DEFAULT_CACHE_TTL_S
 from services.api.deps import PlanPreviewSource
-from services.api.limits import DEFAULT_STREAMS_PER_KEY
+from services.api.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_STREAMS_PER_KEY
 from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
 from shared.git import GitCache

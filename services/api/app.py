@@ -18,7 +18,7 @@ from nats.aio.client import Client as NatsClient
 from services.api.auth import DEFAULT_CACHE_TTL_S, KEY_CACHE, KeyCache, api_key_auth
 from services.api.deps import DEPS, Deps, PlanPreviewSource
 from services.api.errors import error_middleware
-from services.api.limits import DEFAULT_STREAMS_PER_KEY, StreamSlots
+from services.api.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_STREAMS_PER_KEY, StreamSlots
 from services.api.middleware import request_middleware
 from services.api.routes import add_routes, all_routes
 from services.api.service import ApplicationCommands
@@ -27,13 +27,11 @@ from shared.http import HttpServer
 from shared.logs import get_logger
 from shared.subjects import Subjects
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_READ_WAIT_S", "ApiServer", "create_app"]
+__all__ = ["DEFAULT_READ_WAIT_S", "ApiServer", "create_app"]
 
 log = get_logger(__name__)
 
 DEFAULT_READ_WAIT_S: Final = 5.0
-DEFAULT_MAX_BODY_BYTES: Final = 256 * 1024
-"""Ample for any request the API takes (the largest is a registration with labels)."""
 
 
 def create_app(

@@ -1,4 +1,4 @@
-"""Per-key limits on long-lived requests: how many live log streams one API key holds at once.
+"""The API's limits on requests: how large a body it reads, how many log follows a key holds.
 
 A follow (`GET /deployments/{id}/logs?follow=true`) holds a connection, a
 NATS subscription and a poll loop for as long as the deployment runs, so a
@@ -13,7 +13,11 @@ import contextlib
 from collections.abc import Iterator
 from typing import Final
 
-__all__ = ["DEFAULT_STREAMS_PER_KEY", "StreamSlots", "TooManyStreams"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_STREAMS_PER_KEY", "StreamSlots", "TooManyStreams"]
+
+DEFAULT_MAX_BODY_BYTES: Final = 256 * 1024
+"""Ample for any request the API takes (the largest is a registration with labels); a larger
+body is refused (413) before more of it is read."""
 
 DEFAULT_STREAMS_PER_KEY: Final = 4
 """Enough for a person following a few deployments in several terminals."""
@@ -31,9 +35,6 @@ class StreamSlots:
             raise ValueError("per_key must be ≥ 1")
         self.per_key = per_key
         self._open: dict[str, int] = {}
-
-    def open_for(self, key: str) -> int:
-        return self._open.get(key, 0)
 
     @contextlib.contextmanager
     def hold(self, key: str) -> Iterator[None]:
