@@ -269,7 +269,15 @@ class ApiClient:
         return self.request("GET", "/events", query=query)
 
     def stream_events(self, stream_id: str) -> list[JsonObject]:
-        return list(self.request("GET", f"/events/streams/{_segment(stream_id)}")["items"])
+        """Every event of the stream, page after page."""
+        items: list[JsonObject] = []
+        query: list[tuple[str, str]] = [("limit", "1000")]
+        while True:
+            page = self.request("GET", f"/events/streams/{_segment(stream_id)}", query=query)
+            items.extend(page["items"])
+            if not page.get("next_cursor"):
+                return items
+            query = [("limit", "1000"), ("after", str(page["next_cursor"]))]
 
     def stream_state(
         self, stream_id: str, *, position: int | None = None, at: str | None = None

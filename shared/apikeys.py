@@ -25,17 +25,22 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Final, Literal, get_args
 
+import asyncpg
 import msgspec
 
 from shared.db import unavailable_on_disconnect
+from shared.errors import Rejected
 from shared.eventlog import NO_STREAM, EventStore
+from shared.eventlog.store import Connection
 from shared.events.base import Metadata, NewEvent, RecordedEvent
 from shared.events.catalog import ApiKeyCreated, ApiKeyRevoked
 from shared.ids import new_event_id, new_id
 
 __all__ = [
+    "PRIVATE_FIELDS",
     "ROLES",
     "ApiKey",
+    "KeyNameTaken",
     "Role",
     "apikey_stream",
     "authenticate",
@@ -53,6 +58,12 @@ Role = Literal["read-only", "read-write", "admin"]
 ROLES: Final[tuple[str, ...]] = get_args(Role)
 _RANK: Final = {role: rank for rank, role in enumerate(ROLES)}
 
+PRIVATE_FIELDS: Final[dict[str, tuple[str, ...]]] = {"api_key_created": ("secret_sha256",)}
+"""Event fields that never leave Slipway (by event type): answers and exports drop them.
+
+A key's hash only serves `authenticate`; shown to a reader it would be an
+offline oracle for its secret and nothing else."""
+
 _SECRET: Final = re.compile(r"^slw_(?P<key_id>[0-9a-z]{26})_[A-Za-z0-9_-]{43}$")
 _STREAM_PREFIX: Final = "apikey-"
 
@@ -61,6 +72,22 @@ SELECT global_position, tx_id, stream_id, stream_version, event_id, event_type,
        schema_version, payload, metadata, recorded_at
 FROM events WHERE stream_id LIKE 'apikey-%' ORDER BY stream_id, stream_version
 """
+
+
+# One lock for every key creation (rare): the check that a name is free and the
+# append that takes it happen under it, so two creations of one name cannot both
+# pass the check. A transaction-scoped advisory lock: released on commit or rollback.
+_NAMES_LOCK: Final = "SELECT pg_advisory_xact_lock(hashtext('slipway:apikey-names'))"
+
+
+class KeyNameTaken(Rejected):
+    """A live key already has this name (names are approver identities: one holder each)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"an API key named {name!r} exists already; revoke it first or choose another name"
+        )
+        self.name = name
 
 
 class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -125,7 +152,13 @@ def fold_key(history: Iterable[RecordedEvent]) -> tuple[ApiKey | None, str]:
 async def create_key(
     store: EventStore, *, role: str, name: str, creator: str = "", metadata: Metadata | None = None
 ) -> tuple[ApiKey, str]:
-    """Record a new key; returns it and its secret (the only time the secret is known)."""
+    """Record a new key; returns it and its secret (the only time the secret is known).
+
+    A key's name is who approves with it (`WAIT_APPROVAL` approvers), so no two
+    live keys share one: `KeyNameTaken` otherwise. A revoked key frees its name,
+    so a person can rotate their key and stay the approver the configs list;
+    the log still tells the two keys apart (each has its own id and stream).
+    """
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     key_id = new_id()
@@ -139,7 +172,15 @@ async def create_key(
     )
     event = NewEvent(event=created, event_id=new_event_id(), metadata=metadata or Metadata())
     stream = apikey_stream(key_id)
-    await store.append(stream, [event], expected_version=NO_STREAM)
+    async with (
+        unavailable_on_disconnect("create an API key"),
+        store.pool.acquire() as conn,
+        conn.transaction(),
+    ):
+        await conn.execute(_NAMES_LOCK)
+        if any(k.name == created.name and not k.revoked for k in await _keys(store, conn)):
+            raise KeyNameTaken(created.name)
+        await store.append(stream, [event], expected_version=NO_STREAM, conn=conn)
     key, _ = fold_key(await store.read_stream(stream))
     assert key is not None
     return key, secret
@@ -178,7 +219,11 @@ async def revoke_api_key(
 async def list_api_keys(store: EventStore) -> list[ApiKey]:
     """Every key ever made, revoked ones included, oldest first."""
     async with unavailable_on_disconnect("list API keys"):
-        rows = await store.pool.fetch(_LIST)
+        return await _keys(store, store.pool)
+
+
+async def _keys(store: EventStore, conn: Connection | asyncpg.Pool) -> list[ApiKey]:
+    rows = await conn.fetch(_LIST)
     streams: dict[str, list[RecordedEvent]] = {}
     for row in rows:
         streams.setdefault(row["stream_id"], []).append(store.decode_row(row))

@@ -400,19 +400,21 @@ def approve(state: Deployment, stage_id: str, *, approver: str) -> list[Event]:
         raise Rejected(f"deployment {state.deployment_id} has no WAIT_APPROVAL stage {stage_id!r}")
     if state.status is not DeploymentStatus.RUNNING or stage.status is not StageStatus.RUNNING:
         raise Rejected(f"stage {stage.id} is not waiting for approval ({stage.status})")
-    options = approval_options(stage)
-    if options is not None and options.approvers and approver not in options.approvers:
-        raise Rejected(
-            f"{approver} may not approve stage {stage.id} "
-            f"(approvers: {', '.join(options.approvers)})"
-        )
+    _check_approver(stage, approver, "approve")
     if approver in stage.approvers:
         raise Rejected(f"{approver} has already approved stage {stage.id}")
     return [StageApproved(deployment_id=state.deployment_id, stage_id=stage.id, approver=approver)]
 
 
-def request_skip(state: Deployment, stage_id: str, *, commander: str) -> list[Event]:
-    """Ask the executor to skip a WAIT, WAIT_APPROVAL or ANALYSIS stage; [] if asked already."""
+def request_skip(
+    state: Deployment, stage_id: str, *, commander: str, admin: bool = False
+) -> list[Event]:
+    """Ask the executor to skip a WAIT, WAIT_APPROVAL or ANALYSIS stage; [] if asked already.
+
+    Skipping a WAIT_APPROVAL stage gives what approving it gives, so it needs
+    what approving needs: a listed approver, or an `admin` (whose role may
+    override a gate, as it may delete the application).
+    """
     stage = state.stage(stage_id)
     if stage is None or not stage.visible:
         raise Rejected(f"deployment {state.deployment_id} has no stage {stage_id!r}")
@@ -423,6 +425,8 @@ def request_skip(state: Deployment, stage_id: str, *, commander: str) -> list[Ev
         )
     if state.completed or state.status is DeploymentStatus.ROLLING_BACK or stage.completed:
         raise Rejected(f"stage {stage.id} has already ended ({stage.status})")
+    if stage.name == "WAIT_APPROVAL" and not admin:
+        _check_approver(stage, commander, "skip")
     if stage.skip_requested_by is not None:
         return []
     return [
@@ -430,6 +434,15 @@ def request_skip(state: Deployment, stage_id: str, *, commander: str) -> list[Ev
             deployment_id=state.deployment_id, stage_id=stage.id, commander=commander
         )
     ]
+
+
+def _check_approver(stage: Stage, who: str, what: str) -> None:
+    """`Rejected` unless `who` may give the stage's approval (anyone, when none are listed)."""
+    options = approval_options(stage)
+    if options is not None and options.approvers and who not in options.approvers:
+        raise Rejected(
+            f"{who} may not {what} stage {stage.id} (approvers: {', '.join(options.approvers)})"
+        )
 
 
 def approval_options(stage: Stage) -> WaitApprovalOptions | None:

@@ -13,7 +13,35 @@ import socket
 
 from aiohttp import web
 
-__all__ = ["HttpServer", "RunningServer", "serve"]
+__all__ = ["BodyTooLarge", "HttpServer", "RunningServer", "read_capped", "serve"]
+
+
+class BodyTooLarge(Exception):
+    """A request body is larger than its endpoint takes (answer 413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is larger than {limit} bytes")
+        self.limit = limit
+
+
+async def read_capped(request: web.Request, limit: int) -> bytes:
+    """The request's body, or `BodyTooLarge` once it passes `limit` bytes.
+
+    A declared `Content-Length` over the limit is refused before anything is
+    read; otherwise the body is read in pieces and at most `limit + 1` bytes
+    are ever held, whatever the sender claims or streams (chunked bodies too).
+    """
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise BodyTooLarge(limit)
+    body = bytearray()
+    while True:
+        chunk = await request.content.read(limit + 1 - len(body))
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge(limit)
 
 
 class RunningServer:

@@ -13,7 +13,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 import yaml
@@ -22,6 +22,7 @@ from aiohttp import web
 from services.analysis.service import CONSUMER_NAME, AnalysisService
 from shared.config.control import AnalysisProvider, AnalysisProviderConfig
 from shared.consumer import EventConsumer
+from shared.egress import EgressPolicy
 from shared.events.catalog import AnalysisConcluded, AnalysisStarted
 from shared.git import GitCache
 from shared.kubesim import KubeSim
@@ -143,6 +144,10 @@ def analysis_pipeline(
     return "".join(f"  {line}\n" for line in text.splitlines())
 
 
+LOOPBACK_EGRESS: Final = EgressPolicy.from_entries(["127.0.0.0/8", "::1/128"])
+"""The tests' Prometheus and HTTP targets listen on loopback: allowed explicitly (opt-in)."""
+
+
 def template_files() -> dict[str, str | bytes | None]:
     return {".pipe/analysis-template.yaml": ERROR_RATE_TEMPLATE}
 
@@ -172,6 +177,7 @@ def analysis_replica(
         repositories={"config": harness.work.url},
         providers=providers,
         holder=name,
+        egress=LOOPBACK_EGRESS,
         **(settings | options),
     )
     consumer = harness.consumer(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import asyncpg
 from nats.aio.client import Client as NatsClient
@@ -54,8 +55,14 @@ async def served_api(
     subjects: Subjects | None = None,
     key_cache_ttl_s: float = 0.5,
     plan_preview: PlanPreviewSource | None = None,
+    admin_name: str = "test-admin",
+    **options: Any,
 ) -> AsyncIterator[str]:
-    """The API on a free loopback port, with an admin key (`api_key_for(url)`); yields its URL."""
+    """The API on a free loopback port, with an admin key (`api_key_for(url)`); yields its URL.
+
+    Key names are unique: a second API on the same schema needs another `admin_name`.
+
+    `options` go to `create_app` as they are (limits such as `max_body_bytes`)."""
     server = ApiServer(
         create_app(
             store=store,
@@ -65,11 +72,12 @@ async def served_api(
             subjects=subjects,
             key_cache_ttl_s=key_cache_ttl_s,
             plan_preview=plan_preview,
+            **options,
         ),
         port=0,
         grace_s=1.0,
     )
-    key = await create_api_key(store, "admin", "test-admin")
+    key = await create_api_key(store, "admin", admin_name)
     await server.start()
     _KEYS[server.url] = key
     try:

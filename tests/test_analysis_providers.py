@@ -28,6 +28,7 @@ from shared.sandbox.prometheus import PrometheusServer
 from shared.stagelog import StageLogs
 from shared.subjects import Subjects
 from tests.analysis_support import (
+    LOOPBACK_EGRESS,
     PROMETHEUS_PASSWORD,
     PROMETHEUS_USER,
     prometheus_for,
@@ -163,6 +164,7 @@ async def test_previous_queries_the_previous_analysis_window_at_the_same_offset(
         repositories={},
         providers=providers(prometheus, tmp_path),
         holder="a1",
+        egress=LOOPBACK_EGRESS,
     )
     setup = AnalysisSetup(
         plans={}, skipped=[], judge="sequential", duration_s=300, app_name="web", namespace="shop"

@@ -47,7 +47,10 @@ async def test_two_replicas_one_runs_and_the_other_resumes_after_kill_9(
     async with prometheus_for(sim, tmp_path / "prom") as prometheus:
         prom = {"name": "prom", "type": "PROMETHEUS", "config": {"address": prometheus.url}}
         control = write_control_config(
-            tmp_path / "slipway.yaml", remote=work.url, analysisProviders=[prom]
+            tmp_path / "slipway.yaml",
+            remote=work.url,
+            analysisProviders=[prom],
+            analysisEgress={"allow": ["127.0.0.0/8"]},  # Prometheus is on loopback
         )
         env = service_env(
             backends,

@@ -86,7 +86,7 @@ async def test_refusals_name_what_is_wrong(api: str, store: EventStore, pool: as
     assert status == 400 and body["error"]["field"] == "head_branch"
     status, body = await post(api, {"repository_id": "config", "head_branch": "--upload-pack=x"})
     assert status == 400 and body["error"]["field"] == "head_branch"
-    async with served_api(store, pool) as bare:
+    async with served_api(store, pool, admin_name="test-admin-bare") as bare:
         status, body = await post(bare, {"repository_id": "config", "head_branch": "main"})
         assert status == 503 and "SLIPWAY_CONTROL_CONFIG" in body["error"]["message"]
 

@@ -224,8 +224,8 @@ def approve(stage_id: str, who: str = "alice") -> Request:
     return lambda d: deployments.approve(d, stage_id, approver=who)
 
 
-def skip(stage_id: str) -> Request:
-    return lambda d: deployments.request_skip(d, stage_id, commander="alice")
+def skip(stage_id: str, who: str = "alice", *, admin: bool = False) -> Request:
+    return lambda d: deployments.request_skip(d, stage_id, commander=who, admin=admin)
 
 
 COMPLETED_0 = StageCompleted(deployment_id=D, stage_id="stage-0", status="SUCCESS")
@@ -245,6 +245,14 @@ FAILED = DeploymentCompleted(deployment_id=D, application_id="app1", status="FAI
         ([StageSkipRequested(deployment_id=D, stage_id="stage-2")], skip("stage-2"), []),
         ([], approve("stage-1"), "deployment d1 has no WAIT_APPROVAL stage 'stage-1'"),
         ([], approve("stage-0", "bob"), "bob may not approve stage stage-0 (approvers: alice)"),
+        # Skipping an approval needs what approving needs: a listed approver, or admin.
+        ([], skip("stage-0", "bob"), "bob may not skip stage stage-0 (approvers: alice)"),
+        ([], skip("stage-0", "root", admin=True),
+         [StageSkipRequested(deployment_id=D, stage_id="stage-0", commander="root")]),
+        ([], skip("stage-0"),
+         [StageSkipRequested(deployment_id=D, stage_id="stage-0", commander="alice")]),
+        ([], skip("stage-2", "bob"),
+         [StageSkipRequested(deployment_id=D, stage_id="stage-2", commander="bob")]),
         ([StageApproved(deployment_id=D, stage_id="stage-0", approver="alice")],
          approve("stage-0"), "alice has already approved stage stage-0"),
         ([COMPLETED_0], approve("stage-0"),

@@ -247,7 +247,12 @@ async def test_repository_by_query_other_branch_ping_and_unknown(
     headers = {"X-GitHub-Event": "ping", "X-Hub-Signature-256": github_signature(SECRET, ping)}
     status, answer = await post(server, "github", ping, headers, "?repo=config")
     assert (status, answer) == (200, {"status": "pong"})
-    status, _ = await post(server, "github", b"garbage", {"X-GitHub-Event": "push"})
+    # Garbage is only parsed (and found wanting) once it is signed.
+    signed_garbage = {
+        "X-GitHub-Event": "push",
+        "X-Hub-Signature-256": github_signature(SECRET, b"garbage"),
+    }
+    status, _ = await post(server, "github", b"garbage", signed_garbage)
     assert status == 400
     assert await events_of(store, WebhookRejected) == []
 

@@ -11,6 +11,7 @@ from typing import Annotated
 from msgspec import Meta
 
 from services.analysis.service import CONSUMER_NAME, AnalysisService
+from shared.egress import EgressPolicy
 from shared.git import GitCache
 from shared.runtime import Component, ServiceRuntime, run_service
 from shared.settings import ServiceSettings
@@ -50,6 +51,7 @@ async def setup(runtime: ServiceRuntime[AnalysisSettings]) -> Sequence[Component
         repositories={r.repo_id: r.remote for r in control.spec.repositories},
         providers={p.name: p for p in control.spec.analysis_providers},
         holder=settings.instance,
+        egress=EgressPolicy.from_entries(control.spec.analysis_egress.allow),
         lease_ttl_s=settings.analysis_lease_ttl_s,
         poll_s=settings.analysis_poll_interval_s,
         claim_interval_s=settings.analysis_claim_interval_s,

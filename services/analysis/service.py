@@ -33,6 +33,7 @@ from shared.analysis.providers import (
     PrometheusProvider,
     ProviderError,
     Series,
+    excerpt,
     step_for,
 )
 from shared.analysis.templating import QueryArgs, TemplateError, render
@@ -45,6 +46,7 @@ from shared.deploysource import (
     config_path_of,
     ensure_commit,
 )
+from shared.egress import EgressPolicy, guarded_session
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
@@ -93,6 +95,7 @@ class AnalysisService:
         repositories: Mapping[str, str],
         providers: Mapping[str, AnalysisProvider],
         holder: str,
+        egress: EgressPolicy | None = None,
         lease_ttl_s: float = 15.0,
         poll_s: float = 1.0,
         claim_interval_s: float = 2.0,
@@ -103,6 +106,8 @@ class AnalysisService:
         self.git = git
         self.repositories = dict(repositories)
         self.provider_configs = dict(providers)
+        self.egress = egress or EgressPolicy()
+        """Where checks may connect; the default allows public addresses only."""
         self.holder = holder
         self.leases = Leases(store, holder, ttl_s=lease_ttl_s)
         self.poll_s = poll_s
@@ -176,7 +181,8 @@ class AnalysisService:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            # Every check and Prometheus query connects only where the egress rule allows.
+            self._session = guarded_session(self.egress)
         return self._session
 
     # Setup: the checks at the deployment's commit ------------------------------------------
@@ -355,7 +361,7 @@ class AnalysisService:
             answer = await HttpChecker(self._http()).request(
                 check.method, url, headers=plan.headers, timeout_s=check.timeout_s
             )
-            status, body = answer.status, answer.body
+            status, body = answer.status, excerpt(answer.body, check.expected_response)
         except (ProviderError, TemplateError) as exc:
             error = redact(str(exc))
         # What came from outside (the body, errors) and the URL (a token in it) are

@@ -11,6 +11,7 @@ from msgspec import Meta
 from services.api.app import DEFAULT_READ_WAIT_S, ApiServer, create_app
 from services.api.auth import DEFAULT_CACHE_TTL_S
 from services.api.deps import PlanPreviewSource
+from services.api.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_STREAMS_PER_KEY
 from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
 from shared.git import GitCache
@@ -30,6 +31,10 @@ class ApiSettings(ServiceSettings, frozen=True, kw_only=True):
     """How long a read with `min_position` waits for the read model before answering 503."""
     api_key_cache_ttl_s: Annotated[float, Meta(ge=0, le=30)] = DEFAULT_CACHE_TTL_S
     """How long a checked API key is trusted: a revocation takes effect within this."""
+    api_max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = DEFAULT_MAX_BODY_BYTES
+    """The largest request body the API reads; a larger one is refused with 413."""
+    api_max_log_streams_per_key: Annotated[int, Meta(ge=1, le=1000)] = DEFAULT_STREAMS_PER_KEY
+    """How many log follows (`logs?follow=true`) one API key may hold at once; 429 beyond."""
     control_config: str = ""
     """The control config (slipway.yaml): its repositories can be plan-previewed. Optional."""
     api_git_cache_dir: str = ""
@@ -61,6 +66,8 @@ async def setup(runtime: ServiceRuntime[ApiSettings]) -> Sequence[Component]:
         subjects=runtime.subjects,
         key_cache_ttl_s=settings.api_key_cache_ttl_s,
         plan_preview=plan_preview_source(settings),
+        max_body_bytes=settings.api_max_body_bytes,
+        max_log_streams_per_key=settings.api_max_log_streams_per_key,
     )
     # Requests in flight get most of the grace; the rest is for the runtime's own steps.
     server = ApiServer(

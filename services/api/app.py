@@ -15,9 +15,10 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from nats.aio.client import Client as NatsClient
 
-from services.api.auth import DEFAULT_CACHE_TTL_S, api_key_auth
+from services.api.auth import DEFAULT_CACHE_TTL_S, KEY_CACHE, KeyCache, api_key_auth
 from services.api.deps import DEPS, Deps, PlanPreviewSource
 from services.api.errors import error_middleware
+from services.api.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_STREAMS_PER_KEY, StreamSlots
 from services.api.middleware import request_middleware
 from services.api.routes import add_routes, all_routes
 from services.api.service import ApplicationCommands
@@ -31,7 +32,6 @@ __all__ = ["DEFAULT_READ_WAIT_S", "ApiServer", "create_app"]
 log = get_logger(__name__)
 
 DEFAULT_READ_WAIT_S: Final = 5.0
-_MAX_BODY_BYTES: Final = 256 * 1024
 
 
 def create_app(
@@ -44,17 +44,23 @@ def create_app(
     subjects: Subjects | None = None,
     key_cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
     plan_preview: PlanPreviewSource | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_log_streams_per_key: int = DEFAULT_STREAMS_PER_KEY,
 ) -> web.Application:
     """The API, reading and writing through `store` and `pool` (the same database).
 
     `auth` defaults to API keys (`auth.api_key_auth`): every route but the
     document needs a key. `nc` is for following live stage logs; without it a
-    follow serves the stored lines, polling the table for new ones.
+    follow serves the stored lines, polling the table for new ones. A request
+    body over `max_body_bytes` is refused (413) before more of it is read; a key
+    may follow at most `max_log_streams_per_key` logs at once (429 beyond).
     """
+    cache = KeyCache(store, ttl_s=key_cache_ttl_s)
     if auth is None:
-        auth = api_key_auth(store, cache_ttl_s=key_cache_ttl_s)
+        auth = api_key_auth(store, cache=cache)
     middlewares = [request_middleware, error_middleware, auth]
-    app = web.Application(middlewares=middlewares, client_max_size=_MAX_BODY_BYTES)
+    app = web.Application(middlewares=middlewares, client_max_size=max_body_bytes)
+    app[KEY_CACHE] = cache
     app[DEPS] = Deps(
         store=store,
         pool=pool,
@@ -63,6 +69,8 @@ def create_app(
         nc=nc,
         subjects=subjects or Subjects(),
         plan_preview=plan_preview,
+        max_body_bytes=max_body_bytes,
+        log_streams=StreamSlots(max_log_streams_per_key),
     )
     add_routes(app, all_routes())
     return app

@@ -15,7 +15,9 @@ otherwise. For each request it:
 
 Handlers never check roles themselves; they only ask `actor_of(request)` who
 is acting (the key's name), which goes into each event's metadata (`actor`),
-into `SyncRequested.commander`, and is the approver of `WAIT_APPROVAL` stages.
+into `SyncRequested.commander`, and is the approver of `WAIT_APPROVAL`
+stages; skipping such a stage also asks `is_admin(request)` (an admin may
+skip an approval it is not listed for).
 """
 
 from __future__ import annotations
@@ -29,10 +31,19 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from services.api.errors import ApiError
-from shared.apikeys import ApiKey, Role, authenticate, role_allows, secret_sha256
+from shared.apikeys import (
+    ApiKey,
+    Role,
+    apikey_stream,
+    authenticate,
+    fold_key,
+    role_allows,
+    secret_sha256,
+)
 from shared.eventlog import EventStore
 
 __all__ = [
+    "KEY_CACHE",
     "PRINCIPAL",
     "ROUTE_ACCESS",
     "Access",
@@ -40,6 +51,8 @@ __all__ = [
     "Principal",
     "actor_of",
     "api_key_auth",
+    "is_admin",
+    "key_still_live",
     "required_access",
 ]
 
@@ -89,6 +102,13 @@ def actor_of(request: web.Request) -> str | None:
     return principal.name if principal is not None else None
 
 
+def is_admin(request: web.Request) -> bool:
+    """Whether the caller's key is admin: for the few rules that depend on more than the route
+    (an admin may skip an approval it is not listed for). False without an auth middleware."""
+    principal = request.get(PRINCIPAL)
+    return principal is not None and role_allows(principal.role, "admin")
+
+
 class KeyCache:
     """Checked keys by the hash of their secret, each for `ttl_s`.
 
@@ -102,6 +122,20 @@ class KeyCache:
         self.store = store
         self.ttl_s = ttl_s
         self._entries: dict[str, tuple[float, ApiKey | None]] = {}
+        self._live: dict[str, tuple[float, bool]] = {}
+
+    async def live(self, key_id: str) -> bool:
+        """Whether the key is still unrevoked (re-read at most once per `ttl_s`)."""
+        now = time.monotonic()
+        cached = self._live.get(key_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        key, _ = fold_key(await self.store.read_stream(apikey_stream(key_id)))
+        alive = key is not None and not key.revoked
+        if len(self._live) >= _CACHE_MAX:
+            self._live.clear()
+        self._live[key_id] = (now + self.ttl_s, alive)
+        return alive
 
     async def lookup(self, secret: str) -> ApiKey | None:
         digest = secret_sha256(secret)
@@ -117,6 +151,10 @@ class KeyCache:
         return key
 
 
+KEY_CACHE = web.AppKey("key_cache", KeyCache)
+"""The auth middleware's cache, for requests that outlive one check (`key_still_live`)."""
+
+
 def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
@@ -129,9 +167,21 @@ def _bearer(request: web.Request) -> str | None:
     return token.strip()
 
 
-def api_key_auth(store: EventStore, *, cache_ttl_s: float = DEFAULT_CACHE_TTL_S) -> Middleware:
+async def key_still_live(request: web.Request) -> bool:
+    """Whether the request's key is still unrevoked, for a request that lasts (a log follow):
+    it learns of a revocation within the cache's TTL, as a new request would."""
+    principal = request.get(PRINCIPAL)
+    cache = request.app.get(KEY_CACHE)
+    if principal is None or cache is None or not principal.key_id:
+        return True  # no API keys in use (a test's own auth)
+    return await cache.live(principal.key_id)
+
+
+def api_key_auth(
+    store: EventStore, *, cache_ttl_s: float = DEFAULT_CACHE_TTL_S, cache: KeyCache | None = None
+) -> Middleware:
     """The middleware that demands an API key of sufficient role on every non-public route."""
-    cache = KeyCache(store, ttl_s=cache_ttl_s)
+    cache = cache or KeyCache(store, ttl_s=cache_ttl_s)
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -57,11 +57,16 @@ def approve(
 
 
 def skip(
-    view: Deployment | None, deployment_id: str, stage_id: str, *, commander: str
+    view: Deployment | None, deployment_id: str, stage_id: str, *, commander: str, admin: bool
 ) -> list[Event]:
-    """Ask the executor to skip a WAIT, WAIT_APPROVAL or ANALYSIS stage; [] if asked already."""
+    """Ask the executor to skip a WAIT, WAIT_APPROVAL or ANALYSIS stage; [] if asked already.
+
+    A WAIT_APPROVAL stage only for a listed approver or an `admin` key.
+    """
     return _answer(
-        view, deployment_id, lambda d: deployments.request_skip(d, stage_id, commander=commander)
+        view,
+        deployment_id,
+        lambda d: deployments.request_skip(d, stage_id, commander=commander, admin=admin),
     )
 
 

@@ -9,6 +9,7 @@ import asyncpg
 from aiohttp import web
 from nats.aio.client import Client as NatsClient
 
+from services.api.limits import DEFAULT_MAX_BODY_BYTES, StreamSlots
 from services.api.service import ApplicationCommands
 from shared.eventlog import EventStore
 from shared.git import GitCache
@@ -29,6 +30,10 @@ class Deps:
     subjects: Subjects = field(default_factory=Subjects)
     plan_preview: PlanPreviewSource | None = None
     """The control config's repositories and a clone cache; None: no plan previews."""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """The largest request body read (413 beyond)."""
+    log_streams: StreamSlots = field(default_factory=StreamSlots)
+    """Each key's open log follows, capped."""
 
 
 @dataclass(frozen=True)

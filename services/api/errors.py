@@ -13,6 +13,11 @@ Every error answer has the body `{"error": {"code", "message", "field"?}}`
 | `Unavailable`                            | 503    | `unavailable` + `Retry-After` |
 | aiohttp's own (no route, wrong method)   | its own| `not_found`, …                |
 | anything else: a bug, logged once        | 500    | `internal`                    |
+
+A 5xx answer carries the request's id (`error.request_id`, also the
+`X-Request-Id` header), and the error is logged once with that id; its
+message never quotes an exception or a driver (which name hosts, schemas,
+SQL): the id leads an operator from the answer to the logged cause.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from services.api.decider import RULES, Conflict, Invalid, NotFound
+from services.api.middleware import REQUEST_ID
 from services.api.schemas import ErrorBody, ErrorCode, ErrorDetail
 from shared.errors import ConcurrencyConflict, Unavailable
 from shared.logs import get_logger
@@ -70,7 +76,10 @@ class ApiError(Exception):
         super().__init__(message)
 
 
-def error_response(error: ApiError) -> web.Response:
+def error_response(error: ApiError, request_id: str | None = None) -> web.Response:
+    """The answer for `error`; a 5xx also names `request_id` (for finding it in the log)."""
+    if error.status >= 500 and request_id is not None:
+        error.detail = msgspec.structs.replace(error.detail, request_id=request_id)
     return web.Response(
         status=error.status,
         body=_encoder.encode(ErrorBody(error=error.detail)),
@@ -99,10 +108,11 @@ def validation_error(exc: msgspec.ValidationError, *, prefix: str = "") -> ApiEr
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = request.get(REQUEST_ID)
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc)
+        return error_response(exc, request_id)
     except Invalid as exc:
         return error_response(ApiError(400, "invalid_request", str(exc), field=exc.field))
     except NotFound as exc:
@@ -114,9 +124,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             ApiError(409, "conflict", f"too many concurrent changes, try again: {exc}")
         )
     except Unavailable as exc:
+        # The cause (a driver's text) goes to the log only, under the request's id.
         log.warning("request_unavailable", error=str(exc))
+        message = "a dependency (database or messaging) is unavailable; retry shortly"
         return error_response(
-            ApiError(503, "unavailable", str(exc), headers={"Retry-After": RETRY_AFTER_S})
+            ApiError(503, "unavailable", message, headers={"Retry-After": RETRY_AFTER_S}),
+            request_id,
         )
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -128,4 +141,5 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     # answered as such, without the details that would leak internals.
     except Exception:
         log.exception("request_crashed", method=request.method, path=request.path)
-        return error_response(ApiError(500, "internal", "internal error; see the API's log"))
+        message = f"internal error; the API's log has it under request id {request_id}"
+        return error_response(ApiError(500, "internal", message), request_id)

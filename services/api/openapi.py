@@ -73,6 +73,8 @@ _ERRORS: Final = {
     "403": "The key's role is too low for this (read-only < read-write < admin).",
     "404": "No such resource.",
     "409": "The application's state forbids this (`error.code` says why).",
+    "413": "The request body is larger than the API takes.",
+    "429": "This API key holds as many log follows as it may; retry after `Retry-After`.",
     "503": "A dependency is unavailable, or the projection lags behind `min_position`; "
     "retry after `Retry-After` seconds.",
 }
@@ -132,6 +134,10 @@ def _operation(
         operation["parameters"] = parameters
     if body is not None:
         operation["requestBody"] = body
+        # Every body is capped (`create_app(max_body_bytes=…)`).
+        responses = responses | {
+            "413": {"description": _ERRORS["413"], "content": _json(_ref("ErrorBody"))}
+        }
     operation["responses"] = responses
     return operation
 
@@ -394,7 +400,7 @@ def _deployment_paths() -> dict[str, Any]:
                 "getDeploymentLogs",
                 "What its stages wrote",
                 "deployments",
-                _responses(("200", "The lines.", "LogList"), "400", "404", "503")
+                _responses(("200", "The lines.", "LogList"), "400", "404", "429", "503")
                 | {
                     "200": {
                         "description": "The lines (JSON), or with `follow` an event stream.",
@@ -404,7 +410,9 @@ def _deployment_paths() -> dict[str, Any]:
                 },
                 description="With `follow=true`, server-sent events instead: `log` events "
                 "(the stored lines, then live ones; `id` is the line's id), then one `end` "
-                "event `{deployment_id, status}` once the deployment has completed.",
+                "event `{deployment_id, status}` once the deployment has completed; a "
+                "`revoked` event ends it early once the key is revoked. A key may hold a "
+                "few follows at once (`SLIPWAY_API_MAX_LOG_STREAMS_PER_KEY`): 429 beyond.",
                 parameters=[
                     _DEPLOYMENT_PARAM,
                     _query("stage_id", "Only this stage's lines.", _TEXT),
@@ -484,7 +492,13 @@ def _event_paths() -> dict[str, Any]:
                 parameters=[
                     _STREAM_PARAM,
                     _query("from_version", "The first version.", _POSITION),
-                    _limit("At most this many.", maximum=1000, default=1000),
+                    _query(
+                        "after",
+                        "Continue after this version (a page's `next_cursor`); "
+                        "not with `from_version`.",
+                        {"type": "integer", "minimum": -1, "maximum": 2**63 - 2},
+                    ),
+                    _limit("At most this many.", maximum=1000, default=100),
                 ],
             )
         },
@@ -517,8 +531,10 @@ def _key_paths() -> dict[str, Any]:
                 "createApiKey",
                 "Make an API key (admin)",
                 "api-keys",
-                _responses(("201", "Made.", "CreatedApiKey"), "400", "503"),
-                description="The answer carries the secret, this once; only its SHA-256 is stored.",
+                _responses(("201", "Made.", "CreatedApiKey"), "400", "409", "503"),
+                description="The answer carries the secret, this once; only its SHA-256 is "
+                "stored. A key's name is its holder's identity (the approver of WAIT_APPROVAL "
+                "stages): 409 `name_taken` while a live key has it (a revoked key frees it).",
                 body=_body("CreateApiKeyRequest"),
             ),
             "get": _operation(

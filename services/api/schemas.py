@@ -137,6 +137,8 @@ ErrorCode = Literal[
     "refused",
     "unauthorized",
     "forbidden",
+    "payload_too_large",
+    "too_many_streams",
     "projection_lagging",
     "unavailable",
     "internal",
@@ -151,6 +153,10 @@ class ErrorDetail(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     ] = None
     application_id: Annotated[
         str | None, Meta(description="The application a conflict is about, when there is one.")
+    ] = None
+    request_id: Annotated[
+        str | None,
+        Meta(description="A server error's request id: the API's log has the cause under it."),
     ] = None
 
 

@@ -8,7 +8,9 @@ from typing import Any, Final, TypeVar
 import msgspec
 from aiohttp import web
 
+from services.api.deps import deps
 from services.api.errors import ApiError, validation_error
+from shared.http import BodyTooLarge, read_capped
 
 __all__ = [
     "json_response",
@@ -32,8 +34,13 @@ async def read_body(request: web.Request, type_: type[T], *, optional: bool = Fa
     """The JSON body decoded as `type_`; 400 naming the field at fault otherwise.
 
     With `optional`, an empty body stands for `{}` (every field defaulted).
+    A body over the API's cap is refused (413) without reading the rest.
     """
-    raw = await request.read()
+    limit = deps(request).max_body_bytes
+    try:
+        raw = await read_capped(request, limit)
+    except BodyTooLarge as exc:
+        raise ApiError(413, "payload_too_large", str(exc)) from None
     if not raw.strip():
         if not optional:
             raise ApiError(400, "invalid_json", "the request needs a JSON object as its body")

@@ -133,6 +133,8 @@ class Approve:
 class RequestSkip:
     stage_id: str
     commander: str = ""
+    admin: bool = False
+    """The commander's key is admin (may skip an approval it is not listed for)."""
 
 
 Command = Start | Advance | StageFinished | Abort | RequestCancel | Approve | RequestSkip
@@ -148,7 +150,9 @@ def decide(state: Deployment, command: Command, now: datetime) -> list[Event]:
         case Approve():
             return approve(state, command.stage_id, approver=command.approver)
         case RequestSkip():
-            return request_skip(state, command.stage_id, commander=command.commander)
+            return request_skip(
+                state, command.stage_id, commander=command.commander, admin=command.admin
+            )
         case Start():
             if state.status is not DeploymentStatus.PLANNED or state.cancel is not None:
                 return _advance(state, [], now)

@@ -8,6 +8,7 @@ from typing import Annotated
 from msgspec import Meta
 
 from services.gitwatcher.configs import read_app_config, watched_repositories
+from services.gitwatcher.server import DEFAULT_MAX_BODY_BYTES
 from services.gitwatcher.service import Gitwatcher
 from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
@@ -35,6 +36,10 @@ class GitwatcherSettings(ServiceSettings, frozen=True, kw_only=True):
     gitwatcher_git_timeout_s: Annotated[float, Meta(gt=0)] = 60.0
     gitwatcher_fetch_timeout_s: Annotated[float, Meta(gt=0)] = 300.0
     gitwatcher_webhook_reject_window_s: Annotated[float, Meta(ge=0)] = 60.0
+    gitwatcher_webhook_max_body_bytes: Annotated[int, Meta(ge=1024, le=25 * 1024 * 1024)] = (
+        DEFAULT_MAX_BODY_BYTES
+    )
+    """A delivery over this many bytes is refused (413) before more of it is read."""
 
 
 async def setup(runtime: ServiceRuntime[GitwatcherSettings]) -> Sequence[Component]:
@@ -74,6 +79,7 @@ async def setup(runtime: ServiceRuntime[GitwatcherSettings]) -> Sequence[Compone
             host=settings.gitwatcher_webhook_host,
             port=settings.gitwatcher_webhook_port,
             reject_record_window_s=settings.gitwatcher_webhook_reject_window_s,
+            max_body_bytes=settings.gitwatcher_webhook_max_body_bytes,
         )
         components.append(server.run)
     return components

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from structlog.contextvars import bound_contextvars
 
 from services.gitwatcher.handlers import on_command_trigger
-from services.gitwatcher.server import WebhookServer
+from services.gitwatcher.server import DEFAULT_MAX_BODY_BYTES, WebhookServer
 from services.gitwatcher.watcher import (
     AppConfigReader,
     Metrics,
@@ -158,7 +158,12 @@ class Gitwatcher:
                 )
 
     def webhook_server(
-        self, *, host: str = "127.0.0.1", port: int = 0, reject_record_window_s: float = 60.0
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        reject_record_window_s: float = 60.0,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> WebhookServer:
         """The push-webhook endpoint for these repositories."""
         return WebhookServer(
@@ -168,4 +173,5 @@ class Gitwatcher:
             host=host,
             port=port,
             reject_record_window_s=reject_record_window_s,
+            max_body_bytes=max_body_bytes,
         )

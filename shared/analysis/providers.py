@@ -5,6 +5,8 @@ said, raw — Prometheus' sample values as the text it sent, an HTTP response's
 code and body — or a `ProviderError` whose text says what went wrong (refused,
 timed out, an error from Prometheus, a body that is not its API's JSON). It
 never judges: the recorded raw answer is what the verdicts are computed from.
+Bodies are read up to a cap, never whole; the sessions it is given obey the
+egress rule (`shared.egress`), whose refusals it names.
 
 Each call is a client span, a child of the analysis tick that made it, so a
 trace shows every query, its answer's size or status, and what went wrong.
@@ -25,30 +27,54 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from shared.config.control import AnalysisProvider
+from shared.egress import EgressRefused
 from shared.errors import ConfigError
 
 __all__ = [
     "BODY_LIMIT",
+    "ERROR_LIMIT",
+    "EXCERPT_LIMIT",
     "HttpAnswer",
     "HttpChecker",
     "PrometheusProvider",
     "ProviderError",
     "Series",
+    "excerpt",
     "step_for",
 ]
 
 _tracer = trace.get_tracer("slipway.analysis.providers")
 
 BODY_LIMIT: Final = 4096
-"""How much of an HTTP check's response body is kept (and matched against `expectedResponse`)."""
+"""How much of an HTTP check's response body is read (and matched against `expectedResponse`)."""
+
+EXCERPT_LIMIT: Final = 256
+"""How much of an HTTP check's body is recorded (`AnalysisMeasured.values`): the log keeps
+everything forever, so a target may not fill it."""
+
+PROMETHEUS_BODY_LIMIT: Final = 8 * 1024 * 1024
+"""A `query_range` answer larger than this is an error, not something to hold in memory."""
 
 
 DEFAULT_TIMEOUT_S: Final = 30.0
 """A query's timeout when its check sets none (PipeCD's default)."""
 
 
+ERROR_LIMIT: Final = 500
+"""The longest error text recorded: a provider's own error message is quoted, and it may be
+as long as its answer."""
+
+
 class ProviderError(Exception):
-    """The provider did not answer usefully; the text says why (for the stage log and the event)."""
+    """The provider did not answer usefully; the text says why (for the stage log and the event).
+
+    Capped at `ERROR_LIMIT` characters, whatever the provider sent.
+    """
+
+    def __init__(self, message: str) -> None:
+        if len(message) > ERROR_LIMIT:
+            message = message[: ERROR_LIMIT - 1] + "…"
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -126,20 +152,59 @@ class PrometheusProvider:
                     async with self.session.get(
                         url, params=params, headers=self.headers
                     ) as response:
-                        text = await response.text()
+                        raw = await _read_up_to(response, PROMETHEUS_BODY_LIMIT + 1)
                         status = response.status
+                if len(raw) > PROMETHEUS_BODY_LIMIT:
+                    raise ProviderError(
+                        f"Prometheus {self.name} answered more than "
+                        f"{PROMETHEUS_BODY_LIMIT // (1024 * 1024)} MiB; narrow the query"
+                    )
+                text = raw.decode("utf-8", "replace")
                 span.set_attribute("http.response.status_code", status)
                 series = _parse_matrix(self.name, status, text)
             except TimeoutError as exc:
                 error = ProviderError(f"Prometheus {self.name} timed out after {timeout_s:g} s")
                 raise _failed(span, error) from exc
             except aiohttp.ClientError as exc:
-                error = ProviderError(f"Prometheus {self.name} unreachable: {exc}")
+                refused = _refusal(exc)
+                error = ProviderError(
+                    f"Prometheus {self.name}: {refused}"
+                    if refused
+                    else f"Prometheus {self.name} unreachable: {exc}"
+                )
                 raise _failed(span, error) from exc
             except ProviderError as exc:
                 raise _failed(span, exc) from None
             span.set_attribute("slipway.samples", len(series.values))
             return series
+
+
+def _refusal(exc: aiohttp.ClientError) -> str | None:
+    """The egress rule's reason, when that is why the connection was not made."""
+    cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else None
+    return str(cause) if isinstance(cause, EgressRefused) else None
+
+
+async def _read_up_to(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """At most `limit` bytes of the body, read as they come (the rest is never read)."""
+    body = bytearray()
+    while len(body) < limit:
+        chunk = await response.content.read(limit - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
+
+
+def excerpt(body: str, expected: str = "") -> str:
+    """What of an HTTP check's body is recorded: `EXCERPT_LIMIT` characters, around the
+    expected response when the body has it (so the verdict, judged from the record, stands)."""
+    limit = max(EXCERPT_LIMIT, len(expected))
+    if len(body) <= limit:
+        return body
+    at = body.find(expected) if expected else -1
+    start = 0 if at < 0 else max(0, min(at - (limit - len(expected)) // 2, len(body) - limit))
+    return body[start : start + limit]
 
 
 def _failed(span: trace.Span, error: ProviderError) -> ProviderError:
@@ -207,7 +272,10 @@ class HttpAnswer:
 
 
 class HttpChecker:
-    """Sends an HTTP check's request and returns the answer (or a `ProviderError`)."""
+    """Sends an HTTP check's request and returns the answer (or a `ProviderError`).
+
+    Redirects are answers, not followed (a 3xx is what the check judges); the
+    session's egress rule refuses non-public targets before connecting."""
 
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self.session = session
@@ -230,11 +298,15 @@ class HttpChecker:
                     async with self.session.request(
                         method, url, headers=pairs, allow_redirects=False
                     ) as response:
-                        raw = await response.content.read(BODY_LIMIT)
+                        raw = await _read_up_to(response, BODY_LIMIT)
                         span.set_attribute("http.response.status_code", response.status)
                         return HttpAnswer(response.status, raw.decode("utf-8", "replace"))
             except TimeoutError as exc:
                 error = ProviderError(f"{method} {url} timed out after {timeout_s:g} s")
                 raise _failed(span, error) from exc
             except aiohttp.ClientError as exc:
-                raise _failed(span, ProviderError(f"{method} {url} failed: {exc}")) from exc
+                refused = _refusal(exc)
+                error = ProviderError(
+                    f"{method} {url}: {refused}" if refused else f"{method} {url} failed: {exc}"
+                )
+                raise _failed(span, error) from exc

@@ -19,6 +19,9 @@ spec:
     - name: prometheus
       type: PROMETHEUS               # or HTTP
       config: {address: http://prometheus:9090, usernameFile: "", passwordFile: ""}
+  analysisEgress:                    # where analysis may connect beyond public addresses
+    allow: [10.96.0.0/12, prometheus] # CIDRs, addresses, host names; loopback, link-local,
+                                     # private and cloud metadata addresses need an entry
   notifications:
     routes: [{name: prd-failures, events: [DEPLOYMENT_FAILED], labels: {env: prd}, receiver: slack}]
     receivers:
@@ -36,7 +39,8 @@ spec:
 
 A PipeCD `kind: Piped` file (`apiVersion: pipecd.dev/v1beta1`) loads too: its
 projectID, repositories, platformProviders (and the older cloudProviders),
-analysisProviders, notifications and eventWatcher map onto the same spec.
+analysisProviders, notifications and eventWatcher map onto the same spec;
+Slipway's `analysisEgress` may be added to it (PipeCD has no egress rule).
 Its other settings (piped id and key, API address, git credentials, chart
 repositories, secret management…) mean nothing here; each one present is
 named in `ControlConfig.warnings` rather than dropped silently, as are
@@ -60,12 +64,14 @@ from shared.config.application import NOTIFICATION_EVENTS
 from shared.config.errors import ConfigWarning
 from shared.config.loader import API_VERSION, open_document
 from shared.config.types import Duration, _show
+from shared.egress import parse_allow_entry
 from shared.errors import ConfigError
 from shared.git import branch_name_problem
 
 __all__ = [
     "CONTROL_API_VERSION",
     "NOTIFICATION_GROUPS",
+    "AnalysisEgress",
     "AnalysisProvider",
     "AnalysisProviderConfig",
     "ControlConfig",
@@ -126,6 +132,16 @@ class AnalysisProvider(Spec, frozen=True):
     name: str
     type: Literal["PROMETHEUS", "HTTP"]
     config: AnalysisProviderConfig = AnalysisProviderConfig()
+
+
+class AnalysisEgress(Spec, frozen=True):
+    """Where analysis (HTTP checks, Prometheus) may connect beyond public addresses.
+
+    `allow`: CIDRs, addresses or host names (`shared.egress`). Loopback,
+    link-local, private and metadata addresses are refused unless listed.
+    """
+
+    allow: tuple[str, ...] = ()
 
 
 class NotificationRoute(Spec, frozen=True):
@@ -204,6 +220,7 @@ class ControlSpec(Spec, frozen=True):
     repositories: tuple[Repository, ...] = ()
     platform_providers: tuple[PlatformProvider, ...] = ()
     analysis_providers: tuple[AnalysisProvider, ...] = ()
+    analysis_egress: AnalysisEgress = AnalysisEgress()
     notifications: Notifications = Notifications()
     event_watcher: EventWatcherSettings = EventWatcherSettings()
     web_address: str = ""
@@ -350,6 +367,9 @@ class _PipedSpec(Spec, frozen=True):
     cloud_providers: tuple[_PipedPlatformProvider, ...] = ()
     platform_providers: tuple[_PipedPlatformProvider, ...] = ()
     analysis_providers: tuple[_PipedAnalysisProvider, ...] = ()
+    # Slipway's own: PipeCD has no egress rule, and without one analysis reaches
+    # public addresses only (an in-cluster Prometheus needs an entry here).
+    analysis_egress: AnalysisEgress = AnalysisEgress()
     notifications: _PipedNotifications = _PipedNotifications()
     secret_management: Any = msgspec.UNSET
     event_watcher: _PipedEventWatcher = _PipedEventWatcher()
@@ -499,6 +519,7 @@ def _from_piped(doc: Document) -> tuple[ControlSpec, _Where]:
         repositories=tuple(repositories),
         platform_providers=tuple(providers),
         analysis_providers=tuple(analysis),
+        analysis_egress=piped.analysis_egress,
         notifications=Notifications(routes=tuple(routes), receivers=tuple(receivers)),
         event_watcher=EventWatcherSettings(
             check_interval=piped.event_watcher.check_interval, git_repos=git_repos
@@ -665,6 +686,11 @@ def _check(doc: Document, spec: ControlSpec, where: _Where) -> None:
     for provider, at in analysis:
         if provider.type == "PROMETHEUS" and not provider.config.address:
             raise doc.error((*at, "config", "address"), "required: the Prometheus server's URL")
+    for index, entry in enumerate(spec.analysis_egress.allow):
+        try:
+            parse_allow_entry(entry)
+        except ValueError as exc:
+            raise doc.error(("spec", "analysisEgress", "allow", index), str(exc)) from None
     receivers = list(zip(spec.notifications.receivers, where.receivers, strict=True))
     _unique(doc, "receiver", [(r.name, at) for r, at in receivers], "name")
     for receiver, at in receivers:

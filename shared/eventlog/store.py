@@ -75,6 +75,7 @@ WHERE stream_id = $1 AND stream_version >= $2
   AND ($3::bigint IS NULL OR global_position <= $3::bigint)
   AND ($4::timestamptz IS NULL OR recorded_at <= $4::timestamptz)
 ORDER BY stream_version
+LIMIT $5::bigint
 """
 
 _READ_ALL = f"""
@@ -248,10 +249,12 @@ class EventStore:
         from_version: int = 0,
         up_to_position: int | None = None,
         up_to_time: datetime | None = None,
+        limit: int | None = None,
         conn: Connection | None = None,
     ) -> list[RecordedEvent]:
-        """A stream's events in version order, optionally only those up to a position or time."""
-        args = (stream_id, from_version, up_to_position, up_to_time)
+        """A stream's events in version order, optionally only those up to a position or time,
+        and at most `limit` of them (a page: None reads to the end)."""
+        args = (stream_id, from_version, up_to_position, up_to_time, limit)
         try:
             if conn is not None:
                 rows = await conn.fetch(_READ_STREAM, *args)

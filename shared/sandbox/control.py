@@ -22,6 +22,7 @@ REPOSITORY_ID: Final = "config"
 PLATFORM_PROVIDER: Final = "kubesim"
 ANALYSIS_PROVIDER: Final = "prometheus"
 SLACK_RECEIVER: Final = "slack"
+LOOPBACK: Final = ("127.0.0.0/8", "::1/128")
 FAILURE_EVENTS: Final = ("DEPLOYMENT_FAILED", "DEPLOYMENT_ROLLING_BACK")
 """What the seed's team was told about on Slack: failures, and the rollbacks they cause."""
 
@@ -55,6 +56,9 @@ def control_document(inputs: ControlInputs) -> dict[str, Any]:
                 "config": {"kubeconfigPath": str(inputs.kubeconfig)},
             }
         ],
+        # The sandbox's Prometheus and the services its HTTP checks call listen on
+        # loopback, which analysis may only reach when the config says so (opt-in).
+        "analysisEgress": {"allow": list(LOOPBACK)},
     }
     if inputs.prometheus_url is not None:
         spec["analysisProviders"] = [

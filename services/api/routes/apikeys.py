@@ -8,13 +8,13 @@ from typing import Final
 from aiohttp import web
 
 from services.api.auth import Access, actor_of
-from services.api.decider import NotFound
+from services.api.decider import Conflict, NotFound
 from services.api.deps import deps
 from services.api.routes import API_PREFIX, Route
 from services.api.routes.applications import metadata_of
 from services.api.schemas import ApiKeyList, ApiKeyResource, CreateApiKeyRequest, CreatedApiKey
 from services.api.wire import json_response, read_body
-from shared.apikeys import ApiKey, create_key, list_api_keys, revoke_api_key
+from shared.apikeys import ApiKey, KeyNameTaken, create_key, list_api_keys, revoke_api_key
 
 __all__ = ["ROUTES"]
 
@@ -36,13 +36,16 @@ def resource(key: ApiKey) -> ApiKeyResource:
 
 async def create(request: web.Request) -> web.Response:
     body = await read_body(request, CreateApiKeyRequest)
-    key, secret = await create_key(
-        deps(request).store,
-        role=body.role,
-        name=body.name,
-        creator=actor_of(request) or "",
-        metadata=metadata_of(request),
-    )
+    try:
+        key, secret = await create_key(
+            deps(request).store,
+            role=body.role,
+            name=body.name,
+            creator=actor_of(request) or "",
+            metadata=metadata_of(request),
+        )
+    except KeyNameTaken as exc:
+        raise Conflict("name_taken", str(exc)) from exc
     return json_response(
         CreatedApiKey(key=resource(key), secret=secret),
         status=201,

@@ -13,10 +13,11 @@ from aiohttp import web
 from nats.errors import Error as NatsError
 
 from services.api import deployments as model
-from services.api.auth import Access, actor_of
+from services.api.auth import PRINCIPAL, Access, actor_of, is_admin, key_still_live
 from services.api.decider import NotFound
 from services.api.deps import Deps, deps
 from services.api.errors import ApiError
+from services.api.limits import TooManyStreams
 from services.api.reads import view_query
 from services.api.routes import Route
 from services.api.routes.applications import metadata_of
@@ -111,7 +112,18 @@ async def logs(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"no deployment {deployment_id!r}")
     if not follow:
         return json_response(LogList(items=await _lines(api, deployment_id, stage_id, 0)))
-    return await _follow(request, api, deployment_id, stage_id)
+    principal = request.get(PRINCIPAL)
+    try:
+        with api.log_streams.hold(principal.key_id if principal else ""):
+            return await _follow(request, api, deployment_id, stage_id)
+    except TooManyStreams:
+        raise ApiError(
+            429,
+            "too_many_streams",
+            f"this API key follows {api.log_streams.per_key} logs already; "
+            "close one (or wait for its deployment to end) first",
+            headers={"Retry-After": "5"},
+        ) from None
 
 
 async def cancel(request: web.Request) -> web.Response:
@@ -139,8 +151,12 @@ async def approve(request: web.Request) -> web.Response:
 async def skip(request: web.Request) -> web.Response:
     stage_id = request.match_info["stage"]
     actor = actor_of(request) or ""
+    admin = is_admin(request)
     return await _command(
-        request, "skip", stage_id, lambda view, d: model.skip(view, d, stage_id, commander=actor)
+        request,
+        "skip",
+        stage_id,
+        lambda view, d: model.skip(view, d, stage_id, commander=actor, admin=admin),
     )
 
 
@@ -270,7 +286,9 @@ async def _follow(
     a line written in between arrives on both and is sent once (by its id).
     Live lines are best effort (core NATS); every `_FOLLOW_POLL_S` the table
     is read for lines after the last one sent, which also catches up anything
-    NATS missed, and the deployment's stream for its completion.
+    NATS missed, and the deployment's stream for its completion. The key is
+    checked again as often (through the auth cache): once it is revoked the
+    stream sends `revoked` and ends, within the cache's TTL.
     """
     queue: asyncio.Queue[LogLine] = asyncio.Queue(maxsize=10_000)
     subscription = None
@@ -302,6 +320,13 @@ async def _follow(
 
     try:
         while True:
+            if request.transport is None or request.transport.is_closing():
+                break  # the client went away: free its slot now, not at the next write
+            if not await key_still_live(request):
+                # A revoked key stops reading now, not when the deployment ends.
+                revoked = {"error": "the API key was revoked"}
+                await response.write(_sse("revoked", _encoder.encode(revoked)))
+                break
             view = await _load(api, deployment_id)
             for line in await _lines(api, deployment_id, stage_id, last):
                 await send(line)

@@ -15,7 +15,7 @@ from services.api.errors import ApiError
 from services.api.routes import Route
 from services.api.schemas import EventList, EventResource, StreamState
 from services.api.wire import MAX_INT, json_response, query_int, query_str
-from shared.apikeys import fold_key
+from shared.apikeys import PRIVATE_FIELDS, fold_key
 from shared.db import unavailable_on_disconnect
 from shared.deployments import fold_history
 from shared.eventlog.position import LogPosition
@@ -47,6 +47,8 @@ ORDER BY tx_id DESC, global_position DESC LIMIT 1
 def _resource(recorded: RecordedEvent) -> EventResource:
     data = msgspec.to_builtins(recorded.event)
     data.pop("type", None)  # the tag: already `event_type`
+    for name in PRIVATE_FIELDS.get(recorded.event_type, ()):
+        data.pop(name, None)  # e.g. a key's hash: no reader of the log needs it
     return EventResource(
         global_position=recorded.global_position,
         stream_id=recorded.stream_id,
@@ -119,11 +121,26 @@ async def list_(request: web.Request) -> web.Response:
 
 
 async def stream(request: web.Request) -> web.Response:
+    """A page of the stream, read as a page in SQL: a long stream is never loaded whole."""
     stream_id = _stream_id(request)
-    from_version = query_int(request, "from_version", ge=0) or 0
-    limit = query_int(request, "limit", ge=1, le=MAX_PAGE) or MAX_PAGE
-    history = await deps(request).store.read_stream(stream_id, from_version=from_version)
-    return json_response(EventList(items=[_resource(e) for e in history[:limit]]))
+    from_version = query_int(request, "from_version", ge=0)
+    after = query_int(request, "after", ge=-1, le=MAX_INT - 1)
+    if from_version is not None and after is not None:
+        raise ApiError(
+            400, "invalid_request", "give from_version or after, not both", field="after"
+        )
+    first = after + 1 if after is not None else from_version or 0
+    limit = query_int(request, "limit", ge=1, le=MAX_PAGE) or DEFAULT_PAGE
+    # One more than the page, to know whether there is a next one.
+    history = await deps(request).store.read_stream(stream_id, from_version=first, limit=limit + 1)
+    page = history[:limit]
+    more = len(history) > limit
+    return json_response(
+        EventList(
+            items=[_resource(e) for e in page],
+            next_cursor=str(page[-1].stream_version) if more else None,
+        )
+    )
 
 
 async def state(request: web.Request) -> web.Response:
