@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.security import api, branch, deploy, network
+from benchmarks.security import api, branch, deploy, egress, network
 from benchmarks.security.harness import Attack, Outcome, Target, collect_evidence
 from shared.sandbox._process import free_port
 from shared.sandbox.control import REPOSITORY_ID, SLACK_RECEIVER
@@ -39,6 +39,7 @@ _FAMILIES = {
     "branch": branch.attacks,
     "api": api.attacks,
     "network": network.attacks,
+    "egress": egress.attacks,
 }
 _EVERY_EVENT = (
     "DEPLOYMENT_TRIGGERED",
@@ -66,6 +67,8 @@ async def run(root: Path, families: Sequence[str]) -> dict[str, Any]:
     def customize(document: dict[str, Any]) -> None:
         spec = document["spec"]
         spec["repositories"][0]["webhookSecret"] = webhook_secret
+        # Only what the sandbox's Prometheus and receivers use: the trap on 127.0.0.2 is refused.
+        spec["analysisEgress"] = {"allow": ["127.0.0.1/32"]}
         routes = spec.setdefault("notifications", {}).setdefault("routes", [])
         routes.append(
             {"name": "everything", "events": list(_EVERY_EVENT), "receiver": SLACK_RECEIVER}

@@ -102,6 +102,33 @@ async def _driver_text(target: Target) -> Outcome:
     return Outcome(True, ", ".join(str(a.status) for a in answers))
 
 
+async def _unbounded_stream_page(target: Target) -> Outcome:
+    answer = await target.api("GET", "/events/streams/apikey-x?limit=100000")
+    return Outcome(answer.status == 400, f"HTTP {answer.status}")
+
+
+async def _declared_huge_webhook(target: Target) -> Outcome:
+    """A declared gigabyte with one byte sent: refused at once, not waited for and buffered."""
+    url = target.webhook_url.removeprefix("http://")
+    host, port = url.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            b"POST /webhooks/github HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n{"
+        )
+        await writer.drain()
+        try:
+            status_line = await asyncio.wait_for(reader.readline(), timeout=5)
+        except TimeoutError:
+            return Outcome(False, "no answer within 5 s: the server waits for the gigabyte")
+    finally:
+        writer.close()
+    text = status_line.decode(errors="replace").strip()
+    target.answers.append(text)
+    return Outcome(" 413 " in f"{text} ", text)
+
+
 async def _api_body_cap(target: Target) -> Outcome:
     body = b'{"name": "' + b"x" * (8 * 1024 * 1024) + b'"}'
     answer = await target.http(
@@ -212,5 +239,7 @@ def attacks() -> list[Attack]:
         Attack(FAMILY_ROLES, "key-hashes-hidden", _hashes_hidden),
         Attack(FAMILY_ROLES, "driver-text", _driver_text),
         Attack(FAMILY_ROLES, "api-body-8MiB", _api_body_cap),
+        Attack(FAMILY_ROLES, "unbounded-stream-page", _unbounded_stream_page),
+        Attack(FAMILY_WEBHOOK, "declared-1GB-body", _declared_huge_webhook),
     ]
     return found + _webhook_attacks()

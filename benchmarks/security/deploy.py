@@ -74,7 +74,7 @@ metadata: {{name: sec-run}}
 stringData: {{password: "{secret}"}}
 """
 
-_ENV_SCRIPT = "echo SLIPWAY-SCRIPT-RAN; env"
+_ENV_SCRIPT = "echo SLIPWAY-SCRIPT-RAN; env; cat /proc/$PPID/environ | tr '\\\\0' '\\\\n'"
 # Last in the pipeline: where output handling is broken it fails the stage, and the
 # attacks judged on earlier stages still have their evidence.
 _OUTPUT_SCRIPT = r"""echo SLIPWAY-OUTPUT-RAN
