@@ -43,7 +43,7 @@ from shared.config.application import (
     WaitOptions,
 )
 from shared.config.control import ControlConfig, load_control_config
-from shared.config.errors import ConfigFileError, ConfigWarning
+from shared.config.errors import ConfigFileError, ConfigFileErrors, ConfigWarning
 from shared.config.event_watcher import EventWatcherSpec
 from shared.config.loader import (
     API_VERSION,
@@ -54,6 +54,7 @@ from shared.config.loader import (
     _application,
     _event_watcher,
     analysis_templates,
+    check_references,
     find_application_configs,
     find_config_files,
     is_application_config_name,
@@ -86,6 +87,7 @@ __all__ = [
     "ApplicationConfig",
     "ConfigError",
     "ConfigFileError",
+    "ConfigFileErrors",
     "ConfigWarning",
     "ControlConfig",
     "Duration",
@@ -110,6 +112,7 @@ __all__ = [
     "WaitApprovalOptions",
     "WaitOptions",
     "analysis_templates",
+    "check_references",
     "dec_hook",
     "enc_hook",
     "find_application_configs",
