@@ -34,7 +34,7 @@ from shared.config import (
     ConfigFileErrors,
     Manifest,
     ScriptRunOptions,
-    check_references,
+    check_routing,
     load_application_config,
     render_manifests_async,
 )
@@ -108,7 +108,7 @@ async def load_deploy_source(
     """Load the config of the application at `app_path` and render its manifests at `commit`.
 
     With `references` (the planner and plan preview, for what is about to be deployed),
-    what the config refers to is checked too (`check_references`: `.pipe/` templates and
+    what the config refers to is checked too (`.pipe/` templates and
     their `appArgs`, traffic routing against the manifests), so a deployment that would
     fail on it fails at planning, before anything is rolled out. Without (a running
     commit, the executor and drift detection): the config as it is, already planned.
@@ -122,10 +122,10 @@ async def load_deploy_source(
                     config_path, 0, 0, "", f"no application config here at commit {commit[:12]}"
                 )
             inside_repository(file, tree, f"the application config {config_path}")
-            config = load_application_config(file)
+            config = load_application_config(file, references=references, repo_root=tree)
             manifests = await render_manifests_async(file.parent, config, repo_root=tree)
             if references:
-                check_references(config, tree, manifests=manifests)
+                check_routing(config, manifests)
     # The config as loaded names the checkout, which is gone now: keep the
     # repository-relative path instead.
     config = msgspec.structs.replace(config, path=Path(config_path))

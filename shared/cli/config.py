@@ -22,8 +22,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from shared.cli.app import EXIT_OK, EXIT_USAGE
 from shared.config import (
     AnalysisTemplateConfig,
@@ -32,7 +30,6 @@ from shared.config import (
     ConfigFileError,
     ControlConfig,
     EventWatcherFileConfig,
-    check_references,
     find_config_files,
     load_any,
 )
@@ -71,17 +68,6 @@ def repository_root(file: Path) -> Path | None:
     return None
 
 
-def _load(path: Path) -> AnyConfig:
-    """The file, and for an application config what it refers to (its warnings added)."""
-    config = load_any(path)
-    if not isinstance(config, ApplicationConfig):
-        return config
-    warnings = check_references(config, repository_root(path))
-    return msgspec.structs.replace(
-        config, warnings=tuple(dict.fromkeys((*config.warnings, *warnings)))
-    )
-
-
 def _summary(config: AnyConfig) -> str:
     if isinstance(config, ApplicationConfig):
         return f"KubernetesApp {config.name}"
@@ -106,7 +92,7 @@ def run_check(args: argparse.Namespace) -> int:
             continue
         for path in files:
             try:
-                config = _load(path)
+                config = load_any(path, references=True, repo_root=repository_root(path))
             except ConfigFileError as exc:
                 failed = True
                 _report(args, {"path": str(path), "ok": False, "error": exc})

@@ -54,7 +54,7 @@ from shared.config.loader import (
     _application,
     _event_watcher,
     analysis_templates,
-    check_references,
+    check_routing,
     find_application_configs,
     find_config_files,
     is_application_config_name,
@@ -112,7 +112,7 @@ __all__ = [
     "WaitApprovalOptions",
     "WaitOptions",
     "analysis_templates",
-    "check_references",
+    "check_routing",
     "dec_hook",
     "enc_hook",
     "find_application_configs",
@@ -136,8 +136,11 @@ _APPLICATION_KINDS = frozenset(
 AnyConfig = ApplicationConfig | AnalysisTemplateConfig | EventWatcherFileConfig | ControlConfig
 
 
-def load_any(path: Path, text: str | None = None) -> AnyConfig:
-    """Load a file of any kind we know, choosing by its `kind:`."""
+def load_any(
+    path: Path, text: str | None = None, *, references: bool = False, repo_root: Path | None = None
+) -> AnyConfig:
+    """Load a file of any kind we know, choosing by its `kind:`; `references` and
+    `repo_root` as for `load_application_config`."""
     doc, kind = open_document(path, text)
     if kind == "AnalysisTemplate":
         return _analysis_template(doc, kind, path)
@@ -151,4 +154,4 @@ def load_any(path: Path, text: str | None = None) -> AnyConfig:
             f"unknown kind {_show(kind)}; expected KubernetesApp, AnalysisTemplate or "
             "EventWatcher (or Slipway/Piped for a control config)",
         )
-    return _application(doc, kind, path)
+    return _application(doc, kind, path, references=references, repo_root=repo_root)

@@ -64,7 +64,7 @@ __all__ = [
     "ApplicationConfig",
     "EventWatcherFileConfig",
     "analysis_templates",
-    "check_references",
+    "check_routing",
     "find_application_configs",
     "find_config_files",
     "is_application_config_name",
@@ -221,17 +221,52 @@ def _header(doc: Document, kind: str, expected: str) -> str:
 # --- applications ----------------------------------------------------------------
 
 
-def load_application_config(path: Path, text: str | None = None) -> ApplicationConfig:
-    """Load a `kind: KubernetesApp` file (`app.pipecd.yaml`, `*.pipecd.yaml`, `.pipe.yaml`)."""
+def load_application_config(
+    path: Path,
+    text: str | None = None,
+    *,
+    references: bool = False,
+    repo_root: Path | None = None,
+) -> ApplicationConfig:
+    """Load a `kind: KubernetesApp` file (`app.pipecd.yaml`, `*.pipecd.yaml`, `.pipe.yaml`).
+
+    With `references`, what it refers to in other files is checked as well
+    (`shared.config.references`): the ANALYSIS templates in `<repo_root>/.pipe/`
+    (not looked for when `repo_root` is None: the repository is unknown) and the
+    `appArgs` they use, and the traffic routing of K8S_TRAFFIC_ROUTING stages (where
+    PipeCD accepts what Slipway cannot route, a warning here, and an error from
+    `check_routing` once the manifests are rendered). Every problem of the file comes at once
+    (`ConfigFileErrors`).
+    """
     doc, kind = open_document(path, text)
-    return _application(doc, kind, path)
+    return _application(doc, kind, path, references=references, repo_root=repo_root)
 
 
-def _application(doc: Document, kind: str, path: Path) -> ApplicationConfig:
+def _application(
+    doc: Document,
+    kind: str,
+    path: Path,
+    *,
+    references: bool = False,
+    repo_root: Path | None = None,
+) -> ApplicationConfig:
     version = _header(doc, kind, "KubernetesApp")
     _tag_stages(doc)
     spec = doc.convert(("spec",), KubernetesApplicationSpec, lenient=_in_stage_options)
-    _check_application(doc, spec)
+    errors: list[ConfigFileError] = []
+    with _gathered(errors):
+        _check_application(doc, spec)
+    if references:
+        errors += _reference_errors(doc, spec, repo_root)
+        for at, problem, certain in routing_problems(spec):
+            if certain:
+                errors.append(doc.error(at, problem))
+            else:
+                doc.warn(at, f"{problem} (Slipway fails the deployment at planning)")
+    if errors:
+        # In the order of the file; a broken .pipe/ file it uses after its own.
+        errors.sort(key=lambda e: (e.file != doc.file, e.file, e.line, e.column))
+        raise ConfigFileErrors.of(errors)
     return ApplicationConfig(
         kind="KubernetesApp",
         api_version=version,
@@ -578,36 +613,25 @@ def _check_replacement(doc: Document, at: FieldPath, replacement: EventWatcherRe
 # --- references to other files -----------------------------------------------------
 
 
-def check_references(
-    config: ApplicationConfig,
-    repo_root: Path | None,
-    *,
-    manifests: Sequence[Manifest] | None = None,
-    text: str | None = None,
-) -> tuple[ConfigWarning, ...]:
-    """Check what `config` (loaded from `config.path`, or `text`) refers to in other files:
-    its ANALYSIS templates in `<repo_root>/.pipe/` and the `appArgs` they use, and the
-    traffic routing its K8S_TRAFFIC_ROUTING stages need (against `manifests` when given).
-
-    Every problem at once, as `ConfigFileErrors` naming the config's fields; the
-    warnings otherwise. `repo_root` None: the repository is unknown, so templates are
-    not looked for. Without `manifests` (`config check`), a routing the executor
-    cannot do is only a warning: PipeCD accepts such files (its examples have them),
-    and Slipway fails them when it plans them.
-    """
-    doc, _kind = open_document(config.path, text)
+def _reference_errors(
+    doc: Document, spec: KubernetesApplicationSpec, repo_root: Path | None
+) -> list[ConfigFileError]:
     templates = None
-    if repo_root is not None and uses_templates(config.spec):
-        templates = load_analysis_templates(repo_root)
-    errors = reference_errors(doc, config.spec, templates)
-    for at, problem in routing_problems(config.spec, manifests):
-        if manifests is None:
-            doc.warn(at, f"{problem} (the stage would fail)")
-        else:
-            errors.append(doc.error(at, problem))
-    if errors:
-        raise ConfigFileErrors.of(errors)
-    return doc.sorted_warnings()
+    errors: list[ConfigFileError] = []
+    if repo_root is not None and uses_templates(spec):
+        with _gathered(errors):  # a broken template file is a problem of this config too
+            templates = load_analysis_templates(repo_root)
+    return errors + reference_errors(doc, spec, templates)
+
+
+def check_routing(config: ApplicationConfig, manifests: Sequence[Manifest]) -> None:
+    """Refuse a traffic routing the executor cannot do with these rendered `manifests`
+    (`routing_problems`), naming the config's fields; every problem at once."""
+    problems = routing_problems(config.spec, manifests)
+    if not problems:
+        return
+    doc, _kind = open_document(config.path)  # only for the positions of the fields
+    raise ConfigFileErrors.of([doc.error(at, problem) for at, problem, _ in problems])
 
 
 # --- .pipe/ files ----------------------------------------------------------------

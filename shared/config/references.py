@@ -143,9 +143,11 @@ def _check(
 
 def routing_problems(
     spec: KubernetesApplicationSpec, manifests: Sequence[Manifest] | None = None
-) -> list[tuple[FieldPath, str]]:
+) -> list[tuple[FieldPath, str, bool]]:
     """What the executor's K8S_TRAFFIC_ROUTING would fail on (`services.executor.stages`),
-    as (field, problem).
+    as (field, problem, PipeCD fails it too). Slipway fails them all when it plans; where
+    PipeCD would not (an istio routing without a VirtualService name, smi), `config check`
+    only warns, as PipeCD's own examples have such files.
 
     Without `manifests` (`config check`) only the config is looked at; with them (planning)
     the VirtualService an istio routing edits must be among them.
@@ -165,23 +167,27 @@ def routing_problems(
                 (*config, "method"),
                 "K8S_TRAFFIC_ROUTING with method smi is not supported by Slipway; "
                 "use podselector or istio",
+                False,
             )
         ]
     if routing.method == "istio":
         name = routing.istio.virtual_service.name if routing.istio is not None else ""
         vs: FieldPath = (*config, "istio", "virtualService", "name")
         if not name:
-            return [(vs, "K8S_TRAFFIC_ROUTING with method istio needs the VirtualService to edit")]
+            return [
+                (vs, "K8S_TRAFFIC_ROUTING with method istio needs the VirtualService's name", False)
+            ]
         if manifests is not None and not any(
             m.kind == "VirtualService" and m.name == name for m in manifests
         ):
-            return [(vs, f"VirtualService {name} is not in the application's manifests")]
+            return [(vs, f"VirtualService {name} is not in the application's manifests", True)]
         return []
     return [
         (
             ("spec", "pipeline", "stages", index, "with"),
             "the podselector method (spec.trafficRouting.method, the default) sends all traffic "
             "to one variant: give one of primary/canary/baseline 100, or route with istio",
+            True,
         )
         for index, options in stages
         if sum(options.percentages()) == 100 and 100 not in options.percentages()
