@@ -27,7 +27,12 @@ from shared.git import GitCache
 from shared.sandbox.seed_layout import PRD_CONFIG
 from tests.api_support import api_key_for, running_projection, served_api
 from tests.git_helpers import WorkRepo
-from tests.notifier_support import notifier_running, receivers, write_config
+from tests.notifier_support import (
+    notification_events,
+    notifier_running,
+    receivers,
+    write_config,
+)
 from tests.seed_repo import seed_files
 from tests.support import Backends, running, wait_until
 from tests.test_cli_deployment import Cli
@@ -49,7 +54,8 @@ async def test_broken_config_on_main_notifies_deployment_failed_and_shows_everyw
     backends: Backends, tmp_path: Path, work: WorkRepo, projector_store: EventStore
 ) -> None:
     """Merged broken config → DeploymentPlanFailed → DEPLOYMENT_FAILED to its route (with the
-    plan error), DEPLOYMENT_TRIGGER_FAILED to its own; the CLI shows FAILURE and the error."""
+    plan error); a receiver routing both types gets one DEPLOYMENT_TRIGGER_FAILED with the
+    mentions of either; the CLI shows FAILURE and the error in get, list and logs."""
     await backends.ensure_event_stream()
     store = backends.store
     harness = Harness(backends, GitCache(tmp_path / "cache"), work.url)  # its relay unused
@@ -61,8 +67,14 @@ async def test_broken_config_on_main_notifies_deployment_failed_and_shows_everyw
             server,
             routes=[
                 {"name": "failed", "receiver": "hook", "events": ["DEPLOYMENT_FAILED"]},
-                {"name": "trigger", "receiver": "slack", "events": ["DEPLOYMENT_TRIGGER_FAILED"]},
+                # Both types: one message (the more specific), the mentions of either.
+                {
+                    "name": "both",
+                    "receiver": "slack",
+                    "events": ["DEPLOYMENT_TRIGGER_FAILED", "DEPLOYMENT_FAILED"],
+                },
             ],
+            slack_mentions=[{"event": "DEPLOYMENT_FAILED", "slackUsers": ["U9"]}],
         )
         async with (
             notifier_running(control, backends),  # with the relay the planner hears through
@@ -76,6 +88,9 @@ async def test_broken_config_on_main_notifies_deployment_failed_and_shows_everyw
                 within_s=WAIT_S,
                 what=lambda: f"received {[(r.path, r.headers) for r in server.received]}",
             )
+            # One event's notifications are scheduled in one transaction: all there now.
+            scheduled = await notification_events(store.pool)
+            assert scheduled["notification_scheduled"] == 2, scheduled
     assert isinstance(failed, DeploymentPlanFailed)
     assert failed.reason.startswith(PLAN_ERROR)
     (hook,) = server.at("/hook")
@@ -86,6 +101,7 @@ async def test_broken_config_on_main_notifies_deployment_failed_and_shows_everyw
     assert hook.body["deployment"]["status"] == "FAILURE"
     (slack,) = server.at("/slack")
     assert slack.headers["Slipway-Event"] == "DEPLOYMENT_TRIGGER_FAILED"
+    assert slack.body["text"].endswith("<@U0> <@U9>")
 
     # Where users look: `deployment get`, `list` and `logs`, over the API and projection.
     async with (
