@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -284,3 +285,37 @@ async def test_missing_analysis_template_fails_at_planning_not_after_the_canary(
     )
     history = [type(r.event).__name__ for r in await harness.store.read_stream("deployment-d1")]
     assert history == ["DeploymentTriggered", "DeploymentPlanFailed"]
+
+
+def test_plan_preview_reports_the_missing_template_and_appargs_of_a_branch(work: WorkRepo) -> None:
+    """Plan preview runs the planner's cross-file checks: a branch whose prd ANALYSIS names
+    a missing template is listed as not plannable, naming file:line and field; exit 1."""
+    work.commit(seed_files("account"), "initial")
+    work.checkout_new_branch("typo")
+    work.commit(
+        {
+            "account/prd/.pipe.yaml": PRD_CONFIG.format(name="account-prd").replace(
+                "name: grpc_error_rate", "name: grpc_error_ratio"
+            )
+        },
+        "typo in the template name",
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "SLIPWAY_API_"))}
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "shared.cli", "plan-preview", "--repo", str(work.path)),
+            *("--base-branch", "main", "--head-branch", "typo"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environ,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "NOTE: 1 application could not be planned:" in done.stdout
+    assert (
+        "account/prd/.pipe.yaml:18:17: spec.pipeline.stages[1].with.metrics[0].template.name: "
+        'no metrics template "grpc_error_ratio" in .pipe/'
+    ) in done.stdout
