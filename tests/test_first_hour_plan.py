@@ -129,6 +129,10 @@ async def test_broken_config_on_main_notifies_deployment_failed_and_shows_everyw
         logs = await cli("deployment", "logs", "d1")
         assert logs.code == 0, logs.err
         assert "plan       ERROR   planning failed: " + PLAN_ERROR in logs.out
+        followed = await cli("deployment", "logs", "d1", "--follow")
+        assert followed.code == 1  # it failed (README: 1, the deployment failed)
+        assert "planning failed: " + PLAN_ERROR in followed.out
+        assert "deployment d1 FAILURE" in followed.err
         as_json = await cli("deployment", "logs", "d1", "--json")
         (line,) = [json.loads(x) for x in as_json.out.splitlines()]
         assert (line["stage_id"], line["severity"]) == ("plan", "ERROR")

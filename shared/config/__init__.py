@@ -16,7 +16,9 @@ Every problem is a `ConfigFileError` (a `shared.errors.ConfigError`) with
 KubernetesApp spec), `analysis`, `event_watcher`, `control` (slipway.yaml and
 PipeCD's `kind: Piped`), `manifests` (rendering), `tool_options` (what a
 config may pass to kustomize and helm), `repo_files` (every file read stays
-inside the repository), `types` (Duration, Replicas, Percentage, Regex).
+inside the repository), `references` (what an application config refers to
+in other files: `.pipe/` templates, `appArgs`, traffic routing), `types`
+(Duration, Replicas, Percentage, Regex).
 """
 
 from __future__ import annotations
