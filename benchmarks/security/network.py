@@ -19,21 +19,13 @@ from nats.errors import Error as NatsError
 
 from benchmarks.security.harness import Attack, Outcome, Target
 from shared.db import connect
+from shared.natsauth import ROLES
 
 __all__ = ["attacks"]
 
 FAMILY_NATS = "nats"
 FAMILY_DATABASE = "database"
-_NOT_RELAY = (
-    "projector",
-    "api",
-    "gitwatcher",
-    "planner",
-    "executor",
-    "drift",
-    "analysis",
-    "notifier",
-)
+_NOT_RELAY = tuple(role.name for role in ROLES if role.name != "relay")
 
 
 def _without_credentials(url: str) -> str:
