@@ -14,7 +14,7 @@ from typing import Any, Final, get_args
 
 import msgspec
 
-from services.api.deployments import DeploymentView
+from services.api.deployments import DeploymentResource
 from services.api.routes import API_PREFIX
 from services.api.schemas import (
     ApiKeyList,
@@ -51,7 +51,7 @@ _SCHEMA_TYPES: Final = (
     SyncAccepted,
     ApplicationDeletion,
     ErrorBody,
-    DeploymentView,
+    DeploymentResource,
     DeploymentList,
     CancelDeploymentRequest,
     CommandAccepted,
@@ -175,9 +175,17 @@ def _list_query(name: str, description: str, items: dict[str, Any]) -> dict[str,
 
 
 _APPLICATION_PARAM: Final = _path_param("application", 63, "The application's id or its name.")
-_DEPLOYMENT_PARAM: Final = _path_param("deployment", 64, "The deployment's id.")
+_DEPLOYMENT_PARAM: Final = _path_param(
+    "deployment",
+    64,
+    "The deployment's id, or a unique prefix of it (at least 4 characters; 400 "
+    "`ambiguous_id` naming candidates when several deployments start so).",
+)
 _STAGE_PARAM: Final = _path_param(
-    "stage", 128, "The stage's id within the deployment (e.g. `stage-2`)."
+    "stage",
+    128,
+    "The stage's id within the deployment (e.g. `stage-2`), or its name (e.g. "
+    "`WAIT_APPROVAL`) when only one stage has it (409 listing them otherwise).",
 )
 _STREAM_PARAM: Final = _path_param(
     "stream_id", 200, "`<category>-<id>`, e.g. `deployment-…`, `application-…`."
@@ -390,8 +398,10 @@ def _deployment_paths() -> dict[str, Any]:
                 "getDeployment",
                 "A deployment with its stages",
                 "deployments",
-                _responses(("200", "The deployment.", "Deployment"), "404", "503"),
-                description="Folded from the deployment's own stream: always current.",
+                _responses(("200", "The deployment.", "DeploymentResource"), "400", "404", "503"),
+                description="Folded from the deployment's own stream: always current. Its "
+                "WAIT_APPROVAL stages say who may approve (`allowed_approvers`, empty: anyone) "
+                "and how many approvals they still need (`approvals_needed`).",
                 parameters=[_DEPLOYMENT_PARAM],
             )
         },
