@@ -128,7 +128,7 @@ def common_options() -> argparse.ArgumentParser:
 def wait_options(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
     parser.add_argument(
         "--wait-status",
-        type=_statuses,
+        type=statuses,
         required=required,
         metavar="STATUS[,STATUS…]",
         help="wait for the deployment to reach one of these statuses (e.g. SUCCESS,FAILURE); "
@@ -146,14 +146,26 @@ def wait_options(parser: argparse.ArgumentParser, *, required: bool = False) -> 
     )
 
 
-def _statuses(text: str) -> tuple[str, ...]:
-    statuses = tuple(s.strip().upper() for s in text.split(",") if s.strip())
-    unknown = sorted(set(statuses) - set(DEPLOYMENT_STATUSES))
-    if not statuses or unknown:
+def statuses(text: str) -> tuple[str, ...]:
+    """An argparse type: comma-separated deployment statuses (any case); a usage error else."""
+    wanted = tuple(s.strip().upper() for s in text.split(",") if s.strip())
+    unknown = sorted(set(wanted) - set(DEPLOYMENT_STATUSES))
+    if not wanted or unknown:
         raise argparse.ArgumentTypeError(
             f"statuses are among {', '.join(DEPLOYMENT_STATUSES)}; not {', '.join(unknown)}"
         )
-    return statuses
+    return wanted
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1; a usage error else."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
 
 
 def _seconds(text: str) -> float:
