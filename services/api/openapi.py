@@ -38,6 +38,8 @@ from services.api.schemas import (
     SyncAccepted,
     SyncApplicationRequest,
 )
+from shared.analysis.judges import JUDGE_NAMES
+from shared.analysis.rejudging import RejudgeReport
 
 __all__ = ["openapi_document"]
 
@@ -53,6 +55,7 @@ _SCHEMA_TYPES: Final = (
     ErrorBody,
     DeploymentResource,
     DeploymentList,
+    RejudgeReport,
     CancelDeploymentRequest,
     CommandAccepted,
     LogList,
@@ -430,6 +433,26 @@ def _deployment_paths() -> dict[str, Any]:
                         "follow",
                         "Stream as server-sent events until the deployment completes.",
                         {"type": "boolean", "default": False},
+                    ),
+                ],
+            )
+        },
+        "/deployments/{deployment}/rejudge": {
+            "get": _operation(
+                "rejudgeDeployment",
+                "Its analyses' verdicts recomputed from the recorded samples",
+                "deployments",
+                _responses(("200", "The report.", "RejudgeReport"), "400", "404", "503"),
+                description="Every tick verdict of the deployment's ANALYSIS stages recomputed "
+                "from the samples in the log, beside the recorded one (`slipway analysis "
+                "rejudge`). `identical` is false when one differs (expected with another "
+                "`judge`); `analyses` is empty when it has no ANALYSIS stage or was never planned.",
+                parameters=[
+                    _DEPLOYMENT_PARAM,
+                    _query(
+                        "judge",
+                        "Judge comparisons with this judge (default: the one each analysis ran).",
+                        {"type": "string", "enum": list(JUDGE_NAMES)},
                     ),
                 ],
             )

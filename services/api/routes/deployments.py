@@ -31,6 +31,8 @@ from services.api.schemas import (
     LogList,
 )
 from services.api.wire import json_response, query_bool, query_int, query_str, read_body
+from shared.analysis.judges import JUDGE_NAMES
+from shared.analysis.rejudging import rejudge_deployment
 from shared.db import unavailable_on_disconnect
 from shared.deployments import find_stage, fold_history
 from shared.errors import ConcurrencyConflict, Rejected
@@ -140,6 +142,25 @@ async def logs(request: web.Request) -> web.StreamResponse:
             "close one (or wait for its deployment to end) first",
             headers={"Retry-After": "5"},
         ) from None
+
+
+async def rejudge(request: web.Request) -> web.Response:
+    """Its analyses' tick verdicts recomputed from the recorded samples (`slipway analysis
+    rejudge`): a read, so a read-only key may; CPU-bound but short (ticks are few)."""
+    api = deps(request)
+    deployment_id = await _resolve(api, request.match_info["deployment"])
+    judge = query_str(request, "judge")
+    if judge is not None and judge not in JUDGE_NAMES:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"judge must be one of {', '.join(JUDGE_NAMES)}, not {judge!r}",
+            field="judge",
+        )
+    report = await rejudge_deployment(api.store, deployment_id, judge)
+    if report is None:
+        raise NotFound(f"no deployment {deployment_id!r}")
+    return json_response(report)
 
 
 async def cancel(request: web.Request) -> web.Response:
@@ -414,6 +435,7 @@ ROUTES: Final = (
     Route("GET", "/deployments", list_, "listDeployments", Access.READ),
     Route("GET", "/deployments/{deployment}", get, "getDeployment", Access.READ),
     Route("GET", "/deployments/{deployment}/logs", logs, "getDeploymentLogs", Access.READ),
+    Route("GET", "/deployments/{deployment}/rejudge", rejudge, "rejudgeDeployment", Access.READ),
     Route("POST", "/deployments/{deployment}/cancel", cancel, "cancelDeployment", Access.WRITE),
     Route(
         "POST",
