@@ -35,7 +35,7 @@ from shared.analysis.judges import JUDGE_NAMES
 from shared.analysis.rejudging import rejudge_deployment
 from shared.db import unavailable_on_disconnect
 from shared.deployments import find_stage, fold_history
-from shared.errors import ConcurrencyConflict, Rejected
+from shared.errors import ConcurrencyConflict, Rejected, Unavailable
 from shared.eventlog import new_events
 from shared.events.base import Event
 from shared.logs import bind, get_logger
@@ -116,7 +116,12 @@ async def get(request: web.Request) -> web.Response:
     view = await _load(api, deployment_id)
     if view is None:
         raise NotFound(f"no deployment {deployment_id!r}")
-    names = await application_names(api.pool, api.store, [view.application_id])
+    try:
+        names = await application_names(api.pool, api.store, [view.application_id])
+    except Unavailable:
+        # The fold needs no read model; without the applications view (a projector not
+        # running yet) the deployment is still answered, only without its name.
+        names = {}
     name, deleted = names.get(view.application_id, ("", False))
     return json_response(model.resource(view, name, deleted=deleted))
 
@@ -260,8 +265,13 @@ async def _resolve(api: Deps, ref: str) -> str:
     stream = _stream(ref)
     if len(ref) < _MIN_PREFIX or await api.store.read_stream(stream, limit=1):
         return ref.lower()
-    async with view_query("find a deployment by prefix", "deployments read model"):
-        rows = await api.pool.fetch(_BY_PREFIX, ref.lower(), _SHOWN_CANDIDATES + 1)
+    try:
+        async with view_query("find a deployment by prefix", "deployments read model"):
+            rows = await api.pool.fetch(_BY_PREFIX, ref.lower(), _SHOWN_CANDIDATES + 1)
+    except Unavailable:
+        # No read model yet: whole ids still work (the stream was read above), and an
+        # id that is not there yet stays a 404, which `wait-status` waits through.
+        return ref.lower()
     if len(rows) == 1:
         return str(rows[0]["deployment_id"])
     if len(rows) > 1:
