@@ -486,3 +486,20 @@ async def test_the_exit_codes_the_readme_lists_are_the_ones_commands_return(
     await many_events(store)
     _, err, piped = await piped_into_head(cli, tmp_path, "events", "tail", "--from-position", "0")
     assert (piped, err) == (141, "")
+
+
+async def test_a_deployment_is_shown_by_its_whole_id_before_any_read_model_exists(
+    store: EventStore, pool: asyncpg.Pool, nc: NatsClient, subjects: Subjects
+) -> None:
+    """Without the projector (no `applications`/`deployments` views yet), `deployment get`
+    by the whole id still answers from the stream (the application by id), and an id not
+    there yet is not found (exit 1), not unavailable."""
+    d = new_id()
+    await started(store, d)
+    async with served_api(store, pool, nc=nc, subjects=subjects) as url:
+        cli = Cli(url, api_key_for(url))
+        got = await cli("deployment", "get", d)
+        assert got.code == 0, got.err
+        assert "application: app1" in got.out
+        missing = await cli("deployment", "get", new_id())
+        assert missing.code == 1 and "HTTP 404" in missing.err, missing.err
