@@ -54,6 +54,7 @@ __all__ = [
     "COMPLETED_STAGE",
     "INITIAL",
     "SKIPPABLE",
+    "AmbiguousStage",
     "CancelRequest",
     "Deployment",
     "DeploymentStatus",
@@ -478,6 +479,10 @@ def _with_approvals(stage: Stage) -> Stage:
     )
 
 
+class AmbiguousStage(Rejected):
+    """A stage was named by a name several of the deployment's stages have."""
+
+
 def find_stage(state: Deployment, ref: str) -> Stage:
     """The visible stage whose id is `ref`, else the only one named `ref` (any case).
 
@@ -492,7 +497,7 @@ def find_stage(state: Deployment, ref: str) -> Stage:
         return named[0]
     if named:
         ids = ", ".join(s.id for s in named)
-        raise Rejected(
+        raise AmbiguousStage(
             f"deployment {state.deployment_id} has {len(named)} {named[0].name} stages "
             f"({ids}): name one by its id"
         )

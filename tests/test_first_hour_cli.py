@@ -127,12 +127,20 @@ async def waiting_for_approval(store: EventStore, d: str) -> None:
 
 
 async def test_a_waiting_approval_shows_who_may_approve_and_how_many_more(
-    cli: Cli, store: EventStore
+    cli: Cli, store: EventStore, pool: asyncpg.Pool, nc: NatsClient, subjects: Subjects
 ) -> None:
-    """get (text and JSON) names the approvers and the approvals missing; approving by the
-    stage's name works; a finished stage's reason is not repeated."""
+    """get (text and JSON) names the approvers and the approvals missing; approving (and
+    reading logs) by the stage's name works; a finished stage's reason is not repeated."""
     d = new_id()
     await waiting_for_approval(store, d)
+    logs = StageLogs(pool, nc, subjects)
+    await logs.write(d, "stage-0", Severity.INFO, "waiting for approval")
+    await logs.write(d, "stage-1", Severity.INFO, "not this one")
+    named = await cli("deployment", "logs", d, "--stage", "WAIT_APPROVAL")
+    assert named.code == 0, named.err
+    assert [line.split(maxsplit=3)[-1] for line in named.out.splitlines()] == [
+        "waiting for approval"
+    ]
     got = await cli("deployment", "get", d, "--json")
     assert got.code == 0, got.err
     stage = json.loads(got.out)["stages"][0]

@@ -428,7 +428,11 @@ def _deployment_paths() -> dict[str, Any]:
                 "few follows at once (`SLIPWAY_API_MAX_LOG_STREAMS_PER_KEY`): 429 beyond.",
                 parameters=[
                     _DEPLOYMENT_PARAM,
-                    _query("stage_id", "Only this stage's lines.", _TEXT),
+                    _query(
+                        "stage_id",
+                        "Only this stage's lines: its id, or its name if no other stage has it.",
+                        _TEXT,
+                    ),
                     _query(
                         "follow",
                         "Stream as server-sent events until the deployment completes.",

@@ -64,7 +64,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     logs = commands.add_parser("logs", parents=[common], help="what its stages wrote")
     logs.add_argument("deployment", metavar="ID", help=_ID_HELP)
-    logs.add_argument("--stage", help="only this stage's lines")
+    logs.add_argument(
+        "--stage", help="only this stage's lines: its id, or its name if no other stage has it"
+    )
     logs.add_argument(
         "--follow", "-f", action="store_true", help="keep printing until the deployment completes"
     )

@@ -34,7 +34,7 @@ from services.api.wire import json_response, query_bool, query_int, query_str, r
 from shared.analysis.judges import JUDGE_NAMES
 from shared.analysis.rejudging import rejudge_deployment
 from shared.db import unavailable_on_disconnect
-from shared.deployments import find_stage, fold_history
+from shared.deployments import AmbiguousStage, find_stage, fold_history
 from shared.errors import ConcurrencyConflict, Rejected, Unavailable
 from shared.eventlog import new_events
 from shared.events.base import Event
@@ -131,8 +131,11 @@ async def logs(request: web.Request) -> web.StreamResponse:
     deployment_id = await _resolve(api, request.match_info["deployment"])
     stage_id = query_str(request, "stage_id")
     follow = query_bool(request, "follow") or False
-    if await _load(api, deployment_id) is None:
+    view = await _load(api, deployment_id)
+    if view is None:
         raise NotFound(f"no deployment {deployment_id!r}")
+    if stage_id is not None:
+        stage_id = _log_stage(view, stage_id)
     if not follow:
         return json_response(LogList(items=await _lines(api, deployment_id, stage_id, 0)))
     principal = request.get(PRINCIPAL)
@@ -333,6 +336,20 @@ async def _command(
                 accepted(view, appended=True, position=result.global_positions[-1]), status=202
             )
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _log_stage(view: model.DeploymentView, ref: str) -> str:
+    """The stage id whose lines are wanted: `ref` is an id, or a stage's unique name.
+
+    A `ref` the plan does not know is kept as is: lines may carry ids of their
+    own (written before or outside the plan's stages).
+    """
+    try:
+        return find_stage(view, ref).id
+    except AmbiguousStage as exc:
+        raise ApiError(400, "invalid_request", str(exc), field="stage_id") from exc
+    except Rejected:
+        return ref
 
 
 def _stage_id(view: model.DeploymentView, ref: str | None) -> str | None:
