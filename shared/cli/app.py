@@ -9,6 +9,8 @@ Exit codes, for CI to trust (the same for every command that talks to the API):
 - 2 a usage or configuration error;
 - 3 the API could not be reached (the message names the URL);
 - 4 `--wait-status` timed out before the deployment reached a wanted status.
+- 141 stdout's reader went away early (`| head`): the command stopped quietly
+  without finishing (`shared/cli/__init__.py`, for every command).
 
 The API key comes from `--api-key` or `$SLIPWAY_API_KEY` (prefer the
 variable: arguments show in process listings). `--json` prints the API's
