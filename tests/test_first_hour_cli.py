@@ -423,7 +423,7 @@ def _analysis_events(d: str, stage_id: str, values: list[str]) -> list[Event]:
 
 
 async def test_rejudge_goes_through_the_api_with_a_read_only_key(
-    cli: Cli, store: EventStore
+    cli: Cli, store: EventStore, reader_database_url: str, schema: str
 ) -> None:
     """`analysis rejudge` needs no database: a read-only key recomputes identical verdicts
     (exit 0); a deployment that does not exist is "not found" (exit 1), not a config error."""
@@ -459,6 +459,15 @@ async def test_rejudge_goes_through_the_api_with_a_read_only_key(
     missing = await reader("analysis", "rejudge", new_id())
     assert missing.code == 1
     assert "no deployment" in missing.err and "configuration" not in missing.err
+
+    # --direct reads the same report from the database, and says "not found" alike.
+    database = ("--database-url", reader_database_url, "--schema", schema)
+    direct = await reader("analysis", "rejudge", d, "--json", "--direct", *database)
+    assert direct.code == 0, direct.err
+    assert json.loads(direct.out) == report
+    gone = await reader("analysis", "rejudge", "nosuch", "--direct", *database)
+    assert gone.code == 1
+    assert "no deployment 'nosuch'" in gone.err and "configuration" not in gone.err
 
 
 # --- the README's exit codes ----------------------------------------------------------------
