@@ -31,8 +31,10 @@ import msgspec
 from shared.config import (
     ApplicationConfig,
     ConfigFileError,
+    ConfigFileErrors,
     Manifest,
     ScriptRunOptions,
+    check_routing,
     load_application_config,
     render_manifests_async,
 )
@@ -96,9 +98,21 @@ def commit_unavailable_as_config_error(commit: str) -> Iterator[None]:
 
 
 async def load_deploy_source(
-    repo: GitRepository, commit: str, app_path: str, config_filename: str
+    repo: GitRepository,
+    commit: str,
+    app_path: str,
+    config_filename: str,
+    *,
+    references: bool = False,
 ) -> DeploySource:
-    """Load the config of the application at `app_path` and render its manifests at `commit`."""
+    """Load the config of the application at `app_path` and render its manifests at `commit`.
+
+    With `references` (the planner and plan preview, for what is about to be deployed),
+    what the config refers to is checked too (`.pipe/` templates and
+    their `appArgs`, traffic routing against the manifests), so a deployment that would
+    fail on it fails at planning, before anything is rolled out. Without (a running
+    commit, the executor and drift detection): the config as it is, already planned.
+    """
     config_path = config_path_of(app_path, config_filename)
     async with repo.read_only_checkout(commit) as tree:
         with _relative_to(tree):
@@ -108,8 +122,10 @@ async def load_deploy_source(
                     config_path, 0, 0, "", f"no application config here at commit {commit[:12]}"
                 )
             inside_repository(file, tree, f"the application config {config_path}")
-            config = load_application_config(file)
+            config = load_application_config(file, references=references, repo_root=tree)
             manifests = await render_manifests_async(file.parent, config, repo_root=tree)
+            if references:
+                check_routing(config, manifests)
     # The config as loaded names the checkout, which is gone now: keep the
     # repository-relative path instead.
     config = msgspec.structs.replace(config, path=Path(config_path))
@@ -150,8 +166,11 @@ def _relative_to(tree: Path) -> Iterator[None]:
     try:
         yield
     except ConfigFileError as exc:
-        raise ConfigFileError(
-            strip(exc.file), exc.line, exc.column, exc.field_path, strip(exc.problem)
+        raise ConfigFileErrors.of(
+            [
+                ConfigFileError(strip(e.file), e.line, e.column, e.field_path, strip(e.problem))
+                for e in exc.errors
+            ]
         ) from exc
     except ConfigError as exc:
         raise ConfigError(strip(str(exc))) from exc

@@ -8,6 +8,8 @@ its own PostgreSQL schema and its own NATS subject prefix and stream names.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -158,3 +160,14 @@ def backends(
 ) -> Backends:
     """This test's database schema, NATS connection and subjects, in one value."""
     return Backends(app_database_url, schema, nats_url, nc, store, subjects)
+
+
+@pytest.fixture
+def script_scratch() -> Iterator[Path]:
+    """A directory any SCRIPT_RUN can write to, whatever account it runs as (an executor
+    running as root runs scripts as `nobody`): markers a script creates go here, so a test
+    that checks a marker is absent cannot pass merely because the script could not write."""
+    path = Path(tempfile.mkdtemp(prefix="slipway-test-scratch-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

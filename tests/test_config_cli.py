@@ -42,7 +42,7 @@ def test_one_bad_file_fails_the_run_and_is_located() -> None:
     """Any wrong file makes the exit status non-zero; its line gives file:line:col and field."""
     broken = FIXTURES / "broken" / "app.pipecd.yaml"
     done = _check(str(FIXTURES / "repo"), str(broken))
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert (
         f"ERR {broken}:9:11: spec.pipeline.stages[0].with.duration: expected a duration like "
         '"10s", "5m" or "1h30m", got "soon"'
@@ -53,7 +53,7 @@ def test_one_bad_file_fails_the_run_and_is_located() -> None:
 def test_missing_path_and_empty_directory_fail(tmp_path: Path) -> None:
     """A path that does not exist, or holds no config, is an error too."""
     done = _check(str(tmp_path / "nope.yaml"), str(tmp_path))
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert done.stdout.splitlines() == [
         f"ERR {tmp_path / 'nope.yaml'}: cannot read: No such file or directory",
         f"ERR {tmp_path}: no configuration files found",
@@ -70,13 +70,13 @@ def test_strict_turns_warnings_into_failure(tmp_path: Path) -> None:
     relaxed = _check(str(app))
     assert relaxed.returncode == 0
     assert "    warning: " in relaxed.stdout and 'unknown option "durration"' in relaxed.stdout
-    assert _check("--strict", str(app)).returncode == 1
+    assert _check("--strict", str(app)).returncode == 2
 
 
 def test_json_output_carries_the_error_fields() -> None:
     """--json prints one object per file with the error's parts."""
     done = _check("--json", str(FIXTURES / "broken"))
-    assert done.returncode == 1
+    assert done.returncode == 2
     (result,) = [json.loads(line) for line in done.stdout.splitlines()]
     assert result["ok"] is False
     assert result["error"]["line"] == 9

@@ -386,3 +386,28 @@ def test_stage_options_still_check_types() -> None:
     )
     with pytest.raises(ConfigFileError, match="replicas: expected an integer"):
         load_application_config(Path(FILE), text)
+
+
+def test_every_problem_of_a_file_is_reported_at_once() -> None:
+    """Two bad stage names, or problems in several stages and sections, come in one error
+    (one line each, in the file's order), which still has the first one's position."""
+    names = BASE.replace("K8S_CANARY_ROLLOUT", "CANARY").replace("K8S_PRIMARY_ROLLOUT", "PRIMARY")
+    with pytest.raises(ConfigFileError) as raised:
+        load_application_config(Path(FILE), names)
+    assert [(e.line, e.field_path) for e in raised.value.errors] == [
+        (9, "spec.pipeline.stages[0].name"),
+        (15, "spec.pipeline.stages[2].name"),
+    ]
+    several = BASE.replace(WAIT, "- name: WAIT_APPROVAL\n        with: {minApproverNum: 0}") + (
+        "      - name: SCRIPT_RUN\n  driftDetection:\n    ignoreFields: [nohash]\n"
+    )
+    with pytest.raises(ConfigFileError) as raised:
+        load_application_config(Path(FILE), several)
+    error = raised.value
+    assert [e.field_path for e in error.errors] == [
+        "spec.pipeline.stages[1].with.minApproverNum",
+        "spec.pipeline.stages[3].with.run",
+        "spec.driftDetection.ignoreFields[0]",
+    ]
+    assert (error.file, error.line, error.field_path) == (FILE, 13, error.errors[0].field_path)
+    assert str(error).splitlines() == [str(e) for e in error.errors]

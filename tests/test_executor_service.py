@@ -356,10 +356,10 @@ SCRIPT_PIPELINE = """\
 
 
 async def test_script_run_logs_its_output_in_the_app_directory(
-    harness: Harness, subjects: Subjects, tmp_path: Path
+    harness: Harness, subjects: Subjects, script_scratch: Path
 ) -> None:
     """SCRIPT_RUN: `with.env` merged, run in the app's directory, both streams in the log."""
-    marker = tmp_path / "rolled-back"
+    marker = script_scratch / "rolled-back"
     extra = SCRIPT_PIPELINE.format(marker=marker, run="'true'", timeout="1m")
     async with harness.running_app():
         commit = harness.work.commit(app_files(extra=extra), "scripts")
@@ -378,10 +378,10 @@ async def test_script_run_logs_its_output_in_the_app_directory(
 
 
 async def test_failed_script_rolls_back_and_runs_on_rollback(
-    harness: Harness, subjects: Subjects, tmp_path: Path
+    harness: Harness, subjects: Subjects, script_scratch: Path
 ) -> None:
     """A non-zero exit fails the stage with the code and last lines; onRollback runs."""
-    marker = tmp_path / "rolled-back"
+    marker = script_scratch / "rolled-back"
     run = "'echo first; echo broken; exit 3'"
     extra = SCRIPT_PIPELINE.format(marker=marker, run=run, timeout="1m")
     async with harness.running_app():
@@ -397,11 +397,13 @@ async def test_failed_script_rolls_back_and_runs_on_rollback(
     assert marker.read_text() == "undone hello\n"
 
 
-async def test_script_timeout_kills_the_process_group(harness: Harness, tmp_path: Path) -> None:
+async def test_script_timeout_kills_the_process_group(
+    harness: Harness, script_scratch: Path
+) -> None:
     """`with.timeout` kills the script and its children; the stage fails saying so."""
-    survivor = tmp_path / "survivor"
+    survivor = script_scratch / "survivor"
     run = f"'(sleep 3; touch {survivor}) & sleep 30'"
-    extra = SCRIPT_PIPELINE.format(marker=tmp_path / "rb", run=run, timeout="1s")
+    extra = SCRIPT_PIPELINE.format(marker=script_scratch / "rb", run=run, timeout="1s")
     async with harness.running_app():
         commit = harness.work.commit(app_files(extra=extra), "slow")
         await harness.plan("d1", commit)

@@ -32,6 +32,7 @@ from shared.notify.catalog import (
     NotificationGroup,
     NotificationType,
     notification_type_of,
+    notification_types_of,
 )
 from shared.notify.facts import AppFacts, fold_application, fold_deployment
 from shared.notify.message import NO_MENTIONS, Mentions, Message, compose, mentions_for
@@ -110,6 +111,33 @@ PLANNED = DeploymentPlanned(
 def test_event_to_notification_type(event: Event, expected: NotificationType | None) -> None:
     """Each Slipway event makes the PipeCD notification type the catalog says, or none."""
     assert notification_type_of(event) == expected
+
+
+def test_a_failed_plan_is_a_failed_deployment_too() -> None:
+    """A plan failure makes DEPLOYMENT_TRIGGER_FAILED (most specific, first) and
+    DEPLOYMENT_FAILED, whose message says the deployment failed, with the plan error."""
+    failed = DeploymentPlanFailed(deployment_id=D, application_id=A, reason="x.yaml:1:1: bad")
+    assert notification_types_of(failed) == (T.DEPLOYMENT_TRIGGER_FAILED, T.DEPLOYMENT_FAILED)
+    assert notification_types_of(PLANNED) == (T.DEPLOYMENT_PLANNED,)
+    assert (
+        notification_types_of(CommitObserved(repository_id="r", branch="b", commit_hash="c")) == ()
+    )
+    message = compose(
+        notification_id="n",
+        type_=T.DEPLOYMENT_FAILED,
+        event=failed,
+        event_id="e",
+        event_type="deployment_plan_failed",
+        occurred_at=NOW,
+        application=None,
+        deployment=fold_deployment(D, [TRIGGERED, failed]),
+    )
+    assert (message.title, message.text, message.reason, message.severity) == (
+        f'Deployment for "{A}" failed',
+        "x.yaml:1:1: bad",
+        "x.yaml:1:1: bad",
+        "error",
+    )
 
 
 def test_every_pipecd_type_has_a_group_and_a_documented_source() -> None:

@@ -10,6 +10,8 @@ connection could be opened.
 
 from __future__ import annotations
 
+import aiohttp
+
 from benchmarks.security.harness import Attack, Outcome, Target
 from shared.config import load_control_config
 from shared.egress import EgressPolicy, EgressRefused, guarded_session
@@ -47,6 +49,8 @@ def _attack(host: str) -> Attack:
                 resolved = await session.connector._resolve_host(host, 80)  # type: ignore[union-attr]
             except EgressRefused as exc:
                 return Outcome(True, str(exc)[:120])
+            except aiohttp.InvalidURL as exc:  # yarl refuses non-canonical IPv4 spellings first
+                return Outcome(True, f"refused by the HTTP client before the rule: {exc}"[:120])
             except OSError as exc:
                 return Outcome(False, f"not refused by the rule ({type(exc).__name__}: {exc})")
         addresses = [r["host"] for r in resolved]

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from services.executor.script import ScriptLimits
+from services.executor.script import ScriptPolicy
 from services.executor.service import COMMAND_EVENTS, CONSUMER_NAME, Executor
 from shared.git import GitCache
 from shared.runtime import Component, ServiceRuntime, run_service
@@ -46,6 +46,8 @@ class ExecutorSettings(ServiceSettings, frozen=True, kw_only=True):
     """Lines of a script's output one stage records (the rest counted)."""
     executor_script_max_output_bytes: Annotated[int, Meta(ge=1024)] = 1024 * 1024
     """Bytes of a script's output one stage records (the rest counted)."""
+    executor_script_user: str = "nobody"
+    """The unprivileged account scripts run as when the executor runs as root."""
 
 
 async def setup(runtime: ServiceRuntime[ExecutorSettings]) -> Sequence[Component]:
@@ -71,11 +73,12 @@ async def setup(runtime: ServiceRuntime[ExecutorSettings]) -> Sequence[Component
         max_concurrent=settings.executor_max_concurrent,
         rollout_timeout_s=settings.executor_rollout_timeout_s,
         backlog=backlog,
-        script_limits=ScriptLimits(
+        script_policy=ScriptPolicy(
             default_timeout_s=settings.executor_script_timeout_s,
             max_line_bytes=settings.executor_script_max_line_bytes,
             max_lines=settings.executor_script_max_output_lines,
             max_bytes=settings.executor_script_max_output_bytes,
+            run_as=settings.executor_script_user,
         ),
     )
     consumer = events.consumer(

@@ -22,12 +22,17 @@ The process runs in its own process group, killed whole at the timeout, when
 the stage is cancelled, and when the script exits (nothing it started in the
 background outlives the stage).
 
-A script runs as the executor's own user, so before the first one the executor
-makes itself non-dumpable (Linux `prctl(PR_SET_DUMPABLE, 0)`): its `/proc/<pid>/`
-files (`environ`, `mem`, `fd`) then belong to root and `ptrace` is refused, so
+Who runs it: an executor running as root never runs a script as root. The
+script runs as `ScriptPolicy.run_as` (`nobody` by default), in a private copy
+of the checkout owned by that account, so it can neither read the executor's
+`/proc/<pid>/environ` (root's, another user's) nor the files only root may
+read, nor change the executor. An executor that is not root (the image runs as
+uid 10001) runs scripts as itself, and before the first one makes itself
+non-dumpable (Linux `prctl(PR_SET_DUMPABLE, 0)`): its `/proc/<pid>/` files
+(`environ`, `mem`, `fd`) then belong to root and `ptrace` is refused, so
 `cat /proc/$PPID/environ` cannot give the script what its environment does not.
-(Files the executor's user can read stay readable: a separate user or a sandbox
-is the next step.)
+(Files the executor's own user can read stay readable to its scripts there:
+mount secrets for the executor alone, or run scripts in their own pod.)
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ import ctypes
 import functools
 import json
 import os
+import pwd
+import shutil
 import signal
 import sys
 import tempfile
@@ -45,7 +52,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from shared.redaction import redact
 
@@ -53,10 +60,12 @@ __all__ = [
     "SAFE_PATH",
     "OutputRecorder",
     "ScriptContext",
-    "ScriptLimits",
     "ScriptOutcome",
+    "ScriptPolicy",
+    "ScriptUserError",
     "forbid_inspection",
     "run_script",
+    "script_account",
     "script_env",
 ]
 
@@ -68,7 +77,7 @@ _PR_SET_DUMPABLE: Final = 4
 
 
 @dataclass(frozen=True)
-class ScriptLimits:
+class ScriptPolicy:
     """How long a script may run by default, and how much of its output a stage keeps."""
 
     default_timeout_s: float = 6 * 3600.0
@@ -76,6 +85,8 @@ class ScriptLimits:
     max_line_bytes: int = 4096
     max_lines: int = 2000
     max_bytes: int = 1024 * 1024
+    run_as: str = "nobody"
+    """The unprivileged account scripts run as when the executor runs as root (else unused)."""
 
     def timeout_of(self, configured_s: float) -> float:
         """The timeout a stage gets: its own, or the default when it has none (never forever)."""
@@ -147,7 +158,7 @@ class OutputRecorder:
     returns the last partial line and, if anything was left out, the summary line.
     """
 
-    def __init__(self, limits: ScriptLimits) -> None:
+    def __init__(self, limits: ScriptPolicy) -> None:
         self.limits = limits
         self.tail: deque[str] = deque(maxlen=_TAIL_LINES)
         """The last lines the script printed (recorded or not), for a failure's reason."""
@@ -221,49 +232,111 @@ class ScriptOutcome:
     tail: tuple[str, ...]
 
 
+class ScriptUserError(RuntimeError):
+    """The account scripts should run as cannot be used (missing, or root itself)."""
+
+
+def script_account(name: str) -> pwd.struct_passwd | None:
+    """The account a script runs as: None (the executor's own) unless the executor is root,
+    then `name`, which must exist and must not be root (`ScriptUserError` otherwise)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        account = pwd.getpwnam(name)
+    except KeyError:
+        raise ScriptUserError(
+            f"the executor runs as root and scripts would run as {name!r}, which does not "
+            "exist: set SLIPWAY_EXECUTOR_SCRIPT_USER to an unprivileged account"
+        ) from None
+    if account.pw_uid == 0:
+        raise ScriptUserError(
+            f"scripts may not run as root ({name!r}): set SLIPWAY_EXECUTOR_SCRIPT_USER "
+            "to an unprivileged account"
+        )
+    return account
+
+
 async def run_script(
     script: str,
     *,
+    tree: Path,
     cwd: Path,
     env: Callable[[Path], Mapping[str, str]],
     timeout_s: float,
-    limits: ScriptLimits,
+    limits: ScriptPolicy,
     record: Callable[[str], Awaitable[None]],
 ) -> ScriptOutcome:
-    """Run `script` by `/bin/sh -c` in `cwd` with `env(home)` only; `record` each kept line.
+    """Run `script` by `/bin/sh -c` in `cwd` (inside the checkout `tree`) with `env(home)`
+    only; `record` each kept line.
 
-    Cancelling the caller kills the script's process group and re-raises.
+    When the executor is root the script runs as `limits.run_as`, in a copy of `tree`
+    that account owns. Cancelling the caller kills the script's process group and re-raises.
     """
-    forbid_inspection()
+    account = script_account(limits.run_as)
+    forbid_inspection()  # also as root: a script that escaped its account still meets it
+    with tempfile.TemporaryDirectory(prefix="slipway-script-") as room:
+        home = Path(room) / "home"
+        home.mkdir()
+        if account is not None:
+            private = Path(room) / "checkout"
+            await asyncio.to_thread(shutil.copytree, tree, private, symlinks=True)
+            cwd = private / cwd.relative_to(tree)
+            await asyncio.to_thread(_hand_over, Path(room), account)
+        return await _run(script, cwd, dict(env(home)), account, timeout_s, limits, record)
+
+
+def _hand_over(root: Path, account: pwd.struct_passwd) -> None:
+    """Give `root` and everything in it to `account` (symlinks themselves, not their targets)."""
+    os.chown(root, account.pw_uid, account.pw_gid)
+    for folder, dirs, files in os.walk(root):
+        for name in (*dirs, *files):
+            os.chown(Path(folder) / name, account.pw_uid, account.pw_gid, follow_symlinks=False)
+
+
+async def _run(
+    script: str,
+    cwd: Path,
+    env: dict[str, str],
+    account: pwd.struct_passwd | None,
+    timeout_s: float,
+    limits: ScriptPolicy,
+    record: Callable[[str], Awaitable[None]],
+) -> ScriptOutcome:
     recorder = OutputRecorder(limits)
-    with tempfile.TemporaryDirectory(prefix="slipway-script-home-") as home:
-        process = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            script,
-            cwd=cwd,
-            env=dict(env(Path(home))),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
-        code: int | None = None
-        try:
-            async with asyncio.timeout(limits.timeout_of(timeout_s)):
-                assert process.stdout is not None
-                while chunk := await process.stdout.read(_CHUNK):
-                    for line in recorder.feed(chunk):
-                        await record(line)
-                code = await process.wait()
-        except TimeoutError:
-            pass
-        finally:
-            # Always: at the timeout, on cancellation, and after a normal exit (whatever it
-            # left running in the background goes with it).
-            await _kill_group(process)
-        for line in recorder.close():
-            await record(line)
+    # No supplementary groups: root's would otherwise stay with the script.
+    as_account: dict[str, Any] = (
+        {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+        if account is not None
+        else {}
+    )
+    process = await asyncio.create_subprocess_exec(
+        "/bin/sh",
+        "-c",
+        script,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+        **as_account,
+    )
+    code: int | None = None
+    try:
+        async with asyncio.timeout(limits.timeout_of(timeout_s)):
+            assert process.stdout is not None
+            while chunk := await process.stdout.read(_CHUNK):
+                for line in recorder.feed(chunk):
+                    await record(line)
+            code = await process.wait()
+    except TimeoutError:
+        pass
+    finally:
+        # Always: at the timeout, on cancellation, and after a normal exit (whatever it
+        # left running in the background goes with it).
+        await _kill_group(process)
+    for line in recorder.close():
+        await record(line)
     return ScriptOutcome(exit_code=code, tail=tuple(recorder.tail))
 
 

@@ -33,7 +33,7 @@ from services.executor.decider import Deployment, StageStatus
 from services.executor.handlers import Register, WakeRunner, on_event
 from services.executor.leases import Lease, Leases
 from services.executor.runner import DeploymentRunner
-from services.executor.script import ScriptLimits
+from services.executor.script import ScriptPolicy
 from services.executor.stages import (
     ANALYSIS_GRACE_S,
     Sources,
@@ -87,7 +87,7 @@ class Executor:
         analysis_grace_s: float = ANALYSIS_GRACE_S,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         backlog: Callable[[], Awaitable[int]] | None = None,
-        script_limits: ScriptLimits | None = None,
+        script_policy: ScriptPolicy | None = None,
     ) -> None:
         self.store = store
         self.stage_logs = stage_logs
@@ -100,7 +100,7 @@ class Executor:
         self.rollout_timeout_s = rollout_timeout_s
         self.analysis_grace_s = analysis_grace_s
         self.clock = clock
-        self.script_limits = script_limits or ScriptLimits()
+        self.script_policy = script_policy or ScriptPolicy()
         self.runners: dict[str, DeploymentRunner] = {}
         self.scheduler = LeaseScheduler(
             self.leases,
@@ -202,7 +202,7 @@ class Executor:
             poll_s=self.poll_s,
             analysis_grace_s=self.analysis_grace_s,
             clock=self.clock,
-            script_limits=self.script_limits,
+            script_policy=self.script_policy,
         )
         return await run_stage(ctx)
 

@@ -53,7 +53,13 @@ from typing import Any, Final
 import msgspec
 
 from services.executor.decider import Deployment, Stage, StageStatus
-from services.executor.script import ScriptContext, ScriptLimits, run_script, script_env
+from services.executor.script import (
+    ScriptContext,
+    ScriptPolicy,
+    ScriptUserError,
+    run_script,
+    script_env,
+)
 from shared.config.application import (
     AnalysisOptions,
     IstioTrafficRouting,
@@ -151,7 +157,7 @@ class StageContext:
     poll_s: float = 1.0
     analysis_grace_s: float = ANALYSIS_GRACE_S
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    script_limits: ScriptLimits = field(default_factory=ScriptLimits)
+    script_policy: ScriptPolicy = field(default_factory=ScriptPolicy)
 
     @property
     def commit(self) -> str:
@@ -541,20 +547,24 @@ async def _run_script(
         labels=spec.labels,
         is_rollback=rollback,
     )
-    timeout_s = ctx.script_limits.timeout_of(options.timeout.seconds)
+    timeout_s = ctx.script_policy.timeout_of(options.timeout.seconds)
     async with repo.checkout(commit) as tree:
         cwd = (tree / ctx.sources.path).resolve()
         if not cwd.is_relative_to(tree.resolve()) or not cwd.is_dir():
             raise StageFailed(f"the application directory {ctx.sources.path} is not at the commit")
         await ctx.log.info(f"Running the script in {ctx.sources.path} at {commit[:12]}")
-        outcome = await run_script(
-            script,
-            cwd=cwd,
-            env=lambda home: script_env(context, home, options.env, options.secret_env),
-            timeout_s=timeout_s,
-            limits=ctx.script_limits,
-            record=ctx.log.info,
-        )
+        try:
+            outcome = await run_script(
+                script,
+                tree=tree.resolve(),
+                cwd=cwd,
+                env=lambda home: script_env(context, home, options.env, options.secret_env),
+                timeout_s=timeout_s,
+                limits=ctx.script_policy,
+                record=ctx.log.info,
+            )
+        except ScriptUserError as exc:
+            raise StageFailed(str(exc)) from exc
     if outcome.exit_code is None:
         raise StageFailed(f"the script timed out after {_seconds_text(timeout_s)} and was killed")
     if outcome.exit_code != 0:

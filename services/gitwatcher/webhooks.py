@@ -114,6 +114,8 @@ def _decode(body: bytes) -> dict[str, Any]:
         payload = _decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise WebhookPayloadError(f"body is not JSON: {exc}") from None
+    except RecursionError:  # a signed body can still nest deeper than the decoder's stack
+        raise WebhookPayloadError("body is not JSON: nested too deeply") from None
     if not isinstance(payload, dict):
         raise WebhookPayloadError("body is not a JSON object")
     return payload

@@ -2,8 +2,9 @@
 
 For every event (`<prefix>.evt.>`), in the consumer's transaction:
 
-1. `notification_type_of` (pure) says which PipeCD notification it makes —
-   most make none, and cost nothing more;
+1. `notification_types_of` (pure) says which PipeCD notification types it makes —
+   most make none, and cost nothing more; a receiver gets one message, of the
+   first of them its routes take;
 2. the application (name, labels: `application-<id>`) and the deployment
    (commit, stage, reason: `deployment-<id>` folded up to this event) are read
    from the log on the same connection;
@@ -34,9 +35,9 @@ from shared.eventlog import NO_STREAM, EventStore, deterministic_event_id
 from shared.events.base import Metadata, NewEvent, RecordedEvent
 from shared.events.catalog import NotificationScheduled
 from shared.logs import get_logger
-from shared.notify.catalog import NotificationType, notification_type_of
+from shared.notify.catalog import NotificationType, notification_types_of
 from shared.notify.facts import AppFacts, DeploymentFacts, fold_application, fold_deployment
-from shared.notify.message import NO_MENTIONS, Message, compose, mentions_for
+from shared.notify.message import NO_MENTIONS, Message, compose, mentions_for, merge_mentions
 from shared.notify.routing import RouteFacts, receivers_for
 from shared.notify.slack import slack_payload
 from shared.notify.webhook import webhook_body
@@ -82,36 +83,46 @@ class Notifier:
 
     async def handle(self, recorded: RecordedEvent, conn: asyncpg.Connection) -> None:
         """Schedule `recorded`'s notifications inside the consumer's transaction."""
-        type_ = notification_type_of(recorded.event)
-        # Application names and labels only narrow a route further, so a type no route
-        # takes for an event about no application goes nowhere: skip reading the streams.
-        if type_ is None or not receivers_for(self.routes, RouteFacts(type=type_)):
+        types = notification_types_of(recorded.event)
+        # Application names and labels only narrow a route further, so types no route
+        # takes for an event about no application go nowhere: skip reading the streams.
+        if not any(receivers_for(self.routes, RouteFacts(type=t)) for t in types):
             return
         deployment = await self._deployment(recorded, conn)
         application = await self._application(recorded, deployment, conn)
-        facts = RouteFacts(
-            type=type_,
-            app_name=application.name if application is not None else "",
-            labels=dict(application.labels) if application is not None else {},
-        )
-        for receiver in receivers_for(self.routes, facts):
+        app_name = application.name if application is not None else ""
+        labels = dict(application.labels) if application is not None else {}
+        # One message per receiver, of the first (most specific) type its routes take.
+        chosen: dict[str, NotificationType] = {}
+        for type_ in types:
+            facts = RouteFacts(type=type_, app_name=app_name, labels=labels)
+            for receiver in receivers_for(self.routes, facts):
+                chosen.setdefault(receiver, type_)
+        for receiver, type_ in chosen.items():
             target = self.targets.get(receiver)
             if target is None:  # the config loader refuses this; be safe anyway
                 log.warning("route_to_unknown_receiver", receiver=receiver)
                 continue
-            await self._schedule(recorded, type_, target, application, deployment, conn)
+            await self._schedule(recorded, type_, types, target, application, deployment, conn)
 
     async def _schedule(
         self,
         recorded: RecordedEvent,
         type_: NotificationType,
+        types: tuple[NotificationType, ...],
         target: Target,
         application: AppFacts | None,
         deployment: DeploymentFacts | None,
         conn: asyncpg.Connection,
     ) -> None:
         notification_id = notification_id_of(str(recorded.event_id), target.name)
-        mentions = mentions_for(target.slack, type_) if target.slack is not None else NO_MENTIONS
+        # Whoever asked to be mentioned for any of the event's types is: a mention for
+        # DEPLOYMENT_FAILED still reaches its people when the message is the more specific type.
+        mentions = (
+            merge_mentions(mentions_for(target.slack, t) for t in types)
+            if target.slack is not None
+            else NO_MENTIONS
+        )
         message = compose(
             notification_id=notification_id,
             type_=type_,

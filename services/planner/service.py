@@ -408,7 +408,9 @@ class Planner:
                 f"config{where}; add it under spec.repositories (known: {known})"
             )
         repo = self.git.repository(ref.remote)
-        target = await self._source(repo, trigger.commit_hash, app, what="the trigger's commit")
+        target = await self._source(
+            repo, trigger.commit_hash, app, what="the trigger's commit", references=True
+        )
         running_manifests = None
         running_error = ""
         if running:
@@ -428,11 +430,19 @@ class Planner:
         return plan, app, repository_id
 
     async def _source(
-        self, repo: GitRepository, commit: str, app: Application, *, what: str
+        self,
+        repo: GitRepository,
+        commit: str,
+        app: Application,
+        *,
+        what: str,
+        references: bool = False,
     ) -> DeploySource:
         try:
             full = await ensure_commit(repo, commit)
-            source = await load_deploy_source(repo, full, app.path, app.config_filename)
+            source = await load_deploy_source(
+                repo, full, app.path, app.config_filename, references=references
+            )
             register_secrets(source)  # a commit of the watched branch: its Secrets are real
             return source
         except GitError as exc:

@@ -216,7 +216,7 @@ def _failed(span: trace.Span, error: ProviderError) -> ProviderError:
 def _parse_matrix(name: str, status: int, text: str) -> Series:
     try:
         body: Any = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
         raise ProviderError(
             f"Prometheus {name} answered HTTP {status} with a body that is not JSON: {text[:200]!r}"
         ) from None

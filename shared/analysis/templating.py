@@ -17,7 +17,7 @@ from typing import Final
 
 from shared.errors import ConfigError
 
-__all__ = ["QueryArgs", "TemplateError", "render"]
+__all__ = ["QueryArgs", "TemplateError", "app_args_used", "render"]
 
 _ACTION: Final = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.DOTALL)
 _REFERENCE: Final = re.compile(r"^\.([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z0-9_-]+))?$")
@@ -76,3 +76,14 @@ def render(text: str, args: QueryArgs, *, what: str = "query") -> str:
         return value
 
     return _ACTION.sub(substitute, text)
+
+
+def app_args_used(text: str) -> list[str]:
+    """The `{{ .AppCustomArgs.x }}` names `text` refers to, each once, in order: what a
+    stage's `appArgs` must give for `render` to succeed (checked before anything runs)."""
+    names: dict[str, None] = {}
+    for match in _ACTION.finditer(text):
+        reference = _REFERENCE.match(match.group(1))
+        if reference is not None and reference.group(1) == "AppCustomArgs" and reference.group(2):
+            names.setdefault(reference.group(2))
+    return list(names)

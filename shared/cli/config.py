@@ -3,9 +3,15 @@
 A directory is searched for application configs (`app.pipecd.yaml`,
 `*.pipecd.yaml`, `.pipe.yaml`) and `.pipe/*.yaml` files; a file is loaded by
 its `kind:` (so `slipway.yaml` and PipeCD `Piped` files can be checked too).
-One line per file, `ok  <path>  (<kind> <name>)` or `ERR <file:line:col: field:
-problem>`, warnings below the file they belong to. Exit status 1 when any
-file is wrong (with `--strict`, also when any has a warning).
+An application config is also checked against what it refers to, as the
+planner checks it: the `.pipe/` AnalysisTemplates of its repository (the
+nearest parent directory with `.pipe/` or `.git`) that its ANALYSIS stages
+name, the `appArgs` they use, and the traffic routing its K8S_TRAFFIC_ROUTING
+stages need. One line per file, `ok  <path>  (<kind> <name>)`, or one `ERR
+<file:line:col: field: problem>` line for every problem of a wrong file;
+warnings below the file they belong to. Exit status 2 (a configuration error,
+as the README's exit codes say) when any file is wrong (with `--strict`, also
+when any has a warning).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from shared.cli.app import EXIT_OK, EXIT_USAGE
 from shared.config import (
     AnalysisTemplateConfig,
     AnyConfig,
@@ -37,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "check",
         help="load configuration files and report every one that is wrong",
         description="Load application configs, .pipe/ templates and control configs; "
-        "directories are searched recursively. Exits 1 if any file is wrong.",
+        "directories are searched recursively; application configs are checked against "
+        "the .pipe/ templates they use. Prints every problem; exits 2 if any file is wrong.",
     )
     check.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="a file or directory")
     check.add_argument("--strict", action="store_true", help="treat warnings as errors")
@@ -49,6 +57,15 @@ def _files(path: Path) -> list[Path]:
     if path.is_dir():
         return find_config_files(path)
     return [path]
+
+
+def repository_root(file: Path) -> Path | None:
+    """The repository `file` is in: the nearest parent with `.pipe/` (where PipeCD keeps
+    the shared templates) or `.git`; None when there is none."""
+    for directory in file.resolve().parents:
+        if (directory / ".pipe").is_dir() or (directory / ".git").exists():
+            return directory
+    return None
 
 
 def _summary(config: AnyConfig) -> str:
@@ -75,7 +92,7 @@ def run_check(args: argparse.Namespace) -> int:
             continue
         for path in files:
             try:
-                config = load_any(path)
+                config = load_any(path, references=True, repo_root=repository_root(path))
             except ConfigFileError as exc:
                 failed = True
                 _report(args, {"path": str(path), "ok": False, "error": exc})
@@ -86,30 +103,39 @@ def run_check(args: argparse.Namespace) -> int:
                 args,
                 {"path": str(path), "ok": True, "summary": _summary(config), "warnings": warnings},
             )
-    return 1 if failed else 0
+    return EXIT_USAGE if failed else EXIT_OK  # usage or configuration: 2
 
 
 def _report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     error = result.get("error")
     if args.json:
         if isinstance(error, ConfigFileError):
-            result["error"] = {
-                "file": error.file,
-                "line": error.line,
-                "column": error.column,
-                "field_path": error.field_path,
-                "problem": error.problem,
-                "message": str(error),
-            }
+            # `error` is the first problem (as before), `errors` all of them.
+            result["errors"] = [_as_json(e) for e in error.errors]
+            result["error"] = result["errors"][0]
         elif error is not None:
             result["error"] = {"message": f"{result['path']}: {error}"}
         print(json.dumps(result))
         return
+    if isinstance(error, ConfigFileError):
+        for each in error.errors:
+            print(f"ERR {each}")
+        return
     if error is not None:
-        text = str(error) if isinstance(error, ConfigFileError) else f"{result['path']}: {error}"
-        print(f"ERR {text}")
+        print(f"ERR {result['path']}: {error}")
         return
     print(f"ok  {result['path']}  ({result['summary']})")
     for warning in result["warnings"]:
         print(f"    warning: {warning}")
     sys.stdout.flush()
+
+
+def _as_json(error: ConfigFileError) -> dict[str, Any]:
+    return {
+        "file": error.file,
+        "line": error.line,
+        "column": error.column,
+        "field_path": error.field_path,
+        "problem": error.problem,
+        "message": str(error),
+    }

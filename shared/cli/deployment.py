@@ -134,15 +134,40 @@ def _logs(client: ApiClient, args: argparse.Namespace) -> int:
         lines = client.deployment_logs(args.deployment, stage_id=args.stage)
         for line in lines:
             print(print_json_line(line) if args.json else format_line(line))
+        if not lines:
+            _plan_failure(client, args)
         return EXIT_OK
     status = ""
+    printed = False
     for event, data in client.follow_logs(args.deployment, stage_id=args.stage):
         if event == "log":
+            printed = True
             print(print_json_line(data) if args.json else format_line(data), flush=True)
         elif event == "end":
             status = str(data.get("status", ""))
+    if not printed and status == "FAILURE":
+        _plan_failure(client, args)
     print(f"deployment {args.deployment} {status or 'ended'}", file=sys.stderr)
     return EXIT_OK if status == "SUCCESS" else EXIT_FAILED
+
+
+def _plan_failure(client: ApiClient, args: argparse.Namespace) -> None:
+    """A deployment that failed while being planned ran no stage, so no stage wrote a line:
+    its plan error is what there is to read, printed as a line of the (pseudo) stage `plan`."""
+    if args.stage:
+        return
+    deployment = client.get_deployment(args.deployment)
+    if deployment["status"] != "FAILURE" or deployment.get("stages"):
+        return
+    line = {
+        "id": 0,
+        "deployment_id": deployment["deployment_id"],
+        "stage_id": "plan",
+        "severity": "ERROR",
+        "message": f"planning failed: {deployment.get('reason') or 'no reason recorded'}",
+        "recorded_at": deployment.get("completed_at") or deployment.get("triggered_at") or "",
+    }
+    print(print_json_line(line) if args.json else format_line(line), flush=True)
 
 
 def _wait(client: ApiClient, args: argparse.Namespace) -> int:

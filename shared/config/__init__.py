@@ -16,7 +16,9 @@ Every problem is a `ConfigFileError` (a `shared.errors.ConfigError`) with
 KubernetesApp spec), `analysis`, `event_watcher`, `control` (slipway.yaml and
 PipeCD's `kind: Piped`), `manifests` (rendering), `tool_options` (what a
 config may pass to kustomize and helm), `repo_files` (every file read stays
-inside the repository), `types` (Duration, Replicas, Percentage, Regex).
+inside the repository), `references` (what an application config refers to
+in other files: `.pipe/` templates, `appArgs`, traffic routing), `types`
+(Duration, Replicas, Percentage, Regex).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from shared.config.application import (
     WaitOptions,
 )
 from shared.config.control import ControlConfig, load_control_config
-from shared.config.errors import ConfigFileError, ConfigWarning
+from shared.config.errors import ConfigFileError, ConfigFileErrors, ConfigWarning
 from shared.config.event_watcher import EventWatcherSpec
 from shared.config.loader import (
     API_VERSION,
@@ -54,6 +56,7 @@ from shared.config.loader import (
     _application,
     _event_watcher,
     analysis_templates,
+    check_routing,
     find_application_configs,
     find_config_files,
     is_application_config_name,
@@ -86,6 +89,7 @@ __all__ = [
     "ApplicationConfig",
     "ConfigError",
     "ConfigFileError",
+    "ConfigFileErrors",
     "ConfigWarning",
     "ControlConfig",
     "Duration",
@@ -110,6 +114,7 @@ __all__ = [
     "WaitApprovalOptions",
     "WaitOptions",
     "analysis_templates",
+    "check_routing",
     "dec_hook",
     "enc_hook",
     "find_application_configs",
@@ -133,8 +138,11 @@ _APPLICATION_KINDS = frozenset(
 AnyConfig = ApplicationConfig | AnalysisTemplateConfig | EventWatcherFileConfig | ControlConfig
 
 
-def load_any(path: Path, text: str | None = None) -> AnyConfig:
-    """Load a file of any kind we know, choosing by its `kind:`."""
+def load_any(
+    path: Path, text: str | None = None, *, references: bool = False, repo_root: Path | None = None
+) -> AnyConfig:
+    """Load a file of any kind we know, choosing by its `kind:`; `references` and
+    `repo_root` as for `load_application_config`."""
     doc, kind = open_document(path, text)
     if kind == "AnalysisTemplate":
         return _analysis_template(doc, kind, path)
@@ -148,4 +156,4 @@ def load_any(path: Path, text: str | None = None) -> AnyConfig:
             f"unknown kind {_show(kind)}; expected KubernetesApp, AnalysisTemplate or "
             "EventWatcher (or Slipway/Piped for a control config)",
         )
-    return _application(doc, kind, path)
+    return _application(doc, kind, path, references=references, repo_root=repo_root)

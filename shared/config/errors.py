@@ -3,6 +3,7 @@
 ```
 ConfigError                      (shared.errors)
 └── ConfigFileError              file:line:column: field.path: what was expected
+    └── ConfigFileErrors         several of them, one a line (`.errors`)
 ```
 
 Every problem found in a file carries where it is (1-based line and column of
@@ -14,6 +15,7 @@ option PipeCD would silently ignore) is a `ConfigWarning` kept on the result.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -55,6 +57,36 @@ class ConfigFileError(ConfigError):
         self.field_path = field_path
         self.problem = problem
         super().__init__(f"{_where(self.file, line, column, field_path)}: {problem}")
+
+    @property
+    def errors(self) -> tuple[ConfigFileError, ...]:
+        """Every problem this error reports (just itself, for a single one)."""
+        return (self,)
+
+
+class ConfigFileErrors(ConfigFileError):
+    """Every problem found in a file (or a file and the files it refers to), so a person
+    fixes them in one go; it reads as one per line, and has the first one's position."""
+
+    def __init__(self, errors: Sequence[ConfigFileError]) -> None:
+        flat = [e for error in errors for e in error.errors]
+        assert flat, "ConfigFileErrors needs at least one error"
+        first = flat[0]
+        super().__init__(first.file, first.line, first.column, first.field_path, first.problem)
+        self.args = ("\n".join(str(e) for e in flat),)
+        self._errors = tuple(flat)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    @property
+    def errors(self) -> tuple[ConfigFileError, ...]:
+        return self._errors
+
+    @staticmethod
+    def of(errors: Sequence[ConfigFileError]) -> ConfigFileError:
+        """One error as itself, several as `ConfigFileErrors`."""
+        return errors[0] if len(errors) == 1 else ConfigFileErrors(errors)
 
 
 class ConfigWarning(msgspec.Struct, frozen=True, kw_only=True):

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -37,8 +38,13 @@ from shared.config.application import (
     WaitApprovalOptions,
 )
 from shared.config.application import K8sTrafficRoutingOptions as _Routing
-from shared.config.errors import ConfigFileError, ConfigWarning
-from shared.config.event_watcher import EventWatcherReplacement, EventWatcherSpec
+from shared.config.errors import ConfigFileError, ConfigFileErrors, ConfigWarning
+from shared.config.event_watcher import (
+    EventWatcherConfig,
+    EventWatcherReplacement,
+    EventWatcherSpec,
+)
+from shared.config.references import reference_errors, routing_problems, uses_templates
 from shared.config.repo_files import inside_repository
 from shared.config.tool_options import (
     helm_list_value_problem,
@@ -49,12 +55,16 @@ from shared.config.tool_options import (
 )
 from shared.config.types import _show
 
+if TYPE_CHECKING:  # manifests imports this module
+    from shared.config.manifests import Manifest
+
 __all__ = [
     "API_VERSION",
     "AnalysisTemplateConfig",
     "ApplicationConfig",
     "EventWatcherFileConfig",
     "analysis_templates",
+    "check_routing",
     "find_application_configs",
     "find_config_files",
     "is_application_config_name",
@@ -211,17 +221,52 @@ def _header(doc: Document, kind: str, expected: str) -> str:
 # --- applications ----------------------------------------------------------------
 
 
-def load_application_config(path: Path, text: str | None = None) -> ApplicationConfig:
-    """Load a `kind: KubernetesApp` file (`app.pipecd.yaml`, `*.pipecd.yaml`, `.pipe.yaml`)."""
+def load_application_config(
+    path: Path,
+    text: str | None = None,
+    *,
+    references: bool = False,
+    repo_root: Path | None = None,
+) -> ApplicationConfig:
+    """Load a `kind: KubernetesApp` file (`app.pipecd.yaml`, `*.pipecd.yaml`, `.pipe.yaml`).
+
+    With `references`, what it refers to in other files is checked as well
+    (`shared.config.references`): the ANALYSIS templates in `<repo_root>/.pipe/`
+    (not looked for when `repo_root` is None: the repository is unknown) and the
+    `appArgs` they use, and the traffic routing of K8S_TRAFFIC_ROUTING stages (where
+    PipeCD accepts what Slipway cannot route, a warning here, and an error from
+    `check_routing` once the manifests are rendered). Every problem of the file comes at once
+    (`ConfigFileErrors`).
+    """
     doc, kind = open_document(path, text)
-    return _application(doc, kind, path)
+    return _application(doc, kind, path, references=references, repo_root=repo_root)
 
 
-def _application(doc: Document, kind: str, path: Path) -> ApplicationConfig:
+def _application(
+    doc: Document,
+    kind: str,
+    path: Path,
+    *,
+    references: bool = False,
+    repo_root: Path | None = None,
+) -> ApplicationConfig:
     version = _header(doc, kind, "KubernetesApp")
     _tag_stages(doc)
     spec = doc.convert(("spec",), KubernetesApplicationSpec, lenient=_in_stage_options)
-    _check_application(doc, spec)
+    errors: list[ConfigFileError] = []
+    with _gathered(errors):
+        _check_application(doc, spec)
+    if references:
+        errors += _reference_errors(doc, spec, repo_root)
+        for at, problem, certain in routing_problems(spec):
+            if certain:
+                errors.append(doc.error(at, problem))
+            else:
+                doc.warn(at, f"{problem} (Slipway fails the deployment at planning)")
+    if errors:
+        # In the order of the file; a broken .pipe/ file it uses after its own.
+        errors.sort(key=lambda e: (e.file != doc.file, e.file, e.line, e.column))
+        raise ConfigFileErrors.of(errors)
     return ApplicationConfig(
         kind="KubernetesApp",
         api_version=version,
@@ -246,16 +291,20 @@ def _tag_stages(doc: Document) -> None:
     if not isinstance(stages, list):
         return
     tagged: list[Any] = []
+    errors: list[ConfigFileError] = []
     for index, stage in enumerate(stages):
         at: FieldPath = ("spec", "pipeline", "stages", index)
         if not isinstance(stage, dict):
             tagged.append(stage)
             continue
         if "name" not in stage:
-            raise doc.error(at, 'missing required field "name" (the stage kind, like WAIT)')
+            missing = 'missing required field "name" (the stage kind, like WAIT)'
+            errors.append(doc.error(at, missing))
+            continue
         name = stage["name"]
         if not isinstance(name, str) or name not in STAGE_NAMES:
-            raise doc.error((*at, "name"), _bad_stage_name(name))
+            errors.append(doc.error((*at, "name"), _bad_stage_name(name)))
+            continue
         options = stage.get("with")
         if options is None:
             options = {}
@@ -265,6 +314,8 @@ def _tag_stages(doc: Document) -> None:
         elif "stage" in options:
             doc.warn((*at, "with", "stage"), 'unknown option "stage" ignored')
         tagged.append({**stage, "with": {**options, "stage": name}})
+    if errors:  # every stage's, at once: the stages cannot be decoded with any of them
+        raise ConfigFileErrors.of(errors)
     doc.data["spec"]["pipeline"] = {**doc.data["spec"]["pipeline"], "stages": tagged}
 
 
@@ -276,55 +327,89 @@ def _bad_stage_name(name: object) -> str:
 
 
 def _check_application(doc: Document, spec: KubernetesApplicationSpec) -> None:
-    """What PipeCD's Validate() checks, and a few mistakes it lets through."""
+    """What PipeCD's Validate() checks, and a few mistakes it lets through: every problem
+    of the file at once (each stage and each section is checked even when another is wrong)."""
+    errors: list[ConfigFileError] = []
     seen_ids: dict[str, int] = {}
     for index, stage in enumerate(spec.stages):
         at: FieldPath = ("spec", "pipeline", "stages", index)
         if stage.id:
             if stage.id in seen_ids:
-                raise doc.error(
-                    (*at, "id"),
-                    f'stage id "{stage.id}" is already used by stage {seen_ids[stage.id]}',
+                errors.append(
+                    doc.error(
+                        (*at, "id"),
+                        f'stage id "{stage.id}" is already used by stage {seen_ids[stage.id]}',
+                    )
                 )
             seen_ids[stage.id] = index
-        options = stage.with_
-        if isinstance(options, WaitApprovalOptions) and options.min_approver_num < 1:
-            raise doc.error(
-                (*at, "with", "minApproverNum"),
-                f"expected at least 1, got {options.min_approver_num}",
-            )
-        if isinstance(options, AnalysisOptions):
-            _check_analysis_stage(doc, (*at, "with"), options)
-        if isinstance(options, ScriptRunOptions) and not options.run.strip():
-            raise doc.error((*at, "with", "run"), "SCRIPT_RUN needs `run:` (the script to run)")
-        if isinstance(options, _Routing):
-            _check_routing(doc, (*at, "with"), options)
+        with _gathered(errors):
+            _check_stage(doc, at, stage.with_)
     if spec.input.namespace:
-        problem = namespace_problem(spec.input.namespace)
-        _refuse(doc, ("spec", "input", "namespace"), problem)
-    _check_helm(doc, spec)
-    _check_kustomize(doc, spec)
-    _check_generic(doc, spec)
+        with _gathered(errors):
+            _refuse(doc, ("spec", "input", "namespace"), namespace_problem(spec.input.namespace))
+    for check in (_check_helm, _check_kustomize, _check_generic):
+        with _gathered(errors):
+            check(doc, spec)
+    if errors:
+        raise ConfigFileErrors.of(errors)
+
+
+@contextmanager
+def _gathered(errors: list[ConfigFileError]) -> Iterator[None]:
+    """Keep the problem a check raises and go on to the next check."""
+    try:
+        yield
+    except ConfigFileError as exc:
+        errors.extend(exc.errors)
+
+
+def _check_stage(doc: Document, at: FieldPath, options: object) -> None:
+    if isinstance(options, WaitApprovalOptions) and options.min_approver_num < 1:
+        raise doc.error(
+            (*at, "with", "minApproverNum"),
+            f"expected at least 1, got {options.min_approver_num}",
+        )
+    if isinstance(options, AnalysisOptions):
+        _check_analysis_stage(doc, (*at, "with"), options)
+    if isinstance(options, ScriptRunOptions) and not options.run.strip():
+        raise doc.error((*at, "with", "run"), "SCRIPT_RUN needs `run:` (the script to run)")
+    if isinstance(options, _Routing):
+        _check_routing(doc, (*at, "with"), options)
 
 
 def _check_analysis_stage(doc: Document, at: FieldPath, options: AnalysisOptions) -> None:
+    errors: list[ConfigFileError] = []
     if not options.duration:
-        raise doc.error((*at, "duration"), 'the ANALYSIS stage needs a duration, like "10m"')
+        errors.append(
+            doc.error((*at, "duration"), 'the ANALYSIS stage needs a duration, like "10m"')
+        )
     for index, metric in enumerate(options.metrics):
         if metric.template is not None and metric.template.name:
             continue
         if metric.template is not None:
-            raise doc.error((*at, "metrics", index, "template", "name"), "template name is empty")
-        _check_metric(doc, (*at, "metrics", index), metric)
+            errors.append(
+                doc.error((*at, "metrics", index, "template", "name"), "template name is empty")
+            )
+            continue
+        with _gathered(errors):
+            _check_metric(doc, (*at, "metrics", index), metric)
     for index, log in enumerate(options.logs):
         if log.template is not None and not log.template.name:
-            raise doc.error((*at, "logs", index, "template", "name"), "template name is empty")
+            errors.append(
+                doc.error((*at, "logs", index, "template", "name"), "template name is empty")
+            )
     for index, check in enumerate(options.https):
         if check.template is not None and check.template.name:
             continue
         if check.template is not None:
-            raise doc.error((*at, "https", index, "template", "name"), "template name is empty")
-        _check_http(doc, (*at, "https", index), check)
+            errors.append(
+                doc.error((*at, "https", index, "template", "name"), "template name is empty")
+            )
+            continue
+        with _gathered(errors):
+            _check_http(doc, (*at, "https", index), check)
+    if errors:
+        raise ConfigFileErrors.of(errors)
 
 
 def _check_metric(doc: Document, at: FieldPath, metric: AnalysisMetrics) -> None:
@@ -421,6 +506,18 @@ def _refuse(doc: Document, at: FieldPath, problem: str | None) -> None:
 
 
 def _check_generic(doc: Document, spec: KubernetesApplicationSpec) -> None:
+    errors: list[ConfigFileError] = []
+    for check in (_check_chain, _check_maps, _check_mentions, _check_drift):
+        with _gathered(errors):
+            check(doc, spec)
+    for index, watcher in enumerate(spec.event_watcher):
+        with _gathered(errors):
+            _check_watcher(doc, ("spec", "eventWatcher", index), watcher)
+    if errors:
+        raise ConfigFileErrors.of(errors)
+
+
+def _check_chain(doc: Document, spec: KubernetesApplicationSpec) -> None:
     if spec.post_sync is not None and spec.post_sync.chain is not None:
         at: FieldPath = ("spec", "postSync", "chain")
         if not spec.post_sync.chain.applications:
@@ -430,12 +527,18 @@ def _check_generic(doc: Document, spec: KubernetesApplicationSpec) -> None:
                 raise doc.error(
                     (*at, "applications", index), 'set at least one of "name", "kind" or "labels"'
                 )
+
+
+def _check_maps(doc: Document, spec: KubernetesApplicationSpec) -> None:
     if spec.encryption is not None:
         _check_nonempty_map(
             doc, ("spec", "encryption", "encryptedSecrets"), spec.encryption.encrypted_secrets
         )
     if spec.attachment is not None:
         _check_nonempty_map(doc, ("spec", "attachment", "sources"), spec.attachment.sources)
+
+
+def _check_mentions(doc: Document, spec: KubernetesApplicationSpec) -> None:
     if spec.notification is not None:
         for index, mention in enumerate(spec.notification.mentions):
             if mention.event != "*" and mention.event not in NOTIFICATION_EVENTS:
@@ -444,6 +547,9 @@ def _check_generic(doc: Document, spec: KubernetesApplicationSpec) -> None:
                     f'expected "*" or one of {", ".join(NOTIFICATION_EVENTS)}; '
                     f"got {_show(mention.event)}",
                 )
+
+
+def _check_drift(doc: Document, spec: KubernetesApplicationSpec) -> None:
     if spec.drift_detection is not None:
         for index, entry in enumerate(spec.drift_detection.ignore_fields):
             if entry.count("#") != 1:
@@ -451,15 +557,16 @@ def _check_generic(doc: Document, spec: KubernetesApplicationSpec) -> None:
                     ("spec", "driftDetection", "ignoreFields", index),
                     f"expected 'apiVersion:kind:namespace:name#fieldPath', got {_show(entry)}",
                 )
-    for index, watcher in enumerate(spec.event_watcher):
-        at = ("spec", "eventWatcher", index)
-        if not watcher.matcher.name:
-            raise doc.error((*at, "matcher", "name"), "required: the event name to watch")
-        replacements = watcher.handler.config.replacements
-        if not replacements:
-            raise doc.error((*at, "handler", "config", "replacements"), "at least one is required")
-        for number, replacement in enumerate(replacements):
-            _check_replacement(doc, (*at, "handler", "config", "replacements", number), replacement)
+
+
+def _check_watcher(doc: Document, at: FieldPath, watcher: EventWatcherConfig) -> None:
+    if not watcher.matcher.name:
+        raise doc.error((*at, "matcher", "name"), "required: the event name to watch")
+    replacements = watcher.handler.config.replacements
+    if not replacements:
+        raise doc.error((*at, "handler", "config", "replacements"), "at least one is required")
+    for number, replacement in enumerate(replacements):
+        _check_replacement(doc, (*at, "handler", "config", "replacements", number), replacement)
 
 
 def _check_nonempty_map(doc: Document, at: FieldPath, values: dict[str, str]) -> None:
@@ -501,6 +608,30 @@ def _check_replacement(doc: Document, at: FieldPath, replacement: EventWatcherRe
             raise doc.error(
                 (*at, "regex"), "needs a capture group `(...)`: its match is what is replaced"
             )
+
+
+# --- references to other files -----------------------------------------------------
+
+
+def _reference_errors(
+    doc: Document, spec: KubernetesApplicationSpec, repo_root: Path | None
+) -> list[ConfigFileError]:
+    templates = None
+    errors: list[ConfigFileError] = []
+    if repo_root is not None and uses_templates(spec):
+        with _gathered(errors):  # a broken template file is a problem of this config too
+            templates = load_analysis_templates(repo_root)
+    return errors + reference_errors(doc, spec, templates)
+
+
+def check_routing(config: ApplicationConfig, manifests: Sequence[Manifest]) -> None:
+    """Refuse a traffic routing the executor cannot do with these rendered `manifests`
+    (`routing_problems`), naming the config's fields; every problem at once."""
+    problems = routing_problems(config.spec, manifests)
+    if not problems:
+        return
+    doc, _kind = open_document(config.path)  # only for the positions of the fields
+    raise ConfigFileErrors.of([doc.error(at, problem) for at, problem, _ in problems])
 
 
 # --- .pipe/ files ----------------------------------------------------------------

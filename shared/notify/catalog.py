@@ -28,7 +28,14 @@ from shared.events.catalog import (
     StageStarted,
 )
 
-__all__ = ["GROUP_OF", "SOURCES", "NotificationGroup", "NotificationType", "notification_type_of"]
+__all__ = [
+    "GROUP_OF",
+    "SOURCES",
+    "NotificationGroup",
+    "NotificationType",
+    "notification_type_of",
+    "notification_types_of",
+]
 
 
 class NotificationType(enum.StrEnum):
@@ -78,7 +85,7 @@ SOURCES: Final[dict[NotificationType, str]] = {
     _T.DEPLOYMENT_APPROVED: "StageApproved (each approval of a WAIT_APPROVAL stage)",
     _T.DEPLOYMENT_ROLLING_BACK: "DeploymentRollingBack",
     _T.DEPLOYMENT_SUCCEEDED: "DeploymentCompleted with status SUCCESS",
-    _T.DEPLOYMENT_FAILED: "DeploymentCompleted with status FAILURE",
+    _T.DEPLOYMENT_FAILED: "DeploymentCompleted with status FAILURE, and DeploymentPlanFailed",
     _T.DEPLOYMENT_CANCELLED: "DeploymentCompleted with status CANCELLED",
     _T.DEPLOYMENT_WAIT_APPROVAL: "StageStarted of a WAIT_APPROVAL stage",
     _T.DEPLOYMENT_TRIGGER_FAILED: "DeploymentPlanFailed (the commit's config could not be planned)",
@@ -103,7 +110,27 @@ assert tuple(NotificationGroup) == NOTIFICATION_GROUPS
 
 
 def notification_type_of(event: Event) -> NotificationType | None:
-    """The notification `event` makes, or None (most events make none)."""
+    """The notification `event` makes, or None (most events make none); its most specific
+    type when it makes several (see `notification_types_of`)."""
+    types = notification_types_of(event)
+    return types[0] if types else None
+
+
+def notification_types_of(event: Event) -> tuple[NotificationType, ...]:
+    """The types a notification of `event` may have, most specific first; () for none.
+
+    A plan that fails is a deployment that failed (PipeCD's planner sends
+    `DEPLOYMENT_FAILED` for it), and Slipway has always called it
+    `DEPLOYMENT_TRIGGER_FAILED` too: a route for either hears of it. Each
+    receiver still gets one message, of the first type its routes take.
+    """
+    if isinstance(event, DeploymentPlanFailed):
+        return (_T.DEPLOYMENT_TRIGGER_FAILED, _T.DEPLOYMENT_FAILED)
+    type_ = _single_type_of(event)
+    return (type_,) if type_ is not None else ()
+
+
+def _single_type_of(event: Event) -> NotificationType | None:
     match event:
         case DeploymentTriggered():
             return _T.DEPLOYMENT_TRIGGERED
@@ -117,8 +144,6 @@ def notification_type_of(event: Event) -> NotificationType | None:
             return _COMPLETED.get(status)
         case StageStarted(name="WAIT_APPROVAL"):
             return _T.DEPLOYMENT_WAIT_APPROVAL
-        case DeploymentPlanFailed():
-            return _T.DEPLOYMENT_TRIGGER_FAILED
         case ApplicationSyncStateChanged(state=state):
             return _SYNC_STATES.get(state)
     return None

@@ -8,7 +8,7 @@ JSON body; the Slack receiver renders it as Block Kit (`slack.py`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Final
 
@@ -20,7 +20,7 @@ from shared.events.catalog import ApplicationSyncStateChanged, StageApproved
 from shared.notify.catalog import GROUP_OF, NotificationType
 from shared.notify.facts import AppFacts, DeploymentFacts
 
-__all__ = ["NO_MENTIONS", "Mentions", "Message", "compose", "mentions_for"]
+__all__ = ["NO_MENTIONS", "Mentions", "Message", "compose", "mentions_for", "merge_mentions"]
 
 _T = NotificationType
 
@@ -87,6 +87,15 @@ def mentions_for(receiver: SlackReceiver, type_: NotificationType) -> Mentions:
             users.extend(mention.slack_users)
             groups.extend(mention.slack_groups)
     return Mentions(users=_unique(users), groups=_unique(groups))
+
+
+def merge_mentions(mentions: Iterable[Mentions]) -> Mentions:
+    """Everyone in any of `mentions`, each once, in order."""
+    every = list(mentions)
+    return Mentions(
+        users=_unique([u for m in every for u in m.users]),
+        groups=_unique([g for m in every for g in m.groups]),
+    )
 
 
 def _unique(items: Sequence[str]) -> tuple[str, ...]:

@@ -209,7 +209,7 @@ async def _plan_one(
         name=PurePosixPath(app_dir).name or config_path, config_path=config_path
     )
     try:
-        new = await load_deploy_source(repo, head, app_dir, filename)
+        new = await load_deploy_source(repo, head, app_dir, filename, references=True)
         result.name = new.config.spec.name or result.name
         result.labels = dict(new.config.spec.labels)
         old, old_error = await _running(repo, base, app_dir, filename)

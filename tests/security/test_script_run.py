@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import json
+import os
+import pwd
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from services.executor.script import (
     SAFE_PATH,
     OutputRecorder,
     ScriptContext,
-    ScriptLimits,
+    ScriptPolicy,
     script_env,
 )
 from shared.events.catalog import StageCompleted
@@ -97,7 +99,7 @@ async def test_script_sees_none_of_the_executor_environment(
     triggered = next(line for line in lines if line.startswith("SR_TRIGGERED_AT="))
     assert int(triggered.removeprefix("SR_TRIGGERED_AT=")) > 1_700_000_000
     home = next(line.removeprefix("HOME=") for line in lines if line.startswith("HOME="))
-    assert "slipway-script-home-" in home
+    assert "slipway-script-" in home
     assert not await asyncio.to_thread(Path(home).exists)  # removed after the stage
     assert any(line.startswith("cwd=") and line.endswith(APP_PATH) for line in lines)
 
@@ -109,6 +111,35 @@ async def test_the_executor_cannot_be_inspected_by_its_scripts(harness: Harness)
     assert done.status == "SUCCESS", done.reason
     pr_get_dumpable = 3
     assert ctypes.CDLL(None).prctl(pr_get_dumpable, 0, 0, 0, 0) == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the executor drops privileges only as root")
+async def test_as_root_a_script_runs_as_an_unprivileged_account(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, script_scratch: Path
+) -> None:
+    """An executor running as root runs scripts as `nobody` in a copy of the checkout it owns:
+    the script cannot read the executor's /proc environ, root-only files or the original
+    checkout, and the script can still work in (and write to) its app directory."""
+    monkeypatch.setenv("SLIPWAY_DATABASE_URL", "postgresql://slipway:db-pass-3c2b@db:5432/x")
+    secret_file = tmp_path / "root-only"
+    secret_file.write_text("root-only-1a0f\n")
+    secret_file.chmod(0o600)
+    run = (
+        "id -u\n"
+        "cat /proc/$PPID/environ | tr '\\0' '\\n'\n"
+        f"cat {secret_file}\n"
+        f"touch {script_scratch}/wrote\n"
+        "touch written-here && echo wrote-in-app-dir\n"
+        "ls\n"
+    )
+    done, lines = await run_script(harness, run)
+    log = "\n".join(lines)
+    assert done.status == "SUCCESS", done.reason
+    assert str(pwd.getpwnam("nobody").pw_uid) in lines  # `id -u`
+    assert "db-pass-3c2b" not in log and "SLIPWAY_" not in log
+    assert "root-only-1a0f" not in log
+    assert "wrote-in-app-dir" in lines  # its own copy of the checkout is writable
+    assert (script_scratch / "wrote").stat().st_uid == pwd.getpwnam("nobody").pw_uid
 
 
 async def test_a_huge_line_nul_and_bad_bytes_do_not_break_the_stage(harness: Harness) -> None:
@@ -134,7 +165,7 @@ async def test_a_failing_script_with_nul_output_still_fails(harness: Harness) ->
 
 async def test_endless_output_is_counted_not_recorded(harness: Harness) -> None:
     """Output beyond the stage's line budget is summarized as '… N more bytes'."""
-    harness.replica("x1", script_limits=ScriptLimits(max_lines=50))
+    harness.replica("x1", script_policy=ScriptPolicy(max_lines=50))
     done, lines = await run_script(harness, "seq 1 5000")
     assert done.status == "SUCCESS", done.reason
     numbers = [line for line in lines if line.isdigit()]
@@ -145,15 +176,17 @@ async def test_endless_output_is_counted_not_recorded(harness: Harness) -> None:
 
 async def test_zero_timeout_means_the_default_not_forever(harness: Harness) -> None:
     """`timeout: 0` on a script that sleeps forever: killed at the executor's default."""
-    harness.replica("x1", script_limits=ScriptLimits(default_timeout_s=1.0))
+    harness.replica("x1", script_policy=ScriptPolicy(default_timeout_s=1.0))
     done, _ = await run_script(harness, "sleep 600", "timeout: 0s", within=20)
     assert done.status == "FAILURE"
     assert done.reason == "the script timed out after 1s and was killed"
 
 
-async def test_nothing_the_script_started_outlives_it(harness: Harness, tmp_path: Path) -> None:
+async def test_nothing_the_script_started_outlives_it(
+    harness: Harness, script_scratch: Path
+) -> None:
     """A background child of a script that exited is killed with its process group."""
-    marker = tmp_path / "survivor"
+    marker = script_scratch / "survivor"
     done, _ = await run_script(harness, f"(sleep 2; touch {marker}) >/dev/null 2>&1 &\nexit 0")
     assert done.status == "SUCCESS", done.reason
     await asyncio.sleep(3)
@@ -161,10 +194,10 @@ async def test_nothing_the_script_started_outlives_it(harness: Harness, tmp_path
 
 
 async def test_cancelling_the_deployment_kills_the_script_and_its_children(
-    harness: Harness, tmp_path: Path
+    harness: Harness, script_scratch: Path
 ) -> None:
     """Cancel while a script runs: the stage is cancelled, its whole process group killed."""
-    marker = tmp_path / "survivor"
+    marker = script_scratch / "survivor"
     run = f"(sleep 3; touch {marker}) >/dev/null 2>&1 &\necho started\nsleep 600"
     async with harness.running_app():
         commit = harness.work.commit(app_files(extra=pipeline(run)), "script")
@@ -183,7 +216,7 @@ async def test_cancelling_the_deployment_kills_the_script_and_its_children(
 
 def test_output_recorder_cuts_lines_and_counts_the_rest() -> None:
     """Pure: lines split across chunks, cut at max_line_bytes, the budget's excess summarized."""
-    recorder = OutputRecorder(ScriptLimits(max_line_bytes=100, max_lines=2, max_bytes=10_000))
+    recorder = OutputRecorder(ScriptPolicy(max_line_bytes=100, max_lines=2, max_bytes=10_000))
     out = recorder.feed(b"fir") + recorder.feed(b"st\n" + b"x" * 250 + b"\nthird\nfou")
     out += recorder.close()
     assert out[0] == "first"
@@ -215,6 +248,6 @@ def test_script_env_is_built_not_inherited_and_hides_the_remote_credentials(
 
 def test_a_line_as_long_as_the_budget_is_cut_not_dropped() -> None:
     """Pure: a single line larger than the stage's byte budget is still recorded, cut."""
-    recorder = OutputRecorder(ScriptLimits(max_line_bytes=100, max_lines=10, max_bytes=1024))
+    recorder = OutputRecorder(ScriptPolicy(max_line_bytes=100, max_lines=10, max_bytes=1024))
     out = recorder.feed(b"z" * 5000 + b"\n") + recorder.close()
     assert out == ["z" * 100 + " … 4900 more bytes"]

@@ -165,3 +165,14 @@ async def test_one_repositorys_secret_cannot_wake_another(
         assert not gitwatcher.watchers["config"]._wake.is_set()
     finally:
         await server.stop()
+
+
+async def test_a_signed_body_nested_too_deeply_is_a_400_not_a_crash(
+    server: WebhookServer, parsed: list[bytes]
+) -> None:
+    """A genuine signer sending JSON nested beyond the decoder's stack gets 400, not a 500."""
+    body = b"[" * 30_000 + b"]" * 30_000  # under the test server's 64 KiB cap
+    signed = {"X-GitHub-Event": "push", "X-Hub-Signature-256": github_signature(SECRET, body)}
+    status, answer = await post(server, "github", body, signed)
+    assert status == 400, answer
+    assert parsed  # it was verified, then refused while parsing
