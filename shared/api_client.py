@@ -246,6 +246,11 @@ class ApiClient:
             "POST", f"/deployments/{_segment(deployment_id)}/stages/{_segment(stage_id)}/skip"
         )
 
+    def rejudge(self, deployment_id: str, *, judge: str | None = None) -> JsonObject:
+        """The deployment's analyses with their tick verdicts recomputed (by `judge`)."""
+        query = [("judge", judge)] if judge else []
+        return self.request("GET", f"/deployments/{_segment(deployment_id)}/rejudge", query=query)
+
     # --- the event log ----------------------------------------------------------------------
 
     def list_events(

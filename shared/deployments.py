@@ -54,6 +54,7 @@ __all__ = [
     "COMPLETED_STAGE",
     "INITIAL",
     "SKIPPABLE",
+    "AmbiguousStage",
     "CancelRequest",
     "Deployment",
     "DeploymentStatus",
@@ -61,10 +62,13 @@ __all__ = [
     "StageStatus",
     "approval_options",
     "approve",
+    "counted_approvals",
     "deployment_stream",
     "evolve",
+    "find_stage",
     "fold",
     "fold_history",
+    "missing_approvals",
     "request_cancel",
     "request_skip",
 ]
@@ -134,6 +138,10 @@ class Stage(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
     approvers: tuple[str, ...] = ()
     """Who approved it, in order (a WAIT_APPROVAL stage)."""
+    allowed_approvers: tuple[str, ...] = ()
+    """Who may approve it (a WAIT_APPROVAL stage's `with.approvers`; empty: anyone)."""
+    approvals_needed: int = 0
+    """How many more approvals a WAIT_APPROVAL stage needs to pass (0 for other stages)."""
     skip_requested_by: str | None = None
     options_json: str = "{}"
     requires: tuple[str, ...] = ()
@@ -258,15 +266,17 @@ def evolve(state: Deployment, event: Event, recorded_at: datetime | None = None)
                 reason=state.reason or event.reason,
                 queued_behind=None,
                 stages=tuple(
-                    Stage(
-                        id=s.id,
-                        name=s.name,
-                        index=s.index,
-                        description=s.desc,
-                        visible=s.visible,
-                        options_json=s.options_json,
-                        requires=s.requires,
-                        timeout_s=s.timeout_s,
+                    _with_approvals(
+                        Stage(
+                            id=s.id,
+                            name=s.name,
+                            index=s.index,
+                            description=s.desc,
+                            visible=s.visible,
+                            options_json=s.options_json,
+                            requires=s.requires,
+                            timeout_s=s.timeout_s,
+                        )
                     )
                     for s in event.stages
                 ),
@@ -333,7 +343,8 @@ def evolve(state: Deployment, event: Event, recorded_at: datetime | None = None)
             stage = state.stage(event.stage_id)
             if stage is None or event.approver in stage.approvers:
                 return state
-            return _with_stage(state, r(stage, approvers=(*stage.approvers, event.approver)))
+            approved = r(stage, approvers=(*stage.approvers, event.approver))
+            return _with_stage(state, _with_approvals(approved))
         case StageSkipRequested():
             stage = state.stage(event.stage_id)
             if stage is None or stage.skip_requested_by is not None:
@@ -394,9 +405,12 @@ def request_cancel(state: Deployment, *, with_rollback: bool, commander: str) ->
 
 
 def approve(state: Deployment, stage_id: str, *, approver: str) -> list[Event]:
-    """Approve a running WAIT_APPROVAL stage as `approver` (only listed approvers may)."""
-    stage = state.stage(stage_id)
-    if stage is None or stage.name != "WAIT_APPROVAL":
+    """Approve a running WAIT_APPROVAL stage (its id, or its name if unique) as `approver`.
+
+    Only listed approvers may.
+    """
+    stage = find_stage(state, stage_id)
+    if stage.name != "WAIT_APPROVAL":
         raise Rejected(f"deployment {state.deployment_id} has no WAIT_APPROVAL stage {stage_id!r}")
     if state.status is not DeploymentStatus.RUNNING or stage.status is not StageStatus.RUNNING:
         raise Rejected(f"stage {stage.id} is not waiting for approval ({stage.status})")
@@ -411,12 +425,13 @@ def request_skip(
 ) -> list[Event]:
     """Ask the executor to skip a WAIT, WAIT_APPROVAL or ANALYSIS stage; [] if asked already.
 
+    `stage_id` is the stage's id, or its name if unique in the pipeline.
     Skipping a WAIT_APPROVAL stage gives what approving it gives, so it needs
     what approving needs: a listed approver, or an `admin` (whose role may
     override a gate, as it may delete the application).
     """
-    stage = state.stage(stage_id)
-    if stage is None or not stage.visible:
+    stage = find_stage(state, stage_id)
+    if not stage.visible:
         raise Rejected(f"deployment {state.deployment_id} has no stage {stage_id!r}")
     if stage.name not in SKIPPABLE:
         raise Rejected(
@@ -434,6 +449,59 @@ def request_skip(
             deployment_id=state.deployment_id, stage_id=stage.id, commander=commander
         )
     ]
+
+
+def counted_approvals(stage: Stage, options: WaitApprovalOptions) -> tuple[str, ...]:
+    """The approvals that count towards `minApproverNum`: only listed approvers', when listed.
+
+    Even if another writer recorded someone else's approval without going
+    through `approve` (which refuses it), it does not count.
+    """
+    return tuple(a for a in stage.approvers if not options.approvers or a in options.approvers)
+
+
+def missing_approvals(stage: Stage, options: WaitApprovalOptions) -> int:
+    """How many more approvals the stage needs before it passes (the executor's rule)."""
+    return max(max(options.min_approver_num, 1) - len(counted_approvals(stage, options)), 0)
+
+
+def _with_approvals(stage: Stage) -> Stage:
+    """The stage with who may approve it and how many approvals it still needs, for readers."""
+    if stage.name != "WAIT_APPROVAL":
+        return stage
+    options = approval_options(stage)
+    if options is None:
+        return stage
+    return msgspec.structs.replace(
+        stage,
+        allowed_approvers=options.approvers,
+        approvals_needed=missing_approvals(stage, options),
+    )
+
+
+class AmbiguousStage(Rejected):
+    """A stage was named by a name several of the deployment's stages have."""
+
+
+def find_stage(state: Deployment, ref: str) -> Stage:
+    """The visible stage whose id is `ref`, else the only one named `ref` (any case).
+
+    People read `WAIT_APPROVAL` in `deployment get` and type it; a pipeline with
+    two such stages needs the id, and the refusal lists them.
+    """
+    by_id = state.stage(ref)
+    if by_id is not None:
+        return by_id
+    named = [s for s in state.stages if s.visible and s.name.upper() == ref.upper()]
+    if len(named) == 1:
+        return named[0]
+    if named:
+        ids = ", ".join(s.id for s in named)
+        raise AmbiguousStage(
+            f"deployment {state.deployment_id} has {len(named)} {named[0].name} stages "
+            f"({ids}): name one by its id"
+        )
+    raise Rejected(f"deployment {state.deployment_id} has no stage {ref!r}")
 
 
 def _check_approver(stage: Stage, who: str, what: str) -> None:

@@ -297,3 +297,43 @@ def test_malformed_approval_options_let_anyone_approve() -> None:
     assert deployments.approve(state, "s0", approver="zed") == [
         StageApproved(deployment_id=D, stage_id="s0", approver="zed")
     ]
+
+
+def test_a_waiting_approval_says_who_may_approve_and_how_many_approvals_are_missing() -> None:
+    """allowed_approvers comes from the stage's options; approvals_needed counts down with
+    listed approvers' approvals only, to 0; other stages carry neither."""
+    two = PlannedStage(
+        id="stage-0",
+        name="WAIT_APPROVAL",
+        index=0,
+        options_json='{"approvers": ["alice", "bob"], "minApproverNum": 2}',
+    )
+    planned = msgspec.structs.replace(RUNNING[1], stages=(two, *STAGES[1:]))
+    events: list[Event] = [RUNNING[0], planned, *RUNNING[2:]]
+    stage = stage_of(state_of(events), "stage-0")
+    assert (stage.allowed_approvers, stage.approvals_needed) == (("alice", "bob"), 2)
+    events.append(StageApproved(deployment_id=D, stage_id="stage-0", approver="mallory"))
+    assert stage_of(state_of(events), "stage-0").approvals_needed == 2
+    events.append(StageApproved(deployment_id=D, stage_id="stage-0", approver="alice"))
+    assert stage_of(state_of(events), "stage-0").approvals_needed == 1
+    events.append(StageApproved(deployment_id=D, stage_id="stage-0", approver="bob"))
+    assert stage_of(state_of(events), "stage-0").approvals_needed == 0
+    rollout = stage_of(state_of(events), "stage-1")
+    assert (rollout.allowed_approvers, rollout.approvals_needed) == ((), 0)
+
+
+def test_a_stage_is_found_by_its_id_or_its_unique_name() -> None:
+    """find_stage takes an id, or a name in any case when one visible stage has it; a name
+    two stages share is refused naming both."""
+    state = state_of(RUNNING)
+    assert deployments.find_stage(state, "stage-2").name == "ANALYSIS"
+    assert deployments.find_stage(state, "wait_approval").id == "stage-0"
+    with pytest.raises(Rejected, match="has no stage 'ROLLBACK'"):
+        deployments.find_stage(state, "ROLLBACK")  # hidden stages go by id only
+    waits = (
+        PlannedStage(id="stage-0", name="WAIT", index=0),
+        PlannedStage(id="stage-1", name="WAIT", index=1),
+    )
+    planned = msgspec.structs.replace(RUNNING[1], stages=waits)
+    with pytest.raises(Rejected, match=r"has 2 WAIT stages \(stage-0, stage-1\)"):
+        deployments.find_stage(state_of([RUNNING[0], planned]), "WAIT")

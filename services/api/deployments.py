@@ -25,6 +25,7 @@ from shared.errors import Rejected
 from shared.events.base import Event
 
 __all__ = [
+    "DeploymentResource",
     "DeploymentView",
     "approve",
     "cancel",
@@ -33,7 +34,22 @@ __all__ = [
 ]
 
 DeploymentView = Deployment
-"""The answer of `GET /deployments/{id}`: the deployment as `shared.deployments` folds it."""
+"""The deployment as `shared.deployments` folds it."""
+
+
+class DeploymentResource(Deployment, frozen=True, kw_only=True):
+    """The answer of `GET /deployments/{id}`: the fold, and the application by name."""
+
+    application_name: str = ""
+    """"" when the application is unknown (never registered)."""
+    application_deleted: bool = False
+
+
+def resource(view: Deployment, application_name: str, *, deleted: bool) -> DeploymentResource:
+    fields = {f: getattr(view, f) for f in view.__struct_fields__}
+    return DeploymentResource(
+        **fields, application_name=application_name, application_deleted=deleted
+    )
 
 
 def cancel(

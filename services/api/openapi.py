@@ -14,7 +14,7 @@ from typing import Any, Final, get_args
 
 import msgspec
 
-from services.api.deployments import DeploymentView
+from services.api.deployments import DeploymentResource
 from services.api.routes import API_PREFIX
 from services.api.schemas import (
     ApiKeyList,
@@ -38,6 +38,8 @@ from services.api.schemas import (
     SyncAccepted,
     SyncApplicationRequest,
 )
+from shared.analysis.judges import JUDGE_NAMES
+from shared.analysis.rejudging import RejudgeReport
 
 __all__ = ["openapi_document"]
 
@@ -51,8 +53,9 @@ _SCHEMA_TYPES: Final = (
     SyncAccepted,
     ApplicationDeletion,
     ErrorBody,
-    DeploymentView,
+    DeploymentResource,
     DeploymentList,
+    RejudgeReport,
     CancelDeploymentRequest,
     CommandAccepted,
     LogList,
@@ -175,9 +178,17 @@ def _list_query(name: str, description: str, items: dict[str, Any]) -> dict[str,
 
 
 _APPLICATION_PARAM: Final = _path_param("application", 63, "The application's id or its name.")
-_DEPLOYMENT_PARAM: Final = _path_param("deployment", 64, "The deployment's id.")
+_DEPLOYMENT_PARAM: Final = _path_param(
+    "deployment",
+    64,
+    "The deployment's id, or a unique prefix of it (at least 4 characters; 400 "
+    "`ambiguous_id` naming candidates when several deployments start so).",
+)
 _STAGE_PARAM: Final = _path_param(
-    "stage", 128, "The stage's id within the deployment (e.g. `stage-2`)."
+    "stage",
+    128,
+    "The stage's id within the deployment (e.g. `stage-2`), or its name (e.g. "
+    "`WAIT_APPROVAL`) when only one stage has it (409 listing them otherwise).",
 )
 _STREAM_PARAM: Final = _path_param(
     "stream_id", 200, "`<category>-<id>`, e.g. `deployment-…`, `application-…`."
@@ -390,8 +401,10 @@ def _deployment_paths() -> dict[str, Any]:
                 "getDeployment",
                 "A deployment with its stages",
                 "deployments",
-                _responses(("200", "The deployment.", "Deployment"), "404", "503"),
-                description="Folded from the deployment's own stream: always current.",
+                _responses(("200", "The deployment.", "DeploymentResource"), "400", "404", "503"),
+                description="Folded from the deployment's own stream: always current. Its "
+                "WAIT_APPROVAL stages say who may approve (`allowed_approvers`, empty: anyone) "
+                "and how many approvals they still need (`approvals_needed`).",
                 parameters=[_DEPLOYMENT_PARAM],
             )
         },
@@ -415,11 +428,35 @@ def _deployment_paths() -> dict[str, Any]:
                 "few follows at once (`SLIPWAY_API_MAX_LOG_STREAMS_PER_KEY`): 429 beyond.",
                 parameters=[
                     _DEPLOYMENT_PARAM,
-                    _query("stage_id", "Only this stage's lines.", _TEXT),
+                    _query(
+                        "stage_id",
+                        "Only this stage's lines: its id, or its name if no other stage has it.",
+                        _TEXT,
+                    ),
                     _query(
                         "follow",
                         "Stream as server-sent events until the deployment completes.",
                         {"type": "boolean", "default": False},
+                    ),
+                ],
+            )
+        },
+        "/deployments/{deployment}/rejudge": {
+            "get": _operation(
+                "rejudgeDeployment",
+                "Its analyses' verdicts recomputed from the recorded samples",
+                "deployments",
+                _responses(("200", "The report.", "RejudgeReport"), "400", "404", "503"),
+                description="Every tick verdict of the deployment's ANALYSIS stages recomputed "
+                "from the samples in the log, beside the recorded one (`slipway analysis "
+                "rejudge`). `identical` is false when one differs (expected with another "
+                "`judge`); `analyses` is empty when it has no ANALYSIS stage or was never planned.",
+                parameters=[
+                    _DEPLOYMENT_PARAM,
+                    _query(
+                        "judge",
+                        "Judge comparisons with this judge (default: the one each analysis ran).",
+                        {"type": "string", "enum": list(JUDGE_NAMES)},
                     ),
                 ],
             )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Final
 
 import asyncpg
@@ -25,10 +25,14 @@ from services.api.errors import RETRY_AFTER_S, ApiError
 from services.api.schemas import ApplicationResource
 from shared.db import unavailable_on_disconnect
 from shared.errors import Unavailable
+from shared.eventlog import EventStore
+from shared.events.catalog import ApplicationRegistered
+from shared.streams import stream_id
 
 __all__ = [
     "PROJECTION",
     "ApplicationFilter",
+    "application_names",
     "get_application",
     "list_applications",
     "view_query",
@@ -67,6 +71,10 @@ SELECT EXISTS (
   WHERE p.name = $1 AND e.global_position = $2
     AND (p.tx_id, p.position) >= (e.tx_id, e.global_position)
 )
+"""
+
+_NAMES: Final = """
+SELECT application_id, name FROM applications WHERE application_id = ANY($1::text[])
 """
 
 _LAST_POSITION: Final = "SELECT max(global_position) FROM events"
@@ -123,6 +131,32 @@ async def get_application(pool: asyncpg.Pool, ref: str) -> ApplicationResource |
     async with _view("get application"):
         row = await pool.fetchrow(_GET, ref)
     return None if row is None else resources.from_row(row)
+
+
+async def application_names(
+    pool: asyncpg.Pool, store: EventStore, ids: Iterable[str]
+) -> dict[str, tuple[str, bool]]:
+    """Each application id's name and whether it is deleted, for showing deployments.
+
+    A deleted application has left the view, but its stream still opens with
+    its registration, which names it. An id neither knows maps to `("", False)`.
+    """
+    wanted = sorted(set(ids))
+    async with _view("application names"):
+        rows = await pool.fetch(_NAMES, wanted)
+    names = {row["application_id"]: (row["name"], False) for row in rows}
+    for application_id in wanted:
+        if application_id in names:
+            continue
+        names[application_id] = ("", False)
+        try:
+            stream = stream_id("application", application_id)
+        except ValueError:
+            continue  # not an id any application could have
+        first = await store.read_stream(stream, limit=1)
+        if first and isinstance(first[0].event, ApplicationRegistered):
+            names[application_id] = (first[0].event.name, True)
+    return names
 
 
 async def wait_for_position(pool: asyncpg.Pool, position: int, *, timeout_s: float) -> None:

@@ -128,6 +128,7 @@ class SyncAccepted(msgspec.Struct, frozen=True, kw_only=True):
 ErrorCode = Literal[
     "invalid_request",
     "invalid_json",
+    "ambiguous_id",
     "not_found",
     "method_not_allowed",
     "name_taken",
@@ -178,7 +179,9 @@ class DeploymentSummary(msgspec.Struct, frozen=True, kw_only=True):
 
     deployment_id: str
     application_id: str
-    application_name: str = ""  # "" once the application is deleted
+    application_name: str = ""
+    """Its name, also once deleted (then `application_deleted`); "" if never registered."""
+    application_deleted: bool = False
     status: str
     trigger: str
     commit_hash: str
@@ -187,6 +190,8 @@ class DeploymentSummary(msgspec.Struct, frozen=True, kw_only=True):
     strategy: str
     summary: str
     reason: str
+    queued_behind: str | None = None
+    """While PENDING: the deployment of the same application it waits for."""
     triggered_at: datetime
     started_at: datetime | None
     completed_at: datetime | None

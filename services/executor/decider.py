@@ -45,8 +45,10 @@ from shared.deployments import (
     StageStatus,
     approval_options,
     approve,
+    counted_approvals,
     evolve,
     fold,
+    missing_approvals,
     request_cancel,
     request_skip,
 )
@@ -273,10 +275,8 @@ def _check_running(state: Deployment, stage: Stage, now: datetime, *, forward: b
         options = approval_options(stage)
         if options is None:
             return [_completed(state, stage, StageStatus.FAILURE, _malformed(stage), now)]
-        # Only listed approvers count, even if another writer recorded someone else's
-        # approval without going through `decide` (which refuses it).
-        approved = [a for a in stage.approvers if not options.approvers or a in options.approvers]
-        if len(approved) >= max(options.min_approver_num, 1):
+        if missing_approvals(stage, options) == 0:
+            approved = counted_approvals(stage, options)
             reason = f"Approved by {', '.join(approved)}"
             return [_completed(state, stage, StageStatus.SUCCESS, reason, now)]
         if options.timeout and now >= _started_at(stage) + options.timeout.timedelta:

@@ -16,7 +16,7 @@ import sys
 
 from shared.api_client import ApiClient
 from shared.apikeys import ROLES, create_key
-from shared.cli.app import EXIT_OK, common_options, print_json, run_with_client
+from shared.cli.app import EXIT_OK, common_options, print_json, run_with_client, table
 from shared.db import create_pool
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
@@ -104,9 +104,17 @@ def _list(client: ApiClient, args: argparse.Namespace) -> int:
         return EXIT_OK
     if not keys:
         print("no API keys")
-    for key in keys:
-        state = f"revoked {key['revoked_at'][:19]}" if key["revoked"] else "active"
-        print(f"{key['key_id']}  {key['name']:<24} {key['role']:<10} {state}")
+        return EXIT_OK
+    rows = [("ID", "NAME", "ROLE", "STATE")] + [
+        (
+            key["key_id"],
+            key["name"] or "-",
+            key["role"],
+            f"revoked {key['revoked_at'][:19]}" if key["revoked"] else "active",
+        )
+        for key in keys
+    ]
+    print(table(rows))
     return EXIT_OK
 
 

@@ -9,6 +9,8 @@ Exit codes, for CI to trust (the same for every command that talks to the API):
 - 2 a usage or configuration error;
 - 3 the API could not be reached (the message names the URL);
 - 4 `--wait-status` timed out before the deployment reached a wanted status.
+- 141 stdout's reader went away early (`| head`): the command stopped quietly
+  without finishing (`shared/cli/__init__.py`, for every command).
 
 The API key comes from `--api-key` or `$SLIPWAY_API_KEY` (prefer the
 variable: arguments show in process listings). `--json` prints the API's
@@ -128,7 +130,7 @@ def common_options() -> argparse.ArgumentParser:
 def wait_options(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
     parser.add_argument(
         "--wait-status",
-        type=_statuses,
+        type=statuses,
         required=required,
         metavar="STATUS[,STATUS…]",
         help="wait for the deployment to reach one of these statuses (e.g. SUCCESS,FAILURE); "
@@ -146,14 +148,26 @@ def wait_options(parser: argparse.ArgumentParser, *, required: bool = False) -> 
     )
 
 
-def _statuses(text: str) -> tuple[str, ...]:
-    statuses = tuple(s.strip().upper() for s in text.split(",") if s.strip())
-    unknown = sorted(set(statuses) - set(DEPLOYMENT_STATUSES))
-    if not statuses or unknown:
+def statuses(text: str) -> tuple[str, ...]:
+    """An argparse type: comma-separated deployment statuses (any case); a usage error else."""
+    wanted = tuple(s.strip().upper() for s in text.split(",") if s.strip())
+    unknown = sorted(set(wanted) - set(DEPLOYMENT_STATUSES))
+    if not wanted or unknown:
         raise argparse.ArgumentTypeError(
             f"statuses are among {', '.join(DEPLOYMENT_STATUSES)}; not {', '.join(unknown)}"
         )
-    return statuses
+    return wanted
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1; a usage error else."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
 
 
 def _seconds(text: str) -> float:

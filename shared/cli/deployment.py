@@ -20,15 +20,18 @@ from shared.cli.app import (
     EXIT_FAILED,
     EXIT_OK,
     common_options,
+    positive_int,
     print_json,
     progress_printer,
     report_outcome,
     run_with_client,
+    statuses,
     table,
     wait_options,
 )
 
 _COLUMNS: Final = ("ID", "APPLICATION", "STATUS", "TRIGGER", "COMMIT", "SUMMARY", "TRIGGERED AT")
+_ID_HELP: Final = "the deployment's id, or a unique prefix of it (at least 4 characters)"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,18 +46,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing = commands.add_parser("list", parents=[common], help="newest deployments first")
     listing.add_argument("--app", dest="application", help="only this application's (name or id)")
     listing.add_argument(
-        "--status", action="append", default=[], help="only these statuses (repeat or comma)"
+        "--status",
+        action="append",
+        type=statuses,
+        default=[],
+        metavar="STATUS[,STATUS…]",
+        help="only these statuses (repeat or comma)",
     )
-    listing.add_argument("--limit", type=int, default=20, help="at most this many (default: 20)")
+    listing.add_argument(
+        "--limit", type=positive_int, default=20, help="at most this many (default: 20)"
+    )
     listing.set_defaults(handler=run_with_client(_list))
 
     get = commands.add_parser("get", parents=[common], help="show a deployment and its stages")
-    get.add_argument("deployment", metavar="ID")
+    get.add_argument("deployment", metavar="ID", help=_ID_HELP)
     get.set_defaults(handler=run_with_client(_get))
 
     logs = commands.add_parser("logs", parents=[common], help="what its stages wrote")
-    logs.add_argument("deployment", metavar="ID")
-    logs.add_argument("--stage", help="only this stage's lines")
+    logs.add_argument("deployment", metavar="ID", help=_ID_HELP)
+    logs.add_argument(
+        "--stage", help="only this stage's lines: its id, or its name if no other stage has it"
+    )
     logs.add_argument(
         "--follow", "-f", action="store_true", help="keep printing until the deployment completes"
     )
@@ -63,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     wait = commands.add_parser(
         "wait-status", parents=[common], help="wait until it reaches one of some statuses"
     )
-    wait.add_argument("deployment", metavar="ID")
+    wait.add_argument("deployment", metavar="ID", help=_ID_HELP)
     wait_options(wait, required=True)
     wait.set_defaults(handler=run_with_client(_wait))
 
@@ -72,12 +84,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ("skip", _skip, "skip a WAIT, WAIT_APPROVAL or ANALYSIS stage"),
     ):
         sub = commands.add_parser(verb, parents=[common], help=text)
-        sub.add_argument("deployment", metavar="ID")
-        sub.add_argument("--stage", required=True, help="the stage's id (see `deployment get`)")
+        sub.add_argument("deployment", metavar="ID", help=_ID_HELP)
+        sub.add_argument(
+            "--stage",
+            required=True,
+            help="the stage's id (see `deployment get`), or its name if no other stage has it",
+        )
         sub.set_defaults(handler=run_with_client(handler))
 
     cancel = commands.add_parser("cancel", parents=[common], help="cancel a running deployment")
-    cancel.add_argument("deployment", metavar="ID")
+    cancel.add_argument("deployment", metavar="ID", help=_ID_HELP)
     rollback = cancel.add_mutually_exclusive_group()
     rollback.add_argument(
         "--rollback",
@@ -93,10 +109,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _list(client: ApiClient, args: argparse.Namespace) -> int:
-    statuses = [s.strip().upper() for item in args.status for s in item.split(",") if s.strip()]
-    items = client.list_deployments(
-        application=args.application, statuses=statuses, limit=max(args.limit, 1)
-    )
+    wanted = [status for group in args.status for status in group]
+    items = client.list_deployments(application=args.application, statuses=wanted, limit=args.limit)
     if args.json:
         print_json(items)
     elif not items:
@@ -201,7 +215,7 @@ def _table(items: Sequence[Mapping[str, Any]]) -> str:
     rows = [_COLUMNS] + [
         (
             d["deployment_id"],
-            d.get("application_name") or d["application_id"],
+            application_of(d),
             d["status"],
             d["trigger"] or "-",
             (d["commit_hash"] or "-")[:8],
@@ -217,13 +231,16 @@ def describe(d: Mapping[str, Any]) -> str:
     """A deployment and its stages, for people."""
     lines = [
         f"deployment:  {d['deployment_id']}",
-        f"application: {d['application_id']}",
+        f"application: {application_of(d)}"
+        + (f" (id {d['application_id']})" if d.get("application_name") else ""),
         f"status:      {d['status']}" + (f" ({d['reason']})" if d.get("reason") else ""),
         f"trigger:     {d['trigger'] or '-'}"
         + (f" by {d['commander']}" if d.get("commander") else ""),
         f"commit:      {d['commit_hash'] or '-'} {_first_line(d.get('commit_message', ''))}",
         f"strategy:    {d['strategy'] or '-'}" + (f" — {d['summary']}" if d.get("summary") else ""),
     ]
+    if d["status"] == "PENDING":
+        lines.append(f"waiting:     {_pending(d)}")
     if d.get("cancel_requested"):
         lines.append(
             "cancel:      requested "
@@ -233,11 +250,42 @@ def describe(d: Mapping[str, Any]) -> str:
     if stages:
         lines.append("stages:")
         for s in stages:
-            extra = f" — {s['reason']}" if s.get("reason") else ""
-            if s.get("approvers"):
-                extra += f" (approved by {', '.join(s['approvers'])})"
+            extra = f" — {s['reason']}" if s.get("reason") else _approval(s)
             lines.append(f"  {s['stage_id']:<12} {s['name']:<22} {s['status']}{extra}")
     return "\n".join(lines)
+
+
+def application_of(d: Mapping[str, Any]) -> str:
+    """The application's name (marked once deleted), else its id (never registered)."""
+    name = d.get("application_name") or ""
+    if not name:
+        return str(d["application_id"])
+    return f"{name} (deleted)" if d.get("application_deleted") else name
+
+
+def _pending(d: Mapping[str, Any]) -> str:
+    """What a PENDING deployment waits for."""
+    if d.get("queued_behind"):
+        return (
+            f"its turn, after deployment {d['queued_behind']} of the same application "
+            "(one at a time)"
+        )
+    return "the planner to plan it"
+
+
+def _approval(s: Mapping[str, Any]) -> str:
+    """A WAIT_APPROVAL stage that has not ended: who approved, who may, how many are missing."""
+    if s["name"] != "WAIT_APPROVAL" or s["status"] not in ("NOT_STARTED_YET", "RUNNING"):
+        return ""
+    parts = []
+    if s.get("approvers"):
+        parts.append(f"approved by {', '.join(s['approvers'])}")
+    needed = int(s.get("approvals_needed") or 0)
+    if needed:
+        allowed = s.get("allowed_approvers") or ()
+        who = f" from {', '.join(allowed)}" if allowed else " from anyone"
+        parts.append(f"needs {needed} more approval{'s' if needed > 1 else ''}{who}")
+    return f" — {'; '.join(parts)}" if parts else ""
 
 
 def format_line(line: Mapping[str, Any]) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from shared.api_client import ApiClient
-from shared.cli.app import EXIT_OK, common_options, print_json, run_with_client
+from shared.cli.app import EXIT_FAILED, EXIT_OK, common_options, fail, print_json, run_with_client
 
 _PAGE: Final = 500
 
@@ -89,10 +89,12 @@ def _emit(event: Mapping[str, Any], args: argparse.Namespace, count: list[int]) 
 def _show(client: ApiClient, args: argparse.Namespace) -> int:
     if args.position is None and args.at is None:
         events = client.stream_events(args.stream)
+        if not events:
+            # The log is append-only: a stream exists once it has an event.
+            fail(f"no stream {args.stream!r} (no event was ever recorded on it)")
+            return EXIT_FAILED
         if args.json:
             print_json(events)
-        elif not events:
-            print(f"stream {args.stream} has no events")
         for event in [] if args.json else events:
             _print(event, False)
         return EXIT_OK

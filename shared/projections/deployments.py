@@ -21,6 +21,7 @@ from shared.events.catalog import (
     DeploymentCompleted,
     DeploymentPlanFailed,
     DeploymentPlanned,
+    DeploymentQueued,
     DeploymentRollingBack,
     DeploymentStarted,
     DeploymentTriggered,
@@ -41,6 +42,7 @@ CREATE TABLE {table} (
   strategy          text        NOT NULL,
   summary           text        NOT NULL,
   reason            text        NOT NULL,
+  queued_behind     text,
   triggered_at      timestamptz NOT NULL,
   started_at        timestamptz,
   completed_at      timestamptz,
@@ -83,9 +85,16 @@ VALUES ($1, $3, 'PLANNED', '', $4, '', '', $5, $6, '', $7, $7, $8, $8)
 ON CONFLICT (deployment_id) DO UPDATE
   SET status = {_FORWARD}, strategy = excluded.strategy, summary = excluded.summary,
       commit_hash = excluded.commit_hash, updated_at = excluded.updated_at,
-      last_position = excluded.last_position
+      last_position = excluded.last_position, queued_behind = NULL
 """
 )
+
+# Waiting its turn until planned (as `shared.deployments.evolve` has it); a queue
+# event that comes after the plan (a replay of a late one) changes nothing.
+_QUEUED = """
+UPDATE {table} SET queued_behind = $2, updated_at = $3, last_position = $4
+WHERE deployment_id = $1 AND status = 'PENDING'
+"""
 
 _STATUS = f"""
 UPDATE {{table}} AS d
@@ -105,7 +114,7 @@ class DeploymentsProjection(SingleTableProjection):
 
     name = "deployments"
     ddl = _DDL
-    version = 1
+    version = 2  # 2: queued_behind
 
     async def apply(
         self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]
@@ -124,6 +133,10 @@ class DeploymentsProjection(SingleTableProjection):
                     e.strategy,
                     at,
                     position,
+                )
+            case DeploymentQueued() as e:
+                await conn.execute(
+                    self.sql(_QUEUED, tables), e.deployment_id, e.behind_deployment_id, at, position
                 )
             case DeploymentPlanned() as e:
                 await conn.execute(

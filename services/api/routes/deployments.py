@@ -18,7 +18,7 @@ from services.api.decider import NotFound
 from services.api.deps import Deps, deps
 from services.api.errors import ApiError
 from services.api.limits import TooManyStreams
-from services.api.reads import view_query
+from services.api.reads import application_names, view_query
 from services.api.routes import Route
 from services.api.routes.applications import metadata_of
 from services.api.schemas import (
@@ -31,9 +31,11 @@ from services.api.schemas import (
     LogList,
 )
 from services.api.wire import json_response, query_bool, query_int, query_str, read_body
+from shared.analysis.judges import JUDGE_NAMES
+from shared.analysis.rejudging import rejudge_deployment
 from shared.db import unavailable_on_disconnect
-from shared.deployments import fold_history
-from shared.errors import ConcurrencyConflict
+from shared.deployments import AmbiguousStage, find_stage, fold_history
+from shared.errors import ConcurrencyConflict, Rejected, Unavailable
 from shared.eventlog import new_events
 from shared.events.base import Event
 from shared.logs import bind, get_logger
@@ -54,8 +56,8 @@ _HEARTBEAT_S: Final = 10.0
 _LIST: Final = """
 SELECT d.deployment_id, d.application_id, coalesce(a.name, '') AS application_name, d.status,
        d.trigger, d.commit_hash, d.commit_message, d.commander, d.strategy, d.summary, d.reason,
-       d.triggered_at, d.started_at, d.completed_at, d.updated_at, d.created_position,
-       d.last_position
+       d.queued_behind, d.triggered_at, d.started_at, d.completed_at, d.updated_at,
+       d.created_position, d.last_position
 FROM deployments d
 LEFT JOIN applications a ON a.application_id = d.application_id  -- none once it is deleted
 WHERE ($1::text IS NULL OR d.application_id = $1)
@@ -65,6 +67,14 @@ ORDER BY d.created_position DESC
 LIMIT $4
 """
 _APP_BY_NAME: Final = "SELECT application_id FROM applications WHERE name = $1"
+# Ids are alphanumeric (checked before), so the prefix holds no LIKE wildcard.
+_BY_PREFIX: Final = """
+SELECT deployment_id FROM deployments WHERE deployment_id LIKE $1 || '%'
+ORDER BY deployment_id LIMIT $2
+"""
+_MIN_PREFIX: Final = 4
+"""Shorter prefixes are not looked up (as git): they name too many deployments to be meant."""
+_SHOWN_CANDIDATES: Final = 5
 _LOGS: Final = """
 SELECT id, deployment_id, stage_id, severity, message, recorded_at FROM stage_logs
 WHERE deployment_id = $1 AND ($2::text IS NULL OR stage_id = $2) AND id > $3
@@ -90,26 +100,42 @@ async def list_(request: web.Request) -> web.Response:
             found = await api.pool.fetchval(_APP_BY_NAME, application)
             application_id = found or application
         rows = await api.pool.fetch(_LIST, application_id, statuses, cursor, limit + 1)
-    items = [_summary(row) for row in rows[:limit]]
+    names = await application_names(
+        api.pool,
+        api.store,
+        (r["application_id"] for r in rows[:limit] if not r["application_name"]),
+    )
+    items = [_summary(row, names) for row in rows[:limit]]
     next_cursor = str(rows[limit - 1]["created_position"]) if len(rows) > limit else None
     return json_response(DeploymentList(items=items, next_cursor=next_cursor))
 
 
 async def get(request: web.Request) -> web.Response:
-    deployment_id = request.match_info["deployment"]
-    view = await _load(deps(request), deployment_id)
+    api = deps(request)
+    deployment_id = await _resolve(api, request.match_info["deployment"])
+    view = await _load(api, deployment_id)
     if view is None:
         raise NotFound(f"no deployment {deployment_id!r}")
-    return json_response(view)
+    try:
+        names = await application_names(api.pool, api.store, [view.application_id])
+    except Unavailable:
+        # The fold needs no read model; without the applications view (a projector not
+        # running yet) the deployment is still answered, only without its name.
+        names = {}
+    name, deleted = names.get(view.application_id, ("", False))
+    return json_response(model.resource(view, name, deleted=deleted))
 
 
 async def logs(request: web.Request) -> web.StreamResponse:
     api = deps(request)
-    deployment_id = request.match_info["deployment"]
+    deployment_id = await _resolve(api, request.match_info["deployment"])
     stage_id = query_str(request, "stage_id")
     follow = query_bool(request, "follow") or False
-    if await _load(api, deployment_id) is None:
+    view = await _load(api, deployment_id)
+    if view is None:
         raise NotFound(f"no deployment {deployment_id!r}")
+    if stage_id is not None:
+        stage_id = _log_stage(view, stage_id)
     if not follow:
         return json_response(LogList(items=await _lines(api, deployment_id, stage_id, 0)))
     principal = request.get(PRINCIPAL)
@@ -124,6 +150,25 @@ async def logs(request: web.Request) -> web.StreamResponse:
             "close one (or wait for its deployment to end) first",
             headers={"Retry-After": "5"},
         ) from None
+
+
+async def rejudge(request: web.Request) -> web.Response:
+    """Its analyses' tick verdicts recomputed from the recorded samples (`slipway analysis
+    rejudge`): a read, so a read-only key may; CPU-bound but short (ticks are few)."""
+    api = deps(request)
+    deployment_id = await _resolve(api, request.match_info["deployment"])
+    judge = query_str(request, "judge")
+    if judge is not None and judge not in JUDGE_NAMES:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"judge must be one of {', '.join(JUDGE_NAMES)}, not {judge!r}",
+            field="judge",
+        )
+    report = await rejudge_deployment(api.store, deployment_id, judge)
+    if report is None:
+        raise NotFound(f"no deployment {deployment_id!r}")
+    return json_response(report)
 
 
 async def cancel(request: web.Request) -> web.Response:
@@ -179,11 +224,15 @@ def _statuses(request: web.Request) -> list[str] | None:
     return statuses
 
 
-def _summary(row: asyncpg.Record) -> DeploymentSummary:
+def _summary(row: asyncpg.Record, names: dict[str, tuple[str, bool]]) -> DeploymentSummary:
+    name, deleted = (row["application_name"], False)
+    if not name:
+        name, deleted = names.get(row["application_id"], ("", False))
     return DeploymentSummary(
         deployment_id=row["deployment_id"],
         application_id=row["application_id"],
-        application_name=row["application_name"],
+        application_name=name,
+        application_deleted=deleted,
         status=row["status"],
         trigger=row["trigger"],
         commit_hash=row["commit_hash"],
@@ -192,6 +241,7 @@ def _summary(row: asyncpg.Record) -> DeploymentSummary:
         strategy=row["strategy"],
         summary=row["summary"],
         reason=row["reason"],
+        queued_behind=row["queued_behind"],
         triggered_at=row["triggered_at"],
         started_at=row["started_at"],
         completed_at=row["completed_at"],
@@ -207,6 +257,38 @@ def _stream(deployment_id: str) -> str:
     return model.deployment_stream(deployment_id.lower())
 
 
+async def _resolve(api: Deps, ref: str) -> str:
+    """The id of the deployment `ref` names: its id, or (as git) a unique prefix of one.
+
+    Its own stream is looked at first, so a deployment just triggered, not yet
+    in the read model, is found by its whole id; prefixes go through the
+    `deployments` read model. An ambiguous prefix is a 400 naming some of the
+    candidates; no match is left to the caller's 404.
+    """
+    stream = _stream(ref)
+    if len(ref) < _MIN_PREFIX or await api.store.read_stream(stream, limit=1):
+        return ref.lower()
+    try:
+        async with view_query("find a deployment by prefix", "deployments read model"):
+            rows = await api.pool.fetch(_BY_PREFIX, ref.lower(), _SHOWN_CANDIDATES + 1)
+    except Unavailable:
+        # No read model yet: whole ids still work (the stream was read above), and an
+        # id that is not there yet stays a 404, which `wait-status` waits through.
+        return ref.lower()
+    if len(rows) == 1:
+        return str(rows[0]["deployment_id"])
+    if len(rows) > 1:
+        shown = ", ".join(r["deployment_id"] for r in rows[:_SHOWN_CANDIDATES])
+        more = ", …" if len(rows) > _SHOWN_CANDIDATES else ""
+        raise ApiError(
+            400,
+            "ambiguous_id",
+            f"deployment id prefix {ref!r} is ambiguous: {shown}{more}",
+            field="deployment",
+        )
+    return ref.lower()
+
+
 async def _load(api: Deps, deployment_id: str) -> model.DeploymentView | None:
     history = await api.store.read_stream(_stream(deployment_id))
     return fold_history(deployment_id, history)
@@ -220,15 +302,15 @@ async def _command(
 ) -> web.Response:
     """Fold the deployment, decide, append after the version read; decide again on a conflict."""
     api = deps(request)
-    deployment_id = request.match_info["deployment"]
+    deployment_id = await _resolve(api, request.match_info["deployment"])
     stream = _stream(deployment_id)
     metadata = metadata_of(request)
 
-    def accepted(*, appended: bool, position: int) -> CommandAccepted:
+    def accepted(view: model.DeploymentView, *, appended: bool, position: int) -> CommandAccepted:
         return CommandAccepted(
             deployment_id=deployment_id,
             command=command,
-            stage_id=stage_id,
+            stage_id=_stage_id(view, stage_id),
             appended=appended,
             position=position,
         )
@@ -240,7 +322,7 @@ async def _command(
             events = decide(view, deployment_id)
             assert view is not None, "decide refuses a deployment that does not exist"
             if not events:
-                return json_response(accepted(appended=False, position=view.position))
+                return json_response(accepted(view, appended=False, position=view.position))
             try:
                 result = await api.store.append(
                     stream, new_events(events, metadata=metadata), expected_version=view.version
@@ -251,9 +333,33 @@ async def _command(
                 continue  # the executor moved on meanwhile: decide again on what it wrote
             log.info("deployment_command_recorded", command=command, stage_id=stage_id)
             return json_response(
-                accepted(appended=True, position=result.global_positions[-1]), status=202
+                accepted(view, appended=True, position=result.global_positions[-1]), status=202
             )
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _log_stage(view: model.DeploymentView, ref: str) -> str:
+    """The stage id whose lines are wanted: `ref` is an id, or a stage's unique name.
+
+    A `ref` the plan does not know is kept as is: lines may carry ids of their
+    own (written before or outside the plan's stages).
+    """
+    try:
+        return find_stage(view, ref).id
+    except AmbiguousStage as exc:
+        raise ApiError(400, "invalid_request", str(exc), field="stage_id") from exc
+    except Rejected:
+        return ref
+
+
+def _stage_id(view: model.DeploymentView, ref: str | None) -> str | None:
+    """The id of the stage a command named by id or name (the decider found it already)."""
+    if ref is None:
+        return None
+    try:
+        return find_stage(view, ref).id
+    except Rejected:
+        return ref
 
 
 async def _lines(api: Deps, deployment_id: str, stage_id: str | None, after: int) -> list[LogLine]:
@@ -356,6 +462,7 @@ ROUTES: Final = (
     Route("GET", "/deployments", list_, "listDeployments", Access.READ),
     Route("GET", "/deployments/{deployment}", get, "getDeployment", Access.READ),
     Route("GET", "/deployments/{deployment}/logs", logs, "getDeploymentLogs", Access.READ),
+    Route("GET", "/deployments/{deployment}/rejudge", rejudge, "rejudgeDeployment", Access.READ),
     Route("POST", "/deployments/{deployment}/cancel", cancel, "cancelDeployment", Access.WRITE),
     Route(
         "POST",
