@@ -12,7 +12,6 @@ import msgspec
 import pytest
 import yaml
 
-from services.executor.stages import analysis_id_of
 from shared.analysis.judges import judge_named
 from shared.analysis.strategies import TickInput, evaluate
 from shared.events.catalog import (
@@ -21,6 +20,7 @@ from shared.events.catalog import (
     AnalysisStarted,
     AnalysisTickJudged,
 )
+from shared.ids import analysis_id_of
 from shared.kubesim import ImageRule, KubeSim
 from tests.analysis_support import (
     SlowPrometheus,

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from services.executor.stages import analysis_id_of
 from shared.eventlog import EventStore
 from shared.events.catalog import (
     AnalysisConcluded,
@@ -16,6 +15,7 @@ from shared.events.catalog import (
     AnalysisStarted,
     AnalysisTickJudged,
 )
+from shared.ids import analysis_id_of
 from shared.kubesim import KubeSim
 from shared.stagelog import StageLogs
 from tests.analysis_support import analysis_pipeline, app_files_at, prometheus_for, wait_started

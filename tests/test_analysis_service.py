@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from services.executor.stages import analysis_id_of
 from shared.events.catalog import (
     AnalysisConcluded,
     AnalysisMeasured,
@@ -19,6 +18,7 @@ from shared.events.catalog import (
     AnalysisTickJudged,
     StageCompleted,
 )
+from shared.ids import analysis_id_of
 from shared.kubesim import ImageRule, KubeSim
 from shared.platform import KubernetesPlatform
 from shared.stagelog import StageLogs

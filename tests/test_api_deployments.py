@@ -20,8 +20,6 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from services.api.routes import API_PREFIX
-from services.api.routes.applications import on_command_deployment_id as api_rule
-from services.gitwatcher.handlers import on_command_deployment_id as gitwatcher_rule
 from shared.apikeys import create_api_key
 from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.events.base import Event
@@ -235,13 +233,6 @@ async def test_commands_append_the_requests_the_executor_consumes(
     status, late = await call(api, "POST", f"{DEPLOYMENTS}/{d}/cancel")
     assert status == 409 and "already completed (CANCELLED)" in late["error"]["message"]
     assert (await call(api, "POST", f"{DEPLOYMENTS}/{new_id()}/cancel"))[0] == 404
-
-
-def test_a_syncs_deployment_id_is_the_gitwatchers() -> None:
-    """The deployment id the sync answer names is the one the gitwatcher will trigger."""
-    for _ in range(5):
-        app, request = new_id(), new_id()
-        assert api_rule(app, request) == gitwatcher_rule(app, request)
 
 
 async def test_logs_list_and_follow_backlog_then_live_lines_until_completion(

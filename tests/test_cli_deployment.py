@@ -22,7 +22,6 @@ import asyncpg
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from services.gitwatcher.handlers import on_command_deployment_id
 from shared.eventlog import EventStore, new_events
 from shared.events.base import Event
 from shared.events.catalog import (
@@ -35,7 +34,7 @@ from shared.events.catalog import (
     StageSkipRequested,
     StageStarted,
 )
-from shared.ids import new_id
+from shared.ids import new_id, on_command_deployment_id
 from shared.stagelog import Severity, StageLogs
 from shared.subjects import Subjects
 from tests.api_support import api_key_for, running_projection, served_api

@@ -11,7 +11,6 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from services.executor.stages import analysis_id_of
 from shared.eventlog import new_events
 from shared.events.base import Event
 from shared.events.catalog import (
@@ -23,6 +22,7 @@ from shared.events.catalog import (
     StageCompleted,
     StageStarted,
 )
+from shared.ids import analysis_id_of
 from shared.kubesim import ImageRule, KubeSim
 from shared.platform import KubernetesPlatform
 from shared.stagelog import StageLogs

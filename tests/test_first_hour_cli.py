@@ -24,7 +24,6 @@ from nats.aio.client import Client as NatsClient
 
 from shared.analysis.judges import judge_named
 from shared.analysis.record import fold, judge_tick
-from shared.analysis.rejudging import analysis_id_of
 from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.events.base import Event
 from shared.events.catalog import (
@@ -42,7 +41,7 @@ from shared.events.catalog import (
     StageCompleted,
     StageStarted,
 )
-from shared.ids import new_id
+from shared.ids import analysis_id_of, new_id
 from shared.stagelog import Severity, StageLogs
 from shared.subjects import Subjects
 from tests.api_support import api_key_for, running_projection, served_api

@@ -23,7 +23,7 @@ from services.gitwatcher.decider import (
     on_commit_triggers,
     undiscovered_configs,
 )
-from services.gitwatcher.handlers import on_command_deployment_id, on_command_trigger
+from services.gitwatcher.handlers import on_command_trigger
 from shared.events.catalog import (
     ApplicationConfigDiscovered,
     CommitObserved,
@@ -31,6 +31,7 @@ from shared.events.catalog import (
     RepositoryRecovered,
     SyncRequested,
 )
+from shared.ids import on_command_deployment_id
 from shared.streams import check_stream_id
 
 NONE = TriggerConfig()

@@ -91,6 +91,7 @@ from shared.executor.variants import (
     variant_services,
 )
 from shared.git import GitCache, GitError
+from shared.ids import analysis_id_of
 from shared.platform import AppliedResource, KubernetesPlatform
 from shared.stagelog import StageLogger
 from shared.streams import stream_id
@@ -591,12 +592,6 @@ def _seconds_text(seconds: float) -> str:
 
 
 # ANALYSIS -------------------------------------------------------------------------------
-
-
-def analysis_id_of(deployment_id: str, stage_id: str) -> str:
-    """The analysis of a deployment's ANALYSIS stage: 32 lowercase hex digits, the same on
-    every run of the stage (so a restarted executor waits on the analysis it requested)."""
-    return deterministic_event_id("analysis", deployment_id, stage_id).hex
 
 
 async def analysis(ctx: StageContext) -> StageResult:

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 from services.gitwatcher.decider import STRATEGIES
-from shared.eventlog import deterministic_event_id
 from shared.events.catalog import DeploymentTriggered, SyncRequested
+from shared.ids import on_command_deployment_id
 
-__all__ = ["on_command_deployment_id", "on_command_trigger"]
-
-
-def on_command_deployment_id(application_id: str, request_id: str) -> str:
-    """The deployment a sync request opens: one per request, however often it is delivered."""
-    return deterministic_event_id("deployment", "on_command", application_id, request_id).hex
+__all__ = ["on_command_trigger"]
 
 
 def on_command_trigger(

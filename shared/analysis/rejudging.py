@@ -16,8 +16,9 @@ import msgspec
 
 from shared.analysis.judges import judge_named
 from shared.analysis.record import Rejudged, first_decision, fold, rejudge
-from shared.eventlog import EventStore, deterministic_event_id
+from shared.eventlog import EventStore
 from shared.events.catalog import DeploymentPlanned
+from shared.ids import analysis_id_of
 from shared.streams import stream_id
 
 __all__ = [
@@ -83,11 +84,6 @@ class RejudgeReport(msgspec.Struct, frozen=True, kw_only=True):
     deployment_id: str
     identical: bool
     analyses: list[RejudgedAnalysis]
-
-
-def analysis_id_of(deployment_id: str, stage_id: str) -> str:
-    """The id the executor gives the analysis of a stage (its README's ANALYSIS contract)."""
-    return deterministic_event_id("analysis", deployment_id, stage_id).hex
 
 
 async def rejudge_deployment(

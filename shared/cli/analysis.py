@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 
 from shared.analysis.judges import JUDGE_NAMES
-from shared.analysis.rejudging import analysis_id_of, rejudge_deployment, report_lines
+from shared.analysis.rejudging import rejudge_deployment, report_lines
 from shared.api_client import ApiClient
 from shared.cli.app import EXIT_FAILED, EXIT_OK, common_options, fail, print_json, run_with_client
 from shared.db import create_pool
@@ -35,7 +35,7 @@ from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
 
-__all__ = ["analysis_id_of", "register", "run"]
+__all__ = ["register", "run"]
 
 _DATABASE_URL_ENVS = ("SLIPWAY_READER_DATABASE_URL", "SLIPWAY_DATABASE_URL")
 

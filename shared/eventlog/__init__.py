@@ -13,10 +13,10 @@ from shared.eventlog.store import (
     NO_STREAM,
     AppendResult,
     EventStore,
-    deterministic_event_id,
     new_events,
     position_of,
 )
+from shared.ids import deterministic_event_id  # re-exported: where handlers look for it
 
 __all__ = [
     "ANY",

@@ -355,13 +355,5 @@ def new_events(events: Iterable[Event], *, metadata: Metadata | None = None) -> 
     return [NewEvent(event=e, event_id=new_event_id(), metadata=metadata) for e in events]
 
 
-def deterministic_event_id(*parts: str) -> uuid.UUID:
-    """An event id derived from what caused it, so a handler that runs twice appends once."""
-    return uuid.uuid5(_SLIPWAY_NAMESPACE, "\x1f".join(parts))
-
-
-_SLIPWAY_NAMESPACE = uuid.UUID("6f1b8a52-3f0e-4c59-9a57-6d1d2c7f9e10")
-
-
 def _expected_for_error(expected_version: int | None) -> int:
     return -2 if expected_version is None else expected_version

@@ -39,10 +39,9 @@ from services.api.wire import (
     query_str,
     read_body,
 )
-from shared.eventlog import deterministic_event_id
 from shared.events.base import Metadata
 from shared.events.catalog import SyncRequested
-from shared.ids import new_id
+from shared.ids import new_id, on_command_deployment_id
 from shared.logs import bind
 from shared.tracing import trace_fields
 
@@ -131,17 +130,6 @@ async def sync(request: web.Request) -> web.Response:
         ),
         status=202,
     )
-
-
-def on_command_deployment_id(application_id: str, request_id: str) -> str:
-    """The deployment the gitwatcher opens for a sync request: derived, one per request.
-
-    The gitwatcher's rule (`services/gitwatcher/handlers.py`), repeated here
-    because services do not import each other; `tests/test_api_deployments.py`
-    checks the two agree. It lets a client wait for the very deployment its
-    sync caused, before the gitwatcher has even seen the request.
-    """
-    return deterministic_event_id("deployment", "on_command", application_id, request_id).hex
 
 
 async def delete(request: web.Request) -> web.Response:
