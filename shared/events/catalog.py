@@ -86,6 +86,23 @@ class ApplicationResourcesDeleted(Event, tag="application_resources_deleted", fr
     resources: tuple[str, ...] = ()
 
 
+class ApplicationResourcesDeletionFailed(
+    Event, tag="application_resources_deletion_failed", frozen=True
+):
+    """A cascade delete could not delete every live resource (stream `drift-<id>`).
+
+    `deleted` are the keys this attempt deleted, `remaining` those still live
+    (`group/kind/namespace/name`), `reason` why (the cluster's refusal, or a
+    platform provider the control config lacks). The drift service tries again
+    each round and records `ApplicationResourcesDeleted` once nothing is left.
+    """
+
+    application_id: str
+    reason: str
+    deleted: tuple[str, ...] = ()
+    remaining: tuple[str, ...] = ()
+
+
 # Repositories (stream `repository-<repository_id>`) ----------------------------
 
 
@@ -471,6 +488,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ApplicationSyncStateChanged,
     ApplicationDeleted,
     ApplicationResourcesDeleted,
+    ApplicationResourcesDeletionFailed,
     CommitObserved,
     RepositoryFetchFailed,
     RepositoryRecovered,
