@@ -46,6 +46,20 @@ class ApplicationNameReserved(Event, tag="application_name_reserved", frozen=Tru
     application_id: str
 
 
+class ApplicationConfigClaimed(Event, tag="application_config_claimed", frozen=True):
+    """A config file taken by an application (stream `appconfig-<digest>`, the digest of
+    repository, path and file), so two applications never deploy the same config.
+
+    Appended in the same transaction as the `ApplicationRegistered` it belongs to;
+    the application's `ApplicationDeleted` releases it.
+    """
+
+    application_id: str
+    repository_id: str
+    path: str
+    config_filename: str
+
+
 class SyncRequested(Event, tag="sync_requested", frozen=True):
     """`slipway app sync`: deploy the branch head now (gitwatcher turns it into a trigger)."""
 
@@ -484,6 +498,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ApplicationDisabled,
     ApplicationEnabled,
     ApplicationNameReserved,
+    ApplicationConfigClaimed,
     SyncRequested,
     ApplicationSyncStateChanged,
     ApplicationDeleted,
