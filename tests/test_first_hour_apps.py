@@ -162,6 +162,7 @@ async def test_misregistrations_exit_1_naming_the_field_and_register_nothing(wor
         "app", "add", "--name", "d", "--repo", "config", "--path", APP_PATH, api_url=world.url
     )  # fmt: skip  (default app.pipecd.yaml: not there)
     assert no_file.code == 1 and "web/prd/app.pipecd.yaml" in no_file.err
+    assert "the directory has '.pipe.yaml': set config_filename" in no_file.err
 
     first = await world.add(*base[2:], "--name", "web-prd", "--repo", "config", "--path", APP_PATH)
     twin = await slipway(*base, "--name", "web-twin", "--repo", "config", "--path", APP_PATH,

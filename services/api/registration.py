@@ -19,17 +19,21 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterable
+from typing import Final
 
 from services.api.decider import Invalid
 from services.api.deps import Deps
 from services.api.errors import ApiError
 from services.api.schemas import RegisterApplicationRequest
 from shared.applications import Application
+from shared.config import is_application_config_name
 from shared.config.control import platform_provider_of
 from shared.errors import ConfigError
 from shared.git import GitError, redact
 
 __all__ = ["check_registration_target", "check_syncable", "git_failure"]
+
+_MAX_NAMED: Final = 5
 
 
 async def check_registration_target(api: Deps, body: RegisterApplicationRequest) -> None:
@@ -63,15 +67,24 @@ async def _check_config_at_head(api: Deps, body: RegisterApplicationRequest) -> 
         await repo.fetch()
         head = await repo.branch_head(branch or "main")
         content = await repo.read_file(head, config_path)
+        if content is not None:
+            return
+        here = [] if body.path == "." else await repo.list_tree(head, body.path)
     except GitError as exc:
         raise git_failure(remote, exc) from exc
-    if content is None:
-        raise Invalid(
-            "path",
-            f"no application config {config_path!r} at the head of {branch or 'main'} "
-            f"({head[:8]}) of repository {body.repository_id}: check path and "
-            "config_filename, or register with verify: false (`--no-verify`) to skip this check",
-        )
+    # What the directory does hold, so a wrong config_filename is a one-line fix.
+    found = sorted(
+        repr(posixpath.basename(p))
+        for p in here
+        if posixpath.dirname(p) == body.path and is_application_config_name(posixpath.basename(p))
+    )[:_MAX_NAMED]
+    hint = f" (the directory has {', '.join(found)}: set config_filename)" if found else ""
+    raise Invalid(
+        "path",
+        f"no application config {config_path!r} at the head of {branch or 'main'} "
+        f"({head[:8]}) of repository {body.repository_id}{hint}; register with verify: false "
+        "(`--no-verify`) to skip this check",
+    )
 
 
 def check_syncable(api: Deps, app: Application) -> None:

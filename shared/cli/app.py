@@ -5,7 +5,8 @@ Exit codes, for CI to trust (the same for every command that talks to the API):
 - 0 done; for `--wait-status`, the deployment reached a wanted status that is
   not a failure (SUCCESS, or a non-terminal one such as RUNNING);
 - 1 the API refused or failed (its message is printed), or the deployment
-  waited for ended FAILURE or CANCELLED, or ended in a status not wanted;
+  waited for ended FAILURE or CANCELLED, or ended in a status not wanted, or
+  the cluster refused to delete some of a cascade-deleted app's resources;
 - 2 a usage or configuration error;
 - 3 the API could not be reached (the message names the URL);
 - 4 `--wait-status` timed out before the deployment reached a wanted status,
