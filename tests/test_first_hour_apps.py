@@ -321,3 +321,14 @@ def test_decide_deletion_records_each_new_outcome_once() -> None:
     assert decide_deletion(again, application_id="a", deleted=[], failures=failures) == []
     (changed,) = decide_deletion(again, application_id="a", deleted=[], error="no provider")
     assert isinstance(changed, ApplicationResourcesDeletionFailed)
+
+
+async def test_a_cascade_delete_of_an_app_never_deployed_says_there_was_nothing(
+    world: World,
+) -> None:
+    """Nothing live: the drift service confirms it, and the CLI says so rather than a count."""
+    await world.add("--name", "web-prd", "--repo", "config", "--path", APP_PATH,
+                    "--config-filename", ".pipe.yaml")  # fmt: skip
+    async with running(world.drift.run):
+        done = await slipway("app", "delete", "web-prd", "--cascade", api_url=world.url)
+    assert (done.code, done.out) == (0, "deleted web-prd (it had no live resources to delete)\n")

@@ -354,8 +354,14 @@ def _delete(client: ApiClient, args: argparse.Namespace) -> int:
     if verdict["event_type"] == CASCADE_DELETED:
         if not args.json:
             resources = data.get("resources", [])
-            listed = f": {_format_keys(resources)}" if resources else ""
-            print(f"deleted {name} and its {len(resources)} live resources{listed}")
+            if not resources:
+                print(f"deleted {name} (it had no live resources to delete)")
+            else:
+                noun = "resource" if len(resources) == 1 else "resources"
+                print(
+                    f"deleted {name} and its {len(resources)} live {noun}: "
+                    f"{_format_keys(resources)}"
+                )
         return EXIT_OK
     fail(f"deleted {name}, but not all its live resources: {data['reason']}")
     if data.get("remaining"):
