@@ -214,6 +214,14 @@ async def test_a_sync_that_cannot_be_triggered_answers_why_without_a_deployment_
     recorded = [r.event for r in await world.store.read_stream(f"application-{app_id}")]
     assert not [e for e in recorded if isinstance(e, SyncRequested)]
 
+    await world.add("--name", "web-prd", "--repo", "config", "--path", APP_PATH,
+                    "--config-filename", ".pipe.yaml")  # fmt: skip
+    assert (await slipway("app", "disable", "web-prd", api_url=world.url)).code == 0
+    disabled = await slipway("app", "sync", "web-prd", api_url=world.url)
+    assert disabled.code == 1
+    assert "409 application_disabled" in disabled.err and "enable it" in disabled.err
+    assert "deployment" not in disabled.out
+
 
 # --- item 1: one platform-provider rule; cascade delete reports what it did ------------------
 

@@ -281,7 +281,10 @@ def _paths() -> dict[str, Any]:
                 _responses(("200", "Deleted.", "ApplicationDeletion"), "400", "404", "503"),
                 description="Records `ApplicationDeleted` and frees the name. With "
                 "`cascade=true` the drift service deletes the live resources Slipway applied "
-                "for it (label `slipway.dev/application`); without, they keep running.",
+                "for it (label `slipway.dev/application`) and records the outcome on stream "
+                "`drift-<application_id>`: `application_resources_deleted` (what it deleted) or "
+                "`application_resources_deletion_failed` (reason, what is left; it retries); "
+                "without, they keep running.",
                 parameters=[
                     _APPLICATION_PARAM,
                     _query(
