@@ -17,8 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import msgspec
 import pytest
 
+from services.api.decider import (
+    Conflict,
+    RegisterApplication,
+    config_stream,
+    decide_claim,
+    evolve_name,
+)
 from services.api.deps import PlanPreviewSource
 from services.drift.service import (
     DriftDetector,
@@ -30,7 +38,9 @@ from shared.config.control import KubernetesProviderConfig, platform_provider_of
 from shared.deploysource import load_deploy_source
 from shared.errors import ConfigError
 from shared.eventlog import NO_STREAM, EventStore, new_events
+from shared.eventlog.asof import fold
 from shared.events.catalog import (
+    ApplicationDeleted,
     ApplicationRegistered,
     ApplicationResourcesDeleted,
     ApplicationResourcesDeletionFailed,
@@ -340,3 +350,19 @@ async def test_a_cascade_delete_of_an_app_never_deployed_says_there_was_nothing(
     async with running(world.drift.run):
         done = await slipway("app", "delete", "web-prd", "--cascade", api_url=world.url)
     assert (done.code, done.out) == (0, "deleted web-prd (it had no live resources to delete)\n")
+
+
+def test_a_config_file_is_claimed_once_and_freed_by_its_holders_deletion() -> None:
+    """`decide_claim` refuses a second claim naming the holder; the holder's deletion frees it."""
+    first = RegisterApplication(application_id="a1", name="one", repository_id="config", path="p")
+    second = msgspec.structs.replace(first, application_id="a2", name="two")
+    (claimed,) = decide_claim(None, first)
+    holder = fold(evolve_name, None, [claimed])
+    with pytest.raises(Conflict, match="already deployed by application a1") as caught:
+        decide_claim(holder, second)
+    assert caught.value.code == "config_taken"
+    freed = fold(evolve_name, None, [claimed, ApplicationDeleted(application_id="a1")])
+    assert decide_claim(freed, second)
+    assert config_stream("config", "p", "app.pipecd.yaml") != config_stream(
+        "config", "p", ".pipe.yaml"
+    )
