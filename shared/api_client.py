@@ -31,10 +31,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from shared.errors import ConfigError, SlipwayError, Unavailable
+from shared.streams import stream_id
 
 __all__ = [
     "API_KEY_ENV",
     "API_URL_ENV",
+    "CASCADE_DELETED",
+    "CASCADE_FAILED",
     "DEFAULT_API_URL",
     "DEPLOYMENT_STATUSES",
     "FAILED_STATUSES",
@@ -44,6 +47,7 @@ __all__ = [
     "WaitOutcome",
     "api_key",
     "api_url",
+    "wait_for_cascade",
     "wait_for_status",
 ]
 
@@ -66,6 +70,8 @@ DEPLOYMENT_STATUSES: Final = (
 )
 TERMINAL_STATUSES: Final = frozenset({"SUCCESS", "FAILURE", "CANCELLED"})
 FAILED_STATUSES: Final = frozenset({"FAILURE", "CANCELLED"})
+CASCADE_DELETED: Final = "application_resources_deleted"
+CASCADE_FAILED: Final = "application_resources_deletion_failed"
 
 
 class ApiError(SlipwayError):
@@ -123,7 +129,9 @@ class ApiClient:
         config_filename: str | None = None,
         platform_provider: str | None = None,
         labels: Mapping[str, str] | None = None,
+        verify: bool = True,
     ) -> JsonObject:
+        """Register an application; `verify=False` skips the check of its config at the head."""
         body: JsonObject = {"name": name, "repository_id": repository_id, "path": path}
         if config_filename is not None:
             body["config_filename"] = config_filename
@@ -131,6 +139,8 @@ class ApiClient:
             body["platform_provider"] = platform_provider
         if labels:
             body["labels"] = dict(labels)
+        if not verify:
+            body["verify"] = False
         return self.request("POST", "/applications", body=body)
 
     def list_applications(
@@ -460,6 +470,43 @@ def wait_for_status(
                 )
         if clock() - started >= timeout_s:
             return WaitOutcome(deployment, False, True, unreachable, clock() - started)
+        sleep(poll_s)
+
+
+def wait_for_cascade(
+    client: ApiClient,
+    application_id: str,
+    *,
+    after_position: int,
+    timeout_s: float,
+    poll_s: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> JsonObject | None:
+    """How a cascade delete ended: the drift service's first verdict after `after_position`.
+
+    That is an `application_resources_deleted` (`data.resources`: what it
+    deleted) or an `application_resources_deletion_failed` (`data.reason`,
+    `data.remaining`) event on `drift-<application_id>`; None when neither came
+    within `timeout_s`. An unreachable API or a 503 is waited through.
+    """
+    started = clock()
+    stream = stream_id("drift", application_id)
+    while True:
+        try:
+            for event in client.stream_events(stream):
+                if event["global_position"] > after_position and event["event_type"] in (
+                    CASCADE_DELETED,
+                    CASCADE_FAILED,
+                ):
+                    return event
+        except ApiUnreachable:
+            pass
+        except ApiError as exc:
+            if exc.status != 503:
+                raise
+        if clock() - started >= timeout_s:
+            return None
         sleep(poll_s)
 
 

@@ -29,6 +29,7 @@ from shared.platform import KubernetesPlatform
 from tests.api_support import running_projection, served_api
 from tests.executor_support import APP, APP_PATH, app_files
 from tests.git_helpers import WorkRepo
+from tests.support import running
 from tests.test_cli_app import slipway, wait_projected
 
 OTHER = "app02api"
@@ -269,11 +270,19 @@ async def test_cli_delete_with_and_without_cascade(
         await _apply(
             work, kubeconfig, tmp_path, head, {ids["web-prd"]: APP_PATH, ids["api-prd"]: OTHER_PATH}
         )
-        cascaded = await slipway("app", "delete", "web-prd", "--cascade", api_url=url)
-        assert (cascaded.code, cascaded.out) == (0, "deleted web-prd (with its live resources)\n")
+        detector = _detector(store, work, kubeconfig, tmp_path)
+        detector.interval_s = 0.05
+        # The CLI waits for the drift service's verdict before it says the resources went.
+        async with running(detector.run):
+            cascaded = await slipway("app", "delete", "web-prd", "--cascade", api_url=url)
+        assert (cascaded.code, cascaded.out) == (
+            0,
+            "deleted web-prd and its 3 live resources: ConfigMap shop/web-extra, "
+            "Service shop/web, Deployment shop/web\n",
+        )
         kept = await slipway("app", "delete", "api-prd", "--json", api_url=url)
         assert kept.code == 0, kept.err
-        await _detector(store, work, kubeconfig, tmp_path).check_all()
+        await detector.check_all()
         await wait_projected(url, json.loads(kept.out)["position"])
         listed = await slipway("app", "list", api_url=url)
         assert listed.out == "no applications\n"

@@ -36,7 +36,8 @@ class ApiSettings(ServiceSettings, frozen=True, kw_only=True):
     api_max_log_streams_per_key: Annotated[int, Meta(ge=1, le=1000)] = DEFAULT_STREAMS_PER_KEY
     """How many log follows (`logs?follow=true`) one API key may hold at once; 429 beyond."""
     control_config: str = ""
-    """The control config (slipway.yaml): its repositories can be plan-previewed. Optional."""
+    """The control config (slipway.yaml): its repositories can be plan-previewed, and
+    registrations are checked against its repositories and platform providers. Optional."""
     api_git_cache_dir: str = ""
     """Where plan previews clone (default: a directory under the system's temp dir)."""
 
@@ -53,6 +54,7 @@ def plan_preview_source(settings: ApiSettings) -> PlanPreviewSource | None:
             r.repo_id: (remote_url(r.remote), r.branch) for r in control.spec.repositories
         },
         cache=GitCache(cache_dir),
+        platform_providers=tuple(p.name for p in control.spec.platform_providers),
     )
 
 

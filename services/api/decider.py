@@ -7,7 +7,9 @@ Two kinds of stream, both owned by the api service:
 - `appname-<name>`: who holds a name. Registration appends to both in one
   transaction, the name stream with the version it was read at (`NO_STREAM`
   the first time), so of two concurrent registrations of one name exactly one
-  commits; the other conflicts, decides again and is rejected.
+  commits; the other conflicts, decides again and is rejected;
+- `appconfig-<digest>`: who holds a config file (repository, path, file), by
+  the same rule, so two applications never deploy one config.
 
 Nothing here awaits, reads a clock, makes an id or logs: ids (and, later,
 times) arrive inside the commands, so a decision can be replayed exactly.
@@ -18,6 +20,7 @@ them: `Invalid` (the command is malformed; names the field), `NotFound`,
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from typing import Final, Literal, get_args
@@ -28,6 +31,7 @@ from shared.applications import Application, evolve
 from shared.errors import Rejected
 from shared.events.base import Event
 from shared.events.catalog import (
+    ApplicationConfigClaimed,
     ApplicationDeleted,
     ApplicationDisabled,
     ApplicationEnabled,
@@ -60,7 +64,9 @@ __all__ = [
     "Strategy",
     "application_stream",
     "check_registration",
+    "config_stream",
     "decide",
+    "decide_claim",
     "decide_name",
     "evolve",
     "evolve_name",
@@ -68,7 +74,9 @@ __all__ = [
 ]
 
 Strategy = Literal["auto", "quick_sync", "pipeline"]
-ConflictCode = Literal["name_taken", "already_registered", "application_disabled", "refused"]
+ConflictCode = Literal[
+    "name_taken", "already_registered", "config_taken", "application_disabled", "refused"
+]
 STRATEGIES: Final[tuple[str, ...]] = get_args(Strategy)
 
 # The patterns are written in the subset that Python's `re` and ECMA 262 (JSON
@@ -290,8 +298,9 @@ def name_stream(name: str) -> str:
 
 
 def evolve_name(state: NameHolder | None, event: Event) -> NameHolder | None:
+    """Who holds a name (`appname-`) or a config file (`appconfig-`) after `event`."""
     match event:
-        case ApplicationNameReserved():
+        case ApplicationNameReserved() | ApplicationConfigClaimed():
             return NameHolder(application_id=event.application_id)
         case ApplicationDeleted() if state is not None:
             # The holder was deleted: the name is free again.
@@ -311,3 +320,33 @@ def decide_name(state: NameHolder | None, command: ReserveName) -> Sequence[Even
             application_id=state.application_id,
         )
     return [ApplicationNameReserved(name=command.name, application_id=command.application_id)]
+
+
+# --- the config stream --------------------------------------------------------------------
+
+
+def config_stream(repository_id: str, path: str, config_filename: str) -> str:
+    """`appconfig-<digest>`: a digest, as paths may hold what stream ids may not."""
+    key = "\0".join((repository_id, path, config_filename))
+    return f"appconfig-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+
+
+def decide_claim(state: NameHolder | None, command: RegisterApplication) -> Sequence[Event]:
+    """Claim the registration's config file; `Conflict("config_taken")` naming the holder."""
+    where = f"{command.repository_id}:{command.path}/{command.config_filename}"
+    if state is not None and state.application_id != command.application_id:
+        raise Conflict(
+            "config_taken",
+            f"path {command.path!r} with config_filename {command.config_filename!r} is "
+            f"already deployed by application {state.application_id} ({where}): one "
+            "application per config file",
+            application_id=state.application_id,
+        )
+    return [
+        ApplicationConfigClaimed(
+            application_id=command.application_id,
+            repository_id=command.repository_id,
+            path=command.path,
+            config_filename=command.config_filename,
+        )
+    ]

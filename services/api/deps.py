@@ -29,7 +29,8 @@ class Deps:
     """For live stage logs; None: a follow polls the `stage_logs` table instead."""
     subjects: Subjects = field(default_factory=Subjects)
     plan_preview: PlanPreviewSource | None = None
-    """The control config's repositories and a clone cache; None: no plan previews."""
+    """The control config's repositories and providers, and a clone cache; None: the API runs
+    without a control config (no plan previews, registrations not checked against it)."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """The largest request body read (413 beyond)."""
     log_streams: StreamSlots = field(default_factory=StreamSlots)
@@ -38,9 +39,13 @@ class Deps:
 
 @dataclass(frozen=True)
 class PlanPreviewSource:
+    """The control config as the API uses it: plan previews and registration checks."""
+
     repositories: Mapping[str, tuple[str, str]]
     """repository id → (remote, watched branch), from the control config."""
     cache: GitCache
+    platform_providers: tuple[str, ...] | None = None
+    """The platform providers' names in the config's order; None: not known, not checked."""
 
 
 DEPS = web.AppKey("deps", Deps)

@@ -243,7 +243,11 @@ def _paths() -> dict[str, Any]:
                     },
                 ),
                 description="Names are unique: registering a taken name answers 409 "
-                "`name_taken` with the holder's id in `error.application_id`.",
+                "`name_taken` with the holder's id in `error.application_id`; so are config "
+                "files: a second application on the same repository, path and config file "
+                "answers 409 `config_taken`. With a control config, a repository or platform "
+                "provider it does not have answers 400 naming the field, and so does a config "
+                "file missing at the watched branch's head (unless `verify` is false).",
                 body=_body("RegisterApplicationRequest"),
             ),
             "get": _operation(
@@ -288,7 +292,10 @@ def _paths() -> dict[str, Any]:
                 _responses(("200", "Deleted.", "ApplicationDeletion"), "400", "404", "503"),
                 description="Records `ApplicationDeleted` and frees the name. With "
                 "`cascade=true` the drift service deletes the live resources Slipway applied "
-                "for it (label `slipway.dev/application`); without, they keep running.",
+                "for it (label `slipway.dev/application`) and records the outcome on stream "
+                "`drift-<application_id>`: `application_resources_deleted` (what it deleted) or "
+                "`application_resources_deletion_failed` (reason, what is left; it retries); "
+                "without, they keep running.",
                 parameters=[
                     _APPLICATION_PARAM,
                     _query(
@@ -320,7 +327,9 @@ def _paths() -> dict[str, Any]:
                 "applications",
                 _responses(("202", "Sync requested.", "SyncAccepted"), "400", "404", "409", "503"),
                 description="Records a sync request; the gitwatcher turns it into a "
-                "deployment of the watched branch's head. A disabled application answers 409.",
+                "deployment of the watched branch's head. A disabled application answers 409 "
+                "`application_disabled`; one whose repository is not in the control config "
+                "(nothing watches it) answers 409 `repository_not_watched`.",
                 parameters=[_APPLICATION_PARAM],
                 body=_body("SyncApplicationRequest", required=False),
             )

@@ -69,6 +69,13 @@ class RegisterApplicationRequest(
     config_filename: ConfigFilename = DEFAULT_CONFIG_FILENAME
     platform_provider: PlatformProvider = ""
     labels: Labels = msgspec.field(default_factory=dict)
+    verify: Annotated[
+        bool,
+        Meta(
+            description="Check that the config file exists at the watched branch's head "
+            "(false skips that git check, not the others)."
+        ),
+    ] = True
 
 
 class SyncApplicationRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -134,6 +141,8 @@ ErrorCode = Literal[
     "name_taken",
     "already_registered",
     "application_disabled",
+    "config_taken",
+    "repository_not_watched",
     "conflict",
     "refused",
     "unauthorized",

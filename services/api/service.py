@@ -31,7 +31,9 @@ from services.api.decider import (
     ReserveName,
     application_stream,
     check_registration,
+    config_stream,
     decide,
+    decide_claim,
     decide_name,
     evolve_name,
     name_stream,
@@ -70,11 +72,13 @@ class ApplicationCommands:
         self.max_attempts = max_attempts
 
     async def register(self, command: RegisterApplication, metadata: Metadata) -> Outcome:
-        """Reserve the name and register the application, in one transaction."""
+        """Reserve the name, claim the config file and register the application, in one
+        transaction."""
         # Malformed input is refused before the name is looked at: a 400 names the
         # field even when the name is also taken.
         check_registration(command)
         names = name_stream(command.name)
+        configs = config_stream(command.repository_id, command.path, command.config_filename)
         stream = application_stream(command.application_id)
 
         async def attempt(conn: Connection) -> Outcome:
@@ -82,8 +86,11 @@ class ApplicationCommands:
             reserve = decide_name(
                 holder, ReserveName(name=command.name, application_id=command.application_id)
             )
+            claimed, config_holder = await self._name_holder(configs, conn)
+            claim = decide_claim(config_holder, command)
             registered = decide(None, command)
             await self._append_after(names, taken, reserve, metadata, conn)
+            await self._append_after(configs, claimed, claim, metadata, conn)
             await self._append_after(stream, (), registered, metadata, conn)
             return await self._read_back(stream, (), conn)
 
@@ -107,7 +114,7 @@ class ApplicationCommands:
         """Delete the application and release its name, in one transaction.
 
         The `ApplicationDeleted` is appended to the application's stream and to
-        its name's stream (where it frees the name for a new registration).
+        its name's and config file's streams (where it frees them for a new registration).
         """
         stream = application_stream(command.application_id)
 
@@ -117,10 +124,15 @@ class ApplicationCommands:
             events = decide(state, command)
             await self._append_after(stream, history, events, metadata, conn)
             assert state is not None, "decide refuses to delete what is not registered"
-            names = name_stream(state.name)
-            taken, holder = await self._name_holder(names, conn)
-            if holder is not None and holder.application_id == state.application_id:
-                await self._append_after(names, taken, events, metadata, conn)
+            held = (
+                name_stream(state.name),
+                config_stream(state.repository_id, state.path, state.config_filename),
+            )
+            for reservation in held:
+                taken, holder = await self._name_holder(reservation, conn)
+                # An application registered before config claims existed holds none.
+                if holder is not None and holder.application_id == state.application_id:
+                    await self._append_after(reservation, taken, events, metadata, conn)
             return await self._read_back(stream, history, conn)
 
         return await self._attempts("delete application", attempt)

@@ -10,20 +10,28 @@ reads the live objects Slipway labelled for it and runs
 - with `trigger.onOutOfSync` enabled, a `DeploymentTriggered(on_out_of_sync)`
   on `deployment-<id>` whose id is derived from the app, the commit and "drift";
 - for an `ApplicationDeleted(cascade=True)`, it deletes exactly the objects
-  labelled `slipway.dev/application=<id>` and records `ApplicationResourcesDeleted`.
+  labelled `slipway.dev/application=<id>` and records `ApplicationResourcesDeleted`
+  (what it deleted), or `ApplicationResourcesDeletionFailed` (what is left and
+  why) and tries again next round.
+
+Which cluster an application lives on is `platform_provider_of`'s rule, the
+executor's too: an application registered without a provider is checked (and
+deleted) on the control config's first one, never skipped in silence.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from shared.aio import sleep_or_stop
-from shared.config.control import KubernetesProviderConfig
+from shared.config.control import KubernetesProviderConfig, platform_provider_of
 from shared.deploysource import ensure_commit, load_deploy_source, register_secrets
+from shared.errors import ConfigError, PlatformError
 from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.eventlog.position import START, LogPosition
 from shared.events.base import Event, RecordedEvent
@@ -31,6 +39,7 @@ from shared.events.catalog import (
     ApplicationDeleted,
     ApplicationRegistered,
     ApplicationResourcesDeleted,
+    ApplicationResourcesDeletionFailed,
     ApplicationSyncStateChanged,
     DeploymentCompleted,
     DeploymentPlanFailed,
@@ -41,7 +50,14 @@ from shared.logs import get_logger
 from shared.planning.drift import DriftResult, detect_drift
 from shared.platform import KubernetesPlatform
 
-__all__ = ["DriftDetector", "DriftState", "decide", "drift_deployment_id", "drift_stream"]
+__all__ = [
+    "DriftDetector",
+    "DriftState",
+    "decide",
+    "decide_deletion",
+    "drift_deployment_id",
+    "drift_stream",
+]
 
 log = get_logger(__name__)
 
@@ -64,15 +80,54 @@ class DriftState:
     state: str = ""
     summary: str = ""
     resources_deleted: bool = False
+    deletion_failure: str = ""
+    """The reason of the last failed cascade delete ("" when none failed)."""
 
 
 def evolve(state: DriftState, recorded: RecordedEvent) -> DriftState:
+    state = dataclasses.replace(state, version=recorded.stream_version)
     match recorded.event:
         case ApplicationSyncStateChanged(state=s, summary=summary):
-            return DriftState(recorded.stream_version, s, summary, state.resources_deleted)
+            return dataclasses.replace(state, state=s, summary=summary)
         case ApplicationResourcesDeleted():
-            return DriftState(recorded.stream_version, state.state, state.summary, True)
-    return DriftState(recorded.stream_version, state.state, state.summary, state.resources_deleted)
+            return dataclasses.replace(state, resources_deleted=True, deletion_failure="")
+        case ApplicationResourcesDeletionFailed(reason=reason):
+            return dataclasses.replace(state, deletion_failure=reason)
+    return state
+
+
+def decide_deletion(
+    state: DriftState,
+    *,
+    application_id: str,
+    deleted: Sequence[str],
+    failures: Sequence[tuple[str, str]] = (),
+    error: str = "",
+) -> list[Event]:
+    """What one cascade-delete attempt records on `drift-<id>`: done, failed, or nothing new.
+
+    `failures` are (key, reason) of objects the cluster refused; `error` is why
+    the attempt could not even start (no such platform provider, listing refused).
+    A failure is recorded when it is new: retrying each round with the same
+    refusal and nothing deleted appends nothing.
+    """
+    if not failures and not error:
+        return [
+            ApplicationResourcesDeleted(application_id=application_id, resources=tuple(deleted))
+        ]
+    reason = error or failures[0][1]
+    if len(failures) > 1:
+        reason += f" (and {len(failures) - 1} more refused)"
+    if reason == state.deletion_failure and not deleted:
+        return []
+    return [
+        ApplicationResourcesDeletionFailed(
+            application_id=application_id,
+            reason=reason,
+            deleted=tuple(deleted),
+            remaining=tuple(key for key, _ in failures),
+        )
+    ]
 
 
 def decide(
@@ -124,6 +179,8 @@ class _App:
     # rollout), so drift is not judged (and no out-of-sync trigger fires).
     active_deployments: set[str] = field(default_factory=set)
     last_completed_at: datetime | None = None
+    unchecked: str = ""
+    """Why drift cannot be checked (logged once, not every round); "" when it can."""
 
 
 class DriftDetector:
@@ -177,9 +234,15 @@ class DriftDetector:
         if known is not None and known.active_deployments:
             log.debug("drift_paused_during_deployment", application_id=app.application_id)
             return None
-        config = self.platforms.get(app.platform_provider)
-        remote = self.repositories.get(app.repository_id)
-        if config is None or remote is None:
+        try:
+            _, config = platform_provider_of(app.platform_provider, self.platforms)
+            remote = self.repositories.get(app.repository_id)
+            if remote is None:
+                raise ConfigError(f"repository {app.repository_id!r} is not in the control config")
+        except ConfigError as exc:
+            if known is not None and known.unchecked != str(exc):
+                known.unchecked = str(exc)
+                log.warning("drift_not_checked", application_id=app.application_id, reason=str(exc))
             return None
         repo = self.git.repository(remote)
         await repo.fetch()
@@ -225,26 +288,47 @@ class DriftDetector:
         return result
 
     async def delete_resources(self, app: ApplicationRegistered) -> Sequence[str]:
-        """Delete the live objects labelled for a cascade-deleted application, once."""
+        """Delete the live objects labelled for a cascade-deleted application, until all are.
+
+        Records the outcome either way (`decide_deletion`), so whoever asked
+        (`slipway app delete --cascade`) learns what was deleted or why not.
+        """
         state = await self._state(app.application_id)
-        config = self.platforms.get(app.platform_provider)
-        if state.resources_deleted or config is None:
+        if state.resources_deleted:
             return ()
-        async with _platform(config) as platform:
-            live = await platform.live_resources(app.application_id)
-            deleted = await platform.delete(live)
-        await self.store.append(
-            drift_stream(app.application_id),
-            new_events(
-                [
-                    ApplicationResourcesDeleted(
-                        application_id=app.application_id, resources=tuple(deleted)
-                    )
-                ]
-            ),
-            expected_version=state.version,
+        deleted: list[str] = []
+        refused: list[tuple[str, PlatformError]] = []
+        error = ""
+        try:
+            _, config = platform_provider_of(app.platform_provider, self.platforms)
+            async with _platform(config) as platform:
+                live = await platform.live_resources(app.application_id)
+                deleted = await platform.delete(live, failures=refused)
+        except (ConfigError, PlatformError) as exc:
+            error = str(exc)
+        events = decide_deletion(
+            state,
+            application_id=app.application_id,
+            deleted=deleted,
+            failures=[(key, str(exc)) for key, exc in refused],
+            error=error,
         )
-        log.info("drift_resources_deleted", application_id=app.application_id, count=len(deleted))
+        if events:
+            await self.store.append(
+                drift_stream(app.application_id), new_events(events), expected_version=state.version
+            )
+        if error or refused:
+            log.warning(
+                "drift_resources_not_deleted",
+                application_id=app.application_id,
+                deleted=len(deleted),
+                remaining=len(refused),
+                reason=error or str(refused[0][1]),
+            )
+        else:
+            log.info(
+                "drift_resources_deleted", application_id=app.application_id, count=len(deleted)
+            )
         return deleted
 
     async def _state(self, application_id: str) -> DriftState:

@@ -41,7 +41,7 @@ from services.executor.stages import (
     StageResult,
     run_stage,
 )
-from shared.config.control import KubernetesProviderConfig, configured
+from shared.config.control import KubernetesProviderConfig, configured, platform_provider_of
 from shared.deploysource import commit_unavailable_as_config_error
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
@@ -224,8 +224,7 @@ class Executor:
 
     async def _platform_of(self, application_id: str) -> KubernetesPlatform:
         _, provider = await self._application(application_id)
-        name = provider or next(iter(self.platform_configs), "")
-        config = configured(self.platform_configs, name, "platform provider")
+        name, config = platform_provider_of(provider, self.platform_configs)
         platform = self._platforms.get(name)
         if platform is None:
             # No kubeconfigPath: the pod's in-cluster account (KubernetesPlatform says

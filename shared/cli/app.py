@@ -5,12 +5,18 @@ Exit codes, for CI to trust (the same for every command that talks to the API):
 - 0 done; for `--wait-status`, the deployment reached a wanted status that is
   not a failure (SUCCESS, or a non-terminal one such as RUNNING);
 - 1 the API refused or failed (its message is printed), or the deployment
-  waited for ended FAILURE or CANCELLED, or ended in a status not wanted;
+  waited for ended FAILURE or CANCELLED, or ended in a status not wanted, or
+  the cluster refused to delete some of a cascade-deleted app's resources;
 - 2 a usage or configuration error;
 - 3 the API could not be reached (the message names the URL);
-- 4 `--wait-status` timed out before the deployment reached a wanted status.
+- 4 `--wait-status` timed out before the deployment reached a wanted status,
+  or `delete --cascade` before the drift service said how the delete went;
 - 141 stdout's reader went away early (`| head`): the command stopped quietly
   without finishing (`shared/cli/__init__.py`, for every command).
+
+`delete --cascade` prints success only once the drift service has recorded
+that it deleted the live resources (and how many); if the cluster refused, it
+says what is left and why and exits 1.
 
 The API key comes from `--api-key` or `$SLIPWAY_API_KEY` (prefer the
 variable: arguments show in process listings). `--json` prints the API's
@@ -28,6 +34,7 @@ from typing import Any, Final
 from shared.api_client import (
     API_KEY_ENV,
     API_URL_ENV,
+    CASCADE_DELETED,
     DEFAULT_API_URL,
     DEPLOYMENT_STATUSES,
     FAILED_STATUSES,
@@ -37,6 +44,7 @@ from shared.api_client import (
     WaitOutcome,
     api_key,
     api_url,
+    wait_for_cascade,
     wait_for_status,
 )
 
@@ -68,7 +76,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add.add_argument("--repo", required=True, help="the repository id (from the control config)")
     add.add_argument("--path", required=True, help="the application's directory in the repo")
     add.add_argument("--config-filename", help="default: app.pipecd.yaml")
-    add.add_argument("--platform-provider", help="the platform provider to deploy to")
+    add.add_argument(
+        "--platform-provider",
+        help="the platform provider to deploy to (default: the control config's first)",
+    )
+    add.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="register even if the API cannot find the config file at the branch head",
+    )
     _label_option(add, "a label; repeat for several")
     add.set_defaults(handler=run_with_client(_add))
 
@@ -106,7 +123,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     delete.add_argument(
         "--cascade",
         action="store_true",
-        help="also delete the resources Slipway applied for it (else they keep running)",
+        help="also delete the resources Slipway applied for it (else they keep running), "
+        "and wait until the drift service says it did",
+    )
+    delete.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=120.0,
+        metavar="SECONDS",
+        help="with --cascade: give up waiting for the resources' deletion after this long, "
+        "exit 4 (default: 120)",
+    )
+    delete.add_argument(
+        "--poll-interval", type=_seconds, default=1.0, metavar="SECONDS", help=argparse.SUPPRESS
     )
     delete.set_defaults(handler=run_with_client(_delete))
 
@@ -243,6 +272,7 @@ def _add(client: ApiClient, args: argparse.Namespace) -> int:
         config_filename=args.config_filename,
         platform_provider=args.platform_provider,
         labels=_labels(args.labels),
+        verify=args.verify,
     )
     if args.json:
         print_json(app)
@@ -306,12 +336,65 @@ def _sync(client: ApiClient, args: argparse.Namespace) -> int:
 
 def _delete(client: ApiClient, args: argparse.Namespace) -> int:
     deleted = client.delete_application(args.application, cascade=args.cascade)
+    name = deleted["name"] or args.application
+    if not deleted["cascade"]:
+        if args.json:
+            print_json(deleted)
+        else:
+            print(f"deleted {name} (its live resources stay)")
+        return 0
+    print(
+        f"deleted {name}; waiting for the drift service to delete its live resources "
+        f"(at most {args.timeout:g} s)",
+        file=sys.stderr,
+    )
+    verdict = wait_for_cascade(
+        client,
+        deleted["application_id"],
+        after_position=deleted["position"],
+        timeout_s=args.timeout,
+        poll_s=args.poll_interval,
+    )
+    if verdict is None:
+        fail(
+            f"deleted {name}, but nothing confirmed its live resources were deleted within "
+            f"{args.timeout:g} s (is the drift service running? see `slipway events show "
+            f"drift-{deleted['application_id']}`)"
+        )
+        return EXIT_TIMEOUT
+    data = verdict["data"]
     if args.json:
-        print_json(deleted)
-    else:
-        what = "with its live resources" if deleted["cascade"] else "its live resources stay"
-        print(f"deleted {deleted['name'] or args.application} ({what})")
-    return 0
+        print_json({**deleted, "resources": data, "resources_outcome": verdict["event_type"]})
+    if verdict["event_type"] == CASCADE_DELETED:
+        if not args.json:
+            resources = data.get("resources", [])
+            if not resources:
+                print(f"deleted {name} (it had no live resources to delete)")
+            else:
+                noun = "resource" if len(resources) == 1 else "resources"
+                print(
+                    f"deleted {name} and its {len(resources)} live {noun}: "
+                    f"{_format_keys(resources)}"
+                )
+        return EXIT_OK
+    fail(f"deleted {name}, but not all its live resources: {data['reason']}")
+    if data.get("remaining"):
+        fail(f"still live: {_format_keys(data['remaining'])}")
+    if data.get("deleted"):
+        fail(f"deleted: {_format_keys(data['deleted'])}")
+    fail(
+        "the drift service tries again each round; fix the cause and watch "
+        f"`slipway events show drift-{deleted['application_id']}`"
+    )
+    return EXIT_API_ERROR
+
+
+def _format_keys(keys: Sequence[str]) -> str:
+    """`group/kind/namespace/name` keys as `Kind namespace/name`, comma-separated."""
+    return ", ".join(
+        f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+        for kind, namespace, name in (key.split("/")[1:4] for key in keys)
+    )
 
 
 # --- output ---------------------------------------------------------------------------------

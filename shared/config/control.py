@@ -89,6 +89,7 @@ __all__ = [
     "WebhookReceiver",
     "configured",
     "load_control_config",
+    "platform_provider_of",
 ]
 
 CONTROL_API_VERSION: Final = "slipway.dev/v1"
@@ -260,6 +261,24 @@ def configured(entries: Mapping[str, _Entry], name: str, what: str) -> _Entry:
         known = ", ".join(sorted(entries)) or "none"
         raise ConfigError(f"{what} {name!r} is not in the control config (known: {known})")
     return entry
+
+
+def platform_provider_of(
+    application_provider: str, providers: Mapping[str, _Entry]
+) -> tuple[str, _Entry]:
+    """The platform provider an application deploys to, by name, and its entry.
+
+    The one rule, used wherever an application meets a cluster (executor,
+    drift, cascade delete, registration): the provider it was registered with,
+    else the control config's first one (`providers` in the config's order).
+    A `ConfigError` names the providers there are when neither exists.
+    """
+    name = application_provider or next(iter(providers), "")
+    if not name:
+        raise ConfigError(
+            "no platform provider: the application names none and the control config has none"
+        )
+    return name, configured(providers, name, "platform provider")
 
 
 # --- PipeCD's kind: Piped, as written (pkg/config/piped.go) ----------------------

@@ -46,6 +46,20 @@ class ApplicationNameReserved(Event, tag="application_name_reserved", frozen=Tru
     application_id: str
 
 
+class ApplicationConfigClaimed(Event, tag="application_config_claimed", frozen=True):
+    """A config file taken by an application (stream `appconfig-<digest>`, the digest of
+    repository, path and file), so two applications never deploy the same config.
+
+    Appended in the same transaction as the `ApplicationRegistered` it belongs to;
+    the application's `ApplicationDeleted` releases it.
+    """
+
+    application_id: str
+    repository_id: str
+    path: str
+    config_filename: str
+
+
 class SyncRequested(Event, tag="sync_requested", frozen=True):
     """`slipway app sync`: deploy the branch head now (gitwatcher turns it into a trigger)."""
 
@@ -84,6 +98,23 @@ class ApplicationResourcesDeleted(Event, tag="application_resources_deleted", fr
 
     application_id: str
     resources: tuple[str, ...] = ()
+
+
+class ApplicationResourcesDeletionFailed(
+    Event, tag="application_resources_deletion_failed", frozen=True
+):
+    """A cascade delete could not delete every live resource (stream `drift-<id>`).
+
+    `deleted` are the keys this attempt deleted, `remaining` those still live
+    (`group/kind/namespace/name`), `reason` why (the cluster's refusal, or a
+    platform provider the control config lacks). The drift service tries again
+    each round and records `ApplicationResourcesDeleted` once nothing is left.
+    """
+
+    application_id: str
+    reason: str
+    deleted: tuple[str, ...] = ()
+    remaining: tuple[str, ...] = ()
 
 
 # Repositories (stream `repository-<repository_id>`) ----------------------------
@@ -467,10 +498,12 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ApplicationDisabled,
     ApplicationEnabled,
     ApplicationNameReserved,
+    ApplicationConfigClaimed,
     SyncRequested,
     ApplicationSyncStateChanged,
     ApplicationDeleted,
     ApplicationResourcesDeleted,
+    ApplicationResourcesDeletionFailed,
     CommitObserved,
     RepositoryFetchFailed,
     RepositoryRecovered,

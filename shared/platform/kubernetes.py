@@ -286,12 +286,16 @@ class KubernetesPlatform:
         *,
         propagation: Propagation = "Background",
         namespace: str | None = None,
+        failures: list[tuple[str, PlatformError]] | None = None,
     ) -> list[str]:
         """Delete objects by `Manifest` or key (`group/kind/namespace/name`); Namespaces last.
 
         Returns the keys of the objects this call deleted; one already gone (or
         whose kind the cluster no longer serves) is skipped, not an error.
-        `namespace` overrides manifests' namespaces, as in `apply`.
+        `namespace` overrides manifests' namespaces, as in `apply`. The first
+        object the cluster refuses raises, unless `failures` is given: then each
+        refused object's key and error are added to it and the rest still go
+        (a cascade delete says what it could not delete instead of stopping).
         """
         resolved: list[tuple[_Resource, str, str]] = []
         for target in targets:
@@ -303,13 +307,19 @@ class KubernetesPlatform:
         deleted: list[str] = []
         for resource, target_ns, name in resolved:
             what = describe(resource.kind, target_ns, name)
+            key = f"{resource.group}/{resource.kind}/{target_ns}/{name}"
             try:
                 await self._request(
                     "DELETE", resource.path(target_ns, name), verb="delete", what=what, body=body
                 )
             except NotFound:
                 continue
-            deleted.append(f"{resource.group}/{resource.kind}/{target_ns}/{name}")
+            except PlatformError as exc:
+                if failures is None:
+                    raise
+                failures.append((key, exc))
+                continue
+            deleted.append(key)
             log.debug("platform_deleted", resource=what)
         return deleted
 

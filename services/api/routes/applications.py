@@ -18,9 +18,12 @@ from services.api.decider import (
     NotFound,
     RegisterApplication,
     RequestSync,
+    application_stream,
+    check_registration,
 )
 from services.api.deps import deps
 from services.api.middleware import REQUEST_ID
+from services.api.registration import check_registration_target, check_syncable
 from services.api.routes import API_PREFIX, Route
 from services.api.schemas import (
     ApplicationDeletion,
@@ -39,6 +42,7 @@ from services.api.wire import (
     query_str,
     read_body,
 )
+from shared.applications import application_of
 from shared.events.base import Metadata
 from shared.events.catalog import SyncRequested
 from shared.ids import new_id, on_command_deployment_id
@@ -53,6 +57,7 @@ MAX_PAGE: Final = 1000
 
 async def register(request: web.Request) -> web.Response:
     body = await read_body(request, RegisterApplicationRequest)
+    api = deps(request)
     command = RegisterApplication(
         application_id=new_id(),
         name=body.name,
@@ -62,8 +67,11 @@ async def register(request: web.Request) -> web.Response:
         platform_provider=body.platform_provider,
         labels=tuple(sorted(body.labels.items())),
     )
+    # The shape first (a 400 names the field before any git fetch), then the world.
+    check_registration(command)
+    await check_registration_target(api, body)
     with bind(application_id=command.application_id):
-        outcome = await deps(request).commands.register(command, metadata_of(request))
+        outcome = await api.commands.register(command, metadata_of(request))
     resource = _resource(outcome)
     return json_response(
         resource,
@@ -108,8 +116,14 @@ async def enable(request: web.Request) -> web.Response:
 
 async def sync(request: web.Request) -> web.Response:
     body = await read_body(request, SyncApplicationRequest, optional=True)
-    commands = deps(request).commands
+    api = deps(request)
+    commands = api.commands
     application_id = await commands.resolve(request.match_info["application"])
+    app = application_of(
+        e.event for e in await api.store.read_stream(application_stream(application_id))
+    )
+    if app is not None:
+        check_syncable(api, app)
     command = RequestSync(
         application_id=application_id,
         request_id=new_id(),

@@ -16,11 +16,12 @@ from services.api.auth import Access
 from services.api.decider import NotFound
 from services.api.deps import deps
 from services.api.errors import ApiError
+from services.api.registration import git_failure
 from services.api.routes import Route
 from services.api.schemas import PlanPreviewRequest, PlanPreviewResult
 from services.api.wire import json_response, read_body
 from shared.errors import ConfigError
-from shared.git import GitError, redact
+from shared.git import GitError
 from shared.planning.preview import compute_preview
 
 __all__ = ["ROUTES"]
@@ -60,14 +61,7 @@ async def preview(request: web.Request) -> web.Response:
     except ConfigError as exc:  # a branch or commit that is not there
         raise ApiError(400, "invalid_request", str(exc)) from exc
     except GitError as exc:
-        if exc.kind in ("unreachable", "auth"):
-            raise ApiError(
-                503,
-                "unavailable",
-                f"cannot fetch {redact(remote)}: {exc.reason}",
-                headers={"Retry-After": "5"},
-            ) from exc
-        raise ApiError(400, "invalid_request", f"git: {exc.reason}") from exc
+        raise git_failure(remote, exc) from exc
     return json_response(PlanPreviewResult(**result.to_dict()))
 
 
