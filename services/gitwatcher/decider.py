@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import posixpath
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
@@ -22,6 +22,7 @@ from shared.eventlog import NO_STREAM, deterministic_event_id
 from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationConfigDiscovered,
+    ApplicationConfigObserved,
     CommitObserved,
     DeploymentTriggered,
     RepositoryFetchFailed,
@@ -40,6 +41,7 @@ __all__ = [
     "TriggerConfig",
     "backoff_s",
     "decide_commit_observed",
+    "decide_config_observed",
     "decide_discovered",
     "decide_fetch_failed",
     "decide_fetch_succeeded",
@@ -162,6 +164,8 @@ class RepositoryState:
     failure_kind: str = ""
     discovered: frozenset[str] = frozenset()
     """Config paths (`dir/filename`) already announced by `ApplicationConfigDiscovered`."""
+    config_labels: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    """Each registered application's config labels, as recorded by `ApplicationConfigObserved`."""
 
 
 def failure_kind(reason: str) -> str:
@@ -182,6 +186,8 @@ def evolve(state: RepositoryState, event: Event, version: int) -> RepositoryStat
             return replace(state, failing=False, failure_kind="")
         case ApplicationConfigDiscovered(path=path, config_filename=filename):
             return replace(state, discovered=state.discovered | {_config_key(path, filename)})
+        case ApplicationConfigObserved(application_id=app_id, labels=labels):
+            return replace(state, config_labels={**state.config_labels, app_id: labels})
     return state
 
 
@@ -282,3 +288,14 @@ def decide_discovered(
 ) -> list[Event]:
     """Announce each candidate config once, whichever replica gets there first."""
     return [c for c in candidates if _config_key(c.path, c.config_filename) not in state.discovered]
+
+
+# Config labels -----------------------------------------------------------------
+
+
+def decide_config_observed(
+    state: RepositoryState, observed: Sequence[ApplicationConfigObserved]
+) -> list[Event]:
+    """Record an application's config labels when they differ from the last recorded ones
+    (or none were recorded yet), whichever replica gets there first."""
+    return [o for o in observed if state.config_labels.get(o.application_id) != o.labels]

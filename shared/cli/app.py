@@ -37,6 +37,7 @@ from shared.api_client import (
     api_url,
     wait_for_status,
 )
+from shared.syncstate import SyncState
 
 EXIT_OK: Final = 0
 EXIT_API_ERROR: Final = 1
@@ -75,6 +76,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     state = listing.add_mutually_exclusive_group()
     state.add_argument("--disabled", dest="disabled", action="store_const", const=True)
     state.add_argument("--enabled", dest="disabled", action="store_const", const=False)
+    listing.add_argument(
+        "--sync-state",
+        type=_sync_states,
+        default=(),
+        metavar="STATE[,STATE…]",
+        help=f"only those in one of these sync states ({', '.join(SyncState)})",
+    )
     listing.set_defaults(handler=run_with_client(_list))
 
     get = commands.add_parser("get", parents=[common], help="show an application")
@@ -154,6 +162,16 @@ def _statuses(text: str) -> tuple[str, ...]:
             f"statuses are among {', '.join(DEPLOYMENT_STATUSES)}; not {', '.join(unknown)}"
         )
     return statuses
+
+
+def _sync_states(text: str) -> tuple[str, ...]:
+    states = tuple(s.strip().upper() for s in text.split(",") if s.strip())
+    unknown = sorted(set(states) - set(SyncState))
+    if not states or unknown:
+        raise argparse.ArgumentTypeError(
+            f"sync states are among {', '.join(SyncState)}; not {', '.join(unknown) or text!r}"
+        )
+    return states
 
 
 def _seconds(text: str) -> float:
@@ -238,7 +256,9 @@ def _add(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _list(client: ApiClient, args: argparse.Namespace) -> int:
-    apps = client.list_applications(labels=_labels(args.labels), disabled=args.disabled)
+    apps = client.list_applications(
+        labels=_labels(args.labels), disabled=args.disabled, sync_states=args.sync_state
+    )
     if args.json:
         print_json(apps)
     elif not apps:
@@ -303,7 +323,7 @@ def _delete(client: ApiClient, args: argparse.Namespace) -> int:
 # --- output ---------------------------------------------------------------------------------
 
 
-_COLUMNS: Final = ("NAME", "ID", "REPOSITORY", "PATH", "STATUS", "LABELS")
+_COLUMNS: Final = ("NAME", "ID", "REPOSITORY", "PATH", "STATUS", "SYNC", "LABELS")
 
 
 def _table(apps: Sequence[Mapping[str, Any]]) -> str:
@@ -314,6 +334,7 @@ def _table(apps: Sequence[Mapping[str, Any]]) -> str:
             app["repository_id"],
             app["path"],
             _status(app),
+            app.get("sync_state", "UNKNOWN"),
             _format_labels(app["labels"]) or "-",
         )
         for app in apps
@@ -345,10 +366,43 @@ def _show(app: Mapping[str, Any], as_json: bool) -> None:
         ("status", _status(app)),
         ("registered at", app["registered_at"]),
         ("updated at", app["updated_at"]),
+        *_sync_fields(app.get("sync") or {}),
     )
     width = max(len(label) for label, _ in fields) + 1
     for label, value in fields:
         print(f"{label + ':':<{width}} {value}")
+    drift = (app.get("sync") or {}).get("drift")
+    if drift and drift.get("diff"):
+        # In full: the diff is what a person needs to decide, never cut short here.
+        print(f"drift diff (at commit {drift['commit_hash'][:12] or '-'}):")
+        for line in drift["diff"].splitlines():
+            print(f"  {line}")
+
+
+def _sync_fields(sync: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """`app get`'s lines about the sync state (shared/syncstate.py says how it is derived)."""
+    state = sync.get("state", "UNKNOWN")
+    since = f" since {sync['since']}" if sync.get("since") else ""
+    reason = f" ({sync['reason']})" if sync.get("reason") else ""
+    last = sync.get("last_deployment")
+    drift = sync.get("drift")
+    return [
+        ("sync", f"{state}{since}{reason}"),
+        ("running commit", sync.get("running_commit") or "-"),
+        (
+            "last deployment",
+            f"{last['deployment_id']} {last['status']} at {last['at']} "
+            f"(commit {last['commit_hash'][:12]})"
+            if last
+            else "-",
+        ),
+        (
+            "drift",
+            f"{drift['state']} at {drift['at']}: {drift['summary']}"
+            if drift
+            else "not checked yet",
+        ),
+    ]
 
 
 def _status(app: Mapping[str, Any]) -> str:

@@ -134,6 +134,21 @@ class ApplicationConfigDiscovered(Event, tag="application_config_discovered", fr
     commit_hash: str = ""
 
 
+class ApplicationConfigObserved(Event, tag="application_config_observed", frozen=True):
+    """A registered application's config file, read at a commit of its repository.
+
+    Stream `repository-<repoId>`. Appended by the gitwatcher when the config's
+    labels differ from the ones last recorded for the application (and once
+    for an application it had not read before), so the read model can merge
+    them with the registration's labels.
+    """
+
+    repository_id: str
+    application_id: str
+    commit_hash: str
+    labels: tuple[tuple[str, str], ...] = ()
+
+
 # Deployments (stream `deployment-<deployment_id>`) -----------------------------
 
 
@@ -476,6 +491,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     RepositoryRecovered,
     WebhookRejected,
     ApplicationConfigDiscovered,
+    ApplicationConfigObserved,
     DeploymentTriggered,
     DeploymentQueued,
     DeploymentPlanned,
