@@ -27,14 +27,20 @@ import pytest
 from services.api.routes import API_PREFIX
 from shared.db import create_pool
 from shared.eventlog import EventStore
-from shared.events.catalog import default_registry
+from shared.events.catalog import (
+    ApplicationConfigObserved,
+    ApplicationRegistered,
+    default_registry,
+)
 from shared.kubesim.testing import Kubectl, eventually, find_kubectl
-from shared.projections import replay
+from shared.projections import ProjectionRunner, replay
 from shared.projections.applications import ApplicationsProjection
 from shared.sandbox.control import PLATFORM_PROVIDER, REPOSITORY_ID
 from shared.sandbox.demo_repo import app_path, image
 from shared.sandbox.sandbox import Sandbox, SandboxOptions
 from shared.sandbox.seed_layout import DEMO_DEV_CONFIG
+from tests.git_helpers import WorkRepo
+from tests.gitwatcher_support import events_of, make_gitwatcher, register, watched
 
 REPO = Path(__file__).resolve().parent.parent
 APP = "account-dev"
@@ -254,3 +260,61 @@ async def _play(options: SandboxOptions, kubectl_binary: str, tmp_path: Path) ->
         by_tier = await _cli(sandbox, "app", "list", "--label", "tier=web")
         assert _names(by_tier) == [APP]
         await _in_state(sandbox, "SYNCED")
+
+
+_WEB_CONFIG = """\
+apiVersion: pipecd.dev/v1beta1
+kind: KubernetesApp
+spec:
+  name: web
+  labels:
+    env: {env}
+    "bad key": x
+    nul: "a\\0b"
+    long: {long}
+"""
+
+
+async def test_config_labels_follow_commits_within_the_label_rule(
+    store: EventStore, projector_store: EventStore, tmp_path: Path
+) -> None:
+    """Config labels are recorded once per change and merged over the registration's; ones that
+    break the label rule (a space, a NUL, too long) are left out of the log and the read model."""
+    work = WorkRepo(tmp_path / "config")
+    work.commit({"web/prd/.pipe.yaml": _WEB_CONFIG.format(env="prd", long="x" * 64)}, "web")
+    app = ApplicationRegistered(
+        application_id="web-prd",
+        name="web-prd",
+        repository_id="config",
+        path="web/prd",
+        config_filename=".pipe.yaml",
+        labels=(("env", "registered"), ("team", "web")),
+    )
+    await register(store, projector_store, app)
+    gitwatcher = make_gitwatcher(store, tmp_path / "cache", watched(work))
+    projection = ProjectionRunner(projector_store, ApplicationsProjection())
+
+    async def labels() -> Any:
+        await projection.run_until_caught_up()
+        row = await store.pool.fetchrow(
+            "SELECT labels, config_labels FROM applications WHERE application_id = 'web-prd'"
+        )
+        return json.loads(row["labels"]), json.loads(row["config_labels"])
+
+    await gitwatcher.poll_all()
+    await gitwatcher.poll_all()  # nothing new: nothing recorded again
+    observed = await events_of(store, ApplicationConfigObserved)
+    assert [(o.commit_hash, o.labels) for o in observed] == [(work.head(), (("env", "prd"),))]
+    assert await labels() == ({"env": "prd", "team": "web"}, {"env": "prd"})
+
+    work.commit({"web/prd/.pipe.yaml": _WEB_CONFIG.format(env="stg", long="y")}, "relabel")
+    await gitwatcher.poll_all()
+    observed = await events_of(store, ApplicationConfigObserved)
+    assert [o.labels for o in observed] == [
+        (("env", "prd"),),
+        (("env", "stg"), ("long", "y")),
+    ]
+    assert await labels() == (
+        {"env": "stg", "long": "y", "team": "web"},
+        {"env": "stg", "long": "y"},
+    )

@@ -65,6 +65,7 @@ from shared.events.catalog import (
     DeploymentTriggered,
 )
 from shared.git import Commit, GitError, GitRepository, redact
+from shared.labels import LABEL_RULE, usable_labels
 from shared.logs import get_logger
 from shared.tracing import current_trace_headers
 
@@ -613,7 +614,8 @@ class RepositoryWatcher:
         changed (or were never recorded): read once per application and head.
 
         A config that is absent or does not parse leaves the recorded labels as they are
-        (the planner reports a broken config on the deployment).
+        (the planner reports a broken config on the deployment); labels that break the
+        label rule (`shared.labels`) are left out and logged.
         """
         apps = await self._registered_apps()
         due = [app for app in apps if self._labels_read.get(_label_key(app)) != head]
@@ -624,15 +626,25 @@ class RepositoryWatcher:
         for app in due:
             content = contents[app.config_path]
             facts = self._parse(app.config_path, content) if content is not None else None
-            if facts is not None:
-                observed.append(
-                    ApplicationConfigObserved(
-                        repository_id=self.spec.repository_id,
-                        application_id=app.application_id,
-                        commit_hash=head,
-                        labels=facts.labels,
-                    )
+            if facts is None:
+                continue
+            # A label from a repository is as untrusted as one from the API: the same rule.
+            labels, refused = usable_labels(facts.labels)
+            if refused:
+                log.warning(
+                    "application_config_labels_refused",
+                    path=app.config_path,
+                    keys=", ".join(refused[:10]),
+                    rule=LABEL_RULE,
                 )
+            observed.append(
+                ApplicationConfigObserved(
+                    repository_id=self.spec.repository_id,
+                    application_id=app.application_id,
+                    commit_hash=head,
+                    labels=labels,
+                )
+            )
         recorded = await self._append_decided(lambda s: decide_config_observed(s, observed))
         for app in due:
             self._labels_read[_label_key(app)] = head
