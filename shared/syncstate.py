@@ -146,7 +146,7 @@ def evolve(status: SyncStatus, event: Event, at: datetime) -> SyncStatus:
                 "FAILURE",
                 at,
                 SyncState.OUT_OF_SYNC,
-                f"deployment {event.deployment_id} failed to plan: {event.reason}",
+                f"deployment {event.deployment_id} failed to plan: {_text(event.reason)}",
             )
         case ApplicationSyncStateChanged():
             state = SyncState.SYNCED if event.state == "SYNCED" else SyncState.OUT_OF_SYNC
@@ -154,17 +154,23 @@ def evolve(status: SyncStatus, event: Event, at: datetime) -> SyncStatus:
                 status,
                 drift=Drift(
                     state=event.state,
-                    summary=event.summary,
-                    diff=event.diff,
-                    commit_hash=event.commit_hash,
+                    summary=_text(event.summary),
+                    diff=_text(event.diff),
+                    commit_hash=_text(event.commit_hash),
                     at=at,
                 ),
                 settled=state,
-                settled_reason=f"drift detection: {event.summary}",
+                settled_reason=f"drift detection: {_text(event.summary)}",
             )
         case _:
             return status
     return _shown(status, at)
+
+
+def _text(value: str) -> str:
+    """`value` without NUL characters, which the read model's jsonb refuses: a diff quotes
+    live objects and manifests, and one NUL there must not stop the projection for good."""
+    return value.replace("\x00", "\N{REPLACEMENT CHARACTER}")
 
 
 def _moved(

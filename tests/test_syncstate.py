@@ -117,6 +117,25 @@ def test_a_repeated_or_foreign_end_changes_nothing() -> None:
     )
 
 
+def test_text_quoted_from_outside_never_carries_a_nul() -> None:
+    """A NUL in a drift diff or a plan failure (quoted manifests) is replaced: jsonb refuses it."""
+    status = _fold(
+        _triggered("d1"),
+        DeploymentPlanFailed(deployment_id="d1", application_id=APP, reason="bad \x00 yaml"),
+        ApplicationSyncStateChanged(
+            application_id=APP, state="OUT_OF_SYNC", summary="x\x00", diff="- a\x00\n+ b"
+        ),
+    )
+    assert status.drift is not None
+    assert "\x00" not in status.drift.summary + status.drift.diff + status.reason
+    assert status.drift.diff == "- a\N{REPLACEMENT CHARACTER}\n+ b"
+    failed = _fold(
+        _triggered("d1"),
+        DeploymentPlanFailed(deployment_id="d1", application_id=APP, reason="bad \x00 yaml"),
+    )
+    assert failed.reason == "deployment d1 failed to plan: bad \N{REPLACEMENT CHARACTER} yaml"
+
+
 def test_api_sync_states_are_the_folds() -> None:
     """The API's documented sync states are exactly `SyncState`'s."""
     assert set(get_args(SyncStateName)) == {s.value for s in SyncState}
