@@ -1,4 +1,4 @@
-"""What an application label may look like: one rule for registrations and config files.
+"""Application labels: the rule they follow, where a config file's are recorded, the merge.
 
 A label reaches the event log, the `applications` read model (a jsonb index
 that refuses NUL characters), SQL filters and people's terminals, from an API
@@ -12,12 +12,19 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
+from shared.events.base import Event
+from shared.events.catalog import ApplicationConfigObserved
+from shared.streams import stream_id
+
 __all__ = [
     "LABEL_KEY_PATTERN",
     "LABEL_RULE",
     "LABEL_VALUE_PATTERN",
     "MAX_LABELS",
+    "config_labels_of",
+    "config_stream",
     "is_valid_label",
+    "merge_labels",
     "usable_labels",
 ]
 
@@ -50,3 +57,25 @@ def usable_labels(
         else:
             refused.append(repr(key[:64]))
     return tuple(kept), tuple(refused)
+
+
+def merge_labels(
+    registered: Iterable[tuple[str, str]], config: Iterable[tuple[str, str]]
+) -> dict[str, str]:
+    """An application's labels: the registration's, then its config file's over them (PipeCD
+    takes labels from the config). The `applications` projection does the same in SQL (`||`)."""
+    return dict(registered) | dict(config)
+
+
+def config_stream(application_id: str) -> str:
+    """`appconfig-<id>`: the gitwatcher's `ApplicationConfigObserved` for one application."""
+    return stream_id("appconfig", application_id)
+
+
+def config_labels_of(events: Iterable[Event]) -> tuple[tuple[str, str], ...] | None:
+    """The config labels an `appconfig-<id>` stream last recorded; None if it recorded none."""
+    labels = None
+    for event in events:
+        if isinstance(event, ApplicationConfigObserved):
+            labels = event.labels
+    return labels

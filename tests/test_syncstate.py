@@ -8,16 +8,11 @@ from typing import get_args
 
 from services.api.schemas import SyncStateName
 from services.drift.service import DriftState, decide
-from services.gitwatcher.decider import (
-    RepositoryState,
-    decide_config_observed,
-)
-from services.gitwatcher.decider import (
-    evolve as evolve_repository,
-)
+from services.gitwatcher.decider import decide_config_observed
 from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationConfigObserved,
+    ApplicationRegistered,
     ApplicationSyncStateChanged,
     DeploymentCompleted,
     DeploymentPlanFailed,
@@ -25,6 +20,8 @@ from shared.events.catalog import (
     DeploymentStarted,
     DeploymentTriggered,
 )
+from shared.labels import config_labels_of, merge_labels
+from shared.notify.facts import fold_application
 from shared.planning.drift import DriftResult
 from shared.syncstate import SyncState, SyncStatus, evolve
 
@@ -174,10 +171,23 @@ def test_config_labels_are_recorded_once_per_change() -> None:
             repository_id="config", application_id=APP, commit_hash="c1", labels=labels
         )
 
-    state = RepositoryState()
-    assert decide_config_observed(state, [observed(())]) == [observed(())]
-    state = evolve_repository(state, observed((("env", "prd"),)), 0)
-    assert decide_config_observed(state, [observed((("env", "prd"),))]) == []
-    assert decide_config_observed(state, [observed((("env", "stg"),))]) == [
-        observed((("env", "stg"),))
-    ]
+    prd = observed((("env", "prd"),))
+    assert config_labels_of([]) is None
+    assert decide_config_observed(config_labels_of([]), observed(())) == [observed(())]
+    assert decide_config_observed(config_labels_of([prd]), prd) == []
+    stg = observed((("env", "stg"),))
+    assert decide_config_observed(config_labels_of([prd]), stg) == [stg]
+
+
+def test_notifications_see_config_labels_over_registered_ones() -> None:
+    """A route on `env: prd` matches an app whose `env: prd` comes from its config file."""
+    registered = ApplicationRegistered(
+        application_id=APP, name="web", repository_id="config", path="web",
+        labels=(("env", "registered"), ("team", "web")),
+    )  # fmt: skip
+    config = ApplicationConfigObserved(
+        repository_id="config", application_id=APP, commit_hash="c1", labels=(("env", "prd"),)
+    )
+    facts = fold_application([registered], [config])
+    assert facts is not None and dict(facts.labels) == {"env": "prd", "team": "web"}
+    assert merge_labels(registered.labels, config.labels) == dict(facts.labels)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import posixpath
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
@@ -164,8 +164,6 @@ class RepositoryState:
     failure_kind: str = ""
     discovered: frozenset[str] = frozenset()
     """Config paths (`dir/filename`) already announced by `ApplicationConfigDiscovered`."""
-    config_labels: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
-    """Each registered application's config labels, as recorded by `ApplicationConfigObserved`."""
 
 
 def failure_kind(reason: str) -> str:
@@ -186,8 +184,6 @@ def evolve(state: RepositoryState, event: Event, version: int) -> RepositoryStat
             return replace(state, failing=False, failure_kind="")
         case ApplicationConfigDiscovered(path=path, config_filename=filename):
             return replace(state, discovered=state.discovered | {_config_key(path, filename)})
-        case ApplicationConfigObserved(application_id=app_id, labels=labels):
-            return replace(state, config_labels={**state.config_labels, app_id: labels})
     return state
 
 
@@ -294,8 +290,7 @@ def decide_discovered(
 
 
 def decide_config_observed(
-    state: RepositoryState, observed: Sequence[ApplicationConfigObserved]
+    recorded: tuple[tuple[str, str], ...] | None, observed: ApplicationConfigObserved
 ) -> list[Event]:
-    """Record an application's config labels when they differ from the last recorded ones
-    (or none were recorded yet), whichever replica gets there first."""
-    return [o for o in observed if state.config_labels.get(o.application_id) != o.labels]
+    """Record the labels read when they differ from the last recorded ones (or none were)."""
+    return [] if recorded == observed.labels else [observed]

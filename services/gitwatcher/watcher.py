@@ -65,7 +65,7 @@ from shared.events.catalog import (
     DeploymentTriggered,
 )
 from shared.git import Commit, GitError, GitRepository, redact
-from shared.labels import LABEL_RULE, usable_labels
+from shared.labels import LABEL_RULE, config_labels_of, config_stream, usable_labels
 from shared.logs import get_logger
 from shared.tracing import current_trace_headers
 
@@ -645,17 +645,35 @@ class RepositoryWatcher:
                     labels=labels,
                 )
             )
-        recorded = await self._append_decided(lambda s: decide_config_observed(s, observed))
+        for event in observed:
+            if await self._record_config(event):
+                log.info(
+                    "application_config_labels_observed",
+                    application_id=event.application_id,
+                    labels=dict(event.labels),
+                    commit_hash=head,
+                )
         for app in due:
             self._labels_read[_label_key(app)] = head
-        for event in recorded:
-            assert isinstance(event, ApplicationConfigObserved)
-            log.info(
-                "application_config_labels_observed",
-                application_id=event.application_id,
-                labels=dict(event.labels),
-                commit_hash=head,
-            )
+
+    async def _record_config(self, observed: ApplicationConfigObserved) -> bool:
+        """Append `observed` to `appconfig-<id>` if it says something new; True if appended."""
+        stream = config_stream(observed.application_id)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            history = await self.store.read_stream(stream)
+            events = decide_config_observed(config_labels_of(r.event for r in history), observed)
+            if not events:
+                return False
+            try:
+                await self.store.append(
+                    stream,
+                    new_events(events, metadata=event_metadata()),
+                    expected_version=history[-1].stream_version if history else NO_STREAM,
+                )
+            except ConcurrencyConflict:
+                continue  # another replica recorded first: decide again on what it wrote
+            return True
+        raise Unavailable(f"{stream}: still conflicting after {MAX_CONFLICT_RETRIES} tries")
 
     # Discovery ---------------------------------------------------------------------
 

@@ -137,10 +137,10 @@ class ApplicationConfigDiscovered(Event, tag="application_config_discovered", fr
 class ApplicationConfigObserved(Event, tag="application_config_observed", frozen=True):
     """A registered application's config file, read at a commit of its repository.
 
-    Stream `repository-<repoId>`. Appended by the gitwatcher when the config's
-    labels differ from the ones last recorded for the application (and once
-    for an application it had not read before), so the read model can merge
-    them with the registration's labels.
+    Stream `appconfig-<application_id>`, owned by the gitwatcher. Appended when
+    the config's labels differ from the ones last recorded for the application
+    (and once for an application not read before), so that readers merge them
+    with the registration's labels (`shared.labels.merge_labels`).
     """
 
     repository_id: str
