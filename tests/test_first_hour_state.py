@@ -26,13 +26,15 @@ import pytest
 
 from services.api.routes import API_PREFIX
 from shared.db import create_pool
-from shared.eventlog import EventStore
+from shared.eventlog import ANY, EventStore, new_events
 from shared.events.catalog import (
     ApplicationConfigObserved,
     ApplicationRegistered,
+    DeploymentTriggered,
     default_registry,
 )
 from shared.kubesim.testing import Kubectl, eventually, find_kubectl
+from shared.labels import config_stream
 from shared.projections import ProjectionRunner, replay
 from shared.projections.applications import ApplicationsProjection
 from shared.sandbox.control import PLATFORM_PROVIDER, REPOSITORY_ID
@@ -41,6 +43,8 @@ from shared.sandbox.sandbox import Sandbox, SandboxOptions
 from shared.sandbox.seed_layout import DEMO_DEV_CONFIG
 from tests.git_helpers import WorkRepo
 from tests.gitwatcher_support import events_of, make_gitwatcher, register, watched
+from tests.notifier_support import notifier_running, receivers, write_config
+from tests.support import Backends, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 APP = "account-dev"
@@ -318,3 +322,43 @@ async def test_config_labels_follow_commits_within_the_label_rule(
         {"env": "stg", "long": "y", "team": "web"},
         {"env": "stg", "long": "y"},
     )
+
+
+async def test_notification_routes_match_labels_from_the_config(
+    backends: Backends, store: EventStore, tmp_path: Path
+) -> None:
+    """A route on `env: prd` reaches an app registered as `env: dev` whose config says `prd`
+    (recorded before the deployment), and the message shows the merged labels."""
+    async with receivers() as server:
+        control = write_config(
+            tmp_path / "slipway.yaml",
+            server,
+            routes=[
+                {
+                    "name": "prd",
+                    "receiver": "slack",
+                    "events": ["DEPLOYMENT_TRIGGERED"],
+                    "labels": {"env": "prd"},
+                }
+            ],
+        )
+        registered = ApplicationRegistered(
+            application_id="web1", name="web", repository_id="config", path="web",
+            labels=(("env", "dev"), ("team", "web")),
+        )  # fmt: skip
+        await store.append("application-web1", new_events([registered]), expected_version=ANY)
+        observed = ApplicationConfigObserved(
+            repository_id="config", application_id="web1", commit_hash="c1",
+            labels=(("env", "prd"),),
+        )  # fmt: skip
+        await store.append(config_stream("web1"), new_events([observed]), expected_version=ANY)
+        async with notifier_running(control, backends):
+            trigger = DeploymentTriggered(
+                deployment_id="d1", application_id="web1", trigger="on_commit", commit_hash="c1"
+            )
+            await store.append("deployment-d1", new_events([trigger]), expected_version=ANY)
+            await wait_until(
+                lambda: len(server.at("/slack")) >= 1, within_s=30.0, what="a Slack message"
+            )
+        message = json.dumps(server.at("/slack")[0].body)
+        assert "env: prd" in message and "team: web" in message
