@@ -21,6 +21,7 @@ from services.api.decider import evolve
 from services.api.schemas import ApplicationResource, ApplicationSync
 from shared.events.base import RecordedEvent
 from shared.events.catalog import ApplicationDisabled, ApplicationEnabled, ApplicationRegistered
+from shared.labels import merge_labels
 from shared.syncstate import SyncStatus
 
 __all__ = ["from_events", "from_row"]
@@ -56,7 +57,7 @@ def from_events(
         path=state.path,
         config_filename=state.config_filename,
         platform_provider=state.platform_provider,
-        labels=dict(state.labels) | config_labels,
+        labels=merge_labels(state.labels, config_labels.items()),
         disabled=state.disabled,
         registered_at=registered.recorded_at,
         updated_at=changed.recorded_at,

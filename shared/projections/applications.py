@@ -36,7 +36,6 @@ CREATE TABLE {table} (
   labels             jsonb       NOT NULL,
   registered_labels  jsonb       NOT NULL,
   config_labels      jsonb       NOT NULL DEFAULT '{}',
-  config_commit      text        NOT NULL DEFAULT '',
   disabled           boolean     NOT NULL,
   registered_at      timestamptz NOT NULL,
   updated_at         timestamptz NOT NULL,
@@ -68,9 +67,9 @@ ON CONFLICT (application_id) DO UPDATE
 
 # Config labels and the sync state leave `updated_at` and `last_position` alone:
 # those say when the registration last changed (what the API's writes answer with).
+# `||` is `shared.labels.merge_labels` in SQL: the config's value wins on a shared key.
 _CONFIG_LABELS = """
-UPDATE {table} SET config_labels = $2::jsonb, config_commit = $3,
-                   labels = registered_labels || $2::jsonb
+UPDATE {table} SET config_labels = $2::jsonb, labels = registered_labels || $2::jsonb
 WHERE application_id = $1
 """
 
@@ -135,7 +134,6 @@ class ApplicationsProjection(SingleTableProjection):
                     self.sql(_CONFIG_LABELS, tables),
                     observed.application_id,
                     _json.encode(dict(observed.labels)).decode(),
-                    observed.commit_hash,
                 )
             case _ if isinstance(event.event, SYNC_EVENTS):
                 await self._sync(conn, [event], tables)
