@@ -155,23 +155,22 @@ def wait_options(parser: argparse.ArgumentParser, *, required: bool = False) -> 
 
 
 def _statuses(text: str) -> tuple[str, ...]:
-    statuses = tuple(s.strip().upper() for s in text.split(",") if s.strip())
-    unknown = sorted(set(statuses) - set(DEPLOYMENT_STATUSES))
-    if not statuses or unknown:
-        raise argparse.ArgumentTypeError(
-            f"statuses are among {', '.join(DEPLOYMENT_STATUSES)}; not {', '.join(unknown)}"
-        )
-    return statuses
+    return _among(text, DEPLOYMENT_STATUSES, "statuses")
 
 
 def _sync_states(text: str) -> tuple[str, ...]:
-    states = tuple(s.strip().upper() for s in text.split(",") if s.strip())
-    unknown = sorted(set(states) - set(SyncState))
-    if not states or unknown:
+    return _among(text, tuple(SyncState), "sync states")
+
+
+def _among(text: str, allowed: Sequence[str], what: str) -> tuple[str, ...]:
+    """`text`'s comma-separated words, upper-cased, each one of `allowed`; else a usage error."""
+    words = tuple(s.strip().upper() for s in text.split(",") if s.strip())
+    unknown = sorted(set(words) - set(allowed))
+    if not words or unknown:
         raise argparse.ArgumentTypeError(
-            f"sync states are among {', '.join(SyncState)}; not {', '.join(unknown) or text!r}"
+            f"{what} are among {', '.join(allowed)}; not {', '.join(unknown) or repr(text)}"
         )
-    return states
+    return words
 
 
 def _seconds(text: str) -> float:
