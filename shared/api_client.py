@@ -149,6 +149,7 @@ class ApiClient:
         name: str | None = None,
         labels: Mapping[str, str] | None = None,
         disabled: bool | None = None,
+        sync_states: Sequence[str] = (),
     ) -> list[JsonObject]:
         """Every matching application, ordered by name (following the pages)."""
         query: list[tuple[str, str]] = [("limit", str(_PAGE))]
@@ -157,6 +158,7 @@ class ApiClient:
         query.extend(("label", f"{key}={value}") for key, value in (labels or {}).items())
         if disabled is not None:
             query.append(("disabled", "true" if disabled else "false"))
+        query.extend(("sync_state", state) for state in sync_states)
         items: list[JsonObject] = []
         cursor: str | None = None
         while True:

@@ -101,9 +101,15 @@ async def test_add_list_get_round_trip_with_readable_and_json_output(api_url: st
     listed = await slipway("app", "list", api_url=api_url)
     assert listed.code == 0, listed.err
     header, *rows = listed.out.splitlines()
-    assert header.split() == ["NAME", "ID", "REPOSITORY", "PATH", "STATUS", "LABELS"]
+    assert header.split() == ["NAME", "ID", "REPOSITORY", "PATH", "STATUS", "SYNC", "LABELS"]
     assert [row.split()[0] for row in rows] == ["account-dev", "account-prd"]
-    assert rows[0].split()[2:] == ["config", "account/dev", "enabled", "env=dev,team=flags"]
+    assert rows[0].split()[2:] == [
+        "config",
+        "account/dev",
+        "enabled",
+        "UNKNOWN",
+        "env=dev,team=flags",
+    ]
 
     only_dev = await slipway("app", "list", "--label", "env=dev", "--json", api_url=api_url)
     assert [a["name"] for a in json.loads(only_dev.out)] == ["account-dev"]
@@ -112,6 +118,8 @@ async def test_add_list_get_round_trip_with_readable_and_json_output(api_url: st
     assert shown.code == 0, shown.err
     assert "name:              account-dev" in shown.out
     assert "labels:            env=dev,team=flags" in shown.out
+    assert "sync:              UNKNOWN\n" in shown.out
+    assert "last deployment:   -\n" in shown.out
 
 
 async def test_sync_maps_quick_to_quick_sync_and_records_the_request(

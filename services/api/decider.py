@@ -39,6 +39,13 @@ from shared.events.catalog import (
     ApplicationRegistered,
     SyncRequested,
 )
+from shared.labels import (
+    LABEL_KEY_PATTERN,
+    LABEL_RULE,
+    LABEL_VALUE_PATTERN,
+    MAX_LABELS,
+    is_valid_label,
+)
 
 __all__ = [
     "DEFAULT_CONFIG_FILENAME",
@@ -90,10 +97,7 @@ PATH_PATTERN: Final = rf"^(\.|{_SEGMENT}(/{_SEGMENT})*)$"
 """A directory relative to the repository root ('.' for the root itself); never '..'."""
 CONFIG_FILENAME_PATTERN: Final = rf"^{_SEGMENT}\.ya?ml$"
 PROVIDER_PATTERN: Final = r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$"
-LABEL_KEY_PATTERN: Final = r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$"
-LABEL_VALUE_PATTERN: Final = r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$"
 MAX_PATH_LENGTH: Final = 512
-MAX_LABELS: Final = 64
 DEFAULT_CONFIG_FILENAME: Final = "app.pipecd.yaml"
 
 RULES: Final[Mapping[str, str]] = {
@@ -105,8 +109,7 @@ RULES: Final[Mapping[str, str]] = {
     f"{MAX_PATH_LENGTH} characters of letters, digits and ._@+-, without '..' or empty parts",
     "config_filename": "a file name in that directory ending in .yaml or .yml",
     "platform_provider": "empty, or up to 63 letters, digits, '.', '-' or '_'",
-    "labels": f"at most {MAX_LABELS} labels; keys up to 63 letters, digits and ._/-, values "
-    "empty or up to 63 letters, digits and ._- (both starting and ending alphanumeric)",
+    "labels": LABEL_RULE,
     "strategy": "one of " + ", ".join(STRATEGIES),
 }
 """What each command field must look like, in words (error messages and the API docs)."""
@@ -118,8 +121,6 @@ _PATTERNS: Final = {
     "config_filename": re.compile(CONFIG_FILENAME_PATTERN),
     "platform_provider": re.compile(PROVIDER_PATTERN),
 }
-_LABEL_KEY: Final = re.compile(LABEL_KEY_PATTERN)
-_LABEL_VALUE: Final = re.compile(LABEL_VALUE_PATTERN)
 
 
 # --- refusals -----------------------------------------------------------------------------
@@ -274,7 +275,7 @@ def check_registration(command: RegisterApplication) -> None:
     if len(set(keys)) != len(keys):
         raise Invalid("labels", "a label key appears more than once")
     for key, value in command.labels:
-        if not _LABEL_KEY.fullmatch(key) or not _LABEL_VALUE.fullmatch(value):
+        if not is_valid_label(key, value):
             raise Invalid("labels", f"label {key}={value} is not valid: {RULES['labels']}")
 
 

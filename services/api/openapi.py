@@ -17,6 +17,7 @@ import msgspec
 from services.api.deployments import DeploymentResource
 from services.api.routes import API_PREFIX
 from services.api.schemas import (
+    SYNC_STATES,
     ApiKeyList,
     ApiKeyResource,
     ApplicationDeletion,
@@ -270,6 +271,11 @@ def _paths() -> dict[str, Any]:
                         {"type": "boolean"},
                     ),
                     _query("repository_id", "Only those of this repository.", _TEXT),
+                    _list_query(
+                        "sync_state",
+                        "Only those in these sync states (repeat, or comma-separate).",
+                        {"type": "string", "enum": list(SYNC_STATES)},
+                    ),
                     _limit("Page size.", maximum=1000, default=100),
                     _query("cursor", "`next_cursor` of the previous page.", _TEXT),
                     _MIN_POSITION,

@@ -43,7 +43,8 @@ PROJECTION: Final = "applications"
 _POLL_S: Final = 0.02
 
 _COLUMNS: Final = """application_id, name, repository_id, path, config_filename,
-platform_provider, labels, disabled, registered_at, updated_at, last_position"""
+platform_provider, labels, disabled, registered_at, updated_at, last_position,
+registered_labels, config_labels, sync_state, sync"""
 
 _LIST: Final = f"""
 SELECT {_COLUMNS} FROM applications
@@ -52,6 +53,7 @@ WHERE ($1::text IS NULL OR name = $1)
   AND ($3::boolean IS NULL OR disabled = $3)
   AND ($4::text IS NULL OR repository_id = $4)
   AND ($5::text IS NULL OR name > $5)
+  AND ($7::text[] IS NULL OR sync_state = ANY($7::text[]))
 ORDER BY name
 LIMIT $6
 """
@@ -107,6 +109,8 @@ class ApplicationFilter(msgspec.Struct, frozen=True, kw_only=True):
     """Each of these labels, with these values."""
     disabled: bool | None = None
     repository_id: str | None = None
+    sync_states: tuple[str, ...] | None = None
+    """Any of these sync states."""
 
 
 async def list_applications(
@@ -120,7 +124,14 @@ async def list_applications(
     labels = _json.encode(dict(wanted.labels)).decode() if wanted.labels else None
     async with _view("list applications"):
         rows = await pool.fetch(
-            _LIST, wanted.name, labels, wanted.disabled, wanted.repository_id, after, limit + 1
+            _LIST,
+            wanted.name,
+            labels,
+            wanted.disabled,
+            wanted.repository_id,
+            after,
+            limit + 1,
+            list(wanted.sync_states) if wanted.sync_states else None,
         )
     items = [resources.from_row(row) for row in rows[:limit]]
     return items, (items[-1].name if len(rows) > limit else None)

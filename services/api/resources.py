@@ -5,7 +5,9 @@ the state its own events produce (the projection may not have caught up
 yet), and a read answers from the `applications` view; the fields mirror
 that projection (`shared/projections/applications.py`), including which
 events move `updated_at` and `position` (registration, disabling, enabling;
-not syncs).
+not syncs). What an application's own stream cannot tell — the config
+file's labels and the sync state — a write's answer takes from the row the
+projection has at that moment (`current`).
 """
 
 from __future__ import annotations
@@ -16,18 +18,26 @@ import asyncpg
 import msgspec
 
 from services.api.decider import evolve
-from services.api.schemas import ApplicationResource
+from services.api.schemas import ApplicationResource, ApplicationSync
 from shared.events.base import RecordedEvent
 from shared.events.catalog import ApplicationDisabled, ApplicationEnabled, ApplicationRegistered
+from shared.labels import merge_labels
+from shared.syncstate import SyncStatus
 
 __all__ = ["from_events", "from_row"]
 
 _CHANGES_VIEW = (ApplicationRegistered, ApplicationDisabled, ApplicationEnabled)
 _labels = msgspec.json.Decoder(dict[str, str])
+_sync = msgspec.json.Decoder(SyncStatus)
 
 
-def from_events(history: Sequence[RecordedEvent]) -> ApplicationResource | None:
-    """The application after `history` (its stream, in order); None if it is not registered."""
+def from_events(
+    history: Sequence[RecordedEvent], current: ApplicationResource | None = None
+) -> ApplicationResource | None:
+    """The application after `history` (its stream, in order); None if it is not registered.
+
+    `current` (the projection's row, if it has one) supplies the config labels and the sync
+    state, which other streams decide."""
     state = None
     registered: RecordedEvent | None = None
     changed: RecordedEvent | None = None
@@ -39,6 +49,7 @@ def from_events(history: Sequence[RecordedEvent]) -> ApplicationResource | None:
                 registered = recorded
     if state is None or registered is None or changed is None:
         return None
+    config_labels = current.config_labels if current is not None else {}
     return ApplicationResource(
         application_id=state.application_id,
         name=state.name,
@@ -46,17 +57,20 @@ def from_events(history: Sequence[RecordedEvent]) -> ApplicationResource | None:
         path=state.path,
         config_filename=state.config_filename,
         platform_provider=state.platform_provider,
-        labels=dict(state.labels),
+        labels=merge_labels(state.labels, config_labels.items()),
         disabled=state.disabled,
         registered_at=registered.recorded_at,
         updated_at=changed.recorded_at,
         position=changed.global_position,
+        registered_labels=dict(state.labels),
+        config_labels=dict(config_labels),
+        sync_state=current.sync_state if current is not None else "UNKNOWN",
+        sync=current.sync if current is not None else ApplicationSync(),
     )
 
 
 def from_row(row: asyncpg.Record) -> ApplicationResource:
     """A row of the `applications` view."""
-    labels = row["labels"]
     return ApplicationResource(
         application_id=row["application_id"],
         name=row["name"],
@@ -64,9 +78,28 @@ def from_row(row: asyncpg.Record) -> ApplicationResource:
         path=row["path"],
         config_filename=row["config_filename"],
         platform_provider=row["platform_provider"],
-        labels=_labels.decode(labels) if isinstance(labels, str | bytes) else dict(labels),
+        labels=_labels.decode(row["labels"]),
         disabled=row["disabled"],
         registered_at=row["registered_at"],
         updated_at=row["updated_at"],
         position=row["last_position"],
+        registered_labels=_labels.decode(row["registered_labels"]),
+        config_labels=_labels.decode(row["config_labels"]),
+        sync_state=row["sync_state"],
+        sync=sync_of(row["sync"]),
+    )
+
+
+def sync_of(stored: str) -> ApplicationSync:
+    """The API's view of the projection's `shared.syncstate.SyncStatus` (stored as JSON)."""
+    if stored == "{}":
+        return ApplicationSync()
+    status = _sync.decode(stored)
+    return ApplicationSync(
+        state=status.state.value,
+        reason=status.reason,
+        since=status.since,
+        running_commit=status.running_commit,
+        last_deployment=status.last_deployment,
+        drift=status.drift,
     )

@@ -8,7 +8,7 @@ schemas are generated from them: what is documented is what is enforced.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 import msgspec
 from msgspec import Meta
@@ -26,6 +26,7 @@ from services.api.decider import (
     RULES,
     Strategy,
 )
+from shared.syncstate import Drift, LastDeployment
 
 Name = Annotated[str, Meta(pattern=NAME_PATTERN, description=RULES["name"])]
 RepositoryId = Annotated[str, Meta(pattern=NAME_PATTERN, description=RULES["repository_id"])]
@@ -84,6 +85,29 @@ class SyncApplicationRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_u
     strategy: Annotated[Strategy, Meta(description=RULES["strategy"])] = "auto"
 
 
+SyncStateName = Literal["UNKNOWN", "SYNCED", "OUT_OF_SYNC", "DEPLOYING"]
+SYNC_STATES: Final = get_args(SyncStateName)
+
+
+class ApplicationSync(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether the live state matches git (derived as the README's "Sync state" says)."""
+
+    state: SyncStateName = "UNKNOWN"
+    reason: Annotated[str, Meta(description="Why the state is what it is.")] = ""
+    since: Annotated[datetime | None, Meta(description="When the state was entered.")] = None
+    running_commit: Annotated[
+        str, Meta(description='The commit of the last successful deployment; "" before one.')
+    ] = ""
+    last_deployment: Annotated[
+        LastDeployment | None,
+        Meta(description="The most recently triggered deployment, with its status and when."),
+    ] = None
+    drift: Annotated[
+        Drift | None,
+        Meta(description="Drift detection's latest verdict, with the whole diff."),
+    ] = None
+
+
 class ApplicationResource(msgspec.Struct, frozen=True, kw_only=True):
     """A registered application."""
 
@@ -93,11 +117,26 @@ class ApplicationResource(msgspec.Struct, frozen=True, kw_only=True):
     path: str
     config_filename: str
     platform_provider: str
-    labels: dict[str, str]
+    labels: Annotated[
+        dict[str, str],
+        Meta(
+            description="The registration's labels merged with the config file's "
+            "(`spec.labels`), the config's winning on a shared key."
+        ),
+    ]
     disabled: bool
     registered_at: datetime
     updated_at: datetime
     position: Position
+    registered_labels: Annotated[
+        dict[str, str], Meta(description="The labels given at registration.")
+    ] = msgspec.field(default_factory=dict)
+    config_labels: Annotated[
+        dict[str, str],
+        Meta(description="`spec.labels` of the config file at the last commit read."),
+    ] = msgspec.field(default_factory=dict)
+    sync_state: SyncStateName = "UNKNOWN"
+    sync: ApplicationSync = msgspec.field(default_factory=ApplicationSync)
 
 
 class ApplicationList(msgspec.Struct, frozen=True, kw_only=True):

@@ -6,7 +6,9 @@ reads the live objects Slipway labelled for it and runs
 `shared.planning.drift.detect_drift`. It appends to `drift-<application_id>`
 (with the version it read, so two replicas never record one change twice):
 
-- `ApplicationSyncStateChanged` only when the state or the summary changes;
+- `ApplicationSyncStateChanged` only when the state or the summary changes, or
+  when the state differs from the application's sync state (`shared.syncstate`:
+  a deployment that ended since the last verdict may have set it otherwise);
 - with `trigger.onOutOfSync` enabled, a `DeploymentTriggered(on_out_of_sync)`
   on `deployment-<id>` whose id is derived from the app, the commit and "drift";
 - for an `ApplicationDeleted(cascade=True)`, it deletes exactly the objects
@@ -49,6 +51,8 @@ from shared.git import GitCache
 from shared.logs import get_logger
 from shared.planning.drift import DriftResult, detect_drift
 from shared.platform import KubernetesPlatform
+from shared.syncstate import SYNC_EVENTS, SyncState, SyncStatus
+from shared.syncstate import evolve as evolve_sync
 
 __all__ = [
     "DriftDetector",
@@ -139,16 +143,23 @@ def decide(
     on_out_of_sync: bool,
     repository_id: str = "",
     window_elapsed: bool = True,
+    current: str = "",
 ) -> tuple[list[Event], list[Event]]:
     """(events for `drift-<id>`, events for the deployment stream): empty when nothing is due.
 
-    The state change is recorded once. The `onOutOfSync` trigger is asked for on
-    every round the application is out of sync and `minWindow` has passed since
-    its last deployment (PipeCD's rule: no redeploy storm right after a deploy);
-    its id is derived from app and commit, so asking again appends nothing.
+    The state change is recorded once. `current` is the application's sync state as
+    its events derive it (`shared.syncstate`); a verdict that contradicts it is
+    recorded even when drift's own last verdict said the same, so that the state
+    shown never keeps a deployment's claim that the live objects disprove.
+
+    The `onOutOfSync` trigger is asked for on every round the application is out of
+    sync and `minWindow` has passed since its last deployment (PipeCD's rule: no
+    redeploy storm right after a deploy); its id is derived from app and commit, so
+    asking again appends nothing.
     """
     changed: list[Event] = []
-    if (result.state, result.summary) != (state.state, state.summary):
+    contradicted = current in (SyncState.SYNCED, SyncState.OUT_OF_SYNC) and result.state != current
+    if (result.state, result.summary) != (state.state, state.summary) or contradicted:
         changed.append(
             ApplicationSyncStateChanged(
                 application_id=application_id,
@@ -181,6 +192,7 @@ class _App:
     last_completed_at: datetime | None = None
     unchecked: str = ""
     """Why drift cannot be checked (logged once, not every round); "" when it can."""
+    sync: SyncStatus = field(default_factory=SyncStatus)
 
 
 class DriftDetector:
@@ -272,6 +284,7 @@ class DriftDetector:
             on_out_of_sync=not spec.trigger.on_out_of_sync.disabled,
             repository_id=app.repository_id,
             window_elapsed=window_elapsed,
+            current=known.sync.state if known is not None else "",
         )
         if drift_events:
             await self.store.append(
@@ -347,9 +360,22 @@ class DriftDetector:
             self._position = LogPosition(batch[-1].tx_id, batch[-1].global_position)
 
     def _fold(self, recorded: RecordedEvent) -> None:
+        event = recorded.event
+        if isinstance(event, SYNC_EVENTS):
+            app_id = getattr(event, "application_id")  # noqa: B009 - every SYNC_EVENTS has one
+            if app_id in self._apps:
+                app = self._apps[app_id]
+                app.sync = evolve_sync(app.sync, event, recorded.recorded_at)
         match recorded.event:
             case ApplicationRegistered() as registered:
-                self._apps[registered.application_id] = _App(registered)
+                # A new registration describes the same application: what its
+                # deployments said (active ones, sync state) still holds.
+                known = self._apps.get(registered.application_id)
+                self._apps[registered.application_id] = (
+                    _App(registered)
+                    if known is None
+                    else dataclasses.replace(known, registered=registered, deleted=None)
+                )
             case ApplicationDeleted(application_id=app_id) as deleted if app_id in self._apps:
                 self._apps[app_id].deleted = deleted
             case DeploymentTriggered(application_id=app_id, deployment_id=deployment_id) if (

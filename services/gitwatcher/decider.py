@@ -22,6 +22,7 @@ from shared.eventlog import NO_STREAM, deterministic_event_id
 from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationConfigDiscovered,
+    ApplicationConfigObserved,
     CommitObserved,
     DeploymentTriggered,
     RepositoryFetchFailed,
@@ -40,6 +41,7 @@ __all__ = [
     "TriggerConfig",
     "backoff_s",
     "decide_commit_observed",
+    "decide_config_observed",
     "decide_discovered",
     "decide_fetch_failed",
     "decide_fetch_succeeded",
@@ -282,3 +284,13 @@ def decide_discovered(
 ) -> list[Event]:
     """Announce each candidate config once, whichever replica gets there first."""
     return [c for c in candidates if _config_key(c.path, c.config_filename) not in state.discovered]
+
+
+# Config labels -----------------------------------------------------------------
+
+
+def decide_config_observed(
+    recorded: tuple[tuple[str, str], ...] | None, observed: ApplicationConfigObserved
+) -> list[Event]:
+    """Record the labels read when they differ from the last recorded ones (or none were)."""
+    return [] if recorded == observed.labels else [observed]

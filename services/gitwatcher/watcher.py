@@ -43,6 +43,7 @@ from services.gitwatcher.decider import (
     TriggerConfig,
     backoff_s,
     decide_commit_observed,
+    decide_config_observed,
     decide_discovered,
     decide_fetch_failed,
     decide_fetch_succeeded,
@@ -57,8 +58,14 @@ from shared.db import CONNECTION_ERRORS
 from shared.errors import ConcurrencyConflict, ConfigError, IdempotencyViolation, Unavailable
 from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.events.base import Event, Metadata, NewEvent
-from shared.events.catalog import ApplicationConfigDiscovered, CommitObserved, DeploymentTriggered
+from shared.events.catalog import (
+    ApplicationConfigDiscovered,
+    ApplicationConfigObserved,
+    CommitObserved,
+    DeploymentTriggered,
+)
 from shared.git import Commit, GitError, GitRepository, redact
+from shared.labels import LABEL_RULE, config_labels_of, config_stream, usable_labels
 from shared.logs import get_logger
 from shared.tracing import current_trace_headers
 
@@ -221,6 +228,8 @@ class RepositoryWatcher:
         self._wake = asyncio.Event()
         self._wake_source = "poll"
         self._discovered_at = ""
+        self._labels_read: dict[tuple[str, str], str] = {}
+        """(application, config path) → the head whose config labels were last read."""
         self._trouble = 0
 
     # The loop -------------------------------------------------------------------
@@ -299,6 +308,7 @@ class RepositoryWatcher:
         if self._discovered_at != head:
             await self._discover(head)
             self._discovered_at = head
+        await self._observe_config_labels(head)
 
     async def head_for_sync(self) -> str:
         """The branch head to deploy on command: fetched now, else the last one observed."""
@@ -597,6 +607,74 @@ class RepositoryWatcher:
             return None
         return result
 
+    # Config labels -----------------------------------------------------------------
+
+    async def _observe_config_labels(self, head: str) -> None:
+        """Record the `spec.labels` of each registered application's config at `head` that
+        changed (or were never recorded): read once per application and head.
+
+        A config that is absent or does not parse leaves the recorded labels as they are
+        (the planner reports a broken config on the deployment); labels that break the
+        label rule (`shared.labels`) are left out and logged.
+        """
+        apps = await self._registered_apps()
+        due = [app for app in apps if self._labels_read.get(_label_key(app)) != head]
+        if not due:
+            return
+        contents = await self.git.read_files(head, sorted({app.config_path for app in due}))
+        observed = []
+        for app in due:
+            content = contents[app.config_path]
+            facts = self._parse(app.config_path, content) if content is not None else None
+            if facts is None:
+                continue
+            # A label from a repository is as untrusted as one from the API: the same rule.
+            labels, refused = usable_labels(facts.labels)
+            if refused:
+                log.warning(
+                    "application_config_labels_refused",
+                    path=app.config_path,
+                    keys=", ".join(refused[:10]),
+                    rule=LABEL_RULE,
+                )
+            observed.append(
+                ApplicationConfigObserved(
+                    repository_id=self.spec.repository_id,
+                    application_id=app.application_id,
+                    commit_hash=head,
+                    labels=labels,
+                )
+            )
+        for event in observed:
+            if await self._record_config(event):
+                log.info(
+                    "application_config_labels_observed",
+                    application_id=event.application_id,
+                    labels=dict(event.labels),
+                    commit_hash=head,
+                )
+        for app in due:
+            self._labels_read[_label_key(app)] = head
+
+    async def _record_config(self, observed: ApplicationConfigObserved) -> bool:
+        """Append `observed` to `appconfig-<id>` if it says something new; True if appended."""
+        stream = config_stream(observed.application_id)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            history = await self.store.read_stream(stream)
+            events = decide_config_observed(config_labels_of(r.event for r in history), observed)
+            if not events:
+                return False
+            try:
+                await self.store.append(
+                    stream,
+                    new_events(events, metadata=event_metadata()),
+                    expected_version=history[-1].stream_version if history else NO_STREAM,
+                )
+            except ConcurrencyConflict:
+                continue  # another replica recorded first: decide again on what it wrote
+            return True
+        raise Unavailable(f"{stream}: still conflicting after {MAX_CONFLICT_RETRIES} tries")
+
     # Discovery ---------------------------------------------------------------------
 
     async def _discover(self, head: str) -> None:
@@ -638,6 +716,10 @@ class RepositoryWatcher:
                 config_filename=event.config_filename,
                 name=event.name,
             )
+
+
+def _label_key(app: RegisteredApp) -> tuple[str, str]:
+    return (app.application_id, app.config_path)
 
 
 @lru_cache(maxsize=2048)

@@ -34,6 +34,7 @@ from shared.config.control import NotificationRoute
 from shared.eventlog import NO_STREAM, EventStore, deterministic_event_id
 from shared.events.base import Metadata, NewEvent, RecordedEvent
 from shared.events.catalog import NotificationScheduled
+from shared.labels import config_stream
 from shared.logs import get_logger
 from shared.notify.catalog import NotificationType, notification_types_of
 from shared.notify.facts import AppFacts, DeploymentFacts, fold_application, fold_deployment
@@ -204,7 +205,11 @@ class Notifier:
         if not isinstance(application_id, str) or not application_id:
             return None
         history = await self.store.read_stream(stream_id("application", application_id), conn=conn)
-        return fold_application(e.event for e in history) or AppFacts(
+        # The config's labels as they were at this event, also when composed again later.
+        config = await self.store.read_stream(
+            config_stream(application_id), up_to_position=recorded.global_position, conn=conn
+        )
+        return fold_application((e.event for e in history), (e.event for e in config)) or AppFacts(
             application_id=application_id, name=application_id
         )
 

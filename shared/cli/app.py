@@ -47,6 +47,7 @@ from shared.api_client import (
     wait_for_cascade,
     wait_for_status,
 )
+from shared.syncstate import SyncState
 
 EXIT_OK: Final = 0
 EXIT_API_ERROR: Final = 1
@@ -94,6 +95,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     state = listing.add_mutually_exclusive_group()
     state.add_argument("--disabled", dest="disabled", action="store_const", const=True)
     state.add_argument("--enabled", dest="disabled", action="store_const", const=False)
+    listing.add_argument(
+        "--sync-state",
+        type=_sync_states,
+        default=(),
+        metavar="STATE[,STATE…]",
+        help=f"only those in one of these sync states ({', '.join(SyncState)})",
+    )
     listing.set_defaults(handler=run_with_client(_list))
 
     get = commands.add_parser("get", parents=[common], help="show an application")
@@ -179,13 +187,22 @@ def wait_options(parser: argparse.ArgumentParser, *, required: bool = False) -> 
 
 def statuses(text: str) -> tuple[str, ...]:
     """An argparse type: comma-separated deployment statuses (any case); a usage error else."""
-    wanted = tuple(s.strip().upper() for s in text.split(",") if s.strip())
-    unknown = sorted(set(wanted) - set(DEPLOYMENT_STATUSES))
-    if not wanted or unknown:
+    return _among(text, DEPLOYMENT_STATUSES, "statuses")
+
+
+def _sync_states(text: str) -> tuple[str, ...]:
+    return _among(text, tuple(SyncState), "sync states")
+
+
+def _among(text: str, allowed: Sequence[str], what: str) -> tuple[str, ...]:
+    """`text`'s comma-separated words, upper-cased, each one of `allowed`; else a usage error."""
+    words = tuple(s.strip().upper() for s in text.split(",") if s.strip())
+    unknown = sorted(set(words) - set(allowed))
+    if not words or unknown:
         raise argparse.ArgumentTypeError(
-            f"statuses are among {', '.join(DEPLOYMENT_STATUSES)}; not {', '.join(unknown)}"
+            f"{what} are among {', '.join(allowed)}; not {', '.join(unknown) or repr(text)}"
         )
-    return wanted
+    return words
 
 
 def positive_int(text: str) -> int:
@@ -282,7 +299,9 @@ def _add(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _list(client: ApiClient, args: argparse.Namespace) -> int:
-    apps = client.list_applications(labels=_labels(args.labels), disabled=args.disabled)
+    apps = client.list_applications(
+        labels=_labels(args.labels), disabled=args.disabled, sync_states=args.sync_state
+    )
     if args.json:
         print_json(apps)
     elif not apps:
@@ -400,7 +419,7 @@ def _format_keys(keys: Sequence[str]) -> str:
 # --- output ---------------------------------------------------------------------------------
 
 
-_COLUMNS: Final = ("NAME", "ID", "REPOSITORY", "PATH", "STATUS", "LABELS")
+_COLUMNS: Final = ("NAME", "ID", "REPOSITORY", "PATH", "STATUS", "SYNC", "LABELS")
 
 
 def _table(apps: Sequence[Mapping[str, Any]]) -> str:
@@ -411,6 +430,7 @@ def _table(apps: Sequence[Mapping[str, Any]]) -> str:
             app["repository_id"],
             app["path"],
             _status(app),
+            app.get("sync_state", "UNKNOWN"),
             _format_labels(app["labels"]) or "-",
         )
         for app in apps
@@ -442,10 +462,43 @@ def _show(app: Mapping[str, Any], as_json: bool) -> None:
         ("status", _status(app)),
         ("registered at", app["registered_at"]),
         ("updated at", app["updated_at"]),
+        *_sync_fields(app.get("sync") or {}),
     )
     width = max(len(label) for label, _ in fields) + 1
     for label, value in fields:
         print(f"{label + ':':<{width}} {value}")
+    drift = (app.get("sync") or {}).get("drift")
+    if drift and drift.get("diff"):
+        # In full: the diff is what a person needs to decide, never cut short here.
+        print(f"drift diff (at commit {drift['commit_hash'][:12] or '-'}):")
+        for line in drift["diff"].splitlines():
+            print(f"  {line}")
+
+
+def _sync_fields(sync: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """`app get`'s lines about the sync state (shared/syncstate.py says how it is derived)."""
+    state = sync.get("state", "UNKNOWN")
+    since = f" since {sync['since']}" if sync.get("since") else ""
+    reason = f" ({sync['reason']})" if sync.get("reason") else ""
+    last = sync.get("last_deployment")
+    drift = sync.get("drift")
+    return [
+        ("sync", f"{state}{since}{reason}"),
+        ("running commit", sync.get("running_commit") or "-"),
+        (
+            "last deployment",
+            f"{last['deployment_id']} {last['status']} at {last['at']} "
+            f"(commit {last['commit_hash'][:12]})"
+            if last
+            else "-",
+        ),
+        (
+            "drift",
+            f"{drift['state']} at {drift['at']}: {drift['summary']}"
+            if drift
+            else "not checked yet",
+        ),
+    ]
 
 
 def _status(app: Mapping[str, Any]) -> str:

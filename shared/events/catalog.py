@@ -165,6 +165,21 @@ class ApplicationConfigDiscovered(Event, tag="application_config_discovered", fr
     commit_hash: str = ""
 
 
+class ApplicationConfigObserved(Event, tag="application_config_observed", frozen=True):
+    """A registered application's config file, read at a commit of its repository.
+
+    Stream `appconfig-<application_id>`, owned by the gitwatcher. Appended when
+    the config's labels differ from the ones last recorded for the application
+    (and once for an application not read before), so that readers merge them
+    with the registration's labels (`shared.labels.merge_labels`).
+    """
+
+    repository_id: str
+    application_id: str
+    commit_hash: str
+    labels: tuple[tuple[str, str], ...] = ()
+
+
 # Deployments (stream `deployment-<deployment_id>`) -----------------------------
 
 
@@ -509,6 +524,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     RepositoryRecovered,
     WebhookRejected,
     ApplicationConfigDiscovered,
+    ApplicationConfigObserved,
     DeploymentTriggered,
     DeploymentQueued,
     DeploymentPlanned,

@@ -1,8 +1,10 @@
 """What a notification says about its application and deployment, folded from their streams.
 
-Pure folds: the notifier reads `application-<id>` and `deployment-<id>` (the
-latter only up to the event being notified, so a message describes the
-deployment as it was then, also when it is rendered again after a restart).
+Pure folds: the notifier reads `application-<id>`, `appconfig-<id>` (the
+config file's labels, which routes match together with the registration's)
+and `deployment-<id>` (the latter two only up to the event being notified, so
+a message describes things as they were then, also when it is rendered again
+after a restart).
 
 `DeploymentFacts` is not the deployment's state (`shared.deployments`, which
 the executor and the API fold): it is what a message says at one moment —
@@ -31,6 +33,7 @@ from shared.events.catalog import (
     StageCompleted,
     StageStarted,
 )
+from shared.labels import config_labels_of, merge_labels
 
 __all__ = ["AppFacts", "DeploymentFacts", "fold_application", "fold_deployment"]
 
@@ -63,15 +66,21 @@ class DeploymentFacts(msgspec.Struct, frozen=True, kw_only=True):
     cancelled_by: str = ""
 
 
-def fold_application(events: Iterable[Event]) -> AppFacts | None:
-    """The application as its latest registration describes it; None if never registered."""
+def fold_application(events: Iterable[Event], config: Iterable[Event] = ()) -> AppFacts | None:
+    """The application as its latest registration describes it, with the labels of its config
+    file (`config`: its `appconfig-<id>` stream) over the registration's; None if never
+    registered."""
     facts: AppFacts | None = None
     for event in events:
         if isinstance(event, ApplicationRegistered):
             facts = AppFacts(
                 application_id=event.application_id, name=event.name, labels=event.labels
             )
-    return facts
+    config_labels = config_labels_of(config)
+    if facts is None or not config_labels:
+        return facts
+    merged = merge_labels(facts.labels, config_labels)
+    return msgspec.structs.replace(facts, labels=tuple(sorted(merged.items())))
 
 
 def fold_deployment(deployment_id: str, events: Iterable[Event]) -> DeploymentFacts:

@@ -1,20 +1,29 @@
-"""The `applications` read model: one row per registered application, for the API and UI."""
+"""The `applications` read model: one row per registered application, for the API and UI.
+
+`labels` are the registration's labels merged with those of the application's
+config file at the last commit the gitwatcher read (`ApplicationConfigObserved`),
+the config's winning on a shared key; both sources are kept beside them.
+`sync_state` and `sync` are `shared.syncstate`'s fold of the application's
+deployment and drift events.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 import msgspec
 
 from shared.events.base import RecordedEvent
 from shared.events.catalog import (
+    ApplicationConfigObserved,
     ApplicationDeleted,
     ApplicationDisabled,
     ApplicationEnabled,
     ApplicationRegistered,
 )
 from shared.projections.single_table import SingleTableProjection
+from shared.syncstate import SYNC_EVENTS, SyncStatus, evolve
 
 _DDL = """
 CREATE TABLE {table} (
@@ -25,27 +34,50 @@ CREATE TABLE {table} (
   config_filename    text        NOT NULL,
   platform_provider  text        NOT NULL,
   labels             jsonb       NOT NULL,
+  registered_labels  jsonb       NOT NULL,
+  config_labels      jsonb       NOT NULL DEFAULT '{}',
   disabled           boolean     NOT NULL,
   registered_at      timestamptz NOT NULL,
   updated_at         timestamptz NOT NULL,
-  last_position      bigint      NOT NULL
+  last_position      bigint      NOT NULL,
+  sync_state         text        NOT NULL DEFAULT 'UNKNOWN',
+  sync               jsonb       NOT NULL DEFAULT '{}'
 );
 CREATE INDEX ON {table} (repository_id);
 CREATE INDEX ON {table} USING gin (labels);
+CREATE INDEX ON {table} (sync_state);
 """
 
 # A second registration of the same application updates its description but
-# leaves `disabled` alone: only disabling and enabling change that.
+# leaves `disabled` alone: only disabling and enabling change that. Its labels
+# stay under the config's (`||` keeps the right-hand value of a shared key).
 _REGISTER = """
-INSERT INTO {table} (application_id, name, repository_id, path, config_filename,
-                     platform_provider, labels, disabled, registered_at, updated_at,
-                     last_position)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, false, $8, $8, $9)
+INSERT INTO {table} AS a (application_id, name, repository_id, path, config_filename,
+                          platform_provider, labels, registered_labels, disabled,
+                          registered_at, updated_at, last_position)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $7::jsonb, false, $8, $8, $9)
 ON CONFLICT (application_id) DO UPDATE
   SET name = excluded.name, repository_id = excluded.repository_id, path = excluded.path,
       config_filename = excluded.config_filename,
-      platform_provider = excluded.platform_provider, labels = excluded.labels,
+      platform_provider = excluded.platform_provider,
+      registered_labels = excluded.registered_labels,
+      labels = excluded.registered_labels || a.config_labels,
       updated_at = excluded.updated_at, last_position = excluded.last_position
+"""
+
+# Config labels and the sync state leave `updated_at` and `last_position` alone:
+# those say when the registration last changed (what the API's writes answer with).
+# `||` is `shared.labels.merge_labels` in SQL: the config's value wins on a shared key.
+_CONFIG_LABELS = """
+UPDATE {table} SET config_labels = $2::jsonb, labels = registered_labels || $2::jsonb
+WHERE application_id = $1
+"""
+
+_SYNC_OF = "SELECT application_id, sync FROM {table} WHERE application_id = ANY($1::text[])"
+_SET_SYNC = """
+UPDATE {table} AS a SET sync_state = u.state, sync = u.sync::jsonb
+FROM unnest($1::text[], $2::text[], $3::text[]) AS u(application_id, state, sync)
+WHERE a.application_id = u.application_id
 """
 
 _SET_DISABLED = """
@@ -57,6 +89,7 @@ WHERE application_id = $1
 _DELETE = "DELETE FROM {table} WHERE application_id = $1"
 
 _json = msgspec.json.Encoder()
+_sync = msgspec.json.Decoder(SyncStatus)
 
 
 class ApplicationsProjection(SingleTableProjection):
@@ -66,7 +99,8 @@ class ApplicationsProjection(SingleTableProjection):
     ddl = _DDL
     # 2: ApplicationEnabled clears `disabled` (version 1 ignored it).
     # 3: ApplicationDeleted drops the row.
-    version = 3
+    # 4: config labels merged into `labels`; the sync state.
+    version = 4
 
     async def apply(
         self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]
@@ -95,5 +129,66 @@ class ApplicationsProjection(SingleTableProjection):
                 )
             case ApplicationDeleted() as deleted:
                 await conn.execute(self.sql(_DELETE, tables), deleted.application_id)
+            case ApplicationConfigObserved() as observed:
+                await conn.execute(
+                    self.sql(_CONFIG_LABELS, tables),
+                    observed.application_id,
+                    _json.encode(dict(observed.labels)).decode(),
+                )
+            case _ if isinstance(event.event, SYNC_EVENTS):
+                await self._sync(conn, [event], tables)
             case _:
                 pass
+
+    async def apply_batch(
+        self,
+        conn: asyncpg.Connection,
+        events: Sequence[RecordedEvent],
+        tables: Mapping[str, str],
+    ) -> None:
+        # Deployment events are most of the log: each run of them is folded in memory
+        # and written in two statements, not two per event.
+        run: list[RecordedEvent] = []
+        for event in events:
+            if isinstance(event.event, SYNC_EVENTS):
+                run.append(event)
+                continue
+            if run:
+                await self._sync(conn, run, tables)
+                run = []
+            await self.apply(conn, event, tables)
+        if run:
+            await self._sync(conn, run, tables)
+
+    async def _sync(
+        self, conn: asyncpg.Connection, run: Sequence[RecordedEvent], tables: Mapping[str, str]
+    ) -> None:
+        """Fold `run` (sync events only) into the sync state of the applications it is about."""
+        ids = sorted({_application_of(event) for event in run})
+        rows = await conn.fetch(self.sql(_SYNC_OF, tables), ids)
+        # Applications without a row (not registered, or deleted) have nothing to show it on.
+        before = {row["application_id"]: _decode_sync(row["sync"]) for row in rows}
+        after = dict(before)
+        for event in run:
+            application_id = _application_of(event)
+            if application_id in after:
+                after[application_id] = evolve(
+                    after[application_id], event.event, event.recorded_at
+                )
+        changed = [app for app in after if after[app] != before[app]]
+        if changed:
+            await conn.execute(
+                self.sql(_SET_SYNC, tables),
+                changed,
+                [after[app].state.value for app in changed],
+                [_json.encode(after[app]).decode() for app in changed],
+            )
+
+
+def _application_of(event: RecordedEvent) -> str:
+    application_id: str = getattr(event.event, "application_id")  # noqa: B009 - every SYNC_EVENTS has one
+    return application_id
+
+
+def _decode_sync(stored: str) -> SyncStatus:
+    return SyncStatus() if stored == "{}" else _sync.decode(stored)

@@ -22,10 +22,12 @@ from services.api.decider import (
     check_registration,
 )
 from services.api.deps import deps
+from services.api.errors import ApiError
 from services.api.middleware import REQUEST_ID
 from services.api.registration import check_registration_target, check_syncable
 from services.api.routes import API_PREFIX, Route
 from services.api.schemas import (
+    SYNC_STATES,
     ApplicationDeletion,
     ApplicationList,
     ApplicationResource,
@@ -43,6 +45,7 @@ from services.api.wire import (
     read_body,
 )
 from shared.applications import application_of
+from shared.errors import Unavailable
 from shared.events.base import Metadata
 from shared.events.catalog import SyncRequested
 from shared.ids import new_id, on_command_deployment_id
@@ -72,7 +75,7 @@ async def register(request: web.Request) -> web.Response:
     await check_registration_target(api, body)
     with bind(application_id=command.application_id):
         outcome = await api.commands.register(command, metadata_of(request))
-    resource = _resource(outcome)
+    resource = await _resource(request, outcome)
     return json_response(
         resource,
         status=201,
@@ -87,6 +90,7 @@ async def list_(request: web.Request) -> web.Response:
         labels=query_labels(request),
         disabled=query_bool(request, "disabled"),
         repository_id=query_str(request, "repository_id"),
+        sync_states=_sync_states(request),
     )
     after = query_str(request, "cursor")
     limit = query_int(request, "limit", ge=1, le=MAX_PAGE) or DEFAULT_PAGE
@@ -95,6 +99,24 @@ async def list_(request: web.Request) -> web.Response:
         deps(request).pool, wanted, after=after, limit=limit
     )
     return json_response(ApplicationList(items=items, next_cursor=next_cursor))
+
+
+def _sync_states(request: web.Request) -> tuple[str, ...] | None:
+    """`sync_state` (repeated or comma-separated, any case); None when not given."""
+    raw = request.query.getall("sync_state", [])
+    if not raw:
+        return None
+    states = tuple(s.strip().upper() for item in raw for s in item.split(",") if s.strip())
+    unknown = sorted(set(states) - set(SYNC_STATES))
+    if unknown or not states:
+        given = ", ".join(unknown) or "an empty value"
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"sync_state must be among {', '.join(SYNC_STATES)}, not {given}",
+            field="sync_state",
+        )
+    return states
 
 
 async def get(request: web.Request) -> web.Response:
@@ -172,13 +194,18 @@ async def _change(request: web.Request, make: Callable[[str], Command]) -> web.R
     application_id = await commands.resolve(request.match_info["application"])
     with bind(application_id=application_id):
         outcome = await commands.execute(make(application_id), metadata_of(request))
-    return json_response(_resource(outcome))
+    return json_response(await _resource(request, outcome))
 
 
-def _resource(outcome: Outcome) -> ApplicationResource:
+async def _resource(request: web.Request, outcome: Outcome) -> ApplicationResource:
     resource = resources.from_events(outcome.history)
     assert resource is not None, "a command that succeeded leaves a registered application"
-    return resource
+    try:
+        current = await reads.get_application(deps(request).pool, resource.application_id)
+    except Unavailable:
+        # The write is done: answer it without what only the read model knows.
+        return resource
+    return resources.from_events(outcome.history, current) or resource
 
 
 def metadata_of(request: web.Request) -> Metadata:
