@@ -132,7 +132,9 @@ async def test_sync_maps_quick_to_quick_sync_and_records_the_request(
     )  # fmt: skip
     app_id = json.loads(added.out)["application_id"]
 
-    synced = await slipway("app", "sync", "web", "--strategy", "quick", api_url=api_url)
+    synced = await slipway(
+        "app", "sync", "web", "--strategy", "quick", "--no-confirm", api_url=api_url
+    )  # fmt: skip
     assert synced.code == 0, synced.err
     assert synced.out.startswith("sync requested for web: request ")
     assert ", strategy quick_sync, deployment " in synced.out

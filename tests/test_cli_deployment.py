@@ -320,3 +320,45 @@ async def test_events_tail_prints_what_is_committed_from_a_position(
         (f"deployment-{d}", "deployment_triggered"),
         (f"deployment-{d}", "deployment_completed"),
     ]
+
+
+async def test_sync_says_triggered_only_once_the_deployment_exists(
+    cli: Cli, store: EventStore
+) -> None:
+    """A plain `app sync` prints the deployment as triggered only once the log holds it; a
+    deployment that never appears (no gitwatcher) is exit 4 naming why, not a phantom id."""
+    added = await cli("app", "add", "--name", "web", "--repo", "config", "--path", "web")
+    assert added.code == 0, added.err
+    app_id = json.loads((await cli("app", "get", "web", "--json")).out)["application_id"]
+
+    nobody_opens_it = await cli("app", "sync", "web", "--confirm-within", "1")
+    assert nobody_opens_it.code == 4
+    assert "did not appear within 1 s" in nobody_opens_it.err
+    assert nobody_opens_it.out == ""
+
+    before = len(await store.read_stream(f"application-{app_id}"))
+    process = await cli.start("app", "sync", "web", "--confirm-within", "30")
+
+    async def requested() -> str | None:
+        history = await store.read_stream(f"application-{app_id}")
+        return getattr(history[-1].event, "request_id", None) if len(history) > before else None
+
+    request_id = await wait_until(requested, within_s=30, what="the sync request")
+    assert request_id is not None
+    deployment_id = on_command_deployment_id(app_id, request_id)
+    await write(  # what the gitwatcher does with the request
+        store,
+        deployment_id,
+        DeploymentTriggered(
+            deployment_id=deployment_id,
+            application_id=app_id,
+            trigger="on_command",
+            commit_hash="abc1234",
+        ),
+    )
+    done = await cli.finish(process)
+    assert done.code == 0, done.err
+    assert f"sync of web triggered deployment {deployment_id}" in done.out
+
+    unconfirmed = await cli("app", "sync", "web", "--no-confirm")
+    assert unconfirmed.code == 0 and unconfirmed.out.startswith("sync requested for web: ")

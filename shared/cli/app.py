@@ -41,6 +41,7 @@ from shared.api_client import (
     ApiClient,
     ApiError,
     ApiUnreachable,
+    JsonObject,
     WaitOutcome,
     api_key,
     api_url,
@@ -124,6 +125,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="auto (the planner decides), quick (apply everything) or pipeline",
     )
     wait_options(sync)
+    sync.add_argument(
+        "--confirm-within",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="without --wait-status: how long to wait for the deployment to exist before "
+        "saying it was triggered (exit 4 if it does not; default: 30)",
+    )
+    sync.add_argument(
+        "--no-confirm",
+        action="store_true",
+        help="print the deployment id the request will open, without waiting for it to exist",
+    )
     sync.set_defaults(handler=run_with_client(_sync))
 
     delete = commands.add_parser("delete", parents=[common], help="delete an application")
@@ -214,6 +228,46 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
     return value
+
+
+def _confirm_sync(client: ApiClient, args: argparse.Namespace, accepted: JsonObject) -> int:
+    """Say a sync triggered its deployment only once the log holds it (never a phantom id):
+    the API recorded the request, the gitwatcher opens the deployment."""
+    deployment_id = accepted["deployment_id"]
+    requested = (
+        f"request {accepted['request_id']}, strategy {accepted['strategy']}, "
+        f"deployment {deployment_id}"
+    )
+    if args.no_confirm:
+        if args.json:
+            print_json(accepted)
+        else:
+            print(f"sync requested for {args.application}: {requested}")
+        return EXIT_OK
+    outcome = wait_for_status(
+        client,
+        deployment_id,
+        DEPLOYMENT_STATUSES,
+        timeout_s=args.confirm_within,
+        poll_s=min(args.poll_interval, 0.5),
+    )
+    if outcome.deployment is None:
+        print(
+            f"slipway: the sync of {args.application} was recorded ({requested}), but the "
+            f"deployment did not appear within {args.confirm_within:g} s: is the gitwatcher "
+            "running and watching the application's repository?",
+            file=sys.stderr,
+        )
+        return EXIT_TIMEOUT
+    if args.json:
+        print_json({**accepted, "status": outcome.deployment["status"]})
+    else:
+        status = outcome.deployment["status"]
+        print(
+            f"sync of {args.application} triggered deployment {deployment_id} ({status}): "
+            f"request {accepted['request_id']}, strategy {accepted['strategy']}"
+        )
+    return EXIT_OK
 
 
 def _seconds(text: str) -> float:
@@ -329,14 +383,7 @@ def _enable(client: ApiClient, args: argparse.Namespace) -> int:
 def _sync(client: ApiClient, args: argparse.Namespace) -> int:
     accepted = client.sync_application(args.application, strategy=STRATEGIES[args.strategy])
     if not args.wait_status:
-        if args.json:
-            print_json(accepted)
-        else:
-            print(
-                f"sync requested for {args.application}: request {accepted['request_id']}, "
-                f"strategy {accepted['strategy']}, deployment {accepted['deployment_id']}"
-            )
-        return 0
+        return _confirm_sync(client, args, accepted)
     print(
         f"sync requested for {args.application}: deployment {accepted['deployment_id']}; "
         f"waiting for {','.join(args.wait_status)} (at most {args.timeout:g} s)",
