@@ -8,7 +8,7 @@ Two kinds of stream, both owned by the api service:
   transaction, the name stream with the version it was read at (`NO_STREAM`
   the first time), so of two concurrent registrations of one name exactly one
   commits; the other conflicts, decides again and is rejected;
-- `appconfig-<digest>`: who holds a config file (repository, path, file), by
+- `configclaim-<digest>`: who holds a config file (repository, path, file), by
   the same rule, so two applications never deploy one config.
 
 Nothing here awaits, reads a clock, makes an id or logs: ids (and, later,
@@ -46,6 +46,7 @@ from shared.labels import (
     MAX_LABELS,
     is_valid_label,
 )
+from shared.streams import stream_id
 
 __all__ = [
     "DEFAULT_CONFIG_FILENAME",
@@ -299,7 +300,7 @@ def name_stream(name: str) -> str:
 
 
 def evolve_name(state: NameHolder | None, event: Event) -> NameHolder | None:
-    """Who holds a name (`appname-`) or a config file (`appconfig-`) after `event`."""
+    """Who holds a name (`appname-`) or a config file (`configclaim-`) after `event`."""
     match event:
         case ApplicationNameReserved() | ApplicationConfigClaimed():
             return NameHolder(application_id=event.application_id)
@@ -327,9 +328,10 @@ def decide_name(state: NameHolder | None, command: ReserveName) -> Sequence[Even
 
 
 def config_stream(repository_id: str, path: str, config_filename: str) -> str:
-    """`appconfig-<digest>`: a digest, as paths may hold what stream ids may not."""
+    """`configclaim-<digest>`: a digest, as paths may hold what stream ids may not (not
+    `appconfig-`, which holds what the gitwatcher observed of an application's config)."""
     key = "\0".join((repository_id, path, config_filename))
-    return f"appconfig-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+    return stream_id("configclaim", hashlib.sha256(key.encode()).hexdigest()[:32])
 
 
 def decide_claim(state: NameHolder | None, command: RegisterApplication) -> Sequence[Event]:

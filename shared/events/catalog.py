@@ -47,7 +47,7 @@ class ApplicationNameReserved(Event, tag="application_name_reserved", frozen=Tru
 
 
 class ApplicationConfigClaimed(Event, tag="application_config_claimed", frozen=True):
-    """A config file taken by an application (stream `appconfig-<digest>`, the digest of
+    """A config file taken by an application (stream `configclaim-<digest>`, the digest of
     repository, path and file), so two applications never deploy the same config.
 
     Appended in the same transaction as the `ApplicationRegistered` it belongs to;
