@@ -11,7 +11,6 @@ so another process can reach a running sandbox: `urls_of(store_dir)`.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Final
 
 from shared.natsauth import ROLES, NatsUser, authorization_config, permissions_of
-from shared.sandbox._process import free_port, port_open, stop, wait_until
+from shared.sandbox._process import free_port, port_open, stop, wait_until, write_private
 from shared.subjects import Subjects
 
 ADMIN: Final = "admin"
@@ -101,9 +100,9 @@ class NatsServer:
             for r in ROLES
         ]
         config = self.store_dir / "nats.conf"
-        _write_private(config, authorization_config(users))
+        write_private(config, authorization_config(users))
         saved = {"address": self.address, "users": dict(self.passwords)}
-        _write_private(self.store_dir / _CREDENTIALS, json.dumps(saved, indent=2))
+        write_private(self.store_dir / _CREDENTIALS, json.dumps(saved, indent=2))
         return config
 
     def start(self) -> NatsServer:
@@ -155,11 +154,3 @@ class NatsServer:
 def _with_user(address: str, user: str, password: str) -> str:
     scheme, host = address.split("://", 1)
     return f"{scheme}://{user}:{password}@{host}"
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write `text` to `path`, readable by this user only (it holds passwords)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(text)
-    path.chmod(0o600)  # O_CREAT's mode does not apply to a file that already existed

@@ -31,7 +31,7 @@ from shared.eventlog import (
     migrate,
     role_of_service,
 )
-from shared.sandbox._process import free_port, port_open, wait_until
+from shared.sandbox._process import free_port, port_open, wait_until, write_private
 from shared.sandbox._process import stop as stop_process
 from shared.sandbox.nats import NatsServer
 from shared.sandbox.postgres import PostgresServer
@@ -306,8 +306,7 @@ class Stack:
             lines.append(f"export SLIPWAY_CONTROL_CONFIG={self.control_config}")
         if self.kubesim is not None:
             lines.append(f"export KUBECONFIG={self.kubesim.kubeconfig}")
-        path.write_text("\n".join(lines) + "\n")
-        path.chmod(0o600)  # it may hold an admin API key
+        write_private(path, "\n".join(lines) + "\n")  # admin API key and NATS password
         return path
 
     def stop(self) -> None:
