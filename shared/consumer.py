@@ -20,10 +20,32 @@ append rules cannot be bypassed from the wire).
 
 Failures: a message that can never be handled (garbage, unknown type) goes to
 the dead-letter table at once and is terminated; any other failure is nak'ed
-with back-off, and after `max_deliver` deliveries it is dead-lettered too.
-The consumer keeps going in every case. Redelivery limits are ours, not the
-server's: with a server-side `max_deliver` the last failure would vanish
-without a dead-letter record.
+with back-off. The consumer keeps going in every case. Redelivery limits are
+ours, not the server's (the durable has `max_deliver=-1`): with a server-side
+limit the last failure would vanish without a dead-letter record, and the
+server cannot tell an outage from a bug.
+
+Outages are waited out, not counted: a failure that is unavailability (see
+`is_unavailable`: `Unavailable` and its kinds — PostgreSQL, Kubernetes API,
+git remote — asyncpg connection errors, NATS connection errors, timeouts) is
+nak'ed with the longest back-off step and never dead-letters the message,
+however often it is redelivered. `num_delivered` counts those deliveries too,
+so it is not what decides: this process counts the *real* handler failures of
+each message (by stream sequence) and dead-letters at `max_deliver` of them.
+The count is per process (a restart or another replica starts it again),
+which can only delay a dead letter, never cause a wrong one.
+
+A batch's messages get `in_progress()` every `ack_wait_s / 3` while it is
+handled (a slow git fetch or render), so the server does not redeliver them
+to another replica while the handler still runs. Errors of `ack`, `nak`,
+`term` and `in_progress` themselves (NATS gone, the message's reply subject
+expired) are logged and dropped: an unacknowledged message only comes back,
+and the inbox recognises it.
+
+Every `inbox_prune_every_s` the consumer deletes its own `consumer_inbox` rows
+older than `inbox_retention_s` (7 days: far longer than any redelivery, which
+back-off keeps within minutes), in batches of `inbox_prune_batch` rows so no
+delete holds long locks.
 """
 
 from __future__ import annotations
@@ -36,6 +58,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import asyncpg
 import msgspec
 import structlog
+from nats import errors as nats_errors
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
@@ -45,7 +68,7 @@ from structlog.contextvars import bound_contextvars
 
 from shared import tracing
 from shared.db import CONNECTION_ERRORS
-from shared.errors import MessageError
+from shared.errors import MessageError, Unavailable
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
 from shared.events.codec import EventRegistry
@@ -62,11 +85,42 @@ _ALREADY_HANDLED = (
     "SELECT event_id FROM consumer_inbox WHERE consumer = $1 AND event_id = ANY($2::uuid[])"
 )
 _RECORD_HANDLED = "INSERT INTO consumer_inbox (consumer, event_id) SELECT $1, unnest($2::uuid[])"
+_PRUNE_INBOX = """
+DELETE FROM consumer_inbox WHERE ctid = ANY(ARRAY(
+  SELECT ctid FROM consumer_inbox
+  WHERE consumer = $1 AND handled_at < clock_timestamp() - make_interval(secs => $2)
+  LIMIT $3))
+"""
 _DEAD_LETTER = """
 INSERT INTO dead_letters (consumer, subject, stream_seq, deliveries, headers, data, error)
 VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)
 ON CONFLICT (consumer, subject, stream_seq) DO NOTHING
 """
+
+
+_NATS_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    nats_errors.ConnectionClosedError,
+    nats_errors.NoServersError,
+    nats_errors.StaleConnectionError,
+    nats_errors.OutboundBufferLimitError,
+    nats_errors.NoRespondersError,
+    nats_errors.ConnectionReconnectingError,
+)
+
+_TRACKED_FAILURES = 10_000
+"""How many messages' real-failure counts a consumer keeps (the oldest are forgotten)."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` (or its cause) says a dependency is down rather than the handler wrong."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (Unavailable, *CONNECTION_ERRORS, *_NATS_UNAVAILABLE)):
+            return True
+        seen.add(id(current))
+        current = current.__cause__
+    return False
 
 
 class _HandlerFailed(Exception):
@@ -84,6 +138,9 @@ class ConsumerStats(msgspec.Struct):
     retried: int = 0
     dead_lettered: int = 0
     forged: int = 0
+    waited_out: int = 0
+    settle_errors: int = 0
+    inbox_pruned: int = 0
 
 
 class EventConsumer:
@@ -109,6 +166,9 @@ class EventConsumer:
         tracer: trace.Tracer | None = None,
         concurrency: int = 1,
         ordering_key: Callable[[RecordedEvent], str] | None = None,
+        inbox_retention_s: float = 7 * 24 * 3600.0,
+        inbox_prune_every_s: float = 3600.0,
+        inbox_prune_batch: int = 1000,
     ) -> None:
         self.name = name
         self.js = js
@@ -133,7 +193,12 @@ class EventConsumer:
         self.tracer = tracer or _tracer
         self.stats = ConsumerStats()
         self.in_flight = False
+        self.inbox_retention_s = inbox_retention_s
+        self.inbox_prune_every_s = inbox_prune_every_s
+        self.inbox_prune_batch = inbox_prune_batch
         self._log = EventStore(pool, registry)
+        # Real handler failures per stream sequence; see the module docstring.
+        self._failures: dict[int, int] = {}
 
     async def ensure(self) -> None:
         """Create or update the durable consumer (idempotent; every replica calls it)."""
@@ -155,24 +220,83 @@ class EventConsumer:
         subscription = await self.js.pull_subscribe_bind(
             durable=self.name, stream=self.subjects.events_stream
         )
+        loop = asyncio.get_running_loop()
+        next_prune = loop.time()
         try:
             while not stop.is_set():
+                if loop.time() >= next_prune:
+                    next_prune = loop.time() + self.inbox_prune_every_s
+                    await self._prune_inbox_logged()
                 try:
                     messages = await subscription.fetch(
                         self.batch_size, timeout=self.fetch_timeout_s
                     )
                 except (NatsTimeoutError, TimeoutError):
                     continue
+                except _NATS_UNAVAILABLE as exc:
+                    # NATS away: the client reconnects; fetch again once it is back.
+                    log.warning("consumer_fetch_failed", consumer=self.name, error=repr(exc))
+                    await asyncio.sleep(self.backoff_s[0])
+                    continue
                 self.in_flight = True
+                heartbeat = asyncio.create_task(self._heartbeat(messages))
                 try:
                     if self.concurrency == 1:
                         await self._handle_in_order(messages)
                     else:
                         await self._handle_concurrently(messages)
                 finally:
+                    heartbeat.cancel()
                     self.in_flight = False
         finally:
             await subscription.unsubscribe()
+
+    async def _heartbeat(self, messages: Sequence[Msg]) -> None:
+        """Tell the server the batch's unsettled messages are still being worked on."""
+        while True:
+            await asyncio.sleep(self.ack_wait_s / 3)
+            for message in messages:
+                if not message.is_acked:
+                    await self._settle(message, "in_progress", message.in_progress())
+
+    async def _settle(self, message: Msg, what: str, call: Awaitable[object]) -> bool:
+        """Await an ack/nak/term/in_progress; log its failure instead of crashing the service."""
+        try:
+            await call
+        except Exception as exc:  # noqa: BLE001 - unsettled only means redelivered later
+            self.stats.settle_errors += 1
+            log.warning(
+                "message_settle_failed",
+                consumer=self.name,
+                call=what,
+                subject=message.subject,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return False
+        return True
+
+    async def prune_inbox(self) -> int:
+        """Delete this consumer's inbox rows older than the retention, in batches; how many."""
+        total = 0
+        while True:
+            status = await self.pool.execute(
+                _PRUNE_INBOX, self.name, self.inbox_retention_s, self.inbox_prune_batch
+            )
+            deleted = int(status.split()[-1])
+            total += deleted
+            if deleted < self.inbox_prune_batch:
+                break
+        self.stats.inbox_pruned += total
+        return total
+
+    async def _prune_inbox_logged(self) -> None:
+        try:
+            deleted = await self.prune_inbox()
+        except CONNECTION_ERRORS as exc:
+            log.warning("inbox_prune_failed", consumer=self.name, error=repr(exc))
+            return
+        if deleted:
+            log.info("inbox_pruned", consumer=self.name, deleted=deleted)
 
     async def _handle_in_order(self, messages: Sequence[Msg]) -> None:
         # Handlers that do slow I/O (git, HTTP) take one event per transaction,
@@ -251,7 +375,11 @@ class EventConsumer:
                     log.info("duplicate_delivery_skipped", event_id=str(claimed.event_id))
             # Confirmed acks, awaited together: one round trip's wait per batch, not per
             # message. A lost ack is only a redelivery, which the inbox recognises.
-            await asyncio.gather(*(message.ack_sync() for message in acks))
+            await asyncio.gather(
+                *(self._settle(message, "ack", message.ack_sync()) for message in acks)
+            )
+            for message in acks:
+                self._failures.pop(_stream_seq(message), None)
             return
 
     async def _handle_once(
@@ -318,15 +446,33 @@ class EventConsumer:
             event_type=claimed.event_type,
             reason=why,
         )
-        await message.term()
+        await self._settle(message, "term", message.term())
 
     async def _failed(
         self, message: Msg, event: RecordedEvent, deliveries: int, exc: Exception
     ) -> None:
-        if isinstance(exc, MessageError) or deliveries >= self.max_deliver:
+        if is_unavailable(exc):
+            # Never counted: an outage of any length ends in the event being handled.
+            self.stats.waited_out += 1
+            delay = self.backoff_s[-1]
+            log.warning(
+                "event_handler_waits_for_dependency",
+                event_type=event.event_type,
+                deliveries=deliveries,
+                retry_in_s=delay,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            await self._settle(message, "nak", message.nak(delay=delay))
+            return
+        seq = _stream_seq(message)
+        failures = self._failures.pop(seq, 0) + 1
+        if isinstance(exc, MessageError) or failures >= self.max_deliver:
             await self._dead_letter(message, deliveries, f"{type(exc).__name__}: {exc}")
             return
-        delay = self.backoff_s[min(deliveries - 1, len(self.backoff_s) - 1)]
+        self._failures[seq] = failures
+        if len(self._failures) > _TRACKED_FAILURES:
+            del self._failures[next(iter(self._failures))]
+        delay = self.backoff_s[min(failures - 1, len(self.backoff_s) - 1)]
         self.stats.retried += 1
         log.warning(
             "event_handler_failed",
@@ -335,7 +481,7 @@ class EventConsumer:
             retry_in_s=delay,
             error=f"{type(exc).__name__}: {exc}",
         )
-        await message.nak(delay=delay)
+        await self._settle(message, "nak", message.nak(delay=delay))
 
     async def _dead_letter(self, message: Msg, deliveries: int, reason: str) -> None:
         """Keep the whole message in `dead_letters`, then stop its redelivery."""
@@ -355,13 +501,18 @@ class EventConsumer:
         except CONNECTION_ERRORS as exc:
             # Without its record the message must not be dropped: let it come back.
             log.warning("dead_letter_not_recorded", error=str(exc))
-            await message.nak(delay=self.backoff_s[0])
+            await self._settle(message, "nak", message.nak(delay=self.backoff_s[0]))
             return
         self.stats.dead_lettered += 1
         log.error(
             "message_dead_lettered", subject=message.subject, reason=reason, deliveries=deliveries
         )
-        await message.term()
+        await self._settle(message, "term", message.term())
+
+
+def _stream_seq(message: Msg) -> int:
+    sequence = message.metadata.sequence
+    return sequence.stream if sequence else 0
 
 
 def _unlike_log(claimed: RecordedEvent, stored: asyncpg.Record | None) -> str | None:
