@@ -42,6 +42,15 @@ to another replica while the handler still runs. Errors of `ack`, `nak`,
 expired) are logged and dropped: an unacknowledged message only comes back,
 and the inbox recognises it.
 
+Redrive (`slipway deadletters redrive`, migration 0009): the CLI marks a
+dead letter `redrive_requested_at`; every `redrive_poll_s` the consumer that
+wrote it takes its own requests and runs each stored event through the same
+path as a delivery — one transaction with the inbox, so an event it had
+handled after all is skipped, not handled twice — then sets `redriven_at`.
+Nothing is republished to NATS, so no other consumer sees the event again. A
+real failure clears the request and keeps why in `redrive_error`; an outage
+leaves the request for the next poll.
+
 Every `inbox_prune_every_s` the consumer deletes its own `consumer_inbox` rows
 older than `inbox_retention_s` (7 days: far longer than any redelivery, which
 back-off keeps within minutes), in batches of `inbox_prune_batch` rows so no
@@ -54,6 +63,8 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import asyncpg
 import msgspec
@@ -91,6 +102,17 @@ DELETE FROM consumer_inbox WHERE ctid = ANY(ARRAY(
   WHERE consumer = $1 AND handled_at < clock_timestamp() - make_interval(secs => $2)
   LIMIT $3))
 """
+_REDRIVE_REQUESTS = """
+SELECT id, subject, headers, data FROM dead_letters
+WHERE consumer = $1 AND redrive_requested_at IS NOT NULL AND redriven_at IS NULL
+ORDER BY id LIMIT $2
+"""
+_REDRIVEN = (
+    "UPDATE dead_letters SET redriven_at = clock_timestamp(), redrive_error = NULL WHERE id = $1"
+)
+_REDRIVE_FAILED = (
+    "UPDATE dead_letters SET redrive_requested_at = NULL, redrive_error = $2 WHERE id = $1"
+)
 _DEAD_LETTER = """
 INSERT INTO dead_letters (consumer, subject, stream_seq, deliveries, headers, data, error)
 VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)
@@ -107,6 +129,8 @@ _NATS_UNAVAILABLE: tuple[type[BaseException], ...] = (
     nats_errors.ConnectionReconnectingError,
 )
 
+_DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (Unavailable, *CONNECTION_ERRORS)
+
 _TRACKED_FAILURES = 10_000
 """How many messages' real-failure counts a consumer keeps (the oldest are forgotten)."""
 
@@ -121,6 +145,22 @@ def is_unavailable(exc: BaseException) -> bool:
         seen.add(id(current))
         current = current.__cause__
     return False
+
+
+class _Delivered(Protocol):
+    """What handling needs of a delivery: a NATS message, or a dead letter being redriven."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def headers(self) -> dict[str, str] | None: ...
+
+
+@dataclass(frozen=True)
+class _Letter:
+    subject: str
+    headers: dict[str, str] | None
 
 
 class _HandlerFailed(Exception):
@@ -141,6 +181,7 @@ class ConsumerStats(msgspec.Struct):
     waited_out: int = 0
     settle_errors: int = 0
     inbox_pruned: int = 0
+    redriven: int = 0
 
 
 class EventConsumer:
@@ -169,6 +210,7 @@ class EventConsumer:
         inbox_retention_s: float = 7 * 24 * 3600.0,
         inbox_prune_every_s: float = 3600.0,
         inbox_prune_batch: int = 1000,
+        redrive_poll_s: float = 5.0,
     ) -> None:
         self.name = name
         self.js = js
@@ -196,6 +238,7 @@ class EventConsumer:
         self.inbox_retention_s = inbox_retention_s
         self.inbox_prune_every_s = inbox_prune_every_s
         self.inbox_prune_batch = inbox_prune_batch
+        self.redrive_poll_s = redrive_poll_s
         self._log = EventStore(pool, registry)
         # Real handler failures per stream sequence; see the module docstring.
         self._failures: dict[int, int] = {}
@@ -221,12 +264,15 @@ class EventConsumer:
             durable=self.name, stream=self.subjects.events_stream
         )
         loop = asyncio.get_running_loop()
-        next_prune = loop.time()
+        next_prune = next_redrive = loop.time()
         try:
             while not stop.is_set():
                 if loop.time() >= next_prune:
                     next_prune = loop.time() + self.inbox_prune_every_s
                     await self._prune_inbox_logged()
+                if loop.time() >= next_redrive:
+                    next_redrive = loop.time() + self.redrive_poll_s
+                    await self._redrive_logged()
                 try:
                     messages = await subscription.fetch(
                         self.batch_size, timeout=self.fetch_timeout_s
@@ -289,10 +335,59 @@ class EventConsumer:
         self.stats.inbox_pruned += total
         return total
 
+    async def redrive_requested(self) -> int:
+        """Handle the dead letters of this consumer asked for redrive; how many were settled."""
+        rows = await self.pool.fetch(_REDRIVE_REQUESTS, self.name, self.batch_size)
+        redriven = 0
+        for row in rows:
+            raw = row["headers"]
+            headers = raw if isinstance(raw, dict) else json.loads(raw)
+            try:
+                event = event_from_message(headers, bytes(row["data"]), self.registry)
+                handled, forged = await self._handle_once(
+                    [(_Letter(row["subject"], headers), event)]
+                )
+            except Exception as exc:  # noqa: BLE001 - recorded on the letter, or retried
+                error = exc.error if isinstance(exc, _HandlerFailed) else exc
+                if is_unavailable(error):
+                    log.warning(
+                        "redrive_waits_for_dependency", dead_letter=row["id"], error=repr(error)
+                    )
+                    return redriven
+                why = f"{type(error).__name__}: {error}"
+                await self.pool.execute(_REDRIVE_FAILED, row["id"], why)
+                log.error("redrive_failed", consumer=self.name, dead_letter=row["id"], error=why)
+                continue
+            if event.event_id in forged:
+                why = f"forged: {forged[event.event_id]}"
+                await self.pool.execute(_REDRIVE_FAILED, row["id"], why)
+                log.error("redrive_failed", consumer=self.name, dead_letter=row["id"], error=why)
+                continue
+            logged = handled.get(event.event_id)
+            if logged is not None and self.after_commit is not None:
+                await self.after_commit(logged)
+            # After the commit: a crash in between only redrives again, and the inbox skips it.
+            await self.pool.execute(_REDRIVEN, row["id"])
+            self.stats.redriven += 1
+            redriven += 1
+            log.info(
+                "dead_letter_redriven",
+                consumer=self.name,
+                dead_letter=row["id"],
+                already_handled=logged is None,
+            )
+        return redriven
+
+    async def _redrive_logged(self) -> None:
+        try:
+            await self.redrive_requested()
+        except _DATABASE_UNAVAILABLE as exc:
+            log.warning("redrive_poll_failed", consumer=self.name, error=repr(exc))
+
     async def _prune_inbox_logged(self) -> None:
         try:
             deleted = await self.prune_inbox()
-        except CONNECTION_ERRORS as exc:
+        except _DATABASE_UNAVAILABLE as exc:
             log.warning("inbox_prune_failed", consumer=self.name, error=repr(exc))
             return
         if deleted:
@@ -383,7 +478,7 @@ class EventConsumer:
             return
 
     async def _handle_once(
-        self, batch: Sequence[tuple[Msg, RecordedEvent]]
+        self, batch: Sequence[tuple[_Delivered, RecordedEvent]]
     ) -> tuple[dict[uuid.UUID, RecordedEvent], dict[uuid.UUID, str]]:
         """Run the handler for each event not handled yet and record them, in one transaction.
 
