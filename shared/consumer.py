@@ -52,9 +52,9 @@ real failure clears the request and keeps why in `redrive_error`; an outage
 leaves the request for the next poll.
 
 Every `inbox_prune_every_s` the consumer deletes its own `consumer_inbox` rows
-older than `inbox_retention_s` (7 days: far longer than any redelivery, which
-back-off keeps within minutes), in batches of `inbox_prune_batch` rows so no
-delete holds long locks.
+older than `inbox_retention_s` (`SLIPWAY_CONSUMER_INBOX_RETENTION_S`, far
+longer than any redelivery, which back-off keeps within minutes), in batches
+of `inbox_prune_batch` rows so no delete holds long locks.
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
 from shared.events.codec import EventRegistry
 from shared.messaging import event_from_message
+from shared.settings import DEFAULT_INBOX_RETENTION_S
 from shared.subjects import Subjects
 
 log = structlog.get_logger("slipway.consumer")
@@ -207,7 +208,7 @@ class EventConsumer:
         tracer: trace.Tracer | None = None,
         concurrency: int = 1,
         ordering_key: Callable[[RecordedEvent], str] | None = None,
-        inbox_retention_s: float = 7 * 24 * 3600.0,
+        inbox_retention_s: float = DEFAULT_INBOX_RETENTION_S,
         inbox_prune_every_s: float = 3600.0,
         inbox_prune_batch: int = 1000,
         redrive_poll_s: float = 5.0,
