@@ -19,6 +19,7 @@ from shared.relay import Relay
 from shared.subjects import Subjects
 from tests.relay_support import counting_consumer, counting_handler, create_counts_table
 from tests.support import running, wait_until
+from tests.tcp_proxy import PostgresCutProxy
 
 
 @pytest.fixture
@@ -71,6 +72,53 @@ async def test_an_outage_longer_than_max_deliver_is_waited_out_and_handled_once(
     assert consumer.stats.waited_out == 9
     assert consumer.stats.dead_lettered == 0
     assert await store.pool.fetchval("SELECT count(*) FROM dead_letters") == 0
+    assert await store.pool.fetchval("SELECT sum(n) FROM handled_counts") == 1
+
+
+async def test_a_database_refusing_connections_longer_than_max_deliver_is_waited_out(
+    nc: NatsClient,
+    store: EventStore,
+    subjects: Subjects,
+    relay: Relay,
+    counts_table: None,
+    app_database_url: str,
+) -> None:
+    """A handler's database behind a proxy that refuses: 5 deliveries, no dead letter, then once."""
+    host, port = app_database_url.rsplit("@", 1)[1].split("/")[0].rsplit(":", 1)
+    async with PostgresCutProxy(host, int(port)) as proxy:
+        proxy.refusing = True
+        refused = 0
+
+        async def handler(event: RecordedEvent, conn: asyncpg.Connection) -> None:
+            nonlocal refused
+            try:
+                downstream = await asyncpg.connect(proxy.url(app_database_url))
+            except Exception:
+                refused += 1
+                raise
+            try:
+                await downstream.fetchval("SELECT 1")
+            finally:
+                await downstream.close()
+            await counting_handler(event, conn)
+
+        consumer = EventConsumer(
+            name="downstream",
+            js=nc.jetstream(),
+            pool=store.pool,
+            registry=store.registry,
+            subjects=subjects,
+            handler=handler,
+            max_deliver=3,
+            backoff_s=(0.05,),
+            fetch_timeout_s=0.2,
+        )
+        await _append_one(store)
+        async with running(relay.run, consumer.run):
+            await wait_until(lambda: refused >= 5, what="five deliveries refused")
+            proxy.refusing = False
+            await wait_until(lambda: consumer.stats.handled == 1, what="the event handled")
+    assert consumer.stats.dead_lettered == 0
     assert await store.pool.fetchval("SELECT sum(n) FROM handled_counts") == 1
 
 
