@@ -28,10 +28,12 @@ server cannot tell an outage from a bug.
 Outages are waited out, not counted: a failure that is unavailability (see
 `is_unavailable`: `Unavailable` and its kinds — PostgreSQL, Kubernetes API,
 git remote — asyncpg connection errors, NATS connection errors, timeouts) is
-nak'ed with the longest back-off step and never dead-letters the message,
-however often it is redelivered. `num_delivered` counts those deliveries too,
-so it is not what decides: this process counts the *real* handler failures of
-each message (by stream sequence) and dead-letters at `max_deliver` of them.
+nak'ed with back-off (by delivery, capped at the last step) and never
+dead-letters the message, however often it is redelivered. `num_delivered`
+counts those deliveries too, so it is not what decides: this process counts
+the *real* handler failures of each message (by stream sequence) and
+dead-letters at `max_deliver` of them. Caveat: an `OSError` or `TimeoutError`
+a handler raises for a reason of its own is taken for an outage too.
 The count is per process (a restart or another replica starts it again),
 which can only delay a dead letter, never cause a wrong one.
 
@@ -121,14 +123,15 @@ ON CONFLICT (consumer, subject, stream_seq) DO NOTHING
 """
 
 
-_NATS_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    nats_errors.ConnectionClosedError,
+_NATS_RECONNECTING: tuple[type[BaseException], ...] = (
     nats_errors.NoServersError,
     nats_errors.StaleConnectionError,
     nats_errors.OutboundBufferLimitError,
     nats_errors.NoRespondersError,
     nats_errors.ConnectionReconnectingError,
 )
+"""NATS is away for now; the client is reconnecting."""
+_NATS_UNAVAILABLE = (*_NATS_RECONNECTING, nats_errors.ConnectionClosedError)
 
 _DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (Unavailable, *CONNECTION_ERRORS)
 
@@ -280,8 +283,9 @@ class EventConsumer:
                     )
                 except (NatsTimeoutError, TimeoutError):
                     continue
-                except _NATS_UNAVAILABLE as exc:
-                    # NATS away: the client reconnects; fetch again once it is back.
+                except _NATS_RECONNECTING as exc:
+                    # NATS away: the client reconnects; fetch again once it is back. (A
+                    # connection closed for good still ends the consumer, and the service.)
                     log.warning("consumer_fetch_failed", consumer=self.name, error=repr(exc))
                     await asyncio.sleep(self.backoff_s[0])
                     continue
@@ -550,7 +554,7 @@ class EventConsumer:
         if is_unavailable(exc):
             # Never counted: an outage of any length ends in the event being handled.
             self.stats.waited_out += 1
-            delay = self.backoff_s[-1]
+            delay = self.backoff_s[min(deliveries - 1, len(self.backoff_s) - 1)]
             log.warning(
                 "event_handler_waits_for_dependency",
                 event_type=event.event_type,
