@@ -180,9 +180,11 @@ class ConsumerStats(msgspec.Struct):
     handled: int = 0
     skipped_duplicates: int = 0
     retried: int = 0
+    """Deliveries nak'ed to be tried again, for any reason."""
     dead_lettered: int = 0
     forged: int = 0
     waited_out: int = 0
+    """Of those, the ones nak'ed for an outage (not counted towards `max_deliver`)."""
     settle_errors: int = 0
     inbox_pruned: int = 0
     redriven: int = 0
@@ -553,6 +555,7 @@ class EventConsumer:
     ) -> None:
         if is_unavailable(exc):
             # Never counted: an outage of any length ends in the event being handled.
+            self.stats.retried += 1
             self.stats.waited_out += 1
             delay = self.backoff_s[min(deliveries - 1, len(self.backoff_s) - 1)]
             log.warning(
