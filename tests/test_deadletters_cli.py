@@ -106,7 +106,7 @@ async def test_a_redriven_dead_letter_is_handled_once_by_its_consumer(
         assert listed["error"] == "RuntimeError: bug in the handler"
         letter_id = listed["id"]
 
-        code, out, err = await slipway(app_database_url, schema, "--json", "show", str(letter_id))
+        code, out, err = await slipway(app_database_url, schema, "show", str(letter_id), "--json")
         assert code == 0, err
         shown = json.loads(out)
         assert shown["headers"]["Slipway-Stream-Id"] == "application-r"

@@ -52,16 +52,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--schema", default=os.environ.get("SLIPWAY_DATABASE_SCHEMA", "slipway"))
     parser.add_argument("--json", action="store_true", help="one JSON object per letter")
+    # Also after the action (`deadletters list --json`); SUPPRESS keeps the one above otherwise.
+    also = argparse.ArgumentParser(add_help=False)
+    also.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    listing = actions.add_parser("list", help="dead letters, newest last")
+    listing = actions.add_parser("list", parents=[also], help="dead letters, newest last")
     listing.add_argument("--consumer", help="only this consumer's")
     listing.add_argument("--state", choices=sorted(_STATES), help="only letters in this state")
     listing.add_argument("--subject", help="only subjects containing this text")
     listing.add_argument("--limit", type=int, default=100, help="at most this many (newest)")
     listing.set_defaults(handler=_list)
 
-    show = actions.add_parser("show", help="one dead letter with its headers and data")
+    show = actions.add_parser(
+        "show", parents=[also], help="one dead letter with its headers and data"
+    )
     show.add_argument("id", type=int)
     show.set_defaults(handler=_show)
 
