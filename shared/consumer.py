@@ -20,10 +20,43 @@ append rules cannot be bypassed from the wire).
 
 Failures: a message that can never be handled (garbage, unknown type) goes to
 the dead-letter table at once and is terminated; any other failure is nak'ed
-with back-off, and after `max_deliver` deliveries it is dead-lettered too.
-The consumer keeps going in every case. Redelivery limits are ours, not the
-server's: with a server-side `max_deliver` the last failure would vanish
-without a dead-letter record.
+with back-off. The consumer keeps going in every case. Redelivery limits are
+ours, not the server's (the durable has `max_deliver=-1`): with a server-side
+limit the last failure would vanish without a dead-letter record, and the
+server cannot tell an outage from a bug.
+
+Outages are waited out, not counted: a failure that is unavailability (see
+`is_unavailable`: `Unavailable` and its kinds — PostgreSQL, Kubernetes API,
+git remote — asyncpg connection errors, NATS connection errors, timeouts) is
+nak'ed with back-off (by delivery, capped at the last step) and never
+dead-letters the message, however often it is redelivered. `num_delivered`
+counts those deliveries too, so it is not what decides: this process counts
+the *real* handler failures of each message (by stream sequence) and
+dead-letters at `max_deliver` of them. Caveat: an `OSError` or `TimeoutError`
+a handler raises for a reason of its own is taken for an outage too.
+The count is per process (a restart or another replica starts it again),
+which can only delay a dead letter, never cause a wrong one.
+
+A batch's messages get `in_progress()` every `ack_wait_s / 3` while it is
+handled (a slow git fetch or render), so the server does not redeliver them
+to another replica while the handler still runs. Errors of `ack`, `nak`,
+`term` and `in_progress` themselves (NATS gone, the message's reply subject
+expired) are logged and dropped: an unacknowledged message only comes back,
+and the inbox recognises it.
+
+Redrive (`slipway deadletters redrive`, migration 0009): the CLI marks a
+dead letter `redrive_requested_at`; every `redrive_poll_s` the consumer that
+wrote it takes its own requests and runs each stored event through the same
+path as a delivery — one transaction with the inbox, so an event it had
+handled after all is skipped, not handled twice — then sets `redriven_at`.
+Nothing is republished to NATS, so no other consumer sees the event again. A
+real failure clears the request and keeps why in `redrive_error`; an outage
+leaves the request for the next poll.
+
+Every `inbox_prune_every_s` the consumer deletes its own `consumer_inbox` rows
+older than `inbox_retention_s` (`SLIPWAY_CONSUMER_INBOX_RETENTION_S`, far
+longer than any redelivery, which back-off keeps within minutes), in batches
+of `inbox_prune_batch` rows so no delete holds long locks.
 """
 
 from __future__ import annotations
@@ -32,10 +65,13 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import asyncpg
 import msgspec
 import structlog
+from nats import errors as nats_errors
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
@@ -45,11 +81,12 @@ from structlog.contextvars import bound_contextvars
 
 from shared import tracing
 from shared.db import CONNECTION_ERRORS
-from shared.errors import MessageError
+from shared.errors import MessageError, Unavailable
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
 from shared.events.codec import EventRegistry
 from shared.messaging import event_from_message
+from shared.settings import DEFAULT_INBOX_RETENTION_S
 from shared.subjects import Subjects
 
 log = structlog.get_logger("slipway.consumer")
@@ -62,11 +99,72 @@ _ALREADY_HANDLED = (
     "SELECT event_id FROM consumer_inbox WHERE consumer = $1 AND event_id = ANY($2::uuid[])"
 )
 _RECORD_HANDLED = "INSERT INTO consumer_inbox (consumer, event_id) SELECT $1, unnest($2::uuid[])"
+_PRUNE_INBOX = """
+DELETE FROM consumer_inbox WHERE ctid = ANY(ARRAY(
+  SELECT ctid FROM consumer_inbox
+  WHERE consumer = $1 AND handled_at < clock_timestamp() - make_interval(secs => $2)
+  LIMIT $3))
+"""
+_REDRIVE_REQUESTS = """
+SELECT id, subject, headers, data FROM dead_letters
+WHERE consumer = $1 AND redrive_requested_at IS NOT NULL AND redriven_at IS NULL
+ORDER BY id LIMIT $2
+"""
+_REDRIVEN = (
+    "UPDATE dead_letters SET redriven_at = clock_timestamp(), redrive_error = NULL WHERE id = $1"
+)
+_REDRIVE_FAILED = (
+    "UPDATE dead_letters SET redrive_requested_at = NULL, redrive_error = $2 WHERE id = $1"
+)
 _DEAD_LETTER = """
 INSERT INTO dead_letters (consumer, subject, stream_seq, deliveries, headers, data, error)
 VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)
 ON CONFLICT (consumer, subject, stream_seq) DO NOTHING
 """
+
+
+_NATS_RECONNECTING: tuple[type[BaseException], ...] = (
+    nats_errors.NoServersError,
+    nats_errors.StaleConnectionError,
+    nats_errors.OutboundBufferLimitError,
+    nats_errors.NoRespondersError,
+    nats_errors.ConnectionReconnectingError,
+)
+"""NATS is away for now; the client is reconnecting."""
+_NATS_UNAVAILABLE = (*_NATS_RECONNECTING, nats_errors.ConnectionClosedError)
+
+_DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (Unavailable, *CONNECTION_ERRORS)
+
+_TRACKED_FAILURES = 10_000
+"""How many messages' real-failure counts a consumer keeps (the oldest are forgotten)."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` (or its cause) says a dependency is down rather than the handler wrong."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (Unavailable, *CONNECTION_ERRORS, *_NATS_UNAVAILABLE)):
+            return True
+        seen.add(id(current))
+        current = current.__cause__
+    return False
+
+
+class _Delivered(Protocol):
+    """What handling needs of a delivery: a NATS message, or a dead letter being redriven."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def headers(self) -> dict[str, str] | None: ...
+
+
+@dataclass(frozen=True)
+class _Letter:
+    subject: str
+    headers: dict[str, str] | None
 
 
 class _HandlerFailed(Exception):
@@ -82,8 +180,14 @@ class ConsumerStats(msgspec.Struct):
     handled: int = 0
     skipped_duplicates: int = 0
     retried: int = 0
+    """Deliveries nak'ed to be tried again, for any reason."""
     dead_lettered: int = 0
     forged: int = 0
+    waited_out: int = 0
+    """Of those, the ones nak'ed for an outage (not counted towards `max_deliver`)."""
+    settle_errors: int = 0
+    inbox_pruned: int = 0
+    redriven: int = 0
 
 
 class EventConsumer:
@@ -109,6 +213,10 @@ class EventConsumer:
         tracer: trace.Tracer | None = None,
         concurrency: int = 1,
         ordering_key: Callable[[RecordedEvent], str] | None = None,
+        inbox_retention_s: float = DEFAULT_INBOX_RETENTION_S,
+        inbox_prune_every_s: float = 3600.0,
+        inbox_prune_batch: int = 1000,
+        redrive_poll_s: float = 5.0,
     ) -> None:
         self.name = name
         self.js = js
@@ -133,7 +241,13 @@ class EventConsumer:
         self.tracer = tracer or _tracer
         self.stats = ConsumerStats()
         self.in_flight = False
+        self.inbox_retention_s = inbox_retention_s
+        self.inbox_prune_every_s = inbox_prune_every_s
+        self.inbox_prune_batch = inbox_prune_batch
+        self.redrive_poll_s = redrive_poll_s
         self._log = EventStore(pool, registry)
+        # Real handler failures per stream sequence; see the module docstring.
+        self._failures: dict[int, int] = {}
 
     async def ensure(self) -> None:
         """Create or update the durable consumer (idempotent; every replica calls it)."""
@@ -155,24 +269,136 @@ class EventConsumer:
         subscription = await self.js.pull_subscribe_bind(
             durable=self.name, stream=self.subjects.events_stream
         )
+        loop = asyncio.get_running_loop()
+        next_prune = next_redrive = loop.time()
         try:
             while not stop.is_set():
+                if loop.time() >= next_prune:
+                    next_prune = loop.time() + self.inbox_prune_every_s
+                    await self._prune_inbox_logged()
+                if loop.time() >= next_redrive:
+                    next_redrive = loop.time() + self.redrive_poll_s
+                    await self._redrive_logged()
                 try:
                     messages = await subscription.fetch(
                         self.batch_size, timeout=self.fetch_timeout_s
                     )
                 except (NatsTimeoutError, TimeoutError):
                     continue
+                except _NATS_RECONNECTING as exc:
+                    # NATS away: the client reconnects; fetch again once it is back. (A
+                    # connection closed for good still ends the consumer, and the service.)
+                    log.warning("consumer_fetch_failed", consumer=self.name, error=repr(exc))
+                    await asyncio.sleep(self.backoff_s[0])
+                    continue
                 self.in_flight = True
+                heartbeat = asyncio.create_task(self._heartbeat(messages))
                 try:
                     if self.concurrency == 1:
                         await self._handle_in_order(messages)
                     else:
                         await self._handle_concurrently(messages)
                 finally:
+                    heartbeat.cancel()
                     self.in_flight = False
         finally:
             await subscription.unsubscribe()
+
+    async def _heartbeat(self, messages: Sequence[Msg]) -> None:
+        """Tell the server the batch's unsettled messages are still being worked on."""
+        while True:
+            await asyncio.sleep(self.ack_wait_s / 3)
+            for message in messages:
+                if not message.is_acked:
+                    await self._settle(message, "in_progress", message.in_progress())
+
+    async def _settle(self, message: Msg, what: str, call: Awaitable[object]) -> bool:
+        """Await an ack/nak/term/in_progress; log its failure instead of crashing the service."""
+        try:
+            await call
+        except Exception as exc:  # noqa: BLE001 - unsettled only means redelivered later
+            self.stats.settle_errors += 1
+            log.warning(
+                "message_settle_failed",
+                consumer=self.name,
+                call=what,
+                subject=message.subject,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return False
+        return True
+
+    async def prune_inbox(self) -> int:
+        """Delete this consumer's inbox rows older than the retention, in batches; how many."""
+        total = 0
+        while True:
+            status = await self.pool.execute(
+                _PRUNE_INBOX, self.name, self.inbox_retention_s, self.inbox_prune_batch
+            )
+            deleted = int(status.split()[-1])
+            total += deleted
+            if deleted < self.inbox_prune_batch:
+                break
+        self.stats.inbox_pruned += total
+        return total
+
+    async def redrive_requested(self) -> int:
+        """Handle the dead letters of this consumer asked for redrive; how many were settled."""
+        rows = await self.pool.fetch(_REDRIVE_REQUESTS, self.name, self.batch_size)
+        redriven = 0
+        for row in rows:
+            raw = row["headers"]
+            headers = raw if isinstance(raw, dict) else json.loads(raw)
+            try:
+                event = event_from_message(headers, bytes(row["data"]), self.registry)
+                handled, forged = await self._handle_once(
+                    [(_Letter(row["subject"], headers), event)]
+                )
+            except Exception as exc:  # noqa: BLE001 - recorded on the letter, or retried
+                error = exc.error if isinstance(exc, _HandlerFailed) else exc
+                if is_unavailable(error):
+                    log.warning(
+                        "redrive_waits_for_dependency", dead_letter=row["id"], error=repr(error)
+                    )
+                    return redriven
+                why = f"{type(error).__name__}: {error}"
+                await self.pool.execute(_REDRIVE_FAILED, row["id"], why)
+                log.error("redrive_failed", consumer=self.name, dead_letter=row["id"], error=why)
+                continue
+            if event.event_id in forged:
+                why = f"forged: {forged[event.event_id]}"
+                await self.pool.execute(_REDRIVE_FAILED, row["id"], why)
+                log.error("redrive_failed", consumer=self.name, dead_letter=row["id"], error=why)
+                continue
+            logged = handled.get(event.event_id)
+            if logged is not None and self.after_commit is not None:
+                await self.after_commit(logged)
+            # After the commit: a crash in between only redrives again, and the inbox skips it.
+            await self.pool.execute(_REDRIVEN, row["id"])
+            self.stats.redriven += 1
+            redriven += 1
+            log.info(
+                "dead_letter_redriven",
+                consumer=self.name,
+                dead_letter=row["id"],
+                already_handled=logged is None,
+            )
+        return redriven
+
+    async def _redrive_logged(self) -> None:
+        try:
+            await self.redrive_requested()
+        except _DATABASE_UNAVAILABLE as exc:
+            log.warning("redrive_poll_failed", consumer=self.name, error=repr(exc))
+
+    async def _prune_inbox_logged(self) -> None:
+        try:
+            deleted = await self.prune_inbox()
+        except _DATABASE_UNAVAILABLE as exc:
+            log.warning("inbox_prune_failed", consumer=self.name, error=repr(exc))
+            return
+        if deleted:
+            log.info("inbox_pruned", consumer=self.name, deleted=deleted)
 
     async def _handle_in_order(self, messages: Sequence[Msg]) -> None:
         # Handlers that do slow I/O (git, HTTP) take one event per transaction,
@@ -251,11 +477,15 @@ class EventConsumer:
                     log.info("duplicate_delivery_skipped", event_id=str(claimed.event_id))
             # Confirmed acks, awaited together: one round trip's wait per batch, not per
             # message. A lost ack is only a redelivery, which the inbox recognises.
-            await asyncio.gather(*(message.ack_sync() for message in acks))
+            await asyncio.gather(
+                *(self._settle(message, "ack", message.ack_sync()) for message in acks)
+            )
+            for message in acks:
+                self._failures.pop(_stream_seq(message), None)
             return
 
     async def _handle_once(
-        self, batch: Sequence[tuple[Msg, RecordedEvent]]
+        self, batch: Sequence[tuple[_Delivered, RecordedEvent]]
     ) -> tuple[dict[uuid.UUID, RecordedEvent], dict[uuid.UUID, str]]:
         """Run the handler for each event not handled yet and record them, in one transaction.
 
@@ -318,15 +548,34 @@ class EventConsumer:
             event_type=claimed.event_type,
             reason=why,
         )
-        await message.term()
+        await self._settle(message, "term", message.term())
 
     async def _failed(
         self, message: Msg, event: RecordedEvent, deliveries: int, exc: Exception
     ) -> None:
-        if isinstance(exc, MessageError) or deliveries >= self.max_deliver:
+        if is_unavailable(exc):
+            # Never counted: an outage of any length ends in the event being handled.
+            self.stats.retried += 1
+            self.stats.waited_out += 1
+            delay = self.backoff_s[min(deliveries - 1, len(self.backoff_s) - 1)]
+            log.warning(
+                "event_handler_waits_for_dependency",
+                event_type=event.event_type,
+                deliveries=deliveries,
+                retry_in_s=delay,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            await self._settle(message, "nak", message.nak(delay=delay))
+            return
+        seq = _stream_seq(message)
+        failures = self._failures.pop(seq, 0) + 1
+        if isinstance(exc, MessageError) or failures >= self.max_deliver:
             await self._dead_letter(message, deliveries, f"{type(exc).__name__}: {exc}")
             return
-        delay = self.backoff_s[min(deliveries - 1, len(self.backoff_s) - 1)]
+        self._failures[seq] = failures
+        if len(self._failures) > _TRACKED_FAILURES:
+            del self._failures[next(iter(self._failures))]
+        delay = self.backoff_s[min(failures - 1, len(self.backoff_s) - 1)]
         self.stats.retried += 1
         log.warning(
             "event_handler_failed",
@@ -335,7 +584,7 @@ class EventConsumer:
             retry_in_s=delay,
             error=f"{type(exc).__name__}: {exc}",
         )
-        await message.nak(delay=delay)
+        await self._settle(message, "nak", message.nak(delay=delay))
 
     async def _dead_letter(self, message: Msg, deliveries: int, reason: str) -> None:
         """Keep the whole message in `dead_letters`, then stop its redelivery."""
@@ -355,13 +604,18 @@ class EventConsumer:
         except CONNECTION_ERRORS as exc:
             # Without its record the message must not be dropped: let it come back.
             log.warning("dead_letter_not_recorded", error=str(exc))
-            await message.nak(delay=self.backoff_s[0])
+            await self._settle(message, "nak", message.nak(delay=self.backoff_s[0]))
             return
         self.stats.dead_lettered += 1
         log.error(
             "message_dead_lettered", subject=message.subject, reason=reason, deliveries=deliveries
         )
-        await message.term()
+        await self._settle(message, "term", message.term())
+
+
+def _stream_seq(message: Msg) -> int:
+    sequence = message.metadata.sequence
+    return sequence.stream if sequence else 0
 
 
 def _unlike_log(claimed: RecordedEvent, stored: asyncpg.Record | None) -> str | None:

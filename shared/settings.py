@@ -48,6 +48,9 @@ _TRUE_WORDS: Final = frozenset({"yes", "on"})
 _FALSE_WORDS: Final = frozenset({"no", "off"})
 
 
+DEFAULT_INBOX_RETENTION_S = 7 * 24 * 3600.0
+
+
 class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     """What every Slipway service needs; a service subclasses it to add its own fields."""
 
@@ -80,6 +83,10 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     """0 picks a free port (the bound one is logged); -1 disables the health server."""
     log_level: LogLevel = "info"
     log_format: LogFormat = "auto"
+    consumer_inbox_retention_s: Annotated[float, Meta(ge=3600)] = DEFAULT_INBOX_RETENTION_S
+    """How long a consumer keeps the ids of events it handled (`consumer_inbox`); a
+    redelivery older than this would be handled again, so keep it far above any
+    redelivery window (back-off is minutes; an outage is waited out, not counted)."""
     shutdown_grace_s: Annotated[float, Meta(ge=0, le=3600)] = 10.0
     """How long in-flight work may take to finish after SIGTERM before it is cancelled."""
     startup_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 60.0

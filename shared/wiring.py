@@ -69,6 +69,7 @@ class ConsumerOptions(TypedDict, total=False):
     tracer: trace.Tracer | None
     concurrency: int
     ordering_key: Callable[[RecordedEvent], str] | None
+    inbox_retention_s: float
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class EventWiring:
         self, name: str, handler: Handler, **options: Unpack[ConsumerOptions]
     ) -> EventConsumer:
         """The durable consumer `name` of the events stream, handling events with `handler`."""
+        options.setdefault("inbox_retention_s", self.runtime.settings.consumer_inbox_retention_s)
         return EventConsumer(
             name=name,
             js=self.js,

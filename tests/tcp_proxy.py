@@ -103,6 +103,8 @@ class PostgresCutProxy:
         self.server_hung_up = asyncio.Event()
         """Set once the server has closed its end of the cut connection: the session is over,
         so whatever the cut interrupted has been committed or rolled back for good."""
+        self.refusing = False
+        """While set, each new connection is closed at once (the server looks down)."""
         self._server: asyncio.Server | None = None
         self._trigger: Trigger | None = None
         self._when: Literal["before", "after"] = "after"
@@ -145,6 +147,9 @@ class PostgresCutProxy:
         await self.close()
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            client_w.close()
+            return
         server_r, server_w = await asyncio.open_connection(*self.upstream)
         self._writers |= {client_w, server_w}
         cut = False

@@ -72,7 +72,11 @@ async def setup(runtime: ServiceRuntime[GitwatcherSettings]) -> Sequence[Compone
     events = await EventWiring.start(runtime)
     components: list[Component] = [
         *gitwatcher.poll_components(),
-        gitwatcher.sync_consumer(js=events.js, subjects=runtime.subjects).run,
+        gitwatcher.sync_consumer(
+            js=events.js,
+            subjects=runtime.subjects,
+            inbox_retention_s=runtime.settings.consumer_inbox_retention_s,
+        ).run,
     ]
     if settings.gitwatcher_webhook_port >= 0:
         server = gitwatcher.webhook_server(

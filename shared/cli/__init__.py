@@ -25,6 +25,7 @@ _COMMANDS = (
     "shared.cli.apikey",
     "shared.cli.app",
     "shared.cli.config",
+    "shared.cli.deadletters",
     "shared.cli.deployment",
     "shared.cli.events",
     "shared.cli.demo",
