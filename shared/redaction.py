@@ -194,6 +194,8 @@ COMMIT_MESSAGE_CHARS: Final = 16_000
 """Longest commit message an event records (CommitObserved, DeploymentTriggered)."""
 REASON_CHARS: Final = 4_000
 """Longest error text or failure reason an event records (plan, stage, provider, delivery)."""
+DIFF_CHARS: Final = 64_000
+"""Longest rendered drift diff an event records (ApplicationSyncStateChanged)."""
 
 
 def clip(text: str, limit: int) -> str:

@@ -8,6 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from services.drift.service import DriftState, decide_deletion
+from services.drift.service import decide as decide_drift
 from services.executor.decider import _completed, _deployment_completed
 from services.gitwatcher.decider import (
     RegisteredApp,
@@ -23,13 +25,17 @@ from shared.deployments import Deployment, DeploymentStatus, Stage, StageStatus
 from shared.eventlog.store import DEFAULT_MAX_EVENT_BYTES
 from shared.events.base import Event
 from shared.events.catalog import (
+    ApplicationResourcesDeletionFailed,
+    ApplicationSyncStateChanged,
     CommitObserved,
     DeploymentTriggered,
     SyncRequested,
     default_registry,
 )
 from shared.git import Commit
-from shared.redaction import COMMIT_MESSAGE_CHARS, REASON_CHARS, clip, excerpt
+from shared.planning.drift import DriftResult
+from shared.redaction import COMMIT_MESSAGE_CHARS, DIFF_CHARS, REASON_CHARS, clip, excerpt
+from shared.syncstate import SyncState
 from shared.triggers import TriggerConfig
 
 HUGE = "é" * (2 * 1024 * 1024)  # 2 Mi characters, 4 MiB in UTF-8
@@ -124,3 +130,26 @@ def test_a_prometheus_answer_with_too_many_samples_is_an_error_naming_its_size()
         _parse_matrix("prom", 200, json.dumps(body))
     body["data"]["result"] = [{"values": values[:MAX_SAMPLES]}]  # type: ignore[index]
     assert len(_parse_matrix("prom", 200, json.dumps(body)).values) == MAX_SAMPLES
+
+
+def test_drift_records_a_clipped_diff_and_summary_once() -> None:
+    """A huge drift diff is clipped; the same drift decided again (the state holding the
+    clipped summary) records nothing new, and a huge deletion failure is clipped once too."""
+    result = DriftResult(SyncState.OUT_OF_SYNC, HUGE, HUGE)
+    recorded, _ = decide_drift(
+        DriftState(), result, application_id="web", commit_hash="c", on_out_of_sync=False
+    )
+    [changed] = recorded
+    assert isinstance(changed, ApplicationSyncStateChanged)
+    assert len(changed.diff) <= DIFF_CHARS and changed.diff.endswith("more characters)")
+    assert len(changed.summary) <= REASON_CHARS
+    assert encoded_size(changed) < DEFAULT_MAX_EVENT_BYTES
+    state = DriftState(version=0, state=changed.state, summary=changed.summary)
+    assert decide_drift(
+        state, result, application_id="web", commit_hash="c", on_out_of_sync=False
+    ) == ([], [])
+    [failed] = decide_deletion(DriftState(), application_id="web", deleted=(), error=HUGE)
+    assert isinstance(failed, ApplicationResourcesDeletionFailed)
+    assert len(failed.reason) <= REASON_CHARS
+    again = DriftState(version=1, deletion_failure=failed.reason)
+    assert decide_deletion(again, application_id="web", deleted=(), error=HUGE) == []

@@ -236,7 +236,7 @@ def _step(state: Deployment, now: datetime) -> list[Event]:
                 DeploymentRollingBack(
                     deployment_id=state.deployment_id,
                     application_id=state.application_id,
-                    reason=reason,
+                    reason=clip(reason, REASON_CHARS),
                 )
             ]
         return [_deployment_completed(state, outcome, reason)]
