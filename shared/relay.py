@@ -34,6 +34,7 @@ from typing import cast
 
 import asyncpg
 import structlog
+from nats.errors import Error as NatsError
 from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
@@ -194,25 +195,58 @@ class Relay:
                     failed.append(self._skip(row, size, f"over the max_payload of {limit}"))
                     continue
                 pending.append((row, future))
-            try:
-                results = await asyncio.wait_for(
-                    asyncio.gather(*(f for _, f in pending), return_exceptions=True),
-                    self.publish_timeout_s,
-                )
-            except TimeoutError as exc:
-                for _, future in pending:
+            # Wait for every PubAck; `wait` (unlike `wait_for` on a gather) keeps the answers
+            # that did arrive when the time is up.
+            futures = [f for _, f in pending]
+            if futures:
+                await asyncio.wait(futures, timeout=self.publish_timeout_s)
+            unanswered = []
+            for row, future in pending:
+                if not future.done():
                     future.cancel()
-                raise Unavailable(f"no PubAck within {self.publish_timeout_s}s") from exc
-            for (row, _), result in zip(pending, results, strict=True):
-                if isinstance(result, BaseException):
-                    if not _is_permanent(result):
-                        raise result
-                    size = len(row["payload"]) + _headers_size(headers_for(row))
-                    failed.append(self._skip(row, size, f"JetStream refused it: {result}"))
-                    continue
-                self.published += 1
-                self.duplicates += int(bool(result.duplicate))
+                    unanswered.append(row)
+                elif (error := future.exception()) is not None:
+                    if not _is_permanent(error):
+                        raise Unavailable(
+                            f"publish of event {row['event_id']}: {error!r}"
+                        ) from error
+                    failed.append(self._refused(row, error))
+                else:
+                    self._acked(future.result())
+            # nats-py never resolves an async publish that JetStream answers with an error
+            # (its reply handler raises instead), so a refusal looks like silence: publish the
+            # unanswered one by one and wait, which reports it. Same Nats-Msg-Id: no duplicate.
+            for row in unanswered:
+                failed.extend(await self._publish_one(row))
         return failed
+
+    async def _publish_one(self, row: asyncpg.Record) -> list[NewEvent]:
+        subject = self.subjects.event(row["stream_id"], row["event_type"])
+        try:
+            ack = await self.js.publish(
+                subject,
+                bytes(row["payload"]),
+                timeout=self.publish_timeout_s,
+                headers=headers_for(row),
+            )
+        except APIError as exc:
+            if not _is_permanent(exc):
+                raise Unavailable(f"publish of event {row['event_id']}: {exc!r}") from exc
+            return [self._refused(row, exc)]
+        except (TimeoutError, NatsError) as exc:
+            raise Unavailable(
+                f"no PubAck for event {row['event_id']} within {self.publish_timeout_s}s: {exc!r}"
+            ) from exc
+        self._acked(ack)
+        return []
+
+    def _acked(self, ack: PubAck) -> None:
+        self.published += 1
+        self.duplicates += int(bool(ack.duplicate))
+
+    def _refused(self, row: asyncpg.Record, error: BaseException) -> NewEvent:
+        size = len(row["payload"]) + _headers_size(headers_for(row))
+        return self._skip(row, size, f"JetStream refused it: {error}")
 
     def _max_payload(self) -> int:
         # What the server announced in INFO; the JetStream context keeps its client private.

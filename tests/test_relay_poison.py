@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -96,3 +97,44 @@ async def test_relay_skips_an_event_over_max_payload_records_it_and_goes_on(
     assert failed.event_type == "application_registered"
     assert failed.size_bytes > 2 * MAX_PAYLOAD
     assert f"max_payload of {MAX_PAYLOAD}" in failed.reason
+
+
+async def test_relay_skips_an_event_jetstream_refuses_and_goes_on(
+    app_database_url: str,
+    schema: str,
+    store: EventStore,
+    subjects: Subjects,
+    small_nats: NatsClient,
+) -> None:
+    """An event under max_payload but over the stream's max_msg_size gets a 4xx PubAck error,
+    which no retry fixes: it is skipped and recorded, the next event is published."""
+    js = small_nats.jetstream()
+    info = await ensure_event_stream(js, subjects)
+    await js.update_stream(dataclasses.replace(info.config, max_msg_size=4096))
+    seen: list[str] = []
+
+    async def record(msg: Msg) -> None:
+        seen.append(msg.headers[MSG_ID] if msg.headers else "")
+
+    await js.subscribe(subjects.all_events, ordered_consumer=True, cb=record)
+    big = new_events(
+        [ApplicationRegistered(application_id="a", name="x" * 8000, repository_id="r", path="p")]
+    )
+    await store.append("application-a", big, expected_version=ANY)
+    after = new_events([ApplicationDisabled(application_id="a")])
+    await store.append("application-a", after, expected_version=ANY)
+
+    # nats-py leaves such an async publish unanswered: the relay finds the refusal by
+    # publishing what got no PubAck in time once more, one at a time.
+    relay = Relay(
+        database_url=app_database_url, schema=schema, js=js, subjects=subjects, publish_timeout_s=1
+    )
+    async with running(relay.run):
+        await wait_until(lambda: str(after[0].event_id) in seen, what=lambda: f"published {seen}")
+        [failure] = await wait_until(
+            lambda: store.read_stream("relay-relay"), what="EventPublishFailed in relay-relay"
+        )
+    assert str(big[0].event_id) not in seen
+    assert isinstance(failure.event, EventPublishFailed)
+    assert failure.event.event_id == str(big[0].event_id)
+    assert "JetStream refused it" in failure.event.reason
