@@ -15,13 +15,15 @@ Fencing: the checkpoint write happens on the lock-holding session, so a
 leader that lost its session cannot move the checkpoint.
 
 One bad event never halts the relay. An event NATS can never take (larger
-than the server's `max_payload`, or refused by JetStream with a 4xx error) is
-skipped: an `EventPublishFailed` is appended to the stream `relay-<name>` in
-the same transaction that moves the checkpoint past it (so the record is in
-the log, the source of truth, next to the event itself, and is published like
-any other event), with an error log line and the `skipped` count (metric
-`slipway_relay_skipped_events`). Everything else (timeouts, no responders,
-a lost connection) is transient: the relay steps down and retries the batch.
+than the server's `max_payload`, refused by JetStream with a 4xx error, or on
+a subject the relay's NATS user is denied) is skipped: an `EventPublishFailed`
+is appended to the stream `relay-<name>` in the same transaction that moves
+the checkpoint past it (so the record is in the log, the source of truth, next
+to the event itself, and is published like any other event; not a dead-letter
+table, which would be a second place to look), with an error log line and the
+`skipped` count (metric `slipway_relay_skipped_events`). Everything else
+(timeouts, no responders, a lost connection) is transient: the relay steps
+down and retries the batch.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from shared.eventlog.position import START, LogPosition
 from shared.eventlog.store import _READ_ALL, ANY, EventStore, position_of
 from shared.events.base import NewEvent
 from shared.events.catalog import EventPublishFailed, default_registry
+from shared.events.codec import tag_of
 from shared.messaging import headers_for
 from shared.streams import stream_id
 from shared.subjects import Subjects
@@ -155,11 +158,18 @@ class Relay:
                 await sleep_or_stop(stop, self.idle_sleep_s)
                 continue
             failed = await self._publish(rows)
+            # A record of a skipped record would be skipped in turn, for ever: those are only
+            # logged and counted.
+            records = [
+                f
+                for f in failed
+                if isinstance(f.event, EventPublishFailed) and f.event.event_type != _FAILURE_TAG
+            ]
             position = position_of(rows[-1])
             async with conn.transaction():
-                if failed:
+                if records:
                     await self._log.append(
-                        self._failures_stream, failed, expected_version=ANY, conn=conn
+                        self._failures_stream, records, expected_version=ANY, conn=conn
                     )
                 await conn.execute(
                     _SAVE_CHECKPOINT, self.name, position.tx_id, position.global_position
@@ -234,6 +244,12 @@ class Relay:
                 raise Unavailable(f"publish of event {row['event_id']}: {exc!r}") from exc
             return [self._refused(row, exc)]
         except (TimeoutError, NatsError) as exc:
+            # A subject the relay's NATS user may not publish to gets no answer, only an
+            # asynchronous -ERR that the client keeps as its last error: that never heals.
+            denied = self._denied(subject)
+            if denied:
+                size = len(row["payload"]) + _headers_size(headers_for(row))
+                return [self._skip(row, size, denied)]
             raise Unavailable(
                 f"no PubAck for event {row['event_id']} within {self.publish_timeout_s}s: {exc!r}"
             ) from exc
@@ -247,6 +263,14 @@ class Relay:
     def _refused(self, row: asyncpg.Record, error: BaseException) -> NewEvent:
         size = len(row["payload"]) + _headers_size(headers_for(row))
         return self._skip(row, size, f"JetStream refused it: {error}")
+
+    def _denied(self, subject: str) -> str:
+        """The server's permissions violation for `subject`, if it reported one ("" if not)."""
+        error = self.js._nc.last_error
+        text = str(error) if error is not None else ""
+        # nats-server spells it "Permissions Violation" or, newer, "permissions violation".
+        denied = "permissions violation" in text.lower() and f'"{subject}"' in text
+        return text if denied else ""
 
     def _max_payload(self) -> int:
         # What the server announced in INFO; the JetStream context keeps its client private.
@@ -276,6 +300,7 @@ class Relay:
         return NewEvent(event=failure, event_id=uuid.uuid5(_FAILURE_IDS, str(row["event_id"])))
 
 
+_FAILURE_TAG = tag_of(EventPublishFailed)
 _FAILURE_IDS = uuid.UUID("5d0c7f3e-2b8e-4c51-9a0e-7d3f1c2b8a61")
 
 

@@ -17,6 +17,7 @@ from nats.aio.msg import Msg
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events.catalog import ApplicationDisabled, ApplicationRegistered, EventPublishFailed
 from shared.messaging import MSG_ID, ensure_event_stream
+from shared.natsauth import inbox_prefix
 from shared.relay import Relay
 from shared.sandbox.nats import NatsServer
 from shared.subjects import Subjects
@@ -138,3 +139,38 @@ async def test_relay_skips_an_event_jetstream_refuses_and_goes_on(
     assert isinstance(failure.event, EventPublishFailed)
     assert failure.event.event_id == str(big[0].event_id)
     assert "JetStream refused it" in failure.event.reason
+
+
+async def test_relay_skips_events_its_user_may_not_publish_and_records_each_once(
+    app_database_url: str,
+    schema: str,
+    store: EventStore,
+    subjects: Subjects,
+    tmp_path: Path,
+) -> None:
+    """Publishing to a subject the relay's NATS user is denied gets no answer, only an -ERR:
+    each such event is skipped and recorded once; the records, denied too, only counted."""
+    # The server's users have the permissions of another prefix than the test's subjects.
+    with NatsServer(tmp_path / "nats", subjects=Subjects("elsewhere")) as server:
+        admin = await nats.connect(server.url)
+        relay_nc = await nats.connect(server.url_for("relay"), inbox_prefix=inbox_prefix("relay"))
+        try:
+            await ensure_event_stream(admin.jetstream(), subjects)
+            sent = new_events([ApplicationDisabled(application_id=f"a{i}") for i in range(2)])
+            await store.append("application-a", sent, expected_version=ANY)
+            relay = Relay(
+                database_url=app_database_url,
+                schema=schema,
+                js=relay_nc.jetstream(),
+                subjects=subjects,
+                publish_timeout_s=0.5,
+            )
+            async with running(relay.run):
+                # Both events, then both records of them, are skipped.
+                await wait_until(lambda: relay.skipped == 4, what=lambda: f"{relay.skipped}")
+            failures = await store.read_stream("relay-relay")
+        finally:
+            await relay_nc.close()
+            await admin.close()
+    assert [f.event.event_id for f in failures] == [str(e.event_id) for e in sent]  # type: ignore[attr-defined]
+    assert all("permissions violation" in f.event.reason.lower() for f in failures)  # type: ignore[attr-defined]
