@@ -8,7 +8,8 @@ SlipwayError
 ├── Unavailable            transient infrastructure (database, NATS, a cluster): retry with back-off
 ├── ConfigError            bad configuration or settings: fail fast, naming file, line and field
 ├── MessageError           a message that can never be handled (garbage, unknown type): dead letter
-│   └── UnknownEventType
+│   ├── UnknownEventType
+│   └── EventTooLarge      an encoded event over the append cap: truncate at the source
 └── PlatformError          a cluster refused or failed an operation; names `Kind namespace/name`
     ├── Forbidden          (also Rejected) RBAC or admission said no: fix permissions, no retry
     ├── Invalid            (also Rejected) the object is malformed: fix the manifest, no retry
@@ -64,6 +65,23 @@ class MessageError(SlipwayError):
 
 class UnknownEventType(MessageError):
     """A stored or received event whose type no registry knows."""
+
+
+class EventTooLarge(MessageError):
+    """An encoded event over the store's size cap; nothing of its batch was written.
+
+    Retrying cannot help: the source must shorten what it records (see `shared.redaction.clip`).
+    """
+
+    def __init__(self, event_type: str, stream_id: str, size: int, limit: int) -> None:
+        self.event_type = event_type
+        self.stream_id = stream_id
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"event {event_type!r} for stream {stream_id!r} is {size} bytes encoded, over the "
+            f"cap of {limit} bytes (SLIPWAY_EVENT_MAX_BYTES); nothing was appended"
+        )
 
 
 class PlatformError(SlipwayError):

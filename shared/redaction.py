@@ -190,6 +190,29 @@ def printable(text: str) -> str:
     return _CONTROL.sub("\ufffd", text)
 
 
+COMMIT_MESSAGE_CHARS: Final = 16_000
+"""Longest commit message an event records (CommitObserved, DeploymentTriggered)."""
+REASON_CHARS: Final = 4_000
+"""Longest error text or failure reason an event records (plan, stage, provider, delivery)."""
+DIFF_CHARS: Final = 64_000
+"""Longest rendered drift diff an event records (ApplicationSyncStateChanged)."""
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` as is if it has at most `limit` characters, else its start, cut so that the
+    result with its note of how much was cut has at most `limit` characters (a `limit`
+    shorter than the note gives the note alone).
+
+    The one way an event's text is kept under the store's size cap (`EventTooLarge`);
+    clipping a clipped text again changes nothing.
+    """
+    if len(text) <= limit:
+        return text
+    # The note for cutting everything is the longest it can be: room for it is always enough.
+    kept = max(limit - len(f"… ({len(text)} more characters)"), 0)
+    return f"{text[:kept]}… ({len(text) - kept} more characters)"
+
+
 def excerpt(text: str | bytes, limit: int = 240) -> str:
     """A short, redacted, one-line quote of `text` for an error or a log line.
 
@@ -201,9 +224,7 @@ def excerpt(text: str | bytes, limit: int = 240) -> str:
     quoted = printable(
         redact(text.strip("\r\n").rstrip()).replace("\r\n", "\n").replace("\n", " | ")
     )
-    if len(quoted) <= limit:
-        return quoted
-    return f"{quoted[:limit]}… ({len(quoted) - limit} more characters)"
+    return clip(quoted, limit)
 
 
 def secrets_in_url(url: str) -> list[str]:

@@ -13,17 +13,34 @@ never passes an event whose PubAck has not arrived.
 
 Fencing: the checkpoint write happens on the lock-holding session, so a
 leader that lost its session cannot move the checkpoint.
+
+One bad event never halts the relay. An event NATS can never take (larger
+than the server's `max_payload`, refused by JetStream with a 4xx error, or on
+a subject the relay's NATS user is denied) is skipped: an `EventPublishFailed`
+is appended to the stream `relay-<name>` in the same transaction that moves
+the checkpoint past it (so the record is in the log, the source of truth, next
+to the event itself, and is published like any other event; not a dead-letter
+table, which would be a second place to look), with an error log line and the
+`skipped` count (metric `slipway_relay_skipped_events`). Everything else
+(timeouts, no responders, a lost connection) is transient: the relay steps
+down and retries the batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
 from collections.abc import Sequence
+from typing import cast
 
 import asyncpg
 import structlog
+from nats.errors import Error as NatsError
+from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from nats.js.errors import APIError
 from nats.js.errors import Error as JetStreamError
 
 from shared.aio import sleep_or_stop
@@ -35,8 +52,12 @@ from shared.db import (
 )
 from shared.errors import Unavailable
 from shared.eventlog.position import START, LogPosition
-from shared.eventlog.store import _READ_ALL, position_of
+from shared.eventlog.store import _READ_ALL, ANY, EventStore, position_of
+from shared.events.base import NewEvent
+from shared.events.catalog import EventPublishFailed, default_registry
+from shared.events.codec import tag_of
 from shared.messaging import headers_for
+from shared.streams import stream_id
 from shared.subjects import Subjects
 
 log = structlog.get_logger("slipway.relay")
@@ -86,7 +107,11 @@ class Relay:
         self.is_leader = False
         self.published = 0
         self.duplicates = 0
+        self.skipped = 0
         self._lock_key = _lock_key(schema, name)
+        self._failures_stream = stream_id("relay", name)
+        # Appends only on the leader's connection (`conn=`), so the store needs no pool.
+        self._log = EventStore(cast(asyncpg.Pool, None), default_registry())
 
     async def run(self, stop: asyncio.Event) -> None:
         """Compete for leadership and relay while leader, until `stop` is set."""
@@ -132,32 +157,162 @@ class Relay:
             if not rows:
                 await sleep_or_stop(stop, self.idle_sleep_s)
                 continue
-            await self._publish(rows)
+            failed = await self._publish(rows)
+            # A record of a skipped record would be skipped in turn, for ever: those are only
+            # logged and counted.
+            records = [
+                f
+                for f in failed
+                if isinstance(f.event, EventPublishFailed) and f.event.event_type != _FAILURE_TAG
+            ]
             position = position_of(rows[-1])
-            await conn.execute(
-                _SAVE_CHECKPOINT, self.name, position.tx_id, position.global_position
-            )
+            async with conn.transaction():
+                if records:
+                    await self._log.append(
+                        self._failures_stream, records, expected_version=ANY, conn=conn
+                    )
+                await conn.execute(
+                    _SAVE_CHECKPOINT, self.name, position.tx_id, position.global_position
+                )
+            self.skipped += len(failed)
 
-    async def _publish(self, rows: Sequence[asyncpg.Record]) -> None:
-        """Publish `rows` in log order and wait for every PubAck."""
-        pending = []
+    async def _publish(self, rows: Sequence[asyncpg.Record]) -> list[NewEvent]:
+        """Publish `rows` in log order and wait for every PubAck; what NATS can never take is
+        skipped and returned as `EventPublishFailed` events to record."""
+        failed: list[NewEvent] = []
         for start in range(0, len(rows), self.max_in_flight):
+            pending: list[tuple[asyncpg.Record, asyncio.Future[PubAck]]] = []
             for row in rows[start : start + self.max_in_flight]:
                 subject = self.subjects.event(row["stream_id"], row["event_type"])
-                pending.append(
-                    await self.js.publish_async(
-                        subject, bytes(row["payload"]), headers=headers_for(row)
+                payload, headers = bytes(row["payload"]), headers_for(row)
+                # The server counts headers too, and answers an oversized message by closing
+                # the connection (the client checks only the payload): so check both here.
+                size = len(payload) + _headers_size(headers)
+                limit = self._max_payload()
+                if size > limit:
+                    failed.append(
+                        self._skip(
+                            row,
+                            size,
+                            f"payload and headers {size} bytes exceed the "
+                            f"NATS server's max_payload of {limit}",
+                        )
                     )
-                )
-            try:
-                acks = await asyncio.wait_for(asyncio.gather(*pending), self.publish_timeout_s)
-            except TimeoutError as exc:
-                for future in pending:
+                    continue
+                try:
+                    future = await self.js.publish_async(subject, payload, headers=headers)
+                except MaxPayloadError:
+                    failed.append(self._skip(row, size, f"over the max_payload of {limit}"))
+                    continue
+                pending.append((row, future))
+            # Wait for every PubAck; `wait` (unlike `wait_for` on a gather) keeps the answers
+            # that did arrive when the time is up.
+            futures = [f for _, f in pending]
+            if futures:
+                await asyncio.wait(futures, timeout=self.publish_timeout_s)
+            unanswered = []
+            for row, future in pending:
+                if not future.done():
                     future.cancel()
-                raise Unavailable(f"no PubAck within {self.publish_timeout_s}s") from exc
-            pending.clear()
-            self.published += len(acks)
-            self.duplicates += sum(1 for ack in acks if ack.duplicate)
+                    unanswered.append(row)
+                elif (error := future.exception()) is not None:
+                    if not _is_permanent(error):
+                        raise Unavailable(
+                            f"publish of event {row['event_id']}: {error!r}"
+                        ) from error
+                    failed.append(self._refused(row, error))
+                else:
+                    self._acked(future.result())
+            # nats-py never resolves an async publish that JetStream answers with an error
+            # (its reply handler raises instead), so a refusal looks like silence: publish the
+            # unanswered one by one and wait, which reports it. Same Nats-Msg-Id: no duplicate.
+            for row in unanswered:
+                failed.extend(await self._publish_one(row))
+        return failed
+
+    async def _publish_one(self, row: asyncpg.Record) -> list[NewEvent]:
+        subject = self.subjects.event(row["stream_id"], row["event_type"])
+        try:
+            ack = await self.js.publish(
+                subject,
+                bytes(row["payload"]),
+                timeout=self.publish_timeout_s,
+                headers=headers_for(row),
+            )
+        except APIError as exc:
+            if not _is_permanent(exc):
+                raise Unavailable(f"publish of event {row['event_id']}: {exc!r}") from exc
+            return [self._refused(row, exc)]
+        except (TimeoutError, NatsError) as exc:
+            # A subject the relay's NATS user may not publish to gets no answer, only an
+            # asynchronous -ERR that the client keeps as its last error: that never heals.
+            denied = self._denied(subject)
+            if denied:
+                size = len(row["payload"]) + _headers_size(headers_for(row))
+                return [self._skip(row, size, denied)]
+            raise Unavailable(
+                f"no PubAck for event {row['event_id']} within {self.publish_timeout_s}s: {exc!r}"
+            ) from exc
+        self._acked(ack)
+        return []
+
+    def _acked(self, ack: PubAck) -> None:
+        self.published += 1
+        self.duplicates += int(bool(ack.duplicate))
+
+    def _refused(self, row: asyncpg.Record, error: BaseException) -> NewEvent:
+        size = len(row["payload"]) + _headers_size(headers_for(row))
+        return self._skip(row, size, f"JetStream refused it: {error}")
+
+    def _denied(self, subject: str) -> str:
+        """The server's permissions violation for `subject`, if it reported one ("" if not)."""
+        error = self.js._nc.last_error
+        text = str(error) if error is not None else ""
+        # nats-server spells it "Permissions Violation" or, newer, "permissions violation".
+        denied = "permissions violation" in text.lower() and f'"{subject}"' in text
+        return text if denied else ""
+
+    def _max_payload(self) -> int:
+        # What the server announced in INFO; the JetStream context keeps its client private.
+        return int(self.js._nc.max_payload)
+
+    def _skip(self, row: asyncpg.Record, size: int, reason: str) -> NewEvent:
+        log.error(
+            "relay_event_skipped",
+            relay=self.name,
+            event_id=str(row["event_id"]),
+            event_type=row["event_type"],
+            stream_id=row["stream_id"],
+            global_position=row["global_position"],
+            size_bytes=size,
+            reason=reason,
+        )
+        failure = EventPublishFailed(
+            event_id=str(row["event_id"]),
+            event_type=row["event_type"],
+            stream_id=row["stream_id"],
+            global_position=row["global_position"],
+            size_bytes=size,
+            reason=reason,
+        )
+        # One id per skipped event: a relay that dies before its checkpoint moves and skips the
+        # same event again after a restart appends nothing new (an idempotent retry).
+        return NewEvent(event=failure, event_id=uuid.uuid5(_FAILURE_IDS, str(row["event_id"])))
+
+
+_FAILURE_TAG = tag_of(EventPublishFailed)
+_FAILURE_IDS = uuid.UUID("5d0c7f3e-2b8e-4c51-9a0e-7d3f1c2b8a61")
+
+
+def _headers_size(headers: dict[str, str]) -> int:
+    """Bytes of `headers` on the wire: `NATS/1.0\\r\\n`, `key: value\\r\\n` each, `\\r\\n`."""
+    return 12 + sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    """Whether a publish error would come back on every retry: JetStream's 4xx refusals
+    (e.g. over the stream's max_msg_size). No responders, 503s and timeouts pass."""
+    return isinstance(exc, APIError) and exc.code is not None and 400 <= exc.code < 500
 
 
 def _lock_key(schema: str, name: str) -> int:

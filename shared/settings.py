@@ -25,6 +25,7 @@ from msgspec import inspect as mi
 
 from shared.db import DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
 from shared.errors import ConfigError
+from shared.eventlog.store import DEFAULT_MAX_EVENT_BYTES
 from shared.redaction import is_secret_name, secrets_in_url
 
 __all__ = [
@@ -65,6 +66,9 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
         DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S
     )
     """PostgreSQL ends a session whose transaction sits idle longer (0: never)."""
+    event_max_bytes: Annotated[int, Meta(ge=4096, le=64 * 1024 * 1024)] = DEFAULT_MAX_EVENT_BYTES
+    """An append of an event larger than this (payload plus metadata, encoded) fails with
+    `EventTooLarge`; keep it well under the NATS servers' `max_payload`."""
     nats_url: str = "nats://127.0.0.1:4222"
     """May carry the user and password (`nats://executor:…@nats:4222`); `tls://` requires TLS."""
     nats_user: str = ""

@@ -86,7 +86,13 @@ class EventWiring:
         its settings are the relay's to keep)."""
         js = runtime.nc.jetstream()
         await ensure_event_stream(js, runtime.subjects)
-        return cls(runtime, EventStore(runtime.pool, default_registry()), js)
+        return cls(
+            runtime,
+            EventStore(
+                runtime.pool, default_registry(), max_event_bytes=runtime.settings.event_max_bytes
+            ),
+            js,
+        )
 
     def consumer(
         self, name: str, handler: Handler, **options: Unpack[ConsumerOptions]

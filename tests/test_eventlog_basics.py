@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from shared.errors import ConcurrencyConflict, IdempotencyViolation
+from shared.errors import ConcurrencyConflict, EventTooLarge, IdempotencyViolation
 from shared.eventlog import ANY, NO_STREAM, EventStore, new_events
 from shared.events import NewEvent
 from shared.events.catalog import ApplicationDisabled, ApplicationRegistered
@@ -37,6 +37,24 @@ async def test_batch_append_is_one_atomic_statement(store: EventStore) -> None:
             stream, new_events([ApplicationDisabled(application_id=app)] * 5), expected_version=3
         )
     assert await store.stream_version(stream) == 0
+
+
+async def test_event_over_the_size_cap_is_refused_naming_type_stream_and_size(
+    store: EventStore,
+) -> None:
+    """A batch holding one event over `max_event_bytes` raises EventTooLarge and writes nothing."""
+    capped = EventStore(store.pool, store.registry, max_event_bytes=4096)
+    app = new_id()
+    stream = f"application-{app}"
+    huge = ApplicationRegistered(application_id=app, name="x" * 5000, repository_id="r1", path="p")
+    with pytest.raises(EventTooLarge) as raised:
+        await capped.append(stream, new_events([registered(app), huge]), expected_version=ANY)
+    message = str(raised.value)
+    assert "'application_registered'" in message and repr(stream) in message
+    assert raised.value.size > 5000 and raised.value.limit == 4096
+    assert await store.stream_version(stream) == NO_STREAM
+    # Under the cap the same store appends as usual.
+    await capped.append(stream, new_events([registered(app)]), expected_version=NO_STREAM)
 
 
 async def test_same_event_id_same_payload_returns_original_positions(store: EventStore) -> None:

@@ -56,7 +56,7 @@ from shared.events.catalog import (
 )
 from shared.ids import new_event_id
 from shared.logs import get_logger
-from shared.redaction import redact
+from shared.redaction import REASON_CHARS, clip, redact
 from shared.stagelog import StageLogger, StageLogs
 from shared.streams import stream_id
 from shared.tracing import context_of, current_trace_headers
@@ -370,7 +370,7 @@ class AnalysisRunner:
             deployment_id=request.deployment_id,
             stage_id=request.stage_id,
             verdict=verdict.verdict,
-            reason=redact(verdict.reason),
+            reason=clip(redact(verdict.reason), REASON_CHARS),
             judge=started.judge if started else "",
             judge_version=started.judge_version if started else "",
         )
@@ -459,7 +459,7 @@ def _judged_event(
         at_s=due.at_s,
         strategy=strategy,
         outcome=verdict.outcome,
-        reason=verdict.reason,
+        reason=clip(verdict.reason, REASON_CHARS),
         judge=verdict.judge,
         judge_version=verdict.judge_version,
         final=due.final,

@@ -59,7 +59,7 @@ from shared.events.catalog import (
 from shared.executor.options import OptionsError, configured_options
 from shared.git import GitCache
 from shared.logs import get_logger
-from shared.redaction import REDACTOR, is_secret_name, redact, secrets_in_url
+from shared.redaction import REASON_CHARS, REDACTOR, clip, is_secret_name, redact, secrets_in_url
 from shared.scheduling import LeaseScheduler
 from shared.stagelog import StageLogs
 from shared.streams import stream_id
@@ -325,7 +325,7 @@ class AnalysisService:
                 query, start=start, end=end, step=step, timeout_s=check.timeout_s
             )
         except (ProviderError, TemplateError, ConfigError) as exc:
-            error = redact(str(exc))
+            error = clip(redact(str(exc)), REASON_CHARS)
         return AnalysisMeasured(
             analysis_id=analysis_id,
             check=check.key,
@@ -363,7 +363,7 @@ class AnalysisService:
             )
             status, body = answer.status, excerpt(answer.body, check.expected_response)
         except (ProviderError, TemplateError) as exc:
-            error = redact(str(exc))
+            error = clip(redact(str(exc)), REASON_CHARS)
         # What came from outside (the body, errors) and the URL (a token in it) are
         # recorded redacted: the log never forgets.
         return AnalysisMeasured(

@@ -61,7 +61,9 @@ def plan_preview_source(settings: ApiSettings) -> PlanPreviewSource | None:
 async def setup(runtime: ServiceRuntime[ApiSettings]) -> Sequence[Component]:
     settings = runtime.settings
     app = create_app(
-        store=EventStore(runtime.pool, default_registry()),
+        store=EventStore(
+            runtime.pool, default_registry(), max_event_bytes=runtime.settings.event_max_bytes
+        ),
         pool=runtime.pool,
         read_wait_s=settings.api_read_wait_s,
         nc=runtime.nc,

@@ -31,7 +31,9 @@ async def setup(runtime: ServiceRuntime[DriftSettings]) -> Sequence[Component]:
     settings = runtime.settings
     control = control_config(settings.control_config)
     detector = DriftDetector(
-        store=EventStore(runtime.pool, default_registry()),
+        store=EventStore(
+            runtime.pool, default_registry(), max_event_bytes=runtime.settings.event_max_bytes
+        ),
         git=GitCache(git_cache_dir(settings.git_cache_dir, "slipway-drift-git")),
         repositories={r.repo_id: r.remote for r in control.spec.repositories},
         branches={r.repo_id: r.branch for r in control.spec.repositories},

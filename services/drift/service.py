@@ -51,6 +51,7 @@ from shared.git import GitCache
 from shared.logs import get_logger
 from shared.planning.drift import DriftResult, detect_drift
 from shared.platform import KubernetesPlatform
+from shared.redaction import DIFF_CHARS, REASON_CHARS, clip
 from shared.syncstate import SYNC_EVENTS, SyncState, SyncStatus
 from shared.syncstate import evolve as evolve_sync
 
@@ -122,6 +123,7 @@ def decide_deletion(
     reason = error or failures[0][1]
     if len(failures) > 1:
         reason += f" (and {len(failures) - 1} more refused)"
+    reason = clip(reason, REASON_CHARS)  # before comparing: the state holds what was recorded
     if reason == state.deletion_failure and not deleted:
         return []
     return [
@@ -159,13 +161,15 @@ def decide(
     """
     changed: list[Event] = []
     contradicted = current in (SyncState.SYNCED, SyncState.OUT_OF_SYNC) and result.state != current
-    if (result.state, result.summary) != (state.state, state.summary) or contradicted:
+    # Clipped before comparing: the state holds what was recorded.
+    summary = clip(result.summary, REASON_CHARS)
+    if (result.state, summary) != (state.state, state.summary) or contradicted:
         changed.append(
             ApplicationSyncStateChanged(
                 application_id=application_id,
                 state=result.state,
-                summary=result.summary,
-                diff=result.diff,
+                summary=summary,
+                diff=clip(result.diff, DIFF_CHARS),
                 commit_hash=commit_hash,
             )
         )

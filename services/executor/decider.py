@@ -61,6 +61,7 @@ from shared.events.catalog import (
     StageStarted,
 )
 from shared.executor.options import OptionsError, stage_options
+from shared.redaction import REASON_CHARS, clip
 
 # `Deployment`, its statuses, `Stage` and `fold` are `shared.deployments`, re-exported
 # for the executor's shell, which folds the stream and hands the state to stage work.
@@ -235,7 +236,7 @@ def _step(state: Deployment, now: datetime) -> list[Event]:
                 DeploymentRollingBack(
                     deployment_id=state.deployment_id,
                     application_id=state.application_id,
-                    reason=reason,
+                    reason=clip(reason, REASON_CHARS),
                 )
             ]
         return [_deployment_completed(state, outcome, reason)]
@@ -387,7 +388,7 @@ def _completed(
         deployment_id=state.deployment_id,
         stage_id=stage.id,
         status=str(status),
-        reason=reason,
+        reason=clip(reason, REASON_CHARS),
         completed_at=now,
     )
 
@@ -400,7 +401,7 @@ def _deployment_completed(
         application_id=state.application_id,
         status=str(status),
         commit_hash=state.commit_hash,
-        reason=reason,
+        reason=clip(reason, REASON_CHARS),
     )
 
 

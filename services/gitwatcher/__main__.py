@@ -50,7 +50,9 @@ async def setup(runtime: ServiceRuntime[GitwatcherSettings]) -> Sequence[Compone
     repositories = watched_repositories(control_config(settings.control_config))
     cache_dir = git_cache_dir(settings.git_cache_dir, "slipway-git-cache")
     gitwatcher = Gitwatcher(
-        store=EventStore(runtime.pool, default_registry()),
+        store=EventStore(
+            runtime.pool, default_registry(), max_event_bytes=runtime.settings.event_max_bytes
+        ),
         cache=GitCache(
             cache_dir,
             timeout_s=settings.gitwatcher_git_timeout_s,

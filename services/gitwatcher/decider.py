@@ -28,6 +28,7 @@ from shared.events.catalog import (
     RepositoryFetchFailed,
     RepositoryRecovered,
 )
+from shared.redaction import COMMIT_MESSAGE_CHARS, REASON_CHARS, clip
 from shared.streams import stream_id
 from shared.triggers import TriggerConfig, affected, normalize_dir
 
@@ -140,7 +141,7 @@ def on_commit_triggers(
                 trigger="on_commit",
                 commit_hash=observed.commit_hash,
                 commit_author=observed.author,
-                commit_message=observed.message,
+                commit_message=clip(observed.message, COMMIT_MESSAGE_CHARS),
                 # Never forced here: a forced strategy would pre-empt "no pipeline" and
                 # alwaysUsePipeline, which PipeCD checks before commitMatcher.
                 strategy="auto",
@@ -215,7 +216,9 @@ def decide_fetch_failed(
     return [
         RepositoryFetchFailed(
             repository_id=repository_id,
-            reason=reason if failure_kind(reason) == kind else f"{kind}: {reason}",
+            reason=clip(
+                reason if failure_kind(reason) == kind else f"{kind}: {reason}", REASON_CHARS
+            ),
             attempt=attempt,
             retry_in_s=retry_in_s,
         )

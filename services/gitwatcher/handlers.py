@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.gitwatcher.decider import STRATEGIES
 from shared.events.catalog import DeploymentTriggered, SyncRequested
 from shared.ids import on_command_deployment_id
+from shared.redaction import COMMIT_MESSAGE_CHARS, clip
 
 __all__ = ["on_command_trigger"]
 
@@ -30,7 +31,7 @@ def on_command_trigger(
         trigger="on_command",
         commit_hash=commit_hash,
         commit_author=commit_author,
-        commit_message=commit_message,
+        commit_message=clip(commit_message, COMMIT_MESSAGE_CHARS),
         strategy=request.strategy if request.strategy in STRATEGIES else "auto",
         repository_id=repository_id,
         commit_branch=branch,

@@ -33,6 +33,7 @@ from shared.eventlog import ANY, EventStore, new_events
 from shared.events.catalog import WebhookRejected
 from shared.http import BodyTooLarge, HttpServer, read_capped
 from shared.logs import get_logger
+from shared.redaction import REASON_CHARS, clip
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "WebhookServer"]
 
@@ -228,7 +229,7 @@ class WebhookServer(HttpServer):
         event = WebhookRejected(
             repository_id=repository_id,
             provider=provider,
-            reason=reason,
+            reason=clip(reason, REASON_CHARS),
             remote_addr=remote_addr or "",
         )
         stream = repository_stream(repository_id)

@@ -67,6 +67,7 @@ from shared.events.catalog import (
 from shared.git import Commit, GitError, GitRepository, redact
 from shared.labels import LABEL_RULE, config_labels_of, config_stream, usable_labels
 from shared.logs import get_logger
+from shared.redaction import COMMIT_MESSAGE_CHARS, clip
 from shared.tracing import current_trace_headers
 
 __all__ = [
@@ -501,7 +502,7 @@ class RepositoryWatcher:
             commit_hash=commit.hash,
             previous_hash=previous,
             author=commit.author,
-            message=commit.message,
+            message=clip(commit.message, COMMIT_MESSAGE_CHARS),
             committed_at=commit.committed_at,
             changed_paths=tuple(changed[:MAX_CHANGED_PATHS_RECORDED]),
             source=source if source in ("poll", "webhook") else "poll",

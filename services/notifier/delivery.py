@@ -51,7 +51,7 @@ from shared.events.catalog import (
 from shared.logs import get_logger
 from shared.notify.retry import RetryPolicy, is_retryable_status
 from shared.notify.webhook import request_headers
-from shared.redaction import redact
+from shared.redaction import REASON_CHARS, clip, redact
 from shared.tracing import span_continuing, trace_fields
 
 __all__ = ["Attempt", "DeliveryWorker"]
@@ -241,7 +241,7 @@ class DeliveryWorker:
             event = NotificationFailed(
                 notification_id=notification_id,
                 attempts=number,
-                error=attempt.error,
+                error=clip(attempt.error, REASON_CHARS),
                 status_code=attempt.status,
             )
             kind = "failed"
@@ -251,7 +251,7 @@ class DeliveryWorker:
             event = NotificationAttemptFailed(
                 notification_id=notification_id,
                 attempt=number,
-                error=attempt.error,
+                error=clip(attempt.error, REASON_CHARS),
                 retry_in_s=retry_in_s,
                 status_code=attempt.status,
             )

@@ -22,6 +22,7 @@ from shared.events.catalog import (
     DeploymentTriggered,
 )
 from shared.planning import Plan, TriggerInfo
+from shared.redaction import REASON_CHARS, clip
 
 __all__ = [
     "AppQueue",
@@ -136,5 +137,5 @@ def plan_failed(trigger: DeploymentTriggered, reason: str) -> DeploymentPlanFail
     return DeploymentPlanFailed(
         deployment_id=trigger.deployment_id,
         application_id=trigger.application_id,
-        reason=reason,
+        reason=clip(reason, REASON_CHARS),
     )

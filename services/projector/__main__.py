@@ -16,7 +16,9 @@ NAME = "projector"
 
 
 async def setup(runtime: ServiceRuntime[ServiceSettings]) -> Sequence[Component]:
-    store = EventStore(runtime.pool, default_registry())
+    store = EventStore(
+        runtime.pool, default_registry(), max_event_bytes=runtime.settings.event_max_bytes
+    )
     applied = Gauge(
         "slipway_projection_applied_events",
         "events applied by this replica since start",

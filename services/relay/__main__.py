@@ -50,6 +50,11 @@ async def setup(runtime: ServiceRuntime[RelaySettings]) -> Sequence[Component]:
     Gauge(
         "slipway_relay_published_events", "events published since start", registry=runtime.metrics
     ).set_function(lambda: float(relay.published))
+    Gauge(
+        "slipway_relay_skipped_events",
+        "events NATS could never take, skipped and recorded as EventPublishFailed, since start",
+        registry=runtime.metrics,
+    ).set_function(lambda: float(relay.skipped))
     return [relay.run]
 
 

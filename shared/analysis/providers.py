@@ -52,6 +52,10 @@ EXCERPT_LIMIT: Final = 256
 """How much of an HTTP check's body is recorded (`AnalysisMeasured.values`): the log keeps
 everything forever, so a target may not fill it."""
 
+MAX_SAMPLES: Final = 4000
+"""Most samples one measurement records (`AnalysisMeasured.values`): an event stays far
+under the store's size cap, so a larger answer is an error naming its size, not cut."""
+
 PROMETHEUS_BODY_LIMIT: Final = 8 * 1024 * 1024
 """A `query_range` answer larger than this is an error, not something to hold in memory."""
 
@@ -251,6 +255,12 @@ def _parse_matrix(name: str, status: int, text: str) -> Series:
             raise ProviderError(f"Prometheus {name}: unexpected result type {kind!r}")
     except (TypeError, ValueError, KeyError) as exc:
         raise ProviderError(f"Prometheus {name}: malformed result: {exc}") from exc
+    if len(values) > MAX_SAMPLES:
+        # Not cut: a verdict judged from some of the samples would not be the query's.
+        raise ProviderError(
+            f"Prometheus {name} answered {len(values)} samples, more than the {MAX_SAMPLES} "
+            "a measurement records: narrow the query or widen its step"
+        )
     return Series(tuple(timestamps), tuple(values))
 
 

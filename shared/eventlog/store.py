@@ -30,7 +30,7 @@ import msgspec
 
 from shared.aio import sleep_or_stop
 from shared.db import CONNECTION_ERRORS
-from shared.errors import ConcurrencyConflict, IdempotencyViolation, Unavailable
+from shared.errors import ConcurrencyConflict, EventTooLarge, IdempotencyViolation, Unavailable
 from shared.eventlog.position import START, LogPosition
 from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
 from shared.events.codec import EventRegistry
@@ -40,6 +40,10 @@ ANY: None = None
 """`expected_version=ANY`: append at the end, whatever the stream's version."""
 NO_STREAM = -1
 """`expected_version=NO_STREAM`: the stream must not exist yet."""
+DEFAULT_MAX_EVENT_BYTES = 512 * 1024
+"""Cap on an event's encoded payload plus metadata. The relay publishes both (metadata as
+headers) in one NATS message, and NATS refuses messages over its `max_payload` (1 MiB by
+default); half of that leaves room for the other headers and a server configured lower."""
 
 _APPEND = """
 WITH last AS (
@@ -116,9 +120,16 @@ class AppendResult(msgspec.Struct, frozen=True):
 class EventStore:
     """Appends to and reads from the `events` table of the pool's schema."""
 
-    def __init__(self, pool: asyncpg.Pool, registry: EventRegistry) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        registry: EventRegistry,
+        *,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
         self.pool = pool
         self.registry = registry
+        self.max_event_bytes = max_event_bytes
 
     async def append(
         self,
@@ -133,8 +144,9 @@ class EventStore:
         `expected_version` is the stream's current last version (`NO_STREAM`
         for a new stream, `ANY` for no check). Raises `ConcurrencyConflict` when
         the stream has moved on, `IdempotencyViolation` when an event id is
-        already stored for something else; retrying the same append after a
-        lost connection returns the stored positions.
+        already stored for something else, `EventTooLarge` (before anything is
+        written) when an encoded event is over `max_event_bytes`; retrying the
+        same append after a lost connection returns the stored positions.
 
         Pass `conn` to append inside the caller's transaction.
         """
@@ -193,11 +205,15 @@ class EventStore:
         ids, types, versions, payloads, metadata = [], [], [], [], []
         for new in events:
             event_type, schema_version, payload = self.registry.encode(new.event)
+            encoded_metadata = _metadata_encoder.encode(new.metadata)
+            size = len(payload) + len(encoded_metadata)
+            if size > self.max_event_bytes:
+                raise EventTooLarge(event_type, stream_id, size, self.max_event_bytes)
             ids.append(new.event_id)
             types.append(event_type)
             versions.append(schema_version)
             payloads.append(payload)
-            metadata.append(_metadata_encoder.encode(new.metadata).decode())
+            metadata.append(encoded_metadata.decode())
         return (stream_id, expected_version, ids, types, versions, payloads, metadata)
 
     async def _stored_result(

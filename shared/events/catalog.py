@@ -508,6 +508,21 @@ class NotificationFailed(Event, tag="notification_failed", frozen=True):
     status_code: int = 0
 
 
+# The relay (stream `relay-<relay name>`) ----------------------------------------
+
+
+class EventPublishFailed(Event, tag="event_publish_failed", frozen=True):
+    """The relay could not publish a logged event to NATS and no retry could, so it went on
+    without it (consumers never see that event; `slipway` reads it from the log)."""
+
+    event_id: str
+    event_type: str
+    stream_id: str
+    global_position: int
+    size_bytes: int
+    reason: str
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     ApplicationRegistered,
     ApplicationDisabled,
@@ -548,6 +563,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     NotificationAttemptFailed,
     NotificationDelivered,
     NotificationFailed,
+    EventPublishFailed,
 )
 
 

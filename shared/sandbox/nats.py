@@ -64,8 +64,10 @@ class NatsServer:
         port: int | None = None,
         subjects: Subjects | None = None,
         tls: tuple[Path, Path] | None = None,
+        max_payload: int | None = None,
     ) -> None:
-        """`tls`: (certificate, key) files to serve TLS with (clients then need `tls://`)."""
+        """`tls`: (certificate, key) files to serve TLS with (clients then need `tls://`);
+        `max_payload`: the largest message (payload and headers) it takes, if not 1 MiB."""
         self._own_dir = store_dir is None
         self.store_dir = (
             Path(tempfile.mkdtemp(prefix="slipway-nats-")) if store_dir is None else store_dir
@@ -77,6 +79,7 @@ class NatsServer:
             name: secrets.token_urlsafe(24) for name in (ADMIN, *(r.name for r in ROLES))
         }
         self.tls = tls
+        self.max_payload = max_payload
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -100,7 +103,8 @@ class NatsServer:
             for r in ROLES
         ]
         config = self.store_dir / "nats.conf"
-        write_private(config, authorization_config(users))
+        limits = "" if self.max_payload is None else f"max_payload: {self.max_payload}\n"
+        write_private(config, limits + authorization_config(users))
         saved = {"address": self.address, "users": dict(self.passwords)}
         write_private(self.store_dir / _CREDENTIALS, json.dumps(saved, indent=2))
         return config
