@@ -28,9 +28,12 @@ from shared.eventlog import (
     migrate,
 )
 from shared.events.catalog import default_registry
+from shared.messaging import ensure_event_stream
+from shared.relay import Relay
 from shared.sandbox import NatsServer, PostgresServer
 from shared.subjects import Subjects
 from tests.git_helpers import WorkRepo
+from tests.relay_support import create_counts_table
 from tests.support import Backends
 
 
@@ -171,3 +174,16 @@ def script_scratch() -> Iterator[Path]:
     path.chmod(0o777)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def counts_table(database_url: str, schema: str) -> None:
+    """The table `tests.relay_support.counting_handler` writes to, in this test's schema."""
+    await create_counts_table(database_url, schema)
+
+
+@pytest.fixture
+async def relay(app_database_url: str, schema: str, nc: NatsClient, subjects: Subjects) -> Relay:
+    """A relay of this test's schema into its own event stream (created here, before the test)."""
+    await ensure_event_stream(nc.jetstream(), subjects)
+    return Relay(database_url=app_database_url, schema=schema, js=nc.jetstream(), subjects=subjects)

@@ -6,7 +6,6 @@ import asyncio
 
 import asyncpg
 import nats
-import pytest
 from nats.aio.client import Client as NatsClient
 
 from shared.consumer import EventConsumer
@@ -14,23 +13,11 @@ from shared.errors import Unavailable
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events import RecordedEvent
 from shared.events.catalog import ApplicationDisabled
-from shared.messaging import ensure_event_stream
 from shared.relay import Relay
 from shared.subjects import Subjects
-from tests.relay_support import counting_consumer, counting_handler, create_counts_table
+from tests.relay_support import counting_consumer, counting_handler
 from tests.support import running, wait_until
 from tests.tcp_proxy import PostgresCutProxy
-
-
-@pytest.fixture
-async def counts_table(database_url: str, schema: str) -> None:
-    await create_counts_table(database_url, schema)
-
-
-@pytest.fixture
-async def relay(app_database_url: str, schema: str, nc: NatsClient, subjects: Subjects) -> Relay:
-    await ensure_event_stream(nc.jetstream(), subjects)
-    return Relay(database_url=app_database_url, schema=schema, js=nc.jetstream(), subjects=subjects)
 
 
 async def _append_one(store: EventStore, app: str = "x") -> None:

@@ -9,31 +9,19 @@ import sys
 from pathlib import Path
 
 import asyncpg
-import pytest
 from nats.aio.client import Client as NatsClient
 
 from shared.consumer import EventConsumer
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events import RecordedEvent
 from shared.events.catalog import ApplicationDisabled
-from shared.messaging import ensure_event_stream, headers_for
+from shared.messaging import headers_for
 from shared.relay import Relay
 from shared.subjects import Subjects
-from tests.relay_support import counting_handler, create_counts_table
+from tests.relay_support import counting_handler
 from tests.support import running, wait_until
 
 ROOT = Path(__file__).parents[1]
-
-
-@pytest.fixture
-async def counts_table(database_url: str, schema: str) -> None:
-    await create_counts_table(database_url, schema)
-
-
-@pytest.fixture
-async def relay(app_database_url: str, schema: str, nc: NatsClient, subjects: Subjects) -> Relay:
-    await ensure_event_stream(nc.jetstream(), subjects)
-    return Relay(database_url=app_database_url, schema=schema, js=nc.jetstream(), subjects=subjects)
 
 
 async def slipway(url: str, schema: str, *args: str) -> tuple[int, str, str]:

@@ -19,20 +19,8 @@ from shared.events.catalog import ApplicationDisabled
 from shared.messaging import ensure_event_stream
 from shared.relay import Relay
 from shared.subjects import Subjects
-from tests.relay_support import counting_consumer, counting_handler, create_counts_table
+from tests.relay_support import counting_consumer, counting_handler
 from tests.support import running, wait_until
-
-
-@pytest.fixture
-async def counts_table(database_url: str, schema: str) -> None:
-    await create_counts_table(database_url, schema)
-
-
-@pytest.fixture
-async def relay(app_database_url: str, schema: str, nc: NatsClient, subjects: Subjects) -> Relay:
-    """A relay of this test's schema into its own event stream (created here, before the test)."""
-    await ensure_event_stream(nc.jetstream(), subjects)
-    return Relay(database_url=app_database_url, schema=schema, js=nc.jetstream(), subjects=subjects)
 
 
 async def handled_rows(store: EventStore, count: int) -> bool:
