@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 from nats.js import JetStreamContext
 
-from shared.consumer import EventConsumer
+from shared.consumer import EventConsumer, Handler
 from shared.eventlog import EventStore
 from shared.events import RecordedEvent
 from shared.subjects import Subjects
@@ -34,6 +34,28 @@ async def counting_handler(event: RecordedEvent, conn: asyncpg.Connection) -> No
     )
 
 
+def consumer_of(
+    js: JetStreamContext,
+    store: EventStore,
+    subjects: Subjects,
+    handler: Handler,
+    *,
+    name: str,
+    **kw: Any,
+) -> EventConsumer:
+    """A consumer of every event of this test's store and subjects, fetching briskly."""
+    return EventConsumer(
+        name=name,
+        js=js,
+        pool=store.pool,
+        registry=store.registry,
+        subjects=subjects,
+        handler=handler,
+        fetch_timeout_s=0.2,
+        **kw,
+    )
+
+
 def counting_consumer(
     js: JetStreamContext,
     store: EventStore,
@@ -44,14 +66,6 @@ def counting_consumer(
     **kw: Any,
 ) -> EventConsumer:
     """A consumer of every event that counts each handling in `handled_counts`."""
-    return EventConsumer(
-        name=name,
-        js=js,
-        pool=store.pool,
-        registry=store.registry,
-        subjects=subjects,
-        handler=counting_handler,
-        ack_wait_s=ack_wait_s,
-        fetch_timeout_s=0.2,
-        **kw,
+    return consumer_of(
+        js, store, subjects, counting_handler, name=name, ack_wait_s=ack_wait_s, **kw
     )

@@ -15,7 +15,7 @@ from shared.events import RecordedEvent
 from shared.events.catalog import ApplicationDisabled
 from shared.relay import Relay
 from shared.subjects import Subjects
-from tests.relay_support import counting_consumer, counting_handler
+from tests.relay_support import consumer_of, counting_consumer, counting_handler
 from tests.support import running, wait_until
 from tests.tcp_proxy import PostgresCutProxy
 
@@ -41,16 +41,14 @@ async def test_an_outage_longer_than_max_deliver_is_waited_out_and_handled_once(
             raise Unavailable("cannot connect to PostgreSQL: connection refused")
         await counting_handler(event, conn)
 
-    consumer = EventConsumer(
+    consumer = consumer_of(
+        nc.jetstream(),
+        store,
+        subjects,
+        handler,
         name="waits",
-        js=nc.jetstream(),
-        pool=store.pool,
-        registry=store.registry,
-        subjects=subjects,
-        handler=handler,
         max_deliver=3,
         backoff_s=(0.05,),
-        fetch_timeout_s=0.2,
     )
     await _append_one(store)
     async with running(relay.run, consumer.run):
@@ -89,16 +87,14 @@ async def test_a_database_refusing_connections_longer_than_max_deliver_is_waited
                 await downstream.close()
             await counting_handler(event, conn)
 
-        consumer = EventConsumer(
+        consumer = consumer_of(
+            nc.jetstream(),
+            store,
+            subjects,
+            handler,
             name="downstream",
-            js=nc.jetstream(),
-            pool=store.pool,
-            registry=store.registry,
-            subjects=subjects,
-            handler=handler,
             max_deliver=3,
             backoff_s=(0.05,),
-            fetch_timeout_s=0.2,
         )
         await _append_one(store)
         async with running(relay.run, consumer.run):
@@ -124,16 +120,14 @@ async def test_real_failures_after_an_outage_are_counted_from_the_first_real_one
         real_failures += 1
         raise RuntimeError("a bug")
 
-    consumer = EventConsumer(
+    consumer = consumer_of(
+        nc.jetstream(),
+        store,
+        subjects,
+        handler,
         name="buggy",
-        js=nc.jetstream(),
-        pool=store.pool,
-        registry=store.registry,
-        subjects=subjects,
-        handler=handler,
         max_deliver=3,
         backoff_s=(0.05,),
-        fetch_timeout_s=0.2,
     )
     await _append_one(store)
     async with running(relay.run, consumer.run):
@@ -156,15 +150,13 @@ async def test_a_handler_slower_than_the_ack_wait_is_not_redelivered(
         await asyncio.sleep(2.5)  # the handler's own work, longer than the ack wait
 
     def replica() -> EventConsumer:
-        return EventConsumer(
+        return consumer_of(
+            nc.jetstream(),
+            store,
+            subjects,
+            slow,
             name="slow",
-            js=nc.jetstream(),
-            pool=store.pool,
-            registry=store.registry,
-            subjects=subjects,
-            handler=slow,
             ack_wait_s=1.0,
-            fetch_timeout_s=0.2,
         )
 
     first, second = replica(), replica()

@@ -18,7 +18,7 @@ from shared.events.catalog import ApplicationDisabled
 from shared.messaging import headers_for
 from shared.relay import Relay
 from shared.subjects import Subjects
-from tests.relay_support import counting_handler
+from tests.relay_support import consumer_of, counting_handler
 from tests.support import running, wait_until
 
 ROOT = Path(__file__).parents[1]
@@ -63,16 +63,14 @@ async def test_a_redriven_dead_letter_is_handled_once_by_its_consumer(
         await counting_handler(event, conn)
 
     def consumer(name: str) -> EventConsumer:
-        return EventConsumer(
+        return consumer_of(
+            nc.jetstream(),
+            store,
+            subjects,
+            handler,
             name=name,
-            js=nc.jetstream(),
-            pool=store.pool,
-            registry=store.registry,
-            subjects=subjects,
-            handler=handler,
             max_deliver=2,
             backoff_s=(0.05,),
-            fetch_timeout_s=0.2,
             redrive_poll_s=0.1,
         )
 
@@ -128,14 +126,12 @@ async def test_redriving_an_event_the_inbox_already_has_does_not_handle_it_again
     schema: str,
 ) -> None:
     """A letter whose event was handled after all (a redelivery won): redrive only settles it."""
-    consumer = EventConsumer(
+    consumer = consumer_of(
+        nc.jetstream(),
+        store,
+        subjects,
+        counting_handler,
         name="counter",
-        js=nc.jetstream(),
-        pool=store.pool,
-        registry=store.registry,
-        subjects=subjects,
-        handler=counting_handler,
-        fetch_timeout_s=0.2,
         redrive_poll_s=0.1,
     )
     await store.append(
