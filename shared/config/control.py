@@ -61,8 +61,8 @@ from shared.config._base import Spec
 from shared.config._decode import Document
 from shared.config._decode import Path as FieldPath
 from shared.config.application import NOTIFICATION_EVENTS
+from shared.config.documents import API_VERSION, open_document
 from shared.config.errors import ConfigWarning
-from shared.config.loader import API_VERSION, open_document
 from shared.config.types import Duration, _show
 from shared.egress import parse_allow_entry
 from shared.errors import ConfigError
