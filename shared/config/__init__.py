@@ -20,7 +20,7 @@ Every problem is a `ConfigFileError` (a `shared.errors.ConfigError`) with
   (finding config files in a repository);
 - the loaders: `loader` (application configs), `application_checks` (what their types
   cannot say), `pipe_files` (`.pipe/` AnalysisTemplate and EventWatcher files),
-  `control` (slipway.yaml and PipeCD's `kind: Piped`);
+  `control_loader` (slipway.yaml, or PipeCD's `kind: Piped` translated by `piped`);
 - what a config refers to and renders: `references` (`.pipe/` templates, `appArgs`,
   traffic routing), `manifests` (rendering), `tool_options` (what a config may pass to
   kustomize and helm), `repo_files` (every file read stays inside the repository).
@@ -49,7 +49,8 @@ from shared.config.application import (
     WaitApprovalOptions,
     WaitOptions,
 )
-from shared.config.control import ControlConfig, load_control_config
+from shared.config.control import ControlConfig
+from shared.config.control_loader import load_control_config
 from shared.config.discovery import (
     find_application_configs,
     find_config_files,
