@@ -15,14 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from shared.syncstate import SyncState
-from slipway_cli.api_client import (
-    CASCADE_DELETED,
-    DEPLOYMENT_STATUSES,
-    ApiClient,
-    JsonObject,
-    wait_for_cascade,
-    wait_for_status,
-)
+from slipway_cli.api_client import ApiClient, JsonObject
 from slipway_cli.command import (
     EXIT_API_ERROR,
     EXIT_OK,
@@ -35,7 +28,15 @@ from slipway_cli.command import (
     seconds,
     table,
 )
-from slipway_cli.waiting import progress_printer, report_outcome, wait_options
+from slipway_cli.waiting import (
+    CASCADE_DELETED,
+    DEPLOYMENT_STATUSES,
+    progress_printer,
+    report_outcome,
+    wait_for_cascade,
+    wait_for_status,
+    wait_options,
+)
 
 # The CLI says `quick`; the API and the events say `quick_sync` (PipeCD's name).
 STRATEGIES: Final = {"auto": "auto", "quick": "quick_sync", "pipeline": "pipeline"}

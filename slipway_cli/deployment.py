@@ -15,7 +15,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from slipway_cli.api_client import ApiClient, wait_for_status
+from slipway_cli.api_client import ApiClient
 from slipway_cli.command import (
     EXIT_FAILED,
     EXIT_OK,
@@ -25,7 +25,13 @@ from slipway_cli.command import (
     run_with_client,
     table,
 )
-from slipway_cli.waiting import progress_printer, report_outcome, statuses, wait_options
+from slipway_cli.waiting import (
+    progress_printer,
+    report_outcome,
+    statuses,
+    wait_for_status,
+    wait_options,
+)
 
 _COLUMNS: Final = ("ID", "APPLICATION", "STATUS", "TRIGGER", "COMMIT", "SUMMARY", "TRIGGERED AT")
 _ID_HELP: Final = "the deployment's id, or a unique prefix of it (at least 4 characters)"

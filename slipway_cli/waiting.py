@@ -1,19 +1,24 @@
-"""Waiting for a deployment from the command line: `--wait-status`, progress, the outcome.
+"""Waiting for a deployment, or a cascade delete, by polling the API; progress and outcome.
 
 `slipway app sync --wait-status` and `slipway deployment wait` poll the API
-(`api_client.wait_for_status`) and print a line on stderr whenever the
-deployment's status or running stage changes; the exit code says how the wait
-ended (`slipway_cli.command`: 0, 1 failed or not wanted, 3 unreachable, 4 timed out).
+(`wait_for_status`) and print a line on stderr whenever the deployment's
+status or running stage changes; the exit code says how the wait ended
+(`slipway_cli.command`: 0, 1 failed or not wanted, 3 unreachable, 4 timed
+out). `slipway app delete --cascade` waits for the drift service's verdict
+(`wait_for_cascade`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
 
-from slipway_cli.api_client import DEPLOYMENT_STATUSES, FAILED_STATUSES, WaitOutcome
+from shared.streams import stream_id
+from slipway_cli.api_client import ApiClient, ApiError, ApiUnreachable, JsonObject
 from slipway_cli.command import (
     EXIT_FAILED,
     EXIT_OK,
@@ -24,6 +29,114 @@ from slipway_cli.command import (
     print_json,
     seconds,
 )
+
+DEPLOYMENT_STATUSES: Final = (
+    "PENDING",
+    "PLANNED",
+    "RUNNING",
+    "ROLLING_BACK",
+    "SUCCESS",
+    "FAILURE",
+    "CANCELLED",
+)
+TERMINAL_STATUSES: Final = frozenset({"SUCCESS", "FAILURE", "CANCELLED"})
+FAILED_STATUSES: Final = frozenset({"FAILURE", "CANCELLED"})
+CASCADE_DELETED: Final = "application_resources_deleted"
+CASCADE_FAILED: Final = "application_resources_deletion_failed"
+
+
+@dataclass(frozen=True)
+class WaitOutcome:
+    """How waiting for a deployment ended."""
+
+    deployment: JsonObject | None
+    """Its last state seen (None: never triggered within the wait)."""
+    wanted: bool
+    """It reached one of the wanted statuses."""
+    timed_out: bool
+    unreachable: bool
+    """The last attempt to ask found no API (only meaningful with `timed_out`)."""
+    waited_s: float
+
+
+def wait_for_status(
+    client: ApiClient,
+    deployment_id: str,
+    wanted: Iterable[str],
+    *,
+    timeout_s: float,
+    poll_s: float = 1.0,
+    progress: Callable[[JsonObject | None], None] = lambda _: None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> WaitOutcome:
+    """Poll the deployment until it reaches a wanted status or a terminal one, or time runs out.
+
+    A 404 means the gitwatcher has not triggered it yet (a sync's deployment id
+    is known before it exists), and an unreachable API or a 503 may be a
+    restart: both are waited through until the timeout. Other refusals raise.
+    """
+    wanted_set = frozenset(wanted)
+    started = clock()
+    deployment: JsonObject | None = None
+    unreachable = False
+    while True:
+        try:
+            deployment = client.get_deployment(deployment_id)
+            unreachable = False
+        except ApiUnreachable:
+            unreachable = True
+        except ApiError as exc:
+            if exc.status not in (404, 503):
+                raise
+            unreachable = False
+        progress(deployment)
+        if deployment is not None:
+            status = deployment["status"]
+            if status in wanted_set or status in TERMINAL_STATUSES:
+                return WaitOutcome(
+                    deployment, status in wanted_set, False, False, clock() - started
+                )
+        if clock() - started >= timeout_s:
+            return WaitOutcome(deployment, False, True, unreachable, clock() - started)
+        sleep(poll_s)
+
+
+def wait_for_cascade(
+    client: ApiClient,
+    application_id: str,
+    *,
+    after_position: int,
+    timeout_s: float,
+    poll_s: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> JsonObject | None:
+    """How a cascade delete ended: the drift service's first verdict after `after_position`.
+
+    That is an `application_resources_deleted` (`data.resources`: what it
+    deleted) or an `application_resources_deletion_failed` (`data.reason`,
+    `data.remaining`) event on `drift-<application_id>`; None when neither came
+    within `timeout_s`. An unreachable API or a 503 is waited through.
+    """
+    started = clock()
+    stream = stream_id("drift", application_id)
+    while True:
+        try:
+            for event in client.stream_events(stream):
+                if event["global_position"] > after_position and event["event_type"] in (
+                    CASCADE_DELETED,
+                    CASCADE_FAILED,
+                ):
+                    return event
+        except ApiUnreachable:
+            pass
+        except ApiError as exc:
+            if exc.status != 503:
+                raise
+        if clock() - started >= timeout_s:
+            return None
+        sleep(poll_s)
 
 
 def wait_options(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
