@@ -37,27 +37,31 @@ from prometheus_client import CollectorRegistry, Counter
 from structlog.contextvars import bound_contextvars
 
 from services.gitwatcher.decider import (
+    CONFIG_LABELS,
+    REPOSITORY,
     AppConfigFacts,
     RegisteredApp,
+    RepositoryDecision,
     RepositoryState,
     TriggerConfig,
     backoff_s,
     decide_commit_observed,
-    decide_config_observed,
     decide_discovered,
     decide_fetch_failed,
     decide_fetch_succeeded,
     deployment_stream,
-    fold,
     on_commit_triggers,
     repository_stream,
     trigger_event_id,
     undiscovered_configs,
 )
 from shared.db import CONNECTION_ERRORS
+from shared.deployments import OPENING, StreamTaken
 from shared.errors import ConcurrencyConflict, ConfigError, IdempotencyViolation, Unavailable
-from shared.eventlog import NO_STREAM, EventStore, new_events
-from shared.events.base import Event, Metadata, NewEvent
+from shared.eventlog import EventStore
+from shared.eventlog.envelope import envelope
+from shared.eventlog.execute import Folded, execute, load
+from shared.events.base import Event, Metadata
 from shared.events.catalog import (
     ApplicationConfigDiscovered,
     ApplicationConfigObserved,
@@ -65,10 +69,9 @@ from shared.events.catalog import (
     DeploymentTriggered,
 )
 from shared.git import Commit, GitError, GitRepository, redact
-from shared.labels import LABEL_RULE, config_labels_of, config_stream, usable_labels
+from shared.labels import LABEL_RULE, config_stream, usable_labels
 from shared.logs import get_logger
 from shared.redaction import COMMIT_MESSAGE_CHARS, clip
-from shared.tracing import current_trace_headers
 
 __all__ = [
     "MAX_CHANGED_PATHS_RECORDED",
@@ -148,14 +151,7 @@ def event_metadata(
     *, causation_id: str | None = None, correlation_id: str | None = None
 ) -> Metadata:
     """Envelope for what the gitwatcher appends: the current trace, so the planner continues it."""
-    context = current_trace_headers()
-    return Metadata(
-        correlation_id=correlation_id,
-        causation_id=causation_id,
-        traceparent=context.get("traceparent"),
-        tracestate=context.get("tracestate"),
-        actor="gitwatcher",
-    )
+    return envelope(actor="gitwatcher", causation_id=causation_id, correlation_id=correlation_id)
 
 
 async def append_trigger(
@@ -170,29 +166,26 @@ async def append_trigger(
     The event id is derived from the deployment id, so an append that finds
     the stream already opened by the same trigger returns its stored place.
     """
-    stream = deployment_stream(trigger.deployment_id)
-    new = NewEvent(
-        event=trigger, event_id=trigger_event_id(trigger.deployment_id), metadata=metadata
-    )
-    for _ in range(2):
-        try:
-            await store.append(stream, [new], expected_version=NO_STREAM, conn=conn)
-        except ConcurrencyConflict:
-            # Lost a race with a replica appending the same event: the retry finds
-            # it by id. A second conflict means the stream holds something else.
-            continue
-        except IdempotencyViolation as exc:
-            log.error(
-                "deployment_trigger_refused", deployment_id=trigger.deployment_id, error=str(exc)
-            )
-            return False
-        return True
-    log.error(
-        "deployment_stream_taken",
-        deployment_id=trigger.deployment_id,
-        reason="the stream exists and does not start with this trigger",
-    )
-    return False
+    event_id = trigger_event_id(trigger.deployment_id)
+    try:
+        await execute(
+            store,
+            deployment_stream(trigger.deployment_id),
+            OPENING,
+            trigger,
+            metadata,
+            event_ids=lambda _index, _event: event_id,
+            # Lost a race with a replica appending the same trigger: the second round finds it.
+            max_attempts=2,
+            conn=conn,
+        )
+    except IdempotencyViolation as exc:
+        log.error("deployment_trigger_refused", deployment_id=trigger.deployment_id, error=str(exc))
+        return False
+    except (StreamTaken, ConcurrencyConflict) as exc:
+        log.error("deployment_stream_taken", deployment_id=trigger.deployment_id, reason=str(exc))
+        return False
+    return True
 
 
 class RepositoryWatcher:
@@ -339,11 +332,12 @@ class RepositoryWatcher:
 
     async def _load(self) -> RepositoryState:
         """The stream's state, reading only what was appended since the last load."""
-        base = self._state
-        recorded = await self.store.read_stream(self.stream, from_version=base.version + 1)
         return self._keep(
-            fold(base, (r.event for r in recorded), (r.stream_version for r in recorded))
+            (await load(self.store, self.stream, REPOSITORY, start=self._kept())).state
         )
+
+    def _kept(self) -> Folded[RepositoryState]:
+        return Folded(self._state, self._state.version)
 
     def _keep(self, state: RepositoryState) -> RepositoryState:
         # The poll loop and a sync request may load concurrently: never go back.
@@ -351,29 +345,31 @@ class RepositoryWatcher:
             self._state = state
         return state
 
-    async def _append_decided(
-        self, decide: Callable[[RepositoryState], list[Event]]
-    ) -> list[Event]:
+    async def _append_decided(self, decide: RepositoryDecision) -> list[Event]:
         """Decide on the current state and append at its version; on a conflict, again."""
-        for _ in range(MAX_CONFLICT_RETRIES):
-            state = await self._load()
-            events = decide(state)
-            if not events:
-                return []
-            try:
-                result = await self.store.append(
-                    self.stream,
-                    new_events(events, metadata=event_metadata()),
-                    expected_version=state.version,
-                )
-            except ConcurrencyConflict:
-                # Another replica appended first: reload and decide again.
-                self.conflicts += 1
-                self.metrics.conflicts.labels(self.spec.repository_id).inc()
-                continue
-            self._keep(fold(state, events, result.stream_versions))
-            return events
-        raise Unavailable(f"{self.stream}: still conflicting after {MAX_CONFLICT_RETRIES} tries")
+
+        def conflicted(_: ConcurrencyConflict) -> None:
+            # Another replica appended first: `execute` reloads and decides again.
+            self.conflicts += 1
+            self.metrics.conflicts.labels(self.spec.repository_id).inc()
+
+        try:
+            done = await execute(
+                self.store,
+                self.stream,
+                REPOSITORY,
+                decide,
+                event_metadata(),
+                start=self._kept(),
+                max_attempts=MAX_CONFLICT_RETRIES,
+                on_conflict=conflicted,
+            )
+        except ConcurrencyConflict as exc:
+            raise Unavailable(
+                f"{self.stream}: still conflicting after {MAX_CONFLICT_RETRIES} tries"
+            ) from exc
+        self._keep(done.after.state)
+        return list(done.events)
 
     # Failure and recovery ---------------------------------------------------------
 
@@ -660,21 +656,21 @@ class RepositoryWatcher:
     async def _record_config(self, observed: ApplicationConfigObserved) -> bool:
         """Append `observed` to `appconfig-<id>` if it says something new; True if appended."""
         stream = config_stream(observed.application_id)
-        for _ in range(MAX_CONFLICT_RETRIES):
-            history = await self.store.read_stream(stream)
-            events = decide_config_observed(config_labels_of(r.event for r in history), observed)
-            if not events:
-                return False
-            try:
-                await self.store.append(
-                    stream,
-                    new_events(events, metadata=event_metadata()),
-                    expected_version=history[-1].stream_version if history else NO_STREAM,
-                )
-            except ConcurrencyConflict:
-                continue  # another replica recorded first: decide again on what it wrote
-            return True
-        raise Unavailable(f"{stream}: still conflicting after {MAX_CONFLICT_RETRIES} tries")
+        try:
+            # Another replica may record first: `execute` decides again on what it wrote.
+            done = await execute(
+                self.store,
+                stream,
+                CONFIG_LABELS,
+                observed,
+                event_metadata(),
+                max_attempts=MAX_CONFLICT_RETRIES,
+            )
+        except ConcurrencyConflict as exc:
+            raise Unavailable(
+                f"{stream}: still conflicting after {MAX_CONFLICT_RETRIES} tries"
+            ) from exc
+        return bool(done.events)
 
     # Discovery ---------------------------------------------------------------------
 
