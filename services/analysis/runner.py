@@ -45,7 +45,8 @@ from shared.analysis.record import AnalysisRecord, evolve, fold, judge_tick
 from shared.analysis.strategies import TickVerdict, finite_values
 from shared.errors import ConcurrencyConflict, ConfigError, Unavailable
 from shared.eventlog import EventStore
-from shared.events.base import Event, Metadata, NewEvent
+from shared.eventlog.envelope import envelope
+from shared.events.base import Event, NewEvent
 from shared.events.catalog import (
     AnalysisConcluded,
     AnalysisMeasured,
@@ -59,7 +60,7 @@ from shared.logs import get_logger
 from shared.redaction import REASON_CHARS, clip, redact
 from shared.stagelog import StageLogger, StageLogs
 from shared.streams import stream_id
-from shared.tracing import context_of, current_trace_headers
+from shared.tracing import context_of
 
 __all__ = ["AnalysisRunner", "Measurer", "Setup", "SetupLoader"]
 
@@ -426,13 +427,8 @@ class AnalysisRunner:
         )
 
     async def _append(self, record: AnalysisRecord, events: list[Event]) -> None:
-        context = current_trace_headers()
-        metadata = Metadata(
-            correlation_id=self.lease.deployment_id,
-            traceparent=context.get("traceparent"),
-            tracestate=context.get("tracestate"),
-            actor=self.actor,
-            occurred_at=self.clock(),
+        metadata = envelope(
+            actor=self.actor, correlation_id=self.lease.deployment_id, occurred_at=self.clock()
         )
         new = [NewEvent(event=e, event_id=new_event_id(), metadata=metadata) for e in events]
         await self.leases.append_fenced(

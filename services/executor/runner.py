@@ -59,7 +59,8 @@ from services.executor.stages import StageResult
 from shared.aio import sleep_or_stop
 from shared.errors import ConcurrencyConflict, ConfigError, Unavailable
 from shared.eventlog import EventStore
-from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
+from shared.eventlog.envelope import envelope
+from shared.events.base import Event, NewEvent, RecordedEvent
 from shared.events.catalog import (
     DeploymentCompleted,
     DeploymentPlanned,
@@ -72,7 +73,7 @@ from shared.logs import get_logger
 from shared.redaction import redact
 from shared.stagelog import Severity, StageLogs
 from shared.streams import stream_id
-from shared.tracing import context_of, trace_fields
+from shared.tracing import context_of
 
 __all__ = ["DeploymentRunner", "StageWork", "TimeoutLoader"]
 
@@ -229,14 +230,12 @@ class DeploymentRunner:
             if span is None:
                 span = self._brief_span(state, event)
                 brief.append((span, event))
-            traceparent, tracestate = trace_fields(trace.set_span_in_context(span))
-            metadata = Metadata(
-                correlation_id=state.deployment_id,
-                traceparent=traceparent,
-                tracestate=tracestate,
+            metadata = envelope(
                 # Who wrote it, and under which lease: the audit trail of the fencing.
                 actor=f"executor:{self.lease.holder}#{self.lease.token}",
+                correlation_id=state.deployment_id,
                 occurred_at=now,
+                context=trace.set_span_in_context(span),
             )
             new.append(NewEvent(event=event, event_id=new_event_id(), metadata=metadata))
         try:

@@ -81,7 +81,8 @@ from shared.deploysource import (
 )
 from shared.errors import ConcurrencyConflict, ConfigError, PlatformError, Unavailable
 from shared.eventlog import NO_STREAM, EventStore, deterministic_event_id
-from shared.events.base import Metadata, NewEvent, RecordedEvent
+from shared.eventlog.envelope import envelope
+from shared.events.base import NewEvent, RecordedEvent
 from shared.events.catalog import AnalysisConcluded, AnalysisRequested, DeploymentTriggered
 from shared.executor.options import OptionsError, configured_options, stage_options
 from shared.executor.variants import (
@@ -95,7 +96,6 @@ from shared.ids import analysis_id_of
 from shared.platform import AppliedResource, KubernetesPlatform
 from shared.stagelog import StageLogger
 from shared.streams import stream_id
-from shared.tracing import current_trace_headers
 
 __all__ = [
     "ANALYSIS_GRACE_S",
@@ -649,16 +649,11 @@ async def _request_analysis(
         options_json=stage.options_json,
         requested_at=now,
     )
-    context = current_trace_headers()
     new = NewEvent(
         event=request,
         event_id=deterministic_event_id("analysis_requested", analysis_id),
-        metadata=Metadata(
-            correlation_id=deployment.deployment_id,
-            traceparent=context.get("traceparent"),
-            tracestate=context.get("tracestate"),
-            actor="executor",
-            occurred_at=now,
+        metadata=envelope(
+            actor="executor", correlation_id=deployment.deployment_id, occurred_at=now
         ),
     )
     # A new stream under a derived id: a retry of this append is a no-op, and a stream
