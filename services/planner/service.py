@@ -11,6 +11,11 @@ trigger's commit and at the running one, `shared.planning` decides — and
 `DeploymentQueued` is. `DeploymentCompleted` frees the application and plans
 the next waiting deployment; a success also becomes the running commit.
 
+Which deployment is waiting, active or done is the decider's fold of those
+events (`evolve_queue`, `row_state`); `planner_deployments` caches it under
+the lock and is written only from it. Appends to a deployment's stream go
+through `shared.eventlog.execute` with the `PLANNING` decider.
+
 Git being unreachable is transient: on a trigger the handler raises, so the
 message is redelivered with back-off; when planning the next deployment after
 a completion, or in the periodic `retry_waiting` sweep, the deployment stays
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,16 +45,21 @@ from prometheus_client import CollectorRegistry, Counter
 from structlog.contextvars import bound_contextvars as structlog_bound
 
 from services.planner.decider import (
+    PLANNING,
     AppQueue,
     Ignore,
+    PlannerDecision,
     PlanNow,
     QueueBehind,
+    evolve_queue,
     gave_up,
     next_to_plan,
     on_triggered,
     plan_failed,
     planned,
     queued,
+    row_state,
+    running_commit_of,
     trigger_info,
 )
 from shared.aio import sleep_or_stop
@@ -62,14 +73,20 @@ from shared.deploysource import (
 )
 from shared.errors import ConfigError, Rejected, Unavailable
 from shared.eventlog import EventStore, deterministic_event_id
-from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
-from shared.events.catalog import DeploymentCompleted, DeploymentTriggered
+from shared.eventlog.envelope import envelope
+from shared.eventlog.execute import execute
+from shared.events.base import Event, Metadata, RecordedEvent
+from shared.events.catalog import (
+    DeploymentCompleted,
+    DeploymentPlanFailed,
+    DeploymentPlanned,
+    DeploymentTriggered,
+)
 from shared.git import GitCache, GitError, GitRepository
 from shared.logs import get_logger
 from shared.planning import Plan, PlanError, make_plan
 from shared.redaction import redact
 from shared.streams import stream_id
-from shared.tracing import current_trace_headers
 
 __all__ = ["Planner", "RepositoryRef", "lock_key"]
 
@@ -149,8 +166,11 @@ class _Transient(Exception):
 class _Writes:
     """What one transaction will write, collected while deciding and flushed at the end."""
 
-    appends: list[tuple[str, list[NewEvent], int]] = field(default_factory=list)
-    states: list[tuple[str, str]] = field(default_factory=list)
+    decisions: list[tuple[Metadata, str, PlannerDecision]] = field(default_factory=list)
+    """(envelope, what, event) for each deployment stream: recorded by `PLANNING`. The
+    envelope is made when deciding, so it carries the span that decided (`plan deployment`)."""
+    observed: list[Event] = field(default_factory=list)
+    """Events of others that move the queue (a completion): the cache follows them too."""
     planning_since: list[str] = field(default_factory=list)
     running: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -221,12 +241,14 @@ class Planner:
                     self._queue(writes, event, trigger, behind)
                 case PlanNow():
                     try:
-                        done = await self._plan(conn, writes, event, deployment_id, app_id, since)
+                        decided = await self._plan(
+                            conn, writes, event, deployment_id, app_id, since
+                        )
                     except _Transient as exc:
                         # Redelivered with back-off; the deployment keeps its place meanwhile.
                         raise exc.cause from exc
-                    if not done:
-                        queue = AppQueue(app_id, None, queue.waiting[1:])
+                    if isinstance(decided, DeploymentPlanFailed):
+                        queue = evolve_queue(queue, decided)
                         await self._advance(conn, writes, event, queue, since)
             await self._flush(conn, writes)
 
@@ -236,16 +258,13 @@ class Planner:
         deployment_id, app_id = completed.deployment_id, completed.application_id
         with structlog_bound(deployment_id=deployment_id, application_id=app_id):
             await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(app_id))
-            writes = _Writes()
+            writes = _Writes(observed=[completed])
             row = await conn.fetchrow(_DEPLOYMENT, deployment_id)
-            if row is not None and row["state"] != "done":
-                writes.states.append((deployment_id, "done"))
-            if completed.status == "SUCCESS":
-                commit = completed.commit_hash or (row["commit_hash"] if row else "")
-                if commit:
-                    writes.running.append((app_id, commit, deployment_id))
+            commit = running_commit_of(completed, row["commit_hash"] if row else "")
+            if commit:
+                writes.running.append((app_id, commit, deployment_id))
             queue, since = await _load_queue(conn, app_id)
-            queue = _without(queue, deployment_id)
+            queue = evolve_queue(queue, completed)
             log.info("deployment_completed", status=completed.status, next=next_to_plan(queue))
             await self._advance(conn, writes, event, queue, since, running=writes.running)
             await self._flush(conn, writes)
@@ -306,7 +325,7 @@ class Planner:
         while (deployment_id := next_to_plan(queue)) is not None:
             with structlog_bound(deployment_id=deployment_id):
                 try:
-                    done = await self._plan(
+                    decided = await self._plan(
                         conn, writes, cause, deployment_id, queue.application_id, since,
                         running_override=running[-1][1] if running else None,
                     )  # fmt: skip
@@ -315,9 +334,9 @@ class Planner:
                     writes.planning_since.append(deployment_id)
                     self._count("deferred")
                     return
-            if done:
+            if isinstance(decided, DeploymentPlanned):
                 return
-            queue = AppQueue(queue.application_id, None, queue.waiting[1:])
+            queue = evolve_queue(queue, decided)
 
     async def _plan(
         self,
@@ -329,8 +348,8 @@ class Planner:
         since: Mapping[str, datetime | None],
         *,
         running_override: str | None = None,
-    ) -> bool:
-        """Plan one deployment into `writes`: True if planned, False if its plan failed.
+    ) -> DeploymentPlanned | DeploymentPlanFailed:
+        """Plan one deployment into `writes`: its plan, or why it failed.
 
         Raises `_Transient` when waiting may help and the deadline has not passed.
         """
@@ -340,7 +359,6 @@ class Planner:
         if trigger is None:
             # Only a trigger puts a deployment in the queue; its stream must start with it.
             raise RuntimeError(f"{stream} has no DeploymentTriggered event")
-        version = history[-1].stream_version
         if running_override is not None:
             running = running_override
         else:
@@ -360,10 +378,7 @@ class Planner:
                 event = planned(
                     trigger, app, plan, repository_id=repository_id, running_commit=running
                 )
-                writes.appends.append(
-                    (stream, [self._new(cause, "planned", deployment_id, event)], version)
-                )
-                writes.states.append((deployment_id, "active"))
+                writes.decisions.append((self._envelope(cause, deployment_id), "planned", event))
                 decision = plan.decision
                 log.info(
                     "deployment_planned",
@@ -375,16 +390,13 @@ class Planner:
                     running_commit=running,
                 )
                 self._count(str(decision.strategy))
-                return True
+                return event
         # The reason quotes config files, tool and git errors: redacted before the log has it.
         failed = plan_failed(trigger, redact(reason))
-        writes.appends.append(
-            (stream, [self._new(cause, "plan_failed", deployment_id, failed)], version)
-        )
-        writes.states.append((deployment_id, "done"))
+        writes.decisions.append((self._envelope(cause, deployment_id), "plan_failed", failed))
         log.warning("deployment_plan_failed", reason=reason, commit=trigger.commit_hash)
         self._count("failed")
-        return False
+        return failed
 
     async def _make_plan(
         self, conn: asyncpg.Connection, trigger: DeploymentTriggered, running: str
@@ -463,42 +475,39 @@ class Planner:
     def _queue(
         self, writes: _Writes, cause: RecordedEvent, trigger: DeploymentTriggered, behind: str
     ) -> None:
-        stream = stream_id("deployment", trigger.deployment_id)
-        event = queued(trigger, behind)
-        writes.appends.append(
-            (
-                stream,
-                [self._new(cause, "queued", trigger.deployment_id, event)],
-                cause.stream_version,
-            )
-        )
+        metadata = self._envelope(cause, trigger.deployment_id)
+        writes.decisions.append((metadata, "queued", queued(trigger, behind)))
         log.info("deployment_queued", behind=behind)
         self._count("queued")
 
-    def _new(
-        self, cause: RecordedEvent | None, what: str, deployment_id: str, event: Event
-    ) -> NewEvent:
-        context = current_trace_headers()
-        metadata = Metadata(
-            correlation_id=(cause.metadata.correlation_id if cause else None) or deployment_id,
-            causation_id=str(cause.event_id) if cause else None,
-            traceparent=context.get("traceparent"),
-            tracestate=context.get("tracestate"),
+    def _envelope(self, cause: RecordedEvent | None, deployment_id: str) -> Metadata:
+        return envelope(
             actor=CONSUMER_NAME,
+            caused_by=cause,
+            correlation_id=deployment_id,
             occurred_at=self.clock(),
-        )
-        # Derived from what it answers, so a plan appended twice is stored once.
-        return NewEvent(
-            event=event,
-            event_id=deterministic_event_id(CONSUMER_NAME, what, deployment_id),
-            metadata=metadata,
         )
 
     async def _flush(self, conn: asyncpg.Connection, writes: _Writes) -> None:
-        for stream, events, version in writes.appends:
-            await self.store.append(stream, events, expected_version=version, conn=conn)
-        for deployment_id, state in writes.states:
-            await conn.execute(_SET_STATE, deployment_id, state)
+        for metadata, what, decision in writes.decisions:
+            deployment_id = decision.deployment_id
+            # Derived from what it answers, so a plan appended twice is stored once.
+            event_id = deterministic_event_id(CONSUMER_NAME, what, deployment_id)
+            await execute(
+                self.store,
+                stream_id("deployment", deployment_id),
+                PLANNING,
+                decision,
+                metadata,
+                event_ids=_always(event_id),
+                conn=conn,
+                # In the consumer's transaction: a conflict fails it, and it is redelivered.
+                max_attempts=1,
+            )
+        # The queue's cache follows the events (`row_state`), after the appends.
+        for event in (*writes.observed, *(decision for _, _, decision in writes.decisions)):
+            if (moved := row_state(event)) is not None:
+                await conn.execute(_SET_STATE, *moved)
         for deployment_id in writes.planning_since:
             await conn.execute(_PLANNING_SINCE, deployment_id, self.clock())
         for app_id, commit, deployment_id in writes.running:
@@ -520,12 +529,9 @@ async def _load_queue(
     return AppQueue(app_id, active, waiting), since
 
 
-def _without(queue: AppQueue, deployment_id: str) -> AppQueue:
-    return AppQueue(
-        queue.application_id,
-        None if queue.active == deployment_id else queue.active,
-        tuple(d for d in queue.waiting if d != deployment_id),
-    )
+def _always(event_id: uuid.UUID) -> Callable[[int, Event], uuid.UUID]:
+    """`execute`'s `event_ids` for a decision of one event with a derived id."""
+    return lambda _index, _event: event_id
 
 
 def _remote(repo: GitRepository) -> str:
