@@ -4,15 +4,16 @@ The loop, until the analysis concludes, the lease is lost or the service stops:
 
 1. read `analysis-<id>` and fold it (`shared.analysis.record.fold`); a
    concluded analysis closes its lease and ends;
-2. the first time round, append `AnalysisStarted` — the clock's start on a
-   new analysis, a `resumed` marker (with the same clock) after a restart or
-   a takeover, so the time already spent counts;
+2. the first time round, append `AnalysisStarted` (`decider.started`) — the
+   clock's start on a new analysis, a `resumed` marker (with the same clock)
+   after a restart or a takeover, so the time already spent counts;
 3. if the deployment's `StageCompleted` for the stage is in its stream (the
    stage was cancelled, skipped or timed out), conclude `skipped`;
 4. measure every due tick (`decider.due_ticks`), judge each from the record
-   with the new measurements folded in, and append the measurements, the
-   tick verdicts and — when `decider.conclusion` says so — the one
-   `AnalysisConcluded`, in one append fenced by the lease;
+   with the new measurements folded in (`decider.judge_ticks`), and append the
+   measurements and the tick verdicts, fenced by the lease; then — when
+   `decider.conclusion` says so — the one `AnalysisConcluded`
+   (`decider.concluded`);
 5. explain each tick in the deployment's stage log, then sleep until the
    next tick (or the poll interval, to notice a cancel).
 
@@ -37,11 +38,21 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from structlog.contextvars import bound_contextvars
 
-from services.analysis.decider import Conclusion, Due, conclusion, due_ticks, next_due_s
+from services.analysis.decider import (
+    Conclusion,
+    Due,
+    Start,
+    conclusion,
+    due_ticks,
+    judge_ticks,
+    next_due_s,
+)
+from services.analysis.decider import concluded as decide_concluded
+from services.analysis.decider import started as decide_started
 from services.analysis.leases import Lease, LeaseLost, Leases, Previous
 from shared.analysis.checks import CheckPlan
 from shared.analysis.judges import SequentialJudge, judge_named
-from shared.analysis.record import AnalysisRecord, evolve, fold, judge_tick
+from shared.analysis.record import AnalysisRecord, fold
 from shared.analysis.strategies import TickVerdict, finite_values
 from shared.errors import ConcurrencyConflict, ConfigError, Unavailable
 from shared.eventlog import EventStore
@@ -52,12 +63,11 @@ from shared.events.catalog import (
     AnalysisMeasured,
     AnalysisRequested,
     AnalysisStarted,
-    AnalysisTickJudged,
     StageCompleted,
 )
 from shared.ids import new_event_id
 from shared.logs import get_logger
-from shared.redaction import REASON_CHARS, clip, redact
+from shared.redaction import redact
 from shared.stagelog import StageLogger, StageLogs
 from shared.streams import stream_id
 from shared.tracing import context_of
@@ -232,19 +242,13 @@ class AnalysisRunner:
     ) -> None:
         first = record.started
         if first is None:
-            judge = judge_named(setup.judge)
             previous = None
             if any(p.check.strategy == "PREVIOUS" for p in setup.plans.values()):
                 previous = await self.leases.previous(request.application_id, request.analysis_id)
-            started = AnalysisStarted(
-                analysis_id=request.analysis_id,
-                deployment_id=request.deployment_id,
-                stage_id=request.stage_id,
-                started_at=now,
-                application_id=request.application_id,
+            start = Start(
+                now=now,
                 analyzer=self.actor,
-                judge=judge.name,
-                judge_version=judge.version,
+                judge=setup.judge,
                 duration_s=setup.duration_s,
                 # Recorded for people and judges, not for measuring (that reads the config):
                 # a token in a check's URL stays out of the log.
@@ -257,18 +261,8 @@ class AnalysisRunner:
                 previous_started_at=previous.started_at if previous else None,
             )
         else:
-            started = AnalysisStarted(
-                analysis_id=request.analysis_id,
-                deployment_id=request.deployment_id,
-                stage_id=request.stage_id,
-                started_at=now,
-                application_id=request.application_id,
-                analyzer=self.actor,
-                judge=first.judge,
-                judge_version=first.judge_version,
-                duration_s=first.duration_s,
-                resumed=True,
-            )
+            start = Start(now=now, analyzer=self.actor)
+        started = decide_started(record, start)
         await self._append(record, [started])
         self._announced = True
         if first is None:
@@ -302,35 +296,21 @@ class AnalysisRunner:
             if started.previous_started_at is not None
             else None
         )
-        judge = judge_named(started.judge)
         measured_lists = await asyncio.gather(
             *(
                 self._measure(setup, d, started.started_at, previous, started.analysis_id)
                 for d in due
             )
         )
-        events: list[Event] = []
-        lines: list[tuple[bool, str]] = []
-        failed: set[str] = set()
-        for d, measured in zip(due, measured_lists, strict=True):
-            if d.key in failed:
-                continue  # the check failed at an earlier tick of this batch
-            check = record.checks[d.key]
-            for m in measured:
-                evolve(record, m)
-            verdict = judge_tick(record, check, d.tick, judge)
-            judged = _judged_event(started.analysis_id, d, check.check.strategy, verdict)
-            evolve(record, judged)
-            events += [*measured, judged]
-            lines.append((verdict.outcome == "fail", _tick_line(d, measured, verdict)))
-            if verdict.outcome == "fail":
-                failed.add(d.key)
+        events, judged = judge_ticks(record, due, measured_lists)
+        failed = sorted({t.due.key for t in judged if t.verdict.outcome == "fail"})
         if failed:
-            trace.get_current_span().set_attribute("slipway.failed_checks", sorted(failed))
+            trace.get_current_span().set_attribute("slipway.failed_checks", failed)
         await self._append(record, events)
         record.version += len(events)
-        for is_error, line in lines:
-            await (self.log.error(line) if is_error else self.log.info(line))
+        for tick in judged:
+            line = _tick_line(tick.due, list(tick.measured), tick.verdict)
+            await (self.log.error(line) if tick.verdict.outcome == "fail" else self.log.info(line))
         # The verdict in an append of its own, after the tick lines: the executor acts on it
         # at once, and its own line should come after ours in the stage log.
         verdict_now = conclusion(record, elapsed)
@@ -362,26 +342,13 @@ class AnalysisRunner:
 
     # Concluding ---------------------------------------------------------------------------
 
-    def _concluded_event(self, record: AnalysisRecord, verdict: Conclusion) -> AnalysisConcluded:
-        started = record.started
-        request = record.request
-        assert request is not None
-        return AnalysisConcluded(
-            analysis_id=request.analysis_id,
-            deployment_id=request.deployment_id,
-            stage_id=request.stage_id,
-            verdict=verdict.verdict,
-            reason=clip(redact(verdict.reason), REASON_CHARS),
-            judge=started.judge if started else "",
-            judge_version=started.judge_version if started else "",
-        )
-
     async def _conclude(self, record: AnalysisRecord, verdict: Conclusion) -> None:
         with self._span("analysis conclude"):
             await self._record_conclusion(record, verdict)
 
     async def _record_conclusion(self, record: AnalysisRecord, verdict: Conclusion) -> None:
-        concluded = self._concluded_event(record, verdict)
+        # Its reason quotes config, provider and tool errors: redacted before the log has it.
+        concluded = decide_concluded(record, Conclusion(verdict.verdict, redact(verdict.reason)))
         span = trace.get_current_span()
         span.set_attribute("slipway.verdict", concluded.verdict)
         if concluded.verdict == "failure":
@@ -443,25 +410,6 @@ class AnalysisRunner:
             for waiter in waiters:
                 waiter.cancel()
             await asyncio.gather(*waiters, return_exceptions=True)
-
-
-def _judged_event(
-    analysis_id: str, due: Due, strategy: str, verdict: TickVerdict
-) -> AnalysisTickJudged:
-    return AnalysisTickJudged(
-        analysis_id=analysis_id,
-        check=due.key,
-        tick=due.tick,
-        at_s=due.at_s,
-        strategy=strategy,
-        outcome=verdict.outcome,
-        reason=clip(verdict.reason, REASON_CHARS),
-        judge=verdict.judge,
-        judge_version=verdict.judge_version,
-        final=due.final,
-        failures=verdict.failures,
-        statistics=verdict.statistics,
-    )
 
 
 _COMPARISONS: Final = frozenset({"PREVIOUS", "CANARY_BASELINE", "CANARY_PRIMARY"})
