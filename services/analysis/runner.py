@@ -17,6 +17,9 @@ The loop, until the analysis concludes, the lease is lost or the service stops:
 5. explain each tick in the deployment's stage log, then sleep until the
    next tick (or the poll interval, to notice a cancel).
 
+The loop and what a step may raise are `shared.leaserun.run_leased`'s, the
+executor's runner's too; this module is the step, the wait and the clean-up.
+
 Tracing (DESIGN §11): the runner starts from a lease claim, so it continues
 the trace recorded with `AnalysisRequested` (appended inside the executor's
 ANALYSIS stage span): a span for the start, one per batch of ticks (the
@@ -49,12 +52,12 @@ from services.analysis.decider import (
 )
 from services.analysis.decider import concluded as decide_concluded
 from services.analysis.decider import started as decide_started
-from services.analysis.leases import Lease, LeaseLost, Leases, Previous
+from services.analysis.leases import Lease, Leases, Previous
 from shared.analysis.checks import CheckPlan
 from shared.analysis.judges import SequentialJudge, judge_named
 from shared.analysis.record import AnalysisRecord, fold
 from shared.analysis.strategies import TickVerdict, finite_values
-from shared.errors import ConcurrencyConflict, ConfigError, Unavailable
+from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.eventlog.envelope import envelope
 from shared.events.base import Event, NewEvent
@@ -66,6 +69,7 @@ from shared.events.catalog import (
     StageCompleted,
 )
 from shared.ids import new_event_id
+from shared.leaserun import run_leased
 from shared.logs import get_logger
 from shared.redaction import redact
 from shared.stagelog import StageLogger, StageLogs
@@ -77,8 +81,6 @@ __all__ = ["AnalysisRunner", "Measurer", "Setup", "SetupLoader"]
 log = get_logger("slipway.analysis.runner")
 _tracer = trace.get_tracer("slipway.analysis")
 
-_RETRY_S: Final = 1.0
-_CRASH_RETRY_S: Final = 5.0
 _MIN_WAIT_S: Final = 0.02
 
 
@@ -151,35 +153,25 @@ class AnalysisRunner:
         ):
             log.info("analysis_taken", holder=self.lease.holder)
             try:
-                async with self.leases.held(
-                    self.lease, stop=stop, lost=self.lost, finished=lambda: self.concluded
-                ):
-                    await self._loop(stop)
+                await run_leased(
+                    self, leases=self.leases, lease=self.lease, stop=stop, what="analysis"
+                )
             finally:
                 log.info("analysis_left", concluded=self.concluded, lost=self.lost.is_set())
 
-    async def _loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set() and not self.lost.is_set():
-            try:
-                wait = await self._step()
-            except ConcurrencyConflict:
-                continue
-            except LeaseLost as exc:
-                log.warning("lease_lost", reason=str(exc))
-                self.lost.set()
-                return
-            except Unavailable as exc:
-                log.warning("analysis_step_unavailable", error=str(exc), retry_in_s=_RETRY_S)
-                wait = _RETRY_S
-            except Exception:  # the top of the runner's loop: a bug is logged, then retried
-                log.exception("analysis_step_crashed", retry_in_s=_CRASH_RETRY_S)
-                wait = _CRASH_RETRY_S
-            if self.concluded:
-                return
-            if wait is not None:
-                await self._sleep(stop, wait)
+    # The lease holder's work (`shared.leaserun.LeasedWork`) -------------------------------
 
-    async def _step(self) -> float | None:
+    @property
+    def finished(self) -> bool:
+        return self.concluded
+
+    async def wait(self, stop: asyncio.Event, seconds: float) -> None:
+        await self._sleep(stop, seconds)
+
+    async def close(self) -> None:
+        """Nothing of its own outlives a step: measurements are awaited within it."""
+
+    async def step(self) -> float | None:
         """One pass; the seconds to wait before the next (None: go on at once)."""
         history = await self.store.read_stream(self.stream)
         if self._trace is None:
