@@ -10,6 +10,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from kubesim import KubeSim
+from kubesim.testing import Kubectl, find_kubectl
 from services.drift.decider import drift_deployment_id, drift_stream
 from services.drift.service import DriftDetector
 from shared.config.control import KubernetesProviderConfig
@@ -24,8 +26,6 @@ from shared.events.catalog import (
     DeploymentTriggered,
 )
 from shared.git import GitCache
-from shared.kubesim import KubeSim
-from shared.kubesim.testing import Kubectl, find_kubectl
 from shared.platform import KubernetesPlatform
 from tests.api_support import running_projection, served_api
 from tests.executor_support import APP, APP_PATH, app_files

@@ -22,18 +22,24 @@ from typing import Final
 
 import msgspec
 
+from services.notifier.notify.catalog import NotificationType, notification_types_of
+from services.notifier.notify.facts import AppFacts, DeploymentFacts
+from services.notifier.notify.message import (
+    NO_MENTIONS,
+    Message,
+    compose,
+    mentions_for,
+    merge_mentions,
+)
+from services.notifier.notify.routing import RouteFacts, receivers_for
+from services.notifier.notify.slack import slack_payload
+from services.notifier.notify.webhook import webhook_body
 from services.notifier.targets import Target
 from shared.config.control import NotificationRoute
 from shared.decider import Functions
 from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import NotificationScheduled
 from shared.ids import deterministic_event_id
-from shared.notify.catalog import NotificationType, notification_types_of
-from shared.notify.facts import AppFacts, DeploymentFacts
-from shared.notify.message import NO_MENTIONS, Message, compose, mentions_for, merge_mentions
-from shared.notify.routing import RouteFacts, receivers_for
-from shared.notify.slack import slack_payload
-from shared.notify.webhook import webhook_body
 
 __all__ = [
     "SCHEDULING",

@@ -35,6 +35,12 @@ from services.notifier.decider import (
     routed,
     schedule,
 )
+from services.notifier.notify.facts import (
+    AppFacts,
+    DeploymentFacts,
+    fold_application,
+    fold_deployment,
+)
 from services.notifier.outbox import Outbox, notification_stream
 from services.notifier.targets import Target
 from shared.config.control import NotificationRoute
@@ -44,7 +50,6 @@ from shared.eventlog.execute import execute
 from shared.events.base import RecordedEvent
 from shared.labels import config_stream
 from shared.logs import get_logger
-from shared.notify.facts import AppFacts, DeploymentFacts, fold_application, fold_deployment
 from shared.streams import stream_id
 
 # `notification_id_of` and `render` are the decider's, re-exported where callers look.
