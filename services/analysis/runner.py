@@ -53,10 +53,9 @@ from services.analysis.decider import (
 from services.analysis.decider import concluded as decide_concluded
 from services.analysis.decider import started as decide_started
 from services.analysis.leases import Lease, Leases, Previous
+from services.analysis.lines import start_line, tick_line, too_short_to_fail
 from shared.analysis.checks import CheckPlan
-from shared.analysis.judges import SequentialJudge, judge_named
 from shared.analysis.record import AnalysisRecord, fold
-from shared.analysis.strategies import TickVerdict, finite_values
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.eventlog.envelope import envelope
@@ -65,7 +64,6 @@ from shared.events.catalog import (
     AnalysisConcluded,
     AnalysisMeasured,
     AnalysisRequested,
-    AnalysisStarted,
     StageCompleted,
 )
 from shared.ids import new_event_id
@@ -76,7 +74,8 @@ from shared.stagelog import StageLogger, StageLogs
 from shared.streams import stream_id
 from shared.tracing import context_of
 
-__all__ = ["AnalysisRunner", "Measurer", "Setup", "SetupLoader"]
+# `too_short_to_fail` is `lines`', re-exported where callers look.
+__all__ = ["AnalysisRunner", "Measurer", "Setup", "SetupLoader", "too_short_to_fail"]
 
 log = get_logger("slipway.analysis.runner")
 _tracer = trace.get_tracer("slipway.analysis")
@@ -258,7 +257,7 @@ class AnalysisRunner:
         await self._append(record, [started])
         self._announced = True
         if first is None:
-            await self.log.info(_start_line(started, self.lease.holder))
+            await self.log.info(start_line(started, self.lease.holder))
             for warning in too_short_to_fail(started):
                 await self.log.info(warning)
             for skipped in setup.skipped:
@@ -301,7 +300,7 @@ class AnalysisRunner:
         await self._append(record, events)
         record.version += len(events)
         for tick in judged:
-            line = _tick_line(tick.due, list(tick.measured), tick.verdict)
+            line = tick_line(tick.due, list(tick.measured), tick.verdict)
             await (self.log.error(line) if tick.verdict.outcome == "fail" else self.log.info(line))
         # The verdict in an append of its own, after the tick lines: the executor acts on it
         # at once, and its own line should come after ours in the stage log.
@@ -402,65 +401,3 @@ class AnalysisRunner:
             for waiter in waiters:
                 waiter.cancel()
             await asyncio.gather(*waiters, return_exceptions=True)
-
-
-_COMPARISONS: Final = frozenset({"PREVIOUS", "CANARY_BASELINE", "CANARY_PRIMARY"})
-
-
-def too_short_to_fail(started: AnalysisStarted) -> list[str]:
-    """Warnings for comparison checks the sequential judge cannot fail within the duration.
-
-    Its batches are minutes long (so they are nearly independent), and it needs
-    three of them: a 2-minute stage's comparisons can only pass. Say so up front
-    rather than let a short analysis look like a guarantee.
-    """
-    judge = judge_named(started.judge)
-    if not isinstance(judge, SequentialJudge):
-        return []
-    warnings = []
-    for check in started.checks:
-        if check.strategy not in _COMPARISONS:
-            continue
-        earliest = judge.earliest_failure_s(check.interval_s)
-        if earliest > started.duration_s:
-            warnings.append(
-                f"Warning: {check.key} ({check.strategy}) cannot fail within "
-                f"{started.duration_s:g} s with judge sequential: it needs 3 batches, the first "
-                f"chance is at {earliest:g} s; use a longer duration or `judge: pipecd`"
-            )
-    return warnings
-
-
-def _start_line(started: AnalysisStarted, holder: str) -> str:
-    checks = ", ".join(
-        f"{c.key} ({c.strategy} every {c.interval_s:g} s, failureLimit {c.failure_limit})"
-        for c in started.checks
-    )
-    return (
-        f"Analysis {started.analysis_id} started by {holder} for {started.duration_s:g} s "
-        f"with judge {started.judge} {started.judge_version}: {checks or 'no checks'}"
-    )
-
-
-def _measurement_text(m: AnalysisMeasured) -> str:
-    who = f"{m.variant} " if m.variant else ""
-    # A multi-line PromQL template reads best in a log line as one line.
-    query = "`" + " ".join(m.query.split()) + "`"
-    if m.error:
-        return f"{who}{query}: error: {m.error}"
-    if m.status_code:
-        return f"{m.query}: HTTP {m.status_code}"
-    values = finite_values(m)
-    if not values:
-        dropped = f" ({len(m.values)} non-numeric)" if m.values else ""
-        return f"{who}{query}: no data{dropped}"
-    return f"{who}{query}: {len(values)} sample(s), min {min(values):.6g}, max {max(values):.6g}"
-
-
-def _tick_line(due: Due, measured: list[AnalysisMeasured], verdict: TickVerdict) -> str:
-    final = " (final)" if due.final else ""
-    sent = "; ".join(_measurement_text(m) for m in measured)
-    return (
-        f"[{due.key}] tick {due.tick} at {due.at_s:g} s{final}: {sent} "
-        f"→ {verdict.outcome}: {verdict.reason}"
-    )
