@@ -11,7 +11,9 @@ that loads a stream, folds it, decides and appends with the expected version is
 
 A decider is anything with these three methods (`Decider`, a protocol);
 `Functions` makes one out of three module-level functions, which is how most
-services write theirs.
+services write theirs. `OPENING` is the one every service shares: a stream
+opened once by a given first event (a deployment's trigger, an analysis'
+request), however many writers try.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, Protocol, TypeVar, cast
 
+from shared.errors import Rejected
 from shared.events.base import Event
 
-__all__ = ["Decider", "Functions", "fold"]
+__all__ = ["OPENING", "Decider", "Functions", "StreamTaken", "decide_open", "fold"]
 
 S = TypeVar("S")
 C = TypeVar("C")
@@ -67,3 +70,28 @@ def fold(decider: Decider[S, C], events: Iterable[Event], state: S | object = _I
     for event in events:
         current = decider.evolve(current, event)
     return current
+
+
+# Opening a stream once -----------------------------------------------------------------
+
+
+class StreamTaken(Rejected):
+    """The stream was already opened by another event than the one appended."""
+
+
+def _first_event(first: Event | None, event: Event) -> Event | None:
+    return first if first is not None else event
+
+
+def decide_open(first: Event | None, opening: Event) -> list[Event]:
+    """Open a stream with `opening`, once however many writers try: nothing when the stream
+    already starts with it, `StreamTaken` when it starts with anything else."""
+    if first is None:
+        return [opening]
+    if first == opening:
+        return []
+    raise StreamTaken(f"the stream exists and starts with another {type(first).__name__}")
+
+
+OPENING: Final = Functions[Event | None, Event](None, _first_event, decide_open)
+"""A stream as its opener sees it: its first event, or None."""

@@ -31,7 +31,6 @@ from typing import Final
 import msgspec
 
 from shared.config.application import WaitApprovalOptions
-from shared.decider import Functions
 from shared.errors import Rejected
 from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import (
@@ -54,7 +53,6 @@ __all__ = [
     "COMPLETED_DEPLOYMENT",
     "COMPLETED_STAGE",
     "INITIAL",
-    "OPENING",
     "SKIPPABLE",
     "AmbiguousStage",
     "CancelRequest",
@@ -62,11 +60,9 @@ __all__ = [
     "DeploymentStatus",
     "Stage",
     "StageStatus",
-    "StreamTaken",
     "approval_options",
     "approve",
     "counted_approvals",
-    "decide_open",
     "deployment_stream",
     "evolve",
     "evolve_stream",
@@ -532,30 +528,3 @@ def approval_options(stage: Stage) -> WaitApprovalOptions | None:
         return None
     assert isinstance(options, WaitApprovalOptions)
     return options
-
-
-# Opening a deployment's stream ------------------------------------------------------
-
-
-class StreamTaken(Rejected):
-    """A deployment stream already opened by another trigger than the one appended."""
-
-
-def _first_event(first: Event | None, event: Event) -> Event | None:
-    return first if first is not None else event
-
-
-def decide_open(first: Event | None, trigger: DeploymentTriggered) -> list[Event]:
-    """Open `deployment-<id>` with `trigger`, once however many writers try: nothing when the
-    stream already starts with it, `StreamTaken` when it starts with anything else."""
-    if first is None:
-        return [trigger]
-    if first == trigger:
-        return []
-    raise StreamTaken(
-        f"deployment stream of {trigger.deployment_id} exists and does not start with this trigger"
-    )
-
-
-OPENING: Final = Functions[Event | None, DeploymentTriggered](None, _first_event, decide_open)
-"""`deployment-<id>` as its opener sees it: the first event, or None."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from shared.decider import Functions, fold
+from shared.decider import OPENING, Functions, StreamTaken, fold
 from shared.errors import ConcurrencyConflict, IdempotencyViolation, Rejected
 from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.eventlog.envelope import envelope
@@ -221,3 +221,17 @@ def test_the_envelope_follows_its_cause_and_the_current_trace() -> None:
     assert current.traceparent == handling
     by_command = envelope(actor="api", correlation_id="req-1")
     assert by_command.correlation_id == "req-1" and by_command.causation_id is None
+
+
+async def test_a_stream_is_opened_once_by_its_first_event(any_store: StreamStore) -> None:
+    """`OPENING`: the same first event twice is stored once; another one is `StreamTaken`."""
+    app, stream = _stream()
+    first = ApplicationDisabled(application_id=app)
+    opened = await execute(any_store, stream, OPENING, first, Metadata())
+    again = await execute(any_store, stream, OPENING, first, Metadata())
+    assert opened.events == (first,) and again.events == ()
+    with pytest.raises(StreamTaken):
+        await execute(
+            any_store, stream, OPENING, ApplicationEnabled(application_id=app), Metadata()
+        )
+    assert [h.event for h in await any_store.read_stream(stream)] == [first]

@@ -10,7 +10,7 @@ read from its own clock, so a decision replays exactly:
   events derive it (`current`, `shared.syncstate`): a deployment that ended
   since the last verdict may have set it otherwise. `trigger_of` says whether
   the verdict asks for an `onOutOfSync` deployment (on `deployment-<id>`, a
-  stream of its own, opened by `shared.deployments.OPENING`).
+  stream of its own, opened by `shared.decider.OPENING`).
 - `RecordDeletion`: the outcome of one cascade-delete attempt, recorded when
   it is new, so retrying each round with the same refusal appends nothing.
 """

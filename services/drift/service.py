@@ -39,7 +39,8 @@ from services.drift.decider import (
 )
 from shared.aio import sleep_or_stop
 from shared.config.control import KubernetesProviderConfig, platform_provider_of
-from shared.deployments import OPENING, StreamTaken, deployment_stream
+from shared.decider import OPENING, StreamTaken
+from shared.deployments import deployment_stream
 from shared.deploysource import ensure_commit, load_deploy_source, register_secrets
 from shared.errors import ConfigError, PlatformError
 from shared.eventlog import EventStore, deterministic_event_id

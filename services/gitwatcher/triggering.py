@@ -7,7 +7,7 @@ from typing import Final
 import asyncpg
 
 from services.gitwatcher.decider import deployment_stream, trigger_event_id
-from shared.deployments import OPENING, StreamTaken
+from shared.decider import OPENING, StreamTaken
 from shared.errors import ConcurrencyConflict, IdempotencyViolation
 from shared.eventlog import EventStore
 from shared.eventlog.envelope import envelope
