@@ -36,6 +36,7 @@ from shared.analysis.providers import (
     excerpt,
     step_for,
 )
+from shared.analysis.ratio_query import COUNT_ROLES, count_queries
 from shared.analysis.templating import QueryArgs, TemplateError, render
 from shared.config import load_analysis_templates, load_application_config
 from shared.config.application import AnalysisOptions
@@ -285,13 +286,71 @@ class AnalysisService:
                     sides.append(("control", "primary", "previous", then))
             case _:
                 sides = [("", "canary", "canary", end)]
-        return list(
-            await asyncio.gather(
+        ratios, counts = await asyncio.gather(
+            asyncio.gather(
                 *(
                     self._query(setup, plan, due, analysis_id, role, variant, recorded, side_end)
                     for role, variant, recorded, side_end in sides
                 )
+            ),
+            asyncio.gather(
+                *(
+                    self._counts(setup, plan, due, analysis_id, role, variant, recorded, side_end)
+                    for role, variant, recorded, side_end in sides
+                    if role in COUNT_ROLES
+                )
+            ),
+        )
+        return [*ratios, *(m for side in counts for m in side)]
+
+    async def _counts(
+        self,
+        setup: AnalysisSetup,
+        plan: CheckPlan,
+        due: Due,
+        analysis_id: str,
+        role: str,
+        variant: str,
+        recorded_variant: str,
+        end: float,
+    ) -> list[AnalysisMeasured]:
+        """For a ratio of two rates (`shared.analysis.ratio_query`), the counts behind it
+        over the tick's window: one `increase()` point each for events and total."""
+        check = plan.check
+        try:
+            rendered = render(check.query, self._args(setup, plan, variant), what=check.key)
+        except TemplateError:
+            return []  # the ratio query's own measurement records the error
+        queries = count_queries(rendered, check.interval_s)
+        if queries is None:
+            return []
+        return list(
+            await asyncio.gather(
+                *(
+                    self._query(
+                        setup,
+                        plan,
+                        due,
+                        analysis_id,
+                        count_role,
+                        variant,
+                        recorded_variant,
+                        end,
+                        rendered=query,
+                    )
+                    for count_role, query in zip(COUNT_ROLES[role], queries, strict=True)
+                )
             )
+        )
+
+    @staticmethod
+    def _args(setup: AnalysisSetup, plan: CheckPlan, variant: str) -> QueryArgs:
+        return QueryArgs(
+            app_name=setup.app_name,
+            namespace=setup.namespace,
+            variant=variant,
+            app_args=plan.app_args,
+            variant_args=plan.variant_args(variant),
         )
 
     async def _query(
@@ -304,22 +363,20 @@ class AnalysisService:
         variant: str,
         recorded_variant: str,
         end: float,
+        *,
+        rendered: str | None = None,
     ) -> AnalysisMeasured:
+        """The check's query over the tick's window at its step — or `rendered` (a count
+        behind it) as one point at the window's end."""
         check = plan.check
-        start = end - check.interval_s
-        step = step_for(check.interval_s)
-        args = QueryArgs(
-            app_name=setup.app_name,
-            namespace=setup.namespace,
-            variant=variant,
-            app_args=plan.app_args,
-            variant_args=plan.variant_args(variant),
-        )
+        start = end - check.interval_s if rendered is None else end
+        step = step_for(check.interval_s) if rendered is None else check.interval_s
         series = Series((), ())
         error = ""
-        query = check.query
+        query = check.query if rendered is None else rendered
         try:
-            query = render(check.query, args, what=check.key)
+            if rendered is None:
+                query = render(check.query, self._args(setup, plan, variant), what=check.key)
             provider = self._provider(check.provider, check.key)
             series = await provider.query_range(
                 query, start=start, end=end, step=step, timeout_s=check.timeout_s

@@ -80,6 +80,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final, Literal, Protocol
 
+from shared.analysis.rate_ratio import Counts, RateRatio, pooled_ratio, usable
 from shared.analysis.stats import (
     Alternative,
     SamplesEqualError,
@@ -101,6 +102,9 @@ class Observation:
     at: float  # seconds since the analysis started (for reporting only)
     experiment: tuple[float, ...]  # canary's samples (or this deployment's, for PREVIOUS)
     control: tuple[float, ...]  # baseline's / primary's / the previous deployment's samples
+    # The counts behind a ratio query over the tick's window (`shared.analysis.rate_ratio`),
+    # when the service measured them.
+    counts: Counts | None = None
 
 
 @dataclass(frozen=True)
@@ -298,7 +302,7 @@ class SequentialJudge:
     """Anytime-valid: a one-sided safe t-test on per-tick relative differences past a threshold."""
 
     name: Final = "sequential"
-    version: Final = "1"
+    version: Final = "2"
 
     def __init__(
         self,
@@ -307,6 +311,7 @@ class SequentialJudge:
         min_effect: float = 0.1,
         prior_scale: float = 100.0,
         batch_s: float = 180.0,
+        dispersion: float = 1.5,
     ):
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
@@ -316,6 +321,9 @@ class SequentialJudge:
             raise ValueError(f"prior_scale must be > 0, got {prior_scale}")
         if batch_s < 0:
             raise ValueError(f"batch_s must be ≥ 0, got {batch_s}")
+        if dispersion < 1:
+            raise ValueError(f"dispersion must be ≥ 1, got {dispersion}")
+        self.dispersion = dispersion
         self.batch_s = batch_s
         self.alpha = alpha
         self.min_effect = min_effect
@@ -343,18 +351,14 @@ class SequentialJudge:
         """Fail at the first tick whose Bayes factor for "worse than the threshold" reaches 1/α."""
         _check_deviation(deviation)
         del failure_limit  # α, not a count of failed looks, bounds the error rate
+        if any(observation.counts is not None for observation in observations):
+            return self._judge_counts(observations, deviation=deviation, final=final)
         diffs: list[float] = []
         tick_of: list[int] = []  # the observation (1-based) at which each batch was complete
         for r, tick in self._batches(observations, final=final):
             diffs.append(r)
             tick_of.append(tick)
-        sides: tuple[tuple[str, float], ...]
-        if deviation == "HIGH":
-            sides = (("higher", 1.0),)
-        elif deviation == "LOW":
-            sides = (("lower", -1.0),)
-        else:
-            sides = (("higher", 1.0), ("lower", -1.0))
+        sides = _SIDES[deviation]
         bar = len(sides) / self.alpha
         last: dict[str, _Test] = {}
         # Every prefix is checked, so the verdict does not depend on how often the judge
@@ -387,6 +391,82 @@ class SequentialJudge:
         return Verdict(
             "continue",
             f"{len(diffs)} ticks, Bayes factor {_fmt(statistics['bayes_factor'])} < {_fmt(bar)}",
+            statistics,
+        )
+
+    def _judge_counts(
+        self, observations: Sequence[Observation], *, deviation: Deviation, final: bool
+    ) -> Verdict:
+        """The rate-ratio test (`shared.analysis.rate_ratio`) on the ticks with usable counts."""
+        ticks = [
+            (index, observation.counts)
+            for index, observation in enumerate(observations, start=1)
+            if observation.counts is not None and usable(observation.counts)
+        ]
+        counts = [c for _, c in ticks]
+        sides = _SIDES[deviation]
+        bar = len(sides) / self.alpha
+        log_threshold = math.log1p(self.min_effect)
+        tests = {
+            side: RateRatio(sign, sign * log_threshold, math.log(bar), self.dispersion)
+            for side, sign in sides
+        }
+        failed: tuple[int, str] | None = None
+        for side, test in tests.items():
+            n, _ = test.first_crossing(counts)
+            if n is not None and (failed is None or n < failed[0]):
+                failed = (n, side)
+        used = counts[: failed[0]] if failed else counts
+        last_tick = ticks[failed[0] - 1][0] if failed else len(observations)
+        statistics: dict[str, float] = {
+            "ticks": float(len(observations)),
+            "n": float(len(used)),
+            "ticks_without_counts": float(
+                sum(1 for o in observations[:last_tick] if not usable(o.counts))
+            ),
+            "alpha": self.alpha,
+            "min_effect": self.min_effect,
+            "dispersion": self.dispersion,
+            "bar": bar,
+            "experiment_events": math.fsum(c.experiment_events for c in used),
+            "experiment_total": math.fsum(c.experiment_total for c in used),
+            "control_events": math.fsum(c.control_events for c in used),
+            "control_total": math.fsum(c.control_total for c in used),
+            "rate_ratio": pooled_ratio(used),
+        }
+        bounds: list[str] = []
+        for side, test in tests.items():
+            log_e = test.first_crossing(used)[1] if used else 0.0
+            statistics[f"evidence_{side}"] = math.exp(log_e)
+            bound = test.bound(used)
+            statistics["lower_bound" if side == "higher" else "upper_bound"] = bound
+            bounds.append(f"≥ {_fmt(bound)}×" if side == "higher" else f"≤ {_fmt(bound)}×")
+        statistics["evidence"] = max(statistics[f"evidence_{side}"] for side, _ in sides)
+        summary = (
+            f"event rate {_fmt(statistics['rate_ratio'])}× control's "
+            f"({_fmt(statistics['experiment_events'])}/{_fmt(statistics['experiment_total'])} "
+            f"vs {_fmt(statistics['control_events'])}/{_fmt(statistics['control_total'])} "
+            f"in {len(used)} tick(s)); {1 - self.alpha:.0%} confidence sequence "
+            f"{' and '.join(bounds)}"
+        )
+        limits = " / ".join(f"{_fmt(math.exp(sign * log_threshold))}×" for _, sign in sides)
+        if failed is not None:
+            n, side = failed
+            statistics["failed_at_tick"] = float(ticks[n - 1][0])
+            return Verdict(
+                "fail",
+                f"experiment {side} than control by more than {self.min_effect:.0%}: {summary}, "
+                f"beyond the threshold {limits} (e-value "
+                f"{_fmt(statistics[f'evidence_{side}'])} ≥ {_fmt(bar)})",
+                statistics,
+            )
+        verdict: Outcome = "pass" if final else "continue"
+        lead = "no evidence" if final else "no evidence yet"
+        return Verdict(
+            verdict,
+            f"{lead} that the experiment is {' or '.join(side for side, _ in sides)} than "
+            f"control by more than {self.min_effect:.0%}: {summary}, not beyond the threshold "
+            f"{limits} (e-value {_fmt(statistics['evidence'])} < {_fmt(bar)})",
             statistics,
         )
 
@@ -456,6 +536,13 @@ class SequentialJudge:
             statistics[f"t_{side}"] = test.t
             statistics[f"bayes_factor_{side}"] = test.bayes_factor
         return statistics
+
+
+_SIDES: Final[dict[Deviation, tuple[tuple[str, float], ...]]] = {
+    "HIGH": (("higher", 1.0),),
+    "LOW": (("lower", -1.0),),
+    "EITHER": (("higher", 1.0), ("lower", -1.0)),
+}
 
 
 # --- registry -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from shared.analysis.judges import Judge
 from shared.analysis.strategies import TickInput, TickVerdict, evaluate
@@ -126,6 +127,9 @@ def fold(events: Iterable[tuple[int, Event]]) -> AnalysisRecord:
     return record
 
 
+_SIDES: Final = frozenset({"", "experiment", "control"})
+
+
 def tick_inputs(check: CheckRecord, duration_s: float, upto: int) -> list[TickInput]:
     """The recorded ticks of `check` up to tick `upto`, in order (ticks never measured —
     missed while no replica ran the analysis — are simply absent)."""
@@ -141,6 +145,7 @@ def tick_inputs(check: CheckRecord, duration_s: float, upto: int) -> list[TickIn
                 single=roles.get(""),
                 experiment=roles.get("experiment"),
                 control=roles.get("control"),
+                counts={role: m for role, m in roles.items() if role not in _SIDES},
             )
         )
     return inputs

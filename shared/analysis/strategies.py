@@ -25,11 +25,13 @@ same judge is the same to the last bit.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from shared.analysis.judges import Deviation, Judge, Observation
+from shared.analysis.rate_ratio import Counts
+from shared.analysis.ratio_query import COUNT_ROLES
 from shared.events.catalog import AnalysisCheck, AnalysisMeasured
 
 __all__ = [
@@ -58,6 +60,8 @@ class TickInput:
     single: AnalysisMeasured | None = None  # THRESHOLD, HTTP
     experiment: AnalysisMeasured | None = None  # comparisons
     control: AnalysisMeasured | None = None
+    # A ratio comparison's counts (`shared.analysis.ratio_query.COUNT_ROLES`), by role.
+    counts: Mapping[str, AnalysisMeasured] = field(default_factory=dict)
 
 
 _TickRule = Callable[[AnalysisCheck, TickInput], "str | None"]
@@ -341,7 +345,28 @@ def _comparison_tick(
         if check.skip_on_no_data:
             return None, None
         return f"no data for {empty.variant or empty.role}", None
-    return None, Observation(at=tick.at_s, experiment=experiment, control=control)
+    return None, Observation(
+        at=tick.at_s, experiment=experiment, control=control, counts=_counts(tick)
+    )
+
+
+def _counts(tick: TickInput) -> Counts | None:
+    """The tick's counts when the service measured them (None: it did not, the query is
+    not a ratio of rates). Each is the sum of the answer's finite values (one point per
+    series); events with no series at all are 0 (Prometheus has no series for a
+    counter never incremented), a total with none, or any error, makes every count NaN:
+    asked for but unusable, the tick carries no evidence (`rate_ratio.usable`)."""
+    if not tick.counts:
+        return None
+    values: list[float] = []
+    for side in ("experiment", "control"):
+        for role in COUNT_ROLES[side]:
+            measured = tick.counts.get(role)
+            numbers = finite_values(measured)
+            if measured is None or measured.error or (not numbers and role.endswith("total")):
+                return Counts(math.nan, math.nan, math.nan, math.nan)
+            values.append(math.fsum(numbers))
+    return Counts(*values)
 
 
 def _deviation(value: str) -> Deviation:
