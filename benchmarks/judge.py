@@ -47,6 +47,7 @@ import numpy as np
 from benchmarks._report import print_report, progress
 from shared.analysis.judges import JUDGE_NAMES, Judge, Observation, judge_named
 from shared.analysis.providers import step_for
+from shared.analysis.rate_ratio import Counts
 
 SEED: Final = 20261129
 STAGE_S: Final = 1800
@@ -95,13 +96,25 @@ class Grid:
         return round((t - float(self.ends[0])) / self.bucket_s)
 
 
+@dataclass(frozen=True)
+class Simulated:
+    """One metric of many deployments: windowed values per bucket end, shape (deployments,
+    buckets), and for the error ratio each bucket's counts (events, requests) per variant."""
+
+    canary: Any
+    baseline: Any
+    canary_counts: tuple[Any, Any] | None
+    baseline_counts: tuple[Any, Any] | None
+
+
 def simulate_metric(
     rng: np.random.Generator, grid: Grid, metric: str, deployments: int, factor: float
-) -> tuple[Any, Any]:
-    """(canary, baseline) windowed values per bucket end, shape (deployments, buckets)."""
+) -> Simulated:
+    """Both variants of `metric` with the canary's level times `factor`."""
     shape = (deployments, len(grid.ends))
     common = ar1(rng, shape, grid.bucket_s, *COMMON)
     values = []
+    counts: list[tuple[Any, Any] | None] = []
     for variant_factor in (factor, 1.0):
         own = ar1(rng, shape, grid.bucket_s, *OWN[metric])
         requests = rng.poisson(RPS * grid.bucket_s, shape).astype(float)
@@ -111,7 +124,9 @@ def simulate_metric(
                 requests.astype(np.int64), np.minimum(ERROR_RATIO * level, 1.0)
             )
             numerator = numerator.astype(float)
+            counts.append((numerator, requests))
         else:
+            counts.append(None)
             mean = LATENCY_S * level
             spread = math.sqrt(math.exp(LATENCY_SIGMA**2) - 1)
             noise = rng.normal(0.0, 1.0, shape) * spread / np.sqrt(np.maximum(requests, 1.0))
@@ -120,7 +135,7 @@ def simulate_metric(
         with np.errstate(invalid="ignore", divide="ignore"):
             # NaN with no requests in the window, as Prometheus would say.
             values.append(window_sums(numerator, per_window) / window_sums(requests, per_window))
-    return values[0], values[1]
+    return Simulated(values[0], values[1], counts[0], counts[1])
 
 
 def window_sums(buckets: Any, width: int) -> Any:
@@ -131,19 +146,35 @@ def window_sums(buckets: Any, width: int) -> Any:
     return totals - shifted
 
 
-def observations(grid: Grid, canary: Any, baseline: Any, interval_s: int) -> list[Observation]:
-    """The ticks a check sees: [T − interval, T] at the service's step, every interval."""
+def observations(
+    grid: Grid, simulated: Simulated, d: int, interval_s: int, *, with_counts: bool
+) -> list[Observation]:
+    """The ticks a check of deployment `d` sees: [T − interval, T] at the service's step,
+    every interval, and — for a ratio of counters, as the service measures it — each
+    side's `increase()` of both counters over (T − interval, T]."""
     step = int(step_for(interval_s))
+    canary, baseline = simulated.canary[d], simulated.baseline[d]
     out = []
     for tick in range(1, STAGE_S // interval_s + 1):
         end = tick * interval_s
         times = range(end - interval_s, end + 1, step)
         idx = [grid.index(t) for t in times]
+        counts = None
+        if with_counts and simulated.canary_counts and simulated.baseline_counts:
+            window = slice(grid.index(end - interval_s) + 1, grid.index(end) + 1)
+            (ce, ct), (be, bt) = simulated.canary_counts, simulated.baseline_counts
+            counts = Counts(
+                experiment_events=float(ce[d, window].sum()),
+                experiment_total=float(ct[d, window].sum()),
+                control_events=float(be[d, window].sum()),
+                control_total=float(bt[d, window].sum()),
+            )
         out.append(
             Observation(
                 at=float(end),
                 experiment=tuple(float(v) for v in canary[idx]),
                 control=tuple(float(v) for v in baseline[idx]),
+                counts=counts,
             )
         )
     return out
@@ -157,7 +188,9 @@ def decided_at(judge: Judge, ticks: Sequence[Observation], interval_s: int) -> f
     return verdict.statistics["failed_at_tick"] * interval_s / 60.0
 
 
-def run_interval(rng: np.random.Generator, interval_s: int, runs: dict[str, int]) -> dict[str, Any]:
+def run_interval(
+    rng: np.random.Generator, interval_s: int, runs: dict[str, int], *, with_counts: bool
+) -> dict[str, Any]:
     grid = Grid.for_interval(interval_s)
     judges = {name: judge_named(name) for name in JUDGE_NAMES}
     result: dict[str, Any] = {}
@@ -166,11 +199,13 @@ def run_interval(rng: np.random.Generator, interval_s: int, runs: dict[str, int]
         by_metric: dict[str, dict[str, list[float | None]]] = {n: {} for n in JUDGE_NAMES}
         for metric in METRICS:
             factor = SCENARIOS[scenario] or AB_FACTORS[metric]
-            canary, baseline = simulate_metric(rng, grid, metric, deployments, factor)
+            simulated = simulate_metric(rng, grid, metric, deployments, factor)
             for name, judge in judges.items():
                 by_metric[name][metric] = [
                     decided_at(
-                        judge, observations(grid, canary[d], baseline[d], interval_s), interval_s
+                        judge,
+                        observations(grid, simulated, d, interval_s, with_counts=with_counts),
+                        interval_s,
                     )
                     for d in range(deployments)
                 ]
@@ -189,6 +224,11 @@ def run_interval(rng: np.random.Generator, interval_s: int, runs: dict[str, int]
                     sum(1 for m in per_metric if m is not None) / deployments, 4
                 )
             if scenario == "ab":
+                for metric in METRICS:
+                    caught_metric = [m for m in by_metric[name][metric] if m is not None]
+                    result[f"{name}_ab_median_minutes_to_fail_{metric}"] = (
+                        statistics.median(caught_metric) if caught_metric else None
+                    )
                 # A verdict is a failure's minute, or the stage's end for a pass.
                 times = [m if m is not None else STAGE_S / 60.0 for m in firsts]
                 result[f"{name}_ab_median_minutes_to_verdict"] = statistics.median(times)
@@ -226,6 +266,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.judge", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--runs", type=int, default=2000, help="A/A deployments per interval")
+    parser.add_argument(
+        "--ratios-only",
+        action="store_true",
+        help="judge the error ratio from its ratio samples alone, without the counts behind "
+        "them (what the judges saw before the service recorded counts)",
+    )
     args = parser.parse_args(argv)
     started = perf_counter()
     rng = np.random.default_rng(SEED)
@@ -235,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for label, interval_s in INTERVALS.items():
         progress(f"simulating the {label} interval…")
         t0 = perf_counter()
-        intervals[label] = run_interval(rng, interval_s, runs)
+        intervals[label] = run_interval(rng, interval_s, runs, with_counts=not args.ratios_only)
         durations[label] = round(perf_counter() - t0, 2)
     five = intervals["5m"]
     result: dict[str, Any] = {

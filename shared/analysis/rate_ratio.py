@@ -54,7 +54,7 @@ decreasing in ρ' (each tick's log-ratio has derivative −N_i·(p₁ − p₀)/
 so L_n = inf{ρ' : E_n(ρ') < 1/α} is a lower confidence bound valid at every n at once
 (P(∃ n: ρ < L_n) ≤ α under a constant ratio ρ), and the test fails exactly when
 L_n ≥ ρ₀. The verdict's one line gives the pooled estimate (Σx/Σm)/(Σy/Σk), L_n (U_n
-for `LOW`) and ρ₀, so a person can check it; L_n is found by bisection in log ρ'.
+for `LOW`) and ρ₀, so a person can check it; L_n is found by regula falsi in log ρ'.
 
 The mixing grid puts equal weight on excess ratios from ×1.1 to ×7 beyond the threshold
 (Δ from 0.1 to 2): regressions a deployment should stop for, where the penalty for not
@@ -74,7 +74,8 @@ DELTAS: Final = (0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0)
 """The mixing grid: excess log rate ratios over the threshold, equally weighted."""
 
 _LOG_WEIGHT: Final = -math.log(len(DELTAS))
-_BISECTIONS: Final = 32
+_MAX_STEPS: Final = 100
+_TOLERANCE: Final = 1e-7  # in log ρ: the bound to seven digits
 _LOG_RATIO_SPAN: Final = 16.0  # bounds reported beyond e^±16 are clipped there
 
 
@@ -105,16 +106,35 @@ def _softplus(z: float) -> float:
     return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
 
 
-def _tick_log_ratio(counts: Counts, log_null: float, log_alternative: float) -> float:
-    """log LR of one tick's counts: ratio `e^log_alternative` against `e^log_null`."""
-    x, y = counts.experiment_events, counts.control_events
-    if x == 0 and y == 0:
-        return 0.0
-    offset = math.log(counts.experiment_total) - math.log(counts.control_total)
+_Prepared = tuple[float, float, float]  # x, y, log(m/k)
+
+
+def _prepare(ticks: Sequence[Counts]) -> list[_Prepared]:
+    return [
+        (
+            c.experiment_events,
+            c.control_events,
+            math.log(c.experiment_total) - math.log(c.control_total),
+        )
+        for c in ticks
+    ]
+
+
+def _add_tick(
+    totals: list[float], tick: _Prepared, log_null: float, sign: float, dispersion: float
+) -> None:
+    """Add one tick's tempered log LR(ρ₀·e^(±Δ_j) against ρ₀ = e^log_null) to each total."""
+    x, y, offset = tick
+    n = x + y
+    if n == 0:
+        return
+    # With z = log ρ + log(m/k): log p = −softplus(−z) = z − softplus(z) and
+    # log(1 − p) = −softplus(z), so the log likelihood is x·z − N·softplus(z).
     z0 = log_null + offset
-    z1 = log_alternative + offset
-    # log p(z) = −softplus(−z), log(1 − p(z)) = −softplus(z)
-    return x * (_softplus(-z0) - _softplus(-z1)) + y * (_softplus(z0) - _softplus(z1))
+    null = n * _softplus(z0) - x * z0
+    for j, delta in enumerate(DELTAS):
+        z1 = z0 + sign * delta
+        totals[j] += (null - (n * _softplus(z1) - x * z1)) / dispersion
 
 
 def _log_sum_exp(values: Sequence[float]) -> float:
@@ -124,14 +144,18 @@ def _log_sum_exp(values: Sequence[float]) -> float:
     return top + math.log(math.fsum(math.exp(v - top) for v in values))
 
 
+def _log_evidence(
+    prepared: Sequence[_Prepared], log_null: float, sign: float, dispersion: float
+) -> float:
+    totals = [_LOG_WEIGHT] * len(DELTAS)
+    for tick in prepared:
+        _add_tick(totals, tick, log_null, sign, dispersion)
+    return _log_sum_exp(totals)
+
+
 def evidence(ticks: Sequence[Counts], log_null: float, sign: float, dispersion: float) -> float:
     """log E_n against "ρ ≤ e^log_null" (sign +1) or "ρ ≥ e^log_null" (sign −1)."""
-    totals = [_LOG_WEIGHT] * len(DELTAS)
-    for counts in ticks:
-        for j, delta in enumerate(DELTAS):
-            step = _tick_log_ratio(counts, log_null, log_null + sign * delta)
-            totals[j] += step / dispersion
-    return _log_sum_exp(totals)
+    return _log_evidence(_prepare(ticks), log_null, sign, dispersion)
 
 
 def pooled_ratio(ticks: Sequence[Counts]) -> float:
@@ -161,11 +185,8 @@ class RateRatio:
         none), and the log evidence of that prefix (or of all ticks)."""
         totals = [_LOG_WEIGHT] * len(DELTAS)
         log_e = 0.0
-        for n, counts in enumerate(ticks, start=1):
-            for j, delta in enumerate(DELTAS):
-                alternative = self.log_threshold + self.sign * delta
-                step = _tick_log_ratio(counts, self.log_threshold, alternative)
-                totals[j] += step / self.dispersion
+        for n, tick in enumerate(_prepare(ticks), start=1):
+            _add_tick(totals, tick, self.log_threshold, self.sign, self.dispersion)
             log_e = _log_sum_exp(totals)
             if log_e >= self.log_bar:
                 return n, log_e
@@ -173,22 +194,47 @@ class RateRatio:
 
     def bound(self, ticks: Sequence[Counts]) -> float:
         """The anytime confidence bound on ρ: the lower one for "higher", the upper one for
-        "lower" (0 or inf when the counts say nothing on that side)."""
-        low, high = -_LOG_RATIO_SPAN, _LOG_RATIO_SPAN
-        far = low if self.sign > 0 else high  # where the evidence is largest
+        "lower" (0 or inf when the counts say nothing on that side). It is searched on the
+        threshold's side the test is on, so it is past the threshold exactly when the
+        test has failed on these ticks."""
+        prepared = _prepare(ticks)
 
-        def rejected(log_ratio: float) -> bool:
-            return evidence(ticks, log_ratio, self.sign, self.dispersion) >= self.log_bar
+        def excess(log_ratio: float) -> float:
+            """log E − log(1/α) against "ρ beyond e^log_ratio": ≥ 0 where rejected."""
+            log_e = _log_evidence(prepared, log_ratio, self.sign, self.dispersion)
+            return log_e - self.log_bar
 
-        if not rejected(far):
-            return 0.0 if self.sign > 0 else math.inf
-        near = high if self.sign > 0 else low
-        if rejected(near):
-            return math.exp(near)
-        for _ in range(_BISECTIONS):
-            middle = (far + near) / 2
-            if rejected(middle):
-                far = middle
+        # Rejected values lie below the lower bound ("higher") or above the upper one.
+        far_end, near_end = -self.sign * _LOG_RATIO_SPAN, self.sign * _LOG_RATIO_SPAN
+        at_threshold = excess(self.log_threshold)
+        if at_threshold >= 0:
+            far, f_far = self.log_threshold, at_threshold
+            near, f_near = near_end, excess(near_end)
+            if f_near >= 0:
+                return math.exp(near)
+        else:
+            near, f_near = self.log_threshold, at_threshold
+            far, f_far = far_end, excess(far_end)
+            if f_far < 0:
+                return 0.0 if self.sign > 0 else math.inf
+        # The Illinois variant of regula falsi: the evidence is monotone in the ratio
+        # tested, the bracket [far, near] always has far rejected and near not.
+        kept = 0
+        for _ in range(_MAX_STEPS):
+            if abs(near - far) <= _TOLERANCE:
+                break
+            middle = near - f_near * (near - far) / (f_near - f_far)
+            if not min(far, near) < middle < max(far, near):
+                middle = (far + near) / 2
+            f_middle = excess(middle)
+            if f_middle >= 0:
+                far, f_far = middle, f_middle
+                if kept > 0:
+                    f_near /= 2
+                kept = 1
             else:
-                near = middle
+                near, f_near = middle, f_middle
+                if kept < 0:
+                    f_far /= 2
+                kept = -1
         return math.exp(far)
