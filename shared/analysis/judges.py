@@ -56,6 +56,22 @@ evidence either way (the service applies `skipOnNoData` before calling the judge
 - at `final` (where a last, partial batch counts too) it passes unless that has
   happened. It never passes early: the stage's duration is the soak time asked for.
 
+`sequential` on counts (since version 2) — when the observations carry the counts behind
+a ratio of two rates (the service measures them for a query of that shape, see
+`shared.analysis.ratio_query`: `rate(errors[1m]) / rate(requests[1m])`), the judge runs
+the rate-ratio test of `shared.analysis.rate_ratio` instead of the t-test below: each
+tick's events and totals on both sides, conditional binomial likelihood ratios against
+ρ₀ = 1 + δ (`LOW`: 1/(1 + δ)), tempered by `dispersion` φ = 1.5 and mixed over a fixed
+grid of larger ratios. That is a supermartingale under the null, so Ville's inequality
+bounds the false-fail probability by α for any stopping time (the argument is that
+module's docstring); no batching is needed (counts in disjoint windows share no data),
+so a 2× error-rate regression can fail at the first 5-minute tick. Ticks whose counts
+are unusable carry no evidence. The reason is one line a person can check: the pooled
+rate ratio with its counts, the anytime confidence sequence for it, and the threshold;
+the test fails exactly when the sequence is past the threshold. Everything else —
+latency, any other query shape, and records from before the service measured counts —
+is judged by the t-test on ratio samples, as in version 1.
+
 Every prefix is re-checked on every call, so the verdict and the tick it names
 (`statistics["failed_at_tick"]`) do not depend on how often the judge was called.
 
