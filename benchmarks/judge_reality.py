@@ -37,9 +37,9 @@ from typing import Any
 import aiohttp
 
 from benchmarks._report import print_report, progress
-from shared.kubesim import KubeSim
-from shared.kubesim.rules import ImageRule
-from shared.sandbox.prometheus import PrometheusServer
+from kubesim import KubeSim
+from kubesim.rules import ImageRule
+from slipway_sandbox.prometheus import PrometheusServer
 
 IMAGE = "registry.example/bucketeer/account:v1"
 

@@ -17,7 +17,7 @@ from shared.analysis.rate_ratio import Counts, RateRatio, evidence
 from shared.analysis.ratio_query import COUNT_ROLES, count_queries
 from shared.analysis.strategies import TickInput, evaluate
 from shared.events.catalog import AnalysisCheck, AnalysisMeasured
-from shared.sandbox.seed_layout import DEMO_ANALYSIS_TEMPLATE
+from slipway_sandbox.seed_layout import DEMO_ANALYSIS_TEMPLATE
 
 PROPERTY = settings(
     derandomize=True, max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
