@@ -185,6 +185,31 @@ def test_the_verdict_is_its_confidence_sequence_against_the_threshold(
         assert inside, once.reason
 
 
+wild = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, 1e-320, 1e15, 2e15, 1e308, -1.0, math.nan, math.inf]),
+)
+
+
+@PROPERTY
+@given(
+    st.lists(st.tuples(wild, wild, wild, wild), min_size=1, max_size=6),
+    st.sampled_from(["HIGH", "LOW", "EITHER"]),
+    st.booleans(),
+)
+def test_any_counts_from_prometheus_get_a_verdict(
+    rows: list[tuple[float, float, float, float]], deviation: str, final: bool
+) -> None:
+    """Counts are untrusted: NaN, infinities, negatives, denormals and absurd sizes never
+    raise; they are left out (no evidence), and the verdict is deterministic."""
+    observations = _observations([Counts(*row) for row in rows])
+    judge = SequentialJudge()
+    first = judge.judge(observations, deviation=deviation, failure_limit=0, final=final)  # type: ignore[arg-type]
+    again = judge.judge(observations, deviation=deviation, failure_limit=0, final=final)  # type: ignore[arg-type]
+    assert _fingerprint(first) == _fingerprint(again)
+    assert first.outcome in (("pass", "fail") if final else ("continue", "fail"))
+
+
 # --- the query shape -----------------------------------------------------------------------
 
 SEED_QUERY = DEMO_ANALYSIS_TEMPLATE.format(interval="5m", window="1m").split("query: |\n")[1]

@@ -68,7 +68,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["DELTAS", "Counts", "RateRatio", "evidence", "pooled_ratio", "usable"]
+__all__ = ["DELTAS", "MAX_COUNT", "Counts", "RateRatio", "evidence", "pooled_ratio", "usable"]
 
 DELTAS: Final = (0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0)
 """The mixing grid: excess log rate ratios over the threshold, equally weighted."""
@@ -90,15 +90,19 @@ class Counts:
     control_total: float
 
 
+MAX_COUNT: Final = 1e15
+"""More requests than any service has in a tick: a larger count is not one (and would
+overflow the sums)."""
+
+
 def usable(counts: Counts | None) -> bool:
-    """Counts a test can use: finite, totals positive, events within [0, total]."""
+    """Counts a test can use: totals in (0, `MAX_COUNT`], events within [0, total]
+    (NaN and infinities fail every comparison)."""
     if counts is None:
         return False
     x, m = counts.experiment_events, counts.experiment_total
     y, k = counts.control_events, counts.control_total
-    if not all(math.isfinite(v) for v in (x, m, y, k)):
-        return False
-    return m > 0 and k > 0 and 0 <= x <= m and 0 <= y <= k
+    return 0 < m <= MAX_COUNT and 0 < k <= MAX_COUNT and 0 <= x <= m and 0 <= y <= k
 
 
 def _softplus(z: float) -> float:
@@ -223,7 +227,8 @@ class RateRatio:
         for _ in range(_MAX_STEPS):
             if abs(near - far) <= _TOLERANCE:
                 break
-            middle = near - f_near * (near - far) / (f_near - f_far)
+            spread = f_near - f_far  # < 0: far is rejected, near is not
+            middle = near - f_near * (near - far) / spread if spread < 0 else math.nan
             if not min(far, near) < middle < max(far, near):
                 middle = (far + near) / 2
             f_middle = excess(middle)
