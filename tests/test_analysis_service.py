@@ -240,6 +240,13 @@ async def test_an_error_ratio_comparison_is_judged_on_the_counts_behind_it(
     assert float(dict(failed.statistics)["experiment_events"]) > 0
     rows = rejudge(fold((e.stream_version, e.event) for e in history), judge_named("sequential"))
     assert rows and all(row.identical for row in rows)
+    logs = StageLogs(harness.store.pool, None, harness.subjects)
+    [line] = [
+        line.message
+        for line in await logs.read("d2", "analysis")
+        if line.message.startswith(f"[metrics[0]] tick {failed.tick} ")
+    ]
+    assert failed.reason in line and "increase(" not in line  # counts: in the reason only
 
 
 async def test_a_cancelled_stage_stops_the_analysis_as_skipped(

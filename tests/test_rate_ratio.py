@@ -102,7 +102,7 @@ def test_a_doubled_error_rate_fails_at_ten_minutes_with_one_checkable_line() -> 
     assert verdict.statistics["failed_at_tick"] == 2.0
     assert verdict.statistics["rate_ratio"] == 2.0
     assert verdict.statistics["lower_bound"] >= 1.1
-    assert "event rate 2× control's (240/1.2e+04 vs 120/1.2e+04 in 2 tick(s))" in verdict.reason
+    assert "event rate 2× control's (240/12000 vs 120/12000 in 2 tick(s))" in verdict.reason
     assert f"99% confidence sequence ≥ {verdict.statistics['lower_bound']:.3g}×" in verdict.reason
     assert "beyond the threshold 1.1×" in verdict.reason
 

@@ -458,10 +458,11 @@ class SequentialJudge:
             statistics["lower_bound" if side == "higher" else "upper_bound"] = bound
             bounds.append(f"≥ {_fmt(bound)}×" if side == "higher" else f"≤ {_fmt(bound)}×")
         statistics["evidence"] = max(statistics[f"evidence_{side}"] for side, _ in sides)
+        count = "{:.6g}".format  # counts as people read them: 7200, 61.5
         summary = (
             f"event rate {_fmt(statistics['rate_ratio'])}× control's "
-            f"({_fmt(statistics['experiment_events'])}/{_fmt(statistics['experiment_total'])} "
-            f"vs {_fmt(statistics['control_events'])}/{_fmt(statistics['control_total'])} "
+            f"({count(statistics['experiment_events'])}/{count(statistics['experiment_total'])} "
+            f"vs {count(statistics['control_events'])}/{count(statistics['control_total'])} "
             f"in {len(used)} tick(s)); {1 - self.alpha:.0%} confidence sequence "
             f"{' and '.join(bounds)}"
         )
