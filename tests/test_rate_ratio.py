@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import struct
 
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from shared.analysis.judges import Observation, SequentialJudge, Verdict
 from shared.analysis.rate_ratio import Counts, RateRatio, evidence
 from shared.analysis.ratio_query import COUNT_ROLES, count_queries
+from shared.analysis.record import since_previous_tick
 from shared.analysis.strategies import TickInput, evaluate
 from shared.events.catalog import AnalysisCheck, AnalysisMeasured
 from slipway_sandbox.seed_layout import DEMO_ANALYSIS_TEMPLATE
@@ -273,6 +275,12 @@ def _tick(tick: int, counts: dict[str, AnalysisMeasured], final: bool = False) -
         control=_measured(tick, "control", "0.01", "0.01"),
         counts=counts,
     )
+
+
+def test_count_windows_never_overlap_even_at_a_short_last_tick() -> None:
+    """Ticks at 4, 8 and 9 s (duration 9 s, interval 4 s): counts over 4, 4 and 1 s."""
+    check = msgspec.structs.replace(CHECK, interval_s=4.0)
+    assert [since_previous_tick(check, t, 9.0) for t in (1, 2, 3)] == [4.0, 4.0, 1.0]
 
 
 def test_recorded_counts_reach_the_judge_and_unusable_ones_carry_no_evidence() -> None:

@@ -37,6 +37,7 @@ from shared.analysis.providers import (
     step_for,
 )
 from shared.analysis.ratio_query import COUNT_ROLES, count_queries
+from shared.analysis.record import since_previous_tick
 from shared.analysis.templating import QueryArgs, TemplateError, render
 from shared.config import load_analysis_templates, load_application_config
 from shared.config.application import AnalysisOptions
@@ -315,13 +316,15 @@ class AnalysisService:
         end: float,
     ) -> list[AnalysisMeasured]:
         """For a ratio of two rates (`shared.analysis.ratio_query`), the counts behind it
-        over the tick's window: one `increase()` point each for events and total."""
+        since the previous tick: one `increase()` point each for events and total."""
         check = plan.check
         try:
             rendered = render(check.query, self._args(setup, plan, variant), what=check.key)
         except TemplateError:
             return []  # the ratio query's own measurement records the error
-        queries = count_queries(rendered, check.interval_s)
+        # Disjoint windows, the short last tick's too: no event is counted twice.
+        window_s = since_previous_tick(check, due.tick, setup.duration_s)
+        queries = count_queries(rendered, window_s)
         if queries is None:
             return []
         return list(

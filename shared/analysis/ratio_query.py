@@ -4,8 +4,8 @@ A comparison whose query is a ratio of two counters' rates — the error-rate sh
 `sum(rate(errors_total{…}[1m])) / sum(rate(requests_total{…}[1m]))` — is judged far more
 sharply from the counts behind it than from its ratio samples (the rate-ratio test,
 `shared.analysis.rate_ratio`). For such a query `count_queries` gives the two queries
-that ask Prometheus for those counts over a tick's window: the same expressions with
-each `rate(x[w])` turned into `increase(x[<interval>s])`. The analysis service runs
+that ask Prometheus for those counts since the previous tick: the same expressions with
+each `rate(x[w])` turned into `increase(x[<seconds>s])`. The analysis service runs
 them at the tick's end next to the query itself and records their answers under the
 roles in `COUNT_ROLES`, so rejudging needs nothing but the log.
 

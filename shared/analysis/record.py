@@ -37,6 +37,7 @@ __all__ = [
     "Rejudged",
     "fold",
     "rejudge",
+    "since_previous_tick",
     "tick_at",
     "tick_count",
     "tick_inputs",
@@ -57,6 +58,14 @@ def tick_at(check: AnalysisCheck, tick: int, duration_s: float) -> float:
     if check.interval_s <= 0:
         return duration_s
     return min(tick * check.interval_s, duration_s)
+
+
+def since_previous_tick(check: AnalysisCheck, tick: int, duration_s: float) -> float:
+    """Seconds from the tick before `tick` (or the start) to it: the window whose counts
+    a ratio check's tick records (`shared.analysis.ratio_query`), so that the ticks' count
+    windows never overlap, not even the last, short one at the duration."""
+    before = tick_at(check, tick - 1, duration_s) if tick > 1 else 0.0
+    return tick_at(check, tick, duration_s) - before
 
 
 @dataclass
