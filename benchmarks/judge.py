@@ -21,11 +21,11 @@ What the simulator assumes (the figures are only as good as this):
   0.05 for latency); errors are binomial over the requests, and the window's mean
   latency has the sampling noise of log-normal requests (σ = 0.5);
 - the error ratio's ticks also carry the counts behind it — each variant's errors and
-  requests over the tick's window (T − interval, T], what the service's `increase()`
-  queries for a ratio of two rates record — and the sequential judge decides on those
+  requests over (T − interval, T], what the service records for a ratio of two rates
+  (the counters at both instants) — and the sequential judge decides on those
   (`shared.analysis.rate_ratio`); `--ratios-only` hides them, leaving the ratio samples
-  the judges saw before. The simulator's counts are exact; Prometheus' `increase()`
-  extrapolates to the window's edges (fractional counts, a few per cent off);
+  the judges saw before. A counter's value at an instant is its last scrape's, which
+  moves a few requests between neighbouring ticks (none is lost or counted twice);
 - A/A: no change. A/B: canary error probability × 2 and latency × 1.5. `boundary`: both
   × 1.1, exactly the sequential judge's `min_effect`, where its α = 1 % guarantee is tight
   (the per-variant drift makes the canary's error rate wander above ×1.1 half the time,
@@ -58,6 +58,8 @@ Bernoulli errors): its source there was not pinned down (the run's 16 series are
 metrics, is the stronger assumption; the rate-ratio test tempers its evidence by
 φ = 1.5, above both measured dispersions. kubesim sends a constant number of requests
 (the simulator's are Poisson), which does not matter to a test conditional on them.
+The run counted with `increase()`, extrapolated to the minute's edges, a few per cent
+of inflation that the service avoids by reading the counters themselves.
 
 Before and after issue 17 (`--json`, 2,000 A/A and 1,000 A/B and boundary deployments
 per interval; "before" is the same run with `--ratios-only`, which equals judge 1):

@@ -232,8 +232,10 @@ async def test_an_error_ratio_comparison_is_judged_on_the_counts_behind_it(
     ]
     roles = {role for side in COUNT_ROLES.values() for role in side}
     assert {m.role for m in counted} == roles
-    assert all("increase(" in m.query and "[3s]" in m.query for m in counted)
-    assert all(m.window_start == m.window_end for m in counted)
+    assert all("rate(" not in m.query and "http_requests_total" in m.query for m in counted)
+    # The counters at the previous tick's instant and this one's: 3 s apart.
+    assert all(m.window_end - m.window_start == pytest.approx(3.0) for m in counted)
+    assert all(m.step_s == pytest.approx(3.0) for m in counted)
     [failed] = [e for e in events if isinstance(e, AnalysisTickJudged) and e.outcome == "fail"]
     assert "event rate" in failed.reason and "99% confidence sequence ≥" in failed.reason
     assert "beyond the threshold 1.1×" in failed.reason
@@ -246,7 +248,8 @@ async def test_an_error_ratio_comparison_is_judged_on_the_counts_behind_it(
         for line in await logs.read("d2", "analysis")
         if line.message.startswith(f"[metrics[0]] tick {failed.tick} ")
     ]
-    assert failed.reason in line and "increase(" not in line  # counts: in the reason only
+    assert failed.reason in line
+    assert line.split(" → ")[0].count("`") == 4  # the two ratio queries; counts in the reason
 
 
 async def test_a_cancelled_stage_stops_the_analysis_as_skipped(

@@ -217,17 +217,19 @@ def test_any_counts_from_prometheus_get_a_verdict(
 SEED_QUERY = DEMO_ANALYSIS_TEMPLATE.format(interval="5m", window="1m").split("query: |\n")[1]
 
 
-def test_the_seeds_error_rate_query_gives_its_counts_over_the_tick() -> None:
-    """`sum(rate(x{…}[1m])) / sum(rate(y{…}[1m]))` → `sum(increase(…[300s]))` each side."""
-    queries = count_queries(SEED_QUERY, 300)
+def test_the_seeds_error_rate_query_gives_the_counters_behind_it() -> None:
+    """`sum(rate(x{…}[1m])) / sum(rate(y{…}[1m]))` → `sum(x{…})` and `sum(y{…})`."""
+    queries = count_queries(SEED_QUERY)
     assert queries is not None
     events, total = queries
-    assert events.startswith('sum(increase(grpc_server_handled_total{grpc_code!="OK",')
-    assert events.endswith("[300s]))") and total.endswith("[300s]))")
-    assert "rate(" not in events and "rate(" not in total and "/" not in events + total
+    assert events.startswith('sum(grpc_server_handled_total{grpc_code!="OK",')
+    assert events.endswith('pipecd_dev_variant="canary"})') and total.endswith('"canary"})')
+    assert "rate(" not in events + total and "[" not in events + total
     assert 'grpc_code!="OK"' not in total
-    simple = count_queries('rate(errors_total{path="/a/b"}[1m]) / rate(requests_total[1m])', 60)
-    assert simple == ('increase(errors_total{path="/a/b"}[60s])', "increase(requests_total[60s])")
+    simple = count_queries('rate(errors_total{path="/a/b"}[1m]) / rate(requests_total[1m])')
+    assert simple == ('errors_total{path="/a/b"}', "requests_total")
+    grouped = count_queries("sum by (job) (rate(e[5m])) / sum by (job) (rate(r[5m]))")
+    assert grouped == ("sum by (job) (e)", "sum by (job) (r)")
 
 
 @pytest.mark.parametrize(
@@ -245,7 +247,7 @@ def test_the_seeds_error_rate_query_gives_its_counts_over_the_tick() -> None:
     ],
 )
 def test_other_shapes_are_judged_on_their_samples(query: str) -> None:
-    assert count_queries(query, 300) is None
+    assert count_queries(query) is None
 
 
 # --- from the record to the judge -----------------------------------------------------------
@@ -266,6 +268,24 @@ def _measured(tick: int, role: str, *values: str, error: str = "") -> AnalysisMe
     )
 
 
+def _counters(
+    tick: int, role: str, start: tuple[str, ...], end: tuple[str, ...]
+) -> AnalysisMeasured:
+    """A counter query's answer at the previous tick's instant and this one's."""
+    t0, t1 = 1e9 + 300.0 * (tick - 1), 1e9 + 300.0 * tick
+    return AnalysisMeasured(
+        analysis_id="a",
+        check=CHECK.key,
+        tick=tick,
+        role=role,
+        window_start=t0,
+        window_end=t1,
+        step_s=300.0,
+        timestamps=(t0,) * len(start) + (t1,) * len(end),
+        values=start + end,
+    )
+
+
 def _tick(tick: int, counts: dict[str, AnalysisMeasured], final: bool = False) -> TickInput:
     return TickInput(
         tick=tick,
@@ -283,25 +303,30 @@ def test_count_windows_never_overlap_even_at_a_short_last_tick() -> None:
     assert [since_previous_tick(check, t, 9.0) for t in (1, 2, 3)] == [4.0, 4.0, 1.0]
 
 
-def test_recorded_counts_reach_the_judge_and_unusable_ones_carry_no_evidence() -> None:
-    """Counts summed over series; an events query without series is 0 events; a failed
-    count query leaves its tick without evidence (not a failed tick)."""
+def test_recorded_counters_reach_the_judge_and_unusable_ones_carry_no_evidence() -> None:
+    """A count is the counters' growth between the two instants, summed over series (a
+    series first seen at the end counts from zero); an events query without series is 0
+    events; a failed count query, or a counter that went down (a reset), leaves its
+    tick without evidence (not a failed tick)."""
     (e_events, e_total), (c_events, c_total) = COUNT_ROLES["experiment"], COUNT_ROLES["control"]
     good = {
-        e_events: _measured(1, e_events, "70", "50"),
-        e_total: _measured(1, e_total, "6000"),
-        c_events: _measured(1, c_events),  # no series: 0 errors
-        c_total: _measured(1, c_total, "6000"),
+        e_events: _counters(1, e_events, ("10", "5"), ("80", "55")),
+        e_total: _counters(1, e_total, ("1000",), ("7000",)),
+        c_events: _counters(1, c_events, (), ()),  # no series: 0 errors
+        c_total: _counters(1, c_total, (), ("6000",)),  # first seen now: from zero
     }
     broken = dict(good) | {c_total: _measured(2, c_total, error="Prometheus prom timed out")}
-    verdict = evaluate(CHECK, [_tick(1, good), _tick(2, broken, final=True)], SequentialJudge())
+    reset = dict(good) | {e_total: _counters(3, e_total, ("7000",), ("40",))}
+    ticks = [_tick(1, good), _tick(2, broken), _tick(3, reset, final=True)]
+    verdict = evaluate(CHECK, ticks, SequentialJudge())
     stats = dict(verdict.statistics)
     assert verdict.outcome == "fail" and verdict.failures == 0
     assert float(stats["experiment_events"]) == 120.0 and float(stats["control_events"]) == 0.0
+    assert float(stats["experiment_total"]) == 6000.0
     assert float(stats["failed_at_tick"]) == 1.0
-    only_broken = evaluate(CHECK, [_tick(1, broken, final=True)], SequentialJudge())
-    assert only_broken.outcome == "pass" and "in 0 tick(s)" in only_broken.reason
-    assert float(dict(only_broken.statistics)["ticks_without_counts"]) == 1.0
+    unusable = evaluate(CHECK, [_tick(2, broken), _tick(3, reset, final=True)], SequentialJudge())
+    assert unusable.outcome == "pass" and "in 0 tick(s)" in unusable.reason
+    assert float(dict(unusable.statistics)["ticks_without_counts"]) == 2.0
 
 
 def test_without_counts_the_judge_is_the_t_test_on_ratio_samples() -> None:

@@ -488,7 +488,7 @@ def too_short_to_fail(started: AnalysisStarted) -> list[str]:
     for check in started.checks:
         if check.strategy not in _COMPARISONS:
             continue
-        if count_queries(check.query, check.interval_s) is not None:
+        if count_queries(check.query) is not None:
             continue  # judged on the counts behind the ratio: any tick can fail it
         earliest = judge.earliest_failure_s(check.interval_s)
         if earliest > started.duration_s:

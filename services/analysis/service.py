@@ -315,17 +315,18 @@ class AnalysisService:
         recorded_variant: str,
         end: float,
     ) -> list[AnalysisMeasured]:
-        """For a ratio of two rates (`shared.analysis.ratio_query`), the counts behind it
-        since the previous tick: one `increase()` point each for events and total."""
+        """For a ratio of two rates (`shared.analysis.ratio_query`), its two counters
+        (events, total) at the previous tick's instant and at this one's."""
         check = plan.check
         try:
             rendered = render(check.query, self._args(setup, plan, variant), what=check.key)
         except TemplateError:
             return []  # the ratio query's own measurement records the error
-        # Disjoint windows, the short last tick's too: no event is counted twice.
+        queries = count_queries(rendered)
+        # The counters at the previous tick's instant and this one's: consecutive ticks
+        # share an instant, so no event is counted twice or missed.
         window_s = since_previous_tick(check, due.tick, setup.duration_s)
-        queries = count_queries(rendered, window_s)
-        if queries is None:
+        if queries is None or window_s <= 0:
             return []
         return list(
             await asyncio.gather(
@@ -339,7 +340,7 @@ class AnalysisService:
                         variant,
                         recorded_variant,
                         end,
-                        rendered=query,
+                        counters=(query, window_s),
                     )
                     for count_role, query in zip(COUNT_ROLES[role], queries, strict=True)
                 )
@@ -367,18 +368,21 @@ class AnalysisService:
         recorded_variant: str,
         end: float,
         *,
-        rendered: str | None = None,
+        counters: tuple[str, float] | None = None,
     ) -> AnalysisMeasured:
-        """The check's query over the tick's window at its step — or `rendered` (a count
-        behind it) as one point at the window's end."""
+        """The check's query over the tick's window at its step — or, with `counters`
+        (a rendered counter query behind a ratio, and the seconds since the previous
+        tick), that query at those two instants."""
         check = plan.check
-        start = end - check.interval_s if rendered is None else end
-        step = step_for(check.interval_s) if rendered is None else check.interval_s
+        if counters is None:
+            start, step = end - check.interval_s, step_for(check.interval_s)
+        else:
+            start, step = end - counters[1], counters[1]
         series = Series((), ())
         error = ""
-        query = check.query if rendered is None else rendered
+        query = check.query if counters is None else counters[0]
         try:
-            if rendered is None:
+            if counters is None:
                 query = render(check.query, self._args(setup, plan, variant), what=check.key)
             provider = self._provider(check.provider, check.key)
             series = await provider.query_range(

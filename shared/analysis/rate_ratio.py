@@ -81,8 +81,8 @@ _LOG_RATIO_SPAN: Final = 16.0  # bounds reported beyond e^±16 are clipped there
 
 @dataclass(frozen=True)
 class Counts:
-    """One tick's counts behind a ratio: events and totals of each side (Prometheus'
-    `increase()`, so possibly fractional)."""
+    """One tick's counts behind a ratio: events and totals of each side (the counters'
+    growth since the previous tick, `shared.analysis.strategies`)."""
 
     experiment_events: float
     experiment_total: float

@@ -4,10 +4,15 @@ A comparison whose query is a ratio of two counters' rates — the error-rate sh
 `sum(rate(errors_total{…}[1m])) / sum(rate(requests_total{…}[1m]))` — is judged far more
 sharply from the counts behind it than from its ratio samples (the rate-ratio test,
 `shared.analysis.rate_ratio`). For such a query `count_queries` gives the two queries
-that ask Prometheus for those counts since the previous tick: the same expressions with
-each `rate(x[w])` turned into `increase(x[<seconds>s])`. The analysis service runs
-them at the tick's end next to the query itself and records their answers under the
-roles in `COUNT_ROLES`, so rejudging needs nothing but the log.
+whose answers give those counts: the same expressions with each `rate(x[w])` turned
+into the plain counter `x` (`sum(errors_total{…})`). The analysis service asks for each
+at two instants, the previous tick's time and this tick's (a `query_range` whose step is
+the time between them), and records the answers under the roles in `COUNT_ROLES`, so
+rejudging needs nothing but the log. A tick's count is the counters' growth between the
+two instants (`shared.analysis.strategies`): exact integers, and consecutive ticks share
+their boundary instant, so their counts neither overlap nor leave gaps — which the
+rate-ratio test's guarantee needs, and `increase()` (extrapolated to the window's edges,
+a scrape interval's worth too large on short windows) would not give.
 
 The shape, checked on the text (the query as written or as rendered):
 
@@ -19,8 +24,9 @@ The shape, checked on the text (the query as written or as rendered):
   rate(latency_count)` is a mean, not a share of events, and is judged on its samples.
 
 Anything else returns None and the check is judged on its ratio samples as before.
-A count that does not behave like one (events above the total, a negative increase
-after a counter reset Prometheus could not see) makes that tick carry no evidence.
+A count that does not behave like one (events above the total, a negative difference
+after a counter reset) makes that tick carry no evidence; a series first seen between
+the two instants counts from zero (a new pod's counters start there).
 """
 
 from __future__ import annotations
@@ -79,29 +85,57 @@ def _top_level(query: str) -> str | None:
     return "".join(out) if depth == 0 and not quote else None
 
 
-def _as_increase(side: str, window_s: int) -> str | None:
-    """`side` with its one `rate(x[w])` as `increase(x[<window_s>s])`, or None."""
+def _closing(text: str, opening: int) -> int | None:
+    """The index of the parenthesis closing the one at `opening` (quotes skipped)."""
+    depth = 0
+    quote = ""
+    i = opening
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'`":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
+def _as_counter(side: str) -> str | None:
+    """`side` with its one `rate(x[w])` as the plain counter `x`, or None."""
     rates = list(_RATE.finditer(side))
     if len(rates) != 1 or re.search(r"\boffset\b", side) or "@" in side:
         return None
+    rate = rates[0]
+    close = _closing(side, rate.end() - 1)
     ranges = list(_RANGE.finditer(side))
-    if len(ranges) != 1 or ranges[0].start() < rates[0].end():
+    if close is None or len(ranges) != 1:
         return None
-    rate, window = rates[0], ranges[0]
+    window = ranges[0]
+    if not rate.end() <= window.start() < window.end() <= close:
+        return None
     return (
         side[: rate.start()]
-        + "increase("
         + side[rate.end() : window.start()]
-        + f"[{window_s}s]"
-        + side[window.end() :]
+        + side[window.end() : close]
+        + side[close + 1 :]
     )
 
 
-def count_queries(query: str, window_s: float) -> tuple[str, str] | None:
-    """(events query, total query) over the `window_s` seconds before the evaluation time,
-    when `query` is a ratio of two rates; None otherwise."""
+def count_queries(query: str) -> tuple[str, str] | None:
+    """(events query, total query) — the counters inside the ratio's two rates — when
+    `query` is a ratio of two rates; None otherwise."""
     top = _top_level(query)
-    if top is None or window_s < 1:
+    if top is None:
         return None
     operators = [m.start() for m in _OPERATOR.finditer(top)]
     if len(operators) != 1 or top[operators[0]] != "/":
@@ -110,9 +144,8 @@ def count_queries(query: str, window_s: float) -> tuple[str, str] | None:
     numerator, denominator = query[:at].strip(), query[at + 1 :].strip()
     if _NOT_COUNTS.search(numerator):
         return None
-    window = round(window_s)
-    events = _as_increase(numerator, window)
-    total = _as_increase(denominator, window)
+    events = _as_counter(numerator)
+    total = _as_counter(denominator)
     if events is None or total is None:
         return None
     return events, total
