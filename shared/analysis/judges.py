@@ -54,7 +54,11 @@ evidence either way (the service applies `skipOnNoData` before calling the judge
   lowers every t_n at once, so the one-sided failure probability is still ≤ α; `EITHER`
   runs the `HIGH` and `LOW` tests at α/2 each;
 - at `final` (where a last, partial batch counts too) it passes unless that has
-  happened. It never passes early: the stage's duration is the soak time asked for.
+  happened. It never passes early: the stage's duration is the soak time asked for;
+- the reason ends with the test inverted: the confidence sequence for the ratio of
+  the means ē/c̄ = (1 + r)/(1 − r) — every threshold the same test would reject lies
+  below its lower bound (above its upper one for `LOW`) — beside 1 + δ, so the line
+  fails exactly when the bound is past the threshold.
 
 `sequential` on counts (since version 2) — when the observations carry the counts behind
 a ratio of two rates (the service measures them for a query of that shape, see
@@ -303,6 +307,31 @@ class _Test:
     bayes_factor: float
 
 
+def _ratio_of(r: float) -> float:
+    """The ratio of means ē/c̄ whose bounded relative difference is r (positive metrics)."""
+    if r >= 1:
+        return math.inf
+    return (1 + r) / (1 - r)
+
+
+@lru_cache(maxsize=1024)
+def _t_reaching(bar: float, n: int, g: float) -> float | None:
+    """The t > 0 at which the safe t-test's Bayes factor from n values reaches `bar`
+    (bisection; it rises with t), or None when even t = ∞ does not (too few values)."""
+    if safe_t_bayes_factor(math.inf, n, g) < bar:
+        return None
+    low, high = 0.0, 1.0
+    while safe_t_bayes_factor(high, n, g) < bar:
+        low, high = high, high * 2
+    for _ in range(60):
+        middle = (low + high) / 2
+        if safe_t_bayes_factor(middle, n, g) >= bar:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
 def _t_statistic(xs: Sequence[float]) -> float:
     n = len(xs)
     mean = math.fsum(xs) / n
@@ -386,28 +415,68 @@ class SequentialJudge:
                 test = _Test(t, safe_t_bayes_factor(t, n, self.prior_scale))
                 last[side] = test
                 if t > 0 and test.bayes_factor >= bar:
+                    text, bounds = self._t_sequence(diffs[:n], sides, bar)
                     return Verdict(
                         "fail",
                         f"experiment {side} than control by more than {self.min_effect:.0%} "
                         f"(Bayes factor {_fmt(test.bayes_factor)} ≥ {_fmt(bar)} after {n} ticks, "
-                        f"mean relative difference {_fmt(math.fsum(diffs[:n]) / n)})",
+                        f"mean relative difference {_fmt(math.fsum(diffs[:n]) / n)}){text}",
                         self._statistics(diffs[:n], last, bar, len(observations))
+                        | bounds
                         | {"failed_at_tick": float(tick_of[n - 1])},
                     )
-        statistics = self._statistics(diffs, last, bar, len(observations))
+        text, bounds = self._t_sequence(diffs, sides, bar)
+        statistics = self._statistics(diffs, last, bar, len(observations)) | bounds
         if final:
             return Verdict(
                 "pass",
                 f"no evidence after {len(diffs)} ticks that the experiment is "
                 f"{' or '.join(side for side, _ in sides)} than control by more than "
                 f"{self.min_effect:.0%} (largest Bayes factor now "
-                f"{_fmt(statistics['bayes_factor'])} < {_fmt(bar)})",
+                f"{_fmt(statistics['bayes_factor'])} < {_fmt(bar)}){text}",
                 statistics,
             )
         return Verdict(
             "continue",
-            f"{len(diffs)} ticks, Bayes factor {_fmt(statistics['bayes_factor'])} < {_fmt(bar)}",
+            f"{len(diffs)} ticks, Bayes factor {_fmt(statistics['bayes_factor'])} < "
+            f"{_fmt(bar)}{text}",
             statistics,
+        )
+
+    def _t_sequence(
+        self, diffs: Sequence[float], sides: tuple[tuple[str, float], ...], bar: float
+    ) -> tuple[str, dict[str, float]]:
+        """The t-test's confidence sequence, as text for the reason and as statistics.
+
+        Testing "r ≤ θ'" for every θ' instead of the threshold θ: t(θ') = (r̄ − θ')·√n/s
+        falls as θ' rises and the Bayes factor rises with t > 0, so the θ' it rejects are
+        those below r̄ − t*·s/√n, t* being where the Bayes factor reaches the bar: a lower
+        bound valid at every n as the test is (mirrored for "lower"). In the ratio of the
+        means, ē/c̄ = (1 + r)/(1 − r) for positive metrics, against 1 + δ.
+        """
+        n = len(diffs)
+        if n < 2:
+            return "", {}
+        t_star = _t_reaching(bar, n, self.prior_scale)
+        mean = math.fsum(diffs) / n
+        spread = math.sqrt(math.fsum((d - mean) ** 2 for d in diffs) / (n - 1) / n)
+        parts: list[str] = []
+        bounds: dict[str, float] = {}
+        for _, sign in sides:
+            # Without t* the evidence cannot reach the bar yet: no bound (0 or ∞).
+            r = -sign if t_star is None else max(-1.0, min(1.0, mean - sign * t_star * spread))
+            ratio = _ratio_of(r)
+            if sign > 0:
+                bounds["lower_bound"] = ratio
+                parts.append(f"≥ {_fmt(ratio)}×")
+            else:
+                bounds["upper_bound"] = ratio
+                parts.append(f"≤ {_fmt(ratio)}×")
+        limits = " / ".join(f"{_fmt(_ratio_of(sign * self.threshold))}×" for _, sign in sides)
+        return (
+            f"; {1 - self.alpha:.0%} confidence sequence for the ratio of means "
+            f"{' and '.join(parts)}, threshold {limits}",
+            bounds,
         )
 
     def _judge_counts(
