@@ -28,10 +28,8 @@ import itertools
 import json
 import math
 import statistics
-import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -97,8 +95,8 @@ async def run(minutes: float, apps: int) -> dict[str, Any]:
                     json=deployment(f"account{a}", variant),
                 ) as response:
                     response.raise_for_status()
-        data = Path(tempfile.mkdtemp(prefix="slipway-judge-reality-"))
-        server = PrometheusServer(data, sd_url=f"{sim.url}/kubesim/targets")
+        # Its own temporary directory, removed when it stops.
+        server = PrometheusServer(sd_url=f"{sim.url}/kubesim/targets")
         await asyncio.to_thread(server.start)
         try:
             start = time.time() + 90  # past the first scrapes and one rate window
