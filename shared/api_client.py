@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from shared.errors import ConfigError, SlipwayError, Unavailable
-from shared.streams import stream_id
+from shared.events.streams import drift_stream
 
 __all__ = [
     "API_KEY_ENV",
@@ -493,7 +493,7 @@ def wait_for_cascade(
     within `timeout_s`. An unreachable API or a 503 is waited through.
     """
     started = clock()
-    stream = stream_id("drift", application_id)
+    stream = drift_stream(application_id)
     while True:
         try:
             for event in client.stream_events(stream):

@@ -15,7 +15,7 @@ from shared.events.catalog import (
     AnalysisStarted,
     AnalysisTickJudged,
 )
-from shared.ids import analysis_id_of
+from shared.events.ids import analysis_id_of
 from shared.kubesim import KubeSim
 from shared.stagelog import StageLogs
 from tests.analysis_support import analysis_pipeline, app_files_at, prometheus_for, wait_started

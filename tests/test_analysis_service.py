@@ -18,7 +18,7 @@ from shared.events.catalog import (
     AnalysisTickJudged,
     StageCompleted,
 )
-from shared.ids import analysis_id_of
+from shared.events.ids import analysis_id_of
 from shared.kubesim import ImageRule, KubeSim
 from shared.platform import KubernetesPlatform
 from shared.stagelog import StageLogs

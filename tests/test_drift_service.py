@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.drift.service import DriftDetector, drift_deployment_id, drift_stream
+from services.drift.service import DriftDetector
 from shared.config.control import KubernetesProviderConfig
 from shared.deploysource import load_deploy_source
 from shared.eventlog import NO_STREAM, EventStore, new_events
@@ -22,6 +22,8 @@ from shared.events.catalog import (
     DeploymentCompleted,
     DeploymentTriggered,
 )
+from shared.events.ids import drift_deployment_id
+from shared.events.streams import drift_stream
 from shared.git import GitCache
 from shared.kubesim import KubeSim
 from shared.kubesim.testing import Kubectl, find_kubectl

@@ -22,7 +22,7 @@ from shared.events.catalog import (
     StageCompleted,
     StageStarted,
 )
-from shared.ids import analysis_id_of
+from shared.events.ids import analysis_id_of
 from shared.kubesim import ImageRule, KubeSim
 from shared.platform import KubernetesPlatform
 from shared.stagelog import StageLogs

@@ -15,8 +15,8 @@ from services.planner.service import Planner, RepositoryRef
 from shared.eventlog import NO_STREAM, new_events
 from shared.events.base import RecordedEvent
 from shared.events.catalog import DeploymentTriggered
+from shared.events.ids import analysis_id_of
 from shared.git import GitCache
-from shared.ids import analysis_id_of
 from shared.kubesim import KubeSim
 from tests.analysis_support import (
     analysis_pipeline,

@@ -19,13 +19,11 @@ the same way).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from shared.analysis.record import AnalysisRecord, CheckRecord, tick_at, tick_count
+from shared.events.vocabulary import Verdict
 
 __all__ = ["Conclusion", "Due", "conclusion", "due_ticks", "next_due_s"]
-
-Verdict = Literal["success", "failure", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -89,14 +87,14 @@ def conclusion(record: AnalysisRecord, elapsed_s: float) -> Conclusion | None:
     for check in checks:
         last = check.last_judged
         if last is not None and last.outcome == "fail":
-            return Conclusion("failure", last.reason)
+            return Conclusion(Verdict.FAILURE, last.reason)
     if not checks:
         if elapsed_s >= record.duration_s:
             return Conclusion(
-                "success", f"no checks to run; waited the duration ({record.duration_s:g} s)"
+                Verdict.SUCCESS, f"no checks to run; waited the duration ({record.duration_s:g} s)"
             )
         return None
     if all(_decided(c) for c in checks):
         reasons = "; ".join(c.last_judged.reason for c in checks if c.last_judged is not None)
-        return Conclusion("success", f"{len(checks)} check(s) passed: {reasons}")
+        return Conclusion(Verdict.SUCCESS, f"{len(checks)} check(s) passed: {reasons}")
     return None

@@ -15,7 +15,6 @@ from msgspec import Meta
 
 from services.api.decider import (
     CONFIG_FILENAME_PATTERN,
-    DEFAULT_CONFIG_FILENAME,
     LABEL_KEY_PATTERN,
     LABEL_VALUE_PATTERN,
     MAX_LABELS,
@@ -24,8 +23,9 @@ from services.api.decider import (
     PATH_PATTERN,
     PROVIDER_PATTERN,
     RULES,
-    Strategy,
 )
+from shared.config.filenames import DEFAULT_CONFIG_FILENAME
+from shared.events.vocabulary import Strategy
 from shared.syncstate import Drift, LastDeployment
 
 Name = Annotated[str, Meta(pattern=NAME_PATTERN, description=RULES["name"])]
@@ -82,7 +82,7 @@ class RegisterApplicationRequest(
 class SyncApplicationRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Deploy the application's branch head now, optionally forcing a strategy."""
 
-    strategy: Annotated[Strategy, Meta(description=RULES["strategy"])] = "auto"
+    strategy: Annotated[Strategy, Meta(description=RULES["strategy"])] = Strategy.AUTO
 
 
 SyncStateName = Literal["UNKNOWN", "SYNCED", "OUT_OF_SYNC", "DEPLOYING"]

@@ -29,14 +29,11 @@ from services.api.decider import (
     NotFound,
     RegisterApplication,
     ReserveName,
-    application_stream,
     check_registration,
-    config_stream,
     decide,
     decide_claim,
     decide_name,
     evolve_name,
-    name_stream,
 )
 from shared.applications import application_of
 from shared.db import unavailable_on_disconnect
@@ -45,6 +42,7 @@ from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.eventlog.asof import fold
 from shared.eventlog.store import Connection
 from shared.events.base import Event, Metadata, RecordedEvent
+from shared.events.streams import application_stream, config_claim_stream, name_stream
 from shared.logs import get_logger
 
 __all__ = ["ApplicationCommands", "Outcome"]
@@ -78,7 +76,7 @@ class ApplicationCommands:
         # field even when the name is also taken.
         check_registration(command)
         names = name_stream(command.name)
-        configs = config_stream(command.repository_id, command.path, command.config_filename)
+        configs = config_claim_stream(command.repository_id, command.path, command.config_filename)
         stream = application_stream(command.application_id)
 
         async def attempt(conn: Connection) -> Outcome:
@@ -126,7 +124,7 @@ class ApplicationCommands:
             assert state is not None, "decide refuses to delete what is not registered"
             held = (
                 name_stream(state.name),
-                config_stream(state.repository_id, state.path, state.config_filename),
+                config_claim_stream(state.repository_id, state.path, state.config_filename),
             )
             for reservation in held:
                 taken, holder = await self._name_holder(reservation, conn)

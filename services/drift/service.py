@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +46,9 @@ from shared.events.catalog import (
     DeploymentPlanFailed,
     DeploymentTriggered,
 )
+from shared.events.ids import drift_deployment_id
+from shared.events.streams import deployment_stream, drift_stream
+from shared.events.vocabulary import Trigger
 from shared.git import GitCache
 from shared.logs import get_logger
 from shared.planning.drift import DriftResult, detect_drift
@@ -60,21 +62,9 @@ __all__ = [
     "DriftState",
     "decide",
     "decide_deletion",
-    "drift_deployment_id",
-    "drift_stream",
 ]
 
 log = get_logger(__name__)
-
-
-def drift_stream(application_id: str) -> str:
-    return f"drift-{application_id}"
-
-
-def drift_deployment_id(application_id: str, commit_hash: str) -> str:
-    """The same app, commit and cause always name the same deployment (retries dedupe)."""
-    digest = hashlib.sha256(f"{application_id}\0{commit_hash}\0drift".encode()).hexdigest()
-    return f"drift{digest[:21]}"
 
 
 @dataclass(frozen=True)
@@ -167,7 +157,7 @@ def decide(
         changed.append(
             ApplicationSyncStateChanged(
                 application_id=application_id,
-                state=result.state,
+                state=SyncState(result.state),
                 summary=summary,
                 diff=clip(result.diff, DIFF_CHARS),
                 commit_hash=commit_hash,
@@ -178,7 +168,7 @@ def decide(
     trigger = DeploymentTriggered(
         deployment_id=drift_deployment_id(application_id, commit_hash),
         application_id=application_id,
-        trigger="on_out_of_sync",
+        trigger=Trigger.ON_OUT_OF_SYNC,
         commit_hash=commit_hash,
         repository_id=repository_id,
     )
@@ -299,7 +289,7 @@ class DriftDetector:
             log.info("drift_state_changed", application_id=app.application_id, state=result.state)
         for event in trigger:
             assert isinstance(event, DeploymentTriggered)
-            stream = f"deployment-{event.deployment_id}"
+            stream = deployment_stream(event.deployment_id)
             if await self.store.stream_version(stream) == NO_STREAM:
                 await self.store.append(stream, new_events([event]), expected_version=NO_STREAM)
         return result

@@ -387,7 +387,7 @@ def _completed(
     return StageCompleted(
         deployment_id=state.deployment_id,
         stage_id=stage.id,
-        status=str(status),
+        status=status,
         reason=clip(reason, REASON_CHARS),
         completed_at=now,
     )
@@ -399,7 +399,7 @@ def _deployment_completed(
     return DeploymentCompleted(
         deployment_id=state.deployment_id,
         application_id=state.application_id,
-        status=str(status),
+        status=status,
         commit_hash=state.commit_hash,
         reason=clip(reason, REASON_CHARS),
     )

@@ -67,11 +67,11 @@ from shared.events.catalog import (
     StageCompleted,
     StageStarted,
 )
+from shared.events.streams import deployment_stream
 from shared.ids import new_event_id
 from shared.logs import get_logger
 from shared.redaction import redact
 from shared.stagelog import Severity, StageLogs
-from shared.streams import stream_id
 from shared.tracing import context_of, trace_fields
 
 __all__ = ["DeploymentRunner", "StageWork", "TimeoutLoader"]
@@ -123,7 +123,7 @@ class DeploymentRunner:
         self.clock = clock
         self.poke = asyncio.Event()
         self.lost = asyncio.Event()
-        self.stream = stream_id("deployment", lease.deployment_id)
+        self.stream = deployment_stream(lease.deployment_id)
         self.completed = False
         self._work: _Work | None = None
         # The deployment's trace, as recorded with its plan (None until the plan is read).

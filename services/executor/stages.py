@@ -83,6 +83,8 @@ from shared.errors import ConcurrencyConflict, ConfigError, PlatformError, Unava
 from shared.eventlog import NO_STREAM, EventStore, deterministic_event_id
 from shared.events.base import Metadata, NewEvent, RecordedEvent
 from shared.events.catalog import AnalysisConcluded, AnalysisRequested, DeploymentTriggered
+from shared.events.ids import analysis_id_of
+from shared.events.streams import analysis_stream, deployment_stream
 from shared.executor.options import OptionsError, configured_options, stage_options
 from shared.executor.variants import (
     VariantError,
@@ -91,10 +93,8 @@ from shared.executor.variants import (
     variant_services,
 )
 from shared.git import GitCache, GitError
-from shared.ids import analysis_id_of
 from shared.platform import AppliedResource, KubernetesPlatform
 from shared.stagelog import StageLogger
-from shared.streams import stream_id
 from shared.tracing import current_trace_headers
 
 __all__ = [
@@ -582,7 +582,7 @@ async def _triggered_at(ctx: StageContext) -> int:
     if ctx.store is None:
         return 0
     # The runner folds without record times: the trigger's own record says it.
-    history = await ctx.store.read_stream(stream_id("deployment", ctx.deployment.deployment_id))
+    history = await ctx.store.read_stream(deployment_stream(ctx.deployment.deployment_id))
     trigger = next((e for e in history if isinstance(e.event, DeploymentTriggered)), None)
     return int(trigger.recorded_at.timestamp()) if trigger is not None else 0
 
@@ -603,7 +603,7 @@ async def analysis(ctx: StageContext) -> StageResult:
         raise StageFailed("ANALYSIS needs the event log, and this executor was given none")
     deployment, stage = ctx.deployment, ctx.stage
     analysis_id = analysis_id_of(deployment.deployment_id, stage.id)
-    stream = stream_id("analysis", analysis_id)
+    stream = analysis_stream(analysis_id)
     # From the stage's start, so that after a restart it waits only the time left.
     limit_s = options.duration.seconds + ctx.analysis_grace_s
     deadline = (stage.started_at or ctx.clock()) + timedelta(seconds=limit_s)

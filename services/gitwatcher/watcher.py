@@ -47,11 +47,8 @@ from services.gitwatcher.decider import (
     decide_discovered,
     decide_fetch_failed,
     decide_fetch_succeeded,
-    deployment_stream,
     fold,
     on_commit_triggers,
-    repository_stream,
-    trigger_event_id,
     undiscovered_configs,
 )
 from shared.db import CONNECTION_ERRORS
@@ -64,8 +61,11 @@ from shared.events.catalog import (
     CommitObserved,
     DeploymentTriggered,
 )
+from shared.events.ids import trigger_event_id
+from shared.events.streams import application_config_stream, deployment_stream, repository_stream
+from shared.events.vocabulary import CommitSource
 from shared.git import Commit, GitError, GitRepository, redact
-from shared.labels import LABEL_RULE, config_labels_of, config_stream, usable_labels
+from shared.labels import LABEL_RULE, config_labels_of, usable_labels
 from shared.logs import get_logger
 from shared.redaction import COMMIT_MESSAGE_CHARS, clip
 from shared.tracing import current_trace_headers
@@ -505,7 +505,7 @@ class RepositoryWatcher:
             message=clip(commit.message, COMMIT_MESSAGE_CHARS),
             committed_at=commit.committed_at,
             changed_paths=tuple(changed[:MAX_CHANGED_PATHS_RECORDED]),
-            source=source if source in ("poll", "webhook") else "poll",
+            source=CommitSource.WEBHOOK if source == CommitSource.WEBHOOK else CommitSource.POLL,
         )
 
     async def _observe_commit(
@@ -659,7 +659,7 @@ class RepositoryWatcher:
 
     async def _record_config(self, observed: ApplicationConfigObserved) -> bool:
         """Append `observed` to `appconfig-<id>` if it says something new; True if appended."""
-        stream = config_stream(observed.application_id)
+        stream = application_config_stream(observed.application_id)
         for _ in range(MAX_CONFLICT_RETRIES):
             history = await self.store.read_stream(stream)
             events = decide_config_observed(config_labels_of(r.event for r in history), observed)

@@ -28,13 +28,19 @@ import asyncpg
 import msgspec
 from prometheus_client import CollectorRegistry, Counter
 
-from services.notifier.outbox import Outbox, notification_stream
+from services.notifier.outbox import Outbox
 from services.notifier.targets import Target
 from shared.config.control import NotificationRoute
 from shared.eventlog import NO_STREAM, EventStore, deterministic_event_id
 from shared.events.base import Metadata, NewEvent, RecordedEvent
 from shared.events.catalog import NotificationScheduled
-from shared.labels import config_stream
+from shared.events.ids import notification_id_of
+from shared.events.streams import (
+    application_config_stream,
+    application_stream,
+    deployment_stream,
+    notification_stream,
+)
 from shared.logs import get_logger
 from shared.notify.catalog import NotificationType, notification_types_of
 from shared.notify.facts import AppFacts, DeploymentFacts, fold_application, fold_deployment
@@ -42,21 +48,15 @@ from shared.notify.message import NO_MENTIONS, Message, compose, mentions_for, m
 from shared.notify.routing import RouteFacts, receivers_for
 from shared.notify.slack import slack_payload
 from shared.notify.webhook import webhook_body
-from shared.streams import stream_id
 from shared.tracing import current_trace_headers
 
-__all__ = ["CONSUMER_NAME", "Notifier", "notification_id_of", "ordering_key"]
+__all__ = ["CONSUMER_NAME", "Notifier", "ordering_key"]
 
 log = get_logger("slipway.notifier")
 
 CONSUMER_NAME: Final = "notifier"
 
 _json = msgspec.json.Encoder(order="deterministic")
-
-
-def notification_id_of(source_event_id: str, receiver: str) -> str:
-    """The notification of one event for one receiver: the same however often it is derived."""
-    return deterministic_event_id("notify", source_event_id, receiver).hex
 
 
 class Notifier:
@@ -182,7 +182,7 @@ class Notifier:
         deployment_id = getattr(recorded.event, "deployment_id", "")
         if not isinstance(deployment_id, str) or not deployment_id:
             return None
-        stream = stream_id("deployment", deployment_id)
+        stream = deployment_stream(deployment_id)
         if recorded.stream_id == stream:
             # As it was at this event, also when composed again after a restart.
             history = await self.store.read_stream(stream, conn=conn)
@@ -204,10 +204,12 @@ class Notifier:
             application_id = deployment.application_id
         if not isinstance(application_id, str) or not application_id:
             return None
-        history = await self.store.read_stream(stream_id("application", application_id), conn=conn)
+        history = await self.store.read_stream(application_stream(application_id), conn=conn)
         # The config's labels as they were at this event, also when composed again later.
         config = await self.store.read_stream(
-            config_stream(application_id), up_to_position=recorded.global_position, conn=conn
+            application_config_stream(application_id),
+            up_to_position=recorded.global_position,
+            conn=conn,
         )
         return fold_application((e.event for e in history), (e.event for e in config)) or AppFacts(
             application_id=application_id, name=application_id
@@ -218,7 +220,7 @@ def ordering_key(recorded: RecordedEvent) -> str:
     """Events of one deployment (or else one stream) are scheduled in their order, so their
     notifications are queued in it; others are scheduled concurrently."""
     deployment_id = getattr(recorded.event, "deployment_id", "")
-    return f"deployment-{deployment_id}" if deployment_id else recorded.stream_id
+    return deployment_stream(deployment_id) if deployment_id else recorded.stream_id
 
 
 def render(target: Target, message: Message) -> bytes:

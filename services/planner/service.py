@@ -64,11 +64,11 @@ from shared.errors import ConfigError, Rejected, Unavailable
 from shared.eventlog import EventStore, deterministic_event_id
 from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
 from shared.events.catalog import DeploymentCompleted, DeploymentTriggered
+from shared.events.streams import application_stream, deployment_stream
 from shared.git import GitCache, GitError, GitRepository
 from shared.logs import get_logger
 from shared.planning import Plan, PlanError, make_plan
 from shared.redaction import redact
-from shared.streams import stream_id
 from shared.tracing import current_trace_headers
 
 __all__ = ["Planner", "RepositoryRef", "lock_key"]
@@ -334,7 +334,7 @@ class Planner:
 
         Raises `_Transient` when waiting may help and the deadline has not passed.
         """
-        stream = stream_id("deployment", deployment_id)
+        stream = deployment_stream(deployment_id)
         history = await self.store.read_stream(stream, conn=conn)
         trigger = next((e.event for e in history if isinstance(e.event, DeploymentTriggered)), None)
         if trigger is None:
@@ -389,7 +389,7 @@ class Planner:
     async def _make_plan(
         self, conn: asyncpg.Connection, trigger: DeploymentTriggered, running: str
     ) -> tuple[Plan, Application, str]:
-        app_stream = stream_id("application", trigger.application_id)
+        app_stream = application_stream(trigger.application_id)
         app = application_of(e.event for e in await self.store.read_stream(app_stream, conn=conn))
         if app is None:
             raise PlanError(
@@ -463,7 +463,7 @@ class Planner:
     def _queue(
         self, writes: _Writes, cause: RecordedEvent, trigger: DeploymentTriggered, behind: str
     ) -> None:
-        stream = stream_id("deployment", trigger.deployment_id)
+        stream = deployment_stream(trigger.deployment_id)
         event = queued(trigger, behind)
         writes.appends.append(
             (

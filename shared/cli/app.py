@@ -48,6 +48,8 @@ from shared.api_client import (
     wait_for_cascade,
     wait_for_status,
 )
+from shared.events.streams import drift_stream
+from shared.events.vocabulary import Strategy
 from shared.syncstate import SyncState
 
 EXIT_OK: Final = 0
@@ -59,7 +61,9 @@ EXIT_UNREACHABLE: Final = 3
 EXIT_TIMEOUT: Final = 4
 
 # The CLI says `quick`; the API and the events say `quick_sync` (PipeCD's name).
-STRATEGIES: Final = {"auto": "auto", "quick": "quick_sync", "pipeline": "pipeline"}
+_CLI_WORDS: Final = {Strategy.QUICK_SYNC: "quick"}
+STRATEGIES: Final = {_CLI_WORDS.get(s, s.value): s.value for s in Strategy}
+"""The CLI's word for each strategy, and the API's."""
 
 Handler = Callable[[ApiClient, argparse.Namespace], int]
 
@@ -425,7 +429,7 @@ def _delete(client: ApiClient, args: argparse.Namespace) -> int:
         fail(
             f"deleted {name}, but nothing confirmed its live resources were deleted within "
             f"{args.timeout:g} s (is the drift service running? see `slipway events show "
-            f"drift-{deleted['application_id']}`)"
+            f"{drift_stream(deleted['application_id'])}`)"
         )
         return EXIT_TIMEOUT
     data = verdict["data"]

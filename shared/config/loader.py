@@ -44,6 +44,7 @@ from shared.config.event_watcher import (
     EventWatcherReplacement,
     EventWatcherSpec,
 )
+from shared.config.filenames import is_application_config_name
 from shared.config.references import reference_errors, routing_problems, uses_templates
 from shared.config.repo_files import inside_repository
 from shared.config.tool_options import (
@@ -79,7 +80,6 @@ __all__ = [
 _T = TypeVar("_T")
 API_VERSION: Final = "pipecd.dev/v1beta1"
 SHARED_DIR: Final = ".pipe"
-_LEGACY_NAME: Final = ".pipe.yaml"
 _SKIP_DIRS: Final = frozenset({".git", SHARED_DIR})
 _OTHER_PIPECD_KINDS: Final = frozenset(
     {"TerraformApp", "CloudRunApp", "LambdaApp", "ECSApp", "Application", "CrossplaneApp"}
@@ -726,11 +726,6 @@ def analysis_templates(repo_root: Path) -> dict[str, AnalysisMetrics]:
 
 
 # --- finding files ---------------------------------------------------------------
-
-
-def is_application_config_name(name: str) -> bool:
-    """`app.pipecd.yaml`, any `*.pipecd.yaml`, or the legacy `.pipe.yaml`."""
-    return name.endswith(".pipecd.yaml") or name == _LEGACY_NAME
 
 
 def _walk(root: Path) -> Iterator[tuple[Path, list[str], list[str]]]:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from shared.events.catalog import PlannedStage
+from shared.events.vocabulary import StageName
 from shared.planning.rules import PlanError
 from shared.planning.spec import PlanningSpec, StageSpec, Strategy
 from shared.redaction import MASK, redact_all
@@ -61,7 +62,7 @@ def build_stages(strategy: Strategy, spec: PlanningSpec) -> tuple[PlannedStage, 
 def quick_sync_stages(spec: PlanningSpec) -> tuple[PlannedStage, ...]:
     sync = PlannedStage(
         id=K8S_SYNC_STAGE_ID,
-        name="K8S_SYNC",
+        name=StageName.K8S_SYNC,
         index=0,
         desc="Sync by applying all manifests",
         options_json=options_json(spec.quick_sync_options),
@@ -80,7 +81,7 @@ def pipeline_stages(spec: PlanningSpec) -> tuple[PlannedStage, ...]:
         stages.append(
             PlannedStage(
                 id=stage_id,
-                name=configured.name,
+                name=StageName(configured.name),
                 index=index,
                 desc=configured.desc,
                 options_json=options_json(recorded_options(configured.name, configured.options)),
@@ -106,7 +107,7 @@ def _rollback(spec: PlanningSpec, index: int) -> list[PlannedStage]:
     out = [
         PlannedStage(
             id=ROLLBACK_STAGE_ID,
-            name="ROLLBACK",
+            name=StageName.ROLLBACK,
             index=index,
             desc="Rollback the deployment",
             predefined=True,
@@ -129,7 +130,7 @@ def _rollback(spec: PlanningSpec, index: int) -> list[PlannedStage]:
             PlannedStage(
                 # PipeCD gives every one of these the same id; ours stay unique per deployment.
                 id=f"{SCRIPT_RUN_ROLLBACK_STAGE_ID}-{base_id}",
-                name="SCRIPT_RUN_ROLLBACK",
+                name=StageName.SCRIPT_RUN_ROLLBACK,
                 index=index + len(out),
                 desc=f"Rollback the script of stage {base_id}",
                 options_json=options_json(

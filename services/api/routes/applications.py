@@ -18,7 +18,6 @@ from services.api.decider import (
     NotFound,
     RegisterApplication,
     RequestSync,
-    application_stream,
     check_registration,
 )
 from services.api.deps import deps
@@ -48,7 +47,9 @@ from shared.applications import application_of
 from shared.errors import Unavailable
 from shared.events.base import Metadata
 from shared.events.catalog import SyncRequested
-from shared.ids import new_id, on_command_deployment_id
+from shared.events.ids import on_command_deployment_id
+from shared.events.streams import application_stream
+from shared.ids import new_id
 from shared.logs import bind
 from shared.tracing import trace_fields
 

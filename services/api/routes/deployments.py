@@ -38,6 +38,7 @@ from shared.deployments import AmbiguousStage, find_stage, fold_history
 from shared.errors import ConcurrencyConflict, Rejected, Unavailable
 from shared.eventlog import new_events
 from shared.events.base import Event
+from shared.events.streams import deployment_stream
 from shared.logs import bind, get_logger
 
 __all__ = ["ROUTES"]
@@ -252,9 +253,13 @@ def _summary(row: asyncpg.Record, names: dict[str, tuple[str, bool]]) -> Deploym
 
 def _stream(deployment_id: str) -> str:
     # Ids are lowercase ULIDs or hex; anything else cannot name a stream (and is no deployment).
-    if not deployment_id or len(deployment_id) > 64 or not deployment_id.isalnum():
+    if (
+        not deployment_id
+        or len(deployment_id) > 64
+        or not (deployment_id.isascii() and deployment_id.isalnum())
+    ):
         raise NotFound(f"no deployment {deployment_id!r}")
-    return model.deployment_stream(deployment_id.lower())
+    return deployment_stream(deployment_id.lower())
 
 
 async def _resolve(api: Deps, ref: str) -> str:
