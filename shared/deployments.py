@@ -30,6 +30,7 @@ from typing import Final
 import msgspec
 
 from shared.config.application import WaitApprovalOptions
+from shared.config.stage_kinds import SKIPPABLE
 from shared.errors import Rejected
 from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import (
@@ -85,8 +86,6 @@ COMPLETED_STAGE: Final = frozenset(
         StageStatus.EXITED,
     }
 )
-SKIPPABLE: Final = frozenset({"WAIT", "WAIT_APPROVAL", "ANALYSIS"})
-"""Stages a person may skip: waiting and checking, never a change to the cluster."""
 
 _RANK: Final = {
     DeploymentStatus.PENDING: 0,

@@ -57,6 +57,7 @@ from services.executor.decider import (
 from services.executor.leases import Lease, LeaseLost, Leases
 from services.executor.stages import StageResult
 from shared.aio import sleep_or_stop
+from shared.config.stage_kinds import TIMED
 from shared.errors import ConcurrencyConflict, ConfigError, Unavailable
 from shared.eventlog import EventStore
 from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
@@ -368,7 +369,7 @@ class DeploymentRunner:
             match event:
                 case StageStarted():
                     log.info("stage_started", stage_id=event.stage_id, stage=event.name)
-                    if logs is not None and event.name in ("WAIT", "WAIT_APPROVAL"):
+                    if logs is not None and event.name in TIMED:
                         line = f"Stage {event.name} ({event.stage_id}) started"
                         await logs.write(self.lease.deployment_id, event.stage_id, INFO, line)
                 case StageCompleted():

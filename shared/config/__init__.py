@@ -27,7 +27,6 @@ from pathlib import Path
 
 from shared.config.analysis import AnalysisMetrics, AnalysisTemplateSpec
 from shared.config.application import (
-    STAGE_NAMES,
     AnalysisOptions,
     K8sBaselineCleanOptions,
     K8sBaselineRolloutOptions,
@@ -40,7 +39,6 @@ from shared.config.application import (
     PipelineStage,
     RollbackOptions,
     ScriptRunOptions,
-    StageOptions,
     WaitApprovalOptions,
     WaitOptions,
 )
@@ -67,6 +65,7 @@ from shared.config.loader import (
     open_document,
 )
 from shared.config.manifests import Manifest, render_manifests, render_manifests_async
+from shared.config.stage_kinds import STAGE_NAMES, StageOptions
 from shared.config.types import (
     Duration,
     Percentage,

@@ -31,7 +31,6 @@ from shared.config.analysis import (
 )
 from shared.config.application import (
     NOTIFICATION_EVENTS,
-    STAGE_NAMES,
     AnalysisOptions,
     KubernetesApplicationSpec,
     ScriptRunOptions,
@@ -47,6 +46,7 @@ from shared.config.event_watcher import (
 from shared.config.filenames import is_application_config_name
 from shared.config.references import reference_errors, routing_problems, uses_templates
 from shared.config.repo_files import inside_repository
+from shared.config.stage_kinds import STAGE_NAMES
 from shared.config.tool_options import (
     helm_list_value_problem,
     kustomize_option_problem,
