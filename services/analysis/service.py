@@ -49,7 +49,7 @@ from shared.deploysource import (
 from shared.egress import EgressPolicy, guarded_session
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
-from shared.events.base import RecordedEvent
+from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import (
     AnalysisMeasured,
     AnalysisRequested,
@@ -64,11 +64,13 @@ from shared.redaction import REASON_CHARS, REDACTOR, clip, is_secret_name, redac
 from shared.scheduling import LeaseScheduler
 from shared.stagelog import StageLogs
 
-__all__ = ["CONSUMER_NAME", "AnalysisService", "AnalysisSetup"]
+__all__ = ["CONSUMER_NAME", "HANDLES", "AnalysisService", "AnalysisSetup"]
 
 log = get_logger("slipway.analysis")
 
 CONSUMER_NAME: Final = "analysis"
+HANDLES: Final[tuple[type[Event], ...]] = (AnalysisRequested,)
+"""What the analysis consumer handles (its NATS filter is derived from it)."""
 
 
 @dataclass

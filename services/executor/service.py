@@ -54,17 +54,11 @@ from shared.platform import KubernetesPlatform
 from shared.scheduling import LeaseScheduler
 from shared.stagelog import StageLogs
 
-__all__ = ["COMMAND_EVENTS", "CONSUMER_NAME", "Executor"]
+__all__ = ["CONSUMER_NAME", "Executor"]
 
 log = get_logger("slipway.executor")
 
 CONSUMER_NAME: Final = "executor"
-COMMAND_EVENTS: Final = (
-    "deployment_cancel_requested",
-    "stage_approved",
-    "stage_skip_requested",
-)
-"""Requests people make of a running deployment; consumed to wake its runner quickly."""
 
 
 class Executor:

@@ -32,7 +32,7 @@ from services.notifier.outbox import Outbox
 from services.notifier.targets import Target
 from shared.config.control import NotificationRoute
 from shared.eventlog import NO_STREAM, EventStore, deterministic_event_id
-from shared.events.base import Metadata, NewEvent, RecordedEvent
+from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
 from shared.events.catalog import NotificationScheduled
 from shared.events.ids import notification_id_of
 from shared.events.streams import (
@@ -50,11 +50,14 @@ from shared.notify.slack import slack_payload
 from shared.notify.webhook import webhook_body
 from shared.tracing import current_trace_headers
 
-__all__ = ["CONSUMER_NAME", "Notifier", "ordering_key"]
+__all__ = ["CONSUMER_NAME", "HANDLES", "Notifier", "ordering_key"]
 
 log = get_logger("slipway.notifier")
 
 CONSUMER_NAME: Final = "notifier"
+HANDLES: Final[tuple[type[Event], ...] | None] = None
+"""Every event: which ones make a notification is the routes' and catalog's call
+(`shared.notify.catalog`), and they are read per event, not fixed at start-up."""
 
 _json = msgspec.json.Encoder(order="deterministic")
 

@@ -71,12 +71,15 @@ from shared.planning import Plan, PlanError, make_plan
 from shared.redaction import redact
 from shared.tracing import current_trace_headers
 
-__all__ = ["Planner", "RepositoryRef", "lock_key"]
+__all__ = ["HANDLES", "Planner", "RepositoryRef", "lock_key"]
 
 log = get_logger("slipway.planner")
 _tracer = trace.get_tracer("slipway.planner")
 
 CONSUMER_NAME: Final = "planner"
+HANDLES: Final[tuple[type[Event], ...]] = (DeploymentTriggered, DeploymentCompleted)
+"""What the planner's consumer handles: a trigger to plan (or queue), and a completion that
+frees its application's queue. Its NATS filter is derived from these."""
 
 _ENQUEUE = """
 INSERT INTO planner_deployments (deployment_id, application_id, state, commit_hash,
