@@ -12,8 +12,15 @@ from services.api import resources
 from services.api.auth import Access
 from services.api.deps import deps
 from services.api.errors import ApiError
-from services.api.routes import Route
-from services.api.schemas import EventList, EventResource, StreamState
+from services.api.routes import Answer, Route
+from services.api.schemas import (
+    EventList,
+    EventResource,
+    ListEventsQuery,
+    StreamEventsQuery,
+    StreamState,
+    StreamStateQuery,
+)
 from services.api.wire import MAX_INT, json_response, query_int, query_str
 from shared.apikeys import PRIVATE_FIELDS, fold_key
 from shared.db import unavailable_on_disconnect
@@ -213,7 +220,45 @@ def _time(request: web.Request) -> datetime | None:
 
 
 ROUTES: Final = (
-    Route("GET", "/events", list_, "listEvents", Access.READ),
-    Route("GET", "/events/streams/{stream_id}", stream, "getStreamEvents", Access.READ),
-    Route("GET", "/events/streams/{stream_id}/state", state, "getStreamState", Access.READ),
+    Route(
+        "GET",
+        "/events",
+        list_,
+        "listEvents",
+        Access.READ,
+        summary="Events by position range, or a tail in commit order",
+        tag="events",
+        answers=(Answer(200, "Events.", EventList),),
+        errors=(400, 503),
+        description="`from_position`/`to_position` (inclusive) read a range by "
+        "position; `after` (a `next_cursor`, or `head` for the newest) tails in commit "
+        "order, missing nothing.",
+        query=ListEventsQuery,
+    ),
+    Route(
+        "GET",
+        "/events/streams/{stream_id}",
+        stream,
+        "getStreamEvents",
+        Access.READ,
+        summary="A stream's events in version order",
+        tag="events",
+        answers=(Answer(200, "Its events.", EventList),),
+        errors=(400, 503),
+        query=StreamEventsQuery,
+    ),
+    Route(
+        "GET",
+        "/events/streams/{stream_id}/state",
+        state,
+        "getStreamState",
+        Access.READ,
+        summary="Time travel: a stream's state as of a position or a time",
+        tag="events",
+        answers=(Answer(200, "The state.", StreamState),),
+        errors=(400, 503),
+        description="Folds the stream's events at or before `position` and at or "
+        "before `at` (both when both are given; neither: now).",
+        query=StreamStateQuery,
+    ),
 )
