@@ -7,7 +7,7 @@
   and the variant in the selector); `prune` spares canary and baseline.
 - K8S_CANARY_ROLLOUT / K8S_BASELINE_ROLLOUT: `<name>-canary` (from the
   commit) / `<name>-baseline` (from the running commit), see
-  `shared.executor.variants`; K8S_CANARY_CLEAN / K8S_BASELINE_CLEAN delete the
+  `services.executor.variants`; K8S_CANARY_CLEAN / K8S_BASELINE_CLEAN delete the
   variant's objects, found in the cluster by their variant label.
 - ROLLBACK: re-apply the running commit's manifests, route 100% to the primary
   again if the deployment routed traffic, then delete the canary and baseline.
@@ -32,6 +32,11 @@ from services.executor.stage_context import (
     StageResult,
 )
 from services.executor.traffic import route
+from services.executor.variants import (
+    apply_patches,
+    variant_manifests,
+    variant_services,
+)
 from shared.config.application import (
     K8sBaselineRolloutOptions,
     K8sCanaryRolloutOptions,
@@ -41,11 +46,6 @@ from shared.config.application import (
 )
 from shared.config.manifests import Manifest
 from shared.executor.options import stage_options
-from shared.executor.variants import (
-    apply_patches,
-    variant_manifests,
-    variant_services,
-)
 
 
 async def k8s_sync(ctx: StageContext) -> StageResult:

@@ -15,7 +15,7 @@ idempotent server-side applies; deletes of what is gone are skipped).
   and the variant in the selector); `prune` spares canary and baseline.
 - K8S_CANARY_ROLLOUT / K8S_BASELINE_ROLLOUT: `<name>-canary` (from the
   commit) / `<name>-baseline` (from the running commit), see
-  `shared.executor.variants`; K8S_CANARY_CLEAN / K8S_BASELINE_CLEAN delete the
+  `services.executor.variants`; K8S_CANARY_CLEAN / K8S_BASELINE_CLEAN delete the
   variant's objects, found in the cluster by their variant label.
 - ROLLBACK: re-apply the running commit's manifests, then delete the canary
   and baseline. With no running commit (a first deployment) there is nothing
@@ -72,13 +72,13 @@ from services.executor.stage_context import (
     StageResult,
 )
 from services.executor.traffic import k8s_traffic_routing
+from services.executor.variants import (
+    VariantError,
+)
 from shared.config.stage_kinds import executor_table
 from shared.errors import ConfigError, PlatformError, Unavailable
 from shared.events.vocabulary import StageName
 from shared.executor.options import OptionsError
-from shared.executor.variants import (
-    VariantError,
-)
 
 __all__ = [
     "ANALYSIS_GRACE_S",
