@@ -8,43 +8,16 @@ Every executor is safe to run again from the start: a replica that takes a
 deployment over after a crash re-runs the stage that was running (applies are
 idempotent server-side applies; deletes of what is gone are skipped).
 
-- K8S_SYNC: apply every manifest at the commit as the primary variant, wait
-  for the workloads' rollouts, and with `prune` delete what Slipway applied
-  for the application before but git no longer has.
-- K8S_PRIMARY_ROLLOUT: the same for the primary (optionally `<svc>-primary`
-  and the variant in the selector); `prune` spares canary and baseline.
-- K8S_CANARY_ROLLOUT / K8S_BASELINE_ROLLOUT: `<name>-canary` (from the
-  commit) / `<name>-baseline` (from the running commit), see
-  `services.executor.variants`; K8S_CANARY_CLEAN / K8S_BASELINE_CLEAN delete the
-  variant's objects, found in the cluster by their variant label.
-- ROLLBACK: re-apply the running commit's manifests, then delete the canary
-  and baseline. With no running commit (a first deployment) there is nothing
-  to return to: the variants are still removed and the stage fails, as PipeCD's.
-
-- K8S_TRAFFIC_ROUTING: `podselector` points the Service's variant selector at
-  the variant that gets 100%; `istio` sets the VirtualService's route weights.
-  ROLLBACK routes 100% to the primary again if the deployment routed traffic.
-- SCRIPT_RUN / SCRIPT_RUN_ROLLBACK: `with.run` / `onRollback` (options from the
-  config at the commit: the plan's are redacted) by `/bin/sh -c` in the app's
-  directory of a private checkout, in a clean environment (`script.py`), its
-  output capped into the stage log, the process group killed at the timeout
-  (zero: the executor's default) or on cancellation.
-
-- ANALYSIS: appends `AnalysisRequested` to `analysis-<analysis_id>` (once: a new
-  stream under a derived event id) and waits, re-reading that stream, for the
-  analysis service's `AnalysisConcluded`: success → SUCCESS, failure → FAILURE
-  with its reason, skipped → SKIPPED; none by the stage's start plus
-  `duration` plus a grace → FAILURE.
-
 WAIT and WAIT_APPROVAL are the decider's (time and approvals). Which stage
 kinds this table must run is said by their `StageKind`
 (`shared.config.stage_kinds`); `executor_table` refuses a table that misses one.
 
-Modules: `stage_context` (what a stage's work is given and returns),
-`k8s_stages` and `k8s_resources` (the Kubernetes stages and the apply, wait,
-prune and delete they share), `traffic` (K8S_TRAFFIC_ROUTING),
-`script_stages` and `script` (SCRIPT_RUN and its process), `analysis_stage`
-(the ANALYSIS protocol).
+Each module's docstring says what its stages do: `k8s_stages` (K8S_SYNC,
+K8S_PRIMARY_ROLLOUT, the canary and baseline variants, ROLLBACK) and
+`k8s_resources` (the apply, wait, prune and delete they share), `traffic`
+(K8S_TRAFFIC_ROUTING), `script_stages` and `script` (SCRIPT_RUN and its
+rollback; the process), `analysis_stage` (the ANALYSIS protocol),
+`stage_context` (what a stage's work is given and returns).
 """
 
 from __future__ import annotations
