@@ -80,5 +80,6 @@ def test_a_script_runs_rollback_companion_is_planned_from_its_kind() -> None:
         auto_rollback=True,
     )
     names = [s.name for s in pipeline_stages(spec)]
-    companion = kind_of("SCRIPT_RUN").rollback  # type: ignore[union-attr]
-    assert names == ["SCRIPT_RUN", "ROLLBACK", companion]
+    script_run = kind_of("SCRIPT_RUN")
+    assert script_run is not None and script_run.rollback is not None
+    assert names == ["SCRIPT_RUN", "ROLLBACK", script_run.rollback]

@@ -120,6 +120,9 @@ STAGE_KINDS: Final[tuple[StageKind, ...]] = (
 _BY_NAME: Final = {kind.name: kind for kind in STAGE_KINDS}
 if set(_BY_NAME) != set(StageName) or len(_BY_NAME) != len(STAGE_KINDS):
     raise ImportError("STAGE_KINDS must hold exactly one StageKind for each StageName")
+if any(k.options is not None and k.options.__struct_config__.tag != k.name for k in STAGE_KINDS):
+    # The loader tags a stage's `with:` with its name: the options must answer to it.
+    raise ImportError("a StageKind's options Struct must have the stage's name as its tag")
 if any(k.finished_by is FinishedBy.DECIDER and not k.timed for k in STAGE_KINDS):
     # The decider ends a stage only at a time it computes (or on approvals and skips).
     raise ImportError("a StageKind finished by the decider must be timed")
