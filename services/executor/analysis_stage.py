@@ -25,10 +25,10 @@ from shared.config.application import (
     AnalysisOptions,
 )
 from shared.errors import ConcurrencyConflict, Unavailable
-from shared.eventlog import NO_STREAM, EventStore, deterministic_event_id
+from shared.eventlog import NO_STREAM, EventStore
 from shared.events.base import Metadata, NewEvent, RecordedEvent
 from shared.events.catalog import AnalysisConcluded, AnalysisRequested
-from shared.events.ids import analysis_id_of
+from shared.events.ids import analysis_id_of, analysis_request_event_id
 from shared.events.streams import analysis_stream
 from shared.executor.options import stage_options
 from shared.tracing import current_trace_headers
@@ -92,7 +92,7 @@ async def _request_analysis(
     context = current_trace_headers()
     new = NewEvent(
         event=request,
-        event_id=deterministic_event_id("analysis_requested", analysis_id),
+        event_id=analysis_request_event_id(analysis_id),
         metadata=Metadata(
             correlation_id=deployment.deployment_id,
             traceparent=context.get("traceparent"),

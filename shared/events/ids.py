@@ -16,6 +16,7 @@ from shared.ids import deterministic_event_id
 
 __all__ = [
     "analysis_id_of",
+    "analysis_request_event_id",
     "drift_deployment_id",
     "notification_id_of",
     "on_command_deployment_id",
@@ -55,6 +56,11 @@ def analysis_id_of(deployment_id: str, stage_id: str) -> str:
     every run of the stage (so a restarted executor waits on the analysis it requested,
     and `rejudge` finds it)."""
     return deterministic_event_id("analysis", deployment_id, stage_id).hex
+
+
+def analysis_request_event_id(analysis_id: str) -> uuid.UUID:
+    """The id of the `AnalysisRequested` that opens an analysis' stream: asked once."""
+    return deterministic_event_id("analysis_requested", analysis_id)
 
 
 def notification_id_of(source_event_id: str, receiver: str) -> str:
