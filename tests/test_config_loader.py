@@ -18,7 +18,7 @@ from shared.config import (
     load_application_config,
     load_event_watcher,
 )
-from shared.config.filenames import is_application_config_name
+from shared.config.discovery import is_application_config_name
 
 REPO = Path(__file__).parent / "fixtures" / "config" / "repo"
 TEMPLATE = """\

@@ -28,7 +28,7 @@ from services.api.decider import (
     RULES,
 )
 from shared.analysis.judges import JUDGE_NAMES
-from shared.config.filenames import DEFAULT_CONFIG_FILENAME
+from shared.config.discovery import DEFAULT_CONFIG_FILENAME
 from shared.events.vocabulary import DeploymentStatus, Strategy, SyncState
 from shared.syncstate import Drift, LastDeployment
 

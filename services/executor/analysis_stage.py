@@ -24,14 +24,16 @@ from services.executor.stage_context import (
 from shared.config.application import (
     AnalysisOptions,
 )
-from shared.errors import ConcurrencyConflict, Unavailable
-from shared.eventlog import NO_STREAM, EventStore
-from shared.events.base import Metadata, NewEvent, RecordedEvent
+from shared.decider import OPENING, StreamTaken
+from shared.errors import Unavailable
+from shared.eventlog import EventStore
+from shared.eventlog.envelope import envelope
+from shared.eventlog.execute import execute
+from shared.events.base import RecordedEvent
 from shared.events.catalog import AnalysisConcluded, AnalysisRequested
 from shared.events.ids import analysis_id_of, analysis_request_event_id
 from shared.events.streams import analysis_stream
 from shared.executor.options import stage_options
-from shared.tracing import current_trace_headers
 
 
 async def analysis(ctx: StageContext) -> StageResult:
@@ -89,22 +91,19 @@ async def _request_analysis(
         options_json=stage.options_json,
         requested_at=now,
     )
-    context = current_trace_headers()
-    new = NewEvent(
-        event=request,
-        event_id=analysis_request_event_id(analysis_id),
-        metadata=Metadata(
-            correlation_id=deployment.deployment_id,
-            traceparent=context.get("traceparent"),
-            tracestate=context.get("tracestate"),
-            actor="executor",
-            occurred_at=now,
-        ),
-    )
+    event_id = analysis_request_event_id(analysis_id)
     # A new stream under a derived id: a retry of this append is a no-op, and a stream
-    # that exists already holds this request (nothing else starts an analysis stream).
-    with contextlib.suppress(ConcurrencyConflict):
-        await store.append(stream, [new], expected_version=NO_STREAM)
+    # that exists already holds a request for this stage (nothing else starts one),
+    # asked at another time by an earlier holder: that one stands.
+    with contextlib.suppress(StreamTaken):
+        await execute(
+            store,
+            stream,
+            OPENING,
+            request,
+            envelope(actor="executor", correlation_id=deployment.deployment_id, occurred_at=now),
+            event_ids=lambda _index, _event: event_id,
+        )
 
 
 def _concluded(history: Sequence[RecordedEvent]) -> AnalysisConcluded | None:

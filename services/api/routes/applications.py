@@ -49,13 +49,13 @@ from services.api.wire import (
 )
 from shared.applications import application_of
 from shared.errors import Unavailable
+from shared.eventlog.envelope import envelope
 from shared.events.base import Metadata
 from shared.events.catalog import SyncRequested
 from shared.events.ids import on_command_deployment_id
 from shared.events.streams import application_stream
 from shared.ids import new_id
 from shared.logs import bind
-from shared.tracing import trace_fields
 
 __all__ = ["ROUTES"]
 
@@ -214,12 +214,10 @@ async def _resource(request: web.Request, outcome: Outcome) -> ApplicationResour
 
 
 def metadata_of(request: web.Request) -> Metadata:
-    traceparent, tracestate = trace_fields()
-    return Metadata(
-        correlation_id=request.get(REQUEST_ID),
+    """The envelope of what a request appends: caused by a command, correlated by request id."""
+    return envelope(
         actor=actor_of(request),
-        traceparent=traceparent,
-        tracestate=tracestate,
+        correlation_id=request.get(REQUEST_ID),
         occurred_at=datetime.now(UTC),
     )
 
