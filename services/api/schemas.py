@@ -398,6 +398,18 @@ class PlanPreviewResult(msgspec.Struct, frozen=True, kw_only=True):
 # --- query and path parameters ---------------------------------------------------------------
 # Optional parameters are `X | None = None`: the document shows them as X, not required.
 
+
+class PageSize(msgspec.Struct, frozen=True):
+    """A listing's `limit`: what it is when not given, and the most it may be."""
+
+    default: int
+    maximum: int
+
+
+APPLICATIONS_PAGE: Final = PageSize(default=100, maximum=1000)
+DEPLOYMENTS_PAGE: Final = PageSize(default=50, maximum=500)
+EVENTS_PAGE: Final = PageSize(default=100, maximum=1000)
+
 Text = Annotated[str, Meta(max_length=256)]
 """Query texts longer than this are refused (`wire.query_str`)."""
 LogPosition = Annotated[int, Meta(ge=0)]
@@ -425,7 +437,9 @@ class ListApplicationsQuery(msgspec.Struct, frozen=True, kw_only=True):
         tuple[SyncState, ...],
         Meta(description="Only those in these sync states (repeat, or comma-separate)."),
     ] = ()
-    limit: Annotated[int, Meta(ge=1, le=1000, description="Page size.")] = 100
+    limit: Annotated[int, Meta(ge=1, le=APPLICATIONS_PAGE.maximum, description="Page size.")] = (
+        APPLICATIONS_PAGE.default
+    )
     cursor: PageCursor = None
     min_position: MinPosition = None
 
@@ -446,7 +460,9 @@ class ListDeploymentsQuery(msgspec.Struct, frozen=True, kw_only=True):
         tuple[DeploymentStatus, ...],
         Meta(description="Only these statuses (repeat, or comma-separate)."),
     ] = ()
-    limit: Annotated[int, Meta(ge=1, le=500, description="Page size.")] = 50
+    limit: Annotated[int, Meta(ge=1, le=DEPLOYMENTS_PAGE.maximum, description="Page size.")] = (
+        DEPLOYMENTS_PAGE.default
+    )
     cursor: Annotated[
         Annotated[str, Meta(pattern="^[0-9]{1,18}$")] | None,
         Meta(description="`next_cursor` of the previous page."),
@@ -484,7 +500,9 @@ class ListEventsQuery(msgspec.Struct, frozen=True, kw_only=True):
         Annotated[str, Meta(max_length=64)] | None,
         Meta(description="Only streams of this category (`deployment`, …)."),
     ] = None
-    limit: Annotated[int, Meta(ge=1, le=1000, description="At most this many.")] = 100
+    limit: Annotated[int, Meta(ge=1, le=EVENTS_PAGE.maximum, description="At most this many.")] = (
+        EVENTS_PAGE.default
+    )
 
 
 class StreamEventsQuery(msgspec.Struct, frozen=True, kw_only=True):
@@ -496,7 +514,9 @@ class StreamEventsQuery(msgspec.Struct, frozen=True, kw_only=True):
             "not with `from_version`."
         ),
     ] = None
-    limit: Annotated[int, Meta(ge=1, le=1000, description="At most this many.")] = 100
+    limit: Annotated[int, Meta(ge=1, le=EVENTS_PAGE.maximum, description="At most this many.")] = (
+        EVENTS_PAGE.default
+    )
 
 
 class StreamStateQuery(msgspec.Struct, frozen=True, kw_only=True):

@@ -27,6 +27,7 @@ from services.api.middleware import REQUEST_ID
 from services.api.registration import check_registration_target, check_syncable
 from services.api.routes import API_PREFIX, Answer, Route
 from services.api.schemas import (
+    APPLICATIONS_PAGE,
     SYNC_STATES,
     ApplicationDeletion,
     ApplicationList,
@@ -58,9 +59,6 @@ from shared.ids import new_id
 from shared.logs import bind
 
 __all__ = ["ROUTES"]
-
-DEFAULT_PAGE: Final = 100
-MAX_PAGE: Final = 1000
 
 
 async def register(request: web.Request) -> web.Response:
@@ -98,7 +96,9 @@ async def list_(request: web.Request) -> web.Response:
         sync_states=_sync_states(request),
     )
     after = query_str(request, "cursor")
-    limit = query_int(request, "limit", ge=1, le=MAX_PAGE) or DEFAULT_PAGE
+    limit = (
+        query_int(request, "limit", ge=1, le=APPLICATIONS_PAGE.maximum) or APPLICATIONS_PAGE.default
+    )
     await _wait_if_asked(request)
     items, next_cursor = await reads.list_applications(
         deps(request).pool, wanted, after=after, limit=limit

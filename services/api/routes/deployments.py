@@ -23,6 +23,7 @@ from services.api.reads import application_names, view_query
 from services.api.routes import Answer, Route
 from services.api.routes.applications import metadata_of
 from services.api.schemas import (
+    DEPLOYMENTS_PAGE,
     CancelDeploymentRequest,
     CommandAccepted,
     DeploymentList,
@@ -50,8 +51,6 @@ __all__ = ["ROUTES"]
 
 log = get_logger(__name__)
 
-DEFAULT_PAGE: Final = 50
-MAX_PAGE: Final = 500
 _ATTEMPTS: Final = 5
 _FOLLOW_POLL_S: Final = 0.5
 """How often a follow checks whether the deployment has completed (and, without NATS, for lines)."""
@@ -97,7 +96,9 @@ async def list_(request: web.Request) -> web.Response:
     api = deps(request)
     application = query_str(request, "application")
     statuses = _statuses(request)
-    limit = query_int(request, "limit", ge=1, le=MAX_PAGE) or DEFAULT_PAGE
+    limit = (
+        query_int(request, "limit", ge=1, le=DEPLOYMENTS_PAGE.maximum) or DEPLOYMENTS_PAGE.default
+    )
     cursor = query_int(request, "cursor", ge=0)
     async with view_query("list deployments", "read model"):
         application_id = application

@@ -14,6 +14,7 @@ from services.api.deps import deps
 from services.api.errors import ApiError
 from services.api.routes import Answer, Route
 from services.api.schemas import (
+    EVENTS_PAGE,
     EventList,
     EventResource,
     ListEventsQuery,
@@ -31,8 +32,6 @@ from shared.streams import category_of, check_stream_id
 
 __all__ = ["ROUTES"]
 
-DEFAULT_PAGE: Final = 100
-MAX_PAGE: Final = 1000
 
 _RANGE: Final = """
 SELECT global_position, tx_id, stream_id, stream_version, event_id, event_type,
@@ -90,7 +89,7 @@ def _parse_cursor(raw: str) -> LogPosition:
 async def list_(request: web.Request) -> web.Response:
     """A position range (`from_position`..`to_position`), or a tail in commit order (`after`)."""
     store = deps(request).store
-    limit = query_int(request, "limit", ge=1, le=MAX_PAGE) or DEFAULT_PAGE
+    limit = query_int(request, "limit", ge=1, le=EVENTS_PAGE.maximum) or EVENTS_PAGE.default
     after = query_str(request, "after")
     from_position = query_int(request, "from_position", ge=0)
     to_position = query_int(request, "to_position", ge=0)
@@ -137,7 +136,7 @@ async def stream(request: web.Request) -> web.Response:
             400, "invalid_request", "give from_version or after, not both", field="after"
         )
     first = after + 1 if after is not None else from_version or 0
-    limit = query_int(request, "limit", ge=1, le=MAX_PAGE) or DEFAULT_PAGE
+    limit = query_int(request, "limit", ge=1, le=EVENTS_PAGE.maximum) or EVENTS_PAGE.default
     # One more than the page, to know whether there is a next one.
     history = await deps(request).store.read_stream(stream_id, from_version=first, limit=limit + 1)
     page = history[:limit]
