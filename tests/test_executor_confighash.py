@@ -14,7 +14,9 @@ import aiohttp
 import pytest
 
 from kubesim import KubeSim
+from shared.config.manifests import Manifest
 from shared.platform import KubernetesPlatform
+from shared.platform.confighash import hash_configs
 from tests.executor_support import APP_PATH, CONFIG, Harness
 from tests.git_helpers import WorkRepo
 from tests.support import Backends
@@ -132,6 +134,14 @@ async def test_a_config_map_only_change_rolls_the_primary_through_the_canary_pip
         assert canary_hash is not None and canary_hash != before
         canary_config = await cluster.get("/ConfigMap/shop/web-config-canary")
         assert canary_config is not None and canary_config["data"] == {"LEVEL": "debug"}
+        copy = Manifest(
+            api_version="v1",
+            kind="ConfigMap",
+            name="web-config-canary",
+            namespace="shop",
+            body={"data": {"LEVEL": "debug"}},
+        )
+        assert canary_hash == hash_configs([copy])
         assert (await harness.completed("d2")).status == "SUCCESS"
     after = await template_hash(cluster, "web")
     assert after is not None and after not in (before, canary_hash)

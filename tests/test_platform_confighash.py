@@ -146,8 +146,8 @@ spec:
 
 
 def test_other_workload_kinds_and_secret_string_data() -> None:
-    """A CronJob's pod template (under its job template) and a StatefulSet get the hash; a
-    Secret's `stringData` change rolls them as a `data` change would."""
+    """A CronJob's pod template (under its job template) and a StatefulSet get the hash, a
+    bare Job does not; a Secret's `stringData` change rolls them as a `data` change would."""
     text = """
 apiVersion: batch/v1
 kind: CronJob
@@ -168,12 +168,21 @@ spec:
     spec:
       containers: [{name: d, image: d:v1, envFrom: [{secretRef: {name: creds}}]}]
 ---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+spec:
+  template:
+    spec:
+      containers: [{name: m, image: m:v1, envFrom: [{secretRef: {name: creds}}]}]
+---
 apiVersion: v1
 kind: Secret
 metadata: {name: creds}
 stringData: {password: one}
 """
     hashes = config_hashes(manifests(text))
+    # Not the Job: its pod template is immutable, a new hash would make its apply fail.
     assert set(hashes) == {"batch/CronJob//report", "apps/StatefulSet//db"}
     changed = config_hashes(manifests(text.replace("password: one", "password: two")))
     assert changed["batch/CronJob//report"] != hashes["batch/CronJob//report"]

@@ -18,10 +18,13 @@ with `0 1 3 a e` mapped to `g h k m t`. For a Deployment PipeCD has annotated,
 the value is the same, so adopting it does not roll its pods.
 
 Where this goes beyond PipeCD (which annotates Deployments only and reads
-volumes, `env` and `envFrom`): every kind with a pod template (StatefulSet,
-DaemonSet, ReplicaSet, Job, CronJob) is annotated, `projected` volume sources
+volumes, `env` and `envFrom`): StatefulSets, DaemonSets, ReplicaSets and
+CronJobs (their job template) are annotated too, `projected` volume sources
 count as references, and a Secret's `stringData` is folded into `data` as the
-API server stores it, so a `stringData`-only change rolls the pods too.
+API server stores it, so a `stringData`-only change rolls the pods too. A bare
+Job is not annotated: its pod template is immutable, so a hash that changed
+with a ConfigMap would turn the apply into a refusal, and its pods do not
+restart anyway.
 
 A reference to a ConfigMap or Secret the application does not carry is not
 hashed (it is managed elsewhere); a workload with no hashed reference gets no
@@ -44,6 +47,8 @@ __all__ = ["ANNOTATION_CONFIG_HASH", "config_hashes", "hash_configs", "reference
 
 ANNOTATION_CONFIG_HASH: Final = "pipecd.dev/config-hash"
 
+# A Job's `spec.template` cannot change once created (the API server refuses the update).
+_IMMUTABLE_TEMPLATE: Final = frozenset({"Job"})
 # kubectl's hash.go: no vowels, so the ten characters never spell a word.
 _CONSONANTS: Final = str.maketrans({"0": "g", "1": "h", "3": "k", "a": "m", "e": "t"})
 # What Go's encoding/json escapes and Python's json module leaves as is.
@@ -62,7 +67,7 @@ def config_hashes(manifests: Sequence[Manifest]) -> dict[str, str]:
     hashes: dict[str, str] = {}
     for manifest in manifests:
         template = pod_template(manifest.kind, manifest.body)
-        if template is None:
+        if template is None or manifest.kind in _IMMUTABLE_TEMPLATE:
             continue
         map_names, secret_names = referenced_configs(template)
         used = [config_maps[n] for n in sorted(map_names) if n in config_maps]
