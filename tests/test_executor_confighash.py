@@ -66,9 +66,23 @@ data: {{LEVEL: {level}}}
 """
 
 
-def files(*, level: str, tag: str = "v1") -> dict[str, str | bytes | None]:
+PRIMARY_THEN_WAIT = """\
+  pipeline:
+    stages:
+      - name: K8S_PRIMARY_ROLLOUT
+        id: primary
+      - name: WAIT
+        id: wait
+        with:
+          duration: 60s
+"""
+
+
+def files(
+    *, level: str, tag: str = "v1", pipeline: str = CANARY_PIPELINE
+) -> dict[str, str | bytes | None]:
     return {
-        f"{APP_PATH}/.pipe.yaml": CONFIG.format(extra=CANARY_PIPELINE),
+        f"{APP_PATH}/.pipe.yaml": CONFIG.format(extra=pipeline),
         f"{APP_PATH}/manifests.yaml": MANIFESTS.format(level=level, tag=tag),
     }
 
@@ -166,3 +180,26 @@ async def test_quick_sync_rolls_on_a_config_change_and_not_on_a_config_free_one(
         assert len(await replicasets_of(sim, "web") - sets) == 1
         await deploy(harness, "d3", v3, strategy="quick_sync", running=v2)
         assert await template_hash(cluster, "web") == second
+
+
+async def test_rollback_restores_the_running_commits_config_hash(
+    harness: Harness, cluster: KubernetesPlatform, sim: KubeSim
+) -> None:
+    """The primary rolled to a ConfigMap change, then the deployment is cancelled: ROLLBACK
+    re-applies the running commit, whose hash brings back the old pod template (and its
+    ReplicaSet), so the pods run the old config again."""
+    v1 = harness.work.commit(files(level="info", pipeline=PRIMARY_THEN_WAIT), "v1")
+    v2 = harness.work.commit(files(level="debug", pipeline=PRIMARY_THEN_WAIT), "debug logs")
+    async with harness.running_app():
+        await deploy(harness, "d1", v1, strategy="quick_sync")
+        running = await template_hash(cluster, "web")
+        sets = await replicasets_of(sim, "web")
+        await harness.plan("d2", v2, running=v1)
+        await harness.stage_started("d2", "wait")
+        assert await template_hash(cluster, "web") not in (None, running)
+        await harness.cancel("d2")
+        assert (await harness.completed("d2")).status == "CANCELLED"
+    assert await template_hash(cluster, "web") == running
+    web = await cluster.get("apps/Deployment/shop/web")
+    assert web is not None and web["metadata"]["annotations"]["slipway.dev/commit"] == v1
+    assert len(await replicasets_of(sim, "web") - sets) == 1  # the rolled-back-from one
