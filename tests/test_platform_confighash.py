@@ -145,6 +145,28 @@ spec:
     )
 
 
+def test_malformed_pod_specs_from_a_repository_find_nothing_rather_than_crash() -> None:
+    """Manifests come from a repository: odd shapes are skipped (the API server will name
+    the bad field when they are applied), never an exception in the executor."""
+    template = yaml.safe_load("""
+spec:
+  volumes: oops
+  initContainers: {not: a list}
+  containers:
+    - null
+    - 3
+    - {name: a, env: [null, {name: X, valueFrom: 7}], envFrom: [{configMapRef: "web"}]}
+    - {name: b, envFrom: [{configMapRef: {name: 42}}, {secretRef: {name: ok}}]}
+""")
+    assert referenced_configs(template) == (set(), {"ok"})
+    assert referenced_configs({"spec": None}) == (set(), set())
+    odd = manifests(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {n: 1, b: true}\n"
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {k: not base64!}\n"
+    )
+    assert len(hash_configs(odd)) == 10
+
+
 def test_other_workload_kinds_and_secret_string_data() -> None:
     """A CronJob's pod template (under its job template) and a StatefulSet get the hash, a
     bare Job does not; a Secret's `stringData` change rolls them as a `data` change would."""
