@@ -50,6 +50,9 @@ log = structlog.get_logger("slipway.projections")
 _REPLAY_KEY = "hashtextextended('slipway-replay:' || current_schema() || ':' || $1, 0)"
 _TRY_LOCK = f"SELECT pg_try_advisory_lock({_REPLAY_KEY})"
 _LOCK = f"SELECT pg_advisory_lock({_REPLAY_KEY})"
+_WAIT_FOR_OTHER_S = 7 * 24 * 3600.0
+"""The client-side limit of that wait (asyncpg has no "none" for one call): a rebuild may be
+long; a server that vanished meanwhile is noticed by the keepalives (shared/db.py)."""
 _UNLOCK = f"SELECT pg_advisory_unlock({_REPLAY_KEY})"
 
 
@@ -95,10 +98,10 @@ async def replay(
     ):
         if wait:
             # Another replay may take longer than a statement is allowed: lift the
-            # limit for this wait only (the session lock outlives the transaction).
+            # limits for this wait only (the session lock outlives the transaction).
             async with conn.transaction():
                 await conn.execute("SELECT set_config('statement_timeout', '0', true)")
-                await conn.execute(_LOCK, projection.name)
+                await conn.execute(_LOCK, projection.name, timeout=_WAIT_FOR_OTHER_S)
         elif not await conn.fetchval(_TRY_LOCK, projection.name):
             raise ReplayInProgress(f"projection {projection.name!r} is being rebuilt already")
         try:
