@@ -125,6 +125,7 @@ class AnalysisRunner:
         self.concluded = False
         self._announced = False
         self._setup: Setup | None = None
+        self._stepping: asyncio.Task[float | None] | None = None
         # The trace `AnalysisRequested` was recorded in (None until it is read).
         self._trace: otel_context.Context | None = None
 
@@ -141,16 +142,33 @@ class AnalysisRunner:
             log.info("analysis_taken", holder=self.lease.holder)
             try:
                 async with self.leases.held(
-                    self.lease, stop=stop, lost=self.lost, finished=lambda: self.concluded
+                    self.lease,
+                    stop=stop,
+                    lost=self.lost,
+                    finished=lambda: self.concluded,
+                    abandon=self._abandon_step,
                 ):
                     await self._loop(stop)
             finally:
                 log.info("analysis_left", concluded=self.concluded, lost=self.lost.is_set())
 
+    def _abandon_step(self) -> None:
+        """The lease is lost (or about to expire): stop the step (a measurement, a tick) now,
+        whatever it waits for."""
+        if self._stepping is not None:
+            self._stepping.cancel()
+
     async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set() and not self.lost.is_set():
+            # Its own task, so the lease's watchdog can stop it (`_abandon_step`).
+            self._stepping = asyncio.create_task(self._step(), name="analysis step")
             try:
-                wait = await self._step()
+                wait = await self._stepping
+            except asyncio.CancelledError:
+                runner = asyncio.current_task()
+                if runner is not None and runner.cancelling():
+                    raise  # the runner itself is cancelled (the service stops)
+                return  # the watchdog stopped the step: the lease is lost
             except ConcurrencyConflict:
                 continue
             except LeaseLost as exc:

@@ -141,7 +141,11 @@ class DeploymentRunner:
             log.info("deployment_taken", holder=self.lease.holder)
             try:
                 async with self.leases.held(
-                    self.lease, stop=stop, lost=self.lost, finished=lambda: self.completed
+                    self.lease,
+                    stop=stop,
+                    lost=self.lost,
+                    finished=lambda: self.completed,
+                    abandon=self._abandon_work,
                 ):
                     try:
                         await self._loop(stop)
@@ -313,8 +317,18 @@ class DeploymentRunner:
             span.end()
         self._stage_spans.clear()
 
+    def _abandon_work(self) -> None:
+        """The lease is lost (or about to expire): stop the stage's side effect now, whatever
+        the loop is waiting for (a database that hangs, most likely). Cancelling the task
+        kills its script's process group at once (services/executor/script.py)."""
+        if self._work is not None:
+            log.warning("stage_work_abandoned", stage_id=self._work.stage_id)
+            self._work.task.cancel()
+
     def _keep_working(self, state: Deployment) -> None:
         """Start the running stage's work, or cancel work whose stage is no longer running."""
+        if self.lost.is_set():
+            return  # state read before the lease was lost: not ours to act on any more
         stage = work_of(state)
         work = self._work
         if work is not None and (stage is None or stage.id != work.stage_id):

@@ -20,7 +20,9 @@ line, so a 1 MiB line or a NUL byte costs nothing: each line is cut at
 `max_bytes` bytes; the rest is counted and summarized in one last line.
 The process runs in its own process group, killed whole at the timeout, when
 the stage is cancelled, and when the script exits (nothing it started in the
-background outlives the stage).
+background outlives the stage). A cancellation kills it at once, even while
+recording a line waits on a database that hangs: the lease's watchdog relies
+on that (shared/leases.py).
 
 Who runs it: an executor running as root never runs a script as root. The
 script runs as `ScriptPolicy.run_as` (`nobody` by default), in a private copy
@@ -321,23 +323,41 @@ async def _run(
         start_new_session=True,
         **as_account,
     )
+    # Reading and recording the output is a task of its own: `record` writes to the
+    # database, and a cancellation (the lease's watchdog) must kill the script at once,
+    # not once a database call that hangs gives up.
+    pump = asyncio.create_task(_pump(process, recorder, record), name="script output")
     code: int | None = None
     try:
         async with asyncio.timeout(limits.timeout_of(timeout_s)):
-            assert process.stdout is not None
-            while chunk := await process.stdout.read(_CHUNK):
-                for line in recorder.feed(chunk):
-                    await record(line)
-            code = await process.wait()
+            code = await asyncio.shield(pump)
     except TimeoutError:
         pass
     finally:
         # Always: at the timeout, on cancellation, and after a normal exit (whatever it
-        # left running in the background goes with it).
+        # left running in the background goes with it). First, before any other await.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        if not pump.done():
+            pump.cancel()
         await _kill_group(process)
+        await asyncio.gather(pump, return_exceptions=True)
     for line in recorder.close():
         await record(line)
     return ScriptOutcome(exit_code=code, tail=tuple(recorder.tail))
+
+
+async def _pump(
+    process: asyncio.subprocess.Process,
+    recorder: OutputRecorder,
+    record: Callable[[str], Awaitable[None]],
+) -> int:
+    """Record the script's output until it ends; its exit code."""
+    assert process.stdout is not None
+    while chunk := await process.stdout.read(_CHUNK):
+        for line in recorder.feed(chunk):
+            await record(line)
+    return await process.wait()
 
 
 @functools.cache
