@@ -39,9 +39,10 @@ DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S = 60.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 """How long opening a connection (TCP, TLS, login) may take before it counts as unavailable."""
 COMMAND_GRACE_S = 10.0
-"""A call's client-side timeout is the statement limit plus this: the server cancels a slow
-statement first (a clean error, the session stays usable); the client gives up on a
-connection that answers nothing at all (a server or a path that hangs) only after that."""
+"""A call's client-side timeout is the statement limit plus as much again, at most this: the
+server cancels a slow statement first (a clean error, the session stays usable); the client
+gives up on a connection that answers nothing at all (a server or a path that hangs) only
+after that."""
 KEEPALIVE_IDLE_S = 10
 KEEPALIVE_INTERVAL_S = 5
 KEEPALIVE_COUNT = 3
@@ -86,7 +87,9 @@ def _keep_alive(conn: asyncpg.Connection) -> None:
 
 def command_timeout(statement_timeout_s: float) -> float | None:
     """The client-side limit of one call: the statement limit and a grace (None: no limit)."""
-    return statement_timeout_s + COMMAND_GRACE_S if statement_timeout_s > 0 else None
+    if statement_timeout_s <= 0:
+        return None
+    return statement_timeout_s + min(statement_timeout_s, COMMAND_GRACE_S)
 
 
 async def _reset_pooled(conn: asyncpg.Connection) -> None:
