@@ -70,9 +70,7 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     event_max_bytes: Annotated[int, Meta(ge=4096, le=64 * 1024 * 1024)] = DEFAULT_MAX_EVENT_BYTES
     """An append of an event larger than this (payload plus metadata, encoded) fails with
     `EventTooLarge`; keep it well under the NATS servers' `max_payload`."""
-    events_stream_max_age_s: Annotated[float, Meta(gt=0, le=365 * 86400)] = (
-        DEFAULT_STREAM_MAX_AGE_S
-    )
+    events_stream_max_age_s: Annotated[float, Meta(gt=0, le=365 * 86400)] = DEFAULT_STREAM_MAX_AGE_S
     """How long NATS keeps a relayed event (the replay window; the log keeps everything). A
     consumer further behind than this reads the log over HTTP (`GET /events?after=`)."""
     events_stream_max_bytes: Annotated[int, Meta(ge=1024 * 1024)] = DEFAULT_STREAM_MAX_BYTES
