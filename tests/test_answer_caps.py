@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from services.notifier.delivery import DeliveryWorker
+from services.notifier.notify.retry import RetryPolicy
 from services.notifier.outbox import Claim
 from services.notifier.targets import Target
 from shared.analysis.providers import (
@@ -27,7 +28,6 @@ from shared.analysis.providers import (
 )
 from shared.events.catalog import NotificationScheduled
 from shared.http import RunningServer, serve
-from shared.notify.retry import RetryPolicy
 
 CHUNK = b"x" * 65536
 # Far more than any cap (and what a reader may hold plus socket buffers): read whole, it shows.

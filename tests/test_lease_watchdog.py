@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from kubesim import KubeSim
 from services.executor.service import Executor
 from shared.config.control import KubernetesProviderConfig
 from shared.db import create_pool
 from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
 from shared.git import GitCache
-from shared.kubesim import KubeSim
 from shared.stagelog import StageLogs
 from tests.executor_support import Harness, app_files, eventually
 from tests.git_helpers import WorkRepo
