@@ -350,7 +350,7 @@ class DriftDetector:
 
     async def _state(self, application_id: str) -> DriftState:
         state = DriftState()
-        for recorded in await self.store.read_stream(drift_stream(application_id)):
+        async for recorded in self.store.iter_stream(drift_stream(application_id)):
             state = evolve(state, recorded)
         return state
 

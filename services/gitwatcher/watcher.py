@@ -339,11 +339,11 @@ class RepositoryWatcher:
 
     async def _load(self) -> RepositoryState:
         """The stream's state, reading only what was appended since the last load."""
-        base = self._state
-        recorded = await self.store.read_stream(self.stream, from_version=base.version + 1)
-        return self._keep(
-            fold(base, (r.event for r in recorded), (r.stream_version for r in recorded))
-        )
+        state = self._state
+        # Page by page: a repository's stream has an event per commit seen, without end.
+        async for r in self.store.iter_stream(self.stream, from_version=state.version + 1):
+            state = fold(state, (r.event,), (r.stream_version,))
+        return self._keep(state)
 
     def _keep(self, state: RepositoryState) -> RepositoryState:
         # The poll loop and a sync request may load concurrently: never go back.
