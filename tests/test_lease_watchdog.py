@@ -11,6 +11,7 @@ overlap.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from kubesim import KubeSim
+from services.executor.leases import Leases
 from services.executor.service import Executor
 from shared.config.control import KubernetesProviderConfig
 from shared.db import create_pool
@@ -130,3 +132,38 @@ async def test_a_holder_cut_off_from_the_database_kills_its_script_before_a_take
     # …and `b` ran the stage again from its start, whole, and only after.
     assert len(second) == TICKS
     assert first[-1] < second[0], f"side effects overlap: {first[-1]} ≥ {second[0]}"
+
+
+async def test_the_watchdog_stops_the_holder_before_its_lease_expires(
+    backends: Backends, store: EventStore
+) -> None:
+    """`held` (executor and analysis alike): the body hangs on a black-holed database; the
+    watchdog calls `abandon` while the lease, on the server's clock, still has time left."""
+    async with store.pool.acquire() as conn:
+        await Leases.register(conn, "d1", "app")
+    host, port = backends.app_database_url.rsplit("@", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    async with PostgresCutProxy(host, int(port)) as proxy:
+        pool = await create_pool(proxy.url(backends.app_database_url), schema=backends.schema)
+        try:
+            leases = Leases(EventStore(pool, default_registry()), "a", ttl_s=LEASE_TTL_S)
+            [lease] = await leases.claim(1)
+            abandoned = asyncio.Event()
+            lost, stop = asyncio.Event(), asyncio.Event()
+            began = time.monotonic()
+            async with leases.held(
+                lease, stop=stop, lost=lost, finished=lambda: False, abandon=abandoned.set
+            ):
+                proxy.black_hole()
+                async with asyncio.timeout(LEASE_TTL_S * 3):
+                    await abandoned.wait()
+                took = time.monotonic() - began
+                left = await store.pool.fetchval(
+                    "SELECT extract(epoch FROM expires_at - clock_timestamp()) "
+                    "FROM executor_leases WHERE deployment_id = 'd1'"
+                )
+            assert lost.is_set()
+            assert took < LEASE_TTL_S - leases.margin_s + 0.5, took
+            assert left > 0, f"the lease had expired {-left} s before the holder stopped"
+        finally:
+            proxy.heal()
+            await pool.close()
