@@ -28,6 +28,7 @@ from shared.analysis.providers import (
 )
 from shared.events.catalog import NotificationScheduled
 from shared.http import RunningServer, serve
+from slipway_cli.api_client import MAX_EVENT_LINE_BYTES, ApiClient, ApiError
 
 CHUNK = b"x" * 65536
 # Far more than any cap (and what a reader may hold plus socket buffers): read whole, it shows.
@@ -117,3 +118,23 @@ async def test_a_receivers_error_page_is_quoted_not_read_whole(
     assert attempt.status == 500 and attempt.error.startswith("HTTP 500: xxx")
     assert len(attempt.error) < 400
     _read_at_most(server, 4096)
+
+
+async def test_the_cli_reads_an_api_answer_only_up_to_its_cap(
+    endless: tuple[EndlessServer, RunningServer],
+) -> None:
+    """The CLI's client too: an answer over its cap is a clear error, never read whole."""
+    server, running = endless
+    client = ApiClient(running.url, timeout_s=30, max_answer_bytes=1024 * 1024)
+    with pytest.raises(ApiError, match="answered more than 1048576 bytes"):
+        await asyncio.to_thread(client.get_deployment, "d1")  # the server runs in this loop
+    _read_at_most(server, 1024 * 1024)
+
+
+async def test_the_cli_refuses_an_endless_event_line(
+    endless: tuple[EndlessServer, RunningServer],
+) -> None:
+    server, running = endless
+    with pytest.raises(ApiError, match="event line over"):
+        await asyncio.to_thread(lambda: list(ApiClient(running.url).follow_logs("d1")))
+    _read_at_most(server, MAX_EVENT_LINE_BYTES)
