@@ -43,6 +43,10 @@ COMMAND_GRACE_S = 10.0
 server cancels a slow statement first (a clean error, the session stays usable); the client
 gives up on a connection that answers nothing at all (a server or a path that hangs) only
 after that."""
+LONG_CALL_S = 7 * 24 * 3600.0
+"""The client-side limit of one call that may legitimately take long (a migration, a wait
+for another replica's lock): asyncpg has no "none" for a single call. A server that
+vanishes meanwhile is still noticed, by the keepalives."""
 KEEPALIVE_IDLE_S = 10
 KEEPALIVE_INTERVAL_S = 5
 KEEPALIVE_COUNT = 3

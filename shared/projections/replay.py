@@ -29,7 +29,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from shared.db import CONNECTION_ERRORS, unavailable_on_disconnect
+from shared.db import CONNECTION_ERRORS, LONG_CALL_S, unavailable_on_disconnect
 from shared.errors import ConfigError, Unavailable
 from shared.eventlog.position import START, LogPosition
 from shared.eventlog.store import EventStore, position_of
@@ -50,9 +50,6 @@ log = structlog.get_logger("slipway.projections")
 _REPLAY_KEY = "hashtextextended('slipway-replay:' || current_schema() || ':' || $1, 0)"
 _TRY_LOCK = f"SELECT pg_try_advisory_lock({_REPLAY_KEY})"
 _LOCK = f"SELECT pg_advisory_lock({_REPLAY_KEY})"
-_WAIT_FOR_OTHER_S = 7 * 24 * 3600.0
-"""The client-side limit of that wait (asyncpg has no "none" for one call): a rebuild may be
-long; a server that vanished meanwhile is noticed by the keepalives (shared/db.py)."""
 _UNLOCK = f"SELECT pg_advisory_unlock({_REPLAY_KEY})"
 
 
@@ -101,7 +98,7 @@ async def replay(
             # limits for this wait only (the session lock outlives the transaction).
             async with conn.transaction():
                 await conn.execute("SELECT set_config('statement_timeout', '0', true)")
-                await conn.execute(_LOCK, projection.name, timeout=_WAIT_FOR_OTHER_S)
+                await conn.execute(_LOCK, projection.name, timeout=LONG_CALL_S)
         elif not await conn.fetchval(_TRY_LOCK, projection.name):
             raise ReplayInProgress(f"projection {projection.name!r} is being rebuilt already")
         try:
