@@ -194,6 +194,9 @@ class FollowHub:
         except Unavailable as exc:
             log.warning("follow_poll_unavailable", error=str(exc), retry_in_s=self.poll_s)
             return
+        except Exception:  # the top of a feed: its followers wait on it, so it goes on
+            log.exception("follow_poll_failed", retry_in_s=self.poll_s)
+            return
         feed.end = end
         if feed.last != start or end is not None:
             feed._bump()
