@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from shared.decider import Functions
 from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.eventlog.asof import state_as_of
+from shared.eventlog.execute import LOAD_PAGE, load
 from shared.eventlog.store import DEFAULT_PAGE_SIZE
 from shared.events.base import RecordedEvent
 from shared.events.catalog import DeploymentCancelRequested
@@ -49,3 +51,15 @@ async def test_state_as_of_folds_page_by_page(store: EventStore) -> None:
     count = await state_as_of(counting, "deployment-long", lambda n, _: n + 1, 0)
     assert count == DEFAULT_PAGE_SIZE * 2 + 7
     assert counting.pages == [DEFAULT_PAGE_SIZE, DEFAULT_PAGE_SIZE, 7]
+
+
+async def test_load_folds_a_long_stream_page_by_page(store: EventStore) -> None:
+    """`shared.eventlog.execute.load`, how deciders' streams are folded (a repository's
+    commits, an application's drift), reads pages of LOAD_PAGE events."""
+    await _long_stream(store, LOAD_PAGE * 2 + 7)
+    counting = CountingStore(store.pool, store.registry)
+    counting.pages = []
+    counter = Functions(initial=0, evolve_fn=lambda n, _: n + 1, decide_fn=lambda _n, _c: [])
+    folded = await load(counting, "deployment-long", counter)
+    assert (folded.state, folded.version) == (LOAD_PAGE * 2 + 7, LOAD_PAGE * 2 + 6)
+    assert counting.pages == [LOAD_PAGE, LOAD_PAGE, 7]
