@@ -36,6 +36,8 @@ from shared.analysis.providers import (
     excerpt,
     step_for,
 )
+from shared.analysis.ratio_query import COUNT_ROLES, count_queries
+from shared.analysis.record import since_previous_tick
 from shared.analysis.templating import QueryArgs, TemplateError, render
 from shared.config import load_analysis_templates, load_application_config
 from shared.config.application import AnalysisOptions
@@ -49,26 +51,28 @@ from shared.deploysource import (
 from shared.egress import EgressPolicy, guarded_session
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
-from shared.events.base import RecordedEvent
+from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import (
     AnalysisMeasured,
     AnalysisRequested,
     ApplicationRegistered,
     DeploymentPlanned,
 )
+from shared.events.streams import application_stream, deployment_stream
 from shared.executor.options import OptionsError, configured_options
 from shared.git import GitCache
 from shared.logs import get_logger
 from shared.redaction import REASON_CHARS, REDACTOR, clip, is_secret_name, redact, secrets_in_url
 from shared.scheduling import LeaseScheduler
 from shared.stagelog import StageLogs
-from shared.streams import stream_id
 
-__all__ = ["CONSUMER_NAME", "AnalysisService", "AnalysisSetup"]
+__all__ = ["CONSUMER_NAME", "HANDLES", "AnalysisService", "AnalysisSetup"]
 
 log = get_logger("slipway.analysis")
 
 CONSUMER_NAME: Final = "analysis"
+HANDLES: Final[tuple[type[Event], ...]] = (AnalysisRequested,)
+"""What the analysis consumer handles (its NATS filter is derived from it)."""
 
 
 @dataclass
@@ -234,11 +238,11 @@ class AnalysisService:
     async def _deployment(
         self, request: AnalysisRequested
     ) -> tuple[DeploymentPlanned | None, ApplicationRegistered | None]:
-        deployment = await self.store.read_stream(stream_id("deployment", request.deployment_id))
+        deployment = await self.store.read_stream(deployment_stream(request.deployment_id))
         planned = next(
             (e.event for e in deployment if isinstance(e.event, DeploymentPlanned)), None
         )
-        application = await self.store.read_stream(stream_id("application", request.application_id))
+        application = await self.store.read_stream(application_stream(request.application_id))
         registered = [e.event for e in application if isinstance(e.event, ApplicationRegistered)]
         return planned, (registered[-1] if registered else None)
 
@@ -285,13 +289,74 @@ class AnalysisService:
                     sides.append(("control", "primary", "previous", then))
             case _:
                 sides = [("", "canary", "canary", end)]
-        return list(
-            await asyncio.gather(
+        ratios, counts = await asyncio.gather(
+            asyncio.gather(
                 *(
                     self._query(setup, plan, due, analysis_id, role, variant, recorded, side_end)
                     for role, variant, recorded, side_end in sides
                 )
+            ),
+            asyncio.gather(
+                *(
+                    self._counts(setup, plan, due, analysis_id, role, variant, recorded, side_end)
+                    for role, variant, recorded, side_end in sides
+                    if role in COUNT_ROLES
+                )
+            ),
+        )
+        return [*ratios, *(m for side in counts for m in side)]
+
+    async def _counts(
+        self,
+        setup: AnalysisSetup,
+        plan: CheckPlan,
+        due: Due,
+        analysis_id: str,
+        role: str,
+        variant: str,
+        recorded_variant: str,
+        end: float,
+    ) -> list[AnalysisMeasured]:
+        """For a ratio of two rates (`shared.analysis.ratio_query`), its two counters
+        (events, total) at the previous tick's instant and at this one's."""
+        check = plan.check
+        try:
+            rendered = render(check.query, self._args(setup, plan, variant), what=check.key)
+        except TemplateError:
+            return []  # the ratio query's own measurement records the error
+        queries = count_queries(rendered)
+        # The counters at the previous tick's instant and this one's: consecutive ticks
+        # share an instant, so no event is counted twice or missed.
+        window_s = since_previous_tick(check, due.tick, setup.duration_s)
+        if queries is None or window_s <= 0:
+            return []
+        return list(
+            await asyncio.gather(
+                *(
+                    self._query(
+                        setup,
+                        plan,
+                        due,
+                        analysis_id,
+                        count_role,
+                        variant,
+                        recorded_variant,
+                        end,
+                        counters=(query, window_s),
+                    )
+                    for count_role, query in zip(COUNT_ROLES[role], queries, strict=True)
+                )
             )
+        )
+
+    @staticmethod
+    def _args(setup: AnalysisSetup, plan: CheckPlan, variant: str) -> QueryArgs:
+        return QueryArgs(
+            app_name=setup.app_name,
+            namespace=setup.namespace,
+            variant=variant,
+            app_args=plan.app_args,
+            variant_args=plan.variant_args(variant),
         )
 
     async def _query(
@@ -304,22 +369,23 @@ class AnalysisService:
         variant: str,
         recorded_variant: str,
         end: float,
+        *,
+        counters: tuple[str, float] | None = None,
     ) -> AnalysisMeasured:
+        """The check's query over the tick's window at its step — or, with `counters`
+        (a rendered counter query behind a ratio, and the seconds since the previous
+        tick), that query at those two instants."""
         check = plan.check
-        start = end - check.interval_s
-        step = step_for(check.interval_s)
-        args = QueryArgs(
-            app_name=setup.app_name,
-            namespace=setup.namespace,
-            variant=variant,
-            app_args=plan.app_args,
-            variant_args=plan.variant_args(variant),
-        )
+        if counters is None:
+            start, step = end - check.interval_s, step_for(check.interval_s)
+        else:
+            start, step = end - counters[1], counters[1]
         series = Series((), ())
         error = ""
-        query = check.query
+        query = check.query if counters is None else counters[0]
         try:
-            query = render(check.query, args, what=check.key)
+            if counters is None:
+                query = render(check.query, self._args(setup, plan, variant), what=check.key)
             provider = self._provider(check.provider, check.key)
             series = await provider.query_range(
                 query, start=start, end=end, step=step, timeout_s=check.timeout_s
