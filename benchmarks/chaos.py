@@ -46,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--kinds", default=",".join(FAULT_KINDS), help="fault kinds to inject, comma-separated"
     )
+    parser.add_argument(
+        "--fault-gap", type=float, default=0.6, help="mean seconds between faults (default 0.6)"
+    )
     parser.add_argument("--keep", type=Path, help="keep the run's data and logs in DIR")
     args = parser.parse_args(argv)
     deployments = args.deployments or (SHORT_DEPLOYMENTS if args.short else FULL_DEPLOYMENTS)
@@ -60,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     seed=args.seed,
                     deployments=deployments,
                     kinds=kinds,
-                    mean_fault_gap_s=1.5 if args.short else 1.0,
+                    mean_fault_gap_s=args.fault_gap,
                     say=progress,
                 )
             )

@@ -358,7 +358,9 @@ class ChaosRun:
                     slack_url=self.receiver.url,
                 ),
             )
-        self.pool = await create_pool(stack.postgres.url, schema=stack.schema, max_size=4)
+        self.pool = await create_pool(
+            stack.postgres.url, schema=stack.schema, min_size=0, max_size=4
+        )
         self.store = EventStore(self.pool, default_registry())
         from shared.apikeys import create_api_key  # the api service's key format
 
@@ -635,8 +637,13 @@ class ChaosRun:
             behind = await self._db(lambda pool: pool.fetchval(_STREAM_STATS_BEHIND))
             return not behind
 
+        async def relayed() -> bool:
+            logged = await self._db(lambda pool: pool.fetchval("SELECT count(*) FROM events"))
+            return bool(await self._stream_messages() >= logged)
+
         for check, what in (
             (deployments_final, "deployments final"),
+            (relayed, "events relayed"),
             (notified, "notifications delivered"),
             (projected, "projections caught up"),
         ):
@@ -751,6 +758,16 @@ class ChaosRun:
                     invariants.add("lost", f"{app} {deployment_id}: no {needed}")
             for stage_id in started - set(completed):
                 invariants.add("lost", f"{app} {deployment_id}: stage {stage_id} never completed")
+
+    async def _stream_messages(self) -> int:
+        """How many messages the JetStream events stream holds."""
+        assert self.stack.nats is not None
+        nc = await nats.connect(self.stack.nats.url)
+        try:
+            info = await nc.jetstream().stream_info(Subjects().events_stream)
+            return int(info.state.messages)
+        finally:
+            await nc.close()
 
     async def _published_ids(self) -> set[str]:
         """The event ids in the JetStream events stream (the relay's `Nats-Msg-Id`)."""
