@@ -55,6 +55,7 @@ from shared.events.catalog import (
     default_registry,
 )
 from shared.messaging import MSG_ID
+from shared.sandbox._process import log_tail
 from shared.sandbox.chaos_plan import (
     BAD_PREFIX,
     FAULT_KINDS,
@@ -65,6 +66,7 @@ from shared.sandbox.chaos_plan import (
     Expected,
     Fault,
     Invariants,
+    OnStage,
     Outcome,
     Round,
     SideEffect,
@@ -133,6 +135,11 @@ class ChaosOptions:
     mean_fault_gap_s: float = 1.2
     kinds: Sequence[str] = FAULT_KINDS
     replicas: int = 2
+    script: Sequence[OnStage] = ()
+    """Faults at given stages instead of at random (with `kinds` empty)."""
+    restart_exited: bool = True
+    """Restart a service process that exits on its own, as Kubernetes would; False: leave it
+    exited, and count it (a service must ride out an outage, not crash on it)."""
     say: Say = print
 
 
@@ -146,6 +153,8 @@ class ChaosResult:
     run_s: float = 0.0
     restarts: int = 0
     """Service processes that exited on their own (not by `kill -9`) and were restarted."""
+    exited: list[str] = field(default_factory=list)
+    """Each service process that exited on its own, with its exit code."""
     observed: dict[str, int] = field(default_factory=dict)
     """What the invariants were counted over (so a run that saw nothing cannot look clean)."""
 
@@ -306,6 +315,7 @@ class ChaosRun:
         self._stopped: dict[str, ServiceProcess] = {}
         self._killed: set[str] = set()
         self._server_lock = asyncio.Lock()
+        self._script = list(options.script)
 
     # --- set-up ---------------------------------------------------------------------------
 
@@ -371,7 +381,12 @@ class ChaosRun:
         await asyncio.to_thread(stack.start_services)
         not_ready = await asyncio.to_thread(stack.wait_ready, 120.0)
         if not_ready:
-            raise RuntimeError(f"not ready: {', '.join(not_ready)}")
+            tails = "".join(
+                f"\n--- {p.instance} (exit {p.exited()})\n{log_tail(p.log_path, lines=8)}"
+                for p in stack.processes
+                if p.instance in not_ready
+            )
+            raise RuntimeError(f"not ready: {', '.join(not_ready)}{tails}")
 
     def _observer(self, group: int, kubesim: bool) -> Callable[[], Observer]:
         classify = kubesim_effect if kubesim else prometheus_effect
@@ -509,6 +524,7 @@ class ChaosRun:
                     self.expected[event.deployment_id] = waiting[name]
             states = {name: await self._deployment(d) for name, d in found.items()}
             await self._approve(states.values())
+            await self._scripted(states)
             if len(found) == len(waiting) and all(s.status in FINAL for s in states.values()):
                 return
             await asyncio.sleep(POLL_S)
@@ -531,6 +547,21 @@ class ChaosRun:
                         self.approved.add(key)
 
     # --- faults -------------------------------------------------------------------------------
+
+    async def _scripted(self, states: dict[str, deployments.Deployment]) -> None:
+        """Inject each scripted fault whose app is running its stage now (once each)."""
+        for fault in list(self._script):
+            state = states.get(fault.app)
+            if state is None or not any(
+                stage.name == fault.stage and stage.status == deployments.StageStatus.RUNNING
+                for stage in state.stages
+            ):
+                continue
+            self._script.remove(fault)
+            self.result.faults.append(
+                (time.monotonic() - self._started, f"{fault.kind} during {fault.app} {fault.stage}")
+            )
+            await self._apply(Fault(0.0, fault.kind))
 
     async def _inject(self) -> None:
         instances = [p.instance for p in self.stack.processes]
@@ -606,6 +637,10 @@ class ChaosRun:
             for service in self.stack.processes:
                 if service.exited() is not None and service.instance not in self._killed:
                     self.result.restarts += 1
+                    self.result.exited.append(f"{service.instance} (exit {service.exited()})")
+                    if not self.options.restart_exited:
+                        self._killed.add(service.instance)  # left exited, counted once
+                        continue
                     self.say(f"  {service.instance} exited ({service.exited()}); restarting")
                     service.start()
             await asyncio.sleep(POLL_S)

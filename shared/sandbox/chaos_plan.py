@@ -182,6 +182,16 @@ class Fault:
         return " ".join(parts)
 
 
+@dataclass(frozen=True)
+class OnStage:
+    """A fault injected once, as soon as `app`'s deployment in a bump round runs `stage`
+    (the fault tests' script: a server restart in the middle of a canary pipeline)."""
+
+    app: str
+    stage: str
+    kind: str
+
+
 def fault_schedule(
     rng: random.Random,
     instances: Sequence[str],
