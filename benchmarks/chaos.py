@@ -6,8 +6,8 @@ approves) with two replicas of every service as processes, while faults are
 injected at random from a seeded schedule: latency, black holes and resets
 on the proxies between the services and PostgreSQL / NATS / kubesim,
 `kill -9` and SIGSTOP/SIGCONT of service processes, restarts of PostgreSQL
-and nats-server. See `shared/sandbox/chaos.py` for how, and
-`shared/sandbox/chaos_plan.py` for the workload, the faults and the
+and nats-server. See `tools/sandbox/slipway_sandbox/chaos.py` for how, and
+`tools/sandbox/slipway_sandbox/chaos_plan.py` for the workload, the faults and the
 invariants.
 
 The report: every invariant's count (`stuck`, `wrong_verdict`, `lost`,
@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks._report import print_report, progress, quiet_logging
-from shared.sandbox.chaos import ChaosOptions, run_chaos
-from shared.sandbox.chaos_plan import FAULT_KINDS
+from slipway_sandbox.chaos import ChaosOptions, run_chaos
+from slipway_sandbox.chaos_plan import FAULT_KINDS
 
 FULL_DEPLOYMENTS = 50
 SHORT_DEPLOYMENTS = 8

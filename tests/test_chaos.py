@@ -1,6 +1,6 @@
 """Fault tolerance under real faults (issue 11): server restarts mid-pipeline, the chaos run.
 
-Both run the chaos run of `shared/sandbox/chaos.py` — real PostgreSQL, nats-server, kubesim,
+Both run the chaos run of `slipway_sandbox.chaos` — real PostgreSQL, nats-server, kubesim,
 Prometheus, a local Slack-format receiver and every service as its own process — and check
 its invariants from the event log, the JetStream stream, kubesim and the receiver:
 
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.sandbox.chaos import ChaosOptions, ChaosResult, run_chaos
-from shared.sandbox.chaos_plan import FAULT_KINDS, OnStage
-from shared.sandbox.prometheus import prometheus_binary
+from slipway_sandbox.chaos import ChaosOptions, ChaosResult, run_chaos
+from slipway_sandbox.chaos_plan import FAULT_KINDS, OnStage
+from slipway_sandbox.prometheus import prometheus_binary
 
 pytestmark = pytest.mark.slow
 
