@@ -30,7 +30,7 @@ import signal
 import time
 import urllib.error
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -530,7 +530,8 @@ class ChaosRun:
         self.missing += [w for app, w in waiting.items() if app not in found]
         self.say(f"round {planned.number} timed out: {sorted(set(waiting) - set(found))} missing")
 
-    async def _approve(self, states: Iterator[deployments.Deployment] | Any) -> None:
+    async def _approve(self, states: Iterable[deployments.Deployment]) -> None:
+        """Approve each WAIT_APPROVAL stage running in `states` (once each), as an operator."""
         api = self.api
         assert api is not None
         for state in states:
