@@ -74,6 +74,8 @@ class FaultProxy:
         self.latency_s = 0.0
         self.resets = 0
         """Connections reset so far."""
+        self.accepted = 0
+        """Connections clients opened so far (whether or not the upstream took them)."""
         self._observer = observer
         self._flowing = asyncio.Event()
         self._flowing.set()
@@ -136,6 +138,7 @@ class FaultProxy:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self.accepted += 1
         try:
             # A black hole holds new connections open too, without reaching the server.
             await self._flowing.wait()
