@@ -120,8 +120,8 @@ def test_notifications_lost_and_sent_twice_are_counted() -> None:
         invariants,
         scheduled={"n1": "DEPLOYMENT_FAILED a", "n2": "DEPLOYMENT_FAILED b"},
         deliveries={"n1": 2},
-        failed_apps=["a", "b", "c"],
-        scheduled_apps=["a", "b"],
+        failed={"d1": "a", "d2": "b", "d3": "c"},
+        announced=["d1", "d2"],
     )
     assert invariants.notifications_duplicated == 1
     assert invariants.notifications_lost == 2  # n2 never arrived; c failed unannounced

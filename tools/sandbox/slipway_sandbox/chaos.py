@@ -48,6 +48,7 @@ from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
 from shared.events.catalog import (
     CommitObserved,
+    DeploymentCompleted,
     DeploymentTriggered,
     NotificationScheduled,
     StageCompleted,
@@ -665,8 +666,21 @@ class ChaosRun:
             return not rows
 
         async def notified() -> bool:
-            ids = await self._scheduled_notifications()
-            return all(self.receiver.deliveries.get(i, 0) for i in ids)
+            scheduled = await self._scheduled_notifications()
+            failed = await self._db(
+                lambda pool: pool.fetch(
+                    "SELECT * FROM events WHERE event_type = 'deployment_completed'"
+                )
+            )
+            announced = {n.deployment_id for n in scheduled}
+            return all(
+                self.receiver.deliveries.get(n.notification_id, 0) for n in scheduled
+            ) and all(
+                event.deployment_id in announced
+                for row in failed
+                if isinstance(event := self._decode(row).event, DeploymentCompleted)
+                and event.status == "FAILURE"
+            )
 
         async def projected() -> bool:
             behind = await self._db(lambda pool: pool.fetchval(_STREAM_STATS_BEHIND))
@@ -745,7 +759,7 @@ class ChaosRun:
             invariants.add("overlapping_side_effects", problem)
         # Notifications: each scheduled one delivered, exactly once.
         scheduled = [e.event for e in recorded if isinstance(e.event, NotificationScheduled)]
-        failed = [o.app for o in outcomes.values() if o.status == "FAILURE"]
+        failed = {d: o.app for d, o in outcomes.items() if o.status == "FAILURE"}
         self.result.observed = {
             "events": len(recorded),
             "events_on_jetstream": len(published),
@@ -764,7 +778,7 @@ class ChaosRun:
             },
             self.receiver.deliveries,
             failed,
-            [self._app_name(n.application_id) for n in scheduled],
+            [n.deployment_id for n in scheduled],
         )
 
     def _lost_or_doubled(
@@ -842,18 +856,18 @@ class ChaosRun:
         name = str(containers[0].get("image", "")) if containers else ""
         return name.removeprefix(wanted) if name.startswith(wanted) else name
 
-    async def _scheduled_notifications(self) -> list[str]:
+    async def _scheduled_notifications(self) -> list[NotificationScheduled]:
         rows = await self._db(
             lambda pool: pool.fetch(
                 "SELECT * FROM events WHERE event_type = 'notification_scheduled'"
             )
         )
-        ids = []
+        scheduled = []
         for row in rows:
             event = self._decode(row).event
             assert isinstance(event, NotificationScheduled)
-            ids.append(event.notification_id)
-        return ids
+            scheduled.append(event)
+        return scheduled
 
     # --- helpers --------------------------------------------------------------------------------
 

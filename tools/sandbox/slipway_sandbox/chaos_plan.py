@@ -369,17 +369,20 @@ def notification_verdicts(
     invariants: Invariants,
     scheduled: Mapping[str, str],
     deliveries: Mapping[str, int],
-    failed_apps: Sequence[str],
-    scheduled_apps: Sequence[str],
+    failed: Mapping[str, str],
+    announced: Sequence[str],
 ) -> None:
     """`scheduled`: notification id → what it is about; `deliveries`: POSTs per delivery id;
-    `failed_apps`: apps with a FAILURE deployment (the route sends failures and rollbacks);
-    `scheduled_apps`: the apps of the scheduled notifications."""
+    `failed`: deployment id → app of each FAILURE deployment (the route sends failures and
+    rollbacks); `announced`: the deployment ids the scheduled notifications are about."""
     for notification_id, about in sorted(scheduled.items()):
         if deliveries.get(notification_id, 0) == 0:
             invariants.add("notifications_lost", f"{notification_id} ({about}) never arrived")
-    for app in sorted(set(failed_apps) - set(scheduled_apps)):
-        invariants.add("notifications_lost", f"{app} failed and no notification was scheduled")
+    for deployment_id in sorted(set(failed) - set(announced)):
+        invariants.add(
+            "notifications_lost",
+            f"{failed[deployment_id]} {deployment_id} failed and no notification was scheduled",
+        )
     for delivery_id, times in sorted(deliveries.items()):
         if times > 1:
             invariants.add(
