@@ -690,6 +690,8 @@ class ChaosRun:
             logged = await self._db(lambda pool: pool.fetchval("SELECT count(*) FROM events"))
             return bool(await self._stream_messages() >= logged)
 
+        # One deadline for all of them: a run that will not settle is judged, not waited on.
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
         for check, what in (
             (deployments_final, "deployments final"),
             (relayed, "events relayed"),
@@ -697,7 +699,7 @@ class ChaosRun:
             (projected, "projections caught up"),
         ):
             with contextlib.suppress(TimeoutError):
-                await self._until(check, within=SETTLE_TIMEOUT_S, what=what)
+                await self._until(check, within=max(deadline - time.monotonic(), 0.0), what=what)
 
     async def _judge(self) -> None:
         invariants = self.result.invariants
