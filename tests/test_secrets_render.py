@@ -1,0 +1,147 @@
+"""Encrypted secrets and attachments reach the cluster decrypted, and nothing else sees them.
+
+The executor (with the key ring) applies the decrypted Secret to kubesim; the
+planner's view of the same commit (no `Reveal`) holds only masks; the event
+log and the stage logs never hold the plaintext (grepped).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from kubesim import KubeSim
+from shared.deploysource import DeploySource, Reveal, load_deploy_source
+from shared.errors import ConfigError
+from shared.git import GitCache
+from shared.platform import KubernetesPlatform
+from shared.secrets import KeyRing, encrypt
+from tests.executor_support import APP_PATH, Harness, app_files
+from tests.git_helpers import WorkRepo
+from tests.support import Backends
+
+PLAINTEXT = "s3cr3t-Pa55word-7f1c"
+ATTACHED = "feature-flags-9d2e: on"
+
+SECRET = """\
+apiVersion: v1
+kind: Secret
+metadata:
+  name: web-db
+stringData:
+  password: {{ .encryptedSecrets.password }}
+  url: "postgres://web:{{ .encryptedSecrets.password }}@db/web"
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-settings
+data:
+  flags: "{{ .attachment.flags }}"
+"""
+
+
+@pytest.fixture(scope="module")
+def key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _files(key: rsa.RSAPrivateKey, secret: str = SECRET) -> dict[str, str | bytes | None]:
+    extra = (
+        "  encryption:\n"
+        f"    encryptedSecrets: {{password: {encrypt(PLAINTEXT, key.public_key())}}}\n"
+        "    decryptionTargets: [secret.yaml]\n"
+        "  attachment:\n"
+        "    sources: {flags: config/flags.txt}\n"
+        "    targets: [secret.yaml]\n"
+    )
+    files = app_files(extra=extra)
+    files[f"{APP_PATH}/secret.yaml"] = secret
+    files[f"{APP_PATH}/config/flags.txt"] = ATTACHED
+    return files
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[KubeSim]:
+    async with KubeSim(ready_delay_s=0.1) as sim:
+        yield sim
+
+
+async def _load(work: WorkRepo, commit: str, tmp_path: Path, reveal: Reveal | None) -> DeploySource:
+    repo = GitCache(tmp_path / "cache").repository(work.url)
+    await repo.fetch()
+    return await load_deploy_source(repo, commit, APP_PATH, ".pipe.yaml", reveal=reveal)
+
+
+async def test_the_planner_sees_masks_the_executor_the_values(work, tmp_path, key) -> None:
+    commit = work.commit(_files(key), "secrets")
+    planned = await _load(work, commit, tmp_path, None)
+    secret = next(m for m in planned.manifests if m.kind == "Secret")
+    assert secret.body["stringData"]["password"].startswith("masked:encryptedSecrets.password:")
+    assert PLAINTEXT not in repr(planned)
+    assert ATTACHED not in repr(planned)
+
+    revealed = await _load(work, commit, tmp_path, Reveal(KeyRing([key])))
+    secret = next(m for m in revealed.manifests if m.kind == "Secret")
+    assert secret.body["stringData"] == {
+        "password": PLAINTEXT,
+        "url": f"postgres://web:{PLAINTEXT}@db/web",
+    }
+    settings = next(m for m in revealed.manifests if m.kind == "ConfigMap" and m.name != "web")
+    assert settings.body["data"] == {"flags": ATTACHED}
+    assert revealed.revealed == (PLAINTEXT, PLAINTEXT)
+
+
+async def test_bad_targets_are_clear_errors_naming_file_and_name(work, tmp_path, key) -> None:
+    unknown = SECRET.replace(".encryptedSecrets.password }}@", ".encryptedSecrets.pasword }}@")
+    commit = work.commit(_files(key, unknown), "typo")
+    with pytest.raises(ConfigError, match=r"web/prd/secret.yaml:7: .*\.pasword .*known: password"):
+        await _load(work, commit, tmp_path, None)
+    commit = work.commit(_files(key), "fine")
+    with pytest.raises(ConfigError, match="no secretManagement private key is configured"):
+        await _load(work, commit, tmp_path, Reveal(None))
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with pytest.raises(ConfigError, match="'password' was not encrypted for this key"):
+        await _load(work, commit, tmp_path, Reveal(KeyRing([stranger])))
+    outside = _files(key)
+    outside[f"{APP_PATH}/.pipe.yaml"] = str(outside[f"{APP_PATH}/.pipe.yaml"]).replace(
+        "config/flags.txt", "../../../../etc/hostname"
+    )
+    commit = work.commit(outside, "escape")
+    with pytest.raises(ConfigError, match=r"attachment\.sources\.flags points outside the repo"):
+        await _load(work, commit, tmp_path, Reveal(KeyRing([key])))
+
+
+async def test_the_cluster_gets_the_value_the_logs_never_do(
+    backends: Backends, sim: KubeSim, work: WorkRepo, tmp_path: Path, key: rsa.RSAPrivateKey
+) -> None:
+    harness = await Harness.over(backends, sim, work, tmp_path)
+    harness.replica("x1", secret_keys=KeyRing([key]))
+    commit = work.commit(_files(key), "secrets")
+    async with harness.running_app():
+        await harness.plan("d1", commit, strategy="quick_sync")
+        completed = await harness.completed("d1")
+        assert completed.status == "SUCCESS", completed
+    async with KubernetesPlatform(harness.kubeconfig) as cluster:
+        live = await cluster.get("/Secret/shop/web-db")
+        settings = await cluster.get("/ConfigMap/shop/web-settings")
+    assert live is not None and settings is not None
+    # A real API server folds stringData into data; kubesim may keep either.
+    data = {k: base64.b64decode(v).decode() for k, v in live.get("data", {}).items()}
+    data |= live.get("stringData", {})
+    assert data["password"] == PLAINTEXT
+    assert settings["data"]["flags"] == ATTACHED
+
+    async with harness.store.pool.acquire() as conn:
+        events = await conn.fetch("SELECT payload, metadata::text AS metadata FROM events")
+        lines = await conn.fetch("SELECT message FROM stage_logs")
+    stored = b"\n".join(r["payload"] + r["metadata"].encode() for r in events)
+    logged = "\n".join(r["message"] for r in lines).encode()
+    # The grep can find what is there: the commit is in both, in the same encoding.
+    assert commit.encode() in stored and commit[:12].encode() in logged
+    for secret in (PLAINTEXT.encode(), base64.b64encode(PLAINTEXT.encode()), ATTACHED.encode()):
+        assert secret not in stored and secret not in logged
