@@ -29,6 +29,8 @@ from services.api.schemas import (
     CreatedApiKey,
     DeploymentList,
     DeploymentStatus,
+    EncryptedSecret,
+    EncryptSecretRequest,
     ErrorBody,
     EventList,
     LogList,
@@ -68,6 +70,8 @@ _SCHEMA_TYPES: Final = (
     ApiKeyList,
     PlanPreviewRequest,
     PlanPreviewResult,
+    EncryptSecretRequest,
+    EncryptedSecret,
 )
 
 _ERRORS: Final = {
@@ -343,6 +347,18 @@ def _paths() -> dict[str, Any]:
         **_deployment_paths(),
         **_event_paths(),
         **_key_paths(),
+        "/secrets:encrypt": {
+            "post": _operation(
+                "encryptSecret",
+                "Encrypt a secret for git (read-write)",
+                "secrets",
+                _responses(("200", "The ciphertext.", "EncryptedSecret"), "400", "503"),
+                description="PipeCD's hybrid format (RSA-OAEP-SHA256 + AES-256-GCM), for the "
+                "control config's `secretManagement` public key; 503 when none is configured. "
+                "The secret is neither stored nor logged.",
+                body=_body("EncryptSecretRequest"),
+            )
+        },
         "/plan-preview": {
             "post": _operation(
                 "planPreview",
@@ -630,6 +646,7 @@ def openapi_document() -> bytes:
             {"name": "deployments", "description": "Deployments, their stages, logs and commands."},
             {"name": "events", "description": "The event log, and time travel over it."},
             {"name": "api-keys", "description": "API keys (admin only)."},
+            {"name": "secrets", "description": "Secrets encrypted for git (PipeCD's format)."},
             {"name": "meta", "description": "About the API itself."},
         ],
         "paths": _paths(),
