@@ -11,16 +11,22 @@ import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from kubesim import KubeSim
+from services.drift.decider import drift_stream
+from services.drift.service import DriftDetector
+from shared.config.control import KubernetesProviderConfig
 from shared.deploysource import DeploySource, Reveal, load_deploy_source
 from shared.errors import ConfigError
+from shared.eventlog import NO_STREAM, new_events
+from shared.events.catalog import ApplicationRegistered, ApplicationSyncStateChanged
 from shared.git import GitCache
 from shared.platform import KubernetesPlatform
 from shared.secrets import KeyRing, encrypt
-from tests.executor_support import APP_PATH, Harness, app_files
+from tests.executor_support import APP, APP_PATH, Harness, app_files
 from tests.git_helpers import WorkRepo
 from tests.support import Backends
 
@@ -44,16 +50,35 @@ data:
   flags: "{{ .attachment.flags }}"
 """
 
+# As PipeCD's docs have it: under `data`, the encrypted value being the secret's base64.
+SECRET_IN_DATA = """\
+apiVersion: v1
+kind: Secret
+metadata:
+  name: web-db
+data:
+  password: {{ .encryptedSecrets.password }}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-settings
+data:
+  flags: "{{ .attachment.flags }}"
+"""
+
 
 @pytest.fixture(scope="module")
 def key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def _files(key: rsa.RSAPrivateKey, secret: str = SECRET) -> dict[str, str | bytes | None]:
+def _files(
+    key: rsa.RSAPrivateKey, secret: str = SECRET, value: str = PLAINTEXT
+) -> dict[str, str | bytes | None]:
     extra = (
         "  encryption:\n"
-        f"    encryptedSecrets: {{password: {encrypt(PLAINTEXT, key.public_key())}}}\n"
+        f"    encryptedSecrets: {{password: {encrypt(value, key.public_key())}}}\n"
         "    decryptionTargets: [secret.yaml]\n"
         "  attachment:\n"
         "    sources: {flags: config/flags.txt}\n"
@@ -145,3 +170,76 @@ async def test_the_cluster_gets_the_value_the_logs_never_do(
     assert commit.encode() in stored and commit[:12].encode() in logged
     for secret in (PLAINTEXT.encode(), base64.b64encode(PLAINTEXT.encode()), ATTACHED.encode()):
         assert secret not in stored and secret not in logged
+
+
+async def test_drift_compares_the_decrypted_secret_with_the_cluster(
+    backends: Backends, sim: KubeSim, work: WorkRepo, tmp_path: Path, key: rsa.RSAPrivateKey
+) -> None:
+    """Drift renders with the key: the applied Secret is SYNCED; a changed one is OUT_OF_SYNC,
+    and its summary does not quote the decrypted value."""
+    store = backends.store
+    kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
+    # `data`, as PipeCD's docs have it: the encrypted value is the base64 of the secret.
+    # (Drift compares `data`; a cluster folds `stringData` into it.)
+    encoded = base64.b64encode(PLAINTEXT.encode()).decode()
+    head = work.commit(_files(key, SECRET_IN_DATA, encoded), "secrets")
+    applied = await _load(work, head, tmp_path, Reveal(KeyRing([key])))
+    async with KubernetesPlatform(kubeconfig) as cluster:
+        await cluster.apply(
+            applied.manifests,
+            application_id=APP,
+            deployment_id="d1",
+            commit_hash=head,
+            namespace="shop",
+            auto_create_namespace=True,
+        )
+    await store.append(
+        f"application-{APP}",
+        new_events(
+            [
+                ApplicationRegistered(
+                    application_id=APP,
+                    name=APP,
+                    repository_id="config",
+                    path=APP_PATH,
+                    config_filename=".pipe.yaml",
+                    platform_provider="kubesim",
+                )
+            ]
+        ),
+        expected_version=NO_STREAM,
+    )
+    detector = DriftDetector(
+        store=store,
+        git=GitCache(tmp_path / "driftcache"),
+        repositories={"config": work.url},
+        platforms={"kubesim": KubernetesProviderConfig(kubeconfig_path=str(kubeconfig))},
+        secret_keys=KeyRing([key]),
+    )
+
+    async def states() -> list[ApplicationSyncStateChanged]:
+        return [
+            r.event
+            for r in await store.read_stream(drift_stream(APP))
+            if isinstance(r.event, ApplicationSyncStateChanged)
+        ]
+
+    await detector.check_all()
+    first = await states()
+    assert [s.state for s in first] == ["SYNCED"], first
+    secret = next(m for m in applied.manifests if m.kind == "Secret")
+    changed = {**secret.body, "data": {"password": base64.b64encode(b"by-hand").decode()}}
+    async with KubernetesPlatform(kubeconfig) as cluster:
+        await cluster.apply(
+            [msgspec.structs.replace(secret, body=changed)],
+            application_id=APP,
+            deployment_id="d1",
+            commit_hash=head,
+            namespace="shop",
+        )
+    await detector.check_all()
+    found = await states()
+    assert [s.state for s in found] == ["SYNCED", "OUT_OF_SYNC"]
+    assert "web-db" in found[-1].summary
+    for text in (found[-1].summary, found[-1].diff):
+        assert PLAINTEXT not in text and encoded not in text
