@@ -41,7 +41,12 @@ from shared.config import (
     render_manifests_async,
 )
 from shared.config.repo_files import inside_repository
-from shared.config.secret_targets import Reveal, fill_targets, has_targets
+from shared.config.secret_targets import (
+    Reveal,
+    check_no_placeholders,
+    fill_targets,
+    has_targets,
+)
 from shared.errors import ConfigError
 from shared.git import GitError, GitRepository
 from shared.planning.spec import PlanningSpec, spec_from_config
@@ -144,6 +149,7 @@ async def load_deploy_source(
                         manifests = await render_manifests_async(app_dir, config, repo_root=root)
             else:
                 manifests = await render_manifests_async(file.parent, config, repo_root=tree)
+            check_no_placeholders(manifests)
             if references:
                 check_routing(config, manifests)
     # The config as loaded names the checkout, which is gone now: keep the

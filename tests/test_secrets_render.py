@@ -139,6 +139,15 @@ async def test_bad_targets_are_clear_errors_naming_file_and_name(work, tmp_path,
     commit = work.commit(outside, "escape")
     with pytest.raises(ConfigError, match=r"attachment\.sources\.flags points outside the repo"):
         await _load(work, commit, tmp_path, Reveal(KeyRing([key])))
+    # A file that is not a target would reach the cluster with the placeholder as written.
+    forgotten = _files(key)
+    forgotten[f"{APP_PATH}/leak.yaml"] = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: leak}\n"
+        'data: {password: "{{ .encryptedSecrets.password }}"}\n'
+    )
+    commit = work.commit(forgotten, "forgotten target")
+    with pytest.raises(ConfigError, match=r"leak\.yaml.*not in encryption\.decryptionTargets"):
+        await _load(work, commit, tmp_path, Reveal(KeyRing([key])))
 
 
 async def test_the_cluster_gets_the_value_the_logs_never_do(

@@ -21,7 +21,9 @@ Two modes, chosen by who renders:
 
 The files are filled in a private copy of the checkout (`fill_targets`), never
 in the checkout itself (it is shared between readers). A placeholder naming an
-unknown secret or attachment is a `ConfigError` naming the file and the name.
+unknown secret or attachment is a `ConfigError` naming the file and the name;
+so is a placeholder left in a rendered manifest (its file is not a target), which
+would otherwise reach the cluster as the literal `{{ .encryptedSecrets.NAME }}`.
 """
 
 from __future__ import annotations
@@ -29,17 +31,20 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import msgspec
+
 from shared.config.loader import ApplicationConfig
+from shared.config.manifests import Manifest
 from shared.config.repo_files import inside_repository
 from shared.errors import ConfigError
 from shared.secrets import KeyRing
 
-__all__ = ["Reveal", "fill_targets", "has_targets"]
+__all__ = ["Reveal", "check_no_placeholders", "fill_targets", "has_targets"]
 
 _PLACEHOLDER: Final = re.compile(r"\{\{-?\s*\.(encryptedSecrets|attachment)\.(\w+)\s*-?\}\}")
 _DIGEST_CHARS: Final = 12
@@ -58,6 +63,23 @@ def has_targets(config: ApplicationConfig) -> bool:
         (spec.encryption is not None and spec.encryption.decryption_targets)
         or (spec.attachment is not None and spec.attachment.targets)
     )
+
+
+def check_no_placeholders(manifests: Sequence[Manifest]) -> None:
+    """Refuse manifests that still hold a placeholder: their file is not listed as a target."""
+    for manifest in manifests:
+        found = _PLACEHOLDER.search(msgspec.json.encode(manifest.body).decode())
+        if found is not None:
+            field = (
+                "encryption.decryptionTargets"
+                if found[1] == "encryptedSecrets"
+                else ("attachment.targets")
+            )
+            where = manifest.source or f"{manifest.kind} {manifest.name}"
+            raise ConfigError(
+                f"{where}: {manifest.kind} {manifest.name} holds {{{{ .{found[1]}.{found[2]} }}}} "
+                f"but its file is not in {field}, so it would be applied as written"
+            )
 
 
 def fill_targets(
