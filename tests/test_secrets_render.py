@@ -16,13 +16,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from kubesim import KubeSim
-from services.drift.decider import drift_stream
 from services.drift.service import DriftDetector
 from shared.config.control import KubernetesProviderConfig
 from shared.deploysource import DeploySource, Reveal, load_deploy_source
 from shared.errors import ConfigError
 from shared.eventlog import NO_STREAM, new_events
 from shared.events.catalog import ApplicationRegistered, ApplicationSyncStateChanged
+from shared.events.streams import drift_stream
 from shared.git import GitCache
 from shared.platform import KubernetesPlatform
 from shared.secrets import KeyRing, encrypt

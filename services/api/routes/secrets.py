@@ -14,7 +14,7 @@ from aiohttp import web
 from services.api.auth import Access
 from services.api.deps import deps
 from services.api.errors import ApiError
-from services.api.routes import Route
+from services.api.routes import Answer, Route
 from services.api.schemas import EncryptedSecret, EncryptSecretRequest
 from services.api.wire import json_response, read_body
 from shared.secrets import encrypt
@@ -34,4 +34,20 @@ async def encrypt_secret(request: web.Request) -> web.Response:
     return json_response(EncryptedSecret(ciphertext=encrypt(body.data, key)))
 
 
-ROUTES: Final = (Route("POST", "/secrets:encrypt", encrypt_secret, "encryptSecret", Access.WRITE),)
+ROUTES: Final = (
+    Route(
+        "POST",
+        "/secrets:encrypt",
+        encrypt_secret,
+        "encryptSecret",
+        Access.WRITE,
+        summary="Encrypt a secret for git (read-write)",
+        tag="secrets",
+        answers=(Answer(200, "The ciphertext.", EncryptedSecret),),
+        errors=(400, 503),
+        description="PipeCD's hybrid format (RSA-OAEP-SHA256 + AES-256-GCM), for the "
+        "control config's `secretManagement` public key; 503 when none is configured. "
+        "The secret is neither stored nor logged.",
+        body=EncryptSecretRequest,
+    ),
+)
