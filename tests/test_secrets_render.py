@@ -8,6 +8,7 @@ log and the stage logs never hold the plaintext (grepped).
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from shared.eventlog import NO_STREAM, new_events
 from shared.events.catalog import ApplicationRegistered, ApplicationSyncStateChanged
 from shared.events.streams import drift_stream
 from shared.git import GitCache
+from shared.planning.preview import compute_preview
 from shared.platform import KubernetesPlatform
 from shared.secrets import KeyRing, encrypt
 from tests.executor_support import APP, APP_PATH, Harness, app_files
@@ -252,3 +254,26 @@ async def test_drift_compares_the_decrypted_secret_with_the_cluster(
     assert "web-db" in found[-1].summary
     for text in (found[-1].summary, found[-1].diff):
         assert PLAINTEXT not in text and encoded not in text
+
+
+async def test_plan_preview_shows_the_change_but_never_the_value(
+    work: WorkRepo, tmp_path: Path, key: rsa.RSAPrivateKey
+) -> None:
+    """A branch that changes a secret previews as a change, value-free: also in a ConfigMap,
+    whose diff shows values (only masking the template keeps the secret out of it)."""
+    in_config_map = SECRET + '  dsn: "db:{{ .encryptedSecrets.password }}"\n'
+    work.commit(_files(key, in_config_map), "secrets")
+    work.checkout_new_branch("rotate")
+    work.commit(_files(key, in_config_map, value="a-new-s3cret-value"), "new password")
+    preview = await compute_preview(
+        GitCache(tmp_path / "previewcache"),
+        work.url,
+        base_branch="main",
+        head_branch="rotate",
+    )
+    answer = json.dumps(preview.to_dict())
+    (result,) = preview.results
+    assert result.plan is not None and "web-db" in answer, answer
+    for value in (PLAINTEXT, "a-new-s3cret-value", ATTACHED):
+        assert value not in answer
+    assert '"path": "data.dsn", "old": "db:masked:encryptedSecrets.password:' in answer

@@ -15,7 +15,7 @@ Two modes, chosen by who renders:
 - `Reveal(keys)`: the plaintexts, decrypted with the key ring. Only the
   executor (before apply) and drift detection (before comparing) ask for it.
 - masked (no `Reveal`): the planner and plan preview. Each placeholder becomes
-  `masked:encryptedSecrets.NAME:sha256=<12 hex of the ciphertext>` (or of the
+  `masked:encryptedSecrets.NAME:sha256:<12 hex of the ciphertext>` (or of the
   attachment's content), so a changed secret still shows as a change in the
   diff, and nothing decrypted ever reaches a plan, an event or a log.
 
@@ -162,7 +162,7 @@ def _read(root: Path, app_dir: Path, name: str, what: str) -> str:
 
 def _mask(kind: str, name: str, content: str) -> str:
     digest = hashlib.sha256(content.encode()).hexdigest()[:_DIGEST_CHARS]
-    return f"masked:{kind}.{name}:sha256={digest}"
+    return f"masked:{kind}.{name}:sha256:{digest}"
 
 
 def _unknown(where: str, kind: str, name: str, known: Mapping[str, str]) -> ConfigError:
