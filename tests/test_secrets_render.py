@@ -153,7 +153,12 @@ async def test_bad_targets_are_clear_errors_naming_file_and_name(work, tmp_path,
 
 
 async def test_the_cluster_gets_the_value_the_logs_never_do(
-    backends: Backends, sim: KubeSim, work: WorkRepo, tmp_path: Path, key: rsa.RSAPrivateKey
+    backends: Backends,
+    sim: KubeSim,
+    work: WorkRepo,
+    tmp_path: Path,
+    key: rsa.RSAPrivateKey,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     harness = await Harness.over(backends, sim, work, tmp_path)
     harness.replica("x1", secret_keys=KeyRing([key]))
@@ -181,6 +186,10 @@ async def test_the_cluster_gets_the_value_the_logs_never_do(
     assert commit.encode() in stored and commit[:12].encode() in logged
     for secret in (PLAINTEXT.encode(), base64.b64encode(PLAINTEXT.encode()), ATTACHED.encode()):
         assert secret not in stored and secret not in logged
+    # The services' own log lines (structlog, to stdout here) neither.
+    service_log = capsys.readouterr().out
+    assert "platform_applied" in service_log and "web-db" in service_log
+    assert PLAINTEXT not in service_log and ATTACHED not in service_log
 
 
 async def test_drift_compares_the_decrypted_secret_with_the_cluster(
