@@ -192,6 +192,14 @@ class DeploymentRunner:
         await self._drop_work()
         self._end_stage_spans()
 
+    def abandon(self) -> None:
+        """The lease is lost (or about to expire): stop the stage's side effect now, whatever
+        the step waits for (a database that hangs, most likely). Cancelling the task kills
+        its script's process group at once (services/executor/script.py)."""
+        if self._work is not None:
+            log.warning("stage_work_abandoned", stage_id=self._work.stage_id)
+            self._work.task.cancel()
+
     async def _load(self) -> Deployment:
         history = await self.store.read_stream(self.stream)
         if self._trace is None:
@@ -317,6 +325,8 @@ class DeploymentRunner:
 
     def _keep_working(self, state: Deployment) -> None:
         """Start the running stage's work, or cancel work whose stage is no longer running."""
+        if self.lost.is_set():
+            return  # state read before the lease was lost: not ours to act on any more
         stage = work_of(state)
         work = self._work
         if work is not None and (stage is None or stage.id != work.stage_id):

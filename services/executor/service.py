@@ -234,8 +234,10 @@ class Executor:
 
     async def _application(self, application_id: str) -> tuple[str, str]:
         """(repository_id, platform_provider) of the application, from its latest registration."""
-        history = await self.store.read_stream(application_stream(application_id))
-        registered = [e.event for e in history if isinstance(e.event, ApplicationRegistered)]
-        if not registered:
+        latest: ApplicationRegistered | None = None
+        async for recorded in self.store.iter_stream(application_stream(application_id)):
+            if isinstance(recorded.event, ApplicationRegistered):
+                latest = recorded.event
+        if latest is None:
             return "", ""
-        return registered[-1].repository_id, registered[-1].platform_provider
+        return latest.repository_id, latest.platform_provider

@@ -42,6 +42,7 @@ from services.notifier.notify.retry import RetryPolicy, is_retryable_status
 from services.notifier.notify.webhook import request_headers
 from services.notifier.outbox import Claim, ClaimLost, Outbox
 from services.notifier.targets import Target
+from shared.answers import read_up_to
 from shared.errors import Unavailable
 from shared.eventlog import deterministic_event_id
 from shared.eventlog.envelope import envelope
@@ -213,7 +214,9 @@ class DeliveryWorker:
             async with self._session.post(target.url, data=body, headers=headers) as response:
                 if 200 <= response.status < 300:
                     return Attempt(response.status)
-                text = (await response.text(errors="replace"))[:_ERROR_BODY_MAX]
+                # The receiver's error page is quoted, never read whole (it may not end).
+                raw = await read_up_to(response, _ERROR_BODY_MAX * 4)
+                text = raw.decode("utf-8", "replace")[:_ERROR_BODY_MAX]
                 return Attempt(
                     response.status,
                     f"HTTP {response.status}: {text.strip()}".strip(": "),

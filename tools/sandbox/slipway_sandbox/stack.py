@@ -216,7 +216,7 @@ class Stack:
 
     async def migrate(self) -> None:
         assert self.postgres is not None
-        conn = await connect(self.postgres.url, schema="public")
+        conn = await connect(self.postgres.url, schema="public", statement_timeout_s=0)
         try:
             await migrate(conn, schema=self.schema)
         finally:
