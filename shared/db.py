@@ -28,6 +28,10 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
+    # A pooled connection whose session the server ended mid-operation (a restart) can be
+    # left with an operation asyncpg still counts as in progress; the next call on it fails
+    # so ("cannot switch to state …"): retried like any other lost connection.
+    asyncpg.InternalClientError,
     TimeoutError,
 )
 

@@ -61,7 +61,7 @@ from services.executor.decider import (
 from services.executor.leases import Lease, Leases
 from services.executor.stages import StageResult
 from shared.config.stage_kinds import TIMED
-from shared.errors import ConfigError
+from shared.errors import ConfigError, Unavailable
 from shared.eventlog import EventStore
 from shared.eventlog.envelope import envelope
 from shared.events.base import Event, NewEvent, RecordedEvent
@@ -90,6 +90,10 @@ StageWork = Callable[[Deployment, str], Coroutine[Any, Any, StageResult]]
 TimeoutLoader = Callable[[Deployment], Awaitable[float]]
 """The application's `spec.timeout` in seconds at the deployment's commit."""
 
+OUTAGE_GRACE_S: Final = 300.0
+"""How long a stage's work is run again while the database or the cluster is unreachable
+before the outage fails the stage (a restart of either is waited out; a cluster gone for
+good still ends the deployment)."""
 INFO, SUCCESS, ERROR = Severity.INFO, Severity.SUCCESS, Severity.ERROR
 # Never spin: even a deadline already past is looked at again only after this.
 _MIN_WAIT_S: Final = 0.02
@@ -116,8 +120,10 @@ class DeploymentRunner:
         poll_s: float = 1.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         stage_logs: StageLogs | None = None,
+        outage_grace_s: float = OUTAGE_GRACE_S,
     ) -> None:
         self.lease = lease
+        self.outage_grace_s = outage_grace_s
         self.stage_logs = stage_logs
         self.store = store
         self.leases = leases
@@ -131,6 +137,8 @@ class DeploymentRunner:
         self.stream = deployment_stream(lease.deployment_id)
         self.completed = False
         self._work: _Work | None = None
+        # Per stage: when (loop time) its work first met an outage it has not yet outlived.
+        self._outage_since: dict[str, float] = {}
         # The deployment's trace, as recorded with its plan (None until the plan is read).
         self._trace: otel_context.Context | None = None
         # The span of each stage running under this holder, from its start to its end.
@@ -214,11 +222,24 @@ class DeploymentRunner:
             except asyncio.CancelledError:
                 self._work = None
                 return Advance()
+            except Unavailable as exc:
+                # An outage (PostgreSQL or the Kubernetes API restarting) is not the stage's
+                # failure: the loop waits a moment and runs the work again from its start
+                # (Kubernetes stages are idempotent; ANALYSIS and WAIT resume from the log).
+                self._work = None
+                now = asyncio.get_running_loop().time()
+                since = self._outage_since.setdefault(work.stage_id, now)
+                if now - since < self.outage_grace_s:
+                    raise
+                result = StageResult(
+                    StageStatus.FAILURE, f"unavailable for {now - since:.0f} s: {exc}"
+                )
             except (
                 Exception
             ) as exc:  # the top of a stage's work: a bug fails the stage, logged once
                 log.exception("stage_work_crashed", stage_id=work.stage_id)
                 result = StageResult(StageStatus.FAILURE, f"internal error: {exc!r}")
+            self._outage_since.pop(work.stage_id, None)
             # The one way a stage's reason enters the log (and a deployment's, made of it):
             # it quotes tool, API and script output, so it is redacted here.
             return StageFinished(work.stage_id, result.status, redact(result.reason))

@@ -144,6 +144,14 @@ class NatsServer:
         )
         return self
 
+    def restart(self) -> NatsServer:
+        """Stop and start again on the same port, users and JetStream store: every client is
+        disconnected, and streams, consumers and their acknowledgements survive."""
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+        return self.start()
+
     def stop(self) -> None:
         if self.process is not None:
             stop(self.process)
