@@ -335,6 +335,12 @@ class ApiClient:
     def revoke_api_key(self, key_id: str) -> JsonObject:
         return self.request("DELETE", f"/api-keys/{_segment(key_id)}")
 
+    # --- secrets ----------------------------------------------------------------------------
+
+    def encrypt_secret(self, data: str) -> str:
+        """`data` encrypted for the server's configured key (PipeCD's format)."""
+        return str(self.request("POST", "/secrets:encrypt", body={"data": data})["ciphertext"])
+
     # --- the transport --------------------------------------------------------------------
 
     def request(

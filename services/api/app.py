@@ -13,6 +13,7 @@ from typing import Final
 import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from cryptography.hazmat.primitives.asymmetric import rsa
 from nats.aio.client import Client as NatsClient
 
 from services.api.auth import DEFAULT_CACHE_TTL_S, KEY_CACHE, KeyCache, api_key_auth
@@ -46,6 +47,7 @@ def create_app(
     subjects: Subjects | None = None,
     key_cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
     plan_preview: PlanPreviewSource | None = None,
+    secret_public_key: rsa.RSAPublicKey | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_log_streams_per_key: int = DEFAULT_STREAMS_PER_KEY,
 ) -> web.Application:
@@ -71,6 +73,7 @@ def create_app(
         nc=nc,
         subjects=subjects or Subjects(),
         plan_preview=plan_preview,
+        secret_public_key=secret_public_key,
         max_body_bytes=max_body_bytes,
         log_streams=StreamSlots(max_log_streams_per_key),
     )
