@@ -371,6 +371,21 @@ def _paths() -> dict[str, Any]:
                 security=[],
             )
         },
+        "/asyncapi.json": {
+            "get": _operation(
+                "getAsyncApi",
+                "The event contract",
+                "meta",
+                {
+                    "200": {
+                        "description": "The AsyncAPI 3.0 document of Slipway's events "
+                        "(docs/events.md: versioning, replay window, formats).",
+                        "content": _json({"type": "object"}),
+                    }
+                },
+                security=[],
+            )
+        },
     }
 
 
@@ -532,6 +547,61 @@ def _event_paths() -> dict[str, Any]:
                         {"type": "string", "maxLength": 64},
                     ),
                     _limit("At most this many.", maximum=1000, default=100),
+                ],
+            )
+        },
+        "/events/stream": {
+            "get": _operation(
+                "streamEvents",
+                "Follow the event log as server-sent events",
+                "events",
+                _responses(("200", "An event stream.", "EventList"), "400", "429", "503")
+                | {
+                    "200": {
+                        "description": "`text/event-stream`: one message per document, "
+                        "`id` the event's cursor, `event` its type; `: heartbeat <cursor>` "
+                        "comments while quiet.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    }
+                },
+                description="In commit order (the `after` tail's), from the beginning of "
+                "the log, `after`, or the `Last-Event-ID` of a reconnect. `format` "
+                "`native` (the event resource with its `cursor`), `cloudevents` (CloudEvents "
+                "1.0 structured JSON) or `cdevents` (the CDEvents it maps to, docs/events.md). "
+                "Counts against the key's streams, as log follows do.",
+                parameters=[
+                    _query(
+                        "after",
+                        "`<tx_id>:<position>` (an event's cursor), or `head`.",
+                        {"type": "string", "pattern": "^(head|[0-9]{1,18}:[0-9]{1,18})$"},
+                    ),
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "description": "The last cursor received: resume right after it.",
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,18}:[0-9]{1,18}$"},
+                    },
+                    _query(
+                        "category",
+                        "Only these stream categories (comma-separated).",
+                        {"type": "string", "maxLength": 2048},
+                    ),
+                    _query(
+                        "type",
+                        "Only these event types (comma-separated).",
+                        {"type": "string", "maxLength": 2048},
+                    ),
+                    _query(
+                        "application",
+                        "Only events about this application (its id).",
+                        {"type": "string", "maxLength": 128},
+                    ),
+                    _query(
+                        "format",
+                        "How each event is sent.",
+                        {"type": "string", "enum": ["native", "cloudevents", "cdevents"]},
+                    ),
                 ],
             )
         },

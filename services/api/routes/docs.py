@@ -1,4 +1,4 @@
-"""`/openapi.json`: the API's own description."""
+"""`/openapi.json` and `/asyncapi.json`: the API's own description, and the event contract."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from aiohttp import web
 from services.api.auth import Access
 from services.api.openapi import openapi_document
 from services.api.routes import Route
+from shared.events.asyncapi import asyncapi_json
 
 __all__ = ["ROUTES"]
 
@@ -17,4 +18,11 @@ async def openapi(_: web.Request) -> web.Response:
     return web.Response(body=openapi_document(), content_type="application/json")
 
 
-ROUTES: Final = (Route("GET", "/openapi.json", openapi, "getOpenApi", Access.PUBLIC),)
+async def asyncapi(_: web.Request) -> web.Response:
+    return web.Response(body=asyncapi_json(), content_type="application/json")
+
+
+ROUTES: Final = (
+    Route("GET", "/openapi.json", openapi, "getOpenApi", Access.PUBLIC),
+    Route("GET", "/asyncapi.json", asyncapi, "getAsyncApi", Access.PUBLIC),
+)
