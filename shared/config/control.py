@@ -35,6 +35,12 @@ spec:
     checkInterval: 1m
     gitRepos: [{repoId: config, commitMessage: "", includes: [], excludes: []}]
   webAddress: https://slipway.example      # notifications link here (PipeCD's webAddress)
+  eventHooks:                        # raw events to a URL (docs/events.md), Slipway's own
+    - name: dora
+      url: https://dora.example/cdevents
+      format: cdevents                # native (default) | cloudevents | cdevents
+      types: [deployment_completed]   # event types; also categories, application
+      signatureSecretFile: /secrets/dora   # or signatureValue; header signatureKey
 ```
 
 A PipeCD `kind: Piped` file (`apiVersion: pipecd.dev/v1beta1`) loads too: its
@@ -50,6 +56,7 @@ know either is an error, as everywhere.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +73,7 @@ from shared.config.loader import API_VERSION, open_document
 from shared.config.types import Duration, _show
 from shared.egress import parse_allow_entry
 from shared.errors import ConfigError
+from shared.events.feed import selection_of
 from shared.git import branch_name_problem
 
 __all__ = [
@@ -202,6 +210,21 @@ class Notifications(Spec, frozen=True):
     receivers: tuple[NotificationReceiver, ...] = ()
 
 
+class EventHook(Spec, frozen=True):
+    """A raw-event webhook: each selected event POSTed in commit order, signed, retried until
+    the receiver takes it (docs/events.md). Empty `types`/`categories` select everything."""
+
+    name: str
+    url: str
+    types: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    application: str = ""
+    format: str = "native"  # native | cloudevents | cdevents
+    signature_key: str = "Slipway-Signature"
+    signature_value: str = ""
+    signature_secret_file: str = ""
+
+
 class EventWatcherGitRepo(Spec, frozen=True):
     repo_id: str
     commit_message: str = ""
@@ -226,6 +249,8 @@ class ControlSpec(Spec, frozen=True):
     event_watcher: EventWatcherSettings = EventWatcherSettings()
     web_address: str = ""
     """Where people open Slipway (the UI or API); notifications link there when set."""
+    event_hooks: tuple[EventHook, ...] = ()
+    """Raw-event webhooks (Slipway's own; a Piped file has none)."""
 
 
 class ControlConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -710,6 +735,7 @@ def _check(doc: Document, spec: ControlSpec, where: _Where) -> None:
             parse_allow_entry(entry)
         except ValueError as exc:
             raise doc.error(("spec", "analysisEgress", "allow", index), str(exc)) from None
+    _check_event_hooks(doc, spec.event_hooks)
     receivers = list(zip(spec.notifications.receivers, where.receivers, strict=True))
     _unique(doc, "receiver", [(r.name, at) for r, at in receivers], "name")
     for receiver, at in receivers:
@@ -737,6 +763,32 @@ def _check(doc: Document, spec: ControlSpec, where: _Where) -> None:
     for git_repo, at in git_repos:
         if git_repo.repo_id not in repo_ids:
             raise doc.error((*at, "repoId"), f'no repository with repoId "{git_repo.repo_id}"')
+
+
+def _check_event_hooks(doc: Document, hooks: Sequence[EventHook]) -> None:
+    paths: list[FieldPath] = [("spec", "eventHooks", i) for i in range(len(hooks))]
+    _unique(doc, "event hook", [(h.name, at) for h, at in zip(hooks, paths, strict=True)], "name")
+    for hook, at in zip(hooks, paths, strict=True):
+        if not _HOOK_NAME.match(hook.name):
+            raise doc.error((*at, "name"), "lowercase letters, digits and '-' (at most 63)")
+        if not hook.url.startswith(("http://", "https://")):
+            raise doc.error((*at, "url"), f"an http(s) URL to POST to; got {_show(hook.url)}")
+        if hook.signature_value and hook.signature_secret_file:
+            raise doc.error(at, "set signatureValue or signatureSecretFile, not both")
+        checks: tuple[tuple[str, dict[str, Any]], ...] = (
+            ("types", {"types": hook.types}),
+            ("categories", {"categories": hook.categories}),
+            ("application", {"application": hook.application}),
+            ("format", {"fmt": hook.format}),
+        )
+        for key, arguments in checks:
+            try:
+                selection_of(**arguments)
+            except ValueError as exc:
+                raise doc.error((*at, key), str(exc)) from None
+
+
+_HOOK_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 def _check_receiver(doc: Document, receiver: NotificationReceiver, at: FieldPath) -> None:
