@@ -30,6 +30,7 @@ Identities: a pipeline run is a deployment (`subject.id` = deployment id), a
 task run is `<deployment id>/<stage id>`, the environment and the service are
 the application (`application id`: a Slipway application is one service in
 one environment), an artifact is `pkg:generic/<application id>@<commit>`,
+a pipeline run's `uri` is `urn:slipway:deployment:<id>`,
 and an incident is the deployment it happened to (a failed analysis and the
 rollback it causes detect the same incident, which a receiver keys by
 `subject.id`). Each CDEvent's `context.id` is derived from the Slipway event
@@ -99,9 +100,17 @@ def cdevents_of(
     elif isinstance(event, ApplicationRegistered):
         out.add("environment.created", event.application_id, {"name": event.name})
     elif isinstance(event, DeploymentTriggered):
-        out.add("pipelinerun.queued", event.deployment_id, _pipeline(event.application_id))
+        out.add(
+            "pipelinerun.queued",
+            event.deployment_id,
+            _pipeline(event.application_id, event.deployment_id),
+        )
     elif isinstance(event, DeploymentStarted):
-        out.add("pipelinerun.started", event.deployment_id, _pipeline(event.application_id))
+        out.add(
+            "pipelinerun.started",
+            event.deployment_id,
+            _pipeline(event.application_id, event.deployment_id),
+        )
     elif isinstance(event, StageStarted):
         out.add(
             "taskrun.started",
@@ -134,7 +143,7 @@ def cdevents_of(
 
 
 def _completed(out: _Out, event: DeploymentCompleted, history: Sequence[RecordedEvent]) -> None:
-    finished = _pipeline(event.application_id)
+    finished = _pipeline(event.application_id, event.deployment_id)
     finished["outcome"] = _OUTCOMES.get(event.status, "error")
     if event.reason:
         finished["errors"] = event.reason
@@ -197,8 +206,8 @@ def _timestamp(recorded: RecordedEvent) -> str:
     return at.isoformat().replace("+00:00", "Z")
 
 
-def _pipeline(application_id: str) -> dict[str, Any]:
-    return {"pipelineName": application_id}
+def _pipeline(application_id: str, deployment_id: str) -> dict[str, Any]:
+    return {"pipelineName": application_id, "uri": f"urn:slipway:deployment:{deployment_id}"}
 
 
 def _task(deployment_id: str, name: str) -> dict[str, Any]:
