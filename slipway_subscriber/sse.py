@@ -36,6 +36,7 @@ class SseSource:
         types: Iterable[str] = (),
         application: str = "",
         format: Format = "native",  # the API's parameter name
+        after: str = "",
         read_timeout_s: float = 35.0,
         max_backoff_s: float = 5.0,
     ) -> None:
@@ -52,6 +53,9 @@ class SseSource:
             if v
         }
         self.format = format
+        self.after = after
+        """Where a first start (no checkpoint) begins: "" the log's start, "head" now, or a
+        cursor."""
         self.read_timeout_s = read_timeout_s
         self.max_backoff_s = max_backoff_s
         self.connections = 0
@@ -63,11 +67,14 @@ class SseSource:
         async with aiohttp.ClientSession(timeout=timeout) as http:
             while True:
                 headers = {"Authorization": f"Bearer {self.api_key}"}
+                params = dict(self.params)
                 if last:
                     headers["Last-Event-ID"] = last
+                elif self.after:
+                    params["after"] = self.after
                 try:
                     async with http.get(
-                        self.api_url + _PATH, params=self.params, headers=headers
+                        self.api_url + _PATH, params=params, headers=headers
                     ) as reply:
                         if 400 <= reply.status < 500:
                             raise ValueError(

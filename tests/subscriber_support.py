@@ -10,9 +10,17 @@ the services would.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+from referencing import Registry, Resource
 
 from shared.eventlog import ANY, START, EventStore, new_events, position_of
 from shared.events.base import Event, RecordedEvent
@@ -213,3 +221,35 @@ async def all_events(store: EventStore) -> list[RecordedEvent]:
     while batch := await store.read_all(position_of(out[-1]) if out else START):
         out += batch
     return out
+
+
+def cdevent_validators() -> dict[str, jsonschema.Draft202012Validator]:
+    """A validator per CDEvent type, from the handbook's v0.5.1 schemas (skip without them)."""
+    if not CDEVENTS_SCHEMAS.is_dir():
+        pytest.skip(f"the CDEvents v0.5.1 schemas are not beside the checkout ({CDEVENTS_SCHEMAS})")
+    documents = [json.loads(p.read_text()) for p in CDEVENTS_SCHEMAS.rglob("*.json")]
+    registry: Registry[Any] = Registry().with_resources(
+        (d["$id"], Resource.from_contents(d)) for d in documents
+    )
+    validators = {}
+    for document in documents:
+        context = document.get("properties", {}).get("context", {}).get("properties", {})
+        for kind in context.get("type", {}).get("enum", []):
+            validators[kind] = jsonschema.Draft202012Validator(
+                document, registry=registry, format_checker=jsonschema.FormatChecker()
+            )
+    return validators
+
+
+def validate_cdevent(validators: dict[str, jsonschema.Draft202012Validator], body: bytes) -> str:
+    """The short type (`pipelinerun.queued`) of a CDEvents CloudEvent, validated against its
+    v0.5.1 schema; AssertionError if it does not validate."""
+    envelope = JSONFormat().read(CloudEvent, body)
+    cdevent = envelope.get_data()
+    assert isinstance(cdevent, dict)
+    kind = cdevent["context"]["type"]
+    assert envelope.get_type() == kind and envelope.get_id() == cdevent["context"]["id"]
+    assert kind in validators, f"no schema for {kind}"
+    errors = list(validators[kind].iter_errors(cdevent))
+    assert not errors, f"{kind}: {[e.message for e in errors]}"
+    return str(kind).removeprefix("dev.cdevents.").rsplit(".", 3)[0]

@@ -7,11 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
-from referencing import Registry, Resource
 
 from shared.config import load_control_config
 from shared.errors import ConfigError
@@ -21,7 +19,7 @@ from shared.events.catalog import ALL_EVENTS, default_registry
 from shared.events.codec import tag_of
 from shared.events.feed import Feed, selection_of
 from shared.events.outbound import render
-from tests.subscriber_support import CDEVENTS_SCHEMAS, all_events, append_story
+from tests.subscriber_support import all_events, append_story, cdevent_validators, validate_cdevent
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,41 +66,10 @@ def test_asyncapi_names_every_event_type_with_its_schema_and_version() -> None:
         assert set(event_type.__struct_fields__) <= set(payload["properties"])
 
 
-def _cdevent_validators() -> dict[str, jsonschema.Draft202012Validator]:
-    if not CDEVENTS_SCHEMAS.is_dir():
-        pytest.skip(f"the CDEvents v0.5.1 schemas are not beside the checkout ({CDEVENTS_SCHEMAS})")
-    documents = [json.loads(p.read_text()) for p in CDEVENTS_SCHEMAS.rglob("*.json")]
-    registry: Registry[Any] = Registry().with_resources(
-        (d["$id"], Resource.from_contents(d)) for d in documents
-    )
-    validators = {}
-    for document in documents:
-        context = document.get("properties", {}).get("context", {}).get("properties", {})
-        for kind in context.get("type", {}).get("enum", []):
-            validators[kind] = jsonschema.Draft202012Validator(
-                document, registry=registry, format_checker=jsonschema.FormatChecker()
-            )
-    return validators
-
-
-def validate_cdevent(validators: dict[str, jsonschema.Draft202012Validator], body: bytes) -> str:
-    """The short type (`pipelinerun.queued`) of a CDEvents CloudEvent, validated against its
-    v0.5.1 schema; AssertionError if it does not validate."""
-    envelope = JSONFormat().read(CloudEvent, body)
-    cdevent = envelope.get_data()
-    assert isinstance(cdevent, dict)
-    kind = cdevent["context"]["type"]
-    assert envelope.get_type() == kind and envelope.get_id() == cdevent["context"]["id"]
-    assert kind in validators, f"no schema for {kind}"
-    errors = list(validators[kind].iter_errors(cdevent))
-    assert not errors, f"{kind}: {[e.message for e in errors]}"
-    return str(kind).removeprefix("dev.cdevents.").rsplit(".", 3)[0]
-
-
 async def test_the_story_maps_to_cdevents_that_validate_against_v0_5_1(store: EventStore) -> None:
     """Every CDEvent the story maps to validates against its schema, and every type of the
     mapping's table is among them (first deploy, upgrade, rollback, removal, incidents)."""
-    validators = _cdevent_validators()
+    validators = cdevent_validators()
     await append_story(store)
 
     async def read_stream(stream_id: str, count: int) -> list[Any]:
