@@ -10,10 +10,12 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: demo test lint typecheck bench asyncapi system-packages clean
 
-$(STAMP): pyproject.toml
+# The sandbox (tools/sandbox) is a second distribution, a development tool the service
+# image leaves out; both install editable, and a change to either pyproject reinstalls.
+$(STAMP): pyproject.toml tools/sandbox/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' -e tools/sandbox
 	touch $(STAMP)
 
 # Debian packages the tests and the demo use; installed when missing and we are root.

@@ -21,7 +21,7 @@ from nats.aio.client import Client as NatsClient
 from benchmarks._report import progress
 from shared.db import check_schema_name, connect
 from shared.eventlog import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, migrate, role_of_service
-from shared.sandbox import NatsServer, PostgresServer
+from slipway_sandbox import NatsServer, PostgresServer
 
 
 @dataclass(frozen=True)

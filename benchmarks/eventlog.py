@@ -31,6 +31,7 @@ from eventsourcing.domain import Aggregate, event
 from benchmarks._machine import busy_cores_before, machine_busy_seconds
 from benchmarks._report import percentile, print_groups, print_report, progress, quiet_logging
 from benchmarks._servers import Servers, running_servers
+from services.relay.relay import Relay
 from shared.consumer import EventConsumer
 from shared.db import connect, create_pool
 from shared.eventlog import NO_STREAM, EventStore, new_events
@@ -46,7 +47,6 @@ from shared.messaging import ensure_event_stream
 from shared.projections import Projection, replay
 from shared.projections.applications import ApplicationsProjection
 from shared.projections.stream_stats import StreamStatsProjection
-from shared.relay import Relay
 from shared.subjects import Subjects
 
 WRITERS = 8  # connections (or threads) for the one-event-per-transaction figures

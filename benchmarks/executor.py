@@ -50,6 +50,7 @@ from benchmarks.gitops import (
     phase,
     work_directory,
 )
+from kubesim import KubeSim
 from shared.config import load_application_config
 from shared.db import create_pool
 from shared.eventlog import NO_STREAM, EventStore, new_events
@@ -63,7 +64,6 @@ from shared.events.catalog import (
     StageCompleted,
     StageStarted,
 )
-from shared.kubesim import KubeSim
 from shared.planning import Strategy, build_stages, spec_from_config
 
 QUICK_SYNC_APPS: Final = 200

@@ -59,9 +59,9 @@ from shared.events.catalog import (
     default_registry,
 )
 from shared.events.codec import EventRegistry
-from shared.sandbox._process import free_port
-from shared.sandbox.seed_layout import ANALYSIS_TEMPLATE, DEV_CONFIG, MANIFESTS, PRD_CONFIG
-from shared.sandbox.stack import ServiceProcess
+from slipway_sandbox._process import free_port
+from slipway_sandbox.seed_layout import ANALYSIS_TEMPLATE, DEV_CONFIG, MANIFESTS, PRD_CONFIG
+from slipway_sandbox.stack import ServiceProcess
 
 REPOSITORIES: Final = 50
 SERVICES_PER_REPOSITORY: Final = 10  # each deployed to dev and prd: 20 applications
@@ -800,8 +800,8 @@ NOTES: Final = {
     "no pipeline, so quick sync; prd: canary, analysis, primary, clean) and a Deployment + "
     "Service manifest with an image tag; .pipe/analysis-template.yaml shared; file:// remotes",
     "services": "relay, projector, gitwatcher and planner as `python -m services.<name>` "
-    "subprocesses configured through SLIPWAY_* variables (as shared/sandbox/stack.py starts "
-    "them), JSON logs to files; gitwatcher and planner each keep their own git cache; "
+    "subprocesses configured through SLIPWAY_* variables (as the sandbox's stack.py "
+    "starts them), JSON logs to files; gitwatcher and planner each keep their own git cache; "
     f"pollInterval {POLL_INTERVAL}, so only webhooks wake the gitwatcher",
     "registration": "ApplicationRegistered appended directly (one transaction per "
     "repository), no API; the gitwatcher starts once the projector's applications view "

@@ -51,11 +51,11 @@ from aiohttp import web
 
 from benchmarks._report import print_report, progress, quiet_logging
 from benchmarks._servers import Servers, running_servers
+from services.notifier.notify.webhook import DELIVERY_HEADER, verify
 from shared.db import create_pool
 from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.events.catalog import DeploymentTriggered, default_registry
 from shared.http import RunningServer, serve
-from shared.notify.webhook import DELIVERY_HEADER, verify
 
 EVENTS: Final = 2000
 CONCURRENCY: Final = 32  # the service's default
@@ -218,7 +218,7 @@ async def delivered_in_log(store: EventStore) -> int:
 
 async def measure_raw(receiver: Receiver, events: int) -> dict[str, Any]:
     """The same kind of signed POSTs from a bare client: this receiver's limit here."""
-    from shared.notify.webhook import request_headers
+    from services.notifier.notify.webhook import request_headers
 
     body = json.dumps({"source_event_id": "raw", "padding": "x" * 600}).encode()
     slots = asyncio.Semaphore(CONCURRENCY)

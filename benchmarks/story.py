@@ -40,7 +40,7 @@ def run(keep: Path | None) -> dict[str, Any]:
         [
             sys.executable,
             "-m",
-            "shared.cli",
+            "slipway_cli",
             "demo",
             "--once",
             "--data-dir",

@@ -33,13 +33,13 @@ from typing import Any, Final
 from benchmarks._report import percentile, print_report, progress, quiet_logging
 from benchmarks._servers import Servers, running_servers
 from services.api.app import ApiServer, create_app
+from services.relay.relay import Relay
 from shared.apikeys import create_api_key
 from shared.db import create_pool
 from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.events.catalog import DeploymentTriggered, default_registry
 from shared.messaging import ensure_event_stream
 from shared.natsauth import SUBSCRIBER_DURABLES
-from shared.relay import Relay
 from shared.subjects import Subjects
 from slipway_subscriber import MemoryCheckpoint, NatsSource, SseSource, subscribe
 from slipway_subscriber.subscribe import Source

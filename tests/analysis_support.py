@@ -19,16 +19,16 @@ import pytest
 import yaml
 from aiohttp import web
 
+from kubesim import KubeSim
 from services.analysis.service import CONSUMER_NAME, AnalysisService
 from shared.config.control import AnalysisProvider, AnalysisProviderConfig
 from shared.consumer import EventConsumer
 from shared.egress import EgressPolicy
 from shared.events.catalog import AnalysisConcluded, AnalysisStarted
 from shared.git import GitCache
-from shared.kubesim import KubeSim
-from shared.sandbox._process import free_port
-from shared.sandbox.prometheus import PrometheusServer, prometheus_binary
 from shared.stagelog import StageLogs
+from slipway_sandbox._process import free_port
+from slipway_sandbox.prometheus import PrometheusServer, prometheus_binary
 from tests.executor_support import APP_PATH, CONFIG, DEPLOYMENT, Harness, eventually
 
 PROMETHEUS_USER = "slipway"

@@ -19,6 +19,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 
+from services.relay.relay import Relay
 from shared.db import create_pool
 from shared.eventlog import (
     DEFAULT_APP_ROLE,
@@ -29,12 +30,19 @@ from shared.eventlog import (
 )
 from shared.events.catalog import default_registry
 from shared.messaging import ensure_event_stream
-from shared.relay import Relay
-from shared.sandbox import NatsServer, PostgresServer
 from shared.subjects import Subjects
+from slipway_sandbox import NatsServer, PostgresServer
 from tests.git_helpers import WorkRepo
 from tests.relay_support import create_counts_table
 from tests.support import Backends
+
+# The sandbox is a distribution of its own (tools/sandbox). pyproject's `pytest.pythonpath`
+# finds it for this process; the CLI and lint-imports subprocesses the tests start find it
+# here, so the suite runs whether or not it is installed (`make` installs it editable).
+_SANDBOX_SOURCE = str(Path(__file__).resolve().parents[1] / "tools" / "sandbox")
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [_SANDBOX_SOURCE, os.environ.get("PYTHONPATH")])
+)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from kubesim import KubeSim
 from services.executor.service import COMMAND_EVENTS, CONSUMER_NAME, Executor
 from shared.config import load_application_config
 from shared.config.control import KubernetesProviderConfig
@@ -29,7 +30,6 @@ from shared.events.catalog import (
     StageStarted,
 )
 from shared.git import GitCache
-from shared.kubesim import KubeSim
 from shared.planning import Strategy, build_stages, spec_from_config
 from shared.stagelog import StageLogs
 from tests.git_helpers import WorkRepo

@@ -27,6 +27,8 @@ import asyncpg
 from aiohttp import web
 
 from services.notifier.delivery import DeliveryWorker
+from services.notifier.notify.retry import RetryPolicy
+from services.notifier.notify.webhook import DELIVERY_HEADER, verify
 from services.notifier.outbox import Outbox
 from services.notifier.service import CONSUMER_NAME, Notifier
 from services.notifier.targets import targets_of
@@ -35,8 +37,6 @@ from shared.consumer import EventConsumer
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
 from shared.http import RunningServer, serve
-from shared.notify.retry import RetryPolicy
-from shared.notify.webhook import DELIVERY_HEADER, verify
 from tests.support import Backends, running, write_control_yaml
 
 SECRET = b"test-hmac-secret"

@@ -7,7 +7,7 @@ One folder per service, one sub-folder per environment (`dev` quick-syncs,
 
 from __future__ import annotations
 
-from shared.sandbox.seed_layout import ANALYSIS_TEMPLATE, DEV_CONFIG, MANIFESTS, PRD_CONFIG
+from slipway_sandbox.seed_layout import ANALYSIS_TEMPLATE, DEV_CONFIG, MANIFESTS, PRD_CONFIG
 
 REGISTRY = "ghcr.io/bucketeer-io"
 

@@ -14,9 +14,9 @@ from typing import Any, TypeVar, overload
 import yaml
 from nats.aio.client import Client as NatsClient
 
+from services.relay.relay import Relay
 from shared.eventlog import EventStore
 from shared.messaging import ensure_event_stream
-from shared.relay import Relay
 from shared.subjects import Subjects
 
 T = TypeVar("T")

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 import yaml
 
+from kubesim import ImageRule, KubeSim
 from shared.analysis.judges import judge_named
 from shared.analysis.strategies import TickInput, evaluate
 from shared.events.catalog import (
@@ -21,7 +22,6 @@ from shared.events.catalog import (
     AnalysisTickJudged,
 )
 from shared.ids import analysis_id_of
-from shared.kubesim import ImageRule, KubeSim
 from tests.analysis_support import (
     SlowPrometheus,
     analysis_events,

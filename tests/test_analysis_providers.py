@@ -13,6 +13,7 @@ import pytest
 import yaml
 from nats.aio.client import Client as NatsClient
 
+from kubesim import ImageRule, KubeSim
 from services.analysis.decider import Due
 from services.analysis.leases import Previous
 from services.analysis.service import AnalysisService, AnalysisSetup
@@ -22,11 +23,10 @@ from shared.config.control import AnalysisProvider, AnalysisProviderConfig
 from shared.eventlog import EventStore
 from shared.events.catalog import AnalysisCheck
 from shared.git import GitCache
-from shared.kubesim import ImageRule, KubeSim
-from shared.sandbox._process import free_port
-from shared.sandbox.prometheus import PrometheusServer
 from shared.stagelog import StageLogs
 from shared.subjects import Subjects
+from slipway_sandbox._process import free_port
+from slipway_sandbox.prometheus import PrometheusServer
 from tests.analysis_support import (
     LOOPBACK_EGRESS,
     PROMETHEUS_PASSWORD,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kubesim import KubeSim
 from shared.eventlog import EventStore
 from shared.events.catalog import (
     AnalysisConcluded,
@@ -16,7 +17,6 @@ from shared.events.catalog import (
     AnalysisTickJudged,
 )
 from shared.ids import analysis_id_of
-from shared.kubesim import KubeSim
 from shared.stagelog import StageLogs
 from tests.analysis_support import analysis_pipeline, app_files_at, prometheus_for, wait_started
 from tests.executor_support import Harness, eventually, write_control_config

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from kubesim import ImageRule, KubeSim
 from shared.events.catalog import (
     AnalysisConcluded,
     AnalysisMeasured,
@@ -19,7 +20,6 @@ from shared.events.catalog import (
     StageCompleted,
 )
 from shared.ids import analysis_id_of
-from shared.kubesim import ImageRule, KubeSim
 from shared.platform import KubernetesPlatform
 from shared.stagelog import StageLogs
 from tests.analysis_support import (
@@ -66,7 +66,7 @@ async def _deploy(harness: Harness, extra: str, tag: str) -> None:
 async def _slipway(*args: str) -> tuple[int, str]:
     """Run the `slipway` command line as a user would; (exit code, stdout)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shared.cli", *args, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "slipway_cli", *args, stdout=asyncio.subprocess.PIPE
     )
     out, _ = await asyncio.wait_for(process.communicate(), 60)
     return process.returncode or 0, out.decode()

@@ -1,7 +1,9 @@
 """The house's import rules hold (DESIGN §2): import-linter's contracts in pyproject.toml.
 
-Services never import each other, `shared/` never imports a service, and deciders import
-no I/O library themselves. `make lint` runs the same check; this test makes CI run it.
+Services never import each other; `shared/` imports no service, kubesim, sandbox or CLI;
+services import no tool or client; kubesim stands alone; only the CLI's supervisor imports
+the sandbox; and deciders import no I/O library themselves. `make lint` runs the same
+check; this test makes CI run it.
 """
 
 from __future__ import annotations

@@ -32,11 +32,11 @@ class Done:
 
 
 async def slipway(*args: str, api_url: str) -> Done:
-    """Run `python -m shared.cli ARGS` with SLIPWAY_API_URL set, without blocking the loop."""
+    """Run `python -m slipway_cli ARGS` with SLIPWAY_API_URL set, without blocking the loop."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "shared.cli",
+        "slipway_cli",
         *args,
         cwd=REPO,
         env=os.environ | {"SLIPWAY_API_URL": api_url, "SLIPWAY_API_KEY": _key(api_url)},

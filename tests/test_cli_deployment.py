@@ -61,7 +61,7 @@ class Cli:
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "shared.cli",
+            "slipway_cli",
             *args,
             cwd=REPO,
             env=self.env,
@@ -277,7 +277,7 @@ async def test_apikey_create_direct_bootstraps_an_admin_key(
     """`apikey create --direct` writes an admin key into the database; the API accepts it."""
     env = cli.env | {"SLIPWAY_DATABASE_URL": app_database_url, "SLIPWAY_DATABASE_SCHEMA": schema}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shared.cli", "apikey", "create", "--direct", "--role", "admin",
+        sys.executable, "-m", "slipway_cli", "apikey", "create", "--direct", "--role", "admin",
         "--name", "first", cwd=REPO, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip

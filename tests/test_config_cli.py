@@ -16,7 +16,7 @@ ROOT = Path(__file__).parents[1]
 
 def _check(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", "config", "check", *args],
+        [sys.executable, "-m", "slipway_cli", "config", "check", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -8,12 +8,12 @@ import asyncpg
 import nats
 from nats.aio.client import Client as NatsClient
 
+from services.relay.relay import Relay
 from shared.consumer import EventConsumer
 from shared.errors import Unavailable
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events import RecordedEvent
 from shared.events.catalog import ApplicationDisabled
-from shared.relay import Relay
 from shared.subjects import Subjects
 from tests.relay_support import consumer_of, counting_consumer, counting_handler
 from tests.support import running, wait_until

@@ -11,12 +11,12 @@ from pathlib import Path
 import asyncpg
 from nats.aio.client import Client as NatsClient
 
+from services.relay.relay import Relay
 from shared.consumer import EventConsumer
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events import RecordedEvent
 from shared.events.catalog import ApplicationDisabled
 from shared.messaging import headers_for
-from shared.relay import Relay
 from shared.subjects import Subjects
 from tests.relay_support import consumer_of, counting_handler
 from tests.support import running, wait_until
@@ -29,7 +29,7 @@ async def slipway(url: str, schema: str, *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "shared.cli",
+        "slipway_cli",
         "deadletters",
         "--schema",
         schema,

@@ -22,10 +22,10 @@ from shared.events.catalog import (
     StageCompleted,
     StageStarted,
 )
-from shared.sandbox.control import ControlInputs, write_control_config
-from shared.sandbox.demo_repo import DemoRepo, DemoTiming, image, image_bump, initial_files
-from shared.sandbox.receiver import SlackReceiver, message_lines
-from shared.sandbox.story import (
+from slipway_sandbox.control import ControlInputs, write_control_config
+from slipway_sandbox.demo_repo import DemoRepo, DemoTiming, image, image_bump, initial_files
+from slipway_sandbox.receiver import SlackReceiver, message_lines
+from slipway_sandbox.story import (
     CORE_SERVICES,
     DeploymentOutcome,
     Observed,

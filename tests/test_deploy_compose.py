@@ -20,12 +20,12 @@ import asyncpg
 import pytest
 import yaml
 
-from shared.cli import build_parser
-from shared.cli.kubesim import build as build_kubesim
 from shared.config import load_control_config
 from shared.eventlog import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, role_of_service
 from shared.natsauth import ROLES, deploy_authorization, password_env
-from shared.sandbox.postgres import postgres_bin_dir
+from slipway_cli import build_parser
+from slipway_cli.kubesim import build as build_kubesim
+from slipway_sandbox.postgres import postgres_bin_dir
 from tests.deploy_support import (
     COMPOSE_FILE,
     ROOT,

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 from shared.health import HealthServer
-from shared.sandbox._process import free_port
+from slipway_sandbox._process import free_port
 from tests.deploy_support import ROOT, module_of_command, parse_dockerfile
 
 HEALTHCHECK_SCRIPT = ROOT / "deploy" / "docker" / "healthcheck.py"
@@ -49,7 +49,10 @@ def test_what_the_dockerfile_copies_exists_and_is_in_the_context() -> None:
         if "--from=" in args:
             continue
         sources += words[:-1]
-    assert {"pyproject.toml", "shared", "services"} <= set(sources)
+    assert {"pyproject.toml", "shared", "services", "kubesim", "slipway_cli"} <= set(sources)
+    # The image carries the runtime only: the sandbox (tools/) is a development tool.
+    assert not [s for s in sources if s.startswith("tools")], sources
+    assert _ignored("tools", patterns)
     for source in sources:
         assert (ROOT / source).exists(), f"Dockerfile copies {source}, which does not exist"
         assert not _ignored(source, patterns), f".dockerignore excludes {source}"
@@ -74,7 +77,7 @@ def test_entrypoint_command_and_health_check_exist() -> None:
     assert installed[f"/usr/local/bin/{check}"] == str(HEALTHCHECK_SCRIPT.relative_to(ROOT))
     # `slipway migrate` and `slipway kubesim` (compose, the Job) need the console script.
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["slipway"] == "shared.cli:main"
+    assert scripts["slipway"] == "slipway_cli:main"
     env = dockerfile.final_env()
     assert env["SLIPWAY_HEALTH_HOST"] == "0.0.0.0"
     assert int(env["SLIPWAY_HEALTH_PORT"]) > 0

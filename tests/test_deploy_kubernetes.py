@@ -19,9 +19,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from shared.cli import build_parser
 from shared.config import load_control_config
 from shared.natsauth import ROLES, deploy_authorization, password_env
+from slipway_cli import build_parser
 from tests.deploy_support import (
     KUBERNETES_DIR,
     ROOT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from shared.cli import build_parser
+from slipway_cli import build_parser
 from tests.deploy_support import ROOT, service_names
 
 README = ROOT / "deploy" / "README.md"

@@ -10,6 +10,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from kubesim import KubeSim
+from kubesim.testing import Kubectl, find_kubectl
 from services.drift.service import DriftDetector, drift_deployment_id, drift_stream
 from shared.config.control import KubernetesProviderConfig
 from shared.deploysource import load_deploy_source
@@ -23,8 +25,6 @@ from shared.events.catalog import (
     DeploymentTriggered,
 )
 from shared.git import GitCache
-from shared.kubesim import KubeSim
-from shared.kubesim.testing import Kubectl, find_kubectl
 from shared.platform import KubernetesPlatform
 from tests.api_support import running_projection, served_api
 from tests.executor_support import APP, APP_PATH, app_files

@@ -27,10 +27,10 @@ from shared.events.catalog import (
     DeploymentStarted,
     default_registry,
 )
-from shared.sandbox.demo_repo import image
-from shared.sandbox.sandbox import Sandbox, SandboxOptions, prometheus_available
-from shared.sandbox.stack import present_services
-from shared.sandbox.storyrunner import Kubesim, StoryReport
+from slipway_sandbox.demo_repo import image
+from slipway_sandbox.sandbox import Sandbox, SandboxOptions, prometheus_available
+from slipway_sandbox.stack import present_services
+from slipway_sandbox.storyrunner import Kubesim, StoryReport
 
 REPLICAS = {"planner": 2, "executor": 2, "analysis": 2}
 
@@ -56,7 +56,7 @@ def _cli(sandbox: Sandbox, *args: str, timeout: float = 150) -> subprocess.Compl
         "SLIPWAY_API_KEY": sandbox.stack.api_key,
     }
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "slipway_cli", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -14,11 +14,11 @@ import pytest
 from aiohttp import web
 
 from services.notifier.event_hooks import EventHookWorker, HookTarget, hook_targets_of
+from services.notifier.notify.retry import RetryPolicy
+from services.notifier.notify.webhook import DELIVERY_HEADER, verify
 from shared.config import load_control_config
 from shared.eventlog import EventStore
 from shared.events.feed import Feed, selection_of
-from shared.notify.retry import RetryPolicy
-from shared.notify.webhook import DELIVERY_HEADER, verify
 from tests.subscriber_support import all_events, append_story
 from tests.support import running, wait_until
 

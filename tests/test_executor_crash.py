@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from kubesim import KubeSim
 from shared.eventlog import EventStore
 from shared.events.catalog import DeploymentCompleted, StageCompleted, StageStarted
-from shared.kubesim import KubeSim
 from tests.executor_support import Harness, app_files, write_control_config
 from tests.git_helpers import WorkRepo
 from tests.service_processes import service_env, service_processes

@@ -11,6 +11,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from kubesim import ImageRule, KubeSim
 from shared.eventlog import new_events
 from shared.events.base import Event
 from shared.events.catalog import (
@@ -23,7 +24,6 @@ from shared.events.catalog import (
     StageStarted,
 )
 from shared.ids import analysis_id_of
-from shared.kubesim import ImageRule, KubeSim
 from shared.platform import KubernetesPlatform
 from shared.stagelog import StageLogs
 from shared.subjects import Subjects

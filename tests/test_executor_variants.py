@@ -7,6 +7,7 @@ import json
 import pytest
 import yaml
 
+from services.executor.variants import VariantError, apply_patches, variant_manifests
 from shared.config.application import (
     K8sResourcePatch,
     K8sResourcePatchOp,
@@ -16,7 +17,6 @@ from shared.config.application import (
 from shared.config.manifests import Manifest
 from shared.config.types import Replicas
 from shared.executor.options import OptionsError, stage_options
-from shared.executor.variants import VariantError, apply_patches, variant_manifests
 
 DOCS = """\
 apiVersion: apps/v1

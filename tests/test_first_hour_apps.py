@@ -20,6 +20,8 @@ import asyncpg
 import msgspec
 import pytest
 
+from kubesim import ForbiddenRule, KubeSim
+from kubesim.testing import Kubectl, eventually, find_kubectl
 from services.api.decider import (
     Conflict,
     RegisterApplication,
@@ -49,8 +51,6 @@ from shared.events.catalog import (
 )
 from shared.git import GitCache
 from shared.ids import new_id
-from shared.kubesim import ForbiddenRule, KubeSim
-from shared.kubesim.testing import Kubectl, eventually, find_kubectl
 from shared.platform import KubernetesPlatform
 from tests.api_support import running_projection, served_api
 from tests.executor_support import APP_PATH, app_files

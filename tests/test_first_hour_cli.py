@@ -212,7 +212,7 @@ async def piped_into_head(cli: Cli, workdir: Path, *args: str) -> tuple[str, str
     The command must print far more than a pipe holds (64 KiB), so that it is
     still writing when head has read its line and gone.
     """
-    slipway = shlex.join([sys.executable, "-m", "shared.cli", *args])
+    slipway = shlex.join([sys.executable, "-m", "slipway_cli", *args])
     command = f'{slipway} 2>cli.err | head -1; echo "${{PIPESTATUS[0]}}" >cli.code'
     process = await asyncio.create_subprocess_exec(
         "bash", "-c", command, cwd=workdir, env=cli.env | {"PYTHONPATH": str(REPO)},
@@ -275,7 +275,7 @@ async def test_a_pipe_closed_before_the_first_write_is_no_traceback_either(
     os.close(read_end)
     try:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "shared.cli", "events", "show", f"deployment-{d}",
+            sys.executable, "-m", "slipway_cli", "events", "show", f"deployment-{d}",
             cwd=REPO, env=cli.env, stdout=write_end, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
     finally:

@@ -25,7 +25,7 @@ import pytest
 from shared.eventlog import EventStore
 from shared.events.catalog import DeploymentPlanFailed, DeploymentPlanned
 from shared.git import GitCache
-from shared.sandbox.seed_layout import PRD_CONFIG
+from slipway_sandbox.seed_layout import PRD_CONFIG
 from tests.api_support import api_key_for, running_projection, served_api
 from tests.git_helpers import WorkRepo
 from tests.notifier_support import (
@@ -209,7 +209,7 @@ def test_config_check_prints_every_error_across_files_and_exits_2(tmp_path: Path
     (repo / ".git").mkdir()  # the repository's root, where `.pipe/` is looked for
 
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "config", "check", str(repo)],
+        [sys.executable, "-m", "slipway_cli", "config", "check", str(repo)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -238,7 +238,7 @@ def test_config_check_prints_every_error_across_files_and_exits_2(tmp_path: Path
     ]
 
     as_json = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "config", "check", "--json", str(web)],
+        [sys.executable, "-m", "slipway_cli", "config", "check", "--json", str(web)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -307,7 +307,7 @@ def test_plan_preview_reports_the_missing_template_and_appargs_of_a_branch(work:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "SLIPWAY_API_"))}
     done = subprocess.run(
         [
-            *(sys.executable, "-m", "shared.cli", "plan-preview", "--repo", str(work.path)),
+            *(sys.executable, "-m", "slipway_cli", "plan-preview", "--repo", str(work.path)),
             *("--base-branch", "main", "--head-branch", "typo"),
         ],
         capture_output=True,

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from kubesim.testing import Kubectl, eventually, find_kubectl
 from services.api.routes import API_PREFIX
 from shared.db import create_pool
 from shared.eventlog import ANY, EventStore, new_events
@@ -33,14 +34,13 @@ from shared.events.catalog import (
     DeploymentTriggered,
     default_registry,
 )
-from shared.kubesim.testing import Kubectl, eventually, find_kubectl
 from shared.labels import config_stream
 from shared.projections import ProjectionRunner, replay
 from shared.projections.applications import ApplicationsProjection
-from shared.sandbox.control import PLATFORM_PROVIDER, REPOSITORY_ID
-from shared.sandbox.demo_repo import app_path, image
-from shared.sandbox.sandbox import Sandbox, SandboxOptions
-from shared.sandbox.seed_layout import DEMO_DEV_CONFIG
+from slipway_sandbox.control import PLATFORM_PROVIDER, REPOSITORY_ID
+from slipway_sandbox.demo_repo import app_path, image
+from slipway_sandbox.sandbox import Sandbox, SandboxOptions
+from slipway_sandbox.seed_layout import DEMO_DEV_CONFIG
 from tests.git_helpers import WorkRepo
 from tests.gitwatcher_support import events_of, make_gitwatcher, register, watched
 from tests.notifier_support import notifier_running, receivers, write_config
@@ -67,7 +67,7 @@ async def _cli(sandbox: Sandbox, *args: str) -> Done:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "shared.cli",
+        "slipway_cli",
         *args,
         cwd=REPO,
         env=os.environ

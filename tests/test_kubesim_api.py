@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from shared.kubesim import KubeSim
-from shared.kubesim.testing import eventually
+from kubesim import KubeSim
+from kubesim.testing import eventually
 
 CM = "/api/v1/namespaces/default/configmaps"
 DEPLOYMENTS = "/apis/apps/v1/namespaces/default/deployments"

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 import yaml
 
-from shared.kubesim.testing import eventually
+from kubesim.testing import eventually
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ async def test_cli_writes_kubeconfig_serves_and_stops_on_sigterm(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "shared.cli",
+        "slipway_cli",
         "kubesim",
         "--port",
         "0",
@@ -75,7 +75,7 @@ async def test_cli_rejects_a_bad_rules_file(tmp_path: Path) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "shared.cli",
+        "slipway_cli",
         "kubesim",
         "--rules",
         str(bad),

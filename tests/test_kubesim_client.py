@@ -11,8 +11,8 @@ import pytest
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.rest import ApiException
 
-from shared.kubesim import ForbiddenRule, KubeSim
-from shared.kubesim.testing import eventually
+from kubesim import ForbiddenRule, KubeSim
+from kubesim.testing import eventually
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.kubesim import ImageRule, KubeSim
-from shared.kubesim.testing import Kubectl, eventually, find_kubectl, versioned_kubectls
+from kubesim import ImageRule, KubeSim
+from kubesim.testing import Kubectl, eventually, find_kubectl, versioned_kubectls
 
 MANIFEST = """\
 apiVersion: v1

@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.kubesim import ImageRule, KubeSim
-from shared.kubesim.testing import eventually
+from kubesim import ImageRule, KubeSim
+from kubesim.testing import eventually
 
 RULES = [
     ImageRule("acme/web:bad", error_rate=0.3, latency_ms=50, requests_per_second=4000),

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from shared.kubesim.apply import field_paths, server_side_apply, to_fields_v1
-from shared.kubesim.errors import ApiError
-from shared.kubesim.patches import json_patch, merge_patch, strategic_merge
-from shared.kubesim.rules import ImageRule, ImageRules, load_rules_file
-from shared.kubesim.selectors import labels_match, parse_field_selector, parse_label_selector
+from kubesim.apply import field_paths, server_side_apply, to_fields_v1
+from kubesim.errors import ApiError
+from kubesim.patches import json_patch, merge_patch, strategic_merge
+from kubesim.rules import ImageRule, ImageRules, load_rules_file
+from kubesim.selectors import labels_match, parse_field_selector, parse_label_selector
 
 POD_SPEC = {
     "containers": [

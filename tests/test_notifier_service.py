@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from services.notifier.notify.retry import RetryPolicy
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events.base import Event
 from shared.events.catalog import (
@@ -23,7 +24,6 @@ from shared.events.catalog import (
     StageCompleted,
     StageStarted,
 )
-from shared.notify.retry import RetryPolicy
 from tests.notifier_support import (
     notification_events,
     notifier_running,

@@ -9,6 +9,19 @@ from datetime import UTC, datetime
 
 import pytest
 
+from services.notifier.notify.catalog import (
+    GROUP_OF,
+    SOURCES,
+    NotificationGroup,
+    NotificationType,
+    notification_type_of,
+    notification_types_of,
+)
+from services.notifier.notify.facts import AppFacts, fold_application, fold_deployment
+from services.notifier.notify.message import NO_MENTIONS, Mentions, Message, compose, mentions_for
+from services.notifier.notify.retry import RetryPolicy, is_retryable_status
+from services.notifier.notify.slack import mention_text, slack_payload
+from services.notifier.notify.webhook import request_headers, sign, verify, webhook_body
 from shared.config.control import SlackMention, SlackReceiver
 from shared.events.base import Event
 from shared.events.catalog import (
@@ -26,19 +39,6 @@ from shared.events.catalog import (
     StageCompleted,
     StageStarted,
 )
-from shared.notify.catalog import (
-    GROUP_OF,
-    SOURCES,
-    NotificationGroup,
-    NotificationType,
-    notification_type_of,
-    notification_types_of,
-)
-from shared.notify.facts import AppFacts, fold_application, fold_deployment
-from shared.notify.message import NO_MENTIONS, Mentions, Message, compose, mentions_for
-from shared.notify.retry import RetryPolicy, is_retryable_status
-from shared.notify.slack import mention_text, slack_payload
-from shared.notify.webhook import request_headers, sign, verify, webhook_body
 
 T = NotificationType
 NOW = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from services.notifier.notify.catalog import NotificationType
+from services.notifier.notify.routing import RouteFacts, matches, receivers_for
 from shared.config.control import NotificationRoute
-from shared.notify.catalog import NotificationType
-from shared.notify.routing import RouteFacts, matches, receivers_for
 
 T = NotificationType
 

@@ -22,7 +22,7 @@ def plan_preview(
     """`slipway plan-preview ARGS` as a subprocess; `env` is added to this process's environment."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "SLIPWAY_API_"))}
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", "plan-preview", *args],
+        [sys.executable, "-m", "slipway_cli", "plan-preview", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -11,6 +11,9 @@ import aiohttp
 import pytest
 import yaml
 
+from kubesim import KubeSim
+from kubesim.access import ForbiddenRule
+from kubesim.rules import ImageRule
 from shared.config.manifests import Manifest
 from shared.errors import (
     ConfigError,
@@ -22,9 +25,6 @@ from shared.errors import (
     RolloutFailed,
     Unavailable,
 )
-from shared.kubesim import KubeSim
-from shared.kubesim.access import ForbiddenRule
-from shared.kubesim.rules import ImageRule
 from shared.platform import KubernetesPlatform, prepare_for_apply, rollout_status
 
 APP = "01app0000000000000000000aa"

@@ -13,7 +13,6 @@ from typing import Any, Literal
 import asyncpg
 import pytest
 
-from shared.cli import main as cli_main
 from shared.db import create_pool
 from shared.errors import ConfigError
 from shared.eventlog import ANY, NO_STREAM, EventStore, LogPosition, new_events
@@ -36,6 +35,7 @@ from shared.projections import (
 from shared.projections.applications import ApplicationsProjection
 from shared.projections.base import check_projection, check_unique
 from shared.projections.stream_stats import StreamStatsProjection
+from slipway_cli import main as cli_main
 from tests.support import running
 
 # Every phase of a test is bounded: a hang fails fast instead of eating the suite.
@@ -561,7 +561,7 @@ async def test_slipway_replay_command_rebuilds_every_projection(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "shared.cli",
+        "slipway_cli",
         "replay",
         "--database-url",
         projector_database_url,

@@ -12,12 +12,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from services.relay.relay import Relay
 from shared.consumer import EventConsumer
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events import RecordedEvent
 from shared.events.catalog import ApplicationDisabled
 from shared.messaging import ensure_event_stream
-from shared.relay import Relay
 from shared.subjects import Subjects
 from tests.relay_support import counting_consumer, counting_handler
 from tests.support import running, wait_until

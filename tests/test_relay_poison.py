@@ -14,13 +14,13 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from services.relay.relay import Relay
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events.catalog import ApplicationDisabled, ApplicationRegistered, EventPublishFailed
 from shared.messaging import MSG_ID, ensure_event_stream
 from shared.natsauth import inbox_prefix
-from shared.relay import Relay
-from shared.sandbox.nats import NatsServer
 from shared.subjects import Subjects
+from slipway_sandbox.nats import NatsServer
 from tests.support import running, wait_until
 
 MAX_PAYLOAD = 16 * 1024

@@ -14,12 +14,12 @@ from pathlib import Path
 import nats
 import pytest
 
+from services.relay.relay import Relay
 from shared.eventlog import EventStore
 from shared.messaging import ensure_event_stream
 from shared.natsauth import SUBSCRIBER_DURABLES
-from shared.relay import Relay
-from shared.sandbox import NatsServer
 from shared.subjects import Subjects
+from slipway_sandbox import NatsServer
 from tests.subscriber_support import all_events, append_story
 from tests.support import running, wait_until
 

@@ -18,12 +18,12 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import api as js_api
 
+from services.relay.relay import Relay
 from shared.eventlog import EventStore
 from shared.messaging import ensure_event_stream
 from shared.natsauth import SUBSCRIBER_DURABLES, inbox_prefix
-from shared.relay import Relay
-from shared.sandbox import NatsServer
 from shared.subjects import Subjects
+from slipway_sandbox import NatsServer
 from slipway_subscriber import FellBehind, MemoryCheckpoint, NatsSource, Received, subscribe
 from tests.subscriber_support import all_events, append_story
 from tests.support import running, wait_until

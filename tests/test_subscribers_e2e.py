@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from services.notifier.notify.webhook import DELIVERY_HEADER, verify
 from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
 from shared.events.feed import Feed, selection_of
 from shared.natsauth import SUBSCRIBER_DURABLES
-from shared.notify.webhook import DELIVERY_HEADER, verify
-from shared.sandbox.sandbox import Sandbox, SandboxOptions, prometheus_available
+from slipway_sandbox.sandbox import Sandbox, SandboxOptions, prometheus_available
 from slipway_subscriber import MemoryCheckpoint, NatsSource, Received, SseSource, subscribe
 from tests.subscriber_support import all_events, cdevent_validators, validate_cdevent
 from tests.support import wait_until

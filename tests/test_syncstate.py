@@ -9,6 +9,7 @@ from typing import get_args
 from services.api.schemas import SyncStateName
 from services.drift.service import DriftState, decide
 from services.gitwatcher.decider import decide_config_observed
+from services.notifier.notify.facts import fold_application
 from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationConfigObserved,
@@ -21,7 +22,6 @@ from shared.events.catalog import (
     DeploymentTriggered,
 )
 from shared.labels import config_labels_of, merge_labels
-from shared.notify.facts import fold_application
 from shared.planning.drift import DriftResult
 from shared.syncstate import SyncState, SyncStatus, evolve
 

@@ -10,6 +10,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from kubesim import KubeSim
 from services.planner.service import CONSUMER_NAME as PLANNER
 from services.planner.service import Planner, RepositoryRef
 from shared.eventlog import NO_STREAM, new_events
@@ -17,7 +18,6 @@ from shared.events.base import RecordedEvent
 from shared.events.catalog import DeploymentTriggered
 from shared.git import GitCache
 from shared.ids import analysis_id_of
-from shared.kubesim import KubeSim
 from tests.analysis_support import (
     analysis_pipeline,
     analysis_replica,

@@ -7,13 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.sandbox.stack import present_services
+from slipway_sandbox.stack import present_services
 
 
 def test_up_once_starts_every_service_ready_and_stops(tmp_path: Path) -> None:
     """`slipway up --once` starts servers, kubesim and every service, sees each ready, exits 0."""
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "up", "--once", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "slipway_cli", "up", "--once", "--data-dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -40,7 +40,7 @@ def test_up_stays_up_until_ctrl_c_then_stops_everything(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "shared.cli",
+            "slipway_cli",
             "up",
             "--no-story",
             "--allow-missing",

@@ -29,9 +29,9 @@ from typing import Any
 
 from benchmarks.security import api, branch, deploy, egress, network
 from benchmarks.security.harness import Attack, Outcome, Target, collect_evidence
-from shared.sandbox._process import free_port
-from shared.sandbox.control import REPOSITORY_ID, SLACK_RECEIVER
-from shared.sandbox.sandbox import Sandbox, SandboxOptions
+from slipway_sandbox._process import free_port
+from slipway_sandbox.control import REPOSITORY_ID, SLACK_RECEIVER
+from slipway_sandbox.sandbox import Sandbox, SandboxOptions
 
 # The deployment scenario first: the forged-event attacks copy the messages it leaves.
 _FAMILIES = {

@@ -15,7 +15,7 @@ idempotent server-side applies; deletes of what is gone are skipped).
   and the variant in the selector); `prune` spares canary and baseline.
 - K8S_CANARY_ROLLOUT / K8S_BASELINE_ROLLOUT: `<name>-canary` (from the
   commit) / `<name>-baseline` (from the running commit), see
-  `shared.executor.variants`; K8S_CANARY_CLEAN / K8S_BASELINE_CLEAN delete the
+  `services.executor.variants`; K8S_CANARY_CLEAN / K8S_BASELINE_CLEAN delete the
   variant's objects, found in the cluster by their variant label.
 - ROLLBACK: re-apply the running commit's manifests, then delete the canary
   and baseline. With no running commit (a first deployment) there is nothing
@@ -60,6 +60,12 @@ from services.executor.script import (
     run_script,
     script_env,
 )
+from services.executor.variants import (
+    VariantError,
+    apply_patches,
+    variant_manifests,
+    variant_services,
+)
 from shared.config.application import (
     AnalysisOptions,
     IstioTrafficRouting,
@@ -84,12 +90,6 @@ from shared.eventlog import NO_STREAM, EventStore, deterministic_event_id
 from shared.events.base import Metadata, NewEvent, RecordedEvent
 from shared.events.catalog import AnalysisConcluded, AnalysisRequested, DeploymentTriggered
 from shared.executor.options import OptionsError, configured_options, stage_options
-from shared.executor.variants import (
-    VariantError,
-    apply_patches,
-    variant_manifests,
-    variant_services,
-)
 from shared.git import GitCache, GitError
 from shared.ids import analysis_id_of
 from shared.platform import AppliedResource, KubernetesPlatform

@@ -14,11 +14,11 @@ from msgspec import Meta
 
 from services.notifier.delivery import DeliveryWorker
 from services.notifier.event_hooks import EventHookWorker, hook_targets_of
+from services.notifier.notify.retry import RetryPolicy
 from services.notifier.outbox import Outbox
 from services.notifier.service import CONSUMER_NAME, Notifier, ordering_key
 from services.notifier.targets import targets_of
 from shared.events.base import RecordedEvent
-from shared.notify.retry import RetryPolicy
 from shared.runtime import Component, ServiceRuntime, run_service
 from shared.settings import ServiceSettings
 from shared.wiring import EventWiring, control_config

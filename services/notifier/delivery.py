@@ -38,6 +38,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from prometheus_client import CollectorRegistry, Counter
 
+from services.notifier.notify.retry import RetryPolicy, is_retryable_status
+from services.notifier.notify.webhook import request_headers
 from services.notifier.outbox import Claim, ClaimLost, Outbox
 from services.notifier.targets import Target
 from shared.errors import Unavailable
@@ -49,8 +51,6 @@ from shared.events.catalog import (
     NotificationFailed,
 )
 from shared.logs import get_logger
-from shared.notify.retry import RetryPolicy, is_retryable_status
-from shared.notify.webhook import request_headers
 from shared.redaction import REASON_CHARS, clip, redact
 from shared.tracing import span_continuing, trace_fields
 

@@ -4,7 +4,7 @@ A hook (`spec.eventHooks` of the control config) follows the log from its
 checkpoint (`checkpoints` row `event-hook:<name>`), renders each event as it
 asked (native, CloudEvents or CDEvents: `shared.events.feed`), and POSTs each
 document signed as the notifier's webhooks are (`Slipway-Signature:
-sha256=<HMAC>`, `shared.notify.webhook`), with a `Slipway-Delivery` id that is
+sha256=<HMAC>`, `services.notifier.notify.webhook`), with a `Slipway-Delivery` id that is
 the same on every attempt and after any restart (derived from the hook, the
 event id and the document's place). A failed POST is retried with the
 notifier's back-off (`RetryPolicy`, capped), for as long as it takes: a hook
@@ -37,6 +37,8 @@ import aiohttp
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter
 
+from services.notifier.notify.retry import RetryPolicy
+from services.notifier.notify.webhook import request_headers
 from shared.aio import sleep_or_stop
 from shared.config.control import ControlConfig, EventHook
 from shared.db import CONNECTION_ERRORS, connect
@@ -47,8 +49,6 @@ from shared.events.base import RecordedEvent
 from shared.events.feed import Feed, Selection, selection_of
 from shared.events.outbound import Document
 from shared.logs import get_logger
-from shared.notify.retry import RetryPolicy
-from shared.notify.webhook import request_headers
 from shared.redaction import REASON_CHARS, clip, redact
 
 __all__ = ["EventHookWorker", "HookTarget", "delivery_id_of", "hook_targets_of"]

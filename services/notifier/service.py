@@ -8,7 +8,7 @@ For every event (`<prefix>.evt.>`), in the consumer's transaction:
 2. the application (name, labels: `application-<id>`) and the deployment
    (commit, stage, reason: `deployment-<id>` folded up to this event) are read
    from the log on the same connection;
-3. the routes (pure, `shared.notify.routing`) give the receivers;
+3. the routes (pure, `services.notifier.notify.routing`) give the receivers;
 4. for each receiver, the message is composed and rendered (Block Kit for
    Slack, the JSON `Message` for a webhook) and appended as a
    `NotificationScheduled` on `notification-<id>`, where the id is derived
@@ -28,6 +28,23 @@ import asyncpg
 import msgspec
 from prometheus_client import CollectorRegistry, Counter
 
+from services.notifier.notify.catalog import NotificationType, notification_types_of
+from services.notifier.notify.facts import (
+    AppFacts,
+    DeploymentFacts,
+    fold_application,
+    fold_deployment,
+)
+from services.notifier.notify.message import (
+    NO_MENTIONS,
+    Message,
+    compose,
+    mentions_for,
+    merge_mentions,
+)
+from services.notifier.notify.routing import RouteFacts, receivers_for
+from services.notifier.notify.slack import slack_payload
+from services.notifier.notify.webhook import webhook_body
 from services.notifier.outbox import Outbox, notification_stream
 from services.notifier.targets import Target
 from shared.config.control import NotificationRoute
@@ -36,12 +53,6 @@ from shared.events.base import Metadata, NewEvent, RecordedEvent
 from shared.events.catalog import NotificationScheduled
 from shared.labels import config_stream
 from shared.logs import get_logger
-from shared.notify.catalog import NotificationType, notification_types_of
-from shared.notify.facts import AppFacts, DeploymentFacts, fold_application, fold_deployment
-from shared.notify.message import NO_MENTIONS, Message, compose, mentions_for, merge_mentions
-from shared.notify.routing import RouteFacts, receivers_for
-from shared.notify.slack import slack_payload
-from shared.notify.webhook import webhook_body
 from shared.streams import stream_id
 from shared.tracing import current_trace_headers
 

@@ -8,8 +8,8 @@ from typing import Annotated
 from msgspec import Meta
 from prometheus_client import Gauge
 
+from services.relay.relay import Relay
 from shared.messaging import DEFAULT_DUPLICATE_WINDOW_S, ensure_event_stream
-from shared.relay import Relay
 from shared.runtime import Component, ServiceRuntime, run_service
 from shared.settings import ServiceSettings
 

@@ -25,11 +25,13 @@ import pytest
 import structlog
 from nats.aio.client import Client as NatsClient
 
+from kubesim import KubeSim
 from services.analysis.service import CONSUMER_NAME as ANALYSIS_CONSUMER
 from services.executor.service import CONSUMER_NAME as EXECUTOR_CONSUMER
 from services.gitwatcher.service import Gitwatcher
 from services.notifier.service import CONSUMER_NAME as NOTIFIER_CONSUMER
 from services.planner.service import CONSUMER_NAME as PLANNER_CONSUMER
+from services.relay.relay import Relay
 from shared.config import load_application_config
 from shared.consumer import EventConsumer
 from shared.eventlog import ANY, EventStore, new_events
@@ -41,16 +43,14 @@ from shared.events.catalog import (
     DeploymentPlanned,
     DeploymentTriggered,
 )
-from shared.kubesim import KubeSim
 from shared.messaging import ensure_event_stream, headers_for
 from shared.natsauth import ROLES, inbox_prefix
 from shared.planning import Strategy, build_stages, spec_from_config
-from shared.relay import Relay
 from shared.runtime import Component, ServiceRuntime
-from shared.sandbox import NatsServer
-from shared.sandbox.stack import ALL_SERVICES
 from shared.settings import ServiceSettings
 from shared.subjects import Subjects
+from slipway_sandbox import NatsServer
+from slipway_sandbox.stack import ALL_SERVICES
 from tests.executor_support import APP, APP_PATH, Harness, app_files, deploy_v1
 from tests.git_helpers import WorkRepo
 from tests.notifier_support import notification_events, notifier_running, receivers, write_config
@@ -291,9 +291,14 @@ async def test_every_service_runs_its_part_with_its_own_user(
             within_s=WAIT_S,
             what=lambda: f"every consumer handled the event once: {handled}",
         )
+        # The handler counts before the consumer acks: wait for the ack, not only the count.
         for consumer in consumers:
-            info = await consumer.js.consumer_info(SUBJECTS.events_stream, consumer.name)
-            assert info.num_ack_pending == 0, consumer.name
+
+            async def acked(c: EventConsumer = consumer) -> bool:
+                info = await c.js.consumer_info(SUBJECTS.events_stream, c.name)
+                return info.num_ack_pending == 0
+
+            await wait_until(acked, within_s=WAIT_S, what=f"{consumer.name} acked its message")
 
     api = await connect_as(clients, server, "api")
     lines: list[bytes] = []

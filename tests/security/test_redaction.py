@@ -23,21 +23,21 @@ import yaml
 from aiohttp import web
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from kubesim import KubeSim
+from services.notifier.notify.retry import RetryPolicy
 from shared.config.secrets import control_secrets, kubeconfig_secrets
 from shared.deploysource import load_deploy_source
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events.catalog import AnalysisMeasured, DeploymentPlanned, StageCompleted
 from shared.git import GitCache
 from shared.ids import analysis_id_of
-from shared.kubesim import KubeSim
 from shared.logs import configure_logging, get_logger, reset_logging
-from shared.notify.retry import RetryPolicy
 from shared.planning import Strategy, TriggerInfo, diff_manifests, make_plan
 from shared.planning.stages import recorded_options
 from shared.platform.kubernetes import _api_error
 from shared.redaction import MASK, REDACTOR, Redactor, excerpt
-from shared.sandbox._process import free_port
 from shared.wiring import control_config
+from slipway_sandbox._process import free_port
 from tests.analysis_support import analysis_replica
 from tests.executor_support import APP_PATH, CONFIG, DEPLOYMENT, Harness, write_control_config
 from tests.git_helpers import WorkRepo

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from kubesim import KubeSim
 from services.executor.script import (
     SAFE_PATH,
     OutputRecorder,
@@ -27,7 +28,6 @@ from services.executor.script import (
     script_env,
 )
 from shared.events.catalog import StageCompleted
-from shared.kubesim import KubeSim
 from shared.stagelog import MAX_LINE_CHARS, StageLogs
 from tests.executor_support import APP_PATH, Harness, app_files, eventually
 from tests.git_helpers import WorkRepo

@@ -1,0 +1,125 @@
+"""The ReplicaSet controller: keeps `spec.replicas` pods, after kube-controller-manager's.
+
+Pods are named `<rs>-<5 chars>` and owned by their ReplicaSet; scaling down
+deletes unready pods first, then the most recently started. A pod counts as
+available once it has been Ready for the ReplicaSet's `minReadySeconds`.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from typing import Any
+
+from kubesim.kubelet import NODE_NAME, Kubelet
+from kubesim.resources import ResourceType
+from kubesim.store import Obj, Store
+from kubesim.validation import apply_defaults
+
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' SafeEncodeString alphabet
+
+
+def owned_by(obj: Obj, uid: str) -> bool:
+    return any(r.get("uid") == uid for r in obj["metadata"].get("ownerReferences") or [])
+
+
+def owner_ref(owner: Obj, api_version: str, kind: str) -> dict[str, Any]:
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+class ReplicaSetController:
+    def __init__(
+        self,
+        store: Store,
+        replicasets: ResourceType,
+        pods: ResourceType,
+        kubelet: Kubelet,
+        *,
+        seed: int,
+    ) -> None:
+        self.store = store
+        self.replicasets = replicasets
+        self.pods = pods
+        self.kubelet = kubelet
+        self._rng = random.Random(seed)  # noqa: S311 — repeatable names, not secrets
+
+    def sync(self) -> None:
+        for rs in list(self.store.items(self.replicasets)):
+            if not rs["metadata"].get("deletionTimestamp"):
+                self._sync(rs)
+
+    def _pods_of(self, rs: Obj) -> list[Obj]:
+        uid = rs["metadata"]["uid"]
+        return [
+            p
+            for p in self.store.items(self.pods, rs["metadata"]["namespace"])
+            if owned_by(p, uid) and not p["metadata"].get("deletionTimestamp")
+        ]
+
+    def _sync(self, rs: Obj) -> None:
+        pods = self._pods_of(rs)
+        want = int(rs["spec"].get("replicas", 1))
+        if len(pods) < want:
+            for _ in range(want - len(pods)):
+                self._create_pod(rs)
+        elif len(pods) > want:
+            # Unready pods go first, then the most recently started (sorts are stable).
+            doomed = sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"], reverse=True)
+            doomed.sort(key=self._ready)
+            for pod in doomed[: len(pods) - want]:
+                self.store.delete(self.pods, pod["metadata"]["namespace"], pod["metadata"]["name"])
+        pods = self._pods_of(rs)
+        min_ready = float(rs["spec"].get("minReadySeconds", 0) or 0)
+        ready = [p for p in pods if self._ready(p)]
+        available = [p for p in ready if self._available(p, min_ready)]
+        status: dict[str, Any] = {"replicas": len(pods)}
+        if pods:
+            status["fullyLabeledReplicas"] = len(pods)
+        if ready:
+            status["readyReplicas"] = len(ready)
+        if available:
+            status["availableReplicas"] = len(available)
+        status["observedGeneration"] = rs["metadata"]["generation"]
+        if rs.get("status") != status:
+            updated = copy.deepcopy(rs)
+            updated["status"] = status
+            self.store.update(self.replicasets, updated)
+
+    def _ready(self, pod: Obj) -> bool:
+        return self.kubelet.ready_since(pod["metadata"]["uid"]) is not None
+
+    def _available(self, pod: Obj, min_ready_s: float) -> bool:
+        since = self.kubelet.ready_since(pod["metadata"]["uid"])
+        return since is not None and time.monotonic() - since >= min_ready_s
+
+    def _create_pod(self, rs: Obj) -> None:
+        template = rs["spec"].get("template") or {}
+        tmeta = template.get("metadata") or {}
+        name = f"{rs['metadata']['name']}-{''.join(self._rng.choices(NAME_ALPHABET, k=5))}"
+        pod: Obj = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "generateName": f"{rs['metadata']['name']}-",
+                "namespace": rs["metadata"]["namespace"],
+                "labels": dict(tmeta.get("labels") or {}),
+                "ownerReferences": [owner_ref(rs, "apps/v1", "ReplicaSet")],
+            },
+            "spec": copy.deepcopy(template.get("spec") or {}),
+            "status": {"phase": "Pending", "qosClass": "BestEffort"},
+        }
+        if tmeta.get("annotations"):
+            pod["metadata"]["annotations"] = dict(tmeta["annotations"])
+        pod["spec"].setdefault("nodeName", NODE_NAME)
+        apply_defaults(self.pods, pod)
+        if self.store.peek(self.pods, pod["metadata"]["namespace"], name) is None:
+            self.store.create(self.pods, pod)

@@ -1,0 +1,320 @@
+"""The object store: every object in memory, versioned, watched, and garbage-collected.
+
+- One global `resourceVersion` counter, as etcd's revision is: every write
+  gets the next number (a string on the wire), and a list reports the counter.
+- `metadata.generation` starts at 1 and goes up when anything outside
+  `metadata` and `status` changes; a write that changes nothing is a no-op
+  and keeps the resourceVersion, as on a real server.
+- Every change is kept in a bounded history so a watch can resume from a
+  resourceVersion; older than the history is `410 Expired`.
+- Deleting follows `ownerReferences`: Background and Foreground delete the
+  dependents too (at once — there is no separate garbage collector to wait
+  for), Orphan strips the owner reference from them. An object with
+  finalizers only gets a `deletionTimestamp` until the last one is removed.
+
+All methods are synchronous: the event loop is the lock, so a read-modify-write
+inside one call can never interleave with another request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubesim import errors
+from kubesim.resources import Registry, ResourceType
+
+Obj = dict[str, Any]
+TypeKey = tuple[str, str]
+ObjKey = tuple[TypeKey, str, str]  # (type, namespace, name)
+
+# Fields a client can never set: the store owns them.
+_SYSTEM_METADATA = ("uid", "creationTimestamp", "generation", "deletionTimestamp")
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One committed write, as a watch reports it."""
+
+    type: str  # ADDED, MODIFIED or DELETED
+    key: TypeKey
+    obj: Obj
+    old: Obj | None
+    rv: int
+
+
+@dataclass(eq=False)
+class Subscription:
+    """A watcher's queue of changes to one type; `None` means the server is stopping."""
+
+    key: TypeKey
+    queue: asyncio.Queue[Change | None] = field(default_factory=asyncio.Queue)
+
+
+class Store:
+    def __init__(self, registry: Registry, *, history: int = 50_000) -> None:
+        self.registry = registry
+        self._rv = 0
+        self._objects: dict[TypeKey, dict[tuple[str, str], Obj]] = {}
+        self._history: deque[Change] = deque(maxlen=history)
+        self._subscriptions: set[Subscription] = set()
+        self._dependents: dict[str, set[ObjKey]] = {}
+        self.listeners: list[Callable[[Change], None]] = []
+
+    @property
+    def resource_version(self) -> int:
+        return self._rv
+
+    # -- reads ---------------------------------------------------------------
+
+    def get(self, rtype: ResourceType, namespace: str, name: str) -> Obj | None:
+        obj = self._objects.get(rtype.key, {}).get((namespace, name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def peek(self, rtype: ResourceType, namespace: str, name: str) -> Obj | None:
+        """The stored object itself, for in-process readers that promise not to mutate it."""
+        return self._objects.get(rtype.key, {}).get((namespace, name))
+
+    def items(self, rtype: ResourceType, namespace: str | None = None) -> Iterator[Obj]:
+        """Stored objects (not copies) of a type, optionally in one namespace."""
+        for (ns, _), obj in list(self._objects.get(rtype.key, {}).items()):
+            if namespace is None or ns == namespace:
+                yield obj
+
+    def objects(self, rtype: ResourceType, namespace: str | None = None) -> list[Obj]:
+        return [copy.deepcopy(o) for o in self.items(rtype, namespace)]
+
+    def dependents(self, uid: str) -> list[tuple[ResourceType, Obj]]:
+        found = []
+        for key, ns, name in sorted(self._dependents.get(uid, ())):
+            rtype = self._type(key)
+            obj = self._objects.get(key, {}).get((ns, name))
+            if rtype is not None and obj is not None:
+                found.append((rtype, obj))
+        return found
+
+    # -- writes --------------------------------------------------------------
+
+    def create(self, rtype: ResourceType, obj: Obj, *, dry_run: bool = False) -> Obj:
+        meta = obj.setdefault("metadata", {})
+        namespace, name = meta.get("namespace", ""), meta["name"]
+        bucket = self._objects.setdefault(rtype.key, {})
+        if (namespace, name) in bucket:
+            raise errors.already_exists(rtype.plural, rtype.group, name)
+        obj = copy.deepcopy(obj)
+        meta = obj["metadata"]
+        for system in _SYSTEM_METADATA:
+            meta.pop(system, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339()
+        meta["generation"] = 1
+        if dry_run:
+            meta["resourceVersion"] = str(self._rv)
+            return copy.deepcopy(obj)
+        self._commit("ADDED", rtype, obj, None)
+        return copy.deepcopy(obj)
+
+    def update(
+        self,
+        rtype: ResourceType,
+        obj: Obj,
+        *,
+        expect_rv: str | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
+        """Replace a stored object; `expect_rv` is the optimistic-concurrency precondition."""
+        meta = obj.get("metadata") or {}
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        current = self._objects.get(rtype.key, {}).get((namespace, name))
+        if current is None:
+            raise errors.not_found(rtype.plural, rtype.group, name)
+        if expect_rv and expect_rv != current["metadata"]["resourceVersion"]:
+            raise errors.stale(rtype.plural, rtype.group, name)
+        obj = copy.deepcopy(obj)
+        new_meta = obj.setdefault("metadata", {})
+        for system in _SYSTEM_METADATA:
+            if system in current["metadata"]:
+                new_meta[system] = current["metadata"][system]
+            else:
+                new_meta.pop(system, None)
+        new_meta["resourceVersion"] = current["metadata"]["resourceVersion"]
+        if _spec_part(obj) != _spec_part(current):
+            new_meta["generation"] = current["metadata"].get("generation", 1) + 1
+        if _comparable(obj) == _comparable(current):
+            return copy.deepcopy(current)
+        if dry_run:
+            return obj
+        if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers"):
+            # The last finalizer is gone: the pending deletion completes.
+            self._commit("MODIFIED", rtype, obj, current)
+            return self._remove(rtype, namespace, name)
+        self._commit("MODIFIED", rtype, obj, current)
+        return copy.deepcopy(obj)
+
+    def delete(
+        self,
+        rtype: ResourceType,
+        namespace: str,
+        name: str,
+        *,
+        propagation: str = "Background",
+        preconditions: dict[str, str] | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
+        current = self._objects.get(rtype.key, {}).get((namespace, name))
+        if current is None:
+            raise errors.not_found(rtype.plural, rtype.group, name)
+        pre = preconditions or {}
+        if pre.get("uid") and pre["uid"] != current["metadata"]["uid"]:
+            raise errors.conflict(rtype.plural, rtype.group, name, "Precondition failed: UID")
+        if (
+            pre.get("resourceVersion")
+            and pre["resourceVersion"] != current["metadata"]["resourceVersion"]
+        ):
+            raise errors.stale(rtype.plural, rtype.group, name)
+        if dry_run:
+            return copy.deepcopy(current)
+        uid = current["metadata"]["uid"]
+        if propagation == "Orphan":
+            for dep_type, dep in self.dependents(uid):
+                orphan = copy.deepcopy(dep)
+                refs = [
+                    r for r in orphan["metadata"].get("ownerReferences", []) if r.get("uid") != uid
+                ]
+                orphan["metadata"]["ownerReferences"] = refs
+                if not refs:
+                    del orphan["metadata"]["ownerReferences"]
+                self.update(dep_type, orphan)
+        else:
+            for dep_type, dep in self.dependents(uid):
+                dep_meta = dep["metadata"]
+                if dep_meta.get("deletionTimestamp"):
+                    continue
+                self.delete(dep_type, dep_meta.get("namespace", ""), dep_meta["name"])
+        if rtype.kind == "Namespace" and not rtype.group:
+            return self._terminate_namespace(rtype, current)
+        if current["metadata"].get("finalizers"):
+            if current["metadata"].get("deletionTimestamp"):
+                return copy.deepcopy(current)
+            marked = copy.deepcopy(current)
+            marked["metadata"]["deletionTimestamp"] = now_rfc3339()
+            marked["metadata"]["deletionGracePeriodSeconds"] = 0
+            self._commit("MODIFIED", rtype, marked, current)
+            return copy.deepcopy(marked)
+        return self._remove(rtype, namespace, name)
+
+    def _terminate_namespace(self, rtype: ResourceType, current: Obj) -> Obj:
+        """Mark a namespace Terminating; `finalize_namespace` removes it and its content later.
+
+        As on a real cluster, deleting a namespace is not instant: the objects
+        in it can still be read and deleted for a moment (`kubectl delete -f`
+        deletes a manifest's Namespace first, then everything in it).
+        """
+        if current["metadata"].get("deletionTimestamp"):
+            return copy.deepcopy(current)
+        marked = copy.deepcopy(current)
+        marked["metadata"]["deletionTimestamp"] = now_rfc3339()
+        marked["metadata"]["deletionGracePeriodSeconds"] = 0
+        marked.setdefault("status", {})["phase"] = "Terminating"
+        self._commit("MODIFIED", rtype, marked, current)
+        return copy.deepcopy(marked)
+
+    def finalize_namespace(self, rtype: ResourceType, namespace: str) -> None:
+        """Delete everything in a terminating namespace, then the namespace itself."""
+        for content_type in list(self.registry):
+            if not content_type.namespaced:
+                continue
+            for obj in list(self.items(content_type, namespace)):
+                if self.peek(content_type, namespace, obj["metadata"]["name"]) is not None:
+                    self._remove(content_type, namespace, obj["metadata"]["name"])
+        if self.peek(rtype, "", namespace) is not None:
+            self._remove(rtype, "", namespace)
+
+    def _remove(self, rtype: ResourceType, namespace: str, name: str) -> Obj:
+        current = self._objects[rtype.key][(namespace, name)]
+        gone = copy.deepcopy(current)
+        gone["metadata"].setdefault("deletionTimestamp", now_rfc3339())
+        self._commit("DELETED", rtype, gone, current)
+        return copy.deepcopy(gone)
+
+    def _commit(self, kind: str, rtype: ResourceType, obj: Obj, old: Obj | None) -> None:
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        meta = obj["metadata"]
+        ident: ObjKey = (rtype.key, meta.get("namespace", ""), meta["name"])
+        if old is not None:
+            for ref in old["metadata"].get("ownerReferences", []):
+                self._dependents.get(ref.get("uid", ""), set()).discard(ident)
+        bucket = self._objects.setdefault(rtype.key, {})
+        if kind == "DELETED":
+            bucket.pop(ident[1:], None)
+            self._dependents.pop(meta["uid"], None)
+        else:
+            bucket[ident[1:]] = obj
+            for ref in meta.get("ownerReferences", []):
+                if ref.get("uid"):
+                    self._dependents.setdefault(ref["uid"], set()).add(ident)
+        change = Change(kind, rtype.key, obj, old, self._rv)
+        self._history.append(change)
+        for sub in self._subscriptions:
+            if sub.key == rtype.key:
+                sub.queue.put_nowait(change)
+        for listener in self.listeners:
+            listener(change)
+
+    # -- watching ------------------------------------------------------------
+
+    def subscribe(self, rtype: ResourceType) -> Subscription:
+        sub = Subscription(rtype.key)
+        self._subscriptions.add(sub)
+        return sub
+
+    def subscribers(self) -> int:
+        """How many watches are open (tests wait for a watch to be listening)."""
+        return len(self._subscriptions)
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subscriptions.discard(sub)
+
+    def since(self, rtype: ResourceType, rv: int) -> list[Change]:
+        """Changes to a type after `rv`; `410 Expired` if the history no longer reaches back."""
+        if self._history and rv < self._history[0].rv - 1:
+            raise errors.expired(rv, self._history[0].rv)
+        if rv > self._rv:
+            # A resourceVersion from the future: a real server waits for it; so do we.
+            return []
+        return [c for c in self._history if c.rv > rv and c.key == rtype.key]
+
+    def close(self) -> None:
+        """End every watch: the server is stopping."""
+        for sub in self._subscriptions:
+            sub.queue.put_nowait(None)
+
+    def _type(self, key: TypeKey) -> ResourceType | None:
+        return next((t for t in self.registry if t.key == key), None)
+
+
+def _spec_part(obj: Obj) -> Obj:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+def _comparable(obj: Obj) -> Obj:
+    meta = {
+        k: v
+        for k, v in (obj.get("metadata") or {}).items()
+        if k not in ("managedFields", "resourceVersion")
+    }
+    return {
+        **{k: v for k, v in obj.items() if k not in ("metadata", "apiVersion")},
+        "metadata": meta,
+    }

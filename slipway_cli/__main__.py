@@ -1,0 +1,5 @@
+import sys
+
+from slipway_cli import main
+
+sys.exit(main())

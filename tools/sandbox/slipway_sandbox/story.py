@@ -1,0 +1,362 @@
+"""The seed's story (DESIGN §1) as data: steps, what each should do, and how to judge it.
+
+Everything here is pure: a `Step` says what to change (a commit, a sync, a
+`git revert`, an image rule) and what the world should look like afterwards;
+`judge` compares an `Observed` with the step's `Expectation` and names every
+difference. `slipway_sandbox.storyrunner` does the I/O (git, the API, kubesim,
+the event log, the Slack receiver) and feeds the observations back here, so
+the story is the same for `make demo`, `slipway demo --once`, the end-to-end
+test and the benchmark.
+
+The steps, as the seed's team lived them:
+
+0. bootstrap — register `account-dev` and `account-prd` through the API and
+   deploy what prd runs today (its first deployment: a quick sync of v1);
+1. dev — CI merges an image bump to dev: QuickSync → SUCCESS;
+2. prd — the same bump to prd: canary → analysis on `grpc_error_rate` →
+   primary → canary clean → SUCCESS;
+3. bad — a bump to an image that answers errors: the analysis fails, the
+   deployment rolls back by itself and Slack is told;
+4. revert — `git revert` of that bump: a new deployment of the old version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from shared import deployments
+from shared.deployments import StageStatus
+from shared.events.base import Event
+from slipway_sandbox.demo_repo import DemoTiming, app_name, image
+
+BAD_TAG: Final = "v3"
+BAD_ERROR_RATE: Final = 0.5
+"""Half the bad image's requests fail: far above the template's 1 % threshold."""
+
+PIPELINE_STAGES: Final = (
+    "K8S_CANARY_ROLLOUT",
+    "ANALYSIS",
+    "K8S_PRIMARY_ROLLOUT",
+    "K8S_CANARY_CLEAN",
+)
+PIPELINE_STAGES_WITHOUT_ANALYSIS: Final = (
+    "K8S_CANARY_ROLLOUT",
+    "WAIT",
+    "K8S_PRIMARY_ROLLOUT",
+    "K8S_CANARY_CLEAN",
+)
+
+CORE_SERVICES: Final = frozenset({"relay", "projector", "api", "gitwatcher", "planner", "executor"})
+
+
+# --- Actions: what a step changes ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Register:
+    """Register the demo's applications through the API (the seed's pipectl script)."""
+
+    apps: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Sync:
+    """`slipway app sync APP`: deploy the branch head now."""
+
+    app: str
+
+
+@dataclass(frozen=True)
+class Bump:
+    """A merged pull request: the image tag of `env` becomes `tag`."""
+
+    env: str
+    tag: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Revert:
+    """`git revert` of the commit step `step` made (the seed's manual rollback)."""
+
+    step: str
+
+
+@dataclass(frozen=True)
+class ImageRule:
+    """Make pods of `tag` answer `error_rate` of their requests with errors (kubesim)."""
+
+    tag: str
+    error_rate: float
+
+
+Action = Register | Sync | Bump | Revert | ImageRule
+
+
+# --- Expectations and observations --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the world looks like once the step's deployment is done."""
+
+    app: str
+    env: str
+    status: str
+    live_tag: str
+    strategy: str | None = None
+    stages: tuple[str, ...] = ()
+    """Visible stages, in order, each expected to end SUCCESS (empty: not checked)."""
+    rolled_back: bool = False
+    notified: bool = False
+    """A Slack-format message naming the application reaches the local receiver."""
+    deployed_by_this_step: bool = True
+    """The live workload carries this step's deployment id (it was applied by it)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    title: str
+    actions: tuple[Action, ...]
+    expect: Expectation
+    configured_wait_s: float = 0.0
+    """Seconds the configuration itself makes this step wait (analysis, WAIT stages)."""
+    timeout_s: float = 90.0
+    needs: frozenset[str] = CORE_SERVICES
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    name: str
+    status: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class DeploymentOutcome:
+    deployment_id: str
+    status: str
+    """SUCCESS | FAILURE | CANCELLED, or PENDING/PLANNED/RUNNING if not done in time."""
+    strategy: str = ""
+    commit_hash: str = ""
+    stages: tuple[StageOutcome, ...] = ()
+    rolled_back: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Observed:
+    deployment: DeploymentOutcome | None
+    live_image: str | None
+    live_deployment_id: str | None
+    canary_left: bool
+    messages: tuple[tuple[str, ...], ...] = ()
+    """The receiver's new messages during the step, each as the lines a person reads."""
+    notifier_present: bool = True
+
+
+@dataclass(frozen=True)
+class Verdict:
+    step: str
+    problems: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def judge(step: Step, observed: Observed) -> Verdict:
+    """Every way `observed` differs from what `step` expects (pure)."""
+    expect = step.expect
+    problems: list[str] = []
+    notes: list[str] = []
+    deployment = observed.deployment
+    if deployment is None:
+        return Verdict(step.key, (f"no deployment of {expect.app} was triggered",))
+    if deployment.status != expect.status:
+        why = f" ({deployment.reason})" if deployment.reason else ""
+        problems.append(f"status {deployment.status}, expected {expect.status}{why}")
+    if expect.strategy is not None and deployment.strategy != expect.strategy:
+        problems.append(f"strategy {deployment.strategy or '-'}, expected {expect.strategy}")
+    if expect.stages:
+        visible = tuple(s for s in deployment.stages if s.name != "ROLLBACK")
+        names = tuple(s.name for s in visible)
+        if names != expect.stages:
+            problems.append(f"stages {list(names)}, expected {list(expect.stages)}")
+        elif expect.status == "SUCCESS":
+            problems += [
+                f"stage {s.name} ended {s.status}" for s in visible if s.status != "SUCCESS"
+            ]
+    if expect.rolled_back != deployment.rolled_back:
+        problems.append(
+            "it rolled back, which it should not have"
+            if deployment.rolled_back
+            else "it did not roll back"
+        )
+    if expect.rolled_back:
+        rollback = [s for s in deployment.stages if s.name == "ROLLBACK"]
+        if not rollback or rollback[-1].status != "SUCCESS":
+            state = rollback[-1].status if rollback else "absent"
+            problems.append(f"the ROLLBACK stage is {state}, expected SUCCESS")
+    wanted = image(expect.live_tag)
+    if observed.live_image != wanted:
+        problems.append(f"kubesim runs {observed.live_image or 'nothing'}, expected {wanted}")
+    if expect.deployed_by_this_step and observed.live_deployment_id != deployment.deployment_id:
+        problems.append(
+            f"the live workload was applied by deployment {observed.live_deployment_id or '-'},"
+            f" not by this step's {deployment.deployment_id}"
+        )
+    if observed.canary_left:
+        problems.append("a canary is still running")
+    if expect.notified:
+        if not observed.notifier_present:
+            notes.append("not checked: the notifier service is not in this checkout")
+        elif not any(mentions(lines, expect.app) for lines in observed.messages):
+            problems.append(f"the Slack receiver got no message about {expect.app}")
+    return Verdict(step.key, tuple(problems), tuple(notes))
+
+
+def mentions(lines: Sequence[str], app: str) -> bool:
+    return any(app in line for line in lines)
+
+
+# --- The story ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Story:
+    steps: tuple[Step, ...]
+    timing: DemoTiming = field(default_factory=DemoTiming)
+    with_analysis: bool = True
+
+    def step(self, key: str) -> Step:
+        return next(s for s in self.steps if s.key == key)
+
+
+def seed_story(timing: DemoTiming, *, with_analysis: bool = True) -> Story:
+    """The seed's story with these waits; without analysis, prd's pipeline WAITs instead."""
+    dev, prd = app_name("dev"), app_name("prd")
+    analysis_s = float(timing.analysis_s)
+    # A rollout takes a few readiness delays; an analysis its duration; the rest is slack
+    # for a busy machine (2 cores shared with a test suite).
+    pipeline_timeout = 90.0 + 2 * analysis_s
+    steps = [
+        Step(
+            key="bootstrap",
+            title="register account-dev and account-prd; prd's first deployment (v1)",
+            actions=(Register((dev, prd)), Sync(prd)),
+            expect=Expectation(
+                app=prd, env="prd", status="SUCCESS", live_tag="v1", strategy="quick_sync"
+            ),
+        ),
+        Step(
+            key="dev",
+            title="merge the v2 image bump for dev: QuickSync",
+            actions=(Bump("dev", "v2", "account: bump image to v2 in dev"),),
+            expect=Expectation(
+                app=dev,
+                env="dev",
+                status="SUCCESS",
+                live_tag="v2",
+                strategy="quick_sync",
+                stages=("K8S_SYNC",),
+            ),
+        ),
+        Step(
+            key="prd",
+            title=(
+                "merge the v2 image bump for prd: canary → analysis → primary → clean"
+                if with_analysis
+                else "merge the v2 image bump for prd: canary → wait → primary → clean"
+            ),
+            actions=(Bump("prd", "v2", "account: bump image to v2 in prd"),),
+            expect=Expectation(
+                app=prd,
+                env="prd",
+                status="SUCCESS",
+                live_tag="v2",
+                strategy="pipeline",
+                stages=PIPELINE_STAGES if with_analysis else PIPELINE_STAGES_WITHOUT_ANALYSIS,
+            ),
+            configured_wait_s=analysis_s,
+            timeout_s=pipeline_timeout,
+            needs=CORE_SERVICES | ({"analysis"} if with_analysis else set()),
+        ),
+        Step(
+            key="bad",
+            title=f"merge a bump to {BAD_TAG}, an image whose requests fail: "
+            "analysis fails, automatic rollback, Slack",
+            actions=(
+                ImageRule(BAD_TAG, BAD_ERROR_RATE),
+                Bump("prd", BAD_TAG, f"account: bump image to {BAD_TAG} in prd"),
+            ),
+            expect=Expectation(
+                app=prd,
+                env="prd",
+                status="FAILURE",
+                live_tag="v2",
+                strategy="pipeline",
+                rolled_back=True,
+                notified=True,
+                # What runs is what ran before, re-applied by the rollback.
+                deployed_by_this_step=False,
+            ),
+            # The verdict comes at the first failing look, one interval in.
+            configured_wait_s=float(timing.analysis_interval_s),
+            timeout_s=pipeline_timeout,
+            needs=CORE_SERVICES | {"analysis"},
+        ),
+        Step(
+            key="revert",
+            title=f"`git revert` the {BAD_TAG} bump: prd deploys v2 again",
+            actions=(Revert("bad"),),
+            expect=Expectation(app=prd, env="prd", status="SUCCESS", live_tag="v2"),
+            timeout_s=pipeline_timeout,
+            needs=CORE_SERVICES | {"analysis"},
+        ),
+    ]
+    return Story(tuple(steps), timing, with_analysis)
+
+
+def playable(step: Step, present: frozenset[str], skipped: frozenset[str]) -> str | None:
+    """Why `step` cannot be played here (None when it can): a missing service or step."""
+    missing = sorted(step.needs - present)
+    if missing:
+        return f"needs {', '.join(missing)}, not in this checkout"
+    for action in step.actions:
+        if isinstance(action, Revert) and action.step in skipped:
+            return f"reverts step {action.step!r}, which was not played"
+    return None
+
+
+# --- Folding a deployment's events --------------------------------------------------
+
+
+def fold_deployment(deployment_id: str, events: Sequence[Event]) -> DeploymentOutcome:
+    """A deployment's stream (`deployment-<id>`) as the outcome the story judges (pure).
+
+    The stages are those that ran (or were skipped), in plan order; the reason is
+    why it completed, once it has (before, `shared.deployments` gives why it was
+    planned so, which would only mislead a verdict on a deployment not done in time).
+    """
+    state = deployments.fold(enumerate(events))
+    return DeploymentOutcome(
+        deployment_id=deployment_id,
+        status=str(state.status),
+        strategy=state.strategy,
+        commit_hash=state.commit_hash,
+        stages=tuple(
+            StageOutcome(s.name, str(s.status), s.reason)
+            for s in state.stages
+            if s.status is not StageStatus.NOT_STARTED_YET
+        ),
+        rolled_back=state.rolled_back,
+        reason=state.reason if state.completed else "",
+    )
+
+
+FINAL_STATUSES: Final = frozenset({"SUCCESS", "FAILURE", "CANCELLED"})
