@@ -151,11 +151,17 @@ class NatsSource:
                 subscription = await js.pull_subscribe_bind(durable=self.durable, stream=stream)
                 self.connections += 1
                 backoff = 0.05
+                pending = _BATCH
                 while True:
+                    # A backlog is fetched in batches (the server answers at once with what it
+                    # has); once caught up, one at a time: a lingering fetch of many returns only
+                    # when they are all there or it expires, which would hold a live event back.
+                    size = _BATCH if pending > 0 else 1
                     try:
-                        messages = await subscription.fetch(_BATCH, timeout=self.fetch_timeout_s)
+                        messages = await subscription.fetch(size, timeout=self.fetch_timeout_s)
                     except NatsTimeout:
                         continue
+                    pending = messages[-1].metadata.num_pending if messages else 0
                     for msg in messages:
                         recorded = event_from_message(msg.headers, msg.data, registry)
                         at = msg.metadata.sequence.stream
