@@ -70,10 +70,10 @@ class MemoryCheckpoint:
         self.state = State()
 
     def load(self) -> State:
-        return msgspec.json.decode(msgspec.json.encode(self.state), type=State)
+        return _copy(self.state)
 
     def save(self, state: State) -> None:
-        self.state = msgspec.json.decode(msgspec.json.encode(state), type=State)
+        self.state = _copy(state)
 
 
 class FileCheckpoint:
@@ -108,3 +108,11 @@ class FileCheckpoint:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+
+
+def _copy(state: State) -> State:
+    return State(
+        position=state.position,
+        stream_sequence=state.stream_sequence,
+        recent_ids=list(state.recent_ids),
+    )

@@ -11,7 +11,9 @@ from slipway_subscriber.received import Received
 
 __all__ = ["Source", "subscribe"]
 
-DEFAULT_RECENT_IDS: Final = 1000
+DEFAULT_RECENT_IDS: Final = 100
+"""Positions are intrinsic to events (a republished event comes with its own), so the ids are
+only a second line: a short window is enough."""
 
 
 class Source(Protocol):

@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from services.api.routes import API_PREFIX, event_stream
+from shared.apikeys import create_api_key, key_id_of, revoke_api_key
 from shared.eventlog import EventStore
 from tests.api_support import api_key_for, auth_headers, served_api
 from tests.subscriber_support import all_events, append_story
@@ -170,3 +171,20 @@ async def test_bad_input_is_a_400_naming_the_part(
 async def test_needs_an_api_key(api: str) -> None:
     async with aiohttp.ClientSession(base_url=api) as http, http.get(STREAM) as reply:
         assert reply.status == 401
+
+
+async def test_a_revoked_key_stream_ends(api: str, store: EventStore) -> None:
+    """A follower whose key is revoked is told so and the stream ends (within the key cache's
+    TTL), as a log follow does."""
+    secret = await create_api_key(store, "read-only", "follower")
+    async with (
+        aiohttp.ClientSession(base_url=api) as http,
+        http.get(STREAM, params={"after": "head"}, headers=auth_headers(secret)) as reply,
+    ):
+        assert reply.status == 200
+        key_id = key_id_of(secret)
+        assert key_id is not None
+        await revoke_api_key(store, key_id)
+        async with asyncio.timeout(15):
+            body = await reply.content.read()  # to the end: the server closes it
+    assert b"event: revoked" in body
