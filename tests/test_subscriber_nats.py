@@ -8,6 +8,7 @@ which their permissions are written for), and the real relay publishing the test
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from nats.js import api as js_api
 
 from services.relay.relay import Relay
 from shared.eventlog import EventStore
+from shared.events.feed import Feed, selection_of
 from shared.messaging import ensure_event_stream
 from shared.natsauth import SUBSCRIBER_DURABLES, inbox_prefix
 from shared.subjects import Subjects
@@ -187,3 +189,40 @@ async def test_the_subscriber_identity_only_reads_through_its_own_durables(
         assert await js.delete_consumer(stream, DURABLE)
     finally:
         await client.close()
+
+
+async def test_the_kit_renders_cdevents_from_nats_as_the_server_does(
+    server: NatsServer, store: EventStore, relayed: Relay
+) -> None:
+    """`format="cdevents"` over NATS: the same documents, in the same order, as the server
+    sends over SSE and webhooks; joined part-way it reads the stream's earlier events."""
+    await append_story(store)
+    events = await all_events(store)
+    await wait_until_relayed(relayed, len(events))
+
+    async def read_stream(stream_id: str, count: int) -> list[Any]:
+        return await store.read_stream(stream_id, limit=count)
+
+    expected = await expected_cdevents(store, events[10:])
+    source = NatsSource(
+        server.url_for("subscriber"),
+        durable=DURABLE,
+        start=11,
+        format="cdevents",
+        read_stream=read_stream,
+    )
+    got = await take(source, MemoryCheckpoint(), len(expected))
+    assert [json.dumps(r.document, sort_keys=True) for r in got] == expected
+    assert all(r.type.startswith("dev.cdevents.") and r.event is None for r in got)
+
+
+async def expected_cdevents(store: EventStore, events: list[Any]) -> list[str]:
+    async def read_stream(stream_id: str, count: int) -> list[Any]:
+        return await store.read_stream(stream_id, limit=count)
+
+    feed = Feed(selection_of(fmt="cdevents"), read_stream)
+    return [
+        json.dumps(json.loads(d.body), sort_keys=True)
+        for e in events
+        for d in await feed.documents(e)
+    ]
