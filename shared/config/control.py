@@ -73,7 +73,7 @@ from shared.config.loader import API_VERSION, open_document
 from shared.config.types import Duration, _show
 from shared.egress import parse_allow_entry
 from shared.errors import ConfigError
-from shared.events.feed import selection_of
+from shared.events.feed import SelectionError, selection_of
 from shared.git import branch_name_problem
 
 __all__ = [
@@ -775,20 +775,24 @@ def _check_event_hooks(doc: Document, hooks: Sequence[EventHook]) -> None:
             raise doc.error((*at, "url"), f"an http(s) URL to POST to; got {_show(hook.url)}")
         if hook.signature_value and hook.signature_secret_file:
             raise doc.error(at, "set signatureValue or signatureSecretFile, not both")
-        checks: tuple[tuple[str, dict[str, Any]], ...] = (
-            ("types", {"types": hook.types}),
-            ("categories", {"categories": hook.categories}),
-            ("application", {"application": hook.application}),
-            ("format", {"fmt": hook.format}),
-        )
-        for key, arguments in checks:
-            try:
-                selection_of(**arguments)
-            except ValueError as exc:
-                raise doc.error((*at, key), str(exc)) from None
+        try:
+            selection_of(
+                categories=hook.categories,
+                types=hook.types,
+                application=hook.application,
+                fmt=hook.format,
+            )
+        except SelectionError as exc:
+            raise doc.error((*at, _HOOK_FIELDS[exc.field]), str(exc)) from None
 
 
 _HOOK_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_HOOK_FIELDS: Final = {
+    "category": "categories",
+    "type": "types",
+    "application": "application",
+    "format": "format",
+}
 
 
 def _check_receiver(doc: Document, receiver: NotificationReceiver, at: FieldPath) -> None:

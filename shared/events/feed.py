@@ -29,7 +29,7 @@ from shared.events.catalog import default_registry
 from shared.events.outbound import Document, Format, needs_history, parse_format, render
 from shared.streams import category_of
 
-__all__ = ["Feed", "ReadStream", "Selection", "selection_of"]
+__all__ = ["Feed", "ReadStream", "Selection", "SelectionError", "selection_of"]
 
 ReadStream = Callable[[str, int], Awaitable[list[RecordedEvent]]]
 """`(stream_id, n)`: the first `n` events of the stream (versions 0..n-1)."""
@@ -37,6 +37,14 @@ ReadStream = Callable[[str, int], Awaitable[list[RecordedEvent]]]
 _TOKEN: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _APPLICATION: Final = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _KEPT_STREAMS: Final = 512
+
+
+class SelectionError(ValueError):
+    """A subscription asked for something that is not there; `field` names which part."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class Selection(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,23 +69,29 @@ def selection_of(
     fmt: str | None = None,
     where: str = "",
 ) -> Selection:
-    """A checked `Selection`; ValueError naming the field (prefixed by `where`) otherwise."""
+    """A checked `Selection`; `SelectionError` naming the field (its message prefixed by
+    `where`) otherwise."""
     prefix = f"{where}: " if where else ""
     cats = frozenset(c for c in categories if c)
     for category in sorted(cats):
         if not _TOKEN.match(category):
-            raise ValueError(f"{prefix}category {category!r} is not a stream category")
+            raise SelectionError(
+                "category", f"{prefix}category {category!r} is not a stream category"
+            )
     kinds = frozenset(t for t in types if t)
     known = default_registry()
     unknown = sorted(t for t in kinds if t not in known)
     if unknown:
-        raise ValueError(f"{prefix}type: unknown event type(s) {', '.join(map(repr, unknown))}")
+        listed = ", ".join(map(repr, unknown))
+        raise SelectionError("type", f"{prefix}type: unknown event type(s) {listed}")
     if application and not _APPLICATION.match(application):
-        raise ValueError(f"{prefix}application {application!r} is not an application id")
+        raise SelectionError(
+            "application", f"{prefix}application {application!r} is not an application id"
+        )
     try:
         chosen = parse_format(fmt)
     except ValueError as exc:
-        raise ValueError(f"{prefix}{exc}") from None
+        raise SelectionError("format", f"{prefix}{exc}") from None
     return Selection(categories=cats, types=kinds, application=application or "", format=chosen)
 
 

@@ -39,7 +39,7 @@ from shared.db import unavailable_on_disconnect
 from shared.eventlog.position import LogPosition
 from shared.eventlog.store import EventStore, position_of
 from shared.events.base import RecordedEvent
-from shared.events.feed import Feed, Selection, selection_of
+from shared.events.feed import Feed, Selection, SelectionError, selection_of
 from shared.events.outbound import cursor_of
 
 __all__ = ["HEARTBEAT_S", "ROUTES", "upstream"]
@@ -158,9 +158,8 @@ def _selection(request: web.Request) -> Selection:
             application=query_str(request, "application", max_length=128),
             fmt=query_str(request, "format", max_length=32),
         )
-    except ValueError as exc:
-        field = str(exc).split(" ", 1)[0].rstrip(":")
-        raise ApiError(400, "invalid_request", str(exc), field=field) from None
+    except SelectionError as exc:
+        raise ApiError(400, "invalid_request", str(exc), field=exc.field) from None
 
 
 async def _start(request: web.Request, api: Deps) -> tuple[LogPosition, tuple[int, int] | None]:
