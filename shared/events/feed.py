@@ -112,11 +112,18 @@ class Feed:
             self._remember(recorded)
             return []
         history: list[RecordedEvent] | None = None
-        if selection.application or needs_history(recorded, selection.format):
+        if needs_history(recorded, selection.format):
             history = await self._history(recorded)
-        if selection.application and _application_of(recorded, history) != selection.application:
-            self._remember(recorded)
-            return []
+        if selection.application:
+            application = _own_application(recorded)
+            if not application:
+                # A deployment's or an analysis' first event names the application.
+                if history is None:
+                    history = await self._history(recorded)
+                application = _own_application(history[0]) if history else ""
+            if application != selection.application:
+                self._remember(recorded)
+                return []
         documents = render(recorded, selection.format, history or ())
         self._remember(recorded)
         return documents
@@ -146,11 +153,7 @@ class Feed:
                 self._streams.popitem(last=False)
 
 
-def _application_of(recorded: RecordedEvent, history: list[RecordedEvent] | None) -> str:
-    """The application an event is about: its own `application_id`, or its stream's first
-    event's (a deployment's and an analysis' first event names it)."""
-    for candidate in (recorded, *(history or ())[:1]):
-        value = getattr(candidate.event, "application_id", "")
-        if isinstance(value, str) and value:
-            return value
-    return ""
+def _own_application(recorded: RecordedEvent) -> str:
+    """The `application_id` the event names itself ("" if none)."""
+    value = getattr(recorded.event, "application_id", "")
+    return value if isinstance(value, str) else ""
