@@ -7,16 +7,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from shared.config import load_control_config
 from shared.errors import ConfigError
-from shared.eventlog import EventStore
+from shared.eventlog import ANY, EventStore, new_events
+from shared.events import outbound
 from shared.events.asyncapi import asyncapi_document, asyncapi_json
+from shared.events.base import Event
 from shared.events.catalog import ALL_EVENTS, default_registry
-from shared.events.codec import tag_of
+from shared.events.codec import EventRegistry, tag_of
 from shared.events.feed import Feed, selection_of
 from shared.events.outbound import render
 from tests.subscriber_support import all_events, append_story, cdevent_validators, validate_cdevent
@@ -146,3 +149,36 @@ def test_an_event_hook_config_error_names_the_file_line_and_field(
         load_control_config(path)
     text = str(caught.value)
     assert str(path) in text and ":6" in text and field in text and message in text, text
+
+
+class ProbeV1(Event, tag="contract_probe", frozen=True):
+    name: str
+
+
+class ProbeV2(Event, tag="contract_probe", frozen=True):
+    full_name: str  # renamed: a breaking change, so version 2 with an upcaster
+
+
+async def test_after_a_breaking_change_subscribers_get_the_latest_version(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event stored at v1 is rendered at v2 (upcast) in every format, saying both versions:
+    the versioning policy of docs/events.md."""
+    old = EventRegistry([ProbeV1])
+    new = EventRegistry()
+    new.register(
+        ProbeV2, version=2, upcasters={1: lambda d: {"type": d["type"], "full_name": d["name"]}}
+    )
+    await EventStore(pool, old).append(
+        "probe-1", new_events([ProbeV1(name="web")]), expected_version=ANY
+    )
+    (recorded,) = await EventStore(pool, new).read_stream("probe-1")
+    monkeypatch.setattr(outbound, "_registry", new)
+    (native,) = render(recorded, "native")
+    document = json.loads(native.body)
+    assert document["data"] == {"full_name": "web"}
+    assert (document["schema_version"], document["stored_schema_version"]) == (2, 1)
+    (cloud,) = render(recorded, "cloudevents")
+    envelope = JSONFormat().read(CloudEvent, cloud.body)
+    assert envelope.get_type() == "dev.slipway.contract_probe.v2"
+    assert envelope.get_data() == {"full_name": "web"}
