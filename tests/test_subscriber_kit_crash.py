@@ -20,6 +20,7 @@ from shared.messaging import ensure_event_stream
 from shared.natsauth import SUBSCRIBER_DURABLES
 from shared.subjects import Subjects
 from slipway_sandbox import NatsServer
+from slipway_subscriber.examples.audit import AuditFile
 from tests.subscriber_support import all_events, append_story
 from tests.support import running, wait_until
 
@@ -103,3 +104,14 @@ async def test_killed_mid_way_and_restarted_it_saw_every_event_once(
         await admin.close()
     got = lines(out)
     assert got == expected, "every event exactly once, in commit order"
+
+
+def test_the_audit_file_drops_a_line_a_crash_cut_short(tmp_path: Path) -> None:
+    """Killed mid-write, the file ends in half a line: reopened, it is cut off, and the ids of
+    the whole lines are known (so their events are not written twice)."""
+    out = tmp_path / "audit.jsonl"
+    out.write_bytes(b'{"event_id":"a"}\n{"event_id":"b"}\n{"event_id":"c"')
+    audit = AuditFile(out)
+    audit.close()
+    assert audit.ids == {"a", "b"}
+    assert out.read_bytes() == b'{"event_id":"a"}\n{"event_id":"b"}\n'
