@@ -1,7 +1,7 @@
 """`python -m services.notifier [--burst]`: wiring only — settings, control config, the
 consumer that schedules notifications, the worker that delivers them, and the raw-event
-webhooks (`spec.eventHooks`; not in a burst). `--burst` delivers
-what the log holds so far (retries included), then exits."""
+webhooks (`spec.eventHooks`). `--burst` delivers the notifications the log holds so far
+(retries included), then exits; event hooks follow the log for ever, so not in a burst."""
 
 from __future__ import annotations
 
