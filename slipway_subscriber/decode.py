@@ -76,7 +76,9 @@ async def from_recorded(
                 type=document.type if fmt == "cdevents" else recorded.event_type,
                 document=parsed,
                 event=recorded.event if fmt == "cloudevents" else None,
-                stream_sequence=stream_sequence,
+                # Until its last document is handled, the event is not: a restart reads it
+                # again (from the sequence before) and skips the parts handled by position.
+                stream_sequence=stream_sequence if last else stream_sequence - 1,
             )
         )
     return out
