@@ -38,6 +38,7 @@ from shared.eventlog.store import Connection
 from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
 from shared.events.catalog import ApiKeyCreated, ApiKeyRevoked
 from shared.events.outbound import PRIVATE_FIELDS
+from shared.events.streams import apikey_stream
 from shared.ids import new_event_id, new_id
 
 __all__ = [
@@ -46,7 +47,6 @@ __all__ = [
     "ApiKey",
     "KeyNameTaken",
     "Role",
-    "apikey_stream",
     "authenticate",
     "create_api_key",
     "create_key",
@@ -67,7 +67,6 @@ _RANK: Final = {role: rank for rank, role in enumerate(ROLES)}
 # for its secret. Spelled in shared/events/outbound.py, where every way out renders events.
 
 _SECRET: Final = re.compile(r"^slw_(?P<key_id>[0-9a-z]{26})_[A-Za-z0-9_-]{43}$")
-_STREAM_PREFIX: Final = "apikey-"
 
 _LIST: Final = """
 SELECT global_position, tx_id, stream_id, stream_version, event_id, event_type,
@@ -106,10 +105,6 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
-
-
-def apikey_stream(key_id: str) -> str:
-    return f"{_STREAM_PREFIX}{key_id}"
 
 
 def secret_sha256(secret: str) -> str:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from kubesim import KubeSim
-from services.executor.service import COMMAND_EVENTS, CONSUMER_NAME, Executor
+from services.executor.handlers import HANDLES
+from services.executor.service import CONSUMER_NAME, Executor
 from shared.config import load_application_config
 from shared.config.control import KubernetesProviderConfig
 from shared.consumer import EventConsumer, Handler
@@ -156,7 +157,7 @@ class Harness:
             CONSUMER_NAME,
             executor.handle,
             after_commit=executor.after_commit,
-            event_types=["deployment_planned", *COMMAND_EVENTS],
+            handles=HANDLES,
         )
         self.executors.append(executor)
         self.consumers.append(consumer)
@@ -168,10 +169,10 @@ class Harness:
         handler: Handler,
         *,
         after_commit: Callable[[RecordedEvent], Awaitable[None]],
-        event_types: Sequence[str],
+        handles: Sequence[type[Event]],
     ) -> EventConsumer:
-        """A service's consumer of `event_types` on this test's subjects, quick to fetch and
-        to redeliver (a test waits on it)."""
+        """A service's consumer of the events it `handles`, on this test's subjects, quick to
+        fetch and to redeliver (a test waits on it)."""
         return EventConsumer(
             name=name,
             js=self.nc.jetstream(),
@@ -180,7 +181,7 @@ class Harness:
             subjects=self.subjects,
             handler=handler,
             after_commit=after_commit,
-            filter_subjects=[self.subjects.events_of_type(t) for t in event_types],
+            handles=handles,
             fetch_timeout_s=0.2,
             backoff_s=(0.1,),
         )

@@ -21,7 +21,7 @@ from shared.events.catalog import (
     AnalysisStarted,
     AnalysisTickJudged,
 )
-from shared.ids import analysis_id_of
+from shared.events.ids import analysis_id_of
 from tests.analysis_support import (
     SlowPrometheus,
     analysis_events,

@@ -16,7 +16,7 @@ from shared.events.catalog import (
     AnalysisStarted,
     AnalysisTickJudged,
 )
-from shared.ids import analysis_id_of
+from shared.events.ids import analysis_id_of
 from shared.stagelog import StageLogs
 from tests.analysis_support import analysis_pipeline, app_files_at, prometheus_for, wait_started
 from tests.executor_support import Harness, eventually, write_control_config

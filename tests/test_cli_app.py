@@ -18,7 +18,7 @@ import pytest
 from services.api.routes import API_PREFIX
 from shared.eventlog import EventStore
 from shared.events.catalog import SyncRequested
-from shared.ids import on_command_deployment_id
+from shared.events.ids import on_command_deployment_id
 from tests.api_support import api_key_for, auth_headers, running_projection, served_api
 
 REPO = Path(__file__).resolve().parent.parent

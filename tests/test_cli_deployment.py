@@ -34,7 +34,8 @@ from shared.events.catalog import (
     StageSkipRequested,
     StageStarted,
 )
-from shared.ids import new_id, on_command_deployment_id
+from shared.events.ids import on_command_deployment_id
+from shared.ids import new_id
 from shared.stagelog import Severity, StageLogs
 from shared.subjects import Subjects
 from tests.api_support import api_key_for, running_projection, served_api

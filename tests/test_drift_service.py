@@ -12,7 +12,6 @@ import pytest
 
 from kubesim import KubeSim
 from kubesim.testing import Kubectl, find_kubectl
-from services.drift.decider import drift_deployment_id, drift_stream
 from services.drift.service import DriftDetector
 from shared.config.control import KubernetesProviderConfig
 from shared.deploysource import load_deploy_source
@@ -25,6 +24,8 @@ from shared.events.catalog import (
     DeploymentCompleted,
     DeploymentTriggered,
 )
+from shared.events.ids import drift_deployment_id
+from shared.events.streams import drift_stream
 from shared.git import GitCache
 from shared.platform import KubernetesPlatform
 from tests.api_support import running_projection, served_api

@@ -23,7 +23,7 @@ from shared.events.catalog import (
     StageCompleted,
     StageStarted,
 )
-from shared.ids import analysis_id_of
+from shared.events.ids import analysis_id_of
 from shared.platform import KubernetesPlatform
 from shared.stagelog import StageLogs
 from shared.subjects import Subjects

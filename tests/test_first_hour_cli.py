@@ -41,7 +41,8 @@ from shared.events.catalog import (
     StageCompleted,
     StageStarted,
 )
-from shared.ids import analysis_id_of, new_id
+from shared.events.ids import analysis_id_of
+from shared.ids import new_id
 from shared.stagelog import Severity, StageLogs
 from shared.subjects import Subjects
 from tests.api_support import api_key_for, running_projection, served_api

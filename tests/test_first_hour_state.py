@@ -34,7 +34,7 @@ from shared.events.catalog import (
     DeploymentTriggered,
     default_registry,
 )
-from shared.labels import config_stream
+from shared.events.streams import application_config_stream
 from shared.projections import ProjectionRunner, replay
 from shared.projections.applications import ApplicationsProjection
 from slipway_sandbox.control import PLATFORM_PROVIDER, REPOSITORY_ID
@@ -354,7 +354,9 @@ async def test_notification_routes_match_labels_from_the_config(
             repository_id="config", application_id="web1", commit_hash="c1",
             labels=(("env", "prd"),),
         )  # fmt: skip
-        await store.append(config_stream("web1"), new_events([observed]), expected_version=ANY)
+        await store.append(
+            application_config_stream("web1"), new_events([observed]), expected_version=ANY
+        )
         async with notifier_running(control, backends):
             trigger = DeploymentTriggered(
                 deployment_id="d1", application_id="web1", trigger="on_commit", commit_hash="c1"

@@ -18,8 +18,6 @@ from services.gitwatcher.decider import (
     decide_fetch_succeeded,
     evolve,
     fold,
-    is_app_config_filename,
-    on_commit_deployment_id,
     on_commit_triggers,
     undiscovered_configs,
 )
@@ -31,7 +29,7 @@ from shared.events.catalog import (
     RepositoryRecovered,
     SyncRequested,
 )
-from shared.ids import on_command_deployment_id
+from shared.events.ids import on_command_deployment_id, on_commit_deployment_id
 from shared.streams import check_stream_id
 
 NONE = TriggerConfig()
@@ -189,16 +187,6 @@ def test_commit_observed_only_follows_the_current_head() -> None:
     )
     assert decide_commit_observed(state, follow) == [follow]
     assert decide_commit_observed(state, stale) == []
-
-
-def test_config_file_names() -> None:
-    """`app.pipecd.yaml`, `*.pipecd.yaml` and `.pipe.yaml` are app configs; templates are not."""
-    assert is_app_config_filename("app.pipecd.yaml")
-    assert is_app_config_filename("canary.pipecd.yaml")
-    assert is_app_config_filename(".pipe.yaml")
-    assert not is_app_config_filename(".pipecd.yaml")
-    assert not is_app_config_filename("analysis-template.yaml")
-    assert not is_app_config_filename("deployment.yaml")
 
 
 def test_undiscovered_configs_skip_registered_and_announced_ones() -> None:

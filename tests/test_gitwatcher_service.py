@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from services.gitwatcher.decider import on_commit_deployment_id
 from services.gitwatcher.service import WatchedRepository
 from services.gitwatcher.watcher import append_trigger
 from shared.eventlog import EventStore
@@ -18,6 +17,7 @@ from shared.events.catalog import (
     RepositoryFetchFailed,
     RepositoryRecovered,
 )
+from shared.events.ids import on_commit_deployment_id
 from tests.git_helpers import WorkRepo, app_config
 from tests.gitwatcher_support import (
     SEED_SERVICES,

@@ -10,7 +10,7 @@ from services.relay.relay import Relay
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events.base import Metadata
 from shared.events.catalog import DeploymentTriggered, SyncRequested
-from shared.ids import on_command_deployment_id
+from shared.events.ids import on_command_deployment_id
 from shared.messaging import ensure_event_stream
 from shared.subjects import Subjects
 from tests.gitwatcher_support import (

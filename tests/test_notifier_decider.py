@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from services.notifier.decider import SCHEDULING, notification_id_of, routed, schedule
+from services.notifier.decider import SCHEDULING, routed, schedule
 from services.notifier.targets import Target
 from shared.config.control import NotificationRoute
 from shared.decider import fold
 from shared.events.base import Metadata, RecordedEvent
 from shared.events.catalog import ApplicationDisabled, DeploymentCompleted
+from shared.events.ids import notification_id_of
 
 HOOK = Target(name="hook", kind="webhook", url="http://receiver.invalid/")
 

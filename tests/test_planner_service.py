@@ -16,7 +16,7 @@ from services.planner.decider import (
     next_to_plan,
     on_triggered,
 )
-from services.planner.service import CONSUMER_NAME, Planner, RepositoryRef
+from services.planner.service import CONSUMER_NAME, HANDLES, Planner, RepositoryRef
 from shared.applications import application_of
 from shared.consumer import EventConsumer
 from shared.eventlog import NO_STREAM, EventStore, new_events
@@ -119,10 +119,7 @@ class Harness:
             registry=store.registry,
             subjects=subjects,
             handler=self.planner.handle,
-            filter_subjects=[
-                subjects.events_of_type("deployment_triggered"),
-                subjects.events_of_type("deployment_completed"),
-            ],
+            handles=HANDLES,
             fetch_timeout_s=0.2,
             ack_wait_s=10.0,
             max_deliver=50,

@@ -38,6 +38,7 @@ from shared.eventlog import ANY, EventStore, new_events
 from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import (
     ApplicationDisabled,
+    ApplicationEnabled,
     ApplicationRegistered,
     DeploymentCompleted,
     DeploymentPlanned,
@@ -263,9 +264,7 @@ async def test_every_service_runs_its_part_with_its_own_user(
                 handled[d] = handled.get(d, 0) + 1
 
             several = durable == EXECUTOR_CONSUMER  # one filter, and several, both work
-            filters = [SUBJECTS.events_of_type("application_disabled")] + (
-                [SUBJECTS.events_of_type("application_enabled")] if several else []
-            )
+            handles = [ApplicationDisabled, *([ApplicationEnabled] if several else [])]
             consumers.append(
                 EventConsumer(
                     name=durable,
@@ -274,7 +273,7 @@ async def test_every_service_runs_its_part_with_its_own_user(
                     registry=store.registry,
                     subjects=SUBJECTS,
                     handler=count,
-                    filter_subjects=filters,
+                    handles=handles,
                     fetch_timeout_s=0.2,
                 )
             )

@@ -32,8 +32,9 @@ from services.api.auth import PRINCIPAL, Access, key_still_live
 from services.api.deps import Deps, deps
 from services.api.errors import ApiError
 from services.api.limits import TooManyStreams
-from services.api.routes import Route
+from services.api.routes import Answer, Route
 from services.api.routes.events import parse_cursor
+from services.api.schemas import EventStreamQuery
 from services.api.wire import query_str
 from shared.db import unavailable_on_disconnect
 from shared.eventlog.position import LogPosition
@@ -194,4 +195,31 @@ async def _start(request: web.Request, api: Deps) -> tuple[LogPosition, tuple[in
     return parse_cursor(after, field="after"), None
 
 
-ROUTES: Final = (Route("GET", "/events/stream", stream, "streamEvents", Access.READ),)
+ROUTES: Final = (
+    Route(
+        "GET",
+        "/events/stream",
+        stream,
+        "streamEvents",
+        Access.READ,
+        summary="Follow the event log as server-sent events",
+        tag="events",
+        answers=(
+            Answer(
+                200,
+                "`text/event-stream`: one message per document, `id` the event's cursor, "
+                "`event` its type; `: heartbeat <cursor>` comments while quiet.",
+                None,
+                event_stream=True,
+            ),
+        ),
+        errors=(400, 429, 503),
+        description="In commit order (the `after` tail's), from the beginning of the log, "
+        "`after`, or the `Last-Event-ID` header of a reconnect (`<tx_id>:<position>`, or "
+        "`<tx_id>:<position>/<part>` inside an event sent as several CDEvents). `format` "
+        "`native` (the event resource with its `cursor`), `cloudevents` (CloudEvents 1.0 "
+        "structured JSON) or `cdevents` (the CDEvents it maps to). Counts against the key's "
+        "open streams, as log follows do.",
+        query=EventStreamQuery,
+    ),
+)
