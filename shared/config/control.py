@@ -41,6 +41,12 @@ spec:
       format: cdevents                # native (default) | cloudevents | cdevents
       types: [deployment_completed]   # event types; also categories, application
       signatureSecretFile: /secrets/dora   # or signatureValue; header signatureKey
+  secretManagement:                  # secrets encrypted in git (PipeCD's KEY_PAIR)
+    type: KEY_PAIR
+    config:
+      privateKeyFile: /secrets/key-2026.pem     # or privateKeyData (base64 of the PEM)
+      publicKeyFile: /secrets/key-2026.pub.pem  # or publicKeyData; default: from the private key
+      previousPrivateKeyFiles: [/secrets/key-2025.pem]  # still decrypt, tried after the newest
 ```
 
 It is loaded by `shared.config.control_loader.load_control_config`, which also
@@ -79,6 +85,8 @@ __all__ = [
     "Notifications",
     "PlatformProvider",
     "Repository",
+    "SecretKeyPair",
+    "SecretManagement",
     "SlackMention",
     "SlackReceiver",
     "WebhookReceiver",
@@ -223,6 +231,25 @@ class EventWatcherSettings(Spec, frozen=True):
     git_repos: tuple[EventWatcherGitRepo, ...] = ()
 
 
+class SecretKeyPair(Spec, frozen=True):
+    """The key pair secrets are encrypted for (newest), and older private keys still accepted.
+
+    Files are relative to the control config; `…Data` is the base64 of the PEM
+    (PipeCD's convention). `previousPrivateKeyFiles` is Slipway's: key rotation.
+    """
+
+    private_key_file: str = ""
+    private_key_data: str = ""
+    public_key_file: str = ""
+    public_key_data: str = ""
+    previous_private_key_files: tuple[str, ...] = ()
+
+
+class SecretManagement(Spec, frozen=True):
+    type: Literal["KEY_PAIR"] = "KEY_PAIR"
+    config: SecretKeyPair = SecretKeyPair()
+
+
 class ControlSpec(Spec, frozen=True):
     """`spec` of `kind: Slipway`."""
 
@@ -237,6 +264,7 @@ class ControlSpec(Spec, frozen=True):
     """Where people open Slipway (the UI or API); notifications link there when set."""
     event_hooks: tuple[EventHook, ...] = ()
     """Raw-event webhooks (Slipway's own; a Piped file has none)."""
+    secret_management: SecretManagement | None = None
 
 
 class ControlConfig(msgspec.Struct, frozen=True, kw_only=True):

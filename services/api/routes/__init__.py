@@ -33,6 +33,7 @@ _MODULES: Final = (
     "services.api.routes.events",
     "services.api.routes.event_stream",
     "services.api.routes.plan_preview",
+    "services.api.routes.secrets",
 )
 
 
