@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 # The virtualenv's bin/ first: slipway, and helm (scripts/ensure-helm.sh), for tests and demo.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test lint typecheck bench system-packages clean
+.PHONY: demo test lint typecheck bench asyncapi system-packages clean
 
 # The sandbox (tools/sandbox) is a second distribution, a development tool the service
 # image leaves out; both install editable, and a change to either pyproject reinstalls.
@@ -43,6 +43,11 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.eventlog --json
+
+# The event contract (AsyncAPI 3.0), generated from the event catalog; a test checks that
+# the committed docs/asyncapi.json is what this writes (docs/events.md).
+asyncapi: $(STAMP)
+	$(PY) -m shared.events.asyncapi > docs/asyncapi.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .sandbox

@@ -37,6 +37,7 @@ from shared.eventlog.execute import execute
 from shared.eventlog.store import Connection
 from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
 from shared.events.catalog import ApiKeyCreated, ApiKeyRevoked
+from shared.events.outbound import PRIVATE_FIELDS
 from shared.events.streams import apikey_stream
 from shared.ids import new_event_id, new_id
 
@@ -61,11 +62,9 @@ Role = Literal["read-only", "read-write", "admin"]
 ROLES: Final[tuple[str, ...]] = get_args(Role)
 _RANK: Final = {role: rank for rank, role in enumerate(ROLES)}
 
-PRIVATE_FIELDS: Final[dict[str, tuple[str, ...]]] = {"api_key_created": ("secret_sha256",)}
-"""Event fields that never leave Slipway (by event type): answers and exports drop them.
-
-A key's hash only serves `authenticate`; shown to a reader it would be an
-offline oracle for its secret and nothing else."""
+# PRIVATE_FIELDS (re-exported): event fields that never leave Slipway, by event type. A
+# key's hash only serves `authenticate`; shown to a reader it would be an offline oracle
+# for its secret. Spelled in shared/events/outbound.py, where every way out renders events.
 
 _SECRET: Final = re.compile(r"^slw_(?P<key_id>[0-9a-z]{26})_[A-Za-z0-9_-]{43}$")
 

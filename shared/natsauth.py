@@ -12,6 +12,11 @@ from what each service does on the wire:
 - the executor and analysis publish live stage-log lines; the API (its SSE
   log follower) subscribes to them;
 - the projector and drift detector touch no subject at all;
+- a subscriber identity (`subscriber`, or one of `subscriber_role`'s for
+  each team) only reads: it may create, pull from, ack on, inspect and delete
+  its own durable consumers of the events stream (`durables`) and read the
+  stream's info, nothing else — it neither publishes an event nor creates
+  the stream nor touches a service's consumer (docs/events.md);
 - every user receives replies (JetStream API answers, PubAcks, fetched
   messages) only on its own inbox prefix, `_INBOX.<service>`, so one service
   cannot listen in on what another fetches.
@@ -34,6 +39,8 @@ from shared.subjects import Subjects
 
 __all__ = [
     "ROLES",
+    "SUBSCRIBER",
+    "SUBSCRIBER_DURABLES",
     "NatsUser",
     "Permissions",
     "Role",
@@ -43,6 +50,7 @@ __all__ = [
     "password_env",
     "permissions_of",
     "role",
+    "subscriber_role",
 ]
 
 
@@ -56,7 +64,24 @@ class Role:
     """The durable consumers of the events stream it pulls from (their names)."""
     publishes_stage_logs: bool = False
     follows_stage_logs: bool = False
+    reads_only: bool = False
+    """A subscriber outside Slipway: its durables, but never creates the stream."""
 
+
+SUBSCRIBER_DURABLES: Final = tuple(f"subscriber-{n}" for n in range(1, 9))
+"""The durable consumers the default `subscriber` identity may own (NATS permissions name
+subjects by whole tokens, so a subscriber's durables are listed, not a prefix)."""
+
+
+def subscriber_role(name: str, durables: Sequence[str]) -> Role:
+    """A read-only subscriber identity `name` that owns the durable consumers `durables`."""
+    if not durables:
+        raise ValueError(f"subscriber {name!r} needs at least one durable consumer name")
+    return Role(name, durables=tuple(durables), reads_only=True)
+
+
+SUBSCRIBER: Final = subscriber_role("subscriber", SUBSCRIBER_DURABLES)
+"""The default subscriber identity: the sandbox has its user (`urls_of(...)["subscriber"]`)."""
 
 ROLES: Final[tuple[Role, ...]] = (
     Role("relay", publishes_events=True),
@@ -69,7 +94,8 @@ ROLES: Final[tuple[Role, ...]] = (
     Role("analysis", durables=("analysis",), publishes_stage_logs=True),
     Role("notifier", durables=("notifier",)),
 )
-"""Every service's role; tests check each durable name against the service's own constant."""
+"""Every service's role; tests check each durable name against the service's own constant.
+Subscriber identities are not services: `SUBSCRIBER` and `subscriber_role`'s."""
 
 _BY_NAME: Final = {r.name: r for r in ROLES}
 
@@ -122,8 +148,13 @@ def permissions_of(role: Role, subjects: Subjects) -> Permissions:
     if role.publishes_events:
         publish += [subjects.all_events, f"{api}.STREAM.UPDATE.{stream}"]
     if role.publishes_events or role.durables:
-        publish += [f"{api}.STREAM.INFO.{stream}", f"{api}.STREAM.CREATE.{stream}"]
+        publish.append(f"{api}.STREAM.INFO.{stream}")
+        if not role.reads_only:
+            publish.append(f"{api}.STREAM.CREATE.{stream}")
     for durable in role.durables:
+        if role.reads_only:
+            # Its own consumers are its own to remove (a subscriber that moves on).
+            publish.append(f"{api}.CONSUMER.DELETE.{stream}.{durable}")
         publish += [
             # nats-py creates with the filter in the subject when there is one filter.
             f"{api}.CONSUMER.CREATE.{stream}.{durable}",

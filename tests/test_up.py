@@ -31,6 +31,7 @@ def test_up_once_starts_every_service_ready_and_stops(tmp_path: Path) -> None:
     assert "stopped" in done.stdout
     env = (tmp_path / "env.sh").read_text()
     assert "SLIPWAY_API_URL=" in env and "KUBECONFIG=" in env
+    assert "SLIPWAY_SUBSCRIBER_NATS_URL=nats://subscriber:" in env
     assert (tmp_path / "slipway.yaml").exists()
 
 

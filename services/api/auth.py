@@ -4,7 +4,7 @@ Every route is declared with the `Access` it needs (`routes.Route`);
 `api_key_auth(store)` is the middleware `create_app` installs unless told
 otherwise. For each request it:
 
-1. lets `Access.PUBLIC` routes through (only the API document);
+1. lets `Access.PUBLIC` routes through (only the API document and the event contract);
 2. reads `Authorization: Bearer <key>` and looks the key up (`KeyCache`,
    over `shared.apikeys.authenticate`): a missing, malformed, unknown or
    revoked key answers 401;
@@ -64,7 +64,7 @@ _CACHE_MAX: Final = 10_000
 class Access(enum.Enum):
     """What a route needs of its caller."""
 
-    PUBLIC = "public"  # the API document: readable without a key
+    PUBLIC = "public"  # the API document and the event contract: readable without a key
     READ = "read"  # role read-only or above
     WRITE = "write"  # role read-write or above: commands and registrations
     ADMIN = "admin"  # role admin: keys, deletions

@@ -539,6 +539,31 @@ class StreamStateQuery(msgspec.Struct, frozen=True, kw_only=True):
     ] = None
 
 
+class EventStreamQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """`GET /events/stream`'s parameters (docs/events.md); `Last-Event-ID` is a header."""
+
+    after: Annotated[
+        Annotated[str, Meta(pattern="^(head|[0-9]{1,18}:[0-9]{1,18})$")] | None,
+        Meta(description="An event's cursor `<tx_id>:<position>`, or `head`; default: the start."),
+    ] = None
+    category: Annotated[
+        Annotated[str, Meta(max_length=2048)] | None,
+        Meta(description="Only these stream categories (comma-separated)."),
+    ] = None
+    type: Annotated[
+        Annotated[str, Meta(max_length=2048)] | None,
+        Meta(description="Only these event types (comma-separated)."),
+    ] = None
+    application: Annotated[
+        Annotated[str, Meta(max_length=128)] | None,
+        Meta(description="Only events about this application (its id)."),
+    ] = None
+    format: Annotated[
+        Literal["native", "cloudevents", "cdevents"],
+        Meta(description="How each event is sent (docs/events.md)."),
+    ] = "native"
+
+
 class PathParameter(msgspec.Struct, frozen=True, kw_only=True):
     max_length: int
     description: str | None = None

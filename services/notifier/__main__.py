@@ -1,6 +1,7 @@
 """`python -m services.notifier [--burst]`: wiring only — settings, control config, the
-consumer that schedules notifications and the worker that delivers them. `--burst` delivers
-what the log holds so far (retries included), then exits."""
+consumer that schedules notifications, the worker that delivers them, and the raw-event
+webhooks (`spec.eventHooks`). `--burst` delivers the notifications the log holds so far
+(retries included), then exits; event hooks follow the log for ever, so not in a burst."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Annotated
 from msgspec import Meta
 
 from services.notifier.delivery import DeliveryWorker
+from services.notifier.event_hooks import EventHookWorker, hook_targets_of
 from services.notifier.notify.retry import RetryPolicy
 from services.notifier.outbox import Outbox
 from services.notifier.service import CONSUMER_NAME, HANDLES, Notifier, ordering_key
@@ -92,8 +94,20 @@ async def setup(runtime: ServiceRuntime[NotifierSettings]) -> Sequence[Component
         concurrency=settings.notifier_schedule_concurrency,
         ordering_key=ordering_key,
     )
+    hooks = EventHookWorker(
+        store=events.store,
+        database_url=settings.database_url,
+        schema=settings.database_schema,
+        hooks=hook_targets_of(control),
+        policy=RetryPolicy(
+            base_s=settings.notifier_backoff_base_s, cap_s=settings.notifier_backoff_cap_s
+        ),
+        http_timeout_s=settings.notifier_http_timeout_s,
+        registry=runtime.metrics,
+    )
     if not runtime.burst:
-        return [consumer.run, worker.run]
+        # Raw-event webhooks (docs/events.md) follow the log itself, not the consumer.
+        return [consumer.run, worker.run, hooks.run]
 
     async def idle() -> bool:
         return (

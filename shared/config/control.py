@@ -35,6 +35,12 @@ spec:
     checkInterval: 1m
     gitRepos: [{repoId: config, commitMessage: "", includes: [], excludes: []}]
   webAddress: https://slipway.example      # notifications link here (PipeCD's webAddress)
+  eventHooks:                        # raw events to a URL (docs/events.md), Slipway's own
+    - name: dora
+      url: https://dora.example/cdevents
+      format: cdevents                # native (default) | cloudevents | cdevents
+      types: [deployment_completed]   # event types; also categories, application
+      signatureSecretFile: /secrets/dora   # or signatureValue; header signatureKey
   secretManagement:                  # secrets encrypted in git (PipeCD's KEY_PAIR)
     type: KEY_PAIR
     config:
@@ -70,6 +76,7 @@ __all__ = [
     "AnalysisProviderConfig",
     "ControlConfig",
     "ControlSpec",
+    "EventHook",
     "EventWatcherGitRepo",
     "EventWatcherSettings",
     "KubernetesProviderConfig",
@@ -197,6 +204,21 @@ class Notifications(Spec, frozen=True):
     receivers: tuple[NotificationReceiver, ...] = ()
 
 
+class EventHook(Spec, frozen=True):
+    """A raw-event webhook: each selected event POSTed in commit order, signed, retried until
+    the receiver takes it (docs/events.md). Empty `types`/`categories` select everything."""
+
+    name: str
+    url: str
+    types: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    application: str = ""
+    format: str = "native"  # native | cloudevents | cdevents
+    signature_key: str = "Slipway-Signature"
+    signature_value: str = ""
+    signature_secret_file: str = ""
+
+
 class EventWatcherGitRepo(Spec, frozen=True):
     repo_id: str
     commit_message: str = ""
@@ -240,6 +262,8 @@ class ControlSpec(Spec, frozen=True):
     event_watcher: EventWatcherSettings = EventWatcherSettings()
     web_address: str = ""
     """Where people open Slipway (the UI or API); notifications link there when set."""
+    event_hooks: tuple[EventHook, ...] = ()
+    """Raw-event webhooks (Slipway's own; a Piped file has none)."""
     secret_management: SecretManagement | None = None
 
 

@@ -8,8 +8,10 @@ event and group names — each error naming the field of the file it came from.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Final
 
 from shared.config._decode import Document
 from shared.config._decode import Path as FieldPath
@@ -19,6 +21,7 @@ from shared.config.control import (
     NOTIFICATION_GROUPS,
     ControlConfig,
     ControlSpec,
+    EventHook,
     NotificationReceiver,
     SpecPaths,
     indexed,
@@ -27,6 +30,7 @@ from shared.config.documents import API_VERSION, open_document
 from shared.config.piped import from_piped
 from shared.config.types import _show
 from shared.egress import parse_allow_entry
+from shared.events.feed import SelectionError, selection_of
 from shared.git import branch_name_problem
 
 __all__ = ["load_control_config"]
@@ -141,12 +145,43 @@ def _check(doc: Document, spec: ControlSpec, where: SpecPaths) -> None:
                         (*at, key, index),
                         f"expected one of {', '.join(allowed)}; got {_show(value)}",
                     )
+    _check_event_hooks(doc, spec.event_hooks)
     repo_ids = {r.repo_id for r in spec.repositories}
     git_repos = list(zip(spec.event_watcher.git_repos, where.git_repos, strict=True))
     _unique(doc, "event watcher repository", [(g.repo_id, at) for g, at in git_repos], "repoId")
     for git_repo, at in git_repos:
         if git_repo.repo_id not in repo_ids:
             raise doc.error((*at, "repoId"), f'no repository with repoId "{git_repo.repo_id}"')
+
+
+def _check_event_hooks(doc: Document, hooks: Sequence[EventHook]) -> None:
+    paths: list[FieldPath] = [("spec", "eventHooks", i) for i in range(len(hooks))]
+    _unique(doc, "event hook", [(h.name, at) for h, at in zip(hooks, paths, strict=True)], "name")
+    for hook, at in zip(hooks, paths, strict=True):
+        if not _HOOK_NAME.match(hook.name):
+            raise doc.error((*at, "name"), "lowercase letters, digits and '-' (at most 63)")
+        if not hook.url.startswith(("http://", "https://")):
+            raise doc.error((*at, "url"), f"an http(s) URL to POST to; got {_show(hook.url)}")
+        if hook.signature_value and hook.signature_secret_file:
+            raise doc.error(at, "set signatureValue or signatureSecretFile, not both")
+        try:
+            selection_of(
+                categories=hook.categories,
+                types=hook.types,
+                application=hook.application,
+                fmt=hook.format,
+            )
+        except SelectionError as exc:
+            raise doc.error((*at, _HOOK_FIELDS[exc.field]), str(exc)) from None
+
+
+_HOOK_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_HOOK_FIELDS: Final = {
+    "category": "categories",
+    "type": "types",
+    "application": "application",
+    "format": "format",
+}
 
 
 def _check_receiver(doc: Document, receiver: NotificationReceiver, at: FieldPath) -> None:

@@ -30,7 +30,7 @@ from shared.eventlog.position import LogPosition
 from shared.events.base import RecordedEvent
 from shared.streams import category_of, check_stream_id
 
-__all__ = ["ROUTES"]
+__all__ = ["ROUTES", "parse_cursor"]
 
 
 _RANGE: Final = """
@@ -72,7 +72,8 @@ def _cursor(recorded: RecordedEvent) -> str:
     return f"{recorded.tx_id}:{recorded.global_position}"
 
 
-def _parse_cursor(raw: str) -> LogPosition:
+def parse_cursor(raw: str, *, field: str = "after") -> LogPosition:
+    """A cursor `<tx_id>:<global_position>` (the tail's `next_cursor`, an SSE event id)."""
     tx, sep, position = raw.partition(":")
     if (
         not sep
@@ -81,7 +82,7 @@ def _parse_cursor(raw: str) -> LogPosition:
         or max(int(tx), int(position)) > MAX_INT
     ):
         raise ApiError(
-            400, "invalid_request", "after must look like <tx_id>:<position>", field="after"
+            400, "invalid_request", f"{field} must look like <tx_id>:<position>", field=field
         )
     return LogPosition(int(tx), int(position))
 
@@ -110,7 +111,7 @@ async def list_(request: web.Request) -> web.Response:
             return json_response(EventList(items=[], next_cursor=head))
         # Commit order, below the horizon: a tail that follows `next_cursor` misses
         # nothing, even events whose positions committed out of order.
-        position = _parse_cursor(after)
+        position = parse_cursor(after)
         batch = await store.read_all(position, limit=limit)
         items = [e for e in batch if category is None or category_of(e.stream_id) == category]
         cursor = _cursor(batch[-1]) if batch else after

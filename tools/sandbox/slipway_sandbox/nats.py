@@ -2,9 +2,10 @@
 
 As in production (DESIGN §14), nobody connects without a password: every
 service has its own user with its role's permissions (`shared.natsauth`),
-and an `admin` user may do everything (the tests, benchmarks and an operator
-with `.sandbox/env.sh`). Passwords are made fresh at each start and kept in
-`<store_dir>/credentials.json` (mode 0600) beside the server's configuration,
+a `subscriber` user may only read the events stream through its own durable
+consumers (docs/events.md), and an `admin` user may do everything (the tests,
+benchmarks and an operator with `.sandbox/env.sh`). Passwords are made fresh at
+each start and kept in `<store_dir>/credentials.json` (mode 0600) beside the server's configuration,
 so another process can reach a running sandbox: `urls_of(store_dir)`.
 """
 
@@ -20,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from shared.natsauth import ROLES, NatsUser, authorization_config, permissions_of
+from shared.natsauth import ROLES, SUBSCRIBER, NatsUser, authorization_config, permissions_of
 from shared.subjects import Subjects
 from slipway_sandbox._process import free_port, port_open, stop, wait_until, write_private
 
@@ -28,6 +29,8 @@ ADMIN: Final = "admin"
 """The user with every permission."""
 
 _CREDENTIALS: Final = "credentials.json"
+_ROLES: Final = (*ROLES, SUBSCRIBER)
+"""Every service's user, and the default read-only subscriber identity (docs/events.md)."""
 
 
 def nats_server_binary() -> str:
@@ -76,7 +79,7 @@ class NatsServer:
         self.monitor_port = free_port()
         self.subjects = subjects or Subjects()
         self.passwords: Mapping[str, str] = {
-            name: secrets.token_urlsafe(24) for name in (ADMIN, *(r.name for r in ROLES))
+            name: secrets.token_urlsafe(24) for name in (ADMIN, *(r.name for r in _ROLES))
         }
         self.tls = tls
         self.max_payload = max_payload
@@ -100,7 +103,7 @@ class NatsServer:
     def _write_config(self) -> Path:
         users = [NatsUser(ADMIN, json.dumps(self.passwords[ADMIN]), None)] + [
             NatsUser(r.name, json.dumps(self.passwords[r.name]), permissions_of(r, self.subjects))
-            for r in ROLES
+            for r in _ROLES
         ]
         config = self.store_dir / "nats.conf"
         limits = "" if self.max_payload is None else f"max_payload: {self.max_payload}\n"

@@ -303,6 +303,8 @@ class Stack:
             f"export SLIPWAY_DATABASE_SCHEMA={self.schema}",
             # The admin user, for an operator's `nats` or scripts; services have their own.
             f"export SLIPWAY_NATS_URL={self.nats.url}",
+            # The read-only subscriber identity, for event subscribers (docs/events.md).
+            f"export SLIPWAY_SUBSCRIBER_NATS_URL={self.nats.url_for('subscriber')}",
             f"export SLIPWAY_API_URL={self.api_url}",
         ]
         if self.api_key:
