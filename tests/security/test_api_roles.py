@@ -30,8 +30,8 @@ from shared.events.catalog import (
     StageStarted,
 )
 from shared.ids import new_id
-from tests.api_support import api_key_for, auth_headers, served_api
-from tests.support import wait_until
+from shared.testing import wait_until
+from tests.support.api import api_key_for, auth_headers, served_api
 
 DEPLOYMENTS = f"{API_PREFIX}/deployments"
 KEYS = f"{API_PREFIX}/api-keys"

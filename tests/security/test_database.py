@@ -31,7 +31,7 @@ from shared.projections.replay import _UNLOCK as _REPLAY_UNLOCK
 from shared.projections.stream_stats import StreamStatsProjection
 from shared.runtime import Component, ServiceRuntime
 from shared.settings import ServiceSettings, load_settings
-from tests.support import wait_until
+from shared.testing import wait_until
 
 _EVENT_COLUMNS = "stream_id, stream_version, event_id, event_type, payload"
 _EVENT_VALUES = "'app-x', 0, gen_random_uuid(), 'forged', '\\x00'::bytea"

@@ -49,12 +49,13 @@ from shared.planning import Strategy, build_stages, spec_from_config
 from shared.runtime import Component, ServiceRuntime
 from shared.settings import ServiceSettings
 from shared.subjects import Subjects
+from shared.testing import wait_until
 from slipway_sandbox import NatsServer
 from slipway_sandbox.stack import ALL_SERVICES
-from tests.executor_support import APP, APP_PATH, Harness, app_files, deploy_v1
-from tests.git_helpers import WorkRepo
-from tests.notifier_support import notification_events, notifier_running, receivers, write_config
-from tests.support import Backends, running, wait_until
+from tests.support import Backends, running
+from tests.support.executor import APP, APP_PATH, Harness, app_files, deploy_v1
+from tests.support.git_helpers import WorkRepo
+from tests.support.notifier import notification_events, notifier_running, receivers, write_config
 
 SUBJECTS = Subjects()  # the layout the sandbox's users are made for
 WAIT_S = 30.0

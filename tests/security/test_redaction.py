@@ -36,14 +36,20 @@ from shared.planning import Strategy, TriggerInfo, diff_manifests, make_plan
 from shared.planning.stages import recorded_options
 from shared.platform.kubernetes import _api_error
 from shared.redaction import MASK, REDACTOR, Redactor, excerpt
+from shared.testing import wait_until
 from shared.wiring import control_config
 from slipway_sandbox._process import free_port
-from tests.analysis_support import analysis_replica
-from tests.executor_support import APP_PATH, CONFIG, DEPLOYMENT, Harness, write_control_config
-from tests.git_helpers import WorkRepo
-from tests.notifier_support import notification_events, notifier_running, recorded
-from tests.support import Backends, running, wait_until, write_control_yaml
-from tests.test_notifier_service import failing_deployment, register
+from tests.support import Backends, running, write_control_yaml
+from tests.support.analysis import analysis_replica
+from tests.support.executor import APP_PATH, CONFIG, DEPLOYMENT, Harness, write_control_config
+from tests.support.git_helpers import WorkRepo
+from tests.support.notifier import (
+    failing_deployment,
+    notification_events,
+    notifier_running,
+    recorded,
+    register,
+)
 
 # Every value below must never be found in the log, the stage logs or the service logs.
 PROM_PASSWORD = "prom-password-4711"

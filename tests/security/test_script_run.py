@@ -29,9 +29,10 @@ from services.executor.script import (
 )
 from shared.events.catalog import StageCompleted
 from shared.stagelog import MAX_LINE_CHARS, StageLogs
-from tests.executor_support import APP_PATH, Harness, app_files, eventually
-from tests.git_helpers import WorkRepo
+from shared.testing import wait_until
 from tests.support import Backends
+from tests.support.executor import APP_PATH, Harness, app_files
+from tests.support.git_helpers import WorkRepo
 
 SCRIPT = """\
   pipeline:
@@ -207,7 +208,7 @@ async def test_cancelling_the_deployment_kills_the_script_and_its_children(
         async def started() -> bool:
             return any(line.message == "started" for line in await logs.read("d1", "script"))
 
-        await eventually(started, what="the script's first line")
+        await wait_until(started, what="the script's first line")
         await harness.cancel("d1", with_rollback=False)
         assert (await harness.completed("d1")).status == "CANCELLED"
     await asyncio.sleep(4)

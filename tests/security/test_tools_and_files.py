@@ -41,12 +41,12 @@ from shared.eventlog import EventStore
 from shared.events.catalog import DeploymentPlanFailed
 from shared.git import GitCache
 from shared.planning.preview import Preview, compute_preview
-from tests.api_support import auth_headers, served_api
-from tests.git_helpers import WorkRepo, git
-from tests.seed_repo import seed_files
 from tests.support import Backends, running
-from tests.test_plan_preview import plan_preview
-from tests.test_planner_service import APP, Harness, wait_for_event
+from tests.support.api import auth_headers, served_api
+from tests.support.cli import plan_preview
+from tests.support.git_helpers import WorkRepo, git
+from tests.support.planner import APP, Harness, wait_for_event
+from tests.support.seed_repo import seed_files
 
 APP_DIR = "account/dev"
 CONFIG = f"{APP_DIR}/.pipe.yaml"
