@@ -65,7 +65,8 @@ async def test_killed_mid_wait_resumes_with_the_time_left(
         began = await harness.wait_for(
             "d1", lambda e: isinstance(e, StageStarted) and e.stage_id == "wait", within=30
         )
-        await asyncio.sleep(0.7)  # a fault test: the kill must land inside the WAIT
+        # The subject: time spent inside the WAIT before the kill, which the successor must count.
+        await asyncio.sleep(0.7)
         await first.kill_9()
         services.start("executor", instance="proc-2")
         done = await harness.completed("d1", within=30)

@@ -57,7 +57,7 @@ async def test_relay_killed_at_random_loses_nothing(
             batch = new_events([ApplicationDisabled(application_id=f"a{i}")] * rng.randint(1, 8))
             await store.append(f"application-w{i % 7}", batch, expected_version=ANY)
             appended.extend(e.event_id for e in batch)
-            await asyncio.sleep(rng.uniform(0, 0.02))
+            await asyncio.sleep(rng.uniform(0, 0.02))  # pacing: appends spread over the kills
 
     try:
         async with service_processes(service_env(backends), tmp_path) as services:
@@ -65,7 +65,7 @@ async def test_relay_killed_at_random_loses_nothing(
             writing = asyncio.create_task(writer())
             kills = 0
             while not writing.done():
-                await asyncio.sleep(rng.uniform(0.05, 0.4))
+                await asyncio.sleep(rng.uniform(0.05, 0.4))  # the fault: a kill at a random moment
                 victim = rng.randrange(len(relays))
                 await relays[victim].kill_9()
                 kills += 1

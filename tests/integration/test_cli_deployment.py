@@ -62,7 +62,8 @@ async def sync_and_finish(cli: Cli, store: EventStore, ending: str, *wait: str) 
     request_id = await wait_until(requested, within_s=30, what="the sync request")
     assert request_id is not None
     deployment_id = on_command_deployment_id(app_id, request_id)
-    await asyncio.sleep(1.5)  # the CLI polls a 404 first: "waiting to be triggered"
+    # Not triggered yet: the CLI polls a 404 first and says so.
+    await cli.read_until(process, "waiting for the deployment to be triggered")
     await started(store, deployment_id, app_id)
     await write(
         store,
@@ -146,7 +147,7 @@ async def test_deployment_get_list_commands_and_follow(
     logs = StageLogs(pool, nc, subjects)
     await logs.write(d, "stage-0", Severity.INFO, "waiting 30s")
     follow = await cli.start("deployment", "logs", d, "--follow")
-    await asyncio.sleep(1.0)
+    await cli.read_until(follow, "waiting 30s", stream="stdout")  # following: the next is live
     await logs.write(d, "stage-1", Severity.SUCCESS, "rolled out")
     await write(
         store, d, DeploymentCompleted(deployment_id=d, application_id="app1", status="SUCCESS")
@@ -224,15 +225,15 @@ async def test_events_tail_prints_what_is_committed_from_a_position(
         "events", "tail", "--category", "deployment", "--from-position", str(after_old),
         "--count", "2", "--json",
     )  # fmt: skip
-    await asyncio.sleep(0.5)  # usually it is tailing by now; either way it sees them
     d = new_id()
+    triggered = DeploymentTriggered(
+        deployment_id=d, application_id="a", trigger="on_commit", commit_hash="c"
+    )
+    await write(store, d, triggered)
+    # Printed: the range is read, so the second event can only reach it by tailing.
+    await cli.read_until(tail, "deployment_triggered", stream="stdout")
     await write(
-        store,
-        d,
-        DeploymentTriggered(
-            deployment_id=d, application_id="a", trigger="on_commit", commit_hash="c"
-        ),
-        DeploymentCompleted(deployment_id=d, application_id="a", status="FAILURE"),
+        store, d, DeploymentCompleted(deployment_id=d, application_id="a", status="FAILURE")
     )
     done = await cli.finish(tail)
     assert done.code == 0, done.err

@@ -33,6 +33,7 @@ from shared.eventlog import (
 from shared.events import NewEvent, RecordedEvent
 from shared.events.catalog import ApplicationDisabled
 from shared.ids import new_id
+from shared.testing import wait_until
 
 TIMEOUT = 10.0
 GUARD_MESSAGE = "newer than this one"
@@ -124,7 +125,7 @@ class Writer:
 
     async def run(self, streams: Sequence[str], appends: int, *, two_stream_share: float) -> None:
         for _ in range(appends):
-            await asyncio.sleep(self.rng.uniform(0, 0.003))
+            await asyncio.sleep(self.rng.uniform(0, 0.003))  # pacing: writers interleave at random
             if self.rng.random() < two_stream_share:
                 # Sorted, so that two writers never wait on each other in a cycle.
                 chosen = sorted(self.rng.sample(list(streams), 2))
@@ -148,11 +149,11 @@ class Writer:
                 async with self.conn.transaction():
                     for stream, batch in batches.items():
                         await self.store.append(stream, batch, expected_version=ANY, conn=self.conn)
-                        await asyncio.sleep(self.rng.uniform(0, 0.002))
+                        await asyncio.sleep(self.rng.uniform(0, 0.002))  # hold the transaction open
                 return
             except ConcurrencyConflict as conflict:
                 self.guard_refusals += GUARD_MESSAGE in str(conflict)
-                await asyncio.sleep(self.rng.uniform(0, 0.002))
+                await asyncio.sleep(self.rng.uniform(0, 0.002))  # jitter before the retry
         pytest.fail(f"{self.name}: 200 conflicts in a row appending to {list(batches)}")
 
 
@@ -372,12 +373,7 @@ async def test_opposite_order_appends_that_deadlock_raise_concurrency_conflict(
 
 async def _eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
     """Poll `check` (PostgreSQL has no notification for it) until true, or fail after TIMEOUT."""
-    try:
-        async with asyncio.timeout(TIMEOUT):
-            while not await check():  # noqa: ASYNC110 - no server notification to await
-                await asyncio.sleep(0.005)
-    except TimeoutError:
-        pytest.fail(f"timed out after {TIMEOUT}s waiting for {what}")
+    await wait_until(check, TIMEOUT, what=what)
 
 
 async def _read_log(store: EventStore, count: int, *, limit: int = 1000) -> list[RecordedEvent]:

@@ -38,6 +38,7 @@ from tests.support.executor import (
     deploy_v2,
 )
 from tests.support.git_helpers import WorkRepo
+from tests.support.processes import wait_gone
 
 CANARY_PIPELINE = """\
   pipeline:
@@ -401,8 +402,8 @@ async def test_script_timeout_kills_the_process_group(
     harness: Harness, script_scratch: Path
 ) -> None:
     """`with.timeout` kills the script and its children; the stage fails saying so."""
-    survivor = script_scratch / "survivor"
-    run = f"'(sleep 3; touch {survivor}) & sleep 30'"
+    survivor, child = script_scratch / "survivor", script_scratch / "child.pid"
+    run = f"'(sleep 3; touch {survivor}) & echo $! > {child}; sleep 30'"
     extra = SCRIPT_PIPELINE.format(marker=script_scratch / "rb", run=run, timeout="1s")
     async with harness.running_app():
         commit = harness.work.commit(app_files(extra=extra), "slow")
@@ -411,7 +412,7 @@ async def test_script_timeout_kills_the_process_group(
     events = await harness.events("d1")
     failed = next(e for e in events if isinstance(e, StageCompleted) and e.stage_id == "check")
     assert failed.reason == "the script timed out after 1s and was killed"
-    await asyncio.sleep(3)
+    await wait_gone(child)
     assert not survivor.exists()
 
 

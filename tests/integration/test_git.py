@@ -274,7 +274,7 @@ async def test_read_only_checkouts_of_one_commit_share_one_tree(
     async def read(commit: str) -> None:
         async with repo.read_only_checkout(commit) as tree:
             trees.append(tree)
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # hold the checkout, so the five readers overlap
 
     await asyncio.gather(*(read(commits[0]) for _ in range(5)))
     assert len(set(trees)) == 1 and (trees[0] / "app" / "x.yaml").read_text() == "v0"

@@ -216,7 +216,7 @@ async def test_the_scheduler_runs_at_most_max_concurrent_and_ends_a_burst(
         nonlocal most
         running.add(lease.key)
         most = max(most, len(running))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # the task's work: long enough for the limit to bite
         running.discard(lease.key)
         closing = new_events([kind.closing(lease.key)])
         await leases.append_fenced(

@@ -185,7 +185,7 @@ async def test_concurrent_consumer_keeps_the_order_of_each_key(
         nonlocal active, most
         active += 1
         most = max(most, active)
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # the handler's work: long enough for handlers to overlap
         active -= 1
         seen.setdefault(event.stream_id, []).append(event.stream_version)
 

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 import aiohttp
 
@@ -80,6 +81,8 @@ class Cli:
 
     def __init__(self, url: str, key: str) -> None:
         self.env = os.environ | {"SLIPWAY_API_URL": url, "SLIPWAY_API_KEY": key}
+        # Lines `read_until` took from a running process's pipes, for `finish` to return.
+        self._read: dict[tuple[int, str], list[bytes]] = {}
 
     async def start(self, *args: str) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
@@ -94,10 +97,32 @@ class Cli:
             stderr=asyncio.subprocess.PIPE,
         )
 
+    async def read_until(
+        self,
+        process: asyncio.subprocess.Process,
+        text: str,
+        *,
+        stream: Literal["stdout", "stderr"] = "stderr",
+        within_s: float = 30.0,
+    ) -> None:
+        """Read the running `process`'s `stream` until a line contains `text`: how a test
+        knows the CLI has reached a state (polling, following) before it acts. The lines
+        read stay part of what `finish` returns."""
+        pipe = process.stdout if stream == "stdout" else process.stderr
+        assert pipe is not None
+        kept = self._read.setdefault((id(process), stream), [])
+        async with asyncio.timeout(within_s):
+            while text.encode() not in (kept[-1] if kept else b""):
+                line = await pipe.readline()
+                assert line, f"{stream} ended without {text!r}: {b''.join(kept).decode()}"
+                kept.append(line)
+
     async def finish(self, process: asyncio.subprocess.Process) -> Done:
         async with asyncio.timeout(60):
             out, err = await process.communicate()
         assert process.returncode is not None
+        out = b"".join(self._read.pop((id(process), "stdout"), [])) + out
+        err = b"".join(self._read.pop((id(process), "stderr"), [])) + err
         return Done(process.returncode, out.decode(), err.decode())
 
     async def __call__(self, *args: str) -> Done:

@@ -14,10 +14,29 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from shared.testing import wait_until
 from tests.support import Backends
 from tests.support.paths import REPO_ROOT
 
 LOG_TAIL_LINES = 40
+
+
+def process_gone(pid: int) -> bool:
+    """Whether process `pid` has ended: no longer in /proc, or a zombie nobody has reaped yet
+    (in a container, an orphan's zombie may wait for a PID 1 that never reaps)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    # `pid (comm) state …`: comm may hold spaces and parentheses, the state follows the last ')'.
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+async def wait_gone(pid_file: Path, within_s: float = 10.0) -> None:
+    """Wait until the process whose pid a script wrote into `pid_file` has ended (killed with
+    its process group): waiting on the process, never a guessed sleep."""
+    pid = int(await wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 10.0))
+    await wait_until(lambda: process_gone(pid), within_s, what=f"process {pid} still running")
 
 
 def service_env(backends: Backends, control: Path | None = None, **settings: str) -> dict[str, str]:
