@@ -4,7 +4,7 @@ Each attempt is one transaction: read the stream, fold it with `evolve`,
 `decide`, append with the version that was read. A `ConcurrencyConflict`
 (another writer got there first) starts a fresh attempt, which sees the
 other write and decides again; that is also how the loser of two concurrent
-registrations of one name ends up with `Conflict("name_taken")`.
+registrations of one name ends up with `StateConflict("name_taken")`.
 
 The events appended are read back inside the same transaction, so callers
 get them as recorded (positions, `recorded_at`) to answer from, without
@@ -26,9 +26,9 @@ from services.api.decider import (
     Command,
     DeleteApplication,
     NameHolder,
-    NotFound,
     RegisterApplication,
     ReserveName,
+    TargetNotFound,
     application_stream,
     check_registration,
     config_stream,
@@ -138,7 +138,7 @@ class ApplicationCommands:
         return await self._attempts("delete application", attempt)
 
     async def resolve(self, ref: str) -> str:
-        """The id of the application whose id or name is `ref`; `NotFound` if there is none.
+        """The id of the application whose id or name is `ref`; `TargetNotFound` if there is none.
 
         Strongly consistent (it reads the log, not a projection), so a command
         can name an application registered a moment ago.
@@ -152,7 +152,7 @@ class ApplicationCommands:
             _, holder = await self._name_holder(name_stream(ref))
             if holder is not None:
                 return holder.application_id
-        raise NotFound(f"no application with the id or name {ref!r}")
+        raise TargetNotFound(f"no application with the id or name {ref!r}")
 
     async def _attempts(
         self, what: str, attempt: Callable[[Connection], Awaitable[Outcome]]

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from shared.errors import SlipwayError
 from shared.redaction import redact
 
 __all__ = [
@@ -232,7 +233,7 @@ class ScriptOutcome:
     tail: tuple[str, ...]
 
 
-class ScriptUserError(RuntimeError):
+class ScriptUserError(SlipwayError, RuntimeError):
     """The account scripts should run as cannot be used (missing, or root itself)."""
 
 

@@ -85,7 +85,7 @@ from shared.deploysource import (
     load_deploy_source,
     register_secrets,
 )
-from shared.errors import ConcurrencyConflict, ConfigError, PlatformError, Unavailable
+from shared.errors import ConcurrencyConflict, ConfigError, PlatformError, SlipwayError, Unavailable
 from shared.eventlog import NO_STREAM, EventStore, deterministic_event_id
 from shared.events.base import Metadata, NewEvent, RecordedEvent
 from shared.events.catalog import AnalysisConcluded, AnalysisRequested, DeploymentTriggered
@@ -118,7 +118,7 @@ class StageResult:
     reason: str = ""
 
 
-class StageFailed(Exception):
+class StageFailed(SlipwayError):
     """Ends a stage as FAILURE with `reason` (raised inside an executor, caught by `run_stage`)."""
 
 

@@ -60,7 +60,7 @@ from shared.deploysource import (
     load_deploy_source,
     register_secrets,
 )
-from shared.errors import ConfigError, Rejected, Unavailable
+from shared.errors import ConfigError, Rejected, SlipwayError, Unavailable
 from shared.eventlog import EventStore, deterministic_event_id
 from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
 from shared.events.catalog import DeploymentCompleted, DeploymentTriggered
@@ -137,7 +137,7 @@ def lock_key(application_id: str) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
-class _Transient(Exception):
+class _Transient(SlipwayError):
     """Planning hit a transient failure (git unreachable); `cause` says which."""
 
     def __init__(self, cause: Unavailable) -> None:

@@ -23,8 +23,8 @@ import pytest
 from kubesim import ForbiddenRule, KubeSim
 from kubesim.testing import Kubectl, eventually, find_kubectl
 from services.api.decider import (
-    Conflict,
     RegisterApplication,
+    StateConflict,
     config_stream,
     decide_claim,
     evolve_name,
@@ -358,7 +358,7 @@ def test_a_config_file_is_claimed_once_and_freed_by_its_holders_deletion() -> No
     second = msgspec.structs.replace(first, application_id="a2", name="two")
     (claimed,) = decide_claim(None, first)
     holder = fold(evolve_name, None, [claimed])
-    with pytest.raises(Conflict, match="already deployed by application a1") as caught:
+    with pytest.raises(StateConflict, match="already deployed by application a1") as caught:
         decide_claim(holder, second)
     assert caught.value.code == "config_taken"
     freed = fold(evolve_name, None, [claimed, ApplicationDeleted(application_id="a1")])

@@ -7,16 +7,16 @@ import pytest
 
 from services.api.decider import (
     Application,
-    Conflict,
     DeleteApplication,
     DisableApplication,
     EnableApplication,
-    Invalid,
+    InvalidCommand,
     NameHolder,
-    NotFound,
     RegisterApplication,
     RequestSync,
     ReserveName,
+    StateConflict,
+    TargetNotFound,
     decide,
     decide_name,
     evolve,
@@ -94,8 +94,8 @@ def test_register_on_a_fresh_id_records_the_application_with_sorted_labels() -> 
 def test_register_refuses_a_malformed_field_naming_it(
     changes: dict[str, object], field: str
 ) -> None:
-    """Each malformed registration field is refused as Invalid naming that field."""
-    with pytest.raises(Invalid) as refused:
+    """Each malformed registration field is refused as InvalidCommand naming that field."""
+    with pytest.raises(InvalidCommand) as refused:
         decide(None, register(**changes))
     assert refused.value.field == field
 
@@ -108,7 +108,7 @@ def test_register_accepts_relative_directories(path: str) -> None:
 
 def test_register_twice_with_the_same_id_is_a_conflict() -> None:
     """Registering an id that already has an application is refused as already_registered."""
-    with pytest.raises(Conflict) as refused:
+    with pytest.raises(StateConflict) as refused:
         decide(given(REGISTERED), register())
     assert refused.value.code == "already_registered"
 
@@ -143,8 +143,8 @@ def test_disable_and_enable_change_state_once_and_repeat_as_no_ops() -> None:
 def test_commands_on_an_unregistered_application_are_not_found(
     command: DisableApplication | EnableApplication | RequestSync,
 ) -> None:
-    """Disable, enable and sync of an application never registered raise NotFound."""
-    with pytest.raises(NotFound):
+    """Disable, enable and sync of an application never registered raise TargetNotFound."""
+    with pytest.raises(TargetNotFound):
         decide(None, command)
 
 
@@ -159,14 +159,14 @@ def test_sync_records_the_request_with_its_strategy_and_commander() -> None:
 def test_sync_of_a_disabled_application_is_a_conflict() -> None:
     """A disabled application refuses syncs with the application_disabled code."""
     state = given(REGISTERED, ApplicationDisabled(application_id=APP))
-    with pytest.raises(Conflict) as refused:
+    with pytest.raises(StateConflict) as refused:
         decide(state, RequestSync(application_id=APP, request_id="r1"))
     assert refused.value.code == "application_disabled"
 
 
 def test_sync_with_an_unknown_strategy_is_invalid() -> None:
     """A strategy other than auto, quick_sync or pipeline is refused naming `strategy`."""
-    with pytest.raises(Invalid) as refused:
+    with pytest.raises(InvalidCommand) as refused:
         decide(given(REGISTERED), RequestSync(application_id=APP, request_id="r", strategy="quick"))
     assert refused.value.field == "strategy"
 
@@ -178,7 +178,7 @@ def test_a_free_name_is_reserved_and_a_taken_one_names_its_holder() -> None:
     assert events == [ApplicationNameReserved(name="account-dev", application_id=APP)]
     holder = fold(evolve_name, None, events)
     assert holder == NameHolder(application_id=APP)
-    with pytest.raises(Conflict) as refused:
+    with pytest.raises(StateConflict) as refused:
         decide_name(holder, ReserveName(name="account-dev", application_id="other"))
     assert (refused.value.code, refused.value.application_id) == ("name_taken", APP)
 
@@ -211,7 +211,7 @@ def test_delete_records_the_cascade_and_frees_the_name() -> None:
     command = DeleteApplication(application_id=APP, cascade=True, commander="alice")
     assert decide(given(REGISTERED), command) == [deleted]
     assert given(REGISTERED, deleted) is None
-    with pytest.raises(NotFound):
+    with pytest.raises(TargetNotFound):
         decide(given(REGISTERED, deleted), command)
     reserved = ApplicationNameReserved(name="account-dev", application_id=APP)
     assert fold(evolve_name, None, [reserved, deleted]) is None
