@@ -7,13 +7,17 @@ and a node whose pods serve Prometheus metrics shaped by per-image rules.
 Modules, one concept each:
 
     sim.py          KubeSim: wiring, start/stop, kubeconfig
-    api.py          the REST API (paths, verbs, subresources)
+    api.py          the REST API: routing and the verbs
+    targets.py      what a resource path names
+    admission.py    what a write must pass: body, identity, namespace, defaults, validation
+    responses.py    JSON, Tables and metadata-only answers
+    subresources.py the scale and log subresources
     watch.py        watch streams
     discovery.py    /version, /api, /apis, resource lists, OpenAPI v3
     openapi_v2.py   OpenAPI v2 (protobuf) for older kubectl
     store.py        objects, resourceVersion, generation, watch history, cascading delete
     resources.py    the served kinds (built-in, Istio, custom, CRDs)
-    patches.py      merge, JSON and strategic merge patch
+    patches.py      merge, JSON and strategic merge patch, chosen by media type
     apply.py        server-side apply and managedFields
     validation.py   defaulting and 422 validation of built-in kinds
     selectors.py    label and field selectors

@@ -9,14 +9,23 @@
   `type`…); `finalizers` merges as a set; every other list is replaced. The
   directives kubectl emits are honoured: `$patch: replace|delete|merge`,
   `$retainKeys`, `$setElementOrder/<list>` and `$deleteFromPrimitiveList/<list>`.
+
+`patch_object` picks the format by the request's media type. Server-side apply
+(`application/apply-patch+yaml`) is not a patch of this kind: see `apply`.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Final
 
+from kubesim import errors
 from kubesim.errors import ApiError
+
+MERGE_PATCH: Final = "application/merge-patch+json"
+JSON_PATCH: Final = "application/json-patch+json"
+STRATEGIC_MERGE_PATCH: Final = "application/strategic-merge-patch+json"
+APPLY_PATCH: Final = "application/apply-patch+yaml"
 
 # The patchMergeKey tags of the Kubernetes API types that matter to workloads.
 _MERGE_KEYS = {
@@ -36,6 +45,33 @@ _MERGE_KEYS = {
 }
 _SET_LISTS = frozenset({"finalizers"})
 _DELETE = object()
+
+
+def patch_object(
+    existing: dict[str, Any], patch: Any, content_type: str, *, custom: bool
+) -> dict[str, Any]:
+    """`existing` with `patch` of the media type `content_type` applied; `custom` for a
+    custom resource, which has no strategic merge (no Go types to read merge keys from)."""
+    if content_type == MERGE_PATCH:
+        patched = merge_patch(existing, patch)
+    elif content_type == JSON_PATCH:
+        patched = json_patch(existing, patch)
+    elif content_type == STRATEGIC_MERGE_PATCH:
+        if custom:
+            raise errors.ApiError(
+                415,
+                "UnsupportedMediaType",
+                "strategic merge patch is not supported for custom resources;"
+                " use a JSON merge patch",
+            )
+        if not isinstance(patch, dict):
+            raise errors.bad_request("a strategic merge patch must be a JSON object")
+        patched = strategic_merge(existing, patch)
+    else:
+        raise errors.unsupported_media_type(content_type)
+    if not isinstance(patched, dict):
+        raise errors.bad_request("the patch did not produce an object")
+    return patched
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

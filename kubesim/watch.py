@@ -24,7 +24,10 @@ from aiohttp import web
 from kubesim import errors
 from kubesim.errors import ApiError
 from kubesim.resources import ResourceType
+from kubesim.responses import typed
 from kubesim.store import Change, Obj, Store
+from kubesim.tables import to_table
+from kubesim.targets import Target
 
 BOOKMARK_EVERY_S = 10.0
 
@@ -120,3 +123,45 @@ async def serve_watch(
         return response
     finally:
         store.unsubscribe(subscription)
+
+
+def watch_request(
+    request: web.Request, target: Target, store: Store, matches: Callable[[Obj], bool]
+) -> WatchRequest:
+    """The watch a GET with `watch=1` asks for: its start, its bookmarks, how objects look."""
+    table = "as=Table" in request.headers.get("Accept", "")
+    include = request.query.get("includeObject", "Metadata")
+
+    def render(obj: Obj) -> Obj:
+        obj = typed(target, obj)
+        if table:
+            rv = obj["metadata"]["resourceVersion"]
+            return to_table(target.rtype.kind, [obj], resource_version=rv, include=include)
+        return obj
+
+    def bookmark(annotations: dict[str, str]) -> Obj:
+        meta: Obj = {"resourceVersion": str(store.resource_version)}
+        if annotations:
+            meta["annotations"] = annotations
+        return {
+            "kind": target.rtype.kind,
+            "apiVersion": target.rtype.api_version(target.version),
+            "metadata": meta,
+        }
+
+    return WatchRequest(
+        rtype=target.rtype,
+        namespace=target.namespace,
+        matches=matches,
+        render=render,
+        bookmark=bookmark,
+        resource_version=request.query.get("resourceVersion", ""),
+        send_initial=truthy(request.query.get("sendInitialEvents")),
+        bookmarks=truthy(request.query.get("allowWatchBookmarks")),
+        timeout_s=float(request.query.get("timeoutSeconds") or 1800),
+    )
+
+
+def truthy(value: str | None) -> bool:
+    """A query flag as client-go sends it: `1` or `true` (any case)."""
+    return value is not None and value.lower() in ("1", "true")

@@ -29,10 +29,13 @@ import asyncpg
 import msgspec
 
 from shared.db import unavailable_on_disconnect
+from shared.decider import Functions
 from shared.errors import Rejected
 from shared.eventlog import NO_STREAM, EventStore
+from shared.eventlog.envelope import envelope
+from shared.eventlog.execute import execute
 from shared.eventlog.store import Connection
-from shared.events.base import Metadata, NewEvent, RecordedEvent
+from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
 from shared.events.catalog import ApiKeyCreated, ApiKeyRevoked
 from shared.ids import new_event_id, new_id
 
@@ -170,7 +173,11 @@ async def create_key(
         secret_sha256=secret_sha256(secret),
         creator=creator,
     )
-    event = NewEvent(event=created, event_id=new_event_id(), metadata=metadata or Metadata())
+    event = NewEvent(
+        event=created,
+        event_id=new_event_id(),
+        metadata=metadata or envelope(actor=creator or None),
+    )
     stream = apikey_stream(key_id)
     async with (
         unavailable_on_disconnect("create an API key"),
@@ -195,24 +202,36 @@ async def create_api_key(store: EventStore, role: str, name: str = "") -> str:
     return secret
 
 
+KeyLife = Literal["absent", "live", "revoked"]
+
+
+def _evolve_life(life: KeyLife, event: Event) -> KeyLife:
+    match event:
+        case ApiKeyCreated() if life == "absent":
+            return "live"
+        case ApiKeyRevoked() if life == "live":
+            return "revoked"
+        case _:
+            return life
+
+
+def _decide_revocation(life: KeyLife, revoked: ApiKeyRevoked) -> list[Event]:
+    # Revoking twice changes nothing, and there is nothing to revoke in an empty stream.
+    return [revoked] if life == "live" else []
+
+
+REVOCATION: Final = Functions[KeyLife, ApiKeyRevoked]("absent", _evolve_life, _decide_revocation)
+"""`apikey-<id>` as revoking sees it: absent, live or revoked."""
+
+
 async def revoke_api_key(
     store: EventStore, key_id: str, *, revoker: str = "", metadata: Metadata | None = None
 ) -> ApiKey | None:
     """Revoke the key (revoking twice changes nothing); None when there is no such key."""
     stream = apikey_stream(key_id)
-    history = await store.read_stream(stream)
-    key, _ = fold_key(history)
-    if key is None:
-        return None
-    if not key.revoked:
-        event = NewEvent(
-            event=ApiKeyRevoked(key_id=key_id, revoker=revoker),
-            event_id=new_event_id(),
-            metadata=metadata or Metadata(),
-        )
-        # A concurrent revocation conflicts here; the caller may simply retry.
-        await store.append(stream, [event], expected_version=history[-1].stream_version)
-        key, _ = fold_key(await store.read_stream(stream))
+    revoked = ApiKeyRevoked(key_id=key_id, revoker=revoker)
+    await execute(store, stream, REVOCATION, revoked, metadata or envelope(actor=revoker or None))
+    key, _ = fold_key(await store.read_stream(stream))
     return key
 
 

@@ -65,6 +65,7 @@ __all__ = [
     "counted_approvals",
     "deployment_stream",
     "evolve",
+    "evolve_stream",
     "find_stage",
     "fold",
     "fold_history",
@@ -359,6 +360,12 @@ def fold(events: Iterable[tuple[int, Event]], state: Deployment = INITIAL) -> De
     for version, event in events:
         state = msgspec.structs.replace(evolve(state, event), version=version)
     return state
+
+
+def evolve_stream(state: Deployment | None, event: Event) -> Deployment | None:
+    """`evolve` for a stream read from its start, as a `shared.decider` folds it: None until
+    its first event (no such deployment)."""
+    return evolve(state or INITIAL, event)
 
 
 def fold_history(deployment_id: str, history: Iterable[RecordedEvent]) -> Deployment | None:

@@ -2,7 +2,10 @@
 
 Each sub-command lives in its own module with a `register(subparsers)` that
 adds its parser and sets `handler`; `main` only dispatches. Add a command by
-adding a module and one line to `_COMMANDS`.
+adding a module and one line to `_COMMANDS`. What the commands over the API
+share is in `command` (exit codes, common options, the API's failures as exit
+codes, output) and `waiting` (`--wait-status`, progress, the outcome); the
+client itself is `api_client`.
 """
 
 from __future__ import annotations

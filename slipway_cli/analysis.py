@@ -33,7 +33,14 @@ from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
 from slipway_cli.api_client import ApiClient
-from slipway_cli.app import EXIT_FAILED, EXIT_OK, common_options, fail, print_json, run_with_client
+from slipway_cli.command import (
+    EXIT_FAILED,
+    EXIT_OK,
+    common_options,
+    fail,
+    print_json,
+    run_with_client,
+)
 
 __all__ = ["register", "run"]
 

@@ -14,6 +14,7 @@ The base URL comes from the caller, else `SLIPWAY_API_URL`, else
 `http://127.0.0.1:8080`; the API key from the caller, else `SLIPWAY_API_KEY`
 (sent as `Authorization: Bearer <key>`). Answers are returned as decoded JSON
 objects; the API's OpenAPI document (`/api/v1/openapi.json`) describes them.
+Waiting for a deployment or a cascade delete by polling is `slipway_cli.waiting`.
 """
 
 from __future__ import annotations
@@ -22,33 +23,23 @@ import contextlib
 import http.client
 import json
 import os
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from shared.errors import ConfigError, SlipwayError, Unavailable
-from shared.streams import stream_id
 
 __all__ = [
     "API_KEY_ENV",
     "API_URL_ENV",
-    "CASCADE_DELETED",
-    "CASCADE_FAILED",
     "DEFAULT_API_URL",
-    "DEPLOYMENT_STATUSES",
-    "FAILED_STATUSES",
     "ApiClient",
     "ApiError",
     "ApiUnreachable",
-    "WaitOutcome",
     "api_key",
     "api_url",
-    "wait_for_cascade",
-    "wait_for_status",
 ]
 
 API_URL_ENV: Final = "SLIPWAY_API_URL"
@@ -58,20 +49,6 @@ _PREFIX: Final = "/api/v1"
 _PAGE: Final = 500
 
 JsonObject = dict[str, Any]
-
-DEPLOYMENT_STATUSES: Final = (
-    "PENDING",
-    "PLANNED",
-    "RUNNING",
-    "ROLLING_BACK",
-    "SUCCESS",
-    "FAILURE",
-    "CANCELLED",
-)
-TERMINAL_STATUSES: Final = frozenset({"SUCCESS", "FAILURE", "CANCELLED"})
-FAILED_STATUSES: Final = frozenset({"FAILURE", "CANCELLED"})
-CASCADE_DELETED: Final = "application_resources_deleted"
-CASCADE_FAILED: Final = "application_resources_deletion_failed"
 
 
 class ApiError(SlipwayError):
@@ -416,100 +393,6 @@ class ApiClient:
         except (OSError, http.client.HTTPException) as exc:
             # A connection dropped mid-answer, or something that does not speak HTTP.
             raise ApiUnreachable(self.base_url, f"{type(exc).__name__}: {exc}") from exc
-
-
-@dataclass(frozen=True)
-class WaitOutcome:
-    """How waiting for a deployment ended."""
-
-    deployment: JsonObject | None
-    """Its last state seen (None: never triggered within the wait)."""
-    wanted: bool
-    """It reached one of the wanted statuses."""
-    timed_out: bool
-    unreachable: bool
-    """The last attempt to ask found no API (only meaningful with `timed_out`)."""
-    waited_s: float
-
-
-def wait_for_status(
-    client: ApiClient,
-    deployment_id: str,
-    wanted: Iterable[str],
-    *,
-    timeout_s: float,
-    poll_s: float = 1.0,
-    progress: Callable[[JsonObject | None], None] = lambda _: None,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> WaitOutcome:
-    """Poll the deployment until it reaches a wanted status or a terminal one, or time runs out.
-
-    A 404 means the gitwatcher has not triggered it yet (a sync's deployment id
-    is known before it exists), and an unreachable API or a 503 may be a
-    restart: both are waited through until the timeout. Other refusals raise.
-    """
-    wanted_set = frozenset(wanted)
-    started = clock()
-    deployment: JsonObject | None = None
-    unreachable = False
-    while True:
-        try:
-            deployment = client.get_deployment(deployment_id)
-            unreachable = False
-        except ApiUnreachable:
-            unreachable = True
-        except ApiError as exc:
-            if exc.status not in (404, 503):
-                raise
-            unreachable = False
-        progress(deployment)
-        if deployment is not None:
-            status = deployment["status"]
-            if status in wanted_set or status in TERMINAL_STATUSES:
-                return WaitOutcome(
-                    deployment, status in wanted_set, False, False, clock() - started
-                )
-        if clock() - started >= timeout_s:
-            return WaitOutcome(deployment, False, True, unreachable, clock() - started)
-        sleep(poll_s)
-
-
-def wait_for_cascade(
-    client: ApiClient,
-    application_id: str,
-    *,
-    after_position: int,
-    timeout_s: float,
-    poll_s: float = 1.0,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> JsonObject | None:
-    """How a cascade delete ended: the drift service's first verdict after `after_position`.
-
-    That is an `application_resources_deleted` (`data.resources`: what it
-    deleted) or an `application_resources_deletion_failed` (`data.reason`,
-    `data.remaining`) event on `drift-<application_id>`; None when neither came
-    within `timeout_s`. An unreachable API or a 503 is waited through.
-    """
-    started = clock()
-    stream = stream_id("drift", application_id)
-    while True:
-        try:
-            for event in client.stream_events(stream):
-                if event["global_position"] > after_position and event["event_type"] in (
-                    CASCADE_DELETED,
-                    CASCADE_FAILED,
-                ):
-                    return event
-        except ApiUnreachable:
-            pass
-        except ApiError as exc:
-            if exc.status != 503:
-                raise
-        if clock() - started >= timeout_s:
-            return None
-        sleep(poll_s)
 
 
 def _segment(ref: str) -> str:

@@ -20,7 +20,7 @@ from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
 from slipway_cli.api_client import ApiClient
-from slipway_cli.app import EXIT_OK, common_options, print_json, run_with_client, table
+from slipway_cli.command import EXIT_OK, common_options, print_json, run_with_client, table
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,67 +1,45 @@
 """`slipway app …`: register, list, show, disable, enable, sync and delete applications.
 
-Exit codes, for CI to trust (the same for every command that talks to the API):
-
-- 0 done; for `--wait-status`, the deployment reached a wanted status that is
-  not a failure (SUCCESS, or a non-terminal one such as RUNNING);
-- 1 the API refused or failed (its message is printed), or the deployment
-  waited for ended FAILURE or CANCELLED, or ended in a status not wanted, or
-  the cluster refused to delete some of a cascade-deleted app's resources;
-- 2 a usage or configuration error;
-- 3 the API could not be reached (the message names the URL);
-- 4 `--wait-status` timed out before the deployment reached a wanted status,
-  or `delete --cascade` before the drift service said how the delete went;
-- 141 stdout's reader went away early (`| head`): the command stopped quietly
-  without finishing (`slipway_cli/__init__.py`, for every command).
+Exit codes as for every command over the API (`slipway_cli/command.py`).
 
 `delete --cascade` prints success only once the drift service has recorded
 that it deleted the live resources (and how many); if the cluster refused, it
 says what is left and why and exits 1.
-
-The API key comes from `--api-key` or `$SLIPWAY_API_KEY` (prefer the
-variable: arguments show in process listings). `--json` prints the API's
-answer as is.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from shared.syncstate import SyncState
-from slipway_cli.api_client import (
-    API_KEY_ENV,
-    API_URL_ENV,
+from slipway_cli.api_client import ApiClient, JsonObject
+from slipway_cli.command import (
+    EXIT_API_ERROR,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    among,
+    common_options,
+    fail,
+    print_json,
+    run_with_client,
+    seconds,
+    table,
+)
+from slipway_cli.waiting import (
     CASCADE_DELETED,
-    DEFAULT_API_URL,
     DEPLOYMENT_STATUSES,
-    FAILED_STATUSES,
-    ApiClient,
-    ApiError,
-    ApiUnreachable,
-    JsonObject,
-    WaitOutcome,
-    api_key,
-    api_url,
+    progress_printer,
+    report_outcome,
     wait_for_cascade,
     wait_for_status,
+    wait_options,
 )
-
-EXIT_OK: Final = 0
-EXIT_API_ERROR: Final = 1
-EXIT_FAILED: Final = 1
-"""A deployment waited for failed, was cancelled, or ended in a status not wanted."""
-EXIT_USAGE: Final = 2
-EXIT_UNREACHABLE: Final = 3
-EXIT_TIMEOUT: Final = 4
 
 # The CLI says `quick`; the API and the events say `quick_sync` (PipeCD's name).
 STRATEGIES: Final = {"auto": "auto", "quick": "quick_sync", "pipeline": "pipeline"}
-
-Handler = Callable[[ApiClient, argparse.Namespace], int]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -127,7 +105,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     wait_options(sync)
     sync.add_argument(
         "--confirm-within",
-        type=_seconds,
+        type=seconds,
         default=30.0,
         metavar="SECONDS",
         help="without --wait-status: how long to wait for the deployment to exist before "
@@ -150,84 +128,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     delete.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds,
         default=120.0,
         metavar="SECONDS",
         help="with --cascade: give up waiting for the resources' deletion after this long, "
         "exit 4 (default: 120)",
     )
     delete.add_argument(
-        "--poll-interval", type=_seconds, default=1.0, metavar="SECONDS", help=argparse.SUPPRESS
+        "--poll-interval", type=seconds, default=1.0, metavar="SECONDS", help=argparse.SUPPRESS
     )
     delete.set_defaults(handler=run_with_client(_delete))
 
 
-def common_options() -> argparse.ArgumentParser:
-    """The options every command over the API takes: where, which key, and `--json`."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--api-url",
-        help=f"the API's base URL (default: ${API_URL_ENV}, else {DEFAULT_API_URL})",
-    )
-    common.add_argument(
-        "--api-key",
-        help=f"the API key (default: ${API_KEY_ENV}; prefer the variable, arguments are visible "
-        "to other users of the machine)",
-    )
-    common.add_argument("--json", action="store_true", help="print the API's JSON answer")
-    return common
-
-
-def wait_options(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
-    parser.add_argument(
-        "--wait-status",
-        type=statuses,
-        required=required,
-        metavar="STATUS[,STATUS…]",
-        help="wait for the deployment to reach one of these statuses (e.g. SUCCESS,FAILURE); "
-        "exit 0 only if it is not FAILURE or CANCELLED",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=1800.0,
-        metavar="SECONDS",
-        help="give up waiting after this long, exit 4 (default: 1800)",
-    )
-    parser.add_argument(
-        "--poll-interval", type=_seconds, default=1.0, metavar="SECONDS", help=argparse.SUPPRESS
-    )
-
-
-def statuses(text: str) -> tuple[str, ...]:
-    """An argparse type: comma-separated deployment statuses (any case); a usage error else."""
-    return _among(text, DEPLOYMENT_STATUSES, "statuses")
-
-
 def _sync_states(text: str) -> tuple[str, ...]:
-    return _among(text, tuple(SyncState), "sync states")
-
-
-def _among(text: str, allowed: Sequence[str], what: str) -> tuple[str, ...]:
-    """`text`'s comma-separated words, upper-cased, each one of `allowed`; else a usage error."""
-    words = tuple(s.strip().upper() for s in text.split(",") if s.strip())
-    unknown = sorted(set(words) - set(allowed))
-    if not words or unknown:
-        raise argparse.ArgumentTypeError(
-            f"{what} are among {', '.join(allowed)}; not {', '.join(unknown) or repr(text)}"
-        )
-    return words
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1; a usage error else."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
-    return value
+    return among(text, tuple(SyncState), "sync states")
 
 
 def _confirm_sync(client: ApiClient, args: argparse.Namespace, accepted: JsonObject) -> int:
@@ -270,16 +184,6 @@ def _confirm_sync(client: ApiClient, args: argparse.Namespace, accepted: JsonObj
     return EXIT_OK
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
-    return value
-
-
 def _label_option(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument(
         "--label",
@@ -306,33 +210,6 @@ def _labels(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
             raise argparse.ArgumentTypeError(f"--label {key} is given two values")
         labels[key] = value
     return labels
-
-
-def run_with_client(handler: Handler) -> Callable[[argparse.Namespace], int]:
-    """`handler` with a client, and the API's failures turned into exit codes."""
-
-    def run(args: argparse.Namespace) -> int:
-        # ConfigError → exit 2 in slipway_cli.main
-        client = ApiClient(api_url(args.api_url), key=api_key(args.api_key))
-        try:
-            return handler(client, args)
-        except ApiUnreachable as exc:
-            fail(str(exc))
-            return EXIT_UNREACHABLE
-        except ApiError as exc:
-            field = f" [{exc.field}]" if exc.field else ""
-            fail(f"{exc} (HTTP {exc.status} {exc.code}{field})")
-            if exc.status == 401:
-                fail(
-                    f"set ${API_KEY_ENV} to an API key; the first admin key is made with "
-                    "`slipway apikey create --direct --role admin` (needs $SLIPWAY_DATABASE_URL)"
-                )
-            return EXIT_API_ERROR
-        except argparse.ArgumentTypeError as exc:
-            fail(str(exc))
-            return EXIT_USAGE
-
-    return run
 
 
 def _add(client: ApiClient, args: argparse.Namespace) -> int:
@@ -485,15 +362,6 @@ def _table(apps: Sequence[Mapping[str, Any]]) -> str:
     return table(rows)
 
 
-def table(rows: Sequence[Sequence[str]]) -> str:
-    """`rows` (the first is the header) as left-aligned columns two spaces apart."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
-
-
 def _show(app: Mapping[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(app)
@@ -554,56 +422,3 @@ def _status(app: Mapping[str, Any]) -> str:
 
 def _format_labels(labels: Mapping[str, str]) -> str:
     return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
-
-
-def progress_printer() -> Callable[[Mapping[str, Any] | None], None]:
-    """Prints a line to stderr whenever the deployment's status or running stage changes."""
-    last: list[str] = []
-
-    def show(deployment: Mapping[str, Any] | None) -> None:
-        if deployment is None:
-            line = "waiting for the deployment to be triggered"
-        else:
-            line = f"{deployment['deployment_id']}: {deployment['status']}"
-            running = [s for s in deployment.get("stages", []) if s["status"] == "RUNNING"]
-            done = [s for s in deployment.get("stages", []) if s["visible"]]
-            if running:
-                stage = running[0]
-                line += f" — stage {stage['stage_id']} {stage['name']} running"
-            if done:
-                finished = sum(1 for s in done if s["status"] not in ("NOT_STARTED_YET", "RUNNING"))
-                line += f" ({finished}/{len(done)} stages done)"
-        if last != [line]:
-            last[:] = [line]
-            print(line, file=sys.stderr, flush=True)
-
-    return show
-
-
-def report_outcome(outcome: WaitOutcome, as_json: bool) -> int:
-    """Print how the wait ended (stdout: the deployment; stderr: why) and its exit code."""
-    deployment = outcome.deployment
-    if as_json and deployment is not None:
-        print_json(deployment)
-    if outcome.timed_out:
-        status = deployment["status"] if deployment else "not triggered yet"
-        fail(f"timed out after {outcome.waited_s:.0f} s; the deployment is {status}")
-        return EXIT_UNREACHABLE if outcome.unreachable else EXIT_TIMEOUT
-    assert deployment is not None
-    status = deployment["status"]
-    reason = f": {deployment['reason']}" if deployment.get("reason") else ""
-    if not as_json:
-        print(f"deployment {deployment['deployment_id']} {status}{reason}")
-    if status in FAILED_STATUSES or not outcome.wanted:
-        if not outcome.wanted:
-            fail(f"the deployment ended {status}, which was not waited for")
-        return EXIT_FAILED
-    return EXIT_OK
-
-
-def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, sort_keys=True))
-
-
-def fail(message: str) -> None:
-    print(f"slipway: {message}", file=sys.stderr)

@@ -32,7 +32,7 @@ from shared.config import (
     find_config_files,
     load_any,
 )
-from slipway_cli.app import EXIT_OK, EXIT_USAGE
+from slipway_cli.command import EXIT_OK, EXIT_USAGE
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

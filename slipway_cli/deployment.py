@@ -1,6 +1,6 @@
 """`slipway deployment …`: list, show, follow logs, wait for, approve, skip and cancel deployments.
 
-Exit codes as for `slipway app` (see `slipway_cli/app.py`): 0 done (for
+Exit codes as for `slipway app` (see `slipway_cli/command.py`): 0 done (for
 `wait-status`, a wanted status that is not a failure); 1 the API refused, or
 the deployment failed, was cancelled or ended in a status not wanted; 2 usage;
 3 the API unreachable; 4 timed out waiting. `logs --follow` exits like
@@ -15,18 +15,21 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from slipway_cli.api_client import ApiClient, wait_for_status
-from slipway_cli.app import (
+from slipway_cli.api_client import ApiClient
+from slipway_cli.command import (
     EXIT_FAILED,
     EXIT_OK,
     common_options,
     positive_int,
     print_json,
+    run_with_client,
+    table,
+)
+from slipway_cli.waiting import (
     progress_printer,
     report_outcome,
-    run_with_client,
     statuses,
-    table,
+    wait_for_status,
     wait_options,
 )
 

@@ -14,7 +14,14 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from slipway_cli.api_client import ApiClient
-from slipway_cli.app import EXIT_FAILED, EXIT_OK, common_options, fail, print_json, run_with_client
+from slipway_cli.command import (
+    EXIT_FAILED,
+    EXIT_OK,
+    common_options,
+    fail,
+    print_json,
+    run_with_client,
+)
 
 _PAGE: Final = 500
 

@@ -14,16 +14,62 @@ the same way).
 - `conclusion`: `failure` as soon as one check failed (its reason names the
   check, the strategy and the numbers); `success` once every check passed its
   final tick (or, with no checks, once the duration has passed); else none.
+
+And the events the runner appends, built here only:
+
+- `started`: the one `AnalysisStarted` of a holder's run — the analysis' clock
+  on a new analysis, a `resumed` marker with the first start's judge and
+  duration after a restart or a takeover;
+- `judge_ticks`: a batch of measured ticks, folded in and judged in order
+  (`AnalysisMeasured`, then `AnalysisTickJudged`, per tick; a check that
+  failed in the batch is not judged again);
+- `concluded`: the one `AnalysisConcluded`.
+
+Values that may quote secrets (check queries, reasons) arrive redacted in the
+commands: redaction reads the process's secret registry, which is the shell's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
-from shared.analysis.record import AnalysisRecord, CheckRecord, tick_at, tick_count
+import msgspec
 
-__all__ = ["Conclusion", "Due", "conclusion", "due_ticks", "next_due_s"]
+from shared.analysis.judges import judge_named
+from shared.analysis.record import (
+    AnalysisRecord,
+    CheckRecord,
+    evolve,
+    judge_tick,
+    tick_at,
+    tick_count,
+)
+from shared.analysis.strategies import TickVerdict
+from shared.events.base import Event
+from shared.events.catalog import (
+    AnalysisCheck,
+    AnalysisConcluded,
+    AnalysisMeasured,
+    AnalysisStarted,
+    AnalysisTickJudged,
+)
+from shared.redaction import REASON_CHARS, clip
+
+__all__ = [
+    "Conclusion",
+    "Due",
+    "JudgedTick",
+    "Start",
+    "concluded",
+    "conclusion",
+    "due_ticks",
+    "judge_ticks",
+    "next_due_s",
+    "started",
+]
 
 Verdict = Literal["success", "failure", "skipped"]
 
@@ -100,3 +146,124 @@ def conclusion(record: AnalysisRecord, elapsed_s: float) -> Conclusion | None:
         reasons = "; ".join(c.last_judged.reason for c in checks if c.last_judged is not None)
         return Conclusion("success", f"{len(checks)} check(s) passed: {reasons}")
     return None
+
+
+# Events --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Start:
+    """A holder takes the analysis up at `now`; what the configuration says, for a new one."""
+
+    now: datetime
+    analyzer: str
+    judge: str = ""
+    duration_s: float = 0.0
+    checks: tuple[AnalysisCheck, ...] = ()
+    """As recorded for people and judges (queries redacted), not as measured."""
+    skipped_checks: tuple[str, ...] = ()
+    previous_analysis_id: str = ""
+    previous_started_at: datetime | None = None
+
+
+def started(record: AnalysisRecord, start: Start) -> AnalysisStarted:
+    """This run's `AnalysisStarted`: the clock's start, or a `resumed` marker (same clock)."""
+    request = record.request
+    assert request is not None, "an analysis starts from its request"
+    first = record.started
+    base = AnalysisStarted(
+        analysis_id=request.analysis_id,
+        deployment_id=request.deployment_id,
+        stage_id=request.stage_id,
+        started_at=start.now,
+        application_id=request.application_id,
+        analyzer=start.analyzer,
+    )
+    if first is not None:
+        return msgspec.structs.replace(
+            base,
+            judge=first.judge,
+            judge_version=first.judge_version,
+            duration_s=first.duration_s,
+            resumed=True,
+        )
+    judge = judge_named(start.judge)
+    return msgspec.structs.replace(
+        base,
+        judge=judge.name,
+        judge_version=judge.version,
+        duration_s=start.duration_s,
+        checks=start.checks,
+        skipped_checks=start.skipped_checks,
+        previous_analysis_id=start.previous_analysis_id,
+        previous_started_at=start.previous_started_at,
+    )
+
+
+@dataclass(frozen=True)
+class JudgedTick:
+    """One tick of a batch: when it fell, what was measured, and the verdict on it."""
+
+    due: Due
+    measured: Sequence[AnalysisMeasured]
+    verdict: TickVerdict
+
+
+def judge_ticks(
+    record: AnalysisRecord, due: Sequence[Due], measured: Sequence[Sequence[AnalysisMeasured]]
+) -> tuple[list[Event], list[JudgedTick]]:
+    """Fold each due tick's measurements into `record` and judge it, in order: the events
+    to append, and the ticks judged. A check failed earlier in the batch is not judged again.
+
+    `record` is updated in place (it is the runner's fold); its version is the shell's to
+    move, once the events are appended.
+    """
+    first = record.started
+    assert first is not None, "ticks are judged after the start"
+    judge = judge_named(first.judge)
+    events: list[Event] = []
+    judged: list[JudgedTick] = []
+    failed: set[str] = set()
+    for tick, tick_measured in zip(due, measured, strict=True):
+        if tick.key in failed:
+            continue
+        check = record.checks[tick.key]
+        for m in tick_measured:
+            evolve(record, m)
+        verdict = judge_tick(record, check, tick.tick, judge)
+        event = AnalysisTickJudged(
+            analysis_id=first.analysis_id,
+            check=tick.key,
+            tick=tick.tick,
+            at_s=tick.at_s,
+            strategy=check.check.strategy,
+            outcome=verdict.outcome,
+            reason=clip(verdict.reason, REASON_CHARS),
+            judge=verdict.judge,
+            judge_version=verdict.judge_version,
+            final=tick.final,
+            failures=verdict.failures,
+            statistics=verdict.statistics,
+        )
+        evolve(record, event)
+        events += [*tick_measured, event]
+        judged.append(JudgedTick(tick, tick_measured, verdict))
+        if verdict.outcome == "fail":
+            failed.add(tick.key)
+    return events, judged
+
+
+def concluded(record: AnalysisRecord, verdict: Conclusion) -> AnalysisConcluded:
+    """The one `AnalysisConcluded` (its reason redacted by the caller, clipped here)."""
+    request = record.request
+    assert request is not None, "an analysis concludes what was requested"
+    first = record.started
+    return AnalysisConcluded(
+        analysis_id=request.analysis_id,
+        deployment_id=request.deployment_id,
+        stage_id=request.stage_id,
+        verdict=verdict.verdict,
+        reason=clip(verdict.reason, REASON_CHARS),
+        judge=first.judge if first else "",
+        judge_version=first.judge_version if first else "",
+    )

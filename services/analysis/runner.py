@@ -4,17 +4,21 @@ The loop, until the analysis concludes, the lease is lost or the service stops:
 
 1. read `analysis-<id>` and fold it (`shared.analysis.record.fold`); a
    concluded analysis closes its lease and ends;
-2. the first time round, append `AnalysisStarted` — the clock's start on a
-   new analysis, a `resumed` marker (with the same clock) after a restart or
-   a takeover, so the time already spent counts;
+2. the first time round, append `AnalysisStarted` (`decider.started`) — the
+   clock's start on a new analysis, a `resumed` marker (with the same clock)
+   after a restart or a takeover, so the time already spent counts;
 3. if the deployment's `StageCompleted` for the stage is in its stream (the
    stage was cancelled, skipped or timed out), conclude `skipped`;
 4. measure every due tick (`decider.due_ticks`), judge each from the record
-   with the new measurements folded in, and append the measurements, the
-   tick verdicts and — when `decider.conclusion` says so — the one
-   `AnalysisConcluded`, in one append fenced by the lease;
+   with the new measurements folded in (`decider.judge_ticks`), and append the
+   measurements and the tick verdicts, fenced by the lease; then — when
+   `decider.conclusion` says so — the one `AnalysisConcluded`
+   (`decider.concluded`);
 5. explain each tick in the deployment's stage log, then sleep until the
    next tick (or the poll interval, to notice a cancel).
+
+The loop and what a step may raise are `shared.leaserun.run_leased`'s, the
+executor's runner's too; this module is the step, the wait and the clean-up.
 
 Tracing (DESIGN §11): the runner starts from a lease claim, so it continues
 the trace recorded with `AnalysisRequested` (appended inside the executor's
@@ -37,37 +41,45 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from structlog.contextvars import bound_contextvars
 
-from services.analysis.decider import Conclusion, Due, conclusion, due_ticks, next_due_s
-from services.analysis.leases import Lease, LeaseLost, Leases, Previous
+from services.analysis.decider import (
+    Conclusion,
+    Due,
+    Start,
+    conclusion,
+    due_ticks,
+    judge_ticks,
+    next_due_s,
+)
+from services.analysis.decider import concluded as decide_concluded
+from services.analysis.decider import started as decide_started
+from services.analysis.leases import Lease, Leases, Previous
+from services.analysis.lines import start_line, tick_line, too_short_to_fail
 from shared.analysis.checks import CheckPlan
-from shared.analysis.judges import SequentialJudge, judge_named
-from shared.analysis.record import AnalysisRecord, evolve, fold, judge_tick
-from shared.analysis.strategies import TickVerdict, finite_values
-from shared.errors import ConcurrencyConflict, ConfigError, Unavailable
+from shared.analysis.record import AnalysisRecord, fold
+from shared.errors import ConfigError
 from shared.eventlog import EventStore
-from shared.events.base import Event, Metadata, NewEvent
+from shared.eventlog.envelope import envelope
+from shared.events.base import Event, NewEvent
 from shared.events.catalog import (
     AnalysisConcluded,
     AnalysisMeasured,
     AnalysisRequested,
-    AnalysisStarted,
-    AnalysisTickJudged,
     StageCompleted,
 )
 from shared.ids import new_event_id
+from shared.leaserun import run_leased
 from shared.logs import get_logger
-from shared.redaction import REASON_CHARS, clip, redact
+from shared.redaction import redact
 from shared.stagelog import StageLogger, StageLogs
 from shared.streams import stream_id
-from shared.tracing import context_of, current_trace_headers
+from shared.tracing import context_of
 
-__all__ = ["AnalysisRunner", "Measurer", "Setup", "SetupLoader"]
+# `too_short_to_fail` is `lines`', re-exported where callers look.
+__all__ = ["AnalysisRunner", "Measurer", "Setup", "SetupLoader", "too_short_to_fail"]
 
 log = get_logger("slipway.analysis.runner")
 _tracer = trace.get_tracer("slipway.analysis")
 
-_RETRY_S: Final = 1.0
-_CRASH_RETRY_S: Final = 5.0
 _MIN_WAIT_S: Final = 0.02
 
 
@@ -140,35 +152,25 @@ class AnalysisRunner:
         ):
             log.info("analysis_taken", holder=self.lease.holder)
             try:
-                async with self.leases.held(
-                    self.lease, stop=stop, lost=self.lost, finished=lambda: self.concluded
-                ):
-                    await self._loop(stop)
+                await run_leased(
+                    self, leases=self.leases, lease=self.lease, stop=stop, what="analysis"
+                )
             finally:
                 log.info("analysis_left", concluded=self.concluded, lost=self.lost.is_set())
 
-    async def _loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set() and not self.lost.is_set():
-            try:
-                wait = await self._step()
-            except ConcurrencyConflict:
-                continue
-            except LeaseLost as exc:
-                log.warning("lease_lost", reason=str(exc))
-                self.lost.set()
-                return
-            except Unavailable as exc:
-                log.warning("analysis_step_unavailable", error=str(exc), retry_in_s=_RETRY_S)
-                wait = _RETRY_S
-            except Exception:  # the top of the runner's loop: a bug is logged, then retried
-                log.exception("analysis_step_crashed", retry_in_s=_CRASH_RETRY_S)
-                wait = _CRASH_RETRY_S
-            if self.concluded:
-                return
-            if wait is not None:
-                await self._sleep(stop, wait)
+    # The lease holder's work (`shared.leaserun.LeasedWork`) -------------------------------
 
-    async def _step(self) -> float | None:
+    @property
+    def finished(self) -> bool:
+        return self.concluded
+
+    async def wait(self, stop: asyncio.Event, seconds: float) -> None:
+        await self._sleep(stop, seconds)
+
+    async def close(self) -> None:
+        """Nothing of its own outlives a step: measurements are awaited within it."""
+
+    async def step(self) -> float | None:
         """One pass; the seconds to wait before the next (None: go on at once)."""
         history = await self.store.read_stream(self.stream)
         if self._trace is None:
@@ -231,19 +233,13 @@ class AnalysisRunner:
     ) -> None:
         first = record.started
         if first is None:
-            judge = judge_named(setup.judge)
             previous = None
             if any(p.check.strategy == "PREVIOUS" for p in setup.plans.values()):
                 previous = await self.leases.previous(request.application_id, request.analysis_id)
-            started = AnalysisStarted(
-                analysis_id=request.analysis_id,
-                deployment_id=request.deployment_id,
-                stage_id=request.stage_id,
-                started_at=now,
-                application_id=request.application_id,
+            start = Start(
+                now=now,
                 analyzer=self.actor,
-                judge=judge.name,
-                judge_version=judge.version,
+                judge=setup.judge,
                 duration_s=setup.duration_s,
                 # Recorded for people and judges, not for measuring (that reads the config):
                 # a token in a check's URL stays out of the log.
@@ -256,22 +252,12 @@ class AnalysisRunner:
                 previous_started_at=previous.started_at if previous else None,
             )
         else:
-            started = AnalysisStarted(
-                analysis_id=request.analysis_id,
-                deployment_id=request.deployment_id,
-                stage_id=request.stage_id,
-                started_at=now,
-                application_id=request.application_id,
-                analyzer=self.actor,
-                judge=first.judge,
-                judge_version=first.judge_version,
-                duration_s=first.duration_s,
-                resumed=True,
-            )
+            start = Start(now=now, analyzer=self.actor)
+        started = decide_started(record, start)
         await self._append(record, [started])
         self._announced = True
         if first is None:
-            await self.log.info(_start_line(started, self.lease.holder))
+            await self.log.info(start_line(started, self.lease.holder))
             for warning in too_short_to_fail(started):
                 await self.log.info(warning)
             for skipped in setup.skipped:
@@ -301,35 +287,21 @@ class AnalysisRunner:
             if started.previous_started_at is not None
             else None
         )
-        judge = judge_named(started.judge)
         measured_lists = await asyncio.gather(
             *(
                 self._measure(setup, d, started.started_at, previous, started.analysis_id)
                 for d in due
             )
         )
-        events: list[Event] = []
-        lines: list[tuple[bool, str]] = []
-        failed: set[str] = set()
-        for d, measured in zip(due, measured_lists, strict=True):
-            if d.key in failed:
-                continue  # the check failed at an earlier tick of this batch
-            check = record.checks[d.key]
-            for m in measured:
-                evolve(record, m)
-            verdict = judge_tick(record, check, d.tick, judge)
-            judged = _judged_event(started.analysis_id, d, check.check.strategy, verdict)
-            evolve(record, judged)
-            events += [*measured, judged]
-            lines.append((verdict.outcome == "fail", _tick_line(d, measured, verdict)))
-            if verdict.outcome == "fail":
-                failed.add(d.key)
+        events, judged = judge_ticks(record, due, measured_lists)
+        failed = sorted({t.due.key for t in judged if t.verdict.outcome == "fail"})
         if failed:
-            trace.get_current_span().set_attribute("slipway.failed_checks", sorted(failed))
+            trace.get_current_span().set_attribute("slipway.failed_checks", failed)
         await self._append(record, events)
         record.version += len(events)
-        for is_error, line in lines:
-            await (self.log.error(line) if is_error else self.log.info(line))
+        for tick in judged:
+            line = tick_line(tick.due, list(tick.measured), tick.verdict)
+            await (self.log.error(line) if tick.verdict.outcome == "fail" else self.log.info(line))
         # The verdict in an append of its own, after the tick lines: the executor acts on it
         # at once, and its own line should come after ours in the stage log.
         verdict_now = conclusion(record, elapsed)
@@ -361,26 +333,13 @@ class AnalysisRunner:
 
     # Concluding ---------------------------------------------------------------------------
 
-    def _concluded_event(self, record: AnalysisRecord, verdict: Conclusion) -> AnalysisConcluded:
-        started = record.started
-        request = record.request
-        assert request is not None
-        return AnalysisConcluded(
-            analysis_id=request.analysis_id,
-            deployment_id=request.deployment_id,
-            stage_id=request.stage_id,
-            verdict=verdict.verdict,
-            reason=clip(redact(verdict.reason), REASON_CHARS),
-            judge=started.judge if started else "",
-            judge_version=started.judge_version if started else "",
-        )
-
     async def _conclude(self, record: AnalysisRecord, verdict: Conclusion) -> None:
         with self._span("analysis conclude"):
             await self._record_conclusion(record, verdict)
 
     async def _record_conclusion(self, record: AnalysisRecord, verdict: Conclusion) -> None:
-        concluded = self._concluded_event(record, verdict)
+        # Its reason quotes config, provider and tool errors: redacted before the log has it.
+        concluded = decide_concluded(record, Conclusion(verdict.verdict, redact(verdict.reason)))
         span = trace.get_current_span()
         span.set_attribute("slipway.verdict", concluded.verdict)
         if concluded.verdict == "failure":
@@ -426,13 +385,8 @@ class AnalysisRunner:
         )
 
     async def _append(self, record: AnalysisRecord, events: list[Event]) -> None:
-        context = current_trace_headers()
-        metadata = Metadata(
-            correlation_id=self.lease.deployment_id,
-            traceparent=context.get("traceparent"),
-            tracestate=context.get("tracestate"),
-            actor=self.actor,
-            occurred_at=self.clock(),
+        metadata = envelope(
+            actor=self.actor, correlation_id=self.lease.deployment_id, occurred_at=self.clock()
         )
         new = [NewEvent(event=e, event_id=new_event_id(), metadata=metadata) for e in events]
         await self.leases.append_fenced(
@@ -447,84 +401,3 @@ class AnalysisRunner:
             for waiter in waiters:
                 waiter.cancel()
             await asyncio.gather(*waiters, return_exceptions=True)
-
-
-def _judged_event(
-    analysis_id: str, due: Due, strategy: str, verdict: TickVerdict
-) -> AnalysisTickJudged:
-    return AnalysisTickJudged(
-        analysis_id=analysis_id,
-        check=due.key,
-        tick=due.tick,
-        at_s=due.at_s,
-        strategy=strategy,
-        outcome=verdict.outcome,
-        reason=clip(verdict.reason, REASON_CHARS),
-        judge=verdict.judge,
-        judge_version=verdict.judge_version,
-        final=due.final,
-        failures=verdict.failures,
-        statistics=verdict.statistics,
-    )
-
-
-_COMPARISONS: Final = frozenset({"PREVIOUS", "CANARY_BASELINE", "CANARY_PRIMARY"})
-
-
-def too_short_to_fail(started: AnalysisStarted) -> list[str]:
-    """Warnings for comparison checks the sequential judge cannot fail within the duration.
-
-    Its batches are minutes long (so they are nearly independent), and it needs
-    three of them: a 2-minute stage's comparisons can only pass. Say so up front
-    rather than let a short analysis look like a guarantee.
-    """
-    judge = judge_named(started.judge)
-    if not isinstance(judge, SequentialJudge):
-        return []
-    warnings = []
-    for check in started.checks:
-        if check.strategy not in _COMPARISONS:
-            continue
-        earliest = judge.earliest_failure_s(check.interval_s)
-        if earliest > started.duration_s:
-            warnings.append(
-                f"Warning: {check.key} ({check.strategy}) cannot fail within "
-                f"{started.duration_s:g} s with judge sequential: it needs 3 batches, the first "
-                f"chance is at {earliest:g} s; use a longer duration or `judge: pipecd`"
-            )
-    return warnings
-
-
-def _start_line(started: AnalysisStarted, holder: str) -> str:
-    checks = ", ".join(
-        f"{c.key} ({c.strategy} every {c.interval_s:g} s, failureLimit {c.failure_limit})"
-        for c in started.checks
-    )
-    return (
-        f"Analysis {started.analysis_id} started by {holder} for {started.duration_s:g} s "
-        f"with judge {started.judge} {started.judge_version}: {checks or 'no checks'}"
-    )
-
-
-def _measurement_text(m: AnalysisMeasured) -> str:
-    who = f"{m.variant} " if m.variant else ""
-    # A multi-line PromQL template reads best in a log line as one line.
-    query = "`" + " ".join(m.query.split()) + "`"
-    if m.error:
-        return f"{who}{query}: error: {m.error}"
-    if m.status_code:
-        return f"{m.query}: HTTP {m.status_code}"
-    values = finite_values(m)
-    if not values:
-        dropped = f" ({len(m.values)} non-numeric)" if m.values else ""
-        return f"{who}{query}: no data{dropped}"
-    return f"{who}{query}: {len(values)} sample(s), min {min(values):.6g}, max {max(values):.6g}"
-
-
-def _tick_line(due: Due, measured: list[AnalysisMeasured], verdict: TickVerdict) -> str:
-    final = " (final)" if due.final else ""
-    sent = "; ".join(_measurement_text(m) for m in measured)
-    return (
-        f"[{due.key}] tick {due.tick} at {due.at_s:g} s{final}: {sent} "
-        f"→ {verdict.outcome}: {verdict.reason}"
-    )

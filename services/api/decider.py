@@ -28,6 +28,7 @@ from typing import Final, Literal, get_args
 import msgspec
 
 from shared.applications import Application, evolve
+from shared.decider import Functions
 from shared.errors import Rejected
 from shared.events.base import Event
 from shared.events.catalog import (
@@ -49,13 +50,17 @@ from shared.labels import (
 from shared.streams import stream_id
 
 __all__ = [
+    "APPLICATION",
+    "CONFIG_CLAIM",
     "DEFAULT_CONFIG_FILENAME",
     "ID_PATTERN",
     "LABEL_KEY_PATTERN",
     "LABEL_VALUE_PATTERN",
     "MAX_LABELS",
+    "NAME",
     "NAME_PATTERN",
     "PATH_PATTERN",
+    "RELEASE",
     "RULES",
     "Application",
     "Command",
@@ -76,6 +81,7 @@ __all__ = [
     "decide",
     "decide_claim",
     "decide_name",
+    "decide_release",
     "evolve",
     "evolve_name",
     "name_stream",
@@ -356,3 +362,27 @@ def decide_claim(state: NameHolder | None, command: RegisterApplication) -> Sequ
             config_filename=command.config_filename,
         )
     ]
+
+
+def decide_release(state: NameHolder | None, deleted: ApplicationDeleted) -> Sequence[Event]:
+    """Free a name or config file held by the deleted application (others' are left alone).
+
+    An application registered before config claims existed holds none: nothing to free.
+    """
+    if state is not None and state.application_id == deleted.application_id:
+        return [deleted]
+    return []
+
+
+# --- the deciders, as `shared.eventlog.execute` runs them ---------------------------------
+
+APPLICATION: Final = Functions[Application | None, Command](None, evolve, decide)
+"""`application-<id>`: register, disable, enable, sync, delete."""
+NAME: Final = Functions[NameHolder | None, ReserveName](None, evolve_name, decide_name)
+"""`appname-<name>`: reserve a free name."""
+CONFIG_CLAIM: Final = Functions[NameHolder | None, RegisterApplication](
+    None, evolve_name, decide_claim
+)
+"""`configclaim-<digest>`: claim a config file for one application."""
+RELEASE: Final = Functions[NameHolder | None, ApplicationDeleted](None, evolve_name, decide_release)
+"""A name or config claim stream: free what a deleted application held."""

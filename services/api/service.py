@@ -1,7 +1,8 @@
 """The async shell of the API's commands: load the stream, decide, append, retry on conflict.
 
-Each attempt is one transaction: read the stream, fold it with `evolve`,
-`decide`, append with the version that was read. A `ConcurrencyConflict`
+Each attempt is one transaction of `shared.eventlog.execute` rounds (read the
+stream, fold it, decide, append with the version that was read), one per
+stream the command writes. A `ConcurrencyConflict`
 (another writer got there first) starts a fresh attempt, which sees the
 other write and decides again; that is also how the loser of two concurrent
 registrations of one name ends up with `StateConflict("name_taken")`.
@@ -15,14 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Final
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final, TypeVar
 
 import msgspec
 
 from services.api.decider import (
+    APPLICATION,
+    CONFIG_CLAIM,
     ID_PATTERN,
+    NAME,
     NAME_PATTERN,
+    RELEASE,
     Command,
     DeleteApplication,
     NameHolder,
@@ -32,24 +37,25 @@ from services.api.decider import (
     application_stream,
     check_registration,
     config_stream,
-    decide,
-    decide_claim,
-    decide_name,
     evolve_name,
     name_stream,
 )
-from shared.applications import application_of
 from shared.db import unavailable_on_disconnect
-from shared.errors import ConcurrencyConflict
-from shared.eventlog import NO_STREAM, EventStore, new_events
+from shared.decider import Decider
+from shared.eventlog import NO_STREAM, EventStore
 from shared.eventlog.asof import fold
+from shared.eventlog.execute import DEFAULT_ATTEMPTS, Executed, execute, retry_on_conflict
 from shared.eventlog.store import Connection
-from shared.events.base import Event, Metadata, RecordedEvent
+from shared.events.base import Metadata, RecordedEvent
+from shared.events.catalog import ApplicationDeleted
 from shared.logs import get_logger
 
 __all__ = ["ApplicationCommands", "Outcome"]
 
 log = get_logger(__name__)
+
+S = TypeVar("S")
+C = TypeVar("C")
 
 _ID: Final = re.compile(ID_PATTERN)
 _NAME: Final = re.compile(NAME_PATTERN)
@@ -65,7 +71,7 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
 class ApplicationCommands:
     """Carries out application commands against the event store."""
 
-    def __init__(self, store: EventStore, *, max_attempts: int = 5) -> None:
+    def __init__(self, store: EventStore, *, max_attempts: int = DEFAULT_ATTEMPTS) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be ≥ 1")
         self.store = store
@@ -80,19 +86,14 @@ class ApplicationCommands:
         names = name_stream(command.name)
         configs = config_stream(command.repository_id, command.path, command.config_filename)
         stream = application_stream(command.application_id)
+        reserve = ReserveName(name=command.name, application_id=command.application_id)
 
         async def attempt(conn: Connection) -> Outcome:
-            taken, holder = await self._name_holder(names, conn)
-            reserve = decide_name(
-                holder, ReserveName(name=command.name, application_id=command.application_id)
-            )
-            claimed, config_holder = await self._name_holder(configs, conn)
-            claim = decide_claim(config_holder, command)
-            registered = decide(None, command)
-            await self._append_after(names, taken, reserve, metadata, conn)
-            await self._append_after(configs, claimed, claim, metadata, conn)
-            await self._append_after(stream, (), registered, metadata, conn)
-            return await self._read_back(stream, (), conn)
+            # In this order, so a taken name is the refusal even when the file is claimed too.
+            await self._once(names, NAME, reserve, metadata, conn)
+            await self._once(configs, CONFIG_CLAIM, command, metadata, conn)
+            registered = await self._once(stream, APPLICATION, command, metadata, conn)
+            return await self._read_back(stream, registered, conn)
 
         return await self._attempts("register application", attempt)
 
@@ -101,12 +102,9 @@ class ApplicationCommands:
         stream = application_stream(command.application_id)
 
         async def attempt(conn: Connection) -> Outcome:
-            history = await self.store.read_stream(stream, conn=conn)
-            events = decide(application_of(e.event for e in history), command)
-            if not events:
-                return Outcome(history=tuple(history), appended=())
-            await self._append_after(stream, history, events, metadata, conn)
-            return await self._read_back(stream, history, conn)
+            return await self._read_back(
+                stream, await self._once(stream, APPLICATION, command, metadata, conn), conn
+            )
 
         return await self._attempts("change application", attempt)
 
@@ -119,21 +117,17 @@ class ApplicationCommands:
         stream = application_stream(command.application_id)
 
         async def attempt(conn: Connection) -> Outcome:
-            history = await self.store.read_stream(stream, conn=conn)
-            state = application_of(e.event for e in history)
-            events = decide(state, command)
-            await self._append_after(stream, history, events, metadata, conn)
+            deleted = await self._once(stream, APPLICATION, command, metadata, conn)
+            state = deleted.before.state
             assert state is not None, "decide refuses to delete what is not registered"
-            held = (
+            (event,) = deleted.events
+            assert isinstance(event, ApplicationDeleted)
+            for held in (
                 name_stream(state.name),
                 config_stream(state.repository_id, state.path, state.config_filename),
-            )
-            for reservation in held:
-                taken, holder = await self._name_holder(reservation, conn)
-                # An application registered before config claims existed holds none.
-                if holder is not None and holder.application_id == state.application_id:
-                    await self._append_after(reservation, taken, events, metadata, conn)
-            return await self._read_back(stream, history, conn)
+            ):
+                await self._once(held, RELEASE, event, metadata, conn)
+            return await self._read_back(stream, deleted, conn)
 
         return await self._attempts("delete application", attempt)
 
@@ -157,37 +151,33 @@ class ApplicationCommands:
     async def _attempts(
         self, what: str, attempt: Callable[[Connection], Awaitable[Outcome]]
     ) -> Outcome:
-        """Run `attempt` in a transaction of its own until it commits without a conflict."""
-        for number in range(1, self.max_attempts + 1):
-            try:
-                async with self._transaction(what) as conn:
-                    return await attempt(conn)
-            except ConcurrencyConflict as exc:
-                _retry_or_raise(exc, number, self.max_attempts)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        """Run `attempt` in a transaction of its own until it commits without a conflict:
+        an append refused for a newer writer's transaction only succeeds in a new one."""
 
-    async def _read_back(
-        self, stream: str, history: Sequence[RecordedEvent], conn: Connection
-    ) -> Outcome:
-        """`history` and what this transaction appended after it, as recorded (positions, times)."""
-        appended = await self.store.read_stream(stream, from_version=len(history), conn=conn)
-        return Outcome(history=(*history, *appended), appended=tuple(appended))
+        async def in_transaction() -> Outcome:
+            async with self._transaction(what) as conn:
+                return await attempt(conn)
 
-    async def _append_after(
+        return await retry_on_conflict(in_transaction, max_attempts=self.max_attempts)
+
+    async def _once(
         self,
         stream: str,
-        history: Sequence[RecordedEvent],
-        events: Sequence[Event],
+        decider: Decider[S, C],
+        command: C,
         metadata: Metadata,
         conn: Connection,
-    ) -> None:
-        """Append `events` to `stream`, expecting it as read (`history`): else a conflict."""
-        await self.store.append(
-            stream,
-            new_events(events, metadata=metadata),
-            expected_version=_last_version(history),
-            conn=conn,
+    ) -> Executed[S]:
+        # One round inside the caller's transaction: a conflict aborts the whole attempt.
+        return await execute(
+            self.store, stream, decider, command, metadata, conn=conn, max_attempts=1
         )
+
+    async def _read_back(self, stream: str, done: Executed[Any], conn: Connection) -> Outcome:
+        """The stream as recorded (positions, times), and which of its events `done` appended."""
+        history = await self.store.read_stream(stream, conn=conn)
+        appended = tuple(e for e in history if e.stream_version > done.before.version)
+        return Outcome(history=tuple(history), appended=appended)
 
     async def _name_holder(
         self, names: str, conn: Connection | None = None
@@ -204,14 +194,3 @@ class ApplicationCommands:
             conn.transaction(),
         ):
             yield conn
-
-
-def _last_version(history: Sequence[RecordedEvent]) -> int:
-    # Versions are 0-based and gap-free, so the last one is the length less one.
-    return history[-1].stream_version if history else NO_STREAM
-
-
-def _retry_or_raise(exc: ConcurrencyConflict, attempt: int, max_attempts: int) -> None:
-    if attempt >= max_attempts:
-        raise exc
-    log.info("command_conflict_retrying", stream_id=exc.stream_id, attempt=attempt)

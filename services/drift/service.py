@@ -24,25 +24,33 @@ deleted) on the control config's first one, never skipped in silence.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from services.drift.decider import (
+    DRIFT,
+    Judge,
+    RecordDeletion,
+    drift_stream,
+    trigger_of,
+)
 from shared.aio import sleep_or_stop
 from shared.config.control import KubernetesProviderConfig, platform_provider_of
+from shared.decider import OPENING, StreamTaken
+from shared.deployments import deployment_stream
 from shared.deploysource import ensure_commit, load_deploy_source, register_secrets
 from shared.errors import ConfigError, PlatformError
-from shared.eventlog import NO_STREAM, EventStore, new_events
+from shared.eventlog import EventStore, deterministic_event_id
+from shared.eventlog.envelope import envelope
+from shared.eventlog.execute import execute, load
 from shared.eventlog.position import START, LogPosition
-from shared.events.base import Event, RecordedEvent
+from shared.events.base import RecordedEvent
 from shared.events.catalog import (
     ApplicationDeleted,
     ApplicationRegistered,
-    ApplicationResourcesDeleted,
-    ApplicationResourcesDeletionFailed,
-    ApplicationSyncStateChanged,
     DeploymentCompleted,
     DeploymentPlanFailed,
     DeploymentTriggered,
@@ -51,138 +59,18 @@ from shared.git import GitCache
 from shared.logs import get_logger
 from shared.planning.drift import DriftResult, detect_drift
 from shared.platform import KubernetesPlatform
-from shared.redaction import DIFF_CHARS, REASON_CHARS, clip
-from shared.syncstate import SYNC_EVENTS, SyncState, SyncStatus
+from shared.syncstate import SYNC_EVENTS, SyncStatus
 from shared.syncstate import evolve as evolve_sync
 
-__all__ = [
-    "DriftDetector",
-    "DriftState",
-    "decide",
-    "decide_deletion",
-    "drift_deployment_id",
-    "drift_stream",
-]
+__all__ = ["DriftDetector"]
 
 log = get_logger(__name__)
 
-
-def drift_stream(application_id: str) -> str:
-    return f"drift-{application_id}"
+_ACTOR = "drift"
 
 
-def drift_deployment_id(application_id: str, commit_hash: str) -> str:
-    """The same app, commit and cause always name the same deployment (retries dedupe)."""
-    digest = hashlib.sha256(f"{application_id}\0{commit_hash}\0drift".encode()).hexdigest()
-    return f"drift{digest[:21]}"
-
-
-@dataclass(frozen=True)
-class DriftState:
-    """What the `drift-<id>` stream says so far."""
-
-    version: int = NO_STREAM
-    state: str = ""
-    summary: str = ""
-    resources_deleted: bool = False
-    deletion_failure: str = ""
-    """The reason of the last failed cascade delete ("" when none failed)."""
-
-
-def evolve(state: DriftState, recorded: RecordedEvent) -> DriftState:
-    state = dataclasses.replace(state, version=recorded.stream_version)
-    match recorded.event:
-        case ApplicationSyncStateChanged(state=s, summary=summary):
-            return dataclasses.replace(state, state=s, summary=summary)
-        case ApplicationResourcesDeleted():
-            return dataclasses.replace(state, resources_deleted=True, deletion_failure="")
-        case ApplicationResourcesDeletionFailed(reason=reason):
-            return dataclasses.replace(state, deletion_failure=reason)
-    return state
-
-
-def decide_deletion(
-    state: DriftState,
-    *,
-    application_id: str,
-    deleted: Sequence[str],
-    failures: Sequence[tuple[str, str]] = (),
-    error: str = "",
-) -> list[Event]:
-    """What one cascade-delete attempt records on `drift-<id>`: done, failed, or nothing new.
-
-    `failures` are (key, reason) of objects the cluster refused; `error` is why
-    the attempt could not even start (no such platform provider, listing refused).
-    A failure is recorded when it is new: retrying each round with the same
-    refusal and nothing deleted appends nothing.
-    """
-    if not failures and not error:
-        return [
-            ApplicationResourcesDeleted(application_id=application_id, resources=tuple(deleted))
-        ]
-    reason = error or failures[0][1]
-    if len(failures) > 1:
-        reason += f" (and {len(failures) - 1} more refused)"
-    reason = clip(reason, REASON_CHARS)  # before comparing: the state holds what was recorded
-    if reason == state.deletion_failure and not deleted:
-        return []
-    return [
-        ApplicationResourcesDeletionFailed(
-            application_id=application_id,
-            reason=reason,
-            deleted=tuple(deleted),
-            remaining=tuple(key for key, _ in failures),
-        )
-    ]
-
-
-def decide(
-    state: DriftState,
-    result: DriftResult,
-    *,
-    application_id: str,
-    commit_hash: str,
-    on_out_of_sync: bool,
-    repository_id: str = "",
-    window_elapsed: bool = True,
-    current: str = "",
-) -> tuple[list[Event], list[Event]]:
-    """(events for `drift-<id>`, events for the deployment stream): empty when nothing is due.
-
-    The state change is recorded once. `current` is the application's sync state as
-    its events derive it (`shared.syncstate`); a verdict that contradicts it is
-    recorded even when drift's own last verdict said the same, so that the state
-    shown never keeps a deployment's claim that the live objects disprove.
-
-    The `onOutOfSync` trigger is asked for on every round the application is out of
-    sync and `minWindow` has passed since its last deployment (PipeCD's rule: no
-    redeploy storm right after a deploy); its id is derived from app and commit, so
-    asking again appends nothing.
-    """
-    changed: list[Event] = []
-    contradicted = current in (SyncState.SYNCED, SyncState.OUT_OF_SYNC) and result.state != current
-    # Clipped before comparing: the state holds what was recorded.
-    summary = clip(result.summary, REASON_CHARS)
-    if (result.state, summary) != (state.state, state.summary) or contradicted:
-        changed.append(
-            ApplicationSyncStateChanged(
-                application_id=application_id,
-                state=result.state,
-                summary=summary,
-                diff=clip(result.diff, DIFF_CHARS),
-                commit_hash=commit_hash,
-            )
-        )
-    if result.state != "OUT_OF_SYNC" or not on_out_of_sync or not window_elapsed:
-        return changed, []
-    trigger = DeploymentTriggered(
-        deployment_id=drift_deployment_id(application_id, commit_hash),
-        application_id=application_id,
-        trigger="on_out_of_sync",
-        commit_hash=commit_hash,
-        repository_id=repository_id,
-    )
-    return changed, [trigger]
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -211,6 +99,7 @@ class DriftDetector:
         platforms: Mapping[str, KubernetesProviderConfig],
         branches: Mapping[str, str] | None = None,
         interval_s: float = 30.0,
+        clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self.store = store
         self.git = git
@@ -218,6 +107,7 @@ class DriftDetector:
         self.platforms = platforms
         self.branches = dict(branches or {})
         self.interval_s = interval_s
+        self.clock = clock
         self._apps: dict[str, _App] = {}
         self._position: LogPosition = START
 
@@ -276,33 +166,39 @@ class DriftDetector:
             namespace=spec.input.namespace,
             ignore_fields=spec.drift_detection.ignore_fields if spec.drift_detection else (),
         )
-        state = await self._state(app.application_id)
-        last_completed = known.last_completed_at if known is not None else None
-        min_window = spec.trigger.on_out_of_sync.min_window.timedelta
-        window_elapsed = last_completed is None or datetime.now(UTC) - last_completed >= min_window
-        drift_events, trigger = decide(
-            state,
-            result,
+        judge = Judge(
+            result=result,
             application_id=app.application_id,
             commit_hash=head,
             on_out_of_sync=not spec.trigger.on_out_of_sync.disabled,
+            now=self.clock(),
             repository_id=app.repository_id,
-            window_elapsed=window_elapsed,
+            last_completed_at=known.last_completed_at if known is not None else None,
+            min_window=spec.trigger.on_out_of_sync.min_window.timedelta,
             current=known.sync.state if known is not None else "",
         )
-        if drift_events:
-            await self.store.append(
-                drift_stream(app.application_id),
-                new_events(drift_events),
-                expected_version=state.version,
-            )
+        judged = await execute(
+            self.store, drift_stream(app.application_id), DRIFT, judge, envelope(actor=_ACTOR)
+        )
+        if judged.events:
             log.info("drift_state_changed", application_id=app.application_id, state=result.state)
-        for event in trigger:
-            assert isinstance(event, DeploymentTriggered)
-            stream = f"deployment-{event.deployment_id}"
-            if await self.store.stream_version(stream) == NO_STREAM:
-                await self.store.append(stream, new_events([event]), expected_version=NO_STREAM)
+        trigger = trigger_of(judge)
+        if trigger is not None:
+            await self._open(trigger)
         return result
+
+    async def _open(self, trigger: DeploymentTriggered) -> None:
+        """Open the deployment stream with `trigger` unless it is open already."""
+        event_id = deterministic_event_id(_ACTOR, "trigger", trigger.deployment_id)
+        with contextlib.suppress(StreamTaken):  # something else opened it: nothing to ask
+            await execute(
+                self.store,
+                deployment_stream(trigger.deployment_id),
+                OPENING,
+                trigger,
+                envelope(actor=_ACTOR, correlation_id=trigger.deployment_id),
+                event_ids=lambda _index, _event: event_id,
+            )
 
     async def delete_resources(self, app: ApplicationRegistered) -> Sequence[str]:
         """Delete the live objects labelled for a cascade-deleted application, until all are.
@@ -310,8 +206,8 @@ class DriftDetector:
         Records the outcome either way (`decide_deletion`), so whoever asked
         (`slipway app delete --cascade`) learns what was deleted or why not.
         """
-        state = await self._state(app.application_id)
-        if state.resources_deleted:
+        stream = drift_stream(app.application_id)
+        if (await load(self.store, stream, DRIFT)).state.resources_deleted:
             return ()
         deleted: list[str] = []
         refused: list[tuple[str, PlatformError]] = []
@@ -323,17 +219,13 @@ class DriftDetector:
                 deleted = await platform.delete(live, failures=refused)
         except (ConfigError, PlatformError) as exc:
             error = str(exc)
-        events = decide_deletion(
-            state,
+        attempt = RecordDeletion(
             application_id=app.application_id,
             deleted=deleted,
             failures=[(key, str(exc)) for key, exc in refused],
             error=error,
         )
-        if events:
-            await self.store.append(
-                drift_stream(app.application_id), new_events(events), expected_version=state.version
-            )
+        await execute(self.store, stream, DRIFT, attempt, envelope(actor=_ACTOR))
         if error or refused:
             log.warning(
                 "drift_resources_not_deleted",
@@ -347,12 +239,6 @@ class DriftDetector:
                 "drift_resources_deleted", application_id=app.application_id, count=len(deleted)
             )
         return deleted
-
-    async def _state(self, application_id: str) -> DriftState:
-        state = DriftState()
-        for recorded in await self.store.read_stream(drift_stream(application_id)):
-            state = evolve(state, recorded)
-        return state
 
     async def _catch_up(self) -> None:
         while True:

@@ -12,6 +12,10 @@ The loop, until the deployment completes, the lease is lost or the service stops
 4. wait for the work to return, the next deadline (`decider.next_deadline`:
    a WAIT's end, a timeout), a poke (a request arrived), or the poll interval.
 
+The loop itself, and what a step may raise (a conflict, a lost lease, an
+outage, a bug), are `shared.leaserun.run_leased`'s, the analysis runner's too;
+this module is the step (`step`), the wait (`wait`) and the clean-up (`close`).
+
 Everything lives in the log, so a runner started on any replica after a crash
 picks the deployment up where the log says it is: a WAIT waits only the time
 it has left, completed stages are never run again, and the stage that was
@@ -54,12 +58,12 @@ from services.executor.decider import (
     next_deadline,
     work_of,
 )
-from services.executor.leases import Lease, LeaseLost, Leases
+from services.executor.leases import Lease, Leases
 from services.executor.stages import StageResult
-from shared.aio import sleep_or_stop
-from shared.errors import ConcurrencyConflict, ConfigError, Unavailable
+from shared.errors import ConfigError
 from shared.eventlog import EventStore
-from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
+from shared.eventlog.envelope import envelope
+from shared.events.base import Event, NewEvent, RecordedEvent
 from shared.events.catalog import (
     DeploymentCompleted,
     DeploymentPlanned,
@@ -68,11 +72,12 @@ from shared.events.catalog import (
     StageStarted,
 )
 from shared.ids import new_event_id
+from shared.leaserun import run_leased
 from shared.logs import get_logger
 from shared.redaction import redact
 from shared.stagelog import Severity, StageLogs
 from shared.streams import stream_id
-from shared.tracing import context_of, trace_fields
+from shared.tracing import context_of
 
 __all__ = ["DeploymentRunner", "StageWork", "TimeoutLoader"]
 
@@ -84,7 +89,6 @@ StageWork = Callable[[Deployment, str], Coroutine[Any, Any, StageResult]]
 TimeoutLoader = Callable[[Deployment], Awaitable[float]]
 """The application's `spec.timeout` in seconds at the deployment's commit."""
 
-_RETRY_S: Final = 1.0
 INFO, SUCCESS, ERROR = Severity.INFO, Severity.SUCCESS, Severity.ERROR
 # Never spin: even a deadline already past is looked at again only after this.
 _MIN_WAIT_S: Final = 0.02
@@ -140,14 +144,9 @@ class DeploymentRunner:
         ):
             log.info("deployment_taken", holder=self.lease.holder)
             try:
-                async with self.leases.held(
-                    self.lease, stop=stop, lost=self.lost, finished=lambda: self.completed
-                ):
-                    try:
-                        await self._loop(stop)
-                    finally:
-                        await self._drop_work()
-                        self._end_stage_spans()
+                await run_leased(
+                    self, leases=self.leases, lease=self.lease, stop=stop, what="deployment"
+                )
             finally:
                 log.info(
                     "deployment_left",
@@ -155,38 +154,42 @@ class DeploymentRunner:
                     lease_lost=self.lost.is_set(),
                 )
 
-    async def _loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set() and not self.lost.is_set():
-            self.poke.clear()
-            try:
-                state = await self._load()
-                if state.completed:
-                    await self.leases.mark_completed(self.lease.deployment_id)
-                    self.completed = True
-                    return
-                command = await self._command(state)
-                events = decide(state, command, self.clock())
-                if events:
-                    await self._append(state, events)
-                    await self._log_events(events)
-                if isinstance(command, StageFinished):
-                    # Only once its report is in the log (or was stale): after a conflict
-                    # the same finished work is reported again, not run again.
-                    self._work = None
-                if events:
-                    continue
-                self._keep_working(state)
-            except ConcurrencyConflict:
-                continue  # somebody appended meanwhile (a request, most likely): read again
-            except LeaseLost as exc:
-                log.warning("lease_lost", reason=str(exc))
-                self.lost.set()
-                return
-            except Unavailable as exc:
-                log.warning("deployment_step_unavailable", error=str(exc), retry_in_s=_RETRY_S)
-                await sleep_or_stop(stop, _RETRY_S)
-                continue
-            await self._wait(stop, state)
+    # The lease holder's work (`shared.leaserun.LeasedWork`) -------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return self.completed
+
+    async def step(self) -> float | None:
+        """Load, decide, append; start the stage work the state calls for. The seconds until
+        something is due (None: step again at once, after appending)."""
+        self.poke.clear()
+        state = await self._load()
+        if state.completed:
+            await self.leases.mark_completed(self.lease.deployment_id)
+            self.completed = True
+            return None
+        command = await self._command(state)
+        events = decide(state, command, self.clock())
+        if events:
+            await self._append(state, events)
+            await self._log_events(events)
+        if isinstance(command, StageFinished):
+            # Only once its report is in the log (or was stale): after a conflict
+            # the same finished work is reported again, not run again.
+            self._work = None
+        if events:
+            return None
+        self._keep_working(state)
+        deadline = next_deadline(state)
+        if deadline is None:
+            return self.poll_s
+        return max(_MIN_WAIT_S, min(self.poll_s, (deadline - self.clock()).total_seconds()))
+
+    async def close(self) -> None:
+        """Stop the stage's work and its spans before the lease is released."""
+        await self._drop_work()
+        self._end_stage_spans()
 
     async def _load(self) -> Deployment:
         history = await self.store.read_stream(self.stream)
@@ -229,14 +232,12 @@ class DeploymentRunner:
             if span is None:
                 span = self._brief_span(state, event)
                 brief.append((span, event))
-            traceparent, tracestate = trace_fields(trace.set_span_in_context(span))
-            metadata = Metadata(
-                correlation_id=state.deployment_id,
-                traceparent=traceparent,
-                tracestate=tracestate,
+            metadata = envelope(
                 # Who wrote it, and under which lease: the audit trail of the fencing.
                 actor=f"executor:{self.lease.holder}#{self.lease.token}",
+                correlation_id=state.deployment_id,
                 occurred_at=now,
+                context=trace.set_span_in_context(span),
             )
             new.append(NewEvent(event=event, event_id=new_event_id(), metadata=metadata))
         try:
@@ -334,11 +335,8 @@ class DeploymentRunner:
                 otel_context.detach(token)
             self._work = _Work(stage.id, task)
 
-    async def _wait(self, stop: asyncio.Event, state: Deployment) -> None:
-        timeout = self.poll_s
-        deadline = next_deadline(state)
-        if deadline is not None:
-            timeout = max(_MIN_WAIT_S, min(timeout, (deadline - self.clock()).total_seconds()))
+    async def wait(self, stop: asyncio.Event, seconds: float) -> None:
+        """Until `seconds` pass, a request (`poke`), the stage's work returns, or stop / lost."""
         waiters: list[asyncio.Future[object]] = [
             asyncio.ensure_future(stop.wait()),
             asyncio.ensure_future(self.poke.wait()),
@@ -347,7 +345,7 @@ class DeploymentRunner:
         if self._work is not None:
             waiters.append(asyncio.ensure_future(asyncio.shield(self._work.task)))
         try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()

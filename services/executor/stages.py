@@ -79,15 +79,18 @@ from shared.config.application import (
     ScriptRunOptions,
 )
 from shared.config.manifests import Manifest
+from shared.decider import OPENING, StreamTaken
 from shared.deploysource import (
     DeploySource,
     ensure_commit,
     load_deploy_source,
     register_secrets,
 )
-from shared.errors import ConcurrencyConflict, ConfigError, PlatformError, SlipwayError, Unavailable
-from shared.eventlog import NO_STREAM, EventStore, deterministic_event_id
-from shared.events.base import Metadata, NewEvent, RecordedEvent
+from shared.errors import ConfigError, PlatformError, SlipwayError, Unavailable
+from shared.eventlog import EventStore, deterministic_event_id
+from shared.eventlog.envelope import envelope
+from shared.eventlog.execute import execute
+from shared.events.base import RecordedEvent
 from shared.events.catalog import AnalysisConcluded, AnalysisRequested, DeploymentTriggered
 from shared.executor.options import OptionsError, configured_options, stage_options
 from shared.git import GitCache, GitError
@@ -95,7 +98,6 @@ from shared.ids import analysis_id_of
 from shared.platform import AppliedResource, KubernetesPlatform
 from shared.stagelog import StageLogger
 from shared.streams import stream_id
-from shared.tracing import current_trace_headers
 
 __all__ = [
     "ANALYSIS_GRACE_S",
@@ -649,22 +651,19 @@ async def _request_analysis(
         options_json=stage.options_json,
         requested_at=now,
     )
-    context = current_trace_headers()
-    new = NewEvent(
-        event=request,
-        event_id=deterministic_event_id("analysis_requested", analysis_id),
-        metadata=Metadata(
-            correlation_id=deployment.deployment_id,
-            traceparent=context.get("traceparent"),
-            tracestate=context.get("tracestate"),
-            actor="executor",
-            occurred_at=now,
-        ),
-    )
+    event_id = deterministic_event_id("analysis_requested", analysis_id)
     # A new stream under a derived id: a retry of this append is a no-op, and a stream
-    # that exists already holds this request (nothing else starts an analysis stream).
-    with contextlib.suppress(ConcurrencyConflict):
-        await store.append(stream, [new], expected_version=NO_STREAM)
+    # that exists already holds a request for this stage (nothing else starts one),
+    # asked at another time by an earlier holder: that one stands.
+    with contextlib.suppress(StreamTaken):
+        await execute(
+            store,
+            stream,
+            OPENING,
+            request,
+            envelope(actor="executor", correlation_id=deployment.deployment_id, occurred_at=now),
+            event_ids=lambda _index, _event: event_id,
+        )
 
 
 def _concluded(history: Sequence[RecordedEvent]) -> AnalysisConcluded | None:

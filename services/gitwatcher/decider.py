@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import posixpath
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
+from shared.decider import Functions
 from shared.eventlog import NO_STREAM, deterministic_event_id
 from shared.events.base import Event
 from shared.events.catalog import (
@@ -34,10 +35,13 @@ from shared.triggers import TriggerConfig, affected, normalize_dir
 
 __all__ = [
     "APP_CONFIG_SUFFIX",
+    "CONFIG_LABELS",
     "LEGACY_APP_CONFIG",
+    "REPOSITORY",
     "STRATEGIES",
     "AppConfigFacts",
     "RegisteredApp",
+    "RepositoryDecision",
     "RepositoryState",
     "TriggerConfig",
     "backoff_s",
@@ -297,3 +301,36 @@ def decide_config_observed(
 ) -> list[Event]:
     """Record the labels read when they differ from the last recorded ones (or none were)."""
     return [] if recorded == observed.labels else [observed]
+
+
+# The deciders, as `shared.eventlog.execute` runs them ------------------------------
+
+RepositoryDecision = Callable[[RepositoryState], list[Event]]
+"""A command to `repository-<id>`: one of the `decide_*` above with its arguments bound."""
+
+
+def _evolve_next(state: RepositoryState, event: Event) -> RepositoryState:
+    # Stream versions are gap-free from 0, so the next event is at the next version.
+    return evolve(state, event, state.version + 1)
+
+
+def _decide_repository(state: RepositoryState, decision: RepositoryDecision) -> list[Event]:
+    return decision(state)
+
+
+REPOSITORY: Final = Functions[RepositoryState, RepositoryDecision](
+    RepositoryState(), _evolve_next, _decide_repository
+)
+"""`repository-<id>`: heads observed, fetch failures and recoveries, configs discovered."""
+
+Labels = tuple[tuple[str, str], ...]
+
+
+def _evolve_labels(labels: Labels | None, event: Event) -> Labels | None:
+    return event.labels if isinstance(event, ApplicationConfigObserved) else labels
+
+
+CONFIG_LABELS: Final = Functions[Labels | None, ApplicationConfigObserved](
+    None, _evolve_labels, decide_config_observed
+)
+"""`appconfig-<id>`: the labels last read from an application's config."""

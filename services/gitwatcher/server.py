@@ -30,6 +30,7 @@ from services.gitwatcher.webhooks import (
 )
 from shared.errors import ConcurrencyConflict, Unavailable
 from shared.eventlog import ANY, EventStore, new_events
+from shared.eventlog.execute import retry_on_conflict
 from shared.events.catalog import WebhookRejected
 from shared.http import BodyTooLarge, HttpServer, read_capped
 from shared.logs import get_logger
@@ -233,15 +234,15 @@ class WebhookServer(HttpServer):
             remote_addr=remote_addr or "",
         )
         stream = repository_stream(repository_id)
-        for _ in range(MAX_CONFLICT_RETRIES):
-            try:
-                await self.store.append(
-                    stream,
-                    new_events([event], metadata=event_metadata()),
-                    expected_version=ANY,
-                )
-            except ConcurrencyConflict:
-                continue
-            except Unavailable as exc:
-                log.error("webhook_rejection_not_recorded", error=str(exc))
-            return
+
+        async def record() -> None:
+            # At the end, whatever the version; an append from an older transaction than
+            # the stream's head conflicts all the same, and is tried again.
+            await self.store.append(
+                stream, new_events([event], metadata=event_metadata()), expected_version=ANY
+            )
+
+        try:
+            await retry_on_conflict(record, max_attempts=MAX_CONFLICT_RETRIES)
+        except (ConcurrencyConflict, Unavailable) as exc:
+            log.error("webhook_rejection_not_recorded", error=str(exc))

@@ -25,53 +25,46 @@ again; in between, retries back off exponentially and append nothing.
 from __future__ import annotations
 
 import asyncio
-import posixpath
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Final
 
-import asyncpg
 from opentelemetry import trace
-from prometheus_client import CollectorRegistry, Counter
 from structlog.contextvars import bound_contextvars
 
+from services.gitwatcher.appconfigs import AppConfigReader, AppConfigs
 from services.gitwatcher.decider import (
-    AppConfigFacts,
+    REPOSITORY,
     RegisteredApp,
+    RepositoryDecision,
     RepositoryState,
-    TriggerConfig,
     backoff_s,
     decide_commit_observed,
-    decide_config_observed,
     decide_discovered,
     decide_fetch_failed,
     decide_fetch_succeeded,
-    deployment_stream,
-    fold,
     on_commit_triggers,
     repository_stream,
-    trigger_event_id,
-    undiscovered_configs,
 )
-from shared.db import CONNECTION_ERRORS
-from shared.errors import ConcurrencyConflict, ConfigError, IdempotencyViolation, Unavailable
-from shared.eventlog import NO_STREAM, EventStore, new_events
-from shared.events.base import Event, Metadata, NewEvent
+from services.gitwatcher.metrics import Metrics
+from services.gitwatcher.triggering import MAX_CONFLICT_RETRIES, append_trigger, event_metadata
+from shared.errors import ConcurrencyConflict, Unavailable
+from shared.eventlog import EventStore
+from shared.eventlog.execute import Folded, execute, load
+from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationConfigDiscovered,
-    ApplicationConfigObserved,
     CommitObserved,
-    DeploymentTriggered,
 )
 from shared.git import Commit, GitError, GitRepository, redact
-from shared.labels import LABEL_RULE, config_labels_of, config_stream, usable_labels
 from shared.logs import get_logger
 from shared.redaction import COMMIT_MESSAGE_CHARS, clip
-from shared.tracing import current_trace_headers
 
+# `AppConfigReader`, `Metrics`, `append_trigger` and `event_metadata` live in their own
+# modules (appconfigs, metrics, triggering); re-exported here, where callers look.
 __all__ = [
     "MAX_CHANGED_PATHS_RECORDED",
+    "MAX_CONFLICT_RETRIES",
     "AppConfigReader",
     "Metrics",
     "RepositoryWatcher",
@@ -85,15 +78,6 @@ _tracer = trace.get_tracer("slipway.gitwatcher")
 
 MAX_CHANGED_PATHS_RECORDED: Final = 1000
 """A CommitObserved lists at most this many paths (triggering always sees them all)."""
-MAX_CONFLICT_RETRIES: Final = 8
-
-_APPS_OF_REPOSITORY = """
-SELECT application_id, name, path, config_filename, disabled
-FROM applications WHERE repository_id = $1
-"""
-
-AppConfigReader = Callable[[str, bytes], AppConfigFacts]
-"""Parse an application config file (path in the repository, content); raises ConfigError."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,94 +89,6 @@ class WatchedRepository:
     branch: str = "main"
     poll_interval_s: float = 60.0
     webhook_secret: str = ""
-
-
-class Metrics:
-    """The service's Prometheus counters (on a private registry when none is given)."""
-
-    def __init__(self, registry: CollectorRegistry | None) -> None:
-        registry = registry if registry is not None else CollectorRegistry()
-        self.commits = Counter(
-            "slipway_gitwatcher_commits_observed",
-            "commits this replica recorded as CommitObserved",
-            ["repository"],
-            registry=registry,
-        )
-        self.triggers = Counter(
-            "slipway_gitwatcher_deployments_triggered",
-            "DeploymentTriggered appends made by this replica (a replica's duplicate included)",
-            ["trigger"],
-            registry=registry,
-        )
-        self.fetch_failures = Counter(
-            "slipway_gitwatcher_fetch_failures",
-            "failed fetches, every attempt",
-            ["repository", "kind"],
-            registry=registry,
-        )
-        self.conflicts = Counter(
-            "slipway_gitwatcher_conflicts",
-            "appends to a repository stream that lost a race with another replica",
-            ["repository"],
-            registry=registry,
-        )
-        self.webhooks = Counter(
-            "slipway_gitwatcher_webhooks",
-            "webhook deliveries by outcome",
-            ["provider", "outcome"],
-            registry=registry,
-        )
-
-
-def event_metadata(
-    *, causation_id: str | None = None, correlation_id: str | None = None
-) -> Metadata:
-    """Envelope for what the gitwatcher appends: the current trace, so the planner continues it."""
-    context = current_trace_headers()
-    return Metadata(
-        correlation_id=correlation_id,
-        causation_id=causation_id,
-        traceparent=context.get("traceparent"),
-        tracestate=context.get("tracestate"),
-        actor="gitwatcher",
-    )
-
-
-async def append_trigger(
-    store: EventStore,
-    trigger: DeploymentTriggered,
-    metadata: Metadata,
-    *,
-    conn: asyncpg.Connection | None = None,
-) -> bool:
-    """Open `deployment-<id>` with `trigger`, once however many replicas try; False if refused.
-
-    The event id is derived from the deployment id, so an append that finds
-    the stream already opened by the same trigger returns its stored place.
-    """
-    stream = deployment_stream(trigger.deployment_id)
-    new = NewEvent(
-        event=trigger, event_id=trigger_event_id(trigger.deployment_id), metadata=metadata
-    )
-    for _ in range(2):
-        try:
-            await store.append(stream, [new], expected_version=NO_STREAM, conn=conn)
-        except ConcurrencyConflict:
-            # Lost a race with a replica appending the same event: the retry finds
-            # it by id. A second conflict means the stream holds something else.
-            continue
-        except IdempotencyViolation as exc:
-            log.error(
-                "deployment_trigger_refused", deployment_id=trigger.deployment_id, error=str(exc)
-            )
-            return False
-        return True
-    log.error(
-        "deployment_stream_taken",
-        deployment_id=trigger.deployment_id,
-        reason="the stream exists and does not start with this trigger",
-    )
-    return False
 
 
 class RepositoryWatcher:
@@ -229,8 +125,7 @@ class RepositoryWatcher:
         self._wake = asyncio.Event()
         self._wake_source = "poll"
         self._discovered_at = ""
-        self._labels_read: dict[tuple[str, str], str] = {}
-        """(application, config path) → the head whose config labels were last read."""
+        self.configs = AppConfigs(spec.repository_id, store=store, git=git, read_config=read_config)
         self._trouble = 0
 
     # The loop -------------------------------------------------------------------
@@ -309,7 +204,7 @@ class RepositoryWatcher:
         if self._discovered_at != head:
             await self._discover(head)
             self._discovered_at = head
-        await self._observe_config_labels(head)
+        await self.configs.observe_labels(head)
 
     async def head_for_sync(self) -> str:
         """The branch head to deploy on command: fetched now, else the last one observed."""
@@ -339,11 +234,12 @@ class RepositoryWatcher:
 
     async def _load(self) -> RepositoryState:
         """The stream's state, reading only what was appended since the last load."""
-        base = self._state
-        recorded = await self.store.read_stream(self.stream, from_version=base.version + 1)
         return self._keep(
-            fold(base, (r.event for r in recorded), (r.stream_version for r in recorded))
+            (await load(self.store, self.stream, REPOSITORY, start=self._kept())).state
         )
+
+    def _kept(self) -> Folded[RepositoryState]:
+        return Folded(self._state, self._state.version)
 
     def _keep(self, state: RepositoryState) -> RepositoryState:
         # The poll loop and a sync request may load concurrently: never go back.
@@ -351,29 +247,31 @@ class RepositoryWatcher:
             self._state = state
         return state
 
-    async def _append_decided(
-        self, decide: Callable[[RepositoryState], list[Event]]
-    ) -> list[Event]:
+    async def _append_decided(self, decide: RepositoryDecision) -> list[Event]:
         """Decide on the current state and append at its version; on a conflict, again."""
-        for _ in range(MAX_CONFLICT_RETRIES):
-            state = await self._load()
-            events = decide(state)
-            if not events:
-                return []
-            try:
-                result = await self.store.append(
-                    self.stream,
-                    new_events(events, metadata=event_metadata()),
-                    expected_version=state.version,
-                )
-            except ConcurrencyConflict:
-                # Another replica appended first: reload and decide again.
-                self.conflicts += 1
-                self.metrics.conflicts.labels(self.spec.repository_id).inc()
-                continue
-            self._keep(fold(state, events, result.stream_versions))
-            return events
-        raise Unavailable(f"{self.stream}: still conflicting after {MAX_CONFLICT_RETRIES} tries")
+
+        def conflicted(_: ConcurrencyConflict) -> None:
+            # Another replica appended first: `execute` reloads and decides again.
+            self.conflicts += 1
+            self.metrics.conflicts.labels(self.spec.repository_id).inc()
+
+        try:
+            done = await execute(
+                self.store,
+                self.stream,
+                REPOSITORY,
+                decide,
+                event_metadata(),
+                start=self._kept(),
+                max_attempts=MAX_CONFLICT_RETRIES,
+                on_conflict=conflicted,
+            )
+        except ConcurrencyConflict as exc:
+            raise Unavailable(
+                f"{self.stream}: still conflicting after {MAX_CONFLICT_RETRIES} tries"
+            ) from exc
+        self._keep(done.after.state)
+        return list(done.events)
 
     # Failure and recovery ---------------------------------------------------------
 
@@ -431,7 +329,7 @@ class RepositoryWatcher:
                 await self.git.fetch()
                 head = await self._branch_head()
                 continue
-            apps = await self._registered_apps()
+            apps = await self.configs.registered()
             previous = state.head
             for commit, changed in await self._new_commits(previous, head):
                 if not await self._observe_commit(commit, changed, previous, source, apps):
@@ -525,7 +423,7 @@ class RepositoryWatcher:
                 "slipway.commit_hash": commit.hash,
             },
         ):
-            judged = await self._with_configs(commit.hash, apps)
+            judged = await self.configs.with_configs(commit.hash, apps)
             for trigger in on_commit_triggers(observed, judged, changed):
                 if await append_trigger(
                     self.store,
@@ -551,163 +449,13 @@ class RepositoryWatcher:
             )
         return bool(recorded)
 
-    # Applications and their configs ----------------------------------------------
-
-    async def _registered_apps(self) -> list[RegisteredApp]:
-        try:
-            rows = await self.store.pool.fetch(_APPS_OF_REPOSITORY, self.spec.repository_id)
-        except asyncpg.UndefinedTableError as exc:
-            # Without the view we cannot tell which apps a commit touches; going on
-            # would record commits whose triggers are lost. Wait for the projector.
-            raise Unavailable(
-                "the applications view does not exist yet (projector not run)"
-            ) from exc
-        except CONNECTION_ERRORS as exc:
-            raise Unavailable(f"read applications: {exc}") from exc
-        return [
-            RegisteredApp(
-                application_id=row["application_id"],
-                name=row["name"],
-                path=row["path"],
-                config_filename=row["config_filename"],
-                disabled=row["disabled"],
-            )
-            for row in rows
-        ]
-
-    async def _with_configs(
-        self, commit: str, apps: Sequence[RegisteredApp]
-    ) -> list[RegisteredApp]:
-        """`apps` with the trigger settings of their config files at `commit`."""
-        enabled = [app for app in apps if not app.disabled]
-        contents = await self.git.read_files(commit, [app.config_path for app in enabled])
-        judged = []
-        for app in enabled:
-            content = contents[app.config_path]
-            trigger: TriggerConfig | None = None
-            if content is not None:
-                facts = self._parse(app.config_path, content)
-                # A broken config still triggers by directory, so the planner
-                # reports the problem on the deployment instead of silence here.
-                trigger = facts.trigger if facts is not None else TriggerConfig()
-            judged.append(
-                RegisteredApp(
-                    application_id=app.application_id,
-                    name=app.name,
-                    path=app.path,
-                    config_filename=app.config_filename,
-                    trigger=trigger,
-                )
-            )
-        return judged
-
-    def _parse(self, path: str, content: bytes) -> AppConfigFacts | None:
-        result = _parse_cached(self.read_config, path, content)
-        if isinstance(result, str):
-            log.warning("application_config_invalid", path=path, error=result)
-            return None
-        return result
-
-    # Config labels -----------------------------------------------------------------
-
-    async def _observe_config_labels(self, head: str) -> None:
-        """Record the `spec.labels` of each registered application's config at `head` that
-        changed (or were never recorded): read once per application and head.
-
-        A config that is absent or does not parse leaves the recorded labels as they are
-        (the planner reports a broken config on the deployment); labels that break the
-        label rule (`shared.labels`) are left out and logged.
-        """
-        apps = await self._registered_apps()
-        due = [app for app in apps if self._labels_read.get(_label_key(app)) != head]
-        if not due:
-            return
-        contents = await self.git.read_files(head, sorted({app.config_path for app in due}))
-        observed = []
-        for app in due:
-            content = contents[app.config_path]
-            facts = self._parse(app.config_path, content) if content is not None else None
-            if facts is None:
-                continue
-            # A label from a repository is as untrusted as one from the API: the same rule.
-            labels, refused = usable_labels(facts.labels)
-            if refused:
-                log.warning(
-                    "application_config_labels_refused",
-                    path=app.config_path,
-                    keys=", ".join(refused[:10]),
-                    rule=LABEL_RULE,
-                )
-            observed.append(
-                ApplicationConfigObserved(
-                    repository_id=self.spec.repository_id,
-                    application_id=app.application_id,
-                    commit_hash=head,
-                    labels=labels,
-                )
-            )
-        for event in observed:
-            if await self._record_config(event):
-                log.info(
-                    "application_config_labels_observed",
-                    application_id=event.application_id,
-                    labels=dict(event.labels),
-                    commit_hash=head,
-                )
-        for app in due:
-            self._labels_read[_label_key(app)] = head
-
-    async def _record_config(self, observed: ApplicationConfigObserved) -> bool:
-        """Append `observed` to `appconfig-<id>` if it says something new; True if appended."""
-        stream = config_stream(observed.application_id)
-        for _ in range(MAX_CONFLICT_RETRIES):
-            history = await self.store.read_stream(stream)
-            events = decide_config_observed(config_labels_of(r.event for r in history), observed)
-            if not events:
-                return False
-            try:
-                await self.store.append(
-                    stream,
-                    new_events(events, metadata=event_metadata()),
-                    expected_version=history[-1].stream_version if history else NO_STREAM,
-                )
-            except ConcurrencyConflict:
-                continue  # another replica recorded first: decide again on what it wrote
-            return True
-        raise Unavailable(f"{stream}: still conflicting after {MAX_CONFLICT_RETRIES} tries")
-
     # Discovery ---------------------------------------------------------------------
 
     async def _discover(self, head: str) -> None:
         """Announce config files at `head` that no registered application points at."""
-        apps = await self._registered_apps()
-        state = await self._load()
-        found = undiscovered_configs(
-            await self.git.list_tree(head),
-            [(app.path, app.config_filename) for app in apps],
-            state,
-        )
-        if not found:
+        candidates = await self.configs.undiscovered(head, await self._load())
+        if not candidates:
             return
-        paths = [posixpath.join(directory, filename) for directory, filename in found]
-        contents = await self.git.read_files(head, paths)
-        candidates = []
-        for (directory, filename), path in zip(found, paths, strict=True):
-            content = contents[path]
-            facts = self._parse(path, content) if content is not None else None
-            if facts is None:
-                continue
-            candidates.append(
-                ApplicationConfigDiscovered(
-                    repository_id=self.spec.repository_id,
-                    path=directory,
-                    config_filename=filename,
-                    name=facts.name or posixpath.basename(directory) or self.spec.repository_id,
-                    kind=facts.kind,
-                    labels=facts.labels,
-                    commit_hash=head,
-                )
-            )
         announced = await self._append_decided(lambda s: decide_discovered(s, candidates))
         for event in announced:
             assert isinstance(event, ApplicationConfigDiscovered)
@@ -717,16 +465,3 @@ class RepositoryWatcher:
                 config_filename=event.config_filename,
                 name=event.name,
             )
-
-
-def _label_key(app: RegisteredApp) -> tuple[str, str]:
-    return (app.application_id, app.config_path)
-
-
-@lru_cache(maxsize=2048)
-def _parse_cached(read: AppConfigReader, path: str, content: bytes) -> AppConfigFacts | str:
-    """Parsed facts, or the error text: a config is parsed once per content, not per poll."""
-    try:
-        return read(path, content)
-    except ConfigError as exc:
-        return str(exc)

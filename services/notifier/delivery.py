@@ -44,7 +44,8 @@ from services.notifier.outbox import Claim, ClaimLost, Outbox
 from services.notifier.targets import Target
 from shared.errors import Unavailable
 from shared.eventlog import deterministic_event_id
-from shared.events.base import Event, Metadata, NewEvent
+from shared.eventlog.envelope import envelope
+from shared.events.base import Event, NewEvent
 from shared.events.catalog import (
     NotificationAttemptFailed,
     NotificationDelivered,
@@ -52,7 +53,7 @@ from shared.events.catalog import (
 )
 from shared.logs import get_logger
 from shared.redaction import REASON_CHARS, clip, redact
-from shared.tracing import span_continuing, trace_fields
+from shared.tracing import span_continuing
 
 __all__ = ["Attempt", "DeliveryWorker"]
 
@@ -256,15 +257,12 @@ class DeliveryWorker:
                 status_code=attempt.status,
             )
             kind = f"attempt-{number}"
-        traceparent, tracestate = trace_fields()
         outcome = NewEvent(
             event=event,
             event_id=deterministic_event_id("notification", notification_id, kind),
-            metadata=Metadata(
+            metadata=envelope(
                 causation_id=claim.scheduled.source_event_id,
                 correlation_id=claim.metadata.correlation_id,
-                traceparent=traceparent,
-                tracestate=tracestate,
             ),
         )
         done = attempt.delivered or give_up

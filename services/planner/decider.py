@@ -3,6 +3,16 @@
 No I/O, clock, ids or logging here: the shell loads the state, passes the
 time in, and appends what these functions return.
 
+The queue's transitions are the events', folded by `evolve_queue`: a trigger
+joins the waiting line, a plan makes its deployment the active one, a failed
+plan or a completion ends it (`row_state` says where each event leaves its
+deployment). The `planner_deployments` table is a cache of that fold, kept in
+the transaction of the planner's appends so that "the oldest waiting
+deployment" is answered under a lock; the shell writes it from these
+functions and never decides a transition itself. `PLANNING` is the decider of
+the deployment's own stream: a plan, a failure or a place in the queue is
+recorded while the deployment is still pending, once.
+
 One active deployment per application; the others wait, first come first
 served (DESIGN §5). A deployment is *waiting* until it is planned (also while
 its planning is retried after a git outage, so a later trigger cannot
@@ -11,11 +21,18 @@ overtake it), *active* from its plan to its completion, then *done*.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Final
 
 from shared.applications import Application
+from shared.decider import Functions
+from shared.deployments import Deployment, DeploymentStatus, evolve_stream
+from shared.events.base import Event
 from shared.events.catalog import (
+    DeploymentCompleted,
     DeploymentPlanFailed,
     DeploymentPlanned,
     DeploymentQueued,
@@ -25,16 +42,22 @@ from shared.planning import Plan, TriggerInfo
 from shared.redaction import REASON_CHARS, clip
 
 __all__ = [
+    "PLANNING",
     "AppQueue",
     "Ignore",
     "PlanNow",
+    "PlannerDecision",
     "QueueBehind",
+    "RowState",
+    "evolve_queue",
     "gave_up",
     "next_to_plan",
     "on_triggered",
     "plan_failed",
     "planned",
     "queued",
+    "row_state",
+    "running_commit_of",
     "trigger_info",
 ]
 
@@ -64,6 +87,62 @@ class QueueBehind:
 @dataclass(frozen=True)
 class Ignore:
     reason: str
+
+
+class RowState(enum.StrEnum):
+    """Where a deployment stands in its application's queue (`planner_deployments.state`)."""
+
+    WAITING = "waiting"
+    """Not planned yet: queued, or its planning is being retried."""
+    ACTIVE = "active"
+    """Planned, not completed."""
+    DONE = "done"
+    """Completed, or its plan failed."""
+
+
+def row_state(event: Event) -> tuple[str, RowState] | None:
+    """(deployment, where `event` leaves it in the queue), for the events that move one."""
+    match event:
+        case DeploymentTriggered(deployment_id=deployment_id):
+            return deployment_id, RowState.WAITING
+        case DeploymentPlanned(deployment_id=deployment_id):
+            return deployment_id, RowState.ACTIVE
+        case (
+            DeploymentPlanFailed(deployment_id=deployment_id)
+            | DeploymentCompleted(deployment_id=deployment_id)
+        ):
+            return deployment_id, RowState.DONE
+    return None
+
+
+def evolve_queue(queue: AppQueue, event: Event) -> AppQueue:
+    """The application's queue after `event` (events of other applications leave it alone)."""
+    if getattr(event, "application_id", None) != queue.application_id:
+        return queue
+    moved = row_state(event)
+    if moved is None:
+        return queue
+    deployment_id, state = moved
+    waiting = tuple(d for d in queue.waiting if d != deployment_id)
+    active = None if queue.active == deployment_id else queue.active
+    match state:
+        case RowState.WAITING:
+            # A trigger delivered again keeps the place its first delivery took.
+            if deployment_id in queue.waiting or deployment_id == queue.active:
+                return queue
+            return replace(queue, waiting=(*waiting, deployment_id))
+        case RowState.ACTIVE:
+            return replace(queue, active=deployment_id, waiting=waiting)
+        case RowState.DONE:
+            return replace(queue, active=active, waiting=waiting)
+
+
+def running_commit_of(completed: DeploymentCompleted, triggered_commit: str) -> str:
+    """The application's running commit after `completed` ("" when it does not change it):
+    a success's commit (or, from executors that did not name it, the trigger's)."""
+    if completed.status != DeploymentStatus.SUCCESS:
+        return ""
+    return completed.commit_hash or triggered_commit
 
 
 def on_triggered(queue: AppQueue, deployment_id: str) -> PlanNow | QueueBehind | Ignore:
@@ -139,3 +218,28 @@ def plan_failed(trigger: DeploymentTriggered, reason: str) -> DeploymentPlanFail
         application_id=trigger.application_id,
         reason=clip(reason, REASON_CHARS),
     )
+
+
+# The deployment's stream ------------------------------------------------------------
+
+PlannerDecision = DeploymentPlanned | DeploymentPlanFailed | DeploymentQueued
+"""What the planner records on `deployment-<id>` (built by `planned`, `plan_failed`, `queued`)."""
+
+
+def decide_planning(state: Deployment | None, decision: PlannerDecision) -> Sequence[Event]:
+    """Record `decision` while the deployment is pending (planned or failed only once, queued
+    only once); nothing when it was recorded already (a redelivered trigger)."""
+    if state is None:
+        # Only a trigger puts a deployment in the queue; its stream must start with it.
+        raise RuntimeError(f"deployment {decision.deployment_id} has no DeploymentTriggered")
+    if state.status is not DeploymentStatus.PENDING:
+        return []
+    if isinstance(decision, DeploymentQueued) and state.queued_behind is not None:
+        return []
+    return [decision]
+
+
+PLANNING: Final = Functions[Deployment | None, PlannerDecision](
+    None, evolve_stream, decide_planning
+)
+"""`deployment-<id>` as the planner writes it: its plan, its failure or its place in line."""

@@ -12,13 +12,18 @@ for path in find_application_configs(repo_root):
 
 Every problem is a `ConfigFileError` (a `shared.errors.ConfigError`) with
 `.file .line .column .field_path .problem`; suspicious-but-accepted input is a
-`ConfigWarning` on the result's `.warnings`. Modules: `application` (the
-KubernetesApp spec), `analysis`, `event_watcher`, `control` (slipway.yaml and
-PipeCD's `kind: Piped`), `manifests` (rendering), `tool_options` (what a
-config may pass to kustomize and helm), `repo_files` (every file read stays
-inside the repository), `references` (what an application config refers to
-in other files: `.pipe/` templates, `appArgs`, traffic routing), `types`
-(Duration, Replicas, Percentage, Regex).
+`ConfigWarning` on the result's `.warnings`. Modules:
+
+- the schemas: `application` (the KubernetesApp spec), `analysis`, `event_watcher`,
+  `control` (slipway.yaml), `types` (Duration, Replicas, Percentage, Regex);
+- reading files: `documents` (text, YAML with positions, the header), `discovery`
+  (finding config files in a repository);
+- the loaders: `loader` (application configs), `application_checks` (what their types
+  cannot say), `pipe_files` (`.pipe/` AnalysisTemplate and EventWatcher files),
+  `control_loader` (slipway.yaml, or PipeCD's `kind: Piped` translated by `piped`);
+- what a config refers to and renders: `references` (`.pipe/` templates, `appArgs`,
+  traffic routing), `manifests` (rendering), `tool_options` (what a config may pass to
+  kustomize and helm), `repo_files` (every file read stays inside the repository).
 """
 
 from __future__ import annotations
@@ -44,29 +49,33 @@ from shared.config.application import (
     WaitApprovalOptions,
     WaitOptions,
 )
-from shared.config.control import ControlConfig, load_control_config
-from shared.config.errors import ConfigFileError, ConfigFileErrors, ConfigWarning
-from shared.config.event_watcher import EventWatcherSpec
-from shared.config.loader import (
-    API_VERSION,
-    AnalysisTemplateConfig,
-    ApplicationConfig,
-    EventWatcherFileConfig,
-    _analysis_template,
-    _application,
-    _event_watcher,
-    analysis_templates,
-    check_routing,
+from shared.config.control import ControlConfig
+from shared.config.control_loader import load_control_config
+from shared.config.discovery import (
     find_application_configs,
     find_config_files,
     is_application_config_name,
-    load_analysis_template,
-    load_analysis_templates,
+)
+from shared.config.documents import API_VERSION, open_document
+from shared.config.errors import ConfigFileError, ConfigFileErrors, ConfigWarning
+from shared.config.event_watcher import EventWatcherSpec
+from shared.config.loader import (
+    ApplicationConfig,
+    _application,
+    check_routing,
     load_application_config,
-    load_event_watcher,
-    open_document,
 )
 from shared.config.manifests import Manifest, render_manifests, render_manifests_async
+from shared.config.pipe_files import (
+    AnalysisTemplateConfig,
+    EventWatcherFileConfig,
+    _analysis_template,
+    _event_watcher,
+    analysis_templates,
+    load_analysis_template,
+    load_analysis_templates,
+    load_event_watcher,
+)
 from shared.config.types import (
     Duration,
     Percentage,

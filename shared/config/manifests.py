@@ -30,8 +30,10 @@ from typing import Any, Final
 import msgspec
 
 from shared.config._yaml import parse_yaml, parse_yaml_documents
+from shared.config.discovery import is_application_config_name
+from shared.config.documents import read_text
 from shared.config.errors import ConfigFileError, excerpt
-from shared.config.loader import ApplicationConfig, is_application_config_name, read_text
+from shared.config.loader import ApplicationConfig
 from shared.config.repo_files import check_tree, inside_repository
 from shared.config.tool_options import kustomize_flags, release_name_problem
 from shared.config.types import _show

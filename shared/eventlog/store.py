@@ -358,16 +358,13 @@ def position_of(event: RecordedEvent | asyncpg.Record) -> LogPosition:
 
 def new_events(events: Iterable[Event], *, metadata: Metadata | None = None) -> list[NewEvent]:
     """Wrap events with fresh ids and shared metadata, for callers with nothing to dedupe on."""
+    from shared.eventlog.envelope import envelope
     from shared.ids import new_event_id
-    from shared.tracing import current_trace_headers
 
     if metadata is None:
         # The current span's context rides with the event, so whoever handles it
         # later continues this trace (DESIGN §11: one deployment is one trace).
-        context = current_trace_headers()
-        metadata = Metadata(
-            traceparent=context.get("traceparent"), tracestate=context.get("tracestate")
-        )
+        metadata = envelope()
     return [NewEvent(event=e, event_id=new_event_id(), metadata=metadata) for e in events]
 
 

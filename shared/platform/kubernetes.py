@@ -8,58 +8,38 @@ default), so it works the same against a real cluster and against kubesim.
   field manager `slipway`, `force=true` by default so Slipway, the source of
   truth, takes fields back from `kubectl edit`). Each object is prepared by
   `resources.prepare_for_apply` (labels and annotations, see there).
-- **Discovery** (`/apis`, `/api/v1`, `/apis/<group>/<version>`) maps a kind to
-  its plural and scope; it is cached per group/version and refreshed once on a
-  miss, so a CRD applied earlier in the same batch is found.
-- **Errors** are mapped at this boundary, each naming the operation and the
-  object (`apply Deployment shop/web: …`) with the server's own message:
-  401/403 → `Forbidden`, 404 → `NotFound`, 409 → `ResourceConflict`,
-  400/422 → `Invalid`, 429/5xx and anything that never answered
-  (refused, reset, timed out) → `PlatformUnavailable` (an `Unavailable`).
+- **Discovery** (`discovery`) maps a kind to its plural and scope, cached per
+  group/version and refreshed once on a miss.
+- **Requests and errors** (`apiserver`): every request goes through
+  `ApiServer.request`, which maps the server's refusals to the `PlatformError`
+  subtree, each naming the operation and the object.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Concatenate, Final, Literal, ParamSpec, Self, TypeVar
-from urllib.parse import quote
 
-import aiohttp
-from kubernetes_asyncio.client import ApiClient, Configuration
-from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config import load_incluster_config, new_client_from_config
-from kubernetes_asyncio.config.config_exception import ConfigException
 from opentelemetry import trace
 
 from shared.config.manifests import Manifest
-from shared.errors import (
-    ConfigError,
-    Forbidden,
-    Invalid,
-    NotFound,
-    PlatformError,
-    PlatformUnavailable,
-    ResourceConflict,
-    RolloutFailed,
-)
+from shared.errors import NotFound, PlatformError, ResourceConflict, RolloutFailed
 from shared.logs import get_logger
+from shared.platform.apiserver import ApiServer
+from shared.platform.discovery import ApiResource, Discovery
 from shared.platform.resources import (
     FIELD_MANAGER,
     LABEL_APPLICATION,
     AppliedResource,
     RolloutStatus,
     describe,
-    parse_key,
     prepare_for_apply,
     rollout_status,
 )
-from shared.redaction import excerpt
 
 __all__ = ["DEFAULT_LIVE_KINDS", "KubernetesPlatform", "Propagation"]
 
@@ -87,32 +67,8 @@ DEFAULT_LIVE_KINDS: Final[tuple[tuple[str, str], ...]] = (
 
 # Applied before everything else, deleted after: other objects live inside them.
 _CONTAINERS: Final = ("Namespace", "CustomResourceDefinition")
-_API_MESSAGE_CHARS: Final = 1000
 _APPLY_PATCH: Final = "application/apply-patch+yaml"
 _MERGE_PATCH: Final = "application/merge-patch+json"
-_OBJECT: Final = dict.fromkeys((200, 201, 202), "object")
-
-
-@dataclass(frozen=True)
-class _Resource:
-    """One kind as discovery describes it: enough to build its REST paths."""
-
-    group: str
-    version: str
-    kind: str
-    plural: str
-    namespaced: bool
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    def path(self, namespace: str = "", name: str = "") -> str:
-        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        if self.namespaced and namespace:
-            base += f"/namespaces/{quote(namespace, safe='')}"
-        base += f"/{self.plural}"
-        return f"{base}/{quote(name, safe='')}" if name else base
 
 
 _tracer = trace.get_tracer("slipway.platform.kubernetes")
@@ -161,36 +117,21 @@ class KubernetesPlatform:
         field_manager: str = FIELD_MANAGER,
         request_timeout_s: float = 30.0,
     ) -> None:
-        self.kubeconfig = Path(kubeconfig) if kubeconfig else None
-        self.context = context
         self.field_manager = field_manager
-        self.request_timeout_s = request_timeout_s
-        self._client: ApiClient | None = None
-        self._groups: dict[str, str] | None = None  # group -> preferred version
-        self._discovered: dict[str, dict[str, _Resource] | None] = {}  # by group/version
+        self._api = ApiServer(
+            Path(kubeconfig) if kubeconfig else None, context, request_timeout_s=request_timeout_s
+        )
+        self._discovery = Discovery(self._api)
 
     # lifecycle
 
     async def open(self) -> Self:
         """Load the kubeconfig into a client of our own; a bad file or context is a ConfigError."""
-        if self._client is not None:
-            return self
-        if self.kubeconfig is None:
-            self._client = _in_cluster_client()
-            return self
-        where = f"{self.kubeconfig}" + (f" (context {self.context!r})" if self.context else "")
-        try:
-            self._client = await new_client_from_config(
-                config_file=str(self.kubeconfig), context=self.context, persist_config=False
-            )
-        except (ConfigException, OSError, ValueError, TypeError) as exc:
-            raise ConfigError(f"kubeconfig {where}: {exc}") from exc
+        await self._api.open()
         return self
 
     async def close(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.close()
+        await self._api.close()
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -234,7 +175,9 @@ class KubernetesPlatform:
         ensured: set[str] = set()
         applied: list[AppliedResource] = []
         for manifest in ordered:
-            resource = await self._require(manifest.api_version, manifest.kind, manifest, "apply")
+            resource = await self._discovery.require(
+                manifest.api_version, manifest.kind, manifest, "apply"
+            )
             target = (namespace or manifest.namespace or "default") if resource.namespaced else ""
             what = describe(manifest.kind, target, manifest.name)
             if auto_create_namespace and target and target not in ensured | in_batch:
@@ -252,7 +195,7 @@ class KubernetesPlatform:
             query = [("fieldManager", self.field_manager)]
             if force_conflicts:
                 query.append(("force", "true"))
-            stored, code = await self._request(
+            stored, code = await self._api.request(
                 "PATCH",
                 resource.path(target, manifest.name),
                 verb="apply",
@@ -297,9 +240,9 @@ class KubernetesPlatform:
         refused object's key and error are added to it and the rest still go
         (a cascade delete says what it could not delete instead of stopping).
         """
-        resolved: list[tuple[_Resource, str, str]] = []
+        resolved: list[tuple[ApiResource, str, str]] = []
         for target in targets:
-            found = await self._locate(target, namespace)
+            found = await self._discovery.locate(target, namespace)
             if found is not None:
                 resolved.append(found)
         resolved.sort(key=lambda r: r[0].kind in _CONTAINERS)
@@ -309,7 +252,7 @@ class KubernetesPlatform:
             what = describe(resource.kind, target_ns, name)
             key = f"{resource.group}/{resource.kind}/{target_ns}/{name}"
             try:
-                await self._request(
+                await self._api.request(
                     "DELETE", resource.path(target_ns, name), verb="delete", what=what, body=body
                 )
             except NotFound:
@@ -327,12 +270,12 @@ class KubernetesPlatform:
         self, target: str | Manifest, *, namespace: str | None = None
     ) -> dict[str, Any] | None:
         """The live object, or None when it (or its kind) does not exist."""
-        found = await self._locate(target, namespace)
+        found = await self._discovery.locate(target, namespace)
         if found is None:
             return None
         resource, target_ns, name = found
         try:
-            obj, _ = await self._request(
+            obj, _ = await self._api.request(
                 "GET",
                 resource.path(target_ns, name),
                 verb="get",
@@ -352,11 +295,11 @@ class KubernetesPlatform:
         selector = f"{LABEL_APPLICATION}={application_id}"
         found: list[Manifest] = []
         for group, kind in dict.fromkeys(kinds):
-            version = await self._preferred_version(group)
-            resource = await self._lookup(group, version, kind) if version else None
+            version = await self._discovery.preferred_version(group)
+            resource = await self._discovery.lookup(group, version, kind) if version else None
             if resource is None:
                 continue
-            listed, _ = await self._request(
+            listed, _ = await self._api.request(
                 "GET",
                 resource.path(),
                 verb="list",
@@ -379,13 +322,13 @@ class KubernetesPlatform:
     ) -> RolloutStatus:
         """Poll the workload until its rollout is healthy; `RolloutFailed` when its progress
         deadline is exceeded or `timeout_s` passes, saying how many replicas were ready."""
-        resource = await self._require("apps/v1", kind, None, "wait for", namespace, name)
+        resource = await self._discovery.require("apps/v1", kind, None, "wait for", namespace, name)
         what = describe(kind, namespace, name)
         trace.get_current_span().set_attribute("slipway.k8s.resource", what)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
-            obj, _ = await self._request(
+            obj, _ = await self._api.request(
                 "GET", resource.path(namespace, name), verb="wait for", what=what
             )
             status = rollout_status(obj)
@@ -404,8 +347,8 @@ class KubernetesPlatform:
         self, namespace: str, name: str, replicas: int, *, kind: str = "Deployment"
     ) -> None:
         """Set a workload's replicas through its `scale` subresource, as `kubectl scale` does."""
-        resource = await self._require("apps/v1", kind, None, "scale", namespace, name)
-        await self._request(
+        resource = await self._discovery.require("apps/v1", kind, None, "scale", namespace, name)
+        await self._api.request(
             "PATCH",
             resource.path(namespace, name) + "/scale",
             verb="scale",
@@ -417,196 +360,22 @@ class KubernetesPlatform:
     # namespaces
 
     async def _ensure_namespace(self, namespace: str, needed_by: str) -> None:
-        namespaces = await self._require("v1", "Namespace", None, "create", "", namespace)
+        namespaces = await self._discovery.require("v1", "Namespace", None, "create", "", namespace)
         what = f"Namespace {namespace} (for {needed_by})"
         try:
-            await self._request("GET", namespaces.path("", namespace), verb="get", what=what)
+            await self._api.request("GET", namespaces.path("", namespace), verb="get", what=what)
             return
         except NotFound:
             pass
         body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
         try:
-            await self._request("POST", namespaces.path(), verb="create", what=what, body=body)
+            await self._api.request("POST", namespaces.path(), verb="create", what=what, body=body)
         except ResourceConflict:
             return  # created meanwhile by someone else: just as good
         log.info("platform_namespace_created", namespace=namespace)
 
-    # discovery
 
-    async def _api_groups(self) -> dict[str, str]:
-        """Every served group's preferred version; the core group is ""."""
-        if self._groups is None:
-            listed, _ = await self._request("GET", "/apis", verb="discover", what="API groups")
-            groups = {"": "v1"}
-            for group in listed.get("groups") or ():
-                preferred = (group.get("preferredVersion") or {}).get("version")
-                versions = [v.get("version") for v in group.get("versions") or ()]
-                if version := preferred or (versions[0] if versions else None):
-                    groups[str(group.get("name", ""))] = str(version)
-            self._groups = groups
-        return self._groups
-
-    async def _preferred_version(self, group: str) -> str | None:
-        """The group's preferred version; None when not served even after a fresh look."""
-        groups = await self._api_groups()
-        if group not in groups:
-            self._groups = None  # a CRD may have added it since we looked
-            groups = await self._api_groups()
-        return groups.get(group)
-
-    async def _lookup(self, group: str, version: str, kind: str) -> _Resource | None:
-        """The kind in group/version, refreshing discovery once on a miss (a CRD just applied)."""
-        for attempt in range(2):
-            group_version = f"{group}/{version}" if group else version
-            if attempt or group_version not in self._discovered:
-                self._discovered[group_version] = await self._resource_list(group, version)
-            kinds = self._discovered[group_version]
-            if kinds is not None and kind in kinds:
-                return kinds[kind]
-        return None
-
-    async def _resource_list(self, group: str, version: str) -> dict[str, _Resource] | None:
-        path = f"/apis/{group}/{version}" if group else f"/api/{version}"
-        what = f"API {group or 'core'}/{version}"
-        try:
-            listed, _ = await self._request("GET", path, verb="discover", what=what)
-        except NotFound:
-            return None
-        kinds: dict[str, _Resource] = {}
-        for entry in listed.get("resources") or ():
-            plural = str(entry.get("name", ""))
-            if not plural or "/" in plural:  # a subresource (deployments/scale)
-                continue
-            kind = str(entry.get("kind", ""))
-            kinds.setdefault(
-                kind, _Resource(group, version, kind, plural, bool(entry.get("namespaced")))
-            )
-        return kinds
-
-    async def _require(
-        self,
-        api_version: str,
-        kind: str,
-        manifest: Manifest | None,
-        verb: str,
-        namespace: str = "",
-        name: str = "",
-    ) -> _Resource:
-        group, _, version = api_version.rpartition("/")
-        resource = await self._lookup(group, version, kind)
-        if resource is not None:
-            return resource
-        if manifest is not None:
-            namespace, name = manifest.namespace, manifest.name
-        raise NotFound(
-            f"{verb} {describe(kind, namespace, name)}: the cluster serves no kind {kind} in "
-            f"{api_version} (is its CustomResourceDefinition installed?)",
-            resource=describe(kind, namespace, name),
-            reason="NotFound",
-            code=404,
-        )
-
-    async def _locate(
-        self, target: str | Manifest, namespace: str | None
-    ) -> tuple[_Resource, str, str] | None:
-        """(resource, namespace, name) of a manifest or key; None when the kind is not served."""
-        if isinstance(target, Manifest):
-            group, _, version = target.api_version.rpartition("/")
-            kind, target_ns, name = target.kind, target.namespace, target.name
-        else:
-            try:
-                group, kind, target_ns, name = parse_key(target)
-            except ValueError as exc:
-                raise Invalid(str(exc), resource=target, reason="BadRequest") from exc
-            served = await self._preferred_version(group)
-            if served is None:
-                return None
-            version = served
-        resource = await self._lookup(group, version, kind)
-        if resource is None:
-            return None
-        if not resource.namespaced:
-            return resource, "", name
-        return resource, (namespace or target_ns or "default"), name
-
-    # the one way out to the API server
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        verb: str,
-        what: str,
-        query: list[tuple[str, str]] | None = None,
-        body: dict[str, Any] | None = None,
-        content_type: str = "application/json",
-    ) -> tuple[dict[str, Any], int]:
-        """Send one request; the decoded JSON object and HTTP status, or a mapped error."""
-        if self._client is None:
-            raise RuntimeError("KubernetesPlatform is not open: use `async with` or await open()")
-        try:
-            data, code, _headers = await self._client.call_api(
-                path,
-                method,
-                query_params=query or [],
-                header_params={"Accept": "application/json", "Content-Type": content_type},
-                body=body,
-                response_types_map=_OBJECT,
-                auth_settings=["BearerToken"],
-                _return_http_data_only=False,
-                _preload_content=True,
-                _request_timeout=self.request_timeout_s,
-            )
-        except ApiException as exc:
-            raise _api_error(exc, verb, what) from exc
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            detail = str(exc) or type(exc).__name__
-            raise PlatformUnavailable(
-                f"{verb} {what}: cannot reach the Kubernetes API server: {detail}",
-                resource=what,
-                reason="Unavailable",
-            ) from exc
-        return (data if isinstance(data, dict) else {}), int(code)
-
-
-def _api_error(exc: ApiException, verb: str, what: str) -> PlatformError:
-    """Map the API server's refusal to the error tree, keeping its `Status` message."""
-    code = int(exc.status or 0)
-    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else exc.body
-    reason, message = str(exc.reason or ""), str(body or exc.reason or "")
-    details: dict[str, Any] = {}
-    try:
-        status = json.loads(exc.body) if exc.body else None
-    except (TypeError, ValueError):
-        status = None
-    if isinstance(status, dict):
-        reason = str(status.get("reason") or reason)
-        message = str(status.get("message") or message)
-        found = status.get("details")
-        details = found if isinstance(found, dict) else {}
-    # The server's words are quoted into stage logs and reasons (so into the log): at most
-    # a short, redacted, printable excerpt — a proxy's HTML page or an echoed Secret is not.
-    text = f"{verb} {what}: {excerpt(message, _API_MESSAGE_CHARS)}"
-    if code == 404 and verb == "apply" and details.get("kind") == "namespaces":
-        text += " (create the namespace first, or set autoCreateNamespace)"
-    error: type[PlatformError]
-    if code in (401, 403):
-        error = Forbidden
-    elif code == 404:
-        error = NotFound
-    elif code in (409, 410):
-        error = ResourceConflict
-    elif code in (400, 422):
-        error = Invalid
-    elif code == 429 or code >= 500:
-        error = PlatformUnavailable
-    else:
-        error = PlatformError
-    return error(text, resource=what, reason=reason, code=code)
-
-
-def _live_manifest(resource: _Resource, item: dict[str, Any]) -> Manifest:
+def _live_manifest(resource: ApiResource, item: dict[str, Any]) -> Manifest:
     # Items of a typed list carry no apiVersion/kind on a real server; the list says them.
     body = {"apiVersion": resource.api_version, "kind": resource.kind, **item}
     metadata = body.get("metadata") or {}
@@ -630,18 +399,3 @@ def _timed_out(status: RolloutStatus, timeout_s: float) -> str:
     if status.condition_message:
         parts.append(f"Progressing: {status.condition_reason}: {status.condition_message}")
     return "; ".join(parts)
-
-
-def _in_cluster_client() -> ApiClient:
-    """A client from the pod's service account; outside a pod, a ConfigError that says so."""
-    configuration = Configuration()
-    try:
-        load_incluster_config(  # type: ignore[no-untyped-call]  # kubernetes_asyncio is untyped
-            client_configuration=configuration, try_refresh_token=True
-        )
-    except ConfigException as exc:
-        raise ConfigError(
-            f"no kubeconfigPath is set and this is not a Kubernetes pod ({exc}); "
-            "set the platform provider's kubeconfigPath"
-        ) from exc
-    return ApiClient(configuration=configuration)

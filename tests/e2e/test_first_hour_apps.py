@@ -30,12 +30,8 @@ from services.api.decider import (
     evolve_name,
 )
 from services.api.deps import PlanPreviewSource
-from services.drift.service import (
-    DriftDetector,
-    DriftState,
-    decide_deletion,
-    drift_stream,
-)
+from services.drift.decider import DriftState, RecordDeletion, decide, drift_stream
+from services.drift.service import DriftDetector
 from shared.config.control import KubernetesProviderConfig, platform_provider_of
 from shared.deploysource import load_deploy_source
 from shared.errors import ConfigError
@@ -328,16 +324,17 @@ def test_platform_provider_of_falls_back_to_the_first_and_names_the_known_ones()
 def test_decide_deletion_records_each_new_outcome_once() -> None:
     """Success records what went; a failure is recorded once until something changes."""
     state = DriftState()
-    (done,) = decide_deletion(state, application_id="a", deleted=["/Service/shop/web"])
+    (done,) = decide(state, RecordDeletion(application_id="a", deleted=["/Service/shop/web"]))
     assert done == ApplicationResourcesDeleted(application_id="a", resources=("/Service/shop/web",))
     failures = [("apps/Deployment/shop/web", "forbidden"), ("/Service/shop/web", "forbidden")]
-    (failed,) = decide_deletion(state, application_id="a", deleted=[], failures=failures)
+    refused = RecordDeletion(application_id="a", failures=failures)
+    (failed,) = decide(state, refused)
     assert isinstance(failed, ApplicationResourcesDeletionFailed)
     assert failed.reason == "forbidden (and 1 more refused)"
     assert failed.remaining == ("apps/Deployment/shop/web", "/Service/shop/web")
-    again = DriftState(version=0, deletion_failure=failed.reason)
-    assert decide_deletion(again, application_id="a", deleted=[], failures=failures) == []
-    (changed,) = decide_deletion(again, application_id="a", deleted=[], error="no provider")
+    again = DriftState(deletion_failure=failed.reason)
+    assert decide(again, refused) == []
+    (changed,) = decide(again, RecordDeletion(application_id="a", error="no provider"))
     assert isinstance(changed, ApplicationResourcesDeletionFailed)
 
 

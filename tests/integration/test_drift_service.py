@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -12,7 +12,8 @@ import pytest
 
 from kubesim import KubeSim
 from kubesim.testing import Kubectl, find_kubectl
-from services.drift.service import DriftDetector, drift_deployment_id, drift_stream
+from services.drift.decider import drift_deployment_id, drift_stream
+from services.drift.service import DriftDetector
 from shared.config.control import KubernetesProviderConfig
 from shared.deploysource import load_deploy_source
 from shared.eventlog import NO_STREAM, EventStore, new_events
@@ -192,12 +193,15 @@ async def test_out_of_sync_trigger_waits_for_min_window_after_a_deployment(
     head = await _deploy(store, work, kubeconfig, tmp_path, extra=extra)
     detector = _detector(store, work, kubeconfig, tmp_path)
     await _deployment(store, "d-just-done", completed=True)
+    [_, completed] = await store.read_stream("deployment-d-just-done")
+    # Drift's clock, not the wall clock: 1.9 s after the deployment, then 2 s after it.
+    detector.clock = lambda: completed.recorded_at + timedelta(seconds=1.9)
     await kubectl("-n", "shop", "set", "image", "deployment/web", "web=ghcr.io/acme/web:hacked")
     await detector.check_all()
     assert [s.state for s in await _states(store, APP)] == ["OUT_OF_SYNC"]
     trigger_stream = f"deployment-{drift_deployment_id(APP, head)}"
     assert await store.stream_version(trigger_stream) == NO_STREAM
-    await asyncio.sleep(2.2)  # drift reads the real clock (an injected clock is issue 12 item 2)
+    detector.clock = lambda: completed.recorded_at + timedelta(seconds=2)
     await detector.check_all()
     await detector.check_all()
     triggered = await store.read_stream(trigger_stream)

@@ -310,7 +310,7 @@ async def test_fetch_unless_present_skips_a_fetch_that_is_not_needed(
         verbs.append(next(a for a in args if not a.startswith("-")))
         return await real(*args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("shared.git.run_git", counting)
+    monkeypatch.setattr("shared.git.repository.run_git", counting)
     await asyncio.gather(*(repo.fetch(unless_present=commit) for _ in range(3)))
     assert await repo.resolve(commit) == commit
     assert "fetch" not in verbs and verbs.count("rev-parse") == 1

@@ -211,7 +211,7 @@ async def test_gives_up_after_max_attempts_or_at_once_on_a_permanent_refusal(
             .replace("test-hmac-secret", "not-the-secret")
             .replace("receiver: flaky", "receiver: hook")
         )
-        from shared.config.control import load_control_config
+        from shared.config.control_loader import load_control_config
 
         control_wrong = load_control_config(wrong)
         await register(store, "web1", "web", "prd")

@@ -34,7 +34,7 @@ from shared.ids import analysis_id_of
 from shared.logs import configure_logging, get_logger, reset_logging
 from shared.planning import Strategy, TriggerInfo, diff_manifests, make_plan
 from shared.planning.stages import recorded_options
-from shared.platform.kubernetes import _api_error
+from shared.platform.apiserver import api_error
 from shared.redaction import MASK, REDACTOR, Redactor, excerpt
 from shared.testing import wait_until
 from shared.wiring import control_config
@@ -449,8 +449,8 @@ def test_kubernetes_api_errors_are_quoted_short_and_redacted() -> None:
     Secret's value: the error people and the log see is a short, masked excerpt."""
     REDACTOR.add("k8s-echoed-secret-5566")
     body = "<html>" + "x" * 50_000 + " k8s-echoed-secret-5566 \x00</html>"
-    error = _api_error(ApiException(status=502, reason="Bad Gateway"), "apply", "Secret a/b")
-    echoed = _api_error(
+    error = api_error(ApiException(status=502, reason="Bad Gateway"), "apply", "Secret a/b")
+    echoed = api_error(
         ApiException(http_resp=_Response(502, "Bad Gateway", "k8s-echoed-secret-5566 " + body)),
         "apply",
         "Secret a/b",

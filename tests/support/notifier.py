@@ -33,7 +33,8 @@ from services.notifier.notify.webhook import DELIVERY_HEADER, verify
 from services.notifier.outbox import Outbox
 from services.notifier.service import CONSUMER_NAME, Notifier
 from services.notifier.targets import targets_of
-from shared.config.control import ControlConfig, load_control_config
+from shared.config.control import ControlConfig
+from shared.config.control_loader import load_control_config
 from shared.consumer import EventConsumer
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events.base import Event, RecordedEvent

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from services.drift.service import DriftState, decide_deletion
-from services.drift.service import decide as decide_drift
+from services.drift.decider import DriftState, Judge, RecordDeletion
+from services.drift.decider import decide as decide_drift
 from services.executor.decider import _completed, _deployment_completed
 from services.gitwatcher.decider import (
     RegisteredApp,
@@ -136,20 +136,24 @@ def test_drift_records_a_clipped_diff_and_summary_once() -> None:
     """A huge drift diff is clipped; the same drift decided again (the state holding the
     clipped summary) records nothing new, and a huge deletion failure is clipped once too."""
     result = DriftResult(SyncState.OUT_OF_SYNC, HUGE, HUGE)
-    recorded, _ = decide_drift(
-        DriftState(), result, application_id="web", commit_hash="c", on_out_of_sync=False
+    judge = Judge(
+        result=result,
+        application_id="web",
+        commit_hash="c",
+        on_out_of_sync=False,
+        now=datetime(2026, 1, 1, tzinfo=UTC),
     )
+    recorded = decide_drift(DriftState(), judge)
     [changed] = recorded
     assert isinstance(changed, ApplicationSyncStateChanged)
     assert len(changed.diff) <= DIFF_CHARS and changed.diff.endswith("more characters)")
     assert len(changed.summary) <= REASON_CHARS
     assert encoded_size(changed) < DEFAULT_MAX_EVENT_BYTES
-    state = DriftState(version=0, state=changed.state, summary=changed.summary)
-    assert decide_drift(
-        state, result, application_id="web", commit_hash="c", on_out_of_sync=False
-    ) == ([], [])
-    [failed] = decide_deletion(DriftState(), application_id="web", deleted=(), error=HUGE)
+    state = DriftState(state=changed.state, summary=changed.summary)
+    assert decide_drift(state, judge) == []
+    attempt = RecordDeletion(application_id="web", deleted=(), error=HUGE)
+    [failed] = decide_drift(DriftState(), attempt)
     assert isinstance(failed, ApplicationResourcesDeletionFailed)
     assert len(failed.reason) <= REASON_CHARS
-    again = DriftState(version=1, deletion_failure=failed.reason)
-    assert decide_deletion(again, application_id="web", deleted=(), error=HUGE) == []
+    again = DriftState(deletion_failure=failed.reason)
+    assert decide_drift(again, attempt) == []

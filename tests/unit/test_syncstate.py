@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import get_args
 
 from services.api.schemas import SyncStateName
-from services.drift.service import DriftState, decide
+from services.drift.decider import DriftState, Judge, decide
 from services.gitwatcher.decider import decide_config_observed
 from services.notifier.notify.facts import fold_application
 from shared.events.base import Event
@@ -144,17 +144,20 @@ def _result(state: str, summary: str) -> DriftResult:
 
 def test_drift_records_a_verdict_that_contradicts_the_derived_state() -> None:
     """Drift's unchanged OUT_OF_SYNC is recorded again when a success since made the app SYNCED."""
-    state = DriftState(version=0, state="OUT_OF_SYNC", summary="1 resource differs")
+    state = DriftState(state="OUT_OF_SYNC", summary="1 resource differs")
     result = _result("OUT_OF_SYNC", "1 resource differs")
 
     def recorded(current: str) -> list[str]:
-        events, _ = decide(
+        events = decide(
             state,
-            result,
-            application_id=APP,
-            commit_hash="c1",
-            on_out_of_sync=False,
-            current=current,
+            Judge(
+                result=result,
+                application_id=APP,
+                commit_hash="c1",
+                on_out_of_sync=False,
+                now=datetime(2026, 1, 1, tzinfo=UTC),
+                current=current,
+            ),
         )
         return [e.state for e in events if isinstance(e, ApplicationSyncStateChanged)]
 

@@ -46,11 +46,11 @@ from services.api.wire import (
 )
 from shared.applications import application_of
 from shared.errors import Unavailable
+from shared.eventlog.envelope import envelope
 from shared.events.base import Metadata
 from shared.events.catalog import SyncRequested
 from shared.ids import new_id, on_command_deployment_id
 from shared.logs import bind
-from shared.tracing import trace_fields
 
 __all__ = ["ROUTES"]
 
@@ -209,12 +209,10 @@ async def _resource(request: web.Request, outcome: Outcome) -> ApplicationResour
 
 
 def metadata_of(request: web.Request) -> Metadata:
-    traceparent, tracestate = trace_fields()
-    return Metadata(
-        correlation_id=request.get(REQUEST_ID),
+    """The envelope of what a request appends: caused by a command, correlated by request id."""
+    return envelope(
         actor=actor_of(request),
-        traceparent=traceparent,
-        tracestate=tracestate,
+        correlation_id=request.get(REQUEST_ID),
         occurred_at=datetime.now(UTC),
     )
 

@@ -34,9 +34,10 @@ from services.api.wire import json_response, query_bool, query_int, query_str, r
 from shared.analysis.judges import JUDGE_NAMES
 from shared.analysis.rejudging import rejudge_deployment
 from shared.db import unavailable_on_disconnect
-from shared.deployments import AmbiguousStage, find_stage, fold_history
-from shared.errors import ConcurrencyConflict, Rejected, Unavailable
-from shared.eventlog import new_events
+from shared.decider import Functions
+from shared.deployments import AmbiguousStage, evolve_stream, find_stage, fold_history
+from shared.errors import Rejected, Unavailable
+from shared.eventlog.execute import execute
 from shared.events.base import Event
 from shared.logs import bind, get_logger
 
@@ -300,7 +301,7 @@ async def _command(
     stage_id: str | None,
     decide: Callable[[model.DeploymentView | None, str], Sequence[Event]],
 ) -> web.Response:
-    """Fold the deployment, decide, append after the version read; decide again on a conflict."""
+    """Fold the deployment, decide, append after the version read (`shared.eventlog.execute`)."""
     api = deps(request)
     deployment_id = await _resolve(api, request.match_info["deployment"])
     stream = _stream(deployment_id)
@@ -315,27 +316,21 @@ async def _command(
             position=position,
         )
 
+    # The command is the deployment id: the request's own arguments are in `decide` already.
+    decider = Functions[model.DeploymentView | None, str](None, evolve_stream, decide)
     with bind(deployment_id=deployment_id):
-        for attempt in range(1, _ATTEMPTS + 1):
-            history = await api.store.read_stream(stream)
-            view = fold_history(deployment_id, history)
-            events = decide(view, deployment_id)
-            assert view is not None, "decide refuses a deployment that does not exist"
-            if not events:
-                return json_response(accepted(view, appended=False, position=view.position))
-            try:
-                result = await api.store.append(
-                    stream, new_events(events, metadata=metadata), expected_version=view.version
-                )
-            except ConcurrencyConflict:
-                if attempt == _ATTEMPTS:
-                    raise
-                continue  # the executor moved on meanwhile: decide again on what it wrote
-            log.info("deployment_command_recorded", command=command, stage_id=stage_id)
-            return json_response(
-                accepted(view, appended=True, position=result.global_positions[-1]), status=202
-            )
-    raise AssertionError("unreachable: the last attempt returns or raises")
+        # The executor may move on between our read and our append: decide again on what it wrote.
+        done = await execute(
+            api.store, stream, decider, deployment_id, metadata, max_attempts=_ATTEMPTS
+        )
+        view = done.before.state
+        assert view is not None, "decide refuses a deployment that does not exist"
+        if not done.events:
+            return json_response(accepted(view, appended=False, position=done.before.position))
+        log.info("deployment_command_recorded", command=command, stage_id=stage_id)
+        return json_response(
+            accepted(view, appended=True, position=done.global_positions[-1]), status=202
+        )
 
 
 def _log_stage(view: model.DeploymentView, ref: str) -> str:

@@ -22,80 +22,26 @@ renders is redacted (`shared.redaction`: registered secrets, URL tokens).
 from __future__ import annotations
 
 import base64
-import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, Protocol, TypeAlias
+from typing import Any, Final
 
-from shared.redaction import MASK, redact, redact_all
-
-__all__ = [
-    "DEFAULT_OPTIONS",
-    "MISSING",
-    "WORKLOAD_KINDS",
-    "DiffOptions",
-    "FieldChange",
-    "ManifestDiff",
-    "ManifestLike",
-    "PathStep",
-    "ResourceChange",
-    "ResourceKey",
-    "diff_manifests",
-    "diff_objects",
-    "diff_resource",
-    "format_path",
-    "image_name_and_version",
-    "key_of",
-]
-
-
-class ManifestLike(Protocol):
-    """What the diff needs of a manifest (`shared.config.manifests.Manifest` is one)."""
-
-    @property
-    def api_version(self) -> str: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def namespace(self) -> str: ...
-    @property
-    def body(self) -> Mapping[str, Any]: ...
-
-
-class _Missing:
-    """The value of a field that is not there (distinct from an explicit `null`)."""
-
-    _instance: _Missing | None = None
-
-    def __new__(cls) -> _Missing:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-    def __bool__(self) -> bool:
-        return False
-
-
-MISSING: Final = _Missing()
-
-PathStep: TypeAlias = str | int
-
-WORKLOAD_KINDS: Final = frozenset(
-    {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
+from shared.planning.diff.changes import (
+    DEFAULT_NAMESPACE,
+    MISSING,
+    FieldChange,
+    ManifestLike,
+    PathStep,
+    ResourceChange,
+    ResourceKey,
+    key_of,
 )
-"""Kinds that run containers: their image and replica changes get their own summary."""
+from shared.planning.diff.report import ManifestDiff
+from shared.redaction import MASK
 
-_CONFIG_KINDS: Final = frozenset({"ConfigMap", "Secret"})
-_DEFAULT_NAMESPACE: Final = "default"
-_MAX_SUMMARY_PARTS: Final = 6
-_MAX_RENDERED_VALUE: Final = 120
+__all__ = ["DEFAULT_OPTIONS", "DiffOptions", "diff_manifests", "diff_objects", "diff_resource"]
 
 # Fields the API server writes: never part of what a commit changes.
 _DEFAULT_IGNORED: Final = (
@@ -120,119 +66,6 @@ class DiffOptions:
 
 
 DEFAULT_OPTIONS: Final = DiffOptions()
-
-
-@dataclass(frozen=True, order=True)
-class ResourceKey:
-    """Identifies a resource across commits: the API group, not its version, is part of it."""
-
-    group: str
-    kind: str
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        where = f"{self.namespace}/" if self.namespace else ""
-        return f"{self.kind} {where}{self.name}"
-
-
-def key_of(manifest: ManifestLike) -> ResourceKey:
-    group = manifest.api_version.rsplit("/", 1)[0] if "/" in manifest.api_version else ""
-    namespace = "" if manifest.namespace == _DEFAULT_NAMESPACE else manifest.namespace
-    return ResourceKey(group, manifest.kind, namespace, manifest.name)
-
-
-@dataclass(frozen=True)
-class FieldChange:
-    """One leaf that differs; `old`/`new` is `MISSING` when the field is absent on that side."""
-
-    path: tuple[PathStep, ...]
-    old: Any
-    new: Any
-
-    @property
-    def path_str(self) -> str:
-        return format_path(self.path)
-
-    def render(self) -> str:
-        if self.old is MISSING:
-            return f"+ {self.path_str}: {_short(self.new)}"
-        if self.new is MISSING:
-            return f"- {self.path_str}: {_short(self.old)}"
-        return f"~ {self.path_str}: {_short(self.old)} → {_short(self.new)}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path_str,
-            "old": None if self.old is MISSING else redact_all(self.old),
-            "new": None if self.new is MISSING else redact_all(self.new),
-        }
-
-
-@dataclass(frozen=True)
-class ResourceChange:
-    key: ResourceKey
-    api_version: str
-    fields: tuple[FieldChange, ...]
-
-
-@dataclass(frozen=True)
-class ManifestDiff:
-    """Resources added, removed and changed between an old and a new set of manifests."""
-
-    added: tuple[tuple[ResourceKey, str], ...] = ()
-    removed: tuple[tuple[ResourceKey, str], ...] = ()
-    changed: tuple[ResourceChange, ...] = ()
-
-    @property
-    def no_change(self) -> bool:
-        return not (self.added or self.removed or self.changed)
-
-    @property
-    def summary(self) -> str:
-        """One line a person reads first: `image helloworld: v1 → v2, +1 resource`."""
-        return _summarise(self)
-
-    def render(self) -> str:
-        """Every added, removed and changed resource, in PipeCD's plan-preview layout."""
-        if self.no_change:
-            return "No changes were detected\n"
-        lines: list[str] = []
-        index = 0
-        for key, _ in self.removed:
-            index += 1
-            lines += [f"- {index}. {key} (removed)", ""]
-        for key, _ in self.added:
-            index += 1
-            lines += [f"+ {index}. {key} (added)", ""]
-        for change in self.changed:
-            index += 1
-            lines.append(f"# {index}. {change.key}")
-            lines += [f"  {f.render()}" for f in change.fields]
-            lines.append("")
-        return "\n".join(lines)
-
-    def counts(self) -> str:
-        return f"{len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed"
-
-    def to_dict(self) -> dict[str, Any]:
-        def resource(key: ResourceKey, api_version: str) -> dict[str, str]:
-            return {
-                "api_version": api_version,
-                "kind": key.kind,
-                "namespace": key.namespace,
-                "name": key.name,
-            }
-
-        return {
-            "summary": self.summary,
-            "added": [resource(k, v) for k, v in self.added],
-            "removed": [resource(k, v) for k, v in self.removed],
-            "changed": [
-                {**resource(c.key, c.api_version), "fields": [f.to_dict() for f in c.fields]}
-                for c in self.changed
-            ],
-        }
 
 
 def diff_manifests(
@@ -275,29 +108,6 @@ def diff_objects(
     if secret:
         out = [_masked(change) for change in out]
     return sorted(out, key=lambda c: _sort_key(c.path))
-
-
-def format_path(path: Sequence[PathStep]) -> str:
-    """`spec.template.spec.containers.0.image`; keys with dots are quoted: `labels["a.b/c"]`."""
-    text = ""
-    for step in path:
-        if isinstance(step, int):
-            text += f".{step}" if text else str(step)
-        elif "." in step or not step:
-            text += f"[{json.dumps(step)}]"
-        else:
-            text += f".{step}" if text else step
-    return text
-
-
-def image_name_and_version(image: str) -> tuple[str, str]:
-    """(`helloworld`, `v1`) for `ghcr.io/pipe-cd/helloworld:v1`; a registry port is no tag."""
-    name, _, digest = image.partition("@")
-    last = name.rpartition("/")[2]
-    base, _, tag = last.partition(":")
-    if digest:
-        return base, tag or digest.split(":", 1)[-1][:12]
-    return base, tag or "latest"
 
 
 # The comparison ----------------------------------------------------------------
@@ -436,7 +246,7 @@ def _normalised(manifest: ManifestLike) -> Mapping[str, Any]:
     """
     body = manifest.body
     metadata = body.get("metadata")
-    if isinstance(metadata, Mapping) and metadata.get("namespace") == _DEFAULT_NAMESPACE:
+    if isinstance(metadata, Mapping) and metadata.get("namespace") == DEFAULT_NAMESPACE:
         metadata = {k: v for k, v in metadata.items() if k != "namespace"}
         body = {**body, "metadata": metadata}
     if manifest.kind != "Secret" or not isinstance(body.get("stringData"), Mapping):
@@ -466,80 +276,3 @@ def _by_key(manifests: Iterable[ManifestLike]) -> dict[ResourceKey, ManifestLike
 
 def _sort_key(path: tuple[PathStep, ...]) -> tuple[tuple[int, int, str], ...]:
     return tuple((0, s, "") if isinstance(s, int) else (1, 0, s) for s in path)
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, str) and value and "\n" not in value and value.strip() == value:
-        text = value
-    else:
-        text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
-    # Redacted before it is cut (a registered secret in a ConfigMap, a token in a URL):
-    # the rendering is what plan events, drift events and previews carry.
-    text = redact(text)
-    if len(text) > _MAX_RENDERED_VALUE:
-        return text[: _MAX_RENDERED_VALUE - 1] + "…"
-    return text
-
-
-# The one-line summary ------------------------------------------------------------
-
-
-def _summarise(diff: ManifestDiff) -> str:
-    if diff.no_change:
-        return "no changes"
-    parts: list[str] = []
-    for change in diff.changed:
-        for part in _describe_change(change):
-            if part not in parts:
-                parts.append(part)
-    if diff.added:
-        parts.append(_count(len(diff.added), "+"))
-    if diff.removed:
-        parts.append(_count(len(diff.removed), "-"))
-    if len(parts) > _MAX_SUMMARY_PARTS:
-        hidden = len(parts) - (_MAX_SUMMARY_PARTS - 1)
-        parts = [*parts[: _MAX_SUMMARY_PARTS - 1], f"and {hidden} more"]
-    return ", ".join(parts)
-
-
-def _describe_change(change: ResourceChange) -> list[str]:
-    key = change.key
-    if key.kind in _CONFIG_KINDS:
-        return [f"{key.kind.lower()} {key.name} changed"]
-    if key.kind not in WORKLOAD_KINDS:
-        return [f"{key.kind.lower()} {key.name} changed"]
-    parts: list[str] = []
-    explained = 0
-    for f in change.fields:
-        if _is_image_path(f.path) and isinstance(f.old, str) and isinstance(f.new, str):
-            parts.append(_describe_image(f.old, f.new))
-            explained += 1
-        elif f.path == ("spec", "replicas"):
-            old = "unset" if f.old is MISSING or f.old is None else f.old
-            new = "unset" if f.new is MISSING or f.new is None else f.new
-            parts.append(f"replicas {key.name}: {old} → {new}")
-            explained += 1
-    if explained < len(change.fields):
-        parts.append(f"{key.kind.lower()} {key.name} changed")
-    return parts
-
-
-def _is_image_path(path: tuple[PathStep, ...]) -> bool:
-    return (
-        len(path) >= 3
-        and path[-1] == "image"
-        and isinstance(path[-2], int)
-        and path[-3] in ("containers", "initContainers")
-    )
-
-
-def _describe_image(old: str, new: str) -> str:
-    old_name, old_version = image_name_and_version(old)
-    new_name, new_version = image_name_and_version(new)
-    if old_name == new_name:
-        return f"image {new_name}: {old_version} → {new_version}"
-    return f"image {old_name}:{old_version} → {new_name}:{new_version}"
-
-
-def _count(n: int, sign: str) -> str:
-    return f"{sign}{n} resource" + ("" if n == 1 else "s")

@@ -1,0 +1,231 @@
+"""A repository's registered applications and what their config files say at a commit.
+
+The applications come from the `applications` read model (the projector's);
+their config files are read from git and parsed once per content. From them
+the watcher learns each application's trigger settings (which commits touch
+it) and records the labels a config declares (`ApplicationConfigObserved` on
+`appconfig-<id>`, by the `CONFIG_LABELS` decider, when they change).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+import asyncpg
+
+from services.gitwatcher.decider import (
+    CONFIG_LABELS,
+    AppConfigFacts,
+    RegisteredApp,
+    RepositoryState,
+    TriggerConfig,
+    undiscovered_configs,
+)
+from services.gitwatcher.triggering import MAX_CONFLICT_RETRIES, event_metadata
+from shared.db import CONNECTION_ERRORS
+from shared.errors import ConcurrencyConflict, ConfigError, Unavailable
+from shared.eventlog import EventStore
+from shared.eventlog.execute import execute
+from shared.events.catalog import ApplicationConfigDiscovered, ApplicationConfigObserved
+from shared.git import GitRepository
+from shared.labels import LABEL_RULE, config_stream, usable_labels
+from shared.logs import get_logger
+
+__all__ = ["AppConfigReader", "AppConfigs"]
+
+log = get_logger("slipway.gitwatcher")
+
+_APPS_OF_REPOSITORY = """
+SELECT application_id, name, path, config_filename, disabled
+FROM applications WHERE repository_id = $1
+"""
+
+AppConfigReader = Callable[[str, bytes], AppConfigFacts]
+"""Parse an application config file (path in the repository, content); raises ConfigError."""
+
+
+class AppConfigs:
+    """One repository's registered applications and their config files."""
+
+    def __init__(
+        self,
+        repository_id: str,
+        *,
+        store: EventStore,
+        git: GitRepository,
+        read_config: AppConfigReader,
+    ) -> None:
+        self.repository_id = repository_id
+        self.store = store
+        self.git = git
+        self.read_config = read_config
+        self._labels_read: dict[tuple[str, str], str] = {}
+        """(application, config path) → the head whose config labels were last read."""
+
+    async def registered(self) -> list[RegisteredApp]:
+        try:
+            rows = await self.store.pool.fetch(_APPS_OF_REPOSITORY, self.repository_id)
+        except asyncpg.UndefinedTableError as exc:
+            # Without the view we cannot tell which apps a commit touches; going on
+            # would record commits whose triggers are lost. Wait for the projector.
+            raise Unavailable(
+                "the applications view does not exist yet (projector not run)"
+            ) from exc
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"read applications: {exc}") from exc
+        return [
+            RegisteredApp(
+                application_id=row["application_id"],
+                name=row["name"],
+                path=row["path"],
+                config_filename=row["config_filename"],
+                disabled=row["disabled"],
+            )
+            for row in rows
+        ]
+
+    async def with_configs(self, commit: str, apps: Sequence[RegisteredApp]) -> list[RegisteredApp]:
+        """`apps` with the trigger settings of their config files at `commit`."""
+        enabled = [app for app in apps if not app.disabled]
+        contents = await self.git.read_files(commit, [app.config_path for app in enabled])
+        judged = []
+        for app in enabled:
+            content = contents[app.config_path]
+            trigger: TriggerConfig | None = None
+            if content is not None:
+                facts = self.parse(app.config_path, content)
+                # A broken config still triggers by directory, so the planner
+                # reports the problem on the deployment instead of silence here.
+                trigger = facts.trigger if facts is not None else TriggerConfig()
+            judged.append(
+                RegisteredApp(
+                    application_id=app.application_id,
+                    name=app.name,
+                    path=app.path,
+                    config_filename=app.config_filename,
+                    trigger=trigger,
+                )
+            )
+        return judged
+
+    def parse(self, path: str, content: bytes) -> AppConfigFacts | None:
+        result = _parse_cached(self.read_config, path, content)
+        if isinstance(result, str):
+            log.warning("application_config_invalid", path=path, error=result)
+            return None
+        return result
+
+    async def observe_labels(self, head: str) -> None:
+        """Record the `spec.labels` of each registered application's config at `head` that
+        changed (or were never recorded): read once per application and head.
+
+        A config that is absent or does not parse leaves the recorded labels as they are
+        (the planner reports a broken config on the deployment); labels that break the
+        label rule (`shared.labels`) are left out and logged.
+        """
+        apps = await self.registered()
+        due = [app for app in apps if self._labels_read.get(_label_key(app)) != head]
+        if not due:
+            return
+        contents = await self.git.read_files(head, sorted({app.config_path for app in due}))
+        observed = []
+        for app in due:
+            content = contents[app.config_path]
+            facts = self.parse(app.config_path, content) if content is not None else None
+            if facts is None:
+                continue
+            # A label from a repository is as untrusted as one from the API: the same rule.
+            labels, refused = usable_labels(facts.labels)
+            if refused:
+                log.warning(
+                    "application_config_labels_refused",
+                    path=app.config_path,
+                    keys=", ".join(refused[:10]),
+                    rule=LABEL_RULE,
+                )
+            observed.append(
+                ApplicationConfigObserved(
+                    repository_id=self.repository_id,
+                    application_id=app.application_id,
+                    commit_hash=head,
+                    labels=labels,
+                )
+            )
+        for event in observed:
+            if await self._record_config(event):
+                log.info(
+                    "application_config_labels_observed",
+                    application_id=event.application_id,
+                    labels=dict(event.labels),
+                    commit_hash=head,
+                )
+        for app in due:
+            self._labels_read[_label_key(app)] = head
+
+    async def _record_config(self, observed: ApplicationConfigObserved) -> bool:
+        """Append `observed` to `appconfig-<id>` if it says something new; True if appended."""
+        stream = config_stream(observed.application_id)
+        try:
+            # Another replica may record first: `execute` decides again on what it wrote.
+            done = await execute(
+                self.store,
+                stream,
+                CONFIG_LABELS,
+                observed,
+                event_metadata(),
+                max_attempts=MAX_CONFLICT_RETRIES,
+            )
+        except ConcurrencyConflict as exc:
+            raise Unavailable(
+                f"{stream}: still conflicting after {MAX_CONFLICT_RETRIES} tries"
+            ) from exc
+        return bool(done.events)
+
+    async def undiscovered(
+        self, head: str, state: RepositoryState
+    ) -> list[ApplicationConfigDiscovered]:
+        """Config files at `head` that no registered application points at and that `state`
+        (the repository stream) has not announced, parsed: the candidates to announce."""
+        apps = await self.registered()
+        found = undiscovered_configs(
+            await self.git.list_tree(head),
+            [(app.path, app.config_filename) for app in apps],
+            state,
+        )
+        if not found:
+            return []
+        paths = [posixpath.join(directory, filename) for directory, filename in found]
+        contents = await self.git.read_files(head, paths)
+        candidates = []
+        for (directory, filename), path in zip(found, paths, strict=True):
+            content = contents[path]
+            facts = self.parse(path, content) if content is not None else None
+            if facts is None:
+                continue
+            candidates.append(
+                ApplicationConfigDiscovered(
+                    repository_id=self.repository_id,
+                    path=directory,
+                    config_filename=filename,
+                    name=facts.name or posixpath.basename(directory) or self.repository_id,
+                    kind=facts.kind,
+                    labels=facts.labels,
+                    commit_hash=head,
+                )
+            )
+        return candidates
+
+
+def _label_key(app: RegisteredApp) -> tuple[str, str]:
+    return (app.application_id, app.config_path)
+
+
+@lru_cache(maxsize=2048)
+def _parse_cached(read: AppConfigReader, path: str, content: bytes) -> AppConfigFacts | str:
+    """Parsed facts, or the error text: a config is parsed once per content, not per poll."""
+    try:
+        return read(path, content)
+    except ConfigError as exc:
+        return str(exc)

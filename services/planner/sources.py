@@ -1,0 +1,136 @@
+"""What a trigger deploys: the application, its repository, and the config and manifests at
+the trigger's commit and at the running one, made into a `shared.planning.Plan`.
+
+All of it is I/O (the log, git, rendering); the rules that choose a strategy
+and its stages are `shared.planning`'s. A problem a person must fix is a
+`PlanError` (or `ConfigError`, `Rejected`) naming what and where; git being
+unreachable is `Unavailable`, which the planner waits out for a while.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import asyncpg
+
+from services.planner.decider import trigger_info
+from shared.applications import Application, application_of
+from shared.deploysource import (
+    DeploySource,
+    ensure_commit,
+    load_deploy_source,
+    register_secrets,
+)
+from shared.errors import ConfigError
+from shared.eventlog import EventStore
+from shared.events.catalog import DeploymentTriggered
+from shared.git import GitCache, GitError, GitRepository
+from shared.planning import Plan, PlanError, make_plan
+from shared.redaction import redact
+from shared.streams import stream_id
+
+__all__ = ["PlanSources", "RepositoryRef"]
+
+
+@dataclass(frozen=True)
+class RepositoryRef:
+    """Where a repository of the control config lives."""
+
+    remote: str
+    branch: str = ""
+
+
+class PlanSources:
+    """Reads what planning a trigger needs, and makes its plan."""
+
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        git: GitCache,
+        repositories: Mapping[str, RepositoryRef],
+        control_config_path: str = "",
+    ) -> None:
+        self.store = store
+        self.git = git
+        self.repositories = dict(repositories)
+        self.control_config_path = control_config_path
+
+    async def plan(
+        self, conn: asyncpg.Connection, trigger: DeploymentTriggered, running: str
+    ) -> tuple[Plan, Application, str]:
+        """(the plan, the application, its repository id) for `trigger`, `running` being
+        the application's running commit ("" for its first deployment)."""
+        app_stream = stream_id("application", trigger.application_id)
+        app = application_of(e.event for e in await self.store.read_stream(app_stream, conn=conn))
+        if app is None:
+            raise PlanError(
+                f"application {trigger.application_id} is not registered; register it with "
+                "`slipway app add` and sync again"
+            )
+        if app.disabled:
+            raise PlanError(f"application {app.name} is disabled; enable it and sync again")
+        repository_id = trigger.repository_id or app.repository_id
+        ref = self.repositories.get(repository_id)
+        if ref is None:
+            where = f" ({self.control_config_path})" if self.control_config_path else ""
+            known = ", ".join(sorted(self.repositories)) or "none"
+            raise PlanError(
+                f"repository {repository_id!r} of application {app.name} is not in the control "
+                f"config{where}; add it under spec.repositories (known: {known})"
+            )
+        repo = self.git.repository(ref.remote)
+        target = await self._source(
+            repo, trigger.commit_hash, app, what="the trigger's commit", references=True
+        )
+        running_manifests = None
+        running_error = ""
+        if running:
+            try:
+                source = await self._source(repo, running, app, what="the running commit")
+                running_manifests = list(source.manifests)
+            except (ConfigError, PlanError) as exc:
+                running_error = str(exc)
+        plan = make_plan(
+            target.spec,
+            trigger_info(trigger),
+            list(target.manifests),
+            running_manifests,
+            running_commit=running,
+            running_error=running_error,
+        )
+        return plan, app, repository_id
+
+    async def _source(
+        self,
+        repo: GitRepository,
+        commit: str,
+        app: Application,
+        *,
+        what: str,
+        references: bool = False,
+    ) -> DeploySource:
+        try:
+            full = await ensure_commit(repo, commit)
+            source = await load_deploy_source(
+                repo, full, app.path, app.config_filename, references=references
+            )
+            register_secrets(source)  # a commit of the watched branch: its Secrets are real
+            return source
+        except GitError as exc:
+            if exc.kind == "not_found":
+                raise PlanError(
+                    f"{what} {commit[:12]} is not in repository {_remote(repo)}: "
+                    "was it force-pushed away? Sync a commit that exists"
+                ) from exc
+            if exc.kind == "auth":
+                raise PlanError(
+                    f"git refused access to {_remote(repo)} ({exc.reason}); fix the "
+                    "repository's credentials and sync again"
+                ) from exc
+            raise
+
+
+def _remote(repo: GitRepository) -> str:
+    return redact(repo.remote)
