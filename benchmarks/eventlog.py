@@ -482,7 +482,7 @@ async def measure_e2e(servers: Servers) -> Measured:
     sent: dict[uuid.UUID, float] = {}
     latencies: list[float] = []
 
-    async def handler(recorded: RecordedEvent, conn: asyncpg.Connection) -> None:
+    async def handler(recorded: RecordedEvent, _conn: asyncpg.Connection) -> None:
         now = perf_counter()
         if (begin := sent.pop(recorded.event_id, None)) is not None:
             latencies.append(now - begin)

@@ -40,18 +40,18 @@ POLL_INTERVAL_S = 0.02
 # alone it infers `Never` for `Callable[[], Awaitable[bool]]`).
 @overload
 async def wait_until(
-    condition: Callable[[], Awaitable[T]],
+    condition: Callable[[], Awaitable[T | None]],
     within_s: float = ...,
     what: str | Callable[[], str] = ...,
 ) -> T: ...
 @overload
 async def wait_until(
-    condition: Callable[[], T],
+    condition: Callable[[], T | None],
     within_s: float = ...,
     what: str | Callable[[], str] = ...,
 ) -> T: ...
 async def wait_until(
-    condition: Callable[[], T | Awaitable[T]],
+    condition: Callable[[], T | Awaitable[T | None] | None],
     within_s: float = 15.0,
     what: str | Callable[[], str] = "condition",
 ) -> T:
@@ -97,7 +97,7 @@ class InMemoryStore:
         *,
         from_version: int = 0,
         limit: int | None = None,
-        conn: Any = None,
+        conn: Any = None,  # noqa: ARG002 - EventStore's interface: callers pass conn=
     ) -> list[RecordedEvent]:
         events = [e for e in self._streams.get(stream_id, []) if e.stream_version >= from_version]
         return events if limit is None else events[:limit]
@@ -112,7 +112,7 @@ class InMemoryStore:
         events: Sequence[NewEvent],
         *,
         expected_version: int | None,
-        conn: Any = None,
+        conn: Any = None,  # noqa: ARG002 - EventStore's interface: callers pass conn=
     ) -> InMemoryAppendResult:
         check_stream_id(stream_id)
         if not events:

@@ -6,6 +6,7 @@ import asyncio
 
 import asyncpg
 import nats
+import pytest
 from nats.aio.client import Client as NatsClient
 
 from services.relay.relay import Relay
@@ -29,8 +30,9 @@ async def _append_one(store: EventStore, app: str = "x") -> None:
     )
 
 
+@pytest.mark.usefixtures("counts_table")
 async def test_an_outage_longer_than_max_deliver_is_waited_out_and_handled_once(
-    nc: NatsClient, store: EventStore, subjects: Subjects, relay: Relay, counts_table: None
+    nc: NatsClient, store: EventStore, subjects: Subjects, relay: Relay
 ) -> None:
     """Unavailable for 3× max_deliver deliveries: no dead letter, handled once when it is back."""
     outage_left = 9
@@ -61,12 +63,12 @@ async def test_an_outage_longer_than_max_deliver_is_waited_out_and_handled_once(
     assert await store.pool.fetchval("SELECT sum(n) FROM handled_counts") == 1
 
 
+@pytest.mark.usefixtures("counts_table")
 async def test_a_database_refusing_connections_longer_than_max_deliver_is_waited_out(
     nc: NatsClient,
     store: EventStore,
     subjects: Subjects,
     relay: Relay,
-    counts_table: None,
     app_database_url: str,
 ) -> None:
     """A handler's database behind a proxy that refuses: 5 deliveries, no dead letter, then once."""
@@ -113,7 +115,7 @@ async def test_real_failures_after_an_outage_are_counted_from_the_first_real_one
     outage_left = 5
     real_failures = 0
 
-    async def handler(event: RecordedEvent, conn: asyncpg.Connection) -> None:
+    async def handler(_event: RecordedEvent, _conn: asyncpg.Connection) -> None:
         nonlocal outage_left, real_failures
         if outage_left:
             outage_left -= 1
@@ -145,7 +147,7 @@ async def test_a_handler_slower_than_the_ack_wait_is_not_redelivered(
     """Two replicas, ack wait 1 s, a 2.5 s handler: it runs once (in_progress heartbeats)."""
     calls = 0
 
-    async def slow(event: RecordedEvent, conn: asyncpg.Connection) -> None:
+    async def slow(_event: RecordedEvent, _conn: asyncpg.Connection) -> None:
         nonlocal calls
         calls += 1
         await asyncio.sleep(2.5)  # the handler's own work, longer than the ack wait
@@ -170,13 +172,13 @@ async def test_a_handler_slower_than_the_ack_wait_is_not_redelivered(
     assert first.stats.skipped_duplicates + second.stats.skipped_duplicates == 0
 
 
+@pytest.mark.usefixtures("counts_table")
 async def test_a_failing_ack_is_logged_not_raised(
     nats_url: str,
     nc: NatsClient,
     store: EventStore,
     subjects: Subjects,
     relay: Relay,
-    counts_table: None,
 ) -> None:
     """The connection a message came on is gone before its ack: handled, committed, no crash."""
     consumer = counting_consumer(nc.jetstream(), store, subjects, name="lost-ack")

@@ -11,7 +11,6 @@ import asyncio
 import fnmatch
 import sys
 import tomllib
-from pathlib import Path
 
 from shared.health import HealthServer
 from slipway_sandbox._process import free_port
@@ -110,7 +109,7 @@ async def _healthcheck(env: dict[str, str], *args: str) -> tuple[int, str]:
     return process.returncode, stderr.decode()
 
 
-async def test_health_check_script_follows_readiness(tmp_path: Path) -> None:
+async def test_health_check_script_follows_readiness() -> None:
     """The script exits 1 while /readyz answers 503 or nothing listens, 0 once it answers 200."""
     port = free_port()
     env = {"SLIPWAY_HEALTH_PORT": str(port)}

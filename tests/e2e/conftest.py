@@ -22,7 +22,7 @@ async def health_endpoint() -> AsyncIterator[str]:
     """A local HTTP server answering 200 on /healthz (the HTTP check's target)."""
     app = web.Application()
 
-    async def healthz(request: web.Request) -> web.Response:
+    async def healthz(_request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
     app.router.add_get("/healthz", healthz)

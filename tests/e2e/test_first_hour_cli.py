@@ -375,7 +375,8 @@ async def test_a_pending_deployment_says_what_it_waits_for(cli: Cli, store: Even
     await wait_until(queued_listed, within_s=30, what="queued_behind in the listing")
 
 
-async def test_usage_errors_exit_2_and_unknown_things_exit_1(cli: Cli, store: EventStore) -> None:
+@pytest.mark.usefixtures("store")
+async def test_usage_errors_exit_2_and_unknown_things_exit_1(cli: Cli) -> None:
     """--limit 0 and --status RUNING are usage errors (2); an unknown stream exits 1 saying so;
     apikey list has a header."""
     limit = await cli("deployment", "list", "--limit", "0")

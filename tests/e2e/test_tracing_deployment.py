@@ -142,7 +142,7 @@ async def test_the_planner_and_the_executor_continue_the_trigger_trace(
         repositories={"config": RepositoryRef(remote=harness.work.url, branch="main")},
     )
 
-    async def nothing(event: RecordedEvent) -> None:
+    async def nothing(_event: RecordedEvent) -> None:
         return None
 
     consumer = harness.consumer(

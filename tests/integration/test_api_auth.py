@@ -58,7 +58,8 @@ async def test_every_route_but_the_document_answers_401_without_a_key(api: str) 
     assert status == 401  # even an unknown path says nothing without a key
 
 
-async def test_bad_keys_are_401(api: str, store: EventStore) -> None:
+@pytest.mark.usefixtures("store")
+async def test_bad_keys_are_401(api: str) -> None:
     """A malformed key, an unknown well-formed one and a wrong scheme all answer 401."""
     good = api_key_for(api)
     forged = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")

@@ -122,7 +122,8 @@ async def test_cli_over_the_api_prints_what_it_prints_locally(api: str, work: Wo
     assert data["results"][0]["details"].startswith("# 1. Deployment ")
 
 
-async def test_cli_over_the_api_exit_codes(api: str, work: WorkRepo) -> None:
+@pytest.mark.usefixtures("work")
+async def test_cli_over_the_api_exit_codes(api: str) -> None:
     """Missing branch or unknown repository 2, no API 3, a key without rights 1; each says why."""
     done = await cli(api, "--repository-id", "config", "--head-branch", "missing")
     assert done.returncode == 2

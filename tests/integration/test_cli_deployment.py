@@ -160,7 +160,7 @@ async def test_deployment_get_list_commands_and_follow(
     ]
 
 
-async def test_events_show_and_apikeys(cli: Cli, store: EventStore, pool: asyncpg.Pool) -> None:
+async def test_events_show_and_apikeys(cli: Cli, store: EventStore) -> None:
     """events show lists a stream and its state as of a position; apikey create/list/revoke work."""
     d = new_id()
     await started(store, d)
@@ -193,8 +193,9 @@ async def test_events_show_and_apikeys(cli: Cli, store: EventStore, pool: asyncp
     assert anonymous.code == 1 and "HTTP 401" in anonymous.err
 
 
+@pytest.mark.usefixtures("store")
 async def test_apikey_create_direct_bootstraps_an_admin_key(
-    cli: Cli, store: EventStore, app_database_url: str, schema: str
+    cli: Cli, app_database_url: str, schema: str
 ) -> None:
     """`apikey create --direct` writes an admin key into the database; the API accepts it."""
     env = cli.env | {"SLIPWAY_DATABASE_URL": app_database_url, "SLIPWAY_DATABASE_SCHEMA": schema}

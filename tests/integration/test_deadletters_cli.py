@@ -8,6 +8,7 @@ import os
 import sys
 
 import asyncpg
+import pytest
 from nats.aio.client import Client as NatsClient
 
 from services.relay.relay import Relay
@@ -46,12 +47,12 @@ async def slipway(url: str, schema: str, *args: str) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.usefixtures("counts_table")
 async def test_a_redriven_dead_letter_is_handled_once_by_its_consumer(
     nc: NatsClient,
     store: EventStore,
     subjects: Subjects,
     relay: Relay,
-    counts_table: None,
     app_database_url: str,
     schema: str,
 ) -> None:
@@ -117,12 +118,12 @@ async def test_a_redriven_dead_letter_is_handled_once_by_its_consumer(
     assert [line.split("\t")[1:3] for line in out.splitlines()] == [["dead", "bystander"]]
 
 
+@pytest.mark.usefixtures("counts_table")
 async def test_redriving_an_event_the_inbox_already_has_does_not_handle_it_again(
     nc: NatsClient,
     store: EventStore,
     subjects: Subjects,
     relay: Relay,
-    counts_table: None,
     app_database_url: str,
     schema: str,
 ) -> None:

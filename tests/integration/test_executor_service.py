@@ -378,8 +378,9 @@ async def test_script_run_logs_its_output_in_the_app_directory(
     assert not marker.exists()
 
 
+@pytest.mark.usefixtures("subjects")
 async def test_failed_script_rolls_back_and_runs_on_rollback(
-    harness: Harness, subjects: Subjects, script_scratch: Path
+    harness: Harness, script_scratch: Path
 ) -> None:
     """A non-zero exit fails the stage with the code and last lines; onRollback runs."""
     marker = script_scratch / "rolled-back"
@@ -577,7 +578,7 @@ async def requests_on_nats(nc: NatsClient, subjects: Subjects) -> AsyncIterator[
     """Set once an `AnalysisRequested` is published on NATS, where the analysis service hears it."""
     published = asyncio.Event()
 
-    async def on_request(message: Msg) -> None:
+    async def on_request(_message: Msg) -> None:
         published.set()
 
     subscription = await nc.subscribe(subjects.events_of_type("analysis_requested"), cb=on_request)

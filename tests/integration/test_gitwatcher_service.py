@@ -43,8 +43,9 @@ async def three_apps(store: EventStore, projector_store: EventStore) -> None:
     await register(store, projector_store, *(registration(s) for s in SEED_SERVICES))
 
 
+@pytest.mark.usefixtures("three_apps")
 async def test_first_observation_records_the_head_and_triggers_nothing(
-    store: EventStore, work: WorkRepo, tmp_path: Path, three_apps: None
+    store: EventStore, work: WorkRepo, tmp_path: Path
 ) -> None:
     """A repository seen for the first time has its head recorded; history deploys nothing."""
     gitwatcher = make_gitwatcher(store, tmp_path / "cache", watched(work))
@@ -58,8 +59,9 @@ async def test_first_observation_records_the_head_and_triggers_nothing(
     assert len(await events_of(store, CommitObserved)) == 1
 
 
+@pytest.mark.usefixtures("three_apps")
 async def test_commit_touching_two_of_three_apps_triggers_exactly_two(
-    store: EventStore, work: WorkRepo, tmp_path: Path, three_apps: None
+    store: EventStore, work: WorkRepo, tmp_path: Path
 ) -> None:
     """A commit changing two apps' folders gives two triggers with its author, message, hash."""
     gitwatcher = make_gitwatcher(store, tmp_path / "cache", watched(work))
@@ -96,8 +98,9 @@ async def test_commit_touching_two_of_three_apps_triggers_exactly_two(
     )
 
 
+@pytest.mark.usefixtures("three_apps")
 async def test_each_new_commit_is_judged_with_its_own_config(
-    store: EventStore, work: WorkRepo, tmp_path: Path, three_apps: None
+    store: EventStore, work: WorkRepo, tmp_path: Path
 ) -> None:
     """Several commits in one fetch are judged in order, each with its config at that commit."""
     gitwatcher = make_gitwatcher(store, tmp_path / "cache", watched(work))
@@ -141,8 +144,9 @@ async def test_each_new_commit_is_judged_with_its_own_config(
     assert triggers["account-dev", second].commit_message == "hotfix [quick]"
 
 
+@pytest.mark.usefixtures("three_apps")
 async def test_disabled_app_and_on_commit_disabled_are_not_triggered(
-    store: EventStore, projector_store: EventStore, work: WorkRepo, tmp_path: Path, three_apps: None
+    store: EventStore, projector_store: EventStore, work: WorkRepo, tmp_path: Path
 ) -> None:
     """onCommit.disabled in the config, or a disabled application, means no trigger."""
     await disable(store, projector_store, "billing-dev")
@@ -155,8 +159,9 @@ async def test_disabled_app_and_on_commit_disabled_are_not_triggered(
     assert [t.application_id for t in await events_of(store, DeploymentTriggered)] == ["auth-dev"]
 
 
+@pytest.mark.usefixtures("three_apps")
 async def test_unreachable_remote_is_recorded_backed_off_and_recovers(
-    store: EventStore, tmp_path: Path, three_apps: None
+    store: EventStore, tmp_path: Path
 ) -> None:
     """A missing remote: one RepositoryFetchFailed, retries back off, then recovery and commits."""
     path = tmp_path / "late"
@@ -220,8 +225,9 @@ async def test_unregistered_configs_are_discovered_once(
     assert discovered[2].config_filename == "app.pipecd.yaml"
 
 
+@pytest.mark.usefixtures("three_apps")
 async def test_history_rewind_judges_the_head_against_the_last_observed(
-    store: EventStore, work: WorkRepo, tmp_path: Path, three_apps: None
+    store: EventStore, work: WorkRepo, tmp_path: Path
 ) -> None:
     """A branch reset to an older commit is observed, and apps changed since are triggered."""
     from tests.support.git_helpers import git
@@ -240,8 +246,9 @@ async def test_history_rewind_judges_the_head_against_the_last_observed(
     assert [(t.application_id, t.commit_hash) for t in triggers][-1] == ("auth-dev", base)
 
 
+@pytest.mark.usefixtures("three_apps")
 async def test_a_replica_dying_between_trigger_and_checkpoint_repeats_nothing(
-    store: EventStore, work: WorkRepo, tmp_path: Path, three_apps: None
+    store: EventStore, work: WorkRepo, tmp_path: Path
 ) -> None:
     """Triggers appended without their CommitObserved (a crash) are not appended twice later."""
     gitwatcher = make_gitwatcher(store, tmp_path / "cache", watched(work))

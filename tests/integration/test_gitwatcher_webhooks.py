@@ -211,8 +211,9 @@ async def test_gitlab_token_accepted_and_refused(
     assert (rejected.provider, rejected.reason) == ("gitlab", "token does not match")
 
 
+@pytest.mark.usefixtures("work")
 async def test_repository_by_query_other_branch_ping_and_unknown(
-    work: WorkRepo, server: WebhookServer, store: EventStore
+    server: WebhookServer, store: EventStore
 ) -> None:
     """`?repo=` selects the repository; other branches and pings are 200; unknown ids are 404."""
     body = github_push("https://unrelated.example/x.git", ref="refs/heads/feature")

@@ -189,8 +189,9 @@ async def test_scale_changes_the_number_of_pods(kubectl: Kubectl, manifest: Path
     await kubectl("rollout", "status", "deploy/web", "-n", "shop", "--timeout=30s")
 
 
+@pytest.mark.usefixtures("sim")
 async def test_delete_manifest_cascades_to_replicasets_and_pods(
-    kubectl: Kubectl, manifest: Path, sim: KubeSim
+    kubectl: Kubectl, manifest: Path
 ) -> None:
     """`kubectl delete -f` removes the Deployment, its ReplicaSets and Pods, and the namespace."""
     await kubectl("apply", "-f", str(manifest))
@@ -203,7 +204,8 @@ async def test_delete_manifest_cascades_to_replicasets_and_pods(
     assert "namespace/shop" not in namespaces.stdout.split()
 
 
-async def test_label_selectors_filter_pods(kubectl: Kubectl, manifest: Path) -> None:
+@pytest.mark.usefixtures("manifest")
+async def test_label_selectors_filter_pods(kubectl: Kubectl) -> None:
     """`get pods -l` honours equality, inequality and set-based selectors."""
     api = NEVER_READY.replace("stuck", "api").replace("default", "shop")
     await kubectl("apply", "-f", "-", stdin=MANIFEST + "---\n" + api)

@@ -212,7 +212,7 @@ async def test_the_scheduler_runs_at_most_max_concurrent_and_ends_a_burst(
     most = 0
     forgotten: list[str] = []
 
-    async def work(lease: Any, stop: asyncio.Event) -> None:
+    async def work(lease: Any, _stop: asyncio.Event) -> None:
         nonlocal most
         running.add(lease.key)
         most = max(most, len(running))

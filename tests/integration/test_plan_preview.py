@@ -142,7 +142,7 @@ def test_unknown_branch_or_commit_is_a_usage_error(
     assert message in done.stderr
 
 
-def test_unreachable_repository_exits_3(tmp_path: Path) -> None:
+def test_unreachable_repository_exits_3() -> None:
     """A repository that cannot be fetched exits 3."""
     done = plan_preview(
         "--repo", "http://127.0.0.1:9/nothing.git", "--base-branch", "main", "--head-branch", "x"

@@ -25,11 +25,13 @@ from tests.support.relay import counting_consumer, counting_handler
 
 
 async def handled_rows(store: EventStore, count: int) -> bool:
-    return await store.pool.fetchval("SELECT count(*) FROM handled_counts") == count
+    handled: int = await store.pool.fetchval("SELECT count(*) FROM handled_counts")
+    return handled == count
 
 
+@pytest.mark.usefixtures("counts_table")
 async def test_every_appended_event_is_handled_exactly_once(
-    nc: NatsClient, store: EventStore, subjects: Subjects, relay: Relay, counts_table: None
+    nc: NatsClient, store: EventStore, subjects: Subjects, relay: Relay
 ) -> None:
     """Events appended while relay and consumer run are each handled exactly once."""
     consumer = counting_consumer(nc.jetstream(), store, subjects)
@@ -46,8 +48,9 @@ async def test_every_appended_event_is_handled_exactly_once(
     assert consumer.stats.dead_lettered == 0
 
 
+@pytest.mark.usefixtures("counts_table")
 async def test_redelivery_after_commit_before_ack_is_skipped(
-    nc: NatsClient, store: EventStore, subjects: Subjects, relay: Relay, counts_table: None
+    nc: NatsClient, store: EventStore, subjects: Subjects, relay: Relay
 ) -> None:
     """A consumer dying after commit, before ack: the redelivery is recognised and skipped."""
     await store.append(
@@ -57,7 +60,7 @@ async def test_redelivery_after_commit_before_ack_is_skipped(
     class Crash(BaseException):
         pass
 
-    async def crash_before_ack(event: RecordedEvent) -> None:
+    async def crash_before_ack(_event: RecordedEvent) -> None:
         raise Crash
 
     dying = counting_consumer(nc.jetstream(), store, subjects, after_commit=crash_before_ack)
@@ -75,8 +78,9 @@ async def test_redelivery_after_commit_before_ack_is_skipped(
     assert survivor.stats.handled == 0
 
 
+@pytest.mark.usefixtures("counts_table")
 async def test_garbage_and_unknown_types_go_to_dead_letter_and_consuming_goes_on(
-    nc: NatsClient, store: EventStore, subjects: Subjects, relay: Relay, counts_table: None
+    nc: NatsClient, store: EventStore, subjects: Subjects, relay: Relay
 ) -> None:
     """Garbage bytes and an unknown event type are dead-lettered; later events are still handled."""
     js = nc.jetstream()
@@ -120,7 +124,7 @@ async def test_failing_handler_is_retried_then_dead_lettered(
     """A handler that keeps failing is retried with back-off, then dead-lettered."""
     attempts = 0
 
-    async def always_fails(event: RecordedEvent, conn: asyncpg.Connection) -> None:
+    async def always_fails(_event: RecordedEvent, _conn: asyncpg.Connection) -> None:
         nonlocal attempts
         attempts += 1
         raise RuntimeError("downstream is down")
@@ -146,8 +150,9 @@ async def test_failing_handler_is_retried_then_dead_lettered(
     assert error == "RuntimeError: downstream is down"
 
 
+@pytest.mark.usefixtures("counts_table")
 async def test_consumer_span_is_a_child_of_the_appending_span(
-    nc: NatsClient, store: EventStore, subjects: Subjects, relay: Relay, counts_table: None
+    nc: NatsClient, store: EventStore, subjects: Subjects, relay: Relay
 ) -> None:
     """The trace context stored at append time makes the consumer's span the appender's child."""
     exporter = InMemorySpanExporter()
@@ -181,7 +186,7 @@ async def test_concurrent_consumer_keeps_the_order_of_each_key(
     seen: dict[str, list[int]] = {}
     active = most = 0
 
-    async def handler(event: RecordedEvent, conn: asyncpg.Connection) -> None:
+    async def handler(event: RecordedEvent, _conn: asyncpg.Connection) -> None:
         nonlocal active, most
         active += 1
         most = max(most, active)

@@ -226,7 +226,7 @@ async def test_crash_stops_siblings_gracefully_and_fails(settings: ServiceSettin
         await stop.wait()
         sibling_saw_stop.set()
 
-    async def crashing(stop: asyncio.Event) -> None:
+    async def crashing(_stop: asyncio.Event) -> None:
         raise RuntimeError("poison message")
 
     async def setup(_: ServiceRuntime[ServiceSettings]) -> list[Component]:
@@ -248,7 +248,7 @@ async def test_burst_mode_ends_cleanly_when_components_return(settings: ServiceS
     """In burst mode, components returning when idle end the run with exit code 0."""
     seen: list[int] = []
 
-    async def one_batch(stop: asyncio.Event) -> None:
+    async def one_batch(_stop: asyncio.Event) -> None:
         seen.append(await runtime.pool.fetchval("SELECT count(*) FROM events"))
 
     async def setup(_: ServiceRuntime[ServiceSettings]) -> list[Component]:
@@ -265,7 +265,7 @@ async def test_components_all_returning_outside_burst_is_a_failure(
 ) -> None:
     """Outside burst mode, every component returning on its own fails the service."""
 
-    async def gives_up(stop: asyncio.Event) -> None:
+    async def gives_up(_stop: asyncio.Event) -> None:
         return None
 
     async def setup(_: ServiceRuntime[ServiceSettings]) -> list[Component]:
@@ -280,7 +280,7 @@ async def test_readiness_follows_the_lifecycle(settings: ServiceSettings) -> Non
     """Ready (postgres and nats passing) while running; not ready once a stop is requested."""
     seen: list[tuple[int, dict[str, Any]]] = []
 
-    async def probe(stop: asyncio.Event) -> None:
+    async def probe(_stop: asyncio.Event) -> None:
         assert runtime.health is not None
         async with aiohttp.ClientSession() as http:
             for _ in range(2):

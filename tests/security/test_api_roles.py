@@ -257,8 +257,9 @@ async def test_one_key_holds_a_bounded_number_of_log_follows(api: str, store: Ev
         await asyncio.gather(*follows, return_exceptions=True)
 
 
+@pytest.mark.usefixtures("api")
 async def test_a_server_error_names_a_request_id_not_the_driver(
-    api: str, store: EventStore, app_database_url: str, schema: str
+    store: EventStore, app_database_url: str, schema: str
 ) -> None:
     """With the database gone, the 5xx answer carries the request id and no driver text."""
     doomed = await create_pool(app_database_url, schema=schema, min_size=1, max_size=2)

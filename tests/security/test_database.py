@@ -332,7 +332,7 @@ async def test_a_services_settings_set_its_session_limits(
     settings = load_settings(ServiceSettings, env)
     seen: list[tuple[str, str]] = []
 
-    async def show(stop: asyncio.Event) -> None:
+    async def show(_stop: asyncio.Event) -> None:
         async with runtime.pool.acquire() as conn:
             seen.append(
                 (

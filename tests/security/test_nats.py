@@ -9,6 +9,7 @@ relay's publishing rights would, and check the consumers act only on what the lo
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import shutil
@@ -227,7 +228,9 @@ async def test_a_consumer_cannot_read_other_subjects_or_take_over_another_consum
         f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{NOTIFIER_CONSUMER}",
         f"$JS.API.STREAM.DELETE.{stream}",
     ):
-        await wait_until(lambda s=refused: executor.refused(s), what=f"executor refused {refused}")
+        await wait_until(
+            functools.partial(executor.refused, refused), what=f"executor refused {refused}"
+        )
     admin = await nats.connect(server.url)
     try:
         await admin.jetstream().stream_info(stream)  # still there
@@ -259,7 +262,7 @@ async def test_every_service_runs_its_part_with_its_own_user(
             await ensure_event_stream(js, SUBJECTS)
 
             async def count(
-                event: RecordedEvent, conn: asyncpg.Connection, d: str = durable
+                _event: RecordedEvent, _conn: asyncpg.Connection, d: str = durable
             ) -> None:
                 handled[d] = handled.get(d, 0) + 1
 
@@ -297,7 +300,8 @@ async def test_every_service_runs_its_part_with_its_own_user(
 
             async def acked(c: EventConsumer = consumer) -> bool:
                 info = await c.js.consumer_info(SUBJECTS.events_stream, c.name)
-                return info.num_ack_pending == 0
+                pending: int = info.num_ack_pending
+                return pending == 0
 
             await wait_until(acked, within_s=WAIT_S, what=f"{consumer.name} acked its message")
 
@@ -360,7 +364,7 @@ async def test_service_logs_in_from_its_settings_and_never_logs_the_password(
     )
     connected: list[bool] = []
 
-    async def check(stop: asyncio.Event) -> None:
+    async def check(_stop: asyncio.Event) -> None:
         connected.append(runtime.nc.is_connected)
 
     async def setup(_: ServiceRuntime[ServiceSettings]) -> list[Component]:
@@ -569,7 +573,7 @@ async def test_a_tampered_copy_of_a_logged_event_is_acted_on_as_logged(
     )
     seen: list[Event] = []
 
-    async def keep(event: RecordedEvent, conn: asyncpg.Connection) -> None:
+    async def keep(event: RecordedEvent, _conn: asyncpg.Connection) -> None:
         seen.append(event.event)
 
     consumer = EventConsumer(
@@ -634,7 +638,7 @@ async def test_tls_setting_connects_only_to_a_server_the_ca_vouches_for(
         )
 
         async def setup(_: ServiceRuntime[ServiceSettings]) -> list[Component]:
-            async def connected(stop: asyncio.Event) -> None:
+            async def connected(_stop: asyncio.Event) -> None:
                 assert runtime.nc.is_connected
 
             return [connected]

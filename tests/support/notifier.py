@@ -219,7 +219,7 @@ async def notifier_running(
             poll_s=0.1,
         )
 
-        async def wake(event: RecordedEvent, worker: DeliveryWorker = worker) -> None:
+        async def wake(_event: RecordedEvent, worker: DeliveryWorker = worker) -> None:
             worker.wake.set()
 
         consumer = EventConsumer(

@@ -34,7 +34,8 @@ class Scripted:
             raise outcome
         return outcome  # type: ignore[return-value]
 
-    async def wait(self, stop: asyncio.Event, seconds: float) -> None:
+    # The clock interface is wait(stop, seconds); this fake only records the seconds.
+    async def wait(self, stop: asyncio.Event, seconds: float) -> None:  # noqa: ARG002
         self.waits.append(seconds)
 
     async def close(self) -> None:
