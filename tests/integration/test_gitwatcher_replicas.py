@@ -146,7 +146,7 @@ async def test_a_replica_with_a_stale_fetch_does_not_move_the_head_back(
             work.commit({"account/dev/deployment.yaml": "v2"}, "two")
             await fast.poll_all()
 
-    slow_git.fetch = fetch_then_fall_behind  # type: ignore[method-assign]
+    slow_git.fetch = fetch_then_fall_behind  # type: ignore[method-assign,assignment]
     await slow.poll_all()
     observed = [o.commit_hash for o in await events_of(store, CommitObserved)]
     assert observed[1:] == [first, work.head()]

@@ -136,7 +136,7 @@ async def test_list_selectors_and_list_resource_version(
 async def _watch(
     http: aiohttp.ClientSession, query: str, count: int
 ) -> list[tuple[str, str, dict[str, Any]]]:
-    events = []
+    events: list[tuple[str, str, dict[str, Any]]] = []
     async with http.get(f"{CM}?watch=1&timeoutSeconds=5&{query}") as response:
         while len(events) < count:
             line = await asyncio.wait_for(response.content.readline(), 5)
@@ -190,7 +190,8 @@ async def test_watch_from_a_compacted_resource_version_is_expired(
     assert (status["code"], status["reason"]) == (410, "Expired")
 
 
-async def test_delete_propagation_policies(http: aiohttp.ClientSession, sim: KubeSim) -> None:
+@pytest.mark.usefixtures("sim")
+async def test_delete_propagation_policies(http: aiohttp.ClientSession) -> None:
     """Background deletes dependents, Orphan keeps them without the owner reference."""
     await _call(http, "POST", DEPLOYMENTS, _deployment("kept", replicas=2), expect=201)
     pods_path = "/api/v1/namespaces/default/pods"

@@ -3,6 +3,8 @@ subjects (`Harness`), and waiting for a deployment's event."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from services.planner.service import CONSUMER_NAME, Planner, RepositoryRef
 from shared.consumer import EventConsumer
 from shared.eventlog import NO_STREAM, EventStore, new_events
@@ -35,7 +37,7 @@ class Harness:
     """A relay, a planner and its consumer, for one test's schema and subjects."""
 
     def __init__(
-        self, backends: Backends, cache: GitCache, remote: str, **planner_options: float
+        self, backends: Backends, cache: GitCache, remote: str, **planner_options: Any
     ) -> None:
         store, subjects = backends.store, backends.subjects
         self.store = store

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from slipway_sandbox.seed_layout import ANALYSIS_TEMPLATE, DEV_CONFIG, MANIFESTS, PRD_CONFIG
 
+# The seed's configs are re-exported: tests build repositories from them.
+__all__ = ["DEV_CONFIG", "PRD_CONFIG", "image_bump", "seed_files", "service_files"]
+
 REGISTRY = "ghcr.io/bucketeer-io"
 
 
