@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import pytest
-from hypothesis import HealthCheck, settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from services.executor.decider import (
     Abort,
     Advance,
     Approve,
     Command,
-    Deployment,
     DeploymentStatus,
     RequestCancel,
     RequestSkip,
@@ -24,7 +20,6 @@ from services.executor.decider import (
     StageStatus,
     Start,
     decide,
-    fold,
     next_deadline,
     work_of,
 )
@@ -34,68 +29,15 @@ from shared.events.base import Event
 from shared.events.catalog import (
     DeploymentCancelRequested,
     DeploymentCompleted,
-    DeploymentPlanned,
     DeploymentRollingBack,
     DeploymentStarted,
-    DeploymentTriggered,
     PlannedStage,
     StageApproved,
     StageCompleted,
     StageSkipRequested,
     StageStarted,
 )
-
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-D = "d1"
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def stage(
-    stage_id: str, name: str, index: int, options: dict[str, object] | None = None, **kw: object
-) -> PlannedStage:
-    return PlannedStage(
-        id=stage_id,
-        name=name,
-        index=index,
-        options_json=json.dumps(options or {}),
-        requires=(f"s{index - 1}",) if index else (),
-        **kw,  # type: ignore[arg-type]
-    )
-
-
-ROLLBACK = PlannedStage(id="Rollback", name="ROLLBACK", index=9, predefined=True, visible=False)
-CANARY = (
-    stage("s0", "K8S_CANARY_ROLLOUT", 0, {"replicas": "10%"}),
-    stage("s1", "WAIT", 1, {"duration": "30s"}),
-    stage("s2", "K8S_PRIMARY_ROLLOUT", 2),
-    stage("s3", "K8S_CANARY_CLEAN", 3),
-    ROLLBACK,
-)
-
-
-def planned(stages: Sequence[PlannedStage] = CANARY, running: str = "r" * 40) -> list[Event]:
-    return [
-        DeploymentTriggered(
-            deployment_id=D, application_id="app", trigger="on_commit", commit_hash="c" * 40
-        ),
-        DeploymentPlanned(
-            deployment_id=D,
-            application_id="app",
-            commit_hash="c" * 40,
-            strategy="pipeline",
-            summary="image web: v1 → v2",
-            reason="because",
-            stages=tuple(stages),
-            running_commit_hash=running,
-        ),
-    ]
-
-
-def state_of(events: Sequence[Event]) -> Deployment:
-    return fold(enumerate(events))
+from tests.support.deployments import CANARY, ROLLBACK, T0, D, at, planned, stage, state_of
 
 
 def run(events: list[Event], command: Command, now: datetime) -> list[Event]:
@@ -384,171 +326,6 @@ def test_nothing_happens_to_a_pending_deployment() -> None:
 
 
 # Properties -------------------------------------------------------------------------------
-
-_NAMES = ("K8S_SYNC", "WAIT", "WAIT_APPROVAL", "K8S_CANARY_ROLLOUT", "ANALYSIS")
-
-
-@st.composite
-def plans(draw: st.DrawFn) -> list[PlannedStage]:
-    names = draw(st.lists(st.sampled_from(_NAMES), min_size=1, max_size=5))
-    out = []
-    for i, name in enumerate(names):
-        options: dict[str, object] = {}
-        if name == "WAIT":
-            options = {"duration": f"{draw(st.integers(0, 50))}s"}
-        if name == "WAIT_APPROVAL":
-            options = {"timeout": "90s", "minApproverNum": draw(st.integers(1, 2))}
-        timeout = draw(st.sampled_from([0.0, 0.0, 40.0]))
-        out.append(stage(f"s{i}", name, i, options, timeout_s=timeout))
-    if draw(st.booleans()):
-        out.append(ROLLBACK)
-    return out
-
-
-class DeploymentMachine(RuleBasedStateMachine):
-    """Random commands against the decider; the log it builds must obey the lifecycle."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.events: list[Event] = []
-        self.now = T0
-        self.started: set[str] = set()
-        self.failed_forward = False
-
-    @property
-    def state(self) -> Deployment:
-        return state_of(self.events)
-
-    def apply(self, command: Command) -> None:
-        before = self.state
-        try:
-            new = decide(before, command, self.now)
-        except Rejected:
-            return
-        for event in new:
-            self.check(event)
-            self.events.append(event)
-        self.check_forward(before, self.state)
-
-    def check(self, event: Event) -> None:
-        state = self.state
-        assert not state.completed, f"{event!r} decided after completion"
-        if isinstance(event, StageStarted):
-            stage = state.stage(event.stage_id)
-            assert stage is not None
-            # A completed stage is never run again; no stage starts twice.
-            assert event.stage_id not in self.started, f"{event.stage_id} started twice"
-            self.started.add(event.stage_id)
-            # A failed deployment never starts a (pipeline) stage; only rollback ones.
-            if self.failed_forward:
-                assert not stage.visible, f"{stage.id} started after the deployment failed"
-            assert state.running_stage is None, "two stages running at once"
-        if isinstance(event, StageCompleted) and event.status in ("FAILURE", "CANCELLED"):
-            stage = state.stage(event.stage_id)
-            if stage is not None and stage.visible:
-                self.failed_forward = True
-        if isinstance(event, DeploymentRollingBack):
-            self.failed_forward = True
-
-    @staticmethod
-    def check_forward(before: Deployment, after: Deployment) -> None:
-        order = list(DeploymentStatus)
-        assert order.index(after.status) >= order.index(before.status) or (
-            before.completed and after.status is before.status
-        )
-        for old, new in zip(before.stages, after.stages, strict=True):
-            if old.completed:
-                assert new == old, f"completed stage {old.id} changed"
-
-    @rule(stages=plans())
-    @precondition(lambda self: not self.events)
-    def plan(self, stages: list[PlannedStage]) -> None:
-        self.events += planned(stages)
-
-    @rule()
-    @precondition(lambda self: bool(self.events))
-    def start(self) -> None:
-        self.apply(Start(timeout_s=300))
-
-    @rule(seconds=st.integers(0, 60))
-    @precondition(lambda self: bool(self.events))
-    def time_passes(self, seconds: int) -> None:
-        self.now += timedelta(seconds=seconds)
-        self.apply(Advance())
-
-    @rule(status=st.sampled_from([StageStatus.SUCCESS, StageStatus.FAILURE, StageStatus.EXITED]))
-    @precondition(lambda self: bool(self.events))
-    def work_returns(self, status: StageStatus) -> None:
-        work = work_of(self.state)
-        if work is not None:
-            self.apply(StageFinished(work.id, status, "done"))
-
-    @rule(stage_index=st.integers(0, 5), status=st.sampled_from(list(StageStatus)))
-    @precondition(lambda self: bool(self.events))
-    def stale_report(self, stage_index: int, status: StageStatus) -> None:
-        if status in (StageStatus.NOT_STARTED_YET, StageStatus.RUNNING):
-            return
-        self.apply(StageFinished(f"s{stage_index}", status))
-
-    @rule(with_rollback=st.booleans())
-    @precondition(lambda self: bool(self.events))
-    def cancel(self, with_rollback: bool) -> None:
-        self.apply(RequestCancel(with_rollback=with_rollback, commander="bob"))
-
-    @rule(who=st.sampled_from(["ann", "bob"]))
-    @precondition(lambda self: bool(self.events))
-    def approve(self, who: str) -> None:
-        running = self.state.running_stage
-        if running is not None:
-            self.apply(Approve(running.id, who))
-
-    @rule(stage_index=st.integers(0, 5))
-    @precondition(lambda self: bool(self.events))
-    def skip(self, stage_index: int) -> None:
-        self.apply(RequestSkip(f"s{stage_index}", "ann"))
-
-    @rule()
-    @precondition(lambda self: bool(self.events))
-    def abort(self) -> None:
-        self.apply(Abort("lost the cluster"))
-
-    @invariant()
-    def replay_gives_the_same_state(self) -> None:
-        """Folding the log again gives the same deployment (decide is deterministic)."""
-        assert state_of(list(self.events)) == self.state
-
-    @invariant()
-    def completion_is_final(self) -> None:
-        completed = [e for e in self.events if isinstance(e, DeploymentCompleted)]
-        assert len(completed) <= 1
-        if completed:
-            assert self.events[-1] is completed[0]
-
-    def teardown(self) -> None:
-        """Driven on (work succeeds, time passes), every deployment completes."""
-        if not self.events:
-            return
-        self.apply(Start())
-        for _ in range(60):
-            if self.state.completed:
-                return
-            work = work_of(self.state)
-            if work is not None:
-                self.apply(StageFinished(work.id, StageStatus.SUCCESS))
-            else:
-                self.now += timedelta(seconds=100)
-                self.apply(Advance())
-        raise AssertionError(f"never completed: {self.state}")
-
-
-DeploymentMachine.TestCase.settings = settings(
-    max_examples=150,
-    stateful_step_count=30,
-    derandomize=True,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-TestDeploymentLifecycle = DeploymentMachine.TestCase
 
 
 def test_requests_record_who_asked() -> None:
