@@ -10,20 +10,23 @@ from typing import Final
 
 from services.analysis.decider import Due
 from shared.analysis.judges import SequentialJudge, judge_named
+from shared.analysis.ratio_query import COUNT_ROLES, count_queries
 from shared.analysis.strategies import TickVerdict, finite_values
 from shared.events.catalog import AnalysisMeasured, AnalysisStarted
 
 __all__ = ["measurement_text", "start_line", "tick_line", "too_short_to_fail"]
 
 _COMPARISONS: Final = frozenset({"PREVIOUS", "CANARY_BASELINE", "CANARY_PRIMARY"})
+_COUNT_ROLES: Final = frozenset(role for roles in COUNT_ROLES.values() for role in roles)
 
 
 def too_short_to_fail(started: AnalysisStarted) -> list[str]:
     """Warnings for comparison checks the sequential judge cannot fail within the duration.
 
-    Its batches are minutes long (so they are nearly independent), and it needs
-    three of them: a 2-minute stage's comparisons can only pass. Say so up front
-    rather than let a short analysis look like a guarantee.
+    On ratio samples its batches are minutes long (so they are nearly independent),
+    and it needs three of them: a 2-minute stage's comparisons can only pass. Say so
+    up front rather than let a short analysis look like a guarantee. A ratio of two
+    rates is judged on its counts, which can fail at any tick.
     """
     judge = judge_named(started.judge)
     if not isinstance(judge, SequentialJudge):
@@ -32,6 +35,8 @@ def too_short_to_fail(started: AnalysisStarted) -> list[str]:
     for check in started.checks:
         if check.strategy not in _COMPARISONS:
             continue
+        if count_queries(check.query) is not None:
+            continue  # judged on the counts behind the ratio: any tick can fail it
         earliest = judge.earliest_failure_s(check.interval_s)
         if earliest > started.duration_s:
             warnings.append(
@@ -70,7 +75,8 @@ def measurement_text(m: AnalysisMeasured) -> str:
 
 def tick_line(due: Due, measured: list[AnalysisMeasured], verdict: TickVerdict) -> str:
     final = " (final)" if due.final else ""
-    sent = "; ".join(measurement_text(m) for m in measured)
+    # The counts behind a ratio are in the verdict's reason; only their errors are news here.
+    sent = "; ".join(measurement_text(m) for m in measured if m.role not in _COUNT_ROLES or m.error)
     return (
         f"[{due.key}] tick {due.tick} at {due.at_s:g} s{final}: {sent} "
         f"→ {verdict.outcome}: {verdict.reason}"

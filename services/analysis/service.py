@@ -36,6 +36,8 @@ from shared.analysis.providers import (
     excerpt,
     step_for,
 )
+from shared.analysis.ratio_query import COUNT_ROLES, count_queries
+from shared.analysis.record import since_previous_tick
 from shared.analysis.templating import QueryArgs, TemplateError, render
 from shared.config import load_analysis_templates, load_application_config
 from shared.config.application import AnalysisOptions
@@ -285,13 +287,74 @@ class AnalysisService:
                     sides.append(("control", "primary", "previous", then))
             case _:
                 sides = [("", "canary", "canary", end)]
-        return list(
-            await asyncio.gather(
+        ratios, counts = await asyncio.gather(
+            asyncio.gather(
                 *(
                     self._query(setup, plan, due, analysis_id, role, variant, recorded, side_end)
                     for role, variant, recorded, side_end in sides
                 )
+            ),
+            asyncio.gather(
+                *(
+                    self._counts(setup, plan, due, analysis_id, role, variant, recorded, side_end)
+                    for role, variant, recorded, side_end in sides
+                    if role in COUNT_ROLES
+                )
+            ),
+        )
+        return [*ratios, *(m for side in counts for m in side)]
+
+    async def _counts(
+        self,
+        setup: AnalysisSetup,
+        plan: CheckPlan,
+        due: Due,
+        analysis_id: str,
+        role: str,
+        variant: str,
+        recorded_variant: str,
+        end: float,
+    ) -> list[AnalysisMeasured]:
+        """For a ratio of two rates (`shared.analysis.ratio_query`), its two counters
+        (events, total) at the previous tick's instant and at this one's."""
+        check = plan.check
+        try:
+            rendered = render(check.query, self._args(setup, plan, variant), what=check.key)
+        except TemplateError:
+            return []  # the ratio query's own measurement records the error
+        queries = count_queries(rendered)
+        # The counters at the previous tick's instant and this one's: consecutive ticks
+        # share an instant, so no event is counted twice or missed.
+        window_s = since_previous_tick(check, due.tick, setup.duration_s)
+        if queries is None or window_s <= 0:
+            return []
+        return list(
+            await asyncio.gather(
+                *(
+                    self._query(
+                        setup,
+                        plan,
+                        due,
+                        analysis_id,
+                        count_role,
+                        variant,
+                        recorded_variant,
+                        end,
+                        counters=(query, window_s),
+                    )
+                    for count_role, query in zip(COUNT_ROLES[role], queries, strict=True)
+                )
             )
+        )
+
+    @staticmethod
+    def _args(setup: AnalysisSetup, plan: CheckPlan, variant: str) -> QueryArgs:
+        return QueryArgs(
+            app_name=setup.app_name,
+            namespace=setup.namespace,
+            variant=variant,
+            app_args=plan.app_args,
+            variant_args=plan.variant_args(variant),
         )
 
     async def _query(
@@ -304,22 +367,23 @@ class AnalysisService:
         variant: str,
         recorded_variant: str,
         end: float,
+        *,
+        counters: tuple[str, float] | None = None,
     ) -> AnalysisMeasured:
+        """The check's query over the tick's window at its step — or, with `counters`
+        (a rendered counter query behind a ratio, and the seconds since the previous
+        tick), that query at those two instants."""
         check = plan.check
-        start = end - check.interval_s
-        step = step_for(check.interval_s)
-        args = QueryArgs(
-            app_name=setup.app_name,
-            namespace=setup.namespace,
-            variant=variant,
-            app_args=plan.app_args,
-            variant_args=plan.variant_args(variant),
-        )
+        if counters is None:
+            start, step = end - check.interval_s, step_for(check.interval_s)
+        else:
+            start, step = end - counters[1], counters[1]
         series = Series((), ())
         error = ""
-        query = check.query
+        query = check.query if counters is None else counters[0]
         try:
-            query = render(check.query, args, what=check.key)
+            if counters is None:
+                query = render(check.query, self._args(setup, plan, variant), what=check.key)
             provider = self._provider(check.provider, check.key)
             series = await provider.query_range(
                 query, start=start, end=end, step=step, timeout_s=check.timeout_s

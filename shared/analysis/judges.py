@@ -54,7 +54,27 @@ evidence either way (the service applies `skipOnNoData` before calling the judge
   lowers every t_n at once, so the one-sided failure probability is still ≤ α; `EITHER`
   runs the `HIGH` and `LOW` tests at α/2 each;
 - at `final` (where a last, partial batch counts too) it passes unless that has
-  happened. It never passes early: the stage's duration is the soak time asked for.
+  happened. It never passes early: the stage's duration is the soak time asked for;
+- the reason ends with the test inverted: the confidence sequence for the ratio of
+  the means ē/c̄ = (1 + r)/(1 − r) — every threshold the same test would reject lies
+  below its lower bound (above its upper one for `LOW`) — beside 1 + δ, so the line
+  fails exactly when the bound is past the threshold.
+
+`sequential` on counts (since version 2) — when the observations carry the counts behind
+a ratio of two rates (the service measures them for a query of that shape, see
+`shared.analysis.ratio_query`: `rate(errors[1m]) / rate(requests[1m])`), the judge runs
+the rate-ratio test of `shared.analysis.rate_ratio` instead of the t-test below: each
+tick's events and totals on both sides, conditional binomial likelihood ratios against
+ρ₀ = 1 + δ (`LOW`: 1/(1 + δ)), tempered by `dispersion` φ = 1.5 and mixed over a fixed
+grid of larger ratios. That is a supermartingale under the null, so Ville's inequality
+bounds the false-fail probability by α for any stopping time (the argument is that
+module's docstring); no batching is needed (counts in disjoint windows share no data),
+so a 2× error-rate regression can fail at the first 5-minute tick. Ticks whose counts
+are unusable carry no evidence. The reason is one line a person can check: the pooled
+rate ratio with its counts, the anytime confidence sequence for it, and the threshold;
+the test fails exactly when the sequence is past the threshold. Everything else —
+latency, any other query shape, and records from before the service measured counts —
+is judged by the t-test on ratio samples, as in version 1.
 
 Every prefix is re-checked on every call, so the verdict and the tick it names
 (`statistics["failed_at_tick"]`) do not depend on how often the judge was called.
@@ -80,6 +100,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final, Literal, Protocol
 
+from shared.analysis.rate_ratio import Counts, RateRatio, pooled_ratio, usable
 from shared.analysis.stats import (
     Alternative,
     SamplesEqualError,
@@ -101,6 +122,9 @@ class Observation:
     at: float  # seconds since the analysis started (for reporting only)
     experiment: tuple[float, ...]  # canary's samples (or this deployment's, for PREVIOUS)
     control: tuple[float, ...]  # baseline's / primary's / the previous deployment's samples
+    # The counts behind a ratio query over the tick's window (`shared.analysis.rate_ratio`),
+    # when the service measured them.
+    counts: Counts | None = None
 
 
 @dataclass(frozen=True)
@@ -283,6 +307,31 @@ class _Test:
     bayes_factor: float
 
 
+def _ratio_of(r: float) -> float:
+    """The ratio of means ē/c̄ whose bounded relative difference is r (positive metrics)."""
+    if r >= 1:
+        return math.inf
+    return (1 + r) / (1 - r)
+
+
+@lru_cache(maxsize=1024)
+def _t_reaching(bar: float, n: int, g: float) -> float | None:
+    """The t > 0 at which the safe t-test's Bayes factor from n values reaches `bar`
+    (bisection; it rises with t), or None when even t = ∞ does not (too few values)."""
+    if safe_t_bayes_factor(math.inf, n, g) < bar:
+        return None
+    low, high = 0.0, 1.0
+    while safe_t_bayes_factor(high, n, g) < bar:
+        low, high = high, high * 2
+    for _ in range(60):
+        middle = (low + high) / 2
+        if safe_t_bayes_factor(middle, n, g) >= bar:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
 def _t_statistic(xs: Sequence[float]) -> float:
     n = len(xs)
     mean = math.fsum(xs) / n
@@ -298,7 +347,7 @@ class SequentialJudge:
     """Anytime-valid: a one-sided safe t-test on per-tick relative differences past a threshold."""
 
     name: Final = "sequential"
-    version: Final = "1"
+    version: Final = "2"
 
     def __init__(
         self,
@@ -307,6 +356,7 @@ class SequentialJudge:
         min_effect: float = 0.1,
         prior_scale: float = 100.0,
         batch_s: float = 180.0,
+        dispersion: float = 1.5,
     ):
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
@@ -316,6 +366,9 @@ class SequentialJudge:
             raise ValueError(f"prior_scale must be > 0, got {prior_scale}")
         if batch_s < 0:
             raise ValueError(f"batch_s must be ≥ 0, got {batch_s}")
+        if dispersion < 1:
+            raise ValueError(f"dispersion must be ≥ 1, got {dispersion}")
+        self.dispersion = dispersion
         self.batch_s = batch_s
         self.alpha = alpha
         self.min_effect = min_effect
@@ -343,18 +396,14 @@ class SequentialJudge:
         """Fail at the first tick whose Bayes factor for "worse than the threshold" reaches 1/α."""
         _check_deviation(deviation)
         del failure_limit  # α, not a count of failed looks, bounds the error rate
+        if any(observation.counts is not None for observation in observations):
+            return self._judge_counts(observations, deviation=deviation, final=final)
         diffs: list[float] = []
         tick_of: list[int] = []  # the observation (1-based) at which each batch was complete
         for r, tick in self._batches(observations, final=final):
             diffs.append(r)
             tick_of.append(tick)
-        sides: tuple[tuple[str, float], ...]
-        if deviation == "HIGH":
-            sides = (("higher", 1.0),)
-        elif deviation == "LOW":
-            sides = (("lower", -1.0),)
-        else:
-            sides = (("higher", 1.0), ("lower", -1.0))
+        sides = _SIDES[deviation]
         bar = len(sides) / self.alpha
         last: dict[str, _Test] = {}
         # Every prefix is checked, so the verdict does not depend on how often the judge
@@ -366,27 +415,144 @@ class SequentialJudge:
                 test = _Test(t, safe_t_bayes_factor(t, n, self.prior_scale))
                 last[side] = test
                 if t > 0 and test.bayes_factor >= bar:
+                    text, bounds = self._t_sequence(diffs[:n], sides, bar)
                     return Verdict(
                         "fail",
                         f"experiment {side} than control by more than {self.min_effect:.0%} "
                         f"(Bayes factor {_fmt(test.bayes_factor)} ≥ {_fmt(bar)} after {n} ticks, "
-                        f"mean relative difference {_fmt(math.fsum(diffs[:n]) / n)})",
+                        f"mean relative difference {_fmt(math.fsum(diffs[:n]) / n)}){text}",
                         self._statistics(diffs[:n], last, bar, len(observations))
+                        | bounds
                         | {"failed_at_tick": float(tick_of[n - 1])},
                     )
-        statistics = self._statistics(diffs, last, bar, len(observations))
+        text, bounds = self._t_sequence(diffs, sides, bar)
+        statistics = self._statistics(diffs, last, bar, len(observations)) | bounds
         if final:
             return Verdict(
                 "pass",
                 f"no evidence after {len(diffs)} ticks that the experiment is "
                 f"{' or '.join(side for side, _ in sides)} than control by more than "
                 f"{self.min_effect:.0%} (largest Bayes factor now "
-                f"{_fmt(statistics['bayes_factor'])} < {_fmt(bar)})",
+                f"{_fmt(statistics['bayes_factor'])} < {_fmt(bar)}){text}",
                 statistics,
             )
         return Verdict(
             "continue",
-            f"{len(diffs)} ticks, Bayes factor {_fmt(statistics['bayes_factor'])} < {_fmt(bar)}",
+            f"{len(diffs)} ticks, Bayes factor {_fmt(statistics['bayes_factor'])} < "
+            f"{_fmt(bar)}{text}",
+            statistics,
+        )
+
+    def _t_sequence(
+        self, diffs: Sequence[float], sides: tuple[tuple[str, float], ...], bar: float
+    ) -> tuple[str, dict[str, float]]:
+        """The t-test's confidence sequence, as text for the reason and as statistics.
+
+        Testing "r ≤ θ'" for every θ' instead of the threshold θ: t(θ') = (r̄ − θ')·√n/s
+        falls as θ' rises and the Bayes factor rises with t > 0, so the θ' it rejects are
+        those below r̄ − t*·s/√n, t* being where the Bayes factor reaches the bar: a lower
+        bound valid at every n as the test is (mirrored for "lower"). In the ratio of the
+        means, ē/c̄ = (1 + r)/(1 − r) for positive metrics, against 1 + δ.
+        """
+        n = len(diffs)
+        if n < 2:
+            return "", {}
+        t_star = _t_reaching(bar, n, self.prior_scale)
+        mean = math.fsum(diffs) / n
+        spread = math.sqrt(math.fsum((d - mean) ** 2 for d in diffs) / (n - 1) / n)
+        parts: list[str] = []
+        bounds: dict[str, float] = {}
+        for _, sign in sides:
+            # Without t* the evidence cannot reach the bar yet: no bound (0 or ∞).
+            r = -sign if t_star is None else max(-1.0, min(1.0, mean - sign * t_star * spread))
+            ratio = _ratio_of(r)
+            if sign > 0:
+                bounds["lower_bound"] = ratio
+                parts.append(f"≥ {_fmt(ratio)}×")
+            else:
+                bounds["upper_bound"] = ratio
+                parts.append(f"≤ {_fmt(ratio)}×")
+        limits = " / ".join(f"{_fmt(_ratio_of(sign * self.threshold))}×" for _, sign in sides)
+        return (
+            f"; {1 - self.alpha:.0%} confidence sequence for the ratio of means "
+            f"{' and '.join(parts)}, threshold {limits}",
+            bounds,
+        )
+
+    def _judge_counts(
+        self, observations: Sequence[Observation], *, deviation: Deviation, final: bool
+    ) -> Verdict:
+        """The rate-ratio test (`shared.analysis.rate_ratio`) on the ticks with usable counts."""
+        ticks = [
+            (index, observation.counts)
+            for index, observation in enumerate(observations, start=1)
+            if observation.counts is not None and usable(observation.counts)
+        ]
+        counts = [c for _, c in ticks]
+        sides = _SIDES[deviation]
+        bar = len(sides) / self.alpha
+        log_threshold = math.log1p(self.min_effect)
+        tests = {
+            side: RateRatio(sign, sign * log_threshold, math.log(bar), self.dispersion)
+            for side, sign in sides
+        }
+        failed: tuple[int, str] | None = None
+        for side, test in tests.items():
+            n, _ = test.first_crossing(counts)
+            if n is not None and (failed is None or n < failed[0]):
+                failed = (n, side)
+        used = counts[: failed[0]] if failed else counts
+        last_tick = ticks[failed[0] - 1][0] if failed else len(observations)
+        statistics: dict[str, float] = {
+            "ticks": float(len(observations)),
+            "n": float(len(used)),
+            "ticks_without_counts": float(
+                sum(1 for o in observations[:last_tick] if not usable(o.counts))
+            ),
+            "alpha": self.alpha,
+            "min_effect": self.min_effect,
+            "dispersion": self.dispersion,
+            "bar": bar,
+            "experiment_events": math.fsum(c.experiment_events for c in used),
+            "experiment_total": math.fsum(c.experiment_total for c in used),
+            "control_events": math.fsum(c.control_events for c in used),
+            "control_total": math.fsum(c.control_total for c in used),
+            "rate_ratio": pooled_ratio(used),
+        }
+        bounds: list[str] = []
+        for side, test in tests.items():
+            log_e = test.first_crossing(used)[1] if used else 0.0
+            statistics[f"evidence_{side}"] = math.exp(log_e)
+            bound = test.bound(used)
+            statistics["lower_bound" if side == "higher" else "upper_bound"] = bound
+            bounds.append(f"≥ {_fmt(bound)}×" if side == "higher" else f"≤ {_fmt(bound)}×")
+        statistics["evidence"] = max(statistics[f"evidence_{side}"] for side, _ in sides)
+        count = "{:.6g}".format  # counts as people read them: 7200, 61.5
+        summary = (
+            f"event rate {_fmt(statistics['rate_ratio'])}× control's "
+            f"({count(statistics['experiment_events'])}/{count(statistics['experiment_total'])} "
+            f"vs {count(statistics['control_events'])}/{count(statistics['control_total'])} "
+            f"in {len(used)} tick(s)); {1 - self.alpha:.0%} confidence sequence "
+            f"{' and '.join(bounds)}"
+        )
+        limits = " / ".join(f"{_fmt(math.exp(sign * log_threshold))}×" for _, sign in sides)
+        if failed is not None:
+            n, side = failed
+            statistics["failed_at_tick"] = float(ticks[n - 1][0])
+            return Verdict(
+                "fail",
+                f"experiment {side} than control by more than {self.min_effect:.0%}: {summary}, "
+                f"beyond the threshold {limits} (e-value "
+                f"{_fmt(statistics[f'evidence_{side}'])} ≥ {_fmt(bar)})",
+                statistics,
+            )
+        verdict: Outcome = "pass" if final else "continue"
+        lead = "no evidence" if final else "no evidence yet"
+        return Verdict(
+            verdict,
+            f"{lead} that the experiment is {' or '.join(side for side, _ in sides)} than "
+            f"control by more than {self.min_effect:.0%}: {summary}, not beyond the threshold "
+            f"{limits} (e-value {_fmt(statistics['evidence'])} < {_fmt(bar)})",
             statistics,
         )
 
@@ -456,6 +622,13 @@ class SequentialJudge:
             statistics[f"t_{side}"] = test.t
             statistics[f"bayes_factor_{side}"] = test.bayes_factor
         return statistics
+
+
+_SIDES: Final[dict[Deviation, tuple[tuple[str, float], ...]]] = {
+    "HIGH": (("higher", 1.0),),
+    "LOW": (("lower", -1.0),),
+    "EITHER": (("higher", 1.0), ("lower", -1.0)),
+}
 
 
 # --- registry -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from shared.analysis.judges import Judge
 from shared.analysis.strategies import TickInput, TickVerdict, evaluate
@@ -36,6 +37,7 @@ __all__ = [
     "Rejudged",
     "fold",
     "rejudge",
+    "since_previous_tick",
     "tick_at",
     "tick_count",
     "tick_inputs",
@@ -56,6 +58,14 @@ def tick_at(check: AnalysisCheck, tick: int, duration_s: float) -> float:
     if check.interval_s <= 0:
         return duration_s
     return min(tick * check.interval_s, duration_s)
+
+
+def since_previous_tick(check: AnalysisCheck, tick: int, duration_s: float) -> float:
+    """Seconds from the tick before `tick` (or the start) to it: the window whose counts
+    a ratio check's tick records (`shared.analysis.ratio_query`), so that the ticks' count
+    windows never overlap, not even the last, short one at the duration."""
+    before = tick_at(check, tick - 1, duration_s) if tick > 1 else 0.0
+    return tick_at(check, tick, duration_s) - before
 
 
 @dataclass
@@ -126,6 +136,9 @@ def fold(events: Iterable[tuple[int, Event]]) -> AnalysisRecord:
     return record
 
 
+_SIDES: Final = frozenset({"", "experiment", "control"})
+
+
 def tick_inputs(check: CheckRecord, duration_s: float, upto: int) -> list[TickInput]:
     """The recorded ticks of `check` up to tick `upto`, in order (ticks never measured —
     missed while no replica ran the analysis — are simply absent)."""
@@ -141,6 +154,7 @@ def tick_inputs(check: CheckRecord, duration_s: float, upto: int) -> list[TickIn
                 single=roles.get(""),
                 experiment=roles.get("experiment"),
                 control=roles.get("control"),
+                counts={role: m for role, m in roles.items() if role not in _SIDES},
             )
         )
     return inputs

@@ -25,11 +25,13 @@ same judge is the same to the last bit.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from shared.analysis.judges import Deviation, Judge, Observation
+from shared.analysis.rate_ratio import Counts
+from shared.analysis.ratio_query import COUNT_ROLES
 from shared.events.catalog import AnalysisCheck, AnalysisMeasured
 
 __all__ = [
@@ -58,6 +60,8 @@ class TickInput:
     single: AnalysisMeasured | None = None  # THRESHOLD, HTTP
     experiment: AnalysisMeasured | None = None  # comparisons
     control: AnalysisMeasured | None = None
+    # A ratio comparison's counts (`shared.analysis.ratio_query.COUNT_ROLES`), by role.
+    counts: Mapping[str, AnalysisMeasured] = field(default_factory=dict)
 
 
 _TickRule = Callable[[AnalysisCheck, TickInput], "str | None"]
@@ -341,7 +345,56 @@ def _comparison_tick(
         if check.skip_on_no_data:
             return None, None
         return f"no data for {empty.variant or empty.role}", None
-    return None, Observation(at=tick.at_s, experiment=experiment, control=control)
+    return None, Observation(
+        at=tick.at_s, experiment=experiment, control=control, counts=_counts(tick)
+    )
+
+
+def _counts(tick: TickInput) -> Counts | None:
+    """The tick's counts when the service measured them (None: it did not, the query is
+    not a ratio of rates): each counter's growth between the measurement's two instants
+    (`window_start`, `window_end`), summed over the answer's series — a series without
+    a point at the start counts from zero. Events with no series at all are 0 (a counter
+    never incremented may not exist); a total with no point at the end, or any error,
+    makes every count NaN: asked for but unusable, the tick carries no evidence
+    (`rate_ratio.usable`, which also refuses a negative growth: a counter reset)."""
+    if not tick.counts:
+        return None
+    values: list[float] = []
+    for side in ("experiment", "control"):
+        for role in COUNT_ROLES[side]:
+            growth = _growth(tick.counts.get(role), total=role.endswith("total"))
+            if growth is None:
+                return Counts(math.nan, math.nan, math.nan, math.nan)
+            values.append(growth)
+    return Counts(*values)
+
+
+_SAME_INSTANT_S: Final = 0.0005  # the instants are sent to Prometheus in milliseconds
+
+
+def _growth(measured: AnalysisMeasured | None, *, total: bool) -> float | None:
+    """Σ(value at the end) − Σ(value at the start) over the series, or None if unusable."""
+    if measured is None or measured.error or len(measured.timestamps) != len(measured.values):
+        return None
+    at_start: list[float] = []
+    at_end: list[float] = []
+    for at, text in zip(measured.timestamps, measured.values, strict=True):
+        try:
+            value = float(text)
+        except ValueError:
+            return None
+        if not math.isfinite(value):
+            return None
+        if abs(at - measured.window_end) <= _SAME_INSTANT_S:
+            at_end.append(value)
+        elif abs(at - measured.window_start) <= _SAME_INSTANT_S:
+            at_start.append(value)
+        else:
+            return None  # not the two instants asked for
+    if total and not at_end:
+        return None
+    return math.fsum(at_end) - math.fsum(at_start)
 
 
 def _deviation(value: str) -> Deviation:

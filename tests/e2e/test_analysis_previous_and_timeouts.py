@@ -116,7 +116,13 @@ async def test_previous_passes_first_then_fails_a_worse_deployment_against_the_l
     started = next(e for e in events if isinstance(e, AnalysisStarted))
     assert started.previous_analysis_id == "" and started.previous_started_at is None
     measured = [e for e in events if isinstance(e, AnalysisMeasured)]
-    assert {(m.role, m.variant) for m in measured} == {("experiment", "primary")}
+    # Only this deployment's side, and the counters behind its ratio (for the sequential
+    # judge, or a rejudge with it).
+    assert {(m.role, m.variant) for m in measured} == {
+        ("experiment", "primary"),
+        ("experiment_events", "primary"),
+        ("experiment_total", "primary"),
+    }
     # PipeCD: the first deployment passes at its first tick with data (tick 1 may have none:
     # the new pods' rate needs two scrapes), not at the end of the duration.
     judged = _judged(events)

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from kubesim import ImageRule, KubeSim
+from shared.analysis.judges import judge_named
+from shared.analysis.ratio_query import COUNT_ROLES
+from shared.analysis.record import fold, rejudge
 from shared.events.catalog import (
     AnalysisConcluded,
     AnalysisMeasured,
@@ -25,6 +28,7 @@ from shared.stagelog import StageLogs
 from shared.testing import wait_until
 from tests.support import Backends, running
 from tests.support.analysis import (
+    ERROR_RATIO_QUERY,
     analysis_events,
     analysis_pipeline,
     analysis_replica,
@@ -192,6 +196,58 @@ async def test_a_canary_with_a_high_error_rate_fails_and_is_rolled_back(
     assert verdict.verdict == "failure"
     assert _stages(await harness.events("d2"))[-2:] == ["FAILURE analysis", "SUCCESS Rollback"]
     assert image == "ghcr.io/acme/web:v1" and canary is None
+
+
+async def test_an_error_ratio_comparison_is_judged_on_the_counts_behind_it(
+    harness: Harness, sim: KubeSim, tmp_path: Path
+) -> None:
+    """A CANARY_PRIMARY comparison of an error ratio: every tick also records both sides'
+    `increase()` of both counters over the tick, and the sequential judge fails the 60 %
+    error canary on those counts within a 9 s stage (on ratio samples alone it needs three
+    batches of minutes); the reason is one line with the estimate, the confidence sequence
+    and the threshold; rejudging the record reproduces every tick verdict."""
+    comparison = {
+        "strategy": "CANARY_PRIMARY",
+        "provider": "prom",
+        "interval": "3s",
+        "deviation": "HIGH",
+        "skipOnNoData": True,
+        "query": ERROR_RATIO_QUERY,
+    }
+    extra = analysis_pipeline(duration="9s", metrics=[comparison])
+    async with prometheus_for(sim, tmp_path / "prom") as prometheus:
+        service, consumer = analysis_replica(harness, "a1", providers(prometheus, tmp_path))
+        async with harness.running_app(), running(consumer.run, service.schedule):
+            await _deploy(harness, extra, "bad")
+            done = await harness.completed("d2", within=60)
+    assert done.status == "FAILURE", done.reason
+    history = await harness.store.read_stream(f"analysis-{ANALYSIS_ID}")
+    events = [e.event for e in history]
+    counted = [
+        m
+        for m in events
+        if isinstance(m, AnalysisMeasured) and m.role not in ("experiment", "control")
+    ]
+    roles = {role for side in COUNT_ROLES.values() for role in side}
+    assert {m.role for m in counted} == roles
+    assert all("rate(" not in m.query and "http_requests_total" in m.query for m in counted)
+    # The counters at the previous tick's instant and this one's: 3 s apart.
+    assert all(m.window_end - m.window_start == pytest.approx(3.0) for m in counted)
+    assert all(m.step_s == pytest.approx(3.0) for m in counted)
+    [failed] = [e for e in events if isinstance(e, AnalysisTickJudged) and e.outcome == "fail"]
+    assert "event rate" in failed.reason and "99% confidence sequence ≥" in failed.reason
+    assert "beyond the threshold 1.1×" in failed.reason
+    assert float(dict(failed.statistics)["experiment_events"]) > 0
+    rows = rejudge(fold((e.stream_version, e.event) for e in history), judge_named("sequential"))
+    assert rows and all(row.identical for row in rows)
+    logs = StageLogs(harness.store.pool, None, harness.subjects)
+    [line] = [
+        line.message
+        for line in await logs.read("d2", "analysis")
+        if line.message.startswith(f"[metrics[0]] tick {failed.tick} ")
+    ]
+    assert failed.reason in line
+    assert line.split(" → ")[0].count("`") == 4  # the two ratio queries; counts in the reason
 
 
 async def test_a_cancelled_stage_stops_the_analysis_as_skipped(

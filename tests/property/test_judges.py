@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import re
 import struct
 from collections.abc import Sequence
 
@@ -302,6 +303,9 @@ def test_sequential_fails_a_clear_regression_before_the_end() -> None:
     assert len(failed_at) >= 195
     assert sorted(failed_at)[len(failed_at) // 2] <= 4
     assert "higher than control by more than 10%" in reason
+    # One line a person can check: the confidence sequence against the threshold.
+    assert re.search(r"99% confidence sequence for the ratio of means ≥ [0-9.]+×", reason)
+    assert "threshold 1.1×" in reason
 
 
 def test_sequential_ignores_a_regression_below_the_threshold_and_the_wrong_direction() -> None:

@@ -98,3 +98,25 @@ def test_mann_whitney_p_values_are_probabilities_and_mirror(
         assert swapped.p == results["LESS"].p or math.isclose(
             swapped.p, results["LESS"].p, rel_tol=1e-12
         )
+
+
+positive = st.lists(st.floats(min_value=0.001, max_value=1e3), min_size=1, max_size=6).map(tuple)
+
+
+@PROPERTY
+@given(st.lists(st.tuples(positive, positive), min_size=2, max_size=10))
+def test_the_sequential_t_test_fails_exactly_when_its_confidence_sequence_clears_the_threshold(
+    pairs: list[tuple[tuple[float, ...], tuple[float, ...]]],
+) -> None:
+    """The reason's confidence sequence for the ratio of means is the test inverted: past
+    1.1× when (and only when) the verdict is a failure."""
+    observations = [Observation(300.0 * (i + 1), e, c) for i, (e, c) in enumerate(pairs)]
+    verdict = judge_named("sequential").judge(
+        observations, deviation="HIGH", failure_limit=0, final=True
+    )
+    bound = verdict.statistics["lower_bound"]
+    if verdict.outcome == "fail":
+        assert bound >= 1.1 * (1 - 1e-9), verdict.reason
+    else:
+        assert bound <= 1.1 * (1 + 1e-9), verdict.reason
+    assert f"ratio of means ≥ {bound:.3g}×, threshold 1.1×" in verdict.reason

@@ -84,6 +84,12 @@ spec:
         app="{{ .AppCustomArgs.app }}", pipecd_dev_variant="{{ .Variant.Name }}"}[5s]))
 """
 
+ERROR_RATIO_QUERY = (
+    'sum(rate(http_requests_total{app="web", pipecd_dev_variant="{{ .Variant.Name }}", '
+    'status="500"}[5s])) / sum(rate(http_requests_total{app="web", '
+    'pipecd_dev_variant="{{ .Variant.Name }}"}[5s]))'
+)
+
 LATENCY_QUERY = (
     'sum(rate(http_request_duration_seconds_sum{app="web", pipecd_dev_variant='
     '"{{ .Variant.Name }}"}[5s])) / sum(rate(http_request_duration_seconds_count{app="web", '
@@ -97,13 +103,17 @@ def analysis_pipeline(
     comparison: bool = False,
     http_url: str = "",
     judge: str = "sequential",
+    metrics: list[dict[str, Any]] | None = None,
 ) -> str:
     """`extra` for the app config: canary → ANALYSIS (the error-rate template, and optionally
-    a CANARY_PRIMARY latency comparison and an HTTP check) → primary → clean."""
+    a CANARY_PRIMARY latency comparison and an HTTP check; or only `metrics`) → primary →
+    clean."""
     analysis: dict[str, Any] = {
         "duration": duration,
         "judge": judge,
-        "metrics": [{"template": {"name": "error-rate", "appArgs": {"app": "web"}}}],
+        "metrics": metrics
+        if metrics is not None
+        else [{"template": {"name": "error-rate", "appArgs": {"app": "web"}}}],
     }
     if comparison:
         analysis["metrics"].append(

@@ -362,3 +362,8 @@ def test_a_stage_too_short_for_the_sequential_judge_is_warned_about() -> None:
     assert "first chance is at 540 s" in warnings[0]  # 3 batches of 3 one-minute ticks
     assert too_short_to_fail(msgspec.structs.replace(short, duration_s=1800.0)) == []
     assert too_short_to_fail(msgspec.structs.replace(short, judge="pipecd")) == []
+    # A ratio of two rates is judged on its counts, which can fail at any tick.
+    ratio = msgspec.structs.replace(
+        compare, query="sum(rate(errors_total[1m])) / sum(rate(requests_total[1m]))"
+    )
+    assert too_short_to_fail(msgspec.structs.replace(short, checks=(ratio,))) == []

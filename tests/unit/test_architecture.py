@@ -86,3 +86,29 @@ def test_the_clock_check_sees_every_way_of_reading_the_clock() -> None:
         "time.monotonic",
         "datetime.utcnow",
     ]
+
+
+def envelopes_built(source: str) -> list[int]:
+    """Lines of `source` that build a `Metadata(...)` with fields: an envelope by hand."""
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", getattr(node.func, "attr", "")) == "Metadata"
+        and (node.keywords or node.args)
+    ]
+
+
+def test_envelopes_come_from_the_one_factory() -> None:
+    """Outside `shared/eventlog/envelope.py`, no code fills a `Metadata(...)` itself: the
+    trace context and causation rules live in one place."""
+    factory = ROOT / "shared" / "eventlog" / "envelope.py"
+    offenders = {
+        str(path.relative_to(ROOT)): lines
+        for package in ("shared", "services")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if path != factory and (lines := envelopes_built(path.read_text()))
+    }
+    assert offenders == {}
+    assert envelopes_built(factory.read_text())
+    assert envelopes_built("m = Metadata(actor='x')\nempty = Metadata()\n") == [1]
