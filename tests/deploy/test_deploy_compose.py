@@ -2,7 +2,7 @@
 
 Docker cannot run here, so the file is checked statically against the code:
 the services come from `services/*/__main__.py`, each one's needs from its
-settings class (tests/deploy_support.py), the commands from the real CLI parser.
+settings class (tests/support/deploy.py), the commands from the real CLI parser.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Manifests are validated against the Kubernetes JSON schemas (kubernetes-validate,
 strict: an unknown field is an error). Which services and settings come from
-the code (tests/deploy_support.py), as for the compose file.
+the code (tests/support/deploy.py), as for the compose file.
 """
 
 from __future__ import annotations
