@@ -37,6 +37,7 @@ from shared.eventlog.execute import execute
 from shared.eventlog.store import Connection
 from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
 from shared.events.catalog import ApiKeyCreated, ApiKeyRevoked
+from shared.events.streams import apikey_stream
 from shared.ids import new_event_id, new_id
 
 __all__ = [
@@ -45,7 +46,6 @@ __all__ = [
     "ApiKey",
     "KeyNameTaken",
     "Role",
-    "apikey_stream",
     "authenticate",
     "create_api_key",
     "create_key",
@@ -68,7 +68,6 @@ A key's hash only serves `authenticate`; shown to a reader it would be an
 offline oracle for its secret and nothing else."""
 
 _SECRET: Final = re.compile(r"^slw_(?P<key_id>[0-9a-z]{26})_[A-Za-z0-9_-]{43}$")
-_STREAM_PREFIX: Final = "apikey-"
 
 _LIST: Final = """
 SELECT global_position, tx_id, stream_id, stream_version, event_id, event_type,
@@ -107,10 +106,6 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
-
-
-def apikey_stream(key_id: str) -> str:
-    return f"{_STREAM_PREFIX}{key_id}"
 
 
 def secret_sha256(secret: str) -> str:

@@ -83,8 +83,8 @@ from shared import tracing
 from shared.db import CONNECTION_ERRORS
 from shared.errors import MessageError, SlipwayError, Unavailable
 from shared.eventlog import EventStore
-from shared.events.base import RecordedEvent
-from shared.events.codec import EventRegistry
+from shared.events.base import Event, RecordedEvent
+from shared.events.codec import EventRegistry, tag_of
 from shared.messaging import event_from_message
 from shared.settings import DEFAULT_INBOX_RETENTION_S
 from shared.subjects import Subjects
@@ -190,6 +190,17 @@ class ConsumerStats(msgspec.Struct):
     redriven: int = 0
 
 
+def subject_filters(subjects: Subjects, handles: Sequence[type[Event]] | None) -> list[str]:
+    """The NATS subject filters of a consumer that handles the event classes `handles`
+    (None: every event): one per class, from its wire tag, so a filter can never name
+    an event the consumer does not declare, nor miss one it does."""
+    if handles is None:
+        return [subjects.all_events]
+    if not handles:
+        raise ValueError("a consumer handles at least one event class (None: every event)")
+    return [subjects.events_of_type(tag_of(event_type)) for event_type in dict.fromkeys(handles)]
+
+
 class EventConsumer:
     """One durable pull consumer on the events stream, for one (service, purpose)."""
 
@@ -202,7 +213,7 @@ class EventConsumer:
         registry: EventRegistry,
         subjects: Subjects,
         handler: Handler,
-        filter_subjects: Sequence[str] | None = None,
+        handles: Sequence[type[Event]] | None = None,
         batch_size: int = 64,
         events_per_transaction: int = 64,
         fetch_timeout_s: float = 1.0,
@@ -224,7 +235,8 @@ class EventConsumer:
         self.registry = registry
         self.subjects = subjects
         self.handler = handler
-        self.filter_subjects = list(filter_subjects or [subjects.all_events])
+        self.handles = tuple(dict.fromkeys(handles)) if handles is not None else None
+        self.filter_subjects = subject_filters(subjects, self.handles)
         self.batch_size = batch_size
         if events_per_transaction < 1:
             raise ValueError("events_per_transaction must be ≥ 1")

@@ -23,7 +23,6 @@ same ones (its `decide`), so both agree by construction.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Final
@@ -31,6 +30,7 @@ from typing import Final
 import msgspec
 
 from shared.config.application import WaitApprovalOptions
+from shared.config.stage_kinds import SKIPPABLE
 from shared.errors import Rejected
 from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import (
@@ -47,6 +47,7 @@ from shared.events.catalog import (
     StageSkipRequested,
     StageStarted,
 )
+from shared.events.vocabulary import DeploymentStatus, StageStatus
 from shared.executor.options import OptionsError, stage_options
 
 __all__ = [
@@ -63,7 +64,6 @@ __all__ = [
     "approval_options",
     "approve",
     "counted_approvals",
-    "deployment_stream",
     "evolve",
     "evolve_stream",
     "find_stage",
@@ -73,26 +73,6 @@ __all__ = [
     "request_cancel",
     "request_skip",
 ]
-
-
-class DeploymentStatus(enum.StrEnum):
-    PENDING = "PENDING"
-    PLANNED = "PLANNED"
-    RUNNING = "RUNNING"
-    ROLLING_BACK = "ROLLING_BACK"
-    SUCCESS = "SUCCESS"
-    FAILURE = "FAILURE"
-    CANCELLED = "CANCELLED"
-
-
-class StageStatus(enum.StrEnum):
-    NOT_STARTED_YET = "NOT_STARTED_YET"
-    RUNNING = "RUNNING"
-    SUCCESS = "SUCCESS"
-    FAILURE = "FAILURE"
-    CANCELLED = "CANCELLED"
-    SKIPPED = "SKIPPED"
-    EXITED = "EXITED"
 
 
 COMPLETED_DEPLOYMENT: Final = frozenset(
@@ -107,8 +87,6 @@ COMPLETED_STAGE: Final = frozenset(
         StageStatus.EXITED,
     }
 )
-SKIPPABLE: Final = frozenset({"WAIT", "WAIT_APPROVAL", "ANALYSIS"})
-"""Stages a person may skip: waiting and checking, never a change to the cluster."""
 
 _RANK: Final = {
     DeploymentStatus.PENDING: 0,
@@ -220,10 +198,6 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
 
 
 INITIAL: Final = Deployment()
-
-
-def deployment_stream(deployment_id: str) -> str:
-    return f"deployment-{deployment_id}"
 
 
 def evolve(state: Deployment, event: Event, recorded_at: datetime | None = None) -> Deployment:

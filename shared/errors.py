@@ -49,7 +49,7 @@ SlipwayError
     ├── ErrorReply                       services.api.errors: an error answer with its status
     ├── TooManyStreams                   services.api.limits: a key's stream slots are used up
     ├── WebhookPayloadError              services.gitwatcher.webhooks: (also ValueError)
-    ├── StageFailed                      services.executor.stages: ends a stage as FAILURE
+    ├── StageFailed                      services.executor.stage_context: ends a stage as FAILURE
     ├── ScriptUserError                  services.executor.script: (also RuntimeError)
     ├── VariantError                     services.executor.variants: (also ValueError)
     ├── _Transient                       services.planner.service: retry planning later

@@ -3,9 +3,9 @@ from what caused them.
 
 New ids are time-ordered so that B-tree indexes on them stay append-mostly, and
 spelled in lowercase ASCII so that they fit NATS subject tokens. Derived ids
-(`deterministic_event_id` and the named rules below it) are part of the wire
-contract: two services that compute the same one agree without talking, and a
-handler that runs twice appends once. Each rule is written here once.
+are part of the wire contract: `deterministic_event_id` is their primitive, and
+each named rule (which deployment a commit or a sync request opens, which
+analysis a stage asks for, ...) is written once, in `shared.events.ids`.
 """
 
 from __future__ import annotations
@@ -46,19 +46,3 @@ _SLIPWAY_NAMESPACE = uuid.UUID("6f1b8a52-3f0e-4c59-9a57-6d1d2c7f9e10")
 def deterministic_event_id(*parts: str) -> uuid.UUID:
     """An event id derived from what caused it, so a handler that runs twice appends once."""
     return uuid.uuid5(_SLIPWAY_NAMESPACE, "\x1f".join(parts))
-
-
-def on_command_deployment_id(application_id: str, request_id: str) -> str:
-    """The deployment a sync request opens: one per request, however often it is delivered.
-
-    The API answers it to the client that asked (so it can wait for that very
-    deployment) before the gitwatcher, which opens it, has even seen the request.
-    """
-    return deterministic_event_id("deployment", "on_command", application_id, request_id).hex
-
-
-def analysis_id_of(deployment_id: str, stage_id: str) -> str:
-    """The analysis of a deployment's ANALYSIS stage: 32 lowercase hex digits, the same on
-    every run of the stage (so a restarted executor waits on the analysis it requested,
-    and `rejudge` finds it)."""
-    return deterministic_event_id("analysis", deployment_id, stage_id).hex

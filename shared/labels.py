@@ -14,7 +14,6 @@ from typing import Final
 
 from shared.events.base import Event
 from shared.events.catalog import ApplicationConfigObserved
-from shared.streams import stream_id
 
 __all__ = [
     "LABEL_KEY_PATTERN",
@@ -22,7 +21,6 @@ __all__ = [
     "LABEL_VALUE_PATTERN",
     "MAX_LABELS",
     "config_labels_of",
-    "config_stream",
     "is_valid_label",
     "merge_labels",
     "usable_labels",
@@ -65,11 +63,6 @@ def merge_labels(
     """An application's labels: the registration's, then its config file's over them (PipeCD
     takes labels from the config). The `applications` projection does the same in SQL (`||`)."""
     return dict(registered) | dict(config)
-
-
-def config_stream(application_id: str) -> str:
-    """`appconfig-<id>`: the gitwatcher's `ApplicationConfigObserved` for one application."""
-    return stream_id("appconfig", application_id)
 
 
 def config_labels_of(events: Iterable[Event]) -> tuple[tuple[str, str], ...] | None:

@@ -23,7 +23,6 @@ The state, from the application's own events (in log order):
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 
 import msgspec
@@ -38,15 +37,9 @@ from shared.events.catalog import (
     DeploymentStarted,
     DeploymentTriggered,
 )
+from shared.events.vocabulary import SyncState
 
 __all__ = ["SYNC_EVENTS", "Drift", "LastDeployment", "SyncState", "SyncStatus", "evolve"]
-
-
-class SyncState(enum.StrEnum):
-    UNKNOWN = "UNKNOWN"
-    SYNCED = "SYNCED"
-    OUT_OF_SYNC = "OUT_OF_SYNC"
-    DEPLOYING = "DEPLOYING"
 
 
 SYNC_EVENTS: tuple[type[Event], ...] = (

@@ -28,7 +28,7 @@ from shared.config.secrets import control_secrets
 from shared.consumer import EventConsumer, Handler
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
-from shared.events.base import RecordedEvent
+from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import default_registry
 from shared.messaging import ensure_event_stream
 from shared.redaction import REDACTOR
@@ -58,7 +58,7 @@ def git_cache_dir(configured: str, default_name: str) -> str:
 class ConsumerOptions(TypedDict, total=False):
     """`EventConsumer`'s tuning, as a service passes it to `EventWiring.consumer`."""
 
-    filter_subjects: Sequence[str] | None
+    handles: Sequence[type[Event]] | None
     batch_size: int
     events_per_transaction: int
     fetch_timeout_s: float

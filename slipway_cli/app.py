@@ -14,6 +14,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from shared.events.streams import drift_stream
+from shared.events.vocabulary import Strategy
 from shared.syncstate import SyncState
 from slipway_cli.api_client import ApiClient, JsonObject
 from slipway_cli.command import (
@@ -39,7 +41,9 @@ from slipway_cli.waiting import (
 )
 
 # The CLI says `quick`; the API and the events say `quick_sync` (PipeCD's name).
-STRATEGIES: Final = {"auto": "auto", "quick": "quick_sync", "pipeline": "pipeline"}
+_CLI_WORDS: Final = {Strategy.QUICK_SYNC: "quick"}
+STRATEGIES: Final = {_CLI_WORDS.get(s, s.value): s.value for s in Strategy}
+"""The CLI's word for each strategy, and the API's."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -302,7 +306,7 @@ def _delete(client: ApiClient, args: argparse.Namespace) -> int:
         fail(
             f"deleted {name}, but nothing confirmed its live resources were deleted within "
             f"{args.timeout:g} s (is the drift service running? see `slipway events show "
-            f"drift-{deleted['application_id']}`)"
+            f"{drift_stream(deleted['application_id'])}`)"
         )
         return EXIT_TIMEOUT
     data = verdict["data"]

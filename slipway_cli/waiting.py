@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from shared.streams import stream_id
+from shared.events.streams import drift_stream
 from slipway_cli.api_client import ApiClient, ApiError, ApiUnreachable, JsonObject
 from slipway_cli.command import (
     EXIT_FAILED,
@@ -120,7 +120,7 @@ def wait_for_cascade(
     within `timeout_s`. An unreachable API or a 503 is waited through.
     """
     started = clock()
-    stream = stream_id("drift", application_id)
+    stream = drift_stream(application_id)
     while True:
         try:
             for event in client.stream_events(stream):

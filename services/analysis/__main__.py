@@ -10,7 +10,7 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from services.analysis.service import CONSUMER_NAME, AnalysisService
+from services.analysis.service import CONSUMER_NAME, HANDLES, AnalysisService
 from shared.egress import EgressPolicy
 from shared.git import GitCache
 from shared.runtime import Component, ServiceRuntime, run_service
@@ -61,7 +61,7 @@ async def setup(runtime: ServiceRuntime[AnalysisSettings]) -> Sequence[Component
         CONSUMER_NAME,
         service.handle,
         after_commit=service.after_commit,
-        filter_subjects=[runtime.subjects.events_of_type("analysis_requested")],
+        handles=HANDLES,
         max_deliver=settings.analysis_max_deliver,
     )
     if not runtime.burst:

@@ -34,7 +34,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
 import msgspec
 
@@ -56,6 +55,7 @@ from shared.events.catalog import (
     AnalysisStarted,
     AnalysisTickJudged,
 )
+from shared.events.vocabulary import Verdict
 from shared.redaction import REASON_CHARS, clip
 
 __all__ = [
@@ -70,8 +70,6 @@ __all__ = [
     "next_due_s",
     "started",
 ]
-
-Verdict = Literal["success", "failure", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -135,16 +133,16 @@ def conclusion(record: AnalysisRecord, elapsed_s: float) -> Conclusion | None:
     for check in checks:
         last = check.last_judged
         if last is not None and last.outcome == "fail":
-            return Conclusion("failure", last.reason)
+            return Conclusion(Verdict.FAILURE, last.reason)
     if not checks:
         if elapsed_s >= record.duration_s:
             return Conclusion(
-                "success", f"no checks to run; waited the duration ({record.duration_s:g} s)"
+                Verdict.SUCCESS, f"no checks to run; waited the duration ({record.duration_s:g} s)"
             )
         return None
     if all(_decided(c) for c in checks):
         reasons = "; ".join(c.last_judged.reason for c in checks if c.last_judged is not None)
-        return Conclusion("success", f"{len(checks)} check(s) passed: {reasons}")
+        return Conclusion(Verdict.SUCCESS, f"{len(checks)} check(s) passed: {reasons}")
     return None
 
 

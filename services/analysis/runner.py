@@ -66,12 +66,13 @@ from shared.events.catalog import (
     AnalysisRequested,
     StageCompleted,
 )
+from shared.events.streams import analysis_stream, deployment_stream
+from shared.events.vocabulary import Verdict
 from shared.ids import new_event_id
 from shared.leaserun import run_leased
 from shared.logs import get_logger
 from shared.redaction import redact
 from shared.stagelog import StageLogger, StageLogs
-from shared.streams import stream_id
 from shared.tracing import context_of
 
 # `too_short_to_fail` is `lines`', re-exported where callers look.
@@ -131,7 +132,7 @@ class AnalysisRunner:
         self.measurer = measurer
         self.poll_s = poll_s
         self.clock = clock
-        self.stream = stream_id("analysis", lease.analysis_id)
+        self.stream = analysis_stream(lease.analysis_id)
         self.log: StageLogger = stage_logs.for_stage(lease.deployment_id, lease.stage_id)
         self.lost = asyncio.Event()
         self.concluded = False
@@ -189,7 +190,7 @@ class AnalysisRunner:
             try:
                 self._setup = await self.load_setup(request)
             except ConfigError as exc:
-                await self._conclude(record, Conclusion("failure", f"cannot analyse: {exc}"))
+                await self._conclude(record, Conclusion(Verdict.FAILURE, f"cannot analyse: {exc}"))
                 return None
         setup = self._setup
         now = self.clock()
@@ -206,7 +207,7 @@ class AnalysisRunner:
             await self._conclude(
                 record,
                 Conclusion(
-                    "skipped",
+                    Verdict.SKIPPED,
                     f"the stage ended {ended.status}{why} after {elapsed:.1f} s; analysis stopped",
                 ),
             )
@@ -374,7 +375,7 @@ class AnalysisRunner:
         )
 
     async def _stage_ended(self, request: AnalysisRequested) -> StageCompleted | None:
-        history = await self.store.read_stream(stream_id("deployment", request.deployment_id))
+        history = await self.store.read_stream(deployment_stream(request.deployment_id))
         return next(
             (
                 e.event

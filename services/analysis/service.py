@@ -51,26 +51,28 @@ from shared.deploysource import (
 from shared.egress import EgressPolicy, guarded_session
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
-from shared.events.base import RecordedEvent
+from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import (
     AnalysisMeasured,
     AnalysisRequested,
     ApplicationRegistered,
     DeploymentPlanned,
 )
+from shared.events.streams import application_stream, deployment_stream
 from shared.executor.options import OptionsError, configured_options
 from shared.git import GitCache
 from shared.logs import get_logger
 from shared.redaction import REASON_CHARS, REDACTOR, clip, is_secret_name, redact, secrets_in_url
 from shared.scheduling import LeaseScheduler
 from shared.stagelog import StageLogs
-from shared.streams import stream_id
 
-__all__ = ["CONSUMER_NAME", "AnalysisService", "AnalysisSetup"]
+__all__ = ["CONSUMER_NAME", "HANDLES", "AnalysisService", "AnalysisSetup"]
 
 log = get_logger("slipway.analysis")
 
 CONSUMER_NAME: Final = "analysis"
+HANDLES: Final[tuple[type[Event], ...]] = (AnalysisRequested,)
+"""What the analysis consumer handles (its NATS filter is derived from it)."""
 
 
 @dataclass
@@ -236,11 +238,11 @@ class AnalysisService:
     async def _deployment(
         self, request: AnalysisRequested
     ) -> tuple[DeploymentPlanned | None, ApplicationRegistered | None]:
-        deployment = await self.store.read_stream(stream_id("deployment", request.deployment_id))
+        deployment = await self.store.read_stream(deployment_stream(request.deployment_id))
         planned = next(
             (e.event for e in deployment if isinstance(e.event, DeploymentPlanned)), None
         )
-        application = await self.store.read_stream(stream_id("application", request.application_id))
+        application = await self.store.read_stream(application_stream(request.application_id))
         registered = [e.event for e in application if isinstance(e.event, ApplicationRegistered)]
         return planned, (registered[-1] if registered else None)
 

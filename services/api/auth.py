@@ -34,13 +34,13 @@ from services.api.errors import ErrorReply
 from shared.apikeys import (
     ApiKey,
     Role,
-    apikey_stream,
     authenticate,
     fold_key,
     role_allows,
     secret_sha256,
 )
 from shared.eventlog import EventStore
+from shared.events.streams import apikey_stream
 
 __all__ = [
     "KEY_CACHE",

@@ -20,14 +20,14 @@ them: `InvalidCommand` (the command is malformed; names the field), `TargetNotFo
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from typing import Final, Literal, get_args
+from typing import Final, Literal
 
 import msgspec
 
 from shared.applications import Application, evolve
+from shared.config.discovery import DEFAULT_CONFIG_FILENAME
 from shared.decider import Functions
 from shared.errors import Rejected
 from shared.events.base import Event
@@ -40,6 +40,7 @@ from shared.events.catalog import (
     ApplicationRegistered,
     SyncRequested,
 )
+from shared.events.vocabulary import Strategy
 from shared.labels import (
     LABEL_KEY_PATTERN,
     LABEL_RULE,
@@ -47,12 +48,10 @@ from shared.labels import (
     MAX_LABELS,
     is_valid_label,
 )
-from shared.streams import stream_id
 
 __all__ = [
     "APPLICATION",
     "CONFIG_CLAIM",
-    "DEFAULT_CONFIG_FILENAME",
     "ID_PATTERN",
     "LABEL_KEY_PATTERN",
     "LABEL_VALUE_PATTERN",
@@ -73,25 +72,19 @@ __all__ = [
     "RequestSync",
     "ReserveName",
     "StateConflict",
-    "Strategy",
     "TargetNotFound",
-    "application_stream",
     "check_registration",
-    "config_stream",
     "decide",
     "decide_claim",
     "decide_name",
     "decide_release",
     "evolve",
     "evolve_name",
-    "name_stream",
 ]
 
-Strategy = Literal["auto", "quick_sync", "pipeline"]
 ConflictCode = Literal[
     "name_taken", "already_registered", "config_taken", "application_disabled", "refused"
 ]
-STRATEGIES: Final[tuple[str, ...]] = get_args(Strategy)
 
 # The patterns are written in the subset that Python's `re` and ECMA 262 (JSON
 # Schema, hence the OpenAPI document) read alike.
@@ -105,7 +98,6 @@ PATH_PATTERN: Final = rf"^(\.|{_SEGMENT}(/{_SEGMENT})*)$"
 CONFIG_FILENAME_PATTERN: Final = rf"^{_SEGMENT}\.ya?ml$"
 PROVIDER_PATTERN: Final = r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$"
 MAX_PATH_LENGTH: Final = 512
-DEFAULT_CONFIG_FILENAME: Final = "app.pipecd.yaml"
 
 RULES: Final[Mapping[str, str]] = {
     "name": "1-63 lowercase letters, digits, '-' or '_', starting and ending with a letter "
@@ -117,7 +109,7 @@ RULES: Final[Mapping[str, str]] = {
     "config_filename": "a file name in that directory ending in .yaml or .yml",
     "platform_provider": "empty, or up to 63 letters, digits, '.', '-' or '_'",
     "labels": LABEL_RULE,
-    "strategy": "one of " + ", ".join(STRATEGIES),
+    "strategy": "one of " + ", ".join(Strategy),
 }
 """What each command field must look like, in words (error messages and the API docs)."""
 
@@ -204,10 +196,6 @@ class ReserveName(msgspec.Struct, frozen=True, kw_only=True):
 # Its state, `Application`, and `evolve` are in shared/applications.py: the planner folds it too.
 
 
-def application_stream(application_id: str) -> str:
-    return f"application-{application_id}"
-
-
 def decide(state: Application | None, command: Command) -> Sequence[Event]:
     """The events that carry out `command` on `state` (none when it is already done).
 
@@ -252,8 +240,10 @@ def decide(state: Application | None, command: Command) -> Sequence[Event]:
                 )
             ]
         case RequestSync():
-            if command.strategy not in STRATEGIES:
-                raise InvalidCommand("strategy", f"strategy must be {RULES['strategy']}")
+            try:
+                strategy = Strategy(command.strategy)
+            except ValueError:
+                raise InvalidCommand("strategy", f"strategy must be {RULES['strategy']}") from None
             app = _existing(state, command.application_id)
             if app.disabled:
                 raise StateConflict(
@@ -265,7 +255,7 @@ def decide(state: Application | None, command: Command) -> Sequence[Event]:
                 SyncRequested(
                     application_id=app.application_id,
                     request_id=command.request_id,
-                    strategy=command.strategy,
+                    strategy=strategy,
                     commander=command.commander,
                 )
             ]
@@ -304,10 +294,6 @@ class NameHolder(msgspec.Struct, frozen=True, kw_only=True):
     application_id: str
 
 
-def name_stream(name: str) -> str:
-    return f"appname-{name}"
-
-
 def evolve_name(state: NameHolder | None, event: Event) -> NameHolder | None:
     """Who holds a name (`appname-`) or a config file (`configclaim-`) after `event`."""
     match event:
@@ -334,13 +320,6 @@ def decide_name(state: NameHolder | None, command: ReserveName) -> Sequence[Even
 
 
 # --- the config stream --------------------------------------------------------------------
-
-
-def config_stream(repository_id: str, path: str, config_filename: str) -> str:
-    """`configclaim-<digest>`: a digest, as paths may hold what stream ids may not (not
-    `appconfig-`, which holds what the gitwatcher observed of an application's config)."""
-    key = "\0".join((repository_id, path, config_filename))
-    return stream_id("configclaim", hashlib.sha256(key.encode()).hexdigest()[:32])
 
 
 def decide_claim(state: NameHolder | None, command: RegisterApplication) -> Sequence[Event]:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from services.api.decider import StateConflict, TargetNotFound
 from shared import deployments
-from shared.deployments import Deployment, deployment_stream
+from shared.deployments import Deployment
 from shared.errors import Rejected
 from shared.events.base import Event
 
@@ -29,7 +29,6 @@ __all__ = [
     "DeploymentView",
     "approve",
     "cancel",
-    "deployment_stream",
     "skip",
 ]
 

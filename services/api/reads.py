@@ -27,7 +27,7 @@ from shared.db import unavailable_on_disconnect
 from shared.errors import Unavailable
 from shared.eventlog import EventStore
 from shared.events.catalog import ApplicationRegistered
-from shared.streams import stream_id
+from shared.events.streams import application_stream
 
 __all__ = [
     "PROJECTION",
@@ -161,7 +161,7 @@ async def application_names(
             continue
         names[application_id] = ("", False)
         try:
-            stream = stream_id("application", application_id)
+            stream = application_stream(application_id)
         except ValueError:
             continue  # not an id any application could have
         first = await store.read_stream(stream, limit=1)

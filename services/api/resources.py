@@ -21,6 +21,7 @@ from services.api.decider import evolve
 from services.api.schemas import ApplicationResource, ApplicationSync
 from shared.events.base import RecordedEvent
 from shared.events.catalog import ApplicationDisabled, ApplicationEnabled, ApplicationRegistered
+from shared.events.vocabulary import SyncState
 from shared.labels import merge_labels
 from shared.syncstate import SyncStatus
 
@@ -64,7 +65,7 @@ def from_events(
         position=changed.global_position,
         registered_labels=dict(state.labels),
         config_labels=dict(config_labels),
-        sync_state=current.sync_state if current is not None else "UNKNOWN",
+        sync_state=current.sync_state if current is not None else SyncState.UNKNOWN,
         sync=current.sync if current is not None else ApplicationSync(),
     )
 
@@ -96,7 +97,7 @@ def sync_of(stored: str) -> ApplicationSync:
         return ApplicationSync()
     status = _sync.decode(stored)
     return ApplicationSync(
-        state=status.state.value,
+        state=status.state,
         reason=status.reason,
         since=status.since,
         running_commit=status.running_commit,

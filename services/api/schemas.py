@@ -1,21 +1,23 @@
-"""The API's wire types: request bodies, resources and errors, as msgspec Structs.
+"""The API's wire types: request bodies, query parameters, path parameters, resources and
+errors, as msgspec Structs.
 
 Requests are decoded straight into these (unknown fields refused), so their
-constraints are the first validation, and the OpenAPI document's component
-schemas are generated from them: what is documented is what is enforced.
+constraints are the first validation, and the OpenAPI document is generated
+from them and the route table (`openapi.py`): what is documented is what is
+enforced. A query Struct's fields are a route's query parameters, each with
+its description; `PATH_PARAMETERS` describes the `{name}`s of route paths.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal, get_args
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from msgspec import Meta
 
 from services.api.decider import (
     CONFIG_FILENAME_PATTERN,
-    DEFAULT_CONFIG_FILENAME,
     LABEL_KEY_PATTERN,
     LABEL_VALUE_PATTERN,
     MAX_LABELS,
@@ -24,8 +26,10 @@ from services.api.decider import (
     PATH_PATTERN,
     PROVIDER_PATTERN,
     RULES,
-    Strategy,
 )
+from shared.analysis.judges import JUDGE_NAMES
+from shared.config.discovery import DEFAULT_CONFIG_FILENAME
+from shared.events.vocabulary import DeploymentStatus, Strategy, SyncState
 from shared.syncstate import Drift, LastDeployment
 
 Name = Annotated[str, Meta(pattern=NAME_PATTERN, description=RULES["name"])]
@@ -82,17 +86,16 @@ class RegisterApplicationRequest(
 class SyncApplicationRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Deploy the application's branch head now, optionally forcing a strategy."""
 
-    strategy: Annotated[Strategy, Meta(description=RULES["strategy"])] = "auto"
+    strategy: Annotated[Strategy, Meta(description=RULES["strategy"])] = Strategy.AUTO
 
 
-SyncStateName = Literal["UNKNOWN", "SYNCED", "OUT_OF_SYNC", "DEPLOYING"]
-SYNC_STATES: Final = get_args(SyncStateName)
+SYNC_STATES: Final = tuple(SyncState)
 
 
 class ApplicationSync(msgspec.Struct, frozen=True, kw_only=True):
     """Whether the live state matches git (derived as the README's "Sync state" says)."""
 
-    state: SyncStateName = "UNKNOWN"
+    state: SyncState = SyncState.UNKNOWN
     reason: Annotated[str, Meta(description="Why the state is what it is.")] = ""
     since: Annotated[datetime | None, Meta(description="When the state was entered.")] = None
     running_commit: Annotated[
@@ -135,7 +138,7 @@ class ApplicationResource(msgspec.Struct, frozen=True, kw_only=True):
         dict[str, str],
         Meta(description="`spec.labels` of the config file at the last commit read."),
     ] = msgspec.field(default_factory=dict)
-    sync_state: SyncStateName = "UNKNOWN"
+    sync_state: SyncState = SyncState.UNKNOWN
     sync: ApplicationSync = msgspec.field(default_factory=ApplicationSync)
 
 
@@ -216,10 +219,6 @@ class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # --- deployments -----------------------------------------------------------------------------
-
-DeploymentStatus = Literal[
-    "PENDING", "PLANNED", "RUNNING", "ROLLING_BACK", "SUCCESS", "FAILURE", "CANCELLED"
-]
 
 
 class DeploymentSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -394,3 +393,160 @@ class PlanPreviewResult(msgspec.Struct, frozen=True, kw_only=True):
     head: dict[str, Any]
     results: list[dict[str, Any]]
     failures: list[dict[str, Any]]
+
+
+# --- query and path parameters ---------------------------------------------------------------
+# Optional parameters are `X | None = None`: the document shows them as X, not required.
+
+
+class PageSize(msgspec.Struct, frozen=True):
+    """A listing's `limit`: what it is when not given, and the most it may be."""
+
+    default: int
+    maximum: int
+
+
+APPLICATIONS_PAGE: Final = PageSize(default=100, maximum=1000)
+DEPLOYMENTS_PAGE: Final = PageSize(default=50, maximum=500)
+EVENTS_PAGE: Final = PageSize(default=100, maximum=1000)
+
+Text = Annotated[str, Meta(max_length=256)]
+"""Query texts longer than this are refused (`wire.query_str`)."""
+LogPosition = Annotated[int, Meta(ge=0)]
+MinPosition = Annotated[
+    LogPosition | None,
+    Meta(
+        description="Answer only once the read model has applied the event at this log "
+        "position (a write's `position`): read-your-writes. Waits a bounded time, then 503."
+    ),
+]
+PageCursor = Annotated[Text | None, Meta(description="`next_cursor` of the previous page.")]
+
+
+class ListApplicationsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    name: Annotated[Text | None, Meta(description="Only the application of this name.")] = None
+    label: Annotated[
+        tuple[Annotated[str, Meta(max_length=256, pattern="^[^=]+=.*$")], ...],
+        Meta(description="key=value; repeat for several (all must match)."),
+    ] = ()
+    disabled: Annotated[
+        bool | None, Meta(description="Only disabled (true) or enabled (false) ones.")
+    ] = None
+    repository_id: Annotated[Text | None, Meta(description="Only those of this repository.")] = None
+    sync_state: Annotated[
+        tuple[SyncState, ...],
+        Meta(description="Only those in these sync states (repeat, or comma-separate)."),
+    ] = ()
+    limit: Annotated[int, Meta(ge=1, le=APPLICATIONS_PAGE.maximum, description="Page size.")] = (
+        APPLICATIONS_PAGE.default
+    )
+    cursor: PageCursor = None
+    min_position: MinPosition = None
+
+
+class GetApplicationQuery(msgspec.Struct, frozen=True, kw_only=True):
+    min_position: MinPosition = None
+
+
+class DeleteApplicationQuery(msgspec.Struct, frozen=True, kw_only=True):
+    cascade: Annotated[bool, Meta(description="Also delete its live resources.")] = False
+
+
+class ListDeploymentsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    application: Annotated[
+        Text | None, Meta(description="Only this application's (id or name).")
+    ] = None
+    status: Annotated[
+        tuple[DeploymentStatus, ...],
+        Meta(description="Only these statuses (repeat, or comma-separate)."),
+    ] = ()
+    limit: Annotated[int, Meta(ge=1, le=DEPLOYMENTS_PAGE.maximum, description="Page size.")] = (
+        DEPLOYMENTS_PAGE.default
+    )
+    cursor: Annotated[
+        Annotated[str, Meta(pattern="^[0-9]{1,18}$")] | None,
+        Meta(description="`next_cursor` of the previous page."),
+    ] = None
+
+
+class DeploymentLogsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    stage_id: Annotated[
+        Text | None,
+        Meta(description="Only this stage's lines: its id, or its name if no other stage has it."),
+    ] = None
+    follow: Annotated[
+        bool, Meta(description="Stream as server-sent events until the deployment completes.")
+    ] = False
+
+
+JudgeName = Literal[JUDGE_NAMES]  # type: ignore[valid-type]
+
+
+class RejudgeQuery(msgspec.Struct, frozen=True, kw_only=True):
+    judge: Annotated[
+        JudgeName | None,
+        Meta(description="Judge comparisons with this judge (default: the one each analysis ran)."),
+    ] = None
+
+
+class ListEventsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    from_position: Annotated[LogPosition | None, Meta(description="The first position.")] = None
+    to_position: Annotated[LogPosition | None, Meta(description="The last position.")] = None
+    after: Annotated[
+        Annotated[str, Meta(pattern="^(head|[0-9]{1,18}:[0-9]{1,18})$")] | None,
+        Meta(description="`<tx_id>:<position>` from `next_cursor`, or `head`."),
+    ] = None
+    category: Annotated[
+        Annotated[str, Meta(max_length=64)] | None,
+        Meta(description="Only streams of this category (`deployment`, …)."),
+    ] = None
+    limit: Annotated[int, Meta(ge=1, le=EVENTS_PAGE.maximum, description="At most this many.")] = (
+        EVENTS_PAGE.default
+    )
+
+
+class StreamEventsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    from_version: Annotated[LogPosition | None, Meta(description="The first version.")] = None
+    after: Annotated[
+        Annotated[int, Meta(ge=-1, le=2**63 - 2)] | None,
+        Meta(
+            description="Continue after this version (a page's `next_cursor`); "
+            "not with `from_version`."
+        ),
+    ] = None
+    limit: Annotated[int, Meta(ge=1, le=EVENTS_PAGE.maximum, description="At most this many.")] = (
+        EVENTS_PAGE.default
+    )
+
+
+class StreamStateQuery(msgspec.Struct, frozen=True, kw_only=True):
+    position: Annotated[LogPosition | None, Meta(description="A global log position.")] = None
+    at: Annotated[
+        Annotated[str, Meta(extra_json_schema={"format": "date-time"})] | None,
+        Meta(description="An ISO 8601 time with a zone."),
+    ] = None
+
+
+class PathParameter(msgspec.Struct, frozen=True, kw_only=True):
+    max_length: int
+    description: str | None = None
+
+
+PATH_PARAMETERS: Final[dict[str, PathParameter]] = {
+    "application": PathParameter(max_length=63, description="The application's id or its name."),
+    "deployment": PathParameter(
+        max_length=64,
+        description="The deployment's id, or a unique prefix of it (at least 4 characters; 400 "
+        "`ambiguous_id` naming candidates when several deployments start so).",
+    ),
+    "stage": PathParameter(
+        max_length=128,
+        description="The stage's id within the deployment (e.g. `stage-2`), or its name (e.g. "
+        "`WAIT_APPROVAL`) when only one stage has it (409 listing them otherwise).",
+    ),
+    "stream_id": PathParameter(
+        max_length=200, description="`<category>-<id>`, e.g. `deployment-…`, `application-…`."
+    ),
+    "key_id": PathParameter(max_length=64),
+}
+"""What each `{name}` in a route's path is; a name not here is a non-empty string."""

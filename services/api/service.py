@@ -34,11 +34,8 @@ from services.api.decider import (
     RegisterApplication,
     ReserveName,
     TargetNotFound,
-    application_stream,
     check_registration,
-    config_stream,
     evolve_name,
-    name_stream,
 )
 from shared.db import unavailable_on_disconnect
 from shared.decider import Decider
@@ -48,6 +45,7 @@ from shared.eventlog.execute import DEFAULT_ATTEMPTS, Executed, execute, retry_o
 from shared.eventlog.store import Connection
 from shared.events.base import Metadata, RecordedEvent
 from shared.events.catalog import ApplicationDeleted
+from shared.events.streams import application_stream, config_claim_stream, name_stream
 from shared.logs import get_logger
 
 __all__ = ["ApplicationCommands", "Outcome"]
@@ -84,7 +82,7 @@ class ApplicationCommands:
         # field even when the name is also taken.
         check_registration(command)
         names = name_stream(command.name)
-        configs = config_stream(command.repository_id, command.path, command.config_filename)
+        configs = config_claim_stream(command.repository_id, command.path, command.config_filename)
         stream = application_stream(command.application_id)
         reserve = ReserveName(name=command.name, application_id=command.application_id)
 
@@ -124,7 +122,7 @@ class ApplicationCommands:
             assert isinstance(event, ApplicationDeleted)
             for held in (
                 name_stream(state.name),
-                config_stream(state.repository_id, state.path, state.config_filename),
+                config_claim_stream(state.repository_id, state.path, state.config_filename),
             ):
                 await self._once(held, RELEASE, event, metadata, conn)
             return await self._read_back(stream, deleted, conn)

@@ -18,7 +18,6 @@ read from its own clock, so a decision replays exactly:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,9 +31,10 @@ from shared.events.catalog import (
     ApplicationSyncStateChanged,
     DeploymentTriggered,
 )
+from shared.events.ids import drift_deployment_id
+from shared.events.vocabulary import Trigger
 from shared.planning.drift import DriftResult
 from shared.redaction import DIFF_CHARS, REASON_CHARS, clip
-from shared.streams import stream_id
 from shared.syncstate import SyncState
 
 __all__ = [
@@ -44,22 +44,10 @@ __all__ = [
     "Judge",
     "RecordDeletion",
     "decide",
-    "drift_deployment_id",
-    "drift_stream",
     "evolve",
     "trigger_of",
     "window_elapsed",
 ]
-
-
-def drift_stream(application_id: str) -> str:
-    return stream_id("drift", application_id)
-
-
-def drift_deployment_id(application_id: str, commit_hash: str) -> str:
-    """The same app, commit and cause always name the same deployment (retries dedupe)."""
-    digest = hashlib.sha256(f"{application_id}\0{commit_hash}\0drift".encode()).hexdigest()
-    return f"drift{digest[:21]}"
 
 
 @dataclass(frozen=True)
@@ -142,7 +130,7 @@ def _judged(state: DriftState, judge: Judge) -> list[Event]:
     return [
         ApplicationSyncStateChanged(
             application_id=judge.application_id,
-            state=result.state,
+            state=SyncState(result.state),
             summary=summary,
             diff=clip(result.diff, DIFF_CHARS),
             commit_hash=judge.commit_hash,
@@ -170,7 +158,7 @@ def trigger_of(judge: Judge) -> DeploymentTriggered | None:
     return DeploymentTriggered(
         deployment_id=drift_deployment_id(judge.application_id, judge.commit_hash),
         application_id=judge.application_id,
-        trigger="on_out_of_sync",
+        trigger=Trigger.ON_OUT_OF_SYNC,
         commit_hash=judge.commit_hash,
         repository_id=judge.repository_id,
     )

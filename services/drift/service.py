@@ -34,13 +34,11 @@ from services.drift.decider import (
     DRIFT,
     Judge,
     RecordDeletion,
-    drift_stream,
     trigger_of,
 )
 from shared.aio import sleep_or_stop
 from shared.config.control import KubernetesProviderConfig, platform_provider_of
 from shared.decider import OPENING, StreamTaken
-from shared.deployments import deployment_stream
 from shared.deploysource import ensure_commit, load_deploy_source, register_secrets
 from shared.errors import ConfigError, PlatformError
 from shared.eventlog import EventStore, deterministic_event_id
@@ -55,6 +53,7 @@ from shared.events.catalog import (
     DeploymentPlanFailed,
     DeploymentTriggered,
 )
+from shared.events.streams import deployment_stream, drift_stream
 from shared.git import GitCache
 from shared.logs import get_logger
 from shared.planning.drift import DriftResult, detect_drift

@@ -10,8 +10,9 @@ from typing import Annotated
 
 from msgspec import Meta
 
+from services.executor.handlers import HANDLES
 from services.executor.script import ScriptPolicy
-from services.executor.service import COMMAND_EVENTS, CONSUMER_NAME, Executor
+from services.executor.service import CONSUMER_NAME, Executor
 from shared.git import GitCache
 from shared.runtime import Component, ServiceRuntime, run_service
 from shared.settings import ServiceSettings
@@ -85,10 +86,7 @@ async def setup(runtime: ServiceRuntime[ExecutorSettings]) -> Sequence[Component
         CONSUMER_NAME,
         executor.handle,
         after_commit=executor.after_commit,
-        filter_subjects=[
-            runtime.subjects.events_of_type("deployment_planned"),
-            *(runtime.subjects.events_of_type(t) for t in COMMAND_EVENTS),
-        ],
+        handles=HANDLES,
         max_deliver=settings.executor_max_deliver,
     )
     if not runtime.burst:

@@ -33,9 +33,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
 
 from shared.config.application import WaitOptions
+from shared.config.stage_kinds import TIMED
 from shared.deployments import (
     COMPLETED_STAGE,
     CancelRequest,
@@ -83,9 +83,6 @@ __all__ = [
     "next_deadline",
     "work_of",
 ]
-
-# Stages the decider finishes by itself: by time, approvals or a skip.
-_TIMED: Final = frozenset({"WAIT", "WAIT_APPROVAL"})
 
 
 # Commands -----------------------------------------------------------------------------
@@ -347,7 +344,7 @@ def work_of(state: Deployment) -> Stage | None:
     if state.status not in (DeploymentStatus.RUNNING, DeploymentStatus.ROLLING_BACK):
         return None
     stage = state.running_stage
-    if stage is None or stage.name in _TIMED:
+    if stage is None or stage.name in TIMED:
         return None
     return stage
 
@@ -387,7 +384,7 @@ def _completed(
     return StageCompleted(
         deployment_id=state.deployment_id,
         stage_id=stage.id,
-        status=str(status),
+        status=status,
         reason=clip(reason, REASON_CHARS),
         completed_at=now,
     )
@@ -399,7 +396,7 @@ def _deployment_completed(
     return DeploymentCompleted(
         deployment_id=state.deployment_id,
         application_id=state.application_id,
-        status=str(status),
+        status=status,
         commit_hash=state.commit_hash,
         reason=clip(reason, REASON_CHARS),
     )

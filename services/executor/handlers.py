@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from shared.events.base import Event
 from shared.events.catalog import (
@@ -12,7 +13,7 @@ from shared.events.catalog import (
     StageSkipRequested,
 )
 
-__all__ = ["Ignore", "Register", "WakeRunner", "on_event"]
+__all__ = ["HANDLES", "Ignore", "Register", "WakeRunner", "on_event"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,16 @@ class WakeRunner:
 @dataclass(frozen=True)
 class Ignore:
     pass
+
+
+HANDLES: Final[tuple[type[Event], ...]] = (
+    DeploymentPlanned,
+    DeploymentCancelRequested,
+    StageApproved,
+    StageSkipRequested,
+)
+"""The events the executor's consumer handles: a plan to run, and the requests people make
+of a running deployment (consumed to wake its runner quickly). Its NATS filter is derived."""
 
 
 def on_event(event: Event) -> Register | WakeRunner | Ignore:

@@ -60,6 +60,7 @@ from services.executor.decider import (
 )
 from services.executor.leases import Lease, Leases
 from services.executor.stages import StageResult
+from shared.config.stage_kinds import TIMED
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.eventlog.envelope import envelope
@@ -71,12 +72,12 @@ from shared.events.catalog import (
     StageCompleted,
     StageStarted,
 )
+from shared.events.streams import deployment_stream
 from shared.ids import new_event_id
 from shared.leaserun import run_leased
 from shared.logs import get_logger
 from shared.redaction import redact
 from shared.stagelog import Severity, StageLogs
-from shared.streams import stream_id
 from shared.tracing import context_of
 
 __all__ = ["DeploymentRunner", "StageWork", "TimeoutLoader"]
@@ -127,7 +128,7 @@ class DeploymentRunner:
         self.clock = clock
         self.poke = asyncio.Event()
         self.lost = asyncio.Event()
-        self.stream = stream_id("deployment", lease.deployment_id)
+        self.stream = deployment_stream(lease.deployment_id)
         self.completed = False
         self._work: _Work | None = None
         # The deployment's trace, as recorded with its plan (None until the plan is read).
@@ -366,7 +367,7 @@ class DeploymentRunner:
             match event:
                 case StageStarted():
                     log.info("stage_started", stage_id=event.stage_id, stage=event.name)
-                    if logs is not None and event.name in ("WAIT", "WAIT_APPROVAL"):
+                    if logs is not None and event.name in TIMED:
                         line = f"Stage {event.name} ({event.stage_id}) started"
                         await logs.write(self.lease.deployment_id, event.stage_id, INFO, line)
                 case StageCompleted():

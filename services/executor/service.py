@@ -47,24 +47,18 @@ from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
 from shared.events.catalog import ApplicationRegistered
+from shared.events.streams import application_stream
 from shared.git import GitCache
 from shared.logs import get_logger
 from shared.platform import KubernetesPlatform
 from shared.scheduling import LeaseScheduler
 from shared.stagelog import StageLogs
-from shared.streams import stream_id
 
-__all__ = ["COMMAND_EVENTS", "CONSUMER_NAME", "Executor"]
+__all__ = ["CONSUMER_NAME", "Executor"]
 
 log = get_logger("slipway.executor")
 
 CONSUMER_NAME: Final = "executor"
-COMMAND_EVENTS: Final = (
-    "deployment_cancel_requested",
-    "stage_approved",
-    "stage_skip_requested",
-)
-"""Requests people make of a running deployment; consumed to wake its runner quickly."""
 
 
 class Executor:
@@ -236,7 +230,7 @@ class Executor:
 
     async def _application(self, application_id: str) -> tuple[str, str]:
         """(repository_id, platform_provider) of the application, from its latest registration."""
-        history = await self.store.read_stream(stream_id("application", application_id))
+        history = await self.store.read_stream(application_stream(application_id))
         registered = [e.event for e in history if isinstance(e.event, ApplicationRegistered)]
         if not registered:
             return "", ""

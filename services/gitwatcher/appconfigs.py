@@ -29,8 +29,9 @@ from shared.errors import ConcurrencyConflict, ConfigError, Unavailable
 from shared.eventlog import EventStore
 from shared.eventlog.execute import execute
 from shared.events.catalog import ApplicationConfigDiscovered, ApplicationConfigObserved
+from shared.events.streams import application_config_stream
 from shared.git import GitRepository
-from shared.labels import LABEL_RULE, config_stream, usable_labels
+from shared.labels import LABEL_RULE, usable_labels
 from shared.logs import get_logger
 
 __all__ = ["AppConfigReader", "AppConfigs"]
@@ -166,7 +167,7 @@ class AppConfigs:
 
     async def _record_config(self, observed: ApplicationConfigObserved) -> bool:
         """Append `observed` to `appconfig-<id>` if it says something new; True if appended."""
-        stream = config_stream(observed.application_id)
+        stream = application_config_stream(observed.application_id)
         try:
             # Another replica may record first: `execute` decides again on what it wrote.
             done = await execute(

@@ -12,7 +12,7 @@ from services.gitwatcher.decider import AppConfigFacts
 from services.gitwatcher.watcher import WatchedRepository
 from shared.config import ControlConfig, load_application_config
 from shared.errors import ConfigError
-from shared.streams import check_stream_id
+from shared.events.streams import repository_stream
 from shared.triggers import TriggerConfig
 
 __all__ = ["read_app_config", "watched_repositories"]
@@ -43,7 +43,7 @@ def watched_repositories(control: ControlConfig) -> list[WatchedRepository]:
     for repo in control.spec.repositories:
         where = f"{control.path}: repository {repo.repo_id!r}"
         try:
-            check_stream_id(f"repository-{repo.repo_id}")
+            repository_stream(repo.repo_id)
         except ValueError:
             raise ConfigError(
                 f"{where}: repoId must be lowercase letters, digits, '_' and '-' "

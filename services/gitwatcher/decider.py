@@ -13,13 +13,13 @@ strategy: it carries "auto" and the commit message, and the planner applies
 from __future__ import annotations
 
 import posixpath
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
+from shared.config.discovery import is_application_config_name
 from shared.decider import Functions
-from shared.eventlog import NO_STREAM, deterministic_event_id
+from shared.eventlog import NO_STREAM
 from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationConfigDiscovered,
@@ -29,16 +29,14 @@ from shared.events.catalog import (
     RepositoryFetchFailed,
     RepositoryRecovered,
 )
+from shared.events.ids import on_commit_deployment_id
+from shared.events.vocabulary import Strategy, Trigger
 from shared.redaction import COMMIT_MESSAGE_CHARS, REASON_CHARS, clip
-from shared.streams import stream_id
 from shared.triggers import TriggerConfig, affected, normalize_dir
 
 __all__ = [
-    "APP_CONFIG_SUFFIX",
     "CONFIG_LABELS",
-    "LEGACY_APP_CONFIG",
     "REPOSITORY",
-    "STRATEGIES",
     "AppConfigFacts",
     "RegisteredApp",
     "RepositoryDecision",
@@ -50,47 +48,12 @@ __all__ = [
     "decide_discovered",
     "decide_fetch_failed",
     "decide_fetch_succeeded",
-    "deployment_stream",
     "evolve",
     "failure_kind",
     "fold",
-    "is_app_config_filename",
-    "on_commit_deployment_id",
     "on_commit_triggers",
-    "repository_stream",
-    "trigger_event_id",
     "undiscovered_configs",
 ]
-
-STRATEGIES: Final[frozenset[str]] = frozenset({"auto", "quick_sync", "pipeline"})
-"""The strategies a sync request may force (an on-commit trigger is always "auto")."""
-
-APP_CONFIG_SUFFIX: Final = ".pipecd.yaml"
-"""`app.pipecd.yaml` and `<anything>.pipecd.yaml` are application configs (DESIGN §6)."""
-LEGACY_APP_CONFIG: Final = ".pipe.yaml"
-"""The legacy name, as in the seed's `account/dev/.pipe.yaml`."""
-
-
-# Streams and ids ---------------------------------------------------------------
-
-
-def repository_stream(repository_id: str) -> str:
-    return stream_id("repository", repository_id)
-
-
-def deployment_stream(deployment_id: str) -> str:
-    return stream_id("deployment", deployment_id)
-
-
-def on_commit_deployment_id(application_id: str, commit_hash: str) -> str:
-    """The one deployment an application gets for a commit: the same in every replica."""
-    return deterministic_event_id("deployment", "on_commit", application_id, commit_hash).hex
-
-
-def trigger_event_id(deployment_id: str) -> uuid.UUID:
-    """The id of the `DeploymentTriggered` that opens a deployment's stream."""
-    return deterministic_event_id("deployment_triggered", deployment_id)
-
 
 # Triggering --------------------------------------------------------------------
 
@@ -142,13 +105,13 @@ def on_commit_triggers(
             DeploymentTriggered(
                 deployment_id=on_commit_deployment_id(app.application_id, observed.commit_hash),
                 application_id=app.application_id,
-                trigger="on_commit",
+                trigger=Trigger.ON_COMMIT,
                 commit_hash=observed.commit_hash,
                 commit_author=observed.author,
                 commit_message=clip(observed.message, COMMIT_MESSAGE_CHARS),
                 # Never forced here: a forced strategy would pre-empt "no pipeline" and
                 # alwaysUsePipeline, which PipeCD checks before commitMatcher.
-                strategy="auto",
+                strategy=Strategy.AUTO,
                 repository_id=observed.repository_id,
                 commit_branch=observed.branch,
             )
@@ -252,13 +215,6 @@ def decide_commit_observed(state: RepositoryState, observed: CommitObserved) -> 
 # Discovery ---------------------------------------------------------------------
 
 
-def is_app_config_filename(name: str) -> bool:
-    """Whether a file name is an application config's (`*.pipecd.yaml` or `.pipe.yaml`)."""
-    return name == LEGACY_APP_CONFIG or (
-        name.endswith(APP_CONFIG_SUFFIX) and len(name) > len(APP_CONFIG_SUFFIX)
-    )
-
-
 # Shared analysis templates live in `.pipe/`; nothing under it is an application.
 _SKIPPED_DIRS: Final = frozenset({".pipe", ".git"})
 
@@ -281,7 +237,7 @@ def undiscovered_configs(
         directory, filename = posixpath.split(path)
         if _SKIPPED_DIRS.intersection(directory.split("/")):
             continue
-        if is_app_config_filename(filename) and _config_key(directory, filename) not in known:
+        if is_application_config_name(filename) and _config_key(directory, filename) not in known:
             found.append((directory, filename))
     return found
 

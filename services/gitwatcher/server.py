@@ -10,7 +10,6 @@ from typing import Final
 from aiohttp import web
 from structlog.contextvars import bound_contextvars
 
-from services.gitwatcher.decider import repository_stream
 from services.gitwatcher.watcher import (
     MAX_CONFLICT_RETRIES,
     Metrics,
@@ -32,6 +31,7 @@ from shared.errors import ConcurrencyConflict, Unavailable
 from shared.eventlog import ANY, EventStore, new_events
 from shared.eventlog.execute import retry_on_conflict
 from shared.events.catalog import WebhookRejected
+from shared.events.streams import repository_stream
 from shared.http import BodyTooLarge, HttpServer, read_capped
 from shared.logs import get_logger
 from shared.redaction import REASON_CHARS, clip

@@ -104,7 +104,7 @@ class Gitwatcher:
             registry=self.store.registry,
             subjects=subjects,
             handler=self.handle_sync_requested,
-            filter_subjects=[subjects.events_of_type("sync_requested")],
+            handles=(SyncRequested,),
             # The handler may fetch from git: one event per transaction keeps it short.
             events_per_transaction=1,
             **kw,

@@ -6,7 +6,6 @@ from typing import Final
 
 import asyncpg
 
-from services.gitwatcher.decider import deployment_stream, trigger_event_id
 from shared.decider import OPENING, StreamTaken
 from shared.errors import ConcurrencyConflict, IdempotencyViolation
 from shared.eventlog import EventStore
@@ -14,6 +13,8 @@ from shared.eventlog.envelope import envelope
 from shared.eventlog.execute import execute
 from shared.events.base import Metadata
 from shared.events.catalog import DeploymentTriggered
+from shared.events.ids import trigger_event_id
+from shared.events.streams import deployment_stream
 from shared.logs import get_logger
 
 __all__ = ["MAX_CONFLICT_RETRIES", "append_trigger", "event_metadata"]

@@ -44,7 +44,6 @@ from services.gitwatcher.decider import (
     decide_fetch_failed,
     decide_fetch_succeeded,
     on_commit_triggers,
-    repository_stream,
 )
 from services.gitwatcher.metrics import Metrics
 from services.gitwatcher.triggering import MAX_CONFLICT_RETRIES, append_trigger, event_metadata
@@ -56,6 +55,8 @@ from shared.events.catalog import (
     ApplicationConfigDiscovered,
     CommitObserved,
 )
+from shared.events.streams import repository_stream
+from shared.events.vocabulary import CommitSource
 from shared.git import Commit, GitError, GitRepository, redact
 from shared.logs import get_logger
 from shared.redaction import COMMIT_MESSAGE_CHARS, clip
@@ -404,7 +405,7 @@ class RepositoryWatcher:
             message=clip(commit.message, COMMIT_MESSAGE_CHARS),
             committed_at=commit.committed_at,
             changed_paths=tuple(changed[:MAX_CHANGED_PATHS_RECORDED]),
-            source=source if source in ("poll", "webhook") else "poll",
+            source=CommitSource.WEBHOOK if source == CommitSource.WEBHOOK else CommitSource.POLL,
         )
 
     async def _observe_commit(

@@ -14,7 +14,7 @@ from msgspec import Meta
 from services.notifier.delivery import DeliveryWorker
 from services.notifier.notify.retry import RetryPolicy
 from services.notifier.outbox import Outbox
-from services.notifier.service import CONSUMER_NAME, Notifier, ordering_key
+from services.notifier.service import CONSUMER_NAME, HANDLES, Notifier, ordering_key
 from services.notifier.targets import targets_of
 from shared.events.base import RecordedEvent
 from shared.runtime import Component, ServiceRuntime, run_service
@@ -85,6 +85,7 @@ async def setup(runtime: ServiceRuntime[NotifierSettings]) -> Sequence[Component
     consumer = events.consumer(
         CONSUMER_NAME,
         notifier.handle,
+        handles=HANDLES,
         after_commit=wake_worker,
         max_deliver=settings.notifier_max_deliver,
         ack_wait_s=settings.notifier_ack_wait_s,

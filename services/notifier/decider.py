@@ -39,23 +39,17 @@ from shared.config.control import NotificationRoute
 from shared.decider import Functions
 from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import NotificationScheduled
-from shared.ids import deterministic_event_id
+from shared.events.ids import notification_id_of
 
 __all__ = [
     "SCHEDULING",
     "Scheduled",
-    "notification_id_of",
     "render",
     "routed",
     "schedule",
 ]
 
 _json = msgspec.json.Encoder(order="deterministic")
-
-
-def notification_id_of(source_event_id: str, receiver: str) -> str:
-    """The notification of one event for one receiver: the same however often it is derived."""
-    return deterministic_event_id("notify", source_event_id, receiver).hex
 
 
 def routed(routes: Sequence[NotificationRoute], event: Event) -> bool:

@@ -22,9 +22,9 @@ from shared.eventlog import ANY, EventStore
 from shared.eventlog.store import Connection
 from shared.events.base import Metadata, NewEvent
 from shared.events.catalog import NotificationScheduled
-from shared.streams import stream_id
+from shared.events.streams import notification_stream
 
-__all__ = ["Claim", "ClaimLost", "Outbox", "notification_stream"]
+__all__ = ["Claim", "ClaimLost", "Outbox"]
 
 _SCHEDULE = """
 INSERT INTO notifier_outbox (notification_id, receiver) VALUES ($1, $2)
@@ -64,10 +64,6 @@ _PENDING = "SELECT count(*) FROM notifier_outbox WHERE done_at IS NULL"
 _NEXT_DUE = (
     "SELECT min(next_attempt_at) - clock_timestamp() FROM notifier_outbox WHERE done_at IS NULL"
 )
-
-
-def notification_stream(notification_id: str) -> str:
-    return stream_id("notification", notification_id)
 
 
 class ClaimLost(SlipwayError):

@@ -30,7 +30,6 @@ from prometheus_client import CollectorRegistry, Counter
 from services.notifier.decider import (
     SCHEDULING,
     Scheduled,
-    notification_id_of,
     render,
     routed,
     schedule,
@@ -41,23 +40,30 @@ from services.notifier.notify.facts import (
     fold_application,
     fold_deployment,
 )
-from services.notifier.outbox import Outbox, notification_stream
+from services.notifier.outbox import Outbox
 from services.notifier.targets import Target
 from shared.config.control import NotificationRoute
 from shared.eventlog import EventStore, deterministic_event_id
 from shared.eventlog.envelope import envelope
 from shared.eventlog.execute import execute
-from shared.events.base import RecordedEvent
-from shared.labels import config_stream
+from shared.events.base import Event, RecordedEvent
+from shared.events.streams import (
+    application_config_stream,
+    application_stream,
+    deployment_stream,
+    notification_stream,
+)
 from shared.logs import get_logger
-from shared.streams import stream_id
 
-# `notification_id_of` and `render` are the decider's, re-exported where callers look.
-__all__ = ["CONSUMER_NAME", "Notifier", "notification_id_of", "ordering_key", "render"]
+# `render` is the decider's, re-exported where callers look.
+__all__ = ["CONSUMER_NAME", "HANDLES", "Notifier", "ordering_key", "render"]
 
 log = get_logger("slipway.notifier")
 
 CONSUMER_NAME: Final = "notifier"
+HANDLES: Final[tuple[type[Event], ...] | None] = None
+"""Every event: which ones make a notification is the routes' and catalog's call
+(`services.notifier.notify.catalog`), and they are read per event, not fixed at start-up."""
 
 
 class Notifier:
@@ -134,7 +140,7 @@ class Notifier:
         deployment_id = getattr(recorded.event, "deployment_id", "")
         if not isinstance(deployment_id, str) or not deployment_id:
             return None
-        stream = stream_id("deployment", deployment_id)
+        stream = deployment_stream(deployment_id)
         if recorded.stream_id == stream:
             # As it was at this event, also when composed again after a restart.
             history = await self.store.read_stream(stream, conn=conn)
@@ -156,10 +162,12 @@ class Notifier:
             application_id = deployment.application_id
         if not isinstance(application_id, str) or not application_id:
             return None
-        history = await self.store.read_stream(stream_id("application", application_id), conn=conn)
+        history = await self.store.read_stream(application_stream(application_id), conn=conn)
         # The config's labels as they were at this event, also when composed again later.
         config = await self.store.read_stream(
-            config_stream(application_id), up_to_position=recorded.global_position, conn=conn
+            application_config_stream(application_id),
+            up_to_position=recorded.global_position,
+            conn=conn,
         )
         return fold_application((e.event for e in history), (e.event for e in config)) or AppFacts(
             application_id=application_id, name=application_id
@@ -170,4 +178,4 @@ def ordering_key(recorded: RecordedEvent) -> str:
     """Events of one deployment (or else one stream) are scheduled in their order, so their
     notifications are queued in it; others are scheduled concurrently."""
     deployment_id = getattr(recorded.event, "deployment_id", "")
-    return f"deployment-{deployment_id}" if deployment_id else recorded.stream_id
+    return deployment_stream(deployment_id) if deployment_id else recorded.stream_id

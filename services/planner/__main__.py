@@ -8,7 +8,7 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from services.planner.service import CONSUMER_NAME, Planner, RepositoryRef
+from services.planner.service import CONSUMER_NAME, HANDLES, Planner, RepositoryRef
 from shared.errors import ConfigError
 from shared.events.base import RecordedEvent
 from shared.git import GitCache
@@ -66,10 +66,7 @@ async def setup(runtime: ServiceRuntime[PlannerSettings]) -> Sequence[Component]
     consumer = events.consumer(
         CONSUMER_NAME,
         planner.handle,
-        filter_subjects=[
-            runtime.subjects.events_of_type("deployment_triggered"),
-            runtime.subjects.events_of_type("deployment_completed"),
-        ],
+        handles=HANDLES,
         # Enough for `planner_concurrency` applications at once; few more, so a slow
         # git fetch does not hold many messages past their ack wait.
         batch_size=max(8, 2 * settings.planner_concurrency),

@@ -201,7 +201,7 @@ def planned(
         deployment_id=trigger.deployment_id,
         application_id=trigger.application_id,
         commit_hash=trigger.commit_hash,
-        strategy=str(plan.decision.strategy),
+        strategy=plan.decision.strategy,
         summary=plan.decision.summary,
         reason=plan.decision.reason,
         stages=plan.stages,

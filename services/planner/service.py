@@ -80,19 +80,22 @@ from shared.events.catalog import (
     DeploymentPlanned,
     DeploymentTriggered,
 )
+from shared.events.streams import deployment_stream
 from shared.git import GitCache, GitError
 from shared.logs import get_logger
 from shared.planning import PlanError
 from shared.redaction import redact
-from shared.streams import stream_id
 
 # `RepositoryRef` (sources) and `lock_key` (queue) are re-exported where callers look.
-__all__ = ["CONSUMER_NAME", "Planner", "RepositoryRef", "lock_key"]
+__all__ = ["CONSUMER_NAME", "HANDLES", "Planner", "RepositoryRef", "lock_key"]
 
 log = get_logger("slipway.planner")
 _tracer = trace.get_tracer("slipway.planner")
 
 CONSUMER_NAME: Final = "planner"
+HANDLES: Final[tuple[type[Event], ...]] = (DeploymentTriggered, DeploymentCompleted)
+"""What the planner's consumer handles: a trigger to plan (or queue), and a completion that
+frees its application's queue. Its NATS filter is derived from these."""
 
 # A sweep that cannot reach PostgreSQL logs it and tries again at the next period.
 _SWEEP_TRANSIENT: Final[tuple[type[BaseException], ...]] = (Unavailable, *CONNECTION_ERRORS)
@@ -299,7 +302,7 @@ class Planner:
 
         Raises `_Transient` when waiting may help and the deadline has not passed.
         """
-        stream = stream_id("deployment", deployment_id)
+        stream = deployment_stream(deployment_id)
         history = await self.store.read_stream(stream, conn=conn)
         trigger = next((e.event for e in history if isinstance(e.event, DeploymentTriggered)), None)
         if trigger is None:
@@ -369,7 +372,7 @@ class Planner:
             event_id = deterministic_event_id(CONSUMER_NAME, what, deployment_id)
             await execute(
                 self.store,
-                stream_id("deployment", deployment_id),
+                deployment_stream(deployment_id),
                 PLANNING,
                 decision,
                 metadata,

@@ -25,10 +25,10 @@ from shared.deploysource import (
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.events.catalog import DeploymentTriggered
+from shared.events.streams import application_stream
 from shared.git import GitCache, GitError, GitRepository
 from shared.planning import Plan, PlanError, make_plan
 from shared.redaction import redact
-from shared.streams import stream_id
 
 __all__ = ["PlanSources", "RepositoryRef"]
 
@@ -62,7 +62,7 @@ class PlanSources:
     ) -> tuple[Plan, Application, str]:
         """(the plan, the application, its repository id) for `trigger`, `running` being
         the application's running commit ("" for its first deployment)."""
-        app_stream = stream_id("application", trigger.application_id)
+        app_stream = application_stream(trigger.application_id)
         app = application_of(e.event for e in await self.store.read_stream(app_stream, conn=conn))
         if app is None:
             raise PlanError(

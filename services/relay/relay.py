@@ -56,8 +56,8 @@ from shared.eventlog.store import _READ_ALL, ANY, EventStore, position_of
 from shared.events.base import NewEvent
 from shared.events.catalog import EventPublishFailed, default_registry
 from shared.events.codec import tag_of
+from shared.events.streams import relay_stream
 from shared.messaging import headers_for
-from shared.streams import stream_id
 from shared.subjects import Subjects
 
 log = structlog.get_logger("slipway.relay")
@@ -109,7 +109,7 @@ class Relay:
         self.duplicates = 0
         self.skipped = 0
         self._lock_key = _lock_key(schema, name)
-        self._failures_stream = stream_id("relay", name)
+        self._failures_stream = relay_stream(name)
         # Appends only on the leader's connection (`conn=`), so the store needs no pool.
         self._log = EventStore(cast(asyncpg.Pool, None), default_registry())
 

@@ -18,8 +18,8 @@ from shared.analysis.judges import judge_named
 from shared.analysis.record import Rejudged, first_decision, fold, rejudge
 from shared.eventlog import EventStore
 from shared.events.catalog import DeploymentPlanned
-from shared.ids import analysis_id_of
-from shared.streams import stream_id
+from shared.events.ids import analysis_id_of
+from shared.events.streams import analysis_stream, deployment_stream
 
 __all__ = [
     "CheckReport",
@@ -94,7 +94,7 @@ async def rejudge_deployment(
     None when the deployment does not exist; no analyses when it was never
     planned or has no ANALYSIS stage. `judge_name` must be in `JUDGE_NAMES`.
     """
-    deployment = await store.read_stream(stream_id("deployment", deployment_id))
+    deployment = await store.read_stream(deployment_stream(deployment_id))
     if not deployment:
         return None
     planned = next((e.event for e in deployment if isinstance(e.event, DeploymentPlanned)), None)
@@ -103,7 +103,7 @@ async def rejudge_deployment(
         if stage.name != "ANALYSIS":
             continue
         analysis_id = analysis_id_of(deployment_id, stage.id)
-        history = await store.read_stream(stream_id("analysis", analysis_id))
+        history = await store.read_stream(analysis_stream(analysis_id))
         record = fold((e.stream_version, e.event) for e in history)
         started, concluded = record.started, record.concluded
         judge = judge_named(judge_name or started.judge) if started else None

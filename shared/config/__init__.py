@@ -32,7 +32,6 @@ from pathlib import Path
 
 from shared.config.analysis import AnalysisMetrics, AnalysisTemplateSpec
 from shared.config.application import (
-    STAGE_NAMES,
     AnalysisOptions,
     K8sBaselineCleanOptions,
     K8sBaselineRolloutOptions,
@@ -45,7 +44,6 @@ from shared.config.application import (
     PipelineStage,
     RollbackOptions,
     ScriptRunOptions,
-    StageOptions,
     WaitApprovalOptions,
     WaitOptions,
 )
@@ -76,6 +74,7 @@ from shared.config.pipe_files import (
     load_analysis_templates,
     load_event_watcher,
 )
+from shared.config.stage_kinds import STAGE_NAMES, StageOptions
 from shared.config.types import (
     Duration,
     Percentage,

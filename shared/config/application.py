@@ -19,18 +19,33 @@ from typing import Final, Literal
 import msgspec
 
 from shared.config._base import Spec
-from shared.config.analysis import (
-    AnalysisDynamic,
-    TemplatableAnalysisHTTP,
-    TemplatableAnalysisLog,
-    TemplatableAnalysisMetrics,
-)
 from shared.config.event_watcher import EventWatcherConfig
-from shared.config.types import Duration, Percentage, Regex, Replicas
+from shared.config.stage_kinds import StageOptions
+from shared.config.stage_options import (
+    SIX_HOURS,
+    AnalysisOptions,
+    K8sBaselineCleanOptions,
+    K8sBaselineRolloutOptions,
+    K8sCanaryCleanOptions,
+    K8sCanaryRolloutOptions,
+    K8sPrimaryRolloutOptions,
+    K8sResourcePatch,
+    K8sResourcePatchOp,
+    K8sResourcePatchTarget,
+    K8sResourceReference,
+    K8sSyncOptions,
+    K8sTrafficRoutingOptions,
+    QuickSyncOptions,
+    RollbackOptions,
+    ScriptRunOptions,
+    WaitApprovalOptions,
+    WaitOptions,
+)
+from shared.config.types import Duration, Regex
+from shared.events.vocabulary import StageName
 
 __all__ = [
     "NOTIFICATION_EVENTS",
-    "STAGE_NAMES",
     "AnalysisOptions",
     "Attachment",
     "ChainApplicationMatcher",
@@ -78,7 +93,6 @@ __all__ = [
     "WaitOptions",
 ]
 
-SIX_HOURS: Final = Duration.of(hours=6)
 
 #: Event names a `notification.mentions[].event` may name (PipeCD's, without `EVENT_`), or "*".
 NOTIFICATION_EVENTS: Final = (
@@ -97,200 +111,6 @@ NOTIFICATION_EVENTS: Final = (
     "PIPED_STARTED",
     "PIPED_STOPPED",
 )
-
-
-# --- stage options -------------------------------------------------------------
-
-
-class _Options(Spec, tag_field="stage", frozen=True):
-    """Options of one stage kind; `stage` (the tag) repeats the stage's name."""
-
-
-class K8sSyncOptions(_Options, tag="K8S_SYNC", frozen=True):
-    """K8S_SYNC: apply every manifest (quick sync)."""
-
-    add_variant_label_to_selector: bool = False
-    prune: bool = False
-
-
-class QuickSyncOptions(Spec, frozen=True):
-    """`spec.quickSync`: how a quick sync (K8S_SYNC) applies."""
-
-    add_variant_label_to_selector: bool = False
-    prune: bool = False
-
-
-class K8sPrimaryRolloutOptions(_Options, tag="K8S_PRIMARY_ROLLOUT", frozen=True):
-    suffix: str = "primary"
-    create_service: bool = False
-    add_variant_label_to_selector: bool = False
-    prune: bool = False
-
-
-class K8sResourceReference(Spec, frozen=True):
-    kind: str = ""
-    name: str = ""
-
-
-class K8sResourcePatchTarget(Spec, frozen=True):
-    """The manifest to patch; `documentRoot` patches a YAML/JSON document held in a field."""
-
-    kind: str = ""
-    name: str = ""
-    document_root: str = ""
-
-
-class K8sResourcePatchOp(Spec, frozen=True):
-    op: Literal["yaml-replace", "yaml-add", "yaml-remove", "json-replace", "text-regex"] = (
-        "yaml-replace"
-    )
-    path: str = ""
-    value: str = ""
-
-
-class K8sResourcePatch(Spec, frozen=True):
-    target: K8sResourcePatchTarget = K8sResourcePatchTarget()
-    ops: tuple[K8sResourcePatchOp, ...] = ()
-
-
-class K8sCanaryRolloutOptions(_Options, tag="K8S_CANARY_ROLLOUT", frozen=True):
-    """K8S_CANARY_ROLLOUT: `<name>-canary` workloads with `replicas` pods (N or N% of primary)."""
-
-    replicas: Replicas = Replicas(1)
-    suffix: str = "canary"
-    create_service: bool = False
-    patches: tuple[K8sResourcePatch, ...] = ()
-
-
-class K8sCanaryCleanOptions(_Options, tag="K8S_CANARY_CLEAN", frozen=True):
-    pass
-
-
-class K8sBaselineRolloutOptions(_Options, tag="K8S_BASELINE_ROLLOUT", frozen=True):
-    replicas: Replicas = Replicas(1)
-    suffix: str = "baseline"
-    create_service: bool = False
-
-
-class K8sBaselineCleanOptions(_Options, tag="K8S_BASELINE_CLEAN", frozen=True):
-    pass
-
-
-class K8sTrafficRoutingOptions(_Options, tag="K8S_TRAFFIC_ROUTING", frozen=True):
-    """K8S_TRAFFIC_ROUTING: all traffic to one variant, or a split in percent."""
-
-    all: Literal["", "primary", "canary", "baseline"] = ""
-    primary: Percentage | None = None
-    canary: Percentage | None = None
-    baseline: Percentage | None = None
-
-    def percentages(self) -> tuple[int, int, int]:
-        """(primary, canary, baseline) weights, PipeCD's reading of these options."""
-        if self.all == "primary":
-            return 100, 0, 0
-        if self.all == "canary":
-            return 0, 100, 0
-        if self.all == "baseline":
-            return 0, 0, 100
-        return tuple(  # type: ignore[return-value]
-            p.number if p is not None else 0 for p in (self.primary, self.canary, self.baseline)
-        )
-
-
-class WaitOptions(_Options, tag="WAIT", frozen=True):
-    duration: Duration = Duration(0)
-
-
-class WaitApprovalOptions(_Options, tag="WAIT_APPROVAL", frozen=True):
-    timeout: Duration = SIX_HOURS
-    approvers: tuple[str, ...] = ()
-    min_approver_num: int = 1
-
-
-class AnalysisOptions(_Options, tag="ANALYSIS", frozen=True):
-    """ANALYSIS: run the checks for `duration`; any check past its failure limit fails it."""
-
-    duration: Duration = Duration(0)
-    restart_threshold: int = 0
-    metrics: tuple[TemplatableAnalysisMetrics, ...] = ()
-    logs: tuple[TemplatableAnalysisLog, ...] = ()
-    https: tuple[TemplatableAnalysisHTTP, ...] = ()
-    dynamic: AnalysisDynamic | None = None
-    # Slipway's extension: which judge compares variants (PREVIOUS, CANARY_*); THRESHOLD and
-    # HTTP checks are judged the same by both. `pipecd` is PipeCD's per-tick Mann-Whitney U.
-    judge: Literal["pipecd", "sequential"] = "sequential"
-
-
-class ScriptRunOptions(_Options, tag="SCRIPT_RUN", frozen=True):
-    """SCRIPT_RUN: a shell script, and another to run if the deployment rolls back.
-
-    `secretEnv` is Slipway's extension (PipeCD has none): variables set like `env`
-    whose values are never recorded — the plan keeps their names only, the executor
-    reads the values from the config at the commit, and they are masked wherever the
-    script prints them. (Encrypted secrets will be decrypted into it.) A zero or
-    missing `timeout` means the executor's default (`SLIPWAY_EXECUTOR_SCRIPT_TIMEOUT_S`,
-    PipeCD's 6h unless set), never "forever".
-    """
-
-    run: str = ""
-    env: dict[str, str] = msgspec.field(default_factory=dict)
-    secret_env: dict[str, str] = msgspec.field(default_factory=dict)
-    timeout: Duration = Duration()
-    on_rollback: str = ""
-
-
-class RollbackOptions(_Options, tag="ROLLBACK", frozen=True):
-    pass
-
-
-StageOptions = (
-    K8sSyncOptions
-    | K8sPrimaryRolloutOptions
-    | K8sCanaryRolloutOptions
-    | K8sCanaryCleanOptions
-    | K8sBaselineRolloutOptions
-    | K8sBaselineCleanOptions
-    | K8sTrafficRoutingOptions
-    | WaitOptions
-    | WaitApprovalOptions
-    | AnalysisOptions
-    | ScriptRunOptions
-    | RollbackOptions
-)
-
-#: Stage names a Kubernetes pipeline may use, each with its options Struct.
-STAGE_NAMES: Final[dict[str, type[_Options]]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (
-        K8sSyncOptions,
-        K8sPrimaryRolloutOptions,
-        K8sCanaryRolloutOptions,
-        K8sCanaryCleanOptions,
-        K8sBaselineRolloutOptions,
-        K8sBaselineCleanOptions,
-        K8sTrafficRoutingOptions,
-        WaitOptions,
-        WaitApprovalOptions,
-        AnalysisOptions,
-        ScriptRunOptions,
-        RollbackOptions,
-    )
-}
-
-StageName = Literal[
-    "K8S_SYNC",
-    "K8S_PRIMARY_ROLLOUT",
-    "K8S_CANARY_ROLLOUT",
-    "K8S_CANARY_CLEAN",
-    "K8S_BASELINE_ROLLOUT",
-    "K8S_BASELINE_CLEAN",
-    "K8S_TRAFFIC_ROUTING",
-    "WAIT",
-    "WAIT_APPROVAL",
-    "ANALYSIS",
-    "SCRIPT_RUN",
-    "ROLLBACK",
-]
 
 
 class PipelineStage(Spec, kw_only=True, frozen=True):

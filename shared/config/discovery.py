@@ -8,13 +8,23 @@ from pathlib import Path
 from typing import Final
 
 SHARED_DIR: Final = ".pipe"
-_LEGACY_NAME: Final = ".pipe.yaml"
 _SKIP_DIRS: Final = frozenset({".git", SHARED_DIR})
+
+APP_CONFIG_SUFFIX: Final = ".pipecd.yaml"
+DEFAULT_CONFIG_FILENAME: Final = "app.pipecd.yaml"
+LEGACY_APP_CONFIG: Final = ".pipe.yaml"
+"""The legacy name, as in the seed's `account/dev/.pipe.yaml`."""
 
 
 def is_application_config_name(name: str) -> bool:
-    """`app.pipecd.yaml`, any `*.pipecd.yaml`, or the legacy `.pipe.yaml`."""
-    return name.endswith(".pipecd.yaml") or name == _LEGACY_NAME
+    """Whether a file name (no directory) is an application config's: PipeCD's rule, once.
+
+    PipeCD (`model.IsApplicationConfigFile`) takes `app.pipecd.yaml`, any name
+    ending in `.pipecd.yaml` — a bare `.pipecd.yaml` too, since it ends so — and
+    the legacy `.pipe.yaml`. The gitwatcher's discovery, the loader, plan preview
+    and `slipway config` all ask this.
+    """
+    return name.endswith(APP_CONFIG_SUFFIX) or name == LEGACY_APP_CONFIG
 
 
 def _walk(root: Path) -> Iterator[tuple[Path, list[str], list[str]]]:

@@ -21,12 +21,13 @@ import msgspec
 
 from shared.config._decode import Document
 from shared.config._decode import Path as FieldPath
-from shared.config.application import STAGE_NAMES, KubernetesApplicationSpec
+from shared.config.application import KubernetesApplicationSpec
 from shared.config.application_checks import check_application, gathered
 from shared.config.documents import check_header, open_document
 from shared.config.errors import ConfigFileError, ConfigFileErrors, ConfigWarning
 from shared.config.pipe_files import load_analysis_templates
 from shared.config.references import reference_errors, routing_problems, uses_templates
+from shared.config.stage_kinds import STAGE_NAMES
 from shared.config.types import _show
 
 if TYPE_CHECKING:  # manifests imports this module

@@ -1,9 +1,13 @@
-"""The domain events every service agrees on (DESIGN §2, §5).
+"""The domain events every service agrees on (DESIGN §2, §5): the heart of the wire contract.
+
+The rest of the contract sits beside it: `vocabulary.py` (the closed sets of
+values, as the `StrEnum` types of these fields), `streams.py` (the stream of
+each group below) and `ids.py` (the ids derived from causes).
 
 Past tense, an explicit wire tag on each (and `frozen=True` repeated, which
-mypy's msgspec support needs to see on every subclass), tuples inside frozen Structs, and a
-default on every field added after a type was first stored. Later services add
-their events here; each needs a golden file in `tests/golden/events/`.
+mypy's msgspec support needs to see on every subclass), tuples inside frozen
+Structs, and a default on every field added after a type was first stored.
+Add an event here, to `ALL_EVENTS`, and a golden file in `tests/golden/events/`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,16 @@ import msgspec
 
 from shared.events.base import Event
 from shared.events.codec import EventRegistry
+from shared.events.vocabulary import (
+    CommitSource,
+    DeploymentStatus,
+    StageName,
+    StageStatus,
+    Strategy,
+    SyncState,
+    Trigger,
+    Verdict,
+)
 
 # Applications (stream `application-<application_id>`) -------------------------
 
@@ -65,7 +79,7 @@ class SyncRequested(Event, tag="sync_requested", frozen=True):
 
     application_id: str
     request_id: str
-    strategy: str = "auto"  # auto | quick_sync | pipeline
+    strategy: Strategy = Strategy.AUTO
     commander: str = ""
 
 
@@ -76,7 +90,7 @@ class ApplicationSyncStateChanged(Event, tag="application_sync_state_changed", f
     """
 
     application_id: str
-    state: str  # SYNCED | OUT_OF_SYNC
+    state: SyncState  # SYNCED | OUT_OF_SYNC
     summary: str
     diff: str = ""
     commit_hash: str = ""
@@ -131,7 +145,7 @@ class CommitObserved(Event, tag="commit_observed", frozen=True):
     message: str = ""
     committed_at: str = ""  # ISO 8601, as git reports it
     changed_paths: tuple[str, ...] = ()
-    source: str = "poll"  # poll | webhook
+    source: CommitSource = CommitSource.POLL
 
 
 class RepositoryFetchFailed(Event, tag="repository_fetch_failed", frozen=True):
@@ -188,11 +202,11 @@ class DeploymentTriggered(Event, tag="deployment_triggered", frozen=True):
 
     deployment_id: str
     application_id: str
-    trigger: str  # on_commit | on_command | on_out_of_sync | on_chain
+    trigger: Trigger
     commit_hash: str
     commit_author: str = ""
     commit_message: str = ""
-    strategy: str = "auto"  # auto | quick_sync | pipeline (a forced strategy)
+    strategy: Strategy = Strategy.AUTO  # auto, or a strategy the command forced
     repository_id: str = ""
     commit_branch: str = ""
     commander: str = ""  # who asked, for on_command
@@ -202,7 +216,7 @@ class PlannedStage(msgspec.Struct, frozen=True, kw_only=True):
     """One stage of a planned pipeline, as the executor will run it."""
 
     id: str  # stable within the deployment, e.g. "stage-0"
-    name: str  # K8S_SYNC, K8S_CANARY_ROLLOUT, WAIT, ANALYSIS, ROLLBACK, …
+    name: StageName
     index: int
     desc: str = ""
     options_json: str = "{}"  # the stage's `with:` block, as JSON
@@ -224,7 +238,7 @@ class DeploymentPlanned(Event, tag="deployment_planned", frozen=True):
     deployment_id: str
     application_id: str
     commit_hash: str
-    strategy: str  # quick_sync | pipeline
+    strategy: Strategy  # quick_sync | pipeline: the planner's choice
     summary: str  # what a person reads first: "image helloworld: v1 → v2"
     reason: str  # which planner rule decided
     stages: tuple[PlannedStage, ...]
@@ -245,7 +259,7 @@ class DeploymentCompleted(Event, tag="deployment_completed", frozen=True):
 
     deployment_id: str
     application_id: str
-    status: str  # SUCCESS | FAILURE | CANCELLED
+    status: DeploymentStatus  # SUCCESS | FAILURE | CANCELLED
     commit_hash: str = ""
     reason: str = ""
 
@@ -277,7 +291,7 @@ class StageCompleted(Event, tag="stage_completed", frozen=True):
 
     deployment_id: str
     stage_id: str
-    status: str
+    status: StageStatus
     reason: str = ""
     completed_at: datetime | None = None
 
@@ -342,7 +356,7 @@ class AnalysisConcluded(Event, tag="analysis_concluded", frozen=True):
     analysis_id: str
     deployment_id: str
     stage_id: str
-    verdict: str  # success | failure | skipped
+    verdict: Verdict
     reason: str = ""
     judge: str = ""
     judge_version: str = ""

@@ -161,12 +161,12 @@ def decide_strategy(
 
 
 def _forced(spec: PlanningSpec, trigger: TriggerInfo) -> Strategy | None:
-    if trigger.strategy in ("", "auto"):
+    if trigger.strategy in ("", Strategy.AUTO):
         return None
     try:
         strategy = Strategy(trigger.strategy)
     except ValueError:
-        known = ", ".join(["auto", *Strategy])
+        known = ", ".join(Strategy)
         raise PlanError(
             f"unknown sync strategy {trigger.strategy!r} in the trigger (known: {known})"
         ) from None

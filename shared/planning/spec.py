@@ -8,7 +8,6 @@ place that knows both.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ import msgspec
 
 from shared.config.loader import ApplicationConfig
 from shared.config.types import enc_hook
+from shared.events.vocabulary import Strategy
 
 __all__ = [
     "PlanningSpec",
@@ -26,11 +26,6 @@ __all__ = [
     "WorkloadRef",
     "spec_from_config",
 ]
-
-
-class Strategy(enum.StrEnum):
-    QUICK_SYNC = "quick_sync"
-    PIPELINE = "pipeline"
 
 
 @dataclass(frozen=True)

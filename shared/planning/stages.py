@@ -23,7 +23,9 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final
 
+from shared.config.stage_kinds import REREAD_OPTIONS, kind_of
 from shared.events.catalog import PlannedStage
+from shared.events.vocabulary import StageName
 from shared.planning.rules import PlanError
 from shared.planning.spec import PlanningSpec, StageSpec, Strategy
 from shared.redaction import MASK, redact_all
@@ -43,8 +45,6 @@ __all__ = [
 K8S_SYNC_STAGE_ID: Final = "K8sSync"
 ROLLBACK_STAGE_ID: Final = "Rollback"
 SCRIPT_RUN_ROLLBACK_STAGE_ID: Final = "ScriptRunRollback"
-REREAD_OPTIONS: Final = frozenset({"SCRIPT_RUN", "SCRIPT_RUN_ROLLBACK", "ANALYSIS"})
-"""Stages whose work takes its options from the config at the commit, not from the plan."""
 
 
 def pipeline_stage_id(index: int, configured_id: str) -> str:
@@ -61,7 +61,7 @@ def build_stages(strategy: Strategy, spec: PlanningSpec) -> tuple[PlannedStage, 
 def quick_sync_stages(spec: PlanningSpec) -> tuple[PlannedStage, ...]:
     sync = PlannedStage(
         id=K8S_SYNC_STAGE_ID,
-        name="K8S_SYNC",
+        name=StageName.K8S_SYNC,
         index=0,
         desc="Sync by applying all manifests",
         options_json=options_json(spec.quick_sync_options),
@@ -80,7 +80,7 @@ def pipeline_stages(spec: PlanningSpec) -> tuple[PlannedStage, ...]:
         stages.append(
             PlannedStage(
                 id=stage_id,
-                name=configured.name,
+                name=StageName(configured.name),
                 index=index,
                 desc=configured.desc,
                 options_json=options_json(recorded_options(configured.name, configured.options)),
@@ -106,7 +106,7 @@ def _rollback(spec: PlanningSpec, index: int) -> list[PlannedStage]:
     out = [
         PlannedStage(
             id=ROLLBACK_STAGE_ID,
-            name="ROLLBACK",
+            name=StageName.ROLLBACK,
             index=index,
             desc="Rollback the deployment",
             predefined=True,
@@ -114,8 +114,11 @@ def _rollback(spec: PlanningSpec, index: int) -> list[PlannedStage]:
         )
     ]
     for position, configured in enumerate(spec.stages):
+        # Only a SCRIPT_RUN has a companion (its `onRollback` script), and only if it has one.
+        kind = kind_of(configured.name)
+        companion = kind.rollback if kind is not None else None
         on_rollback = _on_rollback(configured)
-        if configured.name != "SCRIPT_RUN" or not on_rollback:
+        if companion is None or not on_rollback:
             continue
         base_id = pipeline_stage_id(position, configured.id)
         rollback_options = {
@@ -129,12 +132,10 @@ def _rollback(spec: PlanningSpec, index: int) -> list[PlannedStage]:
             PlannedStage(
                 # PipeCD gives every one of these the same id; ours stay unique per deployment.
                 id=f"{SCRIPT_RUN_ROLLBACK_STAGE_ID}-{base_id}",
-                name="SCRIPT_RUN_ROLLBACK",
+                name=companion,
                 index=index + len(out),
                 desc=f"Rollback the script of stage {base_id}",
-                options_json=options_json(
-                    recorded_options("SCRIPT_RUN_ROLLBACK", rollback_options)
-                ),
+                options_json=options_json(recorded_options(companion, rollback_options)),
                 predefined=True,
                 visible=False,
             )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import structlog
 
 from shared.aio import sleep_or_stop
@@ -130,7 +131,12 @@ class ProjectionRunner:
             self.store.pool.acquire() as conn,
             conn.transaction(),
         ):
-            state = await load_state(conn, name, for_update=True)
+            try:
+                state = await load_state(conn, name, for_update=True)
+            except asyncpg.QueryCanceledError as exc:
+                # A replay holds this row for its whole rebuild; a long one outlasts our
+                # statement timeout. That is a wait, not a failure: back off and retry.
+                raise Unavailable(f"projection {name} is locked (being rebuilt?): {exc}") from exc
             if state is None or state.version != self.projection.version:
                 return None
             events = await self.store.read_all(state.checkpoint, limit=self.batch_size, conn=conn)

@@ -16,7 +16,7 @@ from shared.events.catalog import (
     AnalysisStarted,
     AnalysisTickJudged,
 )
-from shared.ids import analysis_id_of
+from shared.events.ids import analysis_id_of
 from shared.stagelog import StageLogs
 from shared.testing import wait_until
 from tests.support import Backends

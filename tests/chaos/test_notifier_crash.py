@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.eventlog import ANY, EventStore, new_events
+from shared.events import vocabulary
 from shared.events.catalog import DeploymentTriggered, NotificationScheduled
 from shared.testing import wait_until
 from tests.support import Backends, running
@@ -35,7 +36,7 @@ async def append_triggered(
         triggered = DeploymentTriggered(
             deployment_id=f"{prefix}{i}",
             application_id="web1",
-            trigger=trigger,
+            trigger=vocabulary.Trigger(trigger),
             commit_hash=commit or f"{i:040x}",
         )
         await store.append(f"deployment-{prefix}{i}", new_events([triggered]), expected_version=ANY)

@@ -21,7 +21,7 @@ from shared.events.catalog import (
     AnalysisStarted,
     AnalysisTickJudged,
 )
-from shared.ids import analysis_id_of
+from shared.events.ids import analysis_id_of
 from tests.support import Backends, running
 from tests.support.analysis import (
     SlowPrometheus,

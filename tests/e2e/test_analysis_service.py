@@ -22,7 +22,7 @@ from shared.events.catalog import (
     AnalysisTickJudged,
     StageCompleted,
 )
-from shared.ids import analysis_id_of
+from shared.events.ids import analysis_id_of
 from shared.platform import KubernetesPlatform
 from shared.stagelog import StageLogs
 from shared.testing import wait_until

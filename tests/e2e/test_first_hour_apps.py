@@ -25,12 +25,11 @@ from kubesim.testing import Kubectl, eventually, find_kubectl
 from services.api.decider import (
     RegisterApplication,
     StateConflict,
-    config_stream,
     decide_claim,
     evolve_name,
 )
 from services.api.deps import PlanPreviewSource
-from services.drift.decider import DriftState, RecordDeletion, decide, drift_stream
+from services.drift.decider import DriftState, RecordDeletion, decide
 from services.drift.service import DriftDetector
 from shared.config.control import KubernetesProviderConfig, platform_provider_of
 from shared.deploysource import load_deploy_source
@@ -45,6 +44,7 @@ from shared.events.catalog import (
     ApplicationSyncStateChanged,
     SyncRequested,
 )
+from shared.events.streams import config_claim_stream, drift_stream
 from shared.git import GitCache
 from shared.ids import new_id
 from shared.platform import KubernetesPlatform
@@ -360,6 +360,6 @@ def test_a_config_file_is_claimed_once_and_freed_by_its_holders_deletion() -> No
     assert caught.value.code == "config_taken"
     freed = fold(evolve_name, None, [claimed, ApplicationDeleted(application_id="a1")])
     assert decide_claim(freed, second)
-    assert config_stream("config", "p", "app.pipecd.yaml") != config_stream(
+    assert config_claim_stream("config", "p", "app.pipecd.yaml") != config_claim_stream(
         "config", "p", ".pipe.yaml"
     )

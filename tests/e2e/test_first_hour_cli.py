@@ -25,6 +25,7 @@ from nats.aio.client import Client as NatsClient
 from shared.analysis.judges import judge_named
 from shared.analysis.record import fold, judge_tick
 from shared.eventlog import NO_STREAM, EventStore, new_events
+from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
     AnalysisCheck,
@@ -41,7 +42,8 @@ from shared.events.catalog import (
     StageCompleted,
     StageStarted,
 )
-from shared.ids import analysis_id_of, new_id
+from shared.events.ids import analysis_id_of
+from shared.ids import new_id
 from shared.stagelog import Severity, StageLogs
 from shared.subjects import Subjects
 from shared.testing import wait_until
@@ -104,20 +106,28 @@ async def waiting_for_approval(store: EventStore, d: str) -> None:
         store,
         d,
         DeploymentTriggered(
-            deployment_id=d, application_id="app1", trigger="on_commit", commit_hash="c1"
+            deployment_id=d,
+            application_id="app1",
+            trigger=vocabulary.Trigger("on_commit"),
+            commit_hash="c1",
         ),
         DeploymentPlanned(
             deployment_id=d,
             application_id="app1",
             commit_hash="c1",
-            strategy="pipeline",
+            strategy=vocabulary.Strategy("pipeline"),
             summary="",
             reason="",
             stages=(
                 PlannedStage(
-                    id="stage-0", name="WAIT_APPROVAL", index=0, options_json=APPROVAL_OPTIONS
+                    id="stage-0",
+                    name=vocabulary.StageName("WAIT_APPROVAL"),
+                    index=0,
+                    options_json=APPROVAL_OPTIONS,
                 ),
-                PlannedStage(id="stage-1", name="K8S_PRIMARY_ROLLOUT", index=1),
+                PlannedStage(
+                    id="stage-1", name=vocabulary.StageName("K8S_PRIMARY_ROLLOUT"), index=1
+                ),
             ),
         ),
         DeploymentStarted(deployment_id=d, application_id="app1", started_at=T0),
@@ -161,7 +171,10 @@ async def test_a_waiting_approval_shows_who_may_approve_and_how_many_more(
         store,
         d,
         StageCompleted(
-            deployment_id=d, stage_id="stage-0", status="SUCCESS", reason="Approved by alice, bob"
+            deployment_id=d,
+            stage_id="stage-0",
+            status=vocabulary.StageStatus("SUCCESS"),
+            reason="Approved by alice, bob",
         ),
     )
     done = await cli("deployment", "get", d)
@@ -179,18 +192,21 @@ async def test_a_stage_name_shared_by_two_stages_is_refused_naming_them(
         store,
         d,
         DeploymentTriggered(
-            deployment_id=d, application_id="app1", trigger="on_commit", commit_hash="c1"
+            deployment_id=d,
+            application_id="app1",
+            trigger=vocabulary.Trigger("on_commit"),
+            commit_hash="c1",
         ),
         DeploymentPlanned(
             deployment_id=d,
             application_id="app1",
             commit_hash="c1",
-            strategy="pipeline",
+            strategy=vocabulary.Strategy("pipeline"),
             summary="",
             reason="",
             stages=(
-                PlannedStage(id="stage-0", name="WAIT", index=0),
-                PlannedStage(id="stage-1", name="WAIT", index=1),
+                PlannedStage(id="stage-0", name=vocabulary.StageName("WAIT"), index=0),
+                PlannedStage(id="stage-1", name=vocabulary.StageName("WAIT"), index=1),
             ),
         ),
         DeploymentStarted(deployment_id=d, application_id="app1", started_at=T0),
@@ -231,7 +247,10 @@ async def many_events(store: EventStore, count: int = 1500) -> None:
         d,
         *(
             DeploymentTriggered(
-                deployment_id=d, application_id="app1", trigger="on_commit", commit_hash=f"c{n}"
+                deployment_id=d,
+                application_id="app1",
+                trigger=vocabulary.Trigger("on_commit"),
+                commit_hash=f"c{n}",
             )
             for n in range(count)
         ),
@@ -360,7 +379,10 @@ async def test_a_pending_deployment_says_what_it_waits_for(cli: Cli, store: Even
         store,
         queued,
         DeploymentTriggered(
-            deployment_id=queued, application_id="app1", trigger="on_commit", commit_hash="c2"
+            deployment_id=queued,
+            application_id="app1",
+            trigger=vocabulary.Trigger("on_commit"),
+            commit_hash="c2",
         ),
         DeploymentQueued(deployment_id=queued, application_id="app1", behind_deployment_id=ahead),
     )
@@ -432,16 +454,19 @@ async def test_rejudge_goes_through_the_api_with_a_read_only_key(
         store,
         d,
         DeploymentTriggered(
-            deployment_id=d, application_id="app1", trigger="on_commit", commit_hash="c1"
+            deployment_id=d,
+            application_id="app1",
+            trigger=vocabulary.Trigger("on_commit"),
+            commit_hash="c1",
         ),
         DeploymentPlanned(
             deployment_id=d,
             application_id="app1",
             commit_hash="c1",
-            strategy="pipeline",
+            strategy=vocabulary.Strategy("pipeline"),
             summary="",
             reason="",
-            stages=(PlannedStage(id="stage-0", name="ANALYSIS", index=0),),
+            stages=(PlannedStage(id="stage-0", name=vocabulary.StageName("ANALYSIS"), index=0),),
         ),
     )
     events = _analysis_events(d, "stage-0", ["0.0", "0.05"])

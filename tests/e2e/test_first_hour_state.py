@@ -28,13 +28,14 @@ from kubesim.testing import Kubectl, eventually, find_kubectl
 from services.api.routes import API_PREFIX
 from shared.db import create_pool
 from shared.eventlog import ANY, EventStore, new_events
+from shared.events import vocabulary
 from shared.events.catalog import (
     ApplicationConfigObserved,
     ApplicationRegistered,
     DeploymentTriggered,
     default_registry,
 )
-from shared.labels import config_stream
+from shared.events.streams import application_config_stream
 from shared.projections import ProjectionRunner, replay
 from shared.projections.applications import ApplicationsProjection
 from shared.testing import wait_until
@@ -356,10 +357,15 @@ async def test_notification_routes_match_labels_from_the_config(
             repository_id="config", application_id="web1", commit_hash="c1",
             labels=(("env", "prd"),),
         )  # fmt: skip
-        await store.append(config_stream("web1"), new_events([observed]), expected_version=ANY)
+        await store.append(
+            application_config_stream("web1"), new_events([observed]), expected_version=ANY
+        )
         async with notifier_running(control, backends):
             trigger = DeploymentTriggered(
-                deployment_id="d1", application_id="web1", trigger="on_commit", commit_hash="c1"
+                deployment_id="d1",
+                application_id="web1",
+                trigger=vocabulary.Trigger("on_commit"),
+                commit_hash="c1",
             )
             await store.append("deployment-d1", new_events([trigger]), expected_version=ANY)
             await wait_until(

@@ -12,12 +12,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from kubesim import KubeSim
 from services.planner.service import CONSUMER_NAME as PLANNER
+from services.planner.service import HANDLES as PLANNER_HANDLES
 from services.planner.service import Planner, RepositoryRef
 from shared.eventlog import NO_STREAM, new_events
+from shared.events import vocabulary
 from shared.events.base import RecordedEvent
 from shared.events.catalog import DeploymentTriggered
+from shared.events.ids import analysis_id_of
 from shared.git import GitCache
-from shared.ids import analysis_id_of
 from tests.support import Backends, running
 from tests.support.analysis import (
     analysis_pipeline,
@@ -149,14 +151,14 @@ async def test_the_planner_and_the_executor_continue_the_trigger_trace(
         PLANNER,
         planner.handle,
         after_commit=nothing,
-        event_types=["deployment_triggered", "deployment_completed"],
+        handles=PLANNER_HANDLES,
     )
     commit = harness.work.commit(app_files(tag="v1"), "v1")
     async with harness.running_app(), running(consumer.run):
         triggered = DeploymentTriggered(
             deployment_id="d1",
             application_id=APP,
-            trigger="on_commit",
+            trigger=vocabulary.Trigger("on_commit"),
             commit_hash=commit,
             commit_message="v1",
             repository_id="config",

@@ -23,6 +23,7 @@ from services.api.app import ApiServer, create_app
 from services.api.auth import PRINCIPAL, Access, Principal, required_access
 from services.api.routes import API_PREFIX, all_routes
 from shared.eventlog import NO_STREAM, EventStore, new_events
+from shared.events import vocabulary
 from shared.events.catalog import ApplicationNameReserved, ApplicationRegistered, SyncRequested
 from shared.ids import new_id
 from shared.testing import wait_until
@@ -164,7 +165,7 @@ async def test_sync_appends_sync_requested_with_the_strategy(
     assert recorded.event == SyncRequested(
         application_id=app["application_id"],
         request_id=accepted["request_id"],
-        strategy=strategy,
+        strategy=vocabulary.Strategy(strategy),
         commander="test-admin",
     )
 

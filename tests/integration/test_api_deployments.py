@@ -22,6 +22,7 @@ from nats.aio.client import Client as NatsClient
 from services.api.routes import API_PREFIX
 from shared.apikeys import create_api_key
 from shared.eventlog import NO_STREAM, EventStore, new_events
+from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationRegistered,
@@ -49,11 +50,14 @@ DEPLOYMENTS = f"{API_PREFIX}/deployments"
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 STAGES = (
     PlannedStage(
-        id="stage-0", name="WAIT_APPROVAL", index=0, options_json='{"approvers": ["alice"]}'
+        id="stage-0",
+        name=vocabulary.StageName("WAIT_APPROVAL"),
+        index=0,
+        options_json='{"approvers": ["alice"]}',
     ),
-    PlannedStage(id="stage-1", name="K8S_PRIMARY_ROLLOUT", index=1),
-    PlannedStage(id="stage-2", name="ANALYSIS", index=2),
-    PlannedStage(id="stage-3", name="ROLLBACK", index=3, visible=False),
+    PlannedStage(id="stage-1", name=vocabulary.StageName("K8S_PRIMARY_ROLLOUT"), index=1),
+    PlannedStage(id="stage-2", name=vocabulary.StageName("ANALYSIS"), index=2),
+    PlannedStage(id="stage-3", name=vocabulary.StageName("ROLLBACK"), index=3, visible=False),
 )
 
 
@@ -103,7 +107,7 @@ async def deployment(
         DeploymentTriggered(
             deployment_id=d,
             application_id=app,
-            trigger="on_commit",
+            trigger=vocabulary.Trigger("on_commit"),
             commit_hash="c0ffee1",
             commit_message="Bump image to v2\n\nbody",
         ),
@@ -111,7 +115,7 @@ async def deployment(
             deployment_id=d,
             application_id=app,
             commit_hash="c0ffee1",
-            strategy="pipeline",
+            strategy=vocabulary.Strategy("pipeline"),
             summary="image web: v1 → v2",
             reason="the pod template changed",
             stages=STAGES,
@@ -134,7 +138,7 @@ async def test_get_folds_the_stream_into_a_deployment_with_its_stages(
         StageCompleted(
             deployment_id=d,
             stage_id="stage-0",
-            status="SUCCESS",
+            status=vocabulary.StageStatus("SUCCESS"),
             reason="approved",
             completed_at=T0,
         ),
@@ -166,7 +170,11 @@ async def test_list_filters_by_application_and_status_and_pages_newest_first(
     last = await write(
         store,
         second,
-        DeploymentCompleted(deployment_id=second, application_id="app1", status="SUCCESS"),
+        DeploymentCompleted(
+            deployment_id=second,
+            application_id="app1",
+            status=vocabulary.DeploymentStatus("SUCCESS"),
+        ),
     )
 
     async def projected() -> bool:
@@ -228,7 +236,11 @@ async def test_commands_append_the_requests_the_executor_consumes(
         DeploymentCancelRequested(deployment_id=d, with_rollback=False, commander="test-admin"),
     ]
     await write(
-        store, d, DeploymentCompleted(deployment_id=d, application_id="app1", status="CANCELLED")
+        store,
+        d,
+        DeploymentCompleted(
+            deployment_id=d, application_id="app1", status=vocabulary.DeploymentStatus("CANCELLED")
+        ),
     )
     status, late = await call(api, "POST", f"{DEPLOYMENTS}/{d}/cancel")
     assert status == 409 and "already completed (CANCELLED)" in late["error"]["message"]
@@ -269,7 +281,13 @@ async def test_logs_list_and_follow_backlog_then_live_lines_until_completion(
         await logs.write(d, "stage-1", Severity.SUCCESS, "rolled out 3/3")
         await wait_until(lambda: len(received) >= 2, within_s=30, what="the live line")
         await write(
-            store, d, DeploymentCompleted(deployment_id=d, application_id="app1", status="SUCCESS")
+            store,
+            d,
+            DeploymentCompleted(
+                deployment_id=d,
+                application_id="app1",
+                status=vocabulary.DeploymentStatus("SUCCESS"),
+            ),
         )
         async with asyncio.timeout(30):
             await reader
@@ -291,7 +309,11 @@ async def test_the_deployments_projection_rebuilt_by_replay_equals_the_live_one(
         store,
         first,
         DeploymentRollingBack(deployment_id=first, application_id="app1", reason="analysis"),
-        DeploymentCompleted(deployment_id=first, application_id="app1", status="FAILURE"),
+        DeploymentCompleted(
+            deployment_id=first,
+            application_id="app1",
+            status=vocabulary.DeploymentStatus("FAILURE"),
+        ),
         # A late duplicate must not move a completed deployment back.
         DeploymentStarted(deployment_id=first, application_id="app1", started_at=T0),
     )

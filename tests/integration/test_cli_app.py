@@ -11,7 +11,7 @@ import pytest
 
 from shared.eventlog import EventStore
 from shared.events.catalog import SyncRequested
-from shared.ids import on_command_deployment_id
+from shared.events.ids import on_command_deployment_id
 from tests.support.api import running_projection, served_api
 from tests.support.cli import slipway, wait_projected
 

@@ -19,13 +19,15 @@ import pytest
 from nats.aio.client import Client as NatsClient
 
 from shared.eventlog import EventStore
+from shared.events import vocabulary
 from shared.events.catalog import (
     DeploymentCancelRequested,
     DeploymentCompleted,
     DeploymentTriggered,
     StageSkipRequested,
 )
-from shared.ids import new_id, on_command_deployment_id
+from shared.events.ids import on_command_deployment_id
+from shared.ids import new_id
 from shared.stagelog import Severity, StageLogs
 from shared.subjects import Subjects
 from shared.testing import wait_until
@@ -69,7 +71,10 @@ async def sync_and_finish(cli: Cli, store: EventStore, ending: str, *wait: str) 
         store,
         deployment_id,
         DeploymentCompleted(
-            deployment_id=deployment_id, application_id=app_id, status=ending, reason="because"
+            deployment_id=deployment_id,
+            application_id=app_id,
+            status=vocabulary.DeploymentStatus(ending),
+            reason="because",
         ),
     )
     done = await cli.finish(process)
@@ -150,7 +155,11 @@ async def test_deployment_get_list_commands_and_follow(
     await cli.read_until(follow, "waiting 30s", stream="stdout")  # following: the next is live
     await logs.write(d, "stage-1", Severity.SUCCESS, "rolled out")
     await write(
-        store, d, DeploymentCompleted(deployment_id=d, application_id="app1", status="SUCCESS")
+        store,
+        d,
+        DeploymentCompleted(
+            deployment_id=d, application_id="app1", status=vocabulary.DeploymentStatus("SUCCESS")
+        ),
     )
     followed = await cli.finish(follow)
     assert followed.code == 0, followed.err
@@ -228,13 +237,20 @@ async def test_events_tail_prints_what_is_committed_from_a_position(
     )  # fmt: skip
     d = new_id()
     triggered = DeploymentTriggered(
-        deployment_id=d, application_id="a", trigger="on_commit", commit_hash="c"
+        deployment_id=d,
+        application_id="a",
+        trigger=vocabulary.Trigger("on_commit"),
+        commit_hash="c",
     )
     await write(store, d, triggered)
     # Printed: the range is read, so the second event can only reach it by tailing.
     await cli.read_until(tail, "deployment_triggered", stream="stdout")
     await write(
-        store, d, DeploymentCompleted(deployment_id=d, application_id="a", status="FAILURE")
+        store,
+        d,
+        DeploymentCompleted(
+            deployment_id=d, application_id="a", status=vocabulary.DeploymentStatus("FAILURE")
+        ),
     )
     done = await cli.finish(tail)
     assert done.code == 0, done.err
@@ -275,7 +291,7 @@ async def test_sync_says_triggered_only_once_the_deployment_exists(
         DeploymentTriggered(
             deployment_id=deployment_id,
             application_id=app_id,
-            trigger="on_command",
+            trigger=vocabulary.Trigger("on_command"),
             commit_hash="abc1234",
         ),
     )

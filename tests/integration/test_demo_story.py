@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import load_application_config, load_control_config
+from shared.events import vocabulary
 from shared.events.catalog import (
     DeploymentCompleted,
     DeploymentPlanned,
@@ -41,7 +42,9 @@ STORY = seed_story(DemoTiming())
 
 
 def _stage(index: int, name: str) -> PlannedStage:
-    return PlannedStage(id=f"s{index}", name=name, index=index, visible=name != "ROLLBACK")
+    return PlannedStage(
+        id=f"s{index}", name=vocabulary.StageName(name), index=index, visible=name != "ROLLBACK"
+    )
 
 
 def test_fold_follows_a_failed_canary_through_its_rollback() -> None:
@@ -49,22 +52,30 @@ def test_fold_follows_a_failed_canary_through_its_rollback() -> None:
     names = ["K8S_CANARY_ROLLOUT", "ANALYSIS", "K8S_PRIMARY_ROLLOUT", "ROLLBACK"]
     events = [
         DeploymentTriggered(
-            deployment_id="d", application_id="a", trigger="on_commit", commit_hash="c3"
+            deployment_id="d",
+            application_id="a",
+            trigger=vocabulary.Trigger("on_commit"),
+            commit_hash="c3",
         ),
         DeploymentPlanned(
             deployment_id="d",
             application_id="a",
             commit_hash="c3",
-            strategy="pipeline",
+            strategy=vocabulary.Strategy("pipeline"),
             summary="",
             reason="",
             stages=tuple(_stage(i, n) for i, n in enumerate(names)),
         ),
         DeploymentStarted(deployment_id="d", application_id="a", started_at=NOW),
         StageStarted(deployment_id="d", stage_id="s0", started_at=NOW),
-        StageCompleted(deployment_id="d", stage_id="s0", status="SUCCESS"),
+        StageCompleted(deployment_id="d", stage_id="s0", status=vocabulary.StageStatus("SUCCESS")),
         StageStarted(deployment_id="d", stage_id="s1", started_at=NOW),
-        StageCompleted(deployment_id="d", stage_id="s1", status="FAILURE", reason="5 % errors"),
+        StageCompleted(
+            deployment_id="d",
+            stage_id="s1",
+            status=vocabulary.StageStatus("FAILURE"),
+            reason="5 % errors",
+        ),
         DeploymentRollingBack(deployment_id="d", application_id="a"),
         StageStarted(deployment_id="d", stage_id="s3", started_at=NOW),
     ]
@@ -79,9 +90,14 @@ def test_fold_follows_a_failed_canary_through_its_rollback() -> None:
         "d",
         [
             *events,
-            StageCompleted(deployment_id="d", stage_id="s3", status="SUCCESS"),
+            StageCompleted(
+                deployment_id="d", stage_id="s3", status=vocabulary.StageStatus("SUCCESS")
+            ),
             DeploymentCompleted(
-                deployment_id="d", application_id="a", status="FAILURE", reason="analysis failed"
+                deployment_id="d",
+                application_id="a",
+                status=vocabulary.DeploymentStatus("FAILURE"),
+                reason="analysis failed",
             ),
         ],
     )

@@ -12,11 +12,11 @@ import pytest
 
 from kubesim import KubeSim
 from kubesim.testing import Kubectl, find_kubectl
-from services.drift.decider import drift_deployment_id, drift_stream
 from services.drift.service import DriftDetector
 from shared.config.control import KubernetesProviderConfig
 from shared.deploysource import load_deploy_source
 from shared.eventlog import NO_STREAM, EventStore, new_events
+from shared.events import vocabulary
 from shared.events.catalog import (
     ApplicationDeleted,
     ApplicationRegistered,
@@ -25,6 +25,8 @@ from shared.events.catalog import (
     DeploymentCompleted,
     DeploymentTriggered,
 )
+from shared.events.ids import drift_deployment_id
+from shared.events.streams import drift_stream
 from shared.git import GitCache
 from shared.platform import KubernetesPlatform
 from tests.support import running
@@ -157,12 +159,19 @@ async def _deployment(store: EventStore, deployment_id: str, *, completed: bool)
     """Record a deployment of APP: triggered, and completed when asked."""
     events: list[DeploymentTriggered | DeploymentCompleted] = [
         DeploymentTriggered(
-            deployment_id=deployment_id, application_id=APP, trigger="on_commit", commit_hash="c"
+            deployment_id=deployment_id,
+            application_id=APP,
+            trigger=vocabulary.Trigger("on_commit"),
+            commit_hash="c",
         )
     ]
     if completed:
         events.append(
-            DeploymentCompleted(deployment_id=deployment_id, application_id=APP, status="SUCCESS")
+            DeploymentCompleted(
+                deployment_id=deployment_id,
+                application_id=APP,
+                status=vocabulary.DeploymentStatus("SUCCESS"),
+            )
         )
     stream = f"deployment-{deployment_id}"
     version = await store.stream_version(stream)

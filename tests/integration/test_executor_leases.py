@@ -8,6 +8,7 @@ import pytest
 from services.executor.leases import LeaseLost, Leases
 from shared.errors import ConcurrencyConflict
 from shared.eventlog import NO_STREAM, EventStore, new_events
+from shared.events import vocabulary
 from shared.events.base import NewEvent
 from shared.events.catalog import DeploymentCancelRequested, DeploymentCompleted
 
@@ -79,7 +80,13 @@ async def test_completion_closes_the_lease_and_release_frees_it(store: EventStor
     a, b = Leases(store, "a", ttl_s=30), Leases(store, "b", ttl_s=30)
     one, two = await a.claim(2)
     done = new_events(
-        [DeploymentCompleted(deployment_id="d1", application_id="app", status="SUCCESS")]
+        [
+            DeploymentCompleted(
+                deployment_id="d1",
+                application_id="app",
+                status=vocabulary.DeploymentStatus("SUCCESS"),
+            )
+        ]
     )
     await a.append_fenced(one, "deployment-d1", done, expected_version=NO_STREAM)
     assert await a.open_count() == 1

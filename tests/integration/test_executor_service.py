@@ -13,6 +13,7 @@ from nats.aio.msg import Msg
 
 from kubesim import ImageRule, KubeSim
 from shared.eventlog import new_events
+from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
     AnalysisConcluded,
@@ -23,7 +24,7 @@ from shared.events.catalog import (
     StageCompleted,
     StageStarted,
 )
-from shared.ids import analysis_id_of
+from shared.events.ids import analysis_id_of
 from shared.platform import KubernetesPlatform
 from shared.stagelog import StageLogs
 from shared.subjects import Subjects
@@ -563,7 +564,7 @@ async def _conclude(
         analysis_id=request.analysis_id,
         deployment_id=request.deployment_id,
         stage_id=request.stage_id,
-        verdict=verdict,
+        verdict=vocabulary.Verdict(verdict),
         reason=reason,
         judge="threshold",
         judge_version="1",

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from services.gitwatcher.decider import on_commit_deployment_id
 from services.gitwatcher.service import WatchedRepository
 from services.gitwatcher.watcher import append_trigger
 from shared.eventlog import EventStore
+from shared.events import vocabulary
 from shared.events.base import Metadata
 from shared.events.catalog import (
     ApplicationConfigDiscovered,
@@ -18,6 +18,7 @@ from shared.events.catalog import (
     RepositoryFetchFailed,
     RepositoryRecovered,
 )
+from shared.events.ids import on_commit_deployment_id
 from shared.testing import wait_until
 from tests.support import running
 from tests.support.git_helpers import WorkRepo, app_config
@@ -258,7 +259,7 @@ async def test_a_replica_dying_between_trigger_and_checkpoint_repeats_nothing(
     early = DeploymentTriggered(
         deployment_id=on_commit_deployment_id("auth-dev", commit),
         application_id="auth-dev",
-        trigger="on_commit",
+        trigger=vocabulary.Trigger("on_commit"),
         commit_hash=commit,
         commit_author="Alice Example",
         commit_message="bump auth",

@@ -8,9 +8,10 @@ from nats.aio.client import Client as NatsClient
 
 from services.relay.relay import Relay
 from shared.eventlog import ANY, EventStore, new_events
+from shared.events import vocabulary
 from shared.events.base import Metadata
 from shared.events.catalog import DeploymentTriggered, SyncRequested
-from shared.ids import on_command_deployment_id
+from shared.events.ids import on_command_deployment_id
 from shared.messaging import ensure_event_stream
 from shared.subjects import Subjects
 from shared.testing import wait_until
@@ -50,7 +51,10 @@ async def test_sync_request_triggers_the_fetched_branch_head(
     consumer = gitwatcher.sync_consumer(js=js, subjects=subjects, fetch_timeout_s=0.2)
     requests = [
         SyncRequested(
-            application_id="account-dev", request_id="r1", strategy="pipeline", commander="ci-bot"
+            application_id="account-dev",
+            request_id="r1",
+            strategy=vocabulary.Strategy("pipeline"),
+            commander="ci-bot",
         ),
         SyncRequested(application_id="auth-dev", request_id="r2"),  # disabled: ignored
     ]

@@ -15,6 +15,7 @@ from services.analysis.leases import Leases as AnalysisLeases
 from services.executor.leases import Leases as ExecutorLeases
 from shared.errors import ConcurrencyConflict
 from shared.eventlog import NO_STREAM, EventStore, new_events
+from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
     AnalysisConcluded,
@@ -60,7 +61,7 @@ KINDS = [
         stream="deployment",
         event=lambda key: DeploymentCancelRequested(deployment_id=key),
         closing=lambda key: DeploymentCompleted(
-            deployment_id=key, application_id="app", status="SUCCESS"
+            deployment_id=key, application_id="app", status=vocabulary.DeploymentStatus("SUCCESS")
         ),
     ),
     Kind(
@@ -72,7 +73,10 @@ KINDS = [
         stream="analysis",
         event=lambda key: AnalysisMeasured(analysis_id=key, check="c", tick=1),
         closing=lambda key: AnalysisConcluded(
-            analysis_id=key, deployment_id="d1", stage_id="s1", verdict="success"
+            analysis_id=key,
+            deployment_id="d1",
+            stage_id="s1",
+            verdict=vocabulary.Verdict("success"),
         ),
     ),
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from services.notifier.notify.retry import RetryPolicy
 from shared.eventlog import ANY, EventStore, new_events
+from shared.events import vocabulary
 from shared.events.catalog import (
     ApplicationSyncStateChanged,
     NotificationAttemptFailed,
@@ -77,7 +78,9 @@ async def test_deployment_and_drift_reach_slack_and_signed_webhook(
                 new_events(
                     [
                         ApplicationSyncStateChanged(
-                            application_id="web1", state="OUT_OF_SYNC", summary="1 resource differs"
+                            application_id="web1",
+                            state=vocabulary.SyncState("OUT_OF_SYNC"),
+                            summary="1 resource differs",
                         )
                     ]
                 ),

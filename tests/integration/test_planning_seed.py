@@ -84,7 +84,7 @@ async def test_stage_options_decode_back_into_the_config_types(
     canary = msgspec.json.decode(
         plan.stages[0].options_json.encode(), type=StageOptions, dec_hook=dec_hook
     )
-    assert str(canary.replicas) == "10%"  # type: ignore[union-attr]
+    assert str(canary.replicas) == "10%"  # type: ignore[attr-defined]
 
 
 async def test_broken_config_is_a_config_error_naming_the_repository_path_and_line(

@@ -17,7 +17,7 @@ from shared.db import create_pool
 from shared.errors import ConfigError
 from shared.eventlog import ANY, NO_STREAM, EventStore, LogPosition, new_events
 from shared.eventlog.asof import fold, state_as_of
-from shared.events import Event, RecordedEvent
+from shared.events import Event, RecordedEvent, vocabulary
 from shared.events.catalog import (
     ApplicationDisabled,
     ApplicationRegistered,
@@ -35,6 +35,7 @@ from shared.projections import (
 from shared.projections.applications import ApplicationsProjection
 from shared.projections.base import check_projection, check_unique
 from shared.projections.stream_stats import StreamStatsProjection
+from shared.testing import wait_until
 from slipway_cli import main as cli_main
 from tests.support import running
 
@@ -119,7 +120,7 @@ def triggered(deployment: str, app: str) -> DeploymentTriggered:
     return DeploymentTriggered(
         deployment_id=deployment,
         application_id=app,
-        trigger="on_commit",
+        trigger=vocabulary.Trigger("on_commit"),
         commit_hash=new_id(),
     )
 
@@ -317,6 +318,36 @@ async def test_two_runner_replicas_apply_each_event_once(
 
 
 # --- replay -----------------------------------------------------------------------------
+
+
+async def test_a_runner_waits_out_a_rebuild_longer_than_its_statement_timeout(
+    projector_database_url: str, schema: str, writer_store: EventStore
+) -> None:
+    """A replay holds the projection's row for its whole rebuild; a live runner whose lock
+    wait outlasts its statement timeout backs off and goes on, it does not crash."""
+    pool = await create_pool(
+        projector_database_url, schema=schema, min_size=1, max_size=4, statement_timeout_s=0.3
+    )
+    try:
+        store = EventStore(pool, default_registry())
+        runner = ProjectionRunner(store, StreamStatsProjection(), batch_size=50)
+        await runner.install()
+        writer = Writer(writer_store, seed=7)
+        await writer.write(20)
+        async with running(runner.run, stop_within_s=PHASE_TIMEOUT_S):
+            async with pool.acquire() as holder, holder.transaction():
+                # What a rebuild does to the row, held longer than the runner's timeout.
+                await holder.execute("SET LOCAL statement_timeout = 0")
+                await load_state(holder, runner.projection.name, for_update=True)
+                await writer.write(5)
+                await asyncio.sleep(1.0)  # the subject: a lock held past 0.3 s, three times over
+            await wait_until(
+                lambda: runner.applied == writer.written,
+                within_s=PHASE_TIMEOUT_S,
+                what=lambda: f"the runner applied {runner.applied} of {writer.written}",
+            )
+    finally:
+        await pool.close()
 
 
 async def test_replay_from_zero_equals_the_live_projection(

@@ -36,9 +36,11 @@ from services.relay.relay import Relay
 from shared.config import load_application_config
 from shared.consumer import EventConsumer
 from shared.eventlog import ANY, EventStore, new_events
+from shared.events import vocabulary
 from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import (
     ApplicationDisabled,
+    ApplicationEnabled,
     ApplicationRegistered,
     DeploymentCompleted,
     DeploymentPlanned,
@@ -267,9 +269,7 @@ async def test_every_service_runs_its_part_with_its_own_user(
                 handled[d] = handled.get(d, 0) + 1
 
             several = durable == EXECUTOR_CONSUMER  # one filter, and several, both work
-            filters = [SUBJECTS.events_of_type("application_disabled")] + (
-                [SUBJECTS.events_of_type("application_enabled")] if several else []
-            )
+            handles = [ApplicationDisabled, *([ApplicationEnabled] if several else [])]
             consumers.append(
                 EventConsumer(
                     name=durable,
@@ -278,7 +278,7 @@ async def test_every_service_runs_its_part_with_its_own_user(
                     registry=store.registry,
                     subjects=SUBJECTS,
                     handler=count,
-                    filter_subjects=filters,
+                    handles=handles,
                     fetch_timeout_s=0.2,
                 )
             )
@@ -437,13 +437,13 @@ async def test_a_forged_failure_sends_no_notification(
                 DeploymentTriggered(
                     deployment_id=deployment_id,
                     application_id="web1",
-                    trigger="on_commit",
+                    trigger=vocabulary.Trigger("on_commit"),
                     commit_hash="feedface00112233",
                 ),
                 DeploymentCompleted(
                     deployment_id=deployment_id,
                     application_id="web1",
-                    status="FAILURE",
+                    status=vocabulary.DeploymentStatus("FAILURE"),
                     reason=f"{deployment_id} failed",
                 ),
             ]
@@ -484,13 +484,16 @@ async def test_a_forged_plan_deploys_nothing(
         backends.subjects,
         "deployment-forged",
         DeploymentTriggered(
-            deployment_id="forged", application_id=APP, trigger="on_commit", commit_hash=commit
+            deployment_id="forged",
+            application_id=APP,
+            trigger=vocabulary.Trigger("on_commit"),
+            commit_hash=commit,
         ),
         DeploymentPlanned(
             deployment_id="forged",
             application_id=APP,
             commit_hash=commit,
-            strategy="quick_sync",
+            strategy=vocabulary.Strategy("quick_sync"),
             summary="forged",
             reason="forged",
             stages=stages,

@@ -29,8 +29,8 @@ from shared.config.secrets import control_secrets, kubeconfig_secrets
 from shared.deploysource import load_deploy_source
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events.catalog import AnalysisMeasured, DeploymentPlanned, StageCompleted
+from shared.events.ids import analysis_id_of
 from shared.git import GitCache
-from shared.ids import analysis_id_of
 from shared.logs import configure_logging, get_logger, reset_logging
 from shared.planning import Strategy, TriggerInfo, diff_manifests, make_plan
 from shared.planning.stages import recorded_options

@@ -20,7 +20,7 @@ import yaml
 from aiohttp import web
 
 from kubesim import KubeSim
-from services.analysis.service import CONSUMER_NAME, AnalysisService
+from services.analysis.service import CONSUMER_NAME, HANDLES, AnalysisService
 from shared.config.control import AnalysisProvider, AnalysisProviderConfig
 from shared.consumer import EventConsumer
 from shared.egress import EgressPolicy
@@ -178,7 +178,7 @@ def analysis_replica(
         CONSUMER_NAME,
         service.handle,
         after_commit=service.after_commit,
-        event_types=["analysis_requested"],
+        handles=HANDLES,
     )
     return service, consumer
 

@@ -16,6 +16,7 @@ import aiohttp
 
 from services.api.routes import API_PREFIX
 from shared.eventlog import EventStore, new_events
+from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
     DeploymentPlanned,
@@ -141,19 +142,21 @@ async def started(store: EventStore, deployment_id: str, app: str = "app1") -> N
         DeploymentTriggered(
             deployment_id=deployment_id,
             application_id=app,
-            trigger="on_command",
+            trigger=vocabulary.Trigger("on_command"),
             commit_hash="abc1234",
         ),
         DeploymentPlanned(
             deployment_id=deployment_id,
             application_id=app,
             commit_hash="abc1234",
-            strategy="pipeline",
+            strategy=vocabulary.Strategy("pipeline"),
             summary="image web: v1 → v2",
             reason="the pod template changed",
             stages=(
-                PlannedStage(id="stage-0", name="WAIT", index=0),
-                PlannedStage(id="stage-1", name="K8S_PRIMARY_ROLLOUT", index=1),
+                PlannedStage(id="stage-0", name=vocabulary.StageName("WAIT"), index=0),
+                PlannedStage(
+                    id="stage-1", name=vocabulary.StageName("K8S_PRIMARY_ROLLOUT"), index=1
+                ),
             ),
         ),
         DeploymentStarted(deployment_id=deployment_id, application_id=app, started_at=T0),

@@ -11,6 +11,7 @@ from services.executor.decider import (
     Deployment,
     fold,
 )
+from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
     DeploymentPlanned,
@@ -33,7 +34,7 @@ def stage(
 ) -> PlannedStage:
     return PlannedStage(
         id=stage_id,
-        name=name,
+        name=vocabulary.StageName(name),
         index=index,
         options_json=json.dumps(options or {}),
         requires=(f"s{index - 1}",) if index else (),
@@ -41,7 +42,9 @@ def stage(
     )
 
 
-ROLLBACK = PlannedStage(id="Rollback", name="ROLLBACK", index=9, predefined=True, visible=False)
+ROLLBACK = PlannedStage(
+    id="Rollback", name=vocabulary.StageName("ROLLBACK"), index=9, predefined=True, visible=False
+)
 
 
 CANARY = (
@@ -56,13 +59,16 @@ CANARY = (
 def planned(stages: Sequence[PlannedStage] = CANARY, running: str = "r" * 40) -> list[Event]:
     return [
         DeploymentTriggered(
-            deployment_id=D, application_id="app", trigger="on_commit", commit_hash="c" * 40
+            deployment_id=D,
+            application_id="app",
+            trigger=vocabulary.Trigger("on_commit"),
+            commit_hash="c" * 40,
         ),
         DeploymentPlanned(
             deployment_id=D,
             application_id="app",
             commit_hash="c" * 40,
-            strategy="pipeline",
+            strategy=vocabulary.Strategy("pipeline"),
             summary="image web: v1 → v2",
             reason="because",
             stages=tuple(stages),

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from kubesim import KubeSim
-from services.executor.service import COMMAND_EVENTS, CONSUMER_NAME, Executor
+from services.executor.handlers import HANDLES
+from services.executor.service import CONSUMER_NAME, Executor
 from shared.config import load_application_config
 from shared.config.control import KubernetesProviderConfig
 from shared.consumer import EventConsumer, Handler
 from shared.eventlog import NO_STREAM, new_events
+from shared.events import vocabulary
 from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import (
     ApplicationRegistered,
@@ -142,7 +144,7 @@ class Harness:
             CONSUMER_NAME,
             executor.handle,
             after_commit=executor.after_commit,
-            event_types=["deployment_planned", *COMMAND_EVENTS],
+            handles=HANDLES,
         )
         self.executors.append(executor)
         self.consumers.append(consumer)
@@ -154,10 +156,10 @@ class Harness:
         handler: Handler,
         *,
         after_commit: Callable[[RecordedEvent], Awaitable[None]],
-        event_types: Sequence[str],
+        handles: Sequence[type[Event]],
     ) -> EventConsumer:
-        """A service's consumer of `event_types` on this test's subjects, quick to fetch and
-        to redeliver (a test waits on it)."""
+        """A service's consumer of the events it `handles`, on this test's subjects, quick to
+        fetch and to redeliver (a test waits on it)."""
         return EventConsumer(
             name=name,
             js=self.nc.jetstream(),
@@ -166,7 +168,7 @@ class Harness:
             subjects=self.subjects,
             handler=handler,
             after_commit=after_commit,
-            filter_subjects=[self.subjects.events_of_type(t) for t in event_types],
+            handles=handles,
             fetch_timeout_s=0.2,
             backoff_s=(0.1,),
         )
@@ -219,7 +221,7 @@ class Harness:
             deployment_id=deployment_id,
             application_id=APP,
             commit_hash=commit,
-            strategy=strategy,
+            strategy=vocabulary.Strategy(strategy),
             summary="test",
             reason="test",
             stages=stages,
@@ -229,7 +231,10 @@ class Harness:
             repository_id="config",
         )
         trigger = DeploymentTriggered(
-            deployment_id=deployment_id, application_id=APP, trigger="on_commit", commit_hash=commit
+            deployment_id=deployment_id,
+            application_id=APP,
+            trigger=vocabulary.Trigger("on_commit"),
+            commit_hash=commit,
         )
         await self.store.append(
             f"deployment-{deployment_id}",

@@ -37,6 +37,7 @@ from shared.config.control import ControlConfig
 from shared.config.control_loader import load_control_config
 from shared.consumer import EventConsumer
 from shared.eventlog import ANY, EventStore, new_events
+from shared.events import vocabulary
 from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import (
     ApplicationRegistered,
@@ -284,14 +285,14 @@ async def register(store: EventStore, app_id: str, name: str, env: str) -> None:
 
 def failing_deployment(deployment_id: str, app_id: str) -> list[Event]:
     stages = (
-        PlannedStage(id="stage-0", name="K8S_CANARY_ROLLOUT", index=0),
-        PlannedStage(id="stage-1", name="ROLLBACK", index=1, visible=False),
+        PlannedStage(id="stage-0", name=vocabulary.StageName("K8S_CANARY_ROLLOUT"), index=0),
+        PlannedStage(id="stage-1", name=vocabulary.StageName("ROLLBACK"), index=1, visible=False),
     )
     return [
         DeploymentTriggered(
             deployment_id=deployment_id,
             application_id=app_id,
-            trigger="on_commit",
+            trigger=vocabulary.Trigger("on_commit"),
             commit_hash="feedface00112233",
             commit_message="Bump web to v2",
         ),
@@ -299,7 +300,7 @@ def failing_deployment(deployment_id: str, app_id: str) -> list[Event]:
             deployment_id=deployment_id,
             application_id=app_id,
             commit_hash="feedface00112233",
-            strategy="pipeline",
+            strategy=vocabulary.Strategy("pipeline"),
             summary="image web: v1 → v2",
             reason="pod template changed",
             stages=stages,
@@ -313,7 +314,7 @@ def failing_deployment(deployment_id: str, app_id: str) -> list[Event]:
         StageCompleted(
             deployment_id=deployment_id,
             stage_id="stage-0",
-            status="FAILURE",
+            status=vocabulary.StageStatus("FAILURE"),
             reason="canary pods crash",
         ),
         DeploymentRollingBack(
@@ -325,7 +326,7 @@ def failing_deployment(deployment_id: str, app_id: str) -> list[Event]:
         DeploymentCompleted(
             deployment_id=deployment_id,
             application_id=app_id,
-            status="FAILURE",
+            status=vocabulary.DeploymentStatus("FAILURE"),
             reason="canary pods crash",
         ),
     ]

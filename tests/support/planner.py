@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.planner.service import CONSUMER_NAME, Planner, RepositoryRef
+from services.planner.service import CONSUMER_NAME, HANDLES, Planner, RepositoryRef
 from shared.consumer import EventConsumer
 from shared.eventlog import NO_STREAM, EventStore, new_events
+from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationRegistered,
@@ -55,10 +56,7 @@ class Harness:
             registry=store.registry,
             subjects=subjects,
             handler=self.planner.handle,
-            filter_subjects=[
-                subjects.events_of_type("deployment_triggered"),
-                subjects.events_of_type("deployment_completed"),
-            ],
+            handles=HANDLES,
             fetch_timeout_s=0.2,
             ack_wait_s=10.0,
             max_deliver=50,
@@ -89,7 +87,7 @@ class Harness:
         triggered = DeploymentTriggered(
             deployment_id=deployment_id,
             application_id=APP,
-            trigger="on_commit",
+            trigger=vocabulary.Trigger("on_commit"),
             commit_hash=commit,
             commit_message=message,
             repository_id="config",
@@ -99,7 +97,10 @@ class Harness:
 
     async def complete(self, deployment_id: str, commit: str, status: str = "SUCCESS") -> None:
         completed = DeploymentCompleted(
-            deployment_id=deployment_id, application_id=APP, status=status, commit_hash=commit
+            deployment_id=deployment_id,
+            application_id=APP,
+            status=vocabulary.DeploymentStatus(status),
+            commit_hash=commit,
         )
         await self._append(deployment_id, completed, expected_version=None)
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.analysis.decider import Conclusion, Start, concluded, started
 from shared.analysis.record import fold
+from shared.events import vocabulary
 from shared.events.catalog import AnalysisRequested
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -38,6 +39,6 @@ def test_the_conclusion_names_the_stage_and_the_judge() -> None:
     """`AnalysisConcluded` is built from the request and the first start, its reason clipped."""
     first = started(fold([(0, REQUEST)]), Start(now=T0, analyzer="x", judge="pipecd"))
     record = fold([(0, REQUEST), (1, first)])
-    end = concluded(record, Conclusion("failure", "x" * 100_000))
+    end = concluded(record, Conclusion(vocabulary.Verdict("failure"), "x" * 100_000))
     assert (end.deployment_id, end.stage_id, end.judge) == ("d1", "s1", first.judge)
     assert len(end.reason) < 10_000

@@ -25,6 +25,7 @@ from services.api.decider import (
 from services.api.errors import validation_error
 from services.api.schemas import RegisterApplicationRequest
 from shared.eventlog.asof import fold
+from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationDeleted,
@@ -152,7 +153,12 @@ def test_sync_records_the_request_with_its_strategy_and_commander() -> None:
     """A sync of an enabled application decides SyncRequested carrying id, strategy, commander."""
     command = RequestSync(application_id=APP, request_id="r1", strategy="pipeline", commander="ci")
     assert decide(given(REGISTERED), command) == [
-        SyncRequested(application_id=APP, request_id="r1", strategy="pipeline", commander="ci")
+        SyncRequested(
+            application_id=APP,
+            request_id="r1",
+            strategy=vocabulary.Strategy("pipeline"),
+            commander="ci",
+        )
     ]
 
 

@@ -23,6 +23,7 @@ from services.planner.decider import plan_failed
 from shared.analysis.providers import MAX_SAMPLES, ProviderError, _parse_matrix
 from shared.deployments import Deployment, DeploymentStatus, Stage, StageStatus
 from shared.eventlog.store import DEFAULT_MAX_EVENT_BYTES
+from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationResourcesDeletionFailed,
@@ -101,7 +102,10 @@ def test_failure_reasons_are_clipped() -> None:
     """Plan failures, stage and deployment failures, fetch failures record at most
     REASON_CHARS characters of their reason."""
     trigger = DeploymentTriggered(
-        deployment_id="d1", application_id="web", trigger="x", commit_hash="c"
+        deployment_id="d1",
+        application_id="web",
+        trigger=vocabulary.Trigger("on_commit"),
+        commit_hash="c",
     )
     state = Deployment(deployment_id="d1", application_id="web")
     stage = Stage(id="s1", name="SCRIPT_RUN", index=0)

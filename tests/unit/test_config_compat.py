@@ -80,7 +80,7 @@ def test_canary_stages_are_typed() -> None:
     assert canary.replicas.calculate(total=5) == 1
     assert canary.suffix == "canary"
     wait = app.spec.stages[1].with_
-    assert wait.duration.seconds == 10  # type: ignore[union-attr]
+    assert wait.duration.seconds == 10  # type: ignore[attr-defined]
     assert app.spec.input.auto_rollback is True
     assert app.spec.timeout == Duration.of(hours=6)
 

@@ -18,6 +18,7 @@ from shared.config import (
     load_application_config,
     load_event_watcher,
 )
+from shared.config.discovery import is_application_config_name
 from tests.support.paths import CONFIG_FIXTURES
 
 REPO = CONFIG_FIXTURES / "repo"
@@ -160,4 +161,17 @@ def test_keys_without_values_mean_defaults() -> None:
     spec = load_application_config(Path("app.pipecd.yaml"), text).spec
     assert spec.trigger.on_commit.disabled is False
     assert spec.timeout == Duration.of(hours=6)
-    assert spec.stages[0].with_.timeout == Duration.of(hours=6)  # type: ignore[union-attr]
+    assert spec.stages[0].with_.timeout == Duration.of(hours=6)  # type: ignore[attr-defined]
+
+
+def test_application_config_file_names_follow_pipecd() -> None:
+    """PipeCD's rule: `app.pipecd.yaml`, anything ending in `.pipecd.yaml` (a bare
+    `.pipecd.yaml` too) and the legacy `.pipe.yaml` are app configs; templates are not."""
+    assert is_application_config_name("app.pipecd.yaml")
+    assert is_application_config_name("canary.pipecd.yaml")
+    assert is_application_config_name(".pipecd.yaml")
+    assert is_application_config_name(".pipe.yaml")
+    assert not is_application_config_name("pipecd.yaml")
+    assert not is_application_config_name("app.pipecd.yml")
+    assert not is_application_config_name("analysis-template.yaml")
+    assert not is_application_config_name("deployment.yaml")

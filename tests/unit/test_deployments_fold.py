@@ -17,6 +17,7 @@ import pytest
 from shared import deployments
 from shared.deployments import Deployment, DeploymentStatus, Stage, StageStatus
 from shared.errors import Rejected
+from shared.events import vocabulary
 from shared.events.base import Event, Metadata, RecordedEvent
 from shared.events.catalog import (
     DeploymentCancelRequested,
@@ -37,17 +38,22 @@ D = "d1"
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 STAGES = (
     PlannedStage(
-        id="stage-0", name="WAIT_APPROVAL", index=0, options_json='{"approvers": ["alice"]}'
+        id="stage-0",
+        name=vocabulary.StageName("WAIT_APPROVAL"),
+        index=0,
+        options_json='{"approvers": ["alice"]}',
     ),
-    PlannedStage(id="stage-1", name="K8S_PRIMARY_ROLLOUT", index=1, desc="roll out"),
-    PlannedStage(id="stage-2", name="ANALYSIS", index=2),
-    PlannedStage(id="stage-3", name="ROLLBACK", index=3, visible=False),
+    PlannedStage(
+        id="stage-1", name=vocabulary.StageName("K8S_PRIMARY_ROLLOUT"), index=1, desc="roll out"
+    ),
+    PlannedStage(id="stage-2", name=vocabulary.StageName("ANALYSIS"), index=2),
+    PlannedStage(id="stage-3", name=vocabulary.StageName("ROLLBACK"), index=3, visible=False),
 )
 RUNNING: list[Event] = [
     DeploymentTriggered(
         deployment_id=D,
         application_id="app1",
-        trigger="on_commit",
+        trigger=vocabulary.Trigger("on_commit"),
         commit_hash="c0ffee1",
         commit_message="Bump image to v2",
         commander="ci",
@@ -56,7 +62,7 @@ RUNNING: list[Event] = [
         deployment_id=D,
         application_id="app1",
         commit_hash="c0ffee1",
-        strategy="pipeline",
+        strategy=vocabulary.Strategy("pipeline"),
         summary="image web: v1 → v2",
         reason="the pod template changed",
         stages=STAGES,
@@ -134,8 +140,12 @@ def test_history_fills_times_positions_and_the_version_from_the_log() -> None:
     """Folded from recorded events: trigger and completion times, last position and version."""
     events = [
         *RUNNING,
-        StageCompleted(deployment_id=D, stage_id="stage-0", status="SUCCESS"),
-        DeploymentCompleted(deployment_id=D, application_id="app1", status="SUCCESS"),
+        StageCompleted(
+            deployment_id=D, stage_id="stage-0", status=vocabulary.StageStatus("SUCCESS")
+        ),
+        DeploymentCompleted(
+            deployment_id=D, application_id="app1", status=vocabulary.DeploymentStatus("SUCCESS")
+        ),
     ]
     state = deployments.fold_history(D, recorded(events))
     assert state is not None
@@ -150,18 +160,32 @@ def test_a_late_or_repeated_event_changes_nothing() -> None:
     """Forward-only: a replayed plan, a second start or completion, a status moving back."""
     events = [
         *RUNNING,
-        StageCompleted(deployment_id=D, stage_id="stage-0", status="FAILURE", reason="no"),
+        StageCompleted(
+            deployment_id=D,
+            stage_id="stage-0",
+            status=vocabulary.StageStatus("FAILURE"),
+            reason="no",
+        ),
         DeploymentRollingBack(deployment_id=D, application_id="app1"),
-        DeploymentCompleted(deployment_id=D, application_id="app1", status="FAILURE", reason="x"),
+        DeploymentCompleted(
+            deployment_id=D,
+            application_id="app1",
+            status=vocabulary.DeploymentStatus("FAILURE"),
+            reason="x",
+        ),
     ]
     done = state_of(events)
     late = [
         RUNNING[1],
         DeploymentStarted(deployment_id=D, application_id="app1", started_at=T0, timeout_s=600),
         StageStarted(deployment_id=D, stage_id="stage-0", started_at=T0),
-        StageCompleted(deployment_id=D, stage_id="stage-0", status="SUCCESS"),
+        StageCompleted(
+            deployment_id=D, stage_id="stage-0", status=vocabulary.StageStatus("SUCCESS")
+        ),
         DeploymentRollingBack(deployment_id=D, application_id="app1"),
-        DeploymentCompleted(deployment_id=D, application_id="app1", status="SUCCESS"),
+        DeploymentCompleted(
+            deployment_id=D, application_id="app1", status=vocabulary.DeploymentStatus("SUCCESS")
+        ),
         DeploymentQueued(deployment_id=D, application_id="app1", behind_deployment_id="d0"),
     ]
     after = state_of([*events, *late])
@@ -172,7 +196,9 @@ def test_a_late_or_repeated_event_changes_nothing() -> None:
 def test_the_reason_is_the_plans_until_the_completion_gives_one() -> None:
     """`reason`: why it was planned so, then why it completed (kept if the completion says none)."""
     assert state_of(RUNNING).reason == "the pod template changed"
-    quiet = DeploymentCompleted(deployment_id=D, application_id="app1", status="SUCCESS")
+    quiet = DeploymentCompleted(
+        deployment_id=D, application_id="app1", status=vocabulary.DeploymentStatus("SUCCESS")
+    )
     assert state_of([*RUNNING, quiet]).reason == "the pod template changed"
     said = msgspec.structs.replace(quiet, reason="The deployment was completed successfully")
     assert state_of([*RUNNING, said]).reason == "The deployment was completed successfully"
@@ -228,9 +254,13 @@ def skip(stage_id: str, who: str = "alice", *, admin: bool = False) -> Request:
     return lambda d: deployments.request_skip(d, stage_id, commander=who, admin=admin)
 
 
-COMPLETED_0 = StageCompleted(deployment_id=D, stage_id="stage-0", status="SUCCESS")
+COMPLETED_0 = StageCompleted(
+    deployment_id=D, stage_id="stage-0", status=vocabulary.StageStatus("SUCCESS")
+)
 ROLLING_BACK = DeploymentRollingBack(deployment_id=D, application_id="app1")
-FAILED = DeploymentCompleted(deployment_id=D, application_id="app1", status="FAILURE")
+FAILED = DeploymentCompleted(
+    deployment_id=D, application_id="app1", status=vocabulary.DeploymentStatus("FAILURE")
+)
 
 
 @pytest.mark.parametrize(
@@ -285,7 +315,7 @@ def test_malformed_approval_options_let_anyone_approve() -> None:
     stages = (
         PlannedStage(
             id="s0",
-            name="WAIT_APPROVAL",
+            name=vocabulary.StageName("WAIT_APPROVAL"),
             index=0,
             options_json='{"approvers": ["alice"], "timeout": "soon"}',
         ),
@@ -304,7 +334,7 @@ def test_a_waiting_approval_says_who_may_approve_and_how_many_approvals_are_miss
     listed approvers' approvals only, to 0; other stages carry neither."""
     two = PlannedStage(
         id="stage-0",
-        name="WAIT_APPROVAL",
+        name=vocabulary.StageName("WAIT_APPROVAL"),
         index=0,
         options_json='{"approvers": ["alice", "bob"], "minApproverNum": 2}',
     )
@@ -331,8 +361,8 @@ def test_a_stage_is_found_by_its_id_or_its_unique_name() -> None:
     with pytest.raises(Rejected, match="has no stage 'ROLLBACK'"):
         deployments.find_stage(state, "ROLLBACK")  # hidden stages go by id only
     waits = (
-        PlannedStage(id="stage-0", name="WAIT", index=0),
-        PlannedStage(id="stage-1", name="WAIT", index=1),
+        PlannedStage(id="stage-0", name=vocabulary.StageName("WAIT"), index=0),
+        PlannedStage(id="stage-1", name=vocabulary.StageName("WAIT"), index=1),
     )
     planned = msgspec.structs.replace(RUNNING[1], stages=waits)
     with pytest.raises(Rejected, match=r"has 2 WAIT stages \(stage-0, stage-1\)"):

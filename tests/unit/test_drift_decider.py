@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.drift.decider import DRIFT, DriftState, Judge, drift_deployment_id, trigger_of
+from services.drift.decider import DRIFT, DriftState, Judge, trigger_of
 from shared.decider import fold
+from shared.events.ids import drift_deployment_id
 from shared.planning.drift import DriftResult
 from shared.planning.drift import SyncState as Verdict
 

@@ -25,6 +25,7 @@ from services.executor.decider import (
 )
 from shared.deployments import INITIAL, evolve
 from shared.errors import Rejected
+from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
     DeploymentCancelRequested,
@@ -282,7 +283,7 @@ def test_script_run_rollback_runs_only_if_its_script_ran() -> None:
     """A hidden SCRIPT_RUN_ROLLBACK runs after ROLLBACK only when its SCRIPT_RUN stage started."""
     script_rb = PlannedStage(
         id="ScriptRunRollback-s1",
-        name="SCRIPT_RUN_ROLLBACK",
+        name=vocabulary.StageName("SCRIPT_RUN_ROLLBACK"),
         index=10,
         options_json=json.dumps({"baseStageId": "s1"}),
         visible=False,
@@ -312,7 +313,9 @@ def test_evolve_is_forward_only_and_ignores_duplicates() -> None:
     assert evolve(state, events[1]).status is DeploymentStatus.RUNNING  # a replayed plan
     done = evolve(
         state,
-        DeploymentCompleted(deployment_id=D, application_id="app", status="SUCCESS"),
+        DeploymentCompleted(
+            deployment_id=D, application_id="app", status=vocabulary.DeploymentStatus("SUCCESS")
+        ),
     )
     assert evolve(done, DeploymentRollingBack(deployment_id=D, application_id="app")).status is (
         DeploymentStatus.SUCCESS

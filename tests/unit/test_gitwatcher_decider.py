@@ -18,12 +18,11 @@ from services.gitwatcher.decider import (
     decide_fetch_succeeded,
     evolve,
     fold,
-    is_app_config_filename,
-    on_commit_deployment_id,
     on_commit_triggers,
     undiscovered_configs,
 )
 from services.gitwatcher.handlers import on_command_trigger
+from shared.events import vocabulary
 from shared.events.catalog import (
     ApplicationConfigDiscovered,
     CommitObserved,
@@ -31,7 +30,7 @@ from shared.events.catalog import (
     RepositoryRecovered,
     SyncRequested,
 )
-from shared.ids import on_command_deployment_id
+from shared.events.ids import on_command_deployment_id, on_commit_deployment_id
 from shared.streams import check_stream_id
 
 NONE = TriggerConfig()
@@ -116,7 +115,10 @@ def test_deployment_ids_are_deterministic_and_distinct() -> None:
 def test_sync_request_becomes_an_on_command_trigger() -> None:
     """A SyncRequested becomes an on_command trigger at the given head, with its strategy."""
     request = SyncRequested(
-        application_id="app", request_id="r1", strategy="pipeline", commander="ci"
+        application_id="app",
+        request_id="r1",
+        strategy=vocabulary.Strategy("pipeline"),
+        commander="ci",
     )
     trigger = on_command_trigger(
         request,
@@ -132,7 +134,11 @@ def test_sync_request_becomes_an_on_command_trigger() -> None:
         "ci",
     )
     assert trigger.deployment_id == on_command_deployment_id("app", "r1")
-    odd = SyncRequested(application_id="app", request_id="r2", strategy="whatever")
+    odd = SyncRequested(
+        application_id="app",
+        request_id="r2",
+        strategy="whatever",  # type: ignore[arg-type]  # deliberately no Strategy
+    )
     assert (
         on_command_trigger(
             odd, repository_id="c", branch="b", commit_hash="h", commit_author="", commit_message=""
@@ -189,16 +195,6 @@ def test_commit_observed_only_follows_the_current_head() -> None:
     )
     assert decide_commit_observed(state, follow) == [follow]
     assert decide_commit_observed(state, stale) == []
-
-
-def test_config_file_names() -> None:
-    """`app.pipecd.yaml`, `*.pipecd.yaml` and `.pipe.yaml` are app configs; templates are not."""
-    assert is_app_config_filename("app.pipecd.yaml")
-    assert is_app_config_filename("canary.pipecd.yaml")
-    assert is_app_config_filename(".pipe.yaml")
-    assert not is_app_config_filename(".pipecd.yaml")
-    assert not is_app_config_filename("analysis-template.yaml")
-    assert not is_app_config_filename("deployment.yaml")
 
 
 def test_undiscovered_configs_skip_registered_and_announced_ones() -> None:

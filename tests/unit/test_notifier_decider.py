@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from services.notifier.decider import SCHEDULING, notification_id_of, routed, schedule
+from services.notifier.decider import SCHEDULING, routed, schedule
 from services.notifier.targets import Target
 from shared.config.control import NotificationRoute
 from shared.decider import fold
+from shared.events import vocabulary
 from shared.events.base import Metadata, RecordedEvent
 from shared.events.catalog import ApplicationDisabled, DeploymentCompleted
+from shared.events.ids import notification_id_of
 
 HOOK = Target(name="hook", kind="webhook", url="http://receiver.invalid/")
 
@@ -26,9 +28,13 @@ def _recorded(event: DeploymentCompleted | ApplicationDisabled) -> RecordedEvent
 def test_an_event_no_route_takes_schedules_nothing_and_reads_nothing() -> None:
     """`routed` is False for an event no route takes, so the shell reads no stream for it."""
     failures_only = [NotificationRoute(name="r", receiver="hook", events=("DEPLOYMENT_FAILED",))]
-    succeeded = DeploymentCompleted(deployment_id="d1", application_id="a", status="SUCCESS")
+    succeeded = DeploymentCompleted(
+        deployment_id="d1", application_id="a", status=vocabulary.DeploymentStatus("SUCCESS")
+    )
     assert not routed(failures_only, succeeded)
-    failed = DeploymentCompleted(deployment_id="d1", application_id="a", status="FAILURE")
+    failed = DeploymentCompleted(
+        deployment_id="d1", application_id="a", status=vocabulary.DeploymentStatus("FAILURE")
+    )
     assert routed(failures_only, failed)
 
 
@@ -40,7 +46,9 @@ def test_one_message_per_receiver_under_an_id_derived_from_event_and_receiver() 
         NotificationRoute(name="c", receiver="gone"),
     ]
     failed = _recorded(
-        DeploymentCompleted(deployment_id="d1", application_id="a", status="FAILURE")
+        DeploymentCompleted(
+            deployment_id="d1", application_id="a", status=vocabulary.DeploymentStatus("FAILURE")
+        )
     )
     made, unknown = schedule(failed, None, None, routes=routes, targets={"hook": HOOK})
     assert unknown == ["gone"]
@@ -52,7 +60,9 @@ def test_one_message_per_receiver_under_an_id_derived_from_event_and_receiver() 
 def test_a_notification_stream_schedules_once() -> None:
     """`SCHEDULING` decides the notification on an empty stream and nothing once it holds it."""
     failed = _recorded(
-        DeploymentCompleted(deployment_id="d1", application_id="a", status="FAILURE")
+        DeploymentCompleted(
+            deployment_id="d1", application_id="a", status=vocabulary.DeploymentStatus("FAILURE")
+        )
     )
     routes = [NotificationRoute(name="a", receiver="hook")]
     [made], _ = schedule(failed, None, None, routes=routes, targets={"hook": HOOK})

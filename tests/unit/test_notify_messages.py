@@ -23,6 +23,7 @@ from services.notifier.notify.retry import RetryPolicy, is_retryable_status
 from services.notifier.notify.slack import mention_text, slack_payload
 from services.notifier.notify.webhook import request_headers, sign, verify, webhook_body
 from shared.config.control import SlackMention, SlackReceiver
+from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationRegistered,
@@ -47,13 +48,13 @@ A = "app1"
 
 
 def stage(i: int, name: str) -> PlannedStage:
-    return PlannedStage(id=f"stage-{i}", name=name, index=i)
+    return PlannedStage(id=f"stage-{i}", name=vocabulary.StageName(name), index=i)
 
 
 TRIGGERED = DeploymentTriggered(
     deployment_id=D,
     application_id=A,
-    trigger="on_commit",
+    trigger=vocabulary.Trigger("on_commit"),
     commit_hash="0123456789abcdef",
     commit_message="Bump image to v2\n\nlong body",
     commit_author="alice",
@@ -62,7 +63,7 @@ PLANNED = DeploymentPlanned(
     deployment_id=D,
     application_id=A,
     commit_hash="0123456789abcdef",
-    strategy="pipeline",
+    strategy=vocabulary.Strategy("pipeline"),
     summary="image web: v1 → v2",
     reason="pod template changed",
     stages=(stage(0, "K8S_CANARY_ROLLOUT"), stage(1, "WAIT_APPROVAL"), stage(2, "ROLLBACK")),
@@ -77,15 +78,21 @@ PLANNED = DeploymentPlanned(
         (StageApproved(deployment_id=D, stage_id="stage-1", approver="bob"), T.DEPLOYMENT_APPROVED),
         (DeploymentRollingBack(deployment_id=D, application_id=A), T.DEPLOYMENT_ROLLING_BACK),
         (
-            DeploymentCompleted(deployment_id=D, application_id=A, status="SUCCESS"),
+            DeploymentCompleted(
+                deployment_id=D, application_id=A, status=vocabulary.DeploymentStatus("SUCCESS")
+            ),
             T.DEPLOYMENT_SUCCEEDED,
         ),
         (
-            DeploymentCompleted(deployment_id=D, application_id=A, status="FAILURE"),
+            DeploymentCompleted(
+                deployment_id=D, application_id=A, status=vocabulary.DeploymentStatus("FAILURE")
+            ),
             T.DEPLOYMENT_FAILED,
         ),
         (
-            DeploymentCompleted(deployment_id=D, application_id=A, status="CANCELLED"),
+            DeploymentCompleted(
+                deployment_id=D, application_id=A, status=vocabulary.DeploymentStatus("CANCELLED")
+            ),
             T.DEPLOYMENT_CANCELLED,
         ),
         (
@@ -97,11 +104,15 @@ PLANNED = DeploymentPlanned(
             T.DEPLOYMENT_TRIGGER_FAILED,
         ),
         (
-            ApplicationSyncStateChanged(application_id=A, state="SYNCED", summary="ok"),
+            ApplicationSyncStateChanged(
+                application_id=A, state=vocabulary.SyncState("SYNCED"), summary="ok"
+            ),
             T.APPLICATION_SYNCED,
         ),
         (
-            ApplicationSyncStateChanged(application_id=A, state="OUT_OF_SYNC", summary="x"),
+            ApplicationSyncStateChanged(
+                application_id=A, state=vocabulary.SyncState("OUT_OF_SYNC"), summary="x"
+            ),
             T.APPLICATION_OUT_OF_SYNC,
         ),
         (StageStarted(deployment_id=D, stage_id="s", started_at=NOW, name="WAIT"), None),
@@ -158,10 +169,15 @@ def test_deployment_fold_keeps_commit_stage_and_reason() -> None:
             PLANNED,
             StageStarted(deployment_id=D, stage_id="stage-0", started_at=NOW, name=""),
             StageCompleted(
-                deployment_id=D, stage_id="stage-0", status="FAILURE", reason="pods crash"
+                deployment_id=D,
+                stage_id="stage-0",
+                status=vocabulary.StageStatus("FAILURE"),
+                reason="pods crash",
             ),
             DeploymentCancelRequested(deployment_id=D, commander="carol"),
-            DeploymentCompleted(deployment_id=D, application_id=A, status="FAILURE"),
+            DeploymentCompleted(
+                deployment_id=D, application_id=A, status=vocabulary.DeploymentStatus("FAILURE")
+            ),
         ],
     )
     assert (facts.commit_hash, facts.stage_name, facts.reason) == (
@@ -200,11 +216,16 @@ def failed_message(
                 deployment_id=D, stage_id="stage-0", started_at=NOW, name="K8S_CANARY_ROLLOUT"
             ),
             DeploymentCompleted(
-                deployment_id=D, application_id=A, status="FAILURE", reason="<@here> pods crash"
+                deployment_id=D,
+                application_id=A,
+                status=vocabulary.DeploymentStatus("FAILURE"),
+                reason="<@here> pods crash",
             ),
         ],
     )
-    event = DeploymentCompleted(deployment_id=D, application_id=A, status="FAILURE")
+    event = DeploymentCompleted(
+        deployment_id=D, application_id=A, status=vocabulary.DeploymentStatus("FAILURE")
+    )
     return compose(
         notification_id="n1",
         type_=T.DEPLOYMENT_FAILED,

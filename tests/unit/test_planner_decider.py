@@ -15,6 +15,7 @@ from services.planner.decider import (
     row_state,
 )
 from shared.decider import fold
+from shared.events import vocabulary
 from shared.events.catalog import (
     DeploymentCompleted,
     DeploymentPlanned,
@@ -24,14 +25,17 @@ from shared.events.catalog import (
 
 def _trigger(deployment_id: str, app: str = "web") -> DeploymentTriggered:
     return DeploymentTriggered(
-        deployment_id=deployment_id, application_id=app, trigger="on_commit", commit_hash="c"
+        deployment_id=deployment_id,
+        application_id=app,
+        trigger=vocabulary.Trigger("on_commit"),
+        commit_hash="c",
     )
 
 
 def _planned(deployment_id: str) -> DeploymentPlanned:
     return DeploymentPlanned(
         deployment_id=deployment_id, application_id="web", commit_hash="c",
-        strategy="quick_sync", summary="", reason="", stages=(),
+        strategy=vocabulary.Strategy("quick_sync"), summary="", reason="", stages=(),
     )  # fmt: skip
 
 
@@ -44,7 +48,10 @@ def test_the_queue_is_the_fold_of_triggers_plans_and_completions() -> None:
     queue = evolve_queue(queue, _planned("a"))
     assert queue == AppQueue("web", "a", ("b",)) and next_to_plan(queue) is None
     queue = evolve_queue(
-        queue, DeploymentCompleted(deployment_id="a", application_id="web", status="SUCCESS")
+        queue,
+        DeploymentCompleted(
+            deployment_id="a", application_id="web", status=vocabulary.DeploymentStatus("SUCCESS")
+        ),
     )
     assert next_to_plan(queue) == "b"
     queue = evolve_queue(queue, plan_failed(_trigger("b"), "no config"))

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from shared.events import vocabulary
 from shared.events.catalog import PlannedStage
 from shared.planning import PlanError, PlanningSpec, StageSpec, Strategy, build_stages
 
@@ -29,7 +30,7 @@ def test_quick_sync_is_one_predefined_k8s_sync_stage_then_hidden_rollback() -> N
     assert stages == (
         PlannedStage(
             id="K8sSync",
-            name="K8S_SYNC",
+            name=vocabulary.StageName("K8S_SYNC"),
             index=0,
             desc="Sync by applying all manifests",
             options_json='{"prune":true}',
@@ -37,7 +38,7 @@ def test_quick_sync_is_one_predefined_k8s_sync_stage_then_hidden_rollback() -> N
         ),
         PlannedStage(
             id="Rollback",
-            name="ROLLBACK",
+            name=vocabulary.StageName("ROLLBACK"),
             index=1,
             desc="Rollback the deployment",
             predefined=True,

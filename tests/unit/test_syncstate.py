@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime, timedelta
-from typing import get_args
 
-from services.api.schemas import SyncStateName
+from services.api.schemas import SYNC_STATES
 from services.drift.decider import DriftState, Judge, decide
 from services.gitwatcher.decider import decide_config_observed
 from services.notifier.notify.facts import fold_application
+from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationConfigObserved,
@@ -36,19 +36,29 @@ def _fold(*events: Event) -> SyncStatus:
 
 def _triggered(deployment: str, commit: str = "c1") -> DeploymentTriggered:
     return DeploymentTriggered(
-        deployment_id=deployment, application_id=APP, trigger="on_command", commit_hash=commit
+        deployment_id=deployment,
+        application_id=APP,
+        trigger=vocabulary.Trigger("on_command"),
+        commit_hash=commit,
     )
 
 
 def _completed(deployment: str, status: str = "SUCCESS", commit: str = "c1") -> DeploymentCompleted:
     return DeploymentCompleted(
-        deployment_id=deployment, application_id=APP, status=status, commit_hash=commit
+        deployment_id=deployment,
+        application_id=APP,
+        status=vocabulary.DeploymentStatus(status),
+        commit_hash=commit,
     )
 
 
 def _drift(state: str, summary: str = "1 resource differs") -> ApplicationSyncStateChanged:
     return ApplicationSyncStateChanged(
-        application_id=APP, state=state, summary=summary, diff="- a\n+ b", commit_hash="c1"
+        application_id=APP,
+        state=vocabulary.SyncState(state),
+        summary=summary,
+        diff="- a\n+ b",
+        commit_hash="c1",
     )
 
 
@@ -65,7 +75,7 @@ def test_state_moves_unknown_deploying_synced_out_of_sync() -> None:
             deployment_id="d1",
             application_id=APP,
             commit_hash="c1",
-            strategy="quick_sync",
+            strategy=vocabulary.Strategy("quick_sync"),
             summary="",
             reason="",
             stages=(),
@@ -120,7 +130,10 @@ def test_text_quoted_from_outside_never_carries_a_nul() -> None:
         _triggered("d1"),
         DeploymentPlanFailed(deployment_id="d1", application_id=APP, reason="bad \x00 yaml"),
         ApplicationSyncStateChanged(
-            application_id=APP, state="OUT_OF_SYNC", summary="x\x00", diff="- a\x00\n+ b"
+            application_id=APP,
+            state=vocabulary.SyncState("OUT_OF_SYNC"),
+            summary="x\x00",
+            diff="- a\x00\n+ b",
         ),
     )
     assert status.drift is not None
@@ -135,7 +148,7 @@ def test_text_quoted_from_outside_never_carries_a_nul() -> None:
 
 def test_api_sync_states_are_the_folds() -> None:
     """The API's documented sync states are exactly `SyncState`'s."""
-    assert set(get_args(SyncStateName)) == {s.value for s in SyncState}
+    assert {s.value for s in SYNC_STATES} == {s.value for s in SyncState}
 
 
 def _result(state: str, summary: str) -> DriftResult:

@@ -1,15 +1,19 @@
-"""The API's routes, one module per resource; each declares the access it needs.
+"""The API's routes, one module per resource; each route declares its access and its contract.
 
 A resource module exposes `ROUTES`, a tuple of `Route`s; add a resource by
-adding a module and one line to `_MODULES`. Route names are the OpenAPI
-operation ids, and `auth.ROUTE_ACCESS` maps each to its `Access`.
+adding a module and one line to `_MODULES`. A `Route` says everything the
+OpenAPI document says of it — summary, tag, the Structs of its query, body
+and answers, the error statuses it may answer — and `openapi.py` generates
+the document from the route table alone: a route added here is documented
+with no other edit. Route names are the OpenAPI operation ids, and
+`auth.ROUTE_ACCESS` maps each to its `Access`.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Final
 
 from aiohttp import web
@@ -17,7 +21,7 @@ from aiohttp.typedefs import Handler
 
 from services.api.auth import ROUTE_ACCESS, Access
 
-__all__ = ["API_PREFIX", "Route", "add_routes", "all_routes"]
+__all__ = ["API_PREFIX", "Answer", "Route", "add_routes", "all_routes"]
 
 API_PREFIX: Final = "/api/v1"
 
@@ -32,6 +36,20 @@ _MODULES: Final = (
 
 
 @dataclass(frozen=True)
+class Answer:
+    """One success answer of a route, as the OpenAPI document shows it."""
+
+    status: int
+    description: str
+    schema: type | None
+    """The Struct answered as JSON; None: a JSON object the document does not describe."""
+    event_stream: bool = False
+    """Also answers `text/event-stream` (server-sent events)."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Response headers it sets, with what each says."""
+
+
+@dataclass(frozen=True)
 class Route:
     method: str
     path: str
@@ -40,6 +58,18 @@ class Route:
     name: str
     """The OpenAPI operationId."""
     access: Access
+    summary: str
+    tag: str
+    answers: tuple[Answer, ...]
+    """Its success answers, the usual one first."""
+    description: str | None = None
+    errors: tuple[int, ...] = ()
+    """Error statuses it may answer besides 401 and 403 (and 413 with a body)."""
+    query: type | None = None
+    """A Struct whose fields are its query parameters (`schemas.py`), if it takes any."""
+    body: type | None = None
+    """The Struct its JSON body decodes into, if it takes one."""
+    body_required: bool = True
 
 
 def all_routes() -> tuple[Route, ...]:

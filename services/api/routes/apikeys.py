@@ -10,7 +10,7 @@ from aiohttp import web
 from services.api.auth import Access, actor_of
 from services.api.decider import StateConflict, TargetNotFound
 from services.api.deps import deps
-from services.api.routes import API_PREFIX, Route
+from services.api.routes import API_PREFIX, Answer, Route
 from services.api.routes.applications import metadata_of
 from services.api.schemas import ApiKeyList, ApiKeyResource, CreateApiKeyRequest, CreatedApiKey
 from services.api.wire import json_response, read_body
@@ -71,7 +71,42 @@ async def revoke(request: web.Request) -> web.Response:
 
 
 ROUTES: Final = (
-    Route("POST", "/api-keys", create, "createApiKey", Access.ADMIN),
-    Route("GET", "/api-keys", list_, "listApiKeys", Access.ADMIN),
-    Route("DELETE", "/api-keys/{key_id}", revoke, "revokeApiKey", Access.ADMIN),
+    Route(
+        "POST",
+        "/api-keys",
+        create,
+        "createApiKey",
+        Access.ADMIN,
+        summary="Make an API key (admin)",
+        tag="api-keys",
+        answers=(Answer(201, "Made.", CreatedApiKey),),
+        errors=(400, 409, 503),
+        description="The answer carries the secret, this once; only its SHA-256 is "
+        "stored. A key's name is its holder's identity (the approver of WAIT_APPROVAL "
+        "stages): 409 `name_taken` while a live key has it (a revoked key frees it).",
+        body=CreateApiKeyRequest,
+    ),
+    Route(
+        "GET",
+        "/api-keys",
+        list_,
+        "listApiKeys",
+        Access.ADMIN,
+        summary="Every API key, revoked ones too (admin)",
+        tag="api-keys",
+        answers=(Answer(200, "The keys.", ApiKeyList),),
+        errors=(503,),
+    ),
+    Route(
+        "DELETE",
+        "/api-keys/{key_id}",
+        revoke,
+        "revokeApiKey",
+        Access.ADMIN,
+        summary="Revoke an API key (admin)",
+        tag="api-keys",
+        answers=(Answer(200, "Revoked.", ApiKeyResource),),
+        errors=(404, 503),
+        description="It stops working within a few seconds in every API replica.",
+    ),
 )

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from services.api import reads, resources
 from services.api.auth import Access, actor_of
@@ -18,19 +19,22 @@ from services.api.decider import (
     RegisterApplication,
     RequestSync,
     TargetNotFound,
-    application_stream,
     check_registration,
 )
 from services.api.deps import deps
 from services.api.errors import ErrorReply
 from services.api.middleware import REQUEST_ID
 from services.api.registration import check_registration_target, check_syncable
-from services.api.routes import API_PREFIX, Route
+from services.api.routes import API_PREFIX, Answer, Route
 from services.api.schemas import (
+    APPLICATIONS_PAGE,
     SYNC_STATES,
     ApplicationDeletion,
     ApplicationList,
     ApplicationResource,
+    DeleteApplicationQuery,
+    GetApplicationQuery,
+    ListApplicationsQuery,
     RegisterApplicationRequest,
     SyncAccepted,
     SyncApplicationRequest,
@@ -49,13 +53,12 @@ from shared.errors import Unavailable
 from shared.eventlog.envelope import envelope
 from shared.events.base import Metadata
 from shared.events.catalog import SyncRequested
-from shared.ids import new_id, on_command_deployment_id
+from shared.events.ids import on_command_deployment_id
+from shared.events.streams import application_stream
+from shared.ids import new_id
 from shared.logs import bind
 
 __all__ = ["ROUTES"]
-
-DEFAULT_PAGE: Final = 100
-MAX_PAGE: Final = 1000
 
 
 async def register(request: web.Request) -> web.Response:
@@ -93,7 +96,9 @@ async def list_(request: web.Request) -> web.Response:
         sync_states=_sync_states(request),
     )
     after = query_str(request, "cursor")
-    limit = query_int(request, "limit", ge=1, le=MAX_PAGE) or DEFAULT_PAGE
+    limit = (
+        query_int(request, "limit", ge=1, le=APPLICATIONS_PAGE.maximum) or APPLICATIONS_PAGE.default
+    )
     await _wait_if_asked(request)
     items, next_cursor = await reads.list_applications(
         deps(request).pool, wanted, after=after, limit=limit
@@ -224,14 +229,122 @@ async def _wait_if_asked(request: web.Request) -> None:
         await reads.wait_for_position(api.pool, position, timeout_s=api.read_wait_s)
 
 
+def _command(path: str, handler: Handler, name: str, summary: str, description: str) -> Route:
+    """Disable / enable: the application as the command left it."""
+    return Route(
+        "POST",
+        path,
+        handler,
+        name,
+        Access.WRITE,
+        summary=summary,
+        tag="applications",
+        answers=(Answer(200, "The application, as the command left it.", ApplicationResource),),
+        errors=(400, 404, 409, 503),
+        description=description,
+    )
+
+
 ROUTES: Final = (
-    Route("POST", "/applications", register, "registerApplication", Access.WRITE),
-    Route("GET", "/applications", list_, "listApplications", Access.READ),
-    Route("GET", "/applications/{application}", get, "getApplication", Access.READ),
-    Route("DELETE", "/applications/{application}", delete, "deleteApplication", Access.ADMIN),
     Route(
-        "POST", "/applications/{application}/disable", disable, "disableApplication", Access.WRITE
+        "POST",
+        "/applications",
+        register,
+        "registerApplication",
+        Access.WRITE,
+        summary="Register an application",
+        tag="applications",
+        answers=(
+            Answer(
+                201,
+                "Registered.",
+                ApplicationResource,
+                headers={"Location": "The new application's URL."},
+            ),
+        ),
+        errors=(400, 409, 503),
+        description="Names are unique: registering a taken name answers 409 "
+        "`name_taken` with the holder's id in `error.application_id`; so are config "
+        "files: a second application on the same repository, path and config file "
+        "answers 409 `config_taken`. With a control config, a repository or platform "
+        "provider it does not have answers 400 naming the field, and so does a config "
+        "file missing at the watched branch's head (unless `verify` is false).",
+        body=RegisterApplicationRequest,
     ),
-    Route("POST", "/applications/{application}/enable", enable, "enableApplication", Access.WRITE),
-    Route("POST", "/applications/{application}/sync", sync, "syncApplication", Access.WRITE),
+    Route(
+        "GET",
+        "/applications",
+        list_,
+        "listApplications",
+        Access.READ,
+        summary="List applications",
+        tag="applications",
+        answers=(Answer(200, "A page of applications.", ApplicationList),),
+        errors=(400, 503),
+        description="Ordered by name, from the `applications` read model, which is "
+        "eventually consistent: pass `min_position` to see a write of yours.",
+        query=ListApplicationsQuery,
+    ),
+    Route(
+        "GET",
+        "/applications/{application}",
+        get,
+        "getApplication",
+        Access.READ,
+        summary="Get an application by id or name",
+        tag="applications",
+        answers=(Answer(200, "The application.", ApplicationResource),),
+        errors=(400, 404, 503),
+        description="From the eventually consistent read model; see `min_position`.",
+        query=GetApplicationQuery,
+    ),
+    Route(
+        "DELETE",
+        "/applications/{application}",
+        delete,
+        "deleteApplication",
+        Access.ADMIN,
+        summary="Delete an application",
+        tag="applications",
+        answers=(Answer(200, "Deleted.", ApplicationDeletion),),
+        errors=(400, 404, 503),
+        description="Records `ApplicationDeleted` and frees the name. With "
+        "`cascade=true` the drift service deletes the live resources Slipway applied "
+        "for it (label `slipway.dev/application`) and records the outcome on stream "
+        "`drift-<application_id>`: `application_resources_deleted` (what it deleted) or "
+        "`application_resources_deletion_failed` (reason, what is left; it retries); "
+        "without, they keep running.",
+        query=DeleteApplicationQuery,
+    ),
+    _command(
+        "/applications/{application}/disable",
+        disable,
+        "disableApplication",
+        "Disable an application",
+        "It is no longer deployed. Disabling a disabled application changes nothing.",
+    ),
+    _command(
+        "/applications/{application}/enable",
+        enable,
+        "enableApplication",
+        "Enable an application",
+        "Enabling an enabled application changes nothing.",
+    ),
+    Route(
+        "POST",
+        "/applications/{application}/sync",
+        sync,
+        "syncApplication",
+        Access.WRITE,
+        summary="Deploy the branch head now",
+        tag="applications",
+        answers=(Answer(202, "Sync requested.", SyncAccepted),),
+        errors=(400, 404, 409, 503),
+        description="Records a sync request; the gitwatcher turns it into a "
+        "deployment of the watched branch's head. A disabled application answers 409 "
+        "`application_disabled`; one whose repository is not in the control config "
+        "(nothing watches it) answers 409 `repository_not_watched`.",
+        body=SyncApplicationRequest,
+        body_required=False,
+    ),
 )

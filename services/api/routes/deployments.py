@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import Final, Literal, get_args
+from typing import Final, Literal
 
 import asyncpg
 import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from nats.errors import Error as NatsError
 
 from services.api import deployments as model
@@ -19,34 +20,37 @@ from services.api.deps import Deps, deps
 from services.api.errors import ErrorReply
 from services.api.limits import TooManyStreams
 from services.api.reads import application_names, view_query
-from services.api.routes import Route
+from services.api.routes import Answer, Route
 from services.api.routes.applications import metadata_of
 from services.api.schemas import (
+    DEPLOYMENTS_PAGE,
     CancelDeploymentRequest,
     CommandAccepted,
     DeploymentList,
-    DeploymentStatus,
+    DeploymentLogsQuery,
     DeploymentSummary,
+    ListDeploymentsQuery,
     LogLine,
     LogList,
+    RejudgeQuery,
 )
 from services.api.wire import json_response, query_bool, query_int, query_str, read_body
 from shared.analysis.judges import JUDGE_NAMES
-from shared.analysis.rejudging import rejudge_deployment
+from shared.analysis.rejudging import RejudgeReport, rejudge_deployment
 from shared.db import unavailable_on_disconnect
 from shared.decider import Functions
 from shared.deployments import AmbiguousStage, evolve_stream, find_stage, fold_history
 from shared.errors import Rejected, Unavailable
 from shared.eventlog.execute import execute
 from shared.events.base import Event
+from shared.events.streams import deployment_stream
+from shared.events.vocabulary import DeploymentStatus
 from shared.logs import bind, get_logger
 
 __all__ = ["ROUTES"]
 
 log = get_logger(__name__)
 
-DEFAULT_PAGE: Final = 50
-MAX_PAGE: Final = 500
 _ATTEMPTS: Final = 5
 _FOLLOW_POLL_S: Final = 0.5
 """How often a follow checks whether the deployment has completed (and, without NATS, for lines)."""
@@ -81,7 +85,7 @@ SELECT id, deployment_id, stage_id, severity, message, recorded_at FROM stage_lo
 WHERE deployment_id = $1 AND ($2::text IS NULL OR stage_id = $2) AND id > $3
 ORDER BY id LIMIT $4
 """
-_STATUSES: Final = frozenset(get_args(DeploymentStatus))
+_STATUSES: Final = frozenset(DeploymentStatus)
 _LOG_PAGE: Final = 10_000
 
 _line_decoder: Final = msgspec.json.Decoder(LogLine)
@@ -92,7 +96,9 @@ async def list_(request: web.Request) -> web.Response:
     api = deps(request)
     application = query_str(request, "application")
     statuses = _statuses(request)
-    limit = query_int(request, "limit", ge=1, le=MAX_PAGE) or DEFAULT_PAGE
+    limit = (
+        query_int(request, "limit", ge=1, le=DEPLOYMENTS_PAGE.maximum) or DEPLOYMENTS_PAGE.default
+    )
     cursor = query_int(request, "cursor", ge=0)
     async with view_query("list deployments", "read model"):
         application_id = application
@@ -253,9 +259,13 @@ def _summary(row: asyncpg.Record, names: dict[str, tuple[str, bool]]) -> Deploym
 
 def _stream(deployment_id: str) -> str:
     # Ids are lowercase ULIDs or hex; anything else cannot name a stream (and is no deployment).
-    if not deployment_id or len(deployment_id) > 64 or not deployment_id.isalnum():
+    if (
+        not deployment_id
+        or len(deployment_id) > 64
+        or not (deployment_id.isascii() and deployment_id.isalnum())
+    ):
         raise TargetNotFound(f"no deployment {deployment_id!r}")
-    return model.deployment_stream(deployment_id.lower())
+    return deployment_stream(deployment_id.lower())
 
 
 async def _resolve(api: Deps, ref: str) -> str:
@@ -453,18 +463,122 @@ async def _follow(
     return response
 
 
+def _stage_command(path: str, handler: Handler, name: str, summary: str, text: str) -> Route:
+    """Approve / skip a stage: recorded for the executor to act on."""
+    return Route(
+        "POST",
+        path,
+        handler,
+        name,
+        Access.WRITE,
+        summary=summary,
+        tag="deployments",
+        answers=_recorded("Asked already: nothing new recorded."),
+        errors=(400, 404, 409, 503),
+        description=text,
+    )
+
+
+def _recorded(already: str) -> tuple[Answer, ...]:
+    """A request the executor acts on: 202 when recorded, 200 (`already`) when asked before."""
+    return (
+        Answer(202, "Recorded; the executor acts on it.", CommandAccepted),
+        Answer(200, already, CommandAccepted),
+    )
+
+
 ROUTES: Final = (
-    Route("GET", "/deployments", list_, "listDeployments", Access.READ),
-    Route("GET", "/deployments/{deployment}", get, "getDeployment", Access.READ),
-    Route("GET", "/deployments/{deployment}/logs", logs, "getDeploymentLogs", Access.READ),
-    Route("GET", "/deployments/{deployment}/rejudge", rejudge, "rejudgeDeployment", Access.READ),
-    Route("POST", "/deployments/{deployment}/cancel", cancel, "cancelDeployment", Access.WRITE),
+    Route(
+        "GET",
+        "/deployments",
+        list_,
+        "listDeployments",
+        Access.READ,
+        summary="List deployments, newest first",
+        tag="deployments",
+        answers=(Answer(200, "A page of deployments.", DeploymentList),),
+        errors=(400, 503),
+        description="From the `deployments` read model (eventually consistent).",
+        query=ListDeploymentsQuery,
+    ),
+    Route(
+        "GET",
+        "/deployments/{deployment}",
+        get,
+        "getDeployment",
+        Access.READ,
+        summary="A deployment with its stages",
+        tag="deployments",
+        answers=(Answer(200, "The deployment.", model.DeploymentResource),),
+        errors=(400, 404, 503),
+        description="Folded from the deployment's own stream: always current. Its "
+        "WAIT_APPROVAL stages say who may approve (`allowed_approvers`, empty: anyone) "
+        "and how many approvals they still need (`approvals_needed`).",
+    ),
+    Route(
+        "GET",
+        "/deployments/{deployment}/logs",
+        logs,
+        "getDeploymentLogs",
+        Access.READ,
+        summary="What its stages wrote",
+        tag="deployments",
+        answers=(
+            Answer(200, "The lines (JSON), or with `follow` an event stream.", LogList, True),
+        ),
+        errors=(400, 404, 429, 503),
+        description="With `follow=true`, server-sent events instead: `log` events "
+        "(the stored lines, then live ones; `id` is the line's id), then one `end` "
+        "event `{deployment_id, status}` once the deployment has completed; a "
+        "`revoked` event ends it early once the key is revoked. A key may hold a "
+        "few follows at once (`SLIPWAY_API_MAX_LOG_STREAMS_PER_KEY`): 429 beyond.",
+        query=DeploymentLogsQuery,
+    ),
+    Route(
+        "GET",
+        "/deployments/{deployment}/rejudge",
+        rejudge,
+        "rejudgeDeployment",
+        Access.READ,
+        summary="Its analyses' verdicts recomputed from the recorded samples",
+        tag="deployments",
+        answers=(Answer(200, "The report.", RejudgeReport),),
+        errors=(400, 404, 503),
+        description="Every tick verdict of the deployment's ANALYSIS stages recomputed "
+        "from the samples in the log, beside the recorded one (`slipway analysis "
+        "rejudge`). `identical` is false when one differs (expected with another "
+        "`judge`); `analyses` is empty when it has no ANALYSIS stage or was never planned.",
+        query=RejudgeQuery,
+    ),
     Route(
         "POST",
+        "/deployments/{deployment}/cancel",
+        cancel,
+        "cancelDeployment",
+        Access.WRITE,
+        summary="Cancel a deployment",
+        tag="deployments",
+        answers=_recorded("Asked already: the first request stands."),
+        errors=(400, 404, 409, 503),
+        description="Records `DeploymentCancelRequested`; the executor cancels the "
+        "running stage and, with `rollback` (the default), rolls back. 409 when it has "
+        "completed or is rolling back.",
+        body=CancelDeploymentRequest,
+        body_required=False,
+    ),
+    _stage_command(
         "/deployments/{deployment}/stages/{stage}/approve",
         approve,
         "approveStage",
-        Access.WRITE,
+        "Approve a WAIT_APPROVAL stage",
+        "Approves as the API key's name, which must be among the stage's `approvers` "
+        "when it lists any. 409 when the stage is not waiting for approval.",
     ),
-    Route("POST", "/deployments/{deployment}/stages/{stage}/skip", skip, "skipStage", Access.WRITE),
+    _stage_command(
+        "/deployments/{deployment}/stages/{stage}/skip",
+        skip,
+        "skipStage",
+        "Skip a WAIT, WAIT_APPROVAL or ANALYSIS stage",
+        "Records `StageSkipRequested`; the executor ends the stage as SKIPPED.",
+    ),
 )

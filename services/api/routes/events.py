@@ -12,8 +12,16 @@ from services.api import resources
 from services.api.auth import Access
 from services.api.deps import deps
 from services.api.errors import ErrorReply
-from services.api.routes import Route
-from services.api.schemas import EventList, EventResource, StreamState
+from services.api.routes import Answer, Route
+from services.api.schemas import (
+    EVENTS_PAGE,
+    EventList,
+    EventResource,
+    ListEventsQuery,
+    StreamEventsQuery,
+    StreamState,
+    StreamStateQuery,
+)
 from services.api.wire import MAX_INT, json_response, query_int, query_str
 from shared.apikeys import PRIVATE_FIELDS, fold_key
 from shared.db import unavailable_on_disconnect
@@ -24,8 +32,6 @@ from shared.streams import category_of, check_stream_id
 
 __all__ = ["ROUTES"]
 
-DEFAULT_PAGE: Final = 100
-MAX_PAGE: Final = 1000
 
 _RANGE: Final = """
 SELECT global_position, tx_id, stream_id, stream_version, event_id, event_type,
@@ -83,7 +89,7 @@ def _parse_cursor(raw: str) -> LogPosition:
 async def list_(request: web.Request) -> web.Response:
     """A position range (`from_position`..`to_position`), or a tail in commit order (`after`)."""
     store = deps(request).store
-    limit = query_int(request, "limit", ge=1, le=MAX_PAGE) or DEFAULT_PAGE
+    limit = query_int(request, "limit", ge=1, le=EVENTS_PAGE.maximum) or EVENTS_PAGE.default
     after = query_str(request, "after")
     from_position = query_int(request, "from_position", ge=0)
     to_position = query_int(request, "to_position", ge=0)
@@ -130,7 +136,7 @@ async def stream(request: web.Request) -> web.Response:
             400, "invalid_request", "give from_version or after, not both", field="after"
         )
     first = after + 1 if after is not None else from_version or 0
-    limit = query_int(request, "limit", ge=1, le=MAX_PAGE) or DEFAULT_PAGE
+    limit = query_int(request, "limit", ge=1, le=EVENTS_PAGE.maximum) or EVENTS_PAGE.default
     # One more than the page, to know whether there is a next one.
     history = await deps(request).store.read_stream(stream_id, from_version=first, limit=limit + 1)
     page = history[:limit]
@@ -213,7 +219,45 @@ def _time(request: web.Request) -> datetime | None:
 
 
 ROUTES: Final = (
-    Route("GET", "/events", list_, "listEvents", Access.READ),
-    Route("GET", "/events/streams/{stream_id}", stream, "getStreamEvents", Access.READ),
-    Route("GET", "/events/streams/{stream_id}/state", state, "getStreamState", Access.READ),
+    Route(
+        "GET",
+        "/events",
+        list_,
+        "listEvents",
+        Access.READ,
+        summary="Events by position range, or a tail in commit order",
+        tag="events",
+        answers=(Answer(200, "Events.", EventList),),
+        errors=(400, 503),
+        description="`from_position`/`to_position` (inclusive) read a range by "
+        "position; `after` (a `next_cursor`, or `head` for the newest) tails in commit "
+        "order, missing nothing.",
+        query=ListEventsQuery,
+    ),
+    Route(
+        "GET",
+        "/events/streams/{stream_id}",
+        stream,
+        "getStreamEvents",
+        Access.READ,
+        summary="A stream's events in version order",
+        tag="events",
+        answers=(Answer(200, "Its events.", EventList),),
+        errors=(400, 503),
+        query=StreamEventsQuery,
+    ),
+    Route(
+        "GET",
+        "/events/streams/{stream_id}/state",
+        state,
+        "getStreamState",
+        Access.READ,
+        summary="Time travel: a stream's state as of a position or a time",
+        tag="events",
+        answers=(Answer(200, "The state.", StreamState),),
+        errors=(400, 503),
+        description="Folds the stream's events at or before `position` and at or "
+        "before `at` (both when both are given; neither: now).",
+        query=StreamStateQuery,
+    ),
 )

@@ -17,7 +17,7 @@ from services.api.decider import TargetNotFound
 from services.api.deps import deps
 from services.api.errors import ErrorReply
 from services.api.registration import git_failure
-from services.api.routes import Route
+from services.api.routes import Answer, Route
 from services.api.schemas import PlanPreviewRequest, PlanPreviewResult
 from services.api.wire import json_response, read_body
 from shared.errors import ConfigError
@@ -65,4 +65,22 @@ async def preview(request: web.Request) -> web.Response:
     return json_response(PlanPreviewResult(**result.to_dict()))
 
 
-ROUTES: Final = (Route("POST", "/plan-preview", preview, "planPreview", Access.WRITE),)
+ROUTES: Final = (
+    Route(
+        "POST",
+        "/plan-preview",
+        preview,
+        "planPreview",
+        Access.WRITE,
+        summary="What merging a branch would deploy",
+        tag="deployments",
+        answers=(Answer(200, "The preview.", PlanPreviewResult),),
+        errors=(400, 404, 503),
+        description="Fetches a control-config repository, finds the applications "
+        "the head changes (the gitwatcher's rule) and plans each against the base "
+        "branch: strategy, summary, stages and resource diff. Like `slipway "
+        "plan-preview`, without a clone of your own. 503 when the API runs without "
+        "a control config, or cannot fetch.",
+        body=PlanPreviewRequest,
+    ),
+)

@@ -24,6 +24,7 @@ from shared.errors import SlipwayError
 from shared.eventlog import EventStore
 from shared.events.base import Event
 from shared.events.catalog import CommitObserved, DeploymentTriggered, default_registry
+from shared.events.streams import deployment_stream, repository_stream
 from slipway_cli.api_client import ApiClient, ApiError
 from slipway_sandbox.control import PLATFORM_PROVIDER, REPOSITORY_ID
 from slipway_sandbox.demo_repo import (
@@ -282,7 +283,9 @@ class StoryRunner:
         deadline = time.monotonic() + within
         read = 0  # stream versions already looked at: each poll reads only what is new
         while time.monotonic() < deadline:
-            events = await self.store.read_stream(f"repository-{REPOSITORY_ID}", from_version=read)
+            events = await self.store.read_stream(
+                repository_stream(REPOSITORY_ID), from_version=read
+            )
             read += len(events)
             if any(
                 isinstance(e.event, CommitObserved) and e.event.commit_hash == head for e in events
@@ -317,7 +320,7 @@ class StoryRunner:
         events: list[Event] = []  # the stream so far: each poll reads only what is new
         while True:
             recorded = await self.store.read_stream(
-                f"deployment-{deployment_id}", from_version=len(events)
+                deployment_stream(deployment_id), from_version=len(events)
             )
             events += [e.event for e in recorded]
             outcome = fold_deployment(deployment_id, events)

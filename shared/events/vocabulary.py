@@ -1,0 +1,110 @@
+"""The words events carry: every closed set of values an event field may hold.
+
+Each is a `StrEnum`, used as the field's type in `catalog.py`. msgspec encodes
+a `StrEnum` member as its value, so the wire is the same text it always was
+(the golden files in `tests/golden/events/` prove it), while a decoder now
+refuses a value outside the set, naming the field, instead of letting a typo
+travel on as a string. Compare members, never raw strings.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "CommitSource",
+    "DeploymentStatus",
+    "StageName",
+    "StageStatus",
+    "Strategy",
+    "SyncState",
+    "Trigger",
+    "Verdict",
+]
+
+
+class Strategy(enum.StrEnum):
+    """How a deployment deploys: `auto` lets the planner choose; the others force it.
+
+    A plan (`DeploymentPlanned`) is always `quick_sync` or `pipeline`.
+    """
+
+    AUTO = "auto"
+    QUICK_SYNC = "quick_sync"
+    PIPELINE = "pipeline"
+
+
+class Trigger(enum.StrEnum):
+    """What asked for a deployment (PipeCD's `DeploymentTrigger` kinds)."""
+
+    ON_COMMIT = "on_commit"
+    ON_COMMAND = "on_command"
+    ON_OUT_OF_SYNC = "on_out_of_sync"
+    ON_CHAIN = "on_chain"
+
+
+class DeploymentStatus(enum.StrEnum):
+    """A deployment's status; `DeploymentCompleted` carries one of the last three."""
+
+    PENDING = "PENDING"
+    PLANNED = "PLANNED"
+    RUNNING = "RUNNING"
+    ROLLING_BACK = "ROLLING_BACK"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    CANCELLED = "CANCELLED"
+
+
+class StageStatus(enum.StrEnum):
+    """A stage's status; `StageCompleted` carries one of the last five."""
+
+    NOT_STARTED_YET = "NOT_STARTED_YET"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
+    EXITED = "EXITED"
+
+
+class SyncState(enum.StrEnum):
+    """An application's sync state; drift records only SYNCED and OUT_OF_SYNC."""
+
+    UNKNOWN = "UNKNOWN"
+    SYNCED = "SYNCED"
+    OUT_OF_SYNC = "OUT_OF_SYNC"
+    DEPLOYING = "DEPLOYING"
+
+
+class Verdict(enum.StrEnum):
+    """The analysis service's answer to an ANALYSIS stage."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    SKIPPED = "skipped"
+
+
+class CommitSource(enum.StrEnum):
+    """How the gitwatcher learned of a commit."""
+
+    POLL = "poll"
+    WEBHOOK = "webhook"
+
+
+class StageName(enum.StrEnum):
+    """Every stage a plan may hold. What each one is — its options, who runs it, whether
+    it is timed or skippable, what undoes it — is its `StageKind` (`shared.stagekinds`)."""
+
+    K8S_SYNC = "K8S_SYNC"
+    K8S_PRIMARY_ROLLOUT = "K8S_PRIMARY_ROLLOUT"
+    K8S_CANARY_ROLLOUT = "K8S_CANARY_ROLLOUT"
+    K8S_CANARY_CLEAN = "K8S_CANARY_CLEAN"
+    K8S_BASELINE_ROLLOUT = "K8S_BASELINE_ROLLOUT"
+    K8S_BASELINE_CLEAN = "K8S_BASELINE_CLEAN"
+    K8S_TRAFFIC_ROUTING = "K8S_TRAFFIC_ROUTING"
+    WAIT = "WAIT"
+    WAIT_APPROVAL = "WAIT_APPROVAL"
+    ANALYSIS = "ANALYSIS"
+    SCRIPT_RUN = "SCRIPT_RUN"
+    SCRIPT_RUN_ROLLBACK = "SCRIPT_RUN_ROLLBACK"
+    ROLLBACK = "ROLLBACK"
