@@ -76,6 +76,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
+from nats.js import errors as js_errors
 from opentelemetry import trace
 from structlog.contextvars import bound_contextvars
 
@@ -129,8 +130,10 @@ _NATS_RECONNECTING: tuple[type[BaseException], ...] = (
     nats_errors.OutboundBufferLimitError,
     nats_errors.NoRespondersError,
     nats_errors.ConnectionReconnectingError,
+    # JetStream's 503 while a restarted server has not yet recovered its streams.
+    js_errors.ServiceUnavailableError,
 )
-"""NATS is away for now; the client is reconnecting."""
+"""NATS is away for now; the client is reconnecting (or the server is still starting)."""
 _NATS_UNAVAILABLE = (*_NATS_RECONNECTING, nats_errors.ConnectionClosedError)
 
 _DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (Unavailable, *CONNECTION_ERRORS)

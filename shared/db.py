@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +28,10 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
+    # A pooled connection whose session the server ended mid-operation (a restart) can be
+    # left with an operation asyncpg still counts as in progress; the next call on it fails
+    # so ("cannot switch to state …"): retried like any other lost connection.
+    asyncpg.InternalClientError,
     TimeoutError,
 )
 
@@ -35,6 +40,23 @@ DEFAULT_STATEMENT_TIMEOUT_S = 30.0
 """How long one statement of a service may run before PostgreSQL cancels it."""
 DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S = 60.0
 """How long a service's transaction may sit idle before PostgreSQL ends its session."""
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+"""How long opening a connection (TCP, TLS, login) may take before it counts as unavailable."""
+COMMAND_GRACE_S = 10.0
+"""A call's client-side timeout is the statement limit plus as much again, at most this: the
+server cancels a slow statement first (a clean error, the session stays usable); the client
+gives up on a connection that answers nothing at all (a server or a path that hangs) only
+after that."""
+LONG_CALL_S = 7 * 24 * 3600.0
+"""The client-side limit of one call that may legitimately take long (a migration, a wait
+for another replica's lock): asyncpg has no "none" for a single call. A server that
+vanishes meanwhile is still noticed, by the keepalives."""
+KEEPALIVE_IDLE_S = 10
+KEEPALIVE_INTERVAL_S = 5
+KEEPALIVE_COUNT = 3
+"""TCP keepalives on both ends: a peer that vanished (host down, partition, NAT timeout) is
+noticed within idle + interval × count = 25 s, by the client and by the server, instead of
+the kernel's two hours; the server then ends the session and releases its locks."""
 
 
 def check_schema_name(schema: str) -> str:
@@ -44,8 +66,38 @@ def check_schema_name(schema: str) -> str:
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
+    _keep_alive(conn)
     # asyncpg has no codec for xid8; its text form is the decimal number.
     await conn.set_type_codec("xid8", schema="pg_catalog", encoder=str, decoder=int, format="text")
+
+
+def _keep_alive(conn: asyncpg.Connection) -> None:
+    """TCP keepalives, and a bound on unacknowledged data, on the client's socket.
+
+    asyncpg has no option for them; its transport is the only way to the socket. A
+    Unix-domain connection has neither (and needs neither: the peer is on this host).
+    """
+    transport = getattr(conn, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE_S),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_S),
+        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+        # Data sent and never acknowledged for this long: the path is gone.
+        ("TCP_USER_TIMEOUT", (KEEPALIVE_IDLE_S + KEEPALIVE_INTERVAL_S * KEEPALIVE_COUNT) * 1000),
+    ):
+        if hasattr(socket, option):  # Linux names; other systems lack some
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+def command_timeout(statement_timeout_s: float) -> float | None:
+    """The client-side limit of one call: the statement limit and a grace (None: no limit)."""
+    if statement_timeout_s <= 0:
+        return None
+    return statement_timeout_s + min(statement_timeout_s, COMMAND_GRACE_S)
 
 
 async def _reset_pooled(conn: asyncpg.Connection) -> None:
@@ -89,6 +141,11 @@ def server_settings(
         "application_name": "slipway",
         "statement_timeout": _milliseconds(statement_timeout_s),
         "idle_in_transaction_session_timeout": _milliseconds(idle_in_transaction_timeout_s),
+        # The server's side of the keepalives: a client that vanished mid-transaction
+        # loses its session (and its locks) in seconds, not hours.
+        "tcp_keepalives_idle": str(KEEPALIVE_IDLE_S),
+        "tcp_keepalives_interval": str(KEEPALIVE_INTERVAL_S),
+        "tcp_keepalives_count": str(KEEPALIVE_COUNT),
     }
 
 
@@ -105,9 +162,14 @@ async def create_pool(
     max_size: int = 10,
     statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
     idle_in_transaction_timeout_s: float = DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S,
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
     **kwargs: Any,
 ) -> asyncpg.Pool:
-    """A pool whose connections use `schema`, Slipway's session limits and column types."""
+    """A pool whose connections use `schema`, Slipway's session limits and column types.
+
+    Every call on it is bounded: by the server (`statement_timeout`), by the client
+    (`command_timeout`, a little longer, for a connection that answers nothing), and
+    connecting by `connect_timeout_s`; its sockets use TCP keepalives."""
     settings = server_settings(
         schema,
         statement_timeout_s=statement_timeout_s,
@@ -121,6 +183,8 @@ async def create_pool(
             init=_init_connection,
             reset=_reset_pooled,
             server_settings=settings,
+            timeout=connect_timeout_s,
+            command_timeout=command_timeout(statement_timeout_s),
             **kwargs,
         )
     except CONNECTION_ERRORS as exc:
@@ -135,16 +199,25 @@ async def connect(
     schema: str = "slipway",
     statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
     idle_in_transaction_timeout_s: float = DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S,
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
     **kwargs: Any,
 ) -> asyncpg.Connection:
-    """One connection, configured like a pool's (for leases and advisory locks)."""
+    """One connection, configured (and bounded) like a pool's (for leases and advisory locks);
+    `statement_timeout_s=0` for one whose statements may take as long as they need
+    (migrations)."""
     settings = server_settings(
         schema,
         statement_timeout_s=statement_timeout_s,
         idle_in_transaction_timeout_s=idle_in_transaction_timeout_s,
     )
     try:
-        conn = await asyncpg.connect(url, server_settings=settings, **kwargs)
+        conn = await asyncpg.connect(
+            url,
+            server_settings=settings,
+            timeout=connect_timeout_s,
+            command_timeout=command_timeout(statement_timeout_s),
+            **kwargs,
+        )
     except CONNECTION_ERRORS as exc:
         raise Unavailable(f"cannot connect to PostgreSQL: {exc}") from exc
     await _init_connection(conn)

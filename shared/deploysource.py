@@ -20,7 +20,9 @@ error, a script's output, a tool's stderr). Only for commits Slipway deploys
 
 from __future__ import annotations
 
+import asyncio
 import posixpath
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +41,12 @@ from shared.config import (
     render_manifests_async,
 )
 from shared.config.repo_files import inside_repository
+from shared.config.secret_targets import (
+    Reveal,
+    check_no_placeholders,
+    fill_targets,
+    has_targets,
+)
 from shared.errors import ConfigError
 from shared.git import GitError, GitRepository
 from shared.planning.spec import PlanningSpec, spec_from_config
@@ -46,6 +54,7 @@ from shared.redaction import REDACTOR
 
 __all__ = [
     "DeploySource",
+    "Reveal",
     "config_path_of",
     "ensure_commit",
     "load_deploy_source",
@@ -61,6 +70,8 @@ class DeploySource:
     config: ApplicationConfig
     spec: PlanningSpec
     manifests: tuple[Manifest, ...]
+    revealed: tuple[str, ...] = ()
+    """The decrypted secrets put into the manifests (only when loaded with `Reveal`)."""
 
 
 def config_path_of(app_path: str, config_filename: str) -> str:
@@ -104,6 +115,7 @@ async def load_deploy_source(
     config_filename: str,
     *,
     references: bool = False,
+    reveal: Reveal | None = None,
 ) -> DeploySource:
     """Load the config of the application at `app_path` and render its manifests at `commit`.
 
@@ -112,6 +124,10 @@ async def load_deploy_source(
     their `appArgs`, traffic routing against the manifests), so a deployment that would
     fail on it fails at planning, before anything is rolled out. Without (a running
     commit, the executor and drift detection): the config as it is, already planned.
+
+    `encryption.decryptionTargets` and `attachment.targets` are filled in a private
+    copy of the checkout (`shared.config.secret_targets`): with the plaintexts when
+    `reveal` is given (the executor, drift), else masked (the planner, plan preview).
     """
     config_path = config_path_of(app_path, config_filename)
     async with repo.read_only_checkout(commit) as tree:
@@ -123,7 +139,17 @@ async def load_deploy_source(
                 )
             inside_repository(file, tree, f"the application config {config_path}")
             config = load_application_config(file, references=references, repo_root=tree)
-            manifests = await render_manifests_async(file.parent, config, repo_root=tree)
+            revealed: tuple[str, ...] = ()
+            if has_targets(config):
+                with tempfile.TemporaryDirectory(prefix="slipway-targets-") as scratch:
+                    root, app_dir, revealed = await asyncio.to_thread(
+                        fill_targets, tree, file.parent, config, reveal, Path(scratch)
+                    )
+                    with _relative_to(root):
+                        manifests = await render_manifests_async(app_dir, config, repo_root=root)
+            else:
+                manifests = await render_manifests_async(file.parent, config, repo_root=tree)
+            check_no_placeholders(manifests)
             if references:
                 check_routing(config, manifests)
     # The config as loaded names the checkout, which is gone now: keep the
@@ -135,6 +161,7 @@ async def load_deploy_source(
         config=config,
         spec=spec_from_config(config, config_path),
         manifests=tuple(manifests),
+        revealed=revealed,
     )
 
 
@@ -148,6 +175,7 @@ def register_secrets(source: DeploySource) -> None:
             REDACTOR.add(*(str(v) for v in data.values() if v), encoded=True)
         if isinstance(string_data, Mapping):
             REDACTOR.add(*(str(v) for v in string_data.values() if v))
+    REDACTOR.add(*source.revealed, encoded=True)
     for stage in source.config.spec.stages:
         if isinstance(stage.with_, ScriptRunOptions):
             REDACTOR.add(*stage.with_.secret_env.values())

@@ -24,6 +24,7 @@ SlipwayError
 │   ├── ConfigFileError                  shared.config.errors: one file's problem, located
 │   │   └── ConfigFileErrors             …several at once
 │   ├── SettingsError                    shared.settings: the environment's settings
+│   ├── SecretError                      shared.secrets: (also Rejected) a secret no key opens
 │   ├── TemplateError                    shared.analysis.templating: a query template
 │   ├── UnknownJudgeError                shared.analysis.judges: (also KeyError)
 │   └── ProjectionOutdated               shared.projections.errors: a view older than its code

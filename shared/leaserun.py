@@ -13,7 +13,11 @@ as they hold its lease. Both have the same life, kept here once:
         finally:
             await work.close()            # stop its own tasks before the lease goes
 
-and one policy for what a step raises:
+The lease's watchdog (shared/leases.py) cancels the step in flight and calls
+`work.abandon()` when the lease may soon be another's, so no side effect of
+the holder outlives its lease however the step hangs.
+
+And one policy for what a step raises:
 
 - `ConcurrencyConflict`: someone appended meanwhile (a person's request, most
   likely): step again at once, on what they wrote;
@@ -67,6 +71,12 @@ class LeasedWork(Protocol):
         """Stop what the work started (a stage's task), while the lease is still held."""
         ...
 
+    def abandon(self) -> None:
+        """Stop every side effect the work started outside its step (a stage's task, its
+        script) at once: the lease's watchdog calls it when the lease may soon be another's,
+        however stuck the step is. The step in flight is cancelled too."""
+        ...
+
 
 async def run_leased(
     work: LeasedWork,
@@ -78,17 +88,36 @@ async def run_leased(
 ) -> None:
     """Step `work` while `lease` is held and `stop` is not set; `what` names it in the logs
     (`<what>_step_unavailable`, `<what>_step_crashed`)."""
-    async with leases.held(lease, stop=stop, lost=work.lost, finished=lambda: work.finished):
+    # The step in flight, a task of its own so the watchdog can cancel it.
+    stepping: list[asyncio.Task[float | None]] = []
+
+    def abandon() -> None:
+        for task in stepping:
+            task.cancel()
+        work.abandon()
+
+    async with leases.held(
+        lease, stop=stop, lost=work.lost, finished=lambda: work.finished, abandon=abandon
+    ):
         try:
-            await _steps(work, stop, what)
+            await _steps(work, stop, what, stepping)
         finally:
             await work.close()
 
 
-async def _steps(work: LeasedWork, stop: asyncio.Event, what: str) -> None:
+async def _steps(
+    work: LeasedWork, stop: asyncio.Event, what: str, stepping: list[asyncio.Task[float | None]]
+) -> None:
     while not stop.is_set() and not work.lost.is_set():
+        step = asyncio.create_task(work.step(), name=f"{what} step")
+        stepping[:] = [step]
         try:
-            wait = await work.step()
+            wait = await step
+        except asyncio.CancelledError:
+            runner = asyncio.current_task()
+            if runner is not None and runner.cancelling():
+                raise  # the holder itself is cancelled (the service stops)
+            return  # the watchdog stopped the step: the lease is lost
         except ConcurrencyConflict:
             continue
         except LeaseLost as exc:

@@ -8,6 +8,17 @@ a restart) and becomes their holder with a new token; it renews the lease every
 third of its time while it works (`FencedLeases.held`) and releases it when it
 stops, so another replica can take the work at once.
 
+The log is fenced by the token; the world (a `kubectl apply`, a script) is fenced
+in time: a holder keeps a local watchdog and stops its work — `held(abandon=…)`
+cancels the stage, which kills the script's process group — at
+`sent + ttl − margin`, `sent` being when the last successful renewal (or the
+claim) was *sent*, on this process's monotonic clock. The lease expires no
+earlier than `ttl` after the server ran that statement, which is after it was
+sent, so the holder has stopped `margin` before anybody else may take over,
+however long its connection hangs. Each renewal has its own short timeout
+(`renew_timeout_s`), so a renewal that hangs is tried again before the deadline
+instead of keeping the watchdog waiting.
+
 Every append a holder makes goes through `FencedLeases.append_fenced`, which
 checks in the append's own transaction that the lease is still its own with the
 same token and holds a share lock on the row until commit, so a takeover (an
@@ -26,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -40,11 +52,17 @@ from shared.eventlog import EventStore
 from shared.events.base import NewEvent
 from shared.logs import get_logger
 
-__all__ = ["DEFAULT_TTL_S", "FencedLeases", "HeldLease", "LeaseLost", "LeaseTable"]
+__all__ = ["DEFAULT_TTL_S", "FencedLeases", "HeldLease", "LeaseLost", "LeaseTable", "deadline_of"]
 
 log = get_logger("slipway.leases")
 
 DEFAULT_TTL_S: Final = 15.0
+
+
+def deadline_of(sent: float, ttl_s: float, margin_s: float) -> float:
+    """When a holder must have stopped, on its monotonic clock: `ttl_s − margin_s` after it
+    sent the claim or renewal that last succeeded (the server's expiry is later still)."""
+    return sent + ttl_s - margin_s
 
 
 class LeaseLost(SlipwayError):
@@ -147,12 +165,32 @@ class FencedLeases(ABC, Generic[L]):
 
     table: ClassVar[LeaseTable]
 
-    def __init__(self, store: EventStore, holder: str, *, ttl_s: float = DEFAULT_TTL_S) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        holder: str,
+        *,
+        ttl_s: float = DEFAULT_TTL_S,
+        margin_s: float | None = None,
+        renew_timeout_s: float | None = None,
+    ) -> None:
+        """`margin_s` (default a fifth of the lease) is how long before the lease can expire
+        the holder stops its work: time to kill a script, and slack for clocks that run at
+        different rates. `renew_timeout_s` (default a sixth) bounds one renewal."""
         self.store = store
         self.pool: asyncpg.Pool = store.pool
         self.holder = holder
         self.ttl_s = ttl_s
+        self.margin_s = ttl_s / 5 if margin_s is None else margin_s
+        self.renew_timeout_s = ttl_s / 6 if renew_timeout_s is None else renew_timeout_s
+        if not 0 < self.margin_s < ttl_s or not 0 < self.renew_timeout_s < ttl_s:
+            raise ValueError(
+                f"lease margin ({self.margin_s} s) and renewal timeout ({self.renew_timeout_s} s) "
+                f"must be positive and shorter than the lease ({ttl_s} s)"
+            )
         self._sql = _Statements.of(self.table)
+        # When the claim of each lease this holder took was sent (monotonic): its first deadline.
+        self._claim_sent: dict[tuple[str, int], float] = {}
 
     @abstractmethod
     def _lease(self, row: asyncpg.Record) -> L:
@@ -170,22 +208,39 @@ class FencedLeases(ABC, Generic[L]):
         """Take up to `limit` open rows, each with a new fencing token."""
         if limit <= 0:
             return []
+        sent = time.monotonic()
         try:
             rows = await self.pool.fetch(
                 self._sql.claim, self.holder, limit, list(running), self.ttl_s
             )
         except CONNECTION_ERRORS as exc:
             raise Unavailable(f"claim {self.table.noun} leases: {exc}") from exc
-        return [self._lease(row) for row in rows]
+        leases = [self._lease(row) for row in rows]
+        for lease in leases:
+            self._claim_sent[lease.key, lease.token] = sent
+        return leases
 
     async def renew(self, lease: L) -> bool:
-        """Extend the lease; False when it is no longer ours (taken over, or closed)."""
+        """Extend the lease; False when it is no longer ours (taken over, or closed).
+
+        At most `renew_timeout_s`, waiting for a connection included; a connection that
+        did not answer in time is closed (it may hang for good) and `Unavailable` raised.
+        """
+        what = f"renew the lease on {self._about(lease)}"
         try:
-            row = await self.pool.fetchrow(
-                self._sql.renew, lease.key, lease.holder, lease.token, self.ttl_s
-            )
+            async with asyncio.timeout(self.renew_timeout_s):
+                async with self.pool.acquire() as conn:
+                    try:
+                        row = await conn.fetchrow(
+                            self._sql.renew, lease.key, lease.holder, lease.token, self.ttl_s
+                        )
+                    except (TimeoutError, asyncio.CancelledError):
+                        conn.terminate()  # never hand a connection that hangs to anyone
+                        raise
+        except TimeoutError:
+            raise Unavailable(f"{what}: no answer within {self.renew_timeout_s:g} s") from None
         except CONNECTION_ERRORS as exc:
-            raise Unavailable(f"renew the lease on {self._about(lease)}: {exc}") from exc
+            raise Unavailable(f"{what}: {exc}") from exc
         return row is not None
 
     async def release(self, lease: L) -> None:
@@ -230,11 +285,17 @@ class FencedLeases(ABC, Generic[L]):
         stop: asyncio.Event,
         lost: asyncio.Event,
         finished: Callable[[], bool],
+        abandon: Callable[[], None] = lambda: None,
     ) -> AsyncIterator[None]:
         """Keep `lease` renewed while the body works on its row; `lost` is set when it is not
-        ours any more. Afterwards the lease is released unless the work is `finished` (the row
-        is closed) or the lease was lost."""
-        renewing = asyncio.create_task(self._keep_renewed(lease, stop, lost, finished))
+        ours any more, and `abandon` is called at that moment: it must stop every side effect
+        of the body at once (cancel the stage's task, which kills its script) — it runs when
+        the watchdog's deadline passes, however stuck the body is. Afterwards the lease is
+        released unless the work is `finished` (the row is closed) or the lease was lost."""
+        sent = self._claim_sent.pop((lease.key, lease.token), None)
+        renewing = asyncio.create_task(
+            self._keep_renewed(lease, sent, stop, lost, finished, abandon)
+        )
         try:
             yield
         finally:
@@ -247,24 +308,66 @@ class FencedLeases(ABC, Generic[L]):
                     await self.release(lease)
 
     async def _keep_renewed(
-        self, lease: L, stop: asyncio.Event, lost: asyncio.Event, finished: Callable[[], bool]
+        self,
+        lease: L,
+        sent: float | None,
+        stop: asyncio.Event,
+        lost: asyncio.Event,
+        finished: Callable[[], bool],
+        abandon: Callable[[], None],
     ) -> None:
-        """Renew every third of the lease's time, so one failed renewal does not lose it."""
-        loop = asyncio.get_running_loop()
-        renewed = loop.time()
-        while not stop.is_set() and not lost.is_set():
-            await sleep_or_stop(stop, self.ttl_s / 3)
+        """Renew every third of the lease's time, so one failed renewal does not lose it; stop
+        the work at the watchdog's deadline unless a renewal succeeded before it."""
+        if sent is None:
+            # Not claimed by this object (a test's hand-made lease): renew now to know.
+            sent = time.monotonic()
             try:
                 if not await self.renew(lease):
-                    # A row the holder closed itself (its last append) is not a lost lease.
-                    if not finished():
-                        log.warning("lease_taken_over")
-                        lost.set()
+                    self._lose(lost, abandon, finished, "lease_taken_over")
                     return
-                renewed = loop.time()
+            except Unavailable:
+                self._lose(lost, abandon, finished, "lease_not_renewed")
+                return
+        deadline = deadline_of(sent, self.ttl_s, self.margin_s)
+        next_renewal = sent + self.ttl_s / 3
+        while not stop.is_set() and not lost.is_set():
+            await sleep_or_stop(stop, min(next_renewal, deadline) - time.monotonic())
+            if stop.is_set() or lost.is_set():
+                return
+            if time.monotonic() >= deadline:
+                # We cannot know whether someone took it: stop before they may have.
+                self._lose(lost, abandon, finished, "lease_deadline_passed")
+                return
+            attempt = time.monotonic()
+            # A failed attempt is retried sooner, still at least twice before the deadline.
+            next_renewal = attempt + min(self.ttl_s / 3, max((deadline - attempt) / 2, 0.05))
+            try:
+                # Never past the deadline: the watchdog fires on time however the call hangs.
+                async with asyncio.timeout(deadline - attempt):
+                    ours = await self.renew(lease)
+            except TimeoutError:
+                self._lose(lost, abandon, finished, "lease_deadline_passed")
+                return
             except Unavailable as exc:
                 log.warning("lease_renewal_failed", error=str(exc))
-                if loop.time() - renewed >= self.ttl_s:
-                    # We cannot know whether someone took it: act as if they did.
-                    lost.set()
-                    return
+                continue
+            if not ours:
+                # A row the holder closed itself (its last append) is not a lost lease.
+                if not finished():
+                    self._lose(lost, abandon, finished, "lease_taken_over")
+                return
+            deadline = deadline_of(attempt, self.ttl_s, self.margin_s)
+            next_renewal = attempt + self.ttl_s / 3
+
+    def _lose(
+        self,
+        lost: asyncio.Event,
+        abandon: Callable[[], None],
+        finished: Callable[[], bool],
+        why: str,
+    ) -> None:
+        if finished():
+            return
+        log.warning(why, ttl_s=self.ttl_s, margin_s=self.margin_s)
+        lost.set()
+        abandon()

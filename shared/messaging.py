@@ -37,6 +37,13 @@ _metadata_decoder = msgspec.json.Decoder(Metadata)
 
 DEFAULT_DUPLICATE_WINDOW_S = 120.0
 """How long JetStream remembers event ids; must exceed the worst relay restart."""
+DEFAULT_STREAM_MAX_AGE_S = 7 * 24 * 3600.0
+"""How long the events stream keeps a message: the replay window of NATS. The log in
+PostgreSQL is the source of truth and keeps everything; a consumer that falls further
+behind reads the log over HTTP (`GET /events?after=`) instead."""
+DEFAULT_STREAM_MAX_BYTES = 1024**3
+"""The most the events stream stores (oldest messages go first). NATS reserves it on the
+server's `max_file_store` when the stream is made."""
 
 
 async def ensure_event_stream(
@@ -45,17 +52,26 @@ async def ensure_event_stream(
     *,
     reconcile: bool = False,
     duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S,
-    max_age_s: float | None = None,
+    max_age_s: float = DEFAULT_STREAM_MAX_AGE_S,
+    max_bytes: int = DEFAULT_STREAM_MAX_BYTES,
     replicas: int = 1,
 ) -> js_api.StreamInfo:
     """Make sure the events stream exists. Safe to call from every replica at start.
 
     Only its owner, the relay, passes `reconcile=True` to bring an existing
-    stream to the given configuration (duplicate window, replicas). Every other
-    service creates it with these defaults only if it is missing, so a
-    consumer starting first, or restarting later, never undoes the relay's
-    settings (say, 3 replicas on a NATS cluster).
+    stream to the given configuration (duplicate window, limits, replicas) at
+    every start. Every other service creates it with the given settings only if
+    it is missing, so a consumer starting first, or restarting later, never
+    undoes the relay's settings (say, 3 replicas on a NATS cluster).
+
+    The stream is bounded (`max_age_s`, `max_bytes`, oldest first): NATS keeps a
+    replay window, the log in PostgreSQL keeps everything.
     """
+    if max_age_s <= 0 or max_bytes <= 0:
+        raise ValueError(
+            f"the events stream needs limits: max_age_s {max_age_s} and max_bytes {max_bytes} "
+            "must be positive (the log in PostgreSQL is the history, NATS a replay window)"
+        )
     config = js_api.StreamConfig(
         name=subjects.events_stream,
         subjects=[subjects.all_events],
@@ -63,6 +79,8 @@ async def ensure_event_stream(
         storage=js_api.StorageType.FILE,
         duplicate_window=duplicate_window_s,
         max_age=max_age_s,
+        max_bytes=max_bytes,
+        discard=js_api.DiscardPolicy.OLD,
         num_replicas=replicas,
         description="Every committed Slipway event, relayed from the PostgreSQL log",
     )

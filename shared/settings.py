@@ -26,6 +26,7 @@ from msgspec import inspect as mi
 from shared.db import DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
 from shared.errors import ConfigError
 from shared.eventlog.store import DEFAULT_MAX_EVENT_BYTES
+from shared.messaging import DEFAULT_STREAM_MAX_AGE_S, DEFAULT_STREAM_MAX_BYTES
 from shared.redaction import is_secret_name, secrets_in_url
 
 __all__ = [
@@ -69,6 +70,11 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     event_max_bytes: Annotated[int, Meta(ge=4096, le=64 * 1024 * 1024)] = DEFAULT_MAX_EVENT_BYTES
     """An append of an event larger than this (payload plus metadata, encoded) fails with
     `EventTooLarge`; keep it well under the NATS servers' `max_payload`."""
+    events_stream_max_age_s: Annotated[float, Meta(gt=0, le=365 * 86400)] = DEFAULT_STREAM_MAX_AGE_S
+    """How long NATS keeps a relayed event (the replay window; the log keeps everything). A
+    consumer further behind than this reads the log over HTTP (`GET /events?after=`)."""
+    events_stream_max_bytes: Annotated[int, Meta(ge=1024 * 1024)] = DEFAULT_STREAM_MAX_BYTES
+    """The most the events stream stores, oldest events dropped first."""
     nats_url: str = "nats://127.0.0.1:4222"
     """May carry the user and password (`nats://executor:…@nats:4222`); `tls://` requires TLS."""
     nats_user: str = ""

@@ -85,7 +85,13 @@ class EventWiring:
         """Open the store and make sure the events stream exists (created if missing only:
         its settings are the relay's to keep)."""
         js = runtime.nc.jetstream()
-        await ensure_event_stream(js, runtime.subjects)
+        settings = runtime.settings
+        await ensure_event_stream(
+            js,
+            runtime.subjects,
+            max_age_s=settings.events_stream_max_age_s,
+            max_bytes=settings.events_stream_max_bytes,
+        )
         return cls(
             runtime,
             EventStore(

@@ -50,6 +50,14 @@ _PAGE: Final = 500
 
 JsonObject = dict[str, Any]
 
+MAX_ANSWER_BYTES: Final = 256 * 1024 * 1024
+"""The largest answer read (a page of 1000 events at most, each capped at 512 KiB when
+appended, is rarely a fraction of it); a larger one is an error, never read whole."""
+MAX_EVENT_LINE_BYTES: Final = 1024 * 1024
+"""The longest line of a server-sent event stream read (a log line is at most 4 KiB)."""
+MAX_ERROR_BYTES: Final = 64 * 1024
+"""How much of an error answer is read (to find the API's error object in it)."""
+
 
 class ApiError(SlipwayError):
     """The API refused or failed a request; `code` and `field` come from its error body."""
@@ -84,7 +92,14 @@ def api_key(explicit: str | None = None, env: Mapping[str, str] | None = None) -
 class ApiClient:
     """Calls the API at `base_url` (scheme, host and port; the `/api/v1` prefix is added)."""
 
-    def __init__(self, base_url: str, *, key: str | None = None, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        key: str | None = None,
+        timeout_s: float = 30.0,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+    ) -> None:
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(
@@ -94,6 +109,7 @@ class ApiClient:
         self.base_url = base_url.rstrip("/")
         self.key = key
         self.timeout_s = timeout_s
+        self.max_answer_bytes = max_answer_bytes
 
     # --- applications ---------------------------------------------------------------------
 
@@ -319,6 +335,12 @@ class ApiClient:
     def revoke_api_key(self, key_id: str) -> JsonObject:
         return self.request("DELETE", f"/api-keys/{_segment(key_id)}")
 
+    # --- secrets ----------------------------------------------------------------------------
+
+    def encrypt_secret(self, data: str) -> str:
+        """`data` encrypted for the server's configured key (PipeCD's format)."""
+        return str(self.request("POST", "/secrets:encrypt", body={"data": data})["ciphertext"])
+
     # --- the transport --------------------------------------------------------------------
 
     def request(
@@ -340,7 +362,7 @@ class ApiClient:
             self._errors(),
             urllib.request.urlopen(request, timeout=self.timeout_s) as reply,  # noqa: S310 - as above
         ):
-            return _decode_object(reply.read(), reply.status)
+            return _decode_object(_read_capped(reply, self.max_answer_bytes), reply.status)
         raise AssertionError("unreachable: _errors re-raises")
 
     def server_sent_events(
@@ -358,7 +380,14 @@ class ApiClient:
             urllib.request.urlopen(request, timeout=self.timeout_s) as reply,  # noqa: S310 - as above
         ):
             event, data = "message", b""
-            for raw in reply:
+            # By line, each capped: a line that never ends is an error, not all memory.
+            while raw := reply.readline(MAX_EVENT_LINE_BYTES + 1):
+                if len(raw) > MAX_EVENT_LINE_BYTES:
+                    raise ApiError(
+                        reply.status,
+                        "answer_too_large",
+                        f"the API sent an event line over {MAX_EVENT_LINE_BYTES} bytes",
+                    )
                 line = raw.rstrip(b"\r\n")
                 if not line:
                     if data:
@@ -368,6 +397,12 @@ class ApiClient:
                     event = line[6:].strip().decode()
                 elif line.startswith(b"data:"):
                     data += line[5:].strip()
+                    if len(data) > MAX_EVENT_LINE_BYTES:
+                        raise ApiError(
+                            reply.status,
+                            "answer_too_large",
+                            f"the API sent an event over {MAX_EVENT_LINE_BYTES} bytes",
+                        )
 
     def _url(self, path: str, query: Sequence[tuple[str, str]]) -> str:
         url = f"{self.base_url}{_PREFIX}{path}"
@@ -399,6 +434,16 @@ def _segment(ref: str) -> str:
     return urllib.parse.quote(ref, safe="")
 
 
+def _read_capped(reply: Any, limit: int) -> bytes:
+    """The answer's body, or `ApiError` once it passes `limit` bytes (never read further)."""
+    raw: bytes = reply.read(limit + 1)
+    if len(raw) > limit:
+        raise ApiError(
+            reply.status, "answer_too_large", f"the API answered more than {limit} bytes"
+        )
+    return raw
+
+
 def _decode_object(raw: bytes, status: int) -> JsonObject:
     try:
         value = json.loads(raw)
@@ -414,7 +459,7 @@ def _decode_object(raw: bytes, status: int) -> JsonObject:
 def _api_error(exc: urllib.error.HTTPError) -> ApiError:
     """The API's error body as an `ApiError`; a bare status for anything else (a proxy's page)."""
     with exc:
-        raw = exc.read()
+        raw = exc.read(MAX_ERROR_BYTES)  # an error page may be anything a proxy sends
     try:
         detail = json.loads(raw)["error"]
         return ApiError(

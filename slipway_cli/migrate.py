@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _migrate(args: argparse.Namespace) -> list[int]:
-    conn = await connect(args.database_url, schema="public")
+    # No statement limit: a migration may index or rewrite the whole log.
+    conn = await connect(args.database_url, schema="public", statement_timeout_s=0)
     try:
         return await migrate(
             conn,

@@ -171,6 +171,9 @@ class AnalysisRunner:
     async def close(self) -> None:
         """Nothing of its own outlives a step: measurements are awaited within it."""
 
+    def abandon(self) -> None:
+        """Nothing beyond the step, which the lease's watchdog cancels itself."""
+
     async def step(self) -> float | None:
         """One pass; the seconds to wait before the next (None: go on at once)."""
         history = await self.store.read_stream(self.stream)

@@ -12,6 +12,7 @@ from services.api.app import DEFAULT_READ_WAIT_S, ApiServer, create_app
 from services.api.auth import DEFAULT_CACHE_TTL_S
 from services.api.deps import PlanPreviewSource
 from services.api.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_STREAMS_PER_KEY
+from shared.config.secret_keys import public_key
 from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
 from shared.git import GitCache
@@ -70,6 +71,9 @@ async def setup(runtime: ServiceRuntime[ApiSettings]) -> Sequence[Component]:
         subjects=runtime.subjects,
         key_cache_ttl_s=settings.api_key_cache_ttl_s,
         plan_preview=plan_preview_source(settings),
+        secret_public_key=(
+            public_key(control_config(settings.control_config)) if settings.control_config else None
+        ),
         max_body_bytes=settings.api_max_body_bytes,
         max_log_streams_per_key=settings.api_max_log_streams_per_key,
     )

@@ -13,14 +13,17 @@ from typing import Final
 import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from cryptography.hazmat.primitives.asymmetric import rsa
 from nats.aio.client import Client as NatsClient
 
 from services.api.auth import DEFAULT_CACHE_TTL_S, KEY_CACHE, KeyCache, api_key_auth
 from services.api.deps import DEPS, Deps, PlanPreviewSource
 from services.api.errors import error_middleware
+from services.api.follow_hub import FOLLOW_HUB
 from services.api.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_STREAMS_PER_KEY, StreamSlots
 from services.api.middleware import request_middleware
 from services.api.routes import add_routes, all_routes
+from services.api.routes.deployments import follow_hub
 from services.api.service import ApplicationCommands
 from shared.eventlog import EventStore
 from shared.http import HttpServer
@@ -44,6 +47,7 @@ def create_app(
     subjects: Subjects | None = None,
     key_cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
     plan_preview: PlanPreviewSource | None = None,
+    secret_public_key: rsa.RSAPublicKey | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_log_streams_per_key: int = DEFAULT_STREAMS_PER_KEY,
 ) -> web.Application:
@@ -69,9 +73,11 @@ def create_app(
         nc=nc,
         subjects=subjects or Subjects(),
         plan_preview=plan_preview,
+        secret_public_key=secret_public_key,
         max_body_bytes=max_body_bytes,
         log_streams=StreamSlots(max_log_streams_per_key),
     )
+    app[FOLLOW_HUB] = follow_hub(app[DEPS])
     add_routes(app, all_routes())
     return app
 

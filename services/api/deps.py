@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
 from nats.aio.client import Client as NatsClient
 
 from services.api.limits import DEFAULT_MAX_BODY_BYTES, StreamSlots
@@ -35,6 +36,8 @@ class Deps:
     """The largest request body read (413 beyond)."""
     log_streams: StreamSlots = field(default_factory=StreamSlots)
     """Each key's open log follows, capped."""
+    secret_public_key: rsa.RSAPublicKey | None = None
+    """What `/secrets:encrypt` encrypts for: the control config's secretManagement key."""
 
 
 @dataclass(frozen=True)

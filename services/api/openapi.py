@@ -48,6 +48,7 @@ _TAGS: Final = {
     "deployments": "Deployments, their stages, logs and commands.",
     "events": "The event log, and time travel over it.",
     "api-keys": "API keys (admin only).",
+    "secrets": "Secrets encrypted for git (PipeCD's format).",
     "meta": "About the API itself.",
 }
 

@@ -375,6 +375,18 @@ class ApiKeyList(msgspec.Struct, frozen=True, kw_only=True):
 BranchName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}$")]
 
 
+class EncryptSecretRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A secret to encrypt for the configured key; it is neither stored nor logged."""
+
+    data: Annotated[str, Meta(min_length=1, max_length=65536)]
+
+
+class EncryptedSecret(msgspec.Struct, frozen=True, kw_only=True):
+    """PipeCD's hybrid format: put it under `encryption.encryptedSecrets` of an app config."""
+
+    ciphertext: str
+
+
 class PlanPreviewRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Preview a branch (or commit) of a control-config repository against its base branch."""
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from msgspec import Meta
 
 from services.drift.service import DriftDetector
+from shared.config.secret_keys import key_ring
 from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
 from shared.git import GitCache
@@ -38,6 +39,7 @@ async def setup(runtime: ServiceRuntime[DriftSettings]) -> Sequence[Component]:
         repositories={r.repo_id: r.remote for r in control.spec.repositories},
         branches={r.repo_id: r.branch for r in control.spec.repositories},
         platforms={p.name: p.config for p in control.spec.platform_providers},
+        secret_keys=key_ring(control),
         interval_s=settings.drift_interval_s,
     )
     return [detector.run]

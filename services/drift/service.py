@@ -39,7 +39,7 @@ from services.drift.decider import (
 from shared.aio import sleep_or_stop
 from shared.config.control import KubernetesProviderConfig, platform_provider_of
 from shared.decider import OPENING, StreamTaken
-from shared.deploysource import ensure_commit, load_deploy_source, register_secrets
+from shared.deploysource import Reveal, ensure_commit, load_deploy_source, register_secrets
 from shared.errors import ConfigError, PlatformError
 from shared.eventlog import EventStore, deterministic_event_id
 from shared.eventlog.envelope import envelope
@@ -58,6 +58,7 @@ from shared.git import GitCache
 from shared.logs import get_logger
 from shared.planning.drift import DriftResult, detect_drift
 from shared.platform import KubernetesPlatform
+from shared.secrets import KeyRing
 from shared.syncstate import SYNC_EVENTS, SyncStatus
 from shared.syncstate import evolve as evolve_sync
 
@@ -97,6 +98,7 @@ class DriftDetector:
         repositories: Mapping[str, str],
         platforms: Mapping[str, KubernetesProviderConfig],
         branches: Mapping[str, str] | None = None,
+        secret_keys: KeyRing | None = None,
         interval_s: float = 30.0,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
@@ -105,6 +107,8 @@ class DriftDetector:
         self.repositories = repositories
         self.platforms = platforms
         self.branches = dict(branches or {})
+        # Decrypts encryptedSecrets into the manifests compared with the cluster.
+        self.reveal = Reveal(secret_keys)
         self.interval_s = interval_s
         self.clock = clock
         self._apps: dict[str, _App] = {}
@@ -154,7 +158,9 @@ class DriftDetector:
         head = await ensure_commit(
             repo, await repo.branch_head(self.branches.get(app.repository_id, "main"))
         )
-        source = await load_deploy_source(repo, head, app.path, app.config_filename)
+        source = await load_deploy_source(
+            repo, head, app.path, app.config_filename, reveal=self.reveal
+        )
         register_secrets(source)
         spec = source.config.spec
         async with _platform(config) as platform:

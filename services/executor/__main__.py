@@ -13,6 +13,7 @@ from msgspec import Meta
 from services.executor.handlers import HANDLES
 from services.executor.script import ScriptPolicy
 from services.executor.service import CONSUMER_NAME, Executor
+from shared.config.secret_keys import key_ring
 from shared.git import GitCache
 from shared.runtime import Component, ServiceRuntime, run_service
 from shared.settings import ServiceSettings
@@ -67,6 +68,7 @@ async def setup(runtime: ServiceRuntime[ExecutorSettings]) -> Sequence[Component
         ),
         repositories={r.repo_id: r.remote for r in control.spec.repositories},
         platforms={p.name: p.config for p in control.spec.platform_providers},
+        secret_keys=key_ring(control),
         holder=settings.instance,
         lease_ttl_s=settings.executor_lease_ttl_s,
         poll_s=settings.executor_poll_interval_s,

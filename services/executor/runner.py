@@ -61,7 +61,7 @@ from services.executor.decider import (
 from services.executor.leases import Lease, Leases
 from services.executor.stages import StageResult
 from shared.config.stage_kinds import TIMED
-from shared.errors import ConfigError
+from shared.errors import ConfigError, Unavailable
 from shared.eventlog import EventStore
 from shared.eventlog.envelope import envelope
 from shared.events.base import Event, NewEvent, RecordedEvent
@@ -90,6 +90,10 @@ StageWork = Callable[[Deployment, str], Coroutine[Any, Any, StageResult]]
 TimeoutLoader = Callable[[Deployment], Awaitable[float]]
 """The application's `spec.timeout` in seconds at the deployment's commit."""
 
+OUTAGE_GRACE_S: Final = 300.0
+"""How long a stage's work is run again while the database or the cluster is unreachable
+before the outage fails the stage (a restart of either is waited out; a cluster gone for
+good still ends the deployment)."""
 INFO, SUCCESS, ERROR = Severity.INFO, Severity.SUCCESS, Severity.ERROR
 # Never spin: even a deadline already past is looked at again only after this.
 _MIN_WAIT_S: Final = 0.02
@@ -116,8 +120,10 @@ class DeploymentRunner:
         poll_s: float = 1.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         stage_logs: StageLogs | None = None,
+        outage_grace_s: float = OUTAGE_GRACE_S,
     ) -> None:
         self.lease = lease
+        self.outage_grace_s = outage_grace_s
         self.stage_logs = stage_logs
         self.store = store
         self.leases = leases
@@ -131,6 +137,8 @@ class DeploymentRunner:
         self.stream = deployment_stream(lease.deployment_id)
         self.completed = False
         self._work: _Work | None = None
+        # Per stage: when (loop time) its work first met an outage it has not yet outlived.
+        self._outage_since: dict[str, float] = {}
         # The deployment's trace, as recorded with its plan (None until the plan is read).
         self._trace: otel_context.Context | None = None
         # The span of each stage running under this holder, from its start to its end.
@@ -192,6 +200,14 @@ class DeploymentRunner:
         await self._drop_work()
         self._end_stage_spans()
 
+    def abandon(self) -> None:
+        """The lease is lost (or about to expire): stop the stage's side effect now, whatever
+        the step waits for (a database that hangs, most likely). Cancelling the task kills
+        its script's process group at once (services/executor/script.py)."""
+        if self._work is not None:
+            log.warning("stage_work_abandoned", stage_id=self._work.stage_id)
+            self._work.task.cancel()
+
     async def _load(self) -> Deployment:
         history = await self.store.read_stream(self.stream)
         if self._trace is None:
@@ -206,11 +222,24 @@ class DeploymentRunner:
             except asyncio.CancelledError:
                 self._work = None
                 return Advance()
+            except Unavailable as exc:
+                # An outage (PostgreSQL or the Kubernetes API restarting) is not the stage's
+                # failure: the loop waits a moment and runs the work again from its start
+                # (Kubernetes stages are idempotent; ANALYSIS and WAIT resume from the log).
+                self._work = None
+                now = asyncio.get_running_loop().time()
+                since = self._outage_since.setdefault(work.stage_id, now)
+                if now - since < self.outage_grace_s:
+                    raise
+                result = StageResult(
+                    StageStatus.FAILURE, f"unavailable for {now - since:.0f} s: {exc}"
+                )
             except (
                 Exception
             ) as exc:  # the top of a stage's work: a bug fails the stage, logged once
                 log.exception("stage_work_crashed", stage_id=work.stage_id)
                 result = StageResult(StageStatus.FAILURE, f"internal error: {exc!r}")
+            self._outage_since.pop(work.stage_id, None)
             # The one way a stage's reason enters the log (and a deployment's, made of it):
             # it quotes tool, API and script output, so it is redacted here.
             return StageFinished(work.stage_id, result.status, redact(result.reason))
@@ -317,6 +346,8 @@ class DeploymentRunner:
 
     def _keep_working(self, state: Deployment) -> None:
         """Start the running stage's work, or cancel work whose stage is no longer running."""
+        if self.lost.is_set():
+            return  # state read before the lease was lost: not ours to act on any more
         stage = work_of(state)
         work = self._work
         if work is not None and (stage is None or stage.id != work.stage_id):

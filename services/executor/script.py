@@ -18,9 +18,13 @@ Its output (stdout and stderr together) is read in chunks, never as a whole
 line, so a 1 MiB line or a NUL byte costs nothing: each line is cut at
 `max_line_bytes`, and a stage records at most `max_lines` lines and
 `max_bytes` bytes; the rest is counted and summarized in one last line.
-The process runs in its own process group, killed whole at the timeout, when
-the stage is cancelled, and when the script exits (nothing it started in the
-background outlives the stage).
+The process runs in its own process group, below a reaper (`reaper.py`, a
+child subreaper) that kills everything below it — what left the group with
+`setsid` too — at the timeout, when the stage is cancelled, and when the
+script exits (nothing it started in the background outlives the stage); the
+group is then killed whole as well. A cancellation kills it at once, even while
+recording a line waits on a database that hangs: the lease's watchdog relies
+on that (shared/leases.py).
 
 Who runs it: an executor running as root never runs a script as root. The
 script runs as `ScriptPolicy.run_as` (`nobody` by default), in a private copy
@@ -52,8 +56,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
+from services.executor import reaper
 from shared.errors import SlipwayError
 from shared.redaction import redact
 
@@ -75,6 +80,9 @@ _CHUNK: Final = 64 * 1024
 _TAIL_LINES: Final = 5
 _TAIL_CHARS: Final = 200
 _PR_SET_DUMPABLE: Final = 4
+_REAPED: Final = (sys.executable, "-I", str(Path(reaper.__file__)))
+"""Every script runs below `reaper.py`, which kills what escaped its process group."""
+_REAPER_GRACE_S: Final = 1.0
 
 
 @dataclass(frozen=True)
@@ -304,13 +312,12 @@ async def _run(
     record: Callable[[str], Awaitable[None]],
 ) -> ScriptOutcome:
     recorder = OutputRecorder(limits)
-    # No supplementary groups: root's would otherwise stay with the script.
-    as_account: dict[str, Any] = (
-        {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
-        if account is not None
-        else {}
-    )
+    # The reaper runs as the executor (a script cannot signal or stop it when that is
+    # root) and starts the script as `account`, without supplementary groups.
+    as_account = ("--as", f"{account.pw_uid}:{account.pw_gid}") if account is not None else ()
     process = await asyncio.create_subprocess_exec(
+        *_REAPED,
+        *as_account,
         "/bin/sh",
         "-c",
         script,
@@ -320,25 +327,43 @@ async def _run(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
-        **as_account,
     )
+    # Reading and recording the output is a task of its own: `record` writes to the
+    # database, and a cancellation (the lease's watchdog) must kill the script at once,
+    # not once a database call that hangs gives up.
+    pump = asyncio.create_task(_pump(process, recorder, record), name="script output")
     code: int | None = None
     try:
         async with asyncio.timeout(limits.timeout_of(timeout_s)):
-            assert process.stdout is not None
-            while chunk := await process.stdout.read(_CHUNK):
-                for line in recorder.feed(chunk):
-                    await record(line)
-            code = await process.wait()
+            code = await asyncio.shield(pump)
     except TimeoutError:
         pass
     finally:
         # Always: at the timeout, on cancellation, and after a normal exit (whatever it
-        # left running in the background goes with it).
+        # left running in the background goes with it). First, before any other await:
+        # the reaper kills everything below it at once.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(process.pid, signal.SIGTERM)
+        if not pump.done():
+            pump.cancel()
         await _kill_group(process)
+        await asyncio.gather(pump, return_exceptions=True)
     for line in recorder.close():
         await record(line)
     return ScriptOutcome(exit_code=code, tail=tuple(recorder.tail))
+
+
+async def _pump(
+    process: asyncio.subprocess.Process,
+    recorder: OutputRecorder,
+    record: Callable[[str], Awaitable[None]],
+) -> int:
+    """Record the script's output until it ends; its exit code."""
+    assert process.stdout is not None
+    while chunk := await process.stdout.read(_CHUNK):
+        for line in recorder.feed(chunk):
+            await record(line)
+    return await process.wait()
 
 
 @functools.cache
@@ -352,6 +377,12 @@ def forbid_inspection() -> bool:
 
 
 async def _kill_group(process: asyncio.subprocess.Process) -> None:
+    """Wait for the reaper to have killed everything below it (it was told to stop), then
+    kill its process group whole: whatever is left there if the reaper itself was killed,
+    or stopped, by the script."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_REAPER_GRACE_S):
+            await process.wait()
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):

@@ -42,7 +42,7 @@ from services.executor.stages import (
     run_stage,
 )
 from shared.config.control import KubernetesProviderConfig, configured, platform_provider_of
-from shared.deploysource import commit_unavailable_as_config_error
+from shared.deploysource import Reveal, commit_unavailable_as_config_error
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
@@ -52,6 +52,7 @@ from shared.git import GitCache
 from shared.logs import get_logger
 from shared.platform import KubernetesPlatform
 from shared.scheduling import LeaseScheduler
+from shared.secrets import KeyRing
 from shared.stagelog import StageLogs
 
 __all__ = ["CONSUMER_NAME", "Executor"]
@@ -82,12 +83,15 @@ class Executor:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         backlog: Callable[[], Awaitable[int]] | None = None,
         script_policy: ScriptPolicy | None = None,
+        secret_keys: KeyRing | None = None,
     ) -> None:
         self.store = store
         self.stage_logs = stage_logs
         self.git = git
         self.repositories = dict(repositories)
         self.platform_configs = dict(platforms)
+        # Decrypts encryptedSecrets into the manifests applied (never the planner's).
+        self.reveal = Reveal(secret_keys)
         self.holder = holder
         self.leases = Leases(store, holder, ttl_s=lease_ttl_s)
         self.poll_s = poll_s
@@ -212,7 +216,7 @@ class Executor:
             return sources
         repository_id = state.repository_id or (await self._application(state.application_id))[0]
         remote = configured(self.repositories, repository_id, "repository")
-        sources = Sources(self.git, remote, state.path, state.config_filename)
+        sources = Sources(self.git, remote, state.path, state.config_filename, self.reveal)
         self._sources[state.deployment_id] = sources
         return sources
 
@@ -230,8 +234,10 @@ class Executor:
 
     async def _application(self, application_id: str) -> tuple[str, str]:
         """(repository_id, platform_provider) of the application, from its latest registration."""
-        history = await self.store.read_stream(application_stream(application_id))
-        registered = [e.event for e in history if isinstance(e.event, ApplicationRegistered)]
-        if not registered:
+        latest: ApplicationRegistered | None = None
+        async for recorded in self.store.iter_stream(application_stream(application_id)):
+            if isinstance(recorded.event, ApplicationRegistered):
+                latest = recorded.event
+        if latest is None:
             return "", ""
-        return registered[-1].repository_id, registered[-1].platform_provider
+        return latest.repository_id, latest.platform_provider

@@ -18,6 +18,7 @@ from services.executor.script import (
 )
 from shared.deploysource import (
     DeploySource,
+    Reveal,
     ensure_commit,
     load_deploy_source,
     register_secrets,
@@ -45,8 +46,12 @@ class StageFailed(SlipwayError):
 class Sources:
     """The application's config and manifests at a commit, loaded once per commit."""
 
-    def __init__(self, git: GitCache, remote: str, path: str, config_filename: str) -> None:
+    def __init__(
+        self, git: GitCache, remote: str, path: str, config_filename: str, reveal: Reveal
+    ) -> None:
         self.git = git
+        # Encrypted secrets decrypted into the manifests applied (the planner only masks).
+        self.reveal = reveal
         self.remote = remote
         self.path = path
         self.config_filename = config_filename
@@ -58,7 +63,9 @@ class Sources:
         if source is None:
             repo = self.git.repository(self.remote)
             full = await ensure_commit(repo, commit)
-            source = await load_deploy_source(repo, full, self.path, self.config_filename)
+            source = await load_deploy_source(
+                repo, full, self.path, self.config_filename, reveal=self.reveal
+            )
             register_secrets(source)
             self._loaded[commit] = source
         return source

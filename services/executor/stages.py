@@ -82,7 +82,10 @@ STAGE_EXECUTORS: Final[dict[str, Executor]] = executor_table(
 
 
 async def run_stage(ctx: StageContext) -> StageResult:
-    """Run the stage's executor; every expected failure becomes a FAILURE with its reason."""
+    """Run the stage's executor; every expected failure becomes a FAILURE with its reason.
+
+    `Unavailable` (the database or the cluster unreachable) is raised as it is: the runner
+    waits the outage out and runs the work again (`runner.OUTAGE_GRACE_S`)."""
     executor = STAGE_EXECUTORS.get(ctx.stage.name)
     if executor is None:
         reason = f"stage {ctx.stage.name} is not supported by this executor yet"
@@ -92,7 +95,9 @@ async def run_stage(ctx: StageContext) -> StageResult:
         return await executor(ctx)
     except StageFailed as exc:
         reason = str(exc)
-    except (PlatformError, OptionsError, VariantError, ConfigError, Unavailable) as exc:
+    except Unavailable:
+        raise  # an outage, not the stage's failure: the runner runs the work again
+    except (PlatformError, OptionsError, VariantError, ConfigError) as exc:
         reason = f"{type(exc).__name__}: {exc}"
     await ctx.log.error(reason)
     return StageResult(StageStatus.FAILURE, reason)

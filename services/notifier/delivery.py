@@ -8,6 +8,10 @@ last allowed attempt, or an answer that will never change (most 4xx), as
 `NotificationFailed` with the error. Each record closes or reschedules the
 outbox row in the same transaction (`outbox.py`).
 
+A record that fails because the database is away (a restart, a lost
+connection) is retried while the claim surely lasts (`lease_s` less the HTTP
+timeout): giving it up would send the notification again.
+
 The one window that remains is between the receiver's answer and that
 commit: a worker killed there has delivered without recording it, and the
 notification is sent again (same `Slipway-Delivery` id) once its claim
@@ -42,6 +46,7 @@ from services.notifier.notify.retry import RetryPolicy, is_retryable_status
 from services.notifier.notify.webhook import request_headers
 from services.notifier.outbox import Claim, ClaimLost, Outbox
 from services.notifier.targets import Target
+from shared.answers import read_up_to
 from shared.errors import Unavailable
 from shared.eventlog import deterministic_event_id
 from shared.eventlog.envelope import envelope
@@ -61,6 +66,9 @@ log = get_logger("slipway.notifier.delivery")
 _tracer = trace.get_tracer("slipway.notifier")
 
 _ERROR_BODY_MAX: Final = 300
+_RECORD_RETRY_S: Final = 0.2
+"""The first pause before recording an attempt again after the database was away."""
+_RECORD_RETRY_MAX_S: Final = 2.0
 
 
 @dataclass(frozen=True)
@@ -213,7 +221,9 @@ class DeliveryWorker:
             async with self._session.post(target.url, data=body, headers=headers) as response:
                 if 200 <= response.status < 300:
                     return Attempt(response.status)
-                text = (await response.text(errors="replace"))[:_ERROR_BODY_MAX]
+                # The receiver's error page is quoted, never read whole (it may not end).
+                raw = await read_up_to(response, _ERROR_BODY_MAX * 4)
+                text = raw.decode("utf-8", "replace")[:_ERROR_BODY_MAX]
                 return Attempt(
                     response.status,
                     f"HTTP {response.status}: {text.strip()}".strip(": "),
@@ -266,19 +276,37 @@ class DeliveryWorker:
             ),
         )
         done = attempt.delivered or give_up
-        try:
-            await self.outbox.record(
-                claim, outcome, attempts=number, retry_in_s=retry_in_s, done=done
-            )
-        except ClaimLost:
-            log.warning("notification_claim_lost", notification_id=notification_id)
-            return
-        except Unavailable as exc:
-            # Left claimed: retried when the claim expires (or this instance restarts).
-            log.warning(
-                "notification_not_recorded", notification_id=notification_id, error=str(exc)
-            )
-            return
+        loop = asyncio.get_running_loop()
+        # The claim (taken before the POST) is ours until `lease_s` after it was taken: the
+        # record is retried while the lease surely lasts, since giving up means sending again.
+        deadline = loop.time() + max(self.outbox.lease_s - self.http_timeout_s, 0.0)
+        delay = _RECORD_RETRY_S
+        while True:
+            try:
+                await self.outbox.record(
+                    claim, outcome, attempts=number, retry_in_s=retry_in_s, done=done
+                )
+                break
+            except ClaimLost:
+                log.warning("notification_claim_lost", notification_id=notification_id)
+                return
+            except Unavailable as exc:
+                if loop.time() + delay >= deadline:
+                    # Left claimed: retried when the claim expires (or this instance restarts).
+                    log.warning(
+                        "notification_not_recorded",
+                        notification_id=notification_id,
+                        error=str(exc),
+                    )
+                    return
+                log.info(
+                    "notification_record_retry",
+                    notification_id=notification_id,
+                    error=str(exc),
+                    retry_in_s=delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RECORD_RETRY_MAX_S)
         outcome_name = "delivered" if attempt.delivered else "failed" if give_up else "retry"
         self.outcomes.labels(claim.scheduled.receiver, outcome_name).inc()
         log.info(

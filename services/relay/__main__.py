@@ -32,6 +32,8 @@ async def setup(runtime: ServiceRuntime[RelaySettings]) -> Sequence[Component]:
         runtime.subjects,
         reconcile=True,
         duplicate_window_s=settings.relay_duplicate_window_s,
+        max_age_s=settings.events_stream_max_age_s,
+        max_bytes=settings.events_stream_max_bytes,
         replicas=settings.relay_stream_replicas,
     )
     relay = Relay(

@@ -26,6 +26,7 @@ import aiohttp
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from shared.answers import read_up_to
 from shared.config.control import AnalysisProvider
 from shared.egress import EgressRefused
 from shared.errors import ConfigError, SlipwayError
@@ -156,7 +157,7 @@ class PrometheusProvider:
                     async with self.session.get(
                         url, params=params, headers=self.headers
                     ) as response:
-                        raw = await _read_up_to(response, PROMETHEUS_BODY_LIMIT + 1)
+                        raw = await read_up_to(response, PROMETHEUS_BODY_LIMIT + 1)
                         status = response.status
                 if len(raw) > PROMETHEUS_BODY_LIMIT:
                     raise ProviderError(
@@ -187,17 +188,6 @@ def _refusal(exc: aiohttp.ClientError) -> str | None:
     """The egress rule's reason, when that is why the connection was not made."""
     cause = exc.os_error if isinstance(exc, aiohttp.ClientConnectorError) else None
     return str(cause) if isinstance(cause, EgressRefused) else None
-
-
-async def _read_up_to(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """At most `limit` bytes of the body, read as they come (the rest is never read)."""
-    body = bytearray()
-    while len(body) < limit:
-        chunk = await response.content.read(limit - len(body))
-        if not chunk:
-            break
-        body += chunk
-    return bytes(body)
 
 
 def excerpt(body: str, expected: str = "") -> str:
@@ -308,7 +298,7 @@ class HttpChecker:
                     async with self.session.request(
                         method, url, headers=pairs, allow_redirects=False
                     ) as response:
-                        raw = await _read_up_to(response, BODY_LIMIT)
+                        raw = await read_up_to(response, BODY_LIMIT)
                         span.set_attribute("http.response.status_code", response.status)
                         return HttpAnswer(response.status, raw.decode("utf-8", "replace"))
             except TimeoutError as exc:

@@ -35,6 +35,12 @@ spec:
     checkInterval: 1m
     gitRepos: [{repoId: config, commitMessage: "", includes: [], excludes: []}]
   webAddress: https://slipway.example      # notifications link here (PipeCD's webAddress)
+  secretManagement:                  # secrets encrypted in git (PipeCD's KEY_PAIR)
+    type: KEY_PAIR
+    config:
+      privateKeyFile: /secrets/key-2026.pem     # or privateKeyData (base64 of the PEM)
+      publicKeyFile: /secrets/key-2026.pub.pem  # or publicKeyData; default: from the private key
+      previousPrivateKeyFiles: [/secrets/key-2025.pem]  # still decrypt, tried after the newest
 ```
 
 It is loaded by `shared.config.control_loader.load_control_config`, which also
@@ -72,6 +78,8 @@ __all__ = [
     "Notifications",
     "PlatformProvider",
     "Repository",
+    "SecretKeyPair",
+    "SecretManagement",
     "SlackMention",
     "SlackReceiver",
     "WebhookReceiver",
@@ -201,6 +209,25 @@ class EventWatcherSettings(Spec, frozen=True):
     git_repos: tuple[EventWatcherGitRepo, ...] = ()
 
 
+class SecretKeyPair(Spec, frozen=True):
+    """The key pair secrets are encrypted for (newest), and older private keys still accepted.
+
+    Files are relative to the control config; `…Data` is the base64 of the PEM
+    (PipeCD's convention). `previousPrivateKeyFiles` is Slipway's: key rotation.
+    """
+
+    private_key_file: str = ""
+    private_key_data: str = ""
+    public_key_file: str = ""
+    public_key_data: str = ""
+    previous_private_key_files: tuple[str, ...] = ()
+
+
+class SecretManagement(Spec, frozen=True):
+    type: Literal["KEY_PAIR"] = "KEY_PAIR"
+    config: SecretKeyPair = SecretKeyPair()
+
+
 class ControlSpec(Spec, frozen=True):
     """`spec` of `kind: Slipway`."""
 
@@ -213,6 +240,7 @@ class ControlSpec(Spec, frozen=True):
     event_watcher: EventWatcherSettings = EventWatcherSettings()
     web_address: str = ""
     """Where people open Slipway (the UI or API); notifications link there when set."""
+    secret_management: SecretManagement | None = None
 
 
 class ControlConfig(msgspec.Struct, frozen=True, kw_only=True):

@@ -36,6 +36,7 @@ from shared.config.control import (
     Notifications,
     PlatformProvider,
     Repository,
+    SecretManagement,
     SlackReceiver,
     SpecPaths,
     WebhookReceiver,
@@ -168,7 +169,6 @@ _PIPED_ONLY: Final = {
     "git": "git credentials come from the environment of the gitwatcher",
     "chartRepositories": "Helm chart repositories are configured in helm itself",
     "chartRegistries": "Helm registries are configured in helm itself",
-    "secretManagement": "secret decryption is not supported yet",
     "appSelector": "every application of the repositories is handled",
     "plugins": "PipeCD v1 plugins do not apply",
 }
@@ -239,8 +239,21 @@ def from_piped(doc: Document) -> tuple[ControlSpec, SpecPaths]:
             check_interval=piped.event_watcher.check_interval, git_repos=git_repos
         ),
         web_address=piped.web_address,
+        secret_management=_piped_secret_management(doc, raw_spec.get("secretManagement")),
     )
     return spec, where
+
+
+def _piped_secret_management(doc: Document, raw: Any) -> SecretManagement | None:
+    """PipeCD's KEY_PAIR has Slipway's shape; its KMS types are not supported (a warning)."""
+    if raw is None:
+        return None
+    at: FieldPath = ("spec", "secretManagement")
+    kind = raw.get("type", "KEY_PAIR") if isinstance(raw, dict) else "KEY_PAIR"
+    if kind != "KEY_PAIR":
+        doc.warn((*at, "type"), f"{kind} secret management ignored (Slipway decrypts KEY_PAIR)")
+        return None
+    return doc.convert(at, SecretManagement)
 
 
 def _require(doc: Document, at: FieldPath, name: str, value: str) -> None:

@@ -3,11 +3,11 @@
 `control_secrets` lists every credential in `slipway.yaml`: inline values
 (webhook secrets, signature values), the contents of the files it names
 (passwordFile, usernameFile with its password as a Basic credential,
-webhookSecretFile, signatureSecretFile, hookURLFile), the URLs that are
-themselves credentials (Slack incoming webhooks, generic webhook URLs), the
-credentials inside other URLs (a remote's or an address's userinfo and token
-parameters), and the tokens, passwords and client keys in the kubeconfigs of
-the platform providers.
+webhookSecretFile, signatureSecretFile, hookURLFile, the secretManagement
+private keys), the URLs that are themselves credentials (Slack incoming
+webhooks, generic webhook URLs), the credentials inside other URLs (a remote's
+or an address's userinfo and token parameters), and the tokens, passwords and
+client keys in the kubeconfigs of the platform providers.
 
 A file that cannot be read is skipped here: the service that uses it says so
 when it does, with the field's name.
@@ -62,6 +62,11 @@ def _secrets(control: ControlConfig) -> Iterator[str]:
     for provider in spec.platform_providers:
         if provider.config.kubeconfig_path:
             yield from kubeconfig_secrets(_read(base, provider.config.kubeconfig_path))
+    if spec.secret_management is not None:
+        keys = spec.secret_management.config
+        yield keys.private_key_data
+        for name in (keys.private_key_file, *keys.previous_private_key_files):
+            yield _read(base, name).strip()
 
 
 def kubeconfig_secrets(text: str) -> list[str]:

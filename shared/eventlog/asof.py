@@ -44,13 +44,18 @@ async def state_as_of(
     """
     if at is not None and at.tzinfo is None:
         raise ValueError("state_as_of: `at` must be timezone-aware")
-    events = await store.read_stream(
+    state = initial
+    async for recorded in store.iter_stream(
         stream_id,
         up_to_position=position if isinstance(position, int) else None,
         up_to_time=at,
-    )
-    if isinstance(position, LogPosition):
+    ):
         # Per stream, commit order and version order agree (the store refuses an
         # append that would break that), so this keeps a prefix of the stream.
-        events = [e for e in events if LogPosition(e.tx_id, e.global_position) <= position]
-    return fold(evolve, initial, (e.event for e in events))
+        if (
+            isinstance(position, LogPosition)
+            and LogPosition(recorded.tx_id, recorded.global_position) > position
+        ):
+            break
+        state = evolve(state, recorded.event)
+    return state

@@ -66,7 +66,7 @@ class StreamStore(Protocol):
     """What `execute` needs of an event store: read one stream, append to it."""
 
     async def read_stream(
-        self, stream_id: str, *, from_version: int = 0, conn: Any = None
+        self, stream_id: str, *, from_version: int = 0, limit: int | None = None, conn: Any = None
     ) -> list[RecordedEvent]: ...
 
     async def append(
@@ -101,6 +101,9 @@ class Executed(Generic[S]):
     after: Folded[S]
 
 
+LOAD_PAGE = 500
+"""Events per read when `load` folds a stream."""
+
 EventIds = Callable[[int, Event], uuid.UUID]
 """The id of the n-th decided event: fresh by default; derive it from the command to make
 a redelivered command append once."""
@@ -118,15 +121,22 @@ async def load(
     start: Folded[S] | None = None,
     conn: Any = None,
 ) -> Folded[S]:
-    """Fold `stream` (only what follows `start`, when given: a snapshot the caller kept)."""
+    """Fold `stream` (only what follows `start`, when given: a snapshot the caller kept),
+    a page of `LOAD_PAGE` events at a time: a long stream (a repository's commits, an
+    application's drift checks) is never held whole."""
     folded = start or Folded(decider.initial_state())
-    recorded = await store.read_stream(stream, from_version=folded.version + 1, conn=conn)
-    state = folded.state
-    for record in recorded:
-        state = decider.evolve(state, record.event)
-    if not recorded:
-        return folded
-    return Folded(state, recorded[-1].stream_version, recorded[-1].global_position)
+    while True:
+        page = await store.read_stream(
+            stream, from_version=folded.version + 1, limit=LOAD_PAGE, conn=conn
+        )
+        if not page:
+            return folded
+        state = folded.state
+        for record in page:
+            state = decider.evolve(state, record.event)
+        folded = Folded(state, page[-1].stream_version, page[-1].global_position)
+        if len(page) < LOAD_PAGE:
+            return folded
 
 
 async def execute(

@@ -13,7 +13,7 @@ from importlib import resources
 
 import asyncpg
 
-from shared.db import check_schema_name
+from shared.db import LONG_CALL_S, check_schema_name
 from shared.eventlog.roles import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, DEFAULT_READER_ROLE
 
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -64,9 +64,10 @@ async def migrate(
         raise ValueError(f"each role needs a name of its own, not {sorted(roles.values())}")
     applied_now: list[int] = []
     # A migration may rewrite or index the whole log, and replicas wait here for
-    # each other's: no statement limit on this (dedicated) session.
+    # each other's: no statement limit on this (dedicated) session, nor on the client's
+    # side for those two.
     await conn.execute("SET statement_timeout = 0")
-    await conn.execute("SELECT pg_advisory_lock($1)", _lock_key(schema))
+    await conn.execute("SELECT pg_advisory_lock($1)", _lock_key(schema), timeout=LONG_CALL_S)
     try:
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         await conn.execute(f'SET search_path TO "{schema}"')
@@ -83,7 +84,7 @@ async def migrate(
                 sql = migration.sql
                 for placeholder, role in roles.items():
                     sql = sql.replace(placeholder, role)
-                await conn.execute(sql)
+                await conn.execute(sql, timeout=LONG_CALL_S)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
                     migration.version,

@@ -45,6 +45,9 @@ DEFAULT_MAX_EVENT_BYTES = 512 * 1024
 headers) in one NATS message, and NATS refuses messages over its `max_payload` (1 MiB by
 default); half of that leaves room for the other headers and a server configured lower."""
 
+DEFAULT_PAGE_SIZE = 500
+"""Events per read of `EventStore.iter_stream` (at most 500 × the event cap in memory)."""
+
 _APPEND = """
 WITH last AS (
   SELECT stream_version, tx_id FROM events
@@ -279,6 +282,39 @@ class EventStore:
         except CONNECTION_ERRORS as exc:
             raise Unavailable(f"read {stream_id!r}: database connection lost: {exc}") from exc
         return [self.decode_row(r) for r in rows]
+
+    async def iter_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int = 0,
+        up_to_position: int | None = None,
+        up_to_time: datetime | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        conn: Connection | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        """A stream's events in version order, read a page of `page_size` at a time: a long
+        stream (a repository's commits, an application's drift checks) is never held whole.
+
+        Each page is its own read: without `conn` (a transaction's snapshot) events appended
+        meanwhile are read too, in order — what a fold of "the stream as it is now" wants."""
+        if page_size < 1:
+            raise ValueError(f"page_size must be ≥ 1, not {page_size}")
+        version = from_version
+        while True:
+            page = await self.read_stream(
+                stream_id,
+                from_version=version,
+                up_to_position=up_to_position,
+                up_to_time=up_to_time,
+                limit=page_size,
+                conn=conn,
+            )
+            for recorded in page:
+                yield recorded
+            if len(page) < page_size:
+                return
+            version = page[-1].stream_version + 1
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's last version, or `NO_STREAM`."""

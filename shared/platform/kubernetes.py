@@ -30,6 +30,7 @@ from shared.config.manifests import Manifest
 from shared.errors import NotFound, PlatformError, ResourceConflict, RolloutFailed
 from shared.logs import get_logger
 from shared.platform.apiserver import ApiServer
+from shared.platform.confighash import config_hashes
 from shared.platform.discovery import ApiResource, Discovery
 from shared.platform.resources import (
     FIELD_MANAGER,
@@ -164,7 +165,9 @@ class KubernetesPlatform:
 
         `namespace` overrides every namespaced object's namespace (else the
         manifest's, else `default`). `variant` (None for none) labels workloads
-        and their pod templates with `pipecd.dev/variant`. With
+        and their pod templates with `pipecd.dev/variant`; a workload using
+        ConfigMaps or Secrets of the batch gets their hash as its pod template's
+        `pipecd.dev/config-hash` (`confighash`), so a config change rolls it. With
         `auto_create_namespace`, a missing target namespace is created (plain,
         unlabelled: deleting the application must not delete it). The first
         failure stops the batch and is raised; objects before it stay applied.
@@ -172,6 +175,7 @@ class KubernetesPlatform:
         trace.get_current_span().set_attribute("slipway.k8s.manifests", len(manifests))
         ordered = sorted(manifests, key=lambda m: m.kind not in _CONTAINERS)
         in_batch = {m.name for m in manifests if m.kind == "Namespace"}
+        config_hash = config_hashes(manifests)  # over this batch: a canary's own copies
         ensured: set[str] = set()
         applied: list[AppliedResource] = []
         for manifest in ordered:
@@ -191,6 +195,8 @@ class KubernetesPlatform:
                 commit_hash=commit_hash,
                 variant=variant,
                 add_variant_to_selector=add_variant_to_selector,
+                input_namespace=namespace or "",
+                config_hash=config_hash.get(manifest.key, ""),
             )
             query = [("fieldManager", self.field_manager)]
             if force_conflicts:

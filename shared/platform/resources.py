@@ -4,9 +4,13 @@ Nothing here does I/O, so the executor and the tests can use it directly:
 
 - `prepare_for_apply` turns a rendered `Manifest` into the body Slipway applies:
   the target namespace, Slipway's annotations and PipeCD's (so a team coming
-  from PipeCD keeps its queries and dashboards), the `slipway.dev/application`
-  label that live state and cascade delete select on, and the variant label
-  `pipecd.dev/variant` on workloads and their pod templates.
+  from PipeCD keeps its queries and dashboards: `managed-by`, `application`,
+  `commit-hash`, `resource-key`, `original-api-version` and the variant, as
+  PipeCD's `addBuiltinAnnotations` writes them; `pipecd.dev/piped` is not
+  written, Slipway has no piped), the `slipway.dev/application` label that
+  live state and cascade delete select on, the variant label
+  `pipecd.dev/variant` on workloads and their pod templates, and a workload's
+  `pipecd.dev/config-hash` (computed by `confighash`) on its pod template.
 - `rollout_status` reads a Deployment, StatefulSet or DaemonSet the way
   `kubectl rollout status` does and says whether it is healthy, still
   progressing (and why), or failed.
@@ -16,7 +20,7 @@ Nothing here does I/O, so the executor and the tests can use it directly:
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final, NamedTuple
 
 import msgspec
@@ -32,12 +36,16 @@ __all__ = [
     "PIPECD_ANNOTATION_APPLICATION",
     "PIPECD_ANNOTATION_COMMIT_HASH",
     "PIPECD_ANNOTATION_MANAGED_BY",
+    "PIPECD_ANNOTATION_ORIGINAL_API_VERSION",
+    "PIPECD_ANNOTATION_RESOURCE_KEY",
     "VARIANT_LABEL",
     "WORKLOAD_KINDS",
     "AppliedResource",
     "RolloutStatus",
     "describe",
     "parse_key",
+    "pipecd_resource_key",
+    "pod_template",
     "prepare_for_apply",
     "rollout_status",
 ]
@@ -52,6 +60,10 @@ PIPECD_ANNOTATION_APPLICATION: Final = "pipecd.dev/application"
 PIPECD_ANNOTATION_COMMIT_HASH: Final = "pipecd.dev/commit-hash"
 PIPECD_ANNOTATION_MANAGED_BY: Final = "pipecd.dev/managed-by"
 PIPECD_MANAGED_BY_PIPED: Final = "piped"
+PIPECD_ANNOTATION_RESOURCE_KEY: Final = "pipecd.dev/resource-key"
+PIPECD_ANNOTATION_ORIGINAL_API_VERSION: Final = "pipecd.dev/original-api-version"
+# On a workload's pod template; the value comes from `shared.platform.confighash`.
+PIPECD_ANNOTATION_CONFIG_HASH: Final = "pipecd.dev/config-hash"
 # A real label: Services and traffic routing select pods on it.
 VARIANT_LABEL: Final = "pipecd.dev/variant"
 
@@ -111,6 +123,14 @@ def parse_key(key: str) -> tuple[str, str, str, str]:
     return group, kind, namespace, name
 
 
+def pipecd_resource_key(manifest: Manifest, input_namespace: str = "") -> str:
+    """`apiVersion:kind:namespace:name` as PipeCD keys (and annotates) a resource: the
+    application's input namespace, else the manifest's, else `default` (even for a
+    cluster-scoped object, as PipeCD does)."""
+    namespace = input_namespace or manifest.namespace or "default"
+    return f"{manifest.api_version}:{manifest.kind}:{namespace}:{manifest.name}"
+
+
 def prepare_for_apply(
     manifest: Manifest,
     *,
@@ -120,9 +140,13 @@ def prepare_for_apply(
     commit_hash: str,
     variant: str | None,
     add_variant_to_selector: bool = False,
+    input_namespace: str = "",
+    config_hash: str = "",
 ) -> dict[str, Any]:
     """The body to server-side apply for `manifest`: a copy, in `namespace` ("" = cluster-scoped),
-    carrying Slipway's label and annotations and, for workloads, the variant label.
+    carrying Slipway's label and annotations and, for workloads, the variant label and
+    (when not "") `config_hash` on the pod template. `input_namespace` is the application's
+    namespace override, which PipeCD's resource key carries.
 
     The selector is left alone unless asked: a Deployment's selector is immutable,
     so adding the variant to an existing one would make the apply fail.
@@ -136,7 +160,8 @@ def prepare_for_apply(
         metadata.pop("namespace", None)
     labels = _mapping(metadata, "labels")
     labels[LABEL_APPLICATION] = application_id
-    _mapping(metadata, "annotations").update(
+    annotations = _mapping(metadata, "annotations")
+    annotations.update(
         {
             ANNOTATION_APPLICATION: application_id,
             ANNOTATION_DEPLOYMENT: deployment_id,
@@ -144,9 +169,18 @@ def prepare_for_apply(
             PIPECD_ANNOTATION_APPLICATION: application_id,
             PIPECD_ANNOTATION_COMMIT_HASH: commit_hash,
             PIPECD_ANNOTATION_MANAGED_BY: PIPECD_MANAGED_BY_PIPED,
+            PIPECD_ANNOTATION_RESOURCE_KEY: pipecd_resource_key(manifest, input_namespace),
+            PIPECD_ANNOTATION_ORIGINAL_API_VERSION: manifest.api_version,
         }
     )
-    if variant and (template := _pod_template(manifest.kind, body)) is not None:
+    if variant:
+        annotations[VARIANT_LABEL] = variant  # PipeCD annotates every object with its variant
+    template = pod_template(manifest.kind, body)
+    if template is not None and config_hash:
+        _mapping(_mapping(template, "metadata"), "annotations")[PIPECD_ANNOTATION_CONFIG_HASH] = (
+            config_hash
+        )
+    if variant and template is not None:
         labels[VARIANT_LABEL] = variant
         _mapping(_mapping(template, "metadata"), "labels")[VARIANT_LABEL] = variant
         if add_variant_to_selector and manifest.kind != "CronJob":
@@ -155,7 +189,9 @@ def prepare_for_apply(
     return body
 
 
-def _pod_template(kind: str, body: dict[str, Any]) -> dict[str, Any] | None:
+def pod_template(kind: str, body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The pod template of a workload body (a CronJob's is under its job template), or None
+    for kinds without one."""
     spec = body.get("spec")
     if not isinstance(spec, dict):
         return None

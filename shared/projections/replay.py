@@ -29,7 +29,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from shared.db import CONNECTION_ERRORS, unavailable_on_disconnect
+from shared.db import CONNECTION_ERRORS, LONG_CALL_S, unavailable_on_disconnect
 from shared.errors import ConfigError, Unavailable
 from shared.eventlog.position import START, LogPosition
 from shared.eventlog.store import EventStore, position_of
@@ -95,10 +95,10 @@ async def replay(
     ):
         if wait:
             # Another replay may take longer than a statement is allowed: lift the
-            # limit for this wait only (the session lock outlives the transaction).
+            # limits for this wait only (the session lock outlives the transaction).
             async with conn.transaction():
                 await conn.execute("SELECT set_config('statement_timeout', '0', true)")
-                await conn.execute(_LOCK, projection.name)
+                await conn.execute(_LOCK, projection.name, timeout=LONG_CALL_S)
         elif not await conn.fetchval(_TRY_LOCK, projection.name):
             raise ReplayInProgress(f"projection {projection.name!r} is being rebuilt already")
         try:

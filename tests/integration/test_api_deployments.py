@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -23,16 +22,12 @@ from services.api.routes import API_PREFIX
 from shared.apikeys import create_api_key
 from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.events import vocabulary
-from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationRegistered,
     DeploymentCancelRequested,
     DeploymentCompleted,
-    DeploymentPlanned,
     DeploymentRollingBack,
     DeploymentStarted,
-    DeploymentTriggered,
-    PlannedStage,
     StageApproved,
     StageCompleted,
     StageSkipRequested,
@@ -45,20 +40,9 @@ from shared.stagelog import Severity, StageLogs
 from shared.subjects import Subjects
 from shared.testing import wait_until
 from tests.support.api import api_key_for, auth_headers, running_projection, served_api
+from tests.support.deployment_events import T0, deployment, write
 
 DEPLOYMENTS = f"{API_PREFIX}/deployments"
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-STAGES = (
-    PlannedStage(
-        id="stage-0",
-        name=vocabulary.StageName("WAIT_APPROVAL"),
-        index=0,
-        options_json='{"approvers": ["alice"]}',
-    ),
-    PlannedStage(id="stage-1", name=vocabulary.StageName("K8S_PRIMARY_ROLLOUT"), index=1),
-    PlannedStage(id="stage-2", name=vocabulary.StageName("ANALYSIS"), index=2),
-    PlannedStage(id="stage-3", name=vocabulary.StageName("ROLLBACK"), index=3, visible=False),
-)
 
 
 @pytest.fixture
@@ -88,43 +72,6 @@ async def call(url: str, method: str, path: str, body: Any = None, **params: Any
 
 _acting_as: dict[str, str] = {}
 """A key to call an API with instead of its admin key."""
-
-
-async def write(store: EventStore, deployment_id: str, *events: Event) -> int:
-    stream = f"deployment-{deployment_id}"
-    result = await store.append(stream, new_events(events), expected_version=None)
-    return result.global_positions[-1]
-
-
-async def deployment(
-    store: EventStore, app: str = "app1", *, running_stage: str | None = "stage-0"
-) -> str:
-    """A deployment planned with STAGES and running, `running_stage` started."""
-    d = new_id()
-    await write(
-        store,
-        d,
-        DeploymentTriggered(
-            deployment_id=d,
-            application_id=app,
-            trigger=vocabulary.Trigger("on_commit"),
-            commit_hash="c0ffee1",
-            commit_message="Bump image to v2\n\nbody",
-        ),
-        DeploymentPlanned(
-            deployment_id=d,
-            application_id=app,
-            commit_hash="c0ffee1",
-            strategy=vocabulary.Strategy("pipeline"),
-            summary="image web: v1 → v2",
-            reason="the pod template changed",
-            stages=STAGES,
-        ),
-        DeploymentStarted(deployment_id=d, application_id=app, started_at=T0),
-    )
-    if running_stage is not None:
-        await write(store, d, StageStarted(deployment_id=d, stage_id=running_stage, started_at=T0))
-    return d
 
 
 async def test_get_folds_the_stream_into_a_deployment_with_its_stages(

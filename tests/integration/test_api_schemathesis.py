@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import asyncpg
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.api.deps import PlanPreviewSource
 from services.api.routes import API_PREFIX
@@ -19,6 +20,7 @@ from tests.support.git_helpers import WorkRepo
 from tests.support.seed_repo import seed_files
 
 _ST = Path(sys.executable).with_name("st")
+_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 async def test_no_generated_request_makes_a_server_error(
@@ -36,7 +38,8 @@ async def test_no_generated_request_makes_a_server_error(
     )
     async with (
         running_projection(projector_store),
-        served_api(store, pool, plan_preview=source) as url,
+        # And a secretManagement key, so /secrets:encrypt answers rather than 503.
+        served_api(store, pool, plan_preview=source, secret_public_key=_KEY.public_key()) as url,
     ):
         process = await asyncio.create_subprocess_exec(
             st,

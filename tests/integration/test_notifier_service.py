@@ -8,6 +8,7 @@ from pathlib import Path
 from services.notifier.notify.retry import RetryPolicy
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events import vocabulary
+from shared.events.base import RecordedEvent
 from shared.events.catalog import (
     ApplicationSyncStateChanged,
     NotificationAttemptFailed,
@@ -248,7 +249,7 @@ async def test_gives_up_after_max_attempts_or_at_once_on_a_permanent_refusal(
     assert (await notification_events(store.pool))["notification_delivered"] == 0
 
 
-async def _all(store: EventStore):  # type: ignore[no-untyped-def]
+async def _all(store: EventStore) -> list[RecordedEvent]:
     return await store.read_all(limit=10_000)
 
 

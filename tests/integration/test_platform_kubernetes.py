@@ -226,6 +226,9 @@ async def test_apply_stores_objects_with_slipway_and_pipecd_metadata(
         "pipecd.dev/application": APP,
         "pipecd.dev/commit-hash": "c1",
         "pipecd.dev/managed-by": "piped",
+        "pipecd.dev/resource-key": "apps/v1:Deployment:shop:web",
+        "pipecd.dev/original-api-version": "apps/v1",
+        "pipecd.dev/variant": "primary",
     }
     assert live["spec"]["template"]["metadata"]["labels"]["pipecd.dev/variant"] == "primary"
     assert live["spec"]["selector"] == {"matchLabels": {"app": "web"}}

@@ -397,9 +397,14 @@ def test_control_secrets_read_the_files_and_kubeconfig_credentials(tmp_path: Pat
             }
         ],
         notifications={"receivers": [{"name": "s", "slack": {"hookURL": "https://hooks/x/y"}}]},
+        secretManagement={
+            "config": {"privateKeyFile": "key.pem", "privateKeyData": "a2V5LWRhdGE="}
+        },
     )
+    (tmp_path / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\nprivate-key-1\n")
     found = control_secrets(control_config(str(path)))
-    for secret in ("file-password-1", "kube-token-1", "remote-pass-1", "https://hooks/x/y"):
+    secrets = ("file-password-1", "kube-token-1", "remote-pass-1", "https://hooks/x/y")
+    for secret in (*secrets, "private-key-1", "a2V5LWRhdGE="):
         assert any(secret in value for value in found), secret
     assert kubeconfig_secrets("not: [yaml") == []
 

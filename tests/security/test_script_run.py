@@ -14,6 +14,7 @@ import ctypes
 import json
 import os
 import pwd
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -194,6 +195,37 @@ async def test_nothing_the_script_started_outlives_it(
     assert done.status == "SUCCESS", done.reason
     await wait_gone(child)
     assert not marker.exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("escape", ["setsid", "double fork"])
+async def test_a_child_that_left_the_process_group_is_killed_too(
+    harness: Harness, script_scratch: Path, escape: str
+) -> None:
+    """`setsid` (a new session) or a double fork into one: the process-group kill misses
+    them; the reaper every script runs below (services/executor/reaper.py) does not."""
+    pidfile = script_scratch / "escapee"
+    daemon = f"sh -c 'echo $$ > {pidfile}; exec sleep 600'"
+    start = {
+        "setsid": f"setsid {daemon} >/dev/null 2>&1 </dev/null &",
+        "double fork": f"(setsid {daemon} >/dev/null 2>&1 </dev/null &) &",
+    }[escape]
+    run = f"{start}\nwhile [ ! -s {pidfile} ]; do sleep 0.05; done\nexit 0"
+    done, _ = await run_script(harness, run)
+    assert done.status == "SUCCESS", done.reason
+    pid = int(pidfile.read_text())
+    try:
+        await wait_until(lambda: not _alive(pid), within_s=5, what=f"the escapee {pid} killed")
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 async def test_cancelling_the_deployment_kills_the_script_and_its_children(

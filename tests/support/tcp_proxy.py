@@ -6,6 +6,12 @@ both sides — at the first message a trigger picks, either just *before*
 forwarding it (the server never sees it) or just *after* (the server acts on
 it, the client never hears back). What the server sends is copied through
 unparsed until the cut, and dropped from then on.
+
+It can also black-hole every connection (`black_hole`): they stay open, and
+nothing passes either way — a network partition or a hung server as the
+client sees it, where only its own timeouts help. `heal` ends it: the
+connections it left are reset (their protocol streams lost bytes), new ones
+pass again.
 """
 
 from __future__ import annotations
@@ -105,6 +111,10 @@ class PostgresCutProxy:
         so whatever the cut interrupted has been committed or rolled back for good."""
         self.refusing = False
         """While set, each new connection is closed at once (the server looks down)."""
+        self.swallowing = False
+        """While set, nothing passes in either direction (see `black_hole`)."""
+        self.swallowed = asyncio.Event()
+        """Set once a client message was swallowed: a client is waiting on the black hole."""
         self._server: asyncio.Server | None = None
         self._trigger: Trigger | None = None
         self._when: Literal["before", "after"] = "after"
@@ -123,6 +133,16 @@ class PostgresCutProxy:
         self.server_hung_up.clear()
         self._trigger = trigger
         self._when = when
+
+    def black_hole(self) -> None:
+        """From now on, every connection (open or new) stays open and nothing passes."""
+        self.swallowing = True
+
+    def heal(self) -> None:
+        """End the black hole: reset the connections it swallowed bytes of; new ones pass."""
+        self.swallowing = False
+        for writer in list(self._writers):
+            writer.close()
 
     async def start(self) -> PostgresCutProxy:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -158,6 +178,9 @@ class PostgresCutProxy:
             nonlocal cut
             messages = _FrontendMessages()
             while data := await client_r.read(65536):
+                if self.swallowing:
+                    self.swallowed.set()
+                    continue
                 for kind, body, raw in messages.feed(data):
                     if self._trigger is not None and kind and self._trigger(kind, body):
                         cut, self._trigger = True, None
@@ -176,7 +199,7 @@ class PostgresCutProxy:
         async def to_client() -> None:
             # After a cut, keep reading (and dropping) until the server hangs up.
             while data := await server_r.read(65536):
-                if not cut:
+                if not cut and not self.swallowing:
                     client_w.write(data)
                     await client_w.drain()
             if cut:

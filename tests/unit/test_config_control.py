@@ -90,6 +90,12 @@ def test_piped_config_maps_onto_the_control_config() -> None:
     )
     assert [r.name for r in spec.notifications.routes] == ["prd-slack"]
     assert spec.event_watcher.check_interval == Duration.of(minutes=5)
+    assert spec.secret_management is not None
+    keys = spec.secret_management.config
+    assert (keys.private_key_file, keys.public_key_file) == (
+        "/etc/piped-secret/private-key",
+        "/etc/piped-secret/public-key",
+    )
 
 
 def test_piped_only_settings_are_listed_as_warnings() -> None:
@@ -106,7 +112,6 @@ def test_piped_only_settings_are_listed_as_warnings() -> None:
         (37, "spec.analysisProviders[1].type"),
         (50, "spec.notifications.routes[1].receiver"),
         (57, "spec.notifications.receivers[1].slack"),
-        (68, "spec.secretManagement"),
     ]
     assert "LAMBDA platform provider ignored" in config.warnings[5].message
 

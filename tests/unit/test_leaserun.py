@@ -38,6 +38,9 @@ class Scripted:
     async def wait(self, stop: asyncio.Event, seconds: float) -> None:  # noqa: ARG002
         self.waits.append(seconds)
 
+    def abandon(self) -> None:
+        """Nothing of this work runs outside its step, so there is nothing to stop."""
+
     async def close(self) -> None:
         pass
 
@@ -48,7 +51,7 @@ async def test_a_conflict_steps_again_at_once_an_outage_and_a_bug_back_off() -> 
     work = Scripted(
         [ConcurrencyConflict("s", 1), Unavailable("db"), RuntimeError("bug"), 0.25, None]
     )
-    await _steps(work, asyncio.Event(), "test")
+    await _steps(work, asyncio.Event(), "test", [])
     assert work.finished and work.steps == 6
     assert work.waits == [RETRY_S, CRASH_RETRY_S, 0.25]
 
@@ -56,7 +59,7 @@ async def test_a_conflict_steps_again_at_once_an_outage_and_a_bug_back_off() -> 
 async def test_a_lost_lease_stops_at_once_and_says_so() -> None:
     """`LeaseLost` sets `lost` and ends the loop: no further step, no wait."""
     work = Scripted([LeaseLost("taken over"), 0.1])
-    await _steps(work, asyncio.Event(), "test")
+    await _steps(work, asyncio.Event(), "test", [])
     assert work.lost.is_set() and work.steps == 1 and work.waits == []
 
 
@@ -65,5 +68,5 @@ async def test_a_stopped_service_takes_no_step() -> None:
     work = Scripted([0.1])
     stop = asyncio.Event()
     stop.set()
-    await _steps(work, stop, "test")
+    await _steps(work, stop, "test", [])
     assert work.steps == 0

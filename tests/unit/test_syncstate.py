@@ -5,15 +5,9 @@ from __future__ import annotations
 import functools
 from datetime import UTC, datetime, timedelta
 
-from services.api.schemas import SYNC_STATES
-from services.drift.decider import DriftState, Judge, decide
-from services.gitwatcher.decider import decide_config_observed
-from services.notifier.notify.facts import fold_application
 from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
-    ApplicationConfigObserved,
-    ApplicationRegistered,
     ApplicationSyncStateChanged,
     DeploymentCompleted,
     DeploymentPlanFailed,
@@ -21,8 +15,6 @@ from shared.events.catalog import (
     DeploymentStarted,
     DeploymentTriggered,
 )
-from shared.labels import config_labels_of, merge_labels
-from shared.planning.drift import DriftResult
 from shared.syncstate import SyncState, SyncStatus, evolve
 
 APP = "app1"
@@ -144,66 +136,3 @@ def test_text_quoted_from_outside_never_carries_a_nul() -> None:
         DeploymentPlanFailed(deployment_id="d1", application_id=APP, reason="bad \x00 yaml"),
     )
     assert failed.reason == "deployment d1 failed to plan: bad \N{REPLACEMENT CHARACTER} yaml"
-
-
-def test_api_sync_states_are_the_folds() -> None:
-    """The API's documented sync states are exactly `SyncState`'s."""
-    assert {s.value for s in SYNC_STATES} == {s.value for s in SyncState}
-
-
-def _result(state: str, summary: str) -> DriftResult:
-    return DriftResult(state, summary, "")  # type: ignore[arg-type]
-
-
-def test_drift_records_a_verdict_that_contradicts_the_derived_state() -> None:
-    """Drift's unchanged OUT_OF_SYNC is recorded again when a success since made the app SYNCED."""
-    state = DriftState(state="OUT_OF_SYNC", summary="1 resource differs")
-    result = _result("OUT_OF_SYNC", "1 resource differs")
-
-    def recorded(current: str) -> list[str]:
-        events = decide(
-            state,
-            Judge(
-                result=result,
-                application_id=APP,
-                commit_hash="c1",
-                on_out_of_sync=False,
-                now=datetime(2026, 1, 1, tzinfo=UTC),
-                current=current,
-            ),
-        )
-        return [e.state for e in events if isinstance(e, ApplicationSyncStateChanged)]
-
-    assert recorded("") == []
-    assert recorded("OUT_OF_SYNC") == []
-    assert recorded("SYNCED") == ["OUT_OF_SYNC"]
-
-
-def test_config_labels_are_recorded_once_per_change() -> None:
-    """The first read of an app's config labels is recorded, then only a change."""
-
-    def observed(labels: tuple[tuple[str, str], ...]) -> ApplicationConfigObserved:
-        return ApplicationConfigObserved(
-            repository_id="config", application_id=APP, commit_hash="c1", labels=labels
-        )
-
-    prd = observed((("env", "prd"),))
-    assert config_labels_of([]) is None
-    assert decide_config_observed(config_labels_of([]), observed(())) == [observed(())]
-    assert decide_config_observed(config_labels_of([prd]), prd) == []
-    stg = observed((("env", "stg"),))
-    assert decide_config_observed(config_labels_of([prd]), stg) == [stg]
-
-
-def test_notifications_see_config_labels_over_registered_ones() -> None:
-    """A route on `env: prd` matches an app whose `env: prd` comes from its config file."""
-    registered = ApplicationRegistered(
-        application_id=APP, name="web", repository_id="config", path="web",
-        labels=(("env", "registered"), ("team", "web")),
-    )  # fmt: skip
-    config = ApplicationConfigObserved(
-        repository_id="config", application_id=APP, commit_hash="c1", labels=(("env", "prd"),)
-    )
-    facts = fold_application([registered], [config])
-    assert facts is not None and dict(facts.labels) == {"env": "prd", "team": "web"}
-    assert merge_labels(registered.labels, config.labels) == dict(facts.labels)

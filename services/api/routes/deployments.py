@@ -18,6 +18,7 @@ from services.api.auth import PRINCIPAL, Access, actor_of, is_admin, key_still_l
 from services.api.decider import TargetNotFound
 from services.api.deps import Deps, deps
 from services.api.errors import ErrorReply
+from services.api.follow_hub import FOLLOW_HUB, FollowHub, Unsubscribe
 from services.api.limits import TooManyStreams
 from services.api.reads import application_names, view_query
 from services.api.routes import Answer, Route
@@ -53,7 +54,8 @@ log = get_logger(__name__)
 
 _ATTEMPTS: Final = 5
 _FOLLOW_POLL_S: Final = 0.5
-"""How often a follow checks whether the deployment has completed (and, without NATS, for lines)."""
+"""How often a deployment's feed reads its lines and whether it completed (sooner on a NATS
+hint), and how often a follow checks its key."""
 
 _HEARTBEAT_S: Final = 10.0
 """A quiet follow sends a comment this often, well within clients' 30 s read timeout."""
@@ -88,7 +90,6 @@ ORDER BY id LIMIT $4
 _STATUSES: Final = frozenset(DeploymentStatus)
 _LOG_PAGE: Final = 10_000
 
-_line_decoder: Final = msgspec.json.Decoder(LogLine)
 _encoder: Final = msgspec.json.Encoder()
 
 
@@ -388,78 +389,94 @@ def _sse(event: str, data: bytes, event_id: int | None = None) -> bytes:
     return f"{head}event: {event}\n".encode() + b"data: " + data + b"\n\n"
 
 
-async def _follow(
-    request: web.Request, api: Deps, deployment_id: str, stage_id: str | None
-) -> web.StreamResponse:
-    """Server-sent events: the stored lines, then live ones, then `end` when it completes.
+def follow_hub(api: Deps, *, poll_s: float = _FOLLOW_POLL_S) -> FollowHub:
+    """The hub the follows of this API process share (services/api/follow_hub.py), reading
+    the `stage_logs` table and the deployment's stream, hinted by the live NATS subject."""
 
-    The subscription to the live subject starts before the backlog is read, so
-    a line written in between arrives on both and is sent once (by its id).
-    Live lines are best effort (core NATS); every `_FOLLOW_POLL_S` the table
-    is read for lines after the last one sent, which also catches up anything
-    NATS missed, and the deployment's stream for its completion. The key is
-    checked again as often (through the auth cache): once it is revoked the
-    stream sends `revoked` and ends, within the cache's TTL.
-    """
-    queue: asyncio.Queue[LogLine] = asyncio.Queue(maxsize=10_000)
-    subscription = None
-    if api.nc is not None and api.nc.is_connected:
+    async def read_lines(deployment_id: str, after: int) -> list[LogLine]:
+        return await _lines(api, deployment_id, None, after)
 
-        async def on_line(msg: object) -> None:
-            with contextlib.suppress(msgspec.DecodeError, asyncio.QueueFull):
-                queue.put_nowait(_line_decoder.decode(msg.data))  # type: ignore[attr-defined]
+    async def read_end(deployment_id: str) -> str | None:
+        view = await _load(api, deployment_id)
+        if view is None:
+            return ""
+        return view.status if view.completed else None
+
+    async def subscribe(deployment_id: str, poke: Callable[[], None]) -> Unsubscribe | None:
+        if api.nc is None or not api.nc.is_connected:
+            return None
+
+        async def on_line(_msg: object) -> None:
+            poke()  # the line itself is read from the table, in order, with the others
 
         try:
             subscription = await api.nc.subscribe(api.subjects.stage_log(deployment_id), cb=on_line)
         except NatsError as exc:
             log.warning("log_follow_without_nats", error=str(exc))
+            return None
+
+        async def unsubscribe() -> None:
+            with contextlib.suppress(NatsError):
+                await subscription.unsubscribe()
+
+        return unsubscribe
+
+    return FollowHub(read_lines=read_lines, read_end=read_end, subscribe=subscribe, poll_s=poll_s)
+
+
+async def _follow(
+    request: web.Request, api: Deps, deployment_id: str, stage_id: str | None
+) -> web.StreamResponse:
+    """Server-sent events: the stored lines, then live ones, then `end` when it completes.
+
+    Every follow of a deployment in this process shares one feed (`FollowHub`): one
+    NATS subscription and one poll of the table and of the deployment's stream every
+    `_FOLLOW_POLL_S` (sooner when NATS hints at a new line), however many follow it.
+    A follow sends the feed's lines after the last one it went through; one too slow
+    for the feed's window reads what it missed from the table itself, alone. The key
+    is checked again as often (through the auth cache): once it is revoked the stream
+    sends `revoked` and ends, within the cache's TTL.
+    """
+    hub = request.app[FOLLOW_HUB]
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
-    last = 0
+    cursor = 0  # the last line id this follow went through (sent, or of another stage)
     loop = asyncio.get_running_loop()
-    written = [loop.time()]
-
-    async def send(line: LogLine) -> None:
-        nonlocal last
-        if line.id <= last or (stage_id is not None and line.stage_id != stage_id):
-            return
-        last = line.id
-        await response.write(_sse("log", _encoder.encode(line), line.id))
-        written[0] = loop.time()
-
-    try:
-        while True:
-            if request.transport is None or request.transport.is_closing():
-                break  # the client went away: free its slot now, not at the next write
-            if not await key_still_live(request):
-                # A revoked key stops reading now, not when the deployment ends.
-                revoked = {"error": "the API key was revoked"}
-                await response.write(_sse("revoked", _encoder.encode(revoked)))
-                break
-            view = await _load(api, deployment_id)
-            for line in await _lines(api, deployment_id, stage_id, last):
-                await send(line)
-            if view is None or view.completed:
-                end = {"deployment_id": deployment_id, "status": view.status if view else ""}
-                await response.write(_sse("end", _encoder.encode(end)))
-                break
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_FOLLOW_POLL_S):
-                    while True:
-                        await send(await queue.get())
-            if loop.time() - written[0] >= _HEARTBEAT_S:
-                # A comment line: clients ignore it, and it keeps their read
-                # timeouts (and proxies) from giving up on a quiet stage.
-                await response.write(b": keep-alive\n\n")
-                written[0] = loop.time()
-    except ConnectionResetError:
-        pass  # the client went away
-    finally:
-        if subscription is not None:
-            with contextlib.suppress(NatsError):
-                await subscription.unsubscribe()
+    written = loop.time()
+    async with hub.follow(deployment_id) as feed:
+        try:
+            while True:
+                if request.transport is None or request.transport.is_closing():
+                    break  # the client went away: free its slot now, not at the next write
+                if not await key_still_live(request):
+                    # A revoked key stops reading now, not when the deployment ends.
+                    revoked = {"error": "the API key was revoked"}
+                    await response.write(_sse("revoked", _encoder.encode(revoked)))
+                    break
+                version = feed.version
+                lines = feed.since(cursor)
+                if lines is None:  # fallen behind the feed's window: catch up alone
+                    lines = await _lines(api, deployment_id, None, cursor)
+                for line in lines:
+                    cursor = line.id
+                    if stage_id is None or line.stage_id == stage_id:
+                        await response.write(_sse("log", _encoder.encode(line), line.id))
+                        written = loop.time()
+                if feed.end is not None and feed.caught_up(cursor):
+                    end = {"deployment_id": deployment_id, "status": feed.end}
+                    await response.write(_sse("end", _encoder.encode(end)))
+                    break
+                if not lines:
+                    await feed.changed(version, _FOLLOW_POLL_S)
+                if loop.time() - written >= _HEARTBEAT_S:
+                    # A comment line: clients ignore it, and it keeps their read
+                    # timeouts (and proxies) from giving up on a quiet stage.
+                    await response.write(b": keep-alive\n\n")
+                    written = loop.time()
+        except ConnectionResetError:
+            pass  # the client went away
     return response
 
 

@@ -104,6 +104,9 @@ class NatsServer:
         ]
         config = self.store_dir / "nats.conf"
         limits = "" if self.max_payload is None else f"max_payload: {self.max_payload}\n"
+        # Each stream reserves its `max_bytes` against this (shared/messaging.py): a test
+        # session makes a stream per test, each storing kilobytes and reserving a GiB.
+        limits += "jetstream {max_file_store: 64TB}\n"
         write_private(config, limits + authorization_config(users))
         saved = {"address": self.address, "users": dict(self.passwords)}
         write_private(self.store_dir / _CREDENTIALS, json.dumps(saved, indent=2))
@@ -140,6 +143,14 @@ class NatsServer:
             log=log,
         )
         return self
+
+    def restart(self) -> NatsServer:
+        """Stop and start again on the same port, users and JetStream store: every client is
+        disconnected, and streams, consumers and their acknowledgements survive."""
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+        return self.start()
 
     def stop(self) -> None:
         if self.process is not None:

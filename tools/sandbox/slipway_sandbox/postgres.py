@@ -149,12 +149,20 @@ class PostgresServer:
         )
         return probe.returncode == 0
 
-    def stop(self) -> None:
+    def restart(self) -> PostgresServer:
+        """Stop and start again on the same port and data: every client loses its session."""
+        self._shut_down()
+        return self.start()
+
+    def _shut_down(self) -> None:
         if self.process is not None:
             # SIGINT is PostgreSQL's "fast shutdown": roll back clients, checkpoint, exit.
             self.process.send_signal(2)
             stop(self.process)
             self.process = None
+
+    def stop(self) -> None:
+        self._shut_down()
         if self._own_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
 

@@ -12,10 +12,13 @@ import asyncio
 import html
 import json
 import socket
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, Final
 
 from aiohttp import web
+
+from services.notifier.notify.webhook import DELIVERY_HEADER
 
 PATH: Final = "/slack"
 
@@ -58,6 +61,9 @@ class SlackReceiver:
     def __init__(self, on_message: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.on_message = on_message
         self.messages: list[dict[str, Any]] = []
+        self.deliveries: Counter[str] = Counter()
+        """POSTs received per delivery id (the notifier's `Slipway-Delivery` header, the same on
+        every attempt): more than one is the same notification sent twice."""
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._arrived = asyncio.Condition()
@@ -102,6 +108,7 @@ class SlackReceiver:
         if not isinstance(message, dict):
             return web.Response(status=400, text="invalid_payload")
         async with self._arrived:
+            self.deliveries[request.headers.get(DELIVERY_HEADER, "")] += 1
             self.messages.append(message)
             self._arrived.notify_all()
         if self.on_message is not None:

@@ -50,8 +50,10 @@ ALL_SERVICES: Final[tuple[str, ...]] = (
 )
 """Every service the sandbox knows, in start order (the relay first: nothing moves without it)."""
 
-SCALABLE: Final = frozenset({"gitwatcher", "planner", "executor", "analysis", "notifier", "api"})
-"""Services that may run as several replicas (the relay and projector are single writers)."""
+SCALABLE: Final = frozenset(ALL_SERVICES)
+"""Services that may run as several replicas: every one. The relay's replicas elect one leader
+(an advisory lock), the projector's take turns on each projection's state row, and drift's
+append with the stream version they read; the others share work through leases and consumers."""
 
 # Where the installed (or checked-out) `services` package is: the sandbox is a separate
 # distribution (tools/sandbox), so not a path relative to this file.
@@ -216,7 +218,7 @@ class Stack:
 
     async def migrate(self) -> None:
         assert self.postgres is not None
-        conn = await connect(self.postgres.url, schema="public")
+        conn = await connect(self.postgres.url, schema="public", statement_timeout_s=0)
         try:
             await migrate(conn, schema=self.schema)
         finally:
