@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 # The virtualenv's bin/ first: slipway, and helm (scripts/ensure-helm.sh), for tests and demo.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test lint typecheck bench asyncapi system-packages clean
+.PHONY: demo test unit lint typecheck bench asyncapi system-packages clean
 
 # The sandbox (tools/sandbox) is a second distribution, a development tool the service
 # image leaves out; both install editable, and a change to either pyproject reinstalls.
@@ -30,8 +30,13 @@ system-packages: $(STAMP)
 demo: $(STAMP) system-packages
 	$(VENV)/bin/slipway up
 
+# Every layer of tests/ (tests/README.md), against real servers it starts on free ports.
 test: $(STAMP) system-packages
 	$(PY) -m pytest
+
+# The unit layer alone: pure, no servers, no system packages; well under 30 s.
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -35,6 +35,7 @@ from services.relay.relay import Relay
 from shared.consumer import EventConsumer
 from shared.db import connect, create_pool
 from shared.eventlog import NO_STREAM, EventStore, new_events
+from shared.events import vocabulary
 from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import (
     ApplicationDisabled,
@@ -221,7 +222,7 @@ def stream_events(application_id: str, first_version: int, count: int) -> list[E
         else DeploymentTriggered(
             deployment_id=f"{application_id}-{version}",
             application_id=application_id,
-            trigger="on_commit",
+            trigger=vocabulary.Trigger("on_commit"),
             commit_hash="3f786850e387550fdab836ed7e6dc881de23001b",
             commit_author="bench",
             commit_message="bump image to v1.2.3",
@@ -482,7 +483,7 @@ async def measure_e2e(servers: Servers) -> Measured:
     sent: dict[uuid.UUID, float] = {}
     latencies: list[float] = []
 
-    async def handler(recorded: RecordedEvent, conn: asyncpg.Connection) -> None:
+    async def handler(recorded: RecordedEvent, _conn: asyncpg.Connection) -> None:
         now = perf_counter()
         if (begin := sent.pop(recorded.event_id, None)) is not None:
             latencies.append(now - begin)

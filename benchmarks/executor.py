@@ -54,6 +54,7 @@ from kubesim import KubeSim
 from shared.config import load_application_config
 from shared.db import create_pool
 from shared.eventlog import NO_STREAM, EventStore, new_events
+from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationRegistered,
@@ -156,14 +157,14 @@ def plan(
         DeploymentTriggered(
             deployment_id=deployment_id,
             application_id=name,
-            trigger="on_commit",
+            trigger=vocabulary.Trigger("on_commit"),
             commit_hash=commit,
         ),
         DeploymentPlanned(
             deployment_id=deployment_id,
             application_id=name,
             commit_hash=commit,
-            strategy=str(strategy),
+            strategy=vocabulary.Strategy(str(strategy)),
             summary="bench",
             reason="bench",
             stages=stages,

@@ -50,6 +50,7 @@ from benchmarks._report import percentile, print_groups, print_report, progress,
 from benchmarks._servers import Servers, running_servers
 from shared.db import connect, create_pool
 from shared.eventlog import ANY, NO_STREAM, EventStore, new_events
+from shared.events import vocabulary
 from shared.events.base import Metadata
 from shared.events.catalog import (
     ApplicationRegistered,
@@ -559,7 +560,7 @@ async def complete(
         completed = DeploymentCompleted(
             deployment_id=d.deployment_id,
             application_id=d.app.application_id,
-            status="SUCCESS",
+            status=vocabulary.DeploymentStatus("SUCCESS"),
             commit_hash=d.commit,
         )
         await store.append(

@@ -54,6 +54,7 @@ from benchmarks._servers import Servers, running_servers
 from services.notifier.notify.webhook import DELIVERY_HEADER, verify
 from shared.db import create_pool
 from shared.eventlog import NO_STREAM, EventStore, new_events
+from shared.events import vocabulary
 from shared.events.catalog import DeploymentTriggered, default_registry
 from shared.http import RunningServer, serve
 
@@ -196,7 +197,7 @@ async def append_triggers(store: EventStore, prefix: str, count: int) -> list[st
                     DeploymentTriggered(
                         deployment_id=f"{prefix}{i}",
                         application_id="web",
-                        trigger="on_commit",
+                        trigger=vocabulary.Trigger("on_commit"),
                         commit_hash=f"{i:040x}",
                     )
                 ]

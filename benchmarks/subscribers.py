@@ -38,6 +38,7 @@ from shared.apikeys import create_api_key
 from shared.db import create_pool
 from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.events.catalog import DeploymentTriggered, default_registry
+from shared.events.vocabulary import Trigger
 from shared.messaging import ensure_event_stream
 from shared.natsauth import SUBSCRIBER_DURABLES
 from shared.subjects import Subjects
@@ -52,7 +53,10 @@ TIMEOUT_S: Final = 300.0
 def _triggered() -> DeploymentTriggered:
     deployment = uuid.uuid4().hex[:12]
     return DeploymentTriggered(
-        deployment_id=deployment, application_id="bench", trigger="on_commit", commit_hash="c1"
+        deployment_id=deployment,
+        application_id="bench",
+        trigger=Trigger.ON_COMMIT,
+        commit_hash="c1",
     )
 
 

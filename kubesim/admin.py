@@ -36,10 +36,10 @@ class AdminApi:
         app.router.add_get("/kubesim/forbidden", self._get_forbidden)
         app.router.add_put("/kubesim/forbidden", self._put_forbidden)
 
-    async def _targets(self, request: web.Request) -> web.Response:
+    async def _targets(self, _request: web.Request) -> web.Response:
         return web.json_response(self.metrics.targets())
 
-    async def _get_images(self, request: web.Request) -> web.Response:
+    async def _get_images(self, _request: web.Request) -> web.Response:
         return web.json_response(self.rules.to_json())
 
     async def _put_images(self, request: web.Request) -> web.Response:
@@ -52,7 +52,7 @@ class AdminApi:
             self.rules.ready_delay_s = delay
         return web.json_response(self.rules.to_json())
 
-    async def _get_forbidden(self, request: web.Request) -> web.Response:
+    async def _get_forbidden(self, _request: web.Request) -> web.Response:
         return web.json_response([r.to_json() for r in self.forbidden])
 
     async def _put_forbidden(self, request: web.Request) -> web.Response:

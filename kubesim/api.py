@@ -83,16 +83,16 @@ class RestApi:
 
     # -- discovery -------------------------------------------------------
 
-    async def _version(self, request: web.Request) -> web.Response:
+    async def _version(self, _request: web.Request) -> web.Response:
         return json_response(discovery.version_info(self.server_version))
 
-    async def _ok(self, request: web.Request) -> web.Response:
+    async def _ok(self, _request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    async def _api_versions(self, request: web.Request) -> web.Response:
+    async def _api_versions(self, _request: web.Request) -> web.Response:
         return json_response(discovery.api_versions(self.server_address))
 
-    async def _api_groups(self, request: web.Request) -> web.Response:
+    async def _api_groups(self, _request: web.Request) -> web.Response:
         return json_response(discovery.api_group_list(self.registry))
 
     async def _openapi_v2(self, request: web.Request) -> web.Response:
@@ -103,7 +103,7 @@ class RestApi:
             )
         return json_response(openapi_v2.document_json(self.registry))
 
-    async def _openapi_root(self, request: web.Request) -> web.Response:
+    async def _openapi_root(self, _request: web.Request) -> web.Response:
         return json_response(discovery.openapi_v3_root(self.registry))
 
     async def _openapi_gv(self, request: web.Request) -> web.Response:
@@ -396,7 +396,8 @@ class RestApi:
 
     # -- subresources ----------------------------------------------------
 
-    async def _get_scale(self, request: web.Request, target: Target) -> web.Response:
+    # The subresource handlers' one signature (request, target); this one needs no request.
+    async def _get_scale(self, request: web.Request, target: Target) -> web.Response:  # noqa: ARG002
         self._check("get", target)
         return json_response(to_scale(self._existing(target)))
 
@@ -418,7 +419,8 @@ class RestApi:
         text = pod_log(self._existing(target), target.name, request.query.get("container"))
         return web.Response(text=text, content_type="text/plain")
 
-    async def _proxy(self, request: web.Request, target: Target) -> web.Response:
+    # The subresource handlers' one signature (request, target); this one needs no request.
+    async def _proxy(self, request: web.Request, target: Target) -> web.Response:  # noqa: ARG002
         self._check("get", target)
         pod = self._existing(target)
         body = self.metrics.exposition(pod["metadata"]["uid"])

@@ -1,11 +1,11 @@
-"""API errors as the real API server returns them: `Status` objects with a reason and code.
+r"""API errors as the real API server returns them: `Status` objects with a reason and code.
 
 Clients branch on `reason` and `code` (kubectl prints `message`; client-go's
 `IsNotFound`, `IsConflict`… read `reason`), so every failure the emulator can
 produce goes through `ApiError`, whose `status()` is the exact JSON shape:
 
     {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-     "message": "deployments.apps \\"web\\" not found", "reason": "NotFound",
+     "message": "deployments.apps \"web\" not found", "reason": "NotFound",
      "details": {"name": "web", "group": "apps", "kind": "deployments"}, "code": 404}
 """
 

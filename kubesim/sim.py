@@ -190,7 +190,8 @@ class KubeSim:
         if self.store.peek(nodes, "", NODE_NAME) is None:
             self.store.create(nodes, _node())
 
-    def _on_change(self, change: Change) -> None:
+    # The store's change-listener signature: any change wakes the same work.
+    def _on_change(self, change: Change) -> None:  # noqa: ARG002
         self._dirty.set()
 
     def _on_write(self, rtype: ResourceType, kind: str, obj: Obj) -> None:

@@ -106,7 +106,7 @@ _COLUMNS: dict[str, Sequence[Column]] = {
         _NAME,
         ("Type", "string", lambda o: _spec(o).get("type", "ClusterIP")),
         ("Cluster-IP", "string", lambda o: _spec(o).get("clusterIP", "<none>")),
-        ("External-IP", "string", lambda o: "<none>"),
+        ("External-IP", "string", lambda _o: "<none>"),
         ("Port(s)", "string", _ports),
         _AGE,
     ),
@@ -124,8 +124,8 @@ _COLUMNS: dict[str, Sequence[Column]] = {
     ),
     "Node": (
         _NAME,
-        ("Status", "string", lambda o: "Ready"),
-        ("Roles", "string", lambda o: "<none>"),
+        ("Status", "string", lambda _o: "Ready"),
+        ("Roles", "string", lambda _o: "<none>"),
         _AGE,
         (
             "Version",

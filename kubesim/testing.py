@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -95,6 +95,24 @@ class Kubectl:
         return result
 
 
+# Two overloads, so that mypy infers `T` from an async probe too (from the union alone it
+# cannot tell a coroutine's result from the coroutine).
+@overload
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]],
+    *,
+    within: float = ...,
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
+@overload
+async def eventually(
+    probe: Callable[[], T | None],
+    *,
+    within: float = ...,
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
 async def eventually(
     probe: Callable[[], T | None] | Callable[[], Awaitable[T | None]],
     *,

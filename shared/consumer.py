@@ -82,7 +82,7 @@ from structlog.contextvars import bound_contextvars
 
 from shared import tracing
 from shared.db import CONNECTION_ERRORS
-from shared.errors import MessageError, Unavailable
+from shared.errors import MessageError, SlipwayError, Unavailable
 from shared.eventlog import EventStore
 from shared.events.base import Event, RecordedEvent
 from shared.events.codec import EventRegistry, tag_of
@@ -170,7 +170,7 @@ class _Letter:
     headers: dict[str, str] | None
 
 
-class _HandlerFailed(Exception):
+class _HandlerFailed(SlipwayError):
     """The handler raised for the batch's event at `index`; the batch's transaction rolled back."""
 
     def __init__(self, index: int, error: Exception) -> None:

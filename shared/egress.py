@@ -28,6 +28,8 @@ from typing import Any, Final
 import aiohttp
 from aiohttp.abc import ResolveResult
 
+from shared.errors import SlipwayError
+
 __all__ = [
     "EgressPolicy",
     "EgressRefused",
@@ -51,7 +53,7 @@ METADATA_HOSTS: Final = frozenset({"metadata.google.internal", "metadata.goog", 
 _NAT64: Final = ipaddress.ip_network("64:ff9b::/96")
 
 
-class EgressRefused(OSError):
+class EgressRefused(SlipwayError, OSError):
     """A connection the egress rule does not allow; the text says which address and why."""
 
 

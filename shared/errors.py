@@ -1,26 +1,69 @@
-"""The one exception tree of Slipway.
+"""The one exception tree of Slipway: every error class of `shared`, `services`, the CLI
+(`slipway_cli`) and the sandbox (`slipway_sandbox`) derives from `SlipwayError`
+(tests/unit/test_errors.py walks every module to keep it so). kubesim, a product of its
+own, has its own small tree (`kubesim.errors`). The branches are defined here; the
+leaves live beside the code that raises them, named here with their module.
 
 ```
 SlipwayError
 ├── Rejected               a business rule said no: reply / emit, never retried
+│   ├── PlanError                        shared.planning.rules: no plan for this change
+│   ├── AmbiguousStage                   shared.deployments: a request names no one stage
+│   ├── KeyNameTaken                     shared.apikeys: a live key holds the name
+│   ├── StreamTaken                      shared.decider: another event opened the stream
+│   ├── InvalidCommand                   services.api.decider: malformed; names the field (400)
+│   ├── TargetNotFound                   services.api.decider: no such application… (404)
+│   └── StateConflict                    services.api.decider: the state forbids it (409)
 ├── ConcurrencyConflict    the stream moved on: reload, decide again, retry
 ├── IdempotencyViolation   an event id was reused for a different event: a bug, never retried
 ├── Unavailable            transient infrastructure (database, NATS, a cluster): retry with back-off
+│   ├── GitError                         shared.git: a git command failed (`kind` says why)
+│   ├── ReplayInProgress                 shared.projections.errors: a view is being rebuilt
+│   └── ApiUnreachable                   slipway_cli.api_client: nothing answers at the API URL
 ├── ConfigError            bad configuration or settings: fail fast, naming file, line and field
+│   ├── ConfigFileError                  shared.config.errors: one file's problem, located
+│   │   └── ConfigFileErrors             …several at once
+│   ├── SettingsError                    shared.settings: the environment's settings
+│   ├── SecretError                      shared.secrets: (also Rejected) a secret no key opens
+│   ├── TemplateError                    shared.analysis.templating: a query template
+│   ├── UnknownJudgeError                shared.analysis.judges: (also KeyError)
+│   └── ProjectionOutdated               shared.projections.errors: a view older than its code
 ├── MessageError           a message that can never be handled (garbage, unknown type): dead letter
 │   ├── UnknownEventType
 │   └── EventTooLarge      an encoded event over the append cap: truncate at the source
-└── PlatformError          a cluster refused or failed an operation; names `Kind namespace/name`
-    ├── Forbidden          (also Rejected) RBAC or admission said no: fix permissions, no retry
-    ├── Invalid            (also Rejected) the object is malformed: fix the manifest, no retry
-    ├── NotFound           the object, its namespace or its kind does not exist
-    ├── ResourceConflict   the object changed underneath or another manager owns a field: re-read
-    ├── RolloutFailed      a workload did not become healthy within its progress deadline
-    └── PlatformUnavailable  (also Unavailable) cluster unreachable, timed out, 5xx: retry
+├── PlatformError          a cluster refused or failed an operation; names `Kind namespace/name`
+│   ├── Forbidden          (also Rejected) RBAC or admission said no: fix permissions, no retry
+│   ├── Invalid            (also Rejected) the object is malformed: fix the manifest, no retry
+│   ├── NotFound           the object, its namespace or its kind does not exist
+│   ├── ResourceConflict   the object changed underneath or another manager owns a field: re-read
+│   ├── RolloutFailed      a workload did not become healthy within its progress deadline
+│   └── PlatformUnavailable  (also Unavailable) cluster unreachable, timed out, 5xx: retry
+└── (leaves of one component, each handled where it is raised)
+    ├── LeaseLost                        shared.leases: another holder fenced this one out
+    ├── ClaimLost                        services.notifier.outbox: a delivery claim taken over
+    ├── BodyTooLarge                     shared.http: a request body over its limit (413)
+    ├── EgressRefused                    shared.egress: (also OSError) a connection not allowed
+    ├── OptionsError                     shared.executor.options: (also ValueError) bad options
+    ├── ProviderError                    shared.analysis.providers: a metrics provider failed
+    ├── SamplesEqualError                shared.analysis.stats: (also ValueError) no test possible
+    ├── _HandlerFailed                   shared.consumer: a batch's handler raised (internal)
+    ├── SelectionError                   shared.events.feed: (also ValueError) a bad subscription
+    ├── ErrorReply                       services.api.errors: an error answer with its status
+    ├── TooManyStreams                   services.api.limits: a key's stream slots are used up
+    ├── WebhookPayloadError              services.gitwatcher.webhooks: (also ValueError)
+    ├── StageFailed                      services.executor.stage_context: ends a stage as FAILURE
+    ├── ScriptUserError                  services.executor.script: (also RuntimeError)
+    ├── VariantError                     services.executor.variants: (also ValueError)
+    ├── _Transient                       services.planner.service: retry planning later
+    ├── ApiError                         slipway_cli.api_client: the API answered an error
+    ├── SandboxMissing                   slipway_cli.sandboxed: `up`/`demo` without the sandbox
+    ├── SandboxError                     slipway_sandbox.sandbox: (also RuntimeError)
+    └── DemoRepoError                    slipway_sandbox.demo_repo: (also RuntimeError)
 ```
 
-Adapters translate asyncpg / nats / kubernetes / httpx exceptions into this
-tree at the boundary (`raise … from exc`), so the core never sees them.
+A leaf keeps the standard base its callers already catch (`ValueError`, `OSError`, …)
+as a second base. Adapters translate asyncpg / nats / kubernetes / httpx exceptions into
+this tree at the boundary (`raise … from exc`), so the core never sees them.
 """
 
 from __future__ import annotations

@@ -13,10 +13,12 @@ import socket
 
 from aiohttp import web
 
+from shared.errors import SlipwayError
+
 __all__ = ["BodyTooLarge", "HttpServer", "RunningServer", "read_capped", "serve"]
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(SlipwayError):
     """A request body is larger than its endpoint takes (answer 413)."""
 
     def __init__(self, limit: int) -> None:

@@ -36,7 +36,7 @@ class LeaseScheduler(Generic[L]):
         leases: FencedLeases[L],
         *,
         start: Callable[[L, asyncio.Event], Coroutine[Any, Any, None]],
-        forget: Callable[[str], None] = lambda key: None,
+        forget: Callable[[str], None] = lambda _key: None,
         claim_interval_s: float,
         max_concurrent: int,
         backlog: Callable[[], Awaitable[int]] | None = None,

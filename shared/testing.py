@@ -1,19 +1,25 @@
-"""Helpers for tests of code built on Slipway's runtime: an event store in memory.
+"""Helpers for tests of code built on Slipway, in the spirit of `structlog.testing`.
+
+`wait_until` is how a test waits for something asynchronous to happen: it checks the
+thing itself (a stored event, a process's state, an HTTP answer) until it holds, and
+fails naming what never happened. A test never sleeps a guessed time instead.
 
 `InMemoryStore` keeps streams in a dict and answers `read_stream`, `append`
 and `stream_version` as `shared.eventlog.EventStore` does (the same checks,
 conflicts and idempotent retries), so a decider's shell can be unit-tested
-without PostgreSQL. `tests/unit/test_execute_contract.py` runs one suite over
+without PostgreSQL. `tests/integration/test_execute.py` runs one suite over
 both stores, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from shared.errors import ConcurrencyConflict, IdempotencyViolation
 from shared.eventlog.store import NO_STREAM
@@ -21,7 +27,51 @@ from shared.events.base import NewEvent, RecordedEvent
 from shared.events.codec import tag_of
 from shared.streams import check_stream_id
 
-__all__ = ["InMemoryAppendResult", "InMemoryStore"]
+__all__ = ["InMemoryAppendResult", "InMemoryStore", "wait_until"]
+
+T = TypeVar("T")
+
+
+POLL_INTERVAL_S = 0.02
+"""How often `wait_until` looks: short, since each look is cheap next to the waits it serves."""
+
+
+# Two overloads, so that mypy infers `T` from an async condition too (from the union
+# alone it infers `Never` for `Callable[[], Awaitable[bool]]`).
+@overload
+async def wait_until(
+    condition: Callable[[], Awaitable[T | None]],
+    within_s: float = ...,
+    what: str | Callable[[], str] = ...,
+) -> T: ...
+@overload
+async def wait_until(
+    condition: Callable[[], T | None],
+    within_s: float = ...,
+    what: str | Callable[[], str] = ...,
+) -> T: ...
+async def wait_until(
+    condition: Callable[[], T | Awaitable[T | None] | None],
+    within_s: float = 15.0,
+    what: str | Callable[[], str] = "condition",
+) -> T:
+    """Check `condition` (plain or async) until it gives a true value, and return that value.
+
+    An AssertionError naming `what` after `within_s`; `what` may be a function,
+    called then, to say how far it got.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            said = what() if callable(what) else what
+            raise AssertionError(f"{said}: not reached within {within_s:g} s")
+        await asyncio.sleep(POLL_INTERVAL_S)
 
 
 @dataclass(frozen=True)
@@ -47,7 +97,7 @@ class InMemoryStore:
         *,
         from_version: int = 0,
         limit: int | None = None,
-        conn: Any = None,
+        conn: Any = None,  # noqa: ARG002 - EventStore's interface: callers pass conn=
     ) -> list[RecordedEvent]:
         events = [e for e in self._streams.get(stream_id, []) if e.stream_version >= from_version]
         return events if limit is None else events[:limit]
@@ -62,7 +112,7 @@ class InMemoryStore:
         events: Sequence[NewEvent],
         *,
         expected_version: int | None,
-        conn: Any = None,
+        conn: Any = None,  # noqa: ARG002 - EventStore's interface: callers pass conn=
     ) -> InMemoryAppendResult:
         check_stream_id(stream_id)
         if not events:

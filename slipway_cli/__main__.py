@@ -1,3 +1,5 @@
+"""`python -m slipway_cli`: the `slipway` command without its console script."""
+
 import sys
 
 from slipway_cli import main

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _encrypt_by_api(text: str) -> Handler:
-    def handler(client: ApiClient, args: argparse.Namespace) -> int:
+    def handler(client: ApiClient, _args: argparse.Namespace) -> int:
         print(client.encrypt_secret(text))
         return 0
 

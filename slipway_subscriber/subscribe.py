@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Final, Protocol
 
 from slipway_subscriber.checkpoint import Checkpoint, State
@@ -29,7 +29,7 @@ class Source(Protocol):
 
 async def subscribe(
     source: Source, checkpoint: Checkpoint, *, recent_ids: int = DEFAULT_RECENT_IDS
-) -> AsyncIterator[Received]:
+) -> AsyncGenerator[Received, None]:
     """Every document of `source` after `checkpoint`'s state, once.
 
     A document is handled when the loop asks for the next one: only then

@@ -1,5 +1,11 @@
 """The test harness: real nats-server and PostgreSQL, started once per session.
 
+The tests are layered by folder (tests/README.md says which test goes where): `unit`,
+`property`, `integration`, `e2e`, `chaos`, `deploy`, `security`; each test is marked with
+its layer (`pytest -m unit`). The server fixtures here are session-scoped and lazy: only
+a test that asks for one starts it, so `pytest tests/unit` starts no server. What tests
+share that is not a fixture lives in `tests/support/`; no test module imports another.
+
 `SLIPWAY_TEST_NATS_URL` / `SLIPWAY_TEST_DATABASE_URL` point the suite at
 servers that are already running instead. Tests isolate themselves: each gets
 its own PostgreSQL schema and its own NATS subject prefix and stream names.
@@ -18,6 +24,10 @@ import asyncpg
 import nats
 import pytest
 from nats.aio.client import Client as NatsClient
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.relay.relay import Relay
 from shared.db import create_pool
@@ -32,9 +42,9 @@ from shared.events.catalog import default_registry
 from shared.messaging import ensure_event_stream
 from shared.subjects import Subjects
 from slipway_sandbox import NatsServer, PostgresServer
-from tests.git_helpers import WorkRepo
-from tests.relay_support import create_counts_table
 from tests.support import Backends
+from tests.support.git_helpers import WorkRepo
+from tests.support.relay import create_counts_table
 
 # The sandbox is a distribution of its own (tools/sandbox). pyproject's `pytest.pythonpath`
 # finds it for this process; the CLI and lint-imports subprocesses the tests start find it
@@ -43,6 +53,22 @@ _SANDBOX_SOURCE = str(Path(__file__).resolve().parents[1] / "tools" / "sandbox")
 os.environ["PYTHONPATH"] = os.pathsep.join(
     filter(None, [_SANDBOX_SOURCE, os.environ.get("PYTHONPATH")])
 )
+
+
+LAYERS = ("unit", "property", "integration", "e2e", "chaos", "deploy", "security")
+"""The folders of tests/, each also a marker (registered in pyproject.toml)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if not item.path.is_relative_to(_TESTS):
+            continue
+        layer = item.path.relative_to(_TESTS).parts[0]
+        if layer in LAYERS:
+            item.add_marker(getattr(pytest.mark, layer))
+
+
+_TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="session")
@@ -186,7 +212,7 @@ def script_scratch() -> Iterator[Path]:
 
 @pytest.fixture
 async def counts_table(database_url: str, schema: str) -> None:
-    """The table `tests.relay_support.counting_handler` writes to, in this test's schema."""
+    """The table `tests.support.relay.counting_handler` writes to, in this test's schema."""
     await create_counts_table(database_url, schema)
 
 
@@ -195,3 +221,16 @@ async def relay(app_database_url: str, schema: str, nc: NatsClient, subjects: Su
     """A relay of this test's schema into its own event stream (created here, before the test)."""
     await ensure_event_stream(nc.jetstream(), subjects)
     return Relay(database_url=app_database_url, schema=schema, js=nc.jetstream(), subjects=subjects)
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Every span this process ends while the test runs (the services' tracers are global)."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    exporter.shutdown()  # a provider cannot drop a processor: this one just stops keeping

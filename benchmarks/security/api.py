@@ -186,7 +186,7 @@ def _webhook_attacks() -> list[Attack]:
         body = b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'
         return body, _github_headers(_signed(target.webhook_secret, body))
 
-    def oversized_unsigned(target: Target) -> tuple[bytes, dict[str, str]]:
+    def oversized_unsigned(_target: Target) -> tuple[bytes, dict[str, str]]:
         return b"[" * (4 * 1024 * 1024), _github_headers("sha256=" + "0" * 64)
 
     def bad_signature(target: Target) -> tuple[bytes, dict[str, str]]:

@@ -249,7 +249,7 @@ def _reads(family: str, name: str, judge: Callable[[Scenario, Target], Outcome])
 _RAN = "SLIPWAY-SCRIPT-RAN"
 
 
-def _env_hidden(scenario: Scenario, target: Target) -> Outcome:
+def _env_hidden(scenario: Scenario, _target: Target) -> Outcome:
     if _RAN not in scenario.logs:
         return Outcome(False, "the script's output is not in the deployment's log: not judged")
     exposed = [
@@ -260,7 +260,7 @@ def _env_hidden(scenario: Scenario, target: Target) -> Outcome:
     return Outcome(not exposed, f"the script saw {exposed}" if exposed else "clean environment")
 
 
-def _huge_output_survived(scenario: Scenario, target: Target) -> Outcome:
+def _huge_output_survived(scenario: Scenario, _target: Target) -> Outcome:
     status = scenario.deployment.get("status")
     ran = "SLIPWAY-OUTPUT-RAN" in scenario.logs
     return Outcome(status == "SUCCESS" and ran, f"deployment {status}, script ran: {ran}")
@@ -274,7 +274,7 @@ def _secret_masked(scenario: Scenario, target: Target) -> Outcome:
 def _trap_untouched(spelling: str) -> Callable[[Scenario, Target], Outcome]:
     index = list(_SPELLINGS).index(spelling)
 
-    def judge(scenario: Scenario, target: Target) -> Outcome:
+    def judge(scenario: Scenario, _target: Target) -> Outcome:
         if f"https[{index}]" not in scenario.logs:
             return Outcome(False, f"the log never mentions check https[{index}]: not judged")
         hit = f"/{spelling}" in scenario.trap_hits
@@ -284,7 +284,7 @@ def _trap_untouched(spelling: str) -> Callable[[Scenario, Target], Outcome]:
 
 
 def _approval_refused(verb: str) -> Callable[[Scenario, Target], Outcome]:
-    def judge(scenario: Scenario, target: Target) -> Outcome:
+    def judge(scenario: Scenario, _target: Target) -> Outcome:
         # 403 (not an approver) or 409 (the request rules refuse it) both leave the stage waiting.
         status = scenario.approval_answers.get(verb, 0)
         return Outcome(status in (403, 409), f"HTTP {status}")

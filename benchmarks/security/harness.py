@@ -227,7 +227,12 @@ class Target:
     # --- the log -----------------------------------------------------------------------------
 
     async def wait_deployment(
-        self, application: str, *, after: float, within: float
+        self,
+        application: str,
+        *,
+        # Callers pass `after`; the newest deployment is the one the scenario just caused.
+        after: float,  # noqa: ARG002
+        within: float,  # callers pass it; the newest deployment is the one just caused
     ) -> dict[str, Any]:
         """The application's newest deployment once it has ended (or the last seen, on time-out)."""
         deadline = time.monotonic() + within

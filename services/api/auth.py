@@ -30,7 +30,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from services.api.errors import ApiError
+from services.api.errors import ErrorReply
 from shared.apikeys import (
     ApiKey,
     Role,
@@ -155,8 +155,8 @@ KEY_CACHE = web.AppKey("key_cache", KeyCache)
 """The auth middleware's cache, for requests that outlive one check (`key_still_live`)."""
 
 
-def _unauthorized(message: str) -> ApiError:
-    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+def _unauthorized(message: str) -> ErrorReply:
+    return ErrorReply(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -199,9 +199,9 @@ def api_key_auth(
             return await handler(request)  # no such route: let aiohttp's 404/405 answer
         needed = _ROLE_NEEDED.get(access) if access is not None else None
         if needed is None:
-            raise ApiError(403, "forbidden", "this route declares no access; denied by default")
+            raise ErrorReply(403, "forbidden", "this route declares no access; denied by default")
         if not role_allows(key.role, needed):
-            raise ApiError(
+            raise ErrorReply(
                 403,
                 "forbidden",
                 f"the key {key.name!r} has the role {key.role}; this needs {needed} or above",

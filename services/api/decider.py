@@ -14,8 +14,8 @@ Two kinds of stream, both owned by the api service:
 Nothing here awaits, reads a clock, makes an id or logs: ids (and, later,
 times) arrive inside the commands, so a decision can be replayed exactly.
 Refusals are raised as `Rejected` subclasses that say which HTTP answer fits
-them: `Invalid` (the command is malformed; names the field), `NotFound`,
-`Conflict` (the current state forbids it).
+them: `InvalidCommand` (the command is malformed; names the field), `TargetNotFound`,
+`StateConflict` (the current state forbids it).
 """
 
 from __future__ import annotations
@@ -63,16 +63,16 @@ __all__ = [
     "RULES",
     "Application",
     "Command",
-    "Conflict",
     "DeleteApplication",
     "DisableApplication",
     "EnableApplication",
-    "Invalid",
+    "InvalidCommand",
     "NameHolder",
-    "NotFound",
     "RegisterApplication",
     "RequestSync",
     "ReserveName",
+    "StateConflict",
+    "TargetNotFound",
     "check_registration",
     "decide",
     "decide_claim",
@@ -125,7 +125,7 @@ _PATTERNS: Final = {
 # --- refusals -----------------------------------------------------------------------------
 
 
-class Invalid(Rejected):
+class InvalidCommand(Rejected):
     """The command is malformed: `field` says which part."""
 
     def __init__(self, field: str, message: str) -> None:
@@ -133,11 +133,11 @@ class Invalid(Rejected):
         super().__init__(message)
 
 
-class NotFound(Rejected):
+class TargetNotFound(Rejected):
     """The command is about an application that does not exist."""
 
 
-class Conflict(Rejected):
+class StateConflict(Rejected):
     """The current state forbids the command; `code` says which rule, for clients to branch on."""
 
     def __init__(
@@ -199,7 +199,8 @@ class ReserveName(msgspec.Struct, frozen=True, kw_only=True):
 def decide(state: Application | None, command: Command) -> Sequence[Event]:
     """The events that carry out `command` on `state` (none when it is already done).
 
-    Raises `Invalid`, `NotFound` or `Conflict` when the command cannot be carried out.
+    Raises `InvalidCommand`, `TargetNotFound` or `StateConflict` when the command cannot be
+    carried out.
     Disabling a disabled application (or enabling an enabled one) decides
     nothing, so a retried request is harmless.
     """
@@ -207,7 +208,7 @@ def decide(state: Application | None, command: Command) -> Sequence[Event]:
         case RegisterApplication():
             check_registration(command)
             if state is not None:
-                raise Conflict(
+                raise StateConflict(
                     "already_registered",
                     f"application {command.application_id} is already registered",
                     application_id=command.application_id,
@@ -242,10 +243,10 @@ def decide(state: Application | None, command: Command) -> Sequence[Event]:
             try:
                 strategy = Strategy(command.strategy)
             except ValueError:
-                raise Invalid("strategy", f"strategy must be {RULES['strategy']}") from None
+                raise InvalidCommand("strategy", f"strategy must be {RULES['strategy']}") from None
             app = _existing(state, command.application_id)
             if app.disabled:
-                raise Conflict(
+                raise StateConflict(
                     "application_disabled",
                     f"application {app.name} is disabled: enable it before syncing",
                     application_id=app.application_id,
@@ -261,24 +262,26 @@ def decide(state: Application | None, command: Command) -> Sequence[Event]:
 
 
 def check_registration(command: RegisterApplication) -> None:
-    """Raise `Invalid` naming the first field of `command` that breaks its rule."""
+    """Raise `InvalidCommand` naming the first field of `command` that breaks its rule."""
     for field, pattern in _PATTERNS.items():
         value: str = getattr(command, field)
         if not pattern.fullmatch(value) or (field == "path" and len(value) > MAX_PATH_LENGTH):
-            raise Invalid(field, f"{field} {value!r} is not valid: {RULES[field]}")
+            raise InvalidCommand(field, f"{field} {value!r} is not valid: {RULES[field]}")
     if len(command.labels) > MAX_LABELS:
-        raise Invalid("labels", f"too many labels ({len(command.labels)}): {RULES['labels']}")
+        raise InvalidCommand(
+            "labels", f"too many labels ({len(command.labels)}): {RULES['labels']}"
+        )
     keys = [key for key, _ in command.labels]
     if len(set(keys)) != len(keys):
-        raise Invalid("labels", "a label key appears more than once")
+        raise InvalidCommand("labels", "a label key appears more than once")
     for key, value in command.labels:
         if not is_valid_label(key, value):
-            raise Invalid("labels", f"label {key}={value} is not valid: {RULES['labels']}")
+            raise InvalidCommand("labels", f"label {key}={value} is not valid: {RULES['labels']}")
 
 
 def _existing(state: Application | None, application_id: str) -> Application:
     if state is None:
-        raise NotFound(f"no application {application_id}")
+        raise TargetNotFound(f"no application {application_id}")
     return state
 
 
@@ -304,11 +307,11 @@ def evolve_name(state: NameHolder | None, event: Event) -> NameHolder | None:
 
 
 def decide_name(state: NameHolder | None, command: ReserveName) -> Sequence[Event]:
-    """Reserve a free name; `Conflict("name_taken")` naming the holder otherwise."""
+    """Reserve a free name; `StateConflict("name_taken")` naming the holder otherwise."""
     if not _PATTERNS["name"].fullmatch(command.name):
-        raise Invalid("name", f"name {command.name!r} is not valid: {RULES['name']}")
+        raise InvalidCommand("name", f"name {command.name!r} is not valid: {RULES['name']}")
     if state is not None:
-        raise Conflict(
+        raise StateConflict(
             "name_taken",
             f"an application named {command.name} already exists ({state.application_id})",
             application_id=state.application_id,
@@ -320,10 +323,10 @@ def decide_name(state: NameHolder | None, command: ReserveName) -> Sequence[Even
 
 
 def decide_claim(state: NameHolder | None, command: RegisterApplication) -> Sequence[Event]:
-    """Claim the registration's config file; `Conflict("config_taken")` naming the holder."""
+    """Claim the registration's config file; `StateConflict("config_taken")` naming the holder."""
     where = f"{command.repository_id}:{command.path}/{command.config_filename}"
     if state is not None and state.application_id != command.application_id:
-        raise Conflict(
+        raise StateConflict(
             "config_taken",
             f"path {command.path!r} with config_filename {command.config_filename!r} is "
             f"already deployed by application {state.application_id} ({where}): one "

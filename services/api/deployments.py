@@ -8,8 +8,8 @@ The API appends three requests to it that the executor consumes:
 The fold and the rules for those requests are `shared.deployments`, the ones
 the executor's decider applies, so a request the executor would ignore is
 refused here at once. What is the API's own is the answer: a deployment that
-does not exist is a 404 (`NotFound`), a refused request a 409
-(`Conflict("refused")`) naming the application.
+does not exist is a 404 (`TargetNotFound`), a refused request a 409
+(`StateConflict("refused")`) naming the application.
 
 Nothing here awaits or reads a clock.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from services.api.decider import Conflict, NotFound
+from services.api.decider import StateConflict, TargetNotFound
 from shared import deployments
 from shared.deployments import Deployment
 from shared.errors import Rejected
@@ -90,8 +90,10 @@ def _answer(
 ) -> list[Event]:
     """The request's events, with its refusals as the API answers them (404, 409)."""
     if view is None:
-        raise NotFound(f"no deployment {deployment_id!r}")
+        raise TargetNotFound(f"no deployment {deployment_id!r}")
     try:
         return request(view)
     except Rejected as exc:
-        raise Conflict("refused", str(exc), application_id=view.application_id or None) from exc
+        raise StateConflict(
+            "refused", str(exc), application_id=view.application_id or None
+        ) from exc

@@ -1,18 +1,18 @@
-"""How failures become answers: `ApiError`, and the translation of the error tree into HTTP.
+"""How failures become answers: `ErrorReply`, and the translation of the error tree into HTTP.
 
 Every error answer has the body `{"error": {"code", "message", "field"?}}`
 (`schemas.ErrorBody`):
 
-| raised                                   | status | code                          |
-|------------------------------------------|--------|-------------------------------|
-| `ApiError`                               | its own                                |
-| `decider.Invalid` (names the field)      | 400    | `invalid_request`             |
-| `decider.NotFound`                       | 404    | `not_found`                   |
-| `decider.Conflict`                       | 409    | its code (`name_taken`, …)    |
-| `ConcurrencyConflict` (retries used up)  | 409    | `conflict`                    |
-| `Unavailable`                            | 503    | `unavailable` + `Retry-After` |
-| aiohttp's own (no route, wrong method)   | its own| `not_found`, …                |
-| anything else: a bug, logged once        | 500    | `internal`                    |
+| raised                                       | status  | code                          |
+|----------------------------------------------|---------|-------------------------------|
+| `ErrorReply`                                 | its own | its own                       |
+| `decider.InvalidCommand` (names the field)   | 400     | `invalid_request`             |
+| `decider.TargetNotFound`                     | 404     | `not_found`                   |
+| `decider.StateConflict`                      | 409     | its code (`name_taken`, …)    |
+| `ConcurrencyConflict` (retries used up)      | 409     | `conflict`                    |
+| `Unavailable`                                | 503     | `unavailable` + `Retry-After` |
+| aiohttp's own (no route, wrong method)       | its own | `not_found`, …                |
+| anything else: a bug, logged once            | 500     | `internal`                    |
 
 A 5xx answer carries the request's id (`error.request_id`, also the
 `X-Request-Id` header), and the error is logged once with that id; its
@@ -30,13 +30,13 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from services.api.decider import RULES, Conflict, Invalid, NotFound
+from services.api.decider import RULES, InvalidCommand, StateConflict, TargetNotFound
 from services.api.middleware import REQUEST_ID
 from services.api.schemas import ErrorBody, ErrorCode, ErrorDetail
-from shared.errors import ConcurrencyConflict, Unavailable
+from shared.errors import ConcurrencyConflict, SlipwayError, Unavailable
 from shared.logs import get_logger
 
-__all__ = ["ApiError", "error_middleware", "error_response", "validation_error"]
+__all__ = ["ErrorReply", "error_middleware", "error_response", "validation_error"]
 
 log = get_logger(__name__)
 
@@ -55,7 +55,7 @@ _RULE_BROKEN: Final = re.compile(r"matching regex|of length|length [<>]=")
 _HTTP_CODES: Final[Mapping[int, ErrorCode]] = {404: "not_found", 405: "method_not_allowed"}
 
 
-class ApiError(Exception):
+class ErrorReply(SlipwayError):
     """An answer other than success, raised anywhere below a handler."""
 
     def __init__(
@@ -76,7 +76,7 @@ class ApiError(Exception):
         super().__init__(message)
 
 
-def error_response(error: ApiError, request_id: str | None = None) -> web.Response:
+def error_response(error: ErrorReply, request_id: str | None = None) -> web.Response:
     """The answer for `error`; a 5xx also names `request_id` (for finding it in the log)."""
     if error.status >= 500 and request_id is not None:
         error.detail = msgspec.structs.replace(error.detail, request_id=request_id)
@@ -88,7 +88,7 @@ def error_response(error: ApiError, request_id: str | None = None) -> web.Respon
     )
 
 
-def validation_error(exc: msgspec.ValidationError, *, prefix: str = "") -> ApiError:
+def validation_error(exc: msgspec.ValidationError, *, prefix: str = "") -> ErrorReply:
     """A 400 naming the field msgspec found at fault (dotted, under `prefix`)."""
     message = str(exc)
     path = ""
@@ -103,7 +103,7 @@ def validation_error(exc: msgspec.ValidationError, *, prefix: str = "") -> ApiEr
         message = f"{field} is not valid: {rule}"
     elif field is not None:
         message = f"{field}: {message}"
-    return ApiError(400, "invalid_request", message, field=field)
+    return ErrorReply(400, "invalid_request", message, field=field)
 
 
 @web.middleware
@@ -111,24 +111,26 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     request_id = request.get(REQUEST_ID)
     try:
         return await handler(request)
-    except ApiError as exc:
+    except ErrorReply as exc:
         return error_response(exc, request_id)
-    except Invalid as exc:
-        return error_response(ApiError(400, "invalid_request", str(exc), field=exc.field))
-    except NotFound as exc:
-        return error_response(ApiError(404, "not_found", str(exc)))
-    except Conflict as exc:
-        return error_response(ApiError(409, exc.code, str(exc), application_id=exc.application_id))
+    except InvalidCommand as exc:
+        return error_response(ErrorReply(400, "invalid_request", str(exc), field=exc.field))
+    except TargetNotFound as exc:
+        return error_response(ErrorReply(404, "not_found", str(exc)))
+    except StateConflict as exc:
+        return error_response(
+            ErrorReply(409, exc.code, str(exc), application_id=exc.application_id)
+        )
     except ConcurrencyConflict as exc:
         return error_response(
-            ApiError(409, "conflict", f"too many concurrent changes, try again: {exc}")
+            ErrorReply(409, "conflict", f"too many concurrent changes, try again: {exc}")
         )
     except Unavailable as exc:
         # The cause (a driver's text) goes to the log only, under the request's id.
         log.warning("request_unavailable", error=str(exc))
         message = "a dependency (database or messaging) is unavailable; retry shortly"
         return error_response(
-            ApiError(503, "unavailable", message, headers={"Retry-After": RETRY_AFTER_S}),
+            ErrorReply(503, "unavailable", message, headers={"Retry-After": RETRY_AFTER_S}),
             request_id,
         )
     except web.HTTPException as exc:
@@ -136,10 +138,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         code = _HTTP_CODES.get(exc.status, "invalid_request")
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
-        return error_response(ApiError(exc.status, code, exc.reason, headers=headers))
+        return error_response(ErrorReply(exc.status, code, exc.reason, headers=headers))
     # The top of request handling: a bug is logged once with its traceback and
     # answered as such, without the details that would leak internals.
     except Exception:
         log.exception("request_crashed", method=request.method, path=request.path)
         message = f"internal error; the API's log has it under request id {request_id}"
-        return error_response(ApiError(500, "internal", message), request_id)
+        return error_response(ErrorReply(500, "internal", message), request_id)

@@ -13,6 +13,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Final
 
+from shared.errors import SlipwayError
+
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_STREAMS_PER_KEY", "StreamSlots", "TooManyStreams"]
 
 DEFAULT_MAX_BODY_BYTES: Final = 256 * 1024
@@ -23,7 +25,7 @@ DEFAULT_STREAMS_PER_KEY: Final = 4
 """Enough for a person following a few deployments in several terminals."""
 
 
-class TooManyStreams(Exception):
+class TooManyStreams(SlipwayError):
     """The key holds its limit of streams already."""
 
 

@@ -21,7 +21,7 @@ import asyncpg
 import msgspec
 
 from services.api import resources
-from services.api.errors import RETRY_AFTER_S, ApiError
+from services.api.errors import RETRY_AFTER_S, ErrorReply
 from services.api.schemas import ApplicationResource
 from shared.db import unavailable_on_disconnect
 from shared.errors import Unavailable
@@ -179,7 +179,7 @@ async def wait_for_position(pool: asyncpg.Pool, position: int, *, timeout_s: flo
     if last is None or position > last:
         # Positions come from answered writes, whose events are committed: one past
         # the log's end was never answered to anyone, and waiting would not help.
-        raise ApiError(
+        raise ErrorReply(
             400,
             "invalid_request",
             f"min_position {position} is beyond the log's last position ({last or 0})",
@@ -191,7 +191,7 @@ async def wait_for_position(pool: asyncpg.Pool, position: int, *, timeout_s: flo
             if await pool.fetchval(_REACHED, PROJECTION, position):
                 return
         if time.monotonic() >= deadline:
-            raise ApiError(
+            raise ErrorReply(
                 503,
                 "projection_lagging",
                 f"the {PROJECTION} projection has not reached position {position} within "

@@ -21,9 +21,9 @@ import posixpath
 from collections.abc import Iterable
 from typing import Final
 
-from services.api.decider import Invalid
+from services.api.decider import InvalidCommand
 from services.api.deps import Deps
-from services.api.errors import ApiError
+from services.api.errors import ErrorReply
 from services.api.schemas import RegisterApplicationRequest
 from shared.applications import Application
 from shared.config import is_application_config_name
@@ -37,12 +37,12 @@ _MAX_NAMED: Final = 5
 
 
 async def check_registration_target(api: Deps, body: RegisterApplicationRequest) -> None:
-    """Raise `Invalid` (400, naming the field) when `body` could never be deployed."""
+    """Raise `InvalidCommand` (400, naming the field) when `body` could never be deployed."""
     control = api.plan_preview
     if control is None:
         return
     if body.repository_id not in control.repositories:
-        raise Invalid(
+        raise InvalidCommand(
             "repository_id",
             f"repository_id {body.repository_id!r} is not in the API's control config "
             f"(known: {_known(control.repositories)}): nothing would watch it",
@@ -53,7 +53,7 @@ async def check_registration_target(api: Deps, body: RegisterApplicationRequest)
                 body.platform_provider, {name: name for name in control.platform_providers}
             )
         except ConfigError as exc:
-            raise Invalid("platform_provider", f"platform_provider: {exc}") from exc
+            raise InvalidCommand("platform_provider", f"platform_provider: {exc}") from exc
     if body.verify:
         await _check_config_at_head(api, body)
 
@@ -79,7 +79,7 @@ async def _check_config_at_head(api: Deps, body: RegisterApplicationRequest) -> 
         if posixpath.dirname(p) == body.path and is_application_config_name(posixpath.basename(p))
     )[:_MAX_NAMED]
     hint = f" (the directory has {', '.join(found)}: set config_filename)" if found else ""
-    raise Invalid(
+    raise InvalidCommand(
         "path",
         f"no application config {config_path!r} at the head of {branch or 'main'} "
         f"({head[:8]}) of repository {body.repository_id}{hint}; register with verify: false "
@@ -94,7 +94,7 @@ def check_syncable(api: Deps, app: Application) -> None:
     """
     control = api.plan_preview
     if control is not None and app.repository_id not in control.repositories:
-        raise ApiError(
+        raise ErrorReply(
             409,
             "repository_not_watched",
             f"application {app.name} cannot be synced: its repository {app.repository_id!r} "
@@ -104,16 +104,16 @@ def check_syncable(api: Deps, app: Application) -> None:
         )
 
 
-def git_failure(remote: str, exc: GitError) -> ApiError:
+def git_failure(remote: str, exc: GitError) -> ErrorReply:
     """The answer when a control-config repository cannot be read: 503 if it may pass, else 400."""
     if exc.kind in ("unreachable", "auth"):
-        return ApiError(
+        return ErrorReply(
             503,
             "unavailable",
             f"cannot fetch {redact(remote)}: {exc.reason}",
             headers={"Retry-After": "5"},
         )
-    return ApiError(400, "invalid_request", f"git: {exc.reason}")
+    return ErrorReply(400, "invalid_request", f"git: {exc.reason}")
 
 
 def _config_path(body: RegisterApplicationRequest) -> str:

@@ -5,7 +5,7 @@ stream, fold it, decide, append with the version that was read), one per
 stream the command writes. A `ConcurrencyConflict`
 (another writer got there first) starts a fresh attempt, which sees the
 other write and decides again; that is also how the loser of two concurrent
-registrations of one name ends up with `Conflict("name_taken")`.
+registrations of one name ends up with `StateConflict("name_taken")`.
 
 The events appended are read back inside the same transaction, so callers
 get them as recorded (positions, `recorded_at`) to answer from, without
@@ -31,9 +31,9 @@ from services.api.decider import (
     Command,
     DeleteApplication,
     NameHolder,
-    NotFound,
     RegisterApplication,
     ReserveName,
+    TargetNotFound,
     check_registration,
     evolve_name,
 )
@@ -130,7 +130,7 @@ class ApplicationCommands:
         return await self._attempts("delete application", attempt)
 
     async def resolve(self, ref: str) -> str:
-        """The id of the application whose id or name is `ref`; `NotFound` if there is none.
+        """The id of the application whose id or name is `ref`; `TargetNotFound` if there is none.
 
         Strongly consistent (it reads the log, not a projection), so a command
         can name an application registered a moment ago.
@@ -144,7 +144,7 @@ class ApplicationCommands:
             _, holder = await self._name_holder(name_stream(ref))
             if holder is not None:
                 return holder.application_id
-        raise NotFound(f"no application with the id or name {ref!r}")
+        raise TargetNotFound(f"no application with the id or name {ref!r}")
 
     async def _attempts(
         self, what: str, attempt: Callable[[Connection], Awaitable[Outcome]]

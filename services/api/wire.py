@@ -9,7 +9,7 @@ import msgspec
 from aiohttp import web
 
 from services.api.deps import deps
-from services.api.errors import ApiError, validation_error
+from services.api.errors import ErrorReply, validation_error
 from shared.http import BodyTooLarge, read_capped
 
 __all__ = [
@@ -40,17 +40,17 @@ async def read_body(request: web.Request, type_: type[T], *, optional: bool = Fa
     try:
         raw = await read_capped(request, limit)
     except BodyTooLarge as exc:
-        raise ApiError(413, "payload_too_large", str(exc)) from None
+        raise ErrorReply(413, "payload_too_large", str(exc)) from None
     if not raw.strip():
         if not optional:
-            raise ApiError(400, "invalid_json", "the request needs a JSON object as its body")
+            raise ErrorReply(400, "invalid_json", "the request needs a JSON object as its body")
         raw = b"{}"
     try:
         return msgspec.json.decode(raw, type=type_)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from exc
     except msgspec.DecodeError as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+        raise ErrorReply(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
 
 
 def json_response(
@@ -68,16 +68,16 @@ def query_str(request: web.Request, name: str, *, max_length: int = 256) -> str 
     """The query parameter `name` (at most once), or None when absent."""
     values = request.query.getall(name, [])
     if len(values) > 1:
-        raise ApiError(400, "invalid_request", f"{name} may be given once", field=name)
+        raise ErrorReply(400, "invalid_request", f"{name} may be given once", field=name)
     if not values:
         return None
     if len(values[0]) > max_length:
-        raise ApiError(
+        raise ErrorReply(
             400, "invalid_request", f"{name} is longer than {max_length} characters", field=name
         )
     if "\x00" in values[0]:
         # PostgreSQL text cannot hold NUL, and no name or id contains one.
-        raise ApiError(400, "invalid_request", f"{name} contains a NUL character", field=name)
+        raise ErrorReply(400, "invalid_request", f"{name} contains a NUL character", field=name)
     return values[0]
 
 
@@ -91,7 +91,7 @@ def query_int(request: web.Request, name: str, *, ge: int, le: int = MAX_INT) ->
         value = None
     if value is None or value < ge or value > le:
         bounds = f"from {ge} to {le}"
-        raise ApiError(400, "invalid_request", f"{name} must be an integer {bounds}", field=name)
+        raise ErrorReply(400, "invalid_request", f"{name} must be an integer {bounds}", field=name)
     return value
 
 
@@ -103,7 +103,7 @@ def query_bool(request: web.Request, name: str) -> bool | None:
         return True
     if raw.lower() in _FALSE:
         return False
-    raise ApiError(400, "invalid_request", f"{name} must be true or false", field=name)
+    raise ErrorReply(400, "invalid_request", f"{name} must be true or false", field=name)
 
 
 def query_labels(request: web.Request, name: str = "label") -> dict[str, str]:
@@ -111,14 +111,14 @@ def query_labels(request: web.Request, name: str = "label") -> dict[str, str]:
     labels: dict[str, str] = {}
     for item in request.query.getall(name, []):
         if "\x00" in item:
-            raise ApiError(400, "invalid_request", f"{name} contains a NUL character", field=name)
+            raise ErrorReply(400, "invalid_request", f"{name} contains a NUL character", field=name)
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ApiError(
+            raise ErrorReply(
                 400, "invalid_request", f"{name} must look like key=value, not {item!r}", field=name
             )
         if labels.get(key, value) != value:
-            raise ApiError(
+            raise ErrorReply(
                 400, "invalid_request", f"{name} gives two values for {key!r}", field=name
             )
         labels[key] = value

@@ -1,0 +1,1 @@
+"""The drift service: live-state drift detection and cascade deletion (README.md)."""

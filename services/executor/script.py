@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Final
 
 from services.executor import reaper
+from shared.errors import SlipwayError
 from shared.redaction import redact
 
 __all__ = [
@@ -240,7 +241,7 @@ class ScriptOutcome:
     tail: tuple[str, ...]
 
 
-class ScriptUserError(RuntimeError):
+class ScriptUserError(SlipwayError, RuntimeError):
     """The account scripts should run as cannot be used (missing, or root itself)."""
 
 

@@ -23,7 +23,7 @@ from shared.deploysource import (
     load_deploy_source,
     register_secrets,
 )
-from shared.errors import ConfigError
+from shared.errors import ConfigError, SlipwayError
 from shared.eventlog import EventStore
 from shared.git import GitCache, GitError
 from shared.platform import AppliedResource, KubernetesPlatform
@@ -39,7 +39,7 @@ class StageResult:
     reason: str = ""
 
 
-class StageFailed(Exception):
+class StageFailed(SlipwayError):
     """Ends a stage as FAILURE with `reason` (raised inside an executor, caught by `run_stage`)."""
 
 

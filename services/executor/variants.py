@@ -29,6 +29,7 @@ import yaml
 from shared.config.application import K8sResourcePatch, K8sResourceReference
 from shared.config.manifests import Manifest
 from shared.config.types import Replicas
+from shared.errors import SlipwayError
 
 __all__ = [
     "DEFAULT_VARIANT_LABEL",
@@ -43,7 +44,7 @@ DEFAULT_VARIANT_LABEL: Final = "pipecd.dev/variant"
 _PATH_PART: Final = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]|\[\"([^\"]+)\"\]|\['([^']+)'\]")
 
 
-class VariantError(ValueError):
+class VariantError(SlipwayError, ValueError):
     """The variant cannot be made from these manifests; the message says why."""
 
 

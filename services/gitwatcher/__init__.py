@@ -1,0 +1,1 @@
+"""The gitwatcher: records new commits of watched branches, triggers deployments (README.md)."""

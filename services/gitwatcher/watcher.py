@@ -144,7 +144,8 @@ class RepositoryWatcher:
                 delay = await self._poll_guarded(self._take_source())
                 await self._idle(stop, delay)
 
-    async def run_once(self, stop: asyncio.Event) -> None:
+    # run(stop)'s shape, for burst mode: one poll, so nothing to stop.
+    async def run_once(self, stop: asyncio.Event) -> None:  # noqa: ARG002
         """Burst mode: one poll, then return."""
         with bound_contextvars(repository_id=self.spec.repository_id):
             await self._poll_guarded(self._take_source())

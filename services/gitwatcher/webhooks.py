@@ -24,6 +24,8 @@ from urllib.parse import unquote, urlsplit
 
 import msgspec
 
+from shared.errors import SlipwayError
+
 __all__ = [
     "Provider",
     "PushEvent",
@@ -48,7 +50,7 @@ _ZERO_COMMIT: Final = "0" * 40
 _decoder = msgspec.json.Decoder()
 
 
-class WebhookPayloadError(ValueError):
+class WebhookPayloadError(SlipwayError, ValueError):
     """The body is not the JSON push payload the provider documents."""
 
 

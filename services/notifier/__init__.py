@@ -1,0 +1,1 @@
+"""The notifier: tells people what happened, routed by the control config (README.md)."""

@@ -81,7 +81,7 @@ async def setup(runtime: ServiceRuntime[NotifierSettings]) -> Sequence[Component
         registry=runtime.metrics,
     )
 
-    async def wake_worker(event: RecordedEvent) -> None:
+    async def wake_worker(_event: RecordedEvent) -> None:
         worker.wake.set()
 
     consumer = events.consumer(

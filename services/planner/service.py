@@ -69,7 +69,7 @@ from services.planner.queue import lock_key
 from services.planner.sources import PlanSources, RepositoryRef
 from shared.aio import sleep_or_stop
 from shared.db import CONNECTION_ERRORS
-from shared.errors import ConfigError, Rejected, Unavailable
+from shared.errors import ConfigError, Rejected, SlipwayError, Unavailable
 from shared.eventlog import EventStore, deterministic_event_id
 from shared.eventlog.envelope import envelope
 from shared.eventlog.execute import execute
@@ -101,7 +101,7 @@ frees its application's queue. Its NATS filter is derived from these."""
 _SWEEP_TRANSIENT: Final[tuple[type[BaseException], ...]] = (Unavailable, *CONNECTION_ERRORS)
 
 
-class _Transient(Exception):
+class _Transient(SlipwayError):
     """Planning hit a transient failure (git unreachable); `cause` says which."""
 
     def __init__(self, cause: Unavailable) -> None:

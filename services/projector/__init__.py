@@ -1,0 +1,1 @@
+"""The projector: keeps the read models up to date with the log (README.md)."""

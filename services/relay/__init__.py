@@ -1,0 +1,1 @@
+"""The relay: publishes each committed event of the log to JetStream, once (README.md)."""

@@ -305,7 +305,7 @@ _FAILURE_IDS = uuid.UUID("5d0c7f3e-2b8e-4c51-9a0e-7d3f1c2b8a61")
 
 
 def _headers_size(headers: dict[str, str]) -> int:
-    """Bytes of `headers` on the wire: `NATS/1.0\\r\\n`, `key: value\\r\\n` each, `\\r\\n`."""
+    r"""Bytes of `headers` on the wire: `NATS/1.0\r\n`, `key: value\r\n` each, `\r\n`."""
     return 12 + sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
 
 

@@ -29,7 +29,7 @@ from opentelemetry.trace import Status, StatusCode
 from shared.answers import read_up_to
 from shared.config.control import AnalysisProvider
 from shared.egress import EgressRefused
-from shared.errors import ConfigError
+from shared.errors import ConfigError, SlipwayError
 
 __all__ = [
     "BODY_LIMIT",
@@ -70,7 +70,7 @@ ERROR_LIMIT: Final = 500
 as long as its answer."""
 
 
-class ProviderError(Exception):
+class ProviderError(SlipwayError):
     """The provider did not answer usefully; the text says why (for the stage log and the event).
 
     Capped at `ERROR_LIMIT` characters, whatever the provider sent.

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final, Literal
 
+from shared.errors import SlipwayError
+
 Alternative = Literal["LESS", "GREATER", "EITHER"]
 
 # go-moremath's MannWhitneyExactLimit and MannWhitneyTiesExactLimit.
@@ -44,7 +46,7 @@ EXACT_LIMIT: Final = 50
 TIES_EXACT_LIMIT: Final = 25
 
 
-class SamplesEqualError(ValueError):
+class SamplesEqualError(SlipwayError, ValueError):
     """All values of both samples are equal: no test (go-moremath's ErrSamplesEqual)."""
 
 

@@ -24,6 +24,7 @@ from typing import Final
 
 import msgspec
 
+from shared.errors import SlipwayError
 from shared.events.base import RecordedEvent
 from shared.events.catalog import default_registry
 from shared.events.outbound import Document, Format, needs_history, parse_format, render
@@ -39,7 +40,7 @@ _APPLICATION: Final = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _KEPT_STREAMS: Final = 512
 
 
-class SelectionError(ValueError):
+class SelectionError(SlipwayError, ValueError):
     """A subscription asked for something that is not there; `field` names which part."""
 
     def __init__(self, field: str, message: str) -> None:

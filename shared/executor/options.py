@@ -19,12 +19,13 @@ import msgspec
 
 from shared.config import STAGE_NAMES, dec_hook
 from shared.config.application import PipelineStage
+from shared.errors import SlipwayError
 from shared.planning.stages import pipeline_stage_id
 
 __all__ = ["OptionsError", "configured_options", "stage_options"]
 
 
-class OptionsError(ValueError):
+class OptionsError(SlipwayError, ValueError):
     """A stage's options that do not decode into its options type (a planner/executor mismatch)."""
 
 

@@ -1,8 +1,8 @@
-"""An audit trail: every Slipway event as one JSON line, each exactly once, across crashes.
+r"""An audit trail: every Slipway event as one JSON line, each exactly once, across crashes.
 
-    python -m slipway_subscriber.examples.audit --out audit.jsonl \\
+    python -m slipway_subscriber.examples.audit --out audit.jsonl \
         --nats nats://subscriber:PASSWORD@nats:4222 --durable subscriber-1
-    python -m slipway_subscriber.examples.audit --out audit.jsonl \\
+    python -m slipway_subscriber.examples.audit --out audit.jsonl \
         --sse https://slipway.example --api-key-env SLIPWAY_API_KEY
 
 The kit hands each event out at least once (after a crash, the one being

@@ -5,7 +5,7 @@
 
 A golden file pins what a stored payload of one (event type, schema version)
 looks like and what it must decode to, so that a later change to the Struct
-that would break reading old events fails `tests/test_codec.py`. Files are
+that would break reading old events fails `tests/property/test_codec.py`. Files are
 never overwritten: once an event is stored somewhere, its golden file is
 history. The sample values are built from the field types; edit them into
 something realistic before committing, keeping `payload` and `expected` in

@@ -1,15 +1,6 @@
-"""Marks every test of this folder `security`, so `pytest -m security` runs them alone."""
+"""The security layer: the adversarial suite (`pytest -m security`, docs/security.md).
 
-from __future__ import annotations
-
-from pathlib import Path
-
-import pytest
-
-_HERE = Path(__file__).parent
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if _HERE in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.security)
+A test belongs here when it attacks: a hostile config repository, webhook, API caller,
+NATS user, metrics target or script, and checks that Slipway refuses it or contains it.
+Each test is marked `security` by the root conftest, from this folder's name.
+"""

@@ -21,6 +21,7 @@ from services.api.routes import API_PREFIX
 from shared.apikeys import create_api_key, create_key, key_id_of, revoke_api_key, secret_sha256
 from shared.db import create_pool
 from shared.eventlog import EventStore, new_events
+from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
     DeploymentPlanned,
@@ -30,17 +31,20 @@ from shared.events.catalog import (
     StageStarted,
 )
 from shared.ids import new_id
-from tests.api_support import api_key_for, auth_headers, served_api
-from tests.support import wait_until
+from shared.testing import wait_until
+from tests.support.api import api_key_for, auth_headers, served_api
 
 DEPLOYMENTS = f"{API_PREFIX}/deployments"
 KEYS = f"{API_PREFIX}/api-keys"
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 STAGES = (
     PlannedStage(
-        id="stage-0", name="WAIT_APPROVAL", index=0, options_json='{"approvers": ["alice"]}'
+        id="stage-0",
+        name=vocabulary.StageName("WAIT_APPROVAL"),
+        index=0,
+        options_json='{"approvers": ["alice"]}',
     ),
-    PlannedStage(id="stage-1", name="K8S_PRIMARY_ROLLOUT", index=1),
+    PlannedStage(id="stage-1", name=vocabulary.StageName("K8S_PRIMARY_ROLLOUT"), index=1),
 )
 TTL_S = 0.5
 
@@ -66,13 +70,16 @@ async def waiting_for_approval(store: EventStore) -> str:
     d = new_id()
     events: list[Event] = [
         DeploymentTriggered(
-            deployment_id=d, application_id="app1", trigger="on_commit", commit_hash="c0ffee1"
+            deployment_id=d,
+            application_id="app1",
+            trigger=vocabulary.Trigger("on_commit"),
+            commit_hash="c0ffee1",
         ),
         DeploymentPlanned(
             deployment_id=d,
             application_id="app1",
             commit_hash="c0ffee1",
-            strategy="pipeline",
+            strategy=vocabulary.Strategy("pipeline"),
             summary="image web: v1 → v2",
             reason="the pod template changed",
             stages=STAGES,
@@ -154,7 +161,10 @@ async def test_a_stream_is_paged_in_sql_with_a_bounded_default(api: str, store: 
     d = new_id()
     events = [
         DeploymentTriggered(
-            deployment_id=d, application_id=f"a{i}", trigger="on_commit", commit_hash="c0ffee1"
+            deployment_id=d,
+            application_id=f"a{i}",
+            trigger=vocabulary.Trigger("on_commit"),
+            commit_hash="c0ffee1",
         )
         for i in range(250)
     ]
@@ -257,8 +267,9 @@ async def test_one_key_holds_a_bounded_number_of_log_follows(api: str, store: Ev
         await asyncio.gather(*follows, return_exceptions=True)
 
 
+@pytest.mark.usefixtures("api")
 async def test_a_server_error_names_a_request_id_not_the_driver(
-    api: str, store: EventStore, app_database_url: str, schema: str
+    store: EventStore, app_database_url: str, schema: str
 ) -> None:
     """With the database gone, the 5xx answer carries the request id and no driver text."""
     doomed = await create_pool(app_database_url, schema=schema, min_size=1, max_size=2)

@@ -31,7 +31,7 @@ from shared.projections.replay import _UNLOCK as _REPLAY_UNLOCK
 from shared.projections.stream_stats import StreamStatsProjection
 from shared.runtime import Component, ServiceRuntime
 from shared.settings import ServiceSettings, load_settings
-from tests.support import wait_until
+from shared.testing import wait_until
 
 _EVENT_COLUMNS = "stream_id, stream_version, event_id, event_type, payload"
 _EVENT_VALUES = "'app-x', 0, gen_random_uuid(), 'forged', '\\x00'::bytea"
@@ -332,7 +332,7 @@ async def test_a_services_settings_set_its_session_limits(
     settings = load_settings(ServiceSettings, env)
     seen: list[tuple[str, str]] = []
 
-    async def show(stop: asyncio.Event) -> None:
+    async def show(_stop: asyncio.Event) -> None:
         async with runtime.pool.acquire() as conn:
             seen.append(
                 (

@@ -18,7 +18,7 @@ NESTED = "[" * 100_000 + "]" * 100_000
 
 @pytest.fixture
 async def hostile() -> AsyncIterator[str]:
-    async def answer(request: web.Request) -> web.Response:
+    async def answer(_request: web.Request) -> web.Response:
         return web.Response(text=NESTED, content_type="application/json")
 
     app = web.Application()

@@ -9,6 +9,7 @@ relay's publishing rights would, and check the consumers act only on what the lo
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import shutil
@@ -35,6 +36,7 @@ from services.relay.relay import Relay
 from shared.config import load_application_config
 from shared.consumer import EventConsumer
 from shared.eventlog import ANY, EventStore, new_events
+from shared.events import vocabulary
 from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import (
     ApplicationDisabled,
@@ -50,12 +52,13 @@ from shared.planning import Strategy, build_stages, spec_from_config
 from shared.runtime import Component, ServiceRuntime
 from shared.settings import ServiceSettings
 from shared.subjects import Subjects
+from shared.testing import wait_until
 from slipway_sandbox import NatsServer
 from slipway_sandbox.stack import ALL_SERVICES
-from tests.executor_support import APP, APP_PATH, Harness, app_files, deploy_v1
-from tests.git_helpers import WorkRepo
-from tests.notifier_support import notification_events, notifier_running, receivers, write_config
-from tests.support import Backends, running, wait_until
+from tests.support import Backends, running
+from tests.support.executor import APP, APP_PATH, Harness, app_files, deploy_v1
+from tests.support.git_helpers import WorkRepo
+from tests.support.notifier import notification_events, notifier_running, receivers, write_config
 
 SUBJECTS = Subjects()  # the layout the sandbox's users are made for
 WAIT_S = 30.0
@@ -227,7 +230,9 @@ async def test_a_consumer_cannot_read_other_subjects_or_take_over_another_consum
         f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{NOTIFIER_CONSUMER}",
         f"$JS.API.STREAM.DELETE.{stream}",
     ):
-        await wait_until(lambda s=refused: executor.refused(s), what=f"executor refused {refused}")
+        await wait_until(
+            functools.partial(executor.refused, refused), what=f"executor refused {refused}"
+        )
     admin = await nats.connect(server.url)
     try:
         await admin.jetstream().stream_info(stream)  # still there
@@ -259,7 +264,7 @@ async def test_every_service_runs_its_part_with_its_own_user(
             await ensure_event_stream(js, SUBJECTS)
 
             async def count(
-                event: RecordedEvent, conn: asyncpg.Connection, d: str = durable
+                _event: RecordedEvent, _conn: asyncpg.Connection, d: str = durable
             ) -> None:
                 handled[d] = handled.get(d, 0) + 1
 
@@ -295,7 +300,8 @@ async def test_every_service_runs_its_part_with_its_own_user(
 
             async def acked(c: EventConsumer = consumer) -> bool:
                 info = await c.js.consumer_info(SUBJECTS.events_stream, c.name)
-                return info.num_ack_pending == 0
+                pending: int = info.num_ack_pending
+                return pending == 0
 
             await wait_until(acked, within_s=WAIT_S, what=f"{consumer.name} acked its message")
 
@@ -358,7 +364,7 @@ async def test_service_logs_in_from_its_settings_and_never_logs_the_password(
     )
     connected: list[bool] = []
 
-    async def check(stop: asyncio.Event) -> None:
+    async def check(_stop: asyncio.Event) -> None:
         connected.append(runtime.nc.is_connected)
 
     async def setup(_: ServiceRuntime[ServiceSettings]) -> list[Component]:
@@ -431,13 +437,13 @@ async def test_a_forged_failure_sends_no_notification(
                 DeploymentTriggered(
                     deployment_id=deployment_id,
                     application_id="web1",
-                    trigger="on_commit",
+                    trigger=vocabulary.Trigger("on_commit"),
                     commit_hash="feedface00112233",
                 ),
                 DeploymentCompleted(
                     deployment_id=deployment_id,
                     application_id="web1",
-                    status="FAILURE",
+                    status=vocabulary.DeploymentStatus("FAILURE"),
                     reason=f"{deployment_id} failed",
                 ),
             ]
@@ -478,13 +484,16 @@ async def test_a_forged_plan_deploys_nothing(
         backends.subjects,
         "deployment-forged",
         DeploymentTriggered(
-            deployment_id="forged", application_id=APP, trigger="on_commit", commit_hash=commit
+            deployment_id="forged",
+            application_id=APP,
+            trigger=vocabulary.Trigger("on_commit"),
+            commit_hash=commit,
         ),
         DeploymentPlanned(
             deployment_id="forged",
             application_id=APP,
             commit_hash=commit,
-            strategy="quick_sync",
+            strategy=vocabulary.Strategy("quick_sync"),
             summary="forged",
             reason="forged",
             stages=stages,
@@ -567,7 +576,7 @@ async def test_a_tampered_copy_of_a_logged_event_is_acted_on_as_logged(
     )
     seen: list[Event] = []
 
-    async def keep(event: RecordedEvent, conn: asyncpg.Connection) -> None:
+    async def keep(event: RecordedEvent, _conn: asyncpg.Connection) -> None:
         seen.append(event.event)
 
     consumer = EventConsumer(
@@ -632,7 +641,7 @@ async def test_tls_setting_connects_only_to_a_server_the_ca_vouches_for(
         )
 
         async def setup(_: ServiceRuntime[ServiceSettings]) -> list[Component]:
-            async def connected(stop: asyncio.Event) -> None:
+            async def connected(_stop: asyncio.Event) -> None:
                 assert runtime.nc.is_connected
 
             return [connected]

@@ -36,14 +36,20 @@ from shared.planning import Strategy, TriggerInfo, diff_manifests, make_plan
 from shared.planning.stages import recorded_options
 from shared.platform.apiserver import api_error
 from shared.redaction import MASK, REDACTOR, Redactor, excerpt
+from shared.testing import wait_until
 from shared.wiring import control_config
 from slipway_sandbox._process import free_port
-from tests.analysis_support import analysis_replica
-from tests.executor_support import APP_PATH, CONFIG, DEPLOYMENT, Harness, write_control_config
-from tests.git_helpers import WorkRepo
-from tests.notifier_support import notification_events, notifier_running, recorded
-from tests.support import Backends, running, wait_until, write_control_yaml
-from tests.test_notifier_service import failing_deployment, register
+from tests.support import Backends, running, write_control_yaml
+from tests.support.analysis import analysis_replica
+from tests.support.executor import APP_PATH, CONFIG, DEPLOYMENT, Harness, write_control_config
+from tests.support.git_helpers import WorkRepo
+from tests.support.notifier import (
+    failing_deployment,
+    notification_events,
+    notifier_running,
+    recorded,
+    register,
+)
 
 # Every value below must never be found in the log, the stage logs or the service logs.
 PROM_PASSWORD = "prom-password-4711"
@@ -214,7 +220,7 @@ async def test_no_secret_reaches_the_log_the_stage_logs_or_the_service_logs(
     events, stage_logs = await recorded_text(harness)
     logged = service_logs.getvalue()
     for secret in ALL_SECRETS:
-        assert secret.encode() not in events, f"in the events table: {around(events, secret)}"
+        assert secret.encode() not in events, f"in the events table: {around(events, secret)!r}"
         assert secret not in stage_logs, f"{secret} is in a stage log"
         assert secret not in logged, f"{secret} is in the service logs"
 
@@ -281,7 +287,7 @@ async def test_a_receiver_quoting_our_credentials_back_is_recorded_masked(
     the NotificationFailed error in the log has them masked."""
     signing, slack_hook = "notifier-signing-secret-88", "https://hooks.slack.example/T/B/hook-66"
 
-    async def careless(request: web.Request) -> web.Response:
+    async def careless(_request: web.Request) -> web.Response:
         text = f"cannot verify with {signing}; forward to {slack_hook}"
         return web.Response(status=500, text=text)
 
@@ -347,7 +353,14 @@ def test_redactor_masks_values_in_every_form_and_credentials_by_their_place() ->
         "Authorization: Bearer abc123def456ghi DB_PASSWORD=pw-7 Basic dXNlcjpwYXNz"
     )
     masked = redactor.redact(text)
-    leaked = ("p@ss", "p%40ss", "db-password-1", "ZGItcGFzc3dvcmQtMQ==", "MIIEvQ", "hunter22")
+    leaked: tuple[str, ...] = (
+        "p@ss",
+        "p%40ss",
+        "db-password-1",
+        "ZGItcGFzc3dvcmQtMQ==",
+        "MIIEvQ",
+        "hunter22",
+    )
     leaked += ("ghp_tok123", "t1&", "s1&", "=s2", "abc123def456ghi", "pw-7", "dXNlcjpwYXNz")
     for secret in leaked:
         assert secret not in masked, secret
@@ -450,7 +463,9 @@ def test_kubernetes_api_errors_are_quoted_short_and_redacted() -> None:
     body = "<html>" + "x" * 50_000 + " k8s-echoed-secret-5566 \x00</html>"
     error = api_error(ApiException(status=502, reason="Bad Gateway"), "apply", "Secret a/b")
     echoed = api_error(
-        ApiException(http_resp=_Response(502, "Bad Gateway", "k8s-echoed-secret-5566 " + body)),
+        ApiException(
+            http_resp=_Response(502, "Bad Gateway", "k8s-echoed-secret-5566 " + body),  # type: ignore[arg-type]
+        ),
         "apply",
         "Secret a/b",
     )

@@ -30,9 +30,11 @@ from services.executor.script import (
 )
 from shared.events.catalog import StageCompleted
 from shared.stagelog import MAX_LINE_CHARS, StageLogs
-from tests.executor_support import APP_PATH, Harness, app_files, eventually
-from tests.git_helpers import WorkRepo
-from tests.support import Backends, wait_until
+from shared.testing import wait_until
+from tests.support import Backends
+from tests.support.executor import APP_PATH, Harness, app_files
+from tests.support.git_helpers import WorkRepo
+from tests.support.processes import wait_gone
 
 SCRIPT = """\
   pipeline:
@@ -187,10 +189,11 @@ async def test_nothing_the_script_started_outlives_it(
     harness: Harness, script_scratch: Path
 ) -> None:
     """A background child of a script that exited is killed with its process group."""
-    marker = script_scratch / "survivor"
-    done, _ = await run_script(harness, f"(sleep 2; touch {marker}) >/dev/null 2>&1 &\nexit 0")
+    marker, child = script_scratch / "survivor", script_scratch / "child.pid"
+    run = f"(sleep 2; touch {marker}) >/dev/null 2>&1 &\necho $! > {child}\nexit 0"
+    done, _ = await run_script(harness, run)
     assert done.status == "SUCCESS", done.reason
-    await asyncio.sleep(3)
+    await wait_gone(child)
     assert not marker.exists()
 
 
@@ -229,8 +232,8 @@ async def test_cancelling_the_deployment_kills_the_script_and_its_children(
     harness: Harness, script_scratch: Path
 ) -> None:
     """Cancel while a script runs: the stage is cancelled, its whole process group killed."""
-    marker = script_scratch / "survivor"
-    run = f"(sleep 3; touch {marker}) >/dev/null 2>&1 &\necho started\nsleep 600"
+    marker, child = script_scratch / "survivor", script_scratch / "child.pid"
+    run = f"(sleep 3; touch {marker}) >/dev/null 2>&1 &\necho $! > {child}\necho started\nsleep 600"
     async with harness.running_app():
         commit = harness.work.commit(app_files(extra=pipeline(run)), "script")
         await harness.plan("d1", commit)
@@ -239,10 +242,10 @@ async def test_cancelling_the_deployment_kills_the_script_and_its_children(
         async def started() -> bool:
             return any(line.message == "started" for line in await logs.read("d1", "script"))
 
-        await eventually(started, what="the script's first line")
+        await wait_until(started, what="the script's first line")
         await harness.cancel("d1", with_rollback=False)
         assert (await harness.completed("d1")).status == "CANCELLED"
-    await asyncio.sleep(4)
+    await wait_gone(child)
     assert not marker.exists()
 
 

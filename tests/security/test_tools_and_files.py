@@ -15,7 +15,7 @@ import os
 import stat
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,12 +41,12 @@ from shared.eventlog import EventStore
 from shared.events.catalog import DeploymentPlanFailed
 from shared.git import GitCache
 from shared.planning.preview import Preview, compute_preview
-from tests.api_support import auth_headers, served_api
-from tests.git_helpers import WorkRepo, git
-from tests.seed_repo import seed_files
 from tests.support import Backends, running
-from tests.test_plan_preview import plan_preview
-from tests.test_planner_service import APP, Harness, wait_for_event
+from tests.support.api import auth_headers, served_api
+from tests.support.cli import plan_preview
+from tests.support.git_helpers import WorkRepo, git
+from tests.support.planner import APP, Harness, wait_for_event
+from tests.support.seed_repo import seed_files
 
 APP_DIR = "account/dev"
 CONFIG = f"{APP_DIR}/.pipe.yaml"
@@ -515,9 +515,8 @@ def test_symlinked_analysis_template_is_refused(tmp_path: Path, outside: Outside
     outside.assert_never_seen(str(caught.value))
 
 
-async def test_symlinks_inside_the_repository_still_work(
-    work: WorkRepo, outside: Outside, tmp_path: Path
-) -> None:
+@pytest.mark.usefixtures("outside")
+async def test_symlinks_inside_the_repository_still_work(work: WorkRepo, tmp_path: Path) -> None:
     """A manifest and a kustomize base linked from elsewhere in the repository render."""
     manifests = (work.path / APP_DIR / "manifests.yaml").read_text().replace(":v1", ":v2")
     push(
@@ -601,7 +600,7 @@ def test_cli_plan_preview_leaks_nothing(work: WorkRepo, outside: Outside) -> Non
 
 
 @pytest.fixture
-def captured_logs() -> Iterator[list[dict[str, Any]]]:
+def captured_logs() -> Iterator[list[MutableMapping[str, Any]]]:
     with structlog.testing.capture_logs() as captured:
         yield captured
 

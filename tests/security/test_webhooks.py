@@ -22,8 +22,8 @@ from services.gitwatcher.service import Gitwatcher
 from services.gitwatcher.webhooks import github_signature
 from shared.eventlog import EventStore
 from shared.events.catalog import WebhookRejected
-from tests.git_helpers import WorkRepo
-from tests.gitwatcher_support import events_of, make_gitwatcher, seeded_repo, watched
+from tests.support.git_helpers import WorkRepo
+from tests.support.gitwatcher import events_of, make_gitwatcher, seeded_repo, watched
 
 SECRET = "It's a Secret to Everybody"
 CAP = 64 * 1024

@@ -8,7 +8,7 @@ from typing import Final
 from aiohttp import web
 
 from services.api.auth import Access, actor_of
-from services.api.decider import Conflict, NotFound
+from services.api.decider import StateConflict, TargetNotFound
 from services.api.deps import deps
 from services.api.routes import API_PREFIX, Answer, Route
 from services.api.routes.applications import metadata_of
@@ -45,7 +45,7 @@ async def create(request: web.Request) -> web.Response:
             metadata=metadata_of(request),
         )
     except KeyNameTaken as exc:
-        raise Conflict("name_taken", str(exc)) from exc
+        raise StateConflict("name_taken", str(exc)) from exc
     return json_response(
         CreatedApiKey(key=resource(key), secret=secret),
         status=201,
@@ -61,12 +61,12 @@ async def list_(request: web.Request) -> web.Response:
 async def revoke(request: web.Request) -> web.Response:
     key_id = request.match_info["key_id"]
     if not _KEY_ID.fullmatch(key_id):  # not an id: it cannot name a stream either
-        raise NotFound(f"no API key {key_id!r}")
+        raise TargetNotFound(f"no API key {key_id!r}")
     key = await revoke_api_key(
         deps(request).store, key_id, revoker=actor_of(request) or "", metadata=metadata_of(request)
     )
     if key is None:
-        raise NotFound(f"no API key {key_id!r}")
+        raise TargetNotFound(f"no API key {key_id!r}")
     return json_response(resource(key))
 
 

@@ -16,13 +16,13 @@ from services.api.decider import (
     DeleteApplication,
     DisableApplication,
     EnableApplication,
-    NotFound,
     RegisterApplication,
     RequestSync,
+    TargetNotFound,
     check_registration,
 )
 from services.api.deps import deps
-from services.api.errors import ApiError
+from services.api.errors import ErrorReply
 from services.api.middleware import REQUEST_ID
 from services.api.registration import check_registration_target, check_syncable
 from services.api.routes import API_PREFIX, Answer, Route
@@ -115,7 +115,7 @@ def _sync_states(request: web.Request) -> tuple[str, ...] | None:
     unknown = sorted(set(states) - set(SYNC_STATES))
     if unknown or not states:
         given = ", ".join(unknown) or "an empty value"
-        raise ApiError(
+        raise ErrorReply(
             400,
             "invalid_request",
             f"sync_state must be among {', '.join(SYNC_STATES)}, not {given}",
@@ -129,7 +129,7 @@ async def get(request: web.Request) -> web.Response:
     ref = request.match_info["application"]
     found = await reads.get_application(deps(request).pool, ref)
     if found is None:
-        raise NotFound(f"no application with the id or name {ref!r}")
+        raise TargetNotFound(f"no application with the id or name {ref!r}")
     return json_response(found)
 
 

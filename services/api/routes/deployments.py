@@ -15,9 +15,9 @@ from nats.errors import Error as NatsError
 
 from services.api import deployments as model
 from services.api.auth import PRINCIPAL, Access, actor_of, is_admin, key_still_live
-from services.api.decider import NotFound
+from services.api.decider import TargetNotFound
 from services.api.deps import Deps, deps
-from services.api.errors import ApiError
+from services.api.errors import ErrorReply
 from services.api.follow_hub import FOLLOW_HUB, FollowHub, Unsubscribe
 from services.api.limits import TooManyStreams
 from services.api.reads import application_names, view_query
@@ -123,7 +123,7 @@ async def get(request: web.Request) -> web.Response:
     deployment_id = await _resolve(api, request.match_info["deployment"])
     view = await _load(api, deployment_id)
     if view is None:
-        raise NotFound(f"no deployment {deployment_id!r}")
+        raise TargetNotFound(f"no deployment {deployment_id!r}")
     try:
         names = await application_names(api.pool, api.store, [view.application_id])
     except Unavailable:
@@ -141,7 +141,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     follow = query_bool(request, "follow") or False
     view = await _load(api, deployment_id)
     if view is None:
-        raise NotFound(f"no deployment {deployment_id!r}")
+        raise TargetNotFound(f"no deployment {deployment_id!r}")
     if stage_id is not None:
         stage_id = _log_stage(view, stage_id)
     if not follow:
@@ -151,7 +151,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
         with api.log_streams.hold(principal.key_id if principal else ""):
             return await _follow(request, api, deployment_id, stage_id)
     except TooManyStreams:
-        raise ApiError(
+        raise ErrorReply(
             429,
             "too_many_streams",
             f"this API key follows {api.log_streams.per_key} logs already; "
@@ -167,7 +167,7 @@ async def rejudge(request: web.Request) -> web.Response:
     deployment_id = await _resolve(api, request.match_info["deployment"])
     judge = query_str(request, "judge")
     if judge is not None and judge not in JUDGE_NAMES:
-        raise ApiError(
+        raise ErrorReply(
             400,
             "invalid_request",
             f"judge must be one of {', '.join(JUDGE_NAMES)}, not {judge!r}",
@@ -175,7 +175,7 @@ async def rejudge(request: web.Request) -> web.Response:
         )
     report = await rejudge_deployment(api.store, deployment_id, judge)
     if report is None:
-        raise NotFound(f"no deployment {deployment_id!r}")
+        raise TargetNotFound(f"no deployment {deployment_id!r}")
     return json_response(report)
 
 
@@ -223,7 +223,7 @@ def _statuses(request: web.Request) -> list[str] | None:
     statuses = [s.strip().upper() for item in raw for s in item.split(",") if s.strip()]
     unknown = sorted(set(statuses) - _STATUSES)
     if unknown or not statuses:
-        raise ApiError(
+        raise ErrorReply(
             400,
             "invalid_request",
             f"status must be among {', '.join(sorted(_STATUSES))}, not {', '.join(unknown)}",
@@ -265,7 +265,7 @@ def _stream(deployment_id: str) -> str:
         or len(deployment_id) > 64
         or not (deployment_id.isascii() and deployment_id.isalnum())
     ):
-        raise NotFound(f"no deployment {deployment_id!r}")
+        raise TargetNotFound(f"no deployment {deployment_id!r}")
     return deployment_stream(deployment_id.lower())
 
 
@@ -292,7 +292,7 @@ async def _resolve(api: Deps, ref: str) -> str:
     if len(rows) > 1:
         shown = ", ".join(r["deployment_id"] for r in rows[:_SHOWN_CANDIDATES])
         more = ", …" if len(rows) > _SHOWN_CANDIDATES else ""
-        raise ApiError(
+        raise ErrorReply(
             400,
             "ambiguous_id",
             f"deployment id prefix {ref!r} is ambiguous: {shown}{more}",
@@ -353,7 +353,7 @@ def _log_stage(view: model.DeploymentView, ref: str) -> str:
     try:
         return find_stage(view, ref).id
     except AmbiguousStage as exc:
-        raise ApiError(400, "invalid_request", str(exc), field="stage_id") from exc
+        raise ErrorReply(400, "invalid_request", str(exc), field="stage_id") from exc
     except Rejected:
         return ref
 

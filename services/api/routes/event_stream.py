@@ -30,7 +30,7 @@ from aiohttp import web
 
 from services.api.auth import PRINCIPAL, Access, key_still_live
 from services.api.deps import Deps, deps
-from services.api.errors import ApiError
+from services.api.errors import ErrorReply
 from services.api.limits import TooManyStreams
 from services.api.routes import Answer, Route
 from services.api.routes.events import parse_cursor
@@ -81,7 +81,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         with api.log_streams.hold(principal.key_id if principal else ""):
             return await _follow(request, api, selection, after, skip)
     except TooManyStreams:
-        raise ApiError(
+        raise ErrorReply(
             429,
             "too_many_streams",
             f"this API key holds {api.log_streams.per_key} streams already; close one first",
@@ -160,7 +160,7 @@ def _selection(request: web.Request) -> Selection:
             fmt=query_str(request, "format", max_length=32),
         )
     except SelectionError as exc:
-        raise ApiError(400, "invalid_request", str(exc), field=exc.field) from None
+        raise ErrorReply(400, "invalid_request", str(exc), field=exc.field) from None
 
 
 async def _start(request: web.Request, api: Deps) -> tuple[LogPosition, tuple[int, int] | None]:
@@ -174,7 +174,7 @@ async def _start(request: web.Request, api: Deps) -> tuple[LogPosition, tuple[in
         if not part:
             return position, None
         if not part.isdigit() or int(part) > _MAX_PARTS or position.global_position < 1:
-            raise ApiError(
+            raise ErrorReply(
                 400,
                 "invalid_request",
                 "Last-Event-ID must look like <tx_id>:<position>[/<part>]",

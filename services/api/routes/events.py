@@ -11,7 +11,7 @@ from aiohttp import web
 from services.api import resources
 from services.api.auth import Access
 from services.api.deps import deps
-from services.api.errors import ApiError
+from services.api.errors import ErrorReply
 from services.api.routes import Answer, Route
 from services.api.schemas import (
     EVENTS_PAGE,
@@ -81,7 +81,7 @@ def parse_cursor(raw: str, *, field: str = "after") -> LogPosition:
         or not position.isdigit()
         or max(int(tx), int(position)) > MAX_INT
     ):
-        raise ApiError(
+        raise ErrorReply(
             400, "invalid_request", f"{field} must look like <tx_id>:<position>", field=field
         )
     return LogPosition(int(tx), int(position))
@@ -97,7 +97,7 @@ async def list_(request: web.Request) -> web.Response:
     category = query_str(request, "category", max_length=64)
     if after is not None:
         if from_position is not None or to_position is not None:
-            raise ApiError(
+            raise ErrorReply(
                 400,
                 "invalid_request",
                 "after (a tail in commit order) cannot be combined with a position range",
@@ -133,7 +133,7 @@ async def stream(request: web.Request) -> web.Response:
     from_version = query_int(request, "from_version", ge=0)
     after = query_int(request, "after", ge=-1, le=MAX_INT - 1)
     if from_version is not None and after is not None:
-        raise ApiError(
+        raise ErrorReply(
             400, "invalid_request", "give from_version or after, not both", field="after"
         )
     first = after + 1 if after is not None else from_version or 0
@@ -198,7 +198,7 @@ def _stream_id(request: web.Request) -> str:
     try:
         return check_stream_id(raw)
     except ValueError as exc:
-        raise ApiError(400, "invalid_request", str(exc), field="stream_id") from exc
+        raise ErrorReply(400, "invalid_request", str(exc), field="stream_id") from exc
 
 
 def _time(request: web.Request) -> datetime | None:
@@ -210,7 +210,7 @@ def _time(request: web.Request) -> datetime | None:
     except ValueError:
         at = None
     if at is None or at.tzinfo is None:
-        raise ApiError(
+        raise ErrorReply(
             400,
             "invalid_request",
             "at must be an ISO 8601 time with a zone, e.g. 2026-01-31T12:00:00Z",

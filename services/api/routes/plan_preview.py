@@ -13,9 +13,9 @@ from typing import Final
 from aiohttp import web
 
 from services.api.auth import Access
-from services.api.decider import NotFound
+from services.api.decider import TargetNotFound
 from services.api.deps import deps
-from services.api.errors import ApiError
+from services.api.errors import ErrorReply
 from services.api.registration import git_failure
 from services.api.routes import Answer, Route
 from services.api.schemas import PlanPreviewRequest, PlanPreviewResult
@@ -31,7 +31,7 @@ async def preview(request: web.Request) -> web.Response:
     body = await read_body(request, PlanPreviewRequest)
     api = deps(request)
     if api.plan_preview is None:
-        raise ApiError(
+        raise ErrorReply(
             503,
             "unavailable",
             "plan preview needs the control config: start the API with SLIPWAY_CONTROL_CONFIG",
@@ -39,12 +39,12 @@ async def preview(request: web.Request) -> web.Response:
     repository = api.plan_preview.repositories.get(body.repository_id)
     if repository is None:
         known = ", ".join(sorted(api.plan_preview.repositories)) or "none"
-        raise NotFound(
+        raise TargetNotFound(
             f"no repository {body.repository_id!r} in the control config (known: {known})"
         )
     remote, default_branch = repository
     if (body.head_branch is None) == (body.head_commit is None):
-        raise ApiError(
+        raise ErrorReply(
             400,
             "invalid_request",
             "give exactly one of head_branch and head_commit",
@@ -59,7 +59,7 @@ async def preview(request: web.Request) -> web.Response:
             head_commit=body.head_commit,
         )
     except ConfigError as exc:  # a branch or commit that is not there
-        raise ApiError(400, "invalid_request", str(exc)) from exc
+        raise ErrorReply(400, "invalid_request", str(exc)) from exc
     except GitError as exc:
         raise git_failure(remote, exc) from exc
     return json_response(PlanPreviewResult(**result.to_dict()))

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from services.api.auth import Access
 from services.api.deps import deps
-from services.api.errors import ApiError
+from services.api.errors import ErrorReply
 from services.api.routes import Answer, Route
 from services.api.schemas import EncryptedSecret, EncryptSecretRequest
 from services.api.wire import json_response, read_body
@@ -26,7 +26,7 @@ async def encrypt_secret(request: web.Request) -> web.Response:
     body = await read_body(request, EncryptSecretRequest)
     key = deps(request).secret_public_key
     if key is None:
-        raise ApiError(
+        raise ErrorReply(
             503,
             "unavailable",
             "no secretManagement key pair in the control config (SLIPWAY_CONTROL_CONFIG)",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from shared.errors import SlipwayError
 from slipway_sandbox.seed_layout import (
     DEMO_ANALYSIS_TEMPLATE,
     DEMO_DEV_CONFIG,
@@ -100,7 +101,7 @@ def image_bump(env: str, tag: str, timing: DemoTiming, service: str = SERVICE) -
     return {f"{app_path(env, service)}/manifests.yaml": manifests(tag, timing, service)}
 
 
-class GitError(RuntimeError):
+class DemoRepoError(SlipwayError, RuntimeError):
     """A git command failed; the message has its stderr."""
 
 
@@ -151,5 +152,5 @@ class DemoRepo:
             check=False,
         )
         if done.returncode != 0:
-            raise GitError(f"git {' '.join(args)} in {self.path}: {done.stderr.strip()}")
+            raise DemoRepoError(f"git {' '.join(args)} in {self.path}: {done.stderr.strip()}")
         return done.stdout.strip()

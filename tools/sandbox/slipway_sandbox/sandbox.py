@@ -26,6 +26,7 @@ from typing import Any, Final, Self
 import asyncpg
 
 from shared.db import create_pool
+from shared.errors import SlipwayError
 from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
 from slipway_cli.api_client import ApiClient
@@ -84,7 +85,7 @@ class SandboxOptions:
     """Changes the generated `slipway.yaml` document before it is written."""
 
 
-class SandboxError(RuntimeError):
+class SandboxError(SlipwayError, RuntimeError):
     """The sandbox could not start; the message says what and where its log is."""
 
 

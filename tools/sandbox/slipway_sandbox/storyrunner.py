@@ -30,7 +30,6 @@ from slipway_sandbox.control import PLATFORM_PROVIDER, REPOSITORY_ID
 from slipway_sandbox.demo_repo import (
     SERVICE,
     DemoRepo,
-    GitError,
     app_path,
     image,
     image_bump,
@@ -175,7 +174,12 @@ class StoryRunner:
                 continue
             try:
                 played = await self.play_step(step)
-            except (SlipwayError, GitError, OSError, urllib.error.URLError, RuntimeError) as exc:
+            except (
+                SlipwayError,
+                OSError,
+                urllib.error.URLError,
+                RuntimeError,
+            ) as exc:
                 # The world refused an action or an observation (the API, git, kubesim):
                 # this step failed, and the later ones build on it, so they are not played.
                 self.say(f"    ✗ could not play this step: {exc}")
