@@ -14,6 +14,10 @@ never passes an event whose PubAck has not arrived.
 Fencing: the checkpoint write happens on the lock-holding session, so a
 leader that lost its session cannot move the checkpoint.
 
+Payloads are published as they may leave Slipway (`shared.events.outbound.public_payload`):
+a field of `PRIVATE_FIELDS` (a key's hash) never travels on NATS; consumers act on the event
+re-read from the log, which has it.
+
 One bad event never halts the relay. An event NATS can never take (larger
 than the server's `max_payload`, refused by JetStream with a 4xx error, or on
 a subject the relay's NATS user is denied) is skipped: an `EventPublishFailed`
@@ -56,6 +60,7 @@ from shared.eventlog.store import _READ_ALL, ANY, EventStore, position_of
 from shared.events.base import NewEvent
 from shared.events.catalog import EventPublishFailed, default_registry
 from shared.events.codec import tag_of
+from shared.events.outbound import public_payload
 from shared.events.streams import relay_stream
 from shared.messaging import headers_for
 from shared.subjects import Subjects
@@ -184,7 +189,7 @@ class Relay:
             pending: list[tuple[asyncpg.Record, asyncio.Future[PubAck]]] = []
             for row in rows[start : start + self.max_in_flight]:
                 subject = self.subjects.event(row["stream_id"], row["event_type"])
-                payload, headers = bytes(row["payload"]), headers_for(row)
+                payload, headers = _payload(row), headers_for(row)
                 # The server counts headers too, and answers an oversized message by closing
                 # the connection (the client checks only the payload): so check both here.
                 size = len(payload) + _headers_size(headers)
@@ -235,7 +240,7 @@ class Relay:
         try:
             ack = await self.js.publish(
                 subject,
-                bytes(row["payload"]),
+                _payload(row),
                 timeout=self.publish_timeout_s,
                 headers=headers_for(row),
             )
@@ -248,7 +253,7 @@ class Relay:
             # asynchronous -ERR that the client keeps as its last error: that never heals.
             denied = self._denied(subject)
             if denied:
-                size = len(row["payload"]) + _headers_size(headers_for(row))
+                size = len(_payload(row)) + _headers_size(headers_for(row))
                 return [self._skip(row, size, denied)]
             raise Unavailable(
                 f"no PubAck for event {row['event_id']} within {self.publish_timeout_s}s: {exc!r}"
@@ -261,7 +266,7 @@ class Relay:
         self.duplicates += int(bool(ack.duplicate))
 
     def _refused(self, row: asyncpg.Record, error: BaseException) -> NewEvent:
-        size = len(row["payload"]) + _headers_size(headers_for(row))
+        size = len(_payload(row)) + _headers_size(headers_for(row))
         return self._skip(row, size, f"JetStream refused it: {error}")
 
     def _denied(self, subject: str) -> str:
@@ -302,6 +307,12 @@ class Relay:
 
 _FAILURE_TAG = tag_of(EventPublishFailed)
 _FAILURE_IDS = uuid.UUID("5d0c7f3e-2b8e-4c51-9a0e-7d3f1c2b8a61")
+
+
+def _payload(row: asyncpg.Record) -> bytes:
+    """What is published of a row's payload: without its private fields (a key's hash never
+    travels on NATS, where the read-only subscriber identity could read it)."""
+    return public_payload(row["event_type"], bytes(row["payload"]))
 
 
 def _headers_size(headers: dict[str, str]) -> int:

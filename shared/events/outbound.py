@@ -40,7 +40,10 @@ __all__ = [
     "native_document",
     "needs_history",
     "parse_format",
+    "public_data",
+    "public_payload",
     "render",
+    "with_withheld",
 ]
 
 Format = Literal["native", "cloudevents", "cdevents"]
@@ -48,7 +51,9 @@ FORMATS: Final[tuple[str, ...]] = get_args(Format)
 
 PRIVATE_FIELDS: Final[dict[str, tuple[str, ...]]] = {"api_key_created": ("secret_sha256",)}
 """Event fields that never leave Slipway, by event type: a key's hash only serves
-`shared.apikeys.authenticate`; shown to a reader it would be an offline oracle for its secret."""
+`shared.apikeys.authenticate`; shown to a reader it would be an offline oracle for its secret.
+Every way out drops them through `public_data`: the HTTP routes, these documents, and the
+relay's NATS messages (`public_payload`)."""
 
 _json_format: Final = JSONFormat()
 _registry: Final = default_registry()
@@ -155,9 +160,34 @@ def _cloudevent(recorded: RecordedEvent, source: str) -> CloudEvent:
     return CloudEvent(attributes, _data(recorded))
 
 
+def public_data(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` (an event's fields) without the fields of `PRIVATE_FIELDS[event_type]`."""
+    private = PRIVATE_FIELDS.get(event_type, ())
+    return {name: value for name, value in data.items() if name not in private}
+
+
+def public_payload(event_type: str, payload: bytes) -> bytes:
+    """A stored JSON payload as it may leave Slipway (the relay publishes this): the same
+    bytes for a type without private fields, else re-encoded without them."""
+    if event_type not in PRIVATE_FIELDS:
+        return payload
+    return msgspec.json.encode(public_data(event_type, msgspec.json.decode(payload)))
+
+
+def with_withheld(event_type: str, payload: bytes) -> bytes:
+    """A payload that `public_payload` stripped, with its private (text) fields back as "",
+    so it decodes as its catalog type. For a message's *claim* only: Slipway's consumers act
+    on the event re-read from the log, and no reader outside learns anything from ""."""
+    private = PRIVATE_FIELDS.get(event_type, ())
+    if not private:
+        return payload
+    data = msgspec.json.decode(payload)
+    if not isinstance(data, dict) or all(name in data for name in private):
+        return payload
+    return msgspec.json.encode({**dict.fromkeys(private, ""), **data})
+
+
 def _data(recorded: RecordedEvent) -> dict[str, Any]:
     data = msgspec.to_builtins(recorded.event)
     data.pop("type", None)  # the tag: already `event_type`
-    for name in PRIVATE_FIELDS.get(recorded.event_type, ()):
-        data.pop(name, None)
-    return dict(data)
+    return public_data(recorded.event_type, data)

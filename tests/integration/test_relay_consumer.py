@@ -13,15 +13,16 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.relay.relay import Relay
+from shared.apikeys import create_key, secret_sha256
 from shared.consumer import EventConsumer
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events import RecordedEvent
-from shared.events.catalog import ApplicationDisabled
+from shared.events.catalog import ApiKeyCreated, ApplicationDisabled
 from shared.messaging import ensure_event_stream
 from shared.subjects import Subjects
 from shared.testing import wait_until
 from tests.support import running
-from tests.support.relay import counting_consumer, counting_handler
+from tests.support.relay import consumer_of, counting_consumer, counting_handler
 
 
 async def handled_rows(store: EventStore, count: int) -> bool:
@@ -247,3 +248,24 @@ async def test_only_the_owner_reconciles_the_events_stream(
     assert info.config.duplicate_window == 300
     await ensure_event_stream(js, subjects, reconcile=True, duplicate_window_s=90)
     assert (await js.stream_info(subjects.events_stream)).config.duplicate_window == 90
+
+
+async def test_a_consumer_acts_on_the_logged_key_hash_that_nats_never_carried(
+    nc: NatsClient, store: EventStore, subjects: Subjects, relay: Relay
+) -> None:
+    """The relay leaves `secret_sha256` out of the message; the consumer still takes it as the
+    relay's (not forged, not undecodable) and hands its handler the stored event, hash and all."""
+    key, secret = await create_key(store, role="admin", name="ops")
+    seen: list[RecordedEvent] = []
+
+    async def keep(event: RecordedEvent, _conn: asyncpg.Connection) -> None:
+        seen.append(event)
+
+    consumer = consumer_of(nc.jetstream(), store, subjects, keep, name="keys")
+    async with running(relay.run, consumer.run):
+        await wait_until(lambda: bool(seen), what="the key's event handled")
+    (event,) = seen
+    assert isinstance(event.event, ApiKeyCreated)
+    assert event.event.key_id == key.key_id
+    assert event.event.secret_sha256 == secret_sha256(secret)
+    assert consumer.stats.forged == 0 and consumer.stats.dead_lettered == 0

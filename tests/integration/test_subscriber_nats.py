@@ -21,7 +21,9 @@ from nats.aio.client import Client as NatsClient
 from nats.js import api as js_api
 
 from services.relay.relay import Relay
+from shared.apikeys import create_key, secret_sha256
 from shared.eventlog import EventStore
+from shared.events.catalog import ApiKeyCreated
 from shared.events.feed import Feed, selection_of
 from shared.messaging import ensure_event_stream
 from shared.natsauth import SUBSCRIBER_DURABLES, inbox_prefix
@@ -238,3 +240,34 @@ async def expected_cdevents(store: EventStore, events: list[Any]) -> list[str]:
         for e in events
         for d in await feed.documents(e)
     ]
+
+
+async def test_a_key_hash_never_reaches_a_nats_reader(
+    server: NatsServer, store: EventStore, relayed: Relay
+) -> None:
+    """`ApiKeyCreated` as the subscriber identity reads it: without `secret_sha256`; the kit
+    still decodes it (the hash as "")."""
+    key, secret = await create_key(store, role="read-only", name="dashboard")
+    await wait_until_relayed(relayed, 1)
+    client = await nats.connect(
+        server.url_for("subscriber"), inbox_prefix=inbox_prefix("subscriber")
+    )
+    try:
+        js = client.jetstream(timeout=5.0)
+        subscription = await js.pull_subscribe(
+            LAYOUT.all_events, durable=DURABLE, stream=LAYOUT.events_stream
+        )
+        (message,) = await subscription.fetch(1, timeout=5.0)
+    finally:
+        await client.close()
+    assert message.headers is not None and message.headers["Nats-Msg-Id"]
+    data = json.loads(message.data)
+    assert data["key_id"] == key.key_id and "secret_sha256" not in data
+    assert secret_sha256(secret).encode() not in message.data
+    (got,) = await take(
+        NatsSource(server.url_for("subscriber"), durable=SUBSCRIBER_DURABLES[1]),
+        MemoryCheckpoint(),
+        1,
+    )
+    assert isinstance(got.event, ApiKeyCreated)
+    assert got.event.key_id == key.key_id and got.event.secret_sha256 == ""

@@ -23,11 +23,12 @@ from services.api.schemas import (
     StreamStateQuery,
 )
 from services.api.wire import MAX_INT, json_response, query_int, query_str
-from shared.apikeys import PRIVATE_FIELDS, fold_key
+from shared.apikeys import fold_key
 from shared.db import unavailable_on_disconnect
 from shared.deployments import fold_history
 from shared.eventlog.position import LogPosition
 from shared.events.base import RecordedEvent
+from shared.events.outbound import public_data
 from shared.streams import category_of, check_stream_id
 
 __all__ = ["ROUTES", "parse_cursor"]
@@ -53,8 +54,7 @@ ORDER BY tx_id DESC, global_position DESC LIMIT 1
 def _resource(recorded: RecordedEvent) -> EventResource:
     data = msgspec.to_builtins(recorded.event)
     data.pop("type", None)  # the tag: already `event_type`
-    for name in PRIVATE_FIELDS.get(recorded.event_type, ()):
-        data.pop(name, None)  # e.g. a key's hash: no reader of the log needs it
+    data = public_data(recorded.event_type, data)  # e.g. a key's hash: no reader needs it
     return EventResource(
         global_position=recorded.global_position,
         stream_id=recorded.stream_id,
