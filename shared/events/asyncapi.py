@@ -23,6 +23,7 @@ import msgspec
 from shared.events.base import Metadata
 from shared.events.catalog import ALL_EVENTS, default_registry
 from shared.events.codec import tag_of
+from shared.events.outbound import PRIVATE_FIELDS
 from shared.messaging import (
     EVENT_TYPE,
     GLOBAL_POSITION,
@@ -90,6 +91,7 @@ def asyncapi_document(subjects: Subjects | None = None) -> dict[str, Any]:
     for event_type in ALL_EVENTS:
         tag = tag_of(event_type)
         name = event_type.__name__
+        _leave_out(schemas[name], PRIVATE_FIELDS.get(tag, ()))
         version = registry.current_version(tag)
         messages[name] = {
             "name": tag,
@@ -123,7 +125,8 @@ def asyncapi_document(subjects: Subjects | None = None) -> dict[str, Any]:
                 "Every committed event of Slipway's log, in commit order, as the relay "
                 "publishes it to the JetStream stream "
                 f"`{layout.events_stream}` (subjects `{layout.all_events}`). The payload is "
-                "the event as stored; the envelope is in the headers. Filter by category "
+                "the event as stored, less its private fields (a key's hash); the envelope is in "
+                "the headers. Filter by category "
                 f"(`{layout.prefix}.evt.<category>.>`) or event type "
                 f"(`{layout.prefix}.evt.*.*.<event_type>`). The same events are served over "
                 "HTTP as Server-Sent Events (`GET /api/v1/events/stream`) and raw-event "
@@ -151,6 +154,14 @@ def asyncapi_document(subjects: Subjects | None = None) -> dict[str, Any]:
             }
         },
     }
+
+
+def _leave_out(schema: dict[str, Any], private: tuple[str, ...]) -> None:
+    """Drop from an event's schema the fields the relay never publishes."""
+    for field in private:
+        schema.get("properties", {}).pop(field, None)
+        if field in schema.get("required", ()):
+            schema["required"].remove(field)
 
 
 @functools.cache
