@@ -12,7 +12,8 @@ invariants.
 
 The report: every invariant's count (`stuck`, `wrong_verdict`, `lost`,
 `duplicated_effects`, `overlapping_side_effects`, `notifications_lost`,
-`notifications_duplicated`; all must be 0), `faults_injected` and
+`notifications_duplicated`; all must be 0; `overlapping_by_kind` splits the
+overlaps into apply, analysis and script), `faults_injected` and
 `faults_by_kind`, `seed`, `deployments`, `run_s`. On a broken invariant it
 exits 1 and prints, on stderr, each problem and the fault schedule as
 injected: `--seed` with the same number plays the same deployments and the

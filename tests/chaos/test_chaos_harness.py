@@ -82,10 +82,11 @@ def test_the_same_seed_plans_the_same_run() -> None:
     a, b = plan_workload(random.Random(5), 50), plan_workload(random.Random(5), 50)
     assert a == b and a.deployments >= 50
     kinds = {d.app.kind for r in a.rounds for d in r.deployments}
-    assert kinds == {"quick", "canary", "approval"}
+    assert kinds == {"quick", "canary", "approval", "script"}
     assert {d.status for r in a.rounds for d in r.deployments} == {"SUCCESS", "FAILURE"}
     short = plan_workload(random.Random(1), 8)
-    assert short.deployments == 8
+    assert short.deployments == 10  # 4 synced (3 prd, 1 script), then one round of 6
+    assert [a.name for a in short.apps if a.kind == "script"] == ["script0-prd"]
 
     def faults(seed: int) -> list[str]:
         schedule = fault_schedule(random.Random(seed), ["executor-0"], mean_gap_s=1.0)
@@ -105,13 +106,13 @@ def test_overlapping_side_effects_are_found_and_a_takeover_is_not_one() -> None:
     ]
     assert overlapping_side_effects(takeover, windows) == []
     stale = [*takeover, SideEffect(111.0, 0, "svc0-prd", "apply")]  # replica 0 woke up
-    assert len(overlapping_side_effects(stale, windows)) == 1
+    assert [kind for kind, _ in overlapping_side_effects(stale, windows)] == ["apply"]
     ticks = [
         SideEffect(201.0, 0, "svc0-prd", "analysis"),
         SideEffect(202.0, 1, "svc0-prd", "analysis"),
         SideEffect(203.0, 0, "svc0-prd", "analysis"),
     ]
-    assert len(overlapping_side_effects(ticks, windows)) == 1
+    assert [kind for kind, _ in overlapping_side_effects(ticks, windows)] == ["analysis"]
 
 
 def test_notifications_lost_and_sent_twice_are_counted() -> None:

@@ -26,7 +26,9 @@ import functools
 import json
 import random
 import re
+import shutil
 import signal
+import tempfile
 import time
 import urllib.error
 from collections import Counter
@@ -77,7 +79,9 @@ from slipway_sandbox.chaos_plan import (
     fault_schedule,
     judge_deployments,
     notification_verdicts,
+    overlapping_script_runs,
     overlapping_side_effects,
+    parse_ticks,
     plan_workload,
 )
 from slipway_sandbox.control import (
@@ -118,6 +122,39 @@ spec:
       - name: WAIT_APPROVAL
       - name: K8S_PRIMARY_ROLLOUT
 """
+SCRIPT_TICKS: Final = 20
+"""Ticks each SCRIPT_RUN writes, 0.1 s apart (a run lasts about 2 s)."""
+SCRIPT_CONFIG: Final = """\
+apiVersion: pipecd.dev/v1beta1
+kind: KubernetesApp
+spec:
+  name: {name}
+  labels:
+    env: prd
+  input:
+    namespace: prd
+    autoCreateNamespace: true
+  pipeline:
+    stages:
+      - name: SCRIPT_RUN
+        id: effect
+        with:
+          timeout: 1m
+          env:
+            TICKS: {ticks}
+          run: |
+            run="$$-$(date +%s%N)"
+            i=0
+            while [ $i -lt {count} ]; do
+              echo "$SR_DEPLOYMENT_ID/effect $run $(date +%s.%N)" >> "$TICKS"
+              sleep 0.1
+              i=$((i+1))
+            done
+      - name: K8S_PRIMARY_ROLLOUT
+"""
+"""SCRIPT_RUN → K8S_PRIMARY_ROLLOUT; the script appends `<deployment>/<stage> <run> <time>`
+to a file the run reads back (it runs as `nobody` in a clean environment: only `SR_*` and
+its `env` tell it where it is)."""
 POLL_S: Final = 0.5
 ROUND_TIMEOUT_S: Final = 150.0
 SETTLE_TIMEOUT_S: Final = 90.0
@@ -170,6 +207,7 @@ class ChaosResult:
             "seed": self.seed,
             "deployments": self.deployments,
             **self.invariants.counts(),
+            "overlapping_by_kind": self.invariants.overlapping_by_kind,
             "faults_injected": len(self.faults),
             "faults_by_kind": self.faults_by_kind,
             "service_restarts_unplanned": self.restarts,
@@ -318,6 +356,12 @@ class ChaosRun:
         self._killed: set[str] = set()
         self._server_lock = asyncio.Lock()
         self._script = list(options.script)
+        self._scratch = Path(tempfile.mkdtemp(prefix="slipway-chaos-ticks-"))
+        """World-writable: scripts run as `nobody`, who cannot reach into `data_dir`."""
+        self._scratch.chmod(0o777)
+        self.ticks = self._scratch / "ticks"
+        self.ticks.touch()
+        self.ticks.chmod(0o666)
 
     # --- set-up ---------------------------------------------------------------------------
 
@@ -359,6 +403,12 @@ class ChaosRun:
             files |= initial_files(TIMING, tag="v1", service=service)
         files[f"{GATE}/prd/.pipe.yaml"] = GATE_CONFIG.format(name=f"{GATE}-prd")
         files[f"{GATE}/prd/manifests.yaml"] = manifests("v1", TIMING, GATE)
+        for app in self.workload.apps:
+            if app.kind == "script":
+                files[f"{app.service}/prd/.pipe.yaml"] = SCRIPT_CONFIG.format(
+                    name=app.name, ticks=self.ticks, count=SCRIPT_TICKS
+                )
+                files[f"{app.service}/prd/manifests.yaml"] = manifests("v1", TIMING, app.service)
         await asyncio.to_thread(self.repo.create, files, "chaos: every app at v1")
         for group, routes in stack.routes.items():
             routes.control = write_control_config(
@@ -412,6 +462,7 @@ class ChaosRun:
         if self.prometheus is not None:
             await asyncio.to_thread(self.prometheus.stop)
         await self.receiver.stop()
+        shutil.rmtree(self._scratch, ignore_errors=True)
 
     # --- the workload -----------------------------------------------------------------------
 
@@ -755,10 +806,15 @@ class ChaosRun:
                 f" the log has {row['logged']}",
             )
         # Side effects of one stage by two replicas at once.
-        for problem in overlapping_side_effects(
+        for kind, problem in overlapping_side_effects(
             self.effects, {app: sorted(w) for app, w in windows.items()}
         ):
-            invariants.add("overlapping_side_effects", problem)
+            invariants.add_overlap(kind, problem)
+        ticks = parse_ticks(await asyncio.to_thread(self.ticks.read_text))
+        for problem in overlapping_script_runs(ticks):
+            deployment_id = problem.split("/", 1)[0]
+            app = outcomes[deployment_id].app if deployment_id in outcomes else "?"
+            invariants.add_overlap("script", f"{app} {problem}")
         # Notifications: each scheduled one delivered, exactly once.
         scheduled = [e.event for e in recorded if isinstance(e.event, NotificationScheduled)]
         failed = {d: o.app for d, o in outcomes.items() if o.status == "FAILURE"}
@@ -769,6 +825,8 @@ class ChaosRun:
             "deployments_failed": len(failed),
             "applies": sum(e.what == "apply" for e in self.effects),
             "analysis_queries": sum(e.what == "analysis" for e in self.effects),
+            "script_runs": len({(t.stage, t.run) for t in ticks}),
+            "script_ticks": len(ticks),
             "notifications_scheduled": len(scheduled),
             "notifications_received": sum(self.receiver.deliveries.values()),
         }

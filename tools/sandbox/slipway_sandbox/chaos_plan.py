@@ -7,7 +7,9 @@ same faults in the same order; `slipway_sandbox.chaos` does the I/O.
 The workload is the seed's story (DESIGN §1) across many applications: each
 service of the config repository deploys to `dev` (QuickSync) and `prd`
 (canary → analysis → primary → clean), plus one `gate` application whose
-pipeline waits for an approval the run gives. A round is one commit bumping
+pipeline waits for an approval the run gives, and one or two `script<N>-prd`
+applications (SCRIPT_RUN → primary) whose script writes timed ticks, so two
+replicas running one script at once are seen. A round is one commit bumping
 every application's image; a `prd` bump is to a bad image (its pods answer
 errors) at random, and the verdict each deployment must reach follows from
 that design alone — a good image succeeds, a bad one fails its analysis and
@@ -55,8 +57,14 @@ _WEIGHTS: Final = {
 
 GATE: Final = "gate"
 """The service whose prd pipeline is WAIT_APPROVAL → K8S_PRIMARY_ROLLOUT."""
+SCRIPTED: Final = "script"
+"""The prefix of the services whose prd pipeline is SCRIPT_RUN → K8S_PRIMARY_ROLLOUT (their
+script writes ticks the run reads back: two runs of one stage at once are an overlap)."""
 BAD_PREFIX: Final = "bad"
 """Tags of images whose pods answer errors (a kubesim image rule matches `*:bad*`)."""
+
+OVERLAP_KINDS: Final = ("apply", "analysis", "script")
+"""What two replicas can do at once: Kubernetes writes, analysis queries, SCRIPT_RUN scripts."""
 
 
 # --- The workload ---------------------------------------------------------------------
@@ -73,9 +81,11 @@ class App:
 
     @property
     def kind(self) -> str:
-        """quick (dev), canary (prd, with analysis) or approval (the gate)."""
+        """quick (dev), canary (prd, with analysis), approval (the gate) or script."""
         if self.service == GATE:
             return "approval"
+        if self.service.startswith(SCRIPTED):
+            return "script"
         return "quick" if self.env == "dev" else "canary"
 
 
@@ -125,7 +135,12 @@ def plan_workload(rng: random.Random, deployments: int, *, bad_share: float = 0.
         raise ValueError(f"deployments must be at least 1, not {deployments}")
     count = 2 if deployments <= 12 else 5
     services = tuple(f"svc{i}" for i in range(count))
-    apps = (*(App(s, env) for s in services for env in ("dev", "prd")), App(GATE, "prd"))
+    scripted = tuple(App(f"{SCRIPTED}{i}", "prd") for i in range(1 if count == 2 else 2))
+    apps = (
+        *(App(s, env) for s in services for env in ("dev", "prd")),
+        App(GATE, "prd"),
+        *scripted,
+    )
     synced = [a for a in apps if a.env == "prd"]
     live = dict.fromkeys(synced, "v1")
     rounds = [Round(0, tuple(Expected(a, "v1", "SUCCESS", False, "v1") for a in synced), sync=True)]
@@ -262,10 +277,18 @@ class Invariants:
     notifications_duplicated: int = 0
     problems: list[str] = field(default_factory=list)
     """One line per count, naming the deployment, stream or notification."""
+    overlapping_by_kind: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(OVERLAP_KINDS, 0)
+    )
+    """`overlapping_side_effects` by what overlapped."""
 
     def add(self, name: str, problem: str, count: int = 1) -> None:
         setattr(self, name, getattr(self, name) + count)
         self.problems.append(f"{name}: {problem}")
+
+    def add_overlap(self, kind: str, problem: str) -> None:
+        self.add("overlapping_side_effects", problem)
+        self.overlapping_by_kind[kind] = self.overlapping_by_kind.get(kind, 0) + 1
 
     def counts(self) -> dict[str, int]:
         return {
@@ -335,7 +358,7 @@ class SideEffect:
 
 def overlapping_side_effects(
     effects: Sequence[SideEffect], windows: Mapping[str, Sequence[tuple[float, str]]]
-) -> list[str]:
+) -> list[tuple[str, str]]:
     """Stages during which two replica groups acted on one application at overlapping times.
 
     `windows[app]`: the start (unix s) and name of each stage of the app's deployments, in
@@ -359,9 +382,61 @@ def overlapping_side_effects(
                     (_, a_last), (b_first, b_last) = sorted(spans.values())[:2]
                     if b_first <= a_last:
                         found.append(
-                            f"{app} {stage}: {what} by both replica groups between "
-                            f"{b_first:.2f} and {min(a_last, b_last):.2f}"
+                            (
+                                what,
+                                f"{app} {stage}: {what} by both replica groups between "
+                                f"{b_first:.2f} and {min(a_last, b_last):.2f}",
+                            )
                         )
+    return found
+
+
+@dataclass(frozen=True)
+class ScriptTick:
+    """One line a SCRIPT_RUN wrote: `<stage> <run> <time>` (the stage as
+    `<deployment id>/<stage id>`, the run unique to one execution of the script)."""
+
+    stage: str
+    run: str
+    at: float
+
+
+def parse_ticks(text: str) -> list[ScriptTick]:
+    """The ticks in `text`, skipping a line a killed script left half-written."""
+    ticks = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 3:
+            continue
+        try:
+            ticks.append(ScriptTick(parts[0], parts[1], float(parts[2])))
+        except ValueError:
+            continue
+    return ticks
+
+
+def overlapping_script_runs(ticks: Sequence[ScriptTick]) -> list[str]:
+    """Stages two of whose script runs overlapped in time.
+
+    Each run of a stage spans [its first tick, its last tick]; a run that starts
+    before an earlier run of the same stage ended is two executions at once. A
+    takeover (the next run starting after the previous one's last tick) is not one.
+    """
+    spans: dict[str, dict[str, tuple[float, float]]] = {}
+    for tick in ticks:
+        runs = spans.setdefault(tick.stage, {})
+        first, last = runs.get(tick.run, (tick.at, tick.at))
+        runs[tick.run] = (min(first, tick.at), max(last, tick.at))
+    found = []
+    for stage, runs in sorted(spans.items()):
+        ended = -math.inf
+        for first, last in sorted(runs.values()):
+            if first <= ended:
+                found.append(
+                    f"{stage}: SCRIPT_RUN on two replicas between {first:.2f}"
+                    f" and {min(ended, last):.2f}"
+                )
+            ended = max(ended, last)
     return found
 
 
