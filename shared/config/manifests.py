@@ -25,7 +25,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -33,11 +33,13 @@ from shared.config._yaml import parse_yaml, parse_yaml_documents
 from shared.config.discovery import is_application_config_name
 from shared.config.documents import read_text
 from shared.config.errors import ConfigFileError, excerpt
-from shared.config.loader import ApplicationConfig
 from shared.config.repo_files import check_tree, inside_repository
 from shared.config.tool_options import kustomize_flags, release_name_problem
 from shared.config.types import _show
 from shared.errors import ConfigError
+
+if TYPE_CHECKING:  # annotations only: the loader imports this module, not the reverse
+    from shared.config.loader import ApplicationConfig
 
 __all__ = ["Manifest", "render_manifests", "render_manifests_async"]
 
