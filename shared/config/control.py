@@ -95,7 +95,13 @@ __all__ = [
 ]
 
 CONTROL_API_VERSION: Final = "slipway.dev/v1"
-NOTIFICATION_GROUPS: Final = ("DEPLOYMENT", "APPLICATION_SYNC", "APPLICATION_HEALTH", "PIPED")
+NOTIFICATION_GROUPS: Final = (
+    "DEPLOYMENT",
+    "APPLICATION_SYNC",
+    "APPLICATION_HEALTH",
+    "PIPED",
+    "STAGE",
+)
 ONE_MINUTE: Final = Duration.of(minutes=1)
 
 

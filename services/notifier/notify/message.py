@@ -33,6 +33,17 @@ _SEVERITY: Final = {
     _T.DEPLOYMENT_ROLLING_BACK: "warning",
     _T.DEPLOYMENT_CANCELLED: "warning",
     _T.APPLICATION_OUT_OF_SYNC: "warning",
+    _T.STAGE_SUCCEEDED: "success",
+    _T.STAGE_FAILED: "error",
+    _T.STAGE_CANCELLED: "warning",
+}
+
+
+_STAGE_ENDED: Final = {
+    _T.STAGE_SKIPPED: "was skipped",
+    _T.STAGE_SUCCEEDED: "succeeded",
+    _T.STAGE_FAILED: "failed",
+    _T.STAGE_CANCELLED: "was cancelled",
 }
 
 
@@ -150,6 +161,7 @@ _REASONED: Final = frozenset(
         _T.DEPLOYMENT_CANCELLED,
         _T.DEPLOYMENT_ROLLING_BACK,
         _T.DEPLOYMENT_TRIGGER_FAILED,
+        _T.STAGE_FAILED,
     }
 )
 
@@ -187,6 +199,15 @@ def _words(
             return f'Deployment for "{app}" was cancelled', by
         case _T.DEPLOYMENT_TRIGGER_FAILED:
             return f'Failed to trigger a new deployment for "{app}"', d.reason
+        case _T.DEPLOYMENT_STARTED:
+            return f'Deployment for "{app}" was started', d.summary
+        case _T.STAGE_STARTED:
+            return f'Stage "{d.stage_name}" of deployment for "{app}" started', ""
+        case _T.STAGE_SKIPPED | _T.STAGE_SUCCEEDED | _T.STAGE_FAILED | _T.STAGE_CANCELLED:
+            ended = _STAGE_ENDED[type_]
+            return f'Stage "{d.stage_name}" of deployment for "{app}" {ended}', (
+                d.reason if type_ is _T.STAGE_FAILED else ""
+            )
         case _T.APPLICATION_SYNCED | _T.APPLICATION_OUT_OF_SYNC:
             state = "in sync" if type_ is _T.APPLICATION_SYNCED else "out of sync"
             summary = event.summary if isinstance(event, ApplicationSyncStateChanged) else ""
