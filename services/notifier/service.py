@@ -124,7 +124,9 @@ class Notifier:
             # Inside the consumer's transaction: a conflict fails the batch, which is retried.
             max_attempts=1,
         )
-        await Outbox.schedule(conn, notification_id, scheduled.target.name)
+        # A Slack Web API receiver threads one deployment's messages (a hook cannot).
+        thread_key = scheduled.event.deployment_id if scheduled.target.slack_api else ""
+        await Outbox.schedule(conn, notification_id, scheduled.target.name, thread_key)
         # Counted before the commit: a rolled-back batch is scheduled (and counted) again.
         self.scheduled_total.labels(scheduled.target.name, scheduled.type.value).inc()
         log.info(
