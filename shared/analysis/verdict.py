@@ -41,10 +41,12 @@ class Judge(Protocol):
     """Decides pass / fail / continue from all observations of one metric so far."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The judge's name in configs and verdicts (`pipecd`, `sequential`)."""
 
     @property
-    def version(self) -> str: ...
+    def version(self) -> str:
+        """Bumped whenever the judge's maths changes; recorded in every verdict."""
 
     def judge(
         self,
@@ -53,7 +55,8 @@ class Judge(Protocol):
         deviation: Deviation,
         failure_limit: int,
         final: bool,
-    ) -> Verdict: ...
+    ) -> Verdict:
+        """The verdict after `observations` (every tick so far); never `continue` when `final`."""
 
 
 def check_deviation(deviation: str) -> None:

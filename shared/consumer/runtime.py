@@ -109,6 +109,8 @@ class _HandlerFailed(SlipwayError):
 
 
 class ConsumerStats(msgspec.Struct):
+    """What a consumer did since it started (for tests, benchmarks and health)."""
+
     handled: int = 0
     skipped_duplicates: int = 0
     retried: int = 0
