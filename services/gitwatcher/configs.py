@@ -12,6 +12,7 @@ from services.gitwatcher.decider import AppConfigFacts
 from services.gitwatcher.watcher import WatchedRepository
 from shared.config import ControlConfig, load_application_config
 from shared.errors import ConfigError
+from shared.events.catalog import ConfigMention
 from shared.events.streams import repository_stream
 from shared.triggers import TriggerConfig
 
@@ -30,6 +31,17 @@ def read_app_config(path: str, content: bytes) -> AppConfigFacts:
         name=spec.name or Path(path).parent.name,
         kind=config.kind,
         labels=tuple(sorted(spec.labels.items())),
+        mentions=tuple(
+            ConfigMention(
+                event=mention.event.removeprefix("EVENT_"),
+                # `slack` (PipeCD's older spelling) and `slackUsers`, where the config has it.
+                slack_users=tuple(
+                    dict.fromkeys((*mention.slack, *getattr(mention, "slack_users", ())))
+                ),
+                slack_groups=tuple(mention.slack_groups),
+            )
+            for mention in (spec.notification.mentions if spec.notification else ())
+        ),
         trigger=TriggerConfig.from_on_commit(spec.trigger.on_commit),
     )
 

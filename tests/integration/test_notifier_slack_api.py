@@ -9,7 +9,12 @@ from pathlib import Path
 from services.notifier.notify.retry import RetryPolicy
 from shared.config.control_loader import load_control_config
 from shared.eventlog import ANY, EventStore, new_events
-from shared.events.catalog import NotificationAttemptFailed, NotificationFailed
+from shared.events.catalog import (
+    ApplicationConfigObserved,
+    ConfigMention,
+    NotificationAttemptFailed,
+    NotificationFailed,
+)
 from shared.testing import wait_until
 from tests.support import Backends, write_control_yaml
 from tests.support.notifier import (
@@ -115,3 +120,42 @@ async def test_one_deployment_is_one_thread_with_bearer_token_and_slacks_errors(
         failed = [e for e in attempts if isinstance(e, NotificationFailed)]
         assert [(f.attempts, f.error) for f in failed] == [(1, "Slack API error: invalid_auth")] * 2
         assert all("xoxb" not in f.error for f in failed)
+
+
+async def test_the_applications_config_mentions_reach_its_messages(
+    backends: Backends, store: EventStore, tmp_path: Path
+) -> None:
+    """`spec.notification.mentions` of the app's config (recorded by the gitwatcher on
+    `appconfig-<id>`) mention their people on that event's messages, "*" on every one."""
+    async with slack_api() as slack:
+        write_control_yaml(
+            tmp_path / "slipway.yaml",
+            notifications={
+                "routes": [{"name": "all", "receiver": "slack", "groups": ["DEPLOYMENT"]}],
+                "receivers": [
+                    {"name": "slack", "slack": {"oauthToken": TOKEN, "channelID": CHANNEL}}
+                ],
+            },
+        )
+        control = load_control_config(tmp_path / "slipway.yaml")
+        await register(store, "web1", "web", "prd")
+        mentions = (
+            ConfigMention(event="DEPLOYMENT_FAILED", slack_users=("U1",), slack_groups=("S1",)),
+            ConfigMention(event="*", slack_users=("U2",)),
+        )
+        observed = ApplicationConfigObserved(
+            repository_id="config", application_id="web1", commit_hash="c", mentions=mentions
+        )
+        await store.append("appconfig-web1", new_events([observed]), expected_version=ANY)
+        async with notifier_running(control, backends, slack_api_url=slack.url):
+            for event in failing_deployment("d1", "web1"):
+                await store.append("deployment-d1", new_events([event]), expected_version=ANY)
+            await wait_until(
+                lambda: len(slack.posted) >= 4,
+                within_s=WAIT_S,
+                what=lambda: f"{len(slack.posted)} posted, errors {slack.errors}",
+            )
+        texts = {p.headers["Slipway-Event"]: p.body["text"] for p in slack.posted}
+        assert texts["DEPLOYMENT_FAILED"].endswith("<@U1> <@U2> <!subteam^S1>")
+        assert texts["DEPLOYMENT_TRIGGERED"].endswith("<@U2>")
+        assert "<@U1>" not in texts["DEPLOYMENT_TRIGGERED"]

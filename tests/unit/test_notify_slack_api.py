@@ -1,4 +1,5 @@
-"""Slack's Web API receiver, pure: the config's rules, the request body, the answer's meaning."""
+"""Slack parity, pure: the Web API receiver's config rules, request and answers; the mentions an
+application's config asks for."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from services.gitwatcher.configs import read_app_config
+from services.gitwatcher.decider import decide_config_observed
 from services.notifier.delivery import Attempt
+from services.notifier.notify.catalog import NotificationType
+from services.notifier.notify.facts import config_mentions_of
+from services.notifier.notify.message import config_mentions_for
 from services.notifier.notify.slack_api import post_message_body, read_answer
 from services.notifier.targets import targets_of
 from shared.config.control_loader import load_control_config
 from shared.config.errors import ConfigFileError
+from shared.events.catalog import ApplicationConfigObserved, ConfigMention
 from shared.redaction import redact
 
 HEAD = """\
@@ -111,3 +118,47 @@ def test_only_ok_true_is_a_delivery_and_only_transient_errors_are_retried() -> N
     busy = Attempt(200, "Slack API error: service_unavailable", slack_error="service_unavailable")
     assert (busy.delivered, busy.retryable) == (False, True)
     assert Attempt(200).delivered and Attempt(429).retryable
+
+
+# --- the application's own `notification.mentions` ---------------------------------------------
+
+_APP_CONFIG = b"""\
+apiVersion: pipecd.dev/v1beta1
+kind: KubernetesApp
+spec:
+  name: web
+  notification:
+    mentions:
+      - event: DEPLOYMENT_FAILED
+        slack: [U1]
+        slackGroups: [S1]
+      - event: "*"
+        slack: [U2]
+"""
+
+
+def test_the_gitwatcher_reads_an_apps_mentions_and_records_their_changes() -> None:
+    facts = read_app_config("web/app.pipecd.yaml", _APP_CONFIG)
+    assert facts.mentions == (
+        ConfigMention(event="DEPLOYMENT_FAILED", slack_users=("U1",), slack_groups=("S1",)),
+        ConfigMention(event="*", slack_users=("U2",)),
+    )
+    observed = ApplicationConfigObserved(
+        repository_id="r", application_id="a", commit_hash="c", mentions=facts.mentions
+    )
+    assert decide_config_observed(((), ()), observed) == [observed]  # mentions changed
+    assert decide_config_observed(((), facts.mentions), observed) == []
+
+
+def test_an_apps_mentions_are_made_for_its_event_and_for_star() -> None:
+    mentions = read_app_config("web/app.pipecd.yaml", _APP_CONFIG).mentions
+    failed = config_mentions_for(mentions, NotificationType.DEPLOYMENT_FAILED)
+    assert (failed.users, failed.groups) == (("U1", "U2"), ("S1",))
+    planned = config_mentions_for(mentions, NotificationType.DEPLOYMENT_PLANNED)
+    assert (planned.users, planned.groups) == (("U2",), ())
+    assert (
+        config_mentions_of(
+            [ApplicationConfigObserved(repository_id="r", application_id="a", commit_hash="c")]
+        )
+        == ()
+    )

@@ -18,9 +18,17 @@ from services.notifier.notify.catalog import GROUP_OF, NotificationType
 from services.notifier.notify.facts import AppFacts, DeploymentFacts
 from shared.config.control import SlackReceiver
 from shared.events.base import Event
-from shared.events.catalog import ApplicationSyncStateChanged, StageApproved
+from shared.events.catalog import ApplicationSyncStateChanged, ConfigMention, StageApproved
 
-__all__ = ["NO_MENTIONS", "Mentions", "Message", "compose", "mentions_for", "merge_mentions"]
+__all__ = [
+    "NO_MENTIONS",
+    "Mentions",
+    "Message",
+    "compose",
+    "config_mentions_for",
+    "mentions_for",
+    "merge_mentions",
+]
 
 _T = NotificationType
 
@@ -95,6 +103,18 @@ def mentions_for(receiver: SlackReceiver, type_: NotificationType) -> Mentions:
     groups = list(receiver.mentioned_groups)
     for mention in receiver.mentions:
         if mention.event.removeprefix("EVENT_") == type_.value:
+            users.extend(mention.slack_users)
+            groups.extend(mention.slack_groups)
+    return Mentions(users=_unique(users), groups=_unique(groups))
+
+
+def config_mentions_for(mentions: Iterable[ConfigMention], type_: NotificationType) -> Mentions:
+    """Who the application's config (`spec.notification.mentions`) mentions for this type:
+    the entries of its event, and those of "*" (every event), as PipeCD's notifier does."""
+    users: list[str] = []
+    groups: list[str] = []
+    for mention in mentions:
+        if mention.event in ("*", type_.value):
             users.extend(mention.slack_users)
             groups.extend(mention.slack_groups)
     return Mentions(users=_unique(users), groups=_unique(groups))
