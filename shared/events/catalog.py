@@ -102,6 +102,19 @@ class ApplicationSyncStateChanged(Event, tag="application_sync_state_changed", f
     commit_hash: str = ""
 
 
+class ApplicationHealthChanged(Event, tag="application_health_changed", frozen=True):
+    """Drift detection found the application's live workloads newly healthy or unhealthy.
+
+    Stream `drift-<application_id>`; appended when health differs from the last
+    recorded (and on the first check). `previous` is "" on that first one.
+    """
+
+    application_id: str
+    healthy: bool
+    summary: str
+    previous: str = ""  # HEALTHY | UNHEALTHY | "" (never recorded)
+
+
 class ApplicationDeleted(Event, tag="application_deleted", frozen=True):
     """`slipway app delete`: the application is gone; with `cascade`, its live resources too."""
 
@@ -572,6 +585,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ApplicationConfigClaimed,
     SyncRequested,
     ApplicationSyncStateChanged,
+    ApplicationHealthChanged,
     ApplicationDeleted,
     ApplicationResourcesDeleted,
     ApplicationResourcesDeletionFailed,

@@ -6,8 +6,9 @@ them (`events: [DEPLOYMENT_FAILED]`). PipeCD defines `DEPLOYMENT_ROLLING_BACK`,
 `APPLICATION_SYNCED` and `APPLICATION_OUT_OF_SYNC` but its piped never sends
 them; Slipway has events for all three, so it does; likewise `DEPLOYMENT_STARTED`
 and the `STAGE_*` types (PipeCD's newer ones) come from the executor's events.
-`APPLICATION_HEALTHY` and the two `PIPED_*` types have no Slipway event behind
-them yet: routes may name them, nothing produces them (see `SOURCES`).
+`APPLICATION_HEALTHY` comes from the drift service's health check (PipeCD
+defines it, its piped never sends it). The two `PIPED_*` types have no Slipway
+event behind them: routes may name them, nothing produces them (see `SOURCES`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from shared.config.application import NOTIFICATION_EVENTS
 from shared.config.control import NOTIFICATION_GROUPS
 from shared.events.base import Event
 from shared.events.catalog import (
+    ApplicationHealthChanged,
     ApplicationSyncStateChanged,
     DeploymentCompleted,
     DeploymentPlanFailed,
@@ -104,7 +106,7 @@ SOURCES: Final[dict[NotificationType, str]] = {
     _T.DEPLOYMENT_STARTED: "DeploymentStarted (the executor took the planned deployment up)",
     _T.APPLICATION_SYNCED: "ApplicationSyncStateChanged to SYNCED (drift detection)",
     _T.APPLICATION_OUT_OF_SYNC: "ApplicationSyncStateChanged to OUT_OF_SYNC (drift detection)",
-    _T.APPLICATION_HEALTHY: "nothing yet: Slipway records no application health events",
+    _T.APPLICATION_HEALTHY: "ApplicationHealthChanged to healthy from unhealthy (drift's check)",
     _T.PIPED_STARTED: "nothing yet: Slipway has no piped agent to start",
     _T.PIPED_STOPPED: "nothing yet: Slipway has no piped agent to stop",
     _T.STAGE_STARTED: "StageStarted (any stage; of WAIT_APPROVAL: DEPLOYMENT_WAIT_APPROVAL too)",
@@ -176,4 +178,7 @@ def _single_type_of(event: Event) -> NotificationType | None:
             return _STAGE_COMPLETED.get(status)  # EXITED: the executor stopped, not the stage
         case ApplicationSyncStateChanged(state=state):
             return _SYNC_STATES.get(state)
+        case ApplicationHealthChanged(healthy=True, previous="UNHEALTHY"):
+            # A recovery; a first check finding it healthy is no news.
+            return _T.APPLICATION_HEALTHY
     return None

@@ -18,7 +18,12 @@ from services.notifier.notify.catalog import GROUP_OF, NotificationType
 from services.notifier.notify.facts import AppFacts, DeploymentFacts
 from shared.config.control import SlackReceiver
 from shared.events.base import Event
-from shared.events.catalog import ApplicationSyncStateChanged, ConfigMention, StageApproved
+from shared.events.catalog import (
+    ApplicationHealthChanged,
+    ApplicationSyncStateChanged,
+    ConfigMention,
+    StageApproved,
+)
 
 __all__ = [
     "NO_MENTIONS",
@@ -36,6 +41,7 @@ _T = NotificationType
 _SEVERITY: Final = {
     _T.DEPLOYMENT_SUCCEEDED: "success",
     _T.APPLICATION_SYNCED: "success",
+    _T.APPLICATION_HEALTHY: "success",
     _T.DEPLOYMENT_FAILED: "error",
     _T.DEPLOYMENT_TRIGGER_FAILED: "error",
     _T.DEPLOYMENT_ROLLING_BACK: "warning",
@@ -228,6 +234,9 @@ def _words(
             return f'Stage "{d.stage_name}" of deployment for "{app}" {ended}', (
                 d.reason if type_ is _T.STAGE_FAILED else ""
             )
+        case _T.APPLICATION_HEALTHY:
+            summary = event.summary if isinstance(event, ApplicationHealthChanged) else ""
+            return f'Application "{app}" is healthy', summary
         case _T.APPLICATION_SYNCED | _T.APPLICATION_OUT_OF_SYNC:
             state = "in sync" if type_ is _T.APPLICATION_SYNCED else "out of sync"
             summary = event.summary if isinstance(event, ApplicationSyncStateChanged) else ""
