@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from services.drift.decider import DRIFT, DriftState, Judge
 from shared.config.manifests import Manifest
 from shared.decider import fold
+from shared.events.base import Event
 from shared.events.catalog import ApplicationHealthChanged
 from shared.planning.drift import DriftResult
 from shared.planning.health import Health, health_of
@@ -67,7 +69,7 @@ def _judge(health: Health | None) -> Judge:
     )
 
 
-def _health_events(events: list[Any]) -> list[ApplicationHealthChanged]:
+def _health_events(events: Sequence[Event]) -> list[ApplicationHealthChanged]:
     return [e for e in events if isinstance(e, ApplicationHealthChanged)]
 
 
