@@ -112,7 +112,7 @@ def _client_options() -> _Parser:
     options.add_argument(
         "--insecure", action="store_true", help="plain HTTP to --address (else HTTPS)"
     )
-    options.add_argument("--cert-file", help=argparse.SUPPRESS)
+    options.add_argument("--cert-file", help="a CA certificate (PEM) to trust for --address")
     for ignored in ("--log-level", "--log-encoding", "--metrics"):
         options.add_argument(ignored, help=argparse.SUPPRESS)
     return options
@@ -287,6 +287,10 @@ def _client(args: argparse.Namespace) -> ApiClient:
         url = os.environ[API_URL_ENV]
     else:
         raise ConfigError(f"address must be set (--address, or ${API_URL_ENV})")
+    if args.cert_file:
+        # The stdlib's default TLS context reads it when the request is made; this process
+        # is one pipectl command, so setting it for the process is setting it for the call.
+        os.environ["SSL_CERT_FILE"] = args.cert_file
     key = args.api_key
     if not key and args.api_key_file:
         key = Path(args.api_key_file).read_text().strip()
