@@ -1,6 +1,6 @@
 """The domain events every service agrees on (DESIGN §2, §5): the heart of the wire contract.
 
-The rest of the contract sits beside it: `vocabulary.py` (the closed sets of
+The rest of the contract sits beside it: `py` (the closed sets of
 values, as the `StrEnum` types of these fields), `streams.py` (the stream of
 each group below) and `ids.py` (the ids derived from causes).
 
@@ -19,14 +19,22 @@ import msgspec
 from shared.events.base import Event
 from shared.events.codec import EventRegistry
 from shared.events.vocabulary import (
+    CheckKind,
+    CheckStrategy,
     CommitSource,
     DeploymentStatus,
+    Deviation,
+    KeyRole,
+    ReceiverKind,
+    SampleRole,
     StageName,
     StageStatus,
     Strategy,
     SyncState,
+    TickOutcome,
     Trigger,
     Verdict,
+    WebhookProvider,
 )
 
 # Applications (stream `application-<application_id>`) -------------------------
@@ -174,7 +182,7 @@ class WebhookRejected(Event, tag="webhook_rejected", frozen=True):
     """A webhook was refused (bad signature, unknown repository, malformed body)."""
 
     repository_id: str
-    provider: str  # github | gitlab
+    provider: WebhookProvider
     reason: str
     remote_addr: str = ""
 
@@ -383,14 +391,14 @@ class AnalysisCheck(msgspec.Struct, frozen=True, kw_only=True):
     everything its verdicts depend on, so they can be recomputed from the log alone."""
 
     key: str  # `metrics[0] error-rate` (the template's name, if any) / `https[0]`
-    kind: str  # metrics | http
-    strategy: str  # THRESHOLD | PREVIOUS | CANARY_BASELINE | CANARY_PRIMARY | HTTP
+    kind: CheckKind
+    strategy: CheckStrategy
     interval_s: float
     provider: str = ""
     query: str = ""  # the query template (rendered per variant in each AnalysisMeasured)
     failure_limit: int = 0
     skip_on_no_data: bool = False
-    deviation: str = "EITHER"
+    deviation: Deviation = Deviation.EITHER
     expected_min: float | None = None
     expected_max: float | None = None
     timeout_s: float = 0.0
@@ -434,7 +442,7 @@ class AnalysisMeasured(Event, tag="analysis_measured", frozen=True):
     analysis_id: str
     check: str
     tick: int  # 1-based
-    role: str = ""  # "" (THRESHOLD, HTTP) | experiment | control
+    role: SampleRole = SampleRole.NONE  # NONE: THRESHOLD, HTTP
     variant: str = ""  # the variant the query was rendered for (or `previous`)
     provider: str = ""
     query: str = ""  # as rendered and sent (PromQL; `GET <url>` for an HTTP check)
@@ -458,8 +466,8 @@ class AnalysisTickJudged(Event, tag="analysis_tick_judged", frozen=True):
     check: str
     tick: int
     at_s: float  # seconds since the analysis started
-    strategy: str  # THRESHOLD | PREVIOUS | CANARY_BASELINE | CANARY_PRIMARY | HTTP
-    outcome: str  # continue | pass | fail
+    strategy: CheckStrategy
+    outcome: TickOutcome
     reason: str
     judge: str  # `threshold` / `http` for the service's own checks, else the judge's name
     judge_version: str
@@ -476,7 +484,7 @@ class ApiKeyCreated(Event, tag="api_key_created", frozen=True):
 
     key_id: str
     name: str
-    role: str  # read-only | read-write | admin
+    role: KeyRole
     secret_sha256: str  # hex
     creator: str = ""
 
@@ -501,7 +509,7 @@ class NotificationScheduled(Event, tag="notification_scheduled", frozen=True):
 
     notification_id: str
     receiver: str
-    receiver_kind: str  # slack | webhook
+    receiver_kind: ReceiverKind
     notification_type: str  # PipeCD's type without EVENT_, e.g. DEPLOYMENT_FAILED
     source_event_id: str
     source_stream_id: str
