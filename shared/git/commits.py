@@ -27,7 +27,15 @@ __all__ = ["AUTHOR", "commit_files", "file_modes", "push"]
 
 AUTHOR: Final = ("Slipway Event Watcher", "eventwatcher@slipway.invalid")
 _FILE_MODES: Final = frozenset({"100644", "100755"})
-_REJECTED: Final = ("[rejected]", "non-fast-forward", "fetch first", "Updates were rejected")
+# A remote refusing because its branch moved: not a fast-forward, or moved by a
+# concurrent push between its check and its ref update ("cannot lock ref … but expected").
+_REJECTED: Final = (
+    "[rejected]",
+    "non-fast-forward",
+    "fetch first",
+    "Updates were rejected",
+    "but expected",
+)
 
 
 async def file_modes(repo: GitRepository, commit: str, path: str) -> tuple[str, list[str]]:
@@ -41,15 +49,19 @@ async def file_modes(repo: GitRepository, commit: str, path: str) -> tuple[str, 
     path = check_path(path)
     parts = path.split("/")
     prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    # `-r -t` lists every tree on the way to the path as well as the path itself.
     out = await run_git(
         "ls-tree",
+        "-r",
+        "-t",
         "-z",
         "--full-tree",
         "--end-of-options",
         check_rev(commit),
         "--",
-        *prefixes,
+        path,
         git_dir=repo.path,
+        env={"GIT_LITERAL_PATHSPECS": "1"},
         timeout_s=repo.timeout_s,
     )
     modes: dict[str, str] = {}
