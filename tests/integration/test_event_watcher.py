@@ -21,12 +21,15 @@ from aiohttp import web
 from services.gitwatcher.configs import read_app_watchers, read_pipe_watchers
 from services.gitwatcher.eventwatcher import EventRepository, EventWatcher
 from services.gitwatcher.pullrequests import PullRequests
+from shared.apikeys import create_api_key
 from shared.errors import Unavailable
 from shared.eventlog import EventStore
 from shared.events.catalog import EventRegistered
 from shared.events.streams import event_key_stream
 from shared.git import GitCache
 from shared.gitevents import list_events, register_event
+from slipway_cli import main
+from tests.support.api import served_api
 from tests.support.git_helpers import WorkRepo, app_config, git
 from tests.support.gitwatcher import register, registration, seed_layout
 
@@ -56,7 +59,7 @@ spec:
           regex: "web-chart: (v[0-9.]+)"
 """
 
-IMAGE = "$.spec.template.spec.containers[0].image"
+TEMPLATE = "Bump {{ .EventName }} to {{ .Value }}"
 
 
 def _layout(**configs: str) -> dict[str, str]:
@@ -359,7 +362,7 @@ class _GitHub:
         return web.json_response(pull, status=201)
 
     async def list(self, request: web.Request) -> web.Response:
-        owner, _, branch = request.query.get("head", "").partition(":")
+        _owner, _, branch = request.query.get("head", "").partition(":")
         return web.json_response([p for p in self.pulls if p["head"]["ref"] == branch])
 
 
@@ -384,9 +387,7 @@ async def test_make_pull_request_pushes_a_branch_and_opens_a_pull_request(
     api, url = github
     work = Remote(
         tmp_path / "config",
-        _layout(
-            billing="commitMessage: 'Bump {{ .EventName }} to {{ .Value }}'\n          makePullRequest: true"
-        ),
+        _layout(billing=f"commitMessage: '{TEMPLATE}'\n          makePullRequest: true"),
     )
     await register(store, projector_store, registration("billing"))
     pulls = PullRequests(api_url=url, repository="acme/config", token="gh-token")
@@ -435,3 +436,35 @@ async def test_a_crash_between_push_and_record_records_the_pushed_commit(
     [outcome] = await _outcomes(store, event_id)
     assert (outcome.status, outcome.commit_hash) == ("SUCCESS", pushed)
     assert json.dumps(outcome.description)
+
+
+async def test_cli_registers_over_the_api_and_lists_the_commit(
+    store: EventStore, pool: asyncpg.Pool, work: Remote, tmp_path: Path, capsys: Any
+) -> None:
+    writer = await create_api_key(store, "read-write", "ci")
+    reader = await create_api_key(store, "read-only", "viewer")
+    watcher, _ = _watcher(store, work, tmp_path / "cache")
+    async with served_api(store, pool) as url:
+        register_args = ["event", "register", "--api-url", url, "--name", "image-update"]
+        args = [*register_args, "--data", "reg/account:v11", "--labels", "env=dev,app=account"]
+        assert await asyncio.to_thread(main, [*args, "--api-key", writer]) == 0
+        event_id = capsys.readouterr().out.strip().splitlines()[-1]
+        # A read-only key may not register; bad data is refused naming the field.
+        assert await asyncio.to_thread(main, [*args, "--api-key", reader]) != 0
+        assert "forbidden" in capsys.readouterr().err
+        bad = [*register_args, "--data", "v1\nkind: Secret", "--api-key", writer]
+        assert await asyncio.to_thread(main, bad) != 0
+        assert "[data]" in capsys.readouterr().err
+
+        await _deliver(watcher, store, event_id)
+        listing = ["event", "list", "--api-url", url, "--api-key", reader]
+        assert await asyncio.to_thread(main, listing) == 0
+        out = capsys.readouterr().out.strip().splitlines()
+        row = next(line for line in out if "reg/account:v11" in line)
+        assert "app=account,env=dev" in row
+        assert "SUCCESS" in row and work.head()[:12] in row
+        assert await asyncio.to_thread(main, [*listing, "--json"]) == 0
+        out = capsys.readouterr().out  # the in-process API's log lines come first
+        [event] = json.loads(out[out.index("\n[") :])
+        assert event["event_id"] == event_id
+        assert event["handled"][0]["commit_hash"] == work.head()
