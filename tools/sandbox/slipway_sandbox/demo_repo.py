@@ -119,6 +119,9 @@ class DemoRepo:
         """A fresh repository whose first commit holds `files`; that commit's hash."""
         self.path.mkdir(parents=True, exist_ok=True)
         self._git("init", "--quiet", f"--initial-branch={BRANCH}")
+        # The event watcher pushes its write-backs here: a checked-out branch takes a push
+        # when the tree is clean, which the demo's own commits always leave it.
+        self._git("config", "receive.denyCurrentBranch", "updateInstead")
         return self.commit(files, message)
 
     def commit(self, files: Mapping[str, str], message: str) -> str:
