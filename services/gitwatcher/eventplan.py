@@ -28,6 +28,7 @@ from services.gitwatcher.replacements import (
     replace_regex,
     replace_yaml_field,
     repository_path,
+    same_shape,
 )
 from shared.git import branch_name_problem
 
@@ -45,6 +46,9 @@ __all__ = [
 EVENT_TRAILER: Final = "Slipway-Event-Id"
 """The trailer naming the registration a commit writes: how a retry finds its own push."""
 _TRIGGER_TRAILER: Final = "Pipecd-Dev-Trace-Trigger-Commit-Hash"  # PipeCD's, for its tools
+_STRUCTURED: Final = (".yaml", ".yml", ".json")
+MAX_FILE_BYTES: Final = 1024 * 1024
+"""A file the watcher edits is at most this big (the edits parse it, more than once)."""
 _BRANCHES: Final = uuid.UUID("5d1f0c8e-3f4e-4a36-9d0a-6c1b2e7f4a10")
 
 ReplacementKind = Literal["yamlField", "jsonField", "HCLField", "regex"]
@@ -128,6 +132,10 @@ def plan_commits(
             raw = changes.get(path, view.get(path))
             if raw is None:
                 raise ReplacementError(f"{watcher.origin}: {path}: no such file")
+            if len(raw) > MAX_FILE_BYTES:
+                raise ReplacementError(
+                    f"{watcher.origin}: {path}: over {MAX_FILE_BYTES} bytes, too large to edit"
+                )
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -168,7 +176,10 @@ def _apply(replacement: Replacement, text: str, value: str, path: str) -> str | 
         case "jsonField":
             return replace_json_field(text, replacement.expression, value, file=path)
         case "regex":
-            return replace_regex(text, replacement.expression, value, file=path)
+            new = replace_regex(text, replacement.expression, value, file=path)
+            if new is not None and path.endswith(_STRUCTURED):
+                same_shape(text, new, file=path)
+            return new
         case _:
             raise ReplacementError(
                 f"{path}: {replacement.kind} is not supported (PipeCD does not implement it "

@@ -12,7 +12,9 @@ The event watcher's edits, PipeCD's `replacements`:
   first one holding the path is changed.
 - `jsonField`: the same on a JSON file, the value always a JSON string.
 - `regex`: every match's first capture group becomes the value (PipeCD's
-  `modifyText`); no match is an error.
+  `modifyText`); no match is an error. On a YAML or JSON file the result must
+  have the same shape as before (`same_shape`: the same keys and items, only
+  scalars changed), so a value cannot add keys through a pattern either.
 - `HCLField`: refused with a clear error (PipeCD has never implemented it).
 
 Each returns the new text, or None when the file holds the value already.
@@ -38,6 +40,7 @@ __all__ = [
     "replace_regex",
     "replace_yaml_field",
     "repository_path",
+    "same_shape",
 ]
 
 DEFAULT_COMMIT_MESSAGE: Final = "Replace values with {value} set by Event {name}"
@@ -216,6 +219,35 @@ def replace_regex(text: str, pattern: str, value: str, *, file: str = "") -> str
     if not matched:
         raise ReplacementError(f"{where}: matches nothing in the file")
     return new if changed else None
+
+
+def same_shape(old: str, new: str, *, file: str = "") -> None:
+    """Refuse `new` unless it parses to the structure `old` has: the same mappings with the
+    same keys, the same sequences with as many items; scalars may differ."""
+    before, after = _loads(old, json_file=False), _loads(new, json_file=False)
+    if isinstance(before, _Unreadable):
+        return  # not YAML to begin with (a template): nothing to compare
+    if isinstance(after, _Unreadable) or not _shaped_alike(before, after):
+        raise ReplacementError(
+            f"{file or 'file'}: the replacement would change the document's structure, "
+            "not only a value"
+        )
+
+
+def _shaped_alike(a: Any, b: Any) -> bool:
+    if isinstance(a, dict):
+        return (
+            isinstance(b, dict)
+            and a.keys() == b.keys()
+            and all(_shaped_alike(a[k], b[k]) for k in a)
+        )
+    if isinstance(a, list):
+        return (
+            isinstance(b, list)
+            and len(a) == len(b)
+            and all(_shaped_alike(x, y) for x, y in zip(a, b, strict=True))
+        )
+    return not isinstance(b, dict | list)
 
 
 def commit_message(template: str, *, value: str, event_name: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
+from services.gitwatcher.eventplan import Replacement, Watcher, plan_commits
 from services.gitwatcher.replacements import (
     ReplacementError,
     commit_message,
@@ -184,3 +185,26 @@ def test_registrations_breaking_a_rule_name_the_field(kwargs: dict[str, Any], fi
     with pytest.raises(InvalidEvent) as caught:
         check_event(**kwargs)
     assert caught.value.field == field
+
+
+def test_a_regex_on_yaml_may_change_values_but_never_the_structure() -> None:
+    text = 'web: {image: "reg/web:v1", port: 80}\n'
+    watcher = Watcher(
+        origin="app:web",
+        name="image-update",
+        labels=(),
+        base_dir="",
+        replacements=(Replacement("values.yaml", "regex", r'image: "reg/web:([^"]*)"'),),
+    )
+    planned = plan_commits(
+        [watcher], {"values.yaml": text.encode()}, event_id="e1", event_name="n", value="v2"
+    )
+    assert planned[0].changes["values.yaml"] == text.replace("v1", "v2").encode()
+    with pytest.raises(ReplacementError, match="structure"):
+        plan_commits(
+            [watcher],
+            {"values.yaml": text.encode()},
+            event_id="e2",
+            event_name="n",
+            value='v2", evil: "x',
+        )
