@@ -86,6 +86,7 @@ async def setup(runtime: ServiceRuntime[GitwatcherSettings]) -> Sequence[Compone
         ),
         read_app_watchers=read_app_watchers,
         read_pipe_watchers=read_pipe_watchers,
+        metrics=gitwatcher.metrics,
     )
     events = await EventWiring.start(runtime)
     components: list[Component] = [

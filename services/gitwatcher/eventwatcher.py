@@ -49,6 +49,7 @@ from services.gitwatcher.eventplan import (
     paths_of,
     plan_commits,
 )
+from services.gitwatcher.metrics import Metrics
 from services.gitwatcher.pullrequests import PullRequests
 from services.gitwatcher.replacements import ReplacementError
 from services.gitwatcher.triggering import event_metadata
@@ -110,6 +111,7 @@ class EventWatcher:
         read_pipe_watchers: PipeWatchersReader,
         push_attempts: int = DEFAULT_PUSH_ATTEMPTS,
         before_push: Callable[[EventRepository], Awaitable[None]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.repositories = list(repositories)
@@ -118,6 +120,7 @@ class EventWatcher:
         self.push_attempts = push_attempts
         self.before_push = before_push
         """Called just before each push (tests use it to move the remote on)."""
+        self.metrics = metrics if metrics is not None else Metrics(None)
 
     def consumer(
         self,
@@ -152,6 +155,7 @@ class EventWatcher:
                     handled = await self._handle_in(repository, registered, conn)
                 if handled is not None:
                     await self._record(recorded, registered, handled, conn)
+                    self.metrics.events_handled.labels(handled.repository_id, handled.status).inc()
 
     async def _handle_in(
         self, repository: EventRepository, registered: EventRegistered, conn: asyncpg.Connection
@@ -196,6 +200,7 @@ class EventWatcher:
             result = await self._commit_and_push(repository, head, planned)
             if result is None:
                 log.info("event_push_refused", attempt=attempt, head=head)
+                self.metrics.push_refusals.labels(repository.repository_id).inc()
                 continue
             commit, branch, url = result
             files = tuple(sorted({f for p in planned for f in p.files}))

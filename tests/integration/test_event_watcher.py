@@ -17,9 +17,11 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from services.gitwatcher.configs import read_app_watchers, read_pipe_watchers
 from services.gitwatcher.eventwatcher import EventRepository, EventWatcher
+from services.gitwatcher.metrics import Metrics
 from services.gitwatcher.pullrequests import PullRequests
 from shared.apikeys import create_api_key
 from shared.errors import Unavailable
@@ -237,9 +239,16 @@ async def test_a_refused_push_is_rebuilt_on_the_new_head(
         if not moved:  # once: the remote moves on between our fetch and our push
             moved.append(work.push_change({"README.md": "edited by a person\n"}, "docs"))
 
-    watcher, _ = _watcher(store, work, tmp_path / "cache", before_push=someone_pushes)
+    registry = CollectorRegistry()
+    watcher, _ = _watcher(
+        store, work, tmp_path / "cache", before_push=someone_pushes, metrics=Metrics(registry)
+    )
     event_id = await _register(store, "image-update", "reg/auth:v7", app="auth", env="dev")
     await _deliver(watcher, store, event_id)
+    labels = {"repository": "config"}
+    assert registry.get_sample_value("slipway_gitwatcher_event_push_refusals_total", labels) == 1
+    handled = {"repository": "config", "status": "SUCCESS"}
+    assert registry.get_sample_value("slipway_gitwatcher_events_handled_total", handled) == 1
 
     assert work.git("rev-parse", "main~1") == moved[0]
     assert work.show("README.md") == "edited by a person"
