@@ -1,40 +1,26 @@
-"""Image-update write-back end to end: `slipway event register` → a commit in the config
-repository → the normal GitOps path deploys it to kubesim → SUCCESS.
+"""Image-update write-back end to end: an event registered as CI would → a commit in the
+config repository → the normal GitOps path deploys it to kubesim → SUCCESS.
 
-Every service is its own process (the sandbox); the event goes in through the CLI
-and the API, and comes out as a commit the gitwatcher sees like anyone else's.
+Every service is its own process (the sandbox). The story runner plays the demo's
+optional image-event step (`slipway demo --event-watcher`) after the bootstrap:
+it registers the image through the API, waits for the event watcher's commit,
+and judges the deployment that commit triggered; the CLI then lists the event
+with that commit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-from shared.eventlog import EventStore
-from shared.events.catalog import CommitObserved, default_registry
-from shared.events.streams import repository_stream
-from shared.testing import wait_until
-from slipway_sandbox.control import PLATFORM_PROVIDER
-from slipway_sandbox.demo_repo import app_name, app_path, image
+from slipway_sandbox.demo_repo import app_path, image
 from slipway_sandbox.sandbox import Sandbox, SandboxOptions
-from slipway_sandbox.seed_layout import DEMO_DEV_CONFIG
-
-WATCHER = """\
-  eventWatcher:
-    - matcher:
-        name: image-update
-        labels: {app: account, env: dev}
-      handler:
-        type: GIT_UPDATE
-        config:
-          replacements:
-            - file: manifests.yaml
-              yamlField: $.spec.template.spec.containers[0].image
-"""
+from slipway_sandbox.story import EVENT_TAG
 
 
 def _cli(sandbox: Sandbox, *args: str) -> subprocess.CompletedProcess[str]:
@@ -52,70 +38,32 @@ def _cli(sandbox: Sandbox, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_registered_image_is_committed_and_deployed(tmp_path: Path) -> None:
-    options = SandboxOptions(data_dir=tmp_path / "sandbox", say=lambda *_: None)
+async def test_an_image_event_is_committed_and_deployed(tmp_path: Path) -> None:
+    said: list[str] = []
+    options = SandboxOptions(data_dir=tmp_path / "sandbox", say=said.append, event_watcher=True)
     async with Sandbox(options) as sandbox:
-        assert sandbox.pool is not None
-        store = EventStore(sandbox.pool, default_registry())
-        client = sandbox.api_client()
-        dev = app_name("dev")
-        await asyncio.to_thread(
-            client.register_application,
-            name=dev,
-            repository_id="config",
-            path=app_path("dev"),
-            config_filename=".pipe.yaml",
-            platform_provider=PLATFORM_PROVIDER,
-            labels={"env": "dev"},
+        assert sandbox.story is not None
+        steps = {step.key: step for step in sandbox.story.steps}
+        # The bootstrap (registration, prd's first deployment) and the image event only.
+        sandbox.story = dataclasses.replace(
+            sandbox.story, steps=(steps["bootstrap"], steps["image-event"])
         )
-        first = await asyncio.to_thread(sandbox.repo.head)
+        report = await sandbox.play()
+        story = "\n".join(said)
+        assert [s.ok for s in report.steps] == [True, True], story
+        event_step = report.steps[1]
+        assert event_step.deployment is not None
+        assert event_step.deployment.status == "SUCCESS", story
 
-        async def observed(commit: str) -> bool:
-            history = await store.read_stream(repository_stream("config"))
-            return any(
-                isinstance(r.event, CommitObserved) and r.event.commit_hash == commit
-                for r in history
-            )
-
-        await wait_until(lambda: observed(first), 60, "the gitwatcher's first observation")
-        config = DEMO_DEV_CONFIG.format(name=dev, env="dev") + WATCHER
-        watching = await asyncio.to_thread(
-            sandbox.repo.commit, {f"{app_path('dev')}/.pipe.yaml": config}, "watch image-update"
-        )
-        await wait_until(lambda: observed(watching), 60, "the watcher config observed")
-
-        registered = await asyncio.to_thread(
-            _cli,
-            sandbox,
-            "event",
-            "register",
-            "--name",
-            "image-update",
-            "--data",
-            image("v7"),
-            "--labels",
-            "env=dev,app=account",
-        )
-        assert registered.returncode == 0, registered.stderr
-        event_id = registered.stdout.strip().splitlines()[-1]
-
-        async def written_back() -> str | None:
-            head = await asyncio.to_thread(sandbox.repo.head)
-            message = await asyncio.to_thread(sandbox.repo.subject, head)
-            return head if message.startswith("Replace values with") else None
-
-        commit = await wait_until(written_back, 60, "the event watcher's commit")
+        head = await asyncio.to_thread(sandbox.repo.head)
+        subject = await asyncio.to_thread(sandbox.repo.subject, head)
+        assert subject == f'Replace values with "{image(EVENT_TAG)}" set by Event "image-update"'
         manifests = (sandbox.repo.path / app_path("dev") / "manifests.yaml").read_text()
-        assert f"image: {image('v7')}" in manifests
+        assert f"image: {image(EVENT_TAG)}" in manifests
+        assert "the event watcher committed" in story
 
-        async def deployed() -> dict[str, Any] | None:
-            items = await asyncio.to_thread(client.list_deployments, application=dev)
-            return next(
-                (d for d in items if d["commit_hash"] == commit and d["status"] == "SUCCESS"),
-                None,
-            )
-
-        await wait_until(deployed, 120, "the write-back deployed to SUCCESS")
         listed = await asyncio.to_thread(_cli, sandbox, "event", "list", "--json")
         assert listed.returncode == 0, listed.stderr
-        assert event_id in listed.stdout and commit in listed.stdout
+        [event] = json.loads(listed.stdout)
+        assert event["data"] == image(EVENT_TAG)
+        assert [(h["status"], h["commit_hash"]) for h in event["handled"]] == [("SUCCESS", head)]
