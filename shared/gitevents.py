@@ -56,10 +56,17 @@ _CONTEXT_KEY: Final = re.compile(r"[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*")
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029]")
 _COMMIT: Final = re.compile(r"[0-9a-f]{7,64}")
 
+# The streams holding the newest $1 registrations (all with $1 NULL), read whole: the
+# newest N registrations lie in at most N streams, those whose last registration is newest.
 _LIST: Final = """
 SELECT global_position, tx_id, stream_id, stream_version, event_id, event_type,
        schema_version, payload, metadata, recorded_at
-FROM events WHERE stream_id LIKE 'eventkey-%' ORDER BY global_position
+FROM events WHERE stream_id IN (
+  SELECT stream_id FROM events
+  WHERE stream_id LIKE 'eventkey-%' AND event_type = 'event_registered'
+  GROUP BY stream_id ORDER BY max(global_position) DESC LIMIT $1
+)
+ORDER BY global_position
 """
 
 
@@ -93,6 +100,8 @@ class WatchedEvent(msgspec.Struct, frozen=True, kw_only=True):
     data: str
     labels: dict[str, str]
     registered_at: datetime
+    position: int
+    """The registration's global position: the log's order is what "newer" means."""
     registrar: str = ""
     commit_hash: str = ""
     contexts: dict[str, str] = msgspec.field(default_factory=dict)
@@ -197,6 +206,7 @@ def fold_event_key(history: Iterable[RecordedEvent]) -> list[WatchedEvent]:
                         data=registered.data,
                         labels=dict(registered.labels),
                         registered_at=recorded.recorded_at,
+                        position=recorded.global_position,
                         registrar=registered.registrar,
                         commit_hash=registered.commit_hash,
                         contexts=dict(registered.contexts),
@@ -226,12 +236,13 @@ def fold_event_key(history: Iterable[RecordedEvent]) -> list[WatchedEvent]:
 async def list_events(store: EventStore, *, name: str = "", limit: int = 100) -> list[WatchedEvent]:
     """Registrations, newest first (of `name` only, if given), at most `limit`."""
     async with unavailable_on_disconnect("list events"):
-        rows: list[asyncpg.Record] = await store.pool.fetch(_LIST)
+        # A name is inside the payload, not the stream id: then every stream is read.
+        rows: list[asyncpg.Record] = await store.pool.fetch(_LIST, None if name else limit)
     streams: dict[str, list[RecordedEvent]] = {}
     for row in rows:
         streams.setdefault(row["stream_id"], []).append(store.decode_row(row))
     events = [event for history in streams.values() for event in fold_event_key(history)]
     if name:
         events = [event for event in events if event.name == name]
-    events.sort(key=lambda e: (e.registered_at, e.event_id), reverse=True)
+    events.sort(key=lambda e: e.position, reverse=True)
     return events[:limit]

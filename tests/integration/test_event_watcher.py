@@ -228,6 +228,10 @@ async def test_an_older_event_never_overwrites_a_newer_one(
     again = await _register(store, "image-update", "reg/account:v3", app="account", env="dev")
     await _deliver(watcher, store, again)
     assert [o.status for o in await _outcomes(store, again)] == ["NO_CHANGE"]
+    # Listed newest first; a limit keeps the newest.
+    assert [e.event_id for e in await list_events(store)] == [again, newer, older]
+    assert [e.newest for e in await list_events(store)] == [True, False, False]
+    assert [e.event_id for e in await list_events(store, limit=1)] == [again]
 
 
 async def test_a_refused_push_is_rebuilt_on_the_new_head(
