@@ -50,7 +50,7 @@ from services.gitwatcher.eventplan import (
     plan_commits,
 )
 from services.gitwatcher.metrics import Metrics
-from services.gitwatcher.pullrequests import PullRequests
+from services.gitwatcher.pullrequests import PullRequestError, PullRequests
 from services.gitwatcher.replacements import ReplacementError
 from services.gitwatcher.triggering import event_metadata
 from shared.consumer import EventConsumer
@@ -205,11 +205,17 @@ class EventWatcher:
             commit, branch, url = result
             files = tuple(sorted({f for p in planned for f in p.files}))
             log.info("event_written", commit_hash=commit, branch=branch, files=files)
+            refused = branch != repository.branch and repository.pull_requests and not url
             return _outcome(
                 registered,
                 repository,
                 "SUCCESS",
-                f"updated {len(files)} file{'s' if len(files) != 1 else ''}",
+                f"updated {len(files)} file{'s' if len(files) != 1 else ''}"
+                + (
+                    "; the pull request was refused (the gitwatcher's log says why)"
+                    if refused
+                    else ""
+                ),
                 commit=commit,
                 branch=branch,
                 files=files,
@@ -311,12 +317,17 @@ class EventWatcher:
                 await push(repository.git, last, commit.branch)
                 branch = commit.branch
                 if repository.pull_requests is not None:
-                    url = await repository.pull_requests.open(
-                        branch=commit.branch,
-                        base=repository.branch,
-                        title=commit.message.split("\n", 1)[0],
-                        body=commit.message,
-                    )
+                    try:
+                        url = await repository.pull_requests.open(
+                            branch=commit.branch,
+                            base=repository.branch,
+                            title=commit.message.split("\n", 1)[0],
+                            body=commit.message,
+                        )
+                    except PullRequestError as exc:
+                        # The branch is pushed: say why there is no pull request, don't retry.
+                        log.warning("event_pull_request_refused", error=str(exc))
+                        url = ""
         return last, branch, url
 
     async def _record(

@@ -423,6 +423,16 @@ async def test_make_pull_request_pushes_a_branch_and_opens_a_pull_request(
     assert body["title"] == "Bump image-update to reg/billing:v4"
     assert headers["Accept"] == "application/vnd.github+json"
 
+    # A token the API refuses: the branch is pushed all the same, and the outcome says so.
+    refused = PullRequests(api_url=url, repository="acme/config", token="stale")
+    other, _ = _watcher(store, work, tmp_path / "cache2", pull_requests=refused)
+    event_id = await _register(store, "image-update", "reg/billing:v5", app="billing", env="dev")
+    await _deliver(other, store, event_id)
+    [outcome] = await _outcomes(store, event_id)
+    assert outcome.status == "SUCCESS" and outcome.pull_request_url == ""
+    assert "pull request was refused" in outcome.description
+    assert "image: reg/billing:v5" in work.show("billing/dev/deployment.yaml", outcome.branch)
+
 
 async def test_a_crash_between_push_and_record_records_the_pushed_commit(
     store: EventStore, work: Remote, tmp_path: Path
