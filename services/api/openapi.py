@@ -47,6 +47,7 @@ _TAGS: Final = {
     "applications": "Registered applications and their commands.",
     "deployments": "Deployments, their stages, logs and commands.",
     "events": "The event log, and time travel over it.",
+    "insights": "The four DORA metrics, from the event log.",
     "api-keys": "API keys (admin only).",
     "secrets": "Secrets encrypted for git (PipeCD's format).",
     "meta": "About the API itself.",

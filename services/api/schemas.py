@@ -30,6 +30,7 @@ from services.api.decider import (
 from shared.analysis.judges import JUDGE_NAMES
 from shared.config.discovery import DEFAULT_CONFIG_FILENAME
 from shared.events.vocabulary import DeploymentStatus, Strategy, SyncState
+from shared.insights import Figures, Period, PeriodFigures
 from shared.syncstate import Drift, LastDeployment
 
 Name = Annotated[str, Meta(pattern=NAME_PATTERN, description=RULES["name"])]
@@ -587,3 +588,53 @@ PATH_PARAMETERS: Final[dict[str, PathParameter]] = {
     "key_id": PathParameter(max_length=64),
 }
 """What each `{name}` in a route's path is; a name not here is a non-empty string."""
+
+
+# --- insights (the four DORA metrics; docs/insights.md) --------------------------------------
+
+
+class InsightsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    since: Annotated[
+        Annotated[str, Meta(max_length=64)] | None,
+        Meta(
+            description="Start of the range: an ISO 8601 time with a zone, or a date (UTC "
+            "midnight). Default: 30 days (day periods) or 12 weeks (week periods) before `until`."
+        ),
+    ] = None
+    until: Annotated[
+        Annotated[str, Meta(max_length=64)] | None,
+        Meta(description="End of the range (excluded), as `since`. Default: now."),
+    ] = None
+    period: Annotated[
+        Period, Meta(description="Figures per UTC day, or per ISO week (from Monday).")
+    ] = Period.DAY
+    application: Annotated[
+        Text | None, Meta(description="Only this application (its name or id).")
+    ] = None
+    label: Annotated[
+        tuple[Annotated[str, Meta(max_length=256, pattern="^[^=]+=.*$")], ...],
+        Meta(description="key=value; only applications with every one of these labels."),
+    ] = ()
+
+
+class ApplicationInsights(msgspec.Struct, frozen=True, kw_only=True):
+    application_id: str
+    name: str  # "" once the application is deleted
+    figures: Figures
+
+
+class InsightsReport(msgspec.Struct, frozen=True, kw_only=True):
+    """The four DORA metrics over a range: in total, per period, per application."""
+
+    since: datetime
+    until: datetime
+    period: Period
+    application_id: str | None
+    """The application asked for, as its id; None: every application the labels match."""
+    labels: dict[str, str]
+    totals: Figures
+    periods: list[PeriodFigures]
+    """Every day or week of the range in order, clipped to it; periods without deployments
+    are there with zero counts."""
+    applications: list[ApplicationInsights]
+    """Each application with a deployment or recovery in the range, by name."""

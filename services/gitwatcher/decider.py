@@ -114,6 +114,7 @@ def on_commit_triggers(
                 strategy=Strategy.AUTO,
                 repository_id=observed.repository_id,
                 commit_branch=observed.branch,
+                committed_at=observed.committed_at,
             )
         )
     return triggers

@@ -142,6 +142,7 @@ class Gitwatcher:
                 commit_hash=head,
                 commit_author=commit.author,
                 commit_message=commit.message,
+                committed_at=commit.committed_at,
             )
             metadata = event_metadata(
                 causation_id=str(event.event_id),

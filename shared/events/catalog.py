@@ -210,6 +210,9 @@ class DeploymentTriggered(Event, tag="deployment_triggered", frozen=True):
     repository_id: str = ""
     commit_branch: str = ""
     commander: str = ""  # who asked, for on_command
+    # When the commit was made, ISO 8601 as git reports it (`CommitObserved.committed_at`);
+    # "" when the trigger did not know (drift, events written before this field).
+    committed_at: str = ""
 
 
 class PlannedStage(msgspec.Struct, frozen=True, kw_only=True):

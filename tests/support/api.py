@@ -16,6 +16,7 @@ from shared.eventlog import EventStore
 from shared.projections import ProjectionRunner
 from shared.projections.applications import ApplicationsProjection
 from shared.projections.deployments import DeploymentsProjection
+from shared.projections.insights import InsightsProjection
 from shared.subjects import Subjects
 from tests.support import running
 
@@ -33,15 +34,18 @@ def auth_headers(key: str) -> Mapping[str, str]:
 
 @contextlib.asynccontextmanager
 async def running_projection(projector: EventStore) -> AsyncIterator[ProjectionRunner]:
-    """The `applications` and `deployments` projections, applying events until the block ends.
+    """The projections the API reads (`applications`, `deployments`, `insights`), applying
+    events until the block ends; yields the `applications` runner.
 
     `projector` is a store as the projector's role: only it may build projections.
     """
     runner = ProjectionRunner(projector, ApplicationsProjection(), idle_sleep_s=0.01)
     deployments = ProjectionRunner(projector, DeploymentsProjection(), idle_sleep_s=0.01)
+    insights = ProjectionRunner(projector, InsightsProjection(), idle_sleep_s=0.01)
     await runner.install()
     await deployments.install()
-    async with running(runner.run, deployments.run):
+    await insights.install()
+    async with running(runner.run, deployments.run, insights.run):
         yield runner
 
 

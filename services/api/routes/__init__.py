@@ -32,6 +32,7 @@ _MODULES: Final = (
     "services.api.routes.docs",
     "services.api.routes.events",
     "services.api.routes.event_stream",
+    "services.api.routes.insights",
     "services.api.routes.plan_preview",
     "services.api.routes.secrets",
 )
