@@ -48,6 +48,8 @@ _SECONDS_PER_DAY: Final = 86_400.0
 
 
 class Period(enum.StrEnum):
+    """The stretch each figure of a series covers."""
+
     DAY = "day"
     WEEK = "week"
 
@@ -91,6 +93,8 @@ class Figures(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PeriodFigures(msgspec.Struct, frozen=True, kw_only=True):
+    """The figures of one period, [start, end)."""
+
     start: datetime
     end: datetime
     figures: Figures

@@ -146,6 +146,7 @@ class InsightsProjection(Projection):
     async def apply(
         self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]
     ) -> None:
+        """Record a commit's time, a deployment's commit, or a deployment's outcome."""
         names = {
             "deployments": quote(tables[DEPLOYMENTS]),
             "commits": quote(tables[COMMITS]),
