@@ -27,6 +27,7 @@ _COMMANDS = (
     "slipway_cli.analysis",
     "slipway_cli.apikey",
     "slipway_cli.app",
+    "slipway_cli.chain",
     "slipway_cli.config",
     "slipway_cli.deadletters",
     "slipway_cli.deployment",

@@ -256,6 +256,21 @@ class ApiClient:
         query = [("judge", judge)] if judge else []
         return self.request("GET", f"/deployments/{_segment(deployment_id)}/rejudge", query=query)
 
+    # --- deployment chains ------------------------------------------------------------------
+
+    def list_chains(self, *, limit: int = 20) -> list[JsonObject]:
+        """The newest chains, each with its blocks."""
+        items: list[JsonObject] = self.request(
+            "GET", "/chains", query=[("limit", str(min(limit, 100)))]
+        )["items"]
+        return items
+
+    def get_chain(self, chain_id: str) -> JsonObject:
+        return self.request("GET", f"/chains/{_segment(chain_id)}")
+
+    def cancel_chain(self, chain_id: str) -> JsonObject:
+        return self.request("POST", f"/chains/{_segment(chain_id)}/cancel")
+
     # --- insights ---------------------------------------------------------------------------
 
     def insights(

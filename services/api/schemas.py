@@ -571,6 +571,7 @@ class PathParameter(msgspec.Struct, frozen=True, kw_only=True):
 
 
 PATH_PARAMETERS: Final[dict[str, PathParameter]] = {
+    "chain": PathParameter(max_length=64, description="The chain's id."),
     "application": PathParameter(max_length=63, description="The application's id or its name."),
     "deployment": PathParameter(
         max_length=64,
@@ -638,3 +639,53 @@ class InsightsReport(msgspec.Struct, frozen=True, kw_only=True):
     are there with zero counts."""
     applications: list[ApplicationInsights]
     """Each application with a deployment or recovery in the range, by name."""
+
+
+# --- deployment chains (docs/chains.md) -------------------------------------------------------
+
+
+class ChainDeploymentResource(msgspec.Struct, frozen=True, kw_only=True):
+    application_id: str
+    deployment_id: str
+    status: str
+    """SUCCESS | FAILURE | CANCELLED once recorded; RUNNING while its block runs; PENDING before
+    its block starts; SKIPPED when the chain ended before its block."""
+
+
+class ChainBlockResource(msgspec.Struct, frozen=True, kw_only=True):
+    index: int
+    """0: the deployment that started the chain."""
+    status: str
+    """PENDING | RUNNING | SUCCESS | FAILURE | CANCELLED | SKIPPED."""
+    deployments: list[ChainDeploymentResource]
+
+
+class ChainResource(msgspec.Struct, frozen=True, kw_only=True):
+    """A deployment chain, folded from its stream `chain-<id>`."""
+
+    chain_id: str
+    status: str
+    """RUNNING | SUCCESS | FAILURE | CANCELLED."""
+    reason: str
+    origin_application_id: str
+    origin_deployment_id: str
+    cancelled_by: str | None
+    blocks: list[ChainBlockResource]
+    started_at: datetime | None = None
+
+
+class ChainList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[ChainResource]
+
+
+class ListChainsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    limit: Annotated[int, Meta(ge=1, le=100, description="At most this many, newest first.")] = 20
+
+
+class ChainCancelled(msgspec.Struct, frozen=True, kw_only=True):
+    """The chain was cancelled (or had been: `appended` false) and its running deployments."""
+
+    chain_id: str
+    appended: bool
+    cancelled_deployments: list[str]
+    """The deployments a cancel was asked for now."""

@@ -8,17 +8,28 @@ transaction as its consumer runs it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import asyncpg
 
 from services.gitwatcher.chains import ChainRunner
 from services.gitwatcher.service import Gitwatcher
 from shared.chains import CHAIN
 from shared.decider import fold
 from shared.eventlog import EventStore, new_events
-from shared.events.catalog import ChainStarted, DeploymentCompleted, DeploymentTriggered
+from shared.events.catalog import (
+    ChainStarted,
+    DeploymentCancelRequested,
+    DeploymentCompleted,
+    DeploymentTriggered,
+)
 from shared.events.ids import chain_id_of, on_chain_deployment_id
 from shared.events.streams import chain_stream, deployment_stream
 from shared.events.vocabulary import DeploymentStatus, Trigger
+from shared.testing import wait_until
+from tests.support.api import running_projection, served_api
+from tests.support.cli import Done, slipway
 from tests.support.git_helpers import WorkRepo, app_config
 from tests.support.gitwatcher import (
     events_of,
@@ -137,3 +148,45 @@ async def test_when_stg_succeeds_prd_is_deployed_and_the_chain_succeeds(
     assert state.status == "SUCCESS"
     # a chained deployment that succeeds starts no chain of its own
     assert len(await events_of(store, ChainStarted)) == 1
+
+
+async def test_the_api_and_cli_show_a_chain_and_cancelling_it_cancels_what_runs(
+    store: EventStore, projector_store: EventStore, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    _, runner, dev = await setup(store, projector_store, tmp_path)
+    chain = chain_id_of(dev)
+    await complete(store, runner, dev, "SUCCESS")
+    stg = (await chain_triggers(store))["account-stg"]
+    async with running_projection(projector_store), served_api(store, pool) as url:
+
+        async def listed_chain() -> Done | None:
+            done = await slipway("chain", "list", api_url=url)
+            return done if chain in done.out else None
+
+        # the list reads the stream_stats view, which the projection fills a moment later
+        listed = await wait_until(listed_chain, what="the chain listed")
+        assert "RUNNING" in listed.out and "account-dev" in listed.out
+        got = await slipway("chain", "get", chain, "--json", api_url=url)
+        shown = json.loads(got.out)
+        assert [b["status"] for b in shown["blocks"]] == ["SUCCESS", "RUNNING", "PENDING"]
+        assert shown["blocks"][1]["deployments"] == [
+            {
+                "application_id": "account-stg",
+                "deployment_id": stg.deployment_id,
+                "status": "RUNNING",
+            }
+        ]
+        assert (await slipway("chain", "get", "f" * 32, api_url=url)).code == 1  # 404
+
+        done = await slipway("chain", "cancel", chain, api_url=url)
+        assert done.code == 0, done.err
+        assert stg.deployment_id in done.out
+        again = await slipway("chain", "cancel", chain, "--json", api_url=url)
+        assert json.loads(again.out)["appended"] is False
+
+    (asked,) = await events_of(store, DeploymentCancelRequested)
+    assert asked.deployment_id == stg.deployment_id and asked.with_rollback
+    await complete(store, runner, stg.deployment_id, "CANCELLED")
+    state = fold(CHAIN, [r.event for r in await store.read_stream(chain_stream(chain))])
+    assert state.status == "CANCELLED" and state.outcomes[stg.deployment_id] == "CANCELLED"
+    assert list(await chain_triggers(store)) == ["account-stg"]  # prd never triggered

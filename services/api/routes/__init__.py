@@ -28,6 +28,7 @@ API_PREFIX: Final = "/api/v1"
 _MODULES: Final = (
     "services.api.routes.applications",
     "services.api.routes.apikeys",
+    "services.api.routes.chains",
     "services.api.routes.deployments",
     "services.api.routes.docs",
     "services.api.routes.events",
