@@ -244,7 +244,13 @@ def _advance(state: ChainState) -> list[Event]:
             f"{failed.application_id} ended {status}; later blocks were not started"
         )
         return [
-            ChainCompleted(chain_id=state.chain_id, status=DeploymentStatus(status), reason=reason)
+            ChainCompleted(
+                chain_id=state.chain_id,
+                status=DeploymentStatus(status),
+                reason=reason,
+                application_id=state.origin_application_id,
+                deployment_id=state.origin_deployment_id,
+            )
         ]
     if state.started < len(state.blocks):
         return [ChainBlockStarted(chain_id=state.chain_id, index=state.started)]
@@ -253,6 +259,8 @@ def _advance(state: ChainState) -> list[Event]:
             chain_id=state.chain_id,
             status=DeploymentStatus.SUCCESS,
             reason=f"all {len(state.blocks)} blocks succeeded",
+            application_id=state.origin_application_id,
+            deployment_id=state.origin_deployment_id,
         )
     ]
 
@@ -271,6 +279,8 @@ def _cancel(state: ChainState, command: CancelChain) -> list[Event]:
             chain_id=state.chain_id,
             status=DeploymentStatus.CANCELLED,
             reason=f"cancelled by {who}; its running deployments are cancelled",
+            application_id=state.origin_application_id,
+            deployment_id=state.origin_deployment_id,
         ),
     ]
 

@@ -340,6 +340,9 @@ class ChainCompleted(Event, tag="chain_completed", frozen=True):
     chain_id: str
     status: DeploymentStatus  # SUCCESS | FAILURE | CANCELLED
     reason: str = ""
+    # The chain's origin, under the names the notifier routes and describes an event by.
+    application_id: str = ""
+    deployment_id: str = ""
 
 
 # The executor's events (stream `deployment-<deployment_id>`; DESIGN §5) ----------
