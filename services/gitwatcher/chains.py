@@ -130,10 +130,12 @@ class ChainRunner:
         watcher = self.watchers.get(origin["repository_id"])
         if watcher is None:
             return None
+        # Fetched now: the clone may not hold the commit yet (or not exist, before a first poll).
+        heads = {watcher.spec.repository_id: await watcher.head_for_sync()}
         facts = await _config_at(watcher, _registered(origin), trigger.commit_hash)
         if facts is None or not facts.chain:
             return None
-        candidates = await self._chainable(rows)
+        candidates = await self._chainable(rows, heads)
         matched = [
             [
                 app_id
@@ -158,7 +160,7 @@ class ChainRunner:
         )
 
     async def _chainable(
-        self, rows: Sequence[asyncpg.Record]
+        self, rows: Sequence[asyncpg.Record], heads: dict[str, str]
     ) -> dict[str, tuple[str, str, dict[str, str]]]:
         """Enabled applications whose config at their branch head lets chains deploy them:
         id → (name, kind, labels)."""
@@ -171,7 +173,9 @@ class ChainRunner:
             watcher = self.watchers.get(repository_id)
             if watcher is None:
                 continue
-            head = await watcher.head_for_sync()
+            if repository_id not in heads:
+                heads[repository_id] = await watcher.head_for_sync()
+            head = heads[repository_id]
             for row in apps:
                 facts = await _config_at(watcher, _registered(row), head)
                 if facts is not None and facts.on_chain:
