@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import asyncpg
 
+from services.api.routes import API_PREFIX
 from services.gitwatcher.chains import ChainRunner
 from services.gitwatcher.service import Gitwatcher
 from shared.chains import CHAIN
@@ -28,8 +31,8 @@ from shared.events.ids import chain_id_of, on_chain_deployment_id
 from shared.events.streams import chain_stream, deployment_stream
 from shared.events.vocabulary import DeploymentStatus, Trigger
 from shared.testing import wait_until
-from tests.support.api import running_projection, served_api
-from tests.support.cli import Done, slipway
+from tests.support.api import api_key_for, auth_headers, running_projection, served_api
+from tests.support.cli import slipway
 from tests.support.git_helpers import WorkRepo, app_config
 from tests.support.gitwatcher import (
     events_of,
@@ -62,6 +65,15 @@ async def complete(store: EventStore, runner: ChainRunner, deployment_id: str, s
     recorded = (await store.read_stream(stream))[-1]
     async with store.pool.acquire() as conn, conn.transaction():
         await runner.handle_completed(recorded, conn)
+
+
+async def call(url: str, method: str, path: str) -> tuple[int, Any]:
+    """(status, JSON body) of an API call with the admin key."""
+    async with (
+        aiohttp.ClientSession(base_url=url, headers=auth_headers(api_key_for(url))) as http,
+        http.request(method, f"{API_PREFIX}{path}") as reply,
+    ):
+        return reply.status, await reply.json(content_type=None)
 
 
 async def chain_triggers(store: EventStore) -> dict[str, DeploymentTriggered]:
@@ -159,30 +171,32 @@ async def test_the_api_and_cli_show_a_chain_and_cancelling_it_cancels_what_runs(
     stg = (await chain_triggers(store))["account-stg"]
     async with running_projection(projector_store), served_api(store, pool) as url:
 
-        async def listed_chain() -> Done | None:
-            done = await slipway("chain", "list", api_url=url)
-            return done if chain in done.out else None
+        async def listed() -> bool:
+            status, body = await call(url, "GET", "/chains")
+            return status == 200 and any(c["chain_id"] == chain for c in body["items"])
 
         # the list reads the stream_stats view, which the projection fills a moment later
-        listed = await wait_until(listed_chain, what="the chain listed")
-        assert "RUNNING" in listed.out and "account-dev" in listed.out
+        await wait_until(listed, what="the chain listed")
+        shown = await slipway("chain", "list", api_url=url)
+        assert chain in shown.out and "RUNNING" in shown.out and "account-dev" in shown.out
         got = await slipway("chain", "get", chain, "--json", api_url=url)
-        shown = json.loads(got.out)
-        assert [b["status"] for b in shown["blocks"]] == ["SUCCESS", "RUNNING", "PENDING"]
-        assert shown["blocks"][1]["deployments"] == [
+        body = json.loads(got.out)
+        assert [b["status"] for b in body["blocks"]] == ["SUCCESS", "RUNNING", "PENDING"]
+        assert body["blocks"][1]["deployments"] == [
             {
                 "application_id": "account-stg",
                 "deployment_id": stg.deployment_id,
                 "status": "RUNNING",
             }
         ]
-        assert (await slipway("chain", "get", "f" * 32, api_url=url)).code == 1  # 404
+        assert (await call(url, "GET", f"/chains/{'f' * 32}"))[0] == 404
+        assert (await call(url, "GET", "/chains/not-a-chain"))[0] == 404
 
         done = await slipway("chain", "cancel", chain, api_url=url)
         assert done.code == 0, done.err
         assert stg.deployment_id in done.out
-        again = await slipway("chain", "cancel", chain, "--json", api_url=url)
-        assert json.loads(again.out)["appended"] is False
+        status, again = await call(url, "POST", f"/chains/{chain}/cancel")
+        assert (status, again["appended"]) == (200, False)
 
     (asked,) = await events_of(store, DeploymentCancelRequested)
     assert asked.deployment_id == stg.deployment_id and asked.with_rollback
