@@ -19,6 +19,7 @@ from shared.config.control import NOTIFICATION_GROUPS
 from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationSyncStateChanged,
+    ChainCompleted,
     DeploymentCompleted,
     DeploymentPlanFailed,
     DeploymentPlanned,
@@ -50,6 +51,9 @@ class NotificationType(enum.StrEnum):
     DEPLOYMENT_CANCELLED = "DEPLOYMENT_CANCELLED"
     DEPLOYMENT_WAIT_APPROVAL = "DEPLOYMENT_WAIT_APPROVAL"
     DEPLOYMENT_TRIGGER_FAILED = "DEPLOYMENT_TRIGGER_FAILED"
+    DEPLOYMENT_CHAIN_SUCCEEDED = "DEPLOYMENT_CHAIN_SUCCEEDED"
+    DEPLOYMENT_CHAIN_FAILED = "DEPLOYMENT_CHAIN_FAILED"
+    DEPLOYMENT_CHAIN_CANCELLED = "DEPLOYMENT_CHAIN_CANCELLED"
     APPLICATION_SYNCED = "APPLICATION_SYNCED"
     APPLICATION_OUT_OF_SYNC = "APPLICATION_OUT_OF_SYNC"
     APPLICATION_HEALTHY = "APPLICATION_HEALTHY"
@@ -89,6 +93,9 @@ SOURCES: Final[dict[NotificationType, str]] = {
     _T.DEPLOYMENT_CANCELLED: "DeploymentCompleted with status CANCELLED",
     _T.DEPLOYMENT_WAIT_APPROVAL: "StageStarted of a WAIT_APPROVAL stage",
     _T.DEPLOYMENT_TRIGGER_FAILED: "DeploymentPlanFailed (the commit's config could not be planned)",
+    _T.DEPLOYMENT_CHAIN_SUCCEEDED: "ChainCompleted with status SUCCESS (Slipway's own type)",
+    _T.DEPLOYMENT_CHAIN_FAILED: "ChainCompleted with status FAILURE (Slipway's own type)",
+    _T.DEPLOYMENT_CHAIN_CANCELLED: "ChainCompleted with status CANCELLED (Slipway's own type)",
     _T.APPLICATION_SYNCED: "ApplicationSyncStateChanged to SYNCED (drift detection)",
     _T.APPLICATION_OUT_OF_SYNC: "ApplicationSyncStateChanged to OUT_OF_SYNC (drift detection)",
     _T.APPLICATION_HEALTHY: "nothing yet: Slipway records no application health events",
@@ -101,6 +108,11 @@ _COMPLETED: Final = {
     "SUCCESS": _T.DEPLOYMENT_SUCCEEDED,
     "FAILURE": _T.DEPLOYMENT_FAILED,
     "CANCELLED": _T.DEPLOYMENT_CANCELLED,
+}
+_CHAIN_COMPLETED: Final = {
+    "SUCCESS": _T.DEPLOYMENT_CHAIN_SUCCEEDED,
+    "FAILURE": _T.DEPLOYMENT_CHAIN_FAILED,
+    "CANCELLED": _T.DEPLOYMENT_CHAIN_CANCELLED,
 }
 _SYNC_STATES: Final = {"SYNCED": _T.APPLICATION_SYNCED, "OUT_OF_SYNC": _T.APPLICATION_OUT_OF_SYNC}
 
@@ -142,6 +154,8 @@ def _single_type_of(event: Event) -> NotificationType | None:
             return _T.DEPLOYMENT_ROLLING_BACK
         case DeploymentCompleted(status=status):
             return _COMPLETED.get(status)
+        case ChainCompleted(status=status):
+            return _CHAIN_COMPLETED.get(status)
         case StageStarted(name="WAIT_APPROVAL"):
             return _T.DEPLOYMENT_WAIT_APPROVAL
         case ApplicationSyncStateChanged(state=state):

@@ -18,7 +18,7 @@ from services.notifier.notify.catalog import GROUP_OF, NotificationType
 from services.notifier.notify.facts import AppFacts, DeploymentFacts
 from shared.config.control import SlackReceiver
 from shared.events.base import Event
-from shared.events.catalog import ApplicationSyncStateChanged, StageApproved
+from shared.events.catalog import ApplicationSyncStateChanged, ChainCompleted, StageApproved
 
 __all__ = ["NO_MENTIONS", "Mentions", "Message", "compose", "mentions_for", "merge_mentions"]
 
@@ -29,6 +29,9 @@ _SEVERITY: Final = {
     _T.DEPLOYMENT_SUCCEEDED: "success",
     _T.APPLICATION_SYNCED: "success",
     _T.DEPLOYMENT_FAILED: "error",
+    _T.DEPLOYMENT_CHAIN_SUCCEEDED: "success",
+    _T.DEPLOYMENT_CHAIN_FAILED: "error",
+    _T.DEPLOYMENT_CHAIN_CANCELLED: "warning",
     _T.DEPLOYMENT_TRIGGER_FAILED: "error",
     _T.DEPLOYMENT_ROLLING_BACK: "warning",
     _T.DEPLOYMENT_CANCELLED: "warning",
@@ -187,6 +190,15 @@ def _words(
             return f'Deployment for "{app}" was cancelled', by
         case _T.DEPLOYMENT_TRIGGER_FAILED:
             return f'Failed to trigger a new deployment for "{app}"', d.reason
+        case (
+            _T.DEPLOYMENT_CHAIN_SUCCEEDED
+            | _T.DEPLOYMENT_CHAIN_FAILED
+            | _T.DEPLOYMENT_CHAIN_CANCELLED
+        ):
+            ended = {"SUCCEEDED": "completed successfully", "FAILED": "failed"}
+            word = ended.get(type_.value.rsplit("_", 1)[1], "was cancelled")
+            reason = event.reason if isinstance(event, ChainCompleted) else ""
+            return f'Deployment chain started by "{app}" {word}', reason
         case _T.APPLICATION_SYNCED | _T.APPLICATION_OUT_OF_SYNC:
             state = "in sync" if type_ is _T.APPLICATION_SYNCED else "out of sync"
             summary = event.summary if isinstance(event, ApplicationSyncStateChanged) else ""
