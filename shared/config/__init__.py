@@ -151,7 +151,7 @@ def load_any(
 ) -> AnyConfig:
     """Load a file of any kind we know, choosing by its `kind:`; `references` and
     `repo_root` as for `load_application_config`."""
-    doc, kind = open_document(path, text)
+    doc, kind = open_document(path, text, first_document=True)
     if kind == "AnalysisTemplate":
         return _analysis_template(doc, kind, path)
     if kind == "EventWatcher":
