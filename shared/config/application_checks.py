@@ -27,6 +27,7 @@ from shared.config.application import (
     WaitApprovalOptions,
 )
 from shared.config.application import K8sTrafficRoutingOptions as _Routing
+from shared.config.chart_sources import git_remote_problem
 from shared.config.errors import ConfigFileError, ConfigFileErrors
 from shared.config.event_watcher import EventWatcherConfig, EventWatcherReplacement
 from shared.config.tool_options import (
@@ -35,6 +36,8 @@ from shared.config.tool_options import (
     namespace_problem,
     plain_value_problem,
     release_name_problem,
+    repository_problem,
+    set_value_problem,
 )
 from shared.config.types import _show
 
@@ -179,14 +182,21 @@ def _check_helm(doc: Document, spec: KubernetesApplicationSpec) -> None:
         ("repository", chart.repository),
         ("name", chart.name),
         ("version", chart.version),
+        ("ref", chart.ref),
     ):
         _refuse(doc, (*at, "helmChart", field), plain_value_problem(value))
+    if chart.repository:
+        _refuse(doc, (*at, "helmChart", "repository"), repository_problem(chart.repository))
+    if chart.git_remote:
+        _refuse(doc, (*at, "helmChart", "gitRemote"), git_remote_problem(chart.git_remote))
     options = spec.input.helm_options
     if options is None:
         return
     if options.release_name:
         problem = release_name_problem(options.release_name)
         _refuse(doc, (*at, "helmOptions", "releaseName"), problem)
+    for key, value in options.set_values.items():
+        _refuse(doc, (*at, "helmOptions", "setValues", key), set_value_problem(key, value))
     for index, file in enumerate(options.value_files):
         _refuse(doc, (*at, "helmOptions", "valueFiles", index), helm_list_value_problem(file))
     for key, file in options.set_files.items():
