@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import ConfigError, Manifest, load_application_config, render_manifests
-from shared.config.tool_versions import installed_versions, select_tool
+from shared.config.tool_versions import installed_versions, reported_version, select_tool
 from tests.support.helm import (
     chart_repository,
     git_chart_remote,
@@ -160,10 +160,8 @@ def test_kustomize_version_picks_the_kubectl_that_has_it_built_in(tmp_path: Path
     (repo / "app").mkdir(parents=True)
     (repo / "app" / "kustomization.yaml").write_text("resources: [cm.yaml]\nnamePrefix: k-\n")
     (repo / "app" / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
-    from shared.config.tool_versions import reported_version
-
-    embedded = {reported_version(b, "kustomize") for b in KUBECTLS.values()} - {None}
-    major, minor = sorted(embedded)[0]  # type: ignore[misc]
+    embedded = {found for b in KUBECTLS.values() if (found := reported_version(b, "kustomize"))}
+    major, minor = sorted(embedded)[0]
     rendered = _render(repo, f"    kustomizeVersion: {major}.{minor}.0\n")
     assert list(rendered) == ["ConfigMap/k-c"]
     with pytest.raises(
