@@ -35,6 +35,7 @@ from shared.platform.discovery import ApiResource, Discovery
 from shared.platform.resources import (
     FIELD_MANAGER,
     LABEL_APPLICATION,
+    VARIANT_LABEL,
     AppliedResource,
     RolloutStatus,
     describe,
@@ -161,12 +162,14 @@ class KubernetesPlatform:
         force_conflicts: bool = True,
         auto_create_namespace: bool = False,
         add_variant_to_selector: bool = False,
+        variant_label: str = VARIANT_LABEL,
     ) -> list[AppliedResource]:
         """Server-side apply `manifests`, Namespaces and CRDs first, then in the given order.
 
         `namespace` overrides every namespaced object's namespace (else the
         manifest's, else `default`). `variant` (None for none) labels workloads
-        and their pod templates with `pipecd.dev/variant`; a workload using
+        and their pod templates with `variant_label` (the application's
+        `variantLabel.key`, `pipecd.dev/variant` by default); a workload using
         ConfigMaps or Secrets of the batch gets their hash as its pod template's
         `pipecd.dev/config-hash` (`confighash`), so a config change rolls it. With
         `auto_create_namespace`, a missing target namespace is created (plain,
@@ -196,6 +199,7 @@ class KubernetesPlatform:
                 commit_hash=commit_hash,
                 variant=variant,
                 add_variant_to_selector=add_variant_to_selector,
+                variant_label=variant_label,
                 input_namespace=namespace or "",
                 config_hash=config_hash.get(manifest.key, ""),
             )

@@ -143,11 +143,13 @@ def prepare_for_apply(
     add_variant_to_selector: bool = False,
     input_namespace: str = "",
     config_hash: str = "",
+    variant_label: str = VARIANT_LABEL,
 ) -> dict[str, Any]:
     """The body to server-side apply for `manifest`: a copy, in `namespace` ("" = cluster-scoped),
     carrying Slipway's label and annotations and, for workloads, the variant label and
     (when not "") `config_hash` on the pod template. `input_namespace` is the application's
-    namespace override, which PipeCD's resource key carries.
+    namespace override, which PipeCD's resource key carries. `variant_label` is the
+    application's `variantLabel.key` (PipeCD writes the variant under that key only).
 
     The selector is left alone unless asked: a Deployment's selector is immutable,
     so adding the variant to an existing one would make the apply fail.
@@ -175,18 +177,18 @@ def prepare_for_apply(
         }
     )
     if variant:
-        annotations[VARIANT_LABEL] = variant  # PipeCD annotates every object with its variant
+        annotations[variant_label] = variant  # PipeCD annotates every object with its variant
     template = pod_template(manifest.kind, body)
     if template is not None and config_hash:
         _mapping(_mapping(template, "metadata"), "annotations")[PIPECD_ANNOTATION_CONFIG_HASH] = (
             config_hash
         )
     if variant and template is not None:
-        labels[VARIANT_LABEL] = variant
-        _mapping(_mapping(template, "metadata"), "labels")[VARIANT_LABEL] = variant
+        labels[variant_label] = variant
+        _mapping(_mapping(template, "metadata"), "labels")[variant_label] = variant
         if add_variant_to_selector and manifest.kind != "CronJob":
             selector = _mapping(_mapping(body, "spec"), "selector")
-            _mapping(selector, "matchLabels")[VARIANT_LABEL] = variant
+            _mapping(selector, "matchLabels")[variant_label] = variant
     return body
 
 
