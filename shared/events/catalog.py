@@ -260,6 +260,9 @@ class DeploymentPlanned(Event, tag="deployment_planned", frozen=True):
     config_filename: str = ""
     path: str = ""
     repository_id: str = ""
+    skipped: dict[str, str] = msgspec.field(default_factory=dict)
+    """Stage id → why its `skipOn` skips it (PipeCD's rule, decided when planning): the
+    executor records those stages SKIPPED instead of running them."""
 
 
 class DeploymentPlanFailed(Event, tag="deployment_plan_failed", frozen=True):

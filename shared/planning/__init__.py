@@ -8,12 +8,15 @@ both at a git commit), then:
     spec = spec_from_config(config, config_path)
     plan = make_plan(spec, trigger, new_manifests, running_manifests, running_commit=…)
     plan.decision.strategy, plan.decision.summary, plan.stages
+
+`skip` decides PipeCD's `skipOn` once the caller has read the commit message and
+the changed files (`skipped_stages`, recorded in `Plan.skipped`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from shared.events.catalog import PlannedStage
 from shared.planning.diff import (
@@ -68,6 +71,8 @@ class Plan:
 
     decision: Decision
     stages: tuple[PlannedStage, ...]
+    skipped: Mapping[str, str] = field(default_factory=dict)
+    """Stage id → why `skipOn` skips it (`shared.planning.skip`; the planner fills it)."""
 
 
 def make_plan(
