@@ -85,6 +85,14 @@ def make_plan(
     running_error: str = "",
 ) -> Plan:
     """Decide the strategy and build its stages; `PlanError` names what to fix."""
+    if trigger.kind == "on_command" and spec.on_command_disabled:
+        # PipeCD's piped ignores a SYNC command for such an application; here the
+        # deployment the command made fails at planning, saying why.
+        raise PlanError(
+            f"trigger.onCommand.disabled is set in {spec.config_path or 'the config'}: "
+            "this application is not deployed by a sync command; push a commit, or "
+            "remove the setting"
+        )
     decision = decide_strategy(
         spec,
         trigger,
