@@ -206,6 +206,7 @@ def planned(
         reason=plan.decision.reason,
         stages=plan.stages,
         skipped=dict(plan.skipped),
+        version=plan.version,
         running_commit_hash=running_commit,
         config_filename=app.config_filename,
         path=app.path,

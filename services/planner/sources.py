@@ -103,7 +103,7 @@ class PlanSources:
         )
         if uses_skip_on(target.spec):
             skipped = await self._skips(repo, plan, target, trigger, running)
-            plan = Plan(plan.decision, plan.stages, skipped)
+            plan = Plan(plan.decision, plan.stages, skipped, plan.version)
         return plan, app, repository_id
 
     async def _skips(

@@ -39,6 +39,7 @@ from shared.planning.spec import (
     spec_from_config,
 )
 from shared.planning.stages import build_stages
+from shared.planning.version import determine_version
 
 __all__ = [
     "Decision",
@@ -73,6 +74,8 @@ class Plan:
     stages: tuple[PlannedStage, ...]
     skipped: Mapping[str, str] = field(default_factory=dict)
     """Stage id → why `skipOn` skips it (`shared.planning.skip`; the planner fills it)."""
+    version: str = ""
+    """What it deploys, by its images (`shared.planning.version`, PipeCD's determineVersion)."""
 
 
 def make_plan(
@@ -101,4 +104,5 @@ def make_plan(
         running_commit=running_commit,
         running_error=running_error,
     )
-    return Plan(decision, build_stages(decision.strategy, spec))
+    stages = build_stages(decision.strategy, spec)
+    return Plan(decision, stages, version=determine_version(new_manifests))

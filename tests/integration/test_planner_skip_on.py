@@ -1,5 +1,6 @@
 """`skipOn` decided by the planner from real git: the target commit's message and the files
-changed since the running commit, recorded in the plan as `skipped`."""
+changed since the running commit, recorded in the plan as `skipped`; and the plan's
+`version`, from the images (PipeCD's determineVersion)."""
 
 from __future__ import annotations
 
@@ -77,3 +78,4 @@ async def test_skip_on_is_decided_from_the_commit_message_and_the_changed_files(
         "account/prd/docs/**, **/*.md"
     }
     assert set(plans[3].skipped) == {"notify"}  # README.md matches **/*.md too
+    assert [p.version for p in plans] == ["v1", "v2", "v2", "v2"]
