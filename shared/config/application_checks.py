@@ -30,6 +30,7 @@ from shared.config.application import K8sTrafficRoutingOptions as _Routing
 from shared.config.chart_sources import git_remote_problem
 from shared.config.errors import ConfigFileError, ConfigFileErrors
 from shared.config.event_watcher import EventWatcherConfig, EventWatcherReplacement
+from shared.config.stage_options import CustomSyncOptions
 from shared.config.tool_options import (
     helm_list_value_problem,
     kustomize_option_problem,
@@ -89,6 +90,8 @@ def _check_stage(doc: Document, at: FieldPath, options: object) -> None:
         _check_analysis_stage(doc, (*at, "with"), options)
     if isinstance(options, ScriptRunOptions) and not options.run.strip():
         raise doc.error((*at, "with", "run"), "SCRIPT_RUN needs `run:` (the script to run)")
+    if isinstance(options, CustomSyncOptions) and not options.run.strip():
+        raise doc.error((*at, "with", "run"), "CUSTOM_SYNC needs `run:` (the script to run)")
     if isinstance(options, _Routing):
         _check_routing(doc, (*at, "with"), options)
 

@@ -41,7 +41,6 @@ __all__ = [
 
 _OTHER_PIPECD_STAGES: Final = frozenset(
     {
-        "CUSTOM_SYNC",
         "TERRAFORM_SYNC",
         "TERRAFORM_PLAN",
         "TERRAFORM_APPLY",

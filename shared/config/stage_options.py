@@ -24,6 +24,7 @@ from shared.config.types import Duration, Percentage, Replicas
 __all__ = [
     "SIX_HOURS",
     "AnalysisOptions",
+    "CustomSyncOptions",
     "K8sBaselineCleanOptions",
     "K8sBaselineRolloutOptions",
     "K8sCanaryCleanOptions",
@@ -206,3 +207,12 @@ class ScriptRunOptions(StageOptionsBase, tag="SCRIPT_RUN", frozen=True):
 
 class RollbackOptions(StageOptionsBase, tag="ROLLBACK", frozen=True):
     pass
+
+
+class CustomSyncOptions(StageOptionsBase, tag="CUSTOM_SYNC", frozen=True):
+    """CUSTOM_SYNC: PipeCD's user-defined sync, a shell script (`run`) with `envs`, run in the
+    app's directory within `timeout` (6h). Slipway runs it in SCRIPT_RUN's clean room."""
+
+    timeout: Duration = SIX_HOURS
+    envs: dict[str, str] = msgspec.field(default_factory=dict)
+    run: str = ""

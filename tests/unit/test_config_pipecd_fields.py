@@ -26,6 +26,7 @@ from shared.config import (
     load_application_config,
 )
 from shared.config.manifests import Manifest
+from shared.config.stage_options import CustomSyncOptions
 from tests.support.paths import PIPECD_MIRROR
 
 _MULTI = "pkg/app/pipedv1/plugin/kubernetes_multicluster/"
@@ -257,3 +258,22 @@ def test_traffic_percentages_not_adding_up_load_but_are_refused_at_planning(
     service = Manifest(api_version="v1", kind="Service", name="web", namespace="", body={})
     with pytest.raises(ConfigFileError, match="add up to 30"):
         check_routing(config, [service])  # type: ignore[arg-type]
+
+
+def test_custom_sync_is_a_stage_and_needs_its_script(tmp_path: Path) -> None:
+    """PipeCD's CUSTOM_SYNC (`run`, `envs`, `timeout` 6h by default); no `run` is an error."""
+    head = "apiVersion: pipecd.dev/v1beta1\nkind: KubernetesApp\nspec:\n  pipeline:\n    stages:\n"
+    config = _load(
+        tmp_path,
+        head + "      - name: CUSTOM_SYNC\n        with:\n          envs: {A: b}\n"
+        "          run: ./deploy.sh\n",
+    )
+    options = config.spec.stages[0].with_  # type: ignore[attr-defined]
+    assert isinstance(options, CustomSyncOptions)
+    assert (options.run, options.envs, options.timeout.seconds) == (
+        "./deploy.sh",
+        {"A": "b"},
+        21600,
+    )
+    with pytest.raises(ConfigFileError, match="CUSTOM_SYNC needs `run:`"):
+        _load(tmp_path, head + "      - name: CUSTOM_SYNC\n")
