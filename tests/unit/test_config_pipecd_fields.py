@@ -23,6 +23,7 @@ from shared.config import (
     WaitApprovalOptions,
     WaitOptions,
     check_routing,
+    load_analysis_template,
     load_application_config,
 )
 from shared.config.manifests import Manifest
@@ -277,3 +278,16 @@ def test_custom_sync_is_a_stage_and_needs_its_script(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigFileError, match="CUSTOM_SYNC needs `run:`"):
         _load(tmp_path, head + "      - name: CUSTOM_SYNC\n")
+
+
+def test_pipe_files_match_keys_case_insensitively_too(tmp_path: Path) -> None:
+    """A `.pipe/` AnalysisTemplate's fields as Go reads them (`failurelimit`); the template
+    names (a map's keys) stay as written."""
+    path = tmp_path / "analysis-template.yaml"
+    path.write_text(
+        "apiVersion: pipecd.dev/v1beta1\nkind: AnalysisTemplate\nspec:\n  metrics:\n"
+        "    Error_Rate:\n      provider: prom\n      query: up\n      interval: 1m\n"
+        "      failurelimit: 2\n      expected: {max: 1}\n"
+    )
+    template = load_analysis_template(path)
+    assert template.spec.metrics["Error_Rate"].failure_limit == 2
