@@ -296,6 +296,12 @@ class DeploymentPlanned(Event, tag="deployment_planned", frozen=True):
     config_filename: str = ""
     path: str = ""
     repository_id: str = ""
+    skipped: dict[str, str] = msgspec.field(default_factory=dict)
+    """Stage id → why its `skipOn` skips it (PipeCD's rule, decided when planning): the
+    executor records those stages SKIPPED instead of running them."""
+    version: str = ""
+    """What it deploys, named by its Deployments' image tags (PipeCD's `determineVersion`:
+    "v2", "v2 (web), 1.4 (sidecar)", or "unknown")."""
 
 
 class DeploymentPlanFailed(Event, tag="deployment_plan_failed", frozen=True):
