@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from services.gitwatcher.decider import AppConfigFacts
+from services.gitwatcher.decider import AppConfigFacts, ChainMatcher
 from services.gitwatcher.eventplan import Replacement, ReplacementKind, Watcher
 from services.gitwatcher.eventwatcher import EventRepository
 from services.gitwatcher.pullrequests import PullRequests, github_repository_of
@@ -56,6 +56,13 @@ def read_app_config(path: str, content: bytes) -> AppConfigFacts:
             for mention in (spec.notification.mentions if spec.notification else ())
         ),
         trigger=TriggerConfig.from_on_commit(spec.trigger.on_commit),
+        on_chain=not spec.trigger.on_chain.disabled,
+        chain=tuple(
+            ChainMatcher(name=m.name, kind=m.kind, labels=tuple(sorted(m.labels.items())))
+            for m in (
+                spec.post_sync.chain.applications if spec.post_sync and spec.post_sync.chain else ()
+            )
+        ),
     )
 
 

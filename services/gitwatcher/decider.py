@@ -63,6 +63,15 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
+class ChainMatcher:
+    """One entry of `postSync.chain.applications`: the fields it sets must all match."""
+
+    name: str = ""
+    kind: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class AppConfigFacts:
     """What the gitwatcher needs from one application config file."""
 
@@ -71,6 +80,10 @@ class AppConfigFacts:
     labels: tuple[tuple[str, str], ...] = ()
     mentions: tuple[ConfigMention, ...] = ()
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
+    on_chain: bool = False
+    """`trigger.onChain.disabled: false`: chains may deploy it (PipeCD's default is no)."""
+    chain: tuple[ChainMatcher, ...] = ()
+    """`postSync.chain.applications`: what its successful deployments trigger, block by block."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +132,7 @@ def on_commit_triggers(
                 strategy=Strategy.AUTO,
                 repository_id=observed.repository_id,
                 commit_branch=observed.branch,
+                committed_at=observed.committed_at,
             )
         )
     return triggers

@@ -167,7 +167,9 @@ _PIPED_ONLY: Final = {
     "apiAddress": "the control plane's address",
     "appConfigSyncInterval": "Slipway reads app configs on every poll",
     "git": "git credentials come from the environment of the gitwatcher",
-    "chartRepositories": "Helm chart repositories are configured in helm itself",
+    "chartRepositories": "Helm chart repositories are helm's own: `helm repo add NAME "
+    "ADDRESS` where the planner, executor and drift run (their HELM_REPOSITORY_CONFIG), "
+    "or write the repository's https:// address as the chart's `repository`",
     "chartRegistries": "Helm registries are configured in helm itself",
     "appSelector": "every application of the repositories is handled",
     "plugins": "PipeCD v1 plugins do not apply",

@@ -28,6 +28,7 @@ from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationRegistered,
     ApplicationSyncStateChanged,
+    ChainCompleted,
     CommitObserved,
     DeploymentCancelRequested,
     DeploymentCompleted,
@@ -174,9 +175,9 @@ def test_a_failed_plan_is_a_failed_deployment_too() -> None:
 
 
 def test_every_pipecd_type_has_a_group_and_a_documented_source() -> None:
-    """All 20 PipeCD types (incl. ROLLING_BACK, SYNCED, OUT_OF_SYNC, STAGE_*) are grouped and
-    sourced."""
-    assert len(NotificationType) == 20
+    """All 20 PipeCD types (incl. ROLLING_BACK, SYNCED, OUT_OF_SYNC, STAGE_*) and Slipway's
+    three chain types are grouped and sourced."""
+    assert len(NotificationType) == 20 + 3
     assert set(GROUP_OF) == set(SOURCES) == set(NotificationType)
     assert GROUP_OF[T.APPLICATION_OUT_OF_SYNC] is NotificationGroup.APPLICATION_SYNC
     assert GROUP_OF[T.DEPLOYMENT_ROLLING_BACK] is NotificationGroup.DEPLOYMENT
@@ -389,3 +390,36 @@ def test_backoff_doubles_to_a_cap_with_jitter_below() -> None:
 def test_which_statuses_are_retried(status: int, retryable: bool) -> None:
     """Server errors, 408 and 429 are retried; other 4xx are given up at once."""
     assert is_retryable_status(status) is retryable
+
+
+@pytest.mark.parametrize(
+    ("status", "type_", "title"),
+    [
+        ("SUCCESS", "DEPLOYMENT_CHAIN_SUCCEEDED", 'Deployment chain started by "web" completed'),
+        ("FAILURE", "DEPLOYMENT_CHAIN_FAILED", 'Deployment chain started by "web" failed'),
+        ("CANCELLED", "DEPLOYMENT_CHAIN_CANCELLED", 'Deployment chain started by "web" was'),
+    ],
+)
+def test_a_chain_that_ends_notifies_with_its_reason(status: str, type_: str, title: str) -> None:
+    """ChainCompleted makes a DEPLOYMENT_CHAIN_* notification about the chain's origin."""
+    event = ChainCompleted(
+        chain_id="c1",
+        status=vocabulary.DeploymentStatus(status),
+        reason="block 1: deployment d2 of application web-stg ended FAILURE",
+        application_id=A,
+        deployment_id=D,
+    )
+    assert notification_type_of(event) == NotificationType(type_)
+    assert GROUP_OF[NotificationType(type_)] is NotificationGroup.DEPLOYMENT
+    message = compose(
+        notification_id="n1",
+        type_=NotificationType(type_),
+        event=event,
+        event_id="e1",
+        event_type="chain_completed",
+        occurred_at=NOW,
+        application=AppFacts(application_id=A, name="web"),
+        deployment=None,
+    )
+    assert message.title.startswith(title)
+    assert "web-stg ended FAILURE" in message.text

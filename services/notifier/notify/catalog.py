@@ -22,6 +22,7 @@ from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationHealthChanged,
     ApplicationSyncStateChanged,
+    ChainCompleted,
     DeploymentCompleted,
     DeploymentPlanFailed,
     DeploymentPlanned,
@@ -56,6 +57,9 @@ class NotificationType(enum.StrEnum):
     DEPLOYMENT_WAIT_APPROVAL = "DEPLOYMENT_WAIT_APPROVAL"
     DEPLOYMENT_TRIGGER_FAILED = "DEPLOYMENT_TRIGGER_FAILED"
     DEPLOYMENT_STARTED = "DEPLOYMENT_STARTED"
+    DEPLOYMENT_CHAIN_SUCCEEDED = "DEPLOYMENT_CHAIN_SUCCEEDED"
+    DEPLOYMENT_CHAIN_FAILED = "DEPLOYMENT_CHAIN_FAILED"
+    DEPLOYMENT_CHAIN_CANCELLED = "DEPLOYMENT_CHAIN_CANCELLED"
     APPLICATION_SYNCED = "APPLICATION_SYNCED"
     APPLICATION_OUT_OF_SYNC = "APPLICATION_OUT_OF_SYNC"
     APPLICATION_HEALTHY = "APPLICATION_HEALTHY"
@@ -103,6 +107,9 @@ SOURCES: Final[dict[NotificationType, str]] = {
     _T.DEPLOYMENT_CANCELLED: "DeploymentCompleted with status CANCELLED",
     _T.DEPLOYMENT_WAIT_APPROVAL: "StageStarted of a WAIT_APPROVAL stage",
     _T.DEPLOYMENT_TRIGGER_FAILED: "DeploymentPlanFailed (the commit's config could not be planned)",
+    _T.DEPLOYMENT_CHAIN_SUCCEEDED: "ChainCompleted with status SUCCESS (Slipway's own type)",
+    _T.DEPLOYMENT_CHAIN_FAILED: "ChainCompleted with status FAILURE (Slipway's own type)",
+    _T.DEPLOYMENT_CHAIN_CANCELLED: "ChainCompleted with status CANCELLED (Slipway's own type)",
     _T.DEPLOYMENT_STARTED: "DeploymentStarted (the executor took the planned deployment up)",
     _T.APPLICATION_SYNCED: "ApplicationSyncStateChanged to SYNCED (drift detection)",
     _T.APPLICATION_OUT_OF_SYNC: "ApplicationSyncStateChanged to OUT_OF_SYNC (drift detection)",
@@ -127,6 +134,12 @@ _STAGE_COMPLETED: Final = {
     "FAILURE": _T.STAGE_FAILED,
     "CANCELLED": _T.STAGE_CANCELLED,
     "SKIPPED": _T.STAGE_SKIPPED,
+}
+
+_CHAIN_COMPLETED: Final = {
+    "SUCCESS": _T.DEPLOYMENT_CHAIN_SUCCEEDED,
+    "FAILURE": _T.DEPLOYMENT_CHAIN_FAILED,
+    "CANCELLED": _T.DEPLOYMENT_CHAIN_CANCELLED,
 }
 _SYNC_STATES: Final = {"SYNCED": _T.APPLICATION_SYNCED, "OUT_OF_SYNC": _T.APPLICATION_OUT_OF_SYNC}
 
@@ -176,6 +189,8 @@ def _single_type_of(event: Event) -> NotificationType | None:
             return _T.STAGE_STARTED
         case StageCompleted(status=status):
             return _STAGE_COMPLETED.get(status)  # EXITED: the executor stopped, not the stage
+        case ChainCompleted(status=status):
+            return _CHAIN_COMPLETED.get(status)
         case ApplicationSyncStateChanged(state=state):
             return _SYNC_STATES.get(state)
         case ApplicationHealthChanged(healthy=True, previous="UNHEALTHY"):

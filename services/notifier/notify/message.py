@@ -21,6 +21,7 @@ from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationHealthChanged,
     ApplicationSyncStateChanged,
+    ChainCompleted,
     ConfigMention,
     StageApproved,
 )
@@ -43,6 +44,9 @@ _SEVERITY: Final = {
     _T.APPLICATION_SYNCED: "success",
     _T.APPLICATION_HEALTHY: "success",
     _T.DEPLOYMENT_FAILED: "error",
+    _T.DEPLOYMENT_CHAIN_SUCCEEDED: "success",
+    _T.DEPLOYMENT_CHAIN_FAILED: "error",
+    _T.DEPLOYMENT_CHAIN_CANCELLED: "warning",
     _T.DEPLOYMENT_TRIGGER_FAILED: "error",
     _T.DEPLOYMENT_ROLLING_BACK: "warning",
     _T.DEPLOYMENT_CANCELLED: "warning",
@@ -237,6 +241,15 @@ def _words(
         case _T.APPLICATION_HEALTHY:
             summary = event.summary if isinstance(event, ApplicationHealthChanged) else ""
             return f'Application "{app}" is healthy', summary
+        case (
+            _T.DEPLOYMENT_CHAIN_SUCCEEDED
+            | _T.DEPLOYMENT_CHAIN_FAILED
+            | _T.DEPLOYMENT_CHAIN_CANCELLED
+        ):
+            chain_ended = {"SUCCEEDED": "completed successfully", "FAILED": "failed"}
+            word = chain_ended.get(type_.value.rsplit("_", 1)[1], "was cancelled")
+            reason = event.reason if isinstance(event, ChainCompleted) else ""
+            return f'Deployment chain started by "{app}" {word}', reason
         case _T.APPLICATION_SYNCED | _T.APPLICATION_OUT_OF_SYNC:
             state = "in sync" if type_ is _T.APPLICATION_SYNCED else "out of sync"
             summary = event.summary if isinstance(event, ApplicationSyncStateChanged) else ""
