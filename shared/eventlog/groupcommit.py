@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeAlias, TypeVar
 
@@ -49,6 +49,8 @@ class Limits:
 
     items: int = 256
     weight: int = 4 * 1024 * 1024  # bytes, for the event store
+    in_flight: int = 1
+    """Direct writes and groups in flight at once; what arrives when all are taken queues."""
 
 
 @dataclass
@@ -60,7 +62,8 @@ class _Pending(Generic[T, R]):
 
 
 class GroupCommit(Generic[T, R]):
-    """Runs `write_alone(item)` at once when idle, and `write_group(items)` for what queued.
+    """Runs `write_alone(item)` at once when a slot is free, and `write_group(items)` for what
+    queued while none was.
 
     `write_group` returns one outcome per item, in order: a result, an exception
     for that item's caller, or `ALONE`. An exception it raises fails the whole group.
@@ -78,54 +81,57 @@ class GroupCommit(Generic[T, R]):
         self._limits = limits or Limits()
         self._queue: deque[_Pending[T, R]] = deque()
         self._writing: Counter[str] = Counter()  # keys with a write in flight
-        self._group_busy = False  # a direct write or a group is in flight
-        self._drainer: asyncio.Task[None] | None = None
-        self._alone_tasks: set[asyncio.Task[None]] = set()
+        self._in_flight = 0  # direct writes and groups (not the fallbacks written alone)
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self.groups = 0
         """Groups written (of two items or more): a figure for benchmarks and tests."""
 
     async def submit(self, key: str, item: T, weight: int = 1) -> R:
-        """Write `item` (to `key`): now if nothing is in flight, else in the next group."""
-        if self._idle() and not self._writing[key]:
-            self._group_busy = True
+        """Write `item` (to `key`): now if a slot is free, else in the next group."""
+        if self._can_go_now(key):
+            self._in_flight += 1
             self._writing[key] += 1
             try:
                 return await self._write_alone(item)
             finally:
                 self._done_writing(key)
-                self._group_busy = False
+                self._in_flight -= 1
                 self._wake()
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(key, item, weight, future))
         self._wake()
         return await future
 
-    def _idle(self) -> bool:
-        # A drainer about to run counts as busy: writers woken by the group it just
-        # wrote must queue for its next group, not race it with writes of their own.
-        return not self._group_busy and self._drainer is None and not self._queue
+    def _can_go_now(self, key: str) -> bool:
+        # A dispatcher about to run counts as busy: writers woken by the group that just
+        # ended must queue for the next group, not race it with writes of their own.
+        return (
+            self._in_flight < self._limits.in_flight
+            and self._dispatcher is None
+            and not self._queue
+            and not self._writing[key]
+        )
 
     def _wake(self) -> None:
-        if self._drainer is None and not self._group_busy and self._queue:
-            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        if self._dispatcher is None and self._queue and self._in_flight < self._limits.in_flight:
+            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
 
     def _done_writing(self, key: str) -> None:
         self._writing[key] -= 1
         if not self._writing[key]:
             del self._writing[key]
 
-    async def _drain(self) -> None:
+    async def _dispatch(self) -> None:
         try:
-            while True:
-                # One turn of the loop first: writers whose previous write just ended
-                # queue their next one now and ride in this group, not the one after.
-                await asyncio.sleep(0)
-                if self._group_busy:
-                    return  # a direct write started meanwhile; it wakes us when it ends
-                group = self._take()
-                if not group:
-                    return  # what is queued waits for keys being written alone
-                await self._write(group)
+            # One turn of the loop first: writers whose previous write just ended
+            # queue their next one now and ride in this group, not the one after.
+            await asyncio.sleep(0)
+            while self._in_flight < self._limits.in_flight and (group := self._take()):
+                self._in_flight += 1
+                for pending in group:
+                    self._writing[pending.key] += 1
+                self._spawn(self._write(group))
         except asyncio.CancelledError:
             # The loop is shutting down: nobody will write what is still queued.
             for pending in self._queue:
@@ -133,7 +139,7 @@ class GroupCommit(Generic[T, R]):
             self._queue.clear()
             raise
         finally:
-            self._drainer = None
+            self._dispatcher = None
 
     def _take(self) -> list[_Pending[T, R]]:
         """The next group: queued items in order, one per key not being written, within limits."""
@@ -157,9 +163,7 @@ class GroupCommit(Generic[T, R]):
         return group
 
     async def _write(self, group: list[_Pending[T, R]]) -> None:
-        self._group_busy = True
-        for pending in group:
-            self._writing[pending.key] += 1
+        """Write a group taken by `_dispatch` (which counted it in flight) and settle it."""
         try:
             if len(group) == 1:
                 outcomes: Sequence[Outcome[R]] = [await _settled(self._write_alone(group[0].item))]
@@ -175,18 +179,19 @@ class GroupCommit(Generic[T, R]):
         finally:
             for pending in group:
                 self._done_writing(pending.key)
-            self._group_busy = False
+            self._in_flight -= 1
         for pending, outcome in zip(group, outcomes, strict=True):
             if outcome is ALONE:
-                self._spawn_alone(pending)
+                self._writing[pending.key] += 1  # now, so that no group takes the key meanwhile
+                self._spawn(self._alone(pending))
             else:
                 _resolve(pending.future, outcome)
+        self._wake()
 
-    def _spawn_alone(self, pending: _Pending[T, R]) -> None:
-        self._writing[pending.key] += 1  # now, so that no group takes the key meanwhile
-        task = asyncio.get_running_loop().create_task(self._alone(pending))
-        self._alone_tasks.add(task)
-        task.add_done_callback(self._alone_tasks.discard)
+    def _spawn(self, write: Coroutine[None, None, None]) -> None:
+        task = asyncio.get_running_loop().create_task(write)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _alone(self, pending: _Pending[T, R]) -> None:
         try:
