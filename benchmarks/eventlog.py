@@ -358,15 +358,15 @@ async def measure_append_latency(servers: Servers) -> Measured:
     loop = asyncio.get_running_loop()
     latencies: list[float] = []
 
-    async def one(k: int, due: float) -> None:
+    async def one(k: int, due: float, label: str = "lat") -> None:
         await asyncio.sleep(due - loop.time())
-        [new] = new_events(stream_events(f"lat{k}", 0, 1))
-        await store.append(f"application-lat{k}", [new], expected_version=NO_STREAM)
+        [new] = new_events(stream_events(f"{label}{k}", 0, 1))
+        await store.append(f"application-{label}{k}", [new], expected_version=NO_STREAM)
         latencies.append(loop.time() - due)
 
     async with slipway_store(servers, "bench_append_latency", WRITERS) as store:
         # Warm up: open the pool's connections and prepare the statements.
-        await asyncio.gather(*(one(k, loop.time()) for k in range(WRITERS * 2)))
+        await asyncio.gather(*(one(k, loop.time(), "warm") for k in range(WRITERS * 2)))
         latencies.clear()
         count = round(LATENCY_RATE * LATENCY_SECONDS)
         start = loop.time() + 0.05
