@@ -34,6 +34,8 @@ R = TypeVar("R")
 
 
 class Alone(enum.Enum):
+    """The type of `ALONE` (an enum, so that type checkers can tell it from a result)."""
+
     ALONE = "alone"
 
 

@@ -83,9 +83,12 @@ def fold_application(events: Iterable[Event], config: Iterable[Event] = ()) -> A
     return msgspec.structs.replace(facts, labels=tuple(sorted(merged.items())))
 
 
-def fold_deployment(deployment_id: str, events: Iterable[Event]) -> DeploymentFacts:
-    """The deployment after `events` (the stream's, in order)."""
-    facts = DeploymentFacts(deployment_id=deployment_id)
+def fold_deployment(
+    deployment_id: str, events: Iterable[Event], facts: DeploymentFacts | None = None
+) -> DeploymentFacts:
+    """The deployment after `events` (the stream's, in order), continuing from `facts` (what
+    the events before them folded to) when given."""
+    facts = facts or DeploymentFacts(deployment_id=deployment_id)
     replace = msgspec.structs.replace
     for event in events:
         match event:
