@@ -343,6 +343,18 @@ async def measure_append_single(servers: Servers) -> Measured:
     return Measured({"append_single_8conc_per_s": rate}, details)
 
 
+async def measure_append_one(servers: Servers) -> Measured:
+    """One writer: nothing else is ever in flight, so every append goes at once, alone."""
+    async with slipway_store(servers, "bench_append_one", WRITERS) as store:
+        rate, span = await closed_loop(
+            servers, slipway_appender(store, per_call=1, label="one"), writers=1
+        )
+    details = span.details("append_one") | {"append_one_groups": store.group_commit.groups}
+    return Measured(
+        {"append_single_1conc_per_s": rate, "append_single_1conc_mean_ms": 1000 / rate}, details
+    )
+
+
 async def measure_append_many(servers: Servers) -> Measured:
     async with slipway_store(servers, "bench_append_many", WRITERS) as store:
         rate, span = await closed_loop(
@@ -621,6 +633,7 @@ async def measure_replay(servers: Servers) -> Measured:
 
 SECTIONS: dict[str, Callable[[Servers], Awaitable[Measured]]] = {
     "append_single": measure_append_single,
+    "append_one": measure_append_one,
     "append_many": measure_append_many,
     "append_latency": measure_append_latency,
     "append_single_held": measure_append_single_held,
@@ -636,6 +649,8 @@ SECTIONS: dict[str, Callable[[Servers], Awaitable[Measured]]] = {
 NOTES = {
     "append_single": f"{WRITERS} pool connections; each writer appends one event per call "
     "(its own autocommit transaction) to a stream of its own with expected_version tracked",
+    "append_one": "append_single with one writer: the latency of an append with nothing "
+    "else in flight (append_single_1conc_mean_ms = 1000 / the rate)",
     "append_many": f"append_single with {MANY_WRITERS} writers on the same {WRITERS}-connection "
     "pool: what group commit makes of many concurrent handlers in one service",
     "append_latency": f"{LATENCY_RATE} appends/s offered for {LATENCY_SECONDS:g}s, each "
