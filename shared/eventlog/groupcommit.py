@@ -3,9 +3,9 @@
 A durable commit costs a WAL flush and a few round trips whatever it holds, so
 eight writers committing one event each pay eight times what one commit of
 eight events costs. `GroupCommit` coalesces without adding a wait: a write
-that finds nothing in flight goes at once, alone (its latency is exactly that
-of a plain write); writes that arrive while one is in flight queue, and as
-soon as it ends they go together as one group.
+that finds nothing in flight goes at once, as a group of one (its latency is
+that of a plain write); writes that arrive while one is in flight queue, and
+as soon as it ends they go together as one group.
 
 What it keeps, for the event store (shared/eventlog/store.py):
 - per-key order: a group holds at most one write per key (stream), and a key
@@ -13,8 +13,11 @@ What it keeps, for the event store (shared/eventlog/store.py):
   one stream commit in the order they arrived;
 - each write its own outcome: the group writer returns one outcome per item,
   and `ALONE` for an item it could not settle in the group (a conflict, a lock
-  it would have to wait for): that item is then written alone, as if it had
-  never been grouped, while the next group goes on without it.
+  it would have to wait for): that item is then written alone, outside the
+  in-flight slot, as if it had never been grouped, while the next group goes
+  on without it. A write that waits on a lock (another transaction's
+  uncommitted append to its stream) thus never holds up the other writes of
+  the process, even when that transaction waits on one of them.
 
 A caller cancelled while it waits in the queue is dropped before its write is
 sent; once sent, the write may or may not commit (as for any write in flight).
@@ -64,8 +67,9 @@ class _Pending(Generic[T, R]):
 
 
 class GroupCommit(Generic[T, R]):
-    """Runs `write_alone(item)` at once when a slot is free, and `write_group(items)` for what
-    queued while none was.
+    """Runs `write_group([item])` at once when a slot is free, and `write_group(items)` for
+    what queued while none was; `write_alone(item)`, outside the slots, for what it could not
+    settle.
 
     `write_group` returns one outcome per item, in order: a result, an exception
     for that item's caller, or `ALONE`. An exception it raises fails the whole group.
@@ -95,11 +99,20 @@ class GroupCommit(Generic[T, R]):
             self._in_flight += 1
             self._writing[key] += 1
             try:
-                return await self._write_alone(item)
+                try:
+                    [outcome] = await self._write_group([item])
+                finally:
+                    self._in_flight -= 1
+                    self._wake()
+                if isinstance(outcome, Alone):
+                    # Out of the slot: whatever it waits for no longer holds up the others.
+                    return await self._write_alone(item)
             finally:
                 self._done_writing(key)
-                self._in_flight -= 1
                 self._wake()
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(key, item, weight, future))
         self._wake()
@@ -167,11 +180,8 @@ class GroupCommit(Generic[T, R]):
     async def _write(self, group: list[_Pending[T, R]]) -> None:
         """Write a group taken by `_dispatch` (which counted it in flight) and settle it."""
         try:
-            if len(group) == 1:
-                outcomes: Sequence[Outcome[R]] = [await _settled(self._write_alone(group[0].item))]
-            else:
-                self.groups += 1
-                outcomes = await self._write_group([p.item for p in group])
+            self.groups += len(group) > 1
+            outcomes: Sequence[Outcome[R]] = await self._write_group([p.item for p in group])
         except Exception as exc:  # noqa: BLE001 - each caller of the group raises it
             outcomes = [exc] * len(group)
         except BaseException as exc:

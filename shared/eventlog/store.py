@@ -21,7 +21,7 @@ Group commit
 Appends without a caller's connection go through `GroupCommit`
 (groupcommit.py): one that finds nothing in flight runs at once, the appends
 that arrive meanwhile go together in one statement and one transaction
-(`_APPEND_GROUP`), each with its own version check. An append the group
+(`_APPEND_GROUP`, also for a group of one), each with its own version check. An append the group
 cannot settle (its check failed, an event id collided, a lock would have to
 be waited for) is run again alone by the single-append code, which gives the
 exact outcome: the stored positions of a retry, or the precise error.

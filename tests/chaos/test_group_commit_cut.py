@@ -1,7 +1,8 @@
 """A group commit whose connection is cut at its commit, against a real PostgreSQL.
 
 The store's pool goes through a cutting proxy, armed on the Sync after the
-group's statement (where its implicit transaction commits): just before it
+group's statement (where its implicit transaction commits; the group is told
+apart from the append that went first by a stream id only it holds): just before it
 (the server rolls the group back) or just after (it commits, the client never
 hears back). Every caller in the group gets `Unavailable`; the log holds all
 of the group or none of it — never a part — and a retry of each append
@@ -23,11 +24,23 @@ from shared.eventlog import NO_STREAM, AppendResult, EventStore, new_events
 from shared.events import NewEvent
 from shared.events.catalog import ApplicationDisabled, default_registry
 from shared.ids import new_id
-from tests.support.tcp_proxy import PostgresCutProxy, sync_after_executing
+from tests.support.tcp_proxy import PostgresCutProxy, Trigger
 
 TIMEOUT = 10.0
-GROUP_STATEMENT = b"set_config('lock_timeout'"
-"""A piece of the group statement's SQL (store._APPEND_GROUP) that no other statement has."""
+
+
+def sync_after_binding(marker: bytes) -> Trigger:
+    """The Sync after a statement bound with `marker` among its parameters (a stream id only
+    the group holds): where that statement's implicit transaction commits."""
+    bound = False
+
+    def trigger(kind: bytes, body: bytes) -> bool:
+        nonlocal bound
+        if kind == b"B":
+            bound = marker in body
+        return kind == b"S" and bound
+
+    return trigger
 
 
 @pytest.fixture
@@ -54,7 +67,7 @@ async def test_a_group_cut_at_its_commit_fails_every_caller_and_is_all_or_nothin
         new_events([ApplicationDisabled(application_id=f"{s}-{n}") for n in range(2)])
         for s in streams
     ]
-    proxy.arm(sync_after_executing(GROUP_STATEMENT), when=when)
+    proxy.arm(sync_after_binding(streams[1].encode()), when=when)
     try:
         async with asyncio.timeout(TIMEOUT):
             first, *grouped = await asyncio.gather(

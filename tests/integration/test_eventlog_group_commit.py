@@ -176,3 +176,33 @@ async def test_a_stream_held_by_an_open_transaction_does_not_stall_the_rest_of_i
         await holder.close()
     assert store.group_commit.groups == 1
     assert await store.stream_version(held) == 0
+
+
+async def test_a_lone_append_waiting_on_a_lock_does_not_hold_up_the_appends_after_it(
+    store: EventStore, app_database_url: str, schema: str
+) -> None:
+    """An append that went at once and then waits on another transaction leaves the in-flight
+    slot after the lock timeout: appends that arrive meanwhile commit without waiting for it."""
+    held, free = _stream(), _stream()
+    holder: asyncpg.Connection = await connect(app_database_url, schema=schema)
+    try:
+        tx = holder.transaction()
+        await tx.start()
+        await store.append(held, _events("holder"), expected_version=NO_STREAM, conn=holder)
+        blocked = asyncio.ensure_future(
+            store.append(held, _events("blocked"), expected_version=NO_STREAM)
+        )
+        await asyncio.sleep(0)  # it goes first, alone, and waits on the holder's row
+        try:
+            free_result = await asyncio.wait_for(
+                store.append(free, _events("free"), expected_version=NO_STREAM), TIMEOUT
+            )
+            assert free_result.stream_versions == (0,)
+            assert not blocked.done()
+        finally:
+            await tx.rollback()
+        # The holder rolled back: the blocked append, alone now, goes through.
+        assert (await asyncio.wait_for(blocked, TIMEOUT)).stream_versions == (0,)
+    finally:
+        await holder.close()
+    assert [e.event_id for e in await store.read_stream(held)] != []
