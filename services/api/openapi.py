@@ -51,6 +51,7 @@ _TAGS: Final = {
     "insights": "The four DORA metrics, from the event log.",
     "api-keys": "API keys (admin only).",
     "secrets": "Secrets encrypted for git (PipeCD's format).",
+    "event-watcher": "Events whose values the event watcher writes into git (image updates).",
     "meta": "About the API itself.",
 }
 

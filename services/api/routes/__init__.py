@@ -36,6 +36,7 @@ _MODULES: Final = (
     "services.api.routes.insights",
     "services.api.routes.plan_preview",
     "services.api.routes.secrets",
+    "services.api.routes.watched_events",
 )
 
 
