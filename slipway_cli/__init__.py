@@ -38,6 +38,7 @@ _COMMANDS = (
     "slipway_cli.insights",
     "slipway_cli.kubesim",
     "slipway_cli.migrate",
+    "slipway_cli.pipectl",
     "slipway_cli.plan_preview",
     "slipway_cli.replay",
     "slipway_cli.up",

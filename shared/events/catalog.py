@@ -110,6 +110,19 @@ class ApplicationSyncStateChanged(Event, tag="application_sync_state_changed", f
     commit_hash: str = ""
 
 
+class ApplicationHealthChanged(Event, tag="application_health_changed", frozen=True):
+    """Drift detection found the application's live workloads newly healthy or unhealthy.
+
+    Stream `drift-<application_id>`; appended when health differs from the last
+    recorded (and on the first check). `previous` is "" on that first one.
+    """
+
+    application_id: str
+    healthy: bool
+    summary: str
+    previous: str = ""  # HEALTHY | UNHEALTHY | "" (never recorded)
+
+
 class ApplicationDeleted(Event, tag="application_deleted", frozen=True):
     """`slipway app delete`: the application is gone; with `cascade`, its live resources too."""
 
@@ -199,19 +212,30 @@ class ApplicationConfigDiscovered(Event, tag="application_config_discovered", fr
     commit_hash: str = ""
 
 
+class ConfigMention(msgspec.Struct, frozen=True, kw_only=True):
+    """One `spec.notification.mentions[]` entry of an application config: whom Slack
+    mentions on notifications of `event` (a PipeCD type without `EVENT_`, or "*")."""
+
+    event: str
+    slack_users: tuple[str, ...] = ()
+    slack_groups: tuple[str, ...] = ()
+
+
 class ApplicationConfigObserved(Event, tag="application_config_observed", frozen=True):
     """A registered application's config file, read at a commit of its repository.
 
     Stream `appconfig-<application_id>`, owned by the gitwatcher. Appended when
-    the config's labels differ from the ones last recorded for the application
-    (and once for an application not read before), so that readers merge them
-    with the registration's labels (`shared.labels.merge_labels`).
+    the config's labels or notification mentions differ from the ones last
+    recorded for the application (and once for an application not read
+    before), so that readers merge the labels with the registration's
+    (`shared.labels.merge_labels`) and the notifier mentions whom it names.
     """
 
     repository_id: str
     application_id: str
     commit_hash: str
     labels: tuple[tuple[str, str], ...] = ()
+    mentions: tuple[ConfigMention, ...] = ()
 
 
 # Deployments (stream `deployment-<deployment_id>`) -----------------------------
@@ -272,6 +296,12 @@ class DeploymentPlanned(Event, tag="deployment_planned", frozen=True):
     config_filename: str = ""
     path: str = ""
     repository_id: str = ""
+    skipped: dict[str, str] = msgspec.field(default_factory=dict)
+    """Stage id → why its `skipOn` skips it (PipeCD's rule, decided when planning): the
+    executor records those stages SKIPPED instead of running them."""
+    version: str = ""
+    """What it deploys, named by its Deployments' image tags (PipeCD's `determineVersion`:
+    "v2", "v2 (web), 1.4 (sidecar)", or "unknown")."""
 
 
 class DeploymentPlanFailed(Event, tag="deployment_plan_failed", frozen=True):
@@ -676,6 +706,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ApplicationConfigClaimed,
     SyncRequested,
     ApplicationSyncStateChanged,
+    ApplicationHealthChanged,
     ApplicationDeleted,
     ApplicationResourcesDeleted,
     ApplicationResourcesDeletionFailed,
