@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from shared.events.base import RecordedEvent
 from shared.events.catalog import (
@@ -62,8 +63,8 @@ class AnalysisChart:
     reason: str = ""
     checks: dict[str, CheckChart] = field(default_factory=dict)
 
-    def as_json(self) -> dict[str, object]:
-        """What the page's script draws (a `<script type="application/json">` block)."""
+    def as_json(self) -> dict[str, Any]:
+        """What the page's script draws (each check's part on its canvas, `data-chart`)."""
         return {
             "analysis_id": self.analysis_id,
             "checks": [

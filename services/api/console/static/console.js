@@ -1,5 +1,5 @@
-// The console's only script of its own: draws the analysis charts (Chart.js) from the
-// page's JSON block, again after each live swap. No inline script anywhere (CSP).
+// The console's only script of its own: draws the analysis charts (Chart.js) from each
+// canvas's `data-chart` JSON, again after each live swap. No inline script anywhere (CSP).
 "use strict";
 
 (function () {
@@ -7,16 +7,12 @@
   const colours = ["#1f5fa8", "#b3470a", "#2f7d32", "#6a3d9a", "#8c564b"];
 
   function draw() {
-    const block = document.getElementById("charts");
-    if (!block || typeof Chart === "undefined") return;
-    let data;
-    try { data = JSON.parse(block.textContent || "{}"); } catch (e) { return; }
+    if (typeof Chart === "undefined") return;
     charts.forEach(function (c) { c.destroy(); });
     charts.clear();
     document.querySelectorAll("canvas.chart").forEach(function (canvas) {
-      const analysis = data[canvas.dataset.stage];
-      if (!analysis) return;
-      const check = analysis.checks.find(function (c) { return c.key === canvas.dataset.check; });
+      let check;
+      try { check = JSON.parse(canvas.dataset.chart || "null"); } catch (e) { return; }
       if (!check) return;
       const t0 = Math.min.apply(null, check.series.flatMap(function (s) {
         return s.points.map(function (p) { return p[0]; });
