@@ -104,10 +104,12 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def revoked(self) -> bool:
+        """Whether the key was revoked (it then authenticates nobody)."""
         return self.revoked_at is not None
 
 
 def secret_sha256(secret: str) -> str:
+    """The hex SHA-256 of a secret: what the log keeps instead of the secret."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 

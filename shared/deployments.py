@@ -128,6 +128,7 @@ class Stage(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def completed(self) -> bool:
+        """Whether the stage has ended (succeeded, failed, skipped, cancelled or exited)."""
         return self.status in COMPLETED_STAGE
 
     @property
@@ -137,6 +138,8 @@ class Stage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CancelRequest(msgspec.Struct, frozen=True):
+    """A person's request to cancel, with or without rolling back."""
+
     with_rollback: bool
     commander: str
 
@@ -180,6 +183,7 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def completed(self) -> bool:
+        """Whether the deployment has ended (success, failure or cancelled)."""
         return self.status in COMPLETED_DEPLOYMENT
 
     @property
@@ -190,10 +194,12 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
         return CancelRequest(bool(self.cancel_with_rollback), self.cancel_requested_by)
 
     def stage(self, stage_id: str) -> Stage | None:
+        """The stage with id `stage_id`, or None."""
         return next((s for s in self.stages if s.id == stage_id), None)
 
     @property
     def running_stage(self) -> Stage | None:
+        """The stage running now, or None."""
         return next((s for s in self.stages if s.status is StageStatus.RUNNING), None)
 
 

@@ -37,6 +37,7 @@ class CheckPlan:
     headers: tuple[tuple[str, str], ...] = ()
 
     def variant_args(self, variant: str) -> Mapping[str, str]:
+        """The custom args for `variant` (canary, baseline or primary) in queries' templates."""
         return {
             "canary": self.canary_args,
             "baseline": self.baseline_args,

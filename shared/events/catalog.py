@@ -33,6 +33,8 @@ from shared.events.vocabulary import (
 
 
 class ApplicationRegistered(Event, tag="application_registered", frozen=True):
+    """An application was registered: its name, repository and path."""
+
     application_id: str
     name: str
     repository_id: str
@@ -43,10 +45,14 @@ class ApplicationRegistered(Event, tag="application_registered", frozen=True):
 
 
 class ApplicationDisabled(Event, tag="application_disabled", frozen=True):
+    """An application was disabled: no deployment is planned for it until it is enabled."""
+
     application_id: str
 
 
 class ApplicationEnabled(Event, tag="application_enabled", frozen=True):
+    """A disabled application was enabled again."""
+
     application_id: str
 
 
@@ -149,6 +155,8 @@ class CommitObserved(Event, tag="commit_observed", frozen=True):
 
 
 class RepositoryFetchFailed(Event, tag="repository_fetch_failed", frozen=True):
+    """Fetching a repository failed; the watcher retries after `retry_in_s`."""
+
     repository_id: str
     reason: str
     attempt: int = 1
@@ -156,11 +164,15 @@ class RepositoryFetchFailed(Event, tag="repository_fetch_failed", frozen=True):
 
 
 class RepositoryRecovered(Event, tag="repository_recovered", frozen=True):
+    """A repository is fetched again after failed attempts."""
+
     repository_id: str
     after_attempts: int = 1
 
 
 class WebhookRejected(Event, tag="webhook_rejected", frozen=True):
+    """A webhook was refused (bad signature, unknown repository, malformed body)."""
+
     repository_id: str
     provider: str  # github | gitlab
     reason: str
@@ -235,6 +247,8 @@ class DeploymentQueued(Event, tag="deployment_queued", frozen=True):
 
 
 class DeploymentPlanned(Event, tag="deployment_planned", frozen=True):
+    """The planner's plan for a deployment: its strategy, why, and its stages."""
+
     deployment_id: str
     application_id: str
     commit_hash: str
@@ -249,6 +263,8 @@ class DeploymentPlanned(Event, tag="deployment_planned", frozen=True):
 
 
 class DeploymentPlanFailed(Event, tag="deployment_plan_failed", frozen=True):
+    """No plan could be made (bad config, render failure): the deployment ends here."""
+
     deployment_id: str
     application_id: str
     reason: str  # something a person can act on

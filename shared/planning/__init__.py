@@ -64,6 +64,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Plan:
+    """A plan: the decision (strategy and why) and the stages it runs."""
+
     decision: Decision
     stages: tuple[PlannedStage, ...]
 

@@ -65,6 +65,7 @@ class PlanningSpec:
 
     @property
     def has_pipeline(self) -> bool:
+        """Whether `spec.pipeline` has stages (a PIPELINE is possible)."""
         return bool(self.stages)
 
 
@@ -81,6 +82,7 @@ class TriggerInfo:
 
     @property
     def by_command(self) -> bool:
+        """Whether a person's command, not a commit, triggered the deployment."""
         return bool(self.commander) or self.kind == "on_command"
 
 

@@ -132,6 +132,7 @@ class KubernetesPlatform:
         return self
 
     async def close(self) -> None:
+        """Close the connection to the API server."""
         await self._api.close()
 
     async def __aenter__(self) -> Self:

@@ -106,6 +106,7 @@ class RolloutStatus(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def resource(self) -> str:
+        """The object as people name it: `Deployment web (ns)`."""
         return describe(self.kind, self.namespace, self.name)
 
 
