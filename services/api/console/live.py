@@ -2,13 +2,14 @@
 
 A page opens it (htmx's SSE extension) with its scope: every application
 (the applications page), one application, or one deployment. It follows the
-event log from its head (`routes.event_stream.upstream`, the API's own
-tail) and sends `event: changed` once per batch that touches the scope; the
-page then fetches its live part again. Pages built from the read models must
-not fetch before the projector has applied the event, so the message waits
-(briefly) until the applications and deployments views have passed it. A
-deployment's scope also covers its analyses' streams and its stage log lines
-(a table, not events), polled with the log.
+event log from its head through the API process's one shared reader of the
+tail (`log_tail.LOG_TAIL`, as `GET /events/stream` does) and sends
+`event: changed` once per batch that touches the scope; the page then
+fetches its live part again. Pages built from the read models must not fetch
+before the projector has applied the event, so the message waits (briefly)
+until the applications and deployments views have passed it. A deployment's
+scope also covers its analyses' streams and its stage log lines (a table,
+not events), checked with each batch and at least once a second.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from aiohttp import web
 
 from services.api.auth import key_still_live
 from services.api.deps import deps
-from services.api.routes.event_stream import upstream
+from services.api.log_tail import LOG_TAIL
+from services.api.routes.event_stream import head_position
 from services.api.wire import query_str
 from shared.db import unavailable_on_disconnect
 from shared.deployments import fold_history
 from shared.errors import Unavailable
-from shared.eventlog.position import LogPosition
 from shared.eventlog.store import EventStore
 from shared.events.base import RecordedEvent
 from shared.events.ids import analysis_id_of
@@ -36,11 +37,6 @@ __all__ = ["HEARTBEAT_S", "live"]
 HEARTBEAT_S: Final = 10.0
 _VIEW_WAIT_S: Final = 2.0
 _VIEW_POLL_S: Final = 0.02
-_HEAD: Final = """
-SELECT tx_id, global_position FROM events
-WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY tx_id DESC, global_position DESC LIMIT 1
-"""
 # Both views the pages read, past the event (in commit order, as projections apply).
 _VIEWS_REACHED: Final = """
 SELECT count(*) = 2 FROM projection_state p, events e
@@ -98,12 +94,11 @@ async def live(request: web.Request) -> web.StreamResponse:
             await scope.refresh(store)
         except ValueError:
             raise web.HTTPBadRequest(reason="not a deployment id") from None
-    async with unavailable_on_disconnect("read the event log"):
-        row = await store.pool.fetchrow(_HEAD)
+    after = await head_position(store)
+    async with unavailable_on_disconnect("read the stage logs"):
         last_line = (
             await store.pool.fetchval(_LAST_LINE, scope.deployment) if scope.deployment else 0
         )
-    after = LogPosition(row["tx_id"], row["global_position"]) if row else LogPosition(0, 0)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -114,8 +109,9 @@ async def live(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     loop = asyncio.get_running_loop()
     written = loop.time()
+    tail = request.app[LOG_TAIL].follow(after)
     try:
-        async for batch in upstream(store, after):
+        async for batch in tail:
             if request.transport is None or request.transport.is_closing():
                 break
             changed = [e for e in batch if scope.covers(e)]
@@ -140,4 +136,6 @@ async def live(request: web.Request) -> web.StreamResponse:
                     written = loop.time()
     except (ConnectionResetError, Unavailable):
         pass  # the page went away, or the database did: the browser reconnects
+    finally:
+        await tail.aclose()  # leave the shared tail now
     return response
