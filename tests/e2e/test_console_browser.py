@@ -20,8 +20,14 @@ from urllib.parse import quote
 
 import pytest
 
+from shared.testing import wait_until
 from slipway_sandbox.demo_repo import app_name, image_bump
-from slipway_sandbox.sandbox import Sandbox, SandboxOptions, prometheus_available
+from slipway_sandbox.sandbox import (
+    Sandbox,
+    SandboxOptions,
+    console_sign_in_link,
+    prometheus_available,
+)
 from slipway_sandbox.seed_layout import DEMO_PRD_CONFIG
 from slipway_sandbox.storyrunner import Kubesim, StoryRunner
 from tests.support.browser import axe_violations, chromium, shoot
@@ -54,16 +60,19 @@ async def _stage_status(page: Any, stage: str, statuses: tuple[str, ...]) -> Non
 
 
 async def _newest_deployment(sandbox: Sandbox, app_id: str, known: set[str]) -> str:
-    assert sandbox.pool is not None
-    while True:
-        found = await sandbox.pool.fetchval(
+    """The application's newest deployment once it is none of `known`."""
+    pool = sandbox.pool
+    assert pool is not None
+
+    async def newest() -> str | None:
+        found = await pool.fetchval(
             "SELECT deployment_id FROM deployments WHERE application_id = $1 "
             "ORDER BY created_position DESC LIMIT 1",
             app_id,
         )
-        if found is not None and found not in known:
-            return str(found)
-        await asyncio.sleep(0.2)
+        return None if found is None or found in known else str(found)
+
+    return await wait_until(newest, within_s=LIVE_TIMEOUT_MS / 1000, what="a new deployment")
 
 
 async def test_a_person_follows_the_story_in_the_console(tmp_path: Path) -> None:
@@ -97,11 +106,14 @@ async def test_a_person_follows_the_story_in_the_console(tmp_path: Path) -> None
         )
         page.on("pageerror", lambda e: csp_errors.append(f"script error: {e}"))
 
-        # Sign in with the sandbox's key.
+        # No session: the sign-in page. The link `slipway up` prints fills the key in from
+        # the URL's fragment (never sent to a server) and takes it out of the address bar.
         await page.goto(f"{base}/console/applications")
-        assert "/console/sign-in" in page.url  # no session yet
+        assert "/console/sign-in" in page.url
+        await page.goto(console_sign_in_link(base, sandbox.stack.api_key))
+        assert await page.input_value("#api_key") == sandbox.stack.api_key
+        assert "#key=" not in page.url
         await _checked(page, "01-sign-in", problems)
-        await page.fill("#api_key", sandbox.stack.api_key)
         await page.click("button[type=submit]")
         await page.wait_for_url("**/console/applications")
         await _checked(page, "02-applications", problems)

@@ -15,21 +15,13 @@ import pytest
 
 from services.api.console.security import CSP
 from shared.apikeys import create_api_key, revoke_api_key
-from shared.eventlog import EventStore, new_events
-from shared.events import vocabulary
-from shared.events.base import Event
+from shared.eventlog import EventStore
 from shared.events.catalog import (
-    DeploymentPlanned,
-    DeploymentStarted,
-    DeploymentTriggered,
-    PlannedStage,
     StageApproved,
-    StageStarted,
 )
-from shared.ids import new_id
 from shared.testing import wait_until
 from tests.support.api import auth_headers, served_api
-from tests.support.console import ConsoleClient, csrf_of
+from tests.support.console import ConsoleClient, csrf_of, waiting_for_approval
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 TTL_S = 0.3
@@ -39,41 +31,6 @@ TTL_S = 0.3
 async def api(store: EventStore, pool: asyncpg.Pool) -> AsyncIterator[str]:
     async with served_api(store, pool, key_cache_ttl_s=TTL_S) as url:
         yield url
-
-
-async def waiting_for_approval(store: EventStore) -> str:
-    """A running deployment whose WAIT_APPROVAL stage (approvers: alice) has started."""
-    d = new_id()
-    stages = (
-        PlannedStage(
-            id="stage-0",
-            name=vocabulary.StageName("WAIT_APPROVAL"),
-            index=0,
-            options_json='{"approvers": ["alice"]}',
-        ),
-        PlannedStage(id="stage-1", name=vocabulary.StageName("K8S_PRIMARY_ROLLOUT"), index=1),
-    )
-    events: list[Event] = [
-        DeploymentTriggered(
-            deployment_id=d,
-            application_id="app1",
-            trigger=vocabulary.Trigger("on_commit"),
-            commit_hash="c0ffee1",
-        ),
-        DeploymentPlanned(
-            deployment_id=d,
-            application_id="app1",
-            commit_hash="c0ffee1",
-            strategy=vocabulary.Strategy("pipeline"),
-            summary="image web: v1 → v2",
-            reason="the pod template changed",
-            stages=stages,
-        ),
-        DeploymentStarted(deployment_id=d, application_id="app1", started_at=T0),
-        StageStarted(deployment_id=d, stage_id="stage-0", started_at=T0),
-    ]
-    await store.append(f"deployment-{d}", new_events(events), expected_version=None)
-    return d
 
 
 async def approvals(store: EventStore, d: str) -> list[StageApproved]:

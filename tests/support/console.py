@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
 import aiohttp
 
-__all__ = ["ConsoleClient", "csrf_of"]
+from shared.eventlog import EventStore, new_events
+from shared.events import vocabulary
+from shared.events.base import Event
+from shared.events.catalog import (
+    DeploymentPlanned,
+    DeploymentStarted,
+    DeploymentTriggered,
+    PlannedStage,
+    StageStarted,
+)
+from shared.ids import new_id
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+__all__ = ["ConsoleClient", "csrf_of", "waiting_for_approval"]
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -54,3 +69,38 @@ class ConsoleClient:
     async def post(self, path: str, form: Mapping[str, str]) -> tuple[int, str]:
         async with self.http.post(path, data=dict(form), allow_redirects=False) as reply:
             return reply.status, await reply.text()
+
+
+async def waiting_for_approval(store: EventStore) -> str:
+    """A running deployment whose WAIT_APPROVAL stage (approvers: alice) has started."""
+    d = new_id()
+    stages = (
+        PlannedStage(
+            id="stage-0",
+            name=vocabulary.StageName("WAIT_APPROVAL"),
+            index=0,
+            options_json='{"approvers": ["alice"]}',
+        ),
+        PlannedStage(id="stage-1", name=vocabulary.StageName("K8S_PRIMARY_ROLLOUT"), index=1),
+    )
+    events: list[Event] = [
+        DeploymentTriggered(
+            deployment_id=d,
+            application_id="app1",
+            trigger=vocabulary.Trigger("on_commit"),
+            commit_hash="c0ffee1",
+        ),
+        DeploymentPlanned(
+            deployment_id=d,
+            application_id="app1",
+            commit_hash="c0ffee1",
+            strategy=vocabulary.Strategy("pipeline"),
+            summary="image web: v1 → v2",
+            reason="the pod template changed",
+            stages=stages,
+        ),
+        DeploymentStarted(deployment_id=d, application_id="app1", started_at=T0),
+        StageStarted(deployment_id=d, stage_id="stage-0", started_at=T0),
+    ]
+    await store.append(f"deployment-{d}", new_events(events), expected_version=None)
+    return d

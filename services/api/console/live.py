@@ -23,6 +23,7 @@ from services.api.auth import key_still_live
 from services.api.deps import deps
 from services.api.log_tail import LOG_TAIL
 from services.api.routes.event_stream import head_position
+from services.api.routes.events import parse_cursor
 from services.api.wire import query_str
 from shared.db import unavailable_on_disconnect
 from shared.deployments import fold_history
@@ -32,7 +33,7 @@ from shared.events.base import RecordedEvent
 from shared.events.ids import analysis_id_of
 from shared.events.streams import analysis_stream, deployment_stream
 
-__all__ = ["HEARTBEAT_S", "live"]
+__all__ = ["HEARTBEAT_S", "live", "page_cursor"]
 
 HEARTBEAT_S: Final = 10.0
 _VIEW_WAIT_S: Final = 2.0
@@ -42,6 +43,11 @@ _VIEWS_REACHED: Final = """
 SELECT count(*) = 2 FROM projection_state p, events e
 WHERE p.name IN ('applications', 'deployments') AND e.global_position = $1
   AND (p.tx_id, p.position) >= (e.tx_id, e.global_position)
+"""
+# The older of the two views' checkpoints: what a page read from them reflects at least.
+_VIEWS_AT: Final = """
+SELECT tx_id, position FROM projection_state WHERE name IN ('applications', 'deployments')
+ORDER BY tx_id, position LIMIT 1
 """
 _LAST_LINE: Final = "SELECT coalesce(max(id), 0) FROM stage_logs WHERE deployment_id = $1"
 
@@ -78,6 +84,19 @@ class _Scope:
         return True
 
 
+async def page_cursor(store: EventStore, *, from_views: bool) -> str:
+    """Where a page's live stream starts, read *before* the page reads its data: then
+    nothing that happens between the render and the stream's connection is missed. A page
+    built from the views starts at their checkpoint (they may lag the log), one folded
+    from the log at its head."""
+    async with unavailable_on_disconnect("read the event log"):
+        row = await store.pool.fetchrow(_VIEWS_AT) if from_views else None
+    if row is not None:
+        return f"{row['tx_id']}:{row['position']}"
+    head = await head_position(store)
+    return f"{head.tx_id}:{head.global_position}"
+
+
 async def _views_reached(store: EventStore, position: int) -> None:
     deadline = asyncio.get_running_loop().time() + _VIEW_WAIT_S
     while asyncio.get_running_loop().time() < deadline:
@@ -94,7 +113,8 @@ async def live(request: web.Request) -> web.StreamResponse:
             await scope.refresh(store)
         except ValueError:
             raise web.HTTPBadRequest(reason="not a deployment id") from None
-    after = await head_position(store)
+    cursor = query_str(request, "after", max_length=64)
+    after = parse_cursor(cursor) if cursor else await head_position(store)
     async with unavailable_on_disconnect("read the stage logs"):
         last_line = (
             await store.pool.fetchval(_LAST_LINE, scope.deployment) if scope.deployment else 0

@@ -32,7 +32,7 @@ from services.api.auth import (
 )
 from services.api.console import views
 from services.api.console.assets import ASSETS, OWN_STATIC, STATIC_DIR
-from services.api.console.live import live
+from services.api.console.live import live, page_cursor
 from services.api.console.security import PRE_SESSION_COOKIE, SIGN_IN_PATH, secure_request
 from services.api.console.sessions import COOKIE, SESSION_TTL_S
 from services.api.console.state import CONSOLE, render, see_other
@@ -177,6 +177,7 @@ async def applications(request: web.Request) -> web.Response:
     search = (query_str(request, "q") or "").strip() or None
     states = tuple(s for s in request.query.getall("status", []) if s in SYNC_STATES)
     labels = _labels(request)
+    cursor = await page_cursor(deps(request).store, from_views=True)
     page = await views.applications_page(
         deps(request).pool,
         search=search,
@@ -199,6 +200,7 @@ async def applications(request: web.Request) -> web.Response:
             "label_text": " ".join(f"{k}={v}" for k, v in labels.items()),
             "labels": labels,
             "more": more,
+            "cursor": cursor,
         },
     )
 
@@ -206,6 +208,7 @@ async def applications(request: web.Request) -> web.Response:
 async def application(request: web.Request) -> web.Response:
     api = deps(request)
     ref = request.match_info["application"]
+    cursor = await page_cursor(api.store, from_views=True)
     app = await reads.get_application(api.pool, ref)
     if app is None:
         raise TargetNotFound(f"no application with the id or name {ref!r}")
@@ -213,13 +216,19 @@ async def application(request: web.Request) -> web.Response:
     return render(
         request,
         "application.html",
-        {"app": app, "history": history, "done": query_str(request, "done") or ""},
+        {
+            "app": app,
+            "history": history,
+            "done": query_str(request, "done") or "",
+            "cursor": cursor,
+        },
     )
 
 
 async def deployment(request: web.Request) -> web.Response:
     api = deps(request)
     deployment_id = request.match_info["deployment"]
+    cursor = await page_cursor(api.store, from_views=False)
     try:
         page = await views.deployment_page(api.store, deployment_id)
     except ValueError:
@@ -247,6 +256,7 @@ async def deployment(request: web.Request) -> web.Response:
             "app_name": names.get(page.view.application_id, ("", False))[0],
             "trace_url": trace_url,
             "charts": charts,
+            "cursor": cursor,
             "done": query_str(request, "done") or "",
             "now": datetime.now(UTC),
         },

@@ -48,6 +48,16 @@
     });
   }
 
+  // A sign-in link (`slipway up` prints one) carries the key in the fragment, which no
+  // server sees: fill the form with it, and take it out of the address bar and history.
+  function fillKeyFromLink() {
+    const field = document.getElementById("api_key");
+    if (!field || !location.hash.startsWith("#key=")) return;
+    field.value = decodeURIComponent(location.hash.slice(5));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+
+  document.addEventListener("DOMContentLoaded", fillKeyFromLink);
   document.addEventListener("DOMContentLoaded", draw);
   document.addEventListener("htmx:afterSettle", draw);
 })();
