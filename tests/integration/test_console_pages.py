@@ -6,6 +6,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -15,7 +16,14 @@ from services.api.routes import API_PREFIX
 from shared.apikeys import create_api_key
 from shared.eventlog import EventStore, new_events
 from shared.events import vocabulary
-from shared.events.catalog import StageCompleted, SyncRequested
+from shared.events.catalog import (
+    DeploymentCompleted,
+    DeploymentTriggered,
+    StageCompleted,
+    SyncRequested,
+)
+from shared.ids import new_id
+from shared.testing import wait_until
 from tests.support.api import api_key_for, auth_headers, running_projection, served_api
 from tests.support.console import ConsoleClient, csrf_of, waiting_for_approval
 
@@ -118,3 +126,54 @@ async def test_a_pages_live_stream_starts_where_the_page_was_rendered(
             assert stream.status == 200
             assert stream.headers["Content-Type"] == "text/event-stream"
             assert await stream.content.readline() == b"event: changed\n"
+
+
+async def test_the_insights_page_shows_what_the_insights_route_answers(
+    api: str, store: EventStore
+) -> None:
+    """The four metrics, from `GET /api/v1/insights` itself: one success, one failure."""
+    key = await create_api_key(store, "read-only", "reader")
+    async with aiohttp.ClientSession(base_url=api, headers=auth_headers(api_key_for(api))) as http:
+        async with http.get(f"{API_PREFIX}/insights") as reply:
+            if reply.status == 404:
+                pytest.skip("GET /api/v1/insights is not in this checkout yet (branch insights)")
+        async with http.get(f"{APPS}/account-prd") as reply:
+            app_id = (await reply.json())["application_id"]
+        for outcome in ("FAILURE", "SUCCESS"):
+            d = new_id()
+            await store.append(
+                f"deployment-{d}",
+                new_events(
+                    [
+                        DeploymentTriggered(
+                            deployment_id=d,
+                            application_id=app_id,
+                            trigger=vocabulary.Trigger("on_commit"),
+                            commit_hash="c0ffee1",
+                        ),
+                        DeploymentCompleted(
+                            deployment_id=d,
+                            application_id=app_id,
+                            status=vocabulary.DeploymentStatus(outcome),
+                        ),
+                    ]
+                ),
+                expected_version=None,
+            )
+
+        async def both_counted() -> dict[str, Any] | None:
+            async with http.get(f"{API_PREFIX}/insights") as reply:
+                report: dict[str, Any] = await reply.json()
+            return report if report["totals"]["deployments"] == 2 else None
+
+        report = await wait_until(both_counted, within_s=10, what="the insights projection")
+    async with ConsoleClient(api) as browser:
+        await browser.sign_in(key)
+        status, page = await browser.page("/console/insights")
+    assert status == 200, page
+    totals = report["totals"]
+    assert (totals["successful"], totals["failed"]) == (1, 1)
+    assert "(1 of 2)" in page
+    assert '<span id="m-failure-rate">50.0 %</span>' in page
+    assert 'href="/console/applications/account-prd"' in page
+    assert page.count('<canvas class="chart"') == 4

@@ -321,12 +321,56 @@ async def events(request: web.Request) -> web.Response:
     )
 
 
+async def insights(request: web.Request) -> web.Response:
+    """The four DORA metrics: what `GET /api/v1/insights` answers for the same query (its
+    handler, called in-process), as numbers and a chart per metric over the periods."""
+    answer = await _API_HANDLERS["getInsights"](request)
+    assert isinstance(answer, web.Response) and answer.body is not None
+    report = json.loads(answer.body)  # type: ignore[arg-type]
+    periods = report.get("periods", [])
+    labels = [p["start"][:10] for p in periods]
+
+    def chart(title: str, field: str, scale: float = 1.0) -> str:
+        values = [
+            None if p["figures"][field] is None else round(p["figures"][field] * scale, 3)
+            for p in periods
+        ]
+        return json.dumps({"kind": "bars", "labels": labels, "title": title, "values": values})
+
+    return render(
+        request,
+        "insights.html",
+        {
+            "report": report,
+            "query": dict(request.query),
+            "label_text": " ".join(request.query.getall("label", [])),
+            "charts": [
+                (
+                    "Deployment frequency (per day)",
+                    chart("per day", "deployment_frequency_per_day"),
+                ),
+                (
+                    "Lead time for changes (median, hours)",
+                    chart("hours", "lead_time_median_s", 1 / 3600),
+                ),
+                ("Change failure rate (%)", chart("%", "change_failure_rate", 100)),
+                (
+                    "Failed-deployment recovery time (median, hours)",
+                    chart("hours", "recovery_time_median_s", 1 / 3600),
+                ),
+            ],
+        },
+    )
+
+
 # --- actions: the API's own handlers --------------------------------------------------------
 
 
+_API_HANDLERS: Final = {r.name: r.handler for r in all_routes()}
+
+
 def _action(api_route: str, back: Callable[[web.Request], str], done: str) -> Handler:
-    handlers = {r.name: r.handler for r in all_routes()}
-    api_handler = handlers[api_route]
+    api_handler = _API_HANDLERS[api_route]
 
     async def handler(request: web.Request) -> web.StreamResponse:
         form = await request.post()  # read before the API's handler: it finds an empty body
@@ -383,6 +427,12 @@ def console_routes() -> tuple[ConsoleRoute, ...]:
         ConsoleRoute("GET", "/console/events", events, "console.events", Access.READ),
         ConsoleRoute("GET", "/console/live", live, "console.live", Access.READ),
     ]  # fmt: skip
+    if "getInsights" in api_access:  # the insights route (issue 15's DORA metrics) is there
+        routes.append(
+            ConsoleRoute(
+                "GET", "/console/insights", insights, "console.insights", api_access["getInsights"]
+            )
+        )
     for path, api_route, back, done in _ACTIONS:
         routes.append(
             ConsoleRoute(

@@ -30,8 +30,6 @@ class Console:
     assets_dir: Path
     trace_url_template: str = ""
     """E.g. `http://jaeger:16686/trace/{trace_id}`; "" shows no trace link."""
-    insights_path: str = ""
-    """The API route the Insights page reads ("" until that route exists)."""
     templates: jinja2.Environment = field(default_factory=lambda: _environment())
 
 
@@ -91,7 +89,7 @@ def render(
         can_write=can(request, Access.WRITE),
         can_admin=can(request, Access.ADMIN),
         age=_age,
-        insights=bool(console.insights_path),
+        insights="console.insights" in request.app.router.named_resources(),
     )
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 

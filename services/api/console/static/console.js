@@ -14,6 +14,17 @@
       let check;
       try { check = JSON.parse(canvas.dataset.chart || "null"); } catch (e) { return; }
       if (!check) return;
+      if (check.kind === "bars") {  // a figure per period (insights)
+        charts.set(canvas, new Chart(canvas, {
+          type: "bar",
+          data: {
+            labels: check.labels,
+            datasets: [{ label: check.title, data: check.values, backgroundColor: colours[0] }],
+          },
+          options: { animation: false },
+        }));
+        return;
+      }
       const t0 = Math.min.apply(null, check.series.flatMap(function (s) {
         return s.points.map(function (p) { return p[0]; });
       }).concat([Infinity]));
