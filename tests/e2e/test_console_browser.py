@@ -4,7 +4,8 @@ One sandbox (every service its own process) and one browser for the module. The
 story's steps are played by the sandbox's own story runner while the browser
 watches: sign in, find account-prd, watch its canary and analysis move without
 reloading, see the bad image fail its analysis and roll back, open the event log at
-an instant before the rollback, and approve a WAIT_APPROVAL stage from the page.
+an instant before the rollback, approve a WAIT_APPROVAL stage from the page, and read
+the insights page (once `GET /api/v1/insights` is in the checkout).
 Each page is screenshotted (`.screenshots/console/`, git-ignored) and checked with
 axe-core (no serious or critical violation), and none may log a CSP violation.
 """
@@ -215,6 +216,15 @@ async def test_a_person_follows_the_story_in_the_console(tmp_path: Path) -> None
         # The event log page itself, unfiltered.
         await page.goto(f"{base}/console/events")
         await _checked(page, "08-event-log", problems)
+
+        # Insights: the story's prd deployments (three successes and the bad one by now).
+        insights = page.locator("header nav a", has_text="Insights")
+        if await insights.count():  # GET /api/v1/insights is in this checkout
+            await insights.click()
+            await page.wait_for_url("**/console/insights")
+            assert "(1 failed)" in await page.inner_text("#totals")
+            await page.wait_for_selector("canvas.chart")
+            await _checked(page, "09-insights", problems)
 
     assert problems == [], "\n".join(problems)
     assert csp_errors == [], csp_errors
