@@ -10,6 +10,9 @@ SlipwayError
 │   ├── PlanError                        shared.planning.rules: no plan for this change
 │   ├── AmbiguousStage                   shared.deployments: a request names no one stage
 │   ├── KeyNameTaken                     shared.apikeys: a live key holds the name
+│   ├── InvalidEvent                     shared.gitevents: a bad registration; names the field
+│   ├── ReplacementError                 services.gitwatcher.replacements: a value not writable
+│   ├── PullRequestError                 services.gitwatcher.pullrequests: a pull request refused
 │   ├── StreamTaken                      shared.decider: another event opened the stream
 │   ├── InvalidCommand                   services.api.decider: malformed; names the field (400)
 │   ├── TargetNotFound                   services.api.decider: no such application… (404)

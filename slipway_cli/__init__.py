@@ -33,6 +33,7 @@ _COMMANDS = (
     "slipway_cli.events",
     "slipway_cli.demo",
     "slipway_cli.encrypt",
+    "slipway_cli.event",
     "slipway_cli.kubesim",
     "slipway_cli.migrate",
     "slipway_cli.plan_preview",

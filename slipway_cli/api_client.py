@@ -341,6 +341,31 @@ class ApiClient:
         """`data` encrypted for the server's configured key (PipeCD's format)."""
         return str(self.request("POST", "/secrets:encrypt", body={"data": data})["ciphertext"])
 
+    # --- the event watcher ------------------------------------------------------------------
+
+    def register_event(
+        self,
+        *,
+        name: str,
+        data: str,
+        labels: Mapping[str, str],
+        contexts: Mapping[str, str] | None = None,
+        commit_hash: str = "",
+    ) -> str:
+        """Record an event for the event watcher; its id."""
+        body: JsonObject = {"name": name, "data": data, "labels": dict(labels)}
+        if contexts:
+            body["contexts"] = dict(contexts)
+        if commit_hash:
+            body["commit_hash"] = commit_hash
+        return str(self.request("POST", "/event-watcher/events", body=body)["event_id"])
+
+    def list_watched_events(self, *, name: str = "", limit: int = 100) -> list[JsonObject]:
+        query: list[tuple[str, str]] = [("limit", str(limit))]
+        if name:
+            query.append(("name", name))
+        return list(self.request("GET", "/event-watcher/events", query=query)["items"])
+
     # --- the transport --------------------------------------------------------------------
 
     def request(

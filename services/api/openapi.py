@@ -49,6 +49,7 @@ _TAGS: Final = {
     "events": "The event log, and time travel over it.",
     "api-keys": "API keys (admin only).",
     "secrets": "Secrets encrypted for git (PipeCD's format).",
+    "event-watcher": "Events whose values the event watcher writes into git (image updates).",
     "meta": "About the API itself.",
 }
 

@@ -37,6 +37,7 @@ from services.notifier.notify.webhook import webhook_body
 from services.notifier.targets import Target
 from shared.config.control import NotificationRoute
 from shared.decider import Functions
+from shared.events import vocabulary
 from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import NotificationScheduled
 from shared.events.ids import notification_id_of
@@ -131,7 +132,7 @@ def _scheduled(
     return NotificationScheduled(
         notification_id=notification_id,
         receiver=target.name,
-        receiver_kind=target.kind,
+        receiver_kind=vocabulary.ReceiverKind(target.kind),
         notification_type=type_.value,
         source_event_id=str(recorded.event_id),
         source_stream_id=recorded.stream_id,

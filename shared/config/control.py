@@ -33,7 +33,8 @@ spec:
                   signatureSecretFile: /secrets/audit}   # or signatureValue
   eventWatcher:
     checkInterval: 1m
-    gitRepos: [{repoId: config, commitMessage: "", includes: [], excludes: []}]
+    gitRepos: [{repoId: config, commitMessage: "", includes: [], excludes: [],
+                pullRequest: {apiURL: https://api.github.com, tokenFile: /secrets/gh}}]
   webAddress: https://slipway.example      # notifications link here (PipeCD's webAddress)
   eventHooks:                        # raw events to a URL (docs/events.md), Slipway's own
     - name: dora
@@ -84,6 +85,7 @@ __all__ = [
     "NotificationRoute",
     "Notifications",
     "PlatformProvider",
+    "PullRequestSettings",
     "Repository",
     "SecretKeyPair",
     "SecretManagement",
@@ -219,11 +221,21 @@ class EventHook(Spec, frozen=True):
     signature_secret_file: str = ""
 
 
+class PullRequestSettings(Spec, frozen=True):
+    """Where `makePullRequest` opens pull requests: GitHub's REST API (Slipway's addition;
+    PipeCD only pushes the branch). `repository` defaults to the remote's `owner/name`."""
+
+    api_url: str = msgspec.field(default="https://api.github.com", name="apiURL")
+    repository: str = ""
+    token_file: str = ""
+
+
 class EventWatcherGitRepo(Spec, frozen=True):
     repo_id: str
     commit_message: str = ""
     includes: tuple[str, ...] = ()
     excludes: tuple[str, ...] = ()
+    pull_request: PullRequestSettings | None = None
 
 
 class EventWatcherSettings(Spec, frozen=True):

@@ -1,6 +1,6 @@
 """The domain events every service agrees on (DESIGN §2, §5): the heart of the wire contract.
 
-The rest of the contract sits beside it: `vocabulary.py` (the closed sets of
+The rest of the contract sits beside it: `py` (the closed sets of
 values, as the `StrEnum` types of these fields), `streams.py` (the stream of
 each group below) and `ids.py` (the ids derived from causes).
 
@@ -19,14 +19,22 @@ import msgspec
 from shared.events.base import Event
 from shared.events.codec import EventRegistry
 from shared.events.vocabulary import (
+    CheckKind,
+    CheckStrategy,
     CommitSource,
     DeploymentStatus,
+    Deviation,
+    KeyRole,
+    ReceiverKind,
+    SampleRole,
     StageName,
     StageStatus,
     Strategy,
     SyncState,
+    TickOutcome,
     Trigger,
     Verdict,
+    WebhookProvider,
 )
 
 # Applications (stream `application-<application_id>`) -------------------------
@@ -174,7 +182,7 @@ class WebhookRejected(Event, tag="webhook_rejected", frozen=True):
     """A webhook was refused (bad signature, unknown repository, malformed body)."""
 
     repository_id: str
-    provider: str  # github | gitlab
+    provider: WebhookProvider
     reason: str
     remote_addr: str = ""
 
@@ -383,14 +391,14 @@ class AnalysisCheck(msgspec.Struct, frozen=True, kw_only=True):
     everything its verdicts depend on, so they can be recomputed from the log alone."""
 
     key: str  # `metrics[0] error-rate` (the template's name, if any) / `https[0]`
-    kind: str  # metrics | http
-    strategy: str  # THRESHOLD | PREVIOUS | CANARY_BASELINE | CANARY_PRIMARY | HTTP
+    kind: CheckKind
+    strategy: CheckStrategy
     interval_s: float
     provider: str = ""
     query: str = ""  # the query template (rendered per variant in each AnalysisMeasured)
     failure_limit: int = 0
     skip_on_no_data: bool = False
-    deviation: str = "EITHER"
+    deviation: Deviation = Deviation.EITHER
     expected_min: float | None = None
     expected_max: float | None = None
     timeout_s: float = 0.0
@@ -434,7 +442,7 @@ class AnalysisMeasured(Event, tag="analysis_measured", frozen=True):
     analysis_id: str
     check: str
     tick: int  # 1-based
-    role: str = ""  # "" (THRESHOLD, HTTP) | experiment | control
+    role: SampleRole = SampleRole.NONE  # NONE: THRESHOLD, HTTP
     variant: str = ""  # the variant the query was rendered for (or `previous`)
     provider: str = ""
     query: str = ""  # as rendered and sent (PromQL; `GET <url>` for an HTTP check)
@@ -458,8 +466,8 @@ class AnalysisTickJudged(Event, tag="analysis_tick_judged", frozen=True):
     check: str
     tick: int
     at_s: float  # seconds since the analysis started
-    strategy: str  # THRESHOLD | PREVIOUS | CANARY_BASELINE | CANARY_PRIMARY | HTTP
-    outcome: str  # continue | pass | fail
+    strategy: CheckStrategy
+    outcome: TickOutcome
     reason: str
     judge: str  # `threshold` / `http` for the service's own checks, else the judge's name
     judge_version: str
@@ -476,7 +484,7 @@ class ApiKeyCreated(Event, tag="api_key_created", frozen=True):
 
     key_id: str
     name: str
-    role: str  # read-only | read-write | admin
+    role: KeyRole
     secret_sha256: str  # hex
     creator: str = ""
 
@@ -486,6 +494,48 @@ class ApiKeyRevoked(Event, tag="api_key_revoked", frozen=True):
 
     key_id: str
     revoker: str = ""
+
+
+# Event watcher (stream `eventkey-<digest of name and labels>`, DESIGN §5) ----------
+
+
+class EventRegistered(Event, tag="event_registered", frozen=True):
+    """`slipway event register`: a named value (an image tag) for the event watcher to write.
+
+    One stream per (name, labels), PipeCD's event key, so the newest registration
+    of a key is the last `EventRegistered` of its stream: an older one is never
+    written over a newer one. `event_id` is the registration's own id (the
+    event's id in the log).
+    """
+
+    event_id: str
+    name: str
+    data: str
+    labels: tuple[tuple[str, str], ...] = ()  # sorted by key
+    contexts: tuple[tuple[str, str], ...] = ()  # PipeCD's `--contexts`: commit trailers
+    commit_hash: str = ""  # the commit that produced the value (PipeCD's `--commit-hash`)
+    registrar: str = ""
+
+
+class EventHandled(Event, tag="event_handled", frozen=True):
+    """The event watcher of one repository acted on one registration (the gitwatcher).
+
+    `status`: `SUCCESS` (committed, `commit_hash`), `NO_CHANGE` (the files held
+    the value already), `OUTDATED` (a newer registration of the key exists),
+    `FAILURE` (`description` says which file or field), `NOT_WATCHED` (no watcher
+    of the repository matches). `branch` is where the commit went (a new branch
+    and `pull_request_url` with `makePullRequest`).
+    """
+
+    event_id: str
+    repository_id: str
+    status: str  # SUCCESS | NO_CHANGE | OUTDATED | FAILURE | NOT_WATCHED
+    description: str = ""
+    commit_hash: str = ""
+    branch: str = ""
+    files: tuple[str, ...] = ()
+    watchers: tuple[str, ...] = ()  # `app:<application id>` or `.pipe/<file>` that matched
+    pull_request_url: str = ""
 
 
 # Notifications (stream `notification-<notification_id>`, DESIGN §9) ---------------
@@ -501,7 +551,7 @@ class NotificationScheduled(Event, tag="notification_scheduled", frozen=True):
 
     notification_id: str
     receiver: str
-    receiver_kind: str  # slack | webhook
+    receiver_kind: ReceiverKind
     notification_type: str  # PipeCD's type without EVENT_, e.g. DEPLOYMENT_FAILED
     source_event_id: str
     source_stream_id: str
@@ -589,6 +639,8 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     AnalysisTickJudged,
     ApiKeyCreated,
     ApiKeyRevoked,
+    EventRegistered,
+    EventHandled,
     NotificationScheduled,
     NotificationAttemptFailed,
     NotificationDelivered,

@@ -20,6 +20,7 @@ __all__ = [
     "config_claim_stream",
     "deployment_stream",
     "drift_stream",
+    "event_key_stream",
     "name_stream",
     "notification_stream",
     "relay_stream",
@@ -82,3 +83,10 @@ def apikey_stream(key_id: str) -> str:
 def relay_stream(relay_name: str) -> str:
     """`relay-<name>`: events a relay could not publish."""
     return stream_id("relay", relay_name)
+
+
+def event_key_stream(name: str, labels: tuple[tuple[str, str], ...]) -> str:
+    """`eventkey-<digest>`: every registration of one event name and label set, and what the
+    event watcher did with each (PipeCD's event key: the name and the sorted labels)."""
+    key = "\0".join((name, *(f"{k}={v}" for k, v in sorted(labels))))
+    return stream_id("eventkey", hashlib.sha256(key.encode()).hexdigest()[:32])

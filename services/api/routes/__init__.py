@@ -34,6 +34,7 @@ _MODULES: Final = (
     "services.api.routes.event_stream",
     "services.api.routes.plan_preview",
     "services.api.routes.secrets",
+    "services.api.routes.watched_events",
 )
 
 
