@@ -7,7 +7,7 @@ events each), lets the applications and deployments projections catch up,
 serves the API (console included) in this process, and measures:
 
 - `apps_page_p50_ms` / `apps_page_p95_ms`: `GET /console/applications`
-  (first page of 200 rows, counts of all 1,000) as a signed-in client sees it
+  (first page of 100 rows, counts of all 1,000) as a signed-in client sees it
   over loopback, `SAMPLES` times, with and without a search and a label filter;
 - `apps_page_kb`: the page's HTML, and `apps_page_total_kb` with its scripts
   and stylesheet;

@@ -16,7 +16,7 @@ from shared.events.catalog import (
     AnalysisStarted,
     AnalysisTickJudged,
 )
-from shared.events.vocabulary import Verdict
+from shared.events.vocabulary import CheckKind, CheckStrategy, SampleRole, TickOutcome, Verdict
 
 KEY_ID = "0" * 26
 NOW = 1_800_000_000.0
@@ -85,41 +85,70 @@ def test_an_analysis_becomes_series_per_variant_with_its_bounds_and_verdicts() -
                 checks=(
                     AnalysisCheck(
                         key=check,
-                        kind="metrics",
-                        strategy="CANARY_BASELINE",
+                        kind=CheckKind("metrics"),
+                        strategy=CheckStrategy("CANARY_BASELINE"),
                         interval_s=5,
                         expected_max=0.01,
                     ),
                 ),
             ),
             AnalysisMeasured(
-                analysis_id="a1", check=check, tick=1, role="experiment", variant="canary",
-                timestamps=(100.0, 105.0, 110.0), values=("0.5", "NaN", "0.7"),
+                analysis_id="a1",
+                check=check,
+                tick=1,
+                role=SampleRole("experiment"),
+                variant="canary",
+                timestamps=(100.0, 105.0, 110.0),
+                values=("0.5", "NaN", "0.7"),
             ),
             AnalysisMeasured(
-                analysis_id="a1", check=check, tick=1, role="control", variant="baseline",
-                timestamps=(100.0, 105.0), values=("0.001", "+Inf"),
+                analysis_id="a1",
+                check=check,
+                tick=1,
+                role=SampleRole("control"),
+                variant="baseline",
+                timestamps=(100.0, 105.0),
+                values=("0.001", "+Inf"),
             ),
             # The next tick's window overlaps the first: a sample is drawn once.
             AnalysisMeasured(
-                analysis_id="a1", check=check, tick=2, role="experiment", variant="canary",
-                timestamps=(110.0, 115.0), values=("0.7", "0.9"),
+                analysis_id="a1",
+                check=check,
+                tick=2,
+                role=SampleRole("experiment"),
+                variant="canary",
+                timestamps=(110.0, 115.0),
+                values=("0.7", "0.9"),
             ),
             AnalysisMeasured(
-                analysis_id="a1", check=check, tick=2, role="control", variant="baseline",
+                analysis_id="a1",
+                check=check,
+                tick=2,
+                role=SampleRole("control"),
+                variant="baseline",
                 error="prometheus: timeout",
             ),
             AnalysisTickJudged(
-                analysis_id="a1", check=check, tick=2, at_s=10.0, strategy="CANARY_BASELINE",
-                outcome="fail", reason="canary above baseline", judge="sequential",
-                judge_version="2", statistics=(("p", "0.001"),),
+                analysis_id="a1",
+                check=check,
+                tick=2,
+                at_s=10.0,
+                strategy=CheckStrategy("CANARY_BASELINE"),
+                outcome=TickOutcome("fail"),
+                reason="canary above baseline",
+                judge="sequential",
+                judge_version="2",
+                statistics=(("p", "0.001"),),
             ),
             AnalysisConcluded(
-                analysis_id="a1", deployment_id="d1", stage_id="s1",
-                verdict=Verdict("failure"), reason="canary above baseline",
+                analysis_id="a1",
+                deployment_id="d1",
+                stage_id="s1",
+                verdict=Verdict("failure"),
+                reason="canary above baseline",
             ),
         ]
-    )  # fmt: skip
+    )
     chart = analysis_chart("a1", history)
     assert chart.verdict == "failure" and chart.judge == "sequential"
     drawn = chart.checks[check]
@@ -132,3 +161,21 @@ def test_an_analysis_becomes_series_per_variant_with_its_bounds_and_verdicts() -
     assert verdict.outcome == "fail" and verdict.statistics == (("p", "0.001"),)
     as_json = chart.as_json()["checks"][0]
     assert all(math.isfinite(y) for s in as_json["series"] for _, y in s["points"])
+
+
+def test_a_ratio_of_rates_draws_each_counter_on_its_own_line() -> None:
+    check = "metrics[0] errors"
+    history = _recorded(
+        [
+            AnalysisMeasured(
+                analysis_id="a1", check=check, tick=1, role=SampleRole(role), variant="canary",
+                timestamps=(100.0,), values=(value,),
+            )
+            for role, value in (("experiment_events", "3"), ("experiment_total", "300"))
+        ]
+    )  # fmt: skip
+    series = analysis_chart("a1", history).checks[check].series
+    assert {label: s.points for label, s in series.items()} == {
+        "canary events": [(100.0, 3.0)],
+        "canary total": [(100.0, 300.0)],
+    }

@@ -94,7 +94,12 @@ def _number(text: str) -> float | None:
 
 
 def _label(measured: AnalysisMeasured) -> str:
-    return measured.variant or measured.role or measured.check
+    """The line a measurement belongs to: its variant, and for a ratio of rates which of the
+    two counters (`canary events`, `canary total`), never both on one line."""
+    role = str(measured.role)
+    counter = role.rpartition("_")[2] if role.endswith(("_events", "_total")) else ""
+    name = measured.variant or role or measured.check
+    return f"{name} {counter}" if counter else name
 
 
 def analysis_chart(analysis_id: str, history: Iterable[RecordedEvent]) -> AnalysisChart:

@@ -38,7 +38,7 @@ __all__ = [
     "trace_id_of",
 ]
 
-APPS_PAGE: Final = 200
+APPS_PAGE: Final = 100
 """Rows per page of the applications list: the counts above it cover every application."""
 _LOG_LINES: Final = 500
 """A stage's newest lines shown on the page."""
