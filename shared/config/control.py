@@ -97,7 +97,13 @@ __all__ = [
 ]
 
 CONTROL_API_VERSION: Final = "slipway.dev/v1"
-NOTIFICATION_GROUPS: Final = ("DEPLOYMENT", "APPLICATION_SYNC", "APPLICATION_HEALTH", "PIPED")
+NOTIFICATION_GROUPS: Final = (
+    "DEPLOYMENT",
+    "APPLICATION_SYNC",
+    "APPLICATION_HEALTH",
+    "PIPED",
+    "STAGE",
+)
 ONE_MINUTE: Final = Duration.of(minutes=1)
 
 
@@ -173,7 +179,10 @@ class SlackMention(Spec, frozen=True):
 
 
 class SlackReceiver(Spec, frozen=True):
-    """A Slack incoming webhook (the URL inline or in a file).
+    """Slack: an incoming webhook (`hookURL`, inline or in a file), or Slack's Web API
+    (`chat.postMessage` to `channelID` with a bot's `oauthToken`, inline, in a file, or
+    base64 in `oauthTokenData` as PipeCD takes it), where one deployment's messages
+    form one thread.
 
     `mentionedAccounts`/`mentionedGroups` are mentioned on every message,
     `mentions` only on messages of its event type.
@@ -181,9 +190,18 @@ class SlackReceiver(Spec, frozen=True):
 
     hook_url: str = msgspec.field(default="", name="hookURL")
     hook_url_file: str = msgspec.field(default="", name="hookURLFile")
+    oauth_token: str = msgspec.field(default="", name="oauthToken")
+    oauth_token_file: str = msgspec.field(default="", name="oauthTokenFile")
+    oauth_token_data: str = msgspec.field(default="", name="oauthTokenData")
+    channel_id: str = msgspec.field(default="", name="channelID")
     mentioned_accounts: tuple[str, ...] = ()
     mentioned_groups: tuple[str, ...] = ()
     mentions: tuple[SlackMention, ...] = ()
+
+    @property
+    def uses_api(self) -> bool:
+        """Posts with the Web API (a token and a channel) rather than to a hook URL."""
+        return bool(self.channel_id)
 
 
 class WebhookReceiver(Spec, frozen=True):
