@@ -6,6 +6,7 @@ person with a browser, or a page of another site, could try.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ import asyncpg
 import pytest
 
 from services.api.console.security import CSP
+from services.api.console.state import LIVE_STREAMS_PER_KEY
 from shared.apikeys import create_api_key, revoke_api_key
 from shared.eventlog import EventStore
 from shared.events.catalog import (
@@ -170,3 +172,25 @@ async def test_a_session_cookie_opens_no_api_route_and_ends_with_its_key(
             return (await browser.page(f"/console/deployments/{d}"))[0] == 303
 
         await wait_until(signed_out, within_s=5, what="the revoked key's session ends")
+
+
+async def test_one_key_holds_a_bounded_number_of_live_pages(api: str, store: EventStore) -> None:
+    """Each open page holds a live stream; a key (however many sessions) holds at most
+    `LIVE_STREAMS_PER_KEY` of them, so a script cannot open connections without end."""
+    key = await create_api_key(store, "read-only", "reader")
+    async with ConsoleClient(api) as browser, contextlib.AsyncExitStack() as open_pages:
+        await browser.sign_in(key)
+        for _ in range(LIVE_STREAMS_PER_KEY):
+            stream = await open_pages.enter_async_context(browser.http.get("/console/live"))
+            assert stream.status == 200
+        async with browser.http.get("/console/live") as refused:
+            assert refused.status == 429
+    # Closed pages give their slots back.
+    async with ConsoleClient(api) as browser:
+        await browser.sign_in(key)
+
+        async def slot_free() -> bool:
+            async with browser.http.get("/console/live") as stream:
+                return stream.status == 200
+
+        await wait_until(slot_free, within_s=5, what="the closed streams' slots")

@@ -19,8 +19,11 @@ from typing import Final
 
 from aiohttp import web
 
-from services.api.auth import key_still_live
+from services.api.auth import PRINCIPAL, key_still_live
+from services.api.console.state import CONSOLE
 from services.api.deps import deps
+from services.api.errors import ErrorReply
+from services.api.limits import TooManyStreams
 from services.api.log_tail import LOG_TAIL
 from services.api.routes.event_stream import head_position
 from services.api.routes.events import parse_cursor
@@ -106,6 +109,20 @@ async def _views_reached(store: EventStore, position: int) -> None:
 
 
 async def live(request: web.Request) -> web.StreamResponse:
+    principal = request.get(PRINCIPAL)
+    try:
+        with request.app[CONSOLE].live_streams.hold(principal.key_id if principal else ""):
+            return await _live(request)
+    except TooManyStreams:
+        raise ErrorReply(
+            429,
+            "too_many_streams",
+            "this key has too many console pages open; close some",
+            headers={"Retry-After": "5"},
+        ) from None
+
+
+async def _live(request: web.Request) -> web.StreamResponse:
     store = deps(request).store
     scope = _Scope(query_str(request, "application"), query_str(request, "deployment"))
     if scope.deployment is not None:

@@ -12,10 +12,13 @@ from aiohttp import web
 
 from services.api.auth import PRINCIPAL, Access
 from services.api.console.sessions import COOKIE, SessionCodec
+from services.api.limits import StreamSlots
 from shared.apikeys import Role, role_allows
 
-__all__ = ["CONSOLE", "Console", "can", "render", "see_other"]
+__all__ = ["CONSOLE", "LIVE_STREAMS_PER_KEY", "Console", "can", "render", "see_other"]
 
+LIVE_STREAMS_PER_KEY: Final = 16
+"""Console pages one key may hold open at once (each holds one live stream); 429 beyond."""
 _TEMPLATES: Final = Path(__file__).resolve().parent / "templates"
 _ROLE_OF: Final[dict[Access, Role]] = {
     Access.READ: "read-only",
@@ -28,6 +31,8 @@ _ROLE_OF: Final[dict[Access, Role]] = {
 class Console:
     sessions: SessionCodec
     assets_dir: Path
+    live_streams: StreamSlots = field(default_factory=lambda: StreamSlots(LIVE_STREAMS_PER_KEY))
+    """Each key's open live streams (pages open in tabs), capped like the API's follows."""
     trace_url_template: str = ""
     """E.g. `http://jaeger:16686/trace/{trace_id}`; "" shows no trace link."""
     templates: jinja2.Environment = field(default_factory=lambda: _environment())
