@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import pytest
 
 from shared.testing import wait_until
@@ -31,6 +32,7 @@ from slipway_sandbox.sandbox import (
 )
 from slipway_sandbox.seed_layout import DEMO_PRD_CONFIG
 from slipway_sandbox.storyrunner import Kubesim, StoryRunner
+from tests.support.api import auth_headers
 from tests.support.browser import axe_violations, chromium, shoot
 
 PRD = app_name("prd")
@@ -223,7 +225,19 @@ async def test_a_person_follows_the_story_in_the_console(tmp_path: Path) -> None
         if await insights.count():  # GET /api/v1/insights is in this checkout
             await insights.click()
             await page.wait_for_url("**/console/insights")
-            assert "(1 failed)" in await page.inner_text("#totals")
+            # The figures are the route's (the approval's deployment may end meanwhile).
+            async with aiohttp.ClientSession(
+                base_url=base, headers=auth_headers(sandbox.stack.api_key)
+            ) as http:
+
+                async def as_the_api_says() -> bool:
+                    async with http.get("/api/v1/insights") as reply:
+                        totals = (await reply.json())["totals"]
+                    await page.reload()
+                    shown = await page.inner_text("#totals")
+                    return totals["failed"] >= 1 and f"({totals['failed']} failed)" in shown
+
+                await wait_until(as_the_api_says, within_s=30, what="the page's figures")
             await page.wait_for_selector("canvas.chart")
             await _checked(page, "09-insights", problems)
 
