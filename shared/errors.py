@@ -10,6 +10,7 @@ SlipwayError
 │   ├── PlanError                        shared.planning.rules: no plan for this change
 │   ├── AmbiguousStage                   shared.deployments: a request names no one stage
 │   ├── KeyNameTaken                     shared.apikeys: a live key holds the name
+│   ├── AdoptionRefused                  shared.platform.adoption: nothing to take over as asked
 │   ├── StreamTaken                      shared.decider: another event opened the stream
 │   ├── InvalidCommand                   services.api.decider: malformed; names the field (400)
 │   ├── TargetNotFound                   services.api.decider: no such application… (404)

@@ -33,6 +33,7 @@ from shared.config.control import KubernetesProviderConfig
 from shared.config.manifests import Manifest
 from shared.errors import NotFound, PlatformError, ResourceConflict, RolloutFailed
 from shared.logs import get_logger
+from shared.platform.adoption import AdoptionRefused, pipecd_objects, takeover_patch
 from shared.platform.apiserver import ApiServer
 from shared.platform.confighash import config_hashes
 from shared.platform.discovery import ApiResource, Discovery
@@ -58,6 +59,7 @@ _CONTAINERS: Final = ("Namespace", "CustomResourceDefinition")
 _LIST_CONCURRENCY: Final = 8
 _APPLY_PATCH: Final = "application/apply-patch+yaml"
 _MERGE_PATCH: Final = "application/merge-patch+json"
+_JSON_PATCH: Final = "application/json-patch+json"
 
 
 _tracer = trace.get_tracer("slipway.platform.kubernetes")
@@ -350,6 +352,55 @@ class KubernetesPlatform:
             if resource is not None:
                 resources.append(resource)
         return resources
+
+    async def pipecd_objects(
+        self, pipecd_application_id: str
+    ) -> list[tuple[ApiResource, dict[str, Any]]]:
+        """The objects piped applied for `pipecd_application_id`, with their managedFields;
+        `AdoptionRefused` when there are none. Lists every object of the live kinds (no
+        selector can pick an annotation): meant for a one-off `slipway app import`."""
+        listed = [(r, item) for r, item in await self.list_objects() if not controlled(item)]
+        wanted = {
+            id(item) for item in pipecd_objects((i for _, i in listed), pipecd_application_id)
+        }
+        found = [(resource, item) for resource, item in listed if id(item) in wanted]
+        if not found:
+            raise AdoptionRefused(
+                f"no object in the cluster is annotated pipecd.dev/application="
+                f"{pipecd_application_id} (and pipecd.dev/managed-by=piped)"
+            )
+        return found
+
+    @_spanned("kubernetes take_over")
+    async def take_over(
+        self, found: Sequence[tuple[ApiResource, dict[str, Any]]], application_id: str, *, now: str
+    ) -> list[str]:
+        """Hand each object's client-side-apply fields to this field manager and label it for
+        `application_id` (`adoption.takeover_patch`); the keys, sorted. `now` (RFC 3339) is
+        the managedFields entry's time. An object changed since it was read fails its
+        patch's test (`Invalid` or `ResourceConflict`): list and take over again."""
+        keys: list[str] = []
+        for resource, item in found:
+            metadata = item.get("metadata") or {}
+            namespace, name = str(metadata.get("namespace", "")), str(metadata.get("name", ""))
+            patch = takeover_patch(
+                item,
+                application_id=application_id,
+                manager=self.field_manager,
+                api_version=resource.api_version,
+                time=now,
+            )
+            await self._api.request(
+                "PATCH",
+                resource.path(namespace, name),
+                verb="take over",
+                what=describe(resource.kind, namespace, name),
+                query=[("fieldManager", self.field_manager)],
+                body=patch,
+                content_type=_JSON_PATCH,
+            )
+            keys.append(f"{resource.group}/{resource.kind}/{namespace}/{name}")
+        return sorted(keys)
 
     @_spanned("kubernetes wait_rollout")
     async def wait_rollout(
