@@ -67,6 +67,8 @@ class LiveKinds:
         return cls(_keys(include), _keys(exclude), namespace)
 
     def matches(self, api_version: str, kind: str) -> bool:
+        """Whether live state lists this kind: excluded never, included always, else unless
+        it is one of `DEFAULT_SKIPPED`."""
         key = f"{api_version}:{kind}"
         if api_version in self.exclude or key in self.exclude:
             return False
