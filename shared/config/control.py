@@ -83,6 +83,7 @@ __all__ = [
     "AnalysisProvider",
     "AnalysisProviderConfig",
     "AppStateInformer",
+    "ChartRepository",
     "ControlConfig",
     "ControlSpec",
     "EventHook",
@@ -305,6 +306,18 @@ class SecretManagement(Spec, frozen=True):
     config: SecretKeyPair = SecretKeyPair()
 
 
+class ChartRepository(Spec, frozen=True):
+    """A Helm chart repository an application's `helmChart.repository` may name (PipeCD's
+    piped `chartRepositories`, HTTP type): helm knows it by `name`
+    (`shared.config.chart_repositories`)."""
+
+    name: str
+    address: str
+    username: str = ""
+    password: str = ""
+    insecure: bool = False
+
+
 class ControlSpec(Spec, frozen=True):
     """`spec` of `kind: Slipway`."""
 
@@ -320,6 +333,8 @@ class ControlSpec(Spec, frozen=True):
     event_hooks: tuple[EventHook, ...] = ()
     """Raw-event webhooks (Slipway's own; a Piped file has none)."""
     secret_management: SecretManagement | None = None
+    chart_repositories: tuple[ChartRepository, ...] = ()
+    """Helm chart repositories by name, given to helm when the service starts."""
 
 
 class ControlConfig(msgspec.Struct, frozen=True, kw_only=True):
