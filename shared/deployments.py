@@ -125,6 +125,8 @@ class Stage(msgspec.Struct, frozen=True, kw_only=True):
     options_json: str = "{}"
     requires: tuple[str, ...] = ()
     timeout_s: float = 0.0
+    skip_reason: str = ""
+    """Why the plan skips it (its `skipOn` matched); "" when it runs."""
 
     @property
     def completed(self) -> bool:
@@ -257,6 +259,7 @@ def evolve(state: Deployment, event: Event, recorded_at: datetime | None = None)
                             options_json=s.options_json,
                             requires=s.requires,
                             timeout_s=s.timeout_s,
+                            skip_reason=event.skipped.get(s.id, ""),
                         )
                     )
                     for s in event.stages

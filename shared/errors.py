@@ -60,6 +60,7 @@ SlipwayError
     ├── _Transient                       services.planner.service: retry planning later
     ├── ApiError                         slipway_cli.api_client: the API answered an error
     ├── SandboxMissing                   slipway_cli.sandboxed: `up`/`demo` without the sandbox
+    ├── PipectlFailure                   slipway_cli.pipectl: a pipectl command failed (exit 1)
     ├── SandboxError                     slipway_sandbox.sandbox: (also RuntimeError)
     └── DemoRepoError                    slipway_sandbox.demo_repo: (also RuntimeError)
 ```

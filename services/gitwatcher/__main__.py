@@ -101,6 +101,11 @@ async def setup(runtime: ServiceRuntime[GitwatcherSettings]) -> Sequence[Compone
             subjects=runtime.subjects,
             inbox_retention_s=runtime.settings.consumer_inbox_retention_s,
         ).run,
+        gitwatcher.chain_consumer(
+            js=events.js,
+            subjects=runtime.subjects,
+            inbox_retention_s=runtime.settings.consumer_inbox_retention_s,
+        ).run,
     ]
     if settings.gitwatcher_webhook_port >= 0:
         server = gitwatcher.webhook_server(

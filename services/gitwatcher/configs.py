@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from services.gitwatcher.decider import AppConfigFacts
+from services.gitwatcher.decider import AppConfigFacts, ChainMatcher
 from services.gitwatcher.eventplan import Replacement, ReplacementKind, Watcher
 from services.gitwatcher.eventwatcher import EventRepository
 from services.gitwatcher.pullrequests import PullRequests, github_repository_of
@@ -18,6 +18,7 @@ from shared.config import ControlConfig, load_application_config, load_event_wat
 from shared.config.documents import open_document
 from shared.config.event_watcher import EventWatcherReplacement
 from shared.errors import ConfigError
+from shared.events.catalog import ConfigMention
 from shared.events.streams import repository_stream
 from shared.git import GitRepository
 from shared.triggers import TriggerConfig
@@ -43,7 +44,22 @@ def read_app_config(path: str, content: bytes) -> AppConfigFacts:
         name=spec.name or Path(path).parent.name,
         kind=config.kind,
         labels=tuple(sorted(spec.labels.items())),
+        mentions=tuple(
+            ConfigMention(
+                event=mention.event.removeprefix("EVENT_"),
+                slack_users=mention.all_slack_users,  # `slack` (PipeCD's older name), `slackUsers`
+                slack_groups=tuple(mention.slack_groups),
+            )
+            for mention in (spec.notification.mentions if spec.notification else ())
+        ),
         trigger=TriggerConfig.from_on_commit(spec.trigger.on_commit),
+        on_chain=not spec.trigger.on_chain.disabled,
+        chain=tuple(
+            ChainMatcher(name=m.name, kind=m.kind, labels=tuple(sorted(m.labels.items())))
+            for m in (
+                spec.post_sync.chain.applications if spec.post_sync and spec.post_sync.chain else ()
+            )
+        ),
     )
 
 

@@ -5,8 +5,9 @@ For every event (`<prefix>.evt.>`), in the consumer's transaction:
 1. `decider.routed` (pure) says whether any route takes a notification type it
    makes — most make none, and cost nothing more;
 2. the application (name, labels: `application-<id>`) and the deployment
-   (commit, stage, reason: `deployment-<id>` folded up to this event) are read
-   from the log on the same connection;
+   (commit, stage, reason: `deployment-<id>` folded up to this event, on from
+   where the last event of it left off: `deployment_facts.py`) are read from
+   the log on the same connection;
 3. `decider.schedule` (pure) gives, for each receiver the routes name, one
    message of the first type its routes take, rendered as a
    `NotificationScheduled` whose id is derived from the event and the receiver;
@@ -34,11 +35,12 @@ from services.notifier.decider import (
     routed,
     schedule,
 )
+from services.notifier.deployment_facts import DeploymentFactsCache
 from services.notifier.notify.facts import (
     AppFacts,
     DeploymentFacts,
+    config_mentions_of,
     fold_application,
-    fold_deployment,
 )
 from services.notifier.outbox import Outbox
 from services.notifier.targets import Target
@@ -47,6 +49,7 @@ from shared.eventlog import EventStore, deterministic_event_id
 from shared.eventlog.envelope import envelope
 from shared.eventlog.execute import execute
 from shared.events.base import Event, RecordedEvent
+from shared.events.catalog import ConfigMention
 from shared.events.streams import (
     application_config_stream,
     application_stream,
@@ -82,6 +85,7 @@ class Notifier:
         self.routes = tuple(routes)
         self.targets = dict(targets)
         self.web_url = web_url
+        self.deployments = DeploymentFactsCache(store)
         self.scheduled_total = Counter(
             "slipway_notifier_scheduled",
             "notifications scheduled by this replica, by receiver and PipeCD type",
@@ -94,7 +98,7 @@ class Notifier:
         if not routed(self.routes, recorded.event):
             return  # most events: nothing more to read
         deployment = await self._deployment(recorded, conn)
-        application = await self._application(recorded, deployment, conn)
+        application, app_mentions = await self._application(recorded, deployment, conn)
         made, unknown = schedule(
             recorded,
             application,
@@ -102,6 +106,7 @@ class Notifier:
             routes=self.routes,
             targets=self.targets,
             web_url=self.web_url,
+            app_mentions=app_mentions,
         )
         for receiver in unknown:
             log.warning("route_to_unknown_receiver", receiver=receiver)
@@ -124,7 +129,9 @@ class Notifier:
             # Inside the consumer's transaction: a conflict fails the batch, which is retried.
             max_attempts=1,
         )
-        await Outbox.schedule(conn, notification_id, scheduled.target.name)
+        # A Slack Web API receiver threads one deployment's messages (a hook cannot).
+        thread_key = scheduled.event.deployment_id if scheduled.target.slack_api else ""
+        await Outbox.schedule(conn, notification_id, scheduled.target.name, thread_key)
         # Counted before the commit: a rolled-back batch is scheduled (and counted) again.
         self.scheduled_total.labels(scheduled.target.name, scheduled.type.value).inc()
         log.info(
@@ -140,28 +147,20 @@ class Notifier:
         deployment_id = getattr(recorded.event, "deployment_id", "")
         if not isinstance(deployment_id, str) or not deployment_id:
             return None
-        stream = deployment_stream(deployment_id)
-        if recorded.stream_id == stream:
-            # As it was at this event, also when composed again after a restart.
-            history = await self.store.read_stream(stream, conn=conn)
-            history = [e for e in history if e.stream_version <= recorded.stream_version]
-        else:
-            history = await self.store.read_stream(
-                stream, up_to_position=recorded.global_position, conn=conn
-            )
-        return fold_deployment(deployment_id, (e.event for e in history))
+        return await self.deployments.facts_at(deployment_id, recorded, conn)
 
     async def _application(
         self,
         recorded: RecordedEvent,
         deployment: DeploymentFacts | None,
         conn: asyncpg.Connection,
-    ) -> AppFacts | None:
+    ) -> tuple[AppFacts | None, tuple[ConfigMention, ...]]:
+        """The application, and the `notification.mentions` of its config, as at the event."""
         application_id = getattr(recorded.event, "application_id", "")
         if not application_id and deployment is not None:
             application_id = deployment.application_id
         if not isinstance(application_id, str) or not application_id:
-            return None
+            return None, ()
         history = await self.store.read_stream(application_stream(application_id), conn=conn)
         # The config's labels as they were at this event, also when composed again later.
         config = await self.store.read_stream(
@@ -169,9 +168,9 @@ class Notifier:
             up_to_position=recorded.global_position,
             conn=conn,
         )
-        return fold_application((e.event for e in history), (e.event for e in config)) or AppFacts(
-            application_id=application_id, name=application_id
-        )
+        facts = fold_application((e.event for e in history), (e.event for e in config))
+        mentions = config_mentions_of(e.event for e in config)
+        return facts or AppFacts(application_id=application_id, name=application_id), mentions
 
 
 def ordering_key(recorded: RecordedEvent) -> str:

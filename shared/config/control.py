@@ -75,6 +75,7 @@ __all__ = [
     "AnalysisEgress",
     "AnalysisProvider",
     "AnalysisProviderConfig",
+    "ChartRepository",
     "ControlConfig",
     "ControlSpec",
     "EventHook",
@@ -97,7 +98,13 @@ __all__ = [
 ]
 
 CONTROL_API_VERSION: Final = "slipway.dev/v1"
-NOTIFICATION_GROUPS: Final = ("DEPLOYMENT", "APPLICATION_SYNC", "APPLICATION_HEALTH", "PIPED")
+NOTIFICATION_GROUPS: Final = (
+    "DEPLOYMENT",
+    "APPLICATION_SYNC",
+    "APPLICATION_HEALTH",
+    "PIPED",
+    "STAGE",
+)
 ONE_MINUTE: Final = Duration.of(minutes=1)
 
 
@@ -173,7 +180,10 @@ class SlackMention(Spec, frozen=True):
 
 
 class SlackReceiver(Spec, frozen=True):
-    """A Slack incoming webhook (the URL inline or in a file).
+    """Slack: an incoming webhook (`hookURL`, inline or in a file), or Slack's Web API
+    (`chat.postMessage` to `channelID` with a bot's `oauthToken`, inline, in a file, or
+    base64 in `oauthTokenData` as PipeCD takes it), where one deployment's messages
+    form one thread.
 
     `mentionedAccounts`/`mentionedGroups` are mentioned on every message,
     `mentions` only on messages of its event type.
@@ -181,9 +191,18 @@ class SlackReceiver(Spec, frozen=True):
 
     hook_url: str = msgspec.field(default="", name="hookURL")
     hook_url_file: str = msgspec.field(default="", name="hookURLFile")
+    oauth_token: str = msgspec.field(default="", name="oauthToken")
+    oauth_token_file: str = msgspec.field(default="", name="oauthTokenFile")
+    oauth_token_data: str = msgspec.field(default="", name="oauthTokenData")
+    channel_id: str = msgspec.field(default="", name="channelID")
     mentioned_accounts: tuple[str, ...] = ()
     mentioned_groups: tuple[str, ...] = ()
     mentions: tuple[SlackMention, ...] = ()
+
+    @property
+    def uses_api(self) -> bool:
+        """Posts with the Web API (a token and a channel) rather than to a hook URL."""
+        return bool(self.channel_id)
 
 
 class WebhookReceiver(Spec, frozen=True):
@@ -262,6 +281,18 @@ class SecretManagement(Spec, frozen=True):
     config: SecretKeyPair = SecretKeyPair()
 
 
+class ChartRepository(Spec, frozen=True):
+    """A Helm chart repository an application's `helmChart.repository` may name (PipeCD's
+    piped `chartRepositories`, HTTP type): helm knows it by `name`
+    (`shared.config.chart_repositories`)."""
+
+    name: str
+    address: str
+    username: str = ""
+    password: str = ""
+    insecure: bool = False
+
+
 class ControlSpec(Spec, frozen=True):
     """`spec` of `kind: Slipway`."""
 
@@ -277,6 +308,8 @@ class ControlSpec(Spec, frozen=True):
     event_hooks: tuple[EventHook, ...] = ()
     """Raw-event webhooks (Slipway's own; a Piped file has none)."""
     secret_management: SecretManagement | None = None
+    chart_repositories: tuple[ChartRepository, ...] = ()
+    """Helm chart repositories by name, given to helm when the service starts."""
 
 
 class ControlConfig(msgspec.Struct, frozen=True, kw_only=True):

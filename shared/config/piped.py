@@ -15,7 +15,7 @@ result as it checks a `kind: Slipway` file.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -27,6 +27,7 @@ from shared.config.control import (
     AnalysisEgress,
     AnalysisProvider,
     AnalysisProviderConfig,
+    ChartRepository,
     ControlSpec,
     EventWatcherGitRepo,
     EventWatcherSettings,
@@ -42,6 +43,7 @@ from shared.config.control import (
     WebhookReceiver,
     indexed,
 )
+from shared.config.tool_options import plain_value_problem, repository_problem
 from shared.config.types import Duration
 
 __all__ = ["from_piped"]
@@ -144,7 +146,7 @@ class _PipedSpec(Spec, frozen=True):
     app_config_sync_interval: Any = msgspec.UNSET
     git: Any = msgspec.UNSET
     repositories: tuple[_PipedRepository, ...] = ()
-    chart_repositories: Any = msgspec.UNSET
+    chart_repositories: tuple[_PipedChartRepository, ...] = ()
     chart_registries: Any = msgspec.UNSET
     cloud_providers: tuple[_PipedPlatformProvider, ...] = ()
     platform_providers: tuple[_PipedPlatformProvider, ...] = ()
@@ -167,7 +169,6 @@ _PIPED_ONLY: Final = {
     "apiAddress": "the control plane's address",
     "appConfigSyncInterval": "Slipway reads app configs on every poll",
     "git": "git credentials come from the environment of the gitwatcher",
-    "chartRepositories": "Helm chart repositories are configured in helm itself",
     "chartRegistries": "Helm registries are configured in helm itself",
     "appSelector": "every application of the repositories is handled",
     "plugins": "PipeCD v1 plugins do not apply",
@@ -240,8 +241,50 @@ def from_piped(doc: Document) -> tuple[ControlSpec, SpecPaths]:
         ),
         web_address=piped.web_address,
         secret_management=_piped_secret_management(doc, raw_spec.get("secretManagement")),
+        chart_repositories=_piped_chart_repositories(doc, piped.chart_repositories),
     )
     return spec, where
+
+
+class _PipedChartRepository(Spec, frozen=True):
+    type: Literal["HTTP", "GIT"] = "HTTP"
+    name: str = ""
+    address: str = ""
+    username: str = ""
+    password: str = ""
+    insecure: bool = False
+    git_remote: str = ""
+    ssh_key_file: str = ""
+
+
+def _piped_chart_repositories(
+    doc: Document, repositories: tuple[_PipedChartRepository, ...]
+) -> tuple[ChartRepository, ...]:
+    """PipeCD's HTTP chart repositories, by name; a GIT one is a warning (not supported:
+    a chart from git is the application's `helmChart.gitRemote`)."""
+    out: list[ChartRepository] = []
+    for index, repository in enumerate(repositories):
+        at: FieldPath = ("spec", "chartRepositories", index)
+        if repository.type == "GIT":
+            doc.warn(at, "GIT chart repositories are not supported: ignored (use the "
+                     "application's helmChart.gitRemote)")  # fmt: skip
+            continue
+        if problem := repository_problem(repository.name):
+            raise doc.error((*at, "name"), problem)
+        if not repository.address.startswith(("https://", "http://")):
+            raise doc.error((*at, "address"), "expected the repository's http(s):// address")
+        if problem := plain_value_problem(repository.address):
+            raise doc.error((*at, "address"), problem)
+        out.append(
+            ChartRepository(
+                name=repository.name,
+                address=repository.address,
+                username=repository.username,
+                password=repository.password,
+                insecure=repository.insecure,
+            )
+        )
+    return tuple(out)
 
 
 def _piped_secret_management(doc: Document, raw: Any) -> SecretManagement | None:
@@ -319,24 +362,13 @@ def _piped_notifications(
         at: FieldPath = ("spec", "notifications", "receivers", index)
         slack = webhook = None
         if receiver.slack is not None:
-            if not receiver.slack.hook_url:
-                doc.warn(
-                    (*at, "slack"),
-                    "Slack via the API (oauthToken, channelID) is not supported; use hookURL. "
-                    f'Receiver "{receiver.name}" ignored',
-                )
-                dropped.add(receiver.name)
-                continue
-            for key, value in (
-                ("oauthToken", receiver.slack.oauth_token),
-                ("oauthTokenData", receiver.slack.oauth_token_data),
-                ("oauthTokenFile", receiver.slack.oauth_token_file),
-                ("channelID", receiver.slack.channel_id),
-            ):
-                if value:
-                    doc.warn((*at, "slack", key), "ignored: Slipway posts to the hookURL")
+            # Checked as slipway.yaml's are (PipeCD's rule: a hook URL or the API).
             slack = SlackReceiver(
                 hook_url=receiver.slack.hook_url,
+                oauth_token=receiver.slack.oauth_token,
+                oauth_token_file=receiver.slack.oauth_token_file,
+                oauth_token_data=receiver.slack.oauth_token_data,
+                channel_id=receiver.slack.channel_id,
                 mentioned_accounts=tuple(
                     a.removeprefix("@") for a in receiver.slack.mentioned_accounts
                 ),

@@ -110,6 +110,19 @@ class ApplicationSyncStateChanged(Event, tag="application_sync_state_changed", f
     commit_hash: str = ""
 
 
+class ApplicationHealthChanged(Event, tag="application_health_changed", frozen=True):
+    """Drift detection found the application's live workloads newly healthy or unhealthy.
+
+    Stream `drift-<application_id>`; appended when health differs from the last
+    recorded (and on the first check). `previous` is "" on that first one.
+    """
+
+    application_id: str
+    healthy: bool
+    summary: str
+    previous: str = ""  # HEALTHY | UNHEALTHY | "" (never recorded)
+
+
 class ApplicationDeleted(Event, tag="application_deleted", frozen=True):
     """`slipway app delete`: the application is gone; with `cascade`, its live resources too."""
 
@@ -199,19 +212,30 @@ class ApplicationConfigDiscovered(Event, tag="application_config_discovered", fr
     commit_hash: str = ""
 
 
+class ConfigMention(msgspec.Struct, frozen=True, kw_only=True):
+    """One `spec.notification.mentions[]` entry of an application config: whom Slack
+    mentions on notifications of `event` (a PipeCD type without `EVENT_`, or "*")."""
+
+    event: str
+    slack_users: tuple[str, ...] = ()
+    slack_groups: tuple[str, ...] = ()
+
+
 class ApplicationConfigObserved(Event, tag="application_config_observed", frozen=True):
     """A registered application's config file, read at a commit of its repository.
 
     Stream `appconfig-<application_id>`, owned by the gitwatcher. Appended when
-    the config's labels differ from the ones last recorded for the application
-    (and once for an application not read before), so that readers merge them
-    with the registration's labels (`shared.labels.merge_labels`).
+    the config's labels or notification mentions differ from the ones last
+    recorded for the application (and once for an application not read
+    before), so that readers merge the labels with the registration's
+    (`shared.labels.merge_labels`) and the notifier mentions whom it names.
     """
 
     repository_id: str
     application_id: str
     commit_hash: str
     labels: tuple[tuple[str, str], ...] = ()
+    mentions: tuple[ConfigMention, ...] = ()
 
 
 # Deployments (stream `deployment-<deployment_id>`) -----------------------------
@@ -230,6 +254,10 @@ class DeploymentTriggered(Event, tag="deployment_triggered", frozen=True):
     repository_id: str = ""
     commit_branch: str = ""
     commander: str = ""  # who asked, for on_command
+    # When the commit was made, ISO 8601 as git reports it (`CommitObserved.committed_at`);
+    # "" when the trigger did not know (drift, events written before this field).
+    committed_at: str = ""
+    chain_id: str = ""  # on_chain: the chain (stream `chain-<id>`) that triggered it
 
 
 class PlannedStage(msgspec.Struct, frozen=True, kw_only=True):
@@ -268,6 +296,12 @@ class DeploymentPlanned(Event, tag="deployment_planned", frozen=True):
     config_filename: str = ""
     path: str = ""
     repository_id: str = ""
+    skipped: dict[str, str] = msgspec.field(default_factory=dict)
+    """Stage id → why its `skipOn` skips it (PipeCD's rule, decided when planning): the
+    executor records those stages SKIPPED instead of running them."""
+    version: str = ""
+    """What it deploys, named by its Deployments' image tags (PipeCD's `determineVersion`:
+    "v2", "v2 (web), 1.4 (sidecar)", or "unknown")."""
 
 
 class DeploymentPlanFailed(Event, tag="deployment_plan_failed", frozen=True):
@@ -286,6 +320,67 @@ class DeploymentCompleted(Event, tag="deployment_completed", frozen=True):
     status: DeploymentStatus  # SUCCESS | FAILURE | CANCELLED
     commit_hash: str = ""
     reason: str = ""
+
+
+# Deployment chains (stream `chain-<chain_id>`; shared/chains.py) -------------------
+
+
+class ChainNode(msgspec.Struct, frozen=True, kw_only=True):
+    """One application of a chain's block, and the deployment the chain opens for it."""
+
+    application_id: str
+    deployment_id: str
+
+
+class ChainBlock(msgspec.Struct, frozen=True, kw_only=True):
+    """The applications of one block of a chain: they deploy at once, after the block before."""
+
+    index: int  # 0: the deployment that started the chain
+    nodes: tuple[ChainNode, ...]
+
+
+class ChainStarted(Event, tag="chain_started", frozen=True):
+    """A deployment with `postSync.chain` succeeded: its chain, with the applications each
+    matcher found (block 0 is that deployment, block k the k-th matcher's applications)."""
+
+    chain_id: str
+    origin_deployment_id: str
+    origin_application_id: str
+    blocks: tuple[ChainBlock, ...]
+
+
+class ChainBlockStarted(Event, tag="chain_block_started", frozen=True):
+    """Every deployment of the blocks before succeeded: this block's deployments are opened."""
+
+    chain_id: str
+    index: int
+
+
+class ChainDeploymentFinished(Event, tag="chain_deployment_finished", frozen=True):
+    """A deployment of the chain reached a final status."""
+
+    chain_id: str
+    deployment_id: str
+    status: DeploymentStatus  # SUCCESS | FAILURE | CANCELLED
+
+
+class ChainCancelRequested(Event, tag="chain_cancel_requested", frozen=True):
+    """Someone cancelled the chain; the deployments it still runs are cancelled too."""
+
+    chain_id: str
+    commander: str = ""
+
+
+class ChainCompleted(Event, tag="chain_completed", frozen=True):
+    """The chain ended: SUCCESS (every block), FAILURE (a deployment failed: later blocks
+    never start), or CANCELLED (cancelled, or one of its deployments was)."""
+
+    chain_id: str
+    status: DeploymentStatus  # SUCCESS | FAILURE | CANCELLED
+    reason: str = ""
+    # The chain's origin, under the names the notifier routes and describes an event by.
+    application_id: str = ""
+    deployment_id: str = ""
 
 
 # The executor's events (stream `deployment-<deployment_id>`; DESIGN §5) ----------
@@ -611,6 +706,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ApplicationConfigClaimed,
     SyncRequested,
     ApplicationSyncStateChanged,
+    ApplicationHealthChanged,
     ApplicationDeleted,
     ApplicationResourcesDeleted,
     ApplicationResourcesDeletionFailed,
@@ -625,6 +721,11 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     DeploymentPlanned,
     DeploymentPlanFailed,
     DeploymentCompleted,
+    ChainStarted,
+    ChainBlockStarted,
+    ChainDeploymentFinished,
+    ChainCancelRequested,
+    ChainCompleted,
     DeploymentStarted,
     StageStarted,
     StageCompleted,

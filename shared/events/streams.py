@@ -17,6 +17,7 @@ __all__ = [
     "apikey_stream",
     "application_config_stream",
     "application_stream",
+    "chain_stream",
     "config_claim_stream",
     "deployment_stream",
     "drift_stream",
@@ -53,6 +54,11 @@ def application_config_stream(application_id: str) -> str:
 def repository_stream(repository_id: str) -> str:
     """`repository-<id>`: commits observed, fetch failures and recoveries, webhooks refused."""
     return stream_id("repository", repository_id)
+
+
+def chain_stream(chain_id: str) -> str:
+    """`chain-<id>`: a deployment chain's blocks, its deployments' outcomes, its end."""
+    return stream_id("chain", chain_id)
 
 
 def deployment_stream(deployment_id: str) -> str:

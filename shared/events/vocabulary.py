@@ -116,6 +116,7 @@ class StageName(enum.StrEnum):
     SCRIPT_RUN = "SCRIPT_RUN"
     SCRIPT_RUN_ROLLBACK = "SCRIPT_RUN_ROLLBACK"
     ROLLBACK = "ROLLBACK"
+    CUSTOM_SYNC = "CUSTOM_SYNC"
 
 
 class WebhookProvider(enum.StrEnum):

@@ -62,6 +62,8 @@ class PlanningSpec:
     workloads: tuple[WorkloadRef, ...] = ()
     config_path: str = ""
     """Where the config lives in the repository, for messages that name it."""
+    on_command_disabled: bool = False
+    """`trigger.onCommand.disabled`: a sync command does not deploy this application."""
 
     @property
     def has_pipeline(self) -> bool:
@@ -114,6 +116,7 @@ def spec_from_config(config: ApplicationConfig, config_path: str = "") -> Planni
             WorkloadRef(kind=ref.kind or "Deployment", name=ref.name) for ref in spec.workloads
         ),
         config_path=config_path or str(config.path),
+        on_command_disabled=spec.trigger.on_command.disabled,
     )
 
 
