@@ -14,7 +14,14 @@ spec:
   platformProviders:
     - name: prd
       type: KUBERNETES
-      config: {kubeconfigPath: ~/.kube/config, context: prd, masterURL: ""}
+      config:
+        kubeconfigPath: ~/.kube/config
+        context: prd
+        masterURL: ""
+        appStateInformer:            # which kinds live state (prune, drift) lists: every
+          namespace: ""              # kind discovery serves, less these (PipeCD's names)
+          excludeResources: [{apiVersion: v1, kind: Secret}]
+          includeResources: [{apiVersion: v1, kind: Endpoints}]
   analysisProviders:
     - name: prometheus
       type: PROMETHEUS               # or HTTP
@@ -75,6 +82,7 @@ __all__ = [
     "AnalysisEgress",
     "AnalysisProvider",
     "AnalysisProviderConfig",
+    "AppStateInformer",
     "ChartRepository",
     "ControlConfig",
     "ControlSpec",
@@ -82,6 +90,7 @@ __all__ = [
     "EventWatcherGitRepo",
     "EventWatcherSettings",
     "KubernetesProviderConfig",
+    "KubernetesResourceMatcher",
     "NotificationReceiver",
     "NotificationRoute",
     "Notifications",
@@ -119,12 +128,28 @@ class Repository(Spec, frozen=True):
     webhook_secret_file: str = ""
 
 
+class KubernetesResourceMatcher(Spec, frozen=True):
+    """Kinds by apiVersion and kind (no kind: every kind of the apiVersion), as PipeCD's."""
+
+    api_version: str
+    kind: str = ""
+
+
+class AppStateInformer(Spec, frozen=True):
+    """Which kinds live state lists (`shared.platform.livekinds`), PipeCD's setting."""
+
+    namespace: str = ""
+    include_resources: tuple[KubernetesResourceMatcher, ...] = ()
+    exclude_resources: tuple[KubernetesResourceMatcher, ...] = ()
+
+
 class KubernetesProviderConfig(Spec, frozen=True):
     """Which cluster: a kubeconfig and context (both empty: in-cluster)."""
 
     kubeconfig_path: str = ""
     context: str = ""
     master_url: str = msgspec.field(default="", name="masterURL")
+    app_state_informer: AppStateInformer = AppStateInformer()
 
 
 class PlatformProvider(Spec, frozen=True):

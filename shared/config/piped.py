@@ -27,6 +27,7 @@ from shared.config.control import (
     AnalysisEgress,
     AnalysisProvider,
     AnalysisProviderConfig,
+    AppStateInformer,
     ChartRepository,
     ControlSpec,
     EventWatcherGitRepo,
@@ -58,7 +59,7 @@ class _PipedRepository(Spec, frozen=True):
 class _PipedKubernetesConfig(Spec, frozen=True):
     master_url: str = msgspec.field(default="", name="masterURL")
     kube_config_path: str = msgspec.field(default="", name="kubeConfigPath")
-    app_state_informer: Any = msgspec.UNSET
+    app_state_informer: AppStateInformer = AppStateInformer()
     kubectl_version: str = ""
 
 
@@ -316,17 +317,15 @@ def _piped_platform_provider(
         )
         return None
     config = doc.convert((*at, "config"), _PipedKubernetesConfig, data=provider.config or {})
-    for key, value in (
-        ("appStateInformer", config.app_state_informer),
-        ("kubectlVersion", config.kubectl_version or msgspec.UNSET),
-    ):
-        if value is not msgspec.UNSET:
-            doc.warn((*at, "config", key), "PipeCD provider setting ignored by Slipway")
+    if config.kubectl_version:
+        doc.warn((*at, "config", "kubectlVersion"), "PipeCD provider setting ignored by Slipway")
     return PlatformProvider(
         name=provider.name,
         labels=provider.labels,
         config=KubernetesProviderConfig(
-            kubeconfig_path=config.kube_config_path, master_url=config.master_url
+            kubeconfig_path=config.kube_config_path,
+            master_url=config.master_url,
+            app_state_informer=config.app_state_informer,
         ),
     )
 
