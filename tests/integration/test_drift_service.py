@@ -177,6 +177,8 @@ async def test_live_workload_health_is_recorded_as_it_changes(
     """Ready pods are healthy; an image whose pods never get ready makes the app unhealthy;
     rolling back makes it healthy again, which is the APPLICATION_HEALTHY notification."""
     await _deploy(store, work, kubeconfig, tmp_path)
+    # The first look must find the pods ready: on a loaded machine they may still be starting.
+    await kubectl("rollout", "status", "deploy/web", "-n", "shop", "--timeout=60s")
     detector = _detector(store, work, kubeconfig, tmp_path)
 
     async def recorded(count: int) -> list[ApplicationHealthChanged] | None:
