@@ -211,6 +211,17 @@ def script_scratch() -> Iterator[Path]:
 
 
 @pytest.fixture
+def sandbox_dir() -> Iterator[Path]:
+    """A data directory for a whole sandbox (`slipway up`, `Sandbox`), outside pytest's
+    temporary root: every pytest session that starts (another engineer's, or CI's next job)
+    makes that root 0700 again, locking out the user the sandbox's PostgreSQL runs as when
+    the tests run as root."""
+    path = Path(tempfile.mkdtemp(prefix="slipway-sandbox-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 async def counts_table(database_url: str, schema: str) -> None:
     """The table `tests.support.relay.counting_handler` writes to, in this test's schema."""
     await create_counts_table(database_url, schema)
