@@ -37,16 +37,3 @@ def _heavy_modules_loaded(*args: str) -> list[str]:
 def test_a_command_over_the_api_loads_no_driver_nor_planner() -> None:
     assert _heavy_modules_loaded("deployment", "--help") == []
     assert _heavy_modules_loaded("app", "list", "--help") == []
-
-
-def test_the_command_list_still_names_every_command() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "slipway_cli", "--help"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    for command in ("deployment", "plan-preview", "kubesim", "migrate", "up"):
-        assert command in done.stdout
