@@ -35,6 +35,7 @@ from shared.eventlog import NO_STREAM, EventStore
 from shared.eventlog.envelope import envelope
 from shared.eventlog.execute import execute
 from shared.eventlog.store import Connection
+from shared.events import vocabulary
 from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
 from shared.events.catalog import ApiKeyCreated, ApiKeyRevoked
 from shared.events.outbound import PRIVATE_FIELDS
@@ -104,10 +105,12 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def revoked(self) -> bool:
+        """Whether the key was revoked (it then authenticates nobody)."""
         return self.revoked_at is not None
 
 
 def secret_sha256(secret: str) -> str:
+    """The hex SHA-256 of a secret: what the log keeps instead of the secret."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -163,7 +166,7 @@ async def create_key(
     created = ApiKeyCreated(
         key_id=key_id,
         name=name or key_id,
-        role=role,
+        role=vocabulary.KeyRole(role),
         secret_sha256=secret_sha256(secret),
         creator=creator,
     )

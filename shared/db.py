@@ -60,6 +60,7 @@ the kernel's two hours; the server then ends the session and releases its locks.
 
 
 def check_schema_name(schema: str) -> str:
+    """`schema` when it is a safe PostgreSQL schema name; `ConfigError` otherwise."""
     if not _SCHEMA_NAME.match(schema):
         raise ConfigError(f"schema name {schema!r} must be lowercase letters, digits and _")
     return schema

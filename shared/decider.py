@@ -35,11 +35,14 @@ C_contra = TypeVar("C_contra", contravariant=True)
 class Decider(Protocol[S, C_contra]):
     """Initial state, evolve and decide over one stream's events."""
 
-    def initial_state(self) -> S: ...
+    def initial_state(self) -> S:
+        """The state before a stream's first event."""
 
-    def evolve(self, state: S, event: Event) -> S: ...
+    def evolve(self, state: S, event: Event) -> S:
+        """The state after `event` (pure; never fails on an event it does not know)."""
 
-    def decide(self, state: S, command: C_contra) -> Sequence[Event]: ...
+    def decide(self, state: S, command: C_contra) -> Sequence[Event]:
+        """The events `command` records (none: nothing to do); `Rejected` if not allowed."""
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,15 @@ class Functions(Generic[S, C]):
     decide_fn: Callable[[S, C], Sequence[Event]]
 
     def initial_state(self) -> S:
+        """The initial state given to the constructor."""
         return self.initial
 
     def evolve(self, state: S, event: Event) -> S:
+        """Apply the evolve function."""
         return self.evolve_fn(state, event)
 
     def decide(self, state: S, command: C) -> Sequence[Event]:
+        """Apply the decide function."""
         return self.decide_fn(state, command)
 
 

@@ -125,9 +125,12 @@ class Stage(msgspec.Struct, frozen=True, kw_only=True):
     options_json: str = "{}"
     requires: tuple[str, ...] = ()
     timeout_s: float = 0.0
+    skip_reason: str = ""
+    """Why the plan skips it (its `skipOn` matched); "" when it runs."""
 
     @property
     def completed(self) -> bool:
+        """Whether the stage has ended (succeeded, failed, skipped, cancelled or exited)."""
         return self.status in COMPLETED_STAGE
 
     @property
@@ -137,6 +140,8 @@ class Stage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CancelRequest(msgspec.Struct, frozen=True):
+    """A person's request to cancel, with or without rolling back."""
+
     with_rollback: bool
     commander: str
 
@@ -180,6 +185,7 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def completed(self) -> bool:
+        """Whether the deployment has ended (success, failure or cancelled)."""
         return self.status in COMPLETED_DEPLOYMENT
 
     @property
@@ -190,10 +196,12 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
         return CancelRequest(bool(self.cancel_with_rollback), self.cancel_requested_by)
 
     def stage(self, stage_id: str) -> Stage | None:
+        """The stage with id `stage_id`, or None."""
         return next((s for s in self.stages if s.id == stage_id), None)
 
     @property
     def running_stage(self) -> Stage | None:
+        """The stage running now, or None."""
         return next((s for s in self.stages if s.status is StageStatus.RUNNING), None)
 
 
@@ -251,6 +259,7 @@ def evolve(state: Deployment, event: Event, recorded_at: datetime | None = None)
                             options_json=s.options_json,
                             requires=s.requires,
                             timeout_s=s.timeout_s,
+                            skip_reason=event.skipped.get(s.id, ""),
                         )
                     )
                     for s in event.stages

@@ -64,6 +64,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DeploySource:
+    """One application at one commit: its config, where it lives, what it deploys."""
+
     commit: str
     config_path: str
     """The config file, relative to the repository root."""
@@ -75,6 +77,7 @@ class DeploySource:
 
 
 def config_path_of(app_path: str, config_filename: str) -> str:
+    """The config file's path from the repository root, normalised."""
     return posixpath.normpath(posixpath.join(app_path.strip("/") or ".", config_filename))
 
 

@@ -87,6 +87,7 @@ class EgressPolicy:
 
     @classmethod
     def from_entries(cls, entries: Iterable[str]) -> EgressPolicy:
+        """The policy from allow-list entries (CIDRs or host names); a clear error for a bad one."""
         networks: list[IPNetwork] = []
         hosts: set[str] = set()
         for entry in entries:

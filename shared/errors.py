@@ -10,6 +10,9 @@ SlipwayError
 │   ├── PlanError                        shared.planning.rules: no plan for this change
 │   ├── AmbiguousStage                   shared.deployments: a request names no one stage
 │   ├── KeyNameTaken                     shared.apikeys: a live key holds the name
+│   ├── InvalidEvent                     shared.gitevents: a bad registration; names the field
+│   ├── ReplacementError                 services.gitwatcher.replacements: a value not writable
+│   ├── PullRequestError                 services.gitwatcher.pullrequests: a pull request refused
 │   ├── StreamTaken                      shared.decider: another event opened the stream
 │   ├── InvalidCommand                   services.api.decider: malformed; names the field (400)
 │   ├── TargetNotFound                   services.api.decider: no such application… (404)
@@ -46,7 +49,7 @@ SlipwayError
     ├── OptionsError                     shared.executor.options: (also ValueError) bad options
     ├── ProviderError                    shared.analysis.providers: a metrics provider failed
     ├── SamplesEqualError                shared.analysis.stats: (also ValueError) no test possible
-    ├── _HandlerFailed                   shared.consumer: a batch's handler raised (internal)
+    ├── _HandlerFailed                   shared.consumer.runtime: a batch's handler raised
     ├── SelectionError                   shared.events.feed: (also ValueError) a bad subscription
     ├── ErrorReply                       services.api.errors: an error answer with its status
     ├── TooManyStreams                   services.api.limits: a key's stream slots are used up
@@ -57,6 +60,7 @@ SlipwayError
     ├── _Transient                       services.planner.service: retry planning later
     ├── ApiError                         slipway_cli.api_client: the API answered an error
     ├── SandboxMissing                   slipway_cli.sandboxed: `up`/`demo` without the sandbox
+    ├── PipectlFailure                   slipway_cli.pipectl: a pipectl command failed (exit 1)
     ├── SandboxError                     slipway_sandbox.sandbox: (also RuntimeError)
     └── DemoRepoError                    slipway_sandbox.demo_repo: (also RuntimeError)
 ```

@@ -47,6 +47,8 @@ _LIFECYCLE: Final = "lifecycle"
 
 
 class CheckResult(msgspec.Struct, frozen=True):
+    """One readiness check's result: ok, and a detail for a person."""
+
     ok: bool
     detail: str
 
@@ -120,6 +122,7 @@ class HealthServer(HttpServer):
         return CheckResult(bool(ok), detail)
 
     async def start(self) -> None:
+        """Serve /healthz, /readyz and /metrics."""
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)

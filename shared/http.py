@@ -57,6 +57,7 @@ class RunningServer:
 
     @property
     def url(self) -> str:
+        """The server's base URL (IPv6 hosts in brackets)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
@@ -104,6 +105,7 @@ class HttpServer:
 
     @property
     def url(self) -> str:
+        """The running server's base URL."""
         return self._started().url
 
     async def stop(self) -> None:

@@ -39,6 +39,7 @@ _VALUE: Final = re.compile(LABEL_VALUE_PATTERN)
 
 
 def is_valid_label(key: str, value: str) -> bool:
+    """Whether a key and value are a valid Kubernetes label."""
     return bool(_KEY.fullmatch(key) and _VALUE.fullmatch(value))
 
 

@@ -73,13 +73,16 @@ class HeldLease(Protocol):
     """What the shared statements need of a service's lease: which row, whose, which token."""
 
     @property
-    def key(self) -> str: ...
+    def key(self) -> str:
+        """The leased row's key (a deployment or analysis id)."""
 
     @property
-    def holder(self) -> str: ...
+    def holder(self) -> str:
+        """Who holds the lease (a service instance)."""
 
     @property
-    def token(self) -> int: ...
+    def token(self) -> int:
+        """The fencing token: higher with every new holder."""
 
 
 @dataclass(frozen=True)

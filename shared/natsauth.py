@@ -87,7 +87,7 @@ ROLES: Final[tuple[Role, ...]] = (
     Role("relay", publishes_events=True),
     Role("projector"),
     Role("api", follows_stage_logs=True),
-    Role("gitwatcher", durables=("gitwatcher-sync",)),
+    Role("gitwatcher", durables=("gitwatcher-sync", "gitwatcher-events", "gitwatcher-chains")),
     Role("planner", durables=("planner",)),
     Role("executor", durables=("executor",), publishes_stage_logs=True),
     Role("drift"),

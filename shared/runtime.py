@@ -90,6 +90,8 @@ log = get_logger(__name__)
 
 
 class Outcome(enum.Enum):
+    """How a service's run ended."""
+
     FINISHED = "finished"
     CANCELLED = "cancelled"
     """Still busy when the grace period ended."""
@@ -108,6 +110,7 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
+        """The process's exit status for this outcome."""
         if self.bad_config:
             return EXIT_CONFIG
         return EXIT_FAILURE if self.failure else EXIT_OK
@@ -150,12 +153,14 @@ class ServiceRuntime(Generic[S]):
 
     @property
     def pool(self) -> asyncpg.Pool:
+        """The PostgreSQL pool, once connected."""
         if self._pool is None:
             raise RuntimeError("not connected to PostgreSQL yet")
         return self._pool
 
     @property
     def nc(self) -> NatsClient:
+        """The NATS connection, once connected."""
         if self._nc is None:
             raise RuntimeError("not connected to NATS yet")
         return self._nc

@@ -144,6 +144,7 @@ class KeyRing:
 
     @property
     def newest_public_key(self) -> rsa.RSAPublicKey:
+        """The public key of the newest private key: what new secrets are encrypted for."""
         return self.private_keys[0].public_key()
 
     def decrypt(self, ciphertext: str, name: str) -> str:

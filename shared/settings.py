@@ -106,6 +106,7 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def instance(self) -> str:
+        """This process's instance name: configured, or host and pid."""
         return self.service_instance or f"{socket.gethostname()}-{os.getpid()}"
 
 

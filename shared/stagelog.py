@@ -52,6 +52,8 @@ def recordable(message: str) -> str:
 
 
 class Severity(enum.StrEnum):
+    """A stage log line's severity."""
+
     INFO = "info"
     SUCCESS = "success"
     ERROR = "error"
@@ -78,11 +80,13 @@ class StageLogs:
         self._encoder = msgspec.json.Encoder()
 
     def for_stage(self, deployment_id: str, stage_id: str) -> StageLogger:
+        """A logger bound to one stage."""
         return StageLogger(self, deployment_id, stage_id)
 
     async def write(
         self, deployment_id: str, stage_id: str, severity: Severity, message: str
     ) -> None:
+        """Store one line of a stage's log (redacted) and publish it live."""
         message = recordable(message)
         try:
             row = await self.pool.fetchrow(_INSERT, deployment_id, stage_id, str(severity), message)
@@ -133,10 +137,13 @@ class StageLogger:
         self.stage_id = stage_id
 
     async def info(self, message: str) -> None:
+        """Log an info line."""
         await self.logs.write(self.deployment_id, self.stage_id, Severity.INFO, message)
 
     async def success(self, message: str) -> None:
+        """Log a success line."""
         await self.logs.write(self.deployment_id, self.stage_id, Severity.SUCCESS, message)
 
     async def error(self, message: str) -> None:
+        """Log an error line."""
         await self.logs.write(self.deployment_id, self.stage_id, Severity.ERROR, message)

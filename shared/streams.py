@@ -8,6 +8,7 @@ _STREAM_ID = re.compile(r"^[a-z][a-z0-9_]*-[a-z0-9_][a-z0-9_-]*$")
 
 
 def stream_id(category: str, entity_id: str) -> str:
+    """The stream id `<category>-<entity_id>`, checked."""
     return check_stream_id(f"{category}-{entity_id}")
 
 
@@ -22,4 +23,5 @@ def check_stream_id(value: str) -> str:
 
 
 def category_of(value: str) -> str:
+    """The category of a stream id (what comes before the first `-`)."""
     return value.split("-", 1)[0]

@@ -80,6 +80,8 @@ class Drift(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SyncStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """An application's sync state, why, and since when."""
+
     state: SyncState = SyncState.UNKNOWN
     reason: str = ""
     """Why the state is what it is, in a sentence."""

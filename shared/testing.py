@@ -99,10 +99,12 @@ class InMemoryStore:
         limit: int | None = None,
         conn: Any = None,  # noqa: ARG002 - EventStore's interface: callers pass conn=
     ) -> list[RecordedEvent]:
+        """The stream's events from `from_version` on (as the PostgreSQL store reads them)."""
         events = [e for e in self._streams.get(stream_id, []) if e.stream_version >= from_version]
         return events if limit is None else events[:limit]
 
     async def stream_version(self, stream_id: str) -> int:
+        """The stream's version (`NO_STREAM` when it has no event)."""
         stream = self._streams.get(stream_id)
         return stream[-1].stream_version if stream else NO_STREAM
 
@@ -114,6 +116,7 @@ class InMemoryStore:
         expected_version: int | None,
         conn: Any = None,  # noqa: ARG002 - EventStore's interface: callers pass conn=
     ) -> InMemoryAppendResult:
+        """Append with the PostgreSQL store's expected-version and idempotency rules."""
         check_stream_id(stream_id)
         if not events:
             raise ValueError("append needs at least one event")

@@ -47,6 +47,7 @@ def configure_tracing(
 
 
 def tracer(name: str) -> trace.Tracer:
+    """The tracer of the named component."""
     return trace.get_tracer(name)
 
 

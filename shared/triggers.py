@@ -85,9 +85,11 @@ class PathPattern:
 
     @classmethod
     def parse(cls, pattern: str) -> PathPattern:
+        """The pattern from its text (`**`, `*` and literal parts)."""
         return _parse_pattern(pattern)
 
     def matches(self, path: str) -> bool:
+        """Whether `path` matches the pattern."""
         if self.regex is None:
             return False
         if self.regex.fullmatch(path):

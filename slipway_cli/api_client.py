@@ -256,6 +256,40 @@ class ApiClient:
         query = [("judge", judge)] if judge else []
         return self.request("GET", f"/deployments/{_segment(deployment_id)}/rejudge", query=query)
 
+    # --- deployment chains ------------------------------------------------------------------
+
+    def list_chains(self, *, limit: int = 20) -> list[JsonObject]:
+        """The newest chains, each with its blocks."""
+        items: list[JsonObject] = self.request(
+            "GET", "/chains", query=[("limit", str(min(limit, 100)))]
+        )["items"]
+        return items
+
+    def get_chain(self, chain_id: str) -> JsonObject:
+        return self.request("GET", f"/chains/{_segment(chain_id)}")
+
+    def cancel_chain(self, chain_id: str) -> JsonObject:
+        return self.request("POST", f"/chains/{_segment(chain_id)}/cancel")
+
+    # --- insights ---------------------------------------------------------------------------
+
+    def insights(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        period: str = "day",
+        application: str | None = None,
+        labels: Sequence[str] = (),
+    ) -> JsonObject:
+        """The four DORA metrics over a range (`GET /insights`; docs/insights.md)."""
+        query: list[tuple[str, str]] = [("period", period)]
+        for name, value in (("since", since), ("until", until), ("application", application)):
+            if value is not None:
+                query.append((name, value))
+        query.extend(("label", label) for label in labels)
+        return self.request("GET", "/insights", query=query)
+
     # --- the event log ----------------------------------------------------------------------
 
     def list_events(
@@ -340,6 +374,31 @@ class ApiClient:
     def encrypt_secret(self, data: str) -> str:
         """`data` encrypted for the server's configured key (PipeCD's format)."""
         return str(self.request("POST", "/secrets:encrypt", body={"data": data})["ciphertext"])
+
+    # --- the event watcher ------------------------------------------------------------------
+
+    def register_event(
+        self,
+        *,
+        name: str,
+        data: str,
+        labels: Mapping[str, str],
+        contexts: Mapping[str, str] | None = None,
+        commit_hash: str = "",
+    ) -> str:
+        """Record an event for the event watcher; its id."""
+        body: JsonObject = {"name": name, "data": data, "labels": dict(labels)}
+        if contexts:
+            body["contexts"] = dict(contexts)
+        if commit_hash:
+            body["commit_hash"] = commit_hash
+        return str(self.request("POST", "/event-watcher/events", body=body)["event_id"])
+
+    def list_watched_events(self, *, name: str = "", limit: int = 100) -> list[JsonObject]:
+        query: list[tuple[str, str]] = [("limit", str(limit))]
+        if name:
+            query.append(("name", name))
+        return list(self.request("GET", "/event-watcher/events", query=query)["items"])
 
     # --- the transport --------------------------------------------------------------------
 

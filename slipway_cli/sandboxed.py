@@ -72,6 +72,12 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ready-timeout", type=float, default=90.0)
     parser.add_argument(
+        "--event-watcher",
+        action="store_true",
+        help="also play the image-event step: CI registers an image, the event watcher "
+        "writes it back to git, dev deploys it (off by default)",
+    )
+    parser.add_argument(
         "--report",
         type=Path,
         help="also write the story's per-step timings and verdicts to this JSON file",

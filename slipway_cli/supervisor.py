@@ -34,6 +34,7 @@ def options_from(args: argparse.Namespace) -> SandboxOptions:
         else DemoTiming(analysis_s=args.analysis_seconds),
         ready_timeout_s=args.ready_timeout,
         require_all=not args.allow_missing,
+        event_watcher=args.event_watcher,
     )
 
 

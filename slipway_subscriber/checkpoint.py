@@ -58,9 +58,13 @@ class State(msgspec.Struct, kw_only=True):
 
 
 class Checkpoint(Protocol):
-    def load(self) -> State: ...
+    """Where a subscriber keeps its position between runs."""
 
-    def save(self, state: State) -> None: ...
+    def load(self) -> State:
+        """The saved position (the beginning when nothing is saved)."""
+
+    def save(self, state: State) -> None:
+        """Keep `state` so that a restart resumes after it."""
 
 
 class MemoryCheckpoint:
@@ -70,9 +74,11 @@ class MemoryCheckpoint:
         self.state = State()
 
     def load(self) -> State:
+        """The position kept in memory."""
         return _copy(self.state)
 
     def save(self, state: State) -> None:
+        """Keep a copy of `state` in memory."""
         self.state = _copy(state)
 
 
@@ -85,6 +91,7 @@ class FileCheckpoint:
         self._encoder = msgspec.json.Encoder()
 
     def load(self) -> State:
+        """The position in the file (the beginning when there is no file yet)."""
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -95,6 +102,7 @@ class FileCheckpoint:
             raise ValueError(f"{self.path}: not a subscriber checkpoint: {exc}") from None
 
     def save(self, state: State) -> None:
+        """Write `state` to a temporary file, renamed over the checkpoint (never half-written)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", dir=self.path.parent)
         try:

@@ -131,6 +131,7 @@ class NatsSource:
         return config
 
     async def follow(self, since: State) -> AsyncIterator[Received]:
+        """Events after `since`, from NATS, for ever (reconnecting with back-off)."""
         registry = default_registry()
         sequence = since.stream_sequence
         backoff = 0.05

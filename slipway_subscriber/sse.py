@@ -61,6 +61,7 @@ class SseSource:
         self.connections = 0
 
     async def follow(self, since: State) -> AsyncIterator[Received]:
+        """Events after `since`, from the API's event stream, for ever (resuming after a drop)."""
         last = since.position.cursor if since.position is not None else ""
         backoff = 0.05
         timeout = aiohttp.ClientTimeout(total=None, sock_read=self.read_timeout_s)

@@ -24,7 +24,8 @@ class Source(Protocol):
     failover), never out of order and never with a gap.
     """
 
-    def follow(self, since: State) -> AsyncIterator[Received]: ...
+    def follow(self, since: State) -> AsyncIterator[Received]:
+        """Events after `since`, in the log's order, for ever."""
 
 
 async def subscribe(

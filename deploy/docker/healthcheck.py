@@ -34,6 +34,7 @@ def target(argv: list[str], environ: dict[str, str]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    """Probe the service's /readyz; 0 when ready (Docker's HEALTHCHECK reads the exit status)."""
     try:
         url = target(argv, dict(os.environ))
     except ValueError as exc:

@@ -47,6 +47,7 @@ from shared.analysis.record import (
     tick_count,
 )
 from shared.analysis.strategies import TickVerdict
+from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
     AnalysisCheck,
@@ -235,7 +236,7 @@ def judge_ticks(
             tick=tick.tick,
             at_s=tick.at_s,
             strategy=check.check.strategy,
-            outcome=verdict.outcome,
+            outcome=vocabulary.TickOutcome(verdict.outcome),
             reason=clip(verdict.reason, REASON_CHARS),
             judge=verdict.judge,
             judge_version=verdict.judge_version,

@@ -51,6 +51,7 @@ from shared.deploysource import (
 from shared.egress import EgressPolicy, guarded_session
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
+from shared.events import vocabulary
 from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import (
     AnalysisMeasured,
@@ -396,7 +397,7 @@ class AnalysisService:
             analysis_id=analysis_id,
             check=check.key,
             tick=due.tick,
-            role=role,
+            role=vocabulary.SampleRole(role),
             variant=recorded_variant,
             provider=check.provider,
             query=redact(query),

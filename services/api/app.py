@@ -21,9 +21,11 @@ from services.api.deps import DEPS, Deps, PlanPreviewSource
 from services.api.errors import error_middleware
 from services.api.follow_hub import FOLLOW_HUB
 from services.api.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_STREAMS_PER_KEY, StreamSlots
+from services.api.log_tail import LOG_TAIL
 from services.api.middleware import request_middleware
 from services.api.routes import add_routes, all_routes
 from services.api.routes.deployments import follow_hub
+from services.api.routes.event_stream import log_tail
 from services.api.service import ApplicationCommands
 from shared.eventlog import EventStore
 from shared.http import HttpServer
@@ -78,6 +80,7 @@ def create_app(
         log_streams=StreamSlots(max_log_streams_per_key),
     )
     app[FOLLOW_HUB] = follow_hub(app[DEPS])
+    app[LOG_TAIL] = log_tail(store)
     add_routes(app, all_routes())
     return app
 

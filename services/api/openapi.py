@@ -46,9 +46,12 @@ _ERRORS: Final = {
 _TAGS: Final = {
     "applications": "Registered applications and their commands.",
     "deployments": "Deployments, their stages, logs and commands.",
+    "chains": "Deployment chains (`postSync.chain`): blocks of deployments run in order.",
     "events": "The event log, and time travel over it.",
+    "insights": "The four DORA metrics, from the event log.",
     "api-keys": "API keys (admin only).",
     "secrets": "Secrets encrypted for git (PipeCD's format).",
+    "event-watcher": "Events whose values the event watcher writes into git (image updates).",
     "meta": "About the API itself.",
 }
 

@@ -30,6 +30,7 @@ from services.api.decider import (
 from shared.analysis.judges import JUDGE_NAMES
 from shared.config.discovery import DEFAULT_CONFIG_FILENAME
 from shared.events.vocabulary import DeploymentStatus, Strategy, SyncState
+from shared.insights import Figures, Period, PeriodFigures
 from shared.syncstate import Drift, LastDeployment
 
 Name = Annotated[str, Meta(pattern=NAME_PATTERN, description=RULES["name"])]
@@ -369,6 +370,63 @@ class ApiKeyList(msgspec.Struct, frozen=True, kw_only=True):
     items: list[ApiKeyResource]
 
 
+# --- event watcher ----------------------------------------------------------------------------
+
+
+class RegisterEventRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """PipeCD's `pipectl event register`: a value for every `eventWatcher` matching the name and
+    exactly these labels. The value is written into files as one scalar (never as YAML)."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
+    data: Annotated[str, Meta(min_length=1, max_length=4096, description="The value to write.")]
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    contexts: Annotated[
+        dict[str, str], Meta(description="Written as trailers of the commit (PipeCD's contexts).")
+    ] = msgspec.field(default_factory=dict)
+    commit_hash: Annotated[
+        str, Meta(pattern=r"^([0-9a-f]{7,64})?$", description="The commit that made the value.")
+    ] = ""
+
+
+class RegisteredEvent(msgspec.Struct, frozen=True, kw_only=True):
+    event_id: str
+
+
+class EventOutcomeResource(msgspec.Struct, frozen=True, kw_only=True):
+    """What one repository's event watcher did: SUCCESS, NO_CHANGE, OUTDATED, FAILURE or
+    NOT_WATCHED, with the commit it pushed."""
+
+    repository_id: str
+    status: str
+    description: str
+    commit_hash: str
+    branch: str
+    files: list[str]
+    watchers: list[str]
+    pull_request_url: str
+    handled_at: datetime
+
+
+class WatchedEventResource(msgspec.Struct, frozen=True, kw_only=True):
+    event_id: str
+    name: str
+    data: str
+    labels: dict[str, str]
+    registered_at: datetime
+    registrar: str
+    newest: bool
+    handled: list[EventOutcomeResource]
+
+
+class WatchedEventList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[WatchedEventResource]
+
+
+class ListWatchedEventsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    name: Annotated[str | None, Meta(description="Only events of this name.")] = None
+    limit: Annotated[int, Meta(ge=1, le=1000, description="At most this many, newest first.")] = 100
+
+
 # --- plan preview -----------------------------------------------------------------------------
 
 # Branch names as git allows them, minus what could read as an option or a range.
@@ -570,6 +628,7 @@ class PathParameter(msgspec.Struct, frozen=True, kw_only=True):
 
 
 PATH_PARAMETERS: Final[dict[str, PathParameter]] = {
+    "chain": PathParameter(max_length=64, description="The chain's id."),
     "application": PathParameter(max_length=63, description="The application's id or its name."),
     "deployment": PathParameter(
         max_length=64,
@@ -587,3 +646,103 @@ PATH_PARAMETERS: Final[dict[str, PathParameter]] = {
     "key_id": PathParameter(max_length=64),
 }
 """What each `{name}` in a route's path is; a name not here is a non-empty string."""
+
+
+# --- insights (the four DORA metrics; docs/insights.md) --------------------------------------
+
+
+class InsightsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    since: Annotated[
+        Annotated[str, Meta(max_length=64)] | None,
+        Meta(
+            description="Start of the range: an ISO 8601 time with a zone, or a date (UTC "
+            "midnight). Default: 30 days (day periods) or 12 weeks (week periods) before `until`."
+        ),
+    ] = None
+    until: Annotated[
+        Annotated[str, Meta(max_length=64)] | None,
+        Meta(description="End of the range (excluded), as `since`. Default: now."),
+    ] = None
+    period: Annotated[
+        Period, Meta(description="Figures per UTC day, or per ISO week (from Monday).")
+    ] = Period.DAY
+    application: Annotated[
+        Text | None, Meta(description="Only this application (its name or id).")
+    ] = None
+    label: Annotated[
+        tuple[Annotated[str, Meta(max_length=256, pattern="^[^=]+=.*$")], ...],
+        Meta(description="key=value; only applications with every one of these labels."),
+    ] = ()
+
+
+class ApplicationInsights(msgspec.Struct, frozen=True, kw_only=True):
+    application_id: str
+    name: str  # "" once the application is deleted
+    figures: Figures
+
+
+class InsightsReport(msgspec.Struct, frozen=True, kw_only=True):
+    """The four DORA metrics over a range: in total, per period, per application."""
+
+    since: datetime
+    until: datetime
+    period: Period
+    application_id: str | None
+    """The application asked for, as its id; None: every application the labels match."""
+    labels: dict[str, str]
+    totals: Figures
+    periods: list[PeriodFigures]
+    """Every day or week of the range in order, clipped to it; periods without deployments
+    are there with zero counts."""
+    applications: list[ApplicationInsights]
+    """Each application with a deployment or recovery in the range, by name."""
+
+
+# --- deployment chains (docs/chains.md) -------------------------------------------------------
+
+
+class ChainDeploymentResource(msgspec.Struct, frozen=True, kw_only=True):
+    application_id: str
+    deployment_id: str
+    status: str
+    """SUCCESS | FAILURE | CANCELLED once recorded; RUNNING while its block runs; PENDING before
+    its block starts; SKIPPED when the chain ended before its block."""
+
+
+class ChainBlockResource(msgspec.Struct, frozen=True, kw_only=True):
+    index: int
+    """0: the deployment that started the chain."""
+    status: str
+    """PENDING | RUNNING | SUCCESS | FAILURE | CANCELLED | SKIPPED."""
+    deployments: list[ChainDeploymentResource]
+
+
+class ChainResource(msgspec.Struct, frozen=True, kw_only=True):
+    """A deployment chain, folded from its stream `chain-<id>`."""
+
+    chain_id: str
+    status: str
+    """RUNNING | SUCCESS | FAILURE | CANCELLED."""
+    reason: str
+    origin_application_id: str
+    origin_deployment_id: str
+    cancelled_by: str | None
+    blocks: list[ChainBlockResource]
+    started_at: datetime | None = None
+
+
+class ChainList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[ChainResource]
+
+
+class ListChainsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    limit: Annotated[int, Meta(ge=1, le=100, description="At most this many, newest first.")] = 20
+
+
+class ChainCancelled(msgspec.Struct, frozen=True, kw_only=True):
+    """The chain was cancelled (or had been: `appended` false) and its running deployments."""
+
+    chain_id: str
+    appended: bool
+    cancelled_deployments: list[str]
+    """The deployments a cancel was asked for now."""

@@ -26,6 +26,7 @@ from typing import Final
 from shared.decider import Functions
 from shared.events.base import Event
 from shared.events.catalog import (
+    ApplicationHealthChanged,
     ApplicationResourcesDeleted,
     ApplicationResourcesDeletionFailed,
     ApplicationSyncStateChanged,
@@ -34,6 +35,7 @@ from shared.events.catalog import (
 from shared.events.ids import drift_deployment_id
 from shared.events.vocabulary import Trigger
 from shared.planning.drift import DriftResult
+from shared.planning.health import Health
 from shared.redaction import DIFF_CHARS, REASON_CHARS, clip
 from shared.syncstate import SyncState
 
@@ -56,6 +58,8 @@ class DriftState:
 
     state: str = ""
     summary: str = ""
+    healthy: bool | None = None
+    """The last recorded health (None: never recorded)."""
     resources_deleted: bool = False
     deletion_failure: str = ""
     """The reason of the last failed cascade delete ("" when none failed)."""
@@ -65,6 +69,8 @@ def evolve(state: DriftState, event: Event) -> DriftState:
     match event:
         case ApplicationSyncStateChanged(state=s, summary=summary):
             return dataclasses.replace(state, state=s, summary=summary)
+        case ApplicationHealthChanged(healthy=healthy):
+            return dataclasses.replace(state, healthy=healthy)
         case ApplicationResourcesDeleted():
             return dataclasses.replace(state, resources_deleted=True, deletion_failure="")
         case ApplicationResourcesDeletionFailed(reason=reason):
@@ -92,6 +98,8 @@ class Judge:
     """`trigger.onOutOfSync.minWindow`: no trigger sooner than this after a deployment."""
     current: str = ""
     """The application's sync state as its events derive it ("" when unknown)."""
+    health: Health | None = None
+    """The live workloads' health (`shared.planning.health`), read with the drift."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +129,26 @@ def decide(state: DriftState, command: Command) -> list[Event]:
 
 
 def _judged(state: DriftState, judge: Judge) -> list[Event]:
+    return _sync_changed(state, judge) + _health_changed(state, judge)
+
+
+def _health_changed(state: DriftState, judge: Judge) -> list[Event]:
+    """Health is recorded when it differs from the last recorded (or none was)."""
+    health = judge.health
+    if health is None or health.healthy == state.healthy:
+        return []
+    previous = "" if state.healthy is None else "HEALTHY" if state.healthy else "UNHEALTHY"
+    return [
+        ApplicationHealthChanged(
+            application_id=judge.application_id,
+            healthy=health.healthy,
+            summary=clip(health.summary, REASON_CHARS),
+            previous=previous,
+        )
+    ]
+
+
+def _sync_changed(state: DriftState, judge: Judge) -> list[Event]:
     result, current = judge.result, judge.current
     contradicted = current in (SyncState.SYNCED, SyncState.OUT_OF_SYNC) and result.state != current
     # Clipped before comparing: the state holds what was recorded.

@@ -9,6 +9,8 @@ reads the live objects Slipway labelled for it and runs
 - `ApplicationSyncStateChanged` only when the state or the summary changes, or
   when the state differs from the application's sync state (`shared.syncstate`:
   a deployment that ended since the last verdict may have set it otherwise);
+- `ApplicationHealthChanged` when the live workloads turn healthy or unhealthy
+  (`shared.planning.health`: updated and ready replicas), and on the first check;
 - with `trigger.onOutOfSync` enabled, a `DeploymentTriggered(on_out_of_sync)`
   on `deployment-<id>` whose id is derived from the app, the commit and "drift";
 - for an `ApplicationDeleted(cascade=True)`, it deletes exactly the objects
@@ -57,6 +59,7 @@ from shared.events.streams import deployment_stream, drift_stream
 from shared.git import GitCache
 from shared.logs import get_logger
 from shared.planning.drift import DriftResult, detect_drift
+from shared.planning.health import health_of
 from shared.platform import KubernetesPlatform
 from shared.secrets import KeyRing
 from shared.syncstate import SYNC_EVENTS, SyncStatus
@@ -181,6 +184,7 @@ class DriftDetector:
             last_completed_at=known.last_completed_at if known is not None else None,
             min_window=spec.trigger.on_out_of_sync.min_window.timedelta,
             current=known.sync.state if known is not None else "",
+            health=health_of(live),
         )
         judged = await execute(
             self.store, drift_stream(app.application_id), DRIFT, judge, envelope(actor=_ACTOR)

@@ -226,6 +226,10 @@ def _step(state: Deployment, now: datetime) -> list[Event]:
             if following.skip_requested_by is not None:
                 reason = f"Skipped by {following.skip_requested_by or 'someone'} before it started"
                 return [_completed(state, following, StageStatus.SKIPPED, reason, now)]
+            if following.skip_reason:
+                return [
+                    _completed(state, following, StageStatus.SKIPPED, following.skip_reason, now)
+                ]
             return [_started(state, following, now)]
         outcome, reason = verdict
         if _rolls_back(state, outcome) and _next_rollback(state) is not None:

@@ -46,6 +46,7 @@ async def apply_manifests(
         namespace=spec.input.namespace or None,
         auto_create_namespace=spec.input.auto_create_namespace,
         add_variant_to_selector=add_variant_to_selector,
+        variant_label=spec.variant_label.key,
     )
     for resource in applied:
         verb = "created" if resource.created else "applied"

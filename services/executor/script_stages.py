@@ -1,4 +1,4 @@
-"""SCRIPT_RUN and SCRIPT_RUN_ROLLBACK: a configured shell script as a stage.
+"""SCRIPT_RUN, SCRIPT_RUN_ROLLBACK and CUSTOM_SYNC: a configured shell script as a stage.
 
 `with.run` / `onRollback` (options from the config at the commit: the plan's
 are redacted) run by `/bin/sh -c` in the app's directory of a private
@@ -27,6 +27,7 @@ from services.executor.stage_context import (
 from shared.config.application import (
     ScriptRunOptions,
 )
+from shared.config.stage_options import CustomSyncOptions
 from shared.deploysource import (
     DeploySource,
     ensure_commit,
@@ -44,6 +45,17 @@ async def script_run(ctx: StageContext) -> StageResult:
     if not options.run.strip():
         raise StageFailed("SCRIPT_RUN has no script: set with.run")
     return await _run_script(ctx, source, options.run, options, rollback=False)
+
+
+async def custom_sync(ctx: StageContext) -> StageResult:
+    """PipeCD's CUSTOM_SYNC: `with.run` with `with.envs`, within `with.timeout` (6h)."""
+    source = await ctx.target()
+    options = configured_options(source.config.spec.stages, ctx.stage.id, "CUSTOM_SYNC")
+    assert isinstance(options, CustomSyncOptions)
+    if not options.run.strip():
+        raise StageFailed("CUSTOM_SYNC has no script: set with.run")
+    as_script = ScriptRunOptions(run=options.run, env=options.envs, timeout=options.timeout)
+    return await _run_script(ctx, source, options.run, as_script, rollback=False)
 
 
 async def script_run_rollback(ctx: StageContext) -> StageResult:

@@ -35,7 +35,7 @@ from services.executor.k8s_stages import (
     k8s_sync,
     rollback,
 )
-from services.executor.script_stages import script_run, script_run_rollback
+from services.executor.script_stages import custom_sync, script_run, script_run_rollback
 from services.executor.stage_context import (
     ANALYSIS_GRACE_S,
     Executor,
@@ -75,6 +75,7 @@ STAGE_EXECUTORS: Final[dict[str, Executor]] = executor_table(
         StageName.K8S_TRAFFIC_ROUTING: k8s_traffic_routing,
         StageName.SCRIPT_RUN: script_run,
         StageName.SCRIPT_RUN_ROLLBACK: script_run_rollback,
+        StageName.CUSTOM_SYNC: custom_sync,
         StageName.ANALYSIS: analysis,
     }
 )

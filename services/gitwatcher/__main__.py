@@ -7,7 +7,14 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from services.gitwatcher.configs import read_app_config, watched_repositories
+from services.gitwatcher.configs import (
+    event_repositories,
+    read_app_config,
+    read_app_watchers,
+    read_pipe_watchers,
+    watched_repositories,
+)
+from services.gitwatcher.eventwatcher import EventWatcher
 from services.gitwatcher.server import DEFAULT_MAX_BODY_BYTES
 from services.gitwatcher.service import Gitwatcher
 from shared.eventlog import EventStore
@@ -47,7 +54,8 @@ async def setup(runtime: ServiceRuntime[GitwatcherSettings]) -> Sequence[Compone
     # A control config that will not load, or a repository that cannot be watched
     # (a bad repoId, an unreadable webhook secret file), ends the process with
     # EX_CONFIG: the runtime logs it as `config_invalid`.
-    repositories = watched_repositories(control_config(settings.control_config))
+    control = control_config(settings.control_config)
+    repositories = watched_repositories(control)
     cache_dir = git_cache_dir(settings.git_cache_dir, "slipway-git-cache")
     gitwatcher = Gitwatcher(
         store=EventStore(
@@ -71,10 +79,29 @@ async def setup(runtime: ServiceRuntime[GitwatcherSettings]) -> Sequence[Compone
     )
     if runtime.burst:
         return gitwatcher.burst_components()
+    event_watcher = EventWatcher(
+        store=gitwatcher.store,
+        repositories=event_repositories(
+            control, {i: (w.git, w.spec.branch) for i, w in gitwatcher.watchers.items()}
+        ),
+        read_app_watchers=read_app_watchers,
+        read_pipe_watchers=read_pipe_watchers,
+        metrics=gitwatcher.metrics,
+    )
     events = await EventWiring.start(runtime)
     components: list[Component] = [
+        event_watcher.consumer(
+            js=events.js,
+            subjects=runtime.subjects,
+            inbox_retention_s=runtime.settings.consumer_inbox_retention_s,
+        ).run,
         *gitwatcher.poll_components(),
         gitwatcher.sync_consumer(
+            js=events.js,
+            subjects=runtime.subjects,
+            inbox_retention_s=runtime.settings.consumer_inbox_retention_s,
+        ).run,
+        gitwatcher.chain_consumer(
             js=events.js,
             subjects=runtime.subjects,
             inbox_retention_s=runtime.settings.consumer_inbox_retention_s,

@@ -152,6 +152,7 @@ class AppConfigs:
                     application_id=app.application_id,
                     commit_hash=head,
                     labels=labels,
+                    mentions=facts.mentions,
                 )
             )
         for event in observed:

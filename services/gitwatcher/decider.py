@@ -25,6 +25,7 @@ from shared.events.catalog import (
     ApplicationConfigDiscovered,
     ApplicationConfigObserved,
     CommitObserved,
+    ConfigMention,
     DeploymentTriggered,
     RepositoryFetchFailed,
     RepositoryRecovered,
@@ -33,6 +34,9 @@ from shared.events.ids import on_commit_deployment_id
 from shared.events.vocabulary import Strategy, Trigger
 from shared.redaction import COMMIT_MESSAGE_CHARS, REASON_CHARS, clip
 from shared.triggers import TriggerConfig, affected, normalize_dir
+
+ConfigRecord = tuple[tuple[tuple[str, str], ...], tuple[ConfigMention, ...]]
+"""What `appconfig-<id>` last recorded: the config's labels and notification mentions."""
 
 __all__ = [
     "CONFIG_LABELS",
@@ -59,13 +63,27 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
+class ChainMatcher:
+    """One entry of `postSync.chain.applications`: the fields it sets must all match."""
+
+    name: str = ""
+    kind: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class AppConfigFacts:
     """What the gitwatcher needs from one application config file."""
 
     name: str
     kind: str = "KubernetesApp"
     labels: tuple[tuple[str, str], ...] = ()
+    mentions: tuple[ConfigMention, ...] = ()
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
+    on_chain: bool = False
+    """`trigger.onChain.disabled: false`: chains may deploy it (PipeCD's default is no)."""
+    chain: tuple[ChainMatcher, ...] = ()
+    """`postSync.chain.applications`: what its successful deployments trigger, block by block."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +132,7 @@ def on_commit_triggers(
                 strategy=Strategy.AUTO,
                 repository_id=observed.repository_id,
                 commit_branch=observed.branch,
+                committed_at=observed.committed_at,
             )
         )
     return triggers
@@ -253,10 +272,11 @@ def decide_discovered(
 
 
 def decide_config_observed(
-    recorded: tuple[tuple[str, str], ...] | None, observed: ApplicationConfigObserved
+    recorded: ConfigRecord | None, observed: ApplicationConfigObserved
 ) -> list[Event]:
-    """Record the labels read when they differ from the last recorded ones (or none were)."""
-    return [] if recorded == observed.labels else [observed]
+    """Record the labels and mentions read when they differ from the last recorded ones (or
+    none were)."""
+    return [] if recorded == (observed.labels, observed.mentions) else [observed]
 
 
 # The deciders, as `shared.eventlog.execute` runs them ------------------------------
@@ -279,14 +299,15 @@ REPOSITORY: Final = Functions[RepositoryState, RepositoryDecision](
 )
 """`repository-<id>`: heads observed, fetch failures and recoveries, configs discovered."""
 
-Labels = tuple[tuple[str, str], ...]
+
+def _evolve_labels(recorded: ConfigRecord | None, event: Event) -> ConfigRecord | None:
+    if isinstance(event, ApplicationConfigObserved):
+        return (event.labels, event.mentions)
+    return recorded
 
 
-def _evolve_labels(labels: Labels | None, event: Event) -> Labels | None:
-    return event.labels if isinstance(event, ApplicationConfigObserved) else labels
-
-
-CONFIG_LABELS: Final = Functions[Labels | None, ApplicationConfigObserved](
+CONFIG_LABELS: Final = Functions[ConfigRecord | None, ApplicationConfigObserved](
     None, _evolve_labels, decide_config_observed
 )
-"""`appconfig-<id>`: the labels last read from an application's config."""
+"""`appconfig-<id>`: the labels and notification mentions last read from an application's
+config."""

@@ -18,6 +18,7 @@ def on_command_trigger(
     commit_hash: str,
     commit_author: str,
     commit_message: str,
+    committed_at: str = "",
 ) -> DeploymentTriggered:
     """Deploy the application at the branch head, with the strategy the request forces.
 
@@ -37,6 +38,7 @@ def on_command_trigger(
         repository_id=repository_id,
         commit_branch=branch,
         commander=request.commander,
+        committed_at=committed_at,
     )
 
 

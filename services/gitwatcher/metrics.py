@@ -42,3 +42,15 @@ class Metrics:
             ["provider", "outcome"],
             registry=registry,
         )
+        self.events_handled = Counter(
+            "slipway_gitwatcher_events_handled",
+            "event watcher outcomes (SUCCESS, NO_CHANGE, OUTDATED, FAILURE, NOT_WATCHED)",
+            ["repository", "status"],
+            registry=registry,
+        )
+        self.push_refusals = Counter(
+            "slipway_gitwatcher_event_push_refusals",
+            "event watcher pushes refused because the branch moved (the write is redone)",
+            ["repository"],
+            registry=registry,
+        )

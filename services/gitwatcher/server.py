@@ -30,6 +30,7 @@ from services.gitwatcher.webhooks import (
 from shared.errors import ConcurrencyConflict, Unavailable
 from shared.eventlog import ANY, EventStore, new_events
 from shared.eventlog.execute import retry_on_conflict
+from shared.events import vocabulary
 from shared.events.catalog import WebhookRejected
 from shared.events.streams import repository_stream
 from shared.http import BodyTooLarge, HttpServer, read_capped
@@ -229,7 +230,7 @@ class WebhookServer(HttpServer):
         self._last_recorded[key] = now
         event = WebhookRejected(
             repository_id=repository_id,
-            provider=provider,
+            provider=vocabulary.WebhookProvider(provider),
             reason=clip(reason, REASON_CHARS),
             remote_addr=remote_addr or "",
         )

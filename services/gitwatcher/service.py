@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 from structlog.contextvars import bound_contextvars
 
+from services.gitwatcher.chains import ChainRunner
 from services.gitwatcher.handlers import on_command_trigger
 from services.gitwatcher.server import DEFAULT_MAX_BODY_BYTES, WebhookServer
 from services.gitwatcher.watcher import (
@@ -142,6 +143,7 @@ class Gitwatcher:
                 commit_hash=head,
                 commit_author=commit.author,
                 commit_message=commit.message,
+                committed_at=commit.committed_at,
             )
             metadata = event_metadata(
                 causation_id=str(event.event_id),
@@ -156,6 +158,14 @@ class Gitwatcher:
                     commit_hash=head,
                     strategy=trigger.strategy,
                 )
+
+    def chain_consumer(
+        self, *, js: JetStreamContext, subjects: Subjects, **kw: Any
+    ) -> EventConsumer:
+        """The durable consumer of `DeploymentCompleted` that starts and follows chains."""
+        return ChainRunner(self.store, self.watchers, self.metrics).consumer(
+            js=js, subjects=subjects, **kw
+        )
 
     def webhook_server(
         self,

@@ -17,7 +17,7 @@ from services.notifier.event_hooks import EventHookWorker, hook_targets_of
 from services.notifier.notify.retry import RetryPolicy
 from services.notifier.outbox import Outbox
 from services.notifier.service import CONSUMER_NAME, HANDLES, Notifier, ordering_key
-from services.notifier.targets import targets_of
+from services.notifier.targets import SLACK_API_URL, targets_of
 from shared.events.base import RecordedEvent
 from shared.runtime import Component, ServiceRuntime, run_service
 from shared.settings import ServiceSettings
@@ -47,6 +47,8 @@ class NotifierSettings(ServiceSettings, frozen=True, kw_only=True):
     """Deliveries of one event to the consumer before it is dead-lettered."""
     notifier_ack_wait_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0
     """How long an event handed to a replica that died waits before another gets it."""
+    notifier_slack_api_url: str = SLACK_API_URL
+    """Slack's Web API, for receivers with `oauthToken` and `channelID` (a test's receiver)."""
     notifier_schedule_concurrency: Annotated[int, Meta(ge=1, le=256)] = 1
     """Events scheduled at once, each in its own transaction (one deployment's always in
     order); 1 schedules a fetched batch in one transaction, which costs fewer commits."""
@@ -57,7 +59,7 @@ async def setup(runtime: ServiceRuntime[NotifierSettings]) -> Sequence[Component
     if settings.notifier_lease_s <= settings.notifier_http_timeout_s:
         raise ValueError("SLIPWAY_NOTIFIER_LEASE_S must exceed SLIPWAY_NOTIFIER_HTTP_TIMEOUT_S")
     control = control_config(settings.control_config)
-    targets = targets_of(control)
+    targets = targets_of(control, slack_api_url=settings.notifier_slack_api_url)
     events = await EventWiring.start(runtime)
     notifier = Notifier(
         store=events.store,

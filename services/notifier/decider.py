@@ -28,6 +28,7 @@ from services.notifier.notify.message import (
     NO_MENTIONS,
     Message,
     compose,
+    config_mentions_for,
     mentions_for,
     merge_mentions,
 )
@@ -37,8 +38,9 @@ from services.notifier.notify.webhook import webhook_body
 from services.notifier.targets import Target
 from shared.config.control import NotificationRoute
 from shared.decider import Functions
+from shared.events import vocabulary
 from shared.events.base import Event, RecordedEvent
-from shared.events.catalog import NotificationScheduled
+from shared.events.catalog import ConfigMention, NotificationScheduled
 from shared.events.ids import notification_id_of
 
 __all__ = [
@@ -78,6 +80,7 @@ def schedule(
     routes: Sequence[NotificationRoute],
     targets: Mapping[str, Target],
     web_url: str = "",
+    app_mentions: Sequence[ConfigMention] = (),
 ) -> tuple[list[Scheduled], list[str]]:
     """(the notifications `recorded` makes, the receivers routed to that no target names)."""
     types = notification_types_of(recorded.event)
@@ -94,7 +97,9 @@ def schedule(
         if target is None:  # the config loader refuses this; be safe anyway
             unknown.append(receiver)
             continue
-        event = _scheduled(recorded, type_, types, target, application, deployment, web_url)
+        event = _scheduled(
+            recorded, type_, types, target, application, deployment, web_url, app_mentions
+        )
         made.append(Scheduled(target, type_, event))
     return made, unknown
 
@@ -107,12 +112,17 @@ def _scheduled(
     application: AppFacts | None,
     deployment: DeploymentFacts | None,
     web_url: str,
+    app_mentions: Sequence[ConfigMention],
 ) -> NotificationScheduled:
     notification_id = notification_id_of(str(recorded.event_id), target.name)
     # Whoever asked to be mentioned for any of the event's types is: a mention for
     # DEPLOYMENT_FAILED still reaches its people when the message is the more specific type.
+    # The receiver's own mentions, then those the application's config asks for.
     mentions = (
-        merge_mentions(mentions_for(target.slack, t) for t in types)
+        merge_mentions(
+            [mentions_for(target.slack, t) for t in types]
+            + [config_mentions_for(app_mentions, t) for t in types]
+        )
         if target.slack is not None
         else NO_MENTIONS
     )
@@ -131,7 +141,7 @@ def _scheduled(
     return NotificationScheduled(
         notification_id=notification_id,
         receiver=target.name,
-        receiver_kind=target.kind,
+        receiver_kind=vocabulary.ReceiverKind(target.kind),
         notification_type=type_.value,
         source_event_id=str(recorded.event_id),
         source_stream_id=recorded.stream_id,

@@ -20,6 +20,12 @@ short (nothing but the commit happens in it, and that commit does not wait
 for the WAL flush) but it cannot be closed from this side: only a receiver
 that remembers delivery ids can drop the repeat.
 
+A Slack Web API receiver (`Target.slack_api`) threads a deployment's
+messages: a message whose thread has no first message yet while an earlier
+one of it is undelivered is put back for `THREAD_WAIT_S` (no attempt
+counted); the first delivered keeps its `ts`, the later ones are posted
+under it (`outbox.py`, `notify/slack_api.py`).
+
 Each attempt is a span `notify <receiver>`, continuing the trace recorded
 with the `NotificationScheduled` (the one of the event it tells about), and
 its outcome is recorded inside it: a deployment's notifications, and their
@@ -43,6 +49,7 @@ from opentelemetry.trace import Status, StatusCode
 from prometheus_client import CollectorRegistry, Counter
 
 from services.notifier.notify.retry import RetryPolicy, is_retryable_status
+from services.notifier.notify.slack_api import RETRYABLE_ERRORS, post_message_body, read_answer
 from services.notifier.notify.webhook import request_headers
 from services.notifier.outbox import Claim, ClaimLost, Outbox
 from services.notifier.targets import Target
@@ -69,6 +76,9 @@ _ERROR_BODY_MAX: Final = 300
 _RECORD_RETRY_S: Final = 0.2
 """The first pause before recording an attempt again after the database was away."""
 _RECORD_RETRY_MAX_S: Final = 2.0
+_SLACK_ANSWER_MAX: Final = 64 * 1024
+THREAD_WAIT_S: Final = 0.5
+"""How long a Slack message waits for the first message of its thread to be delivered."""
 
 
 @dataclass(frozen=True)
@@ -78,13 +88,19 @@ class Attempt:
     status: int
     error: str = ""
     retry_after_s: float | None = None
+    slack_error: str = ""
+    """Slack's `error` in a 2xx answer with `ok: false`: not delivered."""
+    postponed: bool = False
+    """Not sent: an earlier message of its Slack thread goes first."""
 
     @property
     def delivered(self) -> bool:
-        return 200 <= self.status < 300
+        return 200 <= self.status < 300 and not self.slack_error and not self.postponed
 
     @property
     def retryable(self) -> bool:
+        if self.slack_error:
+            return self.slack_error in RETRYABLE_ERRORS
         return self.status == 0 or is_retryable_status(self.status)
 
 
@@ -196,6 +212,10 @@ class DeliveryWorker:
                 give_up = True
             else:
                 attempt = await self._post(target, claim)
+                if attempt.postponed:
+                    span.set_attribute("slipway.postponed", True)
+                    await self.outbox.postpone(claim, THREAD_WAIT_S)
+                    return
                 give_up = not attempt.delivered and (
                     not attempt.retryable or self.policy.gives_up_after(claim.attempt)
                 )
@@ -206,6 +226,8 @@ class DeliveryWorker:
             await self._record(claim, attempt, give_up=give_up)
 
     async def _post(self, target: Target, claim: Claim) -> Attempt:
+        if target.slack_api:
+            return await self._post_to_slack_api(target, claim)
         assert self._session is not None
         scheduled = claim.scheduled
         body = scheduled.body.encode()
@@ -231,6 +253,51 @@ class DeliveryWorker:
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
             return Attempt(0, f"{type(exc).__name__}: {exc}".strip(": "))
+
+    async def _post_to_slack_api(self, target: Target, claim: Claim) -> Attempt:
+        """chat.postMessage to the receiver's channel, in the deployment's thread."""
+        assert self._session is not None
+        scheduled = claim.scheduled
+        thread_key = scheduled.deployment_id
+        thread_ts = None
+        if thread_key:
+            thread_ts = await self.outbox.thread(target.name, thread_key)
+            if thread_ts is None and await self.outbox.earlier_in_thread(scheduled.notification_id):
+                return Attempt(0, postponed=True)
+        body = post_message_body(scheduled.body, channel=target.channel, thread_ts=thread_ts)
+        headers = request_headers(
+            delivery_id=scheduled.notification_id,
+            notification_type=scheduled.notification_type,
+            body=body,
+        )
+        headers["Content-Type"] = "application/json; charset=utf-8"
+        headers["Authorization"] = f"Bearer {target.token}"
+        self.sent += 1
+        try:
+            async with self._session.post(target.url, data=body, headers=headers) as response:
+                raw = await read_up_to(response, _SLACK_ANSWER_MAX)
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+                if not 200 <= response.status < 300:
+                    text = raw.decode("utf-8", "replace")[:_ERROR_BODY_MAX].strip()
+                    return Attempt(
+                        response.status, f"HTTP {response.status}: {text}".strip(": "), retry_after
+                    )
+                answer = read_answer(raw)
+                if not answer.ok:
+                    return Attempt(
+                        response.status,
+                        f"Slack API error: {answer.error}",
+                        retry_after,
+                        slack_error=answer.error,
+                    )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return Attempt(0, f"{type(exc).__name__}: {exc}".strip(": "))
+        if thread_key and thread_ts is None and answer.ts:
+            try:
+                await self.outbox.keep_thread(target.name, thread_key, target.channel, answer.ts)
+            except Unavailable as exc:  # posted all the same; the next message starts a thread
+                log.warning("slack_thread_not_kept", receiver=target.name, error=str(exc))
+        return Attempt(response.status)
 
     async def _record(self, claim: Claim, attempt: Attempt, *, give_up: bool) -> None:
         notification_id = claim.scheduled.notification_id

@@ -6,6 +6,12 @@ rather than queueing on each other) under a lease with a fencing token, and
 closed in the transaction that appends the outcome's event — only while the
 claim is still the worker's own, so a worker that stalled past its lease
 cannot record anything after another took the row over.
+
+Slack threads (migration 0011): a row may carry a `thread_key` (its
+deployment, for a Slack Web API receiver). While an earlier row of the same
+receiver and key is undone, `earlier_in_thread` says so and the worker puts
+the row back (`postpone`, no attempt counted); the first one delivered keeps
+its message's `ts` (`keep_thread`), which the later ones are posted under.
 """
 
 from __future__ import annotations
@@ -27,8 +33,27 @@ from shared.events.streams import notification_stream
 __all__ = ["Claim", "ClaimLost", "Outbox"]
 
 _SCHEDULE = """
-INSERT INTO notifier_outbox (notification_id, receiver) VALUES ($1, $2)
+INSERT INTO notifier_outbox (notification_id, receiver, thread_key) VALUES ($1, $2, $3)
 ON CONFLICT (notification_id) DO NOTHING
+"""
+_EARLIER_IN_THREAD = """
+SELECT EXISTS (
+  SELECT 1 FROM notifier_outbox o JOIN notifier_outbox me ON me.notification_id = $1
+  WHERE o.receiver = me.receiver AND o.thread_key = me.thread_key AND me.thread_key <> ''
+    AND o.done_at IS NULL
+    AND (o.created_at, o.notification_id) < (me.created_at, me.notification_id)
+)
+"""
+_THREAD = "SELECT ts FROM notifier_slack_threads WHERE receiver = $1 AND thread_key = $2"
+_KEEP_THREAD = """
+INSERT INTO notifier_slack_threads (receiver, thread_key, channel, ts) VALUES ($1, $2, $3, $4)
+ON CONFLICT (receiver, thread_key) DO NOTHING
+"""
+_POSTPONE = """
+UPDATE notifier_outbox
+SET holder = NULL, expires_at = NULL,
+    next_attempt_at = clock_timestamp() + make_interval(secs => $4)
+WHERE notification_id = $1 AND holder = $2 AND token = $3 AND done_at IS NULL
 """
 # Due, not done, and nobody's (or an expired claim, or our own from before a restart
 # of this instance: `running` keeps the ones this process is sending right now out).
@@ -91,9 +116,40 @@ class Outbox:
         self.lease_s = lease_s
 
     @staticmethod
-    async def schedule(conn: Connection, notification_id: str, receiver: str) -> None:
-        """Queue a notification (idempotent), in the caller's transaction."""
-        await conn.execute(_SCHEDULE, notification_id, receiver)
+    async def schedule(
+        conn: Connection, notification_id: str, receiver: str, thread_key: str = ""
+    ) -> None:
+        """Queue a notification (idempotent), in the caller's transaction; `thread_key`
+        orders it within its thread (see the module's docstring)."""
+        await conn.execute(_SCHEDULE, notification_id, receiver, thread_key)
+
+    async def earlier_in_thread(self, notification_id: str) -> bool:
+        """Whether an earlier notification of its thread is still undelivered."""
+        return bool(
+            await self._fetchval("look for earlier ones", _EARLIER_IN_THREAD, notification_id)
+        )
+
+    async def thread(self, receiver: str, thread_key: str) -> str | None:
+        """The `ts` of the message that started the thread, once one was delivered."""
+        ts = await self._fetchval("read a Slack thread", _THREAD, receiver, thread_key)
+        return None if ts is None else str(ts)
+
+    async def keep_thread(self, receiver: str, thread_key: str, channel: str, ts: str) -> None:
+        """Remember the thread's first message (the first kept stays)."""
+        await self._fetchval("keep a Slack thread", _KEEP_THREAD, receiver, thread_key, channel, ts)
+
+    async def postpone(self, claim: Claim, seconds: float) -> None:
+        """Give the claim back, due again in `seconds`, counting no attempt."""
+        notification_id = claim.scheduled.notification_id
+        await self._fetchval(
+            "postpone", _POSTPONE, notification_id, self.holder, claim.token, seconds
+        )
+
+    async def _fetchval(self, what: str, query: str, *args: object) -> object:
+        try:
+            return await self.pool.fetchval(query, *args)
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"{what}: {exc}") from exc
 
     async def claim(self, limit: int, *, running: Sequence[str] = ()) -> list[Claim]:
         """Take up to `limit` due notifications, each under a fresh token."""

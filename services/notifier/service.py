@@ -37,6 +37,7 @@ from services.notifier.decider import (
 from services.notifier.notify.facts import (
     AppFacts,
     DeploymentFacts,
+    config_mentions_of,
     fold_application,
     fold_deployment,
 )
@@ -47,6 +48,7 @@ from shared.eventlog import EventStore, deterministic_event_id
 from shared.eventlog.envelope import envelope
 from shared.eventlog.execute import execute
 from shared.events.base import Event, RecordedEvent
+from shared.events.catalog import ConfigMention
 from shared.events.streams import (
     application_config_stream,
     application_stream,
@@ -94,7 +96,7 @@ class Notifier:
         if not routed(self.routes, recorded.event):
             return  # most events: nothing more to read
         deployment = await self._deployment(recorded, conn)
-        application = await self._application(recorded, deployment, conn)
+        application, app_mentions = await self._application(recorded, deployment, conn)
         made, unknown = schedule(
             recorded,
             application,
@@ -102,6 +104,7 @@ class Notifier:
             routes=self.routes,
             targets=self.targets,
             web_url=self.web_url,
+            app_mentions=app_mentions,
         )
         for receiver in unknown:
             log.warning("route_to_unknown_receiver", receiver=receiver)
@@ -124,7 +127,9 @@ class Notifier:
             # Inside the consumer's transaction: a conflict fails the batch, which is retried.
             max_attempts=1,
         )
-        await Outbox.schedule(conn, notification_id, scheduled.target.name)
+        # A Slack Web API receiver threads one deployment's messages (a hook cannot).
+        thread_key = scheduled.event.deployment_id if scheduled.target.slack_api else ""
+        await Outbox.schedule(conn, notification_id, scheduled.target.name, thread_key)
         # Counted before the commit: a rolled-back batch is scheduled (and counted) again.
         self.scheduled_total.labels(scheduled.target.name, scheduled.type.value).inc()
         log.info(
@@ -156,12 +161,13 @@ class Notifier:
         recorded: RecordedEvent,
         deployment: DeploymentFacts | None,
         conn: asyncpg.Connection,
-    ) -> AppFacts | None:
+    ) -> tuple[AppFacts | None, tuple[ConfigMention, ...]]:
+        """The application, and the `notification.mentions` of its config, as at the event."""
         application_id = getattr(recorded.event, "application_id", "")
         if not application_id and deployment is not None:
             application_id = deployment.application_id
         if not isinstance(application_id, str) or not application_id:
-            return None
+            return None, ()
         history = await self.store.read_stream(application_stream(application_id), conn=conn)
         # The config's labels as they were at this event, also when composed again later.
         config = await self.store.read_stream(
@@ -169,9 +175,9 @@ class Notifier:
             up_to_position=recorded.global_position,
             conn=conn,
         )
-        return fold_application((e.event for e in history), (e.event for e in config)) or AppFacts(
-            application_id=application_id, name=application_id
-        )
+        facts = fold_application((e.event for e in history), (e.event for e in config))
+        mentions = config_mentions_of(e.event for e in config)
+        return facts or AppFacts(application_id=application_id, name=application_id), mentions
 
 
 def ordering_key(recorded: RecordedEvent) -> str:

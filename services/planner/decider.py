@@ -205,6 +205,8 @@ def planned(
         summary=plan.decision.summary,
         reason=plan.decision.reason,
         stages=plan.stages,
+        skipped=dict(plan.skipped),
+        version=plan.version,
         running_commit_hash=running_commit,
         config_filename=app.config_filename,
         path=app.path,

@@ -28,6 +28,7 @@ from shared.events.catalog import DeploymentTriggered
 from shared.events.streams import application_stream
 from shared.git import GitCache, GitError, GitRepository
 from shared.planning import Plan, PlanError, make_plan
+from shared.planning.skip import skipped_stages, uses_skip_on
 from shared.redaction import redact
 
 __all__ = ["PlanSources", "RepositoryRef"]
@@ -100,7 +101,32 @@ class PlanSources:
             running_commit=running,
             running_error=running_error,
         )
+        if uses_skip_on(target.spec):
+            skipped = await self._skips(repo, plan, target, trigger, running)
+            plan = Plan(plan.decision, plan.stages, skipped, plan.version)
         return plan, app, repository_id
+
+    async def _skips(
+        self,
+        repo: GitRepository,
+        plan: Plan,
+        target: DeploySource,
+        trigger: DeploymentTriggered,
+        running: str,
+    ) -> dict[str, str]:
+        """The plan's stages `skipOn` skips: by the target commit's message, and the
+        files changed since the running commit (`shared.planning.skip`)."""
+        try:
+            commit = await repo.commit(trigger.commit_hash)
+            changed = await repo.changed_paths(running, commit.hash) if running else None
+        except GitError as exc:
+            raise PlanError(
+                f"skipOn needs the commit message and the files changed since "
+                f"{running[:12] or 'the start'}, which git could not give: {exc}"
+            ) from exc
+        return skipped_stages(
+            plan.stages, target.spec, commit_message=commit.message, changed_paths=changed
+        )
 
     async def _source(
         self,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from shared.config.analysis import AnalysisHTTP, AnalysisMetrics, AnalysisTemplateSpec
 from shared.config.application import AnalysisOptions
 from shared.errors import ConfigError
+from shared.events import vocabulary
 from shared.events.catalog import AnalysisCheck
 
 __all__ = ["DEFAULT_HTTP_TIMEOUT_S", "CheckPlan", "resolve_checks"]
@@ -37,6 +38,7 @@ class CheckPlan:
     headers: tuple[tuple[str, str], ...] = ()
 
     def variant_args(self, variant: str) -> Mapping[str, str]:
+        """The custom args for `variant` (canary, baseline or primary) in queries' templates."""
         return {
             "canary": self.canary_args,
             "baseline": self.baseline_args,
@@ -76,14 +78,14 @@ def resolve_checks(
             CheckPlan(
                 check=AnalysisCheck(
                     key=key,
-                    kind="metrics",
-                    strategy=resolved.strategy,
+                    kind=vocabulary.CheckKind.METRICS,
+                    strategy=vocabulary.CheckStrategy(resolved.strategy),
                     interval_s=resolved.interval.seconds,
                     provider=resolved.provider,
                     query=resolved.query,
                     failure_limit=resolved.failure_limit,
                     skip_on_no_data=resolved.skip_on_no_data,
-                    deviation=resolved.deviation,
+                    deviation=vocabulary.Deviation(resolved.deviation),
                     expected_min=resolved.expected.min,
                     expected_max=resolved.expected.max,
                     timeout_s=resolved.timeout.seconds or 30.0,
@@ -115,8 +117,8 @@ def resolve_checks(
             CheckPlan(
                 check=AnalysisCheck(
                     key=key,
-                    kind="http",
-                    strategy="HTTP",
+                    kind=vocabulary.CheckKind.HTTP,
+                    strategy=vocabulary.CheckStrategy.HTTP,
                     interval_s=http.interval.seconds,
                     query=http.url,
                     failure_limit=http.failure_limit,

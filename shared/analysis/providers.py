@@ -137,6 +137,7 @@ class PrometheusProvider:
     async def query_range(
         self, query: str, *, start: float, end: float, step: float, timeout_s: float
     ) -> Series:
+        """The series `query` gives over [start, end] every `step` s (Prometheus' query_range)."""
         timeout_s = timeout_s if timeout_s > 0 else DEFAULT_TIMEOUT_S
         params = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
         url = f"{self.address}/api/v1/query_range"
@@ -267,6 +268,8 @@ def _read_secret(provider: str, field: str, path: str) -> str:
 
 @dataclass(frozen=True)
 class HttpAnswer:
+    """What an HTTP check's endpoint answered: its status and the start of its body."""
+
     status: int
     body: str  # the first BODY_LIMIT characters
 
@@ -288,6 +291,7 @@ class HttpChecker:
         headers: Sequence[tuple[str, str]] | Mapping[str, str] = (),
         timeout_s: float,
     ) -> HttpAnswer:
+        """Send one request; the answer, or `ProviderError` when none came."""
         pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
         attributes = {"http.request.method": method, "url.full": url}
         with _tracer.start_as_current_span(

@@ -34,11 +34,13 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from shared.events.vocabulary import SampleRole
+
 __all__ = ["COUNT_ROLES", "count_queries"]
 
-COUNT_ROLES: Final = {
-    "experiment": ("experiment_events", "experiment_total"),
-    "control": ("control_events", "control_total"),
+COUNT_ROLES: Final[dict[str, tuple[SampleRole, SampleRole]]] = {
+    SampleRole.EXPERIMENT: (SampleRole.EXPERIMENT_EVENTS, SampleRole.EXPERIMENT_TOTAL),
+    SampleRole.CONTROL: (SampleRole.CONTROL_EVENTS, SampleRole.CONTROL_TOTAL),
 }
 """The `AnalysisMeasured.role`s of the counts behind each side's ratio: (events, total)."""
 

@@ -70,6 +70,8 @@ def since_previous_tick(check: AnalysisCheck, tick: int, duration_s: float) -> f
 
 @dataclass
 class CheckRecord:
+    """One check's measurements and verdicts so far, by tick."""
+
     check: AnalysisCheck
     measured: dict[int, dict[str, AnalysisMeasured]] = field(default_factory=dict)
     """tick → role (`""`, `experiment`, `control`) → measurement."""
@@ -77,11 +79,14 @@ class CheckRecord:
 
     @property
     def last_judged(self) -> AnalysisTickJudged | None:
+        """The verdict of the latest judged tick (None before the first)."""
         return self.judged[max(self.judged)] if self.judged else None
 
 
 @dataclass
 class AnalysisRecord:
+    """An analysis as its stream tells it: the request, the start, every check's record."""
+
     analysis_id: str = ""
     version: int = -1
     request: AnalysisRequested | None = None
@@ -93,10 +98,12 @@ class AnalysisRecord:
 
     @property
     def duration_s(self) -> float:
+        """The analysis' length in seconds, once started (0 before)."""
         return self.started.duration_s if self.started is not None else 0.0
 
     @property
     def has_previous(self) -> bool:
+        """Whether a previous deployment was found to compare with (PREVIOUS checks)."""
         return self.started is not None and self.started.previous_started_at is not None
 
 
@@ -177,6 +184,7 @@ class Rejudged:
 
     @property
     def identical(self) -> bool:
+        """Whether the recomputed decision is the recorded one, bit for bit."""
         r, c = self.recorded, self.recomputed
         return (r.outcome, r.reason, r.judge, r.judge_version, r.failures, r.statistics) == (
             c.outcome,

@@ -42,6 +42,8 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TickVerdictReport(msgspec.Struct, frozen=True, kw_only=True):
+    """A tick's verdict as reported by `slipway analysis rejudge`."""
+
     outcome: str
     reason: str
     judge: str
@@ -51,6 +53,8 @@ class TickVerdictReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TickReport(msgspec.Struct, frozen=True, kw_only=True):
+    """One tick: its recorded and its recomputed verdict, and whether they agree."""
+
     tick: int
     identical: bool
     recorded: TickVerdictReport
@@ -58,6 +62,8 @@ class TickReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CheckReport(msgspec.Struct, frozen=True, kw_only=True):
+    """One check: the recorded and recomputed decision, tick by tick."""
+
     check: str
     recorded: Decision
     recomputed: Decision

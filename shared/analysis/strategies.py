@@ -70,6 +70,8 @@ _TickRule = Callable[[AnalysisCheck, TickInput], "str | None"]
 
 @dataclass(frozen=True)
 class TickVerdict:
+    """A judge's verdict on one tick, with the judge (name, version) that gave it."""
+
     outcome: Outcome
     reason: str
     judge: str

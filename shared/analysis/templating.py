@@ -38,6 +38,7 @@ class QueryArgs:
     variant_args: Mapping[str, str] = field(default_factory=dict)
 
     def lookup(self, group: str, name: str | None) -> str | None:
+        """The value of `{{ .Group.Name }}`; None when unknown (the caller names the known ones)."""
         fixed = {
             ("App", "Name"): self.app_name,
             ("K8s", "Namespace"): self.namespace,
@@ -54,6 +55,7 @@ class QueryArgs:
         return None
 
     def known(self) -> list[str]:
+        """Every template name this context can fill, for an error message."""
         names = [".App.Name", ".K8s.Namespace", ".Variant.Name"]
         names += [f".AppCustomArgs.{k}" for k in sorted(self.app_args)]
         names += [f".VariantCustomArgs.{k}" for k in sorted(self.variant_args)]

@@ -23,7 +23,9 @@ Every problem is a `ConfigFileError` (a `shared.errors.ConfigError`) with
   `control_loader` (slipway.yaml, or PipeCD's `kind: Piped` translated by `piped`);
 - what a config refers to and renders: `references` (`.pipe/` templates, `appArgs`,
   traffic routing), `manifests` (rendering), `tool_options` (what a config may pass to
-  kustomize and helm), `repo_files` (every file read stays inside the repository).
+  kustomize and helm), `tool_versions` (the installed helm/kubectl/kustomize a pinned
+  version selects), `chart_sources` (a chart cloned from a `gitRemote`), `repo_files`
+  (every file read stays inside the repository).
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ def load_any(
 ) -> AnyConfig:
     """Load a file of any kind we know, choosing by its `kind:`; `references` and
     `repo_root` as for `load_application_config`."""
-    doc, kind = open_document(path, text)
+    doc, kind = open_document(path, text, first_document=True)
     if kind == "AnalysisTemplate":
         return _analysis_template(doc, kind, path)
     if kind == "EventWatcher":

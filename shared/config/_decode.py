@@ -3,7 +3,9 @@
 msgspec reports a problem as `Expected `int`, got `str` - at `$.pipeline.stages[0]``;
 we turn its path back into a position in the file (through `Located`), turn
 its wording into "expected an integer, got "ten"", and name the known fields
-when a field is unknown. Below `lenient` paths (a stage's `with:` options, which
+when a field is unknown. `fold_keys` first spells each key the way its Struct
+does when only the case differs, as Go's encoding/json matches keys
+(`slackgroups` is `slackGroups`). Below `lenient` paths (a stage's `with:` options, which
 PipeCD decodes without rejecting unknown keys) an unknown field is dropped and
 recorded as a warning instead, and conversion is retried.
 """
@@ -218,6 +220,25 @@ class Document:
             )
         )
 
+    def fold_keys(self, path: Path, type_: Any) -> None:
+        """Respell the keys below `path` that name a field of `type_` in another case.
+
+        PipeCD decodes with Go's encoding/json, which takes a key that matches no
+        field exactly for the field it matches case-insensitively; the located
+        positions follow, so errors still point at the key as written.
+        """
+        node = self.located
+        for segment in path:
+            child = node.child(segment)
+            if child is None:
+                return
+            node = child
+        value = self.get(path)
+        if value is None:
+            return
+        folded = _fold(value, node, type_)
+        self.data = _replace(self.data, path, folded) if path else folded
+
     def convert(
         self,
         path: Path,
@@ -306,6 +327,55 @@ class Document:
                 text += f' (quote it: "{got}")' if not isinstance(got, bool) else ""
             return self.error(full, text)
         return self.error(full, message[:1].lower() + message[1:])
+
+
+def _fold(value: Any, node: Located | None, tp: Any) -> Any:
+    """`value` with its Struct keys spelt as their fields (see `Document.fold_keys`)."""
+    tp = _unwrap_known(tp, value)
+    if _is_struct(tp) and isinstance(value, dict):
+        fields: dict[str, Any] = {f.encode_name: f.type for f in msgspec.structs.fields(tp)}
+        by_fold: dict[str, str] = {name.casefold(): name for name in fields}
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                out[key] = item
+                continue
+            name: str = key if key in fields else by_fold.get(key.casefold(), key)
+            child = node.child(key) if node is not None else None
+            if name != key and name in value:
+                name = key  # both spellings are written: leave it to the unknown-field error
+            elif name != key and node is not None and key in node.keys:
+                node.keys[name] = node.keys.pop(key)
+                if isinstance(node.items, dict) and key in node.items:
+                    node.items[name] = node.items.pop(key)
+            out[name] = _fold(item, child, fields[name]) if name in fields else item
+        return out
+    origin = get_origin(tp)
+    if origin in (list, tuple) and isinstance(value, list):
+        args = [a for a in get_args(tp) if a is not Ellipsis]
+        item_type = args[0] if args else Any
+        return [
+            _fold(item, node.child(index) if node is not None else None, item_type)
+            for index, item in enumerate(value)
+        ]
+    if origin is dict and isinstance(value, dict):
+        item_type = get_args(tp)[1]
+        return {
+            key: _fold(item, node.child(key) if node is not None else None, item_type)
+            for key, item in value.items()
+        }
+    return value
+
+
+def _unwrap_known(tp: Any, value: Any) -> Any:
+    """`_unwrap`, but a tagged union whose tag is not (yet) written is not guessed."""
+    unwrapped = _unwrap(tp, value)
+    origin = get_origin(tp)
+    if (origin is Union or origin is types.UnionType) and _is_struct(unwrapped):
+        tag_field = unwrapped.__struct_config__.tag_field
+        if tag_field and not (isinstance(value, dict) and tag_field in value):
+            return None
+    return unwrapped
 
 
 def _without_nulls(value: Any) -> Any:

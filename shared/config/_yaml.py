@@ -23,7 +23,7 @@ import yaml
 
 from shared.config.errors import ConfigFileError, excerpt
 
-__all__ = ["Located", "Position", "parse_yaml", "parse_yaml_documents"]
+__all__ = ["Located", "Position", "parse_first_yaml", "parse_yaml", "parse_yaml_documents"]
 
 MAX_DEPTH: Final = 64
 MAX_VALUES: Final = 100_000
@@ -198,6 +198,28 @@ def parse_yaml(file: str, text: str) -> tuple[Any, Located]:
                 return None, Located(Position(1, 1))
             data, located, _ = _Builder(file, loader).build(node, 0)
             return data, located
+        finally:
+            loader.dispose()
+
+
+def parse_first_yaml(file: str, text: str) -> tuple[Any, Located, Position | None]:
+    """The first document of a stream, as PipeCD reads a config file (Go's yaml reads only
+    the first), and where a second one starts (None when there is none)."""
+    with _translated(file, text):
+        loader = _Loader(text)
+        try:
+            node = loader.get_node() if loader.check_node() else None
+            if node is None:
+                data, located = None, Located(Position(1, 1))
+            else:
+                data, located, _ = _Builder(file, loader).build(node, 0)
+            try:
+                following = loader.peek_event()
+            except yaml.YAMLError as exc:  # what follows is not read, as in PipeCD
+                return data, located, _position(getattr(exc, "problem_mark", None))
+            if isinstance(following, yaml.StreamEndEvent):
+                return data, located, None
+            return data, located, _position(following.start_mark)
         finally:
             loader.dispose()
 

@@ -14,7 +14,7 @@ piped's chart repository instead).
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final
 
 import msgspec
 
@@ -45,7 +45,9 @@ from shared.config.types import Duration, Regex
 from shared.events.vocabulary import StageName
 
 __all__ = [
+    "MENTION_EVENTS",
     "NOTIFICATION_EVENTS",
+    "ROUTING_METHODS",
     "AnalysisOptions",
     "Attachment",
     "ChainApplicationMatcher",
@@ -105,12 +107,26 @@ NOTIFICATION_EVENTS: Final = (
     "DEPLOYMENT_CANCELLED",
     "DEPLOYMENT_WAIT_APPROVAL",
     "DEPLOYMENT_TRIGGER_FAILED",
+    "DEPLOYMENT_STARTED",
+    "DEPLOYMENT_CHAIN_SUCCEEDED",
+    "DEPLOYMENT_CHAIN_FAILED",
+    "DEPLOYMENT_CHAIN_CANCELLED",
     "APPLICATION_SYNCED",
     "APPLICATION_OUT_OF_SYNC",
     "APPLICATION_HEALTHY",
     "PIPED_STARTED",
     "PIPED_STOPPED",
+    "STAGE_STARTED",
+    "STAGE_SKIPPED",
+    "STAGE_SUCCEEDED",
+    "STAGE_FAILED",
+    "STAGE_CANCELLED",
 )
+
+#: Every `NotificationEventType` of PipeCD (pkg/model/notificationevent.proto) without
+#: `EVENT_`: what PipeCD's loader lets `notification.mentions[].event` name. Slipway sends
+#: every one of them now, so the two lists are one.
+MENTION_EVENTS: Final = NOTIFICATION_EVENTS
 
 
 class PipelineStage(Spec, kw_only=True, frozen=True):
@@ -193,10 +209,19 @@ class Attachment(Spec, frozen=True):
 
 
 class NotificationMention(Spec, frozen=True):
+    """Who to mention for `event`: `slack` (PipeCD's deprecated spelling) and `slackUsers`
+    are Slack user IDs, `slackGroups` group IDs; `email` PipeCD reads but never uses."""
+
     event: str = ""
     slack: tuple[str, ...] = ()
+    slack_users: tuple[str, ...] = ()
     slack_groups: tuple[str, ...] = ()
     email: tuple[str, ...] = ()
+
+    @property
+    def all_slack_users(self) -> tuple[str, ...]:
+        """`slack` and `slackUsers` together, each once (PipeCD's FindSlackUsers)."""
+        return tuple(dict.fromkeys((*self.slack, *self.slack_users)))
 
 
 class DeploymentNotification(Spec, frozen=True):
@@ -226,6 +251,7 @@ class InputHelmChart(Spec, frozen=True):
 
 class InputHelmOptions(Spec, frozen=True):
     release_name: str = ""
+    set_values: dict[str, str] = msgspec.field(default_factory=dict)
     value_files: tuple[str, ...] = ()
     set_files: dict[str, str] = msgspec.field(default_factory=dict)
     api_versions: tuple[str, ...] = ()
@@ -253,8 +279,12 @@ class IstioTrafficRouting(Spec, frozen=True):
     virtual_service: K8sResourceReference = K8sResourceReference()
 
 
+#: The traffic routing methods PipeCD knows; its loader takes any word (it fails at the stage).
+ROUTING_METHODS: Final = ("podselector", "istio", "smi")
+
+
 class KubernetesTrafficRouting(Spec, frozen=True):
-    method: Literal["podselector", "istio", "smi"] = "podselector"
+    method: str = "podselector"
     istio: IstioTrafficRouting | None = None
 
 

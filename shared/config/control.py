@@ -33,7 +33,8 @@ spec:
                   signatureSecretFile: /secrets/audit}   # or signatureValue
   eventWatcher:
     checkInterval: 1m
-    gitRepos: [{repoId: config, commitMessage: "", includes: [], excludes: []}]
+    gitRepos: [{repoId: config, commitMessage: "", includes: [], excludes: [],
+                pullRequest: {apiURL: https://api.github.com, tokenFile: /secrets/gh}}]
   webAddress: https://slipway.example      # notifications link here (PipeCD's webAddress)
   eventHooks:                        # raw events to a URL (docs/events.md), Slipway's own
     - name: dora
@@ -84,6 +85,7 @@ __all__ = [
     "NotificationRoute",
     "Notifications",
     "PlatformProvider",
+    "PullRequestSettings",
     "Repository",
     "SecretKeyPair",
     "SecretManagement",
@@ -95,7 +97,13 @@ __all__ = [
 ]
 
 CONTROL_API_VERSION: Final = "slipway.dev/v1"
-NOTIFICATION_GROUPS: Final = ("DEPLOYMENT", "APPLICATION_SYNC", "APPLICATION_HEALTH", "PIPED")
+NOTIFICATION_GROUPS: Final = (
+    "DEPLOYMENT",
+    "APPLICATION_SYNC",
+    "APPLICATION_HEALTH",
+    "PIPED",
+    "STAGE",
+)
 ONE_MINUTE: Final = Duration.of(minutes=1)
 
 
@@ -171,7 +179,10 @@ class SlackMention(Spec, frozen=True):
 
 
 class SlackReceiver(Spec, frozen=True):
-    """A Slack incoming webhook (the URL inline or in a file).
+    """Slack: an incoming webhook (`hookURL`, inline or in a file), or Slack's Web API
+    (`chat.postMessage` to `channelID` with a bot's `oauthToken`, inline, in a file, or
+    base64 in `oauthTokenData` as PipeCD takes it), where one deployment's messages
+    form one thread.
 
     `mentionedAccounts`/`mentionedGroups` are mentioned on every message,
     `mentions` only on messages of its event type.
@@ -179,9 +190,18 @@ class SlackReceiver(Spec, frozen=True):
 
     hook_url: str = msgspec.field(default="", name="hookURL")
     hook_url_file: str = msgspec.field(default="", name="hookURLFile")
+    oauth_token: str = msgspec.field(default="", name="oauthToken")
+    oauth_token_file: str = msgspec.field(default="", name="oauthTokenFile")
+    oauth_token_data: str = msgspec.field(default="", name="oauthTokenData")
+    channel_id: str = msgspec.field(default="", name="channelID")
     mentioned_accounts: tuple[str, ...] = ()
     mentioned_groups: tuple[str, ...] = ()
     mentions: tuple[SlackMention, ...] = ()
+
+    @property
+    def uses_api(self) -> bool:
+        """Posts with the Web API (a token and a channel) rather than to a hook URL."""
+        return bool(self.channel_id)
 
 
 class WebhookReceiver(Spec, frozen=True):
@@ -219,11 +239,21 @@ class EventHook(Spec, frozen=True):
     signature_secret_file: str = ""
 
 
+class PullRequestSettings(Spec, frozen=True):
+    """Where `makePullRequest` opens pull requests: GitHub's REST API (Slipway's addition;
+    PipeCD only pushes the branch). `repository` defaults to the remote's `owner/name`."""
+
+    api_url: str = msgspec.field(default="https://api.github.com", name="apiURL")
+    repository: str = ""
+    token_file: str = ""
+
+
 class EventWatcherGitRepo(Spec, frozen=True):
     repo_id: str
     commit_message: str = ""
     includes: tuple[str, ...] = ()
     excludes: tuple[str, ...] = ()
+    pull_request: PullRequestSettings | None = None
 
 
 class EventWatcherSettings(Spec, frozen=True):

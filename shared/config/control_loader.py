@@ -8,6 +8,7 @@ event and group names — each error naming the field of the file it came from.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from shared.config.control import (
     ControlSpec,
     EventHook,
     NotificationReceiver,
+    SlackReceiver,
     SpecPaths,
     indexed,
 )
@@ -184,13 +186,35 @@ _HOOK_FIELDS: Final = {
 }
 
 
+def _check_slack(doc: Document, slack: SlackReceiver, at: FieldPath) -> None:
+    """A hook URL (inline or a file), or the Web API: a channel and one source of the token."""
+    hooks = [v for v in (slack.hook_url, slack.hook_url_file) if v]
+    tokens = [v for v in (slack.oauth_token, slack.oauth_token_file, slack.oauth_token_data) if v]
+    if slack.channel_id or tokens:
+        if hooks:
+            raise doc.error(at, "set hookURL (a webhook) or oauthToken and channelID, not both")
+        if not slack.channel_id:
+            raise doc.error((*at, "channelID"), "required with oauthToken: the channel to post to")
+        if len(tokens) != 1:
+            raise doc.error(
+                (*at, "oauthToken"),
+                "set one of oauthToken, oauthTokenFile and oauthTokenData with channelID",
+            )
+        if slack.oauth_token_data:
+            try:
+                base64.b64decode(slack.oauth_token_data, validate=True)
+            except ValueError:
+                raise doc.error((*at, "oauthTokenData"), "not base64") from None
+        return
+    if len(hooks) != 1:
+        raise doc.error(at, "set hookURL or hookURLFile (one of them), or oauthToken and channelID")
+
+
 def _check_receiver(doc: Document, receiver: NotificationReceiver, at: FieldPath) -> None:
     if (receiver.slack is None) == (receiver.webhook is None):
         raise doc.error(at, f'receiver "{receiver.name}" needs exactly one of slack or webhook')
-    if receiver.slack is not None and bool(receiver.slack.hook_url) == bool(
-        receiver.slack.hook_url_file
-    ):
-        raise doc.error((*at, "slack"), "set hookURL or hookURLFile (one of them)")
+    if receiver.slack is not None:
+        _check_slack(doc, receiver.slack, (*at, "slack"))
     if receiver.slack is not None:
         for index, mention in enumerate(receiver.slack.mentions):
             if mention.event.removeprefix("EVENT_") not in NOTIFICATION_EVENTS:

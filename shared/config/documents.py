@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any, Final
 
 from shared.config._decode import Document
-from shared.config._yaml import parse_yaml
-from shared.config.errors import ConfigFileError
+from shared.config._yaml import parse_first_yaml, parse_yaml
+from shared.config.errors import ConfigFileError, ConfigWarning
 from shared.config.types import _show
 
 API_VERSION: Final = "pipecd.dev/v1beta1"
+_HEADER: Final = ("apiVersion", "kind", "spec")
 _OTHER_PIPECD_KINDS: Final = frozenset(
     {"TerraformApp", "CloudRunApp", "LambdaApp", "ECSApp", "Application", "CrossplaneApp"}
 )
@@ -38,9 +39,30 @@ def read_text(path: Path, text: str | None = None) -> str:
         raise ConfigFileError(path, line, column, "", "not UTF-8 text") from None
 
 
-def open_document(path: Path, text: str | None = None) -> tuple[Document, str]:
-    """Parse a file into a Document and check its header; returns it and its `kind`."""
-    doc = Document(str(path), *parse_yaml(str(path), read_text(path, text)))
+def open_document(
+    path: Path, text: str | None = None, *, first_document: bool = False
+) -> tuple[Document, str]:
+    """Parse a file into a Document and check its header; returns it and its `kind`.
+
+    With `first_document` (PipeCD's own files), a stream of several YAML documents
+    is read as PipeCD reads it: the first one, and a warning says the rest is ignored.
+    """
+    if first_document:
+        data, located, more = parse_first_yaml(str(path), read_text(path, text))
+        doc = Document(str(path), data, located)
+        if more is not None:
+            doc.warnings.append(
+                ConfigWarning(
+                    file=str(path),
+                    line=more.line,
+                    column=more.column,
+                    field_path="",
+                    message="only the first YAML document of the file is read, as PipeCD "
+                    "does; the documents from here on are ignored",
+                )
+            )
+    else:
+        doc = Document(str(path), *parse_yaml(str(path), read_text(path, text)))
     if not isinstance(doc.data, dict):
         got = "an empty file" if doc.data is None else _show(doc.data)
         raise doc.error((), f"expected a mapping with apiVersion, kind and spec, got {got}")
@@ -49,6 +71,14 @@ def open_document(path: Path, text: str | None = None) -> tuple[Document, str]:
 
 def _kind(doc: Document) -> str:
     data: dict[str, Any] = doc.data
+    for key in list(data):
+        # Go's encoding/json, which PipeCD decodes with, matches `Kind:` to `kind`.
+        header = next((h for h in _HEADER if h.casefold() == key.casefold()), key)
+        if header != key and header not in data:
+            data[header] = data.pop(key)
+            doc.located.keys[header] = doc.located.keys.pop(key, doc.located.position)
+            if isinstance(doc.located.items, dict) and key in doc.located.items:
+                doc.located.items[header] = doc.located.items.pop(key)
     kind = data.get("kind")
     for key in data:
         if key not in ("apiVersion", "kind", "spec"):

@@ -54,6 +54,8 @@ class EventWatcherMatcher(Spec, frozen=True):
 
 class EventWatcherHandlerConfig(Spec, frozen=True):
     commit_message: str = ""
+    make_pull_request: bool = False
+    """Commit on a new branch `<event name>-<uuid>` and open a pull request, not on the branch."""
     replacements: tuple[EventWatcherReplacement, ...] = ()
 
 

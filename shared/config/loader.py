@@ -41,7 +41,6 @@ __all__ = [
 
 _OTHER_PIPECD_STAGES: Final = frozenset(
     {
-        "CUSTOM_SYNC",
         "TERRAFORM_SYNC",
         "TERRAFORM_PLAN",
         "TERRAFORM_APPLY",
@@ -99,7 +98,7 @@ def load_application_config(
     `check_routing` once the manifests are rendered). Every problem of the file comes at once
     (`ConfigFileErrors`).
     """
-    doc, kind = open_document(path, text)
+    doc, kind = open_document(path, text, first_document=True)
     return _application(doc, kind, path, references=references, repo_root=repo_root)
 
 
@@ -111,9 +110,14 @@ def _application(
     references: bool = False,
     repo_root: Path | None = None,
 ) -> ApplicationConfig:
+    if kind == "Application":
+        kind = _merge_plugins(doc)
     version = check_header(doc, kind, "KubernetesApp")
+    _ignore_plugins(doc)
+    doc.fold_keys(("spec",), KubernetesApplicationSpec)
     _tag_stages(doc)
-    spec = doc.convert(("spec",), KubernetesApplicationSpec, lenient=_in_stage_options)
+    doc.fold_keys(("spec",), KubernetesApplicationSpec)  # the stages' options, now tagged
+    spec = doc.convert(("spec",), KubernetesApplicationSpec, lenient=_in_stage)
     errors: list[ConfigFileError] = []
     with gathered(errors):
         check_application(doc, spec)
@@ -137,13 +141,71 @@ def _application(
     )
 
 
-def _in_stage_options(path: FieldPath) -> bool:
-    return (
-        len(path) > 5
-        and path[:4] == ("spec", "pipeline", "stages", path[3])
-        and isinstance(path[3], int)
-        and path[4] == "with"
-    )
+def _in_stage(path: FieldPath) -> bool:
+    """A field of a pipeline stage or of its `with:`: PipeCD decodes a stage without
+    rejecting unknown fields (its own `UnmarshalJSON`), so they are warnings here."""
+    return len(path) > 4 and path[:3] == ("spec", "pipeline", "stages") and isinstance(path[3], int)
+
+
+#: PipeCD's v1 plugins whose configuration is a Kubernetes application's.
+_KUBERNETES_PLUGIN: Final = "kubernetes"
+_OTHER_PLATFORM_PLUGINS: Final = ("terraform", "lambda", "cloudrun", "ecs")
+
+
+def _merge_plugins(doc: Document) -> str:
+    """`kind: Application` (PipeCD v1): read as PipeCD's v0 loader reads it.
+
+    Each entry of `spec.plugins` is merged over the spec (its keys win), and
+    the `kubernetes` plugin makes it a KubernetesApp; the positions follow the
+    merged keys, so an error names the line inside `plugins`. Returns the kind.
+    """
+    spec = doc.get(("spec",))
+    plugins = spec.get("plugins") if isinstance(spec, dict) else None
+    if not isinstance(plugins, dict):
+        raise doc.error(
+            ("kind",),
+            "kind Application needs spec.plugins.kubernetes (Slipway deploys Kubernetes "
+            "applications)",
+        )
+    platforms = [name for name in plugins if name in _OTHER_PLATFORM_PLUGINS]
+    if _KUBERNETES_PLUGIN not in plugins or platforms:
+        other = f" (this one uses {', '.join(platforms)})" if platforms else ""
+        raise doc.error(
+            ("spec", "plugins"),
+            f"Slipway deploys Kubernetes applications: spec.plugins needs the "
+            f"{_KUBERNETES_PLUGIN} plugin and no other platform's{other}",
+        )
+    spec_node = doc.located.child("spec")
+    plugins_node = spec_node.child("plugins") if spec_node is not None else None
+    merged = dict(spec)
+    for name, config in plugins.items():
+        if config is None:
+            continue
+        if not isinstance(config, dict):
+            raise doc.error(("spec", "plugins", name), f"expected a mapping, got {_show(config)}")
+        node = plugins_node.child(name) if plugins_node is not None else None
+        for key, value in config.items():
+            merged[key] = value
+            if spec_node is not None and node is not None:
+                spec_node.keys[key] = node.keys.get(key, node.position)
+                child = node.child(key)
+                if isinstance(spec_node.items, dict) and child is not None:
+                    spec_node.items[key] = child
+    merged.pop("plugins")
+    doc.data["spec"] = merged
+    return "KubernetesApp"
+
+
+def _ignore_plugins(doc: Document) -> None:
+    """`spec.plugins` of a KubernetesApp: PipeCD's v0 loader accepts and ignores it."""
+    spec = doc.get(("spec",))
+    if isinstance(spec, dict) and "plugins" in spec:
+        doc.warn(
+            ("spec", "plugins"),
+            "ignored, as PipeCD's v0 piped ignores it (with kind: Application, the "
+            "kubernetes plugin's settings are read as the spec's)",
+        )
+        doc.data["spec"] = {k: v for k, v in spec.items() if k != "plugins"}
 
 
 def _tag_stages(doc: Document) -> None:

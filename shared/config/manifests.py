@@ -24,17 +24,29 @@ import asyncio
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
 from shared.config._yaml import parse_yaml, parse_yaml_documents
+from shared.config.chart_sources import checkout_chart_remote
 from shared.config.discovery import is_application_config_name
 from shared.config.documents import read_text
 from shared.config.errors import ConfigFileError, excerpt
 from shared.config.repo_files import check_tree, inside_repository
-from shared.config.tool_options import kustomize_flags, release_name_problem
+from shared.config.tool_options import (
+    kustomize_flags,
+    release_name_problem,
+    repository_problem,
+    set_value_problem,
+)
+from shared.config.tool_versions import (
+    kubectl_with_kustomize,
+    reported_version,
+    select_tool,
+)
 from shared.config.types import _show
 from shared.errors import ConfigError
 
@@ -116,7 +128,9 @@ class _Renderer:
 
     def render(self) -> list[Manifest]:
         if self.input.helm_chart is not None:
-            return self._parse(self._run(self._helm_command(), "helm template"), "helm template")
+            with tempfile.TemporaryDirectory(prefix="slipway-chart-") as scratch:
+                command = self._helm_command(Path(scratch))
+                return self._parse(self._run(command, "helm template"), "helm template")
         if self.input.kustomize_version or any(
             (self.app_dir / name).is_file() for name in _KUSTOMIZATION_NAMES
         ):
@@ -162,9 +176,19 @@ class _Renderer:
         except ValueError as exc:
             raise ConfigError(f"{self.config.path}: input.kustomizeOptions: {exc}") from None
         app_dir = str(self.app_dir.resolve())
-        if kustomize := _which("kustomize"):
+        pinned = self.input.kustomize_version
+        if kustomize := self._tool("kustomize", pinned, "input.kustomizeVersion"):
             return [kustomize, "build", *options, "--", app_dir]
-        if kubectl := _which("kubectl"):
+        if kubectl := self._tool("kubectl", self.input.kubectl_version, "input.kubectlVersion"):
+            if pinned and not self.input.kubectl_version:
+                # No kustomize installed: a kubectl with that kustomize built in.
+                kubectl = kubectl_with_kustomize(pinned, path=_tool_path()) or ""
+            if pinned and (not kubectl or reported_version(kubectl, "kustomize") != _mm(pinned)):
+                raise ConfigError(
+                    f"{self.config.path}: input.kustomizeVersion: kustomize {pinned} is not "
+                    "installed, nor built into the kubectl selected; install it as "
+                    f"kustomize.{'.'.join(map(str, _mm(pinned) or ()))} on PATH"
+                )
             return [kubectl, "kustomize", *options, "--", app_dir]
         raise ConfigError(
             f"kustomize or kubectl is required to render the Kustomize input of "
@@ -202,10 +226,15 @@ class _Renderer:
 
     # helm
 
-    def _helm_command(self) -> list[str]:
+    def _tool(self, name: str, version: str, field: str) -> str | None:
+        return select_tool(
+            name, version, path=_tool_path(), field=field, config=str(self.config.path)
+        )
+
+    def _helm_command(self, scratch: Path) -> list[str]:
         chart = self.input.helm_chart
         assert chart is not None
-        helm = _which("helm")
+        helm = self._tool("helm", self.input.helm_version, "input.helmVersion")
         if not helm:
             raise ConfigError(
                 f"helm is required to render the Helm chart of {self.config.name} "
@@ -218,14 +247,22 @@ class _Renderer:
                 f"{self.config.path}: the Helm release name (helmOptions.releaseName, else "
                 f"the application's name): {problem}"
             )
+        # PipeCD's flags: CRDs are the application's too, hooks are not applied.
+        flags: list[str] = ["--include-crds", "--no-hooks"]
         if chart.git_remote:
-            raise ConfigError(
-                f"{self.config.path}: input.helmChart.gitRemote: charts from another git "
-                "repository are not supported yet; vendor the chart into this repository"
-            )
-        flags: list[str] = []
-        if chart.repository:
-            chart_ref = f"{chart.repository.rstrip('/')}/{chart.name}"
+            what = f"{self.config.path}: input.helmChart"
+            clone = checkout_chart_remote(chart.git_remote, chart.ref, scratch, what=what)
+            path = inside_repository(clone / chart.path, clone, f"{what}.path")
+            check_tree(path, clone, f"{what}.path")
+            chart_ref = str(path)
+        elif chart.repository:
+            if problem := repository_problem(chart.repository):
+                raise ConfigError(f"{self.config.path}: input.helmChart.repository: {problem}")
+            if chart.repository.startswith(("https://", "http://")):
+                flags.append(f"--repo={chart.repository}")
+                chart_ref = chart.name
+            else:  # a repository helm knows by name (helm repo add), or oci://registry/path
+                chart_ref = f"{chart.repository.rstrip('/')}/{chart.name}"
             if chart.version:
                 flags.append(f"--version={chart.version}")
             if chart.insecure:
@@ -237,6 +274,10 @@ class _Renderer:
         if self.input.namespace:
             flags.append(f"--namespace={self.input.namespace}")
         if options is not None:
+            for key, value in options.set_values.items():
+                if problem := set_value_problem(key, value):
+                    raise ConfigError(f"{self.config.path}: helmOptions.setValues.{key}: {problem}")
+                flags.append(f"--set={key}={value}")
             for values in options.value_files:
                 path = self._file(values, f"helmOptions.valueFiles: {values}")
                 flags.append(f"--values={path}")
@@ -396,6 +437,16 @@ def _tool_path() -> str:
     # empty one) would find a program the repository committed there.
     entries = os.environ.get("PATH", os.defpath).split(os.pathsep)
     return os.pathsep.join(e for e in entries if os.path.isabs(e))
+
+
+def _mm(version: str) -> tuple[int, int] | None:
+    """A version's (major, minor)."""
+    parts = version.lstrip("v").split(".")
+    return (
+        (int(parts[0]), int(parts[1]))
+        if len(parts) >= 2 and all(p.isdigit() for p in parts[:2])
+        else None
+    )
 
 
 def _which(name: str) -> str | None:

@@ -62,6 +62,7 @@ def load_analysis_template(path: Path, text: str | None = None) -> AnalysisTempl
 
 def _analysis_template(doc: Document, kind: str, path: Path) -> AnalysisTemplateConfig:
     version = check_header(doc, kind, "AnalysisTemplate")
+    doc.fold_keys(("spec",), AnalysisTemplateSpec)  # keys match as Go's decoder matches them
     spec = doc.convert(("spec",), AnalysisTemplateSpec)
     for name, metric in spec.metrics.items():
         check_metric(doc, ("spec", "metrics", name), metric)
@@ -84,6 +85,7 @@ def load_event_watcher(path: Path, text: str | None = None) -> EventWatcherFileC
 
 def _event_watcher(doc: Document, kind: str, path: Path) -> EventWatcherFileConfig:
     version = check_header(doc, kind, "EventWatcher")
+    doc.fold_keys(("spec",), EventWatcherSpec)
     spec = doc.convert(("spec",), EventWatcherSpec)
     for index, event in enumerate(spec.events):
         at: FieldPath = ("spec", "events", index)

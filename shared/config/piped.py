@@ -167,7 +167,9 @@ _PIPED_ONLY: Final = {
     "apiAddress": "the control plane's address",
     "appConfigSyncInterval": "Slipway reads app configs on every poll",
     "git": "git credentials come from the environment of the gitwatcher",
-    "chartRepositories": "Helm chart repositories are configured in helm itself",
+    "chartRepositories": "Helm chart repositories are helm's own: `helm repo add NAME "
+    "ADDRESS` where the planner, executor and drift run (their HELM_REPOSITORY_CONFIG), "
+    "or write the repository's https:// address as the chart's `repository`",
     "chartRegistries": "Helm registries are configured in helm itself",
     "appSelector": "every application of the repositories is handled",
     "plugins": "PipeCD v1 plugins do not apply",
@@ -319,24 +321,13 @@ def _piped_notifications(
         at: FieldPath = ("spec", "notifications", "receivers", index)
         slack = webhook = None
         if receiver.slack is not None:
-            if not receiver.slack.hook_url:
-                doc.warn(
-                    (*at, "slack"),
-                    "Slack via the API (oauthToken, channelID) is not supported; use hookURL. "
-                    f'Receiver "{receiver.name}" ignored',
-                )
-                dropped.add(receiver.name)
-                continue
-            for key, value in (
-                ("oauthToken", receiver.slack.oauth_token),
-                ("oauthTokenData", receiver.slack.oauth_token_data),
-                ("oauthTokenFile", receiver.slack.oauth_token_file),
-                ("channelID", receiver.slack.channel_id),
-            ):
-                if value:
-                    doc.warn((*at, "slack", key), "ignored: Slipway posts to the hookURL")
+            # Checked as slipway.yaml's are (PipeCD's rule: a hook URL or the API).
             slack = SlackReceiver(
                 hook_url=receiver.slack.hook_url,
+                oauth_token=receiver.slack.oauth_token,
+                oauth_token_file=receiver.slack.oauth_token_file,
+                oauth_token_data=receiver.slack.oauth_token_data,
+                channel_id=receiver.slack.channel_id,
                 mentioned_accounts=tuple(
                     a.removeprefix("@") for a in receiver.slack.mentioned_accounts
                 ),

@@ -23,6 +23,7 @@ from shared.config._decode import Document
 from shared.config._decode import Path as FieldPath
 from shared.config.analysis import AnalysisTemplateRef, AnalysisTemplateSpec
 from shared.config.application import (
+    ROUTING_METHODS,
     AnalysisOptions,
     K8sTrafficRoutingOptions,
     KubernetesApplicationSpec,
@@ -161,6 +162,24 @@ def routing_problems(
         return []
     routing = spec.traffic_routing or KubernetesTrafficRouting()
     config: FieldPath = ("spec", "trafficRouting")
+    sums: list[tuple[FieldPath, str, bool]] = [
+        (
+            ("spec", "pipeline", "stages", index, "with"),
+            f"the traffic percentages add up to {sum(options.percentages())}, not 100",
+            False,
+        )
+        for index, options in stages
+        if not options.all and sum(options.percentages()) != 100
+    ]
+    if routing.method not in ROUTING_METHODS:
+        choices = ", ".join(ROUTING_METHODS)
+        return [
+            *sums,
+            ((*config, "method"), f"unknown traffic routing method {routing.method!r}; "
+             f"expected one of {choices}", False),
+        ]  # fmt: skip
+    if sums:
+        return sums
     if routing.method == "smi":
         return [
             (

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 from shared.config.stage_options import (
     AnalysisOptions,
+    CustomSyncOptions,
     K8sBaselineCleanOptions,
     K8sBaselineRolloutOptions,
     K8sCanaryCleanOptions,
@@ -114,6 +115,7 @@ STAGE_KINDS: Final[tuple[StageKind, ...]] = (
     ),
     StageKind(name=StageName.SCRIPT_RUN_ROLLBACK, options=None, reads_config_options=True),
     StageKind(name=StageName.ROLLBACK, options=RollbackOptions),
+    StageKind(name=StageName.CUSTOM_SYNC, options=CustomSyncOptions, reads_config_options=True),
 )
 """Every stage kind, in the order the config's error messages list them."""
 

@@ -24,6 +24,7 @@ from shared.config.types import Duration, Percentage, Replicas
 __all__ = [
     "SIX_HOURS",
     "AnalysisOptions",
+    "CustomSyncOptions",
     "K8sBaselineCleanOptions",
     "K8sBaselineRolloutOptions",
     "K8sCanaryCleanOptions",
@@ -38,6 +39,7 @@ __all__ = [
     "QuickSyncOptions",
     "RollbackOptions",
     "ScriptRunOptions",
+    "SkipOptions",
     "StageOptionsBase",
     "WaitApprovalOptions",
     "WaitOptions",
@@ -141,14 +143,32 @@ class K8sTrafficRoutingOptions(StageOptionsBase, tag="K8S_TRAFFIC_ROUTING", froz
         )
 
 
+class SkipOptions(Spec, frozen=True):
+    """`skipOn` of WAIT, WAIT_APPROVAL, ANALYSIS and SCRIPT_RUN (PipeCD's semantics).
+
+    The stage is skipped when the target commit's message starts with one of
+    `commitMessagePrefixes`, or when every file changed between the running and
+    the target commit matches one of `paths` (regular expressions, as PipeCD's
+    `filematcher`). Nothing set: never skipped.
+    """
+
+    commit_message_prefixes: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.commit_message_prefixes or self.paths)
+
+
 class WaitOptions(StageOptionsBase, tag="WAIT", frozen=True):
     duration: Duration = Duration(0)
+    skip_on: SkipOptions = SkipOptions()
 
 
 class WaitApprovalOptions(StageOptionsBase, tag="WAIT_APPROVAL", frozen=True):
     timeout: Duration = SIX_HOURS
     approvers: tuple[str, ...] = ()
     min_approver_num: int = 1
+    skip_on: SkipOptions = SkipOptions()
 
 
 class AnalysisOptions(StageOptionsBase, tag="ANALYSIS", frozen=True):
@@ -163,6 +183,7 @@ class AnalysisOptions(StageOptionsBase, tag="ANALYSIS", frozen=True):
     # Slipway's extension: which judge compares variants (PREVIOUS, CANARY_*); THRESHOLD and
     # HTTP checks are judged the same by both. `pipecd` is PipeCD's per-tick Mann-Whitney U.
     judge: Literal["pipecd", "sequential"] = "sequential"
+    skip_on: SkipOptions = SkipOptions()
 
 
 class ScriptRunOptions(StageOptionsBase, tag="SCRIPT_RUN", frozen=True):
@@ -181,7 +202,17 @@ class ScriptRunOptions(StageOptionsBase, tag="SCRIPT_RUN", frozen=True):
     secret_env: dict[str, str] = msgspec.field(default_factory=dict)
     timeout: Duration = Duration()
     on_rollback: str = ""
+    skip_on: SkipOptions = SkipOptions()
 
 
 class RollbackOptions(StageOptionsBase, tag="ROLLBACK", frozen=True):
     pass
+
+
+class CustomSyncOptions(StageOptionsBase, tag="CUSTOM_SYNC", frozen=True):
+    """CUSTOM_SYNC: PipeCD's user-defined sync, a shell script (`run`) with `envs`, run in the
+    app's directory within `timeout` (6h). Slipway runs it in SCRIPT_RUN's clean room."""
+
+    timeout: Duration = SIX_HOURS
+    envs: dict[str, str] = msgspec.field(default_factory=dict)
+    run: str = ""

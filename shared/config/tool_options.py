@@ -32,6 +32,8 @@ __all__ = [
     "namespace_problem",
     "plain_value_problem",
     "release_name_problem",
+    "repository_problem",
+    "set_value_problem",
 ]
 
 _BOOLEAN: Final = frozenset({"", "true", "false"})
@@ -132,3 +134,34 @@ def namespace_problem(namespace: str) -> str | None:
 def _flag_name(key: str) -> str:
     # PipeCD's docs spell them kustomize v3's way (load_restrictor); v4+ wants dashes.
     return key.replace("_", "-")
+
+
+# A `--set` key: a value path like a.b[0].c (helm's strvals), nothing that reads as more.
+_SET_KEY: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\\\[\]/-]*")
+_REPOSITORY_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def set_value_problem(key: str, value: str) -> str | None:
+    """Why `key=value` cannot go to helm as `--set=key=value` (PipeCD's setValues), or None.
+
+    The value is one argument joined to its flag, so it cannot add an option; helm's
+    own syntax in it (`a,b=c`, `{x,y}`) sets chart values only, as in PipeCD.
+    """
+    if not _SET_KEY.fullmatch(key):
+        return f"a setValues key is a value path like a.b[0].c; got {_show(key)}"
+    if _CONTROL.search(value):
+        return "must not contain control characters or line breaks"
+    return None
+
+
+def repository_problem(repository: str) -> str | None:
+    """Why `repository` is not a chart repository's name, an `oci://` registry path or a
+    repository's http(s) URL, or None."""
+    if repository.startswith(("https://", "http://", "oci://")):
+        return plain_value_problem(repository)
+    if not _REPOSITORY_NAME.fullmatch(repository):
+        return (
+            "expected the name of a chart repository helm knows (helm repo add), an oci:// "
+            f"registry path or a repository's https:// URL; got {_show(repository)}"
+        )
+    return None

@@ -67,7 +67,8 @@ class StreamStore(Protocol):
 
     async def read_stream(
         self, stream_id: str, *, from_version: int = 0, limit: int | None = None, conn: Any = None
-    ) -> list[RecordedEvent]: ...
+    ) -> list[RecordedEvent]:
+        """The stream's events from `from_version` on, oldest first."""
 
     async def append(
         self,
@@ -76,7 +77,8 @@ class StreamStore(Protocol):
         *,
         expected_version: int | None,
         conn: Any = None,
-    ) -> _Appended: ...
+    ) -> _Appended:
+        """Append if the stream is at `expected_version`; `ConcurrencyConflict` otherwise."""
 
 
 @dataclass(frozen=True)

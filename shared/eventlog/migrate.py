@@ -21,6 +21,8 @@ _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 @dataclass(frozen=True)
 class Migration:
+    """One numbered schema migration and its SQL."""
+
     version: int
     name: str
     sql: str

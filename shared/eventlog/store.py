@@ -117,6 +117,7 @@ class AppendResult(msgspec.Struct, frozen=True):
 
     @property
     def next_expected_version(self) -> int:
+        """The version to expect for the next append after this one."""
         return self.stream_versions[-1]
 
 
@@ -372,6 +373,7 @@ class EventStore:
                 await sleep_or_stop(stop, idle_sleep)
 
     def decode_row(self, row: asyncpg.Record) -> RecordedEvent:
+        """A stored row as a `RecordedEvent`, upcast to its current schema version."""
         return RecordedEvent(
             global_position=row["global_position"],
             tx_id=row["tx_id"],
@@ -387,6 +389,7 @@ class EventStore:
 
 
 def position_of(event: RecordedEvent | asyncpg.Record) -> LogPosition:
+    """Where an event (or an events row) stands in the global feed."""
     if isinstance(event, RecordedEvent):
         return LogPosition(event.tx_id, event.global_position)
     return LogPosition(event["tx_id"], event["global_position"])

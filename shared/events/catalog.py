@@ -1,6 +1,6 @@
 """The domain events every service agrees on (DESIGN §2, §5): the heart of the wire contract.
 
-The rest of the contract sits beside it: `vocabulary.py` (the closed sets of
+The rest of the contract sits beside it: `py` (the closed sets of
 values, as the `StrEnum` types of these fields), `streams.py` (the stream of
 each group below) and `ids.py` (the ids derived from causes).
 
@@ -19,20 +19,30 @@ import msgspec
 from shared.events.base import Event
 from shared.events.codec import EventRegistry
 from shared.events.vocabulary import (
+    CheckKind,
+    CheckStrategy,
     CommitSource,
     DeploymentStatus,
+    Deviation,
+    KeyRole,
+    ReceiverKind,
+    SampleRole,
     StageName,
     StageStatus,
     Strategy,
     SyncState,
+    TickOutcome,
     Trigger,
     Verdict,
+    WebhookProvider,
 )
 
 # Applications (stream `application-<application_id>`) -------------------------
 
 
 class ApplicationRegistered(Event, tag="application_registered", frozen=True):
+    """An application was registered: its name, repository and path."""
+
     application_id: str
     name: str
     repository_id: str
@@ -43,10 +53,14 @@ class ApplicationRegistered(Event, tag="application_registered", frozen=True):
 
 
 class ApplicationDisabled(Event, tag="application_disabled", frozen=True):
+    """An application was disabled: no deployment is planned for it until it is enabled."""
+
     application_id: str
 
 
 class ApplicationEnabled(Event, tag="application_enabled", frozen=True):
+    """A disabled application was enabled again."""
+
     application_id: str
 
 
@@ -94,6 +108,19 @@ class ApplicationSyncStateChanged(Event, tag="application_sync_state_changed", f
     summary: str
     diff: str = ""
     commit_hash: str = ""
+
+
+class ApplicationHealthChanged(Event, tag="application_health_changed", frozen=True):
+    """Drift detection found the application's live workloads newly healthy or unhealthy.
+
+    Stream `drift-<application_id>`; appended when health differs from the last
+    recorded (and on the first check). `previous` is "" on that first one.
+    """
+
+    application_id: str
+    healthy: bool
+    summary: str
+    previous: str = ""  # HEALTHY | UNHEALTHY | "" (never recorded)
 
 
 class ApplicationDeleted(Event, tag="application_deleted", frozen=True):
@@ -149,6 +176,8 @@ class CommitObserved(Event, tag="commit_observed", frozen=True):
 
 
 class RepositoryFetchFailed(Event, tag="repository_fetch_failed", frozen=True):
+    """Fetching a repository failed; the watcher retries after `retry_in_s`."""
+
     repository_id: str
     reason: str
     attempt: int = 1
@@ -156,13 +185,17 @@ class RepositoryFetchFailed(Event, tag="repository_fetch_failed", frozen=True):
 
 
 class RepositoryRecovered(Event, tag="repository_recovered", frozen=True):
+    """A repository is fetched again after failed attempts."""
+
     repository_id: str
     after_attempts: int = 1
 
 
 class WebhookRejected(Event, tag="webhook_rejected", frozen=True):
+    """A webhook was refused (bad signature, unknown repository, malformed body)."""
+
     repository_id: str
-    provider: str  # github | gitlab
+    provider: WebhookProvider
     reason: str
     remote_addr: str = ""
 
@@ -179,19 +212,30 @@ class ApplicationConfigDiscovered(Event, tag="application_config_discovered", fr
     commit_hash: str = ""
 
 
+class ConfigMention(msgspec.Struct, frozen=True, kw_only=True):
+    """One `spec.notification.mentions[]` entry of an application config: whom Slack
+    mentions on notifications of `event` (a PipeCD type without `EVENT_`, or "*")."""
+
+    event: str
+    slack_users: tuple[str, ...] = ()
+    slack_groups: tuple[str, ...] = ()
+
+
 class ApplicationConfigObserved(Event, tag="application_config_observed", frozen=True):
     """A registered application's config file, read at a commit of its repository.
 
     Stream `appconfig-<application_id>`, owned by the gitwatcher. Appended when
-    the config's labels differ from the ones last recorded for the application
-    (and once for an application not read before), so that readers merge them
-    with the registration's labels (`shared.labels.merge_labels`).
+    the config's labels or notification mentions differ from the ones last
+    recorded for the application (and once for an application not read
+    before), so that readers merge the labels with the registration's
+    (`shared.labels.merge_labels`) and the notifier mentions whom it names.
     """
 
     repository_id: str
     application_id: str
     commit_hash: str
     labels: tuple[tuple[str, str], ...] = ()
+    mentions: tuple[ConfigMention, ...] = ()
 
 
 # Deployments (stream `deployment-<deployment_id>`) -----------------------------
@@ -210,6 +254,10 @@ class DeploymentTriggered(Event, tag="deployment_triggered", frozen=True):
     repository_id: str = ""
     commit_branch: str = ""
     commander: str = ""  # who asked, for on_command
+    # When the commit was made, ISO 8601 as git reports it (`CommitObserved.committed_at`);
+    # "" when the trigger did not know (drift, events written before this field).
+    committed_at: str = ""
+    chain_id: str = ""  # on_chain: the chain (stream `chain-<id>`) that triggered it
 
 
 class PlannedStage(msgspec.Struct, frozen=True, kw_only=True):
@@ -235,6 +283,8 @@ class DeploymentQueued(Event, tag="deployment_queued", frozen=True):
 
 
 class DeploymentPlanned(Event, tag="deployment_planned", frozen=True):
+    """The planner's plan for a deployment: its strategy, why, and its stages."""
+
     deployment_id: str
     application_id: str
     commit_hash: str
@@ -246,9 +296,17 @@ class DeploymentPlanned(Event, tag="deployment_planned", frozen=True):
     config_filename: str = ""
     path: str = ""
     repository_id: str = ""
+    skipped: dict[str, str] = msgspec.field(default_factory=dict)
+    """Stage id → why its `skipOn` skips it (PipeCD's rule, decided when planning): the
+    executor records those stages SKIPPED instead of running them."""
+    version: str = ""
+    """What it deploys, named by its Deployments' image tags (PipeCD's `determineVersion`:
+    "v2", "v2 (web), 1.4 (sidecar)", or "unknown")."""
 
 
 class DeploymentPlanFailed(Event, tag="deployment_plan_failed", frozen=True):
+    """No plan could be made (bad config, render failure): the deployment ends here."""
+
     deployment_id: str
     application_id: str
     reason: str  # something a person can act on
@@ -262,6 +320,67 @@ class DeploymentCompleted(Event, tag="deployment_completed", frozen=True):
     status: DeploymentStatus  # SUCCESS | FAILURE | CANCELLED
     commit_hash: str = ""
     reason: str = ""
+
+
+# Deployment chains (stream `chain-<chain_id>`; shared/chains.py) -------------------
+
+
+class ChainNode(msgspec.Struct, frozen=True, kw_only=True):
+    """One application of a chain's block, and the deployment the chain opens for it."""
+
+    application_id: str
+    deployment_id: str
+
+
+class ChainBlock(msgspec.Struct, frozen=True, kw_only=True):
+    """The applications of one block of a chain: they deploy at once, after the block before."""
+
+    index: int  # 0: the deployment that started the chain
+    nodes: tuple[ChainNode, ...]
+
+
+class ChainStarted(Event, tag="chain_started", frozen=True):
+    """A deployment with `postSync.chain` succeeded: its chain, with the applications each
+    matcher found (block 0 is that deployment, block k the k-th matcher's applications)."""
+
+    chain_id: str
+    origin_deployment_id: str
+    origin_application_id: str
+    blocks: tuple[ChainBlock, ...]
+
+
+class ChainBlockStarted(Event, tag="chain_block_started", frozen=True):
+    """Every deployment of the blocks before succeeded: this block's deployments are opened."""
+
+    chain_id: str
+    index: int
+
+
+class ChainDeploymentFinished(Event, tag="chain_deployment_finished", frozen=True):
+    """A deployment of the chain reached a final status."""
+
+    chain_id: str
+    deployment_id: str
+    status: DeploymentStatus  # SUCCESS | FAILURE | CANCELLED
+
+
+class ChainCancelRequested(Event, tag="chain_cancel_requested", frozen=True):
+    """Someone cancelled the chain; the deployments it still runs are cancelled too."""
+
+    chain_id: str
+    commander: str = ""
+
+
+class ChainCompleted(Event, tag="chain_completed", frozen=True):
+    """The chain ended: SUCCESS (every block), FAILURE (a deployment failed: later blocks
+    never start), or CANCELLED (cancelled, or one of its deployments was)."""
+
+    chain_id: str
+    status: DeploymentStatus  # SUCCESS | FAILURE | CANCELLED
+    reason: str = ""
+    # The chain's origin, under the names the notifier routes and describes an event by.
+    application_id: str = ""
+    deployment_id: str = ""
 
 
 # The executor's events (stream `deployment-<deployment_id>`; DESIGN §5) ----------
@@ -367,14 +486,14 @@ class AnalysisCheck(msgspec.Struct, frozen=True, kw_only=True):
     everything its verdicts depend on, so they can be recomputed from the log alone."""
 
     key: str  # `metrics[0] error-rate` (the template's name, if any) / `https[0]`
-    kind: str  # metrics | http
-    strategy: str  # THRESHOLD | PREVIOUS | CANARY_BASELINE | CANARY_PRIMARY | HTTP
+    kind: CheckKind
+    strategy: CheckStrategy
     interval_s: float
     provider: str = ""
     query: str = ""  # the query template (rendered per variant in each AnalysisMeasured)
     failure_limit: int = 0
     skip_on_no_data: bool = False
-    deviation: str = "EITHER"
+    deviation: Deviation = Deviation.EITHER
     expected_min: float | None = None
     expected_max: float | None = None
     timeout_s: float = 0.0
@@ -418,7 +537,7 @@ class AnalysisMeasured(Event, tag="analysis_measured", frozen=True):
     analysis_id: str
     check: str
     tick: int  # 1-based
-    role: str = ""  # "" (THRESHOLD, HTTP) | experiment | control
+    role: SampleRole = SampleRole.NONE  # NONE: THRESHOLD, HTTP
     variant: str = ""  # the variant the query was rendered for (or `previous`)
     provider: str = ""
     query: str = ""  # as rendered and sent (PromQL; `GET <url>` for an HTTP check)
@@ -442,8 +561,8 @@ class AnalysisTickJudged(Event, tag="analysis_tick_judged", frozen=True):
     check: str
     tick: int
     at_s: float  # seconds since the analysis started
-    strategy: str  # THRESHOLD | PREVIOUS | CANARY_BASELINE | CANARY_PRIMARY | HTTP
-    outcome: str  # continue | pass | fail
+    strategy: CheckStrategy
+    outcome: TickOutcome
     reason: str
     judge: str  # `threshold` / `http` for the service's own checks, else the judge's name
     judge_version: str
@@ -460,7 +579,7 @@ class ApiKeyCreated(Event, tag="api_key_created", frozen=True):
 
     key_id: str
     name: str
-    role: str  # read-only | read-write | admin
+    role: KeyRole
     secret_sha256: str  # hex
     creator: str = ""
 
@@ -470,6 +589,48 @@ class ApiKeyRevoked(Event, tag="api_key_revoked", frozen=True):
 
     key_id: str
     revoker: str = ""
+
+
+# Event watcher (stream `eventkey-<digest of name and labels>`, DESIGN §5) ----------
+
+
+class EventRegistered(Event, tag="event_registered", frozen=True):
+    """`slipway event register`: a named value (an image tag) for the event watcher to write.
+
+    One stream per (name, labels), PipeCD's event key, so the newest registration
+    of a key is the last `EventRegistered` of its stream: an older one is never
+    written over a newer one. `event_id` is the registration's own id (the
+    event's id in the log).
+    """
+
+    event_id: str
+    name: str
+    data: str
+    labels: tuple[tuple[str, str], ...] = ()  # sorted by key
+    contexts: tuple[tuple[str, str], ...] = ()  # PipeCD's `--contexts`: commit trailers
+    commit_hash: str = ""  # the commit that produced the value (PipeCD's `--commit-hash`)
+    registrar: str = ""
+
+
+class EventHandled(Event, tag="event_handled", frozen=True):
+    """The event watcher of one repository acted on one registration (the gitwatcher).
+
+    `status`: `SUCCESS` (committed, `commit_hash`), `NO_CHANGE` (the files held
+    the value already), `OUTDATED` (a newer registration of the key exists),
+    `FAILURE` (`description` says which file or field), `NOT_WATCHED` (no watcher
+    of the repository matches). `branch` is where the commit went (a new branch
+    and `pull_request_url` with `makePullRequest`).
+    """
+
+    event_id: str
+    repository_id: str
+    status: str  # SUCCESS | NO_CHANGE | OUTDATED | FAILURE | NOT_WATCHED
+    description: str = ""
+    commit_hash: str = ""
+    branch: str = ""
+    files: tuple[str, ...] = ()
+    watchers: tuple[str, ...] = ()  # `app:<application id>` or `.pipe/<file>` that matched
+    pull_request_url: str = ""
 
 
 # Notifications (stream `notification-<notification_id>`, DESIGN §9) ---------------
@@ -485,7 +646,7 @@ class NotificationScheduled(Event, tag="notification_scheduled", frozen=True):
 
     notification_id: str
     receiver: str
-    receiver_kind: str  # slack | webhook
+    receiver_kind: ReceiverKind
     notification_type: str  # PipeCD's type without EVENT_, e.g. DEPLOYMENT_FAILED
     source_event_id: str
     source_stream_id: str
@@ -545,6 +706,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ApplicationConfigClaimed,
     SyncRequested,
     ApplicationSyncStateChanged,
+    ApplicationHealthChanged,
     ApplicationDeleted,
     ApplicationResourcesDeleted,
     ApplicationResourcesDeletionFailed,
@@ -559,6 +721,11 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     DeploymentPlanned,
     DeploymentPlanFailed,
     DeploymentCompleted,
+    ChainStarted,
+    ChainBlockStarted,
+    ChainDeploymentFinished,
+    ChainCancelRequested,
+    ChainCompleted,
     DeploymentStarted,
     StageStarted,
     StageCompleted,
@@ -573,6 +740,8 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     AnalysisTickJudged,
     ApiKeyCreated,
     ApiKeyRevoked,
+    EventRegistered,
+    EventHandled,
     NotificationScheduled,
     NotificationAttemptFailed,
     NotificationDelivered,

@@ -62,9 +62,11 @@ class EventRegistry:
         return tag in self._by_tag
 
     def tags(self) -> list[str]:
+        """Every registered event type, sorted."""
         return sorted(self._by_tag)
 
     def current_version(self, tag: str) -> int:
+        """The schema version new events of `tag` are written with."""
         return self._registration(tag).version
 
     def encode(self, event: Event) -> tuple[str, int, bytes]:

@@ -57,6 +57,7 @@ class Selection(msgspec.Struct, frozen=True, kw_only=True):
     format: Format = "native"
 
     def wants_type(self, recorded: RecordedEvent) -> bool:
+        """Whether the selection asks for this event's category and type."""
         return (not self.categories or category_of(recorded.stream_id) in self.categories) and (
             not self.types or recorded.event_type in self.types
         )

@@ -17,8 +17,10 @@ from shared.ids import deterministic_event_id
 __all__ = [
     "analysis_id_of",
     "analysis_request_event_id",
+    "chain_id_of",
     "drift_deployment_id",
     "notification_id_of",
+    "on_chain_deployment_id",
     "on_command_deployment_id",
     "on_commit_deployment_id",
     "trigger_event_id",
@@ -44,6 +46,17 @@ def drift_deployment_id(application_id: str, commit_hash: str) -> str:
     one, so retries and replicas dedupe."""
     digest = hashlib.sha256(f"{application_id}\0{commit_hash}\0drift".encode()).hexdigest()
     return f"drift{digest[:21]}"
+
+
+def chain_id_of(origin_deployment_id: str) -> str:
+    """The chain a successful deployment starts: one per deployment, however often its
+    completion is delivered."""
+    return deterministic_event_id("chain", origin_deployment_id).hex
+
+
+def on_chain_deployment_id(chain_id: str, application_id: str) -> str:
+    """The deployment a chain opens for one of its applications (once per chain and app)."""
+    return deterministic_event_id("deployment", "on_chain", chain_id, application_id).hex
 
 
 def trigger_event_id(deployment_id: str) -> uuid.UUID:

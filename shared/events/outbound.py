@@ -83,6 +83,7 @@ def cursor_of(recorded: RecordedEvent) -> str:
 
 
 def cloudevent_type(event_type: str, schema_version: int) -> str:
+    """The CloudEvents `type` of an event type at a schema version."""
     return f"dev.slipway.{event_type}.v{schema_version}"
 
 

@@ -17,9 +17,11 @@ __all__ = [
     "apikey_stream",
     "application_config_stream",
     "application_stream",
+    "chain_stream",
     "config_claim_stream",
     "deployment_stream",
     "drift_stream",
+    "event_key_stream",
     "name_stream",
     "notification_stream",
     "relay_stream",
@@ -54,6 +56,11 @@ def repository_stream(repository_id: str) -> str:
     return stream_id("repository", repository_id)
 
 
+def chain_stream(chain_id: str) -> str:
+    """`chain-<id>`: a deployment chain's blocks, its deployments' outcomes, its end."""
+    return stream_id("chain", chain_id)
+
+
 def deployment_stream(deployment_id: str) -> str:
     """`deployment-<id>`: trigger, plan, the executor's events, completion."""
     return stream_id("deployment", deployment_id)
@@ -82,3 +89,10 @@ def apikey_stream(key_id: str) -> str:
 def relay_stream(relay_name: str) -> str:
     """`relay-<name>`: events a relay could not publish."""
     return stream_id("relay", relay_name)
+
+
+def event_key_stream(name: str, labels: tuple[tuple[str, str], ...]) -> str:
+    """`eventkey-<digest>`: every registration of one event name and label set, and what the
+    event watcher did with each (PipeCD's event key: the name and the sorted labels)."""
+    key = "\0".join((name, *(f"{k}={v}" for k, v in sorted(labels))))
+    return stream_id("eventkey", hashlib.sha256(key.encode()).hexdigest()[:32])

@@ -12,14 +12,22 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "CheckKind",
+    "CheckStrategy",
     "CommitSource",
     "DeploymentStatus",
+    "Deviation",
+    "KeyRole",
+    "ReceiverKind",
+    "SampleRole",
     "StageName",
     "StageStatus",
     "Strategy",
     "SyncState",
+    "TickOutcome",
     "Trigger",
     "Verdict",
+    "WebhookProvider",
 ]
 
 
@@ -108,3 +116,72 @@ class StageName(enum.StrEnum):
     SCRIPT_RUN = "SCRIPT_RUN"
     SCRIPT_RUN_ROLLBACK = "SCRIPT_RUN_ROLLBACK"
     ROLLBACK = "ROLLBACK"
+    CUSTOM_SYNC = "CUSTOM_SYNC"
+
+
+class WebhookProvider(enum.StrEnum):
+    """Who sent a webhook to the gitwatcher."""
+
+    GITHUB = "github"
+    GITLAB = "gitlab"
+
+
+class CheckKind(enum.StrEnum):
+    """What an analysis check measures: a metrics query, or an HTTP request."""
+
+    METRICS = "metrics"
+    HTTP = "http"
+
+
+class CheckStrategy(enum.StrEnum):
+    """How an analysis check judges what it measured (PipeCD's analysis strategies)."""
+
+    THRESHOLD = "THRESHOLD"
+    PREVIOUS = "PREVIOUS"
+    CANARY_BASELINE = "CANARY_BASELINE"
+    CANARY_PRIMARY = "CANARY_PRIMARY"
+    HTTP = "HTTP"
+
+
+class Deviation(enum.StrEnum):
+    """Which way a comparison fails: the experiment higher, lower, or either."""
+
+    EITHER = "EITHER"
+    HIGH = "HIGH"
+    LOW = "LOW"
+
+
+class SampleRole(enum.StrEnum):
+    """Which side of a comparison a measurement is ("" for THRESHOLD and HTTP checks), and
+    for a ratio of rates, which counter behind it (`shared.analysis.ratio_query`)."""
+
+    NONE = ""
+    EXPERIMENT = "experiment"
+    CONTROL = "control"
+    EXPERIMENT_EVENTS = "experiment_events"
+    EXPERIMENT_TOTAL = "experiment_total"
+    CONTROL_EVENTS = "control_events"
+    CONTROL_TOTAL = "control_total"
+
+
+class TickOutcome(enum.StrEnum):
+    """A check's verdict after one tick: no decision yet, passed, or failed."""
+
+    CONTINUE = "continue"
+    PASS = "pass"  # noqa: S105 - a verdict, not a password
+    FAIL = "fail"
+
+
+class KeyRole(enum.StrEnum):
+    """What an API key may do, each role including the ones before it."""
+
+    READ_ONLY = "read-only"
+    READ_WRITE = "read-write"
+    ADMIN = "admin"
+
+
+class ReceiverKind(enum.StrEnum):
+    """Where a notification goes."""
+
+    SLACK = "slack"
+    WEBHOOK = "webhook"

@@ -16,6 +16,8 @@ The modules, one job each:
 - `errors`: `GitError` and the classification of git's stderr;
 - `arguments`: what may go onto git's command line (branch names, revisions, paths);
 - `repository`: one remote's bare clone (`GitRepository`, `Commit`), checkouts;
+- `commits`: writing through a bare clone: a commit of changed files on a parent, a push
+  that is never forced (the event watcher's write-backs);
 - `filelock`: the `flock` that queues fetches of processes sharing a cache;
 - `cache`: `GitCache`, the clones under one root.
 """

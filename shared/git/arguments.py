@@ -24,6 +24,7 @@ def branch_name_problem(name: str) -> str | None:
 
 
 def check_branch(name: str) -> str:
+    """`name` if git accepts it as a branch and cannot read it as an option; else `ValueError`."""
     if problem := branch_name_problem(name):
         raise ValueError(problem)
     return name
@@ -37,6 +38,7 @@ def check_rev(rev: str) -> str:
 
 
 def check_path(path: str) -> str:
+    """`path` without leading or trailing slashes; `ValueError` for one with NUL or line breaks."""
     if any(c in path for c in "\0\n\r"):
         raise ValueError(f"not a usable path: {path!r}")
     return path.strip("/")

@@ -48,6 +48,7 @@ class Commit:
 
     @property
     def subject(self) -> str:
+        """The commit message's first line."""
         return self.message.split("\n", 1)[0]
 
 
@@ -79,6 +80,7 @@ class GitRepository:
 
     @property
     def cloned(self) -> bool:
+        """Whether the local mirror exists yet."""
         return (self.path / "HEAD").is_file()
 
     async def _git(
@@ -286,6 +288,7 @@ class GitRepository:
         return sorted(paths)
 
     async def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """Whether `ancestor` is an ancestor of `descendant` (or the same commit)."""
         try:
             await self._git(
                 "merge-base",

@@ -8,12 +8,15 @@ both at a git commit), then:
     spec = spec_from_config(config, config_path)
     plan = make_plan(spec, trigger, new_manifests, running_manifests, running_commit=…)
     plan.decision.strategy, plan.decision.summary, plan.stages
+
+`skip` decides PipeCD's `skipOn` once the caller has read the commit message and
+the changed files (`skipped_stages`, recorded in `Plan.skipped`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from shared.events.catalog import PlannedStage
 from shared.planning.diff import (
@@ -36,6 +39,7 @@ from shared.planning.spec import (
     spec_from_config,
 )
 from shared.planning.stages import build_stages
+from shared.planning.version import determine_version
 
 __all__ = [
     "Decision",
@@ -64,8 +68,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Plan:
+    """A plan: the decision (strategy and why) and the stages it runs."""
+
     decision: Decision
     stages: tuple[PlannedStage, ...]
+    skipped: Mapping[str, str] = field(default_factory=dict)
+    """Stage id → why `skipOn` skips it (`shared.planning.skip`; the planner fills it)."""
+    version: str = ""
+    """What it deploys, by its images (`shared.planning.version`, PipeCD's determineVersion)."""
 
 
 def make_plan(
@@ -78,6 +88,14 @@ def make_plan(
     running_error: str = "",
 ) -> Plan:
     """Decide the strategy and build its stages; `PlanError` names what to fix."""
+    if trigger.kind == "on_command" and spec.on_command_disabled:
+        # PipeCD's piped ignores a SYNC command for such an application; here the
+        # deployment the command made fails at planning, saying why.
+        raise PlanError(
+            f"trigger.onCommand.disabled is set in {spec.config_path or 'the config'}: "
+            "this application is not deployed by a sync command; push a commit, or "
+            "remove the setting"
+        )
     decision = decide_strategy(
         spec,
         trigger,
@@ -86,4 +104,5 @@ def make_plan(
         running_commit=running_commit,
         running_error=running_error,
     )
-    return Plan(decision, build_stages(decision.strategy, spec))
+    stages = build_stages(decision.strategy, spec)
+    return Plan(decision, stages, version=determine_version(new_manifests))

@@ -67,6 +67,8 @@ _CLUSTER_SCOPED: Final = frozenset(
 
 @dataclass(frozen=True)
 class DriftResult:
+    """The drift judge's answer: the sync state, a one-line summary and the diff."""
+
     state: SyncState
     summary: str
     """One line: `image web: hacked → v1` or `live state matches git`."""

@@ -52,6 +52,7 @@ class ApplicationPreview:
     error: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form of one application's preview."""
         out: dict[str, Any] = {
             "application": self.name,
             "config_path": self.config_path,
@@ -88,6 +89,7 @@ class Preview:
 
     @property
     def failures(self) -> list[ApplicationPreview]:
+        """The applications whose plan could not be made."""
         return [r for r in self.results if r.plan is None]
 
     def to_dict(self) -> dict[str, Any]:

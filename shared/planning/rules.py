@@ -69,6 +69,8 @@ class Rule(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Decision:
+    """The strategy chosen, by which rule, and why."""
+
     strategy: Strategy
     rule: Rule
     reason: str

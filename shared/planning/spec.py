@@ -62,9 +62,12 @@ class PlanningSpec:
     workloads: tuple[WorkloadRef, ...] = ()
     config_path: str = ""
     """Where the config lives in the repository, for messages that name it."""
+    on_command_disabled: bool = False
+    """`trigger.onCommand.disabled`: a sync command does not deploy this application."""
 
     @property
     def has_pipeline(self) -> bool:
+        """Whether `spec.pipeline` has stages (a PIPELINE is possible)."""
         return bool(self.stages)
 
 
@@ -81,6 +84,7 @@ class TriggerInfo:
 
     @property
     def by_command(self) -> bool:
+        """Whether a person's command, not a commit, triggered the deployment."""
         return bool(self.commander) or self.kind == "on_command"
 
 
@@ -112,6 +116,7 @@ def spec_from_config(config: ApplicationConfig, config_path: str = "") -> Planni
             WorkloadRef(kind=ref.kind or "Deployment", name=ref.name) for ref in spec.workloads
         ),
         config_path=config_path or str(config.path),
+        on_command_disabled=spec.trigger.on_command.disabled,
     )
 
 

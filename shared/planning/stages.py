@@ -53,12 +53,14 @@ def pipeline_stage_id(index: int, configured_id: str) -> str:
 
 
 def build_stages(strategy: Strategy, spec: PlanningSpec) -> tuple[PlannedStage, ...]:
+    """The stages of a deployment with this strategy."""
     if strategy is Strategy.PIPELINE:
         return pipeline_stages(spec)
     return quick_sync_stages(spec)
 
 
 def quick_sync_stages(spec: PlanningSpec) -> tuple[PlannedStage, ...]:
+    """A QUICK_SYNC's stages: one K8S_SYNC (and its hidden rollback)."""
     sync = PlannedStage(
         id=K8S_SYNC_STAGE_ID,
         name=StageName.K8S_SYNC,
@@ -71,6 +73,7 @@ def quick_sync_stages(spec: PlanningSpec) -> tuple[PlannedStage, ...]:
 
 
 def pipeline_stages(spec: PlanningSpec) -> tuple[PlannedStage, ...]:
+    """A PIPELINE's stages from `spec.pipeline`, and the hidden rollback; `PlanError` if none."""
     if not spec.has_pipeline:
         raise PlanError("cannot build a pipeline: no spec.pipeline.stages are configured")
     stages: list[PlannedStage] = []

@@ -70,6 +70,7 @@ class ApiServer:
             raise ConfigError(f"kubeconfig {where}: {exc}") from exc
 
     async def close(self) -> None:
+        """Close the HTTP client (idempotent)."""
         if self._client is not None:
             client, self._client = self._client, None
             await client.close()

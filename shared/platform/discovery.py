@@ -31,9 +31,11 @@ class ApiResource:
 
     @property
     def api_version(self) -> str:
+        """`group/version`, or `version` for the core group."""
         return f"{self.group}/{self.version}" if self.group else self.version
 
     def path(self, namespace: str = "", name: str = "") -> str:
+        """The REST path of the collection, or of one object when `name` is given."""
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
         if self.namespaced and namespace:
             base += f"/namespaces/{quote(namespace, safe='')}"

@@ -7,7 +7,10 @@ default), so it works the same against a real cluster and against kubesim.
 - **apply** is server-side apply (`PATCH` as `application/apply-patch+yaml`,
   field manager `slipway`, `force=true` by default so Slipway, the source of
   truth, takes fields back from `kubectl edit`). Each object is prepared by
-  `resources.prepare_for_apply` (labels and annotations, see there).
+  `resources.prepare_for_apply` (labels and annotations, see there). A manifest
+  annotated `pipecd.dev/sync-by-replace` / `force-sync-by-replace: enabled` is
+  replaced (PUT) / deleted and created instead, and `pipecd.dev/order` sorts
+  the batch, as PipeCD's piped does (`resources.sync_method`, `apply_order`).
 - **Discovery** (`discovery`) maps a kind to its plural and scope, cached per
   group/version and refreshed once on a miss.
 - **Requests and errors** (`apiserver`): every request goes through
@@ -18,6 +21,7 @@ default), so it works the same against a real cluster and against kubesim.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
@@ -35,11 +39,14 @@ from shared.platform.discovery import ApiResource, Discovery
 from shared.platform.resources import (
     FIELD_MANAGER,
     LABEL_APPLICATION,
+    VARIANT_LABEL,
     AppliedResource,
     RolloutStatus,
+    apply_order,
     describe,
     prepare_for_apply,
     rollout_status,
+    sync_method,
 )
 
 __all__ = ["DEFAULT_LIVE_KINDS", "KubernetesPlatform", "Propagation"]
@@ -68,6 +75,7 @@ DEFAULT_LIVE_KINDS: Final[tuple[tuple[str, str], ...]] = (
 
 # Applied before everything else, deleted after: other objects live inside them.
 _CONTAINERS: Final = ("Namespace", "CustomResourceDefinition")
+_RECREATE_ATTEMPTS: Final = 20  # force-sync-by-replace: about 30 s for the old object to go
 _APPLY_PATCH: Final = "application/apply-patch+yaml"
 _MERGE_PATCH: Final = "application/merge-patch+json"
 
@@ -132,6 +140,7 @@ class KubernetesPlatform:
         return self
 
     async def close(self) -> None:
+        """Close the connection to the API server."""
         await self._api.close()
 
     async def __aenter__(self) -> Self:
@@ -160,12 +169,14 @@ class KubernetesPlatform:
         force_conflicts: bool = True,
         auto_create_namespace: bool = False,
         add_variant_to_selector: bool = False,
+        variant_label: str = VARIANT_LABEL,
     ) -> list[AppliedResource]:
         """Server-side apply `manifests`, Namespaces and CRDs first, then in the given order.
 
         `namespace` overrides every namespaced object's namespace (else the
         manifest's, else `default`). `variant` (None for none) labels workloads
-        and their pod templates with `pipecd.dev/variant`; a workload using
+        and their pod templates with `variant_label` (the application's
+        `variantLabel.key`, `pipecd.dev/variant` by default); a workload using
         ConfigMaps or Secrets of the batch gets their hash as its pod template's
         `pipecd.dev/config-hash` (`confighash`), so a config change rolls it. With
         `auto_create_namespace`, a missing target namespace is created (plain,
@@ -173,7 +184,9 @@ class KubernetesPlatform:
         failure stops the batch and is raised; objects before it stay applied.
         """
         trace.get_current_span().set_attribute("slipway.k8s.manifests", len(manifests))
-        ordered = sorted(manifests, key=lambda m: m.kind not in _CONTAINERS)
+        # Namespaces and CRDs first, then by `pipecd.dev/order` (a stable sort: ties keep
+        # the given order), as PipeCD's piped sorts what it loads.
+        ordered = sorted(manifests, key=lambda m: (m.kind not in _CONTAINERS, apply_order(m)))
         in_batch = {m.name for m in manifests if m.kind == "Namespace"}
         config_hash = config_hashes(manifests)  # over this batch: a canary's own copies
         ensured: set[str] = set()
@@ -195,21 +208,28 @@ class KubernetesPlatform:
                 commit_hash=commit_hash,
                 variant=variant,
                 add_variant_to_selector=add_variant_to_selector,
+                variant_label=variant_label,
                 input_namespace=namespace or "",
                 config_hash=config_hash.get(manifest.key, ""),
             )
-            query = [("fieldManager", self.field_manager)]
-            if force_conflicts:
-                query.append(("force", "true"))
-            stored, code = await self._api.request(
-                "PATCH",
-                resource.path(target, manifest.name),
-                verb="apply",
-                what=what,
-                query=query,
-                body=body,
-                content_type=_APPLY_PATCH,
-            )
+            method = sync_method(manifest)
+            if method != "apply":
+                stored, code = await self._replace(
+                    resource, target, manifest.name, body, what, force=method == "force-replace"
+                )
+            else:
+                query = [("fieldManager", self.field_manager)]
+                if force_conflicts:
+                    query.append(("force", "true"))
+                stored, code = await self._api.request(
+                    "PATCH",
+                    resource.path(target, manifest.name),
+                    verb="apply",
+                    what=what,
+                    query=query,
+                    body=body,
+                    content_type=_APPLY_PATCH,
+                )
             metadata = stored.get("metadata") or {}
             applied.append(
                 AppliedResource(
@@ -227,6 +247,52 @@ class KubernetesPlatform:
             )
             log.debug("platform_applied", resource=what, created=code == 201)
         return applied
+
+    async def _replace(
+        self,
+        resource: ApiResource,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        what: str,
+        *,
+        force: bool,
+    ) -> tuple[dict[str, Any], int]:
+        """PipeCD's sync-by-replace: PUT the whole object (`kubectl replace`), or with `force`
+        delete it and create it again (`kubectl replace --force`); created when missing."""
+        query = [("fieldManager", self.field_manager)]
+        path = resource.path(namespace, name)
+        if not force:
+            try:
+                return await self._api.request(
+                    "PUT", path, verb="replace", what=what, query=query, body=body
+                )
+            except NotFound:
+                pass
+        else:
+            options = {
+                "kind": "DeleteOptions",
+                "apiVersion": "v1",
+                "propagationPolicy": "Background",
+            }
+            with contextlib.suppress(NotFound):
+                await self._api.request("DELETE", path, verb="delete", what=what, body=options)
+        delay = 0.1
+        for _ in range(_RECREATE_ATTEMPTS):
+            try:
+                return await self._api.request(
+                    "POST",
+                    resource.path(namespace),
+                    verb="create",
+                    what=what,
+                    query=query,
+                    body=body,
+                )
+            except ResourceConflict:
+                # Still terminating after the delete (finalizers, graceful deletion).
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        raise ResourceConflict(f"cannot re-create {what}: it is still being deleted", resource=what)
 
     @_spanned("kubernetes delete")
     async def delete(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 import msgspec
 
@@ -35,19 +35,24 @@ __all__ = [
     "LABEL_APPLICATION",
     "PIPECD_ANNOTATION_APPLICATION",
     "PIPECD_ANNOTATION_COMMIT_HASH",
+    "PIPECD_ANNOTATION_FORCE_SYNC_BY_REPLACE",
     "PIPECD_ANNOTATION_MANAGED_BY",
+    "PIPECD_ANNOTATION_ORDER",
     "PIPECD_ANNOTATION_ORIGINAL_API_VERSION",
     "PIPECD_ANNOTATION_RESOURCE_KEY",
+    "PIPECD_ANNOTATION_SYNC_BY_REPLACE",
     "VARIANT_LABEL",
     "WORKLOAD_KINDS",
     "AppliedResource",
     "RolloutStatus",
+    "apply_order",
     "describe",
     "parse_key",
     "pipecd_resource_key",
     "pod_template",
     "prepare_for_apply",
     "rollout_status",
+    "sync_method",
 ]
 
 FIELD_MANAGER: Final = "slipway"
@@ -66,6 +71,39 @@ PIPECD_ANNOTATION_ORIGINAL_API_VERSION: Final = "pipecd.dev/original-api-version
 PIPECD_ANNOTATION_CONFIG_HASH: Final = "pipecd.dev/config-hash"
 # A real label: Services and traffic routing select pods on it.
 VARIANT_LABEL: Final = "pipecd.dev/variant"
+# Written by the config's author on a manifest, read as PipeCD's piped reads them.
+PIPECD_ANNOTATION_ORDER: Final = "pipecd.dev/order"
+PIPECD_ANNOTATION_SYNC_BY_REPLACE: Final = "pipecd.dev/sync-by-replace"
+PIPECD_ANNOTATION_FORCE_SYNC_BY_REPLACE: Final = "pipecd.dev/force-sync-by-replace"
+_ENABLED: Final = "enabled"
+
+
+def apply_order(manifest: Manifest) -> int:
+    """`pipecd.dev/order` as a number (PipeCD's `sortManifests`: unset or not a number is 0)."""
+    value = _annotations(manifest).get(PIPECD_ANNOTATION_ORDER)
+    try:
+        return int(str(value).strip()) if value is not None else 0
+    except ValueError:
+        return 0
+
+
+def sync_method(manifest: Manifest) -> Literal["apply", "replace", "force-replace"]:
+    """How PipeCD syncs a manifest: `force-sync-by-replace: enabled` deletes and creates it
+    (`kubectl replace --force`), `sync-by-replace: enabled` replaces it whole (`kubectl
+    replace`, a PUT), anything else applies; the force annotation wins."""
+    annotations = _annotations(manifest)
+    if annotations.get(PIPECD_ANNOTATION_FORCE_SYNC_BY_REPLACE) == _ENABLED:
+        return "force-replace"
+    if annotations.get(PIPECD_ANNOTATION_SYNC_BY_REPLACE) == _ENABLED:
+        return "replace"
+    return "apply"
+
+
+def _annotations(manifest: Manifest) -> Mapping[str, Any]:
+    metadata = manifest.body.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    return annotations if isinstance(annotations, dict) else {}
+
 
 # Kinds whose pods come from `spec.template`; CronJob's sit one level deeper.
 WORKLOAD_KINDS: Final = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"})
@@ -106,6 +144,7 @@ class RolloutStatus(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def resource(self) -> str:
+        """The object as people name it: `Deployment web (ns)`."""
         return describe(self.kind, self.namespace, self.name)
 
 
@@ -142,11 +181,13 @@ def prepare_for_apply(
     add_variant_to_selector: bool = False,
     input_namespace: str = "",
     config_hash: str = "",
+    variant_label: str = VARIANT_LABEL,
 ) -> dict[str, Any]:
     """The body to server-side apply for `manifest`: a copy, in `namespace` ("" = cluster-scoped),
     carrying Slipway's label and annotations and, for workloads, the variant label and
     (when not "") `config_hash` on the pod template. `input_namespace` is the application's
-    namespace override, which PipeCD's resource key carries.
+    namespace override, which PipeCD's resource key carries. `variant_label` is the
+    application's `variantLabel.key` (PipeCD writes the variant under that key only).
 
     The selector is left alone unless asked: a Deployment's selector is immutable,
     so adding the variant to an existing one would make the apply fail.
@@ -174,18 +215,18 @@ def prepare_for_apply(
         }
     )
     if variant:
-        annotations[VARIANT_LABEL] = variant  # PipeCD annotates every object with its variant
+        annotations[variant_label] = variant  # PipeCD annotates every object with its variant
     template = pod_template(manifest.kind, body)
     if template is not None and config_hash:
         _mapping(_mapping(template, "metadata"), "annotations")[PIPECD_ANNOTATION_CONFIG_HASH] = (
             config_hash
         )
     if variant and template is not None:
-        labels[VARIANT_LABEL] = variant
-        _mapping(_mapping(template, "metadata"), "labels")[VARIANT_LABEL] = variant
+        labels[variant_label] = variant
+        _mapping(_mapping(template, "metadata"), "labels")[variant_label] = variant
         if add_variant_to_selector and manifest.kind != "CronJob":
             selector = _mapping(_mapping(body, "spec"), "selector")
-            _mapping(selector, "matchLabels")[VARIANT_LABEL] = variant
+            _mapping(selector, "matchLabels")[variant_label] = variant
     return body
 
 

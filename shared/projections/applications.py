@@ -105,6 +105,7 @@ class ApplicationsProjection(SingleTableProjection):
     async def apply(
         self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]
     ) -> None:
+        """Update the applications table for one event."""
         match event.event:
             case ApplicationRegistered() as registered:
                 await conn.execute(
@@ -146,6 +147,7 @@ class ApplicationsProjection(SingleTableProjection):
         events: Sequence[RecordedEvent],
         tables: Mapping[str, str],
     ) -> None:
+        """Apply events in order, in the caller's transaction."""
         # Deployment events are most of the log: each run of them is folded in memory
         # and written in two statements, not two per event.
         run: list[RecordedEvent] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from shared.projections.applications import ApplicationsProjection
 from shared.projections.base import Projection, check_projection, check_unique
 from shared.projections.deployments import DeploymentsProjection
+from shared.projections.insights import InsightsProjection
 from shared.projections.stream_stats import StreamStatsProjection
 
 
@@ -14,6 +15,7 @@ def default_projections() -> list[Projection]:
         ApplicationsProjection(),
         StreamStatsProjection(),
         DeploymentsProjection(),
+        InsightsProjection(),
     ]
     for projection in projections:
         check_projection(projection)

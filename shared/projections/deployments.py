@@ -119,6 +119,7 @@ class DeploymentsProjection(SingleTableProjection):
     async def apply(
         self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]
     ) -> None:
+        """Update the deployments table for one event."""
         at, position = event.recorded_at, event.global_position
         match event.event:
             case DeploymentTriggered() as e:

@@ -65,6 +65,7 @@ class ReplayResult(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def events_per_second(self) -> float:
+        """The replay's speed."""
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 

@@ -74,6 +74,7 @@ async def load_state(
 
 
 async def save_checkpoint(conn: asyncpg.Connection, name: str, position: LogPosition) -> None:
+    """Record how far a projection has applied the log (in the caller's transaction)."""
     await conn.execute(_SAVE_CHECKPOINT, name, position.tx_id, position.global_position)
 
 

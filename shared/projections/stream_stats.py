@@ -59,6 +59,7 @@ class StreamStatsProjection(SingleTableProjection):
     async def apply(
         self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]
     ) -> None:
+        """Count one event."""
         await self.apply_batch(conn, [event], tables)
 
     async def apply_batch(
@@ -67,6 +68,7 @@ class StreamStatsProjection(SingleTableProjection):
         events: Sequence[RecordedEvent],
         tables: Mapping[str, str],
     ) -> None:
+        """Count the events of a batch with one statement per stream."""
         # One statement per batch: tally in memory first, since an upsert may not
         # touch the same row twice. The log gives each stream's events in version order.
         tallies: dict[str, _Tally] = {}

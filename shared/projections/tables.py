@@ -22,6 +22,7 @@ def physical_tables(logical: Iterable[str], generation: int) -> dict[str, str]:
 
 
 def quote(identifier: str) -> str:
+    """A PostgreSQL identifier, quoted."""
     return '"' + identifier.replace('"', '""') + '"'
 
 
@@ -45,6 +46,7 @@ async def create_generation(
 async def drop_generation(
     conn: asyncpg.Connection, logical: Iterable[str], generation: int
 ) -> None:
+    """Drop one generation's physical tables."""
     for table in physical_tables(logical, generation).values():
         await conn.execute(f"DROP TABLE IF EXISTS {quote(table)}")
 

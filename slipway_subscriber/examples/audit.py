@@ -63,6 +63,7 @@ class AuditFile:
         return True
 
     def close(self) -> None:
+        """Close the audit file."""
         self._out.close()
 
 
@@ -76,6 +77,7 @@ async def run(source: Source, out: Path, checkpoint: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the audit subscriber until interrupted; the exit status."""
     parser = argparse.ArgumentParser(prog="python -m slipway_subscriber.examples.audit")
     parser.add_argument("--out", type=Path, required=True, help="the JSON-lines audit file")
     parser.add_argument(

@@ -15,6 +15,7 @@ import yaml
 from kubesim import ImageRule, KubeSim
 from shared.analysis.judges import judge_named
 from shared.analysis.strategies import TickInput, evaluate
+from shared.events import vocabulary
 from shared.events.catalog import (
     AnalysisCheck,
     AnalysisMeasured,
@@ -160,12 +161,12 @@ async def test_previous_passes_first_then_fails_a_worse_deployment_against_the_l
 
 FIRST_PREVIOUS = AnalysisCheck(
     key="metrics[0]",
-    kind="metrics",
-    strategy="PREVIOUS",
+    kind=vocabulary.CheckKind.METRICS,
+    strategy=vocabulary.CheckStrategy.PREVIOUS,
     interval_s=3.0,
     provider="prom",
     query="q",
-    deviation="HIGH",
+    deviation=vocabulary.Deviation.HIGH,
     failure_limit=1,
 )
 
@@ -175,7 +176,7 @@ def _primary(tick: int, *values: str, error: str = "", final: bool = False) -> T
         analysis_id="a1",
         check=FIRST_PREVIOUS.key,
         tick=tick,
-        role="experiment",
+        role=vocabulary.SampleRole.EXPERIMENT,
         variant="primary",
         values=values,
         error=error,

@@ -108,26 +108,24 @@ async def waiting_for_approval(store: EventStore, d: str) -> None:
         DeploymentTriggered(
             deployment_id=d,
             application_id="app1",
-            trigger=vocabulary.Trigger("on_commit"),
+            trigger=vocabulary.Trigger.ON_COMMIT,
             commit_hash="c1",
         ),
         DeploymentPlanned(
             deployment_id=d,
             application_id="app1",
             commit_hash="c1",
-            strategy=vocabulary.Strategy("pipeline"),
+            strategy=vocabulary.Strategy.PIPELINE,
             summary="",
             reason="",
             stages=(
                 PlannedStage(
                     id="stage-0",
-                    name=vocabulary.StageName("WAIT_APPROVAL"),
+                    name=vocabulary.StageName.WAIT_APPROVAL,
                     index=0,
                     options_json=APPROVAL_OPTIONS,
                 ),
-                PlannedStage(
-                    id="stage-1", name=vocabulary.StageName("K8S_PRIMARY_ROLLOUT"), index=1
-                ),
+                PlannedStage(id="stage-1", name=vocabulary.StageName.K8S_PRIMARY_ROLLOUT, index=1),
             ),
         ),
         DeploymentStarted(deployment_id=d, application_id="app1", started_at=T0),
@@ -173,7 +171,7 @@ async def test_a_waiting_approval_shows_who_may_approve_and_how_many_more(
         StageCompleted(
             deployment_id=d,
             stage_id="stage-0",
-            status=vocabulary.StageStatus("SUCCESS"),
+            status=vocabulary.StageStatus.SUCCESS,
             reason="Approved by alice, bob",
         ),
     )
@@ -194,19 +192,19 @@ async def test_a_stage_name_shared_by_two_stages_is_refused_naming_them(
         DeploymentTriggered(
             deployment_id=d,
             application_id="app1",
-            trigger=vocabulary.Trigger("on_commit"),
+            trigger=vocabulary.Trigger.ON_COMMIT,
             commit_hash="c1",
         ),
         DeploymentPlanned(
             deployment_id=d,
             application_id="app1",
             commit_hash="c1",
-            strategy=vocabulary.Strategy("pipeline"),
+            strategy=vocabulary.Strategy.PIPELINE,
             summary="",
             reason="",
             stages=(
-                PlannedStage(id="stage-0", name=vocabulary.StageName("WAIT"), index=0),
-                PlannedStage(id="stage-1", name=vocabulary.StageName("WAIT"), index=1),
+                PlannedStage(id="stage-0", name=vocabulary.StageName.WAIT, index=0),
+                PlannedStage(id="stage-1", name=vocabulary.StageName.WAIT, index=1),
             ),
         ),
         DeploymentStarted(deployment_id=d, application_id="app1", started_at=T0),
@@ -249,7 +247,7 @@ async def many_events(store: EventStore, count: int = 1500) -> None:
             DeploymentTriggered(
                 deployment_id=d,
                 application_id="app1",
-                trigger=vocabulary.Trigger("on_commit"),
+                trigger=vocabulary.Trigger.ON_COMMIT,
                 commit_hash=f"c{n}",
             )
             for n in range(count)
@@ -381,7 +379,7 @@ async def test_a_pending_deployment_says_what_it_waits_for(cli: Cli, store: Even
         DeploymentTriggered(
             deployment_id=queued,
             application_id="app1",
-            trigger=vocabulary.Trigger("on_commit"),
+            trigger=vocabulary.Trigger.ON_COMMIT,
             commit_hash="c2",
         ),
         DeploymentQueued(deployment_id=queued, application_id="app1", behind_deployment_id=ahead),
@@ -415,7 +413,8 @@ async def test_usage_errors_exit_2_and_unknown_things_exit_1(cli: Cli) -> None:
 def _analysis_events(d: str, stage_id: str, values: list[str]) -> list[Event]:
     """A recorded THRESHOLD analysis of `stage_id`, each value a tick judged as the service does."""
     check = AnalysisCheck(
-        key="metrics[0] error-rate", kind="metrics", strategy="THRESHOLD", interval_s=3.0,
+        key="metrics[0] error-rate", kind=vocabulary.CheckKind.METRICS,
+        strategy=vocabulary.CheckStrategy.THRESHOLD, interval_s=3.0,
         provider="prom", query="q", expected_max=0.1,
     )  # fmt: skip
     judge = judge_named("pipecd")
@@ -436,7 +435,8 @@ def _analysis_events(d: str, stage_id: str, values: list[str]) -> list[Event]:
         events.append(
             AnalysisTickJudged(
                 analysis_id=analysis_id, check=check.key, tick=n, at_s=3.0 * n,
-                strategy="THRESHOLD", outcome=verdict.outcome, reason=verdict.reason,
+                strategy=vocabulary.CheckStrategy.THRESHOLD,
+                outcome=vocabulary.TickOutcome(verdict.outcome), reason=verdict.reason,
                 judge=verdict.judge, judge_version=verdict.judge_version,
                 failures=verdict.failures, statistics=verdict.statistics,
             )
@@ -456,17 +456,17 @@ async def test_rejudge_goes_through_the_api_with_a_read_only_key(
         DeploymentTriggered(
             deployment_id=d,
             application_id="app1",
-            trigger=vocabulary.Trigger("on_commit"),
+            trigger=vocabulary.Trigger.ON_COMMIT,
             commit_hash="c1",
         ),
         DeploymentPlanned(
             deployment_id=d,
             application_id="app1",
             commit_hash="c1",
-            strategy=vocabulary.Strategy("pipeline"),
+            strategy=vocabulary.Strategy.PIPELINE,
             summary="",
             reason="",
-            stages=(PlannedStage(id="stage-0", name=vocabulary.StageName("ANALYSIS"), index=0),),
+            stages=(PlannedStage(id="stage-0", name=vocabulary.StageName.ANALYSIS, index=0),),
         ),
     )
     events = _analysis_events(d, "stage-0", ["0.0", "0.05"])

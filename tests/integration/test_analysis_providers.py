@@ -21,6 +21,7 @@ from shared.analysis.checks import CheckPlan
 from shared.analysis.providers import PrometheusProvider, ProviderError, Series
 from shared.config.control import AnalysisProvider, AnalysisProviderConfig
 from shared.eventlog import EventStore
+from shared.events import vocabulary
 from shared.events.catalog import AnalysisCheck
 from shared.git import GitCache
 from shared.stagelog import StageLogs
@@ -150,8 +151,8 @@ async def test_previous_queries_the_previous_analysis_window_at_the_same_offset(
     same query over the window at the same offset from the previous analysis' start."""
     check = AnalysisCheck(
         key="metrics[0]",
-        kind="metrics",
-        strategy="PREVIOUS",
+        kind=vocabulary.CheckKind.METRICS,
+        strategy=vocabulary.CheckStrategy.PREVIOUS,
         interval_s=60.0,
         provider="prom",
         query='up{job="{{ .App.Name }}", v="{{ .Variant.Name }}", ns="{{ .K8s.Namespace }}"}',

@@ -26,6 +26,7 @@ from shared.analysis.providers import (
     PrometheusProvider,
     ProviderError,
 )
+from shared.events import vocabulary
 from shared.events.catalog import NotificationScheduled
 from shared.http import RunningServer, serve
 from slipway_cli.api_client import MAX_EVENT_LINE_BYTES, ApiClient, ApiError
@@ -107,7 +108,7 @@ async def test_a_receivers_error_page_is_quoted_not_read_whole(
     scheduled = NotificationScheduled(
         notification_id="n1",
         receiver="hook",
-        receiver_kind="webhook",
+        receiver_kind=vocabulary.ReceiverKind.WEBHOOK,
         notification_type="DEPLOYMENT_FAILED",
         source_event_id="e1",
         source_stream_id="deployment-d1",

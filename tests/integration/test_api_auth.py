@@ -13,6 +13,7 @@ import pytest
 from services.api.routes import API_PREFIX, all_routes
 from shared.apikeys import create_api_key, key_id_of, revoke_api_key, secret_sha256
 from shared.eventlog import EventStore
+from shared.events import vocabulary
 from shared.events.catalog import ApiKeyCreated, ApiKeyRevoked
 from shared.testing import wait_until
 from tests.support.api import api_key_for, auth_headers, running_projection, served_api
@@ -117,7 +118,7 @@ async def test_keys_are_made_listed_and_revoked_and_revocation_takes_effect(
     assert recorded.event == ApiKeyCreated(
         key_id=key["key_id"],
         name="dashboard",
-        role="read-only",
+        role=vocabulary.KeyRole.READ_ONLY,
         secret_sha256=secret_sha256(secret),
         creator="test-admin",
     )

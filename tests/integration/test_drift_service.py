@@ -11,14 +11,17 @@ import asyncpg
 import pytest
 
 from kubesim import KubeSim
-from kubesim.testing import Kubectl, find_kubectl
+from kubesim.rules import ImageRule
+from kubesim.testing import Kubectl, eventually, find_kubectl
 from services.drift.service import DriftDetector
+from services.notifier.notify.catalog import NotificationType, notification_type_of
 from shared.config.control import KubernetesProviderConfig
 from shared.deploysource import load_deploy_source
 from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.events import vocabulary
 from shared.events.catalog import (
     ApplicationDeleted,
+    ApplicationHealthChanged,
     ApplicationRegistered,
     ApplicationResourcesDeleted,
     ApplicationSyncStateChanged,
@@ -153,6 +156,46 @@ async def test_kubectl_edit_is_detected_once_and_triggers_a_sync(
     assert isinstance(triggered[0].event, DeploymentTriggered)
     assert triggered[0].event.trigger == "on_out_of_sync"
     assert [s.state for s in await _states(store, OTHER)] == ["SYNCED"]
+
+
+async def _health(store: EventStore, app_id: str) -> list[ApplicationHealthChanged]:
+    return [
+        r.event
+        for r in await store.read_stream(drift_stream(app_id))
+        if isinstance(r.event, ApplicationHealthChanged)
+    ]
+
+
+async def test_live_workload_health_is_recorded_as_it_changes(
+    store: EventStore,
+    work: WorkRepo,
+    kubeconfig: Path,
+    kubectl: Kubectl,
+    sim: KubeSim,
+    tmp_path: Path,
+) -> None:
+    """Ready pods are healthy; an image whose pods never get ready makes the app unhealthy;
+    rolling back makes it healthy again, which is the APPLICATION_HEALTHY notification."""
+    await _deploy(store, work, kubeconfig, tmp_path)
+    detector = _detector(store, work, kubeconfig, tmp_path)
+
+    async def recorded(count: int) -> list[ApplicationHealthChanged] | None:
+        await detector.check_all()
+        found = await _health(store, APP)
+        return found if len(found) >= count else None
+
+    [first] = await eventually(lambda: recorded(1), within=20, interval=0.1, message="health")
+    assert (first.healthy, first.previous) == (True, "")
+    assert notification_type_of(first) is None  # a first look finding it healthy is no news
+    sim.rules.replace([ImageRule(image="*:unready", never_ready=True)])
+    await kubectl("-n", "shop", "set", "image", "deployment/web", "web=ghcr.io/acme/web:unready")
+    found = await eventually(lambda: recorded(2), within=20, interval=0.1, message="unhealthy")
+    assert (found[1].healthy, found[1].previous) == (False, "HEALTHY")
+    assert "Deployment shop/web" in found[1].summary
+    await kubectl("-n", "shop", "rollout", "undo", "deployment/web")
+    found = await eventually(lambda: recorded(3), within=20, interval=0.1, message="healthy")
+    assert (found[2].healthy, found[2].previous) == (True, "UNHEALTHY")
+    assert notification_type_of(found[2]) is NotificationType.APPLICATION_HEALTHY
 
 
 async def _deployment(store: EventStore, deployment_id: str, *, completed: bool) -> None:

@@ -606,7 +606,12 @@ async def test_slipway_replay_command_rebuilds_every_projection(
     assert process.returncode == 0, err.decode()
     total = await store.pool.fetchval("SELECT count(*) FROM events")
     lines = out.decode().splitlines()
-    assert [line.split(":")[0] for line in lines] == ["applications", "stream_stats", "deployments"]
+    assert [line.split(":")[0] for line in lines] == [
+        "applications",
+        "stream_stats",
+        "deployments",
+        "insights",
+    ]
     assert all(f"generation 2, {total} events in" in line for line in lines)
     assert await rows_of(store.pool, "stream_stats") == await stream_stats_from_log(store.pool)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Mapping
 
 import msgspec
 import numpy as np
@@ -18,6 +19,7 @@ from shared.analysis.rate_ratio import Counts, RateRatio, evidence
 from shared.analysis.ratio_query import COUNT_ROLES, count_queries
 from shared.analysis.record import since_previous_tick
 from shared.analysis.strategies import TickInput, evaluate
+from shared.events import vocabulary
 from shared.events.catalog import AnalysisCheck, AnalysisMeasured
 from slipway_sandbox.seed_layout import DEMO_ANALYSIS_TEMPLATE
 
@@ -254,17 +256,22 @@ def test_other_shapes_are_judged_on_their_samples(query: str) -> None:
 
 CHECK = AnalysisCheck(
     key="metrics[0] errors",
-    kind="metrics",
-    strategy="CANARY_BASELINE",
+    kind=vocabulary.CheckKind.METRICS,
+    strategy=vocabulary.CheckStrategy.CANARY_BASELINE,
     interval_s=300.0,
     query="rate(errors_total[1m]) / rate(requests_total[1m])",
-    deviation="HIGH",
+    deviation=vocabulary.Deviation.HIGH,
 )
 
 
 def _measured(tick: int, role: str, *values: str, error: str = "") -> AnalysisMeasured:
     return AnalysisMeasured(
-        analysis_id="a", check=CHECK.key, tick=tick, role=role, values=values, error=error
+        analysis_id="a",
+        check=CHECK.key,
+        tick=tick,
+        role=vocabulary.SampleRole(role),
+        values=values,
+        error=error,
     )
 
 
@@ -277,7 +284,7 @@ def _counters(
         analysis_id="a",
         check=CHECK.key,
         tick=tick,
-        role=role,
+        role=vocabulary.SampleRole(role),
         window_start=t0,
         window_end=t1,
         step_s=300.0,
@@ -286,14 +293,16 @@ def _counters(
     )
 
 
-def _tick(tick: int, counts: dict[str, AnalysisMeasured], final: bool = False) -> TickInput:
+def _tick(
+    tick: int, counts: Mapping[vocabulary.SampleRole, AnalysisMeasured], final: bool = False
+) -> TickInput:
     return TickInput(
         tick=tick,
         at_s=300.0 * tick,
         final=final,
         experiment=_measured(tick, "experiment", "0.02", "0.02"),
         control=_measured(tick, "control", "0.01", "0.01"),
-        counts=counts,
+        counts={str(role): measured for role, measured in counts.items()},
     )
 
 

@@ -39,6 +39,7 @@ from shared.config import load_control_config
 from shared.egress import EgressPolicy, EgressRefused, guarded_session
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
+from shared.events import vocabulary
 from shared.events.catalog import AnalysisCheck
 from shared.git import GitCache
 from shared.http import serve
@@ -214,8 +215,8 @@ def _service(store: EventStore, nc: NatsClient, subjects: Subjects, **kw: Any) -
 async def _measure(service: AnalysisService, url: str, expected: str = "") -> Any:
     check = AnalysisCheck(
         key="https[0]",
-        kind="http",
-        strategy="HTTP",
+        kind=vocabulary.CheckKind.HTTP,
+        strategy=vocabulary.CheckStrategy.HTTP,
         interval_s=60.0,
         query=url,
         timeout_s=5.0,

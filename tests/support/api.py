@@ -16,6 +16,8 @@ from shared.eventlog import EventStore
 from shared.projections import ProjectionRunner
 from shared.projections.applications import ApplicationsProjection
 from shared.projections.deployments import DeploymentsProjection
+from shared.projections.insights import InsightsProjection
+from shared.projections.stream_stats import StreamStatsProjection
 from shared.subjects import Subjects
 from tests.support import running
 
@@ -33,15 +35,19 @@ def auth_headers(key: str) -> Mapping[str, str]:
 
 @contextlib.asynccontextmanager
 async def running_projection(projector: EventStore) -> AsyncIterator[ProjectionRunner]:
-    """The `applications` and `deployments` projections, applying events until the block ends.
+    """The projections the API reads (`applications`, `deployments`, `insights`,
+    `stream_stats`), applying
+    events until the block ends; yields the `applications` runner.
 
     `projector` is a store as the projector's role: only it may build projections.
     """
     runner = ProjectionRunner(projector, ApplicationsProjection(), idle_sleep_s=0.01)
     deployments = ProjectionRunner(projector, DeploymentsProjection(), idle_sleep_s=0.01)
-    await runner.install()
-    await deployments.install()
-    async with running(runner.run, deployments.run):
+    insights = ProjectionRunner(projector, InsightsProjection(), idle_sleep_s=0.01)
+    stats = ProjectionRunner(projector, StreamStatsProjection(), idle_sleep_s=0.01)
+    for each in (runner, deployments, insights, stats):
+        await each.install()
+    async with running(runner.run, deployments.run, insights.run, stats.run):
         yield runner
 
 

@@ -32,7 +32,7 @@ from services.notifier.notify.retry import RetryPolicy
 from services.notifier.notify.webhook import DELIVERY_HEADER, verify
 from services.notifier.outbox import Outbox
 from services.notifier.service import CONSUMER_NAME, Notifier
-from services.notifier.targets import targets_of
+from services.notifier.targets import SLACK_API_URL, targets_of
 from shared.config.control import ControlConfig
 from shared.config.control_loader import load_control_config
 from shared.consumer import EventConsumer
@@ -197,11 +197,12 @@ async def notifier_running(
     holders: Sequence[str] = ("n1",),
     lease_s: float = 5.0,
     concurrency: int = 8,
+    slack_api_url: str = SLACK_API_URL,
 ) -> AsyncIterator[list[InProcess]]:
     """The relay and one notifier (consumer + worker) per holder, running for the block."""
     store, subjects, js = backends.store, backends.subjects, backends.nc.jetstream()
     await backends.ensure_event_stream()
-    targets = targets_of(control)
+    targets = targets_of(control, slack_api_url=slack_api_url)
     relay = backends.relay()
     replicas = []
     for holder in holders:

@@ -22,6 +22,7 @@ from shared.config import load_analysis_templates
 from shared.config.analysis import AnalysisTemplateSpec
 from shared.config.application import AnalysisOptions
 from shared.errors import ConfigError
+from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
     AnalysisCheck,
@@ -35,24 +36,28 @@ from shared.executor.options import stage_options
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 THRESHOLD = AnalysisCheck(
     key="metrics[0] error-rate",
-    kind="metrics",
-    strategy="THRESHOLD",
+    kind=vocabulary.CheckKind.METRICS,
+    strategy=vocabulary.CheckStrategy.THRESHOLD,
     interval_s=3.0,
     provider="prom",
     query="q",
     expected_max=0.1,
 )
 HTTP = AnalysisCheck(
-    key="https[0]", kind="http", strategy="HTTP", interval_s=5.0, expected_code=200
+    key="https[0]",
+    kind=vocabulary.CheckKind.HTTP,
+    strategy=vocabulary.CheckStrategy.HTTP,
+    interval_s=5.0,
+    expected_code=200,
 )
 COMPARE = AnalysisCheck(
     key="metrics[1]",
-    kind="metrics",
-    strategy="CANARY_PRIMARY",
+    kind=vocabulary.CheckKind.METRICS,
+    strategy=vocabulary.CheckStrategy.CANARY_PRIMARY,
     interval_s=3.0,
     provider="prom",
     query="q",
-    deviation="HIGH",
+    deviation=vocabulary.Deviation.HIGH,
 )
 
 
@@ -60,7 +65,12 @@ def measured(
     check: AnalysisCheck, tick: int, *values: str, role: str = "", **kw: Any
 ) -> AnalysisMeasured:
     return AnalysisMeasured(
-        analysis_id="a1", check=check.key, tick=tick, role=role, values=values, **kw
+        analysis_id="a1",
+        check=check.key,
+        tick=tick,
+        role=vocabulary.SampleRole(role),
+        values=values,
+        **kw,
     )
 
 
@@ -281,8 +291,8 @@ def _judged_history(values: list[str]) -> list[Event]:
                 check=THRESHOLD.key,
                 tick=n,
                 at_s=3.0 * n,
-                strategy="THRESHOLD",
-                outcome=verdict.outcome,
+                strategy=vocabulary.CheckStrategy.THRESHOLD,
+                outcome=vocabulary.TickOutcome(verdict.outcome),
                 reason=verdict.reason,
                 judge=verdict.judge,
                 judge_version=verdict.judge_version,

@@ -79,16 +79,19 @@ def test_piped_config_maps_onto_the_control_config() -> None:
         "https://10.0.0.1",
     )
     assert [p.name for p in spec.analysis_providers] == ["prometheus-dev"]
-    assert [r.name for r in spec.notifications.receivers] == ["prd-slack", "webhook"]
+    assert [r.name for r in spec.notifications.receivers] == ["prd-slack", "api-slack", "webhook"]
     slack = spec.notifications.receivers[0].slack
     assert slack is not None and slack.mentioned_accounts == ("alice",)
-    webhook = spec.notifications.receivers[1].webhook
+    api = spec.notifications.receivers[1].slack  # Slack's Web API: kept, as PipeCD posts to it
+    assert api is not None and api.uses_api
+    assert (api.oauth_token_file, api.channel_id) == ("/etc/piped-secret/slack-token", "C0123")
+    webhook = spec.notifications.receivers[2].webhook
     assert webhook is not None
     assert (webhook.signature_key, webhook.signature_secret_file) == (
         "PipeCD-Signature",
         "/etc/piped-secret/sig",
     )
-    assert [r.name for r in spec.notifications.routes] == ["prd-slack"]
+    assert [r.name for r in spec.notifications.routes] == ["prd-slack", "api-slack"]
     assert spec.event_watcher.check_interval == Duration.of(minutes=5)
     assert spec.secret_management is not None
     keys = spec.secret_management.config
@@ -110,8 +113,6 @@ def test_piped_only_settings_are_listed_as_warnings() -> None:
         (25, "spec.platformProviders[0].config.appStateInformer"),
         (28, "spec.platformProviders[1].type"),
         (37, "spec.analysisProviders[1].type"),
-        (50, "spec.notifications.routes[1].receiver"),
-        (57, "spec.notifications.receivers[1].slack"),
     ]
     assert "LAMBDA platform provider ignored" in config.warnings[5].message
 
@@ -159,8 +160,11 @@ BAD = [
         "slipway.yaml:12:18: spec.notifications.routes[0].events[0]: expected one of "
         "DEPLOYMENT_TRIGGERED, DEPLOYMENT_PLANNED, DEPLOYMENT_APPROVED, DEPLOYMENT_ROLLING_BACK, "
         "DEPLOYMENT_SUCCEEDED, DEPLOYMENT_FAILED, DEPLOYMENT_CANCELLED, DEPLOYMENT_WAIT_APPROVAL, "
-        "DEPLOYMENT_TRIGGER_FAILED, APPLICATION_SYNCED, APPLICATION_OUT_OF_SYNC, "
-        'APPLICATION_HEALTHY, PIPED_STARTED, PIPED_STOPPED; got "DEPLOYED"',
+        "DEPLOYMENT_TRIGGER_FAILED, DEPLOYMENT_STARTED, DEPLOYMENT_CHAIN_SUCCEEDED, "
+        "DEPLOYMENT_CHAIN_FAILED, DEPLOYMENT_CHAIN_CANCELLED, APPLICATION_SYNCED, "
+        "APPLICATION_OUT_OF_SYNC, APPLICATION_HEALTHY, PIPED_STARTED, PIPED_STOPPED, "
+        "STAGE_STARTED, STAGE_SKIPPED, STAGE_SUCCEEDED, STAGE_FAILED, STAGE_CANCELLED; "
+        'got "DEPLOYED"',
     ),
     (
         "receiver with both kinds",

@@ -44,6 +44,7 @@ def _observed(changed: tuple[str, ...], message: str = "bump") -> CommitObserved
         previous_hash="b" * 40,
         author="Alice",
         message=message,
+        committed_at="2026-03-02T09:00:00+01:00",
         changed_paths=changed,
     )
 
@@ -69,6 +70,7 @@ def test_commit_touching_two_of_three_apps_triggers_two() -> None:
     assert first.commit_hash == "c" * 40
     assert (first.commit_author, first.commit_message) == ("Alice", "bump")
     assert (first.repository_id, first.commit_branch, first.strategy) == ("config", "main", "auto")
+    assert first.committed_at == "2026-03-02T09:00:00+01:00"  # lead times start there
     assert first.deployment_id == on_commit_deployment_id("app-account", "c" * 40)
     check_stream_id(f"deployment-{first.deployment_id}")
 
@@ -127,7 +129,9 @@ def test_sync_request_becomes_an_on_command_trigger() -> None:
         commit_hash="h",
         commit_author="Bob",
         commit_message="m",
+        committed_at="2026-03-02T08:00:00Z",
     )
+    assert trigger.committed_at == "2026-03-02T08:00:00Z"
     assert (trigger.trigger, trigger.strategy, trigger.commander) == (
         "on_command",
         "pipeline",

@@ -28,12 +28,14 @@ from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationRegistered,
     ApplicationSyncStateChanged,
+    ChainCompleted,
     CommitObserved,
     DeploymentCancelRequested,
     DeploymentCompleted,
     DeploymentPlanFailed,
     DeploymentPlanned,
     DeploymentRollingBack,
+    DeploymentStarted,
     DeploymentTriggered,
     PlannedStage,
     StageApproved,
@@ -115,7 +117,26 @@ PLANNED = DeploymentPlanned(
             ),
             T.APPLICATION_OUT_OF_SYNC,
         ),
-        (StageStarted(deployment_id=D, stage_id="s", started_at=NOW, name="WAIT"), None),
+        (StageStarted(deployment_id=D, stage_id="s", started_at=NOW, name="WAIT"), T.STAGE_STARTED),
+        (
+            DeploymentStarted(deployment_id=D, application_id=A, started_at=NOW),
+            T.DEPLOYMENT_STARTED,
+        ),
+        *(
+            (
+                StageCompleted(
+                    deployment_id=D, stage_id="s", status=vocabulary.StageStatus(status)
+                ),
+                expected,
+            )
+            for status, expected in (
+                ("SUCCESS", T.STAGE_SUCCEEDED),
+                ("FAILURE", T.STAGE_FAILED),
+                ("CANCELLED", T.STAGE_CANCELLED),
+                ("SKIPPED", T.STAGE_SKIPPED),
+                ("EXITED", None),
+            )
+        ),
         (CommitObserved(repository_id="r", branch="main", commit_hash="c"), None),
     ],
 )
@@ -130,6 +151,8 @@ def test_a_failed_plan_is_a_failed_deployment_too() -> None:
     failed = DeploymentPlanFailed(deployment_id=D, application_id=A, reason="x.yaml:1:1: bad")
     assert notification_types_of(failed) == (T.DEPLOYMENT_TRIGGER_FAILED, T.DEPLOYMENT_FAILED)
     assert notification_types_of(PLANNED) == (T.DEPLOYMENT_PLANNED,)
+    approval = StageStarted(deployment_id=D, stage_id="s", started_at=NOW, name="WAIT_APPROVAL")
+    assert notification_types_of(approval) == (T.DEPLOYMENT_WAIT_APPROVAL, T.STAGE_STARTED)
     assert (
         notification_types_of(CommitObserved(repository_id="r", branch="b", commit_hash="c")) == ()
     )
@@ -152,12 +175,40 @@ def test_a_failed_plan_is_a_failed_deployment_too() -> None:
 
 
 def test_every_pipecd_type_has_a_group_and_a_documented_source() -> None:
-    """All 14 PipeCD types (incl. ROLLING_BACK, SYNCED, OUT_OF_SYNC) are grouped and sourced."""
-    assert len(NotificationType) == 14
+    """All 20 PipeCD types (incl. ROLLING_BACK, SYNCED, OUT_OF_SYNC, STAGE_*) and Slipway's
+    three chain types are grouped and sourced."""
+    assert len(NotificationType) == 20 + 3
     assert set(GROUP_OF) == set(SOURCES) == set(NotificationType)
     assert GROUP_OF[T.APPLICATION_OUT_OF_SYNC] is NotificationGroup.APPLICATION_SYNC
     assert GROUP_OF[T.DEPLOYMENT_ROLLING_BACK] is NotificationGroup.DEPLOYMENT
     assert GROUP_OF[T.PIPED_STOPPED] is NotificationGroup.PIPED
+    assert GROUP_OF[T.STAGE_FAILED] is NotificationGroup.STAGE
+    assert GROUP_OF[T.DEPLOYMENT_STARTED] is NotificationGroup.DEPLOYMENT
+
+
+def test_a_failed_stage_says_which_stage_and_why() -> None:
+    """STAGE_FAILED names the stage that ended and carries its reason."""
+    failed = StageCompleted(
+        deployment_id=D, stage_id="stage-0", status=vocabulary.StageStatus("FAILURE"), reason="oom"
+    )
+    started = StageStarted(deployment_id=D, stage_id="stage-0", started_at=NOW)
+    message = compose(
+        notification_id="n",
+        type_=T.STAGE_FAILED,
+        event=failed,
+        event_id="e",
+        event_type="stage_completed",
+        occurred_at=NOW,
+        application=None,
+        deployment=fold_deployment(D, [TRIGGERED, PLANNED, started, failed]),
+    )
+    assert (message.title, message.text, message.reason, message.severity, message.group) == (
+        f'Stage "K8S_CANARY_ROLLOUT" of deployment for "{A}" failed',
+        "oom",
+        "oom",
+        "error",
+        "STAGE",
+    )
 
 
 def test_deployment_fold_keeps_commit_stage_and_reason() -> None:
@@ -339,3 +390,36 @@ def test_backoff_doubles_to_a_cap_with_jitter_below() -> None:
 def test_which_statuses_are_retried(status: int, retryable: bool) -> None:
     """Server errors, 408 and 429 are retried; other 4xx are given up at once."""
     assert is_retryable_status(status) is retryable
+
+
+@pytest.mark.parametrize(
+    ("status", "type_", "title"),
+    [
+        ("SUCCESS", "DEPLOYMENT_CHAIN_SUCCEEDED", 'Deployment chain started by "web" completed'),
+        ("FAILURE", "DEPLOYMENT_CHAIN_FAILED", 'Deployment chain started by "web" failed'),
+        ("CANCELLED", "DEPLOYMENT_CHAIN_CANCELLED", 'Deployment chain started by "web" was'),
+    ],
+)
+def test_a_chain_that_ends_notifies_with_its_reason(status: str, type_: str, title: str) -> None:
+    """ChainCompleted makes a DEPLOYMENT_CHAIN_* notification about the chain's origin."""
+    event = ChainCompleted(
+        chain_id="c1",
+        status=vocabulary.DeploymentStatus(status),
+        reason="block 1: deployment d2 of application web-stg ended FAILURE",
+        application_id=A,
+        deployment_id=D,
+    )
+    assert notification_type_of(event) == NotificationType(type_)
+    assert GROUP_OF[NotificationType(type_)] is NotificationGroup.DEPLOYMENT
+    message = compose(
+        notification_id="n1",
+        type_=NotificationType(type_),
+        event=event,
+        event_id="e1",
+        event_type="chain_completed",
+        occurred_at=NOW,
+        application=AppFacts(application_id=A, name="web"),
+        deployment=None,
+    )
+    assert message.title.startswith(title)
+    assert "web-stg ended FAILURE" in message.text

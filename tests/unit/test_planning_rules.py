@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from shared.config import load_application_config
 from shared.planning import (
     PlanError,
     PlanningSpec,
@@ -15,6 +16,8 @@ from shared.planning import (
     TriggerInfo,
     WorkloadRef,
     decide_strategy,
+    make_plan,
+    spec_from_config,
 )
 from tests.support.manifests import M, configmap, deployment
 
@@ -261,3 +264,19 @@ def test_first_deployment_summary_counts_the_resources() -> None:
     """On a first deployment every resource is new, and the summary says how many."""
     decision = decide_strategy(spec(), TriggerInfo(), V2)
     assert decision.summary == "+2 resources"
+
+
+def test_on_command_disabled_refuses_a_sync_command_not_a_commit(tmp_path: Any) -> None:
+    """`trigger.onCommand.disabled`: the sync command's deployment fails at planning, naming
+    the setting; a commit's deployment of the same config plans as usual."""
+    path = tmp_path / "app.pipecd.yaml"
+    path.write_text(
+        "apiVersion: pipecd.dev/v1beta1\nkind: KubernetesApp\nspec:\n"
+        "  trigger:\n    onCommand:\n      disabled: true\n"
+    )
+    planning = spec_from_config(load_application_config(path), "web/app.pipecd.yaml")
+    command = TriggerInfo(commander="bob", kind="on_command")
+    with pytest.raises(PlanError, match=r"trigger\.onCommand\.disabled is set in web/app\.pipecd"):
+        make_plan(planning, command, V2, V1, running_commit="c1")
+    plan = make_plan(planning, TriggerInfo(kind="on_commit"), V2, V1, running_commit="c1")
+    assert plan.decision.strategy is Strategy.QUICK_SYNC

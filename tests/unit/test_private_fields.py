@@ -6,6 +6,7 @@ import json
 
 import msgspec
 
+from shared.events import vocabulary
 from shared.events.catalog import ApiKeyCreated, ApplicationDisabled, default_registry
 from shared.events.outbound import PRIVATE_FIELDS, public_payload, with_withheld
 
@@ -13,7 +14,9 @@ REGISTRY = default_registry()
 
 
 def test_a_key_hash_is_left_out_and_decodes_back_as_empty() -> None:
-    created = ApiKeyCreated(key_id="k1", name="ops", role="admin", secret_sha256="ab" * 32)
+    created = ApiKeyCreated(
+        key_id="k1", name="ops", role=vocabulary.KeyRole.ADMIN, secret_sha256="ab" * 32
+    )
     stored = msgspec.json.encode(created)
     published = public_payload("api_key_created", stored)
     assert json.loads(published) == {

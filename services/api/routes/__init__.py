@@ -28,12 +28,15 @@ API_PREFIX: Final = "/api/v1"
 _MODULES: Final = (
     "services.api.routes.applications",
     "services.api.routes.apikeys",
+    "services.api.routes.chains",
     "services.api.routes.deployments",
     "services.api.routes.docs",
     "services.api.routes.events",
     "services.api.routes.event_stream",
+    "services.api.routes.insights",
     "services.api.routes.plan_preview",
     "services.api.routes.secrets",
+    "services.api.routes.watched_events",
 )
 
 

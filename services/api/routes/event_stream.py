@@ -16,14 +16,14 @@ comment line (`: heartbeat <cursor>`) every `HEARTBEAT_S` without an event
 keeps proxies and read timeouts from closing a quiet stream; its cursor is
 where the stream has read to, including events the filters dropped.
 
-Where the events come from is `upstream` alone, so it can move onto a
-shared subscription per API instance without touching the rest.
+Where the events come from is the API process's one shared reader of the
+log's tail (`services.api.log_tail`): a thousand open streams cost one poll,
+and only a follower behind the live window reads the table for itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Final
 
 from aiohttp import web
@@ -32,22 +32,21 @@ from services.api.auth import PRINCIPAL, Access, key_still_live
 from services.api.deps import Deps, deps
 from services.api.errors import ErrorReply
 from services.api.limits import TooManyStreams
+from services.api.log_tail import LOG_TAIL, LogTail
 from services.api.routes import Answer, Route
 from services.api.routes.events import parse_cursor
 from services.api.schemas import EventStreamQuery
 from services.api.wire import query_str
 from shared.db import unavailable_on_disconnect
 from shared.eventlog.position import LogPosition
-from shared.eventlog.store import EventStore, position_of
+from shared.eventlog.store import EventStore
 from shared.events.base import RecordedEvent
 from shared.events.feed import Feed, Selection, SelectionError, selection_of
 from shared.events.outbound import cursor_of
 
-__all__ = ["HEARTBEAT_S", "ROUTES", "upstream"]
+__all__ = ["HEARTBEAT_S", "ROUTES", "head_position", "log_tail"]
 
 HEARTBEAT_S: Final = 10.0
-_POLL_S: Final = 0.05
-_BATCH: Final = 500
 _MAX_PARTS: Final = 64
 _HEAD: Final = """
 SELECT tx_id, global_position FROM events
@@ -56,20 +55,20 @@ ORDER BY tx_id DESC, global_position DESC LIMIT 1
 """
 
 
-async def upstream(
-    store: EventStore, after: LogPosition, *, poll_s: float = _POLL_S
-) -> AsyncIterator[list[RecordedEvent]]:
-    """Batches of committed events after `after`, in commit order, for ever; an empty batch
-    when there is nothing new (so the caller can heartbeat and check its client)."""
-    position = after
-    while True:
-        batch = await store.read_all(position, limit=_BATCH)
-        if batch:
-            position = position_of(batch[-1])
-            yield batch
-        else:
-            yield []
-            await asyncio.sleep(poll_s)
+async def head_position(store: EventStore) -> LogPosition:
+    """The newest event below the snapshot horizon (the beginning of an empty log)."""
+    async with unavailable_on_disconnect("read the event log"):
+        row = await store.pool.fetchrow(_HEAD)
+    return LogPosition(row["tx_id"], row["global_position"]) if row else LogPosition(0, 0)
+
+
+def log_tail(store: EventStore, *, poll_s: float = 0.05) -> LogTail:
+    """This API process's shared reader of the log's tail."""
+
+    async def read(after: LogPosition, limit: int) -> list[RecordedEvent]:
+        return await store.read_all(after, limit=limit)
+
+    return LogTail(read=read, head=lambda: head_position(store), poll_s=poll_s)
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
@@ -113,8 +112,9 @@ async def _follow(
     loop = asyncio.get_running_loop()
     written = loop.time()
     cursor = f"{after.tx_id}:{after.global_position}"
+    tail = request.app[LOG_TAIL].follow(after)
     try:
-        async for batch in upstream(store, after):
+        async for batch in tail:
             if request.transport is None or request.transport.is_closing():
                 break
             for recorded in batch:
@@ -139,6 +139,8 @@ async def _follow(
                     written = loop.time()
     except ConnectionResetError:
         pass  # the client went away
+    finally:
+        await tail.aclose()  # leave the shared tail now, not when the generator is collected
     return response
 
 
@@ -188,10 +190,7 @@ async def _start(request: web.Request, api: Deps) -> tuple[LogPosition, tuple[in
     if after is None:
         return LogPosition(0, 0), None
     if after == "head":
-        async with unavailable_on_disconnect("read the event log"):
-            row = await api.store.pool.fetchrow(_HEAD)
-        start = LogPosition(row["tx_id"], row["global_position"]) if row else LogPosition(0, 0)
-        return start, None
+        return await head_position(api.store), None
     return parse_cursor(after, field="after"), None
 
 

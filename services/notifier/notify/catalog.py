@@ -4,9 +4,11 @@ PipeCD's `NotificationEventType` (pkg/model/notificationevent.proto) is kept
 name for name, without its `EVENT_` prefix, because that is how routes spell
 them (`events: [DEPLOYMENT_FAILED]`). PipeCD defines `DEPLOYMENT_ROLLING_BACK`,
 `APPLICATION_SYNCED` and `APPLICATION_OUT_OF_SYNC` but its piped never sends
-them; Slipway has events for all three, so it does. `APPLICATION_HEALTHY` and
-the two `PIPED_*` types have no Slipway event behind them yet: routes may name
-them, nothing produces them (see `SOURCES`).
+them; Slipway has events for all three, so it does; likewise `DEPLOYMENT_STARTED`
+and the `STAGE_*` types (PipeCD's newer ones) come from the executor's events.
+`APPLICATION_HEALTHY` comes from the drift service's health check (PipeCD
+defines it, its piped never sends it). The two `PIPED_*` types have no Slipway
+event behind them: routes may name them, nothing produces them (see `SOURCES`).
 """
 
 from __future__ import annotations
@@ -18,13 +20,17 @@ from shared.config.application import NOTIFICATION_EVENTS
 from shared.config.control import NOTIFICATION_GROUPS
 from shared.events.base import Event
 from shared.events.catalog import (
+    ApplicationHealthChanged,
     ApplicationSyncStateChanged,
+    ChainCompleted,
     DeploymentCompleted,
     DeploymentPlanFailed,
     DeploymentPlanned,
     DeploymentRollingBack,
+    DeploymentStarted,
     DeploymentTriggered,
     StageApproved,
+    StageCompleted,
     StageStarted,
 )
 
@@ -50,11 +56,20 @@ class NotificationType(enum.StrEnum):
     DEPLOYMENT_CANCELLED = "DEPLOYMENT_CANCELLED"
     DEPLOYMENT_WAIT_APPROVAL = "DEPLOYMENT_WAIT_APPROVAL"
     DEPLOYMENT_TRIGGER_FAILED = "DEPLOYMENT_TRIGGER_FAILED"
+    DEPLOYMENT_STARTED = "DEPLOYMENT_STARTED"
+    DEPLOYMENT_CHAIN_SUCCEEDED = "DEPLOYMENT_CHAIN_SUCCEEDED"
+    DEPLOYMENT_CHAIN_FAILED = "DEPLOYMENT_CHAIN_FAILED"
+    DEPLOYMENT_CHAIN_CANCELLED = "DEPLOYMENT_CHAIN_CANCELLED"
     APPLICATION_SYNCED = "APPLICATION_SYNCED"
     APPLICATION_OUT_OF_SYNC = "APPLICATION_OUT_OF_SYNC"
     APPLICATION_HEALTHY = "APPLICATION_HEALTHY"
     PIPED_STARTED = "PIPED_STARTED"
     PIPED_STOPPED = "PIPED_STOPPED"
+    STAGE_STARTED = "STAGE_STARTED"
+    STAGE_SKIPPED = "STAGE_SKIPPED"
+    STAGE_SUCCEEDED = "STAGE_SUCCEEDED"
+    STAGE_FAILED = "STAGE_FAILED"
+    STAGE_CANCELLED = "STAGE_CANCELLED"
 
 
 class NotificationGroup(enum.StrEnum):
@@ -64,12 +79,14 @@ class NotificationGroup(enum.StrEnum):
     APPLICATION_SYNC = "APPLICATION_SYNC"
     APPLICATION_HEALTH = "APPLICATION_HEALTH"
     PIPED = "PIPED"
+    STAGE = "STAGE"
 
 
 _T = NotificationType
 _G = NotificationGroup
 
-# PipeCD groups by the enum's number range (0-99 deployment, 100s sync, 200s health, 300s piped).
+# PipeCD groups by the enum's number range (0-99 deployment, 100s sync, 200s health, 300s piped,
+# 400s stage).
 GROUP_OF: Final[dict[NotificationType, NotificationGroup]] = {
     **{t: _G.DEPLOYMENT for t in _T if t.name.startswith("DEPLOYMENT_")},
     _T.APPLICATION_SYNCED: _G.APPLICATION_SYNC,
@@ -77,6 +94,7 @@ GROUP_OF: Final[dict[NotificationType, NotificationGroup]] = {
     _T.APPLICATION_HEALTHY: _G.APPLICATION_HEALTH,
     _T.PIPED_STARTED: _G.PIPED,
     _T.PIPED_STOPPED: _G.PIPED,
+    **{t: _G.STAGE for t in _T if t.name.startswith("STAGE_")},
 }
 
 SOURCES: Final[dict[NotificationType, str]] = {
@@ -89,11 +107,20 @@ SOURCES: Final[dict[NotificationType, str]] = {
     _T.DEPLOYMENT_CANCELLED: "DeploymentCompleted with status CANCELLED",
     _T.DEPLOYMENT_WAIT_APPROVAL: "StageStarted of a WAIT_APPROVAL stage",
     _T.DEPLOYMENT_TRIGGER_FAILED: "DeploymentPlanFailed (the commit's config could not be planned)",
+    _T.DEPLOYMENT_CHAIN_SUCCEEDED: "ChainCompleted with status SUCCESS (Slipway's own type)",
+    _T.DEPLOYMENT_CHAIN_FAILED: "ChainCompleted with status FAILURE (Slipway's own type)",
+    _T.DEPLOYMENT_CHAIN_CANCELLED: "ChainCompleted with status CANCELLED (Slipway's own type)",
+    _T.DEPLOYMENT_STARTED: "DeploymentStarted (the executor took the planned deployment up)",
     _T.APPLICATION_SYNCED: "ApplicationSyncStateChanged to SYNCED (drift detection)",
     _T.APPLICATION_OUT_OF_SYNC: "ApplicationSyncStateChanged to OUT_OF_SYNC (drift detection)",
-    _T.APPLICATION_HEALTHY: "nothing yet: Slipway records no application health events",
+    _T.APPLICATION_HEALTHY: "ApplicationHealthChanged to healthy from unhealthy (drift's check)",
     _T.PIPED_STARTED: "nothing yet: Slipway has no piped agent to start",
     _T.PIPED_STOPPED: "nothing yet: Slipway has no piped agent to stop",
+    _T.STAGE_STARTED: "StageStarted (any stage; of WAIT_APPROVAL: DEPLOYMENT_WAIT_APPROVAL too)",
+    _T.STAGE_SKIPPED: "StageCompleted with status SKIPPED",
+    _T.STAGE_SUCCEEDED: "StageCompleted with status SUCCESS",
+    _T.STAGE_FAILED: "StageCompleted with status FAILURE",
+    _T.STAGE_CANCELLED: "StageCompleted with status CANCELLED",
 }
 """What each type is made from, as the README's table says it."""
 
@@ -101,6 +128,18 @@ _COMPLETED: Final = {
     "SUCCESS": _T.DEPLOYMENT_SUCCEEDED,
     "FAILURE": _T.DEPLOYMENT_FAILED,
     "CANCELLED": _T.DEPLOYMENT_CANCELLED,
+}
+_STAGE_COMPLETED: Final = {
+    "SUCCESS": _T.STAGE_SUCCEEDED,
+    "FAILURE": _T.STAGE_FAILED,
+    "CANCELLED": _T.STAGE_CANCELLED,
+    "SKIPPED": _T.STAGE_SKIPPED,
+}
+
+_CHAIN_COMPLETED: Final = {
+    "SUCCESS": _T.DEPLOYMENT_CHAIN_SUCCEEDED,
+    "FAILURE": _T.DEPLOYMENT_CHAIN_FAILED,
+    "CANCELLED": _T.DEPLOYMENT_CHAIN_CANCELLED,
 }
 _SYNC_STATES: Final = {"SYNCED": _T.APPLICATION_SYNCED, "OUT_OF_SYNC": _T.APPLICATION_OUT_OF_SYNC}
 
@@ -126,6 +165,8 @@ def notification_types_of(event: Event) -> tuple[NotificationType, ...]:
     """
     if isinstance(event, DeploymentPlanFailed):
         return (_T.DEPLOYMENT_TRIGGER_FAILED, _T.DEPLOYMENT_FAILED)
+    if isinstance(event, StageStarted) and event.name == "WAIT_APPROVAL":
+        return (_T.DEPLOYMENT_WAIT_APPROVAL, _T.STAGE_STARTED)
     type_ = _single_type_of(event)
     return (type_,) if type_ is not None else ()
 
@@ -142,8 +183,17 @@ def _single_type_of(event: Event) -> NotificationType | None:
             return _T.DEPLOYMENT_ROLLING_BACK
         case DeploymentCompleted(status=status):
             return _COMPLETED.get(status)
-        case StageStarted(name="WAIT_APPROVAL"):
-            return _T.DEPLOYMENT_WAIT_APPROVAL
+        case DeploymentStarted():
+            return _T.DEPLOYMENT_STARTED
+        case StageStarted():
+            return _T.STAGE_STARTED
+        case StageCompleted(status=status):
+            return _STAGE_COMPLETED.get(status)  # EXITED: the executor stopped, not the stage
+        case ChainCompleted(status=status):
+            return _CHAIN_COMPLETED.get(status)
         case ApplicationSyncStateChanged(state=state):
             return _SYNC_STATES.get(state)
+        case ApplicationHealthChanged(healthy=True, previous="UNHEALTHY"):
+            # A recovery; a first check finding it healthy is no news.
+            return _T.APPLICATION_HEALTHY
     return None

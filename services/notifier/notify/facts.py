@@ -22,7 +22,9 @@ import msgspec
 
 from shared.events.base import Event
 from shared.events.catalog import (
+    ApplicationConfigObserved,
     ApplicationRegistered,
+    ConfigMention,
     DeploymentCancelRequested,
     DeploymentCompleted,
     DeploymentPlanFailed,
@@ -35,7 +37,13 @@ from shared.events.catalog import (
 )
 from shared.labels import config_labels_of, merge_labels
 
-__all__ = ["AppFacts", "DeploymentFacts", "fold_application", "fold_deployment"]
+__all__ = [
+    "AppFacts",
+    "DeploymentFacts",
+    "config_mentions_of",
+    "fold_application",
+    "fold_deployment",
+]
 
 
 class AppFacts(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,6 +89,15 @@ def fold_application(events: Iterable[Event], config: Iterable[Event] = ()) -> A
         return facts
     merged = merge_labels(facts.labels, config_labels)
     return msgspec.structs.replace(facts, labels=tuple(sorted(merged.items())))
+
+
+def config_mentions_of(config: Iterable[Event]) -> tuple[ConfigMention, ...]:
+    """The `notification.mentions` an `appconfig-<id>` stream last recorded (() for none)."""
+    mentions: tuple[ConfigMention, ...] = ()
+    for event in config:
+        if isinstance(event, ApplicationConfigObserved):
+            mentions = event.mentions
+    return mentions
 
 
 def fold_deployment(deployment_id: str, events: Iterable[Event]) -> DeploymentFacts:

@@ -18,9 +18,23 @@ from services.notifier.notify.catalog import GROUP_OF, NotificationType
 from services.notifier.notify.facts import AppFacts, DeploymentFacts
 from shared.config.control import SlackReceiver
 from shared.events.base import Event
-from shared.events.catalog import ApplicationSyncStateChanged, StageApproved
+from shared.events.catalog import (
+    ApplicationHealthChanged,
+    ApplicationSyncStateChanged,
+    ChainCompleted,
+    ConfigMention,
+    StageApproved,
+)
 
-__all__ = ["NO_MENTIONS", "Mentions", "Message", "compose", "mentions_for", "merge_mentions"]
+__all__ = [
+    "NO_MENTIONS",
+    "Mentions",
+    "Message",
+    "compose",
+    "config_mentions_for",
+    "mentions_for",
+    "merge_mentions",
+]
 
 _T = NotificationType
 
@@ -28,11 +42,26 @@ _T = NotificationType
 _SEVERITY: Final = {
     _T.DEPLOYMENT_SUCCEEDED: "success",
     _T.APPLICATION_SYNCED: "success",
+    _T.APPLICATION_HEALTHY: "success",
     _T.DEPLOYMENT_FAILED: "error",
+    _T.DEPLOYMENT_CHAIN_SUCCEEDED: "success",
+    _T.DEPLOYMENT_CHAIN_FAILED: "error",
+    _T.DEPLOYMENT_CHAIN_CANCELLED: "warning",
     _T.DEPLOYMENT_TRIGGER_FAILED: "error",
     _T.DEPLOYMENT_ROLLING_BACK: "warning",
     _T.DEPLOYMENT_CANCELLED: "warning",
     _T.APPLICATION_OUT_OF_SYNC: "warning",
+    _T.STAGE_SUCCEEDED: "success",
+    _T.STAGE_FAILED: "error",
+    _T.STAGE_CANCELLED: "warning",
+}
+
+
+_STAGE_ENDED: Final = {
+    _T.STAGE_SKIPPED: "was skipped",
+    _T.STAGE_SUCCEEDED: "succeeded",
+    _T.STAGE_FAILED: "failed",
+    _T.STAGE_CANCELLED: "was cancelled",
 }
 
 
@@ -84,6 +113,18 @@ def mentions_for(receiver: SlackReceiver, type_: NotificationType) -> Mentions:
     groups = list(receiver.mentioned_groups)
     for mention in receiver.mentions:
         if mention.event.removeprefix("EVENT_") == type_.value:
+            users.extend(mention.slack_users)
+            groups.extend(mention.slack_groups)
+    return Mentions(users=_unique(users), groups=_unique(groups))
+
+
+def config_mentions_for(mentions: Iterable[ConfigMention], type_: NotificationType) -> Mentions:
+    """Who the application's config (`spec.notification.mentions`) mentions for this type:
+    the entries of its event, and those of "*" (every event), as PipeCD's notifier does."""
+    users: list[str] = []
+    groups: list[str] = []
+    for mention in mentions:
+        if mention.event in ("*", type_.value):
             users.extend(mention.slack_users)
             groups.extend(mention.slack_groups)
     return Mentions(users=_unique(users), groups=_unique(groups))
@@ -150,6 +191,7 @@ _REASONED: Final = frozenset(
         _T.DEPLOYMENT_CANCELLED,
         _T.DEPLOYMENT_ROLLING_BACK,
         _T.DEPLOYMENT_TRIGGER_FAILED,
+        _T.STAGE_FAILED,
     }
 )
 
@@ -187,6 +229,27 @@ def _words(
             return f'Deployment for "{app}" was cancelled', by
         case _T.DEPLOYMENT_TRIGGER_FAILED:
             return f'Failed to trigger a new deployment for "{app}"', d.reason
+        case _T.DEPLOYMENT_STARTED:
+            return f'Deployment for "{app}" was started', d.summary
+        case _T.STAGE_STARTED:
+            return f'Stage "{d.stage_name}" of deployment for "{app}" started', ""
+        case _T.STAGE_SKIPPED | _T.STAGE_SUCCEEDED | _T.STAGE_FAILED | _T.STAGE_CANCELLED:
+            ended = _STAGE_ENDED[type_]
+            return f'Stage "{d.stage_name}" of deployment for "{app}" {ended}', (
+                d.reason if type_ is _T.STAGE_FAILED else ""
+            )
+        case _T.APPLICATION_HEALTHY:
+            summary = event.summary if isinstance(event, ApplicationHealthChanged) else ""
+            return f'Application "{app}" is healthy', summary
+        case (
+            _T.DEPLOYMENT_CHAIN_SUCCEEDED
+            | _T.DEPLOYMENT_CHAIN_FAILED
+            | _T.DEPLOYMENT_CHAIN_CANCELLED
+        ):
+            chain_ended = {"SUCCEEDED": "completed successfully", "FAILED": "failed"}
+            word = chain_ended.get(type_.value.rsplit("_", 1)[1], "was cancelled")
+            reason = event.reason if isinstance(event, ChainCompleted) else ""
+            return f'Deployment chain started by "{app}" {word}', reason
         case _T.APPLICATION_SYNCED | _T.APPLICATION_OUT_OF_SYNC:
             state = "in sync" if type_ is _T.APPLICATION_SYNCED else "out of sync"
             summary = event.summary if isinstance(event, ApplicationSyncStateChanged) else ""

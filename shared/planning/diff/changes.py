@@ -35,15 +35,24 @@ class ManifestLike(Protocol):
     """What the diff needs of a manifest (`shared.config.manifests.Manifest` is one)."""
 
     @property
-    def api_version(self) -> str: ...
+    def api_version(self) -> str:
+        """The manifest's apiVersion."""
+
     @property
-    def kind(self) -> str: ...
+    def kind(self) -> str:
+        """The manifest's kind."""
+
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The manifest's name."""
+
     @property
-    def namespace(self) -> str: ...
+    def namespace(self) -> str:
+        """The manifest's namespace ("" for cluster-scoped)."""
+
     @property
-    def body(self) -> Mapping[str, Any]: ...
+    def body(self) -> Mapping[str, Any]:
+        """The whole manifest as a mapping."""
 
 
 class _Missing:
@@ -83,6 +92,7 @@ class ResourceKey:
 
 
 def key_of(manifest: ManifestLike) -> ResourceKey:
+    """What identifies a manifest across versions: group, kind, namespace, name."""
     group = manifest.api_version.rsplit("/", 1)[0] if "/" in manifest.api_version else ""
     namespace = "" if manifest.namespace == DEFAULT_NAMESPACE else manifest.namespace
     return ResourceKey(group, manifest.kind, namespace, manifest.name)
@@ -98,9 +108,11 @@ class FieldChange:
 
     @property
     def path_str(self) -> str:
+        """The field's path as text (`spec.template.spec.containers[0].image`)."""
         return format_path(self.path)
 
     def render(self) -> str:
+        """One line of the diff: `+`, `-` or `~`, the path, the values (shortened)."""
         if self.old is MISSING:
             return f"+ {self.path_str}: {_short(self.new)}"
         if self.new is MISSING:
@@ -108,6 +120,7 @@ class FieldChange:
         return f"~ {self.path_str}: {_short(self.old)} → {_short(self.new)}"
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form, with secret-looking values redacted."""
         return {
             "path": self.path_str,
             "old": None if self.old is MISSING else redact_all(self.old),
@@ -117,6 +130,8 @@ class FieldChange:
 
 @dataclass(frozen=True)
 class ResourceChange:
+    """One resource's changed fields."""
+
     key: ResourceKey
     api_version: str
     fields: tuple[FieldChange, ...]

@@ -35,6 +35,7 @@ class ManifestDiff:
 
     @property
     def no_change(self) -> bool:
+        """Whether nothing was added, removed or changed."""
         return not (self.added or self.removed or self.changed)
 
     @property
@@ -62,9 +63,12 @@ class ManifestDiff:
         return "\n".join(lines)
 
     def counts(self) -> str:
+        """`N added, N changed, N removed`."""
         return f"{len(self.added)} added, {len(self.changed)} changed, {len(self.removed)} removed"
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form (plan previews and the API)."""
+
         def resource(key: ResourceKey, api_version: str) -> dict[str, str]:
             return {
                 "api_version": api_version,

@@ -20,6 +20,7 @@ from shared.errors import SlipwayError
 from slipway_sandbox.seed_layout import (
     DEMO_ANALYSIS_TEMPLATE,
     DEMO_DEV_CONFIG,
+    DEMO_EVENT_WATCHER,
     DEMO_PRD_CONFIG,
     DEMO_PRD_CONFIG_WITHOUT_ANALYSIS,
     MANIFESTS,
@@ -72,7 +73,12 @@ def manifests(tag: str, timing: DemoTiming, service: str = SERVICE) -> str:
 
 
 def initial_files(
-    timing: DemoTiming, *, tag: str, with_analysis: bool = True, service: str = SERVICE
+    timing: DemoTiming,
+    *,
+    tag: str,
+    with_analysis: bool = True,
+    service: str = SERVICE,
+    event_watcher: bool = False,
 ) -> dict[str, str]:
     """The whole repository: the shared analysis template and the service in dev and prd."""
     prd_template = DEMO_PRD_CONFIG if with_analysis else DEMO_PRD_CONFIG_WITHOUT_ANALYSIS
@@ -82,7 +88,8 @@ def initial_files(
         ),
         f"{app_path('dev', service)}/.pipe.yaml": DEMO_DEV_CONFIG.format(
             name=app_name("dev", service), env="dev"
-        ),
+        )
+        + (DEMO_EVENT_WATCHER.format(service=service, env="dev") if event_watcher else ""),
         f"{app_path('prd', service)}/.pipe.yaml": prd_template.format(
             name=app_name("prd", service),
             env="prd",
@@ -119,6 +126,9 @@ class DemoRepo:
         """A fresh repository whose first commit holds `files`; that commit's hash."""
         self.path.mkdir(parents=True, exist_ok=True)
         self._git("init", "--quiet", f"--initial-branch={BRANCH}")
+        # The event watcher pushes its write-backs here: a checked-out branch takes a push
+        # when the tree is clean, which the demo's own commits always leave it.
+        self._git("config", "receive.denyCurrentBranch", "updateInstead")
         return self.commit(files, message)
 
     def commit(self, files: Mapping[str, str], message: str) -> str:

@@ -83,6 +83,8 @@ class SandboxOptions:
     """More settings for every service process (over the demo's)."""
     customize_control: Callable[[dict[str, Any]], None] | None = None
     """Changes the generated `slipway.yaml` document before it is written."""
+    event_watcher: bool = False
+    """Play the image-event step: CI registers an image, the event watcher writes it back."""
 
 
 class SandboxError(SlipwayError, RuntimeError):
@@ -174,8 +176,17 @@ class Sandbox:
         else:
             self.say("  prometheus  not installed: the prd pipeline waits instead of analysing")
         self.say(f"  slack       {self.receiver.url}  (a local receiver; it prints each message)")
-        self.story = seed_story(self.options.timing, with_analysis=self.with_analysis)
-        files = initial_files(self.options.timing, tag="v1", with_analysis=self.with_analysis)
+        self.story = seed_story(
+            self.options.timing,
+            with_analysis=self.with_analysis,
+            with_event_watcher=self.options.event_watcher,
+        )
+        files = initial_files(
+            self.options.timing,
+            tag="v1",
+            with_analysis=self.with_analysis,
+            event_watcher=self.options.event_watcher,
+        )
         head = await asyncio.to_thread(
             self.repo.create, files, "account: dev and prd at v1 (the seed's layout)"
         )

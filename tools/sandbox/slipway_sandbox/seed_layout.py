@@ -148,6 +148,20 @@ spec:
     autoCreateNamespace: true
 """
 
+DEMO_EVENT_WATCHER: Final = """\
+  eventWatcher:
+    - matcher:
+        name: image-update
+        labels: {{app: {service}, env: {env}}}
+      handler:
+        type: GIT_UPDATE
+        config:
+          replacements:
+            - file: manifests.yaml
+              yamlField: $.spec.template.spec.containers[0].image
+"""
+"""Appended to an application config: CI's image events write the manifests' image."""
+
 DEMO_PRD_CONFIG: Final = """\
 apiVersion: pipecd.dev/v1beta1
 kind: KubernetesApp

@@ -48,6 +48,9 @@ PIPELINE_STAGES_WITHOUT_ANALYSIS: Final = (
     "K8S_CANARY_CLEAN",
 )
 
+EVENT_TAG: Final = "v2.1"
+"""The image tag the event-watcher step registers for dev."""
+
 CORE_SERVICES: Final = frozenset({"relay", "projector", "api", "gitwatcher", "planner", "executor"})
 
 
@@ -92,7 +95,15 @@ class ImageRule:
     error_rate: float
 
 
-Action = Register | Sync | Bump | Revert | ImageRule
+@dataclass(frozen=True)
+class RegisterEvent:
+    """CI's `slipway event register`: the event watcher writes `tag` into `env`'s manifests."""
+
+    env: str
+    tag: str
+
+
+Action = Register | Sync | Bump | Revert | ImageRule | RegisterEvent
 
 
 # --- Expectations and observations --------------------------------------------------
@@ -237,8 +248,14 @@ class Story:
         return next(s for s in self.steps if s.key == key)
 
 
-def seed_story(timing: DemoTiming, *, with_analysis: bool = True) -> Story:
-    """The seed's story with these waits; without analysis, prd's pipeline WAITs instead."""
+def seed_story(
+    timing: DemoTiming, *, with_analysis: bool = True, with_event_watcher: bool = False
+) -> Story:
+    """The seed's story with these waits; without analysis, prd's pipeline WAITs instead.
+
+    With the event watcher, a step after dev's bump registers an image event the
+    way CI would; the event watcher commits it and dev deploys it.
+    """
     dev, prd = app_name("dev"), app_name("prd")
     analysis_s = float(timing.analysis_s)
     # A rollout takes a few readiness delays; an analysis its duration; the rest is slack
@@ -265,6 +282,26 @@ def seed_story(timing: DemoTiming, *, with_analysis: bool = True) -> Story:
                 strategy="quick_sync",
                 stages=("K8S_SYNC",),
             ),
+        ),
+        *(
+            [
+                Step(
+                    key="image-event",
+                    title=f"CI registers an image event ({EVENT_TAG}): written back to git, "
+                    "deployed to dev",
+                    actions=(RegisterEvent("dev", EVENT_TAG),),
+                    expect=Expectation(
+                        app=dev,
+                        env="dev",
+                        status="SUCCESS",
+                        live_tag=EVENT_TAG,
+                        strategy="quick_sync",
+                        stages=("K8S_SYNC",),
+                    ),
+                )
+            ]
+            if with_event_watcher
+            else []
         ),
         Step(
             key="prd",

@@ -43,6 +43,7 @@ from slipway_sandbox.story import (
     ImageRule,
     Observed,
     Register,
+    RegisterEvent,
     Revert,
     Step,
     Story,
@@ -254,6 +255,22 @@ class StoryRunner:
                 commit = await asyncio.to_thread(self.repo.revert, target)
                 self.commits[step.key] = commit
                 self.say(f"    git revert {target[:10]} → {commit[:10]}")
+            case RegisterEvent(env=env, tag=tag):
+                before = await asyncio.to_thread(self.repo.head)
+                event_id = await asyncio.to_thread(
+                    self.api.register_event,
+                    name="image-update",
+                    data=image(tag),
+                    labels={"app": SERVICE, "env": env},
+                )
+                self.say(
+                    f"    slipway event register --name image-update --data {image(tag)} "
+                    f"--labels app={SERVICE},env={env}  (event {event_id[:13]})"
+                )
+                commit = await self._written_back(before)
+                self.commits[step.key] = commit
+                subject = await asyncio.to_thread(self.repo.subject, commit)
+                self.say(f"    the event watcher committed {commit[:10]} “{subject}”")
             case ImageRule(tag=tag, error_rate=rate):
                 await asyncio.to_thread(self.kubesim.add_image_rule, f"*:{tag}", rate)
                 self.say(f"    kubesim: pods of {image(tag)} now fail {rate:.0%} of requests")
@@ -299,6 +316,16 @@ class StoryRunner:
     async def _log_position(self) -> int:
         value = await self.pool.fetchval("SELECT coalesce(max(global_position), 0) FROM events")
         return int(value)
+
+    async def _written_back(self, before: str, within: float = 60.0) -> str:
+        """The event watcher's commit: the repository's head once it moves past `before`."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            head = await asyncio.to_thread(self.repo.head)
+            if head != before:
+                return head
+            await asyncio.sleep(POLL_S)
+        raise RuntimeError(f"the event watcher wrote nothing back within {within:.0f} s")
 
     async def _follow(self, step: Step, mark: int) -> DeploymentOutcome | None:
         """The step's deployment, followed to its end (or the step's timeout), with progress."""

@@ -25,17 +25,8 @@ ours, not the server's (the durable has `max_deliver=-1`): with a server-side
 limit the last failure would vanish without a dead-letter record, and the
 server cannot tell an outage from a bug.
 
-Outages are waited out, not counted: a failure that is unavailability (see
-`is_unavailable`: `Unavailable` and its kinds — PostgreSQL, Kubernetes API,
-git remote — asyncpg connection errors, NATS connection errors, timeouts) is
-nak'ed with back-off (by delivery, capped at the last step) and never
-dead-letters the message, however often it is redelivered. `num_delivered`
-counts those deliveries too, so it is not what decides: this process counts
-the *real* handler failures of each message (by stream sequence) and
-dead-letters at `max_deliver` of them. Caveat: an `OSError` or `TimeoutError`
-a handler raises for a reason of its own is taken for an outage too.
-The count is per process (a restart or another replica starts it again),
-which can only delay a dead letter, never cause a wrong one.
+Outages are waited out, not counted, and only real handler failures lead to a
+dead letter: `shared.consumer.failures`.
 
 A batch's messages get `in_progress()` every `ack_wait_s / 3` while it is
 handled (a slow git fetch or render), so the server does not redeliver them
@@ -53,36 +44,37 @@ Nothing is republished to NATS, so no other consumer sees the event again. A
 real failure clears the request and keeps why in `redrive_error`; an outage
 leaves the request for the next poll.
 
-Every `inbox_prune_every_s` the consumer deletes its own `consumer_inbox` rows
-older than `inbox_retention_s` (`SLIPWAY_CONSUMER_INBOX_RETENTION_S`, far
-longer than any redelivery, which back-off keeps within minutes), in batches
-of `inbox_prune_batch` rows so no delete holds long locks.
+The inbox and dead-letter tables, and their pruning: `shared.consumer.tables`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import asyncpg
 import msgspec
 import structlog
-from nats import errors as nats_errors
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js import errors as js_errors
 from opentelemetry import trace
 from structlog.contextvars import bound_contextvars
 
 from shared import tracing
+from shared.consumer import tables
+from shared.consumer.failures import (
+    DATABASE_UNAVAILABLE,
+    NATS_RECONNECTING,
+    FailureCounts,
+    backoff_delay,
+    is_unavailable,
+)
 from shared.db import CONNECTION_ERRORS
-from shared.errors import MessageError, SlipwayError, Unavailable
+from shared.errors import MessageError, SlipwayError
 from shared.eventlog import EventStore
 from shared.events.base import Event, RecordedEvent
 from shared.events.codec import EventRegistry, tag_of
@@ -96,63 +88,6 @@ _tracer = tracing.tracer("slipway.consumer")
 Handler = Callable[[RecordedEvent, asyncpg.Connection], Awaitable[None]]
 """Handles one event inside the consumer's transaction; raise to retry."""
 
-_ALREADY_HANDLED = (
-    "SELECT event_id FROM consumer_inbox WHERE consumer = $1 AND event_id = ANY($2::uuid[])"
-)
-_RECORD_HANDLED = "INSERT INTO consumer_inbox (consumer, event_id) SELECT $1, unnest($2::uuid[])"
-_PRUNE_INBOX = """
-DELETE FROM consumer_inbox WHERE ctid = ANY(ARRAY(
-  SELECT ctid FROM consumer_inbox
-  WHERE consumer = $1 AND handled_at < clock_timestamp() - make_interval(secs => $2)
-  LIMIT $3))
-"""
-_REDRIVE_REQUESTS = """
-SELECT id, subject, headers, data FROM dead_letters
-WHERE consumer = $1 AND redrive_requested_at IS NOT NULL AND redriven_at IS NULL
-ORDER BY id LIMIT $2
-"""
-_REDRIVEN = (
-    "UPDATE dead_letters SET redriven_at = clock_timestamp(), redrive_error = NULL WHERE id = $1"
-)
-_REDRIVE_FAILED = (
-    "UPDATE dead_letters SET redrive_requested_at = NULL, redrive_error = $2 WHERE id = $1"
-)
-_DEAD_LETTER = """
-INSERT INTO dead_letters (consumer, subject, stream_seq, deliveries, headers, data, error)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)
-ON CONFLICT (consumer, subject, stream_seq) DO NOTHING
-"""
-
-
-_NATS_RECONNECTING: tuple[type[BaseException], ...] = (
-    nats_errors.NoServersError,
-    nats_errors.StaleConnectionError,
-    nats_errors.OutboundBufferLimitError,
-    nats_errors.NoRespondersError,
-    nats_errors.ConnectionReconnectingError,
-    # JetStream's 503 while a restarted server has not yet recovered its streams.
-    js_errors.ServiceUnavailableError,
-)
-"""NATS is away for now; the client is reconnecting (or the server is still starting)."""
-_NATS_UNAVAILABLE = (*_NATS_RECONNECTING, nats_errors.ConnectionClosedError)
-
-_DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (Unavailable, *CONNECTION_ERRORS)
-
-_TRACKED_FAILURES = 10_000
-"""How many messages' real-failure counts a consumer keeps (the oldest are forgotten)."""
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    """Whether `exc` (or its cause) says a dependency is down rather than the handler wrong."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, (Unavailable, *CONNECTION_ERRORS, *_NATS_UNAVAILABLE)):
-            return True
-        seen.add(id(current))
-        current = current.__cause__
-    return False
-
 
 class _Delivered(Protocol):
     """What handling needs of a delivery: a NATS message, or a dead letter being redriven."""
@@ -162,12 +97,6 @@ class _Delivered(Protocol):
 
     @property
     def headers(self) -> dict[str, str] | None: ...
-
-
-@dataclass(frozen=True)
-class _Letter:
-    subject: str
-    headers: dict[str, str] | None
 
 
 class _HandlerFailed(SlipwayError):
@@ -180,6 +109,8 @@ class _HandlerFailed(SlipwayError):
 
 
 class ConsumerStats(msgspec.Struct):
+    """What a consumer did since it started (for tests, benchmarks and health)."""
+
     handled: int = 0
     skipped_duplicates: int = 0
     retried: int = 0
@@ -262,7 +193,7 @@ class EventConsumer:
         self.redrive_poll_s = redrive_poll_s
         self._log = EventStore(pool, registry)
         # Real handler failures per stream sequence; see the module docstring.
-        self._failures: dict[int, int] = {}
+        self._failures = FailureCounts()
 
     async def ensure(self) -> None:
         """Create or update the durable consumer (idempotent; every replica calls it)."""
@@ -300,7 +231,7 @@ class EventConsumer:
                     )
                 except (NatsTimeoutError, TimeoutError):
                     continue
-                except _NATS_RECONNECTING as exc:
+                except NATS_RECONNECTING as exc:
                     # NATS away: the client reconnects; fetch again once it is back. (A
                     # connection closed for good still ends the consumer, and the service.)
                     log.warning("consumer_fetch_failed", consumer=self.name, error=repr(exc))
@@ -345,57 +276,46 @@ class EventConsumer:
 
     async def prune_inbox(self) -> int:
         """Delete this consumer's inbox rows older than the retention, in batches; how many."""
-        total = 0
-        while True:
-            status = await self.pool.execute(
-                _PRUNE_INBOX, self.name, self.inbox_retention_s, self.inbox_prune_batch
-            )
-            deleted = int(status.split()[-1])
-            total += deleted
-            if deleted < self.inbox_prune_batch:
-                break
+        total = await tables.prune_inbox(
+            self.pool, self.name, self.inbox_retention_s, self.inbox_prune_batch
+        )
         self.stats.inbox_pruned += total
         return total
 
     async def redrive_requested(self) -> int:
         """Handle the dead letters of this consumer asked for redrive; how many were settled."""
-        rows = await self.pool.fetch(_REDRIVE_REQUESTS, self.name, self.batch_size)
         redriven = 0
-        for row in rows:
-            raw = row["headers"]
-            headers = raw if isinstance(raw, dict) else json.loads(raw)
+        for letter in await tables.redrive_requests(self.pool, self.name, self.batch_size):
             try:
-                event = event_from_message(headers, bytes(row["data"]), self.registry)
-                handled, forged = await self._handle_once(
-                    [(_Letter(row["subject"], headers), event)]
-                )
+                event = event_from_message(letter.headers, letter.data, self.registry)
+                handled, forged = await self._handle_once([(letter, event)])
             except Exception as exc:  # noqa: BLE001 - recorded on the letter, or retried
                 error = exc.error if isinstance(exc, _HandlerFailed) else exc
                 if is_unavailable(error):
                     log.warning(
-                        "redrive_waits_for_dependency", dead_letter=row["id"], error=repr(error)
+                        "redrive_waits_for_dependency", dead_letter=letter.id, error=repr(error)
                     )
                     return redriven
                 why = f"{type(error).__name__}: {error}"
-                await self.pool.execute(_REDRIVE_FAILED, row["id"], why)
-                log.error("redrive_failed", consumer=self.name, dead_letter=row["id"], error=why)
+                await tables.mark_redrive_failed(self.pool, letter.id, why)
+                log.error("redrive_failed", consumer=self.name, dead_letter=letter.id, error=why)
                 continue
             if event.event_id in forged:
                 why = f"forged: {forged[event.event_id]}"
-                await self.pool.execute(_REDRIVE_FAILED, row["id"], why)
-                log.error("redrive_failed", consumer=self.name, dead_letter=row["id"], error=why)
+                await tables.mark_redrive_failed(self.pool, letter.id, why)
+                log.error("redrive_failed", consumer=self.name, dead_letter=letter.id, error=why)
                 continue
             logged = handled.get(event.event_id)
             if logged is not None and self.after_commit is not None:
                 await self.after_commit(logged)
             # After the commit: a crash in between only redrives again, and the inbox skips it.
-            await self.pool.execute(_REDRIVEN, row["id"])
+            await tables.mark_redriven(self.pool, letter.id)
             self.stats.redriven += 1
             redriven += 1
             log.info(
                 "dead_letter_redriven",
                 consumer=self.name,
-                dead_letter=row["id"],
+                dead_letter=letter.id,
                 already_handled=logged is None,
             )
         return redriven
@@ -403,13 +323,13 @@ class EventConsumer:
     async def _redrive_logged(self) -> None:
         try:
             await self.redrive_requested()
-        except _DATABASE_UNAVAILABLE as exc:
+        except DATABASE_UNAVAILABLE as exc:
             log.warning("redrive_poll_failed", consumer=self.name, error=repr(exc))
 
     async def _prune_inbox_logged(self) -> None:
         try:
             deleted = await self.prune_inbox()
-        except _DATABASE_UNAVAILABLE as exc:
+        except DATABASE_UNAVAILABLE as exc:
             log.warning("inbox_prune_failed", consumer=self.name, error=repr(exc))
             return
         if deleted:
@@ -496,7 +416,7 @@ class EventConsumer:
                 *(self._settle(message, "ack", message.ack_sync()) for message in acks)
             )
             for message in acks:
-                self._failures.pop(_stream_seq(message), None)
+                self._failures.forget(_stream_seq(message))
             return
 
     async def _handle_once(
@@ -514,7 +434,7 @@ class EventConsumer:
                 for _, claimed in batch
                 if (why := _unlike_log(claimed, stored.get(claimed.event_id))) is not None
             }
-            seen = {row["event_id"] for row in await conn.fetch(_ALREADY_HANDLED, self.name, ids)}
+            seen = await tables.already_handled(conn, self.name, ids)
             handled: dict[uuid.UUID, RecordedEvent] = {}
             for index, (message, claimed) in enumerate(batch):
                 if (
@@ -550,7 +470,7 @@ class EventConsumer:
             # Recorded after the handlers, so the first handler's own append is this
             # transaction's first write (see the per-stream order guard in the store).
             if handled:
-                await conn.execute(_RECORD_HANDLED, self.name, list(handled))
+                await tables.record_handled(conn, self.name, list(handled))
         return handled, forged
 
     async def _reject_forged(self, message: Msg, claimed: RecordedEvent, why: str) -> None:
@@ -572,7 +492,7 @@ class EventConsumer:
             # Never counted: an outage of any length ends in the event being handled.
             self.stats.retried += 1
             self.stats.waited_out += 1
-            delay = self.backoff_s[min(deliveries - 1, len(self.backoff_s) - 1)]
+            delay = backoff_delay(self.backoff_s, deliveries)
             log.warning(
                 "event_handler_waits_for_dependency",
                 event_type=event.event_type,
@@ -583,14 +503,12 @@ class EventConsumer:
             await self._settle(message, "nak", message.nak(delay=delay))
             return
         seq = _stream_seq(message)
-        failures = self._failures.pop(seq, 0) + 1
+        failures = self._failures.add(seq)
         if isinstance(exc, MessageError) or failures >= self.max_deliver:
+            self._failures.forget(seq)
             await self._dead_letter(message, deliveries, f"{type(exc).__name__}: {exc}")
             return
-        self._failures[seq] = failures
-        if len(self._failures) > _TRACKED_FAILURES:
-            del self._failures[next(iter(self._failures))]
-        delay = self.backoff_s[min(failures - 1, len(self.backoff_s) - 1)]
+        delay = backoff_delay(self.backoff_s, failures)
         self.stats.retried += 1
         log.warning(
             "event_handler_failed",
@@ -603,18 +521,17 @@ class EventConsumer:
 
     async def _dead_letter(self, message: Msg, deliveries: int, reason: str) -> None:
         """Keep the whole message in `dead_letters`, then stop its redelivery."""
-        headers = json.dumps(dict(message.headers or {}))
         stream_seq = message.metadata.sequence.stream if message.metadata.sequence else None
         try:
-            await self.pool.execute(
-                _DEAD_LETTER,
-                self.name,
-                message.subject,
-                stream_seq,
-                deliveries,
-                headers,
-                message.data,
-                reason,
+            await tables.write_dead_letter(
+                self.pool,
+                consumer=self.name,
+                subject=message.subject,
+                stream_seq=stream_seq,
+                deliveries=deliveries,
+                headers=dict(message.headers or {}),
+                data=message.data,
+                reason=reason,
             )
         except CONNECTION_ERRORS as exc:
             # Without its record the message must not be dropped: let it come back.
