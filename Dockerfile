@@ -5,6 +5,12 @@
 
 ARG PYTHON_VERSION=3.11
 
+# --- assets: the web console's front-end code from npm, pinned by package-lock.json ---
+FROM node:20-bookworm-slim AS assets
+WORKDIR /assets
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+
 # --- build: install the package and its dependencies into a venv we copy whole ---
 FROM python:${PYTHON_VERSION}-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -41,6 +47,8 @@ RUN groupadd --system --gid 10001 slipway \
  && useradd --system --uid 10001 --gid slipway --home-dir /var/lib/slipway \
       --create-home --shell /usr/sbin/nologin slipway
 COPY --from=build /opt/slipway /opt/slipway
+# The console serves these (services/api/console/assets.py); never copied into git.
+COPY --from=assets /assets/node_modules /opt/slipway/console-assets
 COPY --chmod=0755 deploy/docker/healthcheck.py /usr/local/bin/slipway-healthcheck
 
 # The health server must be reachable from outside the container (probes,
@@ -51,7 +59,8 @@ ENV PATH=/opt/slipway/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     SLIPWAY_HEALTH_HOST=0.0.0.0 \
     SLIPWAY_HEALTH_PORT=9000 \
-    SLIPWAY_LOG_FORMAT=json
+    SLIPWAY_LOG_FORMAT=json \
+    SLIPWAY_CONSOLE_ASSETS_DIR=/opt/slipway/console-assets
 
 USER 10001:10001
 WORKDIR /var/lib/slipway

@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+ASSETS := node_modules/.installed-stamp
 # The virtualenv's bin/ first: slipway, and helm (scripts/ensure-helm.sh), for tests and demo.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
@@ -18,6 +19,12 @@ $(STAMP): pyproject.toml tools/sandbox/pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]' -e tools/sandbox
 	touch $(STAMP)
 
+# The web console's front-end code (htmx, Chart.js; axe-core for its tests), pinned by
+# package-lock.json and served from node_modules/ (services/api/console/assets.py).
+$(ASSETS): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(ASSETS)
+
 # Debian packages the tests and the demo use; installed when missing and we are root.
 # Helm (no Debian package) goes into the virtualenv's bin/, which the targets put on PATH.
 system-packages: $(STAMP)
@@ -27,7 +34,7 @@ system-packages: $(STAMP)
 # The seed's story on this machine (dev deploy, canary + analysis, bad image rolled back
 # with a Slack message, git revert), then the sandbox stays up until Ctrl-C.
 # Headless, for CI: `slipway demo --once` (exit 0 only if every step went as expected).
-demo: $(STAMP) system-packages
+demo: $(STAMP) $(ASSETS) system-packages
 	$(VENV)/bin/slipway up
 
 # Every layer of tests/ (tests/README.md), against real servers it starts on free ports.
@@ -36,7 +43,7 @@ demo: $(STAMP) system-packages
 # nats-server; a test module stays on one worker (`--dist loadfile`), so its module-scoped
 # fixtures start once. `make test TEST_WORKERS=0` runs everything in one process.
 TEST_WORKERS ?= 3
-test: $(STAMP) system-packages
+test: $(STAMP) $(ASSETS) system-packages
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The unit layer alone: pure, no servers, no system packages; well under 30 s.
@@ -60,4 +67,4 @@ asyncapi: $(STAMP)
 	$(PY) -m shared.events.asyncapi > docs/asyncapi.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .sandbox
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .sandbox node_modules

@@ -8,8 +8,15 @@ applied configuration into the live object, and fields the same manager
 applied last time but omits now are removed unless another manager also
 owns them — which is how `kubectl apply --server-side` prunes a field.
 
+A write that changes `managedFields` itself is taken as given, as the real
+API server takes it: that is how `kubectl apply --server-side` hands the
+fields a client-side apply (`kubectl-client-side-apply`) owned to its
+server-side manager, so a field later dropped from the configuration is
+removed rather than kept by the old owner.
+
 Simplified: conflicts between managers are not detected (every apply acts
-as if `force=true`), and an update takes ownership of the fields it changed.
+as if `force=true`, and fields another manager set stay theirs too: shared
+ownership), and an update takes ownership of the fields it changed.
 """
 
 from __future__ import annotations
@@ -197,7 +204,11 @@ def record_update(old: Obj | None, new: Obj, manager: str) -> Obj:
     changed = {p for p in new_paths if p not in old_paths or _value(new, p) != _value(old or {}, p)}
     entries = []
     mine: set[Path] = set()
-    for entry in _entries(old or {}):
+    given = _entries(new)  # an empty list keeps the old entries, as on a real server
+    baseline = (
+        given if old is not None and given and given != _entries(old) else _entries(old or {})
+    )
+    for entry in baseline:
         paths = from_fields_v1(entry.get("fieldsV1") or {})
         if entry.get("manager") == manager and entry.get("operation") == "Update":
             mine = paths & new_paths

@@ -9,6 +9,8 @@ declare -A wanted=(
   [git]=git
   [kubectl]=kubernetes-client
   [prometheus]=prometheus
+  # The web console's end-to-end tests drive it headless (Playwright, executable_path).
+  [chromium]=chromium
 )
 
 missing=()

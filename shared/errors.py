@@ -10,6 +10,7 @@ SlipwayError
 │   ├── PlanError                        shared.planning.rules: no plan for this change
 │   ├── AmbiguousStage                   shared.deployments: a request names no one stage
 │   ├── KeyNameTaken                     shared.apikeys: a live key holds the name
+│   ├── AdoptionRefused                  shared.platform.adoption: nothing to take over as asked
 │   ├── InvalidEvent                     shared.gitevents: a bad registration; names the field
 │   ├── ReplacementError                 services.gitwatcher.replacements: a value not writable
 │   ├── PullRequestError                 services.gitwatcher.pullrequests: a pull request refused

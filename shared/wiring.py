@@ -1,7 +1,8 @@
 """The start-up steps most services share, so each `__main__.py` keeps only what is its own.
 
 - `control_config`: the control config that `SLIPWAY_CONTROL_CONFIG` names, its
-  credentials registered with the redactor (`shared.config.secrets`). One
+  credentials registered with the redactor (`shared.config.secrets`) and its
+  chart repositories given to helm (`shared.config.chart_repositories`). One
   that cannot be loaded is a `ConfigError` naming the setting and the file,
   which the runtime turns into exit 78 (EX_CONFIG), as for bad settings: a
   supervisor should not restart into the same mistake.
@@ -24,6 +25,7 @@ from nats.js import JetStreamContext
 from opentelemetry import trace
 
 from shared.config import ControlConfig, load_control_config
+from shared.config.chart_repositories import install_chart_repositories
 from shared.config.secrets import control_secrets
 from shared.consumer import EventConsumer, Handler
 from shared.errors import ConfigError
@@ -47,6 +49,8 @@ def control_config(path: str) -> ControlConfig:
         raise ConfigError(f"{env_key('control_config')}: {exc}") from exc
     # Before anything can log them: its credentials are masked in every log and record.
     REDACTOR.add(*control_secrets(control), pinned=True)
+    # Helm finds the chart repositories an application names, as PipeCD's piped adds them.
+    install_chart_repositories(control.spec.chart_repositories)
     return control
 
 

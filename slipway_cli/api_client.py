@@ -187,6 +187,22 @@ class ApiClient:
             "POST", f"/applications/{_segment(ref)}/sync", body={"strategy": strategy}
         )
 
+    def adopt_application(
+        self,
+        ref: str,
+        *,
+        running_commit_hash: str,
+        resources: Sequence[str],
+        pipecd_application_id: str = "",
+    ) -> JsonObject:
+        """Record that the application took over these objects, `running_commit_hash` running."""
+        body = {
+            "running_commit_hash": running_commit_hash,
+            "resources": list(resources),
+            "pipecd_application_id": pipecd_application_id,
+        }
+        return self.request("POST", f"/applications/{_segment(ref)}/adoption", body=body)
+
     # --- deployments ----------------------------------------------------------------------
 
     def list_deployments(

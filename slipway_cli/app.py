@@ -1,4 +1,6 @@
-"""`slipway app …`: register, list, show, disable, enable, sync and delete applications.
+"""`slipway app …`: register, list, show, disable, enable, sync, import and delete applications.
+
+`import` (taking over what PipeCD deploys) is in `app_import`.
 
 Exit codes as for every command over the API (`slipway_cli/command.py`).
 
@@ -18,6 +20,7 @@ from shared.events.streams import drift_stream
 from shared.events.vocabulary import Strategy
 from shared.syncstate import SyncState
 from slipway_cli.api_client import ApiClient, JsonObject
+from slipway_cli.app_import import register_import
 from slipway_cli.command import (
     EXIT_API_ERROR,
     EXIT_OK,
@@ -121,6 +124,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="print the deployment id the request will open, without waiting for it to exist",
     )
     sync.set_defaults(handler=run_with_client(_sync))
+
+    register_import(commands, common)
 
     delete = commands.add_parser("delete", parents=[common], help="delete an application")
     delete.add_argument("application", metavar="NAME", help="the application's name or id")

@@ -9,8 +9,9 @@ names, output shapes and exit codes as pipectl (its `pkg/app/pipectl`), for
 - `plan-preview --repo-remote-url --base-branch --head-branch --head-commit
   [--out FILE] [--sort-label-keys]`: planned here, from a clone of the remote
   (no server needed; Slipway's planner is the same code the server runs);
-- `event register --name --data [--labels] [--contexts] [--commit-*]`: through
-  the API's `registerEvent` route when the server has one.
+- `event register --name --data [--labels] [--contexts] [--commit-hash]`:
+  through the API's `registerEvent` route (the event watcher's); the other
+  `--commit-*` flags are accepted and not kept.
 
 Where it talks to: `--address host:port` (TLS unless `--insecure`, as pipectl
 dials; a URL with a scheme is taken as is), else `$SLIPWAY_API_URL`; the key:
@@ -494,14 +495,16 @@ def _register_event(args: argparse.Namespace) -> int:
         ("labels", args.labels),
         ("contexts", args.contexts),
         ("commit_hash", args.commit_hash),
-        ("commit_title", args.commit_title),
-        ("commit_message", args.commit_message),
-        ("commit_url", args.commit_url),
-        ("commit_author", args.commit_author),
-        ("commit_timestamp", args.commit_timestamp),
     ):
         if value:
             body[field] = value
+    unsent = [
+        f"--commit-{flag}"
+        for flag in ("title", "message", "url", "author", "timestamp")
+        if getattr(args, f"commit_{flag}")
+    ]
+    if unsent:
+        log(f"{', '.join(unsent)}: not kept by Slipway (the commit hash is)", "WARN")
     try:
         answer = client.request(method, path, body=body)
     except ApiError as exc:

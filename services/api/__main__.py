@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated
 
 from msgspec import Meta
@@ -41,6 +42,13 @@ class ApiSettings(ServiceSettings, frozen=True, kw_only=True):
     registrations are checked against its repositories and platform providers. Optional."""
     api_git_cache_dir: str = ""
     """Where plan previews clone (default: a directory under the system's temp dir)."""
+    console_session_key: str = ""
+    """Signs the web console's session cookies; replicas must share it. "" picks a random
+    one per process (sessions then end when it restarts, and hold on one replica only)."""
+    console_assets_dir: str = ""
+    """Where the console's npm files are (`node_modules/`); "" uses the checkout's."""
+    console_trace_url: str = ""
+    """The tracing UI's page of a trace, `{trace_id}` replaced (Jaeger: `…/trace/{trace_id}`)."""
 
 
 def plan_preview_source(settings: ApiSettings) -> PlanPreviewSource | None:
@@ -76,6 +84,11 @@ async def setup(runtime: ServiceRuntime[ApiSettings]) -> Sequence[Component]:
         ),
         max_body_bytes=settings.api_max_body_bytes,
         max_log_streams_per_key=settings.api_max_log_streams_per_key,
+        console_session_key=settings.console_session_key.encode() or None,
+        console_assets_dir=Path(settings.console_assets_dir)
+        if settings.console_assets_dir
+        else None,
+        trace_url_template=settings.console_trace_url,
     )
     # Requests in flight get most of the grace; the rest is for the runtime's own steps.
     server = ApiServer(

@@ -8,6 +8,7 @@ in this order: request context (id, canonical log line) → errors → `auth`
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Final
 
 import asyncpg
@@ -17,6 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from nats.aio.client import Client as NatsClient
 
 from services.api.auth import DEFAULT_CACHE_TTL_S, KEY_CACHE, KeyCache, api_key_auth
+from services.api.console.assets import DEFAULT_ASSETS_DIR
+from services.api.console.pages import add_console_routes
+from services.api.console.security import add_security_headers, console_middleware
+from services.api.console.sessions import SessionCodec
+from services.api.console.state import CONSOLE, Console
 from services.api.deps import DEPS, Deps, PlanPreviewSource
 from services.api.errors import error_middleware
 from services.api.follow_hub import FOLLOW_HUB
@@ -52,6 +58,9 @@ def create_app(
     secret_public_key: rsa.RSAPublicKey | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_log_streams_per_key: int = DEFAULT_STREAMS_PER_KEY,
+    console_session_key: bytes | None = None,
+    console_assets_dir: Path | None = None,
+    trace_url_template: str = "",
 ) -> web.Application:
     """The API, reading and writing through `store` and `pool` (the same database).
 
@@ -60,12 +69,23 @@ def create_app(
     follow serves the stored lines, polling the table for new ones. A request
     body over `max_body_bytes` is refused (413) before more of it is read; a key
     may follow at most `max_log_streams_per_key` logs at once (429 beyond).
+
+    The web console (`services/api/console`) is served under `/console`: its
+    sessions are signed with `console_session_key` (random per process when None:
+    replicas must share one), its npm assets read from `console_assets_dir`.
     """
     cache = KeyCache(store, ttl_s=key_cache_ttl_s)
     if auth is None:
         auth = api_key_auth(store, cache=cache)
-    middlewares = [request_middleware, error_middleware, auth]
+    # The console's middleware sits above the error mapping: it turns errors into pages.
+    middlewares = [request_middleware, console_middleware, error_middleware, auth]
     app = web.Application(middlewares=middlewares, client_max_size=max_body_bytes)
+    app.on_response_prepare.append(add_security_headers)
+    app[CONSOLE] = Console(
+        sessions=SessionCodec(console_session_key),
+        assets_dir=console_assets_dir or DEFAULT_ASSETS_DIR,
+        trace_url_template=trace_url_template,
+    )
     app[KEY_CACHE] = cache
     app[DEPS] = Deps(
         store=store,
@@ -82,6 +102,7 @@ def create_app(
     app[FOLLOW_HUB] = follow_hub(app[DEPS])
     app[LOG_TAIL] = log_tail(store)
     add_routes(app, all_routes())
+    add_console_routes(app)
     return app
 
 

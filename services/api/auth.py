@@ -13,6 +13,12 @@ otherwise. For each request it:
    too low, or when the route's access is unknown (deny by default);
 4. stores the principal with `request[PRINCIPAL] = principal`.
 
+The web console's routes (`services/api/console`) go through the same steps;
+only their credentials differ: a signed session cookie naming the key
+(`SESSION_ROUTES`, `SESSION_KEY_OF`) instead of the `Authorization` header,
+which those routes never read (and API routes never read the cookie, so a
+cookie cannot ride a cross-site request into the API).
+
 Handlers never check roles themselves; they only ask `actor_of(request)` who
 is acting (the key's name), which goes into each event's metadata (`actor`),
 into `SyncRequested.commander`, and is the approver of `WAIT_APPROVAL`
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import msgspec
@@ -46,6 +53,8 @@ __all__ = [
     "KEY_CACHE",
     "PRINCIPAL",
     "ROUTE_ACCESS",
+    "SESSION_KEY_OF",
+    "SESSION_ROUTES",
     "Access",
     "KeyCache",
     "Principal",
@@ -123,6 +132,7 @@ class KeyCache:
         self.ttl_s = ttl_s
         self._entries: dict[str, tuple[float, ApiKey | None]] = {}
         self._live: dict[str, tuple[float, bool]] = {}
+        self._by_id: dict[str, tuple[float, ApiKey | None]] = {}
 
     async def live(self, key_id: str) -> bool:
         """Whether the key is still unrevoked (re-read at most once per `ttl_s`)."""
@@ -136,6 +146,20 @@ class KeyCache:
             self._live.clear()
         self._live[key_id] = (now + self.ttl_s, alive)
         return alive
+
+    async def by_id(self, key_id: str) -> ApiKey | None:
+        """The live (unrevoked) key with this id, re-read at most once per `ttl_s`: a console
+        session names its key by id and learns of a revocation as a bearer would."""
+        now = time.monotonic()
+        cached = self._by_id.get(key_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        key, _ = fold_key(await self.store.read_stream(apikey_stream(key_id)))
+        live = key if key is not None and not key.revoked else None
+        if len(self._by_id) >= _CACHE_MAX:
+            self._by_id.clear()
+        self._by_id[key_id] = (now + self.ttl_s, live)
+        return live
 
     async def lookup(self, secret: str) -> ApiKey | None:
         digest = secret_sha256(secret)
@@ -153,6 +177,12 @@ class KeyCache:
 
 KEY_CACHE = web.AppKey("key_cache", KeyCache)
 """The auth middleware's cache, for requests that outlive one check (`key_still_live`)."""
+
+SessionKeyOf = Callable[[web.Request, KeyCache], Awaitable[ApiKey | None]]
+SESSION_ROUTES = web.AppKey("session_routes", set[str])
+"""The names of the routes whose credentials are a console session, not a bearer key."""
+SESSION_KEY_OF: Final[web.AppKey[SessionKeyOf]] = web.AppKey("session_key_of")
+"""Reads a request's session cookie into its live key (None: no valid session)."""
 
 
 def _unauthorized(message: str) -> ErrorReply:
@@ -188,12 +218,18 @@ def api_key_auth(
         access = required_access(request)
         if access is Access.PUBLIC:
             return await handler(request)
-        secret = _bearer(request)
-        if secret is None:
-            raise _unauthorized("this endpoint needs an API key: Authorization: Bearer <key>")
-        key = await cache.lookup(secret)
-        if key is None:
-            raise _unauthorized("the API key is unknown, malformed or revoked")
+        name = request.match_info.route.name
+        if name is not None and name in request.app.get(SESSION_ROUTES, ()):
+            key = await request.app[SESSION_KEY_OF](request, cache)
+            if key is None:
+                raise ErrorReply(401, "unauthorized", "sign in to the console first")
+        else:
+            secret = _bearer(request)
+            if secret is None:
+                raise _unauthorized("this endpoint needs an API key: Authorization: Bearer <key>")
+            key = await cache.lookup(secret)
+            if key is None:
+                raise _unauthorized("the API key is unknown, malformed or revoked")
         request[PRINCIPAL] = Principal(name=key.name, role=key.role, key_id=key.key_id)
         if request.match_info.http_exception is not None:
             return await handler(request)  # no such route: let aiohttp's 404/405 answer

@@ -32,6 +32,7 @@ from shared.decider import Functions
 from shared.errors import Rejected
 from shared.events.base import Event
 from shared.events.catalog import (
+    ApplicationAdopted,
     ApplicationConfigClaimed,
     ApplicationDeleted,
     ApplicationDisabled,
@@ -51,6 +52,7 @@ from shared.labels import (
 
 __all__ = [
     "APPLICATION",
+    "COMMIT_PATTERN",
     "CONFIG_CLAIM",
     "ID_PATTERN",
     "LABEL_KEY_PATTERN",
@@ -61,6 +63,7 @@ __all__ = [
     "PATH_PATTERN",
     "RELEASE",
     "RULES",
+    "AdoptApplication",
     "Application",
     "Command",
     "DeleteApplication",
@@ -182,9 +185,27 @@ class DeleteApplication(msgspec.Struct, frozen=True, kw_only=True):
     commander: str = ""
 
 
+class AdoptApplication(msgspec.Struct, frozen=True, kw_only=True):
+    """Record that the application took over PipeCD's objects (`slipway app import`)."""
+
+    application_id: str
+    running_commit_hash: str
+    resources: tuple[str, ...] = ()
+    pipecd_application_id: str = ""
+    commander: str = ""
+
+
 Command = (
-    RegisterApplication | DisableApplication | EnableApplication | RequestSync | DeleteApplication
+    RegisterApplication
+    | DisableApplication
+    | EnableApplication
+    | RequestSync
+    | DeleteApplication
+    | AdoptApplication
 )
+
+# A git commit id: what `pipecd.dev/commit-hash` holds and the planner can check out.
+COMMIT_PATTERN: Final = r"^[0-9a-f]{7,64}$"
 
 
 class ReserveName(msgspec.Struct, frozen=True, kw_only=True):
@@ -236,6 +257,23 @@ def decide(state: Application | None, command: Command) -> Sequence[Event]:
                 ApplicationDeleted(
                     application_id=app.application_id,
                     cascade=command.cascade,
+                    commander=command.commander,
+                )
+            ]
+        case AdoptApplication():
+            app = _existing(state, command.application_id)
+            if not re.fullmatch(COMMIT_PATTERN, command.running_commit_hash):
+                raise InvalidCommand(
+                    "running_commit_hash",
+                    f"running_commit_hash {command.running_commit_hash!r} is not a git commit "
+                    "id (7 to 64 lowercase hex digits)",
+                )
+            return [
+                ApplicationAdopted(
+                    application_id=app.application_id,
+                    running_commit_hash=command.running_commit_hash,
+                    resources=tuple(sorted(command.resources)),
+                    pipecd_application_id=command.pipecd_application_id,
                     commander=command.commander,
                 )
             ]

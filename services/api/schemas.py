@@ -17,6 +17,7 @@ import msgspec
 from msgspec import Meta
 
 from services.api.decider import (
+    COMMIT_PATTERN,
     CONFIG_FILENAME_PATTERN,
     LABEL_KEY_PATTERN,
     LABEL_VALUE_PATTERN,
@@ -156,6 +157,36 @@ class ApplicationDeletion(msgspec.Struct, frozen=True, kw_only=True):
     application_id: str
     name: str
     cascade: bool
+    position: Position
+
+
+class AdoptApplicationRequest(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """What `slipway app import` took over: the running commit and the objects, now labelled
+    and owned by Slipway's field manager."""
+
+    running_commit_hash: Annotated[
+        str,
+        Meta(
+            pattern=COMMIT_PATTERN,
+            max_length=64,
+            description="The commit running now; the next deployment is planned against it.",
+        ),
+    ]
+    resources: Annotated[
+        list[Annotated[str, Meta(max_length=512)]],
+        Meta(max_length=10_000, description="Keys `group/kind/namespace/name` taken over."),
+    ] = msgspec.field(default_factory=list)
+    pipecd_application_id: Annotated[str, Meta(max_length=128)] = ""
+
+
+class ApplicationAdoption(msgspec.Struct, frozen=True, kw_only=True):
+    """The adoption was recorded (`application_adopted` on the application's stream)."""
+
+    application_id: str
+    running_commit_hash: str
+    resources: list[str]
     position: Position
 
 

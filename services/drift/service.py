@@ -295,4 +295,4 @@ class DriftDetector:
 
 
 def _platform(config: KubernetesProviderConfig) -> KubernetesPlatform:
-    return KubernetesPlatform(config.kubeconfig_path or None, config.context or None)
+    return KubernetesPlatform.from_config(config)

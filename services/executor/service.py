@@ -227,7 +227,7 @@ class Executor:
         if platform is None:
             # No kubeconfigPath: the pod's in-cluster account (KubernetesPlatform says
             # so clearly when this is not a pod).
-            platform = KubernetesPlatform(config.kubeconfig_path or None, config.context or None)
+            platform = KubernetesPlatform.from_config(config)
             await platform.open()
             self._platforms[name] = platform
         return platform

@@ -1,7 +1,7 @@
 """The gitwatcher's side of deployment chains: start them, follow them, open their deployments.
 
-A consumer of `DeploymentCompleted` (durable `gitwatcher-chains`), inside the
-consumer's transaction:
+A consumer of `DeploymentCompleted` and `DeploymentPlanFailed` (durable
+`gitwatcher-chains`), inside the consumer's transaction:
 
 - a deployment the chain opened: its outcome goes to the chain (`RecordOutcome`);
 - a SUCCESS of a deployment no chain opened, whose config at its commit has
@@ -33,10 +33,10 @@ from shared.consumer import EventConsumer
 from shared.eventlog import EventStore
 from shared.eventlog.execute import execute
 from shared.events.base import RecordedEvent
-from shared.events.catalog import DeploymentCompleted, DeploymentTriggered
+from shared.events.catalog import DeploymentCompleted, DeploymentPlanFailed, DeploymentTriggered
 from shared.events.ids import chain_id_of
 from shared.events.streams import chain_stream, deployment_stream
-from shared.events.vocabulary import Strategy, Trigger
+from shared.events.vocabulary import DeploymentStatus, Strategy, Trigger
 from shared.logs import get_logger
 from shared.redaction import COMMIT_MESSAGE_CHARS, clip
 from shared.subjects import Subjects
@@ -74,15 +74,24 @@ class ChainRunner:
             registry=self.store.registry,
             subjects=subjects,
             handler=self.handle_completed,
-            handles=(DeploymentCompleted,),
+            handles=(DeploymentCompleted, DeploymentPlanFailed),
             # The handler may read configs from git: one event per transaction keeps it short.
             events_per_transaction=1,
             **kw,
         )
 
     async def handle_completed(self, event: RecordedEvent, conn: asyncpg.Connection) -> None:
-        """Record a chained deployment's outcome, or start the chain of a successful one."""
+        """Record a chained deployment's outcome, or start the chain of a successful one.
+
+        A plan that fails ends its deployment FAILURE without a `DeploymentCompleted`."""
         completed = event.event
+        if isinstance(completed, DeploymentPlanFailed):
+            completed = DeploymentCompleted(
+                deployment_id=completed.deployment_id,
+                application_id=completed.application_id,
+                status=DeploymentStatus.FAILURE,
+                reason=completed.reason,
+            )
         if not isinstance(completed, DeploymentCompleted):
             return
         first = await self.store.read_stream(

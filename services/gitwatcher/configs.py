@@ -47,10 +47,7 @@ def read_app_config(path: str, content: bytes) -> AppConfigFacts:
         mentions=tuple(
             ConfigMention(
                 event=mention.event.removeprefix("EVENT_"),
-                # `slack` (PipeCD's older spelling) and `slackUsers`, where the config has it.
-                slack_users=tuple(
-                    dict.fromkeys((*mention.slack, *getattr(mention, "slack_users", ())))
-                ),
+                slack_users=mention.all_slack_users,  # `slack` (PipeCD's older name), `slackUsers`
                 slack_groups=tuple(mention.slack_groups),
             )
             for mention in (spec.notification.mentions if spec.notification else ())

@@ -5,8 +5,9 @@ For every event (`<prefix>.evt.>`), in the consumer's transaction:
 1. `decider.routed` (pure) says whether any route takes a notification type it
    makes — most make none, and cost nothing more;
 2. the application (name, labels: `application-<id>`) and the deployment
-   (commit, stage, reason: `deployment-<id>` folded up to this event) are read
-   from the log on the same connection;
+   (commit, stage, reason: `deployment-<id>` folded up to this event, on from
+   where the last event of it left off: `deployment_facts.py`) are read from
+   the log on the same connection;
 3. `decider.schedule` (pure) gives, for each receiver the routes name, one
    message of the first type its routes take, rendered as a
    `NotificationScheduled` whose id is derived from the event and the receiver;
@@ -34,12 +35,12 @@ from services.notifier.decider import (
     routed,
     schedule,
 )
+from services.notifier.deployment_facts import DeploymentFactsCache
 from services.notifier.notify.facts import (
     AppFacts,
     DeploymentFacts,
     config_mentions_of,
     fold_application,
-    fold_deployment,
 )
 from services.notifier.outbox import Outbox
 from services.notifier.targets import Target
@@ -84,6 +85,7 @@ class Notifier:
         self.routes = tuple(routes)
         self.targets = dict(targets)
         self.web_url = web_url
+        self.deployments = DeploymentFactsCache(store)
         self.scheduled_total = Counter(
             "slipway_notifier_scheduled",
             "notifications scheduled by this replica, by receiver and PipeCD type",
@@ -145,16 +147,7 @@ class Notifier:
         deployment_id = getattr(recorded.event, "deployment_id", "")
         if not isinstance(deployment_id, str) or not deployment_id:
             return None
-        stream = deployment_stream(deployment_id)
-        if recorded.stream_id == stream:
-            # As it was at this event, also when composed again after a restart.
-            history = await self.store.read_stream(stream, conn=conn)
-            history = [e for e in history if e.stream_version <= recorded.stream_version]
-        else:
-            history = await self.store.read_stream(
-                stream, up_to_position=recorded.global_position, conn=conn
-            )
-        return fold_deployment(deployment_id, (e.event for e in history))
+        return await self.deployments.facts_at(deployment_id, recorded, conn)
 
     async def _application(
         self,

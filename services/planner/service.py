@@ -75,6 +75,7 @@ from shared.eventlog.envelope import envelope
 from shared.eventlog.execute import execute
 from shared.events.base import Event, Metadata, RecordedEvent
 from shared.events.catalog import (
+    ApplicationAdopted,
     DeploymentCompleted,
     DeploymentPlanFailed,
     DeploymentPlanned,
@@ -93,9 +94,14 @@ log = get_logger("slipway.planner")
 _tracer = trace.get_tracer("slipway.planner")
 
 CONSUMER_NAME: Final = "planner"
-HANDLES: Final[tuple[type[Event], ...]] = (DeploymentTriggered, DeploymentCompleted)
-"""What the planner's consumer handles: a trigger to plan (or queue), and a completion that
-frees its application's queue. Its NATS filter is derived from these."""
+HANDLES: Final[tuple[type[Event], ...]] = (
+    DeploymentTriggered,
+    DeploymentCompleted,
+    ApplicationAdopted,
+)
+"""What the planner's consumer handles: a trigger to plan (or queue), a completion that
+frees its application's queue, and an adoption that says which commit runs. Its NATS
+filter is derived from these."""
 
 # A sweep that cannot reach PostgreSQL logs it and tries again at the next period.
 _SWEEP_TRANSIENT: Final[tuple[type[BaseException], ...]] = (Unavailable, *CONNECTION_ERRORS)
@@ -168,8 +174,19 @@ class Planner:
                 await self._on_triggered(event, trigger, conn)
             case DeploymentCompleted() as completed:
                 await self._on_completed(event, completed, conn)
+            case ApplicationAdopted() as adopted:
+                await self._on_adopted(adopted, conn)
             case _:
                 pass
+
+    async def _on_adopted(self, adopted: ApplicationAdopted, conn: asyncpg.Connection) -> None:
+        """What PipeCD left running is the running commit: the next deployment is planned
+        against it (a pipeline with a rollback target), not as a first QUICK_SYNC."""
+        app_id = adopted.application_id
+        with structlog_bound(application_id=app_id):
+            await queues.lock(conn, app_id)
+            await queues.set_running(conn, app_id, adopted.running_commit_hash, "")
+            log.info("application_adopted", running_commit=adopted.running_commit_hash)
 
     async def _on_triggered(
         self, event: RecordedEvent, trigger: DeploymentTriggered, conn: asyncpg.Connection

@@ -14,7 +14,14 @@ spec:
   platformProviders:
     - name: prd
       type: KUBERNETES
-      config: {kubeconfigPath: ~/.kube/config, context: prd, masterURL: ""}
+      config:
+        kubeconfigPath: ~/.kube/config
+        context: prd
+        masterURL: ""
+        appStateInformer:            # which kinds live state (prune, drift) lists: every
+          namespace: ""              # kind discovery serves, less these (PipeCD's names)
+          excludeResources: [{apiVersion: v1, kind: Secret}]
+          includeResources: [{apiVersion: v1, kind: Endpoints}]
   analysisProviders:
     - name: prometheus
       type: PROMETHEUS               # or HTTP
@@ -75,12 +82,15 @@ __all__ = [
     "AnalysisEgress",
     "AnalysisProvider",
     "AnalysisProviderConfig",
+    "AppStateInformer",
+    "ChartRepository",
     "ControlConfig",
     "ControlSpec",
     "EventHook",
     "EventWatcherGitRepo",
     "EventWatcherSettings",
     "KubernetesProviderConfig",
+    "KubernetesResourceMatcher",
     "NotificationReceiver",
     "NotificationRoute",
     "Notifications",
@@ -118,12 +128,28 @@ class Repository(Spec, frozen=True):
     webhook_secret_file: str = ""
 
 
+class KubernetesResourceMatcher(Spec, frozen=True):
+    """Kinds by apiVersion and kind (no kind: every kind of the apiVersion), as PipeCD's."""
+
+    api_version: str
+    kind: str = ""
+
+
+class AppStateInformer(Spec, frozen=True):
+    """Which kinds live state lists (`shared.platform.livekinds`), PipeCD's setting."""
+
+    namespace: str = ""
+    include_resources: tuple[KubernetesResourceMatcher, ...] = ()
+    exclude_resources: tuple[KubernetesResourceMatcher, ...] = ()
+
+
 class KubernetesProviderConfig(Spec, frozen=True):
     """Which cluster: a kubeconfig and context (both empty: in-cluster)."""
 
     kubeconfig_path: str = ""
     context: str = ""
     master_url: str = msgspec.field(default="", name="masterURL")
+    app_state_informer: AppStateInformer = AppStateInformer()
 
 
 class PlatformProvider(Spec, frozen=True):
@@ -280,6 +306,18 @@ class SecretManagement(Spec, frozen=True):
     config: SecretKeyPair = SecretKeyPair()
 
 
+class ChartRepository(Spec, frozen=True):
+    """A Helm chart repository an application's `helmChart.repository` may name (PipeCD's
+    piped `chartRepositories`, HTTP type): helm knows it by `name`
+    (`shared.config.chart_repositories`)."""
+
+    name: str
+    address: str
+    username: str = ""
+    password: str = ""
+    insecure: bool = False
+
+
 class ControlSpec(Spec, frozen=True):
     """`spec` of `kind: Slipway`."""
 
@@ -295,6 +333,8 @@ class ControlSpec(Spec, frozen=True):
     event_hooks: tuple[EventHook, ...] = ()
     """Raw-event webhooks (Slipway's own; a Piped file has none)."""
     secret_management: SecretManagement | None = None
+    chart_repositories: tuple[ChartRepository, ...] = ()
+    """Helm chart repositories by name, given to helm when the service starts."""
 
 
 class ControlConfig(msgspec.Struct, frozen=True, kw_only=True):

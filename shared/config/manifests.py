@@ -130,7 +130,7 @@ class _Renderer:
         if self.input.helm_chart is not None:
             with tempfile.TemporaryDirectory(prefix="slipway-chart-") as scratch:
                 command = self._helm_command(Path(scratch))
-                return self._parse(self._run(command, "helm template"), "helm template")
+                return self._parse(self._helm_template(command), "helm template")
         if self.input.kustomize_version or any(
             (self.app_dir / name).is_file() for name in _KUSTOMIZATION_NAMES
         ):
@@ -289,6 +289,20 @@ class _Renderer:
             if options.kube_version:
                 flags.append(f"--kube-version={options.kube_version}")
         return [helm, "template", *flags, "--", release, chart_ref]
+
+    def _helm_template(self, command: list[str]) -> str:
+        """Run `helm template`; a named chart repository whose index helm has not fetched
+        yet is updated once and the template retried, as PipeCD's piped does."""
+        try:
+            return self._run(command, "helm template")
+        except ConfigError as exc:
+            chart = self.input.helm_chart
+            named = chart is not None and chart.repository and "://" not in chart.repository
+            if not named or "helm repo update" not in str(exc):
+                raise
+            assert chart is not None
+            self._run([command[0], "repo", "update", "--", chart.repository], "helm repo update")
+            return self._run(command, "helm template")
 
     def _file(self, name: str, what: str) -> Path:
         """A file helm reads by name: inside the repository, existing, no `,` (helm splits)."""

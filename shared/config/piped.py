@@ -15,7 +15,7 @@ result as it checks a `kind: Slipway` file.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -27,6 +27,8 @@ from shared.config.control import (
     AnalysisEgress,
     AnalysisProvider,
     AnalysisProviderConfig,
+    AppStateInformer,
+    ChartRepository,
     ControlSpec,
     EventWatcherGitRepo,
     EventWatcherSettings,
@@ -42,6 +44,7 @@ from shared.config.control import (
     WebhookReceiver,
     indexed,
 )
+from shared.config.tool_options import plain_value_problem, repository_problem
 from shared.config.types import Duration
 
 __all__ = ["from_piped"]
@@ -56,7 +59,7 @@ class _PipedRepository(Spec, frozen=True):
 class _PipedKubernetesConfig(Spec, frozen=True):
     master_url: str = msgspec.field(default="", name="masterURL")
     kube_config_path: str = msgspec.field(default="", name="kubeConfigPath")
-    app_state_informer: Any = msgspec.UNSET
+    app_state_informer: AppStateInformer = AppStateInformer()
     kubectl_version: str = ""
 
 
@@ -144,7 +147,7 @@ class _PipedSpec(Spec, frozen=True):
     app_config_sync_interval: Any = msgspec.UNSET
     git: Any = msgspec.UNSET
     repositories: tuple[_PipedRepository, ...] = ()
-    chart_repositories: Any = msgspec.UNSET
+    chart_repositories: tuple[_PipedChartRepository, ...] = ()
     chart_registries: Any = msgspec.UNSET
     cloud_providers: tuple[_PipedPlatformProvider, ...] = ()
     platform_providers: tuple[_PipedPlatformProvider, ...] = ()
@@ -167,9 +170,6 @@ _PIPED_ONLY: Final = {
     "apiAddress": "the control plane's address",
     "appConfigSyncInterval": "Slipway reads app configs on every poll",
     "git": "git credentials come from the environment of the gitwatcher",
-    "chartRepositories": "Helm chart repositories are helm's own: `helm repo add NAME "
-    "ADDRESS` where the planner, executor and drift run (their HELM_REPOSITORY_CONFIG), "
-    "or write the repository's https:// address as the chart's `repository`",
     "chartRegistries": "Helm registries are configured in helm itself",
     "appSelector": "every application of the repositories is handled",
     "plugins": "PipeCD v1 plugins do not apply",
@@ -242,8 +242,50 @@ def from_piped(doc: Document) -> tuple[ControlSpec, SpecPaths]:
         ),
         web_address=piped.web_address,
         secret_management=_piped_secret_management(doc, raw_spec.get("secretManagement")),
+        chart_repositories=_piped_chart_repositories(doc, piped.chart_repositories),
     )
     return spec, where
+
+
+class _PipedChartRepository(Spec, frozen=True):
+    type: Literal["HTTP", "GIT"] = "HTTP"
+    name: str = ""
+    address: str = ""
+    username: str = ""
+    password: str = ""
+    insecure: bool = False
+    git_remote: str = ""
+    ssh_key_file: str = ""
+
+
+def _piped_chart_repositories(
+    doc: Document, repositories: tuple[_PipedChartRepository, ...]
+) -> tuple[ChartRepository, ...]:
+    """PipeCD's HTTP chart repositories, by name; a GIT one is a warning (not supported:
+    a chart from git is the application's `helmChart.gitRemote`)."""
+    out: list[ChartRepository] = []
+    for index, repository in enumerate(repositories):
+        at: FieldPath = ("spec", "chartRepositories", index)
+        if repository.type == "GIT":
+            doc.warn(at, "GIT chart repositories are not supported: ignored (use the "
+                     "application's helmChart.gitRemote)")  # fmt: skip
+            continue
+        if problem := repository_problem(repository.name):
+            raise doc.error((*at, "name"), problem)
+        if not repository.address.startswith(("https://", "http://")):
+            raise doc.error((*at, "address"), "expected the repository's http(s):// address")
+        if problem := plain_value_problem(repository.address):
+            raise doc.error((*at, "address"), problem)
+        out.append(
+            ChartRepository(
+                name=repository.name,
+                address=repository.address,
+                username=repository.username,
+                password=repository.password,
+                insecure=repository.insecure,
+            )
+        )
+    return tuple(out)
 
 
 def _piped_secret_management(doc: Document, raw: Any) -> SecretManagement | None:
@@ -275,17 +317,15 @@ def _piped_platform_provider(
         )
         return None
     config = doc.convert((*at, "config"), _PipedKubernetesConfig, data=provider.config or {})
-    for key, value in (
-        ("appStateInformer", config.app_state_informer),
-        ("kubectlVersion", config.kubectl_version or msgspec.UNSET),
-    ):
-        if value is not msgspec.UNSET:
-            doc.warn((*at, "config", key), "PipeCD provider setting ignored by Slipway")
+    if config.kubectl_version:
+        doc.warn((*at, "config", "kubectlVersion"), "PipeCD provider setting ignored by Slipway")
     return PlatformProvider(
         name=provider.name,
         labels=provider.labels,
         config=KubernetesProviderConfig(
-            kubeconfig_path=config.kube_config_path, master_url=config.master_url
+            kubeconfig_path=config.kube_config_path,
+            master_url=config.master_url,
+            app_state_informer=config.app_state_informer,
         ),
     )
 

@@ -42,6 +42,9 @@ def _secrets(control: ControlConfig) -> Iterator[str]:
         yield from secrets_in_url(repo.remote)
         yield repo.webhook_secret
         yield _read(base, repo.webhook_secret_file)
+    for chart_repository in spec.chart_repositories:
+        yield chart_repository.password
+        yield from secrets_in_url(chart_repository.address)
     for analysis in spec.analysis_providers:
         config = analysis.config
         yield from secrets_in_url(config.address)

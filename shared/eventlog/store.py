@@ -15,13 +15,26 @@ Per-stream order in that feed is kept by refusing an append whose
 transaction id is older than that of the stream's current head (a
 transaction that wrote something else first, then appended after a newer
 writer); the caller retries in a fresh transaction, as after any conflict.
+
+Group commit
+------------
+Appends without a caller's connection go through `GroupCommit`
+(groupcommit.py): one that finds nothing in flight runs at once, the appends
+that arrive meanwhile go together in one statement and one transaction
+(`_APPEND_GROUP`; `_APPEND_BOUNDED` for a group of one), each with its own
+version check. An append the group
+cannot settle (its check failed, an event id collided, a lock would have to
+be waited for) is run again alone by the single-append code, which gives the
+exact outcome: the stored positions of a retry, or the precise error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeAlias
 
@@ -31,6 +44,7 @@ import msgspec
 from shared.aio import sleep_or_stop
 from shared.db import CONNECTION_ERRORS
 from shared.errors import ConcurrencyConflict, EventTooLarge, IdempotencyViolation, Unavailable
+from shared.eventlog.groupcommit import ALONE, Alone, GroupCommit
 from shared.eventlog.position import START, LogPosition
 from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
 from shared.events.codec import EventRegistry
@@ -66,6 +80,65 @@ FROM head,
 WHERE ($2::bigint IS NULL OR head.version = $2::bigint)
   AND (head.tx_id IS NULL OR head.tx_id <= pg_current_xact_id())
 RETURNING global_position, stream_version
+"""
+
+GROUP_LOCK_TIMEOUT = "50ms"
+"""How long a group's statement may wait for a lock: an uncommitted append of another
+transaction to one of its streams. Past it the group is rolled back and each of its appends
+runs alone, so that one stream held by a long transaction never stalls the other appends."""
+
+# `_APPEND` for several streams at once: $1/$2 one element per append (stream, expected
+# version), $3.. one element per event (its append's number, its place in that append).
+# `settings` is read before any row is produced, so the lock timeout is set before the
+# first insert can wait; `set_config(…, true)` lasts for this statement's transaction only.
+_APPEND_GROUP = """
+WITH settings AS MATERIALIZED (
+  SELECT set_config('lock_timeout', $10::text, true)
+), appended AS (
+  SELECT a.n, a.stream_id, coalesce(last.stream_version, -1) AS version
+  FROM settings,
+       unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS a(stream_id, expected, n)
+       LEFT JOIN LATERAL (
+         SELECT stream_version, tx_id FROM events
+         WHERE events.stream_id = a.stream_id ORDER BY stream_version DESC LIMIT 1
+       ) AS last ON true
+  WHERE (a.expected IS NULL OR coalesce(last.stream_version, -1) = a.expected)
+    AND (last.tx_id IS NULL OR last.tx_id <= pg_current_xact_id())
+)
+INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version,
+                    payload, metadata)
+SELECT appended.stream_id, appended.version + e.ord, e.event_id, e.event_type,
+       e.schema_version, e.payload, e.metadata
+FROM unnest($3::bigint[], $4::bigint[], $5::uuid[], $6::text[], $7::int2[], $8::bytea[],
+            $9::jsonb[]) AS e(n, ord, event_id, event_type, schema_version, payload, metadata)
+JOIN appended ON appended.n = e.n
+ORDER BY e.n, e.ord
+RETURNING global_position, stream_id, stream_version
+"""
+
+# `_APPEND` with `_APPEND_GROUP`'s lock timeout ($8), for a group of one: as cheap as
+# `_APPEND` (the group statement's arrays and sort cost a single writer about a millisecond).
+_APPEND_BOUNDED = """
+WITH settings AS MATERIALIZED (
+  SELECT set_config('lock_timeout', $8::text, true)
+), last AS (
+  SELECT stream_version, tx_id FROM events
+  WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1
+), head AS (
+  SELECT coalesce((SELECT stream_version FROM last), -1) AS version,
+         (SELECT tx_id FROM last) AS tx_id
+  FROM settings
+)
+INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version,
+                    payload, metadata)
+SELECT $1, head.version + e.ord, e.event_id, e.event_type, e.schema_version,
+       e.payload, e.metadata
+FROM head,
+     unnest($3::uuid[], $4::text[], $5::int2[], $6::bytea[], $7::jsonb[])
+       WITH ORDINALITY AS e(event_id, event_type, schema_version, payload, metadata, ord)
+WHERE ($2::bigint IS NULL OR head.version = $2::bigint)
+  AND (head.tx_id IS NULL OR head.tx_id <= pg_current_xact_id())
+RETURNING global_position, stream_id, stream_version
 """
 
 _HEAD = """
@@ -121,6 +194,37 @@ class AppendResult(msgspec.Struct, frozen=True):
         return self.stream_versions[-1]
 
 
+@dataclass(frozen=True)
+class _Append:
+    """One `append` call, encoded: what its statement (or its part of a group's) sends."""
+
+    stream_id: str
+    events: Sequence[NewEvent]
+    expected_version: int | None
+    ids: list[uuid.UUID]
+    types: list[str]
+    schema_versions: list[int]
+    payloads: list[bytes]
+    metadata: list[str]
+
+    @property
+    def args(self) -> tuple[object, ...]:
+        """`_APPEND`'s arguments."""
+        return (
+            self.stream_id,
+            self.expected_version,
+            self.ids,
+            self.types,
+            self.schema_versions,
+            self.payloads,
+            self.metadata,
+        )
+
+    @property
+    def size(self) -> int:
+        return sum(map(len, self.payloads)) + sum(map(len, self.metadata))
+
+
 class EventStore:
     """Appends to and reads from the `events` table of the pool's schema."""
 
@@ -134,6 +238,9 @@ class EventStore:
         self.pool = pool
         self.registry = registry
         self.max_event_bytes = max_event_bytes
+        self.group_commit: GroupCommit[_Append, AppendResult] = GroupCommit(
+            self._append_alone, self._append_group
+        )
 
     async def append(
         self,
@@ -152,30 +259,79 @@ class EventStore:
         written) when an encoded event is over `max_event_bytes`; retrying the
         same append after a lost connection returns the stored positions.
 
-        Pass `conn` to append inside the caller's transaction.
+        Pass `conn` to append inside the caller's transaction. Without it, the
+        append commits on its own, possibly in one transaction with other
+        appends of this store that arrived while one was in flight (group
+        commit); its outcome is the same as if it had gone alone.
         """
         check_stream_id(stream_id)
         if not events:
             raise ValueError("append needs at least one event")
         if expected_version is not None and expected_version < NO_STREAM:
             raise ValueError(f"expected_version must be ≥ {NO_STREAM} or ANY")
-        args = self._encode(stream_id, events, expected_version)
+        request = self._encode(stream_id, events, expected_version)
+        if conn is None:
+            return await self.group_commit.submit(stream_id, request, request.size)
         try:
-            if conn is not None:
-                return await self._append_on(conn, stream_id, events, expected_version, args)
-            async with self.pool.acquire() as own:
-                return await self._append_on(own, stream_id, events, expected_version, args)
+            return await self._append_on(conn, request)
         except CONNECTION_ERRORS as exc:
-            raise Unavailable(f"append to {stream_id!r}: database connection lost: {exc}") from exc
+            raise _lost(stream_id, exc) from exc
 
-    async def _append_on(
-        self,
-        conn: Connection,
-        stream_id: str,
-        events: Sequence[NewEvent],
-        expected_version: int | None,
-        args: tuple[object, ...],
-    ) -> AppendResult:
+    async def _append_alone(self, request: _Append) -> AppendResult:
+        try:
+            async with self.pool.acquire() as own:
+                return await self._append_on(own, request)
+        except CONNECTION_ERRORS as exc:
+            raise _lost(request.stream_id, exc) from exc
+
+    async def _append_group(
+        self, group: Sequence[_Append]
+    ) -> list[AppendResult | BaseException | Alone]:
+        """One statement for every append of `group` (one per stream); `ALONE` where it failed."""
+        if len(group) == 1:
+            statement, args = _APPEND_BOUNDED, group[0].args
+        else:
+            statement, args = _APPEND_GROUP, _group_args(group)
+        try:
+            async with self.pool.acquire() as conn:
+                rows = await conn.fetch(statement, *args, GROUP_LOCK_TIMEOUT)
+        except CONNECTION_ERRORS as exc:
+            # One statement, one transaction: all of it committed or none of it, and the
+            # callers cannot tell which; a retry returns the stored positions if it did.
+            return [_lost(request.stream_id, exc) for request in group]
+        except (
+            asyncpg.UniqueViolationError,
+            asyncpg.DeadlockDetectedError,
+            asyncpg.SerializationError,
+            asyncpg.LockNotAvailableError,
+        ):
+            # Rolled back whole: each append again on its own, for its exact outcome.
+            return [ALONE] * len(group)
+        landed: dict[str, list[asyncpg.Record]] = defaultdict(list)
+        for row in rows:
+            landed[row["stream_id"]].append(row)
+        outcomes: list[AppendResult | BaseException | Alone] = []
+        for request in group:
+            mine = sorted(landed.get(request.stream_id, ()), key=lambda r: r["stream_version"])
+            outcomes.append(
+                AppendResult(
+                    tuple(r["global_position"] for r in mine),
+                    tuple(r["stream_version"] for r in mine),
+                )
+                if mine
+                # Its version check failed: a conflict, or a retry of an append that
+                # committed; the single-append code tells which, with the precise error.
+                else ALONE
+            )
+        return outcomes
+
+    async def _append_on(self, conn: Connection, request: _Append) -> AppendResult:
+        stream_id, events, expected_version = (
+            request.stream_id,
+            request.events,
+            request.expected_version,
+        )
+        args = request.args
         # Outside a transaction the INSERT is its own transaction: one round trip.
         # Inside one, a savepoint keeps a unique violation from aborting the caller's work.
         try:
@@ -205,8 +361,12 @@ class EventStore:
 
     def _encode(
         self, stream_id: str, events: Sequence[NewEvent], expected_version: int | None
-    ) -> tuple[object, ...]:
-        ids, types, versions, payloads, metadata = [], [], [], [], []
+    ) -> _Append:
+        ids: list[uuid.UUID] = []
+        types: list[str] = []
+        versions: list[int] = []
+        payloads: list[bytes] = []
+        metadata: list[str] = []
         for new in events:
             event_type, schema_version, payload = self.registry.encode(new.event)
             encoded_metadata = _metadata_encoder.encode(new.metadata)
@@ -218,7 +378,9 @@ class EventStore:
             versions.append(schema_version)
             payloads.append(payload)
             metadata.append(encoded_metadata.decode())
-        return (stream_id, expected_version, ids, types, versions, payloads, metadata)
+        return _Append(
+            stream_id, events, expected_version, ids, types, versions, payloads, metadata
+        )
 
     async def _stored_result(
         self, conn: Connection, stream_id: str, events: Sequence[NewEvent]
@@ -405,6 +567,30 @@ def new_events(events: Iterable[Event], *, metadata: Metadata | None = None) -> 
         # later continues this trace (DESIGN §11: one deployment is one trace).
         metadata = envelope()
     return [NewEvent(event=e, event_id=new_event_id(), metadata=metadata) for e in events]
+
+
+def _group_args(group: Sequence[_Append]) -> tuple[object, ...]:
+    """`_APPEND_GROUP`'s arguments but the lock timeout."""
+    numbers: list[int] = []
+    places: list[int] = []
+    for n, request in enumerate(group, start=1):
+        numbers += [n] * len(request.ids)
+        places += range(1, len(request.ids) + 1)
+    return (
+        [request.stream_id for request in group],
+        [request.expected_version for request in group],
+        numbers,
+        places,
+        [i for request in group for i in request.ids],
+        [t for request in group for t in request.types],
+        [v for request in group for v in request.schema_versions],
+        [p for request in group for p in request.payloads],
+        [m for request in group for m in request.metadata],
+    )
+
+
+def _lost(stream_id: str, exc: BaseException) -> Unavailable:
+    return Unavailable(f"append to {stream_id!r}: database connection lost: {exc}")
 
 
 def _expected_for_error(expected_version: int | None) -> int:

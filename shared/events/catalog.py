@@ -131,6 +131,23 @@ class ApplicationDeleted(Event, tag="application_deleted", frozen=True):
     commander: str = ""
 
 
+class ApplicationAdopted(Event, tag="application_adopted", frozen=True):
+    """`slipway app import`: the application took over what PipeCD deployed.
+
+    `running_commit_hash` is the commit running now (from the objects'
+    `pipecd.dev/commit-hash`, or given), so the next deployment is planned
+    against it (pipeline, analysis, rollback) like PipeCD's; `resources` are the
+    keys (`group/kind/namespace/name`) now labelled and owned by Slipway;
+    `pipecd_application_id` the PipeCD application they were annotated with.
+    """
+
+    application_id: str
+    running_commit_hash: str
+    resources: tuple[str, ...] = ()
+    pipecd_application_id: str = ""
+    commander: str = ""
+
+
 class ApplicationResourcesDeleted(Event, tag="application_resources_deleted", frozen=True):
     """The live resources of a cascade-deleted application were deleted (stream `drift-<id>`).
 
@@ -708,6 +725,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ApplicationSyncStateChanged,
     ApplicationHealthChanged,
     ApplicationDeleted,
+    ApplicationAdopted,
     ApplicationResourcesDeleted,
     ApplicationResourcesDeletionFailed,
     CommitObserved,

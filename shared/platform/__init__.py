@@ -3,12 +3,13 @@
 The adapter speaks the cluster's REST API; `resources` holds the pure parts
 (what Slipway writes on each object, how healthy a rollout is) so the executor
 and tests can use them without a cluster. Failures are the `PlatformError`
-subtree of `shared.errors`.
+subtree of `shared.errors`. `livekinds` says which kinds live state lists.
 """
 
 from __future__ import annotations
 
-from shared.platform.kubernetes import DEFAULT_LIVE_KINDS, KubernetesPlatform, Propagation
+from shared.platform.kubernetes import KubernetesPlatform, Propagation
+from shared.platform.livekinds import LiveKinds
 from shared.platform.resources import (
     FIELD_MANAGER,
     LABEL_APPLICATION,
@@ -21,12 +22,12 @@ from shared.platform.resources import (
 )
 
 __all__ = [
-    "DEFAULT_LIVE_KINDS",
     "FIELD_MANAGER",
     "LABEL_APPLICATION",
     "VARIANT_LABEL",
     "AppliedResource",
     "KubernetesPlatform",
+    "LiveKinds",
     "Propagation",
     "RolloutStatus",
     "parse_key",

@@ -83,7 +83,7 @@ class ApiServer:
         verb: str,
         what: str,
         query: list[tuple[str, str]] | None = None,
-        body: dict[str, Any] | None = None,
+        body: dict[str, Any] | list[Any] | None = None,
         content_type: str = "application/json",
     ) -> tuple[dict[str, Any], int]:
         """Send one request; the decoded JSON object and HTTP status, or a mapped error."""

@@ -3,11 +3,14 @@
 Discovery (`/apis`, `/api/v1`, `/apis/<group>/<version>`) maps a kind to its
 plural and scope, which is what a REST path needs (`ApiResource.path`). It is
 cached per group/version and refreshed once on a miss, so a CRD applied
-earlier in the same batch is found.
+earlier in the same batch is found. `listable_kinds` is every served kind at
+its group's preferred version (what live state lists), refreshed when older
+than the age the caller accepts or after `forget`.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -28,6 +31,7 @@ class ApiResource:
     kind: str
     plural: str
     namespaced: bool
+    listable: bool = True  # discovery lists the `list` verb for it
 
     @property
     def api_version(self) -> str:
@@ -50,6 +54,27 @@ class Discovery:
         self._api = api
         self._groups: dict[str, str] | None = None  # group -> preferred version
         self._discovered: dict[str, dict[str, ApiResource] | None] = {}  # by group/version
+        self._listable: tuple[float, list[ApiResource]] | None = None  # (when, kinds)
+
+    def forget(self) -> None:
+        """Look again next time: a CRD was applied or deleted through us."""
+        self._groups = None
+        self._listable = None
+
+    async def listable_kinds(self, max_age_s: float) -> list[ApiResource]:
+        """Every kind served with `list` at its group's preferred version, custom ones included;
+        discovered afresh when the last look is older than `max_age_s`."""
+        now = time.monotonic()
+        if self._listable is not None and now - self._listable[0] <= max_age_s:
+            return self._listable[1]
+        self._groups = None
+        kinds: list[ApiResource] = []
+        for group, version in (await self.api_groups()).items():
+            group_version = f"{group}/{version}" if group else version
+            served = self._discovered[group_version] = await self._resource_list(group, version)
+            kinds += [resource for resource in (served or {}).values() if resource.listable]
+        self._listable = (now, kinds)
+        return kinds
 
     async def api_groups(self) -> dict[str, str]:
         """Every served group's preferred version; the core group is ""."""
@@ -96,8 +121,11 @@ class Discovery:
             if not plural or "/" in plural:  # a subresource (deployments/scale)
                 continue
             kind = str(entry.get("kind", ""))
+            verbs = entry.get("verbs")
+            listable = not isinstance(verbs, list) or "list" in verbs
             kinds.setdefault(
-                kind, ApiResource(group, version, kind, plural, bool(entry.get("namespaced")))
+                kind,
+                ApiResource(group, version, kind, plural, bool(entry.get("namespaced")), listable),
             )
         return kinds
 

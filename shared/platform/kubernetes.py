@@ -13,6 +13,9 @@ default), so it works the same against a real cluster and against kubesim.
   the batch, as PipeCD's piped does (`resources.sync_method`, `apply_order`).
 - **Discovery** (`discovery`) maps a kind to its plural and scope, cached per
   group/version and refreshed once on a miss.
+- **Live state** lists every kind discovery serves (custom resources too),
+  filtered by `livekinds.LiveKinds` (PipeCD's `appStateInformer`), for the
+  objects labelled `slipway.dev/application`; what a controller owns is left out.
 - **Requests and errors** (`apiserver`): every request goes through
   `ApiServer.request`, which maps the server's refusals to the `PlatformError`
   subtree, each naming the operation and the object.
@@ -30,12 +33,15 @@ from typing import Any, Concatenate, Final, Literal, ParamSpec, Self, TypeVar
 
 from opentelemetry import trace
 
+from shared.config.control import KubernetesProviderConfig
 from shared.config.manifests import Manifest
 from shared.errors import NotFound, PlatformError, ResourceConflict, RolloutFailed
 from shared.logs import get_logger
+from shared.platform.adoption import AdoptionRefused, pipecd_objects, takeover_patch
 from shared.platform.apiserver import ApiServer
 from shared.platform.confighash import config_hashes
 from shared.platform.discovery import ApiResource, Discovery
+from shared.platform.livekinds import LiveKinds, controlled
 from shared.platform.resources import (
     FIELD_MANAGER,
     LABEL_APPLICATION,
@@ -49,35 +55,19 @@ from shared.platform.resources import (
     sync_method,
 )
 
-__all__ = ["DEFAULT_LIVE_KINDS", "KubernetesPlatform", "Propagation"]
+__all__ = ["KubernetesPlatform", "Propagation"]
 
 log = get_logger(__name__)
 
 Propagation = Literal["Background", "Foreground", "Orphan"]
 
-# (group, kind) of everything Slipway applies for a KubernetesApp. A group the
-# cluster does not serve (no Istio installed) is skipped, not an error.
-DEFAULT_LIVE_KINDS: Final[tuple[tuple[str, str], ...]] = (
-    ("apps", "Deployment"),
-    ("apps", "StatefulSet"),
-    ("apps", "DaemonSet"),
-    ("", "Service"),
-    ("", "ConfigMap"),
-    ("", "Secret"),
-    ("", "ServiceAccount"),
-    ("networking.k8s.io", "Ingress"),
-    ("autoscaling", "HorizontalPodAutoscaler"),
-    ("batch", "Job"),
-    ("batch", "CronJob"),
-    ("networking.istio.io", "VirtualService"),
-    ("networking.istio.io", "DestinationRule"),
-)
-
 # Applied before everything else, deleted after: other objects live inside them.
 _CONTAINERS: Final = ("Namespace", "CustomResourceDefinition")
+_LIST_CONCURRENCY: Final = 8
 _RECREATE_ATTEMPTS: Final = 20  # force-sync-by-replace: about 30 s for the old object to go
 _APPLY_PATCH: Final = "application/apply-patch+yaml"
 _MERGE_PATCH: Final = "application/merge-patch+json"
+_JSON_PATCH: Final = "application/json-patch+json"
 
 
 _tracer = trace.get_tracer("slipway.platform.kubernetes")
@@ -125,12 +115,30 @@ class KubernetesPlatform:
         *,
         field_manager: str = FIELD_MANAGER,
         request_timeout_s: float = 30.0,
+        live_kinds: LiveKinds | None = None,
+        discovery_max_age_s: float = 60.0,
     ) -> None:
         self.field_manager = field_manager
+        self.live_kinds = live_kinds or LiveKinds()
+        # How stale the list of served kinds may be: a CRD installed by someone else
+        # shows in live state after this long (one applied through us at once).
+        self.discovery_max_age_s = discovery_max_age_s
         self._api = ApiServer(
             Path(kubeconfig) if kubeconfig else None, context, request_timeout_s=request_timeout_s
         )
         self._discovery = Discovery(self._api)
+
+    @classmethod
+    def from_config(cls, config: KubernetesProviderConfig) -> Self:
+        """The cluster of a platform provider's config (no kubeconfigPath: in-cluster),
+        listing the kinds its `appStateInformer` selects."""
+        informer = config.app_state_informer
+        live_kinds = LiveKinds.of(
+            include=[(m.api_version, m.kind) for m in informer.include_resources],
+            exclude=[(m.api_version, m.kind) for m in informer.exclude_resources],
+            namespace=informer.namespace,
+        )
+        return cls(config.kubeconfig_path or None, config.context or None, live_kinds=live_kinds)
 
     # lifecycle
 
@@ -246,6 +254,8 @@ class KubernetesPlatform:
                 )
             )
             log.debug("platform_applied", resource=what, created=code == 201)
+            if manifest.kind == "CustomResourceDefinition":
+                self._discovery.forget()  # its kind is served now: live state lists it
         return applied
 
     async def _replace(
@@ -358,29 +368,105 @@ class KubernetesPlatform:
         return obj
 
     async def live_resources(
-        self, application_id: str, *, kinds: Iterable[tuple[str, str]] = DEFAULT_LIVE_KINDS
+        self, application_id: str, *, kinds: Iterable[tuple[str, str]] | None = None
     ) -> list[Manifest]:
-        """Every object of `kinds` (group, kind) labelled `slipway.dev/application=<id>`.
+        """Every object labelled `slipway.dev/application=<id>`, of every kind live state covers
+        (`live_kinds`), or of `kinds` (group, kind) only; what a controller owns is left out.
 
         Sorted by key, `managedFields` dropped; kinds the cluster does not serve are skipped.
         """
         selector = f"{LABEL_APPLICATION}={application_id}"
-        found: list[Manifest] = []
+        found = await self.list_objects(label_selector=selector, kinds=kinds)
+        return sorted(
+            (_live_manifest(resource, item) for resource, item in found if not controlled(item)),
+            key=lambda m: m.key,
+        )
+
+    async def list_objects(
+        self, *, label_selector: str = "", kinds: Iterable[tuple[str, str]] | None = None
+    ) -> list[tuple[ApiResource, dict[str, Any]]]:
+        """(kind, object) of every object of the live kinds (or `kinds`) matching the selector,
+        in `live_kinds.namespace` when set; objects keep their `managedFields`."""
+        resources = await self._resources(kinds)
+        limit = asyncio.Semaphore(_LIST_CONCURRENCY)
+        query = [("labelSelector", label_selector)] if label_selector else []
+
+        async def listed(resource: ApiResource) -> list[tuple[ApiResource, dict[str, Any]]]:
+            async with limit:
+                answer, _ = await self._api.request(
+                    "GET",
+                    resource.path(self.live_kinds.namespace),
+                    verb="list",
+                    what=f"{resource.kind} labelled {label_selector or '(any)'}",
+                    query=query,
+                )
+            return [(resource, item) for item in answer.get("items") or () if item]
+
+        found: list[tuple[ApiResource, dict[str, Any]]] = []
+        for batch in await asyncio.gather(*(listed(r) for r in resources)):
+            found += batch
+        return found
+
+    async def _resources(self, kinds: Iterable[tuple[str, str]] | None) -> list[ApiResource]:
+        if kinds is None:
+            served = await self._discovery.listable_kinds(self.discovery_max_age_s)
+            return [r for r in served if self.live_kinds.matches(r.api_version, r.kind)]
+        resources = []
         for group, kind in dict.fromkeys(kinds):
             version = await self._discovery.preferred_version(group)
             resource = await self._discovery.lookup(group, version, kind) if version else None
-            if resource is None:
-                continue
-            listed, _ = await self._api.request(
-                "GET",
-                resource.path(),
-                verb="list",
-                what=f"{kind} labelled {selector}",
-                query=[("labelSelector", selector)],
+            if resource is not None:
+                resources.append(resource)
+        return resources
+
+    async def pipecd_objects(
+        self, pipecd_application_id: str
+    ) -> list[tuple[ApiResource, dict[str, Any]]]:
+        """The objects piped applied for `pipecd_application_id`, with their managedFields;
+        `AdoptionRefused` when there are none. Lists every object of the live kinds (no
+        selector can pick an annotation): meant for a one-off `slipway app import`."""
+        listed = [(r, item) for r, item in await self.list_objects() if not controlled(item)]
+        wanted = {
+            id(item) for item in pipecd_objects((i for _, i in listed), pipecd_application_id)
+        }
+        found = [(resource, item) for resource, item in listed if id(item) in wanted]
+        if not found:
+            raise AdoptionRefused(
+                f"no object in the cluster is annotated pipecd.dev/application="
+                f"{pipecd_application_id} (and pipecd.dev/managed-by=piped)"
             )
-            for item in listed.get("items") or ():
-                found.append(_live_manifest(resource, item))
-        return sorted(found, key=lambda m: m.key)
+        return found
+
+    @_spanned("kubernetes take_over")
+    async def take_over(
+        self, found: Sequence[tuple[ApiResource, dict[str, Any]]], application_id: str, *, now: str
+    ) -> list[str]:
+        """Hand each object's client-side-apply fields to this field manager and label it for
+        `application_id` (`adoption.takeover_patch`); the keys, sorted. `now` (RFC 3339) is
+        the managedFields entry's time. An object changed since it was read fails its
+        patch's test (`Invalid` or `ResourceConflict`): list and take over again."""
+        keys: list[str] = []
+        for resource, item in found:
+            metadata = item.get("metadata") or {}
+            namespace, name = str(metadata.get("namespace", "")), str(metadata.get("name", ""))
+            patch = takeover_patch(
+                item,
+                application_id=application_id,
+                manager=self.field_manager,
+                api_version=resource.api_version,
+                time=now,
+            )
+            await self._api.request(
+                "PATCH",
+                resource.path(namespace, name),
+                verb="take over",
+                what=describe(resource.kind, namespace, name),
+                query=[("fieldManager", self.field_manager)],
+                body=patch,
+                content_type=_JSON_PATCH,
+            )
+            keys.append(f"{resource.group}/{resource.kind}/{namespace}/{name}")
+        return sorted(keys)
 
     @_spanned("kubernetes wait_rollout")
     async def wait_rollout(

@@ -247,22 +247,18 @@ async def test_plan_preview_event_register_and_delete_take_pipectls_flags(
     assert none.code == 0, none.err
     assert "There are no updated applications." in none.out
 
-    # event register: through the API's registerEvent route, or a clear "not yet".
-    document = sandbox.api_client().request("GET", "/openapi.json")
-    has_route = any(
-        op.get("operationId") == "registerEvent"
-        for methods in document["paths"].values()
-        for op in methods.values()
-        if isinstance(op, dict)
-    )
+    # event register: through the API's registerEvent route (the event watcher's).
     event = await pipectl(
-        "event", "register", "--name", "image-update", "--data", "v2", "--labels", "app=account"
-    )
-    if has_route:
-        assert event.code == 0, event.err
-    else:
-        assert event.code == 1
-        assert "not supported yet" in event.err
+        "event", "register", "--name", "image-update", "--data", "v2", "--labels", "app=account",
+        "--commit-hash", "1a2b3c4d", "--commit-title", "bump",
+    )  # fmt: skip
+    assert event.code == 0, event.err
+    assert "Successfully registered event" in event.err
+    assert "--commit-title: not kept" in event.err
+    listed = sandbox.api_client().request("GET", "/event-watcher/events")
+    assert [(e["name"], e["data"], e["labels"]) for e in listed["items"]] == [
+        ("image-update", "v2", {"app": "account"})
+    ]
     bad_context = await pipectl(
         "event", "register", "--name", "n", "--data", "d", "--contexts", "bad key=x"
     )

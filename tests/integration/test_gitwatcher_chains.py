@@ -25,6 +25,7 @@ from shared.events.catalog import (
     ChainStarted,
     DeploymentCancelRequested,
     DeploymentCompleted,
+    DeploymentPlanFailed,
     DeploymentTriggered,
 )
 from shared.events.ids import chain_id_of, on_chain_deployment_id
@@ -204,3 +205,22 @@ async def test_the_api_and_cli_show_a_chain_and_cancelling_it_cancels_what_runs(
     state = fold(CHAIN, [r.event for r in await store.read_stream(chain_stream(chain))])
     assert state.status == "CANCELLED" and state.outcomes[stg.deployment_id] == "CANCELLED"
     assert list(await chain_triggers(store)) == ["account-stg"]  # prd never triggered
+
+
+async def test_a_chained_deployment_whose_plan_fails_fails_the_chain(
+    store: EventStore, projector_store: EventStore, tmp_path: Path
+) -> None:
+    """A plan failure ends a deployment without `DeploymentCompleted`: the chain hears of it."""
+    _, runner, dev = await setup(store, projector_store, tmp_path)
+    chain = chain_id_of(dev)
+    await complete(store, runner, dev, "SUCCESS")
+    stg = (await chain_triggers(store))["account-stg"]
+    stream = deployment_stream(stg.deployment_id)
+    failed = DeploymentPlanFailed(
+        deployment_id=stg.deployment_id, application_id="account-stg", reason="bad yaml"
+    )
+    await store.append(stream, new_events([failed]), expected_version=None)
+    async with store.pool.acquire() as conn, conn.transaction():
+        await runner.handle_completed((await store.read_stream(stream))[-1], conn)
+    state = fold(CHAIN, [r.event for r in await store.read_stream(chain_stream(chain))])
+    assert state.status == "FAILURE" and state.outcomes[stg.deployment_id] == "FAILURE"

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import ConfigError, Manifest, load_application_config, render_manifests
+from shared.config import (
+    ConfigError,
+    Manifest,
+    load_application_config,
+    load_control_config,
+    render_manifests,
+)
+from shared.config.chart_repositories import install_chart_repositories
 from shared.config.tool_versions import installed_versions, reported_version, select_tool
 from tests.support.helm import (
     chart_repository,
@@ -182,3 +189,50 @@ def test_helm_version_pin(tmp_path: Path) -> None:
     assert "Deployment/web" in rendered
     with pytest.raises(ConfigError, match=r"input.helmVersion: helm 3.1.1 is not installed"):
         _render(repo, "    helmVersion: 3.1.1\n    helmChart: {path: chart}\n")
+
+
+PIPED = """\
+apiVersion: pipecd.dev/v1beta1
+kind: Piped
+spec:
+  projectID: shop
+  pipedID: p1
+  repositories:
+    - repoId: config
+      remote: https://git.example.com/config.git
+      branch: main
+  chartRepositories:
+    - name: team
+      address: {url}
+    - type: GIT
+      gitRemote: git@github.com:acme/charts.git
+"""
+
+
+@needs_helm
+def test_the_piped_configs_chart_repositories_reach_helm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`chartRepositories` of a `kind: Piped` control config: added for helm at start-up (its
+    repositories file), so `repository: team` renders; the index is fetched on first use."""
+    for variable in ("HELM_REPOSITORY_CONFIG", "HELM_REPOSITORY_CACHE"):
+        monkeypatch.setenv(variable, str(tmp_path / "unused"))  # restored after the test
+    served = tmp_path / "served"
+    served.mkdir()
+    with serve_directory(served) as url:
+        chart_repository(served, url, ("3.0.0",))
+        control_file = tmp_path / "piped.yaml"
+        control_file.write_text(PIPED.format(url=url))
+        control = load_control_config(control_file)
+        assert [(r.name, r.address) for r in control.spec.chart_repositories] == [("team", url)]
+        assert any("GIT chart repositories" in w.message for w in control.warnings)
+        written = install_chart_repositories(
+            control.spec.chart_repositories, directory=tmp_path / "helm"
+        )
+        assert written is not None and oct(written.stat().st_mode & 0o777) == "0o600"
+        rendered = _render(
+            tmp_path / "repo", "    helmChart: {repository: team, name: web, version: 3.0.0}\n"
+        )
+    annotations = rendered["Deployment/web"].body["metadata"]["annotations"]
+    assert annotations["chart-version"] == "3.0.0"
+    assert (tmp_path / "helm" / "cache" / "team-index.yaml").is_file()  # updated on first use

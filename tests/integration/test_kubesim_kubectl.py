@@ -263,3 +263,30 @@ async def test_each_installed_kubectl_version_applies_rolls_out_scales_and_delet
     await kubectl("apply", "--server-side", "--force-conflicts", "-f", str(manifest))
     await kubectl("delete", "-f", str(manifest))
     assert (await kubectl("get", "deploy,rs,pods", "-A", "-o", "json")).json()["items"] == []
+
+
+async def test_a_crd_applied_with_kubectl_serves_its_kind_to_kubectl(kubectl: Kubectl) -> None:
+    """`kubectl apply` a CustomResourceDefinition, then an instance: discovery lists the new
+    kind, and kubectl gets, lists and deletes the custom resource by its plural."""
+    crd = (
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n"
+        "metadata: {name: gadgets.example.com}\n"
+        "spec:\n  group: example.com\n  scope: Namespaced\n"
+        "  names: {plural: gadgets, singular: gadget, kind: Gadget, shortNames: [gd]}\n"
+        "  versions:\n  - name: v1\n    served: true\n    storage: true\n"
+        "    schema:\n      openAPIV3Schema:\n"
+        "        {type: object, x-kubernetes-preserve-unknown-fields: true}\n"
+    )
+    await kubectl("apply", "-f", "-", stdin=crd)
+    resources = await kubectl("api-resources", "--api-group=example.com", "--no-headers")
+    assert "gadgets" in resources.stdout and "Gadget" in resources.stdout
+    gadget = (
+        "apiVersion: example.com/v1\nkind: Gadget\n"
+        "metadata: {name: g1, labels: {slipway.dev/application: a1}}\nspec: {size: 2}\n"
+    )
+    applied = await kubectl("apply", "-f", "-", stdin=gadget)
+    assert "gadget.example.com/g1 created" in applied.stdout
+    listed = (await kubectl("get", "gd", "-l", "slipway.dev/application=a1", "-o", "json")).json()
+    assert [(g["metadata"]["name"], g["spec"]) for g in listed["items"]] == [("g1", {"size": 2})]
+    await kubectl("delete", "gadget", "g1")
+    assert (await kubectl("get", "gadgets", "-o", "json")).json()["items"] == []

@@ -350,8 +350,9 @@ async def test_live_resources_finds_only_what_slipway_applied_for_the_app(
         async with http.post(url, json=stray) as response:
             assert response.status == 201
     live = await platform.live_resources(APP)
-    assert [m.key for m in live] == [
+    assert [m.key for m in live] == [  # no ReplicaSet nor Pod: their Deployment's
         "/ConfigMap/shop/web-config",
+        "/Namespace//shop",
         "/Service/shop/web",
         "apps/Deployment/shop/web",
     ]

@@ -29,6 +29,7 @@ from nats.aio.client import Client as NatsClient
 from kubesim import KubeSim
 from services.analysis.service import CONSUMER_NAME as ANALYSIS_CONSUMER
 from services.executor.service import CONSUMER_NAME as EXECUTOR_CONSUMER
+from services.gitwatcher.chains import CONSUMER as CHAINS_CONSUMER
 from services.gitwatcher.eventwatcher import EventWatcher
 from services.gitwatcher.service import Gitwatcher
 from services.notifier.service import CONSUMER_NAME as NOTIFIER_CONSUMER
@@ -329,7 +330,7 @@ def test_roles_cover_every_service_and_name_its_durable_consumers() -> None:
     gitwatcher_default = inspect.signature(Gitwatcher.sync_consumer).parameters["name"].default
     event_watcher = inspect.signature(EventWatcher.consumer).parameters["name"].default
     expected = {
-        "gitwatcher": (gitwatcher_default, event_watcher),
+        "gitwatcher": (gitwatcher_default, event_watcher, CHAINS_CONSUMER),
         "planner": (PLANNER_CONSUMER,),
         "executor": (EXECUTOR_CONSUMER,),
         "analysis": (ANALYSIS_CONSUMER,),

@@ -78,6 +78,7 @@ def test_piped_config_maps_onto_the_control_config() -> None:
         "/etc/kube/prd",
         "https://10.0.0.1",
     )
+    assert prd.config.app_state_informer.namespace == "account"  # live state's namespace
     assert [p.name for p in spec.analysis_providers] == ["prometheus-dev"]
     assert [r.name for r in spec.notifications.receivers] == ["prd-slack", "api-slack", "webhook"]
     slack = spec.notifications.receivers[0].slack
@@ -110,11 +111,10 @@ def test_piped_only_settings_are_listed_as_warnings() -> None:
         (7, "spec.pipedKeyFile"),
         (8, "spec.apiAddress"),
         (10, "spec.git"),
-        (25, "spec.platformProviders[0].config.appStateInformer"),
         (28, "spec.platformProviders[1].type"),
         (37, "spec.analysisProviders[1].type"),
     ]
-    assert "LAMBDA platform provider ignored" in config.warnings[5].message
+    assert "LAMBDA platform provider ignored" in config.warnings[4].message
 
 
 def test_load_any_dispatches_control_configs() -> None:

@@ -134,6 +134,7 @@ spec:
         slackGroups: [S1]
       - event: "*"
         slack: [U2]
+        slackUsers: [U3, U2]
 """
 
 
@@ -141,7 +142,7 @@ def test_the_gitwatcher_reads_an_apps_mentions_and_records_their_changes() -> No
     facts = read_app_config("web/app.pipecd.yaml", _APP_CONFIG)
     assert facts.mentions == (
         ConfigMention(event="DEPLOYMENT_FAILED", slack_users=("U1",), slack_groups=("S1",)),
-        ConfigMention(event="*", slack_users=("U2",)),
+        ConfigMention(event="*", slack_users=("U2", "U3")),
     )
     observed = ApplicationConfigObserved(
         repository_id="r", application_id="a", commit_hash="c", mentions=facts.mentions
@@ -153,9 +154,9 @@ def test_the_gitwatcher_reads_an_apps_mentions_and_records_their_changes() -> No
 def test_an_apps_mentions_are_made_for_its_event_and_for_star() -> None:
     mentions = read_app_config("web/app.pipecd.yaml", _APP_CONFIG).mentions
     failed = config_mentions_for(mentions, NotificationType.DEPLOYMENT_FAILED)
-    assert (failed.users, failed.groups) == (("U1", "U2"), ("S1",))
+    assert (failed.users, failed.groups) == (("U1", "U2", "U3"), ("S1",))
     planned = config_mentions_for(mentions, NotificationType.DEPLOYMENT_PLANNED)
-    assert (planned.users, planned.groups) == (("U2",), ())
+    assert (planned.users, planned.groups) == (("U2", "U3"), ())
     assert (
         config_mentions_of(
             [ApplicationConfigObserved(repository_id="r", application_id="a", commit_hash="c")]

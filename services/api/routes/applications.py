@@ -12,6 +12,7 @@ from aiohttp.typedefs import Handler
 from services.api import reads, resources
 from services.api.auth import Access, actor_of
 from services.api.decider import (
+    AdoptApplication,
     Command,
     DeleteApplication,
     DisableApplication,
@@ -29,6 +30,8 @@ from services.api.routes import API_PREFIX, Answer, Route
 from services.api.schemas import (
     APPLICATIONS_PAGE,
     SYNC_STATES,
+    AdoptApplicationRequest,
+    ApplicationAdoption,
     ApplicationDeletion,
     ApplicationList,
     ApplicationResource,
@@ -170,6 +173,30 @@ async def sync(request: web.Request) -> web.Response:
             position=recorded.global_position,
         ),
         status=202,
+    )
+
+
+async def adopt(request: web.Request) -> web.Response:
+    body = await read_body(request, AdoptApplicationRequest)
+    commands = deps(request).commands
+    application_id = await commands.resolve(request.match_info["application"])
+    command = AdoptApplication(
+        application_id=application_id,
+        running_commit_hash=body.running_commit_hash,
+        resources=tuple(body.resources),
+        pipecd_application_id=body.pipecd_application_id,
+        commander=actor_of(request) or "",
+    )
+    with bind(application_id=application_id):
+        outcome = await commands.execute(command, metadata_of(request))
+    (recorded,) = outcome.appended
+    return json_response(
+        ApplicationAdoption(
+            application_id=application_id,
+            running_commit_hash=body.running_commit_hash,
+            resources=sorted(body.resources),
+            position=recorded.global_position,
+        )
     )
 
 
@@ -329,6 +356,23 @@ ROUTES: Final = (
         "enableApplication",
         "Enable an application",
         "Enabling an enabled application changes nothing.",
+    ),
+    Route(
+        "POST",
+        "/applications/{application}/adoption",
+        adopt,
+        "adoptApplication",
+        Access.ADMIN,
+        summary="Record that the application took over PipeCD's objects",
+        tag="applications",
+        answers=(Answer(200, "Adopted.", ApplicationAdoption),),
+        errors=(400, 404, 503),
+        description="`slipway app import` calls it once it has labelled the objects and "
+        "handed their client-side-apply fields to Slipway's field manager. Records "
+        "`application_adopted`: the planner takes `running_commit_hash` as the running "
+        "commit, so the next deployment is planned against it (pipeline, analysis, "
+        "rollback) as PipeCD's would be, not as a first QUICK_SYNC.",
+        body=AdoptApplicationRequest,
     ),
     Route(
         "POST",

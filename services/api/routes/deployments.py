@@ -48,7 +48,7 @@ from shared.events.streams import deployment_stream
 from shared.events.vocabulary import DeploymentStatus
 from shared.logs import bind, get_logger
 
-__all__ = ["ROUTES"]
+__all__ = ["ROUTES", "cancel_deployment"]
 
 log = get_logger(__name__)
 
@@ -181,12 +181,18 @@ async def rejudge(request: web.Request) -> web.Response:
 
 async def cancel(request: web.Request) -> web.Response:
     body = await read_body(request, CancelDeploymentRequest, optional=True)
+    return await cancel_deployment(request, rollback=body.rollback)
+
+
+async def cancel_deployment(request: web.Request, *, rollback: bool) -> web.Response:
+    """The cancel command itself, whoever read the request (the API's JSON, the console's
+    form): one write path."""
     actor = actor_of(request) or ""
     return await _command(
         request,
         "cancel",
         None,
-        lambda view, d: model.cancel(view, d, with_rollback=body.rollback, commander=actor),
+        lambda view, d: model.cancel(view, d, with_rollback=rollback, commander=actor),
     )
 
 

@@ -100,9 +100,12 @@ def config_mentions_of(config: Iterable[Event]) -> tuple[ConfigMention, ...]:
     return mentions
 
 
-def fold_deployment(deployment_id: str, events: Iterable[Event]) -> DeploymentFacts:
-    """The deployment after `events` (the stream's, in order)."""
-    facts = DeploymentFacts(deployment_id=deployment_id)
+def fold_deployment(
+    deployment_id: str, events: Iterable[Event], facts: DeploymentFacts | None = None
+) -> DeploymentFacts:
+    """The deployment after `events` (the stream's, in order), continuing from `facts` (what
+    the events before them folded to) when given."""
+    facts = facts or DeploymentFacts(deployment_id=deployment_id)
     replace = msgspec.structs.replace
     for event in events:
         match event:

@@ -91,6 +91,12 @@ class SandboxError(SlipwayError, RuntimeError):
     """The sandbox could not start; the message says what and where its log is."""
 
 
+def console_sign_in_link(api_url: str, api_key: str) -> str:
+    """A link that opens the console's sign-in form with `api_key` filled in (from the URL's
+    fragment, by the page's own script; the fragment never reaches a server)."""
+    return f"{api_url}/console/sign-in#key={api_key}"
+
+
 def prometheus_available() -> bool:
     return prometheus_binary() is not None
 
@@ -221,6 +227,9 @@ class Sandbox:
             )
             raise SandboxError(f"not ready: {', '.join(not_ready)}{tails}")
         self.say(f"  api         {stack.api_url}")
+        self.say(f"  console     {stack.api_url}/console/")
+        # The key rides in the fragment, which a browser never sends: no server log holds it.
+        self.say(f"  sign in     {console_sign_in_link(stack.api_url, stack.api_key)}")
 
     def _clean(self) -> None:
         root = self.stack.data_dir

@@ -1,0 +1,81 @@
+"""Console sessions: a signed cookie naming an API key, and the CSRF token bound to it.
+
+The cookie holds `<key_id>.<expires>.<nonce>.<signature>`, never a secret:
+signing it with the console's session key (`SLIPWAY_CONSOLE_SESSION_KEY`,
+shared by replicas; a random one per process when unset) makes it unforgeable,
+and the key it names is looked up on every request (`auth.KeyCache.by_id`),
+so revoking the key ends its sessions within the cache's TTL, and the role is
+the key's as the API sees it. The CSRF token is an HMAC of the cookie's value:
+a page can put it in its forms, a cross-site page cannot know it.
+Pure: no I/O, the time is passed in.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "COOKIE",
+    "SESSION_TTL_S",
+    "SessionCodec",
+    "SessionToken",
+]
+
+COOKIE: Final = "slipway_session"
+SESSION_TTL_S: Final = 12 * 3600
+"""A session lasts a working day; signing in again costs one paste of the key."""
+
+_KEY_ID: Final = re.compile(r"^[0-9a-z]{26}$")
+
+
+@dataclass(frozen=True)
+class SessionToken:
+    key_id: str
+    expires: int
+    """Unix seconds."""
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+class SessionCodec:
+    """Makes and checks session cookies and CSRF tokens with one signing key."""
+
+    def __init__(self, signing_key: bytes | None = None) -> None:
+        self._key = signing_key if signing_key else secrets.token_bytes(32)
+
+    def _sign(self, purpose: str, value: str) -> str:
+        mac = hmac.new(self._key, f"{purpose}\x00{value}".encode(), hashlib.sha256)
+        return _b64(mac.digest())
+
+    def issue(self, key_id: str, now: float, ttl_s: int = SESSION_TTL_S) -> str:
+        """A new session's cookie value for the key `key_id`."""
+        body = f"{key_id}.{int(now) + ttl_s}.{secrets.token_hex(8)}"
+        return f"{body}.{self._sign('session', body)}"
+
+    def read(self, value: str, now: float) -> SessionToken | None:
+        """The session a cookie value carries; None when malformed, forged or expired."""
+        if len(value) > 256:
+            return None
+        body, _, signature = value.rpartition(".")
+        parts = body.split(".")
+        if len(parts) != 3 or not hmac.compare_digest(signature, self._sign("session", body)):
+            return None
+        key_id, expires, _nonce = parts
+        if not _KEY_ID.fullmatch(key_id) or not expires.isdigit() or int(expires) <= now:
+            return None
+        return SessionToken(key_id=key_id, expires=int(expires))
+
+    def csrf(self, cookie_value: str) -> str:
+        """The CSRF token of the session (or sign-in form) whose cookie is `cookie_value`."""
+        return self._sign("csrf", cookie_value)
+
+    def csrf_ok(self, cookie_value: str, token: str) -> bool:
+        return bool(cookie_value) and hmac.compare_digest(self.csrf(cookie_value), token)

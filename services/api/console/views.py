@@ -1,0 +1,250 @@
+"""What each console page shows, read from the read models and the event log.
+
+Reads only: the applications and deployments views (kept by the projector),
+the `stage_logs` table, and streams folded as the API folds them. Every value
+here ends up in a template, which escapes it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import asyncpg
+import msgspec
+
+from services.api.console.charts import AnalysisChart, analysis_chart
+from services.api.reads import view_query
+from shared.deployments import Deployment, fold_history
+from shared.eventlog import EventStore
+from shared.events.base import RecordedEvent
+from shared.events.ids import analysis_id_of
+from shared.events.outbound import public_data
+from shared.events.streams import analysis_stream, deployment_stream
+
+__all__ = [
+    "APPS_PAGE",
+    "AppRow",
+    "AppsPage",
+    "DeploymentPage",
+    "EventRow",
+    "applications_page",
+    "deployment_history",
+    "deployment_page",
+    "event_rows",
+    "trace_id_of",
+]
+
+APPS_PAGE: Final = 100
+"""Rows per page of the applications list: the counts above it cover every application."""
+_LOG_LINES: Final = 500
+"""A stage's newest lines shown on the page."""
+
+_APPS: Final = """
+SELECT a.application_id, a.name, a.labels, a.disabled, a.sync_state, a.sync,
+       d.commit_message, d.commander
+FROM applications a
+LEFT JOIN deployments d ON d.deployment_id = a.sync->'last_deployment'->>'deployment_id'
+WHERE ($1::text IS NULL OR a.name LIKE '%' || $1 || '%' ESCAPE '\\')
+  AND ($2::jsonb IS NULL OR a.labels @> $2::jsonb)
+  AND ($3::text[] IS NULL OR a.sync_state = ANY($3::text[]))
+  AND ($4::text IS NULL OR a.name > $4)
+ORDER BY a.name
+LIMIT $5
+"""
+_COUNTS: Final = """
+SELECT sync_state, count(*) AS n, count(*) FILTER (WHERE disabled) AS disabled
+FROM applications GROUP BY sync_state
+"""
+_HISTORY: Final = """
+SELECT deployment_id, status, trigger, commit_hash, commit_message, commander, strategy,
+       summary, triggered_at, completed_at
+FROM deployments WHERE application_id = $1 ORDER BY created_position DESC LIMIT $2
+"""
+_LOGS: Final = """
+SELECT stage_id, severity, message, recorded_at FROM (
+  SELECT id, stage_id, severity, message, recorded_at,
+         row_number() OVER (PARTITION BY stage_id ORDER BY id DESC) AS newest
+  FROM stage_logs WHERE deployment_id = $1
+) lines WHERE newest <= $2 ORDER BY id
+"""
+_EVENTS: Final = """
+SELECT global_position, tx_id, stream_id, stream_version, event_id, event_type,
+       schema_version, payload, metadata, recorded_at
+FROM events
+WHERE ($1::text IS NULL OR stream_id LIKE $1 || '-%')
+  AND ($2::text IS NULL OR stream_id = $2)
+  AND ($3::timestamptz IS NULL OR recorded_at <= $3)
+  AND ($4::bigint IS NULL OR global_position < $4)
+ORDER BY global_position DESC
+LIMIT $5
+"""
+
+
+@dataclass(frozen=True)
+class AppRow:
+    application_id: str
+    name: str
+    labels: Mapping[str, str]
+    disabled: bool
+    sync_state: str
+    drift: str
+    last_deployment: Mapping[str, Any] | None
+    commit_message: str
+    commander: str
+
+
+@dataclass
+class AppsPage:
+    rows: list[AppRow]
+    counts: dict[str, int]
+    total: int
+    next_after: str | None
+
+
+def _like_escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+async def applications_page(
+    pool: asyncpg.Pool,
+    *,
+    search: str | None,
+    labels: Mapping[str, str],
+    states: tuple[str, ...],
+    after: str | None,
+    limit: int = APPS_PAGE,
+) -> AppsPage:
+    label_doc = json.dumps(dict(labels)) if labels else None
+    async with view_query("list applications", "applications projection"):
+        rows = await pool.fetch(
+            _APPS,
+            _like_escaped(search) if search else None,
+            label_doc,
+            list(states) if states else None,
+            after,
+            limit + 1,
+        )
+        count_rows = await pool.fetch(_COUNTS)
+    items = []
+    for row in rows[:limit]:
+        sync = _json(row["sync"]) or {}
+        items.append(
+            AppRow(
+                application_id=row["application_id"],
+                name=row["name"],
+                labels=_json(row["labels"]) or {},
+                disabled=row["disabled"],
+                sync_state=row["sync_state"],
+                drift=((sync.get("drift") or {}).get("state") or ""),
+                last_deployment=sync.get("last_deployment"),
+                commit_message=row["commit_message"] or "",
+                commander=row["commander"] or "",
+            )
+        )
+    counts = {r["sync_state"]: r["n"] for r in count_rows}
+    counts["DISABLED"] = sum(r["disabled"] for r in count_rows)
+    return AppsPage(
+        rows=items,
+        counts=counts,
+        total=sum(r["n"] for r in count_rows),
+        next_after=items[-1].name if len(rows) > limit else None,
+    )
+
+
+async def deployment_history(
+    pool: asyncpg.Pool, application_id: str, limit: int = 20
+) -> list[asyncpg.Record]:
+    async with view_query("deployment history", "deployments projection"):
+        return list(await pool.fetch(_HISTORY, application_id, limit))
+
+
+@dataclass
+class DeploymentPage:
+    view: Deployment
+    logs: dict[str, list[asyncpg.Record]] = field(default_factory=dict)
+    analyses: dict[str, AnalysisChart] = field(default_factory=dict)
+    """stage id → its analysis."""
+    trace_id: str = ""
+
+
+def trace_id_of(history: list[RecordedEvent]) -> str:
+    """The trace the deployment's first event was recorded in (W3C `traceparent`)."""
+    for recorded in history:
+        parent = recorded.metadata.traceparent or ""
+        parts = parent.split("-")
+        if len(parts) == 4 and len(parts[1]) == 32:
+            return parts[1]
+    return ""
+
+
+async def deployment_page(
+    store: EventStore, deployment_id: str, *, up_to_time: datetime | None = None
+) -> DeploymentPage | None:
+    history = await store.read_stream(deployment_stream(deployment_id), up_to_time=up_to_time)
+    if not history:
+        return None
+    view = fold_history(deployment_id, history)
+    if view is None:
+        return None
+    page = DeploymentPage(view=view, trace_id=trace_id_of(history))
+    async with view_query("stage logs", "stage log table"):
+        for row in await store.pool.fetch(_LOGS, deployment_id, _LOG_LINES):
+            if up_to_time is None or row["recorded_at"] <= up_to_time:
+                page.logs.setdefault(row["stage_id"], []).append(row)
+    for stage in view.stages:
+        if stage.name != "ANALYSIS" or stage.started_at is None:
+            continue
+        analysis_id = analysis_id_of(deployment_id, stage.id)
+        events = await store.read_stream(analysis_stream(analysis_id), up_to_time=up_to_time)
+        if events:
+            page.analyses[stage.id] = analysis_chart(analysis_id, events)
+    return page
+
+
+@dataclass(frozen=True)
+class EventRow:
+    global_position: int
+    stream_id: str
+    stream_version: int
+    event_type: str
+    recorded_at: datetime
+    data: str
+    metadata: str
+
+
+def event_row(recorded: RecordedEvent) -> EventRow:
+    data = msgspec.to_builtins(recorded.event)
+    data.pop("type", None)
+    data = public_data(recorded.event_type, data)  # never a key's hash
+    return EventRow(
+        global_position=recorded.global_position,
+        stream_id=recorded.stream_id,
+        stream_version=recorded.stream_version,
+        event_type=recorded.event_type,
+        recorded_at=recorded.recorded_at,
+        data=json.dumps(data, indent=1, sort_keys=True, default=str),
+        metadata=json.dumps(msgspec.to_builtins(recorded.metadata), sort_keys=True, default=str),
+    )
+
+
+async def event_rows(
+    store: EventStore,
+    *,
+    category: str | None,
+    stream_id: str | None,
+    at: datetime | None,
+    before: int | None,
+    limit: int,
+) -> list[EventRow]:
+    """The newest events matching, newest first (at or before `at`, below position `before`)."""
+    async with view_query("read the event log", "event log"):
+        rows = await store.pool.fetch(_EVENTS, category, stream_id, at, before, limit)
+    return [event_row(store.decode_row(row)) for row in rows]

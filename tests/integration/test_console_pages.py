@@ -1,0 +1,179 @@
+"""The console's pages over the real API, PostgreSQL and projections: what they list, and
+that a page's live stream misses nothing that happened while it was being rendered."""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from services.api.routes import API_PREFIX
+from shared.apikeys import create_api_key
+from shared.eventlog import EventStore, new_events
+from shared.events import vocabulary
+from shared.events.catalog import (
+    DeploymentCompleted,
+    DeploymentTriggered,
+    StageCompleted,
+    SyncRequested,
+)
+from shared.ids import new_id
+from shared.testing import wait_until
+from tests.support.api import api_key_for, auth_headers, running_projection, served_api
+from tests.support.console import ConsoleClient, csrf_of, waiting_for_approval
+
+APPS = f"{API_PREFIX}/applications"
+
+
+@pytest.fixture
+async def api(
+    store: EventStore, pool: asyncpg.Pool, projector_store: EventStore
+) -> AsyncIterator[str]:
+    async with running_projection(projector_store), served_api(store, pool) as url:
+        async with aiohttp.ClientSession(
+            base_url=url, headers=auth_headers(api_key_for(url))
+        ) as http:
+            for name, env in (("account-prd", "prd"), ("account-dev", "dev"), ("web-prd", "prd")):
+                body = {
+                    "name": name,
+                    "repository_id": "config",
+                    "path": name,
+                    "labels": {"env": env},
+                }
+                async with http.post(APPS, json=body) as reply:
+                    assert reply.status == 201, await reply.text()
+                    position = (await reply.json())["position"]
+            async with http.get(APPS, params={"min_position": position}) as reply:
+                assert reply.status == 200
+        yield url
+
+
+def _apps(page: str) -> list[str]:
+    return re.findall(r'<tr data-app="([^"]+)"', page)
+
+
+async def test_the_applications_page_counts_filters_and_searches(
+    api: str, store: EventStore
+) -> None:
+    key = await create_api_key(store, "read-only", "reader")
+    async with ConsoleClient(api) as browser:
+        await browser.sign_in(key)
+        status, page = await browser.page("/console/applications")
+        assert status == 200, page
+        assert _apps(page) == ["account-dev", "account-prd", "web-prd"]
+        assert "<strong>3</strong> applications" in page
+        assert _apps((await browser.page("/console/applications?q=prd"))[1]) == [
+            "account-prd",
+            "web-prd",
+        ]
+        by_label = (await browser.page("/console/applications?label=env%3Ddev"))[1]
+        assert _apps(by_label) == ["account-dev"]
+        # A search is a substring, never a pattern: `%` and `_` match only themselves.
+        assert _apps((await browser.page("/console/applications?q=%25"))[1]) == []
+        assert _apps((await browser.page("/console/applications?q=account_"))[1]) == []
+
+
+async def test_a_sync_from_the_page_is_the_apis_sync_command(api: str, store: EventStore) -> None:
+    key = await create_api_key(store, "read-write", "operator")
+    async with ConsoleClient(api) as browser:
+        await browser.sign_in(key)
+        status, page = await browser.page("/console/applications/account-prd")
+        assert status == 200, page
+        action = html_lib.unescape(re.findall(r'action="([^"]+/sync)"', page)[0])
+        status, _ = await browser.post(action, {"csrf": csrf_of(page)})
+        assert status == 303
+    app_id = action.split("/")[3]
+    (synced,) = [
+        e
+        for e in await store.read_stream(f"application-{app_id}")
+        if isinstance(e.event, SyncRequested)
+    ]
+    assert isinstance(synced.event, SyncRequested)
+    assert synced.event.commander == "operator"  # the session's key is the actor, as in the API
+    assert synced.metadata.actor == "operator"
+
+
+async def test_a_pages_live_stream_starts_where_the_page_was_rendered(
+    api: str, store: EventStore
+) -> None:
+    """An event appended after the render but before the stream connects still refreshes
+    the page: the stream starts at the cursor the page was rendered at, not at the head."""
+    key = await create_api_key(store, "read-only", "reader")
+    d = await waiting_for_approval(store)
+    async with ConsoleClient(api) as browser:
+        await browser.sign_in(key)
+        _, page = await browser.page(f"/console/deployments/{d}")
+        live = html_lib.unescape(re.findall(r'sse-connect="([^"]+)"', page)[0])
+        await store.append(
+            f"deployment-{d}",
+            new_events(
+                [
+                    StageCompleted(
+                        deployment_id=d,
+                        stage_id="stage-0",
+                        status=vocabulary.StageStatus("SUCCESS"),
+                    )
+                ]
+            ),
+            expected_version=3,
+        )
+        async with browser.http.get(live, timeout=aiohttp.ClientTimeout(total=5)) as stream:
+            assert stream.status == 200
+            assert stream.headers["Content-Type"] == "text/event-stream"
+            assert await stream.content.readline() == b"event: changed\n"
+
+
+async def test_the_insights_page_shows_what_the_insights_route_answers(
+    api: str, store: EventStore
+) -> None:
+    """The four metrics, from `GET /api/v1/insights` itself: one success, one failure."""
+    key = await create_api_key(store, "read-only", "reader")
+    async with aiohttp.ClientSession(base_url=api, headers=auth_headers(api_key_for(api))) as http:
+        async with http.get(f"{API_PREFIX}/insights") as reply:
+            if reply.status == 404:
+                pytest.skip("GET /api/v1/insights is not in this checkout yet (branch insights)")
+        async with http.get(f"{APPS}/account-prd") as reply:
+            app_id = (await reply.json())["application_id"]
+        for outcome in ("FAILURE", "SUCCESS"):
+            d = new_id()
+            await store.append(
+                f"deployment-{d}",
+                new_events(
+                    [
+                        DeploymentTriggered(
+                            deployment_id=d,
+                            application_id=app_id,
+                            trigger=vocabulary.Trigger("on_commit"),
+                            commit_hash="c0ffee1",
+                        ),
+                        DeploymentCompleted(
+                            deployment_id=d,
+                            application_id=app_id,
+                            status=vocabulary.DeploymentStatus(outcome),
+                        ),
+                    ]
+                ),
+                expected_version=None,
+            )
+
+        async def both_counted() -> dict[str, Any] | None:
+            async with http.get(f"{API_PREFIX}/insights") as reply:
+                report: dict[str, Any] = await reply.json()
+            return report if report["totals"]["deployments"] == 2 else None
+
+        report = await wait_until(both_counted, within_s=10, what="the insights projection")
+    async with ConsoleClient(api) as browser:
+        await browser.sign_in(key)
+        status, page = await browser.page("/console/insights")
+    assert status == 200, page
+    totals = report["totals"]
+    assert (totals["successful"], totals["failed"]) == (1, 1)
+    assert "(1 of 2)" in page
+    assert '<span id="m-failure-rate">50.0 %</span>' in page
+    assert 'href="/console/applications/account-prd"' in page
+    assert page.count('<canvas class="chart"') == 4

@@ -1,0 +1,181 @@
+"""The console's pure parts: session cookies and CSRF tokens, and an analysis as chart data."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime
+
+from services.api.console.charts import analysis_chart
+from services.api.console.sessions import SessionCodec
+from shared.events.base import Event, Metadata, RecordedEvent
+from shared.events.catalog import (
+    AnalysisCheck,
+    AnalysisConcluded,
+    AnalysisMeasured,
+    AnalysisStarted,
+    AnalysisTickJudged,
+)
+from shared.events.vocabulary import CheckKind, CheckStrategy, SampleRole, TickOutcome, Verdict
+
+KEY_ID = "0" * 26
+NOW = 1_800_000_000.0
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_a_session_cookie_names_its_key_until_it_expires() -> None:
+    codec = SessionCodec(b"k" * 32)
+    cookie = codec.issue(KEY_ID, NOW, ttl_s=60)
+    token = codec.read(cookie, NOW + 59)
+    assert token is not None and token.key_id == KEY_ID
+    assert codec.read(cookie, NOW + 60) is None  # expired
+
+
+def test_a_forged_or_tampered_cookie_names_nobody() -> None:
+    codec = SessionCodec(b"k" * 32)
+    cookie = codec.issue(KEY_ID, NOW)
+    body, _, signature = cookie.rpartition(".")
+    other_key = "1" * 26
+    assert codec.read(body.replace(KEY_ID, other_key) + "." + signature, NOW) is None
+    # A later expiry, signed by nobody who knows the key.
+    key_id, expires, nonce = body.split(".")
+    assert codec.read(f"{key_id}.{int(expires) + 10**6}.{nonce}.{signature}", NOW) is None
+    assert SessionCodec(b"x" * 32).read(cookie, NOW) is None  # another deployment's key
+    for junk in ("", ".", "a.b.c.d", "x" * 300, f"{KEY_ID}.1.2"):
+        assert codec.read(junk, NOW) is None
+
+
+def test_the_csrf_token_is_bound_to_its_session() -> None:
+    codec = SessionCodec(b"k" * 32)
+    mine, theirs = codec.issue(KEY_ID, NOW), codec.issue(KEY_ID, NOW)
+    assert codec.csrf_ok(mine, codec.csrf(mine))
+    assert not codec.csrf_ok(mine, codec.csrf(theirs))
+    assert not codec.csrf_ok(mine, "")
+    assert not codec.csrf_ok("", codec.csrf(""))  # no session, no valid token
+
+
+def _recorded(events: list[Event]) -> list[RecordedEvent]:
+    return [
+        RecordedEvent(
+            global_position=i + 1,
+            tx_id=1,
+            stream_id="analysis-a1",
+            stream_version=i,
+            event_id=uuid.uuid4(),
+            event_type=type(e).__struct_config__.tag,  # type: ignore[arg-type]
+            schema_version=1,
+            event=e,
+            metadata=Metadata(),
+            recorded_at=T0,
+        )
+        for i, e in enumerate(events)
+    ]
+
+
+def test_an_analysis_becomes_series_per_variant_with_its_bounds_and_verdicts() -> None:
+    check = "metrics[0] error-rate"
+    history = _recorded(
+        [
+            AnalysisStarted(
+                analysis_id="a1",
+                deployment_id="d1",
+                stage_id="s1",
+                started_at=T0,
+                judge="sequential",
+                checks=(
+                    AnalysisCheck(
+                        key=check,
+                        kind=CheckKind("metrics"),
+                        strategy=CheckStrategy("CANARY_BASELINE"),
+                        interval_s=5,
+                        expected_max=0.01,
+                    ),
+                ),
+            ),
+            AnalysisMeasured(
+                analysis_id="a1",
+                check=check,
+                tick=1,
+                role=SampleRole("experiment"),
+                variant="canary",
+                timestamps=(100.0, 105.0, 110.0),
+                values=("0.5", "NaN", "0.7"),
+            ),
+            AnalysisMeasured(
+                analysis_id="a1",
+                check=check,
+                tick=1,
+                role=SampleRole("control"),
+                variant="baseline",
+                timestamps=(100.0, 105.0),
+                values=("0.001", "+Inf"),
+            ),
+            # The next tick's window overlaps the first: a sample is drawn once.
+            AnalysisMeasured(
+                analysis_id="a1",
+                check=check,
+                tick=2,
+                role=SampleRole("experiment"),
+                variant="canary",
+                timestamps=(110.0, 115.0),
+                values=("0.7", "0.9"),
+            ),
+            AnalysisMeasured(
+                analysis_id="a1",
+                check=check,
+                tick=2,
+                role=SampleRole("control"),
+                variant="baseline",
+                error="prometheus: timeout",
+            ),
+            AnalysisTickJudged(
+                analysis_id="a1",
+                check=check,
+                tick=2,
+                at_s=10.0,
+                strategy=CheckStrategy("CANARY_BASELINE"),
+                outcome=TickOutcome("fail"),
+                reason="canary above baseline",
+                judge="sequential",
+                judge_version="2",
+                statistics=(("p", "0.001"),),
+            ),
+            AnalysisConcluded(
+                analysis_id="a1",
+                deployment_id="d1",
+                stage_id="s1",
+                verdict=Verdict("failure"),
+                reason="canary above baseline",
+            ),
+        ]
+    )
+    chart = analysis_chart("a1", history)
+    assert chart.verdict == "failure" and chart.judge == "sequential"
+    drawn = chart.checks[check]
+    assert drawn.expected_max == 0.01 and drawn.expected_min is None
+    # NaN and infinities are gaps, never numbers; each timestamp once.
+    assert drawn.series["canary"].points == [(100.0, 0.5), (110.0, 0.7), (115.0, 0.9)]
+    assert drawn.series["baseline"].points == [(100.0, 0.001)]
+    assert drawn.errors == ["tick 2: prometheus: timeout"]
+    (verdict,) = drawn.verdicts
+    assert verdict.outcome == "fail" and verdict.statistics == (("p", "0.001"),)
+    as_json = chart.as_json()["checks"][0]
+    assert all(math.isfinite(y) for s in as_json["series"] for _, y in s["points"])
+
+
+def test_a_ratio_of_rates_draws_each_counter_on_its_own_line() -> None:
+    check = "metrics[0] errors"
+    history = _recorded(
+        [
+            AnalysisMeasured(
+                analysis_id="a1", check=check, tick=1, role=SampleRole(role), variant="canary",
+                timestamps=(100.0,), values=(value,),
+            )
+            for role, value in (("experiment_events", "3"), ("experiment_total", "300"))
+        ]
+    )  # fmt: skip
+    series = analysis_chart("a1", history).checks[check].series
+    assert {label: s.points for label, s in series.items()} == {
+        "canary events": [(100.0, 3.0)],
+        "canary total": [(100.0, 300.0)],
+    }
