@@ -226,8 +226,15 @@ async def measure_transitions(
     }
 
 
-async def measure_quick_syncs(bench: Bench, store: EventStore, commit: str) -> dict[str, Any]:
-    names = [f"app{i:03d}" for i in range(QUICK_SYNC_APPS)]
+def quick_sync_names(apps: int = QUICK_SYNC_APPS) -> list[str]:
+    return [f"app{i:03d}" for i in range(apps)]
+
+
+async def measure_quick_syncs(
+    bench: Bench, store: EventStore, commit: str, apps: int = QUICK_SYNC_APPS
+) -> dict[str, Any]:
+    """`apps` quick syncs planned in one transaction, timed until all are completed."""
+    names = quick_sync_names(apps)
     stages = stages_of(bench.root / "work", names[0], Strategy.QUICK_SYNC)
     executor_cpu = cpu_seconds(bench.pid("executor"))
     own_cpu = process_time()
@@ -251,7 +258,8 @@ async def measure_quick_syncs(bench: Bench, store: EventStore, commit: str) -> d
         )
         return bool(count == len(names))
 
-    await bench.wait_for(done, what="200 quick syncs", timeout_s=TIMEOUT_S, every_s=0.02)
+    timeout_s = TIMEOUT_S * max(1.0, apps / QUICK_SYNC_APPS)
+    await bench.wait_for(done, what=f"{apps} quick syncs", timeout_s=timeout_s, every_s=0.02)
     elapsed = perf_counter() - t0
     executor_own, executor_children = (
         a - b for a, b in zip(cpu_seconds(bench.pid("executor")), executor_cpu, strict=True)
@@ -262,7 +270,7 @@ async def measure_quick_syncs(bench: Bench, store: EventStore, commit: str) -> d
     claim = [r["started"] - r["planned"] for r in rows]
     run_s = [r["completed"] - r["started"] for r in rows]
     return {
-        "quick_sync_200_apps_s": round(elapsed, 2),
+        f"quick_sync_{apps}_apps_s": round(elapsed, 2),
         "quick_sync_append_s": round(appended, 3),
         "quick_sync_succeeded": sum(1 for s in statuses.values() if s == "SUCCESS"),
         "details_quick_sync": {
@@ -289,6 +297,48 @@ FROM events WHERE stream_id = ANY($1::text[]) GROUP BY stream_id
 """
 
 
+async def start_executor(
+    bench: Bench,
+    store: EventStore,
+    kubeconfig: Path,
+    files: dict[str, str],
+    names: Sequence[str],
+    max_concurrent: int = MAX_CONCURRENT,
+) -> Repository:
+    """One config repository of `files`, the apps `names` registered, relay and executor up."""
+    repo = Repository("config", bench.root / "work", bench.root / "remote.git", ())
+    repo._write(files)
+    repo.create()
+    async with store.pool.acquire() as conn, conn.transaction():
+        for name in names:
+            registered = ApplicationRegistered(
+                application_id=name,
+                name=name,
+                repository_id="config",
+                path=f"apps/{name}",
+                config_filename=".pipe.yaml",
+                platform_provider="kubesim",
+            )
+            await store.append(
+                f"application-{name}",
+                new_events([registered]),
+                expected_version=NO_STREAM,
+                conn=conn,
+            )
+    control = bench.root / "slipway.yaml"
+    control.write_text(control_config(repo.url, kubeconfig))
+    bench.start_service("relay")
+    await bench.wait_ready("relay")
+    bench.start_service(
+        "executor",
+        control_config=str(control),
+        git_cache_dir=str(bench.root / "git-cache"),
+        executor_max_concurrent=str(max_concurrent),
+    )
+    await bench.wait_ready("executor")
+    return repo
+
+
 async def run(bench: Bench, max_concurrent: int = MAX_CONCURRENT) -> dict[str, Any]:
     await bench.servers.migrated_schema(SCHEMA)
     pool = await create_pool(bench.servers.app_url, schema=SCHEMA, min_size=2, max_size=4)
@@ -297,42 +347,12 @@ async def run(bench: Bench, max_concurrent: int = MAX_CONCURRENT) -> dict[str, A
         async with KubeSim(ready_delay_s=0.0) as sim:
             kubeconfig = sim.write_kubeconfig(bench.root / "kubeconfig")
             with phase(bench, "setup"):
-                repo = Repository("config", bench.root / "work", bench.root / "remote.git", ())
                 files = app_files("waits", stages=WAIT_STAGES)
                 files |= app_files("syncs", stages=SYNC_STAGES, kind="K8S_SYNC")
-                for i in range(QUICK_SYNC_APPS):
-                    files |= app_files(f"app{i:03d}")
-                repo._write(files)
-                repo.create()
-                names = ["waits", "syncs", *(f"app{i:03d}" for i in range(QUICK_SYNC_APPS))]
-                for name in names:
-                    await store.append(
-                        f"application-{name}",
-                        new_events(
-                            [
-                                ApplicationRegistered(
-                                    application_id=name,
-                                    name=name,
-                                    repository_id="config",
-                                    path=f"apps/{name}",
-                                    config_filename=".pipe.yaml",
-                                    platform_provider="kubesim",
-                                )
-                            ]
-                        ),
-                        expected_version=NO_STREAM,
-                    )
-                control = bench.root / "slipway.yaml"
-                control.write_text(control_config(repo.url, kubeconfig))
-                bench.start_service("relay")
-                await bench.wait_ready("relay")
-                bench.start_service(
-                    "executor",
-                    control_config=str(control),
-                    git_cache_dir=str(bench.root / "git-cache"),
-                    executor_max_concurrent=str(max_concurrent),
-                )
-                await bench.wait_ready("executor")
+                names = ["waits", "syncs", *quick_sync_names()]
+                for name in names[2:]:
+                    files |= app_files(name)
+                repo = await start_executor(bench, store, kubeconfig, files, names, max_concurrent)
             with phase(bench, "transitions"):
                 syncs = await measure_transitions(bench, store, repo.head, "syncs", SYNC_STAGES)
                 waits = await measure_transitions(bench, store, repo.head, "waits", WAIT_STAGES)

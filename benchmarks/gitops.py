@@ -208,14 +208,15 @@ class Repository:
             target.write_text(content)
 
 
-def make_repositories(root: Path) -> list[Repository]:
+def make_repositories(
+    root: Path, count: int = REPOSITORIES, services: int = SERVICES_PER_REPOSITORY
+) -> list[Repository]:
+    """`count` repositories of `services` services, each deployed to every environment."""
     repositories = []
-    for r in range(REPOSITORIES):
+    for r in range(count):
         repository_id = f"repo-{r:02d}"
         apps = tuple(
-            App(repository_id, f"svc{s:02d}", env)
-            for s in range(SERVICES_PER_REPOSITORY)
-            for env in ENVIRONMENTS
+            App(repository_id, f"svc{s:02d}", env) for s in range(services) for env in ENVIRONMENTS
         )
         repositories.append(
             Repository(
@@ -314,13 +315,23 @@ class Bench:
     started: float = field(default_factory=perf_counter)
     """When the run began (before the servers started): the budget counts from here."""
     registry: EventRegistry = field(default_factory=default_registry)
+    repository_count: int = REPOSITORIES
+    services_per_repository: int = SERVICES_PER_REPOSITORY
+    budget_s: float = RUN_BUDGET_S
+    """From `started` to the report: the planning wait is cut short to keep it."""
+    setup_timeout_s: float = SETUP_TIMEOUT_S
+    planned_timeout_s: float = PLANNED_TIMEOUT_S
+
+    @property
+    def applications(self) -> int:
+        return self.repository_count * self.services_per_repository * len(ENVIRONMENTS)
 
     @property
     def webhook_url(self) -> str:
         return f"http://127.0.0.1:{self.webhook_port}/webhooks/github"
 
     def remaining_s(self) -> float:
-        return RUN_BUDGET_S - (perf_counter() - self.started)
+        return self.budget_s - (perf_counter() - self.started)
 
     # Services ------------------------------------------------------------------
 
@@ -354,7 +365,7 @@ class Bench:
             states = [await asyncio.to_thread(self.services[n].ready) for n in names]
             return all(states)
 
-        await self.wait_for(ready, what=f"{', '.join(names)} ready", timeout_s=SETUP_TIMEOUT_S)
+        await self.wait_for(ready, what=f"{', '.join(names)} ready", timeout_s=self.setup_timeout_s)
 
     def pid(self, name: str) -> int:
         process = self.services[name].process
@@ -402,7 +413,9 @@ def phase(bench: Bench, name: str) -> Iterator[None]:
 async def setup(bench: Bench, conn: asyncpg.Connection, store: EventStore) -> None:
     """Repositories, control config, registrations, services, first observation."""
     with phase(bench, "repositories"):
-        bench.repositories = make_repositories(bench.root)
+        bench.repositories = make_repositories(
+            bench.root, bench.repository_count, bench.services_per_repository
+        )
         # Threads: each creation is a handful of git processes, mostly waiting on the disk.
         await asyncio.gather(*(asyncio.to_thread(r.create) for r in bench.repositories))
         config = bench.root / "slipway.yaml"
@@ -431,12 +444,14 @@ async def setup(bench: Bench, conn: asyncpg.Connection, store: EventStore) -> No
         async def projected() -> bool:
             with contextlib.suppress(asyncpg.UndefinedTableError):
                 count: int = await conn.fetchval("SELECT count(*) FROM applications")
-                return count == APPLICATIONS
+                return count == bench.applications
             return False
 
         # The gitwatcher announces config files no registered application points
         # at: it starts once the view knows all 1,000, or it would announce them.
-        await bench.wait_for(projected, what="applications projected", timeout_s=SETUP_TIMEOUT_S)
+        await bench.wait_for(
+            projected, what="applications projected", timeout_s=bench.setup_timeout_s
+        )
         bench.start_service(
             "gitwatcher",
             control_config=str(config),
@@ -456,9 +471,9 @@ async def setup(bench: Bench, conn: asyncpg.Connection, store: EventStore) -> No
             count: int = await conn.fetchval(
                 "SELECT count(DISTINCT stream_id) FROM events WHERE event_type = 'commit_observed'"
             )
-            return count == REPOSITORIES
+            return count == bench.repository_count
 
-        await bench.wait_for(observed, what="every head observed", timeout_s=SETUP_TIMEOUT_S)
+        await bench.wait_for(observed, what="every head observed", timeout_s=bench.setup_timeout_s)
 
 
 async def last_position(conn: asyncpg.Connection) -> int:
@@ -512,9 +527,9 @@ async def push_and_wait(
     bench: Bench, conn: asyncpg.Connection, session: aiohttp.ClientSession, n: int
 ) -> Triggered:
     """Push the `n`th image bump, POST its webhook, wait until its trigger can be read."""
-    repo = bench.repositories[n % REPOSITORIES]
+    repo = bench.repositories[n % len(bench.repositories)]
     # A different service and environment each time: dev and prd alike.
-    app = repo.apps[(n * 7) % APPS_PER_REPOSITORY]
+    app = repo.apps[(n * 7) % len(repo.apps)]
     mark = await last_position(conn)
     before, after = await asyncio.to_thread(
         repo.push, app.image_bump(f"a{n}"), f"bump {app.service} in {app.env}"
@@ -536,8 +551,12 @@ async def push_and_wait(
 async def measure_webhooks(
     bench: Bench, conn: asyncpg.Connection, session: aiohttp.ClientSession
 ) -> list[Triggered]:
-    """One push at a time, each timed from its webhook to its trigger."""
-    return [await push_and_wait(bench, conn, session, n) for n in range(WEBHOOK_PUSHES)]
+    """One push at a time, each timed from its webhook to its trigger.
+
+    At most one per repository: a second push to an application would be queued behind
+    its first deployment, which nothing here completes yet."""
+    pushes = min(WEBHOOK_PUSHES, len(bench.repositories))
+    return [await push_and_wait(bench, conn, session, n) for n in range(pushes)]
 
 
 async def complete(
@@ -554,7 +573,9 @@ async def complete(
         )
         return count == len(streams)
 
-    await bench.wait_for(planned, what="webhook deployments planned", timeout_s=SETUP_TIMEOUT_S)
+    await bench.wait_for(
+        planned, what="webhook deployments planned", timeout_s=bench.setup_timeout_s
+    )
     metadata = Metadata(actor="bench-executor")
     for d in deployments:
         completed = DeploymentCompleted(
@@ -577,7 +598,9 @@ async def complete(
         )
         return count == len(deployments)
 
-    await bench.wait_for(freed, what="webhook deployments completed", timeout_s=SETUP_TIMEOUT_S)
+    await bench.wait_for(
+        freed, what="webhook deployments completed", timeout_s=bench.setup_timeout_s
+    )
 
 
 _COUNTS = """
@@ -633,17 +656,17 @@ async def measure_planning(
             for repo, (before, after) in zip(bench.repositories, heads, strict=True)
         )
     )
-    deadline = started + min(PLANNED_TIMEOUT_S, bench.remaining_s())
+    deadline = started + min(bench.planned_timeout_s, bench.remaining_s())
     while perf_counter() < deadline:
         rows = await conn.fetch(_COUNTS, mark, _KINDS)
         result.counts = {row["event_type"]: row["n"] for row in rows}
         now = perf_counter() - started
-        if result.all_triggered_s is None and result.counts.get(_KINDS[0], 0) >= APPLICATIONS:
+        if result.all_triggered_s is None and result.counts.get(_KINDS[0], 0) >= bench.applications:
             result.all_triggered_s = now
-        if result.counts.get("deployment_planned", 0) >= APPLICATIONS:
+        if result.counts.get("deployment_planned", 0) >= bench.applications:
             result.all_planned_s = now
             break
-        if sum(result.counts.get(k, 0) for k in _KINDS[1:]) >= APPLICATIONS:
+        if sum(result.counts.get(k, 0) for k in _KINDS[1:]) >= bench.applications:
             break  # every trigger answered, some not by a plan: waiting longer changes nothing
         bench.check_alive()
         await asyncio.sleep(COUNT_POLL_S)

@@ -13,8 +13,10 @@ when every component has returned, and goes in this order:
 2. components finish in-flight work for up to `shutdown_grace_s`; any still
    running then is cancelled, and that is logged (the exit stays 0: the
    work was abandoned on purpose and will be redelivered);
-3. NATS is drained (subscriptions flushed, buffered publishes sent);
-4. the PostgreSQL pool is closed;
+3. the stop is recorded on the log (`ServiceStopped` on `service-<name>`, as
+   `ServiceStarted` was once ready: shared/lifecycle.py);
+4. NATS is drained (subscriptions flushed, buffered publishes sent), and the
+   PostgreSQL pool is closed;
 5. the health server stops, and the tracer provider flushes its spans.
 
 Bad configuration found by `setup` (a `ConfigError`: a control config that
@@ -48,6 +50,7 @@ from prometheus_client import CollectorRegistry
 from shared.db import create_pool
 from shared.errors import ConfigError, Unavailable
 from shared.health import HealthServer, ReadinessCheck, new_registry
+from shared.lifecycle import record_started, record_stopped, records_lifecycle
 from shared.logs import configure_logging, get_logger
 from shared.natsconnect import connect_options
 from shared.redaction import REDACTOR
@@ -150,6 +153,7 @@ class ServiceRuntime(Generic[S]):
         self._pool: asyncpg.Pool | None = None
         self._nc: NatsClient | None = None
         self._stop_reason = ""
+        self._records_lifecycle = records_lifecycle(name)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -250,6 +254,10 @@ class ServiceRuntime(Generic[S]):
     async def _run_components(self, components: Sequence[Component]) -> RunReport:
         outcomes: dict[str, Outcome] = {}
         grace = self.settings.shutdown_grace_s
+        if self._records_lifecycle:
+            # Set up and about to run: recorded before any component's work, so a
+            # started service's first effects never precede its start on the log.
+            await record_started(self.pool, self.name, self.settings.instance)
         async with asyncio.TaskGroup() as group:
             tasks = [
                 group.create_task(self._supervise(name, component, outcomes), name=name)
@@ -277,6 +285,14 @@ class ServiceRuntime(Generic[S]):
             failure = "every component returned before a stop was requested"
         if failure:
             log.error("service_failed", reason=failure)
+        if self._records_lifecycle:
+            await record_stopped(
+                self.pool,
+                self.name,
+                self.settings.instance,
+                reason=self._stop_reason,
+                crashed=failure is not None,
+            )
         return RunReport(outcomes, self._stop_reason, failure)
 
     async def _supervise(

@@ -26,6 +26,7 @@ __all__ = [
     "notification_stream",
     "relay_stream",
     "repository_stream",
+    "service_stream",
 ]
 
 
@@ -96,3 +97,8 @@ def event_key_stream(name: str, labels: tuple[tuple[str, str], ...]) -> str:
     event watcher did with each (PipeCD's event key: the name and the sorted labels)."""
     key = "\0".join((name, *(f"{k}={v}" for k, v in sorted(labels))))
     return stream_id("eventkey", hashlib.sha256(key.encode()).hexdigest()[:32])
+
+
+def service_stream(service: str) -> str:
+    """`service-<service name>`: its processes starting and stopping, every replica's."""
+    return stream_id("service", service)

@@ -88,6 +88,15 @@ WHERE application_id = $1
 # A deleted application's row goes (the event is on its name stream too: idempotent).
 _DELETE = "DELETE FROM {table} WHERE application_id = $1"
 
+# The events `apply` writes a row for besides the sync state's (SYNC_EVENTS).
+_ROW_EVENTS = (
+    ApplicationRegistered,
+    ApplicationDisabled,
+    ApplicationEnabled,
+    ApplicationDeleted,
+    ApplicationConfigObserved,
+)
+
 _json = msgspec.json.Encoder()
 _sync = msgspec.json.Decoder(SyncStatus)
 
@@ -149,11 +158,15 @@ class ApplicationsProjection(SingleTableProjection):
     ) -> None:
         """Apply events in order, in the caller's transaction."""
         # Deployment events are most of the log: each run of them is folded in memory
-        # and written in two statements, not two per event.
+        # and written in two statements, not two per event. Events this table ignores
+        # (stages, analyses, notifications…) do not end a run: they change no row, and
+        # ending the run at each would cost the two statements per deployment event again.
         run: list[RecordedEvent] = []
         for event in events:
             if isinstance(event.event, SYNC_EVENTS):
                 run.append(event)
+                continue
+            if not isinstance(event.event, _ROW_EVENTS):
                 continue
             if run:
                 await self._sync(conn, run, tables)

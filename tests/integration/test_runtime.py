@@ -26,6 +26,7 @@ import pytest
 import structlog
 from nats.aio.client import Client as NatsClient
 
+from shared.events.streams import service_stream
 from shared.runtime import (
     EXIT_CONFIG,
     Component,
@@ -137,11 +138,29 @@ async def recorded(pool: asyncpg.Pool, event_id: uuid.UUID) -> bool:
     return bool(count)
 
 
+async def lifecycle_of(pool: asyncpg.Pool, service: str, instance: str) -> list[dict[str, Any]]:
+    """The start and stop events `instance` of `service` recorded, in log order."""
+    rows = await pool.fetch(
+        "SELECT payload FROM events WHERE stream_id = $1 ORDER BY global_position",
+        service_stream(service),
+    )
+    payloads = [json.loads(row["payload"]) for row in rows]
+    return [p for p in payloads if p["instance"] == instance]
+
+
 async def test_sigterm_lets_in_flight_work_finish(
-    worker_env: dict[str, str], nc: NatsClient, subjects: Subjects, pool: asyncpg.Pool
+    worker_env: dict[str, str],
+    nc: NatsClient,
+    subjects: Subjects,
+    pool: asyncpg.Pool,
+    test_id: str,
 ) -> None:
-    """Ready once up; on SIGTERM the running unit of work completes and the process exits 0."""
-    async with worker_process(**worker_env, work_s="1.0", shutdown_grace_s="10") as service:
+    """Ready once up; on SIGTERM the running unit of work completes and the process exits 0;
+    its start and its stop are on the log, with its instance and why it stopped."""
+    instance = f"worker-{test_id}"
+    async with worker_process(
+        **worker_env, work_s="1.0", shutdown_grace_s="10", service_instance=instance
+    ) as service:
         port = (await service.log_line("health_server_started"))["port"]
         await service.log_line("service_started")
         async with (
@@ -165,6 +184,14 @@ async def test_sigterm_lets_in_flight_work_finish(
     order += ["nats_drained", "service_stopped"]
     assert [e for e in events if e in order] == order
     assert service.lines[-1]["exit_code"] == 0
+    started, stopped = await lifecycle_of(pool, WORKER, instance)
+    assert (started["type"], started["service"]) == ("service_started", WORKER)
+    assert started["version"]
+    assert (stopped["type"], stopped["reason"], stopped["crashed"]) == (
+        "service_stopped",
+        "SIGTERM",
+        False,
+    )
 
 
 async def test_work_outlasting_the_grace_is_cancelled_and_reported(
@@ -218,8 +245,11 @@ def settings(app_database_url: str, schema: str, nats_url: str, test_id: str) ->
     )
 
 
-async def test_crash_stops_siblings_gracefully_and_fails(settings: ServiceSettings) -> None:
-    """A crashing component is logged, siblings finish their work, and the exit code is 1."""
+async def test_crash_stops_siblings_gracefully_and_fails(
+    settings: ServiceSettings, pool: asyncpg.Pool
+) -> None:
+    """A crashing component is logged, siblings finish their work, and the exit code is 1;
+    the stop is recorded as a crash, naming the component."""
     sibling_saw_stop = asyncio.Event()
 
     async def steady(stop: asyncio.Event) -> None:
@@ -242,6 +272,13 @@ async def test_crash_stops_siblings_gracefully_and_fails(settings: ServiceSettin
     [crash] = [e for e in captured if e["event"] == "component_crashed"]
     assert crash["component"] == "crashing"
     assert crash["exc_info"] is True
+    started, stopped = await lifecycle_of(pool, "crashy", settings.instance)
+    assert started["type"] == "service_started"
+    assert (stopped["type"], stopped["reason"], stopped["crashed"]) == (
+        "service_stopped",
+        "component crashing crashed",
+        True,
+    )
 
 
 async def test_burst_mode_ends_cleanly_when_components_return(settings: ServiceSettings) -> None:
@@ -249,7 +286,7 @@ async def test_burst_mode_ends_cleanly_when_components_return(settings: ServiceS
     seen: list[int] = []
 
     async def one_batch(_stop: asyncio.Event) -> None:
-        seen.append(await runtime.pool.fetchval("SELECT count(*) FROM events"))
+        seen.append(await runtime.pool.fetchval("SELECT count(*) FROM events"))  # its start
 
     async def setup(_: ServiceRuntime[ServiceSettings]) -> list[Component]:
         return [one_batch]
@@ -257,7 +294,7 @@ async def test_burst_mode_ends_cleanly_when_components_return(settings: ServiceS
     runtime = ServiceRuntime("bursty", settings, burst=True, handle_signals=False)
     report = await runtime.run(setup)
     assert (report.exit_code, report.outcomes) == (0, {"one_batch": Outcome.FINISHED})
-    assert seen == [0]
+    assert seen == [1]
 
 
 async def test_components_all_returning_outside_burst_is_a_failure(

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from msgspec.structs import replace as msgspec_replace
 
 from services.notifier.notify.catalog import (
     GROUP_OF,
@@ -38,6 +39,8 @@ from shared.events.catalog import (
     DeploymentStarted,
     DeploymentTriggered,
     PlannedStage,
+    ServiceStarted,
+    ServiceStopped,
     StageApproved,
     StageCompleted,
     StageStarted,
@@ -423,3 +426,44 @@ def test_a_chain_that_ends_notifies_with_its_reason(status: str, type_: str, tit
     )
     assert message.title.startswith(title)
     assert "web-stg ended FAILURE" in message.text
+
+
+def test_a_service_start_and_stop_say_which_service_instance_and_why() -> None:
+    """ServiceStarted/ServiceStopped make PIPED_STARTED/PIPED_STOPPED (group PIPED); a graceful
+    stop is a warning with its reason, a crash an error."""
+    started = ServiceStarted(service="planner", instance="planner-0", version="0.1.0")
+    stopped = ServiceStopped(
+        service="planner", instance="planner-0", version="0.1.0", reason="SIGTERM"
+    )
+    assert notification_types_of(started) == (T.PIPED_STARTED,)
+    assert notification_types_of(stopped) == (T.PIPED_STOPPED,)
+
+    def message(type_: NotificationType, event: Event) -> Message:
+        return compose(
+            notification_id="n",
+            type_=type_,
+            event=event,
+            event_id="e",
+            event_type="service_stopped",
+            occurred_at=NOW,
+            application=None,
+            deployment=None,
+        )
+
+    start = message(T.PIPED_STARTED, started)
+    assert (start.title, start.group, start.severity, start.reason) == (
+        'Service "planner" started',
+        "PIPED",
+        "info",
+        "",
+    )
+    assert "planner-0" in start.text
+    stop = message(T.PIPED_STOPPED, stopped)
+    assert (stop.title, stop.severity, stop.reason) == (
+        'Service "planner" stopped',
+        "warning",
+        "SIGTERM",
+    )
+    assert stop.text == "Instance planner-0 (Slipway 0.1.0) stopped: SIGTERM"
+    crash = message(T.PIPED_STOPPED, msgspec_replace(stopped, crashed=True))
+    assert (crash.title, crash.severity) == ('Service "planner" crashed', "error")

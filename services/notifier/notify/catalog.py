@@ -7,8 +7,9 @@ them (`events: [DEPLOYMENT_FAILED]`). PipeCD defines `DEPLOYMENT_ROLLING_BACK`,
 them; Slipway has events for all three, so it does; likewise `DEPLOYMENT_STARTED`
 and the `STAGE_*` types (PipeCD's newer ones) come from the executor's events.
 `APPLICATION_HEALTHY` comes from the drift service's health check (PipeCD
-defines it, its piped never sends it). The two `PIPED_*` types have no Slipway
-event behind them: routes may name them, nothing produces them (see `SOURCES`).
+defines it, its piped never sends it). Slipway has no piped agent: the two
+`PIPED_*` types are each service process starting and stopping
+(`ServiceStarted`, `ServiceStopped`, recorded by the runtime).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from shared.events.catalog import (
     DeploymentRollingBack,
     DeploymentStarted,
     DeploymentTriggered,
+    ServiceStarted,
+    ServiceStopped,
     StageApproved,
     StageCompleted,
     StageStarted,
@@ -114,8 +117,8 @@ SOURCES: Final[dict[NotificationType, str]] = {
     _T.APPLICATION_SYNCED: "ApplicationSyncStateChanged to SYNCED (drift detection)",
     _T.APPLICATION_OUT_OF_SYNC: "ApplicationSyncStateChanged to OUT_OF_SYNC (drift detection)",
     _T.APPLICATION_HEALTHY: "ApplicationHealthChanged to healthy from unhealthy (drift's check)",
-    _T.PIPED_STARTED: "nothing yet: Slipway has no piped agent to start",
-    _T.PIPED_STOPPED: "nothing yet: Slipway has no piped agent to stop",
+    _T.PIPED_STARTED: "ServiceStarted (a service process is ready: connected, consumers running)",
+    _T.PIPED_STOPPED: "ServiceStopped (a service process stopped: drained, or crashed)",
     _T.STAGE_STARTED: "StageStarted (any stage; of WAIT_APPROVAL: DEPLOYMENT_WAIT_APPROVAL too)",
     _T.STAGE_SKIPPED: "StageCompleted with status SKIPPED",
     _T.STAGE_SUCCEEDED: "StageCompleted with status SUCCESS",
@@ -191,6 +194,10 @@ def _single_type_of(event: Event) -> NotificationType | None:
             return _STAGE_COMPLETED.get(status)  # EXITED: the executor stopped, not the stage
         case ChainCompleted(status=status):
             return _CHAIN_COMPLETED.get(status)
+        case ServiceStarted():
+            return _T.PIPED_STARTED
+        case ServiceStopped():
+            return _T.PIPED_STOPPED
         case ApplicationSyncStateChanged(state=state):
             return _SYNC_STATES.get(state)
         case ApplicationHealthChanged(healthy=True, previous="UNHEALTHY"):

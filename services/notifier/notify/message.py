@@ -23,6 +23,8 @@ from shared.events.catalog import (
     ApplicationSyncStateChanged,
     ChainCompleted,
     ConfigMention,
+    ServiceStarted,
+    ServiceStopped,
     StageApproved,
 )
 
@@ -54,6 +56,7 @@ _SEVERITY: Final = {
     _T.STAGE_SUCCEEDED: "success",
     _T.STAGE_FAILED: "error",
     _T.STAGE_CANCELLED: "warning",
+    _T.PIPED_STOPPED: "warning",
 }
 
 
@@ -164,11 +167,15 @@ def compose(
     if isinstance(event, ApplicationSyncStateChanged):
         commit_hash = commit_hash or event.commit_hash
     reason = deployment.reason if deployment is not None else ""
+    severity = _SEVERITY.get(type_, "info")
+    if isinstance(event, ServiceStopped):
+        reason = event.reason
+        severity = "error" if event.crashed else severity
     return Message(
         id=notification_id,
         type=type_,
         group=GROUP_OF[type_].value,
-        severity=_SEVERITY.get(type_, "info"),
+        severity=severity,
         title=title,
         text=text,
         occurred_at=occurred_at,
@@ -192,6 +199,7 @@ _REASONED: Final = frozenset(
         _T.DEPLOYMENT_ROLLING_BACK,
         _T.DEPLOYMENT_TRIGGER_FAILED,
         _T.STAGE_FAILED,
+        _T.PIPED_STOPPED,
     }
 )
 
@@ -250,6 +258,17 @@ def _words(
             word = chain_ended.get(type_.value.rsplit("_", 1)[1], "was cancelled")
             reason = event.reason if isinstance(event, ChainCompleted) else ""
             return f'Deployment chain started by "{app}" {word}', reason
+        case _T.PIPED_STARTED if isinstance(event, ServiceStarted):
+            return (
+                f'Service "{event.service}" started',
+                f"Instance {event.instance} (Slipway {event.version}) is ready",
+            )
+        case _T.PIPED_STOPPED if isinstance(event, ServiceStopped):
+            ended = "crashed" if event.crashed else "stopped"
+            return (
+                f'Service "{event.service}" {ended}',
+                f"Instance {event.instance} (Slipway {event.version}) stopped: {event.reason}",
+            )
         case _T.APPLICATION_SYNCED | _T.APPLICATION_OUT_OF_SYNC:
             state = "in sync" if type_ is _T.APPLICATION_SYNCED else "out of sync"
             summary = event.summary if isinstance(event, ApplicationSyncStateChanged) else ""
