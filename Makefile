@@ -38,8 +38,13 @@ demo: $(STAMP) $(ASSETS) system-packages
 	$(VENV)/bin/slipway up
 
 # Every layer of tests/ (tests/README.md), against real servers it starts on free ports.
+# On TEST_WORKERS processes (pytest-xdist): most tests wait on servers and subprocesses rather
+# than the CPU, so three overlap well on two cores. Each worker starts its own PostgreSQL and
+# nats-server; a test module stays on one worker (`--dist loadfile`), so its module-scoped
+# fixtures start once. `make test TEST_WORKERS=0` runs everything in one process.
+TEST_WORKERS ?= 3
 test: $(STAMP) $(ASSETS) system-packages
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The unit layer alone: pure, no servers, no system packages; well under 30 s.
 unit: $(STAMP)

@@ -2,7 +2,8 @@
 
 Each sub-command lives in its own module with a `register(subparsers)` that
 adds its parser and sets `handler`; `main` only dispatches. Add a command by
-adding a module and one line to `_COMMANDS`. What the commands over the API
+adding a module and one line to `_COMMANDS`, which names the module each command's
+run imports (and no other). What the commands over the API
 share is in `command` (exit codes, common options, the API's failures as exit
 codes, output) and `waiting` (`--wait-status`, progress, the outcome); the
 client itself is `api_client`.
@@ -23,40 +24,53 @@ EXIT_BROKEN_PIPE = 141
 a Unix tool that SIGPIPE ended. Not 0: the command did not finish (`logs --follow` would
 otherwise claim a deployment it never saw end), and `set -o pipefail` can tell."""
 
-_COMMANDS = (
-    "slipway_cli.analysis",
-    "slipway_cli.apikey",
-    "slipway_cli.app",
-    "slipway_cli.chain",
-    "slipway_cli.config",
-    "slipway_cli.deadletters",
-    "slipway_cli.deployment",
-    "slipway_cli.events",
-    "slipway_cli.demo",
-    "slipway_cli.encrypt",
-    "slipway_cli.event",
-    "slipway_cli.insights",
-    "slipway_cli.kubesim",
-    "slipway_cli.migrate",
-    "slipway_cli.pipectl",
-    "slipway_cli.plan_preview",
-    "slipway_cli.replay",
-    "slipway_cli.up",
-)
+_COMMANDS: dict[str, str] = {
+    "analysis": "slipway_cli.analysis",
+    "apikey": "slipway_cli.apikey",
+    "app": "slipway_cli.app",
+    "chain": "slipway_cli.chain",
+    "config": "slipway_cli.config",
+    "deadletters": "slipway_cli.deadletters",
+    "deployment": "slipway_cli.deployment",
+    "events": "slipway_cli.events",
+    "demo": "slipway_cli.demo",
+    "encrypt": "slipway_cli.encrypt",
+    "event": "slipway_cli.event",
+    "insights": "slipway_cli.insights",
+    "kubesim": "slipway_cli.kubesim",
+    "migrate": "slipway_cli.migrate",
+    "pipectl": "slipway_cli.pipectl",
+    "plan-preview": "slipway_cli.plan_preview",
+    "replay": "slipway_cli.replay",
+    "up": "slipway_cli.up",
+}
+"""Each command's name and the module that registers it. A run imports only its own
+command's module: the modules between them import the database driver, NATS, kubesim and
+the planner, seconds of start-up that `slipway deployment get` has no use for."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of `command` alone (what a run of it needs)."""
     parser = argparse.ArgumentParser(
         prog="slipway", description="GitOps continuous delivery with progressive delivery."
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module_name in _COMMANDS:
+    modules = [_COMMANDS[command]] if command in _COMMANDS else _COMMANDS.values()
+    for module_name in modules:
         importlib.import_module(module_name).register(subparsers)
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command `argv` runs, when it names one first (the top level has no other
+    options than --help); None for `--help`, no command or an unknown one, which need
+    every command's parser to list them."""
+    return argv[0] if argv and argv[0] in _COMMANDS else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    args = build_parser(_command_in(arguments)).parse_args(arguments)
     try:
         code: int = args.handler(args)
         sys.stdout.flush()  # here, so a closed pipe is met below and not at interpreter exit

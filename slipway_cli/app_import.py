@@ -39,15 +39,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from shared.errors import ConfigError, PlatformError
-from shared.platform import KubernetesPlatform
-from shared.platform.adoption import AdoptionRefused, running_commit
 from slipway_cli.api_client import ApiClient, ApiError, JsonObject
 from slipway_cli.command import EXIT_FAILED, EXIT_OK, fail, print_json, run_with_client
+
+if TYPE_CHECKING:
+    from shared.platform import KubernetesPlatform
 
 __all__ = ["register_import"]
 
@@ -110,6 +111,11 @@ def _import(client: ApiClient, args: argparse.Namespace) -> int:
 async def _import_all(
     client: ApiClient, args: argparse.Namespace, wanted: Sequence[_Wanted]
 ) -> int:
+    # Imported here: the Kubernetes client takes most of a second to load, which every other
+    # `slipway app` command would pay (slipway_cli._COMMANDS loads this module for them).
+    from shared.platform import KubernetesPlatform
+    from shared.platform.adoption import AdoptionRefused
+
     failed = 0
     answers: list[JsonObject] = []
     async with KubernetesPlatform(args.kubeconfig, args.context) as cluster:
@@ -144,6 +150,8 @@ async def _import_one(client: ApiClient, cluster: KubernetesPlatform, one: _Want
             config_filename=one.config_filename,
         )
     application_id = str(app["application_id"])
+    from shared.platform.adoption import running_commit
+
     found = await cluster.pipecd_objects(one.pipecd_app_id or one.name)
     commit = running_commit([item for _, item in found], one.running_commit)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

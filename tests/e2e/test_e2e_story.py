@@ -79,14 +79,14 @@ def _statuses(completed: Sequence[Event], app_id: str) -> list[str]:
     ]
 
 
-async def test_seed_story_with_replicas_and_ci_style_sync(tmp_path: Path) -> None:
+async def test_seed_story_with_replicas_and_ci_style_sync(sandbox_dir: Path) -> None:
     """Dev sync, prd canary, bad image rolled back with a Slack message, revert; CI exit codes."""
     _require_prometheus()
     missing = [s for s in ("analysis", "notifier") if s not in present_services()]
     assert not missing, f"the story needs every service; missing: {missing}"
     said: list[str] = []
     options = SandboxOptions(
-        data_dir=tmp_path / "sandbox", say=said.append, replicas=REPLICAS, require_all=True
+        data_dir=sandbox_dir / "sandbox", say=said.append, replicas=REPLICAS, require_all=True
     )
     async with Sandbox(options) as sandbox:
         report = await sandbox.play()

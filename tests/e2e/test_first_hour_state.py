@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import sys
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,25 +131,21 @@ def _row(listing: Done, name: str) -> dict[str, str]:
     return dict(zip(header, row, strict=True))
 
 
-async def test_sync_state_and_config_labels_where_users_look(tmp_path: Path) -> None:
+async def test_sync_state_and_config_labels_where_users_look(
+    tmp_path: Path, sandbox_dir: Path
+) -> None:
     """UNKNOWN → DEPLOYING → SYNCED → OUT_OF_SYNC in `app get`, `app list` and the API; labels
     from the config merged, filtered on, followed on a commit; a replay gives the same rows."""
     kubectl_binary = find_kubectl()
     if kubectl_binary is None:
         pytest.skip("kubectl is not installed")
     said: list[str] = []
-    # Not under pytest's basetemp: a concurrent pytest session makes its root 0700 again,
-    # which locks out the user PostgreSQL runs as when the tests run as root.
-    data_dir = Path(tempfile.mkdtemp(prefix="slipway-first-hour-"))
     options = SandboxOptions(
-        data_dir=data_dir,
+        data_dir=sandbox_dir,
         say=said.append,
         service_settings={"SLIPWAY_DRIFT_INTERVAL_S": "1"},
     )
-    try:
-        await _play(options, kubectl_binary, tmp_path)
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    await _play(options, kubectl_binary, tmp_path)
 
 
 async def _play(options: SandboxOptions, kubectl_binary: str, tmp_path: Path) -> None:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -77,15 +75,6 @@ async def follow(source: Any, into: list[Received], *, stop_after: int | None = 
         into.append(received)
         if stop_after is not None and len(into) >= stop_after:
             break
-
-
-@pytest.fixture
-def sandbox_dir() -> Iterator[Path]:
-    """Outside pytest's own temporary root, which a concurrent pytest session makes 0700 again
-    (the sandbox's PostgreSQL runs as another user when we are root)."""
-    path = Path(tempfile.mkdtemp(prefix="slipway-subscribers-e2e-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 async def test_three_subscribers_follow_the_seed_story(sandbox_dir: Path) -> None:

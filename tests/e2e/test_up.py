@@ -10,10 +10,10 @@ from pathlib import Path
 from slipway_sandbox.stack import present_services
 
 
-def test_up_once_starts_every_service_ready_and_stops(tmp_path: Path) -> None:
+def test_up_once_starts_every_service_ready_and_stops(sandbox_dir: Path) -> None:
     """`slipway up --once` starts servers, kubesim and every service, sees each ready, exits 0."""
     done = subprocess.run(
-        [sys.executable, "-m", "slipway_cli", "up", "--once", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "slipway_cli", "up", "--once", "--data-dir", str(sandbox_dir)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -29,13 +29,13 @@ def test_up_once_starts_every_service_ready_and_stops(tmp_path: Path) -> None:
     assert "all services ready" in done.stdout
     assert "playing the seed's story" not in done.stdout
     assert "stopped" in done.stdout
-    env = (tmp_path / "env.sh").read_text()
+    env = (sandbox_dir / "env.sh").read_text()
     assert "SLIPWAY_API_URL=" in env and "KUBECONFIG=" in env
     assert "SLIPWAY_SUBSCRIBER_NATS_URL=nats://subscriber:" in env
-    assert (tmp_path / "slipway.yaml").exists()
+    assert (sandbox_dir / "slipway.yaml").exists()
 
 
-def test_up_stays_up_until_ctrl_c_then_stops_everything(tmp_path: Path) -> None:
+def test_up_stays_up_until_ctrl_c_then_stops_everything(sandbox_dir: Path) -> None:
     """`slipway up` stays up, says how to explore, and Ctrl-C stops every process it started."""
     process = subprocess.Popen(
         [
@@ -46,7 +46,7 @@ def test_up_stays_up_until_ctrl_c_then_stops_everything(tmp_path: Path) -> None:
             "--no-story",
             "--allow-missing",
             "--data-dir",
-            str(tmp_path),
+            str(sandbox_dir),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -62,7 +62,7 @@ def test_up_stays_up_until_ctrl_c_then_stops_everything(tmp_path: Path) -> None:
         else:
             raise AssertionError("".join(lines))
         output = "".join(lines)
-        assert f"source {tmp_path / 'env.sh'}" in output
+        assert f"source {sandbox_dir / 'env.sh'}" in output
         pids = [
             int(word)
             for line in lines
