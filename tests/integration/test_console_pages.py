@@ -6,6 +6,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -18,8 +19,12 @@ from shared.eventlog import EventStore, new_events
 from shared.events import vocabulary
 from shared.events.catalog import (
     DeploymentCompleted,
+    DeploymentPlanned,
+    DeploymentStarted,
     DeploymentTriggered,
+    PlannedStage,
     StageCompleted,
+    StageStarted,
     SyncRequested,
 )
 from shared.ids import new_id
@@ -177,3 +182,100 @@ async def test_the_insights_page_shows_what_the_insights_route_answers(
     assert '<span id="m-failure-rate">50.0 %</span>' in page
     assert 'href="/console/applications/account-prd"' in page
     assert page.count('<canvas class="chart"') == 4
+
+
+async def test_the_deployment_page_draws_its_stage_graph_and_redraws_it_as_stages_end(
+    api: str, store: EventStore
+) -> None:
+    """The graph is server-drawn SVG inside the page's live part: each stage a node with its
+    status and duration, the rollback stage in a dashed branch, and a refetch after an event
+    (what the live stream triggers) shows the new status."""
+    key = await create_api_key(store, "read-only", "reader")
+    d = new_id()
+    t0 = datetime.now(UTC) - timedelta(seconds=30)
+    planned = (
+        PlannedStage(id="stage-0", name=vocabulary.StageName("K8S_CANARY_ROLLOUT"), index=0),
+        PlannedStage(
+            id="stage-1",
+            name=vocabulary.StageName("ANALYSIS"),
+            index=1,
+            requires=("stage-0",),
+            desc="compare <canary> & primary",
+        ),
+        PlannedStage(id="stage-2", name=vocabulary.StageName("ROLLBACK"), index=2, visible=False),
+    )
+    await store.append(
+        f"deployment-{d}",
+        new_events(
+            [
+                DeploymentTriggered(
+                    deployment_id=d,
+                    application_id="app1",
+                    trigger=vocabulary.Trigger("on_commit"),
+                    commit_hash="c0ffee1",
+                ),
+                DeploymentPlanned(
+                    deployment_id=d,
+                    application_id="app1",
+                    commit_hash="c0ffee1",
+                    strategy=vocabulary.Strategy("pipeline"),
+                    summary="image web: v1 → v2",
+                    reason="the pod template changed",
+                    stages=planned,
+                ),
+                DeploymentStarted(deployment_id=d, application_id="app1", started_at=t0),
+                StageStarted(deployment_id=d, stage_id="stage-0", started_at=t0),
+                StageCompleted(
+                    deployment_id=d,
+                    stage_id="stage-0",
+                    status=vocabulary.StageStatus("SUCCESS"),
+                    completed_at=t0 + timedelta(seconds=4.5),
+                ),
+                StageStarted(deployment_id=d, stage_id="stage-1", started_at=t0),
+            ]
+        ),
+        expected_version=None,
+    )
+
+    def graph_of(page: str) -> dict[str, str]:
+        svg = re.findall(r'<svg id="stage-graph".*?</svg>', page, re.S)
+        assert len(svg) == 1, page
+        # the graph sits inside the part htmx swaps on each live "changed"
+        assert page.index('<div id="live">') < page.index('<svg id="stage-graph"')
+        return dict(
+            re.findall(r'<g class="node[^"]*" data-stage="([^"]+)" data-status="(\w+)"', svg[0])
+        )
+
+    async with ConsoleClient(api) as browser:
+        await browser.sign_in(key)
+        status, page = await browser.page(f"/console/deployments/{d}")
+        assert status == 200, page
+        assert graph_of(page) == {
+            "stage-0": "SUCCESS",
+            "stage-1": "RUNNING",
+            "stage-2": "NOT_STARTED_YET",
+        }
+        assert "SUCCESS · 4.5 s" in page
+        assert re.search(r'<g class="node s-NOT_STARTED_YET rollback" data-stage="stage-2"', page)
+        assert re.search(r'<line class="edge rollback"', page)
+        assert "on failure or cancel: roll back" in page
+        assert 'aria-label="Stage graph: K8S_CANARY_ROLLOUT SUCCESS 4.5 s; ANALYSIS RUNNING' in page
+
+        await store.append(
+            f"deployment-{d}",
+            new_events(
+                [
+                    StageCompleted(
+                        deployment_id=d,
+                        stage_id="stage-1",
+                        status=vocabulary.StageStatus("FAILURE"),
+                        completed_at=t0 + timedelta(seconds=20),
+                    ),
+                    StageStarted(deployment_id=d, stage_id="stage-2", started_at=t0),
+                ]
+            ),
+            expected_version=5,
+        )
+        _, page = await browser.page(f"/console/deployments/{d}")
+        assert graph_of(page) == {"stage-0": "SUCCESS", "stage-1": "FAILURE", "stage-2": "RUNNING"}
+        assert "FAILURE · 20.0 s" in page

@@ -35,6 +35,7 @@ from services.api.console.assets import ASSETS, OWN_STATIC, STATIC_DIR
 from services.api.console.live import live, page_cursor
 from services.api.console.security import PRE_SESSION_COOKIE, SIGN_IN_PATH, secure_request
 from services.api.console.sessions import COOKIE, SESSION_TTL_S
+from services.api.console.stage_graph import NODE_H, NODE_W, stage_graph
 from services.api.console.state import CONSOLE, render, see_other
 from services.api.decider import TargetNotFound
 from services.api.deps import deps
@@ -243,6 +244,7 @@ async def deployment(request: web.Request) -> web.Response:
     trace_url = template.replace("{trace_id}", page.trace_id) if template and page.trace_id else ""
     # Each chart's data rides on its canvas as an attribute (escaped like any value): htmx
     # swaps keep it, and no script block is needed.
+    now = datetime.now(UTC)
     charts = {
         stage_id: {c["key"]: json.dumps(c) for c in chart.as_json()["checks"]}
         for stage_id, chart in page.analyses.items()
@@ -258,7 +260,10 @@ async def deployment(request: web.Request) -> web.Response:
             "charts": charts,
             "cursor": cursor,
             "done": query_str(request, "done") or "",
-            "now": datetime.now(UTC),
+            "now": now,
+            "graph": stage_graph(page.view, now),
+            "node_w": NODE_W,
+            "node_h": NODE_H,
         },
     )
 
