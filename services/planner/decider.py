@@ -39,7 +39,7 @@ from shared.events.catalog import (
     DeploymentTriggered,
 )
 from shared.planning import Plan, TriggerInfo
-from shared.redaction import REASON_CHARS, clip
+from shared.redaction import DIFF_CHARS, REASON_CHARS, clip
 
 __all__ = [
     "PLANNING",
@@ -196,7 +196,10 @@ def planned(
     *,
     repository_id: str,
     running_commit: str,
+    diff: str = "",
 ) -> DeploymentPlanned:
+    """The plan as recorded; `diff` is the rendered manifest diff (`ManifestDiff.render`,
+    which masks Secret values and redacts the rest), clipped to `DIFF_CHARS`."""
     return DeploymentPlanned(
         deployment_id=trigger.deployment_id,
         application_id=trigger.application_id,
@@ -211,6 +214,7 @@ def planned(
         config_filename=app.config_filename,
         path=app.path,
         repository_id=repository_id,
+        diff=clip(diff, DIFF_CHARS),
     )
 
 

@@ -341,8 +341,15 @@ class Planner:
                 waited = _for_people(self.give_up_after_s)
                 reason = f"{_unavailable_reason(exc)} (gave up after retrying for {waited})"
             else:
+                diff = plan.decision.diff
                 event = planned(
-                    trigger, app, plan, repository_id=repository_id, running_commit=running
+                    trigger,
+                    app,
+                    plan,
+                    repository_id=repository_id,
+                    running_commit=running,
+                    # Rendered redacted: Secret values masked, credential-looking ones too.
+                    diff=diff.render() if diff is not None else "",
                 )
                 writes.decisions.append((self._envelope(cause, deployment_id), "planned", event))
                 decision = plan.decision

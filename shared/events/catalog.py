@@ -319,6 +319,11 @@ class DeploymentPlanned(Event, tag="deployment_planned", frozen=True):
     version: str = ""
     """What it deploys, named by its Deployments' image tags (PipeCD's `determineVersion`:
     "v2", "v2 (web), 1.4 (sidecar)", or "unknown")."""
+    diff: str = ""
+    """The manifest diff the strategy was chosen from, as plan previews print it (running
+    commit → this one; Secret values masked and the rest redacted by the diff, at most
+    `DIFF_CHARS`); "" when there was nothing to compare (a first deployment, or an
+    event recorded before plans carried it). The console's deployment page shows it."""
 
 
 class DeploymentPlanFailed(Event, tag="deployment_plan_failed", frozen=True):

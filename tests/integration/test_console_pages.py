@@ -113,6 +113,8 @@ async def test_a_pages_live_stream_starts_where_the_page_was_rendered(
     async with ConsoleClient(api) as browser:
         await browser.sign_in(key)
         _, page = await browser.page(f"/console/deployments/{d}")
+        # a plan recorded without a diff (an older event) says so instead of showing none
+        assert 'id="plan-diff-none"' in page and 'id="plan-diff"' not in page
         live = html_lib.unescape(re.findall(r'sse-connect="([^"]+)"', page)[0])
         await store.append(
             f"deployment-{d}",
@@ -222,6 +224,9 @@ async def test_the_deployment_page_draws_its_stage_graph_and_redraws_it_as_stage
                     summary="image web: v1 → v2",
                     reason="the pod template changed",
                     stages=planned,
+                    running_commit_hash="0ld0ld0ld0ld0ld",
+                    diff="# 1. Deployment web\n  ~ spec.template.spec.containers.0.image: "
+                    "web:v1 → web:<v2>\n",
                 ),
                 DeploymentStarted(deployment_id=d, application_id="app1", started_at=t0),
                 StageStarted(deployment_id=d, stage_id="stage-0", started_at=t0),
@@ -260,6 +265,15 @@ async def test_the_deployment_page_draws_its_stage_graph_and_redraws_it_as_stage
         assert re.search(r'<line class="edge rollback"', page)
         assert "on failure or cancel: roll back" in page
         assert 'aria-label="Stage graph: K8S_CANARY_ROLLOUT SUCCESS 4.5 s; ANALYSIS RUNNING' in page
+        # the plan: strategy and summary, why, and the manifest diff it was chosen from (escaped)
+        assert "pipeline: image web: v1 → v2" in page
+        assert re.search(
+            r'id="plan-reason">the pod template changed \(compared with the running commit '
+            r"0ld0ld0ld0ld\)",
+            page,
+        )
+        assert "containers.0.image: web:v1 → web:&lt;v2&gt;" in page
+        assert "Manifest diff (2 lines)" in page
 
         await store.append(
             f"deployment-{d}",

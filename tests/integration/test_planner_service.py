@@ -243,3 +243,48 @@ async def test_unreachable_git_is_retried_in_order_then_gives_up(
         assert failed.reason.endswith("(gave up after retrying for 1 s)")
     assert harness.consumer.stats.retried >= 1
     assert harness.consumer.stats.dead_lettered == 0
+
+
+def _credentials(password: str, url_password: str) -> dict[str, str]:
+    return {
+        "account/prd/credentials.yaml": f"""apiVersion: v1
+kind: Secret
+metadata:
+  name: account-db
+stringData:
+  password: {password}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: account-env
+data:
+  DATABASE_URL: postgres://account:{url_password}@db:5432/account
+"""
+    }
+
+
+async def test_the_plan_records_its_manifest_diff_with_secrets_kept_out(
+    harness: Harness, work: WorkRepo
+) -> None:
+    """The console shows a plan's manifest diff from DeploymentPlanned: the diff the planner
+    chose from, with a Secret's values masked and a credential in a ConfigMap redacted."""
+    first = work.commit({**seed_files("account"), **_credentials("hunter2-old", "Old-Pw-1")})
+    second = work.commit(
+        {**image_bump("account", "prd", "v2"), **_credentials("hunter2-new", "New-Pw-2")}
+    )
+    async with running(*harness.components()):
+        await harness.register("prd")
+        await harness.trigger("d1", first)
+        initial = await wait_for_event(harness.store, "d1", DeploymentPlanned)
+        await harness.complete("d1", first)
+        await harness.trigger("d2", second)
+        plan = await wait_for_event(harness.store, "d2", DeploymentPlanned)
+    assert isinstance(initial, DeploymentPlanned) and isinstance(plan, DeploymentPlanned)
+    # The first deployment has nothing running to compare with: every resource is added.
+    assert "(added)" in initial.diff and "hunter2" not in initial.diff
+    assert "# 1. " in plan.diff and "v1" in plan.diff and "v2" in plan.diff, plan.diff
+    assert "Secret" in plan.diff and "ConfigMap" in plan.diff, plan.diff
+    for secret in ("hunter2-old", "hunter2-new", "Old-Pw-1", "New-Pw-2"):
+        assert secret not in plan.diff, plan.diff
+    assert "*****" in plan.diff, plan.diff

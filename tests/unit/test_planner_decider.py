@@ -11,9 +11,11 @@ from services.planner.decider import (
     evolve_queue,
     next_to_plan,
     plan_failed,
+    planned,
     queued,
     row_state,
 )
+from shared.applications import Application
 from shared.decider import fold
 from shared.events import vocabulary
 from shared.events.catalog import (
@@ -21,6 +23,10 @@ from shared.events.catalog import (
     DeploymentPlanned,
     DeploymentTriggered,
 )
+from shared.events.vocabulary import Strategy
+from shared.planning import Plan
+from shared.planning.rules import Decision, Rule
+from shared.redaction import DIFF_CHARS
 
 
 def _trigger(deployment_id: str, app: str = "web") -> DeploymentTriggered:
@@ -69,3 +75,20 @@ def test_a_pending_deployment_is_planned_or_queued_once() -> None:
     assert PLANNING.decide(fold(PLANNING, [_trigger("a"), behind]), behind) == []
     with pytest.raises(RuntimeError, match="no DeploymentTriggered"):
         PLANNING.decide(None, _planned("a"))
+
+
+def test_a_huge_manifest_diff_is_recorded_clipped() -> None:
+    """The plan's diff rides on DeploymentPlanned for the console: a repository changing
+    thousands of resources must not make the event too large to store."""
+    app = Application(
+        application_id="web", name="web", repository_id="config", path="web",
+        config_filename=".pipe.yaml", platform_provider="", labels=(), disabled=False,
+    )  # fmt: skip
+    decision = Decision(Strategy("pipeline"), Rule.FORCED, "why", "what")
+    plan = Plan(decision=decision, stages=())
+    huge = "~ data.x: a → b\n" * 10_000
+    event = planned(_trigger("d"), app, plan, repository_id="config", running_commit="r", diff=huge)
+    assert len(event.diff) <= DIFF_CHARS and event.diff.endswith("more characters)")
+    assert event.diff.startswith("~ data.x: a → b\n")
+    small = planned(_trigger("d"), app, plan, repository_id="config", running_commit="r", diff="x")
+    assert small.diff == "x"

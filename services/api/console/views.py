@@ -21,6 +21,7 @@ from services.api.reads import view_query
 from shared.deployments import Deployment, fold_history
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
+from shared.events.catalog import DeploymentPlanned
 from shared.events.ids import analysis_id_of
 from shared.events.outbound import public_data
 from shared.events.streams import analysis_stream, deployment_stream
@@ -173,6 +174,9 @@ class DeploymentPage:
     analyses: dict[str, AnalysisChart] = field(default_factory=dict)
     """stage id → its analysis."""
     trace_id: str = ""
+    plan: DeploymentPlanned | None = None
+    """The planner's plan as recorded: its reason and manifest diff (the fold keeps neither
+    once a failure reason replaces the plan's)."""
 
 
 def trace_id_of(history: list[RecordedEvent]) -> str:
@@ -194,7 +198,10 @@ async def deployment_page(
     view = fold_history(deployment_id, history)
     if view is None:
         return None
-    page = DeploymentPage(view=view, trace_id=trace_id_of(history))
+    plans = [r.event for r in history if isinstance(r.event, DeploymentPlanned)]
+    page = DeploymentPage(
+        view=view, trace_id=trace_id_of(history), plan=plans[-1] if plans else None
+    )
     async with view_query("stage logs", "stage log table"):
         for row in await store.pool.fetch(_LOGS, deployment_id, _LOG_LINES):
             if up_to_time is None or row["recorded_at"] <= up_to_time:
