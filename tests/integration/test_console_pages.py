@@ -18,6 +18,7 @@ from shared.apikeys import create_api_key
 from shared.eventlog import EventStore, new_events
 from shared.events import vocabulary
 from shared.events.catalog import (
+    ApplicationHealthChanged,
     DeploymentCompleted,
     DeploymentPlanned,
     DeploymentStarted,
@@ -293,3 +294,36 @@ async def test_the_deployment_page_draws_its_stage_graph_and_redraws_it_as_stage
         _, page = await browser.page(f"/console/deployments/{d}")
         assert graph_of(page) == {"stage-0": "SUCCESS", "stage-1": "FAILURE", "stage-2": "RUNNING"}
         assert "FAILURE · 20.0 s" in page
+
+
+async def test_the_application_page_shows_drifts_latest_health_verdict(
+    api: str, store: EventStore
+) -> None:
+    key = await create_api_key(store, "read-only", "reader")
+    async with ConsoleClient(api) as browser:
+        await browser.sign_in(key)
+        _, page = await browser.page("/console/applications/account-prd")
+        assert re.search(r'id="app-health">not checked yet<', page), page
+        app_id = re.findall(r"application=([0-9a-z]+)&amp;after=", page)[0]
+        verdicts = [
+            ApplicationHealthChanged(
+                application_id=app_id, healthy=False, summary="Deployment account: 1/2 ready"
+            ),
+            ApplicationHealthChanged(
+                application_id=app_id,
+                healthy=True,
+                summary="1 workload updated <and> ready",
+                previous="UNHEALTHY",
+            ),
+        ]
+        for version, verdict in enumerate(verdicts):
+            await store.append(
+                f"drift-{app_id}",
+                new_events([verdict]),
+                expected_version=version - 1 if version else None,
+            )
+            _, page = await browser.page("/console/applications/account-prd")
+            shown = re.findall(r'id="app-health">(.*?)</dd>', page, re.S)[0]
+            assert ("UNHEALTHY" in shown) is not verdict.healthy
+            assert "HEALTHY</span>" in shown
+            assert html_lib.escape(verdict.summary, quote=False) in shown, shown

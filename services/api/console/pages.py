@@ -214,11 +214,13 @@ async def application(request: web.Request) -> web.Response:
     if app is None:
         raise TargetNotFound(f"no application with the id or name {ref!r}")
     history = await views.deployment_history(api.pool, app.application_id)
+    health = await views.application_health(api.store, app.application_id)
     return render(
         request,
         "application.html",
         {
             "app": app,
+            "health": health,
             "history": history,
             "done": query_str(request, "done") or "",
             "cursor": cursor,

@@ -21,17 +21,19 @@ from services.api.reads import view_query
 from shared.deployments import Deployment, fold_history
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
-from shared.events.catalog import DeploymentPlanned
+from shared.events.catalog import ApplicationHealthChanged, DeploymentPlanned
 from shared.events.ids import analysis_id_of
 from shared.events.outbound import public_data
-from shared.events.streams import analysis_stream, deployment_stream
+from shared.events.streams import analysis_stream, deployment_stream, drift_stream
 
 __all__ = [
     "APPS_PAGE",
+    "AppHealth",
     "AppRow",
     "AppsPage",
     "DeploymentPage",
     "EventRow",
+    "application_health",
     "applications_page",
     "deployment_history",
     "deployment_page",
@@ -71,6 +73,12 @@ SELECT stage_id, severity, message, recorded_at FROM (
          row_number() OVER (PARTITION BY stage_id ORDER BY id DESC) AS newest
   FROM stage_logs WHERE deployment_id = $1
 ) lines WHERE newest <= $2 ORDER BY id
+"""
+_LAST_HEALTH: Final = """
+SELECT global_position, tx_id, stream_id, stream_version, event_id, event_type,
+       schema_version, payload, metadata, recorded_at
+FROM events WHERE stream_id = $1 AND event_type = 'application_health_changed'
+ORDER BY stream_version DESC LIMIT 1
 """
 _EVENTS: Final = """
 SELECT global_position, tx_id, stream_id, stream_version, event_id, event_type,
@@ -165,6 +173,27 @@ async def deployment_history(
 ) -> list[asyncpg.Record]:
     async with view_query("deployment history", "deployments projection"):
         return list(await pool.fetch(_HISTORY, application_id, limit))
+
+
+@dataclass(frozen=True)
+class AppHealth:
+    healthy: bool
+    summary: str
+    since: datetime
+
+
+async def application_health(store: EventStore, application_id: str) -> AppHealth | None:
+    """Drift's latest verdict on the application's live workloads (`ApplicationHealthChanged`
+    on `drift-<id>`), or None before drift has looked."""
+    async with view_query("application health", "event log"):
+        row = await store.pool.fetchrow(_LAST_HEALTH, drift_stream(application_id))
+    if row is None:
+        return None
+    recorded = store.decode_row(row)
+    event = recorded.event
+    if not isinstance(event, ApplicationHealthChanged):
+        return None
+    return AppHealth(event.healthy, event.summary, recorded.recorded_at)
 
 
 @dataclass
