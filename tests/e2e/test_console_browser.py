@@ -157,6 +157,16 @@ async def test_a_person_follows_the_story_in_the_console(tmp_path: Path) -> None
         await _checked(page, "04-deployment-analysis", problems)
         await _stage_status(page, "K8S_CANARY_CLEAN", ("SUCCESS",))
         assert await page.evaluate("window.__notReloaded") is True
+        # The stage graph redrew with the page: every pipeline stage's node is SUCCESS, and
+        # the plan shows the manifest diff it was chosen from.
+        assert await page.locator("#stage-graph g.node:not(.rollback)").count() >= 4
+        assert (
+            await page.locator(
+                "#stage-graph g.node:not(.rollback):not([data-status=SUCCESS])"
+            ).count()
+            == 0
+        )
+        assert "image" in (await page.text_content("#plan-diff") or "")
         assert await page.inner_text("#deployment-status") == "SUCCESS"
         assert (await playing).ok, "\n".join(said)
         known.add(canary)
@@ -173,6 +183,12 @@ async def test_a_person_follows_the_story_in_the_console(tmp_path: Path) -> None
         )
         assert await page.evaluate("window.__notReloaded") is True
         assert await page.locator("td.o-fail").count() >= 1  # the failing tick is shown
+        # The graph shows the failure and the rollback branch leaving it, without a reload.
+        await page.wait_for_function(
+            "() => document.querySelector('#stage-graph g.node[data-status=FAILURE]')"
+            " && document.querySelector('#stage-graph g.node.rollback')",
+            timeout=LIVE_TIMEOUT_MS,
+        )
         await _checked(page, "05-deployment-failed", problems)
         assert (await playing).ok, "\n".join(said)
         known.add(bad)

@@ -31,7 +31,7 @@ __all__ = [
     "stage_graph",
 ]
 
-NODE_W: Final = 184
+NODE_W: Final = 196
 NODE_H: Final = 58
 _GAP_X: Final = 44
 _GAP_Y: Final = 26
