@@ -74,6 +74,8 @@ class DeploySource:
     manifests: tuple[Manifest, ...]
     revealed: tuple[str, ...] = ()
     """The decrypted secrets put into the manifests (only when loaded with `Reveal`)."""
+    config_text: str = ""
+    """The config file as the repository has it (the planner records it, redacted)."""
 
 
 def config_path_of(app_path: str, config_filename: str) -> str:
@@ -141,7 +143,10 @@ async def load_deploy_source(
                     config_path, 0, 0, "", f"no application config here at commit {commit[:12]}"
                 )
             inside_repository(file, tree, f"the application config {config_path}")
-            config = load_application_config(file, references=references, repo_root=tree)
+            config_text = file.read_text(encoding="utf-8", errors="replace")
+            config = load_application_config(
+                file, config_text, references=references, repo_root=tree
+            )
             revealed: tuple[str, ...] = ()
             if has_targets(config):
                 with tempfile.TemporaryDirectory(prefix="slipway-targets-") as scratch:
@@ -165,6 +170,7 @@ async def load_deploy_source(
         spec=spec_from_config(config, config_path),
         manifests=tuple(manifests),
         revealed=revealed,
+        config_text=config_text,
     )
 
 

@@ -196,6 +196,8 @@ REASON_CHARS: Final = 4_000
 """Longest error text or failure reason an event records (plan, stage, provider, delivery)."""
 DIFF_CHARS: Final = 64_000
 """Longest rendered drift diff an event records (ApplicationSyncStateChanged)."""
+CONFIG_CHARS: Final = 32_000
+"""Longest application config file an event records (DeploymentPlanned)."""
 
 
 def clip(text: str, limit: int) -> str:

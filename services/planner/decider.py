@@ -39,7 +39,7 @@ from shared.events.catalog import (
     DeploymentTriggered,
 )
 from shared.planning import Plan, TriggerInfo
-from shared.redaction import DIFF_CHARS, REASON_CHARS, clip
+from shared.redaction import CONFIG_CHARS, DIFF_CHARS, REASON_CHARS, clip
 
 __all__ = [
     "PLANNING",
@@ -197,9 +197,11 @@ def planned(
     repository_id: str,
     running_commit: str,
     diff: str = "",
+    config_text: str = "",
 ) -> DeploymentPlanned:
     """The plan as recorded; `diff` is the rendered manifest diff (`ManifestDiff.render`,
-    which masks Secret values and redacts the rest), clipped to `DIFF_CHARS`."""
+    which masks Secret values and redacts the rest), clipped to `DIFF_CHARS`; `config_text`
+    the application's config file, already redacted, clipped to `CONFIG_CHARS`."""
     return DeploymentPlanned(
         deployment_id=trigger.deployment_id,
         application_id=trigger.application_id,
@@ -215,6 +217,7 @@ def planned(
         path=app.path,
         repository_id=repository_id,
         diff=clip(diff, DIFF_CHARS),
+        config_text=clip(config_text, CONFIG_CHARS),
     )
 
 

@@ -332,7 +332,9 @@ class Planner:
         with _tracer.start_as_current_span("plan deployment") as span:
             span.set_attribute("slipway.deployment_id", deployment_id)
             try:
-                plan, app, repository_id = await self.sources.plan(conn, trigger, running)
+                plan, app, repository_id, config_text = await self.sources.plan(
+                    conn, trigger, running
+                )
             except (PlanError, Rejected, ConfigError) as exc:
                 reason = str(exc)
             except Unavailable as exc:
@@ -350,6 +352,8 @@ class Planner:
                     running_commit=running,
                     # Rendered redacted: Secret values masked, credential-looking ones too.
                     diff=diff.render() if diff is not None else "",
+                    # A config may quote a webhook URL or a token: redacted before the log has it.
+                    config_text=redact(config_text),
                 )
                 writes.decisions.append((self._envelope(cause, deployment_id), "planned", event))
                 decision = plan.decision

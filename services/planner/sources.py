@@ -60,9 +60,10 @@ class PlanSources:
 
     async def plan(
         self, conn: asyncpg.Connection, trigger: DeploymentTriggered, running: str
-    ) -> tuple[Plan, Application, str]:
-        """(the plan, the application, its repository id) for `trigger`, `running` being
-        the application's running commit ("" for its first deployment)."""
+    ) -> tuple[Plan, Application, str, str]:
+        """(the plan, the application, its repository id, its config file's text) for
+        `trigger`, `running` being the application's running commit ("" for its first
+        deployment)."""
         app_stream = application_stream(trigger.application_id)
         app = application_of(e.event for e in await self.store.read_stream(app_stream, conn=conn))
         if app is None:
@@ -104,7 +105,7 @@ class PlanSources:
         if uses_skip_on(target.spec):
             skipped = await self._skips(repo, plan, target, trigger, running)
             plan = Plan(plan.decision, plan.stages, skipped, plan.version)
-        return plan, app, repository_id
+        return plan, app, repository_id, target.config_text
 
     async def _skips(
         self,

@@ -324,6 +324,9 @@ class DeploymentPlanned(Event, tag="deployment_planned", frozen=True):
     commit → this one; Secret values masked and the rest redacted by the diff, at most
     `DIFF_CHARS`); "" when there was nothing to compare (a first deployment, or an
     event recorded before plans carried it). The console's deployment page shows it."""
+    config_text: str = ""
+    """The application's config file at this commit, redacted, at most `CONFIG_CHARS`
+    ("" before plans carried it): the console shows the one of the running commit."""
 
 
 class DeploymentPlanFailed(Event, tag="deployment_plan_failed", frozen=True):

@@ -327,3 +327,64 @@ async def test_the_application_page_shows_drifts_latest_health_verdict(
             assert ("UNHEALTHY" in shown) is not verdict.healthy
             assert "HEALTHY</span>" in shown
             assert html_lib.escape(verdict.summary, quote=False) in shown, shown
+
+
+async def test_the_application_page_shows_the_config_file_at_the_running_commit(
+    api: str, store: EventStore
+) -> None:
+    """From the plan of the deployment that succeeded at the running commit; a later plan
+    (another commit, not running) is not the one shown."""
+    key = await create_api_key(store, "read-only", "reader")
+    async with aiohttp.ClientSession(base_url=api, headers=auth_headers(api_key_for(api))) as http:
+        async with http.get(f"{APPS}/account-prd") as reply:
+            app_id = (await reply.json())["application_id"]
+        ran = ""
+        for commit, outcome in (("c0ffee1", "SUCCESS"), ("deadbee", "FAILURE")):
+            d = new_id()
+            ran = ran or d
+            await store.append(
+                f"deployment-{d}",
+                new_events(
+                    [
+                        DeploymentTriggered(
+                            deployment_id=d,
+                            application_id=app_id,
+                            trigger=vocabulary.Trigger("on_commit"),
+                            commit_hash=commit,
+                        ),
+                        DeploymentPlanned(
+                            deployment_id=d,
+                            application_id=app_id,
+                            commit_hash=commit,
+                            strategy=vocabulary.Strategy("quick_sync"),
+                            summary="",
+                            reason="",
+                            stages=(),
+                            path="account-prd",
+                            config_filename=".pipe.yaml",
+                            config_text=f"apiVersion: pipecd.dev/v1beta1\n# at {commit} <b>\n",
+                        ),
+                        DeploymentCompleted(
+                            deployment_id=d,
+                            application_id=app_id,
+                            status=vocabulary.DeploymentStatus(outcome),
+                        ),
+                    ]
+                ),
+                expected_version=None,
+            )
+
+        async def both_projected() -> bool | None:
+            async with http.get(f"{APPS}/account-prd") as reply:
+                app = await reply.json()
+            last = (app.get("sync") or {}).get("last_deployment") or {}
+            return True if last.get("status") == "FAILURE" else None
+
+        await wait_until(both_projected, within_s=10, what="the applications projection")
+    async with ConsoleClient(api) as browser:
+        await browser.sign_in(key)
+        _, page = await browser.page("/console/applications/account-prd")
+    shown = re.findall(r'<pre id="running-config" tabindex="0">(.*?)</pre>', page, re.S)
+    assert shown == ["apiVersion: pipecd.dev/v1beta1\n# at c0ffee1 &lt;b&gt;\n"], page
+    assert "account-prd/.pipe.yaml at c0ffee1" in page
+    assert f'href="/console/deployments/{ran}"' in page

@@ -288,3 +288,22 @@ async def test_the_plan_records_its_manifest_diff_with_secrets_kept_out(
     for secret in ("hunter2-old", "hunter2-new", "Old-Pw-1", "New-Pw-2"):
         assert secret not in plan.diff, plan.diff
     assert "*****" in plan.diff, plan.diff
+
+
+async def test_the_plan_records_the_config_file_redacted(harness: Harness, work: WorkRepo) -> None:
+    """The console shows the config file at the running commit from the plan of the
+    deployment that ran it: recorded as the repository has it, credentials masked."""
+    config = PRD_CONFIG.format(name="account-prd") + (
+        "# alerts go to https://bot:Hunter2Token@hooks.example.com/slipway\n"
+    )
+    commit = work.commit(
+        {**seed_files("account"), **service_files("account", "prd", config=config)}
+    )
+    async with running(*harness.components()):
+        await harness.register("prd")
+        await harness.trigger("d1", commit)
+        plan = await wait_for_event(harness.store, "d1", DeploymentPlanned)
+    assert isinstance(plan, DeploymentPlanned)
+    assert PRD_CONFIG.format(name="account-prd") in plan.config_text
+    assert "Hunter2Token" not in plan.config_text
+    assert "hooks.example.com/slipway" in plan.config_text

@@ -215,12 +215,14 @@ async def application(request: web.Request) -> web.Response:
         raise TargetNotFound(f"no application with the id or name {ref!r}")
     history = await views.deployment_history(api.pool, app.application_id)
     health = await views.application_health(api.store, app.application_id)
+    config = await views.running_config(api.store, history, app.sync.running_commit)
     return render(
         request,
         "application.html",
         {
             "app": app,
             "health": health,
+            "config": config,
             "history": history,
             "done": query_str(request, "done") or "",
             "cursor": cursor,

@@ -33,11 +33,13 @@ __all__ = [
     "AppsPage",
     "DeploymentPage",
     "EventRow",
+    "RunningConfig",
     "application_health",
     "applications_page",
     "deployment_history",
     "deployment_page",
     "event_rows",
+    "running_config",
     "trace_id_of",
 ]
 
@@ -194,6 +196,39 @@ async def application_health(store: EventStore, application_id: str) -> AppHealt
     if not isinstance(event, ApplicationHealthChanged):
         return None
     return AppHealth(event.healthy, event.summary, recorded.recorded_at)
+
+
+@dataclass(frozen=True)
+class RunningConfig:
+    deployment_id: str
+    """The deployment that planned the running commit, whose plan recorded the file."""
+    commit_hash: str
+    path: str
+    text: str
+
+
+async def running_config(
+    store: EventStore, history: list[asyncpg.Record], running_commit: str
+) -> RunningConfig | None:
+    """The config file at the running commit, as the planner recorded it when it planned
+    the deployment that succeeded at that commit (`DeploymentPlanned.config_text`); None
+    when no such deployment is among `history` (newest first) or its plan predates the
+    field (an adopted application has none)."""
+    if not running_commit:
+        return None
+    ran = next(
+        (r for r in history if r["status"] == "SUCCESS" and r["commit_hash"] == running_commit),
+        None,
+    )
+    if ran is None:
+        return None
+    events = await store.read_stream(deployment_stream(ran["deployment_id"]))
+    plans = [e.event for e in events if isinstance(e.event, DeploymentPlanned)]
+    if not plans or not plans[-1].config_text:
+        return None
+    plan = plans[-1]
+    where = f"{plan.path.strip('/')}/{plan.config_filename}" if plan.path else plan.config_filename
+    return RunningConfig(ran["deployment_id"], running_commit, where, plan.config_text)
 
 
 @dataclass
