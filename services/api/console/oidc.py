@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from joserfc import jwt
@@ -241,15 +241,14 @@ class OidcLogin:
             "code_verifier": pending.verifier,
             "client_id": self.settings.client_id,
         }
-        auth = (
-            aiohttp.BasicAuth(self.settings.client_id, self.settings.client_secret)
-            if self.settings.client_secret
-            else None
-        )
+        headers = {"Accept": "application/json"}
+        if self.settings.client_secret:  # client_secret_basic (RFC 6749 2.3.1: each part encoded)
+            pair = f"{quote(self.settings.client_id)}:{quote(self.settings.client_secret)}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         try:
             async with (
                 aiohttp.ClientSession(timeout=_TIMEOUT) as session,
-                session.post(provider.token_endpoint, data=form, auth=auth) as response,
+                session.post(provider.token_endpoint, data=form, headers=headers) as response,
             ):
                 answer = await self._json(response)
                 status = response.status
