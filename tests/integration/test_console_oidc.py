@@ -36,6 +36,7 @@ pytestmark = [
 ]
 
 CLIENT_ID = "slipway-console"
+_CB = "http://127.0.0.1/cb"
 GROUP_ROLES = {"sre": "admin", "devs": "read-write", "viewers": "read-only"}
 
 
@@ -44,17 +45,21 @@ class Provider:
     issuer: str
 
     async def set_user(self, sub: str, claims: dict[str, object]) -> None:
-        async with aiohttp.ClientSession() as http:
-            async with http.put(f"{self.issuer}/users/{sub}", json=claims) as reply:
-                assert reply.status == 204, await reply.text()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.put(f"{self.issuer}/users/{sub}", json=claims) as reply,
+        ):
+            assert reply.status == 204, await reply.text()
 
     async def authorize(self, url: str, sub: str) -> str:
         """What the person does at the provider: sign in as `sub`; the callback URL it sends
         the browser back to."""
-        async with aiohttp.ClientSession() as http:
-            async with http.post(url, data={"sub": sub}, allow_redirects=False) as reply:
-                assert reply.status == 302, await reply.text()
-                return reply.headers["Location"]
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(url, data={"sub": sub}, allow_redirects=False) as reply,
+        ):
+            assert reply.status == 302, await reply.text()
+            return reply.headers["Location"]
 
     async def id_token(self, sub: str, client_id: str, nonce: str) -> str:
         """An ID token the provider issues `client_id` for `sub` (the whole flow, by hand)."""
@@ -62,7 +67,7 @@ class Provider:
             {
                 "response_type": "code",
                 "client_id": client_id,
-                "redirect_uri": "http://127.0.0.1/cb",
+                "redirect_uri": _CB,
                 "scope": "openid email",
                 "state": "s",
                 "nonce": nonce,
@@ -70,24 +75,19 @@ class Provider:
         )
         callback = await self.authorize(f"{self.issuer}/oauth2/authorize?{query}", sub)
         code = parse_qs(urlsplit(callback).query)["code"][0]
-        async with aiohttp.ClientSession() as http:
-            async with http.post(
-                f"{self.issuer}/oauth2/token",
-                data={
-                    "grant_type": "authorization_code",
-                    "code": code,
-                    "redirect_uri": "http://127.0.0.1/cb",
-                },
-                headers={
-                    "Authorization": "Basic " + base64.b64encode(f"{client_id}:x".encode()).decode()
-                },
-            ) as reply:
-                return str((await reply.json())["id_token"])
+        basic = "Basic " + base64.b64encode(f"{client_id}:x".encode()).decode()
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": _CB}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{self.issuer}/oauth2/token", data=form, headers={"Authorization": basic}
+            ) as reply,
+        ):
+            return str((await reply.json())["id_token"])
 
     async def jwks(self) -> KeySet:
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"{self.issuer}/jwks") as reply:
-                return KeySet.import_key_set(await reply.json())
+        async with aiohttp.ClientSession() as http, http.get(f"{self.issuer}/jwks") as reply:
+            return KeySet.import_key_set(await reply.json())
 
 
 @pytest.fixture(scope="module")
@@ -154,8 +154,9 @@ async def test_sign_in_maps_groups_to_roles_and_actions_are_the_persons(
         # An API key's route still wants a key: the session is the console's only.
         async with browser.http.get("/api/v1/applications") as reply:
             assert reply.status == 401
-    approved = [e for e in await store.read_stream(f"deployment-{d}")]
-    approval = next(e for e in approved if isinstance(e.event, StageApproved))
+    approval = next(
+        e for e in await store.read_stream(f"deployment-{d}") if isinstance(e.event, StageApproved)
+    )
     assert isinstance(approval.event, StageApproved) and approval.event.approver == "alice"
     assert approval.metadata.actor == "alice"
     async with ConsoleClient(api) as browser:
