@@ -25,7 +25,7 @@ from shared.eventlog import EventStore
 from shared.events.base import Event
 from shared.events.catalog import CommitObserved, DeploymentTriggered, default_registry
 from shared.events.streams import deployment_stream, repository_stream
-from slipway_cli.api_client import ApiClient, ApiError
+from slipway_client import ApiClient, ApiError
 from slipway_sandbox.control import PLATFORM_PROVIDER, REPOSITORY_ID
 from slipway_sandbox.demo_repo import (
     SERVICE,
