@@ -59,6 +59,23 @@ def oidc_settings(settings: ApiSettings) -> OidcSettings | None:
     oidc = control_config(settings.control_config).spec.console.oidc
     if oidc is None:
         return None
+    where = f"{settings.control_config}: spec.console.oidc"
+    problems = [
+        f"{where}.{field} {problem}"
+        for field, problem, bad in (
+            (
+                "issuer",
+                "must be an http(s) URL",
+                not oidc.issuer.startswith(("https://", "http://")),
+            ),
+            ("clientId", "must not be empty", not oidc.client_id),
+            ("scopes", "must include openid", "openid" not in oidc.scopes),
+            ("groupRoles", "maps no group to a role: nobody could sign in", not oidc.group_roles),
+        )
+        if bad
+    ]
+    if problems:
+        raise SettingsError(NAME, tuple(problems))
     secret = ""
     if oidc.client_secret_file:
         path = Path(oidc.client_secret_file).expanduser()
