@@ -19,6 +19,7 @@ from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
 from shared.git import GitCache
 from shared.planning.preview import remote_url
+from shared.redaction import REDACTOR
 from shared.runtime import Component, ServiceRuntime, run_service
 from shared.settings import ServiceSettings, SettingsError
 from shared.wiring import control_config, git_cache_dir
@@ -86,6 +87,7 @@ def oidc_settings(settings: ApiSettings) -> OidcSettings | None:
                 NAME,
                 (f"{settings.control_config}: spec.console.oidc.clientSecretFile {path}: {exc}",),
             ) from exc
+        REDACTOR.add(secret, pinned=True)  # masked in every log line and record
     return OidcSettings(
         issuer=oidc.issuer,
         client_id=oidc.client_id,
