@@ -13,14 +13,10 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-import aiohttp
 import asyncpg
 import pytest
-from joserfc.jwk import KeySet
-from oidc_provider_mock import run_server_in_thread
 
 from services.api.console.oidc import OidcRefused, OidcSettings, verify_id_token
 from shared.apikeys import create_api_key
@@ -28,72 +24,18 @@ from shared.eventlog import EventStore
 from shared.events.catalog import StageApproved
 from tests.support.api import served_api
 from tests.support.console import ConsoleClient, csrf_of, waiting_for_approval
+from tests.support.oidc import PROVIDER_WARNINGS, Provider, local_provider
 
-# The provider (authlib underneath) warns of its own deprecated calls, in its server thread.
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::DeprecationWarning:authlib"),
-    pytest.mark.filterwarnings("ignore::DeprecationWarning:oidc_provider_mock"),
-]
+pytestmark = PROVIDER_WARNINGS
 
 CLIENT_ID = "slipway-console"
-_CB = "http://127.0.0.1/cb"
 GROUP_ROLES = {"sre": "admin", "devs": "read-write", "viewers": "read-only"}
-
-
-@dataclass(frozen=True)
-class Provider:
-    issuer: str
-
-    async def set_user(self, sub: str, claims: dict[str, object]) -> None:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.put(f"{self.issuer}/users/{sub}", json=claims) as reply,
-        ):
-            assert reply.status == 204, await reply.text()
-
-    async def authorize(self, url: str, sub: str) -> str:
-        """What the person does at the provider: sign in as `sub`; the callback URL it sends
-        the browser back to."""
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(url, data={"sub": sub}, allow_redirects=False) as reply,
-        ):
-            assert reply.status == 302, await reply.text()
-            return reply.headers["Location"]
-
-    async def id_token(self, sub: str, client_id: str, nonce: str) -> str:
-        """An ID token the provider issues `client_id` for `sub` (the whole flow, by hand)."""
-        query = urlencode(
-            {
-                "response_type": "code",
-                "client_id": client_id,
-                "redirect_uri": _CB,
-                "scope": "openid email",
-                "state": "s",
-                "nonce": nonce,
-            }
-        )
-        callback = await self.authorize(f"{self.issuer}/oauth2/authorize?{query}", sub)
-        code = parse_qs(urlsplit(callback).query)["code"][0]
-        basic = "Basic " + base64.b64encode(f"{client_id}:x".encode()).decode()
-        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": _CB}
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(
-                f"{self.issuer}/oauth2/token", data=form, headers={"Authorization": basic}
-            ) as reply,
-        ):
-            return str((await reply.json())["id_token"])
-
-    async def jwks(self) -> KeySet:
-        async with aiohttp.ClientSession() as http, http.get(f"{self.issuer}/jwks") as reply:
-            return KeySet.import_key_set(await reply.json())
 
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[Provider]:
-    with run_server_in_thread() as server:
-        yield Provider(f"http://localhost:{server.server_port}")
+    with local_provider() as running:
+        yield running
 
 
 def settings(provider: Provider) -> OidcSettings:
@@ -254,7 +196,7 @@ async def test_the_sign_in_page_offers_oidc_only_when_configured(
 ) -> None:
     async with ConsoleClient(api) as browser:
         status, html = await browser.page("/console/sign-in")
-        assert status == 200 and 'action="/console/oidc/start"' in html
+        assert status == 200 and 'href="/console/oidc/start?next=' in html
     async with served_api(store, pool, admin_name="plain-admin") as plain:
         async with ConsoleClient(plain) as browser:
             status, html = await browser.page("/console/sign-in")
