@@ -159,6 +159,10 @@ class KubernetesProviderConfig(Spec, frozen=True):
     context: str = ""
     master_url: str = msgspec.field(default="", name="masterURL")
     app_state_informer: AppStateInformer = AppStateInformer()
+    piped_id: str = msgspec.field(default="", name="pipedID")
+    """Written as `pipecd.dev/piped` on what Slipway applies, as PipeCD's piped did: a
+    team's queries and dashboards over that annotation keep working after the cut-over.
+    A Piped file's `spec.pipedID` fills it for each of its providers."""
 
 
 class PlatformProvider(Spec, frozen=True):
