@@ -13,6 +13,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
@@ -207,3 +208,18 @@ async def test_the_sign_in_page_offers_oidc_only_when_configured(
         key = await create_api_key(store, "read-only", "keyed")
         async with ConsoleClient(api) as browser:
             assert (await browser.sign_in(key)).status == 303
+
+
+async def test_an_unreachable_or_impostor_provider_is_refused_at_the_button(
+    store: EventStore, pool: asyncpg.Pool, provider: Provider
+) -> None:
+    # OIDC Discovery wants the document's issuer to be exactly the configured one.
+    impostor = replace(settings(provider), issuer=f"{provider.issuer}/")
+    gone = replace(settings(provider), issuer="http://127.0.0.1:1")
+    for oidc, why in ((impostor, "names issuer"), (gone, "cannot be reached")):
+        async with (
+            served_api(store, pool, oidc=oidc, admin_name=f"admin-{why[:4]}") as url,
+            ConsoleClient(url) as browser,
+        ):
+            status, html = await browser.page("/console/oidc/start")
+            assert status == 502 and why in html, html
