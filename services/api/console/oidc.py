@@ -189,7 +189,7 @@ class OidcLogin:
                     endpoints[field] = value
                 async with session.get(endpoints["jwks_uri"]) as response:
                     jwks = KeySet.import_key_set(await self._json(response))
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise OidcRefused(f"the OIDC provider {issuer} cannot be reached: {exc}") from exc
         except (JoseError, ValueError, TypeError) as exc:
             raise OidcRefused(f"the OIDC provider's keys (JWKS) are malformed: {exc}") from exc
@@ -252,7 +252,7 @@ class OidcLogin:
             ):
                 answer = await self._json(response)
                 status = response.status
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise OidcRefused(f"the OIDC provider's token endpoint failed: {exc}") from exc
         if status != 200 or not isinstance(answer, dict):
             error = answer.get("error") if isinstance(answer, dict) else None
