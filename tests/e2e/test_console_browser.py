@@ -128,6 +128,8 @@ async def test_a_person_follows_the_story_in_the_console(tmp_path: Path) -> None
         assert await page.locator("tr[data-app]").count() == 1
         await page.click(f"tr[data-app={PRD}] a")
         await page.wait_for_url(f"**/console/applications/{PRD}")
+        # The config file the running commit was planned with (from its DeploymentPlanned).
+        assert "kind: KubernetesApp" in (await page.text_content("#running-config") or "")
         await _checked(page, "03-application", problems)
 
         # The prd canary: the page follows the deployment as it runs, never reloaded.
