@@ -1,4 +1,4 @@
-"""The applications and deployments projections write a batch in two statements.
+"""The applications, deployments and insights projections write a batch in a few statements.
 
 A replay of a long log is bound by its round trips to PostgreSQL: events the
 projection ignores (stages, analyses) must not split a run of deployment
@@ -13,11 +13,12 @@ from typing import Any
 import asyncpg
 from asyncpg.connection import LoggedQuery
 
-from shared.eventlog import NO_STREAM, EventStore, new_events
+from shared.eventlog import ANY, NO_STREAM, EventStore, new_events
 from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationRegistered,
+    CommitObserved,
     DeploymentCompleted,
     DeploymentPlanFailed,
     DeploymentPlanned,
@@ -30,6 +31,13 @@ from shared.events.catalog import (
 )
 from shared.projections.applications import ApplicationsProjection
 from shared.projections.deployments import DeploymentsProjection
+from shared.projections.insights import (
+    COMMITS,
+    DEPLOYMENTS,
+    FAILING,
+    RECOVERIES,
+    InsightsProjection,
+)
 from shared.projections.state import install
 
 
@@ -207,3 +215,110 @@ async def test_the_deployments_projection_writes_a_batch_in_two_statements(
     assert d2["trigger"] == "" and d2["summary"] == "plan of d2"  # the plan made the row
     assert d3["summary"] == "plan of d3" and d3["queued_behind"] is None
     assert d3["started_at"] is None and d3["reason"] == "bad config"
+
+
+def outcomes() -> list[tuple[str, Event]]:
+    """Commits and deployments of two applications: failure streaks, recoveries, commit times
+    known from the trigger, from an observed commit (not one observed after the completion),
+    or not at all, repeated completions and a completion without its trigger."""
+
+    def commit(h: str, repository: str, when: str) -> tuple[str, Event]:
+        return f"commits-{repository}", CommitObserved(
+            repository_id=repository, branch="main", commit_hash=h, committed_at=when
+        )
+
+    def triggered(d: str, app: str, h: str, when: str = "") -> tuple[str, Event]:
+        return f"deployment-{d}", DeploymentTriggered(
+            deployment_id=d,
+            application_id=app,
+            trigger=vocabulary.Trigger.ON_COMMIT,
+            commit_hash=h,
+            repository_id="r1",
+            committed_at=when,
+        )
+
+    def done(d: str, app: str, h: str, status: str) -> tuple[str, Event]:
+        return f"deployment-{d}", DeploymentCompleted(
+            deployment_id=d,
+            application_id=app,
+            status=vocabulary.DeploymentStatus(status),
+            commit_hash=h,
+        )
+
+    return [
+        commit("h1", "r1", "2026-01-01T10:00:00+02:00"),
+        commit("h1", "r1", "2026-01-01T11:00:00+00:00"),  # the first observation stays
+        commit("h1", "r2", "2025-12-01T10:00:00+00:00"),  # another repository's
+        triggered("d1", "web", "h1"),
+        done("d1", "web", "h1", "FAILURE"),
+        triggered("d2", "web", "h2", "2026-01-02T10:00:00Z"),
+        done("d2", "web", "h2", "FAILURE"),  # the streak began with d1
+        done("d2", "web", "h2", "SUCCESS"),  # only the first completion counts
+        triggered("d3", "web", "h3"),
+        done("d3", "web", "h3", "SUCCESS"),  # recovers: h3's time is unknown yet
+        commit("h3", "r1", "2026-01-03T10:00:00Z"),
+        done("d4", "api", "h1", "SUCCESS"),  # no trigger: any repository's h1
+        triggered("d5", "api", "h5", "2999-01-01T00:00:00Z"),  # a clock far ahead
+        done("d5", "api", "h5", "SUCCESS"),
+        triggered("d6", "api", "h3"),
+        done("d6", "api", "h3", "CANCELLED"),
+        triggered("d7", "api", "h3"),
+        done("d7", "api", "h3", "FAILURE"),
+    ]
+
+
+async def insight_rows(conn: asyncpg.Connection, tables: dict[str, str]) -> dict[str, Any]:
+    return {
+        logical: sorted(tuple(r) for r in await conn.fetch(f'SELECT * FROM "{physical}"'))
+        for logical, physical in tables.items()
+    }
+
+
+async def test_the_insights_projection_writes_a_batch_in_a_few_statements(
+    projector_store: EventStore, store: EventStore
+) -> None:
+    """However many deployments a batch has, it is read in three statements and written in at
+    most five, and gives the rows the events give applied one at a time."""
+    for stream, event in outcomes():
+        await store.append(stream, new_events([event]), expected_version=ANY)
+    history = await projector_store.read_all(limit=1_000)
+    batched = InsightsProjection()
+    statements: list[str] = []
+    async with projector_store.pool.acquire() as conn:
+        tables = dict((await install(conn, batched)).physical_tables())
+
+        def logged(record: LoggedQuery) -> None:
+            statements.append(record.query)
+
+        conn.add_query_logger(logged)
+        async with conn.transaction():
+            await batched.apply_batch(conn, history, tables)
+        conn.remove_query_logger(logged)
+        got = await insight_rows(conn, tables)
+        async with conn.transaction():
+            for table in tables.values():
+                await conn.execute(f'TRUNCATE "{table}"')
+            for recorded in history:
+                await batched.apply(conn, recorded, tables)
+            assert got == await insight_rows(conn, tables)
+    statements = [s for s in statements if any(t in s for t in tables.values())]
+    assert len(statements) <= 8, statements
+    completed = {
+        e.event.deployment_id: e.recorded_at
+        for e in history
+        if isinstance(e.event, DeploymentCompleted)
+    }
+    deployments = {r[0]: r for r in got[DEPLOYMENTS]}
+    # (id, application, repository, commit, committed_at, triggered_at, status, completed_at, lead)
+    assert deployments["d1"][4] == datetime(2026, 1, 1, 8, tzinfo=UTC)
+    assert deployments["d2"][6] == "FAILURE" and deployments["d2"][8] is None
+    assert deployments["d3"][4] is None and deployments["d3"][8] is None
+    assert deployments["d4"][4] == datetime(2025, 12, 1, 10, tzinfo=UTC)
+    assert (
+        deployments["d4"][8]
+        == (completed["d4"] - datetime(2025, 12, 1, 10, tzinfo=UTC)).total_seconds()
+    )
+    assert deployments["d5"][6] == "SUCCESS" and deployments["d5"][8] is None
+    assert [r[0] for r in got[COMMITS]] == ["h1", "h1", "h3"]
+    assert [(r[0], r[1]) for r in got[FAILING]] == [("api", "d7")]
+    assert [(r[0], r[1], r[2]) for r in got[RECOVERIES]] == [("d3", "web", "d1")]
