@@ -19,15 +19,18 @@ RUN python -m venv /opt/slipway
 WORKDIR /src
 # Metadata first: the dependency layer is rebuilt only when pyproject.toml changes.
 COPY pyproject.toml README.md ./
-RUN mkdir -p shared services kubesim slipway_cli \
- && touch shared/__init__.py services/__init__.py kubesim/__init__.py slipway_cli/__init__.py \
+RUN mkdir -p shared services kubesim slipway_client slipway_cli \
+ && touch shared/__init__.py services/__init__.py kubesim/__init__.py \
+          slipway_client/__init__.py slipway_cli/__init__.py \
  && /opt/slipway/bin/pip install . \
  && /opt/slipway/bin/pip uninstall -y slipway
-# The runtime only: the services, what they share, the CLI (`slipway migrate`) and kubesim
+# The runtime only: the services, what they share, the CLI (`slipway migrate`) with its
+# API client, and kubesim
 # (`slipway kubesim`). The sandbox (tools/sandbox) is a development tool and stays out.
 COPY shared ./shared
 COPY services ./services
 COPY kubesim ./kubesim
+COPY slipway_client ./slipway_client
 COPY slipway_cli ./slipway_cli
 RUN /opt/slipway/bin/pip install --no-deps .
 

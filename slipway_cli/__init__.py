@@ -6,7 +6,7 @@ adding a module and one line to `_COMMANDS`, which names the module each command
 run imports (and no other). What the commands over the API
 share is in `command` (exit codes, common options, the API's failures as exit
 codes, output) and `waiting` (`--wait-status`, progress, the outcome); the
-client itself is `api_client`.
+API client itself is its own package, `slipway_client`.
 """
 
 from __future__ import annotations

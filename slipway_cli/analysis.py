@@ -32,7 +32,6 @@ from shared.db import create_pool
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
-from slipway_cli.api_client import ApiClient
 from slipway_cli.command import (
     EXIT_FAILED,
     EXIT_OK,
@@ -41,6 +40,7 @@ from slipway_cli.command import (
     print_json,
     run_with_client,
 )
+from slipway_client import ApiClient
 
 __all__ = ["register", "run"]
 

@@ -19,8 +19,8 @@ from shared.db import create_pool
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
-from slipway_cli.api_client import ApiClient
 from slipway_cli.command import EXIT_OK, common_options, print_json, run_with_client, table
+from slipway_client import ApiClient
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -19,7 +19,6 @@ from typing import Any, Final
 from shared.events.streams import drift_stream
 from shared.events.vocabulary import Strategy
 from shared.syncstate import SyncState
-from slipway_cli.api_client import ApiClient, JsonObject
 from slipway_cli.app_import import register_import
 from slipway_cli.command import (
     EXIT_API_ERROR,
@@ -42,6 +41,7 @@ from slipway_cli.waiting import (
     wait_for_status,
     wait_options,
 )
+from slipway_client import ApiClient, JsonObject
 
 # The CLI says `quick`; the API and the events say `quick_sync` (PipeCD's name).
 _CLI_WORDS: Final = {Strategy.QUICK_SYNC: "quick"}

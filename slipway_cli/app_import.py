@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from shared.errors import ConfigError, PlatformError
-from slipway_cli.api_client import ApiClient, ApiError, JsonObject
 from slipway_cli.command import EXIT_FAILED, EXIT_OK, fail, print_json, run_with_client
+from slipway_client import ApiClient, ApiError, JsonObject
 
 if TYPE_CHECKING:
     from shared.platform import KubernetesPlatform

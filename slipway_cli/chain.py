@@ -9,7 +9,6 @@ import argparse
 from collections.abc import Mapping
 from typing import Any, Final
 
-from slipway_cli.api_client import ApiClient
 from slipway_cli.command import (
     EXIT_OK,
     common_options,
@@ -18,6 +17,7 @@ from slipway_cli.command import (
     run_with_client,
     table,
 )
+from slipway_client import ApiClient
 
 _COLUMNS: Final = ("ID", "STATUS", "FROM", "BLOCKS", "STARTED AT")
 

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from slipway_cli.api_client import (
+from slipway_client import (
     API_KEY_ENV,
     API_URL_ENV,
     DEFAULT_API_URL,

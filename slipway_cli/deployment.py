@@ -15,7 +15,6 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from slipway_cli.api_client import ApiClient
 from slipway_cli.command import (
     EXIT_FAILED,
     EXIT_OK,
@@ -32,6 +31,7 @@ from slipway_cli.waiting import (
     wait_for_status,
     wait_options,
 )
+from slipway_client import ApiClient
 
 _COLUMNS: Final = ("ID", "APPLICATION", "STATUS", "TRIGGER", "COMMIT", "SUMMARY", "TRIGGERED AT")
 _ID_HELP: Final = "the deployment's id, or a unique prefix of it (at least 4 characters)"

@@ -25,8 +25,8 @@ from shared.config.loader import load_application_config
 from shared.config.secret_keys import key_ring, public_key
 from shared.errors import ConfigError
 from shared.secrets import encrypt, load_public_key
-from slipway_cli.api_client import ApiClient
 from slipway_cli.command import Handler, common_options, run_with_client
+from slipway_client import ApiClient
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

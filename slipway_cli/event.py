@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from slipway_cli.api_client import ApiClient
 from slipway_cli.command import common_options, positive_int, print_json, run_with_client, table
+from slipway_client import ApiClient
 
 __all__ = ["parse_pairs", "register"]
 

@@ -13,7 +13,6 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
-from slipway_cli.api_client import ApiClient
 from slipway_cli.command import (
     EXIT_FAILED,
     EXIT_OK,
@@ -22,6 +21,7 @@ from slipway_cli.command import (
     print_json,
     run_with_client,
 )
+from slipway_client import ApiClient
 
 _PAGE: Final = 500
 

@@ -9,8 +9,8 @@ import argparse
 from collections.abc import Mapping
 from typing import Any, Final
 
-from slipway_cli.api_client import ApiClient
 from slipway_cli.command import EXIT_OK, common_options, print_json, run_with_client, table
+from slipway_client import ApiClient
 
 _COLUMNS: Final = (
     "DEPLOYS",

@@ -44,13 +44,6 @@ from typing import Any, Final, NoReturn
 from shared.errors import ConfigError, SlipwayError
 from shared.git import GitCache, GitError, redact
 from shared.planning.preview import compute_preview, remote_url
-from slipway_cli.api_client import (
-    API_KEY_ENV,
-    API_URL_ENV,
-    ApiClient,
-    ApiError,
-    JsonObject,
-)
 from slipway_cli.pipectl_wire import (
     KIND_KUBERNETES,
     PIPECD_STATUSES,
@@ -65,6 +58,13 @@ from slipway_cli.pipectl_wire import (
     slipway_statuses,
 )
 from slipway_cli.waiting import DEPLOYMENT_STATUSES, TERMINAL_STATUSES, wait_for_status
+from slipway_client import (
+    API_KEY_ENV,
+    API_URL_ENV,
+    ApiClient,
+    ApiError,
+    JsonObject,
+)
 
 __all__ = ["main", "register"]
 

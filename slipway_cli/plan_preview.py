@@ -30,8 +30,8 @@ from typing import Any, Final
 from shared.errors import ConfigError
 from shared.git import GitCache, GitError, redact
 from shared.planning.preview import Preview, compute_preview, remote_url
-from slipway_cli.api_client import ApiClient, ApiError
 from slipway_cli.command import common_options, fail, run_with_client
+from slipway_client import ApiClient, ApiError
 
 __all__ = ["register", "run"]
 

@@ -15,10 +15,6 @@ from typing import Final
 
 from shared.errors import SlipwayError
 
-EXIT_OK: Final = 0
-EXIT_STORY_FAILED: Final = 1
-EXIT_NOT_STARTED: Final = 2
-
 _SANDBOX: Final = "slipway_sandbox"
 
 

@@ -15,13 +15,17 @@ import json
 import signal
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from shared.aio import sleep_or_stop
-from slipway_cli.sandboxed import EXIT_NOT_STARTED, EXIT_OK, EXIT_STORY_FAILED
 from slipway_sandbox.demo_repo import DemoTiming
 from slipway_sandbox.sandbox import Sandbox, SandboxError, SandboxOptions, say_stdout
 from slipway_sandbox.storyrunner import StoryReport
+
+# What `slipway demo` and `slipway up` exit with (README: "exit codes").
+EXIT_OK: Final = 0
+EXIT_STORY_FAILED: Final = 1
+EXIT_NOT_STARTED: Final = 2
 
 
 def options_from(args: argparse.Namespace) -> SandboxOptions:

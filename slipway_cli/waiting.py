@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from shared.events.streams import drift_stream
-from slipway_cli.api_client import ApiClient, ApiError, ApiUnreachable, JsonObject
 from slipway_cli.command import (
     EXIT_FAILED,
     EXIT_OK,
@@ -29,6 +28,7 @@ from slipway_cli.command import (
     print_json,
     seconds,
 )
+from slipway_client import ApiClient, ApiError, ApiUnreachable, JsonObject
 
 DEPLOYMENT_STATUSES: Final = (
     "PENDING",

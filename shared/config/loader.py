@@ -15,22 +15,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
-
-import msgspec
+from typing import TYPE_CHECKING, Any, Final
 
 from shared.config._decode import Document
 from shared.config._decode import Path as FieldPath
+from shared.config.app_config import ApplicationConfig
 from shared.config.application import KubernetesApplicationSpec
 from shared.config.application_checks import check_application, gathered
 from shared.config.documents import check_header, open_document
-from shared.config.errors import ConfigFileError, ConfigFileErrors, ConfigWarning
+from shared.config.errors import ConfigFileError, ConfigFileErrors
 from shared.config.pipe_files import load_analysis_templates
 from shared.config.references import reference_errors, routing_problems, uses_templates
 from shared.config.stage_kinds import STAGE_NAMES
 from shared.config.types import _show
 
-if TYPE_CHECKING:  # manifests imports this module
+if TYPE_CHECKING:  # annotations only
     from shared.config.manifests import Manifest
 
 __all__ = [
@@ -56,26 +55,6 @@ _OTHER_PIPECD_STAGES: Final = frozenset(
         "ECS_TRAFFIC_ROUTING",
     }
 )
-
-
-class ApplicationConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """A loaded `kind: KubernetesApp` file."""
-
-    kind: Literal["KubernetesApp"]
-    api_version: str
-    spec: KubernetesApplicationSpec
-    path: Path
-    warnings: tuple[ConfigWarning, ...] = ()
-
-    @property
-    def app_dir(self) -> Path:
-        """The directory whose manifests this application deploys."""
-        return self.path.parent
-
-    @property
-    def name(self) -> str:
-        """`spec.name`, or the directory's name when the file does not give one."""
-        return self.spec.name or self.path.resolve().parent.name
 
 
 # --- applications ----------------------------------------------------------------

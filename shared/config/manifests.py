@@ -50,8 +50,8 @@ from shared.config.tool_versions import (
 from shared.config.types import _show
 from shared.errors import ConfigError
 
-if TYPE_CHECKING:  # annotations only: the loader imports this module, not the reverse
-    from shared.config.loader import ApplicationConfig
+if TYPE_CHECKING:  # annotations only
+    from shared.config.app_config import ApplicationConfig
 
 __all__ = ["Manifest", "render_manifests", "render_manifests_async"]
 

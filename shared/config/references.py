@@ -31,7 +31,7 @@ from shared.config.application import (
 )
 from shared.config.errors import ConfigFileError
 
-if TYPE_CHECKING:  # manifests imports the loader, which imports this module
+if TYPE_CHECKING:  # annotations only
     from shared.config.manifests import Manifest
 
 __all__ = ["reference_errors", "routing_problems", "uses_templates"]

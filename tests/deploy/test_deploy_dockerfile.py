@@ -48,7 +48,14 @@ def test_what_the_dockerfile_copies_exists_and_is_in_the_context() -> None:
         if "--from=" in args:
             continue
         sources += words[:-1]
-    assert {"pyproject.toml", "shared", "services", "kubesim", "slipway_cli"} <= set(sources)
+    assert {
+        "pyproject.toml",
+        "shared",
+        "services",
+        "kubesim",
+        "slipway_client",
+        "slipway_cli",
+    } <= set(sources)
     # The image carries the runtime only: the sandbox (tools/) is a development tool.
     assert not [s for s in sources if s.startswith("tools")], sources
     assert _ignored("tools", patterns)

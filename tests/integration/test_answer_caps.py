@@ -29,7 +29,7 @@ from shared.analysis.providers import (
 from shared.events import vocabulary
 from shared.events.catalog import NotificationScheduled
 from shared.http import RunningServer, serve
-from slipway_cli.api_client import MAX_EVENT_LINE_BYTES, ApiClient, ApiError
+from slipway_client import MAX_EVENT_LINE_BYTES, ApiClient, ApiError
 
 CHUNK = b"x" * 65536
 # Far more than any cap (and what a reader may hold plus socket buffers): read whole, it shows.

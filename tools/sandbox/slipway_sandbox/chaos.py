@@ -59,7 +59,7 @@ from shared.events.catalog import (
 )
 from shared.messaging import MSG_ID
 from shared.subjects import Subjects
-from slipway_cli.api_client import ApiClient, ApiError
+from slipway_client import ApiClient, ApiError
 from slipway_sandbox._process import log_tail
 from slipway_sandbox.chaos_plan import (
     BAD_PREFIX,

@@ -29,7 +29,7 @@ from shared.db import create_pool
 from shared.errors import SlipwayError
 from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
-from slipway_cli.api_client import ApiClient
+from slipway_client import ApiClient
 from slipway_sandbox._process import log_tail
 from slipway_sandbox.control import ControlInputs, write_control_config
 from slipway_sandbox.demo_repo import DemoRepo, DemoTiming, initial_files

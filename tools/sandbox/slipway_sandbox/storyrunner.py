@@ -25,7 +25,7 @@ from shared.eventlog import EventStore
 from shared.events.base import Event
 from shared.events.catalog import CommitObserved, DeploymentTriggered, default_registry
 from shared.events.streams import deployment_stream, repository_stream
-from slipway_cli.api_client import ApiClient, ApiError
+from slipway_client import ApiClient, ApiError
 from slipway_sandbox.control import PLATFORM_PROVIDER, REPOSITORY_ID
 from slipway_sandbox.demo_repo import (
     SERVICE,
@@ -237,10 +237,7 @@ class StoryRunner:
     async def _act(self, step: Step, action: Action) -> None:
         match action:
             case Register(apps=apps):
-                for name in apps:
-                    self.app_ids[name] = await asyncio.to_thread(self._register, name)
-                    self.say(f"    registered {name} ({self.app_ids[name]}) through the API")
-                await self._wait_observed_head()
+                await self.register(apps)
             case Sync(app=app):
                 answer = await asyncio.to_thread(self.api.sync_application, app)
                 self.say(f"    slipway app sync {app}  (request {answer.get('request_id', '?')})")
@@ -276,6 +273,14 @@ class StoryRunner:
                 self.say(f"    kubesim: pods of {image(tag)} now fail {rate:.0%} of requests")
             case _:
                 raise TypeError(f"unknown story action {action!r}")
+
+    async def register(self, apps: Sequence[str]) -> None:
+        """Register the demo's `apps` through the API, then wait until the gitwatcher has
+        recorded the head (a cut-over test registers them itself, before `slipway app import`)."""
+        for name in apps:
+            self.app_ids[name] = await asyncio.to_thread(self._register, name)
+            self.say(f"    registered {name} ({self.app_ids[name]}) through the API")
+        await self._wait_observed_head()
 
     def _register(self, name: str) -> str:
         env = name.rsplit("-", 1)[-1]

@@ -1,0 +1,32 @@
+"""Slipway's API client: what the CLI, the sandbox and scripts use to talk to the API (`api`).
+
+Its own package because it is neither the CLI nor a development tool: `slipway_cli`
+and the sandbox (`slipway_sandbox`) both stand on it, and it stands on nothing of
+Slipway but the error tree.
+"""
+
+from slipway_client.api import (
+    API_KEY_ENV,
+    API_URL_ENV,
+    DEFAULT_API_URL,
+    MAX_EVENT_LINE_BYTES,
+    ApiClient,
+    ApiError,
+    ApiUnreachable,
+    JsonObject,
+    api_key,
+    api_url,
+)
+
+__all__ = [
+    "API_KEY_ENV",
+    "API_URL_ENV",
+    "DEFAULT_API_URL",
+    "MAX_EVENT_LINE_BYTES",
+    "ApiClient",
+    "ApiError",
+    "ApiUnreachable",
+    "JsonObject",
+    "api_key",
+    "api_url",
+]
