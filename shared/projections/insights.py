@@ -177,7 +177,10 @@ class _Batch:
         failing: Mapping[str, _Failing],
     ) -> None:
         self.deployments = dict(deployments)
-        self.commits = dict(commits)
+        # Commit times by hash, then repository: a completion looks at its own hash's only.
+        self.commits: dict[str, dict[str, datetime]] = {}
+        for (commit_hash, repository_id), committed in commits.items():
+            self.commits.setdefault(commit_hash, {})[repository_id] = committed
         self.failing: dict[str, _Failing | None] = dict(failing)
         self.new_commits: dict[tuple[str, str], datetime] = {}
         self.recoveries: list[_Recovery] = []
@@ -187,9 +190,10 @@ class _Batch:
         match event.event:
             case CommitObserved() as e:
                 committed = commit_time(e.committed_at)
-                key = (e.commit_hash, e.repository_id)
-                if committed is not None and key not in self.commits:
-                    self.commits[key] = self.new_commits[key] = committed
+                known = self.commits.setdefault(e.commit_hash, {})
+                if committed is not None and e.repository_id not in known:
+                    known[e.repository_id] = committed
+                    self.new_commits[(e.commit_hash, e.repository_id)] = committed
             case DeploymentTriggered() as e:
                 if e.deployment_id not in self.deployments:
                     self.deployments[e.deployment_id] = _Deployment(
@@ -246,12 +250,10 @@ class _Batch:
             )
 
     def _observed(self, commit_hash: str, repository_id: str) -> datetime | None:
-        times = [
-            committed
-            for (hash_, repository), committed in self.commits.items()
-            if hash_ == commit_hash and (repository_id == "" or repository == repository_id)
-        ]
-        return min(times, default=None)
+        known = self.commits.get(commit_hash, {})
+        if repository_id:
+            return known.get(repository_id)
+        return min(known.values(), default=None)
 
 
 class InsightsProjection(Projection):
