@@ -54,6 +54,7 @@ SlipwayError
     ├── SelectionError                   shared.events.feed: (also ValueError) a bad subscription
     ├── ErrorReply                       services.api.errors: an error answer with its status
     ├── TooManyStreams                   services.api.limits: a key's stream slots are used up
+    ├── OidcRefused                      services.api.console.oidc: a console OIDC sign-in refused
     ├── WebhookPayloadError              services.gitwatcher.webhooks: (also ValueError)
     ├── StageFailed                      services.executor.stage_context: ends a stage as FAILURE
     ├── ScriptUserError                  services.executor.script: (also RuntimeError)

@@ -11,6 +11,7 @@ from msgspec import Meta
 
 from services.api.app import DEFAULT_READ_WAIT_S, ApiServer, create_app
 from services.api.auth import DEFAULT_CACHE_TTL_S
+from services.api.console.oidc import OidcSettings
 from services.api.deps import PlanPreviewSource
 from services.api.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_STREAMS_PER_KEY
 from shared.config.secret_keys import public_key
@@ -18,8 +19,9 @@ from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
 from shared.git import GitCache
 from shared.planning.preview import remote_url
+from shared.redaction import REDACTOR
 from shared.runtime import Component, ServiceRuntime, run_service
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, SettingsError
 from shared.wiring import control_config, git_cache_dir
 
 NAME = "api"
@@ -49,6 +51,52 @@ class ApiSettings(ServiceSettings, frozen=True, kw_only=True):
     """Where the console's npm files are (`node_modules/`); "" uses the checkout's."""
     console_trace_url: str = ""
     """The tracing UI's page of a trace, `{trace_id}` replaced (Jaeger: `…/trace/{trace_id}`)."""
+
+
+def oidc_settings(settings: ApiSettings) -> OidcSettings | None:
+    """The console's OIDC sign-in, from the control config's `spec.console.oidc`."""
+    if not settings.control_config:
+        return None
+    oidc = control_config(settings.control_config).spec.console.oidc
+    if oidc is None:
+        return None
+    where = f"{settings.control_config}: spec.console.oidc"
+    problems = [
+        f"{where}.{field} {problem}"
+        for field, problem, bad in (
+            (
+                "issuer",
+                "must be an http(s) URL",
+                not oidc.issuer.startswith(("https://", "http://")),
+            ),
+            ("clientId", "must not be empty", not oidc.client_id),
+            ("scopes", "must include openid", "openid" not in oidc.scopes),
+            ("groupRoles", "maps no group to a role: nobody could sign in", not oidc.group_roles),
+        )
+        if bad
+    ]
+    if problems:
+        raise SettingsError(NAME, tuple(problems))
+    secret = ""
+    if oidc.client_secret_file:
+        path = Path(oidc.client_secret_file).expanduser()
+        try:
+            secret = path.read_text().strip()
+        except OSError as exc:
+            raise SettingsError(
+                NAME,
+                (f"{settings.control_config}: spec.console.oidc.clientSecretFile {path}: {exc}",),
+            ) from exc
+        REDACTOR.add(secret, pinned=True)  # masked in every log line and record
+    return OidcSettings(
+        issuer=oidc.issuer,
+        client_id=oidc.client_id,
+        client_secret=secret,
+        scopes=oidc.scopes,
+        groups_claim=oidc.groups_claim,
+        group_roles=dict(oidc.group_roles),
+        redirect_url=oidc.redirect_url,
+    )
 
 
 def plan_preview_source(settings: ApiSettings) -> PlanPreviewSource | None:
@@ -89,6 +137,7 @@ async def setup(runtime: ServiceRuntime[ApiSettings]) -> Sequence[Component]:
         if settings.console_assets_dir
         else None,
         trace_url_template=settings.console_trace_url,
+        oidc=oidc_settings(settings),
     )
     # Requests in flight get most of the grace; the rest is for the runtime's own steps.
     server = ApiServer(

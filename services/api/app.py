@@ -19,6 +19,7 @@ from nats.aio.client import Client as NatsClient
 
 from services.api.auth import DEFAULT_CACHE_TTL_S, KEY_CACHE, KeyCache, api_key_auth
 from services.api.console.assets import DEFAULT_ASSETS_DIR
+from services.api.console.oidc import OidcLogin, OidcSettings
 from services.api.console.pages import add_console_routes
 from services.api.console.security import add_security_headers, console_middleware
 from services.api.console.sessions import SessionCodec
@@ -61,6 +62,7 @@ def create_app(
     console_session_key: bytes | None = None,
     console_assets_dir: Path | None = None,
     trace_url_template: str = "",
+    oidc: OidcSettings | None = None,
 ) -> web.Application:
     """The API, reading and writing through `store` and `pool` (the same database).
 
@@ -72,7 +74,8 @@ def create_app(
 
     The web console (`services/api/console`) is served under `/console`: its
     sessions are signed with `console_session_key` (random per process when None:
-    replicas must share one), its npm assets read from `console_assets_dir`.
+    replicas must share one), its npm assets read from `console_assets_dir`;
+    with `oidc`, people may also sign in through that OpenID Connect provider.
     """
     cache = KeyCache(store, ttl_s=key_cache_ttl_s)
     if auth is None:
@@ -85,6 +88,7 @@ def create_app(
         sessions=SessionCodec(console_session_key),
         assets_dir=console_assets_dir or DEFAULT_ASSETS_DIR,
         trace_url_template=trace_url_template,
+        oidc=OidcLogin(oidc) if oidc is not None else None,
     )
     app[KEY_CACHE] = cache
     app[DEPS] = Deps(

@@ -55,6 +55,15 @@ spec:
       privateKeyFile: /secrets/key-2026.pem     # or privateKeyData (base64 of the PEM)
       publicKeyFile: /secrets/key-2026.pub.pem  # or publicKeyData; default: from the private key
       previousPrivateKeyFiles: [/secrets/key-2025.pem]  # still decrypt, tried after the newest
+  console:                           # the web console's OIDC sign-in (docs/console.md)
+    oidc:
+      issuer: https://login.example.com
+      clientId: slipway
+      clientSecretFile: /secrets/oidc-client
+      scopes: [openid, email, profile]   # the default
+      groupsClaim: groups                # the default
+      groupRoles: {platform: admin, developers: read-write, everyone: read-only}
+      redirectURL: https://slipway.example/console/oidc/callback  # default: from the request
 ```
 
 It is loaded by `shared.config.control_loader.load_control_config`, which also
@@ -150,6 +159,10 @@ class KubernetesProviderConfig(Spec, frozen=True):
     context: str = ""
     master_url: str = msgspec.field(default="", name="masterURL")
     app_state_informer: AppStateInformer = AppStateInformer()
+    piped_id: str = msgspec.field(default="", name="pipedID")
+    """Written as `pipecd.dev/piped` on what Slipway applies, as PipeCD's piped did: a
+    team's queries and dashboards over that annotation keep working after the cut-over.
+    A Piped file's `spec.pipedID` fills it for each of its providers."""
 
 
 class PlatformProvider(Spec, frozen=True):
@@ -318,6 +331,32 @@ class ChartRepository(Spec, frozen=True):
     insecure: bool = False
 
 
+class ConsoleOidc(Spec, frozen=True):
+    """An OpenID Connect provider people sign in to the web console with
+    (`services.api.console.oidc`): the authorization code flow with PKCE."""
+
+    issuer: str
+    """The provider's issuer URL; its `/.well-known/openid-configuration` is read."""
+    client_id: str
+    client_secret_file: str = ""
+    """A file holding the client's secret ("" for a public client)."""
+    scopes: tuple[str, ...] = ("openid", "email", "profile")
+    groups_claim: str = "groups"
+    """The ID token's claim listing the user's groups."""
+    group_roles: dict[str, Literal["read-only", "read-write", "admin"]] = msgspec.field(
+        default_factory=dict
+    )
+    """Group → role; a user gets the highest role of their groups, and none in no mapped group
+    is refused."""
+    redirect_url: str = msgspec.field(default="", name="redirectURL")
+    """The console's callback as the provider knows it (default: this request's origin +
+    `/console/oidc/callback`)."""
+
+
+class ConsoleSettings(Spec, frozen=True):
+    oidc: ConsoleOidc | None = None
+
+
 class ControlSpec(Spec, frozen=True):
     """`spec` of `kind: Slipway`."""
 
@@ -335,6 +374,8 @@ class ControlSpec(Spec, frozen=True):
     secret_management: SecretManagement | None = None
     chart_repositories: tuple[ChartRepository, ...] = ()
     """Helm chart repositories by name, given to helm when the service starts."""
+    console: ConsoleSettings = ConsoleSettings()
+    """The web console's sign-in by OpenID Connect (optional; API keys always work)."""
 
 
 class ControlConfig(msgspec.Struct, frozen=True, kw_only=True):

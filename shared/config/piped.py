@@ -163,7 +163,6 @@ class _PipedSpec(Spec, frozen=True):
 
 
 _PIPED_ONLY: Final = {
-    "pipedID": "the piped's identity",
     "pipedKeyFile": "the piped's key",
     "pipedKeyData": "the piped's key",
     "name": "the piped's name",
@@ -204,7 +203,7 @@ def from_piped(doc: Document) -> tuple[ControlSpec, SpecPaths]:
     ):
         for index, provider in enumerate(items):
             at = ("spec", section, index)
-            mapped = _piped_platform_provider(doc, at, provider)
+            mapped = _piped_platform_provider(doc, at, provider, _piped_id(piped.piped_id))
             if mapped is not None:
                 providers.append(mapped)
                 where.platform_providers.append(at)
@@ -300,13 +299,18 @@ def _piped_secret_management(doc: Document, raw: Any) -> SecretManagement | None
     return doc.convert(at, SecretManagement)
 
 
+def _piped_id(value: Any) -> str:
+    """`spec.pipedID` when it is a string (written as `pipecd.dev/piped`), else ""."""
+    return value if isinstance(value, str) else ""
+
+
 def _require(doc: Document, at: FieldPath, name: str, value: str) -> None:
     if not value:
         raise doc.error((*at, name) if doc.has((*at, name)) else at, f'required: "{name}"')
 
 
 def _piped_platform_provider(
-    doc: Document, at: FieldPath, provider: _PipedPlatformProvider
+    doc: Document, at: FieldPath, provider: _PipedPlatformProvider, piped_id: str
 ) -> PlatformProvider | None:
     _require(doc, at, "name", provider.name)
     if provider.type != "KUBERNETES":
@@ -326,6 +330,7 @@ def _piped_platform_provider(
             kubeconfig_path=config.kube_config_path,
             master_url=config.master_url,
             app_state_informer=config.app_state_informer,
+            piped_id=piped_id,
         ),
     )
 

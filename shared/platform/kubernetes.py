@@ -117,8 +117,12 @@ class KubernetesPlatform:
         request_timeout_s: float = 30.0,
         live_kinds: LiveKinds | None = None,
         discovery_max_age_s: float = 60.0,
+        piped_id: str = "",
     ) -> None:
         self.field_manager = field_manager
+        self.piped_id = piped_id
+        """Written as `pipecd.dev/piped` on every applied object when set (the provider's
+        `pipedID`), as the piped a team ran before wrote it."""
         self.live_kinds = live_kinds or LiveKinds()
         # How stale the list of served kinds may be: a CRD installed by someone else
         # shows in live state after this long (one applied through us at once).
@@ -138,7 +142,12 @@ class KubernetesPlatform:
             exclude=[(m.api_version, m.kind) for m in informer.exclude_resources],
             namespace=informer.namespace,
         )
-        return cls(config.kubeconfig_path or None, config.context or None, live_kinds=live_kinds)
+        return cls(
+            config.kubeconfig_path or None,
+            config.context or None,
+            live_kinds=live_kinds,
+            piped_id=config.piped_id,
+        )
 
     # lifecycle
 
@@ -219,6 +228,7 @@ class KubernetesPlatform:
                 variant_label=variant_label,
                 input_namespace=namespace or "",
                 config_hash=config_hash.get(manifest.key, ""),
+                piped_id=self.piped_id,
             )
             method = sync_method(manifest)
             if method != "apply":

@@ -6,8 +6,9 @@ Nothing here does I/O, so the executor and the tests can use it directly:
   the target namespace, Slipway's annotations and PipeCD's (so a team coming
   from PipeCD keeps its queries and dashboards: `managed-by`, `application`,
   `commit-hash`, `resource-key`, `original-api-version` and the variant, as
-  PipeCD's `addBuiltinAnnotations` writes them; `pipecd.dev/piped` is not
-  written, Slipway has no piped), the `slipway.dev/application` label that
+  PipeCD's `addBuiltinAnnotations` writes them; `pipecd.dev/piped` too when the
+  platform provider names the piped it replaces, `pipedID`, which a Piped file's
+  `spec.pipedID` fills), the `slipway.dev/application` label that
   live state and cascade delete select on, the variant label
   `pipecd.dev/variant` on workloads and their pod templates, and a workload's
   `pipecd.dev/config-hash` (computed by `confighash`) on its pod template.
@@ -64,6 +65,7 @@ ANNOTATION_COMMIT: Final = "slipway.dev/commit"
 PIPECD_ANNOTATION_APPLICATION: Final = "pipecd.dev/application"
 PIPECD_ANNOTATION_COMMIT_HASH: Final = "pipecd.dev/commit-hash"
 PIPECD_ANNOTATION_MANAGED_BY: Final = "pipecd.dev/managed-by"
+PIPECD_ANNOTATION_PIPED: Final = "pipecd.dev/piped"
 PIPECD_MANAGED_BY_PIPED: Final = "piped"
 PIPECD_ANNOTATION_RESOURCE_KEY: Final = "pipecd.dev/resource-key"
 PIPECD_ANNOTATION_ORIGINAL_API_VERSION: Final = "pipecd.dev/original-api-version"
@@ -182,12 +184,14 @@ def prepare_for_apply(
     input_namespace: str = "",
     config_hash: str = "",
     variant_label: str = VARIANT_LABEL,
+    piped_id: str = "",
 ) -> dict[str, Any]:
     """The body to server-side apply for `manifest`: a copy, in `namespace` ("" = cluster-scoped),
     carrying Slipway's label and annotations and, for workloads, the variant label and
     (when not "") `config_hash` on the pod template. `input_namespace` is the application's
     namespace override, which PipeCD's resource key carries. `variant_label` is the
-    application's `variantLabel.key` (PipeCD writes the variant under that key only).
+    application's `variantLabel.key` (PipeCD writes the variant under that key only);
+    `piped_id`, when not "", is written as `pipecd.dev/piped`.
 
     The selector is left alone unless asked: a Deployment's selector is immutable,
     so adding the variant to an existing one would make the apply fail.
@@ -214,6 +218,8 @@ def prepare_for_apply(
             PIPECD_ANNOTATION_ORIGINAL_API_VERSION: manifest.api_version,
         }
     )
+    if piped_id:
+        annotations[PIPECD_ANNOTATION_PIPED] = piped_id
     if variant:
         annotations[variant_label] = variant  # PipeCD annotates every object with its variant
     template = pod_template(manifest.kind, body)

@@ -32,41 +32,20 @@ from shared.subjects import Subjects
 from shared.testing import wait_until
 from tests.support.api import api_key_for, auth_headers, served_api
 from tests.support.deployment_events import deployment, write
-from tests.support.tcp_proxy import PostgresCutProxy
+from tests.support.tcp_proxy import ExecutionCounter, PostgresCutProxy
 
 FOLLOWERS = 5
 WINDOW_S = 2.0
 POLL_S = 0.5  # the API's poll of a followed deployment (routes/deployments.py)
 
 
-class ReadCounter:
-    """A proxy trigger that cuts nothing and counts executions of statements reading
-    `stage_logs` (the stream reads also serve the key checks, which are per key)."""
-
-    def __init__(self) -> None:
-        self.names: set[bytes] = set()
-        self.reads = 0
-        self._bound = False
-
-    def __call__(self, kind: bytes, body: bytes) -> bool:
-        if kind == b"P":
-            name, query = body.split(b"\0", 2)[:2]
-            if b"FROM stage_logs" in query:
-                self.names.add(name)
-        elif kind == b"B":
-            self._bound = body.split(b"\0", 2)[1] in self.names
-        elif kind == b"E" and self._bound:
-            self.reads += 1
-            self._bound = False
-        return False
-
-
 @pytest.fixture
 async def counted(
     app_database_url: str, schema: str
-) -> AsyncIterator[tuple[ReadCounter, asyncpg.Pool]]:
+) -> AsyncIterator[tuple[ExecutionCounter, asyncpg.Pool]]:
     host, port = app_database_url.rsplit("@", 1)[1].split("/", 1)[0].rsplit(":", 1)
-    counter = ReadCounter()
+    # Reads of `stage_logs` (the stream reads also serve the key checks, which are per key).
+    counter = ExecutionCounter(b"FROM stage_logs")
     async with PostgresCutProxy(host, int(port)) as proxy:
         proxy.arm(counter, when="after")
         pool = await create_pool(proxy.url(app_database_url), schema=schema, max_size=20)
@@ -90,7 +69,7 @@ async def _follow(http: aiohttp.ClientSession, path: str, into: list[tuple[str, 
 
 
 async def test_followers_of_a_deployment_share_one_upstream(
-    counted: tuple[ReadCounter, asyncpg.Pool],
+    counted: tuple[ExecutionCounter, asyncpg.Pool],
     store: EventStore,
     pool: asyncpg.Pool,
     nc: NatsClient,
@@ -114,9 +93,9 @@ async def test_followers_of_a_deployment_share_one_upstream(
                 lambda: all(got for got in received), within_s=30, what="every backlog"
             )
             # A quiet deployment: what the followers cost the database over a window.
-            before = counter.reads
+            before = counter.executions
             await asyncio.sleep(WINDOW_S)  # a measuring window, not a wait for something
-            quiet_reads = counter.reads - before
+            quiet_reads = counter.executions - before
             for n in range(1, 21):
                 await logs.write(d, f"stage-{n % 3}", Severity.INFO, f"line {n}")
             await write(

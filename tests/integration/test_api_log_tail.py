@@ -29,39 +29,18 @@ from shared.events.base import RecordedEvent
 from shared.events.catalog import ApplicationDisabled, ApplicationEnabled, default_registry
 from shared.testing import wait_until
 from tests.support.api import api_key_for, auth_headers, served_api
-from tests.support.tcp_proxy import PostgresCutProxy
+from tests.support.tcp_proxy import ExecutionCounter, PostgresCutProxy
 
 FOLLOWERS = 5
 WINDOW_S = 1.0
 
 
-class TailReads:
-    """A proxy trigger that cuts nothing and counts executions of `read_all`'s statement."""
-
-    def __init__(self) -> None:
-        self.names: set[bytes] = set()
-        self.reads = 0
-        self._bound = False
-
-    def __call__(self, kind: bytes, body: bytes) -> bool:
-        if kind == b"P":
-            name, query = body.split(b"\0", 2)[:2]
-            if b"FROM events" in query and b"(tx_id, global_position) >" in query:
-                self.names.add(name)
-        elif kind == b"B":
-            self._bound = body.split(b"\0", 2)[1] in self.names
-        elif kind == b"E" and self._bound:
-            self.reads += 1
-            self._bound = False
-        return False
-
-
 @pytest.fixture
 async def counted(
     app_database_url: str, schema: str
-) -> AsyncIterator[tuple[TailReads, EventStore]]:
+) -> AsyncIterator[tuple[ExecutionCounter, EventStore]]:
     host, port = app_database_url.rsplit("@", 1)[1].split("/", 1)[0].rsplit(":", 1)
-    counter = TailReads()
+    counter = ExecutionCounter(b"FROM events", b"(tx_id, global_position) >")  # read_all
     async with PostgresCutProxy(host, int(port)) as proxy:
         proxy.arm(counter, when="after")
         pool = await create_pool(proxy.url(app_database_url), schema=schema, max_size=20)
@@ -88,14 +67,14 @@ async def _follow(http: aiohttp.ClientSession, into: list[str], opened: list[boo
                 into.append(json.loads(line[6:])["event_id"])
 
 
-async def _quiet_reads(counter: TailReads) -> int:
-    before = counter.reads
+async def _quiet_reads(counter: ExecutionCounter) -> int:
+    before = counter.executions
     await asyncio.sleep(WINDOW_S)  # a measuring window, not a wait for something
-    return counter.reads - before
+    return counter.executions - before
 
 
 async def test_event_stream_followers_share_one_reader(
-    counted: tuple[TailReads, EventStore], store: EventStore
+    counted: tuple[ExecutionCounter, EventStore], store: EventStore
 ) -> None:
     counter, api_store = counted
     await _append(store, 3)
@@ -106,7 +85,9 @@ async def test_event_stream_followers_share_one_reader(
         received: list[list[str]] = [[] for _ in range(FOLLOWERS)]
         opened: list[bool] = []
         followers = [asyncio.create_task(_follow(http, got, opened)) for got in received[:1]]
-        await wait_until(lambda: counter.reads > 2, within_s=10, what="the first follower reads")
+        await wait_until(
+            lambda: counter.executions > 2, within_s=10, what="the first follower reads"
+        )
         one_follower = await _quiet_reads(counter)
         followers += [asyncio.create_task(_follow(http, got, opened)) for got in received[1:]]
         await wait_until(lambda: len(opened) == FOLLOWERS, within_s=10, what="the others")

@@ -246,6 +246,18 @@ def test_apply_body_carries_pipecds_annotations_and_the_hash() -> None:
         "v1:Namespace:default:prd"
     )
     assert "pipecd.dev/variant" not in cluster_scoped["metadata"]["annotations"]
+    # No piped named: no `pipecd.dev/piped`; the provider's pipedID: the piped's annotation.
+    assert "pipecd.dev/piped" not in annotations
+    cut_over = prepare_for_apply(
+        web,
+        namespace="prd",
+        application_id=APP,
+        deployment_id="d1",
+        commit_hash="c1",
+        variant="primary",
+        piped_id="4c3b1a2e-piped",
+    )
+    assert cut_over["metadata"]["annotations"]["pipecd.dev/piped"] == "4c3b1a2e-piped"
 
 
 # On kubesim

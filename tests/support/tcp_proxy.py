@@ -61,6 +61,29 @@ def sync_after_executing(sql: bytes) -> Trigger:
     return trigger
 
 
+class ExecutionCounter:
+    """A trigger that cuts nothing and counts executions of the prepared statements whose SQL
+    contains every one of `fragments` (arm it before they are first prepared)."""
+
+    def __init__(self, *fragments: bytes) -> None:
+        self.fragments = fragments
+        self.names: set[bytes] = set()
+        self.executions = 0
+        self._bound = False
+
+    def __call__(self, kind: bytes, body: bytes) -> bool:
+        if kind == b"P":
+            name, query = body.split(b"\0", 2)[:2]
+            if all(fragment in query for fragment in self.fragments):
+                self.names.add(name)
+        elif kind == b"B":
+            self._bound = body.split(b"\0", 2)[1] in self.names
+        elif kind == b"E" and self._bound:
+            self.executions += 1
+            self._bound = False
+        return False
+
+
 class _FrontendMessages:
     """Splits the client's byte stream into whole frontend messages."""
 

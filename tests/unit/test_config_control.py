@@ -12,6 +12,7 @@ from shared.errors import ConfigError
 from tests.support.paths import CONFIG_FIXTURES
 
 CONTROL = CONFIG_FIXTURES / "control"
+PIPED_ID = "3b4f2f4e-0000-0000-0000-000000000000"  # spec.pipedID of control/piped.yaml
 MINIMAL = """\
 apiVersion: slipway.dev/v1
 kind: Slipway
@@ -79,6 +80,8 @@ def test_piped_config_maps_onto_the_control_config() -> None:
         "https://10.0.0.1",
     )
     assert prd.config.app_state_informer.namespace == "account"  # live state's namespace
+    # The piped's id is written as `pipecd.dev/piped` by every provider it had.
+    assert {p.config.piped_id for p in spec.platform_providers} == {PIPED_ID}
     assert [p.name for p in spec.analysis_providers] == ["prometheus-dev"]
     assert [r.name for r in spec.notifications.receivers] == ["prd-slack", "api-slack", "webhook"]
     slack = spec.notifications.receivers[0].slack
@@ -107,14 +110,13 @@ def test_piped_only_settings_are_listed_as_warnings() -> None:
     config = load_control_config(CONTROL / "piped.yaml")
     where = [(w.line, w.field_path) for w in config.warnings]
     assert where == [
-        (6, "spec.pipedID"),
         (7, "spec.pipedKeyFile"),
         (8, "spec.apiAddress"),
         (10, "spec.git"),
         (28, "spec.platformProviders[1].type"),
         (37, "spec.analysisProviders[1].type"),
     ]
-    assert "LAMBDA platform provider ignored" in config.warnings[4].message
+    assert "LAMBDA platform provider ignored" in config.warnings[3].message
 
 
 def test_load_any_dispatches_control_configs() -> None:

@@ -35,7 +35,9 @@ def test_the_guides_piped_config_loads_with_its_piped_only_settings_named(
     config = load_control_config(tmp_path / "piped.yaml")
     assert config.source_kind == "Piped"
     warned = {w.field_path for w in config.warnings}
-    assert {"spec.pipedID", "spec.pipedKeyFile", "spec.apiAddress"} <= warned
+    assert {"spec.pipedKeyFile", "spec.apiAddress"} <= warned
+    assert "spec.pipedID" not in warned  # kept: written as `pipecd.dev/piped`
+    assert {p.config.piped_id for p in config.spec.platform_providers} == {"4c3b1a2e-piped"}
     [receiver] = config.spec.notifications.receivers
     assert receiver.slack is not None and receiver.slack.uses_api
     assert [r.name for r in config.spec.notifications.routes] == ["prd-failures"]

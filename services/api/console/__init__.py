@@ -1,6 +1,10 @@
 """The web console: server-rendered pages in the API service (docs/console.md says why).
 
-- `sessions` signed session cookies naming an API key, and the CSRF tokens bound to them (pure)
+- `sessions` signed session cookies naming an API key (or a person signed in by OIDC), and
+  the CSRF tokens bound to them (pure)
+- `oidc` the OpenID Connect sign-in: discovery, PKCE, the code for tokens, the ID token
+  checked against the provider's keys, groups to roles
+- `oidc_web` its cookie between the redirect and the callback, its paths, the callback URL
 - `security` the console's middleware: CSRF on every post, CSP and the other headers,
   sign-in redirects and errors as pages
 - `assets` the third-party front-end files, served from where `make` installed them (npm)

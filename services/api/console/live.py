@@ -111,7 +111,9 @@ async def _views_reached(store: EventStore, position: int) -> None:
 async def live(request: web.Request) -> web.StreamResponse:
     principal = request.get(PRINCIPAL)
     try:
-        with request.app[CONSOLE].live_streams.hold(principal.key_id if principal else ""):
+        with request.app[CONSOLE].live_streams.hold(
+            (principal.key_id or principal.name) if principal else ""
+        ):
             return await _live(request)
     except TooManyStreams:
         raise ErrorReply(

@@ -33,6 +33,17 @@ from services.api.auth import (
 from services.api.console import views
 from services.api.console.assets import ASSETS, OWN_STATIC, STATIC_DIR
 from services.api.console.live import live, page_cursor
+from services.api.console.oidc import OidcRefused
+from services.api.console.oidc_web import (
+    OIDC_CALLBACK_PATH,
+    OIDC_PENDING_COOKIE,
+    OIDC_PENDING_TTL_S,
+    OIDC_START_PATH,
+    oidc_redirect_url,
+    oidc_user_key,
+    pending_fields,
+    pending_of,
+)
 from services.api.console.security import PRE_SESSION_COOKIE, SIGN_IN_PATH, secure_request
 from services.api.console.sessions import COOKIE, SESSION_TTL_S
 from services.api.console.state import CONSOLE, render, see_other
@@ -65,9 +76,16 @@ class ConsoleRoute:
 
 
 async def session_key_of(request: web.Request, cache: KeyCache) -> ApiKey | None:
-    """`auth.SESSION_KEY_OF`: the live key the request's session cookie names."""
+    """`auth.SESSION_KEY_OF`: the live key the request's session cookie names (for a person
+    signed in by OIDC, who has no key: their name and role, as a key without an id)."""
     token = request.app[CONSOLE].sessions.read(request.cookies.get(COOKIE, ""), time.time())
-    return None if token is None else await cache.by_id(token.key_id)
+    if token is None:
+        return None
+    if token.user:
+        if request.app[CONSOLE].oidc is None:
+            return None  # OIDC was turned off: its sessions end with it
+        return oidc_user_key(token.user, token.role, token.expires)
+    return await cache.by_id(token.key_id)
 
 
 def _local(target: str) -> str:
@@ -90,6 +108,7 @@ def _sign_in_page(request: web.Request, anchor: str, error: str, *, status: int)
             "next": _local(request.query.get("next", "")),
             "signin_csrf": request.app[CONSOLE].sessions.csrf(anchor),
             "error": error,
+            "oidc": request.app[CONSOLE].oidc is not None,
         },
         status=status,
     )
@@ -105,6 +124,18 @@ def _sign_in_page(request: web.Request, anchor: str, error: str, *, status: int)
     return response
 
 
+def _set_session(request: web.Request, response: web.Response, value: str) -> None:
+    response.set_cookie(
+        COOKIE,
+        value,
+        httponly=True,
+        samesite="Strict",
+        secure=secure_request(request),
+        path="/console",
+        max_age=SESSION_TTL_S,
+    )
+
+
 async def sign_in(request: web.Request) -> web.Response:
     """Exchange an API key for a session cookie (the key itself is not kept in the browser)."""
     form = await request.post()
@@ -116,16 +147,63 @@ async def sign_in(request: web.Request) -> web.Response:
         )
     target = form.get("next", "")
     response = see_other(_local(target if isinstance(target, str) else ""))
-    response.set_cookie(
-        COOKIE,
-        request.app[CONSOLE].sessions.issue(key.key_id, time.time()),
-        httponly=True,
-        samesite="Strict",
-        secure=secure_request(request),
-        path="/console",
-        max_age=SESSION_TTL_S,
-    )
+    _set_session(request, response, request.app[CONSOLE].sessions.issue(key.key_id, time.time()))
     response.del_cookie(PRE_SESSION_COOKIE, path=SIGN_IN_PATH)
+    return response
+
+
+async def oidc_start(request: web.Request) -> web.Response:
+    """Send the browser to the OIDC provider, keeping the sign-in's secrets in a cookie."""
+    login = request.app[CONSOLE].oidc
+    if login is None:
+        raise web.HTTPNotFound(text="OIDC sign-in is not configured")
+    try:
+        url, pending = await login.begin(
+            oidc_redirect_url(request), _local(request.query.get("next", ""))
+        )
+    except OidcRefused as exc:
+        return _sign_in_page(request, new_id(), str(exc), status=502)
+    response = web.Response(status=302, headers={"Location": url})
+    response.set_cookie(
+        OIDC_PENDING_COOKIE,
+        request.app[CONSOLE].sessions.seal("oidc", pending_fields(pending)),
+        httponly=True,
+        samesite="Lax",  # the provider's redirect back is a cross-site navigation
+        secure=secure_request(request),
+        path=OIDC_CALLBACK_PATH,
+        max_age=OIDC_PENDING_TTL_S,
+    )
+    return response
+
+
+async def oidc_callback(request: web.Request) -> web.Response:
+    """The provider's redirect back: check it all, then the same session as a key's."""
+    login = request.app[CONSOLE].oidc
+    if login is None:
+        raise web.HTTPNotFound(text="OIDC sign-in is not configured")
+    codec = request.app[CONSOLE].sessions
+    sealed = codec.unseal("oidc", request.cookies.get(OIDC_PENDING_COOKIE, ""))
+    pending = pending_of(sealed, time.time())
+    try:
+        if pending is None:
+            raise OidcRefused("this sign-in was not started here, or took too long: start again")
+        if "error" in request.query:
+            raise OidcRefused(f"the provider refused: {request.query['error'][:200]}")
+        user, role = await login.finish(
+            pending,
+            request.query.get("state", ""),
+            request.query.get("code", ""),
+            oidc_redirect_url(request),
+        )
+    except OidcRefused as exc:
+        response = _sign_in_page(request, new_id(), str(exc), status=403)
+        response.del_cookie(OIDC_PENDING_COOKIE, path=OIDC_CALLBACK_PATH)
+        return response
+    # A page that moves on by itself, not a redirect: after the provider's cross-site
+    # redirect, the browser would withhold the SameSite=Strict cookie from a redirect's target.
+    response = render(request, "signed_in.html", {"next": _local(pending.next), "user": user})
+    _set_session(request, response, codec.issue_user(user, role, time.time()))
+    response.del_cookie(OIDC_PENDING_COOKIE, path=OIDC_CALLBACK_PATH)
     return response
 
 
@@ -413,6 +491,10 @@ def console_routes() -> tuple[ConsoleRoute, ...]:
         ConsoleRoute("GET", SIGN_IN_PATH, sign_in_form, "console.signInForm", Access.PUBLIC),
         ConsoleRoute("POST", SIGN_IN_PATH, sign_in, "console.signIn", Access.PUBLIC),
         ConsoleRoute("POST", "/console/sign-out", sign_out, "console.signOut", Access.PUBLIC),
+        ConsoleRoute("GET", OIDC_START_PATH, oidc_start, "console.oidcStart", Access.PUBLIC),
+        ConsoleRoute(
+            "GET", OIDC_CALLBACK_PATH, oidc_callback, "console.oidcCallback", Access.PUBLIC
+        ),
         ConsoleRoute("GET", "/console/assets/{name}", asset, "console.asset", Access.PUBLIC),
         ConsoleRoute("GET", "/console/static/{name}", static, "console.static", Access.PUBLIC),
         ConsoleRoute("GET", _HOME, applications, "console.applications", Access.READ),

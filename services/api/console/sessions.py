@@ -1,6 +1,8 @@
 """Console sessions: a signed cookie naming an API key, and the CSRF token bound to it.
 
-The cookie holds `<key_id>.<expires>.<nonce>.<signature>`, never a secret:
+The cookie holds `<key_id>.<expires>.<nonce>.<signature>`, never a secret
+(a person signed in by OIDC: `u-<base64 of their name and role>` in place of
+the key id, since no key stands behind them):
 signing it with the console's session key (`SLIPWAY_CONSOLE_SESSION_KEY`,
 shared by replicas; a random one per process when unset) makes it unforgeable,
 and the key it names is looked up on every request (`auth.KeyCache.by_id`),
@@ -15,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -39,10 +42,23 @@ class SessionToken:
     key_id: str
     expires: int
     """Unix seconds."""
+    user: str = ""
+    """An OIDC sign-in's person (email or subject), when no key stands behind the session."""
+    role: str = ""
+    """That person's role, fixed at sign-in (their groups mapped by `console.oidc`)."""
+
+
+_USER_PREFIX: Final = "u-"
+_ROLES: Final = frozenset({"read-only", "read-write", "admin"})
+MAX_USER_NAME: Final = 200
 
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class SessionCodec:
@@ -60,18 +76,50 @@ class SessionCodec:
         body = f"{key_id}.{int(now) + ttl_s}.{secrets.token_hex(8)}"
         return f"{body}.{self._sign('session', body)}"
 
+    def issue_user(self, user: str, role: str, now: float, ttl_s: int = SESSION_TTL_S) -> str:
+        """A new session's cookie value for a person signed in by OIDC, with the role their
+        groups gave them."""
+        if role not in _ROLES or not user or len(user) > MAX_USER_NAME:
+            raise ValueError(f"no session for user {user!r} with role {role!r}")
+        who = _b64(json.dumps([user, role]).encode())
+        return self.issue(f"{_USER_PREFIX}{who}", now, ttl_s)
+
     def read(self, value: str, now: float) -> SessionToken | None:
         """The session a cookie value carries; None when malformed, forged or expired."""
-        if len(value) > 256:
+        if len(value) > 1024:
             return None
         body, _, signature = value.rpartition(".")
         parts = body.split(".")
         if len(parts) != 3 or not hmac.compare_digest(signature, self._sign("session", body)):
             return None
-        key_id, expires, _nonce = parts
-        if not _KEY_ID.fullmatch(key_id) or not expires.isdigit() or int(expires) <= now:
+        subject, expires, _nonce = parts
+        if not expires.isdigit() or int(expires) <= now:
             return None
-        return SessionToken(key_id=key_id, expires=int(expires))
+        if subject.startswith(_USER_PREFIX):
+            user, role = json.loads(_unb64(subject.removeprefix(_USER_PREFIX)))
+            return SessionToken(key_id="", expires=int(expires), user=user, role=role)
+        if not _KEY_ID.fullmatch(subject):
+            return None
+        return SessionToken(key_id=subject, expires=int(expires))
+
+    def seal(self, purpose: str, payload: dict[str, str]) -> str:
+        """`payload` as a signed cookie value (readable by its holder, not changeable):
+        an OIDC sign-in's state, nonce and PKCE verifier between the redirect and the
+        callback, kept in the browser so any replica can finish it."""
+        body = _b64(json.dumps(payload, sort_keys=True).encode())
+        return f"{body}.{self._sign(purpose, body)}"
+
+    def unseal(self, purpose: str, value: str) -> dict[str, str] | None:
+        """What `seal(purpose, …)` sealed; None when malformed or forged."""
+        body, _, signature = value.rpartition(".")
+        if (
+            not body
+            or len(value) > 2048
+            or not hmac.compare_digest(signature, self._sign(purpose, body))
+        ):
+            return None
+        payload = json.loads(_unb64(body))
+        return payload if isinstance(payload, dict) else None
 
     def csrf(self, cookie_value: str) -> str:
         """The CSRF token of the session (or sign-in form) whose cookie is `cookie_value`."""

@@ -11,6 +11,7 @@ import jinja2
 from aiohttp import web
 
 from services.api.auth import PRINCIPAL, Access
+from services.api.console.oidc import OidcLogin
 from services.api.console.sessions import COOKIE, SessionCodec
 from services.api.limits import StreamSlots
 from shared.apikeys import Role, role_allows
@@ -36,6 +37,8 @@ class Console:
     trace_url_template: str = ""
     """E.g. `http://jaeger:16686/trace/{trace_id}`; "" shows no trace link."""
     templates: jinja2.Environment = field(default_factory=lambda: _environment())
+    oidc: OidcLogin | None = None
+    """The OpenID Connect provider people may sign in with (`spec.console.oidc`), if any."""
 
 
 CONSOLE = web.AppKey("console", Console)

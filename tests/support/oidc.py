@@ -1,0 +1,83 @@
+"""A real OpenID Connect provider on a free loopback port (`oidc-provider-mock`: discovery,
+JWKS, authorization and token endpoints, signed ID tokens), and what a person does there."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import aiohttp
+import pytest
+from joserfc.jwk import KeySet
+from oidc_provider_mock import run_server_in_thread
+
+__all__ = ["PROVIDER_WARNINGS", "Provider", "local_provider"]
+
+PROVIDER_WARNINGS: Final = [
+    # The provider (authlib underneath) warns of its own deprecated calls, in its server thread.
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:authlib"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:oidc_provider_mock"),
+]
+_CB: Final = "http://127.0.0.1/cb"
+
+
+@dataclass(frozen=True)
+class Provider:
+    issuer: str
+
+    async def set_user(self, sub: str, claims: dict[str, object]) -> None:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.put(f"{self.issuer}/users/{sub}", json=claims) as reply,
+        ):
+            assert reply.status == 204, await reply.text()
+
+    async def authorize(self, url: str, sub: str) -> str:
+        """What the person does at the provider: sign in as `sub`; the callback URL it sends
+        the browser back to."""
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(url, data={"sub": sub}, allow_redirects=False) as reply,
+        ):
+            assert reply.status == 302, await reply.text()
+            return reply.headers["Location"]
+
+    async def id_token(self, sub: str, client_id: str, nonce: str) -> str:
+        """An ID token the provider issues `client_id` for `sub` (the whole flow, by hand)."""
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": client_id,
+                "redirect_uri": _CB,
+                "scope": "openid email",
+                "state": "s",
+                "nonce": nonce,
+            }
+        )
+        callback = await self.authorize(f"{self.issuer}/oauth2/authorize?{query}", sub)
+        code = parse_qs(urlsplit(callback).query)["code"][0]
+        basic = "Basic " + base64.b64encode(f"{client_id}:x".encode()).decode()
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": _CB}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{self.issuer}/oauth2/token", data=form, headers={"Authorization": basic}
+            ) as reply,
+        ):
+            return str((await reply.json())["id_token"])
+
+    async def jwks(self) -> KeySet:
+        async with aiohttp.ClientSession() as http, http.get(f"{self.issuer}/jwks") as reply:
+            return KeySet.import_key_set(await reply.json())
+
+
+@contextlib.contextmanager
+def local_provider() -> Iterator[Provider]:
+    """The provider, served from a thread until the block ends; its issuer is
+    `http://localhost:<port>` (another site than the API's 127.0.0.1, as in real life)."""
+    with run_server_in_thread() as server:
+        yield Provider(f"http://localhost:{server.server_port}")
