@@ -279,24 +279,12 @@ def evolve(state: Deployment, event: Event, recorded_at: datetime | None = None)
                 started_at=state.started_at or event.started_at,
                 timeout_s=event.timeout_s,
             )
-        case StageStarted():
+        case StageStarted() | StageCompleted() | StageApproved() | StageSkipRequested():
             stage = state.stage(event.stage_id)
-            if stage is None or stage.status is not StageStatus.NOT_STARTED_YET:
+            if stage is None:
                 return state
-            return _with_stage(
-                state, r(stage, status=StageStatus.RUNNING, started_at=event.started_at)
-            )
-        case StageCompleted():
-            stage = state.stage(event.stage_id)
-            if stage is None or stage.completed:
-                return state
-            completed = r(
-                stage,
-                status=StageStatus(event.status),
-                reason=event.reason,
-                completed_at=event.completed_at or recorded_at,
-            )
-            return _with_stage(state, completed)
+            changed = _evolve_stage(stage, event, recorded_at)
+            return state if changed is stage else _with_stage(state, changed)
         case DeploymentRollingBack():
             if state.completed:
                 return state
@@ -323,26 +311,105 @@ def evolve(state: Deployment, event: Event, recorded_at: datetime | None = None)
                 cancel_with_rollback=event.with_rollback,
                 cancel_requested_by=event.commander,
             )
-        case StageApproved():
-            stage = state.stage(event.stage_id)
-            if stage is None or event.approver in stage.approvers:
-                return state
-            approved = r(stage, approvers=(*stage.approvers, event.approver))
-            return _with_stage(state, _with_approvals(approved))
-        case StageSkipRequested():
-            stage = state.stage(event.stage_id)
-            if stage is None or stage.skip_requested_by is not None:
-                return state
-            return _with_stage(state, r(stage, skip_requested_by=event.commander))
         case _:
             return state
 
 
+_STAGE_EVENT: Final = (StageStarted, StageCompleted, StageApproved, StageSkipRequested)
+
+
+def _evolve_stage(
+    stage: Stage,
+    event: StageStarted | StageCompleted | StageApproved | StageSkipRequested,
+    recorded_at: datetime | None,
+) -> Stage:
+    """The stage after an event naming it; `stage` itself when the event changes nothing."""
+    r = msgspec.structs.replace
+    match event:
+        case StageStarted():
+            if stage.status is not StageStatus.NOT_STARTED_YET:
+                return stage
+            return r(stage, status=StageStatus.RUNNING, started_at=event.started_at)
+        case StageCompleted():
+            if stage.completed:
+                return stage
+            return r(
+                stage,
+                status=StageStatus(event.status),
+                reason=event.reason,
+                completed_at=event.completed_at or recorded_at,
+            )
+        case StageApproved():
+            if event.approver in stage.approvers:
+                return stage
+            return _with_approvals(r(stage, approvers=(*stage.approvers, event.approver)))
+        case StageSkipRequested():
+            if stage.skip_requested_by is not None:
+                return stage
+            return r(stage, skip_requested_by=event.commander)
+
+
+class _Folding:
+    """`evolve` over many events in time linear in their number, however many stages.
+
+    `evolve` finds a stage by scanning and rebuilds the tuple of stages for
+    each stage event, so folding a pipeline of n stages one event at a time
+    costs n² (a 2,500-stage deployment: seconds). Here the stages live in a
+    list with an index by id while the fold runs, and the tuple is built once,
+    at the end. Only the fold's own copies are mutated: the result is what
+    `evolve` one event at a time gives (tests/unit/test_deployments_fold.py).
+    While stage events are pending, `self._state.stages` is stale; `evolve`
+    reads nothing of the stages for the deployment's own events but whether
+    there are any (a duplicate plan), which staleness does not change.
+    """
+
+    def __init__(self, state: Deployment) -> None:
+        self._state = state
+        self._load(state.stages)
+
+    def _load(self, stages: tuple[Stage, ...]) -> None:
+        self._stages = list(stages)
+        self._dirty = False
+        # Every place of an id: `evolve` changes the first stage with it and writes it to all.
+        self._places: dict[str, list[int]] = {}
+        for place, stage in enumerate(stages):
+            self._places.setdefault(stage.id, []).append(place)
+
+    def evolve(self, event: Event, recorded_at: datetime | None = None) -> None:
+        if isinstance(event, _STAGE_EVENT):
+            places = self._places.get(event.stage_id)
+            if places is None:
+                return
+            stage = self._stages[places[0]]
+            changed = _evolve_stage(stage, event, recorded_at)
+            if changed is not stage:
+                for place in places:
+                    self._stages[place] = changed
+                self._dirty = True
+            return
+        before = self._state.stages
+        self._state = evolve(self._state, event, recorded_at)
+        if self._state.stages is not before:  # the plan: the stages begin
+            self._load(self._state.stages)
+
+    def replace(self, **changes: object) -> None:
+        self._state = msgspec.structs.replace(self._state, **changes)
+
+    @property
+    def state(self) -> Deployment:
+        if self._dirty:
+            self._state = msgspec.structs.replace(self._state, stages=tuple(self._stages))
+            self._dirty = False
+        return self._state
+
+
 def fold(events: Iterable[tuple[int, Event]], state: Deployment = INITIAL) -> Deployment:
     """The deployment after `(stream_version, event)` pairs, remembering the last version."""
+    folding = _Folding(state)
     for version, event in events:
-        state = msgspec.structs.replace(evolve(state, event), version=version)
-    return state
+        folding.evolve(event)
+        folding.replace(version=version)
+    return folding.state
 
 
 def evolve_stream(state: Deployment | None, event: Event) -> Deployment | None:
@@ -353,16 +420,16 @@ def evolve_stream(state: Deployment | None, event: Event) -> Deployment | None:
 
 def fold_history(deployment_id: str, history: Iterable[RecordedEvent]) -> Deployment | None:
     """The deployment after its stream's recorded events; None when the stream is empty."""
-    state: Deployment | None = None
+    folding: _Folding | None = None
     for recorded in history:
-        state = state or Deployment(deployment_id=deployment_id)
-        state = msgspec.structs.replace(
-            evolve(state, recorded.event, recorded.recorded_at),
+        folding = folding or _Folding(Deployment(deployment_id=deployment_id))
+        folding.evolve(recorded.event, recorded.recorded_at)
+        folding.replace(
             position=recorded.global_position,
             version=recorded.stream_version,
             updated_at=recorded.recorded_at,
         )
-    return state
+    return None if folding is None else folding.state
 
 
 def _forward(current: DeploymentStatus, new: DeploymentStatus) -> DeploymentStatus:

@@ -8,13 +8,20 @@ and status, which this table is.
 Statuses move forward only (PENDING → PLANNED → RUNNING → ROLLING_BACK →
 SUCCESS | FAILURE | CANCELLED), as the executor's decider has them, so a
 duplicate or late event cannot move a row back.
+
+A batch is folded in memory (`_evolve_row`, pure) over the rows it touches,
+read in one statement and written back in one: replaying a long log costs two
+round trips per batch rather than one per deployment event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Final
 
 import asyncpg
+import msgspec
 
 from shared.events.base import RecordedEvent
 from shared.events.catalog import (
@@ -55,58 +62,155 @@ CREATE INDEX ON {table} (status, created_position DESC);
 CREATE INDEX ON {table} (created_position DESC);
 """
 
-# The rank of each status; a row's status changes only to one of higher rank.
-_RANK_SQL = """(CASE {s} WHEN 'PENDING' THEN 0 WHEN 'PLANNED' THEN 1 WHEN 'RUNNING' THEN 2
-  WHEN 'ROLLING_BACK' THEN 3 ELSE 4 END)"""
-_FORWARD = f"""CASE WHEN {_RANK_SQL.format(s="d.status")} = 4
-    OR {_RANK_SQL.format(s="$2::text")} < {_RANK_SQL.format(s="d.status")}
-  THEN d.status ELSE $2::text END"""
+_COLUMNS: Final = (
+    "deployment_id", "application_id", "status", "trigger", "commit_hash", "commit_message",
+    "commander", "strategy", "summary", "reason", "queued_behind", "triggered_at",
+    "started_at", "completed_at", "updated_at", "created_position", "last_position",
+)  # fmt: skip
+_TYPES: Final = ("text",) * 11 + ("timestamptz",) * 4 + ("bigint",) * 2
 
-# Either event may be the first this table sees of a deployment: both insert.
-_INSERT = """
-INSERT INTO {table} AS d (deployment_id, application_id, status, trigger, commit_hash,
-                          commit_message, commander, strategy, summary, reason,
-                          triggered_at, updated_at, created_position, last_position)"""
-
-_TRIGGERED = (
-    _INSERT
-    + """
-VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7, '', '', $8, $8, $9, $9)
-ON CONFLICT (deployment_id) DO NOTHING
+_READ = f"SELECT {', '.join(_COLUMNS)} FROM {{table}} WHERE deployment_id = ANY($1::text[])"
+_UNNEST = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_TYPES, start=1))
+_WRITE = f"""
+INSERT INTO {{table}} ({", ".join(_COLUMNS)})
+SELECT * FROM unnest({_UNNEST})
+ON CONFLICT (deployment_id) DO UPDATE SET
+  {", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])}
 """
+
+_EVENTS: Final = (
+    DeploymentTriggered,
+    DeploymentQueued,
+    DeploymentPlanned,
+    DeploymentStarted,
+    DeploymentRollingBack,
+    DeploymentPlanFailed,
+    DeploymentCompleted,
 )
 
-# A plan may arrive for a deployment whose trigger this table never saw (a
-# stream written without one, in tests): it creates the row then.
-_PLANNED = (
-    _INSERT
-    + f"""
-VALUES ($1, $3, 'PLANNED', '', $4, '', '', $5, $6, '', $7, $7, $8, $8)
-ON CONFLICT (deployment_id) DO UPDATE
-  SET status = {_FORWARD}, strategy = excluded.strategy, summary = excluded.summary,
-      commit_hash = excluded.commit_hash, updated_at = excluded.updated_at,
-      last_position = excluded.last_position, queued_behind = NULL
-"""
-)
 
-# Waiting its turn until planned (as `shared.deployments.evolve` has it); a queue
-# event that comes after the plan (a replay of a late one) changes nothing.
-_QUEUED = """
-UPDATE {table} SET queued_behind = $2, updated_at = $3, last_position = $4
-WHERE deployment_id = $1 AND status = 'PENDING'
-"""
+class _Row(msgspec.Struct, frozen=True, kw_only=True):
+    """One deployment's row, as the table holds it."""
 
-_STATUS = f"""
-UPDATE {{table}} AS d
-SET status = {_FORWARD},
-    reason = CASE WHEN $3::text <> '' THEN $3::text ELSE d.reason END,
-    started_at = coalesce(d.started_at, $4),
-    completed_at = CASE WHEN {_RANK_SQL.format(s="d.status")} < 4
-                         AND {_RANK_SQL.format(s="$2::text")} = 4
-                        THEN $5 ELSE d.completed_at END,
-    updated_at = $5, last_position = $6
-WHERE deployment_id = $1
-"""
+    deployment_id: str
+    application_id: str
+    status: str
+    trigger: str = ""
+    commit_hash: str = ""
+    commit_message: str = ""
+    commander: str = ""
+    strategy: str = ""
+    summary: str = ""
+    reason: str = ""
+    queued_behind: str | None = None
+    triggered_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    updated_at: datetime
+    created_position: int
+    last_position: int
+
+
+_RANK: Final = {"PENDING": 0, "PLANNED": 1, "RUNNING": 2, "ROLLING_BACK": 3}
+_FINAL: Final = 4  # any other status (SUCCESS, FAILURE, CANCELLED) ends the deployment
+
+
+def _forward(current: str, new: str) -> str:
+    """`new` unless it would move the status back or `current` has ended it."""
+    now = _RANK.get(current, _FINAL)
+    return current if now == _FINAL or _RANK.get(new, _FINAL) < now else new
+
+
+def _evolve_row(row: _Row | None, recorded: RecordedEvent) -> _Row | None:
+    """The deployment's row after `recorded` (None: no row yet). Pure.
+
+    Either the trigger or the plan may be the first this table sees of a
+    deployment (a stream written without a trigger, in tests): both create
+    the row. Other events change only a row that exists.
+    """
+    at, position = recorded.recorded_at, recorded.global_position
+    r = msgspec.structs.replace
+    match recorded.event:
+        case DeploymentTriggered() as e:
+            if row is not None:
+                return row
+            return _Row(
+                deployment_id=e.deployment_id,
+                application_id=e.application_id,
+                status="PENDING",
+                trigger=e.trigger,
+                commit_hash=e.commit_hash,
+                commit_message=e.commit_message,
+                commander=e.commander,
+                strategy=e.strategy,
+                triggered_at=at,
+                updated_at=at,
+                created_position=position,
+                last_position=position,
+            )
+        case DeploymentPlanned() as e:
+            if row is None:
+                return _Row(
+                    deployment_id=e.deployment_id,
+                    application_id=e.application_id,
+                    status="PLANNED",
+                    commit_hash=e.commit_hash,
+                    strategy=e.strategy,
+                    summary=e.summary,
+                    triggered_at=at,
+                    updated_at=at,
+                    created_position=position,
+                    last_position=position,
+                )
+            return r(
+                row,
+                status=_forward(row.status, "PLANNED"),
+                strategy=e.strategy,
+                summary=e.summary,
+                commit_hash=e.commit_hash,
+                updated_at=at,
+                last_position=position,
+                queued_behind=None,
+            )
+        case DeploymentQueued() as e:
+            # Waiting its turn until planned (as `shared.deployments.evolve` has it); a
+            # queue event after the plan (a replay of a late one) changes nothing.
+            if row is None or row.status != "PENDING":
+                return row
+            return r(
+                row, queued_behind=e.behind_deployment_id, updated_at=at, last_position=position
+            )
+        case DeploymentStarted() as e:
+            return _status(row, "RUNNING", "", e.started_at, recorded)
+        case DeploymentRollingBack() as e:
+            return _status(row, "ROLLING_BACK", e.reason, None, recorded)
+        case DeploymentPlanFailed() as e:
+            return _status(row, "FAILURE", e.reason, None, recorded)
+        case DeploymentCompleted() as e:
+            return _status(row, e.status, e.reason, None, recorded)
+        case _:
+            return row
+
+
+def _status(
+    row: _Row | None,
+    status: str,
+    reason: str,
+    started_at: datetime | None,
+    recorded: RecordedEvent,
+) -> _Row | None:
+    if row is None:
+        return None
+    ends = _RANK.get(row.status, _FINAL) < _FINAL and _RANK.get(status, _FINAL) == _FINAL
+    return msgspec.structs.replace(
+        row,
+        status=_forward(row.status, status),
+        reason=reason or row.reason,
+        started_at=row.started_at or started_at,
+        completed_at=recorded.recorded_at if ends else row.completed_at,
+        updated_at=recorded.recorded_at,
+        last_position=recorded.global_position,
+    )
 
 
 class DeploymentsProjection(SingleTableProjection):
@@ -120,68 +224,35 @@ class DeploymentsProjection(SingleTableProjection):
         self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]
     ) -> None:
         """Update the deployments table for one event."""
-        at, position = event.recorded_at, event.global_position
-        match event.event:
-            case DeploymentTriggered() as e:
-                await conn.execute(
-                    self.sql(_TRIGGERED, tables),
-                    e.deployment_id,
-                    e.application_id,
-                    e.trigger,
-                    e.commit_hash,
-                    e.commit_message,
-                    e.commander,
-                    e.strategy,
-                    at,
-                    position,
-                )
-            case DeploymentQueued() as e:
-                await conn.execute(
-                    self.sql(_QUEUED, tables), e.deployment_id, e.behind_deployment_id, at, position
-                )
-            case DeploymentPlanned() as e:
-                await conn.execute(
-                    self.sql(_PLANNED, tables),
-                    e.deployment_id,
-                    "PLANNED",
-                    e.application_id,
-                    e.commit_hash,
-                    e.strategy,
-                    e.summary,
-                    at,
-                    position,
-                )
-            case DeploymentStarted() as e:
-                await self._status(
-                    conn, tables, e.deployment_id, "RUNNING", "", e.started_at, event
-                )
-            case DeploymentRollingBack() as e:
-                await self._status(
-                    conn, tables, e.deployment_id, "ROLLING_BACK", e.reason, None, event
-                )
-            case DeploymentPlanFailed() as e:
-                await self._status(conn, tables, e.deployment_id, "FAILURE", e.reason, None, event)
-            case DeploymentCompleted() as e:
-                await self._status(conn, tables, e.deployment_id, e.status, e.reason, None, event)
-            case _:
-                pass
+        await self.apply_batch(conn, [event], tables)
 
-    async def _status(
+    async def apply_batch(
         self,
         conn: asyncpg.Connection,
+        events: Sequence[RecordedEvent],
         tables: Mapping[str, str],
-        deployment_id: str,
-        status: str,
-        reason: str,
-        started_at: object,
-        event: RecordedEvent,
     ) -> None:
-        await conn.execute(
-            self.sql(_STATUS, tables),
-            deployment_id,
-            status,
-            reason,
-            started_at,
-            event.recorded_at,
-            event.global_position,
-        )
+        """Fold the batch into the rows of the deployments it is about, in memory, and
+        write the changed rows back: two statements per batch, not one per event (a
+        replay of a long log is bound by its round trips)."""
+        mine = [event for event in events if isinstance(event.event, _EVENTS)]
+        if not mine:
+            return
+        ids = sorted({_deployment_of(event) for event in mine})
+        stored = await conn.fetch(self.sql(_READ, tables), ids)
+        before: dict[str, _Row | None] = {row["deployment_id"]: _Row(**dict(row)) for row in stored}
+        after = dict(before)
+        for event in mine:
+            deployment_id = _deployment_of(event)
+            after[deployment_id] = _evolve_row(after.get(deployment_id), event)
+        changed = [row for key, row in after.items() if row is not None and row != before.get(key)]
+        if changed:
+            await conn.execute(
+                self.sql(_WRITE, tables),
+                *([getattr(row, column) for row in changed] for column in _COLUMNS),
+            )
+
+
+def _deployment_of(event: RecordedEvent) -> str:
+    deployment_id: str = getattr(event.event, "deployment_id")  # noqa: B009 - every _EVENTS has one
+    return deployment_id
