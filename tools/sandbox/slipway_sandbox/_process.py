@@ -3,20 +3,50 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import random
 import socket
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
+
+# Ports are handed out below the kernel's ephemeral range (32768 and up by default): a
+# port taken there with bind(0) and released for a server to bind a moment later can be
+# given meanwhile to any outgoing connection of any process, which then makes the server
+# fail with "address in use". Below it, only explicit binds compete. Each pytest-xdist
+# worker (PYTEST_XDIST_WORKER, inherited by the services a test starts) has its own
+# block, so parallel workers never pick the same port; within a block a process starts
+# at a random place and goes round, so it does not hand out one port twice in a row.
+_PORTS_FROM: Final = 20000
+_BLOCK: Final = 1500
+_BLOCKS: Final = 8
+_next_port = itertools.count(random.randrange(_BLOCK))  # noqa: S311 - spreading, not secrecy
+
+
+def _block_start() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    return _PORTS_FROM + (index % _BLOCKS) * _BLOCK
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (see above for where from)."""
+    start = _block_start()
+    for _ in range(_BLOCK):
+        port = start + next(_next_port) % _BLOCK
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # the block is full
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        fallback: int = sock.getsockname()[1]
+        return fallback
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
