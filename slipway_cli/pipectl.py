@@ -37,7 +37,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
@@ -203,10 +203,10 @@ def build_parser(prog: str = "pipectl") -> argparse.ArgumentParser:
     listing.add_argument("--label", type=_string_slice, action=_Extend, default=[])
     listing.set_defaults(handler=_list)
 
-    for verb, handler in (("delete", _delete), ("disable", _disable), ("enable", _enable)):
+    for verb, past in (("delete", "deleted"), ("disable", "disable"), ("enable", "enable")):
         sub = apps.add_parser(verb, parents=[client], help=f"{verb} an application")
         sub.add_argument("--app-id", required=True)
-        sub.set_defaults(handler=handler)
+        sub.set_defaults(handler=_app_action(verb, past))
 
     deployment = groups.add_parser("deployment", help="manage deployments")
     deployments = deployment.add_subparsers(
@@ -448,31 +448,25 @@ def _list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _delete(args: argparse.Namespace) -> int:
-    try:
-        deleted = _client(args).delete_application(args.app_id)
-    except ApiError as exc:
-        raise PipectlFailure(f"failed to delete application: {_api_reason(exc)}") from exc
-    log(f"Successfully deleted application id = {deleted['application_id']}")
-    return EXIT_OK
+def _app_action(verb: str, past: str) -> Callable[[argparse.Namespace], int]:
+    """`application delete|disable|enable`: one API call, pipectl's message either way
+    (`past` is pipectl's own wording: "deleted", "disable", "enable")."""
 
+    def run(args: argparse.Namespace) -> int:
+        client = _client(args)
+        call = {
+            "delete": client.delete_application,
+            "disable": client.disable_application,
+            "enable": client.enable_application,
+        }[verb]
+        try:
+            app = call(args.app_id)
+        except ApiError as exc:
+            raise PipectlFailure(f"failed to {verb} application: {_api_reason(exc)}") from exc
+        log(f"Successfully {past} application id = {app['application_id']}")
+        return EXIT_OK
 
-def _disable(args: argparse.Namespace) -> int:
-    try:
-        app = _client(args).disable_application(args.app_id)
-    except ApiError as exc:
-        raise PipectlFailure(f"failed to disable application: {_api_reason(exc)}") from exc
-    log(f"Successfully disable application id = {app['application_id']}")
-    return EXIT_OK
-
-
-def _enable(args: argparse.Namespace) -> int:
-    try:
-        app = _client(args).enable_application(args.app_id)
-    except ApiError as exc:
-        raise PipectlFailure(f"failed to enable application: {_api_reason(exc)}") from exc
-    log(f"Successfully enable application id = {app['application_id']}")
-    return EXIT_OK
+    return run
 
 
 def _register_event(args: argparse.Namespace) -> int:
