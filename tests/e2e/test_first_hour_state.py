@@ -166,8 +166,10 @@ async def _play(options: SandboxOptions, kubectl_binary: str, tmp_path: Path) ->
 
         # Item 6: the config's `spec.labels` (env: dev) win over the registration's.
         async def labelled() -> dict[str, Any] | None:
-            app = await _app(sandbox)
-            return app if app["config_labels"] else None
+            # The read model is eventually consistent: until the projector has the
+            # registration, the application is not found yet (a 404 to wait through).
+            status, app = await _api(sandbox, f"/applications/{APP}")
+            return app if status == 200 and app["config_labels"] else None
 
         app = await eventually(labelled, within=60, interval=0.2, message="config labels")
         assert app["labels"] == {"env": "dev", "team": "payments"}
