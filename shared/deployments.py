@@ -418,9 +418,12 @@ def evolve_stream(state: Deployment | None, event: Event) -> Deployment | None:
     return evolve(state or INITIAL, event)
 
 
-def fold_history(deployment_id: str, history: Iterable[RecordedEvent]) -> Deployment | None:
-    """The deployment after its stream's recorded events; None when the stream is empty."""
-    folding: _Folding | None = None
+def fold_history(
+    deployment_id: str, history: Iterable[RecordedEvent], start: Deployment | None = None
+) -> Deployment | None:
+    """The deployment after its stream's recorded events, from `start` (a snapshot of the
+    stream's beginning; None: from the start); None when nothing was folded at all."""
+    folding: _Folding | None = None if start is None else _Folding(start)
     for recorded in history:
         folding = folding or _Folding(Deployment(deployment_id=deployment_id))
         folding.evolve(recorded.event, recorded.recorded_at)
