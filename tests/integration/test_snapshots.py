@@ -9,12 +9,15 @@ import asyncio
 import sys
 from datetime import datetime
 
+import aiohttp
 import asyncpg
 import msgspec
 import pytest
 
+from services.api.routes import API_PREFIX
+from shared import deployments
 from shared.db import create_pool
-from shared.deployments import Deployment, fold_history
+from shared.deployments import Deployment, Stage, fold_history
 from shared.eventlog import EventStore, new_events
 from shared.events import vocabulary
 from shared.events.base import Event, RecordedEvent
@@ -28,6 +31,7 @@ from shared.events.catalog import (
 )
 from shared.snapshots import SNAPSHOT_EVERY, read_state, rebuild
 from shared.stream_folds import APPLICATION, BY_CATEGORY, DEPLOYMENT
+from tests.support.api import api_key_for, auth_headers, served_api
 
 D = "longone"
 STREAM = f"deployment-{D}"
@@ -265,3 +269,54 @@ async def test_a_role_that_cannot_write_snapshots_still_reads(
         assert await snapshot_versions(store.pool) == []
     finally:
         await pool.close()
+
+
+async def test_the_api_reads_and_commands_a_long_deployment_from_its_snapshot(
+    store: EventStore,
+    pool: asyncpg.Pool,
+    long_stream: list[RecordedEvent],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`GET /deployments/{id}`, its state as of a position and a cancel each read fewer
+    than `every` events once the snapshot exists, and answer what the fold from the start
+    says; the cancel folds the stream once, linearly, not rebuilding the stages per event."""
+    rebuilt: list[int] = []
+    with_stage = deployments._with_stage
+
+    def counted(state: Deployment, stage: Stage) -> Deployment:
+        rebuilt.append(len(state.stages))
+        return with_stage(state, stage)
+
+    monkeypatch.setattr(deployments, "_with_stage", counted)
+    reader = counting(store)
+    expected = msgspec.json.decode(encoded(fold_history(D, long_stream)))
+    middle = long_stream[250]
+    as_of = msgspec.json.decode(encoded(fold_history(D, long_stream[:251])))
+    async with (
+        served_api(reader, pool) as url,
+        aiohttp.ClientSession(base_url=url, headers=auth_headers(api_key_for(url))) as http,
+    ):
+        async with http.get(f"{API_PREFIX}/deployments/{D}") as reply:
+            assert reply.status == 200
+            first = await reply.json()
+        assert {k: first[k] for k in expected} == expected
+        assert await snapshot_versions(store.pool) == [299]
+        reader.rows = 0
+        async with http.get(f"{API_PREFIX}/deployments/{D}") as reply:
+            assert await reply.json() == first
+        assert reader.rows < EVERY
+        reader.rows = 0
+        path = f"{API_PREFIX}/events/streams/{STREAM}/state"
+        async with http.get(path, params={"position": middle.global_position}) as reply:
+            state = await reply.json()
+        assert state["state"] == as_of and (state["events"], state["version"]) == (251, 250)
+        assert reader.rows > EVERY  # no snapshot at or before 250 yet: 0..250, keeping 199
+        reader.rows = 0
+        async with http.get(path, params={"position": middle.global_position}) as reply:
+            assert (await reply.json())["state"] == as_of
+        assert reader.rows < EVERY
+        reader.rows = 0
+        async with http.post(f"{API_PREFIX}/deployments/{D}/cancel") as reply:
+            assert reply.status == 202, await reply.text()
+        assert reader.rows < EVERY
+    assert rebuilt == []
