@@ -100,7 +100,7 @@ class Attempt:
 
     @property
     def retryable(self) -> bool:
-        """Whether another try may succeed: a transient Slack error, no answer, or a 5xx/408/429."""
+        """Whether another try may succeed (`is_retryable_status`, a transient Slack error)."""
         if self.slack_error:
             return self.slack_error in RETRYABLE_ERRORS
         return self.status == 0 or is_retryable_status(self.status)
