@@ -100,7 +100,7 @@ class Attempt:
 
     @property
     def retryable(self) -> bool:
-        """Whether another try may succeed (`is_retryable_status`, a transient Slack error)."""
+        """Whether another try may succeed: no answer, `is_retryable_status`, or a Slack hiccup."""
         if self.slack_error:
             return self.slack_error in RETRYABLE_ERRORS
         return self.status == 0 or is_retryable_status(self.status)
