@@ -29,7 +29,7 @@ from shared.events.catalog import (
     StageCompleted,
     StageStarted,
 )
-from shared.snapshots import SNAPSHOT_EVERY, read_state, rebuild
+from shared.snapshots import SNAPSHOT_EVERY, pack, read_state, rebuild, unpack
 from shared.stream_folds import APPLICATION, BY_CATEGORY, DEPLOYMENT
 from tests.support.api import api_key_for, auth_headers, served_api
 
@@ -167,14 +167,14 @@ async def test_a_snapshot_of_another_code_version_is_ignored_and_replaced(
     await store.pool.execute(
         "UPDATE stream_snapshots SET code_version = '0-older', state = $2 WHERE stream_id = $1",
         STREAM,
-        encoded(lying),
+        pack(DEPLOYMENT, lying),  # decodes: only its code version tells it apart
     )
     reader = counting(store)
     read = await read_state(reader, STREAM, DEPLOYMENT)
     assert encoded(read.state) == expected and reader.rows == 343
     row = await store.pool.fetchrow("SELECT code_version, state FROM stream_snapshots")
     assert row["code_version"] == DEPLOYMENT.code_version  # written again by this code
-    assert encoded(DEPLOYMENT.decode(row["state"])) == encoded(fold_history(D, long_stream[:300]))
+    assert encoded(unpack(DEPLOYMENT, row["state"])) == encoded(fold_history(D, long_stream[:300]))
 
 
 async def test_a_corrupt_snapshot_is_ignored_and_written_again(
@@ -196,7 +196,7 @@ async def test_a_corrupt_snapshot_is_ignored_and_written_again(
     state = await store.pool.fetchval(
         "SELECT state FROM stream_snapshots WHERE stream_id = $1 AND stream_version = 299", STREAM
     )
-    assert encoded(DEPLOYMENT.decode(state)) == encoded(fold_history(D, long_stream[:300]))
+    assert encoded(unpack(DEPLOYMENT, state)) == encoded(fold_history(D, long_stream[:300]))
 
 
 async def test_replay_drops_every_snapshot_and_rebuilds_the_long_streams_newest(
@@ -250,7 +250,7 @@ async def test_replay_drops_every_snapshot_and_rebuilds_the_long_streams_newest(
         (STREAM, "deployment", 299)
     ]
     assert rows[0]["code_version"] == DEPLOYMENT.code_version
-    assert encoded(DEPLOYMENT.decode(rows[0]["state"])) == encoded(
+    assert encoded(unpack(DEPLOYMENT, rows[0]["state"])) == encoded(
         fold_history(D, long_stream[:300])
     )
     assert await rebuild(projector_store, BY_CATEGORY.values()) == 1  # the function alone

@@ -15,10 +15,13 @@ CREATE TABLE stream_snapshots (
   code_version     text        NOT NULL,   -- the fold's revision and its state type's shape
   global_position  bigint      NOT NULL,   -- the newest position among those events
   recorded_at      timestamptz NOT NULL,   -- the latest time among those events
-  state            bytea       NOT NULL,   -- msgspec JSON of the state
+  state            bytea       NOT NULL,   -- the state's msgspec JSON, zlib-compressed
   written_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
   PRIMARY KEY (stream_id, kind, stream_version)
 );
+
+-- Compressed already: stored out of line as it is, not compressed again.
+ALTER TABLE stream_snapshots ALTER COLUMN state SET STORAGE EXTERNAL;
 
 GRANT SELECT, INSERT, UPDATE ON stream_snapshots TO {{app_role}};
 GRANT SELECT, INSERT, UPDATE, DELETE ON stream_snapshots TO {{projector_role}};
