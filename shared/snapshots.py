@@ -23,6 +23,11 @@ A snapshot is a cache, never the truth:
 - `slipway replay` drops them all and writes each long stream's newest one
   again (`rebuild`).
 
+A store keeps the states it decoded last (`DECODED_MAX_BYTES`): what a snapshot
+holds follows from its stream, version and code version alone, and the state is
+immutable, so a repeated read of a long deployment (the API's, the log follows'
+polls) skips decoding 850 kB of JSON and only reads and folds its short tail.
+
 "At or before the point": a snapshot records the newest position and the
 latest `recorded_at` among the events it folds, and serves a read only when
 both are within the read's bounds, so every event it folds is one the read
@@ -38,7 +43,9 @@ fold within a few ms of the snapshot's decoding.
 
 from __future__ import annotations
 
+import weakref
 import zlib
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,6 +69,10 @@ S = TypeVar("S")
 
 SNAPSHOT_EVERY: Final = 100
 """Events between snapshots of a stream, and the longest tail a read folds after one."""
+
+DECODED_MAX_BYTES: Final = 16 * 1024 * 1024
+"""Decoded snapshots kept per store, by the size of their JSON (about twice that in memory):
+some twenty of the longest deployments (2,500 stages: 850 kB), thousands of short ones."""
 
 _NO_BOUND: Final = 2**62
 _COMPRESSION: Final = 1  # zlib's fastest: 5 ms for 850 kB of JSON, 4× the size of level 6
@@ -255,20 +266,65 @@ async def _newest(
             raise Unavailable(f"read {stream_id!r}: database connection lost: {exc}") from exc
         if row is None:
             return None
-        try:
-            state = unpack(fold, row["state"])
-        except (zlib.error, msgspec.DecodeError, msgspec.ValidationError) as exc:
-            # A cache, never the truth: skip it; the read that passes its version writes it again.
-            log.warning(
-                "snapshot_undecodable",
-                stream_id=stream_id,
-                kind=fold.kind,
-                version=row["stream_version"],
-                error=str(exc),
-            )
-            below = row["stream_version"]
-            continue
+        key = (stream_id, fold.kind, row["stream_version"], fold.code_version)
+        decoded = _decoded(store)
+        state = decoded.get(key)
+        if state is None:
+            try:
+                json = zlib.decompress(row["state"])
+                state = fold.decode(json)
+            except (zlib.error, msgspec.DecodeError, msgspec.ValidationError) as exc:
+                # A cache, never the truth: skip it; the read passing its version writes it again.
+                log.warning(
+                    "snapshot_undecodable",
+                    stream_id=stream_id,
+                    kind=fold.kind,
+                    version=row["stream_version"],
+                    error=str(exc),
+                )
+                below = row["stream_version"]
+                continue
+            decoded.put(key, state, len(json))
         return _Snapshot(state, row["stream_version"], row["global_position"], row["recorded_at"])
+
+
+class _Decoded:
+    """The snapshots a store decoded last, by (stream, kind, version, code version): what a
+    snapshot holds follows from those alone (the events it folds never change), and its
+    state is immutable (frozen Structs), so a repeated read skips decoding it again — most of
+    a long deployment's read. Bounded by the JSON bytes they came from, oldest out first."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._states: OrderedDict[tuple[str, str, int, str], tuple[Any, int]] = OrderedDict()
+
+    def get(self, key: tuple[str, str, int, str]) -> Any:
+        found = self._states.get(key)
+        if found is None:
+            return None
+        self._states.move_to_end(key)
+        return found[0]
+
+    def put(self, key: tuple[str, str, int, str], state: object, size: int) -> None:
+        if size > self._max_bytes or key in self._states:
+            return
+        self._states[key] = (state, size)
+        self._bytes += size
+        while self._bytes > self._max_bytes:
+            _, (_, dropped) = self._states.popitem(last=False)
+            self._bytes -= dropped
+
+
+_DECODED: Final[weakref.WeakKeyDictionary[EventStore, _Decoded]] = weakref.WeakKeyDictionary()
+
+
+def _decoded(store: EventStore) -> _Decoded:
+    """The store's own cache of decoded snapshots (one per store: a schema of its own)."""
+    cache = _DECODED.get(store)
+    if cache is None:
+        cache = _DECODED[store] = _Decoded(DECODED_MAX_BYTES)
+    return cache
 
 
 async def _write(

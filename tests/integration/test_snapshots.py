@@ -30,7 +30,7 @@ from shared.events.catalog import (
     StageStarted,
 )
 from shared.snapshots import SNAPSHOT_EVERY, pack, read_state, rebuild, unpack
-from shared.stream_folds import APPLICATION, BY_CATEGORY, DEPLOYMENT
+from shared.stream_folds import APPLICATION, BY_CATEGORY, DEPLOYMENT, StreamFold
 from tests.support.api import api_key_for, auth_headers, served_api
 
 D = "longone"
@@ -320,3 +320,31 @@ async def test_the_api_reads_and_commands_a_long_deployment_from_its_snapshot(
             assert reply.status == 202, await reply.text()
         assert reader.rows < EVERY
     assert rebuilt == []
+
+
+class CountingFold(StreamFold[Deployment]):
+    """The deployment fold, counting the snapshots it decodes."""
+
+    decoded = 0
+
+    def decode(self, stored: bytes) -> Deployment:
+        CountingFold.decoded += 1
+        return super().decode(stored)
+
+
+async def test_a_store_decodes_a_snapshot_once_for_repeated_reads(
+    store: EventStore, long_stream: list[RecordedEvent]
+) -> None:
+    """What a snapshot holds follows from its stream, version and code version, and its state
+    is immutable: a store's repeated reads reuse the decoded state (most of a long read)."""
+    fold = CountingFold("deployment", Deployment, DEPLOYMENT.fold)
+    assert fold.code_version == DEPLOYMENT.code_version
+    await read_state(store, STREAM, fold)  # writes the snapshot at 299
+    CountingFold.decoded = 0
+    expected = encoded(fold_history(D, long_stream))
+    reader = counting(store)
+    for _ in range(3):
+        assert encoded((await read_state(reader, STREAM, fold)).state) == expected
+    assert CountingFold.decoded == 1 and reader.rows == 3 * 43  # the tail is read each time
+    await read_state(counting(store), STREAM, fold)  # another store: a cache of its own
+    assert CountingFold.decoded == 2
