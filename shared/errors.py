@@ -50,7 +50,7 @@ SlipwayError
     ├── OptionsError                     shared.executor.options: (also ValueError) bad options
     ├── ProviderError                    shared.analysis.providers: a metrics provider failed
     ├── SamplesEqualError                shared.analysis.stats: (also ValueError) no test possible
-    ├── _HandlerFailed                   shared.consumer.runtime: a batch's handler raised
+    ├── HandlerFailed                    shared.consumer.handling: a batch's handler raised
     ├── SelectionError                   shared.events.feed: (also ValueError) a bad subscription
     ├── ErrorReply                       services.api.errors: an error answer with its status
     ├── TooManyStreams                   services.api.limits: a key's stream slots are used up
