@@ -23,7 +23,7 @@ SlipwayError
 ├── Unavailable            transient infrastructure (database, NATS, a cluster): retry with back-off
 │   ├── GitError                         shared.git: a git command failed (`kind` says why)
 │   ├── ReplayInProgress                 shared.projections.errors: a view is being rebuilt
-│   └── ApiUnreachable                   slipway_client.api: nothing answers at the API URL
+│   └── ApiUnreachable                   slipway_client.transport: nothing answers at the API URL
 ├── ConfigError            bad configuration or settings: fail fast, naming file, line and field
 │   ├── ConfigFileError                  shared.config.errors: one file's problem, located
 │   │   └── ConfigFileErrors             …several at once
@@ -60,7 +60,7 @@ SlipwayError
     ├── ScriptUserError                  services.executor.script: (also RuntimeError)
     ├── VariantError                     services.executor.variants: (also ValueError)
     ├── _Transient                       services.planner.service: retry planning later
-    ├── ApiError                         slipway_client.api: the API answered an error
+    ├── ApiError                         slipway_client.transport: the API answered an error
     ├── SandboxMissing                   slipway_cli.sandboxed: `up`/`demo` without the sandbox
     ├── PipectlFailure                   slipway_cli.pipectl: a pipectl command failed (exit 1)
     ├── SandboxError                     slipway_sandbox.sandbox: (also RuntimeError)
