@@ -62,7 +62,7 @@ SlipwayError
     ├── _Transient                       services.planner.service: retry planning later
     ├── ApiError                         slipway_client.transport: the API answered an error
     ├── SandboxMissing                   slipway_cli.sandboxed: `up`/`demo` without the sandbox
-    ├── PipectlFailure                   slipway_cli.pipectl: a pipectl command failed (exit 1)
+    ├── PipectlFailure                   slipway_cli.pipectl_commands: a pipectl command failed
     ├── SandboxError                     slipway_sandbox.sandbox: (also RuntimeError)
     └── DemoRepoError                    slipway_sandbox.demo_repo: (also RuntimeError)
 ```
