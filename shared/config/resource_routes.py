@@ -97,7 +97,9 @@ def _chosen(
         matching = tuple(
             provider
             for provider, labels in providers.items()
-            if all(labels.get(key) == value for key, value in wanted.items())
+            # PipeCD's FindPlatformProvidersByLabels: a label missing reads as "".
+            if len(labels) >= len(wanted)
+            and all(labels.get(key, "") == value for key, value in wanted.items())
         )
         if not matching:
             shown = ", ".join(f"{k}={v}" for k, v in sorted(wanted.items()))

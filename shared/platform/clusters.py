@@ -10,6 +10,7 @@ until `close`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterable, Mapping
 from types import TracebackType
@@ -37,6 +38,7 @@ class Clusters:
         labels = labels or {}
         self.labels = {name: dict(labels.get(name, {})) for name in self.configs}
         self._open: dict[str, KubernetesPlatform] = {}
+        self._opening = asyncio.Lock()  # deployments run side by side: one client each
 
     def provider_of(self, application_provider: str) -> str:
         """The application's own provider (`platform_provider_of`); a ConfigError if none."""
@@ -60,15 +62,16 @@ class Clusters:
 
     async def cluster(self, name: str) -> KubernetesPlatform:
         """Provider `name`'s cluster, opened now if it is not yet."""
-        platform = self._open.get(name)
-        if platform is None:
-            config = configured(self.configs, name, "platform provider")
-            # No kubeconfigPath: the pod's in-cluster account (KubernetesPlatform says
-            # so clearly when this is not a pod).
-            platform = KubernetesPlatform.from_config(config, name)
-            await platform.open()
-            self._open[name] = platform
-        return platform
+        async with self._opening:
+            platform = self._open.get(name)
+            if platform is None:
+                config = configured(self.configs, name, "platform provider")
+                # No kubeconfigPath: the pod's in-cluster account (KubernetesPlatform says
+                # so clearly when this is not a pod).
+                platform = KubernetesPlatform.from_config(config, name)
+                await platform.open()
+                self._open[name] = platform
+            return platform
 
     async def close(self) -> None:
         """Close every cluster opened; they open again at their next use."""

@@ -68,6 +68,11 @@ def test_labels_select_every_provider_that_has_them_all() -> None:
     assert router.providers_of("Service", "web") == ("prd-osaka",)
 
 
+def test_a_label_asked_empty_matches_a_provider_without_it_as_pipecd_reads_labels() -> None:
+    router = _router("    - provider: {labels: {env: prd, zone: ''}}\n")
+    assert router.providers_of("Service", "web") == ("prd-tokyo", "prd-osaka")
+
+
 @pytest.mark.parametrize(
     ("route", "line", "named"),
     [
