@@ -84,7 +84,8 @@ class RoutedPlatform:
     ) -> list[str]:
         """Delete each target where it lives (a live object's `cluster`) or is routed (a key or
         a rendered manifest); the keys deleted, as `KubernetesPlatform.delete` gives them,
-        suffixed ` on <provider>` when the application spans several."""
+        suffixed ` on <provider>` when the application spans several (so are the keys
+        added to `failures`, as in `KubernetesPlatform.delete`)."""
         parts: dict[str, list[str | Manifest]] = {}
         for target in targets:
             for provider in self._providers_of(target):
@@ -93,10 +94,13 @@ class RoutedPlatform:
         for provider in dict.fromkeys([*self.listed, *parts]):
             if provider not in parts:
                 continue
+            refused: list[tuple[str, PlatformError]] | None = None if failures is None else []
             keys = await self.clusters[provider].delete(
-                parts[provider], propagation=propagation, failures=failures
+                parts[provider], propagation=propagation, failures=refused
             )
             deleted += [self._placed(key, provider) for key in keys]
+            if failures is not None and refused:
+                failures += [(self._placed(key, provider), exc) for key, exc in refused]
         return deleted
 
     def _providers_of(self, target: str | Manifest) -> tuple[str, ...]:
