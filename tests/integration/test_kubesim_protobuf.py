@@ -8,6 +8,7 @@ protobuf for a built-in kind.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -67,8 +68,9 @@ async def _created(kubectl: Kubectl, tag: str) -> dict[str, Any]:
     """Run every command with names tagged `tag` in namespace `tag`; what the server stored,
     by kind and name, with the tag taken out and what differs between two objects dropped."""
     await kubectl("create", "namespace", tag)
-    for command in COMMANDS:
-        await kubectl("--namespace", tag, *(word.format(n=tag) for word in command))
+    await asyncio.gather(
+        *(kubectl("--namespace", tag, *(word.format(n=tag) for word in c)) for c in COMMANDS)
+    )
     listed = (await kubectl("get", KINDS, "-A", "-o", "json")).json()["items"]
     stored: dict[str, Any] = {}
     for item in listed:
