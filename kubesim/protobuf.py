@@ -121,10 +121,11 @@ def _fields(data: bytes, schema: Schema, message: str, depth: int) -> dict[str, 
             if at + length > len(data):
                 raise _Malformed("a length past the end of the body")
             value, at = data[at : at + length], at + length
-        elif wire == 1:
-            value, at = int.from_bytes(data[at : at + 8], "little"), at + 8
-        elif wire == 5:
-            value, at = int.from_bytes(data[at : at + 4], "little"), at + 4
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+            if at + size > len(data):
+                raise _Malformed("a fixed-size value past the end of the body")
+            value, at = int.from_bytes(data[at : at + size], "little"), at + size
         else:
             raise _Malformed(f"wire type {wire}")
         if number not in fields:

@@ -46,6 +46,7 @@ def test_replicas_zero_is_kept_and_an_empty_omitempty_string_left_out() -> None:
     [
         (b'{"kind": "ConfigMap"}', 400),  # not the envelope
         (b"k8s\x00\x0a\x7f", 400),  # a length past the end
+        (b"k8s\x00\x49\x01\x02", 400),  # a fixed64 cut short
         (_envelope("example.com/v1", "Widget", b""), 415),  # a custom resource
         (_envelope("v1", "ConfigMap", _field(1, b"\x0a\x05ab")), 400),  # truncated name
     ],
