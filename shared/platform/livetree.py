@@ -17,16 +17,14 @@ the application and what their controllers made: ReplicaSets, Pods, Jobs, see
 - **a digest** over what is recorded, so the service appends only when it
   differs from the newest recorded one (`changed`).
 
-`nest` turns a recorded list back into a forest for the console and the CLI:
-each object under its owner (ownerReferences by uid), objects whose owner is
-not in the list at the top, siblings by kind and name.
+`shared.resourcetree.nest` turns a recorded list back into a forest for the
+console and the CLI.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgspec
@@ -39,10 +37,8 @@ from shared.redaction import printable
 __all__ = [
     "MAX_BYTES",
     "MAX_OBJECTS",
-    "TreeNode",
     "changed",
     "health_of",
-    "nest",
     "observe",
     "resource_of",
 ]
@@ -229,43 +225,3 @@ def _digest(resources: Sequence[LiveResource], truncated: int) -> str:
 def changed(last_digest: str | None, observed: ApplicationLiveResourcesObserved) -> bool:
     """Whether `observed` differs from the newest recorded (None: nothing recorded yet)."""
     return last_digest != observed.digest
-
-
-@dataclass
-class TreeNode:
-    """One object in the display tree, with what it owns."""
-
-    resource: LiveResource
-    children: list[TreeNode] = field(default_factory=list)
-
-
-def nest(resources: Iterable[LiveResource]) -> list[TreeNode]:
-    """The recorded objects as a forest: each under its first owner that is listed (by
-    uid), the rest at the top; siblings by kind, namespace and name. An owner cycle (a
-    hostile cluster can write one) is cut: its objects go to the top."""
-    nodes = [TreeNode(r) for r in resources]
-    by_uid = {n.resource.uid: n for n in nodes if n.resource.uid}
-    parent_of: dict[int, TreeNode] = {}
-    for node in nodes:
-        owner = next((by_uid[o] for o in node.resource.owners if o in by_uid), None)
-        if owner is not None and owner is not node:
-            parent_of[id(node)] = owner
-    for node in nodes:
-        seen, current = {id(node)}, parent_of.get(id(node))
-        while current is not None and id(current) not in seen:
-            seen.add(id(current))
-            current = parent_of.get(id(current))
-        if current is node:  # its owners come back round to it: cut it loose
-            parent_of.pop(id(node), None)
-    roots: list[TreeNode] = []
-    for node in nodes:
-        owner = parent_of.get(id(node))
-        (owner.children if owner is not None else roots).append(node)
-
-    def order(items: list[TreeNode]) -> list[TreeNode]:
-        items.sort(key=lambda n: (n.resource.kind, n.resource.namespace, n.resource.name))
-        for item in items:
-            order(item.children)
-        return items
-
-    return order(roots)

@@ -9,7 +9,8 @@ from services.drift.live_resources import record_live_resources
 from shared.eventlog.store import DEFAULT_MAX_EVENT_BYTES
 from shared.events.catalog import LiveResource, default_registry
 from shared.events.vocabulary import ResourceHealth
-from shared.platform.livetree import changed, health_of, nest, observe
+from shared.platform.livetree import changed, health_of, observe
+from shared.resourcetree import nest
 from shared.testing import InMemoryStore
 
 SECRET = "hunter2-s3cr3t-value"
