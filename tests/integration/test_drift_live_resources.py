@@ -112,7 +112,11 @@ async def test_the_live_tree_is_recorded_on_change_and_served(
         )
         await detector.check_all()
         await detector.check_all()  # nothing changed: nothing more recorded
-        [first] = await _recorded(store, web)
+        recorded = await _recorded(store, web)
+        assert len(recorded) == 1, [
+            [(r.kind, r.name, r.health, r.reason) for r in e.resources] for e in recorded
+        ]
+        first = recorded[0]
         [deployment] = _of(first, "Deployment")
         [replicaset] = _of(first, "ReplicaSet")
         pods = _of(first, "Pod")
