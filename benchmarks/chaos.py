@@ -39,6 +39,7 @@ SHORT_DEPLOYMENTS = 8
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: run the chaos benchmark and print its report."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.chaos", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--seed", type=int, default=1, help="the run's seed (default 1)")

@@ -270,6 +270,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "pipectl") -> int:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `slipway pipectl` (PipeCD's pipectl commands and flags) to the parser."""
     parser = subparsers.add_parser(
         "pipectl",
         help="PipeCD's pipectl commands and flags, over Slipway's API (for CI steps)",

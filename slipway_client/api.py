@@ -168,9 +168,11 @@ class ApiClient:
         return self.request("GET", f"/applications/{_segment(ref)}")
 
     def disable_application(self, ref: str) -> JsonObject:
+        """Stop deploying the application until `enable_application`."""
         return self.request("POST", f"/applications/{_segment(ref)}/disable")
 
     def enable_application(self, ref: str) -> JsonObject:
+        """Deploy the application again after `disable_application`."""
         return self.request("POST", f"/applications/{_segment(ref)}/enable")
 
     def delete_application(self, ref: str, *, cascade: bool = False) -> JsonObject:
@@ -236,6 +238,7 @@ class ApiClient:
     def deployment_logs(
         self, deployment_id: str, *, stage_id: str | None = None
     ) -> list[JsonObject]:
+        """A deployment's stage log lines, of one stage or all."""
         query = [("stage_id", stage_id)] if stage_id else []
         return list(
             self.request("GET", f"/deployments/{_segment(deployment_id)}/logs", query=query)[
@@ -253,16 +256,19 @@ class ApiClient:
         )
 
     def cancel_deployment(self, deployment_id: str, *, rollback: bool = True) -> JsonObject:
+        """Cancel a deployment; with `rollback`, roll back to the commit that ran before."""
         return self.request(
             "POST", f"/deployments/{_segment(deployment_id)}/cancel", body={"rollback": rollback}
         )
 
     def approve_stage(self, deployment_id: str, stage_id: str) -> JsonObject:
+        """Approve a WAIT_APPROVAL stage."""
         return self.request(
             "POST", f"/deployments/{_segment(deployment_id)}/stages/{_segment(stage_id)}/approve"
         )
 
     def skip_stage(self, deployment_id: str, stage_id: str) -> JsonObject:
+        """Skip a stage of a kind the API allows skipping."""
         return self.request(
             "POST", f"/deployments/{_segment(deployment_id)}/stages/{_segment(stage_id)}/skip"
         )
@@ -282,9 +288,11 @@ class ApiClient:
         return items
 
     def get_chain(self, chain_id: str) -> JsonObject:
+        """One chain with its blocks and their deployments."""
         return self.request("GET", f"/chains/{_segment(chain_id)}")
 
     def cancel_chain(self, chain_id: str) -> JsonObject:
+        """Cancel a chain: later blocks never start, running deployments are cancelled."""
         return self.request("POST", f"/chains/{_segment(chain_id)}/cancel")
 
     # --- insights ---------------------------------------------------------------------------
@@ -317,6 +325,7 @@ class ApiClient:
         category: str | None = None,
         limit: int = 100,
     ) -> JsonObject:
+        """A page of the event log after a cursor, within positions, of one category."""
         query: list[tuple[str, str]] = [("limit", str(limit))]
         if after is not None:
             query.append(("after", after))
@@ -342,6 +351,7 @@ class ApiClient:
     def stream_state(
         self, stream_id: str, *, position: int | None = None, at: str | None = None
     ) -> JsonObject:
+        """A stream's folded state, now or as of a position or time."""
         query: list[tuple[str, str]] = []
         if position is not None:
             query.append(("position", str(position)))
@@ -377,12 +387,15 @@ class ApiClient:
     # --- API keys ---------------------------------------------------------------------------
 
     def create_api_key(self, *, role: str, name: str = "") -> JsonObject:
+        """Make an API key with `role`; the answer holds the secret, shown only once."""
         return self.request("POST", "/api-keys", body={"role": role, "name": name})
 
     def list_api_keys(self) -> list[JsonObject]:
+        """Every API key's id, name, role and state (never the secrets)."""
         return list(self.request("GET", "/api-keys")["items"])
 
     def revoke_api_key(self, key_id: str) -> JsonObject:
+        """Revoke an API key."""
         return self.request("DELETE", f"/api-keys/{_segment(key_id)}")
 
     # --- secrets ----------------------------------------------------------------------------
@@ -411,6 +424,7 @@ class ApiClient:
         return str(self.request("POST", "/event-watcher/events", body=body)["event_id"])
 
     def list_watched_events(self, *, name: str = "", limit: int = 100) -> list[JsonObject]:
+        """Registered event-watcher events, with what each one changed."""
         query: list[tuple[str, str]] = [("limit", str(limit))]
         if name:
             query.append(("name", name))

@@ -20,6 +20,8 @@ NAME = "drift"
 
 
 class DriftSettings(ServiceSettings, frozen=True, kw_only=True):
+    """The drift service's settings (`SLIPWAY_*` environment variables)."""
+
     control_config: str
     """Path of the control config: the repositories and the platform providers (kubeconfigs)."""
     git_cache_dir: str = ""
@@ -29,6 +31,7 @@ class DriftSettings(ServiceSettings, frozen=True, kw_only=True):
 
 
 async def setup(runtime: ServiceRuntime[DriftSettings]) -> Sequence[Component]:
+    """Wire the drift detector: its store, platforms and the interval loop."""
     settings = runtime.settings
     control = control_config(settings.control_config)
     detector = DriftDetector(

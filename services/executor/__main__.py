@@ -24,6 +24,8 @@ NAME = "executor"
 
 
 class ExecutorSettings(ServiceSettings, frozen=True, kw_only=True):
+    """The executor's settings (`SLIPWAY_*` environment variables)."""
+
     control_config: str
     """Path of the control config: the repositories and the platform providers (kubeconfigs)."""
     git_cache_dir: str = ""
@@ -53,6 +55,7 @@ class ExecutorSettings(ServiceSettings, frozen=True, kw_only=True):
 
 
 async def setup(runtime: ServiceRuntime[ExecutorSettings]) -> Sequence[Component]:
+    """Wire the executor: its store, leases, platforms and inbox consumer."""
     settings = runtime.settings
     control = control_config(settings.control_config)
     events = await EventWiring.start(runtime)

@@ -132,6 +132,7 @@ def _check_analysis_stage(doc: Document, at: FieldPath, options: AnalysisOptions
 
 
 def check_metric(doc: Document, at: FieldPath, metric: AnalysisMetrics) -> None:
+    """Refuse a metrics analysis without provider, query or interval; warn if it can't fail."""
     for field, value, what in (
         ("provider", metric.provider, "the name of an analysis provider"),
         ("query", metric.query, "the query to run"),
@@ -148,6 +149,7 @@ def check_metric(doc: Document, at: FieldPath, metric: AnalysisMetrics) -> None:
 
 
 def check_http(doc: Document, at: FieldPath, check: AnalysisHTTP) -> None:
+    """Refuse an HTTP analysis that lacks its URL or interval."""
     if not check.url:
         raise doc.error((*at, "url"), "required: the URL to check")
     if not check.interval:
@@ -306,6 +308,7 @@ def _check_nonempty_map(doc: Document, at: FieldPath, values: dict[str, str]) ->
 
 
 def check_replacement(doc: Document, at: FieldPath, replacement: EventWatcherReplacement) -> None:
+    """Refuse a replacement without a file or with other than exactly one way to replace."""
     if not replacement.file:
         raise doc.error((*at, "file"), "required: the file to update")
     fields = [
