@@ -13,6 +13,7 @@ from services.api.app import DEFAULT_READ_WAIT_S, ApiServer, create_app
 from services.api.auth import DEFAULT_CACHE_TTL_S
 from services.api.console.oidc import OidcSettings
 from services.api.console.session_keys import DEFAULT_ROTATION_S
+from services.api.console.sessions import SESSION_TTL_S
 from services.api.deps import PlanPreviewSource
 from services.api.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_STREAMS_PER_KEY
 from shared.config.secret_keys import public_key
@@ -80,6 +81,11 @@ def oidc_settings(settings: ApiSettings) -> OidcSettings | None:
             ("clientId", "must not be empty", not oidc.client_id),
             ("scopes", "must include openid", "openid" not in oidc.scopes),
             ("groupRoles", "maps no group to a role: nobody could sign in", not oidc.group_roles),
+            (
+                "roleCheckInterval",
+                "must be between 1s and 12h",
+                not 1 <= oidc.role_check_interval.nanoseconds / 1e9 <= SESSION_TTL_S,
+            ),
         )
         if bad
     ]
@@ -104,6 +110,7 @@ def oidc_settings(settings: ApiSettings) -> OidcSettings | None:
         groups_claim=oidc.groups_claim,
         group_roles=dict(oidc.group_roles),
         redirect_url=oidc.redirect_url,
+        role_check_s=oidc.role_check_interval.nanoseconds / 1e9,
     )
 
 

@@ -22,6 +22,7 @@ from services.api.auth import DEFAULT_CACHE_TTL_S, KEY_CACHE, KeyCache, api_key_
 from services.api.console.assets import DEFAULT_ASSETS_DIR
 from services.api.console.keyring import Keyring
 from services.api.console.oidc import OidcLogin, OidcSettings
+from services.api.console.oidc_sessions import OidcSessions
 from services.api.console.pages import add_console_routes
 from services.api.console.security import add_security_headers, console_middleware
 from services.api.console.session_keys import DEFAULT_ROTATION_S, refresh_keys
@@ -96,11 +97,13 @@ def create_app(
         app.cleanup_ctx.append(
             refresh_keys(pool, sessions, rotation_s=console_key_rotation_s, clock=time.time)
         )
+    login = OidcLogin(oidc) if oidc is not None else None
     app[CONSOLE] = Console(
         sessions=sessions,
         assets_dir=console_assets_dir or DEFAULT_ASSETS_DIR,
         trace_url_template=trace_url_template,
-        oidc=OidcLogin(oidc) if oidc is not None else None,
+        oidc=login,
+        oidc_sessions=OidcSessions(pool, login) if login is not None else None,
     )
     app[KEY_CACHE] = cache
     app[DEPS] = Deps(

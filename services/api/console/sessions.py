@@ -1,8 +1,8 @@
 """Console sessions: a signed cookie naming an API key, and the CSRF token bound to it.
 
 The cookie holds `<key_id>.<expires>.<nonce>.<kid>:<signature>`, never a secret
-(a person signed in by OIDC: `u-<base64 of their name and role>` in place of
-the key id, since no key stands behind them):
+(a person signed in by OIDC: `o-<session id>` in place of the key id, naming
+their session's row, `oidc_sessions`, since no key stands behind them):
 signing it with the console's session key (`keyring`: stored in PostgreSQL and
 shared by every replica, or `SLIPWAY_CONSOLE_SESSION_KEY`; `kid` names the key)
 makes it unforgeable, and the key it names is looked up on every request (`auth.KeyCache.by_id`),
@@ -44,15 +44,11 @@ class SessionToken:
     key_id: str
     expires: int
     """Unix seconds."""
-    user: str = ""
-    """An OIDC sign-in's person (email or subject), when no key stands behind the session."""
-    role: str = ""
-    """That person's role, fixed at sign-in (their groups mapped by `console.oidc`)."""
+    oidc_session: str = ""
+    """An OIDC sign-in's session id (`oidc_sessions`), when no key stands behind it."""
 
 
-_USER_PREFIX: Final = "u-"
-_ROLES: Final = frozenset({"read-only", "read-write", "admin"})
-MAX_USER_NAME: Final = 200
+_OIDC_PREFIX: Final = "o-"
 
 
 def _b64(raw: bytes) -> str:
@@ -92,13 +88,12 @@ class SessionCodec:
         body = f"{key_id}.{int(now) + ttl_s}.{secrets.token_hex(8)}"
         return f"{body}.{self._sign('session', body)}"
 
-    def issue_user(self, user: str, role: str, now: float, ttl_s: int = SESSION_TTL_S) -> str:
-        """A new session's cookie value for a person signed in by OIDC, with the role their
-        groups gave them."""
-        if role not in _ROLES or not user or len(user) > MAX_USER_NAME:
-            raise ValueError(f"no session for user {user!r} with role {role!r}")
-        who = _b64(json.dumps([user, role]).encode())
-        return self.issue(f"{_USER_PREFIX}{who}", now, ttl_s)
+    def issue_oidc(self, session_id: str, now: float, ttl_s: int = SESSION_TTL_S) -> str:
+        """A new session's cookie value for a person signed in by OIDC: it names their
+        session's row, which holds who they are and their role, checked as it goes."""
+        if not _KEY_ID.fullmatch(session_id):
+            raise ValueError(f"not a session id: {session_id!r}")
+        return self.issue(f"{_OIDC_PREFIX}{session_id}", now, ttl_s)
 
     def read(self, value: str, now: float) -> SessionToken | None:
         """The session a cookie value carries; None when malformed, forged or expired."""
@@ -111,9 +106,11 @@ class SessionCodec:
         subject, expires, _nonce = parts
         if not expires.isdigit() or int(expires) <= now:
             return None
-        if subject.startswith(_USER_PREFIX):
-            user, role = json.loads(_unb64(subject.removeprefix(_USER_PREFIX)))
-            return SessionToken(key_id="", expires=int(expires), user=user, role=role)
+        if subject.startswith(_OIDC_PREFIX):
+            session_id = subject.removeprefix(_OIDC_PREFIX)
+            if not _KEY_ID.fullmatch(session_id):
+                return None
+            return SessionToken(key_id="", expires=int(expires), oidc_session=session_id)
         if not _KEY_ID.fullmatch(subject):
             return None
         return SessionToken(key_id=subject, expires=int(expires))

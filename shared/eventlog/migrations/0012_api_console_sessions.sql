@@ -14,3 +14,20 @@ CREATE TABLE api_console_session_keys (
 );
 
 GRANT SELECT, INSERT, DELETE ON api_console_session_keys TO {{app_role}};
+
+-- Sessions of people signed in by OIDC (`oidc_sessions.py`): the cookie names
+-- the row. The role is re-checked with the provider every role-check interval
+-- (its refresh token, kept here, never in the browser); a row whose check
+-- fails, or that ends (`expires_at`, sign-out), is deleted with its session.
+CREATE TABLE api_console_oidc_sessions (
+  session_id     text        PRIMARY KEY,
+  person         text        NOT NULL,
+  subject        text        NOT NULL,
+  role           text        NOT NULL CHECK (role IN ('read-only', 'read-write', 'admin')),
+  refresh_token  text        NOT NULL,
+  checked_at     timestamptz NOT NULL,
+  expires_at     timestamptz NOT NULL
+);
+CREATE INDEX api_console_oidc_sessions_expiry ON api_console_oidc_sessions (expires_at);
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON api_console_oidc_sessions TO {{app_role}};
