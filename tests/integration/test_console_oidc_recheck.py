@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -109,6 +110,7 @@ async def test_the_role_holds_for_the_interval_then_is_checked(
 ) -> None:
     oidc = settings(provider, 900.0)
     await provider.set_user("carol", {"groups": ["sre"]})
+    before = time.time()
     async with served_api(store, pool, oidc=oidc) as url, ConsoleClient(url) as browser:
         session_id = await sign_in(browser, provider, "carol")
         await provider.set_user("carol", {"groups": ["viewers"]})
@@ -116,15 +118,19 @@ async def test_the_role_holds_for_the_interval_then_is_checked(
         assert status == 200 and "carol (admin)" in html, html  # not checked yet
     sessions = OidcSessions(pool, OidcLogin(oidc))
     now = time.time()
-    within = await sessions.current(session_id, now + 899)
+    within = await sessions.current(session_id, before + 899)
     assert within is not None and within.role == "admin"
     after = await sessions.current(session_id, now + 901)
     assert after is not None and after.role == "read-only"
-    # Checked at +901: the new role holds until the next interval ends.
+    # The provider down when the next check is due: refused (fail closed), the session kept.
+    down = OidcSessions(pool, OidcLogin(replace(oidc, issuer="http://127.0.0.1:1")))
+    assert await down.current(session_id, now + 1802) is None
+    assert await sessions.current(session_id, now + 1802) is not None  # back up: checked
+    # Checked at +1802: the role holds until the next interval ends.
     await provider.set_user("carol", {"groups": []})
-    again = await sessions.current(session_id, now + 1000)
+    again = await sessions.current(session_id, now + 2000)
     assert again is not None and again.role == "read-only"
-    assert await sessions.current(session_id, now + 1802) is None
+    assert await sessions.current(session_id, now + 2703) is None
 
 
 async def test_without_a_refresh_token_the_session_ends_at_its_first_check(

@@ -228,7 +228,9 @@ class OidcLogin:
                     jwks = KeySet.import_key_set(await self._json(response))
                 userinfo = document.get("userinfo_endpoint")
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise OidcRefused(f"the OIDC provider {issuer} cannot be reached: {exc}") from exc
+            raise OidcRefused(
+                f"the OIDC provider {issuer} cannot be reached: {exc}", transient=True
+            ) from exc
         except (JoseError, ValueError, TypeError) as exc:
             raise OidcRefused(f"the OIDC provider's keys (JWKS) are malformed: {exc}") from exc
         self._provider = _Provider(
