@@ -42,6 +42,7 @@ async def setup(runtime: ServiceRuntime[DriftSettings]) -> Sequence[Component]:
         repositories={r.repo_id: r.remote for r in control.spec.repositories},
         branches={r.repo_id: r.branch for r in control.spec.repositories},
         platforms={p.name: p.config for p in control.spec.platform_providers},
+        provider_labels={p.name: p.labels for p in control.spec.platform_providers},
         secret_keys=key_ring(control),
         interval_s=settings.drift_interval_s,
     )

@@ -71,6 +71,7 @@ async def setup(runtime: ServiceRuntime[ExecutorSettings]) -> Sequence[Component
         ),
         repositories={r.repo_id: r.remote for r in control.spec.repositories},
         platforms={p.name: p.config for p in control.spec.platform_providers},
+        provider_labels={p.name: p.labels for p in control.spec.platform_providers},
         secret_keys=key_ring(control),
         holder=settings.instance,
         lease_ttl_s=settings.executor_lease_ttl_s,

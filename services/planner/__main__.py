@@ -62,6 +62,7 @@ async def setup(runtime: ServiceRuntime[PlannerSettings]) -> Sequence[Component]
         git=git,
         repositories=repositories,
         control_config_path=settings.control_config,
+        platform_providers={p.name: p.labels for p in control.spec.platform_providers},
         give_up_after_s=settings.planner_give_up_after_s,
         retry_interval_s=settings.planner_retry_interval_s,
         registry=runtime.metrics,

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
 
+import regex
+
 from shared.config._decode import Document
 from shared.config._decode import Path as FieldPath
 from shared.config.analysis import AnalysisHTTP, AnalysisMetrics
@@ -329,8 +331,9 @@ def check_replacement(doc: Document, at: FieldPath, replacement: EventWatcherRep
         doc.warn(at, f"both {fields[0]} and {fields[1]} are set; only {fields[0]} is used")
     if replacement.regex:
         try:
-            groups = re.compile(replacement.regex).groups
-        except (re.error, RecursionError, OverflowError) as exc:
+            # The dialect the event watcher runs it in (services/gitwatcher/replacements.py).
+            groups = regex.compile(replacement.regex).groups
+        except (regex.error, RecursionError, OverflowError) as exc:
             raise doc.error(
                 (*at, "regex"),
                 f"expected a valid regular expression, got {_show(replacement.regex)} ({exc})",

@@ -202,7 +202,10 @@ class Sandbox:
         head = await asyncio.to_thread(
             self.repo.create, files, "account: dev and prd at v1 (the seed's layout)"
         )
-        self.say(f"  config repo {self.repo.path}  (head {head[:10]}; account/dev, account/prd)")
+        apps = ", ".join(
+            sorted({path.rsplit("/", 1)[0] for path in files if "/" in path} - {".pipe"})
+        )
+        self.say(f"  config repo {self.repo.path}  (head {head[:10]}; {apps})")
         stack.control_config = write_control_config(
             stack.data_dir / "slipway.yaml",
             ControlInputs(
