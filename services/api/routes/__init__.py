@@ -72,7 +72,7 @@ class Route:
     errors: tuple[int, ...] = ()
     """Error statuses it may answer besides 401 and 403 (and 413 with a body)."""
     query: type | None = None
-    """A Struct whose fields are its query parameters (`schemas.py`), if it takes any."""
+    """A Struct whose fields are its query parameters (`schemas/`), if it takes any."""
     body: type | None = None
     """The Struct its JSON body decodes into, if it takes one."""
     body_required: bool = True
