@@ -1,10 +1,12 @@
 """The API's routes, one module per resource; each route declares its access and its contract.
 
 A resource module exposes `ROUTES`, a tuple of `Route`s; add a resource by
-adding a module and one line to `_MODULES`. A `Route` says everything the
-OpenAPI document says of it — summary, tag, the Structs of its query, body
-and answers, the error statuses it may answer — and `openapi.py` generates
-the document from the route table alone: a route added here is documented
+adding a module and one line to `_MODULES`. A large resource keeps its table
+in its module and its handlers in rooms beside it (`deployments.py` holds the
+commands; `deployment_reads.py`, `deployment_logs.py`, `deployment_lookup.py`).
+A `Route` says everything the OpenAPI document says of it — summary, tag, the
+Structs of its query, body and answers, the error statuses it may answer —
+and `openapi.py` generates the document from the route table alone: a route added here is documented
 with no other edit. Route names are the OpenAPI operation ids, and
 `auth.ROUTE_ACCESS` maps each to its `Access`.
 """
