@@ -110,6 +110,7 @@ class ApplicationsProjection(SingleTableProjection):
     # 3: ApplicationDeleted drops the row.
     # 4: config labels merged into `labels`; the sync state.
     version = 4
+    event_types = (*_ROW_EVENTS, *SYNC_EVENTS)
 
     async def apply(
         self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]

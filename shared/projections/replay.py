@@ -33,7 +33,7 @@ from shared.db import CONNECTION_ERRORS, LONG_CALL_S, unavailable_on_disconnect
 from shared.errors import ConfigError, Unavailable
 from shared.eventlog.position import START, LogPosition
 from shared.eventlog.store import EventStore, position_of
-from shared.projections.base import Projection, check_projection
+from shared.projections.base import Projection, check_projection, event_tags
 from shared.projections.errors import ReplayInProgress
 from shared.projections.state import install, load_state, swap_generation
 from shared.projections.tables import (
@@ -216,25 +216,28 @@ async def _fold(
     position: LogPosition,
     batch_size: int,
 ) -> tuple[LogPosition, int]:
-    """Fold committed events after `position` into `tables`, one transaction per batch.
+    """Fold committed events after `position` into `tables`, one transaction per window
+    of `batch_size` events of the log; (where it stopped, how many events it passed).
 
-    Stops at the horizon as it was when the fold began (or at the first short
-    batch): writers that outpace the fold must not keep it chasing them. The rest
-    is left to the swap's catch-up, which holds the projection's lock.
+    Stops at the horizon as it was when the fold began: writers that outpace the
+    fold must not keep it chasing them. The rest is left to the swap's catch-up,
+    which holds the projection's lock. Only the projection's `event_types` are
+    read; the position still moves over the events it ignores.
     """
     horizon = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())")
+    types = event_tags(projection)
     folded = 0
     while True:
         async with conn.transaction():
-            events = await store.read_all(position, limit=batch_size, conn=conn)
-            below = [e for e in events if e.tx_id < horizon]
-            if below:
-                await projection.apply_batch(conn, below, tables)
-        if below:
-            position = position_of(below[-1])
-            folded += len(below)
-        if len(events) < batch_size or len(below) < len(events):
-            return position, folded
+            window = await store.read_window(
+                position, below_tx_id=horizon, limit=batch_size, event_types=types, conn=conn
+            )
+            if window is None:
+                return position, folded
+            if window.events:
+                await projection.apply_batch(conn, window.events, tables)
+        position = window.end
+        folded += window.scanned
 
 
 async def _catch_up(
