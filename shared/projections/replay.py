@@ -22,8 +22,11 @@ that read the view before the swap (the swap waits for it), are unaffected.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import asyncpg
 import msgspec
@@ -32,7 +35,7 @@ import structlog
 from shared.db import CONNECTION_ERRORS, LONG_CALL_S, unavailable_on_disconnect
 from shared.errors import ConfigError, Unavailable
 from shared.eventlog.position import START, LogPosition
-from shared.eventlog.store import EventStore, position_of
+from shared.eventlog.store import EventStore, LogWindow, position_of
 from shared.projections.base import Projection, check_projection, event_tags
 from shared.projections.errors import ReplayInProgress
 from shared.projections.state import install, load_state, swap_generation
@@ -225,19 +228,48 @@ async def _fold(
     read; the position still moves over the events it ignores.
     """
     horizon = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())")
-    types = event_tags(projection)
+    read = functools.partial(
+        store.read_window,
+        below_tx_id=horizon,
+        limit=batch_size,
+        event_types=event_tags(projection),
+    )
     folded = 0
-    while True:
-        async with conn.transaction():
-            window = await store.read_window(
-                position, below_tx_id=horizon, limit=batch_size, event_types=types, conn=conn
-            )
-            if window is None:
-                return position, folded
+    async with contextlib.aclosing(_read_ahead(store, conn, read, position)) as windows:
+        async for window in windows:
             if window.events:
-                await projection.apply_batch(conn, window.events, tables)
-        position = window.end
-        folded += window.scanned
+                async with conn.transaction():
+                    await projection.apply_batch(conn, window.events, tables)
+            position = window.end
+            folded += window.scanned
+    return position, folded
+
+
+async def _read_ahead(
+    store: EventStore,
+    conn: asyncpg.Connection,
+    read: Callable[..., Awaitable[LogWindow | None]],
+    position: LogPosition,
+) -> AsyncGenerator[LogWindow, None]:
+    """The windows `read` gives from `position` on, each read while the caller folds the one
+    before, on a second connection: the database reads and writes while Python decodes and
+    folds. With a pool of one connection, each is read on `conn` when asked for."""
+    if store.pool.get_max_size() < 2:
+        while (window := await read(position, conn=conn)) is not None:
+            yield window
+            position = window.end
+        return
+    async with store.pool.acquire() as reader:
+        pending = asyncio.ensure_future(read(position, conn=reader))
+        try:
+            while (window := await pending) is not None:
+                pending = asyncio.ensure_future(read(window.end, conn=reader))
+                yield window
+        finally:
+            if not pending.done():
+                pending.cancel()
+            # The connection goes back to the pool only once its query has ended.
+            await asyncio.gather(pending, return_exceptions=True)
 
 
 async def _catch_up(

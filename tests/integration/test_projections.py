@@ -547,6 +547,24 @@ async def test_a_replay_reads_only_its_event_types_yet_passes_over_the_whole_log
     assert rows == await rows_of(store.pool, "deployments_all")
 
 
+async def test_a_replay_on_a_pool_of_one_connection_reads_each_window_in_turn(
+    projector_database_url: str, schema: str, writer_store: EventStore
+) -> None:
+    """Reading ahead takes a second connection; with a pool of one, the replay reads on its
+    own connection between batches instead of waiting for a connection that never frees."""
+    await Writer(writer_store, seed=38).write(300)
+    pool = await create_pool(projector_database_url, schema=schema, min_size=1, max_size=1)
+    try:
+        store = EventStore(pool, default_registry())
+        async with asyncio.timeout(PHASE_TIMEOUT_S):
+            result = await replay(store, ApplicationsProjection(), batch_size=50)
+            await ProjectionRunner(store, ApplicationsProjection("apps_live")).run_until_caught_up()
+        assert result.events == await pool.fetchval("SELECT count(*) FROM events")
+        assert await rows_of(pool, "applications") == await rows_of(pool, "apps_live")
+    finally:
+        await pool.close()
+
+
 async def test_a_second_concurrent_replay_is_refused(
     store: EventStore, writer_store: EventStore
 ) -> None:
