@@ -167,23 +167,26 @@ LIMIT $3
 """
 
 # A rebuild reads the log in windows of a fixed number of events below a horizon it
-# read once. Reading only some event types, the window is still cut by the commit-order
-# index and its last row comes along whatever its type, so the checkpoint moves past
-# the events a projection ignores without shipping them to the client.
+# read once. Reading only some event types, the window's last position and size come
+# from the commit-order index alone (`_WINDOW_END`), so the checkpoint moves past the
+# events a projection ignores without shipping them to the client. (Two queries: one
+# that numbered the window's rows to keep its last was ten times slower than both.)
 _READ_BELOW = f"""
 SELECT {_COLUMNS} FROM events
 WHERE (tx_id, global_position) > ($1::xid8, $2::bigint) AND tx_id < $3::xid8
 ORDER BY tx_id, global_position
 LIMIT $4
 """
-_READ_TYPES = f"""
-SELECT {_COLUMNS}, scanned FROM (
-  SELECT *, row_number() OVER (ORDER BY tx_id, global_position) AS n,
-         count(*) OVER () AS scanned
-  FROM ({_READ_BELOW}) AS w
-) AS numbered
-WHERE event_type = ANY($5::text[]) OR n = scanned
-ORDER BY n
+_READ_TYPES = f"SELECT * FROM ({_READ_BELOW}) AS w WHERE event_type = ANY($5::text[])"
+_WINDOW_END = """
+SELECT tx_id, global_position, count(*) OVER () AS scanned FROM (
+  SELECT tx_id, global_position FROM events
+  WHERE (tx_id, global_position) > ($1::xid8, $2::bigint) AND tx_id < $3::xid8
+  ORDER BY tx_id, global_position
+  LIMIT $4
+) AS w
+ORDER BY tx_id DESC, global_position DESC
+LIMIT 1
 """
 
 _STORED = """
@@ -552,18 +555,19 @@ class EventStore:
         try:
             if event_types is None:
                 rows = await db.fetch(_READ_BELOW, *args)
+                if not rows:
+                    return None
+                end, scanned = position_of(rows[-1]), len(rows)
             else:
+                last = await db.fetchrow(_WINDOW_END, *args)
+                if last is None:
+                    return None
+                end, scanned = position_of(last), last["scanned"]
+                # The same window: the rows below a horizon never change.
                 rows = await db.fetch(_READ_TYPES, *args, list(event_types))
         except CONNECTION_ERRORS as exc:
             raise Unavailable(f"read the log: database connection lost: {exc}") from exc
-        if not rows:
-            return None
-        last = rows[-1]
-        if event_types is None:
-            return LogWindow([self.decode_row(r) for r in rows], position_of(last), len(rows))
-        if last["event_type"] not in event_types:  # only there to say where the window ends
-            rows = rows[:-1]
-        return LogWindow([self.decode_row(r) for r in rows], position_of(last), last["scanned"])
+        return LogWindow([self.decode_row(r) for r in rows], end, scanned)
 
     async def rows_by_id(
         self, event_ids: Sequence[uuid.UUID], *, conn: Connection | None = None

@@ -3,9 +3,13 @@
 1. Take the projection's replay lock (a session advisory lock: one rebuild of
    a projection at a time; it goes away with a crashed session).
 2. Create the tables of generation N + 1 next to the live generation N, and
-   fold the whole log into them, one short transaction per batch. Short,
-   because a transaction that holds a transaction id holds back the snapshot
-   horizon of every reader of the log — the relay and the live runners.
+   fold the whole log into them, one short transaction per window of the log
+   (read ahead on a second connection, and only the event types the
+   projection folds). Short, because a transaction that holds a transaction
+   id holds back the snapshot horizon of every reader of the log — the relay
+   and the live runners. The plain indexes are built once the tables are
+   full (one transaction each: a table of every deployment indexes in well
+   under a second), which costs a fraction of keeping them up on every update.
 3. In one transaction: lock the projection's state row (waiting for the live
    runner's batch in flight, and keeping the next one out), fold what has
    committed since into the shadow tables, repoint the views, record
@@ -151,9 +155,14 @@ async def _rebuild(
         )
     target = live.generation + 1
     async with conn.transaction():
-        shadow = await create_generation(conn, projection, target)
+        shadow, indexes = await create_generation(conn, projection, target, defer_indexes=True)
     try:
         position, folded = await _fold(conn, store, projection, shadow, START, batch_size)
+        for index in indexes:
+            async with conn.transaction():
+                # Indexing a big table may take longer than a statement is allowed.
+                await conn.execute("SELECT set_config('statement_timeout', '0', true)")
+                await conn.execute(index, timeout=LONG_CALL_S)
         for attempt in range(1, swap_attempts + 1):
             try:
                 async with conn.transaction():

@@ -547,6 +547,31 @@ async def test_a_replay_reads_only_its_event_types_yet_passes_over_the_whole_log
     assert rows == await rows_of(store.pool, "deployments_all")
 
 
+async def index_definitions(pool: asyncpg.Pool, table: str) -> list[str]:
+    """The indexes of `table`, with its name taken out so that generations compare."""
+    rows = await pool.fetch(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1",
+        table,
+    )
+    return sorted(
+        r["indexdef"].replace(table, "T").split(" ON ", 1)[1].replace("T_pkey", "") for r in rows
+    )
+
+
+async def test_a_replayed_generation_has_every_index_of_a_new_one(
+    store: EventStore, writer_store: EventStore
+) -> None:
+    """A replay fills its tables first and builds their plain indexes after: the rebuilt
+    generation ends up indexed exactly as the first one was created."""
+    await Writer(writer_store, seed=37).write(100)
+    await ProjectionRunner(store, DeploymentsProjection()).install()
+    first = await index_definitions(store.pool, "deployments_g1")
+    async with asyncio.timeout(PHASE_TIMEOUT_S):
+        await replay(store, DeploymentsProjection(), batch_size=30)
+    assert len(first) == 4  # the primary key and three plain indexes
+    assert await index_definitions(store.pool, "deployments_g2") == first
+
+
 async def test_a_replay_on_a_pool_of_one_connection_reads_each_window_in_turn(
     projector_database_url: str, schema: str, writer_store: EventStore
 ) -> None:
