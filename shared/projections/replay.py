@@ -9,7 +9,9 @@
    id holds back the snapshot horizon of every reader of the log — the relay
    and the live runners. The plain indexes are built once the tables are
    full (one transaction each: a table of every deployment indexes in well
-   under a second), which costs a fraction of keeping them up on every update.
+   under a second), which costs a fraction of keeping them up on every update,
+   and the tables are analyzed, so that readers' first queries after the swap
+   are planned on their statistics, not on those of an empty table.
 3. In one transaction: lock the projection's state row (waiting for the live
    runner's batch in flight, and keeping the next one out), fold what has
    committed since into the shadow tables, repoint the views, record
@@ -48,6 +50,7 @@ from shared.projections.tables import (
     drop_generation,
     foreign_owner,
     point_views,
+    quote,
 )
 
 log = structlog.get_logger("slipway.projections")
@@ -158,11 +161,11 @@ async def _rebuild(
         shadow, indexes = await create_generation(conn, projection, target, defer_indexes=True)
     try:
         position, folded = await _fold(conn, store, projection, shadow, START, batch_size)
-        for index in indexes:
+        for statement in [*indexes, *(f"ANALYZE {quote(t)}" for t in shadow.values())]:
             async with conn.transaction():
                 # Indexing a big table may take longer than a statement is allowed.
                 await conn.execute("SELECT set_config('statement_timeout', '0', true)")
-                await conn.execute(index, timeout=LONG_CALL_S)
+                await conn.execute(statement, timeout=LONG_CALL_S)
         for attempt in range(1, swap_attempts + 1):
             try:
                 async with conn.transaction():

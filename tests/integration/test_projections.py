@@ -558,7 +558,7 @@ async def index_definitions(pool: asyncpg.Pool, table: str) -> list[str]:
     )
 
 
-async def test_a_replayed_generation_has_every_index_of_a_new_one(
+async def test_a_replayed_generation_has_every_index_of_a_new_one_and_statistics(
     store: EventStore, writer_store: EventStore
 ) -> None:
     """A replay fills its tables first and builds their plain indexes after: the rebuilt
@@ -570,6 +570,10 @@ async def test_a_replayed_generation_has_every_index_of_a_new_one(
         await replay(store, DeploymentsProjection(), batch_size=30)
     assert len(first) == 4  # the primary key and three plain indexes
     assert await index_definitions(store.pool, "deployments_g2") == first
+    # Analyzed before readers plan on it: a table never analyzed has reltuples -1.
+    assert await store.pool.fetchval(
+        "SELECT reltuples FROM pg_class WHERE oid = 'deployments_g2'::regclass"
+    ) == await store.pool.fetchval("SELECT count(*) FROM deployments")
 
 
 async def test_a_replay_on_a_pool_of_one_connection_reads_each_window_in_turn(
