@@ -2,7 +2,9 @@
 
 One service (`account`) in two environments: `account/dev/` quick-syncs and
 `account/prd/` runs canary → analysis on `grpc_error_rate` → primary → clean,
-with the shared `.pipe/analysis-template.yaml`. The story changes it the way
+with the shared `.pipe/analysis-template.yaml`. With the event-watcher step a
+third, `account/stg/`, quick-syncs too but only when dev's deployment chain
+(`postSync.chain`) deploys it, never on a commit. The story changes it the way
 the seed's CI and people do: a commit that bumps an image tag (a merged pull
 request), and `git revert` of such a commit (the seed's manual rollback).
 """
@@ -19,6 +21,7 @@ from typing import Final
 from shared.errors import SlipwayError
 from slipway_sandbox.seed_layout import (
     DEMO_ANALYSIS_TEMPLATE,
+    DEMO_CHAINED,
     DEMO_DEV_CONFIG,
     DEMO_EVENT_WATCHER,
     DEMO_PRD_CONFIG,
@@ -29,6 +32,8 @@ from slipway_sandbox.seed_layout import (
 REGISTRY: Final = "registry.example/bucketeer"
 SERVICE: Final = "account"
 ENVIRONMENTS: Final = ("dev", "prd")
+CHAINED_ENV: Final = "stg"
+"""The environment dev's chain deploys in `slipway demo --event-watcher`."""
 BRANCH: Final = "main"
 
 # git with no user or system configuration: the demo behaves the same on every machine.
@@ -80,7 +85,8 @@ def initial_files(
     service: str = SERVICE,
     event_watcher: bool = False,
 ) -> dict[str, str]:
-    """The whole repository: the shared analysis template and the service in dev and prd."""
+    """The whole repository: the shared analysis template and the service in dev and prd;
+    with `event_watcher`, dev's image event watcher and its chain to stg, and stg."""
     prd_template = DEMO_PRD_CONFIG if with_analysis else DEMO_PRD_CONFIG_WITHOUT_ANALYSIS
     files = {
         ".pipe/analysis-template.yaml": DEMO_ANALYSIS_TEMPLATE.format(
@@ -89,7 +95,7 @@ def initial_files(
         f"{app_path('dev', service)}/.pipe.yaml": DEMO_DEV_CONFIG.format(
             name=app_name("dev", service), env="dev"
         )
-        + (DEMO_EVENT_WATCHER.format(service=service, env="dev") if event_watcher else ""),
+        + (DEMO_EVENT_WATCHER.format(service=service, next=CHAINED_ENV) if event_watcher else ""),
         f"{app_path('prd', service)}/.pipe.yaml": prd_template.format(
             name=app_name("prd", service),
             env="prd",
@@ -98,7 +104,14 @@ def initial_files(
             duration=f"{timing.analysis_s}s",
         ),
     }
-    for env in ENVIRONMENTS:
+    environments: tuple[str, ...] = ENVIRONMENTS
+    if event_watcher:
+        environments += (CHAINED_ENV,)
+        files[f"{app_path(CHAINED_ENV, service)}/.pipe.yaml"] = (
+            DEMO_DEV_CONFIG.format(name=app_name(CHAINED_ENV, service), env=CHAINED_ENV)
+            + DEMO_CHAINED
+        )
+    for env in environments:
         files[f"{app_path(env, service)}/manifests.yaml"] = manifests(tag, timing, service)
     return files
 
