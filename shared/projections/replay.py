@@ -251,6 +251,10 @@ async def _fold(
         async for window in windows:
             if window.events:
                 async with conn.transaction():
+                    # The shadow tables are nobody's truth until the swap, which commits
+                    # durably: a crash before it leaves a generation the next replay drops,
+                    # so a batch need not wait for its WAL to reach the disk.
+                    await conn.execute("SET LOCAL synchronous_commit = off")
                     await projection.apply_batch(conn, window.events, tables)
             position = window.end
             folded += window.scanned
