@@ -83,7 +83,7 @@ async def replay(
     store: EventStore,
     projection: Projection,
     *,
-    batch_size: int = 1000,
+    batch_size: int = 5000,
     wait: bool = False,
     only_if_outdated: bool = False,
     swap_lock_timeout_s: float = 10.0,
