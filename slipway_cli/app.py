@@ -20,6 +20,7 @@ from shared.events.streams import drift_stream
 from shared.events.vocabulary import Strategy
 from shared.syncstate import SyncState
 from slipway_cli.app_import import register_import
+from slipway_cli.app_live import print_live_tree
 from slipway_cli.command import (
     EXIT_API_ERROR,
     EXIT_OK,
@@ -93,6 +94,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     get = commands.add_parser("get", parents=[common], help="show an application")
     get.add_argument("application", metavar="NAME", help="the application's name or id")
+    get.add_argument(
+        "--live",
+        action="store_true",
+        help="also its live resources as a tree (Deployment > ReplicaSet > Pod, Services, "
+        "…) with their health, as the drift service last recorded them",
+    )
     get.set_defaults(handler=run_with_client(_get))
 
     for verb, handler in (("disable", _disable), ("enable", _enable)):
@@ -253,7 +260,16 @@ def _list(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _get(client: ApiClient, args: argparse.Namespace) -> int:
-    _show(client.get_application(args.application), args.json)
+    app = client.get_application(args.application)
+    if not args.live:
+        _show(app, args.json)
+        return 0
+    live = client.get_live_resources(app["application_id"])
+    if args.json:
+        print_json({**app, "live": live})
+        return 0
+    _show(app, False)
+    print_live_tree(live)
     return 0
 
 

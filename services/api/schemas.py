@@ -30,6 +30,7 @@ from services.api.decider import (
 )
 from shared.analysis.judges import JUDGE_NAMES
 from shared.config.discovery import DEFAULT_CONFIG_FILENAME
+from shared.events.catalog import LiveResource
 from shared.events.vocabulary import DeploymentStatus, Strategy, SyncState
 from shared.insights import Figures, Period, PeriodFigures
 from shared.syncstate import Drift, LastDeployment
@@ -777,3 +778,19 @@ class ChainCancelled(msgspec.Struct, frozen=True, kw_only=True):
     appended: bool
     cancelled_deployments: list[str]
     """The deployments a cancel was asked for now."""
+
+
+# --- live resources (docs/console.md, "Live resources") --------------------------------------
+
+
+class ApplicationLiveResources(msgspec.Struct, frozen=True, kw_only=True):
+    """The application's live objects as the drift service last recorded them
+    (`application_live_resources_observed` on stream `liveresources-<id>`)."""
+
+    application_id: str
+    observed_at: datetime | None
+    """When they were recorded; null (and no resources) before the drift service has looked."""
+    resources: list[LiveResource]
+    """Owners before what they own; `owners` are uids of other items (nest by them)."""
+    truncated: int
+    """Objects left out to keep the record bounded."""

@@ -9,6 +9,7 @@
   sign-in redirects and errors as pages
 - `assets` the third-party front-end files, served from where `make` installed them (npm)
 - `views` what each page shows, read from the views and the event log
+- `live_tree` the application page's live resources: drift's newest record, nested
 - `stage_graph` a deployment's stages laid out as a graph, the rollback lane below (pure)
 - `charts` an analysis' recorded samples and verdicts as chart series (pure)
 - `live` one server-sent event stream per page: "something changed", from the event log

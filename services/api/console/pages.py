@@ -33,6 +33,7 @@ from services.api.auth import (
 from services.api.console import views
 from services.api.console.assets import ASSETS, OWN_STATIC, STATIC_DIR
 from services.api.console.live import live, page_cursor
+from services.api.console.live_tree import created_at, live_tree
 from services.api.console.oidc import OidcRefused
 from services.api.console.oidc_web import (
     OIDC_CALLBACK_PATH,
@@ -294,12 +295,15 @@ async def application(request: web.Request) -> web.Response:
     history = await views.deployment_history(api.pool, app.application_id)
     health = await views.application_health(api.store, app.application_id)
     config = await views.running_config(api.store, history, app.sync.running_commit)
+    live = await live_tree(api.store, app.application_id)
     return render(
         request,
         "application.html",
         {
             "app": app,
             "health": health,
+            "live": live,
+            "created_at": created_at,
             "config": config,
             "history": history,
             "done": query_str(request, "done") or "",
