@@ -394,6 +394,7 @@ def _show(app: Mapping[str, Any], as_json: bool) -> None:
         return
     fields = (
         ("name", app["name"]),
+        ("description", app.get("description") or "-"),
         ("id", app["application_id"]),
         ("repository", app["repository_id"]),
         ("path", app["path"]),
@@ -407,13 +408,21 @@ def _show(app: Mapping[str, Any], as_json: bool) -> None:
     )
     width = max(len(label) for label, _ in fields) + 1
     for label, value in fields:
-        print(f"{label + ':':<{width}} {value}")
+        # A multi-line value (a description) continues under the first line's start.
+        print(f"{label + ':':<{width}} " + str(value).replace("\n", "\n" + " " * (width + 1)))
     drift = (app.get("sync") or {}).get("drift")
     if drift and drift.get("diff"):
         # In full: the diff is what a person needs to decide, never cut short here.
         print(f"drift diff (at commit {drift['commit_hash'][:12] or '-'}):")
         for line in drift["diff"].splitlines():
             print(f"  {line}")
+
+
+def _running_commit(sync: Mapping[str, Any]) -> str:
+    running, adopted = sync.get("running_commit") or "", sync.get("adopted_commit") or ""
+    if running and running == adopted:
+        return f"{running} (adopted from PipeCD by `slipway app import`)"
+    return running or "-"
 
 
 def _sync_fields(sync: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -425,7 +434,7 @@ def _sync_fields(sync: Mapping[str, Any]) -> list[tuple[str, str]]:
     drift = sync.get("drift")
     return [
         ("sync", f"{state}{since}{reason}"),
-        ("running commit", sync.get("running_commit") or "-"),
+        ("running commit", _running_commit(sync)),
         (
             "last deployment",
             f"{last['deployment_id']} {last['status']} at {last['at']} "

@@ -102,7 +102,18 @@ class ApplicationSync(msgspec.Struct, frozen=True, kw_only=True):
     reason: Annotated[str, Meta(description="Why the state is what it is.")] = ""
     since: Annotated[datetime | None, Meta(description="When the state was entered.")] = None
     running_commit: Annotated[
-        str, Meta(description='The commit of the last successful deployment; "" before one.')
+        str,
+        Meta(
+            description="The commit of the last successful deployment, or the one running "
+            'when the application was adopted from PipeCD; "" before either.'
+        ),
+    ] = ""
+    adopted_commit: Annotated[
+        str,
+        Meta(
+            description="The commit running when `slipway app import` adopted the application "
+            'from PipeCD; "" when it was not adopted.'
+        ),
     ] = ""
     last_deployment: Annotated[
         LastDeployment | None,
@@ -141,6 +152,9 @@ class ApplicationResource(msgspec.Struct, frozen=True, kw_only=True):
         dict[str, str],
         Meta(description="`spec.labels` of the config file at the last commit read."),
     ] = msgspec.field(default_factory=dict)
+    description: Annotated[
+        str, Meta(description="`spec.description` of the config file at the last commit read.")
+    ] = ""
     sync_state: SyncState = SyncState.UNKNOWN
     sync: ApplicationSync = msgspec.field(default_factory=ApplicationSync)
 

@@ -284,10 +284,11 @@ class ApplicationConfigObserved(Event, tag="application_config_observed", frozen
     """A registered application's config file, read at a commit of its repository.
 
     Stream `appconfig-<application_id>`, owned by the gitwatcher. Appended when
-    the config's labels or notification mentions differ from the ones last
-    recorded for the application (and once for an application not read
-    before), so that readers merge the labels with the registration's
-    (`shared.labels.merge_labels`) and the notifier mentions whom it names.
+    the config's labels, notification mentions or description differ from the
+    ones last recorded for the application (and once for an application not
+    read before), so that readers merge the labels with the registration's
+    (`shared.labels.merge_labels`), the notifier mentions whom it names, and
+    the API and console show `spec.description` (clipped to `DESCRIPTION_CHARS`).
     """
 
     repository_id: str
@@ -295,6 +296,7 @@ class ApplicationConfigObserved(Event, tag="application_config_observed", frozen
     commit_hash: str
     labels: tuple[tuple[str, str], ...] = ()
     mentions: tuple[ConfigMention, ...] = ()
+    description: str = ""
 
 
 # Deployments (stream `deployment-<deployment_id>`) -----------------------------
