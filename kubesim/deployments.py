@@ -61,6 +61,8 @@ def _resolve(value: Any, total: int, round_up: bool) -> int:
 
 
 class DeploymentController:
+    """Drives every Deployment's ReplicaSets toward its spec and writes its status."""
+
     def __init__(self, store: Store, deployments: ResourceType, replicasets: ResourceType) -> None:
         self.store = store
         self.deployments = deployments
@@ -84,6 +86,7 @@ class DeploymentController:
             self.queue.add(key_of(deployment))
 
     def sync(self) -> None:
+        """One pass over the queued Deployments; True from `_sync` queues one again."""
         for namespace, name in self.queue.take():
             deployment = self.store.peek(self.deployments, namespace, name)
             if deployment is None:

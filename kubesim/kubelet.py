@@ -33,6 +33,8 @@ CRASH_PERIOD_S = 3.0
 
 @dataclass
 class PodState:
+    """What the kubelet tracks about one running pod: start, readiness, crash loop, metrics port."""
+
     uid: str
     started: float
     started_at: str
@@ -46,6 +48,8 @@ class PodState:
 
 
 class Kubelet:
+    """Runs pods: ready after the image rule's delay, or crash-looping for a bad image."""
+
     def __init__(
         self, store: Store, pods: ResourceType, rules: ImageRules, metrics: MetricsHub
     ) -> None:
@@ -77,6 +81,8 @@ class Kubelet:
         return state.ready_since if state else None
 
     async def sync(self) -> None:
+        """One pass over the queued pods: start new ones, write status changes; forget the
+        deleted ones."""
         gone, self._gone = self._gone, []
         for uid in gone:
             if self._states.pop(uid, None) is not None:
@@ -152,6 +158,7 @@ class Kubelet:
 
 
 def pod_status(pod: Obj, state: PodState) -> dict[str, Any]:
+    """The pod's `status` (phase, conditions, container statuses) from what the kubelet tracks."""
     containers = (pod.get("spec") or {}).get("containers") or []
     ready = state.ready_since is not None
     names = [str(c.get("name", "")) for c in containers]

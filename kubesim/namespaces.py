@@ -34,6 +34,8 @@ class NamespaceController:
             self.queue.add(key_of(ns))
 
     def sync(self) -> None:
+        """One pass over the queued namespaces: remove each terminating for longer than the
+        grace."""
         now = time.monotonic()
         for key in self.queue.take():
             ns = self.store.peek(self.namespaces, *key)

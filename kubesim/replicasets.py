@@ -25,10 +25,12 @@ NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' SafeEncodeString al
 
 
 def owned_by(obj: Obj, uid: str) -> bool:
+    """Whether `obj` has an owner reference to `uid`."""
     return any(r.get("uid") == uid for r in obj["metadata"].get("ownerReferences") or [])
 
 
 def owner_ref(owner: Obj, api_version: str, kind: str) -> dict[str, Any]:
+    """A controller owner reference to `owner`, as the built-in controllers write them."""
     return {
         "apiVersion": api_version,
         "kind": kind,
@@ -40,6 +42,8 @@ def owner_ref(owner: Obj, api_version: str, kind: str) -> dict[str, Any]:
 
 
 class ReplicaSetController:
+    """Keeps each ReplicaSet's pod count at its replicas and writes its status."""
+
     def __init__(
         self,
         store: Store,
@@ -70,6 +74,7 @@ class ReplicaSetController:
             self.queue.add(key_of(rs))
 
     def sync(self) -> None:
+        """One pass over the queued ReplicaSets that are not being deleted."""
         for namespace, name in self.queue.take():
             rs = self.store.peek(self.replicasets, namespace, name)
             if rs is not None and not rs["metadata"].get("deletionTimestamp") and self._sync(rs):

@@ -59,6 +59,7 @@ class WorkQueue:
 
 
 def key_of(obj: dict[str, Any]) -> Key:
+    """The (namespace, name) of an object."""
     meta = obj.get("metadata") or {}
     return str(meta.get("namespace", "")), str(meta.get("name", ""))
 

@@ -19,6 +19,7 @@ from shared.projections import Projection, ReplayResult, default_projections, re
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `slipway replay` (rebuild projections from the log) to the parser."""
     parser = subparsers.add_parser(
         "replay",
         help="rebuild projections from the whole log and swap them in atomically",
@@ -50,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    """Rebuild the chosen projections from position 0 and swap them in."""
     if not args.database_url:
         raise ConfigError("replay needs --database-url or SLIPWAY_PROJECTOR_DATABASE_URL")
     if args.batch_size < 1:
