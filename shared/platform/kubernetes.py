@@ -64,6 +64,7 @@ Propagation = Literal["Background", "Foreground", "Orphan"]
 # Applied before everything else, deleted after: other objects live inside them.
 _CONTAINERS: Final = ("Namespace", "CustomResourceDefinition")
 _LIST_CONCURRENCY: Final = 8
+_FIRST_POLL_S: Final = 0.05  # wait_rollout's first pause; doubled up to its poll_s
 # What controllers make for an application's objects (never labelled for it): the live
 # tree follows ownerReferences down to them, in the namespaces of its objects only.
 _OWNED_KINDS: Final = (("apps", "ReplicaSet"), ("", "Pod"), ("batch", "Job"))
@@ -548,12 +549,17 @@ class KubernetesPlatform:
         poll_s: float = 0.5,
     ) -> RolloutStatus:
         """Poll the workload until its rollout is healthy; `RolloutFailed` when its progress
-        deadline is exceeded or `timeout_s` passes, saying how many replicas were ready."""
+        deadline is exceeded or `timeout_s` passes, saying how many replicas were ready.
+
+        The polls start `_FIRST_POLL_S` apart and double up to `poll_s`: a rollout that
+        needs nothing new (an unchanged or already-ready workload) is seen done within
+        milliseconds instead of a whole `poll_s`, which bounded a quick sync's latency."""
         resource = await self._discovery.require("apps/v1", kind, None, "wait for", namespace, name)
         what = describe(kind, namespace, name)
         trace.get_current_span().set_attribute("slipway.k8s.resource", what)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
+        delay = min(_FIRST_POLL_S, poll_s)
         while True:
             obj, _ = await self._api.request(
                 "GET", resource.path(namespace, name), verb="wait for", what=what
@@ -568,7 +574,8 @@ class KubernetesPlatform:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise RolloutFailed(_timed_out(status, timeout_s), resource=what, reason="Timeout")
-            await asyncio.sleep(min(poll_s, remaining))
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, poll_s)
 
     async def scale(
         self, namespace: str, name: str, replicas: int, *, kind: str = "Deployment"
