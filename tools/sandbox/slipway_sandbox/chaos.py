@@ -97,6 +97,8 @@ ROUND_TIMEOUT_S: Final = 150.0
 
 @dataclass
 class ChaosOptions:
+    """How to run the chaos run: where, its seed, its size, how often and which faults."""
+
     data_dir: Path
     seed: int = 1
     deployments: int = 50
@@ -113,6 +115,8 @@ class ChaosOptions:
 
 @dataclass
 class ChaosResult:
+    """What a chaos run found: the invariants' counts and the faults it injected."""
+
     seed: int
     deployments: int
     invariants: Invariants
@@ -128,10 +132,12 @@ class ChaosResult:
 
     @property
     def faults_by_kind(self) -> dict[str, int]:
+        """How many faults of each kind were injected (every kind listed, zero included)."""
         counts = Counter(description.split(" ", 1)[0] for _, description in self.faults)
         return {kind: counts.get(kind, 0) for kind in FAULT_KINDS}
 
     def report(self) -> dict[str, Any]:
+        """The run's JSON report: seed, size, each invariant's count, faults by kind, problems."""
         return {
             "seed": self.seed,
             "deployments": self.deployments,
@@ -150,6 +156,8 @@ class ChaosResult:
 
 
 class ChaosRun:
+    """One chaos run: the proxied stack, the workload's rounds, the faults injected under them."""
+
     def __init__(self, options: ChaosOptions) -> None:
         self.options = options
         self.say = options.say
@@ -198,6 +206,7 @@ class ChaosRun:
     # --- set-up ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start the servers, proxies, kubesim, Prometheus and the service replicas."""
         if prometheus_binary() is None:
             raise RuntimeError("the chaos run needs prometheus (Debian package `prometheus`)")
         stack = self.stack
@@ -277,6 +286,7 @@ class ChaosRun:
         return lambda: HttpRequests(on_request).feed
 
     async def stop(self) -> None:
+        """Heal every fault, then stop everything the run started."""
         self.injector.heal_all()
         await self.injector.cancel()
         if self._pool is not None:
@@ -293,6 +303,7 @@ class ChaosRun:
     # --- the workload -----------------------------------------------------------------------
 
     async def run(self) -> ChaosResult:
+        """Play every round under faults, let the system settle, and judge the invariants."""
         world = self.world
         assert world is not None
         await self._register(world)
@@ -435,4 +446,5 @@ async def run_chaos(options: ChaosOptions) -> ChaosResult:
 
 
 def result_json(result: ChaosResult) -> str:
+    """The report as indented JSON."""
     return json.dumps(result.report(), indent=2)

@@ -66,11 +66,14 @@ BAD_PREFIX: Final = "bad"
 
 @dataclass(frozen=True)
 class App:
+    """One application of the workload: a service in an environment."""
+
     service: str
     env: str
 
     @property
     def name(self) -> str:
+        """The application's name, `<service>-<env>`."""
         return f"{self.service}-{self.env}"
 
     @property
@@ -104,17 +107,21 @@ class Round:
     sync: bool = False
 
     def bumps(self) -> dict[App, str]:
+        """The image tag each application of the round is bumped to."""
         return {d.app: d.tag for d in self.deployments}
 
 
 @dataclass(frozen=True)
 class Workload:
+    """The whole run's plan: services, applications and rounds."""
+
     services: tuple[str, ...]
     apps: tuple[App, ...]
     rounds: tuple[Round, ...]
 
     @property
     def deployments(self) -> int:
+        """How many deployments the rounds expect in all."""
         return sum(len(r.deployments) for r in self.rounds)
 
 
@@ -181,6 +188,7 @@ class Fault:
     latency_s: float = 0.0
 
     def describe(self) -> str:
+        """The fault as the run's log and report name it: kind, target, latency, duration."""
         parts = [self.kind]
         if self.target:
             parts.append(self.target)

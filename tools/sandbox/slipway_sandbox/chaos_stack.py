@@ -54,6 +54,7 @@ class HttpRequests:
         self._head: tuple[str, str, int] | None = None
 
     def feed(self, data: bytes) -> None:
+        """Take the next bytes the client sent; report every request completed by them."""
         self._buffer += data
         while True:
             if self._head is None:
@@ -115,6 +116,7 @@ class Routes:
     control: Path | None = None
 
     def proxy(self, backend: str) -> FaultProxy:
+        """The proxy in front of `backend` (postgres, nats, kubesim or prometheus)."""
         proxy: FaultProxy = getattr(self, backend)
         return proxy
 
@@ -126,6 +128,7 @@ class ChaosStack(Stack):
     routes: dict[int, Routes] = field(default_factory=dict)
 
     def service_env(self, name: str, health_port: int, instance: str) -> dict[str, str]:
+        """The replica's environment, with its group's proxies in place of the servers."""
         env = super().service_env(name, health_port, instance)
         assert self.postgres is not None
         group = self.routes[group_of(instance)]

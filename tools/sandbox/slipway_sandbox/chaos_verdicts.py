@@ -35,6 +35,8 @@ class Outcome:
 
 @dataclass
 class Invariants:
+    """What broke, by invariant: stuck, wrong verdicts, lost, duplicated or overlapping effects."""
+
     stuck: int = 0
     wrong_verdict: int = 0
     lost: int = 0
@@ -50,14 +52,17 @@ class Invariants:
     """`overlapping_side_effects` by what overlapped."""
 
     def add(self, name: str, problem: str, count: int = 1) -> None:
+        """Count `count` breaches of invariant `name` and keep the problem's description."""
         setattr(self, name, getattr(self, name) + count)
         self.problems.append(f"{name}: {problem}")
 
     def add_overlap(self, kind: str, problem: str) -> None:
+        """Count an overlap of side effects of `kind` (two writers at once)."""
         self.add("overlapping_side_effects", problem)
         self.overlapping_by_kind[kind] = self.overlapping_by_kind.get(kind, 0) + 1
 
     def counts(self) -> dict[str, int]:
+        """Each invariant's count of breaches."""
         return {
             name: getattr(self, name)
             for name in (
@@ -73,6 +78,7 @@ class Invariants:
 
     @property
     def held(self) -> bool:
+        """Whether every invariant held."""
         return not any(self.counts().values())
 
 

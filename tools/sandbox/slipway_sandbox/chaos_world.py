@@ -67,9 +67,11 @@ class ChaosWorld:
         """Application id → name, as the API registered them."""
 
     def app_name(self, application_id: str) -> str:
+        """The application's name, or its id when the API has not named it (yet)."""
         return self.app_names.get(application_id, application_id)
 
     def decode(self, row: asyncpg.Record) -> RecordedEvent:
+        """A log row decoded as the store would."""
         return self.store.decode_row(row)
 
     async def db(self, query: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:

@@ -61,10 +61,12 @@ class DemoTiming:
 
 
 def app_name(env: str, service: str = SERVICE) -> str:
+    """The demo application's name in `env`, `<service>-<env>`."""
     return f"{service}-{env}"
 
 
 def app_path(env: str, service: str = SERVICE) -> str:
+    """The application's directory in the repository, `<service>/<env>`."""
     return f"{service}/{env}"
 
 
@@ -74,6 +76,7 @@ def image(tag: str, service: str = SERVICE) -> str:
 
 
 def manifests(tag: str, timing: DemoTiming, service: str = SERVICE) -> str:
+    """The application's manifests running image `tag`."""
     return MANIFESTS.format(service=service, tag=tag, replicas=timing.replicas, registry=REGISTRY)
 
 
@@ -133,6 +136,7 @@ class DemoRepo:
 
     @property
     def url(self) -> str:
+        """The repository's `file://` URL, for the control config."""
         return self.path.resolve().as_uri()
 
     def create(self, files: Mapping[str, str], message: str) -> str:
@@ -145,6 +149,7 @@ class DemoRepo:
         return self.commit(files, message)
 
     def commit(self, files: Mapping[str, str], message: str) -> str:
+        """Write `files` and commit them on the current branch; the new commit's hash."""
         for name, content in files.items():
             target = self.path / name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -159,9 +164,11 @@ class DemoRepo:
         return self.head()
 
     def head(self) -> str:
+        """The current commit's hash."""
         return self._git("rev-parse", "HEAD")
 
     def subject(self, commit: str) -> str:
+        """A commit's subject line."""
         return self._git("log", "-1", "--format=%s", commit)
 
     def _git(self, *args: str) -> str:

@@ -148,6 +148,8 @@ class Expectation:
 
 @dataclass(frozen=True)
 class Step:
+    """One step of the story: what is done, what must follow, how long it may wait."""
+
     key: str
     title: str
     actions: tuple[Action, ...]
@@ -160,6 +162,8 @@ class Step:
 
 @dataclass(frozen=True)
 class StageOutcome:
+    """One stage's end as the story saw it."""
+
     name: str
     status: str
     reason: str = ""
@@ -167,6 +171,8 @@ class StageOutcome:
 
 @dataclass(frozen=True)
 class DeploymentOutcome:
+    """One deployment's end as the story saw it: status, strategy, commit and stages."""
+
     deployment_id: str
     status: str
     """SUCCESS | FAILURE | CANCELLED, or PENDING/PLANNED/RUNNING if not done in time."""
@@ -192,6 +198,8 @@ class ChainedDeployment:
 
 @dataclass(frozen=True)
 class ChainOutcome:
+    """One deployment chain's end as the story saw it."""
+
     chain_id: str
     status: str
     """SUCCESS | FAILURE | CANCELLED, or RUNNING if not done in time."""
@@ -201,6 +209,8 @@ class ChainOutcome:
 
 @dataclass(frozen=True)
 class Observed:
+    """Everything a step's verdict looks at: the deployment, the live state, the messages."""
+
     deployment: DeploymentOutcome | None
     live_image: str | None
     live_deployment_id: str | None
@@ -214,12 +224,15 @@ class Observed:
 
 @dataclass(frozen=True)
 class Verdict:
+    """A step's verdict: what went wrong (nothing when ok) and notes."""
+
     step: str
     problems: tuple[str, ...]
     notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
+        """Whether the step did what it expects."""
         return not self.problems
 
 
@@ -305,6 +318,7 @@ def judge_chain(app: str, expect: ChainExpectation, chain: ChainOutcome | None) 
 
 
 def mentions(lines: Sequence[str], app: str) -> bool:
+    """Whether any of `lines` names `app`."""
     return any(app in line for line in lines)
 
 
@@ -313,11 +327,14 @@ def mentions(lines: Sequence[str], app: str) -> bool:
 
 @dataclass(frozen=True)
 class Story:
+    """The seed's story: its steps in order, its timings, whether analysis is on."""
+
     steps: tuple[Step, ...]
     timing: DemoTiming = field(default_factory=DemoTiming)
     with_analysis: bool = True
 
     def step(self, key: str) -> Step:
+        """The step with `key`."""
         return next(s for s in self.steps if s.key == key)
 
 

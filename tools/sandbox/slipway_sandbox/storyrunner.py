@@ -78,6 +78,8 @@ Say = Callable[[str], None]
 
 @dataclass
 class StepReport:
+    """How one step went: its time, its verdict, or why it was skipped."""
+
     key: str
     title: str
     seconds: float = 0.0
@@ -89,11 +91,14 @@ class StepReport:
 
     @property
     def ok(self) -> bool:
+        """Whether the step ran and its verdict is ok."""
         return self.skipped is None and self.verdict is not None and self.verdict.ok
 
 
 @dataclass
 class StoryReport:
+    """How the story went: each step's report and the total time."""
+
     steps: list[StepReport] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -110,6 +115,7 @@ class StoryReport:
 
     @property
     def configured_wait_s(self) -> float:
+        """The waits the steps' configs impose (WAIT stages, analysis), of steps that ran."""
         return sum(s.configured_wait_s for s in self.steps if s.skipped is None)
 
 
@@ -121,10 +127,12 @@ class Kubesim:
         self.rules: list[dict[str, Any]] = []
 
     def add_image_rule(self, pattern: str, error_rate: float) -> None:
+        """Add a rule giving images matching `pattern` that error rate (a bad build)."""
         self.rules.append({"image": pattern, "error_rate": error_rate})
         self._call("PUT", "/kubesim/images", {"images": self.rules})
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The live Deployment, or None when it does not exist."""
         return self._call("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
 
     def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any] | None:
@@ -173,6 +181,7 @@ class StoryRunner:
         self.commits: dict[str, str] = {}
 
     async def play(self) -> StoryReport:
+        """Play every step in order, skipping those the checkout or an earlier failure rules out."""
         report = StoryReport()
         started = time.monotonic()
         skipped: set[str] = set()
@@ -210,6 +219,7 @@ class StoryRunner:
         return report
 
     async def play_step(self, step: Step) -> StepReport:
+        """Do one step's actions and wait for, then judge, what should follow."""
         started = time.monotonic()
         mark = await self._log_position()
         seen_messages = len(self.receiver.messages) if self.receiver else 0
