@@ -174,6 +174,7 @@ class KubernetesPlatform:
         auto_create_namespace: bool = False,
         add_variant_to_selector: bool = False,
         variant_label: str = VARIANT_LABEL,
+        pipecd_application_id: str = "",
     ) -> list[AppliedResource]:
         """Server-side apply `manifests`, Namespaces and CRDs first (`applying.apply`)."""
         return await applying.apply(
@@ -192,6 +193,7 @@ class KubernetesPlatform:
             auto_create_namespace=auto_create_namespace,
             add_variant_to_selector=add_variant_to_selector,
             variant_label=variant_label,
+            pipecd_application_id=pipecd_application_id,
         )
 
     @_spanned("kubernetes delete")
