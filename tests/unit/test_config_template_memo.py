@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import pipe_files
+from shared.config.analysis import AnalysisTemplateSpec
 from shared.errors import ConfigError
 
 TEMPLATE = """\
@@ -28,7 +29,7 @@ def parses(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     seen: list[Path] = []
     parse = pipe_files._load_analysis_templates
 
-    def counting(repo_root: Path) -> pipe_files.AnalysisTemplateSpec:
+    def counting(repo_root: Path) -> AnalysisTemplateSpec:
         seen.append(repo_root)
         return parse(repo_root)
 
