@@ -6,9 +6,9 @@ approves) with two replicas of every service as processes, while faults are
 injected at random from a seeded schedule: latency, black holes and resets
 on the proxies between the services and PostgreSQL / NATS / kubesim,
 `kill -9` and SIGSTOP/SIGCONT of service processes, restarts of PostgreSQL
-and nats-server. See `tools/sandbox/slipway_sandbox/chaos.py` for how, and
-`tools/sandbox/slipway_sandbox/chaos_plan.py` for the workload, the faults and the
-invariants.
+and nats-server. See `tools/sandbox/slipway_sandbox/chaos.py` for how,
+`chaos_plan.py` beside it for the workload and the faults, and `chaos_verdicts.py`
+for the invariants.
 
 The report: every invariant's count (`stuck`, `wrong_verdict`, `lost`,
 `duplicated_effects`, `overlapping_side_effects`, `notifications_lost`,
@@ -39,6 +39,7 @@ SHORT_DEPLOYMENTS = 8
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: run the chaos benchmark and print its report."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.chaos", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--seed", type=int, default=1, help="the run's seed (default 1)")

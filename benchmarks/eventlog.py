@@ -109,6 +109,7 @@ class Sample:
 
     @classmethod
     def now(cls, servers: Servers) -> Sample:
+        """The clocks now: this process's CPU, the servers' and the machine's."""
         postgres, nats = servers.cpu_seconds()
         return cls(perf_counter(), process_time(), postgres, nats, machine_busy_seconds())
 
@@ -122,6 +123,7 @@ class Span:
 
     @classmethod
     def between(cls, start: Sample, end: Sample) -> Span:
+        """The wall time and cores used between `start` and `end`."""
         seconds = end.wall - start.wall
         used = {
             who: (getattr(end, who) - getattr(start, who)) / seconds
@@ -130,6 +132,7 @@ class Span:
         return cls(seconds, used)
 
     def details(self, prefix: str) -> dict[str, float]:
+        """The cores used, as report details named `<prefix>_<who>_cores`."""
         return {f"{prefix}_{who}_cores": cores for who, cores in self.cores.items()}
 
 
@@ -316,6 +319,7 @@ async def slipway_store(servers: Servers, schema: str, size: int) -> AsyncIterat
 async def raw_connections(
     servers: Servers, schema: str, size: int
 ) -> AsyncIterator[list[asyncpg.Connection]]:
+    """`size` plain asyncpg connections to a one-table schema, for the raw baselines."""
     await servers.plain_schema(schema, _RAW_TABLE)
     conns = [await connect(servers.admin_url, schema=schema) for _ in range(size)]
     try:
@@ -330,11 +334,14 @@ async def raw_connections(
 
 @dataclass
 class Measured:
+    """One measurement's headline figures and its details (cores, group counts)."""
+
     figures: dict[str, float]
     details: dict[str, Any] = field(default_factory=dict)
 
 
 async def measure_append_single(servers: Servers) -> Measured:
+    """`append_single_8conc_per_s`: one-event appends from 8 writers, with group commit."""
     async with slipway_store(servers, "bench_append_single", WRITERS) as store:
         rate, span = await closed_loop(
             servers, slipway_appender(store, per_call=1, label="single"), writers=WRITERS
@@ -356,6 +363,7 @@ async def measure_append_one(servers: Servers) -> Measured:
 
 
 async def measure_append_many(servers: Servers) -> Measured:
+    """One-event appends from 64 coroutines sharing 8 connections, as a busy service."""
     async with slipway_store(servers, "bench_append_many", WRITERS) as store:
         rate, span = await closed_loop(
             servers, slipway_appender(store, per_call=1, label="many"), writers=MANY_WRITERS
@@ -398,6 +406,7 @@ async def measure_append_latency(servers: Servers) -> Measured:
 
 
 async def measure_append_single_held(servers: Servers) -> Measured:
+    """One-event appends from 8 writers each holding its own connection."""
     async with slipway_store(servers, "bench_append_held", WRITERS) as store:
         conns = [await store.pool.acquire() for _ in range(WRITERS)]
         try:
@@ -415,6 +424,7 @@ async def measure_append_single_held(servers: Servers) -> Measured:
 
 
 async def measure_append_batch(servers: Servers) -> Measured:
+    """`append_batch_per_s`: appends of 100 events per call from 2 writers."""
     async with slipway_store(servers, "bench_append_batch", BATCH_WRITERS) as store:
         rate, span = await closed_loop(
             servers, slipway_appender(store, per_call=BATCH, label="batch"), writers=BATCH_WRITERS
@@ -423,12 +433,14 @@ async def measure_append_batch(servers: Servers) -> Measured:
 
 
 async def measure_raw_single(servers: Servers) -> Measured:
+    """`raw_single_8conc_per_s`: the baseline, one-row transactions on 8 raw connections."""
     async with raw_connections(servers, "bench_raw_single", WRITERS) as conns:
         rate, span = await closed_loop(servers, raw_inserter(conns, per_call=1), writers=WRITERS)
     return Measured({"raw_single_8conc_per_s": rate}, span.details("raw_single"))
 
 
 async def measure_raw_executemany(servers: Servers) -> Measured:
+    """`raw_executemany_per_s`: the baseline for batches, executemany of 100 rows."""
     async with raw_connections(servers, "bench_raw_batch", BATCH_WRITERS) as conns:
         rate, span = await closed_loop(
             servers, raw_inserter(conns, per_call=BATCH), writers=BATCH_WRITERS
@@ -445,6 +457,7 @@ class Probe(Aggregate):
 
 
 async def measure_eventsourcing(servers: Servers) -> Measured:
+    """`eventsourcing_8threads_per_s`: the peer library saving aggregates from 8 threads."""
     schema = await servers.plain_schema("bench_eventsourcing")
     # Configured through the Application's env, as the library's docs describe;
     # the server trusts local connections, so the password is only a placeholder.
@@ -479,6 +492,7 @@ async def measure_eventsourcing(servers: Servers) -> Measured:
 
 
 async def measure_relay(servers: Servers) -> Measured:
+    """The relay's events per second from the log to JetStream, over a preloaded log."""
     async with (
         slipway_store(servers, "bench_relay", BULK_WRITERS) as store,
         servers.nats_client() as nc,
@@ -535,10 +549,12 @@ async def paced_appends(
 
 
 def percentile_ms(samples: Sequence[float], pct: int) -> float:
+    """The `pct` percentile of `samples` (seconds), in milliseconds."""
     return percentile(samples, pct) * 1000
 
 
 async def measure_e2e(servers: Servers) -> Measured:
+    """Append-to-consumer latency: each event timed from its append to its handler."""
     sent: dict[uuid.UUID, float] = {}
     latencies: list[float] = []
 
@@ -606,6 +622,7 @@ async def timed_replay(
 
 
 async def measure_replay(servers: Servers) -> Measured:
+    """Projection replay speed over a preloaded log, as `slipway replay` rebuilds."""
     async with slipway_store(servers, "bench_replay", BULK_WRITERS) as store:
         with timed(servers) as loading:
             await bulk_load(store, REPLAY_EVENTS)
@@ -689,6 +706,7 @@ NOTES = {
 
 
 def check_targets(f: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Each figure with a target, its goal and whether it was met."""
     goals = {
         "append_single_8conc_per_s": (
             ">= 15 x eventsourcing_8threads_per_s and >= 2 x raw_single_8conc_per_s",
@@ -723,6 +741,7 @@ def check_targets(f: dict[str, float]) -> dict[str, dict[str, Any]]:
 
 
 async def run_all(servers: Servers, only: Sequence[str]) -> dict[str, Any]:
+    """Run the chosen measurements one after another; figures, details, durations."""
     figures: dict[str, float] = {}
     details: dict[str, Any] = {}
     durations: dict[str, float] = {}
@@ -757,6 +776,7 @@ async def run_all(servers: Servers, only: Sequence[str]) -> dict[str, Any]:
 
 
 def print_table(report: dict[str, Any]) -> None:
+    """The report as aligned text, targets last."""
     for key, value in report.items():
         if not isinstance(value, dict):
             print(f"{key:<32} {value}")
@@ -767,6 +787,7 @@ def print_table(report: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: run the chosen measurements and print the report."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.eventlog", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(

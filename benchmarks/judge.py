@@ -141,12 +141,14 @@ class Grid:
 
     @staticmethod
     def for_interval(interval_s: int) -> Grid:
+        """The grid of a check with `interval_s`, covering the stage and the first window."""
         step = int(step_for(interval_s))
         bucket = math.gcd(step, RATE_WINDOW_S)
         start = -(RATE_WINDOW_S + interval_s)
         return Grid(bucket, np.arange(start + bucket, STAGE_S + bucket, bucket))
 
     def index(self, t: float) -> int:
+        """The bucket ending at time `t`."""
         return round((t - float(self.ends[0])) / self.bucket_s)
 
 
@@ -245,6 +247,7 @@ def decided_at(judge: Judge, ticks: Sequence[Observation], interval_s: int) -> f
 def run_interval(
     rng: np.random.Generator, interval_s: int, runs: dict[str, int], *, with_counts: bool
 ) -> dict[str, Any]:
+    """A/A and A/B runs of every judge at one check interval: false and true alarms."""
     grid = Grid.for_interval(interval_s)
     judges = {name: judge_named(name) for name in JUDGE_NAMES}
     result: dict[str, Any] = {}
@@ -324,6 +327,7 @@ def met(figure: float | None, comparison: str, bound: float) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: run the judges' simulation and print the report."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.judge", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--runs", type=int, default=2000, help="A/A deployments per interval")

@@ -43,6 +43,7 @@ IMAGE = "registry.example/bucketeer/account:v1"
 
 
 def deployment(app: str, variant: str) -> dict[str, Any]:
+    """A Deployment of `app`'s `variant` for kubesim to run and expose metrics for."""
     labels = {"app": app, "pipecd.dev/variant": variant}
     return {
         "apiVersion": "apps/v1",
@@ -62,6 +63,7 @@ def deployment(app: str, variant: str) -> dict[str, Any]:
 async def query_range(
     session: aiohttp.ClientSession, url: str, query: str, start: float, end: float, step: float
 ) -> dict[tuple[str, str], list[float]]:
+    """A Prometheus range query's series by (app, variant)."""
     params = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
     async with session.get(f"{url}/api/v1/query_range", params=params) as response:
         body = await response.json()
@@ -73,6 +75,7 @@ async def query_range(
 
 
 def lag1(series: Sequence[Sequence[float]]) -> float:
+    """The mean lag-1 autocorrelation of the series (how far samples are from independent)."""
     num = den = 0.0
     for values in series:
         finite = [v for v in values if math.isfinite(v)]
@@ -86,6 +89,7 @@ def lag1(series: Sequence[Sequence[float]]) -> float:
 
 
 async def run(minutes: float, apps: int) -> dict[str, Any]:
+    """Run canary/baseline pairs on kubesim with Prometheus and measure their series."""
     rule = ImageRule(image="*", error_rate=0.01, requests_per_second=20.0, ready_delay_s=0.0)
     async with KubeSim(rules=[rule], seed=20261207) as sim, aiohttp.ClientSession() as session:
         for a in range(apps):
@@ -163,6 +167,7 @@ async def run(minutes: float, apps: int) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: run and print the report."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.judge_reality", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of traffic")

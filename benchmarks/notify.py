@@ -77,11 +77,13 @@ class Receiver:
     server: RunningServer | None = None
 
     async def start(self) -> None:
+        """Listen on a free port for the notifier's posts."""
         app = web.Application()
         app.router.add_post("/{section}", self._receive)
         self.server = await serve(app, "127.0.0.1", 0)
 
     def url(self, section: str) -> str:
+        """The URL the notifier posts a section's notifications to."""
         assert self.server is not None
         return f"{self.server.url}/{section}"
 
@@ -121,6 +123,7 @@ class Services:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, module: str, instance: str) -> None:
+        """Start `python -m services.<module>` as `instance`, logging to the work directory."""
         log = (self.root / f"{instance}.log").open("ab")
         self.processes[instance] = subprocess.Popen(
             [sys.executable, "-m", f"services.{module}"],
@@ -130,11 +133,13 @@ class Services:
         )
 
     def kill(self, instance: str) -> None:
+        """Kill `instance` at once (SIGKILL), as a crash would."""
         process = self.processes[instance]
         process.send_signal(signal.SIGKILL)
         process.wait()
 
     def stop_all(self) -> None:
+        """Terminate every process and wait for each."""
         for process in self.processes.values():
             if process.poll() is None:
                 process.terminate()
@@ -146,6 +151,7 @@ class Services:
                 process.wait()
 
     def check_alive(self) -> None:
+        """Raise if a process exited other than by the benchmark's SIGKILL, with its log's tail."""
         for name, process in self.processes.items():
             if process.poll() not in (None, -signal.SIGKILL):
                 tail = (self.root / f"{name}.log").read_text(errors="replace")[-2000:]
@@ -153,6 +159,7 @@ class Services:
 
 
 def control_config(path: Path, url: str) -> Path:
+    """Write a control config whose one webhook receiver takes every event, posting to `url`."""
     path.write_text(
         yaml.safe_dump(
             {
@@ -179,6 +186,7 @@ def control_config(path: Path, url: str) -> Path:
 
 
 async def wait_for(condition: Any, what: str, services: Services) -> None:
+    """Poll `condition` until true; fail on timeout or when a service died."""
     deadline = perf_counter() + TIMEOUT_S
     while not await condition():
         services.check_alive()
@@ -210,6 +218,7 @@ async def append_triggers(store: EventStore, prefix: str, count: int) -> list[st
 
 
 async def delivered_in_log(store: EventStore) -> int:
+    """How many `NotificationDelivered` events the log holds."""
     return int(
         await store.pool.fetchval(
             "SELECT count(*) FROM events WHERE event_type = 'notification_delivered'"
@@ -266,6 +275,7 @@ async def section_services(
 async def measure_throughput(
     servers: Servers, root: Path, receiver: Receiver, events: int
 ) -> dict[str, Any]:
+    """Notifications per second from one relay and one notifier."""
     async with section_services(servers, root, receiver, "tput") as (services, store):
         pool = store.pool
         services.start("relay", "relay-tput")
@@ -300,6 +310,7 @@ async def measure_throughput(
 async def measure_kill(
     servers: Servers, root: Path, receiver: Receiver, events: int
 ) -> dict[str, Any]:
+    """Kill the notifier mid-run: every notification still arrives, none twice."""
     seen = receiver.by_id["kill"]
     async with section_services(servers, root, receiver, "kill") as (services, store):
         services.start("relay", "relay-kill")
@@ -346,6 +357,7 @@ async def _at_least(count: Any, n: int) -> bool:
 
 
 async def run(servers: Servers, root: Path, events: int) -> dict[str, Any]:
+    """Both sections against one receiver; their figures and durations."""
     receiver = Receiver()
     await receiver.start()
     durations: dict[str, float] = {}
@@ -375,6 +387,7 @@ async def run(servers: Servers, root: Path, events: int) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: run both sections and print the report."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.notify", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(

@@ -12,7 +12,8 @@ each against durable servers of its own (fsync on), the services as processes:
    service's RSS at the end;
 3. history: the services stopped, the log of part 2 grown to 1,000,000
    events (a realistic mix, `benchmarks._history`), every projection
-   rebuilt by `shared.projections.replay` (as `slipway replay` does), then
+   rebuilt by `shared.projections.replay` and the snapshots of long streams
+   by `shared.snapshots.rebuild` (as `slipway replay` does), then
    `python -m services.api` started and the application and deployment
    lists and the state reads of long streams (as of now and as of a
    position) timed one request at a time.
@@ -48,6 +49,8 @@ from shared.db import connect, create_pool
 from shared.eventlog import EventStore
 from shared.projections.catalog import default_projections
 from shared.projections.replay import replay
+from shared.snapshots import rebuild
+from shared.stream_folds import BY_CATEGORY
 from slipway_sandbox._process import free_port
 
 REPOSITORIES: Final = 200
@@ -149,7 +152,8 @@ async def gitops_at_scale(bench: Bench) -> dict[str, Any]:
 
 
 async def replay_all(bench: Bench) -> dict[str, Any]:
-    """Every projection rebuilt from position 0, as `slipway replay` does, as the projector."""
+    """Every projection rebuilt from position 0 and the snapshots of long streams rebuilt,
+    as `slipway replay` does, as the projector."""
     pool = await create_pool(bench.servers.projector_url, schema=SCHEMA, min_size=1, max_size=2)
     store = EventStore(pool, bench.registry)
     rates: dict[str, float] = {}
@@ -160,6 +164,10 @@ async def replay_all(bench: Bench) -> dict[str, Any]:
             rates[projection.name] = result.events_per_second
             seconds[projection.name] = result.seconds
             progress(f"  replay {projection.name}: {result.events} events in {result.seconds:.1f}s")
+        started = perf_counter()
+        streams = await rebuild(store, BY_CATEGORY.values())
+        seconds["snapshots"] = perf_counter() - started
+        progress(f"  snapshots of {streams} long streams in {seconds['snapshots']:.1f}s")
     finally:
         await pool.close()
     return {"per_s": rates, "seconds": seconds}

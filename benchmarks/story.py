@@ -33,6 +33,7 @@ from benchmarks._report import print_groups, print_report
 
 
 def run(keep: Path | None) -> dict[str, Any]:
+    """Play `slipway demo --once` and read its report."""
     root = keep or Path(tempfile.mkdtemp(prefix="slipway-bench-story-"))
     report_path = root / "story.json"
     started = time.monotonic()
@@ -80,6 +81,7 @@ def run(keep: Path | None) -> dict[str, Any]:
 
 
 def print_table(result: dict[str, Any]) -> None:
+    """The story's figures as aligned text."""
     for key in (
         "ok",
         "wall_s",
@@ -96,6 +98,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: play the story and print its figures."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.story", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--keep", type=Path, help="keep the sandbox and report in DIR")

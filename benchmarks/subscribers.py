@@ -104,6 +104,7 @@ async def _task(coro: Any) -> AsyncIterator[asyncio.Task[Any]]:
 
 
 async def run(servers: Servers, events: int, live: int) -> dict[str, Any]:
+    """Catch-up and live delivery to event-stream subscribers: rates and latency."""
     schema = await servers.migrated_schema("bench_subscribers")
     pool = await create_pool(servers.app_url, schema=schema, min_size=2, max_size=10)
     store = EventStore(pool, default_registry())
@@ -162,6 +163,7 @@ async def run(servers: Servers, events: int, live: int) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: run and print the report."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.subscribers", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--events", type=int, default=EVENTS, help=f"backlog (default {EVENTS})")

@@ -220,6 +220,7 @@ async def _event_to_browser(
 
 
 async def run(servers: Servers, apps: int, events: int) -> dict[str, Any]:
+    """The console's figures at `apps` applications and `events` events in the log."""
     schema = await servers.migrated_schema("bench_web")
     pool = await create_pool(servers.app_url, schema=schema, min_size=2, max_size=10)
     projector_pool = await create_pool(servers.projector_url, schema=schema, min_size=1, max_size=4)
@@ -283,6 +284,7 @@ async def run(servers: Servers, apps: int, events: int) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: run and print the report."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.web", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--apps", type=int, default=APPS, help=f"applications (default {APPS})")

@@ -15,6 +15,9 @@ Modules, one concept each:
     watch.py        watch streams
     discovery.py    /version, /api, /apis, resource lists, OpenAPI v3
     openapi_v2.py   OpenAPI v2 (protobuf) for older kubectl
+    protobuf.py     protobuf request bodies (kubectl ≥ 1.32's `create`), decoded to JSON
+    protoschema.py  their schema, generated from Kubernetes' .proto files
+                    (scripts/gen_kubesim_protoschema.py)
     store.py        objects, resourceVersion, generation, watch history, cascading delete
     resources.py    the served kinds (built-in, Istio, custom, CRDs)
     patches.py      merge, JSON and strategic merge patch, chosen by media type

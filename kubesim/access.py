@@ -27,6 +27,7 @@ class ForbiddenRule:
     resources: tuple[str, ...] = ("*",)  # plural (`deployments`) or `plural.group`
 
     def matches(self, verb: str, rtype: ResourceType, namespace: str) -> bool:
+        """Whether this rule forbids `verb` on `rtype` in `namespace` (`*` matches any)."""
         names = {rtype.plural, f"{rtype.plural}.{rtype.group}" if rtype.group else rtype.plural}
         return (
             (self.namespace == "*" or self.namespace == namespace)
@@ -36,6 +37,7 @@ class ForbiddenRule:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> ForbiddenRule:
+        """A rule from its JSON/YAML form; unknown keys are an error, not ignored."""
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"forbidden rule: unknown keys {sorted(unknown)}")
@@ -46,6 +48,7 @@ class ForbiddenRule:
         )
 
     def to_json(self) -> dict[str, Any]:
+        """The rule's JSON form, as `GET /kubesim/forbidden` returns it."""
         return {
             "namespace": self.namespace,
             "verbs": list(self.verbs),
@@ -64,4 +67,5 @@ def _strings(value: Any) -> list[str]:
 def first_match(
     rules: Iterable[ForbiddenRule], verb: str, rtype: ResourceType, namespace: str
 ) -> ForbiddenRule | None:
+    """The first rule forbidding the request, or None when it is allowed."""
     return next((r for r in rules if r.matches(verb, rtype, namespace)), None)

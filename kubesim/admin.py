@@ -22,6 +22,8 @@ from kubesim.rules import ImageRules, parse_rules
 
 
 class AdminApi:
+    """kubesim's own `/kubesim/` routes: image rules, forbidden rules, metrics targets."""
+
     def __init__(
         self, rules: ImageRules, metrics: MetricsHub, forbidden: list[ForbiddenRule]
     ) -> None:
@@ -30,6 +32,7 @@ class AdminApi:
         self.forbidden = forbidden  # shared with the REST API, replaced in place
 
     def add_routes(self, app: web.Application) -> None:
+        """Register the `/kubesim/…` routes on `app`."""
         app.router.add_get("/kubesim/targets", self._targets)
         app.router.add_get("/kubesim/images", self._get_images)
         app.router.add_put("/kubesim/images", self._put_images)

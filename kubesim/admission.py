@@ -14,7 +14,7 @@ from typing import Any, Final
 import yaml
 from aiohttp import web
 
-from kubesim import errors
+from kubesim import errors, protobuf
 from kubesim.apply import record_update
 from kubesim.patches import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
 from kubesim.resources import Registry
@@ -39,6 +39,8 @@ async def read_body(request: web.Request) -> Any:
             return yaml.safe_load(raw)
         if ctype in _JSON_TYPES:
             return json.loads(raw)
+        if ctype == protobuf.PROTOBUF:
+            return protobuf.decode(raw)
     except (ValueError, yaml.YAMLError) as exc:
         raise errors.bad_request(f"invalid request body: {exc}") from exc
     raise errors.unsupported_media_type(ctype)

@@ -49,6 +49,8 @@ ResourceHook = Callable[[ResourceType, str, Obj], None]  # (type, change type, o
 
 
 class RestApi:
+    """The Kubernetes REST API: discovery, CRUD, apply, patch, watch, with admission hooks."""
+
     def __init__(
         self,
         store: Store,
@@ -67,6 +69,7 @@ class RestApi:
         self.server_address = ""
 
     def add_routes(self, app: web.Application) -> None:
+        """Register every API route on `app`."""
         app.router.add_get("/version", self._version)
         app.router.add_get("/version/", self._version)
         for probe in ("/healthz", "/livez", "/readyz"):

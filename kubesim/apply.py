@@ -84,6 +84,7 @@ def _walk(value: Any, prefix: Path) -> Iterator[Path]:
 
 
 def to_fields_v1(paths: set[Path]) -> dict[str, Any]:
+    """Managed-field paths as a `fieldsV1` tree (`f:`/`k:` keys; `.` marks a list item itself)."""
     root: dict[str, Any] = {}
     for path in sorted(paths):
         node = root
@@ -95,6 +96,7 @@ def to_fields_v1(paths: set[Path]) -> dict[str, Any]:
 
 
 def from_fields_v1(fields: dict[str, Any], prefix: Path = ()) -> set[Path]:
+    """The managed-field paths a `fieldsV1` tree describes (the inverse of `to_fields_v1`)."""
     paths: set[Path] = set()
     for step, child in fields.items():
         if step == ".":

@@ -57,6 +57,8 @@ def _resolve(value: Any, total: int, round_up: bool) -> int:
 
 
 class DeploymentController:
+    """Drives every Deployment's ReplicaSets toward its spec and writes its status."""
+
     def __init__(self, store: Store, deployments: ResourceType, replicasets: ResourceType) -> None:
         self.store = store
         self.deployments = deployments
@@ -64,6 +66,7 @@ class DeploymentController:
         self._progress_at: dict[str, float] = {}  # uid → monotonic time of the last progress
 
     def sync(self) -> None:
+        """One pass over every Deployment; forgets the progress clocks of deleted ones."""
         live = set()
         for deployment in list(self.store.items(self.deployments)):
             if deployment["metadata"].get("deletionTimestamp"):

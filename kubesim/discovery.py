@@ -26,6 +26,7 @@ from kubesim.resources import Registry, ResourceType
 
 
 def version_info(server_version: str) -> dict[str, str]:
+    """The `/version` answer for a server version such as `v1.31`."""
     major, minor = [*server_version.lstrip("v").split("."), "0"][:2]
     return {
         "major": major,
@@ -41,6 +42,7 @@ def version_info(server_version: str) -> dict[str, str]:
 
 
 def api_versions(server_address: str) -> dict[str, Any]:
+    """The `/api` answer: the core group's only version and where to reach the server."""
     return {
         "kind": "APIVersions",
         "versions": ["v1"],
@@ -56,11 +58,13 @@ def _group(name: str, versions: list[str]) -> dict[str, Any]:
 
 
 def api_group_list(registry: Registry) -> dict[str, Any]:
+    """The `/apis` answer: every named group with its versions."""
     groups = [_group(g, vs) for g, vs in sorted(registry.group_versions().items()) if g]
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
 
 def api_group(registry: Registry, group: str) -> dict[str, Any] | None:
+    """The `/apis/{group}` answer, or None for an unknown group (a 404)."""
     versions = registry.group_versions().get(group)
     if not group or not versions:
         return None
@@ -68,6 +72,7 @@ def api_group(registry: Registry, group: str) -> dict[str, Any] | None:
 
 
 def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any] | None:
+    """The resource list of one group version, or None when it serves nothing (a 404)."""
     types = registry.in_group_version(group, version)
     if not types:
         return None
@@ -87,6 +92,7 @@ def _gv_path(group: str, version: str) -> str:
 
 
 def openapi_v3_root(registry: Registry) -> dict[str, Any]:
+    """The `/openapi/v3` index: each group version's path with a content hash kubectl caches by."""
     paths = {}
     for group, versions in sorted(registry.group_versions().items()):
         for version in versions:
@@ -100,6 +106,7 @@ def openapi_v3_root(registry: Registry) -> dict[str, Any]:
 
 
 def openapi_v3_group_version(registry: Registry, group: str, version: str) -> dict[str, Any]:
+    """One group version's OpenAPI v3 document: the PATCH operations kubectl's apply looks for."""
     paths: dict[str, Any] = {}
     for rtype in sorted(registry.in_group_version(group, version), key=lambda t: t.plural):
         paths[_item_path(rtype, group, version)] = {

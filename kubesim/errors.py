@@ -38,6 +38,7 @@ class ApiError(Exception):
         return f"{self.code} {self.reason}: {self.message}"
 
     def status(self) -> dict[str, Any]:
+        """The error as a Kubernetes `Status` object, the body every failed request returns."""
         body: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
@@ -58,6 +59,7 @@ def qualified(plural: str, group: str) -> str:
 
 
 def not_found(plural: str, group: str, name: str) -> ApiError:
+    """404: the named object does not exist."""
     return ApiError(
         404,
         "NotFound",
@@ -67,6 +69,7 @@ def not_found(plural: str, group: str, name: str) -> ApiError:
 
 
 def already_exists(plural: str, group: str, name: str) -> ApiError:
+    """409: create of a name already taken."""
     return ApiError(
         409,
         "AlreadyExists",
@@ -76,6 +79,7 @@ def already_exists(plural: str, group: str, name: str) -> ApiError:
 
 
 def conflict(plural: str, group: str, name: str, why: str) -> ApiError:
+    """409: a write lost to a newer resourceVersion or a failed precondition (`why`)."""
     return ApiError(
         409,
         "Conflict",
@@ -96,6 +100,7 @@ def stale(plural: str, group: str, name: str) -> ApiError:
 
 
 def invalid(kind: str, group: str, name: str, causes: Sequence[Cause]) -> ApiError:
+    """422: the object failed validation; each cause names its field."""
     summary = ", ".join(f"{c.field}: {c.message}" for c in causes)
     if len(causes) > 1:
         summary = f"[{summary}]"
@@ -115,6 +120,7 @@ def invalid(kind: str, group: str, name: str, causes: Sequence[Cause]) -> ApiErr
 
 
 def forbidden(plural: str, group: str, name: str, verb: str, namespace: str, user: str) -> ApiError:
+    """403: a forbidden rule matched, worded as the API server's RBAC denial."""
     subject = f'{qualified(plural, group)} "{name}"' if name else qualified(plural, group)
     where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
     return ApiError(
@@ -127,14 +133,17 @@ def forbidden(plural: str, group: str, name: str, verb: str, namespace: str, use
 
 
 def bad_request(message: str) -> ApiError:
+    """400: a request kubesim cannot parse."""
     return ApiError(400, "BadRequest", message)
 
 
 def method_not_allowed(message: str = "the server does not allow this method") -> ApiError:
+    """405: a verb the resource does not serve."""
     return ApiError(405, "MethodNotAllowed", message)
 
 
 def unsupported_media_type(content_type: str) -> ApiError:
+    """415: a body in a format kubesim does not decode (e.g. protobuf)."""
     return ApiError(
         415,
         "UnsupportedMediaType",

@@ -28,6 +28,8 @@ CRASH_PERIOD_S = 3.0
 
 @dataclass
 class PodState:
+    """What the kubelet tracks about one running pod: start, readiness, crash loop, metrics port."""
+
     uid: str
     started: float
     started_at: str
@@ -41,6 +43,8 @@ class PodState:
 
 
 class Kubelet:
+    """Runs pods: ready after the image rule's delay, or crash-looping for a bad image."""
+
     def __init__(
         self, store: Store, pods: ResourceType, rules: ImageRules, metrics: MetricsHub
     ) -> None:
@@ -56,6 +60,7 @@ class Kubelet:
         return state.ready_since if state else None
 
     async def sync(self) -> None:
+        """One pass over every pod: start new ones, write status changes, forget deleted ones."""
         seen = set()
         for pod in list(self.store.items(self.pods)):
             meta = pod["metadata"]
@@ -131,6 +136,7 @@ class Kubelet:
 
 
 def pod_status(pod: Obj, state: PodState) -> dict[str, Any]:
+    """The pod's `status` (phase, conditions, container statuses) from what the kubelet tracks."""
     containers = (pod.get("spec") or {}).get("containers") or []
     ready = state.ready_since is not None
     names = [str(c.get("name", "")) for c in containers]

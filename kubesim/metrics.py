@@ -57,6 +57,7 @@ class PodMetrics:
     carry: float = 0.0  # fractional requests owed from earlier ticks
 
     def record(self, error: bool, seconds: float) -> None:
+        """Count one request and its latency into the counters and histogram buckets."""
         if error:
             self.errors += 1
         else:
@@ -132,6 +133,7 @@ class MetricsHub:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Start the scrape endpoint and the task that generates traffic for ready pods."""
         app = web.Application()
         app.router.add_get("/metrics", self._serve)
         app.router.add_get("/", self._serve)
@@ -140,6 +142,7 @@ class MetricsHub:
         self._task = asyncio.create_task(self._generate(), name="kubesim-traffic")
 
     async def stop(self) -> None:
+        """Stop the traffic task and the scrape endpoint."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -170,6 +173,7 @@ class MetricsHub:
         return port
 
     async def remove_pod(self, uid: str) -> None:
+        """Stop serving a deleted pod's metrics and close its socket."""
         pod = self._pods.pop(uid, None)
         site = self._sites.pop(uid, None)
         if pod is not None:
@@ -178,10 +182,12 @@ class MetricsHub:
             await site.stop()
 
     def set_ready(self, uid: str, ready: bool) -> None:
+        """Mark a pod ready or not: only ready pods receive traffic."""
         if uid in self._pods:
             self._pods[uid].ready = ready
 
     def exposition(self, uid: str) -> bytes | None:
+        """A pod's metrics in Prometheus text format, or None for an unknown pod."""
         pod = self._pods.get(uid)
         if pod is None:
             return None

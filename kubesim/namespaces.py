@@ -18,6 +18,7 @@ class NamespaceController:
         self._terminating: dict[str, float] = {}  # uid → monotonic time first seen terminating
 
     def sync(self) -> None:
+        """One pass: remove each namespace terminating for longer than the grace."""
         now = time.monotonic()
         for ns in list(self.store.items(self.namespaces)):
             meta = ns["metadata"]

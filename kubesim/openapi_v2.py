@@ -64,6 +64,7 @@ def _gvk_yaml(group: str, version: str, kind: str) -> str:
 
 
 def document_protobuf(registry: Registry) -> bytes:
+    """The OpenAPI v2 document in protobuf (what older kubectl versions request), field by field."""
     path_items = b""
     for path, rtype, group, version in _paths(registry):
         parameters = b""
@@ -89,6 +90,7 @@ def document_protobuf(registry: Registry) -> bytes:
 
 
 def document_json(registry: Registry) -> dict[str, Any]:
+    """The OpenAPI v2 document as JSON, with the same PATCH operations as the protobuf form."""
     paths = {}
     for path, rtype, group, version in _paths(registry):
         paths[path] = {

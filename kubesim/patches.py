@@ -135,6 +135,7 @@ def _merge_map(original: dict[str, Any], patch: dict[str, Any]) -> Any:
 
 
 def merge_key(field: str, items: list[Any]) -> str | None:
+    """The key a strategic merge patch merges `field`'s items by; None replaces the list."""
     if field == "ports":
         # Container ports merge by containerPort, Service ports by port.
         if any(isinstance(i, dict) and "containerPort" in i for i in items):

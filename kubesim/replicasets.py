@@ -21,10 +21,12 @@ NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' SafeEncodeString al
 
 
 def owned_by(obj: Obj, uid: str) -> bool:
+    """Whether `obj` has an owner reference to `uid`."""
     return any(r.get("uid") == uid for r in obj["metadata"].get("ownerReferences") or [])
 
 
 def owner_ref(owner: Obj, api_version: str, kind: str) -> dict[str, Any]:
+    """A controller owner reference to `owner`, as the built-in controllers write them."""
     return {
         "apiVersion": api_version,
         "kind": kind,
@@ -36,6 +38,8 @@ def owner_ref(owner: Obj, api_version: str, kind: str) -> dict[str, Any]:
 
 
 class ReplicaSetController:
+    """Keeps each ReplicaSet's pod count at its replicas and writes its status."""
+
     def __init__(
         self,
         store: Store,
@@ -52,6 +56,7 @@ class ReplicaSetController:
         self._rng = random.Random(seed)  # noqa: S311 — repeatable names, not secrets
 
     def sync(self) -> None:
+        """One pass over every ReplicaSet that is not being deleted."""
         for rs in list(self.store.items(self.replicasets)):
             if not rs["metadata"].get("deletionTimestamp"):
                 self._sync(rs)

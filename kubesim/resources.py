@@ -37,22 +37,27 @@ class ResourceType:
 
     @property
     def key(self) -> tuple[str, str]:
+        """The type's identity in the store: `(group, plural)`."""
         return (self.group, self.plural)
 
     @property
     def singular(self) -> str:
+        """The lower-case kind, as discovery's `singularName`."""
         return self.kind.lower()
 
     @property
     def storage_version(self) -> str:
+        """The version objects are stored in: the first one served."""
         return self.versions[0]
 
     def api_version(self, version: str | None = None) -> str:
+        """`group/version` (the bare version in the core group), of `version` or the stored one."""
         v = version or self.storage_version
         return f"{self.group}/{v}" if self.group else v
 
     @property
     def list_kind(self) -> str:
+        """The kind of the type's list objects, e.g. `DeploymentList`."""
         return f"{self.kind}List"
 
     def discovery_entries(self) -> list[dict[str, Any]]:
@@ -212,6 +217,7 @@ class CustomKind:
         return cls(group, version, kind, plural, namespaced)
 
     def to_type(self) -> ResourceType:
+        """The resource type this custom kind (from `--kind` or a CRD) serves."""
         return ResourceType(
             self.group,
             (self.version,),
@@ -224,6 +230,7 @@ class CustomKind:
 
 
 def default_plural(kind: str) -> str:
+    """The plural the API server derives for a kind without one (`Policy` → `policies`)."""
     lower = kind.lower()
     if lower.endswith(("s", "x", "ch", "sh")):
         return lower + "es"
@@ -265,6 +272,7 @@ class Registry:
 
     @classmethod
     def default(cls, custom: Iterable[CustomKind] = ()) -> Registry:
+        """The built-in types plus `custom` kinds."""
         registry = cls()
         for rtype in BUILTIN_TYPES:
             registry.add(rtype)
@@ -283,12 +291,14 @@ class Registry:
         self._types[rtype.key] = rtype
 
     def remove(self, key: tuple[str, str]) -> None:
+        """Stop serving a type (its CRD was deleted)."""
         self._types.pop(key, None)
 
     def __iter__(self) -> Iterator[ResourceType]:
         return iter(self._types.values())
 
     def by_plural(self, group: str, version: str, plural: str) -> ResourceType | None:
+        """The type at `/…/{group}/{version}/{plural}`, or None when that version isn't served."""
         rtype = self._types.get((group, plural))
         if rtype is None or version not in rtype.versions:
             return None
@@ -305,4 +315,5 @@ class Registry:
         return groups
 
     def in_group_version(self, group: str, version: str) -> list[ResourceType]:
+        """Every type that serves `version` in `group`."""
         return [t for t in self._types.values() if t.group == group and version in t.versions]

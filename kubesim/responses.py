@@ -20,6 +20,7 @@ __all__ = ["json_response", "list_response", "partial", "respond", "typed"]
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
+    """A compact JSON response (kubectl doesn't need indentation; big lists stay small)."""
     return web.Response(
         body=json.dumps(body, separators=(",", ":")).encode(),
         status=status,
@@ -86,6 +87,7 @@ def list_response(
 
 
 def partial(obj: Obj) -> Obj:
+    """The object as `PartialObjectMetadata` (what metadata-only clients request)."""
     return {
         "kind": "PartialObjectMetadata",
         "apiVersion": "meta.k8s.io/v1",

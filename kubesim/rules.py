@@ -44,6 +44,7 @@ class ImageRule:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> ImageRule:
+        """A rule from its YAML form; unknown keys and a missing `image` are errors."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -65,6 +66,7 @@ class ImageRule:
         return cls.from_mapping(data)
 
     def to_json(self) -> dict[str, Any]:
+        """The rule's JSON form."""
         return dataclasses.asdict(self)
 
 
@@ -85,18 +87,22 @@ class ImageRules:
         self.ready_delay_s = ready_delay_s
 
     def for_image(self, image: str) -> ImageRule:
+        """The first rule whose glob matches `image`, or a default rule for healthy images."""
         for rule in self.rules:
             if fnmatch.fnmatchcase(image, rule.image):
                 return rule
         return ImageRule(image="*")
 
     def ready_delay(self, rule: ImageRule) -> float:
+        """Seconds until a pod of this rule is ready: its own delay or the cluster's default."""
         return self.ready_delay_s if rule.ready_delay_s is None else rule.ready_delay_s
 
     def replace(self, rules: Iterable[ImageRule]) -> None:
+        """Replace every rule at once (the admin route's PUT)."""
         self.rules = tuple(rules)
 
     def to_json(self) -> dict[str, Any]:
+        """The rules' JSON form, as the admin route's GET returns it."""
         return {"ready_delay_s": self.ready_delay_s, "images": [r.to_json() for r in self.rules]}
 
 
@@ -119,6 +125,7 @@ def parse_rules(data: Any) -> tuple[float | None, list[ImageRule]]:
 
 
 def load_rules_file(path: Path) -> tuple[float | None, list[ImageRule]]:
+    """Rules from a YAML file; any failure is a ValueError naming the file."""
     try:
         return parse_rules(yaml.safe_load(path.read_text()))
     except (OSError, yaml.YAMLError, ValueError, TypeError) as exc:

@@ -18,11 +18,14 @@ from kubesim.errors import bad_request
 
 @dataclass(frozen=True)
 class Requirement:
+    """One term of a label selector: a key, an operator and its values."""
+
     key: str
     op: str  # "=", "!=", "in", "notin", "exists", "!", "gt", "lt"
     values: tuple[str, ...] = ()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether `labels` satisfy this term."""
         present = self.key in labels
         value = labels.get(self.key, "")
         if self.op == "exists":
@@ -122,6 +125,7 @@ def to_query(selector: LabelSelector) -> str:
 
 
 def labels_match(selector: LabelSelector, labels: Mapping[str, str] | None) -> bool:
+    """Whether `labels` satisfy every term of `selector` (an empty selector matches all)."""
     return all(r.matches(labels or {}) for r in selector)
 
 
@@ -129,6 +133,7 @@ FieldSelector = Callable[[Mapping[str, Any]], bool]
 
 
 def parse_field_selector(text: str) -> FieldSelector:
+    """A predicate for a field selector such as `metadata.name=web,status.phase!=Running`."""
     terms: list[tuple[list[str], bool, str]] = []
     for part in text.split(","):
         if not part.strip():

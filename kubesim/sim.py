@@ -102,9 +102,11 @@ class KubeSim:
 
     @property
     def url(self) -> str:
+        """The API server's base URL."""
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> Self:
+        """Seed the cluster, then serve the API and run the controllers until `stop`."""
         self._seed_cluster()
         await self.metrics.start()
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -123,6 +125,7 @@ class KubeSim:
         return self
 
     async def stop(self) -> None:
+        """Stop the controllers, the server and the metrics endpoints."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -39,6 +39,7 @@ _SYSTEM_METADATA = ("uid", "creationTimestamp", "generation", "deletionTimestamp
 
 
 def now_rfc3339() -> str:
+    """The current UTC time as Kubernetes writes timestamps (seconds, `Z`)."""
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -62,6 +63,8 @@ class Subscription:
 
 
 class Store:
+    """Every object by type, with resource versions, a change history for watches, and owners."""
+
     def __init__(self, registry: Registry, *, history: int = 50_000) -> None:
         self.registry = registry
         self._rv = 0
@@ -73,11 +76,13 @@ class Store:
 
     @property
     def resource_version(self) -> int:
+        """The newest resourceVersion handed out."""
         return self._rv
 
     # -- reads ---------------------------------------------------------------
 
     def get(self, rtype: ResourceType, namespace: str, name: str) -> Obj | None:
+        """A copy of one object, or None."""
         obj = self._objects.get(rtype.key, {}).get((namespace, name))
         return copy.deepcopy(obj) if obj is not None else None
 
@@ -92,9 +97,11 @@ class Store:
                 yield obj
 
     def objects(self, rtype: ResourceType, namespace: str | None = None) -> list[Obj]:
+        """Copies of a type's objects, in one namespace or all."""
         return [copy.deepcopy(o) for o in self.items(rtype, namespace)]
 
     def dependents(self, uid: str) -> list[tuple[ResourceType, Obj]]:
+        """The objects whose owner references name `uid` (for cascading deletes)."""
         found = []
         for key, ns, name in sorted(self._dependents.get(uid, ())):
             rtype = self._type(key)
@@ -106,6 +113,7 @@ class Store:
     # -- writes --------------------------------------------------------------
 
     def create(self, rtype: ResourceType, obj: Obj, *, dry_run: bool = False) -> Obj:
+        """Store a new object with uid, resourceVersion and timestamps; 409 if the name is taken."""
         meta = obj.setdefault("metadata", {})
         namespace, name = meta.get("namespace", ""), meta["name"]
         bucket = self._objects.setdefault(rtype.key, {})
@@ -171,6 +179,7 @@ class Store:
         preconditions: dict[str, str] | None = None,
         dry_run: bool = False,
     ) -> Obj:
+        """Delete after checking preconditions; owned objects are orphaned or deleted with it."""
         current = self._objects.get(rtype.key, {}).get((namespace, name))
         if current is None:
             raise errors.not_found(rtype.plural, rtype.group, name)
@@ -275,6 +284,7 @@ class Store:
     # -- watching ------------------------------------------------------------
 
     def subscribe(self, rtype: ResourceType) -> Subscription:
+        """A new watch subscription to changes of `rtype`."""
         sub = Subscription(rtype.key)
         self._subscriptions.add(sub)
         return sub
@@ -284,6 +294,7 @@ class Store:
         return len(self._subscriptions)
 
     def unsubscribe(self, sub: Subscription) -> None:
+        """Stop delivering changes to `sub`."""
         self._subscriptions.discard(sub)
 
     def since(self, rtype: ResourceType, rv: int) -> list[Change]:

@@ -137,10 +137,12 @@ _COLUMNS: dict[str, Sequence[Column]] = {
 
 
 def columns_for(kind: str) -> Sequence[Column]:
+    """The `kubectl get` columns for `kind` (name and age for kinds without their own)."""
     return _COLUMNS.get(kind, (_NAME, _AGE))
 
 
 def to_table(kind: str, objects: Sequence[Obj], *, resource_version: str, include: str) -> Obj:
+    """A `meta.k8s.io/v1` Table of `objects`, as `kubectl get` asks for it."""
     columns = columns_for(kind)
     rows = []
     for obj in objects:

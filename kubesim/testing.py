@@ -26,6 +26,7 @@ T = TypeVar("T")
 
 
 def find_kubectl() -> str | None:
+    """The `kubectl` on PATH, or None."""
     return shutil.which("kubectl")
 
 
@@ -41,12 +42,15 @@ def versioned_kubectls(kubectl: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class KubectlResult:
+    """One kubectl run: its arguments, exit code and output."""
+
     args: tuple[str, ...]
     returncode: int
     stdout: str
     stderr: str
 
     def json(self) -> Any:
+        """The standard output parsed as JSON."""
         return json.loads(self.stdout)
 
 
@@ -70,6 +74,7 @@ class Kubectl:
     async def __call__(
         self, *args: str, check: bool = True, stdin: str | None = None, within: float = 60.0
     ) -> KubectlResult:
+        """Run kubectl with `args`; raises KubectlFailed on a non-zero exit when `check`."""
         process = await asyncio.create_subprocess_exec(
             self.binary,
             *args,

@@ -34,6 +34,8 @@ BOOKMARK_EVERY_S = 10.0
 
 @dataclass(frozen=True)
 class WatchRequest:
+    """One watch request, with how to filter, render and bookmark for the client that asked."""
+
     rtype: ResourceType
     namespace: str  # "" for every namespace
     matches: Callable[[Obj], bool]
@@ -83,6 +85,7 @@ def _backlog(store: Store, watch: WatchRequest) -> list[tuple[str, Obj]]:
 async def serve_watch(
     request: web.Request, store: Store, watch: WatchRequest
 ) -> web.StreamResponse:
+    """Serve a watch: the backlog since the requested version, then live changes, as JSON lines."""
     # Subscribing and reading the backlog happen with no await between: no change is missed.
     subscription = store.subscribe(watch.rtype)
     try:

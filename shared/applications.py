@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from datetime import datetime
+from typing import Final
 
 import msgspec
 
-from shared.events.base import Event
+from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import (
     ApplicationDeleted,
     ApplicationDisabled,
@@ -19,7 +21,7 @@ from shared.events.catalog import (
     ApplicationRegistered,
 )
 
-__all__ = ["Application", "application_of", "evolve"]
+__all__ = ["Application", "RecordedApplication", "application_of", "evolve", "fold_recorded"]
 
 
 class Application(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,3 +68,43 @@ def evolve(state: Application | None, event: Event) -> Application | None:
 def application_of(events: Iterable[Event]) -> Application | None:
     """The application after `events` (its stream, in order), or None if it is not registered."""
     return functools.reduce(evolve, events, None)
+
+
+class RecordedApplication(msgspec.Struct, frozen=True, kw_only=True):
+    """An application's stream folded with the log's places and times: what the API shows
+    (`services/api/resources.py`), and what a snapshot of the stream keeps."""
+
+    application: Application | None = None
+    """The application now (None: not registered, or deleted)."""
+    registered_at: datetime | None = None
+    """When it was first registered."""
+    changed_at: datetime | None = None
+    """When it was last registered, disabled or enabled (what moves the view's `updated_at`)."""
+    changed_position: int = 0
+    """The log position of that change."""
+
+
+_CHANGES_VIEW: Final = (ApplicationRegistered, ApplicationDisabled, ApplicationEnabled)
+
+
+def fold_recorded(
+    history: Iterable[RecordedEvent], start: RecordedApplication | None = None
+) -> RecordedApplication | None:
+    """The application after its stream's recorded events, from `start` (a snapshot of the
+    stream's beginning; None: from the start); None when nothing was folded at all."""
+    folded = start
+    for recorded in history:
+        folded = folded or RecordedApplication()
+        event = recorded.event
+        application = evolve(folded.application, event)
+        if isinstance(event, _CHANGES_VIEW):
+            folded = RecordedApplication(
+                application=application,
+                registered_at=folded.registered_at
+                or (recorded.recorded_at if isinstance(event, ApplicationRegistered) else None),
+                changed_at=recorded.recorded_at,
+                changed_position=recorded.global_position,
+            )
+        elif application is not folded.application:
+            folded = msgspec.structs.replace(folded, application=application)
+    return folded

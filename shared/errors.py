@@ -23,7 +23,7 @@ SlipwayError
 ├── Unavailable            transient infrastructure (database, NATS, a cluster): retry with back-off
 │   ├── GitError                         shared.git: a git command failed (`kind` says why)
 │   ├── ReplayInProgress                 shared.projections.errors: a view is being rebuilt
-│   └── ApiUnreachable                   slipway_client.api: nothing answers at the API URL
+│   └── ApiUnreachable                   slipway_client.transport: nothing answers at the API URL
 ├── ConfigError            bad configuration or settings: fail fast, naming file, line and field
 │   ├── ConfigFileError                  shared.config.errors: one file's problem, located
 │   │   └── ConfigFileErrors             …several at once
@@ -50,7 +50,7 @@ SlipwayError
     ├── OptionsError                     shared.executor.options: (also ValueError) bad options
     ├── ProviderError                    shared.analysis.providers: a metrics provider failed
     ├── SamplesEqualError                shared.analysis.stats: (also ValueError) no test possible
-    ├── _HandlerFailed                   shared.consumer.runtime: a batch's handler raised
+    ├── HandlerFailed                    shared.consumer.handling: a batch's handler raised
     ├── SelectionError                   shared.events.feed: (also ValueError) a bad subscription
     ├── ErrorReply                       services.api.errors: an error answer with its status
     ├── TooManyStreams                   services.api.limits: a key's stream slots are used up
@@ -60,9 +60,9 @@ SlipwayError
     ├── ScriptUserError                  services.executor.script: (also RuntimeError)
     ├── VariantError                     services.executor.variants: (also ValueError)
     ├── _Transient                       services.planner.service: retry planning later
-    ├── ApiError                         slipway_client.api: the API answered an error
+    ├── ApiError                         slipway_client.transport: the API answered an error
     ├── SandboxMissing                   slipway_cli.sandboxed: `up`/`demo` without the sandbox
-    ├── PipectlFailure                   slipway_cli.pipectl: a pipectl command failed (exit 1)
+    ├── PipectlFailure                   slipway_cli.pipectl_commands: a pipectl command failed
     ├── SandboxError                     slipway_sandbox.sandbox: (also RuntimeError)
     └── DemoRepoError                    slipway_sandbox.demo_repo: (also RuntimeError)
 ```

@@ -69,6 +69,7 @@ def _command_in(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `slipway` command line; its exit code."""
     arguments = sys.argv[1:] if argv is None else argv
     args = build_parser(_command_in(arguments)).parse_args(arguments)
     try:

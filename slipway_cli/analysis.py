@@ -48,6 +48,7 @@ _DATABASE_URL_ENVS = ("SLIPWAY_READER_DATABASE_URL", "SLIPWAY_DATABASE_URL")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `slipway analysis` (recompute recorded verdicts) to the parser."""
     parser = subparsers.add_parser(
         "analysis",
         help="automated analysis: recompute recorded verdicts",
@@ -84,6 +85,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run an analysis subcommand: over the API, or on the database with `--direct`."""
     if args.direct or args.database_url:
         return _direct(args)
     return run_with_client(_via_api)(args)

@@ -24,6 +24,7 @@ from slipway_client import ApiClient
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `slipway apikey` (make, list, revoke API keys) to the parser."""
     parser = subparsers.add_parser(
         "apikey",
         help="make, list and revoke API keys",

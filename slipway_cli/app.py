@@ -50,6 +50,7 @@ STRATEGIES: Final = {_CLI_WORDS.get(s, s.value): s.value for s in Strategy}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `slipway app` (register, list, sync applications) to the parser."""
     parser = subparsers.add_parser(
         "app",
         help="register, list and sync applications (through the API)",

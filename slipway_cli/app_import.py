@@ -69,6 +69,7 @@ def register_import(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
 ) -> None:
+    """Add `slipway app import` (adopt applications PipeCD deployed) under `app`."""
     imports = commands.add_parser(
         "import",
         parents=[common],

@@ -23,6 +23,7 @@ _COLUMNS: Final = ("ID", "STATUS", "FROM", "BLOCKS", "STARTED AT")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `slipway chain` (list, get, cancel deployment chains) to the parser."""
     parser = subparsers.add_parser(
         "chain",
         help="deployment chains: list, get, cancel (through the API)",

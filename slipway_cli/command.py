@@ -135,8 +135,10 @@ def table(rows: Sequence[Sequence[str]]) -> str:
 
 
 def print_json(value: Any) -> None:
+    """Print `value` as indented JSON with sorted keys (stable for scripts and diffs)."""
     print(json.dumps(value, indent=2, sort_keys=True))
 
 
 def fail(message: str) -> None:
+    """Print an error on stderr the way every command does: `slipway: message`."""
     print(f"slipway: {message}", file=sys.stderr)

@@ -36,6 +36,7 @@ from slipway_cli.command import EXIT_OK, EXIT_USAGE
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `slipway config` (check configuration files) to the parser."""
     parser = subparsers.add_parser(
         "config", help="work with configuration files", description="Work with configuration files."
     )
@@ -83,6 +84,7 @@ def _summary(config: AnyConfig) -> str:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    """Check every config file under the given paths; 1 if any fails to load."""
     failed = False
     for root in args.paths:
         files = _files(root)

@@ -39,6 +39,7 @@ RETURNING id
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `slipway deadletters` (list, show, redrive) to the parser."""
     parser = subparsers.add_parser(
         "deadletters",
         help="list, show and redrive the messages consumers gave up on",

@@ -16,6 +16,7 @@ from slipway_cli.sandboxed import add_sandbox_options, supervisor
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `slipway demo` (the sandbox playing the seed's story) to the parser."""
     parser = subparsers.add_parser(
         "demo",
         help="start the sandbox and play the seed's story (dev deploy, canary, rollback, revert)",
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    """Start the sandbox, play the story, and stay up unless `--once`."""
     sandbox = supervisor()
     code: int = asyncio.run(
         sandbox.supervise(

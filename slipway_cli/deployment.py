@@ -38,6 +38,7 @@ _ID_HELP: Final = "the deployment's id, or a unique prefix of it (at least 4 cha
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `slipway deployment` (list, follow, approve, skip, cancel) to the parser."""
     parser = subparsers.add_parser(
         "deployment",
         help="list and follow deployments; approve, skip and cancel (through the API)",
@@ -292,11 +293,13 @@ def _approval(s: Mapping[str, Any]) -> str:
 
 
 def format_line(line: Mapping[str, Any]) -> str:
+    """One stage log line as `follow` prints it: time, stage, severity, message."""
     at = str(line["recorded_at"])[11:19]
     return f"{at} {line['stage_id']:<10} {line['severity']:<7} {line['message']}"
 
 
 def print_json_line(line: Mapping[str, Any]) -> str:
+    """One stage log line as a JSON document (for `--json` output)."""
     return json.dumps(line, sort_keys=True)
 
 

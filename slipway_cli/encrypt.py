@@ -30,6 +30,7 @@ from slipway_client import ApiClient
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `slipway encrypt` (PipeCD-format secrets, key rotation) to the parser."""
     parser = subparsers.add_parser(
         "encrypt",
         parents=[common_options()],
@@ -53,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    """Encrypt a secret (locally with a public key, or over the API) or rotate a file's secrets."""
     if args.rotate is not None:
         return _rotate(args)
     text = _read_text(args.input_file, "--input-file")

@@ -31,6 +31,7 @@ def parse_pairs(text: str) -> dict[str, str]:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `slipway event` (register and list event-watcher events) to the parser."""
     parser = subparsers.add_parser(
         "event", help="register events for the event watcher (image updates), list them"
     )

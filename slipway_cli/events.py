@@ -27,6 +27,7 @@ _PAGE: Final = 500
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `slipway events` (follow the log, a stream's state as of a point) to the parser."""
     parser = subparsers.add_parser(
         "events",
         help="follow the event log, or show a stream and its state as of a point",

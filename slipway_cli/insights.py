@@ -24,6 +24,7 @@ _COLUMNS: Final = (
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `slipway insights` (the four DORA metrics) to the parser."""
     parser = subparsers.add_parser(
         "insights",
         parents=[common_options()],

@@ -14,6 +14,7 @@ from shared.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `slipway kubesim` (run the Kubernetes emulator) to the parser."""
     parser = subparsers.add_parser(
         "kubesim",
         help="run kubesim, a Kubernetes API server emulator, and write a kubeconfig for it",
@@ -87,6 +88,7 @@ def build(args: argparse.Namespace) -> KubeSim:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run kubesim until interrupted, with a kubeconfig written for it."""
     sim = build(args)
     return asyncio.run(_serve(sim, args.kubeconfig))
 

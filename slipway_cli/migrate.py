@@ -12,6 +12,7 @@ from shared.eventlog import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, DEFAULT_RE
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `slipway migrate` (create or update the schema) to the parser."""
     parser = subparsers.add_parser("migrate", help="create or update the database schema")
     parser.add_argument(
         "--database-url",
@@ -31,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    """Apply the schema migrations and say which ran."""
     if not args.database_url:
         raise ConfigError("migrate needs --database-url or SLIPWAY_MIGRATE_DATABASE_URL")
     applied = asyncio.run(_migrate(args))

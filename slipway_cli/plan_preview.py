@@ -42,6 +42,7 @@ EXIT_UNREACHABLE: Final = 3
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `slipway plan-preview` (what merging a branch would deploy) to the parser."""
     parser = subparsers.add_parser(
         "plan-preview",
         parents=[common_options()],
@@ -74,6 +75,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    """Preview a branch's plans over the API (`--repository-id`) or from a local repo."""
     if args.repository_id is not None:
         return run_with_client(_run_over_api)(args)
     if not args.base_branch:

@@ -1,4 +1,5 @@
-"""`slipway replay`: rebuild projections from position 0 and swap them in."""
+"""`slipway replay`: rebuild projections from position 0 and swap them in, and the snapshots
+of long streams (`shared/snapshots.py`), dropped and written again from the log."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 import asyncpg
@@ -16,14 +18,18 @@ from shared.eventlog import EventStore
 from shared.events.catalog import default_registry
 from shared.logs import configure_logging
 from shared.projections import Projection, ReplayResult, default_projections, replay
+from shared.snapshots import rebuild
+from shared.stream_folds import BY_CATEGORY
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `slipway replay` (rebuild projections from the log) to the parser."""
     parser = subparsers.add_parser(
         "replay",
         help="rebuild projections from the whole log and swap them in atomically",
         description="Rebuild every projection (or the named ones) from position 0 into "
-        "new tables, then swap them in atomically; live runners carry on from there.",
+        "new tables, then swap them in atomically; live runners carry on from there. "
+        "Without --projection, the snapshots of long streams are dropped and rebuilt too.",
     )
     parser.add_argument(
         "--projection",
@@ -50,15 +56,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    """Rebuild the chosen projections from position 0 and swap them in."""
     if not args.database_url:
         raise ConfigError("replay needs --database-url or SLIPWAY_PROJECTOR_DATABASE_URL")
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be at least 1")
     chosen = choose(default_projections(), args.projections)
+    snapshots = not args.projections
     # Log lines go to stderr, so stdout carries only the per-projection summary.
     configure_logging("slipway-replay")
     try:
-        asyncio.run(_replay(args.database_url, args.schema, chosen, args.batch_size, args.wait))
+        asyncio.run(
+            _replay(args.database_url, args.schema, chosen, args.batch_size, args.wait, snapshots)
+        )
     except asyncpg.PostgresError as exc:
         # A lost connection is already `Unavailable`; this is the database refusing
         # (schema not migrated, missing grants, a projection's SQL failing).
@@ -83,7 +93,12 @@ def choose(projections: Sequence[Projection], names: Sequence[str] | None) -> li
 
 
 async def _replay(
-    url: str, schema: str, projections: Sequence[Projection], batch_size: int, wait: bool
+    url: str,
+    schema: str,
+    projections: Sequence[Projection],
+    batch_size: int,
+    wait: bool,
+    snapshots: bool,
 ) -> None:
     pool = await create_pool(url, schema=schema, min_size=1, max_size=2)
     try:
@@ -91,6 +106,11 @@ async def _replay(
         for projection in projections:
             result = await replay(store, projection, batch_size=batch_size, wait=wait)
             print(_summary(result), flush=True)
+        if snapshots:
+            started = time.perf_counter()
+            written = await rebuild(store, BY_CATEGORY.values())
+            seconds = time.perf_counter() - started
+            print(f"snapshots: {written} long streams in {seconds:.2f} s", flush=True)
     finally:
         await pool.close()
 

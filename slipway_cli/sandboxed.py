@@ -71,7 +71,7 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
         "--event-watcher",
         action="store_true",
         help="also play the image-event step: CI registers an image, the event watcher "
-        "writes it back to git, dev deploys it (off by default)",
+        "writes it back to git, dev deploys it, dev's chain deploys stg (off by default)",
     )
     parser.add_argument(
         "--report",

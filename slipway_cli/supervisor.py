@@ -29,6 +29,7 @@ EXIT_NOT_STARTED: Final = 2
 
 
 def options_from(args: argparse.Namespace) -> SandboxOptions:
+    """The sandbox's options from the command's arguments."""
     return SandboxOptions(
         data_dir=args.data_dir,
         say=say_stdout,
@@ -43,6 +44,7 @@ def options_from(args: argparse.Namespace) -> SandboxOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Start the sandbox and play the story; an exit code from EXIT_*."""
     return asyncio.run(
         supervise(options_from(args), play=True, stay_up=not args.once, report_path=args.report)
     )
@@ -129,6 +131,7 @@ def _summarise(report: StoryReport, sandbox: Sandbox, say: Any) -> None:
 
 
 def report_json(report: StoryReport, sandbox: Sandbox) -> dict[str, Any]:
+    """The story report as JSON (`--report`): outcome, timings, each step."""
     return {
         "ok": report.ok,
         "startup_s": round(sandbox.startup_s, 3),

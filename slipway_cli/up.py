@@ -14,6 +14,7 @@ from slipway_cli.sandboxed import add_sandbox_options, supervisor
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `slipway up` (run the sandbox, play the story, stay up) to the parser."""
     parser = subparsers.add_parser(
         "up", help="run the local sandbox, play the seed's story, stay up until Ctrl-C"
     )
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    """Start the sandbox; with `--once`, a readiness check that requires nothing."""
     sandbox = supervisor()
     options = sandbox.options_from(args)
     if args.once:

@@ -140,6 +140,7 @@ def wait_for_cascade(
 
 
 def wait_options(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """Add the `--wait-status` and timeout options to a command that can wait."""
     parser.add_argument(
         "--wait-status",
         type=statuses,

@@ -57,6 +57,7 @@ def _say(message: str) -> None:
 
 
 async def run(root: Path, families: Sequence[str]) -> dict[str, Any]:
+    """Run the attack families against one sandbox; what each attack got through."""
     markers, outside = root / "markers", root / "outside"
     markers.mkdir(parents=True, exist_ok=True)
     outside.mkdir(parents=True, exist_ok=True)
@@ -152,6 +153,7 @@ def _report(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: run the attacks and print the JSON report."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.security", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print only the JSON report")
     parser.add_argument("--keep", type=Path, help="run in this directory and keep it")

@@ -225,6 +225,7 @@ def _webhook_attacks() -> list[Attack]:
 
 
 def attacks() -> list[Attack]:
+    """The API attacks: every route without a key, with a made-up key, with a weaker role."""
     found: list[Attack] = []
     for method, path, body in _WRITE_ROUTES + _ADMIN_ROUTES + _READ_ROUTES:
         found.append(_refused(method, path, body, None, None))

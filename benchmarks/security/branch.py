@@ -313,6 +313,7 @@ def _symlink_case(kind: str) -> Any:
 
 
 def attacks() -> list[Attack]:
+    """The branch-push attacks: manifests, Kustomize, Helm and configs that try to run or read."""
     found: list[Attack] = []
     for key in _KUSTOMIZE_KEYS:
         for value_kind in ("helm-cmd", "helm-cmd-split", "exec", "output"):

@@ -293,6 +293,7 @@ def _approval_refused(verb: str) -> Callable[[Scenario, Target], Outcome]:
 
 
 def attacks() -> list[Attack]:
+    """The deploy-time attacks: script env, huge output, secrets in diffs and logs."""
     found = [
         _reads(FAMILY_SCRIPT, "script-env", _env_hidden),
         _reads(FAMILY_SCRIPT, "script-1MiB-line-NUL-bytes", _huge_output_survived),

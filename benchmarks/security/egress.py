@@ -60,4 +60,5 @@ def _attack(host: str) -> Attack:
 
 
 def attacks() -> list[Attack]:
+    """The egress attacks: metadata and private addresses the analysis egress guard must refuse."""
     return [_attack(host) for host in _TARGETS]

@@ -47,6 +47,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Attack:
+    """One attack: its family, name, and the coroutine that tries it against a target."""
+
     family: str
     name: str
     run: Callable[[Target], Awaitable[Outcome]]
@@ -107,6 +109,7 @@ class Target:
         return self.markers / attack.replace("/", "_")
 
     def outside_file(self, attack: str, text: str) -> Path:
+        """Write `text` to a file outside the repository (what a path escape would read)."""
         path = self.outside / f"{attack.replace('/', '_')}.yaml"
         path.write_text(text)
         return path
@@ -131,6 +134,7 @@ class Target:
         headers: Mapping[str, str] | None = None,
         timeout_s: float = 60.0,
     ) -> Answer:
+        """An HTTP request to any URL, with an API key; never raises on a status."""
         sent = dict(headers or {})
         if key:
             sent["Authorization"] = f"Bearer {key}"
@@ -145,6 +149,7 @@ class Target:
     async def api(
         self, method: str, path: str, *, role: str | None = "admin", json: Any = None
     ) -> Answer:
+        """An API request as `role` (None: without a key)."""
         key = self.keys[role] if role else None
         return await self.http(method, f"{self.api_url}/api/v1{path}", key=key, json=json)
 
@@ -167,6 +172,7 @@ class Target:
     async def commit_main(
         self, files: Mapping[str, str], *, symlinks: Mapping[str, str] | None = None
     ) -> str:
+        """Commit `files` (and symlinks) to the target repository's main branch."""
         async with self._lock:
             return await asyncio.to_thread(
                 self._commit_on, "main", files, dict(symlinks or {}), (), False

@@ -239,6 +239,7 @@ _DATABASE_ATTACKS = (
 
 
 def attacks() -> list[Attack]:
+    """The network attacks: forged NATS events, publishes and subscriptions without rights."""
     # Forged copies first: the publish probes below would otherwise be the newest messages.
     found = [
         _forged_event("deployment_triggered"),

@@ -22,6 +22,8 @@ NAME = "analysis"
 
 
 class AnalysisSettings(ServiceSettings, frozen=True, kw_only=True):
+    """The analysis service's settings (`SLIPWAY_*` environment variables)."""
+
     control_config: str
     """Path of the control config: repositories and analysis providers (Prometheus)."""
     git_cache_dir: str = ""
@@ -39,6 +41,7 @@ class AnalysisSettings(ServiceSettings, frozen=True, kw_only=True):
 
 
 async def setup(runtime: ServiceRuntime[AnalysisSettings]) -> Sequence[Component]:
+    """Wire the analysis service: its store, leases, scheduler and Prometheus client."""
     settings = runtime.settings
     control = control_config(settings.control_config)
     events = await EventWiring.start(runtime)

@@ -75,6 +75,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Due:
+    """One check's tick that is due: which check, which tick, when, and whether it is the last."""
+
     key: str
     tick: int
     at_s: float
@@ -83,6 +85,8 @@ class Due:
 
 @dataclass(frozen=True)
 class Conclusion:
+    """How an analysis ends: its verdict and why."""
+
     verdict: Verdict
     reason: str
 
@@ -97,6 +101,7 @@ def _next_tick(check: CheckRecord) -> int:
 
 
 def due_ticks(record: AnalysisRecord, elapsed_s: float) -> list[Due]:
+    """The ticks of undecided checks that are due `elapsed_s` into the analysis."""
     duration = record.duration_s
     out: list[Due] = []
     for key, check in record.checks.items():
@@ -128,6 +133,7 @@ def next_due_s(record: AnalysisRecord) -> float | None:
 
 
 def conclusion(record: AnalysisRecord, elapsed_s: float) -> Conclusion | None:
+    """The analysis's end once its checks decide it, or None while it runs on."""
     if record.concluded is not None or record.started is None:
         return None
     checks = list(record.checks.values())

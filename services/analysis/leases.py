@@ -54,6 +54,8 @@ ORDER BY concluded_at DESC LIMIT 1
 
 @dataclass(frozen=True)
 class Lease:
+    """One replica's hold on one analysis, fenced by `token`."""
+
     analysis_id: str
     deployment_id: str
     application_id: str
@@ -63,11 +65,14 @@ class Lease:
 
     @property
     def key(self) -> str:
+        """The lease's key in the table: the analysis id."""
         return self.analysis_id
 
 
 @dataclass(frozen=True)
 class Previous:
+    """The application's previous concluded analysis (what a baseline compares against)."""
+
     analysis_id: str
     started_at: datetime
 

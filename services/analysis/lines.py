@@ -48,6 +48,7 @@ def too_short_to_fail(started: AnalysisStarted) -> list[str]:
 
 
 def start_line(started: AnalysisStarted, holder: str) -> str:
+    """The stage log line that announces an analysis: its checks and who runs it."""
     checks = ", ".join(
         f"{c.key} ({c.strategy} every {c.interval_s:g} s, failureLimit {c.failure_limit})"
         for c in started.checks
@@ -59,6 +60,7 @@ def start_line(started: AnalysisStarted, holder: str) -> str:
 
 
 def measurement_text(m: AnalysisMeasured) -> str:
+    """One measurement for a log line: the variant, the query on one line, value or error."""
     who = f"{m.variant} " if m.variant else ""
     # A multi-line PromQL template reads best in a log line as one line.
     query = "`" + " ".join(m.query.split()) + "`"
@@ -74,6 +76,7 @@ def measurement_text(m: AnalysisMeasured) -> str:
 
 
 def tick_line(due: Due, measured: list[AnalysisMeasured], verdict: TickVerdict) -> str:
+    """The stage log line of one tick: its measurements and the verdict."""
     final = " (final)" if due.final else ""
     # The counts behind a ratio are in the verdict's reason; only their errors are news here.
     sent = "; ".join(measurement_text(m) for m in measured if m.role not in _COUNT_ROLES or m.error)

@@ -98,6 +98,8 @@ SetupLoader = Callable[[AnalysisRequested], Awaitable[Setup]]
 
 
 class Measurer(Protocol):
+    """What takes a check's measurements for a tick (Prometheus or HTTP, or a test's)."""
+
     async def measure(
         self,
         setup: Setup,
@@ -111,6 +113,8 @@ class Measurer(Protocol):
 
 
 class AnalysisRunner:
+    """Measure `plan`'s queries for tick `due` of the analysis `setup` describes."""
+
     """One analysis, run by the holder of its lease."""
 
     def __init__(
@@ -143,9 +147,11 @@ class AnalysisRunner:
 
     @property
     def actor(self) -> str:
+        """Who appends this run's events: the replica and its lease token."""
         return f"analysis:{self.lease.holder}#{self.lease.token}"
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Run the analysis to its conclusion, or until stopped or the lease is lost."""
         with bound_contextvars(
             analysis_id=self.lease.analysis_id,
             deployment_id=self.lease.deployment_id,
@@ -163,9 +169,11 @@ class AnalysisRunner:
 
     @property
     def finished(self) -> bool:
+        """Whether the analysis has concluded."""
         return self.concluded
 
     async def wait(self, stop: asyncio.Event, seconds: float) -> None:
+        """Sleep `seconds`, waking early when `stop` is set."""
         await self._sleep(stop, seconds)
 
     async def close(self) -> None:

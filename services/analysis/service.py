@@ -144,6 +144,7 @@ class AnalysisService:
             log.info("analysis_registered", analysis_id=request.analysis_id)
 
     async def after_commit(self, event: RecordedEvent) -> None:
+        """Wake the scheduler when a new analysis was requested, instead of at its next poll."""
         if isinstance(event.event, AnalysisRequested):
             self.scheduler.wake()
 
@@ -179,6 +180,7 @@ class AnalysisService:
         self.runners.pop(analysis_id, None)
 
     async def close(self) -> None:
+        """Close the HTTP session and forget the Prometheus clients."""
         session, self._session = self._session, None
         self._prometheus.clear()
         if session is not None:
@@ -193,6 +195,7 @@ class AnalysisService:
     # Setup: the checks at the deployment's commit ------------------------------------------
 
     async def load_setup(self, request: AnalysisRequested) -> AnalysisSetup:
+        """What an analysis needs: the deployment's config at its commit and its providers."""
         planned, registered = await self._deployment(request)
         repository_id = (planned.repository_id if planned else "") or (
             registered.repository_id if registered else ""
@@ -270,6 +273,7 @@ class AnalysisService:
         previous: Previous | None,
         analysis_id: str,
     ) -> list[AnalysisMeasured]:
+        """Measure a check's queries for one tick against its provider."""
         assert isinstance(setup, AnalysisSetup)
         check = plan.check
         end = started_at.timestamp() + due.at_s

@@ -28,6 +28,8 @@ NAME = "api"
 
 
 class ApiSettings(ServiceSettings, frozen=True, kw_only=True):
+    """The API service's settings (`SLIPWAY_*` environment variables)."""
+
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Meta(ge=0, le=65535)] = 8080
     """0 picks a free port (the bound one is logged as `api_server_started`)."""
@@ -116,6 +118,7 @@ def plan_preview_source(settings: ApiSettings) -> PlanPreviewSource | None:
 
 
 async def setup(runtime: ServiceRuntime[ApiSettings]) -> Sequence[Component]:
+    """Wire the API: its store, read model, commands and the HTTP server."""
     settings = runtime.settings
     app = create_app(
         store=EventStore(

@@ -21,6 +21,8 @@ __all__ = ["DEPS", "Deps", "PlanPreviewSource", "deps"]
 
 @dataclass(frozen=True)
 class Deps:
+    """What every route handler needs, stored once on the aiohttp application."""
+
     store: EventStore
     pool: asyncpg.Pool
     commands: ApplicationCommands
@@ -55,4 +57,5 @@ DEPS = web.AppKey("deps", Deps)
 
 
 def deps(request: web.Request) -> Deps:
+    """The route dependencies of the application serving `request`."""
     return request.app[DEPS]

@@ -17,17 +17,15 @@ from collections.abc import Sequence
 import asyncpg
 import msgspec
 
-from services.api.decider import evolve
 from services.api.schemas import ApplicationResource, ApplicationSync
+from shared.applications import RecordedApplication, fold_recorded
 from shared.events.base import RecordedEvent
-from shared.events.catalog import ApplicationDisabled, ApplicationEnabled, ApplicationRegistered
 from shared.events.vocabulary import SyncState
 from shared.labels import merge_labels
 from shared.syncstate import SyncStatus
 
-__all__ = ["from_events", "from_row"]
+__all__ = ["from_events", "from_record", "from_row"]
 
-_CHANGES_VIEW = (ApplicationRegistered, ApplicationDisabled, ApplicationEnabled)
 _labels = msgspec.json.Decoder(dict[str, str])
 _sync = msgspec.json.Decoder(SyncStatus)
 
@@ -39,16 +37,18 @@ def from_events(
 
     `current` (the projection's row, if it has one) supplies the config labels and the sync
     state, which other streams decide."""
-    state = None
-    registered: RecordedEvent | None = None
-    changed: RecordedEvent | None = None
-    for recorded in history:
-        state = evolve(state, recorded.event)
-        if isinstance(recorded.event, _CHANGES_VIEW):
-            changed = recorded
-            if registered is None and isinstance(recorded.event, ApplicationRegistered):
-                registered = recorded
-    if state is None or registered is None or changed is None:
+    return from_record(fold_recorded(history), current)
+
+
+def from_record(
+    folded: RecordedApplication | None, current: ApplicationResource | None = None
+) -> ApplicationResource | None:
+    """`from_events` from the stream already folded (`shared.applications.fold_recorded`,
+    or a snapshot and the events after it)."""
+    if folded is None:
+        return None
+    state = folded.application
+    if state is None or folded.registered_at is None or folded.changed_at is None:
         return None
     config_labels = current.config_labels if current is not None else {}
     return ApplicationResource(
@@ -60,9 +60,9 @@ def from_events(
         platform_provider=state.platform_provider,
         labels=merge_labels(state.labels, config_labels.items()),
         disabled=state.disabled,
-        registered_at=registered.recorded_at,
-        updated_at=changed.recorded_at,
-        position=changed.global_position,
+        registered_at=folded.registered_at,
+        updated_at=folded.changed_at,
+        position=folded.changed_position,
         registered_labels=dict(state.labels),
         config_labels=dict(config_labels),
         sync_state=current.sync_state if current is not None else SyncState.UNKNOWN,

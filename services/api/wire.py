@@ -56,6 +56,7 @@ async def read_body(request: web.Request, type_: type[T], *, optional: bool = Fa
 def json_response(
     value: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> web.Response:
+    """A JSON answer encoded by msgspec (structs, enums and datetimes as the API documents)."""
     return web.Response(
         status=status,
         body=_encoder.encode(value),
@@ -82,6 +83,7 @@ def query_str(request: web.Request, name: str, *, max_length: int = 256) -> str 
 
 
 def query_int(request: web.Request, name: str, *, ge: int, le: int = MAX_INT) -> int | None:
+    """An integer query parameter from `ge` to `le`, or None when absent; 400 naming it if not."""
     raw = query_str(request, name)
     if raw is None:
         return None
@@ -96,6 +98,7 @@ def query_int(request: web.Request, name: str, *, ge: int, le: int = MAX_INT) ->
 
 
 def query_bool(request: web.Request, name: str) -> bool | None:
+    """A boolean query parameter (`true`, `1`, `yes` or their opposites), or None when absent."""
     raw = query_str(request, name)
     if raw is None:
         return None

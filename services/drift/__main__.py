@@ -20,6 +20,8 @@ NAME = "drift"
 
 
 class DriftSettings(ServiceSettings, frozen=True, kw_only=True):
+    """The drift service's settings (`SLIPWAY_*` environment variables)."""
+
     control_config: str
     """Path of the control config: the repositories and the platform providers (kubeconfigs)."""
     git_cache_dir: str = ""
@@ -29,6 +31,7 @@ class DriftSettings(ServiceSettings, frozen=True, kw_only=True):
 
 
 async def setup(runtime: ServiceRuntime[DriftSettings]) -> Sequence[Component]:
+    """Wire the drift detector: its store, platforms and the interval loop."""
     settings = runtime.settings
     control = control_config(settings.control_config)
     detector = DriftDetector(
@@ -39,6 +42,7 @@ async def setup(runtime: ServiceRuntime[DriftSettings]) -> Sequence[Component]:
         repositories={r.repo_id: r.remote for r in control.spec.repositories},
         branches={r.repo_id: r.branch for r in control.spec.repositories},
         platforms={p.name: p.config for p in control.spec.platform_providers},
+        provider_labels={p.name: p.labels for p in control.spec.platform_providers},
         secret_keys=key_ring(control),
         interval_s=settings.drift_interval_s,
     )

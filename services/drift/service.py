@@ -20,7 +20,11 @@ reads the live objects Slipway labelled for it and runs
 
 Which cluster an application lives on is `platform_provider_of`'s rule, the
 executor's too: an application registered without a provider is checked (and
-deleted) on the control config's first one, never skipped in silence.
+deleted) on the control config's first one, never skipped in silence. Its
+config's `resourceRoutes` (at the head) add the clusters they name, compared
+cluster by cluster (`shared.platform.clusters`, `detect_drift_across`); a cascade
+delete whose config is gone from the head looks on every provider (the label names
+the application alone).
 """
 
 from __future__ import annotations
@@ -39,9 +43,16 @@ from services.drift.decider import (
     trigger_of,
 )
 from shared.aio import sleep_or_stop
-from shared.config.control import KubernetesProviderConfig, platform_provider_of
+from shared.config.control import KubernetesProviderConfig
+from shared.config.resource_routes import ResourceRouter
 from shared.decider import OPENING, StreamTaken
-from shared.deploysource import Reveal, ensure_commit, load_deploy_source, register_secrets
+from shared.deploysource import (
+    DeploySource,
+    Reveal,
+    ensure_commit,
+    load_deploy_source,
+    register_secrets,
+)
 from shared.errors import ConfigError, PlatformError
 from shared.eventlog import EventStore, deterministic_event_id
 from shared.eventlog.envelope import envelope
@@ -56,11 +67,11 @@ from shared.events.catalog import (
     DeploymentTriggered,
 )
 from shared.events.streams import deployment_stream, drift_stream
-from shared.git import GitCache
+from shared.git import GitCache, GitError
 from shared.logs import get_logger
-from shared.planning.drift import DriftResult, detect_drift
+from shared.planning.drift import DriftResult, detect_drift_across
 from shared.planning.health import health_of
-from shared.platform import KubernetesPlatform
+from shared.platform.clusters import Clusters
 from shared.secrets import KeyRing
 from shared.syncstate import SYNC_EVENTS, SyncStatus
 from shared.syncstate import evolve as evolve_sync
@@ -100,6 +111,7 @@ class DriftDetector:
         git: GitCache,
         repositories: Mapping[str, str],
         platforms: Mapping[str, KubernetesProviderConfig],
+        provider_labels: Mapping[str, Mapping[str, str]] | None = None,
         branches: Mapping[str, str] | None = None,
         secret_keys: KeyRing | None = None,
         interval_s: float = 30.0,
@@ -109,6 +121,8 @@ class DriftDetector:
         self.git = git
         self.repositories = repositories
         self.platforms = platforms
+        # The providers' labels: `resourceRoutes` may pick providers by them.
+        self.provider_labels = dict(provider_labels or {})
         self.branches = dict(branches or {})
         # Decrypts encryptedSecrets into the manifests compared with the cluster.
         self.reveal = Reveal(secret_keys)
@@ -146,31 +160,32 @@ class DriftDetector:
         if known is not None and known.active_deployments:
             log.debug("drift_paused_during_deployment", application_id=app.application_id)
             return None
+        clusters = Clusters(self.platforms, self.provider_labels)
         try:
-            _, config = platform_provider_of(app.platform_provider, self.platforms)
-            remote = self.repositories.get(app.repository_id)
-            if remote is None:
-                raise ConfigError(f"repository {app.repository_id!r} is not in the control config")
+            clusters.provider_of(app.platform_provider)
+            source = await self._head(app)
+            router = clusters.router(
+                source.config, app.platform_provider, config_text=source.config_text
+            )
         except ConfigError as exc:
             if known is not None and known.unchecked != str(exc):
                 known.unchecked = str(exc)
                 log.warning("drift_not_checked", application_id=app.application_id, reason=str(exc))
             return None
-        repo = self.git.repository(remote)
-        await repo.fetch()
-        head = await ensure_commit(
-            repo, await repo.branch_head(self.branches.get(app.repository_id, "main"))
-        )
-        source = await load_deploy_source(
-            repo, head, app.path, app.config_filename, reveal=self.reveal
-        )
-        register_secrets(source)
+        head = source.commit
         spec = source.config.spec
-        async with _platform(config) as platform:
+        async with clusters:
+            platform = await clusters.routed(router)
             live = await platform.live_resources(app.application_id)
-        result = detect_drift(
-            source.manifests,
-            live,
+        placed = [
+            (
+                [m for m in source.manifests if provider in router.providers_of(m.kind, m.name)],
+                [m for m in live if m.cluster == provider],
+            )
+            for provider in platform.listed
+        ]
+        result = detect_drift_across(
+            placed,
             namespace=spec.input.namespace,
             ignore_fields=spec.drift_detection.ignore_fields if spec.drift_detection else (),
         )
@@ -195,6 +210,38 @@ class DriftDetector:
         if trigger is not None:
             await self._open(trigger)
         return result
+
+    async def _head(self, app: ApplicationRegistered) -> DeploySource:
+        """The application at its branch head (a ConfigError when the control config lacks
+        its repository)."""
+        remote = self.repositories.get(app.repository_id)
+        if remote is None:
+            raise ConfigError(f"repository {app.repository_id!r} is not in the control config")
+        repo = self.git.repository(remote)
+        await repo.fetch()
+        head = await ensure_commit(
+            repo, await repo.branch_head(self.branches.get(app.repository_id, "main"))
+        )
+        source = await load_deploy_source(
+            repo, head, app.path, app.config_filename, reveal=self.reveal
+        )
+        register_secrets(source)
+        return source
+
+    async def _deletion_providers(
+        self, app: ApplicationRegistered, clusters: Clusters
+    ) -> tuple[str, ...]:
+        """Where a deleted application's objects may be: its own provider and those its head
+        config routes to, or every provider when that config cannot be read (often removed
+        with the application)."""
+        own = clusters.provider_of(app.platform_provider)
+        try:
+            source = await self._head(app)
+            text = source.config_text
+            return clusters.router(source.config, app.platform_provider, config_text=text).providers
+        except (ConfigError, GitError) as exc:
+            log.info("drift_delete_everywhere", application_id=app.application_id, reason=str(exc))
+        return (own, *(name for name in clusters.configs if name != own))
 
     async def _open(self, trigger: DeploymentTriggered) -> None:
         """Open the deployment stream with `trigger` unless it is open already."""
@@ -221,9 +268,11 @@ class DriftDetector:
         deleted: list[str] = []
         refused: list[tuple[str, PlatformError]] = []
         error = ""
+        clusters = Clusters(self.platforms, self.provider_labels)
         try:
-            _, config = platform_provider_of(app.platform_provider, self.platforms)
-            async with _platform(config) as platform:
+            own, *others = await self._deletion_providers(app, clusters)
+            async with clusters:
+                platform = await clusters.routed(ResourceRouter(own), also_listed=others)
                 live = await platform.live_resources(app.application_id)
                 deleted = await platform.delete(live, failures=refused)
         except (ConfigError, PlatformError) as exc:
@@ -292,7 +341,3 @@ class DriftDetector:
                 self._apps[app_id].active_deployments.discard(deployment_id)
             case _:
                 pass
-
-
-def _platform(config: KubernetesProviderConfig) -> KubernetesPlatform:
-    return KubernetesPlatform.from_config(config)

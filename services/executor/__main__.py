@@ -24,6 +24,8 @@ NAME = "executor"
 
 
 class ExecutorSettings(ServiceSettings, frozen=True, kw_only=True):
+    """The executor's settings (`SLIPWAY_*` environment variables)."""
+
     control_config: str
     """Path of the control config: the repositories and the platform providers (kubeconfigs)."""
     git_cache_dir: str = ""
@@ -53,6 +55,7 @@ class ExecutorSettings(ServiceSettings, frozen=True, kw_only=True):
 
 
 async def setup(runtime: ServiceRuntime[ExecutorSettings]) -> Sequence[Component]:
+    """Wire the executor: its store, leases, platforms and inbox consumer."""
     settings = runtime.settings
     control = control_config(settings.control_config)
     events = await EventWiring.start(runtime)
@@ -68,6 +71,7 @@ async def setup(runtime: ServiceRuntime[ExecutorSettings]) -> Sequence[Component
         ),
         repositories={r.repo_id: r.remote for r in control.spec.repositories},
         platforms={p.name: p.config for p in control.spec.platform_providers},
+        provider_labels={p.name: p.labels for p in control.spec.platform_providers},
         secret_keys=key_ring(control),
         holder=settings.instance,
         lease_ttl_s=settings.executor_lease_ttl_s,

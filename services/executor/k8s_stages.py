@@ -42,9 +42,9 @@ from shared.config.application import (
     K8sCanaryRolloutOptions,
     K8sPrimaryRolloutOptions,
     K8sSyncOptions,
-    KubernetesApplicationSpec,
 )
 from shared.config.manifests import Manifest
+from shared.deploysource import DeploySource
 from shared.executor.options import stage_options
 
 
@@ -56,16 +56,16 @@ async def k8s_sync(ctx: StageContext) -> StageResult:
     applied = await apply_manifests(
         ctx,
         source.manifests,
-        spec,
+        source,
         commit=ctx.commit,
         variant=spec.variant_label.primary_value,
         add_variant_to_selector=options.add_variant_label_to_selector,
     )
-    await wait_rollouts(ctx, applied)
+    await wait_rollouts(ctx, source, applied)
     if not options.prune:
         await ctx.log.info("Resource GC was skipped because prune is not set")
     else:
-        await prune(ctx, applied, spec.variant_label.key, spare=())
+        await prune(ctx, source, applied, spec.variant_label.key, spare=())
     return StageResult(StageStatus.SUCCESS, f"Applied {len(applied)} resources")
 
 
@@ -87,15 +87,16 @@ async def k8s_primary_rollout(ctx: StageContext) -> StageResult:
     applied = await apply_manifests(
         ctx,
         manifests,
-        spec,
+        source,
         commit=ctx.commit,
         variant=primary,
         add_variant_to_selector=options.add_variant_label_to_selector,
     )
-    await wait_rollouts(ctx, applied)
+    await wait_rollouts(ctx, source, applied)
     if options.prune:
         label = spec.variant_label
-        await prune(ctx, applied, label.key, spare=(label.canary_value, label.baseline_value))
+        spare = (label.canary_value, label.baseline_value)
+        await prune(ctx, source, applied, label.key, spare=spare)
     return StageResult(StageStatus.SUCCESS, f"Rolled out {len(applied)} primary resources")
 
 
@@ -109,7 +110,9 @@ async def k8s_canary_rollout(ctx: StageContext) -> StageResult:
         await ctx.log.info(f"Patching manifests ({len(options.patches)} patches)")
         manifests = apply_patches(manifests, options.patches)
     canary = spec.variant_label.canary_value
-    return await _roll_out_variant(ctx, manifests, spec, options, variant=canary, commit=ctx.commit)
+    return await _roll_out_variant(
+        ctx, manifests, source, options, variant=canary, commit=ctx.commit
+    )
 
 
 async def k8s_baseline_rollout(ctx: StageContext) -> StageResult:
@@ -123,7 +126,7 @@ async def k8s_baseline_rollout(ctx: StageContext) -> StageResult:
     return await _roll_out_variant(
         ctx,
         list(source.manifests),
-        spec,
+        source,
         options,
         variant=baseline,
         commit=ctx.deployment.running_commit_hash,
@@ -133,7 +136,7 @@ async def k8s_baseline_rollout(ctx: StageContext) -> StageResult:
 async def _roll_out_variant(
     ctx: StageContext,
     manifests: list[Manifest],
-    spec: KubernetesApplicationSpec,
+    source: DeploySource,
     options: K8sCanaryRolloutOptions | K8sBaselineRolloutOptions,
     *,
     variant: str,
@@ -142,6 +145,7 @@ async def _roll_out_variant(
     """Apply `variant`'s copies of `manifests` (made from `commit`) and wait for their rollout."""
     # Named by the stage, not by the label value: the value is the user's to choose.
     role = "CANARY" if isinstance(options, K8sCanaryRolloutOptions) else "BASELINE"
+    spec = source.config.spec
     generated = variant_manifests(
         manifests,
         variant=variant,
@@ -153,8 +157,8 @@ async def _roll_out_variant(
         variant_label=spec.variant_label.key,
     )
     await ctx.log.info(f"Rolling out the {role} variant: {resource_names(generated)}")
-    applied = await apply_manifests(ctx, generated, spec, commit=commit, variant=variant)
-    await wait_rollouts(ctx, applied)
+    applied = await apply_manifests(ctx, generated, source, commit=commit, variant=variant)
+    await wait_rollouts(ctx, source, applied)
     return StageResult(
         StageStatus.SUCCESS, f"Rolled out the {role} variant ({resource_names(generated)})"
     )
@@ -163,14 +167,14 @@ async def _roll_out_variant(
 async def k8s_canary_clean(ctx: StageContext) -> StageResult:
     source = await ctx.target()
     label = source.config.spec.variant_label
-    deleted = await delete_variant(ctx, label.key, label.canary_value)
+    deleted = await delete_variant(ctx, source, label.key, label.canary_value)
     return StageResult(StageStatus.SUCCESS, f"Removed {deleted} CANARY resources")
 
 
 async def k8s_baseline_clean(ctx: StageContext) -> StageResult:
     source = await ctx.target()
     label = source.config.spec.variant_label
-    deleted = await delete_variant(ctx, label.key, label.baseline_value)
+    deleted = await delete_variant(ctx, source, label.key, label.baseline_value)
     return StageResult(StageStatus.SUCCESS, f"Removed {deleted} BASELINE resources")
 
 
@@ -188,18 +192,18 @@ async def rollback(ctx: StageContext) -> StageResult:
         applied = await apply_manifests(
             ctx,
             source.manifests,
-            spec,
+            source,
             commit=running,
             variant=spec.variant_label.primary_value,
             add_variant_to_selector=spec.quick_sync.add_variant_label_to_selector,
         )
-        await wait_rollouts(ctx, applied)
+        await wait_rollouts(ctx, source, applied)
         if routed(ctx.deployment):
             # Traffic back to the primary before its variants go.
             await route(ctx, source, (100, 0, 0), commit=running)
     label = source.config.spec.variant_label
-    removed = await delete_variant(ctx, label.key, label.canary_value)
-    removed += await delete_variant(ctx, label.key, label.baseline_value)
+    removed = await delete_variant(ctx, source, label.key, label.canary_value)
+    removed += await delete_variant(ctx, source, label.key, label.baseline_value)
     if problem:
         return StageResult(StageStatus.FAILURE, problem)
     return StageResult(

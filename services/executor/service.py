@@ -12,7 +12,8 @@ Three parts:
   replica that died) — up to `max_concurrent`, and runs a `DeploymentRunner`
   for each;
 - the stage work: stage executors (`stages.py`) against the application's
-  platform provider, with the deploy source loaded from git at the commit.
+  clusters — its platform provider and those its `resourceRoutes` name
+  (`shared.platform.clusters`) — with the deploy source loaded from git at the commit.
 
 Two replicas never run one deployment at once: a deployment is run only by
 the holder of its lease, and everything a runner writes is fenced by the
@@ -22,7 +23,6 @@ lease's token (`leases.py`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -41,16 +41,17 @@ from services.executor.stages import (
     StageResult,
     run_stage,
 )
-from shared.config.control import KubernetesProviderConfig, configured, platform_provider_of
-from shared.deploysource import Reveal, commit_unavailable_as_config_error
+from shared.config.control import KubernetesProviderConfig, configured
+from shared.deploysource import DeploySource, Reveal, commit_unavailable_as_config_error
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
 from shared.events.catalog import ApplicationRegistered
 from shared.events.streams import application_stream
-from shared.git import GitCache
+from shared.git import GitCache, GitError
 from shared.logs import get_logger
-from shared.platform import KubernetesPlatform
+from shared.platform import RoutedPlatform
+from shared.platform.clusters import Clusters
 from shared.scheduling import LeaseScheduler
 from shared.secrets import KeyRing
 from shared.stagelog import StageLogs
@@ -74,6 +75,7 @@ class Executor:
         repositories: Mapping[str, str],
         platforms: Mapping[str, KubernetesProviderConfig],
         holder: str,
+        provider_labels: Mapping[str, Mapping[str, str]] | None = None,
         lease_ttl_s: float = 15.0,
         poll_s: float = 1.0,
         claim_interval_s: float = 2.0,
@@ -89,7 +91,8 @@ class Executor:
         self.stage_logs = stage_logs
         self.git = git
         self.repositories = dict(repositories)
-        self.platform_configs = dict(platforms)
+        # The providers' labels: `resourceRoutes` may pick providers by them.
+        self.clusters = Clusters(platforms, provider_labels)
         # Decrypts encryptedSecrets into the manifests applied (never the planner's).
         self.reveal = Reveal(secret_keys)
         self.holder = holder
@@ -109,7 +112,6 @@ class Executor:
             backlog=backlog,
             log=log,
         )
-        self._platforms: dict[str, KubernetesPlatform] = {}
         self._sources: dict[str, Sources] = {}
 
     # The consumer -------------------------------------------------------------------------
@@ -171,10 +173,7 @@ class Executor:
 
     async def close(self) -> None:
         """Close the platform clients (the scheduler does it when it returns)."""
-        platforms, self._platforms = self._platforms, {}
-        for platform in platforms.values():
-            with contextlib.suppress(Exception):
-                await platform.close()
+        await self.clusters.close()
 
     # Stage work ---------------------------------------------------------------------------
 
@@ -185,16 +184,21 @@ class Executor:
         await logger.info(f"Stage {stage.name} ({stage.id}) started by {self.holder}")
         try:
             sources = await self._sources_of(state)
-            platform = await self._platform_of(state.application_id)
+            _, provider = await self._application(state.application_id)
+            self.clusters.provider_of(provider)  # none at all fails before any work
         except ConfigError as exc:
             await logger.error(str(exc))
             return StageResult(StageStatus.FAILURE, str(exc))
+
+        async def platforms(source: DeploySource) -> RoutedPlatform:
+            return await self._platform_for(state, sources, provider, source)
+
         ctx = StageContext(
             deployment=state,
             stage=stage,
             log=logger,
             sources=sources,
-            platform=platform,
+            platforms=platforms,
             rollout_timeout_s=self.rollout_timeout_s,
             store=self.store,
             poll_s=self.poll_s,
@@ -220,17 +224,22 @@ class Executor:
         self._sources[state.deployment_id] = sources
         return sources
 
-    async def _platform_of(self, application_id: str) -> KubernetesPlatform:
-        _, provider = await self._application(application_id)
-        name, config = platform_provider_of(provider, self.platform_configs)
-        platform = self._platforms.get(name)
-        if platform is None:
-            # No kubeconfigPath: the pod's in-cluster account (KubernetesPlatform says
-            # so clearly when this is not a pod).
-            platform = KubernetesPlatform.from_config(config)
-            await platform.open()
-            self._platforms[name] = platform
-        return platform
+    async def _platform_for(
+        self, state: Deployment, sources: Sources, provider: str, source: DeploySource
+    ) -> RoutedPlatform:
+        """The clusters as `source`'s routes place its objects; live state also covers the
+        providers the deployment's commit routes to (a rollback to the running commit
+        still finds the canary wherever the new routes put it)."""
+        router = self.clusters.router(source.config, provider, config_text=source.config_text)
+        also: tuple[str, ...] = ()
+        if source.commit != state.commit_hash:
+            try:
+                target = await sources.at(state.commit_hash)
+                config, text = target.config, target.config_text
+                also = self.clusters.router(config, provider, config_text=text).providers
+            except (ConfigError, GitError):
+                also = ()  # the rollback still returns to what it can route
+        return await self.clusters.routed(router, also_listed=also)
 
     async def _application(self, application_id: str) -> tuple[str, str]:
         """(repository_id, platform_provider) of the application, from its latest registration."""

@@ -1,7 +1,8 @@
 """What every stage's work is given and gives back: its context, its result, its failure.
 
 `StageContext` carries the deployment, the stage, its log, the sources at the
-commits, the platform and (for ANALYSIS) the event store; an executor returns
+commits, the application's clusters (routed by the `resourceRoutes` of the commit
+whose manifests are applied) and (for ANALYSIS) the event store; an executor returns
 a `StageResult` or raises `StageFailed` with a reason a person can act on.
 """
 
@@ -26,7 +27,7 @@ from shared.deploysource import (
 from shared.errors import ConfigError, SlipwayError
 from shared.eventlog import EventStore
 from shared.git import GitCache, GitError
-from shared.platform import AppliedResource, KubernetesPlatform
+from shared.platform import AppliedResource, RoutedPlatform
 from shared.stagelog import StageLogger
 
 ANALYSIS_GRACE_S: Final = 300.0
@@ -77,7 +78,8 @@ class StageContext:
     stage: Stage
     log: StageLogger
     sources: Sources
-    platform: KubernetesPlatform
+    platforms: Callable[[DeploySource], Awaitable[RoutedPlatform]]
+    """The clusters as `source`'s `resourceRoutes` place its objects (`platform`)."""
     rollout_timeout_s: float = 600.0
     applied: list[AppliedResource] = field(default_factory=list)
     # ANALYSIS: where the request is appended and the verdict read, how often it is read.
@@ -90,6 +92,13 @@ class StageContext:
     @property
     def commit(self) -> str:
         return self.deployment.commit_hash
+
+    async def platform(self, source: DeploySource) -> RoutedPlatform:
+        """Where `source`'s objects go; a route no provider answers fails the stage."""
+        try:
+            return await self.platforms(source)
+        except ConfigError as exc:
+            raise StageFailed(str(exc)) from exc
 
     async def target(self) -> DeploySource:
         return await self._source(self.commit, "the deployment's commit")

@@ -25,7 +25,6 @@ from services.executor.stage_context import (
 from shared.config.application import (
     IstioTrafficRouting,
     K8sTrafficRoutingOptions,
-    KubernetesApplicationSpec,
     KubernetesTrafficRouting,
 )
 from shared.config.manifests import Manifest
@@ -77,7 +76,7 @@ async def route(
     body = copy.deepcopy(service.body)
     body.setdefault("spec", {}).setdefault("selector", {})[label.key] = variant
     await ctx.log.info(f"Routing all traffic of Service {service.name} to the {variant.upper()}")
-    await _apply_routing(ctx, service, body, spec, commit=commit)
+    await _apply_routing(ctx, service, body, source, commit=commit)
     return StageResult(StageStatus.SUCCESS, f"All traffic goes to the {variant.upper()} variant")
 
 
@@ -107,7 +106,7 @@ async def _route_istio(
     if not edited:
         raise StageFailed(f"VirtualService {name} has no editable HTTP route")
     await ctx.log.info(f"Setting the routes of VirtualService {name} to {_split(weights)}")
-    await _apply_routing(ctx, manifest, body, spec, commit=commit)
+    await _apply_routing(ctx, manifest, body, source, commit=commit)
     return StageResult(StageStatus.SUCCESS, f"Traffic split {_split(weights)}")
 
 
@@ -115,7 +114,7 @@ async def _apply_routing(
     ctx: StageContext,
     manifest: Manifest,
     body: dict[str, Any],
-    spec: KubernetesApplicationSpec,
+    source: DeploySource,
     *,
     commit: str,
 ) -> None:
@@ -127,9 +126,9 @@ async def _apply_routing(
     await apply_manifests(
         ctx,
         [msgspec.structs.replace(manifest, body=body)],
-        spec,
+        source,
         commit=commit,
-        variant=spec.variant_label.primary_value,
+        variant=source.config.spec.variant_label.primary_value,
     )
 
 

@@ -31,6 +31,8 @@ log = get_logger(__name__)
 
 
 class GitwatcherSettings(ServiceSettings, frozen=True, kw_only=True):
+    """The gitwatcher's settings (`SLIPWAY_*` environment variables)."""
+
     control_config: str
     """Path of the control config (slipway.yaml, or PipeCD's Piped file): the repositories."""
     git_cache_dir: str = ""
@@ -50,6 +52,7 @@ class GitwatcherSettings(ServiceSettings, frozen=True, kw_only=True):
 
 
 async def setup(runtime: ServiceRuntime[GitwatcherSettings]) -> Sequence[Component]:
+    """Wire the gitwatcher: the repositories it polls, the webhook server, the event watcher."""
     settings = runtime.settings
     # A control config that will not load, or a repository that cannot be watched
     # (a bad repoId, an unreadable webhook secret file), ends the process with

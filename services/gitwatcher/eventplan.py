@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from services.gitwatcher.replacements import (
+    REGEX_TIME_LIMIT_S,
     ReplacementError,
     commit_message,
     replace_json_field,
@@ -114,12 +115,14 @@ def plan_commits(
     value: str,
     trailers: Iterable[tuple[str, str]] = (),
     trigger_commit: str = "",
+    regex_time_limit_s: float = REGEX_TIME_LIMIT_S,
 ) -> list[PlannedCommit]:
     """The commits writing `value` for each watcher, given each file's content at the head
     (None: absent). Commits on the watched branch see the earlier ones' changes.
 
     Raises ReplacementError (naming the watcher, the file and the field) for a
-    file that is absent, not UTF-8, or whose field or pattern is not there.
+    file that is absent, too large, not UTF-8, whose field or pattern is not
+    there, or whose `regex` is still matching after `regex_time_limit_s`.
     """
     current = dict(contents)
     planned: list[PlannedCommit] = []
@@ -141,7 +144,7 @@ def plan_commits(
             except UnicodeDecodeError:
                 raise ReplacementError(f"{watcher.origin}: {path}: not UTF-8 text") from None
             try:
-                new = _apply(replacement, text, value, path)
+                new = _apply(replacement, text, value, path, regex_time_limit_s)
             except ReplacementError as exc:
                 raise ReplacementError(f"{watcher.origin}: {exc}") from None
             if new is not None:
@@ -169,14 +172,18 @@ def plan_commits(
     return planned
 
 
-def _apply(replacement: Replacement, text: str, value: str, path: str) -> str | None:
+def _apply(
+    replacement: Replacement, text: str, value: str, path: str, regex_time_limit_s: float
+) -> str | None:
     match replacement.kind:
         case "yamlField":
             return replace_yaml_field(text, replacement.expression, value, file=path)
         case "jsonField":
             return replace_json_field(text, replacement.expression, value, file=path)
         case "regex":
-            new = replace_regex(text, replacement.expression, value, file=path)
+            new = replace_regex(
+                text, replacement.expression, value, file=path, time_limit_s=regex_time_limit_s
+            )
             if new is not None and path.endswith(_STRUCTURED):
                 same_shape(text, new, file=path)
             return new

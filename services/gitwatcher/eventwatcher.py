@@ -22,8 +22,10 @@ per-repository lock in this process:
 6. `EventHandled` is appended in the consumer's transaction with the commit.
 
 A file or field that is wrong (absent, not a scalar, a pattern that matches
-nothing, a path out of the repository) is `FAILURE` with the reason, and
-nothing of that event is committed in that repository. `makePullRequest`
+nothing, a path out of the repository, a `regex` still matching after its
+time limit) is `FAILURE` with the reason, and nothing of that event is
+committed in that repository. The edits run in a worker thread: a file being
+edited never holds the event loop. `makePullRequest`
 watchers push a branch of their own and open a pull request when the
 repository has `pullRequest` settings.
 """
@@ -51,7 +53,7 @@ from services.gitwatcher.eventplan import (
 )
 from services.gitwatcher.metrics import Metrics
 from services.gitwatcher.pullrequests import PullRequestError, PullRequests
-from services.gitwatcher.replacements import ReplacementError
+from services.gitwatcher.replacements import REGEX_TIME_LIMIT_S, ReplacementError
 from services.gitwatcher.triggering import event_metadata
 from shared.consumer import EventConsumer
 from shared.db import CONNECTION_ERRORS
@@ -112,6 +114,7 @@ class EventWatcher:
         push_attempts: int = DEFAULT_PUSH_ATTEMPTS,
         before_push: Callable[[EventRepository], Awaitable[None]] | None = None,
         metrics: Metrics | None = None,
+        regex_time_limit_s: float = REGEX_TIME_LIMIT_S,
     ) -> None:
         self.store = store
         self.repositories = list(repositories)
@@ -121,6 +124,8 @@ class EventWatcher:
         self.before_push = before_push
         """Called just before each push (tests use it to move the remote on)."""
         self.metrics = metrics if metrics is not None else Metrics(None)
+        self.regex_time_limit_s = regex_time_limit_s
+        """CPU seconds a `regex` replacement (a repository's pattern) may match for."""
 
     def consumer(
         self,
@@ -282,7 +287,8 @@ class EventWatcher:
             if mode and mode not in _PLAIN:
                 raise ReplacementError(f"{path}: not a plain file (a symlink or a submodule)")
         contents = await repository.git.read_files(head, paths)
-        return plan_commits(
+        return await asyncio.to_thread(
+            plan_commits,
             watchers,
             contents,
             event_id=registered.event_id,
@@ -290,6 +296,7 @@ class EventWatcher:
             value=registered.data,
             trailers=registered.contexts,
             trigger_commit=registered.commit_hash,
+            regex_time_limit_s=self.regex_time_limit_s,
         )
 
     async def _commit_and_push(

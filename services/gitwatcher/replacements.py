@@ -15,6 +15,11 @@ The event watcher's edits, PipeCD's `replacements`:
   `modifyText`); no match is an error. On a YAML or JSON file the result must
   have the same shape as before (`same_shape`: the same keys and items, only
   scalars changed), so a value cannot add keys through a pattern either.
+  The pattern comes from a repository, so it is untrusted: it runs with the
+  `regex` package (the `re` dialect) under a time limit, `REGEX_TIME_LIMIT_S`
+  seconds of CPU by default, and with the interpreter lock released, so a
+  pattern that backtracks catastrophically (`(a|aa)+$` on a long line of `a`s)
+  fails its event instead of holding the gitwatcher.
 - `HCLField`: refused with a clear error (PipeCD has never implemented it).
 
 Each returns the new text, or None when the file holds the value already.
@@ -28,11 +33,13 @@ import posixpath
 import re
 from typing import Any, Final
 
+import regex
 import yaml
 
 from shared.errors import Rejected
 
 __all__ = [
+    "REGEX_TIME_LIMIT_S",
     "ReplacementError",
     "commit_message",
     "parse_field_path",
@@ -43,6 +50,9 @@ __all__ = [
     "same_shape",
 ]
 
+REGEX_TIME_LIMIT_S: Final = 1.0
+"""CPU seconds one `regex` replacement may match for, over a whole file (at most
+`eventplan.MAX_FILE_BYTES`): a sound pattern needs milliseconds."""
 DEFAULT_COMMIT_MESSAGE: Final = "Replace values with {value} set by Event {name}"
 _PATH_STEP: Final = re.compile(
     r"""\.(?P<key>[^.\[\]'"]+)|\[(?P<index>\d+)\]|\[(?P<quote>['"])(?P<qkey>.*?)(?P=quote)\]"""
@@ -193,29 +203,45 @@ def _expected(
     return list(documents)
 
 
-def replace_regex(text: str, pattern: str, value: str, *, file: str = "") -> str | None:
-    """Every match's first capture group set to `value` (PipeCD's `modifyText`)."""
+def replace_regex(
+    text: str,
+    pattern: str,
+    value: str,
+    *,
+    file: str = "",
+    time_limit_s: float = REGEX_TIME_LIMIT_S,
+) -> str | None:
+    """Every match's first capture group set to `value` (PipeCD's `modifyText`); a pattern
+    still matching after `time_limit_s` CPU seconds is refused (ReplacementError)."""
     where = f"{file}: regex {pattern!r}" if file else f"regex {pattern!r}"
     try:
-        regex = re.compile(pattern)
-    except (re.error, RecursionError, OverflowError) as exc:
+        compiled = regex.compile(pattern)
+    except (regex.error, RecursionError, OverflowError) as exc:
         raise ReplacementError(f"{where}: not a valid regular expression ({exc})") from None
-    if regex.groups < 1:
+    if compiled.groups < 1:
         raise ReplacementError(f"{where}: needs a capture group `(...)`")
     matched = False
     changed = False
 
-    def substitute(match: re.Match[str]) -> str:
+    def substitute(match: regex.Match[str]) -> str:
         nonlocal matched, changed
         matched = True
         if match.start(1) < 0 or match[1] == value:
-            return match[0]
+            return str(match[0])
         changed = True
         offset = match.start()
-        whole = match[0]
+        whole = str(match[0])
         return whole[: match.start(1) - offset] + value + whole[match.end(1) - offset :]
 
-    new = regex.sub(substitute, text)
+    try:
+        # concurrent: the interpreter lock is released while matching, so the event loop
+        # (this runs in a worker thread) keeps serving the gitwatcher's other work.
+        new = compiled.sub(substitute, text, timeout=time_limit_s, concurrent=True)
+    except TimeoutError:
+        raise ReplacementError(
+            f"{where}: still matching after {time_limit_s:g} s (the time limit of a regex "
+            "replacement): the pattern backtracks too much on this file; make it simpler"
+        ) from None
     if not matched:
         raise ReplacementError(f"{where}: matches nothing in the file")
     return new if changed else None

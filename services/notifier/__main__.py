@@ -27,6 +27,8 @@ NAME = "notifier"
 
 
 class NotifierSettings(ServiceSettings, frozen=True, kw_only=True):
+    """The notifier's settings (`SLIPWAY_*` environment variables)."""
+
     control_config: str
     """Path of the control config: the notification routes and receivers."""
     notifier_max_attempts: Annotated[int, Meta(ge=1, le=100)] = 8
@@ -55,6 +57,7 @@ class NotifierSettings(ServiceSettings, frozen=True, kw_only=True):
 
 
 async def setup(runtime: ServiceRuntime[NotifierSettings]) -> Sequence[Component]:
+    """Wire the notifier: its targets, outbox deliveries and raw-event hooks."""
     settings = runtime.settings
     if settings.notifier_lease_s <= settings.notifier_http_timeout_s:
         raise ValueError("SLIPWAY_NOTIFIER_LEASE_S must exceed SLIPWAY_NOTIFIER_HTTP_TIMEOUT_S")

@@ -95,10 +95,12 @@ class Attempt:
 
     @property
     def delivered(self) -> bool:
+        """Whether the receiver took it: a 2xx, no Slack error, not postponed."""
         return 200 <= self.status < 300 and not self.slack_error and not self.postponed
 
     @property
     def retryable(self) -> bool:
+        """Whether another try may succeed: no answer, `is_retryable_status`, or a Slack hiccup."""
         if self.slack_error:
             return self.slack_error in RETRYABLE_ERRORS
         return self.status == 0 or is_retryable_status(self.status)

@@ -164,6 +164,7 @@ class EventHookWorker:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
+        """POST every event of the log to each hook, from where it left off, until stopped."""
         if not self.hooks:
             return
         timeout = aiohttp.ClientTimeout(total=self.http_timeout_s)

@@ -41,6 +41,7 @@ class Target:
 
     @property
     def slack_api(self) -> bool:
+        """Whether messages go through chat.postMessage (a bot token) rather than a hook URL."""
         return bool(self.token)
 
 

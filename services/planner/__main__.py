@@ -20,6 +20,8 @@ NAME = "planner"
 
 
 class PlannerSettings(ServiceSettings, frozen=True, kw_only=True):
+    """The planner's settings (`SLIPWAY_*` environment variables)."""
+
     control_config: str
     """Path of the control config (`slipway.yaml` or PipeCD's `kind: Piped`): the repositories."""
     git_cache_dir: str = ""
@@ -35,6 +37,7 @@ class PlannerSettings(ServiceSettings, frozen=True, kw_only=True):
 
 
 async def setup(runtime: ServiceRuntime[PlannerSettings]) -> Sequence[Component]:
+    """Wire the planner: its queue, the plan workers and the retry sweep."""
     settings = runtime.settings
     # Each plan holds a connection and briefly takes a second (its queue place);
     # the retry sweep holds one more: fewer connections than that can deadlock.
@@ -59,6 +62,7 @@ async def setup(runtime: ServiceRuntime[PlannerSettings]) -> Sequence[Component]
         git=git,
         repositories=repositories,
         control_config_path=settings.control_config,
+        platform_providers={p.name: p.labels for p in control.spec.platform_providers},
         give_up_after_s=settings.planner_give_up_after_s,
         retry_interval_s=settings.planner_retry_interval_s,
         registry=runtime.metrics,

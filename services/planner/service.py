@@ -138,6 +138,7 @@ class Planner:
         git: GitCache,
         repositories: Mapping[str, RepositoryRef],
         control_config_path: str = "",
+        platform_providers: Mapping[str, Mapping[str, str]] | None = None,
         give_up_after_s: float = 900.0,
         retry_interval_s: float = 15.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -149,6 +150,7 @@ class Planner:
             git=git,
             repositories=repositories,
             control_config_path=control_config_path,
+            platform_providers=platform_providers,
         )
         self.give_up_after_s = give_up_after_s
         self.retry_interval_s = retry_interval_s

@@ -16,6 +16,7 @@ import asyncpg
 
 from services.planner.decider import trigger_info
 from shared.applications import Application, application_of
+from shared.config.resource_routes import resource_router
 from shared.deploysource import (
     DeploySource,
     ensure_commit,
@@ -52,11 +53,15 @@ class PlanSources:
         git: GitCache,
         repositories: Mapping[str, RepositoryRef],
         control_config_path: str = "",
+        platform_providers: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.store = store
         self.git = git
         self.repositories = dict(repositories)
         self.control_config_path = control_config_path
+        # name → labels, in the control config's order: a `resourceRoutes` entry no
+        # provider answers fails at planning, before anything is applied. None: unchecked.
+        self.platform_providers = platform_providers
 
     async def plan(
         self, conn: asyncpg.Connection, trigger: DeploymentTriggered, running: str
@@ -86,6 +91,11 @@ class PlanSources:
         target = await self._source(
             repo, trigger.commit_hash, app, what="the trigger's commit", references=True
         )
+        if self.platform_providers:
+            own = app.platform_provider or next(iter(self.platform_providers))
+            resource_router(
+                target.config, own, self.platform_providers, config_text=target.config_text
+            )
         running_manifests = None
         running_error = ""
         if running:

@@ -16,6 +16,7 @@ NAME = "projector"
 
 
 async def setup(runtime: ServiceRuntime[ServiceSettings]) -> Sequence[Component]:
+    """Wire the projector: every projection's runner over the log."""
     store = EventStore(
         runtime.pool, default_registry(), max_event_bytes=runtime.settings.event_max_bytes
     )

@@ -17,6 +17,8 @@ NAME = "relay"
 
 
 class RelaySettings(ServiceSettings, frozen=True, kw_only=True):
+    """The relay's settings (`SLIPWAY_*` environment variables)."""
+
     relay_batch_size: int = 1000
     relay_max_in_flight: int = 512
     relay_duplicate_window_s: float = DEFAULT_DUPLICATE_WINDOW_S
@@ -25,6 +27,7 @@ class RelaySettings(ServiceSettings, frozen=True, kw_only=True):
 
 
 async def setup(runtime: ServiceRuntime[RelaySettings]) -> Sequence[Component]:
+    """Wire the relay: the JetStream stream and the log-to-NATS publisher."""
     settings = runtime.settings
     js = runtime.nc.jetstream()
     await ensure_event_stream(

@@ -22,7 +22,8 @@ Every problem is a `ConfigFileError` (a `shared.errors.ConfigError`) with
   cannot say), `pipe_files` (`.pipe/` AnalysisTemplate and EventWatcher files),
   `control_loader` (slipway.yaml, or PipeCD's `kind: Piped` translated by `piped`);
 - what a config refers to and renders: `references` (`.pipe/` templates, `appArgs`,
-  traffic routing), `manifests` (rendering), `tool_options` (what a config may pass to
+  traffic routing), `resource_routes` (the providers each manifest goes to),
+  `manifests` (rendering), `tool_options` (what a config may pass to
   kustomize and helm), `tool_versions` (the installed helm/kubectl/kustomize a pinned
   version selects), `chart_sources` (a chart cloned from a `gitRemote`), `repo_files`
   (every file read stays inside the repository).

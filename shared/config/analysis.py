@@ -44,6 +44,7 @@ class AnalysisExpected(Spec, frozen=True):
     max: float | None = None
 
     def in_range(self, value: float) -> bool:
+        """Whether `value` is inside the range (bounds included)."""
         if self.min is not None and value < self.min:
             return False
         return not (self.max is not None and value > self.max)
@@ -78,6 +79,8 @@ class AnalysisLog(Spec, frozen=True):
 
 
 class AnalysisHTTPHeader(Spec, frozen=True):
+    """One request header of an HTTP analysis: `key` and `value`."""
+
     key: str = ""
     value: str = ""
 
@@ -104,30 +107,42 @@ class AnalysisTemplateRef(Spec, frozen=True):
 
 
 class TemplatableAnalysisMetrics(AnalysisMetrics, frozen=True):
+    """A metrics analysis that may start from a template and override its fields."""
+
     template: AnalysisTemplateRef | None = None
 
 
 class TemplatableAnalysisLog(AnalysisLog, frozen=True):
+    """A log analysis that may start from a template and override its fields."""
+
     template: AnalysisTemplateRef | None = None
 
 
 class TemplatableAnalysisHTTP(AnalysisHTTP, frozen=True):
+    """An HTTP analysis that may start from a template and override its fields."""
+
     template: AnalysisTemplateRef | None = None
 
 
 class AnalysisDynamicMetrics(Spec, frozen=True):
+    """A metrics entry of `dynamic` (older PipeCD's; accepted so old configs load)."""
+
     query: str = ""
     provider: str = ""
     timeout: Duration = Duration(0)
 
 
 class AnalysisDynamicLog(Spec, frozen=True):
+    """A log entry of `dynamic` (older PipeCD's; accepted so old configs load)."""
+
     query: str = ""
     provider: str = ""
     timeout: Duration = Duration(0)
 
 
 class AnalysisDynamicHTTP(Spec, frozen=True):
+    """An HTTP entry of `dynamic` (older PipeCD's; accepted so old configs load)."""
+
     url: str = ""
     method: str = ""
     headers: tuple[AnalysisHTTPHeader, ...] = ()

@@ -140,6 +140,8 @@ class PipelineStage(Spec, kw_only=True, frozen=True):
 
 
 class DeploymentPipeline(Spec, frozen=True):
+    """`pipeline`: the stages a progressive deployment runs, in order."""
+
     stages: tuple[PipelineStage, ...] = ()
 
 
@@ -147,6 +149,8 @@ class DeploymentPipeline(Spec, frozen=True):
 
 
 class DeploymentPlanner(Spec, frozen=True):
+    """`planner`: when to use the pipeline, and Slipway's override of auto rollback."""
+
     always_use_pipeline: bool = False
     auto_rollback: bool | None = None  # Slipway: overrides input.autoRollback when set
 
@@ -159,25 +163,35 @@ class DeploymentCommitMatcher(Spec, frozen=True):
 
 
 class OnCommit(Spec, frozen=True):
+    """`trigger.onCommit`: deploy on a commit touching the app's directory or `paths`."""
+
     disabled: bool = False
     paths: tuple[str, ...] = ()
     ignores: tuple[str, ...] = ()
 
 
 class OnCommand(Spec, frozen=True):
+    """`trigger.onCommand`: deploy when someone asks (`slipway app sync`, the API)."""
+
     disabled: bool = False
 
 
 class OnOutOfSync(Spec, frozen=True):
+    """`trigger.onOutOfSync`: redeploy when drift lasts `minWindow` (off by default)."""
+
     disabled: bool = True
     min_window: Duration = Duration.of(minutes=5)
 
 
 class OnChain(Spec, frozen=True):
+    """`trigger.onChain`: let deployment chains deploy this app (off by default)."""
+
     disabled: bool = True
 
 
 class Trigger(Spec, frozen=True):
+    """`trigger`: what may start a deployment of the application."""
+
     on_commit: OnCommit = OnCommit()
     on_command: OnCommand = OnCommand()
     on_out_of_sync: OnOutOfSync = OnOutOfSync()
@@ -185,25 +199,35 @@ class Trigger(Spec, frozen=True):
 
 
 class ChainApplicationMatcher(Spec, frozen=True):
+    """Which applications a chain block deploys: by name, kind and labels."""
+
     name: str = ""
     kind: str = ""
     labels: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class DeploymentChain(Spec, frozen=True):
+    """One block of `postSync.chain`: its applications deploy together."""
+
     applications: tuple[ChainApplicationMatcher, ...] = ()
 
 
 class PostSync(Spec, frozen=True):
+    """`postSync`: what happens after a successful deployment (a chain)."""
+
     chain: DeploymentChain | None = None
 
 
 class SecretEncryption(Spec, frozen=True):
+    """`encryption`: secrets encrypted in git and the files they are rendered into."""
+
     encrypted_secrets: dict[str, str] = msgspec.field(default_factory=dict)
     decryption_targets: tuple[str, ...] = ()
 
 
 class Attachment(Spec, frozen=True):
+    """`attachment`: files of the repo inlined into the target manifests."""
+
     sources: dict[str, str] = msgspec.field(default_factory=dict)
     targets: tuple[str, ...] = ()
 
@@ -225,6 +249,8 @@ class NotificationMention(Spec, frozen=True):
 
 
 class DeploymentNotification(Spec, frozen=True):
+    """`notification`: whom to mention in the app's notifications."""
+
     mentions: tuple[NotificationMention, ...] = ()
 
 
@@ -250,6 +276,8 @@ class InputHelmChart(Spec, frozen=True):
 
 
 class InputHelmOptions(Spec, frozen=True):
+    """`input.helmOptions`: release name, values and value files for rendering the chart."""
+
     release_name: str = ""
     set_values: dict[str, str] = msgspec.field(default_factory=dict)
     value_files: tuple[str, ...] = ()
@@ -274,6 +302,8 @@ class KubernetesDeploymentInput(Spec, frozen=True):
 
 
 class IstioTrafficRouting(Spec, frozen=True):
+    """Istio routing: the VirtualService and host whose routes get canary weights."""
+
     editable_routes: tuple[str, ...] = ()
     host: str = ""
     virtual_service: K8sResourceReference = K8sResourceReference()
@@ -284,11 +314,15 @@ ROUTING_METHODS: Final = ("podselector", "istio", "smi")
 
 
 class KubernetesTrafficRouting(Spec, frozen=True):
+    """`trafficRouting`: split by pod selector (Service) or with Istio."""
+
     method: str = "podselector"
     istio: IstioTrafficRouting | None = None
 
 
 class KubernetesVariantLabel(Spec, frozen=True):
+    """`variantLabel`: the label key and values that tell primary, canary and baseline apart."""
+
     key: str = "pipecd.dev/variant"
     primary_value: str = "primary"
     canary_value: str = "canary"
@@ -296,16 +330,22 @@ class KubernetesVariantLabel(Spec, frozen=True):
 
 
 class KubernetesProviderMatcher(Spec, frozen=True):
+    """A resource route's platform provider: by name or by labels."""
+
     name: str = ""
     labels: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class KubernetesResourceRouteMatcher(Spec, frozen=True):
+    """Which manifests a resource route takes: by kind and name."""
+
     kind: str = ""
     name: str = ""
 
 
 class KubernetesResourceRoute(Spec, frozen=True):
+    """`resourceRoutes` entry: manifests that `match` go to `provider`."""
+
     provider: KubernetesProviderMatcher = KubernetesProviderMatcher()
     match: KubernetesResourceRouteMatcher | None = None
 

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
 
+import regex
+
 from shared.config._decode import Document
 from shared.config._decode import Path as FieldPath
 from shared.config.analysis import AnalysisHTTP, AnalysisMetrics
@@ -132,6 +134,7 @@ def _check_analysis_stage(doc: Document, at: FieldPath, options: AnalysisOptions
 
 
 def check_metric(doc: Document, at: FieldPath, metric: AnalysisMetrics) -> None:
+    """Refuse a metrics analysis without provider, query or interval; warn if it can't fail."""
     for field, value, what in (
         ("provider", metric.provider, "the name of an analysis provider"),
         ("query", metric.query, "the query to run"),
@@ -148,6 +151,7 @@ def check_metric(doc: Document, at: FieldPath, metric: AnalysisMetrics) -> None:
 
 
 def check_http(doc: Document, at: FieldPath, check: AnalysisHTTP) -> None:
+    """Refuse an HTTP analysis that lacks its URL or interval."""
     if not check.url:
         raise doc.error((*at, "url"), "required: the URL to check")
     if not check.interval:
@@ -306,6 +310,7 @@ def _check_nonempty_map(doc: Document, at: FieldPath, values: dict[str, str]) ->
 
 
 def check_replacement(doc: Document, at: FieldPath, replacement: EventWatcherReplacement) -> None:
+    """Refuse a replacement without a file or with other than exactly one way to replace."""
     if not replacement.file:
         raise doc.error((*at, "file"), "required: the file to update")
     fields = [
@@ -326,8 +331,9 @@ def check_replacement(doc: Document, at: FieldPath, replacement: EventWatcherRep
         doc.warn(at, f"both {fields[0]} and {fields[1]} are set; only {fields[0]} is used")
     if replacement.regex:
         try:
-            groups = re.compile(replacement.regex).groups
-        except (re.error, RecursionError, OverflowError) as exc:
+            # The dialect the event watcher runs it in (services/gitwatcher/replacements.py).
+            groups = regex.compile(replacement.regex).groups
+        except (regex.error, RecursionError, OverflowError) as exc:
             raise doc.error(
                 (*at, "regex"),
                 f"expected a valid regular expression, got {_show(replacement.regex)} ({exc})",

@@ -166,6 +166,8 @@ class KubernetesProviderConfig(Spec, frozen=True):
 
 
 class PlatformProvider(Spec, frozen=True):
+    """`platformProviders` entry: a Kubernetes cluster Slipway deploys to."""
+
     name: str
     type: Literal["KUBERNETES"] = "KUBERNETES"
     labels: dict[str, str] = msgspec.field(default_factory=dict)
@@ -173,12 +175,16 @@ class PlatformProvider(Spec, frozen=True):
 
 
 class AnalysisProviderConfig(Spec, frozen=True):
+    """Where an analysis provider is and the files holding its credentials."""
+
     address: str = ""
     username_file: str = ""
     password_file: str = ""
 
 
 class AnalysisProvider(Spec, frozen=True):
+    """`analysisProviders` entry: a Prometheus or HTTP source analysis queries."""
+
     name: str
     type: Literal["PROMETHEUS", "HTTP"]
     config: AnalysisProviderConfig = AnalysisProviderConfig()
@@ -253,12 +259,16 @@ class WebhookReceiver(Spec, frozen=True):
 
 
 class NotificationReceiver(Spec, frozen=True):
+    """`notifications.receivers` entry: a Slack or webhook destination."""
+
     name: str
     slack: SlackReceiver | None = None
     webhook: WebhookReceiver | None = None
 
 
 class Notifications(Spec, frozen=True):
+    """`notifications`: which events go to which receivers."""
+
     routes: tuple[NotificationRoute, ...] = ()
     receivers: tuple[NotificationReceiver, ...] = ()
 
@@ -288,6 +298,8 @@ class PullRequestSettings(Spec, frozen=True):
 
 
 class EventWatcherGitRepo(Spec, frozen=True):
+    """A repository the event watcher writes back to, with its commit message and file filters."""
+
     repo_id: str
     commit_message: str = ""
     includes: tuple[str, ...] = ()
@@ -296,6 +308,8 @@ class EventWatcherGitRepo(Spec, frozen=True):
 
 
 class EventWatcherSettings(Spec, frozen=True):
+    """`eventWatcher`: how often to check for events and which repositories it handles."""
+
     check_interval: Duration = ONE_MINUTE
     git_repos: tuple[EventWatcherGitRepo, ...] = ()
 
@@ -315,6 +329,8 @@ class SecretKeyPair(Spec, frozen=True):
 
 
 class SecretManagement(Spec, frozen=True):
+    """`secretManagement`: the key pair that decrypts secrets encrypted in git."""
+
     type: Literal["KEY_PAIR"] = "KEY_PAIR"
     config: SecretKeyPair = SecretKeyPair()
 
@@ -389,15 +405,19 @@ class ControlConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def kind(self) -> str:
+        """The kind the file declared: `Slipway` or PipeCD's `Piped`."""
         return self.source_kind
 
     def repository(self, repo_id: str) -> Repository | None:
+        """The repository with id `repo_id`, or None."""
         return next((r for r in self.spec.repositories if r.repo_id == repo_id), None)
 
     def platform_provider(self, name: str) -> PlatformProvider | None:
+        """The platform provider named `name`, or None."""
         return next((p for p in self.spec.platform_providers if p.name == name), None)
 
     def analysis_provider(self, name: str) -> AnalysisProvider | None:
+        """The analysis provider named `name`, or None."""
         return next((p for p in self.spec.analysis_providers if p.name == name), None)
 
 

@@ -43,6 +43,7 @@ def find_application_configs(root: Path) -> list[Path]:
 
 
 def shared_files(directory: Path) -> list[Path]:
+    """The YAML files directly in `directory` (shared templates), sorted."""
     if not directory.is_dir():
         return []
     return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())

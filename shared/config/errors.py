@@ -81,6 +81,7 @@ class ConfigFileErrors(ConfigFileError):
 
     @property
     def errors(self) -> tuple[ConfigFileError, ...]:
+        """Every error, in file order."""
         return self._errors
 
     @staticmethod

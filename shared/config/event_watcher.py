@@ -36,6 +36,8 @@ class EventWatcherReplacement(Spec, frozen=True):
 
 
 class EventWatcherEvent(Spec, frozen=True):
+    """One event of an EventWatcher file: its name, labels and replacements."""
+
     name: str = ""
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     replacements: tuple[EventWatcherReplacement, ...] = ()
@@ -48,11 +50,15 @@ class EventWatcherSpec(Spec, frozen=True):
 
 
 class EventWatcherMatcher(Spec, frozen=True):
+    """Which registered events a handler takes: by name and labels."""
+
     name: str = ""
     labels: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class EventWatcherHandlerConfig(Spec, frozen=True):
+    """A GIT_UPDATE handler's settings: commit message, pull request, replacements."""
+
     commit_message: str = ""
     make_pull_request: bool = False
     """Commit on a new branch `<event name>-<uuid>` and open a pull request, not on the branch."""
@@ -60,6 +66,8 @@ class EventWatcherHandlerConfig(Spec, frozen=True):
 
 
 class EventWatcherHandler(Spec, frozen=True):
+    """`handler`: what to do with a matching event (only GIT_UPDATE exists)."""
+
     type: Literal["GIT_UPDATE"] = "GIT_UPDATE"
     config: EventWatcherHandlerConfig = EventWatcherHandlerConfig()
 

@@ -92,6 +92,9 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     namespace: str
     body: dict[str, Any]
     source: str = ""
+    cluster: str = ""
+    """The platform provider a live object was read from ("" for a rendered manifest, or
+    a cluster not named); an application's `resourceRoutes` may spread it over several."""
 
     @property
     def group(self) -> str:

@@ -176,6 +176,7 @@ _PIPED_ONLY: Final = {
 
 
 def from_piped(doc: Document) -> tuple[ControlSpec, SpecPaths]:
+    """Translate PipeCD's `kind: Piped` into Slipway's control spec, warning of dropped fields."""
     piped = doc.convert(("spec",), _PipedSpec)
     raw_spec: dict[str, Any] = doc.data["spec"]
     for key, why in _PIPED_ONLY.items():

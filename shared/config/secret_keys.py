@@ -26,6 +26,7 @@ _FIELD = "spec.secretManagement.config"
 
 
 def key_ring(control: ControlConfig) -> KeyRing | None:
+    """The private keys that decrypt secrets, or None when none is configured."""
     keys = _keys(control)
     if keys is None or not (keys.private_key_file or keys.private_key_data):
         return None
@@ -43,6 +44,7 @@ def key_ring(control: ControlConfig) -> KeyRing | None:
 
 
 def public_key(control: ControlConfig) -> rsa.RSAPublicKey | None:
+    """The public key that encrypts secrets, or None when none is configured."""
     keys = _keys(control)
     if keys is None:
         return None

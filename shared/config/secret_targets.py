@@ -58,6 +58,7 @@ class Reveal:
 
 
 def has_targets(config: ApplicationConfig) -> bool:
+    """Whether the app renders any file with decrypted secrets or attachments."""
     spec = config.spec
     return bool(
         (spec.encryption is not None and spec.encryption.decryption_targets)

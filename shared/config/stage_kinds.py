@@ -60,6 +60,8 @@ __all__ = [
 
 
 class FinishedBy(enum.Enum):
+    """Who ends a stage: the executor's work, or the pure decider alone."""
+
     EXECUTOR = "executor"
     """The executor runs the stage's work (`services/executor`'s table) and records its end."""
     DECIDER = "decider"
@@ -68,6 +70,8 @@ class FinishedBy(enum.Enum):
 
 @dataclass(frozen=True)
 class StageKind:
+    """One stage kind's registration: its options, who ends it, whether it is timed."""
+
     name: StageName
     options: type[StageOptionsBase] | None
     """What its `with:` decodes into; None: not configurable (the planner adds it)."""

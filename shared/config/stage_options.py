@@ -67,6 +67,8 @@ class QuickSyncOptions(Spec, frozen=True):
 
 
 class K8sPrimaryRolloutOptions(StageOptionsBase, tag="K8S_PRIMARY_ROLLOUT", frozen=True):
+    """`K8S_PRIMARY_ROLLOUT`: apply the new manifests as the primary, optionally pruning."""
+
     suffix: str = "primary"
     create_service: bool = False
     add_variant_label_to_selector: bool = False
@@ -74,6 +76,8 @@ class K8sPrimaryRolloutOptions(StageOptionsBase, tag="K8S_PRIMARY_ROLLOUT", froz
 
 
 class K8sResourceReference(Spec, frozen=True):
+    """A manifest named by kind and name."""
+
     kind: str = ""
     name: str = ""
 
@@ -87,6 +91,8 @@ class K8sResourcePatchTarget(Spec, frozen=True):
 
 
 class K8sResourcePatchOp(Spec, frozen=True):
+    """One operation of a manifest patch: what to do (`op`) at `path` with `value`."""
+
     op: Literal["yaml-replace", "yaml-add", "yaml-remove", "json-replace", "text-regex"] = (
         "yaml-replace"
     )
@@ -95,6 +101,8 @@ class K8sResourcePatchOp(Spec, frozen=True):
 
 
 class K8sResourcePatch(Spec, frozen=True):
+    """Patches of one target manifest, applied in order."""
+
     target: K8sResourcePatchTarget = K8sResourcePatchTarget()
     ops: tuple[K8sResourcePatchOp, ...] = ()
 
@@ -109,17 +117,19 @@ class K8sCanaryRolloutOptions(StageOptionsBase, tag="K8S_CANARY_ROLLOUT", frozen
 
 
 class K8sCanaryCleanOptions(StageOptionsBase, tag="K8S_CANARY_CLEAN", frozen=True):
-    pass
+    """`K8S_CANARY_CLEAN`: delete the canary's resources."""
 
 
 class K8sBaselineRolloutOptions(StageOptionsBase, tag="K8S_BASELINE_ROLLOUT", frozen=True):
+    """`K8S_BASELINE_ROLLOUT`: run the running version beside the canary, for comparison."""
+
     replicas: Replicas = Replicas(1)
     suffix: str = "baseline"
     create_service: bool = False
 
 
 class K8sBaselineCleanOptions(StageOptionsBase, tag="K8S_BASELINE_CLEAN", frozen=True):
-    pass
+    """`K8S_BASELINE_CLEAN`: delete the baseline's resources."""
 
 
 class K8sTrafficRoutingOptions(StageOptionsBase, tag="K8S_TRAFFIC_ROUTING", frozen=True):
@@ -160,11 +170,15 @@ class SkipOptions(Spec, frozen=True):
 
 
 class WaitOptions(StageOptionsBase, tag="WAIT", frozen=True):
+    """`WAIT`: wait `duration` (skippable by `skipOn`)."""
+
     duration: Duration = Duration(0)
     skip_on: SkipOptions = SkipOptions()
 
 
 class WaitApprovalOptions(StageOptionsBase, tag="WAIT_APPROVAL", frozen=True):
+    """`WAIT_APPROVAL`: wait for approvals, failing after `timeout`."""
+
     timeout: Duration = SIX_HOURS
     approvers: tuple[str, ...] = ()
     min_approver_num: int = 1
@@ -206,7 +220,7 @@ class ScriptRunOptions(StageOptionsBase, tag="SCRIPT_RUN", frozen=True):
 
 
 class RollbackOptions(StageOptionsBase, tag="ROLLBACK", frozen=True):
-    pass
+    """`ROLLBACK`: restore the running commit (added by the planner)."""
 
 
 class CustomSyncOptions(StageOptionsBase, tag="CUSTOM_SYNC", frozen=True):

@@ -95,6 +95,7 @@ class Duration:
 
     @property
     def nanoseconds(self) -> int:
+        """The length in nanoseconds, as Go's `time.Duration` holds it."""
         return self._ns
 
     @property
@@ -103,10 +104,12 @@ class Duration:
         return self._ns / 1_000_000_000
 
     def total_seconds(self) -> float:
+        """The length in seconds, as `datetime.timedelta.total_seconds` names it."""
         return self.seconds
 
     @property
     def timedelta(self) -> datetime.timedelta:
+        """The length as a `datetime.timedelta` (microsecond precision)."""
         return datetime.timedelta(microseconds=self._ns // 1_000)
 
     def __bool__(self) -> bool:
@@ -203,10 +206,12 @@ class Replicas:
 
     @property
     def number(self) -> int:
+        """The count, or the percentage when `is_percentage`."""
         return self._number
 
     @property
     def is_percentage(self) -> bool:
+        """Whether it was written as `N%` (of the primary's replicas)."""
         return self._percentage
 
     def calculate(self, total: int, default: int = 1) -> int:
@@ -271,10 +276,12 @@ class Percentage:
 
     @property
     def number(self) -> int:
+        """The percentage, 0 to 100."""
         return self._number
 
     @property
     def has_suffix(self) -> bool:
+        """Whether it was written with `%` (kept so the config round-trips as written)."""
         return self._suffix
 
     def __int__(self) -> int:
@@ -310,6 +317,7 @@ class Regex:
 
     @classmethod
     def parse(cls, value: object) -> Regex:
+        """Compile a pattern from YAML; a bad one is a ValueError the loader places at its line."""
         if not isinstance(value, str):
             raise ValueError(f"expected a regular expression (a string), got {_show(value)}")
         try:
@@ -321,6 +329,7 @@ class Regex:
 
     @property
     def pattern(self) -> str:
+        """The pattern as written."""
         return self._pattern
 
     def search(self, text: str) -> re.Match[str] | None:

@@ -1,4 +1,6 @@
-"""The consumer runtime (`runtime`), its failure policy (`failures`) and its tables (`tables`)."""
+"""The consumer runtime (`runtime`: the fetch loop, redrive, pruning), one batch's transaction
+(`handling`), what becomes of each message (`settling`), the failure policy (`failures`), the
+counters (`stats`) and the tables (`tables`)."""
 
 from shared.consumer.failures import is_unavailable
 from shared.consumer.runtime import ConsumerStats, EventConsumer, Handler, subject_filters

@@ -10,30 +10,16 @@ message: the inbox lookup, the inbox insert, the commit and the server's ack
 confirmation were each paid per message before, which capped a consumer at a
 few hundred events/s (benchmarks/eventlog.py).
 
-The log, not the message, is what a handler acts on: the runtime re-reads
-each delivered event by id from PostgreSQL (one indexed read per batch, on
-`events_event_id_unique`) and hands the handler the stored event. A message
-whose event is not in the log, or is there under another stream, version or
-type, was not published by the relay: it is logged as forged, terminated,
-and causes nothing (DESIGN §14: NATS credentials can leak; the log's
-append rules cannot be bypassed from the wire).
-
-Failures: a message that can never be handled (garbage, unknown type) goes to
-the dead-letter table at once and is terminated; any other failure is nak'ed
-with back-off. The consumer keeps going in every case. Redelivery limits are
-ours, not the server's (the durable has `max_deliver=-1`): with a server-side
-limit the last failure would vanish without a dead-letter record, and the
-server cannot tell an outage from a bug.
-
-Outages are waited out, not counted, and only real handler failures lead to a
-dead letter: `shared.consumer.failures`.
+The transaction itself — the log's copy of each event (a message whose event
+the log does not hold as delivered is forged, and causes nothing), the inbox,
+the handler — is `shared.consumer.handling`; what becomes of each message
+afterwards (ack, nak with back-off, dead letter, term) is
+`shared.consumer.settling`, with the failure policy of `shared.consumer.failures`
+(outages are waited out, not counted). The consumer keeps going in every case.
 
 A batch's messages get `in_progress()` every `ack_wait_s / 3` while it is
 handled (a slow git fetch or render), so the server does not redeliver them
-to another replica while the handler still runs. Errors of `ack`, `nak`,
-`term` and `in_progress` themselves (NATS gone, the message's reply subject
-expired) are logged and dropped: an unacknowledged message only comes back,
-and the inbox recognises it.
+to another replica while the handler still runs.
 
 Redrive (`slipway deadletters redrive`, migration 0009): the CLI marks a
 dead letter `redrive_requested_at`; every `redrive_poll_s` the consumer that
@@ -44,37 +30,30 @@ Nothing is republished to NATS, so no other consumer sees the event again. A
 real failure clears the request and keeps why in `redrive_error`; an outage
 leaves the request for the next poll.
 
-The inbox and dead-letter tables, and their pruning: `shared.consumer.tables`.
+The inbox and dead-letter tables, and their pruning: `shared.consumer.tables`;
+the counters: `shared.consumer.stats`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
 
 import asyncpg
-import msgspec
 import structlog
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from opentelemetry import trace
-from structlog.contextvars import bound_contextvars
 
 from shared import tracing
 from shared.consumer import tables
-from shared.consumer.failures import (
-    DATABASE_UNAVAILABLE,
-    NATS_RECONNECTING,
-    FailureCounts,
-    backoff_delay,
-    is_unavailable,
-)
-from shared.db import CONNECTION_ERRORS
-from shared.errors import MessageError, SlipwayError
+from shared.consumer.failures import DATABASE_UNAVAILABLE, NATS_RECONNECTING, is_unavailable
+from shared.consumer.handling import Delivered, Handled, Handler, HandlerFailed, handle_once
+from shared.consumer.settling import Settlement, deliveries
+from shared.consumer.stats import ConsumerStats
+from shared.errors import MessageError
 from shared.eventlog import EventStore
 from shared.events.base import Event, RecordedEvent
 from shared.events.codec import EventRegistry, tag_of
@@ -82,46 +61,10 @@ from shared.messaging import event_from_message
 from shared.settings import DEFAULT_INBOX_RETENTION_S
 from shared.subjects import Subjects
 
+__all__ = ["ConsumerStats", "EventConsumer", "Handler", "subject_filters"]
+
 log = structlog.get_logger("slipway.consumer")
 _tracer = tracing.tracer("slipway.consumer")
-
-Handler = Callable[[RecordedEvent, asyncpg.Connection], Awaitable[None]]
-"""Handles one event inside the consumer's transaction; raise to retry."""
-
-
-class _Delivered(Protocol):
-    """What handling needs of a delivery: a NATS message, or a dead letter being redriven."""
-
-    @property
-    def subject(self) -> str: ...
-
-    @property
-    def headers(self) -> dict[str, str] | None: ...
-
-
-class _HandlerFailed(SlipwayError):
-    """The handler raised for the batch's event at `index`; the batch's transaction rolled back."""
-
-    def __init__(self, index: int, error: Exception) -> None:
-        super().__init__(index, error)
-        self.index = index
-        self.error = error
-
-
-class ConsumerStats(msgspec.Struct):
-    """What a consumer did since it started (for tests, benchmarks and health)."""
-
-    handled: int = 0
-    skipped_duplicates: int = 0
-    retried: int = 0
-    """Deliveries nak'ed to be tried again, for any reason."""
-    dead_lettered: int = 0
-    forged: int = 0
-    waited_out: int = 0
-    """Of those, the ones nak'ed for an outage (not counted towards `max_deliver`)."""
-    settle_errors: int = 0
-    inbox_pruned: int = 0
-    redriven: int = 0
 
 
 def subject_filters(subjects: Subjects, handles: Sequence[type[Event]] | None) -> list[str]:
@@ -192,8 +135,9 @@ class EventConsumer:
         self.inbox_prune_batch = inbox_prune_batch
         self.redrive_poll_s = redrive_poll_s
         self._log = EventStore(pool, registry)
-        # Real handler failures per stream sequence; see the module docstring.
-        self._failures = FailureCounts()
+        self._settlement = Settlement(
+            consumer=name, pool=pool, stats=self.stats, max_deliver=max_deliver, backoff_s=backoff_s
+        )
 
     async def ensure(self) -> None:
         """Create or update the durable consumer (idempotent; every replica calls it)."""
@@ -256,23 +200,7 @@ class EventConsumer:
             await asyncio.sleep(self.ack_wait_s / 3)
             for message in messages:
                 if not message.is_acked:
-                    await self._settle(message, "in_progress", message.in_progress())
-
-    async def _settle(self, message: Msg, what: str, call: Awaitable[object]) -> bool:
-        """Await an ack/nak/term/in_progress; log its failure instead of crashing the service."""
-        try:
-            await call
-        except Exception as exc:  # noqa: BLE001 - unsettled only means redelivered later
-            self.stats.settle_errors += 1
-            log.warning(
-                "message_settle_failed",
-                consumer=self.name,
-                call=what,
-                subject=message.subject,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            return False
-        return True
+                    await self._settlement.settle(message, "in_progress", message.in_progress())
 
     async def prune_inbox(self) -> int:
         """Delete this consumer's inbox rows older than the retention, in batches; how many."""
@@ -290,7 +218,7 @@ class EventConsumer:
                 event = event_from_message(letter.headers, letter.data, self.registry)
                 handled, forged = await self._handle_once([(letter, event)])
             except Exception as exc:  # noqa: BLE001 - recorded on the letter, or retried
-                error = exc.error if isinstance(exc, _HandlerFailed) else exc
+                error = exc.error if isinstance(exc, HandlerFailed) else exc
                 if is_unavailable(error):
                     log.warning(
                         "redrive_waits_for_dependency", dead_letter=letter.id, error=repr(error)
@@ -378,27 +306,29 @@ class EventConsumer:
                     (message, event_from_message(message.headers, message.data, self.registry))
                 )
             except MessageError as exc:
-                await self._dead_letter(message, _deliveries(message), f"undecodable: {exc}")
+                await self._settlement.dead_letter(
+                    message, deliveries(message), f"undecodable: {exc}"
+                )
         while batch:
             try:
                 handled, forged = await self._handle_once(batch)
-            except _HandlerFailed as failed:
+            except HandlerFailed as failed:
                 # Everything rolled back: the events before the failing one are handled
                 # again, it is retried or dead-lettered alone (its handler is not run
                 # twice for one delivery), and the rest go on as a batch.
                 message, event = batch[failed.index]
                 await self.handle_batch([m for m, _ in batch[: failed.index]])
-                await self._failed(message, event, _deliveries(message), failed.error)
+                await self._settlement.failed(message, event, deliveries(message), failed.error)
                 batch = batch[failed.index + 1 :]
                 continue
             except Exception as exc:  # noqa: BLE001 - the top of the message loop: log once, nak
                 for message, event in batch:
-                    await self._failed(message, event, _deliveries(message), exc)
+                    await self._settlement.failed(message, event, deliveries(message), exc)
                 return
             acks = []
             for message, claimed in batch:
                 if claimed.event_id in forged:
-                    await self._reject_forged(message, claimed, forged[claimed.event_id])
+                    await self._settlement.reject_forged(message, claimed, forged[claimed.event_id])
                     continue
                 acks.append(message)
                 logged = handled.get(claimed.event_id)
@@ -413,152 +343,14 @@ class EventConsumer:
             # Confirmed acks, awaited together: one round trip's wait per batch, not per
             # message. A lost ack is only a redelivery, which the inbox recognises.
             await asyncio.gather(
-                *(self._settle(message, "ack", message.ack_sync()) for message in acks)
+                *(self._settlement.settle(message, "ack", message.ack_sync()) for message in acks)
             )
             for message in acks:
-                self._failures.forget(_stream_seq(message))
+                self._settlement.acked(message)
             return
 
-    async def _handle_once(
-        self, batch: Sequence[tuple[_Delivered, RecordedEvent]]
-    ) -> tuple[dict[uuid.UUID, RecordedEvent], dict[uuid.UUID, str]]:
-        """Run the handler for each event not handled yet and record them, in one transaction.
-
-        Returns the handled events as the log stores them, and the forged ones with why.
-        """
-        async with self.pool.acquire() as conn, conn.transaction():
-            ids = [event.event_id for _, event in batch]
-            stored = await self._log.rows_by_id(ids, conn=conn)
-            forged = {
-                claimed.event_id: why
-                for _, claimed in batch
-                if (why := _unlike_log(claimed, stored.get(claimed.event_id))) is not None
-            }
-            seen = await tables.already_handled(conn, self.name, ids)
-            handled: dict[uuid.UUID, RecordedEvent] = {}
-            for index, (message, claimed) in enumerate(batch):
-                if (
-                    claimed.event_id in seen
-                    or claimed.event_id in forged
-                    or claimed.event_id in handled
-                ):
-                    continue
-                # The handler sees the stored event: the message body is only a claim.
-                event = self._log.decode_row(stored[claimed.event_id])
-                handled[event.event_id] = event
-                with (
-                    bound_contextvars(
-                        event_id=str(event.event_id), stream_id=event.stream_id, consumer=self.name
-                    ),
-                    # Ends with the exception recorded if the handler raises.
-                    self.tracer.start_as_current_span(
-                        f"{self.name} handle {event.event_type}",
-                        context=tracing.extract(message.headers),
-                        kind=trace.SpanKind.CONSUMER,
-                        attributes={
-                            "messaging.system": "nats",
-                            "messaging.destination.name": message.subject,
-                            "slipway.event_id": str(event.event_id),
-                            "slipway.event_type": event.event_type,
-                        },
-                    ),
-                ):
-                    try:
-                        await self.handler(event, conn)
-                    except Exception as exc:
-                        raise _HandlerFailed(index, exc) from exc
-            # Recorded after the handlers, so the first handler's own append is this
-            # transaction's first write (see the per-stream order guard in the store).
-            if handled:
-                await tables.record_handled(conn, self.name, list(handled))
-        return handled, forged
-
-    async def _reject_forged(self, message: Msg, claimed: RecordedEvent, why: str) -> None:
-        """Stop a message the relay did not publish; nothing of it is stored or acted on."""
-        self.stats.forged += 1
-        log.warning(
-            "forged_event_rejected",
-            subject=message.subject,
-            event_id=str(claimed.event_id),
-            event_type=claimed.event_type,
-            reason=why,
+    async def _handle_once(self, batch: Sequence[tuple[Delivered, RecordedEvent]]) -> Handled:
+        """The batch's events not handled yet, handled and recorded in one transaction."""
+        return await handle_once(
+            batch, consumer=self.name, store=self._log, handler=self.handler, tracer=self.tracer
         )
-        await self._settle(message, "term", message.term())
-
-    async def _failed(
-        self, message: Msg, event: RecordedEvent, deliveries: int, exc: Exception
-    ) -> None:
-        if is_unavailable(exc):
-            # Never counted: an outage of any length ends in the event being handled.
-            self.stats.retried += 1
-            self.stats.waited_out += 1
-            delay = backoff_delay(self.backoff_s, deliveries)
-            log.warning(
-                "event_handler_waits_for_dependency",
-                event_type=event.event_type,
-                deliveries=deliveries,
-                retry_in_s=delay,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            await self._settle(message, "nak", message.nak(delay=delay))
-            return
-        seq = _stream_seq(message)
-        failures = self._failures.add(seq)
-        if isinstance(exc, MessageError) or failures >= self.max_deliver:
-            self._failures.forget(seq)
-            await self._dead_letter(message, deliveries, f"{type(exc).__name__}: {exc}")
-            return
-        delay = backoff_delay(self.backoff_s, failures)
-        self.stats.retried += 1
-        log.warning(
-            "event_handler_failed",
-            event_type=event.event_type,
-            deliveries=deliveries,
-            retry_in_s=delay,
-            error=f"{type(exc).__name__}: {exc}",
-        )
-        await self._settle(message, "nak", message.nak(delay=delay))
-
-    async def _dead_letter(self, message: Msg, deliveries: int, reason: str) -> None:
-        """Keep the whole message in `dead_letters`, then stop its redelivery."""
-        stream_seq = message.metadata.sequence.stream if message.metadata.sequence else None
-        try:
-            await tables.write_dead_letter(
-                self.pool,
-                consumer=self.name,
-                subject=message.subject,
-                stream_seq=stream_seq,
-                deliveries=deliveries,
-                headers=dict(message.headers or {}),
-                data=message.data,
-                reason=reason,
-            )
-        except CONNECTION_ERRORS as exc:
-            # Without its record the message must not be dropped: let it come back.
-            log.warning("dead_letter_not_recorded", error=str(exc))
-            await self._settle(message, "nak", message.nak(delay=self.backoff_s[0]))
-            return
-        self.stats.dead_lettered += 1
-        log.error(
-            "message_dead_lettered", subject=message.subject, reason=reason, deliveries=deliveries
-        )
-        await self._settle(message, "term", message.term())
-
-
-def _stream_seq(message: Msg) -> int:
-    sequence = message.metadata.sequence
-    return sequence.stream if sequence else 0
-
-
-def _unlike_log(claimed: RecordedEvent, stored: asyncpg.Record | None) -> str | None:
-    """Why a delivered event is not the logged one with its id; None when it is."""
-    if stored is None:
-        return "not in the event log"
-    for field in ("stream_id", "stream_version", "event_type"):
-        if getattr(claimed, field) != stored[field]:
-            return f"its {field} differs from the event log's"
-    return None
-
-
-def _deliveries(message: Msg) -> int:
-    return message.metadata.num_delivered or 1

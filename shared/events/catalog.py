@@ -151,7 +151,8 @@ class ApplicationAdopted(Event, tag="application_adopted", frozen=True):
 class ApplicationResourcesDeleted(Event, tag="application_resources_deleted", frozen=True):
     """The live resources of a cascade-deleted application were deleted (stream `drift-<id>`).
 
-    `resources` are keys `group/kind/namespace/name`.
+    `resources` are keys `group/kind/namespace/name`, each followed by ` on <provider>`
+    when the application's `resourceRoutes` spread it over several platform providers.
     """
 
     application_id: str
@@ -164,7 +165,8 @@ class ApplicationResourcesDeletionFailed(
     """A cascade delete could not delete every live resource (stream `drift-<id>`).
 
     `deleted` are the keys this attempt deleted, `remaining` those still live
-    (`group/kind/namespace/name`), `reason` why (the cluster's refusal, or a
+    (`group/kind/namespace/name`, with ` on <provider>` as in
+    `ApplicationResourcesDeleted`), `reason` why (the cluster's refusal, or a
     platform provider the control config lacks). The drift service tries again
     each round and records `ApplicationResourcesDeleted` once nothing is left.
     """

@@ -17,6 +17,10 @@ comes out. The rules are PipeCD's live-state drift detection:
 - a head manifest with no live object, or a live object the head no longer
   has, is drift too.
 
+An application whose `resourceRoutes` spread it over several clusters is compared
+cluster by cluster (`detect_drift_across`): an object on the wrong cluster is
+missing on one and extra on the other.
+
 The diff reads as the change a sync would make: old = live, new = head.
 """
 
@@ -43,6 +47,7 @@ __all__ = [
     "DriftResult",
     "SyncState",
     "detect_drift",
+    "detect_drift_across",
     "parse_ignore_field",
 ]
 
@@ -109,6 +114,34 @@ def detect_drift(
     ignore_fields: Sequence[str] = (),
 ) -> DriftResult:
     """Compare the live objects with the head manifests (`namespace`: the app's input namespace)."""
+    return detect_drift_across([(head, live)], namespace=namespace, ignore_fields=ignore_fields)
+
+
+def detect_drift_across(
+    clusters: Sequence[tuple[Sequence[ManifestLike], Sequence[ManifestLike]]],
+    *,
+    namespace: str = "",
+    ignore_fields: Sequence[str] = (),
+) -> DriftResult:
+    """`detect_drift` of each cluster's (head manifests routed to it, live objects read from
+    it), as one result: every cluster's added, removed and changed resources."""
+    diffs = [_diff(head, live, namespace, ignore_fields) for head, live in clusters]
+    diff = ManifestDiff(
+        tuple(entry for d in diffs for entry in d.added),
+        tuple(entry for d in diffs for entry in d.removed),
+        tuple(change for d in diffs for change in d.changed),
+    )
+    if diff.no_change:
+        return DriftResult("SYNCED", SYNCED_SUMMARY, "", diff)
+    return DriftResult("OUT_OF_SYNC", diff.summary, diff.render(), diff)
+
+
+def _diff(
+    head: Sequence[ManifestLike],
+    live: Sequence[ManifestLike],
+    namespace: str,
+    ignore_fields: Sequence[str],
+) -> ManifestDiff:
     ignored: dict[tuple[str, str, str, str], list[tuple[PathStep, ...]]] = {}
     for entry in ignore_fields:
         target, path = parse_ignore_field(entry)
@@ -145,10 +178,7 @@ def detect_drift(
         )
         if fields:
             changed.append(ResourceChange(key, desired.api_version, tuple(fields)))
-    diff = ManifestDiff(added, removed, tuple(changed))
-    if diff.no_change:
-        return DriftResult("SYNCED", SYNCED_SUMMARY, "", diff)
-    return DriftResult("OUT_OF_SYNC", diff.summary, diff.render(), diff)
+    return ManifestDiff(added, removed, tuple(changed))
 
 
 def _ns(namespace: str) -> str:

@@ -1,5 +1,8 @@
 """Platforms Slipway deploys to; today one, Kubernetes (`KubernetesPlatform`).
 
+An application's clusters together, each object on the provider its
+`resourceRoutes` name, are a `RoutedPlatform` (`routed`).
+
 The adapter speaks the cluster's REST API; `resources` holds the pure parts
 (what Slipway writes on each object, how healthy a rollout is) so the executor
 and tests can use them without a cluster. Failures are the `PlatformError`
@@ -20,6 +23,7 @@ from shared.platform.resources import (
     prepare_for_apply,
     rollout_status,
 )
+from shared.platform.routed import RoutedPlatform
 
 __all__ = [
     "FIELD_MANAGER",
@@ -30,6 +34,7 @@ __all__ = [
     "LiveKinds",
     "Propagation",
     "RolloutStatus",
+    "RoutedPlatform",
     "parse_key",
     "prepare_for_apply",
     "rollout_status",

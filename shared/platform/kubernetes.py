@@ -118,7 +118,11 @@ class KubernetesPlatform:
         live_kinds: LiveKinds | None = None,
         discovery_max_age_s: float = 60.0,
         piped_id: str = "",
+        name: str = "",
     ) -> None:
+        self.name = name
+        """The platform provider this cluster is, written on what it applies and lists
+        (`AppliedResource.cluster`, `Manifest.cluster`); "" when not named."""
         self.field_manager = field_manager
         self.piped_id = piped_id
         """Written as `pipecd.dev/piped` on every applied object when set (the provider's
@@ -133,9 +137,9 @@ class KubernetesPlatform:
         self._discovery = Discovery(self._api)
 
     @classmethod
-    def from_config(cls, config: KubernetesProviderConfig) -> Self:
+    def from_config(cls, config: KubernetesProviderConfig, name: str = "") -> Self:
         """The cluster of a platform provider's config (no kubeconfigPath: in-cluster),
-        listing the kinds its `appStateInformer` selects."""
+        listing the kinds its `appStateInformer` selects; `name` is the provider's."""
         informer = config.app_state_informer
         live_kinds = LiveKinds.of(
             include=[(m.api_version, m.kind) for m in informer.include_resources],
@@ -147,6 +151,7 @@ class KubernetesPlatform:
             config.context or None,
             live_kinds=live_kinds,
             piped_id=config.piped_id,
+            name=name,
         )
 
     # lifecycle
@@ -261,6 +266,7 @@ class KubernetesPlatform:
                     generation=int(metadata.get("generation") or 0),
                     created=code == 201,
                     body=stored,
+                    cluster=self.name,
                 )
             )
             log.debug("platform_applied", resource=what, created=code == 201)
@@ -388,7 +394,11 @@ class KubernetesPlatform:
         selector = f"{LABEL_APPLICATION}={application_id}"
         found = await self.list_objects(label_selector=selector, kinds=kinds)
         return sorted(
-            (_live_manifest(resource, item) for resource, item in found if not controlled(item)),
+            (
+                _live_manifest(resource, item, self.name)
+                for resource, item in found
+                if not controlled(item)
+            ),
             key=lambda m: m.key,
         )
 
@@ -543,7 +553,7 @@ class KubernetesPlatform:
         log.info("platform_namespace_created", namespace=namespace)
 
 
-def _live_manifest(resource: ApiResource, item: dict[str, Any]) -> Manifest:
+def _live_manifest(resource: ApiResource, item: dict[str, Any], cluster: str) -> Manifest:
     # Items of a typed list carry no apiVersion/kind on a real server; the list says them.
     body = {"apiVersion": resource.api_version, "kind": resource.kind, **item}
     metadata = body.get("metadata") or {}
@@ -555,6 +565,7 @@ def _live_manifest(resource: ApiResource, item: dict[str, Any]) -> Manifest:
         namespace=str(metadata.get("namespace", "")) if resource.namespaced else "",
         body=body,
         source="live",
+        cluster=cluster,
     )
 
 

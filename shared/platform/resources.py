@@ -124,6 +124,7 @@ class AppliedResource(msgspec.Struct, frozen=True, kw_only=True):
     generation: int
     created: bool  # the apply created it (201) rather than updating it
     body: dict[str, Any]
+    cluster: str = ""  # the platform provider it was applied to ("" when not named)
 
 
 class RolloutStatus(msgspec.Struct, frozen=True, kw_only=True):

@@ -14,15 +14,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from slipway_sandbox.chaos import HttpRequests, kubesim_effect, prometheus_effect
-from slipway_sandbox.chaos_plan import (
-    FAULT_KINDS,
+from slipway_sandbox.chaos_plan import FAULT_KINDS, fault_schedule, plan_workload
+from slipway_sandbox.chaos_stack import HttpRequests, kubesim_effect, prometheus_effect
+from slipway_sandbox.chaos_verdicts import (
     Invariants,
     SideEffect,
-    fault_schedule,
     notification_verdicts,
     overlapping_side_effects,
-    plan_workload,
 )
 from slipway_sandbox.faults import FaultProxy
 

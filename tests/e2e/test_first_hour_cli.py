@@ -34,11 +34,8 @@ from shared.events.catalog import (
     AnalysisTickJudged,
     ApplicationDeleted,
     ApplicationRegistered,
-    DeploymentPlanned,
     DeploymentQueued,
     DeploymentStarted,
-    DeploymentTriggered,
-    PlannedStage,
     StageCompleted,
     StageStarted,
 )
@@ -48,7 +45,8 @@ from shared.stagelog import Severity, StageLogs
 from shared.subjects import Subjects
 from shared.testing import wait_until
 from tests.support.api import api_key_for, running_projection, served_api
-from tests.support.cli import REPO, T0, Cli, started, write
+from tests.support.cli import REPO, T0, Cli, started
+from tests.support.deployment_events import pipeline, planned, triggered, write
 
 # The variables that would let the CLI reach the database: the CLI must not need them.
 _DATABASE_ENVS = ("SLIPWAY_DATABASE_URL", "SLIPWAY_READER_DATABASE_URL")
@@ -105,29 +103,8 @@ async def waiting_for_approval(store: EventStore, d: str) -> None:
     await write(
         store,
         d,
-        DeploymentTriggered(
-            deployment_id=d,
-            application_id="app1",
-            trigger=vocabulary.Trigger.ON_COMMIT,
-            commit_hash="c1",
-        ),
-        DeploymentPlanned(
-            deployment_id=d,
-            application_id="app1",
-            commit_hash="c1",
-            strategy=vocabulary.Strategy.PIPELINE,
-            summary="",
-            reason="",
-            stages=(
-                PlannedStage(
-                    id="stage-0",
-                    name=vocabulary.StageName.WAIT_APPROVAL,
-                    index=0,
-                    options_json=APPROVAL_OPTIONS,
-                ),
-                PlannedStage(id="stage-1", name=vocabulary.StageName.K8S_PRIMARY_ROLLOUT, index=1),
-            ),
-        ),
+        triggered(d),
+        planned(d, pipeline("WAIT_APPROVAL", "K8S_PRIMARY_ROLLOUT", options={0: APPROVAL_OPTIONS})),
         DeploymentStarted(deployment_id=d, application_id="app1", started_at=T0),
         StageStarted(deployment_id=d, stage_id="stage-0", started_at=T0),
     )
@@ -189,24 +166,8 @@ async def test_a_stage_name_shared_by_two_stages_is_refused_naming_them(
     await write(
         store,
         d,
-        DeploymentTriggered(
-            deployment_id=d,
-            application_id="app1",
-            trigger=vocabulary.Trigger.ON_COMMIT,
-            commit_hash="c1",
-        ),
-        DeploymentPlanned(
-            deployment_id=d,
-            application_id="app1",
-            commit_hash="c1",
-            strategy=vocabulary.Strategy.PIPELINE,
-            summary="",
-            reason="",
-            stages=(
-                PlannedStage(id="stage-0", name=vocabulary.StageName.WAIT, index=0),
-                PlannedStage(id="stage-1", name=vocabulary.StageName.WAIT, index=1),
-            ),
-        ),
+        triggered(d),
+        planned(d, pipeline("WAIT", "WAIT")),
         DeploymentStarted(deployment_id=d, application_id="app1", started_at=T0),
         StageStarted(deployment_id=d, stage_id="stage-0", started_at=T0),
     )
@@ -243,15 +204,7 @@ async def many_events(store: EventStore, count: int = 1500) -> None:
     await write(
         store,
         d,
-        *(
-            DeploymentTriggered(
-                deployment_id=d,
-                application_id="app1",
-                trigger=vocabulary.Trigger.ON_COMMIT,
-                commit_hash=f"c{n}",
-            )
-            for n in range(count)
-        ),
+        *(triggered(d, commit=f"c{n}") for n in range(count)),
     )
 
 
@@ -376,12 +329,7 @@ async def test_a_pending_deployment_says_what_it_waits_for(cli: Cli, store: Even
     await write(
         store,
         queued,
-        DeploymentTriggered(
-            deployment_id=queued,
-            application_id="app1",
-            trigger=vocabulary.Trigger.ON_COMMIT,
-            commit_hash="c2",
-        ),
+        triggered(queued, commit="c2"),
         DeploymentQueued(deployment_id=queued, application_id="app1", behind_deployment_id=ahead),
     )
     got = await cli("deployment", "get", queued)
@@ -453,21 +401,8 @@ async def test_rejudge_goes_through_the_api_with_a_read_only_key(
     await write(
         store,
         d,
-        DeploymentTriggered(
-            deployment_id=d,
-            application_id="app1",
-            trigger=vocabulary.Trigger.ON_COMMIT,
-            commit_hash="c1",
-        ),
-        DeploymentPlanned(
-            deployment_id=d,
-            application_id="app1",
-            commit_hash="c1",
-            strategy=vocabulary.Strategy.PIPELINE,
-            summary="",
-            reason="",
-            stages=(PlannedStage(id="stage-0", name=vocabulary.StageName.ANALYSIS, index=0),),
-        ),
+        triggered(d),
+        planned(d, pipeline("ANALYSIS")),
     )
     events = _analysis_events(d, "stage-0", ["0.0", "0.05"])
     await store.append(

@@ -32,7 +32,8 @@ from shared.stagelog import Severity, StageLogs
 from shared.subjects import Subjects
 from shared.testing import wait_until
 from tests.support.api import api_key_for, running_projection, served_api
-from tests.support.cli import REPO, Cli, Done, started, write
+from tests.support.cli import REPO, Cli, Done, started
+from tests.support.deployment_events import write
 
 
 @pytest.fixture

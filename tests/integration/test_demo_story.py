@@ -14,6 +14,12 @@ import pytest
 from shared.config import load_application_config, load_control_config
 from shared.events import vocabulary
 from shared.events.catalog import (
+    ChainBlock,
+    ChainBlockStarted,
+    ChainCompleted,
+    ChainDeploymentFinished,
+    ChainNode,
+    ChainStarted,
     DeploymentCompleted,
     DeploymentPlanned,
     DeploymentRollingBack,
@@ -28,9 +34,13 @@ from slipway_sandbox.demo_repo import DemoRepo, DemoTiming, image, image_bump, i
 from slipway_sandbox.receiver import SlackReceiver, message_lines
 from slipway_sandbox.story import (
     CORE_SERVICES,
+    EVENT_TAG,
+    ChainedDeployment,
+    ChainOutcome,
     DeploymentOutcome,
     Observed,
     StageOutcome,
+    fold_chain,
     fold_deployment,
     judge,
     playable,
@@ -204,6 +214,115 @@ def test_demo_repository_loads_and_reverts(tmp_path: Path) -> None:
     repo.revert(bad)
     assert (repo.path / "account/prd/manifests.yaml").read_text() == before
     assert repo.subject(repo.head()).startswith('Revert "v3"')
+
+
+def test_the_event_watcher_variant_chains_dev_to_stg(tmp_path: Path) -> None:
+    """With the event-watcher step, dev watches image events for itself and stg and chains
+    stg, which only a chain deploys; the default repository has neither."""
+    repo = DemoRepo(tmp_path / "repo")
+    repo.create(initial_files(DemoTiming(), tag="v1", event_watcher=True), "v1")
+    dev = load_application_config(repo.path / "account/dev/.pipe.yaml").spec
+    stg = load_application_config(repo.path / "account/stg/.pipe.yaml").spec
+    assert [r.file for r in dev.event_watcher[0].handler.config.replacements] == [
+        "manifests.yaml",
+        "../stg/manifests.yaml",
+    ]
+    assert dev.post_sync is not None and dev.post_sync.chain is not None
+    assert [m.name for m in dev.post_sync.chain.applications] == ["account-stg"]
+    assert stg.trigger.on_commit.disabled and not stg.trigger.on_chain.disabled
+    assert (repo.path / "account/stg/manifests.yaml").is_file()
+    plain = initial_files(DemoTiming(), tag="v1")
+    assert "account/stg/manifests.yaml" not in plain
+    assert "postSync" not in plain["account/dev/.pipe.yaml"]
+
+
+def _chain_events(
+    *finished: str,
+) -> list[ChainStarted | ChainBlockStarted | ChainDeploymentFinished]:
+    blocks = (
+        ChainBlock(index=0, nodes=(ChainNode(application_id="id-dev", deployment_id="d-dev"),)),
+        ChainBlock(index=1, nodes=(ChainNode(application_id="id-stg", deployment_id="d-stg"),)),
+    )
+    events: list[ChainStarted | ChainBlockStarted | ChainDeploymentFinished] = [
+        ChainStarted(
+            chain_id="c1",
+            origin_deployment_id="d-dev",
+            origin_application_id="id-dev",
+            blocks=blocks,
+        ),
+        ChainBlockStarted(chain_id="c1", index=1),
+    ]
+    events += [
+        ChainDeploymentFinished(
+            chain_id="c1", deployment_id="d-stg", status=vocabulary.DeploymentStatus(status)
+        )
+        for status in finished
+    ]
+    return events
+
+
+def test_the_image_event_step_is_judged_on_its_chain_too() -> None:
+    """The step passes only when dev's chain deployed stg, ended SUCCESS, and stg runs the
+    event's image applied by the chain's deployment."""
+    story = seed_story(DemoTiming(), with_event_watcher=True)
+    assert story.step("bootstrap").actions[0].apps == (  # type: ignore[union-attr]
+        "account-dev",
+        "account-stg",
+        "account-prd",
+    )
+    step = story.step("image-event")
+    names = {"id-dev": "account-dev", "id-stg": "account-stg"}
+    assert fold_chain([], names) is None
+    running = fold_chain(_chain_events(), names)
+    assert running is not None and running.status == "RUNNING"
+    assert running.deployments == (ChainedDeployment(1, "account-stg", "d-stg", ""),)
+    done = fold_chain(
+        [
+            *_chain_events("SUCCESS"),
+            ChainCompleted(chain_id="c1", status=vocabulary.DeploymentStatus("SUCCESS")),
+        ],
+        names,
+    )
+    assert done is not None and done.status == "SUCCESS"
+    live = replace(
+        done,
+        deployments=tuple(
+            replace(d, live_image=image(EVENT_TAG), live_deployment_id="d-stg")
+            for d in done.deployments
+        ),
+    )
+    dev = DeploymentOutcome(
+        deployment_id="d-dev",
+        status="SUCCESS",
+        strategy="quick_sync",
+        stages=(StageOutcome("K8S_SYNC", "SUCCESS"),),
+    )
+    good = Observed(
+        deployment=dev,
+        live_image=image(EVENT_TAG),
+        live_deployment_id="d-dev",
+        canary_left=False,
+        chain=live,
+    )
+    assert judge(step, good).ok
+    assert judge(step, replace(good, chain=None)).problems == (
+        "account-dev's deployment started no chain (postSync.chain)",
+    )
+    failed = replace(
+        live,
+        status="FAILURE",
+        reason="block 1 failed",
+        deployments=(replace(live.deployments[0], status="FAILURE", live_image=image("v1")),),
+    )
+    assert judge(step, replace(good, chain=failed)).problems == (
+        "the chain is FAILURE, expected SUCCESS (block 1 failed)",
+        "the chain's deployment of account-stg is FAILURE",
+        f"kubesim runs {image('v1')} for account-stg, expected {image(EVENT_TAG)}",
+    )
+    empty = ChainOutcome(chain_id="c1", status="SUCCESS")
+    assert judge(step, replace(good, chain=empty)).problems == (
+        "the chain deployed [], expected ['account-stg']",
+    )
 
 
 def test_control_config_points_at_the_sandbox(tmp_path: Path) -> None:

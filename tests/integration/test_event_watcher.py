@@ -348,6 +348,48 @@ async def test_paths_out_of_the_repository_and_symlinks_are_refused(
     assert outside.read_text() == "image: secret:v1\n"
 
 
+SLOW_WATCHER = """\
+apiVersion: pipecd.dev/v1beta1
+kind: EventWatcher
+spec:
+  events:
+    - name: slow-version
+      labels: {chart: web}
+      replacements:
+        - file: shared/versions.txt
+          regex: "(a|aa)+$"
+"""
+"""A repository's pattern that backtracks exponentially on a run of `a`s ending otherwise."""
+
+
+async def test_a_regex_past_its_time_limit_fails_its_event_and_the_watcher_goes_on(
+    store: EventStore, tmp_path: Path, projector_store: EventStore
+) -> None:
+    files = _layout()
+    files[".pipe/slow.yaml"] = SLOW_WATCHER
+    # Unbounded, `(a|aa)+$` spends about 5 s of CPU on this line (1.6 times more per `a`).
+    files["shared/versions.txt"] += "a" * 33 + "!\n"
+    work = Remote(tmp_path / "config", files)
+    await register(
+        store, projector_store, *(registration(s) for s in ("account", "auth", "billing"))
+    )
+    watcher, _ = _watcher(store, work, tmp_path / "cache", regex_time_limit_s=0.2)
+    head = work.head()
+    slow = await _register(store, "slow-version", "v9", chart="web")
+    await _deliver(watcher, store, slow)
+    [outcome] = await _outcomes(store, slow)
+    assert outcome.status == "FAILURE"
+    assert outcome.watchers == (".pipe/slow.yaml",)
+    for named in (".pipe/slow.yaml", "shared/versions.txt", "'(a|aa)+$'", "after 0.2 s"):
+        assert named in outcome.description
+    assert work.head() == head
+    # The next event is written as usual.
+    chart = await _register(store, "helm-version", "v0.2.0", chart="web")
+    await _deliver(watcher, store, chart)
+    assert [o.status for o in await _outcomes(store, chart)] == ["SUCCESS"]
+    assert "web-chart: v0.2.0" in work.show("shared/versions.txt")
+
+
 class _GitHub:
     """A local server with GitHub's pull-request API shapes, recording what it was asked."""
 

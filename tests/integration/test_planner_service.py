@@ -205,6 +205,35 @@ async def test_broken_config_fails_the_plan_naming_file_and_line(
     )
 
 
+async def test_a_resource_route_to_no_provider_fails_the_plan_at_its_line(
+    backends: Backends, tmp_path: Path, work: WorkRepo
+) -> None:
+    """`resourceRoutes` naming a provider the control config lacks fails at planning, naming
+    the file, the line and the provider; one naming a known provider plans."""
+    await backends.ensure_event_stream()
+    providers = {"prd": {"env": "prd"}, "edge": {"env": "prd", "tier": "edge"}}
+    harness = Harness(
+        backends, GitCache(tmp_path / "cache"), work.url, platform_providers=providers
+    )
+    config = "apiVersion: pipecd.dev/v1beta1\nkind: KubernetesApp\nspec:\n  resourceRoutes:\n"
+    route = "    - match: {{kind: Service}}\n      provider: {{name: {name}}}\n"
+    files = seed_files("account")
+    work.commit(files, "initial")
+    nowhere = work.commit({"account/prd/.pipe.yaml": config + route.format(name="cdn")}, "cdn")
+    edge = work.commit({"account/prd/.pipe.yaml": config + route.format(name="edge")}, "edge")
+    async with running(*harness.components()):
+        await harness.register("prd")
+        await harness.trigger("d1", nowhere)
+        failed = await wait_for_event(harness.store, "d1", DeploymentPlanFailed)
+        await harness.trigger("d2", edge)
+        await wait_for_event(harness.store, "d2", DeploymentPlanned)
+    assert isinstance(failed, DeploymentPlanFailed)
+    assert failed.reason == (
+        "account/prd/.pipe.yaml:6:18: spec.resourceRoutes[0].provider.name: platform provider "
+        "'cdn' is not in the control config (known: prd, edge)"
+    )
+
+
 async def test_unknown_application_fails_the_plan(harness: Harness, work: WorkRepo) -> None:
     """A trigger for an application nobody registered fails with a reason saying so."""
     commit = work.commit(seed_files("account"), "initial")

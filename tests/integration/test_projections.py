@@ -605,7 +605,7 @@ async def test_slipway_replay_command_rebuilds_every_projection(
         out, err = await process.communicate()
     assert process.returncode == 0, err.decode()
     total = await store.pool.fetchval("SELECT count(*) FROM events")
-    lines = out.decode().splitlines()
+    *lines, snapshots = out.decode().splitlines()
     assert [line.split(":")[0] for line in lines] == [
         "applications",
         "stream_stats",
@@ -613,6 +613,7 @@ async def test_slipway_replay_command_rebuilds_every_projection(
         "insights",
     ]
     assert all(f"generation 2, {total} events in" in line for line in lines)
+    assert snapshots.startswith("snapshots: ")  # and the long streams' snapshots rebuilt
     assert await rows_of(store.pool, "stream_stats") == await stream_stats_from_log(store.pool)
 
 

@@ -15,17 +15,11 @@ from typing import Literal
 import aiohttp
 
 from services.api.routes import API_PREFIX
-from shared.eventlog import EventStore, new_events
+from shared.eventlog import EventStore
 from shared.events import vocabulary
-from shared.events.base import Event
-from shared.events.catalog import (
-    DeploymentPlanned,
-    DeploymentStarted,
-    DeploymentTriggered,
-    PlannedStage,
-    StageStarted,
-)
+from shared.events.catalog import DeploymentStarted, StageStarted
 from tests.support.api import api_key_for, auth_headers
+from tests.support.deployment_events import pipeline, planned, triggered, write
 from tests.support.paths import REPO_ROOT
 
 REPO = REPO_ROOT
@@ -130,34 +124,19 @@ class Cli:
         return await self.finish(await self.start(*args))
 
 
-async def write(store: EventStore, deployment_id: str, *events: Event) -> None:
-    await store.append(f"deployment-{deployment_id}", new_events(events), expected_version=None)
-
-
 async def started(store: EventStore, deployment_id: str, app: str = "app1") -> None:
     """Triggered, planned (WAIT then a rollout) and running its WAIT stage."""
     await write(
         store,
         deployment_id,
-        DeploymentTriggered(
-            deployment_id=deployment_id,
-            application_id=app,
-            trigger=vocabulary.Trigger("on_command"),
-            commit_hash="abc1234",
-        ),
-        DeploymentPlanned(
-            deployment_id=deployment_id,
-            application_id=app,
-            commit_hash="abc1234",
-            strategy=vocabulary.Strategy("pipeline"),
+        triggered(deployment_id, app, commit="abc1234", trigger=vocabulary.Trigger.ON_COMMAND),
+        planned(
+            deployment_id,
+            pipeline("WAIT", "K8S_PRIMARY_ROLLOUT"),
+            app,
+            commit="abc1234",
             summary="image web: v1 → v2",
             reason="the pod template changed",
-            stages=(
-                PlannedStage(id="stage-0", name=vocabulary.StageName("WAIT"), index=0),
-                PlannedStage(
-                    id="stage-1", name=vocabulary.StageName("K8S_PRIMARY_ROLLOUT"), index=1
-                ),
-            ),
         ),
         DeploymentStarted(deployment_id=deployment_id, application_id=app, started_at=T0),
         StageStarted(deployment_id=deployment_id, stage_id="stage-0", started_at=T0),

@@ -3,6 +3,7 @@ API tests that read them back."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from shared.eventlog import EventStore, new_events
@@ -19,9 +20,62 @@ from shared.ids import new_id
 
 
 async def write(store: EventStore, deployment_id: str, *events: Event) -> int:
+    """Append `events` to the deployment's stream; the global position of the last one."""
     stream = f"deployment-{deployment_id}"
     result = await store.append(stream, new_events(events), expected_version=None)
     return result.global_positions[-1]
+
+
+def triggered(
+    deployment_id: str,
+    app: str = "app1",
+    *,
+    commit: str = "c1",
+    trigger: vocabulary.Trigger = vocabulary.Trigger.ON_COMMIT,
+    message: str = "",
+) -> DeploymentTriggered:
+    """The deployment's first event, as the gitwatcher or the API records it."""
+    return DeploymentTriggered(
+        deployment_id=deployment_id,
+        application_id=app,
+        trigger=trigger,
+        commit_hash=commit,
+        commit_message=message,
+    )
+
+
+def pipeline(*names: str, options: Mapping[int, str] | None = None) -> tuple[PlannedStage, ...]:
+    """Planned stages `stage-0`, `stage-1`, … of the named kinds; `options` by index (JSON)."""
+    return tuple(
+        PlannedStage(
+            id=f"stage-{index}",
+            name=vocabulary.StageName(name),
+            index=index,
+            options_json=(options or {}).get(index, "{}"),
+        )
+        for index, name in enumerate(names)
+    )
+
+
+def planned(
+    deployment_id: str,
+    stages: Sequence[PlannedStage],
+    app: str = "app1",
+    *,
+    commit: str = "c1",
+    summary: str = "",
+    reason: str = "",
+) -> DeploymentPlanned:
+    """A pipeline plan of `stages`, as the planner records it."""
+    return DeploymentPlanned(
+        deployment_id=deployment_id,
+        application_id=app,
+        commit_hash=commit,
+        strategy=vocabulary.Strategy.PIPELINE,
+        summary=summary,
+        reason=reason,
+        stages=tuple(stages),
+    )
 
 
 async def deployment(
@@ -32,21 +86,14 @@ async def deployment(
     await write(
         store,
         d,
-        DeploymentTriggered(
-            deployment_id=d,
-            application_id=app,
-            trigger=vocabulary.Trigger("on_commit"),
-            commit_hash="c0ffee1",
-            commit_message="Bump image to v2\n\nbody",
-        ),
-        DeploymentPlanned(
-            deployment_id=d,
-            application_id=app,
-            commit_hash="c0ffee1",
-            strategy=vocabulary.Strategy("pipeline"),
+        triggered(d, app, commit="c0ffee1", message="Bump image to v2\n\nbody"),
+        planned(
+            d,
+            STAGES,
+            app,
+            commit="c0ffee1",
             summary="image web: v1 → v2",
             reason="the pod template changed",
-            stages=STAGES,
         ),
         DeploymentStarted(deployment_id=d, application_id=app, started_at=T0),
     )

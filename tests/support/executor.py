@@ -111,6 +111,12 @@ class Harness:
         self.kubeconfig = kubeconfig
         self.cache = cache
         self.relay = backends.relay()
+        # The platform providers (name → kubeconfig) and their labels; kubesim alone unless
+        # a test gives several (`resourceRoutes`).
+        self.platforms: dict[str, Path] = {"kubesim": kubeconfig}
+        self.provider_labels: dict[str, dict[str, str]] = {}
+        self.platform_provider = "kubesim"
+        """The provider the application is registered with."""
         self.executors: list[Executor] = []
         self.consumers: list[EventConsumer] = []
 
@@ -136,7 +142,11 @@ class Harness:
             stage_logs=StageLogs(self.store.pool, self.nc, self.subjects),
             git=GitCache(self.cache / name),
             repositories={"config": self.work.url},
-            platforms={"kubesim": KubernetesProviderConfig(kubeconfig_path=str(self.kubeconfig))},
+            platforms={
+                provider: KubernetesProviderConfig(kubeconfig_path=str(path))
+                for provider, path in self.platforms.items()
+            },
+            provider_labels=self.provider_labels,
             holder=name,
             **settings,
         )
@@ -201,7 +211,7 @@ class Harness:
                         repository_id="config",
                         path=APP_PATH,
                         config_filename=".pipe.yaml",
-                        platform_provider="kubesim",
+                        platform_provider=self.platform_provider,
                     )
                 ]
             ),

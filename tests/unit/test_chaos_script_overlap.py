@@ -3,7 +3,7 @@ from the ticks the scripts wrote; one run after another (a takeover) is not an o
 
 from __future__ import annotations
 
-from slipway_sandbox.chaos_plan import (
+from slipway_sandbox.chaos_verdicts import (
     Invariants,
     ScriptTick,
     overlapping_script_runs,

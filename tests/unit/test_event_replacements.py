@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 import yaml
 
-from services.gitwatcher.eventplan import Replacement, Watcher, plan_commits
+from services.gitwatcher.eventplan import MAX_FILE_BYTES, Replacement, Watcher, plan_commits
 from services.gitwatcher.replacements import (
     ReplacementError,
     commit_message,
@@ -207,4 +208,59 @@ def test_a_regex_on_yaml_may_change_values_but_never_the_structure() -> None:
             event_id="e2",
             event_name="n",
             value='v2", evil: "x',
+        )
+
+
+CATASTROPHIC = r"(a|aa)+$"
+"""Backtracks exponentially on a run of `a`s that ends otherwise: unbounded, the test's line
+of 33 costs `regex` about 5 s of CPU here, and each more `a` multiplies that by 1.6."""
+
+
+def _regex_watcher(pattern: str) -> Watcher:
+    return Watcher(
+        origin=".pipe/versions.yaml",
+        name="chart",
+        labels=(),
+        base_dir="",
+        replacements=(Replacement("versions.txt", "regex", pattern),),
+    )
+
+
+def test_a_regex_that_backtracks_without_end_is_stopped_at_its_time_limit() -> None:
+    text = "chart: v1\n" + "a" * 33 + "!\n"
+    started = time.process_time()
+    with pytest.raises(ReplacementError) as caught:
+        plan_commits(
+            [_regex_watcher(CATASTROPHIC)],
+            {"versions.txt": text.encode()},
+            event_id="e1",
+            event_name="chart",
+            value="v2",
+            regex_time_limit_s=0.2,
+        )
+    assert time.process_time() - started < 1.0
+    message = str(caught.value)
+    for named in (".pipe/versions.yaml", "versions.txt", repr(CATASTROPHIC), "0.2 s"):
+        assert named in message
+    # A sound pattern on the same file is unaffected by the limit.
+    [planned] = plan_commits(
+        [_regex_watcher(r"chart: (v[0-9]+)")],
+        {"versions.txt": text.encode()},
+        event_id="e2",
+        event_name="chart",
+        value="v2",
+        regex_time_limit_s=0.2,
+    )
+    assert planned.changes["versions.txt"] == text.replace("v1", "v2").encode()
+
+
+def test_a_file_over_the_size_limit_is_not_edited() -> None:
+    text = "chart: v1\n" + "#" * MAX_FILE_BYTES
+    with pytest.raises(ReplacementError, match=r"versions\.txt: over .* too large"):
+        plan_commits(
+            [_regex_watcher(r"chart: (v[0-9]+)")],
+            {"versions.txt": text.encode()},
+            event_id="e1",
+            event_name="chart",
+            value="v2",
         )

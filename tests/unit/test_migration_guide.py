@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.config import load_application_config
 from shared.config.control_loader import load_control_config
 from slipway_cli.pipectl import build_parser
 from tests.support.paths import REPO_ROOT
@@ -62,3 +63,13 @@ def test_the_guide_shows_the_seeds_ci_steps() -> None:
         "deployment wait-status",
         "plan-preview --address",
     } <= commands
+
+
+def test_the_guides_resource_routes_load_as_an_application_config(tmp_path: Path) -> None:
+    [routes] = [b for b in _blocks("yaml") if "resourceRoutes" in b]
+    (tmp_path / "app.pipecd.yaml").write_text(routes)
+    config = load_application_config(tmp_path / "app.pipecd.yaml")
+    assert [(r.match and r.match.kind, r.provider.name) for r in config.spec.resource_routes] == [
+        ("Service", "edge"),
+        ("Deployment", ""),
+    ]

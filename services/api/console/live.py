@@ -29,12 +29,13 @@ from services.api.routes.event_stream import head_position
 from services.api.routes.events import parse_cursor
 from services.api.wire import query_str
 from shared.db import unavailable_on_disconnect
-from shared.deployments import fold_history
 from shared.errors import Unavailable
 from shared.eventlog.store import EventStore
 from shared.events.base import RecordedEvent
 from shared.events.ids import analysis_id_of
 from shared.events.streams import analysis_stream, deployment_stream
+from shared.snapshots import read_state
+from shared.stream_folds import DEPLOYMENT
 
 __all__ = ["HEARTBEAT_S", "live", "page_cursor"]
 
@@ -68,7 +69,7 @@ class _Scope:
         if self.deployment is None:
             return
         stream = deployment_stream(self.deployment)
-        view = fold_history(self.deployment, await store.read_stream(stream))
+        view = (await read_state(store, stream, DEPLOYMENT)).state
         stages = view.stages if view is not None else ()
         self.streams = {stream} | {
             analysis_stream(analysis_id_of(self.deployment, s.id))

@@ -40,13 +40,15 @@ from shared.analysis.judges import JUDGE_NAMES
 from shared.analysis.rejudging import RejudgeReport, rejudge_deployment
 from shared.db import unavailable_on_disconnect
 from shared.decider import Functions
-from shared.deployments import AmbiguousStage, evolve_stream, find_stage, fold_history
+from shared.deployments import AmbiguousStage, evolve_stream, find_stage
 from shared.errors import Rejected, Unavailable
-from shared.eventlog.execute import execute
+from shared.eventlog.execute import Folded, execute
 from shared.events.base import Event
 from shared.events.streams import deployment_stream
 from shared.events.vocabulary import DeploymentStatus
 from shared.logs import bind, get_logger
+from shared.snapshots import read_state
+from shared.stream_folds import DEPLOYMENT
 
 __all__ = ["ROUTES", "cancel_deployment"]
 
@@ -308,8 +310,8 @@ async def _resolve(api: Deps, ref: str) -> str:
 
 
 async def _load(api: Deps, deployment_id: str) -> model.DeploymentView | None:
-    history = await api.store.read_stream(_stream(deployment_id))
-    return fold_history(deployment_id, history)
+    """The deployment now: its newest snapshot and the events after it (`shared.snapshots`)."""
+    return (await read_state(api.store, _stream(deployment_id), DEPLOYMENT)).state
 
 
 async def _command(
@@ -336,9 +338,21 @@ async def _command(
     # The command is the deployment id: the request's own arguments are in `decide` already.
     decider = Functions[model.DeploymentView | None, str](None, evolve_stream, decide)
     with bind(deployment_id=deployment_id):
-        # The executor may move on between our read and our append: decide again on what it wrote.
+        # Folded once, in time linear in its events (`fold_history`), from its snapshot:
+        # `execute` folding the whole stream with `evolve`, which rebuilds the stages for
+        # each stage event, would cost stages × events.
+        read = await read_state(api.store, stream, DEPLOYMENT)
+        start = Folded(read.state, read.version, read.state.position if read.state else 0)
+        # The executor may move on between our read and our append: decide again on what it
+        # wrote (only those events are folded again, one at a time).
         done = await execute(
-            api.store, stream, decider, deployment_id, metadata, max_attempts=_ATTEMPTS
+            api.store,
+            stream,
+            decider,
+            deployment_id,
+            metadata,
+            max_attempts=_ATTEMPTS,
+            start=start,
         )
         view = done.before.state
         assert view is not None, "decide refuses a deployment that does not exist"

@@ -47,12 +47,16 @@ __all__ = [
 
 
 class AppFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """What a notification says about an application: id, name, labels."""
+
     application_id: str
     name: str
     labels: tuple[tuple[str, str], ...] = ()
 
 
 class DeploymentFacts(msgspec.Struct, frozen=True, kw_only=True):
+    """What a notification says about a deployment, folded from its events."""
+
     deployment_id: str
     application_id: str = ""
     trigger: str = ""

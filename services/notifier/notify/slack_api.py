@@ -47,6 +47,7 @@ class SlackAnswer:
 
     @property
     def retryable(self) -> bool:
+        """Whether Slack's error is one worth retrying (rate limits, its own faults)."""
         return self.error in RETRYABLE_ERRORS
 
 

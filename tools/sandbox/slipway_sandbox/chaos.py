@@ -16,6 +16,12 @@ would) and SIGSTOP/SIGCONT of service processes, and restarts of PostgreSQL
 and nats-server themselves. Then every fault is healed, the run waits for the
 system to settle, and the invariants are counted from the event log, the
 JetStream stream, kubesim and the receiver.
+
+The rooms: this module plays the rounds (`ChaosRun`); `chaos_plan` is the
+workload and the fault schedule, `chaos_layout` the config repository,
+`chaos_stack` the services routed through the proxies, `chaos_injector` the
+faults as injected, `chaos_world` the run's retried reads of the system,
+`chaos_judge` settling and counting, `chaos_verdicts` the pure verdicts.
 """
 
 from __future__ import annotations
@@ -25,149 +31,74 @@ import contextlib
 import functools
 import json
 import random
-import re
 import shutil
-import signal
 import tempfile
 import time
-import urllib.error
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
-from urllib.parse import parse_qs, unquote_plus, urlsplit
+from typing import Any, Final
 
 import asyncpg
-import nats
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from shared import deployments
 from shared.apikeys import create_api_key
-from shared.db import CONNECTION_ERRORS, create_pool
-from shared.errors import SlipwayError, Unavailable
+from shared.db import create_pool
+from shared.errors import SlipwayError
 from shared.eventlog import EventStore
-from shared.events.base import RecordedEvent
-from shared.events.catalog import (
-    CommitObserved,
-    DeploymentCompleted,
-    DeploymentTriggered,
-    NotificationScheduled,
-    StageCompleted,
-    StageStarted,
-    default_registry,
-)
-from shared.messaging import MSG_ID
-from shared.subjects import Subjects
+from shared.events.catalog import DeploymentTriggered, default_registry
 from slipway_client import ApiClient, ApiError
 from slipway_sandbox._process import log_tail
+from slipway_sandbox.chaos_injector import FaultInjector
+from slipway_sandbox.chaos_judge import judge, settle
+from slipway_sandbox.chaos_layout import TIMING, repository_files
 from slipway_sandbox.chaos_plan import (
     BAD_PREFIX,
     FAULT_KINDS,
-    FINAL,
-    GATE,
     GROUPS,
     App,
     Expected,
-    Fault,
-    Invariants,
     OnStage,
-    Outcome,
     Round,
-    SideEffect,
     Workload,
-    fault_schedule,
-    judge_deployments,
-    notification_verdicts,
-    overlapping_script_runs,
-    overlapping_side_effects,
-    parse_ticks,
     plan_workload,
 )
+from slipway_sandbox.chaos_stack import (
+    CHAOS_SERVICE_SETTINGS,
+    ChaosStack,
+    HttpRequests,
+    Routes,
+    kubesim_effect,
+    prometheus_effect,
+)
+from slipway_sandbox.chaos_verdicts import FINAL, Invariants, SideEffect
+from slipway_sandbox.chaos_world import POLL_S, ChaosWorld
 from slipway_sandbox.control import (
     PLATFORM_PROVIDER,
     REPOSITORY_ID,
     ControlInputs,
     write_control_config,
 )
-from slipway_sandbox.demo_repo import DemoRepo, DemoTiming, image, initial_files, manifests
-from slipway_sandbox.faults import FaultProxy, Observer, signal_process
+from slipway_sandbox.demo_repo import DemoRepo, manifests
+from slipway_sandbox.faults import FaultProxy, Observer
 from slipway_sandbox.prometheus import PrometheusServer, prometheus_binary
 from slipway_sandbox.receiver import SlackReceiver
 from slipway_sandbox.sandbox import DEMO_SERVICE_SETTINGS
-from slipway_sandbox.stack import SERVICES, ServiceProcess, Stack
+from slipway_sandbox.stack import SERVICES
 from slipway_sandbox.storyrunner import Kubesim
 
-T = TypeVar("T")
+__all__ = ["ChaosOptions", "ChaosResult", "ChaosRun", "result_json", "run_chaos"]
+
 Say = Callable[[str], None]
 
-TIMING: Final = DemoTiming(analysis_s=8, analysis_interval_s=2, rate_window_s=4, canary="50%")
-CHAOS_SERVICE_SETTINGS: Final = {
-    "SLIPWAY_LOG_LEVEL": "warning",
-    "SLIPWAY_EXECUTOR_LEASE_TTL_S": "6",
-    "SLIPWAY_DRIFT_INTERVAL_S": "30",
-}
-GATE_CONFIG: Final = """\
-apiVersion: pipecd.dev/v1beta1
-kind: KubernetesApp
-spec:
-  name: {name}
-  labels:
-    env: prd
-  input:
-    namespace: prd
-    autoCreateNamespace: true
-  pipeline:
-    stages:
-      - name: WAIT_APPROVAL
-      - name: K8S_PRIMARY_ROLLOUT
-"""
-SCRIPT_TICKS: Final = 20
-"""Ticks each SCRIPT_RUN writes, 0.1 s apart (a run lasts about 2 s)."""
-SCRIPT_CONFIG: Final = """\
-apiVersion: pipecd.dev/v1beta1
-kind: KubernetesApp
-spec:
-  name: {name}
-  labels:
-    env: prd
-  input:
-    namespace: prd
-    autoCreateNamespace: true
-  pipeline:
-    stages:
-      - name: SCRIPT_RUN
-        id: effect
-        with:
-          timeout: 1m
-          env:
-            TICKS: {ticks}
-          run: |
-            run="$$-$(date +%s%N)"
-            i=0
-            while [ $i -lt {count} ]; do
-              echo "$SR_DEPLOYMENT_ID/effect $run $(date +%s.%N)" >> "$TICKS"
-              sleep 0.1
-              i=$((i+1))
-            done
-      - name: K8S_PRIMARY_ROLLOUT
-"""
-"""SCRIPT_RUN → K8S_PRIMARY_ROLLOUT; the script appends `<deployment>/<stage> <run> <time>`
-to a file the run reads back (it runs as `nobody` in a clean environment: only `SR_*` and
-its `env` tell it where it is)."""
-POLL_S: Final = 0.5
 ROUND_TIMEOUT_S: Final = 150.0
-SETTLE_TIMEOUT_S: Final = 90.0
-API_RETRY_S: Final = 60.0
-_MUTATING: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_OBJECT_PATH: Final = re.compile(
-    r"^/(?:api/v1|apis/apps/v1)/namespaces/(?P<ns>[^/]+)/(?:deployments|services)/(?P<name>[^/?]+)"
-)
-_PROMQL_JOB: Final = re.compile(r'namespace="(?P<ns>[^"]+)",\s*job="(?P<job>[^"]+)"')
 
 
 @dataclass
 class ChaosOptions:
+    """How to run the chaos run: where, its seed, its size, how often and which faults."""
+
     data_dir: Path
     seed: int = 1
     deployments: int = 50
@@ -184,6 +115,8 @@ class ChaosOptions:
 
 @dataclass
 class ChaosResult:
+    """What a chaos run found: the invariants' counts and the faults it injected."""
+
     seed: int
     deployments: int
     invariants: Invariants
@@ -199,10 +132,12 @@ class ChaosResult:
 
     @property
     def faults_by_kind(self) -> dict[str, int]:
+        """How many faults of each kind were injected (every kind listed, zero included)."""
         counts = Counter(description.split(" ", 1)[0] for _, description in self.faults)
         return {kind: counts.get(kind, 0) for kind in FAULT_KINDS}
 
     def report(self) -> dict[str, Any]:
+        """The run's JSON report: seed, size, each invariant's count, faults by kind, problems."""
         return {
             "seed": self.seed,
             "deployments": self.deployments,
@@ -220,111 +155,9 @@ class ChaosResult:
         return "\n".join(f"{at:8.2f}s  {description}" for at, description in self.faults)
 
 
-# --- HTTP requests seen by a proxy ----------------------------------------------------------
-
-
-class HttpRequests:
-    """Splits what an HTTP/1.1 client sends into requests: `(method, target, body)` each."""
-
-    def __init__(self, on_request: Callable[[str, str, bytes], None]) -> None:
-        self._on_request = on_request
-        self._buffer = bytearray()
-        self._head: tuple[str, str, int] | None = None
-
-    def feed(self, data: bytes) -> None:
-        self._buffer += data
-        while True:
-            if self._head is None:
-                end = self._buffer.find(b"\r\n\r\n")
-                if end < 0:
-                    return
-                lines = bytes(self._buffer[:end]).decode("latin-1").split("\r\n")
-                del self._buffer[: end + 4]
-                method, target = ([*lines[0].split(" "), "", ""])[:2]
-                length = 0
-                for line in lines[1:]:
-                    key, _, value = line.partition(":")
-                    if key.strip().lower() == "content-length" and value.strip().isdigit():
-                        length = int(value.strip())
-                self._head = (method, target, length)
-            method, target, length = self._head
-            if len(self._buffer) < length:
-                return
-            body = bytes(self._buffer[:length])
-            del self._buffer[:length]
-            self._head = None
-            self._on_request(method, target, body)
-
-
-def kubesim_effect(method: str, target: str, _body: bytes) -> tuple[str, str] | None:
-    """(app, "apply") for a mutating request on an app's Deployment or Service."""
-    if method not in _MUTATING:
-        return None
-    match = _OBJECT_PATH.match(urlsplit(target).path)
-    if match is None:
-        return None
-    service = match["name"].removesuffix("-canary")
-    return f"{service}-{match['ns']}", "apply"
-
-
-def prometheus_effect(method: str, target: str, body: bytes) -> tuple[str, str] | None:
-    """(app, "analysis") for a Prometheus query naming an app's namespace and service."""
-    parts = urlsplit(target)
-    if not parts.path.startswith("/api/v1/query"):
-        return None
-    form = parse_qs(parts.query) | (parse_qs(body.decode("latin-1")) if method == "POST" else {})
-    for query in form.get("query", []):
-        if match := _PROMQL_JOB.search(unquote_plus(query)):
-            return f"{match['job']}-{match['ns']}", "analysis"
-    return None
-
-
-# --- The stack, routed through per-group proxies ------------------------------------------
-
-
-@dataclass
-class Routes:
-    """One replica group's proxies and control config."""
-
-    postgres: FaultProxy
-    nats: FaultProxy
-    kubesim: FaultProxy
-    prometheus: FaultProxy
-    control: Path | None = None
-
-    def proxy(self, backend: str) -> FaultProxy:
-        proxy: FaultProxy = getattr(self, backend)
-        return proxy
-
-
-@dataclass
-class ChaosStack(Stack):
-    """A `Stack` whose replica N of each service talks to the servers through `routes[N]`."""
-
-    routes: dict[int, Routes] = field(default_factory=dict)
-
-    def service_env(self, name: str, health_port: int, instance: str) -> dict[str, str]:
-        env = super().service_env(name, health_port, instance)
-        assert self.postgres is not None
-        group = self.routes[group_of(instance)]
-        env["SLIPWAY_DATABASE_URL"] = env["SLIPWAY_DATABASE_URL"].replace(
-            f"127.0.0.1:{self.postgres.port}", f"127.0.0.1:{group.postgres.port}"
-        )
-        env["SLIPWAY_NATS_URL"] = f"nats://127.0.0.1:{group.nats.port}"
-        assert group.control is not None
-        env["SLIPWAY_CONTROL_CONFIG"] = str(group.control)
-        return env
-
-
-def group_of(instance: str) -> int:
-    """`executor-1` → 1: the replica's index, which is its group."""
-    return int(instance.rsplit("-", 1)[1]) % len(GROUPS)
-
-
-# --- The run ----------------------------------------------------------------------------------
-
-
 class ChaosRun:
+    """One chaos run: the proxied stack, the workload's rounds, the faults injected under them."""
+
     def __init__(self, options: ChaosOptions) -> None:
         self.options = options
         self.say = options.say
@@ -340,22 +173,29 @@ class ChaosRun:
         self.receiver = SlackReceiver()
         self.repo = DemoRepo(data_dir / "repo")
         self.prometheus: PrometheusServer | None = None
-        self.pool: asyncpg.Pool | None = None
-        self.store: EventStore | None = None
-        self.api: ApiClient | None = None
+        self.world: ChaosWorld | None = None
+        self._pool: asyncpg.Pool | None = None
+        self.injector = FaultInjector(
+            self.stack,
+            rng=self.rng,
+            mean_gap_s=options.mean_fault_gap_s,
+            kinds=options.kinds,
+            script=options.script,
+            restart_exited=options.restart_exited,
+            say=self.say,
+        )
         self.effects: list[SideEffect] = []
-        self.result = ChaosResult(options.seed, self.workload.deployments, Invariants())
+        self.result = ChaosResult(
+            options.seed,
+            self.workload.deployments,
+            Invariants(),
+            faults=self.injector.faults,
+            exited=self.injector.exited,
+        )
         self.expected: dict[str, Expected] = {}
         self.missing: list[Expected] = []
         self.approved: set[str] = set()
-        self.app_names: dict[str, str] = {}
-        """Application id → name, as the API registered them."""
         self._started = 0.0
-        self._fault_tasks: set[asyncio.Task[None]] = set()
-        self._stopped: dict[str, ServiceProcess] = {}
-        self._killed: set[str] = set()
-        self._server_lock = asyncio.Lock()
-        self._script = list(options.script)
         self._scratch = Path(tempfile.mkdtemp(prefix="slipway-chaos-ticks-"))
         """World-writable: scripts run as `nobody`, who cannot reach into `data_dir`."""
         self._scratch.chmod(0o777)
@@ -366,6 +206,7 @@ class ChaosRun:
     # --- set-up ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start the servers, proxies, kubesim, Prometheus and the service replicas."""
         if prometheus_binary() is None:
             raise RuntimeError("the chaos run needs prometheus (Debian package `prometheus`)")
         stack = self.stack
@@ -398,17 +239,7 @@ class ChaosRun:
                 )
             )
             stack.routes[group] = routes
-        files: dict[str, str] = {}
-        for service in self.workload.services:
-            files |= initial_files(TIMING, tag="v1", service=service)
-        files[f"{GATE}/prd/.pipe.yaml"] = GATE_CONFIG.format(name=f"{GATE}-prd")
-        files[f"{GATE}/prd/manifests.yaml"] = manifests("v1", TIMING, GATE)
-        for app in self.workload.apps:
-            if app.kind == "script":
-                files[f"{app.service}/prd/.pipe.yaml"] = SCRIPT_CONFIG.format(
-                    name=app.name, ticks=self.ticks, count=SCRIPT_TICKS
-                )
-                files[f"{app.service}/prd/manifests.yaml"] = manifests("v1", TIMING, app.service)
+        files = repository_files(self.workload, self.ticks)
         await asyncio.to_thread(self.repo.create, files, "chaos: every app at v1")
         for group, routes in stack.routes.items():
             routes.control = write_control_config(
@@ -420,12 +251,18 @@ class ChaosRun:
                     slack_url=self.receiver.url,
                 ),
             )
-        self.pool = await create_pool(
+        pool = self._pool = await create_pool(
             stack.postgres.url, schema=stack.schema, min_size=0, max_size=4
         )
-        self.store = EventStore(self.pool, default_registry())
-        stack.api_key = await create_api_key(self.store, "admin", "chaos")
-        self.api = ApiClient(stack.api_url, key=stack.api_key, timeout_s=10)
+        store = EventStore(pool, default_registry())
+        stack.api_key = await create_api_key(store, "admin", "chaos")
+        self.world = ChaosWorld(
+            store=store,
+            api=ApiClient(stack.api_url, key=stack.api_key, timeout_s=10),
+            nats_url=stack.nats.url,
+            kubesim_url=kubesim.url,
+            say=self.say,
+        )
         await asyncio.to_thread(Kubesim(kubesim.url).add_image_rule, f"*:{BAD_PREFIX}*", 0.5)
         self.say(f"starting {len(SERVICES)} services × {self.options.replicas} replicas")
         await asyncio.to_thread(stack.start_services)
@@ -449,12 +286,11 @@ class ChaosRun:
         return lambda: HttpRequests(on_request).feed
 
     async def stop(self) -> None:
-        self._heal_all()
-        for task in list(self._fault_tasks):
-            task.cancel()
-        await asyncio.gather(*self._fault_tasks, return_exceptions=True)
-        if self.pool is not None:
-            await self.pool.close()
+        """Heal every fault, then stop everything the run started."""
+        self.injector.heal_all()
+        await self.injector.cancel()
+        if self._pool is not None:
+            await self._pool.close()
         await asyncio.to_thread(self.stack.stop)
         for routes in self.stack.routes.values():
             for backend in ("postgres", "nats", "kubesim", "prometheus"):
@@ -467,38 +303,51 @@ class ChaosRun:
     # --- the workload -----------------------------------------------------------------------
 
     async def run(self) -> ChaosResult:
-        await self._register()
-        self._started = time.monotonic()
+        """Play every round under faults, let the system settle, and judge the invariants."""
+        world = self.world
+        assert world is not None
+        await self._register(world)
+        self._started = self.injector.started = time.monotonic()
+        injector = self.injector
         # No kinds: the same workload without faults (what the verdicts are without them).
-        injector = asyncio.create_task(self._inject() if self.options.kinds else asyncio.sleep(0))
-        supervisor = asyncio.create_task(self._supervise())
+        injecting = asyncio.create_task(
+            injector.inject() if self.options.kinds else asyncio.sleep(0)
+        )
+        supervisor = asyncio.create_task(injector.supervise())
         try:
             for number, planned in enumerate(self.workload.rounds):
                 self.say(
                     f"round {number}: {len(planned.deployments)} deployments,"
                     f" {len(self.result.faults)} faults so far"
                 )
-                await self._play(planned)
+                await self._play(world, planned)
         finally:
-            injector.cancel()
-            await asyncio.gather(injector, return_exceptions=True)
-            for task in list(self._fault_tasks):
-                task.cancel()
-            await asyncio.gather(*self._fault_tasks, return_exceptions=True)
-            self._heal_all()
+            injecting.cancel()
+            await asyncio.gather(injecting, return_exceptions=True)
+            await injector.cancel()
+            injector.heal_all()
         self.say(f"faults stopped after {len(self.result.faults)}; settling")
         try:
-            await self._settle()
-            await self._judge()
+            await settle(world, self.receiver, self._approve)
+            self.result.observed = await judge(
+                world,
+                self.result.invariants,
+                workload=self.workload,
+                expected=self.expected,
+                missing=self.missing,
+                effects=self.effects,
+                ticks_file=self.ticks,
+                deliveries=self.receiver.deliveries,
+            )
         finally:
             supervisor.cancel()
             await asyncio.gather(supervisor, return_exceptions=True)
+        self.result.restarts = injector.restarts
         self.result.run_s = time.monotonic() - self._started
         return self.result
 
-    async def _register(self) -> None:
-        api = self.api
-        assert api is not None
+    async def _register(self, world: ChaosWorld) -> None:
+        api = world.api_client
         for app in self.workload.apps:
 
             def register(app: App = app) -> dict[str, Any]:
@@ -516,34 +365,21 @@ class ChaosRun:
                         raise
                     return api.get_application(app.name)
 
-            answer = await self._api(register)
-            self.app_names[str(answer["application_id"])] = app.name
+            answer = await world.api(register)
+            world.app_names[str(answer["application_id"])] = app.name
         head = await asyncio.to_thread(self.repo.head)
-        await self._until(lambda: self._observed(head), within=60, what=f"commit {head[:10]}")
+        await world.until(lambda: world.observed(head), within=60, what=f"commit {head[:10]}")
 
-    async def _observed(self, head: str) -> bool:
-        """The gitwatcher has recorded `head`: only commits after it trigger deployments."""
-        rows = await self._db(
-            lambda pool: pool.fetch(
-                "SELECT * FROM events WHERE stream_id = $1", f"repository-{REPOSITORY_ID}"
-            )
-        )
-        return any(
-            isinstance(event := self._decode(row).event, CommitObserved)
-            and event.commit_hash == head
-            for row in rows
-        )
-
-    async def _play(self, planned: Round) -> None:
-        api = self.api
-        assert api is not None
-        mark = await self._db(
+    async def _play(self, world: ChaosWorld, planned: Round) -> None:
+        mark = await world.db(
             lambda pool: pool.fetchval("SELECT coalesce(max(global_position), 0) FROM events")
         )
         commit = ""
         if planned.sync:
             for wanted in planned.deployments:
-                await self._api(functools.partial(api.sync_application, wanted.app.name))
+                await world.api(
+                    functools.partial(world.api_client.sync_application, wanted.app.name)
+                )
         else:
             files: dict[str, str] = {}
             for bumped, tag in planned.bumps().items():
@@ -556,16 +392,16 @@ class ChaosRun:
         found: dict[str, str] = {}  # app → deployment id
         deadline = time.monotonic() + ROUND_TIMEOUT_S
         while time.monotonic() < deadline:
-            for row in await self._db(
+            for row in await world.db(
                 lambda pool: pool.fetch(
                     "SELECT * FROM events WHERE event_type = 'deployment_triggered'"
                     " AND global_position > $1 ORDER BY global_position",
                     mark,
                 )
             ):
-                event = self._decode(row).event
+                event = world.decode(row).event
                 assert isinstance(event, DeploymentTriggered)
-                name = self._app_name(event.application_id)
+                name = world.app_name(event.application_id)
                 if (
                     name in waiting
                     and name not in found
@@ -573,9 +409,9 @@ class ChaosRun:
                 ):
                     found[name] = event.deployment_id
                     self.expected[event.deployment_id] = waiting[name]
-            states = {name: await self._deployment(d) for name, d in found.items()}
+            states = {name: await world.deployment(d) for name, d in found.items()}
             await self._approve(states.values())
-            await self._scripted(states)
+            await self.injector.scripted(states)
             if len(found) == len(waiting) and all(s.status in FINAL for s in states.values()):
                 return
             await asyncio.sleep(POLL_S)
@@ -584,8 +420,8 @@ class ChaosRun:
 
     async def _approve(self, states: Iterable[deployments.Deployment]) -> None:
         """Approve each WAIT_APPROVAL stage running in `states` (once each), as an operator."""
-        api = self.api
-        assert api is not None
+        assert self.world is not None
+        api = self.world.api_client
         for state in states:
             for stage in state.stages:
                 key = f"{state.deployment_id}/{stage.id}"
@@ -597,403 +433,6 @@ class ChaosRun:
                     with contextlib.suppress(ApiError, SlipwayError, OSError):
                         await asyncio.to_thread(api.approve_stage, state.deployment_id, stage.id)
                         self.approved.add(key)
-
-    # --- faults -------------------------------------------------------------------------------
-
-    async def _scripted(self, states: dict[str, deployments.Deployment]) -> None:
-        """Inject each scripted fault whose app is running its stage now (once each)."""
-        for fault in list(self._script):
-            state = states.get(fault.app)
-            if state is None or not any(
-                stage.name == fault.stage and stage.status == deployments.StageStatus.RUNNING
-                for stage in state.stages
-            ):
-                continue
-            self._script.remove(fault)
-            self.result.faults.append(
-                (time.monotonic() - self._started, f"{fault.kind} during {fault.app} {fault.stage}")
-            )
-            await self._apply(Fault(0.0, fault.kind))
-
-    async def _inject(self) -> None:
-        instances = [p.instance for p in self.stack.processes]
-        for fault in fault_schedule(
-            self.rng, instances, mean_gap_s=self.options.mean_fault_gap_s, kinds=self.options.kinds
-        ):
-            await asyncio.sleep(fault.gap_s)  # the schedule's own clock
-            self.result.faults.append((time.monotonic() - self._started, fault.describe()))
-            task = asyncio.create_task(self._apply(fault))
-            self._fault_tasks.add(task)
-            task.add_done_callback(self._fault_tasks.discard)
-
-    async def _apply(self, fault: Fault) -> None:
-        stack = self.stack
-        match fault.kind:
-            case "latency" | "black_hole" | "reset":
-                backend, group = fault.target.split("@")
-                proxy = stack.routes[int(group)].proxy(backend)
-                if fault.kind == "reset":
-                    proxy.reset_connections()
-                    return
-                if fault.kind == "latency":
-                    proxy.add_latency(fault.latency_s)
-                else:
-                    proxy.black_hole()
-                try:
-                    await asyncio.sleep(fault.duration_s)
-                finally:
-                    proxy.heal()
-            case "kill_9" | "sigstop":
-                service = next(p for p in stack.processes if p.instance == fault.target)
-                if service.process is None or fault.target in self._stopped:
-                    return
-                if fault.kind == "kill_9":
-                    self._killed.add(fault.target)
-                    signal_process(service.process.pid, signal.SIGKILL)
-                    await asyncio.to_thread(service.process.wait)
-                    try:
-                        await asyncio.sleep(fault.duration_s)  # down this long before its restart
-                    finally:
-                        service.start()
-                        self._killed.discard(fault.target)
-                    return
-                self._stopped[fault.target] = service
-                signal_process(service.process.pid, signal.SIGSTOP)
-                try:
-                    await asyncio.sleep(fault.duration_s)
-                finally:
-                    self._stopped.pop(fault.target, None)
-                    if service.process is not None:
-                        signal_process(service.process.pid, signal.SIGCONT)
-            case "postgres_restart":
-                async with self._server_lock:
-                    assert stack.postgres is not None
-                    await asyncio.to_thread(stack.postgres.restart)
-            case "nats_restart":
-                async with self._server_lock:
-                    assert stack.nats is not None
-                    await asyncio.to_thread(stack.nats.restart)
-
-    def _heal_all(self) -> None:
-        for routes in self.stack.routes.values():
-            for backend in ("postgres", "nats", "kubesim", "prometheus"):
-                routes.proxy(backend).heal()
-        for instance, service in list(self._stopped.items()):
-            if service.process is not None:
-                signal_process(service.process.pid, signal.SIGCONT)
-            self._stopped.pop(instance, None)
-
-    async def _supervise(self) -> None:
-        """Restart service processes that exited on their own, as Kubernetes would."""
-        while True:
-            for service in self.stack.processes:
-                if service.exited() is not None and service.instance not in self._killed:
-                    self.result.restarts += 1
-                    self.result.exited.append(f"{service.instance} (exit {service.exited()})")
-                    if not self.options.restart_exited:
-                        self._killed.add(service.instance)  # left exited, counted once
-                        continue
-                    self.say(f"  {service.instance} exited ({service.exited()}); restarting")
-                    service.start()
-            await asyncio.sleep(POLL_S)
-
-    # --- settling and judging ------------------------------------------------------------------
-
-    async def _settle(self) -> None:
-        """Until every triggered deployment is final, every scheduled notification has
-        arrived and the projector has caught up (each bounded: what is not is counted)."""
-
-        async def deployments_final() -> bool:
-            rows = await self._db(
-                lambda pool: pool.fetch(
-                    "SELECT t.stream_id FROM events t WHERE t.event_type = 'deployment_triggered'"
-                    " AND NOT EXISTS (SELECT 1 FROM events c WHERE c.stream_id = t.stream_id"
-                    " AND c.event_type IN ('deployment_completed', 'deployment_plan_failed'))"
-                )
-            )
-            if rows:
-                states = [await self._deployment(r["stream_id"].split("-", 1)[1]) for r in rows]
-                await self._approve(states)
-            return not rows
-
-        async def notified() -> bool:
-            scheduled = await self._scheduled_notifications()
-            failed = await self._db(
-                lambda pool: pool.fetch(
-                    "SELECT * FROM events WHERE event_type = 'deployment_completed'"
-                )
-            )
-            announced = {n.deployment_id for n in scheduled}
-            return all(
-                self.receiver.deliveries.get(n.notification_id, 0) for n in scheduled
-            ) and all(
-                event.deployment_id in announced
-                for row in failed
-                if isinstance(event := self._decode(row).event, DeploymentCompleted)
-                and event.status == "FAILURE"
-            )
-
-        async def projected() -> bool:
-            behind = await self._db(lambda pool: pool.fetchval(_STREAM_STATS_BEHIND))
-            return not behind
-
-        async def relayed() -> bool:
-            logged = await self._db(lambda pool: pool.fetchval("SELECT count(*) FROM events"))
-            return bool(await self._stream_messages() >= logged)
-
-        # One deadline for all of them: a run that will not settle is judged, not waited on.
-        deadline = time.monotonic() + SETTLE_TIMEOUT_S
-        for check, what in (
-            (deployments_final, "deployments final"),
-            (relayed, "events relayed"),
-            (notified, "notifications delivered"),
-            (projected, "projections caught up"),
-        ):
-            with contextlib.suppress(TimeoutError):
-                await self._until(check, within=max(deadline - time.monotonic(), 0.0), what=what)
-
-    async def _judge(self) -> None:
-        invariants = self.result.invariants
-        rows = await self._db(
-            lambda pool: pool.fetch("SELECT * FROM events ORDER BY global_position")
-        )
-        recorded = [self._decode(row) for row in rows]
-        streams: dict[str, list[RecordedEvent]] = {}
-        for event in recorded:
-            streams.setdefault(event.stream_id, []).append(event)
-        # Lost: a stream whose versions have a hole, an event JetStream never got.
-        for stream_id, events in streams.items():
-            versions = [e.stream_version for e in events]
-            if sorted(versions) != list(range(len(versions))):
-                invariants.add("lost", f"stream {stream_id} has versions {sorted(versions)}")
-        published = await self._published_ids()
-        for event in recorded:
-            if str(event.event_id) not in published:
-                invariants.add(
-                    "lost",
-                    f"{event.stream_id}@{event.stream_version} ({event.event_type}) never reached"
-                    " the JetStream stream",
-                )
-        # Deployments: every triggered one final, with the verdict its design decides.
-        outcomes: dict[str, Outcome] = {}
-        windows: dict[str, list[tuple[float, str]]] = {}
-        for stream_id, events in streams.items():
-            if not stream_id.startswith("deployment-"):
-                continue
-            deployment_id = stream_id.split("-", 1)[1]
-            state = deployments.fold((e.stream_version, e.event) for e in events)
-            app = self._app_name(state.application_id)
-            status = str(state.status)
-            outcomes[deployment_id] = Outcome(deployment_id, app, status, state.rolled_back)
-            self._lost_or_doubled(invariants, deployment_id, app, events, str(state.status))
-            for e in events:
-                if isinstance(e.event, StageStarted):
-                    windows.setdefault(app, []).append((e.recorded_at.timestamp(), e.event.name))
-        live = {
-            app.name: await asyncio.to_thread(self._live_tag, app) for app in self.workload.apps
-        }
-        final_live: dict[str, str] = {}
-        for planned in self.workload.rounds:
-            for wanted in planned.deployments:
-                final_live[wanted.app.name] = wanted.live_tag
-        judge_deployments(invariants, self.expected, outcomes, self.missing, live, final_live)
-        # Projections: stream_stats agrees with the log, stream by stream.
-        for row in await self._db(lambda pool: pool.fetch(_STREAM_STATS_DIFF)):
-            name = "duplicated_effects" if row["projected"] > row["logged"] else "lost"
-            invariants.add(
-                name,
-                f"stream_stats says {row['projected']} events in {row['stream_id']},"
-                f" the log has {row['logged']}",
-            )
-        # Side effects of one stage by two replicas at once.
-        for kind, problem in overlapping_side_effects(
-            self.effects, {app: sorted(w) for app, w in windows.items()}
-        ):
-            invariants.add_overlap(kind, problem)
-        ticks = parse_ticks(await asyncio.to_thread(self.ticks.read_text))
-        for problem in overlapping_script_runs(ticks):
-            deployment_id = problem.split("/", 1)[0]
-            app = outcomes[deployment_id].app if deployment_id in outcomes else "?"
-            invariants.add_overlap("script", f"{app} {problem}")
-        # Notifications: each scheduled one delivered, exactly once.
-        scheduled = [e.event for e in recorded if isinstance(e.event, NotificationScheduled)]
-        failed = {d: o.app for d, o in outcomes.items() if o.status == "FAILURE"}
-        self.result.observed = {
-            "events": len(recorded),
-            "events_on_jetstream": len(published),
-            "deployments": len(outcomes),
-            "deployments_failed": len(failed),
-            "applies": sum(e.what == "apply" for e in self.effects),
-            "analysis_queries": sum(e.what == "analysis" for e in self.effects),
-            "script_runs": len({(t.stage, t.run) for t in ticks}),
-            "script_ticks": len(ticks),
-            "notifications_scheduled": len(scheduled),
-            "notifications_received": sum(self.receiver.deliveries.values()),
-        }
-        notification_verdicts(
-            invariants,
-            {
-                n.notification_id: f"{n.notification_type} {self._app_name(n.application_id)}"
-                for n in scheduled
-            },
-            self.receiver.deliveries,
-            failed,
-            [n.deployment_id for n in scheduled],
-        )
-
-    def _lost_or_doubled(
-        self,
-        invariants: Invariants,
-        deployment_id: str,
-        app: str,
-        events: Sequence[RecordedEvent],
-        status: str,
-    ) -> None:
-        """A final deployment lacks none of its events, and has none twice."""
-        kinds = Counter(e.event_type for e in events)
-        completed = Counter(e.event.stage_id for e in events if isinstance(e.event, StageCompleted))
-        started = {e.event.stage_id for e in events if isinstance(e.event, StageStarted)}
-        for stage_id, times in completed.items():
-            if times > 1:
-                invariants.add(
-                    "duplicated_effects",
-                    f"{app} {deployment_id}: stage {stage_id} completed {times}×",
-                )
-        if kinds["deployment_completed"] > 1:
-            invariants.add("duplicated_effects", f"{app} {deployment_id}: completed twice")
-        if status in FINAL and kinds["deployment_plan_failed"] == 0:
-            for needed in ("deployment_planned", "deployment_started", "deployment_completed"):
-                if not kinds[needed]:
-                    invariants.add("lost", f"{app} {deployment_id}: no {needed}")
-            for stage_id in started - set(completed):
-                invariants.add("lost", f"{app} {deployment_id}: stage {stage_id} never completed")
-
-    async def _stream_messages(self) -> int:
-        """How many messages the JetStream events stream holds."""
-        assert self.stack.nats is not None
-        nc = await nats.connect(self.stack.nats.url)
-        try:
-            info = await nc.jetstream().stream_info(Subjects().events_stream)
-            return int(info.state.messages)
-        finally:
-            await nc.close()
-
-    async def _published_ids(self) -> set[str]:
-        """The event ids in the JetStream events stream (the relay's `Nats-Msg-Id`)."""
-        assert self.stack.nats is not None
-        nc = await nats.connect(self.stack.nats.url)
-        try:
-            js = nc.jetstream()
-            stream = Subjects().events_stream
-            info = await js.stream_info(stream)
-            total = info.state.messages
-            sub = await js.subscribe(
-                Subjects().all_events,
-                ordered_consumer=True,
-                config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
-                stream=stream,
-            )
-            ids: set[str] = set()
-            seen = 0
-            with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
-                while seen < total:
-                    msg = await sub.next_msg(timeout=10)
-                    seen += 1
-                    if msg.headers and MSG_ID in msg.headers:
-                        ids.add(msg.headers[MSG_ID])
-            await sub.unsubscribe()
-            return ids
-        finally:
-            await nc.close()
-
-    def _live_tag(self, app: App) -> str | None:
-        assert self.stack.kubesim is not None
-        live = Kubesim(self.stack.kubesim.url).deployment(app.env, app.service)
-        if live is None:
-            return None
-        containers = live.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
-        wanted = image("", app.service)
-        name = str(containers[0].get("image", "")) if containers else ""
-        return name.removeprefix(wanted) if name.startswith(wanted) else name
-
-    async def _scheduled_notifications(self) -> list[NotificationScheduled]:
-        rows = await self._db(
-            lambda pool: pool.fetch(
-                "SELECT * FROM events WHERE event_type = 'notification_scheduled'"
-            )
-        )
-        scheduled = []
-        for row in rows:
-            event = self._decode(row).event
-            assert isinstance(event, NotificationScheduled)
-            scheduled.append(event)
-        return scheduled
-
-    # --- helpers --------------------------------------------------------------------------------
-
-    async def _deployment(self, deployment_id: str) -> deployments.Deployment:
-        rows = await self._db(
-            lambda pool: pool.fetch(
-                "SELECT * FROM events WHERE stream_id = $1 ORDER BY stream_version",
-                f"deployment-{deployment_id}",
-            )
-        )
-        events = [self._decode(row) for row in rows]
-        return deployments.fold((e.stream_version, e.event) for e in events)
-
-    def _decode(self, row: asyncpg.Record) -> RecordedEvent:
-        assert self.store is not None
-        return self.store.decode_row(row)
-
-    def _app_name(self, application_id: str) -> str:
-        return self.app_names.get(application_id, application_id)
-
-    async def _db(self, query: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-        """`query` on the run's own pool, retried while PostgreSQL restarts under it."""
-        assert self.pool is not None
-        deadline = time.monotonic() + API_RETRY_S
-        while True:
-            try:
-                return await query(self.pool)
-            except (*CONNECTION_ERRORS, Unavailable, asyncpg.PostgresError):
-                if time.monotonic() > deadline:
-                    raise
-            await asyncio.sleep(POLL_S)
-
-    async def _api(self, call: Callable[[], T]) -> T:
-        """`call` (an `ApiClient` method), retried while the API or its backends are faulted;
-        an `ApiError` below 500 is the answer, and raised."""
-        deadline = time.monotonic() + API_RETRY_S
-        while True:
-            try:
-                return await asyncio.to_thread(call)
-            except ApiError as exc:
-                if exc.status < 500 or time.monotonic() > deadline:
-                    raise
-            except (SlipwayError, OSError, urllib.error.URLError):
-                if time.monotonic() > deadline:
-                    raise
-            await asyncio.sleep(POLL_S)
-
-    async def _until(
-        self, check: Callable[[], Awaitable[bool]], *, within: float, what: str
-    ) -> None:
-        deadline = time.monotonic() + within
-        while not await check():
-            if time.monotonic() > deadline:
-                self.say(f"  not {what} within {within:.0f} s")
-                raise TimeoutError(what)
-            await asyncio.sleep(POLL_S)
-
-
-_STREAM_STATS_DIFF: Final = """
-SELECT coalesce(l.stream_id, s.stream_id) AS stream_id,
-       coalesce(l.n, 0) AS logged, coalesce(s.events, 0) AS projected
-FROM (SELECT stream_id, count(*) AS n FROM events GROUP BY stream_id) l
-FULL JOIN stream_stats s ON s.stream_id = l.stream_id
-WHERE coalesce(l.n, 0) <> coalesce(s.events, 0)
-"""
-_STREAM_STATS_BEHIND: Final = f"SELECT count(*) FROM ({_STREAM_STATS_DIFF}) d"
 
 
 async def run_chaos(options: ChaosOptions) -> ChaosResult:
@@ -1007,4 +446,5 @@ async def run_chaos(options: ChaosOptions) -> ChaosResult:
 
 
 def result_json(result: ChaosResult) -> str:
+    """The report as indented JSON."""
     return json.dumps(result.report(), indent=2)

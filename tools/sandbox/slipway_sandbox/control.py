@@ -29,6 +29,8 @@ FAILURE_EVENTS: Final = ("DEPLOYMENT_FAILED", "DEPLOYMENT_ROLLING_BACK")
 
 @dataclass(frozen=True)
 class ControlInputs:
+    """What the sandbox's slipway.yaml points at: repo, kubesim, Prometheus, Slack receiver."""
+
     repository_url: str
     kubeconfig: Path
     prometheus_url: str | None

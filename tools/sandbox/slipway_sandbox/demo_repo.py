@@ -2,7 +2,9 @@
 
 One service (`account`) in two environments: `account/dev/` quick-syncs and
 `account/prd/` runs canary → analysis on `grpc_error_rate` → primary → clean,
-with the shared `.pipe/analysis-template.yaml`. The story changes it the way
+with the shared `.pipe/analysis-template.yaml`. With the event-watcher step a
+third, `account/stg/`, quick-syncs too but only when dev's deployment chain
+(`postSync.chain`) deploys it, never on a commit. The story changes it the way
 the seed's CI and people do: a commit that bumps an image tag (a merged pull
 request), and `git revert` of such a commit (the seed's manual rollback).
 """
@@ -19,6 +21,7 @@ from typing import Final
 from shared.errors import SlipwayError
 from slipway_sandbox.seed_layout import (
     DEMO_ANALYSIS_TEMPLATE,
+    DEMO_CHAINED,
     DEMO_DEV_CONFIG,
     DEMO_EVENT_WATCHER,
     DEMO_PRD_CONFIG,
@@ -29,6 +32,8 @@ from slipway_sandbox.seed_layout import (
 REGISTRY: Final = "registry.example/bucketeer"
 SERVICE: Final = "account"
 ENVIRONMENTS: Final = ("dev", "prd")
+CHAINED_ENV: Final = "stg"
+"""The environment dev's chain deploys in `slipway demo --event-watcher`."""
 BRANCH: Final = "main"
 
 # git with no user or system configuration: the demo behaves the same on every machine.
@@ -56,10 +61,12 @@ class DemoTiming:
 
 
 def app_name(env: str, service: str = SERVICE) -> str:
+    """The demo application's name in `env`, `<service>-<env>`."""
     return f"{service}-{env}"
 
 
 def app_path(env: str, service: str = SERVICE) -> str:
+    """The application's directory in the repository, `<service>/<env>`."""
     return f"{service}/{env}"
 
 
@@ -69,6 +76,7 @@ def image(tag: str, service: str = SERVICE) -> str:
 
 
 def manifests(tag: str, timing: DemoTiming, service: str = SERVICE) -> str:
+    """The application's manifests running image `tag`."""
     return MANIFESTS.format(service=service, tag=tag, replicas=timing.replicas, registry=REGISTRY)
 
 
@@ -80,7 +88,8 @@ def initial_files(
     service: str = SERVICE,
     event_watcher: bool = False,
 ) -> dict[str, str]:
-    """The whole repository: the shared analysis template and the service in dev and prd."""
+    """The whole repository: the shared analysis template and the service in dev and prd;
+    with `event_watcher`, dev's image event watcher and its chain to stg, and stg."""
     prd_template = DEMO_PRD_CONFIG if with_analysis else DEMO_PRD_CONFIG_WITHOUT_ANALYSIS
     files = {
         ".pipe/analysis-template.yaml": DEMO_ANALYSIS_TEMPLATE.format(
@@ -89,7 +98,7 @@ def initial_files(
         f"{app_path('dev', service)}/.pipe.yaml": DEMO_DEV_CONFIG.format(
             name=app_name("dev", service), env="dev"
         )
-        + (DEMO_EVENT_WATCHER.format(service=service, env="dev") if event_watcher else ""),
+        + (DEMO_EVENT_WATCHER.format(service=service, next=CHAINED_ENV) if event_watcher else ""),
         f"{app_path('prd', service)}/.pipe.yaml": prd_template.format(
             name=app_name("prd", service),
             env="prd",
@@ -98,7 +107,14 @@ def initial_files(
             duration=f"{timing.analysis_s}s",
         ),
     }
-    for env in ENVIRONMENTS:
+    environments: tuple[str, ...] = ENVIRONMENTS
+    if event_watcher:
+        environments += (CHAINED_ENV,)
+        files[f"{app_path(CHAINED_ENV, service)}/.pipe.yaml"] = (
+            DEMO_DEV_CONFIG.format(name=app_name(CHAINED_ENV, service), env=CHAINED_ENV)
+            + DEMO_CHAINED
+        )
+    for env in environments:
         files[f"{app_path(env, service)}/manifests.yaml"] = manifests(tag, timing, service)
     return files
 
@@ -120,6 +136,7 @@ class DemoRepo:
 
     @property
     def url(self) -> str:
+        """The repository's `file://` URL, for the control config."""
         return self.path.resolve().as_uri()
 
     def create(self, files: Mapping[str, str], message: str) -> str:
@@ -132,6 +149,7 @@ class DemoRepo:
         return self.commit(files, message)
 
     def commit(self, files: Mapping[str, str], message: str) -> str:
+        """Write `files` and commit them on the current branch; the new commit's hash."""
         for name, content in files.items():
             target = self.path / name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -146,9 +164,11 @@ class DemoRepo:
         return self.head()
 
     def head(self) -> str:
+        """The current commit's hash."""
         return self._git("rev-parse", "HEAD")
 
     def subject(self, commit: str) -> str:
+        """A commit's subject line."""
         return self._git("log", "-1", "--format=%s", commit)
 
     def _git(self, *args: str) -> str:

@@ -85,6 +85,7 @@ class FaultProxy:
 
     @property
     def black_holed(self) -> bool:
+        """Whether traffic is held (a black hole) rather than passed."""
         return not self._flowing.is_set()
 
     def add_latency(self, seconds: float) -> None:
@@ -112,11 +113,13 @@ class FaultProxy:
         return len(connections)
 
     async def start(self) -> FaultProxy:
+        """Listen on `port` (0: any free one, then recorded) and start forwarding."""
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
     async def close(self) -> None:
+        """Heal, cut every connection and stop listening."""
         self.heal()
         if self._server is not None:
             self._server.close()

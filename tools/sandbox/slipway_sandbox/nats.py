@@ -116,6 +116,7 @@ class NatsServer:
         return config
 
     def start(self) -> NatsServer:
+        """Start nats-server with JetStream in `store_dir`; returns once it accepts clients."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log = self.store_dir / "nats-server.log"
         cmd = [
@@ -156,6 +157,7 @@ class NatsServer:
         return self.start()
 
     def stop(self) -> None:
+        """Stop the server; a directory it made itself is removed."""
         if self.process is not None:
             stop(self.process)
             self.process = None

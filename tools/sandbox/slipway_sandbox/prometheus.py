@@ -60,9 +60,11 @@ class PrometheusServer:
 
     @property
     def url(self) -> str:
+        """The server's base URL."""
         return f"http://127.0.0.1:{self.port}"
 
     def config(self) -> dict[str, object]:
+        """The Prometheus configuration: kubesim's pods as targets, at the sandbox's interval."""
         interval = f"{self.scrape_interval_s:g}s"
         return {
             "global": {"scrape_interval": interval, "evaluation_interval": interval},
@@ -77,6 +79,7 @@ class PrometheusServer:
         }
 
     def start(self) -> PrometheusServer:
+        """Start Debian's prometheus with that configuration and wait until it is ready."""
         binary = prometheus_binary()
         if binary is None:
             raise RuntimeError("prometheus not found (Debian: apt-get install prometheus)")
@@ -112,6 +115,7 @@ class PrometheusServer:
             return False
 
     def stop(self) -> None:
+        """Stop Prometheus; a directory it made itself is removed."""
         if self.process is not None:
             stop(self.process)
             self.process = None

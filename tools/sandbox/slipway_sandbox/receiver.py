@@ -70,9 +70,11 @@ class SlackReceiver:
 
     @property
     def url(self) -> str:
+        """Where the sandbox's Slack hook URL points."""
         return f"http://127.0.0.1:{self.port}{PATH}"
 
     async def start(self) -> SlackReceiver:
+        """Start receiving Slack-shaped posts on a free port."""
         app = web.Application()
         app.router.add_post(PATH, self._receive)
         self._runner = web.AppRunner(app, access_log=None)
@@ -84,6 +86,7 @@ class SlackReceiver:
         return self
 
     async def stop(self) -> None:
+        """Stop receiving."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

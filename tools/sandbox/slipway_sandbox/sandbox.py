@@ -72,6 +72,8 @@ DEMO_SERVICE_SETTINGS: Final = {
 
 @dataclass
 class SandboxOptions:
+    """How to run the sandbox: where, what to say, replicas, timings, what is required."""
+
     data_dir: Path
     say: Say = print
     replicas: Mapping[str, int] = field(default_factory=dict)
@@ -98,10 +100,13 @@ def console_sign_in_link(api_url: str, api_key: str) -> str:
 
 
 def prometheus_available() -> bool:
+    """Whether a `prometheus` binary is installed (the analysis stages need it)."""
     return prometheus_binary() is not None
 
 
 class Sandbox:
+    """The whole local stack (servers, kubesim, every service) and the story it plays."""
+
     def __init__(self, options: SandboxOptions) -> None:
         self.options = options
         self.say = options.say
@@ -123,6 +128,7 @@ class Sandbox:
 
     @property
     def with_analysis(self) -> bool:
+        """Whether the story's analysis can run: the service is present and Prometheus is up."""
         return "analysis" in self.present and self.prometheus is not None
 
     def missing(self) -> list[str]:
@@ -196,7 +202,10 @@ class Sandbox:
         head = await asyncio.to_thread(
             self.repo.create, files, "account: dev and prd at v1 (the seed's layout)"
         )
-        self.say(f"  config repo {self.repo.path}  (head {head[:10]}; account/dev, account/prd)")
+        apps = ", ".join(
+            sorted({path.rsplit("/", 1)[0] for path in files if "/" in path} - {".pipe"})
+        )
+        self.say(f"  config repo {self.repo.path}  (head {head[:10]}; {apps})")
         stack.control_config = write_control_config(
             stack.data_dir / "slipway.yaml",
             ControlInputs(
@@ -254,9 +263,11 @@ class Sandbox:
         return secret
 
     def api_client(self) -> ApiClient:
+        """A client of the sandbox's API with its admin key."""
         return ApiClient(self.stack.api_url, key=self.stack.api_key or None)
 
     async def play(self) -> StoryReport:
+        """Play the seed's story against the running stack; its report."""
         assert self.story is not None and self.pool is not None and self.stack.kubesim
         runner = StoryRunner(
             story=self.story,
@@ -271,10 +282,12 @@ class Sandbox:
         return await runner.play()
 
     def restart_exited(self) -> None:
+        """Restart any service process that exited, saying so."""
         for service in self.stack.restart_exited():
             self.say(f"  {service.instance} exited; restarted (restart #{service.restarts})")
 
     async def stop(self) -> None:
+        """Stop everything it started, in reverse order."""
         if self.pool is not None:
             await self.pool.close()
             self.pool = None
@@ -301,4 +314,5 @@ def _with_replicas(stack: Stack) -> list[str]:
 
 
 def say_stdout(message: str) -> None:
+    """Print a progress line to stdout at once (the default `say`)."""
     print(message, file=sys.stdout, flush=True)

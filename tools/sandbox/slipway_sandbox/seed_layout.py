@@ -152,15 +152,32 @@ DEMO_EVENT_WATCHER: Final = """\
   eventWatcher:
     - matcher:
         name: image-update
-        labels: {{app: {service}, env: {env}}}
+        labels: {{app: {service}}}
       handler:
         type: GIT_UPDATE
         config:
           replacements:
             - file: manifests.yaml
               yamlField: $.spec.template.spec.containers[0].image
+            - file: ../{next}/manifests.yaml
+              yamlField: $.spec.template.spec.containers[0].image
+  postSync:
+    chain:
+      applications:
+        - name: {service}-{next}
 """
-"""Appended to an application config: CI's image events write the manifests' image."""
+"""Appended to dev's config in `slipway demo --event-watcher`: CI's image event writes the
+image into dev's and `{next}`'s manifests in one commit; that commit deploys dev, and
+when dev succeeds its chain deploys `{next}`."""
+
+DEMO_CHAINED: Final = """\
+  trigger:
+    onCommit:
+      disabled: true
+    onChain:
+      disabled: false
+"""
+"""Appended to the chained environment's config: only a chain deploys it, never a commit."""
 
 DEMO_PRD_CONFIG: Final = """\
 apiVersion: pipecd.dev/v1beta1

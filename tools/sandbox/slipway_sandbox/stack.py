@@ -71,6 +71,8 @@ SERVICES: tuple[str, ...] = present_services()
 
 @dataclass
 class ServiceProcess:
+    """One service replica as a child process, with its environment, log and health port."""
+
     name: str
     env: dict[str, str]
     log_path: Path
@@ -84,9 +86,11 @@ class ServiceProcess:
 
     @property
     def health_url(self) -> str:
+        """The replica's health server (`/readyz`, `/metrics`)."""
         return f"http://127.0.0.1:{self.health_port}"
 
     def start(self) -> None:
+        """Start `python -m services.<name>`, appending its output to its log."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -101,6 +105,7 @@ class ServiceProcess:
             )
 
     def ready(self) -> bool:
+        """Whether `/readyz` answers 200 now."""
         try:
             with urllib.request.urlopen(f"{self.health_url}/readyz", timeout=1) as reply:  # noqa: S310 - our own loopback URL
                 return bool(reply.status == 200)
@@ -108,9 +113,11 @@ class ServiceProcess:
             return False
 
     def exited(self) -> int | None:
+        """The exit code, or None while it runs (or was never started)."""
         return None if self.process is None else self.process.poll()
 
     def stop(self) -> None:
+        """Stop the process: SIGTERM, then SIGKILL after 15 s."""
         if self.process is not None:
             stop_process(self.process, grace=15)
 
@@ -128,13 +135,16 @@ class KubesimProcess:
 
     @property
     def url(self) -> str:
+        """kubesim's API URL."""
         return f"http://127.0.0.1:{self.port}"
 
     @property
     def targets_url(self) -> str:
+        """kubesim's list of pod metrics endpoints (Prometheus's service discovery)."""
         return f"{self.url}/kubesim/targets"
 
     def start(self) -> KubesimProcess:
+        """Start kubesim as a process and wait for its kubeconfig."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.kubeconfig.unlink(missing_ok=True)
         cmd = [
@@ -166,9 +176,11 @@ class KubesimProcess:
         return self
 
     def exited(self) -> int | None:
+        """The exit code, or None while it runs (or was never started)."""
         return None if self.process is None else self.process.poll()
 
     def stop(self) -> None:
+        """Stop kubesim: SIGTERM, then SIGKILL after 10 s."""
         if self.process is not None:
             stop_process(self.process, grace=10)
             self.process = None
@@ -176,6 +188,8 @@ class KubesimProcess:
 
 @dataclass
 class Stack:
+    """The servers and service processes of one sandbox, and the URLs between them."""
+
     data_dir: Path
     schema: str = "slipway"
     services: tuple[str, ...] = SERVICES
@@ -198,25 +212,30 @@ class Stack:
 
     @property
     def api_url(self) -> str:
+        """The API's base URL."""
         return f"http://127.0.0.1:{self.api_port}"
 
     @property
     def app_database_url(self) -> str:
+        """The URL services use: the application role."""
         assert self.postgres is not None
         return self.postgres.url_for(DEFAULT_APP_ROLE)
 
     @property
     def projector_database_url(self) -> str:
+        """The projector's URL: the only role that may write projections."""
         assert self.postgres is not None
         return self.postgres.url_for(DEFAULT_PROJECTOR_ROLE)
 
     def start_servers(self) -> None:
+        """Start PostgreSQL (durable) and NATS, then migrate the schema."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.postgres = PostgresServer(self.data_dir / "postgres", durable=True).start()
         self.nats = NatsServer(self.data_dir / "nats").start()
         asyncio.run(self.migrate())
 
     async def migrate(self) -> None:
+        """Create or update the schema, as `slipway migrate` does."""
         assert self.postgres is not None
         conn = await connect(self.postgres.url, schema="public", statement_timeout_s=0)
         try:
@@ -225,10 +244,12 @@ class Stack:
             await conn.close()
 
     def start_kubesim(self) -> KubesimProcess:
+        """Start kubesim as a process."""
         self.kubesim = KubesimProcess(self.data_dir).start()
         return self.kubesim
 
     def service_env(self, name: str, health_port: int, instance: str) -> dict[str, str]:
+        """The environment of one service replica: its database role, NATS, ports and config."""
         assert self.nats is not None and self.postgres is not None
         env = os.environ | {
             # Each service as its own role: only the projector may build projections.
@@ -254,6 +275,7 @@ class Stack:
         return env | dict(self.service_settings)
 
     def start_services(self) -> None:
+        """Start every service's replicas (not waiting for readiness)."""
         for name in self.services:
             for index in range(self.replicas.get(name, 1)):
                 instance = f"{name}-{index}"
@@ -317,6 +339,7 @@ class Stack:
         return path
 
     def stop(self) -> None:
+        """SIGTERM every service at once, then wait for each (killing the slow)."""
         for service in reversed(self.processes):
             if service.process is not None and service.exited() is None:
                 service.process.send_signal(signal.SIGTERM)

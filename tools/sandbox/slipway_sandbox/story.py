@@ -18,18 +18,25 @@ The steps, as the seed's team lived them:
 3. bad — a bump to an image that answers errors: the analysis fails, the
    deployment rolls back by itself and Slack is told;
 4. revert — `git revert` of that bump: a new deployment of the old version.
+
+`slipway demo --event-watcher` adds a step after dev's bump: CI registers an
+image event; the event watcher writes the image into dev's and stg's
+manifests in one commit; that commit deploys dev (stg ignores commits), and
+dev's success starts its chain (`postSync.chain`), which deploys stg.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from shared import deployments
+from shared.chains import CHAIN
+from shared.decider import fold
 from shared.deployments import StageStatus
 from shared.events.base import Event
-from slipway_sandbox.demo_repo import DemoTiming, app_name, image
+from slipway_sandbox.demo_repo import CHAINED_ENV, DemoTiming, app_name, image
 
 BAD_TAG: Final = "v3"
 BAD_ERROR_RATE: Final = 0.5
@@ -97,9 +104,9 @@ class ImageRule:
 
 @dataclass(frozen=True)
 class RegisterEvent:
-    """CI's `slipway event register`: the event watcher writes `tag` into `env`'s manifests."""
+    """CI's `slipway event register` of the service's image `tag` (labels: `app`); the event
+    watcher writes it where the configs' watchers say."""
 
-    env: str
     tag: str
 
 
@@ -107,6 +114,17 @@ Action = Register | Sync | Bump | Revert | ImageRule | RegisterEvent
 
 
 # --- Expectations and observations --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChainExpectation:
+    """The chain the step's deployment starts when it succeeds (`postSync.chain`)."""
+
+    status: str
+    deploys: tuple[tuple[str, str], ...]
+    """(application, environment) of each deployment the chain opens, block by block; each
+    is expected to end SUCCESS with `live_tag` running, applied by it."""
+    live_tag: str
 
 
 @dataclass(frozen=True)
@@ -125,10 +143,13 @@ class Expectation:
     """A Slack-format message naming the application reaches the local receiver."""
     deployed_by_this_step: bool = True
     """The live workload carries this step's deployment id (it was applied by it)."""
+    chain: ChainExpectation | None = None
 
 
 @dataclass(frozen=True)
 class Step:
+    """One step of the story: what is done, what must follow, how long it may wait."""
+
     key: str
     title: str
     actions: tuple[Action, ...]
@@ -141,6 +162,8 @@ class Step:
 
 @dataclass(frozen=True)
 class StageOutcome:
+    """One stage's end as the story saw it."""
+
     name: str
     status: str
     reason: str = ""
@@ -148,6 +171,8 @@ class StageOutcome:
 
 @dataclass(frozen=True)
 class DeploymentOutcome:
+    """One deployment's end as the story saw it: status, strategy, commit and stages."""
+
     deployment_id: str
     status: str
     """SUCCESS | FAILURE | CANCELLED, or PENDING/PLANNED/RUNNING if not done in time."""
@@ -159,7 +184,33 @@ class DeploymentOutcome:
 
 
 @dataclass(frozen=True)
+class ChainedDeployment:
+    """A deployment a chain opened (block 1 and later), and what then runs where it deployed."""
+
+    block: int
+    app: str
+    deployment_id: str
+    status: str
+    """SUCCESS | FAILURE | CANCELLED as the chain recorded it; "" while it runs."""
+    live_image: str | None = None
+    live_deployment_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ChainOutcome:
+    """One deployment chain's end as the story saw it."""
+
+    chain_id: str
+    status: str
+    """SUCCESS | FAILURE | CANCELLED, or RUNNING if not done in time."""
+    reason: str = ""
+    deployments: tuple[ChainedDeployment, ...] = ()
+
+
+@dataclass(frozen=True)
 class Observed:
+    """Everything a step's verdict looks at: the deployment, the live state, the messages."""
+
     deployment: DeploymentOutcome | None
     live_image: str | None
     live_deployment_id: str | None
@@ -167,16 +218,21 @@ class Observed:
     messages: tuple[tuple[str, ...], ...] = ()
     """The receiver's new messages during the step, each as the lines a person reads."""
     notifier_present: bool = True
+    chain: ChainOutcome | None = None
+    """The chain the deployment started, followed to its end (looked for only when expected)."""
 
 
 @dataclass(frozen=True)
 class Verdict:
+    """A step's verdict: what went wrong (nothing when ok) and notes."""
+
     step: str
     problems: tuple[str, ...]
     notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
+        """Whether the step did what it expects."""
         return not self.problems
 
 
@@ -228,10 +284,41 @@ def judge(step: Step, observed: Observed) -> Verdict:
             notes.append("not checked: the notifier service is not in this checkout")
         elif not any(mentions(lines, expect.app) for lines in observed.messages):
             problems.append(f"the Slack receiver got no message about {expect.app}")
+    if expect.chain is not None:
+        problems += judge_chain(expect.app, expect.chain, observed.chain)
     return Verdict(step.key, tuple(problems), tuple(notes))
 
 
+def judge_chain(app: str, expect: ChainExpectation, chain: ChainOutcome | None) -> list[str]:
+    """Every way the chain `app`'s deployment started differs from `expect` (pure)."""
+    if chain is None:
+        return [f"{app}'s deployment started no chain (postSync.chain)"]
+    problems: list[str] = []
+    if chain.status != expect.status:
+        why = f" ({chain.reason})" if chain.reason else ""
+        problems.append(f"the chain is {chain.status}, expected {expect.status}{why}")
+    deployed = [d.app for d in chain.deployments]
+    wanted = [name for name, _ in expect.deploys]
+    if deployed != wanted:
+        problems.append(f"the chain deployed {deployed}, expected {wanted}")
+    for done in chain.deployments:
+        if done.status != "SUCCESS":
+            problems.append(f"the chain's deployment of {done.app} is {done.status or 'running'}")
+        if done.live_image != image(expect.live_tag):
+            problems.append(
+                f"kubesim runs {done.live_image or 'nothing'} for {done.app}, "
+                f"expected {image(expect.live_tag)}"
+            )
+        elif done.live_deployment_id != done.deployment_id:
+            problems.append(
+                f"{done.app}'s live workload was applied by deployment "
+                f"{done.live_deployment_id or '-'}, not by the chain's {done.deployment_id}"
+            )
+    return problems
+
+
 def mentions(lines: Sequence[str], app: str) -> bool:
+    """Whether any of `lines` names `app`."""
     return any(app in line for line in lines)
 
 
@@ -240,11 +327,14 @@ def mentions(lines: Sequence[str], app: str) -> bool:
 
 @dataclass(frozen=True)
 class Story:
+    """The seed's story: its steps in order, its timings, whether analysis is on."""
+
     steps: tuple[Step, ...]
     timing: DemoTiming = field(default_factory=DemoTiming)
     with_analysis: bool = True
 
     def step(self, key: str) -> Step:
+        """The step with `key`."""
         return next(s for s in self.steps if s.key == key)
 
 
@@ -254,9 +344,11 @@ def seed_story(
     """The seed's story with these waits; without analysis, prd's pipeline WAITs instead.
 
     With the event watcher, a step after dev's bump registers an image event the
-    way CI would; the event watcher commits it and dev deploys it.
+    way CI would; the event watcher commits it, dev deploys it, and dev's chain
+    then deploys stg (registered with the others).
     """
-    dev, prd = app_name("dev"), app_name("prd")
+    dev, prd, chained = app_name("dev"), app_name("prd"), app_name(CHAINED_ENV)
+    registered = (dev, chained, prd) if with_event_watcher else (dev, prd)
     analysis_s = float(timing.analysis_s)
     # A rollout takes a few readiness delays; an analysis its duration; the rest is slack
     # for a busy machine (2 cores shared with a test suite).
@@ -264,8 +356,8 @@ def seed_story(
     steps = [
         Step(
             key="bootstrap",
-            title="register account-dev and account-prd; prd's first deployment (v1)",
-            actions=(Register((dev, prd)), Sync(prd)),
+            title=f"register {', '.join(registered)}; prd's first deployment (v1)",
+            actions=(Register(registered), Sync(prd)),
             expect=Expectation(
                 app=prd, env="prd", status="SUCCESS", live_tag="v1", strategy="quick_sync"
             ),
@@ -288,8 +380,8 @@ def seed_story(
                 Step(
                     key="image-event",
                     title=f"CI registers an image event ({EVENT_TAG}): written back to git, "
-                    "deployed to dev",
-                    actions=(RegisterEvent("dev", EVENT_TAG),),
+                    f"deployed to dev, then to {CHAINED_ENV} by dev's chain",
+                    actions=(RegisterEvent(EVENT_TAG),),
                     expect=Expectation(
                         app=dev,
                         env="dev",
@@ -297,7 +389,14 @@ def seed_story(
                         live_tag=EVENT_TAG,
                         strategy="quick_sync",
                         stages=("K8S_SYNC",),
+                        chain=ChainExpectation(
+                            status="SUCCESS",
+                            deploys=((chained, CHAINED_ENV),),
+                            live_tag=EVENT_TAG,
+                        ),
                     ),
+                    # Two deployments one after the other: dev's, then the chain's.
+                    timeout_s=150.0,
                 )
             ]
             if with_event_watcher
@@ -393,6 +492,29 @@ def fold_deployment(deployment_id: str, events: Sequence[Event]) -> DeploymentOu
         ),
         rolled_back=state.rolled_back,
         reason=state.reason if state.completed else "",
+    )
+
+
+def fold_chain(events: Sequence[Event], names: Mapping[str, str]) -> ChainOutcome | None:
+    """A chain's stream (`chain-<id>`) as the outcome the story judges, its applications
+    named by `names` (application id → name); None before it started (pure). The live
+    fields are the runner's to fill."""
+    state = fold(CHAIN, events)
+    if not state.chain_id:
+        return None
+    return ChainOutcome(
+        chain_id=state.chain_id,
+        status=state.status,
+        reason=state.reason,
+        deployments=tuple(
+            ChainedDeployment(
+                block=index,
+                app=names.get(node.application_id, node.application_id),
+                deployment_id=node.deployment_id,
+                status=state.outcomes.get(node.deployment_id, ""),
+            )
+            for index, node in state.triggered_nodes()
+        ),
     )
 
 

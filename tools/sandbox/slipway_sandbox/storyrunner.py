@@ -10,6 +10,7 @@ Kubernetes API and the local Slack receiver. Each step's observations go to
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 import urllib.error
@@ -23,8 +24,18 @@ import asyncpg
 from shared.errors import SlipwayError
 from shared.eventlog import EventStore
 from shared.events.base import Event
-from shared.events.catalog import CommitObserved, DeploymentTriggered, default_registry
-from shared.events.streams import deployment_stream, repository_stream
+from shared.events.catalog import (
+    ChainBlockStarted,
+    ChainCompleted,
+    ChainDeploymentFinished,
+    ChainStarted,
+    CommitObserved,
+    DeploymentTriggered,
+    default_registry,
+)
+from shared.events.ids import chain_id_of
+from shared.events.streams import chain_stream, deployment_stream, repository_stream
+from slipway_cli.chain import describe as describe_chain
 from slipway_client import ApiClient, ApiError
 from slipway_sandbox.control import PLATFORM_PROVIDER, REPOSITORY_ID
 from slipway_sandbox.demo_repo import (
@@ -39,6 +50,8 @@ from slipway_sandbox.story import (
     FINAL_STATUSES,
     Action,
     Bump,
+    ChainExpectation,
+    ChainOutcome,
     DeploymentOutcome,
     ImageRule,
     Observed,
@@ -49,6 +62,7 @@ from slipway_sandbox.story import (
     Story,
     Sync,
     Verdict,
+    fold_chain,
     fold_deployment,
     judge,
     mentions,
@@ -64,6 +78,8 @@ Say = Callable[[str], None]
 
 @dataclass
 class StepReport:
+    """How one step went: its time, its verdict, or why it was skipped."""
+
     key: str
     title: str
     seconds: float = 0.0
@@ -71,14 +87,18 @@ class StepReport:
     verdict: Verdict | None = None
     skipped: str | None = None
     deployment: DeploymentOutcome | None = None
+    chain: ChainOutcome | None = None
 
     @property
     def ok(self) -> bool:
+        """Whether the step ran and its verdict is ok."""
         return self.skipped is None and self.verdict is not None and self.verdict.ok
 
 
 @dataclass
 class StoryReport:
+    """How the story went: each step's report and the total time."""
+
     steps: list[StepReport] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -95,6 +115,7 @@ class StoryReport:
 
     @property
     def configured_wait_s(self) -> float:
+        """The waits the steps' configs impose (WAIT stages, analysis), of steps that ran."""
         return sum(s.configured_wait_s for s in self.steps if s.skipped is None)
 
 
@@ -106,10 +127,12 @@ class Kubesim:
         self.rules: list[dict[str, Any]] = []
 
     def add_image_rule(self, pattern: str, error_rate: float) -> None:
+        """Add a rule giving images matching `pattern` that error rate (a bad build)."""
         self.rules.append({"image": pattern, "error_rate": error_rate})
         self._call("PUT", "/kubesim/images", {"images": self.rules})
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The live Deployment, or None when it does not exist."""
         return self._call("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
 
     def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any] | None:
@@ -158,6 +181,7 @@ class StoryRunner:
         self.commits: dict[str, str] = {}
 
     async def play(self) -> StoryReport:
+        """Play every step in order, skipping those the checkout or an earlier failure rules out."""
         report = StoryReport()
         started = time.monotonic()
         skipped: set[str] = set()
@@ -195,12 +219,16 @@ class StoryRunner:
         return report
 
     async def play_step(self, step: Step) -> StepReport:
+        """Do one step's actions and wait for, then judge, what should follow."""
         started = time.monotonic()
         mark = await self._log_position()
         seen_messages = len(self.receiver.messages) if self.receiver else 0
         for action in step.actions:
             await self._act(step, action)
         outcome = await self._follow(step, mark)
+        chain = None
+        if step.expect.chain is not None and outcome is not None and outcome.status == "SUCCESS":
+            chain = await self._follow_chain(step, step.expect.chain, outcome.deployment_id)
         messages = await self._messages(step, outcome, seen_messages)
         live = await asyncio.to_thread(self.kubesim.deployment, step.expect.env, SERVICE)
         canary = await asyncio.to_thread(
@@ -213,6 +241,7 @@ class StoryRunner:
             canary_left=canary is not None,
             messages=messages,
             notifier_present="notifier" in self.present,
+            chain=chain,
         )
         verdict = judge(step, observed)
         seconds = time.monotonic() - started
@@ -230,6 +259,7 @@ class StoryRunner:
             configured_wait_s=step.configured_wait_s,
             verdict=verdict,
             deployment=outcome,
+            chain=chain,
         )
 
     # --- actions ------------------------------------------------------------------------
@@ -252,17 +282,17 @@ class StoryRunner:
                 commit = await asyncio.to_thread(self.repo.revert, target)
                 self.commits[step.key] = commit
                 self.say(f"    git revert {target[:10]} → {commit[:10]}")
-            case RegisterEvent(env=env, tag=tag):
+            case RegisterEvent(tag=tag):
                 before = await asyncio.to_thread(self.repo.head)
                 event_id = await asyncio.to_thread(
                     self.api.register_event,
                     name="image-update",
                     data=image(tag),
-                    labels={"app": SERVICE, "env": env},
+                    labels={"app": SERVICE},
                 )
                 self.say(
                     f"    slipway event register --name image-update --data {image(tag)} "
-                    f"--labels app={SERVICE},env={env}  (event {event_id[:13]})"
+                    f"--labels app={SERVICE}  (event {event_id[:13]})"
                 )
                 commit = await self._written_back(before)
                 self.commits[step.key] = commit
@@ -371,6 +401,80 @@ class StoryRunner:
                 self.say(f"    still {outcome.status} after {step.timeout_s:.0f} s")
                 return outcome
             await asyncio.sleep(POLL_S)
+
+    async def _follow_chain(
+        self, step: Step, expect: ChainExpectation, origin: str
+    ) -> ChainOutcome | None:
+        """The chain `origin` starts, followed to its end (or the step's timeout), with
+        progress; then what `slipway chain get` shows of it. None if none starts in time."""
+        chain_id = chain_id_of(origin)
+        names = {app_id: name for name, app_id in self.app_ids.items()}
+        deadline = time.monotonic() + step.timeout_s
+        events: list[Event] = []  # the stream so far: each poll reads only what is new
+        chain: ChainOutcome | None = None
+        while True:
+            recorded = await self.store.read_stream(
+                chain_stream(chain_id), from_version=len(events)
+            )
+            for new in recorded:
+                events.append(new.event)
+                self._say_chain(new.event, fold_chain(events, names))
+            chain = fold_chain(events, names)
+            if chain is not None and chain.status in FINAL_STATUSES:
+                break
+            if time.monotonic() > deadline:
+                state = "no chain started" if chain is None else f"the chain is {chain.status}"
+                self.say(f"    {state} after {step.timeout_s:.0f} s")
+                break
+            await asyncio.sleep(POLL_S)
+        if chain is None:
+            return None
+        shown = await asyncio.to_thread(self.api.get_chain, chain_id)
+        self.say(f"    $ slipway chain get {chain_id}")
+        for line in describe_chain(shown).splitlines():
+            self.say(f"      {line}" if line else "")
+        where = dict(expect.deploys)
+        live = []
+        for done in chain.deployments:
+            workload = await asyncio.to_thread(
+                self.kubesim.deployment, where.get(done.app, ""), SERVICE
+            )
+            live.append(
+                dataclasses.replace(
+                    done,
+                    live_image=_image_of(workload),
+                    live_deployment_id=_annotation(workload, "slipway.dev/deployment"),
+                )
+            )
+        return dataclasses.replace(chain, deployments=tuple(live))
+
+    def _say_chain(self, event: Event, chain: ChainOutcome | None) -> None:
+        """One line for each step of the chain, as it is recorded."""
+        if chain is None:
+            return
+        match event:
+            case ChainStarted():
+                self.say(
+                    f"    chain {chain.chain_id[:12]} started: the deployment succeeded and its "
+                    "config has postSync.chain"
+                )
+            case ChainBlockStarted(index=index):
+                for done in chain.deployments:
+                    if done.block == index:
+                        self.say(
+                            f"    chain block {index}: deployment {done.deployment_id[:12]} "
+                            f"of {done.app} triggered (on_chain)"
+                        )
+            case ChainDeploymentFinished(deployment_id=deployment_id, status=status):
+                app = next(
+                    (d.app for d in chain.deployments if d.deployment_id == deployment_id), ""
+                )
+                if app:
+                    self.say(f"    chain: {app}'s deployment {status}")
+            case ChainCompleted(status=status):
+                self.say(f"    chain {status}")
+            case _:
+                pass
 
     async def _triggered_after(self, mark: int, app_id: str) -> str | None:
         rows = await self.pool.fetch(

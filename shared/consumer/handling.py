@@ -1,0 +1,130 @@
+"""One transaction of a consumer: the log's copy of each delivered event, the inbox, the handler.
+
+For a batch of deliveries, in one transaction: re-read each event by id from
+the log (one indexed read, on `events_event_id_unique`); skip the events the
+inbox says this consumer already handled; run the handler for each of the
+others on the transaction's connection, with the stored event; record their
+ids in the inbox. The caller commits by leaving the transaction and then
+settles the messages (`shared.consumer.settling`).
+
+The log, not the message, is what a handler acts on. A message whose event is
+not in the log, or is there under another stream, version or type, was not
+published by the relay: it is returned as forged, with why, and causes
+nothing (DESIGN §14: NATS credentials can leak; the log's append rules cannot
+be bypassed from the wire).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+import asyncpg
+from opentelemetry import trace
+from structlog.contextvars import bound_contextvars
+
+from shared import tracing
+from shared.consumer import tables
+from shared.errors import SlipwayError
+from shared.eventlog import EventStore
+from shared.events.base import RecordedEvent
+
+__all__ = ["Delivered", "Handled", "Handler", "HandlerFailed", "handle_once"]
+
+Handler = Callable[[RecordedEvent, asyncpg.Connection], Awaitable[None]]
+"""Handles one event inside the consumer's transaction; raise to retry."""
+
+Handled = tuple[dict[uuid.UUID, RecordedEvent], dict[uuid.UUID, str]]
+"""The events handled now, as the log stores them; the forged ones, each with why."""
+
+
+class Delivered(Protocol):
+    """What handling needs of a delivery: a NATS message, or a dead letter being redriven."""
+
+    @property
+    def subject(self) -> str:
+        """The subject it was published on."""
+        ...
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        """Its headers: the event's envelope and trace context."""
+        ...
+
+
+class HandlerFailed(SlipwayError):
+    """The handler raised for the batch's event at `index`; the batch's transaction rolled back."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(index, error)
+        self.index = index
+        self.error = error
+
+
+async def handle_once(
+    batch: Sequence[tuple[Delivered, RecordedEvent]],
+    *,
+    consumer: str,
+    store: EventStore,
+    handler: Handler,
+    tracer: trace.Tracer,
+) -> Handled:
+    """Run `handler` for each event of `batch` not handled yet and record them, in one
+    transaction; HandlerFailed (everything rolled back) if the handler raises."""
+    async with store.pool.acquire() as conn, conn.transaction():
+        ids = [event.event_id for _, event in batch]
+        stored = await store.rows_by_id(ids, conn=conn)
+        forged = {
+            claimed.event_id: why
+            for _, claimed in batch
+            if (why := _unlike_log(claimed, stored.get(claimed.event_id))) is not None
+        }
+        seen = await tables.already_handled(conn, consumer, ids)
+        handled: dict[uuid.UUID, RecordedEvent] = {}
+        for index, (message, claimed) in enumerate(batch):
+            if (
+                claimed.event_id in seen
+                or claimed.event_id in forged
+                or claimed.event_id in handled
+            ):
+                continue
+            # The handler sees the stored event: the message body is only a claim.
+            event = store.decode_row(stored[claimed.event_id])
+            handled[event.event_id] = event
+            with (
+                bound_contextvars(
+                    event_id=str(event.event_id), stream_id=event.stream_id, consumer=consumer
+                ),
+                # Ends with the exception recorded if the handler raises.
+                tracer.start_as_current_span(
+                    f"{consumer} handle {event.event_type}",
+                    context=tracing.extract(message.headers),
+                    kind=trace.SpanKind.CONSUMER,
+                    attributes={
+                        "messaging.system": "nats",
+                        "messaging.destination.name": message.subject,
+                        "slipway.event_id": str(event.event_id),
+                        "slipway.event_type": event.event_type,
+                    },
+                ),
+            ):
+                try:
+                    await handler(event, conn)
+                except Exception as exc:
+                    raise HandlerFailed(index, exc) from exc
+        # Recorded after the handlers, so the first handler's own append is this
+        # transaction's first write (see the per-stream order guard in the store).
+        if handled:
+            await tables.record_handled(conn, consumer, list(handled))
+    return handled, forged
+
+
+def _unlike_log(claimed: RecordedEvent, stored: asyncpg.Record | None) -> str | None:
+    """Why a delivered event is not the logged one with its id; None when it is."""
+    if stored is None:
+        return "not in the event log"
+    for field in ("stream_id", "stream_version", "event_type"):
+        if getattr(claimed, field) != stored[field]:
+            return f"its {field} differs from the event log's"
+    return None
