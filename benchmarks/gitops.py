@@ -475,6 +475,23 @@ async def setup(bench: Bench, conn: asyncpg.Connection, store: EventStore) -> No
 
         await bench.wait_for(observed, what="every head observed", timeout_s=bench.setup_timeout_s)
 
+        async def labels_observed() -> bool:
+            count: int = await conn.fetchval(
+                "SELECT count(DISTINCT stream_id) FROM events "
+                "WHERE event_type = 'application_config_observed'"
+            )
+            return count == bench.applications
+
+        # After a head, the watcher records each application's config labels (once per
+        # application at first): the webhooks are timed on a settled watcher, not behind
+        # the 10,000 first recordings.
+        await bench.wait_for(
+            labels_observed,
+            what="every application's config labels observed",
+            timeout_s=bench.setup_timeout_s,
+            every_s=0.5,
+        )
+
 
 async def last_position(conn: asyncpg.Connection) -> int:
     position: int = await conn.fetchval("SELECT coalesce(max(global_position), 0) FROM events")
