@@ -147,11 +147,10 @@ def _is_struct(tp: Any) -> bool:
 
 
 @functools.cache
-def _field_types(tp: type[msgspec.Struct]) -> dict[str, Any]:
-    """{encoded name: type} of a Struct's fields, in their order.
-
-    Remembered per type: `msgspec.structs.fields` evaluates the (string) annotations
-    on every call, which was a third of loading a config."""
+def _fields(tp: type[msgspec.Struct]) -> dict[str, Any]:
+    """A Struct's fields by their name in a file, and their types. Cached: msgspec evaluates
+    the annotations again on every call (`compile` and `eval` of each), which was most of
+    loading an application's config (the executor loads one per deployment)."""
     return {f.encode_name: f.type for f in msgspec.structs.fields(tp)}
 
 
@@ -161,7 +160,7 @@ def _type_at(root: Any, data: Any, path: Sequence[Segment | _Wildcard]) -> Any:
         tp = _unwrap(tp, data)
         data = _get(data, [segment]) if not isinstance(segment, _Wildcard) else _MISSING
         if _is_struct(tp):
-            by_name = _field_types(tp)
+            by_name = _fields(tp)
             if not isinstance(segment, str) or segment not in by_name:
                 return None
             tp = by_name[segment]
@@ -298,7 +297,7 @@ class Document:
         container = _type_at(root, value, where)
         if not _is_struct(container):
             return ""
-        known = list(_field_types(container))
+        known = list(_fields(container))
         close = difflib.get_close_matches(name, known, n=1) or [
             k for k in known if len(name) >= 3 and k.lower().startswith(name.lower())
         ]
@@ -343,7 +342,7 @@ def _fold(value: Any, node: Located | None, tp: Any) -> Any:
     """`value` with its Struct keys spelt as their fields (see `Document.fold_keys`)."""
     tp = _unwrap_known(tp, value)
     if _is_struct(tp) and isinstance(value, dict):
-        fields = _field_types(tp)
+        fields = _fields(tp)
         by_fold: dict[str, str] = {name.casefold(): name for name in fields}
         out: dict[str, Any] = {}
         for key, item in value.items():

@@ -1,7 +1,8 @@
 """The streams of the log, one function per category: the name of every stream spelled once.
 
 A stream id is `<category>-<entity id>` (`shared.streams` checks the shape);
-which events each stream holds is written above their group in `catalog.py`.
+which events each stream holds is the family module of `shared/events/catalog/`
+that bears its name.
 Call these, never format a stream id inline: a category spelled twice is a
 category that can drift apart.
 """
@@ -22,6 +23,7 @@ __all__ = [
     "deployment_stream",
     "drift_stream",
     "event_key_stream",
+    "live_resources_stream",
     "name_stream",
     "notification_stream",
     "relay_stream",
@@ -75,6 +77,12 @@ def analysis_stream(analysis_id: str) -> str:
 def drift_stream(application_id: str) -> str:
     """`drift-<application id>`: sync state changes and cascade deletions (the drift service)."""
     return stream_id("drift", application_id)
+
+
+def live_resources_stream(application_id: str) -> str:
+    """`liveresources-<application id>`: the application's live objects, each time they
+    change (the drift service; a stream of its own, so reading the newest is one row)."""
+    return stream_id("liveresources", application_id)
 
 
 def notification_stream(notification_id: str) -> str:
