@@ -225,7 +225,10 @@ def _label_key(app: RegisteredApp) -> tuple[str, str]:
     return (app.application_id, app.config_path)
 
 
-@lru_cache(maxsize=2048)
+# Every registered application's config of a watched repository, at 10,000 applications
+# too: the watcher reads each repository's configs at every new head, so an LRU smaller
+# than that is walked in order and never hits (each entry is small: the facts).
+@lru_cache(maxsize=16384)
 def _parse_cached(read: AppConfigReader, path: str, content: bytes) -> AppConfigFacts | str:
     """Parsed facts, or the error text: a config is parsed once per content, not per poll."""
     try:
