@@ -102,6 +102,7 @@ GIT_IDENTITY: Final = {
 
 
 def manifest(service: str, tag: str) -> str:
+    """A service's Deployment manifest running image `tag`."""
     return MANIFESTS.format(service=service, tag=tag, replicas=2, registry="ghcr.io/bench")
 
 
@@ -115,17 +116,21 @@ class App:
 
     @property
     def application_id(self) -> str:
+        """The application's id (also its name): `<repository>-<service>-<env>`."""
         return f"{self.repository_id}-{self.service}-{self.env}"
 
     @property
     def path(self) -> str:
+        """The application's directory in its repository."""
         return f"{self.service}/{self.env}"
 
     @property
     def manifest_path(self) -> str:
+        """The manifest file a commit bumps."""
         return f"{self.path}/deployment.yaml"
 
     def files(self, tag: str) -> dict[str, str]:
+        """The application's config and manifest at image `tag`."""
         config = DEV_CONFIG if self.env == "dev" else PRD_CONFIG
         return {
             f"{self.path}/app.pipecd.yaml": config.format(name=self.application_id),
@@ -137,6 +142,7 @@ class App:
         return {self.manifest_path: manifest(self.service, tag)}
 
     def registration(self) -> ApplicationRegistered:
+        """The application's registration, as the API records it."""
         return ApplicationRegistered(
             application_id=self.application_id,
             name=self.application_id,
@@ -172,6 +178,7 @@ class Repository:
 
     @property
     def url(self) -> str:
+        """The bare remote's `file://` URL."""
         return self.remote.as_uri()
 
     def create(self) -> None:
@@ -324,13 +331,16 @@ class Bench:
 
     @property
     def applications(self) -> int:
+        """How many applications the run registers in all."""
         return self.repository_count * self.services_per_repository * len(ENVIRONMENTS)
 
     @property
     def webhook_url(self) -> str:
+        """The gitwatcher's GitHub webhook URL."""
         return f"http://127.0.0.1:{self.webhook_port}/webhooks/github"
 
     def remaining_s(self) -> float:
+        """Seconds left of the whole run's budget."""
         return self.budget_s - (perf_counter() - self.started)
 
     # Services ------------------------------------------------------------------
@@ -355,6 +365,7 @@ class Bench:
         self.services[key] = service
 
     def check_alive(self) -> None:
+        """Raise, with the tail of its log, if any service process exited."""
         for service in self.services.values():
             if (code := service.exited()) is not None:
                 tail = service.log_path.read_text(errors="replace").splitlines()[-30:]
@@ -364,6 +375,8 @@ class Bench:
                 )
 
     async def wait_ready(self, *names: str) -> None:
+        """Wait until every named service's `/readyz` answers 200."""
+
         async def ready() -> bool:
             states = [await asyncio.to_thread(self.services[n].ready) for n in names]
             return all(states)
@@ -371,6 +384,7 @@ class Bench:
         await self.wait_for(ready, what=f"{', '.join(names)} ready", timeout_s=self.setup_timeout_s)
 
     def pid(self, name: str) -> int:
+        """The process id of service `name`."""
         process = self.services[name].process
         assert process is not None
         return process.pid
@@ -404,6 +418,7 @@ class Bench:
 
 @contextlib.contextmanager
 def phase(bench: Bench, name: str) -> Iterator[None]:
+    """Time a phase of the run into `bench.durations`, saying when it starts."""
     started = perf_counter()
     progress(f"{name}…")
     try:
@@ -497,6 +512,7 @@ async def setup(bench: Bench, conn: asyncpg.Connection, store: EventStore) -> No
 
 
 async def last_position(conn: asyncpg.Connection) -> int:
+    """The log's last global position."""
     position: int = await conn.fetchval("SELECT coalesce(max(global_position), 0) FROM events")
     return position
 
@@ -504,6 +520,7 @@ async def last_position(conn: asyncpg.Connection) -> int:
 async def post_push(
     session: aiohttp.ClientSession, bench: Bench, repo: Repository, before: str, after: str
 ) -> None:
+    """POST a GitHub push webhook for `before`..`after`, signed with the bench's secret."""
     body = push_payload(repo, before, after, f"bump images to {after[:7]}")
     headers = {
         "Content-Type": "application/json",
@@ -520,6 +537,8 @@ async def post_push(
 
 @dataclass(frozen=True)
 class Triggered:
+    """One application's deployment triggered by a webhook, with its latency."""
+
     app: App
     commit: str
     deployment_id: str
@@ -779,6 +798,7 @@ async def planning_details(
 
 
 async def run(bench: Bench) -> dict[str, Any]:
+    """Part 2's run: repositories, services, webhooks, then one commit per repository."""
     await bench.servers.migrated_schema(SCHEMA)
     conn = await connect(bench.servers.admin_url, schema=SCHEMA)
     pool = await create_pool(bench.servers.app_url, schema=SCHEMA, min_size=4, max_size=4)
@@ -808,6 +828,7 @@ def report(
     memory: Mapping[str, Mapping[str, float]],
     postgres_version: str,
 ) -> dict[str, Any]:
+    """The figures, their targets and the machine, as the JSON report."""
     latencies = [w.latency_s for w in webhooks]
     p95 = percentile(latencies, 95)
     all_planned = planning.all_planned_s
@@ -901,6 +922,7 @@ NOTES: Final = {
 
 
 def print_table(report: dict[str, Any]) -> None:
+    """The report as aligned text."""
     for key, value in report.items():
         if not isinstance(value, dict):
             print(f"{key:<38} {value}")
@@ -931,6 +953,7 @@ def work_directory(keep: str | None) -> Iterator[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: run and print the report."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gitops", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
