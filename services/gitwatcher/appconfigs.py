@@ -66,6 +66,7 @@ class AppConfigs:
         """(application, config path) → the head whose config labels were last read."""
 
     async def registered(self) -> list[RegisteredApp]:
+        """The applications registered in this repository (an error until the view exists)."""
         try:
             rows = await self.store.pool.fetch(_APPS_OF_REPOSITORY, self.repository_id)
         except asyncpg.UndefinedTableError as exc:
@@ -112,6 +113,7 @@ class AppConfigs:
         return judged
 
     def parse(self, path: str, content: bytes) -> AppConfigFacts | None:
+        """An app config's facts, parsed once per path and content; None when invalid."""
         result = _parse_cached(self.read_config, path, content)
         if isinstance(result, str):
             log.warning("application_config_invalid", path=path, error=result)
