@@ -11,6 +11,7 @@ first tried to plan a deployment (a retried plan gives up after a while).
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -18,11 +19,11 @@ import asyncpg
 from services.planner.decider import AppQueue, RowState
 
 __all__ = [
+    "LoadedQueue",
     "enqueue",
     "load_queue",
     "lock",
     "lock_key",
-    "running_commit",
     "set_planning_since",
     "set_running",
     "set_state",
@@ -40,9 +41,15 @@ SELECT $1, $2, 'waiting', $3,
             THEN NULL ELSE $4::timestamptz END
 ON CONFLICT (deployment_id) DO NOTHING
 """
+# The queue and the running commit in one round trip: a row per waiting or active
+# deployment, or one row of NULLs when there is none, each with the running commit.
 _QUEUE = """
-SELECT deployment_id, state, commit_hash, planning_since FROM planner_deployments
-WHERE application_id = $1 AND state IN ('waiting', 'active') ORDER BY seq
+SELECT d.deployment_id, d.state, d.commit_hash, d.planning_since, r.running_commit
+FROM (SELECT $1::text AS application_id) app
+LEFT JOIN planner_deployments d
+  ON d.application_id = app.application_id AND d.state IN ('waiting', 'active')
+LEFT JOIN planner_applications r ON r.application_id = app.application_id
+ORDER BY d.seq
 """
 _DEPLOYMENT = "SELECT state, commit_hash FROM planner_deployments WHERE deployment_id = $1"
 _SET_STATE = """
@@ -54,7 +61,6 @@ UPDATE planner_deployments
 SET planning_since = coalesce(planning_since, $2), updated_at = clock_timestamp()
 WHERE deployment_id = $1
 """
-_RUNNING = "SELECT running_commit FROM planner_applications WHERE application_id = $1"
 _SET_RUNNING = """
 INSERT INTO planner_applications (application_id, running_commit, deployment_id)
 VALUES ($1, $2, $3)
@@ -97,26 +103,31 @@ async def enqueue(
     await pool.execute(_ENQUEUE, deployment_id, application_id, commit, now)
 
 
-async def load_queue(
-    conn: asyncpg.Connection, app_id: str
-) -> tuple[AppQueue, dict[str, datetime | None]]:
-    """The application's queue, and when the planner first tried each (None: not yet)."""
+@dataclass(frozen=True)
+class LoadedQueue:
+    """What planning an application starts from, read in one query under its lock."""
+
+    queue: AppQueue
+    since: dict[str, datetime | None]
+    """When the planner first tried each deployment (None: not yet)."""
+    running_commit: str
+    """The application's running commit ("" before its first successful deployment)."""
+
+
+async def load_queue(conn: asyncpg.Connection, app_id: str) -> LoadedQueue:
+    """The application's queue, when the planner first tried each, and its running commit."""
     rows = await conn.fetch(_QUEUE, app_id)
     active = next((r["deployment_id"] for r in rows if r["state"] == "active"), None)
     waiting = tuple(r["deployment_id"] for r in rows if r["state"] == "waiting")
-    since = {r["deployment_id"]: r["planning_since"] for r in rows}
-    return AppQueue(app_id, active, waiting), since
+    since = {r["deployment_id"]: r["planning_since"] for r in rows if r["deployment_id"]}
+    running = str(rows[0]["running_commit"] or "") if rows else ""
+    return LoadedQueue(AppQueue(app_id, active, waiting), since, running)
 
 
 async def triggered_commit(conn: asyncpg.Connection, deployment_id: str) -> str:
     """The commit the deployment was triggered for ("" when the planner never saw it)."""
     row = await conn.fetchrow(_DEPLOYMENT, deployment_id)
     return str(row["commit_hash"]) if row is not None else ""
-
-
-async def running_commit(conn: asyncpg.Connection, application_id: str) -> str:
-    """The application's running commit ("" before its first successful deployment)."""
-    return str(await conn.fetchval(_RUNNING, application_id) or "")
 
 
 async def set_state(conn: asyncpg.Connection, deployment_id: str, state: RowState) -> None:

@@ -200,7 +200,8 @@ class Planner:
                 self.store.pool, deployment_id, app_id, trigger.commit_hash, self.clock()
             )
             await queues.lock(conn, app_id)
-            queue, since = await queues.load_queue(conn, app_id)
+            loaded = await queues.load_queue(conn, app_id)
+            queue, since, running = loaded.queue, loaded.since, loaded.running_commit
             writes = _Writes()
             match on_triggered(queue, deployment_id):
                 case Ignore(reason=reason):
@@ -211,14 +212,15 @@ class Planner:
                 case PlanNow():
                     try:
                         decided = await self._plan(
-                            conn, writes, event, deployment_id, app_id, since, trigger=trigger
-                        )
+                            conn, writes, event, deployment_id, since, running,
+                            trigger=trigger,
+                        )  # fmt: skip
                     except _Transient as exc:
                         # Redelivered with back-off; the deployment keeps its place meanwhile.
                         raise exc.cause from exc
                     if isinstance(decided, DeploymentPlanFailed):
                         queue = evolve_queue(queue, decided)
-                        await self._advance(conn, writes, event, queue, since)
+                        await self._advance(conn, writes, event, queue, since, running)
             await self._flush(conn, writes)
 
     async def _on_completed(
@@ -232,10 +234,12 @@ class Planner:
             commit = running_commit_of(completed, triggered)
             if commit:
                 writes.running.append((app_id, commit, deployment_id))
-            queue, since = await queues.load_queue(conn, app_id)
-            queue = evolve_queue(queue, completed)
+            loaded = await queues.load_queue(conn, app_id)
+            queue = evolve_queue(loaded.queue, completed)
             log.info("deployment_completed", status=completed.status, next=next_to_plan(queue))
-            await self._advance(conn, writes, event, queue, since, running=writes.running)
+            # A success is the running commit now: the next plan is made against it.
+            running = commit or loaded.running_commit
+            await self._advance(conn, writes, event, queue, loaded.since, running)
             await self._flush(conn, writes)
 
     # The retry sweep -------------------------------------------------------------------
@@ -269,11 +273,13 @@ class Planner:
             # Skip an application someone is planning right now: it is in good hands.
             if not await queues.try_lock(conn, app_id):
                 return 0
-            queue, since = await queues.load_queue(conn, app_id)
-            if next_to_plan(queue) is None:
+            loaded = await queues.load_queue(conn, app_id)
+            if next_to_plan(loaded.queue) is None:
                 return 0
             writes = _Writes()
-            await self._advance(conn, writes, None, queue, since)
+            await self._advance(
+                conn, writes, None, loaded.queue, loaded.since, loaded.running_commit
+            )
             await self._flush(conn, writes)
         return 1
 
@@ -286,17 +292,13 @@ class Planner:
         cause: RecordedEvent | None,
         queue: AppQueue,
         since: Mapping[str, datetime | None],
-        *,
-        running: list[tuple[str, str, str]] | None = None,
+        running: str,
     ) -> None:
         """Plan waiting deployments, oldest first, until one is planned or one must wait."""
         while (deployment_id := next_to_plan(queue)) is not None:
             with structlog_bound(deployment_id=deployment_id):
                 try:
-                    decided = await self._plan(
-                        conn, writes, cause, deployment_id, queue.application_id, since,
-                        running_override=running[-1][1] if running else None,
-                    )  # fmt: skip
+                    decided = await self._plan(conn, writes, cause, deployment_id, since, running)
                 except _Transient as exc:
                     log.warning("plan_deferred", error=str(exc), retry_in_s=self.retry_interval_s)
                     writes.planning_since.append(deployment_id)
@@ -312,24 +314,20 @@ class Planner:
         writes: _Writes,
         cause: RecordedEvent | None,
         deployment_id: str,
-        app_id: str,
         since: Mapping[str, datetime | None],
+        running: str,
         *,
-        running_override: str | None = None,
         trigger: DeploymentTriggered | None = None,
     ) -> DeploymentPlanned | DeploymentPlanFailed:
         """Plan one deployment into `writes`: its plan, or why it failed.
 
         `trigger` is the deployment's trigger when the caller holds it (the event being
         handled, as the log stores it); otherwise it is read from the deployment's stream.
+        `running` is the application's running commit ("" before its first success).
         Raises `_Transient` when waiting may help and the deadline has not passed.
         """
         if trigger is None or trigger.deployment_id != deployment_id:
             trigger = await self._trigger_of(conn, deployment_id)
-        if running_override is not None:
-            running = running_override
-        else:
-            running = await queues.running_commit(conn, app_id)
         with _tracer.start_as_current_span("plan deployment") as span:
             span.set_attribute("slipway.deployment_id", deployment_id)
             try:

@@ -1,11 +1,12 @@
 """One transaction of a consumer: the log's copy of each delivered event, the inbox, the handler.
 
 For a batch of deliveries, in one transaction: re-read each event by id from
-the log (one indexed read, on `events_event_id_unique`); skip the events the
-inbox says this consumer already handled; run the handler for each of the
-others on the transaction's connection, with the stored event; record their
-ids in the inbox. The caller commits by leaving the transaction and then
-settles the messages (`shared.consumer.settling`).
+the log, with whether the inbox says this consumer already handled it (one
+query, indexed on `events_event_id_unique` and the inbox's key); skip those;
+run the handler for each of the others on the transaction's connection, with
+the stored event; record their ids in the inbox. The caller commits by
+leaving the transaction and then settles the messages
+(`shared.consumer.settling`).
 
 The log, not the message, is what a handler acts on. A message whose event is
 not in the log, or is there under another stream, version or type, was not
@@ -26,7 +27,8 @@ from structlog.contextvars import bound_contextvars
 
 from shared import tracing
 from shared.consumer import tables
-from shared.errors import SlipwayError
+from shared.db import CONNECTION_ERRORS
+from shared.errors import SlipwayError, Unavailable
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
 
@@ -74,13 +76,15 @@ async def handle_once(
     transaction; HandlerFailed (everything rolled back) if the handler raises."""
     async with store.pool.acquire() as conn, conn.transaction():
         ids = [event.event_id for _, event in batch]
-        stored = await store.rows_by_id(ids, conn=conn)
+        try:
+            stored, seen = await tables.logged_and_handled(conn, consumer, ids)
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"read the log: database connection lost: {exc}") from exc
         forged = {
             claimed.event_id: why
             for _, claimed in batch
             if (why := _unlike_log(claimed, stored.get(claimed.event_id))) is not None
         }
-        seen = await tables.already_handled(conn, consumer, ids)
         handled: dict[uuid.UUID, RecordedEvent] = {}
         for index, (message, claimed) in enumerate(batch):
             if (

@@ -23,9 +23,16 @@ from dataclasses import dataclass
 
 import asyncpg
 
-_ALREADY_HANDLED = (
-    "SELECT event_id FROM consumer_inbox WHERE consumer = $1 AND event_id = ANY($2::uuid[])"
-)
+from shared.eventlog.store import ROW_COLUMNS
+
+# One round trip for what a batch's transaction first needs: the log's copy of each
+# event, and whether the inbox has it (an id the log lacks has no row: it is forged).
+_LOGGED_AND_HANDLED = f"""
+SELECT {ROW_COLUMNS},
+       EXISTS (SELECT 1 FROM consumer_inbox i
+               WHERE i.consumer = $2 AND i.event_id = events.event_id) AS handled
+FROM events WHERE event_id = ANY($1::uuid[])
+"""
 _RECORD_HANDLED = "INSERT INTO consumer_inbox (consumer, event_id) SELECT $1, unnest($2::uuid[])"
 _PRUNE_INBOX = """
 DELETE FROM consumer_inbox WHERE ctid = ANY(ARRAY(
@@ -51,11 +58,13 @@ ON CONFLICT (consumer, subject, stream_seq) DO NOTHING
 """
 
 
-async def already_handled(
+async def logged_and_handled(
     conn: asyncpg.Connection, consumer: str, ids: Sequence[uuid.UUID]
-) -> set[uuid.UUID]:
-    """Which of `ids` the inbox says `consumer` has handled."""
-    return {row["event_id"] for row in await conn.fetch(_ALREADY_HANDLED, consumer, list(ids))}
+) -> tuple[dict[uuid.UUID, asyncpg.Record], set[uuid.UUID]]:
+    """The log's rows of those of `ids` it holds (`EventStore.decode_row` decodes them), and
+    which of those the inbox says `consumer` has handled: one query, not two."""
+    rows = await conn.fetch(_LOGGED_AND_HANDLED, list(ids), consumer)
+    return {row["event_id"]: row for row in rows}, {r["event_id"] for r in rows if r["handled"]}
 
 
 async def record_handled(conn: asyncpg.Connection, consumer: str, ids: Sequence[uuid.UUID]) -> None:

@@ -36,7 +36,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 import asyncpg
 import msgspec
@@ -148,6 +148,8 @@ FROM events WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1
 
 _COLUMNS = """global_position, tx_id, stream_id, stream_version, event_id, event_type,
 schema_version, payload, metadata, recorded_at"""
+ROW_COLUMNS: Final = _COLUMNS
+"""The columns of `events` that `EventStore.decode_row` reads, for a query that joins the log."""
 
 _READ_STREAM = f"""
 SELECT {_COLUMNS} FROM events
