@@ -1,0 +1,76 @@
+"""Costs that stay flat as a stream grows (issue 16 §3): the services that act on each
+event of a long stream read only what is new, never the whole stream again. Each test
+counts the events read from the log (`CountingStore`) for a stream of 2,000+ events."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.executor.decider import StageStatus
+from services.executor.leases import Leases
+from services.executor.runner import DeploymentRunner
+from services.executor.stages import StageResult
+from shared.deployments import Deployment
+from shared.eventlog import EventStore
+from shared.events.catalog import DeploymentCompleted
+from shared.snapshots import SNAPSHOT_EVERY, read_state
+from shared.stream_folds import DEPLOYMENT
+from tests.support.long_streams import counting, long_pipeline, write_long
+
+STAGES = 1_105
+DONE = 1_100  # 3 + 2 × 1,100 = 2,203 events before the runner takes it
+
+
+async def test_a_runner_folds_only_what_each_step_adds_to_a_long_deployment(
+    store: EventStore,
+) -> None:
+    """A runner taking over a deployment of 2,203 events reads it from its snapshot, then
+    each step reads only the events since the last one: its last five stages (ten steps and
+    more) read fewer events in all than two snapshots' tails (each step read the whole
+    stream before: 20,000 and more)."""
+    d = "longrun"
+    stream = f"deployment-{d}"
+    await write_long(store, stream, long_pipeline(d, STAGES, done=DONE))
+    await read_state(store, stream, DEPLOYMENT)  # an earlier holder's read left a snapshot
+    reads = counting(store)
+    leases = Leases(reads, "executor-a", ttl_s=30.0)
+    async with store.pool.acquire() as conn:
+        await Leases.register(conn, d, "app1")
+    [lease] = await leases.claim(1)
+    ran: list[str] = []
+
+    async def work(_state: Deployment, stage_id: str) -> StageResult:
+        ran.append(stage_id)
+        return StageResult(StageStatus.SUCCESS, "done")
+
+    async def no_timeout(_state: Deployment) -> float:
+        raise AssertionError("a running deployment does not load its timeout")
+
+    runner = DeploymentRunner(
+        lease=lease,
+        store=reads,
+        leases=leases,
+        work=work,
+        load_timeout=no_timeout,
+        executor_name="executor-a",
+        poll_s=0.05,
+    )
+    stop = asyncio.Event()
+    steps = 0
+    while not runner.completed:
+        steps += 1
+        assert steps < 100, "the runner does not finish"
+        wait = await runner.step()
+        if wait is not None and not runner.completed:
+            await runner.wait(stop, wait)
+    await runner.close()
+
+    assert ran == [f"s{i}" for i in range(DONE, STAGES)]
+    history = await store.read_stream(stream)
+    assert len(history) == 3 + 2 * STAGES + 1
+    assert isinstance(history[-1].event, DeploymentCompleted)
+    assert history[-1].event.status == "SUCCESS"
+    # The first load: the snapshot's tail (< SNAPSHOT_EVERY) and the stream's head for the
+    # plan's trace; every later step: the events the step before appended (one or two).
+    assert steps >= 10
+    assert reads.rows < 2 * SNAPSHOT_EVERY, reads.rows
