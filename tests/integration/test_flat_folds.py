@@ -5,17 +5,29 @@ counts the events read from the log (`CountingStore`) for a stream of 2,000+ eve
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 
+from services.analysis.leases import Leases as AnalysisLeases
+from services.analysis.runner import AnalysisRunner
 from services.executor.decider import StageStatus
 from services.executor.leases import Leases
 from services.executor.runner import DeploymentRunner
 from services.executor.stages import StageResult
+from shared.analysis.checks import CheckPlan
 from shared.deployments import Deployment
-from shared.eventlog import EventStore
-from shared.events.catalog import DeploymentCompleted
+from shared.eventlog import EventStore, new_events
+from shared.events.catalog import (
+    AnalysisConcluded,
+    AnalysisMeasured,
+    AnalysisRequested,
+    DeploymentCompleted,
+    StageCompleted,
+)
 from shared.snapshots import SNAPSHOT_EVERY, read_state
+from shared.stagelog import StageLogs
 from shared.stream_folds import DEPLOYMENT
-from tests.support.long_streams import counting, long_pipeline, write_long
+from tests.support import Backends
+from tests.support.long_streams import T0, counting, long_pipeline, write_long
 
 STAGES = 1_105
 DONE = 1_100  # 3 + 2 × 1,100 = 2,203 events before the runner takes it
@@ -27,7 +39,7 @@ async def test_a_runner_folds_only_what_each_step_adds_to_a_long_deployment(
     """A runner taking over a deployment of 2,203 events reads it from its snapshot, then
     each step reads only the events since the last one: its last five stages (ten steps and
     more) read fewer events in all than two snapshots' tails (each step read the whole
-    stream before: 20,000 and more)."""
+    stream before: 24,283)."""
     d = "longrun"
     stream = f"deployment-{d}"
     await write_long(store, stream, long_pipeline(d, STAGES, done=DONE))
@@ -74,3 +86,72 @@ async def test_a_runner_folds_only_what_each_step_adds_to_a_long_deployment(
     # plan's trace; every later step: the events the step before appended (one or two).
     assert steps >= 10
     assert reads.rows < 2 * SNAPSHOT_EVERY, reads.rows
+
+
+@dataclass
+class _NoChecks:
+    """An analysis with nothing to measure: it runs its duration, or until its stage ends."""
+
+    plans: dict[str, CheckPlan] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    judge: str = "pipecd"
+    duration_s: float = 600.0
+
+
+class _NoMeasurer:
+    async def measure(self, *_args: object, **_kwargs: object) -> list[AnalysisMeasured]:
+        raise AssertionError("an analysis without checks measures nothing")
+
+
+async def test_an_analysis_reads_only_the_new_events_of_a_long_deployment_each_tick(
+    backends: Backends,
+) -> None:
+    """An analysis of a stage of a 2,203-event deployment reads the deployment's stream once,
+    then only what each step adds, and still sees its stage end: six steps read fewer than
+    2,203 + 100 events (each read the whole stream before: 11,026)."""
+    store = backends.store
+    d, stage = "longanalysed", f"s{DONE}"
+    await write_long(store, f"deployment-{d}", long_pipeline(d, STAGES, done=DONE))
+    analysis = f"an-{d}"
+    requested = AnalysisRequested(
+        analysis_id=analysis,
+        deployment_id=d,
+        application_id="app1",
+        stage_id=stage,
+        commit_hash="c0ffee1",
+        running_commit_hash="",
+        options_json="{}",
+        requested_at=T0,
+    )
+    await store.append(f"analysis-{analysis}", new_events([requested]), expected_version=None)
+    reads = counting(store)
+    leases = AnalysisLeases(reads, "analysis-a", ttl_s=30.0)
+    async with store.pool.acquire() as conn:
+        await AnalysisLeases.register(conn, analysis, d, "app1", stage)
+    [lease] = await leases.claim(1)
+
+    async def setup(_request: AnalysisRequested) -> _NoChecks:
+        return _NoChecks()
+
+    runner = AnalysisRunner(
+        lease=lease,
+        store=reads,
+        leases=leases,
+        stage_logs=StageLogs(store.pool, None, backends.subjects),
+        load_setup=setup,
+        measurer=_NoMeasurer(),
+        clock=lambda: T0,
+    )
+    assert await runner.step() is None  # the start
+    for _ in range(5):
+        assert await runner.step() == runner.poll_s  # the stage runs on: nothing to do
+    assert reads.rows < 3 + 2 * DONE + SNAPSHOT_EVERY, reads.rows
+    ended = StageCompleted(
+        deployment_id=d, stage_id=stage, status=StageStatus.CANCELLED, completed_at=T0
+    )
+    await store.append(f"deployment-{d}", new_events([ended]), expected_version=None)
+    assert await runner.step() is None
+    assert runner.concluded
+    [*_, concluded] = await store.read_stream(f"analysis-{analysis}")
+    assert isinstance(concluded.event, AnalysisConcluded)
+    assert concluded.event.verdict == "skipped", concluded.event
