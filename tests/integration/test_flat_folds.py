@@ -9,23 +9,35 @@ from dataclasses import dataclass, field
 
 from services.analysis.leases import Leases as AnalysisLeases
 from services.analysis.runner import AnalysisRunner
+from services.api.decider import (
+    Command,
+    DeleteApplication,
+    DisableApplication,
+    EnableApplication,
+    RegisterApplication,
+    RequestSync,
+)
+from services.api.service import ApplicationCommands
 from services.executor.decider import StageStatus
 from services.executor.leases import Leases
 from services.executor.runner import DeploymentRunner
 from services.executor.stages import StageResult
 from shared.analysis.checks import CheckPlan
+from shared.applications import fold_recorded
 from shared.deployments import Deployment
 from shared.eventlog import EventStore, new_events
+from shared.eventlog.envelope import envelope
 from shared.events.catalog import (
     AnalysisConcluded,
     AnalysisMeasured,
     AnalysisRequested,
     DeploymentCompleted,
     StageCompleted,
+    SyncRequested,
 )
 from shared.snapshots import SNAPSHOT_EVERY, read_state
 from shared.stagelog import StageLogs
-from shared.stream_folds import DEPLOYMENT
+from shared.stream_folds import APPLICATION, DEPLOYMENT
 from tests.support import Backends
 from tests.support.long_streams import T0, counting, long_pipeline, write_long
 
@@ -155,3 +167,41 @@ async def test_an_analysis_reads_only_the_new_events_of_a_long_deployment_each_t
     [*_, concluded] = await store.read_stream(f"analysis-{analysis}")
     assert isinstance(concluded.event, AnalysisConcluded)
     assert concluded.event.verdict == "skipped", concluded.event
+
+
+async def test_application_commands_read_a_long_application_from_its_snapshot(
+    store: EventStore,
+) -> None:
+    """Disable, enable, sync and delete an application with 2,000 syncs in its stream: each
+    reads the stream's snapshot and the events after it, not its 2,001 events twice (the
+    four read 16,026 events before, 16 now); each answers with the application as recorded."""
+    app = "appsynced"
+    stream = f"application-{app}"
+    commands = ApplicationCommands(store)
+    register = RegisterApplication(application_id=app, name="web", repository_id="r1", path="w")
+    await commands.register(register, envelope(actor="test"))
+    syncs = [SyncRequested(application_id=app, request_id=f"q{i}") for i in range(2_000)]
+    await write_long(store, stream, list(syncs))
+    await read_state(store, stream, APPLICATION)  # an earlier read left a snapshot
+
+    reads = counting(store)
+    commands = ApplicationCommands(reads)
+    steps: list[Command] = [
+        DisableApplication(application_id=app),
+        EnableApplication(application_id=app),
+        RequestSync(application_id=app, request_id="now"),
+    ]
+    outcomes = [await commands.execute(step, envelope(actor="test")) for step in steps]
+    deleted = await commands.delete(DeleteApplication(application_id=app), envelope(actor="t"))
+    assert reads.rows < 4 * SNAPSHOT_EVERY, reads.rows
+
+    disabled, enabled, synced = outcomes
+    assert [o.appended[0].stream_version for o in (*outcomes, deleted)] == [2001, 2002, 2003, 2004]
+    assert disabled.after is not None and disabled.after.application is not None
+    assert disabled.after.application.disabled
+    assert disabled.after.changed_position == disabled.appended[0].global_position
+    assert enabled.before == disabled.after
+    assert synced.before == synced.after == fold_recorded((await store.read_stream(stream))[:-1])
+    assert deleted.before is not None and deleted.before.application is not None
+    assert deleted.before.application.name == "web"
+    assert deleted.after is not None and deleted.after.application is None
