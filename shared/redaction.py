@@ -198,6 +198,8 @@ DIFF_CHARS: Final = 64_000
 """Longest rendered drift diff an event records (ApplicationSyncStateChanged)."""
 CONFIG_CHARS: Final = 32_000
 """Longest application config file an event records (DeploymentPlanned)."""
+DESCRIPTION_CHARS: Final = 2_000
+"""Longest application description an event records (ApplicationConfigObserved)."""
 
 
 def clip(text: str, limit: int) -> str:

@@ -29,6 +29,7 @@ import msgspec
 
 from shared.events.base import Event
 from shared.events.catalog import (
+    ApplicationAdopted,
     ApplicationSyncStateChanged,
     DeploymentCompleted,
     DeploymentPlanFailed,
@@ -50,6 +51,7 @@ SYNC_EVENTS: tuple[type[Event], ...] = (
     DeploymentPlanFailed,
     DeploymentCompleted,
     ApplicationSyncStateChanged,
+    ApplicationAdopted,
 )
 """The events `evolve` reads; every one carries the `application_id` it is about."""
 
@@ -88,7 +90,10 @@ class SyncStatus(msgspec.Struct, frozen=True, kw_only=True):
     since: datetime | None = None
     """When `state` was entered."""
     running_commit: str = ""
-    """The commit of the last successful deployment."""
+    """The commit of the last successful deployment (or the one adopted, before any)."""
+    adopted_commit: str = ""
+    """The commit that was running when `slipway app import` took the application over
+    from PipeCD ("" when it was not adopted)."""
     last_deployment: LastDeployment | None = None
     drift: Drift | None = None
     active: tuple[str, ...] = ()
@@ -142,6 +147,13 @@ def evolve(status: SyncStatus, event: Event, at: datetime) -> SyncStatus:
                 at,
                 SyncState.OUT_OF_SYNC,
                 f"deployment {event.deployment_id} failed to plan: {_text(event.reason)}",
+            )
+        case ApplicationAdopted():
+            # What runs now, as the import found it: the next deployment is planned against it.
+            status = replace(
+                status,
+                running_commit=event.running_commit_hash,
+                adopted_commit=event.running_commit_hash,
             )
         case ApplicationSyncStateChanged():
             state = SyncState.SYNCED if event.state == "SYNCED" else SyncState.OUT_OF_SYNC

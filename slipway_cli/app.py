@@ -20,6 +20,7 @@ from shared.events.streams import drift_stream
 from shared.events.vocabulary import Strategy
 from shared.syncstate import SyncState
 from slipway_cli.app_import import register_import
+from slipway_cli.app_live import print_live_tree
 from slipway_cli.command import (
     EXIT_API_ERROR,
     EXIT_OK,
@@ -93,6 +94,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     get = commands.add_parser("get", parents=[common], help="show an application")
     get.add_argument("application", metavar="NAME", help="the application's name or id")
+    get.add_argument(
+        "--live",
+        action="store_true",
+        help="also its live resources as a tree (Deployment > ReplicaSet > Pod, Services, "
+        "…) with their health, as the drift service last recorded them",
+    )
     get.set_defaults(handler=run_with_client(_get))
 
     for verb, handler in (("disable", _disable), ("enable", _enable)):
@@ -253,7 +260,16 @@ def _list(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _get(client: ApiClient, args: argparse.Namespace) -> int:
-    _show(client.get_application(args.application), args.json)
+    app = client.get_application(args.application)
+    if not args.live:
+        _show(app, args.json)
+        return 0
+    live = client.get_live_resources(app["application_id"])
+    if args.json:
+        print_json({**app, "live": live})
+        return 0
+    _show(app, False)
+    print_live_tree(live)
     return 0
 
 
@@ -378,6 +394,7 @@ def _show(app: Mapping[str, Any], as_json: bool) -> None:
         return
     fields = (
         ("name", app["name"]),
+        ("description", app.get("description") or "-"),
         ("id", app["application_id"]),
         ("repository", app["repository_id"]),
         ("path", app["path"]),
@@ -391,13 +408,21 @@ def _show(app: Mapping[str, Any], as_json: bool) -> None:
     )
     width = max(len(label) for label, _ in fields) + 1
     for label, value in fields:
-        print(f"{label + ':':<{width}} {value}")
+        # A multi-line value (a description) continues under the first line's start.
+        print(f"{label + ':':<{width}} " + str(value).replace("\n", "\n" + " " * (width + 1)))
     drift = (app.get("sync") or {}).get("drift")
     if drift and drift.get("diff"):
         # In full: the diff is what a person needs to decide, never cut short here.
         print(f"drift diff (at commit {drift['commit_hash'][:12] or '-'}):")
         for line in drift["diff"].splitlines():
             print(f"  {line}")
+
+
+def _running_commit(sync: Mapping[str, Any]) -> str:
+    running, adopted = sync.get("running_commit") or "", sync.get("adopted_commit") or ""
+    if running and running == adopted:
+        return f"{running} (adopted from PipeCD by `slipway app import`)"
+    return running or "-"
 
 
 def _sync_fields(sync: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -409,7 +434,7 @@ def _sync_fields(sync: Mapping[str, Any]) -> list[tuple[str, str]]:
     drift = sync.get("drift")
     return [
         ("sync", f"{state}{since}{reason}"),
-        ("running commit", sync.get("running_commit") or "-"),
+        ("running commit", _running_commit(sync)),
         (
             "last deployment",
             f"{last['deployment_id']} {last['status']} at {last['at']} "

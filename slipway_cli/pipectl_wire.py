@@ -167,6 +167,7 @@ def application_json(app: Mapping[str, Any]) -> dict[str, Any]:
                 }
             ),
             "platform_provider": app.get("platform_provider", ""),
+            "description": app.get("description", ""),
             "labels": dict(app.get("labels") or {}),
             "most_recently_successful_deployment": succeeded,
             "most_recently_triggered_deployment": triggered,

@@ -80,6 +80,10 @@ class ApiClient(Transport):
         """The application whose id or name is `ref`."""
         return self.request("GET", f"/applications/{_segment(ref)}")
 
+    def get_live_resources(self, ref: str) -> JsonObject:
+        """The application's live objects with their health, as drift last recorded them."""
+        return self.request("GET", f"/applications/{_segment(ref)}/live")
+
     def disable_application(self, ref: str) -> JsonObject:
         """Stop deploying the application until `enable_application`."""
         return self.request("POST", f"/applications/{_segment(ref)}/disable")

@@ -12,6 +12,8 @@ from msgspec import Meta
 from services.api.app import DEFAULT_READ_WAIT_S, ApiServer, create_app
 from services.api.auth import DEFAULT_CACHE_TTL_S
 from services.api.console.oidc import OidcSettings
+from services.api.console.session_keys import DEFAULT_ROTATION_S
+from services.api.console.sessions import SESSION_TTL_S
 from services.api.deps import PlanPreviewSource
 from services.api.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_STREAMS_PER_KEY
 from shared.config.secret_keys import public_key
@@ -47,8 +49,13 @@ class ApiSettings(ServiceSettings, frozen=True, kw_only=True):
     api_git_cache_dir: str = ""
     """Where plan previews clone (default: a directory under the system's temp dir)."""
     console_session_key: str = ""
-    """Signs the web console's session cookies; replicas must share it. "" picks a random
-    one per process (sessions then end when it restarts, and hold on one replica only)."""
+    """Signs the web console's session cookies in place of the keys kept in PostgreSQL
+    (which every replica shares and rotates); every replica must then be given the same."""
+    console_session_key_rotation_days: Annotated[float, Meta(ge=0, le=3650)] = (
+        DEFAULT_ROTATION_S / 86400
+    )
+    """A new stored session key after this many days (0: never); sessions signed with the
+    old one last until they expire. Ignored with `console_session_key`."""
     console_assets_dir: str = ""
     """Where the console's npm files are (`node_modules/`); "" uses the checkout's."""
     console_trace_url: str = ""
@@ -74,6 +81,11 @@ def oidc_settings(settings: ApiSettings) -> OidcSettings | None:
             ("clientId", "must not be empty", not oidc.client_id),
             ("scopes", "must include openid", "openid" not in oidc.scopes),
             ("groupRoles", "maps no group to a role: nobody could sign in", not oidc.group_roles),
+            (
+                "roleCheckInterval",
+                "must be between 1s and 12h",
+                not 1 <= oidc.role_check_interval.nanoseconds / 1e9 <= SESSION_TTL_S,
+            ),
         )
         if bad
     ]
@@ -98,6 +110,7 @@ def oidc_settings(settings: ApiSettings) -> OidcSettings | None:
         groups_claim=oidc.groups_claim,
         group_roles=dict(oidc.group_roles),
         redirect_url=oidc.redirect_url,
+        role_check_s=oidc.role_check_interval.nanoseconds / 1e9,
     )
 
 
@@ -136,6 +149,7 @@ async def setup(runtime: ServiceRuntime[ApiSettings]) -> Sequence[Component]:
         max_body_bytes=settings.api_max_body_bytes,
         max_log_streams_per_key=settings.api_max_log_streams_per_key,
         console_session_key=settings.console_session_key.encode() or None,
+        console_key_rotation_s=settings.console_session_key_rotation_days * 86400,
         console_assets_dir=Path(settings.console_assets_dir)
         if settings.console_assets_dir
         else None,

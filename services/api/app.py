@@ -8,6 +8,7 @@ in this order: request context (id, canonical log line) → errors → `auth`
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Final
 
@@ -19,9 +20,12 @@ from nats.aio.client import Client as NatsClient
 
 from services.api.auth import DEFAULT_CACHE_TTL_S, KEY_CACHE, KeyCache, api_key_auth
 from services.api.console.assets import DEFAULT_ASSETS_DIR
+from services.api.console.keyring import Keyring
 from services.api.console.oidc import OidcLogin, OidcSettings
+from services.api.console.oidc_sessions import OidcSessions
 from services.api.console.pages import add_console_routes
 from services.api.console.security import add_security_headers, console_middleware
+from services.api.console.session_keys import DEFAULT_ROTATION_S, refresh_keys
 from services.api.console.sessions import SessionCodec
 from services.api.console.state import CONSOLE, Console
 from services.api.deps import DEPS, Deps, PlanPreviewSource
@@ -60,6 +64,7 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_log_streams_per_key: int = DEFAULT_STREAMS_PER_KEY,
     console_session_key: bytes | None = None,
+    console_key_rotation_s: float = DEFAULT_ROTATION_S,
     console_assets_dir: Path | None = None,
     trace_url_template: str = "",
     oidc: OidcSettings | None = None,
@@ -73,8 +78,9 @@ def create_app(
     may follow at most `max_log_streams_per_key` logs at once (429 beyond).
 
     The web console (`services/api/console`) is served under `/console`: its
-    sessions are signed with `console_session_key` (random per process when None:
-    replicas must share one), its npm assets read from `console_assets_dir`;
+    sessions are signed with `console_session_key`, or when None with the keys every
+    replica shares in PostgreSQL (loaded before the first request, a new one every
+    `console_key_rotation_s`), its npm assets read from `console_assets_dir`;
     with `oidc`, people may also sign in through that OpenID Connect provider.
     """
     cache = KeyCache(store, ttl_s=key_cache_ttl_s)
@@ -84,11 +90,20 @@ def create_app(
     middlewares = [request_middleware, console_middleware, error_middleware, auth]
     app = web.Application(middlewares=middlewares, client_max_size=max_body_bytes)
     app.on_response_prepare.append(add_security_headers)
+    sessions = SessionCodec(
+        Keyring.fixed(console_session_key) if console_session_key else Keyring()
+    )
+    if not console_session_key:
+        app.cleanup_ctx.append(
+            refresh_keys(pool, sessions, rotation_s=console_key_rotation_s, clock=time.time)
+        )
+    login = OidcLogin(oidc) if oidc is not None else None
     app[CONSOLE] = Console(
-        sessions=SessionCodec(console_session_key),
+        sessions=sessions,
         assets_dir=console_assets_dir or DEFAULT_ASSETS_DIR,
         trace_url_template=trace_url_template,
-        oidc=OidcLogin(oidc) if oidc is not None else None,
+        oidc=login,
+        oidc_sessions=OidcSessions(pool, login) if login is not None else None,
     )
     app[KEY_CACHE] = cache
     app[DEPS] = Deps(

@@ -44,7 +44,7 @@ _POLL_S: Final = 0.02
 
 _COLUMNS: Final = """application_id, name, repository_id, path, config_filename,
 platform_provider, labels, disabled, registered_at, updated_at, last_position,
-registered_labels, config_labels, sync_state, sync"""
+registered_labels, config_labels, description, sync_state, sync"""
 
 _LIST: Final = f"""
 SELECT {_COLUMNS} FROM applications

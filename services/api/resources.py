@@ -65,6 +65,7 @@ def from_record(
         position=folded.changed_position,
         registered_labels=dict(state.labels),
         config_labels=dict(config_labels),
+        description=current.description if current is not None else "",
         sync_state=current.sync_state if current is not None else SyncState.UNKNOWN,
         sync=current.sync if current is not None else ApplicationSync(),
     )
@@ -86,6 +87,7 @@ def from_row(row: asyncpg.Record) -> ApplicationResource:
         position=row["last_position"],
         registered_labels=_labels.decode(row["registered_labels"]),
         config_labels=_labels.decode(row["config_labels"]),
+        description=row["description"],
         sync_state=row["sync_state"],
         sync=sync_of(row["sync"]),
     )
@@ -101,6 +103,7 @@ def sync_of(stored: str) -> ApplicationSync:
         reason=status.reason,
         since=status.since,
         running_commit=status.running_commit,
+        adopted_commit=status.adopted_commit,
         last_deployment=status.last_deployment,
         drift=status.drift,
     )

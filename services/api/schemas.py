@@ -30,6 +30,7 @@ from services.api.decider import (
 )
 from shared.analysis.judges import JUDGE_NAMES
 from shared.config.discovery import DEFAULT_CONFIG_FILENAME
+from shared.events.catalog import LiveResource
 from shared.events.vocabulary import DeploymentStatus, Strategy, SyncState
 from shared.insights import Figures, Period, PeriodFigures
 from shared.syncstate import Drift, LastDeployment
@@ -101,7 +102,18 @@ class ApplicationSync(msgspec.Struct, frozen=True, kw_only=True):
     reason: Annotated[str, Meta(description="Why the state is what it is.")] = ""
     since: Annotated[datetime | None, Meta(description="When the state was entered.")] = None
     running_commit: Annotated[
-        str, Meta(description='The commit of the last successful deployment; "" before one.')
+        str,
+        Meta(
+            description="The commit of the last successful deployment, or the one running "
+            'when the application was adopted from PipeCD; "" before either.'
+        ),
+    ] = ""
+    adopted_commit: Annotated[
+        str,
+        Meta(
+            description="The commit running when `slipway app import` adopted the application "
+            'from PipeCD; "" when it was not adopted.'
+        ),
     ] = ""
     last_deployment: Annotated[
         LastDeployment | None,
@@ -140,6 +152,9 @@ class ApplicationResource(msgspec.Struct, frozen=True, kw_only=True):
         dict[str, str],
         Meta(description="`spec.labels` of the config file at the last commit read."),
     ] = msgspec.field(default_factory=dict)
+    description: Annotated[
+        str, Meta(description="`spec.description` of the config file at the last commit read.")
+    ] = ""
     sync_state: SyncState = SyncState.UNKNOWN
     sync: ApplicationSync = msgspec.field(default_factory=ApplicationSync)
 
@@ -777,3 +792,19 @@ class ChainCancelled(msgspec.Struct, frozen=True, kw_only=True):
     appended: bool
     cancelled_deployments: list[str]
     """The deployments a cancel was asked for now."""
+
+
+# --- live resources (docs/console.md, "Live resources") --------------------------------------
+
+
+class ApplicationLiveResources(msgspec.Struct, frozen=True, kw_only=True):
+    """The application's live objects as the drift service last recorded them
+    (`application_live_resources_observed` on stream `liveresources-<id>`)."""
+
+    application_id: str
+    observed_at: datetime | None
+    """When they were recorded; null (and no resources) before the drift service has looked."""
+    resources: list[LiveResource]
+    """Owners before what they own; `owners` are uids of other items (nest by them)."""
+    truncated: int
+    """Objects left out to keep the record bounded."""

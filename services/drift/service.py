@@ -11,6 +11,9 @@ reads the live objects Slipway labelled for it and runs
   a deployment that ended since the last verdict may have set it otherwise);
 - `ApplicationHealthChanged` when the live workloads turn healthy or unhealthy
   (`shared.planning.health`: updated and ready replicas), and on the first check;
+- on `liveresources-<id>`, `ApplicationLiveResourcesObserved` (its objects and what
+  their controllers made, each with its health) when that list changed
+  (`live_resources`); also during a deployment, when the pods move most;
 - with `trigger.onOutOfSync` enabled, a `DeploymentTriggered(on_out_of_sync)`
   on `deployment-<id>` whose id is derived from the app, the commit and "drift";
 - for an `ApplicationDeleted(cascade=True)`, it deletes exactly the objects
@@ -42,6 +45,7 @@ from services.drift.decider import (
     RecordDeletion,
     trigger_of,
 )
+from services.drift.live_resources import record_live_resources
 from shared.aio import sleep_or_stop
 from shared.config.control import KubernetesProviderConfig
 from shared.config.resource_routes import ResourceRouter
@@ -145,6 +149,7 @@ class DriftDetector:
             application_id = app.registered.application_id
             try:
                 if app.deleted is None:
+                    await self._record_live_or_log(app.registered)
                     await self.check(app.registered)
                 elif app.deleted.cascade:
                     await self.delete_resources(app.registered)
@@ -210,6 +215,38 @@ class DriftDetector:
         if trigger is not None:
             await self._open(trigger)
         return result
+
+    async def _record_live_or_log(self, app: ApplicationRegistered) -> None:
+        try:
+            await self.record_live(app)
+        except Exception:  # the drift check still gets its turn
+            log.exception("drift_live_resources_failed", application_id=app.application_id)
+
+    async def record_live(self, app: ApplicationRegistered) -> bool:
+        """Read the application's live tree on its own provider's cluster and record it if
+        it changed; whether it did.
+
+        Unlike the drift check it needs no git, and runs during a deployment too (the
+        console shows the canary's pods coming and going)."""
+        clusters = Clusters(self.platforms, self.provider_labels)
+        try:
+            provider = clusters.provider_of(app.platform_provider)
+        except ConfigError:
+            return False  # `check` says why, once
+        async with clusters:
+            platform = await clusters.cluster(provider)
+            objects = await platform.live_tree(app.application_id)
+        recorded = await record_live_resources(
+            self.store, app.application_id, objects, actor=_ACTOR
+        )
+        if recorded is not None:
+            log.info(
+                "drift_live_resources_recorded",
+                application_id=app.application_id,
+                objects=len(recorded.resources),
+                truncated=recorded.truncated,
+            )
+        return recorded is not None
 
     async def _head(self, app: ApplicationRegistered) -> DeploySource:
         """The application at its branch head (a ConfigError when the control config lacks

@@ -153,6 +153,7 @@ class AppConfigs:
                     commit_hash=head,
                     labels=labels,
                     mentions=facts.mentions,
+                    description=facts.description,
                 )
             )
         for event in observed:

@@ -21,6 +21,7 @@ from shared.errors import ConfigError
 from shared.events.catalog import ConfigMention
 from shared.events.streams import repository_stream
 from shared.git import GitRepository
+from shared.redaction import DESCRIPTION_CHARS, clip, printable
 from shared.triggers import TriggerConfig
 
 __all__ = [
@@ -44,6 +45,7 @@ def read_app_config(path: str, content: bytes) -> AppConfigFacts:
         name=spec.name or Path(path).parent.name,
         kind=config.kind,
         labels=tuple(sorted(spec.labels.items())),
+        description=_description(spec.description),
         mentions=tuple(
             ConfigMention(
                 event=mention.event.removeprefix("EVENT_"),
@@ -61,6 +63,13 @@ def read_app_config(path: str, content: bytes) -> AppConfigFacts:
             )
         ),
     )
+
+
+def _description(text: str) -> str:
+    """`spec.description` as the API and the console show it: from a repository, so each
+    line printable (no NUL or escape codes), and bounded."""
+    lines = (printable(line.rstrip()) for line in text.strip().splitlines())
+    return clip("\n".join(lines), DESCRIPTION_CHARS)
 
 
 def read_app_watchers(

@@ -35,7 +35,8 @@ from shared.events.vocabulary import Strategy, Trigger
 from shared.redaction import COMMIT_MESSAGE_CHARS, REASON_CHARS, clip
 from shared.triggers import TriggerConfig, affected, normalize_dir
 
-ConfigRecord = tuple[tuple[tuple[str, str], ...], tuple[ConfigMention, ...]]
+ConfigRecord = tuple[tuple[tuple[str, str], ...], tuple[ConfigMention, ...], str]
+"""What `appconfig-<id>` last recorded: labels, mentions and description."""
 """What `appconfig-<id>` last recorded: the config's labels and notification mentions."""
 
 __all__ = [
@@ -79,6 +80,8 @@ class AppConfigFacts:
     kind: str = "KubernetesApp"
     labels: tuple[tuple[str, str], ...] = ()
     mentions: tuple[ConfigMention, ...] = ()
+    description: str = ""
+    """`spec.description`, printable and clipped (`DESCRIPTION_CHARS`)."""
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
     on_chain: bool = False
     """`trigger.onChain.disabled: false`: chains may deploy it (PipeCD's default is no)."""
@@ -274,9 +277,13 @@ def decide_discovered(
 def decide_config_observed(
     recorded: ConfigRecord | None, observed: ApplicationConfigObserved
 ) -> list[Event]:
-    """Record the labels and mentions read when they differ from the last recorded ones (or
-    none were)."""
-    return [] if recorded == (observed.labels, observed.mentions) else [observed]
+    """Record the labels, mentions and description read when they differ from the last
+    recorded ones (or none were)."""
+    return [] if recorded == _record_of(observed) else [observed]
+
+
+def _record_of(observed: ApplicationConfigObserved) -> ConfigRecord:
+    return (observed.labels, observed.mentions, observed.description)
 
 
 # The deciders, as `shared.eventlog.execute` runs them ------------------------------
@@ -302,12 +309,12 @@ REPOSITORY: Final = Functions[RepositoryState, RepositoryDecision](
 
 def _evolve_labels(recorded: ConfigRecord | None, event: Event) -> ConfigRecord | None:
     if isinstance(event, ApplicationConfigObserved):
-        return (event.labels, event.mentions)
+        return _record_of(event)
     return recorded
 
 
 CONFIG_LABELS: Final = Functions[ConfigRecord | None, ApplicationConfigObserved](
     None, _evolve_labels, decide_config_observed
 )
-"""`appconfig-<id>`: the labels and notification mentions last read from an application's
-config."""
+"""`appconfig-<id>`: the labels, notification mentions and description last read from an
+application's config."""

@@ -367,6 +367,9 @@ class ConsoleOidc(Spec, frozen=True):
     redirect_url: str = msgspec.field(default="", name="redirectURL")
     """The console's callback as the provider knows it (default: this request's origin +
     `/console/oidc/callback`)."""
+    role_check_interval: Duration = Duration.of(minutes=15)
+    """How long a signed-in person's role holds before the provider is asked again (with
+    its refresh token); without one, the session ends then."""
 
 
 class ConsoleSettings(Spec, frozen=True):

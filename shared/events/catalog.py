@@ -26,6 +26,7 @@ from shared.events.vocabulary import (
     Deviation,
     KeyRole,
     ReceiverKind,
+    ResourceHealth,
     SampleRole,
     StageName,
     StageStatus,
@@ -177,6 +178,45 @@ class ApplicationResourcesDeletionFailed(
     remaining: tuple[str, ...] = ()
 
 
+class LiveResource(msgspec.Struct, frozen=True, kw_only=True):
+    """One live object of an application, as `ApplicationLiveResourcesObserved` lists it.
+
+    Only these fields are copied from the cluster (never data, annotations, env or
+    other spec), each clipped: `owners` are the uids of its ownerReferences (a Pod's
+    ReplicaSet, a ReplicaSet's Deployment); `reason` says why it has its health
+    ("2/3 ready", "Running, 1/1 ready", "CrashLoopBackOff"); `created_at` is its
+    `creationTimestamp` as the cluster wrote it.
+    """
+
+    api_version: str
+    kind: str
+    namespace: str = ""
+    name: str
+    uid: str
+    owners: tuple[str, ...] = ()
+    health: ResourceHealth
+    reason: str = ""
+    created_at: str = ""
+
+
+class ApplicationLiveResourcesObserved(
+    Event, tag="application_live_resources_observed", frozen=True
+):
+    """The drift service read the application's live objects: the ones labelled for it and
+    what their controllers made (ReplicaSets, Pods), each with its health.
+
+    Stream `liveresources-<application_id>`; appended only when the list differs from
+    the last recorded (`digest`, over `resources` and `truncated`), not every round.
+    Bounded: at most `shared.platform.livetree.MAX_OBJECTS` objects within a byte
+    budget, owners before what they own; `truncated` counts those left out.
+    """
+
+    application_id: str
+    resources: tuple[LiveResource, ...] = ()
+    truncated: int = 0
+    digest: str = ""
+
+
 # Repositories (stream `repository-<repository_id>`) ----------------------------
 
 
@@ -244,10 +284,11 @@ class ApplicationConfigObserved(Event, tag="application_config_observed", frozen
     """A registered application's config file, read at a commit of its repository.
 
     Stream `appconfig-<application_id>`, owned by the gitwatcher. Appended when
-    the config's labels or notification mentions differ from the ones last
-    recorded for the application (and once for an application not read
-    before), so that readers merge the labels with the registration's
-    (`shared.labels.merge_labels`) and the notifier mentions whom it names.
+    the config's labels, notification mentions or description differ from the
+    ones last recorded for the application (and once for an application not
+    read before), so that readers merge the labels with the registration's
+    (`shared.labels.merge_labels`), the notifier mentions whom it names, and
+    the API and console show `spec.description` (clipped to `DESCRIPTION_CHARS`).
     """
 
     repository_id: str
@@ -255,6 +296,7 @@ class ApplicationConfigObserved(Event, tag="application_config_observed", frozen
     commit_hash: str
     labels: tuple[tuple[str, str], ...] = ()
     mentions: tuple[ConfigMention, ...] = ()
+    description: str = ""
 
 
 # Deployments (stream `deployment-<deployment_id>`) -----------------------------
@@ -765,6 +807,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ApplicationAdopted,
     ApplicationResourcesDeleted,
     ApplicationResourcesDeletionFailed,
+    ApplicationLiveResourcesObserved,
     CommitObserved,
     RepositoryFetchFailed,
     RepositoryRecovered,

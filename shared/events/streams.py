@@ -22,6 +22,7 @@ __all__ = [
     "deployment_stream",
     "drift_stream",
     "event_key_stream",
+    "live_resources_stream",
     "name_stream",
     "notification_stream",
     "relay_stream",
@@ -75,6 +76,12 @@ def analysis_stream(analysis_id: str) -> str:
 def drift_stream(application_id: str) -> str:
     """`drift-<application id>`: sync state changes and cascade deletions (the drift service)."""
     return stream_id("drift", application_id)
+
+
+def live_resources_stream(application_id: str) -> str:
+    """`liveresources-<application id>`: the application's live objects, each time they
+    change (the drift service; a stream of its own, so reading the newest is one row)."""
+    return stream_id("liveresources", application_id)
 
 
 def notification_stream(notification_id: str) -> str:

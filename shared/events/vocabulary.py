@@ -19,6 +19,7 @@ __all__ = [
     "Deviation",
     "KeyRole",
     "ReceiverKind",
+    "ResourceHealth",
     "SampleRole",
     "StageName",
     "StageStatus",
@@ -170,6 +171,15 @@ class TickOutcome(enum.StrEnum):
     CONTINUE = "continue"
     PASS = "pass"  # noqa: S105 - a verdict, not a password
     FAIL = "fail"
+
+
+class ResourceHealth(enum.StrEnum):
+    """One live object's health, as the drift service reads it (`shared.platform.livetree`)."""
+
+    HEALTHY = "HEALTHY"
+    PROGRESSING = "PROGRESSING"  # not there yet: pods starting, a rollout under way
+    UNHEALTHY = "UNHEALTHY"  # failed or stuck: a crash loop, a missed progress deadline
+    UNKNOWN = "UNKNOWN"  # a status it cannot read
 
 
 class KeyRole(enum.StrEnum):

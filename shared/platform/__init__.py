@@ -6,7 +6,8 @@ An application's clusters together, each object on the provider its
 The adapter speaks the cluster's REST API; `resources` holds the pure parts
 (what Slipway writes on each object, how healthy a rollout is) so the executor
 and tests can use them without a cluster. Failures are the `PlatformError`
-subtree of `shared.errors`. `livekinds` says which kinds live state lists.
+subtree of `shared.errors`. `livekinds` says which kinds live state lists;
+`livetree` turns an application's live objects into the record drift keeps.
 """
 
 from __future__ import annotations

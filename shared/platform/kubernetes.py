@@ -64,6 +64,10 @@ Propagation = Literal["Background", "Foreground", "Orphan"]
 # Applied before everything else, deleted after: other objects live inside them.
 _CONTAINERS: Final = ("Namespace", "CustomResourceDefinition")
 _LIST_CONCURRENCY: Final = 8
+# What controllers make for an application's objects (never labelled for it): the live
+# tree follows ownerReferences down to them, in the namespaces of its objects only.
+_OWNED_KINDS: Final = (("apps", "ReplicaSet"), ("", "Pod"), ("batch", "Job"))
+_MAX_TREE_NAMESPACES: Final = 20
 _RECREATE_ATTEMPTS: Final = 20  # force-sync-by-replace: about 30 s for the old object to go
 _APPLY_PATCH: Final = "application/apply-patch+yaml"
 _MERGE_PATCH: Final = "application/merge-patch+json"
@@ -402,6 +406,47 @@ class KubernetesPlatform:
             key=lambda m: m.key,
         )
 
+    async def live_tree(self, application_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """(apiVersion, kind, object) of every object labelled for the application, and of
+        the ReplicaSets, Pods and Jobs they own (through ownerReferences, at any depth), for
+        `livetree.observe`. Only the namespaces of the labelled objects are listed (at most
+        `_MAX_TREE_NAMESPACES` of them), each kind once per namespace."""
+        selector = f"{LABEL_APPLICATION}={application_id}"
+        labelled = await self.list_objects(label_selector=selector)
+        found = [(r.api_version, r.kind, item) for r, item in labelled]
+        namespaces = sorted(
+            {
+                ns
+                for r, item in labelled
+                if r.namespaced and (ns := str((item.get("metadata") or {}).get("namespace", "")))
+            }
+        )[:_MAX_TREE_NAMESPACES]
+        if self.live_kinds.namespace:
+            namespaces = [ns for ns in namespaces if ns == self.live_kinds.namespace]
+        owned_kinds = await self._resources(_OWNED_KINDS)
+        limit = asyncio.Semaphore(_LIST_CONCURRENCY)
+
+        async def listed(resource: ApiResource, namespace: str) -> list[tuple[str, str, Any]]:
+            async with limit:
+                answer, _ = await self._api.request(
+                    "GET",
+                    resource.path(namespace),
+                    verb="list",
+                    what=f"{resource.kind} in {namespace}",
+                )
+            return [
+                (resource.api_version, resource.kind, item)
+                for item in answer.get("items") or ()
+                if isinstance(item, dict)
+            ]
+
+        candidates: list[tuple[str, str, dict[str, Any]]] = []
+        for batch in await asyncio.gather(
+            *(listed(r, ns) for r in owned_kinds for ns in namespaces)
+        ):
+            candidates += batch
+        return found + _descendants(found, candidates)
+
     async def list_objects(
         self, *, label_selector: str = "", kinds: Iterable[tuple[str, str]] | None = None
     ) -> list[tuple[ApiResource, dict[str, Any]]]:
@@ -567,6 +612,35 @@ def _live_manifest(resource: ApiResource, item: dict[str, Any], cluster: str) ->
         source="live",
         cluster=cluster,
     )
+
+
+def _uid(item: dict[str, Any]) -> str:
+    uid = (item.get("metadata") or {}).get("uid")
+    return uid if isinstance(uid, str) else ""
+
+
+def _descendants(
+    roots: list[tuple[str, str, dict[str, Any]]], candidates: list[tuple[str, str, dict[str, Any]]]
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """The candidates owned, directly or through one another, by one of `roots`."""
+    known = {_uid(item) for _, _, item in roots} - {""}
+    found: list[tuple[str, str, dict[str, Any]]] = []
+    remaining = [c for c in candidates if _uid(c[2]) not in known]
+    while True:
+        owned = [
+            c
+            for c in remaining
+            if any(
+                isinstance(ref, dict) and ref.get("uid") in known
+                for ref in (c[2].get("metadata") or {}).get("ownerReferences") or ()
+            )
+        ]
+        if not owned:
+            return found
+        found += owned
+        known |= {_uid(item) for _, _, item in owned} - {""}
+        taken = {id(c) for c in owned}
+        remaining = [c for c in remaining if id(c) not in taken and _uid(c[2]) not in known]
 
 
 def _timed_out(status: RolloutStatus, timeout_s: float) -> str:

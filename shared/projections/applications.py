@@ -2,7 +2,8 @@
 
 `labels` are the registration's labels merged with those of the application's
 config file at the last commit the gitwatcher read (`ApplicationConfigObserved`),
-the config's winning on a shared key; both sources are kept beside them.
+the config's winning on a shared key; both sources are kept beside them, and
+the config's `spec.description` too.
 `sync_state` and `sync` are `shared.syncstate`'s fold of the application's
 deployment and drift events.
 """
@@ -36,6 +37,7 @@ CREATE TABLE {table} (
   labels             jsonb       NOT NULL,
   registered_labels  jsonb       NOT NULL,
   config_labels      jsonb       NOT NULL DEFAULT '{}',
+  description        text        NOT NULL DEFAULT '',
   disabled           boolean     NOT NULL,
   registered_at      timestamptz NOT NULL,
   updated_at         timestamptz NOT NULL,
@@ -69,7 +71,8 @@ ON CONFLICT (application_id) DO UPDATE
 # those say when the registration last changed (what the API's writes answer with).
 # `||` is `shared.labels.merge_labels` in SQL: the config's value wins on a shared key.
 _CONFIG_LABELS = """
-UPDATE {table} SET config_labels = $2::jsonb, labels = registered_labels || $2::jsonb
+UPDATE {table} SET config_labels = $2::jsonb, labels = registered_labels || $2::jsonb,
+                   description = $3
 WHERE application_id = $1
 """
 
@@ -109,7 +112,8 @@ class ApplicationsProjection(SingleTableProjection):
     # 2: ApplicationEnabled clears `disabled` (version 1 ignored it).
     # 3: ApplicationDeleted drops the row.
     # 4: config labels merged into `labels`; the sync state.
-    version = 4
+    # 5: the config's description; an adoption's running commit in the sync state.
+    version = 5
 
     async def apply(
         self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]
@@ -144,6 +148,7 @@ class ApplicationsProjection(SingleTableProjection):
                     self.sql(_CONFIG_LABELS, tables),
                     observed.application_id,
                     _json.encode(dict(observed.labels)).decode(),
+                    observed.description,
                 )
             case _ if isinstance(event.event, SYNC_EVENTS):
                 await self._sync(conn, [event], tables)

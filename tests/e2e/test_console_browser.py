@@ -2,10 +2,11 @@
 
 One sandbox (every service its own process) and one browser for the module. The
 story's steps are played by the sandbox's own story runner while the browser
-watches: sign in, find account-prd, watch its canary and analysis move without
-reloading, see the bad image fail its analysis and roll back, open the event log at
-an instant before the rollback, approve a WAIT_APPROVAL stage from the page, and read
-the insights page (once `GET /api/v1/insights` is in the checkout).
+watches: sign in, find account-prd (its live resources as a tree), watch its canary
+and analysis move without reloading, see the bad image fail its analysis and roll
+back, open the event log at an instant before the rollback, approve a WAIT_APPROVAL
+stage from the page, and read the insights page (once `GET /api/v1/insights` is in
+the checkout).
 Each page is screenshotted (`.screenshots/console/`, git-ignored) and checked with
 axe-core (no serious or critical violation), and none may log a CSP violation.
 """
@@ -130,6 +131,16 @@ async def test_a_person_follows_the_story_in_the_console(tmp_path: Path) -> None
         await page.wait_for_url(f"**/console/applications/{PRD}")
         # The config file the running commit was planned with (from its DeploymentPlanned).
         assert "kind: KubernetesApp" in (await page.text_content("#running-config") or "")
+        # Its live resources as a tree, from the drift service's record (drawn when the
+        # page's live stream says it arrived, if drift had not looked yet): a Pod inside
+        # its ReplicaSet inside its Deployment, the Service beside the Deployment.
+        pod = (
+            "ul.resource-tree > li[data-kind=Deployment] > ul > li[data-kind=ReplicaSet]"
+            " > ul > li[data-kind=Pod]"
+        )
+        await page.wait_for_selector(pod, timeout=LIVE_TIMEOUT_MS)
+        assert await page.locator("ul.resource-tree > li[data-kind=Service]").count() >= 1
+        assert "HEALTHY" in (await page.locator(pod).first.inner_text())
         await _checked(page, "03-application", problems)
 
         # The prd canary: the page follows the deployment as it runs, never reloaded.

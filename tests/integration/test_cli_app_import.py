@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,14 @@ import pytest
 
 from kubesim import KubeSim
 from kubesim.testing import Kubectl, find_kubectl
+from shared.apikeys import create_api_key
 from shared.eventlog import EventStore
 from shared.events.catalog import ApplicationAdopted
 from shared.platform import KubernetesPlatform
+from shared.testing import wait_until
 from tests.support.api import running_projection, served_api
 from tests.support.cli import slipway
+from tests.support.console import ConsoleClient
 
 COMMIT = "4f2c1e9a7b3d5f6e8a0b1c2d3e4f5a6b7c8d9e0f"
 PIPECD_OBJECTS = f"""\
@@ -87,6 +91,22 @@ async def test_bulk_import_registers_takes_over_and_names_what_it_could_not(
         pipecd_application_id="pipecd-web",
         commander="test-admin",
     )
+
+    # Where people look: the adopted commit is the running one, and says where it came from.
+    async def adopted() -> str | None:
+        shown = await slipway("app", "get", "web", api_url=api_url)
+        return shown.out if "(adopted from PipeCD" in shown.out else None
+
+    shown = await wait_until(adopted, within_s=10, what="the adoption in the read model")
+    assert f"running commit:    {COMMIT} (adopted from PipeCD by `slipway app import`)\n" in shown
+    got = json.loads((await slipway("app", "get", "web", "--json", api_url=api_url)).out)
+    assert (got["sync"]["running_commit"], got["sync"]["adopted_commit"]) == (COMMIT, COMMIT)
+    key = await create_api_key(store, "read-only", "reader")
+    async with ConsoleClient(api_url) as browser:
+        await browser.sign_in(key)
+        status, page = await browser.page("/console/applications/web")
+    assert status == 200, page
+    assert f'id="app-running-commit">{COMMIT[:12]} (adopted from PipeCD)</dd>' in page
 
 
 async def test_a_bad_file_is_a_usage_error_naming_the_entry_and_field(

@@ -29,6 +29,7 @@ from shared.events.catalog import (
     SyncRequested,
 )
 from shared.ids import new_id
+from shared.platform.livetree import observe
 from shared.testing import wait_until
 from tests.support.api import api_key_for, auth_headers, running_projection, served_api
 from tests.support.console import ConsoleClient, csrf_of, waiting_for_approval
@@ -388,3 +389,53 @@ async def test_the_application_page_shows_the_config_file_at_the_running_commit(
     assert shown == ["apiVersion: pipecd.dev/v1beta1\n# at c0ffee1 &lt;b&gt;\n"], page
     assert "account-prd/.pipe.yaml at c0ffee1" in page
     assert f'href="/console/deployments/{ran}"' in page
+
+
+async def test_the_application_page_nests_the_live_resources_and_its_stream_redraws_them(
+    api: str, store: EventStore
+) -> None:
+    """Drift's newest live record as a tree (a Pod inside its ReplicaSet inside its
+    Deployment, a Service beside), names from the cluster escaped; a new record reaches
+    the page's live stream, and the page then shows it."""
+    key = await create_api_key(store, "read-only", "reader")
+    async with ConsoleClient(api) as browser:
+        await browser.sign_in(key)
+        _, page = await browser.page("/console/applications/web-prd")
+        assert 'id="live-resources-none"' in page
+        app_id = re.findall(r"application=([0-9a-z]+)&amp;after=", page)[0]
+        live = html_lib.unescape(re.findall(r'sse-connect="([^"]+)"', page)[0])
+
+        def meta(name: str, uid: str, owner: str = "") -> dict[str, Any]:
+            refs = [{"uid": owner, "controller": True}] if owner else []
+            return {"name": name, "namespace": "shop", "uid": uid, "ownerReferences": refs}
+
+        objects: list[tuple[str, str, dict[str, Any]]] = [
+            (
+                "v1",
+                "Pod",
+                {"metadata": meta("web-1-a", "p1", "rs1"), "status": {"phase": "Pending"}},
+            ),
+            (
+                "apps/v1",
+                "ReplicaSet",
+                {"metadata": meta("web-1", "rs1", "d1"), "spec": {"replicas": 1}},
+            ),
+            ("apps/v1", "Deployment", {"metadata": meta("web", "d1")}),
+            ("v1", "Service", {"metadata": meta("<b>web</b>", "s1")}),
+        ]
+        await store.append(
+            f"liveresources-{app_id}", new_events([observe(app_id, objects)]), expected_version=-1
+        )
+        async with browser.http.get(live, timeout=aiohttp.ClientTimeout(total=5)) as stream:
+            assert await stream.content.readline() == b"event: changed\n"
+        _, page = await browser.page("/console/applications/web-prd")
+        tree = re.findall(r'<ul class="resource-tree".*?(?=<h2)', page, re.S)[0]
+        assert "&lt;b&gt;web&lt;/b&gt;" in page and "<b>web</b>" not in page
+        nested = re.search(
+            r'data-kind="Deployment">.*?<ul>\s*<li class="resource" data-kind="ReplicaSet">'
+            r'.*?<ul>\s*<li class="resource" data-kind="Pod">.*?shop/web-1-a.*?PROGRESSING',
+            tree,
+            re.S,
+        )
+        assert nested, tree
+        assert re.search(r'^<li class="resource" data-kind="Service">', tree, re.M), tree

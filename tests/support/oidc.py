@@ -36,6 +36,14 @@ class Provider:
         ):
             assert reply.status == 204, await reply.text()
 
+    async def revoke_tokens(self, sub: str) -> None:
+        """What an administrator does at the provider: revoke every token of `sub`."""
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{self.issuer}/users/{sub}/revoke-tokens") as reply,
+        ):
+            assert reply.status == 204, await reply.text()
+
     async def authorize(self, url: str, sub: str) -> str:
         """What the person does at the provider: sign in as `sub`; the callback URL it sends
         the browser back to."""
@@ -76,8 +84,9 @@ class Provider:
 
 
 @contextlib.contextmanager
-def local_provider() -> Iterator[Provider]:
+def local_provider(*, refresh_tokens: bool = True) -> Iterator[Provider]:
     """The provider, served from a thread until the block ends; its issuer is
-    `http://localhost:<port>` (another site than the API's 127.0.0.1, as in real life)."""
-    with run_server_in_thread() as server:
+    `http://localhost:<port>` (another site than the API's 127.0.0.1, as in real life).
+    It issues refresh tokens unless `refresh_tokens` is False."""
+    with run_server_in_thread(issue_refresh_token=refresh_tokens) as server:
         yield Provider(f"http://localhost:{server.server_port}")

@@ -3,13 +3,15 @@ session cookie, and `spec.console.oidc` read (and refused) at start."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from services.api.__main__ import ApiSettings, oidc_settings
-from services.api.console.oidc import OidcRefused, pkce_challenge, role_of
-from services.api.console.sessions import SessionCodec
+from services.api.console.oidc import OidcRefused, SignedIn, pkce_challenge, role_of
+from services.api.console.oidc_sessions import session_end
+from services.api.console.sessions import SESSION_TTL_S, SessionCodec
 from shared.settings import SettingsError
 
 NOW = 1_800_000_000.0
@@ -31,19 +33,27 @@ def test_the_highest_mapped_role_wins_and_no_mapped_group_is_refused() -> None:
         role_of({"groups": {"sre": True}}, "groups", ROLES)  # type: ignore[arg-type]
 
 
-def test_a_persons_session_carries_name_and_role_and_cannot_be_edited() -> None:
+def test_a_persons_session_names_its_row_and_cannot_be_edited() -> None:
     codec = SessionCodec(b"k" * 32)
-    cookie = codec.issue_user("alice@example.com", "read-write", NOW, ttl_s=60)
+    mine, theirs = "0" * 26, "1" * 26
+    cookie = codec.issue_oidc(mine, NOW, ttl_s=60)
     token = codec.read(cookie, NOW + 1)
     assert token is not None
-    assert (token.user, token.role, token.key_id) == ("alice@example.com", "read-write", "")
+    assert (token.oidc_session, token.key_id) == (mine, "")
     assert codec.read(cookie, NOW + 61) is None
     _body, signature = cookie.rsplit(".", 1)
-    admin = SessionCodec(b"k" * 32).issue_user("alice@example.com", "admin", NOW)
-    assert codec.read(f"{admin.rsplit('.', 1)[0]}.{signature}", NOW + 1) is None
+    other = SessionCodec(b"k" * 32).issue_oidc(theirs, NOW)
+    assert codec.read(f"{other.rsplit('.', 1)[0]}.{signature}", NOW + 1) is None
     assert SessionCodec(b"x" * 32).read(cookie, NOW + 1) is None
-    with pytest.raises(ValueError, match="no session"):
-        codec.issue_user("alice", "root", NOW)
+    with pytest.raises(ValueError, match="not a session id"):
+        codec.issue_oidc("alice", NOW)
+
+
+def test_a_session_without_a_refresh_token_ends_at_its_first_role_check() -> None:
+    refreshable = SignedIn("alice", "sub-1", "admin", refresh_token="r")
+    assert session_end(refreshable, NOW, 900) == NOW + SESSION_TTL_S
+    assert session_end(replace(refreshable, refresh_token=""), NOW, 900) == NOW + 900
+    assert session_end(replace(refreshable, refresh_token=""), NOW, 10**9) == NOW + SESSION_TTL_S
 
 
 def _config(tmp_path: Path, oidc: str) -> ApiSettings:
@@ -69,6 +79,7 @@ def test_the_configuration_is_read_with_its_secret_file(tmp_path: Path) -> None:
     assert settings.client_secret == "s3cret" and settings.groups_claim == "groups"
     assert settings.scopes == ("openid", "email", "profile")
     assert dict(settings.group_roles) == {"sre": "admin", "devs": "read-write"}
+    assert settings.role_check_s == 900  # 15 minutes unless configured
 
 
 def test_a_bad_configuration_stops_the_api_naming_each_field(tmp_path: Path) -> None:
@@ -76,11 +87,17 @@ def test_a_bad_configuration_stops_the_api_naming_each_field(tmp_path: Path) -> 
         oidc_settings(
             _config(
                 tmp_path,
-                "      issuer: login.example.com\n      clientId: slipway\n      scopes: [email]\n",
+                "      issuer: login.example.com\n      clientId: slipway\n      scopes: [email]\n"
+                "      roleCheckInterval: 24h\n",
             )
         )
     problems = " ".join(caught.value.problems)
-    for field in ("spec.console.oidc.issuer", "scopes must include openid", "groupRoles"):
+    for field in (
+        "spec.console.oidc.issuer",
+        "scopes must include openid",
+        "groupRoles",
+        "roleCheckInterval must be between 1s and 12h",
+    ):
         assert field in problems, problems
     with pytest.raises(SettingsError, match="clientSecretFile"):
         oidc_settings(

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 from services.api.console.charts import analysis_chart
+from services.api.console.keyring import PUBLISH_S, Keyring, StoredKey, keyring_of, retired
 from services.api.console.sessions import SessionCodec
 from shared.events.base import Event, Metadata, RecordedEvent
 from shared.events.catalog import (
@@ -179,3 +180,25 @@ def test_a_ratio_of_rates_draws_each_counter_on_its_own_line() -> None:
         "canary events": [(100.0, 3.0)],
         "canary total": [(100.0, 300.0)],
     }
+
+
+def test_a_new_key_signs_once_published_and_the_old_one_verifies_until_its_sessions_end() -> None:
+    ttl = 12 * 3600
+    keys = [StoredKey(1, b"a" * 32, 0.0), StoredKey(2, b"b" * 32, 1000.0)]
+    assert keyring_of(keys[:1], 5.0, ttl) == Keyring("1", {"1": b"a" * 32})
+    before = keyring_of(keys, 1000.0 + PUBLISH_S - 1, ttl)  # key 2 known, not signing yet
+    assert before.signing == "1" and set(before.keys) == {"1", "2"}
+    after = keyring_of(keys, 1000.0 + PUBLISH_S, ttl)
+    assert after.signing == "2" and set(after.keys) == {"1", "2"}
+    ended = 1000.0 + PUBLISH_S + ttl
+    assert set(keyring_of(keys, ended, ttl).keys) == {"2"}
+    assert retired(keys, ended - 1, ttl) == [] and retired(keys, ended, ttl) == [1]
+    # A cookie naming no key, or something that is not a key id, is refused.
+    codec = SessionCodec(after)
+    cookie = codec.issue(KEY_ID, NOW)
+    body, _, signature = cookie.rpartition(".")
+    mac = signature.partition(":")[2]
+    for kid in ("3", "", "../1", "e"):
+        assert codec.read(f"{body}.{kid}:{mac}", NOW) is None
+    assert codec.read(cookie, NOW) is not None
+    assert SessionCodec(Keyring()).read(cookie, NOW) is None  # keys not loaded: nothing verifies

@@ -147,8 +147,8 @@ def test_the_gitwatcher_reads_an_apps_mentions_and_records_their_changes() -> No
     observed = ApplicationConfigObserved(
         repository_id="r", application_id="a", commit_hash="c", mentions=facts.mentions
     )
-    assert decide_config_observed(((), ()), observed) == [observed]  # mentions changed
-    assert decide_config_observed(((), facts.mentions), observed) == []
+    assert decide_config_observed(((), (), ""), observed) == [observed]  # mentions changed
+    assert decide_config_observed(((), facts.mentions, ""), observed) == []
 
 
 def test_an_apps_mentions_are_made_for_its_event_and_for_star() -> None:

@@ -108,6 +108,8 @@ def test_an_application_prints_as_gos_encoding_json_of_pipecds_struct() -> None:
         "updated_at": 1767225610,
     }
     # empty fields are left out (omitempty): no platform provider, not disabled, kind 0
+    described = application_json({**_APP, "description": "The accounts service."})
+    assert described["description"] == "The accounts service."  # pipectl shows it (field 9)
 
 
 _PREVIEW = {

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
+    ApplicationAdopted,
     ApplicationSyncStateChanged,
     DeploymentCompleted,
     DeploymentPlanFailed,
@@ -136,3 +137,14 @@ def test_text_quoted_from_outside_never_carries_a_nul() -> None:
         DeploymentPlanFailed(deployment_id="d1", application_id=APP, reason="bad \x00 yaml"),
     )
     assert failed.reason == "deployment d1 failed to plan: bad \N{REPLACEMENT CHARACTER} yaml"
+
+
+def test_an_adoption_is_the_running_commit_until_slipway_deploys_another() -> None:
+    adopted = ApplicationAdopted(application_id=APP, running_commit_hash="pipecd1")
+    status = _fold(adopted)
+    assert (status.running_commit, status.adopted_commit) == ("pipecd1", "pipecd1")
+    assert status.state == SyncState.UNKNOWN  # drift has not compared anything yet
+    status = _fold(adopted, _triggered("d1", "c2"), _completed("d1", commit="c2"))
+    assert (status.running_commit, status.adopted_commit) == ("c2", "pipecd1")
+    failed = _fold(adopted, _triggered("d1", "c2"), _completed("d1", "FAILURE", commit="c2"))
+    assert failed.running_commit == "pipecd1"

@@ -10,7 +10,10 @@ The authorization code flow with PKCE (S256), `state` and `nonce`:
    the ID token: its signature against the provider's JWKS, its issuer,
    audience (our client id), expiry and nonce (`verify_id_token`);
 3. `role_of` maps the token's groups to the highest configured role; a person
-   in no mapped group gets none, and is refused.
+   in no mapped group gets none, and is refused;
+4. `recheck`, later, reads the person's groups again with the refresh token the
+   provider issued (a refreshed ID token, or the userinfo endpoint), so a
+   session's role follows the provider's groups (`oidc_sessions`).
 
 Everything the provider sends is untrusted: the discovery document must name
 the configured issuer, and every answer is checked before it is used.
@@ -43,6 +46,8 @@ __all__ = [
     "OidcRefused",
     "OidcSettings",
     "Pending",
+    "Rechecked",
+    "SignedIn",
     "pkce_challenge",
     "role_of",
     "verify_id_token",
@@ -54,11 +59,19 @@ _ALGORITHMS: Final = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdD
 _DISCOVERY_TTL_S: Final = 600.0
 _TIMEOUT: Final = aiohttp.ClientTimeout(total=10)
 _MAX_BODY: Final = 1024 * 1024
+_HTTP: Final = ("https://", "http://")
+_MAX_TOKEN: Final = 8192
+"""The longest refresh token kept (providers' are far shorter; this bounds the stored row)."""
 
 
 class OidcRefused(SlipwayError):
     """A sign-in by OIDC that cannot be accepted: the provider's answer, the token, the state
-    or the person's groups; the message says which."""
+    or the person's groups; the message says which. `transient`: the provider could not be
+    reached or answered with a server error (a later try may pass)."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,28 @@ class OidcSettings:
     groups_claim: str
     group_roles: Mapping[str, Role]
     redirect_url: str = ""
+    role_check_s: float = 900.0
+    """How long a session's role holds before the provider is asked again (`oidc_sessions`)."""
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A person the provider vouched for: who, with which role, and how to ask again."""
+
+    user: str
+    """Their name in the log (`user_name`)."""
+    subject: str
+    """The provider's `sub`: later answers about them must name the same."""
+    role: Role
+    refresh_token: str = ""
+    """"" when the provider issued none (the session then ends at its first role check)."""
+
+
+@dataclass(frozen=True)
+class Rechecked:
+    role: Role
+    refresh_token: str
+    """The one to use next time (the provider may rotate it)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +123,7 @@ class _Provider:
     token_endpoint: str
     jwks: KeySet
     fetched: float
+    userinfo_endpoint: str = ""
 
 
 def pkce_challenge(verifier: str) -> str:
@@ -97,23 +133,24 @@ def pkce_challenge(verifier: str) -> str:
 
 
 def verify_id_token(
-    token: str, *, jwks: KeySet, issuer: str, client_id: str, nonce: str, now: int
+    token: str, *, jwks: KeySet, issuer: str, client_id: str, nonce: str | None, now: int
 ) -> dict[str, Any]:
     """The ID token's claims once its signature (by a key of `jwks`), issuer, audience,
-    expiry and nonce are right; `OidcRefused` naming what is wrong otherwise."""
+    expiry and nonce are right; `OidcRefused` naming what is wrong otherwise. `nonce` None:
+    an ID token from a refresh, which carries none of its own (OIDC Core 12.2)."""
     try:
         decoded = jwt.decode(token, jwks, algorithms=list(_ALGORITHMS))
     except (JoseError, ValueError) as exc:
         raise OidcRefused(f"the ID token's signature does not verify: {exc}") from exc
     claims = decoded.claims
-    registry = jwt.JWTClaimsRegistry(
-        now=now,
-        leeway=30,
-        iss={"essential": True, "value": issuer},
-        sub={"essential": True},
-        exp={"essential": True},
-        nonce={"essential": True, "value": nonce},
-    )
+    options: dict[str, jwt.ClaimsOption] = {
+        "iss": {"essential": True, "value": issuer},
+        "sub": {"essential": True},
+        "exp": {"essential": True},
+    }
+    if nonce is not None:
+        options["nonce"] = {"essential": True, "value": nonce}
+    registry = jwt.JWTClaimsRegistry(now=now, leeway=30, **options)
     try:
         registry.validate(claims)
     except JoseError as exc:
@@ -189,8 +226,11 @@ class OidcLogin:
                     endpoints[field] = value
                 async with session.get(endpoints["jwks_uri"]) as response:
                     jwks = KeySet.import_key_set(await self._json(response))
+                userinfo = document.get("userinfo_endpoint")
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise OidcRefused(f"the OIDC provider {issuer} cannot be reached: {exc}") from exc
+            raise OidcRefused(
+                f"the OIDC provider {issuer} cannot be reached: {exc}", transient=True
+            ) from exc
         except (JoseError, ValueError, TypeError) as exc:
             raise OidcRefused(f"the OIDC provider's keys (JWKS) are malformed: {exc}") from exc
         self._provider = _Provider(
@@ -198,6 +238,7 @@ class OidcLogin:
             endpoints["token_endpoint"],
             jwks,
             time.monotonic(),
+            userinfo if isinstance(userinfo, str) and userinfo.startswith(_HTTP) else "",
         )
         return self._provider
 
@@ -225,10 +266,32 @@ class OidcLogin:
         separator = "&" if "?" in provider.authorization_endpoint else "?"
         return f"{provider.authorization_endpoint}{separator}{query}", pending
 
-    async def finish(
-        self, pending: Pending, state: str, code: str, redirect_url: str
-    ) -> tuple[str, Role]:
-        """The signed-in person's name and role; `OidcRefused` for anything amiss."""
+    async def _call(
+        self, method: str, url: str, *, form: dict[str, str] | None = None, bearer: str = ""
+    ) -> tuple[int, Any]:
+        """One call to the provider (client-authenticated at the token endpoint); its status
+        and JSON answer. `OidcRefused(transient=True)` when it cannot be reached."""
+        headers = {"Accept": "application/json"}
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+        elif self.settings.client_secret:  # client_secret_basic (RFC 6749 2.3.1: parts encoded)
+            pair = f"{quote(self.settings.client_id)}:{quote(self.settings.client_secret)}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=_TIMEOUT) as session,
+                session.request(method, url, data=form, headers=headers) as response,
+            ):
+                status = response.status
+                if status >= 500:
+                    raise OidcRefused(f"{url} answered {status}", transient=True)
+                return status, await self._json(response)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise OidcRefused(f"the OIDC provider failed: {exc}", transient=True) from exc
+
+    async def finish(self, pending: Pending, state: str, code: str, redirect_url: str) -> SignedIn:
+        """The signed-in person: name, subject, role and refresh token; `OidcRefused` for
+        anything amiss."""
         if not state or not hmac.compare_digest(state, pending.state):
             raise OidcRefused("the sign-in's state does not match: start the sign-in again")
         if not code or len(code) > 2048:
@@ -241,19 +304,7 @@ class OidcLogin:
             "code_verifier": pending.verifier,
             "client_id": self.settings.client_id,
         }
-        headers = {"Accept": "application/json"}
-        if self.settings.client_secret:  # client_secret_basic (RFC 6749 2.3.1: each part encoded)
-            pair = f"{quote(self.settings.client_id)}:{quote(self.settings.client_secret)}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        try:
-            async with (
-                aiohttp.ClientSession(timeout=_TIMEOUT) as session,
-                session.post(provider.token_endpoint, data=form, headers=headers) as response,
-            ):
-                answer = await self._json(response)
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise OidcRefused(f"the OIDC provider's token endpoint failed: {exc}") from exc
+        status, answer = await self._call("POST", provider.token_endpoint, form=form)
         if status != 200 or not isinstance(answer, dict):
             error = answer.get("error") if isinstance(answer, dict) else None
             raise OidcRefused(
@@ -272,4 +323,51 @@ class OidcLogin:
             now=int(time.time()),
         )
         role = role_of(claims, self.settings.groups_claim, self.settings.group_roles)
-        return user_name(claims), role
+        return SignedIn(user_name(claims), str(claims["sub"]), role, _refresh_token_of(answer))
+
+    async def recheck(self, subject: str, refresh_token: str) -> Rechecked:
+        """The person's role now: the refresh token traded for fresh tokens, their groups read
+        from the refreshed ID token (checked like the first) or else the userinfo endpoint.
+        `OidcRefused` when the provider refuses (the grant revoked or expired), names someone
+        else, or the person is in no mapped group any more; `transient` when it is down."""
+        provider = await self._discover()
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": self.settings.client_id,
+        }
+        status, answer = await self._call("POST", provider.token_endpoint, form=form)
+        if status != 200 or not isinstance(answer, dict):
+            error = answer.get("error") if isinstance(answer, dict) else None
+            raise OidcRefused(f"the provider refused the refresh token ({status} {error or ''})")
+        id_token = answer.get("id_token")
+        if isinstance(id_token, str):
+            claims = verify_id_token(
+                id_token,
+                jwks=provider.jwks,
+                issuer=self.settings.issuer,
+                client_id=self.settings.client_id,
+                nonce=None,
+                now=int(time.time()),
+            )
+        else:
+            claims = await self._userinfo(provider, answer.get("access_token"))
+        if claims.get("sub") != subject:
+            raise OidcRefused("the provider's answer is about someone else (sub)")
+        role = role_of(claims, self.settings.groups_claim, self.settings.group_roles)
+        return Rechecked(role, _refresh_token_of(answer) or refresh_token)
+
+    async def _userinfo(self, provider: _Provider, access_token: object) -> dict[str, Any]:
+        if not provider.userinfo_endpoint:
+            raise OidcRefused("the provider returns no ID token on refresh and has no userinfo")
+        if not isinstance(access_token, str) or not access_token:
+            raise OidcRefused("the provider's refresh answer has no access_token")
+        status, claims = await self._call("GET", provider.userinfo_endpoint, bearer=access_token)
+        if status != 200 or not isinstance(claims, dict):
+            raise OidcRefused(f"the provider's userinfo endpoint answered {status}")
+        return claims
+
+
+def _refresh_token_of(answer: dict[str, Any]) -> str:
+    token = answer.get("refresh_token")
+    return token if isinstance(token, str) and 0 < len(token) <= _MAX_TOKEN else ""

@@ -62,10 +62,10 @@ def oidc_redirect_url(request: web.Request) -> str:
     return f"{scheme}://{request.host}{OIDC_CALLBACK_PATH}"
 
 
-def oidc_user_key(user: str, role: str, expires: int) -> ApiKey:
+def oidc_user_key(user: str, role: str, expires: float) -> ApiKey:
     """A person signed in by OIDC, as the auth middleware reads a session's key: their
-    name (what the log records as the actor) and role, and no key id (nothing to revoke;
-    the session ends at `expires`)."""
+    name (what the log records as the actor) and role, and no key id (their session's row
+    ends it: `oidc_sessions`)."""
     return ApiKey(
         key_id="",
         name=user,

@@ -33,6 +33,7 @@ from services.api.auth import (
 from services.api.console import views
 from services.api.console.assets import ASSETS, OWN_STATIC, STATIC_DIR
 from services.api.console.live import live, page_cursor
+from services.api.console.live_tree import created_at, live_tree
 from services.api.console.oidc import OidcRefused
 from services.api.console.oidc_web import (
     OIDC_CALLBACK_PATH,
@@ -79,13 +80,16 @@ class ConsoleRoute:
 async def session_key_of(request: web.Request, cache: KeyCache) -> ApiKey | None:
     """`auth.SESSION_KEY_OF`: the live key the request's session cookie names (for a person
     signed in by OIDC, who has no key: their name and role, as a key without an id)."""
-    token = request.app[CONSOLE].sessions.read(request.cookies.get(COOKIE, ""), time.time())
+    console = request.app[CONSOLE]
+    now = time.time()
+    token = console.sessions.read(request.cookies.get(COOKIE, ""), now)
     if token is None:
         return None
-    if token.user:
-        if request.app[CONSOLE].oidc is None:
+    if token.oidc_session:
+        if console.oidc_sessions is None:
             return None  # OIDC was turned off: its sessions end with it
-        return oidc_user_key(token.user, token.role, token.expires)
+        person = await console.oidc_sessions.current(token.oidc_session, now)
+        return None if person is None else oidc_user_key(person.user, person.role, person.expires)
     return await cache.by_id(token.key_id)
 
 
@@ -179,8 +183,8 @@ async def oidc_start(request: web.Request) -> web.Response:
 
 async def oidc_callback(request: web.Request) -> web.Response:
     """The provider's redirect back: check it all, then the same session as a key's."""
-    login = request.app[CONSOLE].oidc
-    if login is None:
+    login, store = request.app[CONSOLE].oidc, request.app[CONSOLE].oidc_sessions
+    if login is None or store is None:
         raise web.HTTPNotFound(text="OIDC sign-in is not configured")
     codec = request.app[CONSOLE].sessions
     sealed = codec.unseal("oidc", request.cookies.get(OIDC_PENDING_COOKIE, ""))
@@ -190,7 +194,7 @@ async def oidc_callback(request: web.Request) -> web.Response:
             raise OidcRefused("this sign-in was not started here, or took too long: start again")
         if "error" in request.query:
             raise OidcRefused(f"the provider refused: {request.query['error'][:200]}")
-        user, role = await login.finish(
+        signed_in = await login.finish(
             pending,
             request.query.get("state", ""),
             request.query.get("code", ""),
@@ -202,13 +206,21 @@ async def oidc_callback(request: web.Request) -> web.Response:
         return response
     # A page that moves on by itself, not a redirect: after the provider's cross-site
     # redirect, the browser would withhold the SameSite=Strict cookie from a redirect's target.
-    response = render(request, "signed_in.html", {"next": _local(pending.next), "user": user})
-    _set_session(request, response, codec.issue_user(user, role, time.time()))
+    now = time.time()
+    session_id = await store.open(signed_in, now)
+    response = render(
+        request, "signed_in.html", {"next": _local(pending.next), "user": signed_in.user}
+    )
+    _set_session(request, response, codec.issue_oidc(session_id, now))
     response.del_cookie(OIDC_PENDING_COOKIE, path=OIDC_CALLBACK_PATH)
     return response
 
 
-async def sign_out(_request: web.Request) -> web.Response:
+async def sign_out(request: web.Request) -> web.Response:
+    console = request.app[CONSOLE]
+    token = console.sessions.read(request.cookies.get(COOKIE, ""), time.time())
+    if token is not None and token.oidc_session and console.oidc_sessions is not None:
+        await console.oidc_sessions.close(token.oidc_session)  # on every replica at once
     response = see_other(SIGN_IN_PATH)
     response.del_cookie(COOKIE, path="/console")
     return response
@@ -294,12 +306,15 @@ async def application(request: web.Request) -> web.Response:
     history = await views.deployment_history(api.pool, app.application_id)
     health = await views.application_health(api.store, app.application_id)
     config = await views.running_config(api.store, history, app.sync.running_commit)
+    live = await live_tree(api.store, app.application_id)
     return render(
         request,
         "application.html",
         {
             "app": app,
             "health": health,
+            "live": live,
+            "created_at": created_at,
             "config": config,
             "history": history,
             "done": query_str(request, "done") or "",

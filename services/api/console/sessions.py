@@ -1,11 +1,11 @@
 """Console sessions: a signed cookie naming an API key, and the CSRF token bound to it.
 
-The cookie holds `<key_id>.<expires>.<nonce>.<signature>`, never a secret
-(a person signed in by OIDC: `u-<base64 of their name and role>` in place of
-the key id, since no key stands behind them):
-signing it with the console's session key (`SLIPWAY_CONSOLE_SESSION_KEY`,
-shared by replicas; a random one per process when unset) makes it unforgeable,
-and the key it names is looked up on every request (`auth.KeyCache.by_id`),
+The cookie holds `<key_id>.<expires>.<nonce>.<kid>:<signature>`, never a secret
+(a person signed in by OIDC: `o-<session id>` in place of the key id, naming
+their session's row, `oidc_sessions`, since no key stands behind them):
+signing it with the console's session key (`keyring`: stored in PostgreSQL and
+shared by every replica, or `SLIPWAY_CONSOLE_SESSION_KEY`; `kid` names the key)
+makes it unforgeable, and the key it names is looked up on every request (`auth.KeyCache.by_id`),
 so revoking the key ends its sessions within the cache's TTL, and the role is
 the key's as the API sees it. The CSRF token is an HMAC of the cookie's value:
 a page can put it in its forms, a cross-site page cannot know it.
@@ -22,6 +22,8 @@ import re
 import secrets
 from dataclasses import dataclass
 from typing import Final
+
+from services.api.console.keyring import Keyring
 
 __all__ = [
     "COOKIE",
@@ -42,15 +44,11 @@ class SessionToken:
     key_id: str
     expires: int
     """Unix seconds."""
-    user: str = ""
-    """An OIDC sign-in's person (email or subject), when no key stands behind the session."""
-    role: str = ""
-    """That person's role, fixed at sign-in (their groups mapped by `console.oidc`)."""
+    oidc_session: str = ""
+    """An OIDC sign-in's session id (`oidc_sessions`), when no key stands behind it."""
 
 
-_USER_PREFIX: Final = "u-"
-_ROLES: Final = frozenset({"read-only", "read-write", "admin"})
-MAX_USER_NAME: Final = 200
+_OIDC_PREFIX: Final = "o-"
 
 
 def _b64(raw: bytes) -> str:
@@ -61,28 +59,41 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-class SessionCodec:
-    """Makes and checks session cookies and CSRF tokens with one signing key."""
+def _mac(key: bytes, purpose: str, value: str) -> str:
+    return _b64(hmac.new(key, f"{purpose}\x00{value}".encode(), hashlib.sha256).digest())
 
-    def __init__(self, signing_key: bytes | None = None) -> None:
-        self._key = signing_key if signing_key else secrets.token_bytes(32)
+
+class SessionCodec:
+    """Makes session cookies and CSRF tokens with the keyring's signing key, and checks them
+    with whichever of its keys they name."""
+
+    def __init__(self, keys: Keyring | bytes) -> None:
+        self._keyring = keys if isinstance(keys, Keyring) else Keyring.fixed(keys)
+
+    def use(self, keyring: Keyring) -> None:
+        """From now on, sign and verify with `keyring` (the keys were re-read)."""
+        self._keyring = keyring
 
     def _sign(self, purpose: str, value: str) -> str:
-        mac = hmac.new(self._key, f"{purpose}\x00{value}".encode(), hashlib.sha256)
-        return _b64(mac.digest())
+        kid, key = self._keyring.signing_key()
+        return f"{kid}:{_mac(key, purpose, value)}"
+
+    def _verify(self, purpose: str, value: str, signature: str) -> bool:
+        kid, _, mac = signature.partition(":")
+        key = self._keyring.verifying_key(kid)
+        return key is not None and hmac.compare_digest(mac, _mac(key, purpose, value))
 
     def issue(self, key_id: str, now: float, ttl_s: int = SESSION_TTL_S) -> str:
         """A new session's cookie value for the key `key_id`."""
         body = f"{key_id}.{int(now) + ttl_s}.{secrets.token_hex(8)}"
         return f"{body}.{self._sign('session', body)}"
 
-    def issue_user(self, user: str, role: str, now: float, ttl_s: int = SESSION_TTL_S) -> str:
-        """A new session's cookie value for a person signed in by OIDC, with the role their
-        groups gave them."""
-        if role not in _ROLES or not user or len(user) > MAX_USER_NAME:
-            raise ValueError(f"no session for user {user!r} with role {role!r}")
-        who = _b64(json.dumps([user, role]).encode())
-        return self.issue(f"{_USER_PREFIX}{who}", now, ttl_s)
+    def issue_oidc(self, session_id: str, now: float, ttl_s: int = SESSION_TTL_S) -> str:
+        """A new session's cookie value for a person signed in by OIDC: it names their
+        session's row, which holds who they are and their role, checked as it goes."""
+        if not _KEY_ID.fullmatch(session_id):
+            raise ValueError(f"not a session id: {session_id!r}")
+        return self.issue(f"{_OIDC_PREFIX}{session_id}", now, ttl_s)
 
     def read(self, value: str, now: float) -> SessionToken | None:
         """The session a cookie value carries; None when malformed, forged or expired."""
@@ -90,14 +101,16 @@ class SessionCodec:
             return None
         body, _, signature = value.rpartition(".")
         parts = body.split(".")
-        if len(parts) != 3 or not hmac.compare_digest(signature, self._sign("session", body)):
+        if len(parts) != 3 or not self._verify("session", body, signature):
             return None
         subject, expires, _nonce = parts
         if not expires.isdigit() or int(expires) <= now:
             return None
-        if subject.startswith(_USER_PREFIX):
-            user, role = json.loads(_unb64(subject.removeprefix(_USER_PREFIX)))
-            return SessionToken(key_id="", expires=int(expires), user=user, role=role)
+        if subject.startswith(_OIDC_PREFIX):
+            session_id = subject.removeprefix(_OIDC_PREFIX)
+            if not _KEY_ID.fullmatch(session_id):
+                return None
+            return SessionToken(key_id="", expires=int(expires), oidc_session=session_id)
         if not _KEY_ID.fullmatch(subject):
             return None
         return SessionToken(key_id=subject, expires=int(expires))
@@ -112,11 +125,7 @@ class SessionCodec:
     def unseal(self, purpose: str, value: str) -> dict[str, str] | None:
         """What `seal(purpose, …)` sealed; None when malformed or forged."""
         body, _, signature = value.rpartition(".")
-        if (
-            not body
-            or len(value) > 2048
-            or not hmac.compare_digest(signature, self._sign(purpose, body))
-        ):
+        if not body or len(value) > 2048 or not self._verify(purpose, body, signature):
             return None
         payload = json.loads(_unb64(body))
         return payload if isinstance(payload, dict) else None
@@ -126,4 +135,4 @@ class SessionCodec:
         return self._sign("csrf", cookie_value)
 
     def csrf_ok(self, cookie_value: str, token: str) -> bool:
-        return bool(cookie_value) and hmac.compare_digest(self.csrf(cookie_value), token)
+        return bool(cookie_value) and self._verify("csrf", cookie_value, token)

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from services.api.auth import PRINCIPAL, Access
 from services.api.console.oidc import OidcLogin
+from services.api.console.oidc_sessions import OidcSessions
 from services.api.console.sessions import COOKIE, SessionCodec
 from services.api.limits import StreamSlots
 from shared.apikeys import Role, role_allows
@@ -39,6 +40,8 @@ class Console:
     templates: jinja2.Environment = field(default_factory=lambda: _environment())
     oidc: OidcLogin | None = None
     """The OpenID Connect provider people may sign in with (`spec.console.oidc`), if any."""
+    oidc_sessions: OidcSessions | None = None
+    """Their sessions, with roles re-checked (set with `oidc`)."""
 
 
 CONSOLE = web.AppKey("console", Console)

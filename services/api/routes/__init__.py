@@ -34,6 +34,7 @@ _MODULES: Final = (
     "services.api.routes.events",
     "services.api.routes.event_stream",
     "services.api.routes.insights",
+    "services.api.routes.live_resources",
     "services.api.routes.plan_preview",
     "services.api.routes.secrets",
     "services.api.routes.watched_events",

@@ -1,0 +1,95 @@
+"""Which keys sign the console's cookies and which still verify them (pure).
+
+Every API replica reads the same keys from PostgreSQL (`session_keys`), so a
+session issued by one replica works on all. Keys are numbered; a rotation adds
+the next one. A new key signs only once it has been in the table for
+`PUBLISH_S`, longer than a replica takes to re-read the table, so every replica
+knows a key before any cookie signed with it reaches them. A replaced key
+still verifies until every session it may have signed has expired.
+
+`SLIPWAY_CONSOLE_SESSION_KEY` overrides all this with one fixed key
+(`Keyring.fixed`): nothing is read from or written to the database.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+__all__ = [
+    "FIXED_KID",
+    "PUBLISH_S",
+    "REFRESH_S",
+    "Keyring",
+    "StoredKey",
+    "keyring_of",
+    "retired",
+]
+
+REFRESH_S: Final = 60.0
+"""How often a replica re-reads the keys (a new one, a rotation)."""
+PUBLISH_S: Final = 2 * REFRESH_S
+"""How long a new key waits before it signs: every replica has read it by then."""
+FIXED_KID: Final = "e"
+"""The id of the key set by `SLIPWAY_CONSOLE_SESSION_KEY` (stored keys are numbered)."""
+KID: Final = re.compile(r"^(?:[0-9]{1,9}|e)$")
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    kid: int
+    secret: bytes
+    created_at: float
+    """Unix seconds, the clock of the replica that stored it."""
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """The key that signs now (none: nothing can be signed yet) and every key that verifies."""
+
+    signing: str = ""
+    keys: Mapping[str, bytes] = field(default_factory=dict)
+
+    @classmethod
+    def fixed(cls, secret: bytes) -> Keyring:
+        return cls(FIXED_KID, {FIXED_KID: secret})
+
+    def signing_key(self) -> tuple[str, bytes]:
+        if not self.signing:
+            raise RuntimeError("the console's session keys have not been loaded yet")
+        return self.signing, self.keys[self.signing]
+
+    def verifying_key(self, kid: str) -> bytes | None:
+        return self.keys.get(kid) if KID.fullmatch(kid) else None
+
+
+def _lifetimes(
+    keys: list[StoredKey], session_ttl_s: float
+) -> Iterable[tuple[StoredKey, float, float]]:
+    """Each key with when it starts signing and when the last session it signed expires."""
+    for i, key in enumerate(keys):
+        starts = key.created_at + PUBLISH_S if i else float("-inf")  # the first signs at once
+        replaced = keys[i + 1].created_at + PUBLISH_S if i + 1 < len(keys) else float("inf")
+        yield key, starts, replaced + session_ttl_s
+
+
+def keyring_of(stored: Iterable[StoredKey], now: float, session_ttl_s: float) -> Keyring:
+    """The keyring at `now`: the newest published key signs; a key verifies from the moment
+    it is stored (another replica's clock may run ahead) until its last session expires."""
+    keys = sorted(stored, key=lambda k: k.kid)
+    verifying: dict[str, bytes] = {}
+    signing = ""
+    for key, starts, ends in _lifetimes(keys, session_ttl_s):
+        if now < ends:
+            verifying[str(key.kid)] = key.secret
+        if starts <= now:
+            signing = str(key.kid)
+    return Keyring(signing, verifying)
+
+
+def retired(stored: Iterable[StoredKey], now: float, session_ttl_s: float) -> list[int]:
+    """Keys no session can carry any more (they may be deleted)."""
+    keys = sorted(stored, key=lambda k: k.kid)
+    return [key.kid for key, _, ends in _lifetimes(keys, session_ttl_s) if ends <= now]

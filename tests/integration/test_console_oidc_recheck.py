@@ -1,0 +1,169 @@
+"""An OIDC session's role follows the provider's groups (`console/oidc_sessions.py`).
+
+Against the real local provider (`oidc-provider-mock`, which issues refresh tokens and
+answers userinfo with the person's current claims): the role holds for the role-check
+interval, then the refresh token is traded and the groups read again — a person moved to
+another group gets that group's role, one removed from every mapped group (or whose
+tokens the provider revoked) loses the session. A provider that issues no refresh token
+leaves nothing to check with: the session ends at its first check. Signing out ends the
+session's row, so the cookie is worthless on every replica.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+
+from services.api.console.oidc import OidcLogin, OidcSettings
+from services.api.console.oidc_sessions import OidcSessions
+from shared.eventlog import EventStore
+from tests.support.api import served_api
+from tests.support.console import ConsoleClient, csrf_of
+from tests.support.oidc import PROVIDER_WARNINGS, Provider, local_provider
+
+pytestmark = PROVIDER_WARNINGS
+
+GROUP_ROLES = {"sre": "admin", "devs": "read-write", "viewers": "read-only"}
+PAGE = "/console/events"  # any page: the header names the person and their role
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[Provider]:
+    with local_provider() as running:
+        yield running
+
+
+def settings(provider: Provider, role_check_s: float) -> OidcSettings:
+    return OidcSettings(
+        issuer=provider.issuer,
+        client_id="slipway-console",
+        client_secret="s3cret",
+        scopes=("openid", "email", "profile"),
+        groups_claim="groups",
+        group_roles=GROUP_ROLES,  # type: ignore[arg-type]
+        role_check_s=role_check_s,
+    )
+
+
+async def sign_in(browser: ConsoleClient, provider: Provider, sub: str) -> str:
+    """Through the provider as `sub`; the session's id (the row the cookie names)."""
+    async with browser.http.get("/console/oidc/start", allow_redirects=False) as reply:
+        assert reply.status == 302, await reply.text()
+        url = reply.headers["Location"]
+    callback = urlsplit(await provider.authorize(url, sub))
+    status, html = await browser.page(f"{callback.path}?{callback.query}")
+    assert status == 200, html
+    cookie = next(c.value for c in browser.http.cookie_jar if c.key == "slipway_session")
+    return cookie.split(".")[0].removeprefix("o-")
+
+
+@pytest.fixture
+async def checking_always(
+    store: EventStore, pool: asyncpg.Pool, provider: Provider
+) -> AsyncIterator[str]:
+    """The API with a role check on every request (the interval's end, reached at once)."""
+    async with served_api(store, pool, oidc=settings(provider, 0.0)) as url:
+        yield url
+
+
+async def test_a_person_moved_or_removed_from_a_group_gets_the_new_role_at_the_next_check(
+    checking_always: str, provider: Provider, pool: asyncpg.Pool
+) -> None:
+    await provider.set_user("alice", {"groups": ["devs"]})
+    async with ConsoleClient(checking_always) as browser:
+        session_id = await sign_in(browser, provider, "alice")
+        status, html = await browser.page(PAGE)
+        assert status == 200 and "alice (read-write)" in html, html
+        await provider.set_user("alice", {"groups": ["viewers"]})  # demoted at the provider
+        status, html = await browser.page(PAGE)
+        assert status == 200 and "alice (read-only)" in html, html
+        await provider.set_user("alice", {"groups": ["sre", "viewers"]})
+        status, html = await browser.page(PAGE)
+        assert status == 200 and "alice (admin)" in html, html
+        await provider.set_user("alice", {"groups": ["contractors"]})  # in no mapped group
+        status, _ = await browser.page(PAGE)
+        assert status == 303  # back to the sign-in page
+    rows = await pool.fetch(
+        "SELECT * FROM api_console_oidc_sessions WHERE session_id = $1", session_id
+    )
+    assert rows == []  # ended for good: a group given back later needs a new sign-in
+
+
+async def test_a_revoked_grant_ends_the_session(checking_always: str, provider: Provider) -> None:
+    await provider.set_user("bob", {"groups": ["devs"]})
+    async with ConsoleClient(checking_always) as browser:
+        await sign_in(browser, provider, "bob")
+        status, html = await browser.page(PAGE)
+        assert status == 200 and "bob (read-write)" in html, html
+        await provider.revoke_tokens("bob")
+        status, _ = await browser.page(PAGE)
+        assert status == 303
+
+
+async def test_the_role_holds_for_the_interval_then_is_checked(
+    store: EventStore, pool: asyncpg.Pool, provider: Provider
+) -> None:
+    oidc = settings(provider, 900.0)
+    await provider.set_user("carol", {"groups": ["sre"]})
+    before = time.time()
+    async with served_api(store, pool, oidc=oidc) as url, ConsoleClient(url) as browser:
+        session_id = await sign_in(browser, provider, "carol")
+        await provider.set_user("carol", {"groups": ["viewers"]})
+        status, html = await browser.page(PAGE)
+        assert status == 200 and "carol (admin)" in html, html  # not checked yet
+    sessions = OidcSessions(pool, OidcLogin(oidc))
+    now = time.time()
+    within = await sessions.current(session_id, before + 899)
+    assert within is not None and within.role == "admin"
+    after = await sessions.current(session_id, now + 901)
+    assert after is not None and after.role == "read-only"
+    # The provider down when the next check is due: refused (fail closed), the session kept.
+    down = OidcSessions(pool, OidcLogin(replace(oidc, issuer="http://127.0.0.1:1")))
+    assert await down.current(session_id, now + 1802) is None
+    assert await sessions.current(session_id, now + 1802) is not None  # back up: checked
+    # Checked at +1802: the role holds until the next interval ends.
+    await provider.set_user("carol", {"groups": []})
+    again = await sessions.current(session_id, now + 2000)
+    assert again is not None and again.role == "read-only"
+    assert await sessions.current(session_id, now + 2703) is None
+
+
+async def test_without_a_refresh_token_the_session_ends_at_its_first_check(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    with local_provider(refresh_tokens=False) as plain:
+        oidc = settings(plain, 900.0)
+        await plain.set_user("dave", {"groups": ["devs"]})
+        async with served_api(store, pool, oidc=oidc) as url, ConsoleClient(url) as browser:
+            session_id = await sign_in(browser, plain, "dave")
+            status, html = await browser.page(PAGE)
+            assert status == 200 and "dave (read-write)" in html, html
+        sessions = OidcSessions(pool, OidcLogin(oidc))
+        now = time.time()
+        assert await sessions.current(session_id, now + 800) is not None
+        assert await sessions.current(session_id, now + 901) is None
+
+
+async def test_signing_out_ends_the_session_everywhere(
+    checking_always: str, provider: Provider, store: EventStore, pool: asyncpg.Pool
+) -> None:
+    await provider.set_user("erin", {"groups": ["devs"]})
+    async with ConsoleClient(checking_always) as browser:
+        await sign_in(browser, provider, "erin")
+        cookie = next(c.value for c in browser.http.cookie_jar if c.key == "slipway_session")
+        status, html = await browser.page(PAGE)
+        assert status == 200, html
+        status, _ = await browser.post("/console/sign-out", {"csrf": csrf_of(html)})
+        assert status == 303
+    # The same cookie, kept by someone, on another replica: the row is gone.
+    async with (
+        served_api(store, pool, oidc=settings(provider, 900.0), admin_name="admin-2") as other,
+        ConsoleClient(other, headers={"Cookie": f"slipway_session={cookie}"}) as replay,
+    ):
+        status, _ = await replay.page(PAGE)
+        assert status == 303
