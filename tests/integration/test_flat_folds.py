@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from services.analysis.leases import Leases as AnalysisLeases
 from services.analysis.runner import AnalysisRunner
+from services.api.console import views
 from services.api.decider import (
     Command,
     DeleteApplication,
@@ -24,9 +25,10 @@ from services.executor.runner import DeploymentRunner
 from services.executor.stages import StageResult
 from shared.analysis.checks import CheckPlan
 from shared.applications import fold_recorded
-from shared.deployments import Deployment
+from shared.deployments import Deployment, fold_history
 from shared.eventlog import EventStore, new_events
 from shared.eventlog.envelope import envelope
+from shared.events.base import Metadata
 from shared.events.catalog import (
     AnalysisConcluded,
     AnalysisMeasured,
@@ -205,3 +207,36 @@ async def test_application_commands_read_a_long_application_from_its_snapshot(
     assert deleted.before is not None and deleted.before.application is not None
     assert deleted.before.application.name == "web"
     assert deleted.after is not None and deleted.after.application is None
+
+
+async def test_the_console_deployment_page_reads_a_long_deployment_from_its_snapshot(
+    store: EventStore,
+) -> None:
+    """The console's page of a 2,203-event deployment: its state from the snapshot and the
+    events after it, its plan and trace by lookups that stop at the stream's head (before:
+    the whole stream, 2,203 events, for each view); the same page as the fold from the
+    start, now and as of a moment in its past."""
+    d = "longviewed"
+    stream = f"deployment-{d}"
+    events = long_pipeline(d, STAGES, done=DONE)
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traced = Metadata(traceparent=f"00-{trace}-00f067aa0ba902b7-01")
+    await store.append(stream, new_events(events[:1], metadata=traced), expected_version=None)
+    await write_long(store, stream, events[1:])
+    await read_state(store, stream, DEPLOYMENT)  # an earlier read left a snapshot
+    history = await store.read_stream(stream)
+
+    reads = counting(store)
+    page = await views.deployment_page(reads, d)
+    assert page is not None
+    assert reads.rows < SNAPSHOT_EVERY, reads.rows
+    assert page.view == fold_history(d, history)
+    assert page.trace_id == trace
+    assert page.plan == events[1]
+    assert page.view.version == 3 + 2 * DONE - 1
+
+    middle = history[len(history) // 2].recorded_at
+    then = await views.deployment_page(store, d, up_to_time=middle)
+    assert then is not None and then.plan == events[1] and then.trace_id == trace
+    assert then.view == fold_history(d, [e for e in history if e.recorded_at <= middle])
+    assert await views.deployment_page(store, "nosuchdeployment") is None
