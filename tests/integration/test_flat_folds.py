@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import pytest
 
 from services.analysis.leases import Leases as AnalysisLeases
 from services.analysis.runner import AnalysisRunner
@@ -23,6 +27,7 @@ from services.executor.decider import StageStatus
 from services.executor.leases import Leases
 from services.executor.runner import DeploymentRunner
 from services.executor.stages import StageResult
+from services.planner.sources import PlanSources
 from shared.analysis.checks import CheckPlan
 from shared.applications import fold_recorded
 from shared.deployments import Deployment, fold_history
@@ -34,9 +39,13 @@ from shared.events.catalog import (
     AnalysisMeasured,
     AnalysisRequested,
     DeploymentCompleted,
+    DeploymentTriggered,
     StageCompleted,
     SyncRequested,
 )
+from shared.events.vocabulary import Trigger
+from shared.git import GitCache
+from shared.planning import PlanError
 from shared.snapshots import SNAPSHOT_EVERY, read_state
 from shared.stagelog import StageLogs
 from shared.stream_folds import APPLICATION, DEPLOYMENT
@@ -240,3 +249,32 @@ async def test_the_console_deployment_page_reads_a_long_deployment_from_its_snap
     assert then is not None and then.plan == events[1] and then.trace_id == trace
     assert then.view == fold_history(d, [e for e in history if e.recorded_at <= middle])
     assert await views.deployment_page(store, "nosuchdeployment") is None
+
+
+async def test_the_planner_reads_a_long_application_from_its_snapshot(
+    store: EventStore, tmp_path: Path
+) -> None:
+    """Planning a trigger of an application with 2,000 syncs reads the application from its
+    snapshot and the events after it (before: its 2,002 events for each deployment): here a
+    disabled one, refused before any git work, as it was."""
+    app = "appplanned"
+    stream = f"application-{app}"
+    commands = ApplicationCommands(store)
+    register = RegisterApplication(application_id=app, name="api", repository_id="r1", path="a")
+    await commands.register(register, envelope(actor="test"))
+    syncs = [SyncRequested(application_id=app, request_id=f"q{i}") for i in range(2_000)]
+    await write_long(store, stream, list(syncs))
+    await commands.execute(DisableApplication(application_id=app), envelope(actor="test"))
+    await read_state(store, stream, APPLICATION)  # an earlier read left a snapshot
+
+    reads = counting(store)
+    sources = PlanSources(store=reads, git=GitCache(tmp_path), repositories={})
+    trigger = DeploymentTriggered(
+        deployment_id="d1", application_id=app, trigger=Trigger.ON_COMMIT, commit_hash="c1"
+    )
+    with pytest.raises(PlanError, match="application api is disabled"):
+        await sources.plan(trigger, "")
+    assert reads.rows < SNAPSHOT_EVERY, reads.rows
+    unknown = msgspec.structs.replace(trigger, application_id="nosuchapp")
+    with pytest.raises(PlanError, match="not registered"):
+        await sources.plan(unknown, "")
