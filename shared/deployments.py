@@ -159,6 +159,9 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     commander: str = ""
     strategy: str = ""
     summary: str = ""
+    deployed_version: str = ""
+    """The version it deploys, from its workloads' images as PipeCD's `determineVersion`
+    derives it (`v2`, `v2 (web), 1.30 (envoy)`); "" until planned."""
     reason: str = ""
     """Why it was planned so, or why it completed as it did, once it has."""
     queued_behind: str | None = None
@@ -246,6 +249,7 @@ def evolve(state: Deployment, event: Event, recorded_at: datetime | None = None)
                 config_filename=event.config_filename,
                 strategy=event.strategy,
                 summary=event.summary,
+                deployed_version=event.version,
                 reason=state.reason or event.reason,
                 queued_behind=None,
                 stages=tuple(

@@ -26,6 +26,11 @@ applications:
     runningCommit: ""              # default: the objects' pipecd.dev/commit-hash
 ```
 
+The file may also be what PipeCD's own `pipectl application list --limit 1000`
+printed (`{"applications": [{"id", "name", "git_path": {"repo": {"id"}, "path",
+"config_filename"}, …}]}`): each PipeCD application is imported under its name,
+with its id and git path, so the cut-over of every application is one pipe.
+
 Exit codes as for every command over the API; 1 when an application could
 not be imported (the others still are), saying why.
 """
@@ -50,7 +55,7 @@ from slipway_client import ApiClient, ApiError, JsonObject
 if TYPE_CHECKING:
     from shared.platform import KubernetesPlatform
 
-__all__ = ["register_import"]
+__all__ = ["read_import_file", "register_import"]
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ def _import(client: ApiClient, args: argparse.Namespace) -> int:
     if (args.application is None) == (args.from_file is None):
         raise argparse.ArgumentTypeError("give either NAME or --from-file")
     if args.from_file is not None:
-        wanted = _read_file(args.from_file)
+        wanted = read_import_file(args.from_file)
     else:
         wanted = [_Wanted(args.application, args.pipecd_app_id, args.running_commit)]
     return asyncio.run(_import_all(client, args, wanted))
@@ -175,8 +180,9 @@ _FILE_FIELDS = {
 }
 
 
-def _read_file(path: Path) -> list[_Wanted]:
-    """The applications of a `--from-file` YAML; a ConfigError naming the entry and field."""
+def read_import_file(path: Path) -> list[_Wanted]:
+    """The applications of a `--from-file` YAML, or of PipeCD's `pipectl application list`
+    JSON; a ConfigError naming the entry and field."""
     try:
         document: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -184,6 +190,11 @@ def _read_file(path: Path) -> list[_Wanted]:
     entries = document.get("applications") if isinstance(document, dict) else None
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{path}: expected `applications:`, a list of applications")
+    if all(isinstance(entry, dict) and "git_path" in entry for entry in entries):
+        return [
+            _from_pipecd(f"{path}: applications[{index}]", entry)
+            for index, entry in enumerate(entries)
+        ]
     wanted: list[_Wanted] = []
     for index, entry in enumerate(entries):
         at = f"{path}: applications[{index}]"
@@ -201,3 +212,29 @@ def _read_file(path: Path) -> list[_Wanted]:
             raise ConfigError(f'{at}: required: "name"')
         wanted.append(_Wanted(**{_FILE_FIELDS[k]: v for k, v in entry.items()}))
     return wanted
+
+
+def _from_pipecd(at: str, entry: dict[str, Any]) -> _Wanted:
+    """One PipeCD `Application` as Go's encoding/json prints it (snake_case; empty fields
+    left out); only its id, name and git path are read."""
+
+    def text(value: Any, field: str, *, required: bool = True) -> str:
+        if value is None and not required:
+            return ""
+        if not isinstance(value, str) or (required and not value):
+            raise ConfigError(f"{at}.{field}: expected a non-empty string")
+        return value
+
+    git_path = entry["git_path"]
+    if not isinstance(git_path, dict) or not isinstance(git_path.get("repo"), dict):
+        raise ConfigError(f"{at}.git_path: expected a mapping with `repo`")
+    return _Wanted(
+        name=text(entry.get("name"), "name"),
+        pipecd_app_id=text(entry.get("id"), "id"),
+        repo=text(git_path["repo"].get("id"), "git_path.repo.id"),
+        path=text(git_path.get("path"), "git_path.path"),
+        config_filename=text(
+            git_path.get("config_filename"), "git_path.config_filename", required=False
+        )
+        or None,
+    )

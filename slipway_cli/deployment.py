@@ -243,6 +243,8 @@ def describe(d: Mapping[str, Any]) -> str:
         f"commit:      {d['commit_hash'] or '-'} {_first_line(d.get('commit_message', ''))}",
         f"strategy:    {d['strategy'] or '-'}" + (f" — {d['summary']}" if d.get("summary") else ""),
     ]
+    if d.get("deployed_version"):
+        lines.append(f"version:     {d['deployed_version']}")
     if d["status"] == "PENDING":
         lines.append(f"waiting:     {_pending(d)}")
     if d.get("cancel_requested"):

@@ -46,7 +46,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(default: $SLIPWAY_PROJECTOR_DATABASE_URL, then $SLIPWAY_DATABASE_URL)",
     )
     parser.add_argument("--schema", default=os.environ.get("SLIPWAY_DATABASE_SCHEMA", "slipway"))
-    parser.add_argument("--batch-size", type=int, default=1000, help="events per transaction")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=5000,
+        help="events of the log per window read (and per transaction, of those it folds)",
+    )
     parser.add_argument(
         "--wait",
         action="store_true",

@@ -30,6 +30,7 @@ from shared.events.catalog import ApplicationRegistered
 from shared.events.streams import application_stream
 
 __all__ = [
+    "LIST_APPLICATIONS",
     "PROJECTION",
     "ApplicationFilter",
     "application_names",
@@ -46,7 +47,8 @@ _COLUMNS: Final = """application_id, name, repository_id, path, config_filename,
 platform_provider, labels, disabled, registered_at, updated_at, last_position,
 registered_labels, config_labels, description, sync_state, sync"""
 
-_LIST: Final = f"""
+# Keyset-paginated by name: a page is a range of the projection's name index.
+LIST_APPLICATIONS: Final = f"""
 SELECT {_COLUMNS} FROM applications
 WHERE ($1::text IS NULL OR name = $1)
   AND ($2::jsonb IS NULL OR labels @> $2::jsonb)
@@ -124,7 +126,7 @@ async def list_applications(
     labels = _json.encode(dict(wanted.labels)).decode() if wanted.labels else None
     async with _view("list applications"):
         rows = await pool.fetch(
-            _LIST,
+            LIST_APPLICATIONS,
             wanted.name,
             labels,
             wanted.disabled,

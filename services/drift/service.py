@@ -184,6 +184,7 @@ class DriftDetector:
             live = await platform.live_resources(app.application_id)
         placed = [
             (
+                provider,
                 [m for m in source.manifests if provider in router.providers_of(m.kind, m.name)],
                 [m for m in live if m.cluster == provider],
             )

@@ -49,6 +49,7 @@ async def apply_manifests(
         auto_create_namespace=spec.input.auto_create_namespace,
         add_variant_to_selector=add_variant_to_selector,
         variant_label=spec.variant_label.key,
+        pipecd_application_id=ctx.pipecd_application_id,
     )
     several = len(platform.listed) > 1
     for resource in applied:

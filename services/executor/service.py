@@ -46,7 +46,7 @@ from shared.deploysource import DeploySource, Reveal, commit_unavailable_as_conf
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
-from shared.events.catalog import ApplicationRegistered
+from shared.events.catalog import ApplicationAdopted, ApplicationRegistered
 from shared.events.streams import application_stream
 from shared.git import GitCache, GitError
 from shared.logs import get_logger
@@ -184,7 +184,7 @@ class Executor:
         await logger.info(f"Stage {stage.name} ({stage.id}) started by {self.holder}")
         try:
             sources = await self._sources_of(state)
-            _, provider = await self._application(state.application_id)
+            _, provider, pipecd_application_id = await self._application(state.application_id)
             self.clusters.provider_of(provider)  # none at all fails before any work
         except ConfigError as exc:
             await logger.error(str(exc))
@@ -205,6 +205,7 @@ class Executor:
             analysis_grace_s=self.analysis_grace_s,
             clock=self.clock,
             script_policy=self.script_policy,
+            pipecd_application_id=pipecd_application_id,
         )
         return await run_stage(ctx)
 
@@ -241,12 +242,16 @@ class Executor:
                 also = ()  # the rollback still returns to what it can route
         return await self.clusters.routed(router, also_listed=also)
 
-    async def _application(self, application_id: str) -> tuple[str, str]:
-        """(repository_id, platform_provider) of the application, from its latest registration."""
+    async def _application(self, application_id: str) -> tuple[str, str, str]:
+        """(repository_id, platform_provider) of the application, from its latest registration,
+        and the PipeCD id its latest adoption (`slipway app import`) names ("" if none)."""
         latest: ApplicationRegistered | None = None
+        pipecd_application_id = ""
         async for recorded in self.store.iter_stream(application_stream(application_id)):
             if isinstance(recorded.event, ApplicationRegistered):
                 latest = recorded.event
+            elif isinstance(recorded.event, ApplicationAdopted):
+                pipecd_application_id = recorded.event.pipecd_application_id
         if latest is None:
-            return "", ""
-        return latest.repository_id, latest.platform_provider
+            return "", "", pipecd_application_id
+        return latest.repository_id, latest.platform_provider, pipecd_application_id

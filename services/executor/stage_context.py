@@ -88,6 +88,9 @@ class StageContext:
     analysis_grace_s: float = ANALYSIS_GRACE_S
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     script_policy: ScriptPolicy = field(default_factory=ScriptPolicy)
+    # The PipeCD id of an application taken over with `slipway app import` ("" if none):
+    # written as `pipecd.dev/application`, so the objects keep the identity PipeCD gave them.
+    pipecd_application_id: str = ""
 
     @property
     def commit(self) -> str:

@@ -32,7 +32,11 @@ from shared.config.application import K8sTrafficRoutingOptions as _Routing
 from shared.config.chart_sources import git_remote_problem
 from shared.config.errors import ConfigFileError, ConfigFileErrors
 from shared.config.event_watcher import EventWatcherConfig, EventWatcherReplacement
-from shared.config.stage_options import CustomSyncOptions
+from shared.config.stage_options import (
+    CustomSyncOptions,
+    K8sBaselineRolloutOptions,
+    K8sCanaryRolloutOptions,
+)
 from shared.config.tool_options import (
     helm_list_value_problem,
     kustomize_option_problem,
@@ -236,7 +240,7 @@ def _refuse(doc: Document, at: FieldPath, problem: str | None) -> None:
 
 def _check_generic(doc: Document, spec: KubernetesApplicationSpec) -> None:
     errors: list[ConfigFileError] = []
-    for check in (_check_chain, _check_maps, _check_mentions, _check_drift):
+    for check in (_check_chain, _check_maps, _check_mentions, _check_drift, _check_route_copies):
         with gathered(errors):
             check(doc, spec)
     for index, watcher in enumerate(spec.event_watcher):
@@ -289,6 +293,51 @@ def _check_drift(doc: Document, spec: KubernetesApplicationSpec) -> None:
                     ("spec", "driftDetection", "ignoreFields", index),
                     f"expected 'apiVersion:kind:namespace:name#fieldPath', got {_show(entry)}",
                 )
+
+
+def _check_route_copies(doc: Document, spec: KubernetesApplicationSpec) -> None:
+    """Warn when a route by name leaves a canary's or baseline's copies elsewhere.
+
+    The copies are named `<name>-<suffix>` and routed by that name, as PipeCD's piped
+    routes them, so `match: {name: web}` does not take `web-canary`: it goes wherever
+    the first route that fits its own name sends it (the application's provider when
+    none does). Said here, where a person reads it, rather than found on the wrong cluster.
+    """
+    suffixes = [
+        stage.with_.suffix
+        for stage in spec.stages
+        if isinstance(stage.with_, K8sCanaryRolloutOptions | K8sBaselineRolloutOptions)
+    ]
+    routes = spec.resource_routes
+
+    def first_fitting(kind: str, name: str) -> int | None:
+        for index, route in enumerate(routes):
+            match = route.match
+            if match is None or (match.kind in ("", kind) and match.name in ("", name)):
+                return index
+        return None
+
+    for index, route in enumerate(routes):
+        if route.match is None or not route.match.name:
+            continue
+        if route.match.name.endswith(tuple(f"-{suffix}" for suffix in suffixes)):
+            continue  # a route for a copy itself
+        for suffix in dict.fromkeys(suffixes):
+            copy = f"{route.match.name}-{suffix}"
+            taken_by = first_fitting(route.match.kind, copy)
+            if taken_by is not None and routes[taken_by].provider == route.provider:
+                continue
+            where = (
+                "the application's own platform provider"
+                if taken_by is None
+                else f"the provider of spec.resourceRoutes[{taken_by}]"
+            )
+            doc.warn(
+                ("spec", "resourceRoutes", index, "match", "name"),
+                f"the {suffix} copy {copy!r} is routed by its own name, as PipeCD routes it, "
+                f"so this route does not take it: it goes to {where}; "
+                f"add a route matching name {copy!r} to keep it beside {route.match.name!r}",
+            )
 
 
 def _check_watcher(doc: Document, at: FieldPath, watcher: EventWatcherConfig) -> None:

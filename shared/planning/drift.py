@@ -19,7 +19,9 @@ comes out. The rules are PipeCD's live-state drift detection:
 
 An application whose `resourceRoutes` spread it over several clusters is compared
 cluster by cluster (`detect_drift_across`): an object on the wrong cluster is
-missing on one and extra on the other.
+missing on one and extra on the other, and the diff says which platform provider
+each difference is on (`# 1. Deployment web on edge`), as the same object may be
+on several.
 
 The diff reads as the change a sync would make: old = live, new = head.
 """
@@ -114,26 +116,38 @@ def detect_drift(
     ignore_fields: Sequence[str] = (),
 ) -> DriftResult:
     """Compare the live objects with the head manifests (`namespace`: the app's input namespace)."""
-    return detect_drift_across([(head, live)], namespace=namespace, ignore_fields=ignore_fields)
+    return detect_drift_across([("", head, live)], namespace=namespace, ignore_fields=ignore_fields)
 
 
 def detect_drift_across(
-    clusters: Sequence[tuple[Sequence[ManifestLike], Sequence[ManifestLike]]],
+    clusters: Sequence[tuple[str, Sequence[ManifestLike], Sequence[ManifestLike]]],
     *,
     namespace: str = "",
     ignore_fields: Sequence[str] = (),
 ) -> DriftResult:
-    """`detect_drift` of each cluster's (head manifests routed to it, live objects read from
-    it), as one result: every cluster's added, removed and changed resources."""
-    diffs = [_diff(head, live, namespace, ignore_fields) for head, live in clusters]
+    """`detect_drift` of each cluster's (platform provider, head manifests routed to it, live
+    objects read from it), as one result: every cluster's added, removed and changed
+    resources; with more than one cluster, each resource of the diff text is followed by
+    ` on <provider>`."""
+    diffs = [
+        (provider, _diff(head, live, namespace, ignore_fields)) for provider, head, live in clusters
+    ]
     diff = ManifestDiff(
-        tuple(entry for d in diffs for entry in d.added),
-        tuple(entry for d in diffs for entry in d.removed),
-        tuple(change for d in diffs for change in d.changed),
+        tuple(entry for _, d in diffs for entry in d.added),
+        tuple(entry for _, d in diffs for entry in d.removed),
+        tuple(change for _, d in diffs for change in d.changed),
     )
     if diff.no_change:
         return DriftResult("SYNCED", SYNCED_SUMMARY, "", diff)
-    return DriftResult("OUT_OF_SYNC", diff.summary, diff.render(), diff)
+    if len(diffs) == 1:
+        return DriftResult("OUT_OF_SYNC", diff.summary, diff.render(), diff)
+    parts: list[str] = []
+    first = 1
+    for provider, part in diffs:
+        if not part.no_change:
+            parts.append(part.render(first=first, where=f" on {provider}"))
+            first += part.size
+    return DriftResult("OUT_OF_SYNC", diff.summary, "\n".join(parts), diff)
 
 
 def _diff(

@@ -196,6 +196,7 @@ class KubernetesPlatform:
         auto_create_namespace: bool = False,
         add_variant_to_selector: bool = False,
         variant_label: str = VARIANT_LABEL,
+        pipecd_application_id: str = "",
     ) -> list[AppliedResource]:
         """Server-side apply `manifests`, Namespaces and CRDs first, then in the given order.
 
@@ -206,8 +207,10 @@ class KubernetesPlatform:
         ConfigMaps or Secrets of the batch gets their hash as its pod template's
         `pipecd.dev/config-hash` (`confighash`), so a config change rolls it. With
         `auto_create_namespace`, a missing target namespace is created (plain,
-        unlabelled: deleting the application must not delete it). The first
-        failure stops the batch and is raised; objects before it stay applied.
+        unlabelled: deleting the application must not delete it). `pipecd_application_id`
+        (an adopted application's PipeCD id) is written as `pipecd.dev/application`
+        instead of `application_id`. The first failure stops the batch and is raised;
+        objects before it stay applied.
         """
         trace.get_current_span().set_attribute("slipway.k8s.manifests", len(manifests))
         # Namespaces and CRDs first, then by `pipecd.dev/order` (a stable sort: ties keep
@@ -238,6 +241,7 @@ class KubernetesPlatform:
                 input_namespace=namespace or "",
                 config_hash=config_hash.get(manifest.key, ""),
                 piped_id=self.piped_id,
+                pipecd_application_id=pipecd_application_id,
             )
             method = sync_method(manifest)
             if method != "apply":

@@ -186,13 +186,16 @@ def prepare_for_apply(
     config_hash: str = "",
     variant_label: str = VARIANT_LABEL,
     piped_id: str = "",
+    pipecd_application_id: str = "",
 ) -> dict[str, Any]:
     """The body to server-side apply for `manifest`: a copy, in `namespace` ("" = cluster-scoped),
     carrying Slipway's label and annotations and, for workloads, the variant label and
     (when not "") `config_hash` on the pod template. `input_namespace` is the application's
     namespace override, which PipeCD's resource key carries. `variant_label` is the
     application's `variantLabel.key` (PipeCD writes the variant under that key only);
-    `piped_id`, when not "", is written as `pipecd.dev/piped`.
+    `piped_id`, when not "", is written as `pipecd.dev/piped`. `pipecd.dev/application` is
+    `pipecd_application_id` when not "" (the PipeCD id an adopted application had, so
+    queries by it keep finding its objects), else `application_id`.
 
     The selector is left alone unless asked: a Deployment's selector is immutable,
     so adding the variant to an existing one would make the apply fail.
@@ -212,7 +215,7 @@ def prepare_for_apply(
             ANNOTATION_APPLICATION: application_id,
             ANNOTATION_DEPLOYMENT: deployment_id,
             ANNOTATION_COMMIT: commit_hash,
-            PIPECD_ANNOTATION_APPLICATION: application_id,
+            PIPECD_ANNOTATION_APPLICATION: pipecd_application_id or application_id,
             PIPECD_ANNOTATION_COMMIT_HASH: commit_hash,
             PIPECD_ANNOTATION_MANAGED_BY: PIPECD_MANAGED_BY_PIPED,
             PIPECD_ANNOTATION_RESOURCE_KEY: pipecd_resource_key(manifest, input_namespace),

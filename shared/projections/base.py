@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 
 import asyncpg
 
-from shared.events.base import RecordedEvent
+from shared.events.base import Event, RecordedEvent
+from shared.events.codec import tag_of
 
 # Physical tables are `<table>_g<generation>`; leaving 12 characters for the
 # suffix keeps them within PostgreSQL's 63-byte identifiers.
@@ -36,11 +37,17 @@ class Projection(abc.ABC):
     applies anything) and `tables`, which maps each logical table — also the
     name of the view readers query — to its DDL, with `{table}` standing for
     the physical table name (which may appear several times, e.g. in indexes).
+
+    `event_types`, if set, are the only events `apply` changes anything for: a
+    replay then reads just those from the log (most of a long log is stage
+    events that few projections look at). `apply` must still ignore the others,
+    which the live runner passes along with the rest.
     """
 
     name: str
     version: int
     tables: Mapping[str, str]
+    event_types: tuple[type[Event], ...] | None = None
 
     @abc.abstractmethod
     async def apply(
@@ -80,7 +87,18 @@ def check_projection(projection: Projection) -> Projection:
                 f"projection {projection.name!r}: the DDL of {logical!r} must use {{table}} "
                 "for the table's name"
             )
+    if projection.event_types is not None and not projection.event_types:
+        raise ValueError(
+            f"projection {projection.name!r}: event_types is empty (None means every event)"
+        )
     return projection
+
+
+def event_tags(projection: Projection) -> list[str] | None:
+    """The stored `event_type`s of `projection.event_types`, sorted; None for every event."""
+    if projection.event_types is None:
+        return None
+    return sorted({tag_of(event_type) for event_type in projection.event_types})
 
 
 def check_unique(projections: Sequence[Projection]) -> None:

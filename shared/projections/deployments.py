@@ -219,6 +219,7 @@ class DeploymentsProjection(SingleTableProjection):
     name = "deployments"
     ddl = _DDL
     version = 2  # 2: queued_behind
+    event_types = _EVENTS
 
     async def apply(
         self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]

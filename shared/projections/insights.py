@@ -262,6 +262,7 @@ class InsightsProjection(Projection):
     name = "insights"
     version = 1
     tables = _TABLES
+    event_types = _EVENTS
 
     async def apply(
         self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]

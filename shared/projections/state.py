@@ -90,7 +90,7 @@ async def install(conn: asyncpg.Connection, projection: Projection) -> Projectio
             _CLAIM, projection.name, projection.version, list(projection.tables)
         )
         if claimed is not None:
-            created = await create_generation(conn, projection, 1)
+            created, _ = await create_generation(conn, projection, 1)
             await point_views(conn, drop=(), create=created)
         state = await load_state(conn, projection.name)
     assert state is not None, "the row was just claimed or found"

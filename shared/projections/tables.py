@@ -9,6 +9,7 @@ next at commit.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 import asyncpg
@@ -26,21 +27,40 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-async def create_generation(
-    conn: asyncpg.Connection, projection: Projection, generation: int
-) -> dict[str, str]:
-    """Create the empty tables of `generation`; returns their physical names.
+# A plain (not UNIQUE) index of a projection's DDL: it constrains nothing, so a
+# generation can be filled without it and indexed once full.
+_PLAIN_INDEX = re.compile(r"^\s*CREATE\s+INDEX\b", re.IGNORECASE)
 
-    A table of that name left behind by a build that crashed is dropped first:
-    a generation is only ever built by the one replay holding the projection's
-    replay lock, so whatever is there is garbage.
+
+async def create_generation(
+    conn: asyncpg.Connection,
+    projection: Projection,
+    generation: int,
+    *,
+    defer_indexes: bool = False,
+) -> tuple[dict[str, str], list[str]]:
+    """Create the empty tables of `generation`: (their physical names, the statements of
+    the plain indexes left to build, if `defer_indexes`).
+
+    A replay defers them: a table filled first and indexed once costs a fraction
+    of maintaining every index on each of its many updates. A projection's DDL is
+    statements separated by `;`. A table of that name left behind by a build that
+    crashed is dropped first: a generation is only ever built by the one replay
+    holding the projection's replay lock, so whatever is there is garbage.
     """
     physical = physical_tables(projection.tables, generation)
+    deferred: list[str] = []
     for logical, ddl in projection.tables.items():
         table = quote(physical[logical])
         await conn.execute(f"DROP TABLE IF EXISTS {table}")
-        await conn.execute(ddl.replace("{table}", table))
-    return physical
+        for statement in ddl.replace("{table}", table).split(";"):
+            if not statement.strip():
+                continue
+            if defer_indexes and _PLAIN_INDEX.match(statement):
+                deferred.append(statement)
+            else:
+                await conn.execute(statement)
+    return physical, deferred
 
 
 async def drop_generation(

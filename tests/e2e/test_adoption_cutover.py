@@ -188,6 +188,10 @@ async def test_imported_pipecd_app_deploys_a_config_change_and_a_field_removal(
         assert config["data"] == {"LEVEL": "debug"}  # EXTRA, removed from git, is gone
         after: Any = await cluster.get("apps/Deployment/shop/web")
         assert "legacy" not in after["metadata"]["labels"]
+        # The identity PipeCD gave the objects stays: a query by its id still finds them.
+        for key in keys:
+            adopted: Any = await cluster.get(key)
+            assert adopted["metadata"]["annotations"]["pipecd.dev/application"] == PIPECD_APP
         assert await cluster.get("apps/Deployment/shop/web-canary") is None
         annotations = after["spec"]["template"]["metadata"].get("annotations") or {}
         assert annotations.get("pipecd.dev/config-hash")  # the primary's pods roll

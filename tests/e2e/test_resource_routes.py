@@ -196,7 +196,9 @@ async def test_each_object_is_applied_drift_checked_pruned_and_rolled_back_on_it
         await clusters["b"].scale("shop", "web", 5)
         drifted = await detector.check(app)
         assert drifted is not None and drifted.state == "OUT_OF_SYNC"
-        assert "Deployment shop/web" in drifted.diff and "replicas" in drifted.diff, drifted.diff
+        # The diff says which cluster the difference is on.
+        assert "# 1. Deployment shop/web on b\n" in drifted.diff, drifted.diff
+        assert "replicas" in drifted.diff, drifted.diff
 
         # Prune: the ConfigMap removed from git goes from a; a stray Service on b (as an
         # older route would have left it) goes too, while its namesake on a stays.

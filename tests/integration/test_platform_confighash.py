@@ -248,6 +248,19 @@ def test_apply_body_carries_pipecds_annotations_and_the_hash() -> None:
     assert "pipecd.dev/variant" not in cluster_scoped["metadata"]["annotations"]
     # No piped named: no `pipecd.dev/piped`; the provider's pipedID: the piped's annotation.
     assert "pipecd.dev/piped" not in annotations
+    # `pipecd.dev/application` is the application's id, or the PipeCD id it was adopted from.
+    assert annotations["pipecd.dev/application"] == APP
+    adopted = prepare_for_apply(
+        web,
+        namespace="prd",
+        application_id=APP,
+        deployment_id="d1",
+        commit_hash="c1",
+        variant="primary",
+        pipecd_application_id="pipecd-web-uuid",
+    )
+    assert adopted["metadata"]["annotations"]["pipecd.dev/application"] == "pipecd-web-uuid"
+    assert adopted["metadata"]["labels"]["slipway.dev/application"] == APP
     cut_over = prepare_for_apply(
         web,
         namespace="prd",

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 from asyncpg.connection import LoggedQuery
 
+from services.api import reads
 from shared.eventlog import ANY, NO_STREAM, EventStore, new_events
 from shared.events import vocabulary
 from shared.events.base import Event
@@ -322,3 +323,28 @@ async def test_the_insights_projection_writes_a_batch_in_a_few_statements(
     assert [r[0] for r in got[COMMITS]] == ["h1", "h1", "h3"]
     assert [(r[0], r[1]) for r in got[FAILING]] == [("api", "d7")]
     assert [(r[0], r[1], r[2]) for r in got[RECOVERIES]] == [("d3", "web", "d1")]
+
+
+async def test_a_page_of_applications_is_read_by_the_name_index(
+    projector_store: EventStore,
+) -> None:
+    """The API lists applications by name, a page at a time: with 10,000 of them a page is
+    a range of the name index, never a sort of every row (issue 16: lists ≤ 100 ms)."""
+    async with projector_store.pool.acquire() as conn:
+        state = await install(conn, ApplicationsProjection())
+        table = state.physical_tables()["applications"]
+        await conn.execute(
+            f'INSERT INTO "{table}" (application_id, name, repository_id, path, config_filename, '
+            "platform_provider, labels, registered_labels, disabled, registered_at, updated_at, "
+            "last_position) "
+            "SELECT 'a' || n, 'app-' || n, 'r' || n % 200, 'p', 'app.pipecd.yaml', '', '{}', "
+            "'{}', false, now(), now(), n FROM generate_series(1, 10000) AS n"
+        )
+        await conn.execute(f'ANALYZE "{table}"')
+        for after in (None, "app-5000"):
+            rows = await conn.fetch(
+                "EXPLAIN " + reads.LIST_APPLICATIONS, None, None, None, None, after, 101, None
+            )
+            plan = "\n".join(row[0] for row in rows)
+            assert "Sort" not in plan, plan
+            assert "Index Scan" in plan, plan

@@ -8,6 +8,7 @@ import random
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -21,7 +22,10 @@ from shared.events import Event, RecordedEvent, vocabulary
 from shared.events.catalog import (
     ApplicationDisabled,
     ApplicationRegistered,
+    DeploymentCompleted,
     DeploymentTriggered,
+    StageCompleted,
+    StageStarted,
     default_registry,
 )
 from shared.ids import new_id
@@ -33,7 +37,8 @@ from shared.projections import (
     replay,
 )
 from shared.projections.applications import ApplicationsProjection
-from shared.projections.base import check_projection, check_unique
+from shared.projections.base import check_projection, check_unique, event_tags
+from shared.projections.deployments import DeploymentsProjection
 from shared.projections.stream_stats import StreamStatsProjection
 from shared.testing import wait_until
 from slipway_cli import main as cli_main
@@ -42,6 +47,7 @@ from tests.support import running
 # Every phase of a test is bounded: a hang fails fast instead of eating the suite.
 # A guard against hangs, not a speed assertion: a loaded 2-core CI box is slow.
 PHASE_TIMEOUT_S = 90
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 # --- writing a varied log ---------------------------------------------------------------
 
@@ -474,6 +480,118 @@ async def test_swap_catches_up_with_a_live_runner_that_got_ahead(
     assert state is not None
     assert result.checkpoint == state.checkpoint == await log_head(store.pool)
     assert await rows_of(store.pool, "stream_stats") == await stream_stats_from_log(store.pool)
+
+
+class WatchedDeployments(DeploymentsProjection):
+    """The deployments projection, keeping the event types each batch gave it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    async def apply_batch(
+        self,
+        conn: asyncpg.Connection,
+        events: Sequence[RecordedEvent],
+        tables: Mapping[str, str],
+    ) -> None:
+        self.seen += [event.event_type for event in events]
+        await super().apply_batch(conn, events, tables)
+
+
+async def test_a_replay_reads_only_its_event_types_yet_passes_over_the_whole_log(
+    store: EventStore, writer_store: EventStore
+) -> None:
+    """A projection with `event_types` is rebuilt from those alone, in windows of the whole
+    log: windows of nothing but ignored events, and a log that ends with them, still bring
+    its checkpoint to the log's head, with the rows of a live runner that was given all."""
+    for n in range(6):
+        deployment, app = f"d{n}", f"app{n % 2}"
+        stages: list[Event] = []
+        for i in range(4):  # longer than a window: some windows hold no deployment event
+            stages += [
+                StageStarted(deployment_id=deployment, stage_id=f"s{i}", started_at=T0),
+                StageCompleted(
+                    deployment_id=deployment,
+                    stage_id=f"s{i}",
+                    status=vocabulary.StageStatus("SUCCESS"),
+                ),
+            ]
+        done = DeploymentCompleted(
+            deployment_id=deployment,
+            application_id=app,
+            status=vocabulary.DeploymentStatus("FAILURE" if n % 3 else "SUCCESS"),
+        )
+        await writer_store.append(
+            f"deployment-{deployment}",
+            new_events([triggered(deployment, app), *stages, done, *stages[:3]]),
+            expected_version=NO_STREAM,
+        )
+    live = ProjectionRunner(store, DeploymentsProjection())
+    kept_along = ProjectionRunner(store, DeploymentsProjection("deployments_all"))
+    rebuilt = WatchedDeployments()
+    async with asyncio.timeout(PHASE_TIMEOUT_S):
+        await live.run_until_caught_up()
+        await kept_along.run_until_caught_up()
+        result = await replay(store, rebuilt, batch_size=3)
+
+    total = await store.pool.fetchval("SELECT count(*) FROM events")
+    assert result.events == total == 6 * 13
+    assert result.checkpoint == await log_head(store.pool)
+    wanted = event_tags(rebuilt)
+    assert wanted is not None
+    assert rebuilt.seen and set(rebuilt.seen) <= set(wanted)
+    assert len(rebuilt.seen) == 6 * 2  # the trigger and the completion of each
+    rows = await rows_of(store.pool, "deployments")
+    assert len(rows) == 6
+    assert rows == await rows_of(store.pool, "deployments_all")
+
+
+async def index_definitions(pool: asyncpg.Pool, table: str) -> list[str]:
+    """The indexes of `table`, with its name taken out so that generations compare."""
+    rows = await pool.fetch(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1",
+        table,
+    )
+    return sorted(
+        r["indexdef"].replace(table, "T").split(" ON ", 1)[1].replace("T_pkey", "") for r in rows
+    )
+
+
+async def test_a_replayed_generation_has_every_index_of_a_new_one_and_statistics(
+    store: EventStore, writer_store: EventStore
+) -> None:
+    """A replay fills its tables first and builds their plain indexes after: the rebuilt
+    generation ends up indexed exactly as the first one was created."""
+    await Writer(writer_store, seed=37).write(100)
+    await ProjectionRunner(store, DeploymentsProjection()).install()
+    first = await index_definitions(store.pool, "deployments_g1")
+    async with asyncio.timeout(PHASE_TIMEOUT_S):
+        await replay(store, DeploymentsProjection(), batch_size=30)
+    assert len(first) == 4  # the primary key and three plain indexes
+    assert await index_definitions(store.pool, "deployments_g2") == first
+    # Analyzed before readers plan on it: a table never analyzed has reltuples -1.
+    assert await store.pool.fetchval(
+        "SELECT reltuples FROM pg_class WHERE oid = 'deployments_g2'::regclass"
+    ) == await store.pool.fetchval("SELECT count(*) FROM deployments")
+
+
+async def test_a_replay_on_a_pool_of_one_connection_reads_each_window_in_turn(
+    projector_database_url: str, schema: str, writer_store: EventStore
+) -> None:
+    """Reading ahead takes a second connection; with a pool of one, the replay reads on its
+    own connection between batches instead of waiting for a connection that never frees."""
+    await Writer(writer_store, seed=38).write(300)
+    pool = await create_pool(projector_database_url, schema=schema, min_size=1, max_size=1)
+    try:
+        store = EventStore(pool, default_registry())
+        async with asyncio.timeout(PHASE_TIMEOUT_S):
+            result = await replay(store, ApplicationsProjection(), batch_size=50)
+            await ProjectionRunner(store, ApplicationsProjection("apps_live")).run_until_caught_up()
+        assert result.events == await pool.fetchval("SELECT count(*) FROM events")
+        assert await rows_of(pool, "applications") == await rows_of(pool, "apps_live")
+    finally:
+        await pool.close()
 
 
 async def test_a_second_concurrent_replay_is_refused(

@@ -33,6 +33,7 @@ from shared.events.catalog import (
     StageSkipRequested,
     StageStarted,
 )
+from slipway_cli.deployment import describe
 
 D = "d1"
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -64,6 +65,7 @@ RUNNING: list[Event] = [
         commit_hash="c0ffee1",
         strategy=vocabulary.Strategy("pipeline"),
         summary="image web: v1 → v2",
+        version="v2",
         reason="the pod template changed",
         stages=STAGES,
         path="apps/web",
@@ -134,6 +136,14 @@ def test_fold_gives_status_stages_and_what_the_plan_said() -> None:
     assert stage_of(state, "stage-1").description == "roll out"
     assert state.running_stage == state.stage("stage-0")
     assert stage_of(state, "stage-3").rollback
+
+
+def test_the_version_a_plan_deploys_is_in_the_view_and_deployment_get() -> None:
+    """`DeploymentPlanned.version` (PipeCD's determineVersion) reaches the API's answer and
+    `slipway deployment get`."""
+    encoded = msgspec.to_builtins(state_of(RUNNING))
+    assert encoded["deployed_version"] == "v2"
+    assert "version:     v2" in describe(encoded).splitlines()
 
 
 def test_history_fills_times_positions_and_the_version_from_the_log() -> None:

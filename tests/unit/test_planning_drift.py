@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from shared.config.manifests import Manifest
-from shared.planning.drift import detect_drift, parse_ignore_field
+from shared.planning.drift import detect_drift, detect_drift_across, parse_ignore_field
 
 
 def _m(body: dict[str, Any]) -> Manifest:
@@ -87,6 +87,23 @@ def test_missing_and_extra_resources_are_drift() -> None:
     """A head manifest not running, or a labelled object the head lacks, is out of sync."""
     assert detect_drift([_m(_deployment())], [], namespace="shop").summary == "+1 resource"
     assert detect_drift([], [_m(_live(_deployment()))]).summary == "-1 resource"
+
+
+def test_a_diff_over_several_clusters_says_which_provider_each_difference_is_on() -> None:
+    """The same Deployment on two clusters: edited on one, gone from the other; each entry of
+    the diff names its provider, numbered on across them. One cluster keeps the plain layout."""
+    head = [_m(_deployment())]
+    edited = [_m(_live(_deployment("ghcr.io/acme/web:hacked")))]
+    result = detect_drift_across(
+        [("east", head, edited), ("quiet", head, [_m(_live(_deployment()))]), ("west", head, [])],
+        namespace="shop",
+    )
+    assert result.state == "OUT_OF_SYNC"
+    lines = [line for line in result.diff.splitlines() if line.startswith(("#", "+", "-"))]
+    assert lines == ["# 1. Deployment shop/web on east", "+ 2. Deployment shop/web on west (added)"]
+    assert "containers.0.image" in result.diff
+    alone = detect_drift_across([("east", head, edited)], namespace="shop")
+    assert alone.diff.startswith("# 1. Deployment shop/web\n"), alone.diff
 
 
 def test_secret_values_are_masked() -> None:

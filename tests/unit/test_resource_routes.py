@@ -94,3 +94,38 @@ def test_a_route_no_provider_answers_is_an_error_at_its_line(
     assert named in error.problem
     assert "dev, prd-tokyo, prd-osaka" in error.problem
     assert str(error).startswith(f"{FILE}:{line}:")
+
+
+CANARY_APP = """\
+apiVersion: pipecd.dev/v1beta1
+kind: KubernetesApp
+spec:
+  pipeline:
+    stages:
+      - name: K8S_CANARY_ROLLOUT
+        with: {{replicas: 1}}
+      - name: K8S_PRIMARY_ROLLOUT
+  resourceRoutes:
+{routes}"""
+
+
+def _warnings(routes: str) -> list[tuple[str, str]]:
+    config = load_application_config(Path(FILE), CANARY_APP.format(routes=routes))
+    return [(w.field_path, w.message) for w in config.warnings]
+
+
+def test_a_route_by_name_that_leaves_the_canary_copy_elsewhere_is_a_warning() -> None:
+    """A canary's copy `web-canary` is routed by its own name (PipeCD's rule): a route taking
+    `web` by name alone is warned about; one that also routes the copy, or by kind, is not."""
+    by_name = "    - match: {kind: Deployment, name: web}\n      provider: {name: prd-tokyo}\n"
+    ((field, message),) = _warnings(by_name)
+    assert field == "spec.resourceRoutes[0].match.name"
+    assert "'web-canary'" in message and "own platform provider" in message
+    elsewhere = by_name + "    - match: {kind: Deployment}\n      provider: {name: prd-osaka}\n"
+    ((_, message),) = _warnings(elsewhere)
+    assert "spec.resourceRoutes[1]" in message
+    with_copy = by_name + (
+        "    - match: {kind: Deployment, name: web-canary}\n      provider: {name: prd-tokyo}\n"
+    )
+    assert _warnings(with_copy) == []
+    assert _warnings("    - match: {kind: Deployment}\n      provider: {name: prd-tokyo}\n") == []

@@ -43,24 +43,31 @@ class ManifestDiff:
         """One line a person reads first: `image helloworld: v1 → v2, +1 resource`."""
         return _summarise(self)
 
-    def render(self) -> str:
-        """Every added, removed and changed resource, in PipeCD's plan-preview layout."""
+    def render(self, *, first: int = 1, where: str = "") -> str:
+        """Every added, removed and changed resource, in PipeCD's plan-preview layout, numbered
+        from `first`; `where` (e.g. ` on edge`) follows each resource's name, for a diff that
+        is one cluster's part of several."""
         if self.no_change:
             return "No changes were detected\n"
         lines: list[str] = []
-        index = 0
+        index = first - 1
         for key, _ in self.removed:
             index += 1
-            lines += [f"- {index}. {key} (removed)", ""]
+            lines += [f"- {index}. {key}{where} (removed)", ""]
         for key, _ in self.added:
             index += 1
-            lines += [f"+ {index}. {key} (added)", ""]
+            lines += [f"+ {index}. {key}{where} (added)", ""]
         for change in self.changed:
             index += 1
-            lines.append(f"# {index}. {change.key}")
+            lines.append(f"# {index}. {change.key}{where}")
             lines += [f"  {f.render()}" for f in change.fields]
             lines.append("")
         return "\n".join(lines)
+
+    @property
+    def size(self) -> int:
+        """How many resources were added, removed or changed."""
+        return len(self.added) + len(self.removed) + len(self.changed)
 
     def counts(self) -> str:
         """`N added, N changed, N removed`."""
