@@ -27,9 +27,12 @@ from services.executor.decider import StageStatus
 from services.executor.leases import Leases
 from services.executor.runner import DeploymentRunner
 from services.executor.stages import StageResult
+from services.notifier.service import Notifier
+from services.notifier.targets import Target
 from services.planner.sources import PlanSources
 from shared.analysis.checks import CheckPlan
 from shared.applications import fold_recorded
+from shared.config.control import NotificationRoute
 from shared.deployments import Deployment, fold_history
 from shared.eventlog import EventStore, new_events
 from shared.eventlog.envelope import envelope
@@ -38,12 +41,13 @@ from shared.events.catalog import (
     AnalysisConcluded,
     AnalysisMeasured,
     AnalysisRequested,
+    ApplicationRegistered,
     DeploymentCompleted,
     DeploymentTriggered,
     StageCompleted,
     SyncRequested,
 )
-from shared.events.vocabulary import Trigger
+from shared.events.vocabulary import DeploymentStatus, Trigger
 from shared.git import GitCache
 from shared.planning import PlanError
 from shared.snapshots import SNAPSHOT_EVERY, read_state
@@ -278,3 +282,39 @@ async def test_the_planner_reads_a_long_application_from_its_snapshot(
     unknown = msgspec.structs.replace(trigger, application_id="nosuchapp")
     with pytest.raises(PlanError, match="not registered"):
         await sources.plan(unknown, "")
+
+
+async def test_the_notifier_reads_a_long_application_stream_once(store: EventStore) -> None:
+    """The notifier names the application of each event it routes: with 2,000 syncs in the
+    application's stream, it reads that stream once, then only what follows (before: all of
+    it for each event, 2,001 × 4 here), and still sees a registration appended later."""
+    app, d = "appnotified", "dnotified"
+    stream = f"application-{app}"
+    register = ApplicationRegistered(application_id=app, name="web", repository_id="r", path="w")
+    syncs = [SyncRequested(application_id=app, request_id=f"q{i}") for i in range(2_000)]
+    await write_long(store, stream, [register, *syncs])
+    events = [*long_pipeline(d, 1, done=0, app=app)]
+    events.append(
+        DeploymentCompleted(deployment_id=d, application_id=app, status=DeploymentStatus.SUCCESS)
+    )
+    await write_long(store, f"deployment-{d}", events)
+    history = await store.read_stream(f"deployment-{d}")
+
+    reads = counting(store)
+    notifier = Notifier(
+        store=reads,
+        routes=[NotificationRoute(name="all", receiver="hook")],
+        targets={"hook": Target(name="hook", kind="webhook", url="http://receiver.invalid/")},
+    )
+    async with store.pool.acquire() as conn:
+        for recorded in history:
+            async with conn.transaction():
+                await notifier.handle(recorded, conn)
+        assert reads.rows < 2_001 + SNAPSHOT_EVERY, reads.rows
+        renamed = msgspec.structs.replace(register, name="web2")
+        await store.append(stream, new_events([renamed]), expected_version=None)
+        assert await notifier.applications.latest(app, conn) == renamed
+    notified = await store.pool.fetchval(
+        "SELECT count(*) FROM events WHERE stream_id LIKE 'notification-%'"
+    )
+    assert notified >= 2  # triggered and succeeded, at least
