@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +75,28 @@ class Servers:
         finally:
             await conn.close()
         return version
+
+    @contextlib.asynccontextmanager
+    async def wal_flush_counter(self) -> AsyncIterator[Callable[[], Awaitable[int]]]:
+        """A function returning how many WAL flushes (fsyncs) PostgreSQL has made so far.
+
+        Each durable commit waits for one flush, and one flush may carry several commits:
+        appends per flush says how well commits share them. Backends report their counts
+        to `pg_stat_io` about once a second, so a count lags by up to a second: figures
+        over a few seconds of steady load are fair, shorter ones are not.
+        """
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+
+            async def flushes() -> int:
+                count: int = await conn.fetchval(
+                    "SELECT coalesce(sum(fsyncs), 0)::bigint FROM pg_stat_io WHERE object = 'wal'"
+                )
+                return count
+
+            yield flushes
+        finally:
+            await conn.close()
 
     def cpu_seconds(self) -> tuple[float, float]:
         """CPU seconds used so far by (PostgreSQL with all its backends, nats-server)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import platform
 import threading
@@ -120,6 +121,7 @@ class Span:
 
     seconds: float
     cores: dict[str, float]  # python (clients, relay, consumer, peer threads), postgres, …
+    wal_flushes: int | None = None  # PostgreSQL's WAL flushes (fsyncs), where counted
 
     @classmethod
     def between(cls, start: Sample, end: Sample) -> Span:
@@ -133,7 +135,15 @@ class Span:
 
     def details(self, prefix: str) -> dict[str, float]:
         """The cores used, as report details named `<prefix>_<who>_cores`."""
-        return {f"{prefix}_{who}_cores": cores for who, cores in self.cores.items()}
+        details = {f"{prefix}_{who}_cores": cores for who, cores in self.cores.items()}
+        if self.wal_flushes is not None:
+            details[f"{prefix}_wal_flushes_per_s"] = self.wal_flushes / self.seconds
+        return details
+
+    def per_flush(self, prefix: str, events: float) -> dict[str, float]:
+        """`details` and `<prefix>_per_flush`: events committed per WAL flush."""
+        flushes = self.wal_flushes or 0
+        return self.details(prefix) | {f"{prefix}_per_flush": events / max(flushes, 1)}
 
 
 @contextlib.contextmanager
@@ -155,10 +165,12 @@ async def _windowed_rate(
 ) -> tuple[float, Span]:
     """Events/s that `workers` (each adding to its slot of `counts`) sustain after a warm-up."""
     try:
-        await asyncio.wait(workers, timeout=WARMUP_S, return_when=asyncio.FIRST_COMPLETED)
-        before, start = sum(counts), Sample.now(servers)
-        await asyncio.wait(workers, timeout=WINDOW_S, return_when=asyncio.FIRST_COMPLETED)
-        after, span = sum(counts), Span.between(start, Sample.now(servers))
+        async with servers.wal_flush_counter() as wal_flushes:
+            await asyncio.wait(workers, timeout=WARMUP_S, return_when=asyncio.FIRST_COMPLETED)
+            before, start, flushes = sum(counts), Sample.now(servers), await wal_flushes()
+            await asyncio.wait(workers, timeout=WINDOW_S, return_when=asyncio.FIRST_COMPLETED)
+            after, span = sum(counts), Span.between(start, Sample.now(servers))
+            span = dataclasses.replace(span, wal_flushes=await wal_flushes() - flushes)
     finally:
         stop.set()
         # Re-raises the first failure of any writer (they only end early by failing).
@@ -346,7 +358,9 @@ async def measure_append_single(servers: Servers) -> Measured:
         rate, span = await closed_loop(
             servers, slipway_appender(store, per_call=1, label="single"), writers=WRITERS
         )
-    details = span.details("append_single") | {"append_single_groups": store.group_commit.groups}
+    details = span.per_flush("append_single", rate * span.seconds) | {
+        "append_single_groups": store.group_commit.groups
+    }
     return Measured({"append_single_8conc_per_s": rate}, details)
 
 
@@ -356,7 +370,9 @@ async def measure_append_one(servers: Servers) -> Measured:
         rate, span = await closed_loop(
             servers, slipway_appender(store, per_call=1, label="one"), writers=1
         )
-    details = span.details("append_one") | {"append_one_groups": store.group_commit.groups}
+    details = span.per_flush("append_one", rate * span.seconds) | {
+        "append_one_groups": store.group_commit.groups
+    }
     return Measured(
         {"append_single_1conc_per_s": rate, "append_single_1conc_mean_ms": 1000 / rate}, details
     )
@@ -368,7 +384,9 @@ async def measure_append_many(servers: Servers) -> Measured:
         rate, span = await closed_loop(
             servers, slipway_appender(store, per_call=1, label="many"), writers=MANY_WRITERS
         )
-    details = span.details("append_many") | {"append_many_groups": store.group_commit.groups}
+    details = span.per_flush("append_many", rate * span.seconds) | {
+        "append_many_groups": store.group_commit.groups
+    }
     return Measured({f"append_single_{MANY_WRITERS}conc_per_s": rate}, details)
 
 
@@ -379,7 +397,6 @@ async def measure_append_latency(servers: Servers) -> Measured:
     latencies: list[float] = []
 
     async def one(k: int, due: float, label: str = "lat") -> None:
-        await asyncio.sleep(due - loop.time())
         [new] = new_events(stream_events(f"{label}{k}", 0, 1))
         await store.append(f"application-{label}{k}", [new], expected_version=NO_STREAM)
         latencies.append(loop.time() - due)
@@ -389,9 +406,17 @@ async def measure_append_latency(servers: Servers) -> Measured:
         await asyncio.gather(*(one(k, loop.time(), "warm") for k in range(WRITERS * 2)))
         latencies.clear()
         count = round(LATENCY_RATE * LATENCY_SECONDS)
-        start = loop.time() + 0.05
+        appends: list[asyncio.Task[None]] = []
+        start = loop.time()
         with timed(servers) as elapsed:
-            await asyncio.gather(*(one(k, start + k / LATENCY_RATE) for k in range(count)))
+            # Each append is started at its time, not all created up front: creating
+            # thousands of sleeping tasks at once took longer than the head start on a
+            # busy machine, and the first few hundred appends counted that as latency.
+            for k in range(count):
+                due = start + k / LATENCY_RATE
+                await asyncio.sleep(due - loop.time())
+                appends.append(asyncio.ensure_future(one(k, due)))
+            await asyncio.gather(*appends)
             span = elapsed()
     return Measured(
         {"append_single_p99_ms": percentile_ms(latencies, 99)},
@@ -436,7 +461,9 @@ async def measure_raw_single(servers: Servers) -> Measured:
     """`raw_single_8conc_per_s`: the baseline, one-row transactions on 8 raw connections."""
     async with raw_connections(servers, "bench_raw_single", WRITERS) as conns:
         rate, span = await closed_loop(servers, raw_inserter(conns, per_call=1), writers=WRITERS)
-    return Measured({"raw_single_8conc_per_s": rate}, span.details("raw_single"))
+    return Measured(
+        {"raw_single_8conc_per_s": rate}, span.per_flush("raw_single", rate * span.seconds)
+    )
 
 
 async def measure_raw_executemany(servers: Servers) -> Measured:
@@ -486,7 +513,7 @@ async def measure_eventsourcing(servers: Servers) -> Measured:
         {"eventsourcing_8threads_per_s": rate},
         {
             "eventsourcing_version": metadata.version("eventsourcing"),
-            **span.details("eventsourcing"),
+            **span.per_flush("eventsourcing", rate * span.seconds),
         },
     )
 

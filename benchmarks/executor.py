@@ -236,7 +236,7 @@ async def measure_quick_syncs(
     """`apps` quick syncs planned in one transaction, timed until all are completed."""
     names = quick_sync_names(apps)
     stages = stages_of(bench.root / "work", names[0], Strategy.QUICK_SYNC)
-    executor_cpu = cpu_seconds(bench.pid("executor"))
+    executor_cpu = executors_cpu_seconds(bench)
     own_cpu = process_time()
     t0 = perf_counter()
     async with store.pool.acquire() as conn, conn.transaction():
@@ -262,7 +262,7 @@ async def measure_quick_syncs(
     await bench.wait_for(done, what=f"{apps} quick syncs", timeout_s=timeout_s, every_s=0.02)
     elapsed = perf_counter() - t0
     executor_own, executor_children = (
-        a - b for a, b in zip(cpu_seconds(bench.pid("executor")), executor_cpu, strict=True)
+        a - b for a, b in zip(executors_cpu_seconds(bench), executor_cpu, strict=True)
     )
     own_cpu = process_time() - own_cpu
     statuses = await completed(store, names)
@@ -285,6 +285,17 @@ async def measure_quick_syncs(
     }
 
 
+def executors(bench: Bench) -> list[str]:
+    """The running executor replicas, by their key in `bench.services`."""
+    return [key for key in bench.services if key == "executor" or key.startswith("executor-")]
+
+
+def executors_cpu_seconds(bench: Bench) -> tuple[float, float]:
+    """CPU seconds of every executor replica so far: (their own, their git children's)."""
+    times = [cpu_seconds(bench.pid(key)) for key in executors(bench)]
+    return sum(own for own, _ in times), sum(children for _, children in times)
+
+
 _TIMES: Final = """
 SELECT stream_id,
   extract(epoch FROM max(recorded_at) FILTER (WHERE event_type = 'deployment_planned'))::float8
@@ -304,8 +315,10 @@ async def start_executor(
     files: dict[str, str],
     names: Sequence[str],
     max_concurrent: int = MAX_CONCURRENT,
+    replicas: int = 1,
 ) -> Repository:
-    """One config repository of `files`, the apps `names` registered, relay and executor up."""
+    """One config repository of `files`, the apps `names` registered, relay and `replicas`
+    executors up (each with `max_concurrent` slots and a git cache of its own, as pods)."""
     repo = Repository("config", bench.root / "work", bench.root / "remote.git", ())
     repo._write(files)
     repo.create()
@@ -329,13 +342,15 @@ async def start_executor(
     control.write_text(control_config(repo.url, kubeconfig))
     bench.start_service("relay")
     await bench.wait_ready("relay")
-    bench.start_service(
-        "executor",
-        control_config=str(control),
-        git_cache_dir=str(bench.root / "git-cache"),
-        executor_max_concurrent=str(max_concurrent),
-    )
-    await bench.wait_ready("executor")
+    for replica in range(replicas):
+        bench.start_service(
+            "executor",
+            replica=replica,
+            control_config=str(control),
+            git_cache_dir=str(bench.root / (f"git-cache-{replica}" if replica else "git-cache")),
+            executor_max_concurrent=str(max_concurrent),
+        )
+    await bench.wait_ready(*executors(bench))
     return repo
 
 

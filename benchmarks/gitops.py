@@ -335,7 +335,10 @@ class Bench:
 
     # Services ------------------------------------------------------------------
 
-    def start_service(self, name: str, **settings: str) -> None:
+    def start_service(self, name: str, *, replica: int = 0, **settings: str) -> None:
+        """Start `python -m services.<name>`; a `replica` above 0 is another instance of it,
+        known to `pid` and the logs as `<name>-<replica>`."""
+        key = f"{name}-{replica}" if replica else name
         port = free_port()
         env = os.environ | {
             "SLIPWAY_DATABASE_URL": self.servers.url_of_service(name),
@@ -344,12 +347,12 @@ class Bench:
             "SLIPWAY_HEALTH_PORT": str(port),
             "SLIPWAY_LOG_FORMAT": "json",
             "SLIPWAY_LOG_LEVEL": self.log_level,
-            "SLIPWAY_SERVICE_INSTANCE": f"{name}-0",
+            "SLIPWAY_SERVICE_INSTANCE": f"{name}-{replica}",
         }
-        env |= {f"SLIPWAY_{key.upper()}": value for key, value in settings.items()}
-        service = ServiceProcess(name, env, self.root / "logs" / f"{name}.log", port)
+        env |= {f"SLIPWAY_{setting.upper()}": value for setting, value in settings.items()}
+        service = ServiceProcess(name, env, self.root / "logs" / f"{key}.log", port)
         service.start()
-        self.services[name] = service
+        self.services[key] = service
 
     def check_alive(self) -> None:
         for service in self.services.values():

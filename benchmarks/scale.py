@@ -3,9 +3,13 @@
 `python -m benchmarks.scale --json` measures issue 16's figures in three parts,
 each against durable servers of its own (fsync on), the services as processes:
 
-1. quick syncs: `benchmarks.executor`'s stack (relay, executor, a KubeSim in
+1. quick syncs: `benchmarks.executor`'s stack (relay, executors, a KubeSim in
    this process) with 1,000 quick-sync applications planned in one
-   transaction, timed until all are completed;
+   transaction, timed until all are completed. The executor runs as
+   `--quick-sync-replicas` replicas (processes, as pods would be) of
+   `--quick-sync-slots` deployments each (`SLIPWAY_EXECUTOR_MAX_CONCURRENT`);
+   the report says which. `bench_process_cpu_s` is KubeSim's cost (with
+   this process's polling), `executor_cpu_s` the replicas' together;
 2. GitOps at scale: `benchmarks.gitops`'s run with 200 repositories of 50
    applications (10,000) — the webhook latency, then one commit per
    repository bumping every image until all 10,000 are planned; each
@@ -57,6 +61,10 @@ REPOSITORIES: Final = 200
 APPS_PER_REPOSITORY: Final = 50
 HISTORY_EVENTS: Final = 1_000_000
 QUICK_SYNC_APPS: Final = 1_000
+# A quick sync's latency is mostly waiting (the cluster, commits): 16 slots on one replica
+# left the CPU idle. Two replicas, as a team running 1,000 applications would run them.
+QUICK_SYNC_REPLICAS: Final = 2
+QUICK_SYNC_SLOTS: Final = 32
 REQUESTS: Final = 100  # per route, one at a time, after WARM_UP
 WARM_UP: Final = 3
 ROUTE_BUDGET_S: Final = 15.0  # fewer requests for a route slower than that allows
@@ -91,7 +99,9 @@ class Size:
 # ----------------------------------------------------------------------------- 1. quick syncs
 
 
-async def quick_syncs(bench: Bench, apps: int) -> dict[str, Any]:
+async def quick_syncs(
+    bench: Bench, apps: int, *, replicas: int = QUICK_SYNC_REPLICAS, slots: int = QUICK_SYNC_SLOTS
+) -> dict[str, Any]:
     await bench.servers.migrated_schema(SCHEMA)
     pool = await create_pool(bench.servers.app_url, schema=SCHEMA, min_size=2, max_size=4)
     store = EventStore(pool, bench.registry)
@@ -103,17 +113,25 @@ async def quick_syncs(bench: Bench, apps: int) -> dict[str, Any]:
                 files: dict[str, str] = {}
                 for name in names:
                     files |= executor.app_files(name)
-                repo = await executor.start_executor(bench, store, kubeconfig, files, names)
+                repo = await executor.start_executor(
+                    bench, store, kubeconfig, files, names, max_concurrent=slots, replicas=replicas
+                )
             with phase(bench, "quick_syncs"):
                 measured = await executor.measure_quick_syncs(bench, store, repo.head, apps)
-        memory = {name: memory_mb(bench.pid(name)) for name in executor.SERVICES}
+        services = ("relay", *executor.executors(bench))
+        memory = {name: memory_mb(bench.pid(name)) for name in services}
     finally:
         await pool.close()
     seconds = measured.pop(f"quick_sync_{apps}_apps_s")
     return {
         "seconds": seconds,
         "succeeded": measured["quick_sync_succeeded"],
-        "details": measured["details_quick_sync"] | {"append_s": measured["quick_sync_append_s"]},
+        "details": measured["details_quick_sync"]
+        | {
+            "append_s": measured["quick_sync_append_s"],
+            "executor_replicas": replicas,
+            "executor_max_concurrent": slots,
+        },
         "rss_mb": {name: round(m["VmHWM"], 1) for name, m in memory.items()},
     }
 
@@ -384,9 +402,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--history-events", type=int, default=HISTORY_EVENTS)
     parser.add_argument("--quick-sync-apps", type=int, default=QUICK_SYNC_APPS)
+    parser.add_argument(
+        "--quick-sync-replicas",
+        type=int,
+        default=QUICK_SYNC_REPLICAS,
+        help="executor processes for the quick syncs",
+    )
+    parser.add_argument(
+        "--quick-sync-slots",
+        type=int,
+        default=QUICK_SYNC_SLOTS,
+        help="SLIPWAY_EXECUTOR_MAX_CONCURRENT of each (the service's default is 16)",
+    )
     args = parser.parse_args(argv)
     if args.apps_per_repository < 2 or args.apps_per_repository % 2:
         parser.error("--apps-per-repository must be even and at least 2 (dev and prd)")
+    if min(args.quick_sync_replicas, args.quick_sync_slots) < 1:
+        parser.error("--quick-sync-replicas and --quick-sync-slots must be at least 1")
     if args.repositories < 1 or args.quick_sync_apps < 1 or args.history_events < 0:
         parser.error("sizes must be positive")
     size = Size(
@@ -404,7 +436,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     with work_directory(args.keep) as root:
         progress(f"quick syncs of {size.quick_sync_apps} applications…")
         quick, quick_durations = _part(
-            root, "quick-syncs", lambda bench: quick_syncs(bench, size.quick_sync_apps)
+            root,
+            "quick-syncs",
+            lambda bench: quick_syncs(
+                bench,
+                size.quick_sync_apps,
+                replicas=args.quick_sync_replicas,
+                slots=args.quick_sync_slots,
+            ),
         )
         progress(f"{size.applications} applications in {size.repositories} repositories…")
         both, durations = _part(

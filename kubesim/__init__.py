@@ -7,6 +7,7 @@ and a node whose pods serve Prometheus metrics shaped by per-image rules.
 Modules, one concept each:
 
     sim.py          KubeSim: wiring, start/stop, kubeconfig
+    workqueue.py    what each controller looks at on its next pass
     api.py          the REST API: routing and the verbs
     targets.py      what a resource path names
     admission.py    what a write must pass: body, identity, namespace, defaults, validation

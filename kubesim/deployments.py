@@ -9,11 +9,14 @@ ones first. The status is what `kubectl rollout status` reads —
 conditions: `Available` (MinimumReplicasAvailable) and `Progressing`, whose
 reason ends as `NewReplicaSetAvailable`, or `ProgressDeadlineExceeded` once no
 progress was made for `spec.progressDeadlineSeconds`.
+
+It reconciles the Deployments that changed or whose ReplicaSets did
+(`notice`), and looks again at each pass at those still rolling out, for the
+progress deadline (`kubesim.workqueue`).
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -22,7 +25,8 @@ from typing import Any
 
 from kubesim.replicasets import NAME_ALPHABET, owned_by, owner_ref
 from kubesim.resources import ResourceType
-from kubesim.store import Obj, Store, now_rfc3339
+from kubesim.store import Change, Obj, Store, json_copy, now_rfc3339
+from kubesim.workqueue import WorkQueue, key_of, owners
 
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"
@@ -64,17 +68,34 @@ class DeploymentController:
         self.deployments = deployments
         self.replicasets = replicasets
         self._progress_at: dict[str, float] = {}  # uid → monotonic time of the last progress
+        self.queue = WorkQueue()
+
+    def notice(self, change: Change) -> None:
+        """Queue what a committed write concerns: a Deployment, or the owner of a ReplicaSet."""
+        if change.key == self.deployments.key:
+            if change.type == "DELETED":
+                self._progress_at.pop(change.obj["metadata"]["uid"], None)
+            self.queue.add(key_of(change.obj))
+        elif change.key == self.replicasets.key:
+            for key in owners(change, "Deployment"):
+                self.queue.add(key)
+
+    def resync(self) -> None:
+        """Queue every Deployment."""
+        for deployment in self.store.items(self.deployments):
+            self.queue.add(key_of(deployment))
 
     def sync(self) -> None:
-        """One pass over every Deployment; forgets the progress clocks of deleted ones."""
-        live = set()
-        for deployment in list(self.store.items(self.deployments)):
-            if deployment["metadata"].get("deletionTimestamp"):
+        """One pass over the queued Deployments; True from `_sync` queues one again."""
+        for namespace, name in self.queue.take():
+            deployment = self.store.peek(self.deployments, namespace, name)
+            if deployment is None:
                 continue
-            live.add(deployment["metadata"]["uid"])
-            self._sync(deployment)
-        for uid in set(self._progress_at) - live:
-            del self._progress_at[uid]
+            if deployment["metadata"].get("deletionTimestamp"):
+                self._progress_at.pop(deployment["metadata"]["uid"], None)
+                continue
+            if self._sync(deployment):
+                self.queue.again((namespace, name))
 
     def _replica_sets(self, d: Obj) -> list[Obj]:
         uid = d["metadata"]["uid"]
@@ -85,7 +106,8 @@ class DeploymentController:
         ]
         return sorted(owned, key=lambda rs: (_revision(rs), rs["metadata"]["creationTimestamp"]))
 
-    def _sync(self, d: Obj) -> None:
+    def _sync(self, d: Obj) -> bool:
+        """Reconcile one Deployment; True while it is rolling out (the clock matters)."""
         spec = d["spec"]
         desired = int(spec.get("replicas", 1))
         template_hash_ = template_hash(spec.get("template") or {})
@@ -128,14 +150,14 @@ class DeploymentController:
             else:
                 self._roll(new_rs, old, desired, surge, unavailable)
             self._clean_history(d, old)
-        self._write_status(d, new_rs, created, desired, unavailable)
+        return self._write_status(d, new_rs, created, desired, unavailable)
 
     def _create_rs(self, d: Obj, hash_: str, existing: list[Obj]) -> Obj:
         spec = d["spec"]
-        template = copy.deepcopy(spec.get("template") or {})
+        template = json_copy(spec.get("template") or {})
         tmeta = template.setdefault("metadata", {})
         tmeta["labels"] = {**(tmeta.get("labels") or {}), HASH_LABEL: hash_}
-        selector = copy.deepcopy(spec.get("selector") or {})
+        selector = json_copy(spec.get("selector") or {})
         selector["matchLabels"] = {**(selector.get("matchLabels") or {}), HASH_LABEL: hash_}
         revision = max((_revision(rs) for rs in existing), default=0) + 1
         rs: Obj = {
@@ -159,7 +181,7 @@ class DeploymentController:
         return self.store.create(self.replicasets, rs)
 
     def _set_rs(self, rs: Obj, *, replicas: int | None = None, revision: int | None = None) -> Obj:
-        updated = copy.deepcopy(rs)
+        updated = json_copy(rs)
         if replicas is not None:
             updated["spec"]["replicas"] = replicas
         if revision is not None:
@@ -232,7 +254,8 @@ class DeploymentController:
 
     def _write_status(
         self, d: Obj, new_rs: Obj | None, created: bool, desired: int, max_unavailable: int
-    ) -> None:
+    ) -> bool:
+        """Write the status; True while the rollout is neither complete nor paused."""
         uid = d["metadata"]["uid"]
         rsets = self._replica_sets(d)
         new_rs = next(
@@ -260,7 +283,7 @@ class DeploymentController:
         ):
             if value:
                 status[field] = value
-        conditions = {c["type"]: c for c in copy.deepcopy(old_status.get("conditions") or [])}
+        conditions = {c["type"]: c for c in json_copy(old_status.get("conditions") or [])}
         if available >= desired - max_unavailable:
             _set_condition(
                 conditions,
@@ -341,9 +364,10 @@ class DeploymentController:
             conditions[t] for t in ("Available", "Progressing") if t in conditions
         ]
         if status != old_status:
-            fresh = copy.deepcopy(d)
+            fresh = json_copy(d)
             fresh["status"] = status
             self.store.update(self.deployments, fresh)
+        return not complete and not d["spec"].get("paused")
 
 
 def _revision(rs: Obj) -> int:

@@ -7,6 +7,10 @@ delay of its containers' image rules has passed; an image with `never_ready`
 stays unready for good, and one with `crash_loop` also keeps restarting
 (`CrashLoopBackOff`, a growing `restartCount`). Deleted pods stop at once:
 there is no grace period.
+
+It looks at the pods that changed (`notice`), and again at each pass at those
+whose next step is due to the clock: a readiness delay not yet over, a crash
+loop (`kubesim.workqueue`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Any
 from kubesim.metrics import MetricsHub
 from kubesim.resources import ResourceType
 from kubesim.rules import ImageRules
-from kubesim.store import Obj, Store, now_rfc3339
+from kubesim.store import Change, Obj, Store, now_rfc3339
+from kubesim.workqueue import WorkQueue, key_of
 
 NODE_NAME = "kubesim"
 POD_IP = "127.0.0.1"
@@ -53,6 +58,22 @@ class Kubelet:
         self.rules = rules
         self.metrics = metrics
         self._states: dict[str, PodState] = {}
+        self.queue = WorkQueue()
+        self._gone: list[str] = []  # uids of deleted pods whose state and port are still here
+
+    def notice(self, change: Change) -> None:
+        """Queue a pod that changed; a deleted one gives its state and port up at the next pass."""
+        if change.key != self.pods.key:
+            return
+        if change.type == "DELETED":
+            self._gone.append(change.obj["metadata"]["uid"])
+        else:
+            self.queue.add(key_of(change.obj))
+
+    def resync(self) -> None:
+        """Queue every pod."""
+        for pod in self.store.items(self.pods):
+            self.queue.add(key_of(pod))
 
     def ready_since(self, uid: str) -> float | None:
         """When (monotonic) the pod last became Ready, or None while it is not."""
@@ -60,21 +81,22 @@ class Kubelet:
         return state.ready_since if state else None
 
     async def sync(self) -> None:
-        """One pass over every pod: start new ones, write status changes, forget deleted ones."""
-        seen = set()
-        for pod in list(self.store.items(self.pods)):
-            meta = pod["metadata"]
-            uid = meta["uid"]
-            seen.add(uid)
-            if meta.get("deletionTimestamp"):
+        """One pass over the queued pods: start new ones, write status changes; forget the
+        deleted ones."""
+        gone, self._gone = self._gone, []
+        for uid in gone:
+            if self._states.pop(uid, None) is not None:
+                await self.metrics.remove_pod(uid)
+        for namespace, name in self.queue.take():
+            pod = self.store.peek(self.pods, namespace, name)
+            if pod is None or pod["metadata"].get("deletionTimestamp"):
                 continue
-            state = self._states.get(uid)
+            state = self._states.get(pod["metadata"]["uid"])
             if state is None:
                 state = await self._start(pod)
             self._advance(pod, state)
-        for uid in set(self._states) - seen:
-            del self._states[uid]
-            await self.metrics.remove_pod(uid)
+            if state.crash_loop or (state.ready_at is not None and state.ready_since is None):
+                self.queue.again((namespace, name))
 
     async def _start(self, pod: Obj) -> PodState:
         meta = pod["metadata"]

@@ -3,19 +3,23 @@
 Pods are named `<rs>-<5 chars>` and owned by their ReplicaSet; scaling down
 deletes unready pods first, then the most recently started. A pod counts as
 available once it has been Ready for the ReplicaSet's `minReadySeconds`.
+
+It reconciles the ReplicaSets that changed or whose pods did (`notice`), and
+looks again at each pass at those with pods Ready but not yet available
+(`kubesim.workqueue`).
 """
 
 from __future__ import annotations
 
-import copy
 import random
 import time
 from typing import Any
 
 from kubesim.kubelet import NODE_NAME, Kubelet
 from kubesim.resources import ResourceType
-from kubesim.store import Obj, Store
+from kubesim.store import Change, Obj, Store, json_copy
 from kubesim.validation import apply_defaults
+from kubesim.workqueue import WorkQueue, key_of, owners
 
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' SafeEncodeString alphabet
 
@@ -54,12 +58,27 @@ class ReplicaSetController:
         self.pods = pods
         self.kubelet = kubelet
         self._rng = random.Random(seed)  # noqa: S311 — repeatable names, not secrets
+        self.queue = WorkQueue()
+
+    def notice(self, change: Change) -> None:
+        """Queue what a committed write concerns: a ReplicaSet, or the owner of a pod."""
+        if change.key == self.replicasets.key:
+            self.queue.add(key_of(change.obj))
+        elif change.key == self.pods.key:
+            for key in owners(change, "ReplicaSet"):
+                self.queue.add(key)
+
+    def resync(self) -> None:
+        """Queue every ReplicaSet."""
+        for rs in self.store.items(self.replicasets):
+            self.queue.add(key_of(rs))
 
     def sync(self) -> None:
-        """One pass over every ReplicaSet that is not being deleted."""
-        for rs in list(self.store.items(self.replicasets)):
-            if not rs["metadata"].get("deletionTimestamp"):
-                self._sync(rs)
+        """One pass over the queued ReplicaSets that are not being deleted."""
+        for namespace, name in self.queue.take():
+            rs = self.store.peek(self.replicasets, namespace, name)
+            if rs is not None and not rs["metadata"].get("deletionTimestamp") and self._sync(rs):
+                self.queue.again((namespace, name))
 
     def _pods_of(self, rs: Obj) -> list[Obj]:
         uid = rs["metadata"]["uid"]
@@ -69,7 +88,8 @@ class ReplicaSetController:
             if owned_by(p, uid) and not p["metadata"].get("deletionTimestamp")
         ]
 
-    def _sync(self, rs: Obj) -> None:
+    def _sync(self, rs: Obj) -> bool:
+        """Reconcile one ReplicaSet; True while a Ready pod waits out `minReadySeconds`."""
         pods = self._pods_of(rs)
         want = int(rs["spec"].get("replicas", 1))
         if len(pods) < want:
@@ -94,9 +114,10 @@ class ReplicaSetController:
             status["availableReplicas"] = len(available)
         status["observedGeneration"] = rs["metadata"]["generation"]
         if rs.get("status") != status:
-            updated = copy.deepcopy(rs)
+            updated = json_copy(rs)
             updated["status"] = status
             self.store.update(self.replicasets, updated)
+        return len(available) < len(ready)
 
     def _ready(self, pod: Obj) -> bool:
         return self.kubelet.ready_since(pod["metadata"]["uid"]) is not None
@@ -119,7 +140,7 @@ class ReplicaSetController:
                 "labels": dict(tmeta.get("labels") or {}),
                 "ownerReferences": [owner_ref(rs, "apps/v1", "ReplicaSet")],
             },
-            "spec": copy.deepcopy(template.get("spec") or {}),
+            "spec": json_copy(template.get("spec") or {}),
             "status": {"phase": "Pending", "qosClass": "BestEffort"},
         }
         if tmeta.get("annotations"):

@@ -6,7 +6,9 @@
 
 One asyncio task reconciles Deployments, ReplicaSets and pods after every
 write and at least every `TICK_S` (readiness delays and progress deadlines
-are due to the clock, not to a write).
+are due to the clock, not to a write). Each controller looks only at what the
+writes since its last pass concern and at what waits on the clock
+(`kubesim.workqueue`), so a pass costs what changed, not the cluster's size.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from kubesim.replicasets import ReplicaSetController
 from kubesim.resources import CustomKind, Registry, ResourceType, type_from_crd
 from kubesim.rules import ImageRule, ImageRules
 from kubesim.store import Change, Obj, Store, now_rfc3339
+from kubesim.workqueue import Watching
 
 # structlog directly, not shared.logs: kubesim stands on its own (no import of Slipway's
 # runtime); whoever runs it configures structlog, as `slipway kubesim` does.
@@ -170,7 +173,10 @@ class KubeSim:
         return path
 
     async def settle(self) -> None:
-        """Run the controllers once now (tests use it to avoid waiting for the next tick)."""
+        """Run the controllers once now over every object (tests use it to avoid waiting for
+        the next tick)."""
+        for controller in self._controllers:
+            controller.resync()
         await self._reconcile()
 
     # -- internals -------------------------------------------------------
@@ -193,8 +199,14 @@ class KubeSim:
         if self.store.peek(nodes, "", NODE_NAME) is None:
             self.store.create(nodes, _node())
 
-    # The store's change-listener signature: any change wakes the same work.
-    def _on_change(self, change: Change) -> None:  # noqa: ARG002
+    @property
+    def _controllers(self) -> tuple[Watching, ...]:
+        return (self.namespaces, self.deployments, self.replicasets, self.kubelet)
+
+    def _on_change(self, change: Change) -> None:
+        """Every committed write: queue what it concerns for each controller, wake them."""
+        for controller in self._controllers:
+            controller.notice(change)
         self._dirty.set()
 
     def _on_write(self, rtype: ResourceType, kind: str, obj: Obj) -> None:

@@ -19,23 +19,40 @@ inside one call can never interleave with another request.
 from __future__ import annotations
 
 import asyncio
-import copy
 import datetime as dt
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from kubesim import errors
 from kubesim.resources import Registry, ResourceType
 
 Obj = dict[str, Any]
+_T = TypeVar("_T")
 TypeKey = tuple[str, str]
 ObjKey = tuple[TypeKey, str, str]  # (type, namespace, name)
 
 # Fields a client can never set: the store owns them.
 _SYSTEM_METADATA = ("uid", "creationTimestamp", "generation", "deletionTimestamp")
+
+
+def json_copy(value: _T) -> _T:
+    """A deep copy of JSON-shaped data (dicts, lists, scalars), as `copy.deepcopy` makes it but
+    several times faster: the store copies every object it hands out or takes in, and the
+    controllers copy what they write, so this is most of a write's cost."""
+    return cast(_T, _copied(value))
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_copied(v) for v in value)
+    return value  # str, int, float, bool, None (and a YAML date): immutable
 
 
 def now_rfc3339() -> str:
@@ -69,6 +86,9 @@ class Store:
         self.registry = registry
         self._rv = 0
         self._objects: dict[TypeKey, dict[tuple[str, str], Obj]] = {}
+        # The same objects by namespace, in the same order: a controller reading one
+        # namespace (a Deployment's ReplicaSets) must not walk the whole cluster.
+        self._by_namespace: dict[TypeKey, dict[str, dict[str, Obj]]] = {}
         self._history: deque[Change] = deque(maxlen=history)
         self._subscriptions: set[Subscription] = set()
         self._dependents: dict[str, set[ObjKey]] = {}
@@ -84,7 +104,7 @@ class Store:
     def get(self, rtype: ResourceType, namespace: str, name: str) -> Obj | None:
         """A copy of one object, or None."""
         obj = self._objects.get(rtype.key, {}).get((namespace, name))
-        return copy.deepcopy(obj) if obj is not None else None
+        return json_copy(obj) if obj is not None else None
 
     def peek(self, rtype: ResourceType, namespace: str, name: str) -> Obj | None:
         """The stored object itself, for in-process readers that promise not to mutate it."""
@@ -92,13 +112,14 @@ class Store:
 
     def items(self, rtype: ResourceType, namespace: str | None = None) -> Iterator[Obj]:
         """Stored objects (not copies) of a type, optionally in one namespace."""
-        for (ns, _), obj in list(self._objects.get(rtype.key, {}).items()):
-            if namespace is None or ns == namespace:
-                yield obj
+        if namespace is None:
+            yield from list(self._objects.get(rtype.key, {}).values())
+        else:
+            yield from list(self._by_namespace.get(rtype.key, {}).get(namespace, {}).values())
 
     def objects(self, rtype: ResourceType, namespace: str | None = None) -> list[Obj]:
         """Copies of a type's objects, in one namespace or all."""
-        return [copy.deepcopy(o) for o in self.items(rtype, namespace)]
+        return [json_copy(o) for o in self.items(rtype, namespace)]
 
     def dependents(self, uid: str) -> list[tuple[ResourceType, Obj]]:
         """The objects whose owner references name `uid` (for cascading deletes)."""
@@ -119,7 +140,7 @@ class Store:
         bucket = self._objects.setdefault(rtype.key, {})
         if (namespace, name) in bucket:
             raise errors.already_exists(rtype.plural, rtype.group, name)
-        obj = copy.deepcopy(obj)
+        obj = json_copy(obj)
         meta = obj["metadata"]
         for system in _SYSTEM_METADATA:
             meta.pop(system, None)
@@ -128,9 +149,9 @@ class Store:
         meta["generation"] = 1
         if dry_run:
             meta["resourceVersion"] = str(self._rv)
-            return copy.deepcopy(obj)
+            return json_copy(obj)
         self._commit("ADDED", rtype, obj, None)
-        return copy.deepcopy(obj)
+        return json_copy(obj)
 
     def update(
         self,
@@ -148,7 +169,7 @@ class Store:
             raise errors.not_found(rtype.plural, rtype.group, name)
         if expect_rv and expect_rv != current["metadata"]["resourceVersion"]:
             raise errors.stale(rtype.plural, rtype.group, name)
-        obj = copy.deepcopy(obj)
+        obj = json_copy(obj)
         new_meta = obj.setdefault("metadata", {})
         for system in _SYSTEM_METADATA:
             if system in current["metadata"]:
@@ -159,7 +180,7 @@ class Store:
         if _spec_part(obj) != _spec_part(current):
             new_meta["generation"] = current["metadata"].get("generation", 1) + 1
         if _comparable(obj) == _comparable(current):
-            return copy.deepcopy(current)
+            return json_copy(current)
         if dry_run:
             return obj
         if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers"):
@@ -167,7 +188,7 @@ class Store:
             self._commit("MODIFIED", rtype, obj, current)
             return self._remove(rtype, namespace, name)
         self._commit("MODIFIED", rtype, obj, current)
-        return copy.deepcopy(obj)
+        return json_copy(obj)
 
     def delete(
         self,
@@ -192,11 +213,11 @@ class Store:
         ):
             raise errors.stale(rtype.plural, rtype.group, name)
         if dry_run:
-            return copy.deepcopy(current)
+            return json_copy(current)
         uid = current["metadata"]["uid"]
         if propagation == "Orphan":
             for dep_type, dep in self.dependents(uid):
-                orphan = copy.deepcopy(dep)
+                orphan = json_copy(dep)
                 refs = [
                     r for r in orphan["metadata"].get("ownerReferences", []) if r.get("uid") != uid
                 ]
@@ -214,12 +235,12 @@ class Store:
             return self._terminate_namespace(rtype, current)
         if current["metadata"].get("finalizers"):
             if current["metadata"].get("deletionTimestamp"):
-                return copy.deepcopy(current)
-            marked = copy.deepcopy(current)
+                return json_copy(current)
+            marked = json_copy(current)
             marked["metadata"]["deletionTimestamp"] = now_rfc3339()
             marked["metadata"]["deletionGracePeriodSeconds"] = 0
             self._commit("MODIFIED", rtype, marked, current)
-            return copy.deepcopy(marked)
+            return json_copy(marked)
         return self._remove(rtype, namespace, name)
 
     def _terminate_namespace(self, rtype: ResourceType, current: Obj) -> Obj:
@@ -230,13 +251,13 @@ class Store:
         deletes a manifest's Namespace first, then everything in it).
         """
         if current["metadata"].get("deletionTimestamp"):
-            return copy.deepcopy(current)
-        marked = copy.deepcopy(current)
+            return json_copy(current)
+        marked = json_copy(current)
         marked["metadata"]["deletionTimestamp"] = now_rfc3339()
         marked["metadata"]["deletionGracePeriodSeconds"] = 0
         marked.setdefault("status", {})["phase"] = "Terminating"
         self._commit("MODIFIED", rtype, marked, current)
-        return copy.deepcopy(marked)
+        return json_copy(marked)
 
     def finalize_namespace(self, rtype: ResourceType, namespace: str) -> None:
         """Delete everything in a terminating namespace, then the namespace itself."""
@@ -251,10 +272,10 @@ class Store:
 
     def _remove(self, rtype: ResourceType, namespace: str, name: str) -> Obj:
         current = self._objects[rtype.key][(namespace, name)]
-        gone = copy.deepcopy(current)
+        gone = json_copy(current)
         gone["metadata"].setdefault("deletionTimestamp", now_rfc3339())
         self._commit("DELETED", rtype, gone, current)
-        return copy.deepcopy(gone)
+        return json_copy(gone)
 
     def _commit(self, kind: str, rtype: ResourceType, obj: Obj, old: Obj | None) -> None:
         self._rv += 1
@@ -265,11 +286,17 @@ class Store:
             for ref in old["metadata"].get("ownerReferences", []):
                 self._dependents.get(ref.get("uid", ""), set()).discard(ident)
         bucket = self._objects.setdefault(rtype.key, {})
+        namespaces = self._by_namespace.setdefault(rtype.key, {})
         if kind == "DELETED":
             bucket.pop(ident[1:], None)
+            names = namespaces.get(ident[1], {})
+            names.pop(ident[2], None)
+            if not names:
+                namespaces.pop(ident[1], None)
             self._dependents.pop(meta["uid"], None)
         else:
             bucket[ident[1:]] = obj
+            namespaces.setdefault(ident[1], {})[ident[2]] = obj
             for ref in meta.get("ownerReferences", []):
                 if ref.get("uid"):
                     self._dependents.setdefault(ref["uid"], set()).add(ident)

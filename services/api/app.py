@@ -35,7 +35,7 @@ from services.api.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_STREAMS_PER_KEY,
 from services.api.log_tail import LOG_TAIL
 from services.api.middleware import request_middleware
 from services.api.routes import add_routes, all_routes
-from services.api.routes.deployments import follow_hub
+from services.api.routes.deployment_logs import follow_hub
 from services.api.routes.event_stream import log_tail
 from services.api.service import ApplicationCommands
 from shared.eventlog import EventStore

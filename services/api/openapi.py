@@ -3,7 +3,7 @@ written by hand.
 
 Everything in it comes from two places: the route table (`routes/`: each
 `Route` has its summary, tag, answers, error statuses and the Structs of its
-query and body) and msgspec's JSON Schema of the wire Structs (`schemas.py`),
+query and body) and msgspec's JSON Schema of the wire Structs (`schemas/`),
 which are also what requests are decoded into. So a route added to the table
 is documented with no other edit, and the document cannot drift from what is
 enforced.

@@ -13,6 +13,7 @@ recorded as a warning instead, and conversion is retried.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import types
 from collections.abc import Callable, Sequence
@@ -145,13 +146,21 @@ def _is_struct(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, msgspec.Struct)
 
 
+@functools.cache
+def _fields(tp: type[msgspec.Struct]) -> dict[str, Any]:
+    """A Struct's fields by their name in a file, and their types. Cached: msgspec evaluates
+    the annotations again on every call (`compile` and `eval` of each), which was most of
+    loading an application's config (the executor loads one per deployment)."""
+    return {f.encode_name: f.type for f in msgspec.structs.fields(tp)}
+
+
 def _type_at(root: Any, data: Any, path: Sequence[Segment | _Wildcard]) -> Any:
     tp = root
     for segment in path:
         tp = _unwrap(tp, data)
         data = _get(data, [segment]) if not isinstance(segment, _Wildcard) else _MISSING
         if _is_struct(tp):
-            by_name = {f.encode_name: f.type for f in msgspec.structs.fields(tp)}
+            by_name = _fields(tp)
             if not isinstance(segment, str) or segment not in by_name:
                 return None
             tp = by_name[segment]
@@ -288,7 +297,7 @@ class Document:
         container = _type_at(root, value, where)
         if not _is_struct(container):
             return ""
-        known = [f.encode_name for f in msgspec.structs.fields(container)]
+        known = list(_fields(container))
         close = difflib.get_close_matches(name, known, n=1) or [
             k for k in known if len(name) >= 3 and k.lower().startswith(name.lower())
         ]
@@ -333,7 +342,7 @@ def _fold(value: Any, node: Located | None, tp: Any) -> Any:
     """`value` with its Struct keys spelt as their fields (see `Document.fold_keys`)."""
     tp = _unwrap_known(tp, value)
     if _is_struct(tp) and isinstance(value, dict):
-        fields: dict[str, Any] = {f.encode_name: f.type for f in msgspec.structs.fields(tp)}
+        fields = _fields(tp)
         by_fold: dict[str, str] = {name.casefold(): name for name in fields}
         out: dict[str, Any] = {}
         for key, item in value.items():

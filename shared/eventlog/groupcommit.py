@@ -5,7 +5,10 @@ eight writers committing one event each pay eight times what one commit of
 eight events costs. `GroupCommit` coalesces without adding a wait: a write
 that finds nothing in flight goes at once, as a group of one (its latency is
 that of a plain write); writes that arrive while one is in flight queue, and
-as soon as it ends they go together as one group.
+as soon as it ends they go together as one group. When a group of several
+ends, the next one waits one turn of the event loop, so that its callers,
+who come back together, go together again rather than one alone ahead of the
+rest.
 
 What it keeps, for the event store (shared/eventlog/store.py):
 - per-key order: a group holds at most one write per key (stream), and a key
@@ -128,8 +131,14 @@ class GroupCommit(Generic[T, R]):
             and not self._writing[key]
         )
 
-    def _wake(self) -> None:
-        if self._dispatcher is None and self._queue and self._in_flight < self._limits.in_flight:
+    def _wake(self, *, gather: bool = False) -> None:
+        """Start the dispatcher if something is queued (or, with `gather`, may queue within a
+        loop turn) and a slot is free."""
+        if (
+            self._dispatcher is None
+            and (self._queue or gather)
+            and self._in_flight < self._limits.in_flight
+        ):
             self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
 
     def _done_writing(self, key: str) -> None:
@@ -198,7 +207,12 @@ class GroupCommit(Generic[T, R]):
                 self._spawn(self._alone(pending))
             else:
                 _resolve(pending.future, outcome)
-        self._wake()
+        # The callers of a group come back together (a closed loop of writers, a service's
+        # handlers): the next group waits one loop turn for them, else the first one back
+        # would find the slot free and go alone, and the others queue behind it (measured:
+        # groups alternated 1 and 8 with 8 writers, at half the rate). After a write of one,
+        # nothing waits: a lone writer's latency is that of a plain write.
+        self._wake(gather=len(group) > 1)
 
     def _spawn(self, write: Coroutine[None, None, None]) -> None:
         task = asyncio.get_running_loop().create_task(write)

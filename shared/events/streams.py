@@ -1,7 +1,8 @@
 """The streams of the log, one function per category: the name of every stream spelled once.
 
 A stream id is `<category>-<entity id>` (`shared.streams` checks the shape);
-which events each stream holds is written above their group in `catalog.py`.
+which events each stream holds is the family module of `shared/events/catalog/`
+that bears its name.
 Call these, never format a stream id inline: a category spelled twice is a
 category that can drift apart.
 """

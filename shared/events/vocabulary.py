@@ -1,6 +1,6 @@
 """The words events carry: every closed set of values an event field may hold.
 
-Each is a `StrEnum`, used as the field's type in `catalog.py`. msgspec encodes
+Each is a `StrEnum`, used as the field's type in `catalog/`. msgspec encodes
 a `StrEnum` member as its value, so the wire is the same text it always was
 (the golden files in `tests/golden/events/` prove it), while a decoder now
 refuses a value outside the set, naming the field, instead of letting a typo

@@ -3,7 +3,10 @@
 An application's clusters together, each object on the provider its
 `resourceRoutes` name, are a `RoutedPlatform` (`routed`).
 
-The adapter speaks the cluster's REST API; `resources` holds the pure parts
+The adapter (`kubernetes`: one cluster's connection) speaks the cluster's REST
+API; its jobs are rooms of their own: `applying` (apply, replace, delete),
+`livestate` (listing what is live), `rollout` (waiting, scaling), `adoption`,
+`discovery`, `apiserver` (requests and errors). `resources` holds the pure parts
 (what Slipway writes on each object, how healthy a rollout is) so the executor
 and tests can use them without a cluster. Failures are the `PlatformError`
 subtree of `shared.errors`. `livekinds` says which kinds live state lists;
@@ -12,7 +15,8 @@ subtree of `shared.errors`. `livekinds` says which kinds live state lists;
 
 from __future__ import annotations
 
-from shared.platform.kubernetes import KubernetesPlatform, Propagation
+from shared.platform.applying import Propagation
+from shared.platform.kubernetes import KubernetesPlatform
 from shared.platform.livekinds import LiveKinds
 from shared.platform.resources import (
     FIELD_MANAGER,

@@ -25,7 +25,8 @@ from typing import Any
 from shared.config.manifests import Manifest
 from shared.config.resource_routes import ResourceRouter
 from shared.errors import PlatformError
-from shared.platform.kubernetes import KubernetesPlatform, Propagation
+from shared.platform.applying import Propagation
+from shared.platform.kubernetes import KubernetesPlatform
 from shared.platform.resources import AppliedResource, RolloutStatus, parse_key
 
 __all__ = ["RoutedPlatform"]

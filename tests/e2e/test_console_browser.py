@@ -25,6 +25,7 @@ import pytest
 
 from shared.testing import wait_until
 from slipway_sandbox.demo_repo import app_name, image_bump
+from slipway_sandbox.kubesim_client import Kubesim
 from slipway_sandbox.sandbox import (
     Sandbox,
     SandboxOptions,
@@ -32,7 +33,7 @@ from slipway_sandbox.sandbox import (
     prometheus_available,
 )
 from slipway_sandbox.seed_layout import DEMO_PRD_CONFIG
-from slipway_sandbox.storyrunner import Kubesim, StoryRunner
+from slipway_sandbox.storyrunner import StoryRunner
 from tests.support.api import auth_headers
 from tests.support.browser import axe_violations, chromium, shoot
 

@@ -36,9 +36,11 @@ from shared.events.streams import deployment_stream
 from shared.testing import wait_until
 from slipway_sandbox.control import REPOSITORY_ID
 from slipway_sandbox.demo_repo import DemoTiming, app_name, image, manifests
+from slipway_sandbox.kubesim_client import Kubesim
 from slipway_sandbox.sandbox import Sandbox, SandboxOptions, prometheus_available
-from slipway_sandbox.story import FINAL_STATUSES, DeploymentOutcome, Story, fold_deployment
-from slipway_sandbox.storyrunner import Kubesim, StoryRunner
+from slipway_sandbox.story import DeploymentOutcome, Story
+from slipway_sandbox.story_outcomes import FINAL_STATUSES, fold_deployment
+from slipway_sandbox.storyrunner import StoryRunner
 from tests.support.helm import HELM
 
 TIMING = DemoTiming(analysis_s=8, analysis_interval_s=2, rate_window_s=4)

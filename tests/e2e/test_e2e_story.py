@@ -28,9 +28,10 @@ from shared.events.catalog import (
     default_registry,
 )
 from slipway_sandbox.demo_repo import image
+from slipway_sandbox.kubesim_client import Kubesim
 from slipway_sandbox.sandbox import Sandbox, SandboxOptions, prometheus_available
 from slipway_sandbox.stack import present_services
-from slipway_sandbox.storyrunner import Kubesim, StoryReport
+from slipway_sandbox.storyrunner import StoryReport
 
 REPLICAS = {"planner": 2, "executor": 2, "analysis": 2}
 

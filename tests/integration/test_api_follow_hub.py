@@ -36,7 +36,7 @@ from tests.support.tcp_proxy import ExecutionCounter, PostgresCutProxy
 
 FOLLOWERS = 5
 WINDOW_S = 2.0
-POLL_S = 0.5  # the API's poll of a followed deployment (routes/deployments.py)
+POLL_S = 0.5  # the API's poll of a followed deployment (routes/deployment_logs.py)
 
 
 @pytest.fixture

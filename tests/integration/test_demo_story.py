@@ -40,12 +40,11 @@ from slipway_sandbox.story import (
     DeploymentOutcome,
     Observed,
     StageOutcome,
-    fold_chain,
-    fold_deployment,
     judge,
     playable,
     seed_story,
 )
+from slipway_sandbox.story_outcomes import fold_chain, fold_deployment
 
 NOW = datetime(2026, 1, 2, tzinfo=UTC)
 STORY = seed_story(DemoTiming())

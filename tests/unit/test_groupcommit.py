@@ -103,3 +103,50 @@ async def test_a_failing_group_fails_each_of_its_callers_and_the_next_group_stil
     assert outcomes[0] == "a"
     assert [type(o) for o in outcomes[1:3]] == [ConnectionResetError] * 2
     assert outcomes[3:] == ["d", "e"]
+
+
+async def test_the_callers_of_a_group_coming_back_together_go_together_again() -> None:
+    """Closed-loop writers: the next group waits the loop turn in which a group's callers come
+    back, so none of them goes alone ahead of the others (that halved the rate)."""
+    w = Recorder()
+    gc: GroupCommit[str, str] = GroupCommit(w.alone, w.group)
+
+    async def writer(key: str) -> None:
+        for n in range(1, 4):
+            await gc.submit(key, f"{key}{n}")
+
+    async with asyncio.timeout(5):
+        await asyncio.gather(*(writer(key) for key in "abcd"))
+    # a1 finds nothing in flight and goes at once; a2 comes back from it while the others
+    # wait for the next group; from then on each group's four callers go together again.
+    assert w.calls == [
+        ("a1",),
+        ("b1", "c1", "d1", "a2"),
+        ("b2", "c2", "d2", "a3"),
+        ("b3", "c3", "d3"),
+    ]
+
+
+async def test_after_a_write_of_one_nothing_waits_for_its_caller_to_come_back() -> None:
+    """A write of one (here b1, queued behind a1) gathers nothing: its caller's next write is
+    sent in the very step it is submitted, as a lone writer's always is."""
+    w = Recorder()
+    gc: GroupCommit[str, str] = GroupCommit(w.alone, w.group)
+    sent_at_once: list[bool] = []
+
+    async def b_writer() -> None:
+        await gc.submit("b", "b1")
+        second = asyncio.ensure_future(gc.submit("b", "b2"))
+        await asyncio.sleep(0)  # the one step in which `second` starts
+        sent_at_once.append(w.calls[-1] == ("b2",))
+        await second
+
+    w.release.clear()
+    first = asyncio.ensure_future(gc.submit("a", "a1"))
+    await asyncio.sleep(0)
+    b = asyncio.ensure_future(b_writer())
+    await asyncio.sleep(0)
+    w.release.set()
+    async with asyncio.timeout(5):
+        await asyncio.gather(first, b)
+    assert w.calls == [("a1",), ("b1",), ("b2",)] and sent_at_once == [True]

@@ -1,10 +1,12 @@
 """The API's routes, one module per resource; each route declares its access and its contract.
 
 A resource module exposes `ROUTES`, a tuple of `Route`s; add a resource by
-adding a module and one line to `_MODULES`. A `Route` says everything the
-OpenAPI document says of it — summary, tag, the Structs of its query, body
-and answers, the error statuses it may answer — and `openapi.py` generates
-the document from the route table alone: a route added here is documented
+adding a module and one line to `_MODULES`. A large resource keeps its table
+in its module and its handlers in rooms beside it (`deployments.py` holds the
+commands; `deployment_reads.py`, `deployment_logs.py`, `deployment_lookup.py`).
+A `Route` says everything the OpenAPI document says of it — summary, tag, the
+Structs of its query, body and answers, the error statuses it may answer —
+and `openapi.py` generates the document from the route table alone: a route added here is documented
 with no other edit. Route names are the OpenAPI operation ids, and
 `auth.ROUTE_ACCESS` maps each to its `Access`.
 """
@@ -72,7 +74,7 @@ class Route:
     errors: tuple[int, ...] = ()
     """Error statuses it may answer besides 401 and 403 (and 413 with a body)."""
     query: type | None = None
-    """A Struct whose fields are its query parameters (`schemas.py`), if it takes any."""
+    """A Struct whose fields are its query parameters (`schemas/`), if it takes any."""
     body: type | None = None
     """The Struct its JSON body decodes into, if it takes one."""
     body_required: bool = True

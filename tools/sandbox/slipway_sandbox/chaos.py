@@ -82,11 +82,11 @@ from slipway_sandbox.control import (
 )
 from slipway_sandbox.demo_repo import DemoRepo, manifests
 from slipway_sandbox.faults import FaultProxy, Observer
+from slipway_sandbox.kubesim_client import Kubesim
 from slipway_sandbox.prometheus import PrometheusServer, prometheus_binary
 from slipway_sandbox.receiver import SlackReceiver
 from slipway_sandbox.sandbox import DEMO_SERVICE_SETTINGS
 from slipway_sandbox.stack import SERVICES
-from slipway_sandbox.storyrunner import Kubesim
 
 __all__ = ["ChaosOptions", "ChaosResult", "ChaosRun", "result_json", "run_chaos"]
 

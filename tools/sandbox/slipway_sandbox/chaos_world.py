@@ -34,7 +34,7 @@ from slipway_client import ApiClient, ApiError
 from slipway_sandbox.chaos_plan import App
 from slipway_sandbox.control import REPOSITORY_ID
 from slipway_sandbox.demo_repo import image
-from slipway_sandbox.storyrunner import Kubesim
+from slipway_sandbox.kubesim_client import Kubesim
 
 __all__ = ["API_RETRY_S", "POLL_S", "ChaosWorld"]
 

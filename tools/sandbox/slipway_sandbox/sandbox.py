@@ -33,11 +33,12 @@ from slipway_client import ApiClient
 from slipway_sandbox._process import log_tail
 from slipway_sandbox.control import ControlInputs, write_control_config
 from slipway_sandbox.demo_repo import DemoRepo, DemoTiming, initial_files
+from slipway_sandbox.kubesim_client import Kubesim
 from slipway_sandbox.prometheus import PrometheusServer, prometheus_binary
 from slipway_sandbox.receiver import SlackReceiver, message_lines
 from slipway_sandbox.stack import ALL_SERVICES, Stack, present_services
 from slipway_sandbox.story import Story, seed_story
-from slipway_sandbox.storyrunner import Kubesim, StoryReport, StoryRunner
+from slipway_sandbox.storyrunner import StoryReport, StoryRunner
 
 Say = Callable[[str], None]
 

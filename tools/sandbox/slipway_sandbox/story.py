@@ -4,9 +4,9 @@ Everything here is pure: a `Step` says what to change (a commit, a sync, a
 `git revert`, an image rule) and what the world should look like afterwards;
 `judge` compares an `Observed` with the step's `Expectation` and names every
 difference. `slipway_sandbox.storyrunner` does the I/O (git, the API, kubesim,
-the event log, the Slack receiver) and feeds the observations back here, so
-the story is the same for `make demo`, `slipway demo --once`, the end-to-end
-test and the benchmark.
+the event log, the Slack receiver; `story_outcomes` folds the events it reads)
+and feeds the observations back here, so the story is the same for `make demo`,
+`slipway demo --once`, the end-to-end test and the benchmark.
 
 The steps, as the seed's team lived them:
 
@@ -27,15 +27,10 @@ dev's success starts its chain (`postSync.chain`), which deploys stg.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from shared import deployments
-from shared.chains import CHAIN
-from shared.decider import fold
-from shared.deployments import StageStatus
-from shared.events.base import Event
 from slipway_sandbox.demo_repo import CHAINED_ENV, DemoTiming, app_name, image
 
 BAD_TAG: Final = "v3"
@@ -467,55 +462,3 @@ def playable(step: Step, present: frozenset[str], skipped: frozenset[str]) -> st
         if isinstance(action, Revert) and action.step in skipped:
             return f"reverts step {action.step!r}, which was not played"
     return None
-
-
-# --- Folding a deployment's events --------------------------------------------------
-
-
-def fold_deployment(deployment_id: str, events: Sequence[Event]) -> DeploymentOutcome:
-    """A deployment's stream (`deployment-<id>`) as the outcome the story judges (pure).
-
-    The stages are those that ran (or were skipped), in plan order; the reason is
-    why it completed, once it has (before, `shared.deployments` gives why it was
-    planned so, which would only mislead a verdict on a deployment not done in time).
-    """
-    state = deployments.fold(enumerate(events))
-    return DeploymentOutcome(
-        deployment_id=deployment_id,
-        status=str(state.status),
-        strategy=state.strategy,
-        commit_hash=state.commit_hash,
-        stages=tuple(
-            StageOutcome(s.name, str(s.status), s.reason)
-            for s in state.stages
-            if s.status is not StageStatus.NOT_STARTED_YET
-        ),
-        rolled_back=state.rolled_back,
-        reason=state.reason if state.completed else "",
-    )
-
-
-def fold_chain(events: Sequence[Event], names: Mapping[str, str]) -> ChainOutcome | None:
-    """A chain's stream (`chain-<id>`) as the outcome the story judges, its applications
-    named by `names` (application id → name); None before it started (pure). The live
-    fields are the runner's to fill."""
-    state = fold(CHAIN, events)
-    if not state.chain_id:
-        return None
-    return ChainOutcome(
-        chain_id=state.chain_id,
-        status=state.status,
-        reason=state.reason,
-        deployments=tuple(
-            ChainedDeployment(
-                block=index,
-                app=names.get(node.application_id, node.application_id),
-                deployment_id=node.deployment_id,
-                status=state.outcomes.get(node.deployment_id, ""),
-            )
-            for index, node in state.triggered_nodes()
-        ),
-    )
-
-
-FINAL_STATUSES: Final = frozenset({"SUCCESS", "FAILURE", "CANCELLED"})

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import time
 import urllib.error
 import urllib.request
@@ -45,9 +44,9 @@ from slipway_sandbox.demo_repo import (
     image,
     image_bump,
 )
+from slipway_sandbox.kubesim_client import Kubesim
 from slipway_sandbox.receiver import SlackReceiver, message_lines
 from slipway_sandbox.story import (
-    FINAL_STATUSES,
     Action,
     Bump,
     ChainExpectation,
@@ -62,12 +61,11 @@ from slipway_sandbox.story import (
     Story,
     Sync,
     Verdict,
-    fold_chain,
-    fold_deployment,
     judge,
     mentions,
     playable,
 )
+from slipway_sandbox.story_outcomes import FINAL_STATUSES, fold_chain, fold_deployment
 
 POLL_S: Final = 0.25
 NOTIFY_WAIT_S: Final = 30.0
@@ -117,40 +115,6 @@ class StoryReport:
     def configured_wait_s(self) -> float:
         """The waits the steps' configs impose (WAIT stages, analysis), of steps that ran."""
         return sum(s.configured_wait_s for s in self.steps if s.skipped is None)
-
-
-class Kubesim:
-    """kubesim over HTTP: its image rules (admin API) and the live Deployments."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.rules: list[dict[str, Any]] = []
-
-    def add_image_rule(self, pattern: str, error_rate: float) -> None:
-        """Add a rule giving images matching `pattern` that error rate (a bad build)."""
-        self.rules.append({"image": pattern, "error_rate": error_rate})
-        self._call("PUT", "/kubesim/images", {"images": self.rules})
-
-    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The live Deployment, or None when it does not exist."""
-        return self._call("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
-
-    def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any] | None:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(  # noqa: S310 - kubesim on loopback
-            self.url + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310 - as above
-                answer: dict[str, Any] = json.loads(reply.read())
-                return answer
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                return None
-            raise
 
 
 class StoryRunner:
