@@ -113,6 +113,7 @@ spec:
 
 
 def app_files(name: str, *, stages: int = 0, kind: str = "WAIT") -> dict[str, str]:
+    """An application's files: its config, with `stages` stages of `kind` if a pipeline."""
     config = CONFIG.format(name=name)
     with_ = "{duration: 0s}" if kind == "WAIT" else "{}"
     if stages:
@@ -124,6 +125,7 @@ def app_files(name: str, *, stages: int = 0, kind: str = "WAIT") -> dict[str, st
 
 
 def control_config(remote: str, kubeconfig: Path) -> str:
+    """The control config: the bench repository and kubesim as the one provider."""
     text: str = yaml.safe_dump(
         {
             "apiVersion": "slipway.dev/v1",
@@ -145,6 +147,7 @@ def control_config(remote: str, kubeconfig: Path) -> str:
 
 
 def stages_of(work: Path, name: str, strategy: Strategy) -> tuple[PlannedStage, ...]:
+    """The stages the planner would plan for the app with `strategy`."""
     config = load_application_config(work / "apps" / name / ".pipe.yaml")
     return build_stages(strategy, spec_from_config(config, f"apps/{name}/.pipe.yaml"))
 
@@ -152,6 +155,7 @@ def stages_of(work: Path, name: str, strategy: Strategy) -> tuple[PlannedStage, 
 def plan(
     name: str, commit: str, stages: tuple[PlannedStage, ...], strategy: Strategy
 ) -> list[Event]:
+    """A deployment's triggered and planned events, as the planner would record them."""
     deployment_id = f"d-{name}"
     return [
         DeploymentTriggered(
@@ -176,6 +180,7 @@ def plan(
 
 
 async def completed(store: EventStore, names: Sequence[str]) -> dict[str, str]:
+    """The completed deployments among `names`, with their status."""
     rows = await store.pool.fetch(
         "SELECT stream_id FROM events WHERE event_type = 'deployment_completed' "
         "AND stream_id = ANY($1::text[])",
@@ -193,6 +198,7 @@ async def completed(store: EventStore, names: Sequence[str]) -> dict[str, str]:
 async def measure_transitions(
     bench: Bench, store: EventStore, commit: str, name: str, stage_count: int
 ) -> dict[str, Any]:
+    """Stage transitions per second through one long pipeline."""
     stages = stages_of(bench.root / "work", name, Strategy.PIPELINE)
     await store.append(
         f"deployment-d-{name}",
@@ -227,6 +233,7 @@ async def measure_transitions(
 
 
 def quick_sync_names(apps: int = QUICK_SYNC_APPS) -> list[str]:
+    """The quick-sync benchmark's application names."""
     return [f"app{i:03d}" for i in range(apps)]
 
 
@@ -355,6 +362,7 @@ async def start_executor(
 
 
 async def run(bench: Bench, max_concurrent: int = MAX_CONCURRENT) -> dict[str, Any]:
+    """Every executor figure against one KubeSim, the executor as a process."""
     await bench.servers.migrated_schema(SCHEMA)
     pool = await create_pool(bench.servers.app_url, schema=SCHEMA, min_size=2, max_size=4)
     store = EventStore(pool, bench.registry)
@@ -403,6 +411,7 @@ async def run(bench: Bench, max_concurrent: int = MAX_CONCURRENT) -> dict[str, A
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: run and print the report."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.executor", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--keep", metavar="DIR", help="work in DIR (new) and keep it")

@@ -86,6 +86,8 @@ REPLAY_TARGET_PER_S: Final = 100_000.0
 
 @dataclass(frozen=True)
 class Size:
+    """The benchmark's size: repositories, apps in each, history events, quick-sync apps."""
+
     repositories: int
     apps_per_repository: int
     history_events: int
@@ -93,6 +95,7 @@ class Size:
 
     @property
     def applications(self) -> int:
+        """How many applications in all."""
         return self.repositories * self.apps_per_repository
 
 
@@ -102,6 +105,7 @@ class Size:
 async def quick_syncs(
     bench: Bench, apps: int, *, replicas: int = QUICK_SYNC_REPLICAS, slots: int = QUICK_SYNC_SLOTS
 ) -> dict[str, Any]:
+    """Part 1: `apps` quick syncs planned in one transaction, timed until all complete."""
     await bench.servers.migrated_schema(SCHEMA)
     pool = await create_pool(bench.servers.app_url, schema=SCHEMA, min_size=2, max_size=4)
     store = EventStore(pool, bench.registry)
@@ -306,6 +310,7 @@ def _target(value: float | None, goal: float, *, at_least: bool = False) -> dict
 def report(
     size: Size, quick: dict[str, Any], gitops_report: dict[str, Any], grown: dict[str, Any]
 ) -> dict[str, Any]:
+    """Every figure of the three parts with its target, as the JSON report."""
     reads = grown["reads"]
     lists = [v["p95_ms"] for k, v in reads.items() if k.startswith("list_")]
     states = [v["p95_ms"] for k, v in reads.items() if not k.startswith("list_")]
@@ -390,6 +395,7 @@ def _part(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: run the three parts and print the report."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--keep", metavar="DIR", help="work in DIR (new) and keep it")

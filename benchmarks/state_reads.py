@@ -75,6 +75,7 @@ async def _timed(
 
 
 async def measure(store: EventStore, reads: int) -> dict[str, Any]:
+    """Time the long streams' state reads: folded from zero against read from snapshots."""
     deployment = "deployment-longpipeline"
     application = f"application-{APPLICATION_ID}"
     middle_row = await store.pool.fetchrow(
@@ -144,6 +145,7 @@ async def measure(store: EventStore, reads: int) -> dict[str, Any]:
 
 
 async def run(reads: int) -> dict[str, Any]:
+    """Write the long streams on fresh servers, then measure."""
     with running_servers() as servers:
         await servers.migrated_schema(SCHEMA)
         pool = await create_pool(servers.app_url, schema=SCHEMA, min_size=1, max_size=2)
@@ -196,6 +198,7 @@ def _cpus() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: run and print the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--reads", type=int, default=READS, help="timed reads per case")

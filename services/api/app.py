@@ -137,6 +137,7 @@ class ApiServer(HttpServer):
         self._app = app
 
     async def start(self) -> None:
+        """Listen, then log the URL it serves on (`api_server_started`)."""
         # Our own canonical line per request replaces aiohttp's access log.
         await self._serve(self._app)
         log.info("api_server_started", url=self.url)

@@ -162,6 +162,7 @@ class KeyCache:
         return live
 
     async def lookup(self, secret: str) -> ApiKey | None:
+        """The live key with this secret (found by its SHA-256), cached for `ttl_s`, or None."""
         digest = secret_sha256(secret)
         now = time.monotonic()
         cached = self._entries.get(digest)

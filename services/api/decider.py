@@ -155,6 +155,8 @@ class StateConflict(Rejected):
 
 
 class RegisterApplication(msgspec.Struct, frozen=True, kw_only=True):
+    """Register an application under a fresh id, its name and its config file."""
+
     application_id: str  # chosen by the caller (a fresh id), so deciding stays pure
     name: str
     repository_id: str
@@ -165,14 +167,20 @@ class RegisterApplication(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DisableApplication(msgspec.Struct, frozen=True, kw_only=True):
+    """Stop deploying the application."""
+
     application_id: str
 
 
 class EnableApplication(msgspec.Struct, frozen=True, kw_only=True):
+    """Deploy the application again after it was disabled."""
+
     application_id: str
 
 
 class RequestSync(msgspec.Struct, frozen=True, kw_only=True):
+    """Ask for a deployment of the application's head (`auto`, `quick_sync` or `pipeline`)."""
+
     application_id: str
     request_id: str
     strategy: str = "auto"
@@ -180,6 +188,8 @@ class RequestSync(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DeleteApplication(msgspec.Struct, frozen=True, kw_only=True):
+    """Delete the application; with `cascade`, its live resources too."""
+
     application_id: str
     cascade: bool = False
     commander: str = ""
@@ -209,6 +219,8 @@ COMMIT_PATTERN: Final = r"^[0-9a-f]{7,64}$"
 
 
 class ReserveName(msgspec.Struct, frozen=True, kw_only=True):
+    """Hold `name` for the application, so that no other may take it."""
+
     name: str
     application_id: str
 

@@ -108,6 +108,7 @@ def validation_error(exc: msgspec.ValidationError, *, prefix: str = "") -> Error
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into the API's JSON error body with the request's id."""
     request_id = request.get(REQUEST_ID)
     try:
         return await handler(request)

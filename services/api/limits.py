@@ -40,6 +40,7 @@ class StreamSlots:
 
     @contextlib.contextmanager
     def hold(self, key: str) -> Iterator[None]:
+        """Hold one of `key`'s stream slots for the block; TooManyStreams when none is free."""
         if self._open.get(key, 0) >= self.per_key:
             raise TooManyStreams(key)
         self._open[key] = self._open.get(key, 0) + 1

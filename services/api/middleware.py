@@ -28,6 +28,7 @@ _SANE_ID: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 @web.middleware
 async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give each request an id (the client's if sane) and log one line when it ends."""
     offered = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = offered if _SANE_ID.fullmatch(offered) else new_id()
     request[REQUEST_ID] = request_id

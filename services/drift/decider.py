@@ -66,6 +66,7 @@ class DriftState:
 
 
 def evolve(state: DriftState, event: Event) -> DriftState:
+    """The drift state after `event` (pure)."""
     match event:
         case ApplicationSyncStateChanged(state=s, summary=summary):
             return dataclasses.replace(state, state=s, summary=summary)

@@ -25,6 +25,8 @@ __all__ = ["LiveResourcesStore", "last_digest", "record_live_resources"]
 
 
 class LiveResourcesStore(StreamStore, Protocol):
+    """What recording live resources needs of the store: a stream's version and appends."""
+
     async def stream_version(self, stream_id: str) -> int:
         """The stream's last version, or `NO_STREAM`."""
 

@@ -136,6 +136,7 @@ class DriftDetector:
         self._position: LogPosition = START
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Check every application each interval until stopped; a bad round is logged, not fatal."""
         while not stop.is_set():
             try:
                 await self.check_all()
@@ -144,6 +145,7 @@ class DriftDetector:
             await sleep_or_stop(stop, self.interval_s)
 
     async def check_all(self) -> None:
+        """One round: catch up on the log, then check each application (or delete its resources)."""
         await self._catch_up()
         for app in list(self._apps.values()):
             application_id = app.registered.application_id

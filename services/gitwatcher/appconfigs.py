@@ -66,6 +66,7 @@ class AppConfigs:
         """(application, config path) → the head whose config labels were last read."""
 
     async def registered(self) -> list[RegisteredApp]:
+        """The applications registered in this repository (an error until the view exists)."""
         try:
             rows = await self.store.pool.fetch(_APPS_OF_REPOSITORY, self.repository_id)
         except asyncpg.UndefinedTableError as exc:
@@ -112,6 +113,7 @@ class AppConfigs:
         return judged
 
     def parse(self, path: str, content: bytes) -> AppConfigFacts | None:
+        """An app config's facts, parsed once per path and content; None when invalid."""
         result = _parse_cached(self.read_config, path, content)
         if isinstance(result, str):
             log.warning("application_config_invalid", path=path, error=result)
@@ -225,7 +227,10 @@ def _label_key(app: RegisteredApp) -> tuple[str, str]:
     return (app.application_id, app.config_path)
 
 
-@lru_cache(maxsize=2048)
+# Every registered application's config of a watched repository, at 10,000 applications
+# too: the watcher reads each repository's configs at every new head, so an LRU smaller
+# than that is walked in order and never hits (each entry is small: the facts).
+@lru_cache(maxsize=16384)
 def _parse_cached(read: AppConfigReader, path: str, content: bytes) -> AppConfigFacts | str:
     """Parsed facts, or the error text: a config is parsed once per content, not per poll."""
     try:

@@ -103,6 +103,7 @@ class RegisteredApp:
 
     @property
     def config_path(self) -> str:
+        """The config file's path in the repository."""
         directory = normalize_dir(self.path)
         return f"{directory}/{self.config_filename}" if directory else self.config_filename
 
@@ -180,6 +181,7 @@ def evolve(state: RepositoryState, event: Event, version: int) -> RepositoryStat
 def fold(
     state: RepositoryState, events: Iterable[Event], versions: Iterable[int]
 ) -> RepositoryState:
+    """The repository's state after `events` at their stream `versions` (pure)."""
     for event, version in zip(events, versions, strict=True):
         state = evolve(state, event, version)
     return state

@@ -57,6 +57,8 @@ ReplacementKind = Literal["yamlField", "jsonField", "HCLField", "regex"]
 
 @dataclass(frozen=True, slots=True)
 class Replacement:
+    """One replacement of an event watcher: the file, how to find the value, and where."""
+
     file: str
     kind: ReplacementKind
     expression: str
@@ -78,6 +80,8 @@ class Watcher:
 
 @dataclass(frozen=True, slots=True)
 class PlannedCommit:
+    """One commit the event watcher will push: the changed files and its message and branch."""
+
     watcher: Watcher
     changes: dict[str, bytes]
     message: str

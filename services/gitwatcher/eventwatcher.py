@@ -135,6 +135,7 @@ class EventWatcher:
         name: str = "gitwatcher-events",
         **kw: Any,
     ) -> EventConsumer:
+        """The durable consumer of registered events for this watcher."""
         return EventConsumer(
             name=name,
             js=js,

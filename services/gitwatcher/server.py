@@ -82,6 +82,7 @@ class WebhookServer(HttpServer):
         self._last_recorded: dict[tuple[str, str], float] = {}
 
     async def start(self) -> None:
+        """Serve the GitHub and GitLab webhook routes."""
         app = web.Application(client_max_size=self.max_body_bytes)
         app.router.add_post("/webhooks/github", self._github)
         app.router.add_post("/webhooks/gitlab", self._gitlab)

@@ -83,9 +83,11 @@ class Gitwatcher:
             )
 
     def poll_components(self) -> list[Callable[[asyncio.Event], Awaitable[None]]]:
+        """One poll loop per watched repository, as the service's components."""
         return [watcher.run for watcher in self.watchers.values()]
 
     def burst_components(self) -> list[Callable[[asyncio.Event], Awaitable[None]]]:
+        """One poll of each repository, for a burst run (until nothing is left)."""
         return [watcher.run_once for watcher in self.watchers.values()]
 
     async def poll_all(self) -> None:

@@ -71,6 +71,7 @@ class PushEvent:
 
     @property
     def deleted(self) -> bool:
+        """Whether the push deleted the branch (`after` is all zeros)."""
         return self.after == _ZERO_COMMIT
 
 

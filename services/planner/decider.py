@@ -75,17 +75,23 @@ class AppQueue:
 
 @dataclass(frozen=True)
 class PlanNow:
+    """The decision: plan this deployment now."""
+
     deployment_id: str
 
 
 @dataclass(frozen=True)
 class QueueBehind:
+    """The decision: queue this deployment behind the application's active one."""
+
     deployment_id: str
     behind: str
 
 
 @dataclass(frozen=True)
 class Ignore:
+    """The decision: nothing to do, and why."""
+
     reason: str
 
 
@@ -173,6 +179,7 @@ def gave_up(planning_since: datetime | None, now: datetime, give_up_after_s: flo
 
 
 def trigger_info(trigger: DeploymentTriggered) -> TriggerInfo:
+    """What of the trigger the planner passes on to the plan."""
     return TriggerInfo(
         strategy=trigger.strategy,
         commit_message=trigger.commit_message,
@@ -182,6 +189,7 @@ def trigger_info(trigger: DeploymentTriggered) -> TriggerInfo:
 
 
 def queued(trigger: DeploymentTriggered, behind: str) -> DeploymentQueued:
+    """The event that records a deployment waiting behind another."""
     return DeploymentQueued(
         deployment_id=trigger.deployment_id,
         application_id=trigger.application_id,
@@ -222,6 +230,7 @@ def planned(
 
 
 def plan_failed(trigger: DeploymentTriggered, reason: str) -> DeploymentPlanFailed:
+    """The event that records why a deployment could not be planned."""
     return DeploymentPlanFailed(
         deployment_id=trigger.deployment_id,
         application_id=trigger.application_id,

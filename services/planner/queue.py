@@ -120,6 +120,7 @@ async def running_commit(conn: asyncpg.Connection, application_id: str) -> str:
 
 
 async def set_state(conn: asyncpg.Connection, deployment_id: str, state: RowState) -> None:
+    """Move a deployment's queue row to `state`."""
     await conn.execute(_SET_STATE, deployment_id, state)
 
 
@@ -131,6 +132,7 @@ async def set_planning_since(conn: asyncpg.Connection, deployment_id: str, now: 
 async def set_running(
     conn: asyncpg.Connection, application_id: str, commit: str, deployment_id: str
 ) -> None:
+    """Record the commit the application now runs, and the deployment that brought it."""
     await conn.execute(_SET_RUNNING, application_id, commit, deployment_id)
 
 

@@ -211,7 +211,7 @@ class Planner:
                 case PlanNow():
                     try:
                         decided = await self._plan(
-                            conn, writes, event, deployment_id, app_id, since
+                            conn, writes, event, deployment_id, app_id, since, trigger=trigger
                         )
                     except _Transient as exc:
                         # Redelivered with back-off; the deployment keeps its place meanwhile.
@@ -316,17 +316,16 @@ class Planner:
         since: Mapping[str, datetime | None],
         *,
         running_override: str | None = None,
+        trigger: DeploymentTriggered | None = None,
     ) -> DeploymentPlanned | DeploymentPlanFailed:
         """Plan one deployment into `writes`: its plan, or why it failed.
 
+        `trigger` is the deployment's trigger when the caller holds it (the event being
+        handled, as the log stores it); otherwise it is read from the deployment's stream.
         Raises `_Transient` when waiting may help and the deadline has not passed.
         """
-        stream = deployment_stream(deployment_id)
-        history = await self.store.read_stream(stream, conn=conn)
-        trigger = next((e.event for e in history if isinstance(e.event, DeploymentTriggered)), None)
-        if trigger is None:
-            # Only a trigger puts a deployment in the queue; its stream must start with it.
-            raise RuntimeError(f"{stream} has no DeploymentTriggered event")
+        if trigger is None or trigger.deployment_id != deployment_id:
+            trigger = await self._trigger_of(conn, deployment_id)
         if running_override is not None:
             running = running_override
         else:
@@ -374,6 +373,17 @@ class Planner:
         log.warning("deployment_plan_failed", reason=reason, commit=trigger.commit_hash)
         self._count("failed")
         return failed
+
+    async def _trigger_of(
+        self, conn: asyncpg.Connection, deployment_id: str
+    ) -> DeploymentTriggered:
+        stream = deployment_stream(deployment_id)
+        history = await self.store.read_stream(stream, conn=conn)
+        trigger = next((e.event for e in history if isinstance(e.event, DeploymentTriggered)), None)
+        if trigger is None:
+            # Only a trigger puts a deployment in the queue; its stream must start with it.
+            raise RuntimeError(f"{stream} has no DeploymentTriggered event")
+        return trigger
 
     # Writing ---------------------------------------------------------------------------
 

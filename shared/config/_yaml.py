@@ -15,9 +15,9 @@ keys are always strings (a key written `1` is the string "1").
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import yaml
 
@@ -31,6 +31,7 @@ _PROBLEM_CHARS: Final = 120
 _TIMESTAMP: Final = "tag:yaml.org,2002:timestamp"
 _MERGE: Final = "tag:yaml.org,2002:merge"
 _STR: Final = "tag:yaml.org,2002:str"
+_T = TypeVar("_T")
 
 
 class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no stubs here
@@ -41,6 +42,46 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
+def _fast_loader() -> type[Any] | None:
+    """`_Loader` with libyaml's scanner and parser (the bulk of the time) under PyYAML's own
+    composer, so that nodes, tags and marks are built by the same Python code; None when
+    PyYAML was built without libyaml.
+
+    A stream libyaml refuses is parsed again with `_Loader` (`_parsed`), so every error
+    keeps PyYAML's wording and position; the composer's recursion stays Python's, so
+    deep nesting is the same `RecursionError` and never a C stack overflow.
+    """
+    try:
+        from yaml.cyaml import CParser
+    except ImportError:  # pragma: no cover - PyYAML's wheels include libyaml
+        return None
+
+    # PyYAML ships no stubs here.
+    class FastLoader(
+        yaml.composer.Composer,  # type: ignore[misc]
+        CParser,  # type: ignore[misc]
+        yaml.constructor.SafeConstructor,  # type: ignore[misc]
+        yaml.resolver.Resolver,  # type: ignore[misc]
+    ):
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            yaml.composer.Composer.__init__(self)
+
+        def dispose(self) -> None:
+            pass
+
+    FastLoader.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+    return FastLoader
+
+
+_FAST_LOADER: Final = _fast_loader()
+_LOADERS: Final[tuple[type[Any], ...]] = (
+    (_FAST_LOADER, _Loader) if _FAST_LOADER is not None else (_Loader,)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,10 +229,28 @@ class _Builder:
         return out
 
 
+def _parsed(text: str, parse: Callable[[type[Any]], _T]) -> _T:
+    """`parse(loader class)` with libyaml's parser; when that fails, with PyYAML's own,
+    whose result (its error, mostly) is the answer.
+
+    The two differ on two characters, so a text with either goes to PyYAML alone:
+    libyaml takes a tab where PyYAML refuses one (as whitespace after `key:`, inside a
+    plain scalar), and counts a byte-order mark inside the text as a column.
+    """
+    fast = _LOADERS[:-1] if "\t" not in text and "\ufeff" not in text else ()
+    for loader_class in fast:
+        try:
+            return parse(loader_class)
+        except (yaml.YAMLError, UnicodeError):
+            pass
+    return parse(_LOADERS[-1])
+
+
 def parse_yaml(file: str, text: str) -> tuple[Any, Located]:
     """Parse one YAML document into (data, positions); any problem is a ConfigFileError."""
-    with _translated(file, text):
-        loader = _Loader(text)
+
+    def parse(loader_class: type[Any]) -> tuple[Any, Located]:
+        loader = loader_class(text)
         try:
             node = loader.get_single_node()
             if node is None:
@@ -201,12 +260,16 @@ def parse_yaml(file: str, text: str) -> tuple[Any, Located]:
         finally:
             loader.dispose()
 
+    with _translated(file, text):
+        return _parsed(text, parse)
+
 
 def parse_first_yaml(file: str, text: str) -> tuple[Any, Located, Position | None]:
     """The first document of a stream, as PipeCD reads a config file (Go's yaml reads only
     the first), and where a second one starts (None when there is none)."""
-    with _translated(file, text):
-        loader = _Loader(text)
+
+    def parse(loader_class: type[Any]) -> tuple[Any, Located, Position | None]:
+        loader = loader_class(text)
         try:
             node = loader.get_node() if loader.check_node() else None
             if node is None:
@@ -216,6 +279,8 @@ def parse_first_yaml(file: str, text: str) -> tuple[Any, Located, Position | Non
             try:
                 following = loader.peek_event()
             except yaml.YAMLError as exc:  # what follows is not read, as in PipeCD
+                if loader_class is not _Loader:
+                    raise  # where it stops is PyYAML's to say
                 return data, located, _position(getattr(exc, "problem_mark", None))
             if isinstance(following, yaml.StreamEndEvent):
                 return data, located, None
@@ -223,14 +288,18 @@ def parse_first_yaml(file: str, text: str) -> tuple[Any, Located, Position | Non
         finally:
             loader.dispose()
 
+    with _translated(file, text):
+        return _parsed(text, parse)
+
 
 def parse_yaml_documents(
     file: str, text: str, *, max_values: int = 10 * MAX_VALUES
 ) -> list[tuple[Any, Located]]:
     """Every document of a multi-document stream (Kubernetes manifests), empty ones skipped."""
-    out: list[tuple[Any, Located]] = []
-    with _translated(file, text):
-        loader = _Loader(text)
+
+    def parse(loader_class: type[Any]) -> list[tuple[Any, Located]]:
+        out: list[tuple[Any, Located]] = []
+        loader = loader_class(text)
         try:
             while loader.check_node():
                 node = loader.get_node()
@@ -241,7 +310,10 @@ def parse_yaml_documents(
                     out.append((data, located))
         finally:
             loader.dispose()
-    return out
+        return out
+
+    with _translated(file, text):
+        return _parsed(text, parse)
 
 
 @contextlib.contextmanager

@@ -7,8 +7,10 @@ the templates an ANALYSIS stage refers to.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Final, Literal, TypeVar
 
 import msgspec
 
@@ -21,6 +23,7 @@ from shared.config.documents import check_header, open_document
 from shared.config.errors import ConfigWarning
 from shared.config.event_watcher import EventWatcherSpec
 from shared.config.repo_files import inside_repository
+from shared.errors import ConfigError
 
 __all__ = [
     "AnalysisTemplateConfig",
@@ -105,7 +108,47 @@ def _event_watcher(doc: Document, kind: str, path: Path) -> EventWatcherFileConf
 
 
 def load_analysis_templates(repo_root: Path) -> AnalysisTemplateSpec:
-    """Every AnalysisTemplate in `<repo_root>/.pipe/`, merged; a name defined twice is an error."""
+    """Every AnalysisTemplate in `<repo_root>/.pipe/`, merged; a name defined twice is an error.
+
+    Remembered by the files' paths and bytes (`_LOADED`): the planner checks the
+    templates of every application a commit touches against one checkout.
+    """
+    key = _files_key(repo_root)
+    if key is not None:
+        with _LOADED_LOCK:
+            if (loaded := _LOADED.get(key)) is not None:
+                _LOADED.move_to_end(key)
+                return loaded
+    loaded = _load_analysis_templates(repo_root)
+    if key is not None:
+        with _LOADED_LOCK:
+            _LOADED[key] = loaded
+            while len(_LOADED) > _LOADED_MAX:
+                _LOADED.popitem(last=False)
+    return loaded
+
+
+_LOADED_MAX: Final = 16
+_LOADED: OrderedDict[tuple[str, tuple[tuple[str, bytes], ...]], AnalysisTemplateSpec] = (
+    OrderedDict()
+)
+_LOADED_LOCK: Final = threading.Lock()  # the analysis service loads them in threads
+
+
+def _files_key(repo_root: Path) -> tuple[str, tuple[tuple[str, bytes], ...]] | None:
+    """What the templates are loaded from: the root, and each `.pipe/` file's path and bytes
+    (None when one cannot be read or leads outside: loading them says why)."""
+    files = []
+    try:
+        for path in shared_files(repo_root / SHARED_DIR):
+            inside_repository(path, repo_root, f"{SHARED_DIR}/{path.name}")
+            files.append((str(path), path.read_bytes()))
+    except (OSError, ConfigError):
+        return None
+    return str(repo_root), tuple(files)
+
+
+def _load_analysis_templates(repo_root: Path) -> AnalysisTemplateSpec:
     metrics: dict[str, AnalysisMetrics] = {}
     logs: dict[str, AnalysisLog] = {}
     https: dict[str, AnalysisHTTP] = {}

@@ -29,6 +29,8 @@ __all__ = ["AnalysisChart", "CheckChart", "Series", "TickVerdict", "analysis_cha
 
 @dataclass
 class Series:
+    """One line of a check's chart: a variant's samples over time."""
+
     label: str
     """`canary`, `baseline`, `primary`, `previous`, or the check's own name."""
     points: list[tuple[float, float]] = field(default_factory=list)
@@ -37,6 +39,8 @@ class Series:
 
 @dataclass(frozen=True)
 class TickVerdict:
+    """One tick's verdict row under the chart: outcome, why, the judge's statistics."""
+
     tick: int
     at_s: float
     outcome: str
@@ -46,6 +50,8 @@ class TickVerdict:
 
 @dataclass
 class CheckChart:
+    """One check's chart: its strategy, thresholds, series and tick verdicts."""
+
     key: str
     strategy: str
     expected_min: float | None = None
@@ -57,6 +63,8 @@ class CheckChart:
 
 @dataclass
 class AnalysisChart:
+    """An analysis as the console draws it: the judge, the verdict, each check's chart."""
+
     analysis_id: str
     judge: str = ""
     verdict: str = ""
@@ -103,6 +111,7 @@ def _label(measured: AnalysisMeasured) -> str:
 
 
 def analysis_chart(analysis_id: str, history: Iterable[RecordedEvent]) -> AnalysisChart:
+    """Fold an analysis stream's events into its charts (pure)."""
     chart = AnalysisChart(analysis_id=analysis_id)
 
     def check(key: str, strategy: str = "") -> CheckChart:

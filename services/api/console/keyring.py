@@ -39,6 +39,8 @@ KID: Final = re.compile(r"^(?:[0-9]{1,9}|e)$")
 
 @dataclass(frozen=True)
 class StoredKey:
+    """A session signing key as stored in PostgreSQL: its id, secret and when it was stored."""
+
     kid: int
     secret: bytes
     created_at: float
@@ -54,14 +56,17 @@ class Keyring:
 
     @classmethod
     def fixed(cls, secret: bytes) -> Keyring:
+        """A keyring of one key that never rotates (`SLIPWAY_CONSOLE_SESSION_KEY`)."""
         return cls(FIXED_KID, {FIXED_KID: secret})
 
     def signing_key(self) -> tuple[str, bytes]:
+        """The id and secret new cookies are signed with; an error until keys are loaded."""
         if not self.signing:
             raise RuntimeError("the console's session keys have not been loaded yet")
         return self.signing, self.keys[self.signing]
 
     def verifying_key(self, kid: str) -> bytes | None:
+        """The secret of key `kid` for checking a cookie, or None for an unknown or malformed id."""
         return self.keys.get(kid) if KID.fullmatch(kid) else None
 
 

@@ -110,6 +110,7 @@ async def _views_reached(store: EventStore, position: int) -> None:
 
 
 async def live(request: web.Request) -> web.StreamResponse:
+    """The console's live stream (SSE): `changed` whenever an event concerns the page's subject."""
     principal = request.get(PRINCIPAL)
     try:
         with request.app[CONSOLE].live_streams.hold(

@@ -22,6 +22,8 @@ __all__ = ["LiveTree", "created_at", "live_tree"]
 
 @dataclass(frozen=True)
 class LiveTree:
+    """The application's live objects, nested for the page, with when drift recorded them."""
+
     forest: list[TreeNode]
     recorded_at: datetime
     count: int

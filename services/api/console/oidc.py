@@ -76,6 +76,8 @@ class OidcRefused(SlipwayError):
 
 @dataclass(frozen=True)
 class OidcSettings:
+    """`spec.console.oidc`: the provider, the client, and how groups map to roles."""
+
     issuer: str
     client_id: str
     client_secret: str
@@ -102,6 +104,8 @@ class SignedIn:
 
 @dataclass(frozen=True)
 class Rechecked:
+    """What a role check found: the role now, and the refresh token to use next time."""
+
     role: Role
     refresh_token: str
     """The one to use next time (the provider may rotate it)."""

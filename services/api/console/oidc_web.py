@@ -33,6 +33,7 @@ OIDC_PENDING_TTL_S: Final = 600
 
 
 def pending_fields(pending: Pending, now: float | None = None) -> dict[str, str]:
+    """The sign-in in progress as the fields of its signed cookie."""
     return {
         "state": pending.state,
         "nonce": pending.nonce,

@@ -85,6 +85,7 @@ async def _csrf_ok(request: web.Request) -> bool:
 
 @web.middleware
 async def console_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Console paths: unsafe methods need the CSRF token; errors become pages, a 401 the sign-in."""
     if not request.path.startswith(CONSOLE_PREFIX):
         return await handler(request)
     if request.method not in _SAFE_METHODS and not await _csrf_ok(request):

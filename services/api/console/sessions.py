@@ -41,6 +41,8 @@ _KEY_ID: Final = re.compile(r"^[0-9a-z]{26}$")
 
 @dataclass(frozen=True)
 class SessionToken:
+    """What a session cookie carries: the API key or OIDC session behind it, and its expiry."""
+
     key_id: str
     expires: int
     """Unix seconds."""
@@ -135,4 +137,5 @@ class SessionCodec:
         return self._sign("csrf", cookie_value)
 
     def csrf_ok(self, cookie_value: str, token: str) -> bool:
+        """Whether `token` is the CSRF token of the session whose cookie is `cookie_value`."""
         return bool(cookie_value) and self._verify("csrf", cookie_value, token)

@@ -44,6 +44,8 @@ _FAILED: Final = frozenset({StageStatus.FAILURE, StageStatus.CANCELLED})
 
 @dataclass(frozen=True)
 class GraphNode:
+    """One stage's box in the graph: its name, status, duration and position."""
+
     stage_id: str
     name: str
     """The stage's name, shortened to fit its box (`title` has it whole)."""
@@ -58,6 +60,8 @@ class GraphNode:
 
 @dataclass(frozen=True)
 class GraphEdge:
+    """A line between two stages' boxes; `rollback` draws the branch taken on failure."""
+
     x1: int
     y1: int
     x2: int
@@ -68,6 +72,8 @@ class GraphEdge:
 
 @dataclass(frozen=True)
 class StageGraph:
+    """The laid-out pipeline: boxes, lines and the drawing's size."""
+
     nodes: tuple[GraphNode, ...]
     edges: tuple[GraphEdge, ...]
     width: int

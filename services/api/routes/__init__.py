@@ -59,6 +59,8 @@ class Answer:
 
 @dataclass(frozen=True)
 class Route:
+    """One API route: method, path, handler, the role it needs, and its OpenAPI summary."""
+
     method: str
     path: str
     """Below `API_PREFIX`, in aiohttp's syntax (`/applications/{application}`)."""
@@ -81,6 +83,7 @@ class Route:
 
 
 def all_routes() -> tuple[Route, ...]:
+    """Every route of every route module, in the table's order."""
     routes: list[Route] = []
     for module_name in _MODULES:
         routes.extend(importlib.import_module(module_name).ROUTES)
@@ -88,6 +91,7 @@ def all_routes() -> tuple[Route, ...]:
 
 
 def add_routes(app: web.Application, routes: Iterable[Route]) -> None:
+    """Register `routes` on `app`, with the role each needs."""
     access = app.setdefault(ROUTE_ACCESS, {})
     for route in routes:
         app.router.add_route(route.method, API_PREFIX + route.path, route.handler, name=route.name)

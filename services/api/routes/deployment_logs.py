@@ -53,6 +53,7 @@ _encoder: Final = msgspec.json.Encoder()
 
 
 async def logs(request: web.Request) -> web.StreamResponse:
+    """`GET /deployments/{id}/logs`: its stage log lines, or with `follow` a live stream of them."""
     api = deps(request)
     deployment_id = await resolve_deployment(api, request.match_info["deployment"])
     stage_id = query_str(request, "stage_id")

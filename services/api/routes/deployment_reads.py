@@ -47,6 +47,7 @@ _STATUSES: Final = frozenset(DeploymentStatus)
 
 
 async def list_(request: web.Request) -> web.Response:
+    """`GET /deployments`: a keyset page, filtered by application and status."""
     api = deps(request)
     application = query_str(request, "application")
     statuses = _statuses(request)
@@ -72,6 +73,7 @@ async def list_(request: web.Request) -> web.Response:
 
 
 async def get(request: web.Request) -> web.Response:
+    """`GET /deployments/{id}`: the deployment with its stages, as folded from its stream."""
     api = deps(request)
     deployment_id = await resolve_deployment(api, request.match_info["deployment"])
     view = await load_deployment(api, deployment_id)

@@ -31,6 +31,8 @@ __all__ = ["ROUTES", "LiveResources", "newest_live_resources"]
 
 @dataclass(frozen=True)
 class LiveResources:
+    """The newest recorded live objects of an application and when they were recorded."""
+
     observed: ApplicationLiveResourcesObserved
     at: datetime
 

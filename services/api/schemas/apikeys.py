@@ -41,4 +41,6 @@ class CreatedApiKey(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ApiKeyList(msgspec.Struct, frozen=True, kw_only=True):
+    """`GET /api-keys`: every key (without secrets)."""
+
     items: list[ApiKeyResource]

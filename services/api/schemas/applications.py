@@ -191,6 +191,8 @@ class SyncAccepted(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ListApplicationsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """The filters of `GET /applications`."""
+
     name: Annotated[Text | None, Meta(description="Only the application of this name.")] = None
     label: Annotated[
         tuple[Annotated[str, Meta(max_length=256, pattern="^[^=]+=.*$")], ...],
@@ -212,8 +214,12 @@ class ListApplicationsQuery(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class GetApplicationQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """The query of `GET /applications/{id}`."""
+
     min_position: MinPosition = None
 
 
 class DeleteApplicationQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """The query of `DELETE /applications/{id}`."""
+
     cascade: Annotated[bool, Meta(description="Also delete its live resources.")] = False

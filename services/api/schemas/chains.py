@@ -12,6 +12,8 @@ from msgspec import Meta
 
 
 class ChainDeploymentResource(msgspec.Struct, frozen=True, kw_only=True):
+    """One deployment of a chain block, with its status."""
+
     application_id: str
     deployment_id: str
     status: str
@@ -20,6 +22,8 @@ class ChainDeploymentResource(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ChainBlockResource(msgspec.Struct, frozen=True, kw_only=True):
+    """One block of a chain: its deployments run together."""
+
     index: int
     """0: the deployment that started the chain."""
     status: str
@@ -42,10 +46,14 @@ class ChainResource(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ChainList(msgspec.Struct, frozen=True, kw_only=True):
+    """`GET /chains`: a page of chains, newest first."""
+
     items: list[ChainResource]
 
 
 class ListChainsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """The query of `GET /chains`."""
+
     limit: Annotated[int, Meta(ge=1, le=100, description="At most this many, newest first.")] = 20
 
 

@@ -84,10 +84,14 @@ class LogLine(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class LogList(msgspec.Struct, frozen=True, kw_only=True):
+    """`GET /deployments/{id}/logs`: stage log lines in order."""
+
     items: list[LogLine]
 
 
 class ListDeploymentsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """The filters of `GET /deployments`."""
+
     application: Annotated[
         Text | None, Meta(description="Only this application's (id or name).")
     ] = None
@@ -105,6 +109,8 @@ class ListDeploymentsQuery(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DeploymentLogsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """The query of `GET /deployments/{id}/logs`."""
+
     stage_id: Annotated[
         Text | None,
         Meta(description="Only this stage's lines: its id, or its name if no other stage has it."),
@@ -118,6 +124,8 @@ JudgeName = Literal[JUDGE_NAMES]  # type: ignore[valid-type]
 
 
 class RejudgeQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """The query of `GET /deployments/{id}/rejudge`."""
+
     judge: Annotated[
         JudgeName | None,
         Meta(description="Judge comparisons with this judge (default: the one each analysis ran)."),

@@ -31,6 +31,8 @@ ErrorCode = Literal[
 
 
 class ErrorDetail(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What went wrong: a stable code, a message, and the field at fault."""
+
     code: ErrorCode
     message: str
     field: Annotated[

@@ -61,6 +61,8 @@ class StreamState(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ListEventsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """The filters of `GET /events`."""
+
     from_position: Annotated[LogPosition | None, Meta(description="The first position.")] = None
     to_position: Annotated[LogPosition | None, Meta(description="The last position.")] = None
     after: Annotated[
@@ -77,6 +79,8 @@ class ListEventsQuery(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StreamEventsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """The query of `GET /events/streams/{stream}`."""
+
     from_version: Annotated[LogPosition | None, Meta(description="The first version.")] = None
     after: Annotated[
         Annotated[int, Meta(ge=-1, le=2**63 - 2)] | None,
@@ -91,6 +95,8 @@ class StreamEventsQuery(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StreamStateQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """The query of `GET /events/streams/{stream}/state`: now, or as of a position or time."""
+
     position: Annotated[LogPosition | None, Meta(description="A global log position.")] = None
     at: Annotated[
         Annotated[str, Meta(extra_json_schema={"format": "date-time"})] | None,

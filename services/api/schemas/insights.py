@@ -15,6 +15,8 @@ from shared.insights import Figures, Period, PeriodFigures
 
 
 class InsightsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """The query of `GET /insights`: the range, the period and what to group by."""
+
     since: Annotated[
         Annotated[str, Meta(max_length=64)] | None,
         Meta(
@@ -39,6 +41,8 @@ class InsightsQuery(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ApplicationInsights(msgspec.Struct, frozen=True, kw_only=True):
+    """One application's four figures."""
+
     application_id: str
     name: str  # "" once the application is deleted
     figures: Figures

@@ -23,6 +23,8 @@ EVENTS_PAGE: Final = PageSize(default=100, maximum=1000)
 
 
 class PathParameter(msgspec.Struct, frozen=True, kw_only=True):
+    """A path parameter's bounds and description in the OpenAPI document."""
+
     max_length: int
     description: str | None = None
 

@@ -25,6 +25,8 @@ class RegisterEventRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
 
 
 class RegisteredEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """`POST /event-watcher/events`: the id of the event registered."""
+
     event_id: str
 
 
@@ -44,6 +46,8 @@ class EventOutcomeResource(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WatchedEventResource(msgspec.Struct, frozen=True, kw_only=True):
+    """One registered event: its name, data, labels and what each repository did with it."""
+
     event_id: str
     name: str
     data: str
@@ -55,9 +59,13 @@ class WatchedEventResource(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WatchedEventList(msgspec.Struct, frozen=True, kw_only=True):
+    """`GET /event-watcher/events`: registered events, newest first."""
+
     items: list[WatchedEventResource]
 
 
 class ListWatchedEventsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """The filters of `GET /event-watcher/events`."""
+
     name: Annotated[str | None, Meta(description="Only events of this name.")] = None
     limit: Annotated[int, Meta(ge=1, le=1000, description="At most this many, newest first.")] = 100

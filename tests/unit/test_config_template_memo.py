@@ -1,0 +1,81 @@
+"""`.pipe/` AnalysisTemplates are parsed once per checkout and content, never served stale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.config import pipe_files
+from shared.config.analysis import AnalysisTemplateSpec
+from shared.errors import ConfigError
+
+TEMPLATE = """\
+apiVersion: pipecd.dev/v1beta1
+kind: AnalysisTemplate
+spec:
+  metrics:
+    {name}:
+      provider: prometheus
+      query: up
+      interval: 1m
+      expected: {{min: 1}}
+"""
+
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The roots whose templates were really parsed, in order."""
+    seen: list[Path] = []
+    parse = pipe_files._load_analysis_templates
+
+    def counting(repo_root: Path) -> AnalysisTemplateSpec:
+        seen.append(repo_root)
+        return parse(repo_root)
+
+    monkeypatch.setattr(pipe_files, "_load_analysis_templates", counting)
+    return seen
+
+
+def repository(root: Path, name: str) -> Path:
+    (root / ".pipe").mkdir(parents=True)
+    (root / ".pipe" / "analysis.yaml").write_text(TEMPLATE.format(name=name))
+    return root
+
+
+def test_the_same_files_are_parsed_once(tmp_path: Path, parses: list[Path]) -> None:
+    root = repository(tmp_path / "checkout", "error_rate")
+    first = pipe_files.load_analysis_templates(root)
+    again = pipe_files.load_analysis_templates(root)
+    assert list(again.metrics) == ["error_rate"]
+    assert again == first
+    assert parses == [root]
+
+
+def test_changed_content_is_parsed_again(tmp_path: Path, parses: list[Path]) -> None:
+    root = repository(tmp_path / "checkout", "error_rate")
+    assert list(pipe_files.load_analysis_templates(root).metrics) == ["error_rate"]
+    (root / ".pipe" / "analysis.yaml").write_text(TEMPLATE.format(name="latency"))
+    assert list(pipe_files.load_analysis_templates(root).metrics) == ["latency"]
+    (root / ".pipe" / "more.yaml").write_text(TEMPLATE.format(name="saturation"))
+    assert sorted(pipe_files.load_analysis_templates(root).metrics) == ["latency", "saturation"]
+    assert len(parses) == 3
+
+
+def test_another_checkout_is_parsed_for_its_own_paths(tmp_path: Path, parses: list[Path]) -> None:
+    # Same bytes, another root: an error must name this checkout's files.
+    one = repository(tmp_path / "one", "error_rate")
+    two = repository(tmp_path / "two", "error_rate")
+    pipe_files.load_analysis_templates(one)
+    pipe_files.load_analysis_templates(two)
+    assert parses == [one, two]
+
+
+def test_a_symlink_out_of_the_repository_is_refused_after_a_good_load(tmp_path: Path) -> None:
+    root = repository(tmp_path / "checkout", "error_rate")
+    pipe_files.load_analysis_templates(root)
+    outside = tmp_path / "outside.yaml"
+    outside.write_text(TEMPLATE.format(name="stolen"))
+    (root / ".pipe" / "evil.yaml").symlink_to(outside)
+    with pytest.raises(ConfigError, match=r"evil\.yaml"):
+        pipe_files.load_analysis_templates(root)
