@@ -24,12 +24,13 @@ from tests.support.git_helpers import WorkRepo
 from tests.support.planner import Harness
 from tests.support.seed_repo import image_bump, seed_files
 
-# A trigger at the head of its queue: its queue place (a commit of its own); then
-# one transaction: BEGIN, the log's row with the inbox's word, the application's
-# lock, its queue with the running commit, the application's stream, the
-# deployment's stream (the decider's fold), the append in its savepoint (three),
-# the queue row, the inbox, COMMIT.
-STATEMENTS_PER_PLAN = 13
+# A trigger at the head of its queue: its queue place (a commit of its own); the
+# application's state, from its snapshot and the events after it (two reads, outside
+# the transaction: `shared.snapshots`); and one transaction: BEGIN, the log's row
+# with the inbox's word, the application's lock, its queue with the running commit,
+# the deployment's stream (the decider's fold), the append in its savepoint
+# (three), the queue row, the inbox, COMMIT.
+STATEMENTS_PER_PLAN = 14
 
 
 @dataclass
