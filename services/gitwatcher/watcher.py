@@ -426,12 +426,25 @@ class RepositoryWatcher:
             },
         ):
             judged = await self.configs.with_configs(commit.hash, apps)
-            for trigger in on_commit_triggers(observed, judged, changed):
-                if await append_trigger(
-                    self.store,
-                    trigger,
-                    event_metadata(correlation_id=trigger.deployment_id),
-                ):
+            triggers = on_commit_triggers(observed, judged, changed)
+            # All at once: each opens its own deployment's stream, and the store commits
+            # the appends in flight together (group commit), so a commit touching 50
+            # applications costs a few transactions, not 50 one after the other.
+            appended = await asyncio.gather(
+                *(
+                    append_trigger(
+                        self.store, trigger, event_metadata(correlation_id=trigger.deployment_id)
+                    )
+                    for trigger in triggers
+                ),
+                return_exceptions=True,
+            )
+            # A failure (the database away) fails the commit, as before: it is observed again
+            # at the next poll, and the derived ids store each trigger once.
+            if failed := next((r for r in appended if isinstance(r, BaseException)), None):
+                raise failed
+            for trigger, done in zip(triggers, appended, strict=True):
+                if done:
                     self.metrics.triggers.labels("on_commit").inc()
                     log.info(
                         "deployment_triggered",

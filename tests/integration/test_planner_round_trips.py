@@ -7,10 +7,8 @@ figures are today's; a change that adds one must say why here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-
-import asyncpg
 
 from services.planner.service import CONSUMER_NAME, Planner, RepositoryRef
 from shared import tracing
@@ -23,6 +21,7 @@ from tests.support import Backends
 from tests.support.git_helpers import WorkRepo
 from tests.support.planner import Harness
 from tests.support.seed_repo import image_bump, seed_files
+from tests.support.statements import StatementLog
 
 # A trigger at the head of its queue: its queue place (a commit of its own); the
 # application's state, from its snapshot and the events after it (two reads, outside
@@ -31,20 +30,6 @@ from tests.support.seed_repo import image_bump, seed_files
 # the deployment's stream (the decider's fold), the append in its savepoint
 # (three), the queue row, the inbox, COMMIT.
 STATEMENTS_PER_PLAN = 14
-
-
-@dataclass
-class _Counted:
-    """Counts the statements of every connection of a pool."""
-
-    queries: list[str] = field(default_factory=list)
-    _logging: set[int] = field(default_factory=set)
-
-    async def setup(self, conn: asyncpg.Connection) -> None:
-        # Called at every acquire: one logger per server connection.
-        if (pid := conn.get_server_pid()) not in self._logging:
-            self._logging.add(pid)
-            conn.add_query_logger(lambda logged: self.queries.append(logged.query))
 
 
 @dataclass(frozen=True)
@@ -58,7 +43,7 @@ async def test_planning_one_trigger_takes_few_statements(
 ) -> None:
     first = work.commit(seed_files("account"), "initial")
     second = work.commit(image_bump("account", "prd", "v2"), "account v2")
-    counted = _Counted()
+    counted = StatementLog()
     pool = await create_pool(backends.app_database_url, schema=backends.schema, setup=counted.setup)
     try:
         store = EventStore(pool, backends.store.registry)
