@@ -160,7 +160,6 @@ class KubernetesPlatform:
     # operations
 
     @_spanned("kubernetes apply")
-    @_spanned("kubernetes apply")
     async def apply(
         self,
         manifests: Sequence[Manifest],
