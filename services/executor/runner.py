@@ -190,8 +190,12 @@ class DeploymentRunner:
         command = await self._command(state)
         events = decide(state, command, self.clock())
         if events:
+            # A stage's lines are stored before the events that complete it (and the
+            # runner's own lines about these events right after them, as one write).
+            await self._flush_stage_logs()
             await self._append(state, events)
             await self._log_events(events)
+            await self._flush_stage_logs()
         if isinstance(command, StageFinished):
             # Only once its report is in the log (or was stale): after a conflict
             # the same finished work is reported again, not run again.
@@ -423,6 +427,10 @@ class DeploymentRunner:
             with contextlib.suppress(BaseException):
                 await self._work.task
             self._work = None
+
+    async def _flush_stage_logs(self) -> None:
+        if self.stage_logs is not None:
+            await self.stage_logs.flush()
 
     async def _log_events(self, events: list[Event]) -> None:
         """The service log, and the stage log people read (a WAIT has no other lines)."""

@@ -56,11 +56,15 @@ from shared.scheduling import LeaseScheduler
 from shared.secrets import KeyRing
 from shared.stagelog import StageLogs
 
-__all__ = ["CONSUMER_NAME", "Executor"]
+__all__ = ["CONSUMER_NAME", "STAGE_LOG_BATCH_S", "Executor"]
 
 log = get_logger("slipway.executor")
 
 CONSUMER_NAME: Final = "executor"
+
+STAGE_LOG_BATCH_S: Final = 0.2
+"""How long a stage's log line may wait to be stored with the next ones (`shared.stagelog`):
+live tailing lags by that much at most; a stage's lines are stored before it completes."""
 
 
 class Executor:
@@ -172,7 +176,9 @@ class Executor:
         self._sources.pop(deployment_id, None)
 
     async def close(self) -> None:
-        """Close the platform clients (the scheduler does it when it returns)."""
+        """Store the stage log lines still buffered; close the platform clients (the
+        scheduler does it when it returns)."""
+        await self.stage_logs.flush()
         await self.clusters.close()
 
     # Stage work ---------------------------------------------------------------------------
