@@ -166,7 +166,8 @@ class DeploymentRunner:
                     self, leases=self.leases, lease=self.lease, stop=stop, what="deployment"
                 )
             finally:
-                log.info(
+                # A completed deployment's end is `deployment_completed`'s line already.
+                (log.debug if self.completed else log.info)(
                     "deployment_left",
                     completed=self.completed,
                     lease_lost=self.lost.is_set(),
@@ -392,9 +393,12 @@ class DeploymentRunner:
             work.task.cancel()
             self._work = None
         if stage is not None and self._work is None:
-            log.info("stage_work_started", stage_id=stage.id, stage=stage.name)
             # A stage this holder did not start (it took the deployment over) gets its span here.
             resumed = stage.id not in self._stage_spans
+            # A fresh stage's start is `stage_started`'s line; a resumed one has no other.
+            (log.info if resumed else log.debug)(
+                "stage_work_started", stage_id=stage.id, stage=stage.name, resumed=resumed
+            )
             span = self._stage_span(state, stage.id, resumed=resumed)
             # The task copies the current context: the stage's work runs in its span.
             token = otel_context.attach(trace.set_span_in_context(span))
@@ -457,8 +461,8 @@ class DeploymentRunner:
                         await logs.write(self.lease.deployment_id, event.stage_id, severity, line)
                 case DeploymentCompleted():
                     log.info("deployment_completed", status=event.status, reason=event.reason)
-                case _:
-                    log.info("deployment_event", event_type=type(event).__name__)
+                case _:  # the log has them; the service log keeps to stages and ends
+                    log.debug("deployment_event", event_type=type(event).__name__)
 
 
 def _traced(recorded: RecordedEvent | None) -> otel_context.Context | None:
