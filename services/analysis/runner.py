@@ -112,10 +112,14 @@ class Measurer(Protocol):
         started_at: datetime,
         previous: Previous | None,
         analysis_id: str,
-    ) -> list[AnalysisMeasured]: ...
+    ) -> list[AnalysisMeasured]:
+        """Measure `plan`'s queries for tick `due` of the analysis `setup` describes."""
+        ...
 
 
 class AnalysisRunner:
+    """Measure `plan`'s queries for tick `due` of the analysis `setup` describes."""
+
     """Measure `plan`'s queries for tick `due` of the analysis `setup` describes."""
 
     """One analysis, run by the holder of its lease."""

@@ -177,6 +177,7 @@ class DeploymentRunner:
 
     @property
     def finished(self) -> bool:
+        """Whether the deployment has completed."""
         return self.completed
 
     async def step(self) -> float | None:

@@ -39,6 +39,7 @@ from shared.git import GitError
 
 
 async def script_run(ctx: StageContext) -> StageResult:
+    """SCRIPT_RUN: run `with.run` in a checkout of the commit, under the script policy."""
     source = await ctx.target()
     options = configured_options(source.config.spec.stages, ctx.stage.id, "SCRIPT_RUN")
     assert isinstance(options, ScriptRunOptions)

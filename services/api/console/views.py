@@ -114,6 +114,8 @@ LIMIT $5
 
 @dataclass(frozen=True)
 class AppRow:
+    """One row of the applications page."""
+
     application_id: str
     name: str
     labels: Mapping[str, str]
@@ -127,6 +129,8 @@ class AppRow:
 
 @dataclass
 class AppsPage:
+    """One page of the applications list: its rows, the counts by state, the next cursor."""
+
     rows: list[AppRow]
     counts: dict[str, int]
     total: int
@@ -150,6 +154,7 @@ async def applications_page(
     after: str | None,
     limit: int = APPS_PAGE,
 ) -> AppsPage:
+    """A keyset page of applications, filtered by name, labels and states, with the counts."""
     label_doc = json.dumps(dict(labels)) if labels else None
     async with view_query("list applications", "applications projection"):
         rows = await pool.fetch(
@@ -190,12 +195,15 @@ async def applications_page(
 async def deployment_history(
     pool: asyncpg.Pool, application_id: str, limit: int = 20
 ) -> list[asyncpg.Record]:
+    """The application's newest deployments, from the deployments projection."""
     async with view_query("deployment history", "deployments projection"):
         return list(await pool.fetch(_HISTORY, application_id, limit))
 
 
 @dataclass(frozen=True)
 class AppHealth:
+    """The application's newest recorded health, as drift judged it."""
+
     healthy: bool
     summary: str
     since: datetime
@@ -217,6 +225,8 @@ async def application_health(store: EventStore, application_id: str) -> AppHealt
 
 @dataclass(frozen=True)
 class RunningConfig:
+    """The config file at the running commit, as its plan recorded it (redacted)."""
+
     deployment_id: str
     """The deployment that planned the running commit, whose plan recorded the file."""
     commit_hash: str
@@ -250,6 +260,8 @@ async def running_config(
 
 @dataclass
 class DeploymentPage:
+    """What the deployment page shows: the state, each stage's log, analyses, trace and plan."""
+
     view: Deployment
     logs: dict[str, list[asyncpg.Record]] = field(default_factory=dict)
     analyses: dict[str, AnalysisChart] = field(default_factory=dict)
@@ -317,6 +329,8 @@ async def _plan(
 
 @dataclass(frozen=True)
 class EventRow:
+    """One event of the event log page."""
+
     global_position: int
     stream_id: str
     stream_version: int
