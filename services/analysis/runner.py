@@ -2,13 +2,16 @@
 
 The loop, until the analysis concludes, the lease is lost or the service stops:
 
-1. read `analysis-<id>` and fold it (`shared.analysis.record.fold`); a
-   concluded analysis closes its lease and ends;
+1. read `analysis-<id>` and fold it (`shared.analysis.record.fold`): the
+   events after the record kept from the last step, all of them the first
+   time and after a step that failed; a concluded analysis closes its lease
+   and ends;
 2. the first time round, append `AnalysisStarted` (`decider.started`) — the
    clock's start on a new analysis, a `resumed` marker (with the same clock)
    after a restart or a takeover, so the time already spent counts;
 3. if the deployment's `StageCompleted` for the stage is in its stream (the
-   stage was cancelled, skipped or timed out), conclude `skipped`;
+   stage was cancelled, skipped or timed out), conclude `skipped` (each step
+   reads only the deployment's events after those read before);
 4. measure every due tick (`decider.due_ticks`), judge each from the record
    with the new measurements folded in (`decider.judge_ticks`), and append the
    measurements and the tick verdicts, fenced by the lease; then — when
@@ -55,7 +58,7 @@ from services.analysis.decider import started as decide_started
 from services.analysis.leases import Lease, Leases, Previous
 from services.analysis.lines import start_line, tick_line, too_short_to_fail
 from shared.analysis.checks import CheckPlan
-from shared.analysis.record import AnalysisRecord, fold
+from shared.analysis.record import AnalysisRecord, evolve, fold
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.eventlog.envelope import envelope
@@ -109,10 +112,14 @@ class Measurer(Protocol):
         started_at: datetime,
         previous: Previous | None,
         analysis_id: str,
-    ) -> list[AnalysisMeasured]: ...
+    ) -> list[AnalysisMeasured]:
+        """Measure `plan`'s queries for tick `due` of the analysis `setup` describes."""
+        ...
 
 
 class AnalysisRunner:
+    """Measure `plan`'s queries for tick `due` of the analysis `setup` describes."""
+
     """Measure `plan`'s queries for tick `due` of the analysis `setup` describes."""
 
     """One analysis, run by the holder of its lease."""
@@ -144,6 +151,11 @@ class AnalysisRunner:
         self._setup: Setup | None = None
         # The trace `AnalysisRequested` was recorded in (None until it is read).
         self._trace: otel_context.Context | None = None
+        # The record as folded by the last step that finished (None: read the stream whole).
+        self._record: AnalysisRecord | None = None
+        # The deployment stream's version read up to, and the stage's completion found there.
+        self._deployment_read = -1
+        self._stage_end: StageCompleted | None = None
 
     @property
     def actor(self) -> str:
@@ -184,12 +196,35 @@ class AnalysisRunner:
 
     async def step(self) -> float | None:
         """One pass; the seconds to wait before the next (None: go on at once)."""
-        history = await self.store.read_stream(self.stream)
+        try:
+            return await self._step()
+        except BaseException:
+            # A step that did not finish may leave the record ahead of the log (ticks judged
+            # and folded, not appended): the next step reads the stream again from its start.
+            self._record = None
+            raise
+
+    async def _load(self) -> AnalysisRecord:
+        """The record as the log says now: the events after the record kept (the first time,
+        and after a failed step, all of them), folded into it in place."""
+        record = self._record
+        first = -1 if record is None else record.version
+        tail = await self.store.read_stream(self.stream, from_version=first + 1)
         if self._trace is None:
-            requested = next((e for e in history if isinstance(e.event, AnalysisRequested)), None)
+            requested = next((e for e in tail if isinstance(e.event, AnalysisRequested)), None)
             if requested is not None:
                 self._trace = context_of(requested.metadata)
-        record = fold((e.stream_version, e.event) for e in history)
+        if record is None:
+            record = fold((e.stream_version, e.event) for e in tail)
+        else:
+            for recorded in tail:
+                evolve(record, recorded.event)
+                record.version = recorded.stream_version
+        self._record = record
+        return record
+
+    async def _step(self) -> float | None:
+        record = await self._load()
         if record.concluded is not None:
             await self.leases.mark_concluded(self.lease.analysis_id, record.concluded.verdict)
             self.concluded = True
@@ -386,15 +421,23 @@ class AnalysisRunner:
         )
 
     async def _stage_ended(self, request: AnalysisRequested) -> StageCompleted | None:
-        history = await self.store.read_stream(deployment_stream(request.deployment_id))
-        return next(
-            (
-                e.event
-                for e in history
-                if isinstance(e.event, StageCompleted) and e.event.stage_id == request.stage_id
-            ),
-            None,
-        )
+        """The stage's completion, once the deployment's stream has it: each tick reads only
+        the events after those read before (the stream of a long pipeline is long)."""
+        if self._stage_end is None:
+            tail = await self.store.read_stream(
+                deployment_stream(request.deployment_id), from_version=self._deployment_read + 1
+            )
+            if tail:
+                self._deployment_read = tail[-1].stream_version
+            self._stage_end = next(
+                (
+                    e.event
+                    for e in tail
+                    if isinstance(e.event, StageCompleted) and e.event.stage_id == request.stage_id
+                ),
+                None,
+            )
+        return self._stage_end
 
     async def _append(self, record: AnalysisRecord, events: list[Event]) -> None:
         metadata = envelope(

@@ -7,9 +7,11 @@ stream the command writes. A `ConcurrencyConflict`
 other write and decides again; that is also how the loser of two concurrent
 registrations of one name ends up with `StateConflict("name_taken")`.
 
-The events appended are read back inside the same transaction, so callers
-get them as recorded (positions, `recorded_at`) to answer from, without
-waiting for any projection.
+The application stream is read from its snapshot (`shared.snapshots`) and
+the events after it: a command costs the same however many syncs the
+application has had. The events appended are read back inside the same
+transaction, so callers get them as recorded (positions, `recorded_at`) to
+answer from, without waiting for any projection.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 import msgspec
 
@@ -37,16 +39,25 @@ from services.api.decider import (
     check_registration,
     evolve_name,
 )
+from shared.applications import RecordedApplication, fold_recorded
 from shared.db import unavailable_on_disconnect
 from shared.decider import Decider
 from shared.eventlog import NO_STREAM, EventStore
 from shared.eventlog.asof import fold
-from shared.eventlog.execute import DEFAULT_ATTEMPTS, Executed, execute, retry_on_conflict
+from shared.eventlog.execute import (
+    DEFAULT_ATTEMPTS,
+    Executed,
+    Folded,
+    execute,
+    retry_on_conflict,
+)
 from shared.eventlog.store import Connection
 from shared.events.base import Metadata, RecordedEvent
 from shared.events.catalog import ApplicationDeleted
 from shared.events.streams import application_stream, config_claim_stream, name_stream
 from shared.logs import get_logger
+from shared.snapshots import read_state
+from shared.stream_folds import APPLICATION as APPLICATION_STREAM
 
 __all__ = ["ApplicationCommands", "Outcome"]
 
@@ -60,9 +71,11 @@ _NAME: Final = re.compile(NAME_PATTERN)
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
-    """The application stream after a command, and which of its events the command appended."""
+    """The application before and after a command (its stream folded with the log's places
+    and times: None when not registered), and the events the command appended."""
 
-    history: tuple[RecordedEvent, ...]
+    before: RecordedApplication | None
+    after: RecordedApplication | None
     appended: tuple[RecordedEvent, ...]
 
 
@@ -90,8 +103,7 @@ class ApplicationCommands:
             # In this order, so a taken name is the refusal even when the file is claimed too.
             await self._once(names, NAME, reserve, metadata, conn)
             await self._once(configs, CONFIG_CLAIM, command, metadata, conn)
-            registered = await self._once(stream, APPLICATION, command, metadata, conn)
-            return await self._read_back(stream, registered, conn)
+            return await self._on_application(stream, command, metadata, conn)
 
         return await self._attempts("register application", attempt)
 
@@ -100,9 +112,7 @@ class ApplicationCommands:
         stream = application_stream(command.application_id)
 
         async def attempt(conn: Connection) -> Outcome:
-            return await self._read_back(
-                stream, await self._once(stream, APPLICATION, command, metadata, conn), conn
-            )
+            return await self._on_application(stream, command, metadata, conn)
 
         return await self._attempts("change application", attempt)
 
@@ -115,17 +125,18 @@ class ApplicationCommands:
         stream = application_stream(command.application_id)
 
         async def attempt(conn: Connection) -> Outcome:
-            deleted = await self._once(stream, APPLICATION, command, metadata, conn)
-            state = deleted.before.state
+            deleted = await self._on_application(stream, command, metadata, conn)
+            state = deleted.before.application if deleted.before else None
             assert state is not None, "decide refuses to delete what is not registered"
-            (event,) = deleted.events
+            (recorded,) = deleted.appended
+            event = recorded.event
             assert isinstance(event, ApplicationDeleted)
             for held in (
                 name_stream(state.name),
                 config_claim_stream(state.repository_id, state.path, state.config_filename),
             ):
                 await self._once(held, RELEASE, event, metadata, conn)
-            return await self._read_back(stream, deleted, conn)
+            return deleted
 
         return await self._attempts("delete application", attempt)
 
@@ -171,11 +182,28 @@ class ApplicationCommands:
             self.store, stream, decider, command, metadata, conn=conn, max_attempts=1
         )
 
-    async def _read_back(self, stream: str, done: Executed[Any], conn: Connection) -> Outcome:
-        """The stream as recorded (positions, times), and which of its events `done` appended."""
-        history = await self.store.read_stream(stream, conn=conn)
-        appended = tuple(e for e in history if e.stream_version > done.before.version)
-        return Outcome(history=tuple(history), appended=appended)
+    async def _on_application(
+        self, stream: str, command: Command, metadata: Metadata, conn: Connection
+    ) -> Outcome:
+        """Decide `command` on the application stream and append what it gives, reading the
+        stream from its snapshot (`shared.snapshots`: a long-synced application's stream is
+        long) and the events after it, which are read once more after the append to answer
+        with them as recorded (positions, times). The snapshot is read outside the
+        transaction: the log is append-only, so it is a prefix of what the transaction sees,
+        and the append still expects the version the transaction read."""
+        read = await read_state(self.store, stream, APPLICATION_STREAM)
+        start = None
+        if read.state is not None:
+            start = Folded(read.state.application, read.version)
+        done = await execute(
+            self.store, stream, APPLICATION, command, metadata, conn=conn, max_attempts=1,
+            start=start,
+        )  # fmt: skip
+        tail = await self.store.read_stream(stream, from_version=read.version + 1, conn=conn)
+        before = [e for e in tail if e.stream_version <= done.before.version]
+        appended = tuple(e for e in tail if e.stream_version > done.before.version)
+        folded = fold_recorded(before, read.state)
+        return Outcome(before=folded, after=fold_recorded(appended, folded), appended=appended)
 
     async def _name_holder(
         self, names: str, conn: Connection | None = None

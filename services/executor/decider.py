@@ -119,18 +119,24 @@ class Abort:
 
 @dataclass(frozen=True)
 class RequestCancel:
+    """Someone asked to cancel the deployment (with or without a rollback)."""
+
     with_rollback: bool = True
     commander: str = ""
 
 
 @dataclass(frozen=True)
 class Approve:
+    """An approver approved a WAIT_APPROVAL stage."""
+
     stage_id: str
     approver: str
 
 
 @dataclass(frozen=True)
 class RequestSkip:
+    """Someone asked to skip a stage."""
+
     stage_id: str
     commander: str = ""
     admin: bool = False

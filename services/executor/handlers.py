@@ -33,7 +33,7 @@ class WakeRunner:
 
 @dataclass(frozen=True)
 class Ignore:
-    pass
+    """An event the executor has nothing to do with."""
 
 
 HANDLES: Final[tuple[type[Event], ...]] = (
@@ -47,6 +47,7 @@ of a running deployment (consumed to wake its runner quickly). Its NATS filter i
 
 
 def on_event(event: Event) -> Register | WakeRunner | Ignore:
+    """What the executor does with `event` (pure): register it, wake its runner, or nothing."""
     match event:
         case DeploymentPlanned():
             return Register(event.deployment_id, event.application_id)

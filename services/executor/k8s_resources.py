@@ -34,6 +34,7 @@ async def apply_manifests(
     variant: str,
     add_variant_to_selector: bool = False,
 ) -> list[AppliedResource]:
+    """Apply `manifests` as `variant` at `commit` through the source's routes; what was applied."""
     if not manifests:
         raise StageFailed("there are no manifests to apply")
     spec = source.config.spec
@@ -65,6 +66,7 @@ async def apply_manifests(
 async def wait_rollouts(
     ctx: StageContext, source: DeploySource, applied: Iterable[AppliedResource]
 ) -> None:
+    """Wait for each applied workload to roll out (within the rollout timeout), logging each."""
     platform = await ctx.platform(source)
     for resource in applied:
         if resource.kind not in _WORKLOAD_KINDS:
@@ -134,4 +136,5 @@ def _label(manifest: Manifest, key: str) -> str | None:
 
 
 def resource_names(manifests: Iterable[Manifest]) -> str:
+    """`Kind name, …` of the manifests, for log lines and reasons."""
     return ", ".join(f"{m.kind} {m.name}" for m in manifests)

@@ -49,6 +49,7 @@ from shared.executor.options import stage_options
 
 
 async def k8s_sync(ctx: StageContext) -> StageResult:
+    """K8S_SYNC: apply every manifest at the commit (pruning if asked) and wait for rollouts."""
     options = stage_options("K8S_SYNC", ctx.stage.options_json)
     assert isinstance(options, K8sSyncOptions)
     source = await ctx.target()
@@ -70,6 +71,7 @@ async def k8s_sync(ctx: StageContext) -> StageResult:
 
 
 async def k8s_primary_rollout(ctx: StageContext) -> StageResult:
+    """K8S_PRIMARY_ROLLOUT: apply the commit's manifests as the primary variant."""
     options = stage_options("K8S_PRIMARY_ROLLOUT", ctx.stage.options_json)
     assert isinstance(options, K8sPrimaryRolloutOptions)
     source = await ctx.target()
@@ -101,6 +103,7 @@ async def k8s_primary_rollout(ctx: StageContext) -> StageResult:
 
 
 async def k8s_canary_rollout(ctx: StageContext) -> StageResult:
+    """K8S_CANARY_ROLLOUT: `<name>-canary` copies of the workloads with the canary's replicas."""
     options = stage_options("K8S_CANARY_ROLLOUT", ctx.stage.options_json)
     assert isinstance(options, K8sCanaryRolloutOptions)
     source = await ctx.target()
@@ -116,6 +119,7 @@ async def k8s_canary_rollout(ctx: StageContext) -> StageResult:
 
 
 async def k8s_baseline_rollout(ctx: StageContext) -> StageResult:
+    """K8S_BASELINE_ROLLOUT: copies of the running commit's workloads beside the canary."""
     options = stage_options("K8S_BASELINE_ROLLOUT", ctx.stage.options_json)
     assert isinstance(options, K8sBaselineRolloutOptions)
     if not ctx.deployment.running_commit_hash:
@@ -165,6 +169,7 @@ async def _roll_out_variant(
 
 
 async def k8s_canary_clean(ctx: StageContext) -> StageResult:
+    """K8S_CANARY_CLEAN: delete the canary variant's resources."""
     source = await ctx.target()
     label = source.config.spec.variant_label
     deleted = await delete_variant(ctx, source, label.key, label.canary_value)
@@ -172,6 +177,7 @@ async def k8s_canary_clean(ctx: StageContext) -> StageResult:
 
 
 async def k8s_baseline_clean(ctx: StageContext) -> StageResult:
+    """K8S_BASELINE_CLEAN: delete the baseline variant's resources."""
     source = await ctx.target()
     label = source.config.spec.variant_label
     deleted = await delete_variant(ctx, source, label.key, label.baseline_value)
@@ -179,6 +185,7 @@ async def k8s_baseline_clean(ctx: StageContext) -> StageResult:
 
 
 async def rollback(ctx: StageContext) -> StageResult:
+    """ROLLBACK: re-apply the running commit's manifests, route traffic back, drop the variants."""
     running = ctx.deployment.running_commit_hash
     problem = ""
     if not running:

@@ -43,6 +43,8 @@ _HOLDER: Final = "SELECT holder, token, expires_at FROM executor_leases WHERE de
 
 @dataclass(frozen=True)
 class Lease:
+    """One replica's hold on one deployment, fenced by `token`."""
+
     deployment_id: str
     application_id: str
     holder: str
@@ -50,6 +52,7 @@ class Lease:
 
     @property
     def key(self) -> str:
+        """The lease's key in the table: the deployment id."""
         return self.deployment_id
 
 

@@ -66,12 +66,14 @@ def kill_all() -> None:
 
 
 def reap() -> None:
+    """Collect every exited child (as a subreaper, orphans too) without blocking."""
     with contextlib.suppress(ChildProcessError):
         while os.waitpid(-1, os.WNOHANG)[0]:
             pass
 
 
 def main(argv: list[str]) -> int:
+    """Run the script under this subreaper; its exit status, killing what it leaves behind."""
     account: dict[str, Any] = {}
     if argv[:1] == ["--as"] and len(argv) >= 2:
         uid, _, gid = argv[1].partition(":")

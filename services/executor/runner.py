@@ -2,7 +2,8 @@
 
 The loop, until the deployment completes, the lease is lost or the service stops:
 
-1. read the deployment's stream and fold it (`decider.fold`);
+1. fold the deployment's new events into its state (`shared.deployments.fold_history`;
+   the first load starts from the stream's snapshot, `shared.snapshots`);
 2. decide: `Start` for a planned deployment (with the application's timeout
    from its config), `StageFinished` when the running stage's work returned,
    `Advance` otherwise — and append what that gives, fenced by the lease and
@@ -54,13 +55,13 @@ from services.executor.decider import (
     StageStatus,
     Start,
     decide,
-    fold,
     next_deadline,
     work_of,
 )
 from services.executor.leases import Lease, Leases
 from services.executor.stages import StageResult
 from shared.config.stage_kinds import TIMED
+from shared.deployments import INITIAL, fold_history
 from shared.errors import ConfigError, Unavailable
 from shared.eventlog import EventStore
 from shared.eventlog.envelope import envelope
@@ -77,7 +78,9 @@ from shared.ids import new_event_id
 from shared.leaserun import run_leased
 from shared.logs import get_logger
 from shared.redaction import redact
+from shared.snapshots import read_state
 from shared.stagelog import Severity, StageLogs
+from shared.stream_folds import DEPLOYMENT
 from shared.tracing import context_of
 
 __all__ = ["DeploymentRunner", "StageWork", "TimeoutLoader"]
@@ -97,6 +100,9 @@ good still ends the deployment)."""
 INFO, SUCCESS, ERROR = Severity.INFO, Severity.SUCCESS, Severity.ERROR
 # Never spin: even a deadline already past is looked at again only after this.
 _MIN_WAIT_S: Final = 0.02
+# The stream's head is read this many events at a time for its plan: the trigger, a queue
+# or two, the plan.
+_HEAD_PAGE: Final = 8
 
 
 @dataclass
@@ -141,6 +147,9 @@ class DeploymentRunner:
         self._outage_since: dict[str, float] = {}
         # The deployment's trace, as recorded with its plan (None until the plan is read).
         self._trace: otel_context.Context | None = None
+        self._trace_read = False
+        # The deployment as folded at the last load (None: not loaded yet, or no events).
+        self._folded: Deployment | None = None
         # The span of each stage running under this holder, from its start to its end.
         self._stage_spans: dict[str, trace.Span] = {}
 
@@ -167,6 +176,7 @@ class DeploymentRunner:
 
     @property
     def finished(self) -> bool:
+        """Whether the deployment has completed."""
         return self.completed
 
     async def step(self) -> float | None:
@@ -209,10 +219,34 @@ class DeploymentRunner:
             self._work.task.cancel()
 
     async def _load(self) -> Deployment:
-        history = await self.store.read_stream(self.stream)
-        if self._trace is None:
-            self._trace = _recorded_trace(history)
-        return fold((e.stream_version, e.event) for e in history)
+        """The deployment as the log says now. The first load reads it from its snapshot
+        (`shared.snapshots`); each later one folds only the events after the state kept,
+        so a step costs the events since the last step, however long the stream is. The
+        log is append-only, so the state kept is always a prefix's: after a conflict the
+        events another writer appended are simply the next tail."""
+        if self._folded is None:
+            read = await read_state(self.store, self.stream, DEPLOYMENT)
+            self._folded = read.state
+        else:
+            tail = await self.store.read_stream(self.stream, from_version=self._folded.version + 1)
+            self._folded = fold_history(self.lease.deployment_id, tail, self._folded)
+        if not self._trace_read:
+            self._trace, self._trace_read = await self._recorded_trace()
+        return self._folded or INITIAL
+
+    async def _recorded_trace(self) -> tuple[otel_context.Context | None, bool]:
+        """The trace the deployment's plan (or else its trigger) was recorded in, read from
+        the stream's head (the plan precedes every stage event), and whether the plan was
+        there to read (if not, it is looked for again at the next load)."""
+        triggered: RecordedEvent | None = None
+        planned: RecordedEvent | None = None
+        async for recorded in self.store.iter_stream(self.stream, page_size=_HEAD_PAGE):
+            if isinstance(recorded.event, DeploymentTriggered) and triggered is None:
+                triggered = recorded
+            if isinstance(recorded.event, DeploymentPlanned):
+                planned = recorded
+                break
+        return _traced(planned) or _traced(triggered), planned is not None
 
     async def _command(self, state: Deployment) -> Command:
         work = self._work
@@ -420,12 +454,9 @@ class DeploymentRunner:
                     log.info("deployment_event", event_type=type(event).__name__)
 
 
-def _recorded_trace(history: list[RecordedEvent]) -> otel_context.Context | None:
-    """The trace the deployment's plan (or else its trigger) was recorded in."""
-    for kind in (DeploymentPlanned, DeploymentTriggered):
-        found = next((e for e in history if isinstance(e.event, kind)), None)
-        if found is not None and found.metadata.traceparent:
-            return context_of(found.metadata)
+def _traced(recorded: RecordedEvent | None) -> otel_context.Context | None:
+    if recorded is not None and recorded.metadata.traceparent:
+        return context_of(recorded.metadata)
     return None
 
 

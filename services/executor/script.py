@@ -180,6 +180,7 @@ class OutputRecorder:
         self._pending = False
 
     def feed(self, chunk: bytes) -> list[str]:
+        """The whole lines of `chunk` that may be recorded (capped; the rest counted as dropped)."""
         out: list[str] = []
         start = 0
         while start < len(chunk):
@@ -195,6 +196,7 @@ class OutputRecorder:
         return out
 
     def close(self) -> list[str]:
+        """The unfinished last line and the note of what was dropped, at the script's end."""
         out: list[str] = []
         if self._pending:
             line = self._end_line()
@@ -236,6 +238,8 @@ class OutputRecorder:
 
 @dataclass(frozen=True)
 class ScriptOutcome:
+    """How a script ended: its exit code and its output's last lines."""
+
     exit_code: int | None
     """None when it was killed at the timeout."""
     tail: tuple[str, ...]

@@ -39,6 +39,7 @@ from shared.git import GitError
 
 
 async def script_run(ctx: StageContext) -> StageResult:
+    """SCRIPT_RUN: run `with.run` in a checkout of the commit, under the script policy."""
     source = await ctx.target()
     options = configured_options(source.config.spec.stages, ctx.stage.id, "SCRIPT_RUN")
     assert isinstance(options, ScriptRunOptions)
@@ -135,7 +136,7 @@ async def _triggered_at(ctx: StageContext) -> int:
         return int(ctx.deployment.triggered_at.timestamp())
     if ctx.store is None:
         return 0
-    # The runner folds without record times: the trigger's own record says it.
+    # A deployment folded without record times (`decider.fold`): the trigger's record says it.
     history = await ctx.store.read_stream(deployment_stream(ctx.deployment.deployment_id))
     trigger = next((e for e in history if isinstance(e.event, DeploymentTriggered)), None)
     return int(trigger.recorded_at.timestamp()) if trigger is not None else 0

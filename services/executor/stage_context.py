@@ -36,6 +36,8 @@ ANALYSIS_GRACE_S: Final = 300.0
 
 @dataclass(frozen=True)
 class StageResult:
+    """How a stage's work ended: its status and why."""
+
     status: StageStatus
     reason: str = ""
 
@@ -74,6 +76,8 @@ class Sources:
 
 @dataclass
 class StageContext:
+    """What a stage's work gets: the deployment, its stage, its log, manifests and platforms."""
+
     deployment: Deployment
     stage: Stage
     log: StageLogger
@@ -94,6 +98,7 @@ class StageContext:
 
     @property
     def commit(self) -> str:
+        """The deployment's commit."""
         return self.deployment.commit_hash
 
     async def platform(self, source: DeploySource) -> RoutedPlatform:
@@ -104,9 +109,11 @@ class StageContext:
             raise StageFailed(str(exc)) from exc
 
     async def target(self) -> DeploySource:
+        """The manifests and config at the deployment's commit."""
         return await self._source(self.commit, "the deployment's commit")
 
     async def running(self) -> DeploySource:
+        """The manifests and config at the running commit (for baselines and rollbacks)."""
         return await self._source(self.deployment.running_commit_hash, "the running commit")
 
     async def _source(self, commit: str, what: str) -> DeploySource:
@@ -124,4 +131,5 @@ Executor = Callable[[StageContext], Awaitable[StageResult]]
 
 
 def seconds_text(seconds: float) -> str:
+    """Seconds as a short text (`30s`, `1.5s`)."""
     return f"{seconds:g}s"

@@ -35,6 +35,7 @@ from shared.executor.options import stage_options
 
 
 async def k8s_traffic_routing(ctx: StageContext) -> StageResult:
+    """K8S_TRAFFIC_ROUTING: set the primary/canary/baseline weights (Service selector or Istio)."""
     options = stage_options("K8S_TRAFFIC_ROUTING", ctx.stage.options_json)
     assert isinstance(options, K8sTrafficRoutingOptions)
     weights = options.percentages()

@@ -28,6 +28,7 @@ from typing import Final
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter
 
+from services.notifier.application_facts import LatestRegistrations
 from services.notifier.decider import (
     SCHEDULING,
     Scheduled,
@@ -52,7 +53,6 @@ from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import ConfigMention
 from shared.events.streams import (
     application_config_stream,
-    application_stream,
     deployment_stream,
     notification_stream,
 )
@@ -86,6 +86,7 @@ class Notifier:
         self.targets = dict(targets)
         self.web_url = web_url
         self.deployments = DeploymentFactsCache(store)
+        self.applications = LatestRegistrations(store)
         self.scheduled_total = Counter(
             "slipway_notifier_scheduled",
             "notifications scheduled by this replica, by receiver and PipeCD type",
@@ -161,14 +162,14 @@ class Notifier:
             application_id = deployment.application_id
         if not isinstance(application_id, str) or not application_id:
             return None, ()
-        history = await self.store.read_stream(application_stream(application_id), conn=conn)
+        registered = await self.applications.latest(application_id, conn)
         # The config's labels as they were at this event, also when composed again later.
         config = await self.store.read_stream(
             application_config_stream(application_id),
             up_to_position=recorded.global_position,
             conn=conn,
         )
-        facts = fold_application((e.event for e in history), (e.event for e in config))
+        facts = fold_application([registered] if registered else [], (e.event for e in config))
         mentions = config_mentions_of(e.event for e in config)
         return facts or AppFacts(application_id=application_id, name=application_id), mentions
 

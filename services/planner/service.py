@@ -333,9 +333,7 @@ class Planner:
         with _tracer.start_as_current_span("plan deployment") as span:
             span.set_attribute("slipway.deployment_id", deployment_id)
             try:
-                plan, app, repository_id, config_text = await self.sources.plan(
-                    conn, trigger, running
-                )
+                plan, app, repository_id, config_text = await self.sources.plan(trigger, running)
             except (PlanError, Rejected, ConfigError) as exc:
                 reason = str(exc)
             except Unavailable as exc:

@@ -12,10 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import asyncpg
-
 from services.planner.decider import trigger_info
-from shared.applications import Application, application_of
+from shared.applications import Application
 from shared.config.resource_routes import resource_router
 from shared.deploysource import (
     DeploySource,
@@ -31,6 +29,8 @@ from shared.git import GitCache, GitError, GitRepository
 from shared.planning import Plan, PlanError, make_plan
 from shared.planning.skip import skipped_stages, uses_skip_on
 from shared.redaction import redact
+from shared.snapshots import read_state
+from shared.stream_folds import APPLICATION
 
 __all__ = ["PlanSources", "RepositoryRef"]
 
@@ -64,13 +64,17 @@ class PlanSources:
         self.platform_providers = platform_providers
 
     async def plan(
-        self, conn: asyncpg.Connection, trigger: DeploymentTriggered, running: str
+        self, trigger: DeploymentTriggered, running: str
     ) -> tuple[Plan, Application, str, str]:
         """(the plan, the application, its repository id, its config file's text) for
         `trigger`, `running` being the application's running commit ("" for its first
         deployment)."""
+        # From its snapshot (`shared.snapshots`): an application synced often has a long
+        # stream. Read outside the planner's transaction, which reads committed data: the
+        # same application it would see.
         app_stream = application_stream(trigger.application_id)
-        app = application_of(e.event for e in await self.store.read_stream(app_stream, conn=conn))
+        folded = (await read_state(self.store, app_stream, APPLICATION)).state
+        app = folded.application if folded is not None else None
         if app is None:
             raise PlanError(
                 f"application {trigger.application_id} is not registered; register it with "

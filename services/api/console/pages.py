@@ -553,6 +553,7 @@ def console_routes() -> tuple[ConsoleRoute, ...]:
 
 
 def add_console_routes(app: web.Application, extra: tuple[ConsoleRoute, ...] = ()) -> None:
+    """Register every console page (and `extra` ones) with the role each needs."""
     access = app.setdefault(ROUTE_ACCESS, {})
     session_routes = app.setdefault(SESSION_ROUTES, set())
     app[SESSION_KEY_OF] = session_key_of

@@ -31,6 +31,8 @@ _ROLE_OF: Final[dict[Access, Role]] = {
 
 @dataclass(frozen=True)
 class Console:
+    """What the console keeps on the aiohttp application: sessions, assets, templates, limits."""
+
     sessions: SessionCodec
     assets_dir: Path
     live_streams: StreamSlots = field(default_factory=lambda: StreamSlots(LIVE_STREAMS_PER_KEY))
@@ -88,6 +90,7 @@ def _age(value: datetime | None) -> str:
 def render(
     request: web.Request, template: str, context: dict[str, Any], *, status: int = 200
 ) -> web.Response:
+    """Render a page with what every page needs (principal, CSRF token, roles, assets)."""
     console = request.app[CONSOLE]
     codec = console.sessions
     principal = request.get(PRINCIPAL)

@@ -18,13 +18,15 @@ import msgspec
 
 from services.api.console.charts import AnalysisChart, analysis_chart
 from services.api.reads import view_query
-from shared.deployments import Deployment, fold_history
+from shared.deployments import Deployment
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
 from shared.events.catalog import ApplicationHealthChanged, DeploymentPlanned
 from shared.events.ids import analysis_id_of
 from shared.events.outbound import public_data
 from shared.events.streams import analysis_stream, deployment_stream, drift_stream
+from shared.snapshots import read_state
+from shared.stream_folds import DEPLOYMENT
 
 __all__ = [
     "APPS_PAGE",
@@ -40,7 +42,6 @@ __all__ = [
     "deployment_page",
     "event_rows",
     "running_config",
-    "trace_id_of",
 ]
 
 APPS_PAGE: Final = 100
@@ -68,6 +69,22 @@ _HISTORY: Final = """
 SELECT deployment_id, status, trigger, commit_hash, commit_message, commander, strategy,
        summary, triggered_at, completed_at
 FROM deployments WHERE application_id = $1 ORDER BY created_position DESC LIMIT $2
+"""
+_PLANNED: Final = DeploymentPlanned.__struct_config__.tag
+# `_trace_id`'s test in SQL: four dash-separated parts, the second 32 characters long.
+_FIRST_TRACEPARENT: Final = """
+SELECT metadata->>'traceparent' FROM events
+WHERE stream_id = $1 AND metadata->>'traceparent' ~ '^[^-]*-[^-]{32}-[^-]*-[^-]*$'
+  AND ($2::timestamptz IS NULL OR recorded_at <= $2::timestamptz)
+ORDER BY stream_version
+LIMIT 1
+"""
+_FIRST_OF_TYPE: Final = """
+SELECT stream_version FROM events
+WHERE stream_id = $1 AND event_type = $2
+  AND ($3::timestamptz IS NULL OR recorded_at <= $3::timestamptz)
+ORDER BY stream_version
+LIMIT 1
 """
 _LOGS: Final = """
 SELECT stage_id, severity, message, recorded_at FROM (
@@ -97,6 +114,8 @@ LIMIT $5
 
 @dataclass(frozen=True)
 class AppRow:
+    """One row of the applications page."""
+
     application_id: str
     name: str
     labels: Mapping[str, str]
@@ -110,6 +129,8 @@ class AppRow:
 
 @dataclass
 class AppsPage:
+    """One page of the applications list: its rows, the counts by state, the next cursor."""
+
     rows: list[AppRow]
     counts: dict[str, int]
     total: int
@@ -133,6 +154,7 @@ async def applications_page(
     after: str | None,
     limit: int = APPS_PAGE,
 ) -> AppsPage:
+    """A keyset page of applications, filtered by name, labels and states, with the counts."""
     label_doc = json.dumps(dict(labels)) if labels else None
     async with view_query("list applications", "applications projection"):
         rows = await pool.fetch(
@@ -173,12 +195,15 @@ async def applications_page(
 async def deployment_history(
     pool: asyncpg.Pool, application_id: str, limit: int = 20
 ) -> list[asyncpg.Record]:
+    """The application's newest deployments, from the deployments projection."""
     async with view_query("deployment history", "deployments projection"):
         return list(await pool.fetch(_HISTORY, application_id, limit))
 
 
 @dataclass(frozen=True)
 class AppHealth:
+    """The application's newest recorded health, as drift judged it."""
+
     healthy: bool
     summary: str
     since: datetime
@@ -200,6 +225,8 @@ async def application_health(store: EventStore, application_id: str) -> AppHealt
 
 @dataclass(frozen=True)
 class RunningConfig:
+    """The config file at the running commit, as its plan recorded it (redacted)."""
+
     deployment_id: str
     """The deployment that planned the running commit, whose plan recorded the file."""
     commit_hash: str
@@ -233,6 +260,8 @@ async def running_config(
 
 @dataclass
 class DeploymentPage:
+    """What the deployment page shows: the state, each stage's log, analyses, trace and plan."""
+
     view: Deployment
     logs: dict[str, list[asyncpg.Record]] = field(default_factory=dict)
     analyses: dict[str, AnalysisChart] = field(default_factory=dict)
@@ -243,28 +272,25 @@ class DeploymentPage:
     once a failure reason replaces the plan's)."""
 
 
-def trace_id_of(history: list[RecordedEvent]) -> str:
-    """The trace the deployment's first event was recorded in (W3C `traceparent`)."""
-    for recorded in history:
-        parent = recorded.metadata.traceparent or ""
-        parts = parent.split("-")
-        if len(parts) == 4 and len(parts[1]) == 32:
-            return parts[1]
-    return ""
+def _trace_id(traceparent: str | None) -> str:
+    """The trace id of a W3C `traceparent` ("" when it is not one)."""
+    parts = (traceparent or "").split("-")
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else ""
 
 
 async def deployment_page(
     store: EventStore, deployment_id: str, *, up_to_time: datetime | None = None
 ) -> DeploymentPage | None:
-    history = await store.read_stream(deployment_stream(deployment_id), up_to_time=up_to_time)
-    if not history:
-        return None
-    view = fold_history(deployment_id, history)
+    """The page's facts, at a cost that does not grow with the stream: the state from its
+    snapshot (`shared.snapshots`), the trace and the plan found by two indexed lookups."""
+    stream = deployment_stream(deployment_id)
+    view = (await read_state(store, stream, DEPLOYMENT, up_to_time=up_to_time)).state
     if view is None:
         return None
-    plans = [r.event for r in history if isinstance(r.event, DeploymentPlanned)]
     page = DeploymentPage(
-        view=view, trace_id=trace_id_of(history), plan=plans[-1] if plans else None
+        view=view,
+        trace_id=await _first_trace_id(store, stream, up_to_time),
+        plan=await _plan(store, stream, up_to_time),
     )
     async with view_query("stage logs", "stage log table"):
         for row in await store.pool.fetch(_LOGS, deployment_id, _LOG_LINES):
@@ -280,8 +306,31 @@ async def deployment_page(
     return page
 
 
+async def _first_trace_id(store: EventStore, stream: str, up_to_time: datetime | None) -> str:
+    """`trace_id_of` the stream, asked of PostgreSQL: it walks the stream in order and stops
+    at the first event with a well-formed traceparent (nearly always the first event)."""
+    async with view_query("deployment trace", "event log"):
+        parent = await store.pool.fetchval(_FIRST_TRACEPARENT, stream, up_to_time)
+    return _trace_id(parent)
+
+
+async def _plan(
+    store: EventStore, stream: str, up_to_time: datetime | None
+) -> DeploymentPlanned | None:
+    """The deployment's plan: its first (the planner plans a deployment once, and the fold
+    keeps the first plan too), found by type and read alone."""
+    async with view_query("deployment plan", "event log"):
+        version = await store.pool.fetchval(_FIRST_OF_TYPE, stream, _PLANNED, up_to_time)
+    if version is None:
+        return None
+    [recorded] = await store.read_stream(stream, from_version=version, limit=1)
+    return recorded.event if isinstance(recorded.event, DeploymentPlanned) else None
+
+
 @dataclass(frozen=True)
 class EventRow:
+    """One event of the event log page."""
+
     global_position: int
     stream_id: str
     stream_version: int

@@ -51,7 +51,6 @@ from services.api.wire import (
     query_str,
     read_body,
 )
-from shared.applications import application_of
 from shared.errors import Unavailable
 from shared.eventlog.envelope import envelope
 from shared.events.base import Metadata
@@ -60,6 +59,8 @@ from shared.events.ids import on_command_deployment_id
 from shared.events.streams import application_stream
 from shared.ids import new_id
 from shared.logs import bind
+from shared.snapshots import read_state
+from shared.stream_folds import APPLICATION
 
 __all__ = ["ROUTES"]
 
@@ -149,9 +150,8 @@ async def sync(request: web.Request) -> web.Response:
     api = deps(request)
     commands = api.commands
     application_id = await commands.resolve(request.match_info["application"])
-    app = application_of(
-        e.event for e in await api.store.read_stream(application_stream(application_id))
-    )
+    folded = (await read_state(api.store, application_stream(application_id), APPLICATION)).state
+    app = folded.application if folded is not None else None
     if app is not None:
         check_syncable(api, app)
     command = RequestSync(
@@ -209,7 +209,7 @@ async def delete(request: web.Request) -> web.Response:
     )
     with bind(application_id=application_id):
         outcome = await commands.delete(command, metadata_of(request))
-    before = resources.from_events(outcome.history[: -len(outcome.appended)])
+    before = resources.from_record(outcome.before)
     (recorded,) = outcome.appended
     return json_response(
         ApplicationDeletion(
@@ -230,14 +230,14 @@ async def _change(request: web.Request, make: Callable[[str], Command]) -> web.R
 
 
 async def _resource(request: web.Request, outcome: Outcome) -> ApplicationResource:
-    resource = resources.from_events(outcome.history)
+    resource = resources.from_record(outcome.after)
     assert resource is not None, "a command that succeeded leaves a registered application"
     try:
         current = await reads.get_application(deps(request).pool, resource.application_id)
     except Unavailable:
         # The write is done: answer it without what only the read model knows.
         return resource
-    return resources.from_events(outcome.history, current) or resource
+    return resources.from_record(outcome.after, current) or resource
 
 
 def metadata_of(request: web.Request) -> Metadata:
