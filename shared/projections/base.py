@@ -41,7 +41,8 @@ class Projection(abc.ABC):
     `event_types`, if set, are the only events `apply` changes anything for: a
     replay then reads just those from the log (most of a long log is stage
     events that few projections look at). `apply` must still ignore the others,
-    which the live runner passes along with the rest.
+    which the live runner passes along with the rest. A projection that reads
+    nothing but the envelope is an `EnvelopeProjection`, spared the payloads.
     """
 
     name: str

@@ -5,7 +5,8 @@
 2. Create the tables of generation N + 1 next to the live generation N, and
    fold the whole log into them, one short transaction per window of the log
    (read ahead on a second connection, and only the event types the
-   projection folds). Short, because a transaction that holds a transaction
+   projection folds; envelopes alone, without payload or metadata, for an
+   `EnvelopeProjection`). Short, because a transaction that holds a transaction
    id holds back the snapshot horizon of every reader of the log — the relay
    and the live runners. The plain indexes are built once the tables are
    full (one transaction each: a table of every deployment indexes in well
