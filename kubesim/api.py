@@ -19,6 +19,7 @@ write must pass is `admission`, how answers look (Tables when kubectl asks,
 from __future__ import annotations
 
 import secrets
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +68,8 @@ class RestApi:
         self.forbidden = forbidden
         self.hooks: list[ResourceHook] = []
         self.server_address = ""
+        self.requests: Counter[str] = Counter()
+        """Resource requests served, by "METHOD path" (tests count a client's calls)."""
 
     def add_routes(self, app: web.Application) -> None:
         """Register every API route on `app`."""
@@ -128,6 +131,7 @@ class RestApi:
     # -- dispatch --------------------------------------------------------
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        self.requests[f"{request.method} {request.path}"] += 1
         try:
             return await self._route(request)
         except ApiError as exc:

@@ -4,7 +4,8 @@ Pure, and light to import (the CLI uses it). `nest` puts each object under its
 first owner that is in the list (ownerReferences by uid: a Pod under its
 ReplicaSet under its Deployment), the rest at the top (Services, ConfigMaps…),
 siblings by kind, namespace and name. What
-`shared.platform.livetree.observe` recorded is the input.
+`shared.platform.livetree.observe` recorded is the input; `shows_providers`
+says whether each object's platform provider is worth printing.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 from shared.events.catalog import LiveResource
 
-__all__ = ["TreeNode", "nest", "walk"]
+__all__ = ["TreeNode", "nest", "shows_providers", "walk"]
 
 
 @dataclass
@@ -62,3 +63,9 @@ def walk(forest: Iterable[TreeNode], depth: int = 0) -> Iterable[tuple[int, Live
     for node in forest:
         yield depth, node.resource
         yield from walk(node.children, depth + 1)
+
+
+def shows_providers(resources: Iterable[LiveResource]) -> bool:
+    """Whether the objects come from more than one platform provider (`resourceRoutes`):
+    only then does a display say, for each, which cluster it is on."""
+    return len({r.provider for r in resources}) > 1

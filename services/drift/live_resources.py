@@ -1,6 +1,7 @@
 """Record an application's live objects on `liveresources-<id>` when they changed.
 
-The drift service reads the tree each round (`KubernetesPlatform.live_tree`),
+The drift service reads the tree each round on every cluster the application
+uses (`RoutedPlatform.live_tree`),
 `shared.platform.livetree.observe` turns it into the bounded event, and this
 shell appends it only when its digest differs from the newest recorded one: a
 quiet application adds nothing to the log. The newest event is read alone (the
@@ -10,8 +11,8 @@ the append expects that version, so two replicas never record one change twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
 from shared.errors import ConcurrencyConflict
 from shared.eventlog.envelope import envelope
@@ -19,7 +20,7 @@ from shared.eventlog.execute import StreamStore
 from shared.eventlog.store import NO_STREAM, new_events
 from shared.events.catalog import ApplicationLiveResourcesObserved
 from shared.events.streams import live_resources_stream
-from shared.platform.livetree import changed, observe
+from shared.platform.livetree import Listed, changed, observe
 
 __all__ = ["LiveResourcesStore", "last_digest", "record_live_resources"]
 
@@ -45,12 +46,13 @@ async def last_digest(store: LiveResourcesStore, application_id: str) -> tuple[i
 async def record_live_resources(
     store: LiveResourcesStore,
     application_id: str,
-    objects: Iterable[tuple[str, str, Mapping[str, Any]]],
+    objects: Listed | Mapping[str, Listed],
     *,
     actor: str,
 ) -> ApplicationLiveResourcesObserved | None:
-    """Append what `objects` are now, unless it is what was last recorded; the event
-    appended, or None (unchanged, or another replica recorded it first)."""
+    """Append what `objects` (each provider's, as `observe` takes them) are now, unless it
+    is what was last recorded; the event appended, or None (unchanged, or another replica
+    recorded it first)."""
     observed = observe(application_id, objects)
     version, digest = await last_digest(store, application_id)
     if not changed(digest, observed):

@@ -12,8 +12,10 @@ reads the live objects Slipway labelled for it and runs
 - `ApplicationHealthChanged` when the live workloads turn healthy or unhealthy
   (`shared.planning.health`: updated and ready replicas), and on the first check;
 - on `liveresources-<id>`, `ApplicationLiveResourcesObserved` (its objects and what
-  their controllers made, each with its health) when that list changed
-  (`live_resources`); also during a deployment, when the pods move most;
+  their controllers made, each with its health and provider, on every cluster its
+  `resourceRoutes` use) when that list changed (`live_resources`); also during a
+  deployment, when the pods move most. The tree and the drift check share one
+  listing of each cluster a round (`_see`);
 - with `trigger.onOutOfSync` enabled, a `DeploymentTriggered(on_out_of_sync)`
   on `deployment-<id>` whose id is derived from the app, the commit and "drift";
 - for an `ApplicationDeleted(cascade=True)`, it deletes exactly the objects
@@ -76,6 +78,8 @@ from shared.logs import get_logger
 from shared.planning.drift import DriftResult, detect_drift_across
 from shared.planning.health import health_of
 from shared.platform.clusters import Clusters
+from shared.platform.livestate import Labelled
+from shared.platform.routed import RoutedPlatform
 from shared.secrets import KeyRing
 from shared.syncstate import SYNC_EVENTS, SyncStatus
 from shared.syncstate import evolve as evolve_sync
@@ -103,6 +107,21 @@ class _App:
     unchecked: str = ""
     """Why drift cannot be checked (logged once, not every round); "" when it can."""
     sync: SyncStatus = field(default_factory=SyncStatus)
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """One round's read of an application (`DriftDetector._see`), shared by the live tree
+    and the drift check so each cluster is listed once."""
+
+    source: DeploySource | None = None
+    router: ResourceRouter | None = None
+    platform: RoutedPlatform | None = None
+    """Its clusters, open while the round lasts; None when it has no provider."""
+    listed: Mapping[str, Labelled] = field(default_factory=dict)
+    """The objects labelled for it, per provider, as listed."""
+    error: Exception | None = None
+    """Why its head could not be read (a ConfigError or GitError), or its provider found."""
 
 
 class DriftDetector:
@@ -151,15 +170,43 @@ class DriftDetector:
             application_id = app.registered.application_id
             try:
                 if app.deleted is None:
-                    await self._record_live_or_log(app.registered)
-                    await self.check(app.registered)
+                    async with Clusters(self.platforms, self.provider_labels) as clusters:
+                        seen = await self._see(app.registered, clusters)
+                        await self._record_live_or_log(app.registered, seen)
+                        await self.check(app.registered, seen)
                 elif app.deleted.cascade:
                     await self.delete_resources(app.registered)
             except Exception:  # the next app still gets its turn
                 log.exception("drift_check_failed", application_id=application_id)
 
-    async def check(self, app: ApplicationRegistered) -> DriftResult | None:
+    async def _see(self, app: ApplicationRegistered, clusters: Clusters) -> _Seen:
+        """Read the application once for this round: its head, its clusters (its own and
+        those its head's `resourceRoutes` name) and the objects labelled for it on each;
+        the live tree and the drift check both derive from this one listing."""
+        try:
+            own = clusters.provider_of(app.platform_provider)
+        except ConfigError as exc:
+            return _Seen(error=exc)
+        source: DeploySource | None = None
+        error: Exception | None = None
+        try:
+            source = await self._head(app)
+            router = clusters.router(
+                source.config, app.platform_provider, config_text=source.config_text
+            )
+        except (ConfigError, GitError) as exc:
+            # The tree is still read from the application's own cluster; `check` says why
+            # drift is not.
+            error, router = exc, ResourceRouter(own)
+        platform = await clusters.routed(router)
+        listed = await platform.labelled(app.application_id)
+        return _Seen(source, router, platform, listed, error)
+
+    async def check(
+        self, app: ApplicationRegistered, seen: _Seen | None = None
+    ) -> DriftResult | None:
         """Detect drift for one application and record what changed; None if not checkable.
+        From `seen` (this round's read of it, `_see`) when given, else read now.
 
         Not checked while a deployment of the application is active (see `_App`).
         """
@@ -167,23 +214,28 @@ class DriftDetector:
         if known is not None and known.active_deployments:
             log.debug("drift_paused_during_deployment", application_id=app.application_id)
             return None
-        clusters = Clusters(self.platforms, self.provider_labels)
-        try:
-            clusters.provider_of(app.platform_provider)
-            source = await self._head(app)
-            router = clusters.router(
-                source.config, app.platform_provider, config_text=source.config_text
-            )
-        except ConfigError as exc:
-            if known is not None and known.unchecked != str(exc):
-                known.unchecked = str(exc)
-                log.warning("drift_not_checked", application_id=app.application_id, reason=str(exc))
+        if seen is None:
+            async with Clusters(self.platforms, self.provider_labels) as clusters:
+                return await self._check_seen(app, known, await self._see(app, clusters))
+        return await self._check_seen(app, known, seen)
+
+    async def _check_seen(
+        self, app: ApplicationRegistered, known: _App | None, seen: _Seen
+    ) -> DriftResult | None:
+        if isinstance(seen.error, ConfigError):
+            if known is not None and known.unchecked != str(seen.error):
+                known.unchecked = str(seen.error)
+                log.warning(
+                    "drift_not_checked", application_id=app.application_id, reason=str(seen.error)
+                )
             return None
+        if seen.error is not None:
+            raise seen.error
+        assert seen.source is not None and seen.router is not None and seen.platform is not None
+        source, router, platform = seen.source, seen.router, seen.platform
         head = source.commit
         spec = source.config.spec
-        async with clusters:
-            platform = await clusters.routed(router)
-            live = await platform.live_resources(app.application_id)
+        live = await platform.live_resources(app.application_id, listed=seen.listed)
         placed = [
             (
                 provider,
@@ -219,26 +271,28 @@ class DriftDetector:
             await self._open(trigger)
         return result
 
-    async def _record_live_or_log(self, app: ApplicationRegistered) -> None:
+    async def _record_live_or_log(self, app: ApplicationRegistered, seen: _Seen) -> None:
         try:
-            await self.record_live(app)
+            await self.record_live(app, seen)
         except Exception:  # the drift check still gets its turn
             log.exception("drift_live_resources_failed", application_id=app.application_id)
 
-    async def record_live(self, app: ApplicationRegistered) -> bool:
-        """Read the application's live tree on its own provider's cluster and record it if
-        it changed; whether it did.
+    async def record_live(self, app: ApplicationRegistered, seen: _Seen | None = None) -> bool:
+        """Read the application's live tree on each of its clusters (its own provider's and
+        those its head's `resourceRoutes` name; its own alone when the head cannot be read)
+        and record it if it changed; whether it did. From `seen` when given, else read now.
 
-        Unlike the drift check it needs no git, and runs during a deployment too (the
-        console shows the canary's pods coming and going)."""
-        clusters = Clusters(self.platforms, self.provider_labels)
-        try:
-            provider = clusters.provider_of(app.platform_provider)
-        except ConfigError:
-            return False  # `check` says why, once
-        async with clusters:
-            platform = await clusters.cluster(provider)
-            objects = await platform.live_tree(app.application_id)
+        Unlike the drift check it runs during a deployment too (the console shows the
+        canary's pods coming and going)."""
+        if seen is None:
+            async with Clusters(self.platforms, self.provider_labels) as clusters:
+                return await self._record_seen(app, await self._see(app, clusters))
+        return await self._record_seen(app, seen)
+
+    async def _record_seen(self, app: ApplicationRegistered, seen: _Seen) -> bool:
+        if seen.platform is None:
+            return False  # no cluster to read: `check` says why, once
+        objects = await seen.platform.live_tree(app.application_id, listed=seen.listed)
         recorded = await record_live_resources(
             self.store, app.application_id, objects, actor=_ACTOR
         )

@@ -160,7 +160,6 @@ class KubernetesPlatform:
     # operations
 
     @_spanned("kubernetes apply")
-    @_spanned("kubernetes apply")
     async def apply(
         self,
         manifests: Sequence[Manifest],
@@ -234,11 +233,26 @@ class KubernetesPlatform:
             return None
         return obj
 
+    async def labelled(self, application_id: str) -> livestate.Labelled:
+        """The objects labelled for the application, as listed (`livestate.labelled`): hand
+        them to `live_resources` and `live_tree` to read the cluster once for both."""
+        return await livestate.labelled(
+            self._api,
+            self._discovery,
+            self.live_kinds,
+            application_id,
+            max_age_s=self.discovery_max_age_s,
+        )
+
     async def live_resources(
-        self, application_id: str, *, kinds: Iterable[tuple[str, str]] | None = None
+        self,
+        application_id: str,
+        *,
+        kinds: Iterable[tuple[str, str]] | None = None,
+        listed: livestate.Labelled | None = None,
     ) -> list[Manifest]:
         """Every object labelled for the application, of the live kinds or of `kinds`, not
-        controlled by another (`livestate.live_resources`)."""
+        controlled by another (`livestate.live_resources`; from `listed` when given)."""
         return await livestate.live_resources(
             self._api,
             self._discovery,
@@ -247,17 +261,21 @@ class KubernetesPlatform:
             max_age_s=self.discovery_max_age_s,
             cluster=self.name,
             kinds=kinds,
+            listed=listed,
         )
 
-    async def live_tree(self, application_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    async def live_tree(
+        self, application_id: str, *, listed: livestate.Labelled | None = None
+    ) -> list[tuple[str, str, dict[str, Any]]]:
         """(apiVersion, kind, object) of the application's objects and what they own, for
-        `livetree.observe` (`livestate.live_tree`)."""
+        `livetree.observe` (`livestate.live_tree`; from `listed` when given)."""
         return await livestate.live_tree(
             self._api,
             self._discovery,
             self.live_kinds,
             application_id,
             max_age_s=self.discovery_max_age_s,
+            listed=listed,
         )
 
     async def list_objects(

@@ -4,7 +4,9 @@ labelled objects, and its tree down to what their controllers made.
 Live state lists every kind discovery serves (custom resources too), filtered
 by `livekinds.LiveKinds` (PipeCD's `appStateInformer`), for the objects
 labelled `slipway.dev/application`; what a controller owns is left out of
-`live_resources` and followed through ownerReferences by `live_tree`.
+`live_resources` and followed through ownerReferences by `live_tree`. Both take
+the `labelled` listing when the caller has it already (the drift service reads
+it once a round and derives both), else list it themselves.
 `KubernetesPlatform` calls these with its connection and settings.
 """
 
@@ -20,13 +22,32 @@ from shared.platform.discovery import ApiResource, Discovery
 from shared.platform.livekinds import LiveKinds, controlled
 from shared.platform.resources import LABEL_APPLICATION
 
-__all__ = ["list_objects", "live_resources", "live_tree"]
+__all__ = ["Labelled", "labelled", "list_objects", "live_resources", "live_tree"]
+
+Labelled = list[tuple[ApiResource, dict[str, Any]]]
+"""An application's labelled objects as listed (`labelled`), controlled ones included."""
 
 _LIST_CONCURRENCY: Final = 8
 # What controllers make for an application's objects (never labelled for it): the live
 # tree follows ownerReferences down to them, in the namespaces of its objects only.
 _OWNED_KINDS: Final = (("apps", "ReplicaSet"), ("", "Pod"), ("batch", "Job"))
 _MAX_TREE_NAMESPACES: Final = 20
+
+
+async def labelled(
+    api: ApiServer,
+    discovery: Discovery,
+    live_kinds: LiveKinds,
+    application_id: str,
+    *,
+    max_age_s: float,
+) -> Labelled:
+    """Every object of the live kinds labelled `slipway.dev/application=<id>`: one list
+    request per kind, what `live_resources` and `live_tree` both start from."""
+    selector = f"{LABEL_APPLICATION}={application_id}"
+    return await list_objects(
+        api, discovery, live_kinds, max_age_s=max_age_s, label_selector=selector
+    )
 
 
 async def live_resources(
@@ -38,16 +59,21 @@ async def live_resources(
     max_age_s: float,
     cluster: str,
     kinds: Iterable[tuple[str, str]] | None = None,
+    listed: Labelled | None = None,
 ) -> list[Manifest]:
     """Every object labelled `slipway.dev/application=<id>`, of every kind live state covers
     (`live_kinds`), or of `kinds` (group, kind) only; what a controller owns is left out.
+    From `listed` (what `labelled` read) when given, without asking the cluster again.
 
     Sorted by key, `managedFields` dropped; kinds the cluster does not serve are skipped.
     """
-    selector = f"{LABEL_APPLICATION}={application_id}"
-    found = await list_objects(
-        api, discovery, live_kinds, max_age_s=max_age_s, label_selector=selector, kinds=kinds
-    )
+    if listed is not None and kinds is None:
+        found = listed
+    else:
+        selector = f"{LABEL_APPLICATION}={application_id}"
+        found = await list_objects(
+            api, discovery, live_kinds, max_age_s=max_age_s, label_selector=selector, kinds=kinds
+        )
     return sorted(
         (
             _live_manifest(resource, item, cluster)
@@ -65,20 +91,20 @@ async def live_tree(
     application_id: str,
     *,
     max_age_s: float,
+    listed: Labelled | None = None,
 ) -> list[tuple[str, str, dict[str, Any]]]:
-    """(apiVersion, kind, object) of every object labelled for the application, and of
-    the ReplicaSets, Pods and Jobs they own (through ownerReferences, at any depth), for
-    `livetree.observe`. Only the namespaces of the labelled objects are listed (at most
-    `_MAX_TREE_NAMESPACES` of them), each kind once per namespace."""
-    selector = f"{LABEL_APPLICATION}={application_id}"
-    labelled = await list_objects(
-        api, discovery, live_kinds, max_age_s=max_age_s, label_selector=selector
-    )
-    found = [(r.api_version, r.kind, item) for r, item in labelled]
+    """(apiVersion, kind, object) of every object labelled for the application (`listed`
+    when given, else listed now), and of the ReplicaSets, Pods and Jobs they own (through
+    ownerReferences, at any depth), for `livetree.observe`. Only the namespaces of the
+    labelled objects are listed (at most `_MAX_TREE_NAMESPACES` of them), each kind once
+    per namespace."""
+    if listed is None:
+        listed = await labelled(api, discovery, live_kinds, application_id, max_age_s=max_age_s)
+    found = [(r.api_version, r.kind, item) for r, item in listed]
     namespaces = sorted(
         {
             ns
-            for r, item in labelled
+            for r, item in listed
             if r.namespaced and (ns := str((item.get("metadata") or {}).get("namespace", "")))
         }
     )[:_MAX_TREE_NAMESPACES]
@@ -87,7 +113,7 @@ async def live_tree(
     owned_kinds = await _resources(discovery, live_kinds, _OWNED_KINDS, max_age_s)
     limit = asyncio.Semaphore(_LIST_CONCURRENCY)
 
-    async def listed(resource: ApiResource, namespace: str) -> list[tuple[str, str, Any]]:
+    async def in_namespace(resource: ApiResource, namespace: str) -> list[tuple[str, str, Any]]:
         async with limit:
             answer, _ = await api.request(
                 "GET",
@@ -102,7 +128,8 @@ async def live_tree(
         ]
 
     candidates: list[tuple[str, str, dict[str, Any]]] = []
-    for batch in await asyncio.gather(*(listed(r, ns) for r in owned_kinds for ns in namespaces)):
+    lists = (in_namespace(r, ns) for r in owned_kinds for ns in namespaces)
+    for batch in await asyncio.gather(*lists):
         candidates += batch
     return found + _descendants(found, candidates)
 

@@ -6,10 +6,11 @@ the application and what their controllers made: ReplicaSets, Pods, Jobs, see
 `ApplicationLiveResourcesObserved` records:
 
 - **only named fields**: kind, namespace, name, uid, the owners' uids, health
-  and a short reason, the creation time. A Secret's data, annotations, labels,
-  env and the rest of a spec never enter (the objects come from a cluster other
-  people write to: untrusted, and maybe secret). Every string is made printable
-  and clipped (`_FIELD_CHARS`).
+  and a short reason, the creation time, and the platform provider it was read
+  from (an application's `resourceRoutes` may spread it over several). A
+  Secret's data, annotations, labels, env and the rest of a spec never enter
+  (the objects come from a cluster other people write to: untrusted, and maybe
+  secret). Every string is made printable and clipped (`_FIELD_CHARS`).
 - **bounded**: at most `MAX_OBJECTS`, within `MAX_BYTES` encoded; owners before
   what they own (every Deployment and Service before a ReplicaSet, every
   ReplicaSet before a Pod), so what is cut is the leaves; `truncated` counts
@@ -37,6 +38,7 @@ from shared.redaction import printable
 __all__ = [
     "MAX_BYTES",
     "MAX_OBJECTS",
+    "Listed",
     "changed",
     "health_of",
     "observe",
@@ -149,8 +151,11 @@ def _job_health(obj: Mapping[str, Any]) -> tuple[ResourceHealth, str]:
     return ResourceHealth.PROGRESSING, f"{_int(status, 'active')} active"
 
 
-def resource_of(api_version: str, kind: str, obj: Mapping[str, Any]) -> LiveResource:
-    """The recorded form of one live object: the named fields only, each clipped."""
+def resource_of(
+    api_version: str, kind: str, obj: Mapping[str, Any], *, provider: str = ""
+) -> LiveResource:
+    """The recorded form of one live object read from `provider`'s cluster: the named
+    fields only, each clipped."""
     metadata = _mapping(obj.get("metadata"))
     refs = metadata.get("ownerReferences")
     owners = tuple(
@@ -169,6 +174,7 @@ def resource_of(api_version: str, kind: str, obj: Mapping[str, Any]) -> LiveReso
         health=health,
         reason=_text(reason, _REASON_CHARS),
         created_at=_text(metadata.get("creationTimestamp"), 40),
+        provider=_text(provider, 63),
     )
 
 
@@ -188,19 +194,31 @@ def _depths(resources: Sequence[LiveResource]) -> dict[str, int]:
     return depths
 
 
+Listed = Iterable[tuple[str, str, Mapping[str, Any]]]
+"""(apiVersion, kind, object) of each object as one cluster listed it."""
+
+
 def observe(
     application_id: str,
-    objects: Iterable[tuple[str, str, Mapping[str, Any]]],
+    objects: Listed | Mapping[str, Listed],
     *,
     max_objects: int = MAX_OBJECTS,
     max_bytes: int = MAX_BYTES,
 ) -> ApplicationLiveResourcesObserved:
-    """The event recording `objects` ((apiVersion, kind, object) as listed): owners
-    first, at most `max_objects` within `max_bytes`, with its digest."""
-    resources = [resource_of(api_version, kind, obj) for api_version, kind, obj in objects]
-    unique = list({(r.kind, r.namespace, r.name, r.uid): r for r in resources}.values())
+    """The event recording `objects`, each provider's (provider → what its cluster
+    listed) or one cluster's (its provider unsaid): owners first, at most `max_objects`
+    within `max_bytes`, with its digest."""
+    placed = objects if isinstance(objects, Mapping) else {"": objects}
+    resources = [
+        resource_of(api_version, kind, obj, provider=provider)
+        for provider, listed in placed.items()
+        for api_version, kind, obj in listed
+    ]
+    unique = list({(r.provider, r.kind, r.namespace, r.name, r.uid): r for r in resources}.values())
     depths = _depths(unique)
-    unique.sort(key=lambda r: (depths.get(r.uid, 0), r.kind, r.namespace, r.name, r.uid))
+    unique.sort(
+        key=lambda r: (depths.get(r.uid, 0), r.kind, r.namespace, r.name, r.provider, r.uid)
+    )
     kept: list[LiveResource] = []
     size = 0
     for resource in unique:

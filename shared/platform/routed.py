@@ -10,7 +10,8 @@ routed by a `ResourceRouter` (`shared.config.resource_routes`, PipeCD's rules):
   own cluster has;
 - **live state** lists every provider the router knows (`ResourceRouter.providers`)
   plus `also_listed` (those another commit's routes use), each object marked with its
-  `cluster`, so a prune or a clean-up compares and deletes per cluster;
+  `cluster`, so a prune or a clean-up compares and deletes per cluster; the live tree
+  is read from the same providers, and `labelled` reads each once for both;
 - **delete** deletes a live object on the cluster it was read from, and a key or a
   rendered manifest where the router sends it.
 
@@ -27,6 +28,7 @@ from shared.config.resource_routes import ResourceRouter
 from shared.errors import PlatformError
 from shared.platform.applying import Propagation
 from shared.platform.kubernetes import KubernetesPlatform
+from shared.platform.livestate import Labelled
 from shared.platform.resources import AppliedResource, RolloutStatus, parse_key
 
 __all__ = ["RoutedPlatform"]
@@ -69,12 +71,37 @@ class RoutedPlatform:
             applied.namespace, applied.name, kind=applied.kind, timeout_s=timeout_s, poll_s=poll_s
         )
 
-    async def live_resources(self, application_id: str) -> list[Manifest]:
-        """The application's live objects on every listed provider, each with its `cluster`."""
+    async def labelled(self, application_id: str) -> dict[str, Labelled]:
+        """The objects labelled for the application on each listed provider, as listed: one
+        read of every cluster, for `live_resources` and `live_tree` both."""
+        return {
+            provider: await self.clusters[provider].labelled(application_id)
+            for provider in self.listed
+        }
+
+    async def live_resources(
+        self, application_id: str, *, listed: Mapping[str, Labelled] | None = None
+    ) -> list[Manifest]:
+        """The application's live objects on every listed provider, each with its `cluster`
+        (from `listed`, what `labelled` read, for the providers it has)."""
         live: list[Manifest] = []
         for provider in self.listed:
-            live += await self.clusters[provider].live_resources(application_id)
+            live += await self.clusters[provider].live_resources(
+                application_id, listed=(listed or {}).get(provider)
+            )
         return sorted(live, key=lambda m: (m.key, m.cluster))
+
+    async def live_tree(
+        self, application_id: str, *, listed: Mapping[str, Labelled] | None = None
+    ) -> dict[str, list[tuple[str, str, dict[str, Any]]]]:
+        """Each listed provider's live tree (`KubernetesPlatform.live_tree`), for
+        `livetree.observe` to mark every object with its provider."""
+        return {
+            provider: await self.clusters[provider].live_tree(
+                application_id, listed=(listed or {}).get(provider)
+            )
+            for provider in self.listed
+        }
 
     async def delete(
         self,

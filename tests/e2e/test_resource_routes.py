@@ -19,7 +19,7 @@ from kubesim import KubeSim
 from services.drift.service import DriftDetector
 from shared.config.control import KubernetesProviderConfig
 from shared.config.manifests import Manifest
-from shared.events.catalog import ApplicationRegistered
+from shared.events.catalog import ApplicationLiveResourcesObserved, ApplicationRegistered
 from shared.git import GitCache
 from shared.platform import KubernetesPlatform
 from tests.support import Backends
@@ -193,6 +193,18 @@ async def test_each_object_is_applied_drift_checked_pruned_and_rolled_back_on_it
         app = await _registration(harness)
         synced = await detector.check(app)
         assert synced is not None and synced.state == "SYNCED", synced
+        # The live tree spans both clusters, each object marked with the one it is on.
+        assert await detector.record_live(app)
+        [observed] = [r.event for r in await harness.store.read_stream(f"liveresources-{APP}")]
+        assert isinstance(observed, ApplicationLiveResourcesObserved)
+        placed = {(r.provider, r.kind, r.name) for r in observed.resources}
+        assert {p for p in placed if p[1] in ("Service", "ConfigMap", "Deployment")} == {
+            ("a", "Service", "web"),
+            ("a", "ConfigMap", "web-extra"),
+            ("b", "Deployment", "web"),
+        }, placed
+        made = {(r.provider, r.kind) for r in observed.resources if r.kind in ("ReplicaSet", "Pod")}
+        assert made == {("b", "ReplicaSet"), ("b", "Pod")}, placed
         await clusters["b"].scale("shop", "web", 5)
         drifted = await detector.check(app)
         assert drifted is not None and drifted.state == "OUT_OF_SYNC"

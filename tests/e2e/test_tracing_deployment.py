@@ -93,6 +93,8 @@ async def test_a_deployment_with_an_analysis_is_one_trace(
         assert ancestors(span, traced)[-1:] == ["commit v2"], names
     apply = [s for s in traced if s.name == "kubernetes apply"]
     assert apply and all("stage " in " ".join(ancestors(s, traced)) for s in apply), names
+    # One span per call: an apply span directly inside another is a doubled decorator.
+    assert all(ancestors(s, traced)[:1] != ["kubernetes apply"] for s in apply), names
     assert any(s.name == "kubernetes wait_rollout" for s in traced), names
     queries = [s for s in traced if s.name == "prometheus query_range"]
     checks = [s for s in traced if s.name == "http check GET"]

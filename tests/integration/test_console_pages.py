@@ -439,3 +439,13 @@ async def test_the_application_page_nests_the_live_resources_and_its_stream_redr
         )
         assert nested, tree
         assert re.search(r'^<li class="resource" data-kind="Service">', tree, re.M), tree
+        assert 'class="provider"' not in tree  # one cluster: no provider to tell apart
+
+        # Routed over two providers: each object says which it is on.
+        routed = observe(app_id, {"a": objects[:3], "b": objects[3:]})
+        await store.append(f"liveresources-{app_id}", new_events([routed]), expected_version=0)
+        _, page = await browser.page("/console/applications/web-prd")
+        tree = re.findall(r'<ul class="resource-tree".*?(?=<h2)', page, re.S)[0]
+        for kind, provider in (("Service", "b"), ("Deployment", "a"), ("Pod", "a")):
+            shown = rf'data-kind="{kind}">[^\n]*<span class="provider">on {provider}</span>'
+            assert re.search(shown, tree), tree

@@ -12,12 +12,19 @@ import pytest
 
 from kubesim import KubeSim
 from kubesim.testing import Kubectl, eventually, find_kubectl
+from services.drift.decider import DRIFT
 from services.drift.service import DriftDetector
 from shared.config.control import KubernetesProviderConfig
 from shared.deploysource import load_deploy_source
 from shared.eventlog import EventStore
-from shared.events.catalog import ApplicationLiveResourcesObserved, LiveResource
-from shared.events.streams import live_resources_stream
+from shared.eventlog.execute import load
+from shared.eventlog.store import new_events
+from shared.events.catalog import (
+    ApplicationLiveResourcesObserved,
+    ApplicationRegistered,
+    LiveResource,
+)
+from shared.events.streams import drift_stream, live_resources_stream
 from shared.git import GitCache
 from shared.platform import KubernetesPlatform
 from tests.support.api import running_projection, served_api
@@ -162,3 +169,40 @@ async def test_the_live_tree_is_recorded_on_change_and_served(
         assert lines[at + 2].startswith("      Pod shop/web-") and "HEALTHY" in lines[at + 2]
         missing = await slipway("app", "get", "nope", "--live", api_url=url)
         assert missing.code != 0 and "no application" in missing.err
+
+
+async def test_a_round_reads_the_cluster_once_for_the_tree_and_the_drift_check(
+    store: EventStore, sim: KubeSim, kubeconfig: Path, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    work = WorkRepo(tmp_path / "config")
+    head = work.commit(app_files(config_map=True))
+    app_id = "web01"
+    registered = ApplicationRegistered(
+        application_id=app_id,
+        name="web-prd",
+        repository_id="config",
+        path=APP_PATH,
+        config_filename=".pipe.yaml",
+        platform_provider="kubesim",
+    )
+    await store.append(f"application-{app_id}", new_events([registered]), expected_version=-1)
+    await _apply(kubeconfig, work, tmp_path, head, {app_id: APP_PATH})
+    await kubectl("rollout", "status", "deploy/web", "-n", "shop", "--timeout=60s")
+    detector = DriftDetector(
+        store=store,
+        git=GitCache(tmp_path / "gitcache"),
+        repositories={"config": work.url},
+        platforms={"kubesim": KubernetesProviderConfig(kubeconfig_path=str(kubeconfig))},
+    )
+    await detector.check_all()
+    assert len(await _recorded(store, app_id)) == 1
+    sim.api.requests.clear()
+    await detector.check_all()
+    requests = dict(sim.api.requests)
+    # Each kind listed (and discovery read) once, not once for the tree and again for
+    # the drift check; the tree's own lists (Pods, ReplicaSets, Jobs in shop) once too.
+    assert requests["GET /apis/apps/v1/deployments"] == 1, requests
+    assert requests["GET /api/v1/namespaces/shop/pods"] == 1, requests
+    twice = {path: count for path, count in requests.items() if count > 1}
+    assert not twice, twice
+    assert (await load(store, drift_stream(app_id), DRIFT)).state.state == "SYNCED"

@@ -5,13 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+import pytest
+
 from services.drift.live_resources import record_live_resources
 from shared.eventlog.store import DEFAULT_MAX_EVENT_BYTES
-from shared.events.catalog import LiveResource, default_registry
+from shared.events.catalog import (
+    ApplicationLiveResourcesObserved,
+    LiveResource,
+    default_registry,
+)
 from shared.events.vocabulary import ResourceHealth
 from shared.platform.livetree import changed, health_of, observe
-from shared.resourcetree import nest
+from shared.resourcetree import nest, shows_providers
 from shared.testing import InMemoryStore
+from slipway_cli.app_live import print_live_tree
 
 SECRET = "hunter2-s3cr3t-value"
 
@@ -219,3 +227,53 @@ async def test_recorded_once_and_again_when_it_changes() -> None:
     assert again is not None and again.truncated == 0
     recorded = await store.read_stream("liveresources-web")
     assert [r.stream_version for r in recorded] == [0, 1]
+
+
+def test_each_object_says_its_provider_and_namesakes_on_two_clusters_both_stay() -> None:
+    # resourceRoutes: the Service on a, the Deployment and what it made on b; a namesake
+    # Service on b (an older route left it) is another object.
+    on_b = [deployment(), replicaset(), pod("web-abc-1", "p-1"), service()]
+    event = observe("web", {"a": [service()], "b": on_b})
+    placed = sorted((r.provider, r.kind) for r in event.resources)
+    assert placed == [
+        ("a", "Service"),
+        ("b", "Deployment"),
+        ("b", "Pod"),
+        ("b", "ReplicaSet"),
+        ("b", "Service"),
+    ]
+    [deployment_node] = [n for n in nest(event.resources) if n.resource.kind == "Deployment"]
+    assert [c.resource.kind for c in deployment_node.children] == ["ReplicaSet"]
+    assert shows_providers(event.resources)
+    assert not shows_providers(observe("web", {"a": world()}).resources)
+    assert {r.provider for r in observe("web", world()).resources} == {""}
+    moved = observe("web", {"b": [service()], "a": on_b[:3]})
+    assert changed(event.digest, moved)
+
+
+def test_an_event_recorded_before_providers_still_decodes() -> None:
+    old = b'{"api_version":"v1","kind":"Service","name":"web","uid":"s-1","health":"HEALTHY"}'
+    assert msgspec.json.decode(old, type=LiveResource).provider == ""
+
+
+def _answer(event: ApplicationLiveResourcesObserved) -> dict[str, Any]:
+    return {
+        "application_id": "web",
+        "observed_at": "2026-01-01T00:00:00Z",
+        "resources": msgspec.to_builtins(event.resources),
+        "truncated": event.truncated,
+    }
+
+
+def test_the_cli_names_providers_only_when_the_app_spans_several(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    print_live_tree(_answer(observe("web", {"a": world()})))
+    one = capsys.readouterr().out
+    assert "  Service shop/web  HEALTHY" in one and "a:" not in one
+    print_live_tree(_answer(observe("web", {"a": [service()], "b": world()[:4]})))
+    lines = capsys.readouterr().out.splitlines()
+    assert "  Service a:shop/web  HEALTHY" in lines, lines
+    deployment_line = next(i for i, line in enumerate(lines) if "Deployment" in line)
+    assert lines[deployment_line].startswith("  Deployment b:shop/web  "), lines
+    assert lines[deployment_line + 1].startswith("    ReplicaSet b:shop/web-"), lines

@@ -2,7 +2,8 @@
 
 The record is the one `GET /applications/{id}/live` answers
 (`routes.live_resources.newest_live_resources`); `shared.resourcetree.nest` puts
-each Pod under its ReplicaSet under its Deployment. It rides on the page's live
+each Pod under its ReplicaSet under its Deployment; when they span several
+platform providers (`resourceRoutes`), each says the one it is on. It rides on the page's live
 part: the event names the application, so the page's live stream redraws it
 when drift records a change.
 """
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from services.api.routes.live_resources import newest_live_resources
 from shared.eventlog import EventStore
 from shared.events.catalog import LiveResource
-from shared.resourcetree import TreeNode, nest
+from shared.resourcetree import TreeNode, nest, shows_providers
 
 __all__ = ["LiveTree", "created_at", "live_tree"]
 
@@ -28,6 +29,8 @@ class LiveTree:
     recorded_at: datetime
     count: int
     truncated: int
+    providers: bool = False
+    """Whether the objects span several platform providers: each then says its own."""
 
 
 def created_at(resource: LiveResource) -> datetime | None:
@@ -46,4 +49,10 @@ async def live_tree(store: EventStore, application_id: str) -> LiveTree | None:
     if found is None:
         return None
     resources = found.observed.resources
-    return LiveTree(nest(resources), found.at, len(resources), found.observed.truncated)
+    return LiveTree(
+        nest(resources),
+        found.at,
+        len(resources),
+        found.observed.truncated,
+        providers=shows_providers(resources),
+    )

@@ -19,7 +19,9 @@ class LiveResource(msgspec.Struct, frozen=True, kw_only=True):
     other spec), each clipped: `owners` are the uids of its ownerReferences (a Pod's
     ReplicaSet, a ReplicaSet's Deployment); `reason` says why it has its health
     ("2/3 ready", "Running, 1/1 ready", "CrashLoopBackOff"); `created_at` is its
-    `creationTimestamp` as the cluster wrote it.
+    `creationTimestamp` as the cluster wrote it; `provider` is the platform provider
+    whose cluster it was read from (its own, or one its `resourceRoutes` send objects
+    to; "" in events recorded before it was kept).
     """
 
     api_version: str
@@ -31,13 +33,15 @@ class LiveResource(msgspec.Struct, frozen=True, kw_only=True):
     health: ResourceHealth
     reason: str = ""
     created_at: str = ""
+    provider: str = ""
 
 
 class ApplicationLiveResourcesObserved(
     Event, tag="application_live_resources_observed", frozen=True
 ):
     """The drift service read the application's live objects: the ones labelled for it and
-    what their controllers made (ReplicaSets, Pods), each with its health.
+    what their controllers made (ReplicaSets, Pods), each with its health, on every
+    cluster the application's `resourceRoutes` use (each object says its `provider`).
 
     Stream `liveresources-<application_id>`; appended only when the list differs from
     the last recorded (`digest`, over `resources` and `truncated`), not every round.
