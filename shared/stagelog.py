@@ -93,6 +93,12 @@ class _Pending:
     message: str
 
 
+def _log_failed_flush(task: asyncio.Task[None]) -> None:
+    """A timed flush has no caller to raise to: its failure is logged, not left unretrieved."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("stage_log_flush_failed", error=str(exc), error_type=type(exc).__name__)
+
+
 class StageLogs:
     """Where stage logs go: the table, and the live subject."""
 
@@ -135,6 +141,7 @@ class StageLogs:
         self._timer = None
         if self._timed_flush is None or self._timed_flush.done():
             self._timed_flush = asyncio.get_running_loop().create_task(self.flush())
+            self._timed_flush.add_done_callback(_log_failed_flush)
 
     async def flush(self) -> None:
         """Store every buffered line, in one statement, and publish them live."""

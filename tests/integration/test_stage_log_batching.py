@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import structlog
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from kubesim import KubeSim
+from shared.db import create_pool
 from shared.events.catalog import StageCompleted
 from shared.stagelog import Severity, StageLogs, recordable
 from shared.subjects import Subjects
@@ -99,3 +101,24 @@ async def test_a_stage_s_lines_are_stored_before_its_completion_is_appended(
     work_lines = rows[:-1]  # the last is the runner's line about the completion itself
     late = [r["message"] for r in work_lines if r["recorded_at"] >= completed.recorded_at]
     assert late == [], f"stored after the stage's StageCompleted: {late}"
+
+
+async def test_a_timed_flush_that_fails_is_logged_not_left_unretrieved(
+    backends: Backends, subjects: Subjects
+) -> None:
+    """A flush started by the batch timer has no caller: a failure other than a lost
+    connection (here: no `stage_logs` table in the schema) is logged as an error."""
+    pool = await create_pool(backends.app_database_url, schema="pg_catalog", max_size=1)
+    try:
+        logs = StageLogs(pool, None, subjects, batch_window_s=0.01)
+        with structlog.testing.capture_logs() as captured:
+            await logs.write("b9", "s1", Severity.INFO, "lost")
+
+            def failure_logged() -> bool:
+                return any(e["event"] == "stage_log_flush_failed" for e in captured)
+
+            await wait_until(failure_logged, within_s=5, what="the failed timed flush logged")
+        [failed] = [e for e in captured if e["event"] == "stage_log_flush_failed"]
+        assert failed["error_type"] == "UndefinedTableError"
+    finally:
+        await pool.close()
