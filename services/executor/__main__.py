@@ -12,7 +12,7 @@ from msgspec import Meta
 
 from services.executor.handlers import HANDLES
 from services.executor.script import ScriptPolicy
-from services.executor.service import CONSUMER_NAME, Executor
+from services.executor.service import CONSUMER_NAME, STAGE_LOG_BATCH_S, Executor
 from shared.config.secret_keys import key_ring
 from shared.git import GitCache
 from shared.runtime import Component, ServiceRuntime, run_service
@@ -65,7 +65,9 @@ async def setup(runtime: ServiceRuntime[ExecutorSettings]) -> Sequence[Component
 
     executor = Executor(
         store=events.store,
-        stage_logs=StageLogs(runtime.pool, runtime.nc, runtime.subjects),
+        stage_logs=StageLogs(
+            runtime.pool, runtime.nc, runtime.subjects, batch_window_s=STAGE_LOG_BATCH_S
+        ),
         git=GitCache(
             git_cache_dir(settings.git_cache_dir, "slipway-executor-git"), share_checkouts=True
         ),

@@ -166,7 +166,8 @@ class DeploymentRunner:
                     self, leases=self.leases, lease=self.lease, stop=stop, what="deployment"
                 )
             finally:
-                log.info(
+                # A completed deployment's end is `deployment_completed`'s line already.
+                (log.debug if self.completed else log.info)(
                     "deployment_left",
                     completed=self.completed,
                     lease_lost=self.lost.is_set(),
@@ -191,8 +192,12 @@ class DeploymentRunner:
         command = await self._command(state)
         events = decide(state, command, self.clock())
         if events:
+            # A stage's lines are stored before the events that complete it (and the
+            # runner's own lines about these events right after them, as one write).
+            await self._flush_stage_logs()
             await self._append(state, events)
             await self._log_events(events)
+            await self._flush_stage_logs()
         if isinstance(command, StageFinished):
             # Only once its report is in the log (or was stale): after a conflict
             # the same finished work is reported again, not run again.
@@ -389,9 +394,12 @@ class DeploymentRunner:
             work.task.cancel()
             self._work = None
         if stage is not None and self._work is None:
-            log.info("stage_work_started", stage_id=stage.id, stage=stage.name)
             # A stage this holder did not start (it took the deployment over) gets its span here.
             resumed = stage.id not in self._stage_spans
+            # A fresh stage's start is `stage_started`'s line; a resumed one has no other.
+            (log.info if resumed else log.debug)(
+                "stage_work_started", stage_id=stage.id, stage=stage.name, resumed=resumed
+            )
             span = self._stage_span(state, stage.id, resumed=resumed)
             # The task copies the current context: the stage's work runs in its span.
             token = otel_context.attach(trace.set_span_in_context(span))
@@ -425,6 +433,10 @@ class DeploymentRunner:
                 await self._work.task
             self._work = None
 
+    async def _flush_stage_logs(self) -> None:
+        if self.stage_logs is not None:
+            await self.stage_logs.flush()
+
     async def _log_events(self, events: list[Event]) -> None:
         """The service log, and the stage log people read (a WAIT has no other lines)."""
         logs = self.stage_logs
@@ -450,8 +462,8 @@ class DeploymentRunner:
                         await logs.write(self.lease.deployment_id, event.stage_id, severity, line)
                 case DeploymentCompleted():
                     log.info("deployment_completed", status=event.status, reason=event.reason)
-                case _:
-                    log.info("deployment_event", event_type=type(event).__name__)
+                case _:  # the log has them; the service log keeps to stages and ends
+                    log.debug("deployment_event", event_type=type(event).__name__)
 
 
 def _traced(recorded: RecordedEvent | None) -> otel_context.Context | None:

@@ -32,6 +32,7 @@ import asyncpg
 from services.executor.decider import Deployment, StageStatus
 from services.executor.handlers import Register, WakeRunner, on_event
 from services.executor.leases import Lease, Leases
+from services.executor.registrations import Registrations
 from services.executor.runner import DeploymentRunner
 from services.executor.script import ScriptPolicy
 from services.executor.stages import (
@@ -46,8 +47,6 @@ from shared.deploysource import DeploySource, Reveal, commit_unavailable_as_conf
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
-from shared.events.catalog import ApplicationAdopted, ApplicationRegistered
-from shared.events.streams import application_stream
 from shared.git import GitCache, GitError
 from shared.logs import get_logger
 from shared.platform import RoutedPlatform
@@ -56,11 +55,15 @@ from shared.scheduling import LeaseScheduler
 from shared.secrets import KeyRing
 from shared.stagelog import StageLogs
 
-__all__ = ["CONSUMER_NAME", "Executor"]
+__all__ = ["CONSUMER_NAME", "STAGE_LOG_BATCH_S", "Executor"]
 
 log = get_logger("slipway.executor")
 
 CONSUMER_NAME: Final = "executor"
+
+STAGE_LOG_BATCH_S: Final = 0.2
+"""How long a stage's log line may wait to be stored with the next ones (`shared.stagelog`):
+live tailing lags by that much at most; a stage's lines are stored before it completes."""
 
 
 class Executor:
@@ -89,6 +92,7 @@ class Executor:
     ) -> None:
         self.store = store
         self.stage_logs = stage_logs
+        self.registrations = Registrations(store)
         self.git = git
         self.repositories = dict(repositories)
         # The providers' labels: `resourceRoutes` may pick providers by them.
@@ -121,7 +125,8 @@ class Executor:
         match on_event(event.event):
             case Register(deployment_id=deployment_id, application_id=application_id):
                 await Leases.register(conn, deployment_id, application_id)
-                log.info("deployment_registered", deployment_id=deployment_id)
+                # Queue bookkeeping: `deployment_taken` is the line operators follow.
+                log.debug("deployment_registered", deployment_id=deployment_id)
             case _:
                 pass
 
@@ -172,7 +177,9 @@ class Executor:
         self._sources.pop(deployment_id, None)
 
     async def close(self) -> None:
-        """Close the platform clients (the scheduler does it when it returns)."""
+        """Store the stage log lines still buffered; close the platform clients (the
+        scheduler does it when it returns)."""
+        await self.stage_logs.flush()
         await self.clusters.close()
 
     # Stage work ---------------------------------------------------------------------------
@@ -245,13 +252,9 @@ class Executor:
     async def _application(self, application_id: str) -> tuple[str, str, str]:
         """(repository_id, platform_provider) of the application, from its latest registration,
         and the PipeCD id its latest adoption (`slipway app import`) names ("" if none)."""
-        latest: ApplicationRegistered | None = None
-        pipecd_application_id = ""
-        async for recorded in self.store.iter_stream(application_stream(application_id)):
-            if isinstance(recorded.event, ApplicationRegistered):
-                latest = recorded.event
-            elif isinstance(recorded.event, ApplicationAdopted):
-                pipecd_application_id = recorded.event.pipecd_application_id
-        if latest is None:
-            return "", "", pipecd_application_id
-        return latest.repository_id, latest.platform_provider, pipecd_application_id
+        registration = await self.registrations.of(application_id)
+        return (
+            registration.repository_id,
+            registration.platform_provider,
+            registration.pipecd_application_id,
+        )

@@ -33,10 +33,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, TypeAlias
+from typing import Final, Generic, TypeAlias, TypeVar
 
 import asyncpg
 import msgspec
@@ -46,7 +46,7 @@ from shared.db import CONNECTION_ERRORS
 from shared.errors import ConcurrencyConflict, EventTooLarge, IdempotencyViolation, Unavailable
 from shared.eventlog.groupcommit import ALONE, Alone, GroupCommit
 from shared.eventlog.position import START, LogPosition
-from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
+from shared.events.base import Event, Metadata, NewEvent, RecordedEnvelope, RecordedEvent
 from shared.events.codec import EventRegistry
 from shared.streams import check_stream_id
 
@@ -150,6 +150,9 @@ _COLUMNS = """global_position, tx_id, stream_id, stream_version, event_id, event
 schema_version, payload, metadata, recorded_at"""
 ROW_COLUMNS: Final = _COLUMNS
 """The columns of `events` that `EventStore.decode_row` reads, for a query that joins the log."""
+# What `RecordedEnvelope` holds: a fold that needs no more is not sent the payloads.
+_ENVELOPE_COLUMNS = """global_position, tx_id, stream_id, stream_version, event_id,
+event_type, schema_version, recorded_at"""
 
 _READ_STREAM = f"""
 SELECT {_COLUMNS} FROM events
@@ -160,26 +163,36 @@ ORDER BY stream_version
 LIMIT $5::bigint
 """
 
-_READ_ALL = f"""
-SELECT {_COLUMNS} FROM events
+_READ_ALL_OF = """
+SELECT {columns} FROM events
 WHERE (tx_id, global_position) > ($1::xid8, $2::bigint)
   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY tx_id, global_position
 LIMIT $3
 """
+_READ_ALL = _READ_ALL_OF.format(columns=_COLUMNS)
+_READ_ALL_ENVELOPES = _READ_ALL_OF.format(columns=_ENVELOPE_COLUMNS)
 
 # A rebuild reads the log in windows of a fixed number of events below a horizon it
 # read once. Reading only some event types, the window's last position and size come
 # from the commit-order index alone (`_WINDOW_END`), so the checkpoint moves past the
 # events a projection ignores without shipping them to the client. (Two queries: one
 # that numbered the window's rows to keep its last was ten times slower than both.)
-_READ_BELOW = f"""
-SELECT {_COLUMNS} FROM events
+_READ_BELOW_OF = """
+SELECT {columns} FROM events
 WHERE (tx_id, global_position) > ($1::xid8, $2::bigint) AND tx_id < $3::xid8
 ORDER BY tx_id, global_position
 LIMIT $4
 """
-_READ_TYPES = f"SELECT * FROM ({_READ_BELOW}) AS w WHERE event_type = ANY($5::text[])"
+_READ_TYPES_OF = "SELECT * FROM ({below}) AS w WHERE event_type = ANY($5::text[])"
+# (read everything, read some types) for whole events and for envelopes alone.
+_WINDOW_SQL = {
+    columns: (
+        _READ_BELOW_OF.format(columns=columns),
+        _READ_TYPES_OF.format(below=_READ_BELOW_OF.format(columns=columns)),
+    )
+    for columns in (_COLUMNS, _ENVELOPE_COLUMNS)
+}
 _WINDOW_END = """
 SELECT tx_id, global_position, count(*) OVER () AS scanned FROM (
   SELECT tx_id, global_position FROM events
@@ -207,10 +220,13 @@ _metadata_decoder = msgspec.json.Decoder(Metadata)
 Connection: TypeAlias = "asyncpg.Connection | asyncpg.pool.PoolConnectionProxy"
 
 
-class LogWindow(msgspec.Struct, frozen=True):
-    """A stretch of the log as `EventStore.read_window` read it."""
+R = TypeVar("R", bound=RecordedEnvelope)
 
-    events: list[RecordedEvent]
+
+class LogWindow(msgspec.Struct, Generic[R], frozen=True):
+    """A stretch of the log as `EventStore.read_window` (or `read_envelope_window`) read it."""
+
+    events: list[R]
     """The events of the wanted types, in commit-safe order."""
     end: LogPosition
     """The window's last position, whatever its type: where the next window starts."""
@@ -528,6 +544,17 @@ class EventStore:
         """Committed events after `after`, in commit-safe order, at most `limit`."""
         return [self.decode_row(r) for r in await self.read_all_rows(after, limit=limit, conn=conn)]
 
+    async def read_all_envelopes(
+        self, after: LogPosition = START, *, limit: int = 1000, conn: Connection | None = None
+    ) -> list[RecordedEnvelope]:
+        """`read_all`'s events as envelopes alone: no payload or metadata is read or decoded."""
+        args = (after.tx_id, after.global_position, limit)
+        try:
+            rows = await (conn or self.pool).fetch(_READ_ALL_ENVELOPES, *args)
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"read the log: database connection lost: {exc}") from exc
+        return [decode_envelope(r) for r in rows]
+
     async def read_all_rows(
         self, after: LogPosition = START, *, limit: int = 1000, conn: Connection | None = None
     ) -> list[asyncpg.Record]:
@@ -548,15 +575,44 @@ class EventStore:
         limit: int,
         event_types: Sequence[str] | None = None,
         conn: Connection | None = None,
-    ) -> LogWindow | None:
+    ) -> LogWindow[RecordedEvent] | None:
         """The next `limit` events after `after` whose transaction ids are below `below_tx_id`
         (a horizon the caller read once), keeping those of `event_types` (None: all); None
         once nothing is left below the horizon."""
+        return await self._window(
+            _COLUMNS, self.decode_row, after, below_tx_id, limit, event_types, conn
+        )
+
+    async def read_envelope_window(
+        self,
+        after: LogPosition,
+        *,
+        below_tx_id: int,
+        limit: int,
+        event_types: Sequence[str] | None = None,
+        conn: Connection | None = None,
+    ) -> LogWindow[RecordedEnvelope] | None:
+        """`read_window` with envelopes alone: no payload or metadata is read or decoded."""
+        return await self._window(
+            _ENVELOPE_COLUMNS, decode_envelope, after, below_tx_id, limit, event_types, conn
+        )
+
+    async def _window(
+        self,
+        columns: str,
+        decode: Callable[[asyncpg.Record], R],
+        after: LogPosition,
+        below_tx_id: int,
+        limit: int,
+        event_types: Sequence[str] | None,
+        conn: Connection | None,
+    ) -> LogWindow[R] | None:
         db = conn or self.pool
+        read_below, read_types = _WINDOW_SQL[columns]
         args = (after.tx_id, after.global_position, below_tx_id, limit)
         try:
             if event_types is None:
-                rows = await db.fetch(_READ_BELOW, *args)
+                rows = await db.fetch(read_below, *args)
                 if not rows:
                     return None
                 end, scanned = position_of(rows[-1]), len(rows)
@@ -566,10 +622,10 @@ class EventStore:
                     return None
                 end, scanned = position_of(last), last["scanned"]
                 # The same window: the rows below a horizon never change.
-                rows = await db.fetch(_READ_TYPES, *args, list(event_types))
+                rows = await db.fetch(read_types, *args, list(event_types))
         except CONNECTION_ERRORS as exc:
             raise Unavailable(f"read the log: database connection lost: {exc}") from exc
-        return LogWindow([self.decode_row(r) for r in rows], end, scanned)
+        return LogWindow([decode(r) for r in rows], end, scanned)
 
     async def rows_by_id(
         self, event_ids: Sequence[uuid.UUID], *, conn: Connection | None = None
@@ -617,9 +673,23 @@ class EventStore:
         )
 
 
-def position_of(event: RecordedEvent | asyncpg.Record) -> LogPosition:
+def decode_envelope(row: asyncpg.Record) -> RecordedEnvelope:
+    """A stored row's envelope, whether or not the row holds the payload and metadata."""
+    return RecordedEnvelope(
+        global_position=row["global_position"],
+        tx_id=row["tx_id"],
+        stream_id=row["stream_id"],
+        stream_version=row["stream_version"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        schema_version=row["schema_version"],
+        recorded_at=row["recorded_at"],
+    )
+
+
+def position_of(event: RecordedEnvelope | asyncpg.Record) -> LogPosition:
     """Where an event (or an events row) stands in the global feed."""
-    if isinstance(event, RecordedEvent):
+    if isinstance(event, RecordedEnvelope):
         return LogPosition(event.tx_id, event.global_position)
     return LogPosition(event["tx_id"], event["global_position"])
 

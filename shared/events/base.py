@@ -44,8 +44,10 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
     metadata: Metadata = Metadata()
 
 
-class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """An event as the log stored it, with its place in the log."""
+class RecordedEnvelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What the log says about a stored event besides its payload and metadata: its place
+    in the log, its type and when it was stored. Read alone for folds that need no more
+    (see `EnvelopeProjection`): decoding the payload and metadata is most of reading one."""
 
     global_position: int
     tx_id: int
@@ -54,6 +56,11 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     event_id: uuid.UUID
     event_type: str
     schema_version: int
+    recorded_at: datetime
+
+
+class RecordedEvent(RecordedEnvelope, frozen=True, kw_only=True, gc=False):
+    """An event as the log stored it, with its place in the log."""
+
     event: Event
     metadata: Metadata
-    recorded_at: datetime

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import asyncpg
 
-from shared.events.base import Event, RecordedEvent
+from shared.events.base import Event, RecordedEnvelope, RecordedEvent
 from shared.events.codec import tag_of
 
 # Physical tables are `<table>_g<generation>`; leaving 12 characters for the
@@ -41,7 +41,8 @@ class Projection(abc.ABC):
     `event_types`, if set, are the only events `apply` changes anything for: a
     replay then reads just those from the log (most of a long log is stage
     events that few projections look at). `apply` must still ignore the others,
-    which the live runner passes along with the rest.
+    which the live runner passes along with the rest. A projection that reads
+    nothing but the envelope is an `EnvelopeProjection`, spared the payloads.
     """
 
     name: str
@@ -66,6 +67,38 @@ class Projection(abc.ABC):
             await self.apply(conn, event, tables)
 
 
+class EnvelopeProjection(Projection):
+    """A projection whose rows depend only on each event's envelope (stream, version,
+    position, type, time): replay and the live runner give it `RecordedEnvelope`s, read
+    without the payload and metadata columns and never decoded, which is most of the cost
+    of reading an event. Subclasses implement `apply_envelopes`; given whole events (which
+    are envelopes too) they build the same rows."""
+
+    @abc.abstractmethod
+    async def apply_envelopes(
+        self,
+        conn: asyncpg.Connection,
+        envelopes: Sequence[RecordedEnvelope],
+        tables: Mapping[str, str],
+    ) -> None:
+        """Apply envelopes in log order, writing to the physical `tables[logical]`."""
+
+    async def apply(
+        self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]
+    ) -> None:
+        """Apply one event's envelope."""
+        await self.apply_envelopes(conn, [event], tables)
+
+    async def apply_batch(
+        self,
+        conn: asyncpg.Connection,
+        events: Sequence[RecordedEvent],
+        tables: Mapping[str, str],
+    ) -> None:
+        """Apply the events' envelopes."""
+        await self.apply_envelopes(conn, events, tables)
+
+
 def check_projection(projection: Projection) -> Projection:
     """`projection` if its name, version and tables are usable; ValueError naming the rule."""
     if not _NAME.match(projection.name):
@@ -87,6 +120,16 @@ def check_projection(projection: Projection) -> Projection:
                 f"projection {projection.name!r}: the DDL of {logical!r} must use {{table}} "
                 "for the table's name"
             )
+    if isinstance(projection, EnvelopeProjection):
+        # Replay and the runner call `apply_envelopes` alone: an override of the whole-event
+        # methods would be skipped without a word.
+        for method in ("apply", "apply_batch"):
+            if getattr(type(projection), method) is not getattr(EnvelopeProjection, method):
+                raise ValueError(
+                    f"projection {projection.name!r} is an EnvelopeProjection but overrides "
+                    f"{method}, which replay and the runner never call: override "
+                    "apply_envelopes"
+                )
     if projection.event_types is not None and not projection.event_types:
         raise ValueError(
             f"projection {projection.name!r}: event_types is empty (None means every event)"

@@ -5,7 +5,8 @@
 2. Create the tables of generation N + 1 next to the live generation N, and
    fold the whole log into them, one short transaction per window of the log
    (read ahead on a second connection, and only the event types the
-   projection folds). Short, because a transaction that holds a transaction
+   projection folds; envelopes alone, without payload or metadata, for an
+   `EnvelopeProjection`). Short, because a transaction that holds a transaction
    id holds back the snapshot horizon of every reader of the log — the relay
    and the live runners. The plain indexes are built once the tables are
    full (one transaction each: a table of every deployment indexes in well
@@ -41,9 +42,10 @@ import structlog
 from shared.db import CONNECTION_ERRORS, LONG_CALL_S, unavailable_on_disconnect
 from shared.errors import ConfigError, Unavailable
 from shared.eventlog.position import START, LogPosition
-from shared.eventlog.store import EventStore, LogWindow, position_of
+from shared.eventlog.store import EventStore, LogWindow, R, position_of
 from shared.projections.base import Projection, check_projection, event_tags
 from shared.projections.errors import ReplayInProgress
+from shared.projections.feed import feed_of
 from shared.projections.state import install, load_state, swap_generation
 from shared.projections.tables import (
     create_generation,
@@ -240,8 +242,9 @@ async def _fold(
     read; the position still moves over the events it ignores.
     """
     horizon = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())")
+    feed = feed_of(store, projection)
     read = functools.partial(
-        store.read_window,
+        feed.read_window,
         below_tx_id=horizon,
         limit=batch_size,
         event_types=event_tags(projection),
@@ -255,7 +258,7 @@ async def _fold(
                     # durably: a crash before it leaves a generation the next replay drops,
                     # so a batch need not wait for its WAL to reach the disk.
                     await conn.execute("SET LOCAL synchronous_commit = off")
-                    await projection.apply_batch(conn, window.events, tables)
+                    await feed.apply(conn, window.events, tables)
             position = window.end
             folded += window.scanned
     return position, folded
@@ -264,9 +267,9 @@ async def _fold(
 async def _read_ahead(
     store: EventStore,
     conn: asyncpg.Connection,
-    read: Callable[..., Awaitable[LogWindow | None]],
+    read: Callable[..., Awaitable[LogWindow[R] | None]],
     position: LogPosition,
-) -> AsyncGenerator[LogWindow, None]:
+) -> AsyncGenerator[LogWindow[R], None]:
     """The windows `read` gives from `position` on, each read while the caller folds the one
     before, on a second connection: the database reads and writes while Python decodes and
     folds. With a pool of one connection, each is read on `conn` when asked for."""
@@ -302,11 +305,12 @@ async def _catch_up(
     later is the live runner's to apply once the swap has moved its checkpoint.
     """
     horizon = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())")
+    feed = feed_of(store, projection)
     folded = 0
-    while events := await store.read_all(position, conn=conn):
+    while events := await feed.read_all(position, conn=conn):
         below = [e for e in events if e.tx_id < horizon]
         if below:
-            await projection.apply_batch(conn, below, tables)
+            await feed.apply(conn, below, tables)
             position = position_of(below[-1])
             folded += len(below)
         if len(below) < len(events):

@@ -27,6 +27,7 @@ from shared.errors import Unavailable
 from shared.eventlog.store import EventStore, position_of
 from shared.projections.base import Projection, check_projection
 from shared.projections.errors import ProjectionOutdated
+from shared.projections.feed import feed_of
 from shared.projections.replay import replay
 from shared.projections.state import ProjectionState, install, load_state, save_checkpoint
 
@@ -139,9 +140,10 @@ class ProjectionRunner:
                 raise Unavailable(f"projection {name} is locked (being rebuilt?): {exc}") from exc
             if state is None or state.version != self.projection.version:
                 return None
-            events = await self.store.read_all(state.checkpoint, limit=self.batch_size, conn=conn)
+            feed = feed_of(self.store, self.projection)
+            events = await feed.read_all(state.checkpoint, limit=self.batch_size, conn=conn)
             if events:
-                await self.projection.apply_batch(conn, events, state.physical_tables())
+                await feed.apply(conn, events, state.physical_tables())
                 await save_checkpoint(conn, name, position_of(events[-1]))
         return len(events)
 

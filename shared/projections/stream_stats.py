@@ -13,7 +13,8 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from shared.events.base import RecordedEvent
+from shared.events.base import RecordedEnvelope
+from shared.projections.base import EnvelopeProjection
 from shared.projections.single_table import SingleTableProjection
 from shared.streams import category_of
 
@@ -45,27 +46,23 @@ ON CONFLICT (stream_id) DO UPDATE
 
 class _Tally(msgspec.Struct):
     events: int
-    last: RecordedEvent
+    last: RecordedEnvelope
     first_recorded_at: datetime
 
 
-class StreamStatsProjection(SingleTableProjection):
-    """Per stream: event count, last version, position and type, first and last record time."""
+class StreamStatsProjection(SingleTableProjection, EnvelopeProjection):
+    """Per stream: event count, last version, position and type, first and last record time.
+
+    Envelopes are all it reads: replaying it decodes no payload."""
 
     name = "stream_stats"
     ddl = _DDL
     version = 1
 
-    async def apply(
-        self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]
-    ) -> None:
-        """Count one event."""
-        await self.apply_batch(conn, [event], tables)
-
-    async def apply_batch(
+    async def apply_envelopes(
         self,
         conn: asyncpg.Connection,
-        events: Sequence[RecordedEvent],
+        events: Sequence[RecordedEnvelope],
         tables: Mapping[str, str],
     ) -> None:
         """Count the events of a batch with one statement per stream."""

@@ -18,7 +18,7 @@ from shared.db import create_pool
 from shared.errors import ConfigError
 from shared.eventlog import ANY, NO_STREAM, EventStore, LogPosition, new_events
 from shared.eventlog.asof import fold, state_as_of
-from shared.events import Event, RecordedEvent, vocabulary
+from shared.events import Event, RecordedEnvelope, RecordedEvent, vocabulary
 from shared.events.catalog import (
     ApplicationDisabled,
     ApplicationRegistered,
@@ -194,21 +194,21 @@ class StallingStreamStats(StreamStatsProjection):
         self.release = asyncio.Event()
         self.server_pid = 0
 
-    async def apply_batch(
+    async def apply_envelopes(
         self,
         conn: asyncpg.Connection,
-        events: Sequence[RecordedEvent],
+        events: Sequence[RecordedEnvelope],
         tables: Mapping[str, str],
     ) -> None:
         self.batches += 1
         if self.when == "after":
-            await super().apply_batch(conn, events, tables)
+            await super().apply_envelopes(conn, events, tables)
         if self.batches == self.stall_on:
             self.server_pid = conn.get_server_pid()
             self.stalled.set()
             await self.release.wait()
         if self.when == "before":
-            await super().apply_batch(conn, events, tables)
+            await super().apply_envelopes(conn, events, tables)
 
 
 # --- the live runner --------------------------------------------------------------------

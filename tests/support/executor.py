@@ -14,7 +14,7 @@ from typing import Any
 
 from kubesim import KubeSim
 from services.executor.handlers import HANDLES
-from services.executor.service import CONSUMER_NAME, Executor
+from services.executor.service import CONSUMER_NAME, STAGE_LOG_BATCH_S, Executor
 from shared.config import load_application_config
 from shared.config.control import KubernetesProviderConfig
 from shared.consumer import EventConsumer, Handler
@@ -130,7 +130,10 @@ class Harness:
         kubeconfig = sim.write_kubeconfig(tmp_path / "kubeconfig")
         return cls(backends, work=work, kubeconfig=kubeconfig, cache=tmp_path / "cache")
 
-    def replica(self, name: str, **options: Any) -> Executor:
+    def replica(
+        self, name: str, *, stage_log_batch_s: float = STAGE_LOG_BATCH_S, **options: Any
+    ) -> Executor:
+        """An executor replica, its stage logs batched as the service's are by default."""
         settings: dict[str, Any] = {
             "lease_ttl_s": 3.0,
             "poll_s": 0.2,
@@ -139,7 +142,9 @@ class Harness:
         } | options
         executor = Executor(
             store=self.store,
-            stage_logs=StageLogs(self.store.pool, self.nc, self.subjects),
+            stage_logs=StageLogs(
+                self.store.pool, self.nc, self.subjects, batch_window_s=stage_log_batch_s
+            ),
             git=GitCache(self.cache / name),
             repositories={"config": self.work.url},
             platforms={
