@@ -70,6 +70,7 @@ async def test_an_image_event_is_committed_deployed_and_chained(sandbox_dir: Pat
         assert (stg.app, stg.status, stg.live_image) == ("account-stg", "SUCCESS", image(EVENT_TAG))
         assert stg.live_deployment_id == stg.deployment_id
         assert f"$ slipway chain get {chain.chain_id}" in story
+        assert f"chain {chain.chain_id}  SUCCESS" in story  # what the command printed
 
         head = await asyncio.to_thread(sandbox.repo.head)
         subject = await asyncio.to_thread(sandbox.repo.subject, head)

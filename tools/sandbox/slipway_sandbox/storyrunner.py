@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -34,8 +36,7 @@ from shared.events.catalog import (
 )
 from shared.events.ids import chain_id_of
 from shared.events.streams import chain_stream, deployment_stream, repository_stream
-from slipway_cli.chain import describe as describe_chain
-from slipway_client import ApiClient, ApiError
+from slipway_client import API_KEY_ENV, API_URL_ENV, ApiClient, ApiError
 from slipway_sandbox.control import PLATFORM_PROVIDER, REPOSITORY_ID
 from slipway_sandbox.demo_repo import (
     SERVICE,
@@ -143,6 +144,23 @@ class StoryRunner:
         self.say = say
         self.app_ids: dict[str, str] = {}
         self.commits: dict[str, str] = {}
+
+    async def _slipway(self, *args: str) -> str:
+        """What `slipway ARGS` prints against the sandbox's API: the command itself, run as a
+        person would (the sandbox sits below the CLI and does not import it)."""
+        env = os.environ | {API_URL_ENV: self.api.base_url, API_KEY_ENV: self.api.key or ""}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "slipway_cli",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+        )
+        async with asyncio.timeout(60):
+            out, _ = await process.communicate()
+        return out.decode(errors="replace")
 
     async def play(self) -> StoryReport:
         """Play every step in order, skipping those the checkout or an earlier failure rules out."""
@@ -393,9 +411,8 @@ class StoryRunner:
             await asyncio.sleep(POLL_S)
         if chain is None:
             return None
-        shown = await asyncio.to_thread(self.api.get_chain, chain_id)
         self.say(f"    $ slipway chain get {chain_id}")
-        for line in describe_chain(shown).splitlines():
+        for line in (await self._slipway("chain", "get", chain_id)).splitlines():
             self.say(f"      {line}" if line else "")
         where = dict(expect.deploys)
         live = []
