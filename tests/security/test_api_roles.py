@@ -24,7 +24,6 @@ from shared.eventlog import EventStore, new_events
 from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
-    DeploymentPlanned,
     DeploymentStarted,
     DeploymentTriggered,
     PlannedStage,
@@ -33,6 +32,7 @@ from shared.events.catalog import (
 from shared.ids import new_id
 from shared.testing import wait_until
 from tests.support.api import api_key_for, auth_headers, served_api
+from tests.support.deployment_events import planned, triggered
 
 DEPLOYMENTS = f"{API_PREFIX}/deployments"
 KEYS = f"{API_PREFIX}/api-keys"
@@ -69,20 +69,13 @@ async def waiting_for_approval(store: EventStore) -> str:
     """A running deployment whose WAIT_APPROVAL stage (approvers: alice) has started."""
     d = new_id()
     events: list[Event] = [
-        DeploymentTriggered(
-            deployment_id=d,
-            application_id="app1",
-            trigger=vocabulary.Trigger("on_commit"),
-            commit_hash="c0ffee1",
-        ),
-        DeploymentPlanned(
-            deployment_id=d,
-            application_id="app1",
-            commit_hash="c0ffee1",
-            strategy=vocabulary.Strategy("pipeline"),
+        triggered(d, commit="c0ffee1"),
+        planned(
+            d,
+            STAGES,
+            commit="c0ffee1",
             summary="image web: v1 → v2",
             reason="the pod template changed",
-            stages=STAGES,
         ),
         DeploymentStarted(deployment_id=d, application_id="app1", started_at=T0),
         StageStarted(deployment_id=d, stage_id="stage-0", started_at=T0),

@@ -14,13 +14,12 @@ from shared.eventlog import EventStore, new_events
 from shared.events import vocabulary
 from shared.events.base import Event
 from shared.events.catalog import (
-    DeploymentPlanned,
     DeploymentStarted,
-    DeploymentTriggered,
     PlannedStage,
     StageStarted,
 )
 from shared.ids import new_id
+from tests.support.deployment_events import planned, triggered
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -84,20 +83,13 @@ async def waiting_for_approval(store: EventStore) -> str:
         PlannedStage(id="stage-1", name=vocabulary.StageName("K8S_PRIMARY_ROLLOUT"), index=1),
     )
     events: list[Event] = [
-        DeploymentTriggered(
-            deployment_id=d,
-            application_id="app1",
-            trigger=vocabulary.Trigger("on_commit"),
-            commit_hash="c0ffee1",
-        ),
-        DeploymentPlanned(
-            deployment_id=d,
-            application_id="app1",
-            commit_hash="c0ffee1",
-            strategy=vocabulary.Strategy("pipeline"),
+        triggered(d, commit="c0ffee1"),
+        planned(
+            d,
+            stages,
+            commit="c0ffee1",
             summary="image web: v1 → v2",
             reason="the pod template changed",
-            stages=stages,
         ),
         DeploymentStarted(deployment_id=d, application_id="app1", started_at=T0),
         StageStarted(deployment_id=d, stage_id="stage-0", started_at=T0),
