@@ -597,6 +597,23 @@ class EventStore:
             _ENVELOPE_COLUMNS, decode_envelope, after, below_tx_id, limit, event_types, conn
         )
 
+    async def window_end(
+        self,
+        after: LogPosition,
+        *,
+        below_tx_id: int,
+        limit: int,
+        conn: Connection | None = None,
+    ) -> tuple[LogPosition, int] | None:
+        """Where the window of `read_window` ends and how many events it spans, read from the
+        commit-order index alone; None once nothing is left below the horizon."""
+        args = (after.tx_id, after.global_position, below_tx_id, limit)
+        try:
+            last = await (conn or self.pool).fetchrow(_WINDOW_END, *args)
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"read the log: database connection lost: {exc}") from exc
+        return None if last is None else (position_of(last), last["scanned"])
+
     async def _window(
         self,
         columns: str,
