@@ -90,7 +90,7 @@ class Servers:
     @contextlib.asynccontextmanager
     async def wal_flush_counter(self) -> AsyncIterator[Callable[[], Awaitable[WalFlushes]]]:
         """A function returning the WAL flushes (fsyncs) PostgreSQL has made so far, and the
-        time they took.
+        time they took (0 unless `time_wal_flushes` turned the timing on).
 
         Each durable commit waits for one flush, and one flush may carry several commits:
         appends per flush says how well commits share them, and the flush time is the part
@@ -100,10 +100,6 @@ class Servers:
         """
         conn = await asyncpg.connect(self.admin_url)
         try:
-            # The fsync times are kept only with `track_wal_io_timing` (off by default: a
-            # clock read per WAL write); a reload reaches every backend.
-            await conn.execute("ALTER SYSTEM SET track_wal_io_timing = on")
-            await conn.execute("SELECT pg_reload_conf()")
 
             async def flushes() -> WalFlushes:
                 row = await conn.fetchrow(
@@ -115,6 +111,19 @@ class Servers:
                 return WalFlushes(row["count"], row["ms"] / 1000)
 
             yield flushes
+        finally:
+            await conn.close()
+
+    async def time_wal_flushes(self) -> None:
+        """Have PostgreSQL time its WAL flushes (`track_wal_io_timing`, off by default).
+
+        Not on by default in the benchmarks: in back-to-back runs the 8-writer group's
+        round was 0.5-0.8 ms longer with it (two ABBA runs; no difference with one writer),
+        which would move the very figure it explains."""
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+            await conn.execute("ALTER SYSTEM SET track_wal_io_timing = on")
+            await conn.execute("SELECT pg_reload_conf()")  # every backend re-reads it
         finally:
             await conn.close()
 

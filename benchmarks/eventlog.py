@@ -139,8 +139,9 @@ class Span:
         if self.wal_flushes is not None:
             flushes = self.wal_flushes
             details[f"{prefix}_wal_flushes_per_s"] = flushes.count / self.seconds
-            # The mean time of one flush: the floor of a durable commit's latency.
-            details[f"{prefix}_wal_flush_ms"] = 1000 * flushes.seconds / max(flushes.count, 1)
+            if flushes.seconds > 0:  # timed (`--wal-timing`)
+                # The mean time of one flush: the floor of a durable commit's latency.
+                details[f"{prefix}_wal_flush_ms"] = 1000 * flushes.seconds / max(flushes.count, 1)
         return details
 
     def per_flush(self, prefix: str, events: float) -> dict[str, float]:
@@ -760,9 +761,11 @@ def group_commit_bound(f: dict[str, float], details: dict[str, Any]) -> dict[str
     measured, O may be at most `append_single_2x_raw_max_overhead_ms` (< 0: not even a
     group with no overhead at all would reach it).
     """
-    if not {"append_single_8conc_per_s", "raw_single_8conc_per_s"} <= f.keys():
+    if not {"append_single_8conc_per_s", "raw_single_8conc_per_s"} <= f.keys() or (
+        "append_single_wal_flush_ms" not in details
+    ):
         return {}
-    flush_ms = details.get("append_single_wal_flush_ms", 0.0)
+    flush_ms = details["append_single_wal_flush_ms"]
     cycle_ms = 1000 * WRITERS / f["append_single_8conc_per_s"]
     needed_ms = 1000 * WRITERS / (2 * f["raw_single_8conc_per_s"])
     return {
@@ -808,8 +811,12 @@ def check_targets(f: dict[str, float]) -> dict[str, dict[str, Any]]:
     return targets
 
 
-async def run_all(servers: Servers, only: Sequence[str]) -> dict[str, Any]:
+async def run_all(
+    servers: Servers, only: Sequence[str], *, wal_timing: bool = False
+) -> dict[str, Any]:
     """Run the chosen measurements one after another; figures, details, durations."""
+    if wal_timing:
+        await servers.time_wal_flushes()
     figures: dict[str, float] = {}
     details: dict[str, Any] = {}
     durations: dict[str, float] = {}
@@ -866,12 +873,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=list(SECTIONS),
         help="run only these measurements (targets need all of them)",
     )
+    parser.add_argument(
+        "--wal-timing",
+        action="store_true",
+        help="time PostgreSQL's WAL flushes (details.*_wal_flush_ms and the group-commit "
+        "bound); it lengthens the 8-writer group's round a little",
+    )
     args = parser.parse_args(argv)
     quiet_logging()
     started = perf_counter()
     busy_before = busy_cores_before()
     with running_servers() as servers:
-        report = asyncio.run(run_all(servers, args.only))
+        report = asyncio.run(run_all(servers, args.only, wal_timing=args.wal_timing))
     report["machine"]["busy_cores_before"] = round(busy_before, 2)
     report["duration_s"]["total"] = round(perf_counter() - started, 2)
     print_report(report, as_json=args.json, table=print_table)
