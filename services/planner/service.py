@@ -31,13 +31,28 @@ Transactions: slow work (git, rendering) happens before the transaction's
 first write, so an open planning transaction never holds back the log's
 commit horizon (readers wait only for transactions that have written); all
 appends and table updates come at the end, appends first.
+
+Batches: the consumer hands a fetched batch to `prepare` before its one
+transaction. `prepare` enqueues the batch's triggers in one statement (their
+places outlive any failed attempt, as above), reads their applications'
+queues and running commits without locks, and for each trigger that would be
+planned now makes its plan outside any transaction, several applications at
+once (one checkout per repository commit serves all its applications). In the
+transaction each event is handled as above, under its application's lock;
+a plan is taken from `prepare` only when it was made for the running commit
+read under the lock (the queue itself is decided again there). What was not
+prepared — the state moved meanwhile, git failed, a completion frees the next
+deployment — is planned in place when the event is first in its transaction,
+and otherwise raises `HandleAlone`, so its slow work gets a transaction of its
+own (`shared.consumer.handling`). The consumer sorts a batch by application,
+so replicas take the locks in one order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
@@ -68,6 +83,8 @@ from services.planner.decider import (
 from services.planner.queue import lock_key
 from services.planner.sources import PlanSources, RepositoryRef
 from shared.aio import sleep_or_stop
+from shared.applications import Application
+from shared.consumer.handling import HandleAlone, first_in_transaction
 from shared.db import CONNECTION_ERRORS
 from shared.errors import ConfigError, Rejected, SlipwayError, Unavailable
 from shared.eventlog import EventStore, deterministic_event_id
@@ -84,11 +101,11 @@ from shared.events.catalog import (
 from shared.events.streams import deployment_stream
 from shared.git import GitCache, GitError
 from shared.logs import get_logger
-from shared.planning import PlanError
+from shared.planning import Plan, PlanError
 from shared.redaction import redact
 
 # `RepositoryRef` (sources) and `lock_key` (queue) are re-exported where callers look.
-__all__ = ["CONSUMER_NAME", "HANDLES", "Planner", "RepositoryRef", "lock_key"]
+__all__ = ["CONSUMER_NAME", "HANDLES", "Planner", "RepositoryRef", "lock_key", "ordering_key"]
 
 log = get_logger("slipway.planner")
 _tracer = trace.get_tracer("slipway.planner")
@@ -103,6 +120,14 @@ HANDLES: Final[tuple[type[Event], ...]] = (
 frees its application's queue, and an adoption that says which commit runs. Its NATS
 filter is derived from these."""
 
+
+def ordering_key(event: RecordedEvent) -> str:
+    """The planner's work on one application is ordered (and locked); different ones are
+    independent. The consumer sorts a batch by it: the batch's lock order."""
+    application_id = getattr(event.event, "application_id", "")
+    return application_id if isinstance(application_id, str) else ""
+
+
 # A sweep that cannot reach PostgreSQL logs it and tries again at the next period.
 _SWEEP_TRANSIENT: Final[tuple[type[BaseException], ...]] = (Unavailable, *CONNECTION_ERRORS)
 
@@ -113,6 +138,12 @@ class _Transient(SlipwayError):
     def __init__(self, cause: Unavailable) -> None:
         super().__init__(str(cause))
         self.cause = cause
+
+
+_Sourced = tuple[Plan, Application, str, str]
+"""`PlanSources.plan`'s answer: the plan, the application, its repository id, its config."""
+_Prepared = _Sourced | PlanError | Rejected | ConfigError
+"""A plan made by `prepare`, or why the deployment cannot be planned (a decision too)."""
 
 
 @dataclass
@@ -143,8 +174,14 @@ class Planner:
         retry_interval_s: float = 15.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         registry: CollectorRegistry | None = None,
+        prepare_concurrency: int = 4,
     ) -> None:
         self.store = store
+        self.prepare_concurrency = prepare_concurrency
+        # The current batch's work done by `prepare` (the consumer handles one batch at a
+        # time): plans by (deployment, running commit assumed), and the triggers enqueued.
+        self._prepared: dict[tuple[str, str], _Prepared] = {}
+        self._enqueued: frozenset[str] = frozenset()
         self.sources = PlanSources(
             store=store,
             git=git,
@@ -166,6 +203,77 @@ class Planner:
             if registry is not None
             else None
         )
+
+    # The consumer's prepare hook ----------------------------------------------------
+
+    async def prepare(self, events: Sequence[RecordedEvent]) -> None:
+        """Before a batch's transaction: enqueue its triggers, and plan those at the head of
+        an idle queue against the running commit (both read without locks)."""
+        triggers = [e.event for e in events if isinstance(e.event, DeploymentTriggered)]
+        wanted = {trigger.deployment_id for trigger in triggers}
+        self._prepared = {k: v for k, v in self._prepared.items() if k[0] in wanted}
+        self._enqueued = frozenset()
+        if not triggers:
+            return
+        await queues.enqueue_many(
+            self.store.pool,
+            [(t.deployment_id, t.application_id, t.commit_hash) for t in triggers],
+            self.clock(),
+        )
+        self._enqueued = frozenset(wanted)
+        loaded = await queues.load_queues(
+            self.store.pool, dict.fromkeys(t.application_id for t in triggers)
+        )
+        slots = asyncio.Semaphore(self.prepare_concurrency)
+
+        async def prepare_one(trigger: DeploymentTriggered, running: str) -> None:
+            async with slots:
+                with structlog_bound(
+                    deployment_id=trigger.deployment_id, application_id=trigger.application_id
+                ):
+                    prepared = await self._prepare_plan(trigger, running)
+            if prepared is not None:
+                self._prepared[(trigger.deployment_id, running)] = prepared
+
+        await asyncio.gather(
+            *(
+                prepare_one(trigger, loaded[trigger.application_id].running_commit)
+                for trigger in triggers
+                if (trigger.deployment_id, loaded[trigger.application_id].running_commit)
+                not in self._prepared
+                and isinstance(
+                    on_triggered(loaded[trigger.application_id].queue, trigger.deployment_id),
+                    PlanNow,
+                )
+            )
+        )
+
+    async def _prepare_plan(self, trigger: DeploymentTriggered, running: str) -> _Prepared | None:
+        """The plan, or why there is none; None when the handler must try again itself."""
+        with _tracer.start_as_current_span("prepare plan") as span:
+            span.set_attribute("slipway.deployment_id", trigger.deployment_id)
+            try:
+                return await self.sources.plan(trigger, running)
+            except (PlanError, Rejected, ConfigError) as exc:
+                return exc
+            # Git unreachable, or a bug: the handler meets it again, and decides.
+            except Exception as exc:  # noqa: BLE001 - an optimisation only
+                log.info("plan_not_prepared", error=f"{type(exc).__name__}: {exc}")
+                return None
+
+    async def _sources_plan(self, trigger: DeploymentTriggered, running: str) -> _Sourced:
+        """`sources.plan`, from `prepare` when it was made against `running`."""
+        prepared = self._prepared.get((trigger.deployment_id, running))
+        if prepared is None:
+            if not first_in_transaction():
+                raise HandleAlone(
+                    f"deployment {trigger.deployment_id} was not prepared against running "
+                    f"commit {running[:12] or '(none)'}"
+                )
+            return await self.sources.plan(trigger, running)
+        if isinstance(prepared, Exception):
+            raise prepared
+        return prepared
 
     # The consumer's handler ---------------------------------------------------------
 
@@ -196,9 +304,10 @@ class Planner:
         deployment_id, app_id = trigger.deployment_id, trigger.application_id
         with structlog_bound(deployment_id=deployment_id, application_id=app_id):
             # Its own transaction: the place in the queue outlives a failed attempt.
-            await queues.enqueue(
-                self.store.pool, deployment_id, app_id, trigger.commit_hash, self.clock()
-            )
+            if deployment_id not in self._enqueued:  # else `prepare` did it
+                await queues.enqueue(
+                    self.store.pool, deployment_id, app_id, trigger.commit_hash, self.clock()
+                )
             await queues.lock(conn, app_id)
             loaded = await queues.load_queue(conn, app_id)
             queue, since, running = loaded.queue, loaded.since, loaded.running_commit
@@ -331,7 +440,7 @@ class Planner:
         with _tracer.start_as_current_span("plan deployment") as span:
             span.set_attribute("slipway.deployment_id", deployment_id)
             try:
-                plan, app, repository_id, config_text = await self.sources.plan(trigger, running)
+                plan, app, repository_id, config_text = await self._sources_plan(trigger, running)
             except (PlanError, Rejected, ConfigError) as exc:
                 reason = str(exc)
             except Unavailable as exc:
