@@ -51,6 +51,7 @@ so replicas take the locks in one order.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -140,6 +141,9 @@ class _Transient(SlipwayError):
         self.cause = cause
 
 
+_PREPARED_FOR_S: Final = 30.0
+"""How long a plan made by `prepare` may be used (see `Planner._prepared`)."""
+
 _Sourced = tuple[Plan, Application, str, str]
 """`PlanSources.plan`'s answer: the plan, the application, its repository id, its config."""
 _Prepared = _Sourced | PlanError | Rejected | ConfigError
@@ -178,10 +182,12 @@ class Planner:
     ) -> None:
         self.store = store
         self.prepare_concurrency = prepare_concurrency
-        # The current batch's work done by `prepare` (the consumer handles one batch at a
-        # time): plans by (deployment, running commit assumed), and the triggers enqueued.
-        self._prepared: dict[tuple[str, str], _Prepared] = {}
-        self._enqueued: frozenset[str] = frozenset()
+        # What `prepare` did, for the handler: plans by (deployment, running commit assumed)
+        # and the triggers it enqueued, each with when (`time.monotonic()`). Kept for
+        # `_PREPARED_FOR_S`, so the events of a batch handled again (after one of them
+        # failed) still find theirs, and no older: the application may change meanwhile.
+        self._prepared: dict[tuple[str, str], tuple[float, _Prepared]] = {}
+        self._enqueued: dict[str, float] = {}
         self.sources = PlanSources(
             store=store,
             git=git,
@@ -210,9 +216,9 @@ class Planner:
         """Before a batch's transaction: enqueue its triggers, and plan those at the head of
         an idle queue against the running commit (both read without locks)."""
         triggers = [e.event for e in events if isinstance(e.event, DeploymentTriggered)]
-        wanted = {trigger.deployment_id for trigger in triggers}
-        self._prepared = {k: v for k, v in self._prepared.items() if k[0] in wanted}
-        self._enqueued = frozenset()
+        fresh_after = time.monotonic() - _PREPARED_FOR_S
+        self._prepared = {k: v for k, v in self._prepared.items() if v[0] > fresh_after}
+        self._enqueued = {k: at for k, at in self._enqueued.items() if at > fresh_after}
         if not triggers:
             return
         await queues.enqueue_many(
@@ -220,7 +226,8 @@ class Planner:
             [(t.deployment_id, t.application_id, t.commit_hash) for t in triggers],
             self.clock(),
         )
-        self._enqueued = frozenset(wanted)
+        now = time.monotonic()
+        self._enqueued |= {trigger.deployment_id: now for trigger in triggers}
         loaded = await queues.load_queues(
             self.store.pool, dict.fromkeys(t.application_id for t in triggers)
         )
@@ -233,7 +240,7 @@ class Planner:
                 ):
                     prepared = await self._prepare_plan(trigger, running)
             if prepared is not None:
-                self._prepared[(trigger.deployment_id, running)] = prepared
+                self._prepared[(trigger.deployment_id, running)] = (time.monotonic(), prepared)
 
         await asyncio.gather(
             *(
@@ -263,7 +270,9 @@ class Planner:
 
     async def _sources_plan(self, trigger: DeploymentTriggered, running: str) -> _Sourced:
         """`sources.plan`, from `prepare` when it was made against `running`."""
-        prepared = self._prepared.get((trigger.deployment_id, running))
+        made = self._prepared.get((trigger.deployment_id, running))
+        fresh = made is not None and made[0] > time.monotonic() - _PREPARED_FOR_S
+        prepared = made[1] if made is not None and fresh else None
         if prepared is None:
             if not first_in_transaction():
                 raise HandleAlone(
@@ -304,7 +313,7 @@ class Planner:
         deployment_id, app_id = trigger.deployment_id, trigger.application_id
         with structlog_bound(deployment_id=deployment_id, application_id=app_id):
             # Its own transaction: the place in the queue outlives a failed attempt.
-            if deployment_id not in self._enqueued:  # else `prepare` did it
+            if deployment_id not in self._enqueued:  # else `prepare` did it (a row stays)
                 await queues.enqueue(
                     self.store.pool, deployment_id, app_id, trigger.commit_hash, self.clock()
                 )

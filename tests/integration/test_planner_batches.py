@@ -1,0 +1,255 @@
+"""The planner's batches: plans made before the transaction (`Planner.prepare`), one
+transaction for the batch, and what happens when a batch's assumptions or one of its
+events go wrong — against the real NATS, PostgreSQL and git."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from services.planner import queue as queues
+from services.planner.service import CONSUMER_NAME, Planner, RepositoryRef, ordering_key
+from shared import tracing
+from shared.consumer.handling import HandlerFailed, handle_once
+from shared.eventlog import NO_STREAM, EventStore, new_events
+from shared.events import vocabulary
+from shared.events.base import RecordedEvent
+from shared.events.catalog import (
+    ApplicationRegistered,
+    DeploymentPlanFailed,
+    DeploymentPlanned,
+    DeploymentTriggered,
+)
+from shared.git import GitCache
+from shared.testing import wait_until
+from tests.support import Backends, running
+from tests.support.git_helpers import WorkRepo
+from tests.support.planner import Harness, wait_for_event
+from tests.support.seed_repo import image_bump, seed_files
+
+
+async def _register(store: EventStore, app_id: str, path: str) -> None:
+    registered = ApplicationRegistered(
+        application_id=app_id,
+        name=app_id,
+        repository_id="config",
+        path=path,
+        config_filename=".pipe.yaml",
+    )
+    await store.append(
+        f"application-{app_id}", new_events([registered]), expected_version=NO_STREAM
+    )
+
+
+async def _trigger(store: EventStore, deployment_id: str, app_id: str, commit: str) -> None:
+    triggered = DeploymentTriggered(
+        deployment_id=deployment_id,
+        application_id=app_id,
+        trigger=vocabulary.Trigger("on_commit"),
+        commit_hash=commit,
+        commit_message="change",
+        repository_id="config",
+        commit_branch="main",
+    )
+    await store.append(
+        f"deployment-{deployment_id}", new_events([triggered]), expected_version=NO_STREAM
+    )
+
+
+async def _published(backends: Backends, count: int) -> None:
+    """Wait until the relay has published `count` events, so one fetch can take them all."""
+    js = backends.nc.jetstream()
+
+    async def enough() -> bool:
+        info = await js.stream_info(backends.subjects.events_stream)
+        return info.state.messages >= count
+
+    await wait_until(enough, 10.0, what=f"{count} events published")
+
+
+def _recording_prepare(harness: Harness, after: object = None) -> list[list[str]]:
+    """Wrap the consumer's prepare hook: note each batch's deployments, then run `after`."""
+    batches: list[list[str]] = []
+    prepare = harness.planner.prepare
+
+    async def recorded(events: Sequence[RecordedEvent]) -> None:
+        batches.append([getattr(e.event, "deployment_id", "") for e in events])
+        await prepare(events)
+        if callable(after):
+            await after()
+
+    harness.consumer.prepare = recorded
+    return batches
+
+
+@pytest.fixture
+async def harness(backends: Backends, tmp_path: Path, work: WorkRepo) -> Harness:
+    await backends.ensure_event_stream()
+    return Harness(backends, GitCache(tmp_path / "cache"), work.url)
+
+
+async def test_a_running_commit_moved_between_phases_is_planned_again_against_the_new_one(
+    harness: Harness, backends: Backends, work: WorkRepo
+) -> None:
+    """`prepare` planned app-b against v1; before the transaction app-b's running commit
+    became v2. Its plan is made again, alone, against v2; app-a's prepared plan stands."""
+    v1 = work.commit(seed_files("account"), "initial")
+    v2 = work.commit(image_bump("account", "prd", "v2"), "account v2")
+    v3 = work.commit(image_bump("account", "prd", "v3"), "account v3")
+    store = harness.store
+    await _register(store, "app-a", "account/dev")
+    await _register(store, "app-b", "account/prd")
+    await queues.set_running(store.pool, "app-b", v1, "")
+    await _trigger(store, "da", "app-a", v3)
+    await _trigger(store, "db", "app-b", v3)
+    moved: list[str] = []
+
+    async def move() -> None:
+        if not moved:  # as another replica's adoption or completion would, between phases
+            moved.append(v2)
+            await queues.set_running(store.pool, "app-b", v2, "")
+
+    batches = _recording_prepare(harness, move)
+    async with running(harness.relay.run):
+        await _published(backends, 4)
+    async with running(*harness.components()):
+        plan_a = await wait_for_event(store, "da", DeploymentPlanned)
+        plan_b = await wait_for_event(store, "db", DeploymentPlanned)
+    assert batches[0] == ["da", "db"]
+    assert isinstance(plan_a, DeploymentPlanned) and isinstance(plan_b, DeploymentPlanned)
+    assert (plan_b.running_commit_hash, plan_b.summary) == (v2, "image account: v2 → v3")
+    assert harness.consumer.stats.handled_alone == 1
+    assert harness.consumer.stats.retried == 0
+    for deployment_id in ("da", "db"):
+        kinds = [e.event_type for e in await store.read_stream(f"deployment-{deployment_id}")]
+        assert kinds == ["deployment_triggered", "deployment_planned"], kinds
+
+
+async def _decided_in(store: EventStore, deployment_ids: Sequence[str]) -> dict[str, str]:
+    """The transaction that appended each deployment's decision (its event after the trigger)."""
+    rows = await store.pool.fetch(
+        "SELECT stream_id, tx_id::text AS tx FROM events "
+        "WHERE stream_id = ANY($1::text[]) AND stream_version > 0",
+        [f"deployment-{d}" for d in deployment_ids],
+    )
+    return {row["stream_id"].removeprefix("deployment-"): row["tx"] for row in rows}
+
+
+async def _three_apps(harness: Harness, work: WorkRepo) -> None:
+    """app-a and app-b registered, app-c not; a trigger each (da, db, dc) at the seed."""
+    v1 = work.commit(seed_files("account"), "initial")
+    await _register(harness.store, "app-a", "account/dev")
+    await _register(harness.store, "app-b", "account/prd")
+    for deployment_id, app_id in (("da", "app-a"), ("db", "app-b"), ("dc", "app-c")):
+        await _trigger(harness.store, deployment_id, app_id, v1)
+
+
+async def test_a_failed_plan_is_decided_in_the_batch_with_the_others(
+    harness: Harness, backends: Backends, work: WorkRepo
+) -> None:
+    """One batch of three: app-c is not registered, so its plan fails (a decision, made by
+    `prepare` like the plans); all three decisions commit in the batch's one transaction."""
+    await _three_apps(harness, work)
+    batches = _recording_prepare(harness)
+    async with running(harness.relay.run):
+        await _published(backends, 5)
+    async with running(*harness.components()):
+        failed = await wait_for_event(harness.store, "dc", DeploymentPlanFailed)
+        await wait_for_event(harness.store, "da", DeploymentPlanned)
+        await wait_for_event(harness.store, "db", DeploymentPlanned)
+    assert batches[0] == ["da", "db", "dc"]
+    assert isinstance(failed, DeploymentPlanFailed)
+    assert failed.reason.startswith("application app-c is not registered")
+    stats = harness.consumer.stats
+    assert (stats.handled, stats.retried, stats.handled_alone) == (3, 0, 0)
+    assert len(set((await _decided_in(harness.store, ["da", "db", "dc"])).values())) == 1
+
+
+async def test_a_handler_raising_for_one_event_leaves_the_others_committed(
+    harness: Harness, backends: Backends, work: WorkRepo
+) -> None:
+    """The handler raises once for db, in the middle of the batch: da and dc commit together,
+    db alone is retried (and then planned), nothing is decided twice."""
+    await _three_apps(harness, work)
+    handle = harness.planner.handle
+    raised: list[str] = []
+
+    async def flaky(event: RecordedEvent, conn: asyncpg.Connection) -> None:
+        if getattr(event.event, "deployment_id", "") == "db" and not raised:
+            raised.append("db")
+            raise RuntimeError("the handler broke for db")
+        await handle(event, conn)
+
+    harness.consumer.handler = flaky
+    batches = _recording_prepare(harness)
+    async with running(harness.relay.run):
+        await _published(backends, 5)
+    async with running(*harness.components()):
+        await wait_for_event(harness.store, "dc", DeploymentPlanFailed)
+        await wait_for_event(harness.store, "da", DeploymentPlanned)
+        await wait_for_event(harness.store, "db", DeploymentPlanned)
+    assert batches[0] == ["da", "db", "dc"]
+    stats = harness.consumer.stats
+    assert (stats.retried, stats.dead_lettered, stats.handled_alone) == (1, 0, 0)
+    decided_in = await _decided_in(harness.store, ["da", "db", "dc"])
+    assert decided_in["da"] != decided_in["db"]
+    for deployment_id in ("da", "db", "dc"):
+        stream = await harness.store.read_stream(f"deployment-{deployment_id}")
+        assert len(stream) == 2, stream  # the trigger and its one decision
+
+
+async def test_two_replicas_on_one_batch_plan_each_deployment_once(
+    backends: Backends, tmp_path: Path, work: WorkRepo
+) -> None:
+    """A batch delivered to two replicas at once (a redelivery after an ack wait): both
+    prepare it, both handle it in one transaction each; each deployment has one plan."""
+    v1 = work.commit(seed_files("account"), "initial")
+    store = backends.store
+    apps = [f"app-{n:02d}" for n in range(8)]
+    for n, app_id in enumerate(apps):
+        await _register(store, app_id, "account/dev" if n % 2 else "account/prd")
+        await _trigger(store, f"d{n:02d}", app_id, v1)
+    batch = sorted(
+        [
+            (_Delivery(), (await store.read_stream(f"deployment-d{n:02d}"))[0])
+            for n in range(len(apps))
+        ],
+        key=lambda delivered: ordering_key(delivered[1]),
+    )
+    replicas = [
+        Planner(
+            store=store,
+            git=GitCache(tmp_path / f"cache-{n}"),
+            repositories={"config": RepositoryRef(remote=work.url, branch="main")},
+        )
+        for n in range(2)
+    ]
+    await asyncio.gather(*(r.prepare([event for _, event in batch]) for r in replicas))
+
+    async def handle(replica: Planner) -> object:
+        try:
+            return await handle_once(
+                batch,
+                consumer=CONSUMER_NAME,
+                store=store,
+                handler=replica.handle,
+                tracer=tracing.tracer("test"),
+            )
+        except (HandlerFailed, asyncpg.UniqueViolationError) as exc:
+            return exc  # the slower one: its inbox rows collide; redelivery skips them
+
+    outcomes = await asyncio.gather(*(handle(r) for r in replicas))
+    assert any(isinstance(o, tuple) for o in outcomes), outcomes
+    for n in range(len(apps)):
+        kinds = [e.event_type for e in await store.read_stream(f"deployment-d{n:02d}")]
+        assert kinds == ["deployment_triggered", "deployment_planned"], (n, kinds)
+    assert sum(r.outcomes.get("quick_sync", 0) for r in replicas) == len(apps)
+
+
+class _Delivery:
+    subject = "test.events"
+    headers: dict[str, str] | None = None
