@@ -26,6 +26,7 @@ __all__ = [
     "load_queue",
     "load_queues",
     "lock",
+    "lock_all",
     "lock_key",
     "set_planning_since",
     "set_running",
@@ -122,6 +123,16 @@ def lock_key(application_id: str) -> int:
 async def lock(conn: asyncpg.Connection, application_id: str) -> None:
     """Wait for the application's lock, held until the transaction ends."""
     await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(application_id))
+
+
+async def lock_all(conn: asyncpg.Connection, application_ids: Sequence[str]) -> None:
+    """Wait for each application's lock in the order given, in one round trip (held until
+    the transaction ends). Callers that may hold several pass them in one order."""
+    await conn.execute(
+        "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) WITH ORDINALITY"
+        " AS t(k, n)",
+        [lock_key(application_id) for application_id in application_ids],
+    )
 
 
 async def try_lock(conn: asyncpg.Connection, application_id: str) -> bool:

@@ -150,6 +150,16 @@ _Prepared = _Sourced | PlanError | Rejected | ConfigError
 """A plan made by `prepare`, or why the deployment cannot be planned (a decision too)."""
 
 
+@dataclass(frozen=True)
+class _Held:
+    """What a batch's transaction took at its first handler: the locks of all the batch's
+    applications, and their queues read under them (each used once: its own writes move it)."""
+
+    conn: asyncpg.Connection
+    locked: frozenset[str]
+    queues: dict[str, queues.LoadedQueue]
+
+
 @dataclass
 class _Writes:
     """What one transaction will write, collected while deciding and flushed at the end."""
@@ -188,6 +198,9 @@ class Planner:
         # failed) still find theirs, and no older: the application may change meanwhile.
         self._prepared: dict[tuple[str, str], tuple[float, _Prepared]] = {}
         self._enqueued: dict[str, float] = {}
+        # The applications of the batch `prepare` saw last, and what its transaction holds.
+        self._batch_apps: frozenset[str] = frozenset()
+        self._held: _Held | None = None
         self.sources = PlanSources(
             store=store,
             git=git,
@@ -215,6 +228,7 @@ class Planner:
     async def prepare(self, events: Sequence[RecordedEvent]) -> None:
         """Before a batch's transaction: enqueue its triggers, and plan those at the head of
         an idle queue against the running commit (both read without locks)."""
+        self._batch_apps = frozenset(filter(None, map(ordering_key, events)))
         triggers = [e.event for e in events if isinstance(e.event, DeploymentTriggered)]
         fresh_after = time.monotonic() - _PREPARED_FOR_S
         self._prepared = {k: v for k, v in self._prepared.items() if v[0] > fresh_after}
@@ -284,6 +298,29 @@ class Planner:
             raise prepared
         return prepared
 
+    async def _lock_and_load(self, conn: asyncpg.Connection, app_id: str) -> queues.LoadedQueue:
+        """Take the application's lock and read its queue under it.
+
+        The first handler of a batch's transaction takes the locks of all the batch's
+        applications in one statement, in application order (the order the consumer sorts
+        every replica's batches in, so two transactions cannot wait on each other), and
+        reads their queues in one query; the handlers after it use those.
+        """
+        if first_in_transaction():
+            self._held = None
+            if app_id in self._batch_apps and len(self._batch_apps) > 1:
+                ordered = sorted(self._batch_apps)
+                await queues.lock_all(conn, ordered)
+                loaded = await queues.load_queues(conn, ordered)
+                self._held = _Held(conn, frozenset(ordered), loaded)
+        held = self._held
+        if held is not None and held.conn is conn and app_id in held.locked:
+            if (loaded_now := held.queues.pop(app_id, None)) is not None:
+                return loaded_now
+        else:
+            await queues.lock(conn, app_id)
+        return await queues.load_queue(conn, app_id)
+
     # The consumer's handler ---------------------------------------------------------
 
     async def handle(self, event: RecordedEvent, conn: asyncpg.Connection) -> None:
@@ -303,7 +340,8 @@ class Planner:
         against it (a pipeline with a rollback target), not as a first QUICK_SYNC."""
         app_id = adopted.application_id
         with structlog_bound(application_id=app_id):
-            await queues.lock(conn, app_id)
+            # Locked as its batch's handlers lock, and its queue read (so not used after this).
+            await self._lock_and_load(conn, app_id)
             await queues.set_running(conn, app_id, adopted.running_commit_hash, "")
             log.info("application_adopted", running_commit=adopted.running_commit_hash)
 
@@ -317,8 +355,7 @@ class Planner:
                 await queues.enqueue(
                     self.store.pool, deployment_id, app_id, trigger.commit_hash, self.clock()
                 )
-            await queues.lock(conn, app_id)
-            loaded = await queues.load_queue(conn, app_id)
+            loaded = await self._lock_and_load(conn, app_id)
             queue, since, running = loaded.queue, loaded.since, loaded.running_commit
             writes = _Writes()
             match on_triggered(queue, deployment_id):
@@ -346,13 +383,12 @@ class Planner:
     ) -> None:
         deployment_id, app_id = completed.deployment_id, completed.application_id
         with structlog_bound(deployment_id=deployment_id, application_id=app_id):
-            await queues.lock(conn, app_id)
+            loaded = await self._lock_and_load(conn, app_id)
             writes = _Writes(observed=[completed])
             triggered = await queues.triggered_commit(conn, deployment_id)
             commit = running_commit_of(completed, triggered)
             if commit:
                 writes.running.append((app_id, commit, deployment_id))
-            loaded = await queues.load_queue(conn, app_id)
             queue = evolve_queue(loaded.queue, completed)
             log.info("deployment_completed", status=completed.status, next=next_to_plan(queue))
             # A success is the running commit now: the next plan is made against it.

@@ -14,11 +14,13 @@ import pytest
 from services.planner import queue as queues
 from services.planner.service import CONSUMER_NAME, Planner, RepositoryRef, ordering_key
 from shared import tracing
-from shared.consumer.handling import HandlerFailed, handle_once
+from shared.consumer.handling import HandlerFailed, handle_once, logged_unhandled
+from shared.db import create_pool
 from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.events import vocabulary
 from shared.events.base import RecordedEvent
 from shared.events.catalog import (
+    ApplicationAdopted,
     ApplicationRegistered,
     DeploymentPlanFailed,
     DeploymentPlanned,
@@ -30,6 +32,7 @@ from tests.support import Backends, running
 from tests.support.git_helpers import WorkRepo
 from tests.support.planner import Harness, wait_for_event
 from tests.support.seed_repo import image_bump, seed_files
+from tests.support.statements import StatementLog
 
 
 async def _register(store: EventStore, app_id: str, path: str) -> None:
@@ -127,6 +130,33 @@ async def test_a_running_commit_moved_between_phases_is_planned_again_against_th
     for deployment_id in ("da", "db"):
         kinds = [e.event_type for e in await store.read_stream(f"deployment-{deployment_id}")]
         assert kinds == ["deployment_triggered", "deployment_planned"], kinds
+
+
+async def test_an_adoption_earlier_in_the_batch_is_what_its_application_is_planned_against(
+    harness: Harness, backends: Backends, work: WorkRepo
+) -> None:
+    """One batch: app-a's trigger (its handler takes the batch's locks and reads its queues),
+    app-b's adoption of v2, app-b's trigger. app-b is planned against v2, not against the
+    queue read before the adoption, nor the plan `prepare` made before it."""
+    v1 = work.commit(seed_files("account"), "initial")
+    v2 = work.commit(image_bump("account", "prd", "v2"), "account v2")
+    v3 = work.commit(image_bump("account", "prd", "v3"), "account v3")
+    store = harness.store
+    await _register(store, "app-a", "account/dev")
+    await _register(store, "app-b", "account/prd")
+    await _trigger(store, "da", "app-a", v1)
+    adopted = ApplicationAdopted(application_id="app-b", running_commit_hash=v2)
+    await store.append("application-app-b", new_events([adopted]), expected_version=None)
+    await _trigger(store, "db", "app-b", v3)
+    batches = _recording_prepare(harness)
+    async with running(harness.relay.run):
+        await _published(backends, 5)
+    async with running(*harness.components()):
+        await wait_for_event(store, "da", DeploymentPlanned)
+        plan_b = await wait_for_event(store, "db", DeploymentPlanned)
+    assert batches[0] == ["da", "", "db"]
+    assert isinstance(plan_b, DeploymentPlanned)
+    assert (plan_b.running_commit_hash, plan_b.summary) == (v2, "image account: v2 → v3")
 
 
 async def _decided_in(store: EventStore, deployment_ids: Sequence[str]) -> dict[str, str]:
@@ -253,3 +283,60 @@ async def test_two_replicas_on_one_batch_plan_each_deployment_once(
 class _Delivery:
     subject = "test.events"
     headers: dict[str, str] | None = None
+
+
+# Eight triggers in one batch, each at the head of its queue. Before the transaction: the
+# log's rows with the inbox's word, the queue places and the queues (one each, for the whole
+# batch), and each application's state from its snapshot (two each, `shared.snapshots`): 19.
+# Then one transaction: BEGIN, the log's rows with the inbox's word, the eight locks and
+# queues (one each), and for each trigger its stream (the decider's fold), the append in
+# its savepoint (three) and its queue row (40); the inbox, COMMIT: 46. 65 in all, about 8
+# a plan, where one trigger alone takes 14 (`test_planner_round_trips.py`).
+STATEMENTS_FOR_A_BATCH_OF_8 = 65
+
+
+async def test_planning_a_batch_takes_fewer_statements_per_plan(
+    backends: Backends, tmp_path: Path, work: WorkRepo
+) -> None:
+    v1 = work.commit(seed_files("account"), "initial")
+    store = backends.store
+    apps = [f"app-{n:02d}" for n in range(16)]
+    for n, app_id in enumerate(apps):
+        await _register(store, app_id, "account/dev")
+        await _trigger(store, f"d{n:02d}", app_id, v1)
+    counted = StatementLog()
+    pool = await create_pool(backends.app_database_url, schema=backends.schema, setup=counted.setup)
+    try:
+        counted_store = EventStore(pool, store.registry)
+        planner = Planner(
+            store=counted_store,
+            git=GitCache(tmp_path / "cache"),
+            repositories={"config": RepositoryRef(remote=work.url, branch="main")},
+        )
+
+        async def plan(numbers: range) -> None:
+            batch = [
+                (_Delivery(), (await store.read_stream(f"deployment-d{n:02d}"))[0]) for n in numbers
+            ]
+            await planner.prepare(
+                await logged_unhandled(batch, consumer=CONSUMER_NAME, store=counted_store)
+            )
+            handled, forged = await handle_once(
+                batch,
+                consumer=CONSUMER_NAME,
+                store=counted_store,
+                handler=planner.handle,
+                tracer=tracing.tracer("test"),
+            )
+            assert (len(handled), forged) == (len(numbers), {})
+
+        await plan(range(8))  # opens and warms the pool's connections (type lookups), git
+        counted.queries.clear()
+        await plan(range(8, 16))
+        statements = list(counted.queries)
+    finally:
+        await pool.close()
+    for n in range(16):
+        *_, planned = await store.read_stream(f"deployment-d{n:02d}")
+        assert isinstance(planned.event, DeploymentPlanned)
+    assert len(statements) <= STATEMENTS_FOR_A_BATCH_OF_8, "\n".join(statements)
