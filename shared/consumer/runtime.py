@@ -351,6 +351,7 @@ class EventConsumer:
                 if isinstance(failed.error, HandleAlone) and len(batch) > 1:
                     # Not a failure: its slow work wants a transaction of its own.
                     self.stats.handled_alone += 1
+                    log.info("event_handled_alone", consumer=self.name, why=str(failed.error))
                     await self.handle_batch([message])
                 else:
                     await self._settlement.failed(message, event, deliveries(message), failed.error)
