@@ -5,6 +5,7 @@ events go wrong — against the real NATS, PostgreSQL and git."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -293,6 +294,7 @@ class _Delivery:
 # its savepoint (three) and its queue row (40); the inbox, COMMIT: 46. 65 in all, about 8
 # a plan, where one trigger alone takes 14 (`test_planner_round_trips.py`).
 STATEMENTS_FOR_A_BATCH_OF_8 = 65
+_INTROSPECTION = re.compile(r"typeinfo_tree|setting\('jit'\)|set_config\('jit'")
 
 
 async def test_planning_a_batch_takes_fewer_statements_per_plan(
@@ -333,7 +335,8 @@ async def test_planning_a_batch_takes_fewer_statements_per_plan(
         await plan(range(8))  # opens and warms the pool's connections (type lookups), git
         counted.queries.clear()
         await plan(range(8, 16))
-        statements = list(counted.queries)
+        # Not asyncpg's type lookups, which a connection the pool opens now makes once.
+        statements = [q for q in counted.queries if not _INTROSPECTION.search(q)]
     finally:
         await pool.close()
     for n in range(16):
