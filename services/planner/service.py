@@ -40,9 +40,11 @@ planned now makes its plan outside any transaction, several applications at
 once (one checkout per repository commit serves all its applications). In the
 transaction each event is handled as above, under its application's lock;
 a plan is taken from `prepare` only when it was made for the running commit
-read under the lock (the queue itself is decided again there). What was not
-prepared — the state moved meanwhile, git failed, a completion frees the next
-deployment — is planned in place when the event is first in its transaction,
+read under the lock (the queue itself is decided again there); git found
+unreachable by `prepare` is waited out from there, as below, not asked again in
+the transaction. What was not prepared — the state moved meanwhile, a
+completion frees the next deployment — is planned in place when the event is
+first in its transaction,
 and otherwise raises `HandleAlone`, so its slow work gets a transaction of its
 own (`shared.consumer.handling`). The consumer sorts a batch by application,
 so replicas take the locks in one order.
@@ -146,8 +148,10 @@ _PREPARED_FOR_S: Final = 30.0
 
 _Sourced = tuple[Plan, Application, str, str]
 """`PlanSources.plan`'s answer: the plan, the application, its repository id, its config."""
-_Prepared = _Sourced | PlanError | Rejected | ConfigError
-"""A plan made by `prepare`, or why the deployment cannot be planned (a decision too)."""
+_Prepared = _Sourced | PlanError | Rejected | ConfigError | Unavailable
+"""A plan made by `prepare`, or why the deployment cannot be planned (a decision too), or
+git being unreachable (the handler waits it out, or gives up, as when it meets it itself;
+the next `prepare` of the deployment tries git again)."""
 
 
 @dataclass(frozen=True)
@@ -256,12 +260,13 @@ class Planner:
             if prepared is not None:
                 self._prepared[(trigger.deployment_id, running)] = (time.monotonic(), prepared)
 
+        made = self._fresh_plans()
         await asyncio.gather(
             *(
                 prepare_one(trigger, loaded[trigger.application_id].running_commit)
                 for trigger in triggers
                 if (trigger.deployment_id, loaded[trigger.application_id].running_commit)
-                not in self._prepared
+                not in made
                 and isinstance(
                     on_triggered(loaded[trigger.application_id].queue, trigger.deployment_id),
                     PlanNow,
@@ -275,12 +280,16 @@ class Planner:
             span.set_attribute("slipway.deployment_id", trigger.deployment_id)
             try:
                 return await self.sources.plan(trigger, running)
-            except (PlanError, Rejected, ConfigError) as exc:
+            except (PlanError, Rejected, ConfigError, Unavailable) as exc:
                 return exc
-            # Git unreachable, or a bug: the handler meets it again, and decides.
+            # A bug: the handler meets it again, and decides.
             except Exception as exc:  # noqa: BLE001 - an optimisation only
                 log.info("plan_not_prepared", error=f"{type(exc).__name__}: {exc}")
                 return None
+
+    def _fresh_plans(self) -> set[tuple[str, str]]:
+        """The plans `prepare` need not make again: all it kept but git's failures."""
+        return {k for k, (_, made) in self._prepared.items() if not isinstance(made, Unavailable)}
 
     async def _sources_plan(self, trigger: DeploymentTriggered, running: str) -> _Sourced:
         """`sources.plan`, from `prepare` when it was made against `running`."""

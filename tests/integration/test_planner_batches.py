@@ -36,11 +36,13 @@ from tests.support.seed_repo import image_bump, seed_files
 from tests.support.statements import StatementLog
 
 
-async def _register(store: EventStore, app_id: str, path: str) -> None:
+async def _register(
+    store: EventStore, app_id: str, path: str, *, repository_id: str = "config"
+) -> None:
     registered = ApplicationRegistered(
         application_id=app_id,
         name=app_id,
-        repository_id="config",
+        repository_id=repository_id,
         path=path,
         config_filename=".pipe.yaml",
     )
@@ -49,14 +51,16 @@ async def _register(store: EventStore, app_id: str, path: str) -> None:
     )
 
 
-async def _trigger(store: EventStore, deployment_id: str, app_id: str, commit: str) -> None:
+async def _trigger(
+    store: EventStore, deployment_id: str, app_id: str, commit: str, repository_id: str = "config"
+) -> None:
     triggered = DeploymentTriggered(
         deployment_id=deployment_id,
         application_id=app_id,
         trigger=vocabulary.Trigger("on_commit"),
         commit_hash=commit,
         commit_message="change",
-        repository_id="config",
+        repository_id=repository_id,
         commit_branch="main",
     )
     await store.append(
@@ -158,6 +162,34 @@ async def test_an_adoption_earlier_in_the_batch_is_what_its_application_is_plann
     assert batches[0] == ["da", "", "db"]
     assert isinstance(plan_b, DeploymentPlanned)
     assert (plan_b.running_commit_hash, plan_b.summary) == (v2, "image account: v2 → v3")
+
+
+async def test_git_unreachable_while_preparing_is_waited_out_without_asking_git_again(
+    harness: Harness, backends: Backends, work: WorkRepo
+) -> None:
+    """One batch: app-a's repository answers, app-b's refuses while `prepare` plans. app-a
+    is planned; app-b is retried with back-off from what `prepare` met, not planned again
+    alone in the batch's transaction, until the deadline fails it with git's words."""
+    v1 = work.commit(seed_files("account"), "initial")
+    dead = RepositoryRef(remote="http://127.0.0.1:9/config.git")
+    harness.planner.sources.repositories["dead"] = dead
+    harness.planner.give_up_after_s = 1.0
+    await _register(harness.store, "app-a", "account/dev")
+    await _register(harness.store, "app-b", "account/prd", repository_id="dead")
+    await _trigger(harness.store, "da", "app-a", v1)
+    await _trigger(harness.store, "db", "app-b", "b" * 40, repository_id="dead")
+    batches = _recording_prepare(harness)
+    async with running(harness.relay.run):
+        await _published(backends, 4)
+    async with running(*harness.components()):
+        await wait_for_event(harness.store, "da", DeploymentPlanned)
+        failed = await wait_for_event(harness.store, "db", DeploymentPlanFailed)
+    assert batches[0] == ["da", "db"]
+    assert isinstance(failed, DeploymentPlanFailed)
+    assert failed.reason.startswith("git is unavailable: unreachable:")
+    stats = harness.consumer.stats
+    assert stats.retried >= 1
+    assert (stats.handled_alone, stats.dead_lettered) == (0, 0)
 
 
 async def _decided_in(store: EventStore, deployment_ids: Sequence[str]) -> dict[str, str]:
