@@ -35,11 +35,14 @@ log = structlog.get_logger("slipway.projections")
 
 # Idle polls must not take the state row's lock: locking a row assigns a
 # transaction id and writes WAL, on every poll, forever. This read-only peek
-# (the horizon test of shared/eventlog/store.py) does neither.
+# (the horizon test of shared/eventlog/store.py) does neither. PostgreSQL does not
+# turn a row comparison with the outer row's columns into an index bound: without
+# `e.tx_id >= p.tx_id` every poll read the whole log (1 ms at 20,000 events, the
+# projector's PostgreSQL time, growing with the log); with it, a few index pages.
 _PENDING = """
 SELECT p.version, EXISTS (
   SELECT 1 FROM events e
-  WHERE (e.tx_id, e.global_position) > (p.tx_id, p.position)
+  WHERE e.tx_id >= p.tx_id AND (e.tx_id, e.global_position) > (p.tx_id, p.position)
     AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
 ) AS pending
 FROM projection_state p WHERE p.name = $1
