@@ -158,7 +158,7 @@ class AppConfigs:
                     description=facts.description,
                 )
             )
-        for event in observed:
+        for event in await self._changed(observed):
             if await self._record_config(event):
                 log.info(
                     "application_config_labels_observed",
@@ -168,6 +168,34 @@ class AppConfigs:
                 )
         for app in due:
             self._labels_read[_label_key(app)] = head
+
+    async def _changed(
+        self, observed: Sequence[ApplicationConfigObserved]
+    ) -> list[ApplicationConfigObserved]:
+        """Those of `observed` that may differ from what their streams last recorded.
+
+        The streams' newest events are read in one round trip, where deciding each through
+        `execute` would read its stream alone: a commit touching no config (an image bump of
+        10,000 applications) then costs one query, not 10,000. What may differ still goes
+        through `_record_config`, which reads its stream again and decides there.
+        """
+        streams = [application_config_stream(event.application_id) for event in observed]
+        newest = await self.store.last_of_streams(streams)
+        changed = []
+        for stream, event in zip(streams, observed, strict=True):
+            last = newest.get(stream)
+            # The decider's state is the newest ApplicationConfigObserved's record; a stream
+            # ending otherwise is left to `execute`, which folds all of it.
+            if (
+                last is not None
+                and isinstance(last.event, ApplicationConfigObserved)
+                and not CONFIG_LABELS.decide(
+                    CONFIG_LABELS.evolve(CONFIG_LABELS.initial_state(), last.event), event
+                )
+            ):
+                continue
+            changed.append(event)
+        return changed
 
     async def _record_config(self, observed: ApplicationConfigObserved) -> bool:
         """Append `observed` to `appconfig-<id>` if it says something new; True if appended."""
