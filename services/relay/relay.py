@@ -194,7 +194,8 @@ class Relay:
         up to `max_idle_sleep_s`. While events flow the relay polls every few milliseconds;
         a quiet log is not read 200 times a second (most of an idle relay's CPU, and
         PostgreSQL's, went there)."""
-        return min(self.idle_sleep_s * 2 ** (empty_reads - 1), self.max_idle_sleep_s)
+        backed_off: float = self.idle_sleep_s * 2.0 ** min(empty_reads - 1, 16)
+        return min(backed_off, self.max_idle_sleep_s)
 
     async def _publish(self, rows: Sequence[asyncpg.Record]) -> list[NewEvent]:
         """Publish `rows` in log order and wait for every PubAck; what NATS can never take is

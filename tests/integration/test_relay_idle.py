@@ -11,6 +11,7 @@ import pytest
 
 from services.relay import relay as relay_module
 from services.relay.relay import Relay
+from shared import db
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events.catalog import ApplicationDisabled
 from shared.testing import wait_until
@@ -23,7 +24,7 @@ async def test_an_idle_relay_reads_the_log_less_often_and_publishes_the_next_eve
     store: EventStore, relay: Relay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reads: list[str] = []
-    connect = relay_module.connect
+    connect = db.connect
 
     async def logged(*args: Any, **kwargs: Any) -> asyncpg.Connection:
         conn = await connect(*args, **kwargs)
