@@ -17,6 +17,7 @@ poll is one read-only query that neither locks nor takes a transaction id.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import structlog
@@ -159,28 +160,42 @@ class ProjectionRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Apply batches as events commit, until `stop` is set; back off while unavailable."""
+        await run_steps(
+            self.step,
+            stop,
+            what=self.projection.name,
+            idle_sleep_s=self.idle_sleep_s,
+            max_backoff_s=self.max_backoff_s,
+        )
+
+
+async def run_steps(
+    step: Callable[[], Awaitable[int]],
+    stop: asyncio.Event,
+    *,
+    what: str,
+    idle_sleep_s: float,
+    max_backoff_s: float,
+) -> None:
+    """Call `step` (a runner's: the events it applied) until `stop` is set: again at once
+    after a batch, after `idle_sleep_s` when there was none, backing off while unavailable."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            applied = await step()
+        except Unavailable as exc:
+            _raise_if_cancelling(exc)
+            failures += 1
+            delay = min(0.1 * 2**failures, max_backoff_s)
+            log.warning("projection_interrupted", projection=what, error=str(exc), retry_in_s=delay)
+            await sleep_or_stop(stop, delay)
+            continue
+        except Exception as exc:
+            _raise_if_cancelling(exc)
+            raise
         failures = 0
-        while not stop.is_set():
-            try:
-                applied = await self.step()
-            except Unavailable as exc:
-                _raise_if_cancelling(exc)
-                failures += 1
-                delay = min(0.1 * 2**failures, self.max_backoff_s)
-                log.warning(
-                    "projection_interrupted",
-                    projection=self.projection.name,
-                    error=str(exc),
-                    retry_in_s=delay,
-                )
-                await sleep_or_stop(stop, delay)
-                continue
-            except Exception as exc:
-                _raise_if_cancelling(exc)
-                raise
-            failures = 0
-            if not applied:
-                await sleep_or_stop(stop, self.idle_sleep_s)
+        if not applied:
+            await sleep_or_stop(stop, idle_sleep_s)
 
 
 def _raise_if_cancelling(exc: Exception) -> None:
