@@ -74,6 +74,10 @@ class ProjectionGroup:
         self.applied = dict.fromkeys(self.runners, 0)
         """Events each projection has applied and committed through this group."""
         self._installed = False
+        self._lagging: set[str] = set()
+        """Projections that the last batch read for while others, ahead of its window,
+        got nothing: the next batch leaves them out, so that one projection catching up
+        from far behind (new, with an empty table) does not hold the others still."""
 
     async def install(self) -> None:
         """Install every projection (or rebuild it, as `ProjectionRunner.install` does)."""
@@ -102,7 +106,10 @@ class ProjectionGroup:
         due = [row["name"] for row in peeked if row["pending"]]
         if not due:
             return 0
-        applied = await self._apply_next_batch(due)
+        # Projections that a lagging one kept waiting in the last batch go first, alone.
+        ahead = [name for name in due if name not in self._lagging]
+        self._lagging = set()
+        applied = await self._apply_next_batch(ahead or due)
         for name, count in applied.items():
             self.applied[name] += count
             self.runners[name].applied += count
@@ -138,6 +145,8 @@ class ProjectionGroup:
                 checkpoints[state.name] = end
             if checkpoints:
                 await save_checkpoints(conn, checkpoints)
+        if len(checkpoints) < len(states):
+            self._lagging = set(checkpoints)
         return applied
 
     async def run_until_caught_up(self) -> int:

@@ -217,3 +217,26 @@ async def test_two_group_replicas_apply_each_event_once(
     events = await writer.pool.fetchval("SELECT count(*) FROM events")
     assert first.applied["stream_stats"] + second.applied["stream_stats"] == events
     await assert_same_as_references(projector_store)
+
+
+async def test_a_projection_far_behind_does_not_hold_the_others_still(
+    projector_store: EventStore, writer: EventStore
+) -> None:
+    """A projection catching up from far behind (new, with an empty table) takes turns with
+    the others: their new events are applied by the next batch, not after the catch-up."""
+    group = ProjectionGroup(projector_store, live(), batch_size=5)
+    await group.install()
+    for round_ in range(3):
+        await write(writer, round_)
+    async with asyncio.timeout(PHASE_TIMEOUT_S):
+        for name in ("applications", "stream_stats"):
+            await group.runners[name].run_until_caught_up()
+    await write(writer, 3)
+    await group.step()  # deployments, from its checkpoint at the start of the log
+    assert group.applied == {"applications": 0, "deployments": 5, "stream_stats": 0}
+    await group.step()  # the others, from theirs
+    assert group.applied["stream_stats"] == 5
+    assert group.applied["deployments"] == 5
+    async with asyncio.timeout(PHASE_TIMEOUT_S):
+        await group.run_until_caught_up()
+    await assert_same_as_references(projector_store)
