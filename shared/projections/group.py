@@ -16,6 +16,10 @@ all of them:
    projection the events past its own checkpoint, and writes every moved
    checkpoint in one statement.
 
+A projection far behind the others (new, catching up from the start of a long log)
+would make every window start at its checkpoint and leave the others with nothing:
+the batch after one that did so leaves it out, so they take turns.
+
 So each projection still applies each event exactly once, in the transaction
 that moves its checkpoint past it (a crash rolls back every projection's part of
 the batch together); replicas still take turns per projection, and a replay's
