@@ -10,8 +10,10 @@ it) and records the labels a config declares (`ApplicationConfigObserved` on
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from typing import Final
 
 import asyncpg
 
@@ -64,6 +66,9 @@ class AppConfigs:
         self.read_config = read_config
         self._labels_read: dict[tuple[str, str], str] = {}
         """(application, config path) → the head whose config labels were last read."""
+        self._files_at: tuple[str, dict[str, bytes | None]] = ("", {})
+        """The commit whose config files were read last, and them: a new head's configs are
+        read to judge its commit and again for the labels (a commit's files never change)."""
 
     async def registered(self) -> list[RegisteredApp]:
         """The applications registered in this repository (an error until the view exists)."""
@@ -91,7 +96,7 @@ class AppConfigs:
     async def with_configs(self, commit: str, apps: Sequence[RegisteredApp]) -> list[RegisteredApp]:
         """`apps` with the trigger settings of their config files at `commit`."""
         enabled = [app for app in apps if not app.disabled]
-        contents = await self.git.read_files(commit, [app.config_path for app in enabled])
+        contents = await self._read_files(commit, [app.config_path for app in enabled])
         judged = []
         for app in enabled:
             content = contents[app.config_path]
@@ -111,6 +116,16 @@ class AppConfigs:
                 )
             )
         return judged
+
+    async def _read_files(self, commit: str, paths: Sequence[str]) -> dict[str, bytes | None]:
+        """`git.read_files`, answered from the last commit's read when it holds every path."""
+        kept_commit, kept = self._files_at
+        if commit == kept_commit and all(path in kept for path in paths):
+            return {path: kept[path] for path in paths}
+        contents = await self.git.read_files(commit, paths)
+        if _FULL_HASH.fullmatch(commit):
+            self._files_at = (commit, contents)
+        return contents
 
     def parse(self, path: str, content: bytes) -> AppConfigFacts | None:
         """An app config's facts, parsed once per path and content; None when invalid."""
@@ -132,7 +147,7 @@ class AppConfigs:
         due = [app for app in apps if self._labels_read.get(_label_key(app)) != head]
         if not due:
             return
-        contents = await self.git.read_files(head, sorted({app.config_path for app in due}))
+        contents = await self._read_files(head, sorted({app.config_path for app in due}))
         observed = []
         for app in due:
             content = contents[app.config_path]
@@ -249,6 +264,10 @@ class AppConfigs:
                 )
             )
         return candidates
+
+
+# Only a commit's full id names content that never changes (a branch name moves).
+_FULL_HASH: Final = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def _label_key(app: RegisteredApp) -> tuple[str, str]:

@@ -8,10 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from shared.eventlog import ANY, EventStore, new_events
 from shared.events import RecordedEvent
-from shared.events.catalog import ApplicationConfigObserved
+from shared.events.catalog import ApplicationConfigObserved, DeploymentTriggered
 from shared.events.streams import application_config_stream
+from shared.git import GitRepository
 from tests.support.git_helpers import WorkRepo, app_config
 from tests.support.gitwatcher import (
     events_of,
@@ -96,3 +99,28 @@ async def test_a_newer_record_that_differs_from_the_config_is_corrected(
     work.commit(_layout({"cart": "stg"}), "cart to stg")
     await gitwatcher.poll_all()
     assert (await _labels(store))[len(SERVICES) + 2 :] == [("cart-dev", (("env", "stg"),))]
+
+
+async def test_a_new_heads_config_files_are_read_once_for_triggers_and_labels(
+    store: EventStore,
+    projector_store: EventStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await register(store, projector_store, *(registration(s) for s in SERVICES))
+    work = WorkRepo(tmp_path / "config")
+    work.commit(_layout({}), "layout")
+    gitwatcher = make_gitwatcher(store, tmp_path / "cache", watched(work))
+    await gitwatcher.poll_all()
+    reads: list[str] = []
+    read_files = GitRepository.read_files
+
+    async def counted(self: GitRepository, commit: str, paths: Sequence[str]) -> Any:
+        reads.append(commit)
+        return await read_files(self, commit, paths)
+
+    monkeypatch.setattr(GitRepository, "read_files", counted)
+    head = work.commit({f"{s}/dev/deployment.yaml": "image: v2\n" for s in SERVICES}, "bump")
+    await gitwatcher.poll_all()
+    assert len(await events_of(store, DeploymentTriggered)) == len(SERVICES)
+    assert reads == [head]
