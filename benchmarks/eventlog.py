@@ -62,7 +62,7 @@ BULK_STREAM_EVENTS = 500  # events per append when preloading the relay's and re
 BULK_WRITERS = 2
 RELAY_EVENTS = 60_000
 REPLAY_EVENTS = 200_000
-REPLAY_BATCH = 1000  # `slipway replay`'s default
+REPLAY_BATCH = 5000  # `slipway replay`'s default (`--batch-size`)
 
 LATENCY_RATE = 1000  # appends/s offered, each started on time whatever the others do
 LATENCY_SECONDS = 5.0
