@@ -327,11 +327,15 @@ async def _writer(
         if batch is None:
             await transaction(functools.partial(behind.apply_alone, conn, events_, tables))
         elif batch.rows:
-            write = functools.partial(behind.write_batch, conn, batch, tables)
-            in_flight = asyncio.ensure_future(transaction(write))
+            # No transaction of its own: BEGIN, the write and COMMIT are three round
+            # trips, and each would wait for the fold to let the event loop run. A shadow
+            # window needs no atomicity: any failure drops the whole generation.
+            in_flight = asyncio.ensure_future(behind.write_batch(conn, batch, tables))
             unwritten = batch.rows
+            await asyncio.sleep(0)  # the write's statement goes out before the next fold
 
     async with store.pool.acquire() as reader:
+        await conn.execute("SET synchronous_commit = off")  # as in `transaction`
         try:
             yield write_behind
             await committed()
@@ -341,6 +345,8 @@ async def _writer(
                 # used again (the caller drops the generation on it).
                 in_flight.cancel()
                 await asyncio.gather(in_flight, return_exceptions=True)
+            with contextlib.suppress(asyncpg.PostgresError, *CONNECTION_ERRORS):
+                await conn.execute("RESET synchronous_commit")
 
 
 async def _fold_in_database(
