@@ -172,3 +172,22 @@ async def test_a_watch_event_that_is_not_an_event_is_invalid(tmp_path: Path) -> 
                 await platform.wait_rollout("default", "web", timeout_s=10)
     finally:
         await runner.cleanup()
+
+
+async def test_kubesim_wakes_only_the_watches_that_can_see_a_change(tmp_path: Path) -> None:
+    """A change in one namespace is queued for that namespace's watches and the
+    cluster-wide ones, not for every watch of the kind (1,000 rollouts watched at once
+    in 1,000 namespaces would each wake all the others)."""
+    async with KubeSim(ready_delay_s=0.3) as sim:
+        deployments = sim.registry.by_plural("apps", "v1", "deployments")
+        assert deployments is not None
+        here = sim.store.subscribe(deployments, "default")
+        elsewhere = sim.store.subscribe(deployments, "other")
+        everywhere = sim.store.subscribe(deployments)
+        async with KubernetesPlatform(sim.write_kubeconfig(tmp_path / "kubeconfig")) as platform:
+            await apply(platform, "registry.example/web:v1")
+        assert here.queue.qsize() >= 1 and everywhere.queue.qsize() == here.queue.qsize()
+        assert elsewhere.queue.empty()
+        for subscription in (here, elsewhere, everywhere):
+            sim.store.unsubscribe(subscription)
+        assert sim.store.subscribers() == 0
