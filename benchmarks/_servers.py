@@ -25,6 +25,17 @@ from slipway_sandbox import NatsServer, PostgresServer
 
 
 @dataclass(frozen=True)
+class WalFlushes:
+    """PostgreSQL's WAL flushes so far (or between two samples) and the seconds they took."""
+
+    count: int
+    seconds: float
+
+    def __sub__(self, earlier: WalFlushes) -> WalFlushes:
+        return WalFlushes(self.count - earlier.count, self.seconds - earlier.seconds)
+
+
+@dataclass(frozen=True)
 class Servers:
     postgres: PostgresServer
     nats: NatsServer
@@ -77,24 +88,42 @@ class Servers:
         return version
 
     @contextlib.asynccontextmanager
-    async def wal_flush_counter(self) -> AsyncIterator[Callable[[], Awaitable[int]]]:
-        """A function returning how many WAL flushes (fsyncs) PostgreSQL has made so far.
+    async def wal_flush_counter(self) -> AsyncIterator[Callable[[], Awaitable[WalFlushes]]]:
+        """A function returning the WAL flushes (fsyncs) PostgreSQL has made so far, and the
+        time they took (0 unless `time_wal_flushes` turned the timing on).
 
         Each durable commit waits for one flush, and one flush may carry several commits:
-        appends per flush says how well commits share them. Backends report their counts
+        appends per flush says how well commits share them, and the flush time is the part
+        of every commit's latency that no client can shorten. Backends report their counts
         to `pg_stat_io` about once a second, so a count lags by up to a second: figures
         over a few seconds of steady load are fair, shorter ones are not.
         """
         conn = await asyncpg.connect(self.admin_url)
         try:
 
-            async def flushes() -> int:
-                count: int = await conn.fetchval(
-                    "SELECT coalesce(sum(fsyncs), 0)::bigint FROM pg_stat_io WHERE object = 'wal'"
+            async def flushes() -> WalFlushes:
+                row = await conn.fetchrow(
+                    "SELECT coalesce(sum(fsyncs), 0)::bigint AS count,"
+                    " coalesce(sum(fsync_time), 0)::float8 AS ms"
+                    " FROM pg_stat_io WHERE object = 'wal'"
                 )
-                return count
+                assert row is not None
+                return WalFlushes(row["count"], row["ms"] / 1000)
 
             yield flushes
+        finally:
+            await conn.close()
+
+    async def time_wal_flushes(self) -> None:
+        """Have PostgreSQL time its WAL flushes (`track_wal_io_timing`, off by default).
+
+        Not on by default in the benchmarks: in back-to-back runs the 8-writer group's
+        round was 0.5-0.8 ms longer with it (two ABBA runs; no difference with one writer),
+        which would move the very figure it explains."""
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+            await conn.execute("ALTER SYSTEM SET track_wal_io_timing = on")
+            await conn.execute("SELECT pg_reload_conf()")  # every backend re-reads it
         finally:
             await conn.close()
 

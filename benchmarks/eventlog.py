@@ -31,7 +31,7 @@ from eventsourcing.domain import Aggregate, event
 
 from benchmarks._machine import busy_cores_before, machine_busy_seconds
 from benchmarks._report import percentile, print_groups, print_report, progress, quiet_logging
-from benchmarks._servers import Servers, running_servers
+from benchmarks._servers import Servers, WalFlushes, running_servers
 from services.relay.relay import Relay
 from shared.consumer import EventConsumer
 from shared.db import connect, create_pool
@@ -62,7 +62,7 @@ BULK_STREAM_EVENTS = 500  # events per append when preloading the relay's and re
 BULK_WRITERS = 2
 RELAY_EVENTS = 60_000
 REPLAY_EVENTS = 200_000
-REPLAY_BATCH = 1000  # `slipway replay`'s default
+REPLAY_BATCH = 5000  # `slipway replay`'s default (`--batch-size`)
 
 LATENCY_RATE = 1000  # appends/s offered, each started on time whatever the others do
 LATENCY_SECONDS = 5.0
@@ -121,7 +121,7 @@ class Span:
 
     seconds: float
     cores: dict[str, float]  # python (clients, relay, consumer, peer threads), postgres, …
-    wal_flushes: int | None = None  # PostgreSQL's WAL flushes (fsyncs), where counted
+    wal_flushes: WalFlushes | None = None  # PostgreSQL's WAL flushes (fsyncs), where counted
 
     @classmethod
     def between(cls, start: Sample, end: Sample) -> Span:
@@ -137,12 +137,16 @@ class Span:
         """The cores used, as report details named `<prefix>_<who>_cores`."""
         details = {f"{prefix}_{who}_cores": cores for who, cores in self.cores.items()}
         if self.wal_flushes is not None:
-            details[f"{prefix}_wal_flushes_per_s"] = self.wal_flushes / self.seconds
+            flushes = self.wal_flushes
+            details[f"{prefix}_wal_flushes_per_s"] = flushes.count / self.seconds
+            if flushes.seconds > 0:  # timed (`--wal-timing`)
+                # The mean time of one flush: the floor of a durable commit's latency.
+                details[f"{prefix}_wal_flush_ms"] = 1000 * flushes.seconds / max(flushes.count, 1)
         return details
 
     def per_flush(self, prefix: str, events: float) -> dict[str, float]:
         """`details` and `<prefix>_per_flush`: events committed per WAL flush."""
-        flushes = self.wal_flushes or 0
+        flushes = self.wal_flushes.count if self.wal_flushes else 0
         return self.details(prefix) | {f"{prefix}_per_flush": events / max(flushes, 1)}
 
 
@@ -395,36 +399,51 @@ async def measure_append_latency(servers: Servers) -> Measured:
     scheduled start, so that a stall delays the appends queued behind it in the figure too."""
     loop = asyncio.get_running_loop()
     latencies: list[float] = []
+    # Each latency's two parts: how late this process started the append (the event loop
+    # or the whole process held up: scheduling, not the store) and the call itself.
+    start_lags: list[float] = []
+    calls: list[float] = []
 
     async def one(k: int, due: float, label: str = "lat") -> None:
+        called = loop.time()
         [new] = new_events(stream_events(f"{label}{k}", 0, 1))
         await store.append(f"application-{label}{k}", [new], expected_version=NO_STREAM)
         latencies.append(loop.time() - due)
+        start_lags.append(called - due)
+        calls.append(loop.time() - called)
 
     async with slipway_store(servers, "bench_append_latency", WRITERS) as store:
         # Warm up: open the pool's connections and prepare the statements.
         await asyncio.gather(*(one(k, loop.time(), "warm") for k in range(WRITERS * 2)))
-        latencies.clear()
+        for samples in (latencies, start_lags, calls):
+            samples.clear()
+        store.group_commit.largest_group = 0
         count = round(LATENCY_RATE * LATENCY_SECONDS)
         appends: list[asyncio.Task[None]] = []
-        start = loop.time()
-        with timed(servers) as elapsed:
-            # Each append is started at its time, not all created up front: creating
-            # thousands of sleeping tasks at once took longer than the head start on a
-            # busy machine, and the first few hundred appends counted that as latency.
-            for k in range(count):
-                due = start + k / LATENCY_RATE
-                await asyncio.sleep(due - loop.time())
-                appends.append(asyncio.ensure_future(one(k, due)))
-            await asyncio.gather(*appends)
-            span = elapsed()
+        async with servers.wal_flush_counter() as wal_flushes:
+            flushes = await wal_flushes()
+            start = loop.time()
+            with timed(servers) as elapsed:
+                # Each append is started at its time, not all created up front: creating
+                # thousands of sleeping tasks at once took longer than the head start on a
+                # busy machine, and the first few hundred appends counted that as latency.
+                for k in range(count):
+                    due = start + k / LATENCY_RATE
+                    await asyncio.sleep(due - loop.time())
+                    appends.append(asyncio.ensure_future(one(k, due)))
+                await asyncio.gather(*appends)
+                span = elapsed()
+            span = dataclasses.replace(span, wal_flushes=await wal_flushes() - flushes)
     return Measured(
         {"append_single_p99_ms": percentile_ms(latencies, 99)},
         {
             "append_latency_p50_ms": percentile_ms(latencies, 50),
             "append_latency_max_ms": max(latencies) * 1000,
+            "append_latency_start_lag_p99_ms": percentile_ms(start_lags, 99),
+            "append_latency_call_p99_ms": percentile_ms(calls, 99),
             "append_latency_appends": count,
             "append_latency_groups": store.group_commit.groups,
+            "append_latency_largest_group": store.group_commit.largest_group,
             **span.details("append_latency"),
         },
     )
@@ -732,6 +751,31 @@ NOTES = {
 }
 
 
+def group_commit_bound(f: dict[str, float], details: dict[str, Any]) -> dict[str, float]:
+    """What `append_single_8conc_per_s >= 2 x raw_single_8conc_per_s` asks of a group's round.
+
+    Each of the WRITERS closed-loop writers has one append in flight, so one group holds
+    them all and the rate is WRITERS / cycle, where the cycle (one group's whole round)
+    is the WAL flush F plus everything else, the overhead O (statement, round trips,
+    Python, waiting for a core). 2 x raw needs cycle <= WRITERS / (2 x raw): with the F
+    measured, O may be at most `append_single_2x_raw_max_overhead_ms` (< 0: not even a
+    group with no overhead at all would reach it).
+    """
+    if not {"append_single_8conc_per_s", "raw_single_8conc_per_s"} <= f.keys() or (
+        "append_single_wal_flush_ms" not in details
+    ):
+        return {}
+    flush_ms = details["append_single_wal_flush_ms"]
+    cycle_ms = 1000 * WRITERS / f["append_single_8conc_per_s"]
+    needed_ms = 1000 * WRITERS / (2 * f["raw_single_8conc_per_s"])
+    return {
+        "append_single_cycle_ms": cycle_ms,
+        "append_single_overhead_ms": cycle_ms - flush_ms,
+        "append_single_2x_raw_cycle_ms": needed_ms,
+        "append_single_2x_raw_max_overhead_ms": needed_ms - flush_ms,
+    }
+
+
 def check_targets(f: dict[str, float]) -> dict[str, dict[str, Any]]:
     """Each figure with a target, its goal and whether it was met."""
     goals = {
@@ -767,8 +811,12 @@ def check_targets(f: dict[str, float]) -> dict[str, dict[str, Any]]:
     return targets
 
 
-async def run_all(servers: Servers, only: Sequence[str]) -> dict[str, Any]:
+async def run_all(
+    servers: Servers, only: Sequence[str], *, wal_timing: bool = False
+) -> dict[str, Any]:
     """Run the chosen measurements one after another; figures, details, durations."""
+    if wal_timing:
+        await servers.time_wal_flushes()
     figures: dict[str, float] = {}
     details: dict[str, Any] = {}
     durations: dict[str, float] = {}
@@ -780,6 +828,7 @@ async def run_all(servers: Servers, only: Sequence[str]) -> dict[str, Any]:
         progress(f"  {measured.figures} in {durations[name]}s")
         figures |= measured.figures
         details |= measured.details
+    details |= group_commit_bound(figures, details)
     report: dict[str, Any] = {
         key: round(value, 2) if key.endswith("_ms") else round(value)
         for key, value in figures.items()
@@ -824,12 +873,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=list(SECTIONS),
         help="run only these measurements (targets need all of them)",
     )
+    parser.add_argument(
+        "--wal-timing",
+        action="store_true",
+        help="time PostgreSQL's WAL flushes (details.*_wal_flush_ms and the group-commit "
+        "bound); it lengthens the 8-writer group's round a little",
+    )
     args = parser.parse_args(argv)
     quiet_logging()
     started = perf_counter()
     busy_before = busy_cores_before()
     with running_servers() as servers:
-        report = asyncio.run(run_all(servers, args.only))
+        report = asyncio.run(run_all(servers, args.only, wal_timing=args.wal_timing))
     report["machine"]["busy_cores_before"] = round(busy_before, 2)
     report["duration_s"]["total"] = round(perf_counter() - started, 2)
     print_report(report, as_json=args.json, table=print_table)

@@ -95,12 +95,15 @@ class GroupCommit(Generic[T, R]):
         self._tasks: set[asyncio.Task[None]] = set()
         self.groups = 0
         """Groups written (of two items or more): a figure for benchmarks and tests."""
+        self.largest_group = 0
+        """The most items one group held (the catch-up after a stall): a benchmark figure."""
 
     async def submit(self, key: str, item: T, weight: int = 1) -> R:
         """Write `item` (to `key`): now if a slot is free, else in the next group."""
         if self._can_go_now(key):
             self._in_flight += 1
             self._writing[key] += 1
+            self.largest_group = self.largest_group or 1
             try:
                 try:
                     [outcome] = await self._write_group([item])
@@ -190,6 +193,7 @@ class GroupCommit(Generic[T, R]):
         """Write a group taken by `_dispatch` (which counted it in flight) and settle it."""
         try:
             self.groups += len(group) > 1
+            self.largest_group = max(self.largest_group, len(group))
             outcomes: Sequence[Outcome[R]] = await self._write_group([p.item for p in group])
         except Exception as exc:  # noqa: BLE001 - each caller of the group raises it
             outcomes = [exc] * len(group)

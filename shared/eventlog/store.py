@@ -175,7 +175,7 @@ _READ_ALL_ENVELOPES = _READ_ALL_OF.format(columns=_ENVELOPE_COLUMNS)
 
 # A rebuild reads the log in windows of a fixed number of events below a horizon it
 # read once. Reading only some event types, the window's last position and size come
-# from the commit-order index alone (`_WINDOW_END`), so the checkpoint moves past the
+# from the commit-order index alone (`window_end`), so the checkpoint moves past the
 # events a projection ignores without shipping them to the client. (Two queries: one
 # that numbered the window's rows to keep its last was ten times slower than both.)
 _READ_BELOW_OF = """
@@ -193,6 +193,14 @@ _WINDOW_SQL = {
     )
     for columns in (_COLUMNS, _ENVELOPE_COLUMNS)
 }
+# A full window's last row, found by skipping over the index: a fraction of `_WINDOW_END`'s
+# cost, which counts and sorts the window; that one is left for the log's last window.
+_FULL_WINDOW_END = """
+SELECT tx_id, global_position FROM events
+WHERE (tx_id, global_position) > ($1::xid8, $2::bigint) AND tx_id < $3::xid8
+ORDER BY tx_id, global_position
+OFFSET $4::bigint - 1 LIMIT 1
+"""
 _WINDOW_END = """
 SELECT tx_id, global_position, count(*) OVER () AS scanned FROM (
   SELECT tx_id, global_position FROM events
@@ -597,6 +605,26 @@ class EventStore:
             _ENVELOPE_COLUMNS, decode_envelope, after, below_tx_id, limit, event_types, conn
         )
 
+    async def window_end(
+        self,
+        after: LogPosition,
+        *,
+        below_tx_id: int,
+        limit: int,
+        conn: Connection | None = None,
+    ) -> tuple[LogPosition, int] | None:
+        """Where the window of `read_window` ends and how many events it spans, read from the
+        commit-order index alone; None once nothing is left below the horizon."""
+        args = (after.tx_id, after.global_position, below_tx_id, limit)
+        db = conn or self.pool
+        try:
+            if (full := await db.fetchrow(_FULL_WINDOW_END, *args)) is not None:
+                return position_of(full), limit
+            last = await db.fetchrow(_WINDOW_END, *args)
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"read the log: database connection lost: {exc}") from exc
+        return None if last is None else (position_of(last), last["scanned"])
+
     async def _window(
         self,
         columns: str,
@@ -617,10 +645,10 @@ class EventStore:
                     return None
                 end, scanned = position_of(rows[-1]), len(rows)
             else:
-                last = await db.fetchrow(_WINDOW_END, *args)
-                if last is None:
+                window = await self.window_end(after, below_tx_id=below_tx_id, limit=limit, conn=db)
+                if window is None:
                     return None
-                end, scanned = position_of(last), last["scanned"]
+                end, scanned = window
                 # The same window: the rows below a horizon never change.
                 rows = await db.fetch(read_types, *args, list(event_types))
         except CONNECTION_ERRORS as exc:

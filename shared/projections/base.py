@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import asyncpg
 
+from shared.eventlog.position import LogPosition
 from shared.events.base import Event, RecordedEnvelope, RecordedEvent
 from shared.events.codec import tag_of
 
@@ -97,6 +98,24 @@ class EnvelopeProjection(Projection):
     ) -> None:
         """Apply the events' envelopes."""
         await self.apply_envelopes(conn, events, tables)
+
+
+class DatabaseFold(abc.ABC):
+    """A projection whose rows PostgreSQL can fold from the log's own columns: a replay
+    builds it with one statement per window of the log (`fold_window`), so no event
+    leaves the database. The live runner and the swap's catch-up still go through
+    `apply`/`apply_envelopes`, and both folds must give the same rows."""
+
+    @abc.abstractmethod
+    async def fold_window(
+        self,
+        conn: asyncpg.Connection,
+        tables: Mapping[str, str],
+        after: LogPosition,
+        through: LogPosition,
+    ) -> None:
+        """Fold the log's events after `after` up to and including `through` (commit-safe
+        order) into the physical `tables[logical]`, as applying them in that order would."""
 
 
 def check_projection(projection: Projection) -> Projection:

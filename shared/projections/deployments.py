@@ -10,8 +10,9 @@ SUCCESS | FAILURE | CANCELLED), as the executor's decider has them, so a
 duplicate or late event cannot move a row back.
 
 A batch is folded in memory (`_evolve_row`, pure) over the rows it touches,
-read in one statement and written back in one: replaying a long log costs two
-round trips per batch rather than one per deployment event.
+read in one statement and written back in one (as JSON, `shared.projections.rows`):
+replaying a long log costs two round trips per batch rather than one per deployment
+event.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from shared.events.catalog import (
     DeploymentStarted,
     DeploymentTriggered,
 )
+from shared.projections.rows import rows_json, upsert_from_json
 from shared.projections.single_table import SingleTableProjection
 
 __all__ = ["DeploymentsProjection"]
@@ -60,22 +62,6 @@ CREATE TABLE {table} (
 CREATE INDEX ON {table} (application_id, created_position DESC);
 CREATE INDEX ON {table} (status, created_position DESC);
 CREATE INDEX ON {table} (created_position DESC);
-"""
-
-_COLUMNS: Final = (
-    "deployment_id", "application_id", "status", "trigger", "commit_hash", "commit_message",
-    "commander", "strategy", "summary", "reason", "queued_behind", "triggered_at",
-    "started_at", "completed_at", "updated_at", "created_position", "last_position",
-)  # fmt: skip
-_TYPES: Final = ("text",) * 11 + ("timestamptz",) * 4 + ("bigint",) * 2
-
-_READ = f"SELECT {', '.join(_COLUMNS)} FROM {{table}} WHERE deployment_id = ANY($1::text[])"
-_UNNEST = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_TYPES, start=1))
-_WRITE = f"""
-INSERT INTO {{table}} ({", ".join(_COLUMNS)})
-SELECT * FROM unnest({_UNNEST})
-ON CONFLICT (deployment_id) DO UPDATE SET
-  {", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:])}
 """
 
 _EVENTS: Final = (
@@ -110,6 +96,10 @@ class _Row(msgspec.Struct, frozen=True, kw_only=True):
     created_position: int
     last_position: int
 
+
+_COLUMNS: Final = _Row.__struct_fields__
+_READ = f"SELECT {', '.join(_COLUMNS)} FROM {{table}} WHERE deployment_id = ANY($1::text[])"
+_WRITE = upsert_from_json(_COLUMNS, "deployment_id")
 
 _RANK: Final = {"PENDING": 0, "PLANNED": 1, "RUNNING": 2, "ROLLING_BACK": 3}
 _FINAL: Final = 4  # any other status (SUCCESS, FAILURE, CANCELLED) ends the deployment
@@ -248,10 +238,7 @@ class DeploymentsProjection(SingleTableProjection):
             after[deployment_id] = _evolve_row(after.get(deployment_id), event)
         changed = [row for key, row in after.items() if row is not None and row != before.get(key)]
         if changed:
-            await conn.execute(
-                self.sql(_WRITE, tables),
-                *([getattr(row, column) for row in changed] for column in _COLUMNS),
-            )
+            await conn.execute(self.sql(_WRITE, tables), rows_json(changed))
 
 
 def _deployment_of(event: RecordedEvent) -> str:

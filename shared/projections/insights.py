@@ -29,6 +29,7 @@ from shared.events.base import RecordedEvent
 from shared.events.catalog import CommitObserved, DeploymentCompleted, DeploymentTriggered
 from shared.insights import commit_time
 from shared.projections.base import Projection
+from shared.projections.rows import rows_json, upsert_from_json
 from shared.projections.tables import quote
 
 __all__ = ["InsightsProjection"]
@@ -84,7 +85,8 @@ CREATE INDEX ON {table} (application_id, recovered_at);
 }
 
 # A batch is folded in memory over the rows it touches (read first, three statements) and
-# written back (at most five), whatever its size: a replay of a long log is bound by round trips.
+# written back (at most five; the deployments as JSON, `shared.projections.rows`),
+# whatever its size: a replay of a long log is bound by round trips.
 _READ_DEPLOYMENTS = """
 SELECT deployment_id, application_id, repository_id, commit_hash, committed_at, triggered_at,
        status, completed_at, lead_time_s
@@ -102,17 +104,6 @@ _WRITE_COMMITS = """
 INSERT INTO {commits} (commit_hash, repository_id, committed_at)
 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])
 ON CONFLICT DO NOTHING
-"""
-_WRITE_DEPLOYMENTS = """
-INSERT INTO {deployments} (deployment_id, application_id, repository_id, commit_hash,
-                           committed_at, triggered_at, status, completed_at, lead_time_s)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-                     $6::timestamptz[], $7::text[], $8::timestamptz[], $9::double precision[])
-ON CONFLICT (deployment_id) DO UPDATE SET
-  application_id = excluded.application_id, repository_id = excluded.repository_id,
-  commit_hash = excluded.commit_hash, committed_at = excluded.committed_at,
-  triggered_at = excluded.triggered_at, status = excluded.status,
-  completed_at = excluded.completed_at, lead_time_s = excluded.lead_time_s
 """
 _CLEAR_FAILING = "DELETE FROM {failing} WHERE application_id = ANY($1::text[])"
 _WRITE_FAILING = """
@@ -141,6 +132,9 @@ class _Deployment(msgspec.Struct, frozen=True, kw_only=True):
     status: str | None = None
     completed_at: datetime | None = None
     lead_time_s: float | None = None
+
+
+_WRITE_DEPLOYMENTS: Final = upsert_from_json(_Deployment.__struct_fields__, "deployment_id")
 
 
 class _Failing(msgspec.Struct, frozen=True):
@@ -302,8 +296,7 @@ class InsightsProjection(Projection):
         rows = [row for key, row in batch.deployments.items() if row != before_deployments.get(key)]
         if rows:
             await conn.execute(
-                _WRITE_DEPLOYMENTS.format(**names),
-                *([getattr(row, field) for row in rows] for field in _Deployment.__struct_fields__),
+                _WRITE_DEPLOYMENTS.replace("{table}", names["deployments"]), rows_json(rows)
             )
         streaks = [app for app, f in batch.failing.items() if f != before_failing.get(app)]
         if streaks:

@@ -13,8 +13,9 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from shared.eventlog.position import LogPosition
 from shared.events.base import RecordedEnvelope
-from shared.projections.base import EnvelopeProjection
+from shared.projections.base import DatabaseFold, EnvelopeProjection
 from shared.projections.single_table import SingleTableProjection
 from shared.streams import category_of
 
@@ -32,16 +33,39 @@ CREATE TABLE {table} (
 CREATE INDEX ON {table} (category);
 """
 
-_UPSERT = """
+_INSERT = """
 INSERT INTO {table} AS s (stream_id, category, events, last_version, last_position,
                           last_event_type, first_recorded_at, last_recorded_at)
-SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
-                     $6::text[], $7::timestamptz[], $8::timestamptz[])
+"""
+# A stream seen before adds its count; its first record time stays.
+_MERGE = """
 ON CONFLICT (stream_id) DO UPDATE
   SET events = s.events + excluded.events, last_version = excluded.last_version,
       last_position = excluded.last_position, last_event_type = excluded.last_event_type,
       last_recorded_at = excluded.last_recorded_at
 """
+_UPSERT = f"""{_INSERT}
+SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
+                     $6::text[], $7::timestamptz[], $8::timestamptz[])
+{_MERGE}"""
+
+# `apply_envelopes`' tally in SQL, over a window of the log: per stream, the count, the
+# last event and the first record time in commit-safe order (tx_id, global_position), the
+# order the live runner is given events in. The window's rows are all of a partition's,
+# so DISTINCT ON may keep any row of it. `split_part` is `shared.streams.category_of`.
+_FOLD_WINDOW = f"""{_INSERT}
+SELECT DISTINCT ON (stream_id)
+       stream_id, split_part(stream_id, '-', 1), count(*) OVER w,
+       last_value(stream_version) OVER w, last_value(global_position) OVER w,
+       last_value(event_type) OVER w, first_value(recorded_at) OVER w,
+       last_value(recorded_at) OVER w
+FROM events
+WHERE (tx_id, global_position) > ($1::xid8, $2::bigint)
+  AND (tx_id, global_position) <= ($3::xid8, $4::bigint)
+WINDOW w AS (PARTITION BY stream_id ORDER BY tx_id, global_position
+             ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+ORDER BY stream_id
+{_MERGE}"""
 
 
 class _Tally(msgspec.Struct):
@@ -50,10 +74,11 @@ class _Tally(msgspec.Struct):
     first_recorded_at: datetime
 
 
-class StreamStatsProjection(SingleTableProjection, EnvelopeProjection):
+class StreamStatsProjection(SingleTableProjection, EnvelopeProjection, DatabaseFold):
     """Per stream: event count, last version, position and type, first and last record time.
 
-    Envelopes are all it reads: replaying it decodes no payload."""
+    Envelopes are all it reads; a replay folds it in PostgreSQL (`fold_window`), so no
+    event even leaves the database."""
 
     name = "stream_stats"
     ddl = _DDL
@@ -90,4 +115,20 @@ class StreamStatsProjection(SingleTableProjection, EnvelopeProjection):
             [t.last.event_type for t in rows],
             [t.first_recorded_at for t in rows],
             [t.last.recorded_at for t in rows],
+        )
+
+    async def fold_window(
+        self,
+        conn: asyncpg.Connection,
+        tables: Mapping[str, str],
+        after: LogPosition,
+        through: LogPosition,
+    ) -> None:
+        """Count the window's events per stream in one INSERT … SELECT."""
+        await conn.execute(
+            self.sql(_FOLD_WINDOW, tables),
+            after.tx_id,
+            after.global_position,
+            through.tx_id,
+            through.global_position,
         )

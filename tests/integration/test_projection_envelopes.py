@@ -129,8 +129,9 @@ async def writer_store(app_database_url: str, schema: str) -> AsyncIterator[Even
 async def test_envelope_replay_equals_a_fold_of_whole_events(
     projector_store: EventStore, writer_store: EventStore
 ) -> None:
-    """Replayed and live from envelopes, stream_stats' rows are byte for byte those of the
-    same fold given whole decoded events, and those the log's own GROUP BY gives."""
+    """Replayed (in the database) and live from envelopes, stream_stats' rows are byte for
+    byte those of the same fold given whole decoded events, and those the log's own
+    GROUP BY gives."""
     live = TypeRecordingStreamStats("stream_stats_live")
     whole = WholeEventStreamStats()
     runners = [ProjectionRunner(projector_store, p, batch_size=40) for p in (live, whole)]
@@ -141,7 +142,9 @@ async def test_envelope_replay_equals_a_fold_of_whole_events(
     for runner in runners:
         await runner.run_until_caught_up()
 
-    assert replayed.fed == live.fed == {RecordedEnvelope}
+    # The replay's build is folded in the database; only its catch-up is fed records.
+    assert live.fed == {RecordedEnvelope}
+    assert replayed.fed <= {RecordedEnvelope}
     pool = projector_store.pool
     assert await as_text(pool, "stream_stats") == await as_text(pool, "stream_stats_whole")
     assert await as_text(pool, "stream_stats_live") == await as_text(pool, "stream_stats_whole")

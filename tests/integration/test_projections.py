@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import random
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -200,15 +200,28 @@ class StallingStreamStats(StreamStatsProjection):
         events: Sequence[RecordedEnvelope],
         tables: Mapping[str, str],
     ) -> None:
+        await self._stalling(conn, super().apply_envelopes(conn, events, tables))
+
+    async def fold_window(
+        self,
+        conn: asyncpg.Connection,
+        tables: Mapping[str, str],
+        after: LogPosition,
+        through: LogPosition,
+    ) -> None:
+        # A replay's batches: each window is folded in the database.
+        await self._stalling(conn, super().fold_window(conn, tables, after, through))
+
+    async def _stalling(self, conn: asyncpg.Connection, write: Coroutine[Any, Any, None]) -> None:
         self.batches += 1
         if self.when == "after":
-            await super().apply_envelopes(conn, events, tables)
+            await write
         if self.batches == self.stall_on:
             self.server_pid = conn.get_server_pid()
             self.stalled.set()
             await self.release.wait()
         if self.when == "before":
-            await super().apply_envelopes(conn, events, tables)
+            await write
 
 
 # --- the live runner --------------------------------------------------------------------

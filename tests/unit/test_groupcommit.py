@@ -56,6 +56,17 @@ async def test_what_arrives_during_a_write_goes_in_one_group_one_item_per_key() 
     assert gc.groups == 1
 
 
+async def test_largest_group_is_the_most_items_one_write_held() -> None:
+    w = Recorder()
+    gc: GroupCommit[str, str] = GroupCommit(w.alone, w.group)
+    assert gc.largest_group == 0
+    await gc.submit("a", "a1")
+    assert gc.largest_group == 1
+    await _queued_behind_a_first_write(gc, w, "x1", ("b", "b1"), ("c", "c1"), ("d", "d1"))
+    await gc.submit("a", "a2")
+    assert gc.largest_group == 3
+
+
 async def test_an_item_the_group_cannot_settle_is_written_alone_and_its_key_waits() -> None:
     w = Recorder(alone_for=frozenset({"b1"}))
     gc: GroupCommit[str, str] = GroupCommit(w.alone, w.group)
