@@ -33,6 +33,7 @@ async def wait_rollout(
     kind: str = "Deployment",
     timeout_s: float,
     poll_s: float = 0.5,
+    seen: dict[str, Any] | None = None,
 ) -> RolloutStatus:
     """Wait until the workload's rollout is healthy; `RolloutFailed` when its progress
     deadline is exceeded or `timeout_s` passes, saying how many replicas were ready.
@@ -43,7 +44,9 @@ async def wait_rollout(
     four or five GETs). Whenever the watch ends (the server's limit, a version too old,
     the object deleted, the deadline) the workload is read again and judged as before.
     A cluster that refuses the watch (RBAC without `watch`) is polled instead, the polls
-    `_FIRST_POLL_S` apart and doubling up to `poll_s`."""
+    `_FIRST_POLL_S` apart and doubling up to `poll_s`. `seen` is the workload as the
+    apply that started the rollout returned it: judged and watched from instead of the
+    first read (one request fewer per rollout)."""
     resource = await discovery.require("apps/v1", kind, None, "wait for", namespace, name)
     what = describe(kind, namespace, name)
     trace.get_current_span().set_attribute("slipway.k8s.resource", what)
@@ -52,9 +55,13 @@ async def wait_rollout(
     delay = min(_FIRST_POLL_S, poll_s)
     watchable = True
     while True:
-        obj, _ = await api.request(
-            "GET", resource.path(namespace, name), verb="wait for", what=what
-        )
+        if seen is not None and seen.get("kind") == kind:
+            obj, seen = seen, None  # judged as read: an answer without its kind is read again
+        else:
+            seen = None
+            obj, _ = await api.request(
+                "GET", resource.path(namespace, name), verb="wait for", what=what
+            )
         status = _judged(obj, what)
         if status.healthy:
             return status

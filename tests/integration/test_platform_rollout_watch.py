@@ -191,3 +191,25 @@ async def test_kubesim_wakes_only_the_watches_that_can_see_a_change(tmp_path: Pa
         for subscription in (here, elsewhere, everywhere):
             sim.store.unsubscribe(subscription)
         assert sim.store.subscribers() == 0
+
+
+async def test_a_rollout_is_watched_from_the_object_its_apply_returned(
+    cluster: tuple[KubeSim, KubernetesPlatform],
+) -> None:
+    """Given the applied object, no read at all: one watch from its version; an object
+    without its kind (nothing to judge it by) is read first."""
+    sim, platform = cluster
+    applied = await platform.apply(
+        [deployment("registry.example/web:v1")],
+        application_id=APP,
+        deployment_id="d1",
+        commit_hash="c1",
+    )
+    sim.api.requests.clear()
+    status = await platform.wait_rollout("default", "web", timeout_s=10, seen=applied[0].body)
+    assert status.healthy
+    assert (sim.api.requests[OBJECT], sim.api.requests[COLLECTION]) == (0, 1)
+    sim.api.requests.clear()
+    kindless = {k: v for k, v in applied[0].body.items() if k != "kind"}
+    assert (await platform.wait_rollout("default", "web", timeout_s=10, seen=kindless)).healthy
+    assert sim.api.requests[OBJECT] == 1
