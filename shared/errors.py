@@ -51,6 +51,7 @@ SlipwayError
     ├── ProviderError                    shared.analysis.providers: a metrics provider failed
     ├── SamplesEqualError                shared.analysis.stats: (also ValueError) no test possible
     ├── HandlerFailed                    shared.consumer.handling: a batch's handler raised
+    ├── HandleAlone                      shared.consumer.handling: needs its own transaction
     ├── SelectionError                   shared.events.feed: (also ValueError) a bad subscription
     ├── ErrorReply                       services.api.errors: an error answer with its status
     ├── TooManyStreams                   services.api.limits: a key's stream slots are used up

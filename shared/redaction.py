@@ -81,6 +81,9 @@ _ASSIGNMENT: Final = re.compile(
     r"(?i)(?P<key>\b[\w.\-]*(?:password|passwd|secret|token|api_?key|private_?key)"
     r"[\"']?\s*[:=]\s*[\"']?)(?P<value>[^\s\"',;&]+)"
 )
+# A character that each of the four patterns above needs in a match: `://…@` (userinfo),
+# `=` (query secret), whitespace after bearer/basic (auth header), `:` or `=` (assignment).
+_PATTERN_CHARS: Final = re.compile(r"[:=@\s]")
 # C0 controls but tab, DEL and the C1 range: NUL cannot be stored, the rest can drive a terminal.
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
@@ -136,6 +139,10 @@ class Redactor:
         pattern = self._compiled()
         if pattern is not None:
             text = pattern.sub(MASK, text)
+        if _PATTERN_CHARS.search(text) is None:
+            # Most log fields (ids, hashes, names) can match none of the patterns below:
+            # one scan instead of four (a log line costs a dozen fields).
+            return text
         text = _USERINFO.sub(_mask_userinfo, text)
         text = _QUERY_SECRET.sub(_mask_value, text)
         text = _AUTH_HEADER.sub(_mask_header, text)

@@ -27,7 +27,7 @@ from opentelemetry import trace
 from shared.config import ControlConfig, load_control_config
 from shared.config.chart_repositories import install_chart_repositories
 from shared.config.secrets import control_secrets
-from shared.consumer import EventConsumer, Handler
+from shared.consumer import EventConsumer, Handler, Prepare
 from shared.errors import ConfigError
 from shared.eventlog import EventStore
 from shared.events.base import Event, RecordedEvent
@@ -74,6 +74,7 @@ class ConsumerOptions(TypedDict, total=False):
     concurrency: int
     ordering_key: Callable[[RecordedEvent], str] | None
     inbox_retention_s: float
+    prepare: Prepare | None
 
 
 @dataclass(frozen=True)

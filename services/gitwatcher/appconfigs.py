@@ -10,8 +10,10 @@ it) and records the labels a config declares (`ApplicationConfigObserved` on
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from typing import Final
 
 import asyncpg
 
@@ -64,6 +66,9 @@ class AppConfigs:
         self.read_config = read_config
         self._labels_read: dict[tuple[str, str], str] = {}
         """(application, config path) → the head whose config labels were last read."""
+        self._files_at: tuple[str, dict[str, bytes | None]] = ("", {})
+        """The commit whose config files were read last, and them: a new head's configs are
+        read to judge its commit and again for the labels (a commit's files never change)."""
 
     async def registered(self) -> list[RegisteredApp]:
         """The applications registered in this repository (an error until the view exists)."""
@@ -91,7 +96,7 @@ class AppConfigs:
     async def with_configs(self, commit: str, apps: Sequence[RegisteredApp]) -> list[RegisteredApp]:
         """`apps` with the trigger settings of their config files at `commit`."""
         enabled = [app for app in apps if not app.disabled]
-        contents = await self.git.read_files(commit, [app.config_path for app in enabled])
+        contents = await self._read_files(commit, [app.config_path for app in enabled])
         judged = []
         for app in enabled:
             content = contents[app.config_path]
@@ -111,6 +116,16 @@ class AppConfigs:
                 )
             )
         return judged
+
+    async def _read_files(self, commit: str, paths: Sequence[str]) -> dict[str, bytes | None]:
+        """`git.read_files`, answered from the last commit's read when it holds every path."""
+        kept_commit, kept = self._files_at
+        if commit == kept_commit and all(path in kept for path in paths):
+            return {path: kept[path] for path in paths}
+        contents = await self.git.read_files(commit, paths)
+        if _FULL_HASH.fullmatch(commit):
+            self._files_at = (commit, contents)
+        return contents
 
     def parse(self, path: str, content: bytes) -> AppConfigFacts | None:
         """An app config's facts, parsed once per path and content; None when invalid."""
@@ -132,7 +147,7 @@ class AppConfigs:
         due = [app for app in apps if self._labels_read.get(_label_key(app)) != head]
         if not due:
             return
-        contents = await self.git.read_files(head, sorted({app.config_path for app in due}))
+        contents = await self._read_files(head, sorted({app.config_path for app in due}))
         observed = []
         for app in due:
             content = contents[app.config_path]
@@ -158,7 +173,7 @@ class AppConfigs:
                     description=facts.description,
                 )
             )
-        for event in observed:
+        for event in await self._changed(observed):
             if await self._record_config(event):
                 log.info(
                     "application_config_labels_observed",
@@ -168,6 +183,34 @@ class AppConfigs:
                 )
         for app in due:
             self._labels_read[_label_key(app)] = head
+
+    async def _changed(
+        self, observed: Sequence[ApplicationConfigObserved]
+    ) -> list[ApplicationConfigObserved]:
+        """Those of `observed` that may differ from what their streams last recorded.
+
+        The streams' newest events are read in one round trip, where deciding each through
+        `execute` would read its stream alone: a commit touching no config (an image bump of
+        10,000 applications) then costs one query, not 10,000. What may differ still goes
+        through `_record_config`, which reads its stream again and decides there.
+        """
+        streams = [application_config_stream(event.application_id) for event in observed]
+        newest = await self.store.last_of_streams(streams)
+        changed = []
+        for stream, event in zip(streams, observed, strict=True):
+            last = newest.get(stream)
+            # The decider's state is the newest ApplicationConfigObserved's record; a stream
+            # ending otherwise is left to `execute`, which folds all of it.
+            if (
+                last is not None
+                and isinstance(last.event, ApplicationConfigObserved)
+                and not CONFIG_LABELS.decide(
+                    CONFIG_LABELS.evolve(CONFIG_LABELS.initial_state(), last.event), event
+                )
+            ):
+                continue
+            changed.append(event)
+        return changed
 
     async def _record_config(self, observed: ApplicationConfigObserved) -> bool:
         """Append `observed` to `appconfig-<id>` if it says something new; True if appended."""
@@ -221,6 +264,10 @@ class AppConfigs:
                 )
             )
         return candidates
+
+
+# Only a commit's full id names content that never changes (a branch name moves).
+_FULL_HASH: Final = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def _label_key(app: RegisteredApp) -> tuple[str, str]:

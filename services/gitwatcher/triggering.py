@@ -8,10 +8,10 @@ import asyncpg
 
 from shared.decider import OPENING, StreamTaken
 from shared.errors import ConcurrencyConflict, IdempotencyViolation
-from shared.eventlog import EventStore
+from shared.eventlog import NO_STREAM, EventStore
 from shared.eventlog.envelope import envelope
 from shared.eventlog.execute import execute
-from shared.events.base import Metadata
+from shared.events.base import Metadata, NewEvent
 from shared.events.catalog import DeploymentTriggered
 from shared.events.ids import trigger_event_id
 from shared.events.streams import deployment_stream
@@ -43,12 +43,23 @@ async def append_trigger(
 
     The event id is derived from the deployment id, so an append that finds
     the stream already opened by the same trigger returns its stored place.
+    A new deployment's stream is empty, so the trigger is first appended expecting
+    no stream, without reading it: only a stream that exists (a conflict, or the
+    id stored with another payload) is read and decided on, as `OPENING` says.
     """
     event_id = trigger_event_id(trigger.deployment_id)
+    stream = deployment_stream(trigger.deployment_id)
+    opening = NewEvent(event=trigger, event_id=event_id, metadata=metadata)
+    try:
+        await store.append(stream, [opening], expected_version=NO_STREAM, conn=conn)
+    except (ConcurrencyConflict, IdempotencyViolation):
+        pass  # the stream exists: decide on its first event below
+    else:
+        return True
     try:
         await execute(
             store,
-            deployment_stream(trigger.deployment_id),
+            stream,
             OPENING,
             trigger,
             metadata,

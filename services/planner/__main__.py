@@ -8,9 +8,8 @@ from typing import Annotated
 
 from msgspec import Meta
 
-from services.planner.service import CONSUMER_NAME, HANDLES, Planner, RepositoryRef
+from services.planner.service import CONSUMER_NAME, HANDLES, Planner, RepositoryRef, ordering_key
 from shared.errors import ConfigError
-from shared.events.base import RecordedEvent
 from shared.git import GitCache
 from shared.runtime import Component, ServiceRuntime, run_service
 from shared.settings import ServiceSettings
@@ -33,14 +32,16 @@ class PlannerSettings(ServiceSettings, frozen=True, kw_only=True):
     planner_max_deliver: Annotated[int, Meta(ge=1)] = 100
     """Deliveries of one event before it is dead-lettered (the sweep retries plans after)."""
     planner_concurrency: Annotated[int, Meta(ge=1, le=64)] = 4
-    """Applications planned at once (one application's events stay in order)."""
+    """Applications whose plans are made at once before a batch's transaction."""
+    planner_batch_size: Annotated[int, Meta(ge=1, le=1000)] = 64
+    """Events fetched, prepared and handled in one transaction."""
 
 
 async def setup(runtime: ServiceRuntime[PlannerSettings]) -> Sequence[Component]:
     """Wire the planner: its queue, the plan workers and the retry sweep."""
     settings = runtime.settings
-    # Each plan holds a connection and briefly takes a second (its queue place);
-    # the retry sweep holds one more: fewer connections than that can deadlock.
+    # Each plan made at once holds a connection, the batch's transaction one more, and
+    # the retry sweep one more: fewer connections than that can deadlock.
     if settings.planner_concurrency + 2 > settings.database_pool_size:
         raise ConfigError(
             f"SLIPWAY_PLANNER_CONCURRENCY={settings.planner_concurrency} needs "
@@ -66,19 +67,21 @@ async def setup(runtime: ServiceRuntime[PlannerSettings]) -> Sequence[Component]
         give_up_after_s=settings.planner_give_up_after_s,
         retry_interval_s=settings.planner_retry_interval_s,
         registry=runtime.metrics,
+        prepare_concurrency=settings.planner_concurrency,
     )
     consumer = events.consumer(
         CONSUMER_NAME,
         planner.handle,
         handles=HANDLES,
-        # Enough for `planner_concurrency` applications at once; few more, so a slow
-        # git fetch does not hold many messages past their ack wait.
-        batch_size=max(8, 2 * settings.planner_concurrency),
-        events_per_transaction=1,
+        # A batch's plans are made before its one transaction (`Planner.prepare`), so
+        # the transaction does no slow work and can hold the whole batch; the heartbeat
+        # keeps its messages from redelivery while git works.
+        batch_size=settings.planner_batch_size,
+        events_per_transaction=settings.planner_batch_size,
         ack_wait_s=120.0,
         max_deliver=settings.planner_max_deliver,
-        concurrency=settings.planner_concurrency,
-        ordering_key=_application_of,
+        ordering_key=ordering_key,
+        prepare=planner.prepare,
     )
 
     async def plan(stop: asyncio.Event) -> None:
@@ -89,12 +92,6 @@ async def setup(runtime: ServiceRuntime[PlannerSettings]) -> Sequence[Component]
             await git.close()
 
     return [plan, planner.retry_waiting]
-
-
-def _application_of(event: RecordedEvent) -> str:
-    """The planner's work on one application is ordered; different ones are independent."""
-    application_id = getattr(event.event, "application_id", "")
-    return application_id if isinstance(application_id, str) else ""
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ first tried to plan a deployment (a retried plan gives up after a while).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,8 +22,11 @@ from services.planner.decider import AppQueue, RowState
 __all__ = [
     "LoadedQueue",
     "enqueue",
+    "enqueue_many",
     "load_queue",
+    "load_queues",
     "lock",
+    "lock_all",
     "lock_key",
     "set_planning_since",
     "set_running",
@@ -41,6 +45,28 @@ SELECT $1, $2, 'waiting', $3,
             THEN NULL ELSE $4::timestamptz END
 ON CONFLICT (deployment_id) DO NOTHING
 """
+# `_ENQUEUE` for a batch's triggers, in their order: a trigger is the first in line
+# (`planning_since` set) when nothing of its application waits or runs, in the table
+# or earlier in this batch (rows one statement inserts are not visible to it).
+_ENQUEUE_MANY = """
+INSERT INTO planner_deployments (deployment_id, application_id, state, commit_hash,
+                                 planning_since)
+SELECT t.deployment_id, t.application_id, 'waiting', t.commit_hash,
+       CASE WHEN EXISTS (SELECT 1 FROM planner_deployments d
+                         WHERE d.application_id = t.application_id
+                           AND d.state IN ('waiting', 'active'))
+              OR EXISTS (SELECT 1
+                         FROM unnest($1::text[], $2::text[]) WITH ORDINALITY
+                              AS e(deployment_id, application_id, ord)
+                         WHERE e.application_id = t.application_id AND e.ord < t.ord
+                           AND NOT EXISTS (SELECT 1 FROM planner_deployments x
+                                           WHERE x.deployment_id = e.deployment_id))
+            THEN NULL ELSE $4::timestamptz END
+FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
+     AS t(deployment_id, application_id, commit_hash, ord)
+ORDER BY t.ord
+ON CONFLICT (deployment_id) DO NOTHING
+"""
 # The queue and the running commit in one round trip: a row per waiting or active
 # deployment, or one row of NULLs when there is none, each with the running commit.
 _QUEUE = """
@@ -50,6 +76,16 @@ LEFT JOIN planner_deployments d
   ON d.application_id = app.application_id AND d.state IN ('waiting', 'active')
 LEFT JOIN planner_applications r ON r.application_id = app.application_id
 ORDER BY d.seq
+"""
+# `_QUEUE` for several applications at once.
+_QUEUES = """
+SELECT app.application_id, d.deployment_id, d.state, d.commit_hash, d.planning_since,
+       r.running_commit
+FROM unnest($1::text[]) AS app(application_id)
+LEFT JOIN planner_deployments d
+  ON d.application_id = app.application_id AND d.state IN ('waiting', 'active')
+LEFT JOIN planner_applications r ON r.application_id = app.application_id
+ORDER BY app.application_id, d.seq
 """
 _DEPLOYMENT = "SELECT state, commit_hash FROM planner_deployments WHERE deployment_id = $1"
 _SET_STATE = """
@@ -89,6 +125,16 @@ async def lock(conn: asyncpg.Connection, application_id: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(application_id))
 
 
+async def lock_all(conn: asyncpg.Connection, application_ids: Sequence[str]) -> None:
+    """Wait for each application's lock in the order given, in one round trip (held until
+    the transaction ends). Callers that may hold several pass them in one order."""
+    await conn.execute(
+        "SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) WITH ORDINALITY"
+        " AS t(k, n)",
+        [lock_key(application_id) for application_id in application_ids],
+    )
+
+
 async def try_lock(conn: asyncpg.Connection, application_id: str) -> bool:
     """Take the application's lock if nobody holds it (someone planning it now does)."""
     return bool(
@@ -101,6 +147,19 @@ async def enqueue(
 ) -> None:
     """The deployment takes its place in line (once: a redelivered trigger keeps its place)."""
     await pool.execute(_ENQUEUE, deployment_id, application_id, commit, now)
+
+
+async def enqueue_many(
+    pool: asyncpg.Pool, triggers: Sequence[tuple[str, str, str]], now: datetime
+) -> None:
+    """`enqueue` for (deployment, application, commit) triggers in their order, one commit."""
+    await pool.execute(
+        _ENQUEUE_MANY,
+        [deployment_id for deployment_id, _, _ in triggers],
+        [application_id for _, application_id, _ in triggers],
+        [commit for _, _, commit in triggers],
+        now,
+    )
 
 
 @dataclass(frozen=True)
@@ -116,7 +175,20 @@ class LoadedQueue:
 
 async def load_queue(conn: asyncpg.Connection, app_id: str) -> LoadedQueue:
     """The application's queue, when the planner first tried each, and its running commit."""
-    rows = await conn.fetch(_QUEUE, app_id)
+    return _loaded(app_id, await conn.fetch(_QUEUE, app_id))
+
+
+async def load_queues(
+    conn: asyncpg.Connection | asyncpg.Pool, app_ids: Iterable[str]
+) -> dict[str, LoadedQueue]:
+    """`load_queue` of each application, in one query (no lock: an optimistic read)."""
+    rows_of: dict[str, list[asyncpg.Record]] = {app_id: [] for app_id in app_ids}
+    for row in await conn.fetch(_QUEUES, list(rows_of)):
+        rows_of[row["application_id"]].append(row)
+    return {app_id: _loaded(app_id, rows) for app_id, rows in rows_of.items()}
+
+
+def _loaded(app_id: str, rows: Sequence[asyncpg.Record]) -> LoadedQueue:
     active = next((r["deployment_id"] for r in rows if r["state"] == "active"), None)
     waiting = tuple(r["deployment_id"] for r in rows if r["state"] == "waiting")
     since = {r["deployment_id"]: r["planning_since"] for r in rows if r["deployment_id"]}

@@ -31,13 +31,31 @@ Transactions: slow work (git, rendering) happens before the transaction's
 first write, so an open planning transaction never holds back the log's
 commit horizon (readers wait only for transactions that have written); all
 appends and table updates come at the end, appends first.
+
+Batches: the consumer hands a fetched batch to `prepare` before its one
+transaction. `prepare` enqueues the batch's triggers in one statement (their
+places outlive any failed attempt, as above), reads their applications'
+queues and running commits without locks, and for each trigger that would be
+planned now makes its plan outside any transaction, several applications at
+once (one checkout per repository commit serves all its applications). In the
+transaction each event is handled as above, under its application's lock;
+a plan is taken from `prepare` only when it was made for the running commit
+read under the lock (the queue itself is decided again there); git found
+unreachable by `prepare` is waited out from there, as below, not asked again in
+the transaction. What was not prepared — the state moved meanwhile, a
+completion frees the next deployment — is planned in place when the event is
+first in its transaction,
+and otherwise raises `HandleAlone`, so its slow work gets a transaction of its
+own (`shared.consumer.handling`). The consumer sorts a batch by application,
+so replicas take the locks in one order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
@@ -68,6 +86,8 @@ from services.planner.decider import (
 from services.planner.queue import lock_key
 from services.planner.sources import PlanSources, RepositoryRef
 from shared.aio import sleep_or_stop
+from shared.applications import Application
+from shared.consumer.handling import HandleAlone, first_in_transaction
 from shared.db import CONNECTION_ERRORS
 from shared.errors import ConfigError, Rejected, SlipwayError, Unavailable
 from shared.eventlog import EventStore, deterministic_event_id
@@ -84,11 +104,11 @@ from shared.events.catalog import (
 from shared.events.streams import deployment_stream
 from shared.git import GitCache, GitError
 from shared.logs import get_logger
-from shared.planning import PlanError
+from shared.planning import Plan, PlanError
 from shared.redaction import redact
 
 # `RepositoryRef` (sources) and `lock_key` (queue) are re-exported where callers look.
-__all__ = ["CONSUMER_NAME", "HANDLES", "Planner", "RepositoryRef", "lock_key"]
+__all__ = ["CONSUMER_NAME", "HANDLES", "Planner", "RepositoryRef", "lock_key", "ordering_key"]
 
 log = get_logger("slipway.planner")
 _tracer = trace.get_tracer("slipway.planner")
@@ -103,6 +123,14 @@ HANDLES: Final[tuple[type[Event], ...]] = (
 frees its application's queue, and an adoption that says which commit runs. Its NATS
 filter is derived from these."""
 
+
+def ordering_key(event: RecordedEvent) -> str:
+    """The planner's work on one application is ordered (and locked); different ones are
+    independent. The consumer sorts a batch by it: the batch's lock order."""
+    application_id = getattr(event.event, "application_id", "")
+    return application_id if isinstance(application_id, str) else ""
+
+
 # A sweep that cannot reach PostgreSQL logs it and tries again at the next period.
 _SWEEP_TRANSIENT: Final[tuple[type[BaseException], ...]] = (Unavailable, *CONNECTION_ERRORS)
 
@@ -113,6 +141,27 @@ class _Transient(SlipwayError):
     def __init__(self, cause: Unavailable) -> None:
         super().__init__(str(cause))
         self.cause = cause
+
+
+_PREPARED_FOR_S: Final = 30.0
+"""How long a plan made by `prepare` may be used (see `Planner._prepared`)."""
+
+_Sourced = tuple[Plan, Application, str, str]
+"""`PlanSources.plan`'s answer: the plan, the application, its repository id, its config."""
+_Prepared = _Sourced | PlanError | Rejected | ConfigError | Unavailable
+"""A plan made by `prepare`, or why the deployment cannot be planned (a decision too), or
+git being unreachable (the handler waits it out, or gives up, as when it meets it itself;
+the next `prepare` of the deployment tries git again)."""
+
+
+@dataclass(frozen=True)
+class _Held:
+    """What a batch's transaction took at its first handler: the locks of all the batch's
+    applications, and their queues read under them (each used once: its own writes move it)."""
+
+    conn: asyncpg.Connection
+    locked: frozenset[str]
+    queues: dict[str, queues.LoadedQueue]
 
 
 @dataclass
@@ -143,8 +192,19 @@ class Planner:
         retry_interval_s: float = 15.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         registry: CollectorRegistry | None = None,
+        prepare_concurrency: int = 4,
     ) -> None:
         self.store = store
+        self.prepare_concurrency = prepare_concurrency
+        # What `prepare` did, for the handler: plans by (deployment, running commit assumed)
+        # and the triggers it enqueued, each with when (`time.monotonic()`). Kept for
+        # `_PREPARED_FOR_S`, so the events of a batch handled again (after one of them
+        # failed) still find theirs, and no older: the application may change meanwhile.
+        self._prepared: dict[tuple[str, str], tuple[float, _Prepared]] = {}
+        self._enqueued: dict[str, float] = {}
+        # The applications of the batch `prepare` saw last, and what its transaction holds.
+        self._batch_apps: frozenset[str] = frozenset()
+        self._held: _Held | None = None
         self.sources = PlanSources(
             store=store,
             git=git,
@@ -167,6 +227,109 @@ class Planner:
             else None
         )
 
+    # The consumer's prepare hook ----------------------------------------------------
+
+    async def prepare(self, events: Sequence[RecordedEvent]) -> None:
+        """Before a batch's transaction: enqueue its triggers, and plan those at the head of
+        an idle queue against the running commit (both read without locks)."""
+        self._batch_apps = frozenset(filter(None, map(ordering_key, events)))
+        triggers = [e.event for e in events if isinstance(e.event, DeploymentTriggered)]
+        fresh_after = time.monotonic() - _PREPARED_FOR_S
+        self._prepared = {k: v for k, v in self._prepared.items() if v[0] > fresh_after}
+        self._enqueued = {k: at for k, at in self._enqueued.items() if at > fresh_after}
+        if not triggers:
+            return
+        await queues.enqueue_many(
+            self.store.pool,
+            [(t.deployment_id, t.application_id, t.commit_hash) for t in triggers],
+            self.clock(),
+        )
+        now = time.monotonic()
+        self._enqueued |= {trigger.deployment_id: now for trigger in triggers}
+        loaded = await queues.load_queues(
+            self.store.pool, dict.fromkeys(t.application_id for t in triggers)
+        )
+        slots = asyncio.Semaphore(self.prepare_concurrency)
+
+        async def prepare_one(trigger: DeploymentTriggered, running: str) -> None:
+            async with slots:
+                with structlog_bound(
+                    deployment_id=trigger.deployment_id, application_id=trigger.application_id
+                ):
+                    prepared = await self._prepare_plan(trigger, running)
+            if prepared is not None:
+                self._prepared[(trigger.deployment_id, running)] = (time.monotonic(), prepared)
+
+        made = self._fresh_plans()
+        await asyncio.gather(
+            *(
+                prepare_one(trigger, loaded[trigger.application_id].running_commit)
+                for trigger in triggers
+                if (trigger.deployment_id, loaded[trigger.application_id].running_commit)
+                not in made
+                and isinstance(
+                    on_triggered(loaded[trigger.application_id].queue, trigger.deployment_id),
+                    PlanNow,
+                )
+            )
+        )
+
+    async def _prepare_plan(self, trigger: DeploymentTriggered, running: str) -> _Prepared | None:
+        """The plan, or why there is none; None when the handler must try again itself."""
+        with _tracer.start_as_current_span("prepare plan") as span:
+            span.set_attribute("slipway.deployment_id", trigger.deployment_id)
+            try:
+                return await self.sources.plan(trigger, running)
+            except (PlanError, Rejected, ConfigError, Unavailable) as exc:
+                return exc
+            # A bug: the handler meets it again, and decides.
+            except Exception as exc:  # noqa: BLE001 - an optimisation only
+                log.info("plan_not_prepared", error=f"{type(exc).__name__}: {exc}")
+                return None
+
+    def _fresh_plans(self) -> set[tuple[str, str]]:
+        """The plans `prepare` need not make again: all it kept but git's failures."""
+        return {k for k, (_, made) in self._prepared.items() if not isinstance(made, Unavailable)}
+
+    async def _sources_plan(self, trigger: DeploymentTriggered, running: str) -> _Sourced:
+        """`sources.plan`, from `prepare` when it was made against `running`."""
+        made = self._prepared.get((trigger.deployment_id, running))
+        fresh = made is not None and made[0] > time.monotonic() - _PREPARED_FOR_S
+        prepared = made[1] if made is not None and fresh else None
+        if prepared is None:
+            if not first_in_transaction():
+                raise HandleAlone(
+                    f"deployment {trigger.deployment_id} was not prepared against running "
+                    f"commit {running[:12] or '(none)'}"
+                )
+            return await self.sources.plan(trigger, running)
+        if isinstance(prepared, Exception):
+            raise prepared
+        return prepared
+
+    async def _lock_and_load(self, conn: asyncpg.Connection, app_id: str) -> queues.LoadedQueue:
+        """Take the application's lock and read its queue under it.
+
+        The first handler of a batch's transaction takes the locks of all the batch's
+        applications in one statement, in application order (the order the consumer sorts
+        every replica's batches in, so two transactions cannot wait on each other), and
+        reads their queues in one query; the handlers after it use those.
+        """
+        if first_in_transaction():
+            self._held = None
+            if app_id in self._batch_apps and len(self._batch_apps) > 1:
+                ordered = sorted(self._batch_apps)
+                await queues.lock_all(conn, ordered)
+                loaded = await queues.load_queues(conn, ordered)
+                self._held = _Held(conn, frozenset(ordered), loaded)
+        held = self._held
+        if held is not None and held.conn is conn and app_id in held.locked:
+            if (loaded_now := held.queues.pop(app_id, None)) is not None:
+                return loaded_now
+        else:
+            await queues.lock(conn, app_id)
+        return await queues.load_queue(conn, app_id)
+
     # The consumer's handler ---------------------------------------------------------
 
     async def handle(self, event: RecordedEvent, conn: asyncpg.Connection) -> None:
@@ -186,7 +349,8 @@ class Planner:
         against it (a pipeline with a rollback target), not as a first QUICK_SYNC."""
         app_id = adopted.application_id
         with structlog_bound(application_id=app_id):
-            await queues.lock(conn, app_id)
+            # Locked as its batch's handlers lock, and its queue read (so not used after this).
+            await self._lock_and_load(conn, app_id)
             await queues.set_running(conn, app_id, adopted.running_commit_hash, "")
             log.info("application_adopted", running_commit=adopted.running_commit_hash)
 
@@ -196,11 +360,11 @@ class Planner:
         deployment_id, app_id = trigger.deployment_id, trigger.application_id
         with structlog_bound(deployment_id=deployment_id, application_id=app_id):
             # Its own transaction: the place in the queue outlives a failed attempt.
-            await queues.enqueue(
-                self.store.pool, deployment_id, app_id, trigger.commit_hash, self.clock()
-            )
-            await queues.lock(conn, app_id)
-            loaded = await queues.load_queue(conn, app_id)
+            if deployment_id not in self._enqueued:  # else `prepare` did it (a row stays)
+                await queues.enqueue(
+                    self.store.pool, deployment_id, app_id, trigger.commit_hash, self.clock()
+                )
+            loaded = await self._lock_and_load(conn, app_id)
             queue, since, running = loaded.queue, loaded.since, loaded.running_commit
             writes = _Writes()
             match on_triggered(queue, deployment_id):
@@ -228,13 +392,12 @@ class Planner:
     ) -> None:
         deployment_id, app_id = completed.deployment_id, completed.application_id
         with structlog_bound(deployment_id=deployment_id, application_id=app_id):
-            await queues.lock(conn, app_id)
+            loaded = await self._lock_and_load(conn, app_id)
             writes = _Writes(observed=[completed])
             triggered = await queues.triggered_commit(conn, deployment_id)
             commit = running_commit_of(completed, triggered)
             if commit:
                 writes.running.append((app_id, commit, deployment_id))
-            loaded = await queues.load_queue(conn, app_id)
             queue = evolve_queue(loaded.queue, completed)
             log.info("deployment_completed", status=completed.status, next=next_to_plan(queue))
             # A success is the running commit now: the next plan is made against it.
@@ -331,7 +494,7 @@ class Planner:
         with _tracer.start_as_current_span("plan deployment") as span:
             span.set_attribute("slipway.deployment_id", deployment_id)
             try:
-                plan, app, repository_id, config_text = await self.sources.plan(trigger, running)
+                plan, app, repository_id, config_text = await self._sources_plan(trigger, running)
             except (PlanError, Rejected, ConfigError) as exc:
                 reason = str(exc)
             except Unavailable as exc:

@@ -92,6 +92,7 @@ class Relay:
         batch_size: int = 1000,
         max_in_flight: int = 512,
         idle_sleep_s: float = 0.005,
+        max_idle_sleep_s: float = 0.025,
         standby_poll_s: float = 0.5,
         publish_timeout_s: float = 10.0,
         statement_timeout_s: float = DEFAULT_STATEMENT_TIMEOUT_S,
@@ -105,6 +106,7 @@ class Relay:
         self.batch_size = batch_size
         self.max_in_flight = max_in_flight
         self.idle_sleep_s = idle_sleep_s
+        self.max_idle_sleep_s = max(max_idle_sleep_s, idle_sleep_s)
         self.standby_poll_s = standby_poll_s
         self.publish_timeout_s = publish_timeout_s
         self.statement_timeout_s = statement_timeout_s
@@ -155,13 +157,16 @@ class Relay:
     async def _lead(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
         row = await conn.fetchrow(_LOAD_CHECKPOINT, self.name)
         position = START if row is None else LogPosition(row["tx_id"], row["position"])
+        idle = 0
         while not stop.is_set():
             rows = await conn.fetch(
                 _READ_ALL, position.tx_id, position.global_position, self.batch_size
             )
             if not rows:
-                await sleep_or_stop(stop, self.idle_sleep_s)
+                idle += 1
+                await sleep_or_stop(stop, self._idle_sleep(idle))
                 continue
+            idle = 0
             failed = await self._publish(rows)
             # A record of a skipped record would be skipped in turn, for ever: those are only
             # logged and counted.
@@ -171,15 +176,26 @@ class Relay:
                 if isinstance(f.event, EventPublishFailed) and f.event.event_type != _FAILURE_TAG
             ]
             position = position_of(rows[-1])
-            async with conn.transaction():
-                if records:
+            checkpoint = (_SAVE_CHECKPOINT, self.name, position.tx_id, position.global_position)
+            if not records:
+                # One statement commits alone: BEGIN and COMMIT would be two more round
+                # trips per batch, and the relay's batches are small while events trickle.
+                await conn.execute(*checkpoint)
+            else:
+                async with conn.transaction():
                     await self._log.append(
                         self._failures_stream, records, expected_version=ANY, conn=conn
                     )
-                await conn.execute(
-                    _SAVE_CHECKPOINT, self.name, position.tx_id, position.global_position
-                )
+                    await conn.execute(*checkpoint)
             self.skipped += len(failed)
+
+    def _idle_sleep(self, empty_reads: int) -> float:
+        """The wait after `empty_reads` empty reads in a row: `idle_sleep_s` at first, doubling
+        up to `max_idle_sleep_s`. While events flow the relay polls every few milliseconds;
+        a quiet log is not read 200 times a second (most of an idle relay's CPU, and
+        PostgreSQL's, went there)."""
+        backed_off: float = self.idle_sleep_s * 2.0 ** min(empty_reads - 1, 16)
+        return min(backed_off, self.max_idle_sleep_s)
 
     async def _publish(self, rows: Sequence[asyncpg.Record]) -> list[NewEvent]:
         """Publish `rows` in log order and wait for every PubAck; what NATS can never take is

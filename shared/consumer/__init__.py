@@ -3,6 +3,13 @@
 counters (`stats`) and the tables (`tables`)."""
 
 from shared.consumer.failures import is_unavailable
-from shared.consumer.runtime import ConsumerStats, EventConsumer, Handler, subject_filters
+from shared.consumer.runtime import ConsumerStats, EventConsumer, Handler, Prepare, subject_filters
 
-__all__ = ["ConsumerStats", "EventConsumer", "Handler", "is_unavailable", "subject_filters"]
+__all__ = [
+    "ConsumerStats",
+    "EventConsumer",
+    "Handler",
+    "Prepare",
+    "is_unavailable",
+    "subject_filters",
+]

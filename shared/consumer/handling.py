@@ -13,12 +13,21 @@ not in the log, or is there under another stream, version or type, was not
 published by the relay: it is returned as forged, with why, and causes
 nothing (DESIGN §14: NATS credentials can leak; the log's append rules cannot
 be bypassed from the wire).
+
+Slow work (git, rendering) must not run in a transaction that has already
+written: it would hold back the log's commit horizon that readers wait for. A
+handler whose slow work was done beforehand (a consumer's `prepare` hook) can
+share a transaction with others; one that finds it must do slow work after all
+asks `first_in_transaction()`, and when others were handled before it raises
+`HandleAlone`: the batch rolls back and the consumer handles that event in a
+transaction of its own, where it is first.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Protocol
 
 import asyncpg
@@ -32,7 +41,16 @@ from shared.errors import SlipwayError, Unavailable
 from shared.eventlog import EventStore
 from shared.events.base import RecordedEvent
 
-__all__ = ["Delivered", "Handled", "Handler", "HandlerFailed", "handle_once"]
+__all__ = [
+    "Delivered",
+    "HandleAlone",
+    "Handled",
+    "Handler",
+    "HandlerFailed",
+    "first_in_transaction",
+    "handle_once",
+    "logged_unhandled",
+]
 
 Handler = Callable[[RecordedEvent, asyncpg.Connection], Awaitable[None]]
 """Handles one event inside the consumer's transaction; raise to retry."""
@@ -62,6 +80,20 @@ class HandlerFailed(SlipwayError):
         super().__init__(index, error)
         self.index = index
         self.error = error
+
+
+class HandleAlone(SlipwayError):
+    """A handler needs slow work that must not run after others' writes in its transaction:
+    the consumer handles its event again in a transaction of its own."""
+
+
+_handled_before: ContextVar[int] = ContextVar("slipway_consumer_handled_before", default=0)
+
+
+def first_in_transaction() -> bool:
+    """Whether no other event was handled before this one in the consumer's transaction
+    (True outside a consumer: a sweep's own transaction is its own)."""
+    return _handled_before.get() == 0
 
 
 async def handle_once(
@@ -113,15 +145,37 @@ async def handle_once(
                     },
                 ),
             ):
+                before = _handled_before.set(len(handled) - 1)
                 try:
                     await handler(event, conn)
                 except Exception as exc:
                     raise HandlerFailed(index, exc) from exc
+                finally:
+                    _handled_before.reset(before)
         # Recorded after the handlers, so the first handler's own append is this
         # transaction's first write (see the per-stream order guard in the store).
         if handled:
             await tables.record_handled(conn, consumer, list(handled))
     return handled, forged
+
+
+async def logged_unhandled(
+    batch: Sequence[tuple[Delivered, RecordedEvent]], *, consumer: str, store: EventStore
+) -> list[RecordedEvent]:
+    """The log's copies of the batch's events that `consumer` has not handled yet, forged
+    ones left out: what a `prepare` hook may look at before the transaction (which checks
+    it all again, as it must: another replica may handle one meanwhile)."""
+    async with store.pool.acquire() as conn:
+        stored, seen = await tables.logged_and_handled(
+            conn, consumer, [event.event_id for _, event in batch]
+        )
+    events: dict[uuid.UUID, RecordedEvent] = {}
+    for _, claimed in batch:
+        row = stored.get(claimed.event_id)
+        if row is None or claimed.event_id in seen or _unlike_log(claimed, row) is not None:
+            continue
+        events.setdefault(claimed.event_id, store.decode_row(row))
+    return list(events.values())
 
 
 def _unlike_log(claimed: RecordedEvent, stored: asyncpg.Record | None) -> str | None:

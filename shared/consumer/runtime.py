@@ -30,6 +30,19 @@ Nothing is republished to NATS, so no other consumer sees the event again. A
 real failure clears the request and keeps why in `redrive_error`; an outage
 leaves the request for the next poll.
 
+Prepared batches: a handler whose slow work (git, rendering) must stay out of
+transactions that have written may come with a `prepare` hook. Before each
+batch's transaction the consumer reads the batch's unhandled events from the
+log (forged ones left out) and awaits `prepare(events)` outside any
+transaction; the hook does the slow work and keeps the results for the
+handler, which then needs none in the shared transaction. What it could not
+prepare the handler may still do when it is first in its transaction;
+otherwise it raises `HandleAlone` and that event gets a transaction of its own
+(`shared.consumer.handling`). Such a consumer sorts each batch by
+`ordering_key` (stably: one key's events keep their order), so handlers that
+lock per key take their locks in the same order on every replica and two
+replicas' batch transactions cannot deadlock.
+
 The inbox and dead-letter tables, and their pruning: `shared.consumer.tables`;
 the counters: `shared.consumer.stats`.
 """
@@ -50,7 +63,15 @@ from opentelemetry import trace
 from shared import tracing
 from shared.consumer import tables
 from shared.consumer.failures import DATABASE_UNAVAILABLE, NATS_RECONNECTING, is_unavailable
-from shared.consumer.handling import Delivered, Handled, Handler, HandlerFailed, handle_once
+from shared.consumer.handling import (
+    Delivered,
+    HandleAlone,
+    Handled,
+    Handler,
+    HandlerFailed,
+    handle_once,
+    logged_unhandled,
+)
 from shared.consumer.settling import Settlement, deliveries
 from shared.consumer.stats import ConsumerStats
 from shared.errors import MessageError
@@ -61,7 +82,10 @@ from shared.messaging import event_from_message
 from shared.settings import DEFAULT_INBOX_RETENTION_S
 from shared.subjects import Subjects
 
-__all__ = ["ConsumerStats", "EventConsumer", "Handler", "subject_filters"]
+__all__ = ["ConsumerStats", "EventConsumer", "Handler", "Prepare", "subject_filters"]
+
+Prepare = Callable[[Sequence[RecordedEvent]], Awaitable[None]]
+"""Does a batch's slow work before its transaction (see "Prepared batches" above)."""
 
 log = structlog.get_logger("slipway.consumer")
 _tracer = tracing.tracer("slipway.consumer")
@@ -105,6 +129,7 @@ class EventConsumer:
         inbox_prune_every_s: float = 3600.0,
         inbox_prune_batch: int = 1000,
         redrive_poll_s: float = 5.0,
+        prepare: Prepare | None = None,
     ) -> None:
         self.name = name
         self.js = js
@@ -126,7 +151,10 @@ class EventConsumer:
         if concurrency < 1 or (concurrency > 1 and ordering_key is None):
             raise ValueError("concurrency must be ≥ 1, and above 1 needs an ordering_key")
         self.concurrency = concurrency
+        if prepare is not None and ordering_key is None:
+            raise ValueError("a prepare hook needs an ordering_key (the batch's lock order)")
         self.ordering_key = ordering_key
+        self.prepare = prepare
         self.tracer = tracer or _tracer
         self.stats = ConsumerStats()
         self.in_flight = False
@@ -309,6 +337,8 @@ class EventConsumer:
                 await self._settlement.dead_letter(
                     message, deliveries(message), f"undecodable: {exc}"
                 )
+        if self.prepare is not None and batch:
+            await self._prepare(batch)
         while batch:
             try:
                 handled, forged = await self._handle_once(batch)
@@ -318,7 +348,13 @@ class EventConsumer:
                 # twice for one delivery), and the rest go on as a batch.
                 message, event = batch[failed.index]
                 await self.handle_batch([m for m, _ in batch[: failed.index]])
-                await self._settlement.failed(message, event, deliveries(message), failed.error)
+                if isinstance(failed.error, HandleAlone) and len(batch) > 1:
+                    # Not a failure: its slow work wants a transaction of its own.
+                    self.stats.handled_alone += 1
+                    log.info("event_handled_alone", consumer=self.name, why=str(failed.error))
+                    await self.handle_batch([message])
+                else:
+                    await self._settlement.failed(message, event, deliveries(message), failed.error)
                 batch = batch[failed.index + 1 :]
                 continue
             except Exception as exc:  # noqa: BLE001 - the top of the message loop: log once, nak
@@ -348,6 +384,17 @@ class EventConsumer:
             for message in acks:
                 self._settlement.acked(message)
             return
+
+    async def _prepare(self, batch: list[tuple[Msg, RecordedEvent]]) -> None:
+        """Sort `batch` into lock order (in place), then run the prepare hook on it."""
+        assert self.prepare is not None and self.ordering_key is not None
+        key = self.ordering_key
+        batch.sort(key=lambda delivered: key(delivered[1]))
+        try:
+            events = await logged_unhandled(batch, consumer=self.name, store=self._log)
+            await self.prepare(events)
+        except Exception as exc:  # noqa: BLE001 - only an optimisation: the handler does the rest
+            log.warning("consumer_prepare_failed", consumer=self.name, error=repr(exc))
 
     async def _handle_once(self, batch: Sequence[tuple[Delivered, RecordedEvent]]) -> Handled:
         """The batch's events not handled yet, handled and recorded in one transaction."""

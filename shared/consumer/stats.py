@@ -21,3 +21,5 @@ class ConsumerStats(msgspec.Struct):
     settle_errors: int = 0
     inbox_pruned: int = 0
     redriven: int = 0
+    handled_alone: int = 0
+    """Events whose handler asked for a transaction of their own (`HandleAlone`)."""

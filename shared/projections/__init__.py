@@ -1,6 +1,7 @@
 """Projections: read models folded from the log, checkpointed in the same transaction.
 
-`ProjectionRunner` keeps a projection live; `replay` rebuilds it from
+`ProjectionRunner` keeps a projection live (`group.ProjectionGroup`, several
+together: the projector's); `replay` rebuilds it from
 position 0 into shadow tables and swaps them in; `default_projections` lists
 the ones Slipway keeps. Readers query the views named after each table.
 """

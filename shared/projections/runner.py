@@ -17,6 +17,7 @@ poll is one read-only query that neither locks nor takes a transaction id.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import structlog
@@ -35,11 +36,14 @@ log = structlog.get_logger("slipway.projections")
 
 # Idle polls must not take the state row's lock: locking a row assigns a
 # transaction id and writes WAL, on every poll, forever. This read-only peek
-# (the horizon test of shared/eventlog/store.py) does neither.
+# (the horizon test of shared/eventlog/store.py) does neither. PostgreSQL does not
+# turn a row comparison with the outer row's columns into an index bound: without
+# `e.tx_id >= p.tx_id` every poll read the whole log (1 ms at 20,000 events, the
+# projector's PostgreSQL time, growing with the log); with it, a few index pages.
 _PENDING = """
 SELECT p.version, EXISTS (
   SELECT 1 FROM events e
-  WHERE (e.tx_id, e.global_position) > (p.tx_id, p.position)
+  WHERE e.tx_id >= p.tx_id AND (e.tx_id, e.global_position) > (p.tx_id, p.position)
     AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
 ) AS pending
 FROM projection_state p WHERE p.name = $1
@@ -156,28 +160,42 @@ class ProjectionRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Apply batches as events commit, until `stop` is set; back off while unavailable."""
+        await run_steps(
+            self.step,
+            stop,
+            what=self.projection.name,
+            idle_sleep_s=self.idle_sleep_s,
+            max_backoff_s=self.max_backoff_s,
+        )
+
+
+async def run_steps(
+    step: Callable[[], Awaitable[int]],
+    stop: asyncio.Event,
+    *,
+    what: str,
+    idle_sleep_s: float,
+    max_backoff_s: float,
+) -> None:
+    """Call `step` (a runner's: the events it applied) until `stop` is set: again at once
+    after a batch, after `idle_sleep_s` when there was none, backing off while unavailable."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            applied = await step()
+        except Unavailable as exc:
+            _raise_if_cancelling(exc)
+            failures += 1
+            delay = min(0.1 * 2**failures, max_backoff_s)
+            log.warning("projection_interrupted", projection=what, error=str(exc), retry_in_s=delay)
+            await sleep_or_stop(stop, delay)
+            continue
+        except Exception as exc:
+            _raise_if_cancelling(exc)
+            raise
         failures = 0
-        while not stop.is_set():
-            try:
-                applied = await self.step()
-            except Unavailable as exc:
-                _raise_if_cancelling(exc)
-                failures += 1
-                delay = min(0.1 * 2**failures, self.max_backoff_s)
-                log.warning(
-                    "projection_interrupted",
-                    projection=self.projection.name,
-                    error=str(exc),
-                    retry_in_s=delay,
-                )
-                await sleep_or_stop(stop, delay)
-                continue
-            except Exception as exc:
-                _raise_if_cancelling(exc)
-                raise
-            failures = 0
-            if not applied:
-                await sleep_or_stop(stop, self.idle_sleep_s)
+        if not applied:
+            await sleep_or_stop(stop, idle_sleep_s)
 
 
 def _raise_if_cancelling(exc: Exception) -> None:

@@ -12,6 +12,7 @@ the very row whose update it protects.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -63,6 +64,43 @@ async def load_state(
     row = await conn.fetchrow(_LOAD_FOR_UPDATE if for_update else _LOAD, name)
     if row is None:
         return None
+    return _state_of(row)
+
+
+# The rows of several projections that no other transaction holds (a replay holds its
+# projection's row for the whole rebuild; another replica, for its batch), locked.
+_LOCK_FREE = f"""
+SELECT {_COLUMNS} FROM projection_state WHERE name = ANY($1::text[])
+ORDER BY name FOR UPDATE SKIP LOCKED
+"""
+_SAVE_CHECKPOINTS = """
+UPDATE projection_state AS p
+SET tx_id = u.tx_id::xid8, position = u.position, updated_at = clock_timestamp()
+FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(name, tx_id, position)
+WHERE p.name = u.name
+"""
+
+
+async def lock_free_states(conn: asyncpg.Connection, names: Sequence[str]) -> list[ProjectionState]:
+    """The rows of `names` that no other transaction holds, locked (in the caller's
+    transaction) in name order; the others are left out, not waited for."""
+    return [_state_of(row) for row in await conn.fetch(_LOCK_FREE, list(names))]
+
+
+async def save_checkpoints(
+    conn: asyncpg.Connection, checkpoints: Mapping[str, LogPosition]
+) -> None:
+    """`save_checkpoint` for several projections in one statement."""
+    names = list(checkpoints)
+    await conn.execute(
+        _SAVE_CHECKPOINTS,
+        names,
+        [str(checkpoints[name].tx_id) for name in names],
+        [checkpoints[name].global_position for name in names],
+    )
+
+
+def _state_of(row: asyncpg.Record) -> ProjectionState:
     return ProjectionState(
         name=row["name"],
         version=row["version"],

@@ -60,6 +60,10 @@ async def test_a_commits_triggers_are_appended_together(
     appends = [q for q in statements.queries if "INSERT INTO events" in q]
     # One per trigger and one for CommitObserved when appended one by one.
     assert len(appends) < len(SERVICES), f"{len(appends)} appends for {len(SERVICES)} triggers"
+    # A new deployment's stream is not read before it is opened (nor, the configs being
+    # unchanged, any application's config stream): what is read is the repository's stream.
+    reads = [q for q in statements.queries if "stream_version >= $2" in q]
+    assert len(reads) < len(SERVICES), f"{len(reads)} stream reads for {len(SERVICES)} triggers"
 
 
 async def test_a_refused_trigger_does_not_keep_the_others_out(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import random
 import sys
 from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
@@ -36,6 +37,7 @@ from shared.projections import (
     load_state,
     replay,
 )
+from shared.projections import runner as runner_module
 from shared.projections.applications import ApplicationsProjection
 from shared.projections.base import check_projection, check_unique, event_tags
 from shared.projections.deployments import DeploymentsProjection
@@ -654,6 +656,31 @@ async def test_an_idle_runner_takes_no_transaction_ids(
     before = await store.pool.fetchval(next_xid)
     assert [await runner.step() for _ in range(20)] == [0] * 20
     assert await store.pool.fetchval(next_xid) == before
+
+
+async def test_an_idle_poll_reads_a_few_index_pages_however_long_the_log(
+    store: EventStore, writer_store: EventStore
+) -> None:
+    """The caught-up peek bounds its scan of the log by the checkpoint: a handful of pages,
+    not the whole table (which every poll of every projection read before)."""
+    for batch in range(40):
+        await writer_store.append(
+            f"application-bulk{batch}",
+            new_events([registered(f"bulk{batch}", random.Random(i)) for i in range(100)]),
+            expected_version=NO_STREAM,
+        )
+    runner = ProjectionRunner(store, StreamStatsProjection())
+    async with asyncio.timeout(PHASE_TIMEOUT_S):
+        await runner.run_until_caught_up()
+    plan = await store.pool.fetchval(
+        f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {runner_module._PENDING}", runner.projection.name
+    )
+    top = json.loads(plan)[0]["Plan"]
+    pages = top["Shared Hit Blocks"] + top["Shared Read Blocks"]
+    # 4,000 events fill well over 100 pages; the index path reads the state row and 2–3
+    # index pages.
+    assert await store.pool.fetchval("SELECT pg_relation_size('events') / 8192") > 100
+    assert pages <= 10, json.dumps(top, indent=1)
 
 
 class StreamStatsV2(StreamStatsProjection):

@@ -371,6 +371,26 @@ def test_redactor_masks_values_in_every_form_and_credentials_by_their_place() ->
     assert redactor.redact(prose) == prose
 
 
+def test_a_single_field_is_masked_whatever_it_holds() -> None:
+    """Log fields are redacted one by one, and most need no pattern (a fast path skips the
+    credential patterns for text without `:`, `=`, `@` or whitespace): each form alone, with
+    the least it takes to match, is still masked; a registered value is masked anywhere."""
+    redactor = Redactor()
+    redactor.add("plainsecretvalue")
+    fields = {
+        "https://ghp_tok123@github.com/o/r": "ghp_tok123",
+        "?token=t1": "t1",
+        "Bearer\u2003abc123def456ghi": "abc123def456ghi",
+        "password:hunter22": "hunter22",
+        "api_key=k-123456": "k-123456",
+        "xplainsecretvaluex": "plainsecretvalue",
+    }
+    for field, secret in fields.items():
+        assert secret not in redactor.redact(field), field
+    for plain in ("d8f1c2a0b3e4", "deployment_triggered", "app-1.prd_v2", ""):
+        assert redactor.redact(plain) == plain
+
+
 def test_excerpt_redacts_before_it_cuts_and_is_printable() -> None:
     """An excerpt never leaves part of a secret unmasked, and holds no NUL or escape codes."""
     REDACTOR.add("excerpt-secret-0987")

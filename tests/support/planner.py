@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.planner.service import CONSUMER_NAME, HANDLES, Planner, RepositoryRef
+from services.planner.service import CONSUMER_NAME, HANDLES, Planner, RepositoryRef, ordering_key
 from shared.consumer import EventConsumer
 from shared.eventlog import NO_STREAM, EventStore, new_events
 from shared.events import vocabulary
@@ -61,6 +61,9 @@ class Harness:
             ack_wait_s=10.0,
             max_deliver=50,
             backoff_s=(0.1,),
+            # As the service wires it: a batch prepared, then one transaction.
+            ordering_key=ordering_key,
+            prepare=self.planner.prepare,
         )
 
     def components(self) -> list[Component]:
