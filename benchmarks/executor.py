@@ -244,6 +244,7 @@ async def measure_quick_syncs(
     names = quick_sync_names(apps)
     stages = stages_of(bench.root / "work", names[0], Strategy.QUICK_SYNC)
     executor_cpu = executors_cpu_seconds(bench)
+    servers_cpu = bench.servers.cpu_seconds()
     own_cpu = process_time()
     t0 = perf_counter()
     async with store.pool.acquire() as conn, conn.transaction():
@@ -272,6 +273,9 @@ async def measure_quick_syncs(
         a - b for a, b in zip(executors_cpu_seconds(bench), executor_cpu, strict=True)
     )
     own_cpu = process_time() - own_cpu
+    postgres_cpu, nats_cpu = (
+        a - b for a, b in zip(bench.servers.cpu_seconds(), servers_cpu, strict=True)
+    )
     statuses = await completed(store, names)
     rows = await store.pool.fetch(_TIMES, [f"deployment-d-{n}" for n in names])
     claim = [r["started"] - r["planned"] for r in rows]
@@ -288,6 +292,15 @@ async def measure_quick_syncs(
             "executor_cpu_s": round(executor_own, 2),
             "executor_git_children_cpu_s": round(executor_children, 2),
             "bench_process_cpu_s (kubesim, nats client, polling)": round(own_cpu, 2),
+            "postgres_cpu_s": round(postgres_cpu, 2),
+            "nats_cpu_s": round(nats_cpu, 2),
+            # CPU per quick sync: the figures to compare between runs on a shared machine.
+            "cpu_ms_per_sync": {
+                "executor": round(executor_own * 1000 / apps, 2),
+                "bench_process": round(own_cpu * 1000 / apps, 2),
+                "postgres": round(postgres_cpu * 1000 / apps, 2),
+                "nats": round(nats_cpu * 1000 / apps, 2),
+            },
         },
     }
 

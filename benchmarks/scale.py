@@ -46,7 +46,7 @@ from benchmarks._history import Written, write_history
 from benchmarks._machine import busy_cores_before
 from benchmarks._report import percentile, print_report, progress, quiet_logging
 from benchmarks._servers import running_servers
-from benchmarks.gitops import SCHEMA, Bench, memory_mb, phase, work_directory
+from benchmarks.gitops import SCHEMA, Bench, cpu_seconds, memory_mb, phase, work_directory
 from kubesim import KubeSim
 from shared.apikeys import create_api_key
 from shared.db import connect, create_pool
@@ -266,7 +266,22 @@ async def api_reads(bench: Bench, written: Written) -> dict[str, dict[str, float
     results: dict[str, dict[str, float]] = {}
     async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
         for name, url in routes.items():
+            # What each request costs, apart from waiting for the machine: the API's CPU,
+            # PostgreSQL's, and this process's (the client reading the answer).
+            api_cpu, (postgres_cpu, _) = (
+                cpu_seconds(bench.pid("api"))[0],
+                bench.servers.cpu_seconds(),
+            )
+            own_cpu = process_time()
             results[name] = await timed(session, url)
+            count = results[name]["requests"] + WARM_UP
+            results[name] |= {
+                "api_cpu_ms": round((cpu_seconds(bench.pid("api"))[0] - api_cpu) * 1000 / count, 2),
+                "postgres_cpu_ms": round(
+                    (bench.servers.cpu_seconds()[0] - postgres_cpu) * 1000 / count, 2
+                ),
+                "client_cpu_ms": round((process_time() - own_cpu) * 1000 / count, 2),
+            }
             progress(f"  {name}: p95 {results[name]['p95_ms']} ms")
     return results
 

@@ -261,8 +261,11 @@ class KubeSim:
             except Exception:  # the top of the control loop: log once, keep the cluster running
                 log.exception("kubesim_reconcile_failed")
             await asyncio.sleep(0)
+            # Not `asyncio.wait_for`: on Python 3.11 it swallows a cancel that arrives as the
+            # event is set, and `stop()` then waited for this task forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), TICK_S)
+                async with asyncio.timeout(TICK_S):
+                    await self._dirty.wait()
 
 
 def _node() -> Obj:

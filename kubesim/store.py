@@ -73,9 +73,11 @@ class Change:
 
 @dataclass(eq=False)
 class Subscription:
-    """A watcher's queue of changes to one type; `None` means the server is stopping."""
+    """A watcher's queue of changes to one type (in one namespace, or "" for all);
+    `None` means the server is stopping."""
 
     key: TypeKey
+    namespace: str = ""
     queue: asyncio.Queue[Change | None] = field(default_factory=asyncio.Queue)
 
 
@@ -91,6 +93,9 @@ class Store:
         self._by_namespace: dict[TypeKey, dict[str, dict[str, Obj]]] = {}
         self._history: deque[Change] = deque(maxlen=history)
         self._subscriptions: set[Subscription] = set()
+        # The same, by (type, namespace): a change wakes only the watches that can see it
+        # (a rollout watched in each of 1,000 namespaces must not wake the other 999).
+        self._watching: dict[tuple[TypeKey, str], set[Subscription]] = {}
         self._dependents: dict[str, set[ObjKey]] = {}
         self.listeners: list[Callable[[Change], None]] = []
 
@@ -302,18 +307,20 @@ class Store:
                     self._dependents.setdefault(ref["uid"], set()).add(ident)
         change = Change(kind, rtype.key, obj, old, self._rv)
         self._history.append(change)
-        for sub in self._subscriptions:
-            if sub.key == rtype.key:
+        scopes = [(rtype.key, "")] + ([(rtype.key, ident[1])] if ident[1] else [])
+        for scope in scopes:
+            for sub in self._watching.get(scope, ()):
                 sub.queue.put_nowait(change)
         for listener in self.listeners:
             listener(change)
 
     # -- watching ------------------------------------------------------------
 
-    def subscribe(self, rtype: ResourceType) -> Subscription:
-        """A new watch subscription to changes of `rtype`."""
-        sub = Subscription(rtype.key)
+    def subscribe(self, rtype: ResourceType, namespace: str = "") -> Subscription:
+        """A new watch subscription to changes of `rtype` (in `namespace` only, when given)."""
+        sub = Subscription(rtype.key, namespace)
         self._subscriptions.add(sub)
+        self._watching.setdefault((rtype.key, namespace), set()).add(sub)
         return sub
 
     def subscribers(self) -> int:
@@ -323,6 +330,12 @@ class Store:
     def unsubscribe(self, sub: Subscription) -> None:
         """Stop delivering changes to `sub`."""
         self._subscriptions.discard(sub)
+        scope = (sub.key, sub.namespace)
+        watching = self._watching.get(scope)
+        if watching is not None:
+            watching.discard(sub)
+            if not watching:
+                del self._watching[scope]
 
     def since(self, rtype: ResourceType, rv: int) -> list[Change]:
         """Changes to a type after `rv`; `410 Expired` if the history no longer reaches back."""

@@ -87,7 +87,7 @@ async def serve_watch(
 ) -> web.StreamResponse:
     """Serve a watch: the backlog since the requested version, then live changes, as JSON lines."""
     # Subscribing and reading the backlog happen with no await between: no change is missed.
-    subscription = store.subscribe(watch.rtype)
+    subscription = store.subscribe(watch.rtype, watch.namespace)
     try:
         backlog = _backlog(store, watch)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})

@@ -13,6 +13,7 @@ Deployment shop/web: …`) with the server's own message: 401/403 →
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any, Final
 
@@ -105,13 +106,84 @@ class ApiServer:
         except ApiException as exc:
             raise api_error(exc, verb, what) from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            detail = str(exc) or type(exc).__name__
-            raise PlatformUnavailable(
-                f"{verb} {what}: cannot reach the Kubernetes API server: {detail}",
-                resource=what,
-                reason="Unavailable",
-            ) from exc
+            raise _unreachable(verb, what, exc) from exc
         return (data if isinstance(data, dict) else {}), int(code)
+
+    async def watch(
+        self,
+        path: str,
+        *,
+        what: str,
+        query: list[tuple[str, str]],
+        timeout_s: float,
+    ) -> AsyncGenerator[tuple[str, dict[str, Any]]]:
+        """Watch the collection at `path`: each event's (type, object) as the server sends
+        it, until the server ends the stream (`timeoutSeconds` in `query`, or its own
+        limit). A refusal is mapped as `request` maps it; a line that is not a JSON event,
+        or longer than the client's buffer, is `Invalid` (the server is not trusted).
+
+        `timeout_s` bounds connecting and each wait between events; the caller bounds
+        the whole watch."""
+        if self._client is None:
+            raise RuntimeError("KubernetesPlatform is not open: use `async with` or await open()")
+        verb = "watch"
+        try:
+            response = await self._client.call_api(
+                path,
+                "GET",
+                query_params=[*query, ("watch", "1")],
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=False,
+                _request_timeout=aiohttp.ClientTimeout(sock_connect=timeout_s, sock_read=timeout_s),
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise _unreachable(verb, what, exc) from exc
+        try:
+            if not 200 <= response.status <= 299:
+                refused = ApiException(status=response.status, reason=response.reason)
+                refused.body = await response.read()
+                raise api_error(refused, verb, what)
+            while line := await response.content.readline():
+                if line.strip():
+                    yield _watch_event(line, verb, what)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise _unreachable(verb, what, exc) from exc
+        except aiohttp.http_exceptions.LineTooLong as exc:
+            raise Invalid(
+                f"{verb} {what}: an event longer than the client reads", resource=what, code=0
+            ) from exc
+        finally:
+            response.release()
+
+
+def _watch_event(line: bytes, verb: str, what: str) -> tuple[str, dict[str, Any]]:
+    """One watch line's (type, object); `Invalid` unless it is `{"type": str, "object": {}}`."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        event = None
+    kind = event.get("type") if isinstance(event, dict) else None
+    obj = event.get("object") if isinstance(event, dict) else None
+    if not isinstance(kind, str) or not isinstance(obj, dict):
+        raise Invalid(
+            f"{verb} {what}: the server sent a watch event that is not "
+            f'{{"type": …, "object": {{…}}}}: {excerpt(line.decode(errors="replace"), 200)}',
+            resource=what,
+            code=0,
+        )
+    return kind, obj
+
+
+def _unreachable(verb: str, what: str, exc: BaseException) -> PlatformUnavailable:
+    """Anything that never answered (refused, reset, timed out): the cluster is unavailable."""
+    detail = str(exc) or type(exc).__name__
+    return PlatformUnavailable(
+        f"{verb} {what}: cannot reach the Kubernetes API server: {detail}",
+        resource=what,
+        reason="Unavailable",
+    )
 
 
 def api_error(exc: ApiException, verb: str, what: str) -> PlatformError:

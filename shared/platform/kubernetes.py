@@ -350,8 +350,10 @@ class KubernetesPlatform:
         kind: str = "Deployment",
         timeout_s: float,
         poll_s: float = 0.5,
+        seen: dict[str, Any] | None = None,
     ) -> RolloutStatus:
-        """Poll the workload until its rollout is healthy (`rollout.wait_rollout`)."""
+        """Wait until the workload's rollout is healthy (`rollout.wait_rollout`); `seen` is
+        the workload as its apply returned it, watched from instead of read again."""
         return await rollout.wait_rollout(
             self._api,
             self._discovery,
@@ -360,6 +362,7 @@ class KubernetesPlatform:
             kind=kind,
             timeout_s=timeout_s,
             poll_s=poll_s,
+            seen=seen,
         )
 
     async def scale(

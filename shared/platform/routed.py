@@ -66,9 +66,15 @@ class RoutedPlatform:
     async def wait_rollout(
         self, applied: AppliedResource, *, timeout_s: float, poll_s: float = 0.5
     ) -> RolloutStatus:
-        """Wait for an applied workload's rollout on the cluster it was applied to."""
+        """Wait for an applied workload's rollout on the cluster it was applied to, from the
+        object its apply returned."""
         return await self._cluster_of(applied.cluster, applied.kind, applied.name).wait_rollout(
-            applied.namespace, applied.name, kind=applied.kind, timeout_s=timeout_s, poll_s=poll_s
+            applied.namespace,
+            applied.name,
+            kind=applied.kind,
+            timeout_s=timeout_s,
+            poll_s=poll_s,
+            seen=applied.body or None,
         )
 
     async def labelled(self, application_id: str) -> dict[str, Labelled]:

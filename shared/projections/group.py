@@ -28,7 +28,6 @@ swap is still followed, since every batch re-reads each live generation.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from shared.db import unavailable_on_disconnect
@@ -36,24 +35,13 @@ from shared.eventlog.position import LogPosition
 from shared.eventlog.store import EventStore, position_of
 from shared.events.base import RecordedEvent
 from shared.projections.base import Projection
-from shared.projections.runner import ProjectionRunner, run_steps
+from shared.projections.runner import PENDING, ProjectionRunner, StepLoop
 from shared.projections.state import lock_free_states, save_checkpoints
 
 __all__ = ["ProjectionGroup"]
 
-# Which projections have committed events past their checkpoints; as `runner._PENDING`,
-# read-only and bounded by each checkpoint (an index range per projection).
-_PENDING = """
-SELECT p.name, p.version, EXISTS (
-  SELECT 1 FROM events e
-  WHERE e.tx_id >= p.tx_id AND (e.tx_id, e.global_position) > (p.tx_id, p.position)
-    AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
-) AS pending
-FROM projection_state p WHERE p.name = ANY($1::text[])
-"""
 
-
-class ProjectionGroup:
+class ProjectionGroup(StepLoop):
     """Keeps several projections' live generations up to date, a batch for all at a time."""
 
     def __init__(
@@ -96,7 +84,7 @@ class ProjectionGroup:
             await self.install()
         names = list(self.runners)
         async with unavailable_on_disconnect("poll projections"):
-            peeked = await self.store.pool.fetch(_PENDING, names)
+            peeked = await self.store.pool.fetch(PENDING, names)
         current = {
             row["name"]
             for row in peeked
@@ -153,22 +141,9 @@ class ProjectionGroup:
             self._lagging = set(checkpoints)
         return applied
 
-    async def run_until_caught_up(self) -> int:
-        """Burst mode: apply batches until none is left below the horizon; the events applied."""
-        total = 0
-        while applied := await self.step():
-            total += applied
-        return total
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Apply batches as events commit, until `stop` is set; back off while unavailable."""
-        await run_steps(
-            self.step,
-            stop,
-            what=",".join(self.runners),
-            idle_sleep_s=self.idle_sleep_s,
-            max_backoff_s=self.max_backoff_s,
-        )
+    def describe(self) -> str:
+        """The projections' names."""
+        return ",".join(self.runners)
 
 
 def _after(events: Sequence[RecordedEvent], checkpoint: LogPosition) -> Sequence[RecordedEvent]:

@@ -40,17 +40,52 @@ log = structlog.get_logger("slipway.projections")
 # turn a row comparison with the outer row's columns into an index bound: without
 # `e.tx_id >= p.tx_id` every poll read the whole log (1 ms at 20,000 events, the
 # projector's PostgreSQL time, growing with the log); with it, a few index pages.
-_PENDING = """
-SELECT p.version, EXISTS (
+PENDING = """
+SELECT p.name, p.version, EXISTS (
   SELECT 1 FROM events e
   WHERE e.tx_id >= p.tx_id AND (e.tx_id, e.global_position) > (p.tx_id, p.position)
     AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
 ) AS pending
-FROM projection_state p WHERE p.name = $1
+FROM projection_state p WHERE p.name = ANY($1::text[])
 """
+"""Per projection named in `$1`: its version, and whether events past its checkpoint have
+committed (one row per projection that has a state row; a `ProjectionGroup` asks for several)."""
 
 
-class ProjectionRunner:
+class StepLoop:
+    """`run` and `run_until_caught_up` around a `step` that applies one batch (a runner's,
+    or a group's): the events it applied, 0 when there was nothing to do."""
+
+    idle_sleep_s: float
+    max_backoff_s: float
+
+    async def step(self) -> int:
+        """Apply the next batch; the events applied."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """What the loop keeps up to date, for its log lines."""
+        raise NotImplementedError
+
+    async def run_until_caught_up(self) -> int:
+        """Burst mode: apply batches until none is left below the horizon; the events applied."""
+        total = 0
+        while applied := await self.step():
+            total += applied
+        return total
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Apply batches as events commit, until `stop` is set; back off while unavailable."""
+        await run_steps(
+            self.step,
+            stop,
+            what=self.describe(),
+            idle_sleep_s=self.idle_sleep_s,
+            max_backoff_s=self.max_backoff_s,
+        )
+
+
+class ProjectionRunner(StepLoop):
     """Keeps one projection's live generation up to date with the log."""
 
     def __init__(
@@ -126,7 +161,7 @@ class ProjectionRunner:
         """The events applied, or None if the live tables are not this version's."""
         name = self.projection.name
         async with unavailable_on_disconnect(f"poll projection {name}"):
-            peek = await self.store.pool.fetchrow(_PENDING, name)
+            peek = await self.store.pool.fetchrow(PENDING, [name])
         if peek is None or peek["version"] != self.projection.version:
             return None
         if not peek["pending"]:
@@ -151,22 +186,9 @@ class ProjectionRunner:
                 await save_checkpoint(conn, name, position_of(events[-1]))
         return len(events)
 
-    async def run_until_caught_up(self) -> int:
-        """Burst mode: apply batches until none is left below the horizon; the events applied."""
-        total = 0
-        while applied := await self.step():
-            total += applied
-        return total
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Apply batches as events commit, until `stop` is set; back off while unavailable."""
-        await run_steps(
-            self.step,
-            stop,
-            what=self.projection.name,
-            idle_sleep_s=self.idle_sleep_s,
-            max_backoff_s=self.max_backoff_s,
-        )
+    def describe(self) -> str:
+        """The projection's name."""
+        return self.projection.name
 
 
 async def run_steps(

@@ -674,7 +674,7 @@ async def test_an_idle_poll_reads_a_few_index_pages_however_long_the_log(
     async with asyncio.timeout(PHASE_TIMEOUT_S):
         await runner.run_until_caught_up()
     plan = await store.pool.fetchval(
-        f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {runner_module._PENDING}", runner.projection.name
+        f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {runner_module.PENDING}", [runner.projection.name]
     )
     top = json.loads(plan)[0]["Plan"]
     pages = top["Shared Hit Blocks"] + top["Shared Read Blocks"]
