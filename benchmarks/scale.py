@@ -179,7 +179,7 @@ async def replay_all(bench: Bench) -> dict[str, Any]:
 
     With each rate, what bounds it: the CPU seconds of this process (reading, decoding,
     folding) and of PostgreSQL (all its processes: reading, writing, indexing) it took."""
-    pool = await create_pool(bench.servers.projector_url, schema=SCHEMA, min_size=1, max_size=3)
+    pool = await create_pool(bench.servers.projector_url, schema=SCHEMA, min_size=1, max_size=2)
     store = EventStore(pool, bench.registry)
     rates: dict[str, float] = {}
     seconds: dict[str, float] = {}

@@ -105,7 +105,7 @@ async def _replay(
     wait: bool,
     snapshots: bool,
 ) -> None:
-    pool = await create_pool(url, schema=schema, min_size=1, max_size=3)
+    pool = await create_pool(url, schema=schema, min_size=1, max_size=2)
     try:
         store = EventStore(pool, default_registry())
         for projection in projections:

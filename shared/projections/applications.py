@@ -11,7 +11,6 @@ deployment and drift events.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import cast
 
 import asyncpg
 import msgspec
@@ -24,7 +23,6 @@ from shared.events.catalog import (
     ApplicationEnabled,
     ApplicationRegistered,
 )
-from shared.projections.base import BatchWrite, WriteBehind
 from shared.projections.single_table import SingleTableProjection
 from shared.syncstate import SYNC_EVENTS, SyncStatus, evolve
 
@@ -107,7 +105,7 @@ _json = msgspec.json.Encoder()
 _sync = msgspec.json.Decoder(SyncStatus)
 
 
-class ApplicationsProjection(SingleTableProjection, WriteBehind):
+class ApplicationsProjection(SingleTableProjection):
     """Applications with their repository, path, labels and whether they are disabled."""
 
     name = "applications"
@@ -160,48 +158,17 @@ class ApplicationsProjection(SingleTableProjection, WriteBehind):
             case _:
                 pass
 
-    async def fold_batch(
-        self,
-        conn: asyncpg.Connection,
-        events: Sequence[RecordedEvent],
-        tables: Mapping[str, str],
-        unwritten: Mapping[str, object],
-    ) -> BatchWrite | None:
-        """The sync states a batch of sync events alone changes (most batches: deployment
-        events are most of the log); None for a batch with an event that changes a row in
-        any other way (`apply_alone` applies those in order)."""
-        if any(isinstance(event.event, _ROW_EVENTS) for event in events):
-            return None
-        return await self._fold_sync(
-            conn, [e for e in events if isinstance(e.event, SYNC_EVENTS)], tables, unwritten
-        )
-
-    async def write_batch(
-        self, conn: asyncpg.Connection, batch: BatchWrite, tables: Mapping[str, str]
-    ) -> None:
-        """Set the sync state of the applications whose state changed."""
-        if not batch.rows:
-            return
-        changed = list(batch.rows)
-        statuses = [cast(SyncStatus, batch.rows[app]) for app in changed]
-        await conn.execute(
-            self.sql(_SET_SYNC, tables),
-            changed,
-            [status.state.value for status in statuses],
-            [_json.encode(status).decode() for status in statuses],
-        )
-
-    async def apply_alone(
+    async def apply_batch(
         self,
         conn: asyncpg.Connection,
         events: Sequence[RecordedEvent],
         tables: Mapping[str, str],
     ) -> None:
         """Apply events in order, in the caller's transaction."""
-        # Each run of sync events is folded in memory and written in two statements, not
-        # two per event. Events this table ignores (stages, analyses, notifications…) do
-        # not end a run: they change no row, and ending the run at each would cost the
-        # two statements per deployment event again.
+        # Deployment events are most of the log: each run of them is folded in memory
+        # and written in two statements, not two per event. Events this table ignores
+        # (stages, analyses, notifications…) do not end a run: they change no row, and
+        # ending the run at each would cost the two statements per deployment event again.
         run: list[RecordedEvent] = []
         for event in events:
             if isinstance(event.event, SYNC_EVENTS):
@@ -220,27 +187,10 @@ class ApplicationsProjection(SingleTableProjection, WriteBehind):
         self, conn: asyncpg.Connection, run: Sequence[RecordedEvent], tables: Mapping[str, str]
     ) -> None:
         """Fold `run` (sync events only) into the sync state of the applications it is about."""
-        await self.write_batch(conn, await self._fold_sync(conn, run, tables, {}), tables)
-
-    async def _fold_sync(
-        self,
-        conn: asyncpg.Connection,
-        run: Sequence[RecordedEvent],
-        tables: Mapping[str, str],
-        unwritten: Mapping[str, object],
-    ) -> BatchWrite:
-        """The sync states `run` (sync events only) changes, keyed by application."""
-        if not run:
-            return BatchWrite({})
         ids = sorted({_application_of(event) for event in run})
-        # A state not yet written is the newest; its application has a row (it had one
-        # to be folded into, and only `apply_alone` adds or deletes rows).
-        before = {app: cast(SyncStatus, unwritten[app]) for app in ids if app in unwritten}
-        if stored_ids := [app for app in ids if app not in before]:
-            rows = await conn.fetch(self.sql(_SYNC_OF, tables), stored_ids)
-            # Applications without a row (not registered, or deleted) have nothing to show
-            # it on.
-            before.update((row["application_id"], _decode_sync(row["sync"])) for row in rows)
+        rows = await conn.fetch(self.sql(_SYNC_OF, tables), ids)
+        # Applications without a row (not registered, or deleted) have nothing to show it on.
+        before = {row["application_id"]: _decode_sync(row["sync"]) for row in rows}
         after = dict(before)
         for event in run:
             application_id = _application_of(event)
@@ -248,7 +198,14 @@ class ApplicationsProjection(SingleTableProjection, WriteBehind):
                 after[application_id] = evolve(
                     after[application_id], event.event, event.recorded_at
                 )
-        return BatchWrite({app: after[app] for app in after if after[app] != before[app]})
+        changed = [app for app in after if after[app] != before[app]]
+        if changed:
+            await conn.execute(
+                self.sql(_SET_SYNC, tables),
+                changed,
+                [after[app].state.value for app in changed],
+                [_json.encode(after[app]).decode() for app in changed],
+            )
 
 
 def _application_of(event: RecordedEvent) -> str:

@@ -19,7 +19,6 @@ import re
 from collections.abc import Mapping, Sequence
 
 import asyncpg
-import msgspec
 
 from shared.eventlog.position import LogPosition
 from shared.events.base import Event, RecordedEnvelope, RecordedEvent
@@ -99,68 +98,6 @@ class EnvelopeProjection(Projection):
     ) -> None:
         """Apply the events' envelopes."""
         await self.apply_envelopes(conn, events, tables)
-
-
-class WriteBehind(Projection):
-    """A projection whose batch is a read of the rows it is about, a fold in memory and a
-    write of the rows it changed — split, so that a replay can fold one window while the
-    window before is still being written (on another connection), and the live runner
-    does the two in turn (`apply_batch`, which a `WriteBehind` need not override).
-
-    `fold_batch` is given `unwritten`: the rows of a batch whose write has not committed
-    yet, keyed as `BatchWrite.rows` keys them. The stored rows it reads are those of every
-    batch before that one, so a row in `unwritten` must be taken from there, never from
-    the table. `fold_batch` returns None for a batch it cannot fold ahead (one that
-    depends on more than the rows it keys): the replay then waits for the write in
-    flight and applies that batch alone with `apply_batch`.
-    """
-
-    @abc.abstractmethod
-    async def fold_batch(
-        self,
-        conn: asyncpg.Connection,
-        events: Sequence[RecordedEvent],
-        tables: Mapping[str, str],
-        unwritten: Mapping[str, object],
-    ) -> BatchWrite | None:
-        """The rows `events` change, read on `conn` (which writes nothing) but for those of
-        `unwritten`; None if the batch must be applied alone."""
-
-    @abc.abstractmethod
-    async def write_batch(
-        self, conn: asyncpg.Connection, batch: BatchWrite, tables: Mapping[str, str]
-    ) -> None:
-        """Write what `fold_batch` returned, in the caller's transaction."""
-
-    async def apply_batch(
-        self,
-        conn: asyncpg.Connection,
-        events: Sequence[RecordedEvent],
-        tables: Mapping[str, str],
-    ) -> None:
-        """Fold and write the batch, in the caller's transaction."""
-        batch = await self.fold_batch(conn, events, tables, {})
-        if batch is None:
-            await self.apply_alone(conn, events, tables)
-        elif batch.rows:
-            await self.write_batch(conn, batch, tables)
-
-    async def apply_alone(
-        self,
-        conn: asyncpg.Connection,
-        events: Sequence[RecordedEvent],
-        tables: Mapping[str, str],
-    ) -> None:
-        """Apply a batch `fold_batch` declined, in log order (by default event by event)."""
-        for event in events:
-            await self.apply(conn, event, tables)
-
-
-class BatchWrite(msgspec.Struct, frozen=True):
-    """What a `WriteBehind` batch changes: its rows by key (what the next batch's
-    `unwritten` is), written by `write_batch`."""
-
-    rows: Mapping[str, object]
 
 
 class DatabaseFold(abc.ABC):

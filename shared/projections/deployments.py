@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Final, cast
+from typing import Final
 
 import asyncpg
 import msgspec
@@ -34,7 +34,6 @@ from shared.events.catalog import (
     DeploymentStarted,
     DeploymentTriggered,
 )
-from shared.projections.base import BatchWrite, WriteBehind
 from shared.projections.rows import rows_json, upsert_from_json
 from shared.projections.single_table import SingleTableProjection
 
@@ -204,7 +203,7 @@ def _status(
     )
 
 
-class DeploymentsProjection(SingleTableProjection, WriteBehind):
+class DeploymentsProjection(SingleTableProjection):
     """Deployments with their application, status, trigger, commit and times."""
 
     name = "deployments"
@@ -218,41 +217,28 @@ class DeploymentsProjection(SingleTableProjection, WriteBehind):
         """Update the deployments table for one event."""
         await self.apply_batch(conn, [event], tables)
 
-    async def fold_batch(
+    async def apply_batch(
         self,
         conn: asyncpg.Connection,
         events: Sequence[RecordedEvent],
         tables: Mapping[str, str],
-        unwritten: Mapping[str, object],
-    ) -> BatchWrite:
-        """Fold the batch into the rows of the deployments it is about, in memory: the
-        changed rows, written back by one statement (`write_batch`), not one per event (a
+    ) -> None:
+        """Fold the batch into the rows of the deployments it is about, in memory, and
+        write the changed rows back: two statements per batch, not one per event (a
         replay of a long log is bound by its round trips)."""
         mine = [event for event in events if isinstance(event.event, _EVENTS)]
         if not mine:
-            return BatchWrite({})
+            return
         ids = sorted({_deployment_of(event) for event in mine})
-        before: dict[str, _Row | None] = {
-            key: cast(_Row, unwritten[key]) for key in ids if key in unwritten
-        }
-        if stored_ids := [key for key in ids if key not in before]:
-            stored = await conn.fetch(self.sql(_READ, tables), stored_ids)
-            before.update((row["deployment_id"], _Row(**dict(row))) for row in stored)
+        stored = await conn.fetch(self.sql(_READ, tables), ids)
+        before: dict[str, _Row | None] = {row["deployment_id"]: _Row(**dict(row)) for row in stored}
         after = dict(before)
         for event in mine:
             deployment_id = _deployment_of(event)
             after[deployment_id] = _evolve_row(after.get(deployment_id), event)
-        return BatchWrite(
-            {key: row for key, row in after.items() if row is not None and row != before.get(key)}
-        )
-
-    async def write_batch(
-        self, conn: asyncpg.Connection, batch: BatchWrite, tables: Mapping[str, str]
-    ) -> None:
-        """Upsert the changed rows, as one JSON array."""
-        if batch.rows:
-            rows = [cast(_Row, row) for row in batch.rows.values()]
-            await conn.execute(self.sql(_WRITE, tables), rows_json(rows))
+        changed = [row for key, row in after.items() if row is not None and row != before.get(key)]
+        if changed:
+            await conn.execute(self.sql(_WRITE, tables), rows_json(changed))
 
 
 def _deployment_of(event: RecordedEvent) -> str:

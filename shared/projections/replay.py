@@ -7,9 +7,7 @@
    (read ahead on a second connection, and only the event types the
    projection folds; envelopes alone, without payload or metadata, for an
    `EnvelopeProjection`; nothing at all for a `DatabaseFold`, which PostgreSQL
-   folds with one statement per window; a `WriteBehind` projection's window is folded
-   while the window before is written, on a third connection, writes committing in
-   log order). Short, because a transaction that
+   folds with one statement per window). Short, because a transaction that
    holds a transaction id holds back the snapshot horizon of every reader of
    the log — the relay and the live runners. The plain indexes are built once the tables are
    full (one transaction each: a table of every deployment indexes in well
@@ -36,8 +34,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from typing import cast
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import asyncpg
 import msgspec
@@ -47,14 +44,7 @@ from shared.db import CONNECTION_ERRORS, LONG_CALL_S, unavailable_on_disconnect
 from shared.errors import ConfigError, Unavailable
 from shared.eventlog.position import START, LogPosition
 from shared.eventlog.store import EventStore, LogWindow, R, position_of
-from shared.events.base import RecordedEvent
-from shared.projections.base import (
-    DatabaseFold,
-    Projection,
-    WriteBehind,
-    check_projection,
-    event_tags,
-)
+from shared.projections.base import DatabaseFold, Projection, check_projection, event_tags
 from shared.projections.errors import ReplayInProgress
 from shared.projections.feed import feed_of
 from shared.projections.state import install, load_state, swap_generation
@@ -265,88 +255,18 @@ async def _fold(
         event_types=event_tags(projection),
     )
     folded = 0
-    async with (
-        contextlib.aclosing(_read_ahead(store, conn, read, position)) as windows,
-        _writer(store, conn, projection, tables) as write,
-    ):
+    async with contextlib.aclosing(_read_ahead(store, conn, read, position)) as windows:
         async for window in windows:
             if window.events:
-                await write(window.events)
+                async with conn.transaction():
+                    # The shadow tables are nobody's truth until the swap, which commits
+                    # durably: a crash before it leaves a generation the next replay drops,
+                    # so a batch need not wait for its WAL to reach the disk.
+                    await conn.execute("SET LOCAL synchronous_commit = off")
+                    await feed.apply(conn, window.events, tables)
             position = window.end
             folded += window.scanned
     return position, folded
-
-
-@contextlib.asynccontextmanager
-async def _writer(
-    store: EventStore,
-    conn: asyncpg.Connection,
-    projection: Projection,
-    tables: dict[str, str],
-) -> AsyncGenerator[Callable[[list[R]], Awaitable[None]], None]:
-    """`write(events)`: apply one window to `tables` in a transaction of its own on `conn`.
-
-    For a `WriteBehind` projection with a connection to spare, a window's write runs on
-    `conn` while the next window is folded (its stored rows read on a third connection,
-    those of the write in flight taken from it): PostgreSQL writes while Python folds.
-    Writes still commit one at a time, in log order: a window's write starts only once
-    the one before has committed, and its failure fails the next `write` (or the exit).
-    """
-    feed = feed_of(store, projection)
-
-    async def transaction(apply: Callable[[], Awaitable[None]]) -> None:
-        async with conn.transaction():
-            # The shadow tables are nobody's truth until the swap, which commits durably:
-            # a crash before it leaves a generation the next replay drops, so a batch need
-            # not wait for its WAL to reach the disk.
-            await conn.execute("SET LOCAL synchronous_commit = off")
-            await apply()
-
-    if not isinstance(projection, WriteBehind) or store.pool.get_max_size() < 3:
-
-        async def serial(events: list[R]) -> None:
-            await transaction(functools.partial(feed.apply, conn, events, tables))
-
-        yield serial
-        return
-    behind: WriteBehind = projection
-    in_flight: asyncio.Future[None] | None = None
-    unwritten: Mapping[str, object] = {}
-
-    async def committed() -> None:
-        nonlocal in_flight, unwritten
-        if in_flight is not None:
-            done, in_flight, unwritten = in_flight, None, {}
-            await done
-
-    async def write_behind(events: list[R]) -> None:
-        nonlocal in_flight, unwritten
-        events_ = cast(list[RecordedEvent], events)
-        batch = await behind.fold_batch(reader, events_, tables, unwritten)
-        await committed()
-        if batch is None:
-            await transaction(functools.partial(behind.apply_alone, conn, events_, tables))
-        elif batch.rows:
-            # No transaction of its own: BEGIN, the write and COMMIT are three round
-            # trips, and each would wait for the fold to let the event loop run. A shadow
-            # window needs no atomicity: any failure drops the whole generation.
-            in_flight = asyncio.ensure_future(behind.write_batch(conn, batch, tables))
-            unwritten = batch.rows
-            await asyncio.sleep(0)  # the write's statement goes out before the next fold
-
-    async with store.pool.acquire() as reader:
-        await conn.execute("SET synchronous_commit = off")  # as in `transaction`
-        try:
-            yield write_behind
-            await committed()
-        finally:
-            if in_flight is not None:
-                # Leaving on an error: the write in flight must end before `conn` is
-                # used again (the caller drops the generation on it).
-                in_flight.cancel()
-                await asyncio.gather(in_flight, return_exceptions=True)
-            with contextlib.suppress(asyncpg.PostgresError, *CONNECTION_ERRORS):
-                await conn.execute("RESET synchronous_commit")
 
 
 async def _fold_in_database(

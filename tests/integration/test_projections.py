@@ -39,7 +39,7 @@ from shared.projections import (
 )
 from shared.projections import runner as runner_module
 from shared.projections.applications import ApplicationsProjection
-from shared.projections.base import BatchWrite, check_projection, check_unique, event_tags
+from shared.projections.base import check_projection, check_unique, event_tags
 from shared.projections.deployments import DeploymentsProjection
 from shared.projections.stream_stats import StreamStatsProjection
 from shared.testing import wait_until
@@ -504,15 +504,14 @@ class WatchedDeployments(DeploymentsProjection):
         super().__init__()
         self.seen: list[str] = []
 
-    async def fold_batch(
+    async def apply_batch(
         self,
         conn: asyncpg.Connection,
         events: Sequence[RecordedEvent],
         tables: Mapping[str, str],
-        unwritten: Mapping[str, object],
-    ) -> BatchWrite:
+    ) -> None:
         self.seen += [event.event_type for event in events]
-        return await super().fold_batch(conn, events, tables, unwritten)
+        await super().apply_batch(conn, events, tables)
 
 
 async def test_a_replay_reads_only_its_event_types_yet_passes_over_the_whole_log(
