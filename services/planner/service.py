@@ -87,7 +87,7 @@ from services.planner.queue import lock_key
 from services.planner.sources import PlanSources, RepositoryRef
 from shared.aio import sleep_or_stop
 from shared.applications import Application
-from shared.consumer.handling import HandleAlone, first_in_transaction
+from shared.consumer.handling import HandleAlone, events_in_transaction, first_in_transaction
 from shared.db import CONNECTION_ERRORS
 from shared.errors import ConfigError, Rejected, SlipwayError, Unavailable
 from shared.eventlog import EventStore, deterministic_event_id
@@ -202,8 +202,7 @@ class Planner:
         # failed) still find theirs, and no older: the application may change meanwhile.
         self._prepared: dict[tuple[str, str], tuple[float, _Prepared]] = {}
         self._enqueued: dict[str, float] = {}
-        # The applications of the batch `prepare` saw last, and what its transaction holds.
-        self._batch_apps: frozenset[str] = frozenset()
+        # What the batch's transaction holds (its first handler takes it).
         self._held: _Held | None = None
         self.sources = PlanSources(
             store=store,
@@ -232,7 +231,6 @@ class Planner:
     async def prepare(self, events: Sequence[RecordedEvent]) -> None:
         """Before a batch's transaction: enqueue its triggers, and plan those at the head of
         an idle queue against the running commit (both read without locks)."""
-        self._batch_apps = frozenset(filter(None, map(ordering_key, events)))
         triggers = [e.event for e in events if isinstance(e.event, DeploymentTriggered)]
         fresh_after = time.monotonic() - _PREPARED_FOR_S
         self._prepared = {k: v for k, v in self._prepared.items() if v[0] > fresh_after}
@@ -317,8 +315,9 @@ class Planner:
         """
         if first_in_transaction():
             self._held = None
-            if app_id in self._batch_apps and len(self._batch_apps) > 1:
-                ordered = sorted(self._batch_apps)
+            batch_apps = set(filter(None, map(ordering_key, events_in_transaction())))
+            if app_id in batch_apps and len(batch_apps) > 1:
+                ordered = sorted(batch_apps)
                 await queues.lock_all(conn, ordered)
                 loaded = await queues.load_queues(conn, ordered)
                 self._held = _Held(conn, frozenset(ordered), loaded)

@@ -47,6 +47,7 @@ __all__ = [
     "Handled",
     "Handler",
     "HandlerFailed",
+    "events_in_transaction",
     "first_in_transaction",
     "handle_once",
     "logged_unhandled",
@@ -90,6 +91,19 @@ class HandleAlone(SlipwayError):
 _handled_before: ContextVar[int] = ContextVar("slipway_consumer_handled_before", default=0)
 
 
+_in_transaction: ContextVar[tuple[RecordedEvent, ...]] = ContextVar(
+    "slipway_consumer_in_transaction", default=()
+)
+
+
+def events_in_transaction() -> tuple[RecordedEvent, ...]:
+    """The events the consumer's current transaction handles, in order (empty outside one):
+    a handler that locks per key takes the locks of all of them at its first event. Asked
+    of the transaction rather than kept from `prepare`, because the consumer may prepare
+    the next batch while this one's transaction runs."""
+    return _in_transaction.get()
+
+
 def first_in_transaction() -> bool:
     """Whether no other event was handled before this one in the consumer's transaction
     (True outside a consumer: a sweep's own transaction is its own)."""
@@ -118,45 +132,68 @@ async def handle_once(
             if (why := _unlike_log(claimed, stored.get(claimed.event_id))) is not None
         }
         handled: dict[uuid.UUID, RecordedEvent] = {}
-        for index, (message, claimed) in enumerate(batch):
-            if (
-                claimed.event_id in seen
-                or claimed.event_id in forged
-                or claimed.event_id in handled
-            ):
-                continue
-            # The handler sees the stored event: the message body is only a claim.
-            event = store.decode_row(stored[claimed.event_id])
-            handled[event.event_id] = event
-            with (
-                bound_contextvars(
-                    event_id=str(event.event_id), stream_id=event.stream_id, consumer=consumer
-                ),
-                # Ends with the exception recorded if the handler raises.
-                tracer.start_as_current_span(
-                    f"{consumer} handle {event.event_type}",
-                    context=tracing.extract(message.headers),
-                    kind=trace.SpanKind.CONSUMER,
-                    attributes={
-                        "messaging.system": "nats",
-                        "messaging.destination.name": message.subject,
-                        "slipway.event_id": str(event.event_id),
-                        "slipway.event_type": event.event_type,
-                    },
-                ),
-            ):
-                before = _handled_before.set(len(handled) - 1)
-                try:
-                    await handler(event, conn)
-                except Exception as exc:
-                    raise HandlerFailed(index, exc) from exc
-                finally:
-                    _handled_before.reset(before)
+        to_handle = tuple(
+            claimed
+            for _, claimed in batch
+            if claimed.event_id not in seen and claimed.event_id not in forged
+        )
+        in_transaction = _in_transaction.set(to_handle)
+        try:
+            await _handle_each(
+                conn, batch, stored, seen, forged, handled, consumer, store, handler, tracer
+            )
+        finally:
+            _in_transaction.reset(in_transaction)
         # Recorded after the handlers, so the first handler's own append is this
         # transaction's first write (see the per-stream order guard in the store).
         if handled:
             await tables.record_handled(conn, consumer, list(handled))
     return handled, forged
+
+
+async def _handle_each(
+    conn: asyncpg.Connection,
+    batch: Sequence[tuple[Delivered, RecordedEvent]],
+    stored: dict[uuid.UUID, asyncpg.Record],
+    seen: set[uuid.UUID],
+    forged: dict[uuid.UUID, str],
+    handled: dict[uuid.UUID, RecordedEvent],
+    consumer: str,
+    store: EventStore,
+    handler: Handler,
+    tracer: trace.Tracer,
+) -> None:
+    """Run `handler` for each of `batch`'s events to handle, on `conn`, in order."""
+    for index, (message, claimed) in enumerate(batch):
+        if claimed.event_id in seen or claimed.event_id in forged or claimed.event_id in handled:
+            continue
+        # The handler sees the stored event: the message body is only a claim.
+        event = store.decode_row(stored[claimed.event_id])
+        handled[event.event_id] = event
+        with (
+            bound_contextvars(
+                event_id=str(event.event_id), stream_id=event.stream_id, consumer=consumer
+            ),
+            # Ends with the exception recorded if the handler raises.
+            tracer.start_as_current_span(
+                f"{consumer} handle {event.event_type}",
+                context=tracing.extract(message.headers),
+                kind=trace.SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "nats",
+                    "messaging.destination.name": message.subject,
+                    "slipway.event_id": str(event.event_id),
+                    "slipway.event_type": event.event_type,
+                },
+            ),
+        ):
+            before = _handled_before.set(len(handled) - 1)
+            try:
+                await handler(event, conn)
+            except Exception as exc:
+                raise HandlerFailed(index, exc) from exc
+            finally:
+                _handled_before.reset(before)
 
 
 async def logged_unhandled(
