@@ -295,6 +295,11 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return own, children
 
 
+def memory_of(bench: Bench) -> dict[str, dict[str, float]]:
+    """`memory_mb` of every replica of every service in `SERVICES`, by its key."""
+    return {key: memory_mb(bench.pid(key)) for name in SERVICES for key in bench.replicas(name)}
+
+
 def memory_mb(pid: int) -> dict[str, float]:
     """VmHWM (peak resident set) and VmRSS (resident now), in MiB."""
     found = {}
@@ -329,6 +334,8 @@ class Bench:
     """From `started` to the report: the planning wait is cut short to keep it."""
     setup_timeout_s: float = SETUP_TIMEOUT_S
     planned_timeout_s: float = PLANNED_TIMEOUT_S
+    planner_replicas: int = 1
+    """Planner processes (as pods): the NATS pull consumer shares the triggers among them."""
 
     @property
     def applications(self) -> int:
@@ -383,6 +390,15 @@ class Bench:
             return all(states)
 
         await self.wait_for(ready, what=f"{', '.join(names)} ready", timeout_s=self.setup_timeout_s)
+
+    def replicas(self, name: str) -> list[str]:
+        """The keys of service `name`'s running replicas in `services`: `name`, `name-1`, …"""
+        return [key for key in self.services if key == name or key.startswith(f"{name}-")]
+
+    def cpu_seconds(self, name: str) -> tuple[float, float]:
+        """CPU seconds of all of service `name`'s replicas so far: (their own, their git's)."""
+        times = [cpu_seconds(self.pid(key)) for key in self.replicas(name)]
+        return sum(t[0] for t in times), sum(t[1] for t in times)
 
     def pid(self, name: str) -> int:
         """The process id of service `name`."""
@@ -477,12 +493,15 @@ async def setup(bench: Bench, conn: asyncpg.Connection, store: EventStore) -> No
             git_cache_dir=str(bench.root / "cache-gitwatcher"),
             gitwatcher_webhook_port=str(bench.webhook_port),
         )
-        bench.start_service(
-            "planner",
-            control_config=str(config),
-            git_cache_dir=str(bench.root / "cache-planner"),
-        )
-        await bench.wait_ready("gitwatcher", "planner")
+        for replica in range(bench.planner_replicas):
+            bench.start_service(
+                "planner",
+                replica=replica,
+                control_config=str(config),
+                # A git cache of its own each, as pods have.
+                git_cache_dir=str(bench.root / f"cache-planner{f'-{replica}' if replica else ''}"),
+            )
+        await bench.wait_ready("gitwatcher", *bench.replicas("planner"))
 
     with phase(bench, "first_observation"):
 
@@ -706,7 +725,7 @@ async def measure_planning(
         )
     )
     result = Planning(pushes_s=perf_counter() - pushing)
-    before_cpu = {name: cpu_seconds(bench.pid(name)) for name in SERVICES}
+    before_cpu = {name: bench.cpu_seconds(name) for name in SERVICES}
     before_servers = bench.servers.cpu_seconds()
     before_machine, before_bench = machine_busy_seconds(), process_time()
     started, started_wall = perf_counter(), datetime.now(UTC)
@@ -731,7 +750,7 @@ async def measure_planning(
         bench.check_alive()
         await asyncio.sleep(COUNT_POLL_S)
     result.seconds = perf_counter() - started
-    after_cpu = {name: cpu_seconds(bench.pid(name)) for name in SERVICES}
+    after_cpu = {name: bench.cpu_seconds(name) for name in SERVICES}
     postgres, nats = (
         after - before
         for after, before in zip(bench.servers.cpu_seconds(), before_servers, strict=True)
@@ -817,7 +836,7 @@ async def run(bench: Bench) -> dict[str, Any]:
             with phase(bench, "planning"):
                 planning, mark, t0 = await measure_planning(bench, conn, session)
             bench.details |= await planning_details(conn, bench, mark, t0)
-        memory = {name: memory_mb(bench.pid(name)) for name in SERVICES}
+        memory = memory_of(bench)
         postgres_version = await conn.fetchval("SHOW server_version")
     finally:
         await pool.close()
@@ -855,6 +874,7 @@ def report(
         "webhook_commit_to_triggered_max_s": round(max(latencies), 3),
         "commit_to_all_planned_s": None if all_planned is None else round(all_planned, 2),
         "planned": planned,
+        "planner_replicas": bench.planner_replicas,
         "peak_rss_mb": {name: round(m["VmHWM"], 1) for name, m in memory.items()},
         "targets": {
             "webhook_commit_to_triggered_p95_s": {
@@ -911,12 +931,13 @@ NOTES: Final = {
     f"{COUNT_POLL_S * 1000:g} ms, each count reading only what was committed since the last, "
     "in the log's commit order); commit_to_all_triggered_s likewise for the triggers",
     "details": "planning_cpu_<service>: CPU seconds per second during the planning run; "
-    "python_cores = the service's process (1.0 = its event loop's ceiling), git_cores = the "
-    "git commands it ran; bench = this process (pushes, webhooks, counting); machine = every "
+    "python_cores = the service's process (1.0 = its event loop's ceiling; the sum over "
+    "its replicas for the planner_replicas planners), git_cores = the git commands it ran; "
+    "bench = this process (pushes, webhooks, counting); machine = every "
     "process, other tenants of the machine included (cpu_count is the ceiling); "
     "planner_plans_per_s from the first to the last plan's recorded_at; "
     "planning_cpu_ms_per_plan: each service's CPU (<service>_python, and _git for the "
-    "gitwatcher and the planner) and PostgreSQL's per plan, "
+    "gitwatcher and the planner; all replicas together) and PostgreSQL's per plan, "
     "the figure least skewed by other tenants",
     "rss": "peak_rss_mb is each service process's VmHWM at the end of the run (its own "
     "process, not the git commands it starts)",
@@ -965,18 +986,28 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--keep", metavar="DIR", help="work in DIR (new) and keep it: repositories, service logs"
     )
     parser.add_argument(
+        "--planner-replicas",
+        type=int,
+        default=1,
+        help="planner processes sharing the triggers (each its own git cache, as pods)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning"],
         help="the services' log level (info, as in production, by default)",
     )
     args = parser.parse_args(argv)
+    if args.planner_replicas < 1:
+        parser.error("--planner-replicas must be at least 1")
     quiet_logging()
     started = perf_counter()
     busy_before = busy_cores_before()
     starting = perf_counter()
     with running_servers() as servers, work_directory(args.keep) as root:
-        bench = Bench(servers, root, args.log_level, started=started)
+        bench = Bench(
+            servers, root, args.log_level, started=started, planner_replicas=args.planner_replicas
+        )
         bench.durations["servers"] = round(perf_counter() - starting, 2)
         try:
             result = asyncio.run(run(bench))

@@ -65,6 +65,9 @@ QUICK_SYNC_APPS: Final = 1_000
 # left the CPU idle. Two replicas, as a team running 1,000 applications would run them.
 QUICK_SYNC_REPLICAS: Final = 2
 QUICK_SYNC_SLOTS: Final = 32
+# At 10,000 applications one planner's event loop was the ceiling (0.72 of a core at 7 ms
+# of Python per plan) while the machine had a core to spare: two, as such a team would run.
+PLANNER_REPLICAS: Final = 2
 REQUESTS: Final = 100  # per route, one at a time, after WARM_UP
 WARM_UP: Final = 3
 ROUTE_BUDGET_S: Final = 15.0  # fewer requests for a route slower than that allows
@@ -160,7 +163,7 @@ async def gitops_at_scale(bench: Bench) -> dict[str, Any]:
             with phase(bench, "planning"):
                 planning, mark, t0 = await gitops.measure_planning(bench, conn, session)
             bench.details |= await gitops.planning_details(conn, bench, mark, t0)
-        memory = {name: memory_mb(bench.pid(name)) for name in gitops.SERVICES}
+        memory = gitops.memory_of(bench)
         version = await conn.fetchval("SHOW server_version")
     finally:
         await pool.close()
@@ -340,6 +343,7 @@ def report(
         "applications": size.applications,
         "commit_to_all_planned_s": planned_s,
         "planned": gitops_report["planned"],
+        "planner_replicas": gitops_report["planner_replicas"],
         "webhook_commit_to_triggered_p95_s": p95_s,
         quick_key: quick["seconds"],
         "rss_mb": rss,
@@ -435,11 +439,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=QUICK_SYNC_SLOTS,
         help="SLIPWAY_EXECUTOR_MAX_CONCURRENT of each (the service's default is 16)",
     )
+    parser.add_argument(
+        "--planner-replicas",
+        type=int,
+        default=PLANNER_REPLICAS,
+        help="planner processes sharing the triggers (each its own git cache, as pods)",
+    )
     args = parser.parse_args(argv)
     if args.apps_per_repository < 2 or args.apps_per_repository % 2:
         parser.error("--apps-per-repository must be even and at least 2 (dev and prd)")
-    if min(args.quick_sync_replicas, args.quick_sync_slots) < 1:
-        parser.error("--quick-sync-replicas and --quick-sync-slots must be at least 1")
+    if min(args.quick_sync_replicas, args.quick_sync_slots, args.planner_replicas) < 1:
+        parser.error(
+            "--quick-sync-replicas, --quick-sync-slots and --planner-replicas must be at least 1"
+        )
     if args.repositories < 1 or args.quick_sync_apps < 1 or args.history_events < 0:
         parser.error("sizes must be positive")
     size = Size(
@@ -475,6 +487,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             services_per_repository=size.apps_per_repository // 2,
             setup_timeout_s=wait_s,
             planned_timeout_s=wait_s,
+            planner_replicas=args.planner_replicas,
         )
     result = report(size, quick, both["gitops"], both["history"])
     result["duration_s"] = quick_durations | durations | {"total": round(perf_counter() - started)}
