@@ -705,6 +705,8 @@ class Planning:
     counts: dict[str, int] = field(default_factory=dict)
     cpu: dict[str, dict[str, float]] = field(default_factory=dict)
     cpu_ms_per_plan: dict[str, float] = field(default_factory=dict)
+    planner_cpu_s: dict[str, float] = field(default_factory=dict)
+    """Each planner replica's own CPU seconds in the run: whether they shared the work."""
     seconds: float = 0.0
 
 
@@ -726,6 +728,7 @@ async def measure_planning(
     )
     result = Planning(pushes_s=perf_counter() - pushing)
     before_cpu = {name: bench.cpu_seconds(name) for name in SERVICES}
+    before_planners = {key: cpu_seconds(bench.pid(key))[0] for key in bench.replicas("planner")}
     before_servers = bench.servers.cpu_seconds()
     before_machine, before_bench = machine_busy_seconds(), process_time()
     started, started_wall = perf_counter(), datetime.now(UTC)
@@ -751,6 +754,9 @@ async def measure_planning(
         await asyncio.sleep(COUNT_POLL_S)
     result.seconds = perf_counter() - started
     after_cpu = {name: bench.cpu_seconds(name) for name in SERVICES}
+    result.planner_cpu_s = {
+        key: cpu_seconds(bench.pid(key))[0] - before for key, before in before_planners.items()
+    }
     postgres, nats = (
         after - before
         for after, before in zip(bench.servers.cpu_seconds(), before_servers, strict=True)
@@ -866,6 +872,7 @@ def report(
         "rss_now_mb": {name: round(m["VmRSS"], 1) for name, m in memory.items()},
         **{f"planning_cpu_{who}": cores for who, cores in planning.cpu.items()},
         "planning_cpu_ms_per_plan": planning.cpu_ms_per_plan,
+        "planning_planner_cpu_s": planning.planner_cpu_s,
         **bench.details,
     }
     return {
@@ -938,6 +945,7 @@ NOTES: Final = {
     "planner_plans_per_s from the first to the last plan's recorded_at; "
     "planning_cpu_ms_per_plan: each service's CPU (<service>_python, and _git for the "
     "gitwatcher and the planner; all replicas together) and PostgreSQL's per plan, "
+    "planning_planner_cpu_s each planner replica's own CPU seconds in the run, "
     "the figure least skewed by other tenants",
     "rss": "peak_rss_mb is each service process's VmHWM at the end of the run (its own "
     "process, not the git commands it starts)",
