@@ -23,7 +23,6 @@ from shared.events.catalog import (
     ApplicationEnabled,
     ApplicationRegistered,
 )
-from shared.projections.memory import NOT_REMEMBERED, Remembering, ReplayMemory
 from shared.projections.rows import rows_json
 from shared.projections.single_table import SingleTableProjection
 from shared.syncstate import SYNC_EVENTS, SyncStatus, evolve
@@ -105,10 +104,6 @@ _ROW_EVENTS = (
     ApplicationConfigObserved,
 )
 
-# A replay remembers the sync states of at most this many applications (about a
-# kilobyte each); those of the others are read from its table each window.
-REMEMBERED_APPLICATIONS = 50_000
-
 _json = msgspec.json.Encoder()
 _sync = msgspec.json.Decoder(SyncStatus)
 
@@ -134,23 +129,6 @@ class ApplicationsProjection(SingleTableProjection):
     version = 6
     event_types = (*_ROW_EVENTS, *SYNC_EVENTS)
 
-    def __init__(self, name: str | None = None) -> None:
-        super().__init__(name)
-        # A replay's memory of the sync states it wrote, by the physical table it builds
-        # (None: the application has no row). The live tables are never remembered: other
-        # replicas write them too.
-        self._memories: dict[str, ReplayMemory[str, SyncStatus | None]] = {}
-
-    def remember_writes(self, tables: Mapping[str, str]) -> Remembering:
-        """Remember the sync states written to the replay's table: with thousands of
-        applications, reading and decoding them back each window was most of its cost."""
-        table = tables[self.name]
-        memory: ReplayMemory[str, SyncStatus | None] = ReplayMemory(
-            REMEMBERED_APPLICATIONS, on_close=lambda: self._memories.pop(table, None)
-        )
-        self._memories[table] = memory
-        return memory
-
     async def apply(
         self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]
     ) -> None:
@@ -172,7 +150,6 @@ class ApplicationsProjection(SingleTableProjection):
         # observed) goes as one pipelined `executemany`, not one round trip each.
         run: list[RecordedEvent] = []
         same: tuple[str, list[tuple[object, ...]]] | None = None
-        memory = self._memories.get(tables[self.name])
         for event in events:
             if isinstance(event.event, SYNC_EVENTS):
                 if same:
@@ -187,9 +164,6 @@ class ApplicationsProjection(SingleTableProjection):
                 await self._sync(conn, run, tables)
                 run = []
             template, arguments = statement
-            if memory is not None and template in (_REGISTER, _DELETE):
-                # The row appears (with an empty sync state) or goes: read it again.
-                memory.forget(str(arguments[0]))
             if same and same[0] is template:
                 same[1].append(arguments)
                 continue
@@ -206,25 +180,9 @@ class ApplicationsProjection(SingleTableProjection):
     ) -> None:
         """Fold `run` (sync events only) into the sync state of the applications it is about."""
         ids = sorted({_application_of(event) for event in run})
-        memory = self._memories.get(tables[self.name])
+        rows = await conn.fetch(self.sql(_SYNC_OF, tables), ids)
         # Applications without a row (not registered, or deleted) have nothing to show it on.
-        before: dict[str, SyncStatus] = {}
-        unknown = ids
-        if memory is not None:
-            unknown = []
-            for app in ids:
-                remembered = memory.get(app)
-                if remembered is NOT_REMEMBERED:
-                    unknown.append(app)
-                elif isinstance(remembered, SyncStatus):
-                    before[app] = remembered
-        if unknown:
-            rows = await conn.fetch(self.sql(_SYNC_OF, tables), unknown)
-            stored = {row["application_id"]: _decode_sync(row["sync"]) for row in rows}
-            before.update(stored)
-            if memory is not None:
-                for app in unknown:
-                    memory.put(app, stored.get(app))
+        before = {row["application_id"]: _decode_sync(row["sync"]) for row in rows}
         after = dict(before)
         for event in run:
             application_id = _application_of(event)
@@ -238,9 +196,6 @@ class ApplicationsProjection(SingleTableProjection):
                 self.sql(_SET_SYNC, tables),
                 rows_json([_SyncRow(app, after[app].state.value, after[app]) for app in changed]),
             )
-            if memory is not None:
-                for app in changed:
-                    memory.put(app, after[app])
 
 
 def _row_statement(event: RecordedEvent) -> tuple[str, tuple[object, ...]] | None:

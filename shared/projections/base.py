@@ -23,7 +23,6 @@ import asyncpg
 from shared.eventlog.position import LogPosition
 from shared.events.base import Event, RecordedEnvelope, RecordedEvent
 from shared.events.codec import tag_of
-from shared.projections.memory import NOTHING_REMEMBERED, Remembering
 
 # Physical tables are `<table>_g<generation>`; leaving 12 characters for the
 # suffix keeps them within PostgreSQL's 63-byte identifiers.
@@ -67,14 +66,6 @@ class Projection(abc.ABC):
         """Apply events in log order; override to write a whole batch in fewer statements."""
         for event in events:
             await self.apply(conn, event, tables)
-
-    def remember_writes(self, tables: Mapping[str, str]) -> Remembering:
-        """`replay` is about to fold into `tables`, which nobody else writes until its swap:
-        a projection that reads back rows it wrote may remember them across the replay's
-        transactions instead (`shared.projections.memory`). The replay tells the result
-        each transaction's outcome and closes it before the tables go live."""
-        del tables  # a projection that remembers keys its memory by the tables it builds
-        return NOTHING_REMEMBERED
 
 
 class EnvelopeProjection(Projection):

@@ -47,7 +47,6 @@ from shared.eventlog.store import EventStore, LogWindow, R, position_of
 from shared.projections.base import DatabaseFold, Projection, check_projection, event_tags
 from shared.projections.errors import ReplayInProgress
 from shared.projections.feed import feed_of
-from shared.projections.memory import Remembering
 from shared.projections.state import install, load_state, swap_generation
 from shared.projections.tables import (
     create_generation,
@@ -163,9 +162,8 @@ async def _rebuild(
     target = live.generation + 1
     async with conn.transaction():
         shadow, indexes = await create_generation(conn, projection, target, defer_indexes=True)
-    memory = projection.remember_writes(shadow)
     try:
-        position, folded = await _fold(conn, store, projection, shadow, START, batch_size, memory)
+        position, folded = await _fold(conn, store, projection, shadow, START, batch_size)
         for statement in [*indexes, *(f"ANALYZE {quote(t)}" for t in shadow.values())]:
             async with conn.transaction():
                 # Indexing a big table may take longer than a statement is allowed.
@@ -194,16 +192,13 @@ async def _rebuild(
                     await swap_generation(conn, projection, target, caught_up)
                     await drop_generation(conn, now.tables, now.generation)
             except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError) as exc:
-                memory.rollback()  # the catch-up's writes are gone with the transaction
                 if attempt == swap_attempts:
                     raise Unavailable(
                         f"replay of {projection.name!r}: could not swap generations in "
                         f"{swap_attempts} attempts ({exc}); readers or the runner hold locks"
                     ) from exc
                 log.warning("projection_swap_retry", projection=projection.name, error=str(exc))
-                position, more = await _fold(
-                    conn, store, projection, shadow, position, batch_size, memory
-                )
+                position, more = await _fold(conn, store, projection, shadow, position, batch_size)
                 folded += more
                 continue
             position, folded = caught_up, folded + more
@@ -214,9 +209,6 @@ async def _rebuild(
         with contextlib.suppress(asyncpg.PostgresError, *CONNECTION_ERRORS):
             await drop_generation(conn, projection.tables, target)
         raise
-    finally:
-        # The tables are live now (or dropped): the runner writes them from here on.
-        memory.close()
     seconds = time.perf_counter() - started
     log.info(
         "projection_replayed",
@@ -241,11 +233,9 @@ async def _fold(
     tables: dict[str, str],
     position: LogPosition,
     batch_size: int,
-    memory: Remembering,
 ) -> tuple[LogPosition, int]:
     """Fold committed events after `position` into `tables`, one transaction per window
     of `batch_size` events of the log; (where it stopped, how many events it passed).
-    `memory` is told whether each window's transaction committed.
 
     Stops at the horizon as it was when the fold began: writers that outpace the
     fold must not keep it chasing them. The rest is left to the swap's catch-up,
@@ -268,17 +258,12 @@ async def _fold(
     async with contextlib.aclosing(_read_ahead(store, conn, read, position)) as windows:
         async for window in windows:
             if window.events:
-                try:
-                    async with conn.transaction():
-                        # The shadow tables are nobody's truth until the swap, which commits
-                        # durably: a crash before it leaves a generation the next replay
-                        # drops, so a batch need not wait for its WAL to reach the disk.
-                        await conn.execute("SET LOCAL synchronous_commit = off")
-                        await feed.apply(conn, window.events, tables)
-                except BaseException:
-                    memory.rollback()
-                    raise
-                memory.commit()
+                async with conn.transaction():
+                    # The shadow tables are nobody's truth until the swap, which commits
+                    # durably: a crash before it leaves a generation the next replay drops,
+                    # so a batch need not wait for its WAL to reach the disk.
+                    await conn.execute("SET LOCAL synchronous_commit = off")
+                    await feed.apply(conn, window.events, tables)
             position = window.end
             folded += window.scanned
     return position, folded
