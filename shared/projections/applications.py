@@ -23,6 +23,7 @@ from shared.events.catalog import (
     ApplicationEnabled,
     ApplicationRegistered,
 )
+from shared.projections.rows import rows_json
 from shared.projections.single_table import SingleTableProjection
 from shared.syncstate import SYNC_EVENTS, SyncStatus, evolve
 
@@ -78,9 +79,11 @@ WHERE application_id = $1
 """
 
 _SYNC_OF = "SELECT application_id, sync FROM {table} WHERE application_id = ANY($1::text[])"
+# The changed rows as one JSON array (`shared.projections.rows`): asyncpg would check and
+# encode every element of three text arrays in Python.
 _SET_SYNC = """
-UPDATE {table} AS a SET sync_state = u.state, sync = u.sync::jsonb
-FROM unnest($1::text[], $2::text[], $3::text[]) AS u(application_id, state, sync)
+UPDATE {table} AS a SET sync_state = u.sync_state, sync = u.sync
+FROM json_populate_recordset(NULL::{table}, $1::json) AS u
 WHERE a.application_id = u.application_id
 """
 
@@ -105,6 +108,14 @@ _json = msgspec.json.Encoder()
 _sync = msgspec.json.Decoder(SyncStatus)
 
 
+class _SyncRow(msgspec.Struct, frozen=True):
+    """An application's sync columns, as `_SET_SYNC` reads them."""
+
+    application_id: str
+    sync_state: str
+    sync: SyncStatus
+
+
 class ApplicationsProjection(SingleTableProjection):
     """Applications with their repository, path, labels and whether they are disabled."""
 
@@ -122,41 +133,7 @@ class ApplicationsProjection(SingleTableProjection):
         self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]
     ) -> None:
         """Update the applications table for one event."""
-        match event.event:
-            case ApplicationRegistered() as registered:
-                await conn.execute(
-                    self.sql(_REGISTER, tables),
-                    registered.application_id,
-                    registered.name,
-                    registered.repository_id,
-                    registered.path,
-                    registered.config_filename,
-                    registered.platform_provider,
-                    _json.encode(dict(registered.labels)).decode(),
-                    event.recorded_at,
-                    event.global_position,
-                )
-            case ApplicationDisabled() | ApplicationEnabled() as changed:
-                await conn.execute(
-                    self.sql(_SET_DISABLED, tables),
-                    changed.application_id,
-                    event.recorded_at,
-                    event.global_position,
-                    isinstance(changed, ApplicationDisabled),
-                )
-            case ApplicationDeleted() as deleted:
-                await conn.execute(self.sql(_DELETE, tables), deleted.application_id)
-            case ApplicationConfigObserved() as observed:
-                await conn.execute(
-                    self.sql(_CONFIG_LABELS, tables),
-                    observed.application_id,
-                    _json.encode(dict(observed.labels)).decode(),
-                    observed.description,
-                )
-            case _ if isinstance(event.event, SYNC_EVENTS):
-                await self._sync(conn, [event], tables)
-            case _:
-                pass
+        await self.apply_batch(conn, [event], tables)
 
     async def apply_batch(
         self,
@@ -169,17 +146,32 @@ class ApplicationsProjection(SingleTableProjection):
         # and written in two statements, not two per event. Events this table ignores
         # (stages, analyses, notifications…) do not end a run: they change no row, and
         # ending the run at each would cost the two statements per deployment event again.
+        # A run of row events of one kind (a repository's registrations, its configs
+        # observed) goes as one pipelined `executemany`, not one round trip each.
         run: list[RecordedEvent] = []
+        same: tuple[str, list[tuple[object, ...]]] | None = None
         for event in events:
             if isinstance(event.event, SYNC_EVENTS):
+                if same:
+                    await conn.executemany(self.sql(same[0], tables), same[1])
+                    same = None
                 run.append(event)
                 continue
-            if not isinstance(event.event, _ROW_EVENTS):
+            statement = _row_statement(event)
+            if statement is None:
                 continue
             if run:
                 await self._sync(conn, run, tables)
                 run = []
-            await self.apply(conn, event, tables)
+            template, arguments = statement
+            if same and same[0] is template:
+                same[1].append(arguments)
+                continue
+            if same:
+                await conn.executemany(self.sql(same[0], tables), same[1])
+            same = (template, [arguments])
+        if same:
+            await conn.executemany(self.sql(same[0], tables), same[1])
         if run:
             await self._sync(conn, run, tables)
 
@@ -202,10 +194,43 @@ class ApplicationsProjection(SingleTableProjection):
         if changed:
             await conn.execute(
                 self.sql(_SET_SYNC, tables),
-                changed,
-                [after[app].state.value for app in changed],
-                [_json.encode(after[app]).decode() for app in changed],
+                rows_json([_SyncRow(app, after[app].state.value, after[app]) for app in changed]),
             )
+
+
+def _row_statement(event: RecordedEvent) -> tuple[str, tuple[object, ...]] | None:
+    """The statement (a template of this module) and arguments that write `event`'s change
+    to an application's row; None for an event that changes none but its sync state."""
+    match event.event:
+        case ApplicationRegistered() as registered:
+            return _REGISTER, (
+                registered.application_id,
+                registered.name,
+                registered.repository_id,
+                registered.path,
+                registered.config_filename,
+                registered.platform_provider,
+                _json.encode(dict(registered.labels)).decode(),
+                event.recorded_at,
+                event.global_position,
+            )
+        case ApplicationDisabled() | ApplicationEnabled() as changed:
+            return _SET_DISABLED, (
+                changed.application_id,
+                event.recorded_at,
+                event.global_position,
+                isinstance(changed, ApplicationDisabled),
+            )
+        case ApplicationDeleted() as deleted:
+            return _DELETE, (deleted.application_id,)
+        case ApplicationConfigObserved() as observed:
+            return _CONFIG_LABELS, (
+                observed.application_id,
+                _json.encode(dict(observed.labels)).decode(),
+                observed.description,
+            )
+        case _:
+            return None
 
 
 def _application_of(event: RecordedEvent) -> str:
