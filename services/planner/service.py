@@ -18,7 +18,8 @@ through `shared.eventlog.execute` with the `PLANNING` decider.
 
 Rooms: `decider.py` (pure), `queue.py` (the queue's cache in PostgreSQL and
 the per-application lock), `sources.py` (git, config and manifests into a
-plan), and this shell, which handles events and the retry sweep.
+plan), `prepared.py` (a batch's slow work before its transaction), and this
+shell, which handles events and the retry sweep.
 
 Git being unreachable is transient: on a trigger the handler raises, so the
 message is redelivered with back-off; when planning the next deployment after
@@ -33,27 +34,18 @@ commit horizon (readers wait only for transactions that have written); all
 appends and table updates come at the end, appends first.
 
 Batches: the consumer hands a fetched batch to `prepare` before its one
-transaction. `prepare` enqueues the batch's triggers in one statement (their
-places outlive any failed attempt, as above), reads their applications'
-queues and running commits without locks, and for each trigger that would be
-planned now makes its plan outside any transaction, several applications at
-once (one checkout per repository commit serves all its applications). In the
-transaction each event is handled as above, under its application's lock;
-a plan is taken from `prepare` only when it was made for the running commit
-read under the lock (the queue itself is decided again there); git found
-unreachable by `prepare` is waited out from there, as below, not asked again in
-the transaction. What was not prepared — the state moved meanwhile, a
-completion frees the next deployment — is planned in place when the event is
-first in its transaction,
-and otherwise raises `HandleAlone`, so its slow work gets a transaction of its
-own (`shared.consumer.handling`). The consumer sorts a batch by application,
-so replicas take the locks in one order.
+transaction; `prepared.py` does the batch's slow work there and keeps the
+plans for the handlers. In the transaction each event is handled as above,
+under its application's lock — the first handler takes the locks of all the
+transaction's applications in one statement, in application order, so
+replicas cannot deadlock — and a plan is taken from `prepare` only when it was
+made for the running commit read under the lock (the queue itself is decided
+again there).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,11 +75,11 @@ from services.planner.decider import (
     row_state,
     running_commit_of,
 )
+from services.planner.prepared import PreparedPlans
 from services.planner.queue import lock_key
 from services.planner.sources import PlanSources, RepositoryRef
 from shared.aio import sleep_or_stop
-from shared.applications import Application
-from shared.consumer.handling import HandleAlone, events_in_transaction, first_in_transaction
+from shared.consumer.handling import events_in_transaction, first_in_transaction
 from shared.db import CONNECTION_ERRORS
 from shared.errors import ConfigError, Rejected, SlipwayError, Unavailable
 from shared.eventlog import EventStore, deterministic_event_id
@@ -104,7 +96,7 @@ from shared.events.catalog import (
 from shared.events.streams import deployment_stream
 from shared.git import GitCache, GitError
 from shared.logs import get_logger
-from shared.planning import Plan, PlanError
+from shared.planning import PlanError
 from shared.redaction import redact
 
 # `RepositoryRef` (sources) and `lock_key` (queue) are re-exported where callers look.
@@ -141,17 +133,6 @@ class _Transient(SlipwayError):
     def __init__(self, cause: Unavailable) -> None:
         super().__init__(str(cause))
         self.cause = cause
-
-
-_PREPARED_FOR_S: Final = 30.0
-"""How long a plan made by `prepare` may be used (see `Planner._prepared`)."""
-
-_Sourced = tuple[Plan, Application, str, str]
-"""`PlanSources.plan`'s answer: the plan, the application, its repository id, its config."""
-_Prepared = _Sourced | PlanError | Rejected | ConfigError | Unavailable
-"""A plan made by `prepare`, or why the deployment cannot be planned (a decision too), or
-git being unreachable (the handler waits it out, or gives up, as when it meets it itself;
-the next `prepare` of the deployment tries git again)."""
 
 
 @dataclass(frozen=True)
@@ -195,13 +176,6 @@ class Planner:
         prepare_concurrency: int = 4,
     ) -> None:
         self.store = store
-        self.prepare_concurrency = prepare_concurrency
-        # What `prepare` did, for the handler: plans by (deployment, running commit assumed)
-        # and the triggers it enqueued, each with when (`time.monotonic()`). Kept for
-        # `_PREPARED_FOR_S`, so the events of a batch handled again (after one of them
-        # failed) still find theirs, and no older: the application may change meanwhile.
-        self._prepared: dict[tuple[str, str], tuple[float, _Prepared]] = {}
-        self._enqueued: dict[str, float] = {}
         # What the batch's transaction holds (its first handler takes it).
         self._held: _Held | None = None
         self.sources = PlanSources(
@@ -210,6 +184,9 @@ class Planner:
             repositories=repositories,
             control_config_path=control_config_path,
             platform_providers=platform_providers,
+        )
+        self.prepared = PreparedPlans(
+            store=store, sources=self.sources, clock=clock, concurrency=prepare_concurrency
         )
         self.give_up_after_s = give_up_after_s
         self.retry_interval_s = retry_interval_s
@@ -229,99 +206,8 @@ class Planner:
     # The consumer's prepare hook ----------------------------------------------------
 
     async def prepare(self, events: Sequence[RecordedEvent]) -> None:
-        """Before a batch's transaction: enqueue its triggers, and plan those at the head of
-        an idle queue against the running commit (both read without locks)."""
-        triggers = [e.event for e in events if isinstance(e.event, DeploymentTriggered)]
-        fresh_after = time.monotonic() - _PREPARED_FOR_S
-        self._prepared = {k: v for k, v in self._prepared.items() if v[0] > fresh_after}
-        self._enqueued = {k: at for k, at in self._enqueued.items() if at > fresh_after}
-        if not triggers:
-            return
-        await queues.enqueue_many(
-            self.store.pool,
-            [(t.deployment_id, t.application_id, t.commit_hash) for t in triggers],
-            self.clock(),
-        )
-        now = time.monotonic()
-        self._enqueued |= {trigger.deployment_id: now for trigger in triggers}
-        loaded = await queues.load_queues(
-            self.store.pool, dict.fromkeys(t.application_id for t in triggers)
-        )
-        slots = asyncio.Semaphore(self.prepare_concurrency)
-
-        async def prepare_one(trigger: DeploymentTriggered, running: str) -> None:
-            async with slots:
-                with structlog_bound(
-                    deployment_id=trigger.deployment_id, application_id=trigger.application_id
-                ):
-                    prepared = await self._prepare_plan(trigger, running)
-            if prepared is not None:
-                self._prepared[(trigger.deployment_id, running)] = (time.monotonic(), prepared)
-
-        made = self._fresh_plans()
-        to_plan = [
-            (trigger, loaded[trigger.application_id].running_commit)
-            for trigger in triggers
-            if (trigger.deployment_id, loaded[trigger.application_id].running_commit) not in made
-            and isinstance(
-                on_triggered(loaded[trigger.application_id].queue, trigger.deployment_id),
-                PlanNow,
-            )
-        ]
-        await asyncio.gather(*(prepare_one(trigger, running) for trigger, running in to_plan))
-        log.info("batch_prepared", triggers=len(triggers), **self._prepared_outcomes(to_plan))
-
-    def _prepared_outcomes(
-        self, planned: Sequence[tuple[DeploymentTriggered, str]]
-    ) -> dict[str, int]:
-        """How `prepare` left the plans it made: planned, failed (a decision too), git
-        unavailable, or not prepared (the handler plans those itself)."""
-        outcomes = dict.fromkeys(("planned", "failed", "unavailable", "not_prepared"), 0)
-        for trigger, running in planned:
-            made = self._prepared.get((trigger.deployment_id, running))
-            match made[1] if made is not None else None:
-                case None:
-                    outcomes["not_prepared"] += 1
-                case Unavailable():
-                    outcomes["unavailable"] += 1
-                case Exception():
-                    outcomes["failed"] += 1
-                case _:
-                    outcomes["planned"] += 1
-        return outcomes
-
-    async def _prepare_plan(self, trigger: DeploymentTriggered, running: str) -> _Prepared | None:
-        """The plan, or why there is none; None when the handler must try again itself."""
-        with _tracer.start_as_current_span("prepare plan") as span:
-            span.set_attribute("slipway.deployment_id", trigger.deployment_id)
-            try:
-                return await self.sources.plan(trigger, running)
-            except (PlanError, Rejected, ConfigError, Unavailable) as exc:
-                return exc
-            # A bug: the handler meets it again, and decides.
-            except Exception as exc:  # noqa: BLE001 - an optimisation only
-                log.info("plan_not_prepared", error=f"{type(exc).__name__}: {exc}")
-                return None
-
-    def _fresh_plans(self) -> set[tuple[str, str]]:
-        """The plans `prepare` need not make again: all it kept but git's failures."""
-        return {k for k, (_, made) in self._prepared.items() if not isinstance(made, Unavailable)}
-
-    async def _sources_plan(self, trigger: DeploymentTriggered, running: str) -> _Sourced:
-        """`sources.plan`, from `prepare` when it was made against `running`."""
-        made = self._prepared.get((trigger.deployment_id, running))
-        fresh = made is not None and made[0] > time.monotonic() - _PREPARED_FOR_S
-        prepared = made[1] if made is not None and fresh else None
-        if prepared is None:
-            if not first_in_transaction():
-                raise HandleAlone(
-                    f"deployment {trigger.deployment_id} was not prepared against running "
-                    f"commit {running[:12] or '(none)'}"
-                )
-            return await self.sources.plan(trigger, running)
-        if isinstance(prepared, Exception):
-            raise prepared
-        return prepared
+        """Before a batch's transaction: its slow work (`PreparedPlans.prepare`)."""
+        await self.prepared.prepare(events)
 
     async def _lock_and_load(self, conn: asyncpg.Connection, app_id: str) -> queues.LoadedQueue:
         """Take the application's lock and read its queue under it.
@@ -377,7 +263,7 @@ class Planner:
         deployment_id, app_id = trigger.deployment_id, trigger.application_id
         with structlog_bound(deployment_id=deployment_id, application_id=app_id):
             # Its own transaction: the place in the queue outlives a failed attempt.
-            if deployment_id not in self._enqueued:  # else `prepare` did it (a row stays)
+            if not self.prepared.enqueued(deployment_id):  # else `prepare` did (a row stays)
                 await queues.enqueue(
                     self.store.pool, deployment_id, app_id, trigger.commit_hash, self.clock()
                 )
@@ -511,7 +397,7 @@ class Planner:
         with _tracer.start_as_current_span("plan deployment") as span:
             span.set_attribute("slipway.deployment_id", deployment_id)
             try:
-                plan, app, repository_id, config_text = await self._sources_plan(trigger, running)
+                plan, app, repository_id, config_text = await self.prepared.plan(trigger, running)
             except (PlanError, Rejected, ConfigError) as exc:
                 reason = str(exc)
             except Unavailable as exc:
