@@ -26,7 +26,8 @@ transaction of its own, where it is first.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Protocol
 
@@ -104,6 +105,16 @@ def events_in_transaction() -> tuple[RecordedEvent, ...]:
     return _in_transaction.get()
 
 
+@contextmanager
+def _handling(events: tuple[RecordedEvent, ...]) -> Iterator[None]:
+    """`events_in_transaction()` answers `events` inside."""
+    token = _in_transaction.set(events)
+    try:
+        yield
+    finally:
+        _in_transaction.reset(token)
+
+
 def first_in_transaction() -> bool:
     """Whether no other event was handled before this one in the consumer's transaction
     (True outside a consumer: a sweep's own transaction is its own)."""
@@ -137,63 +148,46 @@ async def handle_once(
             for _, claimed in batch
             if claimed.event_id not in seen and claimed.event_id not in forged
         )
-        in_transaction = _in_transaction.set(to_handle)
-        try:
-            await _handle_each(
-                conn, batch, stored, seen, forged, handled, consumer, store, handler, tracer
-            )
-        finally:
-            _in_transaction.reset(in_transaction)
+        with _handling(to_handle):
+            for index, (message, claimed) in enumerate(batch):
+                if (
+                    claimed.event_id in seen
+                    or claimed.event_id in forged
+                    or claimed.event_id in handled
+                ):
+                    continue
+                # The handler sees the stored event: the message body is only a claim.
+                event = store.decode_row(stored[claimed.event_id])
+                handled[event.event_id] = event
+                with (
+                    bound_contextvars(
+                        event_id=str(event.event_id), stream_id=event.stream_id, consumer=consumer
+                    ),
+                    # Ends with the exception recorded if the handler raises.
+                    tracer.start_as_current_span(
+                        f"{consumer} handle {event.event_type}",
+                        context=tracing.extract(message.headers),
+                        kind=trace.SpanKind.CONSUMER,
+                        attributes={
+                            "messaging.system": "nats",
+                            "messaging.destination.name": message.subject,
+                            "slipway.event_id": str(event.event_id),
+                            "slipway.event_type": event.event_type,
+                        },
+                    ),
+                ):
+                    before = _handled_before.set(len(handled) - 1)
+                    try:
+                        await handler(event, conn)
+                    except Exception as exc:
+                        raise HandlerFailed(index, exc) from exc
+                    finally:
+                        _handled_before.reset(before)
         # Recorded after the handlers, so the first handler's own append is this
         # transaction's first write (see the per-stream order guard in the store).
         if handled:
             await tables.record_handled(conn, consumer, list(handled))
     return handled, forged
-
-
-async def _handle_each(
-    conn: asyncpg.Connection,
-    batch: Sequence[tuple[Delivered, RecordedEvent]],
-    stored: dict[uuid.UUID, asyncpg.Record],
-    seen: set[uuid.UUID],
-    forged: dict[uuid.UUID, str],
-    handled: dict[uuid.UUID, RecordedEvent],
-    consumer: str,
-    store: EventStore,
-    handler: Handler,
-    tracer: trace.Tracer,
-) -> None:
-    """Run `handler` for each of `batch`'s events to handle, on `conn`, in order."""
-    for index, (message, claimed) in enumerate(batch):
-        if claimed.event_id in seen or claimed.event_id in forged or claimed.event_id in handled:
-            continue
-        # The handler sees the stored event: the message body is only a claim.
-        event = store.decode_row(stored[claimed.event_id])
-        handled[event.event_id] = event
-        with (
-            bound_contextvars(
-                event_id=str(event.event_id), stream_id=event.stream_id, consumer=consumer
-            ),
-            # Ends with the exception recorded if the handler raises.
-            tracer.start_as_current_span(
-                f"{consumer} handle {event.event_type}",
-                context=tracing.extract(message.headers),
-                kind=trace.SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "nats",
-                    "messaging.destination.name": message.subject,
-                    "slipway.event_id": str(event.event_id),
-                    "slipway.event_type": event.event_type,
-                },
-            ),
-        ):
-            before = _handled_before.set(len(handled) - 1)
-            try:
-                await handler(event, conn)
-            except Exception as exc:
-                raise HandlerFailed(index, exc) from exc
-            finally:
-                _handled_before.reset(before)
 
 
 async def logged_unhandled(
