@@ -92,9 +92,8 @@ class Store:
         # namespace (a Deployment's ReplicaSets) must not walk the whole cluster.
         self._by_namespace: dict[TypeKey, dict[str, dict[str, Obj]]] = {}
         self._history: deque[Change] = deque(maxlen=history)
-        self._subscriptions: set[Subscription] = set()
-        # The same, by (type, namespace): a change wakes only the watches that can see it
-        # (a rollout watched in each of 1,000 namespaces must not wake the other 999).
+        # Watch subscriptions by (type, namespace): a change wakes only the watches that can
+        # see it (a rollout watched in each of 1,000 namespaces must not wake the other 999).
         self._watching: dict[tuple[TypeKey, str], set[Subscription]] = {}
         self._dependents: dict[str, set[ObjKey]] = {}
         self.listeners: list[Callable[[Change], None]] = []
@@ -319,17 +318,15 @@ class Store:
     def subscribe(self, rtype: ResourceType, namespace: str = "") -> Subscription:
         """A new watch subscription to changes of `rtype` (in `namespace` only, when given)."""
         sub = Subscription(rtype.key, namespace)
-        self._subscriptions.add(sub)
         self._watching.setdefault((rtype.key, namespace), set()).add(sub)
         return sub
 
     def subscribers(self) -> int:
         """How many watches are open (tests wait for a watch to be listening)."""
-        return len(self._subscriptions)
+        return sum(len(subs) for subs in self._watching.values())
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Stop delivering changes to `sub`."""
-        self._subscriptions.discard(sub)
         scope = (sub.key, sub.namespace)
         watching = self._watching.get(scope)
         if watching is not None:
@@ -348,8 +345,9 @@ class Store:
 
     def close(self) -> None:
         """End every watch: the server is stopping."""
-        for sub in self._subscriptions:
-            sub.queue.put_nowait(None)
+        for subs in self._watching.values():
+            for sub in subs:
+                sub.queue.put_nowait(None)
 
     def _type(self, key: TypeKey) -> ResourceType | None:
         return next((t for t in self.registry if t.key == key), None)
