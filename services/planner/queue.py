@@ -36,18 +36,10 @@ __all__ = [
     "try_lock",
 ]
 
-_ENQUEUE = """
-INSERT INTO planner_deployments (deployment_id, application_id, state, commit_hash,
-                                 planning_since)
-SELECT $1, $2, 'waiting', $3,
-       CASE WHEN EXISTS (SELECT 1 FROM planner_deployments
-                         WHERE application_id = $2 AND state IN ('waiting', 'active'))
-            THEN NULL ELSE $4::timestamptz END
-ON CONFLICT (deployment_id) DO NOTHING
-"""
-# `_ENQUEUE` for a batch's triggers, in their order: a trigger is the first in line
-# (`planning_since` set) when nothing of its application waits or runs, in the table
-# or earlier in this batch (rows one statement inserts are not visible to it).
+# Triggers take their places in line, in their order, once each (a redelivered trigger
+# keeps its place): a trigger is the first in line (`planning_since` set) when nothing of
+# its application waits or runs, in the table or earlier in this batch (rows one
+# statement inserts are not visible to it).
 _ENQUEUE_MANY = """
 INSERT INTO planner_deployments (deployment_id, application_id, state, commit_hash,
                                  planning_since)
@@ -67,17 +59,9 @@ FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
 ORDER BY t.ord
 ON CONFLICT (deployment_id) DO NOTHING
 """
-# The queue and the running commit in one round trip: a row per waiting or active
-# deployment, or one row of NULLs when there is none, each with the running commit.
-_QUEUE = """
-SELECT d.deployment_id, d.state, d.commit_hash, d.planning_since, r.running_commit
-FROM (SELECT $1::text AS application_id) app
-LEFT JOIN planner_deployments d
-  ON d.application_id = app.application_id AND d.state IN ('waiting', 'active')
-LEFT JOIN planner_applications r ON r.application_id = app.application_id
-ORDER BY d.seq
-"""
-# `_QUEUE` for several applications at once.
+# The queues and running commits of several applications in one round trip: a row per
+# waiting or active deployment, or one row of NULLs for an application with none, each
+# with its running commit.
 _QUEUES = """
 SELECT app.application_id, d.deployment_id, d.state, d.commit_hash, d.planning_since,
        r.running_commit
@@ -146,7 +130,7 @@ async def enqueue(
     pool: asyncpg.Pool, deployment_id: str, application_id: str, commit: str, now: datetime
 ) -> None:
     """The deployment takes its place in line (once: a redelivered trigger keeps its place)."""
-    await pool.execute(_ENQUEUE, deployment_id, application_id, commit, now)
+    await enqueue_many(pool, [(deployment_id, application_id, commit)], now)
 
 
 async def enqueue_many(
@@ -175,7 +159,7 @@ class LoadedQueue:
 
 async def load_queue(conn: asyncpg.Connection, app_id: str) -> LoadedQueue:
     """The application's queue, when the planner first tried each, and its running commit."""
-    return _loaded(app_id, await conn.fetch(_QUEUE, app_id))
+    return (await load_queues(conn, [app_id]))[app_id]
 
 
 async def load_queues(
