@@ -25,10 +25,6 @@ from shared.projections.tables import create_generation, physical_tables, point_
 _COLUMNS = "name, version, generation, tables, tx_id, position, rebuilt_at"
 _LOAD = f"SELECT {_COLUMNS} FROM projection_state WHERE name = $1"
 _LOAD_FOR_UPDATE = _LOAD + " FOR UPDATE"
-_SAVE_CHECKPOINT = """
-UPDATE projection_state SET tx_id = $2::xid8, position = $3, updated_at = clock_timestamp()
-WHERE name = $1
-"""
 _CLAIM = """
 INSERT INTO projection_state (name, version, generation, tables) VALUES ($1, $2, 1, $3)
 ON CONFLICT (name) DO NOTHING
@@ -90,7 +86,8 @@ async def lock_free_states(conn: asyncpg.Connection, names: Sequence[str]) -> li
 async def save_checkpoints(
     conn: asyncpg.Connection, checkpoints: Mapping[str, LogPosition]
 ) -> None:
-    """`save_checkpoint` for several projections in one statement."""
+    """Record how far several projections have applied the log, in one statement (in the
+    caller's transaction)."""
     names = list(checkpoints)
     await conn.execute(
         _SAVE_CHECKPOINTS,
@@ -113,7 +110,7 @@ def _state_of(row: asyncpg.Record) -> ProjectionState:
 
 async def save_checkpoint(conn: asyncpg.Connection, name: str, position: LogPosition) -> None:
     """Record how far a projection has applied the log (in the caller's transaction)."""
-    await conn.execute(_SAVE_CHECKPOINT, name, position.tx_id, position.global_position)
+    await save_checkpoints(conn, {name: position})
 
 
 async def install(conn: asyncpg.Connection, projection: Projection) -> ProjectionState:
