@@ -61,7 +61,7 @@ from shared.events.base import RecordedEvent
 from shared.logs import get_logger
 from shared.stream_folds import StreamFold
 
-__all__ = ["SNAPSHOT_EVERY", "StateRead", "pack", "read_state", "rebuild", "unpack"]
+__all__ = ["SNAPSHOT_EVERY", "StateRead", "pack", "read_state", "read_states", "rebuild", "unpack"]
 
 log = get_logger(__name__)
 
@@ -85,6 +85,18 @@ WHERE stream_id = $1 AND kind = $2 AND code_version = $3
   AND stream_version < $6::bigint
 ORDER BY stream_version DESC
 LIMIT 1
+"""
+
+# `_NEWEST` (unbounded) of several streams in one round trip: a row per stream that has one.
+_NEWEST_OF_STREAMS: Final = """
+SELECT s.stream_id, n.stream_version, n.global_position, n.recorded_at, n.state
+FROM unnest($1::text[]) AS s(stream_id)
+CROSS JOIN LATERAL (
+  SELECT stream_version, global_position, recorded_at, state FROM stream_snapshots
+  WHERE stream_id = s.stream_id AND kind = $2 AND code_version = $3
+  ORDER BY stream_version DESC
+  LIMIT 1
+) AS n
 """
 
 _WRITE: Final = """
@@ -163,6 +175,62 @@ async def read_state(
         read=folded.read,
         snapshot_version=start.version if start else -1,
     )
+
+
+async def read_states(
+    store: EventStore,
+    stream_ids: Iterable[str],
+    fold: StreamFold[S],
+    *,
+    every: int = SNAPSHOT_EVERY,
+) -> dict[str, StateRead[S]]:
+    """`read_state` (as of now) of each of `stream_ids`, in two round trips for all of them
+    (their newest snapshots, then the events after each) rather than two each: a batch of
+    short streams, as the planner reads the applications a push triggered.
+
+    A stream this cannot settle on its own is read by `read_state` alone: one whose tail
+    after its snapshot is `every` events or more (that read writes the snapshot the next
+    one starts from), or whose newest snapshot does not decode."""
+    if every < 1:
+        raise ValueError(f"every must be ≥ 1, not {every}")
+    wanted = list(dict.fromkeys(stream_ids))
+    if not wanted:
+        return {}
+    try:
+        rows = await store.pool.fetch(_NEWEST_OF_STREAMS, wanted, fold.kind, fold.code_version)
+    except CONNECTION_ERRORS as exc:
+        raise Unavailable(f"read {len(wanted)} streams: database connection lost: {exc}") from exc
+    starts: dict[str, _Snapshot[S] | None] = dict.fromkeys(wanted)
+    alone: list[str] = []
+    for row in rows:
+        snapshot = _decoded_row(store, row["stream_id"], fold, row)
+        if snapshot is None:
+            alone.append(row["stream_id"])
+            del starts[row["stream_id"]]
+        else:
+            starts[row["stream_id"]] = snapshot
+    tails = await store.read_streams_from(
+        {stream_id: start.version + 1 if start else 0 for stream_id, start in starts.items()},
+        limit=every,
+    )
+    states: dict[str, StateRead[S]] = {}
+    for stream_id, start in starts.items():
+        tail = tails[stream_id]
+        if len(tail) >= every:
+            alone.append(stream_id)  # long enough to keep a snapshot: `read_state` writes it
+            continue
+        folded = _Folded(stream_id, fold, start)
+        folded.add(tail)
+        states[stream_id] = StateRead(
+            state=folded.state,
+            version=folded.version,
+            events=(start.version + 1 if start else 0) + folded.read,
+            read=folded.read,
+            snapshot_version=start.version if start else -1,
+        )
+    for stream_id in alone:
+        states[stream_id] = await read_state(store, stream_id, fold, every=every)
+    return {stream_id: states[stream_id] for stream_id in wanted}
 
 
 class _Folded(Generic[S]):
@@ -266,26 +334,37 @@ async def _newest(
             raise Unavailable(f"read {stream_id!r}: database connection lost: {exc}") from exc
         if row is None:
             return None
-        key = (stream_id, fold.kind, row["stream_version"], fold.code_version)
-        decoded = _decoded(store)
-        state = decoded.get(key)
-        if state is None:
-            try:
-                json = zlib.decompress(row["state"])
-                state = fold.decode(json)
-            except (zlib.error, msgspec.DecodeError, msgspec.ValidationError) as exc:
-                # A cache, never the truth: skip it; the read passing its version writes it again.
-                log.warning(
-                    "snapshot_undecodable",
-                    stream_id=stream_id,
-                    kind=fold.kind,
-                    version=row["stream_version"],
-                    error=str(exc),
-                )
-                below = row["stream_version"]
-                continue
-            decoded.put(key, state, len(json))
-        return _Snapshot(state, row["stream_version"], row["global_position"], row["recorded_at"])
+        snapshot = _decoded_row(store, stream_id, fold, row)
+        if snapshot is None:
+            # A cache, never the truth: skip it; the read passing its version writes it again.
+            below = row["stream_version"]
+            continue
+        return snapshot
+
+
+def _decoded_row(
+    store: EventStore, stream_id: str, fold: StreamFold[S], row: asyncpg.Record
+) -> _Snapshot[S] | None:
+    """A snapshot row's state (decoded once per store: `_Decoded`); None, logged, when it
+    does not decode."""
+    key = (stream_id, fold.kind, row["stream_version"], fold.code_version)
+    decoded = _decoded(store)
+    state = decoded.get(key)
+    if state is None:
+        try:
+            json = zlib.decompress(row["state"])
+            state = fold.decode(json)
+        except (zlib.error, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning(
+                "snapshot_undecodable",
+                stream_id=stream_id,
+                kind=fold.kind,
+                version=row["stream_version"],
+                error=str(exc),
+            )
+            return None
+        decoded.put(key, state, len(json))
+    return _Snapshot(state, row["stream_version"], row["global_position"], row["recorded_at"])
 
 
 class _Decoded:

@@ -18,6 +18,8 @@ from datetime import datetime
 import asyncpg
 
 from services.planner.decider import AppQueue, RowState
+from shared.eventlog.store import NO_STREAM
+from shared.events.streams import application_stream
 
 __all__ = [
     "LoadedQueue",
@@ -61,11 +63,14 @@ ON CONFLICT (deployment_id) DO NOTHING
 """
 # The queues and running commits of several applications in one round trip: a row per
 # waiting or active deployment, or one row of NULLs for an application with none, each
-# with its running commit.
+# with its running commit and its `application-<id>` stream's version ($2), which says
+# whether a plan made before from the application as read then still stands.
 _QUEUES = """
 SELECT app.application_id, d.deployment_id, d.state, d.commit_hash, d.planning_since,
-       r.running_commit
-FROM unnest($1::text[]) AS app(application_id)
+       r.running_commit,
+       (SELECT e.stream_version FROM events e WHERE e.stream_id = app.stream_id
+        ORDER BY e.stream_version DESC LIMIT 1) AS app_version
+FROM unnest($1::text[], $2::text[]) AS app(application_id, stream_id)
 LEFT JOIN planner_deployments d
   ON d.application_id = app.application_id AND d.state IN ('waiting', 'active')
 LEFT JOIN planner_applications r ON r.application_id = app.application_id
@@ -155,6 +160,9 @@ class LoadedQueue:
     """When the planner first tried each deployment (None: not yet)."""
     running_commit: str
     """The application's running commit ("" before its first successful deployment)."""
+    app_version: int = NO_STREAM
+    """The version of the application's stream (`NO_STREAM`: none): a plan made from the
+    application read at another version is not used (`prepared.PreparedPlans.plan`)."""
 
 
 async def load_queue(conn: asyncpg.Connection, app_id: str) -> LoadedQueue:
@@ -167,7 +175,8 @@ async def load_queues(
 ) -> dict[str, LoadedQueue]:
     """`load_queue` of each application, in one query (no lock: an optimistic read)."""
     rows_of: dict[str, list[asyncpg.Record]] = {app_id: [] for app_id in app_ids}
-    for row in await conn.fetch(_QUEUES, list(rows_of)):
+    ids = list(rows_of)
+    for row in await conn.fetch(_QUEUES, ids, [application_stream(app_id) for app_id in ids]):
         rows_of[row["application_id"]].append(row)
     return {app_id: _loaded(app_id, rows) for app_id, rows in rows_of.items()}
 
@@ -177,7 +186,13 @@ def _loaded(app_id: str, rows: Sequence[asyncpg.Record]) -> LoadedQueue:
     waiting = tuple(r["deployment_id"] for r in rows if r["state"] == "waiting")
     since = {r["deployment_id"]: r["planning_since"] for r in rows if r["deployment_id"]}
     running = str(rows[0]["running_commit"] or "") if rows else ""
-    return LoadedQueue(AppQueue(app_id, active, waiting), since, running)
+    version = rows[0]["app_version"] if rows else None
+    return LoadedQueue(
+        AppQueue(app_id, active, waiting),
+        since,
+        running,
+        NO_STREAM if version is None else int(version),
+    )
 
 
 async def triggered_commit(conn: asyncpg.Connection, deployment_id: str) -> str:

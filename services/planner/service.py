@@ -280,14 +280,16 @@ class Planner:
                     try:
                         decided = await self._plan(
                             conn, writes, event, deployment_id, since, running,
-                            trigger=trigger,
+                            trigger=trigger, app_version=loaded.app_version,
                         )  # fmt: skip
                     except _Transient as exc:
                         # Redelivered with back-off; the deployment keeps its place meanwhile.
                         raise exc.cause from exc
                     if isinstance(decided, DeploymentPlanFailed):
                         queue = evolve_queue(queue, decided)
-                        await self._advance(conn, writes, event, queue, since, running)
+                        await self._advance(
+                            conn, writes, event, queue, since, running, loaded.app_version
+                        )
             await self._flush(conn, writes)
 
     async def _on_completed(
@@ -305,7 +307,9 @@ class Planner:
             log.info("deployment_completed", status=completed.status, next=next_to_plan(queue))
             # A success is the running commit now: the next plan is made against it.
             running = commit or loaded.running_commit
-            await self._advance(conn, writes, event, queue, loaded.since, running)
+            await self._advance(
+                conn, writes, event, queue, loaded.since, running, loaded.app_version
+            )
             await self._flush(conn, writes)
 
     # The retry sweep -------------------------------------------------------------------
@@ -344,8 +348,9 @@ class Planner:
                 return 0
             writes = _Writes()
             await self._advance(
-                conn, writes, None, loaded.queue, loaded.since, loaded.running_commit
-            )
+                conn, writes, None, loaded.queue, loaded.since, loaded.running_commit,
+                loaded.app_version,
+            )  # fmt: skip
             await self._flush(conn, writes)
         return 1
 
@@ -359,12 +364,16 @@ class Planner:
         queue: AppQueue,
         since: Mapping[str, datetime | None],
         running: str,
+        app_version: int,
     ) -> None:
         """Plan waiting deployments, oldest first, until one is planned or one must wait."""
         while (deployment_id := next_to_plan(queue)) is not None:
             with structlog_bound(deployment_id=deployment_id):
                 try:
-                    decided = await self._plan(conn, writes, cause, deployment_id, since, running)
+                    decided = await self._plan(
+                        conn, writes, cause, deployment_id, since, running,
+                        app_version=app_version,
+                    )  # fmt: skip
                 except _Transient as exc:
                     log.warning("plan_deferred", error=str(exc), retry_in_s=self.retry_interval_s)
                     writes.planning_since.append(deployment_id)
@@ -384,12 +393,14 @@ class Planner:
         running: str,
         *,
         trigger: DeploymentTriggered | None = None,
+        app_version: int,
     ) -> DeploymentPlanned | DeploymentPlanFailed:
         """Plan one deployment into `writes`: its plan, or why it failed.
 
         `trigger` is the deployment's trigger when the caller holds it (the event being
         handled, as the log stores it); otherwise it is read from the deployment's stream.
-        `running` is the application's running commit ("" before its first success).
+        `running` is the application's running commit ("" before its first success), and
+        `app_version` its stream's version, both read under the application's lock.
         Raises `_Transient` when waiting may help and the deadline has not passed.
         """
         if trigger is None or trigger.deployment_id != deployment_id:
@@ -397,7 +408,9 @@ class Planner:
         with _tracer.start_as_current_span("plan deployment") as span:
             span.set_attribute("slipway.deployment_id", deployment_id)
             try:
-                plan, app, repository_id, config_text = await self.prepared.plan(trigger, running)
+                plan, app, repository_id, config_text = await self.prepared.plan(
+                    trigger, running, app_version
+                )
             except (PlanError, Rejected, ConfigError) as exc:
                 reason = str(exc)
             except Unavailable as exc:

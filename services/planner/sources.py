@@ -9,11 +9,11 @@ unreachable is `Unavailable`, which the planner waits out for a while.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from services.planner.decider import trigger_info
-from shared.applications import Application
+from shared.applications import Application, RecordedApplication
 from shared.config.resource_routes import resource_router
 from shared.deploysource import (
     DeploySource,
@@ -29,10 +29,25 @@ from shared.git import GitCache, GitError, GitRepository
 from shared.planning import Plan, PlanError, make_plan
 from shared.planning.skip import skipped_stages, uses_skip_on
 from shared.redaction import redact
-from shared.snapshots import read_state
+from shared.snapshots import StateRead, read_state, read_states
 from shared.stream_folds import APPLICATION
 
-__all__ = ["PlanSources", "RepositoryRef"]
+__all__ = ["AppRead", "PlanSources", "RepositoryRef"]
+
+
+@dataclass(frozen=True)
+class AppRead:
+    """An application as read from its stream, and the stream's version it was read at: a
+    plan made from it stands only while the stream is still at that version."""
+
+    application: Application | None
+    """None when not registered (or deleted)."""
+    version: int
+    """The application stream's version read (`NO_STREAM`: no stream)."""
+
+
+def _app_read(read: StateRead[RecordedApplication]) -> AppRead:
+    return AppRead(read.state.application if read.state is not None else None, read.version)
 
 
 @dataclass(frozen=True)
@@ -63,18 +78,27 @@ class PlanSources:
         # provider answers fails at planning, before anything is applied. None: unchecked.
         self.platform_providers = platform_providers
 
+    async def applications(self, application_ids: Iterable[str]) -> dict[str, AppRead]:
+        """Each application as its stream says now, and the stream version that says so, in
+        two round trips for all of them (`shared.snapshots.read_states`): an application
+        synced often has a long stream, read from its snapshot."""
+        ids = list(application_ids)
+        read = await read_states(self.store, map(application_stream, ids), APPLICATION)
+        return {app_id: _app_read(read[application_stream(app_id)]) for app_id in ids}
+
     async def plan(
-        self, trigger: DeploymentTriggered, running: str
+        self, trigger: DeploymentTriggered, running: str, known: AppRead | None = None
     ) -> tuple[Plan, Application, str, str]:
         """(the plan, the application, its repository id, its config file's text) for
         `trigger`, `running` being the application's running commit ("" for its first
-        deployment)."""
-        # From its snapshot (`shared.snapshots`): an application synced often has a long
-        # stream. Read outside the planner's transaction, which reads committed data: the
-        # same application it would see.
-        app_stream = application_stream(trigger.application_id)
-        folded = (await read_state(self.store, app_stream, APPLICATION)).state
-        app = folded.application if folded is not None else None
+        deployment). `known` is the application as a batch read it (`applications`); without
+        it, it is read now."""
+        if known is None:
+            # Read outside the planner's transaction, which reads committed data: the
+            # same application it would see.
+            app_stream = application_stream(trigger.application_id)
+            known = _app_read(await read_state(self.store, app_stream, APPLICATION))
+        app = known.application
         if app is None:
             raise PlanError(
                 f"application {trigger.application_id} is not registered; register it with "
@@ -86,10 +110,10 @@ class PlanSources:
         ref = self.repositories.get(repository_id)
         if ref is None:
             where = f" ({self.control_config_path})" if self.control_config_path else ""
-            known = ", ".join(sorted(self.repositories)) or "none"
+            listed = ", ".join(sorted(self.repositories)) or "none"
             raise PlanError(
                 f"repository {repository_id!r} of application {app.name} is not in the control "
-                f"config{where}; add it under spec.repositories (known: {known})"
+                f"config{where}; add it under spec.repositories (known: {listed})"
             )
         repo = self.git.repository(ref.remote)
         target = await self._source(

@@ -23,6 +23,7 @@ from shared.events import vocabulary
 from shared.events.base import RecordedEvent
 from shared.events.catalog import (
     ApplicationAdopted,
+    ApplicationDisabled,
     ApplicationRegistered,
     DeploymentPlanFailed,
     DeploymentPlanned,
@@ -136,6 +137,44 @@ async def test_a_running_commit_moved_between_phases_is_planned_again_against_th
     for deployment_id in ("da", "db"):
         kinds = [e.event_type for e in await store.read_stream(f"deployment-{deployment_id}")]
         assert kinds == ["deployment_triggered", "deployment_planned"], kinds
+
+
+async def test_an_application_disabled_between_phases_is_not_planned_from_its_prepared_plan(
+    harness: Harness, backends: Backends, work: WorkRepo
+) -> None:
+    """`prepare` read app-b (one batch read) and planned it; before the transaction app-b
+    was disabled. The plan made from the application as read before is not used: app-b's
+    deployment fails as disabled (planned again, alone, from the application as it is
+    now); app-a's prepared plan stands."""
+    v1 = work.commit(seed_files("account"), "initial")
+    store = harness.store
+    await _register(store, "app-a", "account/dev")
+    await _register(store, "app-b", "account/prd")
+    await _trigger(store, "da", "app-a", v1)
+    await _trigger(store, "db", "app-b", v1)
+    disabled: list[bool] = []
+
+    async def disable() -> None:
+        if not disabled:  # as `slipway app disable` would, between the phases
+            disabled.append(True)
+            await store.append(
+                "application-app-b",
+                new_events([ApplicationDisabled(application_id="app-b")]),
+                expected_version=0,
+            )
+
+    batches = _recording_prepare(harness, disable)
+    async with running(harness.relay.run):
+        await _published(backends, 4)
+    async with running(*harness.components()):
+        plan_a = await wait_for_event(store, "da", DeploymentPlanned)
+        failed_b = await wait_for_event(store, "db", DeploymentPlanFailed)
+    assert batches[0] == ["da", "db"]
+    assert isinstance(plan_a, DeploymentPlanned)
+    assert isinstance(failed_b, DeploymentPlanFailed)
+    assert "application app-b is disabled" in failed_b.reason, failed_b.reason
+    assert harness.consumer.stats.handled_alone == 1
+    assert harness.consumer.stats.retried == 0
 
 
 async def test_an_adoption_earlier_in_the_batch_is_what_its_application_is_planned_against(
