@@ -29,7 +29,15 @@ from shared.events.catalog import (
     StageCompleted,
     StageStarted,
 )
-from shared.snapshots import SNAPSHOT_EVERY, pack, read_state, rebuild, unpack
+from shared.snapshots import (
+    SNAPSHOT_EVERY,
+    StateRead,
+    pack,
+    read_state,
+    read_states,
+    rebuild,
+    unpack,
+)
 from shared.stream_folds import APPLICATION, BY_CATEGORY, DEPLOYMENT, StreamFold
 from tests.support.api import api_key_for, auth_headers, served_api
 
@@ -348,3 +356,47 @@ async def test_a_store_decodes_a_snapshot_once_for_repeated_reads(
     assert CountingFold.decoded == 1 and reader.rows == 3 * 43  # the tail is read each time
     await read_state(counting(store), STREAM, fold)  # another store: a cache of its own
     assert CountingFold.decoded == 2
+
+
+async def test_a_batch_read_of_several_streams_equals_each_streams_own_read(
+    store: EventStore, long_stream: list[RecordedEvent]
+) -> None:
+    """`read_states`: a short stream, a missing one and the long one in one call. The long
+    one's tail is `every` events or more at first, so it is read alone (which keeps its
+    snapshot); then it comes from the snapshot and its 43 events after it with the others;
+    a corrupt snapshot sends it to `read_state` alone again; each equals its own fold."""
+    short = "deployment-short"
+    await store.append(short, new_events(_events()[:3]), expected_version=None)
+    short_events = await store.read_stream(short)
+    streams = [STREAM, short, "deployment-none"]
+    expected = {
+        STREAM: encoded(fold_history(D, long_stream)),
+        short: encoded(fold_history("short", short_events)),
+        "deployment-none": encoded(None),
+    }
+
+    async def read_all(reader: EventStore = store) -> dict[str, StateRead[Deployment]]:
+        read = await read_states(reader, streams, DEPLOYMENT)
+        assert list(read) == streams
+        assert {s: encoded(r.state) for s, r in read.items()} == expected
+        assert [r.version for r in read.values()] == [342, 2, -1]
+        return read
+
+    first = await read_all()
+    assert first[STREAM].snapshot_version == -1 and first[STREAM].read == 343
+    assert await snapshot_versions(store.pool) == [299]
+    second = await read_all()
+    assert (second[STREAM].snapshot_version, second[STREAM].read) == (299, 43)
+    await store.pool.execute(
+        "UPDATE stream_snapshots SET state = $2 WHERE stream_id = $1", STREAM, b"not zlib"
+    )
+    third = await read_all(counting(store))  # a store that has not decoded it before
+    assert third[STREAM].snapshot_version == -1  # the corrupt one skipped
+    # An event after the snapshot: the batch read's tail has it.
+    late = StageStarted(
+        deployment_id=D, stage_id="late", started_at=datetime(2026, 1, 2).astimezone()
+    )
+    await store.append(STREAM, new_events([late]), expected_version=342)
+    expected[STREAM] = encoded(fold_history(D, await store.read_stream(STREAM)))
+    read = await read_states(store, streams, DEPLOYMENT)
+    assert encoded(read[STREAM].state) == expected[STREAM] and read[STREAM].version == 343
