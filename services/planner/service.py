@@ -81,10 +81,11 @@ from services.planner.sources import PlanSources, RepositoryRef
 from shared.aio import sleep_or_stop
 from shared.consumer.handling import events_in_transaction, first_in_transaction
 from shared.db import CONNECTION_ERRORS
+from shared.deployments import Deployment
 from shared.errors import ConfigError, Rejected, SlipwayError, Unavailable
 from shared.eventlog import EventStore, deterministic_event_id
 from shared.eventlog.envelope import envelope
-from shared.eventlog.execute import execute
+from shared.eventlog.execute import Folded, execute
 from shared.events.base import Event, Metadata, RecordedEvent
 from shared.events.catalog import (
     ApplicationAdopted,
@@ -156,6 +157,10 @@ class _Writes:
     """Events of others that move the queue (a completion): the cache follows them too."""
     planning_since: list[str] = field(default_factory=list)
     running: list[tuple[str, str, str]] = field(default_factory=list)
+    known: dict[str, Folded[Deployment | None]] = field(default_factory=dict)
+    """Deployment streams as this handler already holds them whole (the trigger in hand, a
+    stream it read): their appends decide on these without reading them again (`execute`'s
+    `known`; the append's expected version checks it)."""
 
 
 class Planner:
@@ -270,6 +275,10 @@ class Planner:
             loaded = await self._lock_and_load(conn, app_id)
             queue, since, running = loaded.queue, loaded.since, loaded.running_commit
             writes = _Writes()
+            if event.stream_version == 0 and event.stream_id == deployment_stream(deployment_id):
+                # The stream's first event, in hand: what its append will expect to follow.
+                state = PLANNING.evolve(PLANNING.initial_state(), trigger)
+                writes.known[event.stream_id] = Folded(state, 0, event.global_position)
             match on_triggered(queue, deployment_id):
                 case Ignore(reason=reason):
                     log.info("trigger_ignored", reason=reason)
@@ -404,7 +413,7 @@ class Planner:
         Raises `_Transient` when waiting may help and the deadline has not passed.
         """
         if trigger is None or trigger.deployment_id != deployment_id:
-            trigger = await self._trigger_of(conn, deployment_id)
+            trigger = await self._trigger_of(conn, writes, deployment_id)
         with _tracer.start_as_current_span("plan deployment") as span:
             span.set_attribute("slipway.deployment_id", deployment_id)
             try:
@@ -454,14 +463,20 @@ class Planner:
         return failed
 
     async def _trigger_of(
-        self, conn: asyncpg.Connection, deployment_id: str
+        self, conn: asyncpg.Connection, writes: _Writes, deployment_id: str
     ) -> DeploymentTriggered:
+        """The deployment's trigger, read from its stream (which `writes` then knows)."""
         stream = deployment_stream(deployment_id)
         history = await self.store.read_stream(stream, conn=conn)
         trigger = next((e.event for e in history if isinstance(e.event, DeploymentTriggered)), None)
         if trigger is None:
             # Only a trigger puts a deployment in the queue; its stream must start with it.
             raise RuntimeError(f"{stream} has no DeploymentTriggered event")
+        state = PLANNING.initial_state()
+        for recorded in history:
+            state = PLANNING.evolve(state, recorded.event)
+        last = history[-1]
+        writes.known[stream] = Folded(state, last.stream_version, last.global_position)
         return trigger
 
     # Writing ---------------------------------------------------------------------------
@@ -487,17 +502,20 @@ class Planner:
             deployment_id = decision.deployment_id
             # Derived from what it answers, so a plan appended twice is stored once.
             event_id = deterministic_event_id(CONSUMER_NAME, what, deployment_id)
-            await execute(
+            stream = deployment_stream(deployment_id)
+            done = await execute(
                 self.store,
-                deployment_stream(deployment_id),
+                stream,
                 PLANNING,
                 decision,
                 metadata,
                 event_ids=_always(event_id),
+                known=writes.known.pop(stream, None),
                 conn=conn,
                 # In the consumer's transaction: a conflict fails it, and it is redelivered.
                 max_attempts=1,
             )
+            writes.known[stream] = done.after
         # The queue's cache follows the events (`row_state`), after the appends.
         for event in (*writes.observed, *(decision for _, _, decision in writes.decisions)):
             if (moved := row_state(event)) is not None:

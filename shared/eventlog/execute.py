@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 from shared.decider import Decider
-from shared.errors import ConcurrencyConflict
+from shared.errors import ConcurrencyConflict, Rejected
 from shared.eventlog.store import NO_STREAM
 from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
 from shared.ids import new_event_id
@@ -151,6 +151,7 @@ async def execute(
     event_ids: EventIds = _fresh,
     max_attempts: int = DEFAULT_ATTEMPTS,
     start: Folded[S] | None = None,
+    known: Folded[S] | None = None,
     conn: Any = None,
     on_conflict: Callable[[ConcurrencyConflict], None] | None = None,
 ) -> Executed[S]:
@@ -161,10 +162,32 @@ async def execute(
     re-reading what a kept snapshot already folded; after a conflict the
     stream is read again from there. With `conn` the round runs on the
     caller's connection (inside its transaction, if it opened one).
+
+    `known` is the whole stream as the caller already holds it (a consumer handling the
+    stream's only event): the first round decides on it without reading, and its append
+    expects the stream at `known.version`; when the stream has moved past that, nothing is
+    appended and the round runs again on the stream as read (not counted as an attempt:
+    no read was wrong, only an assumption). A decision to append nothing, or a rejection,
+    is made again on the stream as read too: no append's version check confirmed it.
     """
+    assumed = known
 
     async def attempt() -> Executed[S]:
-        before = await load(store, stream, decider, start=start, conn=conn)
+        nonlocal assumed
+        if assumed is not None:
+            before, assumed = assumed, None
+            try:
+                executed = await decided(before)
+            except ConcurrencyConflict:
+                log.info("known_state_stale", stream_id=stream, version=before.version)
+            except Rejected:
+                pass  # unchecked: no append tested the assumption; decided again as read
+            else:
+                if executed.appended:  # else, as a rejection, decided again as read
+                    return executed
+        return await decided(await load(store, stream, decider, start=start, conn=conn))
+
+    async def decided(before: Folded[S]) -> Executed[S]:
         events = tuple(decider.decide(before.state, command))
         if not events:
             return Executed(before, (), (), (), before)

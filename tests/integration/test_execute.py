@@ -239,3 +239,64 @@ async def test_a_stream_is_opened_once_by_its_first_event(any_store: StreamStore
             any_store, stream, OPENING, ApplicationEnabled(application_id=app), Metadata()
         )
     assert [h.event for h in await any_store.read_stream(stream)] == [first]
+
+
+class CountingReads:
+    """A store that counts `read_stream` calls."""
+
+    def __init__(self, store: Any) -> None:
+        self.store, self.reads = store, 0
+
+    async def read_stream(self, stream_id: str, **kwargs: Any) -> list[RecordedEvent]:
+        self.reads += 1
+        history: list[RecordedEvent] = await self.store.read_stream(stream_id, **kwargs)
+        return history
+
+    async def append(self, stream_id: str, events: Sequence[NewEvent], **kwargs: Any) -> Any:
+        return await self.store.append(stream_id, events, **kwargs)
+
+
+async def test_a_known_stream_is_decided_on_without_reading_it(any_store: StreamStore) -> None:
+    """`known`, right: no read; the append expects the known version."""
+    app, stream = _stream()
+    first = await execute(any_store, stream, SWITCH, Switch(app, disable=True), Metadata())
+    counting = CountingReads(any_store)
+    done = await execute(
+        counting, stream, SWITCH, Switch(app, disable=False), Metadata(), known=first.after
+    )
+    assert counting.reads == 0
+    assert done.before == first.after and done.after.version == 1 and done.after.state is False
+
+
+async def test_a_stale_known_stream_is_read_and_decided_on_as_it_is(
+    any_store: StreamStore,
+) -> None:
+    """`known` that the stream has moved past: the append at its version finds the stream
+    moved and writes nothing; the decision is made again on the stream as read. A decision
+    to write nothing, or a rejection, made on the assumption is made again as read too."""
+    app, stream = _stream()
+    await execute(any_store, stream, SWITCH, Switch(app, disable=True), Metadata())
+    unopened: Folded[bool | None] = Folded(None)  # as if the stream had no event yet
+    counting = CountingReads(any_store)
+    # Conflict: "disable" on the unopened stream would append at NO_STREAM; it is disabled.
+    done = await execute(
+        counting, stream, SWITCH, Switch(app, disable=True), Metadata(), known=unopened,
+        max_attempts=1,
+    )  # fmt: skip
+    assert counting.reads == 1 and done.events == () and done.before.version == 0
+    # Rejected on the assumption ("nothing to enable"): as read, it is enabled.
+    done = await execute(
+        counting, stream, SWITCH, Switch(app, disable=False), Metadata(), known=unopened
+    )
+    assert counting.reads == 2 and done.after.state is False and done.after.version == 1
+    # Nothing to do on the assumption (enabled already, it says): as read, it is disabled.
+    said_enabled = Folded(False, done.after.version - 1, 0)
+    await execute(any_store, stream, SWITCH, Switch(app, disable=True), Metadata())
+    done = await execute(
+        counting, stream, SWITCH, Switch(app, disable=False), Metadata(), known=said_enabled
+    )
+    assert counting.reads == 3 and done.after.state is False and done.after.version == 3
+    history = [h.event for h in await any_store.read_stream(stream)]
+    assert [type(e).__name__ for e in history] == [
+        "ApplicationDisabled", "ApplicationEnabled", "ApplicationDisabled", "ApplicationEnabled",
+    ]  # fmt: skip
