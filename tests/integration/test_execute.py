@@ -290,7 +290,7 @@ async def test_a_stale_known_stream_is_read_and_decided_on_as_it_is(
     )
     assert counting.reads == 2 and done.after.state is False and done.after.version == 1
     # Nothing to do on the assumption (enabled already, it says): as read, it is disabled.
-    said_enabled = Folded(False, done.after.version - 1, 0)
+    said_enabled: Folded[bool | None] = Folded(False, done.after.version - 1, 0)
     await execute(any_store, stream, SWITCH, Switch(app, disable=True), Metadata())
     done = await execute(
         counting, stream, SWITCH, Switch(app, disable=False), Metadata(), known=said_enabled
