@@ -40,7 +40,7 @@ from shared.config import (
     load_application_config,
     render_manifests_async,
 )
-from shared.config.repo_files import inside_repository
+from shared.config.repo_files import inside_repository, resolved_root
 from shared.config.secret_targets import (
     Reveal,
     check_no_placeholders,
@@ -193,7 +193,7 @@ def register_secrets(source: DeploySource) -> None:
 @contextmanager
 def _relative_to(tree: Path) -> Iterator[None]:
     """Rewrite paths inside the temporary checkout in any ConfigError to repository paths."""
-    prefixes = (f"{tree}/", f"{tree.resolve()}/")
+    prefixes = (f"{tree}/", f"{resolved_root(tree)}/")
 
     def strip(text: str) -> str:
         for prefix in prefixes:

@@ -18,12 +18,13 @@ Errors name the path relative to the repository, never the symlink's target
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 from shared.errors import ConfigError
 
-__all__ = ["check_tree", "inside_repository"]
+__all__ = ["check_tree", "inside_repository", "resolved_root"]
 
 
 def inside_repository(path: Path, root: Path, what: str) -> Path:
@@ -32,7 +33,7 @@ def inside_repository(path: Path, root: Path, what: str) -> Path:
     `what` names the file for the error: the field and the value that led to it.
     """
     resolved = _resolve(path, what)
-    if not resolved.is_relative_to(root.resolve()):
+    if not resolved.is_relative_to(resolved_root(root)):
         raise ConfigError(f"{what} {_OUTSIDE}")
     return resolved
 
@@ -44,7 +45,7 @@ def check_tree(directory: Path, root: Path, what: str) -> None:
     that stay inside (each real directory once, so symlink loops end), the way
     kustomize and helm will when they read it.
     """
-    real_root = root.resolve()
+    real_root = resolved_root(root)
     start = inside_repository(directory, root, what)
     seen: set[Path] = set()
     pending = [start]
@@ -68,6 +69,14 @@ def check_tree(directory: Path, root: Path, what: str) -> None:
                     pending.append(target)
             elif entry.is_dir(follow_symlinks=False):
                 pending.append(path)
+
+
+@functools.lru_cache(maxsize=16)
+def resolved_root(root: Path) -> Path:
+    """`root` resolved, remembered: a checkout's root is Slipway's own directory, which its
+    content cannot move, and every application of a push reads the same one (resolving it
+    each time was a visible share of loading a config)."""
+    return root.resolve()
 
 
 _OUTSIDE = (
