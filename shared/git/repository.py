@@ -70,6 +70,7 @@ class GitRepository:
         self.fetch_timeout_s = fetch_timeout_s
         self.share_checkouts = share_checkouts
         self._lock = asyncio.Lock()
+        self._cloned = False
         # Full commit hashes seen to exist here: a commit, once fetched, never changes.
         self._known_commits: OrderedDict[str, None] = OrderedDict()
         self._trees: dict[str, _SharedTree] = {}
@@ -80,8 +81,11 @@ class GitRepository:
 
     @property
     def cloned(self) -> bool:
-        """Whether the local mirror exists yet."""
-        return (self.path / "HEAD").is_file()
+        """Whether the local mirror exists yet (once seen, remembered: a clone is never
+        removed while its `GitCache` is in use, and the planner asks before every plan)."""
+        if not self._cloned:
+            self._cloned = (self.path / "HEAD").is_file()
+        return self._cloned
 
     async def _git(
         self,
