@@ -11,7 +11,7 @@ first tried to plan a deployment (a retried plan gives up after a while).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,6 +33,7 @@ __all__ = [
     "set_planning_since",
     "set_running",
     "set_state",
+    "set_states",
     "stalled",
     "triggered_commit",
     "try_lock",
@@ -80,6 +81,11 @@ _DEPLOYMENT = "SELECT state, commit_hash FROM planner_deployments WHERE deployme
 _SET_STATE = """
 UPDATE planner_deployments SET state = $2, updated_at = clock_timestamp()
 WHERE deployment_id = $1
+"""
+_SET_STATES = """
+UPDATE planner_deployments d SET state = m.state, updated_at = clock_timestamp()
+FROM unnest($1::text[], $2::text[]) AS m(deployment_id, state)
+WHERE d.deployment_id = m.deployment_id
 """
 _PLANNING_SINCE = """
 UPDATE planner_deployments
@@ -204,6 +210,16 @@ async def triggered_commit(conn: asyncpg.Connection, deployment_id: str) -> str:
 async def set_state(conn: asyncpg.Connection, deployment_id: str, state: RowState) -> None:
     """Move a deployment's queue row to `state`."""
     await conn.execute(_SET_STATE, deployment_id, state)
+
+
+async def set_states(conn: asyncpg.Connection, moves: Mapping[str, RowState]) -> None:
+    """`set_state` for several deployments, each to where it ends: those that end active
+    after the others (one statement each), as the one-active-per-application index checks
+    every row as it is written (a completion frees the place its successor takes)."""
+    for active in (False, True):
+        part = {d: state for d, state in moves.items() if (state == RowState.ACTIVE) is active}
+        if part:
+            await conn.execute(_SET_STATES, list(part), list(part.values()))
 
 
 async def set_planning_since(conn: asyncpg.Connection, deployment_id: str, now: datetime) -> None:

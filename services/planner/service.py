@@ -65,6 +65,7 @@ from services.planner.decider import (
     PlannerDecision,
     PlanNow,
     QueueBehind,
+    RowState,
     evolve_queue,
     gave_up,
     next_to_plan,
@@ -86,7 +87,7 @@ from shared.errors import ConfigError, Rejected, SlipwayError, Unavailable
 from shared.eventlog import EventStore, deterministic_event_id
 from shared.eventlog.envelope import envelope
 from shared.eventlog.execute import Folded, execute
-from shared.events.base import Event, Metadata, RecordedEvent
+from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
 from shared.events.catalog import (
     ApplicationAdopted,
     DeploymentCompleted,
@@ -148,7 +149,8 @@ class _Held:
 
 @dataclass
 class _Writes:
-    """What one transaction will write, collected while deciding and flushed at the end."""
+    """What one handler will write, collected while deciding and flushed at the end — with
+    the other handlers' of its transaction (`Planner._write`)."""
 
     decisions: list[tuple[Metadata, str, PlannerDecision]] = field(default_factory=list)
     """(envelope, what, event) for each deployment stream: recorded by `PLANNING`. The
@@ -183,6 +185,9 @@ class Planner:
         self.store = store
         # What the batch's transaction holds (its first handler takes it).
         self._held: _Held | None = None
+        # What the handlers of a transaction of several events decided, by connection,
+        # written together by its last handler (`_write`).
+        self._pending: dict[int, list[_Writes]] = {}
         self.sources = PlanSources(
             store=store,
             git=git,
@@ -236,12 +241,20 @@ class Planner:
                 return loaded_now
         else:
             await queues.lock(conn, app_id)
+        # What this transaction decided so far is written first: the queue read follows it.
+        await self._flush(conn, self._pending.pop(id(conn), []))
         return await queues.load_queue(conn, app_id)
 
     # The consumer's handler ---------------------------------------------------------
 
     async def handle(self, event: RecordedEvent, conn: asyncpg.Connection) -> None:
-        """Handle one event inside the consumer's transaction; raise to have it redelivered."""
+        """Handle one event inside the consumer's transaction; raise to have it redelivered.
+
+        In a transaction of several events, what each handler decides is written by the
+        last one's, all together (one statement for the appends, one for the queue rows);
+        a handler that raises rolls it all back, as before."""
+        if first_in_transaction():
+            self._pending.pop(id(conn), None)  # a rolled-back transaction's, if any
         match event.event:
             case DeploymentTriggered() as trigger:
                 await self._on_triggered(event, trigger, conn)
@@ -251,6 +264,16 @@ class Planner:
                 await self._on_adopted(adopted, conn)
             case _:
                 pass
+        if _last_in_transaction(event):
+            await self._flush(conn, self._pending.pop(id(conn), []))
+
+    async def _write(self, conn: asyncpg.Connection, writes: _Writes) -> None:
+        """Write `writes` now, or — in a consumer's transaction of several events — keep them
+        for its last event's handler, which writes the transaction's together (`handle`)."""
+        if len(events_in_transaction()) > 1:
+            self._pending.setdefault(id(conn), []).append(writes)
+        else:
+            await self._flush(conn, [writes])
 
     async def _on_adopted(self, adopted: ApplicationAdopted, conn: asyncpg.Connection) -> None:
         """What PipeCD left running is the running commit: the next deployment is planned
@@ -259,7 +282,8 @@ class Planner:
         with structlog_bound(application_id=app_id):
             # Locked as its batch's handlers lock, and its queue read (so not used after this).
             await self._lock_and_load(conn, app_id)
-            await queues.set_running(conn, app_id, adopted.running_commit_hash, "")
+            # Kept in order with the transaction's other writes (a completion before it).
+            await self._write(conn, _Writes(running=[(app_id, adopted.running_commit_hash, "")]))
             log.info("application_adopted", running_commit=adopted.running_commit_hash)
 
     async def _on_triggered(
@@ -299,7 +323,7 @@ class Planner:
                         await self._advance(
                             conn, writes, event, queue, since, running, loaded.app_version
                         )
-            await self._flush(conn, writes)
+            await self._write(conn, writes)
 
     async def _on_completed(
         self, event: RecordedEvent, completed: DeploymentCompleted, conn: asyncpg.Connection
@@ -319,7 +343,7 @@ class Planner:
             await self._advance(
                 conn, writes, event, queue, loaded.since, running, loaded.app_version
             )
-            await self._flush(conn, writes)
+            await self._write(conn, writes)
 
     # The retry sweep -------------------------------------------------------------------
 
@@ -360,7 +384,7 @@ class Planner:
                 conn, writes, None, loaded.queue, loaded.since, loaded.running_commit,
                 loaded.app_version,
             )  # fmt: skip
-            await self._flush(conn, writes)
+            await self._flush(conn, [writes])
         return 1
 
     # Planning --------------------------------------------------------------------------
@@ -497,38 +521,95 @@ class Planner:
             occurred_at=self.clock(),
         )
 
-    async def _flush(self, conn: asyncpg.Connection, writes: _Writes) -> None:
-        for metadata, what, decision in writes.decisions:
-            deployment_id = decision.deployment_id
-            # Derived from what it answers, so a plan appended twice is stored once.
-            event_id = deterministic_event_id(CONSUMER_NAME, what, deployment_id)
-            stream = deployment_stream(deployment_id)
-            done = await execute(
-                self.store,
-                stream,
-                PLANNING,
-                decision,
-                metadata,
-                event_ids=_always(event_id),
-                known=writes.known.pop(stream, None),
-                conn=conn,
-                # In the consumer's transaction: a conflict fails it, and it is redelivered.
-                max_attempts=1,
-            )
-            writes.known[stream] = done.after
-        # The queue's cache follows the events (`row_state`), after the appends.
-        for event in (*writes.observed, *(decision for _, _, decision in writes.decisions)):
-            if (moved := row_state(event)) is not None:
-                await queues.set_state(conn, *moved)
-        for deployment_id in writes.planning_since:
-            await queues.set_planning_since(conn, deployment_id, self.clock())
-        for app_id, commit, deployment_id in writes.running:
-            await queues.set_running(conn, app_id, commit, deployment_id)
+    async def _flush(self, conn: asyncpg.Connection, handlers: Sequence[_Writes]) -> None:
+        """Write what `handlers` (in their order) decided: the appends in one statement when
+        each can be decided on a stream already known (else one by one, reading the
+        streams as `execute` does), then the queue rows they move in one statement."""
+        decisions = [decision for writes in handlers for decision in writes.decisions]
+        known = {stream: state for writes in handlers for stream, state in writes.known.items()}
+        if decisions and not await self._append_together(conn, decisions, known):
+            for metadata, what, decision in decisions:
+                stream = deployment_stream(decision.deployment_id)
+                done = await execute(
+                    self.store,
+                    stream,
+                    PLANNING,
+                    decision,
+                    metadata,
+                    event_ids=_always(_decision_id(what, decision)),
+                    known=known.pop(stream, None),
+                    conn=conn,
+                    # In the consumer's transaction: a conflict fails it, and it is redelivered.
+                    max_attempts=1,
+                )
+                known[stream] = done.after
+        # The queue's cache follows the events (`row_state`), after the appends, in the
+        # order they were decided: each handler's observed events, then its decisions.
+        moves: dict[str, RowState] = {}
+        for writes in handlers:
+            for event in (*writes.observed, *(decision for _, _, decision in writes.decisions)):
+                if (moved := row_state(event)) is not None:
+                    moves.pop(moved[0], None)
+                    moves[moved[0]] = moved[1]
+        await queues.set_states(conn, moves)
+        for writes in handlers:
+            for deployment_id in writes.planning_since:
+                await queues.set_planning_since(conn, deployment_id, self.clock())
+            for app_id, commit, deployment_id in writes.running:
+                await queues.set_running(conn, app_id, commit, deployment_id)
+
+    async def _append_together(
+        self,
+        conn: asyncpg.Connection,
+        decisions: Sequence[tuple[Metadata, str, PlannerDecision]],
+        known: dict[str, Folded[Deployment | None]],
+    ) -> bool:
+        """The decisions' appends in one statement (`EventStore.append_together`), each
+        decided by `PLANNING` on its stream as known; False, having written nothing, when
+        one's stream is not known, `PLANNING` would not append it as known, or the append
+        finds a stream moved past what was known: the caller then appends each alone."""
+        appends: list[tuple[str, list[NewEvent], int]] = []
+        afters: list[tuple[str, Deployment | None, tuple[Event, ...]]] = []
+        for metadata, what, decision in decisions:
+            stream = deployment_stream(decision.deployment_id)
+            before = known.get(stream)
+            if before is None:
+                return False
+            try:
+                events = tuple(PLANNING.decide(before.state, decision))
+            except Rejected:
+                return False
+            if not events:
+                return False
+            event_id = _decision_id(what, decision)
+            new = [NewEvent(event=e, event_id=event_id, metadata=metadata) for e in events]
+            appends.append((stream, new, before.version))
+            afters.append((stream, before.state, events))
+        results = await self.store.append_together(appends, conn=conn)
+        if results is None:
+            return False
+        for (stream, state, events), result in zip(afters, results, strict=True):
+            for event in events:
+                state = PLANNING.evolve(state, event)
+            known[stream] = Folded(state, result.stream_versions[-1], result.global_positions[-1])
+        return True
 
     def _count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         if self._counter is not None:
             self._counter.labels(outcome).inc()
+
+
+def _last_in_transaction(event: RecordedEvent) -> bool:
+    """Whether `event` is the last the consumer's transaction handles (True outside one).
+    The consumer runs the handler once per event id, at its first delivery in the batch."""
+    ids = list(dict.fromkeys(e.event_id for e in events_in_transaction()))
+    return not ids or ids[-1] == event.event_id
+
+
+def _decision_id(what: str, decision: PlannerDecision) -> uuid.UUID:
+    """Derived from what it answers, so a plan appended twice is stored once."""
+    return deterministic_event_id(CONSUMER_NAME, what, decision.deployment_id)
 
 
 def _always(event_id: uuid.UUID) -> Callable[[int, Event], uuid.UUID]:

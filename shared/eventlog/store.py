@@ -89,15 +89,10 @@ runs alone, so that one stream held by a long transaction never stalls the other
 
 # `_APPEND` for several streams at once: $1/$2 one element per append (stream, expected
 # version), $3.. one element per event (its append's number, its place in that append).
-# `settings` is read before any row is produced, so the lock timeout is set before the
-# first insert can wait; `set_config(…, true)` lasts for this statement's transaction only.
-_APPEND_GROUP = """
-WITH settings AS MATERIALIZED (
-  SELECT set_config('lock_timeout', $10::text, true)
-), appended AS (
+_APPEND_GROUP_OF = """
+WITH {settings}appended AS (
   SELECT a.n, a.stream_id, coalesce(last.stream_version, -1) AS version
-  FROM settings,
-       unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS a(stream_id, expected, n)
+  FROM {settings_from}unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS a(stream_id, expected, n)
        LEFT JOIN LATERAL (
          SELECT stream_version, tx_id FROM events
          WHERE events.stream_id = a.stream_id ORDER BY stream_version DESC LIMIT 1
@@ -115,6 +110,17 @@ JOIN appended ON appended.n = e.n
 ORDER BY e.n, e.ord
 RETURNING global_position, stream_id, stream_version
 """
+# Group commit's: `settings` is read before any row is produced, so the lock timeout ($10)
+# is set before the first insert can wait; `set_config(…, true)` lasts for this statement's
+# transaction only.
+_APPEND_GROUP = _APPEND_GROUP_OF.format(
+    settings="settings AS MATERIALIZED (\n"
+    "  SELECT set_config('lock_timeout', $10::text, true)\n), ",
+    settings_from="settings, ",
+)
+# `append_together`'s, in the caller's transaction: no lock timeout of its own (it would
+# last for the rest of the caller's transaction), as `_APPEND` there.
+_APPEND_GROUP_IN_TRANSACTION = _APPEND_GROUP_OF.format(settings="", settings_from="")
 
 # `_APPEND` with `_APPEND_GROUP`'s lock timeout ($8), for a group of one: as cheap as
 # `_APPEND` (the group statement's arrays and sort cost a single writer about a millisecond).
@@ -356,6 +362,66 @@ class EventStore:
             return await self._append_on(conn, request)
         except CONNECTION_ERRORS as exc:
             raise _lost(stream_id, exc) from exc
+
+    async def append_together(
+        self,
+        appends: Sequence[tuple[str, Sequence[NewEvent], int | None]],
+        *,
+        conn: Connection,
+    ) -> list[AppendResult] | None:
+        """Several appends, each to its own stream, inside the caller's transaction (`conn`
+        must be in one) in one statement: all of them or none.
+
+        Each is checked as `append` checks it (`expected_version`, the per-stream order).
+        The results in order, or None when any of them would not land as asked — its
+        version check failed, an event id is stored already, another writer holds one of
+        its rows, two name one stream — and then nothing of them is written (a savepoint),
+        so the caller appends each on its own with `append`, which gives its exact outcome.
+        """
+        if not appends:
+            return []
+        if not conn.is_in_transaction():
+            raise ValueError("append_together runs in the caller's transaction")
+        requests = []
+        for stream_id, events, expected_version in appends:
+            check_stream_id(stream_id)
+            if not events:
+                raise ValueError("append needs at least one event")
+            if expected_version is not None and expected_version < NO_STREAM:
+                raise ValueError(f"expected_version must be ≥ {NO_STREAM} or ANY")
+            requests.append(self._encode(stream_id, events, expected_version))
+        if len({request.stream_id for request in requests}) < len(requests):
+            return None
+        savepoint = conn.transaction()
+        await savepoint.start()
+        try:
+            rows = await conn.fetch(_APPEND_GROUP_IN_TRANSACTION, *_group_args(requests))
+        except (
+            asyncpg.UniqueViolationError,
+            asyncpg.DeadlockDetectedError,
+            asyncpg.SerializationError,
+        ):
+            await savepoint.rollback()
+            return None
+        except CONNECTION_ERRORS as exc:
+            raise _lost(requests[0].stream_id, exc) from exc
+        landed: dict[str, list[asyncpg.Record]] = defaultdict(list)
+        for row in rows:
+            landed[row["stream_id"]].append(row)
+        if any(len(landed[r.stream_id]) != len(r.events) for r in requests):
+            await savepoint.rollback()  # one did not land: none of them stays
+            return None
+        await savepoint.commit()
+        results = []
+        for request in requests:
+            mine = sorted(landed[request.stream_id], key=lambda r: r["stream_version"])
+            results.append(
+                AppendResult(
+                    tuple(r["global_position"] for r in mine),
+                    tuple(r["stream_version"] for r in mine),
+                )
+            )
+        return results
 
     async def _append_alone(self, request: _Append) -> AppendResult:
         try:

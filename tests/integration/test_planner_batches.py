@@ -14,6 +14,7 @@ import pytest
 import structlog
 
 from services.planner import queue as queues
+from services.planner.decider import queued
 from services.planner.service import CONSUMER_NAME, Planner, RepositoryRef, ordering_key
 from shared import tracing
 from shared.consumer.handling import handle_once, logged_unhandled
@@ -175,6 +176,51 @@ async def test_an_application_disabled_between_phases_is_not_planned_from_its_pr
     assert "application app-b is disabled" in failed_b.reason, failed_b.reason
     assert harness.consumer.stats.handled_alone == 1
     assert harness.consumer.stats.retried == 0
+
+
+async def test_a_stream_moved_between_phases_is_appended_to_alone_as_read_and_the_rest_together(
+    harness: Harness, backends: Backends, work: WorkRepo
+) -> None:
+    """The batch's plans are appended in one statement, each decided on the trigger in hand.
+    Before the transaction, another writer recorded db's place in line (its stream moved
+    past the trigger): that statement writes nothing; each plan is appended alone, db's
+    decided on its stream as read (still pending: planned after the other's event), in the
+    same transaction, with no retry."""
+    v1 = work.commit(seed_files("account"), "initial")
+    store = harness.store
+    for app_id, env in (("app-a", "dev"), ("app-b", "prd"), ("app-c", "dev")):
+        await _register(store, app_id, f"account/{env}")
+    for deployment_id, app_id in (("da", "app-a"), ("db", "app-b"), ("dc", "app-c")):
+        await _trigger(store, deployment_id, app_id, v1)
+    moved: list[bool] = []
+
+    async def move() -> None:
+        if not moved:
+            moved.append(True)
+            [trigger] = await store.read_stream("deployment-db")
+            assert isinstance(trigger.event, DeploymentTriggered)
+            behind = queued(trigger.event, "someone-else")
+            await store.append("deployment-db", new_events([behind]), expected_version=0)
+
+    batches = _recording_prepare(harness, move)
+    async with running(harness.relay.run):
+        await _published(backends, 6)
+    async with running(*harness.components()):
+        for deployment_id in ("da", "db", "dc"):
+            await wait_for_event(store, deployment_id, DeploymentPlanned)
+    assert batches[0] == ["da", "db", "dc"]
+    assert (harness.consumer.stats.handled_alone, harness.consumer.stats.retried) == (0, 0)
+    kinds = {
+        deployment_id: [
+            e.event_type for e in await store.read_stream(f"deployment-{deployment_id}")
+        ]
+        for deployment_id in ("da", "db", "dc")
+    }
+    assert kinds == {
+        "da": ["deployment_triggered", "deployment_planned"],
+        "db": ["deployment_triggered", "deployment_queued", "deployment_planned"],
+        "dc": ["deployment_triggered", "deployment_planned"],
+    }
 
 
 async def test_an_adoption_earlier_in_the_batch_is_what_its_application_is_planned_against(
@@ -361,13 +407,14 @@ class _Delivery:
 
 
 # Eight triggers in one batch, each at the head of its queue. Before the transaction: the
-# log's rows with the inbox's word, the queue places and the queues (one each, for the whole
-# batch), and each application's state from its snapshot (two each, `shared.snapshots`): 19.
-# Then one transaction: BEGIN, the log's rows with the inbox's word, the eight locks and
-# queues (one each), and for each trigger its stream (the decider's fold), the append in
-# its savepoint (three) and its queue row (40); the inbox, COMMIT: 46. 65 in all, about 8
-# a plan, where one trigger alone takes 14 (`test_planner_round_trips.py`).
-STATEMENTS_FOR_A_BATCH_OF_8 = 65
+# log's rows with the inbox's word, the queue places, the queues and the applications'
+# newest snapshots and the events after them (one each, for the whole batch): 5. Then one
+# transaction: BEGIN, the log's rows with the inbox's word, the eight locks and queues (one
+# each), the eight appends in one statement in a savepoint (three: each decided on the
+# trigger in hand, no stream read), their queue rows (one), the inbox, COMMIT: 10. 15 in
+# all, about 2 a plan (it was 65 when each plan read its application and its stream and
+# appended alone), where one trigger alone takes 14 (`test_planner_round_trips.py`).
+STATEMENTS_FOR_A_BATCH_OF_8 = 15
 _INTROSPECTION = re.compile(r"typeinfo_tree|setting\('jit'\)|set_config\('jit'")
 
 
