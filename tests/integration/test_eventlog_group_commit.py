@@ -206,3 +206,33 @@ async def test_a_lone_append_waiting_on_a_lock_does_not_hold_up_the_appends_afte
     finally:
         await holder.close()
     assert [e.event_id for e in await store.read_stream(held)] != []
+
+
+async def test_appends_together_in_a_transaction_land_all_or_none(store: EventStore) -> None:
+    """`append_together`: several streams' appends in the caller's transaction in one
+    statement. When one would not land (a stale expected version, an event id stored
+    already, one stream twice) none does and the caller's transaction goes on; outside a
+    transaction it refuses."""
+    a, b, c = _stream(), _stream(), _stream()
+    first_b = _events("b")
+    await store.append(b, first_b, expected_version=NO_STREAM)
+    async with store.pool.acquire() as conn:
+        with pytest.raises(ValueError, match="transaction"):
+            await store.append_together([(a, _events("a"), NO_STREAM)], conn=conn)
+        async with conn.transaction():
+            stale = [(a, _events("a"), NO_STREAM), (b, _events("b2"), NO_STREAM)]
+            assert await store.append_together(stale, conn=conn) is None
+            retried = [(a, _events("a"), NO_STREAM), (c, first_b, NO_STREAM)]
+            assert await store.append_together(retried, conn=conn) is None
+            twice = [(a, _events("a"), NO_STREAM), (a, _events("a2"), None)]
+            assert await store.append_together(twice, conn=conn) is None
+            assert await store.read_stream(a, conn=conn) == []  # nothing of them stayed
+            landed = await store.append_together(
+                [(a, _events("a", 2), NO_STREAM), (b, _events("b3"), 0), (c, _events("c"), None)],
+                conn=conn,
+            )
+            assert landed is not None
+            assert [r.stream_versions for r in landed] == [(0, 1), (1,), (0,)]
+    assert [len(await store.read_stream(s)) for s in (a, b, c)] == [2, 2, 1]
+    positions = [p for r in landed for p in r.global_positions]
+    assert positions == sorted(positions)
