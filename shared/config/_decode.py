@@ -343,21 +343,23 @@ def _fold(value: Any, node: Located | None, tp: Any) -> Any:
     tp = _unwrap_known(tp, value)
     if _is_struct(tp) and isinstance(value, dict):
         fields = _fields(tp)
-        by_fold: dict[str, str] = {name.casefold(): name for name in fields}
+        by_fold = _names_by_fold(tp)
         out: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 out[key] = item
                 continue
             name: str = key if key in fields else by_fold.get(key.casefold(), key)
-            child = node.child(key) if node is not None else None
             if name != key and name in value:
                 name = key  # both spellings are written: leave it to the unknown-field error
-            elif name != key and node is not None and key in node.keys:
+            # Most of a config is strings and numbers: nothing below them to fold.
+            deeper = name in fields and not _is_leaf(fields[name])
+            child = node.child(key) if deeper and node is not None else None
+            if name != key and node is not None and key in node.keys:
                 node.keys[name] = node.keys.pop(key)
                 if isinstance(node.items, dict) and key in node.items:
                     node.items[name] = node.items.pop(key)
-            out[name] = _fold(item, child, fields[name]) if name in fields else item
+            out[name] = _fold(item, child, fields[name]) if deeper else item
         return out
     origin = get_origin(tp)
     if origin in (list, tuple) and isinstance(value, list):
@@ -374,6 +376,33 @@ def _fold(value: Any, node: Located | None, tp: Any) -> Any:
             for key, item in value.items()
         }
     return value
+
+
+@functools.cache
+def _names_by_fold(tp: type[msgspec.Struct]) -> dict[str, str]:
+    """A Struct's field names (as in a file) by their case-folded spelling."""
+    return {name.casefold(): name for name in _fields(tp)}
+
+
+def _is_leaf(tp: Any) -> bool:
+    """Whether `_fold` leaves any value at `tp` as it is: no Struct, list or dict can be in
+    it (a type it cannot tell, unhashable, is not)."""
+    try:
+        return _leaf_type(tp)
+    except TypeError:
+        return False
+
+
+@functools.cache
+def _leaf_type(tp: Any) -> bool:
+    origin = get_origin(tp)
+    if origin is Annotated:
+        return _leaf_type(get_args(tp)[0])
+    if origin is Union or origin is types.UnionType:
+        return all(_leaf_type(member) for member in get_args(tp))
+    if origin in (list, tuple, dict):
+        return False
+    return not _is_struct(tp)
 
 
 def _unwrap_known(tp: Any, value: Any) -> Any:

@@ -652,3 +652,9 @@ def test_path_rule(tmp_path: Path, outside: Outside) -> None:
     os.symlink(outside.root, repo / "a" / "b" / "host")
     with pytest.raises(ConfigError, match="a/b/host points outside the repository"):
         check_tree(repo / "a", repo, "x")
+    # A symlinked directory on the way out, below the root; plain and missing paths resolve
+    # as `Path.resolve` resolves them.
+    with pytest.raises(ConfigError, match="points outside the repository"):
+        inside_repository(repo / "a" / "b" / "host" / "token", repo, "x")
+    for plain in (repo / "a" / "b" / "f.yaml", repo / "a" / "missing" / "f.yaml"):
+        assert inside_repository(plain, repo, "x") == plain.resolve()
