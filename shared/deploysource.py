@@ -40,7 +40,7 @@ from shared.config import (
     load_application_config,
     render_manifests_async,
 )
-from shared.config.repo_files import inside_repository, resolved_root
+from shared.config.repo_files import inside_repository, resolved_root, unchanging
 from shared.config.secret_targets import (
     Reveal,
     check_no_placeholders,
@@ -136,7 +136,8 @@ async def load_deploy_source(
     """
     config_path = config_path_of(app_path, config_filename)
     async with repo.read_only_checkout(commit) as tree:
-        with _relative_to(tree):
+        # Only read while held: what is read of it (`.pipe/` templates) may be remembered.
+        with _relative_to(tree), unchanging(tree):
             file = tree / config_path
             if not file.is_file():
                 raise ConfigFileError(

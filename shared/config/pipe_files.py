@@ -22,7 +22,7 @@ from shared.config.discovery import SHARED_DIR, shared_files
 from shared.config.documents import check_header, open_document
 from shared.config.errors import ConfigWarning
 from shared.config.event_watcher import EventWatcherSpec
-from shared.config.repo_files import inside_repository
+from shared.config.repo_files import inside_repository, unchanged_since
 from shared.errors import ConfigError
 
 __all__ = [
@@ -137,7 +137,13 @@ _LOADED_LOCK: Final = threading.Lock()  # the analysis service loads them in thr
 
 def _files_key(repo_root: Path) -> tuple[str, tuple[tuple[str, bytes], ...]] | None:
     """What the templates are loaded from: the root, and each `.pipe/` file's path and bytes
-    (None when one cannot be read or leads outside: loading them says why)."""
+    (None when one cannot be read or leads outside: loading them says why). A root declared
+    unchanging (`repo_files.unchanging`: a commit's checkout the planner reads every
+    application of a push from) is named by its stretch instead of its files' bytes, which
+    need not be listed and read again for each application."""
+    stretch = unchanged_since(repo_root)
+    if stretch is not None:
+        return str(repo_root), (("unchanging", str(stretch).encode()),)
     files = []
     try:
         for path in shared_files(repo_root / SHARED_DIR):

@@ -11,6 +11,9 @@ Symlinks that stay inside the repository are fine.
 - `inside_repository(path, root, what)`: the resolved path, or a `ConfigError`.
 - `check_tree(directory, root, what)`: every symlink reachable from a directory
   a tool will read by itself (kustomize and helm follow symlinks) stays inside.
+- `unchanging(root)`: while inside, nobody writes under `root` (a commit's
+  checkout that only readers hold), so what is read from it may be remembered by
+  the root alone (`unchanged_since(root)` names that stretch of time).
 
 Errors name the path relative to the repository, never the symlink's target
 (it may itself say something about the host).
@@ -19,13 +22,16 @@ Errors name the path relative to the repository, never the symlink's target
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from shared.errors import ConfigError
 
-__all__ = ["check_tree", "inside_repository", "resolved_root"]
+__all__ = ["check_tree", "inside_repository", "resolved_root", "unchanged_since", "unchanging"]
 
 
 def inside_repository(path: Path, root: Path, what: str) -> Path:
@@ -106,6 +112,32 @@ def resolved_root(root: Path) -> Path:
     content cannot move, and every application of a push reads the same one (resolving it
     each time was a visible share of loading a config)."""
     return root.resolve()
+
+
+_UNCHANGING: dict[str, list[int]] = {}  # root → [the stretch's number, its holders]
+_STRETCHES = itertools.count(1)
+
+
+@contextmanager
+def unchanging(root: Path) -> Iterator[None]:
+    """Declare that nothing under `root` changes while inside (nested and concurrent holders
+    share one stretch, which ends with the last of them)."""
+    key = str(root)
+    held = _UNCHANGING.setdefault(key, [next(_STRETCHES), 0])
+    held[1] += 1
+    try:
+        yield
+    finally:
+        held[1] -= 1
+        if held[1] == 0 and _UNCHANGING.get(key) is held:
+            del _UNCHANGING[key]
+
+
+def unchanged_since(root: Path) -> int | None:
+    """The number of the stretch `root` is declared unchanging in (a new one each time it
+    starts), or None when it is not: a memo of what was read under it may use this."""
+    held = _UNCHANGING.get(str(root))
+    return held[0] if held is not None else None
 
 
 _OUTSIDE = (

@@ -8,6 +8,7 @@ import pytest
 
 from shared.config import pipe_files
 from shared.config.analysis import AnalysisTemplateSpec
+from shared.config.repo_files import unchanged_since, unchanging
 from shared.errors import ConfigError
 
 TEMPLATE = """\
@@ -79,3 +80,29 @@ def test_a_symlink_out_of_the_repository_is_refused_after_a_good_load(tmp_path: 
     (root / ".pipe" / "evil.yaml").symlink_to(outside)
     with pytest.raises(ConfigError, match=r"evil\.yaml"):
         pipe_files.load_analysis_templates(root)
+
+
+def test_an_unchanging_checkout_is_read_once_per_stretch(
+    tmp_path: Path, parses: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a root is declared unchanging (a commit's checkout the planner holds), its
+    templates are listed and read once, not again for every application; a new stretch (a
+    new checkout at the same path) and a root not declared are read as they are."""
+    root = repository(tmp_path / "checkout", "error_rate")
+    listed: list[Path] = []
+    shared_files = pipe_files.shared_files
+
+    def listing(directory: Path) -> list[Path]:
+        listed.append(directory)
+        return shared_files(directory)
+
+    monkeypatch.setattr(pipe_files, "shared_files", listing)
+    with unchanging(root), unchanging(root):  # two readers of one checkout
+        for _ in range(3):
+            assert list(pipe_files.load_analysis_templates(root).metrics) == ["error_rate"]
+    assert len(listed) == 1 and parses == [root]
+    (root / ".pipe" / "analysis.yaml").write_text(TEMPLATE.format(name="latency"))
+    with unchanging(root):
+        assert list(pipe_files.load_analysis_templates(root).metrics) == ["latency"]
+    assert list(pipe_files.load_analysis_templates(root).metrics) == ["latency"]
+    assert unchanged_since(root) is None
