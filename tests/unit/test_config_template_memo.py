@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import pipe_files
+from shared.config import discovery, pipe_files
 from shared.config.analysis import AnalysisTemplateSpec
 from shared.config.repo_files import unchanged_since, unchanging
 from shared.errors import ConfigError
@@ -90,7 +90,7 @@ def test_an_unchanging_checkout_is_read_once_per_stretch(
     new checkout at the same path) and a root not declared are read as they are."""
     root = repository(tmp_path / "checkout", "error_rate")
     listed: list[Path] = []
-    shared_files = pipe_files.shared_files
+    shared_files = discovery.shared_files
 
     def listing(directory: Path) -> list[Path]:
         listed.append(directory)
