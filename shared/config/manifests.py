@@ -118,8 +118,14 @@ def render_manifests(
 async def render_manifests_async(
     app_dir: Path, config: ApplicationConfig, *, repo_root: Path | None = None
 ) -> list[Manifest]:
-    """`render_manifests` off the event loop (it may run kustomize or helm)."""
-    return await asyncio.to_thread(render_manifests, app_dir, config, repo_root=repo_root)
+    """`render_manifests`, off the event loop when it runs kustomize or helm (a tool's
+    process may take seconds). Plain manifest files are read and parsed on the loop: a
+    thread's hand-off (and the GIL passed back and forth while it parses) cost the planner
+    more CPU than parsing a few files, and nothing else waits on that thread anyway."""
+    renderer = _Renderer(app_dir, config, repo_root)
+    if renderer.runs_a_tool():
+        return await asyncio.to_thread(renderer.render)
+    return renderer.render()
 
 
 class _Renderer:
@@ -129,14 +135,21 @@ class _Renderer:
         self.root = (repo_root or app_dir).resolve()
         self.input = config.spec.input
 
+    def runs_a_tool(self) -> bool:
+        """Whether rendering runs helm or kustomize (else it reads plain files)."""
+        return self.input.helm_chart is not None or self._kustomized()
+
+    def _kustomized(self) -> bool:
+        return bool(self.input.kustomize_version) or any(
+            (self.app_dir / name).is_file() for name in _KUSTOMIZATION_NAMES
+        )
+
     def render(self) -> list[Manifest]:
         if self.input.helm_chart is not None:
             with tempfile.TemporaryDirectory(prefix="slipway-chart-") as scratch:
                 command = self._helm_command(Path(scratch))
                 return self._parse(self._helm_template(command), "helm template")
-        if self.input.kustomize_version or any(
-            (self.app_dir / name).is_file() for name in _KUSTOMIZATION_NAMES
-        ):
+        if self._kustomized():
             label = "kustomize build"
             return self._parse(self._run(self._kustomize_command(), label), label)
         manifests: list[Manifest] = []
