@@ -1,6 +1,7 @@
 """Snapshots of long streams: a state read as the newest snapshot and the events after it.
 
     read = await read_state(store, "deployment-abc", DEPLOYMENT, up_to_position=p)
+    reads = await read_states(store, ["application-a", "application-b"], APPLICATION)
 
 folds what the stream says up to the point asked for (a position, a time, or
 now) as folding it from its first event would, but starts from the newest
@@ -10,6 +11,9 @@ more, the state at the last multiple of `SNAPSHOT_EVERY` in it is written as a
 new snapshot, so the next read of that point or later folds fewer than
 `SNAPSHOT_EVERY` events: snapshots are written where reads happen, at most one
 per `SNAPSHOT_EVERY` events of a stream, and short streams never get one.
+`read_states` reads many streams as of now in two round trips for all of them
+(a batch's applications); a stream whose tail is that long, or whose snapshot
+does not decode, it leaves to `read_state`.
 
 A snapshot is a cache, never the truth:
 

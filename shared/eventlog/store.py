@@ -26,6 +26,10 @@ version check. An append the group
 cannot settle (its check failed, an event id collided, a lock would have to
 be waited for) is run again alone by the single-append code, which gives the
 exact outcome: the stored positions of a retry, or the precise error.
+
+`append_together` is that group statement inside the caller's transaction (a
+consumer appending what a batch of events decided), in a savepoint, all or
+none: when one of its appends would not land, the caller appends each alone.
 """
 
 from __future__ import annotations
