@@ -500,3 +500,37 @@ async def test_a_batch_logs_one_summary_at_info_and_each_plan_only_at_debug(
     ]
     planned = [e for e in captured if e["event"] == "deployment_planned"]
     assert [e["log_level"] for e in planned] == ["debug"]
+
+
+async def test_a_batch_with_a_delivery_twice_writes_every_decision(
+    backends: Backends, tmp_path: Path, work: WorkRepo
+) -> None:
+    """The transaction's writes are made by its last handler. A batch whose last delivery
+    repeats an earlier one (a redelivery fetched with it: handled once, at its first place)
+    still has them all written, by the handler of the last event handled."""
+    v1 = work.commit(seed_files("account"), "initial")
+    store = backends.store
+    for n in range(3):
+        await _register(store, f"app-{n}", "account/dev")
+        await _trigger(store, f"d{n}", f"app-{n}", v1)
+    planner = Planner(
+        store=store,
+        git=GitCache(tmp_path / "cache"),
+        repositories={"config": RepositoryRef(remote=work.url, branch="main")},
+    )
+    events = [(await store.read_stream(f"deployment-d{n}"))[0] for n in range(3)]
+    batch = [(_Delivery(), event) for event in (*events, events[0])]
+    await planner.prepare(await logged_unhandled(batch, consumer=CONSUMER_NAME, store=store))
+    handled, forged = await handle_once(
+        batch,
+        consumer=CONSUMER_NAME,
+        store=store,
+        handler=planner.handle,
+        tracer=tracing.tracer("test"),
+    )
+    assert (len(handled), forged) == (3, {})
+    for n in range(3):
+        kinds = [e.event_type for e in await store.read_stream(f"deployment-d{n}")]
+        assert kinds == ["deployment_triggered", "deployment_planned"], (n, kinds)
+    rows = await store.pool.fetch("SELECT state FROM planner_deployments ORDER BY deployment_id")
+    assert [r["state"] for r in rows] == ["active"] * 3
