@@ -17,9 +17,10 @@ import pytest
 from joserfc.jwk import KeySet
 
 from services.api.console.oidc import pkce_challenge
+from tests.support.console import ConsoleClient
 from tests.support.pkce_provider import pkce_provider_app, serving
 
-__all__ = ["PROVIDER_WARNINGS", "Provider", "local_provider"]
+__all__ = ["PROVIDER_WARNINGS", "Provider", "local_provider", "signed_in_session"]
 
 PROVIDER_WARNINGS: Final = [
     # The provider (authlib underneath) warns of its own deprecated calls, in its server thread.
@@ -103,3 +104,16 @@ def local_provider(*, refresh_tokens: bool = True) -> Iterator[Provider]:
     code only with the PKCE verifier (S256) of the request that got it."""
     with serving(pkce_provider_app(refresh_tokens=refresh_tokens)) as port:
         yield Provider(f"http://localhost:{port}")
+
+
+async def signed_in_session(browser: ConsoleClient, provider: Provider, sub: str) -> str:
+    """`browser` signs in to the console through `provider` as `sub`; the id of its
+    session (the `api_console_oidc_sessions` row its cookie names)."""
+    async with browser.http.get("/console/oidc/start", allow_redirects=False) as reply:
+        assert reply.status == 302, await reply.text()
+        url = reply.headers["Location"]
+    callback = urlsplit(await provider.authorize(url, sub))
+    status, html = await browser.page(f"{callback.path}?{callback.query}")
+    assert status == 200, html
+    cookie = next(c.value for c in browser.http.cookie_jar if c.key == "slipway_session")
+    return cookie.split(".")[0].removeprefix("o-")
