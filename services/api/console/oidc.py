@@ -16,7 +16,10 @@ The authorization code flow with PKCE (S256), `state` and `nonce`:
    session's role follows the provider's groups (`oidc_sessions`).
 
 Everything the provider sends is untrusted: the discovery document must name
-the configured issuer, and every answer is checked before it is used.
+the configured issuer, and every answer is checked before it is used. A
+refusal at the token endpoint is reported with the provider's `error` and
+`error_description` (cut short, printable characters only): a code redeemed
+with a verifier that does not match its challenge reads `invalid_grant`.
 Pure parts (`pkce_challenge`, `verify_id_token`, `role_of`) take what they need.
 """
 
