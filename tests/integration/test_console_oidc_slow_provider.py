@@ -7,7 +7,8 @@ one request's role check waits there, the other requests of that session (on the
 replica and on another) wait for its answer without a connection, so an API whose pool
 has two connections still serves everyone else; the provider is asked once, and everyone
 gets the new role when it answers. A check that takes longer than its budget is refused
-and the session kept; a claim left by a replica that died mid-check lapses with its lease.
+and the session kept; a claim left by a replica that died mid-check lapses with its lease;
+signing out meanwhile waits for nothing, and the late answer does not revive the session.
 """
 
 from __future__ import annotations
@@ -175,3 +176,24 @@ async def test_a_claim_left_by_a_replica_that_died_lapses_with_its_lease(
     person = await sessions.current(session_id, now + 0.5)
     assert person is not None and person.role == "read-only"
     assert proxy.arrived == asked + 1
+
+
+async def test_signing_out_during_a_check_is_not_held_up_and_the_answer_is_not_written(
+    store: EventStore, pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
+) -> None:
+    oidc = settings(proxy)
+    await provider.set_user("erin", {"groups": ["devs"]})
+    async with served_api(store, pool, oidc=oidc) as api, ConsoleClient(api) as browser:
+        session_id = await signed_in_session(browser, provider, "erin")
+    sessions = OidcSessions(pool, OidcLogin(oidc))
+    proxy.hold()
+    asked = proxy.arrived
+    check = asyncio.create_task(sessions.current(session_id, time.time() + 901))
+    await wait_until(lambda: proxy.arrived == asked + 1, what="the check at the provider")
+    await asyncio.wait_for(sessions.close(session_id), 5)  # no lock to wait for
+    proxy.release()
+    assert await check is None
+    rows = await pool.fetch(
+        "SELECT * FROM api_console_oidc_sessions WHERE session_id = $1", session_id
+    )
+    assert rows == []  # the provider's answer did not bring the session back
