@@ -33,12 +33,15 @@ from shared.events.catalog import StageApproved
 from tests.support.api import served_api
 from tests.support.console import ConsoleClient, csrf_of, waiting_for_approval
 from tests.support.oidc import PROVIDER_WARNINGS, Provider, local_provider
-from tests.support.pkce_provider import pkce_provider_app, serving
 
 pytestmark = PROVIDER_WARNINGS
 
 CLIENT_ID = "slipway-console"
 GROUP_ROLES = {"sre": "admin", "devs": "read-write", "viewers": "read-only"}
+CALLBACK = "http://127.0.0.1/cb"
+"""Where the hand-made flows below have the provider send the code (nobody listens)."""
+SESSION_KEY = b"k" * 32
+"""A fixed key for the console's cookies, so a test can reseal the pending sign-in's."""
 
 
 @pytest.fixture(scope="module")
@@ -233,10 +236,6 @@ async def test_an_unreachable_or_impostor_provider_is_refused_at_the_button(
             assert status == 502 and why in html, html
 
 
-SESSION_KEY = b"k" * 32
-"""A fixed key for the console's cookies, so the test can reseal the pending sign-in's."""
-
-
 async def test_a_sign_in_whose_pkce_verifier_does_not_match_is_refused_by_the_provider(
     store: EventStore, pool: asyncpg.Pool, provider: Provider
 ) -> None:
@@ -275,38 +274,36 @@ async def test_a_sign_in_whose_pkce_verifier_does_not_match_is_refused_by_the_pr
             assert status == 200 and "frank (read-write)" in html, html
 
 
-async def test_the_local_provider_takes_a_code_only_with_its_s256_verifier() -> None:
+async def test_the_local_provider_takes_a_code_only_with_its_s256_verifier(
+    provider: Provider,
+) -> None:
     """What the test above relies on: the provider checks PKCE itself (a provider that did
     not would let the tampered sign-in in, and that test would fail)."""
-    with serving(pkce_provider_app()) as port:
-        issuer = f"http://localhost:{port}"
-        base = {
-            "response_type": "code",
-            "client_id": CLIENT_ID,
-            "redirect_uri": CALLBACK,
-            "scope": "openid",
-        }
-        verifier = secrets.token_urlsafe(48)
-        s256 = {"code_challenge": pkce_challenge(verifier), "code_challenge_method": "S256"}
-        plain = {"code_challenge": verifier, "code_challenge_method": "plain"}
-        async with aiohttp.ClientSession() as http:
-            for refused in (base, {**base, **plain}):
-                async with http.get(
-                    f"{issuer}/oauth2/authorize", params=refused, allow_redirects=False
-                ) as reply:
-                    assert reply.status == 302, await reply.text()
-                    back = parse_qs(urlsplit(reply.headers["Location"]).query)
-                    assert back["error"] == ["invalid_request"], back
-                    assert "PKCE is required" in back["error_description"][0], back
-            code = await _code(http, issuer, {**base, **s256})
-            for wrong in ({}, {"code_verifier": secrets.token_urlsafe(48)}):
-                status, answer = await _token(http, issuer, code, wrong)
-                assert status == 400 and answer["error"] in ("invalid_request", "invalid_grant")
-            status, answer = await _token(http, issuer, code, {"code_verifier": verifier})
-            assert status == 200 and answer["id_token"], answer
-
-
-CALLBACK = "http://127.0.0.1/cb"
+    issuer = provider.issuer
+    base = {
+        "response_type": "code",
+        "client_id": CLIENT_ID,
+        "redirect_uri": CALLBACK,
+        "scope": "openid",
+    }
+    verifier = secrets.token_urlsafe(48)
+    s256 = {"code_challenge": pkce_challenge(verifier), "code_challenge_method": "S256"}
+    plain = {"code_challenge": verifier, "code_challenge_method": "plain"}
+    async with aiohttp.ClientSession() as http:
+        for refused in (base, {**base, **plain}):
+            async with http.get(
+                f"{issuer}/oauth2/authorize", params=refused, allow_redirects=False
+            ) as reply:
+                assert reply.status == 302, await reply.text()
+                back = parse_qs(urlsplit(reply.headers["Location"]).query)
+                assert back["error"] == ["invalid_request"], back
+                assert "PKCE is required" in back["error_description"][0], back
+        code = await _code(http, issuer, {**base, **s256})
+        for wrong in ({}, {"code_verifier": secrets.token_urlsafe(48)}):
+            status, answer = await _token(http, issuer, code, wrong)
+            assert status == 400 and answer["error"] in ("invalid_request", "invalid_grant")
+        status, answer = await _token(http, issuer, code, {"code_verifier": verifier})
+        assert status == 200 and answer["id_token"], answer
 
 
 async def _code(http: aiohttp.ClientSession, issuer: str, query: dict[str, str]) -> str:
