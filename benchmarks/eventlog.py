@@ -93,6 +93,13 @@ INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_vers
                     payload, metadata)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 """
+# The same rows, a whole group in one statement (no version check: not a store).
+_RAW_GROUP_INSERT = """
+INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version,
+                    payload, metadata)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::int2[],
+                     $6::bytea[], $7::jsonb[])
+"""
 
 
 # ----------------------------------------------------------------------------- timing
@@ -282,6 +289,45 @@ def slipway_appender(
         return per_call
 
     return step
+
+
+def raw_grouper(
+    conn: asyncpg.Connection,
+) -> tuple[Step, Callable[[asyncio.Event], Awaitable[None]]]:
+    """Group commit as bare as Python makes it: each call queues `raw_inserter`'s row and
+    waits; the flusher (the second value, run beside the writers) inserts whatever queued
+    in one statement on `conn` and wakes them. No version check, no per-stream order, no
+    encoding, no pool: the ceiling a group commit in one Python process reaches here."""
+    event_type, schema_version, payload = default_registry().encode(stream_events("raw", 1, 1)[0])
+    versions = [0] * WRITERS
+    queued: list[tuple[tuple[object, ...], asyncio.Future[None]]] = []
+    arrived = asyncio.Event()
+
+    async def step(w: int) -> int:
+        version, versions[w] = versions[w], versions[w] + 1
+        row = (f"application-raw{w}", version, new_event_id(), event_type, schema_version)
+        done = asyncio.get_running_loop().create_future()
+        queued.append(((*row, payload, "{}"), done))
+        arrived.set()
+        await done
+        return 1
+
+    async def flush(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.05):  # to see `stop` when nothing comes
+                    await arrived.wait()
+            arrived.clear()
+            # As the store's group commit: one loop turn for the writers coming back.
+            await asyncio.sleep(0)
+            group = queued[:]
+            queued.clear()
+            if group:
+                await conn.execute(_RAW_GROUP_INSERT, *zip(*(row for row, _ in group), strict=True))
+                for _, done in group:
+                    done.set_result(None)
+
+    return step, flush
 
 
 def raw_inserter(conns: Sequence[asyncpg.Connection], *, per_call: int) -> Step:
@@ -483,6 +529,29 @@ async def measure_raw_single(servers: Servers) -> Measured:
     return Measured(
         {"raw_single_8conc_per_s": rate}, span.per_flush("raw_single", rate * span.seconds)
     )
+
+
+async def measure_raw_group(servers: Servers) -> Measured:
+    """`raw_group_8conc_per_s`: raw_single's rows from 8 writers, grouped by `raw_grouper`."""
+    async with raw_connections(servers, "bench_raw_group", 1) as [conn]:
+        return await _raw_grouped(servers, conn, "raw_group")
+
+
+async def measure_raw_group_log(servers: Servers) -> Measured:
+    """`raw_group_log_8conc_per_s`: the same, into the event log's own table (its indexes)."""
+    schema = await servers.migrated_schema("bench_raw_group_log")
+    conn = await connect(servers.app_url, schema=schema)
+    try:
+        return await _raw_grouped(servers, conn, "raw_group_log")
+    finally:
+        await conn.close()
+
+
+async def _raw_grouped(servers: Servers, conn: asyncpg.Connection, name: str) -> Measured:
+    step, flush = raw_grouper(conn)
+    async with running(flush):
+        rate, span = await closed_loop(servers, step, writers=WRITERS)
+    return Measured({f"{name}_8conc_per_s": rate}, span.per_flush(name, rate * span.seconds))
 
 
 async def measure_raw_executemany(servers: Servers) -> Measured:
@@ -702,6 +771,8 @@ SECTIONS: dict[str, Callable[[Servers], Awaitable[Measured]]] = {
     "append_single_held": measure_append_single_held,
     "append_batch": measure_append_batch,
     "raw_single": measure_raw_single,
+    "raw_group": measure_raw_group,
+    "raw_group_log": measure_raw_group_log,
     "raw_executemany": measure_raw_executemany,
     "eventsourcing": measure_eventsourcing,
     "relay": measure_relay,
@@ -727,6 +798,10 @@ NOTES = {
     "writer count and rows",
     "raw": "plain table with the log's columns and defaults, primary key only; one "
     "dedicated asyncpg connection per writer (no pool)",
+    "raw_group": f"raw's rows from {WRITERS} writers, each queuing its row and waiting; one "
+    "connection inserts whatever queued in one unnest INSERT (no version check, no per-stream "
+    "order, rows built as raw's): the most any group commit in one Python process makes here; "
+    "raw_group_log the same into the event log's table, with the indexes its reads need",
     "eventsourcing": f"eventsourcing.postgres via Application(env=...), {WRITERS} threads, "
     f"each iteration creates and saves a one-event Aggregate; pool size {WRITERS}; "
     "the library serialises writers with LOCK TABLE",

@@ -4,22 +4,29 @@
 A person signs in through the provider and gets the console's session with the role their
 groups map to, and their actions are theirs in the log; a bad state, a replayed code, a
 token that is tampered, expired or for another client, and a person in no mapped group are
-refused; the sign-in page offers the provider only when one is configured.
+refused; the sign-in page offers the provider only when one is configured. The provider
+enforces PKCE (S256, `tests/support/pkce_provider.py`): a sign-in whose verifier is not the
+one its challenge was made from is refused by the provider, and the console says so.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import asyncpg
 import pytest
 
-from services.api.console.oidc import OidcRefused, OidcSettings, verify_id_token
+from services.api.console.keyring import Keyring
+from services.api.console.oidc import OidcRefused, OidcSettings, pkce_challenge, verify_id_token
+from services.api.console.oidc_web import OIDC_PENDING_COOKIE
+from services.api.console.sessions import SessionCodec
 from shared.apikeys import create_api_key
 from shared.eventlog import EventStore
 from shared.events.catalog import StageApproved
@@ -31,6 +38,10 @@ pytestmark = PROVIDER_WARNINGS
 
 CLIENT_ID = "slipway-console"
 GROUP_ROLES = {"sre": "admin", "devs": "read-write", "viewers": "read-only"}
+CALLBACK = "http://127.0.0.1/cb"
+"""Where the hand-made flows below have the provider send the code (nobody listens)."""
+SESSION_KEY = b"k" * 32
+"""A fixed key for the console's cookies, so a test can reseal the pending sign-in's."""
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +234,92 @@ async def test_an_unreachable_or_impostor_provider_is_refused_at_the_button(
         ):
             status, html = await browser.page("/console/oidc/start")
             assert status == 502 and why in html, html
+
+
+async def test_a_sign_in_whose_pkce_verifier_does_not_match_is_refused_by_the_provider(
+    store: EventStore, pool: asyncpg.Pool, provider: Provider
+) -> None:
+    await provider.set_user("frank", {"groups": ["devs"]})
+    codec = SessionCodec(Keyring.fixed(SESSION_KEY))
+    async with served_api(
+        store, pool, oidc=settings(provider), console_session_key=SESSION_KEY
+    ) as api:
+        async with ConsoleClient(api) as browser:
+            url = await start(browser)
+            jar = browser.http.cookie_jar
+            fields = codec.unseal(
+                "oidc", next(c.value for c in jar if c.key == OIDC_PENDING_COOKIE)
+            )
+            assert fields is not None and pkce_challenge(fields["verifier"]) in url
+            # What our side stored, changed: every other check (signature, state) still passes.
+            tampered = codec.seal("oidc", {**fields, "verifier": secrets.token_urlsafe(48)})
+            jar.clear(lambda cookie: cookie.key == OIDC_PENDING_COOKIE)
+            callback = urlsplit(await provider.authorize(url, "frank"))
+            async with browser.http.get(
+                f"{callback.path}?{callback.query}",
+                headers={"Cookie": f"{OIDC_PENDING_COOKIE}={tampered}"},
+                allow_redirects=False,
+            ) as reply:
+                html = await reply.text()
+            assert reply.status == 403, html
+            assert "refused the authorization code (400 invalid_grant" in html, html
+            assert "PKCE verifier does not match" in html, html
+            assert not [c for c in jar if c.key == "slipway_session"]
+        async with ConsoleClient(api) as browser:  # the same sign-in, untouched, lets frank in
+            status, html = await come_back(
+                browser, await provider.authorize(await start(browser), "frank")
+            )
+            assert status == 200, html
+            status, html = await browser.page("/console/events")
+            assert status == 200 and "frank (read-write)" in html, html
+
+
+async def test_the_local_provider_takes_a_code_only_with_its_s256_verifier(
+    provider: Provider,
+) -> None:
+    """What the test above relies on: the provider checks PKCE itself (a provider that did
+    not would let the tampered sign-in in, and that test would fail)."""
+    issuer = provider.issuer
+    base = {
+        "response_type": "code",
+        "client_id": CLIENT_ID,
+        "redirect_uri": CALLBACK,
+        "scope": "openid",
+    }
+    verifier = secrets.token_urlsafe(48)
+    s256 = {"code_challenge": pkce_challenge(verifier), "code_challenge_method": "S256"}
+    plain = {"code_challenge": verifier, "code_challenge_method": "plain"}
+    async with aiohttp.ClientSession() as http:
+        for refused in (base, {**base, **plain}):
+            async with http.get(
+                f"{issuer}/oauth2/authorize", params=refused, allow_redirects=False
+            ) as reply:
+                assert reply.status == 302, await reply.text()
+                back = parse_qs(urlsplit(reply.headers["Location"]).query)
+                assert back["error"] == ["invalid_request"], back
+                assert "PKCE is required" in back["error_description"][0], back
+        code = await _code(http, issuer, {**base, **s256})
+        for wrong in ({}, {"code_verifier": secrets.token_urlsafe(48)}):
+            status, answer = await _token(http, issuer, code, wrong)
+            assert status == 400 and answer["error"] in ("invalid_request", "invalid_grant")
+        status, answer = await _token(http, issuer, code, {"code_verifier": verifier})
+        assert status == 200 and answer["id_token"], answer
+
+
+async def _code(http: aiohttp.ClientSession, issuer: str, query: dict[str, str]) -> str:
+    async with http.post(
+        f"{issuer}/oauth2/authorize", params=query, data={"sub": "p"}, allow_redirects=False
+    ) as reply:
+        assert reply.status == 302, await reply.text()
+        return parse_qs(urlsplit(reply.headers["Location"]).query)["code"][0]
+
+
+async def _token(
+    http: aiohttp.ClientSession, issuer: str, code: str, extra: dict[str, str]
+) -> tuple[int, dict[str, str]]:
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK, **extra}
+    basic = "Basic " + base64.b64encode(f"{CLIENT_ID}:s3cret".encode()).decode()
+    async with http.post(
+        f"{issuer}/oauth2/token", data=form, headers={"Authorization": basic}
+    ) as reply:
+        return reply.status, await reply.json()

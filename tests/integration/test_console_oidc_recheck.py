@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
-from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -24,7 +23,7 @@ from services.api.console.oidc_sessions import OidcSessions
 from shared.eventlog import EventStore
 from tests.support.api import served_api
 from tests.support.console import ConsoleClient, csrf_of
-from tests.support.oidc import PROVIDER_WARNINGS, Provider, local_provider
+from tests.support.oidc import PROVIDER_WARNINGS, Provider, local_provider, signed_in_session
 
 pytestmark = PROVIDER_WARNINGS
 
@@ -50,18 +49,6 @@ def settings(provider: Provider, role_check_s: float) -> OidcSettings:
     )
 
 
-async def sign_in(browser: ConsoleClient, provider: Provider, sub: str) -> str:
-    """Through the provider as `sub`; the session's id (the row the cookie names)."""
-    async with browser.http.get("/console/oidc/start", allow_redirects=False) as reply:
-        assert reply.status == 302, await reply.text()
-        url = reply.headers["Location"]
-    callback = urlsplit(await provider.authorize(url, sub))
-    status, html = await browser.page(f"{callback.path}?{callback.query}")
-    assert status == 200, html
-    cookie = next(c.value for c in browser.http.cookie_jar if c.key == "slipway_session")
-    return cookie.split(".")[0].removeprefix("o-")
-
-
 @pytest.fixture
 async def checking_always(
     store: EventStore, pool: asyncpg.Pool, provider: Provider
@@ -76,7 +63,7 @@ async def test_a_person_moved_or_removed_from_a_group_gets_the_new_role_at_the_n
 ) -> None:
     await provider.set_user("alice", {"groups": ["devs"]})
     async with ConsoleClient(checking_always) as browser:
-        session_id = await sign_in(browser, provider, "alice")
+        session_id = await signed_in_session(browser, provider, "alice")
         status, html = await browser.page(PAGE)
         assert status == 200 and "alice (read-write)" in html, html
         await provider.set_user("alice", {"groups": ["viewers"]})  # demoted at the provider
@@ -97,7 +84,7 @@ async def test_a_person_moved_or_removed_from_a_group_gets_the_new_role_at_the_n
 async def test_a_revoked_grant_ends_the_session(checking_always: str, provider: Provider) -> None:
     await provider.set_user("bob", {"groups": ["devs"]})
     async with ConsoleClient(checking_always) as browser:
-        await sign_in(browser, provider, "bob")
+        await signed_in_session(browser, provider, "bob")
         status, html = await browser.page(PAGE)
         assert status == 200 and "bob (read-write)" in html, html
         await provider.revoke_tokens("bob")
@@ -112,7 +99,7 @@ async def test_the_role_holds_for_the_interval_then_is_checked(
     await provider.set_user("carol", {"groups": ["sre"]})
     before = time.time()
     async with served_api(store, pool, oidc=oidc) as url, ConsoleClient(url) as browser:
-        session_id = await sign_in(browser, provider, "carol")
+        session_id = await signed_in_session(browser, provider, "carol")
         await provider.set_user("carol", {"groups": ["viewers"]})
         status, html = await browser.page(PAGE)
         assert status == 200 and "carol (admin)" in html, html  # not checked yet
@@ -140,7 +127,7 @@ async def test_without_a_refresh_token_the_session_ends_at_its_first_check(
         oidc = settings(plain, 900.0)
         await plain.set_user("dave", {"groups": ["devs"]})
         async with served_api(store, pool, oidc=oidc) as url, ConsoleClient(url) as browser:
-            session_id = await sign_in(browser, plain, "dave")
+            session_id = await signed_in_session(browser, plain, "dave")
             status, html = await browser.page(PAGE)
             assert status == 200 and "dave (read-write)" in html, html
         sessions = OidcSessions(pool, OidcLogin(oidc))
@@ -154,7 +141,7 @@ async def test_signing_out_ends_the_session_everywhere(
 ) -> None:
     await provider.set_user("erin", {"groups": ["devs"]})
     async with ConsoleClient(checking_always) as browser:
-        await sign_in(browser, provider, "erin")
+        await signed_in_session(browser, provider, "erin")
         cookie = next(c.value for c in browser.http.cookie_jar if c.key == "slipway_session")
         status, html = await browser.page(PAGE)
         assert status == 200, html

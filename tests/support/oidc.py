@@ -1,10 +1,12 @@
 """A real OpenID Connect provider on a free loopback port (`oidc-provider-mock`: discovery,
-JWKS, authorization and token endpoints, signed ID tokens), and what a person does there."""
+JWKS, authorization and token endpoints, signed ID tokens), enforcing PKCE with S256
+(`pkce_provider`), and what a person does there."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
@@ -13,9 +15,12 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import aiohttp
 import pytest
 from joserfc.jwk import KeySet
-from oidc_provider_mock import run_server_in_thread
 
-__all__ = ["PROVIDER_WARNINGS", "Provider", "local_provider"]
+from services.api.console.oidc import pkce_challenge
+from tests.support.console import ConsoleClient
+from tests.support.pkce_provider import pkce_provider_app, serving
+
+__all__ = ["PROVIDER_WARNINGS", "Provider", "local_provider", "signed_in_session"]
 
 PROVIDER_WARNINGS: Final = [
     # The provider (authlib underneath) warns of its own deprecated calls, in its server thread.
@@ -56,6 +61,7 @@ class Provider:
 
     async def id_token(self, sub: str, client_id: str, nonce: str) -> str:
         """An ID token the provider issues `client_id` for `sub` (the whole flow, by hand)."""
+        verifier = secrets.token_urlsafe(48)
         query = urlencode(
             {
                 "response_type": "code",
@@ -64,12 +70,19 @@ class Provider:
                 "scope": "openid email",
                 "state": "s",
                 "nonce": nonce,
+                "code_challenge": pkce_challenge(verifier),
+                "code_challenge_method": "S256",
             }
         )
         callback = await self.authorize(f"{self.issuer}/oauth2/authorize?{query}", sub)
         code = parse_qs(urlsplit(callback).query)["code"][0]
         basic = "Basic " + base64.b64encode(f"{client_id}:x".encode()).decode()
-        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": _CB}
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": _CB,
+            "code_verifier": verifier,
+        }
         async with (
             aiohttp.ClientSession() as http,
             http.post(
@@ -87,6 +100,20 @@ class Provider:
 def local_provider(*, refresh_tokens: bool = True) -> Iterator[Provider]:
     """The provider, served from a thread until the block ends; its issuer is
     `http://localhost:<port>` (another site than the API's 127.0.0.1, as in real life).
-    It issues refresh tokens unless `refresh_tokens` is False."""
-    with run_server_in_thread(issue_refresh_token=refresh_tokens) as server:
-        yield Provider(f"http://localhost:{server.server_port}")
+    It issues refresh tokens unless `refresh_tokens` is False, and takes an authorization
+    code only with the PKCE verifier (S256) of the request that got it."""
+    with serving(pkce_provider_app(refresh_tokens=refresh_tokens)) as port:
+        yield Provider(f"http://localhost:{port}")
+
+
+async def signed_in_session(browser: ConsoleClient, provider: Provider, sub: str) -> str:
+    """`browser` signs in to the console through `provider` as `sub`; the id of its
+    session (the `api_console_oidc_sessions` row its cookie names)."""
+    async with browser.http.get("/console/oidc/start", allow_redirects=False) as reply:
+        assert reply.status == 302, await reply.text()
+        url = reply.headers["Location"]
+    callback = urlsplit(await provider.authorize(url, sub))
+    status, html = await browser.page(f"{callback.path}?{callback.query}")
+    assert status == 200, html
+    cookie = next(c.value for c in browser.http.cookie_jar if c.key == "slipway_session")
+    return cookie.split(".")[0].removeprefix("o-")

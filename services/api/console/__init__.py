@@ -8,6 +8,7 @@
   checked against the provider's keys, groups to roles
 - `oidc_web` its cookie between the redirect and the callback, its paths, the callback URL
 - `oidc_sessions` people's OIDC sessions in PostgreSQL, their role re-checked with the provider
+  (one request asks, holding no lock or connection meanwhile)
 - `security` the console's middleware: CSRF on every post, CSP and the other headers,
   sign-in redirects and errors as pages
 - `assets` the third-party front-end files, served from where `make` installed them (npm)

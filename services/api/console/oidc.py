@@ -16,7 +16,10 @@ The authorization code flow with PKCE (S256), `state` and `nonce`:
    session's role follows the provider's groups (`oidc_sessions`).
 
 Everything the provider sends is untrusted: the discovery document must name
-the configured issuer, and every answer is checked before it is used.
+the configured issuer, and every answer is checked before it is used. A
+refusal at the token endpoint is reported with the provider's `error` and
+`error_description` (cut short, printable characters only): a code redeemed
+with a verifier that does not match its challenge reads `invalid_grant`.
 Pure parts (`pkce_challenge`, `verify_id_token`, `role_of`) take what they need.
 """
 
@@ -310,10 +313,10 @@ class OidcLogin:
         }
         status, answer = await self._call("POST", provider.token_endpoint, form=form)
         if status != 200 or not isinstance(answer, dict):
-            error = answer.get("error") if isinstance(answer, dict) else None
             raise OidcRefused(
-                f"the provider refused the authorization code ({status} {error or ''}); "
-                "it may have been used already: start the sign-in again"
+                f"the provider refused the authorization code ({_refusal(status, answer)}); "
+                "it may have been used already, or this sign-in's PKCE verifier does not "
+                "match the challenge the provider was sent: start the sign-in again"
             )
         id_token = answer.get("id_token")
         if not isinstance(id_token, str):
@@ -342,8 +345,8 @@ class OidcLogin:
         }
         status, answer = await self._call("POST", provider.token_endpoint, form=form)
         if status != 200 or not isinstance(answer, dict):
-            error = answer.get("error") if isinstance(answer, dict) else None
-            raise OidcRefused(f"the provider refused the refresh token ({status} {error or ''})")
+            refusal = _refusal(status, answer)
+            raise OidcRefused(f"the provider refused the refresh token ({refusal})")
         id_token = answer.get("id_token")
         if isinstance(id_token, str):
             claims = verify_id_token(
@@ -375,3 +378,15 @@ class OidcLogin:
 def _refresh_token_of(answer: dict[str, Any]) -> str:
     token = answer.get("refresh_token")
     return token if isinstance(token, str) and 0 < len(token) <= _MAX_TOKEN else ""
+
+
+def _refusal(status: int, answer: object) -> str:
+    """A token endpoint's refusal as one line: its status, `error` and `error_description`
+    (RFC 6749 5.2), cut short and reduced to printable characters (they come from outside)."""
+    parts = [str(status)]
+    if isinstance(answer, dict):
+        for field in ("error", "error_description"):
+            value = answer.get(field)
+            if isinstance(value, str) and value:
+                parts.append("".join(c for c in value[:200] if c.isprintable()))
+    return " ".join(parts)

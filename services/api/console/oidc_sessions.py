@@ -5,22 +5,45 @@ replica can read it): their name, the provider's subject, their role, and the
 refresh token the provider issued (kept here, never in the browser). The role
 holds for `OidcSettings.role_check_s` (15 min by default); the first request
 after that asks the provider again (`OidcLogin.recheck`: the refresh token
-traded for fresh tokens, the groups read from them) under a row lock, so one
-replica asks while the others wait and then read its answer:
+traded for fresh tokens, the groups read from them):
 
 - the groups still map to a role: the session goes on with that role (lower or
   higher than before);
 - the provider refuses the refresh token, answers about someone else, or the
   person is in no mapped group any more: the row is deleted, the session ends;
-- the provider cannot be reached: the request is refused, the row kept, and the
-  next request asks again (fail closed, without signing everyone out).
+- the provider cannot be reached (or takes longer than the check's budget): the
+  request is refused, the row kept, and the next request asks again (fail
+  closed, without signing everyone out).
 
 Without a refresh token nothing can be asked: the session ends when its role
 is due for a check, and signing in again reads the groups afresh.
+
+One request asks, and nothing is held while it does. A provider can take many
+seconds to answer (or never answer); a row lock or a pooled connection held
+that long, by every request of the session, would let one slow provider (or
+anyone sending many requests with a due session) empty the API's pool. So:
+
+- the request that finds the role due claims the check in one short statement
+  (`checking_by`, `checking_until`: migration 0014); only one claim on a row is
+  live at a time, across replicas;
+- the claimant asks the provider with no transaction open and no connection
+  held, within `check_budget_s`, and writes the answer only if the claim is
+  still its own (a sign-out meanwhile deleted the row: nothing is written);
+- every other request of that session on this replica awaits the same check
+  (one asyncio task per session); on another replica one task per session
+  reads the row now and then, a connection held only for each short read, and
+  takes the answer once the claim is released: the new role, or a refusal when
+  the row is gone or the check failed;
+- a claim lapses at `checking_until` (`lease_s`, longer than the budget, so a
+  live claimant always finishes first): its waiters are refused (fail closed,
+  as when the provider is down), and the next request claims the check again,
+  so a replica that died mid-check locks the person out for one lease at most.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Final, cast
 
@@ -32,27 +55,46 @@ from shared.apikeys import Role
 from shared.ids import new_id
 from shared.logs import get_logger
 
-__all__ = ["OidcPerson", "OidcSessions", "session_end"]
+__all__ = ["ROLE_CHECK_LEASE_S", "OidcPerson", "OidcSessions", "session_end"]
 
 log = get_logger(__name__)
 
+ROLE_CHECK_LEASE_S: Final = 20.0
+"""How long a claim on a role check lasts; the provider gets three quarters of it."""
+_FIRST_LOOK_S: Final = 0.05
+_LAST_LOOK_S: Final = 0.5
+"""A waiter on another replica reads the row after 50 ms, then less often, up to every 0.5 s."""
+
 _COLUMNS: Final = (
     "person, subject, role, refresh_token, extract(epoch FROM checked_at)::float8 AS checked_at,"
-    " extract(epoch FROM expires_at)::float8 AS expires_at"
+    " extract(epoch FROM expires_at)::float8 AS expires_at, checking_by,"
+    " extract(epoch FROM checking_until)::float8 AS checking_until"
 )
-_READ: Final = f"SELECT {_COLUMNS} FROM api_console_oidc_sessions WHERE session_id = $1"
-_LOCK: Final = f"{_READ} FOR UPDATE"
+_TABLE: Final = "api_console_oidc_sessions"
+_READ: Final = f"SELECT {_COLUMNS} FROM {_TABLE} WHERE session_id = $1"
 _OPEN: Final = (
-    "INSERT INTO api_console_oidc_sessions"
+    f"INSERT INTO {_TABLE}"
     " (session_id, person, subject, role, refresh_token, checked_at, expires_at)"
     " VALUES ($1, $2, $3, $4, $5, to_timestamp($6), to_timestamp($7))"
 )
-_CHECKED: Final = (
-    "UPDATE api_console_oidc_sessions SET role = $2, refresh_token = $3,"
-    " checked_at = to_timestamp($4) WHERE session_id = $1"
+_CLAIM: Final = (
+    f"UPDATE {_TABLE} SET checking_by = $2, checking_until = to_timestamp($3)"
+    " WHERE session_id = $1 AND checked_at <= to_timestamp($4)"
+    " AND (checking_until IS NULL OR checking_until <= to_timestamp($5))"
+    f" RETURNING {_COLUMNS}"
 )
-_END: Final = "DELETE FROM api_console_oidc_sessions WHERE session_id = $1"
-_ENDED: Final = "DELETE FROM api_console_oidc_sessions WHERE expires_at < to_timestamp($1)"
+"""The check, claimed: only while the role is still due and no live claim is on the row."""
+_CHECKED: Final = (
+    f"UPDATE {_TABLE} SET role = $2, refresh_token = $3, checked_at = to_timestamp($4),"
+    " checking_by = NULL, checking_until = NULL WHERE session_id = $1 AND checking_by = $5"
+)
+_RELEASE: Final = (
+    f"UPDATE {_TABLE} SET checking_by = NULL, checking_until = NULL"
+    " WHERE session_id = $1 AND checking_by = $2"
+)
+_END_CLAIMED: Final = f"DELETE FROM {_TABLE} WHERE session_id = $1 AND checking_by = $2"
+_END: Final = f"DELETE FROM {_TABLE} WHERE session_id = $1"
+_ENDED: Final = f"DELETE FROM {_TABLE} WHERE expires_at < to_timestamp($1)"
 
 
 @dataclass(frozen=True)
@@ -72,11 +114,20 @@ def session_end(signed_in: SignedIn, now: float, role_check_s: float) -> float:
 
 
 class OidcSessions:
-    """The OIDC sessions of every replica, in PostgreSQL, with their roles kept current."""
+    """The OIDC sessions of every replica, in PostgreSQL, with their roles kept current.
 
-    def __init__(self, pool: asyncpg.Pool, login: OidcLogin) -> None:
+    `lease_s`: how long a claim on a role check lasts (the provider gets three quarters of
+    it: `check_budget_s`)."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, login: OidcLogin, *, lease_s: float = ROLE_CHECK_LEASE_S
+    ) -> None:
         self._pool = pool
         self._login = login
+        self._lease_s = lease_s
+        self.check_budget_s = lease_s * 0.75
+        self._checks: dict[str, asyncio.Task[OidcPerson | None]] = {}
+        """The role checks this replica runs or awaits, by session: one each."""
 
     @property
     def _role_check_s(self) -> float:
@@ -101,46 +152,97 @@ class OidcSessions:
         return session_id
 
     async def close(self, session_id: str) -> None:
-        """Signing out: the session ends on every replica."""
+        """Signing out: the session ends on every replica (a check under way writes nothing)."""
         await self._pool.execute(_END, session_id)
 
     async def current(self, session_id: str, now: float) -> OidcPerson | None:
-        """The person and their role now; None when the session has ended (or just did)."""
+        """The person and their role now; None when the session has ended (or just did), or
+        when its role is due and could not be checked."""
         row = await self._pool.fetchrow(_READ, session_id)
         if row is None or row["expires_at"] <= now:
             return None
         if now - row["checked_at"] < self._role_check_s:
             return _person(row)
-        return await self._recheck(session_id, now)
+        if not row["refresh_token"]:
+            await self._pool.execute(_END, session_id)
+            return None
+        check = self._checks.get(session_id)
+        if check is None or check.done():
+            check = asyncio.create_task(self._check(session_id, now))
+            self._checks[session_id] = check
+            check.add_done_callback(lambda done: self._forget(session_id, done))
+        # Shielded: a caller that goes away (its browser closed) leaves the check to the rest.
+        return await asyncio.shield(check)
 
-    async def _recheck(self, session_id: str, now: float) -> OidcPerson | None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(_LOCK, session_id)
-            if row is None or row["expires_at"] <= now:
-                return None
-            if now - row["checked_at"] < self._role_check_s:
-                return _person(row)  # another request checked while this one waited
-            if not row["refresh_token"]:
-                await conn.execute(_END, session_id)
-                return None
-            try:
+    def _forget(self, session_id: str, check: asyncio.Task[OidcPerson | None]) -> None:
+        if self._checks.get(session_id) is check:
+            del self._checks[session_id]
+        if not check.cancelled():
+            check.exception()  # its callers have it; seen here too, for when they all left
+
+    async def _check(self, session_id: str, now: float) -> OidcPerson | None:
+        """This replica's one check of a due role: claim it and ask, or wait for the claimant."""
+        claim = new_id()
+        due = now - self._role_check_s
+        row = await self._pool.fetchrow(_CLAIM, session_id, claim, now + self._lease_s, due, now)
+        if row is not None:
+            return await self._ask(session_id, claim, row, now)
+        return await self._wait(session_id, now, due)
+
+    async def _ask(
+        self, session_id: str, claim: str, row: asyncpg.Record, now: float
+    ) -> OidcPerson | None:
+        """The provider asked, with no connection held, and its answer written (if the claim
+        still holds)."""
+        try:
+            async with asyncio.timeout(self.check_budget_s):
                 rechecked = await self._login.recheck(row["subject"], row["refresh_token"])
-            except OidcRefused as exc:
-                if exc.transient:
-                    log.warning("console_oidc_role_check_failed", error=str(exc))
-                    return None
-                await conn.execute(_END, session_id)
-                log.info("console_oidc_session_ended", user=row["person"], reason=str(exc))
+        except TimeoutError:
+            await self._pool.execute(_RELEASE, session_id, claim)
+            log.warning("console_oidc_role_check_failed", error="the provider took too long")
+            return None
+        except OidcRefused as exc:
+            if exc.transient:
+                await self._pool.execute(_RELEASE, session_id, claim)
+                log.warning("console_oidc_role_check_failed", error=str(exc))
                 return None
-            await conn.execute(_CHECKED, session_id, rechecked.role, rechecked.refresh_token, now)
-            if rechecked.role != row["role"]:
-                log.info(
-                    "console_oidc_role_changed",
-                    user=row["person"],
-                    before=row["role"],
-                    after=rechecked.role,
-                )
-            return OidcPerson(row["person"], rechecked.role, row["expires_at"])
+            await self._pool.execute(_END_CLAIMED, session_id, claim)
+            log.info("console_oidc_session_ended", user=row["person"], reason=str(exc))
+            return None
+        written = await self._pool.execute(
+            _CHECKED, session_id, rechecked.role, rechecked.refresh_token, now, claim
+        )
+        if written != "UPDATE 1":  # signed out meanwhile (or the claim lapsed): fail closed
+            return None
+        if rechecked.role != row["role"]:
+            log.info(
+                "console_oidc_role_changed",
+                user=row["person"],
+                before=row["role"],
+                after=rechecked.role,
+            )
+        return OidcPerson(row["person"], rechecked.role, row["expires_at"])
+
+    async def _wait(self, session_id: str, now: float, due: float) -> OidcPerson | None:
+        """Another request holds the claim: its answer, read from the row (a connection held
+        only for each read). None when the row goes, the claim is released without a check,
+        or it lapses."""
+        started = time.monotonic()
+        look = _FIRST_LOOK_S
+        seen: asyncpg.Record | None = None
+        while True:
+            row = await self._pool.fetchrow(_READ, session_id)
+            at = now + (time.monotonic() - started)
+            if row is None or row["expires_at"] <= at:
+                return None
+            if row["checked_at"] > due or (seen and row["checked_at"] != seen["checked_at"]):
+                return _person(row)  # checked by the claimant (or just before this looked)
+            holder, until = row["checking_by"], row["checking_until"]
+            if holder is None or (seen and holder != seen["checking_by"]) or until <= at:
+                return None  # released unchecked (the provider failed), or lapsed
+            seen = row
+            await asyncio.sleep(min(look, until - at))
+            look = min(look * 1.5, _LAST_LOOK_S)
 
 
 def _person(row: asyncpg.Record) -> OidcPerson:

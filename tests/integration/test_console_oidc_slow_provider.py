@@ -1,0 +1,199 @@
+"""A role check stuck at the provider holds no lock and no pooled connection, and asks once
+(`console/oidc_sessions.py`).
+
+The real local provider sits behind a real HTTP proxy (`tests/support/held_proxy.py`) that
+holds its token endpoint until the test releases it: a provider taking its time. While
+one request's role check waits there, the other requests of that session (on the same
+replica and on another) wait for its answer without a connection, so an API whose pool
+has two connections still serves everyone else; the provider is asked once, and everyone
+gets the new role when it answers. A check that takes longer than its budget is refused
+and the session kept; a claim left by a replica that died mid-check lapses with its lease;
+signing out meanwhile waits for nothing, and the late answer does not revive the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from services.api.console.oidc import OidcLogin, OidcSettings
+from services.api.console.oidc_sessions import OidcSessions
+from shared.db import create_pool
+from shared.eventlog import EventStore
+from shared.testing import wait_until
+from tests.support.api import served_api
+from tests.support.console import ConsoleClient
+from tests.support.held_proxy import HeldProxy, held_proxy
+from tests.support.oidc import PROVIDER_WARNINGS, Provider, local_provider, signed_in_session
+
+pytestmark = PROVIDER_WARNINGS
+
+PAGE = "/console/events"  # any page: the header names the person and their role
+TOKEN_PATH = "/oauth2/token"
+DUE = "UPDATE api_console_oidc_sessions SET checked_at = to_timestamp($2) WHERE session_id = $1"
+"""The role's interval over (its last check an hour before `$2`)."""
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[Provider]:
+    with local_provider() as running:
+        yield running
+
+
+@pytest.fixture
+async def proxy(provider: Provider) -> AsyncIterator[HeldProxy]:
+    async with held_proxy(provider.issuer, TOKEN_PATH) as running:
+        yield running
+
+
+def settings(proxy: HeldProxy) -> OidcSettings:
+    """The console's provider is the proxy (it names itself the issuer)."""
+    return OidcSettings(
+        issuer=proxy.url,
+        client_id="slipway-console",
+        client_secret="s3cret",
+        scopes=("openid", "email", "profile"),
+        groups_claim="groups",
+        group_roles={"sre": "admin", "devs": "read-write", "viewers": "read-only"},
+        role_check_s=900.0,
+    )
+
+
+async def test_a_check_stuck_at_the_provider_holds_no_connection_and_asks_once(
+    store: EventStore,
+    pool: asyncpg.Pool,
+    app_database_url: str,
+    schema: str,
+    provider: Provider,
+    proxy: HeldProxy,
+) -> None:
+    acquired = 0
+
+    async def count(_: asyncpg.Connection) -> None:
+        nonlocal acquired
+        acquired += 1
+
+    small = await create_pool(app_database_url, schema=schema, max_size=2, setup=count)
+    await provider.set_user("alice", {"groups": ["devs"]})
+    await provider.set_user("bob", {"groups": ["viewers"]})
+    try:
+        async with (
+            served_api(store, small, oidc=settings(proxy)) as api,
+            served_api(store, pool, oidc=settings(proxy), admin_name="admin-2") as other,
+            ConsoleClient(api) as alice,
+            ConsoleClient(api) as bob,
+        ):
+            session_id = await signed_in_session(alice, provider, "alice")
+            await signed_in_session(bob, provider, "bob")
+            cookie = next(c.value for c in alice.http.cookie_jar if c.key == "slipway_session")
+            await provider.set_user("alice", {"groups": ["viewers"]})  # demoted
+            await pool.execute(DUE, session_id, time.time() - 3600)
+            proxy.hold()
+            asked = proxy.arrived
+            first = asyncio.create_task(alice.page(PAGE))
+            await wait_until(lambda: proxy.arrived == asked + 1, what="the check at the provider")
+            before = acquired
+            again = [asyncio.create_task(alice.page(PAGE)) for _ in range(4)]
+            async with ConsoleClient(other, headers={"Cookie": f"slipway_session={cookie}"}) as x:
+                elsewhere = asyncio.create_task(x.page(PAGE))
+                # Each of the four has read its session; none may keep a connection while it
+                # waits (a lock held across the provider's answer would keep both: the
+                # check's own, and the next request's, waiting for that lock).
+                await wait_until(
+                    lambda: acquired >= before + 4,
+                    within_s=5,
+                    what="every request of the session got a connection for its read",
+                )
+                await wait_until(
+                    lambda: small.get_size() == small.get_idle_size(),
+                    within_s=5,
+                    what="no connection held while the provider is asked",
+                )
+                for _ in range(3):  # another person's pages are served meanwhile
+                    status, html = await asyncio.wait_for(bob.page(PAGE), 5)
+                    assert status == 200 and "bob (read-only)" in html, html
+                waiting = [first, *again, elsewhere]
+                assert not any(task.done() for task in waiting)
+                assert proxy.arrived == asked + 1
+                proxy.release()
+                answers = await asyncio.wait_for(asyncio.gather(*waiting), 10)
+        for status, html in answers:
+            assert status == 200 and "alice (read-only)" in html, html
+        assert proxy.arrived == asked + 1  # asked once, for both replicas and six requests
+    finally:
+        await small.close()
+
+
+async def test_a_check_over_its_budget_is_refused_and_the_session_kept(
+    store: EventStore, pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
+) -> None:
+    oidc = settings(proxy)
+    await provider.set_user("carol", {"groups": ["sre"]})
+    async with served_api(store, pool, oidc=oidc) as api, ConsoleClient(api) as browser:
+        session_id = await signed_in_session(browser, provider, "carol")
+    await provider.set_user("carol", {"groups": ["devs"]})
+    sessions = OidcSessions(pool, OidcLogin(oidc), lease_s=0.4)
+    proxy.hold()
+    now = time.time()
+    assert await sessions.current(session_id, now + 901) is None  # 0.3 s, then refused
+    row = await pool.fetchrow(
+        "SELECT role, checking_by FROM api_console_oidc_sessions WHERE session_id = $1",
+        session_id,
+    )
+    assert row is not None and row["role"] == "admin" and row["checking_by"] is None
+    proxy.release()  # the provider answers again: the next request checks
+    person = await sessions.current(session_id, now + 902)
+    assert person is not None and person.role == "read-write"
+
+
+async def test_a_claim_left_by_a_replica_that_died_lapses_with_its_lease(
+    store: EventStore, pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
+) -> None:
+    oidc = settings(proxy)
+    await provider.set_user("dave", {"groups": ["sre"]})
+    async with served_api(store, pool, oidc=oidc) as api, ConsoleClient(api) as browser:
+        session_id = await signed_in_session(browser, provider, "dave")
+    await provider.set_user("dave", {"groups": ["viewers"]})
+    sessions = OidcSessions(pool, OidcLogin(oidc), lease_s=0.4)
+    now = time.time()
+    await pool.execute(
+        "UPDATE api_console_oidc_sessions SET checked_at = to_timestamp($2),"
+        " checking_by = 'died', checking_until = to_timestamp($3) WHERE session_id = $1",
+        session_id,
+        now - 3600,
+        now + 0.4,
+    )
+    asked = proxy.arrived
+    # While the dead replica's claim is live, a request waits for it, and is refused when
+    # it lapses (fail closed: nobody answered).
+    assert await sessions.current(session_id, now) is None
+    assert proxy.arrived == asked
+    # Once it has lapsed, the next request claims the check and asks.
+    person = await sessions.current(session_id, now + 0.5)
+    assert person is not None and person.role == "read-only"
+    assert proxy.arrived == asked + 1
+
+
+async def test_signing_out_during_a_check_is_not_held_up_and_the_answer_is_not_written(
+    store: EventStore, pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
+) -> None:
+    oidc = settings(proxy)
+    await provider.set_user("erin", {"groups": ["devs"]})
+    async with served_api(store, pool, oidc=oidc) as api, ConsoleClient(api) as browser:
+        session_id = await signed_in_session(browser, provider, "erin")
+    sessions = OidcSessions(pool, OidcLogin(oidc))
+    proxy.hold()
+    asked = proxy.arrived
+    check = asyncio.create_task(sessions.current(session_id, time.time() + 901))
+    await wait_until(lambda: proxy.arrived == asked + 1, what="the check at the provider")
+    await asyncio.wait_for(sessions.close(session_id), 5)  # no lock to wait for
+    proxy.release()
+    assert await check is None
+    rows = await pool.fetch(
+        "SELECT * FROM api_console_oidc_sessions WHERE session_id = $1", session_id
+    )
+    assert rows == []  # the provider's answer did not bring the session back
