@@ -39,8 +39,11 @@ plans for the handlers. In the transaction each event is handled as above,
 under its application's lock — the first handler takes the locks of all the
 transaction's applications in one statement, in application order, so
 replicas cannot deadlock — and a plan is taken from `prepare` only when it was
-made for the running commit read under the lock (the queue itself is decided
-again there).
+made for the running commit and the application stream's version read under the
+lock (the queue itself is decided again there). What the handlers decide is
+written by the transaction's last handler: the plans in one statement
+(`EventStore.append_together`, all or none, else each alone as `execute` does),
+then the queue rows in one.
 """
 
 from __future__ import annotations
