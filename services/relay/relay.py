@@ -56,7 +56,8 @@ from shared.db import (
 )
 from shared.errors import Unavailable
 from shared.eventlog.position import START, LogPosition
-from shared.eventlog.store import _READ_ALL, ANY, EventStore, position_of
+from shared.eventlog.statements import READ_ALL
+from shared.eventlog.store import ANY, EventStore, position_of
 from shared.events.base import NewEvent
 from shared.events.catalog import EventPublishFailed, default_registry
 from shared.events.codec import tag_of
@@ -160,7 +161,7 @@ class Relay:
         idle = 0
         while not stop.is_set():
             rows = await conn.fetch(
-                _READ_ALL, position.tx_id, position.global_position, self.batch_size
+                READ_ALL, position.tx_id, position.global_position, self.batch_size
             )
             if not rows:
                 idle += 1

@@ -1,4 +1,8 @@
-"""The append-only event log in PostgreSQL (DESIGN §3)."""
+"""The append-only event log in PostgreSQL (DESIGN §3).
+
+`store.EventStore` is the one class callers use: its reads are `reading.EventReader`'s, its
+appends run `appending`'s functions, and the SQL of both is in `statements`.
+"""
 
 from shared.eventlog.migrate import migrate
 from shared.eventlog.position import START, LogPosition
