@@ -18,7 +18,8 @@ through `shared.eventlog.execute` with the `PLANNING` decider.
 
 Rooms: `decider.py` (pure), `queue.py` (the queue's cache in PostgreSQL and
 the per-application lock), `sources.py` (git, config and manifests into a
-plan), `prepared.py` (a batch's slow work before its transaction), and this
+plan), `prepared.py` (a batch's slow work before its transaction), `writes.py`
+(what the handlers decided, written at the end of their transaction), and this
 shell, which handles events and the retry sweep.
 
 Git being unreachable is transient: on a trigger the handler raises, so the
@@ -49,9 +50,8 @@ then the queue rows in one.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
@@ -65,10 +65,8 @@ from services.planner.decider import (
     PLANNING,
     AppQueue,
     Ignore,
-    PlannerDecision,
     PlanNow,
     QueueBehind,
-    RowState,
     evolve_queue,
     gave_up,
     next_to_plan,
@@ -76,21 +74,20 @@ from services.planner.decider import (
     plan_failed,
     planned,
     queued,
-    row_state,
     running_commit_of,
 )
 from services.planner.prepared import PreparedPlans
 from services.planner.queue import lock_key
 from services.planner.sources import PlanSources, RepositoryRef
+from services.planner.writes import DeferredWrites, Writes, last_in_transaction
 from shared.aio import sleep_or_stop
 from shared.consumer.handling import events_in_transaction, first_in_transaction
 from shared.db import CONNECTION_ERRORS
-from shared.deployments import Deployment
 from shared.errors import ConfigError, Rejected, SlipwayError, Unavailable
-from shared.eventlog import EventStore, deterministic_event_id
+from shared.eventlog import EventStore
 from shared.eventlog.envelope import envelope
-from shared.eventlog.execute import Folded, execute
-from shared.events.base import Event, Metadata, NewEvent, RecordedEvent
+from shared.eventlog.execute import Folded
+from shared.events.base import Event, Metadata, RecordedEvent
 from shared.events.catalog import (
     ApplicationAdopted,
     DeploymentCompleted,
@@ -150,24 +147,6 @@ class _Held:
     queues: dict[str, queues.LoadedQueue]
 
 
-@dataclass
-class _Writes:
-    """What one handler will write, collected while deciding and flushed at the end — with
-    the other handlers' of its transaction (`Planner._write`)."""
-
-    decisions: list[tuple[Metadata, str, PlannerDecision]] = field(default_factory=list)
-    """(envelope, what, event) for each deployment stream: recorded by `PLANNING`. The
-    envelope is made when deciding, so it carries the span that decided (`plan deployment`)."""
-    observed: list[Event] = field(default_factory=list)
-    """Events of others that move the queue (a completion): the cache follows them too."""
-    planning_since: list[str] = field(default_factory=list)
-    running: list[tuple[str, str, str]] = field(default_factory=list)
-    known: dict[str, Folded[Deployment | None]] = field(default_factory=dict)
-    """Deployment streams as this handler already holds them whole (the trigger in hand, a
-    stream it read): their appends decide on these without reading them again (`execute`'s
-    `known`; the append's expected version checks it)."""
-
-
 class Planner:
     """Plans deployments: the handler for the `planner` consumer, and the retry sweep."""
 
@@ -188,9 +167,6 @@ class Planner:
         self.store = store
         # What the batch's transaction holds (its first handler takes it).
         self._held: _Held | None = None
-        # What the handlers of a transaction of several events decided, by connection,
-        # written together by its last handler (`_write`).
-        self._pending: dict[int, list[_Writes]] = {}
         self.sources = PlanSources(
             store=store,
             git=git,
@@ -205,6 +181,7 @@ class Planner:
         self.retry_interval_s = retry_interval_s
         self.clock = clock
         self.outcomes: dict[str, int] = {}
+        self._deferred = DeferredWrites(store=store, clock=clock, consumer_name=CONSUMER_NAME)
         self._counter = (
             Counter(
                 "slipway_planner_outcomes",
@@ -245,7 +222,7 @@ class Planner:
         else:
             await queues.lock(conn, app_id)
         # What this transaction decided so far is written first: the queue read follows it.
-        await self._flush(conn, self._pending.pop(id(conn), []))
+        await self._deferred.flush_pending(conn)
         return await queues.load_queue(conn, app_id)
 
     # The consumer's handler ---------------------------------------------------------
@@ -257,7 +234,7 @@ class Planner:
         last one's, all together (one statement for the appends, one for the queue rows);
         a handler that raises rolls it all back, as before."""
         if first_in_transaction():
-            self._pending.pop(id(conn), None)  # a rolled-back transaction's, if any
+            self._deferred.forget(conn)  # a rolled-back transaction's, if any
         match event.event:
             case DeploymentTriggered() as trigger:
                 await self._on_triggered(event, trigger, conn)
@@ -267,16 +244,8 @@ class Planner:
                 await self._on_adopted(adopted, conn)
             case _:
                 pass
-        if _last_in_transaction(event):
-            await self._flush(conn, self._pending.pop(id(conn), []))
-
-    async def _write(self, conn: asyncpg.Connection, writes: _Writes) -> None:
-        """Write `writes` now, or — in a consumer's transaction of several events — keep them
-        for its last event's handler, which writes the transaction's together (`handle`)."""
-        if len(events_in_transaction()) > 1:
-            self._pending.setdefault(id(conn), []).append(writes)
-        else:
-            await self._flush(conn, [writes])
+        if last_in_transaction(event):
+            await self._deferred.flush_pending(conn)
 
     async def _on_adopted(self, adopted: ApplicationAdopted, conn: asyncpg.Connection) -> None:
         """What PipeCD left running is the running commit: the next deployment is planned
@@ -286,7 +255,9 @@ class Planner:
             # Locked as its batch's handlers lock, and its queue read (so not used after this).
             await self._lock_and_load(conn, app_id)
             # Kept in order with the transaction's other writes (a completion before it).
-            await self._write(conn, _Writes(running=[(app_id, adopted.running_commit_hash, "")]))
+            await self._deferred.write(
+                conn, Writes(running=[(app_id, adopted.running_commit_hash, "")])
+            )
             log.info("application_adopted", running_commit=adopted.running_commit_hash)
 
     async def _on_triggered(
@@ -301,7 +272,7 @@ class Planner:
                 )
             loaded = await self._lock_and_load(conn, app_id)
             queue, since, running = loaded.queue, loaded.since, loaded.running_commit
-            writes = _Writes()
+            writes = Writes()
             if event.stream_version == 0 and event.stream_id == deployment_stream(deployment_id):
                 # The stream's first event, in hand: what its append will expect to follow.
                 state = PLANNING.evolve(PLANNING.initial_state(), trigger)
@@ -326,7 +297,7 @@ class Planner:
                         await self._advance(
                             conn, writes, event, queue, since, running, loaded.app_version
                         )
-            await self._write(conn, writes)
+            await self._deferred.write(conn, writes)
 
     async def _on_completed(
         self, event: RecordedEvent, completed: DeploymentCompleted, conn: asyncpg.Connection
@@ -334,7 +305,7 @@ class Planner:
         deployment_id, app_id = completed.deployment_id, completed.application_id
         with structlog_bound(deployment_id=deployment_id, application_id=app_id):
             loaded = await self._lock_and_load(conn, app_id)
-            writes = _Writes(observed=[completed])
+            writes = Writes(observed=[completed])
             triggered = await queues.triggered_commit(conn, deployment_id)
             commit = running_commit_of(completed, triggered)
             if commit:
@@ -346,7 +317,7 @@ class Planner:
             await self._advance(
                 conn, writes, event, queue, loaded.since, running, loaded.app_version
             )
-            await self._write(conn, writes)
+            await self._deferred.write(conn, writes)
 
     # The retry sweep -------------------------------------------------------------------
 
@@ -382,12 +353,12 @@ class Planner:
             loaded = await queues.load_queue(conn, app_id)
             if next_to_plan(loaded.queue) is None:
                 return 0
-            writes = _Writes()
+            writes = Writes()
             await self._advance(
                 conn, writes, None, loaded.queue, loaded.since, loaded.running_commit,
                 loaded.app_version,
             )  # fmt: skip
-            await self._flush(conn, [writes])
+            await self._deferred.flush(conn, [writes])
         return 1
 
     # Planning --------------------------------------------------------------------------
@@ -395,7 +366,7 @@ class Planner:
     async def _advance(
         self,
         conn: asyncpg.Connection,
-        writes: _Writes,
+        writes: Writes,
         cause: RecordedEvent | None,
         queue: AppQueue,
         since: Mapping[str, datetime | None],
@@ -422,7 +393,7 @@ class Planner:
     async def _plan(
         self,
         conn: asyncpg.Connection,
-        writes: _Writes,
+        writes: Writes,
         cause: RecordedEvent | None,
         deployment_id: str,
         since: Mapping[str, datetime | None],
@@ -490,7 +461,7 @@ class Planner:
         return failed
 
     async def _trigger_of(
-        self, conn: asyncpg.Connection, writes: _Writes, deployment_id: str
+        self, conn: asyncpg.Connection, writes: Writes, deployment_id: str
     ) -> DeploymentTriggered:
         """The deployment's trigger, read from its stream (which `writes` then knows)."""
         stream = deployment_stream(deployment_id)
@@ -506,10 +477,10 @@ class Planner:
         writes.known[stream] = Folded(state, last.stream_version, last.global_position)
         return trigger
 
-    # Writing ---------------------------------------------------------------------------
+    # Recording decisions (`writes.py` writes them) -------------------------------------
 
     def _queue(
-        self, writes: _Writes, cause: RecordedEvent, trigger: DeploymentTriggered, behind: str
+        self, writes: Writes, cause: RecordedEvent, trigger: DeploymentTriggered, behind: str
     ) -> None:
         metadata = self._envelope(cause, trigger.deployment_id)
         writes.decisions.append((metadata, "queued", queued(trigger, behind)))
@@ -524,100 +495,10 @@ class Planner:
             occurred_at=self.clock(),
         )
 
-    async def _flush(self, conn: asyncpg.Connection, handlers: Sequence[_Writes]) -> None:
-        """Write what `handlers` (in their order) decided: the appends in one statement when
-        each can be decided on a stream already known (else one by one, reading the
-        streams as `execute` does), then the queue rows they move in one statement."""
-        decisions = [decision for writes in handlers for decision in writes.decisions]
-        known = {stream: state for writes in handlers for stream, state in writes.known.items()}
-        if decisions and not await self._append_together(conn, decisions, known):
-            for metadata, what, decision in decisions:
-                stream = deployment_stream(decision.deployment_id)
-                done = await execute(
-                    self.store,
-                    stream,
-                    PLANNING,
-                    decision,
-                    metadata,
-                    event_ids=_always(_decision_id(what, decision)),
-                    known=known.pop(stream, None),
-                    conn=conn,
-                    # In the consumer's transaction: a conflict fails it, and it is redelivered.
-                    max_attempts=1,
-                )
-                known[stream] = done.after
-        # The queue's cache follows the events (`row_state`), after the appends, in the
-        # order they were decided: each handler's observed events, then its decisions.
-        moves: dict[str, RowState] = {}
-        for writes in handlers:
-            for event in (*writes.observed, *(decision for _, _, decision in writes.decisions)):
-                if (moved := row_state(event)) is not None:
-                    moves.pop(moved[0], None)
-                    moves[moved[0]] = moved[1]
-        await queues.set_states(conn, moves)
-        for writes in handlers:
-            for deployment_id in writes.planning_since:
-                await queues.set_planning_since(conn, deployment_id, self.clock())
-            for app_id, commit, deployment_id in writes.running:
-                await queues.set_running(conn, app_id, commit, deployment_id)
-
-    async def _append_together(
-        self,
-        conn: asyncpg.Connection,
-        decisions: Sequence[tuple[Metadata, str, PlannerDecision]],
-        known: dict[str, Folded[Deployment | None]],
-    ) -> bool:
-        """The decisions' appends in one statement (`EventStore.append_together`), each
-        decided by `PLANNING` on its stream as known; False, having written nothing, when
-        one's stream is not known, `PLANNING` would not append it as known, or the append
-        finds a stream moved past what was known: the caller then appends each alone."""
-        appends: list[tuple[str, list[NewEvent], int]] = []
-        afters: list[tuple[str, Deployment | None, tuple[Event, ...]]] = []
-        for metadata, what, decision in decisions:
-            stream = deployment_stream(decision.deployment_id)
-            before = known.get(stream)
-            if before is None:
-                return False
-            try:
-                events = tuple(PLANNING.decide(before.state, decision))
-            except Rejected:
-                return False
-            if not events:
-                return False
-            event_id = _decision_id(what, decision)
-            new = [NewEvent(event=e, event_id=event_id, metadata=metadata) for e in events]
-            appends.append((stream, new, before.version))
-            afters.append((stream, before.state, events))
-        results = await self.store.append_together(appends, conn=conn)
-        if results is None:
-            return False
-        for (stream, state, events), result in zip(afters, results, strict=True):
-            for event in events:
-                state = PLANNING.evolve(state, event)
-            known[stream] = Folded(state, result.stream_versions[-1], result.global_positions[-1])
-        return True
-
     def _count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         if self._counter is not None:
             self._counter.labels(outcome).inc()
-
-
-def _last_in_transaction(event: RecordedEvent) -> bool:
-    """Whether `event` is the last the consumer's transaction handles (True outside one).
-    The consumer runs the handler once per event id, at its first delivery in the batch."""
-    ids = list(dict.fromkeys(e.event_id for e in events_in_transaction()))
-    return not ids or ids[-1] == event.event_id
-
-
-def _decision_id(what: str, decision: PlannerDecision) -> uuid.UUID:
-    """Derived from what it answers, so a plan appended twice is stored once."""
-    return deterministic_event_id(CONSUMER_NAME, what, decision.deployment_id)
-
-
-def _always(event_id: uuid.UUID) -> Callable[[int, Event], uuid.UUID]:
-    """`execute`'s `event_ids` for a decision of one event with a derived id."""
-    return lambda _index, _event: event_id
 
 
 def _for_people(seconds: float) -> str:
