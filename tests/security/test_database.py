@@ -254,7 +254,7 @@ async def test_a_transaction_left_idle_is_ended_by_the_server(
 
             def seen_closed() -> bool:
                 try:
-                    return idle.is_closed()
+                    return bool(idle.is_closed())
                 except asyncpg.InterfaceError:  # the pool took it back when it saw it close
                     return True
 
