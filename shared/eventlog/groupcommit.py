@@ -8,7 +8,8 @@ that of a plain write); writes that arrive while one is in flight queue, and
 as soon as it ends they go together as one group. When a group of several
 ends, the next one waits one turn of the event loop, so that its callers,
 who come back together, go together again rather than one alone ahead of the
-rest.
+rest. A heavy item (the store's: an append of a batch of events) needs no
+company to pay for its commit: it goes at once, alone, beside the groups.
 
 What it keeps, for the event store (shared/eventlog/store.py):
 - per-key order: a group holds at most one write per key (stream), and a key
