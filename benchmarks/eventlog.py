@@ -519,7 +519,11 @@ async def measure_append_batch(servers: Servers) -> Measured:
         rate, span = await closed_loop(
             servers, slipway_appender(store, per_call=BATCH, label="batch"), writers=BATCH_WRITERS
         )
-    return Measured({"append_batch_per_s": rate}, span.details("append_batch"))
+    return Measured(
+        {"append_batch_per_s": rate},
+        span.details("append_batch")
+        | {"append_batch_alone": store.group_commit.heavy_alone, "append_batch_per_call": BATCH},
+    )
 
 
 async def measure_raw_single(servers: Servers) -> Measured:

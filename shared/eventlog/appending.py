@@ -9,6 +9,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import asyncpg
 import msgspec
@@ -37,6 +38,13 @@ DEFAULT_MAX_EVENT_BYTES = 512 * 1024
 """Cap on an event's encoded payload plus metadata. The relay publishes both (metadata as
 headers) in one NATS message, and NATS refuses messages over its `max_payload` (1 MiB by
 default); half of that leaves room for the other headers and a server configured lower."""
+
+BATCH_EVENTS: Final = 16
+"""An append of this many events or more is a batch: its own events already share its
+commit's cost, so it goes at once in a transaction of its own instead of waiting to join
+the next group (`GroupCommit.submit(heavy=True)`). Two writers of 100-event appends ran in
+turns before it, one group at a time; now they run beside each other (`append_batch` in
+benchmarks.eventlog)."""
 
 GROUP_LOCK_TIMEOUT = "50ms"
 """How long a group's statement may wait for a lock: an uncommitted append of another

@@ -8,7 +8,8 @@ that of a plain write); writes that arrive while one is in flight queue, and
 as soon as it ends they go together as one group. When a group of several
 ends, the next one waits one turn of the event loop, so that its callers,
 who come back together, go together again rather than one alone ahead of the
-rest.
+rest. A heavy item (the store's: an append of a batch of events) needs no
+company to pay for its commit: it goes at once, alone, beside the groups.
 
 What it keeps, for the event store (shared/eventlog/store.py):
 - per-key order: a group holds at most one write per key (stream), and a key
@@ -97,9 +98,26 @@ class GroupCommit(Generic[T, R]):
         """Groups written (of two items or more): a figure for benchmarks and tests."""
         self.largest_group = 0
         """The most items one group held (the catch-up after a stall): a benchmark figure."""
+        self.heavy_alone = 0
+        """Heavy items written alone at once, beside the groups: a figure for benchmarks."""
 
-    async def submit(self, key: str, item: T, weight: int = 1) -> R:
-        """Write `item` (to `key`): now if a slot is free, else in the next group."""
+    async def submit(self, key: str, item: T, weight: int = 1, *, heavy: bool = False) -> R:
+        """Write `item` (to `key`): now if a slot is free, else in the next group.
+
+        A `heavy` item (a batch) pays for a commit by itself: it goes at once, written alone
+        beside the groups (outside the slots), unless an earlier write to its key is in
+        flight or queued — then it follows that write, as any other item does."""
+        if heavy and self._key_is_free(key):
+            # Its own commit costs it little, and waiting for a slot would hold it (and the
+            # groups behind it) up: a writer of batches would otherwise run in turns with
+            # the others, never beside them.
+            self._writing[key] += 1
+            self.heavy_alone += 1
+            try:
+                return await self._write_alone(item)
+            finally:
+                self._done_writing(key)
+                self._wake()
         if self._can_go_now(key):
             self._in_flight += 1
             self._writing[key] += 1
@@ -123,6 +141,10 @@ class GroupCommit(Generic[T, R]):
         self._queue.append(_Pending(key, item, weight, future))
         self._wake()
         return await future
+
+    def _key_is_free(self, key: str) -> bool:
+        """No write to `key` in flight or queued: a write to it now keeps its order."""
+        return not self._writing[key] and all(pending.key != key for pending in self._queue)
 
     def _can_go_now(self, key: str) -> bool:
         # A dispatcher about to run counts as busy: writers woken by the group that just

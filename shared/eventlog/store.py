@@ -45,6 +45,7 @@ import asyncpg
 from shared.db import CONNECTION_ERRORS
 from shared.eventlog.appending import (
     ANY,
+    BATCH_EVENTS,
     DEFAULT_MAX_EVENT_BYTES,
     NO_STREAM,
     AppendResult,
@@ -66,6 +67,7 @@ from shared.streams import check_stream_id
 
 __all__ = [  # what callers import from here, wherever it is defined
     "ANY",
+    "BATCH_EVENTS",
     "DEFAULT_MAX_EVENT_BYTES",
     "DEFAULT_PAGE_SIZE",
     "NO_STREAM",
@@ -125,7 +127,9 @@ class EventStore(EventReader):
             raise ValueError(f"expected_version must be ≥ {NO_STREAM} or ANY")
         request = encode(self.registry, self.max_event_bytes, stream_id, events, expected_version)
         if conn is None:
-            return await self.group_commit.submit(stream_id, request, request.size)
+            return await self.group_commit.submit(
+                stream_id, request, request.size, heavy=len(events) >= BATCH_EVENTS
+            )
         try:
             return await append_on(conn, self.registry, request)
         except CONNECTION_ERRORS as exc:

@@ -19,6 +19,7 @@ import pytest
 from shared.db import connect
 from shared.errors import ConcurrencyConflict, IdempotencyViolation
 from shared.eventlog import ANY, NO_STREAM, AppendResult, EventStore, new_events
+from shared.eventlog.store import BATCH_EVENTS
 from shared.events import NewEvent
 from shared.events.catalog import ApplicationDisabled
 from shared.ids import new_id
@@ -141,6 +142,32 @@ async def test_appends_to_one_stream_commit_in_the_order_they_arrived(store: Eve
     assert [o.stream_versions for o in outcomes] == [(0,), (1,), (2,), (3,)]
     history = await store.read_stream(stream)
     assert [e.event_id for e in history] == [b[0].event_id for b in batches]
+
+
+HEAVY_EVENTS = BATCH_EVENTS
+
+
+async def test_a_batch_commits_on_its_own_beside_the_group_and_keeps_its_streams_order(
+    store: EventStore,
+) -> None:
+    """A heavy append (a batch) goes at once in a transaction of its own instead of joining
+    the group; one behind a write to its stream still commits after it."""
+    mine, other = _stream(), _stream()
+    outcomes = await _together(
+        store.append(_stream(), _events("first"), expected_version=NO_STREAM),  # at once
+        store.append(_stream(), _events("queued"), expected_version=NO_STREAM),
+        store.append(_stream(), _events("queued2"), expected_version=NO_STREAM),
+        store.append(other, _events("batch", HEAVY_EVENTS), expected_version=NO_STREAM),
+        store.append(mine, _events("before"), expected_version=NO_STREAM),
+        store.append(mine, _events("behind", HEAVY_EVENTS), expected_version=ANY),
+    )
+    assert not [o for o in outcomes if isinstance(o, BaseException)]
+    _first, queued, queued2, batch, before, behind = outcomes
+    assert len(await _tx_ids(store, [queued, queued2])) == 1  # the group
+    assert (await _tx_ids(store, [batch])).isdisjoint(await _tx_ids(store, [queued]))
+    assert store.group_commit.heavy_alone == 1  # `behind` waited for `before`
+    assert before.stream_versions == (0,)
+    assert behind.stream_versions == tuple(range(1, HEAVY_EVENTS + 1))
 
 
 async def test_a_stream_held_by_an_open_transaction_does_not_stall_the_rest_of_its_group(

@@ -161,3 +161,42 @@ async def test_after_a_write_of_one_nothing_waits_for_its_caller_to_come_back() 
     async with asyncio.timeout(5):
         await asyncio.gather(first, b)
     assert w.calls == [("a1",), ("b1",), ("b2",)] and sent_at_once == [True]
+
+
+async def test_a_heavy_item_is_written_alone_at_once_beside_a_group_in_flight() -> None:
+    """A batch pays for its own commit: it does not wait for the group in flight (a writer
+    of batches ran in turns with the others before, never beside them)."""
+    w = Recorder()
+    gc: GroupCommit[str, str] = GroupCommit(w.alone, w.group)
+    w.release.clear()
+    small = asyncio.ensure_future(gc.submit("a", "a1"))
+    await asyncio.sleep(0)
+    assert w.calls == [("a1",)]  # in flight, held
+    heavy = asyncio.ensure_future(gc.submit("b", "batch", heavy=True))
+    await asyncio.sleep(0)
+    assert w.calls == [("a1",), ("batch",)]  # sent while a1 is still in flight
+    w.release.set()
+    async with asyncio.timeout(5):
+        assert list(await asyncio.gather(small, heavy)) == ["wrote a1", "wrote batch"]
+    assert gc.heavy_alone == 1
+
+
+async def test_a_heavy_item_follows_an_earlier_write_to_its_key() -> None:
+    """Per-key order holds for heavy items too: one behind a write in flight or queued to
+    its key waits for it, and goes in a group after it."""
+    w = Recorder()
+    gc: GroupCommit[str, str] = GroupCommit(w.alone, w.group)
+    w.release.clear()
+    first = asyncio.ensure_future(gc.submit("a", "a1"))
+    await asyncio.sleep(0)
+    queued = asyncio.ensure_future(gc.submit("b", "b1"))
+    heavy_a = asyncio.ensure_future(gc.submit("a", "a-batch", heavy=True))
+    heavy_b = asyncio.ensure_future(gc.submit("b", "b-batch", heavy=True))
+    await asyncio.sleep(0)
+    assert w.calls == [("a1",)]  # neither batch overtook the write to its key
+    w.release.set()
+    async with asyncio.timeout(5):
+        await asyncio.gather(first, queued, heavy_a, heavy_b)
+    assert w.calls[1] == ("b1", "a-batch")
+    assert w.calls[2] == ("b-batch",)
+    assert gc.heavy_alone == 0
