@@ -17,6 +17,7 @@ import msgspec
 from shared.db import CONNECTION_ERRORS
 from shared.errors import ConcurrencyConflict, EventTooLarge, IdempotencyViolation, Unavailable
 from shared.eventlog.groupcommit import ALONE, Alone
+from shared.eventlog.position import NO_STREAM
 from shared.eventlog.statements import (
     ANY_STORED,
     APPEND,
@@ -30,10 +31,6 @@ from shared.eventlog.statements import (
 from shared.events.base import Event, Metadata, NewEvent
 from shared.events.codec import EventRegistry
 
-ANY: None = None
-"""`expected_version=ANY`: append at the end, whatever the stream's version."""
-NO_STREAM = -1
-"""`expected_version=NO_STREAM`: the stream must not exist yet."""
 DEFAULT_MAX_EVENT_BYTES = 512 * 1024
 """Cap on an event's encoded payload plus metadata. The relay publishes both (metadata as
 headers) in one NATS message, and NATS refuses messages over its `max_payload` (1 MiB by

@@ -1,4 +1,4 @@
-"""A place in the log, in commit-safe order."""
+"""A place in the log, in commit-safe order; the versions an append may expect of a stream."""
 
 from __future__ import annotations
 
@@ -17,3 +17,8 @@ class LogPosition(msgspec.Struct, frozen=True, order=True):
 
 
 START = LogPosition(0, 0)
+
+ANY: None = None
+"""`expected_version=ANY`: append at the end, whatever the stream's version."""
+NO_STREAM = -1
+"""`expected_version=NO_STREAM`: the stream must not exist yet."""

@@ -17,8 +17,7 @@ import msgspec
 from shared.aio import sleep_or_stop
 from shared.db import CONNECTION_ERRORS
 from shared.errors import Unavailable
-from shared.eventlog.appending import NO_STREAM
-from shared.eventlog.position import START, LogPosition
+from shared.eventlog.position import NO_STREAM, START, LogPosition
 from shared.eventlog.statements import (
     BY_IDS,
     ENVELOPE_COLUMNS,

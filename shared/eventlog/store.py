@@ -44,10 +44,8 @@ import asyncpg
 
 from shared.db import CONNECTION_ERRORS
 from shared.eventlog.appending import (
-    ANY,
     BATCH_EVENTS,
     DEFAULT_MAX_EVENT_BYTES,
-    NO_STREAM,
     AppendResult,
     EncodedAppend,
     append_alone,
@@ -59,6 +57,7 @@ from shared.eventlog.appending import (
     new_events,
 )
 from shared.eventlog.groupcommit import GroupCommit
+from shared.eventlog.position import ANY, NO_STREAM
 from shared.eventlog.reading import DEFAULT_PAGE_SIZE, EventReader, LogWindow, R, position_of
 from shared.eventlog.statements import ROW_COLUMNS, Connection
 from shared.events.base import NewEvent
