@@ -395,7 +395,12 @@ async def test_two_replicas_on_one_batch_plan_each_deployment_once(
             return exc  # the slower one: its inbox rows collide; redelivery skips them
 
     outcomes = await asyncio.gather(*(handle(r, b) for r, b in pairs))
-    assert sorted(type(o).__name__ for o in outcomes) == ["UniqueViolationError", "tuple"]
+    # The slower one collides on the inbox, or — when the faster one committed before it
+    # read the inbox (a busy machine) — finds the batch handled and skips it all.
+    assert sorted(type(o).__name__ for o in outcomes) in (
+        ["UniqueViolationError", "tuple"],
+        ["tuple", "tuple"],
+    )
     for n in range(len(apps)):
         kinds = [e.event_type for e in await store.read_stream(f"deployment-d{n:02d}")]
         assert kinds == ["deployment_triggered", "deployment_planned"], (n, kinds)
