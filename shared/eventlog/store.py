@@ -28,7 +28,10 @@ that arrive meanwhile go together in one statement and one transaction
 version check. An append the group
 cannot settle (its check failed, an event id collided, a lock would have to
 be waited for) is run again alone by the single-append code, which gives the
-exact outcome: the stored positions of a retry, or the precise error.
+exact outcome: the stored positions of a retry, or the precise error. A batch
+(`BATCH_EVENTS` or more) shares its commit among its own events: it goes at
+once in a transaction of its own, beside the groups, after any earlier write
+to its stream.
 
 `append_together` is that group statement inside the caller's transaction (a
 consumer appending what a batch of events decided), in a savepoint, all or
