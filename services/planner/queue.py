@@ -32,7 +32,6 @@ __all__ = [
     "lock_key",
     "set_planning_since",
     "set_running",
-    "set_state",
     "set_states",
     "stalled",
     "triggered_commit",
@@ -78,10 +77,6 @@ LEFT JOIN planner_applications r ON r.application_id = app.application_id
 ORDER BY app.application_id, d.seq
 """
 _DEPLOYMENT = "SELECT state, commit_hash FROM planner_deployments WHERE deployment_id = $1"
-_SET_STATE = """
-UPDATE planner_deployments SET state = $2, updated_at = clock_timestamp()
-WHERE deployment_id = $1
-"""
 _SET_STATES = """
 UPDATE planner_deployments d SET state = m.state, updated_at = clock_timestamp()
 FROM unnest($1::text[], $2::text[]) AS m(deployment_id, state)
@@ -207,13 +202,8 @@ async def triggered_commit(conn: asyncpg.Connection, deployment_id: str) -> str:
     return str(row["commit_hash"]) if row is not None else ""
 
 
-async def set_state(conn: asyncpg.Connection, deployment_id: str, state: RowState) -> None:
-    """Move a deployment's queue row to `state`."""
-    await conn.execute(_SET_STATE, deployment_id, state)
-
-
 async def set_states(conn: asyncpg.Connection, moves: Mapping[str, RowState]) -> None:
-    """`set_state` for several deployments, each to where it ends: those that end active
+    """Move deployments' queue rows, each to where it ends: those that end active
     after the others (one statement each), as the one-active-per-application index checks
     every row as it is written (a completion frees the place its successor takes)."""
     for active in (False, True):
