@@ -29,7 +29,7 @@ from shared.git import GitCache, GitError, GitRepository
 from shared.planning import Plan, PlanError, make_plan
 from shared.planning.skip import skipped_stages, uses_skip_on
 from shared.redaction import redact
-from shared.snapshots import StateRead, read_state, read_states
+from shared.snapshots import StateRead, read_states
 from shared.stream_folds import APPLICATION
 
 __all__ = ["AppRead", "PlanSources", "RepositoryRef"]
@@ -96,8 +96,7 @@ class PlanSources:
         if known is None:
             # Read outside the planner's transaction, which reads committed data: the
             # same application it would see.
-            app_stream = application_stream(trigger.application_id)
-            known = _app_read(await read_state(self.store, app_stream, APPLICATION))
+            known = (await self.applications([trigger.application_id]))[trigger.application_id]
         app = known.application
         if app is None:
             raise PlanError(
