@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from services.api.__main__ import ApiSettings, oidc_settings
-from services.api.console.oidc import OidcRefused, SignedIn, pkce_challenge, role_of
+from services.api.console.oidc import (
+    OidcRefused,
+    SignedIn,
+    pkce_challenge,
+    role_of,
+    token_refusal,
+)
 from services.api.console.oidc_sessions import session_end
 from services.api.console.sessions import SESSION_TTL_S, SessionCodec
 from shared.settings import SettingsError
@@ -107,3 +113,18 @@ def test_a_bad_configuration_stops_the_api_naming_each_field(tmp_path: Path) -> 
                 f"      clientSecretFile: {tmp_path / 'missing'}\n",
             )
         )
+
+
+def test_a_token_endpoints_refusal_is_one_short_printable_line() -> None:
+    """The provider's words come from outside: they reach a page and a log line, so a
+    forged line break, an escape sequence or a flood is not passed on."""
+    answer = {
+        "error": "invalid_grant\nadmin_login: ok",
+        "error_description": "\x1b[2JCode challenge failed." + "x" * 500,
+        "error_uri": "https://evil.example/",
+    }
+    said = token_refusal(400, answer)
+    assert said.startswith("400 invalid_grantadmin_login: ok [2JCode challenge failed.")
+    assert "\n" not in said and "\x1b" not in said and "evil" not in said
+    assert len(said) <= 4 + 200 + 1 + 200
+    assert token_refusal(503, "not json") == "503"

@@ -53,6 +53,7 @@ __all__ = [
     "SignedIn",
     "pkce_challenge",
     "role_of",
+    "token_refusal",
     "verify_id_token",
 ]
 
@@ -314,7 +315,7 @@ class OidcLogin:
         status, answer = await self._call("POST", provider.token_endpoint, form=form)
         if status != 200 or not isinstance(answer, dict):
             raise OidcRefused(
-                f"the provider refused the authorization code ({_refusal(status, answer)}); "
+                f"the provider refused the authorization code ({token_refusal(status, answer)}); "
                 "it may have been used already, or this sign-in's PKCE verifier does not "
                 "match the challenge the provider was sent: start the sign-in again"
             )
@@ -345,7 +346,7 @@ class OidcLogin:
         }
         status, answer = await self._call("POST", provider.token_endpoint, form=form)
         if status != 200 or not isinstance(answer, dict):
-            refusal = _refusal(status, answer)
+            refusal = token_refusal(status, answer)
             raise OidcRefused(f"the provider refused the refresh token ({refusal})")
         id_token = answer.get("id_token")
         if isinstance(id_token, str):
@@ -380,7 +381,7 @@ def _refresh_token_of(answer: dict[str, Any]) -> str:
     return token if isinstance(token, str) and 0 < len(token) <= _MAX_TOKEN else ""
 
 
-def _refusal(status: int, answer: object) -> str:
+def token_refusal(status: int, answer: object) -> str:
     """A token endpoint's refusal as one line: its status, `error` and `error_description`
     (RFC 6749 5.2), cut short and reduced to printable characters (they come from outside)."""
     parts = [str(status)]
