@@ -24,7 +24,7 @@ import asyncpg
 
 from shared.errors import SlipwayError
 from shared.eventlog.envelope import envelope
-from shared.eventlog.roles import DEFAULT_APP_ROLE, role_of_service
+from shared.eventlog.roles import appends_events, role_of_service
 from shared.eventlog.store import ANY, EventStore, new_events
 from shared.events.base import Event
 from shared.events.catalog import ServiceStarted, ServiceStopped, default_registry
@@ -54,7 +54,7 @@ VERSION: Final = _version()
 
 def records_lifecycle(service: str) -> bool:
     """Whether `service`'s processes record their start and stop (its role may append)."""
-    return role_of_service(service) == DEFAULT_APP_ROLE
+    return appends_events(role_of_service(service))
 
 
 async def record_started(pool: asyncpg.Pool, service: str, instance: str) -> None:

@@ -8,7 +8,13 @@ import os
 
 from shared.db import connect
 from shared.errors import ConfigError
-from shared.eventlog import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, DEFAULT_READER_ROLE, migrate
+from shared.eventlog import (
+    DEFAULT_API_ROLE,
+    DEFAULT_APP_ROLE,
+    DEFAULT_PROJECTOR_ROLE,
+    DEFAULT_READER_ROLE,
+    migrate,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--reader-role", default=DEFAULT_READER_ROLE, help="the read-only query role"
+    )
+    parser.add_argument(
+        "--api-role", default=DEFAULT_API_ROLE, help="the API's role (the console's secrets)"
     )
     parser.set_defaults(handler=run)
 
@@ -50,6 +59,7 @@ async def _migrate(args: argparse.Namespace) -> list[int]:
             app_role=args.app_role,
             projector_role=args.projector_role,
             reader_role=args.reader_role,
+            api_role=args.api_role,
         )
     finally:
         await conn.close()

@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from services.relay.relay import Relay
 from shared.db import create_pool
 from shared.eventlog import (
+    DEFAULT_API_ROLE,
     DEFAULT_APP_ROLE,
     DEFAULT_PROJECTOR_ROLE,
     DEFAULT_READER_ROLE,
@@ -115,6 +116,12 @@ def app_database_url(database_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def api_database_url(database_url: str) -> str:
+    """The same server as the API's role: the services' rights and the console's secrets."""
+    return _with_user(database_url, DEFAULT_API_ROLE)
+
+
+@pytest.fixture(scope="session")
 def projector_database_url(database_url: str) -> str:
     """The same server as the projector's role, the only one that may build projections."""
     return _with_user(database_url, DEFAULT_PROJECTOR_ROLE)
@@ -155,9 +162,11 @@ async def schema(database_url: str, test_id: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def pool(app_database_url: str, schema: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool in the test's schema, logged in as the application role."""
-    pool = await create_pool(app_database_url, schema=schema, min_size=1, max_size=10)
+async def pool(api_database_url: str, schema: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool in the test's schema, logged in as the API's role, so the API it serves has the
+    console's tables. The role is a member of the services' (`app_database_url`): all that
+    is refused to it is refused to every service, and it may do nothing else but the console's."""
+    pool = await create_pool(api_database_url, schema=schema, min_size=1, max_size=10)
     yield pool
     await pool.close()
 

@@ -7,6 +7,7 @@ appends run `appending`'s functions, and the SQL of both is in `statements`.
 from shared.eventlog.migrate import migrate
 from shared.eventlog.position import START, LogPosition
 from shared.eventlog.roles import (
+    DEFAULT_API_ROLE,
     DEFAULT_APP_ROLE,
     DEFAULT_PROJECTOR_ROLE,
     DEFAULT_READER_ROLE,
@@ -24,6 +25,7 @@ from shared.ids import deterministic_event_id  # re-exported: where handlers loo
 
 __all__ = [
     "ANY",
+    "DEFAULT_API_ROLE",
     "DEFAULT_APP_ROLE",
     "DEFAULT_PROJECTOR_ROLE",
     "DEFAULT_READER_ROLE",

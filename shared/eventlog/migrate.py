@@ -14,7 +14,12 @@ from importlib import resources
 import asyncpg
 
 from shared.db import LONG_CALL_S, check_schema_name
-from shared.eventlog.roles import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, DEFAULT_READER_ROLE
+from shared.eventlog.roles import (
+    DEFAULT_API_ROLE,
+    DEFAULT_APP_ROLE,
+    DEFAULT_PROJECTOR_ROLE,
+    DEFAULT_READER_ROLE,
+)
 
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -50,6 +55,7 @@ async def migrate(
     app_role: str = DEFAULT_APP_ROLE,
     projector_role: str = DEFAULT_PROJECTOR_ROLE,
     reader_role: str = DEFAULT_READER_ROLE,
+    api_role: str = DEFAULT_API_ROLE,
     migrations: list[Migration] | None = None,
 ) -> list[int]:
     """Bring `schema` up to date; returns the versions applied now."""
@@ -58,6 +64,7 @@ async def migrate(
         "{{app_role}}": app_role,
         "{{projector_role}}": projector_role,
         "{{reader_role}}": reader_role,
+        "{{api_role}}": api_role,
     }
     for role in roles.values():
         if not _ROLE_NAME.match(role):

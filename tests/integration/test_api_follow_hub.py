@@ -41,14 +41,14 @@ POLL_S = 0.5  # the API's poll of a followed deployment (routes/deployment_logs.
 
 @pytest.fixture
 async def counted(
-    app_database_url: str, schema: str
+    api_database_url: str, schema: str
 ) -> AsyncIterator[tuple[ExecutionCounter, asyncpg.Pool]]:
-    host, port = app_database_url.rsplit("@", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    host, port = api_database_url.rsplit("@", 1)[1].split("/", 1)[0].rsplit(":", 1)
     # Reads of `stage_logs` (the stream reads also serve the key checks, which are per key).
     counter = ExecutionCounter(b"FROM stage_logs")
     async with PostgresCutProxy(host, int(port)) as proxy:
         proxy.arm(counter, when="after")
-        pool = await create_pool(proxy.url(app_database_url), schema=schema, max_size=20)
+        pool = await create_pool(proxy.url(api_database_url), schema=schema, max_size=20)
         try:
             yield counter, pool
         finally:

@@ -37,13 +37,13 @@ WINDOW_S = 1.0
 
 @pytest.fixture
 async def counted(
-    app_database_url: str, schema: str
+    api_database_url: str, schema: str
 ) -> AsyncIterator[tuple[ExecutionCounter, EventStore]]:
-    host, port = app_database_url.rsplit("@", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    host, port = api_database_url.rsplit("@", 1)[1].split("/", 1)[0].rsplit(":", 1)
     counter = ExecutionCounter(b"FROM events", b"(tx_id, global_position) >")  # read_all
     async with PostgresCutProxy(host, int(port)) as proxy:
         proxy.arm(counter, when="after")
-        pool = await create_pool(proxy.url(app_database_url), schema=schema, max_size=20)
+        pool = await create_pool(proxy.url(api_database_url), schema=schema, max_size=20)
         try:
             yield counter, EventStore(pool, default_registry())
         finally:

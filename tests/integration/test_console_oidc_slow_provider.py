@@ -66,7 +66,7 @@ def settings(proxy: HeldProxy) -> OidcSettings:
 async def test_a_check_stuck_at_the_provider_holds_no_connection_and_asks_once(
     store: EventStore,
     pool: asyncpg.Pool,
-    app_database_url: str,
+    api_database_url: str,
     schema: str,
     provider: Provider,
     proxy: HeldProxy,
@@ -77,7 +77,7 @@ async def test_a_check_stuck_at_the_provider_holds_no_connection_and_asks_once(
         nonlocal acquired
         acquired += 1
 
-    small = await create_pool(app_database_url, schema=schema, max_size=2, setup=count)
+    small = await create_pool(api_database_url, schema=schema, max_size=2, setup=count)
     await provider.set_user("alice", {"groups": ["devs"]})
     await provider.set_user("bob", {"groups": ["viewers"]})
     try:

@@ -262,10 +262,10 @@ async def test_one_key_holds_a_bounded_number_of_log_follows(api: str, store: Ev
 
 @pytest.mark.usefixtures("api")
 async def test_a_server_error_names_a_request_id_not_the_driver(
-    store: EventStore, app_database_url: str, schema: str
+    store: EventStore, api_database_url: str, schema: str
 ) -> None:
     """With the database gone, the 5xx answer carries the request id and no driver text."""
-    doomed = await create_pool(app_database_url, schema=schema, min_size=1, max_size=2)
+    doomed = await create_pool(api_database_url, schema=schema, min_size=1, max_size=2)
     broken = EventStore(doomed, store.registry)
     async with served_api(broken, doomed, admin_name="test-admin-2") as url:
         admin = api_key_for(url)
