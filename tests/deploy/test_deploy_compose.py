@@ -21,7 +21,12 @@ import pytest
 import yaml
 
 from shared.config import load_control_config
-from shared.eventlog import DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, role_of_service
+from shared.eventlog import (
+    DEFAULT_API_ROLE,
+    DEFAULT_APP_ROLE,
+    DEFAULT_PROJECTOR_ROLE,
+    role_of_service,
+)
 from shared.natsauth import ROLES, deploy_authorization, password_env
 from slipway_cli import build_parser
 from slipway_cli.kubesim import build as build_kubesim
@@ -160,6 +165,12 @@ def test_removing_a_service_or_a_setting_is_caught() -> None:
         for p in compose_problems(compose)
     )
     compose = _compose()
+    compose["services"]["api"]["environment"]["SLIPWAY_DATABASE_URL"] = services_url
+    assert any(
+        "api: SLIPWAY_DATABASE_URL logs in as 'slipway_app', not 'slipway_api'" in p
+        for p in compose_problems(compose)
+    )
+    compose = _compose()
     del compose["services"]["notifier"]["environment"]["SLIPWAY_NATS_PASSWORD"]
     assert "notifier: no NATS password (SLIPWAY_NATS_PASSWORD or _PASSWORD_FILE)" in (
         compose_problems(compose)
@@ -189,6 +200,7 @@ def test_infrastructure_services() -> None:
     assert (ROOT / init / "10-slipway-app-role.sh").is_file()
     assert "SLIPWAY_APP_PASSWORD" in postgres["environment"]
     assert "SLIPWAY_PROJECTOR_PASSWORD" in postgres["environment"]
+    assert "SLIPWAY_API_PASSWORD" in postgres["environment"]
     assert services["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
     assert "4318:4318" in services["jaeger"]["ports"]
     for name in _slipway_services(_compose()):
@@ -223,13 +235,15 @@ def test_app_role_password_matches() -> None:
     passwords = {
         DEFAULT_APP_ROLE: _interpolate(postgres["SLIPWAY_APP_PASSWORD"]),
         DEFAULT_PROJECTOR_ROLE: _interpolate(postgres["SLIPWAY_PROJECTOR_PASSWORD"]),
+        DEFAULT_API_ROLE: _interpolate(postgres["SLIPWAY_API_PASSWORD"]),
     }
-    assert len(set(passwords.values())) == 2, "the two roles share a password"
+    assert len(set(passwords.values())) == 3, "two roles share a password"
     for name in _slipway_services(_compose()):
         url = _environment(services[name])["SLIPWAY_DATABASE_URL"]
         role = role_of_service(name)
         assert url.split("://", 1)[1].split("@", 1)[0] == f"{role}:{passwords[role]}", name
     assert role_of_service("projector") == DEFAULT_PROJECTOR_ROLE
+    assert role_of_service("api") == DEFAULT_API_ROLE
 
 
 def test_prometheus_scrapes_every_service() -> None:
@@ -308,12 +322,13 @@ async def _sh(script: Path, env: dict[str, str]) -> tuple[int, str]:
 
 
 async def test_postgres_init_script_creates_the_app_role(database_url: str, test_id: str) -> None:
-    """The init script creates both login roles with their passwords; running it again is fine."""
+    """The init script creates the login roles with their passwords; running it again is fine."""
     script = ROOT / "deploy" / "kubernetes" / "postgres-initdb" / "10-slipway-app-role.sh"
     url = urlsplit(database_url)
     role = f"deploy_{test_id}"
     projector = f"deploy_p_{test_id}"
     reader = f"deploy_r_{test_id}"
+    api = f"deploy_a_{test_id}"
     env = {
         "PATH": f"{postgres_bin_dir()}:{os.environ['PATH']}",
         "PGHOST": url.hostname or "127.0.0.1",
@@ -326,6 +341,8 @@ async def test_postgres_init_script_creates_the_app_role(database_url: str, test
         "SLIPWAY_APP_PASSWORD": "s3cret 'quoted' pass",
         "SLIPWAY_PROJECTOR_ROLE": projector,
         "SLIPWAY_PROJECTOR_PASSWORD": 'other "s3cret"; pass',
+        "SLIPWAY_API_ROLE": api,
+        "SLIPWAY_API_PASSWORD": "api\\ s3cret",
         # Optional: created only when it has a password.
         "SLIPWAY_READER_ROLE": reader,
         "SLIPWAY_READER_PASSWORD": "$(reader) pass",
@@ -335,7 +352,7 @@ async def test_postgres_init_script_creates_the_app_role(database_url: str, test
         for _ in range(2):
             code, said = await _sh(script, env)
             assert code == 0, said
-        for name in (role, projector, reader):
+        for name in (role, projector, api, reader):
             row = await conn.fetchrow(
                 "SELECT rolcanlogin, rolpassword IS NOT NULL AS has_password, rolsuper"
                 " FROM pg_authid WHERE rolname = $1",
@@ -343,7 +360,11 @@ async def test_postgres_init_script_creates_the_app_role(database_url: str, test
             )
             assert row is not None, name
             assert (row["rolcanlogin"], row["has_password"], row["rolsuper"]) == (True, True, False)
-        for missing in ("SLIPWAY_APP_PASSWORD", "SLIPWAY_PROJECTOR_PASSWORD"):
+        for missing in (
+            "SLIPWAY_APP_PASSWORD",
+            "SLIPWAY_PROJECTOR_PASSWORD",
+            "SLIPWAY_API_PASSWORD",
+        ):
             code, said = await _sh(script, {k: v for k, v in env.items() if k != missing})
             assert code != 0
             assert f"{missing} is not set" in said
@@ -351,4 +372,5 @@ async def test_postgres_init_script_creates_the_app_role(database_url: str, test
         await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
         await conn.execute(f'DROP ROLE IF EXISTS "{projector}"')
         await conn.execute(f'DROP ROLE IF EXISTS "{reader}"')
+        await conn.execute(f'DROP ROLE IF EXISTS "{api}"')
         await conn.close()

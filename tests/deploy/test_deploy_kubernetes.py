@@ -280,6 +280,17 @@ def test_removing_a_deployment_or_a_setting_is_caught() -> None:
         "projector: SLIPWAY_DATABASE_URL logs in as 'slipway_app', not 'slipway_projector'" in p
         for p in kubernetes_problems(shared_url)
     )
+    api_as_app = copy.deepcopy(docs)
+    container = _by_kind(api_as_app, "Deployment")["api"]["spec"]["template"]["spec"]["containers"][
+        0
+    ]
+    for variable in container["env"]:
+        if variable["name"] == "SLIPWAY_DATABASE_URL":
+            variable["valueFrom"]["secretKeyRef"]["name"] = "slipway-database"
+    assert any(
+        "api: SLIPWAY_DATABASE_URL logs in as 'slipway_app', not 'slipway_api'" in p
+        for p in kubernetes_problems(api_as_app)
+    )
     ghost = copy.deepcopy(docs)
     container = _by_kind(ghost, "Deployment")["relay"]["spec"]["template"]["spec"]["containers"][0]
     container["args"] = ["python", "-m", "services.ghost"]
@@ -358,13 +369,18 @@ def test_postgres_and_secrets_agree() -> None:
     assert f"slipway_app:{owner['SLIPWAY_APP_PASSWORD']}@" in app_url
     projector_url = secrets["slipway-database-projector"]["SLIPWAY_DATABASE_URL"]
     assert f"slipway_projector:{owner['SLIPWAY_PROJECTOR_PASSWORD']}@" in projector_url
-    assert owner["SLIPWAY_APP_PASSWORD"] != owner["SLIPWAY_PROJECTOR_PASSWORD"]
+    api_url = secrets["slipway-database-api"]["SLIPWAY_DATABASE_URL"]
+    assert f"slipway_api:{owner['SLIPWAY_API_PASSWORD']}@" in api_url
+    passwords = [owner[f"SLIPWAY_{r}_PASSWORD"] for r in ("APP", "PROJECTOR", "API")]
+    assert len(set(passwords)) == 3, "two roles share a password"
     assert f"postgres:{owner['POSTGRES_PASSWORD']}@" in owner["SLIPWAY_MIGRATE_DATABASE_URL"]
     postgres = _by_kind(docs, "StatefulSet")["postgres"]
     pod = postgres["spec"]["template"]["spec"]
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
     postgres_env = {e["name"] for e in pod["containers"][0]["env"]}
-    assert {"SLIPWAY_APP_PASSWORD", "SLIPWAY_PROJECTOR_PASSWORD"} <= postgres_env
+    assert {"SLIPWAY_APP_PASSWORD", "SLIPWAY_PROJECTOR_PASSWORD", "SLIPWAY_API_PASSWORD"} <= (
+        postgres_env
+    )
     assert mounts["initdb"] == "/docker-entrypoint-initdb.d"
     volume = next(v for v in pod["volumes"] if v["name"] == "initdb")
     assert "10-slipway-app-role.sh" in _generated()[volume["configMap"]["name"]]

@@ -16,6 +16,7 @@ import pytest
 
 from shared.db import connect, create_pool
 from shared.eventlog import (
+    DEFAULT_API_ROLE,
     DEFAULT_APP_ROLE,
     DEFAULT_PROJECTOR_ROLE,
     DEFAULT_READER_ROLE,
@@ -39,10 +40,13 @@ _LEAST_PRIVILEGE = 8
 """The migration that took CREATE and the ordering columns from the services' role."""
 
 
-@pytest.fixture(params=[DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, DEFAULT_READER_ROLE])
+@pytest.fixture(
+    params=[DEFAULT_APP_ROLE, DEFAULT_PROJECTOR_ROLE, DEFAULT_READER_ROLE, DEFAULT_API_ROLE]
+)
 async def service_conn(
     request: pytest.FixtureRequest,
     app_database_url: str,
+    api_database_url: str,
     projector_database_url: str,
     reader_database_url: str,
     schema: str,
@@ -52,6 +56,7 @@ async def service_conn(
         DEFAULT_APP_ROLE: app_database_url,
         DEFAULT_PROJECTOR_ROLE: projector_database_url,
         DEFAULT_READER_ROLE: reader_database_url,
+        DEFAULT_API_ROLE: api_database_url,
     }[request.param]
     conn = await asyncpg.connect(url, server_settings={"search_path": schema})
     yield conn

@@ -6,9 +6,11 @@
 # `slipway migrate` creates the roles Slipway's processes log in as, but without
 # passwords, which is fine on a loopback sandbox and useless over TCP. This
 # creates them first, with their passwords: the services' role (slipway_app,
-# SLIPWAY_APP_PASSWORD) and the projector's (slipway_projector,
-# SLIPWAY_PROJECTOR_PASSWORD). The migration then finds them and only grants
-# them their rights (neither may rewrite the log; only the projector may CREATE).
+# SLIPWAY_APP_PASSWORD), the projector's (slipway_projector,
+# SLIPWAY_PROJECTOR_PASSWORD) and the API's (slipway_api, SLIPWAY_API_PASSWORD).
+# The migration then finds them and only grants them their rights (none may
+# rewrite the log; only the projector may CREATE; only the API reads the
+# console's secrets).
 # It is safe to run again: an existing role just gets the password.
 set -e
 
@@ -20,6 +22,7 @@ require() { # $1: a variable's name, $2: its value
 }
 require SLIPWAY_APP_PASSWORD "${SLIPWAY_APP_PASSWORD:-}"
 require SLIPWAY_PROJECTOR_PASSWORD "${SLIPWAY_PROJECTOR_PASSWORD:-}"
+require SLIPWAY_API_PASSWORD "${SLIPWAY_API_PASSWORD:-}"
 
 create_role() {
   psql -v ON_ERROR_STOP=1 --no-psqlrc \
@@ -33,6 +36,7 @@ SQL
 
 create_role "${SLIPWAY_APP_ROLE:-slipway_app}" "$SLIPWAY_APP_PASSWORD"
 create_role "${SLIPWAY_PROJECTOR_ROLE:-slipway_projector}" "$SLIPWAY_PROJECTOR_PASSWORD"
+create_role "${SLIPWAY_API_ROLE:-slipway_api}" "$SLIPWAY_API_PASSWORD"
 # The read-only role of query paths (`slipway analysis rejudge`, audits) is
 # optional: it can log in over TCP only once it has a password.
 if [ -n "${SLIPWAY_READER_PASSWORD:-}" ]; then
