@@ -252,7 +252,8 @@ class Stack:
         """The environment of one service replica: its database role, NATS, ports and config."""
         assert self.nats is not None and self.postgres is not None
         env = os.environ | {
-            # Each service as its own role: only the projector may build projections.
+            # Each service as its own role: only the projector may build projections, only
+            # the API read the console's secrets.
             "SLIPWAY_DATABASE_URL": self.postgres.url_for(role_of_service(name)),
             "SLIPWAY_DATABASE_SCHEMA": self.schema,
             # Its own NATS user: only the subjects its role needs (shared/natsauth.py).
