@@ -292,42 +292,51 @@ def slipway_appender(
 
 
 def raw_grouper(
-    conn: asyncpg.Connection,
-) -> tuple[Step, Callable[[asyncio.Event], Awaitable[None]]]:
+    conns: Sequence[asyncpg.Connection],
+) -> tuple[Step, list[Callable[[asyncio.Event], Awaitable[None]]]]:
     """Group commit as bare as Python makes it: each call queues `raw_inserter`'s row and
-    waits; the flusher (the second value, run beside the writers) inserts whatever queued
-    in one statement on `conn` and wakes them. No version check, no per-stream order, no
-    encoding, no pool: the ceiling a group commit in one Python process reaches here."""
+    waits; a flusher (the second value: one per connection, run beside the writers) inserts
+    whatever its writers queued in one statement and wakes them. No version check, no
+    per-stream order, no encoding, no pool: the ceiling a group commit in one Python process
+    reaches here. With two connections the writers are two fixed cohorts (writer w on
+    flusher w mod 2), so one cohort's Python runs while the other's group is in the server:
+    pipelined groups, without the store's dispatching."""
     event_type, schema_version, payload = default_registry().encode(stream_events("raw", 1, 1)[0])
     versions = [0] * WRITERS
-    queued: list[tuple[tuple[object, ...], asyncio.Future[None]]] = []
-    arrived = asyncio.Event()
+    queues: list[list[tuple[tuple[object, ...], asyncio.Future[None]]]] = [[] for _ in conns]
+    arrivals = [asyncio.Event() for _ in conns]
 
     async def step(w: int) -> int:
         version, versions[w] = versions[w], versions[w] + 1
         row = (f"application-raw{w}", version, new_event_id(), event_type, schema_version)
         done = asyncio.get_running_loop().create_future()
-        queued.append(((*row, payload, "{}"), done))
-        arrived.set()
+        queues[w % len(conns)].append(((*row, payload, "{}"), done))
+        arrivals[w % len(conns)].set()
         await done
         return 1
 
-    async def flush(stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.05):  # to see `stop` when nothing comes
-                    await arrived.wait()
-            arrived.clear()
-            # As the store's group commit: one loop turn for the writers coming back.
-            await asyncio.sleep(0)
-            group = queued[:]
-            queued.clear()
-            if group:
-                await conn.execute(_RAW_GROUP_INSERT, *zip(*(row for row, _ in group), strict=True))
-                for _, done in group:
-                    done.set_result(None)
+    def flusher(k: int) -> Callable[[asyncio.Event], Awaitable[None]]:
+        queued, arrived = queues[k], arrivals[k]
 
-    return step, flush
+        async def flush(stop: asyncio.Event) -> None:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.05):  # to see `stop` when nothing comes
+                        await arrived.wait()
+                arrived.clear()
+                # As the store's group commit: one loop turn for the writers coming back.
+                await asyncio.sleep(0)
+                group = queued[:]
+                queued.clear()
+                if group:
+                    rows = zip(*(row for row, _ in group), strict=True)
+                    await conns[k].execute(_RAW_GROUP_INSERT, *rows)
+                    for _, done in group:
+                        done.set_result(None)
+
+        return flush
+
+    return step, [flusher(k) for k in range(len(conns))]
 
 
 def raw_inserter(conns: Sequence[asyncpg.Connection], *, per_call: int) -> Step:
@@ -537,8 +546,14 @@ async def measure_raw_single(servers: Servers) -> Measured:
 
 async def measure_raw_group(servers: Servers) -> Measured:
     """`raw_group_8conc_per_s`: raw_single's rows from 8 writers, grouped by `raw_grouper`."""
-    async with raw_connections(servers, "bench_raw_group", 1) as [conn]:
-        return await _raw_grouped(servers, conn, "raw_group")
+    async with raw_connections(servers, "bench_raw_group", 1) as conns:
+        return await _raw_grouped(servers, conns, "raw_group")
+
+
+async def measure_raw_group_pipelined(servers: Servers) -> Measured:
+    """`raw_group_pipelined_8conc_per_s`: the same in two cohorts on two connections."""
+    async with raw_connections(servers, "bench_raw_group_pipelined", 2) as conns:
+        return await _raw_grouped(servers, conns, "raw_group_pipelined")
 
 
 async def measure_raw_group_log(servers: Servers) -> Measured:
@@ -546,14 +561,16 @@ async def measure_raw_group_log(servers: Servers) -> Measured:
     schema = await servers.migrated_schema("bench_raw_group_log")
     conn = await connect(servers.app_url, schema=schema)
     try:
-        return await _raw_grouped(servers, conn, "raw_group_log")
+        return await _raw_grouped(servers, [conn], "raw_group_log")
     finally:
         await conn.close()
 
 
-async def _raw_grouped(servers: Servers, conn: asyncpg.Connection, name: str) -> Measured:
-    step, flush = raw_grouper(conn)
-    async with running(flush):
+async def _raw_grouped(
+    servers: Servers, conns: Sequence[asyncpg.Connection], name: str
+) -> Measured:
+    step, flushers = raw_grouper(conns)
+    async with running(*flushers):
         rate, span = await closed_loop(servers, step, writers=WRITERS)
     return Measured({f"{name}_8conc_per_s": rate}, span.per_flush(name, rate * span.seconds))
 
@@ -777,6 +794,7 @@ SECTIONS: dict[str, Callable[[Servers], Awaitable[Measured]]] = {
     "raw_single": measure_raw_single,
     "raw_group": measure_raw_group,
     "raw_group_log": measure_raw_group_log,
+    "raw_group_pipelined": measure_raw_group_pipelined,
     "raw_executemany": measure_raw_executemany,
     "eventsourcing": measure_eventsourcing,
     "relay": measure_relay,
@@ -805,7 +823,9 @@ NOTES = {
     "raw_group": f"raw's rows from {WRITERS} writers, each queuing its row and waiting; one "
     "connection inserts whatever queued in one unnest INSERT (no version check, no per-stream "
     "order, rows built as raw's): the most any group commit in one Python process makes here; "
-    "raw_group_log the same into the event log's table, with the indexes its reads need",
+    "raw_group_log the same into the event log's table, with the indexes its reads need; "
+    "raw_group_pipelined the same as two fixed cohorts of writers on two connections, one "
+    "cohort's group in the server while the other's Python runs",
     "eventsourcing": f"eventsourcing.postgres via Application(env=...), {WRITERS} threads, "
     f"each iteration creates and saves a one-event Aggregate; pool size {WRITERS}; "
     "the library serialises writers with LOCK TABLE",

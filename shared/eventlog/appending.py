@@ -133,7 +133,7 @@ async def append_group_in_transaction(
     savepoint = conn.transaction()
     await savepoint.start()
     try:
-        rows = await conn.fetch(APPEND_GROUP_IN_TRANSACTION, *_group_args(requests))
+        rows = await conn.fetch(APPEND_GROUP_IN_TRANSACTION, *group_args(requests))
     except (
         asyncpg.UniqueViolationError,
         asyncpg.DeadlockDetectedError,
@@ -180,7 +180,7 @@ async def append_group(
     if len(group) == 1:
         statement, args = APPEND_BOUNDED, group[0].args
     else:
-        statement, args = APPEND_GROUP, _group_args(group)
+        statement, args = APPEND_GROUP, group_args(group)
     try:
         async with pool.acquire() as conn:
             rows = await conn.fetch(statement, *args, GROUP_LOCK_TIMEOUT)
@@ -309,7 +309,7 @@ def new_events(events: Iterable[Event], *, metadata: Metadata | None = None) -> 
     return [NewEvent(event=e, event_id=new_event_id(), metadata=metadata) for e in events]
 
 
-def _group_args(group: Sequence[EncodedAppend]) -> tuple[object, ...]:
+def group_args(group: Sequence[EncodedAppend]) -> tuple[object, ...]:
     """`APPEND_GROUP`'s arguments but the lock timeout."""
     numbers: list[int] = []
     places: list[int] = []
