@@ -47,17 +47,23 @@ async def api_conn(api_database_url: str, schema: str) -> AsyncIterator[asyncpg.
         yield conn
 
 
-async def _readable_by(conn: asyncpg.Connection, role: str) -> set[str]:
-    """Every table, view or sequence of the schema `role` may read a column of."""
+_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+
+
+async def _rights_of(conn: asyncpg.Connection, role: str) -> set[tuple[str, str]]:
+    """(relation, privilege) for every table or view of the schema and every privilege `role`
+    holds on it, or on any of its columns."""
     rows = await conn.fetch(
-        "SELECT c.relname FROM pg_class c"
+        "SELECT c.relname, p.privilege FROM pg_class c, unnest($2::text[]) AS p(privilege)"
         " WHERE c.relnamespace = current_schema()::regnamespace"
         "   AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
-        "   AND (has_table_privilege($1, c.oid, 'SELECT')"
-        "        OR has_any_column_privilege($1, c.oid, 'SELECT'))",
+        "   AND (has_table_privilege($1, c.oid, p.privilege)"
+        "        OR (p.privilege IN ('SELECT', 'INSERT', 'UPDATE', 'REFERENCES')"
+        "            AND has_any_column_privilege($1, c.oid, p.privilege)))",
         role,
+        list(_PRIVILEGES),
     )
-    return {r["relname"] for r in rows}
+    return {(r["relname"], r["privilege"]) for r in rows}
 
 
 async def test_the_services_role_cannot_read_the_console_secrets(
@@ -82,17 +88,28 @@ async def test_the_reader_reads_the_record_and_nothing_else(
 ) -> None:
     """A new table an auditor can read (a grant, or one the projector creates: 0008's default
     privileges give those to the reader) fails this until it is added to `READER_SEES`."""
-    assert await _readable_by(reader_conn, DEFAULT_READER_ROLE) == READER_SEES
+    assert await _rights_of(reader_conn, DEFAULT_READER_ROLE) == {
+        (table, "SELECT") for table in READER_SEES
+    }
 
 
-async def test_of_every_table_only_the_console_secrets_are_the_apis_alone(
+async def test_of_every_right_only_those_on_the_console_secrets_are_the_apis_alone(
     api_conn: asyncpg.Connection,
 ) -> None:
-    """The API reads all the services' role does (it is a member) and the secrets besides."""
-    app_reads = await _readable_by(api_conn, DEFAULT_APP_ROLE)
-    api_reads = await _readable_by(api_conn, DEFAULT_API_ROLE)
-    assert api_reads - app_reads == set(SECRET_TABLES)
-    assert not app_reads - api_reads
+    """The API may do all the services' role does (it is a member) and, besides, only what the
+    console does with its two tables: a grant to either role beyond that fails here."""
+    app_rights = await _rights_of(api_conn, DEFAULT_APP_ROLE)
+    api_rights = await _rights_of(api_conn, DEFAULT_API_ROLE)
+    assert not app_rights - api_rights
+    assert api_rights - app_rights == {
+        ("api_console_session_keys", "SELECT"),
+        ("api_console_session_keys", "INSERT"),
+        ("api_console_session_keys", "DELETE"),
+        ("api_console_oidc_sessions", "SELECT"),
+        ("api_console_oidc_sessions", "INSERT"),
+        ("api_console_oidc_sessions", "UPDATE"),
+        ("api_console_oidc_sessions", "DELETE"),
+    }
 
 
 async def test_the_api_role_keeps_the_console_working(api_conn: asyncpg.Connection) -> None:
