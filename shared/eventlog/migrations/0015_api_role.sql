@@ -31,5 +31,6 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON api_console_oidc_sessions TO {{api_role}
 -- own role), never to {{app_role}}, and never created by {{projector_role}}:
 -- 0008's default privileges hand everything the projector creates to
 -- {{app_role}} and {{reader_role}}. tests/security/test_console_secrets.py
--- lists every table the reader and the services' role can read and compares it
--- with the intended list, so a new grant shows up there.
+-- lists every privilege the reader holds, and every one the API holds beyond
+-- {{app_role}}, and compares them with the intended lists: a new grant to
+-- either fails there until someone decides it belongs.
