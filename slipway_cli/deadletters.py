@@ -1,7 +1,7 @@
 """`slipway deadletters list|show|redrive`: the messages consumers gave up on.
 
 Consumers keep a message they cannot handle whole in `dead_letters`
-(shared/consumer.py). `redrive` only marks letters: the consumer that wrote
+(shared/consumer/). `redrive` only marks letters: the consumer that wrote
 each one picks the request up and handles the stored event through its inbox,
 so it is processed once even if it had been handled after all.
 """
