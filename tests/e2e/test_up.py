@@ -33,6 +33,16 @@ def test_up_once_starts_every_service_ready_and_stops(sandbox_dir: Path) -> None
     assert "SLIPWAY_API_URL=" in env and "KUBECONFIG=" in env
     assert "SLIPWAY_SUBSCRIBER_NATS_URL=nats://subscriber:" in env
     assert (sandbox_dir / "slipway.yaml").exists()
+    # The README's next step, in a new terminal whose PATH lacks the virtualenv: `slipway` runs.
+    found = subprocess.run(
+        ["bash", "-c", f"source {sandbox_dir / 'env.sh'} && command -v slipway"],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert found.stdout.strip() == str(Path(sys.executable).parent / "slipway"), found
 
 
 def test_up_stays_up_until_ctrl_c_then_stops_everything(sandbox_dir: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -318,7 +319,12 @@ class Stack:
         """A file the user can `source` to point the CLI at this sandbox."""
         assert self.postgres is not None and self.nats is not None
         path = self.data_dir / "env.sh"
+        # The virtualenv's bin/ (slipway, helm) first: `make demo` runs `.venv/bin/slipway`,
+        # and a user who sources this in another terminal has no `slipway` on PATH otherwise.
+        # sys.executable as invoked, not resolved: a venv's python is a symlink out of it.
+        commands = shlex.quote(str(Path(sys.executable).parent))
         lines = [
+            f'export PATH={commands}:"$PATH"',
             f"export SLIPWAY_DATABASE_URL={self.app_database_url}",
             f"export SLIPWAY_PROJECTOR_DATABASE_URL={self.projector_database_url}",
             f"export SLIPWAY_READER_DATABASE_URL={self.postgres.url_for(DEFAULT_READER_ROLE)}",
