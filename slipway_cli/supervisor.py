@@ -118,16 +118,26 @@ async def _until_stopped(
 
 def _summarise(report: StoryReport, sandbox: Sandbox, say: Any) -> None:
     say("")
+    for line in summary_lines(report, sandbox.startup_s):
+        say(line)
+
+
+def summary_lines(report: StoryReport, startup_s: float) -> list[str]:
+    """The verdict, then one line per step, the times in one column whatever the steps."""
     verdict = "PASSED" if report.ok else "PASSED (partly)" if report.played_ok else "FAILED"
-    say(f"story {verdict} in {report.seconds:.1f} s (start-up {sandbox.startup_s:.1f} s)")
+    lines = [f"story {verdict} in {report.seconds:.1f} s (start-up {startup_s:.1f} s)"]
+    # As wide as the longest key: optional steps (`image-event`) are longer than the core's.
+    width = max((len(step.key) for step in report.steps), default=0)
     for step in report.steps:
+        key = step.key.ljust(width)
         if step.skipped is not None:
-            say(f"  -  {step.key:<10} skipped: {step.skipped}")
+            lines.append(f"  -  {key} skipped: {step.skipped}")
         elif step.ok:
-            say(f"  ✓  {step.key:<10} {step.seconds:6.1f} s")
+            lines.append(f"  ✓  {key} {step.seconds:6.1f} s")
         else:
             problems = "; ".join(step.verdict.problems) if step.verdict else "not judged"
-            say(f"  ✗  {step.key:<10} {step.seconds:6.1f} s  {problems}")
+            lines.append(f"  ✗  {key} {step.seconds:6.1f} s  {problems}")
+    return lines
 
 
 def report_json(report: StoryReport, sandbox: Sandbox) -> dict[str, Any]:

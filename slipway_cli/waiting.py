@@ -1,6 +1,6 @@
 """Waiting for a deployment, or a cascade delete, by polling the API; progress and outcome.
 
-`slipway app sync --wait-status` and `slipway deployment wait` poll the API
+`slipway app sync --wait-status` and `slipway deployment wait-status` poll the API
 (`wait_for_status`) and print a line on stderr whenever the deployment's
 status or running stage changes; the exit code says how the wait ended
 (`slipway_cli.command`: 0, 1 failed or not wanted, 3 unreachable, 4 timed
