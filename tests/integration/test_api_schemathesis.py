@@ -56,7 +56,7 @@ async def test_no_generated_request_makes_a_server_error(
             "--exclude-operation-id",
             "revokeApiKey",
             # An event stream never ends by itself (every example would wait out the request
-            # timeout); its parameters' errors are tested in tests/test_event_stream.py.
+            # timeout); its parameters' errors are tested in tests/integration/test_event_stream.py.
             "--exclude-operation-id",
             "streamEvents",
             "--max-examples",
