@@ -53,7 +53,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     show = commands.add_parser("show", parents=[common], help="a stream's events, or its state")
     show.add_argument("stream", metavar="STREAM", help="e.g. deployment-<id>, application-<id>")
     point = show.add_mutually_exclusive_group()
-    point.add_argument("--position", type=int, metavar="N", help="its state as of position N")
+    point.add_argument(
+        "--position",
+        type=int,
+        metavar="N",
+        help="its state as of the log's global position N (the first column of "
+        "`events show STREAM` and `events tail`; not the stream's version)",
+    )
     point.add_argument(
         "--at", metavar="TIME", help="its state as of an ISO 8601 time, e.g. 2026-01-31T12:00:00Z"
     )
@@ -111,6 +117,13 @@ def _show(client: ApiClient, args: argparse.Namespace) -> int:
         print_json(state)
         return EXIT_OK
     point = f"position {args.position}" if args.position is not None else args.at
+    if not state["events"]:
+        # Not `null`: say why, and what a position is (a newcomer tries the stream's version).
+        print(
+            f"{state['stream_id']} as of {point}: no event of it yet (positions are the "
+            "log's, the first column of `slipway events show STREAM`)"
+        )
+        return EXIT_OK
     print(
         f"{state['stream_id']} as of {point}: {state['events']} event(s), "
         f"version {state['version']}"

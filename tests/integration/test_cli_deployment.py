@@ -179,6 +179,9 @@ async def test_events_show_and_apikeys(cli: Cli, store: EventStore) -> None:
     first = (await store.read_stream(f"deployment-{d}"))[0].global_position
     state = await cli("events", "show", f"deployment-{d}", "--position", str(first), "--json")
     assert json.loads(state.out)["state"]["status"] == "PENDING"
+    before = await cli("events", "show", f"deployment-{d}", "--at", "2000-01-01T00:00:00Z")
+    assert before.code == 0, before.err
+    assert "no event of it yet" in before.out and "null" not in before.out
 
     created = await cli("apikey", "create", "--role", "read-only", "--name", "viewer", "--json")
     assert created.code == 0, created.err
