@@ -77,7 +77,7 @@ _FIRST_LOOK_S: Final = 0.05
 _LAST_LOOK_S: Final = 0.5
 """A waiter on another replica reads the row after 50 ms, then less often, up to every 0.5 s."""
 SKEW_WARN_S: Final = 5.0
-"""A replica's clock this far off from the database's is worth a warning (nothing here uses it)."""
+"""A replica's clock this far off the database's is worth a warning (no decision here reads it)."""
 
 _COLUMNS: Final = (
     "person, subject, role, refresh_token, extract(epoch FROM checked_at)::float8 AS checked_at,"
