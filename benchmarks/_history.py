@@ -70,7 +70,7 @@ class Written:
     long_deployment_stream: str
 
 
-def _deployment(
+def deployment_events(
     deployment_id: str, application_id: str, stages: Sequence[PlannedStage], at: datetime, n: int
 ) -> list[Event]:
     commit = f"{n:040x}"
@@ -138,7 +138,7 @@ def _streams(
         PlannedStage(id=f"wait-{i}", name=vocabulary.StageName.WAIT, index=i)
         for i in range(LONG_DEPLOYMENT_STAGES)
     )
-    long = _deployment(LONG_DEPLOYMENT_ID, application_ids[-1], long_stages, start, 1)
+    long = deployment_events(LONG_DEPLOYMENT_ID, application_ids[-1], long_stages, start, 1)
     made = len(syncs) + len(long)
     yield f"deployment-{LONG_DEPLOYMENT_ID}", long
     n = 0
@@ -147,7 +147,7 @@ def _streams(
         stages = _SYNC if application_id.endswith("-dev") else _PIPELINE
         at = start + timedelta(seconds=n)
         deployment_id = f"h{n:07d}"
-        events = _deployment(deployment_id, application_id, stages, at, n)
+        events = deployment_events(deployment_id, application_id, stages, at, n)
         made += len(events)
         n += 1
         yield f"deployment-{deployment_id}", events

@@ -10,7 +10,9 @@ deployment and drift events.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import asyncpg
 import msgspec
@@ -23,6 +25,7 @@ from shared.events.catalog import (
     ApplicationEnabled,
     ApplicationRegistered,
 )
+from shared.projections.base import ReplayBuffer
 from shared.projections.rows import rows_json
 from shared.projections.single_table import SingleTableProjection
 from shared.syncstate import SYNC_EVENTS, SyncStatus, evolve
@@ -142,6 +145,20 @@ class ApplicationsProjection(SingleTableProjection):
         tables: Mapping[str, str],
     ) -> None:
         """Apply events in order, in the caller's transaction."""
+        await self.apply_with(conn, events, tables, _SyncInTable(self))
+
+    def replay_buffer(self) -> ReplayBuffer:
+        """A replay's fold holding the sync states in memory (`SyncHeld`)."""
+        return SyncHeld(self)
+
+    async def apply_with(
+        self,
+        conn: asyncpg.Connection,
+        events: Sequence[RecordedEvent],
+        tables: Mapping[str, str],
+        sync: SyncFold,
+    ) -> None:
+        """Apply events in order, their sync states folded by `sync`."""
         # Deployment events are most of the log: each run of them is folded in memory
         # and written in two statements, not two per event. Events this table ignores
         # (stages, analyses, notifications…) do not end a run: they change no row, and
@@ -161,9 +178,12 @@ class ApplicationsProjection(SingleTableProjection):
             if statement is None:
                 continue
             if run:
-                await self._sync(conn, run, tables)
+                await sync.fold(conn, run, tables)
                 run = []
             template, arguments = statement
+            if template is _DELETE:
+                # Its row goes, and a registration after it starts from no sync state.
+                sync.forget(_application_of(event))
             if same and same[0] is template:
                 same[1].append(arguments)
                 continue
@@ -173,29 +193,119 @@ class ApplicationsProjection(SingleTableProjection):
         if same:
             await conn.executemany(self.sql(same[0], tables), same[1])
         if run:
-            await self._sync(conn, run, tables)
+            await sync.fold(conn, run, tables)
 
-    async def _sync(
-        self, conn: asyncpg.Connection, run: Sequence[RecordedEvent], tables: Mapping[str, str]
+    async def read_sync(
+        self, conn: asyncpg.Connection, application_ids: Iterable[str], tables: Mapping[str, str]
+    ) -> dict[str, SyncStatus]:
+        """The stored sync states of those of `application_ids` that have a row."""
+        rows = await conn.fetch(self.sql(_SYNC_OF, tables), sorted(application_ids))
+        return {row["application_id"]: _decode_sync(row["sync"]) for row in rows}
+
+    async def write_sync(
+        self,
+        conn: asyncpg.Connection,
+        states: Mapping[str, SyncStatus],
+        tables: Mapping[str, str],
     ) -> None:
-        """Fold `run` (sync events only) into the sync state of the applications it is about."""
-        ids = sorted({_application_of(event) for event in run})
-        rows = await conn.fetch(self.sql(_SYNC_OF, tables), ids)
-        # Applications without a row (not registered, or deleted) have nothing to show it on.
-        before = {row["application_id"]: _decode_sync(row["sync"]) for row in rows}
-        after = dict(before)
-        for event in run:
-            application_id = _application_of(event)
-            if application_id in after:
-                after[application_id] = evolve(
-                    after[application_id], event.event, event.recorded_at
-                )
-        changed = [app for app in after if after[app] != before[app]]
-        if changed:
+        """Store `states` (application id to sync state) in one statement."""
+        if states:
             await conn.execute(
                 self.sql(_SET_SYNC, tables),
-                rows_json([_SyncRow(app, after[app].state.value, after[app]) for app in changed]),
+                rows_json(
+                    [_SyncRow(app, status.state.value, status) for app, status in states.items()]
+                ),
             )
+
+
+class SyncFold(Protocol):
+    """How `ApplicationsProjection.apply_with` folds runs of sync events."""
+
+    async def fold(
+        self, conn: asyncpg.Connection, run: Sequence[RecordedEvent], tables: Mapping[str, str]
+    ) -> None:
+        """Fold `run` (sync events only, in log order) into the applications' sync states."""
+
+    def forget(self, application_id: str) -> None:
+        """The application's row is deleted (in log order, before the next `fold`)."""
+
+
+@dataclass
+class _SyncInTable:
+    """The live fold: each run read from the table, folded, and the changed states written."""
+
+    projection: ApplicationsProjection
+
+    async def fold(
+        self, conn: asyncpg.Connection, run: Sequence[RecordedEvent], tables: Mapping[str, str]
+    ) -> None:
+        # Applications without a row (not registered, or deleted) have nothing to show it on.
+        before = await self.projection.read_sync(conn, {_application_of(e) for e in run}, tables)
+        after = dict(before)
+        _fold_into(after, run)
+        await self.projection.write_sync(
+            conn, {app: after[app] for app in after if after[app] != before[app]}, tables
+        )
+
+    def forget(self, application_id: str) -> None:
+        pass  # the table is read afresh for every run
+
+
+@dataclass
+class SyncHeld(ReplayBuffer):
+    """A replay's fold: each application's sync state read once, held in memory while the
+    replay goes through the log, and written once when it flushes (after the last window,
+    or when more than `limit` applications are held). Over a long history an application
+    appears in window after window (one deployment each), and reading, decoding, encoding
+    and writing its row in every one was most of the replay's cost (benchmarks.scale)."""
+
+    projection: ApplicationsProjection
+    limit: int = 50_000
+    held: dict[str, SyncStatus] = field(default_factory=dict)
+    stored: dict[str, SyncStatus] = field(default_factory=dict)
+    """What the table holds for each held application, to write only what changed."""
+
+    async def apply_batch(
+        self,
+        conn: asyncpg.Connection,
+        events: Sequence[RecordedEvent],
+        tables: Mapping[str, str],
+    ) -> None:
+        """Fold a window; flush when more than `limit` applications are held."""
+        await self.projection.apply_with(conn, events, tables, self)
+        if len(self.held) > self.limit:
+            await self.flush(conn, tables)
+
+    async def fold(
+        self, conn: asyncpg.Connection, run: Sequence[RecordedEvent], tables: Mapping[str, str]
+    ) -> None:
+        """Fold `run` into the held states, reading those not held yet."""
+        unheld = {app for event in run if (app := _application_of(event)) not in self.held}
+        if unheld:
+            read = await self.projection.read_sync(conn, unheld, tables)
+            self.held |= read
+            self.stored |= read
+        _fold_into(self.held, run)
+
+    def forget(self, application_id: str) -> None:
+        """Hold nothing of a deleted row: a later registration starts from the table's."""
+        self.held.pop(application_id, None)
+        self.stored.pop(application_id, None)
+
+    async def flush(self, conn: asyncpg.Connection, tables: Mapping[str, str]) -> None:
+        """Write the states that changed since they were read, and hold nothing."""
+        changed = {app: status for app, status in self.held.items() if status != self.stored[app]}
+        await self.projection.write_sync(conn, changed, tables)
+        self.held, self.stored = {}, {}
+
+
+def _fold_into(states: dict[str, SyncStatus], run: Sequence[RecordedEvent]) -> None:
+    """Evolve `states` by `run`; the events of applications without a state change nothing."""
+    for event in run:
+        application_id = _application_of(event)
+        status = states.get(application_id)
+        if status is not None:
+            states[application_id] = evolve(status, event.event, event.recorded_at)
 
 
 def _row_statement(event: RecordedEvent) -> tuple[str, tuple[object, ...]] | None:

@@ -51,6 +51,10 @@ class Projection(abc.ABC):
     tables: Mapping[str, str]
     event_types: tuple[type[Event], ...] | None = None
 
+    def replay_buffer(self) -> ReplayBuffer | None:
+        """What folds one replay's windows, if not `apply_batch` window by window."""
+        return None
+
     @abc.abstractmethod
     async def apply(
         self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]
@@ -66,6 +70,33 @@ class Projection(abc.ABC):
         """Apply events in log order; override to write a whole batch in fewer statements."""
         for event in events:
             await self.apply(conn, event, tables)
+
+
+class ReplayBuffer(abc.ABC):
+    """One replay's fold, for a projection whose rows change again and again over a long log
+    (an application's sync state, at each of its deployments): it keeps such rows in memory
+    across the windows of the log and writes each once (`flush`), where `apply_batch` would
+    read and write it again in every window it appears in.
+
+    A replay may defer its writes because the generation it builds is nobody's truth
+    until the swap: a crash before it leaves a generation the next replay drops. The
+    replay calls `flush` after its last window, before the swap's catch-up (which goes
+    through `apply_batch`); a buffer may also flush itself to bound the memory it holds.
+    The tables after `flush` must be those `apply_batch` would have built.
+    """
+
+    @abc.abstractmethod
+    async def apply_batch(
+        self,
+        conn: asyncpg.Connection,
+        events: Sequence[RecordedEvent],
+        tables: Mapping[str, str],
+    ) -> None:
+        """Fold a window of the log, in log order, in the caller's transaction."""
+
+    @abc.abstractmethod
+    async def flush(self, conn: asyncpg.Connection, tables: Mapping[str, str]) -> None:
+        """Write what is held to `tables`, in the caller's transaction, and hold nothing."""
 
 
 class EnvelopeProjection(Projection):

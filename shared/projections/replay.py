@@ -248,6 +248,8 @@ async def _fold(
             conn, store, projection, tables, position, horizon, batch_size
         )
     feed = feed_of(store, projection)
+    buffer = projection.replay_buffer()
+    apply = feed.apply if buffer is None else buffer.apply_batch
     read = functools.partial(
         feed.read_window,
         below_tx_id=horizon,
@@ -263,9 +265,13 @@ async def _fold(
                     # durably: a crash before it leaves a generation the next replay drops,
                     # so a batch need not wait for its WAL to reach the disk.
                     await conn.execute("SET LOCAL synchronous_commit = off")
-                    await feed.apply(conn, window.events, tables)
+                    await apply(conn, window.events, tables)
             position = window.end
             folded += window.scanned
+    if buffer is not None:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit = off")  # as for each window
+            await buffer.flush(conn, tables)
     return position, folded
 
 

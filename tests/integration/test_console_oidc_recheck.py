@@ -11,7 +11,6 @@ session's row, so the cookie is worthless on every replica.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 
@@ -23,7 +22,13 @@ from services.api.console.oidc_sessions import OidcSessions
 from shared.eventlog import EventStore
 from tests.support.api import served_api
 from tests.support.console import ConsoleClient, csrf_of
-from tests.support.oidc import PROVIDER_WARNINGS, Provider, local_provider, signed_in_session
+from tests.support.oidc import (
+    PROVIDER_WARNINGS,
+    Provider,
+    later,
+    local_provider,
+    signed_in_session,
+)
 
 pytestmark = PROVIDER_WARNINGS
 
@@ -97,27 +102,30 @@ async def test_the_role_holds_for_the_interval_then_is_checked(
 ) -> None:
     oidc = settings(provider, 900.0)
     await provider.set_user("carol", {"groups": ["sre"]})
-    before = time.time()
     async with served_api(store, pool, oidc=oidc) as url, ConsoleClient(url) as browser:
         session_id = await signed_in_session(browser, provider, "carol")
         await provider.set_user("carol", {"groups": ["viewers"]})
         status, html = await browser.page(PAGE)
         assert status == 200 and "carol (admin)" in html, html  # not checked yet
     sessions = OidcSessions(pool, OidcLogin(oidc))
-    now = time.time()
-    within = await sessions.current(session_id, before + 899)
+    await later(pool, session_id, 890)  # signed in (and checked) under 10 s ago
+    within = await sessions.current(session_id)
     assert within is not None and within.role == "admin"
-    after = await sessions.current(session_id, now + 901)
+    await later(pool, session_id, 11)
+    after = await sessions.current(session_id)
     assert after is not None and after.role == "read-only"
     # The provider down when the next check is due: refused (fail closed), the session kept.
+    await later(pool, session_id, 901)
     down = OidcSessions(pool, OidcLogin(replace(oidc, issuer="http://127.0.0.1:1")))
-    assert await down.current(session_id, now + 1802) is None
-    assert await sessions.current(session_id, now + 1802) is not None  # back up: checked
-    # Checked at +1802: the role holds until the next interval ends.
+    assert await down.current(session_id) is None
+    assert await sessions.current(session_id) is not None  # back up: checked
+    # Checked just now: the role holds until the next interval ends.
     await provider.set_user("carol", {"groups": []})
-    again = await sessions.current(session_id, now + 2000)
+    await later(pool, session_id, 198)
+    again = await sessions.current(session_id)
     assert again is not None and again.role == "read-only"
-    assert await sessions.current(session_id, now + 2703) is None
+    await later(pool, session_id, 703)
+    assert await sessions.current(session_id) is None
 
 
 async def test_without_a_refresh_token_the_session_ends_at_its_first_check(
@@ -131,9 +139,10 @@ async def test_without_a_refresh_token_the_session_ends_at_its_first_check(
             status, html = await browser.page(PAGE)
             assert status == 200 and "dave (read-write)" in html, html
         sessions = OidcSessions(pool, OidcLogin(oidc))
-        now = time.time()
-        assert await sessions.current(session_id, now + 800) is not None
-        assert await sessions.current(session_id, now + 901) is None
+        await later(pool, session_id, 800)
+        assert await sessions.current(session_id) is not None
+        await later(pool, session_id, 101)
+        assert await sessions.current(session_id) is None
 
 
 async def test_signing_out_ends_the_session_everywhere(

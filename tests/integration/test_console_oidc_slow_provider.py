@@ -28,7 +28,13 @@ from shared.testing import wait_until
 from tests.support.api import served_api
 from tests.support.console import ConsoleClient
 from tests.support.held_proxy import HeldProxy, held_proxy
-from tests.support.oidc import PROVIDER_WARNINGS, Provider, local_provider, signed_in_session
+from tests.support.oidc import (
+    PROVIDER_WARNINGS,
+    Provider,
+    later,
+    local_provider,
+    signed_in_session,
+)
 
 pytestmark = PROVIDER_WARNINGS
 
@@ -138,15 +144,15 @@ async def test_a_check_over_its_budget_is_refused_and_the_session_kept(
     await provider.set_user("carol", {"groups": ["devs"]})
     sessions = OidcSessions(pool, OidcLogin(oidc), lease_s=0.4)
     proxy.hold()
-    now = time.time()
-    assert await sessions.current(session_id, now + 901) is None  # 0.3 s, then refused
+    await later(pool, session_id, 901)
+    assert await sessions.current(session_id) is None  # 0.3 s, then refused
     row = await pool.fetchrow(
         "SELECT role, checking_by FROM api_console_oidc_sessions WHERE session_id = $1",
         session_id,
     )
     assert row is not None and row["role"] == "admin" and row["checking_by"] is None
     proxy.release()  # the provider answers again: the next request checks
-    person = await sessions.current(session_id, now + 902)
+    person = await sessions.current(session_id)
     assert person is not None and person.role == "read-write"
 
 
@@ -159,21 +165,19 @@ async def test_a_claim_left_by_a_replica_that_died_lapses_with_its_lease(
         session_id = await signed_in_session(browser, provider, "dave")
     await provider.set_user("dave", {"groups": ["viewers"]})
     sessions = OidcSessions(pool, OidcLogin(oidc), lease_s=0.4)
-    now = time.time()
     await pool.execute(
-        "UPDATE api_console_oidc_sessions SET checked_at = to_timestamp($2),"
-        " checking_by = 'died', checking_until = to_timestamp($3) WHERE session_id = $1",
+        "UPDATE api_console_oidc_sessions SET checked_at = clock_timestamp() - interval '1 hour',"
+        " checking_by = 'died', checking_until = clock_timestamp() + interval '0.4 s'"
+        " WHERE session_id = $1",
         session_id,
-        now - 3600,
-        now + 0.4,
     )
     asked = proxy.arrived
     # While the dead replica's claim is live, a request waits for it, and is refused when
     # it lapses (fail closed: nobody answered).
-    assert await sessions.current(session_id, now) is None
+    assert await sessions.current(session_id) is None
     assert proxy.arrived == asked
     # Once it has lapsed, the next request claims the check and asks.
-    person = await sessions.current(session_id, now + 0.5)
+    person = await sessions.current(session_id)
     assert person is not None and person.role == "read-only"
     assert proxy.arrived == asked + 1
 
@@ -186,9 +190,10 @@ async def test_signing_out_during_a_check_is_not_held_up_and_the_answer_is_not_w
     async with served_api(store, pool, oidc=oidc) as api, ConsoleClient(api) as browser:
         session_id = await signed_in_session(browser, provider, "erin")
     sessions = OidcSessions(pool, OidcLogin(oidc))
+    await later(pool, session_id, 901)
     proxy.hold()
     asked = proxy.arrived
-    check = asyncio.create_task(sessions.current(session_id, time.time() + 901))
+    check = asyncio.create_task(sessions.current(session_id))
     await wait_until(lambda: proxy.arrived == asked + 1, what="the check at the provider")
     await asyncio.wait_for(sessions.close(session_id), 5)  # no lock to wait for
     proxy.release()

@@ -13,6 +13,7 @@ from typing import Final
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
+import asyncpg
 import pytest
 from joserfc.jwk import KeySet
 
@@ -20,7 +21,7 @@ from services.api.console.oidc import pkce_challenge
 from tests.support.console import ConsoleClient
 from tests.support.pkce_provider import pkce_provider_app, serving
 
-__all__ = ["PROVIDER_WARNINGS", "Provider", "local_provider", "signed_in_session"]
+__all__ = ["PROVIDER_WARNINGS", "Provider", "later", "local_provider", "signed_in_session"]
 
 PROVIDER_WARNINGS: Final = [
     # The provider (authlib underneath) warns of its own deprecated calls, in its server thread.
@@ -28,6 +29,17 @@ PROVIDER_WARNINGS: Final = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning:oidc_provider_mock"),
 ]
 _CB: Final = "http://127.0.0.1/cb"
+_EARLIER: Final = (
+    "UPDATE api_console_oidc_sessions SET checked_at = checked_at - make_interval(secs => $2),"
+    " expires_at = expires_at - make_interval(secs => $2),"
+    " checking_until = checking_until - make_interval(secs => $2) WHERE session_id = $1"
+)
+
+
+async def later(pool: asyncpg.Pool, session_id: str, seconds: float) -> None:
+    """`seconds` go by for OIDC session `session_id`: its row's times move that far into the
+    past (the role checks run on the database's clock, which a test cannot move)."""
+    await pool.execute(_EARLIER, session_id, seconds)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from services.api.console.oidc import (
     role_of,
     token_refusal,
 )
-from services.api.console.oidc_sessions import session_end
+from services.api.console.oidc_sessions import session_length
 from services.api.console.sessions import SESSION_TTL_S, SessionCodec
 from shared.settings import SettingsError
 
@@ -57,9 +57,9 @@ def test_a_persons_session_names_its_row_and_cannot_be_edited() -> None:
 
 def test_a_session_without_a_refresh_token_ends_at_its_first_role_check() -> None:
     refreshable = SignedIn("alice", "sub-1", "admin", refresh_token="r")
-    assert session_end(refreshable, NOW, 900) == NOW + SESSION_TTL_S
-    assert session_end(replace(refreshable, refresh_token=""), NOW, 900) == NOW + 900
-    assert session_end(replace(refreshable, refresh_token=""), NOW, 10**9) == NOW + SESSION_TTL_S
+    assert session_length(refreshable, 900) == SESSION_TTL_S
+    assert session_length(replace(refreshable, refresh_token=""), 900) == 900
+    assert session_length(replace(refreshable, refresh_token=""), 10**9) == SESSION_TTL_S
 
 
 def _config(tmp_path: Path, oidc: str) -> ApiSettings:

@@ -38,12 +38,24 @@ anyone sending many requests with a due session) empty the API's pool. So:
   live claimant always finishes first): its waiters are refused (fail closed,
   as when the provider is down), and the next request claims the check again,
   so a replica that died mid-check locks the person out for one lease at most.
+
+Every time here is the database's (`clock_timestamp()`), never a replica's: the
+replicas' clocks need not agree. A claim's `checking_until` is the database's
+time plus the lease; whether a claim has lapsed, a role is due or a session is
+over is decided by the claim statement against the database's time, or by
+comparing a row's times with the database's time read with it (`db_now`). A
+replica whose clock runs ahead thus never takes over another's live claim (two
+checks of one refresh token at once: providers that rotate refresh tokens then
+revoke the session), and one running behind never waits on a lapsed one. The
+replica's own clock (`clock`) only serves to warn, once, when it is off from the
+database's by more than `SKEW_WARN_S` (its cookies' and keys' times come from it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, cast
 
@@ -55,7 +67,7 @@ from shared.apikeys import Role
 from shared.ids import new_id
 from shared.logs import get_logger
 
-__all__ = ["ROLE_CHECK_LEASE_S", "OidcPerson", "OidcSessions", "session_end"]
+__all__ = ["ROLE_CHECK_LEASE_S", "SKEW_WARN_S", "OidcPerson", "OidcSessions", "session_length"]
 
 log = get_logger(__name__)
 
@@ -64,29 +76,35 @@ ROLE_CHECK_LEASE_S: Final = 20.0
 _FIRST_LOOK_S: Final = 0.05
 _LAST_LOOK_S: Final = 0.5
 """A waiter on another replica reads the row after 50 ms, then less often, up to every 0.5 s."""
+SKEW_WARN_S: Final = 5.0
+"""A replica's clock this far off the database's is worth a warning (no decision here reads it)."""
 
 _COLUMNS: Final = (
     "person, subject, role, refresh_token, extract(epoch FROM checked_at)::float8 AS checked_at,"
     " extract(epoch FROM expires_at)::float8 AS expires_at, checking_by,"
-    " extract(epoch FROM checking_until)::float8 AS checking_until"
+    " extract(epoch FROM checking_until)::float8 AS checking_until,"
+    " extract(epoch FROM clock_timestamp())::float8 AS db_now"
 )
+"""A session's row, its times (Unix seconds) comparable only with `db_now`: the database's."""
 _TABLE: Final = "api_console_oidc_sessions"
 _READ: Final = f"SELECT {_COLUMNS} FROM {_TABLE} WHERE session_id = $1"
 _OPEN: Final = (
     f"INSERT INTO {_TABLE}"
     " (session_id, person, subject, role, refresh_token, checked_at, expires_at)"
-    " VALUES ($1, $2, $3, $4, $5, to_timestamp($6), to_timestamp($7))"
+    " VALUES ($1, $2, $3, $4, $5, clock_timestamp(), clock_timestamp() + make_interval(secs => $6))"
 )
 _CLAIM: Final = (
-    f"UPDATE {_TABLE} SET checking_by = $2, checking_until = to_timestamp($3)"
-    " WHERE session_id = $1 AND checked_at <= to_timestamp($4)"
-    " AND (checking_until IS NULL OR checking_until <= to_timestamp($5))"
+    f"UPDATE {_TABLE} SET checking_by = $2,"
+    " checking_until = clock_timestamp() + make_interval(secs => $3)"
+    " WHERE session_id = $1 AND checked_at <= clock_timestamp() - make_interval(secs => $4)"
+    " AND (checking_until IS NULL OR checking_until <= clock_timestamp())"
     f" RETURNING {_COLUMNS}"
 )
-"""The check, claimed: only while the role is still due and no live claim is on the row."""
+"""The check, claimed for `$3` s: only while the role is still due (`$4`: the interval) and no
+live claim is on the row, both on the database's clock."""
 _CHECKED: Final = (
-    f"UPDATE {_TABLE} SET role = $2, refresh_token = $3, checked_at = to_timestamp($4),"
-    " checking_by = NULL, checking_until = NULL WHERE session_id = $1 AND checking_by = $5"
+    f"UPDATE {_TABLE} SET role = $2, refresh_token = $3, checked_at = clock_timestamp(),"
+    " checking_by = NULL, checking_until = NULL WHERE session_id = $1 AND checking_by = $4"
 )
 _RELEASE: Final = (
     f"UPDATE {_TABLE} SET checking_by = NULL, checking_until = NULL"
@@ -94,7 +112,7 @@ _RELEASE: Final = (
 )
 _END_CLAIMED: Final = f"DELETE FROM {_TABLE} WHERE session_id = $1 AND checking_by = $2"
 _END: Final = f"DELETE FROM {_TABLE} WHERE session_id = $1"
-_ENDED: Final = f"DELETE FROM {_TABLE} WHERE expires_at < to_timestamp($1)"
+_ENDED: Final = f"DELETE FROM {_TABLE} WHERE expires_at < clock_timestamp()"
 
 
 @dataclass(frozen=True)
@@ -107,24 +125,32 @@ class OidcPerson:
     """Unix seconds."""
 
 
-def session_end(signed_in: SignedIn, now: float, role_check_s: float) -> float:
-    """When a new session ends: the working day, or its first role check when the provider
-    issued no refresh token to check with."""
-    return now + (SESSION_TTL_S if signed_in.refresh_token else min(role_check_s, SESSION_TTL_S))
+def session_length(signed_in: SignedIn, role_check_s: float) -> float:
+    """How long a new session lasts: the working day, or until its first role check when the
+    provider issued no refresh token to check with."""
+    return SESSION_TTL_S if signed_in.refresh_token else min(role_check_s, SESSION_TTL_S)
 
 
 class OidcSessions:
     """The OIDC sessions of every replica, in PostgreSQL, with their roles kept current.
 
     `lease_s`: how long a claim on a role check lasts (the provider gets three quarters of
-    it: `check_budget_s`)."""
+    it: `check_budget_s`). `clock`: this replica's, only compared with the database's to
+    warn when it is off (every decision here is on the database's clock)."""
 
     def __init__(
-        self, pool: asyncpg.Pool, login: OidcLogin, *, lease_s: float = ROLE_CHECK_LEASE_S
+        self,
+        pool: asyncpg.Pool,
+        login: OidcLogin,
+        *,
+        lease_s: float = ROLE_CHECK_LEASE_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._pool = pool
         self._login = login
         self._lease_s = lease_s
+        self._clock = clock
+        self._skew_seen = False
         self.check_budget_s = lease_s * 0.75
         self._checks: dict[str, asyncio.Task[OidcPerson | None]] = {}
         """The role checks this replica runs or awaits, by session: one each."""
@@ -133,12 +159,12 @@ class OidcSessions:
     def _role_check_s(self) -> float:
         return self._login.settings.role_check_s
 
-    async def open(self, signed_in: SignedIn, now: float) -> str:
+    async def open(self, signed_in: SignedIn) -> str:
         """A new session for `signed_in`; its id (what the cookie names)."""
         session_id = new_id()
-        ends = session_end(signed_in, now, self._role_check_s)
+        length = session_length(signed_in, self._role_check_s)
         async with self._pool.acquire() as conn:
-            await conn.execute(_ENDED, now)  # housekeeping: sessions over for good
+            await conn.execute(_ENDED)  # housekeeping: sessions over for good
             await conn.execute(
                 _OPEN,
                 session_id,
@@ -146,8 +172,7 @@ class OidcSessions:
                 signed_in.subject,
                 signed_in.role,
                 signed_in.refresh_token,
-                now,
-                ends,
+                length,
             )
         return session_id
 
@@ -155,11 +180,15 @@ class OidcSessions:
         """Signing out: the session ends on every replica (a check under way writes nothing)."""
         await self._pool.execute(_END, session_id)
 
-    async def current(self, session_id: str, now: float) -> OidcPerson | None:
+    async def current(self, session_id: str) -> OidcPerson | None:
         """The person and their role now; None when the session has ended (or just did), or
         when its role is due and could not be checked."""
         row = await self._pool.fetchrow(_READ, session_id)
-        if row is None or row["expires_at"] <= now:
+        if row is None:
+            return None
+        self._notice_skew(row["db_now"])
+        now = row["db_now"]
+        if row["expires_at"] <= now:
             return None
         if now - row["checked_at"] < self._role_check_s:
             return _person(row)
@@ -174,6 +203,13 @@ class OidcSessions:
         # Shielded: a caller that goes away (its browser closed) leaves the check to the rest.
         return await asyncio.shield(check)
 
+    def _notice_skew(self, db_now: float) -> None:
+        """A warning, the first time this replica's clock is seen off from the database's."""
+        skew = self._clock() - db_now
+        if abs(skew) > SKEW_WARN_S and not self._skew_seen:
+            self._skew_seen = True
+            log.warning("console_clock_off_from_the_database", ahead_s=round(skew, 1))
+
     def _forget(self, session_id: str, check: asyncio.Task[OidcPerson | None]) -> None:
         if self._checks.get(session_id) is check:
             del self._checks[session_id]
@@ -181,17 +217,17 @@ class OidcSessions:
             check.exception()  # its callers have it; seen here too, for when they all left
 
     async def _check(self, session_id: str, now: float) -> OidcPerson | None:
-        """This replica's one check of a due role: claim it and ask, or wait for the claimant."""
+        """This replica's one check of a due role (found due at `now`, the database's time):
+        claim it and ask, or wait for the claimant."""
         claim = new_id()
-        due = now - self._role_check_s
-        row = await self._pool.fetchrow(_CLAIM, session_id, claim, now + self._lease_s, due, now)
+        row = await self._pool.fetchrow(
+            _CLAIM, session_id, claim, self._lease_s, self._role_check_s
+        )
         if row is not None:
-            return await self._ask(session_id, claim, row, now)
-        return await self._wait(session_id, now, due)
+            return await self._ask(session_id, claim, row)
+        return await self._wait(session_id, now - self._role_check_s)
 
-    async def _ask(
-        self, session_id: str, claim: str, row: asyncpg.Record, now: float
-    ) -> OidcPerson | None:
+    async def _ask(self, session_id: str, claim: str, row: asyncpg.Record) -> OidcPerson | None:
         """The provider asked, with no connection held, and its answer written (if the claim
         still holds)."""
         try:
@@ -210,7 +246,7 @@ class OidcSessions:
             log.info("console_oidc_session_ended", user=row["person"], reason=str(exc))
             return None
         written = await self._pool.execute(
-            _CHECKED, session_id, rechecked.role, rechecked.refresh_token, now, claim
+            _CHECKED, session_id, rechecked.role, rechecked.refresh_token, claim
         )
         if written != "UPDATE 1":  # signed out meanwhile (or the claim lapsed): fail closed
             return None
@@ -223,18 +259,17 @@ class OidcSessions:
             )
         return OidcPerson(row["person"], rechecked.role, row["expires_at"])
 
-    async def _wait(self, session_id: str, now: float, due: float) -> OidcPerson | None:
+    async def _wait(self, session_id: str, due: float) -> OidcPerson | None:
         """Another request holds the claim: its answer, read from the row (a connection held
         only for each read). None when the row goes, the claim is released without a check,
-        or it lapses."""
-        started = time.monotonic()
+        or it lapses. `due`: a check after this (the database's time) is an answer."""
         look = _FIRST_LOOK_S
         seen: asyncpg.Record | None = None
         while True:
             row = await self._pool.fetchrow(_READ, session_id)
-            at = now + (time.monotonic() - started)
-            if row is None or row["expires_at"] <= at:
+            if row is None or row["expires_at"] <= row["db_now"]:
                 return None
+            at = row["db_now"]
             if row["checked_at"] > due or (seen and row["checked_at"] != seen["checked_at"]):
                 return _person(row)  # checked by the claimant (or just before this looked)
             holder, until = row["checking_by"], row["checking_until"]

@@ -88,7 +88,7 @@ async def session_key_of(request: web.Request, cache: KeyCache) -> ApiKey | None
     if token.oidc_session:
         if console.oidc_sessions is None:
             return None  # OIDC was turned off: its sessions end with it
-        person = await console.oidc_sessions.current(token.oidc_session, now)
+        person = await console.oidc_sessions.current(token.oidc_session)
         return None if person is None else oidc_user_key(person.user, person.role, person.expires)
     return await cache.by_id(token.key_id)
 
@@ -207,7 +207,7 @@ async def oidc_callback(request: web.Request) -> web.Response:
     # A page that moves on by itself, not a redirect: after the provider's cross-site
     # redirect, the browser would withhold the SameSite=Strict cookie from a redirect's target.
     now = time.time()
-    session_id = await store.open(signed_in, now)
+    session_id = await store.open(signed_in)
     response = render(
         request, "signed_in.html", {"next": _local(pending.next), "user": signed_in.user}
     )
