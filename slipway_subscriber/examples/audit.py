@@ -86,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     way = parser.add_mutually_exclusive_group(required=True)
     way.add_argument("--nats", help="NATS URL with a subscriber identity's credentials")
     way.add_argument("--sse", help="the Slipway API's base URL")
-    parser.add_argument("--durable", default="subscriber-1", help="NATS: the durable's name")
+    parser.add_argument(
+        "--durable",
+        default="subscriber-1",
+        help="NATS: the durable's name, one the identity may own (NATS refuses others and the "
+        "kit retries for ever): the sandbox's `subscriber` owns subscriber-1 … subscriber-8",
+    )
     parser.add_argument(
         "--api-key-env", default="SLIPWAY_API_KEY", help="SSE: the variable holding the API key"
     )
