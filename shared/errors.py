@@ -31,7 +31,8 @@ SlipwayError
 │   ├── SecretError                      shared.secrets: (also Rejected) a secret no key opens
 │   ├── TemplateError                    shared.analysis.templating: a query template
 │   ├── UnknownJudgeError                shared.analysis.judges: (also KeyError)
-│   └── ProjectionOutdated               shared.projections.errors: a view older than its code
+│   ├── ProjectionOutdated               shared.projections.errors: a view older than its code
+│   └── NotPermitted                     slipway_subscriber.nats: NATS refused the identity
 ├── MessageError           a message that can never be handled (garbage, unknown type): dead letter
 │   ├── UnknownEventType
 │   └── EventTooLarge      an encoded event over the append cap: truncate at the source

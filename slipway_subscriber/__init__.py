@@ -16,7 +16,7 @@ service. docs/events.md describes the three ways in and the formats.
 """
 
 from slipway_subscriber.checkpoint import Checkpoint, FileCheckpoint, MemoryCheckpoint, Position
-from slipway_subscriber.nats import FellBehind, NatsSource
+from slipway_subscriber.nats import FellBehind, NatsSource, NotPermitted
 from slipway_subscriber.received import Received
 from slipway_subscriber.sse import SseSource
 from slipway_subscriber.subscribe import Source, subscribe
@@ -27,6 +27,7 @@ __all__ = [
     "FileCheckpoint",
     "MemoryCheckpoint",
     "NatsSource",
+    "NotPermitted",
     "Position",
     "Received",
     "Source",

@@ -24,6 +24,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import api
 from nats.js.errors import NotFoundError
 
+from shared.errors import ConfigError
 from shared.events.base import RecordedEvent
 from shared.events.catalog import default_registry
 from shared.events.feed import Feed, selection_of
@@ -34,7 +35,7 @@ from slipway_subscriber.checkpoint import State
 from slipway_subscriber.decode import from_recorded
 from slipway_subscriber.received import Received
 
-__all__ = ["FellBehind", "NatsSource"]
+__all__ = ["FellBehind", "NatsSource", "NotPermitted"]
 
 _BATCH: Final = 256
 
@@ -48,6 +49,10 @@ class FellBehind(Exception):
             f"read over HTTP (SseSource / GET /api/v1/events?after={cursor}) until caught up"
         )
         self.cursor = cursor
+
+
+class NotPermitted(ConfigError):
+    """NATS refused this identity a request: its durable, or its user, is not one it may use."""
 
 
 class NatsSource:
@@ -135,11 +140,22 @@ class NatsSource:
         registry = default_registry()
         sequence = since.stream_sequence
         backoff = 0.05
+        # NATS answers a denied request with an asynchronous error, and the request itself
+        # times out; permissions do not change by retrying, so that ends the subscription.
+        refused: list[str] = []
+
+        async def on_error(error: Exception) -> None:
+            if "permissions violation" in str(error).lower():
+                refused.append(str(error))
+
         while True:
             nc = None
             try:
                 nc = await nats.connect(
-                    self.url, inbox_prefix=self.inbox_prefix, allow_reconnect=False
+                    self.url,
+                    inbox_prefix=self.inbox_prefix,
+                    allow_reconnect=False,
+                    error_cb=on_error,
                 )
                 js = nc.jetstream()
                 stream = self.subjects.events_stream
@@ -170,7 +186,13 @@ class NatsSource:
                             yield received
                         sequence = at
             except (NatsError, OSError, TimeoutError):
-                pass  # reconnect below, from `sequence`
+                if refused:
+                    raise NotPermitted(
+                        f"{refused[0]}: durable {self.durable!r} is not one this NATS user may "
+                        "own (the sandbox's `subscriber` owns subscriber-1 … subscriber-8; "
+                        "another identity's are those given to shared.natsauth.subscriber_role)"
+                    ) from None
+                # otherwise reconnect below, from `sequence`
             finally:
                 if nc is not None:
                     with contextlib.suppress(NatsError, OSError):

@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--durable",
         default="subscriber-1",
-        help="NATS: the durable's name, one the identity may own (NATS refuses others and the "
-        "kit retries for ever): the sandbox's `subscriber` owns subscriber-1 … subscriber-8",
+        help="NATS: the durable's name, one the identity may own (for another the kit stops with "
+        "NotPermitted): the sandbox's `subscriber` owns subscriber-1 … subscriber-8",
     )
     parser.add_argument(
         "--api-key-env", default="SLIPWAY_API_KEY", help="SSE: the variable holding the API key"

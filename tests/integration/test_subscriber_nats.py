@@ -30,7 +30,14 @@ from shared.natsauth import SUBSCRIBER_DURABLES, inbox_prefix
 from shared.subjects import Subjects
 from shared.testing import wait_until
 from slipway_sandbox import NatsServer
-from slipway_subscriber import FellBehind, MemoryCheckpoint, NatsSource, Received, subscribe
+from slipway_subscriber import (
+    FellBehind,
+    MemoryCheckpoint,
+    NatsSource,
+    NotPermitted,
+    Received,
+    subscribe,
+)
 from slipway_subscriber.checkpoint import LAST_PART
 from tests.support import running
 from tests.support.subscriber import all_events, append_story
@@ -195,6 +202,17 @@ async def test_the_subscriber_identity_only_reads_through_its_own_durables(
         assert await js.delete_consumer(stream, DURABLE)
     finally:
         await client.close()
+
+
+@pytest.mark.usefixtures("admin")
+async def test_the_kit_names_a_durable_its_user_may_not_own_instead_of_retrying(
+    server: NatsServer,
+) -> None:
+    """A newcomer's `--durable mine`: NATS refuses the subscriber user, and the kit says so
+    (naming the durable and the ones it owns) rather than retrying for ever."""
+    source = NatsSource(server.url_for("subscriber"), durable="mine")
+    with pytest.raises(NotPermitted, match=r"'mine' is not one this NATS user may own"):
+        await take(source, MemoryCheckpoint(), 1)
 
 
 async def test_the_kit_renders_cdevents_from_nats_as_the_server_does(
