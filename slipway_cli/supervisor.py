@@ -176,7 +176,8 @@ def _explain(sandbox: Sandbox, env_file: Path, report: StoryReport | None, say: 
         say(f"  slipway deployment get {deployment}     # the bad image, rolled back")
         say(f"  slipway deployment logs {deployment}")
     say("  slipway app sync account-dev --wait-status SUCCESS --timeout 120")
-    say("  slipway events tail")
+    # Without a position `tail` waits for new events, and the story is over: it would sit silent.
+    say("  slipway events tail --from-position 0     # the whole log, then new events as they come")
     say("  kubectl get deployments,pods -n prd     # kubesim, through KUBECONFIG")
     say(f"  logs: {sandbox.stack.data_dir / 'logs'}   config repo: {sandbox.repo.path}")
     say("Ctrl-C stops everything")

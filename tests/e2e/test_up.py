@@ -73,6 +73,8 @@ def test_up_stays_up_until_ctrl_c_then_stops_everything(sandbox_dir: Path) -> No
             raise AssertionError("".join(lines))
         output = "".join(lines)
         assert f"source {sandbox_dir / 'env.sh'}" in output
+        # The story is over when this prints: a bare `events tail` would show nothing.
+        assert "slipway events tail --from-position 0" in output
         pids = [
             int(word)
             for line in lines
