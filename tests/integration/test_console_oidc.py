@@ -32,12 +32,11 @@ from shared.eventlog import EventStore
 from shared.events.catalog import StageApproved
 from tests.support.api import served_api
 from tests.support.console import ConsoleClient, csrf_of, waiting_for_approval
-from tests.support.oidc import PROVIDER_WARNINGS, Provider, local_provider
+from tests.support.oidc import PROVIDER_WARNINGS, Provider, console_settings, local_provider
 
 pytestmark = PROVIDER_WARNINGS
 
 CLIENT_ID = "slipway-console"
-GROUP_ROLES = {"sre": "admin", "devs": "read-write", "viewers": "read-only"}
 CALLBACK = "http://127.0.0.1/cb"
 """Where the hand-made flows below have the provider send the code (nobody listens)."""
 SESSION_KEY = b"k" * 32
@@ -51,14 +50,7 @@ def provider() -> Iterator[Provider]:
 
 
 def settings(provider: Provider) -> OidcSettings:
-    return OidcSettings(
-        issuer=provider.issuer,
-        client_id=CLIENT_ID,
-        client_secret="s3cret",
-        scopes=("openid", "email", "profile"),
-        groups_claim="groups",
-        group_roles=GROUP_ROLES,  # type: ignore[arg-type]
-    )
+    return console_settings(provider.issuer)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from tests.support.held_proxy import HeldProxy, held_proxy
 from tests.support.oidc import (
     PROVIDER_WARNINGS,
     Provider,
+    console_settings,
     later,
     local_provider,
     signed_in_session,
@@ -51,15 +52,7 @@ async def proxy(provider: Provider) -> AsyncIterator[HeldProxy]:
 
 
 def settings(proxy: HeldProxy) -> OidcSettings:
-    return OidcSettings(
-        issuer=proxy.url,
-        client_id="slipway-console",
-        client_secret="s3cret",
-        scopes=("openid", "email", "profile"),
-        groups_claim="groups",
-        group_roles={"sre": "admin", "viewers": "read-only"},
-        role_check_s=900.0,
-    )
+    return console_settings(proxy.url)
 
 
 async def due_session(

@@ -25,6 +25,7 @@ from tests.support.console import ConsoleClient, csrf_of
 from tests.support.oidc import (
     PROVIDER_WARNINGS,
     Provider,
+    console_settings,
     later,
     local_provider,
     signed_in_session,
@@ -32,7 +33,6 @@ from tests.support.oidc import (
 
 pytestmark = PROVIDER_WARNINGS
 
-GROUP_ROLES = {"sre": "admin", "devs": "read-write", "viewers": "read-only"}
 PAGE = "/console/events"  # any page: the header names the person and their role
 
 
@@ -43,15 +43,7 @@ def provider() -> Iterator[Provider]:
 
 
 def settings(provider: Provider, role_check_s: float) -> OidcSettings:
-    return OidcSettings(
-        issuer=provider.issuer,
-        client_id="slipway-console",
-        client_secret="s3cret",
-        scopes=("openid", "email", "profile"),
-        groups_claim="groups",
-        group_roles=GROUP_ROLES,  # type: ignore[arg-type]
-        role_check_s=role_check_s,
-    )
+    return console_settings(provider.issuer, role_check_s=role_check_s)
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from tests.support.held_proxy import HeldProxy, held_proxy
 from tests.support.oidc import (
     PROVIDER_WARNINGS,
     Provider,
+    console_settings,
     later,
     local_provider,
     signed_in_session,
@@ -58,15 +59,7 @@ async def proxy(provider: Provider) -> AsyncIterator[HeldProxy]:
 
 def settings(proxy: HeldProxy) -> OidcSettings:
     """The console's provider is the proxy (it names itself the issuer)."""
-    return OidcSettings(
-        issuer=proxy.url,
-        client_id="slipway-console",
-        client_secret="s3cret",
-        scopes=("openid", "email", "profile"),
-        groups_claim="groups",
-        group_roles={"sre": "admin", "devs": "read-write", "viewers": "read-only"},
-        role_check_s=900.0,
-    )
+    return console_settings(proxy.url)
 
 
 async def test_a_check_stuck_at_the_provider_holds_no_connection_and_asks_once(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -17,23 +17,53 @@ import asyncpg
 import pytest
 from joserfc.jwk import KeySet
 
-from services.api.console.oidc import pkce_challenge
+from services.api.console.oidc import OidcSettings, pkce_challenge
+from shared.apikeys import Role
 from tests.support.console import ConsoleClient
 from tests.support.pkce_provider import pkce_provider_app, serving
 
-__all__ = ["PROVIDER_WARNINGS", "Provider", "later", "local_provider", "signed_in_session"]
+__all__ = [
+    "GROUP_ROLES",
+    "PROVIDER_WARNINGS",
+    "Provider",
+    "console_settings",
+    "later",
+    "local_provider",
+    "signed_in_session",
+]
 
 PROVIDER_WARNINGS: Final = [
     # The provider (authlib underneath) warns of its own deprecated calls, in its server thread.
     pytest.mark.filterwarnings("ignore::DeprecationWarning:authlib"),
     pytest.mark.filterwarnings("ignore::DeprecationWarning:oidc_provider_mock"),
 ]
+GROUP_ROLES: Final[Mapping[str, Role]] = {
+    "sre": "admin",
+    "devs": "read-write",
+    "viewers": "read-only",
+}
+"""The groups the console tests map to roles."""
 _CB: Final = "http://127.0.0.1/cb"
 _EARLIER: Final = (
     "UPDATE api_console_oidc_sessions SET checked_at = checked_at - make_interval(secs => $2),"
     " expires_at = expires_at - make_interval(secs => $2),"
     " checking_until = checking_until - make_interval(secs => $2) WHERE session_id = $1"
 )
+
+
+def console_settings(issuer: str, *, role_check_s: float = 900.0) -> OidcSettings:
+    """The console's OIDC settings of the tests: the local provider (or a proxy in front of
+    it, which then names itself the issuer), `GROUP_ROLES`, roles re-checked every
+    `role_check_s`."""
+    return OidcSettings(
+        issuer=issuer,
+        client_id="slipway-console",
+        client_secret="s3cret",
+        scopes=("openid", "email", "profile"),
+        groups_claim="groups",
+        group_roles=GROUP_ROLES,
+        role_check_s=role_check_s,
+    )
 
 
 async def later(pool: asyncpg.Pool, session_id: str, seconds: float) -> None:
