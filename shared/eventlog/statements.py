@@ -13,14 +13,9 @@ import asyncpg
 Connection: TypeAlias = "asyncpg.Connection | asyncpg.pool.PoolConnectionProxy"
 """What a statement runs on: a connection of its own or one of a pool."""
 
-APPEND = """
-WITH last AS (
-  SELECT stream_version, tx_id FROM events
-  WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1
-), head AS (
-  SELECT coalesce((SELECT stream_version FROM last), -1) AS version,
-         (SELECT tx_id FROM last) AS tx_id
-)
+# One append's rows, from the `head` (the stream's last version and its transaction) that
+# the statement's CTEs compute: the same in `APPEND` and `APPEND_BOUNDED`.
+_INTO_ONE_STREAM = """\
 INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version,
                     payload, metadata)
 SELECT $1, head.version + e.ord, e.event_id, e.event_type, e.schema_version,
@@ -30,8 +25,21 @@ FROM head,
        WITH ORDINALITY AS e(event_id, event_type, schema_version, payload, metadata, ord)
 WHERE ($2::bigint IS NULL OR head.version = $2::bigint)
   AND (head.tx_id IS NULL OR head.tx_id <= pg_current_xact_id())
-RETURNING global_position, stream_version
 """
+
+APPEND = (
+    """
+WITH last AS (
+  SELECT stream_version, tx_id FROM events
+  WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1
+), head AS (
+  SELECT coalesce((SELECT stream_version FROM last), -1) AS version,
+         (SELECT tx_id FROM last) AS tx_id
+)
+"""
+    + _INTO_ONE_STREAM
+    + "RETURNING global_position, stream_version\n"
+)
 
 # `APPEND` for several streams at once: $1/$2 one element per append (stream, expected
 # version), $3.. one element per event (its append's number, its place in that append).
@@ -74,7 +82,8 @@ APPEND_GROUP_IN_TRANSACTION = _APPEND_GROUP_OF.format(settings="", settings_from
 
 # `APPEND` with `APPEND_GROUP`'s lock timeout ($8), for a group of one: as cheap as
 # `APPEND` (the group statement's arrays and sort cost a single writer about a millisecond).
-APPEND_BOUNDED = """
+APPEND_BOUNDED = (
+    """
 WITH settings AS MATERIALIZED (
   SELECT set_config('lock_timeout', $8::text, true)
 ), last AS (
@@ -85,17 +94,10 @@ WITH settings AS MATERIALIZED (
          (SELECT tx_id FROM last) AS tx_id
   FROM settings
 )
-INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version,
-                    payload, metadata)
-SELECT $1, head.version + e.ord, e.event_id, e.event_type, e.schema_version,
-       e.payload, e.metadata
-FROM head,
-     unnest($3::uuid[], $4::text[], $5::int2[], $6::bytea[], $7::jsonb[])
-       WITH ORDINALITY AS e(event_id, event_type, schema_version, payload, metadata, ord)
-WHERE ($2::bigint IS NULL OR head.version = $2::bigint)
-  AND (head.tx_id IS NULL OR head.tx_id <= pg_current_xact_id())
-RETURNING global_position, stream_id, stream_version
 """
+    + _INTO_ONE_STREAM
+    + "RETURNING global_position, stream_id, stream_version\n"
+)
 
 HEAD = """
 SELECT stream_version, tx_id, pg_current_xact_id_if_assigned() AS own_tx
