@@ -149,8 +149,12 @@ async def test_the_live_tree_is_recorded_on_change_and_served(
         async def replaced() -> ApplicationLiveResourcesObserved | None:
             await detector.check_all()
             newest = (await _recorded(store, web))[-1]
-            names = {p.name for p in _of(newest, "Pod") if p.health == "HEALTHY"}
-            return newest if len(names) == 2 and gone not in names else None
+            pods = _of(newest, "Pod")
+            healthy = {p.name for p in pods if p.health == "HEALTHY"}
+            # The deleted pod gone from the tree too, not merely unhealthy while it terminates:
+            # its disappearance would be one more change, recorded by the next round.
+            gone_yet = gone not in {p.name for p in pods}
+            return newest if len(healthy) == 2 and gone_yet else None
 
         newest = await eventually(replaced, within=30, interval=0.1, message="pod replaced")
         count = len(await _recorded(store, web))
