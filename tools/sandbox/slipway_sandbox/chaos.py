@@ -328,7 +328,7 @@ class ChaosRun:
             injector.heal_all()
         self.say(f"faults stopped after {len(self.result.faults)}; settling")
         try:
-            await settle(world, self.receiver, self._approve)
+            await settle(world, self.receiver, self._approve, self._services_ready)
             self.result.observed = await judge(
                 world,
                 self.result.invariants,
@@ -433,6 +433,14 @@ class ChaosRun:
                     with contextlib.suppress(ApiError, SlipwayError, OSError):
                         await asyncio.to_thread(api.approve_stage, state.deployment_id, stage.id)
                         self.approved.add(key)
+
+    async def _services_ready(self) -> bool:
+        """Every running service answers /readyz (one that exited for good is the
+        `exited` verdict's, not waited on)."""
+        processes = list(self.stack.processes)
+        return await asyncio.to_thread(
+            lambda: all(s.exited() is not None or s.ready() for s in processes)
+        )
 
 
 async def run_chaos(options: ChaosOptions) -> ChaosResult:

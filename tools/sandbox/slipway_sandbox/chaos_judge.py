@@ -57,9 +57,15 @@ Approve = Callable[[Iterable[deployments.Deployment]], Awaitable[None]]
 """Approves the WAIT_APPROVAL stages running in the deployments given, as an operator."""
 
 
-async def settle(world: ChaosWorld, receiver: SlackReceiver, approve: Approve) -> None:
-    """Until every triggered deployment is final, every scheduled notification has
-    arrived and the projector has caught up (each bounded: what is not is counted)."""
+async def settle(
+    world: ChaosWorld,
+    receiver: SlackReceiver,
+    approve: Approve,
+    services_ready: Callable[[], Awaitable[bool]],
+) -> None:
+    """Until every service is ready again, every triggered deployment is final, every
+    scheduled notification has arrived and the projector has caught up, all at once
+    (bounded: what is not is counted)."""
 
     async def deployments_final() -> bool:
         rows = await world.db(
@@ -97,14 +103,35 @@ async def settle(world: ChaosWorld, receiver: SlackReceiver, approve: Approve) -
         logged = await world.db(lambda pool: pool.fetchval("SELECT count(*) FROM events"))
         return bool(await world.stream_messages() >= logged)
 
-    # One deadline for all of them: a run that will not settle is judged, not waited on.
-    deadline = time.monotonic() + SETTLE_TIMEOUT_S
-    for check, what in (
+    async def head() -> int:
+        return int(
+            await world.db(
+                lambda pool: pool.fetchval("SELECT coalesce(max(global_position), 0) FROM events")
+            )
+        )
+
+    checks = (
+        # First: a service killed late records its start once it reaches PostgreSQL again,
+        # and /readyz answers only after that record (shared/runtime).
+        (services_ready, "services ready"),
         (deployments_final, "deployments final"),
         (relayed, "events relayed"),
         (notified, "notifications delivered"),
         (projected, "projections caught up"),
-    ):
+    )
+
+    async def all_at_once() -> bool:
+        before = await head()
+        for check, _ in checks:
+            if not await check():
+                return False
+        return await head() == before
+
+    # One deadline for all of them: a run that will not settle is judged, not waited on.
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    # Each in turn (a timeout says which one did not settle), then all in one pass over an
+    # unmoving log: an event recorded after `relayed` held must not reach the judge unrelayed.
+    for check, what in (*checks, (all_at_once, "all settled in one pass")):
         with contextlib.suppress(TimeoutError):
             await world.until(check, within=max(deadline - time.monotonic(), 0.0), what=what)
 
