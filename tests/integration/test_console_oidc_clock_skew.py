@@ -1,7 +1,7 @@
 """Replicas whose clocks disagree share role checks fairly (`console/oidc_sessions.py`).
 
 Two replicas' `OidcSessions` on one database, the real local provider behind the held
-proxy (`tests/support/held_proxy.py`), one replica's clock 30 s off (its `clock`). A
+proxy (`tests/support/held_proxy.py`), one replica's clock 30 s off (its `DatabaseClock`'s). A
 claim's lease and every "has it lapsed, is it due" are on the database's clock: a replica
 running ahead does not take over another's live claim (which would send one refresh token
 to the provider twice at once), and one running behind does not wait on a lapsed claim.
@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 import structlog
 
+from services.api.console.db_clock import DatabaseClock
 from services.api.console.oidc import OidcLogin, OidcSettings
 from services.api.console.oidc_sessions import OidcSessions
 from shared.db import create_pool
@@ -86,7 +87,9 @@ async def test_a_replica_whose_clock_runs_ahead_does_not_take_over_a_live_claim(
     own_pool = await create_pool(api_database_url, schema=schema, max_size=2, setup=count)
     try:
         on_time = OidcSessions(pool, OidcLogin(oidc))
-        ahead = OidcSessions(own_pool, OidcLogin(oidc), clock=lambda: time.time() + SKEW_S)
+        ahead = OidcSessions(
+            own_pool, OidcLogin(oidc), clock=DatabaseClock(lambda: time.time() + SKEW_S)
+        )
         proxy.hold()
         asked = proxy.arrived
         first = asyncio.create_task(on_time.current(session_id))
@@ -118,7 +121,7 @@ async def test_a_replica_whose_clock_runs_behind_sees_a_lapsed_claim_as_lapsed(
         " checking_until = clock_timestamp() - interval '1 s' WHERE session_id = $1",
         session_id,
     )
-    behind = OidcSessions(pool, OidcLogin(oidc), clock=lambda: time.time() - SKEW_S)
+    behind = OidcSessions(pool, OidcLogin(oidc), clock=DatabaseClock(lambda: time.time() - SKEW_S))
     asked = proxy.arrived
     with structlog.testing.capture_logs() as logged:
         person = await asyncio.wait_for(behind.current(session_id), 5)  # not 29 s of waiting
