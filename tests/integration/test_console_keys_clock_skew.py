@@ -46,7 +46,7 @@ def _kid(cookie: str) -> str:
 
 
 async def test_a_replica_ahead_signs_with_no_key_a_replica_on_time_has_not_read(
-    store: EventStore, pool: asyncpg.Pool, database_url: str, schema: str
+    store: EventStore, api_pool: asyncpg.Pool, database_url: str, schema: str
 ) -> None:
     """A replica behind stores the next key as it starts; one ahead starts right after. On
     their own clocks the new key had been published for minutes, and the one ahead would
@@ -55,14 +55,15 @@ async def test_a_replica_ahead_signs_with_no_key_a_replica_on_time_has_not_read(
     aged = partial(session_keys_aged, database_url, schema)
     key = await create_api_key(store, "read-only", "viewer")
     with structlog.testing.capture_logs() as logged:
-        async with served_api(store, pool, admin_name="on-time") as on_time:
+        async with served_api(store, api_pool, admin_name="on-time") as on_time:
             await aged(30 * DAY + 2 * SKEW_S)  # key 1 is due for rotation, by any clock here
             async with (
-                served_api(store, pool, admin_name="behind", clock=behind) as slow,
-                served_api(store, pool, admin_name="ahead", clock=ahead) as fast,
+                served_api(store, api_pool, admin_name="behind", clock=behind) as slow,
+                served_api(store, api_pool, admin_name="ahead", clock=ahead) as fast,
             ):
                 kids = [
-                    r["kid"] for r in await pool.fetch("SELECT kid FROM api_console_session_keys")
+                    r["kid"]
+                    for r in await api_pool.fetch("SELECT kid FROM api_console_session_keys")
                 ]
                 assert kids == [1, 2]  # stored by the replica behind, as it started
                 for url in (slow, fast):
@@ -84,7 +85,7 @@ async def test_a_replica_ahead_signs_with_no_key_a_replica_on_time_has_not_read(
 
 
 async def test_replicas_minutes_apart_switch_keys_and_drop_the_old_one_together(
-    pool: asyncpg.Pool, database_url: str, schema: str
+    api_pool: asyncpg.Pool, database_url: str, schema: str
 ) -> None:
     """Each read is a replica's re-read of the table; both read at (nearly) the same moment
     and must see the same keyring: before and after the new key is published, and before
@@ -93,7 +94,7 @@ async def test_replicas_minutes_apart_switch_keys_and_drop_the_old_one_together(
     slow, fast = DatabaseClock(behind), DatabaseClock(ahead)
 
     async def both() -> list[Keyring]:
-        return [await load_keyring(pool, rotation_s=30 * DAY, clock=c) for c in (slow, fast)]
+        return [await load_keyring(api_pool, rotation_s=30 * DAY, clock=c) for c in (slow, fast)]
 
     await both()
     await aged(30 * DAY + 2 * SKEW_S)  # key 1 is due for rotation, by any clock here
@@ -117,13 +118,14 @@ async def test_replicas_minutes_apart_switch_keys_and_drop_the_old_one_together(
     await aged(5)
     rings = await both()
     assert [set(r.keys) for r in rings] == [{"2"}] * 2
-    assert [r["kid"] for r in await pool.fetch("SELECT kid FROM api_console_session_keys")] == [2]
+    kids = [r["kid"] for r in await api_pool.fetch("SELECT kid FROM api_console_session_keys")]
+    assert kids == [2]
 
 
 @contextlib.asynccontextmanager
-async def refreshing(pool: asyncpg.Pool, codec: SessionCodec) -> AsyncIterator[None]:
+async def refreshing(api_pool: asyncpg.Pool, codec: SessionCodec) -> AsyncIterator[None]:
     """A replica's re-reading of the keys (`refresh_keys`), as its Application runs it."""
-    context = refresh_keys(pool, codec, rotation_s=30 * DAY, clock=DatabaseClock())
+    context = refresh_keys(api_pool, codec, rotation_s=30 * DAY, clock=DatabaseClock())
     running = context(web.Application())
     await anext(running)
     try:
@@ -134,17 +136,17 @@ async def refreshing(pool: asyncpg.Pool, codec: SessionCodec) -> AsyncIterator[N
 
 
 async def test_a_replica_reads_the_keys_again_when_the_new_one_is_published(
-    pool: asyncpg.Pool, database_url: str, schema: str
+    api_pool: asyncpg.Pool, database_url: str, schema: str
 ) -> None:
     """Not at its next minute's re-read: at the moment (the database's) the new key starts
     signing, every replica at once."""
     aged = partial(session_keys_aged, database_url, schema)
-    await load_keyring(pool, rotation_s=30 * DAY, clock=DatabaseClock())
+    await load_keyring(api_pool, rotation_s=30 * DAY, clock=DatabaseClock())
     await aged(30 * DAY + 1)
-    await load_keyring(pool, rotation_s=30 * DAY, clock=DatabaseClock())  # stores key 2
+    await load_keyring(api_pool, rotation_s=30 * DAY, clock=DatabaseClock())  # stores key 2
     await aged(PUBLISH_S - 1.0)  # published in a second
     codec = SessionCodec(Keyring())
-    async with refreshing(pool, codec):
+    async with refreshing(api_pool, codec):
         assert _kid(codec.issue("0" * 26, time.time())) == "1"
         await wait_until(
             lambda: _kid(codec.issue("0" * 26, time.time())) == "2",

@@ -57,27 +57,27 @@ def settings(proxy: HeldProxy) -> OidcSettings:
 
 
 async def due_session(
-    store: EventStore, pool: asyncpg.Pool, provider: Provider, oidc: OidcSettings, who: str
+    store: EventStore, api_pool: asyncpg.Pool, provider: Provider, oidc: OidcSettings, who: str
 ) -> str:
     """`who` signed in as an admin, then moved to the viewers, their role due for a check."""
     await provider.set_user(who, {"groups": ["sre"]})
-    async with served_api(store, pool, oidc=oidc) as api, ConsoleClient(api) as browser:
+    async with served_api(store, api_pool, oidc=oidc) as api, ConsoleClient(api) as browser:
         session_id = await signed_in_session(browser, provider, who)
     await provider.set_user(who, {"groups": ["viewers"]})
-    await later(pool, session_id, 3600)  # due by any of the clocks here
+    await later(api_pool, session_id, 3600)  # due by any of the clocks here
     return session_id
 
 
 async def test_a_replica_whose_clock_runs_ahead_does_not_take_over_a_live_claim(
     store: EventStore,
-    pool: asyncpg.Pool,
+    api_pool: asyncpg.Pool,
     api_database_url: str,
     schema: str,
     provider: Provider,
     proxy: HeldProxy,
 ) -> None:
     oidc = settings(proxy)
-    session_id = await due_session(store, pool, provider, oidc, "frank")
+    session_id = await due_session(store, api_pool, provider, oidc, "frank")
     looked = 0
 
     async def count(_: asyncpg.Connection) -> None:
@@ -86,7 +86,7 @@ async def test_a_replica_whose_clock_runs_ahead_does_not_take_over_a_live_claim(
 
     own_pool = await create_pool(api_database_url, schema=schema, max_size=2, setup=count)
     try:
-        on_time = OidcSessions(pool, OidcLogin(oidc))
+        on_time = OidcSessions(api_pool, OidcLogin(oidc))
         ahead = OidcSessions(
             own_pool, OidcLogin(oidc), clock=DatabaseClock(lambda: time.time() + SKEW_S)
         )
@@ -111,17 +111,19 @@ async def test_a_replica_whose_clock_runs_ahead_does_not_take_over_a_live_claim(
 
 
 async def test_a_replica_whose_clock_runs_behind_sees_a_lapsed_claim_as_lapsed(
-    store: EventStore, pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
+    store: EventStore, api_pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
 ) -> None:
     oidc = settings(proxy)
-    session_id = await due_session(store, pool, provider, oidc, "grace")
+    session_id = await due_session(store, api_pool, provider, oidc, "grace")
     # Another replica claimed the check and died; its claim lapsed a second ago.
-    await pool.execute(
+    await api_pool.execute(
         "UPDATE api_console_oidc_sessions SET checking_by = 'died',"
         " checking_until = clock_timestamp() - interval '1 s' WHERE session_id = $1",
         session_id,
     )
-    behind = OidcSessions(pool, OidcLogin(oidc), clock=DatabaseClock(lambda: time.time() - SKEW_S))
+    behind = OidcSessions(
+        api_pool, OidcLogin(oidc), clock=DatabaseClock(lambda: time.time() - SKEW_S)
+    )
     asked = proxy.arrived
     with structlog.testing.capture_logs() as logged:
         person = await asyncio.wait_for(behind.current(session_id), 5)  # not 29 s of waiting

@@ -64,7 +64,7 @@ def settings(proxy: HeldProxy) -> OidcSettings:
 
 async def test_a_check_stuck_at_the_provider_holds_no_connection_and_asks_once(
     store: EventStore,
-    pool: asyncpg.Pool,
+    api_pool: asyncpg.Pool,
     api_database_url: str,
     schema: str,
     provider: Provider,
@@ -82,7 +82,7 @@ async def test_a_check_stuck_at_the_provider_holds_no_connection_and_asks_once(
     try:
         async with (
             served_api(store, small, oidc=settings(proxy)) as api,
-            served_api(store, pool, oidc=settings(proxy), admin_name="admin-2") as other,
+            served_api(store, api_pool, oidc=settings(proxy), admin_name="admin-2") as other,
             ConsoleClient(api) as alice,
             ConsoleClient(api) as bob,
         ):
@@ -90,7 +90,7 @@ async def test_a_check_stuck_at_the_provider_holds_no_connection_and_asks_once(
             await signed_in_session(bob, provider, "bob")
             cookie = next(c.value for c in alice.http.cookie_jar if c.key == "slipway_session")
             await provider.set_user("alice", {"groups": ["viewers"]})  # demoted
-            await pool.execute(DUE, session_id, time.time() - 3600)
+            await api_pool.execute(DUE, session_id, time.time() - 3600)
             proxy.hold()
             asked = proxy.arrived
             first = asyncio.create_task(alice.page(PAGE))
@@ -128,18 +128,18 @@ async def test_a_check_stuck_at_the_provider_holds_no_connection_and_asks_once(
 
 
 async def test_a_check_over_its_budget_is_refused_and_the_session_kept(
-    store: EventStore, pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
+    store: EventStore, api_pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
 ) -> None:
     oidc = settings(proxy)
     await provider.set_user("carol", {"groups": ["sre"]})
-    async with served_api(store, pool, oidc=oidc) as api, ConsoleClient(api) as browser:
+    async with served_api(store, api_pool, oidc=oidc) as api, ConsoleClient(api) as browser:
         session_id = await signed_in_session(browser, provider, "carol")
     await provider.set_user("carol", {"groups": ["devs"]})
-    sessions = OidcSessions(pool, OidcLogin(oidc), lease_s=0.4)
+    sessions = OidcSessions(api_pool, OidcLogin(oidc), lease_s=0.4)
     proxy.hold()
-    await later(pool, session_id, 901)
+    await later(api_pool, session_id, 901)
     assert await sessions.current(session_id) is None  # 0.3 s, then refused
-    row = await pool.fetchrow(
+    row = await api_pool.fetchrow(
         "SELECT role, checking_by FROM api_console_oidc_sessions WHERE session_id = $1",
         session_id,
     )
@@ -150,15 +150,15 @@ async def test_a_check_over_its_budget_is_refused_and_the_session_kept(
 
 
 async def test_a_claim_left_by_a_replica_that_died_lapses_with_its_lease(
-    store: EventStore, pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
+    store: EventStore, api_pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
 ) -> None:
     oidc = settings(proxy)
     await provider.set_user("dave", {"groups": ["sre"]})
-    async with served_api(store, pool, oidc=oidc) as api, ConsoleClient(api) as browser:
+    async with served_api(store, api_pool, oidc=oidc) as api, ConsoleClient(api) as browser:
         session_id = await signed_in_session(browser, provider, "dave")
     await provider.set_user("dave", {"groups": ["viewers"]})
-    sessions = OidcSessions(pool, OidcLogin(oidc), lease_s=0.4)
-    await pool.execute(
+    sessions = OidcSessions(api_pool, OidcLogin(oidc), lease_s=0.4)
+    await api_pool.execute(
         "UPDATE api_console_oidc_sessions SET checked_at = clock_timestamp() - interval '1 hour',"
         " checking_by = 'died', checking_until = clock_timestamp() + interval '0.4 s'"
         " WHERE session_id = $1",
@@ -176,14 +176,14 @@ async def test_a_claim_left_by_a_replica_that_died_lapses_with_its_lease(
 
 
 async def test_signing_out_during_a_check_is_not_held_up_and_the_answer_is_not_written(
-    store: EventStore, pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
+    store: EventStore, api_pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
 ) -> None:
     oidc = settings(proxy)
     await provider.set_user("erin", {"groups": ["devs"]})
-    async with served_api(store, pool, oidc=oidc) as api, ConsoleClient(api) as browser:
+    async with served_api(store, api_pool, oidc=oidc) as api, ConsoleClient(api) as browser:
         session_id = await signed_in_session(browser, provider, "erin")
-    sessions = OidcSessions(pool, OidcLogin(oidc))
-    await later(pool, session_id, 901)
+    sessions = OidcSessions(api_pool, OidcLogin(oidc))
+    await later(api_pool, session_id, 901)
     proxy.hold()
     asked = proxy.arrived
     check = asyncio.create_task(sessions.current(session_id))
@@ -191,7 +191,7 @@ async def test_signing_out_during_a_check_is_not_held_up_and_the_answer_is_not_w
     await asyncio.wait_for(sessions.close(session_id), 5)  # no lock to wait for
     proxy.release()
     assert await check is None
-    rows = await pool.fetch(
+    rows = await api_pool.fetch(
         "SELECT * FROM api_console_oidc_sessions WHERE session_id = $1", session_id
     )
     assert rows == []  # the provider's answer did not bring the session back

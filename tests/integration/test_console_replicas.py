@@ -33,12 +33,12 @@ def _session(browser: ConsoleClient) -> str:
 
 
 async def test_a_session_from_one_replica_works_on_another_and_a_foreign_key_is_refused(
-    store: EventStore, pool: asyncpg.Pool
+    store: EventStore, api_pool: asyncpg.Pool
 ) -> None:
     key = await create_api_key(store, "read-only", "viewer")
     async with (
-        served_api(store, pool, admin_name="admin-a") as one,
-        served_api(store, pool, admin_name="admin-b") as two,
+        served_api(store, api_pool, admin_name="admin-a") as one,
+        served_api(store, api_pool, admin_name="admin-b") as two,
     ):
         async with ConsoleClient(one) as browser:
             assert (await browser.sign_in(key)).status == 303
@@ -56,26 +56,26 @@ async def test_a_session_from_one_replica_works_on_another_and_a_foreign_key_is_
                 async with ConsoleClient(url, headers={"Cookie": f"slipway_session={forged}"}) as b:
                     status, _ = await b.page("/console/events")
                     assert status == 303  # back to the sign-in page
-    rows = await pool.fetch("SELECT kid FROM api_console_session_keys")
+    rows = await api_pool.fetch("SELECT kid FROM api_console_session_keys")
     assert [r["kid"] for r in rows] == [1]  # the two replicas share one key
 
 
-async def test_replicas_starting_together_agree_on_one_key(pool: asyncpg.Pool) -> None:
+async def test_replicas_starting_together_agree_on_one_key(api_pool: asyncpg.Pool) -> None:
     rings = await asyncio.gather(
-        *(load_keyring(pool, rotation_s=30 * DAY, clock=DatabaseClock()) for _ in range(4))
+        *(load_keyring(api_pool, rotation_s=30 * DAY, clock=DatabaseClock()) for _ in range(4))
     )
     assert {r.signing for r in rings} == {"1"}
     assert len({r.keys["1"] for r in rings}) == 1
 
 
 async def test_a_rotated_key_signs_once_published_and_the_old_one_verifies_until_it_expires(
-    pool: asyncpg.Pool, database_url: str, schema: str
+    api_pool: asyncpg.Pool, database_url: str, schema: str
 ) -> None:
     aged = partial(session_keys_aged, database_url, schema)
     clock = DatabaseClock()
 
     async def read() -> Keyring:
-        return await load_keyring(pool, rotation_s=30 * DAY, clock=clock)
+        return await load_keyring(api_pool, rotation_s=30 * DAY, clock=clock)
 
     codec = SessionCodec(await read())
     # A month on, the next replica to read the table adds key 2; it does not sign yet, so a
@@ -97,5 +97,5 @@ async def test_a_rotated_key_signs_once_published_and_the_old_one_verifies_until
     # Once every session key 1 signed has expired, it is deleted.
     await aged(SESSION_TTL_S)
     ring = await read()
-    kids = [r["kid"] for r in await pool.fetch("SELECT kid FROM api_console_session_keys")]
+    kids = [r["kid"] for r in await api_pool.fetch("SELECT kid FROM api_console_session_keys")]
     assert kids == [2] and set(ring.keys) == {"2"} and ring.signing == "2"
