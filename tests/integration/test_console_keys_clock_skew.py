@@ -69,9 +69,7 @@ async def test_a_replica_ahead_signs_with_no_key_a_replica_on_time_has_not_read(
                 for url in (slow, fast):
                     async with ConsoleClient(url) as browser:
                         assert (await browser.sign_in(key)).status == 303
-                        cookie = next(
-                            c.value for c in browser.http.cookie_jar if c.key == "slipway_session"
-                        )
+                        cookie = browser.session_cookie()
                     for other in (on_time, slow, fast):
                         headers = {"Cookie": f"slipway_session={cookie}"}
                         async with ConsoleClient(other, headers=headers) as browser:

@@ -23,16 +23,15 @@ from services.api.console.oidc_sessions import OidcSessions
 from shared.db import create_pool
 from shared.eventlog import EventStore
 from shared.testing import wait_until
-from tests.support.api import served_api
-from tests.support.console import ConsoleClient
-from tests.support.held_proxy import HeldProxy, held_proxy
+from tests.support.held_proxy import HeldProxy
 from tests.support.oidc import (
     PROVIDER_WARNINGS,
     Provider,
     console_settings,
+    held_token_endpoint,
     later,
     local_provider,
-    signed_in_session,
+    signed_in,
 )
 
 pytestmark = PROVIDER_WARNINGS
@@ -48,7 +47,7 @@ def provider() -> Iterator[Provider]:
 
 @pytest.fixture
 async def proxy(provider: Provider) -> AsyncIterator[HeldProxy]:
-    async with held_proxy(provider.issuer, "/oauth2/token") as running:
+    async with held_token_endpoint(provider) as running:
         yield running
 
 
@@ -60,9 +59,7 @@ async def due_session(
     store: EventStore, api_pool: asyncpg.Pool, provider: Provider, oidc: OidcSettings, who: str
 ) -> str:
     """`who` signed in as an admin, then moved to the viewers, their role due for a check."""
-    await provider.set_user(who, {"groups": ["sre"]})
-    async with served_api(store, api_pool, oidc=oidc) as api, ConsoleClient(api) as browser:
-        session_id = await signed_in_session(browser, provider, who)
+    session_id = await signed_in(store, api_pool, provider, oidc, who, ["sre"])
     await provider.set_user(who, {"groups": ["viewers"]})
     await later(api_pool, session_id, 3600)  # due by any of the clocks here
     return session_id

@@ -143,7 +143,7 @@ async def test_signing_out_ends_the_session_everywhere(
     await provider.set_user("erin", {"groups": ["devs"]})
     async with ConsoleClient(checking_always) as browser:
         await signed_in_session(browser, provider, "erin")
-        cookie = next(c.value for c in browser.http.cookie_jar if c.key == "slipway_session")
+        cookie = browser.session_cookie()
         status, html = await browser.page(PAGE)
         assert status == 200, html
         status, _ = await browser.post("/console/sign-out", {"csrf": csrf_of(html)})

@@ -14,7 +14,6 @@ signing out meanwhile waits for nothing, and the late answer does not revive the
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -27,22 +26,21 @@ from shared.eventlog import EventStore
 from shared.testing import wait_until
 from tests.support.api import served_api
 from tests.support.console import ConsoleClient
-from tests.support.held_proxy import HeldProxy, held_proxy
+from tests.support.held_proxy import HeldProxy
 from tests.support.oidc import (
     PROVIDER_WARNINGS,
     Provider,
     console_settings,
+    held_token_endpoint,
     later,
     local_provider,
+    signed_in,
     signed_in_session,
 )
 
 pytestmark = PROVIDER_WARNINGS
 
 PAGE = "/console/events"  # any page: the header names the person and their role
-TOKEN_PATH = "/oauth2/token"
-DUE = "UPDATE api_console_oidc_sessions SET checked_at = to_timestamp($2) WHERE session_id = $1"
-"""The role's interval over (its last check an hour before `$2`)."""
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +51,7 @@ def provider() -> Iterator[Provider]:
 
 @pytest.fixture
 async def proxy(provider: Provider) -> AsyncIterator[HeldProxy]:
-    async with held_proxy(provider.issuer, TOKEN_PATH) as running:
+    async with held_token_endpoint(provider) as running:
         yield running
 
 
@@ -88,9 +86,9 @@ async def test_a_check_stuck_at_the_provider_holds_no_connection_and_asks_once(
         ):
             session_id = await signed_in_session(alice, provider, "alice")
             await signed_in_session(bob, provider, "bob")
-            cookie = next(c.value for c in alice.http.cookie_jar if c.key == "slipway_session")
+            cookie = alice.session_cookie()
             await provider.set_user("alice", {"groups": ["viewers"]})  # demoted
-            await api_pool.execute(DUE, session_id, time.time() - 3600)
+            await later(api_pool, session_id, 3600)  # the role is due for a check
             proxy.hold()
             asked = proxy.arrived
             first = asyncio.create_task(alice.page(PAGE))
@@ -131,9 +129,7 @@ async def test_a_check_over_its_budget_is_refused_and_the_session_kept(
     store: EventStore, api_pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
 ) -> None:
     oidc = settings(proxy)
-    await provider.set_user("carol", {"groups": ["sre"]})
-    async with served_api(store, api_pool, oidc=oidc) as api, ConsoleClient(api) as browser:
-        session_id = await signed_in_session(browser, provider, "carol")
+    session_id = await signed_in(store, api_pool, provider, oidc, "carol", ["sre"])
     await provider.set_user("carol", {"groups": ["devs"]})
     sessions = OidcSessions(api_pool, OidcLogin(oidc), lease_s=0.4)
     proxy.hold()
@@ -153,9 +149,7 @@ async def test_a_claim_left_by_a_replica_that_died_lapses_with_its_lease(
     store: EventStore, api_pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
 ) -> None:
     oidc = settings(proxy)
-    await provider.set_user("dave", {"groups": ["sre"]})
-    async with served_api(store, api_pool, oidc=oidc) as api, ConsoleClient(api) as browser:
-        session_id = await signed_in_session(browser, provider, "dave")
+    session_id = await signed_in(store, api_pool, provider, oidc, "dave", ["sre"])
     await provider.set_user("dave", {"groups": ["viewers"]})
     sessions = OidcSessions(api_pool, OidcLogin(oidc), lease_s=0.4)
     await api_pool.execute(
@@ -179,9 +173,7 @@ async def test_signing_out_during_a_check_is_not_held_up_and_the_answer_is_not_w
     store: EventStore, api_pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
 ) -> None:
     oidc = settings(proxy)
-    await provider.set_user("erin", {"groups": ["devs"]})
-    async with served_api(store, api_pool, oidc=oidc) as api, ConsoleClient(api) as browser:
-        session_id = await signed_in_session(browser, provider, "erin")
+    session_id = await signed_in(store, api_pool, provider, oidc, "erin", ["devs"])
     sessions = OidcSessions(api_pool, OidcLogin(oidc))
     await later(api_pool, session_id, 901)
     proxy.hold()

@@ -28,10 +28,6 @@ from tests.support.console import ConsoleClient, session_keys_aged
 DAY = 86400.0
 
 
-def _session(browser: ConsoleClient) -> str:
-    return next(c.value for c in browser.http.cookie_jar if c.key == "slipway_session")
-
-
 async def test_a_session_from_one_replica_works_on_another_and_a_foreign_key_is_refused(
     store: EventStore, api_pool: asyncpg.Pool
 ) -> None:
@@ -42,7 +38,7 @@ async def test_a_session_from_one_replica_works_on_another_and_a_foreign_key_is_
     ):
         async with ConsoleClient(one) as browser:
             assert (await browser.sign_in(key)).status == 303
-            cookie = _session(browser)
+            cookie = browser.session_cookie()
         async with ConsoleClient(two, headers={"Cookie": f"slipway_session={cookie}"}) as other:
             status, html = await other.page("/console/events")
             assert status == 200, html

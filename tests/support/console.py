@@ -11,6 +11,7 @@ from typing import Final, Self
 import aiohttp
 import asyncpg
 
+from services.api.console.sessions import COOKIE
 from shared.eventlog import EventStore, new_events
 from shared.events import vocabulary
 from shared.events.base import Event
@@ -67,6 +68,12 @@ class ConsoleClient:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.http.close()
+
+    def session_cookie(self) -> str:
+        """The value of the session cookie this browser holds (after signing in)."""
+        found = [c.value for c in self.http.cookie_jar if c.key == COOKIE]
+        assert found, "this browser holds no session cookie: not signed in"
+        return found[0]
 
     async def sign_in(self, key: str) -> aiohttp.ClientResponse:
         """Signs in with `key`; the answer (a 303 on success) with its `Set-Cookie`."""
