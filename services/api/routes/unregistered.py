@@ -29,7 +29,7 @@ from services.api.schemas import (
 from services.api.unregistered import PROJECTION, get_unregistered, list_unregistered
 from services.api.wire import json_response, query_int, query_str, read_body
 
-__all__ = ["ROUTES"]
+__all__ = ["ROUTES", "register_unregistered"]
 
 
 async def list_(request: web.Request) -> web.Response:
@@ -52,6 +52,14 @@ async def list_(request: web.Request) -> web.Response:
 
 async def register(request: web.Request) -> web.Response:
     body = await read_body(request, RegisterUnregisteredRequest, optional=True)
+    return await register_unregistered(request, body)
+
+
+async def register_unregistered(
+    request: web.Request, body: RegisterUnregisteredRequest
+) -> web.Response:
+    """Register the unregistered application `{config}` of the path as `body` says (the
+    console's form gives `body` from its fields)."""
     config = request.match_info["config"]
     found = await get_unregistered(deps(request).pool, config)
     if found is None:
