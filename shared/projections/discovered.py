@@ -2,12 +2,13 @@
 watched repository, and which application (if any) is registered at each.
 
 PipeCD's "unregistered applications": a config is unregistered while it was discovered
-(`ApplicationConfigDiscovered`, stream `repository-<id>`) and no application is
-registered at its repository, directory and file. An `ApplicationRegistered` there takes
-it off that list, the application's `ApplicationDeleted` (or a registration moving it
-elsewhere) puts it back. A registration is kept even for a config not discovered yet:
-the gitwatcher reads registrations from the `applications` view, which lags the log, so
-it may announce a config just after somebody registered it.
+(`ApplicationConfigDiscovered`, stream `repository-<id>`), not removed from the repository
+since (`ApplicationConfigRemoved`), and no application is registered at its repository,
+directory and file. An `ApplicationRegistered` there takes it off that list, the
+application's `ApplicationDeleted` (or a registration moving it elsewhere) puts it back
+(unless the file was removed meanwhile). A registration is kept even for a config not
+discovered yet: the gitwatcher reads registrations from the `applications` view, which
+lags the log, so it may announce a config just after somebody registered it.
 
 Everything in a discovery came from a repository. A directory that would leave the
 repository (`..`, an absolute path) or a file that is not an application config's name is
@@ -29,6 +30,7 @@ from shared.config.discovery import is_application_config_name
 from shared.events.base import RecordedEvent
 from shared.events.catalog import (
     ApplicationConfigDiscovered,
+    ApplicationConfigRemoved,
     ApplicationDeleted,
     ApplicationRegistered,
 )
@@ -84,6 +86,18 @@ UPDATE {table} SET registered_by = NULL
 WHERE registered_by = $1 AND config_id <> $2 AND discovered_position IS NOT NULL
 """
 
+# The file left the repository: off the list, and a registration's row forgets it was
+# found (its application's deletion must not list a file that is gone).
+_REMOVED = """
+WITH forgotten AS (
+  DELETE FROM {table} WHERE config_id = $1 AND registered_by IS NULL
+)
+UPDATE {table}
+SET name = '', kind = '', labels = '{}', commit_hash = '', discovered_at = NULL,
+    discovered_position = NULL
+WHERE config_id = $1 AND registered_by IS NOT NULL
+"""
+
 _REGISTERED = """
 INSERT INTO {table} (config_id, repository_id, path, config_filename, registered_by)
 VALUES ($1, $2, $3, $4, $5)
@@ -118,7 +132,12 @@ class DiscoveredConfigsProjection(SingleTableProjection):
     name = "discovered_configs"
     ddl = _DDL
     version = 1
-    event_types = (ApplicationConfigDiscovered, ApplicationRegistered, ApplicationDeleted)
+    event_types = (
+        ApplicationConfigDiscovered,
+        ApplicationConfigRemoved,
+        ApplicationRegistered,
+        ApplicationDeleted,
+    )
 
     async def apply(
         self, conn: asyncpg.Connection, event: RecordedEvent, tables: Mapping[str, str]
@@ -148,6 +167,13 @@ class DiscoveredConfigsProjection(SingleTableProjection):
                     event.recorded_at,
                     event.global_position,
                 )
+            case ApplicationConfigRemoved() as removed:
+                directory = repository_dir(removed.path)
+                if directory is not None:
+                    await conn.execute(
+                        self.sql(_REMOVED, tables),
+                        config_id(removed.repository_id, directory, removed.config_filename),
+                    )
             case ApplicationRegistered() as registered:
                 directory = repository_dir(registered.path)
                 if directory is None:

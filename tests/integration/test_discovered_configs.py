@@ -11,12 +11,14 @@ from shared.eventlog import ANY, EventStore, new_events
 from shared.events import Event
 from shared.events.catalog import (
     ApplicationConfigDiscovered,
+    ApplicationConfigRemoved,
     ApplicationDeleted,
     ApplicationRegistered,
 )
 from shared.projections import ProjectionRunner, replay
 from shared.projections.discovered import DiscoveredConfigsProjection, config_id, repository_dir
 
+_APP = "app.pipecd.yaml"
 _UNREGISTERED = """
 SELECT path, config_filename, name, labels FROM discovered_configs
 WHERE registered_by IS NULL AND discovered_position IS NOT NULL ORDER BY discovered_position
@@ -92,10 +94,22 @@ async def test_unregistered_configs_follow_registrations_and_deletions_and_repla
     await runner.run_until_caught_up()
     assert "" not in [row[0] for row in await unregistered(store.pool)]
 
+    # Files leaving the repository: an unregistered one leaves the list; a registered
+    # one does not come back when its application is deleted.
+    await append(
+        store,
+        repo,
+        ApplicationConfigRemoved(repository_id="config", path="billing/dev", config_filename=_APP),
+        ApplicationConfigRemoved(repository_id="config", path=".", config_filename=_APP),
+    )
+    await append(store, "application-root", ApplicationDeleted(application_id="root"))
+    await runner.run_until_caught_up()
+    assert [row[0] for row in await unregistered(store.pool)] == ["auth/dev", "search/prd"]
+
     live = await rows(store.pool)
     await replay(projector_store, DiscoveredConfigsProjection())
     assert await rows(store.pool) == live
-    assert len(live) == 5  # 4 discovered (the root too), and early's search/prd2
+    assert len(live) == 3  # auth/dev, search/prd and early's search/prd2
 
 
 async def rows(pool: asyncpg.Pool) -> list[tuple[Any, ...]]:
