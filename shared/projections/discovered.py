@@ -13,7 +13,7 @@ lags the log, so it may announce a config just after somebody registered it.
 Everything in a discovery came from a repository. A directory that would leave the
 repository (`..`, an absolute path) or a file that is not an application config's name is
 never recorded, and labels pass the label rule (`shared.labels`) as the observed config
-labels do. Names are kept as the config wrote them: registering checks them.
+labels do. Names are kept as the config wrote them (clipped): registering checks them.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from shared.events.catalog import (
 )
 from shared.labels import usable_labels
 from shared.projections.single_table import SingleTableProjection
+from shared.redaction import clip
 from shared.triggers import normalize_dir
 
 __all__ = ["DiscoveredConfigsProjection", "config_id", "repository_dir"]
@@ -105,6 +106,9 @@ ON CONFLICT (config_id) DO UPDATE SET registered_by = excluded.registered_by
 """
 
 _json: Final = msgspec.json.Encoder()
+_NAME_CHARS: Final = 253
+"""A config's name or kind as listed: an application name is 63 at most, so anything
+longer is refused when registering anyway; a repository's megabyte of name is not shown."""
 
 
 def repository_dir(path: str) -> str | None:
@@ -160,8 +164,8 @@ class DiscoveredConfigsProjection(SingleTableProjection):
                     found.repository_id,
                     directory,
                     found.config_filename,
-                    found.name,
-                    found.kind,
+                    clip(found.name, _NAME_CHARS),
+                    clip(found.kind, _NAME_CHARS),
                     _json.encode(dict(labels)).decode(),
                     found.commit_hash,
                     event.recorded_at,

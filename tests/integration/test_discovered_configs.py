@@ -59,6 +59,7 @@ async def test_unregistered_configs_follow_registrations_and_deletions_and_repla
         repo,
         found("auth/dev", ".pipe.yaml", labels=(("env", "dev"), ("Bad Key!", "x"))),
         found("billing/dev", name="<script>alert(1)</script>"),
+        found("huge", name="n" * 100_000),
         found("search/prd"),
         # What no repository directory or config file is: never listed.
         found("../outside"),
@@ -67,10 +68,17 @@ async def test_unregistered_configs_follow_registrations_and_deletions_and_repla
         found("x", "notes.yaml"),
     )
     await runner.run_until_caught_up()
-    assert await unregistered(store.pool) == [
+    listed = await unregistered(store.pool)
+    assert listed[:2] == [
         ("auth/dev", ".pipe.yaml", "auth-dev", '{"env": "dev"}'),
         ("billing/dev", "app.pipecd.yaml", "<script>alert(1)</script>", "{}"),
     ]
+    assert listed[2][0] == "huge" and len(listed[2][2]) < 300  # clipped
+    await append(
+        store,
+        repo,
+        ApplicationConfigRemoved(repository_id="config", path="huge", config_filename=_APP),
+    )
 
     await append(store, "application-a", registration("a", "auth/dev/", ".pipe.yaml"))
     await runner.run_until_caught_up()
