@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from shared.eventlog import EventStore
@@ -54,7 +55,11 @@ PLAN_ERROR = (
 
 
 async def test_broken_config_on_main_notifies_deployment_failed_and_shows_everywhere(
-    backends: Backends, tmp_path: Path, work: WorkRepo, projector_store: EventStore
+    backends: Backends,
+    tmp_path: Path,
+    work: WorkRepo,
+    projector_store: EventStore,
+    api_pool: asyncpg.Pool,
 ) -> None:
     """Merged broken config → DeploymentPlanFailed → DEPLOYMENT_FAILED to its route (with the
     plan error); a receiver routing both types gets one DEPLOYMENT_TRIGGER_FAILED with the
@@ -109,7 +114,7 @@ async def test_broken_config_on_main_notifies_deployment_failed_and_shows_everyw
     # Where users look: `deployment get`, `list` and `logs`, over the API and projection.
     async with (
         running_projection(projector_store),
-        served_api(store, store.pool, nc=backends.nc, subjects=backends.subjects) as url,
+        served_api(store, api_pool, nc=backends.nc, subjects=backends.subjects) as url,
     ):
         cli = Cli(url, api_key_for(url))
         got = await cli("deployment", "get", "d1", "--json")
