@@ -65,6 +65,7 @@ from opentelemetry import trace
 from shared import tracing
 from shared.consumer import tables
 from shared.consumer.failures import DATABASE_UNAVAILABLE, NATS_RECONNECTING, is_unavailable
+from shared.consumer.fetching import fetch
 from shared.consumer.handling import (
     Delivered,
     HandleAlone,
@@ -200,9 +201,7 @@ class EventConsumer:
                     next_redrive = loop.time() + self.redrive_poll_s
                     await self._redrive_logged()
                 try:
-                    messages = await subscription.fetch(
-                        self.batch_size, timeout=self.fetch_timeout_s
-                    )
+                    messages = await fetch(subscription, self.batch_size, self.fetch_timeout_s)
                 except (NatsTimeoutError, TimeoutError):
                     continue
                 except NATS_RECONNECTING as exc:
