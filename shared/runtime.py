@@ -47,6 +47,7 @@ from nats.errors import ConnectionClosedError, ConnectionReconnectingError
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
+from shared import eventloop
 from shared.db import create_pool
 from shared.errors import ConfigError, Unavailable
 from shared.health import HealthServer, ReadinessCheck, new_registry
@@ -266,7 +267,11 @@ class ServiceRuntime(Generic[S]):
             group.create_task(self._stop_when_all_returned(tasks))
             if self.health is not None:
                 self.health.mark_running()
-            log.info("service_started", components=[t.get_name() for t in tasks])
+            log.info(
+                "service_started",
+                components=[t.get_name() for t in tasks],
+                event_loop=self.settings.event_loop,
+            )
 
             await self.stop.wait()
             self._stop_reason = self._stop_reason or "stop event set"
@@ -420,7 +425,9 @@ def run_service(
     REDACTOR.add(*secret_values(settings), pinned=True)
     provider: TracerProvider = configure_tracing(name)
     try:
-        report = asyncio.run(ServiceRuntime(name, settings, burst=burst).run(setup))
+        report = eventloop.run(
+            ServiceRuntime(name, settings, burst=burst).run(setup), settings.event_loop
+        )
     # The top of the process: log the traceback as one structured line (not a
     # bare traceback on stderr that log shippers split apart), then exit 1.
     except Exception:

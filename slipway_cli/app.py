@@ -1,4 +1,5 @@
-"""`slipway app …`: register, list, show, disable, enable, sync, import and delete applications.
+"""`slipway app …`: register, list, show, disable, enable, sync, import and delete applications,
+and list the unregistered ones (config files no application is registered at).
 
 `import` (taking over what PipeCD deploys) is in `app_import`.
 
@@ -60,10 +61,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     commands = parser.add_subparsers(dest="app_command", required=True, metavar="COMMAND")
     common = common_options()
 
-    add = commands.add_parser("add", parents=[common], help="register an application")
-    add.add_argument("--name", required=True, help="unique; lowercase letters, digits, - and _")
-    add.add_argument("--repo", required=True, help="the repository id (from the control config)")
-    add.add_argument("--path", required=True, help="the application's directory in the repo")
+    add = commands.add_parser(
+        "add",
+        parents=[common],
+        help="register an application",
+        description="Register an application: --name, --repo and --path, or --from-unregistered "
+        "ID (one of `slipway app unregistered`, named as its config names it unless --name).",
+    )
+    add.add_argument("--name", help="unique; lowercase letters, digits, - and _")
+    add.add_argument("--repo", help="the repository id (from the control config)")
+    add.add_argument("--path", help="the application's directory in the repo")
+    add.add_argument(
+        "--from-unregistered",
+        metavar="ID",
+        help="register the config file `slipway app unregistered` lists with this id",
+    )
     add.add_argument("--config-filename", help="default: app.pipecd.yaml")
     add.add_argument(
         "--platform-provider",
@@ -77,6 +89,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _label_option(add, "a label; repeat for several")
     add.set_defaults(handler=run_with_client(_add))
+
+    unregistered = commands.add_parser(
+        "unregistered",
+        parents=[common],
+        help="list config files in watched repositories that no application is registered at",
+        description="Application config files (app.pipecd.yaml, *.pipecd.yaml, .pipe.yaml) the "
+        "gitwatcher found that no application is registered at (PipeCD's unregistered "
+        "applications); register one with `slipway app add --from-unregistered ID`.",
+    )
+    unregistered.add_argument("--repo", help="only those of this repository")
+    unregistered.set_defaults(handler=run_with_client(_unregistered))
 
     listing = commands.add_parser("list", parents=[common], help="list applications")
     _label_option(listing, "only those with this label; repeat to require several")
@@ -230,6 +253,29 @@ def _labels(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
 
 
 def _add(client: ApiClient, args: argparse.Namespace) -> int:
+    if args.from_unregistered is not None:
+        given = [f"--{o}" for o in ("repo", "path") if getattr(args, o) is not None]
+        if args.config_filename is not None:
+            given.append("--config-filename")
+        if given:
+            raise argparse.ArgumentTypeError(
+                f"--from-unregistered takes the repository, path and config file it found: "
+                f"leave out {', '.join(given)}"
+            )
+        app = client.register_unregistered_application(
+            args.from_unregistered,
+            name=args.name,
+            platform_provider=args.platform_provider,
+            labels=_labels(args.labels),
+            verify=args.verify,
+        )
+        return _registered(app, args.json)
+    missing = [f"--{o}" for o in ("name", "repo", "path") if getattr(args, o) is None]
+    if missing:
+        raise argparse.ArgumentTypeError(
+            f"the following arguments are required: {', '.join(missing)} "
+            "(or --from-unregistered ID)"
+        )
     app = client.register_application(
         name=args.name,
         repository_id=args.repo,
@@ -239,10 +285,25 @@ def _add(client: ApiClient, args: argparse.Namespace) -> int:
         labels=_labels(args.labels),
         verify=args.verify,
     )
-    if args.json:
+    return _registered(app, args.json)
+
+
+def _registered(app: Mapping[str, Any], as_json: bool) -> int:
+    if as_json:
         print_json(app)
     else:
         print(f"registered {app['name']} (id {app['application_id']})")
+    return 0
+
+
+def _unregistered(client: ApiClient, args: argparse.Namespace) -> int:
+    found = client.list_unregistered_applications(repository_id=args.repo)
+    if args.json:
+        print_json(found)
+    elif not found:
+        print("no unregistered applications")
+    else:
+        print(_unregistered_table(found))
     return 0
 
 
@@ -386,6 +447,30 @@ def _table(apps: Sequence[Mapping[str, Any]]) -> str:
         for app in apps
     ]
     return table(rows)
+
+
+_UNREGISTERED_COLUMNS: Final = ("ID", "NAME", "REPOSITORY", "PATH", "CONFIG FILE", "LABELS")
+
+
+def _unregistered_table(found: Sequence[Mapping[str, Any]]) -> str:
+    rows = [_UNREGISTERED_COLUMNS] + [
+        (
+            item["id"],
+            _printable(item["name"]),
+            item["repository_id"],
+            _printable(item["path"]),
+            _printable(item["config_filename"]),
+            _format_labels(item["labels"]) or "-",
+        )
+        for item in found
+    ]
+    return table(rows)
+
+
+def _printable(text: str) -> str:
+    """A repository's text on one line of a terminal: no control character (an escape
+    sequence, a line break) reaches it as such."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _show(app: Mapping[str, Any], as_json: bool) -> None:

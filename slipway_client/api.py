@@ -122,6 +122,51 @@ class ApiClient(Transport):
         }
         return self.request("POST", f"/applications/{_segment(ref)}/adoption", body=body)
 
+    def list_unregistered_applications(
+        self, *, repository_id: str | None = None
+    ) -> list[JsonObject]:
+        """Every config file in a watched repository that no application is registered at,
+        in the order they were found (following the pages)."""
+        query: list[tuple[str, str]] = [("limit", str(_PAGE))]
+        if repository_id is not None:
+            query.append(("repository_id", repository_id))
+        items: list[JsonObject] = []
+        cursor: str | None = None
+        while True:
+            page = self.request(
+                "GET",
+                "/unregistered-applications",
+                query=[*query, *([("cursor", cursor)] if cursor else [])],
+            )
+            items.extend(page["items"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return items
+
+    def register_unregistered_application(
+        self,
+        config: str,
+        *,
+        name: str | None = None,
+        platform_provider: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        verify: bool = True,
+    ) -> JsonObject:
+        """Register the unregistered application whose id is `config` (named as its config
+        names it unless `name` is given)."""
+        body: JsonObject = {}
+        if name is not None:
+            body["name"] = name
+        if platform_provider is not None:
+            body["platform_provider"] = platform_provider
+        if labels:
+            body["labels"] = dict(labels)
+        if not verify:
+            body["verify"] = False
+        return self.request(
+            "POST", f"/unregistered-applications/{_segment(config)}/register", body=body
+        )
+
     # --- deployments ----------------------------------------------------------------------
 
     def list_deployments(

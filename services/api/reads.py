@@ -172,8 +172,10 @@ async def application_names(
     return names
 
 
-async def wait_for_position(pool: asyncpg.Pool, position: int, *, timeout_s: float) -> None:
-    """Return once the projection has applied the event at `position`; 503 after `timeout_s`."""
+async def wait_for_position(
+    pool: asyncpg.Pool, position: int, *, timeout_s: float, projection: str = PROJECTION
+) -> None:
+    """Return once `projection` has applied the event at `position`; 503 after `timeout_s`."""
     if position <= 0:
         return
     async with unavailable_on_disconnect("check min_position"):
@@ -189,14 +191,14 @@ async def wait_for_position(pool: asyncpg.Pool, position: int, *, timeout_s: flo
         )
     deadline = time.monotonic() + timeout_s
     while True:
-        async with unavailable_on_disconnect("wait for the applications projection"):
-            if await pool.fetchval(_REACHED, PROJECTION, position):
+        async with unavailable_on_disconnect(f"wait for the {projection} projection"):
+            if await pool.fetchval(_REACHED, projection, position):
                 return
         if time.monotonic() >= deadline:
             raise ErrorReply(
                 503,
                 "projection_lagging",
-                f"the {PROJECTION} projection has not reached position {position} within "
+                f"the {projection} projection has not reached position {position} within "
                 f"{timeout_s:g} s (is the projector service running?)",
                 field="min_position",
                 headers={"Retry-After": RETRY_AFTER_S},

@@ -23,6 +23,7 @@ from services.gitwatcher.decider import (
     RegisteredApp,
     RepositoryState,
     TriggerConfig,
+    removed_configs,
     undiscovered_configs,
 )
 from services.gitwatcher.triggering import MAX_CONFLICT_RETRIES, event_metadata
@@ -30,7 +31,11 @@ from shared.db import CONNECTION_ERRORS
 from shared.errors import ConcurrencyConflict, ConfigError, Unavailable
 from shared.eventlog import EventStore
 from shared.eventlog.execute import execute
-from shared.events.catalog import ApplicationConfigDiscovered, ApplicationConfigObserved
+from shared.events.catalog import (
+    ApplicationConfigDiscovered,
+    ApplicationConfigObserved,
+    ApplicationConfigRemoved,
+)
 from shared.events.streams import application_config_stream
 from shared.git import GitRepository
 from shared.labels import LABEL_RULE, usable_labels
@@ -231,17 +236,29 @@ class AppConfigs:
             ) from exc
         return bool(done.events)
 
-    async def undiscovered(
+    async def config_files(
         self, head: str, state: RepositoryState
-    ) -> list[ApplicationConfigDiscovered]:
-        """Config files at `head` that no registered application points at and that `state`
-        (the repository stream) has not announced, parsed: the candidates to announce."""
+    ) -> tuple[list[ApplicationConfigDiscovered], list[ApplicationConfigRemoved]]:
+        """The config files at `head` that no registered application points at and that
+        `state` (the repository stream) has not announced, parsed: the candidates to
+        announce; and those it announced that `head` no longer holds."""
         apps = await self.registered()
-        found = undiscovered_configs(
-            await self.git.list_tree(head),
-            [(app.path, app.config_filename) for app in apps],
-            state,
-        )
+        tree = await self.git.list_tree(head)
+        removed = [
+            ApplicationConfigRemoved(
+                repository_id=self.repository_id,
+                path=directory,
+                config_filename=filename,
+                commit_hash=head,
+            )
+            for directory, filename in removed_configs(tree, state)
+        ]
+        found = undiscovered_configs(tree, [(app.path, app.config_filename) for app in apps], state)
+        return await self._parsed(head, found), removed
+
+    async def _parsed(
+        self, head: str, found: Sequence[tuple[str, str]]
+    ) -> list[ApplicationConfigDiscovered]:
         if not found:
             return []
         paths = [posixpath.join(directory, filename) for directory, filename in found]

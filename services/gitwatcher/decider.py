@@ -24,6 +24,7 @@ from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationConfigDiscovered,
     ApplicationConfigObserved,
+    ApplicationConfigRemoved,
     CommitObserved,
     ConfigMention,
     DeploymentTriggered,
@@ -49,6 +50,7 @@ __all__ = [
     "TriggerConfig",
     "backoff_s",
     "decide_commit_observed",
+    "decide_config_files",
     "decide_config_observed",
     "decide_discovered",
     "decide_fetch_failed",
@@ -57,6 +59,7 @@ __all__ = [
     "failure_kind",
     "fold",
     "on_commit_triggers",
+    "removed_configs",
     "undiscovered_configs",
 ]
 
@@ -175,6 +178,8 @@ def evolve(state: RepositoryState, event: Event, version: int) -> RepositoryStat
             return replace(state, failing=False, failure_kind="")
         case ApplicationConfigDiscovered(path=path, config_filename=filename):
             return replace(state, discovered=state.discovered | {_config_key(path, filename)})
+        case ApplicationConfigRemoved(path=path, config_filename=filename):
+            return replace(state, discovered=state.discovered - {_config_key(path, filename)})
     return state
 
 
@@ -271,6 +276,35 @@ def decide_discovered(
 ) -> list[Event]:
     """Announce each candidate config once, whichever replica gets there first."""
     return [c for c in candidates if _config_key(c.path, c.config_filename) not in state.discovered]
+
+
+def removed_configs(tree_paths: Iterable[str], state: RepositoryState) -> list[tuple[str, str]]:
+    """(directory, filename) of the configs announced before that the tree no longer holds,
+    in path order."""
+    present = {_config_key(*posixpath.split(path)) for path in tree_paths}
+    return [posixpath.split(key) for key in sorted(state.discovered - present)]
+
+
+def decide_config_files(
+    state: RepositoryState,
+    *,
+    head: str,
+    found: Sequence[ApplicationConfigDiscovered],
+    removed: Sequence[ApplicationConfigRemoved],
+) -> list[Event]:
+    """What the configs at `head` change: removals first (a moved config leaves, then comes
+    back as new), each recorded once.
+
+    Nothing when the stream's head is not `head`: a replica behind the others would
+    announce again a config they recorded as removed (and one ahead, remove what is
+    still there).
+    """
+    if state.head != head:
+        return []
+    gone: list[Event] = [
+        r for r in removed if _config_key(r.path, r.config_filename) in state.discovered
+    ]
+    return [*gone, *decide_discovered(state, found)]
 
 
 # Config labels -----------------------------------------------------------------

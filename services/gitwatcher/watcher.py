@@ -40,7 +40,7 @@ from services.gitwatcher.decider import (
     RepositoryState,
     backoff_s,
     decide_commit_observed,
-    decide_discovered,
+    decide_config_files,
     decide_fetch_failed,
     decide_fetch_succeeded,
     on_commit_triggers,
@@ -53,6 +53,7 @@ from shared.eventlog.execute import Folded, execute, load
 from shared.events.base import Event
 from shared.events.catalog import (
     ApplicationConfigDiscovered,
+    ApplicationConfigRemoved,
     CommitObserved,
 )
 from shared.events.streams import repository_stream
@@ -467,16 +468,20 @@ class RepositoryWatcher:
     # Discovery ---------------------------------------------------------------------
 
     async def _discover(self, head: str) -> None:
-        """Announce config files at `head` that no registered application points at."""
-        candidates = await self.configs.undiscovered(head, await self._load())
-        if not candidates:
+        """Announce config files at `head` that no registered application points at, and
+        record those announced before that `head` no longer holds."""
+        found, removed = await self.configs.config_files(head, await self._load())
+        if not found and not removed:
             return
-        announced = await self._append_decided(lambda s: decide_discovered(s, candidates))
-        for event in announced:
-            assert isinstance(event, ApplicationConfigDiscovered)
+        recorded = await self._append_decided(
+            lambda s: decide_config_files(s, head=head, found=found, removed=removed)
+        )
+        for event in recorded:
+            assert isinstance(event, ApplicationConfigDiscovered | ApplicationConfigRemoved)
             log.info(
-                "application_config_discovered",
+                "application_config_discovered"
+                if isinstance(event, ApplicationConfigDiscovered)
+                else "application_config_removed",
                 path=event.path,
                 config_filename=event.config_filename,
-                name=event.name,
             )

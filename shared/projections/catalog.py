@@ -5,6 +5,7 @@ from __future__ import annotations
 from shared.projections.applications import ApplicationsProjection
 from shared.projections.base import Projection, check_projection, check_unique
 from shared.projections.deployments import DeploymentsProjection
+from shared.projections.discovered import DiscoveredConfigsProjection
 from shared.projections.insights import InsightsProjection
 from shared.projections.stream_stats import StreamStatsProjection
 
@@ -16,6 +17,7 @@ def default_projections() -> list[Projection]:
         StreamStatsProjection(),
         DeploymentsProjection(),
         InsightsProjection(),
+        DiscoveredConfigsProjection(),
     ]
     for projection in projections:
         check_projection(projection)

@@ -769,6 +769,7 @@ async def test_slipway_replay_command_rebuilds_every_projection(
         "stream_stats",
         "deployments",
         "insights",
+        "discovered_configs",
     ]
     assert all(f"generation 2, {total} events in" in line for line in lines)
     assert snapshots.startswith("snapshots: ")  # and the long streams' snapshots rebuilt

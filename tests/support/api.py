@@ -16,6 +16,7 @@ from shared.eventlog import EventStore
 from shared.projections import ProjectionRunner
 from shared.projections.applications import ApplicationsProjection
 from shared.projections.deployments import DeploymentsProjection
+from shared.projections.discovered import DiscoveredConfigsProjection
 from shared.projections.insights import InsightsProjection
 from shared.projections.stream_stats import StreamStatsProjection
 from shared.subjects import Subjects
@@ -36,7 +37,7 @@ def auth_headers(key: str) -> Mapping[str, str]:
 @contextlib.asynccontextmanager
 async def running_projection(projector: EventStore) -> AsyncIterator[ProjectionRunner]:
     """The projections the API reads (`applications`, `deployments`, `insights`,
-    `stream_stats`), applying
+    `stream_stats`, `discovered_configs`), applying
     events until the block ends; yields the `applications` runner.
 
     `projector` is a store as the projector's role: only it may build projections.
@@ -45,9 +46,10 @@ async def running_projection(projector: EventStore) -> AsyncIterator[ProjectionR
     deployments = ProjectionRunner(projector, DeploymentsProjection(), idle_sleep_s=0.01)
     insights = ProjectionRunner(projector, InsightsProjection(), idle_sleep_s=0.01)
     stats = ProjectionRunner(projector, StreamStatsProjection(), idle_sleep_s=0.01)
-    for each in (runner, deployments, insights, stats):
+    discovered = ProjectionRunner(projector, DiscoveredConfigsProjection(), idle_sleep_s=0.01)
+    for each in (runner, deployments, insights, stats, discovered):
         await each.install()
-    async with running(runner.run, deployments.run, insights.run, stats.run):
+    async with running(runner.run, deployments.run, insights.run, stats.run, discovered.run):
         yield runner
 
 

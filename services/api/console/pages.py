@@ -53,8 +53,11 @@ from services.api.decider import TargetNotFound
 from services.api.deps import deps
 from services.api.routes import all_routes
 from services.api.routes.deployments import cancel_deployment
-from services.api.schemas import SYNC_STATES
-from services.api.wire import query_str
+from services.api.routes.unregistered import register_unregistered
+from services.api.schemas import SYNC_STATES, RegisterUnregisteredRequest
+from services.api.unregistered import PROJECTION as UNREGISTERED_VIEW
+from services.api.unregistered import list_unregistered
+from services.api.wire import query_int, query_str
 from shared.apikeys import ApiKey
 from shared.errors import Unavailable
 from shared.ids import new_id
@@ -63,6 +66,7 @@ from shared.streams import category_of, check_stream_id
 __all__ = ["add_console_routes", "session_key_of"]
 
 _HOME: Final = "/console/applications"
+_UNREGISTERED: Final = "/console/unregistered"
 
 
 @dataclass(frozen=True)
@@ -365,6 +369,30 @@ async def deployment(request: web.Request) -> web.Response:
     )
 
 
+async def unregistered(request: web.Request) -> web.Response:
+    """Config files no application is registered at: `GET /api/v1/unregistered-applications`'s
+    list, with a Register form for a person who may register."""
+    api = deps(request)
+    # After a registration from this page: show the list as it is once it is taken off.
+    position = query_int(request, "min_position", ge=0)
+    if position:
+        await reads.wait_for_position(
+            api.pool, position, timeout_s=api.read_wait_s, projection=UNREGISTERED_VIEW
+        )
+    items, next_cursor = await list_unregistered(
+        api.pool,
+        repository_id=None,
+        after=query_int(request, "after", ge=0),
+        limit=views.APPS_PAGE,
+    )
+    more = f"?{urlencode({'after': next_cursor})}" if next_cursor else None
+    return render(
+        request,
+        "unregistered.html",
+        {"items": items, "more": more, "done": query_str(request, "done") or ""},
+    )
+
+
 def _instant(request: web.Request) -> datetime | None:
     raw = (query_str(request, "at") or "").strip()
     if not raw:
@@ -478,6 +506,20 @@ def _action(api_route: str, back: Callable[[web.Request], str], done: str) -> Ha
         form = await request.post()  # read before the API's handler: it finds an empty body
         if api_route == "cancelDeployment":
             await cancel_deployment(request, rollback=form.get("rollback") != "false")
+        elif api_route == "registerUnregisteredApplication":
+            name = form.get("name")
+            answer = await register_unregistered(
+                request,
+                RegisterUnregisteredRequest(
+                    name=(name.strip() or None) if isinstance(name, str) else None
+                ),
+            )
+            app = json.loads(answer.body)  # type: ignore[arg-type]
+            # The page reads a view: it waits for the registration to have left the list.
+            done_query = urlencode(
+                {"done": f"registered {app['name']}", "min_position": app["position"]}
+            )
+            raise web.HTTPSeeOther(f"{back(request)}?{done_query}")
         else:
             await api_handler(request)
         raise web.HTTPSeeOther(f"{back(request)}?done={quote(done)}")
@@ -505,6 +547,12 @@ _ACTIONS: Final = (
         "approved",
     ),
     ("/deployments/{deployment}/stages/{stage}/skip", "skipStage", _deployment_page, "skip asked"),
+    (
+        "/unregistered-applications/{config}/register",
+        "registerUnregisteredApplication",
+        lambda _request: _UNREGISTERED,
+        "registered",
+    ),
 )
 
 
@@ -531,6 +579,10 @@ def console_routes() -> tuple[ConsoleRoute, ...]:
             Access.READ,
         ),
         ConsoleRoute("GET", "/console/events", events, "console.events", Access.READ),
+        ConsoleRoute(
+            "GET", _UNREGISTERED, unregistered, "console.unregistered",
+            api_access["listUnregisteredApplications"],
+        ),
         ConsoleRoute("GET", "/console/live", live, "console.live", Access.READ),
     ]  # fmt: skip
     if "getInsights" in api_access:  # the insights route (issue 15's DORA metrics) is there

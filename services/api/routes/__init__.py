@@ -39,6 +39,7 @@ _MODULES: Final = (
     "services.api.routes.live_resources",
     "services.api.routes.plan_preview",
     "services.api.routes.secrets",
+    "services.api.routes.unregistered",
     "services.api.routes.watched_events",
 )
 

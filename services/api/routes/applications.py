@@ -62,11 +62,18 @@ from shared.logs import bind
 from shared.snapshots import read_state
 from shared.stream_folds import APPLICATION
 
-__all__ = ["ROUTES"]
+__all__ = ["ROUTES", "register_application"]
 
 
 async def register(request: web.Request) -> web.Response:
-    body = await read_body(request, RegisterApplicationRequest)
+    return await register_application(request, await read_body(request, RegisterApplicationRequest))
+
+
+async def register_application(
+    request: web.Request, body: RegisterApplicationRequest
+) -> web.Response:
+    """Register what `body` says: 201 the application. The one way to register, whether the
+    caller wrote the registration or named an unregistered application (`unregistered`)."""
     api = deps(request)
     command = RegisterApplication(
         application_id=new_id(),

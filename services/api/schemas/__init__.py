@@ -11,7 +11,7 @@ This package is their public face: import them from here
 (`from services.api.schemas import DeploymentSummary`). One module per
 resource, named as its route module in `routes/`: `applications`,
 `deployments`, `events`, `apikeys`, `watched_events`, `secrets`,
-`plan_preview`, `insights`, `chains`, `live_resources`; and what they share:
+`plan_preview`, `insights`, `chains`, `live_resources`, `unregistered`; and what they share:
 `fields` (constrained field types), `errors` (the error body) and
 `parameters` (page sizes, path parameters). A new route's Structs go in its
 resource's module and are imported here.
@@ -116,6 +116,12 @@ from services.api.schemas.secrets import (
     EncryptedSecret,
     EncryptSecretRequest,
 )
+from services.api.schemas.unregistered import (
+    ListUnregisteredQuery,
+    RegisterUnregisteredRequest,
+    UnregisteredApplication,
+    UnregisteredApplicationList,
+)
 from services.api.schemas.watched_events import (
     EventOutcomeResource,
     ListWatchedEventsQuery,
@@ -177,6 +183,7 @@ __all__ = [
     "ListChainsQuery",
     "ListDeploymentsQuery",
     "ListEventsQuery",
+    "ListUnregisteredQuery",
     "ListWatchedEventsQuery",
     "LogLine",
     "LogList",
@@ -193,6 +200,7 @@ __all__ = [
     "Position",
     "RegisterApplicationRequest",
     "RegisterEventRequest",
+    "RegisterUnregisteredRequest",
     "RegisteredEvent",
     "RejudgeQuery",
     "RepoPath",
@@ -203,6 +211,8 @@ __all__ = [
     "SyncAccepted",
     "SyncApplicationRequest",
     "Text",
+    "UnregisteredApplication",
+    "UnregisteredApplicationList",
     "WatchedEventList",
     "WatchedEventResource",
 ]

@@ -46,5 +46,9 @@ PATH_PARAMETERS: Final[dict[str, PathParameter]] = {
         max_length=200, description="`<category>-<id>`, e.g. `deployment-…`, `application-…`."
     ),
     "key_id": PathParameter(max_length=64),
+    "config": PathParameter(
+        max_length=32,
+        description="An unregistered application's `id` (`GET /unregistered-applications`).",
+    ),
 }
 """What each `{name}` in a route's path is; a name not here is a non-empty string."""

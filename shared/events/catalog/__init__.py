@@ -99,6 +99,7 @@ from shared.events.catalog.relay import (
 from shared.events.catalog.repositories import (
     ApplicationConfigDiscovered,
     ApplicationConfigObserved,
+    ApplicationConfigRemoved,
     CommitObserved,
     ConfigMention,
     RepositoryFetchFailed,
@@ -121,6 +122,7 @@ __all__ = [
     "ApplicationConfigClaimed",
     "ApplicationConfigDiscovered",
     "ApplicationConfigObserved",
+    "ApplicationConfigRemoved",
     "ApplicationDeleted",
     "ApplicationDisabled",
     "ApplicationEnabled",
@@ -190,6 +192,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     WebhookRejected,
     ApplicationConfigDiscovered,
     ApplicationConfigObserved,
+    ApplicationConfigRemoved,
     DeploymentTriggered,
     DeploymentQueued,
     DeploymentPlanned,

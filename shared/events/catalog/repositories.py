@@ -64,6 +64,17 @@ class ApplicationConfigDiscovered(Event, tag="application_config_discovered", fr
     commit_hash: str = ""
 
 
+class ApplicationConfigRemoved(Event, tag="application_config_removed", frozen=True):
+    """A config file `ApplicationConfigDiscovered` announced is no longer at the watched
+    branch's head (deleted, moved or renamed): it is no unregistered application any more,
+    and is announced again if it comes back."""
+
+    repository_id: str
+    path: str
+    config_filename: str
+    commit_hash: str = ""
+
+
 class ConfigMention(msgspec.Struct, frozen=True, kw_only=True):
     """One `spec.notification.mentions[]` entry of an application config: whom Slack
     mentions on notifications of `event` (a PipeCD type without `EVENT_`, or "*")."""
