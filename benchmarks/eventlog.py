@@ -835,7 +835,7 @@ NOTES = {
     "checkpoint zero timed until relay.published reaches them all (PubAcks awaited)",
     "e2e": f"{E2E_RATE} events/s for {E2E_SECONDS:g}s from {E2E_WRITERS} staggered "
     "single-event writers; Relay and the real EventConsumer (its defaults: one inbox "
-    "transaction per fetched batch, then the batch's ack_syncs together) in this process; "
+    "transaction per fetched batch, then the batch's acks, not waited for) in this process; "
     "latency = just before append() "
     "to the handler call; "
     f"events still unconsumed {E2E_DRAIN_S:g}s after the last append count with the time "

@@ -14,6 +14,20 @@ never passes an event whose PubAck has not arrived.
 Fencing: the checkpoint write happens on the lock-holding session, so a
 leader that lost its session cannot move the checkpoint.
 
+The checkpoint is committed without waiting for its WAL flush
+(`synchronous_commit = off` on the leader's session): the relay reads the log
+again right after it, so a flush there would sit in every batch's round, and
+under load a flush takes milliseconds. Losing it costs nothing the design does
+not already allow: a PostgreSQL crash can take back only the last fraction of
+a second of checkpoints (the WAL writer flushes them within
+`3 × wal_writer_delay`, and any append's flush carries them), the leader then
+starts from an older checkpoint and publishes those events again, which
+JetStream drops by `Nats-Msg-Id` and consumers skip by event id — as after a
+leader's own crash. The checkpoint never passes an event without a PubAck,
+flushed or not. A transaction that appends skipped events' records to the log
+commits flushed, as every append does: an event may not be seen before it is
+durable.
+
 Payloads are published as they may leave Slipway (`shared.events.outbound.public_payload`):
 a field of `PRIVATE_FIELDS` (a key's hash) never travels on NATS; consumers act on the event
 re-read from the log, which has it.
@@ -72,6 +86,10 @@ log = structlog.get_logger("slipway.relay")
 _RETRYABLE: tuple[type[BaseException], ...] = (Unavailable, JetStreamError, *CONNECTION_ERRORS)
 
 _LOAD_CHECKPOINT = "SELECT tx_id, position FROM checkpoints WHERE name = $1"
+# The leader's session commits its checkpoints asynchronously; the transaction that appends
+# skipped events' records to the log commits as every append does, flushed.
+_CHECKPOINTS_UNFLUSHED = "SET synchronous_commit = off"
+_RECORDS_FLUSHED = "SET LOCAL synchronous_commit = on"
 _SAVE_CHECKPOINT = """
 INSERT INTO checkpoints (name, tx_id, position) VALUES ($1, $2::xid8, $3)
 ON CONFLICT (name) DO UPDATE
@@ -156,6 +174,9 @@ class Relay:
             await conn.close(timeout=2)
 
     async def _lead(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        # The checkpoint's commits do not wait for the WAL flush (see the module docstring):
+        # a batch's round is a read, the PubAcks and one round trip, not a disk flush too.
+        await conn.execute(_CHECKPOINTS_UNFLUSHED)
         row = await conn.fetchrow(_LOAD_CHECKPOINT, self.name)
         position = START if row is None else LogPosition(row["tx_id"], row["position"])
         idle = 0
@@ -184,6 +205,8 @@ class Relay:
                 await conn.execute(*checkpoint)
             else:
                 async with conn.transaction():
+                    # The log's own events are durable before anyone can read them.
+                    await conn.execute(_RECORDS_FLUSHED)
                     await self._log.append(
                         self._failures_stream, records, expected_version=ANY, conn=conn
                     )

@@ -73,6 +73,9 @@ class FailureCounts:
             del self._counts[next(iter(self._counts))]
         return failures
 
+    def __bool__(self) -> bool:
+        return bool(self._counts)
+
     def forget(self, seq: int) -> None:
         """The message at `seq` is settled (handled or dead-lettered): stop counting it."""
         self._counts.pop(seq, None)

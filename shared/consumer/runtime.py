@@ -3,12 +3,14 @@
 For every fetched batch: decode it; open one transaction; skip the events the
 inbox says this consumer already handled; run the handler for each of the
 others on the transaction's connection and record their event ids in the
-inbox, then commit, then ack each message. A crash (or a lost ack) between
-commit and ack means a redelivery, which the inbox recognises and acknowledges
-without running the handler again. One transaction per batch rather than per
-message: the inbox lookup, the inbox insert, the commit and the server's ack
-confirmation were each paid per message before, which capped a consumer at a
-few hundred events/s (benchmarks/eventlog.py).
+inbox, then commit, then ack each message (sent without waiting for the
+server's confirmation: the next fetch goes out with the acks). A crash (or a
+lost ack) between commit and ack means a redelivery, which the inbox
+recognises and acknowledges without running the handler again. One
+transaction per batch rather than per message: the inbox lookup, the inbox
+insert, the commit and the server's ack confirmation were each paid per
+message before, which capped a consumer at a few hundred events/s
+(benchmarks/eventlog.py).
 
 The transaction itself — the log's copy of each event (a message whose event
 the log does not hold as delivered is forged, and causes nothing), the inbox,
@@ -63,6 +65,7 @@ from opentelemetry import trace
 from shared import tracing
 from shared.consumer import tables
 from shared.consumer.failures import DATABASE_UNAVAILABLE, NATS_RECONNECTING, is_unavailable
+from shared.consumer.fetching import fetch
 from shared.consumer.handling import (
     Delivered,
     HandleAlone,
@@ -198,9 +201,7 @@ class EventConsumer:
                     next_redrive = loop.time() + self.redrive_poll_s
                     await self._redrive_logged()
                 try:
-                    messages = await subscription.fetch(
-                        self.batch_size, timeout=self.fetch_timeout_s
-                    )
+                    messages = await fetch(subscription, self.batch_size, self.fetch_timeout_s)
                 except (NatsTimeoutError, TimeoutError):
                     continue
                 except NATS_RECONNECTING as exc:
@@ -376,12 +377,14 @@ class EventConsumer:
                 else:
                     self.stats.skipped_duplicates += 1
                     log.info("duplicate_delivery_skipped", event_id=str(claimed.event_id))
-            # Confirmed acks, awaited together: one round trip's wait per batch, not per
-            # message. A lost ack is only a redelivery, which the inbox recognises.
-            await asyncio.gather(
-                *(self._settlement.settle(message, "ack", message.ack_sync()) for message in acks)
-            )
+            # Acks sent, not confirmed: they leave in the client's next write, with the next
+            # fetch, and the loop does not wait a round trip for the server's answers (nor
+            # keep a reply inbox and a timer per message). A confirmation would protect
+            # nothing: the inbox committed first, so a lost ack is only a redelivery, which
+            # the inbox recognises and acks without handling it again. An ack that cannot be
+            # sent at all (the connection closed) is logged and counted (`settle_errors`).
             for message in acks:
+                await self._settlement.settle(message, "ack", message.ack())
                 self._settlement.acked(message)
             return
 

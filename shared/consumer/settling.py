@@ -71,7 +71,8 @@ class Settlement:
 
     def acked(self, message: Msg) -> None:
         """The message is done with: its real failures are forgotten."""
-        self._failures.forget(_stream_seq(message))
+        if self._failures:  # most batches had none: no need to parse each reply subject
+            self._failures.forget(_stream_seq(message))
 
     async def reject_forged(self, message: Msg, claimed: RecordedEvent, why: str) -> None:
         """Stop a message the relay did not publish; nothing of it is stored or acted on."""
