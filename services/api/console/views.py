@@ -51,7 +51,7 @@ _LOG_LINES: Final = 500
 
 _APPS: Final = """
 SELECT a.application_id, a.name, a.labels, a.disabled, a.sync_state, a.sync,
-       d.commit_message, d.commander
+       d.commit_message, d.commander, d.deployed_version
 FROM applications a
 LEFT JOIN deployments d ON d.deployment_id = a.sync->'last_deployment'->>'deployment_id'
 WHERE ($1::text IS NULL OR a.name LIKE '%' || $1 || '%' ESCAPE '\\')
@@ -67,7 +67,7 @@ FROM applications GROUP BY sync_state
 """
 _HISTORY: Final = """
 SELECT deployment_id, status, trigger, commit_hash, commit_message, commander, strategy,
-       summary, triggered_at, completed_at
+       summary, deployed_version, triggered_at, completed_at
 FROM deployments WHERE application_id = $1 ORDER BY created_position DESC LIMIT $2
 """
 _PLANNED: Final = DeploymentPlanned.__struct_config__.tag
@@ -125,6 +125,8 @@ class AppRow:
     last_deployment: Mapping[str, Any] | None
     commit_message: str
     commander: str
+    deployed_version: str = ""
+    """What the last deployment deployed (clipped by the projection; the page escapes it)."""
 
 
 @dataclass
@@ -180,6 +182,7 @@ async def applications_page(
                 last_deployment=sync.get("last_deployment"),
                 commit_message=row["commit_message"] or "",
                 commander=row["commander"] or "",
+                deployed_version=row["deployed_version"] or "",
             )
         )
     counts = {r["sync_state"]: r["n"] for r in count_rows}
