@@ -162,10 +162,20 @@ async def schema(database_url: str, test_id: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def pool(api_database_url: str, schema: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool in the test's schema, logged in as the API's role, so the API it serves has the
-    console's tables. The role is a member of the services' (`app_database_url`): all that
-    is refused to it is refused to every service, and it may do nothing else but the console's."""
+async def pool(app_database_url: str, schema: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool in the test's schema, logged in as the services' role (`slipway_app`), as every
+    service but the API and the projector is: what they may not do, code tested on it may
+    not either (read the console's secrets, for one)."""
+    pool = await create_pool(app_database_url, schema=schema, min_size=1, max_size=10)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def api_pool(api_database_url: str, schema: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool in the test's schema as the API's role (`slipway_api`), for a test that serves
+    the API (`tests.support.api.served_api`) or uses the console's tables: the services'
+    rights and, beside them, only the console's secrets (migration 0015)."""
     pool = await create_pool(api_database_url, schema=schema, min_size=1, max_size=10)
     yield pool
     await pool.close()

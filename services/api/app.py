@@ -9,6 +9,7 @@ in this order: request context (id, canonical log line) → errors → `auth`
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -20,6 +21,7 @@ from nats.aio.client import Client as NatsClient
 
 from services.api.auth import DEFAULT_CACHE_TTL_S, KEY_CACHE, KeyCache, api_key_auth
 from services.api.console.assets import DEFAULT_ASSETS_DIR
+from services.api.console.db_clock import DatabaseClock
 from services.api.console.keyring import Keyring
 from services.api.console.oidc import OidcLogin, OidcSettings
 from services.api.console.oidc_sessions import OidcSessions
@@ -68,6 +70,7 @@ def create_app(
     console_assets_dir: Path | None = None,
     trace_url_template: str = "",
     oidc: OidcSettings | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> web.Application:
     """The API, reading and writing through `store` and `pool` (the same database).
 
@@ -81,7 +84,9 @@ def create_app(
     sessions are signed with `console_session_key`, or when None with the keys every
     replica shares in PostgreSQL (loaded before the first request, a new one every
     `console_key_rotation_s`), its npm assets read from `console_assets_dir`;
-    with `oidc`, people may also sign in through that OpenID Connect provider.
+    with `oidc`, people may also sign in through that OpenID Connect provider. The
+    console's times are the database's (`db_clock`); `clock`, this replica's, is only
+    compared with it, to warn when it is off.
     """
     cache = KeyCache(store, ttl_s=key_cache_ttl_s)
     if auth is None:
@@ -93,9 +98,10 @@ def create_app(
     sessions = SessionCodec(
         Keyring.fixed(console_session_key) if console_session_key else Keyring()
     )
+    console_clock = DatabaseClock(clock)
     if not console_session_key:
         app.cleanup_ctx.append(
-            refresh_keys(pool, sessions, rotation_s=console_key_rotation_s, clock=time.time)
+            refresh_keys(pool, sessions, rotation_s=console_key_rotation_s, clock=console_clock)
         )
     login = OidcLogin(oidc) if oidc is not None else None
     app[CONSOLE] = Console(
@@ -103,7 +109,10 @@ def create_app(
         assets_dir=console_assets_dir or DEFAULT_ASSETS_DIR,
         trace_url_template=trace_url_template,
         oidc=login,
-        oidc_sessions=OidcSessions(pool, login) if login is not None else None,
+        oidc_sessions=(
+            OidcSessions(pool, login, clock=console_clock) if login is not None else None
+        ),
+        clock=console_clock,
     )
     app[KEY_CACHE] = cache
     app[DEPS] = Deps(

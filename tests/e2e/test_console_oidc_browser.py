@@ -20,7 +20,7 @@ pytestmark = PROVIDER_WARNINGS
 
 
 async def test_a_person_signs_in_with_the_providers_button(
-    store: EventStore, pool: asyncpg.Pool
+    store: EventStore, api_pool: asyncpg.Pool
 ) -> None:
     with local_provider() as provider:
         await provider.set_user(
@@ -34,7 +34,7 @@ async def test_a_person_signs_in_with_the_providers_button(
             groups_claim="groups",
             group_roles={"devs": "read-write"},
         )
-        async with served_api(store, pool, oidc=oidc) as api, chromium() as browser:
+        async with served_api(store, api_pool, oidc=oidc) as api, chromium() as browser:
             page = await browser.new_page()
             problems: list[str] = []
             page.on(

@@ -25,7 +25,7 @@ SCRIPT = "<script>window.pwned = 1</script>"
 
 
 async def test_a_writer_registers_from_the_unregistered_page_and_a_viewer_cannot(
-    store: EventStore, pool: asyncpg.Pool, projector_store: EventStore
+    store: EventStore, api_pool: asyncpg.Pool, projector_store: EventStore
 ) -> None:
     found = [
         ApplicationConfigDiscovered(
@@ -39,7 +39,7 @@ async def test_a_writer_registers_from_the_unregistered_page_and_a_viewer_cannot
     writer = await create_api_key(store, "read-write", "writer")
     async with (
         running_projection(projector_store),
-        served_api(store, pool) as api,
+        served_api(store, api_pool) as api,
         chromium() as browser,
     ):
         async with (

@@ -103,7 +103,7 @@ class World:
 
 @pytest.fixture
 async def world(
-    store: EventStore, projector_store: EventStore, pool: asyncpg.Pool, tmp_path: Path
+    store: EventStore, projector_store: EventStore, api_pool: asyncpg.Pool, tmp_path: Path
 ) -> AsyncIterator[World]:
     binary = find_kubectl()
     if binary is None:
@@ -126,7 +126,7 @@ async def world(
         )
         async with (
             running_projection(projector_store),
-            served_api(store, pool, plan_preview=control) as url,
+            served_api(store, api_pool, plan_preview=control) as url,
         ):
             yield World(
                 url=url,

@@ -56,13 +56,13 @@ _DATABASE_ENVS = ("SLIPWAY_DATABASE_URL", "SLIPWAY_READER_DATABASE_URL")
 async def cli(
     store: EventStore,
     projector_store: EventStore,
-    pool: asyncpg.Pool,
+    api_pool: asyncpg.Pool,
     nc: NatsClient,
     subjects: Subjects,
 ) -> AsyncIterator[Cli]:
     async with (
         running_projection(projector_store),
-        served_api(store, pool, nc=nc, subjects=subjects) as url,
+        served_api(store, api_pool, nc=nc, subjects=subjects) as url,
     ):
         runner = Cli(url, api_key_for(url))
         runner.env = {k: v for k, v in runner.env.items() if k not in _DATABASE_ENVS}
@@ -466,14 +466,14 @@ async def test_the_exit_codes_the_readme_lists_are_the_ones_commands_return(
 
 
 async def test_a_deployment_is_shown_by_its_whole_id_before_any_read_model_exists(
-    store: EventStore, pool: asyncpg.Pool, nc: NatsClient, subjects: Subjects
+    store: EventStore, api_pool: asyncpg.Pool, nc: NatsClient, subjects: Subjects
 ) -> None:
     """Without the projector (no `applications`/`deployments` views yet), `deployment get`
     by the whole id still answers from the stream (the application by id), and an id not
     there yet is not found (exit 1), not unavailable."""
     d = new_id()
     await started(store, d)
-    async with served_api(store, pool, nc=nc, subjects=subjects) as url:
+    async with served_api(store, api_pool, nc=nc, subjects=subjects) as url:
         cli = Cli(url, api_key_for(url))
         got = await cli("deployment", "get", d)
         assert got.code == 0, got.err

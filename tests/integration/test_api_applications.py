@@ -34,12 +34,12 @@ APPS = f"{API_PREFIX}/applications"
 
 @pytest.fixture
 async def http(
-    store: EventStore, projector_store: EventStore, pool: asyncpg.Pool
+    store: EventStore, projector_store: EventStore, api_pool: asyncpg.Pool
 ) -> AsyncIterator[aiohttp.ClientSession]:
     """A client of the API, served with its projection running."""
     async with (
         running_projection(projector_store),
-        served_api(store, pool) as url,
+        served_api(store, api_pool) as url,
         aiohttp.ClientSession(base_url=url, headers=auth_headers(api_key_for(url))) as session,
     ):
         yield session
@@ -317,13 +317,13 @@ async def test_unknown_routes_and_methods_answer_json_errors(http: aiohttp.Clien
 
 
 async def test_min_position_waits_a_bounded_time_then_answers_503(
-    store: EventStore, projector_store: EventStore, pool: asyncpg.Pool
+    store: EventStore, projector_store: EventStore, api_pool: asyncpg.Pool
 ) -> None:
     """With no projector running, a read at a new position answers 503 projection_lagging."""
     async with running_projection(projector_store):
         pass  # installed, then stopped: the view exists but will not move
     async with (
-        served_api(store, pool, read_wait_s=0.3) as url,
+        served_api(store, api_pool, read_wait_s=0.3) as url,
         aiohttp.ClientSession(base_url=url, headers=auth_headers(api_key_for(url))) as http,
     ):
         app = await registered(http, "web")
@@ -363,7 +363,7 @@ async def test_openapi_document_covers_every_route_and_resolves_its_references(
 
 
 async def test_the_auth_seam_sees_each_routes_access_and_its_principal_becomes_the_actor(
-    store: EventStore, pool: asyncpg.Pool
+    store: EventStore, api_pool: asyncpg.Pool
 ) -> None:
     """An auth middleware learns each route's access and its principal is recorded as the actor."""
     seen: list[Access | None] = []
@@ -374,7 +374,7 @@ async def test_the_auth_seam_sees_each_routes_access_and_its_principal_becomes_t
         request[PRINCIPAL] = Principal(name="ci-bot", role="read-write")
         return await handler(request)
 
-    server = ApiServer(create_app(store=store, pool=pool, auth=auth), port=0, grace_s=1.0)
+    server = ApiServer(create_app(store=store, pool=api_pool, auth=auth), port=0, grace_s=1.0)
     await server.start()
     try:
         async with aiohttp.ClientSession(base_url=server.url) as http:

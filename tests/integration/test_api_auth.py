@@ -24,11 +24,11 @@ KEYS = f"{API_PREFIX}/api-keys"
 
 @pytest.fixture
 async def api(
-    store: EventStore, projector_store: EventStore, pool: asyncpg.Pool
+    store: EventStore, projector_store: EventStore, api_pool: asyncpg.Pool
 ) -> AsyncIterator[str]:
     async with (
         running_projection(projector_store),
-        served_api(store, pool, key_cache_ttl_s=0.5) as url,
+        served_api(store, api_pool, key_cache_ttl_s=0.5) as url,
     ):
         yield url
 
@@ -151,10 +151,10 @@ async def test_keys_are_made_listed_and_revoked_and_revocation_takes_effect(
 
 
 async def test_the_cache_notices_revocation_within_its_ttl(
-    store: EventStore, pool: asyncpg.Pool
+    store: EventStore, api_pool: asyncpg.Pool
 ) -> None:
     """With the default 2 s cache, a key revoked behind the API's back stops working within it."""
-    async with served_api(store, pool, key_cache_ttl_s=2.0) as url:
+    async with served_api(store, api_pool, key_cache_ttl_s=2.0) as url:
         key = await create_api_key(store, "read-only", "soon-gone")
         status, _, _ = await call(url, "GET", f"{API_PREFIX}/events?limit=1", key)
         assert status == 200

@@ -49,13 +49,13 @@ DEPLOYMENTS = f"{API_PREFIX}/deployments"
 async def api(
     store: EventStore,
     projector_store: EventStore,
-    pool: asyncpg.Pool,
+    api_pool: asyncpg.Pool,
     nc: NatsClient,
     subjects: Subjects,
 ) -> AsyncIterator[str]:
     async with (
         running_projection(projector_store),
-        served_api(store, pool, nc=nc, subjects=subjects) as url,
+        served_api(store, api_pool, nc=nc, subjects=subjects) as url,
     ):
         yield url
 

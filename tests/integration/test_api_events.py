@@ -19,8 +19,8 @@ EVENTS = f"{API_PREFIX}/events"
 
 
 @pytest.fixture
-async def api(store: EventStore, pool: asyncpg.Pool) -> AsyncIterator[str]:
-    async with served_api(store, pool) as url:
+async def api(store: EventStore, api_pool: asyncpg.Pool) -> AsyncIterator[str]:
+    async with served_api(store, api_pool) as url:
         yield url
 
 

@@ -38,13 +38,13 @@ def work(tmp_path: Path) -> WorkRepo:
 
 @pytest.fixture
 async def api(
-    store: EventStore, pool: asyncpg.Pool, work: WorkRepo, tmp_path: Path
+    store: EventStore, api_pool: asyncpg.Pool, work: WorkRepo, tmp_path: Path
 ) -> AsyncIterator[str]:
     source = PlanPreviewSource(
         repositories={"config": (work.path.resolve().as_uri(), "main")},
         cache=GitCache(tmp_path / "cache"),
     )
-    async with served_api(store, pool, plan_preview=source) as url:
+    async with served_api(store, api_pool, plan_preview=source) as url:
         yield url
 
 
@@ -74,7 +74,9 @@ async def test_a_branch_bumping_an_image_previews_its_applications(
     assert "image account: v1 → v2" in plans["account-prd"]["summary"]
 
 
-async def test_refusals_name_what_is_wrong(api: str, store: EventStore, pool: asyncpg.Pool) -> None:
+async def test_refusals_name_what_is_wrong(
+    api: str, store: EventStore, api_pool: asyncpg.Pool
+) -> None:
     """Unknown repository 404, a missing branch or both heads 400, no control config 503."""
     status, body = await post(api, {"repository_id": "nope", "head_branch": "x"})
     assert status == 404 and "config" in body["error"]["message"]
@@ -86,7 +88,7 @@ async def test_refusals_name_what_is_wrong(api: str, store: EventStore, pool: as
     assert status == 400 and body["error"]["field"] == "head_branch"
     status, body = await post(api, {"repository_id": "config", "head_branch": "--upload-pack=x"})
     assert status == 400 and body["error"]["field"] == "head_branch"
-    async with served_api(store, pool, admin_name="test-admin-bare") as bare:
+    async with served_api(store, api_pool, admin_name="test-admin-bare") as bare:
         status, body = await post(bare, {"repository_id": "config", "head_branch": "main"})
         assert status == 503 and "SLIPWAY_CONTROL_CONFIG" in body["error"]["message"]
 
@@ -141,14 +143,14 @@ async def test_cli_over_the_api_exit_codes(api: str) -> None:
 
 
 async def test_cli_over_the_api_when_the_repository_cannot_be_fetched(
-    store: EventStore, pool: asyncpg.Pool, tmp_path: Path
+    store: EventStore, api_pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     """A repository the API cannot fetch exits 3, as it does locally, naming it."""
     source = PlanPreviewSource(
         repositories={"gone": ("http://127.0.0.1:9/nothing.git", "main")},
         cache=GitCache(tmp_path / "cache"),
     )
-    async with served_api(store, pool, plan_preview=source) as url:
+    async with served_api(store, api_pool, plan_preview=source) as url:
         done = await cli(url, "--repository-id", "gone", "--head-branch", "x")
     assert done.returncode == 3
     assert "cannot fetch http://127.0.0.1:9/nothing.git" in done.stderr

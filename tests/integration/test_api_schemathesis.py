@@ -24,7 +24,7 @@ _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 async def test_no_generated_request_makes_a_server_error(
-    store: EventStore, projector_store: EventStore, pool: asyncpg.Pool, tmp_path: Path
+    store: EventStore, projector_store: EventStore, api_pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     """`st run` over every operation (examples, coverage, fuzzing; admin key) finds no 5xx."""
     st = str(_ST) if _ST.exists() else shutil.which("st")
@@ -39,7 +39,9 @@ async def test_no_generated_request_makes_a_server_error(
     async with (
         running_projection(projector_store),
         # And a secretManagement key, so /secrets:encrypt answers rather than 503.
-        served_api(store, pool, plan_preview=source, secret_public_key=_KEY.public_key()) as url,
+        served_api(
+            store, api_pool, plan_preview=source, secret_public_key=_KEY.public_key()
+        ) as url,
     ):
         process = await asyncio.create_subprocess_exec(
             st,

@@ -43,9 +43,9 @@ async def discover(store: EventStore, *events: ApplicationConfigDiscovered) -> i
 
 @pytest.fixture
 async def api(
-    store: EventStore, projector_store: EventStore, pool: asyncpg.Pool
+    store: EventStore, projector_store: EventStore, api_pool: asyncpg.Pool
 ) -> AsyncIterator[str]:
-    async with running_projection(projector_store), served_api(store, pool) as url:
+    async with running_projection(projector_store), served_api(store, api_pool) as url:
         yield url
 
 

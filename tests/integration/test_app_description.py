@@ -45,7 +45,7 @@ SHOWN = "The shop's <b>web</b> front end.\nOwned by \ufffd[31mteam-web\ufffd."
 
 @pytest.fixture
 async def api(
-    store: EventStore, projector_store: EventStore, pool: asyncpg.Pool
+    store: EventStore, projector_store: EventStore, api_pool: asyncpg.Pool
 ) -> AsyncIterator[str]:
     await register(
         store,
@@ -58,7 +58,7 @@ async def api(
             config_filename=".pipe.yaml",
         ),
     )
-    async with running_projection(projector_store), served_api(store, pool) as url:
+    async with running_projection(projector_store), served_api(store, api_pool) as url:
         yield url
 
 

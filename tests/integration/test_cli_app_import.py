@@ -42,9 +42,9 @@ data: {{LEVEL: info}}
 
 @pytest.fixture
 async def api_url(
-    store: EventStore, projector_store: EventStore, pool: asyncpg.Pool
+    store: EventStore, projector_store: EventStore, api_pool: asyncpg.Pool
 ) -> AsyncIterator[str]:
-    async with running_projection(projector_store), served_api(store, pool) as url:
+    async with running_projection(projector_store), served_api(store, api_pool) as url:
         yield url
 
 

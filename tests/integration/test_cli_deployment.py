@@ -40,13 +40,13 @@ from tests.support.deployment_events import write
 async def cli(
     store: EventStore,
     projector_store: EventStore,
-    pool: asyncpg.Pool,
+    api_pool: asyncpg.Pool,
     nc: NatsClient,
     subjects: Subjects,
 ) -> AsyncIterator[Cli]:
     async with (
         running_projection(projector_store),
-        served_api(store, pool, nc=nc, subjects=subjects) as url,
+        served_api(store, api_pool, nc=nc, subjects=subjects) as url,
     ):
         yield Cli(url, api_key_for(url))
 

@@ -54,8 +54,8 @@ def settings(provider: Provider) -> OidcSettings:
 
 
 @pytest.fixture
-async def api(store: EventStore, pool: asyncpg.Pool, provider: Provider) -> AsyncIterator[str]:
-    async with served_api(store, pool, oidc=settings(provider)) as url:
+async def api(store: EventStore, api_pool: asyncpg.Pool, provider: Provider) -> AsyncIterator[str]:
+    async with served_api(store, api_pool, oidc=settings(provider)) as url:
         yield url
 
 
@@ -196,12 +196,12 @@ async def test_tampered_expired_and_wrong_audience_tokens_are_refused(
 
 
 async def test_the_sign_in_page_offers_oidc_only_when_configured(
-    api: str, store: EventStore, pool: asyncpg.Pool
+    api: str, store: EventStore, api_pool: asyncpg.Pool
 ) -> None:
     async with ConsoleClient(api) as browser:
         status, html = await browser.page("/console/sign-in")
         assert status == 200 and 'href="/console/oidc/start?next=' in html
-    async with served_api(store, pool, admin_name="plain-admin") as plain:
+    async with served_api(store, api_pool, admin_name="plain-admin") as plain:
         async with ConsoleClient(plain) as browser:
             status, html = await browser.page("/console/sign-in")
             assert status == 200 and "/console/oidc/start" not in html
@@ -214,14 +214,14 @@ async def test_the_sign_in_page_offers_oidc_only_when_configured(
 
 
 async def test_an_unreachable_or_impostor_provider_is_refused_at_the_button(
-    store: EventStore, pool: asyncpg.Pool, provider: Provider
+    store: EventStore, api_pool: asyncpg.Pool, provider: Provider
 ) -> None:
     # OIDC Discovery wants the document's issuer to be exactly the configured one.
     impostor = replace(settings(provider), issuer=f"{provider.issuer}/")
     gone = replace(settings(provider), issuer="http://127.0.0.1:1")
     for oidc, why in ((impostor, "names issuer"), (gone, "cannot be reached")):
         async with (
-            served_api(store, pool, oidc=oidc, admin_name=f"admin-{why[:4]}") as url,
+            served_api(store, api_pool, oidc=oidc, admin_name=f"admin-{why[:4]}") as url,
             ConsoleClient(url) as browser,
         ):
             status, html = await browser.page("/console/oidc/start")
@@ -229,12 +229,12 @@ async def test_an_unreachable_or_impostor_provider_is_refused_at_the_button(
 
 
 async def test_a_sign_in_whose_pkce_verifier_does_not_match_is_refused_by_the_provider(
-    store: EventStore, pool: asyncpg.Pool, provider: Provider
+    store: EventStore, api_pool: asyncpg.Pool, provider: Provider
 ) -> None:
     await provider.set_user("frank", {"groups": ["devs"]})
     codec = SessionCodec(Keyring.fixed(SESSION_KEY))
     async with served_api(
-        store, pool, oidc=settings(provider), console_session_key=SESSION_KEY
+        store, api_pool, oidc=settings(provider), console_session_key=SESSION_KEY
     ) as api:
         async with ConsoleClient(api) as browser:
             url = await start(browser)

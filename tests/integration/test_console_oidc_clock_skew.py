@@ -1,7 +1,7 @@
 """Replicas whose clocks disagree share role checks fairly (`console/oidc_sessions.py`).
 
 Two replicas' `OidcSessions` on one database, the real local provider behind the held
-proxy (`tests/support/held_proxy.py`), one replica's clock 30 s off (its `clock`). A
+proxy (`tests/support/held_proxy.py`), one replica's clock 30 s off (its `DatabaseClock`'s). A
 claim's lease and every "has it lapsed, is it due" are on the database's clock: a replica
 running ahead does not take over another's live claim (which would send one refresh token
 to the provider twice at once), and one running behind does not wait on a lapsed claim.
@@ -17,21 +17,21 @@ import asyncpg
 import pytest
 import structlog
 
+from services.api.console.db_clock import DatabaseClock
 from services.api.console.oidc import OidcLogin, OidcSettings
 from services.api.console.oidc_sessions import OidcSessions
 from shared.db import create_pool
 from shared.eventlog import EventStore
 from shared.testing import wait_until
-from tests.support.api import served_api
-from tests.support.console import ConsoleClient
-from tests.support.held_proxy import HeldProxy, held_proxy
+from tests.support.held_proxy import HeldProxy
 from tests.support.oidc import (
     PROVIDER_WARNINGS,
     Provider,
     console_settings,
+    held_token_endpoint,
     later,
     local_provider,
-    signed_in_session,
+    signed_in,
 )
 
 pytestmark = PROVIDER_WARNINGS
@@ -47,7 +47,7 @@ def provider() -> Iterator[Provider]:
 
 @pytest.fixture
 async def proxy(provider: Provider) -> AsyncIterator[HeldProxy]:
-    async with held_proxy(provider.issuer, "/oauth2/token") as running:
+    async with held_token_endpoint(provider) as running:
         yield running
 
 
@@ -56,27 +56,25 @@ def settings(proxy: HeldProxy) -> OidcSettings:
 
 
 async def due_session(
-    store: EventStore, pool: asyncpg.Pool, provider: Provider, oidc: OidcSettings, who: str
+    store: EventStore, api_pool: asyncpg.Pool, provider: Provider, oidc: OidcSettings, who: str
 ) -> str:
     """`who` signed in as an admin, then moved to the viewers, their role due for a check."""
-    await provider.set_user(who, {"groups": ["sre"]})
-    async with served_api(store, pool, oidc=oidc) as api, ConsoleClient(api) as browser:
-        session_id = await signed_in_session(browser, provider, who)
+    session_id = await signed_in(store, api_pool, provider, oidc, who, ["sre"])
     await provider.set_user(who, {"groups": ["viewers"]})
-    await later(pool, session_id, 3600)  # due by any of the clocks here
+    await later(api_pool, session_id, 3600)  # due by any of the clocks here
     return session_id
 
 
 async def test_a_replica_whose_clock_runs_ahead_does_not_take_over_a_live_claim(
     store: EventStore,
-    pool: asyncpg.Pool,
+    api_pool: asyncpg.Pool,
     api_database_url: str,
     schema: str,
     provider: Provider,
     proxy: HeldProxy,
 ) -> None:
     oidc = settings(proxy)
-    session_id = await due_session(store, pool, provider, oidc, "frank")
+    session_id = await due_session(store, api_pool, provider, oidc, "frank")
     looked = 0
 
     async def count(_: asyncpg.Connection) -> None:
@@ -85,8 +83,10 @@ async def test_a_replica_whose_clock_runs_ahead_does_not_take_over_a_live_claim(
 
     own_pool = await create_pool(api_database_url, schema=schema, max_size=2, setup=count)
     try:
-        on_time = OidcSessions(pool, OidcLogin(oidc))
-        ahead = OidcSessions(own_pool, OidcLogin(oidc), clock=lambda: time.time() + SKEW_S)
+        on_time = OidcSessions(api_pool, OidcLogin(oidc))
+        ahead = OidcSessions(
+            own_pool, OidcLogin(oidc), clock=DatabaseClock(lambda: time.time() + SKEW_S)
+        )
         proxy.hold()
         asked = proxy.arrived
         first = asyncio.create_task(on_time.current(session_id))
@@ -108,17 +108,19 @@ async def test_a_replica_whose_clock_runs_ahead_does_not_take_over_a_live_claim(
 
 
 async def test_a_replica_whose_clock_runs_behind_sees_a_lapsed_claim_as_lapsed(
-    store: EventStore, pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
+    store: EventStore, api_pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
 ) -> None:
     oidc = settings(proxy)
-    session_id = await due_session(store, pool, provider, oidc, "grace")
+    session_id = await due_session(store, api_pool, provider, oidc, "grace")
     # Another replica claimed the check and died; its claim lapsed a second ago.
-    await pool.execute(
+    await api_pool.execute(
         "UPDATE api_console_oidc_sessions SET checking_by = 'died',"
         " checking_until = clock_timestamp() - interval '1 s' WHERE session_id = $1",
         session_id,
     )
-    behind = OidcSessions(pool, OidcLogin(oidc), clock=lambda: time.time() - SKEW_S)
+    behind = OidcSessions(
+        api_pool, OidcLogin(oidc), clock=DatabaseClock(lambda: time.time() - SKEW_S)
+    )
     asked = proxy.arrived
     with structlog.testing.capture_logs() as logged:
         person = await asyncio.wait_for(behind.current(session_id), 5)  # not 29 s of waiting

@@ -14,7 +14,6 @@ signing out meanwhile waits for nothing, and the late answer does not revive the
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -27,22 +26,21 @@ from shared.eventlog import EventStore
 from shared.testing import wait_until
 from tests.support.api import served_api
 from tests.support.console import ConsoleClient
-from tests.support.held_proxy import HeldProxy, held_proxy
+from tests.support.held_proxy import HeldProxy
 from tests.support.oidc import (
     PROVIDER_WARNINGS,
     Provider,
     console_settings,
+    held_token_endpoint,
     later,
     local_provider,
+    signed_in,
     signed_in_session,
 )
 
 pytestmark = PROVIDER_WARNINGS
 
 PAGE = "/console/events"  # any page: the header names the person and their role
-TOKEN_PATH = "/oauth2/token"
-DUE = "UPDATE api_console_oidc_sessions SET checked_at = to_timestamp($2) WHERE session_id = $1"
-"""The role's interval over (its last check an hour before `$2`)."""
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +51,7 @@ def provider() -> Iterator[Provider]:
 
 @pytest.fixture
 async def proxy(provider: Provider) -> AsyncIterator[HeldProxy]:
-    async with held_proxy(provider.issuer, TOKEN_PATH) as running:
+    async with held_token_endpoint(provider) as running:
         yield running
 
 
@@ -64,7 +62,7 @@ def settings(proxy: HeldProxy) -> OidcSettings:
 
 async def test_a_check_stuck_at_the_provider_holds_no_connection_and_asks_once(
     store: EventStore,
-    pool: asyncpg.Pool,
+    api_pool: asyncpg.Pool,
     api_database_url: str,
     schema: str,
     provider: Provider,
@@ -82,15 +80,15 @@ async def test_a_check_stuck_at_the_provider_holds_no_connection_and_asks_once(
     try:
         async with (
             served_api(store, small, oidc=settings(proxy)) as api,
-            served_api(store, pool, oidc=settings(proxy), admin_name="admin-2") as other,
+            served_api(store, api_pool, oidc=settings(proxy), admin_name="admin-2") as other,
             ConsoleClient(api) as alice,
             ConsoleClient(api) as bob,
         ):
             session_id = await signed_in_session(alice, provider, "alice")
             await signed_in_session(bob, provider, "bob")
-            cookie = next(c.value for c in alice.http.cookie_jar if c.key == "slipway_session")
+            cookie = alice.session_cookie()
             await provider.set_user("alice", {"groups": ["viewers"]})  # demoted
-            await pool.execute(DUE, session_id, time.time() - 3600)
+            await later(api_pool, session_id, 3600)  # the role is due for a check
             proxy.hold()
             asked = proxy.arrived
             first = asyncio.create_task(alice.page(PAGE))
@@ -128,18 +126,16 @@ async def test_a_check_stuck_at_the_provider_holds_no_connection_and_asks_once(
 
 
 async def test_a_check_over_its_budget_is_refused_and_the_session_kept(
-    store: EventStore, pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
+    store: EventStore, api_pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
 ) -> None:
     oidc = settings(proxy)
-    await provider.set_user("carol", {"groups": ["sre"]})
-    async with served_api(store, pool, oidc=oidc) as api, ConsoleClient(api) as browser:
-        session_id = await signed_in_session(browser, provider, "carol")
+    session_id = await signed_in(store, api_pool, provider, oidc, "carol", ["sre"])
     await provider.set_user("carol", {"groups": ["devs"]})
-    sessions = OidcSessions(pool, OidcLogin(oidc), lease_s=0.4)
+    sessions = OidcSessions(api_pool, OidcLogin(oidc), lease_s=0.4)
     proxy.hold()
-    await later(pool, session_id, 901)
+    await later(api_pool, session_id, 901)
     assert await sessions.current(session_id) is None  # 0.3 s, then refused
-    row = await pool.fetchrow(
+    row = await api_pool.fetchrow(
         "SELECT role, checking_by FROM api_console_oidc_sessions WHERE session_id = $1",
         session_id,
     )
@@ -150,15 +146,13 @@ async def test_a_check_over_its_budget_is_refused_and_the_session_kept(
 
 
 async def test_a_claim_left_by_a_replica_that_died_lapses_with_its_lease(
-    store: EventStore, pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
+    store: EventStore, api_pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
 ) -> None:
     oidc = settings(proxy)
-    await provider.set_user("dave", {"groups": ["sre"]})
-    async with served_api(store, pool, oidc=oidc) as api, ConsoleClient(api) as browser:
-        session_id = await signed_in_session(browser, provider, "dave")
+    session_id = await signed_in(store, api_pool, provider, oidc, "dave", ["sre"])
     await provider.set_user("dave", {"groups": ["viewers"]})
-    sessions = OidcSessions(pool, OidcLogin(oidc), lease_s=0.4)
-    await pool.execute(
+    sessions = OidcSessions(api_pool, OidcLogin(oidc), lease_s=0.4)
+    await api_pool.execute(
         "UPDATE api_console_oidc_sessions SET checked_at = clock_timestamp() - interval '1 hour',"
         " checking_by = 'died', checking_until = clock_timestamp() + interval '0.4 s'"
         " WHERE session_id = $1",
@@ -176,14 +170,12 @@ async def test_a_claim_left_by_a_replica_that_died_lapses_with_its_lease(
 
 
 async def test_signing_out_during_a_check_is_not_held_up_and_the_answer_is_not_written(
-    store: EventStore, pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
+    store: EventStore, api_pool: asyncpg.Pool, provider: Provider, proxy: HeldProxy
 ) -> None:
     oidc = settings(proxy)
-    await provider.set_user("erin", {"groups": ["devs"]})
-    async with served_api(store, pool, oidc=oidc) as api, ConsoleClient(api) as browser:
-        session_id = await signed_in_session(browser, provider, "erin")
-    sessions = OidcSessions(pool, OidcLogin(oidc))
-    await later(pool, session_id, 901)
+    session_id = await signed_in(store, api_pool, provider, oidc, "erin", ["devs"])
+    sessions = OidcSessions(api_pool, OidcLogin(oidc))
+    await later(api_pool, session_id, 901)
     proxy.hold()
     asked = proxy.arrived
     check = asyncio.create_task(sessions.current(session_id))
@@ -191,7 +183,7 @@ async def test_signing_out_during_a_check_is_not_held_up_and_the_answer_is_not_w
     await asyncio.wait_for(sessions.close(session_id), 5)  # no lock to wait for
     proxy.release()
     assert await check is None
-    rows = await pool.fetch(
+    rows = await api_pool.fetch(
         "SELECT * FROM api_console_oidc_sessions WHERE session_id = $1", session_id
     )
     assert rows == []  # the provider's answer did not bring the session back

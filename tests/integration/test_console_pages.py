@@ -40,9 +40,9 @@ APPS = f"{API_PREFIX}/applications"
 
 @pytest.fixture
 async def api(
-    store: EventStore, pool: asyncpg.Pool, projector_store: EventStore
+    store: EventStore, api_pool: asyncpg.Pool, projector_store: EventStore
 ) -> AsyncIterator[str]:
-    async with running_projection(projector_store), served_api(store, pool) as url:
+    async with running_projection(projector_store), served_api(store, api_pool) as url:
         async with aiohttp.ClientSession(
             base_url=url, headers=auth_headers(api_key_for(url))
         ) as http:

@@ -24,7 +24,7 @@ SCRIPT = "<script>alert(1)</script>"
 
 @pytest.fixture
 async def api(
-    store: EventStore, pool: asyncpg.Pool, projector_store: EventStore
+    store: EventStore, api_pool: asyncpg.Pool, projector_store: EventStore
 ) -> AsyncIterator[str]:
     found = [
         ApplicationConfigDiscovered(
@@ -34,7 +34,7 @@ async def api(
         for path, name in (("shop/prd", "shop-prd"), ("evil", SCRIPT))
     ]  # fmt: skip
     appended = await store.append("repository-config", new_events(found), expected_version=ANY)
-    async with running_projection(projector_store), served_api(store, pool) as url:
+    async with running_projection(projector_store), served_api(store, api_pool) as url:
         async with (
             aiohttp.ClientSession(base_url=url, headers=auth_headers(api_key_for(url))) as http,
             http.get(

@@ -87,7 +87,7 @@ def _of(event: ApplicationLiveResourcesObserved, kind: str) -> list[LiveResource
 async def test_the_live_tree_is_recorded_on_change_and_served(
     store: EventStore,
     projector_store: EventStore,
-    pool: asyncpg.Pool,
+    api_pool: asyncpg.Pool,
     kubeconfig: Path,
     kubectl: Kubectl,
     tmp_path: Path,
@@ -96,7 +96,7 @@ async def test_the_live_tree_is_recorded_on_change_and_served(
     other = {k.replace(APP_PATH, OTHER_PATH): v for k, v in app_files(config_map=True).items()}
     other = {k: (v.replace("web", "api") if isinstance(v, str) else v) for k, v in other.items()}
     head = work.commit({**app_files(config_map=True), **other})
-    async with running_projection(projector_store), served_api(store, pool) as url:
+    async with running_projection(projector_store), served_api(store, api_pool) as url:
         ids: dict[str, str] = {}
         for name, path in (("web-prd", APP_PATH), ("api-prd", OTHER_PATH)):
             added = await slipway(

@@ -307,7 +307,7 @@ async def test_cascade_delete_removes_only_that_apps_resources(
 async def test_cli_delete_with_and_without_cascade(
     store: EventStore,
     projector_store: EventStore,
-    pool: asyncpg.Pool,
+    api_pool: asyncpg.Pool,
     work: WorkRepo,
     kubeconfig: Path,
     kubectl: Kubectl,
@@ -315,7 +315,7 @@ async def test_cli_delete_with_and_without_cascade(
 ) -> None:
     """`app delete --cascade` removes its resources, without it they run; both leave the list."""
     head = _commit_both(work)
-    async with running_projection(projector_store), served_api(store, pool) as url:
+    async with running_projection(projector_store), served_api(store, api_pool) as url:
         ids: dict[str, str] = {}
         for name, path in (("web-prd", APP_PATH), ("api-prd", OTHER_PATH)):
             added = await slipway(

@@ -23,8 +23,8 @@ Message = tuple[str, str, dict[str, Any]]
 
 
 @pytest.fixture
-async def api(store: EventStore, pool: asyncpg.Pool) -> AsyncIterator[str]:
-    async with served_api(store, pool) as url:
+async def api(store: EventStore, api_pool: asyncpg.Pool) -> AsyncIterator[str]:
+    async with served_api(store, api_pool) as url:
         yield url
 
 

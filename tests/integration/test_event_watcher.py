@@ -504,12 +504,12 @@ async def test_a_crash_between_push_and_record_records_the_pushed_commit(
 
 
 async def test_cli_registers_over_the_api_and_lists_the_commit(
-    store: EventStore, pool: asyncpg.Pool, work: Remote, tmp_path: Path, capsys: Any
+    store: EventStore, api_pool: asyncpg.Pool, work: Remote, tmp_path: Path, capsys: Any
 ) -> None:
     writer = await create_api_key(store, "read-write", "ci")
     reader = await create_api_key(store, "read-only", "viewer")
     watcher, _ = _watcher(store, work, tmp_path / "cache")
-    async with served_api(store, pool) as url:
+    async with served_api(store, api_pool) as url:
         register_args = ["event", "register", "--api-url", url, "--name", "image-update"]
         args = [*register_args, "--data", "reg/account:v11", "--labels", "env=dev,app=account"]
         assert await asyncio.to_thread(main, [*args, "--api-key", writer]) == 0

@@ -164,13 +164,13 @@ async def test_when_stg_succeeds_prd_is_deployed_and_the_chain_succeeds(
 
 
 async def test_the_api_and_cli_show_a_chain_and_cancelling_it_cancels_what_runs(
-    store: EventStore, projector_store: EventStore, pool: asyncpg.Pool, tmp_path: Path
+    store: EventStore, projector_store: EventStore, api_pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     _, runner, dev = await setup(store, projector_store, tmp_path)
     chain = chain_id_of(dev)
     await complete(store, runner, dev, "SUCCESS")
     stg = (await chain_triggers(store))["account-stg"]
-    async with running_projection(projector_store), served_api(store, pool) as url:
+    async with running_projection(projector_store), served_api(store, api_pool) as url:
 
         async def listed() -> bool:
             status, body = await call(url, "GET", "/chains")

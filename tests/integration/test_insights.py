@@ -176,14 +176,14 @@ H = 3600.0
 async def api(
     store: EventStore,
     projector_store: EventStore,
-    pool: asyncpg.Pool,
+    api_pool: asyncpg.Pool,
     database_url: str,
     schema: str,
 ) -> AsyncIterator[str]:
     await write_history(store, database_url, schema, HISTORY)
     for projection in (ApplicationsProjection(), InsightsProjection()):
         await ProjectionRunner(projector_store, projection).run_until_caught_up()
-    async with served_api(store, pool) as url:
+    async with served_api(store, api_pool) as url:
         yield url
 
 

@@ -36,11 +36,11 @@ def key() -> rsa.RSAPrivateKey:
 
 
 async def test_read_write_keys_encrypt_for_the_configured_key(
-    store: EventStore, pool: asyncpg.Pool, key: rsa.RSAPrivateKey, tmp_path: Path, capsys
+    store: EventStore, api_pool: asyncpg.Pool, key: rsa.RSAPrivateKey, tmp_path: Path, capsys
 ) -> None:
     writer = await create_api_key(store, "read-write", "ci")
     reader = await create_api_key(store, "read-only", "viewer")
-    async with served_api(store, pool, secret_public_key=key.public_key()) as url:
+    async with served_api(store, api_pool, secret_public_key=key.public_key()) as url:
         status, answer = await _post(url, writer, {"data": PLAINTEXT})
         assert status == 200, answer
         assert decrypt_with(answer["ciphertext"], key, "x") == PLAINTEXT
@@ -59,7 +59,7 @@ async def test_read_write_keys_encrypt_for_the_configured_key(
         assert "route=encryptSecret status=200" in service_log
         assert PLAINTEXT not in service_log
 
-    async with served_api(store, pool, admin_name="admin-2") as url:
+    async with served_api(store, api_pool, admin_name="admin-2") as url:
         status, answer = await _post(url, writer, {"data": PLAINTEXT})
         assert status == 503 and "secretManagement" in answer["error"]["message"]
 

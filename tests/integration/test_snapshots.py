@@ -281,7 +281,7 @@ async def test_a_role_that_cannot_write_snapshots_still_reads(
 
 async def test_the_api_reads_and_commands_a_long_deployment_from_its_snapshot(
     store: EventStore,
-    pool: asyncpg.Pool,
+    api_pool: asyncpg.Pool,
     long_stream: list[RecordedEvent],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -301,7 +301,7 @@ async def test_the_api_reads_and_commands_a_long_deployment_from_its_snapshot(
     middle = long_stream[250]
     as_of = msgspec.json.decode(encoded(fold_history(D, long_stream[:251])))
     async with (
-        served_api(reader, pool) as url,
+        served_api(reader, api_pool) as url,
         aiohttp.ClientSession(base_url=url, headers=auth_headers(api_key_for(url))) as http,
     ):
         async with http.get(f"{API_PREFIX}/deployments/{D}") as reply:

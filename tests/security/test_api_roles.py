@@ -50,8 +50,8 @@ TTL_S = 0.5
 
 
 @pytest.fixture
-async def api(store: EventStore, pool: asyncpg.Pool) -> AsyncIterator[str]:
-    async with served_api(store, pool, key_cache_ttl_s=TTL_S, max_log_streams_per_key=2) as url:
+async def api(store: EventStore, api_pool: asyncpg.Pool) -> AsyncIterator[str]:
+    async with served_api(store, api_pool, key_cache_ttl_s=TTL_S, max_log_streams_per_key=2) as url:
         yield url
 
 
@@ -284,9 +284,9 @@ async def test_a_server_error_names_a_request_id_not_the_driver(
         assert leak not in text, (leak, body)
 
 
-async def test_request_bodies_are_capped(store: EventStore, pool: asyncpg.Pool) -> None:
+async def test_request_bodies_are_capped(store: EventStore, api_pool: asyncpg.Pool) -> None:
     """A body over `max_body_bytes` is 413 payload_too_large, declared or streamed."""
-    async with served_api(store, pool, max_body_bytes=4096) as url:
+    async with served_api(store, api_pool, max_body_bytes=4096) as url:
         admin = api_key_for(url)
         big = {"role": "read-only", "name": "x", "pad": "y" * 10_000}
         status, body = await call(url, admin, "POST", KEYS, big)

@@ -75,6 +75,17 @@ async def test_the_services_role_cannot_read_the_console_secrets(
             await app_conn.fetch(f"SELECT * FROM {table}")
 
 
+async def test_code_tested_on_the_general_pool_is_refused_the_console_secrets(
+    pool: asyncpg.Pool,
+) -> None:
+    """The `pool` fixture most tests use is a service's (the API's tests take `api_pool`): a
+    service's code that read the console's tables would fail its own tests, not pass them."""
+    assert await pool.fetchval("SELECT current_user") == DEFAULT_APP_ROLE
+    for table in SECRET_TABLES:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await pool.fetch(f"SELECT * FROM {table}")
+
+
 async def test_the_reader_role_cannot_read_the_console_secrets(
     reader_conn: asyncpg.Connection,
 ) -> None:

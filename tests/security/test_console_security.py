@@ -30,8 +30,8 @@ TTL_S = 0.3
 
 
 @pytest.fixture
-async def api(store: EventStore, pool: asyncpg.Pool) -> AsyncIterator[str]:
-    async with served_api(store, pool, key_cache_ttl_s=TTL_S) as url:
+async def api(store: EventStore, api_pool: asyncpg.Pool) -> AsyncIterator[str]:
+    async with served_api(store, api_pool, key_cache_ttl_s=TTL_S) as url:
         yield url
 
 

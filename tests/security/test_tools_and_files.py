@@ -544,13 +544,13 @@ async def test_errors_quote_only_a_short_excerpt_of_a_file(work: WorkRepo, tmp_p
 
 @pytest.fixture
 async def api(
-    store: EventStore, pool: asyncpg.Pool, work: WorkRepo, tmp_path: Path
+    store: EventStore, api_pool: asyncpg.Pool, work: WorkRepo, tmp_path: Path
 ) -> AsyncIterator[tuple[str, str]]:
     """The API serving plan previews of `work`, and a read-write key."""
     source = PlanPreviewSource(
         repositories={"config": (work.url, "main")}, cache=GitCache(tmp_path / "api-cache")
     )
-    async with served_api(store, pool, plan_preview=source) as url:
+    async with served_api(store, api_pool, plan_preview=source) as url:
         yield url, await create_api_key(store, "read-write", "ci")
 
 

@@ -6,10 +6,12 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self
+from typing import Final, Self
 
 import aiohttp
+import asyncpg
 
+from services.api.console.sessions import COOKIE
 from shared.eventlog import EventStore, new_events
 from shared.events import vocabulary
 from shared.events.base import Event
@@ -23,9 +25,25 @@ from tests.support.deployment_events import planned, triggered
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
-__all__ = ["ConsoleClient", "csrf_of", "waiting_for_approval"]
+__all__ = ["ConsoleClient", "csrf_of", "session_keys_aged", "waiting_for_approval"]
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+_AGED: Final = (
+    "UPDATE api_console_session_keys SET created_at = created_at - make_interval(secs => $1)"
+)
+
+
+async def session_keys_aged(database_url: str, schema: str, seconds: float) -> None:
+    """`seconds` go by for the console's session keys: each one's `created_at` moves that far
+    into the past (rotation runs on the database's clock, which a test cannot move). As the
+    superuser of `database_url`: no service's role may change a stored key."""
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": schema})
+    try:
+        await conn.execute(_AGED, seconds)
+    finally:
+        await conn.close()
 
 
 def csrf_of(html: str) -> str:
@@ -50,6 +68,12 @@ class ConsoleClient:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.http.close()
+
+    def session_cookie(self) -> str:
+        """The value of the session cookie this browser holds (after signing in)."""
+        found = [c.value for c in self.http.cookie_jar if c.key == COOKIE]
+        assert found, "this browser holds no session cookie: not signed in"
+        return found[0]
 
     async def sign_in(self, key: str) -> aiohttp.ClientResponse:
         """Signs in with `key`; the answer (a 303 on success) with its `Set-Cookie`."""

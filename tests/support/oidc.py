@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -19,7 +19,10 @@ from joserfc.jwk import KeySet
 
 from services.api.console.oidc import OidcSettings, pkce_challenge
 from shared.apikeys import Role
+from shared.eventlog import EventStore
+from tests.support.api import served_api
 from tests.support.console import ConsoleClient
+from tests.support.held_proxy import HeldProxy, held_proxy
 from tests.support.pkce_provider import pkce_provider_app, serving
 
 __all__ = [
@@ -27,8 +30,10 @@ __all__ = [
     "PROVIDER_WARNINGS",
     "Provider",
     "console_settings",
+    "held_token_endpoint",
     "later",
     "local_provider",
+    "signed_in",
     "signed_in_session",
 ]
 
@@ -44,6 +49,7 @@ GROUP_ROLES: Final[Mapping[str, Role]] = {
 }
 """The groups the console tests map to roles."""
 _CB: Final = "http://127.0.0.1/cb"
+_TOKEN_PATH: Final = "/oauth2/token"
 _EARLIER: Final = (
     "UPDATE api_console_oidc_sessions SET checked_at = checked_at - make_interval(secs => $2),"
     " expires_at = expires_at - make_interval(secs => $2),"
@@ -128,7 +134,7 @@ class Provider:
         async with (
             aiohttp.ClientSession() as http,
             http.post(
-                f"{self.issuer}/oauth2/token", data=form, headers={"Authorization": basic}
+                f"{self.issuer}{_TOKEN_PATH}", data=form, headers={"Authorization": basic}
             ) as reply,
         ):
             return str((await reply.json())["id_token"])
@@ -148,6 +154,15 @@ def local_provider(*, refresh_tokens: bool = True) -> Iterator[Provider]:
         yield Provider(f"http://localhost:{port}")
 
 
+@contextlib.asynccontextmanager
+async def held_token_endpoint(provider: Provider) -> AsyncIterator[HeldProxy]:
+    """`provider` behind a proxy that can hold its token endpoint's answers (a provider
+    taking its time over a role check); a console given the proxy's URL takes it for the
+    issuer (`console_settings(proxy.url)`)."""
+    async with held_proxy(provider.issuer, _TOKEN_PATH) as proxy:
+        yield proxy
+
+
 async def signed_in_session(browser: ConsoleClient, provider: Provider, sub: str) -> str:
     """`browser` signs in to the console through `provider` as `sub`; the id of its
     session (the `api_console_oidc_sessions` row its cookie names)."""
@@ -157,5 +172,20 @@ async def signed_in_session(browser: ConsoleClient, provider: Provider, sub: str
     callback = urlsplit(await provider.authorize(url, sub))
     status, html = await browser.page(f"{callback.path}?{callback.query}")
     assert status == 200, html
-    cookie = next(c.value for c in browser.http.cookie_jar if c.key == "slipway_session")
+    cookie = browser.session_cookie()
     return cookie.split(".")[0].removeprefix("o-")
+
+
+async def signed_in(
+    store: EventStore,
+    api_pool: asyncpg.Pool,
+    provider: Provider,
+    oidc: OidcSettings,
+    sub: str,
+    groups: list[str],
+) -> str:
+    """`sub`, in `groups` at `provider`, signed in to a console served with `oidc` (for the
+    sign-in only): the id of their session, for a test to go on with on its own replicas."""
+    await provider.set_user(sub, {"groups": groups})
+    async with served_api(store, api_pool, oidc=oidc) as api, ConsoleClient(api) as browser:
+        return await signed_in_session(browser, provider, sub)

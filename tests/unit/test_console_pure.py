@@ -6,7 +6,10 @@ import math
 import uuid
 from datetime import UTC, datetime
 
+import structlog
+
 from services.api.console.charts import analysis_chart
+from services.api.console.db_clock import DatabaseClock
 from services.api.console.keyring import PUBLISH_S, Keyring, StoredKey, keyring_of, retired
 from services.api.console.sessions import SessionCodec
 from shared.events.base import Event, Metadata, RecordedEvent
@@ -188,10 +191,13 @@ def test_a_new_key_signs_once_published_and_the_old_one_verifies_until_its_sessi
     assert keyring_of(keys[:1], 5.0, ttl) == Keyring("1", {"1": b"a" * 32})
     before = keyring_of(keys, 1000.0 + PUBLISH_S - 1, ttl)  # key 2 known, not signing yet
     assert before.signing == "1" and set(before.keys) == {"1", "2"}
+    assert before.changes_at == 1000.0 + PUBLISH_S  # read the keys again when key 2 signs
     after = keyring_of(keys, 1000.0 + PUBLISH_S, ttl)
     assert after.signing == "2" and set(after.keys) == {"1", "2"}
     ended = 1000.0 + PUBLISH_S + ttl
+    assert after.changes_at == ended  # and when key 1 stops verifying
     assert set(keyring_of(keys, ended, ttl).keys) == {"2"}
+    assert keyring_of(keys, ended, ttl).changes_at == math.inf
     assert retired(keys, ended - 1, ttl) == [] and retired(keys, ended, ttl) == [1]
     # A cookie naming no key, or something that is not a key id, is refused.
     codec = SessionCodec(after)
@@ -202,3 +208,22 @@ def test_a_new_key_signs_once_published_and_the_old_one_verifies_until_its_sessi
         assert codec.read(f"{body}.{kid}:{mac}", NOW) is None
     assert codec.read(cookie, NOW) is not None
     assert SessionCodec(Keyring()).read(cookie, NOW) is None  # keys not loaded: nothing verifies
+
+
+def test_the_console_clock_is_the_databases_carried_on_the_monotonic_clock() -> None:
+    """The replica's wall clock is only compared with the database's, to warn (once)."""
+    wall, ticks = [NOW + 600.0], [50.0]
+    clock = DatabaseClock(lambda: wall[0], monotonic=lambda: ticks[0])
+    assert clock.now() == NOW + 600.0  # nothing read from the database yet: the replica's
+    with structlog.testing.capture_logs() as logged:
+        clock.saw(NOW)
+        ticks[0] += 30.0
+        wall[0] += 30.0
+        assert clock.now() == NOW + 30.0
+        clock.saw(NOW + 31.0)
+    assert clock.now() == NOW + 31.0
+    warned = [e for e in logged if e["event"] == "console_clock_off_from_the_database"]
+    assert [e["ahead_s"] for e in warned] == [600.0]
+    with structlog.testing.capture_logs() as logged:
+        DatabaseClock(lambda: NOW + 4.0).saw(NOW)  # within 5 s: no warning
+    assert logged == []

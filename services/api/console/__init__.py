@@ -4,6 +4,8 @@
   the CSRF tokens bound to them (pure)
 - `keyring` which session keys sign now and which still verify: rotation (pure)
 - `session_keys` the session keys every replica shares, in PostgreSQL: first writer wins
+- `db_clock` the console's time, the database's (replicas' clocks may disagree), and the
+  warning when this replica's is off from it
 - `oidc` the OpenID Connect sign-in: discovery, PKCE, the code for tokens, the ID token
   checked against the provider's keys, groups to roles
 - `oidc_web` its cookie between the redirect and the callback, its paths, the callback URL

@@ -7,6 +7,12 @@ the next one. A new key signs only once it has been in the table for
 knows a key before any cookie signed with it reaches them. A replaced key
 still verifies until every session it may have signed has expired.
 
+Every time here is the database's (`db_clock`): a key's `created_at` is
+PostgreSQL's `clock_timestamp()` when it was stored, and `now` the database's
+time when the keys were read. Replicas whose clocks differ by minutes thus
+switch to a new key at the same moment (each re-reads the table at
+`Keyring.changes_at`), and drop a replaced one at the same moment too.
+
 `SLIPWAY_CONSOLE_SESSION_KEY` overrides all this with one fixed key
 (`Keyring.fixed`): nothing is read from or written to the database.
 """
@@ -44,7 +50,7 @@ class StoredKey:
     kid: int
     secret: bytes
     created_at: float
-    """Unix seconds, the clock of the replica that stored it."""
+    """Unix seconds, the database's clock when it was stored."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,9 @@ class Keyring:
 
     signing: str = ""
     keys: Mapping[str, bytes] = field(default_factory=dict)
+    changes_at: float = float("inf")
+    """When (the database's time) a key starts signing or stops verifying: the keys must be
+    read again by then."""
 
     @classmethod
     def fixed(cls, secret: bytes) -> Keyring:
@@ -81,17 +90,21 @@ def _lifetimes(
 
 
 def keyring_of(stored: Iterable[StoredKey], now: float, session_ttl_s: float) -> Keyring:
-    """The keyring at `now`: the newest published key signs; a key verifies from the moment
-    it is stored (another replica's clock may run ahead) until its last session expires."""
+    """The keyring at `now` (the database's time): the newest published key signs; a key
+    verifies from the moment it is stored until its last session expires."""
     keys = sorted(stored, key=lambda k: k.kid)
     verifying: dict[str, bytes] = {}
     signing = ""
+    changes_at = float("inf")
     for key, starts, ends in _lifetimes(keys, session_ttl_s):
         if now < ends:
             verifying[str(key.kid)] = key.secret
+            changes_at = min(changes_at, ends)
         if starts <= now:
             signing = str(key.kid)
-    return Keyring(signing, verifying)
+        else:
+            changes_at = min(changes_at, starts)
+    return Keyring(signing, verifying, changes_at)
 
 
 def retired(stored: Iterable[StoredKey], now: float, session_ttl_s: float) -> list[int]:

@@ -46,28 +46,27 @@ over is decided by the claim statement against the database's time, or by
 comparing a row's times with the database's time read with it (`db_now`). A
 replica whose clock runs ahead thus never takes over another's live claim (two
 checks of one refresh token at once: providers that rotate refresh tokens then
-revoke the session), and one running behind never waits on a lapsed one. The
-replica's own clock (`clock`) only serves to warn, once, when it is off from the
-database's by more than `SKEW_WARN_S` (its cookies' and keys' times come from it).
+revoke the session), and one running behind never waits on a lapsed one. Each
+row's `db_now` is handed to the console's `DatabaseClock` (`db_clock`), which
+warns, once, when this replica's own clock is off from the database's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, cast
 
 import asyncpg
 
+from services.api.console.db_clock import DatabaseClock
 from services.api.console.oidc import OidcLogin, OidcRefused, SignedIn
 from services.api.console.sessions import SESSION_TTL_S
 from shared.apikeys import Role
 from shared.ids import new_id
 from shared.logs import get_logger
 
-__all__ = ["ROLE_CHECK_LEASE_S", "SKEW_WARN_S", "OidcPerson", "OidcSessions", "session_length"]
+__all__ = ["ROLE_CHECK_LEASE_S", "OidcPerson", "OidcSessions", "session_length"]
 
 log = get_logger(__name__)
 
@@ -76,8 +75,6 @@ ROLE_CHECK_LEASE_S: Final = 20.0
 _FIRST_LOOK_S: Final = 0.05
 _LAST_LOOK_S: Final = 0.5
 """A waiter on another replica reads the row after 50 ms, then less often, up to every 0.5 s."""
-SKEW_WARN_S: Final = 5.0
-"""A replica's clock this far off the database's is worth a warning (no decision here reads it)."""
 
 _COLUMNS: Final = (
     "person, subject, role, refresh_token, extract(epoch FROM checked_at)::float8 AS checked_at,"
@@ -135,8 +132,9 @@ class OidcSessions:
     """The OIDC sessions of every replica, in PostgreSQL, with their roles kept current.
 
     `lease_s`: how long a claim on a role check lasts (the provider gets three quarters of
-    it: `check_budget_s`). `clock`: this replica's, only compared with the database's to
-    warn when it is off (every decision here is on the database's clock)."""
+    it: `check_budget_s`). `clock`: the console's, shown the database's time of each row
+    read (every decision here is on the database's clock; it warns when the replica's is
+    off)."""
 
     def __init__(
         self,
@@ -144,13 +142,12 @@ class OidcSessions:
         login: OidcLogin,
         *,
         lease_s: float = ROLE_CHECK_LEASE_S,
-        clock: Callable[[], float] = time.time,
+        clock: DatabaseClock | None = None,
     ) -> None:
         self._pool = pool
         self._login = login
         self._lease_s = lease_s
-        self._clock = clock
-        self._skew_seen = False
+        self._clock = clock or DatabaseClock()
         self.check_budget_s = lease_s * 0.75
         self._checks: dict[str, asyncio.Task[OidcPerson | None]] = {}
         """The role checks this replica runs or awaits, by session: one each."""
@@ -186,7 +183,7 @@ class OidcSessions:
         row = await self._pool.fetchrow(_READ, session_id)
         if row is None:
             return None
-        self._notice_skew(row["db_now"])
+        self._clock.saw(row["db_now"])
         now = row["db_now"]
         if row["expires_at"] <= now:
             return None
@@ -202,13 +199,6 @@ class OidcSessions:
             check.add_done_callback(lambda done: self._forget(session_id, done))
         # Shielded: a caller that goes away (its browser closed) leaves the check to the rest.
         return await asyncio.shield(check)
-
-    def _notice_skew(self, db_now: float) -> None:
-        """A warning, the first time this replica's clock is seen off from the database's."""
-        skew = self._clock() - db_now
-        if abs(skew) > SKEW_WARN_S and not self._skew_seen:
-            self._skew_seen = True
-            log.warning("console_clock_off_from_the_database", ahead_s=round(skew, 1))
 
     def _forget(self, session_id: str, check: asyncio.Task[OidcPerson | None]) -> None:
         if self._checks.get(session_id) is check:

@@ -3,7 +3,6 @@ callback URL, and the session's stand-in for a key (`oidc` has the flow itself).
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Final, cast
 
@@ -32,14 +31,14 @@ OIDC_PENDING_TTL_S: Final = 600
 """Ten minutes from the sign-in button to the provider's answer; older callbacks are refused."""
 
 
-def pending_fields(pending: Pending, now: float | None = None) -> dict[str, str]:
-    """The sign-in in progress as the fields of its signed cookie."""
+def pending_fields(pending: Pending, now: float) -> dict[str, str]:
+    """The sign-in in progress as the fields of its signed cookie, begun at `now`."""
     return {
         "state": pending.state,
         "nonce": pending.nonce,
         "verifier": pending.verifier,
         "next": pending.next,
-        "at": str(int(time.time() if now is None else now)),
+        "at": str(int(now)),
     }
 
 

@@ -11,7 +11,6 @@ to the page: there is no second write path, and no second rule of who may.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,8 +84,7 @@ async def session_key_of(request: web.Request, cache: KeyCache) -> ApiKey | None
     """`auth.SESSION_KEY_OF`: the live key the request's session cookie names (for a person
     signed in by OIDC, who has no key: their name and role, as a key without an id)."""
     console = request.app[CONSOLE]
-    now = time.time()
-    token = console.sessions.read(request.cookies.get(COOKIE, ""), now)
+    token = console.sessions.read(request.cookies.get(COOKIE, ""), console.clock.now())
     if token is None:
         return None
     if token.oidc_session:
@@ -156,7 +154,8 @@ async def sign_in(request: web.Request) -> web.Response:
         )
     target = form.get("next", "")
     response = see_other(_local(target if isinstance(target, str) else ""))
-    _set_session(request, response, request.app[CONSOLE].sessions.issue(key.key_id, time.time()))
+    console = request.app[CONSOLE]
+    _set_session(request, response, console.sessions.issue(key.key_id, console.clock.now()))
     response.del_cookie(PRE_SESSION_COOKIE, path=SIGN_IN_PATH)
     return response
 
@@ -175,7 +174,9 @@ async def oidc_start(request: web.Request) -> web.Response:
     response = web.Response(status=302, headers={"Location": url})
     response.set_cookie(
         OIDC_PENDING_COOKIE,
-        request.app[CONSOLE].sessions.seal("oidc", pending_fields(pending)),
+        request.app[CONSOLE].sessions.seal(
+            "oidc", pending_fields(pending, request.app[CONSOLE].clock.now())
+        ),
         httponly=True,
         samesite="Lax",  # the provider's redirect back is a cross-site navigation
         secure=secure_request(request),
@@ -190,9 +191,9 @@ async def oidc_callback(request: web.Request) -> web.Response:
     login, store = request.app[CONSOLE].oidc, request.app[CONSOLE].oidc_sessions
     if login is None or store is None:
         raise web.HTTPNotFound(text="OIDC sign-in is not configured")
-    codec = request.app[CONSOLE].sessions
+    codec, clock = request.app[CONSOLE].sessions, request.app[CONSOLE].clock
     sealed = codec.unseal("oidc", request.cookies.get(OIDC_PENDING_COOKIE, ""))
-    pending = pending_of(sealed, time.time())
+    pending = pending_of(sealed, clock.now())
     try:
         if pending is None:
             raise OidcRefused("this sign-in was not started here, or took too long: start again")
@@ -210,19 +211,18 @@ async def oidc_callback(request: web.Request) -> web.Response:
         return response
     # A page that moves on by itself, not a redirect: after the provider's cross-site
     # redirect, the browser would withhold the SameSite=Strict cookie from a redirect's target.
-    now = time.time()
     session_id = await store.open(signed_in)
     response = render(
         request, "signed_in.html", {"next": _local(pending.next), "user": signed_in.user}
     )
-    _set_session(request, response, codec.issue_oidc(session_id, now))
+    _set_session(request, response, codec.issue_oidc(session_id, clock.now()))
     response.del_cookie(OIDC_PENDING_COOKIE, path=OIDC_CALLBACK_PATH)
     return response
 
 
 async def sign_out(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
-    token = console.sessions.read(request.cookies.get(COOKIE, ""), time.time())
+    token = console.sessions.read(request.cookies.get(COOKIE, ""), console.clock.now())
     if token is not None and token.oidc_session and console.oidc_sessions is not None:
         await console.oidc_sessions.close(token.oidc_session)  # on every replica at once
     response = see_other(SIGN_IN_PATH)

@@ -11,6 +11,7 @@ import jinja2
 from aiohttp import web
 
 from services.api.auth import PRINCIPAL, Access
+from services.api.console.db_clock import DatabaseClock
 from services.api.console.oidc import OidcLogin
 from services.api.console.oidc_sessions import OidcSessions
 from services.api.console.sessions import COOKIE, SessionCodec
@@ -45,6 +46,8 @@ class Console:
     """The OpenID Connect provider people may sign in with (`spec.console.oidc`), if any."""
     oidc_sessions: OidcSessions | None = None
     """Their sessions, with roles re-checked (set with `oidc`)."""
+    clock: DatabaseClock = field(default_factory=DatabaseClock)
+    """The console's time, the database's: cookies' ends are on it, as every replica's are."""
 
 
 CONSOLE = web.AppKey("console", Console)
