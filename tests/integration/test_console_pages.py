@@ -456,7 +456,9 @@ async def test_the_version_a_deployment_deploys_is_shown_escaped_on_every_page(
     api: str, store: EventStore
 ) -> None:
     """The applications list, the application's deployments and the deployment's page show the
-    version its plan deploys: a repository's image tag, so markup in it is shown, never run."""
+    version its plan deploys, and the application's page the version running (that of the
+    deployment that succeeded at the running commit): a repository's image tag, so markup in
+    it is shown, never run."""
     hostile = '<script>alert("tag")</script>'
     key = await create_api_key(store, "read-only", "reader")
     async with ConsoleClient(api) as browser:
@@ -478,6 +480,29 @@ async def test_the_version_a_deployment_deploys_is_shown_escaped_on_every_page(
         shown = re.findall(r'<span class="version">(.*?)</span>', listing)
         assert [html_lib.unescape(s) for s in shown] == [hostile], shown
         assert "<script>alert" not in listing
+        assert re.findall(r'id="app-running-version" class="version">(.*?)</dd>', page) == ["–"]
+        await store.append(
+            f"deployment-{d}",
+            new_events(
+                [
+                    DeploymentCompleted(
+                        deployment_id=d,
+                        application_id=app_id,
+                        status=vocabulary.DeploymentStatus("SUCCESS"),
+                        commit_hash="c0ffee1",
+                    )
+                ]
+            ),
+            expected_version=None,
+        )
+
+        async def running_version() -> str | None:
+            _, page = await browser.page("/console/applications/account-prd")
+            found = re.findall(r'id="app-running-version" class="version">(.*?)</dd>', page)
+            return found[0] if found and found[0] != "–" else None
+
+        shown_running = await wait_until(running_version, within_s=30, what="the running version")
+        assert html_lib.unescape(shown_running or "") == hostile
         _, deployment_page = await browser.page(f"/console/deployments/{d}")
         shown = re.findall(r'id="deployed-version" class="version">(.*?)</dd>', deployment_page)
         assert [html_lib.unescape(s) for s in shown] == [hostile], shown

@@ -42,6 +42,7 @@ __all__ = [
     "deployment_page",
     "event_rows",
     "running_config",
+    "running_version",
 ]
 
 APPS_PAGE: Final = 100
@@ -244,12 +245,7 @@ async def running_config(
     the deployment that succeeded at that commit (`DeploymentPlanned.config_text`); None
     when no such deployment is among `history` (newest first) or its plan predates the
     field (an adopted application has none)."""
-    if not running_commit:
-        return None
-    ran = next(
-        (r for r in history if r["status"] == "SUCCESS" and r["commit_hash"] == running_commit),
-        None,
-    )
+    ran = _succeeded_at(history, running_commit)
     if ran is None:
         return None
     events = await store.read_stream(deployment_stream(ran["deployment_id"]))
@@ -259,6 +255,24 @@ async def running_config(
     plan = plans[-1]
     where = f"{plan.path.strip('/')}/{plan.config_filename}" if plan.path else plan.config_filename
     return RunningConfig(ran["deployment_id"], running_commit, where, plan.config_text)
+
+
+def running_version(history: list[asyncpg.Record], running_commit: str) -> str:
+    """The version deployed at the running commit (what PipeCD's application page shows as
+    its deployed version): that of the deployment among `history` that succeeded there;
+    "" when none did."""
+    ran = _succeeded_at(history, running_commit)
+    return str(ran["deployed_version"]) if ran is not None else ""
+
+
+def _succeeded_at(history: list[asyncpg.Record], running_commit: str) -> asyncpg.Record | None:
+    """The newest deployment of `history` that succeeded at `running_commit`, if any."""
+    if not running_commit:
+        return None
+    return next(
+        (r for r in history if r["status"] == "SUCCESS" and r["commit_hash"] == running_commit),
+        None,
+    )
 
 
 @dataclass
