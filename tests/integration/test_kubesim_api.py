@@ -314,7 +314,7 @@ async def test_a_json_token_request_is_answered_as_older_kubectl_and_client_go_s
     sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ci"}}
     await _call(http, "POST", "/api/v1/namespaces/default/serviceaccounts", sa, expect=201)
     path = "/api/v1/namespaces/default/serviceaccounts/ci/token"
-    request = {
+    request: dict[str, Any] = {
         "apiVersion": "authentication.k8s.io/v1",
         "kind": "TokenRequest",
         "spec": {"audiences": ["vault"], "expirationSeconds": 600},
