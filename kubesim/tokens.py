@@ -32,12 +32,16 @@ from kubesim import errors
 from kubesim.store import Obj
 
 __all__ = [
+    "BOUND_KINDS",
     "DEFAULT_EXPIRATION_S",
     "ISSUER",
     "MAX_EXPIRATION_S",
     "MIN_EXPIRATION_S",
     "BoundObject",
     "TokenIssuer",
+    "bound_reference",
+    "now_utc",
+    "requested_audiences",
     "requested_expiration",
 ]
 
@@ -93,14 +97,16 @@ def bound_reference(body: Any) -> dict[str, str] | None:
     if not isinstance(ref, dict) or not all(isinstance(v, str) for v in ref.values()):
         raise errors.bad_request("spec.boundObjectRef: expected an object of strings")
     kind = ref.get("kind", "")
-    if kind not in BOUND_KINDS or not ref.get("name"):
+    if kind not in BOUND_KINDS:
+        supported = ", ".join(f'"{k}"' for k in sorted(BOUND_KINDS))
         cause = errors.Cause(
             "spec.boundObjectRef.kind",
-            f'Unsupported value: "{kind}": supported values: {", ".join(sorted(BOUND_KINDS))}'
-            if kind not in BOUND_KINDS
-            else "Required value: name",
-            "FieldValueNotSupported" if kind not in BOUND_KINDS else "FieldValueRequired",
+            f'Unsupported value: "{kind}": supported values: {supported}',
+            "FieldValueNotSupported",
         )
+        raise errors.invalid("TokenRequest", GROUP, "", [cause])
+    if not ref.get("name"):
+        cause = errors.Cause("spec.boundObjectRef.name", "Required value", "FieldValueRequired")
         raise errors.invalid("TokenRequest", GROUP, "", [cause])
     return {k: ref[k] for k in ("kind", "apiVersion", "name", "uid") if k in ref}
 

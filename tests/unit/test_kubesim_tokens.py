@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from kubesim.errors import ApiError
-from kubesim.tokens import MAX_EXPIRATION_S, TokenIssuer, requested_expiration
+from kubesim.tokens import MAX_EXPIRATION_S, TokenIssuer, bound_reference, requested_expiration
 
 NOW = datetime(2026, 12, 7, 21, 0, tzinfo=UTC)
 ACCOUNT = {"metadata": {"name": "deployer", "namespace": "shop", "uid": "u-1"}}
@@ -62,3 +62,17 @@ def test_a_token_verifies_until_it_expires_and_only_under_its_issuers_key() -> N
     assert issuer.verify(token, NOW + timedelta(seconds=900)) is None
     assert TokenIssuer().verify(token, NOW) is None
     assert issuer.verify("not.a-token", NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("ref", "field"),
+    [
+        ({"kind": "Deployment", "name": "web"}, "spec.boundObjectRef.kind"),
+        ({"kind": "Pod", "name": ""}, "spec.boundObjectRef.name"),
+    ],
+)
+def test_a_token_binds_only_to_a_named_pod_secret_or_node(ref: dict[str, str], field: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        bound_reference({"spec": {"boundObjectRef": ref}})
+    assert caught.value.code == 422
+    assert caught.value.details["causes"][0]["field"] == field
