@@ -93,6 +93,7 @@ def deployment_events(
             reason="the image changed",
             stages=tuple(stages),
             config_filename="app.pipecd.yaml",
+            version=f"v{n + 1}",  # as the planner's determine_version names the new image
         ),
         DeploymentStarted(
             deployment_id=deployment_id, application_id=application_id, started_at=at

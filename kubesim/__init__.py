@@ -13,6 +13,7 @@ Modules, one concept each:
     admission.py    what a write must pass: body, identity, namespace, defaults, validation
     responses.py    JSON, Tables and metadata-only answers
     subresources.py the scale and log subresources
+    tokens.py       service accounts' token subresource (TokenRequest), signed tokens
     watch.py        watch streams
     discovery.py    /version, /api, /apis, resource lists, OpenAPI v3
     openapi_v2.py   OpenAPI v2 (protobuf) for older kubectl

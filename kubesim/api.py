@@ -9,7 +9,8 @@ POST creates, DELETE deletes a collection. Objects: GET, PUT (optimistic
 concurrency on `metadata.resourceVersion`), PATCH (merge, JSON, strategic
 merge, server-side apply) and DELETE (`propagationPolicy`). Subresources:
 `status`, `scale` (autoscaling/v1 Scale, what `kubectl scale` patches), and
-for pods `log` and `proxy/metrics`. `dryRun=All` validates without storing.
+for pods `log` and `proxy/metrics`, for service accounts `token` (a
+TokenRequest, `kubesim.tokens`). `dryRun=All` validates without storing.
 
 This module routes and runs the verbs; what a path names is `targets`, what a
 write must pass is `admission`, how answers look (Tables when kubectl asks,
@@ -44,6 +45,7 @@ from kubesim.selectors import labels_match, parse_field_selector, parse_label_se
 from kubesim.store import Obj, Store
 from kubesim.subresources import pod_log, requested_replicas, to_scale
 from kubesim.targets import Target, no_route, resolve_target
+from kubesim.tokens import BOUND_KINDS, BoundObject, TokenIssuer, bound_reference, now_utc
 from kubesim.watch import serve_watch, truthy, watch_request
 
 ResourceHook = Callable[[ResourceType, str, Obj], None]  # (type, change type, object)
@@ -67,6 +69,7 @@ class RestApi:
         self.server_version = server_version
         self.forbidden = forbidden
         self.hooks: list[ResourceHook] = []
+        self.tokens = TokenIssuer()
         self.server_address = ""
         self.requests: Counter[str] = Counter()
         """Resource requests served, by "METHOD path" (tests count a client's calls)."""
@@ -193,6 +196,8 @@ class RestApi:
             handlers = {"GET": self._log}
         elif target.sub == "proxy" and target.rtype.kind == "Pod":
             handlers = {"GET": self._proxy}
+        elif target.sub == "token" and target.rtype.kind == "ServiceAccount":
+            handlers = {"POST": self._create_token}
         else:
             raise no_route()
         handler = handlers.get(method)
@@ -434,6 +439,38 @@ class RestApi:
         if target.rest.split(":")[0] not in ("", "metrics") or body is None:
             raise no_route()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    async def _create_token(self, request: web.Request, target: Target) -> web.Response:
+        self._check("create", target)
+        body = await read_body(request)
+        service_account = self._existing(target)
+        bound = self._bound_object(body, target.namespace)
+        answer = self.tokens.token_request(service_account, body, now_utc(), bound)
+        return json_response(answer, 201)
+
+    def _bound_object(self, body: object, namespace: str) -> BoundObject | None:
+        """The Pod, Secret or Node a TokenRequest binds its token to: it must exist, with the
+        uid the request names (a recreated object is another object)."""
+        ref = bound_reference(body)
+        if ref is None:
+            return None
+        plural, namespaced = BOUND_KINDS[ref["kind"]]
+        rtype = self.registry.by_plural("", "v1", plural)
+        if rtype is None:  # the core kinds are always served
+            raise no_route()
+        obj = self.store.get(rtype, namespace if namespaced else "", ref["name"])
+        if obj is None:
+            raise errors.not_found(plural, "", ref["name"])
+        uid = ref.get("uid")
+        if uid and uid != obj["metadata"].get("uid"):
+            raise errors.conflict(
+                plural,
+                "",
+                ref["name"],
+                f"the UID in the bound object reference ({uid}) does not match the UID in"
+                " record. The object might have been deleted and then recreated",
+            )
+        return ref["kind"], obj
 
 
 def _suffix() -> str:

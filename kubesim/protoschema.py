@@ -24,6 +24,7 @@ ROOTS: Final[dict[tuple[str, str], str]] = {
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "k8s.io.api.rbac.v1.RoleBinding",
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "k8s.io.api.rbac.v1.ClusterRole",
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "k8s.io.api.rbac.v1.ClusterRoleBinding",
+    ("authentication.k8s.io/v1", "TokenRequest"): "k8s.io.api.authentication.v1.TokenRequest",
 }
 
 MESSAGES: Final[dict[str, dict[int, tuple[str, str, str, str]]]] = {
@@ -73,6 +74,26 @@ MESSAGES: Final[dict[str, dict[int, tuple[str, str, str, str]]]] = {
     "k8s.io.api.apps.v1.RollingUpdateDeployment": {
         1: ("maxUnavailable", "optional", "k8s.io.apimachinery.pkg.util.intstr.IntOrString", ""),
         2: ("maxSurge", "optional", "k8s.io.apimachinery.pkg.util.intstr.IntOrString", ""),
+    },
+    "k8s.io.api.authentication.v1.BoundObjectReference": {
+        1: ("kind", "optional", "string", "omitzero"),
+        2: ("apiVersion", "optional", "string", "omitzero"),
+        3: ("name", "optional", "string", "omitzero"),
+        4: ("uid", "optional", "string", "omitzero"),
+    },
+    "k8s.io.api.authentication.v1.TokenRequest": {
+        1: ("metadata", "optional", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", "omitempty"),
+        2: ("spec", "optional", "k8s.io.api.authentication.v1.TokenRequestSpec", ""),
+        3: ("status", "optional", "k8s.io.api.authentication.v1.TokenRequestStatus", "omitempty"),
+    },
+    "k8s.io.api.authentication.v1.TokenRequestSpec": {
+        1: ("audiences", "repeated", "string", ""),
+        3: ("boundObjectRef", "optional", "k8s.io.api.authentication.v1.BoundObjectReference", ""),
+        4: ("expirationSeconds", "optional", "int64", ""),
+    },
+    "k8s.io.api.authentication.v1.TokenRequestStatus": {
+        1: ("token", "optional", "string", ""),
+        2: ("expirationTimestamp", "optional", "k8s.io.apimachinery.pkg.apis.meta.v1.Time", ""),
     },
     "k8s.io.api.batch.v1.CronJob": {
         1: ("metadata", "optional", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", "omitempty"),

@@ -84,7 +84,12 @@ class ResourceType:
             scale.update(group="autoscaling", version="v1")
             entries.append(scale)
         for sub in self.extra_subresources:
-            entries.append(self._sub(sub, self.kind if sub != "log" else "Pod", ["get"]))
+            if sub == "token":  # POST only; kubectl create token asks for a TokenRequest
+                token = self._sub(sub, "TokenRequest", ["create"])
+                token.update(group="authentication.k8s.io", version="v1")
+                entries.append(token)
+            else:
+                entries.append(self._sub(sub, self.kind if sub != "log" else "Pod", ["get"]))
         return entries
 
     def _sub(self, sub: str, kind: str, verbs: list[str]) -> dict[str, Any]:
@@ -157,7 +162,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _builtin("v1", "Service", "services", "svc", "workload status"),
     _builtin("v1", "ConfigMap", "configmaps", "cm"),
     _builtin("v1", "Secret", "secrets"),
-    _builtin("v1", "ServiceAccount", "serviceaccounts", "sa"),
+    _builtin("v1", "ServiceAccount", "serviceaccounts", "sa", extra_subresources=("token",)),
     _builtin("v1", "Event", "events", "ev"),
     _builtin("v1", "Endpoints", "endpoints", "ep"),
     _builtin("v1", "PersistentVolumeClaim", "persistentvolumeclaims", "pvc", "status"),

@@ -39,6 +39,8 @@ ROOTS: Final = {
         "rbac.authorization.k8s.io/v1",
         "ClusterRoleBinding",
     ): "k8s.io.api.rbac.v1.ClusterRoleBinding",
+    # `kubectl create token` POSTs one to a service account's `token` subresource.
+    ("authentication.k8s.io/v1", "TokenRequest"): "k8s.io.api.authentication.v1.TokenRequest",
 }
 
 _PACKAGES: Final = (
@@ -48,6 +50,7 @@ _PACKAGES: Final = (
     ("api", "policy/v1"),
     ("api", "networking/v1"),
     ("api", "rbac/v1"),
+    ("api", "authentication/v1"),
     ("apimachinery", "pkg/apis/meta/v1"),
     ("apimachinery", "pkg/api/resource"),
     ("apimachinery", "pkg/runtime"),

@@ -30,6 +30,7 @@ from slipway_cli.command import (
     common_options,
     fail,
     print_json,
+    printable,
     run_with_client,
     seconds,
     table,
@@ -456,21 +457,15 @@ def _unregistered_table(found: Sequence[Mapping[str, Any]]) -> str:
     rows = [_UNREGISTERED_COLUMNS] + [
         (
             item["id"],
-            _printable(item["name"]),
+            printable(item["name"]),
             item["repository_id"],
-            _printable(item["path"]),
-            _printable(item["config_filename"]),
+            printable(item["path"]),
+            printable(item["config_filename"]),
             _format_labels(item["labels"]) or "-",
         )
         for item in found
     ]
     return table(rows)
-
-
-def _printable(text: str) -> str:
-    """A repository's text on one line of a terminal: no control character (an escape
-    sequence, a line break) reaches it as such."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _show(app: Mapping[str, Any], as_json: bool) -> None:

@@ -134,6 +134,17 @@ def table(rows: Sequence[Sequence[str]]) -> str:
     )
 
 
+def printable(text: str) -> str:
+    """A repository's text on one line of a terminal: no control character (an escape
+    sequence, a line break) reaches it as such."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def clipped(text: str, width: int) -> str:
+    """`text` in at most `width` characters, an ellipsis ending a clipped one."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def print_json(value: Any) -> None:
     """Print `value` as indented JSON with sorted keys (stable for scripts and diffs)."""
     print(json.dumps(value, indent=2, sort_keys=True))

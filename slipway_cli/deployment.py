@@ -18,9 +18,11 @@ from typing import Any, Final
 from slipway_cli.command import (
     EXIT_FAILED,
     EXIT_OK,
+    clipped,
     common_options,
     positive_int,
     print_json,
+    printable,
     run_with_client,
     table,
 )
@@ -33,7 +35,18 @@ from slipway_cli.waiting import (
 )
 from slipway_client import ApiClient
 
-_COLUMNS: Final = ("ID", "APPLICATION", "STATUS", "TRIGGER", "COMMIT", "SUMMARY", "TRIGGERED AT")
+_COLUMNS: Final = (
+    "ID",
+    "APPLICATION",
+    "STATUS",
+    "TRIGGER",
+    "COMMIT",
+    "VERSION",
+    "SUMMARY",
+    "TRIGGERED AT",
+)
+_VERSION_WIDTH: Final = 32
+"""Enough for two images' `tag (name)`; `--json` and `deployment get` have the rest."""
 _ID_HELP: Final = "the deployment's id, or a unique prefix of it (at least 4 characters)"
 
 
@@ -223,6 +236,7 @@ def _table(items: Sequence[Mapping[str, Any]]) -> str:
             d["status"],
             d["trigger"] or "-",
             (d["commit_hash"] or "-")[:8],
+            clipped(printable(d.get("deployed_version") or "-"), _VERSION_WIDTH),
             (d["summary"] or "-")[:50],
             d["triggered_at"][:19].replace("T", " "),
         )
@@ -244,7 +258,7 @@ def describe(d: Mapping[str, Any]) -> str:
         f"strategy:    {d['strategy'] or '-'}" + (f" — {d['summary']}" if d.get("summary") else ""),
     ]
     if d.get("deployed_version"):
-        lines.append(f"version:     {d['deployed_version']}")
+        lines.append(f"version:     {printable(d['deployed_version'])}")
     if d["status"] == "PENDING":
         lines.append(f"waiting:     {_pending(d)}")
     if d.get("cancel_requested"):

@@ -14,9 +14,13 @@ from typing import Any, Final
 
 from shared.planning.diff import ManifestLike
 
-__all__ = ["VERSION_UNKNOWN", "determine_version"]
+__all__ = ["VERSION_SHOWN_MAX", "VERSION_UNKNOWN", "determine_version", "shown_version"]
 
 VERSION_UNKNOWN: Final = "unknown"
+VERSION_SHOWN_MAX: Final = 200
+"""The most of a version listings and notifications show: an image tag comes from a
+repository, and a manifest may carry one of any length (Kubernetes' own limit is 128
+characters a tag), which no table row or Slack field should have to hold."""
 
 
 def _image(image: str) -> tuple[str, str]:
@@ -46,3 +50,11 @@ def determine_version(manifests: Sequence[ManifestLike]) -> str:
     if len(images) == 1:
         return images[0][1]
     return ", ".join(f"{tag} ({name})" for name, tag in images)
+
+
+def shown_version(version: str) -> str:
+    """`version` as listings and notifications show it: at most `VERSION_SHOWN_MAX`
+    characters, an ellipsis ending a clipped one. Escaping is each surface's own."""
+    if len(version) <= VERSION_SHOWN_MAX:
+        return version
+    return version[: VERSION_SHOWN_MAX - 1] + "…"

@@ -34,6 +34,7 @@ from shared.events.catalog import (
     DeploymentStarted,
     DeploymentTriggered,
 )
+from shared.planning.version import shown_version
 from shared.projections.rows import rows_json, upsert_from_json
 from shared.projections.single_table import SingleTableProjection
 
@@ -51,6 +52,7 @@ CREATE TABLE {table} (
   strategy          text        NOT NULL,
   summary           text        NOT NULL,
   reason            text        NOT NULL,
+  deployed_version  text        NOT NULL,
   queued_behind     text,
   triggered_at      timestamptz NOT NULL,
   started_at        timestamptz,
@@ -88,6 +90,8 @@ class _Row(msgspec.Struct, frozen=True, kw_only=True):
     strategy: str = ""
     summary: str = ""
     reason: str = ""
+    deployed_version: str = ""
+    """The version its plan deploys (`DeploymentPlanned.version`), clipped for listings."""
     queued_behind: str | None = None
     triggered_at: datetime
     started_at: datetime | None = None
@@ -147,6 +151,7 @@ def _evolve_row(row: _Row | None, recorded: RecordedEvent) -> _Row | None:
                     commit_hash=e.commit_hash,
                     strategy=e.strategy,
                     summary=e.summary,
+                    deployed_version=shown_version(e.version),
                     triggered_at=at,
                     updated_at=at,
                     created_position=position,
@@ -157,6 +162,7 @@ def _evolve_row(row: _Row | None, recorded: RecordedEvent) -> _Row | None:
                 status=_forward(row.status, "PLANNED"),
                 strategy=e.strategy,
                 summary=e.summary,
+                deployed_version=shown_version(e.version),
                 commit_hash=e.commit_hash,
                 updated_at=at,
                 last_position=position,
@@ -208,7 +214,7 @@ class DeploymentsProjection(SingleTableProjection):
 
     name = "deployments"
     ddl = _DDL
-    version = 2  # 2: queued_behind
+    version = 3  # 2: queued_behind; 3: deployed_version
     event_types = _EVENTS
 
     async def apply(

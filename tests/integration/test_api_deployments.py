@@ -106,14 +106,15 @@ async def test_get_folds_the_stream_into_a_deployment_with_its_stages(
 async def test_list_filters_by_application_and_status_and_pages_newest_first(
     api: str, store: EventStore
 ) -> None:
-    """GET /deployments lists from the projection with application, status, limit and cursor."""
+    """GET /deployments lists from the projection with application, status, limit and cursor,
+    each with the version its plan deploys (a repository's tag: sent as is, clipped)."""
     registered = ApplicationRegistered(
         application_id="app1", name="shop-web", repository_id="config", path="web"
     )
     await store.append("application-app1", new_events([registered]), expected_version=NO_STREAM)
-    first = await deployment(store, "app1")
-    second = await deployment(store, "app1")
-    other = await deployment(store, "app2")
+    first = await deployment(store, "app1", version="<!channel>")
+    second = await deployment(store, "app1", version="v2.1.0")
+    other = await deployment(store, "app2", version="9" * 5000)
     last = await write(
         store,
         second,
@@ -144,6 +145,8 @@ async def test_list_filters_by_application_and_status_and_pages_newest_first(
     assert done["status"] == "SUCCESS" and done["completed_at"]
     names = {d["application_id"]: d["application_name"] for d in everything["items"]}
     assert names == {"app1": "shop-web", "app2": ""}  # app2 was never registered
+    versions = [d["deployed_version"] for d in everything["items"]]
+    assert versions == ["9" * 199 + "…", "v2.1.0", "<!channel>"]
     status, bad = await call(api, "GET", DEPLOYMENTS, status="DONE")
     assert status == 400 and bad["error"]["field"] == "status"
 
@@ -250,7 +253,7 @@ async def test_the_deployments_projection_rebuilt_by_replay_equals_the_live_one(
     store: EventStore, projector_store: EventStore
 ) -> None:
     """`slipway replay`'s rebuild of `deployments` gives exactly the rows the live runner kept."""
-    first = await deployment(store, "app1")
+    first = await deployment(store, "app1", version="v3 (web), 1.30 (envoy)")
     second = await deployment(store, "app2", running_stage=None)
     await write(
         store,
@@ -271,5 +274,7 @@ async def test_the_deployments_projection_rebuilt_by_replay_equals_the_live_one(
     live = [dict(r) for r in await store.pool.fetch(query)]
     assert {r["deployment_id"]: r["status"] for r in live} == {first: "FAILURE", second: "RUNNING"}
     assert next(r for r in live if r["deployment_id"] == first)["completed_at"] is not None
+    versions = {r["deployment_id"]: r["deployed_version"] for r in live}
+    assert versions == {first: "v3 (web), 1.30 (envoy)", second: ""}
     await replay(projector_store, DeploymentsProjection())
     assert [dict(r) for r in await store.pool.fetch(query)] == live

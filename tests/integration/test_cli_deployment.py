@@ -125,18 +125,25 @@ async def test_wait_status_times_out_with_4_and_reaches_running_with_0(
 async def test_deployment_get_list_commands_and_follow(
     cli: Cli, store: EventStore, pool: asyncpg.Pool, nc: NatsClient, subjects: Subjects
 ) -> None:
-    """get/list show it; skip, cancel record requests; logs --follow prints lines, exits 0."""
+    """get/list show it, with the version it deploys (a repository's tag: no terminal escape
+    reaches the terminal); skip, cancel record requests; logs --follow prints lines, exits 0."""
     d = new_id()
-    await started(store, d)
+    await started(store, d, version="v2\x1b[2J")
     got = await cli("deployment", "get", d)
     assert got.code == 0, got.err
     assert "RUNNING" in got.out and "stage-0" in got.out and "WAIT" in got.out
+    assert "version:     v2\\x1b[2J" in got.out.splitlines()
 
     async def listed() -> bool:
         done = await cli("deployment", "list", "--app", "app1", "--json")
         return [x["deployment_id"] for x in json.loads(done.out)] == [d]
 
     await wait_until(listed, within_s=30, what="the deployment listed")
+    as_json = json.loads((await cli("deployment", "list", "--json")).out)
+    assert as_json[0]["deployed_version"] == "v2\x1b[2J"
+    header, row = (await cli("deployment", "list")).out.splitlines()
+    assert header.split()[5] == "VERSION"
+    assert row.split()[5] == "v2\\x1b[2J" and "\x1b" not in row
 
     skipped = await cli("deployment", "skip", d, "--stage", "stage-0")
     assert skipped.code == 0 and "recorded" in skipped.out

@@ -33,6 +33,7 @@ from shared.platform.livetree import observe
 from shared.testing import wait_until
 from tests.support.api import api_key_for, auth_headers, running_projection, served_api
 from tests.support.console import ConsoleClient, csrf_of, waiting_for_approval
+from tests.support.deployment_events import deployment
 
 APPS = f"{API_PREFIX}/applications"
 
@@ -449,3 +450,60 @@ async def test_the_application_page_nests_the_live_resources_and_its_stream_redr
         for kind, provider in (("Service", "b"), ("Deployment", "a"), ("Pod", "a")):
             shown = rf'data-kind="{kind}">[^\n]*<span class="provider">on {provider}</span>'
             assert re.search(shown, tree), tree
+
+
+async def test_the_version_a_deployment_deploys_is_shown_escaped_on_every_page(
+    api: str, store: EventStore
+) -> None:
+    """The applications list, the application's deployments and the deployment's page show the
+    version its plan deploys, and the application's page the version running (that of the
+    deployment that succeeded at the running commit): a repository's image tag, so markup in
+    it is shown, never run."""
+    hostile = '<script>alert("tag")</script>'
+    key = await create_api_key(store, "read-only", "reader")
+    async with ConsoleClient(api) as browser:
+        await browser.sign_in(key)
+        _, page = await browser.page("/console/applications/account-prd")
+        app_id = re.findall(r"application=([0-9a-z]+)&amp;after=", page)[0]
+        d = await deployment(store, app_id, version=hostile)
+
+        async def history_shows_it() -> str | None:
+            _, page = await browser.page("/console/applications/account-prd")
+            return page if d[:10] in page else None
+
+        page = await wait_until(history_shows_it, within_s=30, what="the deployment listed")
+        assert page is not None
+        cells = re.findall(r'<td class="version">(.*?)</td>', page)
+        assert [html_lib.unescape(c) for c in cells] == [hostile], cells
+        assert "<script>alert" not in page
+        _, listing = await browser.page("/console/applications")
+        shown = re.findall(r'<span class="version">(.*?)</span>', listing)
+        assert [html_lib.unescape(s) for s in shown] == [hostile], shown
+        assert "<script>alert" not in listing
+        assert re.findall(r'id="app-running-version" class="version">(.*?)</dd>', page) == ["–"]
+        await store.append(
+            f"deployment-{d}",
+            new_events(
+                [
+                    DeploymentCompleted(
+                        deployment_id=d,
+                        application_id=app_id,
+                        status=vocabulary.DeploymentStatus("SUCCESS"),
+                        commit_hash="c0ffee1",
+                    )
+                ]
+            ),
+            expected_version=None,
+        )
+
+        async def running_version() -> str | None:
+            _, page = await browser.page("/console/applications/account-prd")
+            found = re.findall(r'id="app-running-version" class="version">(.*?)</dd>', page)
+            return found[0] if found and found[0] != "–" else None
+
+        shown_running = await wait_until(running_version, within_s=30, what="the running version")
+        assert html_lib.unescape(shown_running or "") == hostile
+        _, deployment_page = await browser.page(f"/console/deployments/{d}")
+        shown = re.findall(r'id="deployed-version" class="version">(.*?)</dd>', deployment_page)
+        assert [html_lib.unescape(s) for s in shown] == [hostile], shown
+        assert "<script>alert" not in deployment_page

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -301,4 +302,40 @@ async def test_forbidden_rules_are_replaced_at_run_time(http: aiohttp.ClientSess
     assert refused["message"] == (
         'configmaps "guarded" is forbidden: User "kubesim" cannot delete resource "configmaps"'
         ' in API group "" in the namespace "default"'
+    )
+
+
+async def test_a_json_token_request_is_answered_as_older_kubectl_and_client_go_send_it(
+    http: aiohttp.ClientSession, sim: KubeSim
+) -> None:
+    """A TokenRequest in JSON (kubectl < 1.32, client libraries): 201 with the token for the
+    asked audiences; a lifetime beyond 2^32 s is 422 naming the field; discovery lists the
+    subresource as kubectl and client-go expect (TokenRequest, authentication.k8s.io/v1)."""
+    sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ci"}}
+    await _call(http, "POST", "/api/v1/namespaces/default/serviceaccounts", sa, expect=201)
+    path = "/api/v1/namespaces/default/serviceaccounts/ci/token"
+    request: dict[str, Any] = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"audiences": ["vault"], "expirationSeconds": 600},
+    }
+    answer = await _call(http, "POST", path, request, expect=201)
+    assert answer["spec"] == {
+        "audiences": ["vault"],
+        "expirationSeconds": 600,
+        "boundObjectRef": None,
+    }
+    claims = sim.api.tokens.verify(answer["status"]["token"], datetime.now(UTC))
+    assert claims is not None and claims["aud"] == ["vault"]
+    request["spec"]["expirationSeconds"] = (1 << 32) + 1
+    refused = await _call(http, "POST", path, request, expect=422)
+    assert refused["details"]["causes"][0]["field"] == "spec.expirationSeconds"
+    assert (await _call(http, "GET", path, expect=405))["reason"] == "MethodNotAllowed"
+    core = await _call(http, "GET", "/api/v1")
+    (token,) = [r for r in core["resources"] if r["name"] == "serviceaccounts/token"]
+    assert (token["kind"], token["group"], token["version"], token["verbs"]) == (
+        "TokenRequest",
+        "authentication.k8s.io",
+        "v1",
+        ["create"],
     )

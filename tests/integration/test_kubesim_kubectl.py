@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -290,3 +293,72 @@ async def test_a_crd_applied_with_kubectl_serves_its_kind_to_kubectl(kubectl: Ku
     assert [(g["metadata"]["name"], g["spec"]) for g in listed["items"]] == [("g1", {"size": 2})]
     await kubectl("delete", "gadget", "g1")
     assert (await kubectl("get", "gadgets", "-o", "json")).json()["items"] == []
+
+
+async def test_create_token_issues_a_signed_token_for_the_service_account(
+    sim: KubeSim, kubectl: Kubectl
+) -> None:
+    """`kubectl create token NAME -n NS [--duration]` gets a token for that namespace's service
+    account, signed by kubesim, expiring when asked; out-of-bounds durations are refused as
+    Kubernetes refuses them, and an unknown account (or one in another namespace) is a 404."""
+    await kubectl("create", "namespace", "shop")
+    await kubectl("create", "serviceaccount", "deployer", "-n", "shop")
+    before = datetime.now(UTC).replace(microsecond=0)
+    token = (await kubectl("create", "token", "deployer", "-n", "shop")).stdout.strip()
+    claims = sim.api.tokens.verify(token, datetime.now(UTC))
+    assert claims is not None
+    assert claims["sub"] == "system:serviceaccount:shop:deployer"
+    assert claims["kubernetes.io"]["namespace"] == "shop"
+    assert claims["exp"] - claims["iat"] == 3600
+    header, _, signature = token.split(".")
+    forged = json.dumps({**claims, "sub": "system:serviceaccount:kube-system:admin"}).encode()
+    forged_token = f"{header}.{base64.urlsafe_b64encode(forged).decode().rstrip('=')}.{signature}"
+    assert sim.api.tokens.verify(forged_token, before) is None
+
+    answer = (
+        await kubectl("create", "token", "deployer", "-n", "shop", "--duration=2h", "-o", "json")
+    ).json()
+    assert answer["kind"] == "TokenRequest"
+    assert answer["spec"]["expirationSeconds"] == 7200
+    expires = datetime.fromisoformat(answer["status"]["expirationTimestamp"])
+    assert before + timedelta(hours=2) <= expires <= datetime.now(UTC) + timedelta(hours=2)
+    # Presented back as a bearer token: kubesim has no authentication, so it is never refused.
+    await kubectl("get", "serviceaccounts", "-n", "shop", f"--token={token}")
+
+    short = await kubectl("create", "token", "deployer", "-n", "shop", "--duration=5m", check=False)
+    assert short.returncode != 0
+    assert "may not specify a duration less than 10 minutes" in short.stderr
+    for name, namespace in (("nobody", "shop"), ("deployer", "default")):
+        missing = await kubectl("create", "token", name, "-n", namespace, check=False)
+        assert missing.returncode != 0
+        assert f'serviceaccounts "{name}" not found' in missing.stderr
+
+
+async def test_create_token_bound_to_a_pod_names_it_and_needs_it(kubectl: Kubectl) -> None:
+    """`--bound-object-kind Pod` binds the token to an existing pod (its name and uid echoed);
+    a pod that does not exist is a 404, as on a real server."""
+    await kubectl("create", "serviceaccount", "runner")
+    await kubectl("run", "job", "--image=ghcr.io/acme/job:v1")
+    uid = (await kubectl("get", "pod", "job", "-o", "jsonpath={.metadata.uid}")).stdout
+    bound = (
+        await kubectl(
+            "create",
+            "token",
+            "runner",
+            "--bound-object-kind=Pod",
+            "--bound-object-name=job",
+            f"--bound-object-uid={uid}",
+            "-o",
+            "json",
+        )
+    ).json()
+    assert bound["spec"]["boundObjectRef"]["uid"] == uid
+    missing = await kubectl(
+        "create",
+        "token",
+        "runner",
+        "--bound-object-kind=Pod",
+        "--bound-object-name=gone",
+        check=False,
+    )
+    assert 'pods "gone" not found' in missing.stderr

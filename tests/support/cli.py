@@ -124,8 +124,11 @@ class Cli:
         return await self.finish(await self.start(*args))
 
 
-async def started(store: EventStore, deployment_id: str, app: str = "app1") -> None:
-    """Triggered, planned (WAIT then a rollout) and running its WAIT stage."""
+async def started(
+    store: EventStore, deployment_id: str, app: str = "app1", *, version: str = ""
+) -> None:
+    """Triggered, planned (WAIT then a rollout, deploying `version`) and running its WAIT
+    stage."""
     await write(
         store,
         deployment_id,
@@ -137,6 +140,7 @@ async def started(store: EventStore, deployment_id: str, app: str = "app1") -> N
             commit="abc1234",
             summary="image web: v1 → v2",
             reason="the pod template changed",
+            version=version,
         ),
         DeploymentStarted(deployment_id=deployment_id, application_id=app, started_at=T0),
         StageStarted(deployment_id=deployment_id, stage_id="stage-0", started_at=T0),

@@ -65,8 +65,9 @@ def planned(
     commit: str = "c1",
     summary: str = "",
     reason: str = "",
+    version: str = "",
 ) -> DeploymentPlanned:
-    """A pipeline plan of `stages`, as the planner records it."""
+    """A pipeline plan of `stages`, as the planner records it (`version`: what it deploys)."""
     return DeploymentPlanned(
         deployment_id=deployment_id,
         application_id=app,
@@ -75,13 +76,19 @@ def planned(
         summary=summary,
         reason=reason,
         stages=tuple(stages),
+        version=version,
     )
 
 
 async def deployment(
-    store: EventStore, app: str = "app1", *, running_stage: str | None = "stage-0"
+    store: EventStore,
+    app: str = "app1",
+    *,
+    running_stage: str | None = "stage-0",
+    version: str = "",
 ) -> str:
-    """A deployment planned with STAGES and running, `running_stage` started."""
+    """A deployment planned with STAGES (deploying `version`) and running, `running_stage`
+    started."""
     d = new_id()
     await write(
         store,
@@ -94,6 +101,7 @@ async def deployment(
             commit="c0ffee1",
             summary="image web: v1 → v2",
             reason="the pod template changed",
+            version=version,
         ),
         DeploymentStarted(deployment_id=d, application_id=app, started_at=T0),
     )

@@ -467,3 +467,43 @@ def test_a_service_start_and_stop_say_which_service_instance_and_why() -> None:
     assert stop.text == "Instance planner-0 (Slipway 0.1.0) stopped: SIGTERM"
     crash = message(T.PIPED_STOPPED, msgspec_replace(stopped, crashed=True))
     assert (crash.title, crash.severity) == ('Service "planner" crashed', "error")
+
+
+def _message_deploying(version: str, labels: tuple[tuple[str, str], ...] = ()) -> Message:
+    deployment = fold_deployment(D, [TRIGGERED, msgspec_replace(PLANNED, version=version)])
+    return compose(
+        notification_id="n1",
+        type_=T.DEPLOYMENT_PLANNED,
+        event=PLANNED,
+        event_id="e1",
+        event_type="deployment_planned",
+        occurred_at=NOW,
+        application=AppFacts(application_id=A, name="web", labels=labels),
+        deployment=deployment,
+    )
+
+
+def test_the_version_deployed_is_a_slack_field_and_in_the_webhook_body_escaped_and_clipped() -> (
+    None
+):
+    """The version its plan deploys (PipeCD's deployment `version`) is a Slack field and the
+    webhook body's `deployment.version`: a repository's tag, so Slack's markup is escaped (no
+    `<!channel>` ping, no link) and an absurd one is clipped; labels are escaped too."""
+    hostile = "<!channel> <script>alert(1)</script> & <https://evil.example|v2>"
+    message = _message_deploying(hostile, labels=(("env", "<!here>"),))
+    fields = next(b["fields"] for b in slack_payload(message)["blocks"] if "fields" in b)
+    text = {f["text"].split("\n")[0]: f["text"].split("\n", 1)[1] for f in fields}
+    assert text["*Version*"] == (
+        "&lt;!channel&gt; &lt;script&gt;alert(1)&lt;/script&gt; &amp; "
+        "&lt;https://evil.example|v2&gt;"
+    )
+    assert text["*Environment*"] == "env: &lt;!here&gt;"
+    assert json.loads(webhook_body(message))["deployment"]["version"] == hostile
+
+    huge = _message_deploying("9" * 100_000)
+    assert huge.deployment is not None
+    assert huge.deployment.version == "9" * 199 + "…"
+    assert len(json.dumps(slack_payload(huge))) < 5_000
+    unplanned = fold_deployment(D, [TRIGGERED])
+    assert unplanned.version == ""
+    assert "*Version*" not in json.dumps(slack_payload(failed_message()))

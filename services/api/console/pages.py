@@ -321,6 +321,7 @@ async def application(request: web.Request) -> web.Response:
             "created_at": created_at,
             "config": config,
             "history": history,
+            "running_version": views.running_version(history, app.sync.running_commit),
             "done": query_str(request, "done") or "",
             "cursor": cursor,
         },

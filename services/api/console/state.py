@@ -17,6 +17,7 @@ from services.api.console.oidc_sessions import OidcSessions
 from services.api.console.sessions import COOKIE, SessionCodec
 from services.api.limits import StreamSlots
 from shared.apikeys import Role, role_allows
+from shared.planning.version import shown_version
 
 __all__ = ["CONSOLE", "LIVE_STREAMS_PER_KEY", "Console", "can", "render", "see_other"]
 
@@ -69,6 +70,8 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["todatetime"] = _to_datetime
+    # A deployment's page has its version whole (the fold's); listings have it clipped.
+    env.globals["shown_version"] = shown_version
     return env
 
 

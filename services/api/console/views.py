@@ -42,6 +42,7 @@ __all__ = [
     "deployment_page",
     "event_rows",
     "running_config",
+    "running_version",
 ]
 
 APPS_PAGE: Final = 100
@@ -51,7 +52,7 @@ _LOG_LINES: Final = 500
 
 _APPS: Final = """
 SELECT a.application_id, a.name, a.labels, a.disabled, a.sync_state, a.sync,
-       d.commit_message, d.commander
+       d.commit_message, d.commander, d.deployed_version
 FROM applications a
 LEFT JOIN deployments d ON d.deployment_id = a.sync->'last_deployment'->>'deployment_id'
 WHERE ($1::text IS NULL OR a.name LIKE '%' || $1 || '%' ESCAPE '\\')
@@ -67,7 +68,7 @@ FROM applications GROUP BY sync_state
 """
 _HISTORY: Final = """
 SELECT deployment_id, status, trigger, commit_hash, commit_message, commander, strategy,
-       summary, triggered_at, completed_at
+       summary, deployed_version, triggered_at, completed_at
 FROM deployments WHERE application_id = $1 ORDER BY created_position DESC LIMIT $2
 """
 _PLANNED: Final = DeploymentPlanned.__struct_config__.tag
@@ -125,6 +126,8 @@ class AppRow:
     last_deployment: Mapping[str, Any] | None
     commit_message: str
     commander: str
+    deployed_version: str = ""
+    """What the last deployment deployed (clipped by the projection; the page escapes it)."""
 
 
 @dataclass
@@ -180,6 +183,7 @@ async def applications_page(
                 last_deployment=sync.get("last_deployment"),
                 commit_message=row["commit_message"] or "",
                 commander=row["commander"] or "",
+                deployed_version=row["deployed_version"] or "",
             )
         )
     counts = {r["sync_state"]: r["n"] for r in count_rows}
@@ -241,12 +245,7 @@ async def running_config(
     the deployment that succeeded at that commit (`DeploymentPlanned.config_text`); None
     when no such deployment is among `history` (newest first) or its plan predates the
     field (an adopted application has none)."""
-    if not running_commit:
-        return None
-    ran = next(
-        (r for r in history if r["status"] == "SUCCESS" and r["commit_hash"] == running_commit),
-        None,
-    )
+    ran = _succeeded_at(history, running_commit)
     if ran is None:
         return None
     events = await store.read_stream(deployment_stream(ran["deployment_id"]))
@@ -256,6 +255,24 @@ async def running_config(
     plan = plans[-1]
     where = f"{plan.path.strip('/')}/{plan.config_filename}" if plan.path else plan.config_filename
     return RunningConfig(ran["deployment_id"], running_commit, where, plan.config_text)
+
+
+def running_version(history: list[asyncpg.Record], running_commit: str) -> str:
+    """The version deployed at the running commit (what PipeCD's application page shows as
+    its deployed version): that of the deployment among `history` that succeeded there;
+    "" when none did."""
+    ran = _succeeded_at(history, running_commit)
+    return str(ran["deployed_version"]) if ran is not None else ""
+
+
+def _succeeded_at(history: list[asyncpg.Record], running_commit: str) -> asyncpg.Record | None:
+    """The newest deployment of `history` that succeeded at `running_commit`, if any."""
+    if not running_commit:
+        return None
+    return next(
+        (r for r in history if r["status"] == "SUCCESS" and r["commit_hash"] == running_commit),
+        None,
+    )
 
 
 @dataclass

@@ -32,8 +32,8 @@ from shared.events.vocabulary import DeploymentStatus
 _LIST: Final = """
 SELECT d.deployment_id, d.application_id, coalesce(a.name, '') AS application_name, d.status,
        d.trigger, d.commit_hash, d.commit_message, d.commander, d.strategy, d.summary, d.reason,
-       d.queued_behind, d.triggered_at, d.started_at, d.completed_at, d.updated_at,
-       d.created_position, d.last_position
+       d.deployed_version, d.queued_behind, d.triggered_at, d.started_at, d.completed_at,
+       d.updated_at, d.created_position, d.last_position
 FROM deployments d
 LEFT JOIN applications a ON a.application_id = d.application_id  -- none once it is deleted
 WHERE ($1::text IS NULL OR d.application_id = $1)
@@ -141,6 +141,7 @@ def _summary(row: asyncpg.Record, names: dict[str, tuple[str, bool]]) -> Deploym
         strategy=row["strategy"],
         summary=row["summary"],
         reason=row["reason"],
+        deployed_version=row["deployed_version"],
         queued_behind=row["queued_behind"],
         triggered_at=row["triggered_at"],
         started_at=row["started_at"],

@@ -38,6 +38,9 @@ class DeploymentSummary(msgspec.Struct, frozen=True, kw_only=True):
     strategy: str
     summary: str
     reason: str
+    deployed_version: str = ""
+    """The version its plan deploys (its workloads' image tags, PipeCD's `determineVersion`);
+    "" until planned. At most 200 characters here (`GET /deployments/{id}` has it whole)."""
     queued_behind: str | None = None
     """While PENDING: the deployment of the same application it waits for."""
     triggered_at: datetime

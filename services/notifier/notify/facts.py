@@ -36,6 +36,7 @@ from shared.events.catalog import (
     StageStarted,
 )
 from shared.labels import config_labels_of, merge_labels
+from shared.planning.version import shown_version
 
 __all__ = [
     "AppFacts",
@@ -66,6 +67,9 @@ class DeploymentFacts(msgspec.Struct, frozen=True, kw_only=True):
     commit_author: str = ""
     strategy: str = ""
     summary: str = ""
+    version: str = ""
+    """The version its plan deploys (its images' tags, as PipeCD's deployment `version`),
+    clipped to `VERSION_SHOWN_MAX`; "" until planned."""
     stage_id: str = ""
     stage_name: str = ""
     """The stage started last: the one running, or the one the deployment ended in."""
@@ -130,6 +134,7 @@ def fold_deployment(
                     commit_hash=facts.commit_hash or event.commit_hash,
                     strategy=event.strategy,
                     summary=event.summary,
+                    version=shown_version(event.version),
                     stage_names=tuple((s.id, s.name) for s in event.stages),
                 )
             case DeploymentPlanFailed():

@@ -1,7 +1,7 @@
 """A `Message` as a Slack incoming-webhook payload in Block Kit.
 
 Layout: a header (the title), the text, a fields section (application,
-environment labels, commit, stage, reason, deployment), the mentions, and a
+environment labels, commit, version, stage, reason, deployment), the mentions, and a
 button to the message's link. Slack's limits are respected by truncating
 (header 150 characters, section text 3000, a field 2000, at most 10 fields),
 because a payload over a limit is refused whole (`invalid_blocks`), and a
@@ -77,11 +77,15 @@ def _fields(message: Message) -> list[dict[str, str]]:
         name = _escape(message.application.name)
         values.append(("Application", name))
     if message.environment:
-        values.append(("Environment", ", ".join(f"{k}: {v}" for k, v in message.environment)))
+        labels = ", ".join(f"{k}: {v}" for k, v in message.environment)
+        values.append(("Environment", _escape(labels)))
     if message.commit_hash:
         commit = f"`{message.commit_hash[:_SHORT_HASH]}`"
         first_line = message.commit_message.splitlines()[0] if message.commit_message else ""
         values.append(("Commit", f"{commit} {_escape(first_line)}".strip()))
+    if message.deployment is not None and message.deployment.version:
+        # An image tag from the repository: escaped like the commit message.
+        values.append(("Version", _escape(message.deployment.version)))
     if message.stage:
         values.append(("Stage", message.stage))
     if message.reason:
