@@ -12,7 +12,8 @@ only a wait for more costs a task.
 
 It reads nats-py's pull subscription and its queue from their private
 attributes (`_sub`, `_nms`, `_deliver`, `_pending_queue`, `_pending_size`);
-`tests/integration/test_consumer_fetch.py` holds it to the library's `fetch`.
+`tests/integration/test_consumer_fetch.py` holds it to the library's `fetch`, and a
+nats-py without them gets the library's `fetch` (with a warning) rather than a crash.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 from time import monotonic
+from typing import Final
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -27,7 +29,11 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import APIError
 
+from shared.logs import get_logger
+
 __all__ = ["fetch"]
+
+log = get_logger(__name__)
 
 _ENDS_REQUEST = frozenset(
     {js_api.StatusCode.NO_MESSAGES, js_api.StatusCode.REQUEST_TIMEOUT, js_api.StatusCode.CONFLICT}
@@ -45,6 +51,9 @@ async def fetch(
     """
     if batch < 1 or within_s <= 0:
         raise ValueError("a fetch takes at least one message and a positive timeout")
+    if not _has_internals(subscription):
+        # A nats-py whose insides moved: the library's own pull, slower but the same answers.
+        return await subscription.fetch(batch, timeout=within_s)
     queue: asyncio.Queue[Msg] = subscription._sub._pending_queue
     deadline = monotonic() + within_s
     # Messages of an earlier request that came after it gave up are this fetch's first.
@@ -75,6 +84,23 @@ async def fetch(
     if not messages:
         raise NatsTimeoutError
     return messages
+
+
+_INTERNALS: Final = ("_pending_queue", "_pending_size")
+_warned = False  # the missing internals are logged once per process
+
+
+def _has_internals(subscription: JetStreamContext.PullSubscription) -> bool:
+    """Whether this nats-py has the private attributes read here (else, said once)."""
+    sub = getattr(subscription, "_sub", None)
+    found = all(hasattr(subscription, name) for name in ("_nc", "_nms", "_deliver")) and all(
+        hasattr(sub, name) for name in _INTERNALS
+    )
+    global _warned
+    if not found and not _warned:
+        _warned = True
+        log.warning("nats_pull_internals_missing", fallback="nats-py fetch")
+    return found
 
 
 async def _request(

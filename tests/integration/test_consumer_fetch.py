@@ -112,3 +112,22 @@ async def test_messages_already_received_cost_no_task_each(
     assert len(created) <= 2, created
     for message in messages:
         await message.ack()
+
+
+class _WithoutInternals:
+    """A real pull subscription seen through a nats-py whose private attributes moved:
+    only the public `fetch` is there."""
+
+    def __init__(self, subscription: JetStreamContext.PullSubscription) -> None:
+        self.fetch = subscription.fetch
+
+
+async def test_a_nats_py_without_the_internals_gets_the_library_s_fetch(
+    nc: NatsClient, test_id: str, pull: JetStreamContext.PullSubscription
+) -> None:
+    payloads = await publish(nc, test_id, 3)
+    shim: Any = _WithoutInternals(pull)
+    got = await fetch(shim, 10, within_s=5)
+    assert [m.data for m in got] == payloads
+    for message in got:
+        await message.ack()
