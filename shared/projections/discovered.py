@@ -56,11 +56,16 @@ CREATE TABLE {table} (
   registered_by        text
 );
 CREATE INDEX ON {table} (discovered_position) WHERE registered_by IS NULL;
-CREATE INDEX ON {table} (registered_by)
+CREATE UNIQUE INDEX ON {table} (registered_by)
 """
 """`path` is the directory ("" for the root); `discovered_at` and `discovered_position`
 are NULL for a config only a registration names; `registered_by` is the application
-registered at it, NULL when none is (the config is unregistered)."""
+registered at it, NULL when none is (the config is unregistered). An application is
+registered at one config at most (`_RELEASE` lets go of the others before `_REGISTERED`),
+hence the UNIQUE index; and being unique, a replay builds it before filling the table
+(tables.py defers only plain indexes), which each registration's release looks its
+application up by: without it a replay scanned the table once per registration
+(quadratic: 66,000 events/s over a million events with 10,000 registrations)."""
 
 # A second discovery (never two of one file from one stream, but replicas of a deleted
 # config's rediscovery may come) refreshes what the config says, not who registered it.
@@ -135,7 +140,7 @@ class DiscoveredConfigsProjection(SingleTableProjection):
 
     name = "discovered_configs"
     ddl = _DDL
-    version = 1
+    version = 2  # 2: the index on registered_by is UNIQUE
     event_types = (
         ApplicationConfigDiscovered,
         ApplicationConfigRemoved,
