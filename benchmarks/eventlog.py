@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from time import perf_counter, process_time
-from typing import Any, get_args
+from typing import Any
 
 import asyncpg
 from eventsourcing.application import Application
@@ -33,11 +33,9 @@ from benchmarks._machine import busy_cores_before, machine_busy_seconds
 from benchmarks._report import percentile, print_groups, print_report, progress, quiet_logging
 from benchmarks._servers import Servers, WalFlushes, running_servers
 from services.relay.relay import Relay
-from shared import eventloop
 from shared.consumer import EventConsumer
 from shared.db import connect, create_pool
 from shared.eventlog import NO_STREAM, EventStore, new_events
-from shared.eventloop import EventLoopKind
 from shared.events import vocabulary
 from shared.events.base import Event, RecordedEvent
 from shared.events.catalog import (
@@ -980,23 +978,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="time PostgreSQL's WAL flushes (details.*_wal_flush_ms and the group-commit "
         "bound); it lengthens the 8-writer group's round a little",
     )
-    parser.add_argument(
-        "--event-loop",
-        choices=get_args(EventLoopKind),
-        default="uvloop",
-        help="the loop this process (the store, raw asyncpg, the relay) runs on; the services' "
-        "default is uvloop (shared/eventloop.py)",
-    )
     args = parser.parse_args(argv)
     quiet_logging()
     started = perf_counter()
     busy_before = busy_cores_before()
     with running_servers() as servers:
-        report = eventloop.run(
-            run_all(servers, args.only, wal_timing=args.wal_timing), args.event_loop
-        )
+        report = asyncio.run(run_all(servers, args.only, wal_timing=args.wal_timing))
     report["machine"]["busy_cores_before"] = round(busy_before, 2)
-    report["machine"]["event_loop"] = args.event_loop
     report["duration_s"]["total"] = round(perf_counter() - started, 2)
     print_report(report, as_json=args.json, table=print_table)
 
