@@ -47,7 +47,6 @@ from nats.errors import ConnectionClosedError, ConnectionReconnectingError
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
-from shared import eventloop
 from shared.db import create_pool
 from shared.errors import ConfigError, Unavailable
 from shared.health import HealthServer, ReadinessCheck, new_registry
@@ -267,11 +266,7 @@ class ServiceRuntime(Generic[S]):
             group.create_task(self._stop_when_all_returned(tasks))
             if self.health is not None:
                 self.health.mark_running()
-            log.info(
-                "service_started",
-                components=[t.get_name() for t in tasks],
-                event_loop=self.settings.event_loop,
-            )
+            log.info("service_started", components=[t.get_name() for t in tasks])
 
             await self.stop.wait()
             self._stop_reason = self._stop_reason or "stop event set"
@@ -425,9 +420,7 @@ def run_service(
     REDACTOR.add(*secret_values(settings), pinned=True)
     provider: TracerProvider = configure_tracing(name)
     try:
-        report = eventloop.run(
-            ServiceRuntime(name, settings, burst=burst).run(setup), settings.event_loop
-        )
+        report = asyncio.run(ServiceRuntime(name, settings, burst=burst).run(setup))
     # The top of the process: log the traceback as one structured line (not a
     # bare traceback on stderr that log shippers split apart), then exit 1.
     except Exception:

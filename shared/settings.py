@@ -26,7 +26,6 @@ from msgspec import inspect as mi
 from shared.db import DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_S, DEFAULT_STATEMENT_TIMEOUT_S
 from shared.errors import ConfigError
 from shared.eventlog.store import DEFAULT_MAX_EVENT_BYTES
-from shared.eventloop import EventLoopKind
 from shared.messaging import DEFAULT_STREAM_MAX_AGE_S, DEFAULT_STREAM_MAX_BYTES
 from shared.redaction import is_secret_name, secrets_in_url
 
@@ -92,8 +91,6 @@ class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
     health_host: str = "127.0.0.1"
     health_port: Annotated[int, Meta(ge=-1, le=65535)] = 0
     """0 picks a free port (the bound one is logged); -1 disables the health server."""
-    event_loop: EventLoopKind = "uvloop"
-    """The service's event loop: `uvloop` (libuv; less CPU per message) or `asyncio`'s own."""
     log_level: LogLevel = "info"
     log_format: LogFormat = "auto"
     consumer_inbox_retention_s: Annotated[float, Meta(ge=3600)] = DEFAULT_INBOX_RETENTION_S
