@@ -154,7 +154,11 @@ async def test_the_live_tree_is_recorded_on_change_and_served(
             # The deleted pod gone from the tree too, not merely unhealthy while it terminates:
             # its disappearance would be one more change, recorded by the next round.
             gone_yet = gone not in {p.name for p in pods}
-            return newest if len(healthy) == 2 and gone_yet else None
+            # And the controllers caught up: the Deployment's and ReplicaSet's status count
+            # the new pod ready (their update after the pod's was one more change: seen in CI).
+            controllers = _of(newest, "Deployment") + _of(newest, "ReplicaSet")
+            settled = all(r.health == "HEALTHY" and r.reason == "2/2 ready" for r in controllers)
+            return newest if len(healthy) == 2 and gone_yet and settled else None
 
         newest = await eventually(replaced, within=30, interval=0.1, message="pod replaced")
         count = len(await _recorded(store, web))
