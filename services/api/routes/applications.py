@@ -62,7 +62,7 @@ from shared.logs import bind
 from shared.snapshots import read_state
 from shared.stream_folds import APPLICATION
 
-__all__ = ["ROUTES", "register_application"]
+__all__ = ["ROUTES", "register_application", "wait_if_asked"]
 
 
 async def register(request: web.Request) -> web.Response:
@@ -110,7 +110,7 @@ async def list_(request: web.Request) -> web.Response:
     limit = (
         query_int(request, "limit", ge=1, le=APPLICATIONS_PAGE.maximum) or APPLICATIONS_PAGE.default
     )
-    await _wait_if_asked(request)
+    await wait_if_asked(request)
     items, next_cursor = await reads.list_applications(
         deps(request).pool, wanted, after=after, limit=limit
     )
@@ -136,7 +136,7 @@ def _sync_states(request: web.Request) -> tuple[str, ...] | None:
 
 
 async def get(request: web.Request) -> web.Response:
-    await _wait_if_asked(request)
+    await wait_if_asked(request)
     ref = request.match_info["application"]
     found = await reads.get_application(deps(request).pool, ref)
     if found is None:
@@ -256,11 +256,14 @@ def metadata_of(request: web.Request) -> Metadata:
     )
 
 
-async def _wait_if_asked(request: web.Request) -> None:
+async def wait_if_asked(request: web.Request, projection: str = reads.PROJECTION) -> None:
+    """Wait until `projection` has applied the request's `min_position`, if it gives one."""
     position = query_int(request, "min_position", ge=0)
     if position:
         api = deps(request)
-        await reads.wait_for_position(api.pool, position, timeout_s=api.read_wait_s)
+        await reads.wait_for_position(
+            api.pool, position, timeout_s=api.read_wait_s, projection=projection
+        )
 
 
 def _command(path: str, handler: Handler, name: str, summary: str, description: str) -> Route:

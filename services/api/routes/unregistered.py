@@ -12,12 +12,11 @@ from typing import Final
 
 from aiohttp import web
 
-from services.api import reads
 from services.api.auth import Access
 from services.api.decider import TargetNotFound
 from services.api.deps import deps
 from services.api.routes import Answer, Route
-from services.api.routes.applications import register_application
+from services.api.routes.applications import register_application, wait_if_asked
 from services.api.schemas import (
     APPLICATIONS_PAGE,
     ApplicationResource,
@@ -38,12 +37,7 @@ async def list_(request: web.Request) -> web.Response:
     limit = (
         query_int(request, "limit", ge=1, le=APPLICATIONS_PAGE.maximum) or APPLICATIONS_PAGE.default
     )
-    position = query_int(request, "min_position", ge=0)
-    if position:
-        api = deps(request)
-        await reads.wait_for_position(
-            api.pool, position, timeout_s=api.read_wait_s, projection=PROJECTION
-        )
+    await wait_if_asked(request, PROJECTION)
     items, next_cursor = await list_unregistered(
         deps(request).pool, repository_id=repository_id, after=after, limit=limit
     )
